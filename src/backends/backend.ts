@@ -1,0 +1,109 @@
+// The contract every backend satisfies. A backend owns one protocol: it turns
+// tool arguments into a structured request (pure), enriches it from the live
+// system's catalog (resolve), and executes it over connections it brokers.
+// Policy, approval, masking and the journal stay generic in the pipeline.
+
+import type { z } from 'zod';
+import type { SecretEnvironment, SecretRef } from '../config/secrets.js';
+
+/** How much a request can change. `unknown` is always denied by the pipeline. */
+export type Access = 'read' | 'write' | 'admin' | 'unknown';
+
+export const ACCESS_LEVELS: readonly Access[] = ['read', 'write', 'admin', 'unknown'];
+
+/** The one structured request all later stages work on. Pure data. */
+export interface ParsedRequest {
+  readonly tool: string;
+  readonly toolType: string;
+  readonly connection: string;
+  /** Backend vocabulary (select, insert, ddl, transaction, …) or `unknown`. */
+  readonly operation: string;
+  readonly access: Access;
+  /** Named resources touched: qualified tables for SQL. */
+  readonly resources: readonly string[];
+  /** Functions called, qualified where known. */
+  readonly functions: readonly string[];
+  /** Every field the request reads (`schema.table.column`): tells the mask stage what an error may carry. */
+  readonly reads: readonly string[];
+  /** One line for humans: approval prompts, the journal, `policy explain`. */
+  readonly summary: string;
+  /** Why it was classified this way (e.g. "data-modifying CTE"), for explain and refusals. */
+  readonly reasons: readonly string[];
+  /** The canonical input as the agent sent it (after validation), journaled with detectors applied. */
+  readonly input: Readonly<Record<string, unknown>>;
+  /** Backend-private facts (syntax tree, lineage); never journaled or shown. */
+  readonly detail: unknown;
+}
+
+export interface ColumnInfo {
+  readonly name: string;
+  readonly type: string;
+  /** Where the values come from, as `schema.table.column`; what column masking rules match. */
+  readonly sources: readonly string[];
+}
+
+/** What a backend returns; the mask stage rewrites it before it leaves the gateway. */
+export interface TabularResult {
+  readonly columns: readonly ColumnInfo[];
+  readonly rows: ReadonlyArray<ReadonlyArray<Cell>>;
+  /** The command tag (SELECT, UPDATE, …). */
+  readonly command: string;
+  /** Rows changed by a write, when the backend knows. */
+  readonly affectedRows: number | null;
+  readonly truncated: null | { readonly reason: 'rows' | 'bytes'; readonly limit: number };
+  /** Server notices, masked like everything else. */
+  readonly notices: readonly string[];
+  /** Size of the raw result in bytes as received. */
+  readonly bytes: number;
+}
+
+export type Cell = string | number | boolean | null;
+
+export interface ExecuteContext {
+  /** From the deciding rule, overriding the connection's default for writes. */
+  readonly maxAffectedRows?: number;
+}
+
+/**
+ * A backend's brokered connection. Credentials are resolved inside it and never
+ * leave: not in descriptions, answers, errors or the journal.
+ */
+export interface BackendConnection {
+  readonly name: string;
+  /** Catalog lookups that refine the parsed request (qualified names, function volatility). */
+  resolve(request: ParsedRequest): Promise<ParsedRequest>;
+  execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult>;
+  close(): Promise<void>;
+}
+
+export interface ConnectionDeclaration {
+  readonly kind: 'connection';
+  readonly name: string;
+  readonly type: string;
+  readonly description: string;
+}
+
+export interface Backend<C extends ConnectionDeclaration = ConnectionDeclaration> {
+  /** Connection `type:` in tools/*.yaml. */
+  readonly type: string;
+  /** Tool `type:` in tools/*.yaml served by this backend. */
+  readonly toolType: string;
+  /** Strict zod schema of this backend's connection declaration (kind, name, type included). */
+  readonly connectionSchema: z.ZodType<C>;
+  /** The operation vocabulary of parse(); rules naming anything else are config errors. */
+  readonly operations: readonly string[];
+  /** Tool input fields besides `connection` (zod shape), e.g. `{ sql }`. */
+  readonly inputShape: z.ZodRawShape;
+  /** A sentence for the tool description explaining what the tool does. */
+  readonly toolDescription: string;
+  /** Extra text about one connection for the tool description (limits). */
+  describeConnection(connection: C): string;
+  /** Pure: tool arguments → request. Throws DrawbridgeError for input it rejects. */
+  parse(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest;
+  /** Secret references the connection needs; `check` reports missing ones without printing values. */
+  secretsOf(connection: C): readonly SecretRefLike[];
+  /** Opens the brokered connection (lazily connecting); resolves secrets here and only here. */
+  connect(connection: C, environment: SecretEnvironment): BackendConnection;
+}
+
+export type SecretRefLike = SecretRef;

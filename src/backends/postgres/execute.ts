@@ -1,0 +1,255 @@
+// Runs one classified statement on a pooled connection, enforcing in the
+// database what the classifier decided: the extended query protocol (the
+// server itself refuses a second statement), reads inside BEGIN READ ONLY,
+// SET LOCAL statement_timeout and lock_timeout, row and byte caps, ROLLBACK
+// for reads, max_affected_rows for writes, and the connection discarded
+// whenever session state may have changed.
+
+import type { PoolClient } from 'pg';
+import type { Cell } from '../backend.js';
+import { DrawbridgeError } from '../../errors.js';
+
+export interface Limits {
+  readonly timeoutMs: number;
+  readonly lockTimeoutMs: number;
+  readonly maxRows: number;
+  readonly maxBytes: number;
+  readonly maxAffectedRows: number;
+}
+
+export interface Field {
+  readonly name: string;
+  readonly tableID: number;
+  readonly columnID: number;
+  readonly dataTypeID: number;
+}
+
+export interface RawResult {
+  readonly fields: readonly Field[];
+  readonly rows: Cell[][];
+  readonly command: string;
+  readonly rowCount: number | null;
+  readonly truncated: null | { reason: 'rows' | 'bytes'; limit: number };
+  readonly bytes: number;
+  readonly notices: string[];
+}
+
+/** A PostgreSQL error as the server sent it; its text is masked before it leaves. */
+export class ServerError extends Error {
+  constructor(
+    message: string,
+    readonly sqlstate: string,
+    readonly detail: string | undefined,
+    readonly hint: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+const TYPE_NAMES: Record<number, string> = {
+  16: 'bool', 17: 'bytea', 18: 'char', 19: 'name', 20: 'int8', 21: 'int2', 23: 'int4', 25: 'text', 26: 'oid',
+  114: 'json', 142: 'xml', 650: 'cidr', 700: 'float4', 701: 'float8', 790: 'money', 829: 'macaddr', 869: 'inet',
+  1042: 'bpchar', 1043: 'varchar', 1082: 'date', 1083: 'time', 1114: 'timestamp', 1184: 'timestamptz',
+  1186: 'interval', 1266: 'timetz', 1700: 'numeric', 2249: 'record', 2950: 'uuid', 3802: 'jsonb', 1009: 'text[]',
+  1007: 'int4[]', 1016: 'int8[]', 2205: 'regclass', 24: 'regproc', 3614: 'tsvector',
+};
+
+export function typeName(oid: number): string {
+  return TYPE_NAMES[oid] ?? `oid:${oid}`;
+}
+
+/** Numbers only where JSON keeps them exact; int8 and numeric stay text. */
+function toCell(value: string | null, dataTypeID: number): Cell {
+  if (value === null) return null;
+  switch (dataTypeID) {
+    case 21:
+    case 23:
+    case 26:
+      return Number(value);
+    case 700:
+    case 701: {
+      const n = Number(value);
+      return Number.isFinite(n) ? n : value;
+    }
+    case 16:
+      return value === 't';
+    default:
+      return value;
+  }
+}
+
+interface Connection {
+  parse(q: { text: string; name?: string; types?: unknown[] }): void;
+  bind(c: { portal?: string; statement?: string; values?: unknown[]; binary?: boolean; valueMapper?: unknown }): void;
+  describe(m: { type: 'P' | 'S'; name?: string }): void;
+  execute(c: { portal?: string; rows?: number }): void;
+  sync(): void;
+  stream: { cork?: () => void; uncork?: () => void };
+}
+
+/**
+ * A pg Submittable speaking the extended protocol directly: Parse/Bind/Describe
+ * /Execute(max rows + 1)/Sync. Parse of a multi-statement string fails on the
+ * server ("cannot insert multiple commands into a prepared statement"), a second
+ * wall behind the parser.
+ */
+class StatementRun {
+  private fields: Field[] = [];
+  private readonly rows: Cell[][] = [];
+  private bytes = 0;
+  private truncated: RawResult['truncated'] = null;
+  private command = '';
+  private rowCount: number | null = null;
+  private error: Error | null = null;
+  private settle: ((r: { ok: true } | { ok: false; error: Error }) => void) | null = null;
+  readonly done: Promise<{ ok: true } | { ok: false; error: Error }>;
+
+  constructor(
+    private readonly text: string,
+    private readonly limits: Pick<Limits, 'maxRows' | 'maxBytes'>,
+    /** Reads stop fetching after the cap; writes must run to completion so rowCount is known. */
+    private readonly fetchAll: boolean,
+  ) {
+    this.done = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  submit(connection: Connection): void {
+    connection.stream.cork?.();
+    try {
+      connection.parse({ text: this.text, name: '', types: [] });
+      connection.bind({ portal: '', statement: '', values: [], binary: false });
+      connection.describe({ type: 'P', name: '' });
+      connection.execute({ portal: '', rows: this.fetchAll ? 0 : this.limits.maxRows + 1 });
+      connection.sync();
+    } finally {
+      connection.stream.uncork?.();
+    }
+  }
+
+  handleRowDescription(msg: { fields: Field[] }): void {
+    this.fields = msg.fields.map((f) => ({ name: f.name, tableID: f.tableID, columnID: f.columnID, dataTypeID: f.dataTypeID }));
+  }
+
+  handleDataRow(msg: { fields: Array<string | null> }): void {
+    if (this.truncated) return;
+    if (this.rows.length >= this.limits.maxRows) {
+      this.truncated = { reason: 'rows', limit: this.limits.maxRows };
+      return;
+    }
+    let size = 0;
+    for (const f of msg.fields) size += f === null ? 0 : Buffer.byteLength(f);
+    if (this.bytes + size > this.limits.maxBytes) {
+      this.truncated = { reason: 'bytes', limit: this.limits.maxBytes };
+      return;
+    }
+    this.bytes += size;
+    this.rows.push(msg.fields.map((value, i) => toCell(value, this.fields[i]?.dataTypeID ?? 25)));
+  }
+
+  handleCommandComplete(msg: { command?: string; rowCount?: number | null; text?: string }): void {
+    this.command = msg.command ?? String(msg.text ?? '').split(' ')[0] ?? '';
+    this.rowCount = typeof msg.rowCount === 'number' ? msg.rowCount : null;
+  }
+
+  handlePortalSuspended(): void {
+    // More rows than max_rows + 1 remain: the cap already recorded truncation.
+    this.truncated ??= { reason: 'rows', limit: this.limits.maxRows };
+  }
+
+  handleEmptyQuery(): void {
+    this.command = 'EMPTY';
+  }
+
+  handleError(error: Error): void {
+    this.error ??= error;
+    // pg queues the next query until ReadyForQuery, so settling now is safe;
+    // when the connection died, no ReadyForQuery will come at all.
+    this.settle?.({ ok: false, error });
+  }
+
+  handleReadyForQuery(): void {
+    this.settle?.(this.error ? { ok: false, error: this.error } : { ok: true });
+  }
+
+  handleCopyInResponse(connection: { sendCopyFail(msg: string): void }): void {
+    connection.sendCopyFail('COPY is not supported through the gateway');
+  }
+
+  handleCopyData(): void {}
+
+  result(notices: string[]): RawResult {
+    return { fields: this.fields, rows: this.rows, command: this.command, rowCount: this.rowCount, truncated: this.truncated, bytes: this.bytes, notices };
+  }
+}
+
+export type RunMode = 'read' | 'write' | 'autocommit';
+
+export interface RunOutcome {
+  readonly result: RawResult;
+  /** The connection must not go back to the pool. */
+  readonly discard: boolean;
+}
+
+/** Runs `sql` (already classified) in the mode the access level requires. */
+export async function runStatement(client: PoolClient, sql: string, mode: RunMode, limits: Limits): Promise<RunOutcome> {
+  const notices: string[] = [];
+  const onNotice = (n: { message?: string; detail?: string }) => {
+    if (notices.length < 50) notices.push([n.message, n.detail].filter(Boolean).join(' — '));
+  };
+  client.on('notice', onNotice);
+  // A client-side guard in case the server stops answering: the session is then dropped.
+  let guard: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    guard = setTimeout(() => reject(new DrawbridgeError('backend.timeout', `No answer from the database within ${limits.timeoutMs + 5000} ms.`)), limits.timeoutMs + 5000);
+  });
+  try {
+    const settings = `SET LOCAL statement_timeout = ${Math.max(1, Math.floor(limits.timeoutMs))}; SET LOCAL lock_timeout = ${Math.max(1, Math.floor(limits.lockTimeoutMs))}; SET LOCAL idle_in_transaction_session_timeout = ${Math.floor(limits.timeoutMs) + 10000}`;
+    const body = async (): Promise<RunOutcome> => {
+      if (mode === 'autocommit') {
+        // Statements PostgreSQL refuses in a transaction block: session-level limits, then discard.
+        await client.query(settings.replace(/SET LOCAL/g, 'SET'));
+        const run = await submit(client, sql, limits, true);
+        return { result: run.result(notices), discard: true };
+      }
+      await client.query(`${mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN READ WRITE'}; ${settings}`);
+      let run: StatementRun;
+      try {
+        run = await submit(client, sql, limits, mode !== 'read');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+      const result = run.result(notices);
+      if (mode === 'read') {
+        await client.query('ROLLBACK');
+        return { result, discard: false };
+      }
+      if (result.rowCount !== null && result.rowCount > limits.maxAffectedRows) {
+        await client.query('ROLLBACK');
+        throw new DrawbridgeError('limits.affected_rows', `The write would change ${result.rowCount} rows, more than the limit of ${limits.maxAffectedRows}; it was rolled back and nothing changed.`, {
+          details: { affectedRows: result.rowCount, limit: limits.maxAffectedRows },
+        });
+      }
+      await client.query('COMMIT');
+      return { result, discard: false };
+    };
+    return await Promise.race([body(), timedOut]);
+  } finally {
+    clearTimeout(guard);
+    client.removeListener('notice', onNotice);
+  }
+}
+
+async function submit(client: PoolClient, sql: string, limits: Limits, fetchAll: boolean): Promise<StatementRun> {
+  const run = new StatementRun(sql, limits, fetchAll);
+  void client.query(run as never);
+  const settled = await run.done;
+  if (!settled.ok) throw toServerError(settled.error);
+  return run;
+}
+
+function toServerError(error: Error): Error {
+  const e = error as Error & { code?: string; detail?: string; hint?: string };
+  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return new ServerError(e.message, e.code, e.detail, e.hint);
+  return error;
+}

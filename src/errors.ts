@@ -1,0 +1,87 @@
+// The one catalog of errors meant for the agent or the operator, each with a
+// stable string code and a recovery hint, and the one place that turns them
+// into MCP tool results. Programmer mistakes are plain TypeErrors, never here.
+
+export type ErrorCode =
+  | 'config.invalid'
+  | 'config.secret_missing'
+  | 'identity.missing'
+  | 'input.invalid'
+  | 'tool.unknown'
+  | 'connection.unknown'
+  | 'policy.denied'
+  | 'policy.no_match'
+  | 'policy.needs_approval'
+  | 'policy.unclassified'
+  | 'sql.empty'
+  | 'sql.parse_error'
+  | 'sql.multiple_statements'
+  | 'sql.unknown_function'
+  | 'backend.unavailable'
+  | 'backend.timeout'
+  | 'backend.error'
+  | 'limits.affected_rows'
+  | 'journal.unavailable'
+  | 'internal';
+
+const HINTS: Record<ErrorCode, string> = {
+  'config.invalid': 'Fix the listed problems in tools/ or policies/ and run `drawbridge check`.',
+  'config.secret_missing': 'Set the referenced environment variable or file on the gateway host, then retry.',
+  'identity.missing': 'The gateway has no caller identity; the operator must configure one (kind: gateway, identity).',
+  'input.invalid': 'Check the tool arguments against the tool input schema and call again.',
+  'tool.unknown': 'Call one of the tools listed by tools/list.',
+  'connection.unknown': 'Use one of the connection names listed in the tool description.',
+  'policy.denied': 'This is refused by policy. Do not retry variants of it; ask a human if you need it.',
+  'policy.no_match': 'No policy rule allows this. Try a narrower request (for example a read), or ask the operator for a rule.',
+  'policy.needs_approval': 'This needs a human approval, which this gateway cannot collect yet. Ask a human to run it or to change the policy.',
+  'policy.unclassified': 'The gateway could not tell what this request does, so it is refused. Rewrite it as a plain statement.',
+  'sql.empty': 'Send one SQL statement.',
+  'sql.parse_error': 'Fix the SQL syntax (PostgreSQL grammar) and call again.',
+  'sql.multiple_statements': 'Send exactly one SQL statement per call, without transaction control.',
+  'sql.unknown_function': 'Check the function name and schema; list functions with a query on pg_proc if needed.',
+  'backend.unavailable': 'The backend could not be reached. Retry later or tell the operator.',
+  'backend.timeout': 'The statement hit the time limit. Narrow it (add filters or LIMIT) and call again.',
+  'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',
+  'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
+  'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
+  'internal': 'An unexpected gateway error occurred. Tell the operator; the journal has the details.',
+};
+
+export class DrawbridgeError extends Error {
+  override readonly name = 'DrawbridgeError';
+  readonly code: ErrorCode;
+  readonly hint: string;
+  /** Extra structured facts for the journal and structured output; never secrets. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.hint = options.hint ?? HINTS[code];
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+}
+
+export function isDrawbridgeError(value: unknown): value is DrawbridgeError {
+  return value instanceof DrawbridgeError;
+}
+
+/** Normalises anything thrown inside a call into a catalog error, hiding internals. */
+export function toDrawbridgeError(value: unknown): DrawbridgeError {
+  if (value instanceof DrawbridgeError) return value;
+  return new DrawbridgeError('internal', 'Internal gateway error.', { cause: value });
+}
+
+export interface ErrorToolResult {
+  [key: string]: unknown;
+  isError: true;
+  content: Array<{ type: 'text'; text: string }>;
+}
+
+/** The one mapping from a catalog error to what the agent sees. */
+export function toToolResult(error: DrawbridgeError): ErrorToolResult {
+  return {
+    isError: true,
+    content: [{ type: 'text', text: `${error.code}: ${error.message}\nWhat to do: ${error.hint}` }],
+  };
+}

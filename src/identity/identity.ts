@@ -1,0 +1,39 @@
+// Who is calling. An Identity is a frozen value produced by an IdentityProvider;
+// the pipeline only ever sees the value, so a token verifier (OIDC, a later
+// issue) slots in as another provider without touching the pipeline.
+
+export type IdentityKind = 'local' | 'oidc';
+
+export interface Identity {
+  readonly kind: IdentityKind;
+  readonly subject: string;
+  readonly groups: readonly string[];
+  /** The token issuer for OIDC identities; `local` for operator-declared ones. */
+  readonly issuer: string;
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
+/** Resolves the caller of one request. Per request, so HTTP transports can verify a token each time. */
+export interface IdentityProvider {
+  identify(request: { readonly authInfo?: unknown }): Identity;
+}
+
+export function makeIdentity(input: { kind: IdentityKind; subject: string; groups: readonly string[]; issuer: string; claims?: Record<string, unknown> }): Identity {
+  if (input.subject.trim() === '') throw new TypeError('identity subject must not be empty');
+  return Object.freeze({
+    kind: input.kind,
+    subject: input.subject,
+    groups: Object.freeze([...new Set(input.groups)]),
+    issuer: input.issuer,
+    claims: Object.freeze({ ...(input.claims ?? {}) }),
+  });
+}
+
+/**
+ * Local mode: the operator declares who the stdio caller is in policies/ (kind: gateway).
+ * The agent cannot influence it: it comes from the config, never from tool arguments.
+ */
+export function localIdentityProvider(declared: { subject: string; groups: readonly string[] }): IdentityProvider {
+  const identity = makeIdentity({ kind: 'local', subject: declared.subject, groups: declared.groups, issuer: 'local' });
+  return { identify: () => identity };
+}

@@ -1,0 +1,287 @@
+// The audit journal writer: an append-only, hash-chained SQLite (WAL) file.
+// Owns the schema, canonical JSON and record hashing; it does not verify
+// (verify.ts) or export (export.ts), and it knows nothing about policy.
+
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { DrawbridgeError } from '../errors.js';
+
+/** Kinds of journal records. Add new kinds (e.g. approval events) to this union. */
+export type RecordType = 'call' | 'outcome';
+
+export interface JournalRecord {
+  readonly seq: number;
+  readonly time: string;
+  readonly type: RecordType;
+  readonly callId: string;
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+export interface Journal {
+  /** Appends and returns only once the record is durable (committed; with sync 'full' fsynced). Throws DrawbridgeError('journal.unavailable', …) on any failure. */
+  append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date): JournalRecord;
+  close(): void;
+}
+
+export interface JournalOptions {
+  /** 'full' (default) fsyncs the WAL on every commit; 'normal' may lose the last commits on power loss. */
+  readonly sync?: 'full' | 'normal';
+}
+
+/** prev_hash of the first record. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** Stored in meta(key 'format_version'); bump when the record or hash layout changes. */
+export const JOURNAL_FORMAT_VERSION = '1';
+
+const BUSY_TIMEOUT_MS = 5_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+  seq INTEGER PRIMARY KEY,
+  time TEXT NOT NULL,
+  type TEXT NOT NULL,
+  call_id TEXT NOT NULL,
+  data TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_call_id ON records (call_id, type, seq);
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+BEGIN
+  SELECT RAISE(ABORT, 'journal records are append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+BEGIN
+  SELECT RAISE(ABORT, 'journal records are append-only');
+END;
+`;
+
+// ---------------------------------------------------------------------------
+// Canonical JSON and hashing
+
+/**
+ * Deterministic JSON: object keys sorted (by UTF-16 code unit), no whitespace.
+ * Object properties whose value is undefined are omitted (as JSON does), and
+ * values with toJSON (Date, Buffer) are converted first, so that
+ * canonicalJson(JSON.parse(canonicalJson(x))) === canonicalJson(x): verify
+ * recomputes hashes from the stored text, so this round-trip must be exact.
+ * Anything that JSON would silently drop or mangle inside data we hash
+ * (undefined in arrays, functions, symbols, bigint, NaN/Infinity, Map/Set and
+ * other non-plain objects, cycles) throws a TypeError instead.
+ */
+export function canonicalJson(value: unknown): string {
+  const out = encode(value, new Set<object>(), '$');
+  if (out === undefined) throw new TypeError('canonicalJson: top-level value is undefined');
+  return out;
+}
+
+function encode(value: unknown, stack: Set<object>, path: string): string | undefined {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: non-finite number at ${path}`);
+      return JSON.stringify(value);
+    case 'undefined':
+      return undefined;
+    case 'bigint':
+      throw new TypeError(`canonicalJson: bigint at ${path}`);
+    case 'function':
+      throw new TypeError(`canonicalJson: function at ${path}`);
+    case 'symbol':
+      throw new TypeError(`canonicalJson: symbol at ${path}`);
+    case 'object':
+      break;
+  }
+  const obj = value as object;
+  const toJSON = (obj as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') {
+    return encode((toJSON as (key: string) => unknown).call(obj, ''), stack, path);
+  }
+  if (stack.has(obj)) throw new TypeError(`canonicalJson: cycle at ${path}`);
+  stack.add(obj);
+  try {
+    if (Array.isArray(obj)) {
+      const parts: string[] = [];
+      for (let i = 0; i < obj.length; i++) {
+        const item = encode(obj[i], stack, `${path}[${i}]`);
+        if (item === undefined) throw new TypeError(`canonicalJson: undefined in array at ${path}[${i}]`);
+        parts.push(item);
+      }
+      return `[${parts.join(',')}]`;
+    }
+    const proto = Object.getPrototypeOf(obj) as unknown;
+    if (proto !== Object.prototype && proto !== null) {
+      throw new TypeError(`canonicalJson: non-plain object at ${path}`);
+    }
+    const record = obj as Record<string, unknown>;
+    const parts: string[] = [];
+    for (const key of Object.keys(record).sort()) {
+      const item = encode(record[key], stack, `${path}.${key}`);
+      if (item !== undefined) parts.push(`${JSON.stringify(key)}:${item}`);
+    }
+    return `{${parts.join(',')}}`;
+  } finally {
+    stack.delete(obj);
+  }
+}
+
+/** Hex sha256 over the canonical JSON of exactly {seq,time,type,callId,data,prevHash}. */
+export function recordHash(r: Omit<JournalRecord, 'hash'>): string {
+  const body = canonicalJson({
+    seq: r.seq,
+    time: r.time,
+    type: r.type,
+    callId: r.callId,
+    data: r.data,
+    prevHash: r.prevHash,
+  });
+  return createHash('sha256').update(body, 'utf8').digest('hex');
+}
+
+// ---------------------------------------------------------------------------
+// Writer
+
+function unavailable(message: string, path: string, cause: unknown): DrawbridgeError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new DrawbridgeError('journal.unavailable', `${message} (${path}): ${reason}`, {
+    details: { path },
+    cause,
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value as object)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+interface LastRow {
+  seq: number;
+  hash: string;
+}
+
+export function openJournal(path: string, options: JournalOptions = {}): Journal {
+  const sync = options.sync ?? 'full';
+  const inMemory = path === ':memory:';
+  let db: Database.Database;
+  try {
+    if (!inMemory) mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+  } catch (cause) {
+    throw unavailable('Cannot open the audit journal', path, cause);
+  }
+
+  try {
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    // WAL lets verify/export read while the gateway writes; refuse to run in
+    // a weaker mode silently (e.g. a filesystem without shared memory).
+    if (mode !== 'wal' && !(inMemory && mode === 'memory')) {
+      throw new Error(`journal_mode is ${String(mode)}, expected wal`);
+    }
+    db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
+    // Schema creation races with other processes opening the same file, so
+    // do it under the write lock.
+    db.transaction(() => {
+      db.exec(SCHEMA);
+      db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('format_version', ?)").run(JOURNAL_FORMAT_VERSION);
+      const version = db.prepare("SELECT value FROM meta WHERE key = 'format_version'").pluck().get();
+      if (version !== JOURNAL_FORMAT_VERSION) {
+        throw new Error(`unsupported journal format version ${String(version)} (expected ${JOURNAL_FORMAT_VERSION})`);
+      }
+    }).immediate();
+  } catch (cause) {
+    db.close();
+    throw unavailable('Cannot initialise the audit journal', path, cause);
+  }
+
+  const lastStmt = db.prepare('SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1');
+  const insertStmt = db.prepare(
+    'INSERT INTO records (seq, time, type, call_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+
+  // Reading the tail and inserting must happen under one write lock (BEGIN
+  // IMMEDIATE): otherwise two processes could both chain onto the same
+  // previous hash and fork the chain. Nothing is cached between calls for the
+  // same reason: another handle may have appended since.
+  const appendTx = db.transaction((type: RecordType, callId: string, dataJson: string, time: string): JournalRecord => {
+    const last = lastStmt.get() as LastRow | undefined;
+    const seq = last === undefined ? 1 : last.seq + 1;
+    const prevHash = last === undefined ? GENESIS_HASH : last.hash;
+    // Hash what verify will see: the data as parsed back from the stored text.
+    const data = deepFreeze(JSON.parse(dataJson) as Record<string, unknown>);
+    const hash = recordHash({ seq, time, type, callId, data, prevHash });
+    insertStmt.run(seq, time, type, callId, dataJson, prevHash, hash);
+    return Object.freeze({ seq, time, type, callId, data, prevHash, hash });
+  });
+
+  let closed = false;
+
+  return {
+    append(type, callId, data, now) {
+      try {
+        if (closed) throw new Error('journal is closed');
+        if (typeof type !== 'string' || (type as string) === '') throw new TypeError('record type must be a non-empty string');
+        if (typeof callId !== 'string') throw new TypeError('callId must be a string');
+        if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+          throw new TypeError('record data must be a plain object');
+        }
+        const time = (now ?? new Date()).toISOString();
+        const dataJson = canonicalJson(data);
+        // Returns only after COMMIT; with synchronous=FULL the WAL is fsynced
+        // first, so the gateway never acts on a call that is not on disk.
+        return appendTx.immediate(type, callId, dataJson, time);
+      } catch (cause) {
+        // Fail closed: every failure, including unserialisable data, becomes
+        // journal.unavailable so the caller refuses to execute the call.
+        throw unavailable('Cannot append to the audit journal', path, cause);
+      }
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
+
+/**
+ * Opens an existing journal read-only for verify/export. Throws
+ * journal.unavailable naming the path when it is missing or unreadable.
+ */
+export function openJournalReadOnly(path: string): Database.Database {
+  if (!existsSync(path)) {
+    throw new DrawbridgeError('journal.unavailable', `Audit journal not found: ${path}`, { details: { path } });
+  }
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+  } catch (cause) {
+    throw unavailable('Cannot open the audit journal for reading', path, cause);
+  }
+  try {
+    const version = db.prepare("SELECT value FROM meta WHERE key = 'format_version'").pluck().get();
+    if (version !== JOURNAL_FORMAT_VERSION) {
+      throw new Error(`unsupported journal format version ${String(version)} (expected ${JOURNAL_FORMAT_VERSION})`);
+    }
+  } catch (cause) {
+    db.close();
+    throw unavailable('Not a readable Drawbridge journal', path, cause);
+  }
+  return db;
+}

@@ -1,0 +1,136 @@
+// Verifies a journal file's hash chain, read-only, streaming record by record.
+// Reports the FIRST record that breaks the chain; it never repairs anything.
+// Without an externally kept head it cannot see a truncated or rewritten tail.
+
+import { DrawbridgeError } from '../errors.js';
+import { canonicalJson, GENESIS_HASH, openJournalReadOnly, recordHash, type RecordType } from './journal.js';
+
+export interface VerifyResult {
+  ok: boolean;
+  /** Number of records read. */
+  records: number;
+  /** Stored hash of the last record (64 zeros when empty). */
+  head: string;
+  firstBad?: { seq: number; reason: string };
+}
+
+export interface VerifyOptions {
+  /**
+   * A head hash kept outside the journal (e.g. printed at shutdown, shipped
+   * to another system). The journal must end exactly at it: this is the only
+   * way to detect records cut off the end, since a truncated chain is
+   * otherwise still a valid chain.
+   */
+  expectHead?: string;
+}
+
+interface Row {
+  seq: unknown;
+  time: unknown;
+  type: unknown;
+  call_id: unknown;
+  data: unknown;
+  prev_hash: unknown;
+  hash: unknown;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Returns why this row is bad, or undefined if it chains correctly onto the previous one. */
+function checkRow(row: Row, expectedSeq: number, prevHash: string): string | undefined {
+  const { seq, time, type, call_id: callId, data, prev_hash: storedPrev, hash } = row;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq)) return 'malformed seq';
+  if (typeof time !== 'string' || typeof type !== 'string' || typeof callId !== 'string' || typeof data !== 'string') {
+    return 'malformed columns (time, type, call_id and data must be text)';
+  }
+  if (typeof storedPrev !== 'string' || !HEX64.test(storedPrev)) return 'malformed prev_hash';
+  if (typeof hash !== 'string' || !HEX64.test(hash)) return 'malformed hash';
+  if (seq !== expectedSeq) {
+    return seq > expectedSeq
+      ? `seq gap: expected ${expectedSeq}, found ${seq} (record(s) ${expectedSeq}..${seq - 1} missing)`
+      : `seq out of order: expected ${expectedSeq}, found ${seq}`;
+  }
+  if (storedPrev !== prevHash) {
+    return expectedSeq === 1
+      ? 'prev_hash of the first record is not the genesis hash'
+      : `prev_hash does not match the hash of record ${expectedSeq - 1} (that record was altered, or records were removed or reordered)`;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return 'data is not valid JSON';
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return 'data is not a JSON object';
+  // The writer stores the canonical text; any other spelling was written by
+  // something else, even if it happens to parse to the same value.
+  let canonical: string;
+  try {
+    canonical = canonicalJson(parsed);
+  } catch {
+    return 'data is not in canonical form'; // e.g. 1e400 parses to Infinity
+  }
+  if (canonical !== data) return 'data is not in canonical form';
+  const expected = recordHash({
+    seq,
+    time,
+    type: type as RecordType,
+    callId,
+    data: parsed as Record<string, unknown>,
+    prevHash: storedPrev,
+  });
+  if (expected !== hash) return 'hash mismatch: record content or hash was edited';
+  return undefined;
+}
+
+export function verifyJournal(path: string, options: VerifyOptions = {}): VerifyResult {
+  const db = openJournalReadOnly(path);
+  try {
+    let records = 0;
+    let expectedSeq = 1;
+    let prevHash = GENESIS_HASH;
+    let lastSeq = 0;
+    let firstBad: VerifyResult['firstBad'];
+    const expectHead = options.expectHead?.toLowerCase();
+    let expectHeadSeq: number | undefined;
+
+    // One statement = one read transaction: a consistent snapshot even while
+    // the gateway keeps appending (WAL readers do not block the writer).
+    const rows = db.prepare('SELECT seq, time, type, call_id, data, prev_hash, hash FROM records ORDER BY seq').iterate() as IterableIterator<Row>;
+    for (const row of rows) {
+      records++;
+      const seq = typeof row.seq === 'number' ? row.seq : expectedSeq;
+      if (firstBad === undefined) {
+        const reason = checkRow(row, expectedSeq, prevHash);
+        if (reason !== undefined) firstBad = { seq, reason };
+      }
+      // Chain onto what is stored, so the damage is located at its first
+      // record rather than smeared over everything after it.
+      expectedSeq = seq + 1;
+      lastSeq = seq;
+      prevHash = String(row.hash);
+      if (expectHead !== undefined && prevHash === expectHead) expectHeadSeq = seq;
+    }
+
+    const head = prevHash;
+    if (firstBad === undefined && expectHead !== undefined && head !== expectHead) {
+      firstBad =
+        expectHeadSeq !== undefined
+          ? { seq: expectHeadSeq + 1, reason: `journal continues past the expected head (record ${expectHeadSeq}) with ${lastSeq - expectHeadSeq} more record(s)` }
+          : {
+              seq: lastSeq + 1,
+              reason: `head ${head} (record ${lastSeq}) differs from the expected head ${expectHead}: the tail was truncated or rewritten`,
+            };
+    }
+    return firstBad === undefined ? { ok: true, records, head } : { ok: false, records, head, firstBad };
+  } catch (cause) {
+    if (cause instanceof DrawbridgeError) throw cause;
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new DrawbridgeError('journal.unavailable', `Cannot read the audit journal (${path}): ${reason}`, {
+      details: { path },
+      cause,
+    });
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,34 @@
+// The shape of masking rules in policies/*.yaml: which columns are masked (by
+// qualified-name globs resolved from the data's lineage), which content
+// detectors run on every text value, and how values are replaced.
+
+import { z } from 'zod';
+import { DETECTOR_NAMES, type DetectorName } from './detectors.js';
+import { MASK_STYLES, type MaskStyle } from './styles.js';
+
+const oneOrMany = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+  .transform((value) => (Array.isArray(value) ? value : [value]));
+const style = z.enum(MASK_STYLES as unknown as [MaskStyle, ...MaskStyle[]]);
+const columnPattern = z.string().regex(/^[^.\s]+(\.[^.\s]+){0,2}$/, 'use column, table.column or schema.table.column (globs allowed)');
+
+export const maskingRuleSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
+  description: z.string().optional(),
+  match: z
+    .strictObject({
+      tool: oneOrMany.optional(),
+      connection: oneOrMany.optional(),
+      subject: oneOrMany.optional(),
+      groups: oneOrMany.optional(),
+    })
+    .default({}),
+  columns: z.array(z.union([columnPattern, z.strictObject({ column: columnPattern, style })])).default([]),
+  detectors: z
+    .union([z.literal('all'), z.array(z.enum(DETECTOR_NAMES as unknown as [DetectorName, ...DetectorName[]]))])
+    .transform((v) => (v === 'all' ? [...DETECTOR_NAMES] : v))
+    .default([]),
+  style: style.default('redact'),
+});
+
+export type MaskingRule = z.output<typeof maskingRuleSchema>;

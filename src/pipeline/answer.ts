@@ -1,0 +1,76 @@
+// The answer stage: a compact text table for the model plus the same data as
+// structuredContent (matching the tool's outputSchema). Input is already masked.
+
+import { z } from 'zod';
+import type { Cell, ParsedRequest, TabularResult } from '../backends/backend.js';
+import type { MaskCount } from '../masking/masker.js';
+import type { Decision } from '../policy/evaluate.js';
+
+const cell = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+/** outputSchema of tabular tools (zod shape for the MCP SDK). */
+export const tabularOutputShape = {
+  connection: z.string(),
+  command: z.string().describe('Command tag, e.g. SELECT or UPDATE'),
+  columns: z.array(z.object({ name: z.string(), type: z.string() })),
+  rows: z.array(z.array(cell)).describe('Rows as arrays in column order; masked values are replaced'),
+  rowCount: z.number().int(),
+  affectedRows: z.number().int().nullable(),
+  truncated: z.object({ reason: z.enum(['rows', 'bytes']), limit: z.number() }).nullable(),
+  masked: z.array(z.object({ target: z.string(), by: z.enum(['column', 'detector']), rule: z.string(), count: z.number().int() })),
+  notices: z.array(z.string()),
+  rule: z.string().nullable().describe('The policy rule that allowed the call'),
+  durationMs: z.number(),
+  callId: z.string().describe('Journal id of this call'),
+};
+
+export type StructuredAnswer = z.infer<z.ZodObject<typeof tabularOutputShape>>;
+
+const MAX_CELL = 200;
+
+function show(value: Cell): string {
+  if (value === null) return 'NULL';
+  const text = String(value).replace(/\r?\n/g, '\\n').replace(/\|/g, '\\|');
+  return text.length > MAX_CELL ? `${text.slice(0, MAX_CELL)}…(${text.length} chars)` : text;
+}
+
+export function renderAnswer(input: { callId: string; request: ParsedRequest; decision: Decision; result: TabularResult; masked: MaskCount[]; durationMs: number }): {
+  text: string;
+  structured: StructuredAnswer;
+} {
+  const { request, result, masked } = input;
+  const lines: string[] = [];
+  const count = result.columns.length > 0 ? `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}` : result.command;
+  const affected = result.affectedRows !== null ? `, ${result.affectedRows} affected` : '';
+  lines.push(`${request.connection} · ${request.summary} · ${count}${affected} · ${input.durationMs} ms`);
+  if (result.columns.length > 0) {
+    const header = result.columns.map((c) => c.name);
+    const body = result.rows.map((r) => r.map(show));
+    const widths = header.map((h, i) => Math.min(60, Math.max(h.length, ...body.map((r) => (r[i] ?? '').length))));
+    const fmt = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ').trimEnd();
+    lines.push(fmt(header), widths.map((w) => '-'.repeat(Math.max(1, w))).join('-+-'));
+    for (const r of body) lines.push(fmt(r));
+  }
+  if (result.truncated) {
+    lines.push(`(truncated: more than ${result.truncated.limit} ${result.truncated.reason}; add a WHERE clause or LIMIT to see the rest)`);
+  }
+  if (masked.length > 0) lines.push(`Masked: ${masked.map((m) => `${m.target} (${m.by}, ${m.count})`).join(', ')}`);
+  for (const n of result.notices) lines.push(`Notice: ${n}`);
+  return {
+    text: lines.join('\n'),
+    structured: {
+      connection: request.connection,
+      command: result.command,
+      columns: result.columns.map((c) => ({ name: c.name, type: c.type })),
+      rows: result.rows.map((r) => [...r]),
+      rowCount: result.rows.length,
+      affectedRows: result.affectedRows,
+      truncated: result.truncated ? { ...result.truncated } : null,
+      masked: masked.map((m) => ({ ...m })),
+      notices: [...result.notices],
+      rule: input.decision.rule?.name ?? null,
+      durationMs: input.durationMs,
+      callId: input.callId,
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// Vitest globalSetup: one throwaway PostgreSQL cluster for the whole test run,
+// seeded with the demo "shop" database. Provides connection URLs to tests via
+// inject(); tests must not stop the cluster or assume they are alone in it.
+
+import type { TestProject } from 'vitest/node';
+import { startCluster } from '../../src/devdb/cluster.js';
+import { seedDemo } from '../../src/devdb/seed.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgSuperuserUrl: string;
+    pgGatewayUrl: string;
+    pgDatabase: string;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const debug = process.env['DRAWBRIDGE_DEVDB_DEBUG'] === '1';
+  const cluster = await startCluster(debug ? { log: (line) => process.stderr.write(`[devdb] ${line}\n`) } : {});
+  try {
+    const seeded = await seedDemo(cluster);
+    project.provide('pgSuperuserUrl', seeded.superuserUrl);
+    project.provide('pgGatewayUrl', seeded.gatewayUrl);
+    project.provide('pgDatabase', seeded.database);
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return async () => {
+    await cluster.stop();
+  };
+}
