@@ -13,9 +13,8 @@
 
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { BackendConnection, ParsedRequest, TabularResult } from '../backends/backend.js';
+import type { ParsedRequest, TabularResult } from '../backends/backend.js';
 import type { GatewayConfig, LoadedTool } from '../config/schema.js';
-import type { SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError, toDrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Journal } from '../journal/journal.js';
@@ -23,42 +22,7 @@ import { DETECTOR_NAMES } from '../masking/detectors.js';
 import { applicableRules, createMasker, type MaskCount, type Masker } from '../masking/masker.js';
 import { evaluate, type Decision } from '../policy/evaluate.js';
 import { renderAnswer, type StructuredAnswer } from './answer.js';
-
-export interface Gateway {
-  readonly config: GatewayConfig;
-  readonly journal: Journal;
-  readonly maskKey: Uint8Array;
-  readonly environment: SecretEnvironment;
-  readonly clock: () => Date;
-  /** Brokered connections, opened on first use. */
-  connection(name: string): BackendConnection;
-  close(): Promise<void>;
-}
-
-export function createGateway(options: { config: GatewayConfig; journal: Journal; maskKey: Uint8Array; environment: SecretEnvironment; clock?: () => Date }): Gateway {
-  const open = new Map<string, BackendConnection>();
-  return {
-    config: options.config,
-    journal: options.journal,
-    maskKey: options.maskKey,
-    environment: options.environment,
-    clock: options.clock ?? (() => new Date()),
-    connection(name) {
-      const existing = open.get(name);
-      if (existing) return existing;
-      const loaded = options.config.connections.get(name);
-      if (!loaded) throw new DrawbridgeError('connection.unknown', `There is no connection named "${name}".`);
-      const created = loaded.backend.connect(loaded.declaration, options.environment);
-      open.set(name, created);
-      return created;
-    },
-    async close() {
-      await Promise.allSettled([...open.values()].map((c) => c.close()));
-      open.clear();
-      options.journal.close();
-    },
-  };
-}
+import type { Gateway } from './gateway.js';
 
 export interface CallInput {
   readonly tool: string;

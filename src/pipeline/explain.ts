@@ -1,0 +1,88 @@
+// `policy explain`: the pipeline's first stages (parse → resolve → decide)
+// without journaling or executing, so operators can see how a request is
+// classified and which rule decides it. The catalog may be consulted (read
+// only, metadata); with `offline` it is not and volatility stays unchecked.
+
+import type { ParsedRequest } from '../backends/backend.js';
+import { DrawbridgeError, toDrawbridgeError } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import { evaluate } from '../policy/evaluate.js';
+import type { Gateway } from './gateway.js';
+
+export interface Explanation {
+  readonly identity: { subject: string; groups: readonly string[]; kind: string };
+  readonly request: Omit<ParsedRequest, 'detail'> | null;
+  readonly catalog: 'consulted' | 'offline' | 'unreachable';
+  readonly matched: ReadonlyArray<{ name: string; effect: string }>;
+  readonly decision: { effect: string; rule: string | null; message: string; code: string | null };
+  readonly error: { code: string; message: string } | null;
+}
+
+export async function explain(
+  gateway: Gateway,
+  options: { tool: string; connection: string; input: Record<string, unknown>; identity: Identity; offline: boolean },
+): Promise<Explanation> {
+  const identity = { subject: options.identity.subject, groups: options.identity.groups, kind: options.identity.kind };
+  const tool = gateway.config.tools.get(options.tool);
+  const refused = (error: DrawbridgeError, request: ParsedRequest | null = null, catalog: Explanation['catalog'] = 'offline'): Explanation => ({
+    identity,
+    request: request ? strip(request) : null,
+    catalog,
+    matched: [],
+    decision: { effect: 'deny', rule: null, message: error.message, code: error.code },
+    error: { code: error.code, message: error.message },
+  });
+  if (!tool) return refused(new DrawbridgeError('tool.unknown', `There is no tool named "${options.tool}" (declared: ${[...gateway.config.tools.keys()].join(', ')}).`));
+  if (!tool.declaration.connections.includes(options.connection)) {
+    return refused(new DrawbridgeError('connection.unknown', `Tool ${options.tool} has no connection "${options.connection}" (declared: ${tool.declaration.connections.join(', ')}).`));
+  }
+  let request: ParsedRequest;
+  try {
+    request = tool.backend.parse({ ...options.input, connection: options.connection }, { tool: options.tool, connection: options.connection });
+  } catch (error) {
+    return refused(toDrawbridgeError(error));
+  }
+  let catalog: Explanation['catalog'] = 'offline';
+  if (!options.offline) {
+    try {
+      request = await gateway.connection(options.connection).resolve(request);
+      catalog = 'consulted';
+    } catch (error) {
+      const e = toDrawbridgeError(error);
+      if (e.code !== 'backend.unavailable' && e.code !== 'config.secret_missing') return refused(e, request, 'consulted');
+      catalog = 'unreachable';
+    }
+  }
+  const decision = evaluate(request, options.identity, gateway.config.rules, gateway.clock());
+  return {
+    identity,
+    request: strip(request),
+    catalog,
+    matched: decision.matched.map((r) => ({ name: r.name, effect: r.effect })),
+    decision: { effect: decision.effect, rule: decision.rule?.name ?? null, message: decision.message, code: decision.code },
+    error: null,
+  };
+}
+
+function strip(request: ParsedRequest): Omit<ParsedRequest, 'detail'> {
+  const { detail: _detail, ...rest } = request;
+  return rest;
+}
+
+export function formatExplanation(e: Explanation): string {
+  const lines: string[] = [];
+  lines.push(`Identity:   ${e.identity.subject} [${e.identity.kind}] groups: ${e.identity.groups.join(', ') || '(none)'}`);
+  if (e.request) {
+    const r = e.request;
+    lines.push(`Request:    ${r.tool} on ${r.connection}`);
+    lines.push(`  operation ${r.operation}   access ${r.access}`);
+    lines.push(`  tables    ${r.resources.join(', ') || '(none)'}`);
+    lines.push(`  functions ${r.functions.join(', ') || '(none)'}`);
+    lines.push(`  because   ${r.reasons.join('; ')}`);
+    if (e.catalog !== 'consulted') lines.push(`  catalog   ${e.catalog}: table schemas and function volatility were not checked against the server`);
+  }
+  if (e.error) lines.push(`Refused before policy: ${e.error.code}: ${e.error.message}`);
+  else lines.push(`Matched:    ${e.matched.map((m) => `${m.name} (${m.effect})`).join(', ') || '(no rule)'}`);
+  lines.push(`Decision:   ${e.decision.effect.toUpperCase()}${e.decision.rule ? ` by rule ${e.decision.rule}` : ''} — ${e.decision.message}`);
+  return `${lines.join('\n')}\n`;
+}

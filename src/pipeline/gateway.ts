@@ -1,0 +1,57 @@
+// The running gateway: validated config, journal, masking key and the
+// brokered backend connections (opened on first use, so a missing secret only
+// refuses the calls that need it). `openGateway` is what `serve` and the tests use.
+
+import { randomBytes } from 'node:crypto';
+import type { BackendConnection } from '../backends/backend.js';
+import { loadParser } from '../backends/postgres/ast.js';
+import { loadConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
+import { DrawbridgeError } from '../errors.js';
+import { openJournal, type Journal } from '../journal/journal.js';
+
+export interface Gateway {
+  readonly config: GatewayConfig;
+  readonly journal: Journal;
+  readonly maskKey: Uint8Array;
+  readonly environment: SecretEnvironment;
+  readonly clock: () => Date;
+  /** Brokered connections, opened on first use. */
+  connection(name: string): BackendConnection;
+  close(): Promise<void>;
+}
+
+export function createGateway(options: { config: GatewayConfig; journal: Journal; maskKey: Uint8Array; environment: SecretEnvironment; clock?: () => Date }): Gateway {
+  const open = new Map<string, BackendConnection>();
+  return {
+    config: options.config,
+    journal: options.journal,
+    maskKey: options.maskKey,
+    environment: options.environment,
+    clock: options.clock ?? (() => new Date()),
+    connection(name) {
+      const existing = open.get(name);
+      if (existing) return existing;
+      const loaded = options.config.connections.get(name);
+      if (!loaded) throw new DrawbridgeError('connection.unknown', `There is no connection named "${name}".`);
+      const created = loaded.backend.connect(loaded.declaration, options.environment);
+      open.set(name, created);
+      return created;
+    },
+    async close() {
+      await Promise.allSettled([...open.values()].map((c) => c.close()));
+      open.clear();
+      options.journal.close();
+    },
+  };
+}
+
+export async function openGateway(options: { configDir: string; env?: Readonly<Record<string, string | undefined>>; clock?: () => Date; journalPath?: string }): Promise<Gateway> {
+  const config = loadConfig(options.configDir);
+  const environment: SecretEnvironment = { env: options.env ?? process.env, baseDir: config.dir };
+  await loadParser();
+  const maskKey = config.hashKey ? new TextEncoder().encode(resolveSecret(config.hashKey, environment)) : new Uint8Array(randomBytes(32));
+  const journal = openJournal(options.journalPath ?? config.journal.path, { sync: config.journal.sync });
+  return createGateway({ config, journal, maskKey, environment, ...(options.clock ? { clock: options.clock } : {}) });
+}

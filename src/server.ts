@@ -1,0 +1,101 @@
+// The MCP wiring: tools are registered from the config (connection is an enum
+// of declared names; the description says what each connection is and which
+// rules apply), and every tools/call goes through the pipeline. Uses the SDK's
+// low-level Server so that even malformed calls reach the pipeline and the
+// journal instead of being rejected before them.
+
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import type { GatewayConfig, LoadedTool } from './config/schema.js';
+import type { IdentityProvider } from './identity/identity.js';
+import { tabularOutputShape } from './pipeline/answer.js';
+import { callTool, inputSchemaFor } from './pipeline/callTool.js';
+import type { Gateway } from './pipeline/gateway.js';
+import { anyGlob } from './policy/match.js';
+
+export const SERVER_NAME = 'drawbridge';
+export const SERVER_VERSION = '0.1.0';
+
+const outputSchema = z.toJSONSchema(z.object(tabularOutputShape)) as Tool['outputSchema'];
+
+export function describeTools(config: GatewayConfig): Tool[] {
+  return [...config.tools.values()].map((tool) => {
+    const inputSchema = z.toJSONSchema(inputSchemaFor(tool)) as Record<string, unknown>;
+    delete inputSchema['$schema'];
+    const props = (inputSchema['properties'] ?? {}) as Record<string, Record<string, unknown>>;
+    if (props['connection']) props['connection']['description'] = 'Which declared connection to use (see the tool description).';
+    const readOnly = !mayChangeData(config, tool);
+    return {
+      name: tool.declaration.name,
+      title: tool.declaration.name,
+      description: describe(config, tool),
+      inputSchema: inputSchema as Tool['inputSchema'],
+      outputSchema,
+      annotations: {
+        // Honest hints: read-only only when no rule could ever allow a change through this tool.
+        readOnlyHint: readOnly,
+        destructiveHint: !readOnly,
+        idempotentHint: false,
+        openWorldHint: false,
+      },
+    };
+  });
+}
+
+function mayChangeData(config: GatewayConfig, tool: LoadedTool): boolean {
+  return config.rules.some(
+    (r) => r.effect !== 'deny' && (!r.match.tool || anyGlob(r.match.tool, tool.declaration.name)) && (!r.match.access || r.match.access.some((a) => a !== 'read')),
+  );
+}
+
+function describe(config: GatewayConfig, tool: LoadedTool): string {
+  const lines = [tool.declaration.description ?? tool.backend.toolDescription, '', 'Connections:'];
+  for (const name of tool.declaration.connections) {
+    const c = config.connections.get(name);
+    if (c) lines.push(`- ${name}: ${tool.backend.describeConnection(c.declaration)}`);
+  }
+  const rules = config.rules.filter((r) => !r.match.tool || anyGlob(r.match.tool, tool.declaration.name));
+  if (rules.length > 0) {
+    lines.push('', 'Policy (deny wins, then approve, then allow; anything else is refused):');
+    for (const r of rules) {
+      const what = [r.match.access?.join('/'), r.match.operation?.join('/'), r.match.connection && `on ${r.match.connection.join(', ')}`, r.match.tables && `tables ${r.match.tables.join(', ')}`, r.match.groups && `for ${r.match.groups.join(', ')}`]
+        .filter(Boolean)
+        .join(' ');
+      lines.push(`- ${r.effect} ${what || 'everything'}${r.message ? `: ${r.message}` : ''}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+export function createMcpServer(gateway: Gateway, identities: IdentityProvider): Server {
+  const server = new Server({ name: SERVER_NAME, version: SERVER_VERSION }, { capabilities: { tools: {} } });
+  const tools = describeTools(gateway.config);
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }));
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
+    let identity = null;
+    try {
+      identity = identities.identify({ authInfo: extra.authInfo });
+    } catch {
+      identity = null; // the pipeline refuses a call without identity, and journals it
+    }
+    const client = server.getClientVersion();
+    const result = await callTool(gateway, {
+      tool: request.params.name,
+      args: request.params.arguments ?? {},
+      identity,
+      ...(client ? { client: { name: client.name, version: client.version } } : {}),
+    });
+    if (!result.ok) return { isError: true, content: [{ type: 'text', text: result.text }] };
+    return { content: [{ type: 'text', text: result.text }], structuredContent: result.structured };
+  });
+  return server;
+}
+
+export async function serveStdio(gateway: Gateway, identities: IdentityProvider): Promise<Server> {
+  const server = createMcpServer(gateway, identities);
+  const transport = new StdioServerTransport();
+  await server.connect(transport);
+  return server;
+}
