@@ -11,6 +11,11 @@ declare module 'vitest' {
     pgSuperuserUrl: string;
     pgGatewayUrl: string;
     pgDatabase: string;
+    /** A seeded database nobody connects to, for `CREATE DATABASE … TEMPLATE` (see test/support/fixtures.ts). */
+    pgTemplate: string;
+    /** Superuser URL of the maintenance database `postgres`. */
+    pgAdminUrl: string;
+    pgGatewayPassword: string;
   }
 }
 
@@ -18,7 +23,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const debug = process.env['DRAWBRIDGE_DEVDB_DEBUG'] === '1';
   const cluster = await startCluster(debug ? { log: (line) => process.stderr.write(`[devdb] ${line}\n`) } : {});
   try {
-    const seeded = await seedDemo(cluster);
+    const password = 'gateway-test-password';
+    const seeded = await seedDemo(cluster, { gatewayPassword: password });
+    await seedDemo(cluster, { database: 'shop_template', gatewayPassword: password });
+    project.provide('pgTemplate', 'shop_template');
+    project.provide('pgAdminUrl', cluster.superuserUrl);
+    project.provide('pgGatewayPassword', password);
     project.provide('pgSuperuserUrl', seeded.superuserUrl);
     project.provide('pgGatewayUrl', seeded.gatewayUrl);
     project.provide('pgDatabase', seeded.database);

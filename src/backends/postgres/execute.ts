@@ -146,9 +146,12 @@ class StatementRun {
     this.rows.push(msg.fields.map((value, i) => toCell(value, this.fields[i]?.dataTypeID ?? 25)));
   }
 
-  handleCommandComplete(msg: { command?: string; rowCount?: number | null; text?: string }): void {
-    this.command = msg.command ?? String(msg.text ?? '').split(' ')[0] ?? '';
-    this.rowCount = typeof msg.rowCount === 'number' ? msg.rowCount : null;
+  handleCommandComplete(msg: { text?: string }): void {
+    // The command tag: "SELECT 3", "UPDATE 2", "INSERT 0 5" (oid, then count), "CREATE TABLE".
+    const match = /^([A-Za-z]+(?: [A-Za-z]+)*?)(?: (\d+))?(?: (\d+))?$/.exec(String(msg.text ?? ''));
+    this.command = match?.[1] ?? String(msg.text ?? '');
+    const count = match?.[3] ?? match?.[2];
+    this.rowCount = count === undefined ? null : Number(count);
   }
 
   handlePortalSuspended(): void {
