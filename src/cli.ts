@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from './config/load.js';
+import { resolveSecret, type SecretRef } from './config/secrets.js';
 import { DrawbridgeError, isDrawbridgeError } from './errors.js';
 import { localIdentityProvider, makeIdentity, type Identity } from './identity/identity.js';
 import { exportLines, type ExportFilter } from './journal/export.js';
@@ -96,12 +97,28 @@ function check(args: string[]): number {
   const dir = configDir(values.config);
   try {
     const config = loadConfig(dir);
-    const secrets = [...config.connections.values()].flatMap((c) => c.backend.secretsOf(c.declaration).map((s) => `${c.declaration.name}: ${s.describe}`));
+    const environment = { env: process.env, baseDir: config.dir };
+    const unresolved: string[] = [];
+    // Resolve each reference to see whether it is available here; the value is dropped at once, never printed.
+    const probe = (owner: string, ref: SecretRef) => {
+      try {
+        resolveSecret(ref, environment);
+      } catch (error) {
+        unresolved.push(`${owner}: ${isDrawbridgeError(error) ? error.message : 'cannot be resolved'}`);
+      }
+    };
+    const secrets = [...config.connections.values()].flatMap((c) =>
+      c.backend.secretsOf(c.declaration).map((ref) => {
+        probe(`connection ${c.declaration.name}`, ref);
+        return `${c.declaration.name}: ${ref.describe}`;
+      }),
+    );
+    if (config.hashKey) probe('masking.hash_key', config.hashKey);
     process.stdout.write(
       `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
         (config.identity ? `identity: ${config.identity.subject} [local] groups: ${config.identity.groups.join(', ') || '(none)'}\n` : '') +
         (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
-        config.warnings.map((w) => `warning: ${w}\n`).join(''),
+        [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),
     );
     return 0;
   } catch (error) {

@@ -63,7 +63,7 @@ function describe(config: GatewayConfig, tool: LoadedTool): string {
       const what = [r.match.access?.join('/'), r.match.operation?.join('/'), r.match.connection && `on ${r.match.connection.join(', ')}`, r.match.tables && `tables ${r.match.tables.join(', ')}`, r.match.groups && `for ${r.match.groups.join(', ')}`]
         .filter(Boolean)
         .join(' ');
-      lines.push(`- ${r.effect} ${what || 'everything'}${r.message ? `: ${r.message}` : ''}`);
+      lines.push(`- ${r.name}: ${r.effect} ${what || 'everything'}${r.message ? ` (${r.message})` : ''}`);
     }
   }
   return lines.join('\n');

@@ -5,16 +5,17 @@
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { Document, LineCounter, parseAllDocuments, isMap, isPair, isScalar } from 'yaml';
-import type { z } from 'zod';
+import { Document, LineCounter, parseAllDocuments, isMap, isPair, isScalar, visit } from 'yaml';
+import { z } from 'zod';
 import type { Backend, ConnectionDeclaration } from '../backends/backend.js';
 import { BACKENDS, backendForConnectionType, backendForToolType, KNOWN_OPERATIONS } from '../backends/index.js';
 import { DrawbridgeError } from '../errors.js';
 import type { MaskingRule } from '../masking/rules.js';
-import type { Rule } from '../policy/schema.js';
+import { maskingRuleSchema } from '../masking/rules.js';
+import { globMatch } from '../policy/match.js';
+import { matchSchema, ruleSchema, type Rule, type RuleMatch } from '../policy/schema.js';
 import {
   gatewaySchema,
-  policySchema,
   toolSchema,
   type GatewayConfig,
   type GatewayDeclaration,
@@ -22,7 +23,7 @@ import {
   type LoadedTool,
   type SourceLocation,
 } from './schema.js';
-import { looksLikeInlineCredential } from './secrets.js';
+import { containsInlineCredential } from './secrets.js';
 
 export interface ConfigProblem {
   readonly file: string;
@@ -53,6 +54,7 @@ export function loadConfig(dir: string): GatewayConfig {
   const root = resolve(dir);
   const problems: ConfigProblem[] = [];
   const documents: RawDocument[] = [];
+  const fileOrder = new Map<string, number>();
   const present = ['tools', 'policies'].filter((sub) => existsSync(join(root, sub)) && statSync(join(root, sub)).isDirectory());
   if (present.length === 0) {
     throw new ConfigError([{ file: root, line: 0, message: 'no tools/ or policies/ directory here; pass --config DIR pointing at the directory that holds them' }]);
@@ -60,13 +62,15 @@ export function loadConfig(dir: string): GatewayConfig {
   for (const sub of present) {
     for (const name of readdirSync(join(root, sub)).filter((n) => /\.ya?ml$/.test(n)).sort()) {
       const path = join(root, sub, name);
-      const file = relative(process.cwd(), path) || path;
+      const file = displayPath(path);
+      fileOrder.set(file, fileOrder.size);
       const lines = new LineCounter();
+      // prettyErrors stays off: pretty messages quote the source line, which may hold a secret.
       const parsed = parseAllDocuments(readFileSync(path, 'utf8'), { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
       const list = Array.isArray(parsed) ? parsed : [];
       for (const doc of list) {
         if (doc.errors.length > 0) {
-          for (const e of doc.errors) problems.push({ file, line: e.linePos?.[0]?.line ?? 0, message: `YAML: ${e.message.split('\n')[0]}` });
+          for (const e of doc.errors) problems.push({ file, line: lines.linePos(e.pos[0]).line, message: `YAML: ${e.message.split('\n')[0]}` });
           continue;
         }
         const value: unknown = doc.toJS();
@@ -78,110 +82,173 @@ export function loadConfig(dir: string): GatewayConfig {
 
   const connections = new Map<string, LoadedConnection>();
   const tools = new Map<string, LoadedTool>();
-  const rules: Array<{ rule: Rule; at: SourceLocation; index: number; doc: RawDocument }> = [];
-  const masking: Array<{ rule: MaskingRule; doc: RawDocument; index: number }> = [];
-  let gateway: { value: GatewayDeclaration; at: SourceLocation } | null = null;
+  const rules: Rule[] = [];
+  const masking: MaskingRule[] = [];
+  // Names of declarations that failed validation: their problems are already
+  // reported, so references to them must not add "not declared" noise.
+  const brokenConnections = new Set<string>();
+  const brokenTools = new Set<string>();
+  // Every rule's match (valid rule or not) is checked against declared names.
+  const matches: Array<{ match: Partial<RuleMatch>; doc: RawDocument; path: Array<string | number> }> = [];
+  const ruleNames = new Map<string, SourceLocation>();
+  let gateway: { value: GatewayDeclaration } | null = null;
   const warnings: string[] = [];
+
+  let firstGateway: SourceLocation | null = null;
+  const firstConnection = new Map<string, SourceLocation>();
+  const firstTool = new Map<string, SourceLocation>();
+  /** Reports a second declaration of a name; true when `name` was already declared. */
+  const duplicate = (what: string, seen: Map<string, SourceLocation>, raw: RawDocument, name: unknown): boolean => {
+    if (typeof name !== 'string') return false;
+    const first = seen.get(name);
+    if (first) {
+      problems.push({ ...locate(raw, ['name']), message: `${what} "${name}" is declared twice (first at ${show(first)})` });
+      return true;
+    }
+    seen.set(name, locate(raw, []));
+    return false;
+  };
 
   for (const raw of documents) {
     const at = locate(raw, []);
-    const kind = typeof raw.value === 'object' && raw.value !== null && !Array.isArray(raw.value) ? (raw.value as Record<string, unknown>)['kind'] : undefined;
-    const validate = <S extends z.ZodType>(schema: S): z.output<S> | null => {
-      const result = schema.safeParse(raw.value);
+    const object = typeof raw.value === 'object' && raw.value !== null && !Array.isArray(raw.value) ? (raw.value as Record<string, unknown>) : null;
+    const kind = object?.['kind'];
+    const validate = <S extends z.ZodType>(schema: S, value: unknown = raw.value, prefix: Array<string | number> = []): z.output<S> | null => {
+      const result = schema.safeParse(value);
       if (result.success) return result.data as z.output<S>;
-      for (const issue of result.error.issues) problems.push(...issueProblems(raw, issue));
+      for (const issue of result.error.issues) problems.push(...issueProblems(raw, { ...issue, path: [...prefix, ...issue.path] } as z.core.$ZodIssue));
       return null;
     };
+    // Secrets are referenced, never written: any value anywhere that carries a
+    // password is refused (a description is shown to the agent, too). The
+    // message names the field, never the value.
+    visit(raw.doc, {
+      Scalar(key, node, path) {
+        if (key === 'key' || typeof node.value !== 'string' || !containsInlineCredential(node.value)) return;
+        const field = path.filter((n) => isPair(n) && isScalar(n.key)).map((n) => String((n as { key: { value: unknown } }).key.value)).join('.') || 'value';
+        problems.push({
+          file: raw.file,
+          line: node.range ? raw.lines.linePos(node.range[0]).line : at.line,
+          message: `${field}: a password is written inline; reference it instead, e.g. url: \${ORDERS_URL} or url: { file: /run/secrets/orders-url }`,
+        });
+      },
+    });
     switch (kind) {
       case 'connection': {
-        const type = (raw.value as Record<string, unknown>)['type'];
+        const type = object?.['type'];
         const backend = typeof type === 'string' ? backendForConnectionType(type) : undefined;
+        const isDuplicate = duplicate('connection', firstConnection, raw, object?.['name']);
         if (!backend) {
           problems.push({ ...locate(raw, ['type']), message: `connection type must be one of: ${BACKENDS.map((b) => b.type).join(', ')}` });
+          if (typeof object?.['name'] === 'string') brokenConnections.add(object['name']);
           break;
         }
         const declaration = validate(backend.connectionSchema) as ConnectionDeclaration | null;
-        if (!declaration) break;
-        if (connections.has(declaration.name)) {
-          problems.push({ ...locate(raw, ['name']), message: `connection "${declaration.name}" is declared twice (first at ${show(connections.get(declaration.name)?.source)})` });
+        if (!declaration) {
+          if (typeof object?.['name'] === 'string') brokenConnections.add(object['name']);
           break;
         }
-        for (const secret of backend.secretsOf(declaration)) {
-          if (looksLikeInlineCredential(secret as never)) {
-            problems.push({ ...locate(raw, ['url']), message: 'a password is written inline; reference it instead, e.g. url: ${ORDERS_URL} or url: { file: /run/secrets/orders-url }' });
-          }
-        }
-        connections.set(declaration.name, { declaration, backend, source: at });
+        if (!isDuplicate) connections.set(declaration.name, { declaration, backend, source: at });
         break;
       }
       case 'tool': {
+        const isDuplicate = duplicate('tool', firstTool, raw, object?.['name']);
         const declaration = validate(toolSchema);
-        if (!declaration) break;
+        if (!declaration) {
+          if (typeof object?.['name'] === 'string') brokenTools.add(object['name']);
+          break;
+        }
         const backend = backendForToolType(declaration.type);
         if (!backend) {
           problems.push({ ...locate(raw, ['type']), message: `tool type must be one of: ${BACKENDS.map((b) => b.toolType).join(', ')}` });
+          brokenTools.add(declaration.name);
           break;
         }
-        if (tools.has(declaration.name)) {
-          problems.push({ ...locate(raw, ['name']), message: `tool "${declaration.name}" is declared twice (first at ${show(tools.get(declaration.name)?.source)})` });
-          break;
-        }
-        tools.set(declaration.name, { declaration, backend, source: at });
+        if (!isDuplicate) tools.set(declaration.name, { declaration, backend, source: at });
         break;
       }
       case 'policy': {
-        const policy = validate(policySchema);
+        // Rules and masking rules are validated one by one, so one broken rule
+        // does not hide the problems (or the typos) of the others.
+        const policy = validate(policyEnvelopeSchema);
         if (!policy) break;
-        policy.rules.forEach((rule, index) => rules.push({ rule, at: locate(raw, ['rules', index]), index, doc: raw }));
-        policy.masking.forEach((rule, index) => masking.push({ rule, doc: raw, index }));
+        policy.rules.forEach((value, index) => {
+          const path = ['rules', index];
+          const name = (value as { name?: unknown } | null)?.name;
+          if (typeof name === 'string') {
+            const previous = ruleNames.get(name);
+            if (previous) problems.push({ ...locate(raw, [...path, 'name']), message: `rule name "${name}" is used twice (also at ${show(previous)}); names identify rules in the journal` });
+            else ruleNames.set(name, locate(raw, path));
+          }
+          const rule = validate(ruleSchema, value, path);
+          const match = rule?.match ?? matchSchema.safeParse((value as { match?: unknown } | null)?.match).data;
+          if (match) matches.push({ match, doc: raw, path });
+          if (rule) rules.push(rule);
+        });
+        policy.masking.forEach((value, index) => {
+          const path = ['masking', index];
+          const rule = validate(maskingRuleSchema, value, path);
+          const match = rule?.match ?? maskingMatchSchema.safeParse((value as { match?: unknown } | null)?.match ?? {}).data;
+          if (match) matches.push({ match, doc: raw, path });
+          if (rule) masking.push(rule);
+        });
         break;
       }
       case 'gateway': {
-        const value = validate(gatewaySchema);
-        if (!value) break;
-        if (gateway) {
-          problems.push({ ...at, message: `only one "kind: gateway" document is allowed (another is at ${show(gateway.at)})` });
+        if (firstGateway) {
+          problems.push({ ...at, message: `only one "kind: gateway" document is allowed (another is at ${show(firstGateway)})` });
           break;
         }
-        gateway = { value, at };
+        firstGateway = at;
+        const value = validate(gatewaySchema);
+        if (!value) break;
+        const hashKey = value.masking.hash_key;
+        if (hashKey?.kind === 'template' && !hashKey.template.includes('${')) {
+          problems.push({ ...locate(raw, ['masking', 'hash_key']), message: 'masking.hash_key is written inline; reference it instead, e.g. hash_key: ${DRAWBRIDGE_HASH_KEY} or hash_key: { file: /run/secrets/hash-key }' });
+        }
+        gateway = { value };
         break;
       }
       default:
-        problems.push({ ...locate(raw, ['kind']), message: 'every document needs "kind:" set to one of connection, tool, policy, gateway' });
+        problems.push({
+          ...locate(raw, ['kind']),
+          message: `${kind === undefined ? 'missing "kind:"' : `unknown kind ${JSON.stringify(kind)}`}; every document needs "kind:" set to one of connection, tool, policy, gateway`,
+        });
     }
   }
 
   // Cross-references: a name that points at nothing is almost always a typo,
   // and a typo in a deny rule would silently switch it off.
+  const toolNames = new Set([...tools.keys(), ...brokenTools]);
+  const connectionNames = new Set([...connections.keys(), ...brokenConnections]);
   for (const [name, tool] of tools) {
     tool.declaration.connections.forEach((connection, index) => {
       const target = connections.get(connection);
       const where = { file: tool.source.file, line: lineOfTool(documents, name, index) ?? tool.source.line };
-      if (!target) problems.push({ ...where, message: `tool "${name}" lists connection "${connection}", which is not declared` });
-      else if (target.backend !== tool.backend) problems.push({ ...where, message: `tool "${name}" (${tool.declaration.type}) cannot use connection "${connection}" of type ${target.declaration.type}` });
+      if (!target) {
+        if (!brokenConnections.has(connection)) problems.push({ ...where, message: `tool "${name}" lists connection "${connection}", which is not declared (declared: ${[...connectionNames].join(', ') || 'none'})` });
+      } else if (target.backend !== tool.backend) problems.push({ ...where, message: `tool "${name}" (${tool.declaration.type}) cannot use connection "${connection}" of type ${target.declaration.type}` });
     });
   }
-  const ruleNames = new Map<string, SourceLocation>();
-  for (const { rule, at, doc, index } of rules) {
-    const previous = ruleNames.get(rule.name);
-    if (previous) problems.push({ ...at, message: `rule name "${rule.name}" is used twice (also at ${show(previous)}); names identify rules in the journal` });
-    else ruleNames.set(rule.name, at);
-    checkNames(rule.match.tool, tools, 'tool', locate(doc, ['rules', index, 'match', 'tool']), problems);
-    checkNames(rule.match.connection, connections, 'connection', locate(doc, ['rules', index, 'match', 'connection']), problems);
-    for (const op of rule.match.operation ?? []) {
-      if (!KNOWN_OPERATIONS.has(op)) problems.push({ ...locate(doc, ['rules', index, 'match', 'operation']), message: `unknown operation "${op}"; known: ${[...KNOWN_OPERATIONS].sort().join(', ')}` });
-    }
-  }
-  for (const { rule, doc, index } of masking) {
-    checkNames(rule.match.tool, tools, 'tool', locate(doc, ['masking', index, 'match', 'tool']), problems);
-    checkNames(rule.match.connection, connections, 'connection', locate(doc, ['masking', index, 'match', 'connection']), problems);
+  for (const { match, doc, path } of matches) {
+    checkNames(match.tool, toolNames, 'tool', doc, [...path, 'match', 'tool'], problems);
+    checkNames(match.connection, connectionNames, 'connection', doc, [...path, 'match', 'connection'], problems);
+    (match.operation ?? []).forEach((op, i) => {
+      const where = locate(doc, Array.isArray(getIn(doc, [...path, 'match', 'operation'])) ? [...path, 'match', 'operation', i] : [...path, 'match', 'operation']);
+      if (!KNOWN_OPERATIONS.has(op)) problems.push({ ...where, message: `unknown operation "${op}"; known: ${[...KNOWN_OPERATIONS].filter((o) => o !== 'unknown').sort().join(', ')}` });
+      else if (op === 'unknown') problems.push({ ...where, message: 'operation "unknown" never reaches the rules: requests the gateway cannot classify are always denied' });
+    });
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) {
+    // Stable: file order, then line; problems on one line keep their order.
+    const order = (p: ConfigProblem) => fileOrder.get(p.file) ?? Number.MAX_SAFE_INTEGER;
+    throw new ConfigError(problems.map((p, i) => ({ p, i })).sort((a, b) => order(a.p) - order(b.p) || a.p.line - b.p.line || a.i - b.i).map(({ p }) => p));
+  }
 
   const g: GatewayDeclaration | undefined = gateway === null ? undefined : (gateway as { value: GatewayDeclaration }).value;
   if (!g?.identity) warnings.push('no caller identity is configured (kind: gateway, identity); every call will be refused');
-  if (!g?.masking.hash_key && masking.some(({ rule }) => rule.style === 'hash' || rule.columns.some((c) => typeof c !== 'string' && c.style === 'hash'))) {
+  if (!g?.masking.hash_key && masking.some((rule) => rule.style === 'hash' || rule.columns.some((c) => typeof c !== 'string' && c.style === 'hash'))) {
     warnings.push('masking uses style "hash" but no masking.hash_key is set; a random key is used per process, so hashes differ across restarts');
   }
   if (tools.size === 0) warnings.push('no tools are declared; the server will offer nothing');
@@ -190,8 +257,8 @@ export function loadConfig(dir: string): GatewayConfig {
     dir: root,
     connections,
     tools,
-    rules: rules.map((r) => r.rule),
-    masking: masking.map((m) => m.rule),
+    rules,
+    masking,
     identity: g?.identity ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : null,
     journal: { path: isAbsolute(journalPath) ? journalPath : join(root, journalPath), sync: g?.journal.sync ?? 'full' },
     hashKey: g?.masking.hash_key ?? null,
@@ -199,12 +266,49 @@ export function loadConfig(dir: string): GatewayConfig {
   };
 }
 
-function checkNames(patterns: readonly string[] | undefined, declared: ReadonlyMap<string, unknown>, what: string, at: SourceLocation, problems: ConfigProblem[]): void {
-  for (const pattern of patterns ?? []) {
-    if (/[*?]/.test(pattern)) continue;
-    if (!declared.has(pattern)) problems.push({ ...at, message: `${what} "${pattern}" is not declared (declared: ${[...declared.keys()].join(', ') || 'none'})` });
-  }
+/**
+ * A rule naming a tool or connection that does not exist is a typo that would
+ * silently switch the rule off. Globs must match at least one declared name.
+ */
+function checkNames(patterns: readonly string[] | undefined, declared: ReadonlySet<string>, what: string, doc: RawDocument, path: Array<string | number>, problems: ConfigProblem[]): void {
+  const listed = Array.isArray(getIn(doc, path));
+  (patterns ?? []).forEach((pattern, i) => {
+    const known = /[*?]/.test(pattern) ? [...declared].some((name) => globMatch(pattern, name)) : declared.has(pattern);
+    if (known) return;
+    problems.push({
+      ...locate(doc, listed ? [...path, i] : path),
+      message: `${what} "${pattern}" ${/[*?]/.test(pattern) ? 'matches no declared ' + what : 'is not declared'} (declared: ${[...declared].join(', ') || 'none'})`,
+    });
+  });
 }
+
+function getIn(doc: RawDocument, path: Array<string | number>): unknown {
+  return valueAt(doc.value, path);
+}
+
+function valueAt(root: unknown, path: ReadonlyArray<string | number>): unknown {
+  let value: unknown = root;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string | number, unknown>)[key];
+  }
+  return value;
+}
+
+/** Paths are shown relative to the working directory when inside it, else absolute. */
+function displayPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? path : rel;
+}
+
+const maskingMatchSchema = maskingRuleSchema.shape.match;
+
+const policyEnvelopeSchema = z.strictObject({
+  kind: z.literal('policy'),
+  description: z.string().optional(),
+  rules: z.array(z.unknown()).default([]),
+  masking: z.array(z.unknown()).default([]),
+});
 
 function lineOfTool(documents: readonly RawDocument[], tool: string, index: number): number | undefined {
   const raw = documents.find((d) => {
@@ -230,6 +334,9 @@ function issueProblems(raw: RawDocument, issue: z.core.$ZodIssue): ConfigProblem
     if (best.length > 0) return best.flatMap((inner) => issueProblems(raw, { ...inner, path: [...path, ...inner.path] } as z.core.$ZodIssue));
   }
   const where = path.length ? `${path.join('.')}: ` : '';
+  if (path.length > 0 && valueAt(raw.value, path) === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union')) {
+    return [{ ...locate(raw, path), message: `${where}required (${issue.message.replace(/^Invalid (input|option): /, '')})` }];
+  }
   return [{ ...locate(raw, path), message: `${where}${issue.message}` }];
 }
 

@@ -64,9 +64,22 @@ export function resolveSecret(ref: SecretRef, environment: SecretEnvironment): s
   }
 }
 
-/** True when an inline string (no reference) carries a credential, e.g. a URL with a password. */
+/**
+ * True when text carries a password written inline: a URL with a password in
+ * its user info (`postgres://u:pw@h/db`), or a `password=` parameter (URL query
+ * or libpq key/value form). `${VAR}` references are not inline, but a reference
+ * elsewhere in the string does not excuse a literal password
+ * (`postgres://u:pw@${HOST}/db` is refused).
+ */
+export function containsInlineCredential(text: string): boolean {
+  const literal = text.replace(TEMPLATE_VAR, '');
+  if (/[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/@:\s]*:[^/@\s]+@/.test(literal)) return true;
+  return /(?:^|[?&;\s])(?:ssl)?password=[^&;\s]/i.test(literal);
+}
+
+/** True when a secret reference is (or contains) a credential written inline. */
 export function looksLikeInlineCredential(ref: SecretRef): boolean {
-  return ref.kind === 'template' && !ref.template.includes('${') && /:\/\/[^/@:\s]+:[^/@\s]+@/.test(ref.template);
+  return ref.kind === 'template' && containsInlineCredential(ref.template);
 }
 
 function missing(what: string): DrawbridgeError {

@@ -9,7 +9,11 @@ const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_60
 const SIZE_BYTES: Record<string, number> = { B: 1, KB: 1000, KiB: 1024, MB: 1e6, MiB: 1024 ** 2, GB: 1e9, GiB: 1024 ** 3 };
 
 /** A duration like "10s" → milliseconds. Plain numbers are refused: the unit must be explicit. */
-export const durationSchema = z.string().transform((value, ctx) => {
+export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  if (typeof value === 'number') {
+    ctx.addIssue({ code: 'custom', message: `${value} has no unit; write e.g. ${value}s or ${value}ms` });
+    return z.NEVER;
+  }
   const match = DURATION.exec(value.trim());
   if (!match) {
     ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; write e.g. 500ms, 10s, 15m or 1h` });

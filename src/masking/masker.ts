@@ -21,6 +21,13 @@ export interface MaskCount {
 /** Marks a value whose origin lineage could not establish (see backends' lineage). */
 const OPAQUE = '?';
 
+/**
+ * Separates the parts of an error text a backend assembles (message, detail, hint)
+ * so that quoted values are masked part by part. NUL cannot occur in PostgreSQL
+ * text, so data can never forge a boundary; maskText turns it into a space.
+ */
+export const TEXT_PART = '\u0000';
+
 interface ColumnPattern {
   readonly pattern: string;
   readonly style: MaskStyle;
@@ -30,11 +37,18 @@ interface ColumnPattern {
 export interface Masker {
   /** True when some column rule applies: the call's data may include masked columns. */
   readonly hasColumnRules: boolean;
-  maskResult(result: TabularResult): { result: TabularResult; masked: MaskCount[] };
   /**
-   * Masks free text that may carry data (errors, notices). When the request read a
-   * masked column, every quoted value the agent did not itself send is redacted:
-   * PostgreSQL quotes the offending value in messages like invalid input syntax.
+   * Masks a result. Notices are free text a function wrote, possibly from data the
+   * request cannot show (RAISE NOTICE '%', value): when the request read a masked
+   * column (or data of unknown origin) they are withheld, else the detectors run.
+   */
+  maskResult(result: TabularResult, request?: Pick<ParsedRequest, 'reads' | 'input'> | null): { result: TabularResult; masked: MaskCount[] };
+  /**
+   * Masks free text that may carry data (errors). When the request read a masked
+   * column, everything from the first double quote to the last one is redacted,
+   * unless that whole stretch is text the agent sent itself: PostgreSQL quotes the
+   * offending value in messages like invalid input syntax, and a value may itself
+   * contain quotes (a row's text form), so quoted pieces are not masked one by one.
    */
   maskText(text: string, request: Pick<ParsedRequest, 'reads' | 'input'> | null): { text: string; masked: MaskCount[] };
 }
@@ -102,9 +116,13 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
     return out + text.slice(at);
   };
 
+  /** True when the request read a masked column or data of unknown origin. */
+  const readsMasked = (request: Pick<ParsedRequest, 'reads'> | null | undefined): boolean =>
+    request !== null && request !== undefined && columns.length > 0 && request.reads.some((s) => columnRule([s]) !== null);
+
   return {
     hasColumnRules: columns.length > 0,
-    maskResult(result) {
+    maskResult(result, request = null) {
       const count = counter();
       const plan = result.columns.map((c) => columnRule(c.sources));
       const rows = result.rows.map((row) =>
@@ -121,22 +139,37 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
           return masked === text ? cell : masked;
         }),
       );
-      const notices = result.notices.map((n) => scan(n, count));
+      const withhold = readsMasked(request);
+      const notices = result.notices.map((n) => {
+        if (!withhold) return scan(n, count);
+        count.add('notice', 'column', 'withheld');
+        return '[masked: notice withheld, the statement read masked data]';
+      });
       return { result: { ...result, rows, notices }, masked: count.list() };
     },
     maskText(text, request) {
       const count = counter();
       let out = text;
-      const readsMasked = request !== null && columns.length > 0 && request.reads.some((s) => columnRule([s]) !== null);
-      if (readsMasked) {
+      if (request && readsMasked(request)) {
         const sent = JSON.stringify(request.input);
-        const keep = (value: string) => value.length > 0 && sent.includes(value);
+        const keep = (value: string) => value.length > 0 && (sent.includes(value) || sent.includes(JSON.stringify(value).slice(1, -1)));
+        const quoted = (part: string): string => {
+          const first = part.indexOf('"');
+          const last = part.lastIndexOf('"');
+          if (first < 0 || last <= first || keep(part.slice(first + 1, last))) return part;
+          count.add('error-text', 'column', 'quoted-values');
+          return `${part.slice(0, first)}"[masked]"${part.slice(last + 1)}`;
+        };
         out = out
-          .replace(/"((?:[^"\\]|\\.)*)"/g, (all, inner: string) => (keep(inner) ? all : (count.add('error-text', 'column', 'quoted-values'), '"[masked]"')))
+          .split(TEXT_PART)
+          .map(quoted)
+          .join(TEXT_PART)
           .replace(/\)=\(([^)]*)\)/g, (all, inner: string) => (keep(inner) ? all : (count.add('error-text', 'column', 'quoted-values'), ')=([masked])')))
-          .replace(/(row contains|Failing row contains) \(.*\)/g, (_all, lead: string) => (count.add('error-text', 'column', 'quoted-values'), `${lead} ([masked])`));
+          .replace(/(row contains|Failing row contains) \(.*\)/g, (_all, lead: string) => (count.add('error-text', 'column', 'quoted-values'), `${lead} ([masked])`))
+          // Bytes of an invalid character are shown in hex, unquoted ("…: 0xe0 0x41 0x64").
+          .replace(/0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})*/gi, () => (count.add('error-text', 'column', 'quoted-values'), '0x[masked]'));
       }
-      out = scan(out, count);
+      out = scan(out.split(TEXT_PART).join(' '), count);
       return { text: out, masked: count.list() };
     },
   };

@@ -92,7 +92,7 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
       outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked }),
     );
   }
-  const { result: safe, masked } = masker.maskResult(result);
+  const { result: safe, masked } = masker.maskResult(result, request);
   const durationMs = elapsed(started);
   const { text, structured } = renderAnswer({ callId, request, decision, result: safe, masked, durationMs });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');

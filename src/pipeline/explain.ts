@@ -7,6 +7,7 @@ import type { ParsedRequest } from '../backends/backend.js';
 import { DrawbridgeError, toDrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { evaluate } from '../policy/evaluate.js';
+import { inputSchemaFor } from './callTool.js';
 import type { Gateway } from './gateway.js';
 
 export interface Explanation {
@@ -36,9 +37,15 @@ export async function explain(
   if (!tool.declaration.connections.includes(options.connection)) {
     return refused(new DrawbridgeError('connection.unknown', `Tool ${options.tool} has no connection "${options.connection}" (declared: ${tool.declaration.connections.join(', ')}).`));
   }
+  // The same input validation as the pipeline, so explain refuses what a call would.
+  const input = inputSchemaFor(tool).safeParse({ ...options.input, connection: options.connection });
+  if (!input.success) {
+    const problems = input.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
+    return refused(new DrawbridgeError('input.invalid', `Invalid arguments: ${problems}.`));
+  }
   let request: ParsedRequest;
   try {
-    request = tool.backend.parse({ ...options.input, connection: options.connection }, { tool: options.tool, connection: options.connection });
+    request = tool.backend.parse(input.data as Record<string, unknown>, { tool: options.tool, connection: options.connection });
   } catch (error) {
     return refused(toDrawbridgeError(error));
   }

@@ -7,7 +7,7 @@
 
 import type { ParsedRequest } from '../backends/backend.js';
 import type { Identity } from '../identity/identity.js';
-import { anyGlob, anyQualified } from './match.js';
+import { anyGlob, anyQualified, qualifiedMayMatch } from './match.js';
 import type { Effect, Rule } from './schema.js';
 
 export type DecisionCode = 'policy.denied' | 'policy.no_match' | 'policy.unclassified';
@@ -65,11 +65,15 @@ export function matches(rule: Rule, request: ParsedRequest, identity: Identity):
 
 /**
  * Name lists match in the direction that fails safe: a deny rule fires when ANY
- * touched name matches (one forbidden table taints the statement); an allow or
- * approve rule applies only when EVERY touched name matches (it must not extend
- * to a table it does not list).
+ * touched name matches (one forbidden table taints the statement), and matches
+ * generously (ignoring case, and an unqualified name the catalog could not
+ * resolve matches the pattern's tail); an allow or approve rule applies only
+ * when the request touches at least one name and EVERY touched name matches:
+ * a rule scoped to `tables: [orders]` must not extend to a table it does not
+ * list, nor to a statement that touches no table at all (e.g. a write done by
+ * a volatile function).
  */
 function namesMatch(effect: Effect, patterns: readonly string[], names: readonly string[]): boolean {
-  if (effect === 'deny') return names.some((n) => anyQualified(patterns, n));
-  return names.every((n) => anyQualified(patterns, n));
+  if (effect === 'deny') return names.some((n) => patterns.some((p) => qualifiedMayMatch(p, n)));
+  return names.length > 0 && names.every((n) => anyQualified(patterns, n));
 }

@@ -40,3 +40,20 @@ export function qualifiedMatch(pattern: string, name: string): boolean {
 export function anyQualified(patterns: readonly string[], name: string): boolean {
   return patterns.some((p) => qualifiedMatch(p, name));
 }
+
+/**
+ * The generous reading of qualifiedMatch used where over-matching is the safe
+ * error (deny rules): case is ignored, and a name with fewer segments than the
+ * pattern (an unqualified table the catalog did not resolve, e.g. in an offline
+ * explain) matches when it matches the pattern's last segments, since the
+ * server's search_path may resolve it to exactly that table.
+ */
+export function qualifiedMayMatch(pattern: string, name: string): boolean {
+  const p = pattern.toLowerCase();
+  const n = name.toLowerCase();
+  if (qualifiedMatch(p, n)) return true;
+  const patternSegments = p.split('.');
+  const nameSegments = n.split('.').length;
+  if (nameSegments >= patternSegments.length) return false;
+  return compile(patternSegments.slice(patternSegments.length - nameSegments).join('.'), '[^.]*').test(n);
+}

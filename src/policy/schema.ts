@@ -42,7 +42,8 @@ export const ruleSchema = z
     grant: durationSchema.optional(),
     preview: z.boolean().optional(),
   })
-  .superRefine((rule, ctx) => {
+  .superRefine(
+    (rule, ctx) => {
     if (rule.effect !== 'approve') {
       for (const key of ['approvers', 'grant', 'preview'] as const) {
         if (rule[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" only applies to rules with effect: approve` });
@@ -51,7 +52,11 @@ export const ruleSchema = z
     if (rule.effect === 'deny' && rule.max_affected_rows !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['max_affected_rows'], message: '"max_affected_rows" does not apply to deny rules' });
     }
-  });
+    },
+    // Also when other fields of the rule are invalid, so every problem is reported at once
+    // (only when the effect itself is valid, or the check would be noise).
+    { when: (payload) => ['allow', 'deny', 'approve'].includes((payload.value as { effect?: unknown } | null)?.effect as string) },
+  );
 
 export type RuleMatch = z.output<typeof matchSchema>;
 export type Rule = z.output<typeof ruleSchema>;

@@ -137,7 +137,7 @@ connections: [db]
     join(dir, 'policies', 'gateway.yaml'),
     `kind: gateway
 ${identity ? `identity: { mode: local, subject: ${JSON.stringify(identity.subject)}, groups: ${JSON.stringify(identity.groups)} }\n` : ''}journal: { path: journal.db }
-${options.hashKey ? 'masking: { hash_key: ${HASH_KEY} }\n' : ''}`,
+${options.hashKey ? 'masking: { hash_key: { env: HASH_KEY } }\n' : ''}`,
   );
   writeFileSync(join(dir, 'policies', 'rules.yaml'), options.policy ?? DEFAULT_POLICY);
   return dir;

@@ -13,6 +13,8 @@ export interface FunctionInfo {
   readonly name: string;
   /** 'i' immutable, 's' stable, 'v' volatile — of any visible overload, the worst. */
   readonly volatility: 'i' | 's' | 'v';
+  /** Number of declared arguments (attribute notation `o.f` only reaches one-argument functions). */
+  readonly nargs: number;
 }
 
 export interface ColumnOrigin {
@@ -22,6 +24,26 @@ export interface ColumnOrigin {
 }
 
 const TTL_MS = 60_000;
+
+/**
+ * Catalog columns that hold values copied from other tables (planner statistics:
+ * most common values, histogram bounds) or other sessions' SQL text. Lineage
+ * cannot tell which table's values they are, so they count as of unknown origin.
+ */
+const TABLE_DATA_COLUMNS: ReadonlySet<string> = new Set([
+  ...['most_common_vals', 'histogram_bounds', 'most_common_elems'].flatMap((c) => [`pg_catalog.pg_stats.${c}`, `pg_catalog.pg_stats_ext_exprs.${c}`]),
+  'pg_catalog.pg_stats_ext.most_common_vals',
+  ...[1, 2, 3, 4, 5].map((n) => `pg_catalog.pg_statistic.stavalues${n}`),
+  'pg_catalog.pg_statistic_ext_data.stxdmcv',
+  'pg_catalog.pg_statistic_ext_data.stxdexpr',
+  'pg_catalog.pg_stat_activity.query',
+]);
+
+/** True when a lineage source is a catalog column holding other tables' values. */
+export function carriesTableData(source: string): boolean {
+  // pg_stat_statements is an extension: installed in whichever schema the operator chose.
+  return TABLE_DATA_COLUMNS.has(source) || source.endsWith('.pg_stat_statements.query');
+}
 
 interface Cached<T> {
   readonly value: T;
@@ -86,8 +108,8 @@ export class Catalog {
   async loadFunctions(client: ClientBase, refs: ReadonlyArray<{ schema: string | null; name: string }>): Promise<void> {
     const missing = refs.filter((r) => this.cachedFunctions(r.schema, r.name) === undefined);
     if (missing.length === 0) return;
-    const { rows } = await client.query<{ i: number; nspname: string; proname: string; provolatile: 'i' | 's' | 'v' }>(
-      `SELECT x.i, n.nspname, p.proname, p.provolatile
+    const { rows } = await client.query<{ i: number; nspname: string; proname: string; provolatile: 'i' | 's' | 'v'; pronargs: number }>(
+      `SELECT x.i, n.nspname, p.proname, p.provolatile, p.pronargs::int AS pronargs
          FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(schema, name, i)
          JOIN pg_catalog.pg_proc p ON p.proname = x.name
          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -96,7 +118,7 @@ export class Catalog {
     );
     const at = this.now();
     missing.forEach((ref, index) => {
-      const found = rows.filter((r) => Number(r.i) === index + 1).map((r) => ({ schema: r.nspname, name: r.proname, volatility: r.provolatile }));
+      const found = rows.filter((r) => Number(r.i) === index + 1).map((r) => ({ schema: r.nspname, name: r.proname, volatility: r.provolatile, nargs: Number(r.pronargs) }));
       this.functions.set(`${ref.schema ?? ''}.${ref.name}`, { value: found, at });
     });
   }

@@ -96,6 +96,7 @@ const BASE: Record<string, Finding> = {
   CreateSubscriptionStmt: { operation: 'admin', access: 'admin', reason: 'replication management' },
   AlterSubscriptionStmt: { operation: 'admin', access: 'admin', reason: 'replication management' },
   DropSubscriptionStmt: { operation: 'admin', access: 'admin', reason: 'replication management' },
+  ConstraintsSetStmt: { operation: 'session', access: 'admin', reason: 'SET CONSTRAINTS changes transaction state' },
 };
 
 /** DDL statement node names: schema changes of every kind. */
@@ -118,19 +119,48 @@ function explainAnalyzes(explain: AstObject): boolean {
   return list(explain['options']).some((option) => {
     const def = unwrap(option, 'DefElem');
     if (!def || def['defname'] !== 'analyze') return false;
-    // Only an explicit false/off/0 turns it off; anything else is taken to execute.
+    // Only what PostgreSQL's defGetBoolean reads as false turns it off (false/off in any
+    // case, the integer 0); anything else is taken to execute. The JSON tree omits
+    // zero and false values, so `Integer: {}` is 0 and `Boolean: {}` is false.
     const arg = def['arg'];
-    const text = unwrap(arg, 'String')?.['sval'] ?? unwrap(arg, 'Boolean')?.['boolval'] ?? unwrap(arg, 'Integer')?.['ival'];
-    return !(text === 'false' || text === 'off' || text === '0' || text === false || text === 0);
+    const integer = unwrap(arg, 'Integer');
+    if (integer) return (integer['ival'] ?? 0) !== 0;
+    const boolean = unwrap(arg, 'Boolean');
+    if (boolean) return boolean['boolval'] === true;
+    const text = unwrap(arg, 'String')?.['sval'];
+    return !(typeof text === 'string' && ['false', 'off'].includes(text.toLowerCase()));
   });
+}
+
+/**
+ * SELECT-level findings, set-operation arms included: libpg-query gives `larg` and
+ * `rarg` bare (no { SelectStmt } wrapper), so the walker alone would not see that
+ * `SELECT 1 INTO t UNION SELECT 2` creates a table (PostgreSQL takes the leftmost INTO).
+ */
+function selectFindings(node: AstObject, found: (f: Finding) => void): void {
+  if (node['intoClause'] !== undefined) found({ operation: 'ddl', access: 'admin', reason: 'SELECT INTO creates a table' });
+  if (list(node['lockingClause']).length > 0) found({ operation: 'select_for_update', access: 'write', reason: 'FOR UPDATE/SHARE takes row locks' });
+  for (const arm of [node['larg'], node['rarg']]) if (isObject(arm)) selectFindings(arm, found);
+}
+
+function unclassified(statementType: string, reason: string): Classification {
+  return { statementType, operation: 'unknown', access: 'unknown', reasons: [reason], tables: [], functions: [], touchesSession: true, needsAutocommit: false };
 }
 
 /** Classifies one statement node (the `stmt` of libpg-query's output). */
 export function classifyStatement(stmt: AstObject): Classification {
   const type = nodeType(stmt);
-  if (type === null) {
-    return { statementType: 'unknown', operation: 'unknown', access: 'unknown', reasons: ['empty or unrecognised statement'], tables: [], functions: [], touchesSession: true, needsAutocommit: false };
+  if (type === null) return unclassified('unknown', 'empty or unrecognised statement');
+  try {
+    return classifyTree(type, stmt);
+  } catch (error) {
+    // A tree too deep to walk (stack overflow) cannot be classified: unknown, so denied.
+    if (error instanceof RangeError) return unclassified(type, 'the statement is nested too deeply to classify');
+    throw error;
   }
+}
+
+function classifyTree(type: string, stmt: AstObject): Classification {
   const top = stmt[type] as AstObject;
   const findings: Finding[] = [];
   let primary = baseFinding(type);
@@ -160,10 +190,7 @@ export function classifyStatement(stmt: AstObject): Classification {
         deep({ operation: baseFinding(t).operation, access: 'write', reason: inCte ? `data-modifying CTE (${t.replace(/Stmt$/, '').toUpperCase()})` : `nested ${t.replace(/Stmt$/, '').toUpperCase()}` });
       }
     }
-    if (t === 'SelectStmt') {
-      if (node['intoClause'] !== undefined) deep({ operation: 'ddl', access: 'admin', reason: 'SELECT INTO creates a table' });
-      if (list(node['lockingClause']).length > 0) deep({ operation: 'select_for_update', access: 'write', reason: 'FOR UPDATE/SHARE takes row locks' });
-    }
+    if (t === 'SelectStmt') selectFindings(node, deep);
     if (t === 'FuncCall') {
       const parts = stringList(node['funcname']);
       const name = parts[parts.length - 1];
@@ -174,7 +201,16 @@ export function classifyStatement(stmt: AstObject): Classification {
         if (verdict) deep({ operation: verdict.operation, access: 'admin', reason: verdict.reason });
       }
     }
-    if (nested && t !== 'InsertStmt' && t !== 'UpdateStmt' && t !== 'DeleteStmt' && t !== 'MergeStmt' && t !== 'SelectStmt' && /Stmt$/.test(t) && !(type === 'ExplainStmt' && ancestors.length === 1)) {
+    if (t === 'CallStmt' && isObject(node['funccall'])) {
+      // The procedure call is a bare FuncCall: record it like any other call.
+      const parts = stringList(node['funccall']['funcname']);
+      const name = parts[parts.length - 1];
+      if (name !== undefined) functions.push({ schema: parts.length > 1 ? (parts[parts.length - 2] ?? null) : null, name });
+    }
+    // RETURN is the body of a SQL-standard function (CREATE FUNCTION … RETURN expr): an
+    // expression wrapper, whose contents the walk still visits.
+    const query = t === 'InsertStmt' || t === 'UpdateStmt' || t === 'DeleteStmt' || t === 'MergeStmt' || t === 'SelectStmt' || t === 'ReturnStmt';
+    if (nested && !query && /Stmt$/.test(t) && !(type === 'ExplainStmt' && ancestors.length === 1)) {
       // A statement node where only queries may appear is something we do not model.
       const inner = baseFinding(t);
       deep({ operation: inner.operation, access: inner.access === 'read' ? 'unknown' : inner.access, reason: `nested ${t}` });
@@ -206,6 +242,32 @@ function dedupe<T extends { schema: string | null; name: string }>(items: readon
   });
 }
 
+const DML = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+/** Object kinds that are relations, and kinds that live on a relation (named `table.object`). */
+const RELATION_OBJECTS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_INDEX', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE']);
+const OBJECTS_ON_RELATION = new Set(['OBJECT_COLUMN', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE', 'OBJECT_TABCONSTRAINT']);
+
+/**
+ * Relations that DROP / COMMENT ON / SECURITY LABEL name as a list of strings rather
+ * than a RangeVar. Without them `DROP TABLE customers` would touch no table, and a rule
+ * limited to some tables would match it vacuously.
+ */
+function namedObjects(type: string, node: AstObject): TableRef[] {
+  const kind = type === 'DropStmt' ? node['removeType'] : type === 'CommentStmt' || type === 'SecLabelStmt' ? node['objtype'] : undefined;
+  if (typeof kind !== 'string') return [];
+  const onRelation = OBJECTS_ON_RELATION.has(kind);
+  if (!onRelation && !RELATION_OBJECTS.has(kind)) return [];
+  const objects = type === 'DropStmt' ? list(node['objects']) : [node['object']];
+  return objects.flatMap((object) => {
+    const parts = stringList(unwrap(object, 'List')?.['items']);
+    const path = onRelation ? parts.slice(0, -1) : parts;
+    const name = path[path.length - 1];
+    if (name === undefined) return [];
+    return [{ schema: path.length > 1 ? (path[path.length - 2] ?? null) : null, name }];
+  });
+}
+
 /**
  * Relations referenced anywhere, with CTE names resolved by PostgreSQL's
  * scoping: a non-recursive WITH item sees only the items before it, a
@@ -227,6 +289,7 @@ export function collectTables(stmt: unknown): TableRef[] {
       if (name && !(name.schema === null && ctes.has(name.name))) found.push(name);
       return;
     }
+    if (type !== null) found.push(...namedObjects(type, node));
     const withClause = isObject(node['withClause']) ? (node['withClause'] as AstObject) : null;
     let scope = ctes;
     if (withClause) {
@@ -241,7 +304,9 @@ export function collectTables(stmt: unknown): TableRef[] {
     }
     for (const [key, child] of Object.entries(node)) {
       if (key === 'withClause') continue;
-      visit(child, scope);
+      // The target of INSERT/UPDATE/DELETE/MERGE is always a real table: PostgreSQL
+      // does not let a CTE of the same name hide it (`WITH t AS (…) DELETE FROM t`).
+      visit(child, key === 'relation' && type !== null && DML.has(type) ? new Set() : scope);
     }
   };
   visit(stmt, new Set());

@@ -2,8 +2,9 @@
 // database what the classifier decided: the extended query protocol (the
 // server itself refuses a second statement), reads inside BEGIN READ ONLY,
 // SET LOCAL statement_timeout and lock_timeout, row and byte caps, ROLLBACK
-// for reads, max_affected_rows for writes, and the connection discarded
-// whenever session state may have changed.
+// for reads, max_affected_rows for writes, session advisory locks released
+// after every statement, and the connection discarded whenever session state
+// may have changed or could not be cleaned up.
 
 import type { PoolClient } from 'pg';
 import type { Cell } from '../backend.js';
@@ -41,6 +42,8 @@ export class ServerError extends Error {
     readonly sqlstate: string,
     readonly detail: string | undefined,
     readonly hint: string | undefined,
+    /** The server's context line ("PL/pgSQL function f(text) line 3 at RAISE"). */
+    readonly where?: string,
   ) {
     super(message);
   }
@@ -193,8 +196,18 @@ export interface RunOutcome {
   readonly discard: boolean;
 }
 
-/** Runs `sql` (already classified) in the mode the access level requires. */
-export async function runStatement(client: PoolClient, sql: string, mode: RunMode, limits: Limits): Promise<RunOutcome> {
+/**
+ * Releases session-level advisory locks: state a ROLLBACK does not undo, which
+ * even a function the server calls STABLE can take. Sent with the ROLLBACK.
+ */
+const UNLOCK = 'SELECT pg_catalog.pg_advisory_unlock_all()';
+
+/**
+ * Runs `sql` (already classified) in the mode the access level requires.
+ * `markDirty` is called when the session could not be cleaned up after a
+ * failure: the caller must then discard the connection.
+ */
+export async function runStatement(client: PoolClient, sql: string, mode: RunMode, limits: Limits, markDirty: () => void = () => undefined): Promise<RunOutcome> {
   const notices: string[] = [];
   const onNotice = (n: { message?: string; detail?: string }) => {
     if (notices.length < 50) notices.push([n.message, n.detail].filter(Boolean).join(' — '));
@@ -219,21 +232,21 @@ export async function runStatement(client: PoolClient, sql: string, mode: RunMod
       try {
         run = await submit(client, sql, limits, mode !== 'read');
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
         throw error;
       }
       const result = run.result(notices);
       if (mode === 'read') {
-        await client.query('ROLLBACK');
+        await end(client, 'ROLLBACK', markDirty);
         return { result, discard: false };
       }
       if (result.rowCount !== null && result.rowCount > limits.maxAffectedRows) {
-        await client.query('ROLLBACK');
+        await end(client, 'ROLLBACK', markDirty);
         throw new DrawbridgeError('limits.affected_rows', `The write would change ${result.rowCount} rows, more than the limit of ${limits.maxAffectedRows}; it was rolled back and nothing changed.`, {
           details: { affectedRows: result.rowCount, limit: limits.maxAffectedRows },
         });
       }
-      await client.query('COMMIT');
+      await end(client, 'COMMIT', markDirty);
       return { result, discard: false };
     };
     return await Promise.race([body(), timedOut]);
@@ -241,6 +254,25 @@ export async function runStatement(client: PoolClient, sql: string, mode: RunMod
     clearTimeout(guard);
     client.removeListener('notice', onNotice);
   }
+}
+
+/**
+ * Ends the transaction and releases advisory locks. A failed COMMIT is the
+ * statement's failure (a deferred constraint, say) and is reported; a failed
+ * ROLLBACK or unlock only means the session cannot be trusted: discard it.
+ */
+async function end(client: PoolClient, how: 'COMMIT' | 'ROLLBACK', markDirty: () => void): Promise<void> {
+  if (how === 'ROLLBACK') {
+    await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
+    return;
+  }
+  try {
+    await client.query('COMMIT');
+  } catch (error) {
+    markDirty();
+    throw toServerError(error as Error);
+  }
+  await client.query(UNLOCK).catch(() => markDirty());
 }
 
 async function submit(client: PoolClient, sql: string, limits: Limits, fetchAll: boolean): Promise<StatementRun> {
@@ -252,7 +284,7 @@ async function submit(client: PoolClient, sql: string, limits: Limits, fetchAll:
 }
 
 function toServerError(error: Error): Error {
-  const e = error as Error & { code?: string; detail?: string; hint?: string };
-  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return new ServerError(e.message, e.code, e.detail, e.hint);
+  const e = error as Error & { code?: string; detail?: string; hint?: string; where?: string };
+  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return new ServerError(e.message, e.code, e.detail, e.hint, e.where);
   return error;
 }

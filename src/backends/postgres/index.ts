@@ -9,8 +9,9 @@ import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, Tabular
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
-import { parseSql, type AstObject } from './ast.js';
-import { Catalog } from './catalog.js';
+import { TEXT_PART } from '../../masking/masker.js';
+import { list, parseSql, stringList, unwrap, walk, type AstObject } from './ast.js';
+import { Catalog, carriesTableData, type FunctionInfo } from './catalog.js';
 import { classifyStatement, SQL_OPERATIONS, type Classification, type TableRef } from './classify.js';
 import { runStatement, ServerError, typeName, type Limits, type RunMode } from './execute.js';
 import { harmlessVolatile } from './functions.js';
@@ -44,6 +45,39 @@ interface SqlDetail {
   readonly stmt: AstObject;
   readonly classification: Classification;
   readonly lineage: Lineage | null;
+  /** Calls code the gateway cannot see into (a VOLATILE function): the session is not reused after it. */
+  readonly runsOpaqueCode?: boolean;
+}
+
+/**
+ * The resource a request gets when it calls a VOLATILE function: the tables that
+ * code writes are unknown, so an allow rule limited to named tables must not
+ * cover it (only `tables: "*"` or a rule without `tables` does).
+ */
+export const ANY_TABLE = '*';
+
+/** Schemas whose functions are the server's own; a function anywhere else is code the gateway cannot see. */
+const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog']);
+/** Schemas of the server's own views, whose definitions read server state through built-ins. */
+const SYSTEM_VIEW_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog', 'information_schema']);
+
+/**
+ * Names that PostgreSQL may resolve as a call of a one-argument function through
+ * attribute notation: `o.f` and `(o).f` mean `f(o)` when `f` is not a column of
+ * `o`. These calls have no FuncCall node, so the classifier does not see them.
+ */
+function attributeNotationNames(stmt: AstObject): string[] {
+  const names = new Set<string>();
+  walk(stmt, ({ type, node }) => {
+    if (type === 'ColumnRef') {
+      const fields = list(node['fields']);
+      const last = unwrap(fields[fields.length - 1], 'String');
+      if (fields.length >= 2 && last && typeof last['sval'] === 'string') names.add(last['sval']);
+    } else if (type === 'A_Indirection') {
+      for (const name of stringList(node['indirection'])) names.add(name);
+    }
+  });
+  return [...names];
 }
 
 function limitsOf(c: PostgresConnectionDeclaration): Limits {
@@ -70,6 +104,9 @@ export function parseRunSql(input: Readonly<Record<string, unknown>>, context: {
   const sql = input['sql'];
   if (typeof sql !== 'string') throw new TypeError('sql must be a string (validated by the input schema)');
   if (sql.trim() === '') throw new DrawbridgeError('sql.empty', 'The SQL is empty.');
+  // libpg-query reads a C string and stops at the first NUL, so the classifier would see
+  // only the text before it; PostgreSQL never accepts NUL in SQL text anyway.
+  if (sql.includes('\u0000')) throw new DrawbridgeError('sql.parse_error', 'The SQL contains a NUL character, which PostgreSQL does not accept.');
   let stmts;
   try {
     stmts = parseSql(sql).stmts;
@@ -140,8 +177,16 @@ class PostgresConnection implements BackendConnection {
     const c = detail.classification;
     const relations = new Map<string, RelationColumns | undefined>();
     const lookup = (schema: string | null, name: string) => relations.get(Catalog.relationKey(schema, name)) ?? this.catalog.cachedRelation(schema, name);
-    const needsCatalog = c.tables.length > 0 || c.functions.length > 0;
+    const attributeCalls = attributeNotationNames(detail.stmt).map((name) => ({ schema: null, name }));
+    const needsCatalog = c.tables.length > 0 || c.functions.length > 0 || attributeCalls.length > 0;
     const escalations: Array<{ operation: string; access: 'write'; reason: string }> = [];
+    /** VOLATILE functions the statement may call: what they write is invisible to the gateway. */
+    const volatileCalls: string[] = [];
+    /** Functions outside pg_catalog the statement may call: what they read is invisible too. */
+    const userCalls: string[] = [];
+    /** Functions called inside the definitions of views the statement reads (run as part of it). */
+    const viewFunctions: Array<{ schema: string | null; name: string; system: boolean }> = [];
+    const viewAttributeCalls: Array<{ schema: string | null; name: string }> = [];
     if (needsCatalog) {
       const client = await this.client();
       let broken = false;
@@ -157,28 +202,44 @@ class PostgresConnection implements BackendConnection {
             if (rel?.view) {
               const inner = classifyStatement(rel.view);
               for (const ref of inner.tables) if (!relations.has(Catalog.relationKey(ref.schema, ref.name))) next.push(ref);
+              // The server's own views (pg_locks, pg_settings) call volatile built-ins to read its state.
+              const system = SYSTEM_VIEW_SCHEMAS.has(rel.schema);
+              viewFunctions.push(...inner.functions.map((f) => ({ ...f, system })));
+              if (!system) viewAttributeCalls.push(...attributeNotationNames(rel.view).map((name) => ({ schema: null, name })));
             }
           }
           pending = next;
         }
-        await this.catalog.loadFunctions(client, c.functions);
+        await this.catalog.loadFunctions(client, [...c.functions, ...attributeCalls, ...viewFunctions, ...viewAttributeCalls]);
       } catch (error) {
         broken = true;
         throw new DrawbridgeError('backend.unavailable', `Cannot read the catalog of ${this.name}: ${(error as Error).message}`, { cause: error });
       } finally {
         client.release(broken);
       }
+      // Overloads are not resolved by argument types here, so any volatile one counts.
+      const consider = (overloads: readonly FunctionInfo[], how: (f: FunctionInfo) => string) => {
+        const user = overloads.find((o) => !SYSTEM_SCHEMAS.has(o.schema));
+        if (user) userCalls.push(`${user.schema}.${user.name}`);
+        const volatile = overloads.find((o) => o.volatility === 'v' && !harmlessVolatile(o.schema, o.name));
+        if (!volatile) return;
+        volatileCalls.push(`${volatile.schema}.${volatile.name}`);
+        if (c.access === 'read') escalations.push({ operation: c.operation, access: 'write', reason: `${how(volatile)}, which the server marks VOLATILE (it may change data)` });
+      };
       for (const f of c.functions) {
         const overloads = this.catalog.cachedFunctions(f.schema, f.name) ?? [];
         const shown = f.schema ? `${f.schema}.${f.name}` : f.name;
         if (overloads.length === 0) {
           throw new DrawbridgeError('sql.unknown_function', `Function ${shown}() does not exist on ${this.name} (or is not on its search_path).`);
         }
-        // Overloads are not resolved by argument types here, so any volatile one counts.
-        const volatile = overloads.find((o) => o.volatility === 'v' && !harmlessVolatile(o.schema, o.name));
-        if (volatile && c.access === 'read') {
-          escalations.push({ operation: c.operation, access: 'write', reason: `calls ${volatile.schema}.${volatile.name}(), which the server marks VOLATILE (it may change data)` });
-        }
+        consider(overloads, (o) => `calls ${o.schema}.${o.name}()`);
+      }
+      // A view runs the functions in its definition.
+      for (const f of viewFunctions) if (!f.system) consider(this.catalog.cachedFunctions(f.schema, f.name) ?? [], (o) => `reads a view that calls ${o.schema}.${o.name}()`);
+      // `o.f` / `(o).f` may call f(o): a column name that is also a one-argument function counts as a call.
+      for (const f of [...attributeCalls, ...viewAttributeCalls]) {
+        const oneArgument = (this.catalog.cachedFunctions(f.schema, f.name) ?? []).filter((o) => o.nargs === 1);
+        consider(oneArgument, (o) => `may call ${o.schema}.${o.name}() through attribute notation (.${f.name})`);
       }
     }
     const qualified = c.tables.map((t) => {
@@ -190,20 +251,30 @@ class PostgresConnection implements BackendConnection {
       const schemas = [...new Set(overloads.map((o) => o.schema))];
       return schemas.length === 1 ? `${schemas[0]}.${f.name}` : f.schema ? `${f.schema}.${f.name}` : f.name;
     });
-    const lineage = analyzeLineage(detail.stmt, { relation: (schema, name) => lookup(schema, name) });
+    const lineage = analyzeLineage(detail.stmt, {
+      relation: (schema, name) => lookup(schema, name),
+      functionSchemas: (schema, name) => this.catalog.cachedFunctions(schema, name)?.map((o) => o.schema),
+    });
     const escalated = escalations[0];
     const access = escalated ? escalated.access : request.access;
     const operation = escalated ? escalated.operation : request.operation;
+    const opaqueReasons = [...new Set(volatileCalls)].map((f) => `calls ${f}(), a VOLATILE function: the tables it writes are unknown`);
+    const resources = [...new Set([...qualified, ...(volatileCalls.length > 0 ? [ANY_TABLE] : [])])];
+    // What an error or notice may quote: every column read, and anything at all when
+    // the statement runs functions defined outside pg_catalog (they read what they like)
+    // or reads catalog columns that hold other tables' values (pg_stats).
+    const reads = new Set(lineage.referenced);
+    if (userCalls.length > 0 || [...reads].some(carriesTableData)) reads.add(OPAQUE);
     return {
       ...request,
       access,
       operation,
-      resources: [...new Set(qualified)],
+      resources,
       functions: [...new Set(functions)],
-      reads: [...lineage.referenced],
-      reasons: [...request.reasons, ...escalations.map((e) => e.reason)],
-      summary: summarise({ ...c, access, operation }, [...new Set(qualified)]),
-      detail: { ...detail, lineage } satisfies SqlDetail,
+      reads: [...reads],
+      reasons: [...new Set([...request.reasons, ...escalations.map((e) => e.reason), ...opaqueReasons])],
+      summary: summarise({ ...c, access, operation }, resources),
+      detail: { ...detail, lineage, runsOpaqueCode: volatileCalls.length > 0 } satisfies SqlDetail,
     };
   }
 
@@ -214,9 +285,10 @@ class PostgresConnection implements BackendConnection {
     const mode: RunMode = request.access === 'read' ? 'read' : c.needsAutocommit ? 'autocommit' : 'write';
     const limits: Limits = { ...this.limits, maxAffectedRows: context.maxAffectedRows ?? this.limits.maxAffectedRows };
     const client = await this.client();
-    let discard = c.touchesSession || request.access === 'admin';
+    // Volatile functions may leave session state behind (SET, PREPARE, temp tables) that a COMMIT keeps.
+    let discard = c.touchesSession || request.access === 'admin' || detail.runsOpaqueCode === true;
     try {
-      const { result, discard: mustDiscard } = await runStatement(client, detail.sql, mode, limits);
+      const { result, discard: mustDiscard } = await runStatement(client, detail.sql, mode, limits, () => (discard = true));
       discard ||= mustDiscard;
       const origins = await this.catalog.columnOrigins(client, result.fields.map((f) => f.tableID));
       const outputs = detail.lineage?.outputs;
@@ -226,6 +298,8 @@ class PostgresConnection implements BackendConnection {
         const sources = new Set(aligned?.[i] ?? fallback);
         const origin = origins.get(f.tableID)?.get(f.columnID);
         if (origin) sources.add(`${origin.schema}.${origin.table}.${origin.column}`);
+        // Statistics hold sample values of every analysed column: their origin is unknown.
+        if ([...sources].some(carriesTableData)) sources.add(OPAQUE);
         return { name: f.name, type: typeName(f.dataTypeID), sources: [...sources] };
       });
       if (c.operation === 'ddl' || c.operation === 'admin') this.catalog.invalidate();
@@ -251,7 +325,17 @@ class PostgresConnection implements BackendConnection {
       return error;
     }
     if (error instanceof ServerError) {
-      const text = [error.message, error.detail && `Detail: ${error.detail}`, error.hint && `Hint: ${error.hint}`].filter(Boolean).join(' ');
+      // PostgreSQL quotes the values it puts in a message; the masker relies on that.
+      // Text that is data without quotes is quoted here: the detail (an XML parser's
+      // echo of the input, a failing row), and the message and hint of an error a
+      // function raised itself (RAISE EXCEPTION 'bad %', value). The parts are joined
+      // with TEXT_PART, which data cannot contain, so the masker treats each alone.
+      const raised = error.sqlstate.startsWith('P0') || /\bat RAISE\b/.test(error.where ?? '');
+      const text = [
+        raised ? `raised by a function: "${error.message}"` : error.message,
+        error.detail && `Detail: "${error.detail}"`,
+        error.hint && (raised ? `Hint: "${error.hint}"` : `Hint: ${error.hint}`),
+      ].filter(Boolean).join(TEXT_PART);
       if (error.sqlstate === '57014') {
         return new DrawbridgeError('backend.timeout', `The statement was cancelled after ${formatDuration(this.limits.timeoutMs)} (statement_timeout).`, { details: { sqlstate: error.sqlstate } });
       }

@@ -1,0 +1,303 @@
+// `npm run bench`: one run measures
+//   1. per-call latency of the same SELECTs (1 / 100 / 10,000 rows) through
+//      direct pg, Drawbridge over stdio and @modelcontextprotocol/server-postgres
+//      over stdio, interleaved round-robin, against a throwaway PostgreSQL;
+//   2. where Drawbridge's time goes (stages replayed in process, and the journal
+//      synced FULL vs NORMAL vs in memory);
+//   3. masking throughput (cells/s) and detector scan throughput (MB/s);
+//   4. journal appends per second (sync FULL and NORMAL);
+// then prints a Markdown report and writes it to bench/results.md.
+// Everything it starts is stopped and every temp dir removed, also on the hard
+// timeout (BENCH_TIMEOUT_S, default 480). BENCH_QUICK=1 runs far fewer calls (for
+// trying the harness, not for numbers). No assertions on timings anywhere.
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { journalThroughput, type JournalNumbers } from './journal.js';
+import {
+  drawbridgeTarget,
+  measureRoundRobin,
+  pgTarget,
+  PLAIN,
+  REPO_ROOT,
+  serverPostgresTarget,
+  sqlFor,
+  unexpectedMasking,
+  WITH_EMAIL,
+  type QueryShape,
+  type Sample,
+  type Target,
+} from './latency.js';
+import { detectorThroughput, maskingThroughput, type MaskingNumbers, type ScanNumbers } from './masking.js';
+import { profileJournalModes, profileStages, STAGES, type JournalModeProfile, type StageProfile } from './profile.js';
+import { BENCH_HASH_KEY, startBenchDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
+import { cleanupTempDirs, int, machineInfo, ms, ratio, table, tempDir, type MachineInfo } from './support.js';
+
+const QUICK = process.env['BENCH_QUICK'] === '1';
+const HARD_TIMEOUT_S = Number(process.env['BENCH_TIMEOUT_S'] ?? 480);
+const SIZES = [1, 100, 10_000] as const;
+const WARMUP = QUICK ? 3 : 20;
+const callsFor = (rows: number) => (QUICK ? 5 : rows >= 10_000 ? 30 : 200);
+const RESULTS = join(REPO_ROOT, 'bench', 'results.md');
+
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+interface Report {
+  readonly machine: MachineInfo;
+  readonly postgres: string;
+  readonly latency: Sample[];
+  readonly stages: StageProfile[];
+  readonly journalModes: JournalModeProfile[];
+  readonly masking: MaskingNumbers;
+  readonly scans: ScanNumbers[];
+  readonly journal: JournalNumbers[];
+  readonly seconds: number;
+}
+
+// ---------------------------------------------------------------------------
+// Cleanup, shared by the normal path and the hard timeout
+
+let database: BenchDatabase | null = null;
+const targets: Target[] = [];
+
+function killChildren(): void {
+  for (const t of targets) {
+    if (t.pid === null) continue;
+    try {
+      process.kill(t.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function cleanup(): Promise<void> {
+  await Promise.allSettled(targets.map((t) => t.close()));
+  killChildren();
+  targets.length = 0;
+  if (database) await database.cluster.stop().catch(() => undefined);
+  database = null;
+  cleanupTempDirs();
+}
+
+const hardTimeout = setTimeout(() => {
+  log(`hard timeout after ${HARD_TIMEOUT_S}s: stopping everything`);
+  killChildren();
+  cleanupTempDirs();
+  // The cluster module stops its cluster on process exit.
+  process.exit(2);
+}, HARD_TIMEOUT_S * 1000);
+
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<Report> {
+  const started = performance.now();
+  const machine = machineInfo();
+  log(`${machine.node} on ${machine.cpu} (${machine.cores} cores)${QUICK ? ' — QUICK mode, numbers are not meaningful' : ''}`);
+
+  database = await startBenchDatabase(log);
+  const postgres = database.serverVersion;
+  const env = { DB_URL: database.gatewayUrl, HASH_KEY: BENCH_HASH_KEY };
+  const configDir = writeBenchConfig();
+  const configDirNormal = writeBenchConfig({ sync: 'normal' });
+
+  // 1. Latency: pg, Drawbridge, server-postgres (+ Drawbridge with the journal synced NORMAL), interleaved.
+  targets.push(await pgTarget(database.gatewayUrl));
+  targets.push(await drawbridgeTarget('drawbridge', configDir, env));
+  targets.push(await serverPostgresTarget(database.gatewayUrl));
+  // The same gateway with the journal synced NORMAL: isolates the cost of fsync end to end.
+  targets.push(await drawbridgeTarget('drawbridge-normal', configDirNormal, env));
+  const latency: Sample[] = [];
+  for (const shape of [PLAIN, WITH_EMAIL]) {
+    for (const rows of SIZES) {
+      const calls = callsFor(rows);
+      log(`latency: ${rows} rows (${shape.selectsEmail ? 'with email' : 'plain'}), ${WARMUP} warm-up + ${calls} calls × ${targets.length} targets`);
+      latency.push(...(await measureRoundRobin(targets, shape, rows, { warmup: WARMUP, calls })));
+    }
+  }
+  await Promise.allSettled(targets.map((t) => t.close()));
+  targets.length = 0;
+
+  // 2. Where the time goes (in process).
+  log('profile: pipeline stages in process');
+  const profileDir = tempDir('profile');
+  const stages = await profileStages(
+    configDir,
+    env,
+    [
+      { shape: PLAIN, rows: 1, iterations: QUICK ? 5 : 100 },
+      { shape: PLAIN, rows: 100, iterations: QUICK ? 5 : 100 },
+      { shape: PLAIN, rows: 10_000, iterations: QUICK ? 3 : 20 },
+      { shape: WITH_EMAIL, rows: 10_000, iterations: QUICK ? 3 : 20 },
+    ],
+    profileDir,
+  );
+  log('profile: journal durability (in-process callTool, 1 row)');
+  const journalModes = await profileJournalModes(configDir, env, sqlFor(PLAIN, 1), QUICK ? 10 : 200, profileDir);
+
+  await database.cluster.stop();
+  database = null;
+
+  // 3. Masking and detectors.
+  log('masking: 10,000 × 6 result');
+  const masking = maskingThroughput(QUICK ? 2 : 7);
+  log('detectors: 10 MB of text');
+  const scans = [detectorThroughput('notes, 5% with PII', 0.05, QUICK ? 1 : 10, QUICK ? 1 : 3), detectorThroughput('notes, no PII', 0, QUICK ? 1 : 10, QUICK ? 1 : 3)];
+
+  // 4. Journal.
+  log('journal: appends with sync full and normal');
+  const journal = [journalThroughput('full', QUICK ? 0.5 : 3, 100_000), journalThroughput('normal', QUICK ? 0.5 : 3, 100_000)];
+
+  return { machine, postgres, latency, stages, journalModes, masking, scans, journal, seconds: (performance.now() - started) / 1000 };
+}
+
+// ---------------------------------------------------------------------------
+// The Markdown report
+
+function shapeName(shape: QueryShape): string {
+  return shape.selectsEmail ? 'with `email` (column-masked)' : 'without `email`';
+}
+
+function render(r: Report): string {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push('# Drawbridge benchmarks', '');
+  out.push(`Generated by \`npm run bench\` on ${m.date}${QUICK ? ' (**QUICK mode: too few calls for meaningful numbers**)' : ''}.`, '');
+  out.push(table(['', ''], [
+    ['Node', m.node],
+    ['CPU', `${m.cpu} × ${m.cores}`],
+    ['OS', m.os],
+    ['PostgreSQL', `${r.postgres} (throwaway local cluster, fsync off, TCP on 127.0.0.1)`],
+    ['Temp dir (journals)', m.tmpFs],
+    ['Run time', `${r.seconds.toFixed(0)} s`],
+  ], ['l', 'l']));
+  out.push('');
+  out.push(
+    'One run on one machine: absolute numbers move between runs (other processes, CPU frequency, and above all concurrent disk I/O, which ' +
+      'changes what an fsync costs); the ratios within a table were measured in the same interleaved rounds and are the steadier figures.',
+  );
+  out.push('');
+
+  out.push('## Query latency per call', '');
+  out.push(
+    '`SELECT <columns> FROM bench_rows ORDER BY id LIMIT n` (10,000-row table with a primary key), measured by the caller. ' +
+      '**pg**: a `pg.Client`, `client.query(sql)`. **Drawbridge**: MCP SDK client → `drawbridge serve` over stdio; policy allows reads, masking rule with all ' +
+      'detectors and a column rule on `bench_rows.email`, journal synced FULL, `max_rows` 10000 / `max_bytes` 64MiB. ' +
+      '**server-postgres**: MCP SDK client → `@modelcontextprotocol/server-postgres` over stdio, tool `query`. ' +
+      `All three use the same least-privilege role. A fourth target (Drawbridge with the journal synced NORMAL, below) ran in the same rounds. ${WARMUP} warm-up calls, then ${callsFor(1)} calls (1 and 100 rows) or ${callsFor(10_000)} calls (10,000 rows) per target, interleaved round-robin. Times in ms.`,
+    '',
+  );
+  const rows: string[][] = [];
+  for (const shape of [PLAIN, WITH_EMAIL]) {
+    for (const n of SIZES) {
+      const get = (target: string) => r.latency.find((s) => s.shape === shape && s.rows === n && s.target === target);
+      const pg = get('pg');
+      const db = get('drawbridge');
+      const sp = get('server-postgres');
+      if (!pg || !db || !sp) continue;
+      rows.push([
+        shapeName(shape),
+        int(n),
+        `${ms(pg.p50)} / ${ms(pg.p95)}`,
+        `${ms(db.p50)} / ${ms(db.p95)}`,
+        `${ms(sp.p50)} / ${ms(sp.p95)}`,
+        ratio(db.p50 / pg.p50),
+        ratio(db.p50 / sp.p50),
+        `+${ms(db.p50 - pg.p50)}`,
+      ]);
+    }
+  }
+  out.push(table(['Query', 'Rows', 'pg p50 / p95', 'Drawbridge p50 / p95', 'server-postgres p50 / p95', 'Drawbridge ÷ pg (p50)', 'Drawbridge ÷ server-postgres (p50)', 'Drawbridge − pg (p50)'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']));
+  out.push('');
+
+  out.push('## Where Drawbridge’s time goes', '');
+  out.push(
+    'The pipeline replayed in process, one timer per stage (median ms). *resolve*: catalog lookups (cached per connection for 60 s) and the policy decision; ' +
+      '*execute*: `BEGIN READ ONLY` + `SET LOCAL` limits, the statement over the extended protocol, `ROLLBACK`; *journal*: one hash-chained append each, synced FULL; ' +
+      '*MCP server*: the SDK’s result validation and JSON serialisation; *MCP client*: the SDK client’s line buffering (64 KiB chunks), JSON + schema parsing ' +
+      'and outputSchema validation. Not included: pipe transfer and process scheduling (the rest of the stdio numbers above).',
+    '',
+  );
+  out.push(
+    table(
+      ['Query', 'Rows', ...STAGES, 'sum', 'answer size'],
+      r.stages.map((s) => [shapeName(s.shape), int(s.rows), ...STAGES.map((st) => ms(s.stages[st])), ms(s.total), `${(s.messageBytes / 1024).toFixed(s.messageBytes < 10_240 ? 1 : 0)} KiB`]),
+    ),
+  );
+  out.push('');
+  out.push('Drawbridge over stdio with the journal synced FULL (the default) vs NORMAL: a fourth target in the same round-robin as the latency table.', '');
+  const syncRows: string[][] = [];
+  for (const shape of [PLAIN, WITH_EMAIL]) {
+    for (const n of SIZES) {
+      const full = r.latency.find((s) => s.shape === shape && s.rows === n && s.target === 'drawbridge');
+      const normal = r.latency.find((s) => s.shape === shape && s.rows === n && s.target === 'drawbridge-normal');
+      if (!full || !normal) continue;
+      syncRows.push([shapeName(shape), int(n), `${ms(full.p50)} / ${ms(full.p95)}`, `${ms(normal.p50)} / ${ms(normal.p95)}`, `${full.p50 >= normal.p50 ? '+' : '−'}${ms(Math.abs(full.p50 - normal.p50))}`]);
+    }
+  }
+  out.push(table(['Query', 'Rows', 'FULL p50 / p95', 'NORMAL p50 / p95', 'FULL − NORMAL (p50)'], syncRows));
+  out.push('');
+  out.push('The whole in-process `callTool` (1 row, no MCP) with the journal at different durability, interleaved:', '');
+  out.push(table(['Journal', 'callTool p50 (ms)'], r.journalModes.map((j) => [j.journal, ms(j.p50)])));
+  out.push('');
+
+  out.push('## Masking throughput', '');
+  out.push(
+    table(
+      ['Workload', 'Size', 'Median time', 'Throughput', 'Masked'],
+      [
+        [
+          '`createMasker(…).maskResult`: all detectors + a column rule; id, name, email (column rule), city, amount, free-text note (10% with PII)',
+          `${int(r.masking.cells)} cells (10,000 × 6)`,
+          `${ms(r.masking.medianMs)} ms`,
+          `${int(r.masking.cellsPerSecond)} cells/s`,
+          `${int(r.masking.maskedColumn)} by column, ${int(r.masking.maskedDetector)} by detectors`,
+        ],
+        ...r.scans.map((s) => [
+          `\`findSensitive\`, all detectors, cell by cell: ${s.label}`,
+          `${s.megabytes.toFixed(1)} MB (${int(s.cells)} cells)`,
+          `${ms(s.medianMs)} ms`,
+          `${s.mbPerSecond.toFixed(1)} MB/s`,
+          `${int(s.findings)} findings`,
+        ]),
+      ],
+      ['l', 'r', 'r', 'r', 'r'],
+    ),
+  );
+  out.push('');
+
+  out.push('## Journal appends', '');
+  out.push('`openJournal(…).append` of call/outcome records shaped like the pipeline’s, one open journal, sequential, in the temp dir above.', '');
+  out.push(
+    table(
+      ['synchronous', 'Appends', 'Appends/s', 'p50 (ms)', 'p95 (ms)'],
+      r.journal.map((j) => [j.sync === 'full' ? 'FULL (default: fsync per commit)' : 'NORMAL', int(j.appends), int(j.perSecond), ms(j.p50), ms(j.p95)]),
+    ),
+  );
+  out.push('');
+  out.push(`Each Drawbridge call appends two records (intent before execution, outcome after).`);
+  if (unexpectedMasking.size > 0) {
+    out.push('', '## Notes', '', 'Content detectors masked values in `bench_rows` columns that hold no PII (false positives):', '');
+    for (const line of unexpectedMasking) out.push(`- ${line}`);
+  }
+  out.push('');
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------
+
+let exitCode = 0;
+try {
+  const report = await main();
+  const markdown = render(report);
+  writeFileSync(RESULTS, markdown);
+  process.stdout.write(`${markdown}\n`);
+  log(`wrote ${RESULTS}`);
+} catch (error) {
+  exitCode = 1;
+  log(`failed: ${(error as Error).stack ?? String(error)}`);
+} finally {
+  await cleanup();
+  clearTimeout(hardTimeout);
+}
+process.exit(exitCode);

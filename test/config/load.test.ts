@@ -1,0 +1,517 @@
+// Config loading and validation: the repo's example config loads; every
+// problem of a broken config is reported at once with file:line (unknown keys
+// at the key's own line); cross-references catch typos; secrets are referenced,
+// never inline, and never printed. Also the `drawbridge check` CLI.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, type ConfigProblem } from '../../src/config/load.js';
+import { containsInlineCredential, resolveSecret, secretRefSchema, type SecretRef } from '../../src/config/secrets.js';
+import { DrawbridgeError } from '../../src/errors.js';
+import { REPO_ROOT, requireBuiltCli, runCli } from '../support/cli.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const CONNECTION = `kind: connection
+name: db
+type: postgres
+description: Test database
+url: \${DB_URL}
+`;
+const TOOL = `kind: tool
+name: run_sql
+type: run_sql
+connections: [db]
+`;
+const POLICY = `kind: policy
+rules:
+  - name: read
+    match: { tool: run_sql, access: read }
+    effect: allow
+`;
+
+/** Writes a config dir; keys are paths like `tools/db.yaml`. Defaults give a valid minimal config. */
+function configDir(files: Record<string, string>, defaults = true): string {
+  const dir = mkdtempSync(join(tmpdir(), 'drawbridge-load-'));
+  dirs.push(dir);
+  mkdirSync(join(dir, 'tools'));
+  mkdirSync(join(dir, 'policies'));
+  const all = defaults ? { 'tools/db.yaml': `${CONNECTION}---\n${TOOL}`, 'policies/rules.yaml': POLICY, ...files } : files;
+  for (const [path, text] of Object.entries(all)) writeFileSync(join(dir, path), text);
+  return dir;
+}
+
+function problemsOf(dir: string): ConfigProblem[] {
+  try {
+    loadConfig(dir);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    const e = error as ConfigError;
+    expect(e.code).toBe('config.invalid');
+    return [...e.problems];
+  }
+  throw new Error('expected the config to be refused');
+}
+
+/** 1-based line of the first line containing `needle` (after line `after`). */
+function lineOf(text: string, needle: string, after = 0): number {
+  const lines = text.split('\n');
+  for (let i = after; i < lines.length; i++) if (lines[i]?.includes(needle)) return i + 1;
+  throw new Error(`"${needle}" not in text`);
+}
+
+/** Asserts one problem in `file` at `line` whose message matches. */
+function expectProblem(problems: readonly ConfigProblem[], file: string, line: number, message: RegExp | string): void {
+  const found = problems.find((p) => p.file.endsWith(file) && p.line === line && (typeof message === 'string' ? p.message.includes(message) : message.test(p.message)));
+  expect(found, `no problem ${file}:${line} ${String(message)} in:\n${problems.map((p) => `${p.file}:${p.line}: ${p.message}`).join('\n')}`).toBeDefined();
+}
+
+describe('loadConfig: the example config', () => {
+  it('loads the repo root config: 1 connection, 1 tool, 4 rules', () => {
+    const config = loadConfig(REPO_ROOT);
+    expect(config.connections.size).toBe(1);
+    expect(config.tools.size).toBe(1);
+    expect(config.rules).toHaveLength(4);
+    expect([...config.connections.keys()]).toEqual(['shop']);
+    expect([...config.tools.keys()]).toEqual(['run_sql']);
+    expect(config.rules.map((r) => r.name)).toEqual(['no-ddl', 'no-credential-catalogs', 'writes-need-a-dba', 'analysts-read']);
+    expect(config.masking.map((m) => m.name)).toEqual(['pii']);
+    expect(config.identity).toEqual({ mode: 'local', subject: 'dev@example.com', groups: ['analysts'] });
+    expect(config.journal.path).toBe(join(REPO_ROOT, '.drawbridge/journal.db'));
+    // Units are parsed: 10s, 1MiB, 15m.
+    const shop = config.connections.get('shop')?.declaration as unknown as { limits: { timeout: number; max_bytes: number } };
+    expect(shop.limits.timeout).toBe(10_000);
+    expect(shop.limits.max_bytes).toBe(1024 * 1024);
+    expect(config.rules.find((r) => r.name === 'writes-need-a-dba')?.grant).toBe(15 * 60_000);
+  });
+
+  it('loads a minimal config and warns about what is missing', () => {
+    const config = loadConfig(configDir({}));
+    expect(config.rules).toHaveLength(1);
+    expect(config.warnings.join('\n')).toMatch(/no caller identity/);
+  });
+
+  it('refuses a directory without tools/ or policies/', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drawbridge-empty-'));
+    dirs.push(dir);
+    expect(problemsOf(dir)[0]?.message).toMatch(/no tools\/ or policies\/ directory/);
+  });
+});
+
+describe('loadConfig: every problem at once, with file:line', () => {
+  const tools = `kind: connection
+name: db
+type: postgres
+description: Test database
+url: \${DB_URL}
+limts: { timeout: 10s }
+limits:
+  timeout: 10
+  lock_timeout: 2 fortnights
+  max_rows: many
+  max_bytes: 10 parsecs
+---
+kind: connection
+name: db
+type: postgres
+description: Same name again
+url: \${DB_URL}
+---
+kind: tool
+name: run_sql
+type: run_sql
+connections: [db, orders-prod]
+---
+kind: tool
+name: run_sql
+type: run_sql
+connections: [db]
+---
+kind: tool
+name: other
+type: run_sql
+connections: db
+`;
+  const rules = `kind: policy
+rules:
+  - name: no-ddl
+    match: { tool: run_sqll, connection: dbb, operation: [dll, ddl] }
+    efect: deny
+    effect: deny
+  - name: no-ddl
+    match:
+      tool: run_sql
+      access: reed
+    effect: allow
+    approvers: { groups: [dba] }
+  - name: approve-writes
+    match: { tool: run_sql, access: write }
+    effect: approve
+    grant: 10
+  - name: deny-with-grant
+    match: { tool: run_sql }
+    effect: deny
+    grant: 15m
+  - name: maybe
+    match: { tool: run_sql }
+    effect: perhaps
+masking:
+  - name: pii
+    match: { tool: run_sql }
+    colums: [customers.email]
+  - name: pii2
+    match: { tool: run_sql, connection: nope }
+    detectors: [email, telepathy]
+`;
+  const gateway = `kind: gateway
+identity: { mode: local, subject: dev@example.com, groups: [analysts] }
+---
+kind: gateway
+journal: { path: other.db }
+---
+name: nokind
+---
+kind: polcy
+`;
+  let problems: ConfigProblem[];
+  let dir: string;
+  beforeAll(() => {
+    dir = configDir({ 'tools/db.yaml': tools, 'policies/rules.yaml': rules, 'policies/gateway.yaml': gateway });
+    problems = problemsOf(dir);
+  });
+
+  it('reports unknown keys at the key line, top level and nested', () => {
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'limts:'), 'unknown key "limts"');
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'efect:'), /unknown key "efect" in rules\.0/);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'colums:'), /unknown key "colums" in masking\.0/);
+  });
+
+  it('reports wrong types and bad values at their lines', () => {
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'max_rows: many'), /limits\.max_rows: .*expected number/);
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'connections: db'), /connections: .*expected array/);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'access: reed'), /rules\.1\.match\.access/);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'effect: perhaps'), /rules\.4\.effect/);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'telepathy'), /masking\.1\.detectors/);
+  });
+
+  it('reports bad durations and sizes (a number without unit, an unknown unit)', () => {
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, '  timeout: 10'), /limits\.timeout: 10 has no unit; write e\.g\. 10s/);
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'lock_timeout:'), /"2 fortnights" is not a duration/);
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'max_bytes:'), /"10 parsecs" is not a size/);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'grant: 10'), /rules\.2\.grant: 10 has no unit/);
+  });
+
+  it('reports duplicate connection, tool and rule names with where the first is', () => {
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'name: db', 2), /connection "db" is declared twice \(first at .*tools\/db\.yaml:1\)/);
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'name: run_sql', lineOf(tools, 'name: run_sql')), /tool "run_sql" is declared twice/);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'name: no-ddl', lineOf(rules, 'name: no-ddl')), /rule name "no-ddl" is used twice \(also at .*rules\.yaml:3\)/);
+  });
+
+  it('reports a tool listing an undeclared connection', () => {
+    expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'orders-prod'), /tool "run_sql" lists connection "orders-prod", which is not declared/);
+  });
+
+  it('protects against typos in rules: undeclared tool / connection, unknown operation', () => {
+    const line = lineOf(rules, 'run_sqll');
+    expectProblem(problems, 'policies/rules.yaml', line, /tool "run_sqll" is not declared \(declared: run_sql, other\)/);
+    expectProblem(problems, 'policies/rules.yaml', line, /connection "dbb" is not declared \(declared: db\)/);
+    expectProblem(problems, 'policies/rules.yaml', line, /unknown operation "dll"; known: .*ddl/);
+    // ... even though the same rule also has an unknown key: one problem never hides another.
+    expect(problems.filter((p) => p.message.includes('"ddl"'))).toEqual([]);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'connection: nope'), /connection "nope" is not declared/);
+  });
+
+  it('refuses approve-only settings on allow and deny rules', () => {
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'approvers:'), /rules\.1\.approvers: "approvers" only applies to rules with effect: approve/);
+    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'grant: 15m'), /"grant" only applies to rules with effect: approve/);
+  });
+
+  it('reports a missing or unknown kind and a second gateway document', () => {
+    expectProblem(problems, 'policies/gateway.yaml', lineOf(gateway, 'name: nokind'), /missing "kind:"/);
+    expectProblem(problems, 'policies/gateway.yaml', lineOf(gateway, 'kind: polcy'), /unknown kind "polcy"/);
+    expectProblem(problems, 'policies/gateway.yaml', lineOf(gateway, 'kind: gateway', 1), /only one "kind: gateway" document is allowed \(another is at .*gateway\.yaml:1\)/);
+  });
+
+  it('lists problems sorted by file, then line, and the error message carries them all', () => {
+    const files = problems.map((p) => p.file);
+    expect(files.indexOf(files.find((f) => f.endsWith('tools/db.yaml'))!)).toBe(0);
+    for (let i = 1; i < problems.length; i++) {
+      const [a, b] = [problems[i - 1]!, problems[i]!];
+      if (a.file === b.file) expect(a.line).toBeLessThanOrEqual(b.line);
+    }
+    let message = '';
+    try {
+      loadConfig(dir);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(new RegExp(`^Configuration has ${problems.length} problems:`));
+    for (const p of problems) expect(message).toContain(`${p.file}:${p.line}: ${p.message}`);
+  });
+
+  it('does not cascade: references to an invalid declaration are not "not declared"', () => {
+    expect(problems.some((p) => /connection "db".*not declared/.test(p.message))).toBe(false);
+  });
+});
+
+describe('loadConfig: YAML itself', () => {
+  it('reports syntax errors and duplicate keys with their lines, and keeps checking other files', () => {
+    const broken = `kind: policy
+rules:
+  - name: a
+    name: b
+    match: {}
+    effect: allow
+`;
+    const syntax = `kind: connection
+name: x
+type: postgres
+description: "unterminated
+url: \${X}
+`;
+    const problems = problemsOf(
+      configDir({ 'policies/rules.yaml': broken, 'tools/extra.yaml': syntax, 'tools/db.yaml': `${CONNECTION}---\n${TOOL}---\nkind: tool\nname: t2\ntype: run_sql\nconnections: [nope]\n` }),
+    );
+    expectProblem(problems, 'policies/rules.yaml', 4, /YAML: Map keys must be unique/);
+    expect(problems.some((p) => p.file.endsWith('tools/extra.yaml') && p.line > 0 && p.message.startsWith('YAML:'))).toBe(true);
+    expect(problems.every((p) => p.line > 0)).toBe(true);
+    // The other file's problem is still reported.
+    expect(problems.some((p) => p.message.includes('lists connection "nope"'))).toBe(true);
+  });
+});
+
+describe('loadConfig: rule name references', () => {
+  it('accepts globs that match a declared name and refuses globs that match none', () => {
+    const ok = `kind: policy
+rules:
+  - name: any-sql
+    match: { tool: "run_*", connection: "d?" }
+    effect: allow
+`;
+    expect(loadConfig(configDir({ 'policies/rules.yaml': ok })).rules).toHaveLength(1);
+    const bad = `kind: policy
+rules:
+  - name: typo-glob
+    match: { tool: "kubectl*", connection: [db, "prod-*"] }
+    effect: deny
+`;
+    const problems = problemsOf(configDir({ 'policies/rules.yaml': bad }));
+    expectProblem(problems, 'policies/rules.yaml', 4, /tool "kubectl\*" matches no declared tool/);
+    expectProblem(problems, 'policies/rules.yaml', 4, /connection "prod-\*" matches no declared connection/);
+    expect(problems).toHaveLength(2);
+  });
+
+  it('points at the list item of a bad operation on a multi-line list', () => {
+    const text = `kind: policy
+rules:
+  - name: ops
+    match:
+      tool: run_sql
+      operation:
+        - ddl
+        - dll
+    effect: deny
+`;
+    const problems = problemsOf(configDir({ 'policies/rules.yaml': text }));
+    expect(problems).toEqual([expect.objectContaining({ line: 8, message: expect.stringMatching(/unknown operation "dll"/) })]);
+  });
+
+  it('refuses rules on operation "unknown" (unclassified requests never reach the rules)', () => {
+    const text = `kind: policy
+rules:
+  - name: allow-unknown
+    match: { tool: run_sql, operation: unknown }
+    effect: allow
+`;
+    expect(problemsOf(configDir({ 'policies/rules.yaml': text }))[0]?.message).toMatch(/operation "unknown" never reaches the rules/);
+  });
+});
+
+describe('loadConfig: secrets', () => {
+  const secret = 'hunter2-s3cret';
+  const withUrl = (url: string, extra = '') => configDir({ 'tools/db.yaml': `${CONNECTION.replace('url: ${DB_URL}', `url: ${url}`)}${extra}---\n${TOOL}` });
+
+  it.each([
+    ['a password in the URL', `postgres://u:${secret}@h/db`],
+    ['a password with a referenced host', `postgres://u:${secret}@\${DB_HOST}/db`],
+    ['a password query parameter', `postgres://u@h/db?sslmode=require&password=${secret}`],
+    ['libpq key/value form', `"host=h user=u password=${secret}"`],
+  ])('refuses %s, naming the field and never the value', (_what, url) => {
+    const problems = problemsOf(withUrl(url));
+    expect(problems).toEqual([expect.objectContaining({ line: 5, message: expect.stringMatching(/^url: a password is written inline; reference it instead/) })]);
+    expect(JSON.stringify(problems)).not.toContain(secret);
+  });
+
+  it('refuses an inline password even when the connection has other problems, and in any field', () => {
+    const dir = configDir({
+      'tools/db.yaml': `kind: connection
+name: db
+type: postgres
+description: Orders, reachable at postgres://admin:${secret}@db.internal/orders
+url: postgres://u:${secret}@h/db
+limts: {}
+---
+${TOOL}`,
+    });
+    const problems = problemsOf(dir);
+    expectProblem(problems, 'tools/db.yaml', 4, /description: a password is written inline/);
+    expectProblem(problems, 'tools/db.yaml', 5, /url: a password is written inline/);
+    expectProblem(problems, 'tools/db.yaml', 6, 'unknown key "limts"');
+    let message = '';
+    try {
+      loadConfig(dir);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).not.toContain(secret);
+  });
+
+  it('accepts references: ${VAR}, a referenced password, { env }, { file }', () => {
+    expect(loadConfig(withUrl('${DB_URL}')).connections.size).toBe(1);
+    expect(loadConfig(withUrl('postgres://u:${DB_PASSWORD}@h/db')).connections.size).toBe(1);
+    expect(loadConfig(withUrl('{ env: DB_URL }')).connections.size).toBe(1);
+    expect(loadConfig(withUrl('{ file: secrets/db-url }')).connections.size).toBe(1);
+    expect(loadConfig(withUrl('postgres://u@h:5432/db?sslmode=require')).connections.size).toBe(1);
+  });
+
+  it('refuses an inline masking hash key, and bad reference shapes', () => {
+    const problems = problemsOf(
+      configDir({
+        'policies/gateway.yaml': `kind: gateway\nmasking: { hash_key: ${secret} }\n`,
+        'tools/db.yaml': `${CONNECTION.replace('url: ${DB_URL}', 'url: { env: "not a name", value: x }')}---\n${TOOL}`,
+      }),
+    );
+    expectProblem(problems, 'policies/gateway.yaml', 2, /masking\.hash_key is written inline/);
+    expect(problems.some((p) => p.file.endsWith('tools/db.yaml') && p.line === 5)).toBe(true);
+    expect(JSON.stringify(problems)).not.toContain(secret);
+  });
+
+  it('containsInlineCredential', () => {
+    expect(containsInlineCredential('postgres://u:pw@h/db')).toBe(true);
+    expect(containsInlineCredential('postgresql://:pw@h')).toBe(true);
+    expect(containsInlineCredential('postgres://u:${P}@h/db')).toBe(false);
+    expect(containsInlineCredential('postgres://u@h:5432/db')).toBe(false);
+    expect(containsInlineCredential('postgres://h:5432/db')).toBe(false);
+    expect(containsInlineCredential('Production orders database (PostgreSQL 15)')).toBe(false);
+    expect(containsInlineCredential('postgres://u@h/db?password=${P}')).toBe(false);
+    expect(containsInlineCredential('postgres://u@h/db?PASSWORD=x')).toBe(true);
+  });
+});
+
+describe('resolveSecret', () => {
+  const ref = (value: unknown): SecretRef => secretRefSchema.parse(value);
+  const value = 'hunter2-s3cret';
+
+  it('resolves ${X} templates, { env } and { file } (relative to the config dir)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drawbridge-secret-'));
+    dirs.push(dir);
+    mkdirSync(join(dir, 'secrets'));
+    writeFileSync(join(dir, 'secrets', 'url'), `postgres://u:${value}@h/db\n`);
+    const environment = { env: { PW: value, HOST: 'db.internal', URL: 'postgres://x' }, baseDir: dir };
+    expect(resolveSecret(ref('postgres://u:${PW}@${HOST}/db'), environment)).toBe(`postgres://u:${value}@db.internal/db`);
+    expect(resolveSecret(ref({ env: 'URL' }), environment)).toBe('postgres://x');
+    expect(resolveSecret(ref({ file: 'secrets/url' }), environment)).toBe(`postgres://u:${value}@h/db`);
+    expect(resolveSecret(ref({ file: join(dir, 'secrets', 'url') }), environment)).toBe(`postgres://u:${value}@h/db`);
+  });
+
+  it('describes references by name only', () => {
+    expect(ref('${A}-${B}').describe).toBe('$A, $B');
+    expect(ref({ env: 'A' }).describe).toBe('$A');
+    expect(ref({ file: '/run/x' }).describe).toBe('file /run/x');
+  });
+
+  it.each([
+    ['a missing variable in a template', 'postgres://u:${PW}@${MISSING_HOST}/db', /environment variable MISSING_HOST is not set/],
+    ['an empty variable', '${EMPTY}', /environment variable EMPTY is not set/],
+    ['a missing { env }', { env: 'MISSING_URL' }, /environment variable MISSING_URL is not set/],
+    ['a missing { file }', { file: 'nope/url' }, /secret file .*nope\/url cannot be read/],
+  ])('%s: config.secret_missing naming it, never a value', (_what, input, message) => {
+    let error: unknown;
+    try {
+      resolveSecret(ref(input), { env: { PW: value, EMPTY: '' }, baseDir: tmpdir() });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(DrawbridgeError);
+    const e = error as DrawbridgeError;
+    expect(e.code).toBe('config.secret_missing');
+    expect(e.message).toMatch(message);
+    expect(`${e.message} ${e.hint} ${JSON.stringify(e.details)}`).not.toContain(value);
+  });
+});
+
+describe('drawbridge check (CLI)', () => {
+  beforeAll(() => {
+    requireBuiltCli();
+  });
+
+  it('exits 0 on the repo config and prints a summary, without secret values', () => {
+    const secret = 'cli-s3cret-value';
+    const r = runCli(['check', '--config', REPO_ROOT], { env: { SHOP_DATABASE_URL: `postgres://drawbridge_gateway:${secret}@127.0.0.1:5432/shop` } });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^OK .*: 1 connection\(s\), 1 tool\(s\), 4 rule\(s\), 1 masking rule\(s\)/);
+    expect(r.stdout).toContain('shop: $SHOP_DATABASE_URL');
+    expect(r.stdout).not.toContain(secret);
+    expect(r.stdout).not.toMatch(/warning: connection shop/);
+  });
+
+  it('warns (exit 0) when a referenced secret is not set, naming the variable', () => {
+    const r = runCli(['check'], { cwd: REPO_ROOT });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/warning: connection shop: .*SHOP_DATABASE_URL is not set/);
+  });
+
+  it('exits 1 listing every problem of a broken config, never printing a secret', () => {
+    const secret = 'inline-s3cret';
+    const dir = configDir({
+      'tools/db.yaml': `kind: connection
+name: db
+type: postgres
+description: Test
+url: postgres://u:${secret}@h/db
+limits: { timeot: 10s, max_bytes: 10 parsecs }
+---
+${TOOL}`,
+      'policies/rules.yaml': `kind: policy
+rules:
+  - name: r
+    match: { tool: run_sql, operation: dll }
+    efect: allow
+`,
+    });
+    const r = runCli(['check', '--config', dir]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^Configuration has 6 problems:/);
+    expect(r.stderr).toMatch(/policies\/rules\.yaml:3: rules\.0\.effect: required \(expected one of "allow"\|"deny"\|"approve"\)/);
+    expect(r.stderr).toMatch(/tools\/db\.yaml:5: url: a password is written inline/);
+    expect(r.stderr).toMatch(/tools\/db\.yaml:6: unknown key "timeot" in limits/);
+    expect(r.stderr).toMatch(/tools\/db\.yaml:6: limits\.max_bytes: "10 parsecs" is not a size/);
+    expect(r.stderr).toMatch(/policies\/rules\.yaml:4: unknown operation "dll"/);
+    expect(r.stderr).toMatch(/policies\/rules\.yaml:5: unknown key "efect" in rules\.0/);
+    expect(r.stderr + r.stdout).not.toContain(secret);
+  });
+
+  it('a YAML syntax error on a line holding a password does not echo the line', () => {
+    const secret = 'yaml-s3cret';
+    const dir = configDir({ 'tools/db.yaml': `kind: connection\nname: db\ntype: postgres\ndescription: x\nurl: postgres://u:${secret}@h/db\n  oops: [\n` });
+    const r = runCli(['check', '--config', dir]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/tools\/db\.yaml:\d+: YAML: /);
+    expect(r.stderr + r.stdout).not.toContain(secret);
+  });
+
+  it('exits 1 for serve on a broken config, with the same report', () => {
+    const dir = configDir({ 'policies/rules.yaml': 'kind: policy\nrules:\n  - name: r\n    match: {}\n    efect: allow\n' });
+    const r = runCli(['serve', '--config', dir]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/config\.invalid: Configuration has 2 problems/);
+    expect(r.stderr).toMatch(/rules\.yaml:5: unknown key "efect"/);
+  });
+});

@@ -1,0 +1,42 @@
+// Runs the built CLI (dist/src/cli.js) as a child process. `npm test` builds
+// first; when dist is missing the tests fail with a message saying so, instead
+// of an obscure spawn error.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+/** Throws a clear error when the CLI has not been built. Call in beforeAll. */
+export function requireBuiltCli(): string {
+  if (!existsSync(CLI)) {
+    throw new Error(`${CLI} does not exist: run \`npm run build\` first (\`npm test\` does it before vitest).`);
+  }
+  return CLI;
+}
+
+export interface CliRun {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `drawbridge ARGS` synchronously. `env` replaces the inherited environment's DB/secret variables. */
+export function runCli(args: readonly string[], options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {}): CliRun {
+  const env: Record<string, string | undefined> = { ...process.env };
+  // Never let the developer's shell leak a config dir or secrets into a test.
+  delete env['DRAWBRIDGE_CONFIG'];
+  delete env['DB_URL'];
+  delete env['SHOP_DATABASE_URL'];
+  Object.assign(env, options.env ?? {});
+  const r = spawnSync(process.execPath, [requireBuiltCli(), ...args], {
+    cwd: options.cwd ?? REPO_ROOT,
+    env,
+    encoding: 'utf8',
+    timeout: options.timeoutMs ?? 60_000,
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
