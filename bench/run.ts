@@ -182,7 +182,7 @@ function render(r: Report): string {
   out.push(
     '`SELECT <columns> FROM bench_rows ORDER BY id LIMIT n` (10,000-row table with a primary key), measured by the caller. ' +
       '**pg**: a `pg.Client`, `client.query(sql)`. **Drawbridge**: MCP SDK client → `drawbridge serve` over stdio; policy allows reads, masking rule with all ' +
-      'detectors and a column rule on `bench_rows.email`, journal synced FULL, `max_rows` 10000 / `max_bytes` 64MiB. ' +
+      'detectors and a column rule on `bench_rows.email`, journal synced FULL, `max_rows` 10000 / `max_bytes` 4MiB. ' +
       '**server-postgres**: MCP SDK client → `@modelcontextprotocol/server-postgres` over stdio, tool `query`. ' +
       `All three use the same least-privilege role. A fourth target (Drawbridge with the journal synced NORMAL, below) ran in the same rounds. ${WARMUP} warm-up calls, then ${callsFor(1)} calls (1 and 100 rows) or ${callsFor(10_000)} calls (10,000 rows) per target, interleaved round-robin. Times in ms.`,
     '',

@@ -95,7 +95,7 @@ masking:
 
 /**
  * A Drawbridge config dir for the database URL in env DB_URL: connection `db`
- * with max_rows 10000 and max_bytes 64MiB (nothing truncated), a read policy, masking with
+ * with max_rows 10000 and max_bytes 4MiB (nothing truncated), a read policy, masking with
  * all detectors and a column rule on bench_rows.email, journal `journal.db` (sync as given).
  */
 export function writeBenchConfig(options: { sync?: 'full' | 'normal' } = {}): string {
@@ -109,7 +109,7 @@ name: db
 type: postgres
 description: Benchmark database
 url: \${DB_URL}
-limits: { timeout: 30s, lock_timeout: 1s, max_rows: ${BENCH_ROWS}, max_bytes: 64MiB, max_affected_rows: 10 }
+limits: { timeout: 30s, lock_timeout: 1s, max_rows: ${BENCH_ROWS}, max_bytes: 4MiB, max_affected_rows: 10 }
 ---
 kind: tool
 name: run_sql

@@ -22,9 +22,18 @@ export interface JournalRecord {
 }
 
 export interface Journal {
-  /** Appends and returns only once the record is durable (committed; with sync 'full' fsynced). Throws DrawbridgeError('journal.unavailable', …) on any failure. */
-  append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date): JournalRecord;
+  /**
+   * Appends and returns once the record is committed; with sync 'full' and `durable`
+   * (the default) also fsynced. `durable: false` commits without an fsync of its own:
+   * the record reaches the disk with the next durable append, so a power loss can drop
+   * it but never reorder or corrupt the chain. Throws DrawbridgeError('journal.unavailable', …).
+   */
+  append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date, options?: AppendOptions): JournalRecord;
   close(): void;
+}
+
+export interface AppendOptions {
+  readonly durable?: boolean;
 }
 
 export interface JournalOptions {
@@ -233,7 +242,7 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
   let closed = false;
 
   return {
-    append(type, callId, data, now) {
+    append(type, callId, data, now, options) {
       try {
         if (closed) throw new Error('journal is closed');
         if (typeof type !== 'string' || (type as string) === '') throw new TypeError('record type must be a non-empty string');
@@ -245,7 +254,13 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
         const dataJson = canonicalJson(data);
         // Returns only after COMMIT; with synchronous=FULL the WAL is fsynced
         // first, so the gateway never acts on a call that is not on disk.
-        return appendTx.immediate(type, callId, dataJson, time);
+        const relaxed = sync === 'full' && options?.durable === false;
+        if (relaxed) db.pragma('synchronous = NORMAL');
+        try {
+          return appendTx.immediate(type, callId, dataJson, time);
+        } finally {
+          if (relaxed) db.pragma('synchronous = FULL');
+        }
       } catch (cause) {
         // Fail closed: every failure, including unserialisable data, becomes
         // journal.unavailable so the caller refuses to execute the call.

@@ -53,6 +53,13 @@ export interface Masker {
   maskText(text: string, request: Pick<ParsedRequest, 'reads' | 'input'> | null): { text: string; masked: MaskCount[] };
 }
 
+/**
+ * Column types whose text form cannot hold anything a detector looks for (no
+ * letters beyond a fixed format, at most 10 digits in a run): scanning them is
+ * pure cost. int8, numeric and floats ARE scanned — a card number fits in them.
+ */
+const UNSCANNED_TYPES: ReadonlySet<string> = new Set(['bool', 'int2', 'int4', 'oid', 'date', 'time', 'timetz', 'timestamp', 'timestamptz', 'interval', 'uuid']);
+
 export function applicableRules(rules: readonly MaskingRule[], tool: string, connection: string, identity: Identity): MaskingRule[] {
   return rules.filter((r) => {
     const m = r.match;
@@ -125,6 +132,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
     maskResult(result, request = null) {
       const count = counter();
       const plan = result.columns.map((c) => columnRule(c.sources));
+      const scanned = result.columns.map((c) => !UNSCANNED_TYPES.has(c.type));
       const rows = result.rows.map((row) =>
         row.map((cell, i): Cell => {
           if (cell === null) return null;
@@ -133,7 +141,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
             count.add(rule.label, 'column', rule.pattern.rule);
             return maskValue(String(cell), rule.pattern.style, key, rule.label);
           }
-          if (typeof cell === 'boolean') return cell;
+          if (typeof cell === 'boolean' || !scanned[i]) return cell;
           const text = String(cell);
           const masked = scan(text, count);
           return masked === text ? cell : masked;

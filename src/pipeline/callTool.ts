@@ -184,7 +184,9 @@ function intentRecord(call: CallInput, request: ParsedRequest | null, decision: 
 }
 
 function outcome(gateway: Gateway, callId: string, data: Record<string, unknown>): void {
-  gateway.journal.append('outcome', callId, data, gateway.clock());
+  // The outcome commits without its own fsync: it reaches the disk with the next
+  // intent's fsync (or at close). Only the intent must be durable before execute.
+  gateway.journal.append('outcome', callId, data, gateway.clock(), { durable: false });
 }
 
 function refuse(

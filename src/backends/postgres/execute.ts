@@ -107,26 +107,46 @@ class StatementRun {
   private settle: ((r: { ok: true } | { ok: false; error: Error }) => void) | null = null;
   readonly done: Promise<{ ok: true } | { ok: false; error: Error }>;
 
+  /** Index of the statement whose messages are arriving: prologue, the agent's, epilogue. */
+  private stage = 0;
+
   constructor(
     private readonly text: string,
     private readonly limits: Pick<Limits, 'maxRows' | 'maxBytes'>,
     /** Reads stop fetching after the cap; writes must run to completion so rowCount is known. */
     private readonly fetchAll: boolean,
+    /** Gateway-owned statements sent before and after in the same pipeline (one Sync, one round trip). */
+    private readonly prologue: readonly string[] = [],
+    private readonly epilogue: readonly string[] = [],
   ) {
     this.done = new Promise((resolve) => (this.settle = resolve));
   }
 
   submit(connection: Connection): void {
+    // Each statement gets its own Parse/Bind/Execute, so the agent's text is still
+    // parsed alone (the server refuses two statements in it); one Sync at the end.
+    // An error makes the server skip to Sync, so the epilogue only runs on success.
+    const own = (text: string) => {
+      connection.parse({ text, name: '', types: [] });
+      connection.bind({ portal: '', statement: '', values: [], binary: false });
+      connection.execute({ portal: '', rows: 0 });
+    };
     connection.stream.cork?.();
     try {
+      for (const text of this.prologue) own(text);
       connection.parse({ text: this.text, name: '', types: [] });
       connection.bind({ portal: '', statement: '', values: [], binary: false });
       connection.describe({ type: 'P', name: '' });
       connection.execute({ portal: '', rows: this.fetchAll ? 0 : this.limits.maxRows + 1 });
+      for (const text of this.epilogue) own(text);
       connection.sync();
     } finally {
       connection.stream.uncork?.();
     }
+  }
+
+  private get atTarget(): boolean {
+    return this.stage === this.prologue.length;
   }
 
   handleRowDescription(msg: { fields: Field[] }): void {
@@ -134,6 +154,7 @@ class StatementRun {
   }
 
   handleDataRow(msg: { fields: Array<string | null> }): void {
+    if (!this.atTarget) return;
     if (this.truncated) return;
     if (this.rows.length >= this.limits.maxRows) {
       this.truncated = { reason: 'rows', limit: this.limits.maxRows };
@@ -150,6 +171,9 @@ class StatementRun {
   }
 
   handleCommandComplete(msg: { text?: string }): void {
+    const target = this.atTarget;
+    this.stage++;
+    if (!target) return;
     // The command tag: "SELECT 3", "UPDATE 2", "INSERT 0 5" (oid, then count), "CREATE TABLE".
     const match = /^([A-Za-z]+(?: [A-Za-z]+)*?)(?: (\d+))?(?: (\d+))?$/.exec(String(msg.text ?? ''));
     this.command = match?.[1] ?? String(msg.text ?? '');
@@ -159,11 +183,13 @@ class StatementRun {
 
   handlePortalSuspended(): void {
     // More rows than max_rows + 1 remain: the cap already recorded truncation.
-    this.truncated ??= { reason: 'rows', limit: this.limits.maxRows };
+    if (this.atTarget) this.truncated ??= { reason: 'rows', limit: this.limits.maxRows };
+    this.stage++;
   }
 
   handleEmptyQuery(): void {
-    this.command = 'EMPTY';
+    if (this.atTarget) this.command = 'EMPTY';
+    this.stage++;
   }
 
   handleError(error: Error): void {
@@ -219,27 +245,41 @@ export async function runStatement(client: PoolClient, sql: string, mode: RunMod
     guard = setTimeout(() => reject(new DrawbridgeError('backend.timeout', `No answer from the database within ${limits.timeoutMs + 5000} ms.`)), limits.timeoutMs + 5000);
   });
   try {
-    const settings = `SET LOCAL statement_timeout = ${Math.max(1, Math.floor(limits.timeoutMs))}; SET LOCAL lock_timeout = ${Math.max(1, Math.floor(limits.lockTimeoutMs))}; SET LOCAL idle_in_transaction_session_timeout = ${Math.floor(limits.timeoutMs) + 10000}`;
+    const settings = [
+      `SET LOCAL statement_timeout = ${Math.max(1, Math.floor(limits.timeoutMs))}`,
+      `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(limits.lockTimeoutMs))}`,
+      `SET LOCAL idle_in_transaction_session_timeout = ${Math.floor(limits.timeoutMs) + 10000}`,
+    ];
     const body = async (): Promise<RunOutcome> => {
       if (mode === 'autocommit') {
         // Statements PostgreSQL refuses in a transaction block: session-level limits, then discard.
-        await client.query(settings.replace(/SET LOCAL/g, 'SET'));
-        const run = await submit(client, sql, limits, true);
+        await client.query(settings.map((q) => q.replace('SET LOCAL', 'SET')).join('; '));
+        const run = await submit(client, new StatementRun(sql, limits, true));
         return { result: run.result(notices), discard: true };
       }
-      await client.query(`${mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN READ WRITE'}; ${settings}`);
-      let run: StatementRun;
+      if (mode === 'read') {
+        // One round trip: BEGIN READ ONLY, the limits, the statement, ROLLBACK and
+        // the advisory-lock release, pipelined under one Sync. The limits take effect
+        // for the statement because the server re-arms statement_timeout per message.
+        const run = new StatementRun(sql, limits, false, ['BEGIN READ ONLY', ...settings], ['ROLLBACK', UNLOCK]);
+        try {
+          await submit(client, run);
+        } catch (error) {
+          await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
+          throw error;
+        }
+        return { result: run.result(notices), discard: false };
+      }
+      // Writes: the statement runs to completion in its own transaction; the affected
+      // row count decides COMMIT or ROLLBACK in a second round trip.
+      const run = new StatementRun(sql, limits, true, ['BEGIN READ WRITE', ...settings]);
       try {
-        run = await submit(client, sql, limits, mode !== 'read');
+        await submit(client, run);
       } catch (error) {
         await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
         throw error;
       }
       const result = run.result(notices);
-      if (mode === 'read') {
-        await end(client, 'ROLLBACK', markDirty);
-        return { result, discard: false };
-      }
       if (result.rowCount !== null && result.rowCount > limits.maxAffectedRows) {
         await end(client, 'ROLLBACK', markDirty);
         throw new DrawbridgeError('limits.affected_rows', `The write would change ${result.rowCount} rows, more than the limit of ${limits.maxAffectedRows}; it was rolled back and nothing changed.`, {
@@ -275,8 +315,8 @@ async function end(client: PoolClient, how: 'COMMIT' | 'ROLLBACK', markDirty: ()
   await client.query(UNLOCK).catch(() => markDirty());
 }
 
-async function submit(client: PoolClient, sql: string, limits: Limits, fetchAll: boolean): Promise<StatementRun> {
-  const run = new StatementRun(sql, limits, fetchAll);
+
+async function submit(client: PoolClient, run: StatementRun): Promise<StatementRun> {
   void client.query(run as never);
   const settled = await run.done;
   if (!settled.ok) throw toServerError(settled.error);

@@ -30,7 +30,9 @@ export const postgresConnectionSchema = z.strictObject({
       timeout: durationSchema.optional(),
       lock_timeout: durationSchema.optional(),
       max_rows: z.number().int().positive().max(100_000).optional(),
-      max_bytes: sizeSchema.optional(),
+      // An answer carries the data twice (text table + structuredContent) and MCP
+      // clients drop messages over 10 MiB (the TypeScript SDK closes the connection).
+      max_bytes: sizeSchema.refine((n) => n <= 4 * 1024 * 1024, 'at most 4MiB: an answer carries the data twice and MCP clients drop messages over 10 MiB').optional(),
       max_affected_rows: z.number().int().nonnegative().optional(),
     })
     .default({}),
