@@ -239,6 +239,8 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
     return Object.freeze({ seq, time, type, callId, data, prevHash, hash });
   });
 
+  const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
+  const syncFull = db.prepare('PRAGMA synchronous = FULL');
   let closed = false;
 
   return {
@@ -255,11 +257,11 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
         // Returns only after COMMIT; with synchronous=FULL the WAL is fsynced
         // first, so the gateway never acts on a call that is not on disk.
         const relaxed = sync === 'full' && options?.durable === false;
-        if (relaxed) db.pragma('synchronous = NORMAL');
+        if (relaxed) syncNormal.run();
         try {
           return appendTx.immediate(type, callId, dataJson, time);
         } finally {
-          if (relaxed) db.pragma('synchronous = FULL');
+          if (relaxed) syncFull.run();
         }
       } catch (cause) {
         // Fail closed: every failure, including unserialisable data, becomes
