@@ -1,15 +1,23 @@
 #!/usr/bin/env node
 // The `drawbridge` command: serve (MCP over stdio), check, policy explain,
-// journal export / verify, and demo. Argument parsing and printing only; the
+// journal export / verify, approvals, grants and demo. Argument parsing and printing only; the
 // work happens in the modules each command calls.
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
+import type { ApproverIdentity, Vote } from './approval/approver.js';
+import { identifyApprover } from './approval/approvers.js';
+import { formatApproval, formatApprovalList, formatGrantList, safeLine } from './approval/format.js';
+import { openApprovalStore, type ApprovalStore } from './approval/store.js';
 import { ConfigError, loadConfig } from './config/load.js';
+import type { GatewayConfig } from './config/schema.js';
 import { resolveSecret, type SecretRef } from './config/secrets.js';
+import { durationSchema, formatDuration } from './config/units.js';
 import { DrawbridgeError, isDrawbridgeError } from './errors.js';
 import { localIdentityProvider, makeIdentity, type Identity } from './identity/identity.js';
 import { exportLines, type ExportFilter } from './journal/export.js';
+import { openJournal, type JournalRecord } from './journal/journal.js';
 import { verifyJournal } from './journal/verify.js';
 import { openGateway } from './pipeline/gateway.js';
 import { explain, formatExplanation } from './pipeline/explain.js';
@@ -26,9 +34,20 @@ Usage:
   drawbridge journal export [--format jsonl|csv] [--since ISO] [--until ISO] [--subject S]
                      [--tool T] [--connection C] [--decision allow|deny|approve] [--journal FILE | --config DIR]
   drawbridge journal verify [--expect-head HASH] [--journal FILE | --config DIR]
+  drawbridge approvals list [--all] [--json] [--config DIR]
+                                                    pending approval requests (--all: every status)
+  drawbridge approvals show ID [--json] [--config DIR]
+                                                    the exact request, its rule, impact preview and votes
+  drawbridge approvals approve ID [--reason TEXT] [--grant 15m|none] [--token-file PATH] [--config DIR]
+  drawbridge approvals deny ID --reason TEXT [--token-file PATH] [--config DIR]
+  drawbridge grants list [--all] [--json] [--config DIR]
+                                                    active grants (--all: also expired and revoked)
+  drawbridge grants revoke ID [--token-file PATH] [--config DIR]
   drawbridge demo    [--port N] [--no-tour]         throwaway PostgreSQL with sample PII + a guided tour
 
---config defaults to $DRAWBRIDGE_CONFIG, else the current directory (it must hold tools/ and/or policies/).`;
+--config defaults to $DRAWBRIDGE_CONFIG, else the current directory (it must hold tools/ and/or policies/).
+Approvers prove who they are with the token the operator issued them: $DRAWBRIDGE_APPROVER_TOKEN, or --token-file.
+Exit codes of approvals/grants: 0 done, 1 refused (not allowed, not pending, unknown approver, store or journal unavailable), 2 usage.`;
 
 function configDir(value: string | undefined): string {
   return resolve(value ?? process.env['DRAWBRIDGE_CONFIG'] ?? '.');
@@ -53,6 +72,16 @@ async function main(argv: string[]): Promise<number> {
       if (rest[0] === 'export') return journalExport(rest.slice(1));
       if (rest[0] === 'verify') return journalVerify(rest.slice(1));
       return fail(`Unknown journal command "${rest[0] ?? ''}". Use: journal export | journal verify`);
+    case 'approvals':
+      if (rest[0] === 'list') return approvalsList(rest.slice(1));
+      if (rest[0] === 'show') return approvalsShow(rest.slice(1));
+      if (rest[0] === 'approve') return approvalsVote('approve', rest.slice(1));
+      if (rest[0] === 'deny') return approvalsVote('deny', rest.slice(1));
+      return fail(`Unknown approvals command "${rest[0] ?? ''}". Use: approvals list | show ID | approve ID | deny ID`);
+    case 'grants':
+      if (rest[0] === 'list') return grantsList(rest.slice(1));
+      if (rest[0] === 'revoke') return grantsRevoke(rest.slice(1));
+      return fail(`Unknown grants command "${rest[0] ?? ''}". Use: grants list | grants revoke ID`);
     case 'demo': {
       const { runDemo } = await import('./devdb/demo.js');
       return runDemo(rest);
@@ -222,6 +251,248 @@ function journalVerify(args: string[]): number {
   }
   process.stdout.write(`FAILED ${path}: first bad record is #${result.firstBad?.seq}: ${result.firstBad?.reason} (${result.records} records read)\n`);
   return 1;
+}
+
+// ---------------------------------------------------------------------------
+// approvals and grants
+
+/** Prints a catalog error and returns the exit code: 2 for a bad argument, 1 for any refusal or unavailability. */
+function refused(error: unknown): number {
+  if (!isDrawbridgeError(error) || error.code === 'config.invalid') throw error;
+  process.stderr.write(`drawbridge: ${error.code}: ${error.message}\n${error.hint}\n`);
+  return error.code === 'input.invalid' ? 2 : 1;
+}
+
+function withStore<T>(config: GatewayConfig, body: (store: ApprovalStore) => T): T {
+  const store = openApprovalStore(config.approval.store);
+  try {
+    return body(store);
+  } finally {
+    store.close();
+  }
+}
+
+/** The presented approver token: --token-file wins over $DRAWBRIDGE_APPROVER_TOKEN. Never printed. */
+function approverToken(tokenFile: string | undefined): string {
+  if (tokenFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(resolve(tokenFile), 'utf8').trim();
+    } catch {
+      return fail(`Cannot read the token file ${tokenFile}.`);
+    }
+    if (text === '') fail(`The token file ${tokenFile} is empty.`);
+    return text;
+  }
+  const token = process.env['DRAWBRIDGE_APPROVER_TOKEN'];
+  if (token === undefined || token.trim() === '') fail('This needs your approver token: set DRAWBRIDGE_APPROVER_TOKEN, or pass --token-file PATH.');
+  return token.trim();
+}
+
+function parseGrant(value: string | undefined): number {
+  if (value === undefined || value === 'none' || value === '0') return 0;
+  const parsed = durationSchema.safeParse(value);
+  if (!parsed.success || parsed.data <= 0) fail(`--grant must be a duration such as 15m or 1h, or none (got ${JSON.stringify(safeLine(value))}).`);
+  return parsed.data;
+}
+
+function oneId(positionals: string[], usage: string): string {
+  if (positionals.length !== 1 || !positionals[0]) fail(`Usage: ${usage}`);
+  return positionals[0];
+}
+
+function approvalsList(args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, all: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length) fail('Usage: drawbridge approvals list [--all] [--json] [--config DIR]');
+  const config = loadConfig(configDir(values.config));
+  try {
+    const now = new Date();
+    const approvals = withStore(config, (store) => store.list(now, values.all ? {} : { status: 'pending' }));
+    process.stdout.write(values.json ? `${JSON.stringify(approvals, null, 2)}\n` : formatApprovalList(approvals, now, { all: values.all }));
+    return 0;
+  } catch (error) {
+    return refused(error);
+  }
+}
+
+function approvalsShow(args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, json: { type: 'boolean', default: false } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const id = oneId(positionals, 'drawbridge approvals show ID [--json] [--config DIR]');
+  const config = loadConfig(configDir(values.config));
+  try {
+    const now = new Date();
+    const approval = withStore(config, (store) => store.get(id, now));
+    if (!approval) throw new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(safeLine(id))}.`);
+    process.stdout.write(values.json ? `${JSON.stringify(approval, null, 2)}\n` : formatApproval(approval, now));
+    return 0;
+  } catch (error) {
+    return refused(error);
+  }
+}
+
+function approverRecord(a: ApproverIdentity): Record<string, unknown> {
+  return { subject: a.subject, groups: [...a.groups], kind: a.kind };
+}
+
+/**
+ * A vote and its journal record commit together or not at all, as far as two
+ * files allow. The journal is opened first (fail early when it is unavailable),
+ * then the vote runs in one store write transaction, and the journal record is
+ * appended (and fsynced) from inside that transaction, after the vote is
+ * validated and before it commits. If the append fails, the store rolls the
+ * vote back: a vote never counts without its journal record. The remaining
+ * window is the store's COMMIT failing after the append; then the journal holds
+ * a vote the store did not keep (an over-record, never a silent approval): the
+ * request is unchanged, the command says so loudly and exits non-zero.
+ */
+function approvalsVote(decision: 'approve' | 'deny', args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      reason: { type: 'string' },
+      grant: { type: 'string' },
+      'token-file': { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const usage = decision === 'approve' ? 'drawbridge approvals approve ID [--reason TEXT] [--grant 15m|none] [--token-file PATH] [--config DIR]' : 'drawbridge approvals deny ID --reason TEXT [--token-file PATH] [--config DIR]';
+  const id = oneId(positionals, usage);
+  const reason = values.reason?.trim() || undefined;
+  if (decision === 'deny' && reason === undefined) fail(`A denial needs a reason the requester will see: --reason TEXT.\nUsage: ${usage}`);
+  if (decision === 'deny' && values.grant !== undefined) fail('--grant applies to approve only.');
+  const grantMs = decision === 'approve' ? parseGrant(values.grant) : 0;
+  const token = approverToken(values['token-file']);
+  const config = loadConfig(configDir(values.config));
+  let record: JournalRecord | undefined;
+  let committed = false;
+  try {
+    const approver = identifyApprover(config, token, process.env);
+    const journal = openJournal(config.journal.path, { sync: config.journal.sync });
+    try {
+      const now = new Date();
+      const vote: Vote = {
+        approver,
+        decision,
+        via: 'cli',
+        ...(reason !== undefined ? { reason } : {}),
+        ...(grantMs > 0 ? { grantMs } : {}),
+        at: now.toISOString(),
+      };
+      const after = withStore(config, (store) =>
+        store.vote(id, vote, now, {
+          beforeCommit: (a) => {
+            record = journal.append(
+              'approval',
+              a.subject.callId,
+              {
+                event: 'vote',
+                approvalId: a.id,
+                hash: a.hash,
+                decision,
+                approver: approverRecord(approver),
+                via: 'cli',
+                reason: reason ?? null,
+                grantMs: decision === 'approve' ? grantMs : null,
+                status: a.status,
+              },
+              now,
+            );
+          },
+        }),
+      );
+      committed = true;
+      const approvals = new Set(after.votes.filter((v) => v.decision === 'approve').map((v) => v.approver.subject)).size;
+      const outcome =
+        after.status === 'approved'
+          ? `approved (${approvals}/${after.subject.min}); grant ${after.grantMs ? formatDuration(after.grantMs) : 'none: this call only'}. The waiting call, or the agent's next identical call, runs it.`
+          : after.status === 'denied'
+            ? 'denied. The agent is told your reason; nothing runs.'
+            : `pending (${approvals}/${after.subject.min} approvals).`;
+      process.stdout.write(`${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`);
+      return 0;
+    } finally {
+      journal.close();
+    }
+  } catch (error) {
+    if (record !== undefined && !committed) {
+      process.stderr.write(
+        `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; the request is unchanged. Tell the operator, then vote again.\n`,
+      );
+    }
+    return refused(error);
+  }
+}
+
+function grantsList(args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, all: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length) fail('Usage: drawbridge grants list [--all] [--json] [--config DIR]');
+  const config = loadConfig(configDir(values.config));
+  try {
+    const now = new Date();
+    const grants = withStore(config, (store) => store.listGrants(now, values.all ? {} : { active: true }));
+    process.stdout.write(values.json ? `${JSON.stringify(grants, null, 2)}\n` : formatGrantList(grants, now, { all: values.all }));
+    return 0;
+  } catch (error) {
+    return refused(error);
+  }
+}
+
+/**
+ * Revoking reduces access, so it must not wait on the journal: the grant is
+ * revoked first, then the revocation is journaled. If the journal cannot be
+ * written the grant stays revoked, and the command says so and exits 1.
+ */
+function grantsRevoke(args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, 'token-file': { type: 'string' } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const id = oneId(positionals, 'drawbridge grants revoke ID [--token-file PATH] [--config DIR]');
+  const token = approverToken(values['token-file']);
+  const config = loadConfig(configDir(values.config));
+  try {
+    const approver = identifyApprover(config, token, process.env);
+    const now = new Date();
+    const { grant, callId } = withStore(config, (store) => {
+      const revoked = store.revokeGrant(id, approver.subject, now);
+      // Journal under the call that requested the approval; in-band grants have no stored request.
+      return { grant: revoked, callId: store.get(revoked.approvalId, now)?.subject.callId ?? revoked.id };
+    });
+    process.stdout.write(`${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`);
+    try {
+      const journal = openJournal(config.journal.path, { sync: config.journal.sync });
+      try {
+        journal.append('grant', callId, { event: 'revoked', grantId: grant.id, approvalId: grant.approvalId, by: approver.subject, approver: approverRecord(approver) }, now);
+      } finally {
+        journal.close();
+      }
+    } catch (error) {
+      process.stderr.write(`drawbridge: ERROR: grant ${grant.id} IS revoked, but the revocation could not be journaled. Tell the operator.\n`);
+      return refused(error);
+    }
+    return 0;
+  } catch (error) {
+    return refused(error);
+  }
 }
 
 main(process.argv.slice(2)).then(

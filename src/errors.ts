@@ -11,7 +11,6 @@ export type ErrorCode =
   | 'connection.unknown'
   | 'policy.denied'
   | 'policy.no_match'
-  | 'policy.needs_approval'
   | 'policy.unclassified'
   | 'sql.empty'
   | 'sql.parse_error'
@@ -22,6 +21,19 @@ export type ErrorCode =
   | 'backend.error'
   | 'limits.affected_rows'
   | 'journal.unavailable'
+  | 'approval.declined'
+  | 'approval.pending'
+  | 'approval.unavailable'
+  | 'approval.timeout'
+  | 'approval.not_found'
+  | 'approval.not_pending'
+  | 'approval.forbidden'
+  | 'approval.duplicate_vote'
+  | 'approval.not_approved'
+  | 'approval.store_unavailable'
+  | 'grant.not_found'
+  | 'grant.expired'
+  | 'identity.unknown_approver'
   | 'internal';
 
 const HINTS: Record<ErrorCode, string> = {
@@ -33,7 +45,6 @@ const HINTS: Record<ErrorCode, string> = {
   'connection.unknown': 'Use one of the connection names listed in the tool description.',
   'policy.denied': 'This is refused by policy. Do not retry variants of it; ask a human if you need it.',
   'policy.no_match': 'No policy rule allows this. Try a narrower request (for example a read), or ask the operator for a rule.',
-  'policy.needs_approval': 'This needs a human approval, which this gateway cannot collect yet. Ask a human to run it or to change the policy.',
   'policy.unclassified': 'The gateway could not tell what this request does, so it is refused. Rewrite it as a plain statement.',
   'sql.empty': 'Send one SQL statement.',
   'sql.parse_error': 'Fix the SQL syntax (PostgreSQL grammar) and call again.',
@@ -44,6 +55,19 @@ const HINTS: Record<ErrorCode, string> = {
   'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
+  'approval.declined': 'A human declined this request. Do not retry it or variants of it; ask them what they would accept.',
+  'approval.pending': 'A human must approve this out of band (drawbridge approvals). Call again later with exactly the same input to pick up the decision.',
+  'approval.unavailable': 'No approver can be reached for this request, so nothing was run. Ask a human to run it, or the operator to change the policy.',
+  'approval.timeout': 'Nobody decided in time, so nothing was run. Call again when a human can answer, to ask for a new approval.',
+  'approval.not_found': 'Check the id with `drawbridge approvals list --all`.',
+  'approval.not_pending': 'This request was already decided or has expired; see `drawbridge approvals show ID`. A new request needs a new call from the agent.',
+  'approval.forbidden': "Only members of the rule's approver groups may vote, and requesters never approve their own requests unless the rule says requester: true. Ask another approver.",
+  'approval.duplicate_vote': 'Each approver votes once per request. If more approvals are needed, another approver must vote.',
+  'approval.not_approved': 'This request is not approved, or its approval was already used. Call again to ask for a new approval.',
+  'approval.store_unavailable': 'The approvals store cannot be read or written, so nothing that needs approval runs. Tell the operator.',
+  'grant.not_found': 'Check the id with `drawbridge grants list --all`; a revoked grant cannot be revoked again.',
+  'grant.expired': 'The grant has expired. Call again to ask for a new approval.',
+  'identity.unknown_approver': 'Set DRAWBRIDGE_APPROVER_TOKEN (or pass --token-file PATH) to the approver token the operator issued you (policies, kind: gateway, approval.approvers).',
   'internal': 'An unexpected gateway error occurred. Tell the operator; the journal has the details.',
 };
 

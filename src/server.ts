@@ -1,4 +1,4 @@
-// The MCP wiring: tools are registered from the config (connection is an enum
+// The MCP wiring (with approval/elicitation.ts the only SDK importer): tools are registered from the config (connection is an enum
 // of declared names; the description says what each connection is and which
 // rules apply), and every tools/call goes through the pipeline. Uses the SDK's
 // low-level Server so that even malformed calls reach the pipeline and the
@@ -13,6 +13,8 @@ import type { IdentityProvider } from './identity/identity.js';
 import { tabularOutputShape } from './pipeline/answer.js';
 import { callTool, inputSchemaFor } from './pipeline/callTool.js';
 import type { Gateway } from './pipeline/gateway.js';
+import type { ApprovalChannel } from './approval/approver.js';
+import { elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
 
 export const SERVER_NAME = 'drawbridge';
@@ -81,10 +83,27 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
       identity = null; // the pipeline refuses a call without identity, and journals it
     }
     const client = server.getClientVersion();
+    // How a human can be reached during this call: the elicitation form (only if the
+    // client declared it) and progress notifications (only if it sent a progressToken).
+    const progressToken = request.params._meta?.progressToken;
+    let step = 0;
+    const channel: ApprovalChannel = {
+      ...(client ? { clientName: client.name } : {}),
+      elicit: elicitationHook(server),
+      ...(progressToken !== undefined
+        ? {
+            progress: async (message: string) => {
+              step += 1;
+              await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: step, message } });
+            },
+          }
+        : {}),
+    };
     const result = await callTool(gateway, {
       tool: request.params.name,
       args: request.params.arguments ?? {},
       identity,
+      channel,
       ...(client ? { client: { name: client.name, version: client.version } } : {}),
     });
     if (!result.ok) return { isError: true, content: [{ type: 'text', text: result.text }] };

@@ -4,6 +4,7 @@
 // Policy, approval, masking and the journal stay generic in the pipeline.
 
 import type { z } from 'zod';
+import type { ImpactPreview } from '../approval/approver.js';
 import type { SecretEnvironment, SecretRef } from '../config/secrets.js';
 
 /** How much a request can change. `unknown` is always denied by the pipeline. */
@@ -62,6 +63,20 @@ export type Cell = string | number | boolean | null;
 export interface ExecuteContext {
   /** From the deciding rule, overriding the connection's default for writes. */
   readonly maxAffectedRows?: number;
+  /** Hard cap on run time (ms), below the connection's own timeout: a grant's remaining life. */
+  readonly timeLimitMs?: number;
+}
+
+export interface PreviewContext {
+  /** From the deciding rule, overriding the connection's default: a bigger write is refused, not offered. */
+  readonly maxAffectedRows?: number;
+  /** Affected keys to show at most (default 5). */
+  readonly sampleSize?: number;
+  /**
+   * Masks the sample of affected keys (the caller's mask stage, for this request).
+   * Without it the sample is withheld: keys are data, and nothing leaves unmasked.
+   */
+  readonly mask?: (result: TabularResult) => TabularResult;
 }
 
 /**
@@ -73,6 +88,13 @@ export interface BackendConnection {
   /** Catalog lookups that refine the parsed request (qualified names, function volatility). */
   resolve(request: ParsedRequest): Promise<ParsedRequest>;
   execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult>;
+  /**
+   * Dry-runs a write (access `write` only; anything else is a TypeError) and always
+   * rolls it back: how many rows it would change and a masked sample of their keys.
+   * Throws `limits.affected_rows` when it would change more than the limit, and the
+   * statement's own error when it fails. Backends that cannot dry-run omit it.
+   */
+  preview?(request: ParsedRequest, context: PreviewContext): Promise<ImpactPreview>;
   close(): Promise<void>;
 }
 

@@ -206,6 +206,11 @@ export function loadConfig(dir: string): GatewayConfig {
         if (hashKey?.kind === 'template' && !hashKey.template.includes('${')) {
           problems.push({ ...locate(raw, ['masking', 'hash_key']), message: 'masking.hash_key is written inline; reference it instead, e.g. hash_key: ${DRAWBRIDGE_HASH_KEY} or hash_key: { file: /run/secrets/hash-key }' });
         }
+        value.approval.approvers.forEach((approver, index) => {
+          if (approver.token.kind === 'template' && !approver.token.template.includes('${')) {
+            problems.push({ ...locate(raw, ['approval', 'approvers', index, 'token']), message: 'an approver token is written inline; reference it instead, e.g. token: ${DBA_APPROVER_TOKEN}' });
+          }
+        });
         gateway = { value };
         break;
       }
@@ -253,6 +258,7 @@ export function loadConfig(dir: string): GatewayConfig {
   }
   if (tools.size === 0) warnings.push('no tools are declared; the server will offer nothing');
   const journalPath = g?.journal.path ?? '.drawbridge/journal.db';
+  const absolute = (p: string) => (isAbsolute(p) ? p : join(root, p));
   return {
     dir: root,
     connections,
@@ -262,6 +268,13 @@ export function loadConfig(dir: string): GatewayConfig {
     identity: g?.identity ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : null,
     journal: { path: isAbsolute(journalPath) ? journalPath : join(root, journalPath), sync: g?.journal.sync ?? 'full' },
     hashKey: g?.masking.hash_key ?? null,
+    approval: {
+      store: absolute(g?.approval.store ?? '.drawbridge/approvals.db'),
+      waitMs: g?.approval.wait ?? 120_000,
+      elicitationTimeoutMs: g?.approval.elicitation_timeout ?? 600_000,
+      pendingTtlMs: g?.approval.pending_ttl ?? 86_400_000,
+      approvers: g?.approval.approvers ?? [],
+    },
     warnings,
   };
 }

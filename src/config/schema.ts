@@ -9,6 +9,7 @@ import { maskingRuleSchema } from '../masking/rules.js';
 import type { Rule } from '../policy/schema.js';
 import { ruleSchema } from '../policy/schema.js';
 import { secretRefSchema, type SecretRef } from './secrets.js';
+import { durationSchema } from './units.js';
 
 export const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -45,6 +46,28 @@ export const gatewaySchema = z.strictObject({
     })
     .default({ path: '.drawbridge/journal.db', sync: 'full' }),
   masking: z.strictObject({ hash_key: secretRefSchema.optional() }).default({}),
+  approval: z
+    .strictObject({
+      /** Out-of-band approvals and grants live here (mutable state, so not in the append-only journal). */
+      store: z.string().min(1).default('.drawbridge/approvals.db'),
+      /** How long a call waits for an out-of-band decision before answering "pending". */
+      wait: durationSchema.default(120_000),
+      /** How long the human at the client has to answer an elicitation prompt. */
+      elicitation_timeout: durationSchema.default(600_000),
+      /** A pending request nobody decided expires after this. */
+      pending_ttl: durationSchema.default(86_400_000),
+      /** Local mode: who may act with `drawbridge approvals`, each proven by a token (OIDC later). */
+      approvers: z
+        .array(
+          z.strictObject({
+            subject: z.string().min(1),
+            groups: z.array(z.string().min(1)).default([]),
+            token: secretRefSchema,
+          }),
+        )
+        .default([]),
+    })
+    .default({ store: '.drawbridge/approvals.db', wait: 120_000, elicitation_timeout: 600_000, pending_ttl: 86_400_000, approvers: [] }),
 });
 
 export type ToolDeclaration = z.output<typeof toolSchema>;
@@ -78,6 +101,14 @@ export interface GatewayConfig {
   readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | null;
   readonly journal: { readonly path: string; readonly sync: 'full' | 'normal' };
   readonly hashKey: SecretRef | null;
+  readonly approval: {
+    /** Absolute path of the approvals store. */
+    readonly store: string;
+    readonly waitMs: number;
+    readonly elicitationTimeoutMs: number;
+    readonly pendingTtlMs: number;
+    readonly approvers: ReadonlyArray<{ readonly subject: string; readonly groups: readonly string[]; readonly token: SecretRef }>;
+  };
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];
 }

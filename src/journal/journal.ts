@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { DrawbridgeError } from '../errors.js';
 
 /** Kinds of journal records. Add new kinds (e.g. approval events) to this union. */
-export type RecordType = 'call' | 'outcome';
+export type RecordType = 'call' | 'outcome' | 'approval' | 'grant';
 
 export interface JournalRecord {
   readonly seq: number;

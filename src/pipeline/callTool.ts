@@ -2,6 +2,8 @@
 //
 //   identity → parse → resolve → decide → approve? → journal(intent) → execute → mask → journal(outcome) → answer
 //
+// `approve?` runs only for an approve decision: a grant, an out-of-band approval of
+// this exact request, or a yes through elicitation clears it; anything else refuses.
 // Invariants, each with tests:
 // - Default deny: a missing identity, unknown tool or connection, input that does
 //   not parse, an unclassified request, or no matching rule refuses the call.
@@ -23,12 +25,16 @@ import { applicableRules, createMasker, type MaskCount, type Masker } from '../m
 import { evaluate, type Decision } from '../policy/evaluate.js';
 import { renderAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
+import type { ApprovalChannel } from '../approval/approver.js';
+import { approveStage, type Clearance } from '../approval/stage.js';
 
 export interface CallInput {
   readonly tool: string;
   readonly args: unknown;
   readonly identity: Identity | null;
   readonly client?: { readonly name: string; readonly version?: string };
+  /** How a human can be reached for this call (elicitation, progress); from the transport. */
+  readonly channel?: ApprovalChannel;
 }
 
 export type CallResult =
@@ -40,6 +46,8 @@ interface Prepared {
   readonly request: ParsedRequest;
   readonly decision: Decision;
   readonly masker: Masker;
+  /** How an `approve` decision was cleared (grant or approval); null for allow. */
+  readonly clearance: Clearance | null;
 }
 
 export async function callTool(gateway: Gateway, call: CallInput): Promise<CallResult> {
@@ -50,7 +58,8 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
   let partial: ParsedRequest | null = null;
   let masker: Masker = createMasker([], gateway.maskKey);
 
-  // identity → parse → resolve → decide
+  // identity → parse → resolve → decide → approve?
+  let clearance: Clearance | null = null;
   try {
     const identity = requireIdentity(call.identity);
     const tool = requireTool(gateway.config, call.tool);
@@ -61,15 +70,30 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
     const request = await gateway.connection(connection).resolve(partial);
     partial = request;
     const decision = evaluate(request, identity, gateway.config.rules, gateway.clock());
-    prepared = { tool, request, decision, masker };
+    prepared = { tool, request, decision, masker, clearance: null };
     refusal = refusalFor(decision);
+    if (!refusal && decision.effect === 'approve') {
+      const backend = gateway.connection(connection);
+      const maxAffectedRows = decision.rule?.max_affected_rows;
+      // A dry run executes the write before anyone said yes. A rollback undoes rows, not
+      // what opaque code (a volatile function: `*` among the resources) does elsewhere.
+      const opaque = request.resources.includes('*');
+      const preview =
+        decision.rule?.preview === true && request.access === 'write' && backend.preview
+          ? opaque
+            ? async () => ({ affectedRows: null, sample: [], sampleColumns: [], note: 'not dry-run: the statement calls functions whose effects a rollback may not undo' })
+            : () => backend.preview!(request, { ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }), mask: (r) => masker.maskResult(r, request).result })
+          : null;
+      clearance = await approveStage(gateway.approval, { callId, request, decision, identity, channel: call.channel ?? {}, preview });
+      prepared = { ...prepared, clearance };
+    }
   } catch (error) {
     refusal = toDrawbridgeError(error);
   }
 
   // journal(intent): durable before the backend sees the request.
   try {
-    gateway.journal.append('call', callId, intentRecord(call, partial, prepared?.decision ?? null, refusal), gateway.clock());
+    gateway.journal.append('call', callId, intentRecord(call, partial, prepared?.decision ?? null, refusal, clearance), gateway.clock());
   } catch (error) {
     const failure = error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });
     return refuse(callId, failure, masker, partial, null);
@@ -85,7 +109,15 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
   let result: TabularResult;
   try {
     const maxAffectedRows = decision.rule?.max_affected_rows;
-    result = await gateway.connection(request.connection).execute(request, maxAffectedRows === undefined ? {} : { maxAffectedRows });
+    // A call under a grant may not run past the grant's absolute expiry.
+    const timeLimitMs = clearance?.kind === 'grant' ? Date.parse(clearance.grant.expiresAt) - gateway.clock().getTime() : undefined;
+    if (timeLimitMs !== undefined && timeLimitMs <= 0) {
+      throw new DrawbridgeError('grant.expired', `Grant ${clearance?.kind === 'grant' ? clearance.grant.id : ''} expired before the call could start; nothing was run.`);
+    }
+    result = await gateway.connection(request.connection).execute(request, {
+      ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
+      ...(timeLimitMs === undefined ? {} : { timeLimitMs }),
+    });
   } catch (error) {
     const failure = toDrawbridgeError(error);
     return refuse(callId, failure, masker, request, (masked) =>
@@ -143,12 +175,8 @@ function validateInput(tool: LoadedTool, args: unknown): Record<string, unknown>
 }
 
 function refusalFor(decision: Decision): DrawbridgeError | null {
-  if (decision.effect === 'allow') return null;
+  if (decision.effect !== 'deny') return null; // approve is cleared (or refused) by the approve stage
   const rule = decision.rule ? ` (rule ${decision.rule.name})` : '';
-  if (decision.effect === 'approve') {
-    const who = decision.rule?.approvers?.groups ? ` by someone in ${decision.rule.approvers.groups.join(', ')}` : '';
-    return new DrawbridgeError('policy.needs_approval', `${decision.message}${rule} It needs approval${who}.`, { details: { rule: decision.rule?.name } });
-  }
   return new DrawbridgeError(decision.code ?? 'policy.denied', `Denied${rule}: ${decision.message}`, { details: { rule: decision.rule?.name ?? null } });
 }
 
@@ -166,7 +194,7 @@ function scrubbed(value: unknown): unknown {
   return walk(value);
 }
 
-function intentRecord(call: CallInput, request: ParsedRequest | null, decision: Decision | null, refusal: DrawbridgeError | null): Record<string, unknown> {
+function intentRecord(call: CallInput, request: ParsedRequest | null, decision: Decision | null, refusal: DrawbridgeError | null, clearance: Clearance | null): Record<string, unknown> {
   const identity = call.identity;
   return {
     principal: identity ? { subject: identity.subject, groups: [...identity.groups], kind: identity.kind, issuer: identity.issuer } : null,
@@ -180,6 +208,20 @@ function intentRecord(call: CallInput, request: ParsedRequest | null, decision: 
     decision: decision
       ? { effect: decision.effect, rule: decision.rule?.name ?? null, message: decision.message }
       : { effect: 'deny', rule: null, message: refusal ? `${refusal.code}: ${scrubbed(refusal.message)}` : 'refused' },
+    // Which approval or grant let an `approve` decision through (the approval events are journaled before).
+    clearance: clearanceRecord(clearance),
+  };
+}
+
+function clearanceRecord(clearance: Clearance | null): Record<string, unknown> | null {
+  if (!clearance) return null;
+  if (clearance.kind === 'grant') return { kind: 'grant', grantId: clearance.grant.id, approvalId: clearance.grant.approvalId, expiresAt: clearance.grant.expiresAt };
+  return {
+    kind: 'approval',
+    approvalId: clearance.approvalId,
+    via: clearance.via,
+    approvers: clearance.votes.filter((v) => v.decision === 'approve').map((v) => ({ subject: v.approver.subject, via: v.via, at: v.at, ...(v.client ? { client: v.client } : {}) })),
+    grantId: clearance.grant?.id ?? null,
   };
 }
 

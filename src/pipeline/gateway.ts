@@ -10,6 +10,8 @@ import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
 import { openJournal, type Journal } from '../journal/journal.js';
+import type { ApprovalContext } from '../approval/stage.js';
+import { openApprovalStore, type ApprovalStore } from '../approval/store.js';
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -17,19 +19,40 @@ export interface Gateway {
   readonly maskKey: Uint8Array;
   readonly environment: SecretEnvironment;
   readonly clock: () => Date;
+  /** The approve stage's state: the out-of-band store (opened on first use), journal, clock, settings. */
+  readonly approval: ApprovalContext;
   /** Brokered connections, opened on first use. */
   connection(name: string): BackendConnection;
   close(): Promise<void>;
 }
 
-export function createGateway(options: { config: GatewayConfig; journal: Journal; maskKey: Uint8Array; environment: SecretEnvironment; clock?: () => Date }): Gateway {
+export function createGateway(options: {
+  config: GatewayConfig;
+  journal: Journal;
+  maskKey: Uint8Array;
+  environment: SecretEnvironment;
+  clock?: () => Date;
+  /** Tests inject a store or a sleep; by default the store at config.approval.store. */
+  approvals?: { store?: ApprovalStore; sleep?: (ms: number) => Promise<void> };
+}): Gateway {
   const open = new Map<string, BackendConnection>();
+  const clock = options.clock ?? (() => new Date());
+  let store: ApprovalStore | null = options.approvals?.store ?? null;
+  const approval: ApprovalContext = {
+    // Opened on first use: a gateway whose policy never asks for approval never creates the file.
+    store: () => (store ??= openApprovalStore(options.config.approval.store)),
+    journal: options.journal,
+    clock,
+    settings: options.config.approval,
+    ...(options.approvals?.sleep ? { sleep: options.approvals.sleep } : {}),
+  };
   return {
     config: options.config,
     journal: options.journal,
     maskKey: options.maskKey,
     environment: options.environment,
-    clock: options.clock ?? (() => new Date()),
+    clock,
+    approval,
     connection(name) {
       const existing = open.get(name);
       if (existing) return existing;
@@ -42,6 +65,7 @@ export function createGateway(options: { config: GatewayConfig; journal: Journal
     async close() {
       await Promise.allSettled([...open.values()].map((c) => c.close()));
       open.clear();
+      store?.close();
       options.journal.close();
     },
   };

@@ -49,6 +49,14 @@ export const ruleSchema = z
         if (rule[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" only applies to rules with effect: approve` });
       }
     }
+    if (rule.effect === 'approve') {
+      const a = rule.approvers;
+      if (!a || (!a.requester && !a.groups)) {
+        ctx.addIssue({ code: 'custom', path: ['approvers'], message: 'an approve rule needs approvers: { groups: [...] } (out of band) and/or requester: true (the human at the client)' });
+      } else if ((a.min ?? 1) > 1 && !a.groups) {
+        ctx.addIssue({ code: 'custom', path: ['approvers', 'min'], message: '"min" above 1 needs approver groups: the requester alone is one approver' });
+      }
+    }
     if (rule.effect === 'deny' && rule.max_affected_rows !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['max_affected_rows'], message: '"max_affected_rows" does not apply to deny rules' });
     }

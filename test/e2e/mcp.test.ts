@@ -153,10 +153,11 @@ describe('tools/call', () => {
     expect((await db.query('SELECT count(*)::int AS n FROM orders'))[0]?.['n']).toBe(500);
   });
 
-  it('an approve decision is isError saying who must approve', async () => {
+  it('an approve decision is isError saying it is pending and who must approve', async () => {
     const result = (await main.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'DELETE FROM orders WHERE id = 1' } })) as CallToolResult;
     expect(result.isError).toBe(true);
-    expect(text(result)).toMatch(/^policy\.needs_approval: .*by someone in dba/);
+    expect(text(result)).toMatch(/^approval\.pending: Pending approval ap_[a-z0-9]{10}: someone in dba must run `drawbridge approvals approve ap_[a-z0-9]{10}`/);
+    expect((await db.query('SELECT count(*)::int AS n FROM orders WHERE id = 1'))[0]?.['n']).toBe(1);
   });
 
   it('an undeclared connection name is isError connection.unknown naming the valid ones', async () => {
@@ -202,7 +203,7 @@ describe('tools/call', () => {
         ['drop_database', 'db', 'deny'],
       ]),
     );
-    expect(outcomes.map((o) => o.errorCode ?? o.status)).toEqual(expect.arrayContaining(['ok', 'policy.denied', 'policy.needs_approval', 'connection.unknown', 'tool.unknown', 'input.invalid']));
+    expect(outcomes.map((o) => o.errorCode ?? o.status)).toEqual(expect.arrayContaining(['ok', 'policy.denied', 'approval.pending', 'connection.unknown', 'tool.unknown', 'input.invalid']));
     // The URL with the gateway's password is nowhere in the journal.
     expect(readFileSync(join(mainDir, 'journal.db')).toString('latin1')).not.toContain(new URL(db.gatewayUrl).password);
   });

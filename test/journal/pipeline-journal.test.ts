@@ -49,9 +49,9 @@ function records(path = gw.gateway.config.journal.path): Row[] {
   }
 }
 
-/** The call's records, asserting there are exactly a `call` then an `outcome`, back to back. */
+/** The call's records, asserting there are exactly a `call` then an `outcome`, back to back (approval events, which precede the call record, aside). */
 function journaled(callId: string): { call: Record<string, any>; outcome: Record<string, any> } {
-  const rows = records().filter((r) => r.call_id === callId);
+  const rows = records().filter((r) => r.call_id === callId && r.type !== 'approval' && r.type !== 'grant');
   expect(rows.map((r) => r.type)).toEqual(['call', 'outcome']);
   expect(rows[1]!.seq).toBe(rows[0]!.seq + 1);
   return { call: JSON.parse(rows[0]!.data), outcome: JSON.parse(rows[1]!.data) };
@@ -114,13 +114,15 @@ describe('every call is journaled: call, then outcome', () => {
     expect(outcome.answerHash).toBeUndefined();
   });
 
-  it('an approve decision is journaled as approve (and refused: no approver yet)', async () => {
+  it('an approve decision is journaled as approve, with the approval request before it (and refused: pending)', async () => {
     const r = await gw.sql('DELETE FROM orders WHERE id = 1');
     expect(r.ok).toBe(false);
     if (r.ok) return;
+    const events = records().filter((x) => x.call_id === r.callId).map((x) => [x.type, JSON.parse(x.data).event ?? null]);
+    expect(events).toEqual([['approval', 'requested'], ['call', null], ['outcome', null]]);
     const { call, outcome } = journaled(r.callId);
     expect(call.decision).toMatchObject({ effect: 'approve', rule: 'writes-need-approval' });
-    expect(outcome).toMatchObject({ status: 'refused', errorCode: 'policy.needs_approval' });
+    expect(outcome).toMatchObject({ status: 'refused', errorCode: 'approval.pending' });
   });
 
   it.each([

@@ -34,7 +34,9 @@ function who(subject = 'ann@example.com', groups: string[] = ['analysts']): Iden
 
 /** A rule as the config loader would produce it (schema transforms applied). */
 function rule(name: string, effect: 'allow' | 'deny' | 'approve', match: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Rule {
-  return ruleSchema.parse({ name, effect, match, ...extra });
+  // Approve rules must name approvers (config validation); the decision does not depend on who.
+  const approvers = effect === 'approve' && !('approvers' in extra) ? { approvers: { groups: ['dba'] } } : {};
+  return ruleSchema.parse({ name, effect, match, ...approvers, ...extra });
 }
 
 const allowAll = rule('allow-all', 'allow');

@@ -80,6 +80,8 @@ export interface ConfigOptions {
   /** Extra YAML appended to tools/db.yaml (e.g. more connections). */
   readonly limits?: string;
   readonly hashKey?: boolean;
+  /** YAML flow mapping for `approval:` in kind: gateway. Default: no waiting (calls needing approval answer "pending" at once). */
+  readonly approval?: string;
 }
 
 export const DEFAULT_POLICY = `kind: policy
@@ -137,6 +139,7 @@ connections: [db]
     join(dir, 'policies', 'gateway.yaml'),
     `kind: gateway
 ${identity ? `identity: { mode: local, subject: ${JSON.stringify(identity.subject)}, groups: ${JSON.stringify(identity.groups)} }\n` : ''}journal: { path: journal.db }
+approval: ${options.approval ?? '{ wait: 0ms, store: approvals.db }'}
 ${options.hashKey ? 'masking: { hash_key: { env: HASH_KEY } }\n' : ''}`,
   );
   writeFileSync(join(dir, 'policies', 'rules.yaml'), options.policy ?? DEFAULT_POLICY);

@@ -214,7 +214,8 @@ class StatementRun {
   }
 }
 
-export type RunMode = 'read' | 'write' | 'autocommit';
+/** `dry-run`: a write run to completion in BEGIN READ WRITE and always rolled back (impact previews). */
+export type RunMode = 'read' | 'write' | 'autocommit' | 'dry-run';
 
 export interface RunOutcome {
   readonly result: RawResult;
@@ -262,6 +263,19 @@ export async function runStatement(client: PoolClient, sql: string, mode: RunMod
         // the advisory-lock release, pipelined under one Sync. The limits take effect
         // for the statement because the server re-arms statement_timeout per message.
         const run = new StatementRun(sql, limits, false, ['BEGIN READ ONLY', ...settings], ['ROLLBACK', UNLOCK]);
+        try {
+          await submit(client, run);
+        } catch (error) {
+          await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
+          throw error;
+        }
+        return { result: run.result(notices), discard: false };
+      }
+      if (mode === 'dry-run') {
+        // An impact preview: the write runs to completion (so the command tag counts every
+        // row) and is rolled back in the same round trip, advisory locks released. Deferred
+        // constraints are checked at the statement's end, as the COMMIT it never reaches would.
+        const run = new StatementRun(sql, limits, true, ['BEGIN READ WRITE', ...settings, 'SET CONSTRAINTS ALL IMMEDIATE'], ['ROLLBACK', UNLOCK]);
         try {
           await submit(client, run);
         } catch (error) {

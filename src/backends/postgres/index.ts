@@ -5,7 +5,8 @@
 
 import pg from 'pg';
 import { z } from 'zod';
-import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, TabularResult } from '../backend.js';
+import type { ImpactPreview } from '../../approval/approver.js';
+import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, PreviewContext, TabularResult } from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
@@ -16,6 +17,7 @@ import { classifyStatement, SQL_OPERATIONS, type Classification, type TableRef }
 import { runStatement, ServerError, typeName, type Limits, type RunMode } from './execute.js';
 import { harmlessVolatile } from './functions.js';
 import { analyzeLineage, OPAQUE, type Lineage, type RelationColumns } from './lineage.js';
+import { planPreview, previewStatement, sampleSizeOf } from './preview.js';
 
 const DEFAULT_LIMITS = { timeout: 10_000, lock_timeout: 2_000, max_rows: 500, max_bytes: 1024 * 1024, max_affected_rows: 100 };
 
@@ -285,7 +287,12 @@ class PostgresConnection implements BackendConnection {
     const c = detail.classification;
     if (request.access === 'unknown') throw new TypeError('unknown access must be denied before execute');
     const mode: RunMode = request.access === 'read' ? 'read' : c.needsAutocommit ? 'autocommit' : 'write';
-    const limits: Limits = { ...this.limits, maxAffectedRows: context.maxAffectedRows ?? this.limits.maxAffectedRows };
+    const limits: Limits = {
+      ...this.limits,
+      maxAffectedRows: context.maxAffectedRows ?? this.limits.maxAffectedRows,
+      // Never run past a grant's expiry: statement_timeout is the remaining time.
+      timeoutMs: Math.max(1, Math.min(this.limits.timeoutMs, context.timeLimitMs ?? Infinity)),
+    };
     const client = await this.client();
     // Volatile functions may leave session state behind (SET, PREPARE, temp tables) that a COMMIT keeps.
     let discard = c.touchesSession || request.access === 'admin' || detail.runsOpaqueCode === true;
@@ -314,6 +321,28 @@ class PostgresConnection implements BackendConnection {
         notices: result.notices,
         bytes: result.bytes,
       };
+    } catch (error) {
+      throw this.translate(error, () => (discard = true));
+    } finally {
+      client.release(discard);
+    }
+  }
+
+  async preview(request: ParsedRequest, context: PreviewContext): Promise<ImpactPreview> {
+    if (request.access !== 'write') throw new TypeError(`only writes are previewed; this request's access is ${request.access}`);
+    const detail = request.detail as SqlDetail;
+    const c = detail.classification;
+    if (c.needsAutocommit) throw new TypeError('a statement that cannot run in a transaction cannot be dry-run');
+    sampleSizeOf(context);
+    const plan = planPreview(detail.stmt);
+    // The server would not say how many rows it changes: nothing to learn from running it unapproved.
+    if (plan.kind === 'uncountable') return { affectedRows: null, sample: [], sampleColumns: [], note: plan.note };
+    const limits: Limits = { ...this.limits, maxAffectedRows: context.maxAffectedRows ?? this.limits.maxAffectedRows };
+    const client = await this.client();
+    // As in execute: session state a volatile function may leave behind must not reach the next caller.
+    let discard = c.touchesSession || detail.runsOpaqueCode === true;
+    try {
+      return await previewStatement({ client, catalog: this.catalog, limits, markDirty: () => (discard = true) }, detail, plan, context);
     } catch (error) {
       throw this.translate(error, () => (discard = true));
     } finally {

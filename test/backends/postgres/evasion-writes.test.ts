@@ -30,7 +30,7 @@ const support = as('sam@example.com', ['support']);
 const PWNED_PREFIX = 'drawbridge-pwned-';
 
 const DENIED: ErrorCode = 'policy.denied';
-const APPROVAL: ErrorCode = 'policy.needs_approval';
+const APPROVAL: ErrorCode = 'approval.pending';
 const MULTIPLE: ErrorCode = 'sql.multiple_statements';
 const PARSE: ErrorCode = 'sql.parse_error';
 
@@ -315,7 +315,7 @@ function outcomeStatus(gw: TestGateway, callId: string): string | undefined {
   }
 }
 
-const POLICY_OR_PARSE = new Set<string>(['policy.denied', 'policy.needs_approval', 'policy.no_match', 'policy.unclassified', 'sql.multiple_statements', 'sql.parse_error', 'sql.unknown_function', 'sql.empty']);
+const POLICY_OR_PARSE = new Set<string>(['policy.denied', 'approval.pending', 'policy.no_match', 'policy.unclassified', 'sql.multiple_statements', 'sql.parse_error', 'sql.unknown_function', 'sql.empty']);
 
 async function expectRefusedAndUnchanged(db: FreshDatabase, gw: TestGateway, c: Case, who = analyst): Promise<CallResult> {
   const before = await snapshot(db);
@@ -465,7 +465,7 @@ describe('time and lock limits', () => {
     const r = await su.sql('SELECT pg_sleep(30)', analyst);
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    expect(r.error.code).toBe('policy.needs_approval');
+    expect(r.error.code).toBe('approval.pending');
     expect(outcomeStatus(su, r.callId)).toBe('refused');
   });
 

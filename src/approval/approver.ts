@@ -1,0 +1,95 @@
+// Just-in-time approval: the types every approval path shares. A request that
+// needs approval is bound to the hash of its canonical form (tool, connection,
+// exact input), so an approval can only ever run the statement that was shown.
+// How a human is reached is behind `Approver`; the pipeline never knows.
+
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../journal/journal.js';
+
+/** Who acted on an approval, and how. */
+export interface ApproverIdentity {
+  readonly subject: string;
+  readonly groups: readonly string[];
+  readonly kind: 'local' | 'oidc';
+}
+
+export type ApprovalVia = 'elicitation' | 'cli';
+
+export interface Vote {
+  readonly approver: ApproverIdentity;
+  readonly decision: 'approve' | 'deny';
+  readonly via: ApprovalVia;
+  /** The MCP client's name for in-band approvals. */
+  readonly client?: string;
+  readonly reason?: string;
+  /** Grant the approver chose (ms), bounded by the rule's `grant`. */
+  readonly grantMs?: number;
+  readonly at: string;
+}
+
+/** What a human is asked to approve: everything needed to judge, nothing secret. */
+export interface ApprovalSubject {
+  /** sha256 of the canonical request: the approval is for exactly this. */
+  readonly hash: string;
+  readonly callId: string;
+  readonly tool: string;
+  readonly connection: string;
+  readonly input: Readonly<Record<string, unknown>>;
+  readonly summary: string;
+  readonly reasons: readonly string[];
+  readonly rule: string;
+  readonly message: string;
+  readonly requester: ApproverIdentity & { readonly issuer: string };
+  readonly client?: string;
+  /** Rule settings. */
+  readonly approverGroups: readonly string[];
+  readonly allowRequester: boolean;
+  readonly min: number;
+  readonly maxGrantMs: number | null;
+  readonly preview: ImpactPreview | null;
+}
+
+/** A dry run of a write, rolled back: what approving would change. */
+export interface ImpactPreview {
+  /** Rows the write would change, or null when the server cannot say (a write inside a CTE). */
+  readonly affectedRows: number | null;
+  /** A masked sample of the keys of affected rows (UPDATE/DELETE), as column → value. */
+  readonly sample: ReadonlyArray<Readonly<Record<string, string | number | boolean | null>>>;
+  readonly sampleColumns: readonly string[];
+  readonly note?: string;
+}
+
+export type ApprovalOutcome =
+  | { readonly status: 'approved'; readonly approvalId: string; readonly votes: readonly Vote[]; readonly grantMs: number | null }
+  | { readonly status: 'declined'; readonly approvalId: string; readonly votes: readonly Vote[]; readonly reason: string }
+  | { readonly status: 'pending'; readonly approvalId: string }
+  | { readonly status: 'unavailable'; readonly reason: string };
+
+/** Per-call hooks the transport offers (server.ts builds them from the MCP request). */
+export interface ApprovalChannel {
+  readonly clientName?: string;
+  /** Present only when the client declared the elicitation capability. */
+  readonly elicit?: (request: ElicitForm, timeoutMs: number) => Promise<ElicitAnswer>;
+  /** Progress notifications keep a long call open; absent when the client sent no progressToken. */
+  readonly progress?: (message: string) => Promise<void>;
+}
+
+export interface ElicitForm {
+  readonly message: string;
+  /** Grant choices offered, in ms (0 = this call only). */
+  readonly grantChoices: readonly number[];
+}
+
+export type ElicitAnswer =
+  | { readonly action: 'accept'; readonly approve: boolean; readonly grantMs: number; readonly reason?: string }
+  | { readonly action: 'decline' | 'cancel' };
+
+export interface Approver {
+  /** Asks for approval of `subject`; resolves when decided, or pending/unavailable. */
+  request(subject: ApprovalSubject, channel: ApprovalChannel): Promise<ApprovalOutcome>;
+}
+
+/** The hash an approval is bound to: tool, connection and the exact input. */
+export function requestHash(tool: string, connection: string, input: Readonly<Record<string, unknown>>): string {
+  return createHash('sha256').update(canonicalJson({ tool, connection, input })).digest('hex');
+}

@@ -1,0 +1,172 @@
+// The approve stage. A call whose decision is `approve` runs only with a
+// clearance: a valid grant for this principal, connection and rule; an
+// out-of-band approval of this exact request (by hash); or a yes from the human
+// at the client through elicitation. Every step is journaled. Anything else
+// throws a coded refusal: declined, pending (with the id), timeout, unavailable.
+
+import { randomBytes } from 'node:crypto';
+import type { ParsedRequest } from '../backends/backend.js';
+import { formatDuration } from '../config/units.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { DrawbridgeError } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import type { Journal } from '../journal/journal.js';
+import type { Decision } from '../policy/evaluate.js';
+import { requestHash, type ApprovalChannel, type ApprovalSubject, type ImpactPreview, type Vote } from './approver.js';
+import { grantChoices, describeForApproval } from './prompt.js';
+import type { ApprovalStore, StoredApproval, StoredGrant } from './store.js';
+
+export interface ApprovalContext {
+  readonly store: () => ApprovalStore;
+  readonly journal: Journal;
+  readonly clock: () => Date;
+  readonly settings: GatewayConfig['approval'];
+  /** Real-time sleep; injectable so tests need not wait. */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export type Clearance =
+  | { readonly kind: 'grant'; readonly grant: StoredGrant }
+  | { readonly kind: 'approval'; readonly approvalId: string; readonly via: 'elicitation' | 'cli'; readonly votes: readonly Vote[]; readonly grant: StoredGrant | null };
+
+export interface ApproveInput {
+  readonly callId: string;
+  readonly request: ParsedRequest;
+  readonly decision: Decision;
+  readonly identity: Identity;
+  readonly channel: ApprovalChannel;
+  /** Dry run of the write, when the rule asks for a preview; may throw limits.affected_rows. */
+  readonly preview: (() => Promise<ImpactPreview>) | null;
+}
+
+const POLL_MS = 250;
+const PROGRESS_EVERY_MS = 5_000;
+
+export async function approveStage(ctx: ApprovalContext, input: ApproveInput): Promise<Clearance> {
+  const { request, decision, identity, channel } = input;
+  const rule = decision.rule;
+  if (!rule || decision.effect !== 'approve') throw new TypeError('approveStage needs an approve decision with its rule');
+  const approvers = rule.approvers ?? {};
+  const now = ctx.clock();
+
+  // 1. A grant from an earlier approval covers this principal, connection and rule.
+  const grant = ctx.store().findGrant({ subject: identity.subject, issuer: identity.issuer, tool: request.tool, connection: request.connection, rule: rule.name }, now);
+  if (grant) return { kind: 'grant', grant };
+
+  const hash = requestHash(request.tool, request.connection, request.input);
+  const base = {
+    hash,
+    callId: input.callId,
+    tool: request.tool,
+    connection: request.connection,
+    input: request.input,
+    summary: request.summary,
+    reasons: request.reasons,
+    rule: rule.name,
+    message: decision.message,
+    requester: { subject: identity.subject, groups: identity.groups, kind: identity.kind, issuer: identity.issuer },
+    ...(channel.clientName ? { client: channel.clientName } : {}),
+    approverGroups: approvers.groups ?? [],
+    allowRequester: approvers.requester === true,
+    min: approvers.min ?? 1,
+    maxGrantMs: rule.grant ?? null,
+  };
+  const subject = async (): Promise<ApprovalSubject> => ({ ...base, preview: input.preview ? await input.preview() : null });
+
+  // 2. In band: the requester may approve, and their client can show a form.
+  const inBand = approvers.requester === true && (approvers.min ?? 1) === 1;
+  if (inBand && channel.elicit) {
+    const s = await subject();
+    return askInBand(ctx, s, channel, channel.elicit);
+  }
+  if (!approvers.groups) {
+    throw new DrawbridgeError(
+      'approval.unavailable',
+      `Rule ${rule.name} needs your approval in the client, but ${channel.clientName ?? 'this client'} cannot show an approval prompt (it did not declare the elicitation capability), and the rule names no out-of-band approvers.`,
+      { hint: 'Use an MCP client that supports elicitation, or ask the operator to add approvers: { groups: [...] } to the rule.' },
+    );
+  }
+
+  // 3. Out of band: a pending request approvers act on with `drawbridge approvals`.
+  return awaitOutOfBand(ctx, await subject(), channel);
+}
+
+async function askInBand(ctx: ApprovalContext, s: ApprovalSubject, channel: ApprovalChannel, elicit: NonNullable<ApprovalChannel['elicit']>): Promise<Clearance> {
+  const approvalId = `ap_${randomBytes(8).toString('hex').slice(0, 10)}`;
+  ctx.journal.append('approval', s.callId, { event: 'requested', approvalId, via: 'elicitation', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, preview: s.preview }, ctx.clock());
+  let answer;
+  try {
+    answer = await elicit({ message: describeForApproval(s), grantChoices: grantChoices(s.maxGrantMs) }, ctx.settings.elicitationTimeoutMs);
+  } catch (error) {
+    const timedOut = /timed? ?out/i.test((error as Error)?.message ?? '');
+    ctx.journal.append('approval', s.callId, { event: timedOut ? 'timeout' : 'failed', approvalId, via: 'elicitation', error: (error as Error)?.message ?? String(error) }, ctx.clock());
+    if (timedOut) {
+      throw new DrawbridgeError('approval.timeout', `Nobody answered the approval prompt within ${formatDuration(ctx.settings.elicitationTimeoutMs)}; nothing was run.`);
+    }
+    throw new DrawbridgeError('approval.unavailable', `The approval prompt could not be shown: ${(error as Error)?.message ?? String(error)}; nothing was run.`);
+  }
+  const who = { subject: s.requester.subject, groups: s.requester.groups, kind: s.requester.kind };
+  const at = ctx.clock().toISOString();
+  if (answer.action !== 'accept' || !answer.approve) {
+    const how = answer.action === 'accept' ? 'declined' : answer.action === 'decline' ? 'declined' : 'cancelled';
+    ctx.journal.append('approval', s.callId, { event: 'declined', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, action: answer.action, ...(answer.action === 'accept' && answer.reason ? { reason: answer.reason } : {}) }, ctx.clock());
+    throw new DrawbridgeError('approval.declined', `The approval was ${how} in ${s.client ?? 'the client'}; nothing was run.`);
+  }
+  const grantMs = Math.min(answer.grantMs, s.maxGrantMs ?? 0);
+  const vote: Vote = { approver: who, decision: 'approve', via: 'elicitation', ...(s.client ? { client: s.client } : {}), ...(answer.reason ? { reason: answer.reason } : {}), ...(grantMs > 0 ? { grantMs } : {}), at };
+  ctx.journal.append('approval', s.callId, { event: 'approved', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, reason: answer.reason ?? null, grantMs }, ctx.clock());
+  const grant = grantMs > 0 ? createGrant(ctx, s, approvalId, grantMs) : null;
+  return { kind: 'approval', approvalId, via: 'elicitation', votes: [vote], grant };
+}
+
+async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel: ApprovalChannel): Promise<Clearance> {
+  const store = ctx.store();
+  const { approval, created } = store.openRequest(s, ctx.clock(), ctx.settings.pendingTtlMs);
+  if (created) {
+    ctx.journal.append('approval', s.callId, { event: 'requested', approvalId: approval.id, via: 'cli', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, approverGroups: s.approverGroups, min: s.min, preview: s.preview, expiresAt: approval.expiresAt }, ctx.clock());
+  }
+  const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const started = Date.now();
+  let lastProgress = -Infinity;
+  let current: StoredApproval | undefined = approval;
+  for (;;) {
+    current = store.get(approval.id, ctx.clock());
+    if (!current) throw new DrawbridgeError('approval.not_found', `Approval ${approval.id} disappeared from the store.`);
+    if (current.status === 'approved') return consume(ctx, store, current, s);
+    if (current.status === 'denied') {
+      const reason = current.votes.find((v) => v.decision === 'deny')?.reason;
+      throw new DrawbridgeError('approval.declined', `Approval ${current.id} was denied${reason ? `: ${reason}` : ''}; nothing was run.`);
+    }
+    if (current.status !== 'pending') {
+      throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, { hint: 'Call the tool again to ask for a new approval.' });
+    }
+    const waited = Date.now() - started;
+    if (waited >= ctx.settings.waitMs) break;
+    if (channel.progress && waited - lastProgress >= PROGRESS_EVERY_MS) {
+      lastProgress = waited;
+      const votes = current.votes.filter((v) => v.decision === 'approve').length;
+      await channel.progress(`Waiting for approval ${current.id} (${votes}/${s.min}) from ${s.approverGroups.join(', ')}: drawbridge approvals approve ${current.id}`).catch(() => undefined);
+    }
+    await sleep(Math.min(POLL_MS, ctx.settings.waitMs - waited));
+  }
+  throw new DrawbridgeError(
+    'approval.pending',
+    `Pending approval ${current.id}: ${s.min > 1 ? `${s.min} approvers` : 'someone'} in ${s.approverGroups.join(', ')} must run \`drawbridge approvals approve ${current.id}\`. Nothing was run yet.`,
+    { hint: `Call this tool again later with exactly the same input to pick up the decision (approval ${current.id} expires ${current.expiresAt}).`, details: { approvalId: current.id } },
+  );
+}
+
+function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Clearance {
+  // Exactly once: a second call with the same input needs a new approval (or a grant).
+  const consumed = store.consume(approval.id, ctx.clock());
+  ctx.journal.append('approval', s.callId, { event: 'consumed', approvalId: consumed.id, requestedBy: consumed.subject.callId, votes: consumed.votes.map((v) => ({ approver: v.approver.subject, decision: v.decision, via: v.via, at: v.at })) }, ctx.clock());
+  const grantMs = Math.min(consumed.grantMs ?? 0, s.maxGrantMs ?? 0);
+  const grant = grantMs > 0 ? createGrant(ctx, s, consumed.id, grantMs) : null;
+  return { kind: 'approval', approvalId: consumed.id, via: 'cli', votes: consumed.votes, grant };
+}
+
+function createGrant(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, grantMs: number): StoredGrant {
+  const grant = ctx.store().createGrant({ subject: s.requester.subject, issuer: s.requester.issuer, tool: s.tool, connection: s.connection, rule: s.rule, approvalId, grantMs }, ctx.clock());
+  ctx.journal.append('grant', s.callId, { event: 'created', grantId: grant.id, approvalId, subject: grant.subject, tool: grant.tool, connection: grant.connection, rule: grant.rule, expiresAt: grant.expiresAt }, ctx.clock());
+  return grant;
+}

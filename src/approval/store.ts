@@ -1,0 +1,559 @@
+// The out-of-band approval store: pending requests, approvers' votes and the
+// grants approvals issue, in one SQLite (WAL) file shared by the gateway and
+// `drawbridge approvals` processes. Mutable state, so not the journal: every
+// decision is journaled by the caller. Every state change runs under BEGIN
+// IMMEDIATE (read, check, write under one write lock), and nothing is cached
+// between calls, because another process may have written since. Times are
+// stored as epoch milliseconds and compared as numbers; `now` is always passed
+// in, so expiry is decided by the caller's clock. Any SQLite failure becomes
+// approval.store_unavailable: the caller refuses (fail closed).
+
+import { createHash, randomInt } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
+import { canonicalJson } from '../journal/journal.js';
+import type { ApprovalSubject, Vote } from './approver.js';
+
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'consumed';
+
+export interface StoredApproval {
+  /** 'ap_' + 10 characters [a-z0-9] from the CSPRNG: unguessable. */
+  readonly id: string;
+  readonly hash: string;
+  readonly status: ApprovalStatus;
+  readonly subject: ApprovalSubject;
+  /** In the order they were cast. */
+  readonly votes: readonly Vote[];
+  readonly createdAt: string;
+  /** Absolute: a pending request, and an approved one not yet consumed, become 'expired' at this time. */
+  readonly expiresAt: string;
+  readonly decidedAt: string | null;
+  readonly consumedAt: string | null;
+  /** Grant chosen by the deciding approver(s): the minimum of their choices, bounded by subject.maxGrantMs; null when the rule has no grant or until approved. */
+  readonly grantMs: number | null;
+}
+
+export interface StoredGrant {
+  /** 'gr_' + 10 characters [a-z0-9]. */
+  readonly id: string;
+  readonly subject: string;
+  readonly issuer: string;
+  readonly tool: string;
+  readonly connection: string;
+  readonly rule: string;
+  readonly approvalId: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly revokedAt: string | null;
+  readonly revokedBy: string | null;
+}
+
+export interface VoteHooks {
+  /**
+   * Runs inside the store's write transaction once the vote is validated, with
+   * the approval as it will be after the vote. If it throws, the vote is rolled
+   * back and the error is rethrown: the CLI journals the vote here, so a vote
+   * never counts without its journal record.
+   */
+  readonly beforeCommit?: (after: StoredApproval) => void;
+}
+
+export interface ApprovalStore {
+  /**
+   * Reuses the open request (pending, or approved and not consumed, not expired) for the
+   * same hash, requester (subject and issuer) and rule settings if there is one; else
+   * creates a pending one expiring `ttlMs` after `now`.
+   */
+  openRequest(subject: ApprovalSubject, now: Date, ttlMs: number): { approval: StoredApproval; created: boolean };
+  /** Marks the request 'expired' first if its time has passed. */
+  get(id: string, now: Date): StoredApproval | undefined;
+  /** Newest first; expired requests are marked first. */
+  list(now: Date, filter?: { status?: ApprovalStatus }): StoredApproval[];
+  /**
+   * Validates and records a vote; see the rules at `decide` below. Throws approval.not_found,
+   * approval.not_pending, approval.forbidden, approval.duplicate_vote, or input.invalid (grant too long).
+   */
+  vote(id: string, vote: Vote, now: Date, hooks?: VoteHooks): StoredApproval;
+  /** approved → consumed, exactly once; anything else throws approval.not_approved. */
+  consume(id: string, now: Date): StoredApproval;
+  /**
+   * Issues a grant expiring `grantMs` after `now`. When `approvalId` is a request in this store
+   * it must be approved or consumed, for the same principal, tool, connection and rule, with a
+   * grant of at least `grantMs`, and the grant ends no later than decidedAt + its grantMs.
+   * One grant per approval (approval.not_approved otherwise).
+   */
+  createGrant(input: { subject: string; issuer: string; tool: string; connection: string; rule: string; approvalId: string; grantMs: number }, now: Date): StoredGrant;
+  /** A grant valid at `now` (not revoked, now < expiresAt) for exactly this principal, tool, connection and rule; the one expiring last. */
+  findGrant(q: { subject: string; issuer: string; tool: string; connection: string; rule: string }, now: Date): StoredGrant | undefined;
+  /** Newest first. `active: true` only valid ones, `false` only revoked or expired ones. */
+  listGrants(now: Date, filter?: { active?: boolean }): StoredGrant[];
+  /** Throws grant.not_found when there is no such grant or it is already revoked. */
+  revokeGrant(id: string, by: string, now: Date): StoredGrant;
+  close(): void;
+}
+
+export interface ApprovalStoreOptions {
+  /** How long to wait for another process's write lock before failing closed (default 5 s). */
+  readonly busyTimeoutMs?: number;
+}
+
+const FORMAT_VERSION = '1';
+const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+  id TEXT PRIMARY KEY,
+  hash TEXT NOT NULL,
+  requester_subject TEXT NOT NULL,
+  requester_issuer TEXT NOT NULL,
+  policy_key TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'consumed')),
+  subject TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  decided_ms INTEGER,
+  consumed_ms INTEGER,
+  grant_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS approvals_open ON approvals (hash, requester_subject, requester_issuer, status);
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, expires_ms);
+CREATE TABLE IF NOT EXISTS votes (
+  approval_id TEXT NOT NULL REFERENCES approvals (id),
+  seq INTEGER NOT NULL,
+  approver_subject TEXT NOT NULL,
+  vote TEXT NOT NULL,
+  PRIMARY KEY (approval_id, seq),
+  UNIQUE (approval_id, approver_subject)
+);
+CREATE TABLE IF NOT EXISTS grants (
+  id TEXT PRIMARY KEY,
+  subject TEXT NOT NULL,
+  issuer TEXT NOT NULL,
+  tool TEXT NOT NULL,
+  connection TEXT NOT NULL,
+  rule TEXT NOT NULL,
+  approval_id TEXT NOT NULL UNIQUE,
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  revoked_ms INTEGER,
+  revoked_by TEXT
+);
+CREATE INDEX IF NOT EXISTS grants_lookup ON grants (subject, issuer, tool, connection, rule, expires_ms);
+`;
+
+interface ApprovalRow {
+  id: string;
+  hash: string;
+  status: ApprovalStatus;
+  subject: string;
+  created_ms: number;
+  expires_ms: number;
+  decided_ms: number | null;
+  consumed_ms: number | null;
+  grant_ms: number | null;
+}
+
+interface GrantRow {
+  id: string;
+  subject: string;
+  issuer: string;
+  tool: string;
+  connection: string;
+  rule: string;
+  approval_id: string;
+  created_ms: number;
+  expires_ms: number;
+  revoked_ms: number | null;
+  revoked_by: string | null;
+}
+
+/** An unguessable id: prefix + 10 characters of [a-z0-9] (about 51 bits) from the CSPRNG. */
+export function newId(prefix: 'ap_' | 'gr_'): string {
+  let id = prefix;
+  for (let i = 0; i < 10; i++) id += ID_ALPHABET[randomInt(ID_ALPHABET.length)];
+  return id;
+}
+
+/**
+ * The rule settings a request was opened under. An open request is reused only
+ * when they are unchanged, so an approval collected under a laxer rule (fewer
+ * approvers, other groups, a longer grant) never clears a call under a stricter one.
+ */
+function policyKey(s: ApprovalSubject): string {
+  return createHash('sha256')
+    .update(canonicalJson({ rule: s.rule, approverGroups: [...s.approverGroups].sort(), allowRequester: s.allowRequester, min: s.min, maxGrantMs: s.maxGrantMs }))
+    .digest('hex');
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const child of Object.values(value as object)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function millis(now: Date): number {
+  const ms = now.getTime();
+  if (!Number.isFinite(ms)) throw new TypeError('now must be a valid Date');
+  return ms;
+}
+
+function storeUnavailable(message: string, path: string, cause: unknown): DrawbridgeError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new DrawbridgeError('approval.store_unavailable', `${message} (${path}): ${reason}`, { details: { path }, cause });
+}
+
+type Refusal = { readonly refusal: DrawbridgeError };
+const refuse = (error: DrawbridgeError): Refusal => ({ refusal: error });
+const isRefusal = (value: unknown): value is Refusal => value !== null && typeof value === 'object' && 'refusal' in value;
+
+export function openApprovalStore(path: string, options: ApprovalStoreOptions = {}): ApprovalStore {
+  const busyTimeout = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  const inMemory = path === ':memory:';
+  let db: Database.Database;
+  try {
+    if (!inMemory) mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path, { timeout: busyTimeout });
+  } catch (cause) {
+    throw storeUnavailable('Cannot open the approvals store', path, cause);
+  }
+  try {
+    db.pragma(`busy_timeout = ${busyTimeout}`);
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal' && !(inMemory && mode === 'memory')) throw new Error(`journal_mode is ${String(mode)}, expected wal`);
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.transaction(() => {
+      db.exec(SCHEMA);
+      db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('format_version', ?)").run(FORMAT_VERSION);
+      const version = db.prepare("SELECT value FROM meta WHERE key = 'format_version'").pluck().get();
+      if (version !== FORMAT_VERSION) throw new Error(`unsupported approvals store format version ${String(version)} (expected ${FORMAT_VERSION})`);
+    }).immediate();
+  } catch (cause) {
+    db.close();
+    throw storeUnavailable('Cannot initialise the approvals store', path, cause);
+  }
+
+  const stmt = {
+    approval: db.prepare('SELECT * FROM approvals WHERE id = ?'),
+    votes: db.prepare('SELECT vote FROM votes WHERE approval_id = ? ORDER BY seq').pluck(),
+    findOpen: db.prepare(
+      `SELECT * FROM approvals
+       WHERE hash = @hash AND requester_subject = @subject AND requester_issuer = @issuer AND policy_key = @policyKey
+         AND status IN ('pending', 'approved') AND expires_ms > @now
+       ORDER BY (status = 'approved') DESC, created_ms DESC LIMIT 1`,
+    ),
+    idTaken: db.prepare('SELECT 1 FROM approvals WHERE id = ? UNION ALL SELECT 1 FROM grants WHERE id = ?').pluck(),
+    insertApproval: db.prepare(
+      `INSERT INTO approvals (id, hash, requester_subject, requester_issuer, policy_key, status, subject, created_ms, expires_ms)
+       VALUES (@id, @hash, @subject, @issuer, @policyKey, 'pending', @json, @now, @expires)`,
+    ),
+    expireOne: db.prepare("UPDATE approvals SET status = 'expired' WHERE id = ? AND status IN ('pending', 'approved') AND expires_ms <= ?"),
+    anyToExpire: db.prepare("SELECT 1 FROM approvals WHERE status IN ('pending', 'approved') AND expires_ms <= ? LIMIT 1").pluck(),
+    expireAll: db.prepare("UPDATE approvals SET status = 'expired' WHERE status IN ('pending', 'approved') AND expires_ms <= ?"),
+    listAll: db.prepare('SELECT * FROM approvals ORDER BY created_ms DESC, id'),
+    listByStatus: db.prepare('SELECT * FROM approvals WHERE status = ? ORDER BY created_ms DESC, id'),
+    nextSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 FROM votes WHERE approval_id = ?').pluck(),
+    insertVote: db.prepare('INSERT INTO votes (approval_id, seq, approver_subject, vote) VALUES (?, ?, ?, ?)'),
+    decide: db.prepare("UPDATE approvals SET status = ?, decided_ms = ?, grant_ms = ? WHERE id = ? AND status = 'pending'"),
+    consume: db.prepare("UPDATE approvals SET status = 'consumed', consumed_ms = ? WHERE id = ? AND status = 'approved'"),
+    grant: db.prepare('SELECT * FROM grants WHERE id = ?'),
+    grantOfApproval: db.prepare('SELECT id FROM grants WHERE approval_id = ?').pluck(),
+    insertGrant: db.prepare(
+      `INSERT INTO grants (id, subject, issuer, tool, connection, rule, approval_id, created_ms, expires_ms)
+       VALUES (@id, @subject, @issuer, @tool, @connection, @rule, @approvalId, @now, @expires)`,
+    ),
+    findGrant: db.prepare(
+      `SELECT * FROM grants
+       WHERE subject = @subject AND issuer = @issuer AND tool = @tool AND connection = @connection AND rule = @rule
+         AND revoked_ms IS NULL AND expires_ms > @now
+       ORDER BY expires_ms DESC, id LIMIT 1`,
+    ),
+    listGrants: db.prepare('SELECT * FROM grants ORDER BY created_ms DESC, id'),
+    revokeGrant: db.prepare('UPDATE grants SET revoked_ms = ?, revoked_by = ? WHERE id = ? AND revoked_ms IS NULL'),
+  };
+
+  const toApproval = (row: ApprovalRow): StoredApproval =>
+    deepFreeze({
+      id: row.id,
+      hash: row.hash,
+      status: row.status,
+      subject: JSON.parse(row.subject) as ApprovalSubject,
+      votes: (stmt.votes.all(row.id) as string[]).map((v) => JSON.parse(v) as Vote),
+      createdAt: iso(row.created_ms),
+      expiresAt: iso(row.expires_ms),
+      decidedAt: isoOrNull(row.decided_ms),
+      consumedAt: isoOrNull(row.consumed_ms),
+      grantMs: row.grant_ms,
+    });
+
+  const toGrant = (row: GrantRow): StoredGrant =>
+    Object.freeze({
+      id: row.id,
+      subject: row.subject,
+      issuer: row.issuer,
+      tool: row.tool,
+      connection: row.connection,
+      rule: row.rule,
+      approvalId: row.approval_id,
+      createdAt: iso(row.created_ms),
+      expiresAt: iso(row.expires_ms),
+      revokedAt: isoOrNull(row.revoked_ms),
+      revokedBy: row.revoked_by,
+    });
+
+  const freshId = (prefix: 'ap_' | 'gr_'): string => {
+    for (;;) {
+      const id = newId(prefix);
+      if (stmt.idTaken.get(id, id) === undefined) return id;
+    }
+  };
+
+  const loadApproval = (id: string): StoredApproval | undefined => {
+    const row = stmt.approval.get(id) as ApprovalRow | undefined;
+    return row === undefined ? undefined : toApproval(row);
+  };
+
+  const notFound = (id: string) => new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(id)}.`, { details: { approvalId: id } });
+
+  let closed = false;
+  /**
+   * Runs `body` and maps failures: catalog errors pass through, everything else
+   * (SQLITE_BUSY past the timeout, I/O errors, a closed handle) is approval.store_unavailable.
+   */
+  const guarded = <T>(what: string, body: () => T): T => {
+    try {
+      if (closed) throw new Error('the approvals store is closed');
+      return body();
+    } catch (error) {
+      if (isDrawbridgeError(error) || error instanceof TypeError) throw error;
+      throw storeUnavailable(`Cannot ${what} in the approvals store`, path, error);
+    }
+  };
+
+  /**
+   * A write transaction whose refusals still commit what was done before them
+   * (marking a request expired), then throw: returning a Refusal instead of
+   * throwing inside the transaction keeps better-sqlite3 from rolling it back.
+   */
+  const writeTx = <T>(body: () => T | Refusal): T => {
+    const result = db.transaction(body).immediate();
+    if (isRefusal(result)) throw result.refusal;
+    return result;
+  };
+
+  /** Reads, marking the request expired first (under the write lock) when its time has passed. */
+  const getFresh = (id: string, now: number): ApprovalRow | undefined => {
+    const row = stmt.approval.get(id) as ApprovalRow | undefined;
+    if (row === undefined || !((row.status === 'pending' || row.status === 'approved') && row.expires_ms <= now)) return row;
+    return writeTx(() => {
+      stmt.expireOne.run(id, now);
+      return stmt.approval.get(id) as ApprovalRow | undefined;
+    });
+  };
+
+  return {
+    openRequest(subject, now, ttlMs) {
+      const at = millis(now);
+      if (!Number.isInteger(ttlMs) || ttlMs <= 0) throw new TypeError('ttlMs must be a positive integer');
+      return guarded('open a request', () =>
+        writeTx(() => {
+          const key = { hash: subject.hash, subject: subject.requester.subject, issuer: subject.requester.issuer, policyKey: policyKey(subject), now: at };
+          const open = stmt.findOpen.get(key) as ApprovalRow | undefined;
+          if (open !== undefined) return { approval: toApproval(open), created: false };
+          const id = freshId('ap_');
+          stmt.insertApproval.run({ ...key, id, json: JSON.stringify(subject), expires: at + ttlMs });
+          return { approval: toApproval(stmt.approval.get(id) as ApprovalRow), created: true };
+        }),
+      );
+    },
+
+    get(id, now) {
+      const at = millis(now);
+      return guarded('read a request', () => {
+        const row = getFresh(id, at);
+        return row === undefined ? undefined : toApproval(row);
+      });
+    },
+
+    list(now, filter = {}) {
+      const at = millis(now);
+      return guarded('list requests', () => {
+        if (stmt.anyToExpire.get(at) !== undefined) writeTx(() => stmt.expireAll.run(at));
+        const rows = (filter.status === undefined ? stmt.listAll.all() : stmt.listByStatus.all(filter.status)) as ApprovalRow[];
+        return rows.map(toApproval);
+      });
+    },
+
+    vote(id, vote, now, hooks = {}) {
+      const at = millis(now);
+      return guarded('record a vote', () =>
+        writeTx(() => {
+          stmt.expireOne.run(id, at);
+          const row = stmt.approval.get(id) as ApprovalRow | undefined;
+          if (row === undefined) return refuse(notFound(id));
+          const before = toApproval(row);
+          const refusal = checkVote(before, vote);
+          if (refusal) return refuse(refusal);
+          const recorded: Vote = vote.decision === 'deny' ? withoutGrant(vote) : vote;
+          stmt.insertVote.run(id, stmt.nextSeq.get(id) as number, vote.approver.subject, JSON.stringify(recorded));
+          const votes = [...before.votes, recorded];
+          const outcome = decide(before.subject, votes);
+          if (outcome.status !== 'pending') stmt.decide.run(outcome.status, at, outcome.grantMs, id);
+          const after = loadApproval(id) as StoredApproval;
+          // Throwing here rolls back the whole transaction: the vote is not recorded.
+          hooks.beforeCommit?.(after);
+          return after;
+        }),
+      );
+    },
+
+    consume(id, now) {
+      const at = millis(now);
+      return guarded('consume an approval', () =>
+        writeTx(() => {
+          stmt.expireOne.run(id, at);
+          const row = stmt.approval.get(id) as ApprovalRow | undefined;
+          if (row === undefined) return refuse(notFound(id));
+          if (row.status !== 'approved') {
+            const why = row.status === 'consumed' ? `was already used at ${iso(row.consumed_ms ?? 0)}` : `is ${row.status}`;
+            return refuse(new DrawbridgeError('approval.not_approved', `Approval ${id} ${why}; it cannot clear a call.`, { details: { approvalId: id, status: row.status } }));
+          }
+          stmt.consume.run(at, id);
+          return loadApproval(id) as StoredApproval;
+        }),
+      );
+    },
+
+    createGrant(input, now) {
+      const at = millis(now);
+      if (!Number.isInteger(input.grantMs) || input.grantMs <= 0) throw new TypeError('grantMs must be a positive integer');
+      return guarded('create a grant', () =>
+        writeTx(() => {
+          const existing = stmt.grantOfApproval.get(input.approvalId) as string | undefined;
+          if (existing !== undefined) {
+            return refuse(new DrawbridgeError('approval.not_approved', `Approval ${input.approvalId} already issued grant ${existing}.`, { details: { approvalId: input.approvalId } }));
+          }
+          let expires = at + input.grantMs;
+          // Approvals collected in band (elicitation) are not in this store; out-of-band ones are, and must back the grant.
+          const row = stmt.approval.get(input.approvalId) as ApprovalRow | undefined;
+          if (row !== undefined) {
+            const s = JSON.parse(row.subject) as ApprovalSubject;
+            const samePrincipal = s.requester.subject === input.subject && s.requester.issuer === input.issuer && s.tool === input.tool && s.connection === input.connection && s.rule === input.rule;
+            if ((row.status !== 'approved' && row.status !== 'consumed') || !samePrincipal || row.grant_ms === null || row.grant_ms < input.grantMs || row.decided_ms === null) {
+              return refuse(new DrawbridgeError('approval.not_approved', `Approval ${input.approvalId} does not allow this grant (status ${row.status}, approved grant ${row.grant_ms ?? 'none'} ms).`, { details: { approvalId: input.approvalId } }));
+            }
+            // The approved window counts from the decision: a late retry does not stretch it.
+            expires = Math.min(expires, row.decided_ms + row.grant_ms);
+          }
+          const id = freshId('gr_');
+          stmt.insertGrant.run({ ...input, id, now: at, expires });
+          return toGrant(stmt.grant.get(id) as GrantRow);
+        }),
+      );
+    },
+
+    findGrant(q, now) {
+      const at = millis(now);
+      return guarded('look up grants', () => {
+        const row = stmt.findGrant.get({ subject: q.subject, issuer: q.issuer, tool: q.tool, connection: q.connection, rule: q.rule, now: at }) as GrantRow | undefined;
+        return row === undefined ? undefined : toGrant(row);
+      });
+    },
+
+    listGrants(now, filter = {}) {
+      const at = millis(now);
+      return guarded('list grants', () => {
+        const grants = (stmt.listGrants.all() as GrantRow[]).map((row) => ({ row, active: row.revoked_ms === null && at < row.expires_ms }));
+        return grants.filter((g) => filter.active === undefined || g.active === filter.active).map((g) => toGrant(g.row));
+      });
+    },
+
+    revokeGrant(id, by, now) {
+      const at = millis(now);
+      if (by.trim() === '') throw new TypeError('revokeGrant needs who revokes');
+      return guarded('revoke a grant', () =>
+        writeTx(() => {
+          const row = stmt.grant.get(id) as GrantRow | undefined;
+          if (row === undefined) return refuse(new DrawbridgeError('grant.not_found', `No grant ${JSON.stringify(id)}.`, { details: { grantId: id } }));
+          if (row.revoked_ms !== null) {
+            return refuse(new DrawbridgeError('grant.not_found', `Grant ${id} was already revoked at ${iso(row.revoked_ms)} by ${row.revoked_by ?? 'unknown'}.`, { details: { grantId: id } }));
+          }
+          stmt.revokeGrant.run(at, by, id);
+          return toGrant(stmt.grant.get(id) as GrantRow);
+        }),
+      );
+    },
+
+    close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
+
+function withoutGrant(vote: Vote): Vote {
+  const { grantMs: _dropped, ...rest } = vote;
+  return rest;
+}
+
+/**
+ * The rules of a vote, in order: the request is pending (not decided, not
+ * expired); the voter is the requester only if the rule allows the requester,
+ * otherwise a member of one of the rule's approver groups; one vote per
+ * approver subject; an approve vote's grant fits the rule's.
+ */
+function checkVote(approval: StoredApproval, vote: Vote): DrawbridgeError | undefined {
+  const id = approval.id;
+  const s = approval.subject;
+  const who = vote.approver.subject;
+  if (approval.status !== 'pending') {
+    return new DrawbridgeError('approval.not_pending', `Approval ${id} is ${approval.status}${approval.status === 'expired' ? ` (it expired at ${approval.expiresAt})` : ''}; it takes no more votes.`, { details: { approvalId: id, status: approval.status } });
+  }
+  if (vote.decision !== 'approve' && vote.decision !== 'deny') throw new TypeError('vote.decision must be approve or deny');
+  if (who.trim() === '') throw new TypeError('vote.approver.subject must not be empty');
+  // By subject alone, whatever the issuer: the safe reading of "is this the requester".
+  if (who === s.requester.subject) {
+    if (!s.allowRequester) {
+      return new DrawbridgeError('approval.forbidden', `${who} requested ${id} and may not approve or deny their own request (rule ${s.rule} does not allow the requester).`, { details: { approvalId: id } });
+    }
+  } else if (!vote.approver.groups.some((g) => s.approverGroups.includes(g))) {
+    return new DrawbridgeError('approval.forbidden', `${who} is not in the approver groups of rule ${s.rule} (${s.approverGroups.join(', ') || 'none: only the requester may approve'}).`, { details: { approvalId: id } });
+  }
+  if (approval.votes.some((v) => v.approver.subject === who)) {
+    return new DrawbridgeError('approval.duplicate_vote', `${who} has already voted on ${id}.`, { details: { approvalId: id } });
+  }
+  if (vote.decision === 'approve' && vote.grantMs !== undefined) {
+    const max = s.maxGrantMs ?? 0;
+    if (!Number.isInteger(vote.grantMs) || vote.grantMs < 0 || vote.grantMs > max) {
+      return new DrawbridgeError('input.invalid', `A grant of ${vote.grantMs} ms is not allowed for ${id}: rule ${s.rule} allows ${max > 0 ? `at most ${max} ms` : 'no grant'}.`, {
+        hint: max > 0 ? 'Choose a shorter grant (or none), then vote again.' : 'Approve without a grant (--grant none).',
+        details: { approvalId: id },
+      });
+    }
+  }
+  return undefined;
+}
+
+/** Any deny decides 'denied'; approve votes from `min` distinct approvers decide 'approved' with the smallest grant chosen. */
+function decide(s: ApprovalSubject, votes: readonly Vote[]): { status: 'pending' | 'approved' | 'denied'; grantMs: number | null } {
+  if (votes.some((v) => v.decision === 'deny')) return { status: 'denied', grantMs: null };
+  const approvers = new Map<string, Vote>();
+  for (const v of votes) if (v.decision === 'approve') approvers.set(v.approver.subject, v);
+  if (approvers.size < Math.max(1, s.min)) return { status: 'pending', grantMs: null };
+  if (s.maxGrantMs === null) return { status: 'approved', grantMs: null };
+  const chosen = Math.min(...[...approvers.values()].map((v) => v.grantMs ?? 0));
+  return { status: 'approved', grantMs: Math.min(chosen, s.maxGrantMs) };
+}

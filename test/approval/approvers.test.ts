@@ -1,0 +1,114 @@
+// identifyApprover: local approvers proven by a token resolved from the config's
+// secret references; no match (or an unresolvable reference) is one error that
+// never says which part was wrong and never contains a token.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { identifyApprover } from '../../src/approval/approvers.js';
+import { safeBlock, safeLine } from '../../src/approval/format.js';
+import type { GatewayConfig } from '../../src/config/schema.js';
+import type { SecretRef } from '../../src/config/secrets.js';
+import { DrawbridgeError } from '../../src/errors.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const env = (name: string): SecretRef => ({ kind: 'env', name, describe: `$${name}` });
+
+function config(approvers: Array<{ subject: string; groups: string[]; token: SecretRef }>, dir = '/nonexistent'): Pick<GatewayConfig, 'dir' | 'approval'> {
+  return { dir, approval: { store: '/x/approvals.db', waitMs: 1, elicitationTimeoutMs: 1, pendingTtlMs: 1, approvers } };
+}
+
+const BOB_TOKEN = 'bob-token-0123456789abcdef';
+const CAROL_TOKEN = 'carol-token-fedcba9876543210';
+const ENV = { BOB_TOKEN, CAROL_TOKEN };
+
+function unknown(fn: () => unknown): DrawbridgeError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(DrawbridgeError);
+    const e = error as DrawbridgeError;
+    expect(e.code).toBe('identity.unknown_approver');
+    expect(e.message).toBe('The approver token does not match any configured approver.');
+    for (const secret of [BOB_TOKEN, CAROL_TOKEN]) expect(`${e.message} ${e.hint} ${JSON.stringify(e.details)}`).not.toContain(secret);
+    return e;
+  }
+  throw new Error('expected identity.unknown_approver');
+}
+
+describe('identifyApprover', () => {
+  const two = config([
+    { subject: 'bob', groups: ['dba'], token: env('BOB_TOKEN') },
+    { subject: 'carol', groups: ['dba', 'sre'], token: env('CAROL_TOKEN') },
+  ]);
+
+  it('returns the approver whose token matches, as a local identity', () => {
+    expect(identifyApprover(two, BOB_TOKEN, ENV)).toEqual({ subject: 'bob', groups: ['dba'], kind: 'local' });
+    expect(identifyApprover(two, CAROL_TOKEN, ENV)).toEqual({ subject: 'carol', groups: ['dba', 'sre'], kind: 'local' });
+  });
+
+  it('refuses any other token with one message: wrong, prefix, longer, empty, case', () => {
+    for (const token of ['nope', BOB_TOKEN.slice(0, -1), `${BOB_TOKEN}x`, '', BOB_TOKEN.toUpperCase(), ` ${BOB_TOKEN}`]) unknown(() => identifyApprover(two, token, ENV));
+  });
+
+  it('an approver whose token reference cannot be resolved never matches; the others still do', () => {
+    unknown(() => identifyApprover(two, BOB_TOKEN, { CAROL_TOKEN }));
+    expect(identifyApprover(two, CAROL_TOKEN, { CAROL_TOKEN }).subject).toBe('carol');
+    unknown(() => identifyApprover(config([]), BOB_TOKEN, ENV));
+  });
+
+  it('resolves file and template references relative to the config directory', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drawbridge-approvers-'));
+    dirs.push(dir);
+    fs.writeFileSync(path.join(dir, 'bob.token'), `${BOB_TOKEN}\n`);
+    const c = config(
+      [
+        { subject: 'bob', groups: ['dba'], token: { kind: 'file', path: 'bob.token', describe: 'file bob.token' } },
+        { subject: 'carol', groups: [], token: { kind: 'template', template: 'c-${CAROL_TOKEN}', describe: '$CAROL_TOKEN' } },
+      ],
+      dir,
+    );
+    expect(identifyApprover(c, BOB_TOKEN, {}).subject).toBe('bob');
+    expect(identifyApprover(c, `c-${CAROL_TOKEN}`, ENV).subject).toBe('carol');
+    unknown(() => identifyApprover(c, CAROL_TOKEN, ENV));
+  });
+
+  it('an empty token file matches nothing, not even an empty token', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drawbridge-approvers-'));
+    dirs.push(dir);
+    fs.writeFileSync(path.join(dir, 'empty.token'), '\n');
+    const c = config([{ subject: 'bob', groups: ['dba'], token: { kind: 'file', path: 'empty.token', describe: 'file' } }], dir);
+    unknown(() => identifyApprover(c, '', {}));
+  });
+
+  it('two approvers sharing a token is a configuration error, not a guess', () => {
+    const c = config([
+      { subject: 'bob', groups: ['dba'], token: env('BOB_TOKEN') },
+      { subject: 'mallory', groups: ['dba'], token: env('SAME') },
+    ]);
+    const e = (() => {
+      try {
+        identifyApprover(c, BOB_TOKEN, { BOB_TOKEN, SAME: BOB_TOKEN });
+      } catch (error) {
+        return error as DrawbridgeError;
+      }
+      throw new Error('expected an error');
+    })();
+    expect(e.code).toBe('config.invalid');
+    expect(e.message).not.toContain(BOB_TOKEN);
+  });
+});
+
+describe('format: text from a request is made inert', () => {
+  it('escapes terminal escapes, carriage returns, bidi overrides and invisible characters', () => {
+    expect(safeLine('a\u001b[2Jb\rc\nd\te')).toBe('a\\u{001b}[2Jb\\rc\\nd\\te');
+    expect(safeBlock('DELETE FROM t\n\tWHERE x = 1 \u202e-- \u2066')).toBe('DELETE FROM t\n\tWHERE x = 1 \\u{202e}-- \\u{2066}');
+    expect(safeLine('zero\u200bwidth\ufeff\u0085')).toBe('zero\\u{200b}width\\u{feff}\\u{0085}');
+    expect(safeLine('plain é ü 漢字')).toBe('plain é ü 漢字');
+  });
+});
