@@ -4,6 +4,8 @@
 // journal), then keeps the database up and prints how to connect your own
 // MCP client until Ctrl-C.
 
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +17,7 @@ import { seedDemo } from './seed.js';
 import { exportLines } from '../journal/export.js';
 import { verifyJournal } from '../journal/verify.js';
 import { loadConfig } from '../config/load.js';
+import { openApprovalStore } from '../approval/store.js';
 
 export const DEMO_PORT = 54329;
 export const DEMO_PASSWORD = 'drawbridge-demo';
@@ -24,14 +27,30 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const REPO_ROOT = resolve(here, '..', '..', '..');
 const CLI = resolve(here, '..', 'cli.js');
 
-const TOUR: ReadonlyArray<{ title: string; sql: string }> = [
+interface TourStep {
+  readonly title: string;
+  readonly sql: string;
+  /** A DBA acts on the approval request from a second process while the call waits. */
+  readonly approver?: { readonly decision: 'approve' | 'deny'; readonly args: readonly string[] };
+}
+
+const TOUR: readonly TourStep[] = [
   { title: 'A read: PII columns are masked (email, SSN, phone by column rule; card keeps its last 4)', sql: 'SELECT id, full_name, email, ssn, phone, card_number, city FROM customers ORDER BY id LIMIT 3' },
   { title: 'Aliases and functions do not escape masking (lineage follows the data)', sql: "SELECT c.email AS contact, upper(c.ssn) AS x, row_to_json(c)->>'iban' AS j FROM customers c ORDER BY id LIMIT 2" },
   { title: 'A view that renames email to contact is still masked', sql: 'SELECT * FROM customer_contacts LIMIT 2' },
   { title: 'Free text: content detectors catch PII the column rules cannot see', sql: 'SELECT id, body FROM audit_notes ORDER BY id LIMIT 3' },
-  { title: 'A write hidden in a CTE is recognised — and writes need a DBA approval', sql: 'WITH gone AS (DELETE FROM orders WHERE id < 10 RETURNING id) SELECT count(*) FROM gone' },
   { title: 'DDL is denied by rule no-ddl', sql: 'DROP TABLE customers' },
   { title: 'Stacked statements are refused outright', sql: 'SELECT 1; DELETE FROM orders' },
+  {
+    title: 'A write waits for a DBA: the call stays open while a DBA approves from another terminal (with a dry-run preview)',
+    sql: "UPDATE orders SET status = 'cancelled' WHERE id IN (1, 2, 3)",
+    approver: { decision: 'approve', args: ['--reason', 'ticket OPS-42'] },
+  },
+  {
+    title: 'A write hidden in a CTE is recognised as a write — and this time the DBA says no',
+    sql: 'WITH gone AS (DELETE FROM orders WHERE id < 10 RETURNING id) SELECT count(*) FROM gone',
+    approver: { decision: 'deny', args: ['--reason', 'use the archive job instead'] },
+  },
 ];
 
 export async function runDemo(args: string[]): Promise<number> {
@@ -48,7 +67,9 @@ export async function runDemo(args: string[]): Promise<number> {
     const seeded = await seedDemo(cluster, { database: 'shop', gatewayPassword: DEMO_PASSWORD });
     out(`Seeded database "shop" (customers with sample PII, orders, products, a view, audit notes).`);
     out(`The gateway connects as the least-privilege role drawbridge_gateway.\n`);
-    const env = { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl } as Record<string, string>;
+    // The demo DBA's approver token (config: approval.approvers, token ${DRAWBRIDGE_DBA_TOKEN}).
+    const dbaToken = process.env['DRAWBRIDGE_DBA_TOKEN'] ?? randomBytes(18).toString('hex');
+    const env = { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl, DRAWBRIDGE_DBA_TOKEN: dbaToken } as Record<string, string>;
     mkdirSync(join(configDir, '.drawbridge'), { recursive: true });
 
     if (!values['no-tour']) {
@@ -60,7 +81,9 @@ export async function runDemo(args: string[]): Promise<number> {
         for (const step of TOUR) {
           out(`\n── ${step.title}`);
           out(`   run_sql  ${step.sql}`);
-          const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } });
+          const call = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } }, undefined, { timeout: 300_000, resetTimeoutOnProgress: true });
+          if (step.approver) await actAsDba(config.approval.store, step.sql, step.approver, { ...env, DRAWBRIDGE_APPROVER_TOKEN: env['DRAWBRIDGE_DBA_TOKEN'] ?? '' }, configDir, out);
+          const result = await call;
           const text = (result.content as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
           out(`${result.isError ? '   ✗ refused' : '   ✓ answered'}\n${indent(text)}`);
         }
@@ -90,7 +113,12 @@ ${indent(JSON.stringify(mcpJson, null, 2), '    ')}
   Then try: tools/call run_sql {"connection":"shop","sql":"select email, city from customers limit 5"}
   Afterwards:  node ${CLI} journal export --config ${configDir} --format csv
                node ${CLI} journal verify --config ${configDir}
-               node ${CLI} policy explain --config ${configDir} --tool run_sql --connection shop --sql "delete from orders"`);
+               node ${CLI} policy explain --config ${configDir} --tool run_sql --connection shop --sql "delete from orders"
+
+  Approving writes your agent asks for (they wait up to 2 minutes, then answer "pending"):
+    export DRAWBRIDGE_DBA_TOKEN=${dbaToken} DRAWBRIDGE_APPROVER_TOKEN=${dbaToken}
+    node ${CLI} approvals list --config ${configDir}
+    node ${CLI} approvals approve ap_… --config ${configDir} [--grant 15m]`);
     await new Promise<void>((done) => {
       process.once('SIGINT', () => done());
       process.once('SIGTERM', () => done());
@@ -103,6 +131,29 @@ ${indent(JSON.stringify(mcpJson, null, 2), '    ')}
       // The snippet names a database that no longer exists; leave it, it is harmless and documented.
     }
   }
+}
+
+/** Plays the DBA: waits for the pending request, shows it, and approves or denies it with the CLI. */
+async function actAsDba(storePath: string, sql: string, step: NonNullable<TourStep['approver']>, env: Record<string, string>, configDir: string, out: (s?: string) => void): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  let id: string | undefined;
+  while (!id && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    if (!existsSync(storePath)) continue;
+    const store = openApprovalStore(storePath);
+    try {
+      id = store.list(new Date(), { status: 'pending' }).find((a) => a.subject.input['sql'] === sql)?.id;
+    } finally {
+      store.close();
+    }
+  }
+  if (!id) throw new Error('the demo approval request never appeared in the approvals store');
+  const cli = (args: string[]) => execFileSync(process.execPath, [CLI, ...args, '--config', configDir], { env, encoding: 'utf8' });
+  out(`   … the call waits. Meanwhile a DBA, in another terminal:`);
+  out(`   $ drawbridge approvals show ${id}`);
+  out(indent(cli(['approvals', 'show', id]).trimEnd(), '     '));
+  out(`   $ drawbridge approvals ${step.decision} ${id} ${step.args.join(' ')}`);
+  out(indent(cli(['approvals', step.decision, id, ...step.args]).trimEnd(), '     '));
 }
 
 function indent(text: string, pad = '   '): string {
