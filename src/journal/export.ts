@@ -25,6 +25,8 @@ export interface CallEntry {
   outcome: Record<string, unknown> | null;
   hash: string;
   outcomeHash: string | null;
+  /** Approval and grant events journaled under this call id, in order (requested, approved, consumed, grant created…). */
+  events: Array<{ seq: number; time: string; type: string; data: Record<string, unknown> }>;
 }
 
 export const CSV_COLUMNS = [
@@ -40,9 +42,11 @@ export const CSV_COLUMNS = [
   'resources',
   'decision',
   'rule',
+  'clearance',
   'status',
   'error_code',
   'rows',
+  'affected_rows',
   'bytes',
   'duration_ms',
   'masked',
@@ -58,6 +62,7 @@ interface JoinedRow {
   hash: string;
   odata: string | null;
   ohash: string | null;
+  events: string;
 }
 
 // The outcome of a call is the first 'outcome' record with the same call_id
@@ -65,7 +70,10 @@ interface JoinedRow {
 // statement keeps the whole export on one consistent snapshot while streaming.
 const JOIN_SQL = `
 SELECT c.seq AS seq, c.time AS time, c.call_id AS call_id, c.data AS data, c.hash AS hash,
-       o.data AS odata, o.hash AS ohash
+       o.data AS odata, o.hash AS ohash,
+       (SELECT json_group_array(json_object('seq', e.seq, 'time', e.time, 'type', e.type, 'data', json(e.data)))
+          FROM (SELECT seq, time, type, data FROM records
+                 WHERE call_id = c.call_id AND type IN ('approval', 'grant') ORDER BY seq) AS e) AS events
 FROM records c
 LEFT JOIN records o ON o.seq = (
   SELECT MIN(s.seq) FROM records s
@@ -121,6 +129,7 @@ export function* readCalls(path: string, filter: ExportFilter = {}): Generator<C
           outcome: r.odata === null ? null : parseData(r.odata, r.seq),
           hash: r.hash,
           outcomeHash: r.ohash,
+          events: JSON.parse(r.events) as CallEntry['events'],
         };
       } catch (cause) {
         const reason = cause instanceof Error ? cause.message : String(cause);
@@ -160,6 +169,16 @@ export function csvCell(value: string): string {
   return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
+/** `approval:ap_…:dba@example.com+…` or `grant:gr_…`: what let an approve decision through. */
+function clearanceText(clearance: Record<string, unknown> | undefined): string {
+  if (clearance === undefined) return '';
+  if (clearance.kind === 'grant') return `grant:${text(clearance.grantId)}`;
+  const approvers = Array.isArray(clearance.approvers)
+    ? clearance.approvers.map((a) => text(asObject(a)?.subject)).filter((a) => a !== '').join('+')
+    : '';
+  return `approval:${text(clearance.approvalId)}:${text(clearance.via)}${approvers ? `:${approvers}` : ''}`;
+}
+
 function csvRow(entry: CallEntry): string {
   const call = entry.call;
   const outcome = entry.outcome ?? {};
@@ -189,9 +208,11 @@ function csvRow(entry: CallEntry): string {
     resources: list(request.resources),
     decision: text(decision.effect),
     rule: text(decision.rule),
+    clearance: clearanceText(asObject(call.clearance)),
     status: text(outcome.status),
     error_code: text(outcome.errorCode),
     rows: text(outcome.rows),
+    affected_rows: text(outcome.affectedRows),
     bytes: text(outcome.bytes),
     duration_ms: text(outcome.durationMs),
     masked,

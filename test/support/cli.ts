@@ -2,7 +2,7 @@
 // first; when dist is missing the tests fail with a message saying so, instead
 // of an obscure spawn error.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -39,4 +39,33 @@ export function runCli(args: readonly string[], options: { env?: Record<string, 
   });
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * Runs `drawbridge ARGS` as a separate process WITHOUT blocking this process's
+ * event loop, so an in-process gateway keeps serving (and polling) meanwhile.
+ */
+export function runCliAsync(args: readonly string[], options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {}): Promise<CliRun> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env['DRAWBRIDGE_CONFIG'];
+  delete env['DB_URL'];
+  delete env['SHOP_DATABASE_URL'];
+  delete env['DRAWBRIDGE_APPROVER_TOKEN'];
+  Object.assign(env, options.env ?? {});
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [requireBuiltCli(), ...args], { cwd: options.cwd ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }
