@@ -322,7 +322,11 @@ class PostgresConnection implements BackendConnection {
         bytes: result.bytes,
       };
     } catch (error) {
-      throw this.translate(error, () => (discard = true));
+      const translated = this.translate(error, () => (discard = true));
+      if (translated.code === 'backend.timeout' && translated.details['sqlstate'] === '57014' && limits.timeoutMs < this.limits.timeoutMs && context.timeLimitMs !== undefined) {
+        throw new DrawbridgeError('backend.timeout', `The statement was cancelled when the grant it ran under expired (after ${formatDuration(limits.timeoutMs)}); a grant never outlives its expiry.`, { hint: 'Call again to ask for a new approval.', details: translated.details });
+      }
+      throw translated;
     } finally {
       client.release(discard);
     }
