@@ -90,6 +90,8 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
     const channel: ApprovalChannel = {
       ...(client ? { clientName: client.name } : {}),
       elicit: elicitationHook(server),
+      // Aborted when the client cancels the tools/call (or its request timed out).
+      signal: extra.signal,
       ...(progressToken !== undefined
         ? {
             progress: async (message: string) => {

@@ -68,10 +68,15 @@ export type ApprovalOutcome =
 /** Per-call hooks the transport offers (server.ts builds them from the MCP request). */
 export interface ApprovalChannel {
   readonly clientName?: string;
-  /** Present only when the client declared the elicitation capability. */
-  readonly elicit?: (request: ElicitForm, timeoutMs: number) => Promise<ElicitAnswer>;
+  /** Present only when the client declared the elicitation capability. Rejects when `signal` aborts. */
+  readonly elicit?: (request: ElicitForm, timeoutMs: number, signal?: AbortSignal) => Promise<ElicitAnswer>;
   /** Progress notifications keep a long call open; absent when the client sent no progressToken. */
   readonly progress?: (message: string) => Promise<void>;
+  /**
+   * Aborts when the client cancelled the call (or gave up on it): nobody is waiting for
+   * the result any more, so the approve stage stops asking and nothing runs.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface ElicitForm {

@@ -13,7 +13,7 @@ const THIS_CALL = 'this call only';
 /** The elicit hook for this client, or undefined when it cannot show a form. */
 export function elicitationHook(server: Server): ApprovalChannel['elicit'] {
   if (!server.getClientCapabilities()?.elicitation?.form) return undefined;
-  return async (form: ElicitForm, timeoutMs: number): Promise<ElicitAnswer> => {
+  return async (form: ElicitForm, timeoutMs: number, signal?: AbortSignal): Promise<ElicitAnswer> => {
     const grants = form.grantChoices.map((ms) => (ms === 0 ? THIS_CALL : formatDuration(ms)));
     const result = await server.elicitInput(
       {
@@ -29,8 +29,9 @@ export function elicitationHook(server: Server): ApprovalChannel['elicit'] {
           required: ['decision'],
         },
       },
-      // The SDK's 60 s default is too short for a human.
-      { timeout: timeoutMs },
+      // The SDK's 60 s default is too short for a human. The signal withdraws the prompt
+      // (notifications/cancelled) when the tool call it belongs to is cancelled.
+      { timeout: timeoutMs, ...(signal ? { signal } : {}) },
     );
     if (result.action !== 'accept') return { action: result.action };
     const content = result.content ?? {};

@@ -136,7 +136,7 @@ function statusLine(a: StoredApproval, now: Date): string {
     case 'approved':
       return `APPROVED at ${a.decidedAt ?? '?'}, grant ${grantText(a.grantMs)}; not used yet (the agent must call again before ${a.expiresAt})`;
     case 'denied':
-      return `DENIED at ${a.decidedAt ?? '?'}`;
+      return `DENIED at ${a.decidedAt ?? '?'}${a.consumedAt ? `; the requester was told at ${a.consumedAt}` : '; the requester is told on their next identical call'}`;
     case 'consumed':
       return `APPROVED at ${a.decidedAt ?? '?'} and used at ${a.consumedAt ?? '?'}, grant ${grantText(a.grantMs)}`;
     case 'expired':

@@ -3,6 +3,8 @@
 // out-of-band approval of this exact request (by hash); or a yes from the human
 // at the client through elicitation. Every step is journaled. Anything else
 // throws a coded refusal: declined, pending (with the id), timeout, unavailable.
+// A call the client cancelled (channel.signal) stops asking at once: nothing
+// runs, and an out-of-band approval is left for the agent's next identical call.
 
 import { randomBytes } from 'node:crypto';
 import type { ParsedRequest } from '../backends/backend.js';
@@ -23,6 +25,8 @@ export interface ApprovalContext {
   readonly settings: GatewayConfig['approval'];
   /** Real-time sleep; injectable so tests need not wait. */
   readonly sleep?: (ms: number) => Promise<void>;
+  /** How often a waiting call sends progress notifications (default 5 s). */
+  readonly progressEveryMs?: number;
 }
 
 export type Clearance =
@@ -95,16 +99,23 @@ async function askInBand(ctx: ApprovalContext, s: ApprovalSubject, channel: Appr
   const approvalId = `ap_${randomBytes(8).toString('hex').slice(0, 10)}`;
   ctx.journal.append('approval', s.callId, { event: 'requested', approvalId, via: 'elicitation', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, preview: s.preview }, ctx.clock());
   let answer;
+  // A human may take longer than the client's request timeout: progress keeps the call open.
+  const heartbeat = channel.progress ? keepAlive(ctx, channel.progress, `Waiting for ${s.requester.subject} to answer the approval prompt in ${s.client ?? 'the client'}`) : null;
   try {
-    answer = await elicit({ message: describeForApproval(s), grantChoices: grantChoices(s.maxGrantMs) }, ctx.settings.elicitationTimeoutMs);
+    answer = await elicit({ message: describeForApproval(s), grantChoices: grantChoices(s.maxGrantMs) }, ctx.settings.elicitationTimeoutMs, channel.signal);
   } catch (error) {
+    if (channel.signal?.aborted) throw abandoned(ctx, s, approvalId, 'elicitation');
     const timedOut = /timed? ?out/i.test((error as Error)?.message ?? '');
     ctx.journal.append('approval', s.callId, { event: timedOut ? 'timeout' : 'failed', approvalId, via: 'elicitation', error: (error as Error)?.message ?? String(error) }, ctx.clock());
     if (timedOut) {
       throw new DrawbridgeError('approval.timeout', `Nobody answered the approval prompt within ${formatDuration(ctx.settings.elicitationTimeoutMs)}; nothing was run.`);
     }
     throw new DrawbridgeError('approval.unavailable', `The approval prompt could not be shown: ${(error as Error)?.message ?? String(error)}; nothing was run.`);
+  } finally {
+    heartbeat?.stop();
   }
+  // Answered, but the call was cancelled meanwhile: nobody is waiting for a result.
+  if (channel.signal?.aborted) throw abandoned(ctx, s, approvalId, 'elicitation');
   const who = { subject: s.requester.subject, groups: s.requester.groups, kind: s.requester.kind };
   const at = ctx.clock().toISOString();
   if (answer.action !== 'accept' || !answer.approve) {
@@ -132,17 +143,16 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
   for (;;) {
     current = store.get(approval.id, ctx.clock());
     if (!current) throw new DrawbridgeError('approval.not_found', `Approval ${approval.id} disappeared from the store.`);
+    // Checked first: a cancelled call must neither use up an approval nor swallow a denial.
+    if (channel.signal?.aborted) throw abandoned(ctx, s, current.id, 'cli', current);
     if (current.status === 'approved') return consume(ctx, store, current, s);
-    if (current.status === 'denied') {
-      const reason = current.votes.find((v) => v.decision === 'deny')?.reason;
-      throw new DrawbridgeError('approval.declined', `Approval ${current.id} was denied${reason ? `: ${reason}` : ''}; nothing was run.`);
-    }
+    if (current.status === 'denied') throw declined(ctx, store, current, s);
     if (current.status !== 'pending') {
       throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, { hint: 'Call the tool again to ask for a new approval.' });
     }
     const waited = Date.now() - started;
     if (waited >= ctx.settings.waitMs) break;
-    if (channel.progress && waited - lastProgress >= PROGRESS_EVERY_MS) {
+    if (channel.progress && waited - lastProgress >= (ctx.progressEveryMs ?? PROGRESS_EVERY_MS)) {
       lastProgress = waited;
       const votes = current.votes.filter((v) => v.decision === 'approve').length;
       await channel.progress(`Waiting for approval ${current.id} (${votes}/${s.min}) from ${s.approverGroups.join(', ')}: drawbridge approvals approve ${current.id}`).catch(() => undefined);
@@ -153,6 +163,51 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
     'approval.pending',
     `Pending approval ${current.id}: ${s.min > 1 ? `${s.min} approvers` : 'someone'} in ${s.approverGroups.join(', ')} must run \`drawbridge approvals approve ${current.id}\`. Nothing was run yet.`,
     { hint: `Call this tool again later with exactly the same input to pick up the decision (approval ${current.id} expires ${current.expiresAt}).`, details: { approvalId: current.id } },
+  );
+}
+
+/** Sends `message` as progress now and every progressEveryMs until stopped; failures are ignored. */
+function keepAlive(ctx: ApprovalContext, progress: (message: string) => Promise<void>, message: string): { stop(): void } {
+  const send = () => void progress(message).catch(() => undefined);
+  send();
+  const timer = setInterval(send, ctx.progressEveryMs ?? PROGRESS_EVERY_MS);
+  return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * A denial reaches the requester: on the call that waited for it, or on their next
+ * identical call (openRequest returns the denied request until it was reported once).
+ */
+function declined(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): DrawbridgeError {
+  const reported = store.reportDenial(approval.id, ctx.clock());
+  const deny = reported.votes.find((v) => v.decision === 'deny');
+  ctx.journal.append(
+    'approval',
+    s.callId,
+    {
+      event: 'declined',
+      approvalId: reported.id,
+      via: 'cli',
+      approver: deny ? { subject: deny.approver.subject, groups: [...deny.approver.groups], kind: deny.approver.kind } : null,
+      reason: deny?.reason ?? null,
+      at: deny?.at ?? reported.decidedAt,
+      requestedBy: reported.subject.callId,
+    },
+    ctx.clock(),
+  );
+  return new DrawbridgeError('approval.declined', `Approval ${reported.id} was denied${deny?.reason ? `: ${deny.reason}` : ''}; nothing was run.`, { details: { approvalId: reported.id } });
+}
+
+/** The client cancelled the call while it was being approved: journaled, and nothing runs. */
+function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, via: 'elicitation' | 'cli', current?: StoredApproval): DrawbridgeError {
+  ctx.journal.append('approval', s.callId, { event: 'abandoned', approvalId, via, reason: 'the client cancelled the call', ...(current ? { status: current.status } : {}) }, ctx.clock());
+  if (via === 'elicitation') {
+    return new DrawbridgeError('approval.unavailable', 'The call was cancelled before the approval prompt was answered; nothing was run.');
+  }
+  return new DrawbridgeError(
+    'approval.pending',
+    `The call was cancelled while it waited for approval ${approvalId} (${current?.status ?? 'pending'}); nothing was run.`,
+    { hint: `Call this tool again with exactly the same input to pick up the decision on ${approvalId}.`, details: { approvalId } },
   );
 }
 

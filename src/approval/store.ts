@@ -30,6 +30,7 @@ export interface StoredApproval {
   /** Absolute: a pending request, and an approved one not yet consumed, become 'expired' at this time. */
   readonly expiresAt: string;
   readonly decidedAt: string | null;
+  /** When an approved request cleared its call; for a denied one, when the denial was reported to the requester. */
   readonly consumedAt: string | null;
   /** Grant chosen by the deciding approver(s): the minimum of their choices, bounded by subject.maxGrantMs; null when the rule has no grant or until approved. */
   readonly grantMs: number | null;
@@ -62,9 +63,11 @@ export interface VoteHooks {
 
 export interface ApprovalStore {
   /**
-   * Reuses the open request (pending, or approved and not consumed, not expired) for the
-   * same hash, requester (subject and issuer) and rule settings if there is one; else
-   * creates a pending one expiring `ttlMs` after `now`.
+   * Reuses the open request for the same hash, requester (subject and issuer) and rule
+   * settings if there is one — pending, approved and not consumed, or denied and the
+   * denial not yet reported (see reportDenial), and not past its expiry — else creates a
+   * pending one expiring `ttlMs` after `now`. A decided request comes first, so the
+   * requester's next identical call picks up the decision, whichever it was.
    */
   openRequest(subject: ApprovalSubject, now: Date, ttlMs: number): { approval: StoredApproval; created: boolean };
   /** Marks the request 'expired' first if its time has passed. */
@@ -78,6 +81,12 @@ export interface ApprovalStore {
   vote(id: string, vote: Vote, now: Date, hooks?: VoteHooks): StoredApproval;
   /** approved → consumed, exactly once; anything else throws approval.not_approved. */
   consume(id: string, now: Date): StoredApproval;
+  /**
+   * Records that a denial was reported to the requester (consumedAt), so that their next
+   * identical call opens a new request instead of being told the same denial again.
+   * Idempotent; throws approval.not_found, or approval.not_approved for a request that is not denied.
+   */
+  reportDenial(id: string, now: Date): StoredApproval;
   /**
    * Issues a grant expiring `grantMs` after `now`. When `approvalId` is a request in this store
    * it must be approved or consumed, for the same principal, tool, connection and rule, with a
@@ -251,8 +260,8 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
     findOpen: db.prepare(
       `SELECT * FROM approvals
        WHERE hash = @hash AND requester_subject = @subject AND requester_issuer = @issuer AND policy_key = @policyKey
-         AND status IN ('pending', 'approved') AND expires_ms > @now
-       ORDER BY (status = 'approved') DESC, created_ms DESC LIMIT 1`,
+         AND (status IN ('pending', 'approved') OR (status = 'denied' AND consumed_ms IS NULL)) AND expires_ms > @now
+       ORDER BY (status = 'denied') DESC, (status = 'approved') DESC, created_ms DESC LIMIT 1`,
     ),
     idTaken: db.prepare('SELECT 1 FROM approvals WHERE id = ? UNION ALL SELECT 1 FROM grants WHERE id = ?').pluck(),
     insertApproval: db.prepare(
@@ -268,6 +277,7 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
     insertVote: db.prepare('INSERT INTO votes (approval_id, seq, approver_subject, vote) VALUES (?, ?, ?, ?)'),
     decide: db.prepare("UPDATE approvals SET status = ?, decided_ms = ?, grant_ms = ? WHERE id = ? AND status = 'pending'"),
     consume: db.prepare("UPDATE approvals SET status = 'consumed', consumed_ms = ? WHERE id = ? AND status = 'approved'"),
+    reportDenial: db.prepare("UPDATE approvals SET consumed_ms = ? WHERE id = ? AND status = 'denied' AND consumed_ms IS NULL"),
     grant: db.prepare('SELECT * FROM grants WHERE id = ?'),
     grantOfApproval: db.prepare('SELECT id FROM grants WHERE approval_id = ?').pluck(),
     insertGrant: db.prepare(
@@ -431,6 +441,21 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
             return refuse(new DrawbridgeError('approval.not_approved', `Approval ${id} ${why}; it cannot clear a call.`, { details: { approvalId: id, status: row.status } }));
           }
           stmt.consume.run(at, id);
+          return loadApproval(id) as StoredApproval;
+        }),
+      );
+    },
+
+    reportDenial(id, now) {
+      const at = millis(now);
+      return guarded('report a denial', () =>
+        writeTx(() => {
+          const row = stmt.approval.get(id) as ApprovalRow | undefined;
+          if (row === undefined) return refuse(notFound(id));
+          if (row.status !== 'denied') {
+            return refuse(new DrawbridgeError('approval.not_approved', `Approval ${id} is ${row.status}, not denied.`, { details: { approvalId: id, status: row.status } }));
+          }
+          stmt.reportDenial.run(at, id);
           return loadApproval(id) as StoredApproval;
         }),
       );

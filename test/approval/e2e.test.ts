@@ -89,6 +89,16 @@ function within(at: unknown, from: number, to: number): void {
   expect(ms).toBeLessThanOrEqual(to);
 }
 
+async function until<T>(probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = probe();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error('timed out waiting in the test');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 const accept = (grant = 'this call only', reason?: string) => ({ action: 'accept' as const, content: { decision: 'approve', grant, ...(reason ? { reason } : {}) } });
 
 // ---------------------------------------------------------------------------
@@ -205,6 +215,36 @@ describe('in band: elicitation', () => {
   });
 });
 
+describe('in band: a long prompt and a cancelled call', () => {
+  it('progress notifications keep the call open while the human reads the prompt', async () => {
+    const { s, db } = await start({ approve: IN_BAND, elicitationTimeout: '10s', progressEveryMs: 200 });
+    // The human answers after 2.5 s; the client gives up after 1 s without progress.
+    s.answers.push({ delayMs: 2_500, result: accept() });
+    const r = await s.sql("UPDATE orders SET note = 'jit-slow' WHERE id = 38", { progress: true, timeoutMs: 1_000 });
+    ok(r);
+    expect(await marked(db, 'jit-slow')).toEqual([38]);
+    expect(r.progress.length).toBeGreaterThanOrEqual(3);
+    expect(r.progress[0]!.message).toContain('approval prompt');
+    expect(r.call.data['clearance']).toMatchObject({ kind: 'approval', via: 'elicitation' });
+  });
+
+  it('an answer given after the client cancelled the call runs nothing', async () => {
+    const { s, db } = await start({ approve: IN_BAND, elicitationTimeout: '10s' });
+    // The form stays open and says yes after 1.5 s; the client cancelled the call after 0.5 s.
+    s.answers.push({ delayMs: 1_500, result: accept() });
+    const sql = "UPDATE orders SET note = 'jit-cancelled' WHERE id = 39";
+    await expect(s.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } }, undefined, { timeout: 500 })).rejects.toThrow(/timed out/i);
+    const call = await until(() => s.journal().find((x) => x.type === 'call' && x.data['input']?.sql === sql));
+    const outcome = await until(() => s.journal().find((x) => x.type === 'outcome' && x.callId === call.callId));
+    expect(outcome.data).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });
+    expect(s.journal().filter((x) => x.callId === call.callId && x.type === 'approval').map((x) => x.data['event'])).toEqual(['requested', 'abandoned']);
+    expect(call.data['clearance']).toBeNull();
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await marked(db, 'jit-cancelled')).toEqual([]);
+    expect(s.journal().filter((x) => x.type === 'call')).toHaveLength(1);
+  });
+});
+
 describe('a client without the elicitation capability', () => {
   it('requester-only rule → refused approval.unavailable: never a silent yes', async () => {
     const { s, db } = await start({ approve: IN_BAND, elicitation: false });
@@ -306,6 +346,55 @@ describe('out of band: drawbridge approvals', () => {
     expect(await db.query('SELECT 1 FROM orders WHERE id = 13')).toHaveLength(1);
     expect(event(r, 'vote').data).toMatchObject({ decision: 'deny', approver: { subject: 'dba2@example.com' }, reason: 'use the archive job', status: 'denied' });
     expect(r.call.data['clearance']).toBeNull();
+  });
+
+  it('a deny AFTER the call returned pending → the same call again is told the denial and its reason, once', async () => {
+    const { s, db } = await start({ approve: OUT_OF_BAND });
+    const sql = 'DELETE FROM orders WHERE id = 28';
+    const first = await s.sql(sql);
+    refused(first, 'approval.pending');
+    const id = pendingId(first);
+    const deny = await s.cli(['approvals', 'deny', id, '--reason', 'use the archive job'], 'dba1');
+    expect(deny.status).toBe(0);
+    expect(deny.stdout).toContain('The agent is told your reason');
+
+    const told = await s.sql(sql);
+    refused(told, 'approval.declined');
+    expect(told.text).toContain(`Approval ${id} was denied: use the archive job`);
+    expect(names(told)).toEqual(['approval:declined']);
+    expect(event(told, 'declined').data).toMatchObject({ approvalId: id, via: 'cli', approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' }, reason: 'use the archive job', requestedBy: first.call.callId });
+    expect(told.call.data['clearance']).toBeNull();
+    expect(await db.query('SELECT 1 FROM orders WHERE id = 28')).toHaveLength(1);
+
+    // Told once: asking again is a new request for a human to judge.
+    const again = await s.sql(sql);
+    refused(again, 'approval.pending');
+    expect(pendingId(again)).not.toBe(id);
+    expect(await db.query('SELECT 1 FROM orders WHERE id = 28')).toHaveLength(1);
+  });
+
+  it('a call the client abandoned while waiting never runs, and never uses up the approval', async () => {
+    const { s, db } = await start({ approve: OUT_OF_BAND, wait: '20s' });
+    const sql = "UPDATE orders SET note = 'jit-gone' WHERE id = 29";
+    // The client gives up after 2 s (the SDK sends notifications/cancelled).
+    const call = s.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } }, undefined, { timeout: 2_000 });
+    const pending = await s.waitForApproval((a) => a.status === 'pending');
+    await expect(call).rejects.toThrow(/timed out/i);
+    // The gateway stops waiting for it: its call is journaled as refused, nothing ran.
+    const abandoned = await until(() => s.journal().find((x) => x.type === 'outcome' && x.callId === pending.subject.callId));
+    expect(abandoned.data).toMatchObject({ status: 'refused', errorCode: 'approval.pending' });
+    expect(s.journal().find((x) => x.callId === pending.subject.callId && x.data['event'] === 'abandoned')?.data).toMatchObject({ approvalId: pending.id, via: 'cli' });
+
+    expect((await s.cli(['approvals', 'approve', pending.id], 'dba1')).status).toBe(0);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await marked(db, 'jit-gone')).toEqual([]);
+    expect(s.approvals().find((a) => a.id === pending.id)?.status).toBe('approved');
+
+    // The agent's next identical call picks the approval up and runs it, once.
+    const r = await s.sql(sql);
+    ok(r);
+    expect(r.call.data['clearance']).toMatchObject({ kind: 'approval', approvalId: pending.id });
+    expect(await marked(db, 'jit-gone')).toEqual([29]);
   });
 
   it('approve AFTER the call returned pending → the same call again runs, once; a third asks again', async () => {
@@ -483,11 +572,14 @@ describe('grants', () => {
   it('an elicitation grant of 15m covers the next write without a prompt', async () => {
     const { s, db } = await start({ approve: IN_BAND });
     s.answers.push(accept('15m', 'for the migration'));
+    const t0 = Date.now();
     const first = await s.sql("UPDATE orders SET note = 'jit-eg' WHERE id = 20");
     ok(first);
     expect(event(first, 'approved').data).toMatchObject({ grantMs: 15 * MINUTE, reason: 'for the migration' });
     const created = event(first, 'created');
-    expect(Date.parse(created.data['expiresAt'])).toBe(Date.parse(first.call.time) + 15 * MINUTE);
+    // An absolute expiry, 15 minutes after the approval (on the gateway clock).
+    within(new Date(Date.parse(created.data['expiresAt']) - 15 * MINUTE).toISOString(), t0, Date.parse(first.call.time));
+    expect(created.data['expiresAt']).toBe(s.grants()[0]?.expiresAt);
 
     const second = await s.sql("UPDATE orders SET note = 'jit-eg' WHERE id = 21");
     ok(second);
@@ -516,6 +608,7 @@ describe('grants', () => {
     expect(slow.call.data['clearance']).toMatchObject({ kind: 'grant' });
     expect(slow.result.isError).toBe(true);
     expect(slow.code).toBe('backend.timeout');
+    expect(slow.text).toMatch(/grant/i);
     expect(slow.outcome?.data).toMatchObject({ status: 'error', errorCode: 'backend.timeout' });
 
     // Past the expiry: the next write asks again.

@@ -109,7 +109,7 @@ describe('openRequest', () => {
     expect(store.openRequest(subject({ approverGroups: ['sre'] }), T0, TTL).created).toBe(true);
   });
 
-  it('reuses an approved-not-consumed request, but not a denied, consumed or expired one', () => {
+  it('reuses an approved-not-consumed request and an unreported denial, but not a consumed, reported or expired one', () => {
     const store = open();
     const a = store.openRequest(subject(), T0, TTL).approval;
     store.vote(a.id, vote(bob), at(1));
@@ -118,11 +118,38 @@ describe('openRequest', () => {
     const b = store.openRequest(subject(), at(4), TTL);
     expect(b.created).toBe(true);
     store.vote(b.approval.id, vote(bob, 'deny', { reason: 'no' }), at(5));
+    // The requester's next identical call is told the denial…
+    expect(store.openRequest(subject({ callId: 'call-2' }), at(5), TTL)).toMatchObject({ created: false, approval: { id: b.approval.id, status: 'denied', consumedAt: null } });
+    expect(store.reportDenial(b.approval.id, at(5))).toMatchObject({ status: 'denied', consumedAt: at(5).toISOString() });
+    // …once: then a new request is opened.
     const c = store.openRequest(subject(), at(6), TTL);
     expect(c.created).toBe(true);
     const d = store.openRequest(subject(), at(6 + TTL), TTL);
     expect(d.created).toBe(true);
     expect(store.get(c.approval.id, at(6 + TTL))?.status).toBe('expired');
+  });
+});
+
+describe('reportDenial', () => {
+  it('stamps a denied request once (idempotent) and refuses anything not denied', () => {
+    const store = open();
+    const { id } = store.openRequest(subject(), T0, TTL).approval;
+    expectCode(() => store.reportDenial(id, at(1)), 'approval.not_approved');
+    expectCode(() => store.reportDenial('ap_nosuchthing', at(1)), 'approval.not_found');
+    store.vote(id, vote(bob, 'deny', { reason: 'no' }), at(2));
+    expect(store.reportDenial(id, at(3)).consumedAt).toBe(at(3).toISOString());
+    expect(store.reportDenial(id, at(4)).consumedAt).toBe(at(3).toISOString());
+    expect(store.get(id, at(5))).toMatchObject({ status: 'denied', consumedAt: at(3).toISOString() });
+  });
+
+  it('an unreported denial is not reused after the request would have expired', () => {
+    const store = open();
+    const { id } = store.openRequest(subject(), T0, HOUR).approval;
+    store.vote(id, vote(bob, 'deny', { reason: 'no' }), at(1));
+    expect(store.openRequest(subject(), at(HOUR - 1), TTL).approval.id).toBe(id);
+    const later = store.openRequest(subject(), at(HOUR), TTL);
+    expect(later.created).toBe(true);
+    expect(later.approval.id).not.toBe(id);
   });
 });
 

@@ -64,8 +64,12 @@ ${approve
 `;
 }
 
-/** One scripted answer: an elicitation result, or 'never' (the handler never answers). */
-export type ScriptedAnswer = ElicitResult | 'never';
+/**
+ * One scripted answer: an elicitation result; 'never' (the handler never answers); or a
+ * result given only after `delayMs`, even if the server withdrew the prompt meanwhile
+ * (a client whose form stays open).
+ */
+export type ScriptedAnswer = ElicitResult | 'never' | { readonly delayMs: number; readonly result: ElicitResult };
 
 export interface JournalRow {
   readonly seq: number;
@@ -102,9 +106,9 @@ export interface Session {
   /** Sets the gateway clock to `at` (from now on it runs from there). */
   setClock(at: Date | number): void;
   /** run_sql on connection db through the MCP client. */
-  sql(sql: string, options?: { progress?: boolean; timeoutMs?: number }): Promise<CallOutcome>;
+  sql(sql: string, options?: CallOptions): Promise<CallOutcome>;
   /** Starts run_sql and returns the pending promise (for approving while it waits). */
-  startSql(sql: string, options?: { progress?: boolean; timeoutMs?: number }): Promise<CallOutcome>;
+  startSql(sql: string, options?: CallOptions): Promise<CallOutcome>;
   /** `drawbridge ARGS --config DIR` in a second process, as `who` (DRAWBRIDGE_APPROVER_TOKEN), or with no token. */
   cli(args: readonly string[], who?: Approver | null): Promise<CliRun>;
   journal(): JournalRow[];
@@ -116,6 +120,13 @@ export interface Session {
   close(): Promise<void>;
 }
 
+export interface CallOptions {
+  /** Ask for progress notifications (onprogress, resetTimeoutOnProgress). */
+  readonly progress?: boolean;
+  /** The client's request timeout (default 60 s). */
+  readonly timeoutMs?: number;
+}
+
 export interface SessionOptions {
   /** Indented YAML lines of the approve rule (approvers, grant, preview, max_affected_rows). */
   readonly approve: string;
@@ -125,6 +136,8 @@ export interface SessionOptions {
   readonly elicitation?: boolean;
   /** YAML flow mapping of the connection limits. */
   readonly limits?: string;
+  /** How often a waiting approval sends progress (the gateway's default otherwise). */
+  readonly progressEveryMs?: number;
 }
 
 export async function openSession(db: FreshDatabase, options: SessionOptions): Promise<Session> {
@@ -152,6 +165,7 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
     maskKey: new TextEncoder().encode('e2e-approval-mask-key'),
     environment: { env: { DB_URL: db.gatewayUrl }, baseDir: config.dir },
     clock: () => session.now(),
+    ...(options.progressEveryMs ? { approvals: { progressEveryMs: options.progressEveryMs } } : {}),
   });
   const server = createMcpServer(gateway, localIdentityProvider(REQUESTER));
   const elicitation = options.elicitation ?? true;
@@ -163,7 +177,12 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
       elicitations.push(request.params);
       const answer = answers.shift();
       if (answer === undefined) throw new Error('the test scripted no answer for this elicitation');
-      if (answer !== 'never') return answer;
+      if (answer !== 'never' && typeof answer['delayMs'] === 'number') {
+        const delayed = answer as { delayMs: number; result: ElicitResult };
+        await new Promise((r) => setTimeout(r, delayed.delayMs));
+        return delayed.result;
+      }
+      if (answer !== 'never') return answer as ElicitResult;
       // Never answers; the server gives up (and cancels the request) after elicitation_timeout.
       return new Promise<ElicitResult>((_resolve, reject) => {
         extra.signal.addEventListener('abort', () => reject(new Error('elicitation cancelled by the server')), { once: true });
@@ -184,7 +203,7 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
     }
   };
 
-  const startSql = async (sql: string, callOptions: { progress?: boolean; timeoutMs?: number } = {}): Promise<CallOutcome> => {
+  const startSql = async (sql: string, callOptions: CallOptions = {}): Promise<CallOutcome> => {
     const before = readJournal().length;
     const progress: Progress[] = [];
     const result = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } }, undefined, {
