@@ -213,7 +213,19 @@ function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string,
 
 function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Clearance {
   // Exactly once: a second call with the same input needs a new approval (or a grant).
-  const consumed = store.consume(approval.id, ctx.clock());
+  let consumed: StoredApproval;
+  try {
+    consumed = store.consume(approval.id, ctx.clock());
+  } catch (error) {
+    // Another identical call waiting on the same request used the approval first.
+    if (error instanceof DrawbridgeError && error.code === 'approval.not_approved') {
+      throw new DrawbridgeError('approval.pending', `Approval ${approval.id} was used by another identical call that was waiting for it; this call ran nothing.`, {
+        hint: 'Call again with the same input to ask for a new approval.',
+        details: { approvalId: approval.id },
+      });
+    }
+    throw error;
+  }
   ctx.journal.append('approval', s.callId, { event: 'consumed', approvalId: consumed.id, requestedBy: consumed.subject.callId, votes: consumed.votes.map((v) => ({ approver: v.approver.subject, decision: v.decision, via: v.via, at: v.at })) }, ctx.clock());
   const grantMs = Math.min(consumed.grantMs ?? 0, s.maxGrantMs ?? 0);
   const grant = grantMs > 0 ? createGrant(ctx, s, consumed.id, grantMs) : null;
