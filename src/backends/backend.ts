@@ -26,6 +26,10 @@ export interface ParsedRequest {
   readonly functions: readonly string[];
   /** Every field the request reads (`schema.table.column`): tells the mask stage what an error may carry. */
   readonly reads: readonly string[];
+  /** Namespaces touched (Kubernetes); `*` for all namespaces. Absent for backends without namespaces. */
+  readonly namespaces?: readonly string[];
+  /** Object names touched (Kubernetes). */
+  readonly names?: readonly string[];
   /** One line for humans: approval prompts, the journal, `policy explain`. */
   readonly summary: string;
   /** Why it was classified this way (e.g. "data-modifying CTE"), for explain and refusals. */
@@ -65,6 +69,8 @@ export interface ExecuteContext {
   readonly maxAffectedRows?: number;
   /** Hard cap on run time (ms), below the connection's own timeout: a grant's remaining life. */
   readonly timeLimitMs?: number;
+  /** The caller, for backends that impersonate it (Kubernetes Impersonate-User/Group). */
+  readonly identity?: { readonly subject: string; readonly groups: readonly string[] };
 }
 
 export interface PreviewContext {
@@ -77,6 +83,8 @@ export interface PreviewContext {
    * Without it the sample is withheld: keys are data, and nothing leaves unmasked.
    */
   readonly mask?: (result: TabularResult) => TabularResult;
+  /** The caller, for backends that impersonate it. */
+  readonly identity?: { readonly subject: string; readonly groups: readonly string[] };
 }
 
 /**

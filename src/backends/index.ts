@@ -2,9 +2,10 @@
 // src/backends/ and one entry here — never a new switch elsewhere.
 
 import type { Backend } from './backend.js';
+import { kubernetes } from './kubernetes/index.js';
 import { postgres } from './postgres/index.js';
 
-export const BACKENDS: readonly Backend[] = [postgres as unknown as Backend];
+export const BACKENDS: readonly Backend[] = [postgres as unknown as Backend, kubernetes as unknown as Backend];
 
 export function backendForConnectionType(type: string): Backend | undefined {
   return BACKENDS.find((b) => b.type === type);

@@ -43,7 +43,16 @@ export function renderAnswer(input: { callId: string; request: ParsedRequest; de
   const count = result.columns.length > 0 ? `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}` : result.command;
   const affected = result.affectedRows !== null ? `, ${result.affectedRows} affected` : '';
   lines.push(`${request.connection} · ${request.summary} · ${count}${affected} · ${input.durationMs} ms`);
-  if (result.columns.length > 0) {
+  const documents = result.columns.length > 0 && result.columns.every((c) => c.type === 'document');
+  if (documents) {
+    // Documents (kubectl YAML, logs, describe output) are shown verbatim, one after another.
+    for (const row of result.rows) {
+      row.forEach((cell, i) => {
+        if (result.columns.length > 1) lines.push(`── ${result.columns[i]?.name ?? ''}`);
+        if (cell !== null) lines.push(String(cell).replace(/\n$/, ''));
+      });
+    }
+  } else if (result.columns.length > 0) {
     const header = result.columns.map((c) => c.name);
     const body = result.rows.map((r) => r.map(show));
     const widths = header.map((h, i) => Math.min(60, Math.max(h.length, ...body.map((r) => (r[i] ?? '').length))));

@@ -82,7 +82,7 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
         decision.rule?.preview === true && request.access === 'write' && backend.preview
           ? opaque
             ? async () => ({ affectedRows: null, sample: [], sampleColumns: [], note: 'not dry-run: the statement calls functions whose effects a rollback may not undo' })
-            : () => backend.preview!(request, { ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }), mask: (r) => masker.maskResult(r, request).result })
+            : () => backend.preview!(request, { identity, ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }), mask: (r) => masker.maskResult(r, request).result })
           : null;
       clearance = await approveStage(gateway.approval, { callId, request, decision, identity, channel: call.channel ?? {}, preview });
       prepared = { ...prepared, clearance };
@@ -115,6 +115,7 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
       throw new DrawbridgeError('grant.expired', `Grant ${clearance?.kind === 'grant' ? clearance.grant.id : ''} expired before the call could start; nothing was run.`);
     }
     result = await gateway.connection(request.connection).execute(request, {
+      identity: { subject: call.identity?.subject ?? '', groups: call.identity?.groups ?? [] },
       ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
       ...(timeLimitMs === undefined ? {} : { timeLimitMs }),
     });

@@ -7,7 +7,7 @@
 
 import type { ParsedRequest } from '../backends/backend.js';
 import type { Identity } from '../identity/identity.js';
-import { anyGlob, anyQualified, qualifiedMayMatch } from './match.js';
+import { anyGlob, globMatch, anyQualified, qualifiedMayMatch } from './match.js';
 import type { Effect, Rule } from './schema.js';
 
 export type DecisionCode = 'policy.denied' | 'policy.no_match' | 'policy.unclassified';
@@ -60,7 +60,25 @@ export function matches(rule: Rule, request: ParsedRequest, identity: Identity):
   if (m.access && !(m.access as readonly string[]).includes(request.access)) return false;
   if (m.tables && !namesMatch(rule.effect, m.tables, request.resources)) return false;
   if (m.functions && !namesMatch(rule.effect, m.functions, request.functions)) return false;
+  if (m.resources && !globsMatch(rule.effect, m.resources, request.resources, resourceGlob)) return false;
+  if (m.namespaces && !globsMatch(rule.effect, m.namespaces, request.namespaces ?? [], globMatch)) return false;
+  if (m.names && !globsMatch(rule.effect, m.names, request.names ?? [], globMatch)) return false;
   return true;
+}
+
+/** `secrets` matches `core/secrets`; `apps/*` matches every resource of the apps group. */
+function resourceGlob(pattern: string, key: string): boolean {
+  return pattern.includes('/') ? globMatch(pattern, key) : globMatch(pattern, key.slice(key.indexOf('/') + 1));
+}
+
+/**
+ * Like namesMatch for plain globs. A request value `*` (all namespaces, or "any
+ * table" for opaque code) matches every pattern of a deny rule and only the
+ * pattern `*` of an allow rule: -A touches kube-system too.
+ */
+function globsMatch(effect: Effect, patterns: readonly string[], values: readonly string[], match: (p: string, v: string) => boolean): boolean {
+  if (effect === 'deny') return values.some((v) => v === '*' || patterns.some((p) => match(p, v)));
+  return values.length > 0 && values.every((v) => patterns.some((p) => (v === '*' ? p === '*' : match(p, v))));
 }
 
 /**

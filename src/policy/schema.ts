@@ -21,6 +21,12 @@ export const matchSchema = z.strictObject({
   access: z.union([access, z.array(access).min(1)]).transform((v) => (Array.isArray(v) ? v : [v])).optional(),
   tables: oneOrMany.optional(),
   functions: oneOrMany.optional(),
+  /** Kubernetes: `group/resource` globs, e.g. core/secrets, apps/*, example.com/widgets. */
+  resources: oneOrMany.optional(),
+  /** Kubernetes namespaces (globs). */
+  namespaces: oneOrMany.optional(),
+  /** Object names (globs). */
+  names: oneOrMany.optional(),
 });
 
 export const ruleSchema = z

@@ -1,0 +1,225 @@
+// The brokered Kubernetes connection: REST requests and exec over WebSocket
+// with the gateway's own credentials (a kubeconfig or the in-cluster service
+// account, loaded by @kubernetes/client-node), optionally impersonating the
+// caller so the cluster's RBAC is a second wall. Credentials never leave here.
+
+import http from 'node:http';
+import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import WebSocket from 'ws';
+import { DrawbridgeError } from '../../errors.js';
+
+export interface Impersonation {
+  readonly user: string;
+  readonly groups: readonly string[];
+}
+
+export interface RequestOptions {
+  readonly query?: Record<string, string | number | boolean | readonly string[] | undefined>;
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly accept?: string;
+  readonly impersonate?: Impersonation | null;
+  readonly timeoutMs: number;
+  readonly maxBytes: number;
+}
+
+export interface Response {
+  readonly status: number;
+  readonly text: string;
+  readonly truncated: boolean;
+}
+
+export interface ExecResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly exitCode: number | null;
+  readonly message: string | null;
+  readonly truncated: boolean;
+  readonly timedOut: boolean;
+}
+
+export class KubeClient {
+  readonly server: URL;
+
+  constructor(private readonly kc: KubeConfig) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new DrawbridgeError('config.invalid', 'The kubeconfig has no current cluster; set `context:` on the connection.');
+    this.server = new URL(cluster.server);
+  }
+
+  private url(path: string, query: RequestOptions['query']): URL {
+    const url = new URL(this.server.toString());
+    url.pathname = `${url.pathname.replace(/\/$/, '')}${path}`;
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (value === undefined) continue;
+      if (Array.isArray(value)) for (const v of value) url.searchParams.append(key, String(v));
+      else url.searchParams.set(key, String(value));
+    }
+    return url;
+  }
+
+  private async options(impersonate: Impersonation | null | undefined): Promise<https.RequestOptions> {
+    const options: https.RequestOptions = { headers: {} };
+    await this.kc.applyToHTTPSOptions(options);
+    const headers = options.headers as Record<string, string | string[]>;
+    // Client-supplied identity headers are never taken from the agent: only the gateway sets them.
+    if (impersonate) {
+      headers['Impersonate-User'] = impersonate.user;
+      if (impersonate.groups.length > 0) headers['Impersonate-Group'] = [...impersonate.groups];
+    }
+    return options;
+  }
+
+  async request(method: string, path: string, o: RequestOptions): Promise<Response> {
+    const url = this.url(path, o.query);
+    const options = await this.options(o.impersonate);
+    const headers = options.headers as Record<string, string | string[]>;
+    headers['Accept'] = o.accept ?? 'application/json';
+    headers['User-Agent'] = 'drawbridge';
+    let payload: string | undefined;
+    if (o.body !== undefined) {
+      payload = typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
+      headers['Content-Type'] = o.contentType ?? 'application/json';
+      headers['Content-Length'] = String(Buffer.byteLength(payload));
+    }
+    const transport = url.protocol === 'https:' ? https : http;
+    return new Promise<Response>((resolve, reject) => {
+      const req = transport.request(url, { ...options, method, timeout: o.timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        let truncated = false;
+        res.on('data', (chunk: Buffer) => {
+          if (truncated) return;
+          if (size + chunk.length > o.maxBytes) {
+            chunks.push(chunk.subarray(0, Math.max(0, o.maxBytes - size)));
+            truncated = true;
+            res.destroy();
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), truncated });
+            return;
+          }
+          size += chunk.length;
+          chunks.push(chunk);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), truncated }));
+        res.on('error', (e) => (truncated ? undefined : reject(e)));
+      });
+      req.on('timeout', () => req.destroy(new DrawbridgeError('backend.timeout', `The Kubernetes API did not answer within ${o.timeoutMs} ms.`)));
+      req.on('error', (e) => reject(e instanceof DrawbridgeError ? e : new DrawbridgeError('backend.unavailable', `Cannot reach the Kubernetes API: ${e.message}`, { cause: e })));
+      if (payload !== undefined) req.write(payload);
+      req.end();
+    });
+  }
+
+  /** exec over WebSocket (v5/v4 channel protocol), no TTY, no stdin, with a time limit and output caps. */
+  async exec(
+    target: { namespace: string; pod: string; container: string | null; command: readonly string[] },
+    o: { impersonate: Impersonation | null; timeoutMs: number; maxBytes: number },
+  ): Promise<ExecResult> {
+    const url = this.url(`/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}/exec`, {
+      command: target.command,
+      ...(target.container ? { container: target.container } : {}),
+      stdout: true,
+      stderr: true,
+      stdin: false,
+      tty: false,
+    });
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const options = await this.options(o.impersonate);
+    return new Promise<ExecResult>((resolve, reject) => {
+      const ws = new WebSocket(url, ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'channel.k8s.io'], {
+        headers: options.headers as Record<string, string>,
+        ...(options.ca ? { ca: options.ca } : {}),
+        ...(options.cert ? { cert: options.cert } : {}),
+        ...(options.key ? { key: options.key } : {}),
+        ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let size = 0;
+      let truncated = false;
+      let status: { status?: string; message?: string; details?: { causes?: Array<{ reason?: string; message?: string }> } } | null = null;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        ws.terminate();
+      }, o.timeoutMs);
+      ws.on('message', (data: Buffer) => {
+        const buf = Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer);
+        const channel = buf[0];
+        const body = buf.subarray(1);
+        if (channel === 3) {
+          try {
+            status = JSON.parse(body.toString('utf8')) as typeof status;
+          } catch {
+            status = { status: 'Failure', message: body.toString('utf8') };
+          }
+          return;
+        }
+        if (channel !== 1 && channel !== 2) return;
+        if (size + body.length > o.maxBytes) {
+          truncated = true;
+          const room = Math.max(0, o.maxBytes - size);
+          (channel === 1 ? out : err).push(body.subarray(0, room));
+          size = o.maxBytes;
+          ws.terminate();
+          return;
+        }
+        size += body.length;
+        (channel === 1 ? out : err).push(body);
+      });
+      ws.on('unexpected-response', (_req, res) => {
+        clearTimeout(timer);
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => reject(new DrawbridgeError('backend.error', `exec was refused by the Kubernetes API (${res.statusCode}): ${statusMessage(Buffer.concat(chunks).toString('utf8'))}`)));
+      });
+      ws.on('error', (e) => {
+        clearTimeout(timer);
+        reject(new DrawbridgeError('backend.unavailable', `exec failed: ${e.message}`, { cause: e }));
+      });
+      ws.on('close', () => {
+        clearTimeout(timer);
+        const s = status as typeof status;
+        let exitCode: number | null = null;
+        if (s?.status === 'Success') exitCode = 0;
+        else {
+          const cause = s?.details?.causes?.find((c) => c.reason === 'ExitCode');
+          if (cause?.message !== undefined && /^\d+$/.test(cause.message)) exitCode = Number(cause.message);
+        }
+        resolve({
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(err).toString('utf8'),
+          exitCode,
+          message: s && s.status !== 'Success' ? (s.message ?? null) : null,
+          truncated,
+          timedOut,
+        });
+      });
+    });
+  }
+}
+
+/** The message of a Kubernetes Status body, or the raw text. */
+export function statusMessage(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown };
+    if (typeof parsed.message === 'string') return parsed.message;
+  } catch {
+    // not JSON
+  }
+  return text.slice(0, 500);
+}
+
+/** Loads the connection's credentials: kubeconfig text or the in-cluster service account. */
+export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: boolean; context: string | null }): KubeConfig {
+  const kc = new KubeConfig();
+  if (source.inCluster) kc.loadFromCluster();
+  else if (source.kubeconfig !== null) kc.loadFromString(source.kubeconfig);
+  else throw new TypeError('a kubernetes connection needs kubeconfig or in_cluster');
+  if (source.context !== null) {
+    if (!kc.getContextObject(source.context)) throw new DrawbridgeError('config.invalid', `The kubeconfig has no context named "${source.context}".`);
+    kc.setCurrentContext(source.context);
+  }
+  return kc;
+}
