@@ -581,8 +581,10 @@ class FakeKubeServer implements FakeKube {
         }
       }
       if (md.managedFields === undefined) {
-        const lastApplied = md.annotations?.['kubectl.kubernetes.io/last-applied-configuration'] !== undefined;
-        md.managedFields = [managedFieldsEntry(obj, lastApplied ? 'kubectl-client-side-apply' : 'kubectl-create', 'Update', new Date(md.creationTimestamp ?? now))];
+        const manager = md.annotations?.['kubectl.kubernetes.io/last-applied-configuration'] !== undefined
+          ? 'kubectl-client-side-apply'
+          : (md.ownerReferences ?? []).some((r) => r.controller) ? 'kube-controller-manager' : 'kubectl-create';
+        md.managedFields = [managedFieldsEntry(obj, manager, 'Update', new Date(md.creationTimestamp ?? now))];
       }
       this.put(def, obj, false);
     }
@@ -1218,6 +1220,7 @@ class FakeKubeServer implements FakeKube {
         break;
       }
       case '/pods': {
+        if (old) break; // defaulting happened at create time
         const s = spec();
         s['restartPolicy'] ??= 'Always';
         s['serviceAccountName'] ??= 'default';
@@ -1227,6 +1230,7 @@ class FakeKubeServer implements FakeKube {
         break;
       }
       case 'apps/deployments': {
+        if (old) break;
         const s = spec();
         s['replicas'] ??= 1;
         s['strategy'] ??= { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } };
@@ -1236,7 +1240,7 @@ class FakeKubeServer implements FakeKube {
       }
       case 'apps/replicasets':
       case 'apps/statefulsets':
-        spec()['replicas'] ??= 1;
+        if (!old) spec()['replicas'] ??= 1;
         break;
     }
   }

@@ -15,6 +15,8 @@ export interface WsSocket {
   on(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => void): this;
   on(event: 'close', listener: (code: number, reason: Buffer) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'open', listener: () => void): this;
+  on(event: 'unexpected-response', listener: (req: unknown, res: IncomingMessage) => void): this;
 }
 
 export interface WsServer {
@@ -31,9 +33,11 @@ export interface WsServerOptions {
 
 interface WsModule {
   WebSocketServer: new (options: WsServerOptions) => WsServer;
+  /** The client, for tests that speak the channel protocols by hand. */
+  WebSocket: new (url: string, protocols?: string[], options?: { headers?: Record<string, string> }) => WsSocket;
 }
 
 const require = createRequire(import.meta.url);
-export const { WebSocketServer } = require('ws') as WsModule;
+export const { WebSocketServer, WebSocket } = require('ws') as WsModule;
 
 export const WS_OPEN = 1;
