@@ -83,10 +83,12 @@ export function formatExplanation(e: Explanation): string {
     const r = e.request;
     lines.push(`Request:    ${r.tool} on ${r.connection}`);
     lines.push(`  operation ${r.operation}   access ${r.access}`);
-    lines.push(`  tables    ${r.resources.join(', ') || '(none)'}`);
-    lines.push(`  functions ${r.functions.join(', ') || '(none)'}`);
+    lines.push(`  ${r.toolType === 'run_sql' ? 'tables   ' : 'resources'} ${r.resources.join(', ') || '(none)'}`);
+    if (r.toolType === 'run_sql') lines.push(`  functions ${r.functions.join(', ') || '(none)'}`);
+    if (r.namespaces) lines.push(`  namespaces ${r.namespaces.join(', ') || '(cluster-scoped)'}`);
+    if (r.names?.length) lines.push(`  names     ${r.names.join(', ')}`);
     lines.push(`  because   ${r.reasons.join('; ')}`);
-    if (e.catalog !== 'consulted') lines.push(`  catalog   ${e.catalog}: table schemas and function volatility were not checked against the server`);
+    if (e.catalog !== 'consulted') lines.push(`  catalog   ${e.catalog}: ${r.toolType === 'run_sql' ? 'table schemas and function volatility were' : 'resource names were not resolved through API discovery and'} not checked against the server — the live decision may differ`);
   }
   if (e.error) lines.push(`Refused before policy: ${e.error.code}: ${e.error.message}`);
   else lines.push(`Matched:    ${e.matched.map((m) => `${m.name} (${m.effect})`).join(', ') || '(no rule)'}`);
