@@ -11,7 +11,9 @@
 // binary) and skips kubectl's discovery cache, its config flags and its printers.
 
 import { appendFileSync } from 'node:fs';
-import { CoreV1Api, KubeConfig, ObjectSerializer } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+// Not re-exported by the package index; the generated serializer turns models back into API JSON.
+import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 
 const argv = process.argv.slice(2);
 const logFile = process.env['KUBECTL_SHIM_ARGV_LOG'];

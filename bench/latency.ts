@@ -61,17 +61,17 @@ export async function pgTarget(url: string): Promise<Target> {
   };
 }
 
-interface ToolAnswer {
+export interface ToolAnswer {
   isError?: boolean;
   content?: Array<{ type: string; text?: string }>;
   structuredContent?: { rowCount?: number; truncated?: unknown; masked?: Array<{ target: string; by: string; count: number }> };
 }
 
-function answerText(a: ToolAnswer): string {
+export function answerText(a: ToolAnswer): string {
   return (a.content ?? []).map((c) => c.text ?? '').join('\n');
 }
 
-async function stdioClient(name: string, command: string, args: string[], env: Record<string, string>): Promise<{ client: Client; transport: StdioClientTransport; stderr: () => string }> {
+export async function stdioClient(name: string, command: string, args: string[], env: Record<string, string>): Promise<{ client: Client; transport: StdioClientTransport; stderr: () => string }> {
   const transport = new StdioClientTransport({ command, args, env, stderr: 'pipe' });
   let stderr = '';
   transport.stderr?.on('data', (d: Buffer) => {
@@ -90,7 +90,7 @@ async function stdioClient(name: string, command: string, args: string[], env: R
   return { client, transport, stderr: () => stderr };
 }
 
-function childEnv(extra: Record<string, string>): Record<string, string> {
+export function childEnv(extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   return { ...env, ...extra };

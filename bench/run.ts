@@ -6,14 +6,31 @@
 //      synced FULL vs NORMAL vs in memory);
 //   3. masking throughput (cells/s) and detector scan throughput (MB/s);
 //   4. journal appends per second (sync FULL and NORMAL);
+//   5. per-call latency of `kubectl get pods -n shop` through Drawbridge over stdio, direct
+//      @kubernetes/client-node and mcp-server-kubernetes over stdio (with a kubectl shim),
+//      interleaved round-robin, against the in-process fake Kubernetes API server;
 // then prints a Markdown report and writes it to bench/results.md.
 // Everything it starts is stopped and every temp dir removed, also on the hard
 // timeout (BENCH_TIMEOUT_S, default 480). BENCH_QUICK=1 runs far fewer calls (for
 // trying the harness, not for numbers). No assertions on timings anywhere.
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { journalThroughput, type JournalNumbers } from './journal.js';
+import {
+  clientNodeTarget,
+  drawbridgeKubeTarget,
+  KUBE_COMMAND,
+  kubectlShimDir,
+  mcpServerKubernetesTarget,
+  measureKube,
+  shimAloneMs,
+  shimArgv,
+  startKubeBench,
+  type KubeBench,
+  type KubeSample,
+  type KubeTarget,
+} from './kube.js';
 import {
   drawbridgeTarget,
   measureRoundRobin,
@@ -38,6 +55,9 @@ const HARD_TIMEOUT_S = Number(process.env['BENCH_TIMEOUT_S'] ?? 480);
 const SIZES = [1, 100, 10_000] as const;
 const WARMUP = QUICK ? 3 : 20;
 const callsFor = (rows: number) => (QUICK ? 5 : rows >= 10_000 ? 30 : 200);
+// mcp-server-kubernetes starts a process per call (the kubectl shim), ~0.5 s each: fewer calls.
+const KUBE_WARMUP = QUICK ? 2 : 5;
+const KUBE_CALLS = QUICK ? 5 : 60;
 const RESULTS = join(REPO_ROOT, 'bench', 'results.md');
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
@@ -51,7 +71,18 @@ interface Report {
   readonly masking: MaskingNumbers;
   readonly scans: ScanNumbers[];
   readonly journal: JournalNumbers[];
+  readonly kube: KubeNumbers;
   readonly seconds: number;
+}
+
+interface KubeNumbers {
+  readonly latency: KubeSample[];
+  readonly pods: number;
+  /** Distinct command lines the kubectl shim received from mcp-server-kubernetes. */
+  readonly shimArgv: string[];
+  /** Median ms of running the shim alone (process start + client-node + one list). */
+  readonly shimAloneMs: number;
+  readonly mcpServerKubernetesVersion: string;
 }
 
 // ---------------------------------------------------------------------------
@@ -59,9 +90,11 @@ interface Report {
 
 let database: BenchDatabase | null = null;
 const targets: Target[] = [];
+const kubeTargets: KubeTarget[] = [];
+let kubeBench: KubeBench | null = null;
 
 function killChildren(): void {
-  for (const t of targets) {
+  for (const t of [...targets, ...kubeTargets]) {
     if (t.pid === null) continue;
     try {
       process.kill(t.pid, 'SIGKILL');
@@ -72,11 +105,14 @@ function killChildren(): void {
 }
 
 async function cleanup(): Promise<void> {
-  await Promise.allSettled(targets.map((t) => t.close()));
+  await Promise.allSettled([...targets, ...kubeTargets].map((t) => t.close()));
   killChildren();
   targets.length = 0;
+  kubeTargets.length = 0;
   if (database) await database.cluster.stop().catch(() => undefined);
   database = null;
+  if (kubeBench) await kubeBench.fake.close().catch(() => undefined);
+  kubeBench = null;
   cleanupTempDirs();
 }
 
@@ -148,7 +184,30 @@ async function main(): Promise<Report> {
   log('journal: appends with sync full and normal');
   const journal = [journalThroughput('full', QUICK ? 0.5 : 3, 100_000), journalThroughput('normal', QUICK ? 0.5 : 3, 100_000)];
 
-  return { machine, postgres, latency, stages, journalModes, masking, scans, journal, seconds: (performance.now() - started) / 1000 };
+  // 5. kubectl.
+  const kube = await kubeLatency();
+
+  return { machine, postgres, latency, stages, journalModes, masking, scans, journal, kube, seconds: (performance.now() - started) / 1000 };
+}
+
+async function kubeLatency(): Promise<KubeNumbers> {
+  kubeBench = await startKubeBench();
+  log(`kubectl: fake Kubernetes API server at ${kubeBench.fake.url}, ${kubeBench.expectedPods.length} pods in shop`);
+  const shim = kubectlShimDir();
+  kubeTargets.push(clientNodeTarget(kubeBench.kubeconfig));
+  kubeTargets.push(await drawbridgeKubeTarget(kubeBench.configDir));
+  kubeTargets.push(await mcpServerKubernetesTarget(kubeBench.kubeconfig, shim));
+  log(`kubectl: ${KUBE_COMMAND}, ${KUBE_WARMUP} warm-up + ${KUBE_CALLS} calls × ${kubeTargets.length} targets`);
+  const latency = await measureKube(kubeTargets, kubeBench.expectedPods, { warmup: KUBE_WARMUP, calls: KUBE_CALLS });
+  await Promise.allSettled(kubeTargets.map((t) => t.close()));
+  kubeTargets.length = 0;
+  log('kubectl: the shim alone');
+  const alone = await shimAloneMs(kubeBench.kubeconfig, shim, QUICK ? 3 : 15);
+  const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'mcp-server-kubernetes', 'package.json'), 'utf8')) as { version: string }).version;
+  const pods = kubeBench.expectedPods.length;
+  await kubeBench.fake.close();
+  kubeBench = null;
+  return { latency, pods, shimArgv: shimArgv(shim), shimAloneMs: alone, mcpServerKubernetesVersion: version };
 }
 
 // ---------------------------------------------------------------------------
@@ -276,12 +335,52 @@ function render(r: Report): string {
   );
   out.push('');
   out.push(`Each Drawbridge call appends two records (intent before execution, outcome after).`);
+  out.push('');
+  renderKube(out, r.kube);
   if (unexpectedMasking.size > 0) {
     out.push('', '## Notes', '', 'Content detectors masked values in `bench_rows` columns that hold no PII (false positives):', '');
     for (const line of unexpectedMasking) out.push(`- ${line}`);
   }
   out.push('');
   return out.join('\n');
+}
+
+function renderKube(out: string[], k: KubeNumbers): void {
+  out.push('## kubectl latency per call', '');
+  out.push(
+    `\`${KUBE_COMMAND}\` (${k.pods} pods) against the in-process fake Kubernetes API server of the test suite (\`test/support/fake-kube\`, plain HTTP on 127.0.0.1, ` +
+      'bearer token), measured by the caller. **client-node**: `@kubernetes/client-node` `CoreV1Api.listNamespacedPod({ namespace: \'shop\' })`, one `KubeConfig` reused. ' +
+      `**Drawbridge**: MCP SDK client → \`drawbridge serve\` over stdio, tool \`kubectl\`, \`{ connection, command: '${KUBE_COMMAND}' }\`; policy allows reads, masking with all ` +
+      'detectors, journal synced FULL; it asks the server for a Table and renders kubectl’s columns. ' +
+      `**mcp-server-kubernetes** ${k.mcpServerKubernetesVersion}: MCP SDK client → the server over stdio, tool \`kubectl_get\` \`{ resourceType: 'pods', namespace: 'shop' }\`, ` +
+      `KUBECONFIG pointing at the fake. ${KUBE_WARMUP} warm-up calls, then ${KUBE_CALLS} calls per target, interleaved round-robin. Times in ms.`,
+    '',
+  );
+  const get = (name: string) => k.latency.find((s) => s.target === name);
+  const cn = get('client-node');
+  const db = get('drawbridge');
+  const mk = get('mcp-server-kubernetes');
+  if (cn && db && mk) {
+    out.push(
+      table(
+        ['Command', 'client-node p50 / p95', 'Drawbridge p50 / p95', 'mcp-server-kubernetes (kubectl shim) p50 / p95', 'Drawbridge ÷ client-node (p50)', 'Drawbridge ÷ mcp-server-kubernetes (p50)', 'Drawbridge − client-node (p50)'],
+        [[`\`${KUBE_COMMAND}\``, `${ms(cn.p50)} / ${ms(cn.p95)}`, `${ms(db.p50)} / ${ms(db.p95)}`, `${ms(mk.p50)} / ${ms(mk.p95)}`, ratio(db.p50 / cn.p50), db.p50 / mk.p50 < 0.1 ? `${(db.p50 / mk.p50).toPrecision(2)}×` : ratio(db.p50 / mk.p50), `+${ms(db.p50 - cn.p50)}`]],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ),
+    );
+    out.push('');
+  }
+  out.push(
+    '**The mcp-server-kubernetes column does not run the real kubectl.** That server shells out to `kubectl` for `kubectl_get`. The machine this was written on ' +
+      'has a kubectl (`/usr/bin/kubectl` from the Google Cloud SDK package, v1.32.4-dispatcher), but against the fake API server it fails discovery with ' +
+      '“the server has asked for the client to provide credentials” (not investigated), so the benchmark does not use it. A shim (`bench/kubectl-shim.ts`, a Node script first on that server’s PATH) implements exactly the ' +
+      `command line the server sent (${k.shimArgv.length > 0 ? k.shimArgv.map((a) => `\`kubectl ${(JSON.parse(a) as string[]).join(' ')}\``).join(', ') : 'none logged'}) ` +
+      'by listing the pods with client-node and printing them as `kubectl -o json` does. So the column measures one Node process start + client-node import ' +
+      `+ one list per call (the shim alone: ${ms(k.shimAloneMs)} ms median, run directly), not kubectl’s Go start-up, kubeconfig handling, discovery cache ` +
+      'or printers. The process-per-call shape is the same as with the real binary, but the cost per process is not: a native kubectl usually starts faster than ' +
+      'Node + client-node, so with the real binary this column could be lower — treat it as an estimate of the architecture, not of mcp-server-kubernetes with kubectl.',
+  );
+  out.push('');
 }
 
 // ---------------------------------------------------------------------------
