@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'sql.multiple_statements'
   | 'sql.unknown_function'
   | 'kubectl.refused'
+  | 'ssh.refused'
   | 'backend.unavailable'
   | 'backend.timeout'
   | 'backend.error'
@@ -52,6 +53,7 @@ const HINTS: Record<ErrorCode, string> = {
   'sql.multiple_statements': 'Send exactly one SQL statement per call, without transaction control.',
   'sql.unknown_function': 'Check the function name and schema; list functions with a query on pg_proc if needed.',
   'kubectl.refused': 'This kubectl feature is not available through the gateway (it would change the connection or identity, open a tunnel, or escape parsing). Use a plain command from the supported list.',
+  'ssh.refused': 'This shell construct is not run through the gateway: it runs exactly one program with literal arguments. Send a plain command (no pipes, lists, substitutions, redirections or variables) and let policy decide.',
   'backend.unavailable': 'The backend could not be reached. Retry later or tell the operator.',
   'backend.timeout': 'The statement hit the time limit. Narrow it (add filters or LIMIT) and call again.',
   'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',

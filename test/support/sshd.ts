@@ -1,0 +1,231 @@
+// A throwaway OpenSSH server for ssh_exec tests: a fresh temp directory with
+// its own ed25519 host key, client key, authorized_keys and sshd_config,
+// listening only on 127.0.0.1 on a free port, run in the foreground (`-D -e`)
+// as a child process and killed on stop() or when the test process exits.
+//
+// The login user is the current user (root in the CI sandbox). `root` is a
+// scratch directory tests can write to and inspect for filesystem effects.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { userInfo, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const SSHD_PATH = '/usr/sbin/sshd';
+export const SSH_KEYGEN_PATH = 'ssh-keygen';
+
+export interface Sshd {
+  host: '127.0.0.1';
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  privateKey: string;
+  /** 'SHA256:…' exactly as `ssh-keygen -lf` prints it (base64, no padding). */
+  hostKeyFingerprint: string;
+  /** `[127.0.0.1]:PORT ssh-ed25519 AAAA…`, for a known_hosts file. */
+  knownHostsLine: string;
+  /** A scratch directory the login user can write to. */
+  root: string;
+  /** PID of the listening sshd process (the `-D` parent). */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** True when the OpenSSH server binary is installed (`.ci/run` installs openssh-server). */
+export function sshdAvailable(): boolean {
+  return existsSync(SSHD_PATH);
+}
+
+/** SHA256 fingerprint of an OpenSSH public key line (`type base64 [comment]`), as `ssh-keygen -lf` prints it. */
+export function fingerprintOfPublicKeyLine(line: string): string {
+  const b64 = line.trim().split(/\s+/)[1];
+  if (!b64) throw new Error(`not an OpenSSH public key line: ${line}`);
+  return fingerprintOfKeyBlob(Buffer.from(b64, 'base64'));
+}
+
+/** SHA256 fingerprint of a raw SSH public key blob (what ssh2's hostVerifier receives). */
+export function fingerprintOfKeyBlob(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === 'string') {
+        srv.close();
+        reject(new Error('could not determine a free port'));
+        return;
+      }
+      const port = addr.port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function keygen(path: string, comment: string): void {
+  const r = spawnSync(SSH_KEYGEN_PATH, ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', path], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ssh-keygen failed for ${path}: ${r.error?.message ?? r.stderr}`);
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: '127.0.0.1', port });
+    const done = (ok: boolean): void => {
+      sock.removeAllListeners();
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+const live = new Set<ChildProcess>();
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of live) killGroup(child, 'SIGKILL');
+  });
+}
+
+async function startOnce(dir: string, port: number): Promise<{ child: ChildProcess; stderr: () => string }> {
+  const config = join(dir, 'sshd_config');
+  writeFileSync(
+    config,
+    [
+      `ListenAddress 127.0.0.1:${port}`,
+      'AddressFamily inet',
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      `HostKey ${join(dir, 'host_ed25519')}`,
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      'AuthenticationMethods publickey',
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      'PermitRootLogin prohibit-password',
+      'UseDNS no',
+      'PrintMotd no',
+      'PrintLastLog no',
+      'X11Forwarding no',
+      'AllowTcpForwarding no',
+      'AllowAgentForwarding no',
+      'PermitTunnel no',
+      'MaxStartups 100',
+      'MaxSessions 50',
+      'LogLevel ERROR',
+      '',
+    ].join('\n'),
+  );
+  let stderr = '';
+  // Own process group, so stop() can take the per-connection children down too.
+  const child = spawn(SSHD_PATH, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    if (stderr.length < 64_000) stderr += chunk;
+  });
+  live.add(child);
+  installExitHook();
+  child.once('exit', () => live.delete(child));
+
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) break;
+    if (await canConnect(port)) return { child, stderr: () => stderr };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  killGroup(child, 'SIGKILL');
+  throw new Error(`sshd did not start listening on 127.0.0.1:${port}: ${stderr.trim() || '(no stderr)'}`);
+}
+
+export async function startSshd(): Promise<Sshd> {
+  if (!sshdAvailable()) {
+    throw new Error(`OpenSSH server not found at ${SSHD_PATH}; install it (apt-get install openssh-server) to run the ssh_exec tests`);
+  }
+  // Privilege separation directory; sshd refuses to start without it.
+  mkdirSync('/run/sshd', { recursive: true });
+
+  const dir = mkdtempSync(join(tmpdir(), 'drawbridge-sshd-'));
+  try {
+    chmodSync(dir, 0o755);
+    const hostKeyPath = join(dir, 'host_ed25519');
+    const clientKeyPath = join(dir, 'client_ed25519');
+    keygen(hostKeyPath, 'drawbridge-test-host');
+    keygen(clientKeyPath, 'drawbridge-test-client');
+    const clientPub = readFileSync(`${clientKeyPath}.pub`, 'utf8').trim();
+    writeFileSync(join(dir, 'authorized_keys'), `${clientPub}\n`, { mode: 0o600 });
+    const hostPub = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim();
+    const [hostKeyType, hostKeyB64] = hostPub.split(/\s+/);
+    const root = join(dir, 'root');
+    mkdirSync(root, { mode: 0o777 });
+    chmodSync(root, 0o777);
+
+    let started: { child: ChildProcess; stderr: () => string } | undefined;
+    let port = 0;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 3 && !started; attempt++) {
+      port = await freePort();
+      try {
+        started = await startOnce(dir, port);
+      } catch (err) {
+        lastErr = err; // most likely lost the free-port race; try another port
+      }
+    }
+    if (!started) throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
+    const child = started.child;
+    const pid = child.pid;
+    if (pid === undefined) throw new Error('sshd has no pid');
+
+    let stopped: Promise<void> | undefined;
+    const stop = (): Promise<void> => {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+          killGroup(child, 'SIGTERM');
+          const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 3_000);
+          await exited;
+          clearTimeout(timer);
+        }
+        live.delete(child);
+        rmSync(dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    };
+
+    return {
+      host: '127.0.0.1',
+      port,
+      user: userInfo().username,
+      privateKeyPath: clientKeyPath,
+      privateKey: readFileSync(clientKeyPath, 'utf8'),
+      hostKeyFingerprint: fingerprintOfPublicKeyLine(hostPub),
+      knownHostsLine: `[127.0.0.1]:${port} ${hostKeyType} ${hostKeyB64}`,
+      root,
+      pid,
+      stop,
+    };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
