@@ -28,8 +28,12 @@ export interface ParsedRequest {
   readonly reads: readonly string[];
   /** Namespaces touched (Kubernetes); `*` for all namespaces. Absent for backends without namespaces. */
   readonly namespaces?: readonly string[];
-  /** Object names touched (Kubernetes). */
+  /** Object names touched (Kubernetes) or hosts (SSH). */
   readonly names?: readonly string[];
+  /** Programs run (SSH): basenames and argv[0] as written. */
+  readonly programs?: readonly string[];
+  /** Each command of a pipeline as one line of words (SSH), what `command:` patterns match. */
+  readonly commandLines?: readonly string[];
   /** One line for humans: approval prompts, the journal, `policy explain`. */
   readonly summary: string;
   /** Why it was classified this way (e.g. "data-modifying CTE"), for explain and refusals. */

@@ -4,8 +4,9 @@
 import type { Backend } from './backend.js';
 import { kubernetes } from './kubernetes/index.js';
 import { postgres } from './postgres/index.js';
+import { ssh } from './ssh/index.js';
 
-export const BACKENDS: readonly Backend[] = [postgres as unknown as Backend, kubernetes as unknown as Backend];
+export const BACKENDS: readonly Backend[] = [postgres as unknown as Backend, kubernetes as unknown as Backend, ssh as unknown as Backend];
 
 export function backendForConnectionType(type: string): Backend | undefined {
   return BACKENDS.find((b) => b.type === type);

@@ -43,13 +43,17 @@ export function renderAnswer(input: { callId: string; request: ParsedRequest; de
   const count = result.columns.length > 0 ? `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}` : result.command;
   const affected = result.affectedRows !== null ? `, ${result.affectedRows} affected` : '';
   lines.push(`${request.connection} · ${request.summary} · ${count}${affected} · ${input.durationMs} ms`);
-  const documents = result.columns.length > 0 && result.columns.every((c) => c.type === 'document');
+  const documents = result.columns.some((c) => c.type === 'document');
   if (documents) {
-    // Documents (kubectl YAML, logs, describe output) are shown verbatim, one after another.
+    // Documents (kubectl YAML, logs, command output) are shown verbatim; other cells as a header line.
     for (const row of result.rows) {
+      const header = result.columns.map((c, i) => (c.type === 'document' || row[i] === null || row[i] === '' ? null : `${c.name}: ${String(row[i])}`)).filter(Boolean);
+      if (header.length > 0) lines.push(`── ${header.join(' · ')}`);
       row.forEach((cell, i) => {
-        if (result.columns.length > 1) lines.push(`── ${result.columns[i]?.name ?? ''}`);
-        if (cell !== null) lines.push(String(cell).replace(/\n$/, ''));
+        const column = result.columns[i];
+        if (column?.type !== 'document' || cell === null || cell === '') return;
+        if (result.columns.filter((c) => c.type === 'document').length > 1) lines.push(`[${column.name}]`);
+        lines.push(String(cell).replace(/\n$/, ''));
       });
     }
   } else if (result.columns.length > 0) {

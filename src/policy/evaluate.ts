@@ -63,7 +63,15 @@ export function matches(rule: Rule, request: ParsedRequest, identity: Identity):
   if (m.resources && !globsMatch(rule.effect, m.resources, request.resources, resourceGlob)) return false;
   if (m.namespaces && !globsMatch(rule.effect, m.namespaces, request.namespaces ?? [], globMatch)) return false;
   if (m.names && !globsMatch(rule.effect, m.names, request.names ?? [], globMatch)) return false;
+  if (m.hosts && !globsMatch(rule.effect, m.hosts, request.names ?? [], globMatch)) return false;
+  if (m.programs && !globsMatch(rule.effect, m.programs, request.programs ?? [], programGlob)) return false;
+  if (m.command && !globsMatch(rule.effect, m.command, request.commandLines ?? [], globMatch)) return false;
   return true;
+}
+
+/** `df` matches `df` and `/usr/bin/df`; `/usr/bin/*` matches by path only. */
+function programGlob(pattern: string, program: string): boolean {
+  return pattern.includes('/') ? globMatch(pattern, program) : globMatch(pattern, program.slice(program.lastIndexOf('/') + 1));
 }
 
 /** `secrets` matches `core/secrets`; `apps/*` matches every resource of the apps group. */

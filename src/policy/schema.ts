@@ -27,6 +27,12 @@ export const matchSchema = z.strictObject({
   namespaces: oneOrMany.optional(),
   /** Object names (globs). */
   names: oneOrMany.optional(),
+  /** SSH: program names or absolute paths (globs). */
+  programs: oneOrMany.optional(),
+  /** SSH: whole command patterns over the words, e.g. "systemctl status *". */
+  command: oneOrMany.optional(),
+  /** SSH: host names of the connection (globs). */
+  hosts: oneOrMany.optional(),
 });
 
 export const ruleSchema = z

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFaultServer, type FaultServer } from '../support/ssh-fault-server.js';
+import { generateEd25519KeyPair, startFaultServer, type FaultServer } from '../support/ssh-fault-server.js';
 import { fingerprintOfKeyBlob, SSHD_PATH, sshdAvailable, startSshd, type Sshd } from '../support/sshd.js';
 
 interface ExecResult {
@@ -124,7 +124,7 @@ describe.skipIf(!haveSshd)(`throwaway OpenSSH server (${SSHD_PATH})`, () => {
   });
 
   it('rejects keys that are not authorized', async () => {
-    const other = ssh2.utils.generateKeyPairSync('ed25519');
+    const other = generateEd25519KeyPair();
     await expect(connectClient(sshd.port, sshd.user, other.private, sshd.hostKeyFingerprint)).rejects.toThrow(
       /authentication methods failed/i,
     );
@@ -152,7 +152,7 @@ describe.skipIf(!haveSshd)(`throwaway OpenSSH server (${SSHD_PATH})`, () => {
 
 describe('ssh2 fault server', () => {
   let fault: FaultServer;
-  const clientKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const clientKey = generateEd25519KeyPair().private;
   const connectFault = (): Promise<ssh2.Client> => connectClient(fault.port, 'anyone', clientKey, fault.hostKeyFingerprint);
 
   beforeAll(async () => {

@@ -110,8 +110,21 @@ function splitMode(command: string): [string, string | undefined] {
   return i < 0 ? [trimmed, undefined] : [trimmed.slice(0, i), trimmed.slice(i + 1)];
 }
 
+/**
+ * `ssh2.utils.generateKeyPairSync('ed25519')`, retried until ssh2 can parse the
+ * private key it produced: about 1 in 300 of its OpenSSH-format ed25519 keys
+ * fail `parseKey` with "Malformed OpenSSH private key" (ssh2 1.17).
+ */
+export function generateEd25519KeyPair(): { private: string; public: string } {
+  for (let i = 0; i < 20; i++) {
+    const keys = ssh2.utils.generateKeyPairSync('ed25519');
+    if (!(ssh2.utils.parseKey(keys.private) instanceof Error)) return keys;
+  }
+  throw new Error('could not generate an ed25519 key pair ssh2 can parse');
+}
+
 export async function startFaultServer(): Promise<FaultServer> {
-  const keys = ssh2.utils.generateKeyPairSync('ed25519');
+  const keys = generateEd25519KeyPair();
   const execs: string[] = [];
   const conns = new Set<Connection>();
   const sockets = new Set<Socket>();

@@ -124,7 +124,14 @@ export function parseRunSql(input: Readonly<Record<string, unknown>>, context: {
     throw new DrawbridgeError('sql.multiple_statements', `The SQL contains ${stmts.length} statements; the gateway runs exactly one per call.`, { details: { statements: stmts.length } });
   }
   const stmt = (stmts[0] as { stmt: AstObject }).stmt;
-  const classification = classifyStatement(stmt);
+  let classification: Classification;
+  try {
+    classification = classifyStatement(stmt);
+  } catch (error) {
+    // Any stack exhaustion while walking a pathological tree refuses the statement (fail closed).
+    if (error instanceof RangeError) throw new DrawbridgeError('sql.parse_error', 'The statement is nested too deeply for the gateway to classify; it is refused.');
+    throw error;
+  }
   const tables = classification.tables.map(tableName);
   const detail: SqlDetail = { sql, stmt, classification, lineage: null };
   return {

@@ -1,0 +1,233 @@
+// The SSH backend behind the `ssh_exec` tool: a connection is one host or a
+// host group; the command is parsed with a strict shell grammar into argv,
+// classified (read-only programs, programs that run programs, pipelines), and
+// run re-quoted on each host in parallel with bounded concurrency.
+
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { z } from 'zod';
+import type { Backend, BackendConnection, Cell, ExecuteContext, ParsedRequest, TabularResult } from '../backend.js';
+import { resolveSecret, secretRefSchema, type SecretEnvironment, type SecretRef } from '../../config/secrets.js';
+import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
+import { DrawbridgeError } from '../../errors.js';
+import { knownHostKeys, SshPool, type HostTarget } from './client.js';
+import { parseShellCommand, quoteArgv, type ShellCommand } from './parse.js';
+
+const hostSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
+  host: z.string().min(1),
+  port: z.number().int().positive().max(65535).default(22),
+  /** The pinned host key fingerprint, as `ssh-keygen -lf` prints it (SHA256:…). */
+  host_key: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'write the SHA256 fingerprint as ssh-keygen -lf prints it, e.g. SHA256:abc…').optional(),
+});
+
+export const sshConnectionSchema = z
+  .strictObject({
+    kind: z.literal('connection'),
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
+    type: z.literal('ssh'),
+    description: z.string().min(1),
+    /** One host, or a group: the same command runs on each. */
+    hosts: z.array(hostSchema).min(1),
+    /** known_hosts file pinning the host keys (plain host names; used for hosts without host_key). */
+    known_hosts: z.string().min(1).optional(),
+    user: z.string().min(1),
+    private_key: secretRefSchema,
+    passphrase: secretRefSchema.optional(),
+    limits: z
+      .strictObject({
+        timeout: durationSchema.optional(),
+        max_output: sizeSchema.refine((n) => n <= 4 * 1024 * 1024, 'at most 4MiB').optional(),
+        concurrency: z.number().int().positive().max(64).optional(),
+      })
+      .default({}),
+  })
+  .superRefine((c, ctx) => {
+    c.hosts.forEach((h, i) => {
+      if (!h.host_key && !c.known_hosts) ctx.addIssue({ code: 'custom', path: ['hosts', i, 'host_key'], message: `host ${h.name} has no pinned key: set host_key (SHA256:…) or known_hosts` });
+    });
+    const names = c.hosts.map((h) => h.name);
+    if (new Set(names).size !== names.length) ctx.addIssue({ code: 'custom', path: ['hosts'], message: 'host names must be unique' });
+  });
+
+export type SshConnectionDeclaration = z.output<typeof sshConnectionSchema>;
+
+/** Programs whose usual forms only read; anything else is a write until a rule says otherwise. */
+const READ_PROGRAMS = new Set([
+  'uptime', 'hostname', 'uname', 'whoami', 'id', 'date', 'df', 'du', 'free', 'ps', 'ls', 'cat', 'head', 'tail', 'grep', 'egrep', 'fgrep', 'wc', 'sort', 'uniq', 'cut', 'stat', 'file',
+  'journalctl', 'dmesg', 'ss', 'netstat', 'lsof', 'w', 'who', 'last', 'nproc', 'lscpu', 'lsblk', 'mount', 'findmnt', 'getent', 'printenv', 'pwd', 'echo', 'true', 'md5sum', 'sha256sum', 'dig', 'host', 'nslookup', 'test', 'readlink', 'realpath', 'basename', 'dirname', 'tr', 'column', 'jq', 'zcat', 'zgrep', 'vmstat', 'iostat', 'mpstat', 'sar', 'top',
+]);
+const SYSTEMCTL_READS = new Set(['status', 'show', 'is-active', 'is-enabled', 'is-failed', 'list-units', 'list-unit-files', 'list-timers', 'cat']);
+
+export const SSH_OPERATIONS = ['exec', 'pipeline', 'runs_programs'] as const;
+
+interface SshDetail {
+  readonly parsed: ShellCommand;
+  readonly hosts: readonly string[];
+}
+
+function accessOf(parsed: ShellCommand): 'read' | 'write' | 'admin' {
+  if (parsed.runsPrograms.length > 0) return 'admin';
+  const reads = parsed.commands.every((c) => {
+    if (c.program === 'systemctl') return SYSTEMCTL_READS.has(c.argv[1] ?? '');
+    if (c.program === 'find') return true; // -exec/-delete are in runsPrograms
+    if (c.program === 'top') return c.argv.includes('-b');
+    return READ_PROGRAMS.has(c.program);
+  });
+  return reads ? 'read' : 'write';
+}
+
+export function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest {
+  const command = input['command'];
+  if (typeof command !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
+  const requestedHosts = Array.isArray(input['hosts']) ? (input['hosts'] as string[]) : [];
+  // Pipelines are parsed so policy can see each program; they run only if a rule allows operation: pipeline.
+  const parsed = parseShellCommand(command, { allowPipeline: true });
+  const operation = parsed.runsPrograms.length > 0 ? 'runs_programs' : parsed.commands.length > 1 ? 'pipeline' : 'exec';
+  const access = accessOf(parsed);
+  const reasons = [
+    ...(parsed.commands.length > 1 ? [`a pipeline of ${parsed.commands.map((c) => c.program).join(' | ')}`] : []),
+    ...parsed.runsPrograms.map((p) => `${p} runs other programs`),
+    access === 'read' ? 'read-only program' : access === 'write' ? 'a program that may change the host' : 'runs arbitrary programs',
+  ];
+  const line = parsed.commands.map((c) => c.argv.join(' ')).join(' | ');
+  const detail: SshDetail = { parsed, hosts: requestedHosts };
+  return {
+    tool: context.tool,
+    toolType: 'ssh_exec',
+    connection: context.connection,
+    operation,
+    access,
+    resources: [],
+    functions: [],
+    reads: [],
+    names: requestedHosts,
+    programs: [...new Set(parsed.commands.map((c) => c.argv[0] as string))],
+    commandLines: parsed.commands.map((c) => c.argv.join(' ')),
+    summary: `${line}${requestedHosts.length ? ` on ${requestedHosts.join(',')}` : ''} (${access})`,
+    reasons,
+    input: { connection: context.connection, command, ...(requestedHosts.length ? { hosts: requestedHosts } : {}) },
+    detail,
+  };
+}
+
+class SshConnection implements BackendConnection {
+  readonly name: string;
+  private readonly pool: SshPool;
+  private readonly targets: HostTarget[];
+  private readonly timeoutMs: number;
+  private readonly maxBytes: number;
+  private readonly concurrency: number;
+
+  constructor(private readonly declaration: SshConnectionDeclaration, environment: SecretEnvironment) {
+    this.name = declaration.name;
+    this.timeoutMs = declaration.limits.timeout ?? 30_000;
+    this.maxBytes = declaration.limits.max_output ?? 256 * 1024;
+    this.concurrency = declaration.limits.concurrency ?? 4;
+    const knownHosts = declaration.known_hosts ? readKnownHosts(declaration.known_hosts, environment.baseDir) : '';
+    this.targets = declaration.hosts.map((h) => ({
+      name: h.name,
+      host: h.host,
+      port: h.port,
+      fingerprints: [...(h.host_key ? [h.host_key] : []), ...(knownHosts ? knownHostKeys(knownHosts, h.host, h.port) : [])],
+    }));
+    // The key is read only when a host is first contacted, and never leaves the pool.
+    this.pool = new SshPool(
+      () => ({
+        username: declaration.user,
+        privateKey: resolveSecret(declaration.private_key, environment),
+        ...(declaration.passphrase ? { passphrase: resolveSecret(declaration.passphrase, environment) } : {}),
+      }),
+      10_000,
+    );
+  }
+
+  async resolve(request: ParsedRequest): Promise<ParsedRequest> {
+    const detail = request.detail as SshDetail;
+    const unknown = detail.hosts.filter((h) => !this.targets.some((t) => t.name === h));
+    if (unknown.length > 0) {
+      throw new DrawbridgeError('input.invalid', `Unknown host${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} in ${this.name}.`, { hint: `Hosts of ${this.name}: ${this.targets.map((t) => t.name).join(', ')}.` });
+    }
+    const hosts = detail.hosts.length > 0 ? [...detail.hosts] : this.targets.map((t) => t.name);
+    return { ...request, names: hosts, detail: { ...detail, hosts } satisfies SshDetail };
+  }
+
+  async execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult> {
+    const detail = request.detail as SshDetail;
+    const targets = this.targets.filter((t) => detail.hosts.includes(t.name));
+    const command = detail.parsed.commands.map((c) => quoteArgv(c.argv)).join(' | ');
+    const timeoutMs = Math.min(this.timeoutMs, context.timeLimitMs ?? Infinity);
+    const rows: Cell[][] = new Array(targets.length);
+    let truncated = false;
+    let next = 0;
+    const worker = async () => {
+      while (next < targets.length) {
+        const index = next++;
+        const target = targets[index] as HostTarget;
+        try {
+          const r = await this.pool.exec(target, command, { timeoutMs, maxBytes: this.maxBytes });
+          truncated ||= r.truncated;
+          const note = r.timedOut ? `stopped after ${formatDuration(timeoutMs)}` : r.truncated ? `output cut at ${formatSize(this.maxBytes)}` : null;
+          rows[index] = [target.name, r.exitCode, r.signal, r.stdout, r.stderr, note];
+        } catch (error) {
+          // One host failing does not hide the others' results (a host group is a fan-out).
+          if (targets.length === 1) throw error;
+          rows[index] = [target.name, null, null, '', '', (error as Error).message];
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, targets.length) }, worker));
+    return {
+      columns: [
+        { name: 'host', type: 'text', sources: [] },
+        { name: 'exit_code', type: 'int4', sources: [] },
+        { name: 'signal', type: 'text', sources: [] },
+        { name: 'stdout', type: 'document', sources: [] },
+        { name: 'stderr', type: 'document', sources: [] },
+        { name: 'note', type: 'text', sources: [] },
+      ],
+      rows,
+      command: 'EXEC',
+      affectedRows: null,
+      truncated: truncated ? { reason: 'bytes', limit: this.maxBytes } : null,
+      notices: [],
+      bytes: rows.reduce((n, r) => n + String(r[3] ?? '').length + String(r[4] ?? '').length, 0),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+function readKnownHosts(path: string, baseDir: string): string {
+  const full = isAbsolute(path) ? path : resolvePath(baseDir, path);
+  try {
+    return readFileSync(full, 'utf8');
+  } catch {
+    throw new DrawbridgeError('config.invalid', `The known_hosts file ${full} cannot be read.`);
+  }
+}
+
+export const ssh: Backend<SshConnectionDeclaration> = {
+  type: 'ssh',
+  toolType: 'ssh_exec',
+  operations: SSH_OPERATIONS,
+  connectionSchema: sshConnectionSchema as unknown as z.ZodType<SshConnectionDeclaration>,
+  inputShape: {
+    command: z.string().describe('One program and its arguments, e.g. "systemctl status nginx". No shell: lists, substitutions, redirections and variables are refused; pipes only where policy allows them.'),
+    hosts: z.array(z.string()).optional().describe('For a host group: run on these hosts only (default: every host).'),
+  },
+  toolDescription:
+    'Run one command on an SSH host (or every host of a group) through the Drawbridge gateway. The command is parsed, never given to a shell as you wrote it; policy decides by program and arguments; secrets in the output are masked; every call is journaled.',
+  describeConnection(c) {
+    return `${c.description} (SSH: ${c.hosts.map((h) => h.name).join(', ')}; ${formatDuration(c.limits.timeout ?? 30_000)} per command)`;
+  },
+  parse: parseSshRequest,
+  secretsOf(c): readonly SecretRef[] {
+    return [c.private_key, ...(c.passphrase ? [c.passphrase] : [])];
+  },
+  connect(c, environment) {
+    return new SshConnection(c, environment);
+  },
+};
