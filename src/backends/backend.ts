@@ -34,6 +34,8 @@ export interface ParsedRequest {
   readonly programs?: readonly string[];
   /** Each command of a pipeline as one line of words (SSH), what `command:` patterns match. */
   readonly commandLines?: readonly string[];
+  /** Only a rule that names this operation may allow or approve it (SSH pipelines, programs that run programs). */
+  readonly explicitOnly?: boolean;
   /** One line for humans: approval prompts, the journal, `policy explain`. */
   readonly summary: string;
   /** Why it was classified this way (e.g. "data-modifying CTE"), for explain and refusals. */

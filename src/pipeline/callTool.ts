@@ -127,7 +127,9 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
   }
   const { result: safe, masked } = masker.maskResult(result, request);
   const durationMs = elapsed(started);
-  const { text, structured } = renderAnswer({ callId, request, decision, result: safe, masked, durationMs });
+  // The summary echoes the input: detectors run on it too before it is shown.
+  const shown = { ...request, summary: masker.maskText(request.summary, null).text };
+  const { text, structured } = renderAnswer({ callId, request: shown, decision, result: safe, masked, durationMs });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
   try {
     outcome(gateway, callId, {

@@ -52,6 +52,8 @@ function defaultMessage(effect: Effect, rule: Rule): string {
 
 export function matches(rule: Rule, request: ParsedRequest, identity: Identity): boolean {
   const m = rule.match;
+  // Some operations are allowed only by name: a rule about `echo` must not allow `echo | sh`.
+  if (request.explicitOnly && rule.effect !== 'deny' && !m.operation?.includes(request.operation)) return false;
   if (m.tool && !anyGlob(m.tool, request.tool)) return false;
   if (m.connection && !anyGlob(m.connection, request.connection)) return false;
   if (m.subject && !anyGlob(m.subject, identity.subject)) return false;

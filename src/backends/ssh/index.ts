@@ -104,6 +104,7 @@ export function parseSshRequest(input: Readonly<Record<string, unknown>>, contex
     names: requestedHosts,
     programs: [...new Set(parsed.commands.map((c) => c.argv[0] as string))],
     commandLines: parsed.commands.map((c) => c.argv.join(' ')),
+    explicitOnly: operation !== 'exec',
     summary: `${line}${requestedHosts.length ? ` on ${requestedHosts.join(',')}` : ''} (${access})`,
     reasons,
     input: { connection: context.connection, command, ...(requestedHosts.length ? { hosts: requestedHosts } : {}) },
