@@ -52,7 +52,7 @@ export function note(rand: () => number, piiRate: number): string {
 }
 
 export const TABLE_RULES: MaskingRule[] = [
-  { name: 'pii', match: {}, columns: ['support_tickets.email'], detectors: [...DETECTOR_NAMES], style: 'redact' },
+  { name: 'pii', match: {}, columns: ['support_tickets.email'], detectors: [...DETECTOR_NAMES], patterns: [], style: 'redact' },
 ];
 
 /** 10,000 × 6: id, customer, email (column rule), city, amount, note (free text, 10% with PII). */

@@ -7,7 +7,7 @@ import type { Cell, ParsedRequest, TabularResult } from '../backends/backend.js'
 import type { Identity } from '../identity/identity.js';
 import { anyGlob, qualifiedMatch } from '../policy/match.js';
 import { findSensitive, type DetectorName } from './detectors.js';
-import type { MaskingRule } from './rules.js';
+import { compilePattern, type MaskingRule } from './rules.js';
 import { maskValue, type MaskStyle } from './styles.js';
 
 export interface MaskCount {
@@ -107,7 +107,33 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
     return null;
   };
 
-  const scan = (text: string, count: ReturnType<typeof counter>): string => {
+  const patterns = rules.flatMap((r) => (r.patterns ?? []).map((p) => ({ re: compilePattern(p), rule: r.name, style: r.style })));
+
+  /** Operator patterns: mask the last capture group of each match (the value), keep the rest (the key). */
+  const applyPatterns = (text: string, count: ReturnType<typeof counter>): string => {
+    let out = text;
+    for (const p of patterns) {
+      p.re.lastIndex = 0;
+      let result = '';
+      let at = 0;
+      for (const m of out.matchAll(p.re)) {
+        const indices = m.indices;
+        if (!indices || m[0] === '') continue;
+        let group = indices.length - 1;
+        while (group > 0 && indices[group] === undefined) group--;
+        const span = indices[group];
+        if (!span) continue;
+        result += out.slice(at, span[0]) + maskValue(out.slice(span[0], span[1]), p.style, key, `pattern:${p.rule}`);
+        at = span[1];
+        count.add(`pattern:${p.rule}`, 'detector', p.rule);
+      }
+      out = at === 0 ? out : result + out.slice(at);
+    }
+    return out;
+  };
+
+  const scan = (input: string, count: ReturnType<typeof counter>): string => {
+    const text = patterns.length > 0 && input.length > 0 ? applyPatterns(input, count) : input;
     if (detectors.length === 0 || text.length === 0) return text;
     const findings = findSensitive(text, detectors);
     if (findings.length === 0) return text;

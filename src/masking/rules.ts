@@ -28,7 +28,30 @@ export const maskingRuleSchema = z.strictObject({
     .union([z.literal('all'), z.array(z.enum(DETECTOR_NAMES as unknown as [DetectorName, ...DetectorName[]]))])
     .transform((v) => (v === 'all' ? [...DETECTOR_NAMES] : v))
     .default([]),
+  /**
+   * Operator patterns (regular expressions) run on every text value after the
+   * detectors: the last capture group is masked (the whole match when there is
+   * none), so `(?i)(password|secret|token)\s*[=:]\s*(\S+)` keeps the key and
+   * masks the value. A leading `(?i)` makes the pattern case-insensitive.
+   */
+  patterns: z
+    .array(
+      z.string().min(1).superRefine((p, ctx) => {
+        try {
+          compilePattern(p);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(error as Error).message}` });
+        }
+      }),
+    )
+    .default([]),
   style: style.default('redact'),
 });
 
 export type MaskingRule = z.output<typeof maskingRuleSchema>;
+
+/** Compiles an operator pattern: `(?i)` prefix → case-insensitive; global with match indices. */
+export function compilePattern(pattern: string): RegExp {
+  const insensitive = pattern.startsWith('(?i)');
+  return new RegExp(insensitive ? pattern.slice(4) : pattern, insensitive ? 'gid' : 'gd');
+}

@@ -184,7 +184,7 @@ function refusalFor(decision: Decision): DrawbridgeError | null {
 }
 
 /** Journaled input: content detectors applied, so the journal does not become a PII store. */
-const journalScrubber = createMasker([{ name: 'journal', match: {}, columns: [], detectors: [...DETECTOR_NAMES], style: 'redact' }], new Uint8Array(32));
+const journalScrubber = createMasker([{ name: 'journal', match: {}, columns: [], detectors: [...DETECTOR_NAMES], patterns: [], style: 'redact' }], new Uint8Array(32));
 
 function scrubbed(value: unknown): unknown {
   const masker = journalScrubber;

@@ -97,6 +97,7 @@ masking:
   - name: output
     match: { tool: ssh_exec }
     detectors: all
+    patterns: ['(?i)(password|secret|token)\\s*[=:]\\s*(\\S+)']
 `);
     gateway = await openGateway({ configDir: dir, env: {} });
   });
@@ -169,6 +170,18 @@ masking:
     const text = r.text + JSON.stringify(r.structured);
     expect(text).not.toContain('s3cr3t-pass');
     expect(text).not.toContain('alice@example.com');
+  });
+
+  it('masks values after operator patterns, keeping the key', async () => {
+    const r = await run('web', 'echo PASSWORD=hunter2 token: abc123 other=fine');
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const out = String(r.structured.rows[0]?.[3]);
+    expect(out).not.toContain('hunter2');
+    expect(out).not.toContain('abc123');
+    expect(out).toContain('PASSWORD=');
+    expect(out).toContain('other=fine');
+    expect(r.structured.masked.some((m) => m.target === 'pattern:output')).toBe(true);
   });
 
   it('fans out over a host group with per-host results', async () => {
