@@ -137,9 +137,8 @@ export interface Backend<C extends ConnectionDeclaration = ConnectionDeclaration
   /** Pure: tool arguments → request. Throws DrawbridgeError for input it rejects. */
   parse(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest;
   /** Secret references the connection needs; `check` reports missing ones without printing values. */
-  secretsOf(connection: C): readonly SecretRefLike[];
+  secretsOf(connection: C): readonly SecretRef[];
   /** Opens the brokered connection (lazily connecting); resolves secrets here and only here. */
   connect(connection: C, environment: SecretEnvironment): BackendConnection;
 }
 
-export type SecretRefLike = SecretRef;

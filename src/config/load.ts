@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Document, LineCounter, parseAllDocuments, isMap, isPair, isScalar, visit } from 'yaml';
 import { z } from 'zod';
-import type { Backend, ConnectionDeclaration } from '../backends/backend.js';
+import type { ConnectionDeclaration } from '../backends/backend.js';
 import { BACKENDS, backendForConnectionType, backendForToolType, KNOWN_OPERATIONS } from '../backends/index.js';
 import { DrawbridgeError } from '../errors.js';
 import type { MaskingRule } from '../masking/rules.js';
@@ -378,4 +378,3 @@ function locateKey(raw: RawDocument, path: readonly (string | number)[], key: st
   return locate(raw, path);
 }
 
-export type { Backend };

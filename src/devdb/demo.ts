@@ -127,9 +127,6 @@ ${indent(JSON.stringify(mcpJson, null, 2), '    ')}
     return 0;
   } finally {
     await cluster.stop();
-    if (existsSync(join(configDir, '.drawbridge', 'demo-mcp.json'))) {
-      // The snippet names a database that no longer exists; leave it, it is harmless and documented.
-    }
   }
 }
 

@@ -3,12 +3,10 @@
 // detectors run on every text value, and how values are replaced.
 
 import { z } from 'zod';
+import { oneOrMany } from '../policy/schema.js';
 import { DETECTOR_NAMES, type DetectorName } from './detectors.js';
 import { MASK_STYLES, type MaskStyle } from './styles.js';
 
-const oneOrMany = z
-  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
-  .transform((value) => (Array.isArray(value) ? value : [value]));
 const style = z.enum(MASK_STYLES as unknown as [MaskStyle, ...MaskStyle[]]);
 const columnPattern = z.string().regex(/^[^.\s]+(\.[^.\s]+){0,2}$/, 'use column, table.column or schema.table.column (globs allowed)');
 

@@ -7,7 +7,8 @@ import { durationSchema } from '../config/units.js';
 export type Effect = 'allow' | 'deny' | 'approve';
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore');
-const oneOrMany = z
+/** A string or a non-empty list of strings, as a list: used by policy and masking rules. */
+export const oneOrMany = z
   .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
   .transform((value) => (Array.isArray(value) ? value : [value]));
 const access = z.enum(['read', 'write', 'admin']);

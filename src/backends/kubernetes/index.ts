@@ -171,8 +171,7 @@ class KubernetesConnection implements BackendConnection {
     else if (c.verb === 'events') resolved = [await discovery.resolve('events')];
     else resolved = await Promise.all(c.types.map((t) => discovery.resolve(t)));
     const defaultNs = this.declaration.namespace;
-    const anyNamespaced = resolved.some((r) => r.namespaced) || c.verb === 'api-resources' ? resolved.some((r) => r.namespaced) : false;
-    const namespaces = c.allNamespaces ? ['*'] : anyNamespaced ? [...new Set([...(request.namespaces?.length ? request.namespaces : [defaultNs])])] : [];
+    const namespaces = c.allNamespaces ? ['*'] : resolved.some((r) => r.namespaced) ? [...new Set([...(request.namespaces?.length ? request.namespaces : [defaultNs])])] : [];
     const keys = [...new Set(resolved.map(resourceKey))];
     return {
       ...request,
