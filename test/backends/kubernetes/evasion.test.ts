@@ -3,14 +3,13 @@
 // escape the grammar, the policy, the masking or the gateway's identity must fail,
 // and a refused command must never reach the API server.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { SEED_PLAINTEXT_CREDENTIALS, SEED_SECRET_VALUES, startFakeKube, type FakeKube } from '../../support/fake-kube/server.js';
+import { writeKubeConfigDir } from '../../support/kube-config.js';
 
 const SUBJECT = 'dev@example.com';
 const GROUPS = ['developers'];
@@ -24,37 +23,8 @@ let shopOnly: Gateway;
 let denyKubeSystem: Gateway;
 
 async function gatewayWith(rules: string): Promise<Gateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'drawbridge-kube-evasion-'));
+  const dir = writeKubeConfigDir(fake, { rules, identity: { subject: SUBJECT, groups: GROUPS } });
   dirs.push(dir);
-  mkdirSync(join(dir, 'tools'));
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(join(dir, 'kubeconfig'), fake.kubeconfig('shop'));
-  writeFileSync(join(dir, 'tools', 'cluster.yaml'), `kind: connection
-name: staging
-type: kubernetes
-description: fake cluster
-kubeconfig: { file: kubeconfig }
-namespace: shop
-impersonate: true
----
-kind: tool
-name: kubectl
-type: kubectl
-connections: [staging]
-`);
-  writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
-identity: { mode: local, subject: ${SUBJECT}, groups: [${GROUPS.join(', ')}] }
-journal: { path: journal.db }
-approval: { wait: 0ms, store: approvals.db }
-`);
-  writeFileSync(join(dir, 'policies', 'rules.yaml'), `kind: policy
-rules:
-${rules}
-masking:
-  - name: detectors
-    match: { tool: kubectl }
-    detectors: all
-`);
   return openGateway({ configDir: dir, env: {} });
 }
 

@@ -3,9 +3,7 @@
 // (server-side dry-run preview, out-of-band approval by the CLI in a second process, and
 // in-band approval by elicitation).
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApprovalChannel, ElicitForm } from '../../../src/approval/approver.js';
 import { openApprovalStore } from '../../../src/approval/store.js';
@@ -13,6 +11,7 @@ import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { runCliAsync, requireBuiltCli } from '../../support/cli.js';
+import { writeKubeConfigDir } from '../../support/kube-config.js';
 import { startFakeKube, type FakeKube } from '../../support/fake-kube/server.js';
 
 const SUBJECT = 'dev@example.com';
@@ -49,25 +48,13 @@ connections: [staging, tight]
 `;
 
 function writeDir(rules: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'drawbridge-kubectl-'));
+  const dir = writeKubeConfigDir(fake, {
+    rules,
+    tools: CONNECTIONS,
+    approval: '{ wait: 0ms, elicitation_timeout: 5s, store: approvals.db, approvers: [ { subject: sre1@example.com, groups: [sre], token: { env: SRE_TOKEN } } ] }',
+    identity: { subject: SUBJECT, groups: ['developers'] },
+  });
   dirs.push(dir);
-  mkdirSync(join(dir, 'tools'));
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(join(dir, 'kubeconfig'), fake.kubeconfig('shop'));
-  writeFileSync(join(dir, 'tools', 'cluster.yaml'), CONNECTIONS);
-  writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
-identity: { mode: local, subject: ${SUBJECT}, groups: [developers] }
-journal: { path: journal.db }
-approval: { wait: 0ms, elicitation_timeout: 5s, store: approvals.db, approvers: [ { subject: sre1@example.com, groups: [sre], token: { env: SRE_TOKEN } } ] }
-`);
-  writeFileSync(join(dir, 'policies', 'rules.yaml'), `kind: policy
-rules:
-${rules}
-masking:
-  - name: detectors
-    match: { tool: kubectl }
-    detectors: all
-`);
   return dir;
 }
 

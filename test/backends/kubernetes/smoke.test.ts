@@ -1,12 +1,11 @@
 // kubectl end to end through the pipeline against the in-process fake API server.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
+import { writeKubeConfigDir } from '../../support/kube-config.js';
 import { SEED_SECRET_VALUES, startFakeKube, type FakeKube } from '../../support/fake-kube/server.js';
 
 let fake: FakeKube;
@@ -16,31 +15,8 @@ const dev = makeIdentity({ kind: 'local', subject: 'dev@example.com', groups: ['
 
 beforeAll(async () => {
   fake = await startFakeKube();
-  dir = mkdtempSync(join(tmpdir(), 'drawbridge-kube-'));
-  mkdirSync(join(dir, 'tools'));
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(join(dir, 'kubeconfig'), fake.kubeconfig('shop'));
-  writeFileSync(join(dir, 'tools', 'cluster.yaml'), `kind: connection
-name: staging
-type: kubernetes
-description: fake cluster
-kubeconfig: { file: kubeconfig }
-namespace: shop
-impersonate: true
----
-kind: tool
-name: kubectl
-type: kubectl
-connections: [staging]
-`);
-  writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
-identity: { mode: local, subject: dev@example.com, groups: [developers] }
-journal: { path: journal.db }
-approval: { wait: 0ms, store: approvals.db }
-`);
-  writeFileSync(join(dir, 'policies', 'rules.yaml'), `kind: policy
-rules:
-  - name: k8s-no-namespace-delete
+  dir = writeKubeConfigDir(fake, {
+    rules: `  - name: k8s-no-namespace-delete
     match: { tool: kubectl, operation: delete, resources: core/namespaces }
     effect: deny
   - name: k8s-writes
@@ -49,12 +25,8 @@ rules:
     approvers: { groups: [sre] }
   - name: k8s-reads
     match: { tool: kubectl, access: read }
-    effect: allow
-masking:
-  - name: detectors
-    match: { tool: kubectl }
-    detectors: all
-`);
+    effect: allow`,
+  });
   gateway = await openGateway({ configDir: dir, env: {} });
 });
 afterAll(async () => {
