@@ -11,16 +11,15 @@ import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { startFaultServer, type FaultServer } from '../../support/ssh-fault-server.js';
-import { sshdAvailable, startSshd, type Sshd } from '../../support/sshd.js';
+import { startSshd, type Sshd } from '../../support/sshd.js';
 
-const available = sshdAvailable();
 let sshd: Sshd;
 let fault: FaultServer;
 let gateway: Gateway;
 let dir: string;
 const dev = makeIdentity({ kind: 'local', subject: 'dev@example.com', groups: ['developers'], issuer: 'local' });
 
-describe.skipIf(!available)('ssh_exec against OpenSSH', () => {
+describe('ssh_exec against OpenSSH', () => {
   beforeAll(async () => {
     sshd = await startSshd();
     fault = await startFaultServer();
