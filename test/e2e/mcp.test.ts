@@ -2,7 +2,7 @@
 // StdioClientTransport spawning `node dist/src/cli.js serve --config DIR`, with
 // the database URL only in the server's environment (DB_URL).
 
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
