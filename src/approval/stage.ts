@@ -117,15 +117,17 @@ async function askInBand(ctx: ApprovalContext, s: ApprovalSubject, channel: Appr
   // Answered, but the call was cancelled meanwhile: nobody is waiting for a result.
   if (channel.signal?.aborted) throw abandoned(ctx, s, approvalId, 'elicitation');
   const who = { subject: s.requester.subject, groups: s.requester.groups, kind: s.requester.kind };
-  const at = ctx.clock().toISOString();
+  // One clock reading for the answer: the journal's approved record and the vote carried into the call's clearance must agree.
+  const answeredAt = ctx.clock();
+  const at = answeredAt.toISOString();
   if (answer.action !== 'accept' || !answer.approve) {
     const how = answer.action === 'accept' ? 'declined' : answer.action === 'decline' ? 'declined' : 'cancelled';
-    ctx.journal.append('approval', s.callId, { event: 'declined', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, action: answer.action, ...(answer.action === 'accept' && answer.reason ? { reason: answer.reason } : {}) }, ctx.clock());
+    ctx.journal.append('approval', s.callId, { event: 'declined', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, action: answer.action, ...(answer.action === 'accept' && answer.reason ? { reason: answer.reason } : {}) }, answeredAt);
     throw new DrawbridgeError('approval.declined', `The approval was ${how} in ${s.client ?? 'the client'}; nothing was run.`);
   }
   const grantMs = Math.min(answer.grantMs, s.maxGrantMs ?? 0);
   const vote: Vote = { approver: who, decision: 'approve', via: 'elicitation', ...(s.client ? { client: s.client } : {}), ...(answer.reason ? { reason: answer.reason } : {}), ...(grantMs > 0 ? { grantMs } : {}), at };
-  ctx.journal.append('approval', s.callId, { event: 'approved', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, reason: answer.reason ?? null, grantMs }, ctx.clock());
+  ctx.journal.append('approval', s.callId, { event: 'approved', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, reason: answer.reason ?? null, grantMs }, answeredAt);
   const grant = grantMs > 0 ? createGrant(ctx, s, approvalId, grantMs) : null;
   return { kind: 'approval', approvalId, via: 'elicitation', votes: [vote], grant };
 }
