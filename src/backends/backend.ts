@@ -30,10 +30,10 @@ export interface ParsedRequest {
   readonly namespaces?: readonly string[];
   /** Object names touched (Kubernetes) or hosts (SSH). */
   readonly names?: readonly string[];
-  /** Programs run (SSH): basenames and argv[0] as written. */
+  /** Programs run (SSH): argv[0] of each command as written (a name or a path). */
   readonly programs?: readonly string[];
-  /** Each command of a pipeline as one line of words (SSH), what `command:` patterns match. */
-  readonly commandLines?: readonly string[];
+  /** The argv of each command of a pipeline (SSH): what `command:` patterns match, word by word. */
+  readonly commands?: ReadonlyArray<readonly string[]>;
   /** Only a rule that names this operation may allow or approve it (SSH pipelines, programs that run programs). */
   readonly explicitOnly?: boolean;
   /** One line for humans: approval prompts, the journal, `policy explain`. */

@@ -7,7 +7,7 @@
 
 import type { ParsedRequest } from '../backends/backend.js';
 import type { Identity } from '../identity/identity.js';
-import { anyGlob, globMatch, anyQualified, qualifiedMayMatch } from './match.js';
+import { anyGlob, anyQualified, commandMatch, globMatch, programMatch, qualifiedMayMatch } from './match.js';
 import type { Effect, Rule } from './schema.js';
 
 export type DecisionCode = 'policy.denied' | 'policy.no_match' | 'policy.unclassified';
@@ -66,14 +66,16 @@ export function matches(rule: Rule, request: ParsedRequest, identity: Identity):
   if (m.namespaces && !globsMatch(rule.effect, m.namespaces, request.namespaces ?? [], globMatch)) return false;
   if (m.names && !globsMatch(rule.effect, m.names, request.names ?? [], globMatch)) return false;
   if (m.hosts && !globsMatch(rule.effect, m.hosts, request.names ?? [], globMatch)) return false;
-  if (m.programs && !globsMatch(rule.effect, m.programs, request.programs ?? [], programGlob)) return false;
-  if (m.command && !globsMatch(rule.effect, m.command, request.commandLines ?? [], globMatch)) return false;
+  const generous = rule.effect === 'deny';
+  if (m.programs && !globsMatch(rule.effect, m.programs, request.programs ?? [], (p, v) => programMatch(generous, p, v))) return false;
+  if (m.command && !listsMatch(rule.effect, m.command, request.commands ?? [], (p, argv) => commandMatch(generous, p, argv))) return false;
   return true;
 }
 
-/** `df` matches `df` and `/usr/bin/df`; `/usr/bin/*` matches by path only. */
-function programGlob(pattern: string, program: string): boolean {
-  return pattern.includes('/') ? globMatch(pattern, program) : globMatch(pattern, program.slice(program.lastIndexOf('/') + 1));
+/** Like globsMatch, for values that are word lists (the commands of a pipeline). */
+function listsMatch(effect: Effect, patterns: readonly string[], values: ReadonlyArray<readonly string[]>, match: (p: string, v: readonly string[]) => boolean): boolean {
+  if (effect === 'deny') return values.some((v) => patterns.some((p) => match(p, v)));
+  return values.length > 0 && values.every((v) => patterns.some((p) => match(p, v)));
 }
 
 /** `secrets` matches `core/secrets`; `apps/*` matches every resource of the apps group. */

@@ -1,8 +1,9 @@
 // Pattern matching for policy and masking rules: plain globs (tools,
-// connections, subjects) and qualified-name globs (tables, columns, functions).
+// connections, subjects), qualified-name globs (tables, columns, functions),
+// and the SSH program and command patterns.
 
 import { describe, expect, it } from 'vitest';
-import { anyGlob, anyQualified, globMatch, qualifiedMatch, qualifiedMayMatch } from '../../src/policy/match.js';
+import { anyGlob, anyQualified, commandMatch, globMatch, programMatch, qualifiedMatch, qualifiedMayMatch } from '../../src/policy/match.js';
 
 describe('globMatch', () => {
   it.each([
@@ -101,5 +102,45 @@ describe('qualifiedMayMatch (the deny side: over-matches on purpose)', () => {
     const patterns = ['customers', 'public.*', '*.email', 'public.c?stomers', '*'];
     const names = ['customers', 'public.customers', 'public.customers.email', 'sales.orders', 'x.public.customers'];
     for (const p of patterns) for (const n of names) if (qualifiedMatch(p, n)) expect(qualifiedMayMatch(p, n), `${p} ${n}`).toBe(true);
+  });
+});
+
+describe('programMatch', () => {
+  it.each([
+    // [generous (deny), pattern, argv0, expected]
+    [false, 'cat', 'cat', true],
+    [false, 'cat', '/bin/cat', true],
+    [false, 'cat', '/usr/local/bin/cat', true],
+    [false, 'cat', '/tmp/x/cat', false],
+    [false, 'cat', '/home/u/bin/cat', false],
+    [true, 'rm', '/tmp/x/rm', true],
+    [true, 'rm', 'rm', true],
+    [false, '/opt/tool/*', '/opt/tool/run', true],
+    [false, '/opt/tool/*', 'run', false],
+    [false, 'mkfs*', 'mkfs.ext4', true],
+    [false, 'cat', 'concat', false],
+  ] as const)('generous=%s %j vs %j → %s', (generous, pattern, argv0, expected) => {
+    expect(programMatch(generous, pattern, argv0)).toBe(expected);
+  });
+});
+
+describe('commandMatch', () => {
+  it.each([
+    [false, 'systemctl restart *', ['systemctl', 'restart', 'nginx'], true],
+    [false, 'systemctl restart *', ['systemctl', 'restart', 'nginx', 'php-fpm'], false],
+    [false, 'systemctl restart *', ['systemctl', 'restart'], false],
+    [false, 'systemctl restart *', ['systemctl', 'restart', 'a b'], true],
+    [false, 'cat /var/log/*', ['cat', '/var/log/syslog'], true],
+    [false, 'cat /var/log/*', ['cat', '/var/log/../../etc/shadow'], false],
+    [false, 'cat /var/log/*', ['cat', '/var/log/..'], false],
+    [false, 'cat /var/log/*', ['cat', '/var/log/a..b'], true],
+    [false, 'cat /var/log/*', ['cat', '/var/log/a', '/etc/shadow'], false],
+    [false, 'tail -n * /var/log/*', ['tail', '-n', '5', '/var/log/x'], true],
+    [true, 'rm *', ['rm', '-rf', '/'], true],
+    [true, 'systemctl restart *', ['systemctl', 'restart', 'a', 'b'], true],
+    [true, 'cat /var/log/*', ['cat', '/var/log/../../etc/shadow'], true],
+    [true, 'systemctl stop *', ['systemctl', 'restart', 'a'], false],
+  ] as const)('generous=%s %j vs %j → %s', (generous, pattern, argv, expected) => {
+    expect(commandMatch(generous, pattern, argv)).toBe(expected);
   });
 });

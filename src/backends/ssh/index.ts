@@ -11,6 +11,7 @@ import { resolveSecret, secretRefSchema, type SecretEnvironment, type SecretRef 
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
 import { knownHostKeys, SshPool, type HostTarget } from './client.js';
+import { classifyCommands } from './classify.js';
 import { parseShellCommand, quoteArgv, type ShellCommand } from './parse.js';
 
 const hostSchema = z.strictObject({
@@ -52,29 +53,11 @@ export const sshConnectionSchema = z
 
 export type SshConnectionDeclaration = z.output<typeof sshConnectionSchema>;
 
-/** Programs whose usual forms only read; anything else is a write until a rule says otherwise. */
-const READ_PROGRAMS = new Set([
-  'uptime', 'hostname', 'uname', 'whoami', 'id', 'date', 'df', 'du', 'free', 'ps', 'ls', 'cat', 'head', 'tail', 'grep', 'egrep', 'fgrep', 'wc', 'sort', 'uniq', 'cut', 'stat', 'file',
-  'journalctl', 'dmesg', 'ss', 'netstat', 'lsof', 'w', 'who', 'last', 'nproc', 'lscpu', 'lsblk', 'mount', 'findmnt', 'getent', 'printenv', 'pwd', 'echo', 'true', 'md5sum', 'sha256sum', 'dig', 'host', 'nslookup', 'test', 'readlink', 'realpath', 'basename', 'dirname', 'tr', 'column', 'jq', 'zcat', 'zgrep', 'vmstat', 'iostat', 'mpstat', 'sar', 'top',
-]);
-const SYSTEMCTL_READS = new Set(['status', 'show', 'is-active', 'is-enabled', 'is-failed', 'list-units', 'list-unit-files', 'list-timers', 'cat']);
-
 export const SSH_OPERATIONS = ['exec', 'pipeline', 'runs_programs'] as const;
 
 interface SshDetail {
   readonly parsed: ShellCommand;
   readonly hosts: readonly string[];
-}
-
-function accessOf(parsed: ShellCommand): 'read' | 'write' | 'admin' {
-  if (parsed.runsPrograms.length > 0) return 'admin';
-  const reads = parsed.commands.every((c) => {
-    if (c.program === 'systemctl') return SYSTEMCTL_READS.has(c.argv[1] ?? '');
-    if (c.program === 'find') return true; // -exec/-delete are in runsPrograms
-    if (c.program === 'top') return c.argv.includes('-b');
-    return READ_PROGRAMS.has(c.program);
-  });
-  return reads ? 'read' : 'write';
 }
 
 export function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest {
@@ -83,13 +66,8 @@ export function parseSshRequest(input: Readonly<Record<string, unknown>>, contex
   const requestedHosts = Array.isArray(input['hosts']) ? (input['hosts'] as string[]) : [];
   // Pipelines are parsed so policy can see each program; they run only if a rule allows operation: pipeline.
   const parsed = parseShellCommand(command, { allowPipeline: true });
-  const operation = parsed.runsPrograms.length > 0 ? 'runs_programs' : parsed.commands.length > 1 ? 'pipeline' : 'exec';
-  const access = accessOf(parsed);
-  const reasons = [
-    ...(parsed.commands.length > 1 ? [`a pipeline of ${parsed.commands.map((c) => c.program).join(' | ')}`] : []),
-    ...parsed.runsPrograms.map((p) => `${p} runs other programs`),
-    access === 'read' ? 'read-only program' : access === 'write' ? 'a program that may change the host' : 'runs arbitrary programs',
-  ];
+  const { access, runsPrograms, reasons } = classifyCommands(parsed.commands);
+  const operation = runsPrograms.length > 0 ? 'runs_programs' : parsed.commands.length > 1 ? 'pipeline' : 'exec';
   const line = parsed.commands.map((c) => c.argv.join(' ')).join(' | ');
   const detail: SshDetail = { parsed, hosts: requestedHosts };
   return {
@@ -103,7 +81,7 @@ export function parseSshRequest(input: Readonly<Record<string, unknown>>, contex
     reads: [],
     names: requestedHosts,
     programs: [...new Set(parsed.commands.map((c) => c.argv[0] as string))],
-    commandLines: parsed.commands.map((c) => c.argv.join(' ')),
+    commands: parsed.commands.map((c) => c.argv),
     explicitOnly: operation !== 'exec',
     summary: `${line}${requestedHosts.length ? ` on ${requestedHosts.join(',')}` : ''} (${access})`,
     reasons,

@@ -11,15 +11,13 @@ import { DrawbridgeError } from '../../errors.js';
 export interface SimpleCommand {
   /** argv[0] as written (a name or an absolute path), then the arguments, unquoted. */
   readonly argv: readonly string[];
-  /** Basename of argv[0]: what `programs:` rules and the deny list match. */
+  /** Basename of argv[0]: what the classifier's program lists match. */
   readonly program: string;
 }
 
 export interface ShellCommand {
   /** One entry, or several when joined by pipes. */
   readonly commands: readonly SimpleCommand[];
-  /** Programs that run other programs, found anywhere (refused unless a rule says otherwise). */
-  readonly runsPrograms: readonly string[];
 }
 
 const MAX_LENGTH = 8192;
@@ -126,27 +124,6 @@ export function tokenize(text: string): Token[] {
   return tokens;
 }
 
-/** Programs that run other programs (or a shell) given as arguments. */
-const RUNS_PROGRAMS = new Set([
-  'sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'fish', 'csh', 'tcsh', 'busybox',
-  'env', 'xargs', 'sudo', 'su', 'doas', 'pkexec', 'runuser', 'nohup', 'timeout', 'nice', 'ionice', 'chrt', 'taskset', 'watch', 'setsid', 'stdbuf', 'unbuffer', 'script', 'time', 'chroot', 'nsenter', 'unshare', 'flock', 'systemd-run', 'at', 'batch', 'crontab',
-  'ssh', 'scp', 'sftp', 'rsync', 'ftp', 'telnet', 'nc', 'ncat', 'socat',
-  'eval', 'exec', 'command', 'builtin', 'source', '.',
-  'strace', 'ltrace', 'gdb', 'perf', 'valgrind',
-  'python', 'python2', 'python3', 'perl', 'ruby', 'node', 'nodejs', 'php', 'lua', 'tclsh', 'wish', 'Rscript', 'julia', 'deno', 'bun', 'java', 'jshell', 'expect',
-  'awk', 'gawk', 'mawk', 'nawk', 'vi', 'vim', 'nvim', 'ex', 'ed', 'emacs', 'nano', 'less', 'more', 'man',
-  'make', 'docker', 'podman', 'kubectl', 'crictl', 'ctr', 'git',
-  // GNU sed's `e` command and `w` flag run programs and write files.
-  'sed',
-]);
-
-/** `find -exec` and friends run programs too; `tar` can pipe through one. */
-function runsProgramsByArguments(program: string, args: readonly string[]): boolean {
-  if (program === 'find') return args.some((a) => ['-exec', '-execdir', '-ok', '-okdir', '-delete', '-fprint', '-fprintf', '-fls'].includes(a));
-  if (program === 'tar') return args.some((a) => /^--(to-command|use-compress-program|checkpoint-action|rsh-command|info-script|new-volume-script)/.test(a) || a === '-I' || /^-[A-Za-z]*I/.test(a) || a === '-F');
-  return false;
-}
-
 export function basename(path: string): string {
   return path.slice(path.lastIndexOf('/') + 1);
 }
@@ -180,10 +157,7 @@ export function parseShellCommand(text: string, options: { allowPipeline: boolea
     }
   }
   close();
-  const runsPrograms = commands
-    .filter((c) => RUNS_PROGRAMS.has(c.program) || runsProgramsByArguments(c.program, c.argv.slice(1)))
-    .map((c) => c.program);
-  return { commands, runsPrograms: [...new Set(runsPrograms)] };
+  return { commands };
 }
 
 /** POSIX single-quoting: every argument reaches the remote shell as one literal word. */

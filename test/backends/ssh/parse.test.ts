@@ -83,29 +83,6 @@ describe('ssh command grammar', () => {
     expect(() => parseShellCommand('ls | | x', { allowPipeline: true })).toThrow(/empty pipeline stage/);
   });
 
-  it.each([
-    ['bash -c id', 'bash'], ['sh -c id', 'sh'], ['env rm -rf /', 'env'], ['xargs rm', 'xargs'], ['sudo id', 'sudo'], ['su -c id', 'su'],
-    ['nohup id', 'nohup'], ['timeout 5 id', 'timeout'], ['nice id', 'nice'], ['watch id', 'watch'], ['ssh other id', 'ssh'],
-    ['find / -exec rm {} ;', 'find'], ["awk 'BEGIN{system(\"id\")}'", 'awk'], ["perl -e 'system(1)'", 'perl'], ["python3 -c 'import os'", 'python3'],
-    ['/usr/bin/env id', 'env'], ['tar -cf x --to-command=sh .', 'tar'], ["sed -n '1e id' f", 'sed'], ['git -c core.pager=sh log', 'git'],
-  ])('flags %j as running programs (%s)', (text, program) => {
-    let parsed;
-    try {
-      parsed = parseShellCommand(text);
-    } catch (e) {
-      // `find … ;` is refused earlier by the grammar: also fine.
-      expect((e as DrawbridgeError).code).toBe('ssh.refused');
-      return;
-    }
-    expect(parsed.runsPrograms).toContain(program);
-  });
-
-  it('does not flag ordinary programs', () => {
-    expect(parseShellCommand('find /var/log -name "*.gz"').runsPrograms).toEqual([]);
-    expect(parseShellCommand('tar -tzf backup.tgz').runsPrograms).toEqual([]);
-    expect(parseShellCommand('systemctl status nginx').runsPrograms).toEqual([]);
-  });
-
   it('re-quotes argv so the remote shell sees literal words', () => {
     expect(quoteArgv(['echo', '$(id)', "it's", 'a b', '*', 'plain-word'])).toBe("echo '$(id)' 'it'\\''s' 'a b' '*' plain-word");
   });
