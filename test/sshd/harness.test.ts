@@ -139,6 +139,23 @@ describe(`throwaway OpenSSH server (${SSHD_PATH})`, () => {
     }
   });
 
+  it('logExecs: logs each exec exactly as received, and still runs it with the login shell', async () => {
+    const s = await startSshd({ logExecs: true });
+    try {
+      const c = await connectClient(s.port, s.user, s.privateKey, s.hostKeyFingerprint);
+      try {
+        expect(await exec(c, "echo 'a b' $((1+2))")).toMatchObject({ stdout: 'a b 3\n', code: 0 });
+        expect(await exec(c, 'printf "%s\\n" x\necho y; exit 4')).toMatchObject({ stdout: 'x\ny\n', code: 4 });
+      } finally {
+        c.end();
+      }
+      expect(s.execs()).toEqual(["echo 'a b' $((1+2))", 'printf "%s\\n" x\necho y; exit 4']);
+    } finally {
+      await s.stop();
+    }
+    expect(() => sshd.execs()).toThrow(TypeError);
+  });
+
   it('removes its temp directory on stop', async () => {
     const s = await startSshd();
     expect(existsSync(s.root)).toBe(true);

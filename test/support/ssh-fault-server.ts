@@ -9,6 +9,8 @@
 //   exit:N        exit status N (no output)
 //   signal:NAME   exit-signal NAME (e.g. `signal:TERM`), no exit status
 //   echo …        writes the whole command string plus '\n' to stdout, exit 0
+//   the gateway's quoting probe: what a POSIX shell prints for it, or with
+//                 `{ shell: 'fish' }` what fish prints (its single quotes honour \')
 //   anything else writes `fault-server: unknown mode: …` to stderr, exit 127
 //
 // Every exec command string received is appended to `execs`, in order.
@@ -16,7 +18,17 @@
 import type { Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, ServerChannel } from 'ssh2';
+import { QUOTING_PROBE_ARGV, QUOTING_PROBE_EXPECTED, quoteArgv } from '../../src/backends/ssh/parse.js';
 import { fingerprintOfPublicKeyLine } from './sshd.js';
+
+export interface FaultServerOptions {
+  /** How the fake login shell answers the quoting probe (default posix). */
+  readonly shell?: 'posix' | 'fish';
+}
+
+const PROBE = quoteArgv(QUOTING_PROBE_ARGV);
+// fish reads `'a\' '` as one string (`\'` is an escaped quote inside single quotes).
+const FISH_PROBE_OUTPUT = "a' b\\c c'd|$(x) `y` * ~|";
 
 export interface FaultServer {
   host: '127.0.0.1';
@@ -33,7 +45,7 @@ export interface FaultServer {
 const SLOW_INTERVAL_MS = 200;
 const ENDLESS_CHUNK = Buffer.alloc(32 * 1024, 'y\n');
 
-function runMode(command: string, ch: ServerChannel, conn: Connection, sock: Socket | undefined): void {
+function runMode(command: string, ch: ServerChannel, conn: Connection, sock: Socket | undefined, shell: 'posix' | 'fish'): void {
   let closed = false;
   const timers: NodeJS.Timeout[] = [];
   ch.once('close', () => {
@@ -47,6 +59,11 @@ function runMode(command: string, ch: ServerChannel, conn: Connection, sock: Soc
     ch.end();
   };
 
+  if (command === PROBE) {
+    ch.write(shell === 'fish' ? FISH_PROBE_OUTPUT : QUOTING_PROBE_EXPECTED);
+    finish(0);
+    return;
+  }
   const [mode, arg] = splitMode(command);
   switch (mode) {
     case 'slow': {
@@ -123,7 +140,7 @@ export function generateEd25519KeyPair(): { private: string; public: string } {
   throw new Error('could not generate an ed25519 key pair ssh2 can parse');
 }
 
-export async function startFaultServer(): Promise<FaultServer> {
+export async function startFaultServer(options: FaultServerOptions = {}): Promise<FaultServer> {
   const keys = generateEd25519KeyPair();
   const execs: string[] = [];
   const conns = new Set<Connection>();
@@ -156,7 +173,7 @@ export async function startFaultServer(): Promise<FaultServer> {
           ch.on('error', () => {
             /* ignore */
           });
-          runMode(info.command, ch, conn, sock);
+          runMode(info.command, ch, conn, sock, options.shell ?? 'posix');
         });
         session.on('shell', (_accept, reject) => reject?.());
         session.on('subsystem', (_accept, reject) => reject?.());

@@ -30,7 +30,21 @@ export interface Sshd {
   root: string;
   /** PID of the listening sshd process (the `-D` parent). */
   pid: number;
+  /**
+   * Every command the server was asked to exec, in order, as it arrived
+   * (only with `logExecs`): proof that a refused request never reached the host.
+   */
+  execs(): string[];
   stop(): Promise<void>;
+}
+
+export interface SshdOptions {
+  /**
+   * Log each exec request before running it: the client key gets an OpenSSH
+   * `command=` wrapper that appends $SSH_ORIGINAL_COMMAND (base64, one per
+   * line) to a log, then runs it with the login shell as sshd would.
+   */
+  readonly logExecs?: boolean;
 }
 
 /** True when the OpenSSH server binary is installed (`.ci/run` installs openssh-server). */
@@ -158,7 +172,7 @@ async function startOnce(dir: string, port: number): Promise<{ child: ChildProce
   throw new Error(`sshd did not start listening on 127.0.0.1:${port}: ${stderr.trim() || '(no stderr)'}`);
 }
 
-export async function startSshd(): Promise<Sshd> {
+export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   if (!sshdAvailable()) {
     throw new Error(`OpenSSH server not found at ${SSHD_PATH}; install it (apt-get install openssh-server) to run the ssh_exec tests`);
   }
@@ -173,7 +187,19 @@ export async function startSshd(): Promise<Sshd> {
     keygen(hostKeyPath, 'drawbridge-test-host');
     keygen(clientKeyPath, 'drawbridge-test-client');
     const clientPub = readFileSync(`${clientKeyPath}.pub`, 'utf8').trim();
-    writeFileSync(join(dir, 'authorized_keys'), `${clientPub}\n`, { mode: 0o600 });
+    const execLog = join(dir, 'exec.log');
+    let keyOptions = '';
+    if (options.logExecs) {
+      const wrapper = join(dir, 'log-exec');
+      writeFileSync(
+        wrapper,
+        ['#!/bin/sh', `printf '%s' "$SSH_ORIGINAL_COMMAND" | base64 -w0 >> '${execLog}'`, `echo >> '${execLog}'`, 'exec "$SHELL" -c "$SSH_ORIGINAL_COMMAND"', ''].join('\n'),
+        { mode: 0o755 },
+      );
+      writeFileSync(execLog, '');
+      keyOptions = `command="${wrapper}" `;
+    }
+    writeFileSync(join(dir, 'authorized_keys'), `${keyOptions}${clientPub}\n`, { mode: 0o600 });
     const hostPub = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim();
     const [hostKeyType, hostKeyB64] = hostPub.split(/\s+/);
     const root = join(dir, 'root');
@@ -222,6 +248,13 @@ export async function startSshd(): Promise<Sshd> {
       knownHostsLine: `[127.0.0.1]:${port} ${hostKeyType} ${hostKeyB64}`,
       root,
       pid,
+      execs() {
+        if (!options.logExecs) throw new TypeError('execs() needs startSshd({ logExecs: true })');
+        return readFileSync(execLog, 'utf8')
+          .split('\n')
+          .filter((line) => line !== '')
+          .map((line) => Buffer.from(line, 'base64').toString('utf8'));
+      },
       stop,
     };
   } catch (err) {

@@ -1,8 +1,10 @@
 // Brokered SSH connections with ssh2: one pooled connection per host with
 // keepalive and reconnect, the host key pinned (a fingerprint or a
 // known_hosts file: an unknown or changed key refuses the call), exec without
-// a PTY, a time limit (signal, then close), and stdout/stderr caps. The key
-// and passphrase stay here.
+// a PTY, a time limit (signal, then close), and stdout/stderr caps. Every new
+// connection first proves its login shell quotes like POSIX sh (the probe),
+// since the argv reaches the host re-quoted through that shell. The key and
+// passphrase stay here.
 
 import { createHash } from 'node:crypto';
 import ssh2 from 'ssh2';
@@ -54,10 +56,20 @@ interface Pooled {
   ready: Promise<ssh2.Client>;
 }
 
+/** A command run once on each new connection, and the exact stdout that makes the connection usable. */
+export interface ShellProbe {
+  readonly command: string;
+  readonly expected: string;
+}
+
 export class SshPool {
   private readonly pool = new Map<string, Pooled>();
 
-  constructor(private readonly credentials: () => Credentials, private readonly connectTimeoutMs: number) {}
+  constructor(
+    private readonly credentials: () => Credentials,
+    private readonly connectTimeoutMs: number,
+    private readonly probe: ShellProbe | null = null,
+  ) {}
 
   private connect(target: HostTarget): Pooled {
     const existing = this.pool.get(target.name);
@@ -68,7 +80,23 @@ export class SshPool {
       const drop = () => {
         if (this.pool.get(target.name)?.client === client) this.pool.delete(target.name);
       };
-      client.once('ready', () => resolve(client));
+      client.once('ready', () => {
+        if (!this.probe) return resolve(client);
+        const { command, expected } = this.probe;
+        this.run(client, target, command, { timeoutMs: this.connectTimeoutMs, maxBytes: 4096 }).then(
+          (r) => {
+            if (r.stdout === expected && r.exitCode === 0) return resolve(client);
+            drop();
+            client.end();
+            reject(new DrawbridgeError('backend.unavailable', `Host ${target.name}: the login shell of ${this.credentials().username} does not read single quotes as POSIX sh does (the quoting probe printed ${JSON.stringify(r.stdout.slice(0, 200))}${r.stderr ? `, stderr ${JSON.stringify(r.stderr.slice(0, 200))}` : ''}); no command was sent.`, { hint: 'Give the account a POSIX shell (sh, bash, dash, ksh or zsh), e.g. chsh -s /bin/sh; fish and csh quote differently.' }));
+          },
+          (e: unknown) => {
+            drop();
+            client.end();
+            reject(e);
+          },
+        );
+      });
       client.on('error', (e: Error) => {
         drop();
         reject(rejected !== null
@@ -110,6 +138,10 @@ export class SshPool {
       this.pool.delete(target.name);
       throw error;
     }
+    return this.run(client, target, command, o);
+  }
+
+  private run(client: ssh2.Client, target: HostTarget, command: string, o: { timeoutMs: number; maxBytes: number }): Promise<ExecOutcome> {
     return new Promise<ExecOutcome>((resolve, reject) => {
       client.exec(command, { pty: false }, (err, stream) => {
         if (err) {

@@ -12,7 +12,7 @@ import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../co
 import { DrawbridgeError } from '../../errors.js';
 import { knownHostKeys, SshPool, type HostTarget } from './client.js';
 import { classifyCommands } from './classify.js';
-import { parseShellCommand, quoteArgv, type ShellCommand } from './parse.js';
+import { parseShellCommand, QUOTING_PROBE_ARGV, QUOTING_PROBE_EXPECTED, quoteArgv, type ShellCommand } from './parse.js';
 
 const hostSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
@@ -118,6 +118,7 @@ class SshConnection implements BackendConnection {
         ...(declaration.passphrase ? { passphrase: resolveSecret(declaration.passphrase, environment) } : {}),
       }),
       10_000,
+      { command: quoteArgv(QUOTING_PROBE_ARGV), expected: QUOTING_PROBE_EXPECTED },
     );
   }
 

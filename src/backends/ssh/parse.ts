@@ -164,3 +164,14 @@ export function parseShellCommand(text: string, options: { allowPipeline: boolea
 export function quoteArgv(argv: readonly string[]): string {
   return argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
+
+/**
+ * The argv of the quoting probe sent once on every new connection, before any
+ * command: quoteArgv is only safe if the account's login shell (which sshd
+ * always runs the command through) reads single quotes as POSIX sh does. fish
+ * treats `\'` inside single quotes as an escaped quote, so an argument ending
+ * in a backslash would let the next one out of its quotes; such a host is refused.
+ */
+export const QUOTING_PROBE_ARGV: readonly string[] = ['printf', '%s|', 'a\\', 'b\\\\c', "c'd", '$(x) `y` * ~'];
+/** What a POSIX shell prints for the probe. */
+export const QUOTING_PROBE_EXPECTED = "a\\|b\\\\c|c'd|$(x) `y` * ~|";
