@@ -65,7 +65,7 @@ function gatewayWith(env: Env, journalPath: string, sync: 'full' | 'normal'): Ga
 async function prepare(configDir: string, environment: Record<string, string>): Promise<Env> {
   await loadParser();
   const config = loadConfig(configDir);
-  const declared = config.identity ?? { subject: 'bench@example.com', groups: ['analysts'] };
+  const declared = config.identity?.mode === 'local' ? config.identity : { subject: 'bench@example.com', groups: ['analysts'] };
   const identity = makeIdentity({ kind: 'local', subject: declared.subject, groups: declared.groups, issuer: 'local' });
   return { config, environment, identity };
 }

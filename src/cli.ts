@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import type { ApproverIdentity, Vote } from './approval/approver.js';
-import { identifyApprover } from './approval/approvers.js';
+import { authenticateApprover } from './approval/approvers.js';
 import { formatApproval, formatApprovalList, formatGrantList, safeLine } from './approval/format.js';
 import { openApprovalStore, type ApprovalStore } from './approval/store.js';
 import { ConfigError, loadConfig } from './config/load.js';
@@ -15,7 +15,8 @@ import type { GatewayConfig } from './config/schema.js';
 import { resolveSecret, type SecretRef } from './config/secrets.js';
 import { durationSchema, formatDuration } from './config/units.js';
 import { DrawbridgeError, isDrawbridgeError } from './errors.js';
-import { localIdentityProvider, makeIdentity, type Identity } from './identity/identity.js';
+import { localIdentityProvider, makeIdentity, type Identity, type IdentityProvider } from './identity/identity.js';
+import { createOidcVerifier, tokenIdentityProvider } from './identity/oidc.js';
 import { exportLines, type ExportFilter } from './journal/export.js';
 import { openJournal, type JournalRecord } from './journal/journal.js';
 import { verifyJournal } from './journal/verify.js';
@@ -46,7 +47,9 @@ Usage:
   drawbridge demo    [--port N] [--no-tour]         throwaway PostgreSQL with sample PII + a guided tour
 
 --config defaults to $DRAWBRIDGE_CONFIG, else the current directory (it must hold tools/ and/or policies/).
-Approvers prove who they are with the token the operator issued them: $DRAWBRIDGE_APPROVER_TOKEN, or --token-file.
+Approvers prove who they are with a token in $DRAWBRIDGE_APPROVER_TOKEN, or --token-file: with OIDC identities an
+access token for this gateway from the provider (drawbridge token URL --client-id ID prints one); in local mode the
+token the operator issued them (approval.approvers).
 Exit codes of approvals/grants: 0 done, 1 refused (not allowed, not pending, unknown approver, store or journal unavailable), 2 usage.`;
 
 function configDir(value: string | undefined): string {
@@ -101,16 +104,16 @@ async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
   const gateway = await openGateway({ configDir: configDir(values.config) });
   for (const w of gateway.config.warnings) process.stderr.write(`drawbridge: warning: ${w}\n`);
-  const identity = gateway.config.identity;
-  const identities = identity
-    ? localIdentityProvider(identity)
-    : {
-        identify: (): Identity => {
-          throw new DrawbridgeError('identity.missing', 'No caller identity is configured.');
-        },
-      };
-  const server = await serveStdio(gateway, identities);
-  process.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${identity ? `${identity.subject} [local]` : 'nobody (every call will be refused)'}; journal ${gateway.config.journal.path}\n`);
+  let served: { identities: IdentityProvider; who: string };
+  try {
+    served = await stdioIdentities(gateway.config, process.env);
+  } catch (error) {
+    await gateway.close();
+    if (isDrawbridgeError(error)) return fail(`drawbridge: cannot serve: ${error.code}: ${error.message}\n${error.hint}`, 1);
+    throw error;
+  }
+  const server = await serveStdio(gateway, served.identities);
+  process.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${gateway.config.journal.path}\n`);
   await new Promise<void>((done) => {
     server.onclose = () => done();
     process.stdin.on('end', () => done());
@@ -119,6 +122,34 @@ async function serve(args: string[]): Promise<number> {
   });
   await gateway.close();
   return 0;
+}
+
+/**
+ * The stdio caller: declared by the operator (local), or proven by an OIDC
+ * access token in the environment, verified before the server starts.
+ */
+async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): Promise<{ identities: IdentityProvider; who: string }> {
+  const identity = config.identity;
+  if (identity === null) {
+    return {
+      identities: {
+        identify: (): Identity => {
+          throw new DrawbridgeError('identity.missing', 'No caller identity is configured.');
+        },
+      },
+      who: 'nobody (every call will be refused)',
+    };
+  }
+  if (identity.mode === 'local') return { identities: localIdentityProvider(identity), who: `${identity.subject} [local]` };
+  const token = env[identity.token_env]?.trim();
+  if (!token) {
+    throw new DrawbridgeError('identity.missing', `OIDC identities: set ${identity.token_env} to your access token for ${identity.audience}.`, {
+      hint: `For example: ${identity.token_env}=$(drawbridge token ${identity.audience} --client-id CLIENT) drawbridge serve. Or run the gateway over HTTP and use drawbridge connect.`,
+    });
+  }
+  const { provider, verified } = await tokenIdentityProvider(createOidcVerifier(identity), token);
+  const groups = verified.identity.groups.join(', ') || 'no groups';
+  return { identities: provider, who: `${verified.identity.subject} [oidc ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}` };
 }
 
 function check(args: string[]): number {
@@ -145,7 +176,10 @@ function check(args: string[]): number {
     if (config.hashKey) probe('masking.hash_key', config.hashKey);
     process.stdout.write(
       `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
-        (config.identity ? `identity: ${config.identity.subject} [local] groups: ${config.identity.groups.join(', ') || '(none)'}\n` : '') +
+        (config.identity?.mode === 'local' ? `identity: ${config.identity.subject} [local] groups: ${config.identity.groups.join(', ') || '(none)'}\n` : '') +
+        (config.identity?.mode === 'oidc'
+          ? `identity: OIDC, issuer ${config.identity.issuer}, audience ${config.identity.audience}, groups from ${config.identity.groups_claim}${config.identity.required_scopes.length ? `, scopes ${config.identity.required_scopes.join(' ')}` : ''}\n`
+          : '') +
         (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
         [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),
     );
@@ -187,9 +221,9 @@ async function policyExplain(args: string[]): Promise<number> {
   else return fail('policy explain needs --sql or --input.');
   const gateway = await openGateway({ configDir: configDir(values.config), journalPath: ':memory:' });
   try {
-    const declared = gateway.config.identity;
+    const declared = gateway.config.identity?.mode === 'local' ? gateway.config.identity : null;
     const subject = values.subject ?? declared?.subject;
-    if (!subject) fail('No identity: pass --subject (and --groups), or configure one in policies (kind: gateway).');
+    if (!subject) fail('No identity: pass --subject (and --groups), or configure a local one in policies (kind: gateway).');
     const groups = values.groups !== undefined ? values.groups.split(',').map((g) => g.trim()).filter(Boolean) : values.subject ? [] : [...(declared?.groups ?? [])];
     const identity = makeIdentity({ kind: 'local', subject, groups, issuer: 'local' });
     const result = await explain(gateway, { tool: values.tool, connection: values.connection, input, identity, offline: values.offline });
@@ -355,7 +389,7 @@ function approverRecord(a: ApproverIdentity): Record<string, unknown> {
  * a vote the store did not keep (an over-record, never a silent approval): the
  * request is unchanged, the command says so loudly and exits non-zero.
  */
-function approvalsVote(decision: 'approve' | 'deny', args: string[]): number {
+async function approvalsVote(decision: 'approve' | 'deny', args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
@@ -378,7 +412,7 @@ function approvalsVote(decision: 'approve' | 'deny', args: string[]): number {
   let record: JournalRecord | undefined;
   let committed = false;
   try {
-    const approver = identifyApprover(config, token, process.env);
+    const approver = await authenticateApprover(config, token, process.env);
     const journal = openJournal(config.journal.path, { sync: config.journal.sync });
     try {
       const now = new Date();
@@ -459,7 +493,7 @@ function grantsList(args: string[]): number {
  * revoked first, then the revocation is journaled. If the journal cannot be
  * written the grant stays revoked, and the command says so and exits 1.
  */
-function grantsRevoke(args: string[]): number {
+async function grantsRevoke(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: { config: { type: 'string' }, 'token-file': { type: 'string' } },
@@ -470,7 +504,7 @@ function grantsRevoke(args: string[]): number {
   const token = approverToken(values['token-file']);
   const config = loadConfig(configDir(values.config));
   try {
-    const approver = identifyApprover(config, token, process.env);
+    const approver = await authenticateApprover(config, token, process.env);
     const now = new Date();
     const { grant, callId } = withStore(config, (store) => {
       const revoked = store.revokeGrant(id, approver.subject, now);

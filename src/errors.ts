@@ -6,6 +6,11 @@ export type ErrorCode =
   | 'config.invalid'
   | 'config.secret_missing'
   | 'identity.missing'
+  | 'identity.invalid_token'
+  | 'identity.insufficient_scope'
+  | 'identity.expired'
+  | 'identity.unavailable'
+  | 'identity.session_mismatch'
   | 'input.invalid'
   | 'tool.unknown'
   | 'connection.unknown'
@@ -42,6 +47,11 @@ const HINTS: Record<ErrorCode, string> = {
   'config.invalid': 'Fix the listed problems in tools/ or policies/ and run `drawbridge check`.',
   'config.secret_missing': 'Set the referenced environment variable or file on the gateway host, then retry.',
   'identity.missing': 'The gateway has no caller identity; the operator must configure one (kind: gateway, identity).',
+  'identity.invalid_token': 'Sign in again to get a fresh access token for this gateway (drawbridge connect does it for you); the token must be a JWT issued for this gateway.',
+  'identity.insufficient_scope': 'Ask for an access token with the listed scopes (the provider must grant them to your client).',
+  'identity.expired': 'The access token has expired. Get a new one and restart the server (drawbridge connect refreshes tokens automatically).',
+  'identity.unavailable': 'The OpenID provider could not be reached to verify the token. Retry later or tell the operator.',
+  'identity.session_mismatch': 'This MCP session belongs to another identity. Start a new session with your own token.',
   'input.invalid': 'Check the tool arguments against the tool input schema and call again.',
   'tool.unknown': 'Call one of the tools listed by tools/list.',
   'connection.unknown': 'Use one of the connection names listed in the tool description.',

@@ -9,6 +9,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { GatewayConfig, LoadedTool } from './config/schema.js';
+import { isDrawbridgeError, type DrawbridgeError } from './errors.js';
 import type { IdentityProvider } from './identity/identity.js';
 import { tabularOutputShape } from './pipeline/answer.js';
 import { callTool, inputSchemaFor } from './pipeline/callTool.js';
@@ -77,10 +78,12 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }));
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     let identity = null;
+    let identityError: DrawbridgeError | undefined;
     try {
       identity = identities.identify({ authInfo: extra.authInfo });
-    } catch {
-      identity = null; // the pipeline refuses a call without identity, and journals it
+    } catch (error) {
+      // The pipeline refuses a call without identity, and journals why.
+      identityError = isDrawbridgeError(error) ? error : undefined;
     }
     const client = server.getClientVersion();
     // How a human can be reached during this call: the elicitation form (only if the
@@ -105,6 +108,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
       tool: request.params.name,
       args: request.params.arguments ?? {},
       identity,
+      ...(identityError ? { identityError } : {}),
       channel,
       ...(client ? { client: { name: client.name, version: client.version } } : {}),
     });

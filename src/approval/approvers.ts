@@ -1,13 +1,29 @@
-// Who is acting on an approval from the command line, in local mode (until
-// OIDC): each configured approver proves themselves with a token, referenced
-// from the config (never written inline). The comparison is constant-time,
-// and no message ever says which approver, or which part, did not match.
+// Who is acting on an approval from the command line. With OIDC identities
+// the approver presents an access token from the same provider, verified like
+// any caller's (issuer, audience, signature, expiry); groups come from it. In
+// local mode each configured approver proves themselves with a token referenced
+// from the config (never written inline): the comparison is constant-time, and
+// no message ever says which approver, or which part, did not match.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
+import { createOidcVerifier } from '../identity/oidc.js';
 import type { ApproverIdentity } from './approver.js';
+
+/** The approver behind `token`: verified by the OpenID provider in OIDC mode, matched against approval.approvers in local mode. */
+export async function authenticateApprover(
+  config: Pick<GatewayConfig, 'dir' | 'approval' | 'identity'>,
+  token: string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<ApproverIdentity> {
+  if (config.identity?.mode === 'oidc') {
+    const { identity } = await createOidcVerifier(config.identity).verify(token);
+    return Object.freeze({ subject: identity.subject, groups: identity.groups, kind: 'oidc' as const });
+  }
+  return identifyApprover(config, token, env);
+}
 
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
 

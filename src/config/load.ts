@@ -253,6 +253,9 @@ export function loadConfig(dir: string): GatewayConfig {
 
   const g: GatewayDeclaration | undefined = gateway === null ? undefined : (gateway as { value: GatewayDeclaration }).value;
   if (!g?.identity) warnings.push('no caller identity is configured (kind: gateway, identity); every call will be refused');
+  if (g?.identity?.mode === 'oidc' && g.approval.approvers.length > 0) {
+    warnings.push('approval.approvers is not used with OIDC identities: approvers sign in with the OpenID provider, and their groups come from their token');
+  }
   if (!g?.masking.hash_key && masking.some((rule) => rule.style === 'hash' || rule.columns.some((c) => typeof c !== 'string' && c.style === 'hash'))) {
     warnings.push('masking uses style "hash" but no masking.hash_key is set; a random key is used per process, so hashes differ across restarts');
   }
@@ -265,7 +268,7 @@ export function loadConfig(dir: string): GatewayConfig {
     tools,
     rules,
     masking,
-    identity: g?.identity ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : null,
+    identity: !g?.identity ? null : g.identity.mode === 'local' ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : g.identity,
     journal: { path: isAbsolute(journalPath) ? journalPath : join(root, journalPath), sync: g?.journal.sync ?? 'full' },
     hashKey: g?.masking.hash_key ?? null,
     approval: {

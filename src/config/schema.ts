@@ -28,6 +28,48 @@ export const policySchema = z.strictObject({
   masking: z.array(maskingRuleSchema).default([]),
 });
 
+/** Asymmetric JWS algorithms only: `none` and HMAC (whose "key" would be the public JWK) can never be configured. */
+export const TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+export const oidcIdentitySchema = z.strictObject({
+  mode: z.literal('oidc'),
+  /** The OpenID provider's issuer identifier; discovery reads {issuer}/.well-known/openid-configuration. */
+  issuer: z
+    .string()
+    .url()
+    .refine((u) => u.startsWith('https://') || (u.startsWith('http://') && LOOPBACK.has(new URL(u).host.replace(/:\d+$/, ''))), 'the issuer must use https:// (http:// only on loopback, for tests)'),
+  /** The resource indicator tokens must be issued for (their `aud`): the gateway's public MCP URL. */
+  audience: z.string().min(1),
+  algorithms: z
+    .array(z.string())
+    .min(1)
+    .superRefine((list, ctx) => {
+      for (const alg of list) {
+        if (!(TOKEN_ALGORITHMS as readonly string[]).includes(alg)) ctx.addIssue({ code: 'custom', message: `${alg} is not allowed: use asymmetric algorithms only (${TOKEN_ALGORITHMS.join(', ')}); none and HMAC are refused` });
+      }
+    })
+    .default(['RS256', 'PS256', 'ES256', 'EdDSA']),
+  /** Where the groups are in the token: a claim name or a dotted path (realm_access.roles); a string or an array of strings. */
+  groups_claim: z.string().min(1).default('groups'),
+  /** Scopes every token must carry (403 insufficient_scope otherwise). */
+  required_scopes: z.array(z.string().min(1)).default([]),
+  clock_tolerance: durationSchema.refine((ms) => ms <= 300_000, 'at most 5m').default(30_000),
+  jwks: z
+    .strictObject({
+      /** Keys are refetched at least this often. */
+      cache_max_age: durationSchema.default(600_000),
+      /** An unknown key id refetches the key set at most this often (rotation without a fetch storm). */
+      cooldown: durationSchema.default(30_000),
+    })
+    .default({ cache_max_age: 600_000, cooldown: 30_000 }),
+  /** stdio mode: the environment variable holding the caller's access token. */
+  token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').default('DRAWBRIDGE_TOKEN'),
+});
+
+export type OidcIdentityDeclaration = z.output<typeof oidcIdentitySchema>;
+
 export const gatewaySchema = z.strictObject({
   kind: z.literal('gateway'),
   identity: z
@@ -37,6 +79,7 @@ export const gatewaySchema = z.strictObject({
         subject: z.string().min(1),
         groups: z.array(z.string().min(1)).default([]),
       }),
+      oidcIdentitySchema,
     ])
     .optional(),
   journal: z
@@ -56,7 +99,7 @@ export const gatewaySchema = z.strictObject({
       elicitation_timeout: durationSchema.default(600_000),
       /** A pending request nobody decided expires after this. */
       pending_ttl: durationSchema.default(86_400_000),
-      /** Local mode: who may act with `drawbridge approvals`, each proven by a token (OIDC later). */
+      /** Local mode: who may act with `drawbridge approvals`, each proven by a token the operator issued (OIDC mode: the provider's tokens instead). */
       approvers: z
         .array(
           z.strictObject({
@@ -98,7 +141,7 @@ export interface GatewayConfig {
   /** All rules, in file order (files sorted by name). */
   readonly rules: readonly Rule[];
   readonly masking: readonly MaskingRule[];
-  readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | null;
+  readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | OidcIdentityDeclaration | null;
   readonly journal: { readonly path: string; readonly sync: 'full' | 'normal' };
   readonly hashKey: SecretRef | null;
   readonly approval: {

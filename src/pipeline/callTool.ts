@@ -32,6 +32,8 @@ export interface CallInput {
   readonly tool: string;
   readonly args: unknown;
   readonly identity: Identity | null;
+  /** Why there is no identity (an expired or rejected token), refused and journaled as such. */
+  readonly identityError?: DrawbridgeError;
   readonly client?: { readonly name: string; readonly version?: string };
   /** How a human can be reached for this call (elicitation, progress); from the transport. */
   readonly channel?: ApprovalChannel;
@@ -61,7 +63,7 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
   // identity → parse → resolve → decide → approve?
   let clearance: Clearance | null = null;
   try {
-    const identity = requireIdentity(call.identity);
+    const identity = requireIdentity(call.identity, call.identityError);
     const tool = requireTool(gateway.config, call.tool);
     const input = validateInput(tool, call.args);
     const connection = String(input['connection']);
@@ -149,8 +151,8 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
   return { ok: true, callId, text, structured };
 }
 
-function requireIdentity(identity: Identity | null): Identity {
-  if (!identity) throw new DrawbridgeError('identity.missing', 'The caller has no identity, so nothing is allowed.');
+function requireIdentity(identity: Identity | null, why: DrawbridgeError | undefined): Identity {
+  if (!identity) throw why ?? new DrawbridgeError('identity.missing', 'The caller has no identity, so nothing is allowed.');
   return identity;
 }
 

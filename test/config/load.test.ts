@@ -515,3 +515,49 @@ rules:
     expect(r.stderr).toMatch(/rules\.yaml:5: unknown key "efect"/);
   });
 });
+
+describe('loadConfig: OIDC identities', () => {
+  const gateway = (identity: string) => ({ 'policies/gateway.yaml': `kind: gateway\nidentity:\n${identity}` });
+
+  it('loads an OIDC identity with its defaults', () => {
+    const config = loadConfig(configDir(gateway('  mode: oidc\n  issuer: https://login.example.com/realms/eng\n  audience: https://drawbridge.example.com/mcp\n')));
+    expect(config.identity).toEqual({
+      mode: 'oidc',
+      issuer: 'https://login.example.com/realms/eng',
+      audience: 'https://drawbridge.example.com/mcp',
+      algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+      groups_claim: 'groups',
+      required_scopes: [],
+      clock_tolerance: 30_000,
+      jwks: { cache_max_age: 600_000, cooldown: 30_000 },
+      token_env: 'DRAWBRIDGE_TOKEN',
+    });
+  });
+
+  it.each([
+    ['  algorithms: [RS256, HS256]\n', /HS256 is not allowed: use asymmetric algorithms only/],
+    ['  algorithms: [none]\n', /none is not allowed/],
+    ['  clock_tolerance: 10m\n', /at most 5m/],
+    ['  token_env: "not a var"\n', /environment variable name/],
+    ['  groups: [x]\n', /groups/],
+  ])('refuses %j', (extra, message) => {
+    const text = `  mode: oidc\n  issuer: https://login.example.com\n  audience: https://gw.example.com/mcp\n${extra}`;
+    const problems = problemsOf(configDir(gateway(text)));
+    expect(problems.map((p) => p.message).join('\n')).toMatch(message);
+  });
+
+  it('refuses a plain-http issuer except on loopback', () => {
+    const problems = problemsOf(configDir(gateway('  mode: oidc\n  issuer: http://login.example.com\n  audience: x\n')));
+    expect(problems.map((p) => p.message).join('\n')).toMatch(/https:\/\/ \(http:\/\/ only on loopback/);
+    expect(loadConfig(configDir(gateway('  mode: oidc\n  issuer: http://127.0.0.1:8080\n  audience: x\n'))).identity).toMatchObject({ issuer: 'http://127.0.0.1:8080' });
+  });
+
+  it('warns that approval.approvers is not used with OIDC identities', () => {
+    const config = loadConfig(
+      configDir({
+        'policies/gateway.yaml': 'kind: gateway\nidentity: { mode: oidc, issuer: "https://login.example.com", audience: x }\napproval:\n  approvers:\n    - { subject: a, token: "${T}" }\n',
+      }),
+    );
+    expect(config.warnings.join('\n')).toMatch(/approval.approvers is not used with OIDC identities/);
+  });
+});

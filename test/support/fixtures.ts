@@ -158,7 +158,7 @@ export interface TestGateway {
 export async function testGateway(db: FreshDatabase, options: ConfigOptions = {}): Promise<TestGateway> {
   const dir = writeConfig(options);
   const gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl, HASH_KEY: 'test-hash-key' } });
-  const declared = gateway.config.identity ?? { subject: 'tester@example.com', groups: ['analysts'] };
+  const declared = gateway.config.identity?.mode === 'local' ? gateway.config.identity : { subject: 'tester@example.com', groups: ['analysts'] };
   const identity = makeIdentity({ kind: 'local', subject: declared.subject, groups: declared.groups, issuer: 'local' });
   return {
     gateway,
