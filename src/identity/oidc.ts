@@ -150,15 +150,18 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
         throw invalid(`The token's type is ${JSON.stringify(header.typ)}, not an access token (at+jwt).`);
       }
       const jwks = await keySet();
-      let payload: JWTPayload;
-      try {
-        ({ payload } = await jwtVerify(token, jwks, {
+      const check = () =>
+        jwtVerify(token, jwks, {
           issuer: settings.issuer,
           audience: settings.audience,
           algorithms: settings.algorithms,
           clockTolerance: Math.round(settings.clock_tolerance / 1000),
           requiredClaims: ['exp', 'sub'],
-        }));
+        });
+      let payload: JWTPayload;
+      try {
+        // One retry on a network failure fetching the keys (a kept-alive socket the provider closed).
+        ({ payload } = await check().catch((error: unknown) => (error instanceof joseErrors.JOSEError ? Promise.reject(error) : check())));
       } catch (error) {
         if (error instanceof joseErrors.JWKSTimeout || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JWKS_INVALID')) {
           throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${error.message}`, { cause: error });
