@@ -22,12 +22,21 @@ import { openJournal, type JournalRecord } from './journal/journal.js';
 import { verifyJournal } from './journal/verify.js';
 import { openGateway } from './pipeline/gateway.js';
 import { explain, formatExplanation } from './pipeline/explain.js';
+import { obtainAccessToken, runBridge, type BridgeOptions } from './bridge/connect.js';
+import { serveHttp, type HttpGateway } from './http/server.js';
 import { serveStdio } from './server.js';
 
 const USAGE = `drawbridge — governed production access for AI agents (MCP server)
 
 Usage:
   drawbridge serve   [--config DIR]                 MCP server over stdio (what an agent's mcp.json runs)
+  drawbridge serve --http HOST:PORT [--public-url URL] [--config DIR]
+                                                    MCP over Streamable HTTP; every request needs an OIDC bearer token
+  drawbridge connect URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]
+                                                    stdio bridge to a remote Drawbridge: signs you in (device flow;
+                                                    client credentials with $DRAWBRIDGE_CLIENT_SECRET), forwards MCP
+  drawbridge token URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]
+                                                    print an access token for that gateway (e.g. for approvers)
   drawbridge check   [--config DIR]                 validate tools/ and policies/; exit 0 or 1
   drawbridge policy explain --tool T --connection C (--sql SQL | --input JSON)
                      [--subject S] [--groups a,b] [--offline] [--config DIR]
@@ -68,6 +77,10 @@ async function main(argv: string[]): Promise<number> {
       return serve(rest);
     case 'check':
       return check(rest);
+    case 'connect':
+      return connect(rest);
+    case 'token':
+      return token(rest);
     case 'policy':
       if (rest[0] !== 'explain') fail(`Unknown policy command "${rest[0] ?? ''}". Try: drawbridge policy explain --help`);
       return policyExplain(rest.slice(1));
@@ -101,9 +114,37 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, http: { type: 'string' }, 'public-url': { type: 'string' } }, strict: true });
+  if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
+  const listen = values.http === undefined ? null : parseListen(values.http);
   const gateway = await openGateway({ configDir: configDir(values.config) });
   for (const w of gateway.config.warnings) process.stderr.write(`drawbridge: warning: ${w}\n`);
+  const stopped = new Promise<void>((done) => {
+    process.once('SIGINT', () => done());
+    process.once('SIGTERM', () => done());
+  });
+  if (listen !== null) {
+    const identity = gateway.config.identity;
+    if (identity?.mode !== 'oidc') {
+      await gateway.close();
+      return fail('serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): over HTTP every caller proves who they are with a token from your OpenID provider.', 2);
+    }
+    let http: HttpGateway;
+    try {
+      http = await serveHttp(gateway, createOidcVerifier(identity), { ...listen, ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}) });
+    } catch (error) {
+      await gateway.close();
+      return fail(`drawbridge: cannot listen on ${values.http}: ${(error as Error).message}`, 1);
+    }
+    if (http.resource !== identity.audience) {
+      process.stderr.write(`drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).\n`);
+    }
+    process.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} (resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`);
+    await stopped;
+    await http.close();
+    await gateway.close();
+    return 0;
+  }
   let served: { identities: IdentityProvider; who: string };
   try {
     served = await stdioIdentities(gateway.config, process.env);
@@ -114,14 +155,73 @@ async function serve(args: string[]): Promise<number> {
   }
   const server = await serveStdio(gateway, served.identities);
   process.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${gateway.config.journal.path}\n`);
-  await new Promise<void>((done) => {
-    server.onclose = () => done();
-    process.stdin.on('end', () => done());
-    process.once('SIGINT', () => done());
-    process.once('SIGTERM', () => done());
-  });
+  await Promise.race([
+    stopped,
+    new Promise<void>((done) => {
+      server.onclose = () => done();
+      process.stdin.on('end', () => done());
+    }),
+  ]);
   await gateway.close();
   return 0;
+}
+
+/** `HOST:PORT` (IPv6 in brackets) for --http. */
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
+  const port = Number(m?.[2]);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) return fail(`--http takes HOST:PORT, e.g. 127.0.0.1:8080 (got "${value}").`);
+  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port };
+}
+
+/** Options shared by `connect` and `token`: which gateway, which OAuth client, where tokens are cached. */
+function bridgeOptions(args: string[], command: 'connect' | 'token'): BridgeOptions {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { 'client-id': { type: 'string' }, scope: { type: 'string' }, 'token-cache': { type: 'string' }, 'no-token-cache': { type: 'boolean', default: false } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const usage = `drawbridge ${command} URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]`;
+  if (positionals.length !== 1) fail(`${command} takes the gateway's MCP URL, e.g. https://drawbridge.example.com/mcp.\nUsage: ${usage}`);
+  const clientId = values['client-id'] ?? process.env['DRAWBRIDGE_CLIENT_ID'];
+  if (!clientId) fail(`${command} needs the OAuth client registered for Drawbridge at your provider: --client-id ID (or $DRAWBRIDGE_CLIENT_ID).\nUsage: ${usage}`);
+  if (values['token-cache'] !== undefined && values['no-token-cache']) fail('--token-cache and --no-token-cache exclude each other.');
+  // A secret on the command line would show in `ps`: the environment only.
+  const clientSecret = process.env['DRAWBRIDGE_CLIENT_SECRET'];
+  return {
+    url: positionals[0] as string,
+    clientId,
+    ...(clientSecret ? { clientSecret } : {}),
+    ...(values.scope !== undefined ? { scope: values.scope } : {}),
+    ...(values['no-token-cache'] ? { tokenCache: null } : values['token-cache'] !== undefined ? { tokenCache: resolve(values['token-cache']) } : {}),
+    log: (line: string) => process.stderr.write(`drawbridge: ${line}\n`),
+  };
+}
+
+async function connect(args: string[]): Promise<number> {
+  const options = bridgeOptions(args, 'connect');
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort());
+  process.once('SIGTERM', () => controller.abort());
+  try {
+    await runBridge({ ...options, signal: controller.signal });
+    return 0;
+  } catch (error) {
+    if (controller.signal.aborted) return 0;
+    return fail(`drawbridge connect: ${isDrawbridgeError(error) ? `${error.code}: ${error.message}` : (error as Error).message}`, 1);
+  }
+}
+
+async function token(args: string[]): Promise<number> {
+  const options = bridgeOptions(args, 'token');
+  try {
+    const source = await obtainAccessToken(options);
+    process.stdout.write(`${await source.current()}\n`);
+    return 0;
+  } catch (error) {
+    return fail(`drawbridge token: ${isDrawbridgeError(error) ? `${error.code}: ${error.message}` : (error as Error).message}`, 1);
+  }
 }
 
 /**

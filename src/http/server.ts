@@ -1,0 +1,262 @@
+// Streamable HTTP serving: the gateway as an OAuth 2.1 resource server (MCP
+// authorization spec). One node:http server holds
+//   - the MCP endpoint (the public URL's path, /mcp by default): POST, GET (SSE)
+//     and DELETE through the SDK's StreamableHTTPServerTransport, one stateful
+//     session (and one MCP Server) per initialize;
+//   - the RFC 9728 protected resource metadata, at the path-inserted and the
+//     root well-known URLs.
+// Every MCP request must carry `Authorization: Bearer <token>`, verified on
+// every request (including the SSE stream and DELETE); a session stays bound
+// to the issuer and subject of the token that opened it. The pipeline sees
+// only the verified Identity, never the token.
+
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { DrawbridgeError } from '../errors.js';
+import type { TokenVerifier } from '../identity/oidc.js';
+import type { Gateway } from '../pipeline/gateway.js';
+import { createMcpServer } from '../server.js';
+import { authenticate, requestIdentityProvider, type AuthContext } from './auth.js';
+import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
+import { hostPolicy, hostRefusal } from './hosts.js';
+import { locateResource, protectedResourceMetadata } from './metadata.js';
+import { sendJsonRpcError } from './reply.js';
+import { ownerOf, sameOwner, SessionTable } from './sessions.js';
+
+export interface HttpServeOptions {
+  readonly host: string;
+  /** 0 picks a free port (HttpGateway.port reports it). */
+  readonly port: number;
+  /** The public URL of the MCP endpoint (behind a TLS proxy); default http://host:port/mcp. Also the resource identifier. */
+  readonly publicUrl?: string;
+  /** Open sessions at most; an initialize beyond is refused with 503. Default 1000. */
+  readonly maxSessions?: number;
+  /** A session with no request in flight for this long is closed. Default 30 minutes. */
+  readonly sessionIdleMs?: number;
+  /** Largest accepted POST body; larger is refused with 413. Default 4 MiB. */
+  readonly maxBodyBytes?: number;
+}
+
+export interface HttpGateway {
+  /** Where the MCP endpoint listens locally (http://host:port/path). */
+  readonly url: string;
+  /** The resource identifier advertised (RFC 9728): the public URL of the MCP endpoint. */
+  readonly resource: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_MAX_SESSIONS = 1000;
+export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new TypeError(`${name} must be a positive number`);
+  return value;
+}
+
+function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, options: HttpServeOptions): Promise<HttpGateway> {
+  const maxSessions = positive('maxSessions', options.maxSessions, DEFAULT_MAX_SESSIONS);
+  const sessionIdleMs = positive('sessionIdleMs', options.sessionIdleMs, DEFAULT_SESSION_IDLE_MS);
+  const maxBodyBytes = positive('maxBodyBytes', options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES);
+  if (options.publicUrl !== undefined) locateResource(options.publicUrl); // fail before binding
+
+  interface State {
+    readonly location: ReturnType<typeof locateResource>;
+    readonly hosts: ReturnType<typeof hostPolicy>;
+    readonly metadata: string;
+    readonly auth: AuthContext;
+  }
+  let state: State | null = null;
+  let closing = false;
+  const sessions = new SessionTable({ max: maxSessions, idleMs: sessionIdleMs });
+
+  const httpServer = createServer((req, res) => {
+    handle(req, res).catch(() => {
+      if (!res.headersSent) sendJsonRpcError(res, 500, 'Internal gateway error.', { code: -32603 });
+      else res.destroy();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!state || closing) {
+      sendJsonRpcError(res, 503, 'The gateway is shutting down.', { headers: { Connection: 'close' } });
+      return;
+    }
+    const refused = hostRefusal(state.hosts, req);
+    if (refused) {
+      sendJsonRpcError(res, 403, refused, { code: -32000 });
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (state.location.metadataPaths.includes(url.pathname)) {
+      serveMetadata(req, res, state.metadata);
+      return;
+    }
+    if (url.pathname === state.location.mcpPath) {
+      await serveMcp(req, res, url, state);
+      return;
+    }
+    sendJsonRpcError(res, 404, 'Not Found', { code: -32000 });
+  }
+
+  function serveMetadata(req: IncomingMessage, res: ServerResponse, document: string): void {
+    // Public information, readable by browser-based clients too.
+    const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Methods': 'GET, OPTIONS', 'Access-Control-Allow-Headers': '*' };
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, cors).end();
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJsonRpcError(res, 405, 'Method not allowed.', { code: -32000, headers: { Allow: 'GET, HEAD, OPTIONS' } });
+      return;
+    }
+    res.writeHead(200, { ...cors, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(document)), 'Cache-Control': 'max-age=300' });
+    res.end(req.method === 'HEAD' ? undefined : document);
+  }
+
+  async function serveMcp(req: IncomingMessage, res: ServerResponse, url: URL, s: State): Promise<void> {
+    const method = req.method ?? '';
+    if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+      sendJsonRpcError(res, 405, 'Method not allowed.', { code: -32000, headers: { Allow: 'GET, POST, DELETE' } });
+      return;
+    }
+    const auth = await authenticate(req, url, s.auth);
+    if (!auth.ok) {
+      const { refusal } = auth;
+      sendJsonRpcError(res, refusal.status, `${refusal.code}: ${refusal.message}`, { data: { code: refusal.code }, headers: { ...refusal.headers } });
+      return;
+    }
+    const identity = auth.verified.identity;
+    const authInfo = auth.authInfo;
+
+    const sessionId = headerValue(req, 'mcp-session-id');
+    if (sessionId !== undefined) {
+      const session = sessions.get(sessionId);
+      if (!session) {
+        sendJsonRpcError(res, 404, 'Session not found');
+        return;
+      }
+      if (!sameOwner(session.owner, ownerOf(identity))) {
+        const error = new DrawbridgeError('identity.session_mismatch', `This MCP session was opened by another identity than ${identity.subject}.`);
+        sendJsonRpcError(res, 403, `${error.code}: ${error.message}`, { data: { code: error.code, hint: error.hint } });
+        return;
+      }
+      // Busy while a POST or DELETE is in flight (a running call, an approval wait);
+      // an open GET stream alone does not keep a session from going idle.
+      if (method !== 'GET') res.once('close', sessions.begin(sessionId));
+      let body: unknown;
+      if (method === 'POST') {
+        const read = await readJsonBody(req, maxBodyBytes);
+        if (!read.ok) {
+          sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
+          return;
+        }
+        body = read.value;
+      }
+      if (method === 'GET') closeStreamAtExpiry(res, session.transport, auth.verified.expiresAt);
+      await session.transport.handleRequest(withAuth(req, authInfo), res, body);
+      return;
+    }
+
+    if (method !== 'POST') {
+      sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
+      return;
+    }
+    const read = await readJsonBody(req, maxBodyBytes);
+    if (!read.ok) {
+      sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
+      return;
+    }
+    const initialize = Array.isArray(read.value) ? read.value.some((m) => isInitializeRequest(m)) : isInitializeRequest(read.value);
+    if (!initialize) {
+      sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
+      return;
+    }
+    if (!sessions.reserve()) {
+      sendJsonRpcError(res, 503, `Too many open sessions (${maxSessions}); retry later.`, { code: -32000, headers: { 'Retry-After': '30' } });
+      return;
+    }
+    const server = createMcpServer(gateway, requestIdentityProvider);
+    const owner = ownerOf(identity);
+    let registered = false;
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        registered = true;
+        sessions.add({ id, owner, transport, server });
+      },
+      ...(s.hosts.allowedHosts
+        ? { enableDnsRebindingProtection: true, allowedHosts: [...s.hosts.allowedHosts], allowedOrigins: [...(s.hosts.allowedOrigins ?? [])] }
+        : {}),
+    });
+    try {
+      await server.connect(transport);
+      await transport.handleRequest(withAuth(req, authInfo), res, read.value);
+    } finally {
+      sessions.release();
+      if (!registered) await server.close().catch(() => undefined);
+    }
+  }
+
+  /** An SSE stream outlives no token: when the one that opened it expires, the stream is closed (the client reconnects with a fresh one). */
+  function closeStreamAtExpiry(res: ServerResponse, transport: StreamableHTTPServerTransport, expiresAt: number): void {
+    const ms = Math.min(MAX_TIMER_MS, Math.max(0, expiresAt * 1000 + verifier.clockToleranceMs - Date.now()));
+    const timer = setTimeout(() => transport.closeStandaloneSSEStream(), ms);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port, options.host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (httpServer.address() as AddressInfo).port;
+  const location = locateResource(options.publicUrl ?? `http://${urlHost(options.host)}:${port}/mcp`);
+  state = {
+    location,
+    hosts: hostPolicy(options.host, port, location.resource),
+    metadata: JSON.stringify(protectedResourceMetadata(location.resource, verifier)),
+    auth: { verifier, resource: location.resource, metadataUrl: location.metadataUrl },
+  };
+
+  let closed: Promise<void> | null = null;
+  return {
+    url: `http://${urlHost(options.host)}:${port}${location.mcpPath}`,
+    resource: location.resource,
+    port,
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        await sessions.closeAll();
+        await new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeAllConnections();
+        });
+      })();
+      return closed;
+    },
+  };
+}
+
+function withAuth(req: IncomingMessage, authInfo: AuthInfo): IncomingMessage & { auth: AuthInfo } {
+  // Set here, from this request's verification, whatever the client sent.
+  const r = req as IncomingMessage & { auth: AuthInfo };
+  r.auth = authInfo;
+  return r;
+}
