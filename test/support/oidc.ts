@@ -1,61 +1,47 @@
-// A real OpenID provider for authentication tests: oidc-provider (9.x) behind a
-// node http server on 127.0.0.1 and a free port, issuer `http://127.0.0.1:PORT`.
-//
-// What it is configured for:
-//   - JWT access tokens (typ `at+jwt`) for any resource indicator starting with
-//     `http://127.0.0.1:` or `http://localhost:` (features.resourceIndicators):
-//     aud = the requested resource, scopes `mcp approvals`, signed with our own
-//     generated key (RS256 by default) so `mint()` can sign with the same key.
-//     Requests without a `resource` get opaque tokens, as oidc-provider does.
-//   - Accounts (TEST_ACCOUNTS) whose claims are put INTO the access token:
-//     alice groups ['developers']; bob ['sre', 'developers']; carol no groups;
-//     dave groups 'sre' (a string); erin realm_access.roles ['dba'] only.
-//   - Clients (TEST_CLIENTS): `drawbridge-cli` (public, device_code +
-//     refresh_token, always gets a refresh token), `agent-svc` and `other-svc`
-//     (client_secret_basic, client_credentials; groups ['agents'] / ['others']
-//     in their tokens, sub = the client id).
-//   - Device flow with our own interaction pages: `/device` (enter the code,
-//     confirm), then `/interaction/:uid` (log in by typing an account name,
-//     then consent). deviceLogin()/approveDevice() drive those pages like a
-//     browser would: plain fetch, manual redirects, a path-aware cookie jar,
-//     the xsrf token taken from the form.
-//   - rotate() replaces the provider instance (a fresh oidc-provider with a
-//     new signing key first) behind the same listener, so the issuer and port
-//     stay the same and clients' keep-alive connections stay usable (closing
-//     and re-listening made undici fail the next request with "other side
-//     closed"). Provider state (grants, refresh tokens, sessions) lives in one
-//     in-memory store that both instances share.
-//   - oidc-provider refuses a device (or authorization code) flow that ends
-//     with no scope granted ("authorization request resolved without
-//     requesting interactions but no scope was granted" -> access_denied), so
+// A real OpenID provider for authentication tests: the development provider
+// of src/devdb/idp.ts (oidc-provider 9.x on 127.0.0.1 and a free port, issuer
+// `http://127.0.0.1:PORT`; its header says what it is configured for: JWT
+// access tokens via resource indicators with the account/client claims, the
+// accounts and clients, device flow, client credentials, refresh tokens),
+// plus what only tests need:
+//   - deviceLogin()/approveDevice()/denyDevice() drive the provider's pages
+//     like a browser would: plain fetch, manual redirects, a path-aware cookie
+//     jar, the xsrf token taken from the form. They rely on the page contract
+//     of src/devdb/idp.ts: one <main data-page="KIND" [data-error]
+//     [data-detail]> per page, the step's form first.
+//   - clientCredentialsToken(): the client credentials grant in one call.
+//   - mint(): JWTs crafted outside the provider (valid, badly signed, alg
+//     none, HS256 keyed with the public JWK) for negative tests.
+//   - rotate(): a new provider instance with a new signing key first, behind
+//     the same listener (same issuer and port, same stored grants, refresh
+//     tokens and sessions; keep-alive connections stay usable).
+//   - jwksFetches(): how often the JWKS endpoint was fetched.
+//   - oidc-provider refuses a device flow that ends with no scope granted, so
 //     deviceLogin() asks for `mcp approvals` unless told otherwise, and a
 //     client that starts a flow without any scope gets access_denied.
 //
-// oidc-provider prints "oidc-provider WARNING: Unsupported runtime. Use
-// Node.js v22.x LTS ..." once, when the module is first imported on Node 20
-// (it checks process.release.lts; there is no option to turn it off). All
-// other NOTICE/WARNING output is avoided by configuring every default that
-// would complain (ttl.*, adapter, jwks, page sources, findAccount, ...).
-//
-// oidc-provider ships no type declarations, so it is imported dynamically
-// (see loadOidcProvider) and described by the minimal interfaces below.
+// TestIdpOptions.defaultAudience is only mint()'s default `aud` here: it is
+// NOT passed on to the provider, so requests without a `resource` still get
+// opaque tokens, as they always did in these tests.
 
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { CompactSign, type CryptoKey } from 'jose';
 import {
-  CompactSign,
-  calculateJwkThumbprint,
-  exportJWK,
-  generateKeyPair,
-  type CryptoKey,
-  type JWK,
-} from 'jose';
+  DEV_ACCOUNTS,
+  DEV_CLIENTS,
+  DEV_RESOURCE_SCOPES,
+  DEVICE_CODE_GRANT_TYPE as DEV_DEVICE_CODE_GRANT_TYPE,
+  generateSigningKey,
+  startDevIdp,
+  type DevIdpAccounts,
+  type DevIdpSigningAlg,
+  type DevIdpSigningKey,
+} from '../../src/devdb/idp.js';
 
 // ---------------------------------------------------------------------------
 // Public API
 
-export type TestIdpSigningAlg = 'RS256' | 'ES256';
+export type TestIdpSigningAlg = DevIdpSigningAlg;
 
 export interface TestIdpOptions {
   /** Lifetime of issued access tokens (expires_in, exp - iat). Default 300. */
@@ -135,205 +121,22 @@ export interface TestIdp {
 }
 
 /** Accounts and the claims their access tokens carry (besides sub = the account id). */
-export const TEST_ACCOUNTS: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {
-  alice: { groups: ['developers'] },
-  bob: { groups: ['sre', 'developers'] },
-  carol: {},
-  dave: { groups: 'sre' },
-  erin: { realm_access: { roles: ['dba'] } },
-};
+export const TEST_ACCOUNTS: DevIdpAccounts = DEV_ACCOUNTS;
 
-export const TEST_CLIENTS = {
-  cli: { clientId: 'drawbridge-cli' },
-  agent: { clientId: 'agent-svc', clientSecret: 'agent-svc-secret', claims: { groups: ['agents'] } },
-  other: { clientId: 'other-svc', clientSecret: 'other-svc-secret', claims: { groups: ['others'] } },
-} as const;
+export const TEST_CLIENTS = DEV_CLIENTS;
 
 /** The scopes every local resource server offers. */
-export const TEST_RESOURCE_SCOPES = 'mcp approvals';
+export const TEST_RESOURCE_SCOPES = DEV_RESOURCE_SCOPES;
 
-export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
-
-// ---------------------------------------------------------------------------
-// Minimal typing of the parts of oidc-provider used here
-
-interface KoaishContext {
-  body: unknown;
-  type: string;
-}
-
-interface OidcInteraction {
-  uid: string;
-  prompt: { name: string; reasons: string[]; details: Record<string, unknown> };
-  params: Record<string, unknown>;
-  session?: { accountId?: string; uid?: string };
-  grantId?: string;
-}
-
-interface OidcGrant {
-  addOIDCScope(scope: string): void;
-  addOIDCClaims(claims: string[]): void;
-  addResourceScope(resource: string, scope: string): void;
-  save(): Promise<string>;
-}
-
-interface OidcGrantClass {
-  new (init: { accountId: string; clientId: string }): OidcGrant;
-  find(id: string): Promise<OidcGrant | undefined>;
-}
-
-interface OidcProvider {
-  readonly issuer: string;
-  readonly Grant: OidcGrantClass;
-  callback(): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
-  interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<OidcInteraction>;
-  interactionFinished(
-    req: IncomingMessage,
-    res: ServerResponse,
-    result: Record<string, unknown>,
-    options?: { mergeWithLastSubmission?: boolean },
-  ): Promise<void>;
-  on(event: 'server_error', listener: (ctx: unknown, err: unknown) => void): unknown;
-}
-
-interface OidcProviderModule {
-  default: new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
-  errors: { InvalidTarget: new (description?: string) => Error };
-}
-
-// A variable specifier keeps tsc from looking for declarations that do not exist.
-const OIDC_PROVIDER_MODULE: string = 'oidc-provider';
-let oidcProviderModule: Promise<OidcProviderModule> | undefined;
-function loadOidcProvider(): Promise<OidcProviderModule> {
-  oidcProviderModule ??= import(OIDC_PROVIDER_MODULE) as Promise<OidcProviderModule>;
-  return oidcProviderModule;
-}
+export const DEVICE_CODE_GRANT_TYPE = DEV_DEVICE_CODE_GRANT_TYPE;
 
 // ---------------------------------------------------------------------------
-// Storage: a minimal oidc-provider adapter over one Map, shared across restarts
-
-type Payload = Record<string, unknown>;
-
-interface StoreEntry {
-  payload: Payload;
-  expiresAt: number | undefined; // epoch ms
-}
-
-class ProviderStore {
-  readonly entries = new Map<string, StoreEntry>();
-  readonly byUserCode = new Map<string, string>(); // userCode -> id (DeviceCode)
-  readonly byUid = new Map<string, string>(); // uid -> id (Session)
-  readonly byGrant = new Map<string, Set<string>>(); // grantId -> entry keys
-
-  get(key: string): Payload | undefined {
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
-    if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
-      this.entries.delete(key);
-      return undefined;
-    }
-    return entry.payload;
-  }
-
-  adapterFor(model: string): object {
-    const key = (id: string): string => `${model}:${id}`;
-    const find = async (id: string | undefined): Promise<Payload | undefined> =>
-      id === undefined ? undefined : this.get(key(id));
-    return {
-      upsert: async (id: string, payload: Payload, expiresIn: number | undefined): Promise<void> => {
-        const k = key(id);
-        this.entries.set(k, {
-          payload,
-          expiresAt: typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined,
-        });
-        if (typeof payload['grantId'] === 'string') {
-          const members = this.byGrant.get(payload['grantId']) ?? new Set<string>();
-          members.add(k);
-          this.byGrant.set(payload['grantId'], members);
-        }
-        if (typeof payload['userCode'] === 'string') this.byUserCode.set(payload['userCode'], id);
-        if (model === 'Session' && typeof payload['uid'] === 'string') this.byUid.set(payload['uid'], id);
-      },
-      find,
-      findByUserCode: async (userCode: string) => find(this.byUserCode.get(userCode)),
-      findByUid: async (uid: string) => find(this.byUid.get(uid)),
-      consume: async (id: string): Promise<void> => {
-        const payload = this.get(key(id));
-        if (payload) payload['consumed'] = Math.floor(Date.now() / 1000);
-      },
-      destroy: async (id: string): Promise<void> => {
-        this.entries.delete(key(id));
-      },
-      revokeByGrantId: async (grantId: string): Promise<void> => {
-        for (const k of this.byGrant.get(grantId) ?? []) this.entries.delete(k);
-        this.byGrant.delete(grantId);
-      },
-    };
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Signing keys
-
-interface SigningKey {
-  kid: string;
-  alg: TestIdpSigningAlg;
-  privateKey: CryptoKey;
-  /** Private JWK with kid/alg/use, for the provider's `jwks`. */
-  privateJwk: JWK;
-  /** The public JWK exactly as the provider publishes it in its JWKS. */
-  publicJwk: JWK;
-}
-
-async function generateSigningKey(alg: TestIdpSigningAlg): Promise<SigningKey> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-  const pub = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(pub);
-  const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
-  // Member order as oidc-provider's JWKS endpoint serves it (lib/helpers/initialize_keystore.js;
-  // the harness test checks it byte for byte).
-  const publicJwk: JWK =
-    pub.kty === 'RSA'
-      ? { kty: 'RSA', use: 'sig', kid, alg, e: pub.e, n: pub.n }
-      : { kty: 'EC', use: 'sig', kid, alg, crv: pub.crv, x: pub.x, y: pub.y };
-  return { kid, alg, privateKey, privateJwk, publicJwk };
-}
+// Helpers
 
 const b64url = (input: string | Uint8Array): string => Buffer.from(input).toString('base64url');
 
 function withoutUndefined(record: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
-}
-
-// ---------------------------------------------------------------------------
-// HTML pages (ours replace oidc-provider's defaults, which print NOTICEs).
-// Every page carries data-page="…" so the scripted browser knows where it is.
-
-function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-function page(kind: string, body: string, extra = ''): string {
-  return `<!DOCTYPE html><html><head><meta charset="utf-8"><title>test idp: ${kind}</title></head>` +
-    `<body><main data-page="${kind}"${extra}>${body}</main></body></html>`;
-}
-
-/** oidc-provider's internal explanation (error_detail) of an error or of its cause. */
-function errorDetail(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 3; e = (e as { cause?: unknown }).cause, depth += 1) {
-    const detail = (e as { error_detail?: unknown }).error_detail;
-    if (typeof detail === 'string') return detail;
-  }
-  return undefined;
-}
-
-function errorName(err: unknown): string {
-  if (err && typeof err === 'object') {
-    const e = err as { name?: unknown; error?: unknown };
-    if (typeof e.error === 'string') return e.error;
-    if (typeof e.name === 'string') return e.name;
-  }
-  return 'error';
 }
 
 // ---------------------------------------------------------------------------
@@ -468,266 +271,27 @@ class Browser {
 }
 
 // ---------------------------------------------------------------------------
-// The provider
-
-const LOCAL_RESOURCE = /^http:\/\/(127\.0\.0\.1|localhost):/;
-
-interface Active {
-  provider: OidcProvider;
-  callback: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
-}
+// The provider with the test extras
 
 export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestIdp> {
-  const accessTokenTtl = options.accessTokenTtlSeconds ?? 300;
-  const alg = options.alg ?? 'RS256';
-  const accounts: Record<string, Readonly<Record<string, unknown>>> = { ...TEST_ACCOUNTS, ...options.accounts };
-  const serviceClaims: Record<string, Readonly<Record<string, unknown>>> = {
-    [TEST_CLIENTS.agent.clientId]: TEST_CLIENTS.agent.claims,
-    [TEST_CLIENTS.other.clientId]: TEST_CLIENTS.other.claims,
+  const devOptions: Parameters<typeof startDevIdp>[0] = {
+    ...(options.accessTokenTtlSeconds !== undefined ? { accessTokenTtlSeconds: options.accessTokenTtlSeconds } : {}),
+    ...(options.alg !== undefined ? { alg: options.alg } : {}),
+    ...(options.accounts !== undefined ? { accounts: options.accounts } : {}),
   };
-  const mod = await loadOidcProvider();
-  const store = new ProviderStore();
-  const serverErrors: unknown[] = [];
-  let jwksCount = 0;
-  let current = await generateSigningKey(alg); // signs new tokens, first in the JWKS
-  let foreign: SigningKey | undefined;
+  const dev = await startDevIdp(devOptions);
+  const { issuer } = dev;
+  let foreign: DevIdpSigningKey | undefined;
   let stopped = false;
 
-  const clone = <T>(value: T): T => structuredClone(value);
-
-  function configuration(keys: SigningKey[]): Record<string, unknown> {
-    return {
-      adapter: (model: string) => store.adapterFor(model),
-      jwks: { keys: keys.map((k) => k.privateJwk) },
-      clients: [
-        {
-          client_id: TEST_CLIENTS.cli.clientId,
-          client_name: 'Drawbridge CLI',
-          token_endpoint_auth_method: 'none',
-          grant_types: [DEVICE_CODE_GRANT_TYPE, 'refresh_token'],
-          response_types: [],
-          redirect_uris: [],
-        },
-        ...[TEST_CLIENTS.agent, TEST_CLIENTS.other].map((c) => ({
-          client_id: c.clientId,
-          client_secret: c.clientSecret,
-          token_endpoint_auth_method: 'client_secret_basic',
-          grant_types: ['client_credentials'],
-          response_types: [],
-          redirect_uris: [],
-        })),
-      ],
-      clientDefaults: {
-        grant_types: ['authorization_code'],
-        id_token_signed_response_alg: alg,
-        response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_basic',
-      },
-      clientBasedCORS: () => true,
-      features: {
-        devInteractions: { enabled: false },
-        clientCredentials: { enabled: true },
-        deviceFlow: {
-          enabled: true,
-          userCodeInputSource: (ctx: KoaishContext, form: string, _out: unknown, err: unknown) => {
-            const detail = errorDetail(err);
-            const extra = (err ? ` data-error="${escapeHtml(errorName(err))}"` : '') +
-              (detail ? ` data-detail="${escapeHtml(detail)}"` : '');
-            ctx.type = 'html';
-            ctx.body = page('device-input', `<h1>Enter the code shown on your device</h1>${form}<button type="submit" form="op.deviceInputForm">Continue</button>`, extra);
-          },
-          userCodeConfirmSource: (ctx: KoaishContext, form: string, _client: unknown, _info: unknown, userCode: string) => {
-            ctx.type = 'html';
-            ctx.body = page('device-confirm', `<h1>Confirm device</h1><p><code>${escapeHtml(userCode)}</code></p>${form}<button type="submit" form="op.deviceConfirmForm">Continue</button><button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Abort</button>`);
-          },
-          successSource: (ctx: KoaishContext) => {
-            ctx.type = 'html';
-            ctx.body = page('device-success', '<h1>Signed in</h1><p>You can close this page.</p>');
-          },
-        },
-        resourceIndicators: {
-          enabled: true,
-          defaultResource: (_ctx: unknown, _client: unknown, oneOf?: string | string[]) => oneOf ?? undefined,
-          useGrantedResource: () => true,
-          getResourceServerInfo: (_ctx: unknown, resourceIndicator: string) => {
-            if (!LOCAL_RESOURCE.test(resourceIndicator)) {
-              throw new mod.errors.InvalidTarget(`test idp only serves http://127.0.0.1:* and http://localhost:* resources`);
-            }
-            return {
-              scope: TEST_RESOURCE_SCOPES,
-              audience: resourceIndicator,
-              accessTokenFormat: 'jwt',
-              accessTokenTTL: accessTokenTtl,
-              jwt: { sign: { alg } },
-            };
-          },
-        },
-      },
-      extraTokenClaims: (_ctx: unknown, token: { kind?: string; accountId?: string; clientId?: string }) => {
-        if (token.accountId !== undefined) return clone(accounts[token.accountId] ?? {});
-        if (token.kind === 'ClientCredentials' && token.clientId !== undefined) return clone(serviceClaims[token.clientId] ?? {});
-        return undefined;
-      },
-      findAccount: (_ctx: unknown, sub: string) => {
-        const claims = accounts[sub];
-        if (!claims) return undefined;
-        return { accountId: sub, claims: async () => ({ ...clone(claims), sub }) };
-      },
-      // Every refresh_token-capable client gets one, no offline_access needed;
-      // and tokens never depend on the (scripted) browser session staying alive.
-      issueRefreshToken: (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
-        client.grantTypeAllowed('refresh_token'),
-      expiresWithSession: () => false,
-      interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
-      renderError: (ctx: KoaishContext, out: Record<string, string>) => {
-        ctx.type = 'html';
-        ctx.body = page('error', `<pre>${escapeHtml(JSON.stringify(out))}</pre>`, ` data-error="${escapeHtml(out['error'] ?? 'error')}"`);
-      },
-      ttl: {
-        AccessToken: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) =>
-          token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
-        ClientCredentials: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) =>
-          token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
-        DeviceCode: () => 600,
-        RefreshToken: () => 24 * 60 * 60,
-        Grant: () => 24 * 60 * 60,
-        Session: () => 24 * 60 * 60,
-        Interaction: () => 600,
-        IdToken: () => 600,
-        BackchannelAuthenticationRequest: () => 600,
-        PreAuthorizedCode: () => 600,
-      },
-    };
-  }
-
-  async function handleInteraction(provider: OidcProvider, req: IncomingMessage, res: ServerResponse, uid: string, action: string | undefined): Promise<void> {
-    const details = await provider.interactionDetails(req, res);
-    if (details.uid !== uid) throw new Error(`interaction ${uid} does not match the interaction cookie (${details.uid})`);
-    const send = (status: number, html: string): void => {
-      res.statusCode = status;
-      res.setHeader('content-type', 'text/html; charset=utf-8');
-      res.end(html);
-    };
-    const prompt = details.prompt.name;
-
-    if (action === undefined && req.method === 'GET') {
-      if (prompt === 'login') {
-        send(200, page('login', `<h1>Sign in</h1><form method="post" action="/interaction/${uid}/login"><input type="text" name="login" value=""/><button type="submit">Sign in</button></form>`));
-      } else if (prompt === 'consent') {
-        const client = typeof details.params['client_id'] === 'string' ? details.params['client_id'] : '?';
-        send(200, page('consent', `<h1>Allow ${escapeHtml(client)}?</h1><form method="post" action="/interaction/${uid}/confirm"><button type="submit">Allow</button></form><form method="post" action="/interaction/${uid}/abort"><button type="submit">Deny</button></form>`));
-      } else {
-        send(400, page('error', `unsupported prompt ${escapeHtml(prompt)}`, ` data-error="unsupported_prompt"`));
-      }
-      return;
-    }
-    if (req.method !== 'POST') {
-      send(405, page('error', 'method not allowed', ' data-error="method_not_allowed"'));
-      return;
-    }
-    const form = new URLSearchParams(await readBody(req));
-    if (action === 'login' && prompt === 'login') {
-      const login = form.get('login') ?? '';
-      if (!Object.hasOwn(accounts, login)) {
-        send(200, page('login', `<p>unknown account ${escapeHtml(login)}</p>`, ' data-error="unknown_account"'));
-        return;
-      }
-      await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
-      return;
-    }
-    if (action === 'confirm' && prompt === 'consent') {
-      const accountId = details.session?.accountId;
-      const clientId = details.params['client_id'];
-      if (accountId === undefined || typeof clientId !== 'string') throw new Error('consent without a logged-in account or client');
-      const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined)
-        ?? new provider.Grant({ accountId, clientId });
-      const missing = details.prompt.details;
-      if (Array.isArray(missing['missingOIDCScope'])) grant.addOIDCScope(missing['missingOIDCScope'].join(' '));
-      if (Array.isArray(missing['missingOIDCClaims'])) grant.addOIDCClaims(missing['missingOIDCClaims'] as string[]);
-      const resourceScopes = missing['missingResourceScopes'];
-      if (resourceScopes && typeof resourceScopes === 'object') {
-        for (const [indicator, scopes] of Object.entries(resourceScopes as Record<string, string[]>)) {
-          grant.addResourceScope(indicator, scopes.join(' '));
-        }
-      }
-      const grantId = await grant.save();
-      await provider.interactionFinished(req, res, { consent: details.grantId ? {} : { grantId } }, { mergeWithLastSubmission: true });
-      return;
-    }
-    if (action === 'abort') {
-      await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'End-User denied the request' }, { mergeWithLastSubmission: false });
-      return;
-    }
-    send(400, page('error', `cannot ${escapeHtml(action ?? 'GET')} during ${escapeHtml(prompt)}`, ' data-error="bad_interaction_step"'));
-  }
-
-  function buildProvider(keys: SigningKey[]): Active {
-    const provider = new mod.default(issuer, configuration(keys));
-    provider.on('server_error', (_ctx, err) => serverErrors.push(err));
-    return { provider, callback: provider.callback() };
-  }
-
-  // The issuer embeds the port: listen first (port 0), then build the provider.
-  // rotate() swaps the provider behind this same listener, so the issuer and
-  // port never change and clients' keep-alive connections stay usable.
-  let active: Active | undefined;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((req, res) => {
-    const target = active;
-    if (!target) {
-      res.statusCode = 503;
-      res.end();
-      return;
-    }
-    const url = new URL(req.url ?? '/', issuer);
-    if (req.method === 'GET' && url.pathname === '/jwks') jwksCount += 1;
-    const m = /^\/interaction\/([^/]+)(?:\/(login|confirm|abort))?$/.exec(url.pathname);
-    if (m?.[1]) {
-      handleInteraction(target.provider, req, res, m[1], m[2]).catch((err: unknown) => {
-        serverErrors.push(err);
-        if (!res.headersSent) {
-          res.statusCode = 500;
-          res.setHeader('content-type', 'text/html; charset=utf-8');
-        }
-        res.end(page('error', escapeHtml(String(err)), ` data-error="${escapeHtml(errorName(err))}"`));
-      });
-      return;
-    }
-    void target.callback(req, res);
-  });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const issuer = `http://127.0.0.1:${port}`;
-
-  async function closeServer(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-      for (const s of sockets) s.destroy();
-    });
-  }
-
-  try {
-    active = buildProvider([current]);
-  } catch (err) {
-    await closeServer();
-    throw err;
-  }
-
   const lastServerError = (): string => {
-    const err = serverErrors.at(-1);
+    const err = dev.lastServerError();
     return err === undefined ? '' : ` (last provider error: ${err instanceof Error ? err.stack ?? err.message : String(err)})`;
   };
+
+  function assertRunning(): void {
+    if (stopped) throw new Error('test idp is stopped');
+  }
 
   async function tokenRequest(body: URLSearchParams, auth?: string): Promise<{ status: number; json: Record<string, unknown> }> {
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
@@ -737,21 +301,15 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     return { status: res.status, json };
   }
 
-  function storedDeviceCode(userCode: string): Payload | undefined {
-    const normalized = userCode.toUpperCase().replace(/\W/g, '');
-    const id = store.byUserCode.get(normalized);
-    return id === undefined ? undefined : store.get(`DeviceCode:${id}`);
-  }
-
   function deviceCodeProblem(userCode: string): string {
-    const code = storedDeviceCode(userCode);
+    const code = dev.deviceCode(userCode);
     if (!code) return ' (no such device code)';
     if (typeof code['error'] === 'string') return ` (device code error: ${code['error']})`;
     return '';
   }
 
   function assertApproved(userCode: string, account: string): void {
-    const code = storedDeviceCode(userCode);
+    const code = dev.deviceCode(userCode);
     if (code?.['accountId'] !== account) {
       throw new Error(`test idp: device code ${userCode} is not approved for ${account}${deviceCodeProblem(userCode)}`);
     }
@@ -802,18 +360,13 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     throw new Error(`test idp: device approval for ${userCode} did not finish`);
   }
 
-  async function currentProvider(): Promise<OidcProvider> {
-    if (stopped || !active) throw new Error('test idp is stopped');
-    return active.provider;
-  }
-
   const idp: TestIdp = {
     issuer,
-    port,
-    jwksUri: `${issuer}/jwks`,
+    port: dev.port,
+    jwksUri: dev.jwksUri,
 
     async clientCredentialsToken(clientId, clientSecret, resource, scope) {
-      await currentProvider();
+      assertRunning();
       const body = new URLSearchParams({ grant_type: 'client_credentials', resource });
       if (scope !== undefined) body.set('scope', scope);
       const basic = `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`;
@@ -825,7 +378,7 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     },
 
     async deviceLogin(resource, account, scope = TEST_RESOURCE_SCOPES) {
-      await currentProvider();
+      assertRunning();
       const start = new URLSearchParams({ client_id: TEST_CLIENTS.cli.clientId, resource, scope });
       const startRes = await fetch(`${issuer}/device/auth`, {
         method: 'POST',
@@ -862,21 +415,22 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     },
 
     async approveDevice(userCode, account) {
-      await currentProvider();
+      assertRunning();
       await playHuman(userCode, account);
       assertApproved(userCode, account);
     },
 
     async denyDevice(userCode) {
-      await currentProvider();
+      assertRunning();
       await playHuman(userCode, undefined);
-      if (storedDeviceCode(userCode)?.['error'] !== 'access_denied') {
+      if (dev.deviceCode(userCode)?.['error'] !== 'access_denied') {
         throw new Error(`test idp: device code ${userCode} was not denied${deviceCodeProblem(userCode)}`);
       }
     },
 
     async mint(claims, mintOptions = {}) {
       const sign = mintOptions.sign ?? 'current';
+      const current = dev.signingKey();
       const now = Math.floor(Date.now() / 1000);
       const payload = withoutUndefined({
         iss: issuer,
@@ -911,32 +465,25 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     },
 
     async rotate(rotateOptions = {}) {
-      await currentProvider();
-      const next = await generateSigningKey(alg);
-      active = buildProvider(rotateOptions.keepOld ? [next, current] : [next]);
-      current = next;
+      assertRunning();
+      const current = dev.signingKey();
+      const next = await generateSigningKey(dev.alg);
+      dev.useSigningKeys(rotateOptions.keepOld ? [next, current] : [next]);
     },
 
     currentKid() {
-      return current.kid;
+      return dev.signingKey().kid;
     },
 
     jwksFetches() {
-      return jwksCount;
+      return dev.jwksFetches();
     },
 
     async stop() {
       if (stopped) return;
       stopped = true;
-      active = undefined;
-      await closeServer();
+      await dev.stop();
     },
   };
   return idp;
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
