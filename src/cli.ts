@@ -54,6 +54,9 @@ Usage:
                                                     active grants (--all: also expired and revoked)
   drawbridge grants revoke ID [--token-file PATH] [--config DIR]
   drawbridge demo    [--port N] [--no-tour]         throwaway PostgreSQL with sample PII + a guided tour
+  drawbridge demo --http [--port N] [--http-port N] [--idp-port N]
+                                                    the same database behind the gateway over HTTP, with a
+                                                    development OpenID provider; connect with drawbridge connect
 
 --config defaults to $DRAWBRIDGE_CONFIG, else the current directory (it must hold tools/ and/or policies/).
 Approvers prove who they are with a token in $DRAWBRIDGE_APPROVER_TOKEN, or --token-file: with OIDC identities an

@@ -175,12 +175,15 @@ function onExit(): void {
 }
 
 function onSignal(signal: NodeJS.Signals): void {
+  // Counted now: a `once` listener of the program (e.g. the demo's shutdown) is
+  // already gone by the time the clusters have stopped.
+  const handledElsewhere = process.listenerCount(signal) > 1;
   // Drop our signal handlers first so re-raising gets the default action
   // (and a second Ctrl-C is not swallowed while we clean up).
   for (const s of SIGNALS) process.removeListener(s, onSignal);
   void Promise.allSettled([...live].map((c) => c.stop())).then(() => {
     // Someone else listening owns the signal's handling; otherwise re-raise it.
-    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    if (!handledElsewhere) process.kill(process.pid, signal);
   });
 }
 

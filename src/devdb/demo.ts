@@ -2,11 +2,13 @@
 // PostgreSQL seeded with sample PII, runs a short guided tour through a real
 // MCP client talking to `drawbridge serve` over stdio (masking, a denial, the
 // journal), then keeps the database up and prints how to connect your own
-// MCP client until Ctrl-C.
+// MCP client until Ctrl-C. `--http` runs the remote deployment on one machine
+// instead: the gateway over Streamable HTTP with OIDC identities from a
+// development OpenID provider, reached through `drawbridge connect`.
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -18,8 +20,16 @@ import { exportLines } from '../journal/export.js';
 import { verifyJournal } from '../journal/verify.js';
 import { loadConfig } from '../config/load.js';
 import { openApprovalStore } from '../approval/store.js';
+import { serveHttp } from '../http/server.js';
+import { createOidcVerifier } from '../identity/oidc.js';
+import { openGateway } from '../pipeline/gateway.js';
+import { DEV_CLIENTS, startDevIdp } from './idp.js';
 
 export const DEMO_PORT = 54329;
+export const DEMO_HTTP_PORT = 54380;
+export const DEMO_IDP_PORT = 54381;
+/** The HTTP demo's people: their groups match the repository's policies (analysts read, a dba approves writes). */
+export const DEMO_ACCOUNTS = { alice: { groups: ['analysts'] }, dana: { groups: ['dba'] } } as const;
 export const DEMO_PASSWORD = 'drawbridge-demo';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -54,9 +64,25 @@ const TOUR: readonly TourStep[] = [
 ];
 
 export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { port: { type: 'string' }, config: { type: 'string' }, 'no-tour': { type: 'boolean', default: false }, 'exit-after-tour': { type: 'boolean', default: false } }, strict: true });
-  const port = values.port ? Number(values.port) : DEMO_PORT;
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError('--port must be a TCP port number');
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string' },
+      config: { type: 'string' },
+      'no-tour': { type: 'boolean', default: false },
+      'exit-after-tour': { type: 'boolean', default: false },
+      http: { type: 'boolean', default: false },
+      'http-port': { type: 'string' },
+      'idp-port': { type: 'string' },
+    },
+    strict: true,
+  });
+  const port = tcpPort(values.port, DEMO_PORT, '--port');
+  if (values.http) {
+    if (values['no-tour'] || values['exit-after-tour']) throw new TypeError('--http has no tour: it serves over HTTP until Ctrl-C (drop --no-tour / --exit-after-tour)');
+    return runHttpDemo({ port, httpPort: tcpPort(values['http-port'], DEMO_HTTP_PORT, '--http-port'), idpPort: tcpPort(values['idp-port'], DEMO_IDP_PORT, '--idp-port'), configDir: resolve(values.config ?? REPO_ROOT) });
+  }
+  if (values['http-port'] !== undefined || values['idp-port'] !== undefined) throw new TypeError('--http-port and --idp-port apply to --http only');
   const configDir = resolve(values.config ?? REPO_ROOT);
   const config = loadConfig(configDir);
   const out = (s = '') => process.stdout.write(`${s}\n`);
@@ -158,4 +184,95 @@ function indent(text: string, pad = '   '): string {
     .split('\n')
     .map((l) => `${pad}${l}`)
     .join('\n');
+}
+
+function tcpPort(value: string | undefined, fallback: number, flag: string): number {
+  const port = value === undefined ? fallback : Number(value);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError(`${flag} must be a TCP port number`);
+  return port;
+}
+
+/**
+ * `demo --http`: the remote deployment on one machine. A throwaway PostgreSQL,
+ * a development OpenID provider (loopback only, accounts without passwords),
+ * and the gateway over Streamable HTTP with OIDC identities, configured from
+ * the repository's tools/ and policies/ (the local identity replaced by OIDC).
+ * The person then connects an MCP client through `drawbridge connect`.
+ */
+async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number; configDir: string }): Promise<number> {
+  const out = (s = '') => process.stdout.write(`${s}\n`);
+  const resource = `http://127.0.0.1:${o.httpPort}/mcp`;
+  out(`Starting a throwaway PostgreSQL on 127.0.0.1:${o.port} …`);
+  const cluster = await startCluster({ port: o.port });
+  const closers: Array<() => Promise<void>> = [() => cluster.stop()];
+  try {
+    const seeded = await seedDemo(cluster, { database: 'shop', gatewayPassword: DEMO_PASSWORD });
+    out('Seeded database "shop" (customers with sample PII, orders, products, a view, audit notes).');
+    const idp = await startDevIdp({ port: o.idpPort, accounts: DEMO_ACCOUNTS, defaultAudience: resource });
+    closers.unshift(() => idp.stop());
+    out(`Started a development OpenID provider at ${idp.issuer} (loopback only; never for production).`);
+
+    // The repository's tools and policies, with an OIDC identity instead of the local one.
+    const dir = join(o.configDir, '.drawbridge', 'http-demo');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, 'tools'), { recursive: true });
+    mkdirSync(join(dir, 'policies'), { recursive: true });
+    for (const sub of ['tools', 'policies'] as const) {
+      for (const name of readdirSync(join(o.configDir, sub))) {
+        if (name.endsWith('.yaml') && !(sub === 'policies' && name === 'gateway.yaml')) copyFileSync(join(o.configDir, sub, name), join(dir, sub, name));
+      }
+    }
+    writeFileSync(
+      join(dir, 'policies', 'gateway.yaml'),
+      `# Written by drawbridge demo --http: OIDC identities from the development provider.
+kind: gateway
+identity:
+  mode: oidc
+  issuer: ${idp.issuer}
+  audience: ${resource}
+  groups_claim: groups
+  required_scopes: [mcp]
+journal: { path: journal.db }
+approval: { wait: 2m, store: approvals.db }
+`,
+    );
+    const gateway = await openGateway({ configDir: dir, env: { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl } });
+    closers.unshift(() => gateway.close());
+    const identity = gateway.config.identity;
+    if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
+    const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort });
+    closers.unshift(() => http.close());
+
+    const bridge = { mcpServers: { drawbridge: { command: 'node', args: [CLI, 'connect', http.url, '--client-id', DEV_CLIENTS.cli.clientId] } } };
+    const snippet = join(o.configDir, '.drawbridge', 'demo-http-mcp.json');
+    writeFileSync(snippet, `${JSON.stringify(bridge, null, 2)}\n`);
+    out(`
+Drawbridge is serving over HTTP at ${http.url} — every request needs a token from ${idp.issuer}.
+Everything stays up until you press Ctrl-C.
+
+  People at the provider (no passwords, development only):
+    alice  groups analysts: reads are allowed, writes wait for a DBA
+    dana   groups dba:      approves writes
+
+  Connect an MCP client through the bridge (stdio). Add this to its MCP config (also written to ${snippet}):
+${indent(JSON.stringify(bridge, null, 2), '    ')}
+  The bridge prints a code on stderr the first time: open ${idp.deviceUri}, enter it, sign in as alice.
+  Or try it in a terminal, typing MCP messages by hand:
+    node ${CLI} connect ${http.url} --client-id ${DEV_CLIENTS.cli.clientId}
+
+  Approve a write as dana (the agent's call waits up to 2 minutes):
+    export DRAWBRIDGE_APPROVER_TOKEN=$(node ${CLI} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} --token-cache ${join(o.configDir, '.drawbridge', 'dana-token.json')})   # sign in as dana
+    node ${CLI} approvals list --config ${dir}
+    node ${CLI} approvals approve ap_… --config ${dir}
+
+  The journal: node ${CLI} journal export --config ${dir} --format csv`);
+    await new Promise<void>((done) => {
+      process.once('SIGINT', () => done());
+      process.once('SIGTERM', () => done());
+    });
+    out('\nStopping the gateway, the provider and the throwaway PostgreSQL …');
+    return 0;
+  } finally {
+    for (const close of closers) await close().catch(() => undefined);
+  }
 }

@@ -270,6 +270,57 @@ class Browser {
   }
 }
 
+/**
+ * Plays the human at a development provider's pages for a device flow someone
+ * started: enter `userCode`, log in as `account`, consent (or, with no account,
+ * press abort). Works against any startDevIdp instance, e.g. the one inside
+ * `drawbridge demo --http`. `diagnostics` adds provider-side detail to errors.
+ */
+export async function playDeviceFlow(issuer: string, userCode: string, account: string | undefined, diagnostics: () => string = () => ''): Promise<void> {
+  const browser = new Browser();
+  let shown = await browser.get(`${issuer}/device`);
+  for (let step = 0; step < 12; step += 1) {
+    const { kind, error, detail } = pageKind(shown);
+    if (error !== undefined) {
+      if (account === undefined && kind === 'device-input' && error === 'AbortedError') return; // denied as asked
+      throw new Error(`test idp: device approval for ${userCode} failed on ${kind} page: ${error}${detail ? ` (${detail})` : ''}${diagnostics()}`);
+    }
+    switch (kind) {
+      case 'device-input': {
+        const form = parseForm(shown);
+        form.fields.set('user_code', userCode);
+        shown = await browser.submit(form);
+        break;
+      }
+      case 'device-confirm': {
+        const form = parseForm(shown);
+        if (account === undefined) {
+          form.fields.delete('confirm');
+          form.fields.set('abort', 'yes');
+        }
+        shown = await browser.submit(form);
+        break;
+      }
+      case 'login': {
+        if (account === undefined) throw new Error('test idp: unexpected login page while denying');
+        const form = parseForm(shown);
+        form.fields.set('login', account);
+        shown = await browser.submit(form);
+        break;
+      }
+      case 'consent':
+        shown = await browser.submit(parseForm(shown));
+        break;
+      case 'device-success':
+        if (account === undefined) throw new Error('test idp: device flow succeeded while denying');
+        return;
+      default:
+        throw new Error(`test idp: unexpected page (${shown.status} ${shown.url}): ${shown.html.slice(0, 500)}${diagnostics()}`);
+    }
+  }
+  throw new Error(`test idp: device approval for ${userCode} did not finish`);
+}
+
 // ---------------------------------------------------------------------------
 // The provider with the test extras
 
@@ -315,50 +366,7 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     }
   }
 
-  async function playHuman(userCode: string, account: string | undefined): Promise<void> {
-    const browser = new Browser();
-    let shown = await browser.get(`${issuer}/device`);
-    for (let step = 0; step < 12; step += 1) {
-      const { kind, error, detail } = pageKind(shown);
-      if (error !== undefined) {
-        if (account === undefined && kind === 'device-input' && error === 'AbortedError') return; // denied as asked
-        throw new Error(`test idp: device approval for ${userCode} failed on ${kind} page: ${error}${detail ? ` (${detail})` : ''}${deviceCodeProblem(userCode)}${lastServerError()}`);
-      }
-      switch (kind) {
-        case 'device-input': {
-          const form = parseForm(shown);
-          form.fields.set('user_code', userCode);
-          shown = await browser.submit(form);
-          break;
-        }
-        case 'device-confirm': {
-          const form = parseForm(shown);
-          if (account === undefined) {
-            form.fields.delete('confirm');
-            form.fields.set('abort', 'yes');
-          }
-          shown = await browser.submit(form);
-          break;
-        }
-        case 'login': {
-          if (account === undefined) throw new Error('test idp: unexpected login page while denying');
-          const form = parseForm(shown);
-          form.fields.set('login', account);
-          shown = await browser.submit(form);
-          break;
-        }
-        case 'consent':
-          shown = await browser.submit(parseForm(shown));
-          break;
-        case 'device-success':
-          if (account === undefined) throw new Error('test idp: device flow succeeded while denying');
-          return;
-        default:
-          throw new Error(`test idp: unexpected page (${shown.status} ${shown.url}): ${shown.html.slice(0, 500)}${lastServerError()}`);
-      }
-    }
-    throw new Error(`test idp: device approval for ${userCode} did not finish`);
-  }
+  const playHuman = (userCode: string, account: string | undefined) => playDeviceFlow(issuer, userCode, account, () => `${deviceCodeProblem(userCode)}${lastServerError()}`);
 
   const idp: TestIdp = {
     issuer,

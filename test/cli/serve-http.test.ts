@@ -1,0 +1,124 @@
+// `drawbridge serve --http` as a process: it announces where it listens, MCP
+// clients with a provider token work end to end, SIGTERM stops it cleanly,
+// and it refuses to serve HTTP without OIDC identities or with a bad address.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, requireBuiltCli, runCli } from '../support/cli.js';
+import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
+import { startTestIdp, type TestIdp } from '../support/oidc.js';
+import { freePort } from '../http/harness.js';
+
+let idp: TestIdp;
+let db: FreshDatabase;
+let dir: string;
+let child: ChildProcess | null = null;
+
+const POLICY = `kind: policy
+rules:
+  - name: developers-read
+    match: { tool: run_sql, access: read, groups: [developers] }
+    effect: allow
+`;
+
+function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
+  const proc = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', dir, ...args], { cwd: REPO_ROOT, env: { ...process.env, DB_URL: db.gatewayUrl }, stdio: ['ignore', 'ignore', 'pipe'] });
+  child = proc;
+  let stderr = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve --http did not announce itself:\n${stderr}`)), 20_000);
+    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+      const url = /over Streamable HTTP at (http:\/\/\S+)/.exec(stderr)?.[1];
+      if (url) {
+        clearTimeout(timer);
+        resolve({ child: proc, url, stderr: () => stderr });
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code}:\n${stderr}`));
+    });
+  });
+}
+
+describe('drawbridge serve --http', () => {
+  let port: number;
+  let resource: string;
+
+  beforeAll(async () => {
+    requireBuiltCli();
+    port = await freePort();
+    resource = `http://127.0.0.1:${port}/mcp`;
+    idp = await startTestIdp();
+    db = await freshDatabase('serve_http');
+    dir = writeConfig({ identity: null, policy: POLICY });
+    writeFileSync(
+      join(dir, 'policies', 'gateway.yaml'),
+      `kind: gateway\nidentity: { mode: oidc, issuer: "${idp.issuer}", audience: "${resource}", required_scopes: [mcp] }\njournal: { path: journal.db }\n`,
+    );
+  });
+
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    await idp?.stop();
+    await db?.drop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves MCP to a token holder, then stops on SIGTERM', async () => {
+    const served = await startServe(['--http', `127.0.0.1:${port}`]);
+    expect(served.url).toBe(resource);
+    expect(served.stderr()).toContain(`tokens from ${idp.issuer}`);
+
+    const unauthenticated = await fetch(resource, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+    expect(unauthenticated.status).toBe(401);
+    expect(unauthenticated.headers.get('www-authenticate')).toContain(`resource_metadata="http://127.0.0.1:${port}/.well-known/oauth-protected-resource/mcp"`);
+
+    const { access_token } = await idp.deviceLogin(resource, 'alice', 'mcp');
+    const client = new Client({ name: 'serve-http-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(served.url), { requestInit: { headers: { Authorization: `Bearer ${access_token}` } } }));
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
+    const r = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT count(*) AS n FROM customers' } })) as CallToolResult;
+    expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
+    await client.close();
+
+    const exited = new Promise<number | null>((resolve) => served.child.once('exit', (code) => resolve(code)));
+    served.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    child = null;
+  });
+
+  it('refuses HTTP without OIDC identities, and bad listen addresses', () => {
+    const local = writeConfig({ policy: POLICY });
+    try {
+      const r = runCli(['serve', '--config', local, '--http', '127.0.0.1:0']);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/serve --http needs OIDC identities/);
+    } finally {
+      rmSync(local, { recursive: true, force: true });
+    }
+    for (const bad of ['8080', 'localhost', '127.0.0.1:99999', 'http://127.0.0.1:80']) {
+      const r = runCli(['serve', '--config', dir, '--http', bad]);
+      expect(r.status, bad).toBe(2);
+      expect(r.stderr).toMatch(/--http takes HOST:PORT/);
+    }
+    const r = runCli(['serve', '--config', dir, '--public-url', 'https://x/mcp']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--public-url applies to --http only/);
+  });
+
+  it('warns when the advertised resource is not the configured audience', async () => {
+    const other = await freePort();
+    const served = await startServe(['--http', `127.0.0.1:${other}`]);
+    expect(served.stderr()).toMatch(new RegExp(`tokens must be issued for audience ${resource.replace(/[.]/g, '\\.')}, but this server advertises the resource http://127\\.0\\.0\\.1:${other}/mcp`));
+    served.child.kill('SIGTERM');
+    await new Promise((resolve) => served.child.once('exit', resolve));
+    child = null;
+  });
+});
