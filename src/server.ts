@@ -92,7 +92,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
     let step = 0;
     const channel: ApprovalChannel = {
       ...(client ? { clientName: client.name } : {}),
-      elicit: elicitationHook(server),
+      elicit: elicitationHook(server, extra.requestId),
       // Aborted when the client cancels the tools/call (or its request timed out).
       signal: extra.signal,
       ...(progressToken !== undefined

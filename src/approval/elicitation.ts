@@ -5,13 +5,19 @@
 // so it can never produce a silent yes.
 
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { formatDuration } from '../config/units.js';
 import type { ApprovalChannel, ElicitAnswer, ElicitForm } from './approver.js';
 
 const THIS_CALL = 'this call only';
 
-/** The elicit hook for this client, or undefined when it cannot show a form. */
-export function elicitationHook(server: Server): ApprovalChannel['elicit'] {
+/**
+ * The elicit hook for this client, or undefined when it cannot show a form.
+ * `relatedRequestId` is the tools/call being approved: over Streamable HTTP the
+ * prompt then travels on that call's own response stream, not on the separate
+ * GET stream, which may not be open (the SDK drops what it cannot send there).
+ */
+export function elicitationHook(server: Server, relatedRequestId?: RequestId): ApprovalChannel['elicit'] {
   if (!server.getClientCapabilities()?.elicitation?.form) return undefined;
   return async (form: ElicitForm, timeoutMs: number, signal?: AbortSignal): Promise<ElicitAnswer> => {
     const grants = form.grantChoices.map((ms) => (ms === 0 ? THIS_CALL : formatDuration(ms)));
@@ -31,7 +37,7 @@ export function elicitationHook(server: Server): ApprovalChannel['elicit'] {
       },
       // The SDK's 60 s default is too short for a human. The signal withdraws the prompt
       // (notifications/cancelled) when the tool call it belongs to is cancelled.
-      { timeout: timeoutMs, ...(signal ? { signal } : {}) },
+      { timeout: timeoutMs, ...(signal ? { signal } : {}), ...(relatedRequestId !== undefined ? { relatedRequestId } : {}) },
     );
     if (result.action !== 'accept') return { action: result.action };
     const content = result.content ?? {};

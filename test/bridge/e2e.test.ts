@@ -35,9 +35,6 @@ let dir: string;
 let gateway: Gateway;
 let http: HttpGateway;
 let cacheDir: string;
-const realFetch = globalThis.fetch;
-/** Every HTTP exchange of this process (the bridge's included), to know when the event stream is open. */
-const exchanges: Array<{ method: string; url: string; status: number }> = [];
 const cleanups: Array<() => Promise<void> | void> = [];
 
 const RULES = `kind: policy
@@ -56,11 +53,6 @@ rules:
 `;
 
 beforeAll(async () => {
-  globalThis.fetch = async (input: string | URL | Request, init?: RequestInit) => {
-    const response = await realFetch(input, init);
-    exchanges.push({ method: init?.method ?? 'GET', url: input instanceof Request ? input.url : String(input), status: response.status });
-    return response;
-  };
   idp = await startTestIdp({ accessTokenTtlSeconds: TTL_SECONDS });
   db = await freshDatabase('bridge');
   const port = await closedPort();
@@ -100,7 +92,6 @@ approval: { wait: 0ms, elicitation_timeout: 30s, store: approvals.db }
 });
 
 afterAll(async () => {
-  globalThis.fetch = realFetch;
   await http?.close();
   await gateway?.close();
   await idp?.stop();
@@ -167,15 +158,13 @@ async function connect(as: { person: string; cache: string; signInAs?: string } 
     await client.close().catch(() => undefined);
     await bridge.close();
   });
-  const before = exchanges.length;
   const connected = bridge.connect(client);
   if (as !== 'agent' && as.signInAs) {
     const code = await bridge.prompt();
     await idp.approveDevice(code, as.signInAs);
   }
   await connected;
-  // The gateway sends its elicitations on the event stream (GET) the transport opens after initialization.
-  await until(() => exchanges.slice(before).some((e) => e.method === 'GET' && e.url === http.url && e.status === 200), 'the event stream');
+  // No waiting for the event stream (GET): approval prompts travel on the tools/call's own response stream.
   return { bridge, client, elicitations };
 }
 
