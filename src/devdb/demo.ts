@@ -97,6 +97,10 @@ export async function runDemo(args: string[]): Promise<number> {
     const dbaToken = process.env['DRAWBRIDGE_DBA_TOKEN'] ?? randomBytes(18).toString('hex');
     const env = { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl, DRAWBRIDGE_DBA_TOKEN: dbaToken } as Record<string, string>;
     mkdirSync(join(configDir, '.drawbridge'), { recursive: true });
+    // Approval requests and grants belong to the throwaway database of one run: a
+    // request left from an earlier run (e.g. a denial nobody picked up) would
+    // answer this run's identical call. The journal stays: it is the record.
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${config.approval.store}${suffix}`, { force: true });
 
     if (!values['no-tour']) {
       const client = new Client({ name: 'drawbridge-demo-tour', version: '1.0.0' });
