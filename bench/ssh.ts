@@ -16,7 +16,7 @@ import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import ssh2 from 'ssh2';
-import { fingerprintOfKeyBlob, SSHD_PATH, startSshd, type Sshd } from '../test/support/sshd.js';
+import { fingerprintOfKeyBlob, sshConnectionYaml, sshToolYaml, SSHD_PATH, startSshd, type Sshd } from '../test/support/sshd.js';
 import { answerText, childEnv, DRAWBRIDGE_CLI, REPO_ROOT, stdioClient, type ToolAnswer } from './latency.js';
 import { percentile, tempDir } from './support.js';
 
@@ -57,20 +57,7 @@ export async function startSshBench(): Promise<SshBench> {
   mkdirSync(join(configDir, 'policies'));
   writeFileSync(
     join(configDir, 'tools', 'host.yaml'),
-    `kind: connection
-name: host
-type: ssh
-description: Benchmark host (throwaway sshd on loopback)
-hosts:
-  - { name: bench-1, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
----
-kind: tool
-name: ssh_exec
-type: ssh_exec
-connections: [host]
-`,
+    `${sshConnectionYaml({ name: 'host', description: 'Benchmark host (throwaway sshd on loopback)', hosts: [{ name: 'bench-1', server: sshd }], login: sshd })}---\n${sshToolYaml(['host'])}`,
   );
   writeFileSync(
     join(configDir, 'policies', 'gateway.yaml'),

@@ -17,7 +17,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { obtainAccessToken } from '../../src/bridge/tokens.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
 import { startBridge, until, type BridgeRun } from './harness.js';
-import { closedPort, startStandIn, type StandIn } from './standIn.js';
+import { freePort } from '../support/net.js';
+import { startStandIn, type StandIn } from './standIn.js';
 
 let idp: TestIdp;
 let gateway: StandIn;
@@ -170,7 +171,7 @@ describe('tokens on the wire', () => {
 
 describe('when the gateway cannot answer', () => {
   it('unreachable: initialize is answered with backend.unavailable instead of hanging', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const bridge = startBridge({ url: `http://127.0.0.1:${port}/mcp`, ...AGENT, tokenCache: null });
     const client = new Client({ name: 'c', version: '1' });
     cleanups.push(async () => {

@@ -25,7 +25,7 @@ import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
 import { freshDatabase, type FreshDatabase } from '../support/fixtures.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
 import { startBridge, until, type BridgeRun } from './harness.js';
-import { closedPort } from './standIn.js';
+import { freePort } from '../support/net.js';
 
 const TTL_SECONDS = 6;
 
@@ -55,7 +55,7 @@ rules:
 beforeAll(async () => {
   idp = await startTestIdp({ accessTokenTtlSeconds: TTL_SECONDS });
   db = await freshDatabase('bridge');
-  const port = await closedPort();
+  const port = await freePort();
   const resource = `http://127.0.0.1:${port}/mcp`;
   dir = mkdtempSync(join(tmpdir(), 'drawbridge-bridge-e2e-'));
   cacheDir = join(dir, 'cache');

@@ -211,12 +211,3 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   Object.assign(standIn, { url: endpoint, resource: endpoint, origin });
   return standIn;
 }
-
-/** A loopback port nothing listens on. */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

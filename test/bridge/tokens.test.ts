@@ -12,7 +12,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultTokenCachePath, discoverProtectedResource, obtainAccessToken, resourceCovers, type BridgeOptions, type TokenSource } from '../../src/bridge/tokens.js';
 import { isDrawbridgeError } from '../../src/errors.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
-import { closedPort, startStandIn, type StandIn } from './standIn.js';
+import { freePort } from '../support/net.js';
+import { startStandIn, type StandIn } from './standIn.js';
 
 let idp: TestIdp;
 let shortIdp: TestIdp;
@@ -332,7 +333,7 @@ describe('discovery', () => {
     let error = await rejection(discoverProtectedResource(`${none.origin}/elsewhere`));
     expect(error.message).toMatch(/publishes no OAuth protected resource metadata \(tried \/\.well-known\/oauth-protected-resource\/elsewhere \(HTTP 404\)/);
 
-    const port = await closedPort();
+    const port = await freePort();
     error = await rejection(discoverProtectedResource(`http://127.0.0.1:${port}/mcp`));
     expect(isDrawbridgeError(error) && error.code).toBe('backend.unavailable');
     expect(error.message).toBe(`The gateway http://127.0.0.1:${port} could not be reached: fetch failed (ECONNREFUSED)`);

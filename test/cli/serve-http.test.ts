@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, requireBuiltCli, runCli } from '../support/cli.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { startTestIdp, type TestIdp } from '../support/oidc.js';
-import { freePort } from '../http/harness.js';
+import { freePort } from '../support/net.js';
 
 let idp: TestIdp;
 let db: FreshDatabase;

@@ -6,28 +6,17 @@
 // token`. Every process is a real child process.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, requireBuiltCli, runCliAsync } from '../support/cli.js';
+import { freePort } from '../support/net.js';
 import { playDeviceFlow } from '../support/oidc.js';
 
 const children: ChildProcess[] = [];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      if (a === null || typeof a === 'string') return reject(new Error('no port'));
-      srv.close(() => resolve(a.port));
-    });
-  });
-}
 
 /** Waits until `text()` matches `pattern`, or fails with what was seen. */
 async function waitFor(text: () => string, pattern: RegExp, what: string, ms = 60_000): Promise<RegExpExecArray> {

@@ -3,7 +3,7 @@
 // resource `http://127.0.0.1:PORT/mcp`, and the gateway served over HTTP.
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -13,19 +13,9 @@ import { createOidcVerifier, type TokenVerifier } from '../../src/identity/oidc.
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { serveHttp, type HttpGateway, type HttpServeOptions } from '../../src/http/server.js';
 import { startTestIdp, type TestIdp, type TestIdpOptions } from '../support/oidc.js';
-import { startSshd, type Sshd } from '../support/sshd.js';
+import { freePort } from '../support/net.js';
+import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../support/sshd.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === 'string') return reject(new Error('no port'));
-      srv.close(() => resolve(addr.port));
-    });
-  });
-}
 
 export interface Harness {
   readonly idp: TestIdp;
@@ -65,21 +55,7 @@ export async function startHarness(options: { idp?: TestIdpOptions; serve?: Part
   mkdirSync(join(dir, 'policies'));
   writeFileSync(
     join(dir, 'tools', 'hosts.yaml'),
-    `kind: connection
-name: web
-type: ssh
-description: loopback sshd
-hosts:
-  - { name: web-1, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
-limits: { timeout: 5s, max_output: 64KiB }
----
-kind: tool
-name: ssh_exec
-type: ssh_exec
-connections: [web]
-`,
+    `${sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login: sshd, limits: '{ timeout: 5s, max_output: 64KiB }' })}---\n${sshToolYaml(['web'])}`,
   );
   writeFileSync(
     join(dir, 'policies', 'gateway.yaml'),

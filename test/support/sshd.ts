@@ -9,9 +9,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { userInfo, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './net.js';
 
 export const SSHD_PATH = '/usr/sbin/sshd';
 export const SSH_KEYGEN_PATH = 'ssh-keygen';
@@ -64,22 +65,6 @@ export function fingerprintOfKeyBlob(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === 'string') {
-        srv.close();
-        reject(new Error('could not determine a free port'));
-        return;
-      }
-      const port = addr.port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function keygen(path: string, comment: string): void {
   const r = spawnSync(SSH_KEYGEN_PATH, ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', path], { encoding: 'utf8' });
@@ -261,4 +246,41 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** A server on 127.0.0.1 with a pinned host key: a throwaway sshd, or the fault server. */
+export interface PinnedServer {
+  readonly port: number;
+  readonly hostKeyFingerprint: string;
+}
+
+/**
+ * A `kind: connection` document (type ssh) for loopback test servers, each host
+ * pinned to the given fingerprint, logging in as `login` (the sshd's user and
+ * client key). `limits` is the YAML flow mapping, e.g. `{ timeout: 5s }`.
+ */
+export function sshConnectionYaml(o: {
+  readonly name: string;
+  readonly description: string;
+  readonly hosts: ReadonlyArray<{ readonly name: string; readonly server: PinnedServer }>;
+  readonly login: Pick<Sshd, 'user' | 'privateKeyPath'>;
+  readonly limits?: string;
+}): string {
+  return [
+    'kind: connection',
+    `name: ${o.name}`,
+    'type: ssh',
+    `description: ${o.description}`,
+    'hosts:',
+    ...o.hosts.map((h) => `  - { name: ${h.name}, host: 127.0.0.1, port: ${h.server.port}, host_key: "${h.server.hostKeyFingerprint}" }`),
+    `user: ${o.login.user}`,
+    `private_key: { file: ${o.login.privateKeyPath} }`,
+    ...(o.limits ? [`limits: ${o.limits}`] : []),
+    '',
+  ].join('\n');
+}
+
+/** The `kind: tool` document for ssh_exec over these connections. */
+export function sshToolYaml(connections: readonly string[]): string {
+  return `kind: tool\nname: ssh_exec\ntype: ssh_exec\nconnections: [${connections.join(', ')}]\n`;
 }

@@ -15,7 +15,7 @@ import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { QUOTING_PROBE_ARGV, quoteArgv } from '../../../src/backends/ssh/parse.js';
-import { startSshd, type Sshd } from '../../support/sshd.js';
+import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../../support/sshd.js';
 
 let sshd: Sshd;
 let gateway: Gateway;
@@ -160,21 +160,10 @@ describe('ssh_exec evasion suite (OpenSSH, exec-logged)', () => {
     dir = mkdtempSync(join(tmpdir(), 'drawbridge-ssh-evasion-'));
     mkdirSync(join(dir, 'tools'));
     mkdirSync(join(dir, 'policies'));
-    writeFileSync(join(dir, 'tools', 'hosts.yaml'), `kind: connection
-name: web
-type: ssh
-description: loopback sshd
-hosts:
-  - { name: web-1, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
-limits: { timeout: 5s, max_output: 64KiB }
----
-kind: tool
-name: ssh_exec
-type: ssh_exec
-connections: [web]
-`);
+    writeFileSync(
+      join(dir, 'tools', 'hosts.yaml'),
+      `${sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login: sshd, limits: '{ timeout: 5s, max_output: 64KiB }' })}---\n${sshToolYaml(['web'])}`,
+    );
     writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
 identity: { mode: local, subject: dev@example.com, groups: [developers] }
 journal: { path: journal.db }

@@ -12,7 +12,7 @@ import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { QUOTING_PROBE_ARGV, quoteArgv } from '../../../src/backends/ssh/parse.js';
 import { startFaultServer, type FaultServer } from '../../support/ssh-fault-server.js';
-import { startSshd, type Sshd } from '../../support/sshd.js';
+import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../../support/sshd.js';
 
 let sshd: Sshd;
 let fault: FaultServer;
@@ -29,60 +29,16 @@ describe('ssh_exec against OpenSSH', () => {
     dir = mkdtempSync(join(tmpdir(), 'drawbridge-ssh-'));
     mkdirSync(join(dir, 'tools'));
     mkdirSync(join(dir, 'policies'));
-    writeFileSync(join(dir, 'tools', 'hosts.yaml'), `kind: connection
-name: web
-type: ssh
-description: loopback sshd
-hosts:
-  - { name: web-1, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
-limits: { timeout: 3s, max_output: 64KiB }
----
-kind: connection
-name: group
-type: ssh
-description: two hosts
-hosts:
-  - { name: a, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }
-  - { name: b, host: 127.0.0.1, port: ${fault.port}, host_key: "${fault.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
-limits: { timeout: 3s, max_output: 64KiB, concurrency: 2 }
----
-kind: connection
-name: wrongkey
-type: ssh
-description: pinned to the wrong key
-hosts:
-  - { name: w, host: 127.0.0.1, port: ${sshd.port}, host_key: "${fault.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
----
-kind: connection
-name: faults
-type: ssh
-description: fault server
-hosts:
-  - { name: f, host: 127.0.0.1, port: ${fault.port}, host_key: "${fault.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
-limits: { timeout: 1s, max_output: 16KiB }
----
-kind: connection
-name: fishy
-type: ssh
-description: a login shell that quotes like fish
-hosts:
-  - { name: fish-1, host: 127.0.0.1, port: ${fish.port}, host_key: "${fish.hostKeyFingerprint}" }
-user: ${sshd.user}
-private_key: { file: ${sshd.privateKeyPath} }
----
-kind: tool
-name: ssh_exec
-type: ssh_exec
-connections: [web, group, wrongkey, faults, fishy]
-`);
+    const login = sshd;
+    const documents = [
+      sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login, limits: '{ timeout: 3s, max_output: 64KiB }' }),
+      sshConnectionYaml({ name: 'group', description: 'two hosts', hosts: [{ name: 'a', server: sshd }, { name: 'b', server: fault }], login, limits: '{ timeout: 3s, max_output: 64KiB, concurrency: 2 }' }),
+      sshConnectionYaml({ name: 'wrongkey', description: 'pinned to the wrong key', hosts: [{ name: 'w', server: { port: sshd.port, hostKeyFingerprint: fault.hostKeyFingerprint } }], login }),
+      sshConnectionYaml({ name: 'faults', description: 'fault server', hosts: [{ name: 'f', server: fault }], login, limits: '{ timeout: 1s, max_output: 16KiB }' }),
+      sshConnectionYaml({ name: 'fishy', description: 'a login shell that quotes like fish', hosts: [{ name: 'fish-1', server: fish }], login }),
+      sshToolYaml(['web', 'group', 'wrongkey', 'faults', 'fishy']),
+    ];
+    writeFileSync(join(dir, 'tools', 'hosts.yaml'), documents.join('---\n'));
     writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
 identity: { mode: local, subject: dev@example.com, groups: [developers] }
 journal: { path: journal.db }
