@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { startFakeKube, type FakeKube } from '../test/support/fake-kube/server.js';
 import { answerText, childEnv, DRAWBRIDGE_CLI, REPO_ROOT, stdioClient, type ToolAnswer } from './latency.js';
-import { percentile, tempDir } from './support.js';
+import { percentile, roundRobin, tempDir } from './support.js';
 
 export const MCP_SERVER_KUBERNETES = resolve(REPO_ROOT, 'node_modules', 'mcp-server-kubernetes', 'dist', 'index.js');
 const KUBECTL_SHIM = resolve(REPO_ROOT, 'dist', 'bench', 'kubectl-shim.js');
@@ -188,27 +188,13 @@ export async function shimAloneMs(kubeconfig: string, shim: { dir: string }, run
 }
 
 // ---------------------------------------------------------------------------
-// The measurement loop (as measureRoundRobin in latency.ts)
+// The measurement loop
 
 export async function measureKube(targets: readonly KubeTarget[], expected: readonly string[], options: { warmup: number; calls: number }): Promise<KubeSample[]> {
-  const times = new Map<string, number[]>(targets.map((t) => [t.name, []]));
-  const total = options.warmup + options.calls;
   const want = [...expected].sort().join(',');
-  for (let round = 0; round < total; round++) {
-    for (let k = 0; k < targets.length; k++) {
-      const target = targets[(round + k) % targets.length] as KubeTarget;
-      const t0 = performance.now();
-      const answer = await target.call();
-      const elapsed = performance.now() - t0;
-      if (round === 0 || round === total - 1) {
-        const got = target.podNames(answer).sort().join(',');
-        if (got !== want) throw new Error(`${target.name} listed pods [${got}], expected [${want}]`);
-      }
-      if (round >= options.warmup) times.get(target.name)?.push(elapsed);
-    }
-  }
-  return targets.map((t) => {
-    const sample = times.get(t.name) ?? [];
-    return { target: t.name, calls: sample.length, p50: percentile(sample, 50), p95: percentile(sample, 95) };
+  return roundRobin(targets, options, (t) => t.call(), (t, answer, round, rounds) => {
+    if (round !== 0 && round !== rounds - 1) return;
+    const got = t.podNames(answer).sort().join(',');
+    if (got !== want) throw new Error(`${t.name} listed pods [${got}], expected [${want}]`);
   });
 }

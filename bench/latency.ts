@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import pg from 'pg';
-import { percentile } from './support.js';
+import { roundRobin } from './support.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 /** dist/bench → repository root. */
@@ -156,21 +156,9 @@ export async function measureRoundRobin(
   options: { warmup: number; calls: number },
 ): Promise<Sample[]> {
   const sql = sqlFor(shape, rows);
-  const times = new Map<string, number[]>(targets.map((t) => [t.name, []]));
-  const total = options.warmup + options.calls;
-  for (let round = 0; round < total; round++) {
-    for (let k = 0; k < targets.length; k++) {
-      const target = targets[(round + k) % targets.length] as Target;
-      const t0 = performance.now();
-      const answer = await target.call(sql);
-      const elapsed = performance.now() - t0;
-      // Check the first warm-up answer and the last measured one (checks are untimed).
-      if (round === 0 || round === total - 1) target.check(answer, rows, shape);
-      if (round >= options.warmup) times.get(target.name)?.push(elapsed);
-    }
-  }
-  return targets.map((t) => {
-    const sample = times.get(t.name) ?? [];
-    return { target: t.name, shape, rows, calls: sample.length, p50: percentile(sample, 50), p95: percentile(sample, 95) };
+  const samples = await roundRobin(targets, options, (t) => t.call(sql), (t, answer, round, rounds) => {
+    // Check the first warm-up answer and the last measured one.
+    if (round === 0 || round === rounds - 1) t.check(answer, rows, shape);
   });
+  return samples.map((s) => ({ ...s, shape, rows }));
 }

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import ssh2 from 'ssh2';
 import { fingerprintOfKeyBlob, sshConnectionYaml, sshToolYaml, SSHD_PATH, startSshd, type Sshd } from '../test/support/sshd.js';
 import { answerText, childEnv, DRAWBRIDGE_CLI, REPO_ROOT, stdioClient, type ToolAnswer } from './latency.js';
-import { percentile, tempDir } from './support.js';
+import { percentile, roundRobin, tempDir } from './support.js';
 
 export const SSH_MCP = resolve(REPO_ROOT, 'node_modules', 'ssh-mcp', 'build', 'index.js');
 export const SSH_COMMAND = 'uname -n';
@@ -270,20 +270,5 @@ function checkAnswer(target: SshTarget, answer: unknown, expected: string): void
 }
 
 export async function measureSsh(targets: readonly SshTarget[], expected: string, options: { warmup: number; calls: number }): Promise<SshSample[]> {
-  const times = new Map<string, number[]>(targets.map((t) => [t.name, []]));
-  const total = options.warmup + options.calls;
-  for (let round = 0; round < total; round++) {
-    for (let k = 0; k < targets.length; k++) {
-      const target = targets[(round + k) % targets.length] as SshTarget;
-      const t0 = performance.now();
-      const answer = await target.call();
-      const elapsed = performance.now() - t0;
-      checkAnswer(target, answer, expected);
-      if (round >= options.warmup) times.get(target.name)?.push(elapsed);
-    }
-  }
-  return targets.map((t) => {
-    const sample = times.get(t.name) ?? [];
-    return { target: t.name, calls: sample.length, p50: percentile(sample, 50), p95: percentile(sample, 95) };
-  });
+  return roundRobin(targets, options, (t) => t.call(), (t, answer) => checkAnswer(t, answer, expected));
 }

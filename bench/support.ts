@@ -17,6 +17,43 @@ export function percentile(sample: readonly number[], p: number): number {
   return sorted[Math.min(rank, sorted.length) - 1] as number;
 }
 
+export interface RoundRobinSample {
+  readonly target: string;
+  readonly calls: number;
+  readonly p50: number;
+  readonly p95: number;
+}
+
+/**
+ * Interleaved round-robin timing: each round calls every target once, rotating
+ * which goes first, so drift (CPU frequency, other load) hits all of them alike.
+ * The first `warmup` rounds are not timed. `check` sees each answer untimed,
+ * with its round, and throws when an answer is wrong.
+ */
+export async function roundRobin<T extends { readonly name: string }>(
+  targets: readonly T[],
+  options: { readonly warmup: number; readonly calls: number },
+  call: (target: T) => Promise<unknown>,
+  check: (target: T, answer: unknown, round: number, rounds: number) => void,
+): Promise<RoundRobinSample[]> {
+  const times = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+  const rounds = options.warmup + options.calls;
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < targets.length; k++) {
+      const target = targets[(round + k) % targets.length] as T;
+      const t0 = performance.now();
+      const answer = await call(target);
+      const elapsed = performance.now() - t0;
+      check(target, answer, round, rounds);
+      if (round >= options.warmup) times.get(target.name)?.push(elapsed);
+    }
+  }
+  return targets.map((t) => {
+    const sample = times.get(t.name) ?? [];
+    return { target: t.name, calls: sample.length, p50: percentile(sample, 50), p95: percentile(sample, 95) };
+  });
+}
+
 export function median(sample: readonly number[]): number {
   return percentile(sample, 50);
 }
