@@ -8,8 +8,7 @@
 // (an approval with `approvers: { requester: true }`) reaches the client and its
 // answer gets back.
 
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -22,7 +21,7 @@ import { serveHttp, type HttpGateway } from '../../src/http/server.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
-import { freshDatabase, type FreshDatabase } from '../support/fixtures.js';
+import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
 import { startBridge, until, type BridgeRun } from './harness.js';
 import { freePort } from '../support/net.js';
@@ -57,34 +56,8 @@ beforeAll(async () => {
   db = await freshDatabase('bridge');
   const port = await freePort();
   const resource = `http://127.0.0.1:${port}/mcp`;
-  dir = mkdtempSync(join(tmpdir(), 'drawbridge-bridge-e2e-'));
+  dir = writeConfig({ oidc: { issuer: idp.issuer, audience: resource, clockTolerance: '0s' }, approval: '{ wait: 0ms, elicitation_timeout: 30s, store: approvals.db }', policy: RULES });
   cacheDir = join(dir, 'cache');
-  mkdirSync(join(dir, 'tools'));
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(
-    join(dir, 'tools', 'db.yaml'),
-    `kind: connection
-name: db
-type: postgres
-description: Test shop database
-url: \${DB_URL}
-limits: { timeout: 3s, lock_timeout: 1s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }
----
-kind: tool
-name: run_sql
-type: run_sql
-connections: [db]
-`,
-  );
-  writeFileSync(
-    join(dir, 'policies', 'gateway.yaml'),
-    `kind: gateway
-identity: { mode: oidc, issuer: "${idp.issuer}", audience: "${resource}", required_scopes: [mcp], clock_tolerance: 0s }
-journal: { path: journal.db }
-approval: { wait: 0ms, elicitation_timeout: 30s, store: approvals.db }
-`,
-  );
-  writeFileSync(join(dir, 'policies', 'rules.yaml'), RULES);
   gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl } });
   const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
   http = await serveHttp(gateway, verifier, { host: '127.0.0.1', port });

@@ -3,7 +3,7 @@
 // and it refuses to serve HTTP without OIDC identities or with a bad address.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -57,11 +57,7 @@ describe('drawbridge serve --http', () => {
     resource = `http://127.0.0.1:${port}/mcp`;
     idp = await startTestIdp();
     db = await freshDatabase('serve_http');
-    dir = writeConfig({ identity: null, policy: POLICY });
-    writeFileSync(
-      join(dir, 'policies', 'gateway.yaml'),
-      `kind: gateway\nidentity: { mode: oidc, issuer: "${idp.issuer}", audience: "${resource}", required_scopes: [mcp] }\njournal: { path: journal.db }\n`,
-    );
+    dir = writeConfig({ oidc: { issuer: idp.issuer, audience: resource }, policy: POLICY });
   });
 
   afterAll(async () => {

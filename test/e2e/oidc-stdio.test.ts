@@ -4,7 +4,7 @@
 // subject and groups drive policy and the journal, calls are refused once the
 // token expires, and out-of-band approvers sign in with the same provider.
 
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -70,15 +70,7 @@ describe('stdio serve with OIDC identities', () => {
     requireBuiltCli();
     idp = await startTestIdp({ defaultAudience: AUDIENCE });
     db = await freshDatabase('oidc_stdio');
-    dir = writeConfig({ identity: null, policy: POLICY });
-    writeFileSync(
-      join(dir, 'policies', 'gateway.yaml'),
-      `kind: gateway
-identity: { mode: oidc, issuer: "${idp.issuer}", audience: "${AUDIENCE}", required_scopes: [mcp], clock_tolerance: 0s }
-journal: { path: journal.db }
-approval: { wait: 0ms, store: approvals.db }
-`,
-    );
+    dir = writeConfig({ oidc: { issuer: idp.issuer, audience: AUDIENCE, clockTolerance: '0s' }, policy: POLICY });
   });
 
   afterAll(async () => {

@@ -77,6 +77,8 @@ export interface ConfigOptions {
   /** Full YAML of policies/rules.yaml (kind: policy …); a permissive-but-sane default otherwise. */
   readonly policy?: string;
   readonly identity?: { subject: string; groups: string[] } | null;
+  /** OIDC identities instead of a local one: tokens from `issuer` for `audience`, scope mcp required. */
+  readonly oidc?: { readonly issuer: string; readonly audience: string; readonly clockTolerance?: string };
   /** Extra YAML appended to tools/db.yaml (e.g. more connections). */
   readonly limits?: string;
   readonly hashKey?: boolean;
@@ -135,10 +137,16 @@ connections: [db]
 `,
   );
   const identity = options.identity === undefined ? { subject: 'tester@example.com', groups: ['analysts'] } : options.identity;
+  const oidc = options.oidc;
+  const identityLine = oidc
+    ? `identity: { mode: oidc, issuer: "${oidc.issuer}", audience: "${oidc.audience}", required_scopes: [mcp]${oidc.clockTolerance ? `, clock_tolerance: ${oidc.clockTolerance}` : ''} }\n`
+    : identity
+      ? `identity: { mode: local, subject: ${JSON.stringify(identity.subject)}, groups: ${JSON.stringify(identity.groups)} }\n`
+      : '';
   writeFileSync(
     join(dir, 'policies', 'gateway.yaml'),
     `kind: gateway
-${identity ? `identity: { mode: local, subject: ${JSON.stringify(identity.subject)}, groups: ${JSON.stringify(identity.groups)} }\n` : ''}journal: { path: journal.db }
+${identityLine}journal: { path: journal.db }
 approval: ${options.approval ?? '{ wait: 0ms, store: approvals.db }'}
 ${options.hashKey ? 'masking: { hash_key: { env: HASH_KEY } }\n' : ''}`,
   );
