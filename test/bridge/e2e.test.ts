@@ -189,7 +189,6 @@ describe('a person, signed in with the device flow', () => {
     expect(callFor(sql).data['principal']).toMatchObject({ subject: 'alice' });
     expect(first.bridge.lines.filter((l) => l.startsWith('Refreshed')).length).toBeGreaterThan(before);
     expect(prompts(first.bridge)).toEqual([]);
-    if (process.env['BRIDGE_TEST_DEBUG']) console.log(first.bridge.lines.join('\n'));
     await first.bridge.close();
 
     const second = await connect({ person: 'alice', cache: cache() });
