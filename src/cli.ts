@@ -4,7 +4,6 @@
 // work happens in the modules each command calls.
 
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import type { ApproverIdentity, Vote } from './approval/approver.js';
 import { authenticateApprover } from './approval/approvers.js';
@@ -25,52 +24,26 @@ import { explain, formatExplanation } from './pipeline/explain.js';
 import { obtainAccessToken, runBridge, type BridgeOptions } from './bridge/connect.js';
 import { serveHttp, type HttpGateway } from './http/server.js';
 import { serveStdio } from './server.js';
+import { CliError, COMMANDS, commandHelp, generalHelp, packageVersion, parseCommand, subcommandsOf, type CommandSpec } from './cli/commands.js';
 
-const USAGE = `drawbridge — governed production access for AI agents (MCP server)
-
-Usage:
-  drawbridge serve   [--config DIR]                 MCP server over stdio (what an agent's mcp.json runs)
-  drawbridge serve --http HOST:PORT [--public-url URL] [--config DIR]
-                                                    MCP over Streamable HTTP; every request needs an OIDC bearer token
-  drawbridge connect URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]
-                                                    stdio bridge to a remote Drawbridge: signs you in (device flow;
-                                                    client credentials with $DRAWBRIDGE_CLIENT_SECRET), forwards MCP
-  drawbridge token URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]
-                                                    print an access token for that gateway (e.g. for approvers)
-  drawbridge check   [--config DIR]                 validate tools/ and policies/; exit 0 or 1
-  drawbridge policy explain --tool T --connection C (--sql SQL | --input JSON)
-                     [--subject S] [--groups a,b] [--offline] [--config DIR]
-                                                    show the parsed request and the decision; runs nothing
-  drawbridge journal export [--format jsonl|csv] [--since ISO] [--until ISO] [--subject S]
-                     [--tool T] [--connection C] [--decision allow|deny|approve] [--journal FILE | --config DIR]
-  drawbridge journal verify [--expect-head HASH] [--journal FILE | --config DIR]
-  drawbridge approvals list [--all] [--json] [--config DIR]
-                                                    pending approval requests (--all: every status)
-  drawbridge approvals show ID [--json] [--config DIR]
-                                                    the exact request, its rule, impact preview and votes
-  drawbridge approvals approve ID [--reason TEXT] [--grant 15m|none] [--token-file PATH] [--config DIR]
-  drawbridge approvals deny ID --reason TEXT [--token-file PATH] [--config DIR]
-  drawbridge grants list [--all] [--json] [--config DIR]
-                                                    active grants (--all: also expired and revoked)
-  drawbridge grants revoke ID [--token-file PATH] [--config DIR]
-  drawbridge demo    [--port N] [--no-tour]         throwaway PostgreSQL with sample PII + a guided tour
-  drawbridge demo --http [--port N] [--http-port N] [--idp-port N]
-                                                    the same database behind the gateway over HTTP, with a
-                                                    development OpenID provider; connect with drawbridge connect
-
---config defaults to $DRAWBRIDGE_CONFIG, else the current directory (it must hold tools/ and/or policies/).
-Approvers prove who they are with a token in $DRAWBRIDGE_APPROVER_TOKEN, or --token-file: with OIDC identities an
-access token for this gateway from the provider (drawbridge token URL --client-id ID prints one); in local mode the
-token the operator issued them (approval.approvers).
-Exit codes of approvals/grants: 0 done, 1 refused (not allowed, not pending, unknown approver, store or journal unavailable), 2 usage.`;
 
 function configDir(value: string | undefined): string {
   return resolve(value ?? process.env['DRAWBRIDGE_CONFIG'] ?? '.');
 }
 
-function fail(message: string, code = 2): never {
-  process.stderr.write(`${message}\n`);
-  process.exit(code);
+/** A usage mistake (2) or a fixable refusal (1): printed by main without a stack trace. */
+function fail(message: string, code: 1 | 2 = 2): never {
+  throw new CliError(message, code);
+}
+
+function help(spec: CommandSpec): number {
+  process.stdout.write(commandHelp(spec));
+  return 0;
+}
+
+function unknownSubcommand(group: string, given: string | undefined): never {
+  const names = subcommandsOf(group);
+  return fail(`${given === undefined || given === '--help' || given === '-h' ? `drawbridge ${group} needs a command` : `Unknown ${group} command "${safeLine(given)}"`}. Use: ${names.map((n) => `drawbridge ${group} ${n}`).join(' | ')} (each has --help).`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -85,39 +58,53 @@ async function main(argv: string[]): Promise<number> {
     case 'token':
       return token(rest);
     case 'policy':
-      if (rest[0] !== 'explain') fail(`Unknown policy command "${rest[0] ?? ''}". Try: drawbridge policy explain --help`);
+      if (rest[0] !== 'explain') unknownSubcommand('policy', rest[0]);
       return policyExplain(rest.slice(1));
     case 'journal':
       if (rest[0] === 'export') return journalExport(rest.slice(1));
       if (rest[0] === 'verify') return journalVerify(rest.slice(1));
-      return fail(`Unknown journal command "${rest[0] ?? ''}". Use: journal export | journal verify`);
+      return unknownSubcommand('journal', rest[0]);
     case 'approvals':
       if (rest[0] === 'list') return approvalsList(rest.slice(1));
       if (rest[0] === 'show') return approvalsShow(rest.slice(1));
       if (rest[0] === 'approve') return approvalsVote('approve', rest.slice(1));
       if (rest[0] === 'deny') return approvalsVote('deny', rest.slice(1));
-      return fail(`Unknown approvals command "${rest[0] ?? ''}". Use: approvals list | show ID | approve ID | deny ID`);
+      return unknownSubcommand('approvals', rest[0]);
     case 'grants':
       if (rest[0] === 'list') return grantsList(rest.slice(1));
       if (rest[0] === 'revoke') return grantsRevoke(rest.slice(1));
-      return fail(`Unknown grants command "${rest[0] ?? ''}". Use: grants list | grants revoke ID`);
+      return unknownSubcommand('grants', rest[0]);
     case 'demo': {
+      const parsed = parseCommand(COMMANDS.demo, rest);
+      if (parsed.help) return help(COMMANDS.demo);
       const { runDemo } = await import('./devdb/demo.js');
-      return runDemo(rest);
+      return runDemo(parsed.values);
     }
+    case '--version':
+    case '-V':
+    case 'version':
+      process.stdout.write(`drawbridge ${packageVersion()}\n`);
+      return 0;
     case undefined:
+      process.stderr.write(generalHelp());
+      return 2;
     case 'help':
     case '--help':
-    case '-h':
-      process.stdout.write(`${USAGE}\n`);
-      return command === undefined ? 2 : 0;
+    case '-h': {
+      const spec = rest.length > 0 ? (COMMANDS as Record<string, CommandSpec>)[rest.join(' ')] : undefined;
+      if (rest.length > 0 && !spec) return fail(`No command "drawbridge ${safeLine(rest.join(' '))}". Run drawbridge --help for the list.`);
+      process.stdout.write(spec ? commandHelp(spec) : generalHelp());
+      return 0;
+    }
     default:
-      return fail(`Unknown command "${command}".\n\n${USAGE}`);
+      return fail(`Unknown command "${safeLine(command)}". Run drawbridge --help for the list of commands.`);
   }
 }
 
 async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' }, http: { type: 'string' }, 'public-url': { type: 'string' } }, strict: true });
+  const parsed = parseCommand(COMMANDS.serve, args);
+  if (parsed.help) return help(COMMANDS.serve);
+  const { values } = parsed;
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
   const gateway = await openGateway({ configDir: configDir(values.config) });
@@ -178,13 +165,10 @@ function parseListen(value: string): { host: string; port: number } {
 }
 
 /** Options shared by `connect` and `token`: which gateway, which OAuth client, where tokens are cached. */
-function bridgeOptions(args: string[], command: 'connect' | 'token'): BridgeOptions {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { 'client-id': { type: 'string' }, scope: { type: 'string' }, 'token-cache': { type: 'string' }, 'no-token-cache': { type: 'boolean', default: false } },
-    strict: true,
-    allowPositionals: true,
-  });
+function bridgeOptions(args: string[], command: 'connect' | 'token'): BridgeOptions | null {
+  const parsed = parseCommand(COMMANDS[command], args);
+  if (parsed.help) return null;
+  const { values, positionals } = parsed;
   const usage = `drawbridge ${command} URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]`;
   if (positionals.length !== 1) fail(`${command} takes the gateway's MCP URL, e.g. https://drawbridge.example.com/mcp.\nUsage: ${usage}`);
   const clientId = values['client-id'] ?? process.env['DRAWBRIDGE_CLIENT_ID'];
@@ -204,6 +188,7 @@ function bridgeOptions(args: string[], command: 'connect' | 'token'): BridgeOpti
 
 async function connect(args: string[]): Promise<number> {
   const options = bridgeOptions(args, 'connect');
+  if (options === null) return help(COMMANDS.connect);
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
   process.once('SIGTERM', () => controller.abort());
@@ -218,6 +203,7 @@ async function connect(args: string[]): Promise<number> {
 
 async function token(args: string[]): Promise<number> {
   const options = bridgeOptions(args, 'token');
+  if (options === null) return help(COMMANDS.token);
   try {
     const source = await obtainAccessToken(options);
     process.stdout.write(`${await source.current()}\n`);
@@ -256,7 +242,9 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
 }
 
 function check(args: string[]): number {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
+  const parsed = parseCommand(COMMANDS.check, args);
+  if (parsed.help) return help(COMMANDS.check);
+  const { values } = parsed;
   const dir = configDir(values.config);
   try {
     const config = loadConfig(dir);
@@ -297,21 +285,9 @@ function check(args: string[]): number {
 }
 
 async function policyExplain(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      config: { type: 'string' },
-      tool: { type: 'string' },
-      connection: { type: 'string' },
-      sql: { type: 'string' },
-      input: { type: 'string' },
-      subject: { type: 'string' },
-      groups: { type: 'string' },
-      offline: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  const parsed = parseCommand(COMMANDS['policy explain'], args);
+  if (parsed.help) return help(COMMANDS['policy explain']);
+  const { values } = parsed;
   if (!values.tool || !values.connection) fail('policy explain needs --tool and --connection (and --sql or --input).');
   let input: Record<string, unknown>;
   if (values.input !== undefined) {
@@ -343,21 +319,9 @@ function journalPath(values: { journal?: string | undefined; config?: string | u
 }
 
 function journalExport(args: string[]): number {
-  const { values } = parseArgs({
-    args,
-    options: {
-      config: { type: 'string' },
-      journal: { type: 'string' },
-      format: { type: 'string', default: 'jsonl' },
-      since: { type: 'string' },
-      until: { type: 'string' },
-      subject: { type: 'string' },
-      tool: { type: 'string' },
-      connection: { type: 'string' },
-      decision: { type: 'string' },
-    },
-    strict: true,
-  });
+  const parsed = parseCommand(COMMANDS['journal export'], args);
+  if (parsed.help) return help(COMMANDS['journal export']);
+  const { values } = parsed;
   if (values.format !== 'jsonl' && values.format !== 'csv') fail('--format must be jsonl or csv.');
   const date = (flag: string, v: string | undefined): Date | undefined => {
     if (v === undefined) return undefined;
@@ -379,7 +343,9 @@ function journalExport(args: string[]): number {
 }
 
 function journalVerify(args: string[]): number {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' }, journal: { type: 'string' }, 'expect-head': { type: 'string' } }, strict: true });
+  const parsed = parseCommand(COMMANDS['journal verify'], args);
+  if (parsed.help) return help(COMMANDS['journal verify']);
+  const { values } = parsed;
   const path = journalPath(values);
   const result = verifyJournal(path, values['expect-head'] ? { expectHead: values['expect-head'] } : {});
   if (result.ok) {
@@ -433,19 +399,17 @@ function parseGrant(value: string | undefined): number {
   return parsed.data;
 }
 
-function oneId(positionals: string[], usage: string): string {
-  if (positionals.length !== 1 || !positionals[0]) fail(`Usage: ${usage}`);
-  return positionals[0];
+/** The one ID argument (parseCommand has checked there is exactly one); an empty string is a usage mistake too. */
+function oneId(positionals: string[], spec: CommandSpec): string {
+  const id = positionals[0];
+  if (!id) fail(`drawbridge ${spec.path} needs an ID.\nUsage: drawbridge ${spec.usage[0] ?? ''}`);
+  return id;
 }
 
 function approvalsList(args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { config: { type: 'string' }, all: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
-    strict: true,
-    allowPositionals: true,
-  });
-  if (positionals.length) fail('Usage: drawbridge approvals list [--all] [--json] [--config DIR]');
+  const parsed = parseCommand(COMMANDS['approvals list'], args);
+  if (parsed.help) return help(COMMANDS['approvals list']);
+  const { values } = parsed;
   const config = loadConfig(configDir(values.config));
   try {
     const now = new Date();
@@ -458,13 +422,10 @@ function approvalsList(args: string[]): number {
 }
 
 function approvalsShow(args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { config: { type: 'string' }, json: { type: 'boolean', default: false } },
-    strict: true,
-    allowPositionals: true,
-  });
-  const id = oneId(positionals, 'drawbridge approvals show ID [--json] [--config DIR]');
+  const parsed = parseCommand(COMMANDS['approvals show'], args);
+  if (parsed.help) return help(COMMANDS['approvals show']);
+  const { values } = parsed;
+  const id = oneId(parsed.positionals, COMMANDS['approvals show']);
   const config = loadConfig(configDir(values.config));
   try {
     const now = new Date();
@@ -493,19 +454,12 @@ function approverRecord(a: ApproverIdentity): Record<string, unknown> {
  * request is unchanged, the command says so loudly and exits non-zero.
  */
 async function approvalsVote(decision: 'approve' | 'deny', args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      config: { type: 'string' },
-      reason: { type: 'string' },
-      grant: { type: 'string' },
-      'token-file': { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: true,
-  });
-  const usage = decision === 'approve' ? 'drawbridge approvals approve ID [--reason TEXT] [--grant 15m|none] [--token-file PATH] [--config DIR]' : 'drawbridge approvals deny ID --reason TEXT [--token-file PATH] [--config DIR]';
-  const id = oneId(positionals, usage);
+  const spec = decision === 'approve' ? COMMANDS['approvals approve'] : COMMANDS['approvals deny'];
+  const parsed = decision === 'approve' ? parseCommand(COMMANDS['approvals approve'], args) : parseCommand(COMMANDS['approvals deny'], args);
+  if (parsed.help) return help(spec);
+  const values: { config?: string | undefined; reason?: string | undefined; grant?: string | undefined; 'token-file'?: string | undefined } = parsed.values;
+  const usage = `drawbridge ${spec.usage[0] ?? ''}`;
+  const id = oneId(parsed.positionals, spec);
   const reason = values.reason?.trim() || undefined;
   if (decision === 'deny' && reason === undefined) fail(`A denial needs a reason the requester will see: --reason TEXT.\nUsage: ${usage}`);
   if (decision === 'deny' && values.grant !== undefined) fail('--grant applies to approve only.');
@@ -573,13 +527,9 @@ async function approvalsVote(decision: 'approve' | 'deny', args: string[]): Prom
 }
 
 function grantsList(args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { config: { type: 'string' }, all: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
-    strict: true,
-    allowPositionals: true,
-  });
-  if (positionals.length) fail('Usage: drawbridge grants list [--all] [--json] [--config DIR]');
+  const parsed = parseCommand(COMMANDS['grants list'], args);
+  if (parsed.help) return help(COMMANDS['grants list']);
+  const { values } = parsed;
   const config = loadConfig(configDir(values.config));
   try {
     const now = new Date();
@@ -597,13 +547,10 @@ function grantsList(args: string[]): number {
  * written the grant stays revoked, and the command says so and exits 1.
  */
 async function grantsRevoke(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { config: { type: 'string' }, 'token-file': { type: 'string' } },
-    strict: true,
-    allowPositionals: true,
-  });
-  const id = oneId(positionals, 'drawbridge grants revoke ID [--token-file PATH] [--config DIR]');
+  const parsed = parseCommand(COMMANDS['grants revoke'], args);
+  if (parsed.help) return help(COMMANDS['grants revoke']);
+  const { values } = parsed;
+  const id = oneId(parsed.positionals, COMMANDS['grants revoke']);
   const token = approverToken(values['token-file']);
   const config = loadConfig(configDir(values.config));
   try {
@@ -632,22 +579,40 @@ async function grantsRevoke(args: string[]): Promise<number> {
   }
 }
 
+// `drawbridge journal export | head`: the reader leaving is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (isDrawbridgeError(error)) {
-      process.stderr.write(`drawbridge: ${error.code}: ${error.message}\n${error.hint}\n`);
-      process.exitCode = error.code === 'config.invalid' ? 1 : 2;
-      return;
-    }
-    if (error instanceof Error && 'code' in error && String((error as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`drawbridge: ${error.message}\n\n${USAGE}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    process.stderr.write(`drawbridge: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exitCode = 70;
+    process.exitCode = reportFailure(error);
   },
 );
+
+/**
+ * Prints what went wrong for a person and returns the exit code: 2 for usage,
+ * 1 for anything they (or the operator) can fix, 70 only for a real internal
+ * fault. A stack trace is printed only with DRAWBRIDGE_DEBUG=1.
+ */
+function reportFailure(error: unknown): number {
+  if (error instanceof CliError) {
+    process.stderr.write(`${error.message.startsWith('drawbridge') ? '' : 'drawbridge: '}${error.message}\n`);
+    return error.exitCode;
+  }
+  if (isDrawbridgeError(error)) {
+    process.stderr.write(error.code === 'config.invalid' ? `drawbridge: ${error.message}\n${error.hint}\n` : `drawbridge: ${error.code}: ${error.message}\n${error.hint}\n`);
+    return error.code === 'input.invalid' ? 2 : 1;
+  }
+  const debug = process.env['DRAWBRIDGE_DEBUG'] === '1';
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(
+    `drawbridge: internal error: ${message}\nThis is a bug in Drawbridge, not something you did. Run again with DRAWBRIDGE_DEBUG=1 for the details and report them.\n` +
+      (debug && error instanceof Error && error.stack ? `${error.stack}\n` : ''),
+  );
+  return 70;
+}

@@ -2,19 +2,26 @@
 // PostgreSQL seeded with sample PII, runs a short guided tour through a real
 // MCP client talking to `drawbridge serve` over stdio (masking, a denial, the
 // journal), then keeps the database up and prints how to connect your own
-// MCP client until Ctrl-C. `--http` runs the remote deployment on one machine
-// instead: the gateway over Streamable HTTP with OIDC identities from a
-// development OpenID provider, reached through `drawbridge connect`.
+// MCP client until SIGINT/SIGTERM, and stops everything it started. `--http`
+// runs the remote deployment on one machine instead: the gateway over
+// Streamable HTTP with OIDC identities from a development OpenID provider.
+//
+// Everything the demo writes (its copy of the shipped tools/ and policies/,
+// the journal, approvals, mcp.json) goes to a working directory of the user's
+// (--dir, else $XDG_STATE_HOME/drawbridge/demo, else ./.drawbridge/demo),
+// never into the package: a global install must work as well as a clone.
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { createServer } from 'node:net';
+import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { CliError, type CommandValues } from '../cli/commands.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { startCluster } from './cluster.js';
+import { startCluster, type Cluster } from './cluster.js';
+import { formatDuration } from '../config/units.js';
 import { seedDemo } from './seed.js';
 import { exportLines } from '../journal/export.js';
 import { verifyJournal } from '../journal/verify.js';
@@ -33,8 +40,8 @@ export const DEMO_ACCOUNTS = { alice: { groups: ['analysts'] }, dana: { groups: 
 export const DEMO_PASSWORD = 'drawbridge-demo';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-/** dist/src/devdb → repository root (where tools/ and policies/ live). */
-const REPO_ROOT = resolve(here, '..', '..', '..');
+/** dist/src/devdb → the package root, which ships the demo's tools/ and policies/. */
+const PACKAGE_ROOT = resolve(here, '..', '..', '..');
 const CLI = resolve(here, '..', 'cli.js');
 
 interface TourStep {
@@ -63,101 +70,184 @@ const TOUR: readonly TourStep[] = [
   },
 ];
 
-export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      port: { type: 'string' },
-      config: { type: 'string' },
-      'no-tour': { type: 'boolean', default: false },
-      'exit-after-tour': { type: 'boolean', default: false },
-      http: { type: 'boolean', default: false },
-      'http-port': { type: 'string' },
-      'idp-port': { type: 'string' },
-    },
-    strict: true,
-  });
-  const port = tcpPort(values.port, DEMO_PORT, '--port');
-  if (values.http) {
-    if (values['no-tour'] || values['exit-after-tour']) throw new TypeError('--http has no tour: it serves over HTTP until Ctrl-C (drop --no-tour / --exit-after-tour)');
-    return runHttpDemo({ port, httpPort: tcpPort(values['http-port'], DEMO_HTTP_PORT, '--http-port'), idpPort: tcpPort(values['idp-port'], DEMO_IDP_PORT, '--idp-port'), configDir: resolve(values.config ?? REPO_ROOT) });
+export type DemoOptions = CommandValues<'demo'>;
+
+/** Where the demo works: --dir, else $XDG_STATE_HOME/drawbridge/demo, else ./.drawbridge/demo. */
+export function demoDirectory(dir: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
+  if (dir !== undefined) return resolve(cwd, dir);
+  const state = env['XDG_STATE_HOME'];
+  // The XDG spec: a relative path is invalid and must be ignored.
+  if (state && isAbsolute(state)) return join(state, 'drawbridge', 'demo');
+  return resolve(cwd, '.drawbridge', 'demo');
+}
+
+/**
+ * The config the demo runs with: the operator's own (--config), or a fresh
+ * copy of the shipped tools/ and policies/ in the working directory (rewritten
+ * each run, so the tour always matches the package; copy it elsewhere to edit).
+ */
+function demoConfig(values: DemoOptions, dir: string): string {
+  if (values.config !== undefined) return resolve(values.config);
+  for (const sub of ['tools', 'policies'] as const) {
+    mkdirSync(join(dir, sub), { recursive: true });
+    for (const name of readdirSync(join(PACKAGE_ROOT, sub))) if (name.endsWith('.yaml')) copyFileSync(join(PACKAGE_ROOT, sub, name), join(dir, sub, name));
   }
-  if (values['http-port'] !== undefined || values['idp-port'] !== undefined) throw new TypeError('--http-port and --idp-port apply to --http only');
-  const configDir = resolve(values.config ?? REPO_ROOT);
+  return dir;
+}
+
+export async function runDemo(values: DemoOptions, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Promise<number> {
+  const port = tcpPort(values.port, DEMO_PORT, '--port');
+  if (values.http && values['exit-after-tour']) throw new CliError('demo --http has no tour to exit after: it serves until Ctrl-C. Drop --exit-after-tour.');
+  if (!values.http && (values['http-port'] !== undefined || values['idp-port'] !== undefined)) throw new CliError('--http-port and --idp-port apply to demo --http only.');
+  const dir = demoDirectory(values.dir, env, cwd);
+  if (values.http) {
+    const httpPort = tcpPort(values['http-port'], DEMO_HTTP_PORT, '--http-port');
+    const idpPort = tcpPort(values['idp-port'], DEMO_IDP_PORT, '--idp-port');
+    await ensurePortsFree([
+      [port, '--port'],
+      [httpPort, '--http-port'],
+      [idpPort, '--idp-port'],
+    ]);
+    mkdirSync(dir, { recursive: true });
+    return runHttpDemo({ port, httpPort, idpPort, dir, source: values.config !== undefined ? resolve(values.config) : PACKAGE_ROOT });
+  }
+  await ensurePortsFree([[port, '--port']]);
+  mkdirSync(dir, { recursive: true });
+  const configDir = demoConfig(values, dir);
   const config = loadConfig(configDir);
   const out = (s = '') => process.stdout.write(`${s}\n`);
 
+  out(`Working directory: ${dir}`);
   out(`Starting a throwaway PostgreSQL on 127.0.0.1:${port} …`);
-  const cluster = await startCluster({ port });
+  const cluster = await startDemoCluster(port);
   try {
     const seeded = await seedDemo(cluster, { database: 'shop', gatewayPassword: DEMO_PASSWORD });
     out(`Seeded database "shop" (customers with sample PII, orders, products, a view, audit notes).`);
     out(`The gateway connects as the least-privilege role drawbridge_gateway.\n`);
     // The demo DBA's approver token (config: approval.approvers, token ${DRAWBRIDGE_DBA_TOKEN}).
-    const dbaToken = process.env['DRAWBRIDGE_DBA_TOKEN'] ?? randomBytes(18).toString('hex');
-    const env = { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl, DRAWBRIDGE_DBA_TOKEN: dbaToken } as Record<string, string>;
-    mkdirSync(join(configDir, '.drawbridge'), { recursive: true });
+    const dbaToken = env['DRAWBRIDGE_DBA_TOKEN'] || randomBytes(18).toString('hex');
+    const childEnv: Record<string, string> = { ...definedOnly(env), SHOP_DATABASE_URL: seeded.gatewayUrl, DRAWBRIDGE_DBA_TOKEN: dbaToken };
     // Approval requests and grants belong to the throwaway database of one run: a
     // request left from an earlier run (e.g. a denial nobody picked up) would
     // answer this run's identical call. The journal stays: it is the record.
     for (const suffix of ['', '-wal', '-shm']) rmSync(`${config.approval.store}${suffix}`, { force: true });
 
-    if (!values['no-tour']) {
-      const client = new Client({ name: 'drawbridge-demo-tour', version: '1.0.0' });
-      await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', '--config', configDir], env, stderr: 'ignore' }));
-      try {
-        const { tools } = await client.listTools();
-        out(`Connected to drawbridge over stdio with the MCP SDK client. Tools: ${tools.map((t) => t.name).join(', ')}`);
-        for (const step of TOUR) {
-          out(`\n── ${step.title}`);
-          out(`   run_sql  ${step.sql}`);
-          const call = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } }, undefined, { timeout: 300_000, resetTimeoutOnProgress: true });
-          if (step.approver) await actAsDba(config.approval.store, step.sql, step.approver, { ...env, DRAWBRIDGE_APPROVER_TOKEN: env['DRAWBRIDGE_DBA_TOKEN'] ?? '' }, configDir, out);
-          const result = await call;
-          const text = (result.content as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
-          out(`${result.isError ? '   ✗ refused' : '   ✓ answered'}\n${indent(text)}`);
-        }
-      } finally {
-        await client.close();
-      }
-      out(`\n── The journal: every call above, hash-chained (${config.journal.path})`);
-      const lines = [...exportLines(config.journal.path, 'csv')];
-      for (const line of [lines[0], ...lines.slice(-TOUR.length)]) if (line) out(indent(line.length > 220 ? `${line.slice(0, 217)}…` : line));
-      const verdict = verifyJournal(config.journal.path);
-      out(`   journal verify: ${verdict.ok ? `OK, ${verdict.records} records, head ${verdict.head.slice(0, 16)}…` : `FAILED at #${verdict.firstBad?.seq}`}`);
-    }
-
+    if (!values['no-tour']) await tour(configDir, config.journal.path, config.approval.store, childEnv, out);
     if (values['exit-after-tour']) return 0;
-    const mcpJson = { mcpServers: { drawbridge: { command: 'node', args: [CLI, 'serve', '--config', configDir], env: { SHOP_DATABASE_URL: seeded.gatewayUrl } } } };
-    const snippet = join(configDir, '.drawbridge', 'demo-mcp.json');
+
+    const mcpJson = { mcpServers: { drawbridge: { command: process.execPath, args: [CLI, 'serve', '--config', configDir], env: { SHOP_DATABASE_URL: seeded.gatewayUrl } } } };
+    const snippet = join(dir, 'mcp.json');
     writeFileSync(snippet, `${JSON.stringify(mcpJson, null, 2)}\n`);
+    const cli = `${shellWord(process.execPath)} ${shellWord(CLI)}`;
+    const cfg = `--config ${shellWord(configDir)}`;
     out(`
 Drawbridge is ready for your own MCP client. The database stays up until you press Ctrl-C.
 
-  MCP Inspector:
-    npx @modelcontextprotocol/inspector -e SHOP_DATABASE_URL=${seeded.gatewayUrl} node ${CLI} serve --config ${configDir}
-
-  Any agent (Claude Code, Cursor, …): add this to its MCP config (also written to ${snippet}):
+  Your client's MCP config (absolute paths; written to ${snippet}):
 ${indent(JSON.stringify(mcpJson, null, 2), '    ')}
 
-  Then try: tools/call run_sql {"connection":"shop","sql":"select email, city from customers limit 5"}
-  Afterwards:  node ${CLI} journal export --config ${configDir} --format csv
-               node ${CLI} journal verify --config ${configDir}
-               node ${CLI} policy explain --config ${configDir} --tool run_sql --connection shop --sql "delete from orders"
+  MCP Inspector, with that file (2.x wants Node 22; add --cli … --method tools/list for the command line):
+    npx @modelcontextprotocol/inspector --config ${shellWord(snippet)} --server drawbridge
+    npx @modelcontextprotocol/inspector --cli --config ${shellWord(snippet)} --server drawbridge --method tools/list
 
-  Approving writes your agent asks for (they wait up to 2 minutes, then answer "pending"):
+  Then try: tools/call run_sql {"connection":"shop","sql":"select email, city from customers limit 5"}
+  Afterwards:
+    ${cli} journal export ${cfg} --format csv
+    ${cli} journal verify ${cfg}
+    ${cli} policy explain ${cfg} --tool run_sql --connection shop --sql "delete from orders"
+
+  Approving writes your agent asks for (a call waits ${formatDuration(config.approval.waitMs)}, then answers "pending"; calling again with the same input picks up the decision):
     export DRAWBRIDGE_DBA_TOKEN=${dbaToken} DRAWBRIDGE_APPROVER_TOKEN=${dbaToken}
-    node ${CLI} approvals list --config ${configDir}
-    node ${CLI} approvals approve ap_… --config ${configDir} [--grant 15m]`);
-    await new Promise<void>((done) => {
-      process.once('SIGINT', () => done());
-      process.once('SIGTERM', () => done());
-    });
+    ${cli} approvals list ${cfg}
+    ${cli} approvals approve ap_… ${cfg} --grant 15m`);
+    await untilSignal();
     out('\nStopping the throwaway PostgreSQL …');
     return 0;
   } finally {
     await cluster.stop();
   }
+}
+
+/** The guided tour: a real MCP SDK client runs `drawbridge serve` over stdio and calls run_sql. */
+async function tour(configDir: string, journalPath: string, storePath: string, env: Record<string, string>, out: (s?: string) => void): Promise<void> {
+  const client = new Client({ name: 'drawbridge-demo-tour', version: '1.0.0' });
+  await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', '--config', configDir], env, stderr: 'ignore' }));
+  try {
+    const { tools } = await client.listTools();
+    out(`Connected to drawbridge over stdio with the MCP SDK client. Tools: ${tools.map((t) => t.name).join(', ')}`);
+    for (const step of TOUR) {
+      out(`\n── ${step.title}`);
+      out(`   run_sql  ${step.sql}`);
+      const call = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } }, undefined, { timeout: 300_000, resetTimeoutOnProgress: true });
+      if (step.approver) await actAsDba(storePath, step.sql, step.approver, { ...env, DRAWBRIDGE_APPROVER_TOKEN: env['DRAWBRIDGE_DBA_TOKEN'] ?? '' }, configDir, out);
+      const result = await call;
+      const text = (result.content as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
+      out(`${result.isError ? '   ✗ refused' : '   ✓ answered'}\n${indent(text)}`);
+    }
+  } finally {
+    await client.close();
+  }
+  out(`\n── The journal: every call above, hash-chained (${journalPath})`);
+  const lines = [...exportLines(journalPath, 'csv')];
+  for (const line of [lines[0], ...lines.slice(-TOUR.length)]) if (line) out(indent(line.length > 220 ? `${line.slice(0, 217)}…` : line));
+  const verdict = verifyJournal(journalPath);
+  out(`   journal verify: ${verdict.ok ? `OK, ${verdict.records} records, head ${verdict.head.slice(0, 16)}…` : `FAILED at #${verdict.firstBad?.seq}`}`);
+}
+
+/**
+ * Resolves on SIGINT or SIGTERM. The interval keeps the event loop alive:
+ * signal listeners alone do not, and without it Node would exit (and its exit
+ * hook stop the database) right after the instructions were printed.
+ */
+function untilSignal(): Promise<void> {
+  return new Promise<void>((done) => {
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    const stop = () => {
+      clearInterval(keepAlive);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      done();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+/** A throwaway cluster on a fixed port; a port taken meanwhile is the user's to resolve, not a crash. */
+async function startDemoCluster(port: number): Promise<Cluster> {
+  try {
+    return await startCluster({ port });
+  } catch (error) {
+    if (/address already in use|could not (create|bind)/i.test((error as Error).message)) throw portTaken(port, '--port');
+    throw new CliError(`Could not start the throwaway PostgreSQL: ${(error as Error).message}`, 1);
+  }
+}
+
+function portTaken(port: number, flag: string): CliError {
+  return new CliError(`Port ${port} on 127.0.0.1 is already in use (another drawbridge demo still running?). Stop that program, or pick another port: drawbridge demo ${flag} ${port + 1}`, 1);
+}
+
+/** Fails early, with the flag to change, when a port the demo needs is taken. */
+async function ensurePortsFree(ports: ReadonlyArray<readonly [number, string]>): Promise<void> {
+  for (const [port, flag] of ports) {
+    const free = await new Promise<boolean>((done) => {
+      const probe = createServer();
+      probe.once('error', () => done(false));
+      probe.listen({ host: '127.0.0.1', port, exclusive: true }, () => probe.close(() => done(true)));
+    });
+    if (!free) throw portTaken(port, flag);
+  }
+}
+
+/** A word for a POSIX shell: as is when it is plain, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+  return out;
 }
 
 /** Plays the DBA: waits for the pending request, shows it, and approves or denies it with the CLI. */
@@ -191,8 +281,8 @@ function indent(text: string, pad = '   '): string {
 }
 
 function tcpPort(value: string | undefined, fallback: number, flag: string): number {
-  const port = value === undefined ? fallback : Number(value);
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError(`${flag} must be a TCP port number`);
+  const port = value === undefined ? fallback : /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new CliError(`${flag} takes a TCP port number from 1 to 65535 (got ${JSON.stringify(value)}).`);
   return port;
 }
 
@@ -203,27 +293,30 @@ function tcpPort(value: string | undefined, fallback: number, flag: string): num
  * the repository's tools/ and policies/ (the local identity replaced by OIDC).
  * The person then connects an MCP client through `drawbridge connect`.
  */
-async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number; configDir: string }): Promise<number> {
+async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number; dir: string; source: string }): Promise<number> {
   const out = (s = '') => process.stdout.write(`${s}\n`);
   const resource = `http://127.0.0.1:${o.httpPort}/mcp`;
+  out(`Working directory: ${o.dir}`);
   out(`Starting a throwaway PostgreSQL on 127.0.0.1:${o.port} …`);
-  const cluster = await startCluster({ port: o.port });
+  const cluster = await startDemoCluster(o.port);
   const closers: Array<() => Promise<void>> = [() => cluster.stop()];
   try {
     const seeded = await seedDemo(cluster, { database: 'shop', gatewayPassword: DEMO_PASSWORD });
     out('Seeded database "shop" (customers with sample PII, orders, products, a view, audit notes).');
-    const idp = await startDevIdp({ port: o.idpPort, accounts: DEMO_ACCOUNTS, defaultAudience: resource });
+    const idp = await startDevIdp({ port: o.idpPort, accounts: DEMO_ACCOUNTS, defaultAudience: resource }).catch((error: unknown) => {
+      throw (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? portTaken(o.idpPort, '--idp-port') : error;
+    });
     closers.unshift(() => idp.stop());
     out(`Started a development OpenID provider at ${idp.issuer} (loopback only; never for production).`);
 
-    // The repository's tools and policies, with an OIDC identity instead of the local one.
-    const dir = join(o.configDir, '.drawbridge', 'http-demo');
+    // The shipped (or --config) tools and policies, with an OIDC identity instead of the local one.
+    const dir = join(o.dir, 'http');
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'tools'), { recursive: true });
     mkdirSync(join(dir, 'policies'), { recursive: true });
     for (const sub of ['tools', 'policies'] as const) {
-      for (const name of readdirSync(join(o.configDir, sub))) {
-        if (name.endsWith('.yaml') && !(sub === 'policies' && name === 'gateway.yaml')) copyFileSync(join(o.configDir, sub, name), join(dir, sub, name));
+      for (const name of readdirSync(join(o.source, sub))) {
+        if (name.endsWith('.yaml') && !(sub === 'policies' && name === 'gateway.yaml')) copyFileSync(join(o.source, sub, name), join(dir, sub, name));
       }
     }
     writeFileSync(
@@ -237,19 +330,24 @@ identity:
   groups_claim: groups
   required_scopes: [mcp]
 journal: { path: journal.db }
-approval: { wait: 2m, store: approvals.db }
+approval: { wait: 45s, store: approvals.db }
 `,
     );
     const gateway = await openGateway({ configDir: dir, env: { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl } });
     closers.unshift(() => gateway.close());
     const identity = gateway.config.identity;
     if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
-    const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort });
+    const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort }).catch((error: unknown) => {
+      throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? portTaken(o.httpPort, '--http-port') : error;
+    });
     closers.unshift(() => http.close());
 
-    const bridge = { mcpServers: { drawbridge: { command: 'node', args: [CLI, 'connect', http.url, '--client-id', DEV_CLIENTS.cli.clientId] } } };
-    const snippet = join(o.configDir, '.drawbridge', 'demo-http-mcp.json');
+    const bridge = { mcpServers: { drawbridge: { command: process.execPath, args: [CLI, 'connect', http.url, '--client-id', DEV_CLIENTS.cli.clientId] } } };
+    const direct = { mcpServers: { drawbridge: { type: 'http', url: http.url } } };
+    const snippet = join(o.dir, 'http-mcp.json');
     writeFileSync(snippet, `${JSON.stringify(bridge, null, 2)}\n`);
+    const cli = `${shellWord(process.execPath)} ${shellWord(CLI)}`;
+    const cfg = `--config ${shellWord(dir)}`;
     out(`
 Drawbridge is serving over HTTP at ${http.url} — every request needs a token from ${idp.issuer}.
 Everything stays up until you press Ctrl-C.
@@ -258,22 +356,23 @@ Everything stays up until you press Ctrl-C.
     alice  groups analysts: reads are allowed, writes wait for a DBA
     dana   groups dba:      approves writes
 
-  Connect an MCP client through the bridge (stdio). Add this to its MCP config (also written to ${snippet}):
+  An MCP client that speaks Streamable HTTP and MCP authorization signs in by itself
+  (it registers, opens the provider's page in your browser: pick alice, allow):
+${indent(JSON.stringify(direct, null, 2), '    ')}
+
+  Any other client, through the bridge (stdio; written to ${snippet}):
 ${indent(JSON.stringify(bridge, null, 2), '    ')}
-  The bridge prints a code on stderr the first time: open ${idp.deviceUri}, enter it, sign in as alice.
-  Or try it in a terminal, typing MCP messages by hand:
-    node ${CLI} connect ${http.url} --client-id ${DEV_CLIENTS.cli.clientId}
+  The bridge signs in first: run this once in a terminal (open the page it prints, enter the code, sign in as alice),
+  and the bridge then starts with the cached token:
+    ${cli} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} > /dev/null
 
-  Approve a write as dana (the agent's call waits up to 2 minutes):
-    export DRAWBRIDGE_APPROVER_TOKEN=$(node ${CLI} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} --token-cache ${join(o.configDir, '.drawbridge', 'dana-token.json')})   # sign in as dana
-    node ${CLI} approvals list --config ${dir}
-    node ${CLI} approvals approve ap_… --config ${dir}
+  Approve a write as dana (the agent's call waits ${formatDuration(gateway.config.approval.waitMs)}, then answers "pending"; calling again picks up the decision):
+    export DRAWBRIDGE_APPROVER_TOKEN=$(${cli} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} --token-cache ${shellWord(join(o.dir, 'dana-token.json'))})   # sign in as dana
+    ${cli} approvals list ${cfg}
+    ${cli} approvals approve ap_… ${cfg}
 
-  The journal: node ${CLI} journal export --config ${dir} --format csv`);
-    await new Promise<void>((done) => {
-      process.once('SIGINT', () => done());
-      process.once('SIGTERM', () => done());
-    });
+  The journal: ${cli} journal export ${cfg} --format csv`);
+    await untilSignal();
     out('\nStopping the gateway, the provider and the throwaway PostgreSQL …');
     return 0;
   } finally {
