@@ -605,7 +605,7 @@ function reportFailure(error: unknown): number {
     return error.exitCode;
   }
   if (isDrawbridgeError(error)) {
-    process.stderr.write(error.code === 'config.invalid' ? `drawbridge: ${error.message}\n${error.hint}\n` : `drawbridge: ${error.code}: ${error.message}\n${error.hint}\n`);
+    process.stderr.write(`drawbridge: ${error.code}: ${error.message}\n${error.hint}\n`);
     return error.code === 'input.invalid' ? 2 : 1;
   }
   const debug = process.env['DRAWBRIDGE_DEBUG'] === '1';

@@ -79,7 +79,7 @@ export const COMMANDS = {
     usage: ['token URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]'],
     options: BRIDGE_OPTIONS,
     positionals: { name: 'URL', min: 1, max: 1 },
-    examples: ['export DRAWBRIDGE_APPROVER_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli)'],
+    examples: ['drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli > /dev/null    # sign in once; the bridge then starts signed in', 'export DRAWBRIDGE_APPROVER_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli)'],
   }),
   check: define({
     path: 'check',

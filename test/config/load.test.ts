@@ -72,14 +72,14 @@ function expectProblem(problems: readonly ConfigProblem[], file: string, line: n
 }
 
 describe('loadConfig: the example config', () => {
-  it('loads the repo root config: 1 connection, 1 tool, 4 rules', () => {
+  it('loads the repo root config: 1 connection, 1 tool, 5 rules', () => {
     const config = loadConfig(REPO_ROOT);
     expect(config.connections.size).toBe(1);
     expect(config.tools.size).toBe(1);
-    expect(config.rules).toHaveLength(4);
+    expect(config.rules).toHaveLength(5);
     expect([...config.connections.keys()]).toEqual(['shop']);
     expect([...config.tools.keys()]).toEqual(['run_sql']);
-    expect(config.rules.map((r) => r.name)).toEqual(['no-ddl', 'no-credential-catalogs', 'writes-need-a-dba', 'analysts-read']);
+    expect(config.rules.map((r) => r.name)).toEqual(['no-ddl', 'no-credential-catalogs', 'writes-need-a-dba', 'analysts-read', 'sre-reads-all-schemas']);
     expect(config.masking.map((m) => m.name)).toEqual(['pii']);
     expect(config.identity).toEqual({ mode: 'local', subject: 'dev@example.com', groups: ['analysts'] });
     expect(config.journal.path).toBe(join(REPO_ROOT, '.drawbridge/journal.db'));
@@ -455,7 +455,7 @@ describe('drawbridge check (CLI)', () => {
     const r = runCli(['check', '--config', REPO_ROOT], { env: { SHOP_DATABASE_URL: `postgres://drawbridge_gateway:${secret}@127.0.0.1:5432/shop` } });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^OK .*: 1 connection\(s\), 1 tool\(s\), 4 rule\(s\), 1 masking rule\(s\)/);
+    expect(r.stdout).toMatch(/^OK .*: 1 connection\(s\), 1 tool\(s\), 5 rule\(s\), 1 masking rule\(s\)/);
     expect(r.stdout).toContain('shop: $SHOP_DATABASE_URL');
     expect(r.stdout).not.toContain(secret);
     expect(r.stdout).not.toMatch(/warning: connection shop/);

@@ -6,6 +6,8 @@
 // token`. Every process is a real child process.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -31,15 +33,21 @@ async function waitFor(text: () => string, pattern: RegExp, what: string, ms = 6
 
 const textOf = (r: unknown) => ((r as CallToolResult).content ?? []).map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 
+const dirs: string[] = [];
+
 afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 describe('drawbridge demo --http, through the bridge', () => {
   it('a newcomer signs in through the bridge, queries masked data, and a DBA approves a write', async () => {
     const cli = requireBuiltCli();
     const [pgPort, httpPort, idpPort] = [await freePort(), await freePort(), await freePort()];
-    const demo = spawn(process.execPath, [cli, 'demo', '--http', '--port', String(pgPort), '--http-port', String(httpPort), '--idp-port', String(idpPort)], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const workDir = mkdtempSync(join(tmpdir(), 'drawbridge-demo-http-'));
+    dirs.push(workDir);
+    // --no-tour is accepted (there is no tour over HTTP), as a newcomer may well type it.
+    const demo = spawn(process.execPath, [cli, 'demo', '--http', '--no-tour', '--port', String(pgPort), '--http-port', String(httpPort), '--idp-port', String(idpPort), '--dir', workDir], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(demo);
     let demoOut = '';
     demo.stdout!.setEncoding('utf8').on('data', (c: string) => (demoOut += c));
@@ -105,6 +113,6 @@ describe('drawbridge demo --http, through the bridge', () => {
     const exited = new Promise<number | null>((resolve) => demo.once('exit', (c) => resolve(c)));
     demo.kill('SIGTERM');
     expect(await exited).toBe(0);
-    expect(join(httpDir, 'journal.db')).toContain('http-demo');
+    expect(httpDir).toBe(join(workDir, 'http'));
   });
 });
