@@ -117,7 +117,7 @@ async function serve(args: string[]): Promise<number> {
     const identity = gateway.config.identity;
     if (identity?.mode !== 'oidc') {
       await gateway.close();
-      return fail('serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): over HTTP every caller proves who they are with a token from your OpenID provider.', 2);
+      return fail('serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): over HTTP every caller proves who they are with a token from your OpenID provider.', 1);
     }
     let http: HttpGateway;
     try {

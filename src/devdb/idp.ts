@@ -21,12 +21,45 @@
 //   - Clients (DEV_CLIENTS): `drawbridge-cli` (public, device_code +
 //     refresh_token, always gets a refresh token), `agent-svc` and `other-svc`
 //     (client_secret_basic, client_credentials; groups ['agents'] / ['others']
-//     in their tokens, sub = the client id).
-//   - Device flow with our own pages: `/device` (enter the code, confirm), then
+//     in their tokens, sub = the client id), and `mcp-client` (public, native,
+//     authorization_code + refresh_token, redirect URIs DEV_LOOPBACK_REDIRECT_URIS:
+//     http://127.0.0.1, http://[::1] and http://localhost with the paths /,
+//     /callback, /oauth/callback and /oauth/callback/debug, ANY port (RFC 8252
+//     §7.3; oidc-provider ignores the port of a native client's loopback
+//     redirect URI)).
+//   - Standard MCP clients (MCP authorization spec: RFC 9728 metadata at the
+//     gateway -> this issuer's RFC 8414 / OpenID discovery -> registration ->
+//     authorization code + PKCE + `resource`):
+//       * Dynamic Client Registration (RFC 7591, features.registration) at
+//         `/reg`, open (no initial access token, no registration access token,
+//         so no later read/update), any origin (CORS). It registers PUBLIC
+//         clients only (token_endpoint_auth_method `none`, required explicitly)
+//         with ONLY loopback redirect URIs (http://127.0.0.1:PORT/…,
+//         http://[::1]:PORT/…, http://localhost:PORT/…); anything else is
+//         refused with invalid_redirect_uri / invalid_client_metadata (see
+//         registrationPolicy). Grant types authorization_code and
+//         refresh_token only (both when omitted), response type code,
+//         application_type native when omitted (loopback redirect, any port).
+//         Registered clients live in the in-memory store like everything else.
+//       * PKCE with S256 is required for every authorization code request
+//         (pkce.required; oidc-provider supports S256 only), advertised as
+//         code_challenge_methods_supported. oidc-provider serves the same
+//         metadata at /.well-known/oauth-authorization-server and
+//         /.well-known/openid-configuration (registration_endpoint included).
+//       * The access token is the same JWT as for the device flow (aud = the
+//         `resource`, the account's claims, scope); these clients get refresh
+//         tokens too (issueRefreshToken below).
+//     Client ID Metadata Documents (features.clientIdMetadataDocument) stay
+//     OFF: experimental in oidc-provider 9, and they make the provider fetch
+//     https URLs named by whoever asks.
+//   - Our own pages: the device flow's `/device` (enter the code, confirm),
+//     then, for the device flow and the authorization code flow alike,
 //     `/interaction/:uid` (sign in by typing or picking an account name, then
-//     consent). Every page is one <main data-page="KIND"> (plus data-error /
-//     data-detail when something went wrong) whose FIRST <form> is the step's
-//     form: test/support/oidc.ts drives the pages by that contract.
+//     consent; both pages name the client and, for a code flow, the redirect
+//     URI the browser returns to). Every page is one <main data-page="KIND">
+//     (plus data-error / data-detail when something went wrong) whose FIRST
+//     <form> is the step's form: test/support/oidc.ts drives the pages by that
+//     contract.
 //   - useSigningKeys() replaces the provider instance (a fresh oidc-provider
 //     with the given keys) behind the same listener, so the issuer and port
 //     stay the same and clients' keep-alive connections stay usable. Provider
@@ -129,7 +162,20 @@ export const DEV_CLIENTS = {
   cli: { clientId: 'drawbridge-cli' },
   agent: { clientId: 'agent-svc', clientSecret: 'agent-svc-secret', claims: { groups: ['agents'] } },
   other: { clientId: 'other-svc', clientSecret: 'other-svc-secret', claims: { groups: ['others'] } },
+  /** A pre-registered public client for OAuth-capable MCP clients that do not register themselves. */
+  mcp: { clientId: 'mcp-client' },
 } as const;
+
+/** The loopback hosts a redirect URI may name (RFC 8252 §7.3, plus `localhost`, which MCP clients use). */
+export const LOOPBACK_REDIRECT_HOSTS: readonly string[] = ['127.0.0.1', '[::1]', 'localhost'];
+
+/**
+ * The redirect URIs of DEV_CLIENTS.mcp: the callback paths MCP clients commonly use, on every
+ * loopback host. The port written here does not matter: the client is `native`, and
+ * oidc-provider matches a native client's loopback redirect URI on any port (RFC 8252 §7.3).
+ */
+export const DEV_LOOPBACK_REDIRECT_URIS: readonly string[] = LOOPBACK_REDIRECT_HOSTS.flatMap((host) =>
+  ['/', '/callback', '/oauth/callback', '/oauth/callback/debug'].map((path) => `http://${host}${path}`));
 
 /** The scopes every local resource server offers. */
 export const DEV_RESOURCE_SCOPES = 'mcp approvals';
@@ -190,9 +236,20 @@ interface OidcGrantClass {
   find(id: string): Promise<OidcGrant | undefined>;
 }
 
+/** The part of oidc-provider's request context the registration policy reads. */
+interface RegistrationContext {
+  readonly oidc?: { readonly body?: Readonly<Record<string, unknown>> };
+}
+
+interface OidcClient {
+  readonly clientId: string;
+  readonly clientName?: string;
+}
+
 interface OidcProvider {
   readonly issuer: string;
   readonly Grant: OidcGrantClass;
+  readonly Client: { find(id: string): Promise<OidcClient | undefined> };
   callback(): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<OidcInteraction>;
   interactionFinished(
@@ -206,7 +263,11 @@ interface OidcProvider {
 
 interface OidcProviderModule {
   default: new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
-  errors: { InvalidTarget: new (description?: string) => Error };
+  errors: {
+    InvalidTarget: new (description?: string) => Error;
+    /** error `invalid_redirect_uri` when the description starts with "redirect_uris", else `invalid_client_metadata`. */
+    InvalidClientMetadata: new (description: string) => Error;
+  };
 }
 
 // A variable specifier keeps tsc from looking for declarations that do not exist.
@@ -387,13 +448,102 @@ function userCodeMessage(err: unknown): string {
   return `<p class="error">The sign-in failed: ${escapeHtml(name)}.</p>${extra}`;
 }
 
-function describeRequest(params: Record<string, unknown>): string {
-  const client = typeof params['client_id'] === 'string' ? params['client_id'] : '?';
+/**
+ * Who asks for what: the client (its registered name when it has one: dynamically registered
+ * clients have random ids), the resource and scopes, and for an authorization code flow the
+ * redirect URI the browser returns to with the code, so a person sees where the grant goes.
+ */
+function describeRequest(params: Record<string, unknown>, client: OidcClient | undefined): string {
+  const clientId = typeof params['client_id'] === 'string' ? params['client_id'] : '?';
+  const name = client?.clientName !== undefined && client.clientName !== '' && client.clientName !== clientId
+    ? `<strong>${escapeHtml(client.clientName)}</strong> <span class="muted">(client id <code>${escapeHtml(clientId)}</code>)</span>`
+    : `<strong>${escapeHtml(clientId)}</strong>`;
   const resource = typeof params['resource'] === 'string' ? params['resource'] : undefined;
   const scope = typeof params['scope'] === 'string' && params['scope'] !== '' ? params['scope'] : undefined;
-  return `<p>Client <strong>${escapeHtml(client)}</strong> asks for access` +
+  const redirect = typeof params['redirect_uri'] === 'string' ? params['redirect_uri'] : undefined;
+  return `<p>Client ${name} asks for access` +
     (resource ? ` to <code>${escapeHtml(resource)}</code>` : '') +
-    (scope ? ` with scopes <code>${escapeHtml(scope)}</code>` : '') + '.</p>';
+    (scope ? ` with scopes <code>${escapeHtml(scope)}</code>` : '') + '.' +
+    (redirect ? ` Afterwards your browser returns to <code>${escapeHtml(redirect)}</code>.` : '') + '</p>';
+}
+
+// ---------------------------------------------------------------------------
+// Dynamic client registration policy (RFC 7591 at /reg)
+
+/** Why `uri` is not an http loopback redirect URI (RFC 8252 §7.3), or undefined when it is one. */
+function loopbackRedirectProblem(uri: unknown): string | undefined {
+  if (typeof uri !== 'string') return 'is not a string';
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return 'is not a URL';
+  }
+  if (url.protocol !== 'http:' || !LOOPBACK_REDIRECT_HOSTS.includes(url.hostname)) {
+    return 'is not a loopback redirect URI (http://127.0.0.1:PORT/…, http://[::1]:PORT/… or http://localhost:PORT/…)';
+  }
+  if (url.username !== '' || url.password !== '') return 'carries credentials';
+  if (uri.includes('#')) return 'has a fragment';
+  return undefined;
+}
+
+const REGISTRABLE_GRANT_TYPES: readonly string[] = ['authorization_code', 'refresh_token'];
+
+/**
+ * SECURITY: what open registration may create on this provider. Anyone who can reach the
+ * loopback listener can register, so a registration gets nothing a local browser sign-in does
+ * not already give: a PUBLIC client (no secret to leak, PKCE required for every code) whose
+ * codes can only go back to this machine (loopback redirect URIs). A request outside that is
+ * refused with the reason, never rewritten into something else; only what a client leaves out
+ * gets a default here, and its `scope` is dropped (see the end). `sent` is the registration
+ * request as posted; `metadata` is oidc-provider's working copy (its defaults applied), which
+ * this may change (oidc-provider's documented way for extraClientMetadata.validator).
+ */
+function registrationPolicy(
+  sent: Readonly<Record<string, unknown>>,
+  metadata: Record<string, unknown>,
+  invalid: new (description: string) => Error,
+): void {
+  // Omitted means client_secret_basic (RFC 7591 §2), i.e. a confidential client: refused too.
+  if (metadata['token_endpoint_auth_method'] !== 'none') {
+    const given = sent['token_endpoint_auth_method'];
+    throw new invalid('this development provider registers public clients only: token_endpoint_auth_method must be "none"' +
+      (given === undefined ? ' (it was omitted, which means client_secret_basic)' : ` (not ${JSON.stringify(given)})`));
+  }
+  const redirects = metadata['redirect_uris'];
+  if (!Array.isArray(redirects) || redirects.length === 0) {
+    throw new invalid('redirect_uris must list at least one loopback redirect URI (http://127.0.0.1:PORT/…, http://localhost:PORT/…)');
+  }
+  for (const uri of redirects) {
+    const problem = loopbackRedirectProblem(uri);
+    // "redirect_uris…" makes oidc-provider answer invalid_redirect_uri (RFC 7591 §3.2.2).
+    if (problem !== undefined) throw new invalid(`redirect_uris: ${JSON.stringify(uri)} ${problem}; this development provider registers loopback redirect URIs only`);
+  }
+  const logoutRedirects = metadata['post_logout_redirect_uris'];
+  for (const uri of Array.isArray(logoutRedirects) ? logoutRedirects : []) {
+    const problem = loopbackRedirectProblem(uri);
+    if (problem !== undefined) throw new invalid(`post_logout_redirect_uris: ${JSON.stringify(uri)} ${problem}`);
+  }
+  // URIs oidc-provider would fetch: this provider makes no requests on a registrant's behalf.
+  for (const fetched of ['jwks_uri', 'sector_identifier_uri']) {
+    if (sent[fetched] !== undefined) throw new invalid(`${fetched} is not supported by this development provider`);
+  }
+  if (sent['grant_types'] === undefined) {
+    metadata['grant_types'] = [...REGISTRABLE_GRANT_TYPES];
+  } else if (!Array.isArray(sent['grant_types']) || !sent['grant_types'].every((g) => typeof g === 'string' && REGISTRABLE_GRANT_TYPES.includes(g))) {
+    throw new invalid(`grant_types may only contain ${REGISTRABLE_GRANT_TYPES.join(' and ')} on this development provider`);
+  }
+  const responseTypes = metadata['response_types'];
+  if (!Array.isArray(responseTypes) || !responseTypes.every((t) => t === 'code')) {
+    throw new invalid('response_types may only contain "code" on this development provider');
+  }
+  // A native client's loopback redirect URI matches on any port (RFC 8252 §7.3): MCP clients
+  // that pick a free port per sign-in keep working. A client that says "web" gets exact matching.
+  if (sent['application_type'] === undefined) metadata['application_type'] = 'native';
+  // oidc-provider checks a client's `scope` against its OpenID scopes only; the resource
+  // scopes (mcp approvals) are offered per resource by getResourceServerInfo. MCP clients send
+  // the resource's scopes here (SEP-835), so the registered scope is dropped, not refused.
+  delete metadata['scope'];
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -407,6 +557,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
 
 const LOCAL_RESOURCE = /^http:\/\/(127\.0\.0\.1|localhost):/;
 const LOOPBACK = '127.0.0.1';
+/** oidc-provider's default registration route (routes.registration). */
+const REGISTRATION_PATH = '/reg';
 
 interface Active {
   provider: OidcProvider;
@@ -463,7 +615,36 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
           response_types: [],
           redirect_uris: [],
         })),
+        {
+          // For MCP clients configured with a client id instead of registering: public (PKCE),
+          // and its codes only ever go back to this machine (loopback, any port: native).
+          client_id: DEV_CLIENTS.mcp.clientId,
+          client_name: 'MCP client (pre-registered)',
+          application_type: 'native',
+          token_endpoint_auth_method: 'none',
+          grant_types: ['authorization_code', 'refresh_token'],
+          response_types: ['code'],
+          redirect_uris: [...DEV_LOOPBACK_REDIRECT_URIS],
+        },
       ],
+      // Open dynamic client registration (RFC 7591), for MCP clients: no initial access token
+      // (anyone on this machine may register, as anyone here may sign in), and no registration
+      // access token, so a registration cannot be read back or changed. What may be registered
+      // is decided by registrationPolicy, run from extraClientMetadata.validator below.
+      extraClientMetadata: {
+        // Listing a standard property makes oidc-provider run the validator for EVERY client
+        // it builds; only a registration request has a ctx (static clients and stored
+        // registrations are built without one, and were checked when configured/registered).
+        properties: ['redirect_uris'],
+        validator: (ctx: RegistrationContext | undefined, key: string, _value: unknown, metadata: Record<string, unknown>) => {
+          if (ctx === undefined || key !== 'redirect_uris') return;
+          registrationPolicy(ctx.oidc?.body ?? {}, metadata, mod.errors.InvalidClientMetadata);
+        },
+      },
+      // SECURITY: every authorization code request needs PKCE (oidc-provider accepts S256
+      // only); the clients here that use codes are public, so PKCE is what binds the code to
+      // the client that asked for it.
+      pkce: { required: () => true },
       clientDefaults: {
         grant_types: ['authorization_code'],
         id_token_signed_response_alg: alg,
@@ -474,6 +655,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        registration: { enabled: true, initialAccessToken: false, issueRegistrationAccessToken: false },
         deviceFlow: {
           enabled: true,
           userCodeInputSource: (ctx: KoaishContext, form: string, _out: unknown, err: unknown) => {
@@ -572,7 +754,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     };
   }
 
-  function loginPage(uid: string, details: OidcInteraction, state: { error?: string; tried?: string } = {}): string {
+  function loginPage(uid: string, details: OidcInteraction, client: OidcClient | undefined, state: { error?: string; tried?: string } = {}): string {
     const action = `/interaction/${uid}/login`;
     const message = state.error === undefined
       ? ''
@@ -581,7 +763,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       'login',
       'Sign in',
       '<h1>Sign in</h1>' +
-        describeRequest(details.params) +
+        describeRequest(details.params, client) +
         message +
         `<form method="post" action="${escapeHtml(action)}">` +
         '<label for="login">Account name (no password needed)</label>' +
@@ -593,7 +775,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     );
   }
 
-  function consentPage(uid: string, details: OidcInteraction): string {
+  function consentPage(uid: string, details: OidcInteraction, client: OidcClient | undefined): string {
     const account = details.session?.accountId ?? '?';
     const claims = accounts[account];
     return page(
@@ -601,7 +783,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       'Allow access',
       `<h1>Allow access?</h1><p>Signed in as <strong>${escapeHtml(account)}</strong>` +
         (claims ? ` <span class="muted">(${escapeHtml(describeClaims(claims))})</span>` : '') + '.</p>' +
-        describeRequest(details.params) +
+        describeRequest(details.params, client) +
         `<form method="post" action="/interaction/${escapeHtml(uid)}/confirm"><button type="submit">Allow</button></form>` +
         `<form method="post" action="/interaction/${escapeHtml(uid)}/abort"><button type="submit" class="secondary">Deny</button></form>`,
     );
@@ -616,12 +798,14 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       res.end(html);
     };
     const prompt = details.prompt.name;
+    const requestedBy = details.params['client_id'];
+    const client = typeof requestedBy === 'string' ? await provider.Client.find(requestedBy) : undefined;
 
     if (action === undefined && req.method === 'GET') {
       if (prompt === 'login') {
-        send(200, loginPage(uid, details));
+        send(200, loginPage(uid, details, client));
       } else if (prompt === 'consent') {
-        send(200, consentPage(uid, details));
+        send(200, consentPage(uid, details, client));
       } else {
         send(400, page('error', 'Sign-in error', `<p class="error">unsupported prompt ${escapeHtml(prompt)}</p>`, { error: 'unsupported_prompt' }));
       }
@@ -635,7 +819,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     if (action === 'login' && prompt === 'login') {
       const login = (form.getAll('login').find((value) => value.trim() !== '') ?? '').trim();
       if (!Object.hasOwn(accounts, login)) {
-        send(200, loginPage(uid, details, { error: 'unknown_account', tried: login }));
+        send(200, loginPage(uid, details, client, { error: 'unknown_account', tried: login }));
         return;
       }
       await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
@@ -674,6 +858,9 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       '<h1>Drawbridge development sign-in</h1>' +
         `<p>Issuer <code>${escapeHtml(issuer)}</code>. Start a sign-in on your device (for example <code>drawbridge</code> with this issuer), ` +
         'then <a href="/device">enter the code it shows</a>.</p>' +
+        '<p>An MCP client that supports OAuth finds this provider by itself from the gateway\'s 401: it registers ' +
+        `(dynamic client registration at <code>${escapeHtml(issuer)}/reg</code>, public clients with loopback redirect URIs only) ` +
+        `or uses the client id <code>${escapeHtml(DEV_CLIENTS.mcp.clientId)}</code>, then sends your browser here to sign in.</p>` +
         '<p class="muted">Accounts (no password):</p>' +
         accountTable(accounts),
     );
@@ -699,6 +886,20 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     }
     const url = new URL(req.url ?? '/', issuer);
     if (req.method === 'GET' && url.pathname === '/jwks') jwksCount += 1;
+    if (url.pathname === REGISTRATION_PATH) {
+      // Browser-based MCP clients (the MCP Inspector) register from their own origin, and
+      // oidc-provider sends no CORS headers on /reg. Registration is open and carries no
+      // credentials, so any origin may call it (what may be registered: registrationPolicy).
+      res.setHeader('access-control-allow-origin', '*');
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, {
+          'access-control-allow-methods': 'POST, OPTIONS',
+          'access-control-allow-headers': 'content-type, authorization, mcp-protocol-version',
+          'access-control-max-age': '600',
+        }).end();
+        return;
+      }
+    }
     if (req.method === 'GET' && url.pathname === '/') {
       res.statusCode = 200;
       res.setHeader('content-type', 'text/html; charset=utf-8');

@@ -28,13 +28,17 @@ export function hostPolicy(bindHost: string, port: number, publicUrl: string): H
   return { allowedHosts: [...hosts], allowedOrigins: [...origins] };
 }
 
-/** Why this request is refused under the policy, or null when it may go on. */
-export function hostRefusal(policy: HostPolicy, req: IncomingMessage): string | null {
+/**
+ * Why this request is refused under the policy, or null when it may go on.
+ * `anyOrigin`: the request is for a public document any web page may read (served with
+ * CORS `*`), so its Origin is not checked; its Host still is, which is what stops rebinding.
+ */
+export function hostRefusal(policy: HostPolicy, req: IncomingMessage, options: { readonly anyOrigin?: boolean } = {}): string | null {
   if (policy.allowedHosts) {
     const host = req.headers.host;
     if (!host || !policy.allowedHosts.includes(host.toLowerCase())) return `Invalid Host header: ${host ?? '(none)'}`;
   }
-  if (policy.allowedOrigins) {
+  if (policy.allowedOrigins && options.anyOrigin !== true) {
     const origin = req.headers.origin;
     if (origin !== undefined && !policy.allowedOrigins.includes(origin.toLowerCase())) return `Invalid Origin header: ${origin}`;
   }

@@ -95,13 +95,17 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
       sendJsonRpcError(res, 503, 'The gateway is shutting down.', { headers: { Connection: 'close' } });
       return;
     }
-    const refused = hostRefusal(state.hosts, req);
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const metadata = state.location.metadataPaths.includes(url.pathname);
+    // The RFC 9728 document is public and served with CORS *: browser-based MCP clients (the
+    // MCP Inspector's OAuth runs in its page, e.g. on http://localhost:6274) read it from their
+    // own origin. The MCP endpoint keeps the Origin check; the Host check applies to both.
+    const refused = hostRefusal(state.hosts, req, { anyOrigin: metadata });
     if (refused) {
       sendJsonRpcError(res, 403, refused, { code: -32000 });
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (state.location.metadataPaths.includes(url.pathname)) {
+    if (metadata) {
       serveMetadata(req, res, state.metadata);
       return;
     }

@@ -9,6 +9,9 @@
 //     jar, the xsrf token taken from the form. They rely on the page contract
 //     of src/devdb/idp.ts: one <main data-page="KIND" [data-error]
 //     [data-detail]> per page, the step's form first.
+//   - playAuthorizationCode(): the same browser for an authorization code
+//     flow an OAuth client (e.g. the MCP SDK's) started: sign in, consent,
+//     and stop at the client's loopback redirect URI instead of fetching it.
 //   - clientCredentialsToken(): the client credentials grant in one call.
 //   - mint(): JWTs crafted outside the provider (valid, badly signed, alg
 //     none, HS256 keyed with the public JWK) for negative tests.
@@ -201,6 +204,13 @@ function pageKind(current: BrowserPage): { kind: string; error: string | undefin
 class Browser {
   private readonly jar: StoredCookie[] = [];
 
+  /**
+   * @param returnTo A redirect whose target satisfies this is not followed: the browser
+   *   "arrives" there (url = the target, status = the redirect's, empty html), as a browser
+   *   arrives at an OAuth client's loopback redirect URI.
+   */
+  constructor(private readonly returnTo: (target: URL) => boolean = () => false) {}
+
   async get(url: string): Promise<BrowserPage> {
     return this.request(url, undefined);
   }
@@ -261,6 +271,7 @@ class Browser {
       if (res.status >= 300 && res.status < 400 && location) {
         await res.arrayBuffer();
         target = new URL(location, target);
+        if (this.returnTo(target)) return { url: target.href, status: res.status, html: '' };
         body = undefined; // 302/303: follow with GET
         continue;
       }
@@ -319,6 +330,52 @@ export async function playDeviceFlow(issuer: string, userCode: string, account: 
     }
   }
   throw new Error(`test idp: device approval for ${userCode} did not finish`);
+}
+
+/**
+ * Plays the human in a browser for an authorization code flow an OAuth client started:
+ * open `authorizationUrl`, sign in as `account`, then Allow (or, with `deny`, Deny) on the
+ * consent page, until the provider sends the browser back to `redirectUri` (same origin and
+ * path; that address is never fetched). Returns the URL it was sent back to, with `code`
+ * and `state` (or `error`) in its query. Relies on the page contract of src/devdb/idp.ts.
+ */
+export async function playAuthorizationCode(
+  authorizationUrl: string | URL,
+  account: string,
+  redirectUri: string | URL,
+  options: { deny?: boolean; diagnostics?: () => string } = {},
+): Promise<URL> {
+  const back = new URL(redirectUri);
+  const browser = new Browser((target) => target.origin === back.origin && target.pathname === back.pathname);
+  const diagnostics = options.diagnostics ?? (() => '');
+  let shown = await browser.get(String(authorizationUrl));
+  for (let step = 0; step < 8; step += 1) {
+    const arrived = new URL(shown.url);
+    if (arrived.origin === back.origin && arrived.pathname === back.pathname) return arrived;
+    const { kind, error, detail } = pageKind(shown);
+    if (error !== undefined) {
+      throw new Error(`test idp: authorization for ${account} failed on ${kind} page: ${error}${detail ? ` (${detail})` : ''}${diagnostics()}`);
+    }
+    switch (kind) {
+      case 'login': {
+        const form = parseForm(shown);
+        form.fields.set('login', account);
+        shown = await browser.submit(form);
+        break;
+      }
+      case 'consent': {
+        // The first form allows; the second (the Deny button) aborts.
+        const forms = [...shown.html.matchAll(/<form\b[^>]*>[\s\S]*?<\/form>/gi)].map((m) => m[0]);
+        const chosen = options.deny ? forms[1] : forms[0];
+        if (chosen === undefined) throw new Error(`test idp: no ${options.deny ? 'Deny' : 'Allow'} form on the consent page`);
+        shown = await browser.submit(parseForm({ ...shown, html: chosen }));
+        break;
+      }
+      default:
+        throw new Error(`test idp: unexpected page (${shown.status} ${shown.url}): ${shown.html.slice(0, 500)}${diagnostics()}`);
+    }
+  }
+  throw new Error(`test idp: the authorization for ${account} did not return to ${back.href}`);
 }
 
 // ---------------------------------------------------------------------------
