@@ -24,6 +24,7 @@ import { explain, formatExplanation } from './pipeline/explain.js';
 import { obtainAccessToken, runBridge, type BridgeOptions } from './bridge/connect.js';
 import { serveHttp, type HttpGateway } from './http/server.js';
 import { serveStdio } from './server.js';
+import { checkConnections, connectionCheckFailed, formatConnectionReports } from './pipeline/probe.js';
 import { CliError, COMMANDS, commandHelp, generalHelp, packageVersion, parseCommand, subcommandsOf, type CommandSpec } from './cli/commands.js';
 
 
@@ -241,40 +242,14 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
   return { identities: provider, who: `${verified.identity.subject} [oidc ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}` };
 }
 
-function check(args: string[]): number {
+async function check(args: string[]): Promise<number> {
   const parsed = parseCommand(COMMANDS.check, args);
   if (parsed.help) return help(COMMANDS.check);
   const { values } = parsed;
   const dir = configDir(values.config);
+  let config: GatewayConfig;
   try {
-    const config = loadConfig(dir);
-    const environment = { env: process.env, baseDir: config.dir };
-    const unresolved: string[] = [];
-    // Resolve each reference to see whether it is available here; the value is dropped at once, never printed.
-    const probe = (owner: string, ref: SecretRef) => {
-      try {
-        resolveSecret(ref, environment);
-      } catch (error) {
-        unresolved.push(`${owner}: ${isDrawbridgeError(error) ? error.message : 'cannot be resolved'}`);
-      }
-    };
-    const secrets = [...config.connections.values()].flatMap((c) =>
-      c.backend.secretsOf(c.declaration).map((ref) => {
-        probe(`connection ${c.declaration.name}`, ref);
-        return `${c.declaration.name}: ${ref.describe}`;
-      }),
-    );
-    if (config.hashKey) probe('masking.hash_key', config.hashKey);
-    process.stdout.write(
-      `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
-        (config.identity?.mode === 'local' ? `identity: ${config.identity.subject} [local] groups: ${config.identity.groups.join(', ') || '(none)'}\n` : '') +
-        (config.identity?.mode === 'oidc'
-          ? `identity: OIDC, issuer ${config.identity.issuer}, audience ${config.identity.audience}, groups from ${config.identity.groups_claim}${config.identity.required_scopes.length ? `, scopes ${config.identity.required_scopes.join(' ')}` : ''}\n`
-          : '') +
-        (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
-        [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),
-    );
-    return 0;
+    config = loadConfig(dir);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
@@ -282,6 +257,50 @@ function check(args: string[]): number {
     }
     throw error;
   }
+  describeConfig(dir, config, !values.connect);
+  if (!values.connect) return 0;
+  process.stdout.write(`Reaching ${config.connections.size} connection(s) as the gateway would …\n`);
+  const reports = await checkConnections(config, { env: process.env });
+  process.stdout.write(formatConnectionReports(reports));
+  const code = connectionCheckFailed(reports) ? 1 : 0;
+  // A server that accepted a connection and never answered leaves the driver's
+  // socket open for a while after its report; the answer is complete, so exit now.
+  await new Promise<void>((done) => process.stdout.write('', () => done()));
+  process.exit(code);
+}
+
+/**
+ * What `check` prints about a valid config: counts, identity, secrets (never
+ * their values) and warnings. With `probeSecrets` each reference is resolved
+ * here to warn about the missing ones; `--connect` reports those per connection.
+ */
+function describeConfig(dir: string, config: GatewayConfig, probeSecrets: boolean): void {
+  const environment = { env: process.env, baseDir: config.dir };
+  const unresolved: string[] = [];
+  // Resolve each reference to see whether it is available here; the value is dropped at once, never printed.
+  const probe = (owner: string, ref: SecretRef) => {
+    try {
+      if (probeSecrets) resolveSecret(ref, environment);
+    } catch (error) {
+      unresolved.push(`${owner}: ${isDrawbridgeError(error) ? error.message : 'cannot be resolved'}`);
+    }
+  };
+  const secrets = [...config.connections.values()].flatMap((c) =>
+    c.backend.secretsOf(c.declaration).map((ref) => {
+      probe(`connection ${c.declaration.name}`, ref);
+      return `${c.declaration.name}: ${ref.describe}`;
+    }),
+  );
+  if (config.hashKey) probe('masking.hash_key', config.hashKey);
+  process.stdout.write(
+    `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
+      (config.identity?.mode === 'local' ? `identity: ${config.identity.subject} [local] groups: ${config.identity.groups.join(', ') || '(none)'}\n` : '') +
+      (config.identity?.mode === 'oidc'
+        ? `identity: OIDC, issuer ${config.identity.issuer}, audience ${config.identity.audience}, groups from ${config.identity.groups_claim}${config.identity.required_scopes.length ? `, scopes ${config.identity.required_scopes.join(' ')}` : ''}\n`
+        : '') +
+      (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
+      [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),
+  );
 }
 
 async function policyExplain(args: string[]): Promise<number> {

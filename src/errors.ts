@@ -5,12 +5,14 @@
 export type ErrorCode =
   | 'config.invalid'
   | 'config.secret_missing'
+  | 'config.secret_invalid'
   | 'identity.missing'
   | 'identity.invalid_token'
   | 'identity.insufficient_scope'
   | 'identity.expired'
   | 'identity.unavailable'
   | 'identity.session_mismatch'
+  | 'identity.sign_in_required'
   | 'input.invalid'
   | 'tool.unknown'
   | 'connection.unknown'
@@ -24,6 +26,7 @@ export type ErrorCode =
   | 'kubectl.refused'
   | 'ssh.refused'
   | 'backend.unavailable'
+  | 'backend.auth_failed'
   | 'backend.timeout'
   | 'backend.error'
   | 'limits.affected_rows'
@@ -46,12 +49,14 @@ export type ErrorCode =
 const HINTS: Record<ErrorCode, string> = {
   'config.invalid': 'Fix the listed problems in tools/ or policies/ and run `drawbridge check`.',
   'config.secret_missing': 'Set the referenced environment variable or file on the gateway host, then retry.',
+  'config.secret_invalid': 'A secret of this connection has the wrong form. Retrying will not help: tell the operator, who must correct the referenced variable or file on the gateway host and restart the gateway.',
   'identity.missing': 'The gateway has no caller identity; the operator must configure one (kind: gateway, identity).',
   'identity.invalid_token': 'Sign in again to get a fresh access token for this gateway (drawbridge connect does it for you); the token must be a JWT issued for this gateway.',
   'identity.insufficient_scope': 'Ask for an access token with the listed scopes (the provider must grant them to your client).',
   'identity.expired': 'The access token has expired. Get a new one and restart the server (drawbridge connect refreshes tokens automatically).',
   'identity.unavailable': 'The OpenID provider could not be reached to verify the token. Retry later or tell the operator.',
   'identity.session_mismatch': 'This MCP session belongs to another identity. Start a new session with your own token.',
+  'identity.sign_in_required': 'A person must sign in first: open the address shown, enter the code and approve. The bridge then connects by itself and the tool list refreshes; call again after that.',
   'input.invalid': 'Check the tool arguments against the tool input schema and call again.',
   'tool.unknown': 'Call one of the tools listed by tools/list.',
   'connection.unknown': 'Use one of the connection names listed in the tool description.',
@@ -65,6 +70,7 @@ const HINTS: Record<ErrorCode, string> = {
   'kubectl.refused': 'This kubectl feature is not available through the gateway (it would change the connection or identity, open a tunnel, or escape parsing). Use a plain command from the supported list.',
   'ssh.refused': 'This shell construct is not run through the gateway: it runs exactly one program with literal arguments. Send a plain command (no pipes, lists, substitutions, redirections or variables) and let policy decide.',
   'backend.unavailable': 'The backend could not be reached. Retry later or tell the operator.',
+  'backend.auth_failed': "The backend refused the gateway's own credential for this connection (wrong, expired or not allowed to log in). Retrying will not help: tell the operator, who must fix the credential in the connection's secret on the gateway host and restart the gateway.",
   'backend.timeout': 'The statement hit the time limit. Narrow it (add filters or LIMIT) and call again.',
   'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',

@@ -6,6 +6,7 @@
 import type { z } from 'zod';
 import type { ImpactPreview } from '../approval/approver.js';
 import type { SecretEnvironment, SecretRef } from '../config/secrets.js';
+import type { DrawbridgeError } from '../errors.js';
 
 /** How much a request can change. `unknown` is always denied by the pipeline. */
 export type Access = 'read' | 'write' | 'admin' | 'unknown';
@@ -93,6 +94,29 @@ export interface PreviewContext {
   readonly identity?: { readonly subject: string; readonly groups: readonly string[] };
 }
 
+export interface ProbeContext {
+  /** How long one network step of the probe may wait (connecting, a query, a request), in ms. */
+  readonly timeoutMs: number;
+}
+
+/** Facts for `--json` output: versions, names, flags. Never a secret. */
+export type ProbeFacts = Readonly<Record<string, string | number | boolean | null>>;
+
+/**
+ * What `drawbridge check --connect` learned from reaching a connection as the
+ * gateway would. A connection that cannot be used at all is a thrown
+ * DrawbridgeError instead (config.secret_missing, backend.auth_failed, …).
+ */
+export interface ProbeResult {
+  /** One line for humans: what was reached and who the gateway is there, e.g. "PostgreSQL 15.4, role app (not a superuser)". */
+  readonly summary: string;
+  /** It works, but a wall is weaker than it should be (a superuser role): reported as a warning. */
+  readonly warnings: readonly string[];
+  /** Set when part of the connection failed (one host of a group): the connection is reported failed with this error. */
+  readonly failure?: DrawbridgeError;
+  readonly facts: ProbeFacts;
+}
+
 /**
  * A backend's brokered connection. Credentials are resolved inside it and never
  * leave: not in descriptions, answers, errors or the journal.
@@ -109,6 +133,13 @@ export interface BackendConnection {
    * statement's own error when it fails. Backends that cannot dry-run omit it.
    */
   preview?(request: ParsedRequest, context: PreviewContext): Promise<ImpactPreview>;
+  /**
+   * Reaches the system with the connection's own credentials, exactly as a call
+   * would (connect, authenticate, the backend's own start-up checks), without
+   * running anything an agent asked for: `drawbridge check --connect`. Throws a
+   * DrawbridgeError when the connection cannot be used.
+   */
+  probe(context: ProbeContext): Promise<ProbeResult>;
   close(): Promise<void>;
 }
 

@@ -2,9 +2,12 @@
 // without journaling or executing, so operators can see how a request is
 // classified and which rule decides it. The catalog may be consulted (read
 // only, metadata); with `offline` it is not and volatility stays unchecked.
+// When the connection cannot be reached, the explanation says which one and
+// why (refused, authentication failed, secret missing), and that --offline
+// skips the catalog.
 
 import type { ParsedRequest } from '../backends/backend.js';
-import { DrawbridgeError, toDrawbridgeError } from '../errors.js';
+import { DrawbridgeError, toDrawbridgeError, type ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { evaluate } from '../policy/evaluate.js';
 import { inputSchemaFor } from './callTool.js';
@@ -14,6 +17,8 @@ export interface Explanation {
   readonly identity: { subject: string; groups: readonly string[]; kind: string };
   readonly request: Omit<ParsedRequest, 'detail'> | null;
   readonly catalog: 'consulted' | 'offline' | 'unreachable';
+  /** Why the catalog was unreachable: the connection, and the error its resolve stage met. Null otherwise. */
+  readonly catalogError: { readonly connection: string; readonly code: string; readonly message: string; readonly hint: string } | null;
   readonly matched: ReadonlyArray<{ name: string; effect: string }>;
   readonly decision: { effect: string; rule: string | null; message: string; code: string | null };
   readonly error: { code: string; message: string } | null;
@@ -29,6 +34,7 @@ export async function explain(
     identity,
     request: request ? strip(request) : null,
     catalog,
+    catalogError: null,
     matched: [],
     decision: { effect: 'deny', rule: null, message: error.message, code: error.code },
     error: { code: error.code, message: error.message },
@@ -50,14 +56,16 @@ export async function explain(
     return refused(toDrawbridgeError(error));
   }
   let catalog: Explanation['catalog'] = 'offline';
+  let catalogError: Explanation['catalogError'] = null;
   if (!options.offline) {
     try {
       request = await gateway.connection(options.connection).resolve(request);
       catalog = 'consulted';
     } catch (error) {
       const e = toDrawbridgeError(error);
-      if (e.code !== 'backend.unavailable' && e.code !== 'config.secret_missing') return refused(e, request, 'consulted');
+      if (!CONNECTION_FAULTS.has(e.code)) return refused(e, request, 'consulted');
       catalog = 'unreachable';
+      catalogError = { connection: options.connection, code: e.code, message: e.message, hint: e.hint };
     }
   }
   const decision = evaluate(request, options.identity, gateway.config.rules, gateway.clock());
@@ -65,11 +73,15 @@ export async function explain(
     identity,
     request: strip(request),
     catalog,
+    catalogError,
     matched: decision.matched.map((r) => ({ name: r.name, effect: r.effect })),
     decision: { effect: decision.effect, rule: decision.rule?.name ?? null, message: decision.message, code: decision.code },
     error: null,
   };
 }
+
+/** Errors that mean the connection itself could not be used (not that the request is wrong): explain still decides, without the catalog. */
+const CONNECTION_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['backend.unavailable', 'backend.auth_failed', 'backend.timeout', 'config.secret_missing', 'config.secret_invalid', 'config.invalid']);
 
 function strip(request: ParsedRequest): Omit<ParsedRequest, 'detail'> {
   const { detail: _detail, ...rest } = request;
@@ -88,7 +100,13 @@ export function formatExplanation(e: Explanation): string {
     if (r.namespaces) lines.push(`  namespaces ${r.namespaces.join(', ') || '(cluster-scoped)'}`);
     if (r.names?.length) lines.push(`  names     ${r.names.join(', ')}`);
     lines.push(`  because   ${r.reasons.join('; ')}`);
-    if (e.catalog !== 'consulted') lines.push(`  catalog   ${e.catalog}: ${r.toolType === 'run_sql' ? 'table schemas and function volatility were' : 'resource names were not resolved through API discovery and'} not checked against the server — the live decision may differ`);
+    const unchecked = `${r.toolType === 'run_sql' ? 'table schemas and function volatility were' : 'resource names were not resolved through API discovery and'} not checked against the server — the live decision may differ`;
+    if (e.catalog === 'unreachable' && e.catalogError) {
+      const c = e.catalogError;
+      lines.push(`  catalog   unreachable: connection ${c.connection} could not be used, so ${unchecked}`);
+      lines.push(`            cause: ${c.code}: ${c.message}`);
+      lines.push('            --offline skips the catalog (and this connection)');
+    } else if (e.catalog !== 'consulted') lines.push(`  catalog   ${e.catalog}: ${unchecked}`);
   }
   if (e.error) lines.push(`Refused before policy: ${e.error.code}: ${e.error.message}`);
   else lines.push(`Matched:    ${e.matched.map((m) => `${m.name} (${m.effect})`).join(', ') || '(no rule)'}`);

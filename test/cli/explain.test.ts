@@ -80,7 +80,9 @@ describe('policy explain', () => {
 
   it('without the database secret and without --offline: the catalog is reported unreachable', () => {
     const out = ok(explain('SELECT * FROM orders', [], {}));
-    expect(out).toMatch(/^ {2}catalog {3}unreachable: /m);
+    expect(out).toMatch(/^ {2}catalog {3}unreachable: connection db could not be used/m);
+    expect(out).toMatch(/^ {12}cause: config\.secret_missing: .*environment variable DB_URL is not set\.$/m);
+    expect(out).toMatch(/^ {12}--offline skips the catalog/m);
     expect(out).toMatch(/^Decision: {3}ALLOW by rule read/m);
   });
 

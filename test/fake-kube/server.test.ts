@@ -3,7 +3,7 @@
 // Watch, and raw fetches prepared by KubeConfig.applyToFetchOptions.
 
 import {
-  ApiException, AppsV1Api, CoreV1Api, CustomObjectsApi, Exec, KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch,
+  ApiException, AppsV1Api, AuthenticationV1Api, CoreV1Api, CustomObjectsApi, Exec, KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch,
   setHeaderOptions, type KubernetesObject, type V1Status,
 } from '@kubernetes/client-node';
 import { Readable, Writable } from 'node:stream';
@@ -507,6 +507,74 @@ describe('impersonation and authorization', () => {
     expect(fake.object('pods', 'shop', 'web-7d9c-abcde')).toBeDefined();
     // Others are unaffected.
     await asAlice.makeApiClient(CoreV1Api).readNamespacedPod({ namespace: 'shop', name: 'web-7d9c-abcde' });
+  });
+});
+
+describe('SelfSubjectReview (authentication.k8s.io/v1)', () => {
+  const review = { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' };
+
+  it('answers 201 with the token user: a service account and its groups', async () => {
+    const answer = await kc.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({ body: review });
+    expect(answer).toMatchObject({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
+    expect(answer.status?.userInfo).toMatchObject({
+      username: 'system:serviceaccount:drawbridge:gateway',
+      groups: ['system:serviceaccounts', 'system:serviceaccounts:drawbridge', 'system:authenticated'],
+    });
+    expect(answer.status?.userInfo?.uid).toMatch(/^[0-9a-f-]{36}$/);
+    const rec = fake.requests.find((r) => r.resource === 'selfsubjectreviews');
+    expect(rec).toMatchObject({ method: 'POST', verb: 'create', group: 'authentication.k8s.io', status: 201 });
+    // Nothing is stored: the store is the seed.
+    expect(Object.keys(fake.objects()).some((k) => k.includes('selfsubjectreviews'))).toBe(false);
+  });
+
+  it('answers with the impersonated user and groups, plus system:authenticated', async () => {
+    const r = await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', { method: 'POST', headers: { 'Content-Type': 'application/json', 'Impersonate-User': 'alice', 'Impersonate-Group': 'sre' }, body: JSON.stringify(review) });
+    expect(r.status).toBe(201);
+    expect(r.json.status.userInfo).toEqual({ username: 'alice', groups: ['sre', 'system:authenticated'] });
+  });
+
+  it('is served in discovery; create only (GET is 405), needs the token (401), and asks the authorizer', async () => {
+    const groups = (await raw('/apis')).json.groups.map((g: { name: string }) => g.name);
+    expect(groups).toContain('authentication.k8s.io');
+    const list = (await raw('/apis/authentication.k8s.io/v1')).json;
+    expect(list.resources).toEqual([expect.objectContaining({ name: 'selfsubjectreviews', namespaced: false, kind: 'SelfSubjectReview', verbs: ['create'] })]);
+    expect((await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews')).status).toBe(405);
+    const anonymous = await fetch(`${fake.url}/apis/authentication.k8s.io/v1/selfsubjectreviews`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(review) });
+    expect(anonymous.status).toBe(401);
+    expect((await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ kind: 'Pod', apiVersion: 'v1' }) })).status).toBe(400);
+    fake.setRbac((req) => req.resource !== 'selfsubjectreviews');
+    const forbidden = await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(review) });
+    expect(forbidden.status).toBe(403);
+    expect(forbidden.json.message).toBe('selfsubjectreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:drawbridge:gateway" cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope');
+  });
+
+  it('selfSubjectReview: false models a server before 1.28: not in discovery, 404', async () => {
+    const old = await startFakeKube({ selfSubjectReview: false, tokenUser: 'kubernetes-admin', tokenGroups: ['system:masters', 'system:authenticated'] });
+    try {
+      const config = new KubeConfig();
+      config.loadFromString(old.kubeconfig());
+      const opts = await config.applyToFetchOptions({});
+      const headers = new Headers(opts.headers as unknown as HeadersInit);
+      headers.set('Content-Type', 'application/json');
+      const groups = (await (await fetch(`${old.url}/apis`, { headers })).json()) as { groups: Array<{ name: string }> };
+      expect(groups.groups.map((g) => g.name)).not.toContain('authentication.k8s.io');
+      const res = await fetch(`${old.url}/apis/authentication.k8s.io/v1/selfsubjectreviews`, { method: 'POST', headers, body: JSON.stringify(review) });
+      expect(res.status).toBe(404);
+    } finally {
+      await old.close();
+    }
+  });
+
+  it('tokenUser and tokenGroups set who the token is', async () => {
+    const admin = await startFakeKube({ tokenUser: 'kubernetes-admin', tokenGroups: ['kubeadm:cluster-admins', 'system:authenticated'] });
+    try {
+      const config = new KubeConfig();
+      config.loadFromString(admin.kubeconfig());
+      const answer = await config.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({ body: review });
+      expect(answer.status?.userInfo).toMatchObject({ username: 'kubernetes-admin', groups: ['kubeadm:cluster-admins', 'system:authenticated'] });
+    } finally {
+      await admin.close();
+    }
   });
 });
 

@@ -10,6 +10,7 @@ import { inject } from 'vitest';
 import { makeIdentity, type Identity } from '../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
+import { freePort } from './net.js';
 
 export interface FreshDatabase {
   readonly name: string;
@@ -66,6 +67,57 @@ export async function freshDatabase(prefix: string): Promise<FreshDatabase> {
       await a.connect();
       try {
         await a.query(`DROP DATABASE IF EXISTS ${a.escapeIdentifier(name)} WITH (FORCE)`);
+      } finally {
+        await a.end();
+      }
+    },
+  };
+}
+
+/** The same URL with another password: PostgreSQL answers 28P01 (password authentication failed). */
+export function withPassword(url: string, password: string): string {
+  const u = new URL(url);
+  u.password = password;
+  return u.toString();
+}
+
+/** A URL for a stopped server: a free loopback port nobody listens on (connection refused). */
+export async function refusedPostgresUrl(database = 'shop'): Promise<string> {
+  return `postgres://drawbridge_gateway@127.0.0.1:${await freePort()}/${database}`;
+}
+
+export interface TestRole {
+  readonly name: string;
+  /** A URL logging in as this role (with its password) to `database`. */
+  readonly url: string;
+  drop(): Promise<void>;
+}
+
+/**
+ * A role of the test's own (roles are cluster-wide: the name is unique and the
+ * role is dropped afterwards). `login: false` makes a NOLOGIN role, which
+ * PostgreSQL refuses with 28000 even with the right password.
+ */
+export async function testRole(db: FreshDatabase, options: { readonly login: boolean }): Promise<TestRole> {
+  const name = `role_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const password = `pw-${Math.random().toString(36).slice(2)}`;
+  const admin = new pg.Client({ connectionString: inject('pgAdminUrl') });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE ROLE ${admin.escapeIdentifier(name)} ${options.login ? 'LOGIN' : 'NOLOGIN'} PASSWORD ${admin.escapeLiteral(password)}`);
+    await admin.query(`GRANT CONNECT ON DATABASE ${admin.escapeIdentifier(db.name)} TO ${admin.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    name,
+    url: withDatabase(inject('pgAdminUrl'), db.name, name, password),
+    async drop() {
+      const a = new pg.Client({ connectionString: inject('pgAdminUrl') });
+      await a.connect();
+      try {
+        await a.query(`REVOKE ALL ON DATABASE ${a.escapeIdentifier(db.name)} FROM ${a.escapeIdentifier(name)}`).catch(() => undefined);
+        await a.query(`DROP ROLE IF EXISTS ${a.escapeIdentifier(name)}`);
       } finally {
         await a.end();
       }

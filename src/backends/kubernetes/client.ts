@@ -42,6 +42,11 @@ export interface ExecResult {
 export class KubeClient {
   readonly server: URL;
 
+  /** The API server as shown to people: origin and path, never user info or a query. */
+  get address(): string {
+    return `${this.server.origin}${this.server.pathname.replace(/\/$/, '')}`;
+  }
+
   constructor(private readonly kc: KubeConfig) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new DrawbridgeError('config.invalid', 'The kubeconfig has no current cluster; set `context:` on the connection.');
@@ -214,12 +219,80 @@ export function statusMessage(text: string): string {
 /** Loads the connection's credentials: kubeconfig text or the in-cluster service account. */
 export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: boolean; context: string | null }): KubeConfig {
   const kc = new KubeConfig();
-  if (source.inCluster) kc.loadFromCluster();
-  else if (source.kubeconfig !== null) kc.loadFromString(source.kubeconfig);
-  else throw new TypeError('a kubernetes connection needs kubeconfig or in_cluster');
+  if (source.inCluster) {
+    // client-node would build https://undefined:undefined and fail later with an obscure error.
+    if (!process.env['KUBERNETES_SERVICE_HOST'] || !process.env['KUBERNETES_SERVICE_PORT']) {
+      throw new DrawbridgeError('config.invalid', 'The connection says in_cluster: true, but the gateway is not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set).', {
+        hint: 'Run the gateway in the cluster with a service account, or give the connection a kubeconfig instead of in_cluster.',
+      });
+    }
+    kc.loadFromCluster();
+  } else if (source.kubeconfig !== null) {
+    try {
+      kc.loadFromString(source.kubeconfig);
+    } catch {
+      // The parser's message may quote the kubeconfig (tokens, keys): it is not passed on.
+      throw new DrawbridgeError('config.secret_invalid', 'The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML with clusters, users and contexts); its content is not shown because it is a secret.', {
+        hint: 'The operator must point kubeconfig at a valid kubeconfig on the gateway host (kubectl config view --raw --minify writes one) and restart the gateway. Retrying will not help.',
+      });
+    }
+  } else throw new TypeError('a kubernetes connection needs kubeconfig or in_cluster');
   if (source.context !== null) {
     if (!kc.getContextObject(source.context)) throw new DrawbridgeError('config.invalid', `The kubeconfig has no context named "${source.context}".`);
     kc.setCurrentContext(source.context);
   }
   return kc;
+}
+
+/** What `check --connect` learns from an API server: its version and who the credentials are. */
+export interface ClusterProbe {
+  /** gitVersion from /version, e.g. v1.30.2; null when the server would not say. */
+  readonly version: string | null;
+  /** status.userInfo of a SelfSubjectReview; null when the server cannot tell (see identityNote). */
+  readonly identity: { readonly username: string; readonly groups: readonly string[] } | null;
+  /** Why the identity is unknown; empty when it is known. */
+  readonly identityNote: string;
+}
+
+function jsonOf(text: string): Record<string, unknown> {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * GET /version, then POST a SelfSubjectReview (authentication.k8s.io/v1), as
+ * the gateway itself. A 401 is backend.auth_failed; a server without the review
+ * API (404, Kubernetes before 1.28) or one that forbids it leaves the identity unknown.
+ */
+export async function probeCluster(client: KubeClient, timeoutMs: number): Promise<ClusterProbe> {
+  const options = { timeoutMs, maxBytes: 256 * 1024 };
+  const where = client.address;
+  const refused = (res: Response, what: string) =>
+    new DrawbridgeError('backend.auth_failed', `The Kubernetes API at ${where} refused the gateway's credentials (${what}: 401 ${statusMessage(res.text)}). The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`);
+  const version = await client.request('GET', '/version', options);
+  if (version.status === 401) throw refused(version, 'GET /version');
+  if (version.status >= 400 && version.status !== 403 && version.status !== 404) {
+    throw new DrawbridgeError('backend.error', `The Kubernetes API at ${where} answered GET /version with ${version.status}: ${statusMessage(version.text)}`);
+  }
+  const gitVersion = version.status < 300 ? jsonOf(version.text)['gitVersion'] : undefined;
+  const review = await client.request('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+    ...options,
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+  });
+  if (review.status === 401) throw refused(review, 'SelfSubjectReview');
+  const base = { version: typeof gitVersion === 'string' ? gitVersion : null };
+  if (review.status === 404) return { ...base, identity: null, identityNote: 'the server has no SelfSubjectReview API (authentication.k8s.io/v1, Kubernetes 1.28 and later)' };
+  if (review.status === 403) return { ...base, identity: null, identityNote: `the credentials may not create a SelfSubjectReview: ${statusMessage(review.text)}` };
+  if (review.status >= 300) return { ...base, identity: null, identityNote: `SelfSubjectReview answered ${review.status}: ${statusMessage(review.text)}` };
+  const status = jsonOf(review.text)['status'];
+  const userInfo = typeof status === 'object' && status !== null ? (status as Record<string, unknown>)['userInfo'] : undefined;
+  const info = typeof userInfo === 'object' && userInfo !== null ? (userInfo as Record<string, unknown>) : {};
+  const username = info['username'];
+  if (typeof username !== 'string' || username === '') return { ...base, identity: null, identityNote: 'the SelfSubjectReview named no user' };
+  const groups = Array.isArray(info['groups']) ? info['groups'].filter((g): g is string => typeof g === 'string') : [];
+  return { ...base, identity: { username, groups }, identityNote: '' };
 }

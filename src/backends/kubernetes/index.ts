@@ -8,11 +8,11 @@
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import type { ImpactPreview } from '../../approval/approver.js';
-import type { Backend, BackendConnection, Cell, ColumnInfo, ExecuteContext, ParsedRequest, PreviewContext, TabularResult } from '../backend.js';
+import type { Backend, BackendConnection, Cell, ColumnInfo, ExecuteContext, ParsedRequest, PreviewContext, ProbeContext, ProbeResult, TabularResult } from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
-import { KubeClient, loadKubeConfig, statusMessage, type Impersonation } from './client.js';
+import { KubeClient, loadKubeConfig, probeCluster, statusMessage, type Impersonation } from './client.js';
 import { Discovery, resourcePath } from './discovery.js';
 import { evaluateJsonPath } from './jsonpath.js';
 import { maskObject } from './mask.js';
@@ -486,6 +486,24 @@ class KubernetesConnection implements BackendConnection {
         };
       }
     }
+  }
+
+  /** The API server's version and who the credentials are (SelfSubjectReview), as the gateway itself (never impersonating). */
+  async probe(context: ProbeContext): Promise<ProbeResult> {
+    const { client } = this.api();
+    const cluster = await probeCluster(client, Math.min(this.timeoutMs, context.timeoutMs));
+    const who = cluster.identity === null ? `credentials are unknown (${cluster.identityNote})` : `credentials are ${cluster.identity.username}${cluster.identity.groups.length ? ` (groups ${cluster.identity.groups.join(', ')})` : ''}`;
+    return {
+      summary: `Kubernetes ${cluster.version ?? '(version unknown)'} at ${client.address}${this.declaration.context ? ` (context ${this.declaration.context})` : ''}, ${who}${this.declaration.impersonate ? '; calls impersonate the caller' : ''}`,
+      warnings: [],
+      facts: {
+        server: client.address,
+        version: cluster.version,
+        user: cluster.identity?.username ?? null,
+        groups: cluster.identity ? cluster.identity.groups.join(',') : null,
+        impersonate: this.declaration.impersonate,
+      },
+    };
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { z } from 'zod';
 import type { ImpactPreview } from '../../approval/approver.js';
-import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, PreviewContext, TabularResult } from '../backend.js';
+import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, PreviewContext, ProbeContext, ProbeResult, TabularResult } from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
@@ -14,6 +14,7 @@ import { TEXT_PART } from '../../masking/masker.js';
 import { list, parseSql, stringList, unwrap, walk, type AstObject } from './ast.js';
 import { Catalog, carriesTableData, type FunctionInfo } from './catalog.js';
 import { classifyStatement, SQL_OPERATIONS, type Classification, type TableRef } from './classify.js';
+import { connectError, requirePostgresUrl, type ConnectTarget } from './connect.js';
 import { runStatement, ServerError, typeName, type Limits, type RunMode } from './execute.js';
 import { harmlessVolatile } from './functions.js';
 import { analyzeLineage, OPAQUE, type Lineage, type RelationColumns } from './lineage.js';
@@ -158,6 +159,7 @@ class PostgresConnection implements BackendConnection {
   constructor(
     readonly declaration: PostgresConnectionDeclaration,
     url: string,
+    private readonly target: ConnectTarget,
   ) {
     this.name = declaration.name;
     this.limits = limitsOf(declaration);
@@ -179,7 +181,7 @@ class PostgresConnection implements BackendConnection {
       return await this.pool.connect();
     } catch (error) {
       // The driver's message can contain the host; it never contains the password.
-      throw new DrawbridgeError('backend.unavailable', `Cannot connect to ${this.name}: ${(error as Error).message}`, { cause: error });
+      throw connectError(error, this.name, this.target);
     }
   }
 
@@ -394,10 +396,66 @@ class PostgresConnection implements BackendConnection {
     return new DrawbridgeError('backend.unavailable', `The connection to ${this.name} failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
   }
 
+  /**
+   * Connects through the pool as a call would, then runs the gateway's own
+   * read path (BEGIN READ ONLY, the SET LOCAL limits, ROLLBACK) with a query of
+   * the server's version and the login role's attributes.
+   */
+  async probe(context: ProbeContext): Promise<ProbeResult> {
+    const client = await this.client();
+    let broken = false;
+    try {
+      const limits: Limits = { ...this.limits, timeoutMs: Math.max(1, Math.min(this.limits.timeoutMs, context.timeoutMs)), maxRows: 1 };
+      const { result } = await runStatement(client, PROBE_SQL, 'read', limits, () => (broken = true));
+      const row = result.rows[0];
+      if (!row) throw new DrawbridgeError('backend.error', `The login role of ${this.name} is not in pg_roles; cannot tell what it may do.`);
+      const [version, database, role, superuser, bypassRls, standby, readOnly] = row;
+      const warnings: string[] = [];
+      if (superuser === true) {
+        warnings.push(
+          `role ${String(role)} is a SUPERUSER: the database cannot be the second wall behind the gateway's policy (a superuser ignores grants and row-level security and can reach the server's files and programs); connect the gateway as a least-privilege role granted only what agents may use`,
+        );
+      } else if (bypassRls === true) {
+        warnings.push(`role ${String(role)} has BYPASSRLS: row-level security policies do not apply to the gateway's queries`);
+      }
+      const summary = [
+        // server_version may carry the packager's suffix ("15.4 (Debian 15.4-1)"): the facts keep it.
+        `PostgreSQL ${String(version).split(' ')[0]} at ${this.target.host}:${this.target.port}, database ${String(database)}`,
+        `role ${String(role)} (${superuser === true ? 'SUPERUSER' : 'not a superuser'})`,
+        readOnly === 'on' ? 'reads run in a read-only transaction' : 'the read-only transaction did not take effect',
+        ...(standby === true ? ['a standby: writes will fail'] : []),
+      ].join(', ');
+      if (readOnly !== 'on') throw new DrawbridgeError('backend.error', `${summary}: BEGIN READ ONLY did not make the transaction read-only on ${this.name}.`);
+      return {
+        summary,
+        warnings,
+        facts: {
+          serverVersion: String(version),
+          database: String(database),
+          role: String(role),
+          superuser: superuser === true,
+          bypassRls: bypassRls === true,
+          standby: standby === true,
+          readOnlyTransaction: true,
+        },
+      };
+    } catch (error) {
+      throw this.translate(error, () => (broken = true));
+    } finally {
+      client.release(broken);
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }
 }
+
+/** The probe's one query, run on the gateway's read path: who the gateway is on this server. */
+const PROBE_SQL = `SELECT pg_catalog.current_setting('server_version') AS server_version, pg_catalog.current_database()::text AS database,
+  r.rolname::text AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls, pg_catalog.pg_is_in_recovery() AS standby,
+  pg_catalog.current_setting('transaction_read_only') AS read_only
+FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`;
 
 export const postgres: Backend<PostgresConnectionDeclaration> = {
   type: 'postgres',
@@ -419,7 +477,8 @@ export const postgres: Backend<PostgresConnectionDeclaration> = {
   },
   connect(c, environment) {
     const url = resolveSecret(c.url, environment);
-    return new PostgresConnection(c, url);
+    // Refused here, before the driver would read a stray value as a host name.
+    return new PostgresConnection(c, url, requirePostgresUrl(url, c.url, c.name));
   },
 };
 

@@ -54,6 +54,8 @@ export function knownHostKeys(text: string, host: string, port: number): string[
 interface Pooled {
   client: ssh2.Client;
   ready: Promise<ssh2.Client>;
+  /** The fingerprint of the host key the server presented and the pin accepted; null before the handshake. */
+  hostKey(): string | null;
 }
 
 /** A command run once on each new connection, and the exact stdout that makes the connection usable. */
@@ -76,6 +78,8 @@ export class SshPool {
     if (existing) return existing;
     const client = new ssh2.Client();
     let rejected: string | null = null;
+    let accepted: string | null = null;
+    let login = '';
     const ready = new Promise<ssh2.Client>((resolve, reject) => {
       const drop = () => {
         if (this.pool.get(target.name)?.client === client) this.pool.delete(target.name);
@@ -97,16 +101,30 @@ export class SshPool {
           },
         );
       });
-      client.on('error', (e: Error) => {
+      client.on('error', (e: Error & { level?: string }) => {
         drop();
         reject(rejected !== null
           ? new DrawbridgeError('backend.unavailable', `Host ${target.name}: ${rejected}; the call was refused.`, { hint: 'If the host was legitimately re-keyed, the operator must update host_key / known_hosts.' })
-          : new DrawbridgeError('backend.unavailable', `Cannot connect to ${target.name}: ${e.message}`, { cause: e }));
+          : e.level === 'client-authentication'
+            ? new DrawbridgeError('backend.auth_failed', `Host ${target.name} (${target.host}:${target.port}) refused the gateway's key for user ${login} (${e.message}). The private key is not authorized for that account, or the user name is wrong; the operator must fix it.`, { cause: e })
+            : new DrawbridgeError('backend.unavailable', `Cannot connect to ${target.name}: ${e.message}`, { cause: e }));
       });
       client.on('close', drop);
       client.on('end', drop);
       const creds = this.credentials();
-      client.connect({
+      login = creds.username;
+      const connect = (options: ssh2.ConnectConfig) => {
+        try {
+          client.connect(options);
+        } catch (error) {
+          // ssh2 parses the key before connecting; its message names the problem, never the key.
+          drop();
+          reject(new DrawbridgeError('config.secret_invalid', `Host ${target.name}: the gateway's private key cannot be used (${(error as Error).message}); the key is not shown because it is a secret.`, {
+            hint: 'The operator must point private_key at an OpenSSH private key (with passphrase set if the key is encrypted) on the gateway host and restart the gateway. Retrying will not help.',
+          }));
+        }
+      };
+      connect({
         host: target.host,
         port: target.port,
         username: creds.username,
@@ -120,12 +138,13 @@ export class SshPool {
           const fp = fingerprintOf(key);
           const ok = target.fingerprints.includes(fp) || target.fingerprints.includes(key.toString('base64'));
           if (!ok) rejected = `the host key ${fp} is not the one pinned for this host (unknown or changed host key)`;
+          else accepted = fp;
           return ok;
         },
       });
     });
     ready.catch(() => undefined);
-    const pooled = { client, ready };
+    const pooled: Pooled = { client, ready, hostKey: () => accepted };
     this.pool.set(target.name, pooled);
     return pooled;
   }
@@ -139,6 +158,21 @@ export class SshPool {
       throw error;
     }
     return this.run(client, target, command, o);
+  }
+
+  /**
+   * Opens (or reuses) the connection to the host exactly as exec does: the pinned
+   * host key, login, then the quoting probe. Returns the host key it accepted.
+   */
+  async check(target: HostTarget): Promise<{ readonly hostKey: string | null }> {
+    const pooled = this.connect(target);
+    try {
+      await pooled.ready;
+    } catch (error) {
+      this.pool.delete(target.name);
+      throw error;
+    }
+    return { hostKey: pooled.hostKey() };
   }
 
   private run(client: ssh2.Client, target: HostTarget, command: string, o: { timeoutMs: number; maxBytes: number }): Promise<ExecOutcome> {

@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
-import type { Backend, BackendConnection, Cell, ExecuteContext, ParsedRequest, TabularResult } from '../backend.js';
+import type { Backend, BackendConnection, Cell, ExecuteContext, ParsedRequest, ProbeResult, TabularResult } from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretEnvironment, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
-import { DrawbridgeError } from '../../errors.js';
+import { DrawbridgeError, toDrawbridgeError } from '../../errors.js';
 import { knownHostKeys, SshPool, type HostTarget } from './client.js';
 import { classifyCommands } from './classify.js';
 import { parseShellCommand, QUOTING_PROBE_ARGV, QUOTING_PROBE_EXPECTED, quoteArgv, type ShellCommand } from './parse.js';
@@ -172,6 +172,43 @@ class SshConnection implements BackendConnection {
       truncated: truncated ? { reason: 'bytes', limit: this.maxBytes } : null,
       notices: [],
       bytes: rows.reduce((n, r) => n + String(r[3] ?? '').length + String(r[4] ?? '').length, 0),
+    };
+  }
+
+  /**
+   * Connects to every host as a call would (the pool's own connect: pinned host
+   * key, login, quoting probe). One host failing fails the connection, and the
+   * summary still says how each host fared.
+   */
+  async probe(): Promise<ProbeResult> {
+    const user = this.declaration.user;
+    const outcomes = await Promise.all(
+      this.targets.map(async (target) => {
+        try {
+          return { target, hostKey: (await this.pool.check(target)).hostKey, error: null };
+        } catch (error) {
+          return { target, hostKey: null, error: toDrawbridgeError(error) };
+        }
+      }),
+    );
+    const only = outcomes.length === 1 ? outcomes[0] : undefined;
+    if (only?.error) throw only.error;
+    const at = (t: HostTarget) => `${t.name} (${t.host}:${t.port})`;
+    const checks = 'host key matches the pin, login works, the login shell quotes like POSIX sh (quoting probe passed)';
+    const summary = only
+      ? `SSH as ${user} to ${at(only.target)}: ${checks.replace('host key', `host key ${only.hostKey ?? '(unknown)'}`)}`
+      : `SSH as ${user} to ${outcomes.length} hosts: ${outcomes.map((o) => `${at(o.target)} ${o.error ? `FAILED (${o.error.code})` : 'ok'}`).join(', ')}${outcomes.some((o) => !o.error) ? ` — where ok: ${checks.replace('host key matches the pin', 'host keys match their pins')}` : ''}`;
+    const failed = outcomes.find((o) => o.error !== null);
+    return {
+      summary,
+      warnings: [],
+      ...(failed?.error ? { failure: failed.error } : {}),
+      facts: {
+        user,
+        hosts: outcomes.length,
+        ok: outcomes.filter((o) => !o.error).length,
+        ...Object.fromEntries(outcomes.map((o) => [`hostKey.${o.target.name}`, o.hostKey])),
+      },
     };
   }
 

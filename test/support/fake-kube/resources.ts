@@ -114,6 +114,8 @@ export const RESOURCES: readonly ResourceDef[] = [
   def('apps', 'replicasets', 'ReplicaSet', { shortNames: ['rs'], categories: ['all'], subresources: [SCALE, STATUS], fieldLabels: ['status.replicas'] }),
   def('apps', 'statefulsets', 'StatefulSet', { shortNames: ['sts'], categories: ['all'], subresources: [SCALE, STATUS] }),
   def('apps', 'daemonsets', 'DaemonSet', { shortNames: ['ds'], categories: ['all'], subresources: [STATUS] }),
+  // authentication.k8s.io/v1: who am I (create only; answered from the caller's credentials, never stored)
+  def('authentication.k8s.io', 'selfsubjectreviews', 'SelfSubjectReview', { namespaced: false, verbs: ['create'] }),
   // batch/v1
   def('batch', 'jobs', 'Job', { categories: ['all'], subresources: [STATUS], fieldLabels: ['status.successful'] }),
   def('batch', 'cronjobs', 'CronJob', { shortNames: ['cj'], categories: ['all'], subresources: [STATUS] }),
@@ -143,6 +145,7 @@ export interface GroupDef {
 /** Non-core groups in the order /apis lists them. */
 export const GROUPS: readonly GroupDef[] = [
   { name: 'apps', version: 'v1' },
+  { name: 'authentication.k8s.io', version: 'v1' },
   { name: 'batch', version: 'v1' },
   { name: 'rbac.authorization.k8s.io', version: 'v1' },
   { name: 'apiextensions.k8s.io', version: 'v1' },

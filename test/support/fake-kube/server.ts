@@ -19,6 +19,9 @@
 // - Server-side apply merges (strategic for built-in types, JSON merge for custom resources)
 //   and records a managedFields entry, without field-ownership conflicts.
 // - Every endpoint, including discovery and /version, requires the bearer token.
+// - SelfSubjectReview (authentication.k8s.io/v1) answers with the caller's user info: the token's
+//   user (a service account by default, with its groups) or the impersonated user and groups
+//   plus system:authenticated. `selfSubjectReview: false` models a server before 1.28 (404).
 
 import { randomBytes, randomUUID, createHash } from 'node:crypto';
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -128,8 +131,12 @@ export interface FakeKubeOptions {
   rbac?: RbacCheck;
   /** Run the minimal deployment/replicaset controller after writes (default true). */
   controllers?: boolean;
-  /** User name in Forbidden messages when nobody is impersonated. */
+  /** The bearer token's user: Forbidden messages and SelfSubjectReview (default system:serviceaccount:drawbridge:gateway). */
   tokenUser?: string;
+  /** The token user's groups in a SelfSubjectReview (default: a service account's groups, or system:authenticated). */
+  tokenGroups?: readonly string[];
+  /** Serve authentication.k8s.io/v1 selfsubjectreviews (default true); false answers 404 like a server before 1.28. */
+  selfSubjectReview?: boolean;
 }
 
 export interface KubeconfigOptions {
@@ -246,6 +253,7 @@ type WatchType = 'ADDED' | 'MODIFIED' | 'DELETED';
 const NS_DEF = findResource('', 'v1', 'namespaces')!;
 const POD_DEF = findResource('', 'v1', 'pods')!;
 const RS_DEF = findResource('apps', 'v1', 'replicasets')!;
+const AUTHN_GROUP = 'authentication.k8s.io';
 const PROTECTED_NAMESPACES = new Set(['default', 'kube-system', 'kube-public']);
 const EXEC_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
 const PATCH_TYPES = 'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json';
@@ -263,6 +271,12 @@ function statusBody(code: number, reason: string, message: string, details?: Rec
     ...(details ? { details } : {}),
     code,
   };
+}
+
+/** The groups a real API server gives a user: a service account's three, or just system:authenticated. */
+function defaultGroups(user: string): string[] {
+  const sa = /^system:serviceaccount:([^:]+):[^:]+$/.exec(user);
+  return sa ? ['system:serviceaccounts', `system:serviceaccounts:${sa[1]!}`, 'system:authenticated'] : ['system:authenticated'];
 }
 
 function resourceDetails(def: ResourceDef, name: string | undefined): Record<string, unknown> {
@@ -416,6 +430,8 @@ class FakeKubeServer implements FakeKube {
   private rbac: RbacCheck | undefined;
   private readonly controllers: boolean;
   private readonly tokenUser: string;
+  private readonly tokenGroups: readonly string[];
+  private readonly selfSubjectReview: boolean;
   private ipCounter = 200;
 
   constructor(private readonly options: FakeKubeOptions) {
@@ -423,6 +439,8 @@ class FakeKubeServer implements FakeKube {
     this.rbac = options.rbac;
     this.controllers = options.controllers ?? true;
     this.tokenUser = options.tokenUser ?? 'system:serviceaccount:drawbridge:gateway';
+    this.tokenGroups = options.tokenGroups ?? defaultGroups(this.tokenUser);
+    this.selfSubjectReview = options.selfSubjectReview ?? true;
     this.loadSeed(options.seed ?? DEFAULT_SEED);
     this.initial = this.cloneMap(this.map);
     this.loadLogs();
@@ -807,16 +825,24 @@ class FakeKubeServer implements FakeKube {
     await this.handleResource(ctx, target, method);
   }
 
+  /** A group this server does not serve (authentication.k8s.io when selfSubjectReview is off). */
+  private hidden(group: string): boolean {
+    return group === AUTHN_GROUP && !this.selfSubjectReview;
+  }
+
   private discovery(path: string): unknown {
     if (path === '/api') return apiVersions(`127.0.0.1:${this.port}`);
     if (path === '/api/v1') return apiResourceList('', 'v1');
-    if (path === '/apis') return apiGroupList();
+    if (path === '/apis') {
+      const list = apiGroupList() as { groups: Array<{ name: string }> };
+      return { ...list, groups: list.groups.filter((g) => !this.hidden(g.name)) };
+    }
     if (path === '/version') return VERSION_INFO;
     if (path === '/healthz' || path === '/livez' || path === '/readyz') return 'ok';
     let m = /^\/apis\/([^/]+)$/.exec(path);
-    if (m) return apiGroup(m[1]!) ?? undefined;
+    if (m) return this.hidden(m[1]!) ? undefined : (apiGroup(m[1]!) ?? undefined);
     m = /^\/apis\/([^/]+)\/([^/]+)$/.exec(path);
-    if (m && groupVersionServed(m[1]!, m[2]!)) return apiResourceList(m[1]!, m[2]!);
+    if (m && groupVersionServed(m[1]!, m[2]!) && !this.hidden(m[1]!)) return apiResourceList(m[1]!, m[2]!);
     return undefined;
   }
 
@@ -834,7 +860,7 @@ class FakeKubeServer implements FakeKube {
       group = m[1]!;
       version = m[2]!;
       rest = m[3]!;
-      if (!groupVersionServed(group, version)) return null;
+      if (!groupVersionServed(group, version) || this.hidden(group)) return null;
     } else {
       return null;
     }
@@ -916,6 +942,7 @@ class FakeKubeServer implements FakeKube {
       name: t.name ?? null,
     });
     this.authorize(ctx.user, ctx.groups, t, verb);
+    if (t.def.group === AUTHN_GROUP && t.def.resource === 'selfsubjectreviews') return this.reviewSelf(ctx);
     const dryRun = this.dryRun(q);
     const { def, namespace, name, sub } = t;
 
@@ -1067,6 +1094,24 @@ class FakeKubeServer implements FakeKube {
     };
     res.on('close', stop);
     res.on('finish', stop);
+  }
+
+  // ---- SelfSubjectReview ----
+
+  /**
+   * POST authentication.k8s.io/v1 selfsubjectreviews: 201 with status.userInfo of the
+   * caller — the impersonated user (with system:authenticated added to its groups,
+   * as the impersonation filter does) or the bearer token's own user. Nothing is stored.
+   */
+  private reviewSelf(ctx: Ctx): void {
+    const def = findResource(AUTHN_GROUP, 'v1', 'selfsubjectreviews')!;
+    const body = this.parseBody(ctx);
+    this.checkTypeMeta(def, body, true);
+    const userInfo =
+      ctx.user === null
+        ? { username: this.tokenUser, uid: stableUid(`user:${this.tokenUser}`), groups: [...this.tokenGroups] }
+        : { username: ctx.user, groups: ctx.groups.includes('system:authenticated') || ctx.user === 'system:anonymous' ? [...ctx.groups] : [...ctx.groups, 'system:authenticated'] };
+    this.sendJson(ctx.res, 201, { kind: 'SelfSubjectReview', apiVersion: `${AUTHN_GROUP}/v1`, metadata: { creationTimestamp: null }, status: { userInfo } });
   }
 
   // ---- write ----
