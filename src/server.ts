@@ -112,7 +112,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
       channel,
       ...(client ? { client: { name: client.name, version: client.version } } : {}),
     });
-    if (!result.ok) return { isError: true, content: [{ type: 'text', text: result.text }] };
+    if (!result.ok) return { isError: true, content: [{ type: 'text', text: result.text }], ...(result.structured ? { structuredContent: result.structured } : {}) };
     return { content: [{ type: 'text', text: result.text }], structuredContent: result.structured };
   });
   return server;

@@ -4,6 +4,7 @@
 // How a human is reached is behind `Approver`; the pipeline never knows.
 
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import { canonicalJson } from '../journal/journal.js';
 
 /** Who acted on an approval, and how. */
@@ -93,6 +94,26 @@ export interface Approver {
   /** Asks for approval of `subject`; resolves when decided, or pending/unavailable. */
   request(subject: ApprovalSubject, channel: ApprovalChannel): Promise<ApprovalOutcome>;
 }
+
+/**
+ * What the agent is told about the approval its call waits for, or was refused by
+ * (structuredContent.approval of an approval.pending or approval.declined result):
+ * which request, where it stands, and exactly how to pick up the decision.
+ */
+export const approvalAnswerSchema = z.object({
+  id: z.string().describe('The approval request, ap_…'),
+  status: z
+    .enum(['pending', 'approved', 'denied', 'expired', 'consumed'])
+    .describe('pending: no decision yet; approved: the next identical call runs it; denied: refused (reported once); expired or consumed: the next identical call asks anew'),
+  tool: z.string().describe('The tool to call again'),
+  connection: z.string().describe('The connection to pass again'),
+  rule: z.string().describe('The policy rule that asks for the approval'),
+  expiresAt: z.string().nullable().describe('When an undecided request lapses'),
+  waitSeconds: z.number().describe('How long each identical call waits for the decision before answering "pending" again'),
+  retry: z.string().describe('What to do next, in words an agent follows'),
+});
+
+export type ApprovalAnswer = z.infer<typeof approvalAnswerSchema>;
 
 /** The hash an approval is bound to: tool, connection and the exact input. */
 export function requestHash(tool: string, connection: string, input: Readonly<Record<string, unknown>>): string {

@@ -2,7 +2,10 @@
 // clearance: a valid grant for this principal, connection and rule; an
 // out-of-band approval of this exact request (by hash); or a yes from the human
 // at the client through elicitation. Every step is journaled. Anything else
-// throws a coded refusal: declined, pending (with the id), timeout, unavailable.
+// throws a coded refusal: declined, pending, timeout, unavailable. A refusal
+// about an out-of-band request names it and says, in words an agent follows,
+// how to pick up the decision (the same call again, which waits up to
+// approval.wait); its details carry the same as structuredContent.approval.
 // A call the client cancelled (channel.signal) stops asking at once: nothing
 // runs, and an out-of-band approval is left for the agent's next identical call.
 
@@ -14,7 +17,7 @@ import { DrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Journal } from '../journal/journal.js';
 import type { Decision } from '../policy/evaluate.js';
-import { requestHash, type ApprovalChannel, type ApprovalSubject, type ImpactPreview, type Vote } from './approver.js';
+import { requestHash, type ApprovalAnswer, type ApprovalChannel, type ApprovalSubject, type ImpactPreview, type Vote } from './approver.js';
 import { grantChoices, describeForApproval } from './prompt.js';
 import type { ApprovalStore, StoredApproval, StoredGrant } from './store.js';
 
@@ -23,8 +26,10 @@ export interface ApprovalContext {
   readonly journal: Journal;
   readonly clock: () => Date;
   readonly settings: GatewayConfig['approval'];
-  /** Real-time sleep; injectable so tests need not wait. */
+  /** Real-time sleep; injectable (with `monotonic`) so tests run a long wait in virtual time. */
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Milliseconds on a monotonic clock, for how long a call has waited (default performance.now). */
+  readonly monotonic?: () => number;
   /** How often a waiting call sends progress notifications (default 5 s). */
   readonly progressEveryMs?: number;
 }
@@ -139,7 +144,8 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
     ctx.journal.append('approval', s.callId, { event: 'requested', approvalId: approval.id, via: 'cli', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, approverGroups: s.approverGroups, min: s.min, preview: s.preview, expiresAt: approval.expiresAt }, ctx.clock());
   }
   const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const started = Date.now();
+  const monotonic = ctx.monotonic ?? (() => performance.now());
+  const started = monotonic();
   let lastProgress = -Infinity;
   let current: StoredApproval | undefined = approval;
   for (;;) {
@@ -150,9 +156,10 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
     if (current.status === 'approved') return consume(ctx, store, current, s);
     if (current.status === 'denied') throw declined(ctx, store, current, s);
     if (current.status !== 'pending') {
-      throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, { hint: 'Call the tool again to ask for a new approval.' });
+      const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
+      throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, { hint: retry, details: approvalDetails(ctx, s, current, retry) });
     }
-    const waited = Date.now() - started;
+    const waited = monotonic() - started;
     if (waited >= ctx.settings.waitMs) break;
     if (channel.progress && waited - lastProgress >= (ctx.progressEveryMs ?? PROGRESS_EVERY_MS)) {
       lastProgress = waited;
@@ -161,11 +168,48 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
     }
     await sleep(Math.min(POLL_MS, ctx.settings.waitMs - waited));
   }
+  const retry = pickUp(ctx, s);
   throw new DrawbridgeError(
     'approval.pending',
-    `Pending approval ${current.id}: ${s.min > 1 ? `${s.min} approvers` : 'someone'} in ${s.approverGroups.join(', ')} must run \`drawbridge approvals approve ${current.id}\`. Nothing was run yet.`,
-    { hint: `Call this tool again later with exactly the same input to pick up the decision (approval ${current.id} expires ${current.expiresAt}).`, details: { approvalId: current.id } },
+    `Pending approval ${current.id}: a human must approve ${current.id} (${approversOf(s)} must run \`drawbridge approvals approve ${current.id}\`); nothing was run yet.`,
+    {
+      hint: `${retry} Approved: the call runs, once. Denied: you are told why, once. Tell the user that ${current.id} waits for ${approversOf(s)}; it expires at ${current.expiresAt}.`,
+      details: approvalDetails(ctx, s, current, retry),
+    },
   );
+}
+
+/** Who must act: "someone in dba", "2 approvers in dba, sre". */
+function approversOf(s: ApprovalSubject): string {
+  return `${s.min > 1 ? `${s.min} approvers` : 'someone'} in ${s.approverGroups.join(', ')}`;
+}
+
+/** The arguments an identical call repeats, by name: "connection db, same sql". */
+function sameArguments(s: ApprovalSubject): string {
+  const others = Object.keys(s.input).filter((key) => key !== 'connection');
+  return `connection ${s.connection}${others.length > 0 ? `, same ${others.join(', ')}` : ''}`;
+}
+
+/** How the agent picks up the decision: the same call again, which waits for it. */
+function pickUp(ctx: ApprovalContext, s: ApprovalSubject): string {
+  const seconds = Math.round(ctx.settings.waitMs / 1000);
+  const waits = seconds > 0 ? `it waits up to ${seconds} s each time` : 'it answers at once each time';
+  return `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to pick up the decision; ${waits}.`;
+}
+
+/** The error details carrying what the agent is told as structuredContent.approval. */
+function approvalDetails(ctx: ApprovalContext, s: ApprovalSubject, approval: Pick<StoredApproval, 'id' | 'status' | 'expiresAt'>, retry: string): { approvalId: string; approval: ApprovalAnswer } {
+  const answer: ApprovalAnswer = {
+    id: approval.id,
+    status: approval.status,
+    tool: s.tool,
+    connection: s.connection,
+    rule: s.rule,
+    expiresAt: approval.status === 'pending' || approval.status === 'approved' ? approval.expiresAt : null,
+    waitSeconds: Math.round(ctx.settings.waitMs / 1000),
+    retry,
+  };
+  return { approvalId: approval.id, approval: answer };
 }
 
 /** Sends `message` as progress now and every progressEveryMs until stopped; failures are ignored. */
@@ -197,7 +241,8 @@ function declined(ctx: ApprovalContext, store: ApprovalStore, approval: StoredAp
     },
     ctx.clock(),
   );
-  return new DrawbridgeError('approval.declined', `Approval ${reported.id} was denied${deny?.reason ? `: ${deny.reason}` : ''}; nothing was run.`, { details: { approvalId: reported.id } });
+  const retry = `Do not call ${s.tool} with these arguments again unless the user asks for it: an identical call asks a human anew.`;
+  return new DrawbridgeError('approval.declined', `Approval ${reported.id} was denied${deny?.reason ? `: ${deny.reason}` : ''}; nothing was run.`, { details: approvalDetails(ctx, s, reported, retry) });
 }
 
 /** The client cancelled the call while it was being approved: journaled, and nothing runs. */
@@ -206,11 +251,11 @@ function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string,
   if (via === 'elicitation') {
     return new DrawbridgeError('approval.unavailable', 'The call was cancelled before the approval prompt was answered; nothing was run.');
   }
-  return new DrawbridgeError(
-    'approval.pending',
-    `The call was cancelled while it waited for approval ${approvalId} (${current?.status ?? 'pending'}); nothing was run.`,
-    { hint: `Call this tool again with exactly the same input to pick up the decision on ${approvalId}.`, details: { approvalId } },
-  );
+  const retry = pickUp(ctx, s);
+  return new DrawbridgeError('approval.pending', `The call was cancelled while it waited for approval ${approvalId} (${current?.status ?? 'pending'}); nothing was run.`, {
+    hint: retry,
+    details: current ? approvalDetails(ctx, s, current, retry) : { approvalId },
+  });
 }
 
 function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Clearance {
@@ -221,9 +266,10 @@ function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApp
   } catch (error) {
     // Another identical call waiting on the same request used the approval first.
     if (error instanceof DrawbridgeError && error.code === 'approval.not_approved') {
+      const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
       throw new DrawbridgeError('approval.pending', `Approval ${approval.id} was used by another identical call that was waiting for it; this call ran nothing.`, {
-        hint: 'Call again with the same input to ask for a new approval.',
-        details: { approvalId: approval.id },
+        hint: retry,
+        details: approvalDetails(ctx, s, { ...approval, status: 'consumed' }, retry),
       });
     }
     throw error;

@@ -6,21 +6,46 @@
 // to every HTTP request to the gateway's origin, and to nothing else; a 401 gets
 // one refresh and one retry. It holds no backend credential: the gateway does.
 //
+// No request ever waits for a person. A client gives up on a request after
+// about 60 s, and a sign-in can take longer: so when no token is at hand at
+// start (nothing cached, or expired and the refresh fails), the bridge answers
+// the client's `initialize` itself (tools, listChanged), answers tools/list
+// with no tools and every other request with an error saying where to sign in
+// (the same line it writes on stderr), and runs the device flow meanwhile. Once
+// signed in it opens the gateway session with the client's own initialize
+// params, tells the client the tool list changed, and forwards from then on.
+// With a token at hand at start, the client's initialize is forwarded. A token
+// lost later (the refresh fails) gets the same treatment per request.
+//
 // The bridge reads the messages only for its own bookkeeping: which client
 // requests still wait for an answer (so that when the gateway cannot be
 // reached, or signing in fails, the agent gets a JSON-RPC error instead of
 // waiting forever), and the negotiated protocol version (the HTTP transport
 // must send it as a header).
 
+import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import {
+  isJSONRPCErrorResponse,
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+  LATEST_PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  type InitializeResult,
+  type JSONRPCMessage,
+  type JSONRPCRequest,
+  type RequestId,
+  type Result,
+} from '@modelcontextprotocol/sdk/types.js';
 import { DrawbridgeError, type ErrorCode } from '../errors.js';
-import { describeError, gatewayEndpoint, obtainAccessToken, printable, type BridgeOptions, type TokenSource } from './tokens.js';
+import { SERVER_VERSION } from '../server.js';
+import { describeError, gatewayEndpoint, openTokenSource, printable, type BridgeOptions, type SignInPrompt, type TokenSource } from './tokens.js';
 
-export type { BridgeOptions, TokenSource } from './tokens.js';
+export type { BridgeOptions, SignInPrompt, TokenSource } from './tokens.js';
 export { obtainAccessToken } from './tokens.js';
 
 export interface BridgeIo {
@@ -31,6 +56,9 @@ export interface BridgeIo {
 /** The JSON-RPC error code of the answers the bridge gives itself (the SDK's ConnectionClosed). */
 export const BRIDGE_ERROR_CODE = -32000;
 
+/** The serverInfo name of the bridge's own initialize answer (before the gateway session exists). */
+export const BRIDGE_NAME = 'drawbridge-connect';
+
 /** After a response stream ends, how long the SDK may take to hand over what it carried before a request counts as unanswered. */
 const STREAM_GRACE_MS = 250;
 const TERMINATE_TIMEOUT_MS = 3_000;
@@ -39,13 +67,25 @@ interface Reason {
   readonly code: ErrorCode;
   readonly message: string;
   readonly hint?: string;
+  /** Extra members of the JSON-RPC error's data (never a token). */
+  readonly data?: Readonly<Record<string, string>>;
 }
 
 interface Pending {
   readonly method: string;
   /** The response stream ended after an event id: the SDK resumes it (Last-Event-ID), so the answer may still come. */
   resuming: boolean;
+  /** A request of the bridge's own (the gateway session's initialize): settled here, never shown to the client. */
+  readonly own?: { readonly resolve: (result: Result) => void; readonly reject: (reason: Reason) => void };
 }
+
+/**
+ * starting: looking for a token without asking anyone; the client's messages wait.
+ * signed-out: the bridge answers the client itself while a person signs in.
+ * connecting: signed in, opening the gateway session; the client's messages wait.
+ * forwarding: everything goes to the gateway and back.
+ */
+type Phase = 'starting' | 'signed-out' | 'connecting' | 'forwarding';
 
 /** The JSON-RPC request ids in a POST body the SDK transport built (one message, or a batch). */
 function requestIds(body: unknown): RequestId[] {
@@ -74,7 +114,10 @@ function challengeOf(response: Response): string {
 }
 
 function explain(error: unknown, origin: string): Reason {
-  if (error instanceof DrawbridgeError) return { code: error.code, message: error.message, hint: error.hint };
+  if (error instanceof DrawbridgeError) {
+    const data = error.details['signIn'];
+    return { code: error.code, message: error.message, hint: error.hint, ...(isStringRecord(data) ? { data } : {}) };
+  }
   if (error instanceof StreamableHTTPError) {
     const detail = printable(error.message.replace(/^Streamable HTTP error: /, ''), 500);
     if (error.code === 401) {
@@ -87,10 +130,29 @@ function explain(error: unknown, origin: string): Reason {
   return { code: 'backend.unavailable', message: `The gateway ${origin} could not be reached: ${describeError(error)}`, hint: 'Check the network and that the gateway is running, then retry.' };
 }
 
+function isStringRecord(value: unknown): value is Record<string, string> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
+}
+
+/** The refusal of a request made while nobody is signed in: where to sign in, as the prompt on stderr says it. */
+function signInRequired(prompt: SignInPrompt): DrawbridgeError {
+  return new DrawbridgeError('identity.sign_in_required', `Not signed in to ${prompt.gateway} yet. ${prompt.text}`, {
+    details: { signIn: { verificationUri: prompt.verificationUri, userCode: prompt.userCode, ...(prompt.verificationUriComplete ? { verificationUriComplete: prompt.verificationUriComplete } : {}) } },
+  });
+}
+
+/** The bridge's own answer to the client's initialize: the version it asked for when this SDK speaks it, and tools that will change. */
+function initializeResult(params: JSONRPCRequest['params']): InitializeResult {
+  const requested = params?.['protocolVersion'];
+  const protocolVersion = typeof requested === 'string' && SUPPORTED_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
+  return { protocolVersion, capabilities: { tools: { listChanged: true } }, serverInfo: { name: BRIDGE_NAME, title: 'Drawbridge (drawbridge connect)', version: SERVER_VERSION } };
+}
+
 /**
  * Serves MCP on `io` (default: this process's stdin/stdout) and forwards it to the
- * gateway at options.url. Signs in at start (the prompt goes to options.log). Resolves
- * when stdin closes, options.signal aborts, or the gateway ends the MCP session.
+ * gateway at options.url. Without a token at hand, answers the client itself while
+ * a person signs in (the prompt goes to options.log). Resolves when stdin closes,
+ * options.signal aborts, or the gateway ends the MCP session.
  */
 export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: process.stdin, stdout: process.stdout }): Promise<void> {
   const endpoint = gatewayEndpoint(options.url);
@@ -98,19 +160,30 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
   const log = options.log;
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-  const tokenOptions: BridgeOptions = { ...options, signal };
 
   let closing = false;
+  let phase: Phase = 'starting';
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
 
-  // --- tokens: one sign-in at a time; a failed one is retried by the next request.
+  // --- the sign-in prompt, as the device flow shows it.
+  let prompted: ((prompt: SignInPrompt) => void) | null = null;
+  const tokenOptions: BridgeOptions = {
+    ...options,
+    signal,
+    onSignInPrompt: (prompt) => {
+      prompted?.(prompt);
+      options.onSignInPrompt?.(prompt);
+    },
+  };
+
+  // --- the token source: discovery once (a failed one is retried by the next request).
   let sourcePromise: Promise<TokenSource> | null = null;
   let source: TokenSource | null = null;
-  const tokens = (): Promise<TokenSource> => {
+  const tokenSource = (): Promise<TokenSource> => {
     if (source) return Promise.resolve(source);
     if (!sourcePromise) {
-      const attempt = obtainAccessToken(tokenOptions).then((s) => (source = s));
+      const attempt = openTokenSource(tokenOptions).then((s) => (source = s));
       sourcePromise = attempt;
       attempt.catch(() => {
         if (sourcePromise === attempt) sourcePromise = null;
@@ -119,10 +192,50 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     return sourcePromise;
   };
 
-  // --- requests from the client still waiting for the gateway's answer.
+  // --- one sign-in at a time, in the background; requests only wait for its prompt.
+  let signIn: { readonly prompt: Promise<SignInPrompt> } | null = null;
+  const startSignIn = (tokens: TokenSource): Promise<SignInPrompt> => {
+    if (signIn) return signIn.prompt;
+    let show!: (prompt: SignInPrompt) => void;
+    let fail!: (error: unknown) => void;
+    const prompt = new Promise<SignInPrompt>((resolve, reject) => {
+      show = resolve;
+      fail = reject;
+    });
+    prompt.catch(() => undefined);
+    const current = { prompt };
+    signIn = current;
+    prompted = show;
+    tokens.signIn().then(
+      () => {
+        if (signIn === current) signIn = null;
+        if (!closing) signedIn();
+      },
+      (error: unknown) => {
+        if (signIn === current) signIn = null;
+        fail(error);
+        if (!closing) log(`Not signed in: ${describeError(error)} (a new sign-in starts with the next request).`);
+      },
+    );
+    return prompt;
+  };
+
+  /** A token for the gateway, never by asking a person: without one, a sign-in starts and the request is refused with its prompt. */
+  const bearer = async (rejected?: string): Promise<string> => {
+    const tokens = await tokenSource();
+    const token = await tokens.silent(rejected);
+    if (token !== null) return token;
+    throw signInRequired(await startSignIn(tokens));
+  };
+
+  // --- requests from the client still waiting for an answer (and the bridge's own).
   const pending = new Map<RequestId, Pending>();
   const answeredByBridge = new Set<RequestId>();
   let initializeId: RequestId | undefined;
+  /** The client's initialize params: the gateway session opened after a sign-in uses them. */
+  let clientInitialize: JSONRPCRequest['params'] | undefined;
+  /** Client messages held while the bridge is starting or connecting, in order. */
+  const held: JSONRPCMessage[] = [];
 
   const local = new StdioServerTransport(io.stdin, io.stdout);
 
@@ -132,10 +245,13 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     });
   };
 
+  const reply = (id: RequestId, result: Result) => toClient({ jsonrpc: '2.0', id, result });
+
   const answer = (id: RequestId, reason: Reason) => {
     const request = pending.get(id);
     if (!request) return;
     pending.delete(id);
+    if (request.own) return request.own.reject(reason);
     answeredByBridge.add(id);
     log(`${request.method} failed: ${reason.message}`);
     toClient({
@@ -144,7 +260,7 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
       error: {
         code: BRIDGE_ERROR_CODE,
         message: `${reason.code}: ${reason.message}${reason.hint ? `\nWhat to do: ${reason.hint}` : ''}`,
-        data: { code: reason.code, ...(reason.hint ? { hint: reason.hint } : {}) },
+        data: { code: reason.code, ...(reason.hint ? { hint: reason.hint } : {}), ...reason.data },
       },
     });
   };
@@ -217,12 +333,11 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
       throw new DrawbridgeError('config.invalid', `Refusing to send the access token to ${printable(target.origin)}: only ${origin} gets it.`, { hint: 'The gateway redirected elsewhere; tell its operator.' });
     }
     // On the way out (ending the session), only a token at hand: no refresh, no sign-in.
-    const tokenSource = closing ? source : await tokens();
-    const token = closing ? (tokenSource?.peek() ?? null) : await tokenSource?.current();
-    if (!tokenSource || !token) throw new Error('no usable access token while closing');
-    const send = async (bearer: string) => {
+    const token = closing ? (source?.peek() ?? null) : await bearer();
+    if (!token) throw new Error('no usable access token while closing');
+    const send = async (value: string) => {
       try {
-        return await fetch(target, { ...init, headers: withBearer(init?.headers, bearer), redirect: 'manual' });
+        return await fetch(target, { ...init, headers: withBearer(init?.headers, value), redirect: 'manual' });
       } catch (error) {
         if ((error as Error)?.name === 'AbortError') throw error;
         throw new DrawbridgeError('backend.unavailable', `The gateway ${origin} could not be reached: ${describeError(error)}`, { hint: 'Check the network and that the gateway is running, then retry.', cause: error });
@@ -232,8 +347,7 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     if (response.status === 401 && !closing) {
       log(`The gateway refused the access token (${challengeOf(response)}); getting a new one.`);
       await response.body?.cancel().catch(() => undefined);
-      const fresh = await tokenSource.refresh(token);
-      response = await send(fresh);
+      response = await send(await bearer(token));
       if (response.status === 401) log(`The gateway refused the new access token too (${challengeOf(response)}).`);
     }
     return watch(response, init);
@@ -266,6 +380,13 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
       const id = message.id;
       if (id !== undefined) {
+        const own = pending.get(id)?.own;
+        if (own) {
+          pending.delete(id);
+          if (isJSONRPCResultResponse(message)) own.resolve(message.result);
+          else own.reject({ code: 'backend.error', message: `The gateway refused to open an MCP session: ${printable(message.error.message)}` });
+          return;
+        }
         if (answeredByBridge.has(id) && !pending.has(id)) {
           // The client already got the bridge's error for it; a second answer would confuse it.
           answeredByBridge.delete(id);
@@ -281,21 +402,8 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     toClient(message);
   };
 
-  local.onmessage = (message) => {
-    if (isJSONRPCRequest(message)) {
-      answeredByBridge.delete(message.id);
-      pending.set(message.id, { method: message.method, resuming: false });
-      if (message.method === 'initialize') initializeId = message.id;
-      if (closing) {
-        answer(message.id, { code: 'backend.unavailable', message: 'The bridge is shutting down.' });
-        return;
-      }
-    } else if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
-      // The gateway will not answer a cancelled request (and the client expects nothing).
-      const id = (message.params as { requestId?: unknown } | undefined)?.requestId;
-      if (typeof id === 'string' || typeof id === 'number') pending.delete(id);
-    }
-    if (closing) return;
+  /** Sends one message to the gateway; a request that cannot be delivered is answered with the reason. */
+  const deliver = (message: JSONRPCMessage) => {
     remote.send(message).catch((error: unknown) => {
       if (error !== null && typeof error === 'object') handled.add(error);
       if (closing) return;
@@ -309,13 +417,119 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     });
   };
 
+  /** Forwarding: the client's message goes to the gateway as it is. */
+  const forward = (message: JSONRPCMessage) => {
+    if (isJSONRPCRequest(message)) {
+      answeredByBridge.delete(message.id);
+      pending.set(message.id, { method: message.method, resuming: false });
+      if (message.method === 'initialize') initializeId = message.id;
+    } else if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
+      // The gateway will not answer a cancelled request (and the client expects nothing).
+      const id = (message.params as { requestId?: unknown } | undefined)?.requestId;
+      if (typeof id === 'string' || typeof id === 'number') pending.delete(id);
+    }
+    deliver(message);
+  };
+
+  /** A request that found a token while signed out: on to the gateway, through the session (opened now if need be). */
+  const whenConnected = (message: JSONRPCRequest) => {
+    if (closing || !pending.has(message.id)) return;
+    if (phase === 'forwarding') return forward(message);
+    held.push(message);
+    void openSession();
+  };
+
+  /** Signed out: the bridge answers; only a request that needs the gateway waits for (or starts) the sign-in. */
+  const answerSignedOut = (message: JSONRPCMessage) => {
+    if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
+      const cancelled = (message.params as { requestId?: unknown } | undefined)?.requestId;
+      if (typeof cancelled === 'string' || typeof cancelled === 'number') pending.delete(cancelled);
+    }
+    if (!isJSONRPCRequest(message)) return; // initialized, cancelled, roots: nothing to tell a gateway that is not there yet
+    const { id, method } = message;
+    if (method === 'initialize') {
+      clientInitialize = message.params;
+      return reply(id, initializeResult(message.params));
+    }
+    if (method === 'ping') return reply(id, {});
+    if (method === 'tools/list') return reply(id, { tools: [] });
+    answeredByBridge.delete(id);
+    pending.set(id, { method, resuming: false });
+    // Signed in meanwhile (or the last attempt to open the session failed): try the session now; the request waits for it.
+    if (source?.peek()) return whenConnected(message);
+    // A token may turn up without anyone signing in (another process cached one); else the answer says where to sign in.
+    void bearer().then(
+      () => whenConnected(message),
+      (error: unknown) => answer(id, explain(error, origin)),
+    );
+  };
+
+  /** Signed in after the client was answered by the bridge: the gateway session, with the client's own initialize. */
+  const openSession = async (): Promise<void> => {
+    if (phase !== 'signed-out' || closing) return;
+    phase = 'connecting';
+    const id = `drawbridge-connect-${randomUUID()}`;
+    const params = clientInitialize ?? { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'unknown', version: '0' } };
+    try {
+      const result = await new Promise<Result>((resolve, reject) => {
+        pending.set(id, { method: 'initialize', resuming: false, own: { resolve, reject } });
+        deliver({ jsonrpc: '2.0', id, method: 'initialize', params });
+      });
+      const version = result['protocolVersion'];
+      if (typeof version === 'string') remote.setProtocolVersion(version);
+    } catch (error) {
+      if (closing) return;
+      const reason = isReason(error) ? error : explain(error, origin);
+      log(`Signed in, but the MCP session with the gateway could not be opened: ${reason.message} (the next request tries again).`);
+      phase = 'signed-out';
+      for (const message of held.splice(0)) if (isJSONRPCRequest(message)) answer(message.id, reason);
+      return;
+    }
+    if (closing) return;
+    phase = 'forwarding';
+    // As the client would have sent it after the gateway's answer (it sent its own to the bridge).
+    deliver({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    log(`Connected to ${endpoint.href}; the client's tool list changed.`);
+    for (const message of held.splice(0)) forward(message);
+    toClient({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+  };
+
+  const signedIn = () => {
+    if (phase === 'signed-out') void openSession();
+  };
+
+  local.onmessage = (message) => {
+    if (closing) {
+      if (isJSONRPCRequest(message)) {
+        pending.set(message.id, { method: message.method, resuming: false });
+        answer(message.id, { code: 'backend.unavailable', message: 'The bridge is shutting down.' });
+      }
+      return;
+    }
+    if (phase === 'forwarding') return forward(message);
+    if (phase === 'signed-out') return answerSignedOut(message);
+    // Starting or connecting: in order, once that is settled. Listed as pending, so a shutdown answers them.
+    if (isJSONRPCRequest(message)) pending.set(message.id, { method: message.method, resuming: false });
+    held.push(message);
+  };
+
   local.onerror = (error) => {
     if (!closing) log(`MCP client input: ${describeError(error)}`);
+  };
+
+  /** Leaves `starting`: the held messages go where the phase says. */
+  const enter = (next: 'signed-out' | 'forwarding') => {
+    phase = next;
+    for (const message of held.splice(0)) {
+      if (isJSONRPCRequest(message)) pending.delete(message.id);
+      local.onmessage?.(message);
+    }
   };
 
   async function shutdown(reason: Reason, terminate: boolean): Promise<void> {
     if (closing) return;
     failAll(reason);
+    held.length = 0;
     closing = true;
     stop.abort();
     io.stdin.off('end', onEnd);
@@ -340,9 +554,27 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
   await remote.start();
   await local.start();
   log(`Forwarding MCP over stdio to ${endpoint.href}.`);
-  // Sign in now, not at the first request: the prompt should be there when the user looks.
-  tokens().catch((error: unknown) => {
-    if (!closing) log(`Not signed in: ${describeError(error)} (will retry with the next request).`);
-  });
+  // A token at hand (cached, refreshed, or a service agent's)? Then the client's initialize goes to the gateway.
+  // Otherwise the bridge answers it, and the sign-in starts now: the prompt should be there when the user looks.
+  void (async () => {
+    let tokens: TokenSource;
+    let token: string | null;
+    try {
+      tokens = await tokenSource();
+      token = await tokens.silent();
+    } catch (error) {
+      if (closing) return;
+      log(`Not signed in: ${describeError(error)} (will retry with the next request).`);
+      return enter('forwarding');
+    }
+    if (closing) return;
+    if (token !== null) return enter('forwarding');
+    enter('signed-out');
+    startSignIn(tokens).catch(() => undefined);
+  })();
   return finished;
+}
+
+function isReason(value: unknown): value is Reason {
+  return value !== null && typeof value === 'object' && 'code' in value && 'message' in value && !(value instanceof Error);
 }

@@ -36,8 +36,24 @@ export interface BridgeOptions {
   readonly tokenCache?: string | null;
   /** Human messages (stderr): the sign-in prompt, refreshes, errors. Never a token. */
   readonly log: (line: string) => void;
+  /** Called when a person must sign in (the device flow's code), besides the prompt going to `log`. */
+  readonly onSignInPrompt?: (prompt: SignInPrompt) => void;
   /** Aborting stops a sign-in in progress (and, for runBridge, the bridge). */
   readonly signal?: AbortSignal;
+}
+
+/** Where and how a person signs in (the device authorization grant's answer), as the prompt shows it. */
+export interface SignInPrompt {
+  /** The gateway being signed in to (its MCP endpoint). */
+  readonly gateway: string;
+  readonly verificationUri: string;
+  /** The verification URI with the code filled in, when the provider offers one. */
+  readonly verificationUriComplete?: string;
+  readonly userCode: string;
+  /** Epoch ms after which the code is no longer accepted. */
+  readonly expiresAt: number;
+  /** The prompt line, as logged: "To sign in to GATEWAY, open URI and enter CODE". */
+  readonly text: string;
 }
 
 /** What the gateway's RFC 9728 metadata says, checked. */
@@ -58,11 +74,23 @@ export interface TokenSource {
   /** A usable access token: the cached one while it is fresh, else refresh(). */
   current(): Promise<string>;
   /**
-   * A new access token: the refresh token grant, else a new sign-in (device flow or
-   * client credentials). `rejected` is the token the gateway refused: when another
-   * caller already replaced it, the replacement is returned without asking again.
+   * A new access token: silent(), else a new sign-in (the device flow). `rejected` is
+   * the token the gateway refused: when another caller already replaced it, the
+   * replacement is returned without asking again.
    */
   refresh(rejected?: string): Promise<string>;
+  /**
+   * A usable access token without asking a person: the fresh one at hand (unless it is
+   * `rejected`), a newer one another process cached, the refresh token grant, or for a
+   * service agent the client credentials grant. Null when only a person's sign-in would
+   * do. Concurrent callers share one attempt.
+   */
+  silent(rejected?: string): Promise<string | null>;
+  /**
+   * A person's sign-in (the device flow: the prompt goes to log and onSignInPrompt), or
+   * for a service agent the client credentials grant. Concurrent callers share one.
+   */
+  signIn(): Promise<string>;
   /** The token if it is fresh now, without any network request or sign-in; else null. */
   peek(): string | null;
   readonly gateway: ProtectedResource;
@@ -453,7 +481,8 @@ type TokenResponse = Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>;
 
 class Tokens implements TokenSource {
   private entry: StoredToken | null;
-  private inflight: Promise<string> | null = null;
+  private silentRun: Promise<string | null> | null = null;
+  private signInRun: Promise<string> | null = null;
   private readonly key: CacheKey;
   private readonly requestedScope: string;
 
@@ -486,17 +515,37 @@ class Tokens implements TokenSource {
     return this.peek() ?? this.refresh();
   }
 
-  refresh(rejected?: string): Promise<string> {
-    if (this.inflight) return this.inflight;
+  async refresh(rejected?: string): Promise<string> {
+    return (await this.silent(rejected)) ?? this.signIn();
+  }
+
+  silent(rejected?: string): Promise<string | null> {
+    if (rejected === undefined) {
+      const fresh = this.peek();
+      if (fresh !== null) return Promise.resolve(fresh);
+    }
+    if (this.silentRun) return this.silentRun;
     if (rejected !== undefined && this.entry && this.entry.accessToken !== rejected && isFresh(this.entry, Date.now())) return Promise.resolve(this.entry.accessToken);
-    const run = this.renew(rejected).finally(() => {
-      if (this.inflight === run) this.inflight = null;
+    const run = this.renewSilently(rejected).finally(() => {
+      if (this.silentRun === run) this.silentRun = null;
     });
-    this.inflight = run;
+    this.silentRun = run;
     return run;
   }
 
-  private async renew(rejected: string | undefined): Promise<string> {
+  signIn(): Promise<string> {
+    if (this.signInRun) return this.signInRun;
+    const run = (this.options.clientSecret === undefined ? this.deviceFlow() : this.clientCredentials())
+      .then((token) => token.accessToken)
+      .finally(() => {
+        if (this.signInRun === run) this.signInRun = null;
+      });
+    this.signInRun = run;
+    return run;
+  }
+
+  /** Everything short of asking a person; null when only a sign-in would do. */
+  private async renewSilently(rejected: string | undefined): Promise<string | null> {
     // Another bridge process may have renewed it already (and, with rotation, spent the refresh token we hold).
     const stored = this.usable(this.cache.read(this.key));
     const known = this.entry?.accessToken;
@@ -526,8 +575,8 @@ class Tokens implements TokenSource {
         this.log(`Could not refresh the access token (${describeError(error)}); ${this.options.clientSecret === undefined ? 'signing in again' : 'asking for a new one'}.`);
       }
     }
-    const token = this.options.clientSecret === undefined ? await this.deviceFlow() : await this.clientCredentials();
-    return token.accessToken;
+    // A service agent needs nobody to get a new token; a person does.
+    return this.options.clientSecret === undefined ? null : (await this.clientCredentials()).accessToken;
   }
 
   private tokenParameters(): Record<string, string> {
@@ -593,9 +642,18 @@ class Tokens implements TokenSource {
       throw this.signInFailed('The sign-in could not be started', error, `Check that the client ${this.options.clientId} exists at the provider and may use the device authorization grant.`);
     }
     const minutes = Math.max(1, Math.round(started.expires_in / 60));
-    this.log(`To sign in to ${this.gateway.endpoint}, open ${printable(started.verification_uri)} and enter ${printable(started.user_code, 64)}`);
-    if (started.verification_uri_complete) this.log(`  or open ${printable(started.verification_uri_complete)} (the code is filled in)`);
+    const prompt: SignInPrompt = {
+      gateway: this.gateway.endpoint,
+      verificationUri: printable(started.verification_uri),
+      ...(started.verification_uri_complete ? { verificationUriComplete: printable(started.verification_uri_complete) } : {}),
+      userCode: printable(started.user_code, 64),
+      expiresAt: Date.now() + started.expires_in * 1000,
+      text: `To sign in to ${this.gateway.endpoint}, open ${printable(started.verification_uri)} and enter ${printable(started.user_code, 64)}`,
+    };
+    this.log(prompt.text);
+    if (prompt.verificationUriComplete) this.log(`  or open ${prompt.verificationUriComplete} (the code is filled in)`);
     this.log(`Waiting for you to approve the sign-in (the code expires in ${minutes} min)…`);
+    this.options.onSignInPrompt?.(prompt);
     let response: TokenResponse;
     try {
       response = await oidc.pollDeviceAuthorizationGrant(this.config, started, this.tokenParameters(), this.options.signal ? { signal: this.options.signal } : {});
@@ -624,14 +682,22 @@ function scopeFor(gateway: ProtectedResource, options: BridgeOptions): string {
 
 /**
  * Discovers the gateway's provider and returns a source of access tokens for it,
+ * holding whatever the cache has; nothing is fetched or asked yet (see silent(), signIn()).
+ */
+export async function openTokenSource(options: BridgeOptions): Promise<TokenSource> {
+  const gateway = await discoverProtectedResource(options.url, options.signal);
+  const config = await configureClient(gateway, options);
+  const cache = options.tokenCache === null ? memoryTokenCache() : fileTokenCache(options.tokenCache ?? defaultTokenCachePath(), options.log);
+  return new Tokens(gateway, config, cache, options, scopeFor(gateway, options));
+}
+
+/**
+ * Discovers the gateway's provider and returns a source of access tokens for it,
  * holding a usable token: from the cache, by refreshing, or by a new sign-in (the
  * device flow prompts through options.log; a service agent uses client credentials).
  */
 export async function obtainAccessToken(options: BridgeOptions): Promise<TokenSource> {
-  const gateway = await discoverProtectedResource(options.url, options.signal);
-  const config = await configureClient(gateway, options);
-  const cache = options.tokenCache === null ? memoryTokenCache() : fileTokenCache(options.tokenCache ?? defaultTokenCachePath(), options.log);
-  const tokens = new Tokens(gateway, config, cache, options, scopeFor(gateway, options));
+  const tokens = await openTokenSource(options);
   await tokens.current();
   return tokens;
 }

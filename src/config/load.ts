@@ -15,6 +15,7 @@ import { maskingRuleSchema } from '../masking/rules.js';
 import { globMatch } from '../policy/match.js';
 import { matchSchema, ruleSchema, type Rule, type RuleMatch } from '../policy/schema.js';
 import {
+  DEFAULT_APPROVAL_WAIT_MS,
   gatewaySchema,
   toolSchema,
   type GatewayConfig,
@@ -273,7 +274,7 @@ export function loadConfig(dir: string): GatewayConfig {
     hashKey: g?.masking.hash_key ?? null,
     approval: {
       store: absolute(g?.approval.store ?? '.drawbridge/approvals.db'),
-      waitMs: g?.approval.wait ?? 120_000,
+      waitMs: g?.approval.wait ?? DEFAULT_APPROVAL_WAIT_MS,
       elicitationTimeoutMs: g?.approval.elicitation_timeout ?? 600_000,
       pendingTtlMs: g?.approval.pending_ttl ?? 86_400_000,
       approvers: g?.approval.approvers ?? [],

@@ -13,6 +13,13 @@ import { durationSchema } from './units.js';
 
 export const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
+/**
+ * approval.wait when unset: below the 60 s after which most MCP clients give up
+ * on a call (the MCP Inspector, Copilot CLI, Claude Code without progress), so the
+ * agent is told "pending ap_…" and how to pick up the decision, not a timeout.
+ */
+export const DEFAULT_APPROVAL_WAIT_MS = 45_000;
+
 export const toolSchema = z.strictObject({
   kind: z.literal('tool'),
   name: z.string().regex(TOOL_NAME, 'MCP tool names use letters, digits, _ or - (at most 64)'),
@@ -93,8 +100,8 @@ export const gatewaySchema = z.strictObject({
     .strictObject({
       /** Out-of-band approvals and grants live here (mutable state, so not in the append-only journal). */
       store: z.string().min(1).default('.drawbridge/approvals.db'),
-      /** How long a call waits for an out-of-band decision before answering "pending". */
-      wait: durationSchema.default(120_000),
+      /** How long a call waits for an out-of-band decision before answering "pending" (below the 60 s most clients allow a call). */
+      wait: durationSchema.default(DEFAULT_APPROVAL_WAIT_MS),
       /** How long the human at the client has to answer an elicitation prompt. */
       elicitation_timeout: durationSchema.default(600_000),
       /** A pending request nobody decided expires after this. */
@@ -110,7 +117,7 @@ export const gatewaySchema = z.strictObject({
         )
         .default([]),
     })
-    .default({ store: '.drawbridge/approvals.db', wait: 120_000, elicitation_timeout: 600_000, pending_ttl: 86_400_000, approvers: [] }),
+    .default({ store: '.drawbridge/approvals.db', wait: DEFAULT_APPROVAL_WAIT_MS, elicitation_timeout: 600_000, pending_ttl: 86_400_000, approvers: [] }),
 });
 
 export type ToolDeclaration = z.output<typeof toolSchema>;

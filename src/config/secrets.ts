@@ -64,6 +64,12 @@ export function resolveSecret(ref: SecretRef, environment: SecretEnvironment): s
   }
 }
 
+/** The environment variables `ref` needs that are unset (or empty) in `env`: names only, never a value. */
+export function unsetVariables(ref: SecretRef, env: Readonly<Record<string, string | undefined>>): string[] {
+  const names = ref.kind === 'env' ? [ref.name] : ref.kind === 'template' ? [...ref.template.matchAll(TEMPLATE_VAR)].map((m) => m[1] ?? '') : [];
+  return [...new Set(names.filter((name) => env[name] === undefined || env[name] === ''))];
+}
+
 /**
  * True when text carries a password written inline: a URL with a password in
  * its user info (`postgres://u:pw@h/db`), or a `password=` parameter (URL query

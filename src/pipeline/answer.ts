@@ -1,7 +1,11 @@
 // The answer stage: a compact text table for the model plus the same data as
 // structuredContent (matching the tool's outputSchema). Input is already masked.
+// A call held for a human's approval answers with an empty table and `approval`
+// (which request, its status, and how to pick up the decision), so the one
+// outputSchema covers it and clients that validate structured output accept it.
 
 import { z } from 'zod';
+import { approvalAnswerSchema, type ApprovalAnswer } from '../approval/approver.js';
 import type { Cell, ParsedRequest, TabularResult } from '../backends/backend.js';
 import type { MaskCount } from '../masking/masker.js';
 import type { Decision } from '../policy/evaluate.js';
@@ -19,9 +23,10 @@ export const tabularOutputShape = {
   truncated: z.object({ reason: z.enum(['rows', 'bytes']), limit: z.number() }).nullable(),
   masked: z.array(z.object({ target: z.string(), by: z.enum(['column', 'detector']), rule: z.string(), count: z.number().int() })),
   notices: z.array(z.string()),
-  rule: z.string().nullable().describe('The policy rule that allowed the call'),
+  rule: z.string().nullable().describe('The policy rule that allowed the call (or asks for its approval)'),
   durationMs: z.number(),
   callId: z.string().describe('Journal id of this call'),
+  approval: approvalAnswerSchema.optional().describe('Only when the call waits for (or was refused by) a human approval: nothing ran, and this says how to pick up the decision'),
 };
 
 export type StructuredAnswer = z.infer<z.ZodObject<typeof tabularOutputShape>>;
@@ -85,5 +90,24 @@ export function renderAnswer(input: { callId: string; request: ParsedRequest; de
       durationMs: input.durationMs,
       callId: input.callId,
     },
+  };
+}
+
+/** The structured answer of a call held for (or refused by) an approval: nothing ran. */
+export function renderApprovalAnswer(input: { callId: string; approval: ApprovalAnswer; durationMs: number }): StructuredAnswer {
+  return {
+    connection: input.approval.connection,
+    command: '',
+    columns: [],
+    rows: [],
+    rowCount: 0,
+    affectedRows: null,
+    truncated: null,
+    masked: [],
+    notices: [],
+    rule: input.approval.rule,
+    durationMs: input.durationMs,
+    callId: input.callId,
+    approval: input.approval,
   };
 }

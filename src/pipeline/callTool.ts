@@ -23,9 +23,9 @@ import type { Journal } from '../journal/journal.js';
 import { DETECTOR_NAMES } from '../masking/detectors.js';
 import { applicableRules, createMasker, type MaskCount, type Masker } from '../masking/masker.js';
 import { evaluate, type Decision } from '../policy/evaluate.js';
-import { renderAnswer, type StructuredAnswer } from './answer.js';
+import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
-import type { ApprovalChannel } from '../approval/approver.js';
+import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
 import { approveStage, type Clearance } from '../approval/stage.js';
 
 export interface CallInput {
@@ -41,7 +41,7 @@ export interface CallInput {
 
 export type CallResult =
   | { readonly ok: true; readonly callId: string; readonly text: string; readonly structured: StructuredAnswer }
-  | { readonly ok: false; readonly callId: string; readonly error: DrawbridgeError; readonly text: string };
+  | { readonly ok: false; readonly callId: string; readonly error: DrawbridgeError; readonly text: string; readonly structured?: StructuredAnswer };
 
 interface Prepared {
   readonly tool: LoadedTool;
@@ -103,7 +103,7 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
 
   if (refusal || !prepared) {
     const error = refusal ?? new DrawbridgeError('internal', 'The call could not be prepared.');
-    return refuse(callId, error, masker, partial, () => outcome(gateway, callId, { status: 'refused', errorCode: error.code, durationMs: elapsed(started) }));
+    return refuse(callId, error, masker, partial, () => outcome(gateway, callId, { status: 'refused', errorCode: error.code, durationMs: elapsed(started) }), started);
   }
 
   // execute → mask → journal(outcome) → answer
@@ -242,6 +242,7 @@ function refuse(
   masker: Masker,
   request: ParsedRequest | null,
   record: ((masked: MaskCount[]) => void) | null,
+  started?: number,
 ): CallResult {
   // Error text may quote data (PostgreSQL puts the offending value in the message).
   const { text: message, masked } = masker.maskText(error.message, request);
@@ -251,6 +252,13 @@ function refuse(
   } catch (journalError) {
     const failure = toDrawbridgeError(journalError);
     return { ok: false, callId, error: failure, text: render(failure) };
+  }
+  // A call held for (or refused by) an approval also says so as structured output: its id, status, and how to pick up the decision.
+  const approval = approvalAnswerSchema.safeParse(safe.details['approval']);
+  if (approval.success) {
+    const shown = { ...approval.data, retry: masker.maskText(approval.data.retry, request).text };
+    const structured = renderApprovalAnswer({ callId, approval: shown, durationMs: started === undefined ? 0 : elapsed(started) });
+    return { ok: false, callId, error: safe, text: render(safe), structured };
   }
   return { ok: false, callId, error: safe, text: render(safe) };
 }

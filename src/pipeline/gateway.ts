@@ -32,8 +32,8 @@ export function createGateway(options: {
   maskKey: Uint8Array;
   environment: SecretEnvironment;
   clock?: () => Date;
-  /** Tests inject a store, a sleep or the progress interval; by default the store at config.approval.store. */
-  approvals?: { store?: ApprovalStore; sleep?: (ms: number) => Promise<void>; progressEveryMs?: number };
+  /** Tests inject a store, a sleep and monotonic clock (virtual time), or the progress interval; by default the store at config.approval.store. */
+  approvals?: { store?: ApprovalStore; sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const clock = options.clock ?? (() => new Date());
@@ -45,6 +45,7 @@ export function createGateway(options: {
     clock,
     settings: options.config.approval,
     ...(options.approvals?.sleep ? { sleep: options.approvals.sleep } : {}),
+    ...(options.approvals?.monotonic ? { monotonic: options.approvals.monotonic } : {}),
     ...(options.approvals?.progressEveryMs ? { progressEveryMs: options.approvals.progressEveryMs } : {}),
   };
   return {

@@ -1,6 +1,7 @@
 // identifyApprover: local approvers proven by a token resolved from the config's
-// secret references; no match (or an unresolvable reference) is one error that
-// never says which part was wrong and never contains a token.
+// secret references; no match is one error that never says which part was wrong
+// and never contains a token. When references could not be resolved in this
+// shell, it names the unset variables (names only), the same for any token.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -41,6 +42,22 @@ function unknown(fn: () => unknown): DrawbridgeError {
   throw new Error('expected identity.unknown_approver');
 }
 
+/** identity.unknown_approver naming `names` as unset, with no token anywhere in it. */
+function unresolved(fn: () => unknown, names: string[]): DrawbridgeError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(DrawbridgeError);
+    const e = error as DrawbridgeError;
+    expect(e.code).toBe('identity.unknown_approver');
+    expect(e.message).toMatch(/^The approver token matches none of the approvers that can be checked here: /);
+    for (const name of names) expect(e.message).toContain(name);
+    for (const secret of [BOB_TOKEN, CAROL_TOKEN]) expect(`${e.message} ${e.hint} ${JSON.stringify(e.details)}`).not.toContain(secret);
+    return e;
+  }
+  throw new Error('expected identity.unknown_approver');
+}
+
 describe('identifyApprover', () => {
   const two = config([
     { subject: 'bob', groups: ['dba'], token: env('BOB_TOKEN') },
@@ -57,9 +74,31 @@ describe('identifyApprover', () => {
   });
 
   it('an approver whose token reference cannot be resolved never matches; the others still do', () => {
-    unknown(() => identifyApprover(two, BOB_TOKEN, { CAROL_TOKEN }));
+    unresolved(() => identifyApprover(two, BOB_TOKEN, { CAROL_TOKEN }), ['BOB_TOKEN']);
     expect(identifyApprover(two, CAROL_TOKEN, { CAROL_TOKEN }).subject).toBe('carol');
     unknown(() => identifyApprover(config([]), BOB_TOKEN, ENV));
+  });
+
+  it('no match while tokens cannot be resolved here: names the unset variables (not whose token it was) and what to do', () => {
+    // The same answer whether the presented token is bob's, carol's or nobody's.
+    for (const token of [BOB_TOKEN, CAROL_TOKEN, 'nope']) {
+      const e = unresolved(() => identifyApprover(two, token, { CAROL_TOKEN: '' }), ['BOB_TOKEN', 'CAROL_TOKEN']);
+      expect(e.message).toBe(
+        'The approver token matches none of the approvers that can be checked here: BOB_TOKEN and CAROL_TOKEN are not set in this environment, so approvers whose tokens come from them (approval.approvers) cannot be recognised.',
+      );
+      expect(e.hint).toBe("Export the variables the gateway uses in this shell (export BOB_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.");
+      expect(e.message).not.toMatch(/bob|carol/);
+    }
+    // A template names only what is missing from it; a token file that cannot be read is named by its path.
+    const mixed = config([
+      { subject: 'bob', groups: ['dba'], token: { kind: 'template', template: '${PREFIX}-${BOB_TOKEN}', describe: '$PREFIX, $BOB_TOKEN' } },
+      { subject: 'carol', groups: ['dba'], token: { kind: 'file', path: '/nonexistent/carol.token', describe: 'file' } },
+    ]);
+    const e = unresolved(() => identifyApprover(mixed, 'x', { BOB_TOKEN }), ['PREFIX']);
+    expect(e.message).toContain('PREFIX is not set in this environment; the token file /nonexistent/carol.token cannot be read here, so approvers whose tokens come from them');
+    expect(e.details).toEqual({ unset: ['PREFIX'], unreadable: ['/nonexistent/carol.token'] });
+    // Someone who does match is recognised even when others cannot be checked.
+    expect(identifyApprover(two, BOB_TOKEN, { BOB_TOKEN }).subject).toBe('bob');
   });
 
   it('resolves file and template references relative to the config directory', () => {

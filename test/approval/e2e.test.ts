@@ -7,9 +7,12 @@
 // (who, how, when, why), the call record's clearance, and the outcome.
 
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requireBuiltCli } from '../support/cli.js';
+import type { StoredApproval } from '../../src/approval/store.js';
+import { DEFAULT_APPROVAL_WAIT_MS } from '../../src/config/schema.js';
+import { requireBuiltCli, type CliRun } from '../support/cli.js';
 import { freshDatabase, type FreshDatabase } from '../support/fixtures.js';
 import { CLIENT_NAME, openSession, pendingId, REQUESTER, type CallOutcome, type JournalRow, type Session, type SessionOptions } from '../support/inProcess.js';
+import { virtualTime } from '../support/virtualTime.js';
 
 const IN_BAND = `approvers: { requester: true }
 grant: 15m
@@ -287,80 +290,162 @@ describe('a client without the elicitation capability', () => {
   });
 });
 
+describe('out of band: the default wait fits clients that give up after 60 s', () => {
+  it('waits 45 s (virtual time) with progress every 5 s, then answers pending: who must approve, and exactly how to pick up the decision', async () => {
+    const time = virtualTime();
+    const { s, db } = await start({ approve: OUT_OF_BAND, wait: 'default', time });
+    expect(s.config.approval.waitMs).toBe(45_000);
+    expect(DEFAULT_APPROVAL_WAIT_MS).toBeLessThan(60_000);
+    const sql = "UPDATE orders SET note = 'jit-default' WHERE id = 40";
+    const r = await s.sql(sql, { progress: true });
+
+    refused(r, 'approval.pending');
+    const id = pendingId(r);
+    expect(time.slept()).toBe(45_000);
+    // The progress token kept the call alive meanwhile: at 0, 5, … 40 s.
+    expect(r.progress).toHaveLength(9);
+    expect(r.progress.map((p) => p.progress)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const p of r.progress) expect(p.message).toBe(`Waiting for approval ${id} (0/1) from dba: drawbridge approvals approve ${id}`);
+
+    const expiresAt = s.approvals().find((a) => a.id === id)!.expiresAt;
+    const retry = 'Call run_sql again with exactly the same arguments (connection db, same sql) to pick up the decision; it waits up to 45 s each time.';
+    expect(r.text).toBe(
+      `approval.pending: Pending approval ${id}: a human must approve ${id} (someone in dba must run \`drawbridge approvals approve ${id}\`); nothing was run yet.\n` +
+        `What to do: ${retry} Approved: the call runs, once. Denied: you are told why, once. Tell the user that ${id} waits for someone in dba; it expires at ${expiresAt}.`,
+    );
+    // The same as structured output (the SDK client already checked it against the published outputSchema).
+    expect(r.result.structuredContent).toEqual({
+      connection: 'db',
+      command: '',
+      columns: [],
+      rows: [],
+      rowCount: 0,
+      affectedRows: null,
+      truncated: null,
+      masked: [],
+      notices: [],
+      rule: 'writes-need-approval',
+      durationMs: expect.any(Number),
+      callId: r.call.callId,
+      approval: { id, status: 'pending', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', expiresAt, waitSeconds: 45, retry },
+    });
+    expect(await marked(db, 'jit-default')).toEqual([]);
+
+    // Still undecided: the identical call waits another 45 s and says the same about the same request.
+    const again = await s.sql(sql);
+    refused(again, 'approval.pending');
+    expect(pendingId(again)).toBe(id);
+    expect(time.slept()).toBe(90_000);
+    expect(again.progress).toEqual([]);
+    expect(again.result.structuredContent).toMatchObject({ approval: { id, status: 'pending', retry } });
+
+    // Decided while nobody waited: the next identical call picks it up at once and runs it.
+    expect((await s.cli(['approvals', 'approve', id], 'dba2')).status).toBe(0);
+    const runs = await s.sql(sql);
+    ok(runs);
+    expect(time.slept()).toBe(90_000);
+    expect(runs.call.data['clearance']).toMatchObject({ kind: 'approval', approvalId: id, via: 'cli' });
+    expect(await marked(db, 'jit-default')).toEqual([40]);
+  });
+});
+
 describe('out of band: drawbridge approvals', () => {
-  it('approve WHILE the call waits → the original call completes; progress notifications kept it open', async () => {
-    const { s, db } = await start({ approve: OUT_OF_BAND, wait: '20s' });
+  it('approve WHILE the call waits (the default wait, in virtual time) → the original call completes; progress notifications kept it open', async () => {
+    const time = virtualTime();
+    const { s, db } = await start({ approve: OUT_OF_BAND, wait: 'default', time });
     const sql = "UPDATE orders SET note = 'jit-wait' WHERE id IN (11, 12)";
+    let pending: StoredApproval | undefined;
+    let show: CliRun | undefined;
+    let vote: CliRun | undefined;
+    let before: number[] = [];
+    // 12 s into the wait, a DBA looks at the request and approves it.
+    time.at(12_000, async () => {
+      pending = s.approvals().find((a) => a.status === 'pending' && a.subject.input['sql'] === sql);
+      before = await marked(db, 'jit-wait');
+      show = await s.cli(['approvals', 'show', pending!.id]);
+      vote = await s.cli(['approvals', 'approve', pending!.id, '--reason', 'ticket OPS-42'], 'dba1');
+    });
     const t0 = Date.now();
-    const call = s.startSql(sql, { progress: true });
-    const pending = await s.waitForApproval((a) => a.status === 'pending' && a.subject.input['sql'] === sql);
-    expect(await marked(db, 'jit-wait')).toEqual([]);
-
-    const show = await s.cli(['approvals', 'show', pending.id]);
-    expect(show.status).toBe(0);
-    expect(show.stdout).toContain(sql);
-    expect(show.stdout).toContain('affected rows: 2');
-
-    const vote = await s.cli(['approvals', 'approve', pending.id, '--reason', 'ticket OPS-42'], 'dba1');
-    expect(vote.stderr).toBe('');
-    expect(vote.status).toBe(0);
-    expect(vote.stdout).toContain(`${pending.id}: approve by dba1@example.com recorded`);
-    const r = await call;
+    const r = await s.sql(sql, { progress: true });
     const t1 = Date.now();
+    expect(pending).toBeDefined();
+    const id = pending!.id;
+    expect(before).toEqual([]);
+    expect(show?.status).toBe(0);
+    expect(show?.stdout).toContain(sql);
+    expect(show?.stdout).toContain('affected rows: 2');
+    expect(vote?.stderr).toBe('');
+    expect(vote?.status).toBe(0);
+    expect(vote?.stdout).toContain(`${id}: approve by dba1@example.com recorded`);
 
     ok(r);
     expect(r.result.structuredContent).toMatchObject({ affectedRows: 2 });
+    expect(r.result.structuredContent).not.toHaveProperty('approval');
     expect(await marked(db, 'jit-wait')).toEqual([11, 12]);
-    expect(r.progress.length).toBeGreaterThanOrEqual(1);
-    expect(r.progress[0]!.message).toContain(`Waiting for approval ${pending.id}`);
-    expect(r.progress[0]!.message).toContain(`drawbridge approvals approve ${pending.id}`);
+    // It waited 12 s of its 45, telling the client every 5 s (at 0, 5 and 10 s).
+    expect(time.slept()).toBeGreaterThanOrEqual(12_000);
+    expect(time.slept()).toBeLessThan(13_000);
+    expect(r.progress).toHaveLength(3);
+    expect(r.progress[0]!.message).toContain(`Waiting for approval ${id}`);
+    expect(r.progress[0]!.message).toContain(`drawbridge approvals approve ${id}`);
 
     // The vote was journaled by the CLI under the requesting call; then the same call consumed it.
     expect(names(r)).toEqual(['approval:requested', 'approval:vote', 'approval:consumed']);
-    expect(event(r, 'requested').data).toMatchObject({ approvalId: pending.id, via: 'cli', client: CLIENT_NAME, approverGroups: ['dba'], min: 1, preview: { affectedRows: 2 } });
+    expect(event(r, 'requested').data).toMatchObject({ approvalId: id, via: 'cli', client: CLIENT_NAME, approverGroups: ['dba'], min: 1, preview: { affectedRows: 2 } });
     const vote1 = event(r, 'vote');
-    expect(vote1.data).toMatchObject({ approvalId: pending.id, decision: 'approve', approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' }, via: 'cli', reason: 'ticket OPS-42', grantMs: 0, status: 'approved' });
+    expect(vote1.data).toMatchObject({ approvalId: id, decision: 'approve', approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' }, via: 'cli', reason: 'ticket OPS-42', grantMs: 0, status: 'approved' });
     within(vote1.time, t0, t1);
-    expect(event(r, 'consumed').data).toMatchObject({ approvalId: pending.id, requestedBy: r.call.callId, votes: [{ approver: 'dba1@example.com', decision: 'approve', via: 'cli' }] });
+    expect(event(r, 'consumed').data).toMatchObject({ approvalId: id, requestedBy: r.call.callId, votes: [{ approver: 'dba1@example.com', decision: 'approve', via: 'cli' }] });
     expect(r.call.data['clearance']).toEqual({
       kind: 'approval',
-      approvalId: pending.id,
+      approvalId: id,
       via: 'cli',
       approvers: [{ subject: 'dba1@example.com', via: 'cli', at: vote1.time }],
       grantId: null,
     });
     expect(r.outcome?.data).toMatchObject({ status: 'ok', affectedRows: 2 });
-    expect(s.approvals().find((a) => a.id === pending.id)?.status).toBe('consumed');
+    expect(s.approvals().find((a) => a.id === id)?.status).toBe('consumed');
   });
 
-  it('a deny WHILE the call waits → refused approval.declined with the reason', async () => {
-    const { s, db } = await start({ approve: OUT_OF_BAND, wait: '20s' });
+  it('a deny WHILE the call waits (the default wait, in virtual time) → refused approval.declined with the reason', async () => {
+    const time = virtualTime();
+    const { s, db } = await start({ approve: OUT_OF_BAND, wait: 'default', time });
     const sql = "DELETE FROM orders WHERE id = 13";
-    const call = s.startSql(sql);
-    const pending = await s.waitForApproval((a) => a.status === 'pending');
-    const vote = await s.cli(['approvals', 'deny', pending.id, '--reason', 'use the archive job'], 'dba2');
-    expect(vote.status).toBe(0);
-    const r = await call;
+    let vote: CliRun | undefined;
+    let id = '';
+    time.at(30_000, async () => {
+      id = s.approvals().find((a) => a.status === 'pending')!.id;
+      vote = await s.cli(['approvals', 'deny', id, '--reason', 'use the archive job'], 'dba2');
+    });
+    const r = await s.sql(sql);
+    expect(vote?.status).toBe(0);
     refused(r, 'approval.declined');
-    expect(r.text).toContain('use the archive job');
+    expect(r.text).toContain(`Approval ${id} was denied: use the archive job; nothing was run.`);
+    expect(r.result.structuredContent).toMatchObject({ rows: [], approval: { id, status: 'denied', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', expiresAt: null } });
     expect(await db.query('SELECT 1 FROM orders WHERE id = 13')).toHaveLength(1);
     expect(event(r, 'vote').data).toMatchObject({ decision: 'deny', approver: { subject: 'dba2@example.com' }, reason: 'use the archive job', status: 'denied' });
     expect(r.call.data['clearance']).toBeNull();
   });
 
-  it('a deny AFTER the call returned pending → the same call again is told the denial and its reason, once', async () => {
-    const { s, db } = await start({ approve: OUT_OF_BAND });
+  it('a deny AFTER the call returned pending (the default wait) → the same call again is told the denial and its reason, once', async () => {
+    const time = virtualTime();
+    const { s, db } = await start({ approve: OUT_OF_BAND, wait: 'default', time });
     const sql = 'DELETE FROM orders WHERE id = 28';
     const first = await s.sql(sql);
     refused(first, 'approval.pending');
     const id = pendingId(first);
+    expect(time.slept()).toBe(DEFAULT_APPROVAL_WAIT_MS);
     const deny = await s.cli(['approvals', 'deny', id, '--reason', 'use the archive job'], 'dba1');
     expect(deny.status).toBe(0);
     expect(deny.stdout).toContain('The agent is told your reason');
 
     const told = await s.sql(sql);
     refused(told, 'approval.declined');
+    // Picked up at once: no second wait.
+    expect(time.slept()).toBe(DEFAULT_APPROVAL_WAIT_MS);
     expect(told.text).toContain(`Approval ${id} was denied: use the archive job`);
+    expect(told.result.structuredContent).toMatchObject({ approval: { id, status: 'denied' } });
+    expect((told.result.structuredContent as { approval: { retry: string } }).approval.retry).toBe('Do not call run_sql with these arguments again unless the user asks for it: an identical call asks a human anew.');
     expect(names(told)).toEqual(['approval:declined']);
     expect(event(told, 'declined').data).toMatchObject({ approvalId: id, via: 'cli', approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' }, reason: 'use the archive job', requestedBy: first.call.callId });
     expect(told.call.data['clearance']).toBeNull();
@@ -397,13 +482,16 @@ describe('out of band: drawbridge approvals', () => {
     expect(await marked(db, 'jit-gone')).toEqual([29]);
   });
 
-  it('approve AFTER the call returned pending → the same call again runs, once; a third asks again', async () => {
-    const { s, db } = await start({ approve: OUT_OF_BAND });
+  it('approve AFTER the call returned pending (the default wait) → the same call again runs, once; a third asks again', async () => {
+    const time = virtualTime();
+    const { s, db } = await start({ approve: OUT_OF_BAND, wait: 'default', time });
     const sql = "UPDATE orders SET note = 'jit-later' WHERE id = 14";
     const first = await s.sql(sql);
     refused(first, 'approval.pending');
     const id = pendingId(first);
+    expect(time.slept()).toBe(DEFAULT_APPROVAL_WAIT_MS);
     expect(first.text).toContain(`drawbridge approvals approve ${id}`);
+    expect(first.text).toContain('Call run_sql again with exactly the same arguments (connection db, same sql) to pick up the decision; it waits up to 45 s each time.');
     expect(await marked(db, 'jit-later')).toEqual([]);
     expect(names(first)).toEqual(['approval:requested']);
 
@@ -418,6 +506,8 @@ describe('out of band: drawbridge approvals', () => {
 
     const second = await s.sql(sql);
     ok(second);
+    // Picked up at once: no second wait.
+    expect(time.slept()).toBe(DEFAULT_APPROVAL_WAIT_MS);
     expect(await marked(db, 'jit-later')).toEqual([14]);
     expect(names(second)).toEqual(['approval:consumed']);
     expect(event(second, 'consumed').data).toMatchObject({ approvalId: id, requestedBy: first.call.callId });

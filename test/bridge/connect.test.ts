@@ -3,18 +3,24 @@
 // provider (test/support/oidc.ts): an SDK Client on the bridge's stdio sees the
 // remote tools, results, elicitation requests and progress notifications as if
 // it talked to the remote directly; the token goes on every request to the
-// gateway and nowhere else; a refusal is retried once with a new token; and
-// when the gateway cannot answer, the client gets a JSON-RPC error, not silence.
+// gateway and nowhere else; a refusal is retried once with a new token; when
+// the gateway cannot answer, the client gets a JSON-RPC error, not silence; and
+// without a token at hand the bridge answers the client at once while a person
+// signs in, then opens the session itself and says the tool list changed.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
+import { PassThrough } from 'node:stream';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { ElicitRequestSchema, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ElicitRequestSchema, LATEST_PROTOCOL_VERSION, McpError, SUPPORTED_PROTOCOL_VERSIONS, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BRIDGE_NAME, runBridge } from '../../src/bridge/connect.js';
 import { obtainAccessToken } from '../../src/bridge/tokens.js';
+import { SERVER_VERSION } from '../../src/server.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
 import { startBridge, until, type BridgeRun } from './harness.js';
 import { freePort } from '../support/net.js';
@@ -89,7 +95,7 @@ describe('forwarding', () => {
     const { client, bridge } = await open('alice');
     expect(client.getServerVersion()).toEqual({ name: 'stand-in-gateway', version: '0.0.1' });
     const tools = (await client.listTools()).tools.map((t) => t.name);
-    expect(tools).toEqual(['whoami', 'ask', 'count']);
+    expect(tools).toEqual(['whoami', 'client', 'ask', 'count']);
     const who = JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })));
     expect(who).toEqual({ subject: 'alice', groups: ['developers'], clientId: 'drawbridge-cli' });
     const seen = gateway.seen.slice(before);
@@ -199,6 +205,122 @@ describe('when the gateway cannot answer', () => {
     expect(error.message).toContain('backend.unavailable: The gateway ended the MCP session.');
     await bridge.done;
     expect(bridge.lines.some((l) => l.startsWith('The gateway ended the MCP session (HTTP 404'))).toBe(true);
+  });
+});
+
+describe('no token at hand: the client is answered at once while a person signs in', () => {
+  /** A bridge as a person with an empty token cache of its own, and a client through it (already initialized: by the bridge). */
+  async function signedOut(name: string, options: { cache?: string } = {}): Promise<{ bridge: BridgeRun; client: Client; cache: string }> {
+    const cache = options.cache ?? join(dir, name, 'tokens.json');
+    const bridge = startBridge({ url: gateway.url, clientId: TEST_CLIENTS.cli.clientId, tokenCache: cache });
+    const client = new Client({ name: `${name}-client`, version: '4.5.6' }, { capabilities: { elicitation: { form: {} } } });
+    cleanups.push(async () => {
+      await client.close().catch(() => undefined);
+      await bridge.close();
+    });
+    await bridge.connect(client);
+    return { bridge, client, cache };
+  }
+
+  it('initialize is answered by the bridge; tools/call says where to sign in (as stderr does); after the sign-in the tool list changes and calls reach the gateway in a session opened with the client\'s own initialize', async () => {
+    const before = gateway.seen.length;
+    const { bridge, client, cache } = await signedOut('first-sign-in');
+    // Nobody has signed in, and nothing reached the gateway's MCP endpoint: the bridge answered initialize itself.
+    expect(client.getServerVersion()).toEqual({ name: BRIDGE_NAME, title: 'Drawbridge (drawbridge connect)', version: SERVER_VERSION });
+    expect(client.getServerCapabilities()).toEqual({ tools: { listChanged: true } });
+    const prompt = await bridge.nextPrompt();
+    expect(prompt.text).toBe(`To sign in to ${gateway.url}, open ${idp.issuer}/device and enter ${prompt.userCode}`);
+    expect(bridge.lines).toContain(prompt.text);
+
+    // While signed out: no tools yet, ping works, and a call is refused with where to sign in.
+    expect((await client.listTools()).tools).toEqual([]);
+    expect(await client.ping()).toEqual({});
+    const refusal = await callError(client.callTool({ name: 'whoami', arguments: {} }));
+    expect(refusal.code).toBe(-32000);
+    expect(refusal.message).toContain(`identity.sign_in_required: Not signed in to ${gateway.url} yet. ${prompt.text}\nWhat to do: `);
+    expect(refusal.data).toMatchObject({ code: 'identity.sign_in_required', verificationUri: `${idp.issuer}/device`, userCode: prompt.userCode });
+    expect(bridge.lines).toContain(`tools/call failed: Not signed in to ${gateway.url} yet. ${prompt.text}`);
+    expect(gateway.seen.length).toBe(before);
+
+    // The person signs in: the bridge opens the session and tells the client its tools changed.
+    const changed = bridge.toolsChanged();
+    await idp.approveDevice(prompt.userCode, 'alice');
+    await changed;
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['whoami', 'client', 'ask', 'count']);
+    expect(JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })))).toEqual({ subject: 'alice', groups: ['developers'], clientId: 'drawbridge-cli' });
+    // The gateway session was initialized with the client's own clientInfo and capabilities.
+    expect(JSON.parse(text(await client.callTool({ name: 'client', arguments: {} })))).toMatchObject({ clientInfo: { name: 'first-sign-in-client', version: '4.5.6' }, capabilities: { elicitation: { form: {} } } });
+    const asked: string[] = [];
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      asked.push(request.params.message);
+      return { action: 'accept', content: { decision: 'no' } };
+    });
+    expect(JSON.parse(text(await client.callTool({ name: 'ask', arguments: { question: 'Really?' } })))).toEqual({ action: 'accept', content: { decision: 'no' } });
+    expect(asked).toEqual(['Really?']);
+    expect(gateway.seen.slice(before).every((s) => s.outcome === 'alice')).toBe(true);
+    expect(bridge.lines.filter((l) => l.startsWith('To sign in'))).toHaveLength(1);
+
+    // The token was cached: the next bridge has one at hand and forwards initialize to the gateway.
+    await bridge.close();
+    const again = startBridge({ url: gateway.url, clientId: TEST_CLIENTS.cli.clientId, tokenCache: cache });
+    const againClient = new Client({ name: 'again', version: '1' });
+    cleanups.push(async () => {
+      await againClient.close().catch(() => undefined);
+      await again.close();
+    });
+    await again.connect(againClient);
+    expect(againClient.getServerVersion()?.name).toBe('stand-in-gateway');
+    expect(again.lines.filter((l) => l.startsWith('To sign in'))).toEqual([]);
+  });
+
+  it('an expired token whose refresh fails counts as none: answered by the bridge, and a sign-in starts', async () => {
+    // alice's cached entry, expired, with a refresh token the provider no longer knows.
+    const cache = join(dir, 'spoiled', 'tokens.json');
+    const file = JSON.parse(readFileSync(aliceCache, 'utf8')) as { version: number; tokens: Record<string, Record<string, unknown>> };
+    for (const entry of Object.values(file.tokens)) Object.assign(entry, { expiresAt: Date.now() - 60_000, refreshToken: 'revoked-refresh-token' });
+    mkdirSync(join(dir, 'spoiled'), { recursive: true, mode: 0o700 });
+    writeFileSync(cache, JSON.stringify(file), { mode: 0o600 });
+
+    const { bridge, client } = await signedOut('spoiled', { cache });
+    expect(client.getServerVersion()?.name).toBe(BRIDGE_NAME);
+    const prompt = await bridge.nextPrompt();
+    expect(bridge.lines.some((l) => /^Could not refresh the access token \(invalid_grant/.test(l))).toBe(true);
+    const changed = bridge.toolsChanged();
+    await idp.approveDevice(prompt.userCode, 'bob');
+    await changed;
+    expect(JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} }))).subject).toBe('bob');
+  });
+
+  it('a sign-in that was refused: the next request starts a new one and names its new code', async () => {
+    const { bridge, client } = await signedOut('refused');
+    const first = await bridge.nextPrompt();
+    await idp.denyDevice(first.userCode);
+    await until(() => bridge.lines.some((l) => l.startsWith('Not signed in: ') && l.includes('a new sign-in starts with the next request')), 'the refused sign-in');
+    const refusal = await callError(client.callTool({ name: 'whoami', arguments: {} }));
+    const second = await bridge.nextPrompt();
+    expect(second.userCode).not.toBe(first.userCode);
+    expect(refusal.message).toContain(second.text);
+    const changed = bridge.toolsChanged();
+    await idp.approveDevice(second.userCode, 'alice');
+    await changed;
+    expect(JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} }))).subject).toBe('alice');
+  });
+
+  it('initialize gets the protocol version the client asked for when the SDK speaks it, else the latest', async () => {
+    const toBridge = new PassThrough();
+    const fromBridge = new PassThrough();
+    const done = runBridge({ url: gateway.url, clientId: TEST_CLIENTS.cli.clientId, tokenCache: null, log: () => undefined }, { stdin: toBridge, stdout: fromBridge });
+    const replies = createInterface({ input: fromBridge })[Symbol.asyncIterator]();
+    const initialize = async (id: number, protocolVersion: string) => {
+      toBridge.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion, capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`);
+      const line = await replies.next();
+      return JSON.parse(String(line.value)) as { id: number; result: { protocolVersion: string } };
+    };
+    expect(SUPPORTED_PROTOCOL_VERSIONS).toContain('2025-03-26');
+    expect(await initialize(1, '2025-03-26')).toMatchObject({ id: 1, result: { protocolVersion: '2025-03-26', serverInfo: { name: BRIDGE_NAME } } });
+    expect(await initialize(2, '1999-01-01')).toMatchObject({ id: 2, result: { protocolVersion: LATEST_PROTOCOL_VERSION } });
+    toBridge.end();
+    await done;
   });
 });
 

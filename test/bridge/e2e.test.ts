@@ -1,8 +1,10 @@
 // `drawbridge connect` end to end: an SDK Client on the bridge's stdio, the
 // bridge, the real gateway served over Streamable HTTP (serveHttp, OIDC identity,
 // run_sql on a private copy of the shop database), and the real OpenID provider.
-// The person signs in with the device flow (the scripted human approves the code
-// the bridge printed); calls are journaled under them; tokens expire and are
+// A person without a token is answered by the bridge at once (no tools yet, a
+// call says where to sign in), signs in with the device flow (the scripted human
+// approves the code the bridge printed), and the client is told the tools
+// changed; calls are journaled under them; tokens expire and are
 // refreshed without a new sign-in; the 0600 cache is reused by the next run; a
 // service agent signs in with client credentials; and the gateway's elicitation
 // (an approval with `approvers: { requester: true }`) reaches the client and its
@@ -13,9 +15,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ElicitRequestSchema, type CallToolResult, type ElicitRequest } from '@modelcontextprotocol/sdk/types.js';
+import { ElicitRequestSchema, McpError, type CallToolResult, type ElicitRequest } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { obtainAccessToken } from '../../src/bridge/connect.js';
+import { BRIDGE_NAME, obtainAccessToken } from '../../src/bridge/connect.js';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
@@ -111,10 +113,11 @@ interface Connected {
 }
 
 /**
- * A bridge and a client through it. As a person: the device flow is completed by
- * `signInAs` if the bridge prompts (undefined: it must not prompt). As the service agent: client credentials.
+ * A bridge and a client through it, initialized. As a person with the given token cache
+ * (without a token there, the bridge itself answered initialize and a sign-in is waiting);
+ * as the service agent: client credentials.
  */
-async function connect(as: { person: string; cache: string; signInAs?: string } | 'agent', elicit?: (request: ElicitRequest['params']) => Record<string, unknown>): Promise<Connected> {
+async function connect(as: { person: string; cache: string } | 'agent', elicit?: (request: ElicitRequest['params']) => Record<string, unknown>): Promise<Connected> {
   const bridge = startBridge({
     url: http.url,
     ...(as === 'agent' ? { clientId: TEST_CLIENTS.agent.clientId, clientSecret: TEST_CLIENTS.agent.clientSecret, tokenCache: null } : { clientId: TEST_CLIENTS.cli.clientId, tokenCache: as.cache }),
@@ -131,12 +134,7 @@ async function connect(as: { person: string; cache: string; signInAs?: string } 
     await client.close().catch(() => undefined);
     await bridge.close();
   });
-  const connected = bridge.connect(client);
-  if (as !== 'agent' && as.signInAs) {
-    const code = await bridge.prompt();
-    await idp.approveDevice(code, as.signInAs);
-  }
-  await connected;
+  await bridge.connect(client);
   // No waiting for the event stream (GET): approval prompts travel on the tools/call's own response stream.
   return { bridge, client, elicitations };
 }
@@ -155,11 +153,29 @@ describe('a person, signed in with the device flow', () => {
     await signIn;
   });
 
-  it('signs in, lists the tools, and a call is journaled under alice', async () => {
+  it('answers the client at once, says where to sign in until alice has, then lists the tools and a call is journaled under alice', async () => {
     const fresh = join(cacheDir, 'alice-fresh', 'tokens.json');
-    const { bridge, client } = await connect({ person: 'alice', cache: fresh, signInAs: 'alice' });
+    const { bridge, client } = await connect({ person: 'alice', cache: fresh });
+    // Nobody has signed in: the client's initialize was answered by the bridge, not the gateway.
+    expect(client.getServerVersion()?.name).toBe(BRIDGE_NAME);
+    expect(client.getServerCapabilities()?.tools?.listChanged).toBe(true);
+    const code = await bridge.prompt();
     expect(prompts(bridge)).toHaveLength(1);
-    expect(prompts(bridge)[0]).toMatch(new RegExp(`^To sign in to ${http.url.replace(/[.:/]/g, '\\$&')}, open ${idp.issuer.replace(/[.:/]/g, '\\$&')}/device and enter \\S+$`));
+    expect(prompts(bridge)[0]).toBe(`To sign in to ${http.url}, open ${idp.issuer}/device and enter ${code}`);
+    expect((await client.listTools()).tools).toEqual([]);
+    const early = 'SELECT 1 AS one -- before signing in';
+    const refusal = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: early } }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(refusal).toBeInstanceOf(McpError);
+    expect((refusal as McpError).message).toContain(`identity.sign_in_required: Not signed in to ${http.url} yet. ${prompts(bridge)[0]}`);
+    expect(journal().some((r) => JSON.stringify(r.data).includes('before signing in'))).toBe(false);
+
+    // alice signs in: the bridge opens the gateway session and the client hears that its tools changed.
+    const changed = bridge.toolsChanged();
+    await idp.approveDevice(code, 'alice');
+    await changed;
     expect(bridge.lines.some((l) => l.startsWith(`Signed in to ${http.url} as alice`))).toBe(true);
 
     const tools = (await client.listTools()).tools;

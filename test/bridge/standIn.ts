@@ -2,9 +2,9 @@
 // test says, and a Streamable HTTP MCP endpoint (the SDK's server transport, one
 // session per initialize) that verifies every bearer token with the gateway's own
 // verifier (src/identity/oidc.ts) against the test IdP. Its tools exercise what
-// the bridge must pass through untouched: a tool result naming the caller, an
-// elicitation round trip, progress notifications, and a response stream that
-// ends without an answer.
+// the bridge must pass through untouched: a tool result naming the caller (and
+// one naming the client that initialized the session), an elicitation round
+// trip, progress notifications, and a response stream that ends without an answer.
 
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -64,6 +64,10 @@ function mcpServer(verified: () => VerifiedToken | undefined): McpServer {
   server.registerTool('whoami', { description: 'The verified caller.', inputSchema: {} }, async (_args, extra) => {
     const who = (extra.authInfo?.extra?.['verified'] as VerifiedToken | undefined) ?? verified();
     return { content: [{ type: 'text', text: JSON.stringify({ subject: who?.identity.subject ?? null, groups: who?.identity.groups ?? [], clientId: who?.clientId ?? null }) }] };
+  });
+  server.registerTool('client', { description: 'The MCP client this session was initialized by: its clientInfo and capabilities.', inputSchema: {} }, async () => {
+    const info = server.server.getClientVersion();
+    return { content: [{ type: 'text', text: JSON.stringify({ clientInfo: info ?? null, capabilities: server.server.getClientCapabilities() ?? null }) }] };
   });
   server.registerTool('ask', { description: 'Asks the human (elicitation) and returns the answer.', inputSchema: { question: z.string() } }, async ({ question }, extra) => {
     // Related to the call, so it travels on the call's response stream (as the gateway's approvals do).

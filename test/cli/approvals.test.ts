@@ -282,11 +282,34 @@ describe('drawbridge approvals approve / deny', () => {
     const wrong = refused(cli(['approvals', 'approve', a.id], null, { DRAWBRIDGE_APPROVER_TOKEN: `${TOKENS.BOB_APPROVER_TOKEN}x` }), 'identity.unknown_approver');
     expect(wrong).not.toMatch(/bob|carol|dave|alice/);
     expect(wrong).not.toContain(TOKENS.BOB_APPROVER_TOKEN);
-    // A configured approver whose token is not set on this host never matches.
-    refused(cli(['approvals', 'approve', a.id], 'bob', { BOB_APPROVER_TOKEN: undefined }), 'identity.unknown_approver');
+    // A configured approver whose token is not set on this host never matches (and the refusal says the variable is unset).
+    expect(refused(cli(['approvals', 'approve', a.id], 'bob', { BOB_APPROVER_TOKEN: undefined }), 'identity.unknown_approver')).toContain('BOB_APPROVER_TOKEN is not set in this environment');
     const missingFile = cli(['approvals', 'approve', a.id, '--token-file', join(dir, 'nope')]);
     expect(missingFile.status).toBe(2);
     expect(stored(a.id).votes).toEqual([]);
+  });
+
+  it("the gateway's token variables unset in the approver's shell → 1, naming the variables (not whose token it is) and what to do", () => {
+    const a = seed();
+    const before = journalCount();
+    const unset = { BOB_APPROVER_TOKEN: undefined, CAROL_APPROVER_TOKEN: undefined };
+    // bob's own token, someone else's, and a made-up one: the same answer.
+    const answers = [cli(['approvals', 'approve', a.id], 'bob', unset), cli(['approvals', 'deny', a.id, '--reason', 'no'], 'carol', unset), cli(['approvals', 'approve', a.id], null, { ...unset, DRAWBRIDGE_APPROVER_TOKEN: 'made-up' })];
+    for (const r of answers) {
+      expect(r.status).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain(
+        'drawbridge: identity.unknown_approver: The approver token matches none of the approvers that can be checked here: ' +
+          'BOB_APPROVER_TOKEN and CAROL_APPROVER_TOKEN are not set in this environment, so approvers whose tokens come from them (approval.approvers) cannot be recognised.\n',
+      );
+      expect(r.stderr).toContain("Export the variables the gateway uses in this shell (export BOB_APPROVER_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.");
+      expect(r.stderr.trim().split('\n')).toHaveLength(2);
+      expect(r.stderr).not.toMatch(/\bat .*\.js:\d+|Error:/);
+      for (const token of Object.values(TOKENS)) expect(r.stderr).not.toContain(token);
+    }
+    // With the variables exported as the gateway has them, the same vote counts.
+    expect(journalCount()).toBe(before);
+    expect(ok(cli(['approvals', 'approve', a.id], 'bob'))).toContain(`${a.id}: approve by bob@example.com recorded`);
   });
 
   it('--grant: longer than the rule allows → 2, a bad duration → 2, a rule without grant refuses one', () => {

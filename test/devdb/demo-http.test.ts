@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, requireBuiltCli, runCliAsync } from '../support/cli.js';
 import { freePort } from '../support/net.js';
@@ -61,11 +61,15 @@ describe('drawbridge demo --http, through the bridge', () => {
     let bridgeErr = '';
     transport.stderr?.on('data', (c: Buffer) => (bridgeErr += c.toString('utf8')));
     const client = new Client({ name: 'newcomer', version: '1.0.0' });
-    const connecting = client.connect(transport);
+    // Without a token the bridge answers initialize itself at once; once alice signed in, it says the tools changed.
+    let toolsChanged!: () => void;
+    const changed = new Promise<void>((resolve) => (toolsChanged = resolve));
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => toolsChanged());
+    await client.connect(transport);
     const code = (await waitFor(() => bridgeErr, /open (\S+) and enter (\S+)/, 'the sign-in prompt'))[2]!;
     expect(bridgeErr).toContain(`${issuer}/device`);
     await playDeviceFlow(issuer, code, 'alice');
-    await connecting;
+    await changed;
 
     try {
       expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);

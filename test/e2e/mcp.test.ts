@@ -156,7 +156,11 @@ describe('tools/call', () => {
   it('an approve decision is isError saying it is pending and who must approve', async () => {
     const result = (await main.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'DELETE FROM orders WHERE id = 1' } })) as CallToolResult;
     expect(result.isError).toBe(true);
-    expect(text(result)).toMatch(/^approval\.pending: Pending approval ap_[a-z0-9]{10}: someone in dba must run `drawbridge approvals approve ap_[a-z0-9]{10}`/);
+    expect(text(result)).toMatch(/^approval\.pending: Pending approval (ap_[a-z0-9]{10}): a human must approve \1 \(someone in dba must run `drawbridge approvals approve \1`\); nothing was run yet\.\nWhat to do: Call run_sql again with exactly the same arguments \(connection db, same sql\) to pick up the decision; it /);
+    // The same as structured output, valid against the outputSchema the server published.
+    const validate = new AjvJsonSchemaValidator().getValidator(tools[0]!.outputSchema as Record<string, unknown>);
+    expect(validate(result.structuredContent).errorMessage).toBeUndefined();
+    expect(result.structuredContent).toMatchObject({ connection: 'db', rows: [], rowCount: 0, approval: { id: expect.stringMatching(/^ap_/), status: 'pending', tool: 'run_sql', connection: 'db' } });
     expect((await db.query('SELECT count(*)::int AS n FROM orders WHERE id = 1'))[0]?.['n']).toBe(1);
   });
 

@@ -354,8 +354,9 @@ describe('journal verify and export (CLI) on a real journal', () => {
     expect(runCli(['journal', 'export', '--journal', journal, '--format', 'xml']).status).toBe(2);
     expect(runCli(['journal', 'export', '--journal', journal, '--decision', 'maybe']).status).toBe(2);
     expect(runCli(['journal', 'export', '--journal', journal, '--since', 'yesterday']).status).toBe(2);
+    // A journal that is not there is a problem to fix (exit 1), not a usage mistake.
     const missing = runCli(['journal', 'verify', '--journal', join(tmpdir(), 'no-such-journal.db')]);
-    expect(missing.status).toBe(2);
+    expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/journal\.unavailable: Audit journal not found/);
   });
 });

@@ -19,6 +19,7 @@ import { createGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { createMcpServer } from '../../src/server.js';
 import { runCliAsync, type CliRun } from './cli.js';
 import { writeConfig, type FreshDatabase } from './fixtures.js';
+import type { VirtualTime } from './virtualTime.js';
 
 export const CLIENT_NAME = 'scripted-client';
 export const REQUESTER = { subject: 'tester@example.com', groups: ['analysts'] };
@@ -33,9 +34,9 @@ export type Approver = keyof typeof TOKENS;
 
 const TOKEN_ENV = { DBA1_TOKEN: TOKENS.dba1, DBA2_TOKEN: TOKENS.dba2, SELF_TOKEN: TOKENS.self };
 
-/** `approval:` of kind: gateway, with the three approvers above. */
+/** `approval:` of kind: gateway, with the three approvers above. wait 'default': not set, so the gateway's default applies. */
 export function approvalSettings(options: { wait?: string; elicitationTimeout?: string } = {}): string {
-  return `{ wait: ${options.wait ?? '0ms'}, elicitation_timeout: ${options.elicitationTimeout ?? '2s'}, store: approvals.db, approvers: [
+  return `{ ${options.wait === 'default' ? '' : `wait: ${options.wait ?? '0ms'}, `}elicitation_timeout: ${options.elicitationTimeout ?? '2s'}, store: approvals.db, approvers: [
     { subject: dba1@example.com, groups: [dba], token: { env: DBA1_TOKEN } },
     { subject: dba2@example.com, groups: [dba], token: { env: DBA2_TOKEN } },
     { subject: tester@example.com, groups: [dba], token: { env: SELF_TOKEN } } ] }`;
@@ -130,7 +131,10 @@ export interface CallOptions {
 export interface SessionOptions {
   /** Indented YAML lines of the approve rule (approvers, grant, preview, max_affected_rows). */
   readonly approve: string;
+  /** approval.wait; 'default' leaves it unset (the gateway's default). Default 0ms. */
   readonly wait?: string;
+  /** Virtual time for the approve stage's wait (see virtualTime.ts); real time otherwise. */
+  readonly time?: VirtualTime;
   readonly elicitationTimeout?: string;
   /** Declare the elicitation capability (default true). */
   readonly elicitation?: boolean;
@@ -165,7 +169,10 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
     maskKey: new TextEncoder().encode('e2e-approval-mask-key'),
     environment: { env: { DB_URL: db.gatewayUrl }, baseDir: config.dir },
     clock: () => session.now(),
-    ...(options.progressEveryMs ? { approvals: { progressEveryMs: options.progressEveryMs } } : {}),
+    approvals: {
+      ...(options.progressEveryMs ? { progressEveryMs: options.progressEveryMs } : {}),
+      ...(options.time ? { sleep: options.time.sleep, monotonic: options.time.now } : {}),
+    },
   });
   const server = createMcpServer(gateway, localIdentityProvider(REQUESTER));
   const elicitation = options.elicitation ?? true;
@@ -192,6 +199,8 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
   await server.connect(serverTransport);
   await client.connect(clientTransport);
+  // As real clients do: from now on the SDK checks every structuredContent against the tool's outputSchema.
+  await client.listTools();
 
   const readJournal = (): JournalRow[] => {
     const handle = new Database(config.journal.path, { readonly: true });
