@@ -287,6 +287,35 @@ function tcpPort(value: string | undefined, fallback: number, flag: string): num
 }
 
 /**
+ * The HTTP demo's config in `dir` (emptied first): the tools and policies of
+ * `source`, with an OIDC identity from `issuer` for `resource` instead of the
+ * local one, and the journal and approvals beside them.
+ */
+export function writeHttpDemoConfig(o: { source: string; dir: string; issuer: string; resource: string; wait: string }): void {
+  rmSync(o.dir, { recursive: true, force: true });
+  for (const sub of ['tools', 'policies'] as const) {
+    mkdirSync(join(o.dir, sub), { recursive: true });
+    for (const name of readdirSync(join(o.source, sub))) {
+      if (name.endsWith('.yaml') && !(sub === 'policies' && name === 'gateway.yaml')) copyFileSync(join(o.source, sub, name), join(o.dir, sub, name));
+    }
+  }
+  writeFileSync(
+    join(o.dir, 'policies', 'gateway.yaml'),
+    `# Written by drawbridge demo --http: OIDC identities from the development provider.
+kind: gateway
+identity:
+  mode: oidc
+  issuer: ${o.issuer}
+  audience: ${o.resource}
+  groups_claim: groups
+  required_scopes: [mcp]
+journal: { path: journal.db }
+approval: { wait: ${o.wait}, store: approvals.db }
+`,
+  );
+}
+
+/**
  * `demo --http`: the remote deployment on one machine. A throwaway PostgreSQL,
  * a development OpenID provider (loopback only, accounts without passwords),
  * and the gateway over Streamable HTTP with OIDC identities, configured from
@@ -309,30 +338,8 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
     closers.unshift(() => idp.stop());
     out(`Started a development OpenID provider at ${idp.issuer} (loopback only; never for production).`);
 
-    // The shipped (or --config) tools and policies, with an OIDC identity instead of the local one.
     const dir = join(o.dir, 'http');
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(join(dir, 'tools'), { recursive: true });
-    mkdirSync(join(dir, 'policies'), { recursive: true });
-    for (const sub of ['tools', 'policies'] as const) {
-      for (const name of readdirSync(join(o.source, sub))) {
-        if (name.endsWith('.yaml') && !(sub === 'policies' && name === 'gateway.yaml')) copyFileSync(join(o.source, sub, name), join(dir, sub, name));
-      }
-    }
-    writeFileSync(
-      join(dir, 'policies', 'gateway.yaml'),
-      `# Written by drawbridge demo --http: OIDC identities from the development provider.
-kind: gateway
-identity:
-  mode: oidc
-  issuer: ${idp.issuer}
-  audience: ${resource}
-  groups_claim: groups
-  required_scopes: [mcp]
-journal: { path: journal.db }
-approval: { wait: 45s, store: approvals.db }
-`,
-    );
+    writeHttpDemoConfig({ source: o.source, dir, issuer: idp.issuer, resource, wait: '45s' });
     const gateway = await openGateway({ configDir: dir, env: { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl } });
     closers.unshift(() => gateway.close());
     const identity = gateway.config.identity;

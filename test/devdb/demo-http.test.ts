@@ -13,23 +13,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, requireBuiltCli, runCliAsync } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli, runCliAsync, waitForOutput as waitFor } from '../support/cli.js';
 import { freePort } from '../support/net.js';
 import { playDeviceFlow } from '../support/oidc.js';
 
 const children: ChildProcess[] = [];
-
-
-/** Waits until `text()` matches `pattern`, or fails with what was seen. */
-async function waitFor(text: () => string, pattern: RegExp, what: string, ms = 60_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(text());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${text()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const textOf = (r: unknown) => ((r as CallToolResult).content ?? []).map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 

@@ -14,7 +14,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, requireBuiltCli, runCli } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli, runCli, waitForOutput as waitFor } from '../support/cli.js';
 import { freePort } from '../support/net.js';
 
 const children: ChildProcess[] = [];
@@ -39,16 +39,6 @@ function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
     env[k] = v;
   }
   return { ...env, ...extra };
-}
-
-async function waitFor(text: () => string, pattern: RegExp, what: string, ms = 120_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(text());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${text()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Runs one printed shell command line as a person would paste it. */

@@ -13,7 +13,7 @@
 // S256 PKCE, a code redeemed without its verifier).
 
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -23,7 +23,7 @@ import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } fr
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_ACCOUNTS } from '../../src/devdb/demo.js';
+import { DEMO_ACCOUNTS, writeHttpDemoConfig } from '../../src/devdb/demo.js';
 import { DEV_CLIENTS, startDevIdp, type DevIdp } from '../../src/devdb/idp.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
@@ -105,25 +105,7 @@ beforeAll(async () => {
   resource = `http://127.0.0.1:${httpPort}/mcp`;
   idp = await startDevIdp({ accounts: DEMO_ACCOUNTS, defaultAudience: resource });
   dir = mkdtempSync(join(tmpdir(), 'drawbridge-idp-oauth-'));
-  for (const sub of ['tools', 'policies'] as const) {
-    mkdirSync(join(dir, sub));
-    for (const name of readdirSync(join(REPO_ROOT, sub))) {
-      if (name.endsWith('.yaml') && !(sub === 'policies' && name === 'gateway.yaml')) copyFileSync(join(REPO_ROOT, sub, name), join(dir, sub, name));
-    }
-  }
-  writeFileSync(
-    join(dir, 'policies', 'gateway.yaml'),
-    `kind: gateway
-identity:
-  mode: oidc
-  issuer: ${idp.issuer}
-  audience: ${resource}
-  groups_claim: groups
-  required_scopes: [mcp]
-journal: { path: journal.db }
-approval: { wait: 0ms, store: approvals.db }
-`,
-  );
+  writeHttpDemoConfig({ source: REPO_ROOT, dir, issuer: idp.issuer, resource, wait: '0ms' });
   gateway = await openGateway({ configDir: dir, env: { SHOP_DATABASE_URL: db.gatewayUrl } });
   const identity = gateway.config.identity;
   if (identity?.mode !== 'oidc') throw new Error('expected an OIDC identity');

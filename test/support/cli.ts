@@ -69,3 +69,17 @@ export function runCliAsync(args: readonly string[], options: { env?: Record<str
     });
   });
 }
+
+/**
+ * Waits until `text()` (a child's growing output) matches `pattern`, or fails
+ * with what was seen. Polls: a child process's output has no event to await.
+ */
+export async function waitForOutput(text: () => string, pattern: RegExp, what: string, ms = 60_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = pattern.exec(text());
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${text()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
