@@ -24,6 +24,7 @@ import { explain, formatExplanation } from './pipeline/explain.js';
 import { obtainAccessToken, runBridge, type BridgeOptions } from './bridge/connect.js';
 import { serveHttp, type HttpGateway } from './http/server.js';
 import { serveStdio } from './server.js';
+import { installProcessGuard } from './server-guard.js';
 import { checkConnections, connectionCheckFailed, formatConnectionReports } from './pipeline/probe.js';
 import { CliError, COMMANDS, commandHelp, generalHelp, packageVersion, parseCommand, subcommandsOf, type CommandSpec } from './cli/commands.js';
 
@@ -110,6 +111,7 @@ async function serve(args: string[]): Promise<number> {
   const listen = values.http === undefined ? null : parseListen(values.http);
   const gateway = await openGateway({ configDir: configDir(values.config) });
   for (const w of gateway.config.warnings) process.stderr.write(`drawbridge: warning: ${w}\n`);
+  installProcessGuard(); // last resort while serving: a fault nobody foresaw is logged and the gateway keeps serving
   const stopped = new Promise<void>((done) => {
     process.once('SIGINT', () => done());
     process.once('SIGTERM', () => done());

@@ -28,7 +28,9 @@ export type ErrorCode =
   | 'backend.unavailable'
   | 'backend.auth_failed'
   | 'backend.timeout'
+  | 'backend.connection_lost'
   | 'backend.error'
+  | 'backend.interrupted'
   | 'limits.affected_rows'
   | 'journal.unavailable'
   | 'approval.declined'
@@ -72,7 +74,9 @@ const HINTS: Record<ErrorCode, string> = {
   'backend.unavailable': 'The backend could not be reached. Retry later or tell the operator.',
   'backend.auth_failed': "The backend refused the gateway's own credential for this connection (wrong, expired or not allowed to log in). Retrying will not help: tell the operator, who must fix the credential in the connection's secret on the gateway host and restart the gateway.",
   'backend.timeout': 'The statement hit the time limit. Narrow it (add filters or LIMIT) and call again.',
+  'backend.connection_lost': 'The database session ended during the call (a restart, a failover, an administrator ending it, or the network); the message says whether anything was applied. Unless it says the change was committed, call again once the database is back: the gateway opens a new connection by itself.',
   'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',
+  'backend.interrupted': 'The connection to the backend broke while the request was in flight, so whether it took effect is unknown. Check the current state with a read (kubectl get, or a command that shows the state on the host) before retrying anything that changes state; the next call opens a new connection.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
   'approval.declined': 'A human declined this request. Do not retry it or variants of it; ask them what they would accept.',

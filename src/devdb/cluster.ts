@@ -1,6 +1,8 @@
 // Throwaway PostgreSQL clusters for the demo, the tests and the benchmarks:
 // find the binaries, initdb into a private temp dir, start on 127.0.0.1 only,
 // and stop + delete everything again (also on exit / SIGINT / SIGTERM).
+// For fault tests it can also restart the server, or stop and start it again
+// on the same port and data, without deleting anything.
 // Not for real data: fsync is off. Knows nothing about schemas or seed data.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -31,6 +33,15 @@ export interface Cluster {
   urlFor(database: string, user?: string, password?: string): string;
   /** Idempotent: fast shutdown (pg_ctl stop -m fast), then remove the temp dir. */
   stop(): Promise<void>;
+  /**
+   * `pg_ctl restart -m fast`: every session is ended (FATAL 57P01), then the
+   * server is up again on the same port; resolves once it accepts connections.
+   */
+  restart(): Promise<void>;
+  /** Shuts the server down (fast) but keeps the cluster: startServer() brings it back on the same port. */
+  stopServer(): Promise<void>;
+  /** Starts a server stopped by stopServer() again; resolves once it accepts connections. */
+  startServer(): Promise<void>;
 }
 
 const HOST = '127.0.0.1';
@@ -262,20 +273,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     let lastError = '';
     for (let attempt = 1; attempt <= (fixedPort === undefined ? START_ATTEMPTS : 1); attempt++) {
       const port = fixedPort ?? (await freePort());
-      const settings = [
-        `-c listen_addresses=${HOST}`,
-        `-p ${port}`,
-        `-c unix_socket_directories=${shQuote(sockDir)}`,
-        // Throwaway cluster: durability is pointless, speed matters. Never do this with real data.
-        '-c fsync=off',
-        '-c max_connections=100',
-        '-c shared_buffers=32MB',
-      ].join(' ');
+      const startArgs = ['start', '-w', '-t', '60', '-D', dataDir, '-l', logFile, '-o', serverSettings(port, sockDir)];
       log(`starting postgres on ${HOST}:${port} (data ${dataDir})`);
-      const r = await run(runAs, join(bin, 'pg_ctl'), ['start', '-w', '-t', '60', '-D', dataDir, '-l', logFile, '-o', settings], base);
+      const r = await run(runAs, join(bin, 'pg_ctl'), startArgs, base);
       if (r.code === 0) {
         log(`postgres ready on ${HOST}:${port}`);
-        return makeCluster({ runAs, bin, base, dataDir, ownDataDir, port, password, log, removeTemp });
+        return makeCluster({ runAs, bin, base, dataDir, ownDataDir, port, password, log, removeTemp, startArgs, logFile });
       }
       const serverLog = tail(logFile);
       lastError = `pg_ctl start failed (exit ${String(r.code)}): ${r.out.trim()}\n--- server log (tail) ---\n${serverLog}`;
@@ -290,6 +293,19 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     removeTemp();
     throw err;
   }
+}
+
+/** The server's command-line settings (pg_ctl -o). */
+function serverSettings(port: number, sockDir: string): string {
+  return [
+    `-c listen_addresses=${HOST}`,
+    `-p ${port}`,
+    `-c unix_socket_directories=${shQuote(sockDir)}`,
+    // Throwaway cluster: durability is pointless, speed matters. Never do this with real data.
+    '-c fsync=off',
+    '-c max_connections=100',
+    '-c shared_buffers=32MB',
+  ].join(' ');
 }
 
 async function initdb(runAs: RunAs, bin: string, dataDir: string, base: string, password: string, log: (line: string) => void): Promise<void> {
@@ -322,6 +338,9 @@ interface ClusterParts {
   password: string;
   log: (line: string) => void;
   removeTemp: () => void;
+  /** pg_ctl arguments that started the server (same port, settings and log). */
+  startArgs: readonly string[];
+  logFile: string;
 }
 
 function makeCluster(p: ClusterParts): Cluster {
@@ -366,6 +385,16 @@ function makeCluster(p: ClusterParts): Cluster {
   };
   register(handle);
 
+  const ensureLive = (what: string): void => {
+    if (stopped || stopping !== undefined) throw new Error(`cannot ${what}: the cluster on ${HOST}:${p.port} has been stopped and removed`);
+  };
+  const ctl = async (what: string, args: readonly string[]): Promise<void> => {
+    ensureLive(what);
+    p.log(`${what} postgres on ${HOST}:${p.port}`);
+    const r = await run(p.runAs, pgCtl, args, p.base);
+    if (r.code !== 0) throw new Error(`pg_ctl ${args[0] ?? ''} failed (exit ${String(r.code)}): ${r.out.trim()}\n--- server log (tail) ---\n${tail(p.logFile)}`);
+  };
+
   const urlFor = (database: string, user = 'postgres', password?: string): string => {
     const pw = password ?? (user === 'postgres' ? p.password : undefined);
     const auth = pw === undefined ? encodeURIComponent(user) : `${encodeURIComponent(user)}:${encodeURIComponent(pw)}`;
@@ -379,6 +408,10 @@ function makeCluster(p: ClusterParts): Cluster {
     dataDir: p.dataDir,
     urlFor,
     stop: () => handle.stop(),
+    // restart keeps the options of the previous start (postmaster.opts).
+    restart: () => ctl('restarting', ['restart', '-D', p.dataDir, '-m', 'fast', '-w', '-t', '60', '-l', p.logFile]),
+    stopServer: () => ctl('stopping (keeping the data)', ['stop', '-D', p.dataDir, '-m', 'fast', '-w', '-t', '60']),
+    startServer: () => ctl('starting again', p.startArgs),
   };
 }
 

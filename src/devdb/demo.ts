@@ -30,6 +30,7 @@ import { openApprovalStore } from '../approval/store.js';
 import { serveHttp } from '../http/server.js';
 import { createOidcVerifier } from '../identity/oidc.js';
 import { openGateway } from '../pipeline/gateway.js';
+import { installProcessGuard } from '../server-guard.js';
 import { DEV_CLIENTS, startDevIdp } from './idp.js';
 
 export const DEMO_PORT = 54329;
@@ -344,6 +345,7 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
     closers.unshift(() => gateway.close());
     const identity = gateway.config.identity;
     if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
+    installProcessGuard(); // as `serve --http`: a fault nobody foresaw is logged and the demo keeps serving
     const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort }).catch((error: unknown) => {
       throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? portTaken(o.httpPort, '--http-port') : error;
     });

@@ -4,7 +4,11 @@
 // SET LOCAL statement_timeout and lock_timeout, row and byte caps, ROLLBACK
 // for reads, max_affected_rows for writes, session advisory locks released
 // after every statement, and the connection discarded whenever session state
-// may have changed or could not be cleaned up.
+// may have changed or could not be cleaned up. When the session itself ends
+// under a statement (a restart, a failover, pg_terminate_backend, a dead
+// socket) or the server stops answering, the failure says what the database
+// may have kept: nothing, unless the answer to a COMMIT (or to a statement
+// that commits by itself) was lost, when nobody can know (StatementInterrupted).
 
 import type { PoolClient } from 'pg';
 import type { Cell } from '../backend.js';
@@ -44,9 +48,85 @@ export class ServerError extends Error {
     readonly hint: string | undefined,
     /** The server's context line ("PL/pgSQL function f(text) line 3 at RAISE"). */
     readonly where?: string,
+    /** ERROR, or FATAL / PANIC when the server ends the session with it. */
+    readonly severity?: string,
   ) {
     super(message);
   }
+}
+
+/** What the database may have kept of an interrupted statement. */
+export type Applied = 'nothing' | 'unknown';
+
+/**
+ * The statement's session ended under it (`connection-lost`: the server sent
+ * FATAL, or the socket closed) or the server stopped answering (`no-answer`).
+ * `applied` is `unknown` only when COMMIT (or a statement that commits by
+ * itself) had been sent and its answer never came: the server may have
+ * committed. Before that, PostgreSQL rolls back a transaction whose session
+ * ends, so nothing was kept.
+ */
+export class StatementInterrupted extends Error {
+  override readonly name = 'StatementInterrupted';
+  constructor(
+    readonly how: 'connection-lost' | 'no-answer',
+    readonly applied: Applied,
+    /** Why, in the server's or the driver's words ("57P01: terminating connection due to administrator command"). */
+    readonly reason: string,
+    readonly sqlstate: string | null,
+    options: { cause?: unknown } = {},
+  ) {
+    super(reason, options.cause === undefined ? undefined : { cause: options.cause });
+  }
+}
+
+/** SQLSTATEs of a session the server is ending: admin_shutdown (restart, pg_terminate_backend), crash_shutdown, cannot_connect_now. */
+const SESSION_ENDING: ReadonlySet<string> = new Set(['57P01', '57P02', '57P03']);
+/** What the driver and Node say when the socket is gone (no SQLSTATE). */
+const SOCKET_GONE = /Connection terminated|not queryable|Client was closed|Connection timed out|socket hang up/i;
+const SOCKET_ERRNO: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTCONN']);
+
+/**
+ * True when `error` means the session is gone rather than that the statement
+ * failed: a FATAL/PANIC from the server, a connection-exception SQLSTATE, or a
+ * socket error from the driver. A plain ERROR (a constraint, a timeout) is not.
+ */
+export function sessionEnded(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null || error instanceof DrawbridgeError || error instanceof StatementInterrupted) return false;
+  const e = error as { code?: unknown; severity?: unknown; message?: unknown };
+  const sqlstate = sqlstateOf(error);
+  if (sqlstate !== null) return e.severity === 'FATAL' || e.severity === 'PANIC' || sqlstate.startsWith('08') || SESSION_ENDING.has(sqlstate);
+  if (typeof e.code === 'string' && SOCKET_ERRNO.has(e.code)) return true;
+  return typeof e.message === 'string' && SOCKET_GONE.test(e.message);
+}
+
+/**
+ * True when the step that failed with `error` lost its session: the error says
+ * so, or the client's 'error' listener saw the socket die (`fault`) and the
+ * error is not the server's own answer (an ERROR with a SQLSTATE is the
+ * statement's real outcome even if the socket died right after).
+ */
+export function sessionLost(error: unknown, fault: Error | null): boolean {
+  if (sessionEnded(error)) return true;
+  return fault !== null && sqlstateOf(error) === null && !(error instanceof DrawbridgeError) && !(error instanceof StatementInterrupted);
+}
+
+/** The SQLSTATE an error carries (a ServerError, or the driver's DatabaseError), or null. */
+export function sqlstateOf(error: unknown): string | null {
+  if (error instanceof ServerError) return error.sqlstate;
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+}
+
+/** The server's or the driver's words for why the session ended ("57P01: terminating connection …"); FATAL messages carry no data. */
+export function lossReason(error: unknown): string {
+  const message = error instanceof Error && error.message !== '' ? error.message : String(error);
+  const sqlstate = sqlstateOf(error);
+  return sqlstate && !message.startsWith(sqlstate) ? `${sqlstate}: ${message}` : message;
+}
+
+function interrupted(error: unknown, applied: Applied): StatementInterrupted {
+  return new StatementInterrupted('connection-lost', applied, lossReason(error), sqlstateOf(error), { cause: error });
 }
 
 const TYPE_NAMES: Record<number, string> = {
@@ -232,18 +312,43 @@ const UNLOCK = 'SELECT pg_catalog.pg_advisory_unlock_all()';
 /**
  * Runs `sql` (already classified) in the mode the access level requires.
  * `markDirty` is called when the session could not be cleaned up after a
- * failure: the caller must then discard the connection.
+ * failure: the caller must then discard the connection. `fault` reports a
+ * socket-level error the caller's 'error' listener saw on this client.
+ * Throws StatementInterrupted when the session ends under the statement or the
+ * server stops answering (and marks the session dirty).
  */
-export async function runStatement(client: PoolClient, sql: string, mode: RunMode, limits: Limits, markDirty: () => void = () => undefined): Promise<RunOutcome> {
+export async function runStatement(
+  client: PoolClient,
+  sql: string,
+  mode: RunMode,
+  limits: Limits,
+  markDirty: () => void = () => undefined,
+  fault: () => Error | null = () => null,
+): Promise<RunOutcome> {
   const notices: string[] = [];
   const onNotice = (n: { message?: string; detail?: string }) => {
     if (notices.length < 50) notices.push([n.message, n.detail].filter(Boolean).join(' — '));
   };
   client.on('notice', onNotice);
+  /**
+   * What the server may keep if the session ends now: `unknown` from the moment
+   * COMMIT (or an autocommit statement) is on the wire until its answer came.
+   */
+  let atStake: Applied = 'nothing';
+  /** A failure of the step in flight: the session ended (no cleanup is possible), or null for the statement's own error. */
+  const failed = (error: unknown): StatementInterrupted | null => {
+    if (!sessionLost(error, fault())) return null;
+    markDirty();
+    return interrupted(sessionEnded(error) ? error : (fault() ?? error), atStake);
+  };
   // A client-side guard in case the server stops answering: the session is then dropped.
   let guard: NodeJS.Timeout | undefined;
+  const waitMs = limits.timeoutMs + 5000;
   const timedOut = new Promise<never>((_, reject) => {
-    guard = setTimeout(() => reject(new DrawbridgeError('backend.timeout', `No answer from the database within ${limits.timeoutMs + 5000} ms.`)), limits.timeoutMs + 5000);
+    guard = setTimeout(() => {
+      markDirty();
+      reject(new StatementInterrupted('no-answer', atStake, `waited ${waitMs} ms`, null));
+    }, waitMs);
   });
   try {
     const settings = [
@@ -251,24 +356,38 @@ export async function runStatement(client: PoolClient, sql: string, mode: RunMod
       `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(limits.lockTimeoutMs))}`,
       `SET LOCAL idle_in_transaction_session_timeout = ${Math.floor(limits.timeoutMs) + 10000}`,
     ];
+    /** Sends a read, dry run or the first round trip of a write; on failure rolls back unless the session is gone. */
+    const inTransaction = async (run: StatementRun): Promise<void> => {
+      try {
+        await submit(client, run);
+      } catch (error) {
+        // Never committed: PostgreSQL rolls back the transaction of a session that ends.
+        const gone = failed(error);
+        if (gone) throw gone;
+        await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
+        throw error;
+      }
+    };
     const body = async (): Promise<RunOutcome> => {
       if (mode === 'autocommit') {
         // Statements PostgreSQL refuses in a transaction block: session-level limits, then discard.
-        await client.query(settings.map((q) => q.replace('SET LOCAL', 'SET')).join('; '));
-        const run = await submit(client, new StatementRun(sql, limits, true));
-        return { result: run.result(notices), discard: true };
+        try {
+          await client.query(settings.map((q) => q.replace('SET LOCAL', 'SET')).join('; '));
+          // From here the statement commits by itself: a lost answer leaves its effect unknown.
+          atStake = 'unknown';
+          const run = await submit(client, new StatementRun(sql, limits, true));
+          atStake = 'nothing';
+          return { result: run.result(notices), discard: true };
+        } catch (error) {
+          throw failed(error) ?? error;
+        }
       }
       if (mode === 'read') {
         // One round trip: BEGIN READ ONLY, the limits, the statement, ROLLBACK and
         // the advisory-lock release, pipelined under one Sync. The limits take effect
         // for the statement because the server re-arms statement_timeout per message.
         const run = new StatementRun(sql, limits, false, ['BEGIN READ ONLY', ...settings], ['ROLLBACK', UNLOCK]);
-        try {
-          await submit(client, run);
-        } catch (error) {
-          await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
-          throw error;
-        }
+        await inTransaction(run);
         return { result: run.result(notices), discard: false };
       }
       if (mode === 'dry-run') {
@@ -276,23 +395,13 @@ export async function runStatement(client: PoolClient, sql: string, mode: RunMod
         // row) and is rolled back in the same round trip, advisory locks released. Deferred
         // constraints are checked at the statement's end, as the COMMIT it never reaches would.
         const run = new StatementRun(sql, limits, true, ['BEGIN READ WRITE', ...settings, 'SET CONSTRAINTS ALL IMMEDIATE'], ['ROLLBACK', UNLOCK]);
-        try {
-          await submit(client, run);
-        } catch (error) {
-          await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
-          throw error;
-        }
+        await inTransaction(run);
         return { result: run.result(notices), discard: false };
       }
       // Writes: the statement runs to completion in its own transaction; the affected
       // row count decides COMMIT or ROLLBACK in a second round trip.
       const run = new StatementRun(sql, limits, true, ['BEGIN READ WRITE', ...settings]);
-      try {
-        await submit(client, run);
-      } catch (error) {
-        await client.query(`ROLLBACK; ${UNLOCK}`).catch(() => markDirty());
-        throw error;
-      }
+      await inTransaction(run);
       const result = run.result(notices);
       if (result.rowCount !== null && result.rowCount > limits.maxAffectedRows) {
         await end(client, 'ROLLBACK', markDirty);
@@ -300,7 +409,16 @@ export async function runStatement(client: PoolClient, sql: string, mode: RunMod
           details: { affectedRows: result.rowCount, limit: limits.maxAffectedRows },
         });
       }
-      await end(client, 'COMMIT', markDirty);
+      // SAFETY: from the moment COMMIT is sent until its answer arrives, a lost session
+      // means the server may or may not have committed: the failure must say "unknown".
+      atStake = 'unknown';
+      try {
+        await end(client, 'COMMIT', markDirty);
+      } catch (error) {
+        throw failed(error) ?? error;
+      }
+      // COMMIT answered: a session lost while releasing advisory locks changes nothing.
+      atStake = 'nothing';
       return { result, discard: false };
     };
     return await Promise.race([body(), timedOut]);
@@ -338,7 +456,7 @@ async function submit(client: PoolClient, run: StatementRun): Promise<StatementR
 }
 
 function toServerError(error: Error): Error {
-  const e = error as Error & { code?: string; detail?: string; hint?: string; where?: string };
-  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return new ServerError(e.message, e.code, e.detail, e.hint, e.where);
+  const e = error as Error & { code?: string; detail?: string; hint?: string; where?: string; severity?: string };
+  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return new ServerError(e.message, e.code, e.detail, e.hint, e.where, e.severity);
   return error;
 }

@@ -1,7 +1,11 @@
 // The PostgreSQL backend behind the `run_sql` tool: declaration schema, pure
 // parse (libpg-query + classify), resolve against the server's catalog
 // (qualified tables, function volatility, column lineage) and brokered
-// execution on a pool whose credentials never leave this module.
+// execution on a pool whose credentials never leave this module. Every client
+// is used through a lease (lease.ts) with its own 'error' listener: a session
+// that dies under a call (a restart, a failover, pg_terminate_backend) ends
+// that call — never the gateway process — with backend.connection_lost, or
+// backend.interrupted once COMMIT was sent, saying what the database kept.
 
 import pg from 'pg';
 import { z } from 'zod';
@@ -15,8 +19,9 @@ import { list, parseSql, stringList, unwrap, walk, type AstObject } from './ast.
 import { Catalog, carriesTableData, type FunctionInfo } from './catalog.js';
 import { classifyStatement, SQL_OPERATIONS, type Classification, type TableRef } from './classify.js';
 import { connectError, requirePostgresUrl, type ConnectTarget } from './connect.js';
-import { runStatement, ServerError, typeName, type Limits, type RunMode } from './execute.js';
+import { lossReason, runStatement, ServerError, sessionEnded, sessionLost, sqlstateOf, StatementInterrupted, typeName, type Limits, type RunMode } from './execute.js';
 import { harmlessVolatile } from './functions.js';
+import { checkout, type Lease } from './lease.js';
 import { analyzeLineage, OPAQUE, type Lineage, type RelationColumns } from './lineage.js';
 import { planPreview, previewStatement, sampleSizeOf } from './preview.js';
 
@@ -104,6 +109,26 @@ function summarise(c: Classification, tables: readonly string[]): string {
   return `${c.operation} (${c.access})${on}`;
 }
 
+/**
+ * What a call was doing on its session when that session ended, which decides
+ * what the agent is told about the database's state.
+ */
+type Activity = 'read' | 'write' | 'autocommit' | 'dry-run' | 'probe';
+
+/** What happened, in words, from the SQLSTATE the server ended the session with (if any). */
+function whatHappened(sqlstate: string | null): string {
+  switch (sqlstate) {
+    case '57P01':
+      return 'PostgreSQL ended the session: the server is shutting down or restarting, or an administrator terminated the session';
+    case '57P02':
+      return 'PostgreSQL ended the session because another server process crashed';
+    case '57P03':
+      return 'PostgreSQL is not accepting connections (it is starting up or shutting down)';
+    default:
+      return 'the connection closed without an answer: the server went away (a restart or a failover) or the network dropped it';
+  }
+}
+
 /** Pure: SQL text → request. Exactly one statement, or a coded refusal. */
 export function parseRunSql(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest {
   const sql = input['sql'];
@@ -170,19 +195,66 @@ class PostgresConnection implements BackendConnection {
       connectionTimeoutMillis: 5_000,
       application_name: 'drawbridge',
     });
-    // An idle client dying must not crash the gateway; the pool replaces it.
+    // An idle client dying (the server restarting, an idle session terminated) must
+    // not crash the gateway: pg-pool has already removed it and connects afresh for
+    // the next call. Checked-out clients have their lease's own listener (lease.ts).
     this.pool.on('error', () => undefined);
   }
 
   readonly name: string;
 
-  private async client(): Promise<pg.PoolClient> {
-    try {
-      return await this.pool.connect();
-    } catch (error) {
-      // The driver's message can contain the host; it never contains the password.
-      throw connectError(error, this.name, this.target);
+  /** A client for one piece of work, with its own 'error' listener until released. */
+  private lease(): Promise<Lease> {
+    // The driver's message can contain the host; it never contains the password.
+    return checkout(this.pool, (error) => connectError(error, this.name, this.target));
+  }
+
+  /**
+   * The agent-facing error when the session ended under `activity` (or the
+   * server stopped answering), or null when `error` is something else. Says
+   * what happened and what the database may have kept.
+   */
+  private interruption(error: unknown, lease: Lease, activity: Activity): DrawbridgeError | null {
+    const fault = lease.fault();
+    let how: StatementInterrupted['how'];
+    let applied: StatementInterrupted['applied'];
+    let reason: string;
+    let sqlstate: string | null;
+    if (error instanceof StatementInterrupted) {
+      ({ how, applied, reason, sqlstate } = error);
+    } else if (sessionLost(error, fault)) {
+      // Outside runStatement nothing that commits is in flight: a catalog query, a preview's lookups.
+      how = 'connection-lost';
+      applied = 'nothing';
+      const cause = sessionEnded(error) ? error : fault;
+      reason = lossReason(cause);
+      sqlstate = sqlstateOf(cause);
+    } else {
+      return null;
     }
+    lease.discard();
+    const details = { connection: this.name, applied, ...(sqlstate ? { sqlstate } : {}) };
+    if (applied === 'unknown') {
+      // SAFETY: COMMIT (or a statement that commits by itself) was sent and its answer never came.
+      const sent = activity === 'autocommit' ? 'the statement (which commits by itself) was sent' : 'COMMIT was sent';
+      const lostHow = how === 'no-answer' ? `${this.name} gave no answer after ${sent} (${reason}); the gateway dropped the session` : `the connection to ${this.name} was lost after ${sent} and before PostgreSQL answered (${reason}); ${whatHappened(sqlstate)}`;
+      return new DrawbridgeError('backend.interrupted', `${capitalise(lostHow)}. Whether the write was applied is UNKNOWN: the server may have committed it. Check with a read whether the change is there before doing anything else.`, { details });
+    }
+    const kept: Record<Activity, string> = {
+      read: 'It was a read in a read-only transaction: nothing was changed.',
+      probe: 'The check ran a read in a read-only transaction: nothing was changed.',
+      'dry-run': 'It was the dry run of a write for its approval preview, which is always rolled back: nothing was changed, and the write itself was not run.',
+      write: 'It was a write and it was NOT committed: the session ended before COMMIT was sent, so PostgreSQL rolled the transaction back and nothing changed.',
+      autocommit: 'The statement had not been sent yet: nothing was changed.',
+    };
+    if (how === 'no-answer') {
+      const notCommitted: Record<Activity, string> = {
+        ...kept,
+        write: 'It was a write and it was NOT committed: COMMIT was never sent, and PostgreSQL rolls the transaction back when it notices the session is gone.',
+      };
+      return new DrawbridgeError('backend.timeout', `${this.name} gave no answer (${reason}); the gateway dropped the session. ${notCommitted[activity]}`, { details });
+    }
+    return new DrawbridgeError('backend.connection_lost', `The connection to ${this.name} was lost during the call (${reason}): ${whatHappened(sqlstate)}. ${kept[activity]}`, { details });
   }
 
   async resolve(request: ParsedRequest): Promise<ParsedRequest> {
@@ -201,9 +273,11 @@ class PostgresConnection implements BackendConnection {
     const viewFunctions: Array<{ schema: string | null; name: string; system: boolean }> = [];
     const viewAttributeCalls: Array<{ schema: string | null; name: string }> = [];
     if (needsCatalog) {
-      const client = await this.client();
-      let broken = false;
-      try {
+      const readCatalog = async (client: pg.PoolClient): Promise<void> => {
+        // Each attempt starts over: nothing half-read from a session that died is kept.
+        relations.clear();
+        viewFunctions.length = 0;
+        viewAttributeCalls.length = 0;
         // Relations, then the relations their view definitions use, to a fixed depth.
         let pending: Array<{ schema: string | null; name: string }> = [...c.tables];
         for (let depth = 0; depth < 16 && pending.length > 0; depth++) {
@@ -224,11 +298,37 @@ class PostgresConnection implements BackendConnection {
           pending = next;
         }
         await this.catalog.loadFunctions(client, [...c.functions, ...attributeCalls, ...viewFunctions, ...viewAttributeCalls]);
+      };
+      const ended = (error: unknown, lease: Lease): boolean => sessionLost(error, lease.fault());
+      let lease = await this.lease();
+      try {
+        try {
+          await readCatalog(lease.client);
+        } catch (error) {
+          if (!ended(error, lease)) throw error;
+          // A pooled session the server had already ended (a restart, a failover, an idle
+          // session terminated) can be handed out before its end was seen. These are the
+          // gateway's own read-only metadata queries, so they alone are retried, once, on a
+          // fresh session; the agent's statement is never retried.
+          lease.discard();
+          lease.release();
+          lease = await this.lease();
+          await readCatalog(lease.client);
+        }
       } catch (error) {
-        broken = true;
+        lease.discard();
+        if (error instanceof DrawbridgeError) throw error;
+        if (ended(error, lease)) {
+          // Only the gateway's own metadata reads were on this session; the agent's statement was never sent.
+          const cause = sessionEnded(error) ? error : lease.fault();
+          throw new DrawbridgeError('backend.unavailable', `The connection to ${this.name} was lost while the gateway read the catalog (${lossReason(cause)}): ${whatHappened(sqlstateOf(cause))}. The statement was not sent: nothing was changed.`, {
+            details: { connection: this.name, applied: 'nothing' },
+            cause: error,
+          });
+        }
         throw new DrawbridgeError('backend.unavailable', `Cannot read the catalog of ${this.name}: ${(error as Error).message}`, { cause: error });
       } finally {
-        client.release(broken);
+        lease.release();
       }
       // Overloads are not resolved by argument types here, so any volatile one counts.
       const consider = (overloads: readonly FunctionInfo[], how: (f: FunctionInfo) => string) => {
@@ -302,13 +402,25 @@ class PostgresConnection implements BackendConnection {
       // Never run past a grant's expiry: statement_timeout is the remaining time.
       timeoutMs: Math.max(1, Math.min(this.limits.timeoutMs, context.timeLimitMs ?? Infinity)),
     };
-    const client = await this.client();
+    const lease = await this.lease();
+    const client = lease.client;
     // Volatile functions may leave session state behind (SET, PREPARE, temp tables) that a COMMIT keeps.
-    let discard = c.touchesSession || request.access === 'admin' || detail.runsOpaqueCode === true;
+    if (c.touchesSession || request.access === 'admin' || detail.runsOpaqueCode === true) lease.discard();
     try {
-      const { result, discard: mustDiscard } = await runStatement(client, detail.sql, mode, limits, () => (discard = true));
-      discard ||= mustDiscard;
-      const origins = await this.catalog.columnOrigins(client, result.fields.map((f) => f.tableID));
+      const { result, discard: mustDiscard } = await runStatement(client, detail.sql, mode, limits, () => lease.discard(), () => lease.fault());
+      if (mustDiscard) lease.discard();
+      const origins = await this.catalog.columnOrigins(client, result.fields.map((f) => f.tableID)).catch((error: unknown) => {
+        lease.discard();
+        if (mode === 'read') throw error;
+        // SAFETY: the write is committed; the answer must not suggest otherwise. Without the
+        // column origins the returned rows cannot be masked with confidence, so they are withheld.
+        const lost = sessionLost(error, lease.fault());
+        const why = lost ? `the connection was lost right after (${lossReason(sessionEnded(error) ? error : (lease.fault() ?? error))})` : `reading the catalog failed (${lossReason(error)})`;
+        throw new DrawbridgeError(lost ? 'backend.connection_lost' : 'backend.error', `The write on ${this.name} was COMMITTED (${result.command}${result.rowCount === null ? '' : `, ${result.rowCount} row(s)`}), but ${why} before its answer could be prepared, so the returned rows are withheld. Do not repeat it.`, {
+          details: { connection: this.name, applied: 'committed' },
+          cause: error,
+        });
+      });
       const outputs = detail.lineage?.outputs;
       const aligned = outputs && outputs.length === result.fields.length ? outputs : null;
       const fallback = detail.lineage ? detail.lineage.referenced : new Set([OPAQUE]);
@@ -331,13 +443,13 @@ class PostgresConnection implements BackendConnection {
         bytes: result.bytes,
       };
     } catch (error) {
-      const translated = this.translate(error, () => (discard = true));
+      const translated = this.interruption(error, lease, mode) ?? this.translate(error, () => lease.discard());
       if (translated.code === 'backend.timeout' && translated.details['sqlstate'] === '57014' && limits.timeoutMs < this.limits.timeoutMs && context.timeLimitMs !== undefined) {
         throw new DrawbridgeError('backend.timeout', `The statement was cancelled when the grant it ran under expired (after ${formatDuration(limits.timeoutMs)}); a grant never outlives its expiry.`, { hint: 'Call again to ask for a new approval.', details: translated.details });
       }
       throw translated;
     } finally {
-      client.release(discard);
+      lease.release();
     }
   }
 
@@ -351,15 +463,15 @@ class PostgresConnection implements BackendConnection {
     // The server would not say how many rows it changes: nothing to learn from running it unapproved.
     if (plan.kind === 'uncountable') return { affectedRows: null, sample: [], sampleColumns: [], note: plan.note };
     const limits: Limits = { ...this.limits, maxAffectedRows: context.maxAffectedRows ?? this.limits.maxAffectedRows };
-    const client = await this.client();
+    const lease = await this.lease();
     // As in execute: session state a volatile function may leave behind must not reach the next caller.
-    let discard = c.touchesSession || detail.runsOpaqueCode === true;
+    if (c.touchesSession || detail.runsOpaqueCode === true) lease.discard();
     try {
-      return await previewStatement({ client, catalog: this.catalog, limits, markDirty: () => (discard = true) }, detail, plan, context);
+      return await previewStatement({ client: lease.client, catalog: this.catalog, limits, markDirty: () => lease.discard(), fault: () => lease.fault() }, detail, plan, context);
     } catch (error) {
-      throw this.translate(error, () => (discard = true));
+      throw this.interruption(error, lease, 'dry-run') ?? this.translate(error, () => lease.discard());
     } finally {
-      client.release(discard);
+      lease.release();
     }
   }
 
@@ -402,11 +514,10 @@ class PostgresConnection implements BackendConnection {
    * the server's version and the login role's attributes.
    */
   async probe(context: ProbeContext): Promise<ProbeResult> {
-    const client = await this.client();
-    let broken = false;
+    const lease = await this.lease();
     try {
       const limits: Limits = { ...this.limits, timeoutMs: Math.max(1, Math.min(this.limits.timeoutMs, context.timeoutMs)), maxRows: 1 };
-      const { result } = await runStatement(client, PROBE_SQL, 'read', limits, () => (broken = true));
+      const { result } = await runStatement(lease.client, PROBE_SQL, 'read', limits, () => lease.discard(), () => lease.fault());
       const row = result.rows[0];
       if (!row) throw new DrawbridgeError('backend.error', `The login role of ${this.name} is not in pg_roles; cannot tell what it may do.`);
       const [version, database, role, superuser, bypassRls, standby, readOnly] = row;
@@ -440,15 +551,19 @@ class PostgresConnection implements BackendConnection {
         },
       };
     } catch (error) {
-      throw this.translate(error, () => (broken = true));
+      throw this.interruption(error, lease, 'probe') ?? this.translate(error, () => lease.discard());
     } finally {
-      client.release(broken);
+      lease.release();
     }
   }
 
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+function capitalise(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 /** The probe's one query, run on the gateway's read path: who the gateway is on this server. */

@@ -175,6 +175,8 @@ export interface PreviewRun {
   readonly limits: Limits;
   /** Called when the session could not be cleaned up: the caller discards the connection. */
   readonly markDirty: () => void;
+  /** A socket-level error seen on the client while it is checked out (the session is gone), or null. */
+  readonly fault?: () => Error | null;
 }
 
 /**
@@ -203,7 +205,7 @@ export async function previewStatement(run: PreviewRun, statement: PreviewStatem
   }
 
   const dryRun = async (sql: string, keep: number): Promise<RawResult> =>
-    (await runStatement(run.client, sql, 'dry-run', { ...run.limits, maxRows: keep }, run.markDirty)).result;
+    (await runStatement(run.client, sql, 'dry-run', { ...run.limits, maxRows: keep }, run.markDirty, run.fault)).result;
 
   let result: RawResult;
   let sampled = false;
