@@ -95,6 +95,71 @@ const HINTS: Record<ErrorCode, string> = {
   'internal': 'An unexpected gateway error occurred. Tell the operator; the journal has the details.',
 };
 
+/**
+ * Why a call ended without running, as the journal records it:
+ * - 'refusal': the request itself was refused — by a policy rule, by default deny (no
+ *   identity, an unknown tool, input that is invalid or does not parse, nothing
+ *   matched), or by a human. Journaled as a `deny` (or the `approve` it was) decision.
+ * - 'fault': the gateway could not do its job — a backend unreachable or refusing the
+ *   gateway's own credential, a secret missing, the journal or approvals store
+ *   unavailable, a bug. Not a decision about the request: journaled with no decision
+ *   and an `error` outcome, so `journal export --decision deny` lists refusals only.
+ * Every code must be classified here (the compiler checks it), so a new outage can
+ * never pass for a policy denial by default.
+ */
+export type ErrorKind = 'refusal' | 'fault';
+
+const KINDS: Record<ErrorCode, ErrorKind> = {
+  'config.invalid': 'fault',
+  'config.secret_missing': 'fault',
+  'config.secret_invalid': 'fault',
+  'identity.missing': 'refusal',
+  'identity.invalid_token': 'refusal',
+  'identity.insufficient_scope': 'refusal',
+  'identity.expired': 'refusal',
+  'identity.unavailable': 'fault',
+  'identity.session_mismatch': 'refusal',
+  'identity.sign_in_required': 'refusal',
+  'input.invalid': 'refusal',
+  'tool.unknown': 'refusal',
+  'connection.unknown': 'refusal',
+  'policy.denied': 'refusal',
+  'policy.no_match': 'refusal',
+  'policy.unclassified': 'refusal',
+  'sql.empty': 'refusal',
+  'sql.parse_error': 'refusal',
+  'sql.multiple_statements': 'refusal',
+  'sql.unknown_function': 'refusal',
+  'kubectl.refused': 'refusal',
+  'ssh.refused': 'refusal',
+  'backend.unavailable': 'fault',
+  'backend.auth_failed': 'fault',
+  'backend.timeout': 'fault',
+  'backend.connection_lost': 'fault',
+  'backend.error': 'fault',
+  'backend.interrupted': 'fault',
+  'limits.affected_rows': 'refusal',
+  'journal.unavailable': 'fault',
+  'approval.declined': 'refusal',
+  'approval.pending': 'refusal',
+  'approval.unavailable': 'refusal',
+  'approval.timeout': 'refusal',
+  'approval.not_found': 'refusal',
+  'approval.not_pending': 'refusal',
+  'approval.forbidden': 'refusal',
+  'approval.duplicate_vote': 'refusal',
+  'approval.not_approved': 'refusal',
+  'approval.store_unavailable': 'fault',
+  'grant.not_found': 'refusal',
+  'grant.expired': 'refusal',
+  'identity.unknown_approver': 'refusal',
+  'internal': 'fault',
+};
+
+export function errorKind(code: ErrorCode): ErrorKind {
+  return KINDS[code];
+}
+
 export class DrawbridgeError extends Error {
   override readonly name = 'DrawbridgeError';
   readonly code: ErrorCode;

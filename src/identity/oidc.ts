@@ -163,7 +163,9 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
         // One retry on a network failure fetching the keys (a kept-alive socket the provider closed).
         ({ payload } = await check().catch((error: unknown) => (error instanceof joseErrors.JOSEError ? Promise.reject(error) : check())));
       } catch (error) {
-        if (error instanceof joseErrors.JWKSTimeout || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JWKS_INVALID')) {
+        // A key set that cannot be fetched or read is the provider's fault, not the token's: 503, never 401.
+        // jose reports a non-200 answer and a body that is not JSON as its generic JOSEError (ERR_JOSE_GENERIC).
+        if (error instanceof joseErrors.JWKSTimeout || (error instanceof joseErrors.JOSEError && (error.code === 'ERR_JWKS_INVALID' || error.code === 'ERR_JOSE_GENERIC'))) {
           throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${error.message}`, { cause: error });
         }
         if (error instanceof joseErrors.JOSEError) throw invalid(`Token rejected: ${describeJoseError(error)}.`, error);

@@ -8,7 +8,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { userInfo, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,18 +24,35 @@ export interface Sshd {
   privateKeyPath: string;
   privateKey: string;
   /** 'SHA256:…' exactly as `ssh-keygen -lf` prints it (base64, no padding). */
-  hostKeyFingerprint: string;
+  readonly hostKeyFingerprint: string;
   /** `[127.0.0.1]:PORT ssh-ed25519 AAAA…`, for a known_hosts file. */
-  knownHostsLine: string;
+  readonly knownHostsLine: string;
   /** A scratch directory the login user can write to. */
   root: string;
-  /** PID of the listening sshd process (the `-D` parent). */
-  pid: number;
+  /** PID of the listening sshd process (the `-D` parent); a new one after restart(). */
+  readonly pid: number;
   /**
    * Every command the server was asked to exec, in order, as it arrived
    * (only with `logExecs`): proof that a refused request never reached the host.
    */
   execs(): string[];
+  /**
+   * Kills the listening sshd and every sshd process serving a session at once
+   * (SIGKILL to its process group), as a crash would: clients see their
+   * connections drop mid-command. Commands the sessions started run in their
+   * own sessions (sshd calls setsid for them) and are not killed. The
+   * directory, keys and port are kept for restart(). Resolves once it exited.
+   */
+  crash(): Promise<void>;
+  /**
+   * Starts sshd again on the same port (after crash()). `hostKey: 'new'` first
+   * generates another host key, as a re-keyed (or impersonated) host would
+   * present; `'original'` goes back to the key it started with; hostKeyFingerprint
+   * and knownHostsLine name the key in use. Default: the same key as before.
+   */
+  restart(options?: { readonly hostKey?: 'same' | 'new' | 'original' }): Promise<void>;
+  /** What sshd wrote on stderr since it last (re)started (see SshdOptions.logLevel). */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -46,6 +63,8 @@ export interface SshdOptions {
    * line) to a log, then runs it with the login shell as sshd would.
    */
   readonly logExecs?: boolean;
+  /** sshd's LogLevel (default ERROR). VERBOSE logs each key offered and accepted, and connections closed before authentication ([preauth]). */
+  readonly logLevel?: 'ERROR' | 'INFO' | 'VERBOSE';
 }
 
 /** True when the OpenSSH server binary is installed (`.ci/run` installs openssh-server). */
@@ -97,6 +116,37 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
     }
   }
 }
+/**
+ * The sshd processes below `root` (per-connection sshd and its privilege-separated
+ * children), from /proc. sshd calls setsid() for each connection, so they are not
+ * in the listener's process group; commands they run are not sshd and not listed.
+ */
+function sshdDescendants(root: number): number[] {
+  const parents = new Map<number, { ppid: number; comm: string }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+      parents.set(Number(entry), { ppid, comm });
+    } catch {
+      // exited while we looked
+    }
+  }
+  const found: number[] = [];
+  const walk = (pid: number) => {
+    for (const [child, info] of parents) {
+      if (info.ppid !== pid) continue;
+      if (info.comm.startsWith('sshd')) found.push(child);
+      walk(child);
+    }
+  };
+  walk(root);
+  return found;
+}
+
 let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
@@ -106,7 +156,7 @@ function installExitHook(): void {
   });
 }
 
-async function startOnce(dir: string, port: number): Promise<{ child: ChildProcess; stderr: () => string }> {
+async function startOnce(dir: string, port: number, logLevel: NonNullable<SshdOptions['logLevel']>): Promise<{ child: ChildProcess; stderr: () => string }> {
   const config = join(dir, 'sshd_config');
   writeFileSync(
     config,
@@ -132,7 +182,7 @@ async function startOnce(dir: string, port: number): Promise<{ child: ChildProce
       'PermitTunnel no',
       'MaxStartups 100',
       'MaxSessions 50',
-      'LogLevel ERROR',
+      `LogLevel ${logLevel}`,
       '',
     ].join('\n'),
   );
@@ -185,8 +235,14 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
       keyOptions = `command="${wrapper}" `;
     }
     writeFileSync(join(dir, 'authorized_keys'), `${keyOptions}${clientPub}\n`, { mode: 0o600 });
-    const hostPub = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim();
-    const [hostKeyType, hostKeyB64] = hostPub.split(/\s+/);
+    const hostKey = () => {
+      const line = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim();
+      const [type, b64] = line.split(/\s+/);
+      return { fingerprint: fingerprintOfPublicKeyLine(line), type: type ?? '', b64: b64 ?? '' };
+    };
+    let key = hostKey();
+    const logLevel = options.logLevel ?? 'ERROR';
+    const original = { private: readFileSync(hostKeyPath), public: readFileSync(`${hostKeyPath}.pub`) };
     const root = join(dir, 'root');
     mkdirSync(root, { mode: 0o777 });
     chmodSync(root, 0o777);
@@ -197,27 +253,32 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     for (let attempt = 0; attempt < 3 && !started; attempt++) {
       port = await freePort();
       try {
-        started = await startOnce(dir, port);
+        started = await startOnce(dir, port, logLevel);
       } catch (err) {
         lastErr = err; // most likely lost the free-port race; try another port
       }
     }
     if (!started) throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
-    const child = started.child;
-    const pid = child.pid;
-    if (pid === undefined) throw new Error('sshd has no pid');
+    let child = started.child;
+    let stderr = started.stderr;
+    if (child.pid === undefined) throw new Error('sshd has no pid');
+
+    const running = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
+    const kill = async (c: ChildProcess, signal: NodeJS.Signals): Promise<void> => {
+      if (running(c)) {
+        const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+        killGroup(c, signal);
+        const timer = setTimeout(() => killGroup(c, 'SIGKILL'), 3_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      live.delete(c);
+    };
 
     let stopped: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       stopped ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-          killGroup(child, 'SIGTERM');
-          const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 3_000);
-          await exited;
-          clearTimeout(timer);
-        }
-        live.delete(child);
+        await kill(child, 'SIGTERM');
         rmSync(dir, { recursive: true, force: true });
       })();
       return stopped;
@@ -229,10 +290,16 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
       user: userInfo().username,
       privateKeyPath: clientKeyPath,
       privateKey: readFileSync(clientKeyPath, 'utf8'),
-      hostKeyFingerprint: fingerprintOfPublicKeyLine(hostPub),
-      knownHostsLine: `[127.0.0.1]:${port} ${hostKeyType} ${hostKeyB64}`,
+      get hostKeyFingerprint() {
+        return key.fingerprint;
+      },
+      get knownHostsLine() {
+        return `[127.0.0.1]:${port} ${key.type} ${key.b64}`;
+      },
       root,
-      pid,
+      get pid() {
+        return child.pid as number;
+      },
       execs() {
         if (!options.logExecs) throw new TypeError('execs() needs startSshd({ logExecs: true })');
         return readFileSync(execLog, 'utf8')
@@ -240,6 +307,34 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
           .filter((line) => line !== '')
           .map((line) => Buffer.from(line, 'base64').toString('utf8'));
       },
+      async crash() {
+        // The per-connection processes first: they hold the sessions' sockets.
+        for (const pid of child.pid === undefined ? [] : sshdDescendants(child.pid)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        await kill(child, 'SIGKILL');
+      },
+      async restart(restartOptions = {}) {
+        if (stopped) throw new Error('sshd was stopped; start a new one');
+        if (running(child)) throw new Error('sshd is running; crash() it first');
+        if (restartOptions.hostKey === 'new') {
+          rmSync(hostKeyPath, { force: true });
+          rmSync(`${hostKeyPath}.pub`, { force: true });
+          keygen(hostKeyPath, 'drawbridge-test-host-rekeyed');
+        } else if (restartOptions.hostKey === 'original') {
+          writeFileSync(hostKeyPath, original.private, { mode: 0o600 });
+          writeFileSync(`${hostKeyPath}.pub`, original.public);
+        }
+        key = hostKey();
+        const again = await startOnce(dir, port, logLevel);
+        child = again.child;
+        stderr = again.stderr;
+      },
+      log: () => stderr(),
       stop,
     };
   } catch (err) {

@@ -2,6 +2,9 @@
 // with the gateway's own credentials (a kubeconfig or the in-cluster service
 // account, loaded by @kubernetes/client-node), optionally impersonating the
 // caller so the cluster's RBAC is a second wall. Credentials never leave here.
+// Faults: every request, response and WebSocket has its 'error' listeners, and
+// each ends in one coded DrawbridgeError saying whether the request reached the
+// server — so a write cut off mid-answer says the change may have been applied.
 
 import http from 'node:http';
 import https from 'node:https';
@@ -22,6 +25,8 @@ export interface RequestOptions {
   readonly impersonate?: Impersonation | null;
   readonly timeoutMs: number;
   readonly maxBytes: number;
+  /** Whether the request can change the cluster, for what a fault says (default: any method but GET and HEAD, unless dryRun=All). */
+  readonly changes?: boolean;
 }
 
 export interface Response {
@@ -64,9 +69,19 @@ export class KubeClient {
     return url;
   }
 
+  /** The connection options with the gateway's credentials; a credential that cannot be used is a coded refusal, before anything is sent. */
   private async options(impersonate: Impersonation | null | undefined): Promise<https.RequestOptions> {
     const options: https.RequestOptions = { headers: {} };
-    await this.kc.applyToHTTPSOptions(options);
+    try {
+      await this.kc.applyToHTTPSOptions(options);
+    } catch (error) {
+      // client-node builds an agent and may run a credential plugin here; only its first line is shown.
+      const reason = (error instanceof Error ? error.message : String(error)).split('\n')[0]?.slice(0, 200) ?? '';
+      throw new DrawbridgeError('backend.unavailable', `The gateway's credentials for the Kubernetes API at ${this.address} could not be prepared (${reason}); nothing was sent.`, {
+        hint: "Tell the operator: the kubeconfig's cluster or user (token, client certificate or credential plugin) cannot be used on the gateway host. Retrying will not help until it is fixed.",
+        cause: error,
+      });
+    }
     const headers = options.headers as Record<string, string | string[]>;
     // Client-supplied identity headers are never taken from the agent: only the gateway sets them.
     if (impersonate) {
@@ -76,8 +91,19 @@ export class KubeClient {
     return options;
   }
 
+  /**
+   * One REST request. Every way it can fail ends in a coded DrawbridgeError
+   * that says how far it got: not sent (backend.unavailable, details.delivery
+   * 'not-sent'), or sent and not fully answered (details.delivery 'maybe'),
+   * which for a change is backend.interrupted — the server may have applied it
+   * — and for a read (or a server-side dry run) changed nothing. Each request
+   * has its own agent (client-node creates one per call, without keep-alive),
+   * so a connection the server broke is never reused.
+   */
   async request(method: string, path: string, o: RequestOptions): Promise<Response> {
     const url = this.url(path, o.query);
+    const what = `${method} ${url.pathname}`;
+    const changes = o.changes ?? (method !== 'GET' && method !== 'HEAD' && o.query?.['dryRun'] !== 'All');
     const options = await this.options(o.impersonate);
     const headers = options.headers as Record<string, string | string[]>;
     headers['Accept'] = o.accept ?? 'application/json';
@@ -90,33 +116,91 @@ export class KubeClient {
     }
     const transport = url.protocol === 'https:' ? https : http;
     return new Promise<Response>((resolve, reject) => {
-      const req = transport.request(url, { ...options, method, timeout: o.timeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        let truncated = false;
-        res.on('data', (chunk: Buffer) => {
-          if (truncated) return;
-          if (size + chunk.length > o.maxBytes) {
-            chunks.push(chunk.subarray(0, Math.max(0, o.maxBytes - size)));
-            truncated = true;
-            res.destroy();
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), truncated });
+      let settled = false;
+      let connected = false;
+      let timedOut = false;
+      let answer: { status: number; bytes: number } | null = null;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        outcome();
+      };
+      const fault = (reason: string, cause?: unknown) =>
+        settle(() => {
+          const options = cause === undefined ? {} : { cause };
+          if (!connected) {
+            // Never connected: nothing was sent (the words `check --connect` has always printed).
+            reject(new DrawbridgeError('backend.unavailable', `Cannot reach the Kubernetes API: ${timedOut ? `no connection within ${o.timeoutMs} ms` : reason}`, { ...options, details: { delivery: 'not-sent' } }));
             return;
           }
-          size += chunk.length;
-          chunks.push(chunk);
+          const how = timedOut
+            ? `did not answer ${what} within ${o.timeoutMs} ms`
+            : answer
+              ? `closed the connection while answering ${what} (status ${answer.status}, ${answer.bytes} bytes read): ${reason}`
+              : `closed the connection before answering ${what} (${reason})`;
+          // The request reached the server: a change may have been applied, whatever the answer was going to say.
+          if (changes) {
+            reject(new DrawbridgeError('backend.interrupted', `The Kubernetes API server ${how}: the change may or may not have been applied — check with get.`, { ...options, details: { delivery: 'maybe' } }));
+          } else if (timedOut) {
+            reject(new DrawbridgeError('backend.timeout', `The Kubernetes API did not answer ${what} within ${o.timeoutMs} ms; this read changed nothing.`, { ...options, details: { delivery: 'maybe' } }));
+          } else {
+            reject(new DrawbridgeError('backend.unavailable', `The Kubernetes API server ${how}; this read changed nothing, retry it.`, { ...options, details: { delivery: 'maybe' } }));
+          }
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), truncated }));
-        res.on('error', (e) => (truncated ? undefined : reject(e)));
+      let req: http.ClientRequest;
+      try {
+        req = transport.request(url, { ...options, method, timeout: o.timeoutMs }, (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          let truncated = false;
+          answer = { status: res.statusCode ?? 0, bytes: 0 };
+          const done = () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), truncated });
+          res.on('data', (chunk: Buffer) => {
+            if (settled) return;
+            if (size + chunk.length > o.maxBytes) {
+              chunks.push(chunk.subarray(0, Math.max(0, o.maxBytes - size)));
+              truncated = true;
+              settle(done);
+              res.destroy();
+              return;
+            }
+            size += chunk.length;
+            if (answer) answer.bytes = size;
+            chunks.push(chunk);
+          });
+          res.on('end', () => settle(done));
+          // An answer cut off mid-body: Node reports it as 'aborted' (an 'error' here) and a close without end.
+          res.on('error', (e) => fault(e.message, e));
+          res.on('close', () => {
+            if (!res.complete) fault('the answer was cut off');
+          });
+        });
+      } catch (error) {
+        // Node refuses some header values (e.g. a control character in a name) before anything is sent.
+        settle(() => reject(new DrawbridgeError('backend.error', `The request to the Kubernetes API could not be built (${error instanceof Error ? error.message : String(error)}); ${what} was not sent.`, { cause: error, details: { delivery: 'not-sent' } })));
+        return;
+      }
+      req.on('socket', (socket) => {
+        // Whether the request can have reached the server: the difference between "not sent" and "may have been applied".
+        if (!socket.connecting) connected = true;
+        else socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (connected = true));
       });
-      req.on('timeout', () => req.destroy(new DrawbridgeError('backend.timeout', `The Kubernetes API did not answer within ${o.timeoutMs} ms.`)));
-      req.on('error', (e) => reject(e instanceof DrawbridgeError ? e : new DrawbridgeError('backend.unavailable', `Cannot reach the Kubernetes API: ${e.message}`, { cause: e })));
+      req.on('timeout', () => {
+        timedOut = true;
+        req.destroy();
+      });
+      req.on('error', (e) => fault(e.message, e));
       if (payload !== undefined) req.write(payload);
       req.end();
     });
   }
 
-  /** exec over WebSocket (v5/v4 channel protocol), no TTY, no stdin, with a time limit and output caps. */
+  /**
+   * exec over WebSocket (v5/v4 channel protocols), no TTY, no stdin, with a
+   * time limit and output caps. A connection that breaks after the session
+   * opened and before the command's status arrived is backend.interrupted:
+   * whether the command finished is unknown.
+   */
   async exec(
     target: { namespace: string; pod: string; container: string | null; command: readonly string[] },
     o: { impersonate: Impersonation | null; timeoutMs: number; maxBytes: number },
@@ -130,25 +214,74 @@ export class KubeClient {
       tty: false,
     });
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const where = `pod ${target.namespace}/${target.pod}`;
     const options = await this.options(o.impersonate);
     return new Promise<ExecResult>((resolve, reject) => {
-      const ws = new WebSocket(url, ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'channel.k8s.io'], {
-        headers: options.headers as Record<string, string>,
-        ...(options.ca ? { ca: options.ca } : {}),
-        ...(options.cert ? { cert: options.cert } : {}),
-        ...(options.key ? { key: options.key } : {}),
-        ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-      });
+      let ws: WebSocket;
+      try {
+        ws = new WebSocket(url, ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'channel.k8s.io'], {
+          headers: options.headers as Record<string, string>,
+          ...(options.ca ? { ca: options.ca } : {}),
+          ...(options.cert ? { cert: options.cert } : {}),
+          ...(options.key ? { key: options.key } : {}),
+          ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+        });
+      } catch (error) {
+        reject(new DrawbridgeError('backend.error', `exec in ${where} could not be started (${error instanceof Error ? error.message : String(error)}); nothing ran.`, { cause: error }));
+        return;
+      }
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
       let truncated = false;
+      let opened = false;
+      let settled = false;
       let status: { status?: string; message?: string; details?: { causes?: Array<{ reason?: string; message?: string }> } } | null = null;
       let timedOut = false;
+      const fail = (error: DrawbridgeError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(error);
+        try {
+          ws.terminate();
+        } catch {
+          // already closed
+        }
+      };
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const s = status as typeof status;
+        let exitCode: number | null = null;
+        if (s?.status === 'Success') exitCode = 0;
+        else {
+          const cause = s?.details?.causes?.find((c) => c.reason === 'ExitCode');
+          if (cause?.message !== undefined && /^\d+$/.test(cause.message)) exitCode = Number(cause.message);
+        }
+        resolve({
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(err).toString('utf8'),
+          exitCode,
+          message: s && s.status !== 'Success' ? (s.message ?? null) : null,
+          truncated,
+          timedOut,
+        });
+      };
+      const lost = (how: string) =>
+        new DrawbridgeError('backend.interrupted', `The connection to the Kubernetes API ${how} during exec in ${where}, before the command's exit status arrived: whether the command finished is unknown — check the pod before retrying a command that changes state.`);
       const timer = setTimeout(() => {
         timedOut = true;
-        ws.terminate();
+        try {
+          ws.terminate();
+        } catch {
+          // already closed
+        }
       }, o.timeoutMs);
+      ws.on('open', () => {
+        opened = true;
+      });
       ws.on('message', (data: Buffer) => {
         const buf = Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer);
         const channel = buf[0];
@@ -174,32 +307,30 @@ export class KubeClient {
         (channel === 1 ? out : err).push(body);
       });
       ws.on('unexpected-response', (_req, res) => {
-        clearTimeout(timer);
+        // The API server refused the upgrade: nothing ran. Its reason is read (capped) and reported.
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => reject(new DrawbridgeError('backend.error', `exec was refused by the Kubernetes API (${res.statusCode}): ${statusMessage(Buffer.concat(chunks).toString('utf8'))}`)));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          if (size < 64 * 1024) chunks.push(c);
+          size += c.length;
+        });
+        res.on('end', () => fail(new DrawbridgeError('backend.error', `exec was refused by the Kubernetes API (${res.statusCode}): ${statusMessage(Buffer.concat(chunks).toString('utf8'))}`)));
+        res.on('error', () => undefined);
+        res.on('close', () => {
+          if (!res.complete) fail(new DrawbridgeError('backend.unavailable', `exec in ${where} was refused by the Kubernetes API (${res.statusCode}) and the connection closed before its reason arrived; nothing ran.`));
+        });
       });
       ws.on('error', (e) => {
-        clearTimeout(timer);
-        reject(new DrawbridgeError('backend.unavailable', `exec failed: ${e.message}`, { cause: e }));
+        // A time limit's terminate() is reported by the close that follows.
+        if (timedOut) return;
+        fail(opened ? lost(`failed (${e.message})`) : new DrawbridgeError('backend.unavailable', `exec in ${where} could not start: ${e.message}; nothing ran.`, { cause: e }));
       });
-      ws.on('close', () => {
-        clearTimeout(timer);
-        const s = status as typeof status;
-        let exitCode: number | null = null;
-        if (s?.status === 'Success') exitCode = 0;
-        else {
-          const cause = s?.details?.causes?.find((c) => c.reason === 'ExitCode');
-          if (cause?.message !== undefined && /^\d+$/.test(cause.message)) exitCode = Number(cause.message);
-        }
-        resolve({
-          stdout: Buffer.concat(out).toString('utf8'),
-          stderr: Buffer.concat(err).toString('utf8'),
-          exitCode,
-          message: s && s.status !== 'Success' ? (s.message ?? null) : null,
-          truncated,
-          timedOut,
-        });
+      ws.on('close', (code: number) => {
+        if (timedOut || truncated || status !== null) return finish();
+        if (!opened) return fail(new DrawbridgeError('backend.unavailable', `exec in ${where} could not start: the connection closed (${code}); nothing ran.`));
+        // v4/v5 always end with a status; an older protocol ends a successful command with a clean close (1000).
+        if (code !== 1000 || ws.protocol === 'v5.channel.k8s.io' || ws.protocol === 'v4.channel.k8s.io') return fail(lost(`closed (code ${code})`));
+        finish();
       });
     });
   }
@@ -281,6 +412,7 @@ export async function probeCluster(client: KubeClient, timeoutMs: number): Promi
   const gitVersion = version.status < 300 ? jsonOf(version.text)['gitVersion'] : undefined;
   const review = await client.request('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
     ...options,
+    changes: false, // a review is answered, never stored
     body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
   });
   if (review.status === 401) throw refused(review, 'SelfSubjectReview');

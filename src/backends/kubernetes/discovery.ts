@@ -27,7 +27,11 @@ export class Discovery {
     const get = async <T>(path: string): Promise<T> => {
       const res = await this.client.request('GET', path, { timeoutMs: this.timeoutMs, maxBytes: 16 * 1024 * 1024 });
       if (res.status !== 200) throw new DrawbridgeError('backend.error', `Discovery request ${path} failed (${res.status}).`);
-      return JSON.parse(res.text) as T;
+      try {
+        return JSON.parse(res.text) as T;
+      } catch {
+        throw new DrawbridgeError('backend.unavailable', `Discovery request ${path} answered with a body that is not JSON${res.truncated ? ' (cut at 16 MiB)' : ''}; nothing was run.`);
+      }
     };
     const core = await get<{ versions?: string[] }>('/api');
     const groups = await get<{ groups?: Array<{ name: string; preferredVersion?: { version: string }; versions?: Array<{ version: string }> }> }>('/apis');

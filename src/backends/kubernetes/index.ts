@@ -3,7 +3,8 @@
 // execution through the Kubernetes API with the gateway's own credentials.
 // Every object is structurally masked (Secret values, sensitive env, the
 // last-applied annotation) before it is rendered; detectors run afterwards in
-// the generic mask stage.
+// the generic mask stage. A command that fails part-way says which of its
+// writes the server had already applied (see afterChanges).
 
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
@@ -15,7 +16,7 @@ import { DrawbridgeError } from '../../errors.js';
 import { KubeClient, loadKubeConfig, probeCluster, statusMessage, type Impersonation } from './client.js';
 import { Discovery, resourcePath } from './discovery.js';
 import { evaluateJsonPath } from './jsonpath.js';
-import { maskObject } from './mask.js';
+import { createMaskTally, type MaskTally } from './mask.js';
 import { parseKubectl, SUPPORTED_VERBS } from './parse.js';
 import { describeObject, renderObjects, renderTable } from './render.js';
 import { resourceKey, type ApiResource, type KubeCommand, type KubeObject } from './types.js';
@@ -131,6 +132,31 @@ const doc = (name: string, text: string): TabularResult => ({
   bytes: Buffer.byteLength(text),
 });
 
+/** What a command has changed so far (METHOD path of each write the server answered 2xx), so a fault can say what was applied before it. */
+interface Progress {
+  readonly applied: string[];
+}
+
+/** The execute context of one command, with its progress. */
+type RunContext = ExecuteContext & { readonly progress: Progress };
+
+/**
+ * A command that fails after some of its writes were applied (`delete pod a b`,
+ * `label` on a selector, a multi-object manifest) says which, so nobody takes
+ * "failed" for "nothing changed". A transport fault after earlier writes is
+ * backend.interrupted: the cluster is in between.
+ */
+function afterChanges(error: unknown, progress: Progress): unknown {
+  if (progress.applied.length === 0 || !(error instanceof DrawbridgeError)) return error;
+  const code = error.code === 'backend.unavailable' || error.code === 'backend.timeout' ? 'backend.interrupted' : error.code;
+  const shown = progress.applied.slice(0, 10).join(', ') + (progress.applied.length > 10 ? `, and ${progress.applied.length - 10} more` : '');
+  return new DrawbridgeError(code, `${error.message} Before that, this command had already applied ${progress.applied.length} change${progress.applied.length > 1 ? 's' : ''}: ${shown}; the rest was not done.`, {
+    hint: 'Part of the command was applied. Check the current state with get before calling again.',
+    details: { ...error.details, applied: [...progress.applied] },
+    cause: error,
+  });
+}
+
 class KubernetesConnection implements BackendConnection {
   readonly name: string;
   private client: KubeClient | null = null;
@@ -188,16 +214,23 @@ class KubernetesConnection implements BackendConnection {
     return { user: context.identity.subject, groups: context.identity.groups };
   }
 
-  private async call(method: string, path: string, context: ExecuteContext, o: { query?: Record<string, string | number | boolean | readonly string[] | undefined>; body?: unknown; contentType?: string; accept?: string } = {}): Promise<unknown> {
+  private async call(method: string, path: string, context: RunContext, o: { query?: Record<string, string | number | boolean | readonly string[] | undefined>; body?: unknown; contentType?: string; accept?: string } = {}): Promise<unknown> {
     const { client } = this.api();
     const timeoutMs = Math.min(this.timeoutMs, context.timeLimitMs ?? Infinity);
     const res = await client.request(method, path, { ...o, impersonate: this.impersonation(context), timeoutMs, maxBytes: this.maxBytes });
+    const changed = method !== 'GET' && method !== 'HEAD' && o.query?.['dryRun'] !== 'All' && res.status >= 200 && res.status < 300;
+    if (changed) context.progress.applied.push(`${method} ${path}`);
     if (res.truncated) throw new DrawbridgeError('backend.error', `The answer is larger than ${formatSize(this.maxBytes)}; narrow the request (a name, -l selector or -n namespace).`);
     if (res.status === 404) throw new DrawbridgeError('backend.error', `Not found: ${statusMessage(res.text)}`);
     if (res.status === 401 || res.status === 403) throw new DrawbridgeError('backend.error', `The Kubernetes API refused this (${res.status}): ${statusMessage(res.text)}`);
     if (res.status >= 400) throw new DrawbridgeError('backend.error', `Kubernetes API error ${res.status}: ${statusMessage(res.text)}`);
     if (o.accept?.startsWith('text/')) return res.text;
-    return res.text === '' ? {} : (JSON.parse(res.text) as unknown);
+    if (res.text === '') return {};
+    try {
+      return JSON.parse(res.text) as unknown;
+    } catch {
+      throw new DrawbridgeError('backend.error', `The Kubernetes API answered ${method} ${path} with ${res.status} and a body that is not JSON${changed ? ' (the change was accepted)' : ''}.`);
+    }
   }
 
   private namespaceOf(c: KubeCommand): string {
@@ -207,7 +240,16 @@ class KubernetesConnection implements BackendConnection {
   async execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult> {
     const detail = request.detail as KubeDetail;
     if (!detail.resolved) throw new TypeError('resolve() must run before execute()');
-    return this.run(detail.command, detail.resolved, detail.manifest, context, false);
+    const progress: Progress = { applied: [] };
+    // Every field mask applied to the objects of this answer is counted in its `masked` summary.
+    const tally = createMaskTally();
+    try {
+      const result = await this.run(detail.command, detail.resolved, detail.manifest, { ...context, progress }, false, tally);
+      const fieldMasks = tally.report();
+      return fieldMasks.length > 0 ? { ...result, fieldMasks } : result;
+    } catch (error) {
+      throw afterChanges(error, progress);
+    }
   }
 
   async preview(request: ParsedRequest, context: PreviewContext): Promise<ImpactPreview> {
@@ -215,13 +257,13 @@ class KubernetesConnection implements BackendConnection {
     if (!detail.resolved) throw new TypeError('resolve() must run before preview()');
     if (request.access !== 'write') throw new TypeError('only writes are previewed');
     // Server-side dry run: the API server validates and admits the change without persisting it.
-    const result = await this.run(detail.command, detail.resolved, detail.manifest, context.identity ? { identity: context.identity } : {}, true);
+    const result = await this.run(detail.command, detail.resolved, detail.manifest, { ...(context.identity ? { identity: context.identity } : {}), progress: { applied: [] } }, true);
     const lines = result.rows.map((r) => String(r[0] ?? ''));
     const sample = lines.slice(0, context.sampleSize ?? 5).map((line) => ({ result: line }));
     return { affectedRows: lines.length, sample, sampleColumns: ['result'], note: 'server-side dry run (dryRun=All): validated and admitted by the API server, nothing persisted' };
   }
 
-  private async run(c: KubeCommand, resolved: readonly ApiResource[], manifest: readonly KubeObject[], context: ExecuteContext, dryRun: boolean): Promise<TabularResult> {
+  private async run(c: KubeCommand, resolved: readonly ApiResource[], manifest: readonly KubeObject[], context: RunContext, dryRun: boolean, tally: MaskTally = createMaskTally()): Promise<TabularResult> {
     const ns = this.namespaceOf(c);
     const dry = dryRun || c.options['dryRun'] === true ? { dryRun: 'All' } : {};
     const now = new Date();
@@ -244,7 +286,7 @@ class KubernetesConnection implements BackendConnection {
             if (targets.length > 0) for (const t of targets) tables.push(await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns, t.name), context, { accept, query }));
             else tables.push(await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns), context, { accept, query }));
             for (const t of tables) {
-              const table = maskObject(t).value as Parameters<typeof renderTable>[0];
+              const table = tally.mask(t) as Parameters<typeof renderTable>[0];
               const rendered = renderTable(table, { wide: c.output.wide, noHeaders: c.options['noHeaders'] === true, showKind: resolved.length > 1 ? display(r) : null, namespaceColumn: c.allNamespaces && r.namespaced, now });
               if (columns.length === 0) columns.push(...rendered.columns.map((col) => ({ ...col, sources: [] })));
               rows.push(...rendered.rows);
@@ -261,7 +303,7 @@ class KubernetesConnection implements BackendConnection {
             for (const item of list.items ?? []) objects.push({ apiVersion: r.group === '' ? r.version : `${r.group}/${r.version}`, kind: r.kind, ...item });
           }
         }
-        const masked = maskObject(objects.length === 1 && c.targets.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects, metadata: { resourceVersion: '' } }).value;
+        const masked = tally.mask(objects.length === 1 && c.targets.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects, metadata: { resourceVersion: '' } });
         const format = c.output.kind === 'jsonpath' ? c.output : c.output.kind === 'yaml' || c.output.kind === 'json' || c.output.kind === 'name' ? { kind: c.output.kind } : { kind: 'yaml' as const };
         const text = format.kind === 'jsonpath' ? evaluateJsonPath(format.template, masked) : renderObjects(masked, format, { resourceKey: display(first) });
         return doc('output', text);
@@ -274,7 +316,7 @@ class KubernetesConnection implements BackendConnection {
         const texts: string[] = [];
         for (const o of objects) {
           const events = ((await this.call('GET', '/api/v1' + (o.metadata?.namespace ? `/namespaces/${encodeURIComponent(o.metadata.namespace)}` : '') + '/events', context, { query: { fieldSelector: `involvedObject.name=${o.metadata?.name ?? ''}` } }).catch(() => ({ items: [] }))) as { items?: KubeObject[] }).items ?? [];
-          texts.push(describeObject(maskObject({ kind: first.kind, ...o }).value as KubeObject, maskObject(events).value as KubeObject[], now));
+          texts.push(describeObject(tally.mask({ kind: first.kind, ...o }) as KubeObject, tally.mask(events) as KubeObject[], now));
         }
         return doc('output', texts.join('\n\n'));
       }
@@ -296,7 +338,7 @@ class KubernetesConnection implements BackendConnection {
       }
       case 'events': {
         const table = await this.call('GET', `/api/v1${c.allNamespaces ? '' : `/namespaces/${encodeURIComponent(ns)}`}/events`, context, { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json', query: { includeObject: 'Metadata', fieldSelector: typeof c.options['forName'] === 'string' ? `involvedObject.name=${c.options['forName']}` : (c.fieldSelector ?? undefined) } });
-        const rendered = renderTable(maskObject(table).value as Parameters<typeof renderTable>[0], { wide: false, namespaceColumn: c.allNamespaces, now });
+        const rendered = renderTable(tally.mask(table) as Parameters<typeof renderTable>[0], { wide: false, namespaceColumn: c.allNamespaces, now });
         return { columns: rendered.columns.map((col) => ({ ...col, sources: [] })), rows: rendered.rows, command: 'GET', affectedRows: null, truncated: null, notices: [], bytes: JSON.stringify(rendered.rows).length };
       }
       case 'api-resources': {

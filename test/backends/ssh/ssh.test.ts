@@ -168,7 +168,7 @@ masking:
   it('reports a connection lost mid-command, then reconnects', async () => {
     const lost = await run('faults', 'disconnect');
     expect(lost.ok).toBe(false);
-    if (!lost.ok) expect(lost.error.code).toBe('backend.unavailable');
+    if (!lost.ok) expect(lost.error.code).toBe('backend.interrupted');
     const again = await run('faults', 'exit:3');
     expect(again.ok).toBe(true);
     if (again.ok) expect(again.structured.rows[0]?.[1]).toBe(3);

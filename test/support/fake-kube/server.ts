@@ -139,6 +139,30 @@ export interface FakeKubeOptions {
   selfSubjectReview?: boolean;
 }
 
+/**
+ * A connection fault the fake injects into matching requests (setFault), to
+ * test what a client does when the API server goes away mid-request.
+ */
+export interface KubeFault {
+  /** The HTTP method to hit (any when absent; an exec upgrade is a GET). */
+  readonly method?: string;
+  /** The URL path to hit: exact (still percent-encoded, as sent), or a RegExp. */
+  readonly path: string | RegExp;
+  /**
+   * - 'drop-request': the request is read in full, then its socket is destroyed
+   *   before it is handled: nothing is applied and nothing is answered.
+   * - 'cut-response': the request is handled (a write is applied and stored, as
+   *   by a server that committed it), then the socket is destroyed after the
+   *   status line, the headers and half of the body.
+   * - 'cut-exec': a pods/exec session opens and the exec handler runs; the
+   *   socket is destroyed (no close frame) after the first half of the
+   *   stdout, before stderr and the status.
+   */
+  readonly kind: 'drop-request' | 'cut-response' | 'cut-exec';
+  /** How many matching requests it hits (default 1); then it is gone. */
+  readonly times?: number;
+}
+
 export interface KubeconfigOptions {
   /** Adds `as:` to the user, so client-node sends Impersonate-User on every request. */
   impersonate?: string;
@@ -159,7 +183,7 @@ export interface FakeKube {
   readonly execs: ReadonlyArray<RecordedExec>;
   /** Current global resourceVersion. */
   readonly resourceVersion: string;
-  /** Restore the seed objects and default logs, exec handler and authorizer; clear recorded requests and execs; end watches. */
+  /** Restore the seed objects and default logs, exec handler and authorizer; clear recorded requests and execs; disarm faults; end watches. */
   reset(): void;
   /** Deep copy of the whole store (see KubeObjectSnapshot for the keys). */
   objects(): KubeObjectSnapshot;
@@ -173,6 +197,10 @@ export interface FakeKube {
   setExecHandler(fn: ExecHandler | null): void;
   /** Replace the authorizer; null allows everything. */
   setRbac(fn: RbacCheck | null): void;
+  /** Arm a connection fault for the next matching request(s); null disarms. reset() disarms too. */
+  setFault(fault: KubeFault | null): void;
+  /** How many requests the armed fault(s) have hit since start or the last reset() (across setFault calls). */
+  readonly faultsHit: number;
   close(): Promise<void>;
 }
 
@@ -428,6 +456,10 @@ class FakeKubeServer implements FakeKube {
   private logs = new Map<string, LogLine[]>();
   private execHandler: ExecHandler = DEFAULT_EXEC_HANDLER;
   private rbac: RbacCheck | undefined;
+  private fault: { readonly spec: KubeFault; left: number } | null = null;
+  private hits = 0;
+  /** Responses to cut off half-way (a 'cut-response' fault hit their request). */
+  private readonly cutting = new WeakSet<ServerResponse>();
   private readonly controllers: boolean;
   private readonly tokenUser: string;
   private readonly tokenGroups: readonly string[];
@@ -505,6 +537,8 @@ class FakeKubeServer implements FakeKube {
     this.loadLogs();
     this.execHandler = DEFAULT_EXEC_HANDLER;
     this.rbac = this.options.rbac;
+    this.fault = null;
+    this.hits = 0;
     this.recorded.length = 0;
     this.execLog.length = 0;
   }
@@ -547,6 +581,25 @@ class FakeKubeServer implements FakeKube {
 
   setRbac(fn: RbacCheck | null): void {
     this.rbac = fn ?? undefined;
+  }
+
+  setFault(fault: KubeFault | null): void {
+    this.fault = fault === null ? null : { spec: fault, left: fault.times ?? 1 };
+  }
+
+  get faultsHit(): number {
+    return this.hits;
+  }
+
+  /** The armed fault's kind if this request matches it (and uses up one of its hits). */
+  private takeFault(method: string, path: string, kinds: ReadonlyArray<KubeFault['kind']>): KubeFault['kind'] | null {
+    const f = this.fault;
+    if (!f || !kinds.includes(f.spec.kind)) return null;
+    if (f.spec.method !== undefined && f.spec.method.toUpperCase() !== method.toUpperCase()) return null;
+    if (typeof f.spec.path === 'string' ? f.spec.path !== path : !f.spec.path.test(path)) return null;
+    if (--f.left <= 0) this.fault = null;
+    this.hits++;
+    return f.spec.kind;
   }
 
   async close(): Promise<void> {
@@ -764,6 +817,12 @@ class FakeKubeServer implements FakeKube {
     const body = Buffer.concat(chunks).toString('utf8');
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const rec = this.record(req, url, body);
+    const fault = this.takeFault(req.method ?? 'GET', url.pathname, ['drop-request', 'cut-response']);
+    if (fault === 'drop-request') {
+      req.socket.destroy();
+      return;
+    }
+    if (fault === 'cut-response') this.cutting.add(res);
     res.on('finish', () => {
       rec.status = res.statusCode;
     });
@@ -786,25 +845,32 @@ class FakeKubeServer implements FakeKube {
     }
   }
 
+  /** Every complete (non-streaming) answer goes through here, so a 'cut-response' fault can cut any of them. */
+  private send(res: ServerResponse, code: number, type: string, text: string): void {
+    const body = Buffer.from(text, 'utf8');
+    res.writeHead(code, { 'Content-Type': type, 'Content-Length': body.length });
+    if (!this.cutting.has(res)) {
+      res.end(body);
+      return;
+    }
+    // Status line, headers and half of the body reach the client; then the connection dies.
+    res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.socket?.destroy());
+  }
+
   private sendJson(res: ServerResponse, code: number, body: unknown): void {
-    const text = JSON.stringify(body);
-    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-    res.end(text);
+    this.send(res, code, 'application/json', JSON.stringify(body));
   }
 
   private sendRendered(ctx: Ctx, code: number, body: unknown, rendering: Rendering = { kind: 'json' }): void {
     if (rendering.kind === 'yaml') {
-      const text = stringifyYaml(body);
-      ctx.res.writeHead(code, { 'Content-Type': 'application/yaml', 'Content-Length': Buffer.byteLength(text) });
-      ctx.res.end(text);
+      this.send(ctx.res, code, 'application/yaml', stringifyYaml(body));
       return;
     }
     this.sendJson(ctx.res, code, body);
   }
 
   private sendText(res: ServerResponse, code: number, text: string, type = 'text/plain; charset=utf-8'): void {
-    res.writeHead(code, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(text) });
-    res.end(text);
+    this.send(res, code, type, text);
   }
 
   private async route(ctx: Ctx): Promise<void> {
@@ -1917,13 +1983,15 @@ class FakeKubeServer implements FakeKube {
       fail(err);
       return;
     }
+    const cut = this.takeFault(req.method ?? 'GET', url.pathname, ['cut-exec']) === 'cut-exec';
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       rec.status = 101;
-      void this.runExec(ws, session);
+      void this.runExec(ws, session, cut ? socket : null);
     });
   }
 
-  private async runExec(ws: WsSocket, s: Omit<ExecRequest, 'stdin'> & { stdinWanted: boolean; stdout: boolean; stderr: boolean }): Promise<void> {
+  /** `cut`: the upgraded socket, to destroy after the first half of stdout (a 'cut-exec' fault). */
+  private async runExec(ws: WsSocket, s: Omit<ExecRequest, 'stdin'> & { stdinWanted: boolean; stdout: boolean; stderr: boolean }, cut: Duplex | null = null): Promise<void> {
     const protocol = ws.protocol || 'channel.k8s.io';
     const structuredStatus = protocol === 'v4.channel.k8s.io' || protocol === 'v5.channel.k8s.io';
     let closed = false;
@@ -1971,6 +2039,14 @@ class FakeKubeServer implements FakeKube {
     if (closed) return;
     const out = s.tty ? result.stdout + result.stderr : result.stdout;
     const errText = s.tty ? '' : result.stderr;
+    if (cut) {
+      // The command ran; its first output is on the wire when the connection dies, without a close frame or status.
+      const first = Buffer.from(out, 'utf8');
+      if (s.stdout && first.length > 1 && ws.readyState === WS_OPEN) {
+        ws.send(Buffer.concat([Buffer.from([1]), first.subarray(0, Math.floor(first.length / 2))]), () => cut.destroy());
+      } else cut.destroy();
+      return;
+    }
     const CHUNK = 32 * 1024;
     const emit = (channel: number, text: string): void => {
       const buf = Buffer.from(text, 'utf8');
