@@ -1,12 +1,16 @@
-// The MCP wiring (with approval/elicitation.ts the only SDK importer): tools are registered from the config (connection is an enum
+// The MCP wiring (with approval/elicitation.ts and the stdio transport in stdio.ts, the only SDK server-side importers): tools are registered from the config (connection is an enum
 // of declared names; the description says what each connection is and which
 // rules apply), and every tools/call goes through the pipeline. Uses the SDK's
 // low-level Server so that even malformed calls reach the pipeline and the
-// journal instead of being rejected before them.
+// journal instead of being rejected before them: the tools/call handler is
+// registered without the Server's own validation of the request (a name that is not
+// a string, arguments that are not an object, nesting of any depth all reach the
+// pipeline, which journals them and refuses them). Over stdio, src/stdio.ts reads
+// messages of any size and depth without losing a call.
 
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { ListToolsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { GatewayConfig, LoadedTool } from './config/schema.js';
 import { isDrawbridgeError, type DrawbridgeError } from './errors.js';
@@ -17,6 +21,8 @@ import type { Gateway } from './pipeline/gateway.js';
 import type { ApprovalChannel } from './approval/approver.js';
 import { elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
+import { describeValue } from './journal/bounded.js';
+import { StdioTransport } from './stdio.js';
 
 export const SERVER_NAME = 'drawbridge';
 export const SERVER_VERSION = '0.1.0';
@@ -72,11 +78,26 @@ function describe(config: GatewayConfig, tool: LoadedTool): string {
   return lines.join('\n');
 }
 
+/** Any tools/call request: params are checked by the pipeline, not here. */
+const AnyToolsCallSchema = z.looseObject({ method: z.literal('tools/call'), params: z.unknown() });
+
+type ToolsCallExtra = Parameters<Parameters<Server['setRequestHandler']>[1]>[1];
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 export function createMcpServer(gateway: Gateway, identities: IdentityProvider): Server {
   const server = new Server({ name: SERVER_NAME, version: SERVER_VERSION }, { capabilities: { tools: {} } });
   const tools = describeTools(gateway.config);
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }));
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
+  // Protocol's registration, not the Server's: Server.setRequestHandler wraps tools/call
+  // in a validation that answers a malformed request with a JSON-RPC error the journal
+  // never sees. Here every tools/call, whatever its params, is a call of the pipeline.
+  Protocol.prototype.setRequestHandler.call(server, AnyToolsCallSchema, async (request: z.infer<typeof AnyToolsCallSchema>, extra: ToolsCallExtra): Promise<CallToolResult> => {
+    const params = isRecord(request.params) ? request.params : {};
+    const name = params['name'];
+    const meta = isRecord(params['_meta']) ? params['_meta'] : {};
     let identity = null;
     let identityError: DrawbridgeError | undefined;
     try {
@@ -88,7 +109,8 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
     const client = server.getClientVersion();
     // How a human can be reached during this call: the elicitation form (only if the
     // client declared it) and progress notifications (only if it sent a progressToken).
-    const progressToken = request.params._meta?.progressToken;
+    const token = meta['progressToken'];
+    const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
     let step = 0;
     const channel: ApprovalChannel = {
       ...(client ? { clientName: client.name } : {}),
@@ -105,8 +127,9 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
         : {}),
     };
     const result = await callTool(gateway, {
-      tool: request.params.name,
-      args: request.params.arguments ?? {},
+      // A name that is not a string names no tool: described, so the journal shows what was sent.
+      tool: typeof name === 'string' ? name : `(not a string: ${describeValue(name, 100)})`,
+      args: params['arguments'] === undefined ? {} : params['arguments'],
       identity,
       ...(identityError ? { identityError } : {}),
       channel,
@@ -120,7 +143,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
 
 export async function serveStdio(gateway: Gateway, identities: IdentityProvider): Promise<Server> {
   const server = createMcpServer(gateway, identities);
-  const transport = new StdioServerTransport();
+  const transport = new StdioTransport();
   await server.connect(transport);
   return server;
 }

@@ -1,6 +1,11 @@
 // Reads a request body into memory under a hard cap: a declared Content-Length
 // over the cap is refused before anything is read, and a body that grows past
-// it while streaming stops being read at once.
+// it while streaming stops being read at once. A body over the cap is refused
+// with 413 before it is a message, so it is no call and has no journal entry.
+// Within the cap any nesting depth is fine: V8's JSON.parse is iterative, the
+// SDK's message schema looks one level deep, and the pipeline bounds the rest
+// (src/journal/bounded.ts; a 100,000-deep tools/call is journaled and refused, see
+// test/journal/every-call.test.ts). Any parse failure is a 400 parse error.
 
 import type { IncomingMessage } from 'node:http';
 

@@ -13,6 +13,11 @@ export interface ExportFilter {
   subject?: string;
   tool?: string;
   connection?: string;
+  /**
+   * The intent's decision effect. `deny` is a refusal of the request (a rule, default
+   * deny, invalid input); a call that failed on an outage before any decision has
+   * `decision: null` (with `error`) and matches no value here (see errors.ts, ErrorKind).
+   */
   decision?: 'allow' | 'deny' | 'approve';
 }
 

@@ -86,65 +86,103 @@ END;
  * Anything that JSON would silently drop or mangle inside data we hash
  * (undefined in arrays, functions, symbols, bigint, NaN/Infinity, Map/Set and
  * other non-plain objects, cycles) throws a TypeError instead.
+ *
+ * Iterative, with an explicit stack: no nesting depth can overflow the call stack
+ * (records, approval requests and verify all go through here). Error paths are
+ * built only when an error is thrown.
  */
 export function canonicalJson(value: unknown): string {
-  const out = encode(value, new Set<object>(), '$');
-  if (out === undefined) throw new TypeError('canonicalJson: top-level value is undefined');
-  return out;
+  const frames: CanonicalFrame[] = [];
+  const open = new Set<object>();
+  let text = openValue(value, frames, open);
+  for (;;) {
+    if (text !== OPENED) {
+      const top = frames[frames.length - 1];
+      if (top === undefined) {
+        if (text === undefined) throw new TypeError('canonicalJson: top-level value is undefined');
+        return text;
+      }
+      if (top.keys === null) {
+        if (text === undefined) throw new TypeError(`canonicalJson: undefined in array at ${pathOf(frames)}`);
+        top.parts.push(text);
+      } else if (text !== undefined) {
+        top.parts.push(`${JSON.stringify(top.keys[top.next - 1])}:${text}`);
+      }
+    }
+    const frame = frames[frames.length - 1]!;
+    const count = frame.keys === null ? (frame.container as unknown[]).length : frame.keys.length;
+    if (frame.next < count) {
+      const child = frame.keys === null ? (frame.container as unknown[])[frame.next] : (frame.container as Record<string, unknown>)[frame.keys[frame.next]!];
+      frame.next += 1;
+      text = openValue(child, frames, open);
+      continue;
+    }
+    frames.pop();
+    open.delete(frame.container);
+    text = frame.keys === null ? `[${frame.parts.join(',')}]` : `{${frame.parts.join(',')}}`;
+  }
 }
 
-function encode(value: unknown, stack: Set<object>, path: string): string | undefined {
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'number':
-      if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: non-finite number at ${path}`);
-      return JSON.stringify(value);
-    case 'undefined':
-      return undefined;
-    case 'bigint':
-      throw new TypeError(`canonicalJson: bigint at ${path}`);
-    case 'function':
-      throw new TypeError(`canonicalJson: function at ${path}`);
-    case 'symbol':
-      throw new TypeError(`canonicalJson: symbol at ${path}`);
-    case 'object':
-      break;
-  }
-  const obj = value as object;
-  const toJSON = (obj as { toJSON?: unknown }).toJSON;
-  if (typeof toJSON === 'function') {
-    return encode((toJSON as (key: string) => unknown).call(obj, ''), stack, path);
-  }
-  if (stack.has(obj)) throw new TypeError(`canonicalJson: cycle at ${path}`);
-  stack.add(obj);
-  try {
+/** An array or object being encoded: its sorted keys (null for an array), the encoded children so far, the next child. */
+interface CanonicalFrame {
+  readonly container: object;
+  readonly keys: readonly string[] | null;
+  readonly parts: string[];
+  next: number;
+}
+
+const OPENED = Symbol('opened');
+const MAX_TO_JSON_CHAIN = 100;
+
+/** A scalar's text (undefined: omitted), or OPENED after pushing a frame for an array or object. */
+function openValue(value: unknown, frames: CanonicalFrame[], open: Set<object>): string | undefined | typeof OPENED {
+  let current = value;
+  for (let conversions = 0; ; conversions++) {
+    if (current === null) return 'null';
+    switch (typeof current) {
+      case 'string':
+        return JSON.stringify(current);
+      case 'boolean':
+        return current ? 'true' : 'false';
+      case 'number':
+        if (!Number.isFinite(current)) throw new TypeError(`canonicalJson: non-finite number at ${pathOf(frames)}`);
+        return JSON.stringify(current);
+      case 'undefined':
+        return undefined;
+      case 'bigint':
+        throw new TypeError(`canonicalJson: bigint at ${pathOf(frames)}`);
+      case 'function':
+        throw new TypeError(`canonicalJson: function at ${pathOf(frames)}`);
+      case 'symbol':
+        throw new TypeError(`canonicalJson: symbol at ${pathOf(frames)}`);
+      case 'object':
+        break;
+    }
+    const obj = current as object;
+    const toJSON = (obj as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') {
+      if (conversions >= MAX_TO_JSON_CHAIN) throw new TypeError(`canonicalJson: toJSON does not settle at ${pathOf(frames)}`);
+      current = (toJSON as (key: string) => unknown).call(obj, '');
+      continue;
+    }
+    if (open.has(obj)) throw new TypeError(`canonicalJson: cycle at ${pathOf(frames)}`);
     if (Array.isArray(obj)) {
-      const parts: string[] = [];
-      for (let i = 0; i < obj.length; i++) {
-        const item = encode(obj[i], stack, `${path}[${i}]`);
-        if (item === undefined) throw new TypeError(`canonicalJson: undefined in array at ${path}[${i}]`);
-        parts.push(item);
-      }
-      return `[${parts.join(',')}]`;
+      frames.push({ container: obj, keys: null, parts: [], next: 0 });
+    } else {
+      const proto = Object.getPrototypeOf(obj) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw new TypeError(`canonicalJson: non-plain object at ${pathOf(frames)}`);
+      frames.push({ container: obj, keys: Object.keys(obj).sort(), parts: [], next: 0 });
     }
-    const proto = Object.getPrototypeOf(obj) as unknown;
-    if (proto !== Object.prototype && proto !== null) {
-      throw new TypeError(`canonicalJson: non-plain object at ${path}`);
-    }
-    const record = obj as Record<string, unknown>;
-    const parts: string[] = [];
-    for (const key of Object.keys(record).sort()) {
-      const item = encode(record[key], stack, `${path}.${key}`);
-      if (item !== undefined) parts.push(`${JSON.stringify(key)}:${item}`);
-    }
-    return `{${parts.join(',')}}`;
-  } finally {
-    stack.delete(obj);
+    open.add(obj);
+    return OPENED;
   }
+}
+
+/** `$`, then `[i]` or `.key` per open container: where the value being encoded sits. */
+function pathOf(frames: readonly CanonicalFrame[]): string {
+  let path = '$';
+  for (const frame of frames) path += frame.keys === null ? `[${frame.next - 1}]` : `.${frame.keys[frame.next - 1] ?? ''}`;
+  return path;
 }
 
 /** Hex sha256 over the canonical JSON of exactly {seq,time,type,callId,data,prevHash}. */
@@ -171,10 +209,27 @@ function unavailable(message: string, path: string, cause: unknown): DrawbridgeE
   });
 }
 
+/**
+ * An append that failed, as the agent sees it: the reason without the journal's
+ * path (an agent is never shown where files live on the gateway host). The path
+ * stays in `details.path` and the cause, for the operator's log.
+ */
+function appendFailed(path: string, cause: unknown): DrawbridgeError {
+  const reason = (cause instanceof Error ? cause.message : String(cause)).split(path).join('the journal file');
+  return new DrawbridgeError('journal.unavailable', `Cannot append to the audit journal: ${reason}`, {
+    details: { path },
+    cause,
+  });
+}
+
+/** Freezes a parsed record in place; iterative, so no depth overflows the stack. */
 function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object') {
-    for (const child of Object.values(value as object)) deepFreeze(child);
-    Object.freeze(value);
+  const todo: unknown[] = [value];
+  while (todo.length > 0) {
+    const next = todo.pop();
+    if (next === null || typeof next !== 'object' || Object.isFrozen(next)) continue;
+    for (const child of Object.values(next)) todo.push(child);
+    Object.freeze(next);
   }
   return value;
 }
@@ -266,7 +321,7 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
       } catch (cause) {
         // Fail closed: every failure, including unserialisable data, becomes
         // journal.unavailable so the caller refuses to execute the call.
-        throw unavailable('Cannot append to the audit journal', path, cause);
+        throw appendFailed(path, cause);
       }
     },
     close() {

@@ -11,17 +11,27 @@
 //   the journal; if the journal cannot be written the call is refused. (The
 //   resolve stage's catalog lookups are the gateway's own metadata reads.)
 // - Nothing leaves unmasked: rows, notices and error messages all pass the masker.
-// - Every call, refused or not, is journaled with its decision and outcome.
+// - Every call, refused or not, is journaled with its decision and outcome, whatever
+//   its arguments: they are measured without recursion first, input over the limits
+//   (journal/bounded.ts: 32 levels, 1 MiB, 10,000 values) is refused with
+//   input.invalid after an intent holding its first 64 KiB and sha256 is written.
+// - A fault (an outage: backend unreachable, secret missing, store or journal
+//   unavailable) is no decision: journaled as `decision: null` with an error outcome,
+//   never as a deny. Agents never see gateway-host paths; the operator's log does.
 
 import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, resolve as resolvePath, sep } from 'node:path';
 import { z } from 'zod';
 import type { ParsedRequest, TabularResult } from '../backends/backend.js';
 import type { GatewayConfig, LoadedTool } from '../config/schema.js';
-import { DrawbridgeError, toDrawbridgeError } from '../errors.js';
+import type { SecretRef } from '../config/secrets.js';
+import { DrawbridgeError, errorKind, toDrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
+import { boundText, INPUT_LIMITS, measureInput, storedInput, type InputMeasure } from '../journal/bounded.js';
 import type { Journal } from '../journal/journal.js';
 import { DETECTOR_NAMES } from '../masking/detectors.js';
-import { applicableRules, createMasker, type MaskCount, type Masker } from '../masking/masker.js';
+import { applicableRules, createMasker, mergeMaskCounts, type MaskCount, type Masker } from '../masking/masker.js';
 import { evaluate, type Decision } from '../policy/evaluate.js';
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
@@ -52,9 +62,24 @@ interface Prepared {
   readonly clearance: Clearance | null;
 }
 
+/**
+ * Runs one call through the pipeline. What the agent is shown of a failure never
+ * names a file on the gateway host; a fault (an outage, not a refusal) is also
+ * written, in full, to the operator's log (stderr).
+ */
 export async function callTool(gateway: Gateway, call: CallInput): Promise<CallResult> {
+  const result = await runPipeline(gateway, call);
+  if (result.ok) return result;
+  if (errorKind(result.error.code) === 'fault') logFault(result.callId, result.error);
+  return withoutHostPaths(gateway, result);
+}
+
+async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResult> {
   const callId = randomUUID();
   const started = performance.now();
+  // Measured once, without recursion, whatever the arguments' shape: the limits are
+  // checked against it and the intent record stores its bounded form.
+  const measured = measureInput(call.args);
   let prepared: Prepared | null = null;
   let refusal: DrawbridgeError | null = null;
   let partial: ParsedRequest | null = null;
@@ -64,6 +89,7 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
   let clearance: Clearance | null = null;
   try {
     const identity = requireIdentity(call.identity, call.identityError);
+    requireBoundedInput(measured);
     const tool = requireTool(gateway.config, call.tool);
     const input = validateInput(tool, call.args);
     const connection = String(input['connection']);
@@ -93,17 +119,20 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
     refusal = toDrawbridgeError(error);
   }
 
-  // journal(intent): durable before the backend sees the request.
+  // journal(intent): durable before the backend sees the request. Built so that it
+  // cannot fail on the input's shape: only the journal itself can refuse it.
   try {
-    gateway.journal.append('call', callId, intentRecord(call, partial, prepared?.decision ?? null, refusal, clearance), gateway.clock());
+    gateway.journal.append('call', callId, safeIntentRecord(call, measured, partial, prepared?.decision ?? null, refusal, clearance), gateway.clock());
   } catch (error) {
     const failure = error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });
-    return refuse(callId, failure, masker, partial, null);
+    return refuse(callId, failure, masker, partial, null, undefined, call.identity);
   }
 
   if (refusal || !prepared) {
     const error = refusal ?? new DrawbridgeError('internal', 'The call could not be prepared.');
-    return refuse(callId, error, masker, partial, () => outcome(gateway, callId, { status: 'refused', errorCode: error.code, durationMs: elapsed(started) }), started);
+    // A fault (backend unreachable, store unavailable…) is an error outcome, not a refusal of the request.
+    const status = errorKind(error.code) === 'fault' ? 'error' : 'refused';
+    return refuse(callId, error, masker, partial, () => outcome(gateway, callId, { status, errorCode: error.code, durationMs: elapsed(started) }), started, call.identity);
   }
 
   // execute → mask → journal(outcome) → answer
@@ -123,14 +152,23 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
     });
   } catch (error) {
     const failure = toDrawbridgeError(error);
-    return refuse(callId, failure, masker, request, (masked) =>
-      outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked }),
+    return refuse(
+      callId,
+      failure,
+      masker,
+      request,
+      (masked) => outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked }),
+      undefined,
+      call.identity,
     );
   }
-  const { result: safe, masked } = masker.maskResult(result, request);
+  const { result: safe, masked: inResult } = masker.maskResult(result, request);
   const durationMs = elapsed(started);
-  // The summary echoes the input: detectors run on it too before it is shown.
-  const shown = { ...request, summary: masker.maskText(request.summary, null).text };
+  // The summary echoes the input: detectors run on it too before it is shown, and
+  // what they mask there is counted with the rest (the answer's `masked` counts every mask).
+  const summary = masker.maskText(request.summary, null);
+  const masked = mergeMaskCounts(inResult, summary.masked);
+  const shown = { ...request, summary: summary.text };
   const { text, structured } = renderAnswer({ callId, request: shown, decision, result: safe, masked, durationMs });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
   try {
@@ -158,7 +196,7 @@ function requireIdentity(identity: Identity | null, why: DrawbridgeError | undef
 
 function requireTool(config: GatewayConfig, name: string): LoadedTool {
   const tool = config.tools.get(name);
-  if (!tool) throw new DrawbridgeError('tool.unknown', `There is no tool named "${name}".`);
+  if (!tool) throw new DrawbridgeError('tool.unknown', `There is no tool named "${boundText(name, MAX_NAME_CHARS)}".`);
   return tool;
 }
 
@@ -168,9 +206,16 @@ export function inputSchemaFor(tool: LoadedTool): z.ZodObject {
 }
 
 function validateInput(tool: LoadedTool, args: unknown): Record<string, unknown> {
+  if (args !== undefined && (args === null || typeof args !== 'object' || Array.isArray(args))) {
+    const shape = args === null ? 'null' : Array.isArray(args) ? 'an array' : `a ${typeof args}`;
+    throw new DrawbridgeError('input.invalid', `Invalid arguments: they must be a JSON object of named arguments, not ${shape}.`);
+  }
   const parsed = inputSchemaFor(tool).safeParse(args ?? {});
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
+    // Bounded: an issue can quote the agent's keys, and there can be thousands of them.
+    const issues = parsed.error.issues;
+    const listed = issues.slice(0, MAX_LISTED_ISSUES).map((i) => boundText(`${i.path.join('.') || 'input'}: ${i.message}`, MAX_NAME_CHARS));
+    const problems = `${listed.join('; ')}${issues.length > MAX_LISTED_ISSUES ? `; and ${issues.length - MAX_LISTED_ISSUES} more` : ''}`;
     const unknownConnection = parsed.error.issues.some((i) => i.path[0] === 'connection');
     throw new DrawbridgeError(unknownConnection ? 'connection.unknown' : 'input.invalid', `Invalid arguments: ${problems}.`, {
       hint: unknownConnection ? `Use one of: ${tool.declaration.connections.join(', ')}.` : undefined,
@@ -188,31 +233,107 @@ function refusalFor(decision: Decision): DrawbridgeError | null {
 /** Journaled input: content detectors applied, so the journal does not become a PII store. */
 const journalScrubber = createMasker([{ name: 'journal', match: {}, columns: [], detectors: [...DETECTOR_NAMES], patterns: [], style: 'redact' }], new Uint8Array(32));
 
-function scrubbed(value: unknown): unknown {
-  const masker = journalScrubber;
-  const walk = (v: unknown): unknown => {
-    if (typeof v === 'string') return masker.maskText(v, null).text;
-    if (Array.isArray(v)) return v.map(walk);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
-    return v;
-  };
-  return walk(value);
+function scrubText(text: string): string {
+  return journalScrubber.maskText(text, null).text;
 }
 
-function intentRecord(call: CallInput, request: ParsedRequest | null, decision: Decision | null, refusal: DrawbridgeError | null, clearance: Clearance | null): Record<string, unknown> {
-  const identity = call.identity;
+/** Names (tool, connection, client) and messages in a record or an answer are cut beyond these. */
+const MAX_NAME_CHARS = 200;
+const MAX_MESSAGE_CHARS = 2_000;
+const MAX_LISTED_ISSUES = 5;
+
+/**
+ * The input limits, checked before anything else looks at the arguments (zod, the
+ * backend's parser). Over a limit the call is refused; the intent record still
+ * keeps the input's first 64 KiB, size and sha256 (storedInput).
+ */
+function requireBoundedInput(measured: InputMeasure): void {
+  if (measured.exceeded.length === 0) return;
+  const limits = INPUT_LIMITS;
+  const why = measured.exceeded.map((limit) => {
+    switch (limit) {
+      case 'depth':
+        return `nested ${measured.depth} levels deep (at most ${limits.maxDepth})`;
+      case 'bytes':
+        return `${measured.bytes} bytes of JSON (at most ${limits.maxBytes}, 1 MiB)`;
+      case 'values':
+        return `${measured.values ?? 'too many'} values (at most ${limits.maxValues})`;
+      case 'json':
+        return 'not a JSON value';
+    }
+  });
+  throw new DrawbridgeError('input.invalid', `The arguments exceed the gateway's input limits: ${why.join('; ')}. Nothing was run.`, {
+    hint: `Send the tool's arguments as a flat JSON object as in its input schema, at most ${limits.maxBytes / 1024 / 1024} MiB, nested at most ${limits.maxDepth} levels, with at most ${limits.maxValues} values; split a large job into several calls.`,
+    details: { exceeded: [...measured.exceeded] },
+  });
+}
+
+/**
+ * The intent record. It must not fail on anything an agent sends: the input is
+ * stored bounded (storedInput: the value within the limits, else the first 64 KiB of
+ * its canonical JSON with a cut marker and the sha256 of the whole), names and
+ * messages are cut. Should building it still throw (a bug), a minimal record that
+ * says so is journaled instead, so the call is never missing from the journal.
+ */
+function safeIntentRecord(
+  call: CallInput,
+  measured: InputMeasure,
+  request: ParsedRequest | null,
+  decision: Decision | null,
+  refusal: DrawbridgeError | null,
+  clearance: Clearance | null,
+): Record<string, unknown> {
+  try {
+    return intentRecord(call, measured, request, decision, refusal, clearance);
+  } catch (error) {
+    return {
+      principal: principalRecord(call.identity),
+      client: null,
+      tool: boundText(String(call.tool), MAX_NAME_CHARS),
+      connection: null,
+      input: null,
+      inputCut: { exceeded: ['json'], form: measured.form, bytes: measured.bytes, kept: 0, sha256: measured.sha256, depth: measured.depth, values: measured.values, limits: null },
+      request: null,
+      decision: null,
+      error: { code: 'internal', message: `The intent record could not be built (${error instanceof Error ? error.name : 'unknown error'}); recorded without its details.` },
+      clearance: null,
+    };
+  }
+}
+
+function principalRecord(identity: Identity | null): Record<string, unknown> | null {
+  return identity ? { subject: identity.subject, groups: [...identity.groups], kind: identity.kind, issuer: identity.issuer } : null;
+}
+
+function intentRecord(call: CallInput, measured: InputMeasure, request: ParsedRequest | null, decision: Decision | null, refusal: DrawbridgeError | null, clearance: Clearance | null): Record<string, unknown> {
+  const args = call.args !== null && typeof call.args === 'object' ? (call.args as Record<string, unknown>) : null;
+  const named = args !== null && typeof args['connection'] === 'string' ? args['connection'] : null;
+  // The validated input when there is one (within the limits by then), else the arguments as sent.
+  const stored = storedInput(request ? measureInput(request.input) : measured, scrubText);
+  // A fault before any decision (a backend unreachable while resolving, a missing
+  // secret, the approvals store…) is no decision about the request: recorded as
+  // `decision: null` with the error, never as a `deny` (see errors.ts, ErrorKind).
+  const fault = !decision && refusal !== null && errorKind(refusal.code) === 'fault';
+  const refusalText = refusal ? `${refusal.code}: ${scrubText(boundText(refusal.message, MAX_MESSAGE_CHARS))}` : 'refused';
   return {
-    principal: identity ? { subject: identity.subject, groups: [...identity.groups], kind: identity.kind, issuer: identity.issuer } : null,
-    client: call.client ? { name: call.client.name, ...(call.client.version ? { version: call.client.version } : {}) } : null,
-    tool: call.tool,
-    connection: request?.connection ?? (typeof (call.args as Record<string, unknown> | null)?.['connection'] === 'string' ? (call.args as Record<string, string>)['connection'] : null),
-    input: scrubbed(request?.input ?? call.args ?? null),
+    principal: principalRecord(call.identity),
+    client: call.client
+      ? { name: boundText(String(call.client.name), MAX_NAME_CHARS), ...(call.client.version ? { version: boundText(String(call.client.version), MAX_NAME_CHARS) } : {}) }
+      : null,
+    tool: boundText(String(call.tool), MAX_NAME_CHARS),
+    connection: request?.connection ?? (named === null ? null : boundText(named, MAX_NAME_CHARS)),
+    input: stored.input,
+    // Present only when `input` is the cut text of input over the limits.
+    ...(stored.cut ? { inputCut: stored.cut } : {}),
     request: request
       ? { operation: request.operation, access: request.access, resources: [...request.resources], functions: [...request.functions], summary: request.summary, reasons: [...request.reasons] }
       : null,
     decision: decision
       ? { effect: decision.effect, rule: decision.rule?.name ?? null, message: decision.message }
-      : { effect: 'deny', rule: null, message: refusal ? `${refusal.code}: ${scrubbed(refusal.message)}` : 'refused' },
+      : fault
+        ? null
+        : { effect: 'deny', rule: null, message: refusalText },
+    ...(fault && refusal ? { error: { code: refusal.code, message: scrubText(boundText(refusal.message, MAX_MESSAGE_CHARS)) } } : {}),
     // Which approval or grant let an `approve` decision through (the approval events are journaled before).
     clearance: clearanceRecord(clearance),
   };
@@ -243,9 +364,14 @@ function refuse(
   request: ParsedRequest | null,
   record: ((masked: MaskCount[]) => void) | null,
   started?: number,
+  caller: Identity | null = null,
 ): CallResult {
   // Error text may quote data (PostgreSQL puts the offending value in the message).
-  const { text: message, masked } = masker.maskText(error.message, request);
+  // The caller's own subject and groups stay readable ("No rule allows … for
+  // dev@example.com", a cluster's "User \"dev@example.com\" cannot …"): exactly
+  // those strings, nothing else, and only in this refusal text.
+  const exempt = caller ? [caller.subject, ...caller.groups] : [];
+  const { text: message, masked } = masker.maskText(error.message, request, { exempt });
   const safe = new DrawbridgeError(error.code, message, { hint: error.hint, details: { ...error.details } });
   try {
     record?.(masked);
@@ -271,3 +397,98 @@ function elapsed(started: number): number {
   return Math.round((performance.now() - started) * 100) / 100;
 }
 
+
+// ---------------------------------------------------------------------------
+// What the agent is shown of a failure, and what the operator's log gets
+
+/** One line on stderr (the operator's log) for a fault, in full: the agent's copy hides host paths, this one does not. */
+function logFault(callId: string, error: DrawbridgeError): void {
+  const path = typeof error.details['path'] === 'string' ? ` [${error.details['path']}]` : '';
+  const line = `${error.code}: ${error.message}${path}`.replace(/[\r\n]+/g, ' ');
+  process.stderr.write(`drawbridge: call ${callId} failed: ${boundText(line, 4 * MAX_MESSAGE_CHARS)}\n`);
+}
+
+const HOST_PATH = '<path on the gateway host>';
+const hostPathPatterns = new WeakMap<Gateway, readonly RegExp[]>();
+
+/**
+ * Where the gateway keeps its files: the config directory, the journal, the
+ * approvals store, secret files and known_hosts, and their directories. Error text
+ * from anywhere (a store, a secret resolver, a backend's connect) may name them.
+ */
+function hostPaths(gateway: Gateway): readonly RegExp[] {
+  const cached = hostPathPatterns.get(gateway);
+  if (cached) return cached;
+  const config = gateway.config;
+  const found = new Set<string>();
+  const addDir = (path: string): void => {
+    const full = (isAbsolute(path) ? path : resolvePath(config.dir, path)).replace(/[/\\]+$/, '');
+    if (full.length > 1 && full !== sep) found.add(full);
+  };
+  // A file, and the directory it is in (a neighbouring file may be named: the WAL, a lock).
+  const add = (path: string): void => {
+    const full = isAbsolute(path) ? path : resolvePath(config.dir, path);
+    addDir(full);
+    addDir(dirname(full));
+  };
+  const addRef = (ref: SecretRef | null | undefined): void => {
+    if (ref?.kind === 'file') add(ref.path);
+  };
+  addDir(config.dir);
+  add(config.journal.path);
+  add(config.approval.store);
+  addRef(config.hashKey);
+  for (const approver of config.approval.approvers) addRef(approver.token);
+  for (const loaded of config.connections.values()) {
+    for (const ref of loaded.backend.secretsOf(loaded.declaration)) addRef(ref);
+    const declaration = loaded.declaration;
+    if ('known_hosts' in declaration && typeof declaration.known_hosts === 'string') add(declaration.known_hosts);
+  }
+  // Longest first, so a file is replaced whole before its directory would be.
+  const patterns = [...found]
+    .sort((a, b) => b.length - a.length)
+    .map((p) => new RegExp(`${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=$|[\\\\/\\s"'\`,;:()<>\\[\\]])(?:[\\\\/][^\\s"'\`,;:()<>\\[\\]]*)?`, 'g'));
+  hostPathPatterns.set(gateway, patterns);
+  return patterns;
+}
+
+/** An absolute path in text: a slash not inside a URL or a relative path, up to a delimiter. */
+const PATH_TOKEN = /(?<![\w.~:/\\-])\/[^\s"'`,;:()<>[\]]+/g;
+
+/**
+ * The gateway's own paths replaced; for a fault also any other absolute path that
+ * exists on this host (or a directory above it does, other than the root): a fault's text
+ * can quote a file no configuration names (a CA or key file a kubeconfig points at, a
+ * library's ENOENT). Paths that exist nowhere here (an API path, a remote file) stay.
+ */
+function hidePaths(gateway: Gateway, text: string, fault: boolean): string {
+  let shown = text;
+  for (const pattern of hostPaths(gateway)) shown = shown.replace(pattern, HOST_PATH);
+  if (!fault) return shown;
+  return shown.replace(PATH_TOKEN, (token) => {
+    const path = token.replace(/[.]+$/, '');
+    return onThisHost(path) ? `${HOST_PATH}${token.slice(path.length)}` : token;
+  });
+}
+
+/** True when the path, or a directory above it other than the root, exists on the gateway host. */
+function onThisHost(path: string): boolean {
+  for (let p = path, n = 0; p !== sep && p !== '.' && n < 64; p = dirname(p), n++) if (existsSync(p)) return true;
+  return false;
+}
+
+/**
+ * The failure as the agent sees it: no file on the gateway host is named (the journal's
+ * path, the approvals store, the config directory, secret files). The operator's log
+ * (logFault) and the journal keep the full text.
+ */
+function withoutHostPaths(gateway: Gateway, result: CallResult & { readonly ok: false }): CallResult {
+  const error = result.error;
+  const fault = errorKind(error.code) === 'fault';
+  const message = hidePaths(gateway, error.message, fault);
+  const hint = hidePaths(gateway, error.hint, fault);
+  const text = hidePaths(gateway, result.text, fault);
+  if (message === error.message && hint === error.hint && text === result.text && !('path' in error.details)) return result;
+  const { path: _path, ...details } = error.details;
+  return { ...result, error: new DrawbridgeError(error.code, message, { hint, details }), text };
+}

@@ -150,9 +150,10 @@ describe('through the pipeline: what the agent gets, and the journal', () => {
     expect(result.text).toMatch(/^config\.secret_invalid: The value of environment variable DB_URL \(the url of connection db\) is not a PostgreSQL URL \(postgres:\/\/… or postgresql:\/\/…\)\. The value is not shown because it is a secret\.\n/);
     expect(result.text).toMatch(/\nWhat to do: The operator must set environment variable DB_URL on the gateway host to a URL of the form postgres:\/\/USER:PASSWORD@HOST:5432\/DATABASE/);
     expect(result.text).not.toContain('hunter2');
-    expect(intent['decision']).toMatchObject({ effect: 'deny', rule: null });
-    expect(String((intent['decision'] as Record<string, unknown>)['message'])).toMatch(/^config\.secret_invalid: /);
-    expect(outcome).toMatchObject({ status: 'refused', errorCode: 'config.secret_invalid' });
+    // A fault of the gateway, not a decision about the request: no decision, an error outcome (errors.ts, ErrorKind).
+    expect(intent['decision']).toBeNull();
+    expect(intent['error']).toMatchObject({ code: 'config.secret_invalid' });
+    expect(outcome).toMatchObject({ status: 'error', errorCode: 'config.secret_invalid' });
     expect(JSON.stringify([intent, outcome])).not.toContain('hunter2');
   });
 
@@ -166,7 +167,7 @@ describe('through the pipeline: what the agent gets, and the journal', () => {
     expect(result.text).toMatch(/What to do: .*Retrying will not help/);
     expect(result.text).not.toMatch(/Retry later/);
     expect(result.text).not.toContain('wrong-password-x1');
-    expect(outcome).toMatchObject({ status: 'refused', errorCode: 'backend.auth_failed' });
+    expect(outcome).toMatchObject({ status: 'error', errorCode: 'backend.auth_failed' });
     expect(JSON.stringify([intent, outcome])).not.toContain('wrong-password-x1');
   });
 
