@@ -1,13 +1,15 @@
 // Masking throughput, in process: cells per second through createMasker (all
 // detectors plus a column rule) on a realistic 10,000×6 result, and MB/s of the
-// content detectors alone on 10 MB of realistic free text. Data is generated
-// deterministically, so runs are comparable.
+// content detectors alone on 10 MB of realistic free text (without sensitive
+// values, with personal data, and with credentials of every secret-catalog
+// family). Data is generated deterministically, so runs are comparable.
 
 import type { TabularResult } from '../src/backends/backend.js';
 import { DETECTOR_NAMES, findSensitive } from '../src/masking/detectors.js';
 import { createMasker } from '../src/masking/masker.js';
 import type { MaskingRule } from '../src/masking/rules.js';
-import { median, pick, prng } from './support.js';
+import { fakeSecrets } from '../test/support/fake-secrets.js';
+import { int, median, ms, pick, prng, table } from './support.js';
 
 const WORDS = (
   'the customer called about order shipment delayed refund requested invoice account update address changed ' +
@@ -34,8 +36,16 @@ const PII: readonly string[] = [
   'postgres://app:s3cr3t-pw@db.internal:5432/orders',
 ];
 
-/** A realistic note: words, order numbers, amounts, dates, ids; with probability `piiRate` one sensitive value. */
-export function note(rand: () => number, piiRate: number): string {
+/**
+ * Credentials as they show up in notes and logs: one line of the test suite's
+ * fake env file and YAML (every family of the secret catalog, generated, none real).
+ */
+export const CREDENTIALS: readonly string[] = Object.freeze(
+  [...fakeSecrets(42).files['app.env'].split('\n'), ...fakeSecrets(43).files['config.yaml'].split('\n')].filter((line) => /[=:]\s*\S/.test(line)),
+);
+
+/** A realistic note: words, order numbers, amounts, dates, ids; with probability `piiRate` one sensitive value (from `pool`). */
+export function note(rand: () => number, piiRate: number, pool: readonly string[] = PII): string {
   const parts: string[] = [];
   const n = 8 + Math.floor(rand() * 40);
   for (let i = 0; i < n; i++) {
@@ -47,7 +57,7 @@ export function note(rand: () => number, piiRate: number): string {
     else if (r < 0.16) parts.push(`10.0.${Math.floor(rand() * 255)}.${Math.floor(rand() * 255)}`);
     else parts.push(pick(rand, WORDS));
   }
-  if (rand() < piiRate) parts.splice(Math.floor(rand() * parts.length), 0, pick(rand, PII));
+  if (rand() < piiRate) parts.splice(Math.floor(rand() * parts.length), 0, pick(rand, pool));
   return parts.join(' ');
 }
 
@@ -112,12 +122,12 @@ export interface ScanNumbers {
 }
 
 /** ~`megabytes` MB of notes (UTF-8 bytes), scanned cell by cell as the masker does. */
-export function detectorThroughput(label: string, piiRate: number, megabytes = 10, repeats = 3): ScanNumbers {
+export function detectorThroughput(label: string, piiRate: number, megabytes = 10, repeats = 3, pool: readonly string[] = PII): ScanNumbers {
   const rand = prng(7);
   const cells: string[] = [];
   let bytes = 0;
   while (bytes < megabytes * 1_000_000) {
-    const text = note(rand, piiRate);
+    const text = note(rand, piiRate, pool);
     cells.push(text);
     bytes += Buffer.byteLength(text);
   }
@@ -132,4 +142,39 @@ export function detectorThroughput(label: string, piiRate: number, megabytes = 1
   }
   const m = median(sample);
   return { label, megabytes: bytes / 1_000_000, cells: cells.length, medianMs: m, mbPerSecond: bytes / 1_000_000 / (m / 1000), findings };
+}
+
+/** The "Masking throughput" table of bench/results.md (used by run.ts and masking-only.ts). */
+export function maskingTable(masking: MaskingNumbers, scans: readonly ScanNumbers[]): string {
+  return table(
+    ['Workload', 'Size', 'Median time', 'Throughput', 'Masked'],
+    [
+      [
+        '`createMasker(…).maskResult`: all detectors + a column rule; id, name, email (column rule), city, amount, free-text note (10% with PII)',
+        `${int(masking.cells)} cells (10,000 × 6)`,
+        `${ms(masking.medianMs)} ms`,
+        `${int(masking.cellsPerSecond)} cells/s`,
+        `${int(masking.maskedColumn)} by column, ${int(masking.maskedDetector)} by detectors`,
+      ],
+      ...scans.map((s) => [
+        `\`findSensitive\`, all detectors, cell by cell: ${s.label}`,
+        `${s.megabytes.toFixed(1)} MB (${int(s.cells)} cells)`,
+        `${ms(s.medianMs)} ms`,
+        `${s.mbPerSecond.toFixed(1)} MB/s`,
+        `${int(s.findings)} findings`,
+      ]),
+    ],
+    ['l', 'r', 'r', 'r', 'r'],
+  );
+}
+
+/** The scan workloads of the masking section: notes with personal data, with credentials, and with neither. */
+export function scanWorkloads(quick: boolean): ScanNumbers[] {
+  const megabytes = quick ? 1 : 10;
+  const repeats = quick ? 1 : 3;
+  return [
+    detectorThroughput('notes, 5% with PII', 0.05, megabytes, repeats),
+    detectorThroughput('notes, 5% with credentials (every secret-catalog family)', 0.05, megabytes, repeats, CREDENTIALS),
+    detectorThroughput('notes, no PII', 0, megabytes, repeats),
+  ];
 }

@@ -66,7 +66,7 @@ import {
   type SshSample,
   type SshTarget,
 } from './ssh.js';
-import { detectorThroughput, maskingThroughput, type MaskingNumbers, type ScanNumbers } from './masking.js';
+import { maskingTable, maskingThroughput, scanWorkloads, type MaskingNumbers, type ScanNumbers } from './masking.js';
 import { profileJournalModes, profileStages, STAGES, type JournalModeProfile, type StageProfile } from './profile.js';
 import { BENCH_HASH_KEY, startBenchDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
 import { cleanupTempDirs, int, machineInfo, ms, ratio, table, tempDir, type MachineInfo } from './support.js';
@@ -217,7 +217,7 @@ async function main(): Promise<Report> {
   log('masking: 10,000 × 6 result');
   const masking = maskingThroughput(QUICK ? 2 : 7);
   log('detectors: 10 MB of text');
-  const scans = [detectorThroughput('notes, 5% with PII', 0.05, QUICK ? 1 : 10, QUICK ? 1 : 3), detectorThroughput('notes, no PII', 0, QUICK ? 1 : 10, QUICK ? 1 : 3)];
+  const scans = scanWorkloads(QUICK);
 
   // 4. Journal.
   log('journal: appends with sync full and normal');
@@ -365,28 +365,7 @@ function render(r: Report): string {
   out.push('');
 
   out.push('## Masking throughput', '');
-  out.push(
-    table(
-      ['Workload', 'Size', 'Median time', 'Throughput', 'Masked'],
-      [
-        [
-          '`createMasker(…).maskResult`: all detectors + a column rule; id, name, email (column rule), city, amount, free-text note (10% with PII)',
-          `${int(r.masking.cells)} cells (10,000 × 6)`,
-          `${ms(r.masking.medianMs)} ms`,
-          `${int(r.masking.cellsPerSecond)} cells/s`,
-          `${int(r.masking.maskedColumn)} by column, ${int(r.masking.maskedDetector)} by detectors`,
-        ],
-        ...r.scans.map((s) => [
-          `\`findSensitive\`, all detectors, cell by cell: ${s.label}`,
-          `${s.megabytes.toFixed(1)} MB (${int(s.cells)} cells)`,
-          `${ms(s.medianMs)} ms`,
-          `${s.mbPerSecond.toFixed(1)} MB/s`,
-          `${int(s.findings)} findings`,
-        ]),
-      ],
-      ['l', 'r', 'r', 'r', 'r'],
-    ),
-  );
+  out.push(maskingTable(r.masking, r.scans));
   out.push('');
 
   out.push('## Journal appends', '');

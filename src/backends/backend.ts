@@ -67,6 +67,14 @@ export interface TabularResult {
   readonly notices: readonly string[];
   /** Size of the raw result in bytes as received. */
   readonly bytes: number;
+  /**
+   * Values the backend already masked by field before building the rows
+   * (Kubernetes Secret data, credential env values, last-applied-configuration,
+   * managedFields), per target: the mask stage adds them to the answer's
+   * `masked` summary, so it counts every mask, not only the detectors' and
+   * column rules'.
+   */
+  readonly fieldMasks?: ReadonlyArray<{ readonly target: string; readonly count: number }>;
 }
 
 export type Cell = string | number | boolean | null;

@@ -2,29 +2,53 @@
 // secrets, ...) inside free text. Pure and synchronous: no I/O and no policy.
 // The caller decides which detectors apply to a cell and how each span is
 // replaced (see styles.ts); this module only says where the sensitive bytes are.
+// Personal data and the original secret detectors live here; provider token
+// formats come from the secret catalog (catalog.ts, ported from gitleaks and
+// secretlint) and credentials found by their name from assignments.ts.
+
+import { ASSIGNMENT_DETECTOR_NAMES, scanAssignments, scanServiceAccount, type AssignmentDetectorName } from './assignments.js';
+import { SECRET_DETECTOR_NAMES, SECRET_SCANNERS, type SecretDetectorName } from './catalog.js';
+
+export type PiiDetectorName = 'email' | 'credit_card' | 'ssn' | 'phone' | 'iban';
+
+/** Personal data, as opposed to credentials: the `pii` group. */
+export const PII_DETECTOR_NAMES: readonly PiiDetectorName[] = Object.freeze(['email', 'credit_card', 'ssn', 'phone', 'iban'] as const);
 
 export type DetectorName =
-  | 'email'
-  | 'credit_card'
-  | 'ssn'
-  | 'phone'
-  | 'iban'
+  | PiiDetectorName
   | 'jwt'
   | 'aws_key'
   | 'private_key'
-  | 'password_in_url';
+  | 'password_in_url'
+  | SecretDetectorName
+  | AssignmentDetectorName;
 
+// The order breaks ties between two detectors that find the same span (see
+// findSensitive): shape detectors before the name-based rule, so
+// `STRIPE_SECRET_KEY=sk_live_…` counts as stripe_key, not secret_assignment.
 export const DETECTOR_NAMES: readonly DetectorName[] = Object.freeze([
-  'email',
-  'credit_card',
-  'ssn',
-  'phone',
-  'iban',
+  ...PII_DETECTOR_NAMES,
   'jwt',
   'aws_key',
   'private_key',
   'password_in_url',
+  ...SECRET_DETECTOR_NAMES,
+  ...ASSIGNMENT_DETECTOR_NAMES,
 ] as const);
+
+/** Names that select several detectors at once in a masking rule's `detectors:` list. */
+export const DETECTOR_GROUP_NAMES = Object.freeze(['pii', 'secrets'] as const);
+export type DetectorGroup = (typeof DETECTOR_GROUP_NAMES)[number];
+
+export function isDetectorGroup(name: string): name is DetectorGroup {
+  return (DETECTOR_GROUP_NAMES as readonly string[]).includes(name);
+}
+
+/** `pii`: personal data; `secrets`: every credential detector (the original four, the catalog, the generic rule). */
+export const DETECTOR_GROUPS: Readonly<Record<DetectorGroup, readonly DetectorName[]>> = Object.freeze({
+  pii: PII_DETECTOR_NAMES,
+  secrets: Object.freeze(DETECTOR_NAMES.filter((name) => !(PII_DETECTOR_NAMES as readonly string[]).includes(name))),
+});
 
 /** A [start, end) span of the scanned text that must be masked. */
 export interface Finding {
@@ -261,10 +285,46 @@ const scanAwsKey: Scanner = (text, out) => {
 const PRIVATE_KEY_RE =
   /-----BEGIN ((?:[A-Z0-9]{1,16} ){0,3})PRIVATE KEY( BLOCK)?-----[\s\S]*?(?:-----END \1PRIVATE KEY\2-----|$)/g;
 
+// An END line with no BEGIN before it: the text starts inside the block (`tail`
+// of a key file, a log cut at a size limit). The body lines just above it are
+// the key: the span runs back over every line made of base64 (or a PEM header
+// such as Proc-Type), through real or escaped (\n inside a JSON string) line
+// breaks. Each END is scanned back once and stops at the first other line, so
+// the pass stays linear.
+const PRIVATE_KEY_END_RE = /-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
+const PEM_BODY_LINE = /^(?:[A-Za-z0-9+/=]{4,100}|(?:Proc-Type|DEK-Info|Comment|Version): [^\n]{0,100})$/;
+
+/** Start of the run of key body lines that ends at `end` (the start of an END line). */
+function bodyStart(text: string, end: number): number {
+  let start = end;
+  for (;;) {
+    // The line break before `start`: a real one, or an escaped \n / \r\n.
+    let lineEnd = start;
+    if (text[lineEnd - 1] === '\n') lineEnd -= text[lineEnd - 2] === '\r' ? 2 : 1;
+    else if (text[lineEnd - 1] === 'n' && text[lineEnd - 2] === '\\') lineEnd -= text.slice(lineEnd - 4, lineEnd - 2) === '\\r' ? 4 : 2;
+    else return start;
+    let lineStart = lineEnd;
+    while (lineStart > 0 && lineEnd - lineStart <= 100 && text[lineStart - 1] !== '\n' && !(text[lineStart - 1] === 'n' && text[lineStart - 2] === '\\')) lineStart--;
+    if (!PEM_BODY_LINE.test(text.slice(lineStart, lineEnd))) return start;
+    start = lineStart;
+  }
+}
+
 const scanPrivateKey: Scanner = (text, out) => {
   if (!text.includes('PRIVATE KEY')) return;
+  const blocks: Finding[] = [];
   scan(PRIVATE_KEY_RE, text, (m) => {
-    out.push({ detector: 'private_key', start: m.index, end: m.index + m[0].length });
+    blocks.push({ detector: 'private_key', start: m.index, end: m.index + m[0].length });
+  });
+  out.push(...blocks);
+  if (!text.includes('-----END ')) return;
+  let next = 0; // blocks and END lines both come in text order: one pointer keeps this linear
+  scan(PRIVATE_KEY_END_RE, text, (m) => {
+    while (next < blocks.length && (blocks[next]?.end ?? 0) <= m.index) next++;
+    const block = blocks[next];
+    if (block && block.start <= m.index) return; // inside a BEGIN…END block
+    const start = bodyStart(text, m.index);
+    if (start < m.index) out.push({ detector: 'private_key', start, end: m.index + m[0].length });
   });
 };
 
@@ -282,6 +342,14 @@ const scanPasswordInUrl: Scanner = (text, out) => {
   scan(PASSWORD_IN_URL_RE, text, (m) => {
     const password = m[1] ?? '';
     const end = m.index + m[0].length - 1; // before the '@'
+    // GitHub's https://TOKEN:x-oauth-basic@github.com/ form (secretlint's npm rule):
+    // the user name is the credential, the "password" a fixed word.
+    if (password === 'x-oauth-basic') {
+      const userStart = m[0].indexOf('://') + 3 + m.index;
+      const userEnd = end - password.length - 1;
+      if (userEnd > userStart) out.push({ detector: 'password_in_url', start: userStart, end: userEnd });
+      return;
+    }
     out.push({ detector: 'password_in_url', start: end - password.length, end });
   });
 };
@@ -298,22 +366,46 @@ const SCANNERS: Readonly<Record<DetectorName, Scanner>> = {
   aws_key: scanAwsKey,
   private_key: scanPrivateKey,
   password_in_url: scanPasswordInUrl,
+  ...SECRET_SCANNERS,
+  gcp_service_account: scanServiceAccount,
+  secret_assignment: scanAssignments,
 };
 
 const RANK: Readonly<Record<DetectorName, number>> = Object.fromEntries(
   DETECTOR_NAMES.map((name, i) => [name, i]),
 ) as Record<DetectorName, number>;
 
-/** All findings, sorted by start, non-overlapping (when spans overlap keep the earliest-starting/longest). */
-export function findSensitive(text: string, detectors: readonly DetectorName[]): Finding[] {
-  const found: Finding[] = [];
+interface Plan {
+  readonly names: readonly DetectorName[];
+  readonly scanners: readonly Scanner[];
+}
+
+// Callers pass the same detector list for every cell of a result, so its
+// validation and de-duplication are done once per list, not once per cell.
+// The cached plan keeps a copy of the names and is used only while the list
+// still holds exactly those names (a caller may reuse and mutate an array).
+const plans = new WeakMap<readonly DetectorName[], Plan>();
+
+function planFor(detectors: readonly DetectorName[]): Plan {
+  const cached = plans.get(detectors);
+  if (cached && cached.names.length === detectors.length && cached.names.every((name, i) => detectors[i] === name)) return cached;
+  const scanners: Scanner[] = [];
   const done = new Set<DetectorName>();
   for (const name of detectors) {
     if (!Object.hasOwn(SCANNERS, name)) throw new TypeError(`Unknown detector: ${String(name)}`);
     if (done.has(name)) continue;
     done.add(name);
-    SCANNERS[name](text, found);
+    scanners.push(SCANNERS[name]);
   }
+  const plan = { names: [...detectors], scanners };
+  plans.set(detectors, plan);
+  return plan;
+}
+
+/** All findings, sorted by start, non-overlapping (when spans overlap keep the earliest-starting/longest). */
+export function findSensitive(text: string, detectors: readonly DetectorName[]): Finding[] {
+  const found: Finding[] = [];
+  for (const scanner of planFor(detectors).scanners) scanner(text, found);
   if (found.length < 2) return found;
   // Ties (same start and end from two detectors) break by DETECTOR_NAMES order
   // so the output is deterministic.

@@ -1,7 +1,7 @@
 // The mask stage: applies the masking rules that apply to this call to a
 // result (columns by lineage, then content detectors on every value) and to
-// free text (error messages, notices). Reports what was masked — column or
-// detector and a count — never the values.
+// free text (error messages, notices). Reports what was masked — column,
+// detector or a backend's field masks, and a count — never the values.
 
 import type { Cell, ParsedRequest, TabularResult } from '../backends/backend.js';
 import type { Identity } from '../identity/identity.js';
@@ -10,12 +10,41 @@ import { findSensitive, type DetectorName } from './detectors.js';
 import { compilePattern, type MaskingRule } from './rules.js';
 import { maskValue, type MaskStyle } from './styles.js';
 
+/** What a mask was applied by: a column rule, a content detector (or operator pattern), or a backend's own masking of a field. */
+export type MaskedBy = 'column' | 'detector' | 'field';
+
 export interface MaskCount {
-  /** The column (table.column) or detector name. */
+  /** The column (table.column), detector name, or field target (secret.data, env, …). */
   readonly target: string;
-  readonly by: 'column' | 'detector';
+  readonly by: MaskedBy;
   readonly rule: string;
   readonly count: number;
+}
+
+/** The rule name reported for masks a backend applies by itself, whatever the policy says. */
+export const BUILT_IN_RULE = 'built-in';
+
+/** Options of maskText. */
+export interface MaskTextOptions {
+  /**
+   * Exact strings no detector or pattern masks in this text: the caller's own
+   * subject and groups in a refusal message ("No rule allows … for
+   * dev@example.com"). The caller knows them already; masking them only makes
+   * the refusal unreadable. Nothing else is exempt, and only whole findings
+   * equal to one of these strings are kept.
+   */
+  readonly exempt?: readonly string[];
+}
+
+/** Sums two mask reports (same target, by and rule add up), keeping first-seen order. */
+export function mergeMaskCounts(a: readonly MaskCount[], b: readonly MaskCount[]): MaskCount[] {
+  const out = new Map<string, MaskCount>();
+  for (const m of [...a, ...b]) {
+    const k = `${m.by}\u0000${m.target}\u0000${m.rule}`;
+    const seen = out.get(k);
+    out.set(k, seen ? { ...seen, count: seen.count + m.count } : { ...m });
+  }
+  return [...out.values()];
 }
 
 /** Marks a value whose origin lineage could not establish (see backends' lineage). */
@@ -50,7 +79,7 @@ export interface Masker {
    * offending value in messages like invalid input syntax, and a value may itself
    * contain quotes (a row's text form), so quoted pieces are not masked one by one.
    */
-  maskText(text: string, request: Pick<ParsedRequest, 'reads' | 'input'> | null): { text: string; masked: MaskCount[] };
+  maskText(text: string, request: Pick<ParsedRequest, 'reads' | 'input'> | null, options?: MaskTextOptions): { text: string; masked: MaskCount[] };
 }
 
 /**
@@ -81,13 +110,14 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
   const detectors = [...detectorStyle.keys()];
 
   const counter = () => {
-    const counts = new Map<string, { target: string; by: 'column' | 'detector'; rule: string; count: number }>();
+    const counts = new Map<string, { target: string; by: MaskedBy; rule: string; count: number }>();
     return {
-      add(target: string, by: 'column' | 'detector', rule: string) {
+      add(target: string, by: MaskedBy, rule: string, n = 1) {
+        if (n <= 0) return;
         const k = `${by}\u0000${target}\u0000${rule}`;
         const c = counts.get(k);
-        if (c) c.count++;
-        else counts.set(k, { target, by, rule, count: 1 });
+        if (c) c.count += n;
+        else counts.set(k, { target, by, rule, count: n });
       },
       list: (): MaskCount[] => [...counts.values()],
     };
@@ -110,7 +140,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
   const patterns = rules.flatMap((r) => (r.patterns ?? []).map((p) => ({ re: compilePattern(p), rule: r.name, style: r.style })));
 
   /** Operator patterns: mask the last capture group of each match (the value), keep the rest (the key). */
-  const applyPatterns = (text: string, count: ReturnType<typeof counter>): string => {
+  const applyPatterns = (text: string, count: ReturnType<typeof counter>, exempt: ReadonlySet<string>): string => {
     let out = text;
     for (const p of patterns) {
       p.re.lastIndex = 0;
@@ -123,6 +153,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
         while (group > 0 && indices[group] === undefined) group--;
         const span = indices[group];
         if (!span) continue;
+        if (exempt.size > 0 && exempt.has(out.slice(span[0], span[1]))) continue;
         result += out.slice(at, span[0]) + maskValue(out.slice(span[0], span[1]), p.style, key, `pattern:${p.rule}`);
         at = span[1];
         count.add(`pattern:${p.rule}`, 'detector', p.rule);
@@ -132,8 +163,10 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
     return out;
   };
 
-  const scan = (input: string, count: ReturnType<typeof counter>): string => {
-    const text = patterns.length > 0 && input.length > 0 ? applyPatterns(input, count) : input;
+  const NO_EXEMPTIONS: ReadonlySet<string> = new Set();
+
+  const scan = (input: string, count: ReturnType<typeof counter>, exempt: ReadonlySet<string> = NO_EXEMPTIONS): string => {
+    const text = patterns.length > 0 && input.length > 0 ? applyPatterns(input, count, exempt) : input;
     if (detectors.length === 0 || text.length === 0) return text;
     const findings = findSensitive(text, detectors);
     if (findings.length === 0) return text;
@@ -142,6 +175,10 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
     for (const f of findings) {
       const how = detectorStyle.get(f.detector);
       if (!how) continue;
+      // Security decision: only a finding that is exactly one of the exempt strings
+      // (the caller's own subject or a group) stays; one that merely contains it,
+      // or is contained in it, is masked as usual.
+      if (exempt.size > 0 && exempt.has(text.slice(f.start, f.end))) continue;
       out += text.slice(at, f.start) + maskValue(text.slice(f.start, f.end), how.style, key, f.detector);
       at = f.end;
       count.add(f.detector, 'detector', how.rule);
@@ -157,6 +194,9 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
     hasColumnRules: columns.length > 0,
     maskResult(result, request = null) {
       const count = counter();
+      // Masks the backend applied by field before the rows were built (Kubernetes
+      // Secret data, credential env values, …) count like any other mask.
+      for (const f of result.fieldMasks ?? []) count.add(f.target, 'field', BUILT_IN_RULE, f.count);
       const plan = result.columns.map((c) => columnRule(c.sources));
       const scanned = result.columns.map((c) => !UNSCANNED_TYPES.has(c.type));
       const rows = result.rows.map((row) =>
@@ -181,8 +221,9 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
       });
       return { result: { ...result, rows, notices }, masked: count.list() };
     },
-    maskText(text, request) {
+    maskText(text, request, options = {}) {
       const count = counter();
+      const exempt: ReadonlySet<string> = new Set((options.exempt ?? []).filter((s) => s.length > 0));
       let out = text;
       if (request && readsMasked(request)) {
         const sent = JSON.stringify(request.input);
@@ -203,7 +244,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
           // Bytes of an invalid character are shown in hex, unquoted ("…: 0xe0 0x41 0x64").
           .replace(/0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})*/gi, () => (count.add('error-text', 'column', 'quoted-values'), '0x[masked]'));
       }
-      out = scan(out.split(TEXT_PART).join(' '), count);
+      out = scan(out.split(TEXT_PART).join(' '), count, exempt);
       return { text: out, masked: count.list() };
     },
   };

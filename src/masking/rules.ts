@@ -4,10 +4,24 @@
 
 import { z } from 'zod';
 import { oneOrMany } from '../policy/schema.js';
-import { DETECTOR_NAMES, type DetectorName } from './detectors.js';
+import { DETECTOR_GROUP_NAMES, DETECTOR_GROUPS, DETECTOR_NAMES, isDetectorGroup, type DetectorGroup, type DetectorName } from './detectors.js';
 import { MASK_STYLES, type MaskStyle } from './styles.js';
 
 const style = z.enum(MASK_STYLES as unknown as [MaskStyle, ...MaskStyle[]]);
+const detectorName = z.enum(DETECTOR_NAMES as readonly [DetectorName, ...DetectorName[]]);
+const detectorGroup = z.enum(DETECTOR_GROUP_NAMES);
+
+/** `all`, a group (`pii`, `secrets`), or a list of detector and group names → the detector names, each once, in catalog order. */
+function expandDetectors(value: 'all' | DetectorGroup | ReadonlyArray<DetectorName | DetectorGroup>): DetectorName[] {
+  if (value === 'all') return [...DETECTOR_NAMES];
+  const chosen = new Set<DetectorName>();
+  for (const item of typeof value === 'string' ? [value] : value) {
+    if (isDetectorGroup(item)) for (const name of DETECTOR_GROUPS[item]) chosen.add(name);
+    else chosen.add(item);
+  }
+  return DETECTOR_NAMES.filter((name) => chosen.has(name));
+}
+
 const columnPattern = z.string().regex(/^[^.\s]+(\.[^.\s]+){0,2}$/, 'use column, table.column or schema.table.column (globs allowed)');
 
 export const maskingRuleSchema = z.strictObject({
@@ -22,9 +36,14 @@ export const maskingRuleSchema = z.strictObject({
     })
     .default({}),
   columns: z.array(z.union([columnPattern, z.strictObject({ column: columnPattern, style })])).default([]),
+  /**
+   * Content detectors run on every text value: `all`, a group (`pii`: email,
+   * credit_card, ssn, phone, iban; `secrets`: every credential detector), or a
+   * list of detector and group names (README, Masking).
+   */
   detectors: z
-    .union([z.literal('all'), z.array(z.enum(DETECTOR_NAMES as unknown as [DetectorName, ...DetectorName[]]))])
-    .transform((v) => (v === 'all' ? [...DETECTOR_NAMES] : v))
+    .union([z.literal('all'), detectorGroup, z.array(z.union([detectorName, detectorGroup]))])
+    .transform(expandDetectors)
     .default([]),
   /**
    * Operator patterns (regular expressions) run on every text value after the

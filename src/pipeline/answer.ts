@@ -21,7 +21,9 @@ export const tabularOutputShape = {
   rowCount: z.number().int(),
   affectedRows: z.number().int().nullable(),
   truncated: z.object({ reason: z.enum(['rows', 'bytes']), limit: z.number() }).nullable(),
-  masked: z.array(z.object({ target: z.string(), by: z.enum(['column', 'detector']), rule: z.string(), count: z.number().int() })),
+  masked: z
+    .array(z.object({ target: z.string(), by: z.enum(['column', 'detector', 'field']), rule: z.string(), count: z.number().int() }))
+    .describe('Every mask applied to this answer: by column rule, content detector, or field (values the backend masks by itself, e.g. Kubernetes Secret data), with counts'),
   notices: z.array(z.string()),
   rule: z.string().nullable().describe('The policy rule that allowed the call (or asks for its approval)'),
   durationMs: z.number(),

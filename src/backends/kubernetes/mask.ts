@@ -12,7 +12,7 @@
 // replaced whole.
 
 export interface ObjectMaskReport {
-  readonly target: string;
+  readonly target: MaskTarget;
   readonly count: number;
 }
 
@@ -64,6 +64,31 @@ export function maskObject(obj: unknown): { value: unknown; masked: ObjectMaskRe
   const counts: Counts = new Map();
   const value = walk(obj, { impliedKind: null, depth: 0 }, counts);
   return { value, masked: toReport(counts) };
+}
+
+/**
+ * Masks many objects for one answer and adds up what was masked, so the answer's
+ * `masked` summary can count every field mask (TabularResult.fieldMasks). Render
+ * helpers mask again as defense in depth; that pass is idempotent and counts
+ * nothing new, so only the backend's own pass is tallied.
+ */
+export interface MaskTally {
+  /** maskObject(obj).value, with its counts added to the tally. */
+  mask(obj: unknown): unknown;
+  /** Totals per target, in MASK_TARGETS order. */
+  report(): ObjectMaskReport[];
+}
+
+export function createMaskTally(): MaskTally {
+  const totals: Counts = new Map();
+  return {
+    mask(obj) {
+      const { value, masked } = maskObject(obj);
+      for (const m of masked) add(totals, m.target, m.count);
+      return value;
+    },
+    report: () => toReport(totals),
+  };
 }
 
 function toReport(counts: Counts): ObjectMaskReport[] {

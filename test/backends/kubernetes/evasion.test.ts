@@ -8,7 +8,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
+import { maskObject } from '../../../src/backends/kubernetes/mask.js';
 import { SEED_PLAINTEXT_CREDENTIALS, SEED_SECRET_VALUES, startFakeKube, type FakeKube } from '../../support/fake-kube/server.js';
+import { expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
 import { writeKubeConfigDir } from '../../support/kube-config.js';
 
 const SUBJECT = 'dev@example.com';
@@ -458,5 +460,129 @@ describe('impersonation comes only from the gateway', () => {
     expect(fake.execs).toHaveLength(1);
     expect(fake.execs[0]?.user).toBe(SUBJECT);
     expect(fake.execs[0]?.command).toEqual(['kubectl', '--as=system:admin', 'get', 'secrets']);
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('provider tokens and named credentials outside Secret objects', () => {
+  // Every family of the secret catalog, as fake values (test/support/fake-secrets.ts): in a
+  // ConfigMap (and its last-applied copy), in a container log, and in exec output.
+  const SET = fakeSecrets(7);
+  const configMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'app-env', namespace: 'shop', labels: { app: 'web' } },
+    data: { 'app.env': SET.files['app.env'], 'config.yaml': SET.files['config.yaml'], 'sa.json': SET.files['sa.json'] },
+  };
+  const seedConfigMap = () =>
+    fake.upsert({ ...configMap, metadata: { ...configMap.metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': `${JSON.stringify(configMap)}\n` } } });
+  const noLeak = (r: CallResult) => expect(leakedSecrets(everything(r), SET.secrets), everything(r).slice(0, 3000)).toEqual([]);
+
+  it.each([
+    'get cm app-env -o yaml',
+    'get cm app-env -o json',
+    'get cm -o yaml',
+    'get cm -o json',
+    'get cm app-env -o jsonpath={.data}',
+    "get cm app-env -o jsonpath='{.data.app\\.env}'",
+    'get cm app-env -o jsonpath={.metadata.annotations}',
+    'describe cm app-env',
+  ])('a ConfigMap holding app.env, config.yaml and a service-account key: %s', async (command) => {
+    seedConfigMap();
+    const r = await run(command);
+    expect(r.ok, everything(r)).toBe(true);
+    noLeak(r);
+    expect(everything(r)).toContain('[masked:');
+  });
+
+  it('container log lines with each token, alone and as the setting it came from', async () => {
+    // Tokens whose shape alone identifies them, logged bare; every setting logged as a quoted entry.
+    const standalone = new Set(['stripe_key', 'github_token', 'gitlab_token', 'slack_token', 'google_api_key', 'openai_key', 'anthropic_key', 'npm_token', 'sendgrid_key', 'twilio_key', 'jwt']);
+    const bare = SET.secrets
+      .filter((s) => standalone.has(s.detector))
+      .map((s, i) => `2024-05-01T10:00:0${i % 10}Z level=warn msg="upstream rejected credential" family="${s.family}" value=${s.values.join(' ')}`);
+    const settings = SET.files['app.env']
+      .split('\n')
+      .filter((line) => /^[A-Z_ a-z]+=/.test(line) && !line.startsWith('TLS_KEY'))
+      .map((line, i) => `2024-05-01T10:01:0${i % 10}Z level=debug msg="loaded setting" entry="${line.replaceAll('"', '\\"')}"`);
+    fake.setLogs('shop', 'web-7d9c-abcde', 'app', `${[...bare, ...settings].join('\n')}\n${SET.files['app.env']}`);
+    const r = await run('logs web-7d9c-abcde --tail 500');
+    expect(r.ok, everything(r)).toBe(true);
+    noLeak(r);
+  });
+
+  it('exec output: cat of the env file, counted per detector', async () => {
+    fake.setExecHandler(() => ({ stdout: SET.files['app.env'], stderr: '', exitCode: 0 }));
+    const r = await run('exec web-7d9c-abcde -- cat /app/app.env');
+    expect(r.ok, everything(r)).toBe(true);
+    noLeak(r);
+    if (!r.ok) return;
+    const counted = new Map(r.structured.masked.filter((m) => m.by === 'detector').map((m) => [m.target, m.count]));
+    expect(Object.fromEntries(counted)).toEqual(Object.fromEntries(expectedMasks(SET, ['app.env'])));
+    expect(everything(r)).toContain('STRIPE_SECRET_KEY=[masked:stripe_key]');
+  });
+});
+
+describe('the masked summary counts every mask, field masks included', () => {
+  const fieldCounts = (r: CallResult) => (r.ok ? Object.fromEntries(r.structured.masked.filter((m) => m.by === 'field').map((m) => [m.target, m.count])) : {});
+
+  it.each([
+    ['get secret web-secrets -o yaml', 'secrets', 'web-secrets'],
+    ['get secret web-secrets -o json', 'secrets', 'web-secrets'],
+    ['get secret web-secrets -o jsonpath={.metadata.name}', 'secrets', 'web-secrets'],
+    ['get deploy web -o yaml', 'apps/deployments', 'web'],
+    ['get cm web-config -o yaml', 'configmaps', 'web-config'],
+  ])('%s: the same counts as masking the object itself', async (command, resource, name) => {
+    const object = fake.object(resource, 'shop', name);
+    expect(object).toBeDefined();
+    const expected = Object.fromEntries(maskObject(object).masked.map((m) => [m.target, m.count]));
+    expect(Object.keys(expected).length).toBeGreaterThan(0);
+    const r = await run(command);
+    expect(r.ok, everything(r)).toBe(true);
+    expect(fieldCounts(r)).toEqual(expected);
+  });
+
+  it('Secret data values, the last-applied copy and managedFields are all counted, in the text too', async () => {
+    const r = await run('get secret web-secrets -o yaml');
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const counts = fieldCounts(r);
+    // Two data keys, plus the two values of the last-applied copy (stringData and data).
+    expect(counts['secret.data']).toBe(4);
+    expect(counts['last-applied-configuration']).toBe(1);
+    for (const m of r.structured.masked.filter((x) => x.by === 'field')) {
+      expect(m.rule).toBe('built-in');
+      expect(r.text).toContain(`${m.target} (field, ${m.count})`);
+    }
+  });
+
+  it('env values under credential names are counted (a list of pods)', async () => {
+    const r = await run('get pods -o json');
+    expect(r.ok).toBe(true);
+    // Two web pods with a DB_PASSWORD and an API_TOKEN value each.
+    expect(fieldCounts(r)['env']).toBe(4);
+  });
+
+  it('a table listing (get secrets) counts nothing it did not mask', async () => {
+    const r = await run('get secrets');
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(r.structured.masked.filter((m) => m.by === 'field').every((m) => m.count > 0)).toBe(true);
+  });
+});
+
+describe('a refusal keeps the caller’s own identity readable', () => {
+  it('policy: "No rule allows … for dev@example.com"', async () => {
+    const r = await run('get pods -n kube-system');
+    expectRefused(r, 'policy.no_match');
+    expect(r.text).toContain(`for ${SUBJECT}.`);
+    expect(r.text).not.toContain('[masked:email]');
+  });
+
+  it('the cluster’s RBAC answer names the impersonated caller; other addresses stay masked', async () => {
+    fake.setRbac((req) => req.resource !== 'secrets');
+    const r = await run('get secrets');
+    expect(r.ok).toBe(false);
+    expect(r.text).toContain(`"${SUBJECT}"`);
   });
 });

@@ -3,7 +3,7 @@
 // WatchEvent), copies in last-applied-configuration and other JSON
 // annotations (the real leak), container env by name wherever a pod template
 // sits, ConfigMap keys and binaryData, managedFields, counts, and that the
-// input is never mutated.
+// input is never mutated; a tally adds up the counts of one answer.
 
 import { describe, expect, it } from 'vitest';
 import {
@@ -13,6 +13,7 @@ import {
   LAST_APPLIED_MASK,
   SECRET_MASK,
   SENSITIVE_ENV,
+  createMaskTally,
   maskObject,
   type ObjectMaskReport,
 } from '../../../src/backends/kubernetes/mask.js';
@@ -392,5 +393,30 @@ describe('maskObject: managedFields, counts, purity', () => {
     const { value, masked } = maskObject(deep);
     expect(JSON.stringify(value)).not.toContain(b64(PLAIN_PASSWORD));
     expect(countsOf(masked)).toEqual({ depth: 1 });
+  });
+});
+
+describe('createMaskTally', () => {
+  it('adds up the counts of every object masked for one answer, in target order', () => {
+    const tally = createMaskTally();
+    const first = tally.mask(secret({ metadata: { name: 'a', managedFields: [{ manager: 'kubectl' }] } }));
+    const second = tally.mask(secret());
+    expect(first).toEqual(maskObject(secret({ metadata: { name: 'a', managedFields: [{ manager: 'kubectl' }] } })).value);
+    expect(second).toEqual(maskObject(secret()).value);
+    const one = countsOf(maskObject(secret()).masked)['secret.data'] ?? 0;
+    expect(one).toBeGreaterThan(0);
+    expect(tally.report()).toEqual([
+      { target: 'secret.data', count: 2 * one },
+      { target: 'managedFields', count: 1 },
+    ]);
+  });
+
+  it('masking an already masked copy again adds nothing (render helpers mask again as defense in depth)', () => {
+    const tally = createMaskTally();
+    const once = tally.mask(secret());
+    const before = tally.report();
+    const again = maskObject(once);
+    expect(again.masked).toEqual([]);
+    expect(tally.report()).toEqual(before);
   });
 });

@@ -5,7 +5,10 @@
 // nor the secrets in audit_notes, may appear in the answer text, the structured
 // content or the error text — in any of these forms: as stored, upper-case,
 // lower-case, reversed, base64 or hex. Values that are not sensitive must keep
-// coming back exactly (false positives are bugs too).
+// coming back exactly (false positives are bugs too). Rows holding provider
+// tokens and named credentials (every family of the secret catalog, fake values
+// from test/support/fake-secrets.ts) come back masked in every shape a read
+// gives them: as stored, as JSON, aggregated, and inside error text.
 
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -16,6 +19,7 @@ import { DEMO_NOTE_SECRETS, DEMO_PII } from '../../../src/devdb/seed.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway } from '../../../src/pipeline/gateway.js';
 import { DEFAULT_POLICY, as, freshDatabase, testGateway, writeConfig, type FreshDatabase, type TestGateway } from '../../support/fixtures.js';
+import { expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
 
 const analyst = as('ana@example.com', ['analysts']);
 
@@ -234,7 +238,12 @@ CREATE FUNCTION name_of(cid int) RETURNS text LANGUAGE sql STABLE AS $$
   SELECT full_name FROM customers WHERE id = cid
 $$;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO drawbridge_gateway;
+CREATE TABLE app_config (id int PRIMARY KEY, name text NOT NULL, body text NOT NULL);
+GRANT SELECT ON app_config TO drawbridge_gateway;
 `;
+
+/** Fake credentials of every catalog family, stored as whole files and one row per env line. */
+const TOKENS = fakeSecrets(3);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -245,6 +254,12 @@ let names: string[] = [];
 beforeAll(async () => {
   db = await freshDatabase('evasion_masking');
   await db.query(SETUP_SQL);
+  let id = 0;
+  for (const [name, body] of Object.entries(TOKENS.files)) await db.query('INSERT INTO app_config VALUES ($1, $2, $3)', [++id, name, body]);
+  for (const line of TOKENS.files['app.env'].split('\n')) {
+    const name = /^(?:export )?([A-Z0-9_]+)=/.exec(line)?.[1];
+    if (name) await db.query('INSERT INTO app_config VALUES ($1, $2, $3)', [100 + ++id, `line:${name}`, line]);
+  }
   await db.query('ANALYZE customers');
   names = (await db.query<{ full_name: string }>('SELECT full_name FROM customers ORDER BY id')).map((row) => row.full_name);
   const password = /:([^:@/]+)@/.exec(DEMO_NOTE_SECRETS.postgresUrl)?.[1] ?? '';
@@ -506,5 +521,79 @@ describe('hash style: equal values correlate, keys matter', () => {
       await one.close();
       await two.close();
     }
+  });
+});
+
+describe('provider tokens and named credentials in rows', () => {
+  const noTokenLeak = (r: CallResult) => expect(leakedSecrets(allText(r), TOKENS.secrets), allText(r).slice(0, 3000)).toEqual([]);
+
+  it.each([
+    ['every row', 'SELECT id, name, body FROM app_config ORDER BY id'],
+    ['rows as JSON', 'SELECT row_to_json(c) FROM app_config c ORDER BY id'],
+    ['one JSON array', 'SELECT jsonb_agg(c ORDER BY id) FROM app_config c'],
+    ['aggregated into one text', "SELECT string_agg(body, E'\\n' ORDER BY id) FROM app_config"],
+    ['the service-account file as json and jsonb', "SELECT body::json, body::jsonb FROM app_config WHERE name = 'sa.json'"],
+    ['the private key member', "SELECT body::jsonb -> 'private_key', body::jsonb ->> 'private_key' FROM app_config WHERE name = 'sa.json'"],
+    ['config.yaml', "SELECT body FROM app_config WHERE name = 'config.yaml'"],
+    ['each line rebuilt by string functions', "SELECT upper(split_part(body, '=', 1)) || '=' || substr(body, strpos(body, '=') + 1) FROM app_config WHERE name LIKE 'line:%'"],
+  ])('%s', async (_name, sql) => {
+    const r = await gw.sql(sql, analyst);
+    expect(r.ok, allText(r)).toBe(true);
+    noTokenLeak(r);
+  });
+
+  it('the whole env file: each token counted by its detector in the masked summary', async () => {
+    const r = await gw.sql("SELECT body FROM app_config WHERE name = 'app.env'", analyst);
+    expect(r.ok, allText(r)).toBe(true);
+    if (!r.ok) return;
+    noTokenLeak(r);
+    const counted = Object.fromEntries(r.structured.masked.map((m) => [m.target, m.count]));
+    expect(counted).toEqual(Object.fromEntries(expectedMasks(TOKENS, ['app.env'])));
+    expect(String(r.structured.rows[0]?.[0])).toContain('STRIPE_SECRET_KEY=[masked:stripe_key]');
+  });
+
+  it('tokens whose shape identifies them stay masked when the agent strips their names', async () => {
+    const r = await gw.sql("SELECT substr(body, strpos(body, '=') + 1) FROM app_config WHERE name LIKE 'line:%' ORDER BY id", analyst);
+    expect(r.ok, allText(r)).toBe(true);
+    const standalone = TOKENS.secrets.filter((t) => ['stripe_key', 'github_token', 'gitlab_token', 'slack_token', 'google_api_key', 'openai_key', 'anthropic_key', 'npm_token', 'sendgrid_key', 'twilio_key', 'jwt', 'password_in_url', 'azure_connection_string', 'slack_webhook'].includes(t.detector));
+    expect(leakedSecrets(allText(r), standalone)).toEqual([]);
+  });
+
+  it.each([
+    ['a cast error quoting a row', "SELECT body::int FROM app_config WHERE name = 'line:STRIPE_SECRET_KEY'"],
+    ['a cast error quoting the whole file', "SELECT body::int FROM app_config WHERE name = 'app.env'"],
+    ['a uuid error quoting a line', "SELECT body::uuid FROM app_config WHERE name = 'line:GITHUB_PAT'"],
+  ])('error text: %s', async (_name, sql) => {
+    const r = await gw.sql(sql, analyst);
+    expect(r.ok).toBe(false);
+    noTokenLeak(r);
+    expect(allText(r)).toContain('[masked:');
+  });
+});
+
+describe('a refusal keeps the caller’s own identity readable', () => {
+  const bob = as('bob@example.com', ['guests']);
+
+  it('policy: "No rule allows … for bob@example.com"', async () => {
+    const r = await gw.sql('UPDATE products SET price = price WHERE id = 1', bob);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.code).toBe('policy.no_match');
+    expect(r.text).toContain('for bob@example.com.');
+  });
+
+  it('exactly the caller’s subject: another address in the same error is masked', async () => {
+    const r = await gw.sql("SELECT 'bob@example.com wrote to carol@example.org'::int", bob);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.message).toContain('bob@example.com');
+    expect(r.error.message).not.toContain('carol@example.org');
+    expect(r.error.message).toContain('[masked:email]');
+  });
+
+  it('rows never get the exemption: the caller’s own address in data is masked', async () => {
+    const r = await gw.sql("SELECT 'bob@example.com' AS me", bob);
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(r.structured.rows[0]?.[0]).toBe('[masked:email]');
   });
 });

@@ -5,7 +5,10 @@
 // approved). Each attempt tries to create a file in the host's scratch
 // directory or to delete one; the verdict is read off the host: nothing new
 // was exec'd for a refused attempt, and the directory is exactly as before.
-// Attempts that are accepted must arrive as literal words.
+// Attempts that are accepted must arrive as literal words. And whatever a
+// permitted read returns is masked: files full of provider tokens and named
+// credentials (every family of the secret catalog) come back with none of
+// their values, in any encoding, under the README's recommended masking rule.
 
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +19,8 @@ import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { QUOTING_PROBE_ARGV, quoteArgv } from '../../../src/backends/ssh/parse.js';
 import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../../support/sshd.js';
+import { expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
+import type { CallResult } from '../../../src/pipeline/callTool.js';
 
 let sshd: Sshd;
 let gateway: Gateway;
@@ -188,6 +193,11 @@ rules:
   - name: reads
     match: { tool: ssh_exec, access: read }
     effect: allow
+masking:
+  - name: ssh-output
+    match: { tool: ssh_exec }
+    detectors: all
+    patterns: ['(?i)(password|passwd|secret|token|api[_-]?key)\\s*[=:]\\s*(\\S+)']
 `);
     gateway = await openGateway({ configDir: dir, env: {} });
     // Open the pooled connection now: its quoting probe is the first exec the host sees.
@@ -267,5 +277,55 @@ rules:
     if (!r.ok) return;
     expect(String(r.structured.rows[0]?.[3])).toBe('1\n');
     expect(sshd.execs().slice(before)).toEqual([`cat ${ROOT}/victim | grep -c keep`]);
+  });
+
+  describe('secrets in files a permitted read returns', () => {
+    const SET = fakeSecrets(11);
+    const conf = () => {
+      mkdirSync(join(ROOT, 'conf'));
+      for (const [name, text] of Object.entries(SET.files)) writeFileSync(join(ROOT, 'conf', name), text);
+      return join(ROOT, 'conf');
+    };
+    const everything = (r: CallResult): string => (r.ok ? `${r.text}\n${JSON.stringify(r.structured)}` : `${r.text}\n${r.error.message}\n${JSON.stringify(r.error.details)}`);
+    const noLeak = (r: CallResult) => expect(leakedSecrets(everything(r), SET.secrets), everything(r).slice(0, 3000)).toEqual([]);
+
+    it('cat app.env: every token family masked, each counted by its detector', async () => {
+      const r = await run(`cat ${conf()}/app.env`);
+      expect(r.ok, everything(r)).toBe(true);
+      noLeak(r);
+      if (!r.ok) return;
+      const out = String(r.structured.rows[0]?.[3]);
+      // The measured leak: the README pattern wants `secret` right before `=`.
+      expect(out).toContain('STRIPE_SECRET_KEY=[masked:stripe_key]');
+      expect(out).toContain('DB_PASSWORD=[masked:pattern:ssh-output]');
+      expect(out).toContain('S3_ACCESS_KEY=[masked:secret_assignment]');
+      // Shape detectors count exactly what they masked (the pattern takes some named credentials first).
+      const counted = new Map(r.structured.masked.map((m) => [m.target, m.count]));
+      for (const [detector, n] of expectedMasks(SET, ['app.env'])) if (detector !== 'secret_assignment') expect(counted.get(detector), detector).toBe(n);
+      expect(r.text).toMatch(/Masked: .*stripe_key \(detector, 2\)/);
+    });
+
+    it.each([
+      ['cat DIR/config.yaml', 'YAML: plain, quoted, block scalar, env name/value pair'],
+      ['cat DIR/sa.json', 'a Google service-account key'],
+      ['cat DIR/app.env DIR/config.yaml DIR/sa.json', 'all three at once'],
+      ['head -n 20 DIR/app.env', 'the first lines'],
+      ['grep = DIR/app.env', 'grep of the assignments'],
+      ['cat DIR/app.env | head -n 60', 'a read-only pipeline'],
+      ['tail -n 12 DIR/app.env', 'the tail of the file: a private key without its BEGIN line'],
+      ['cat DIR/missing DIR/app.env', 'stderr next to stdout'],
+    ])('%s (%s)', async (template) => {
+      const r = await run(template.replaceAll('DIR', conf()));
+      expect(r.ok, everything(r)).toBe(true);
+      noLeak(r);
+    });
+
+    it('a token the agent puts in the command comes back masked in the error output and the summary', async () => {
+      const token = SET.secrets.find((x) => x.detector === 'github_token')?.values[0] ?? '';
+      const r = await run(`ls ${conf()}/${token}`);
+      expect(r.ok, everything(r)).toBe(true);
+      noLeak(r);
+      if (r.ok) expect(String(r.structured.rows[0]?.[4])).toContain('[masked:github_token]');
+    });
   });
 });

@@ -1,0 +1,126 @@
+// Linear time, measured as a ratio: every detector together scans hostile
+// inputs (1 MB of one token prefix repeated, `a=` a hundred thousand times,
+// long runs of base64, nested and escaped quotes, keyword floods) of size n and
+// 4n, and the larger must cost about four times the smaller, not sixteen. Only
+// the ratio of two timings taken in the same test is asserted, never a
+// duration; each input is scanned several times and the fastest run counts, so
+// a pause of the machine does not decide. The test timeout is the smoke check
+// that every scan finishes at all.
+
+import { describe, expect, it } from 'vitest';
+import { DETECTOR_NAMES, findSensitive } from '../../src/masking/detectors.js';
+
+const N = 256 * 1024;
+/**
+ * Linear is 4 (sorting many findings adds a log factor, ~4.5); quadratic would
+ * be 16. The margin absorbs cache and GC effects on a busy 2-core machine.
+ */
+const MAX_RATIO = 10;
+
+/** `unit` repeated to exactly `size` characters. */
+const fill = (unit: string, size: number): string => unit.repeat(Math.ceil(size / unit.length)).slice(0, size);
+
+/** Base64 alphabet, cycled: a run with no separator anywhere. */
+const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+// [name, input of the given size]
+const HOSTILE: ReadonlyArray<readonly [string, (size: number) => string]> = [
+  // The brief's cases.
+  ['sk_live_ repeated', (n) => fill('sk_' + 'live_', n)],
+  ['a= repeated', (n) => fill('a=', n)],
+  ['one long base64 run', (n) => fill(BASE64, n)],
+  ['nested escaped quotes after a name', (n) => `"password": "${fill('\\"', n)}`],
+  ['nested quotes after a name', (n) => `password=${fill('"', n)}`],
+  ['quote runs of growing depth', (n) => fill('\\\\\\"password\\\\\\": \\\\\\"', n)],
+  // Each family's prefix, flooded, and followed by a run that never ends.
+  ...(['sk_' + 'live_', 'whsec_', 'ghp_', 'ghs_1_', 'github_pat_', 'glpat-', 'GR1348941', 'xoxb-1-', 'xoxa-', 'xapp-1-', 'AIza', 'sk-', 'sk-proj-', 'sk-ant-api03-', 'npm_', 'SG.', 'SK', 'AC', 'AccountKey=', '&sig=', 'hooks.slack.com/services/', 'Authorization: Bearer ', 'authorization='] as const).flatMap(
+    (prefix): Array<readonly [string, (size: number) => string]> => [
+      [`${prefix} flood`, (n) => fill(prefix, n)],
+      [`${prefix} then an endless run`, (n) => prefix + fill(ALNUM, n - prefix.length)],
+      [`${prefix} with separators`, (n) => fill(`${prefix}${ALNUM.slice(0, 12)} `, n)],
+    ],
+  ),
+  ['Twilio SID + token pairs without end', (n) => fill(`AC${'a'.repeat(32)} `, n)],
+  ['Slack segments without end', (n) => 'xoxb-1' + fill('-a', n)],
+  // The generic rule.
+  ['keyword flood', (n) => fill('password', n)],
+  ['keyword names without end', (n) => fill('secret_', n)],
+  ['assignments without blanks', (n) => fill('password=', n)],
+  ['YAML keys without values', (n) => fill('token: ', n)],
+  ['env names without values', (n) => fill('- name: DB_PASSWORD\n', n)],
+  ['JSON env pairs without values', (n) => fill('{"name":"API_TOKEN",', n)],
+  ['a block scalar without end', (n) => `password: |\n${fill('    x\n', n)}`],
+  ['mask markers without end', (n) => `password: ${fill('[masked:x] ', n)}`],
+  ['angle-bracket values', (n) => fill(`password: <${'a '.repeat(60)}\n`, n)],
+  ['escaped newlines before names', (n) => fill('\\nSECRET=', n)],
+  ['service-account members', (n) => fill('"private_key": "', n)],
+  ['escaped service-account members', (n) => fill('\\"private_key_id\\":\\"', n)],
+  // The detectors that were there before the catalog.
+  ['digits', (n) => fill('1', n)],
+  ['grouped digits', (n) => fill('4111 ', n)],
+  ['at signs', (n) => fill('@', n)],
+  ['long local parts', (n) => fill(`${'a'.repeat(70)}@`, n)],
+  ['eyJ runs', (n) => fill('eyJ', n)],
+  ['BEGIN markers', (n) => fill('-----BEGIN PRIVATE KEY-----', n)],
+  ['END markers', (n) => fill('-----END PRIVATE KEY-----', n)],
+  ['whole key blocks', (n) => fill('-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n', n)],
+  ['body lines before END markers', (n) => fill(`${'QUJDREVG\n'.repeat(20)}-----END PRIVATE KEY-----\n`, n)],
+  ['scheme separators', (n) => fill('a://b:', n)],
+  ['iban-like groups', (n) => `GB82${fill(' ABCD', n - 4)}`],
+];
+
+type Scan = (text: string) => unknown;
+
+const allDetectors: Scan = (text) => findSensitive(text, DETECTOR_NAMES);
+
+/** Fastest of `runs` scans of `text` (each repeated `repeat` times), in ms. */
+function fastest(scan: Scan, text: string, repeat: number, runs: number): number {
+  let best = Infinity;
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < repeat; i++) scan(text);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+/** How much longer `scan` takes on `large` (4× the size) than on `small`. */
+function growth(scan: Scan, small: string, large: string): number {
+  fastest(scan, small, 1, 1); // warm up
+  const once = fastest(scan, small, 1, 1);
+  // Enough repeats that the small input is measurable, the same for both sizes.
+  const repeat = Math.min(64, Math.max(1, Math.ceil(4 / Math.max(once, 0.05))));
+  return fastest(scan, large, repeat, 5) / fastest(scan, small, repeat, 5);
+}
+
+describe('the measurement itself', () => {
+  it('tells a quadratic scan from a linear one', () => {
+    // From every position, look ahead to the end for a character that is not there.
+    const quadratic: Scan = (text) => {
+      let found = 0;
+      for (let i = 0; i < text.length; i++) if (text.indexOf('#', i) >= 0) found++;
+      return found;
+    };
+    const linear: Scan = (text) => text.indexOf('#');
+    const small = fill('a', 4096);
+    const large = fill('a', 4 * 4096);
+    expect(growth(quadratic, small, large)).toBeGreaterThan(MAX_RATIO);
+    expect(growth(linear, fill('a', N), fill('a', 4 * N))).toBeLessThan(MAX_RATIO);
+  });
+});
+
+describe('detectors run in linear time (n vs 4n)', () => {
+  it.each(HOSTILE)(
+    '%s',
+    (_name, make) => {
+      const small = make(N);
+      const large = make(4 * N);
+      expect(small.length).toBeGreaterThanOrEqual(N - 16);
+      expect(large.length).toBeGreaterThanOrEqual(4 * N - 16);
+      const ratio = growth(allDetectors, small, large);
+      expect(ratio, `4n took ${ratio.toFixed(2)}× the time of n`).toBeLessThan(MAX_RATIO);
+    },
+    60_000,
+  );
+});
