@@ -85,7 +85,7 @@ export async function stdioClient(name: string, command: string, args: string[],
     await client.listTools();
   } catch (error) {
     await transport.close().catch(() => undefined);
-    throw new Error(`${name} did not start: ${(error as Error).message}\n${stderr}`);
+    throw new Error(`${name} did not start: ${(error as Error).message}\n${stderr}`, { cause: error });
   }
   return { client, transport, stderr: () => stderr };
 }

@@ -413,7 +413,7 @@ class OversizeScanner {
 
   private stringEnded(chunk: Buffer, end: number): void {
     if (this.inKey) {
-      let key: string | null = null;
+      let key: string | null;
       try {
         const parsed = this.keyBytes === null ? null : (JSON.parse(Buffer.from(this.keyBytes).toString('utf8')) as unknown);
         key = typeof parsed === 'string' ? parsed : null;

@@ -147,7 +147,7 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
   const monotonic = ctx.monotonic ?? (() => performance.now());
   const started = monotonic();
   let lastProgress = -Infinity;
-  let current: StoredApproval | undefined = approval;
+  let current: StoredApproval | undefined;
   for (;;) {
     current = store.get(approval.id, ctx.clock());
     if (!current) throw new DrawbridgeError('approval.not_found', `Approval ${approval.id} disappeared from the store.`);

@@ -104,7 +104,6 @@ const MCP_PROTOCOL_VERSION = '2025-06-18';
 
 export const isLoopbackHttp = (url: URL): boolean => url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname);
 
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 /** Text from the network, made safe for one terminal line. */
 export function printable(text: string, max = 300): string {

@@ -36,7 +36,6 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
 /** A quoted-string for an auth-param: quotes and backslashes escaped, anything outside printable ASCII replaced. */
 export function quoteParam(value: string): string {
-  // eslint-disable-next-line no-control-regex
   const printable = value.replace(/[^\x20-\x7e]/g, ' ');
   return `"${printable.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }

@@ -29,7 +29,6 @@ import type { SecretRef } from '../config/secrets.js';
 import { DrawbridgeError, errorKind, toDrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { boundText, INPUT_LIMITS, measureInput, storedInput, type InputMeasure } from '../journal/bounded.js';
-import type { Journal } from '../journal/journal.js';
 import { DETECTOR_NAMES } from '../masking/detectors.js';
 import { applicableRules, createMasker, mergeMaskCounts, type MaskCount, type Masker } from '../masking/masker.js';
 import { evaluate, type Decision } from '../policy/evaluate.js';
@@ -81,7 +80,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   // checked against it and the intent record stores its bounded form.
   const measured = measureInput(call.args);
   let prepared: Prepared | null = null;
-  let refusal: DrawbridgeError | null = null;
+  let refusal: DrawbridgeError | null;
   let partial: ParsedRequest | null = null;
   let masker: Masker = createMasker([], gateway.maskKey);
 

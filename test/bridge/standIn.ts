@@ -95,6 +95,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   const sessions = new Map<string, { transport: StreamableHTTPServerTransport; server: McpServer }>();
   const seen: SeenRequest[] = [];
   let endpoint = '';
+  // eslint-disable-next-line prefer-const -- assigned once the endpoint is known, after the handlers that read it are built
   let verifier: ReturnType<typeof createOidcVerifier>;
   let metadataUrl = '';
 

@@ -301,7 +301,7 @@ describe('formatConnectionReports', () => {
     expect(lines[superIndex + 1]).toMatch(/^ {6}warning: role postgres is a SUPERUSER: /);
     const wrongIndex = lines.indexOf(first('pg-wrong-password')!);
     expect(lines[wrongIndex + 1]).toMatch(/^ {6}what to do: The backend refused the gateway's own credential/);
-    const statusLines = lines.filter((l) => /^(ok  |WARN|FAIL)  /.test(l));
+    const statusLines = lines.filter((l) => /^(ok {2}|WARN|FAIL) {2}/.test(l));
     expect(statusLines).toHaveLength(reports.length);
     const counts = { ok: reports.filter((r) => r.status === 'ok').length, warning: 1, failed: reports.filter((r) => r.status === 'failed').length };
     expect(lines[lines.length - 1]).toBe(`${reports.length} connections checked: ${counts.ok} ok, 1 with warnings, ${counts.failed} failed.`);

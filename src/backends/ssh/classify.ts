@@ -63,7 +63,8 @@ function writesByArguments(program: string, args: readonly string[]): string | n
   let hit: string | null;
   switch (program) {
     case 'sort':
-      return (hit = hasOption(args, 'o', ['output'])) ? `sort ${hit} writes a file` : null;
+      hit = hasOption(args, 'o', ['output']);
+      return hit ? `sort ${hit} writes a file` : null;
     case 'uniq':
       return operands(args).length > 1 ? 'uniq with a second file name writes that file' : null;
     case 'date': {
@@ -81,17 +82,22 @@ function writesByArguments(program: string, args: readonly string[]): string | n
     case 'mount':
       return args.some((a) => a !== '-l') ? 'mount with arguments mounts file systems (run it bare, or use findmnt, to list)' : null;
     case 'dmesg':
-      return (hit = hasOption(args, 'CcDEn', ['clear', 'read-clear', 'console-off', 'console-on', 'console-level'])) ? `dmesg ${hit} changes the kernel log` : null;
+      hit = hasOption(args, 'CcDEn', ['clear', 'read-clear', 'console-off', 'console-on', 'console-level']);
+      return hit ? `dmesg ${hit} changes the kernel log` : null;
     case 'ss':
-      return (hit = hasOption(args, 'KD', ['kill', 'diag'])) ? `ss ${hit} kills sockets or writes a file` : null;
+      hit = hasOption(args, 'KD', ['kill', 'diag']);
+      return hit ? `ss ${hit} kills sockets or writes a file` : null;
     case 'journalctl':
-      return (hit = hasOption(args, '', ['rotate', 'vacuum-size', 'vacuum-time', 'vacuum-files', 'flush', 'sync', 'relinquish-var', 'smart-relinquish-var', 'setup-keys', 'update-catalog', 'cursor-file']))
+      hit = hasOption(args, '', ['rotate', 'vacuum-size', 'vacuum-time', 'vacuum-files', 'flush', 'sync', 'relinquish-var', 'smart-relinquish-var', 'setup-keys', 'update-catalog', 'cursor-file']);
+      return hit
         ? `journalctl ${hit} changes the journal or writes a file`
         : null;
     case 'file':
-      return (hit = hasOption(args, 'C', ['compile'])) ? `file ${hit} writes a compiled magic file` : null;
+      hit = hasOption(args, 'C', ['compile']);
+      return hit ? `file ${hit} writes a compiled magic file` : null;
     case 'sar':
-      return (hit = hasOption(args, 'o', [])) ? `sar ${hit} writes a data file` : null;
+      hit = hasOption(args, 'o', []);
+      return hit ? `sar ${hit} writes a data file` : null;
     case 'top':
       return args.includes('-b') ? null : 'top without -b is interactive';
     default:
@@ -112,9 +118,11 @@ function runsByArguments(program: string, args: readonly string[]): string | nul
       return option ? `tar ${option} runs a program` : null;
     }
     case 'sort':
-      return (hit = hasOption(args, '', ['compress-program'])) ? `sort ${hit} runs a program` : null;
+      hit = hasOption(args, '', ['compress-program']);
+      return hit ? `sort ${hit} runs a program` : null;
     case 'systemctl':
-      return (hit = hasOption(args, 'H', ['host'])) ? `systemctl ${hit} connects to another host over ssh` : null;
+      hit = hasOption(args, 'H', ['host']);
+      return hit ? `systemctl ${hit} connects to another host over ssh` : null;
     default:
       return null;
   }

@@ -1790,7 +1790,7 @@ class FakeKubeServer implements FakeKube {
     let newRs = owned.find((rs) => deepEqual(stripHash(asRecord(rs['spec'])['template']), stripHash(template)));
     let revision: number;
     if (!newRs) {
-      let hash = '';
+      let hash: string;
       for (let collision = 0; ; collision++) {
         hash = safeEncode(createHash('sha256').update(canonicalJson(template) + String(collision)).digest(), 10);
         if (!this.getEntry(RS_DEF, ns, `${md.name ?? ''}-${hash}`)) break;
