@@ -14,7 +14,10 @@ function intent(i: number): Record<string, unknown> {
     client: { name: 'claude-code', version: '1.0.0' },
     tool: 'run_sql',
     connection: 'orders-prod',
-    input: { connection: 'orders-prod', sql: `SELECT id, status, total, created_at FROM orders WHERE customer_id = ${1000 + (i % 977)} ORDER BY created_at DESC LIMIT 50` },
+    input: {
+      connection: 'orders-prod',
+      sql: `SELECT id, status, total, created_at FROM orders WHERE customer_id = ${1000 + (i % 977)} ORDER BY created_at DESC LIMIT 50`,
+    },
     request: {
       operation: 'select',
       access: 'read',

@@ -117,7 +117,12 @@ export function clientNodeTarget(kubeconfig: string): KubeTarget {
 }
 
 export async function drawbridgeKubeTarget(configDir: string): Promise<KubeTarget> {
-  const { client, transport, stderr } = await stdioClient('drawbridge-kubectl', process.execPath, [DRAWBRIDGE_CLI, 'serve', '--config', configDir], childEnv({}));
+  const { client, transport, stderr } = await stdioClient(
+    'drawbridge-kubectl',
+    process.execPath,
+    [DRAWBRIDGE_CLI, 'serve', '--config', configDir],
+    childEnv({}),
+  );
   return {
     name: 'drawbridge',
     pid: transport.pid,
@@ -169,7 +174,13 @@ export async function mcpServerKubernetesTarget(kubeconfig: string, shim: { dir:
 /** The argv lines the shim logged (distinct), for the report. */
 export function shimArgv(shim: { argvLog: string }): string[] {
   try {
-    return [...new Set(readFileSync(shim.argvLog, 'utf8').split('\n').filter((l) => l.length > 0))];
+    return [
+      ...new Set(
+        readFileSync(shim.argvLog, 'utf8')
+          .split('\n')
+          .filter((l) => l.length > 0),
+      ),
+    ];
   } catch {
     return [];
   }
@@ -190,11 +201,20 @@ export async function shimAloneMs(kubeconfig: string, shim: { dir: string }, run
 // ---------------------------------------------------------------------------
 // The measurement loop
 
-export async function measureKube(targets: readonly KubeTarget[], expected: readonly string[], options: { warmup: number; calls: number }): Promise<KubeSample[]> {
+export async function measureKube(
+  targets: readonly KubeTarget[],
+  expected: readonly string[],
+  options: { warmup: number; calls: number },
+): Promise<KubeSample[]> {
   const want = [...expected].sort().join(',');
-  return roundRobin(targets, options, (t) => t.call(), (t, answer, round, rounds) => {
-    if (round !== 0 && round !== rounds - 1) return;
-    const got = t.podNames(answer).sort().join(',');
-    if (got !== want) throw new Error(`${t.name} listed pods [${got}], expected [${want}]`);
-  });
+  return roundRobin(
+    targets,
+    options,
+    (t) => t.call(),
+    (t, answer, round, rounds) => {
+      if (round !== 0 && round !== rounds - 1) return;
+      const got = t.podNames(answer).sort().join(',');
+      if (got !== want) throw new Error(`${t.name} listed pods [${got}], expected [${want}]`);
+    },
+  );
 }

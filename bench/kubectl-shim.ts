@@ -35,7 +35,11 @@ try {
   kc.loadFromDefault();
   const api = kc.makeApiClient(CoreV1Api);
   const list = await api.listNamespacedPod({ namespace });
-  const items = (list.items ?? []).map((pod) => ({ apiVersion: 'v1', kind: 'Pod', ...(ObjectSerializer.serialize(pod, 'V1Pod', '') as Record<string, unknown>) }));
+  const items = (list.items ?? []).map((pod) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    ...(ObjectSerializer.serialize(pod, 'V1Pod', '') as Record<string, unknown>),
+  }));
   process.stdout.write(`${JSON.stringify({ apiVersion: 'v1', items, kind: 'List', metadata: { resourceVersion: '' } }, null, 4)}\n`);
 } catch (error) {
   fail((error as Error).message);

@@ -71,7 +71,12 @@ export function answerText(a: ToolAnswer): string {
   return (a.content ?? []).map((c) => c.text ?? '').join('\n');
 }
 
-export async function stdioClient(name: string, command: string, args: string[], env: Record<string, string>): Promise<{ client: Client; transport: StdioClientTransport; stderr: () => string }> {
+export async function stdioClient(
+  name: string,
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ client: Client; transport: StdioClientTransport; stderr: () => string }> {
   const transport = new StdioClientTransport({ command, args, env, stderr: 'pipe' });
   let stderr = '';
   transport.stderr?.on('data', (d: Buffer) => {
@@ -156,9 +161,14 @@ export async function measureRoundRobin(
   options: { warmup: number; calls: number },
 ): Promise<Sample[]> {
   const sql = sqlFor(shape, rows);
-  const samples = await roundRobin(targets, options, (t) => t.call(sql), (t, answer, round, rounds) => {
-    // Check the first warm-up answer and the last measured one.
-    if (round === 0 || round === rounds - 1) t.check(answer, rows, shape);
-  });
+  const samples = await roundRobin(
+    targets,
+    options,
+    (t) => t.call(sql),
+    (t, answer, round, rounds) => {
+      // Check the first warm-up answer and the last measured one.
+      if (round === 0 || round === rounds - 1) t.check(answer, rows, shape);
+    },
+  );
   return samples.map((s) => ({ ...s, shape, rows }));
 }

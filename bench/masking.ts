@@ -18,7 +18,24 @@ const WORDS = (
   'warnings latency spike on checkout service deploy rolled back ticket merged duplicate see previous note'
 ).split(' ');
 const FIRST = ['Ada', 'Grace', 'Alan', 'Marie', 'José', 'Zoë', 'Björn', 'Amara', 'Mei', 'Ravi', 'Yuki', 'Fatima', 'Lucas', 'Chloé', 'Kwame', 'Noor'];
-const LAST = ['Lovelace', 'Hopper', 'Turing', 'Curie', 'Álvarez', 'Müller', 'Lindqvist', 'Okafor', 'Chen', 'Patel', 'Tanaka', 'Zahra', 'Moreau', 'Dubois', 'Mensah', 'Haddad'];
+const LAST = [
+  'Lovelace',
+  'Hopper',
+  'Turing',
+  'Curie',
+  'Álvarez',
+  'Müller',
+  'Lindqvist',
+  'Okafor',
+  'Chen',
+  'Patel',
+  'Tanaka',
+  'Zahra',
+  'Moreau',
+  'Dubois',
+  'Mensah',
+  'Haddad',
+];
 const CITIES = ['San Francisco', 'New York', 'Chicago', 'Berlin', 'London', 'Paris', 'Amsterdam', 'Madrid', 'Lisbon', 'Toronto'];
 
 /** Sensitive values of every detector kind (public test numbers / documentation examples). */

@@ -71,7 +71,12 @@ async function prepare(configDir: string, environment: Record<string, string>): 
 }
 
 /** One call, stage by stage; returns ms per stage and the answer message size. */
-async function stagedCall(gateway: Gateway, env: Env, validate: (v: unknown) => { valid: boolean }, sql: string): Promise<{ times: Record<Stage, number>; bytes: number }> {
+async function stagedCall(
+  gateway: Gateway,
+  env: Env,
+  validate: (v: unknown) => { valid: boolean },
+  sql: string,
+): Promise<{ times: Record<Stage, number>; bytes: number }> {
   const times = {} as Record<Stage, number>;
   let t = performance.now();
   const lap = (stage: Stage) => {
@@ -96,7 +101,14 @@ async function stagedCall(gateway: Gateway, env: Env, validate: (v: unknown) => 
     tool: 'run_sql',
     connection: 'db',
     input: { connection: 'db', sql: masker.maskText(sql, null).text },
-    request: { operation: request.operation, access: request.access, resources: [...request.resources], functions: [...request.functions], summary: request.summary, reasons: [...request.reasons] },
+    request: {
+      operation: request.operation,
+      access: request.access,
+      resources: [...request.resources],
+      functions: [...request.functions],
+      summary: request.summary,
+      reasons: [...request.reasons],
+    },
     decision: { effect: decision.effect, rule: decision.rule?.name ?? null, message: decision.message },
   });
   lap('journal intent');
@@ -107,7 +119,16 @@ async function stagedCall(gateway: Gateway, env: Env, validate: (v: unknown) => 
   const { text, structured } = renderAnswer({ callId, request, decision, result: safe, masked, durationMs: 1 });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
   lap('render + hash');
-  gateway.journal.append('outcome', callId, { status: 'ok', rows: safe.rows.length, affectedRows: safe.affectedRows, bytes: safe.bytes, durationMs: 1, truncated: safe.truncated !== null, masked, answerHash });
+  gateway.journal.append('outcome', callId, {
+    status: 'ok',
+    rows: safe.rows.length,
+    affectedRows: safe.affectedRows,
+    bytes: safe.bytes,
+    durationMs: 1,
+    truncated: safe.truncated !== null,
+    masked,
+    answerHash,
+  });
   lap('journal outcome');
   // The SDK server validates the handler's result (zod) and serialises the JSON-RPC line.
   const callResult = { content: [{ type: 'text', text }], structuredContent: structured };
@@ -168,7 +189,13 @@ export async function profileStages(
 }
 
 /** The real callTool in process, round-robin over gateways whose journals differ only in durability. */
-export async function profileJournalModes(configDir: string, environment: Record<string, string>, sql: string, calls: number, journalDir: string): Promise<JournalModeProfile[]> {
+export async function profileJournalModes(
+  configDir: string,
+  environment: Record<string, string>,
+  sql: string,
+  calls: number,
+  journalDir: string,
+): Promise<JournalModeProfile[]> {
   const env = await prepare(configDir, environment);
   const variants: Array<{ journal: string; gateway: Gateway }> = [
     { journal: 'SQLite, synchronous FULL (default)', gateway: gatewayWith(env, join(journalDir, 'full.db'), 'full') },

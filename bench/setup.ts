@@ -21,10 +21,30 @@ export interface BenchDatabase {
 }
 
 const NAMES = [
-  'Ada Lovelace', 'Grace Hopper', 'Alan Turing', 'Katherine Johnson', 'Marie Curie', 'Niels Bohr',
-  'Rosalind Franklin', 'Emmy Noether', 'Hedy Lamarr', 'Barbara Liskov', 'Donald Knuth', 'Frances Allen',
-  "Siobhan O'Connor", 'José Álvarez', 'Zoë Müller', 'Björn Lindqvist', 'Amara Okafor', 'Mei Chen',
-  'Ravi Patel', 'Yuki Tanaka', 'Fatima Zahra', 'Lucas Moreau', 'Chloé Dubois', 'Kwame Mensah',
+  'Ada Lovelace',
+  'Grace Hopper',
+  'Alan Turing',
+  'Katherine Johnson',
+  'Marie Curie',
+  'Niels Bohr',
+  'Rosalind Franklin',
+  'Emmy Noether',
+  'Hedy Lamarr',
+  'Barbara Liskov',
+  'Donald Knuth',
+  'Frances Allen',
+  "Siobhan O'Connor",
+  'José Álvarez',
+  'Zoë Müller',
+  'Björn Lindqvist',
+  'Amara Okafor',
+  'Mei Chen',
+  'Ravi Patel',
+  'Yuki Tanaka',
+  'Fatima Zahra',
+  'Lucas Moreau',
+  'Chloé Dubois',
+  'Kwame Mensah',
 ];
 const CITIES = ['San Francisco', 'New York', 'Chicago', 'Berlin', 'London', 'Paris', 'Amsterdam', 'Madrid', 'Lisbon', 'Toronto', 'Austin', 'Munich'];
 

@@ -126,7 +126,9 @@ function exec(client: ssh2.Client, command: string, env?: Record<string, string>
       const errs: Buffer[] = [];
       stream.on('data', (c: Buffer) => out.push(c));
       stream.stderr.on('data', (c: Buffer) => errs.push(c));
-      stream.on('close', (code: number | null) => resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errs).toString('utf8'), code: typeof code === 'number' ? code : null }));
+      stream.on('close', (code: number | null) =>
+        resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errs).toString('utf8'), code: typeof code === 'number' ? code : null }),
+      );
     });
   });
 }
@@ -185,7 +187,8 @@ export async function drawbridgeSshTarget(configDir: string): Promise<SshTarget>
       const s = a.structuredContent;
       const col = (name: string) => (s?.columns ?? []).findIndex((c) => c.name === name);
       const row = s?.rows?.[0];
-      if (!row || s?.rows?.length !== 1 || col('stdout') < 0 || col('exit_code') < 0) throw new Error(`drawbridge answered without one host row: ${JSON.stringify(s).slice(0, 500)}`);
+      if (!row || s?.rows?.length !== 1 || col('stdout') < 0 || col('exit_code') < 0)
+        throw new Error(`drawbridge answered without one host row: ${JSON.stringify(s).slice(0, 500)}`);
       if (row[col('exit_code')] !== 0) throw new Error(`drawbridge: ${SSH_COMMAND} exited with ${String(row[col('exit_code')])}: ${JSON.stringify(row)}`);
       return String(row[col('stdout')]);
     },
@@ -270,5 +273,10 @@ function checkAnswer(target: SshTarget, answer: unknown, expected: string): void
 }
 
 export async function measureSsh(targets: readonly SshTarget[], expected: string, options: { warmup: number; calls: number }): Promise<SshSample[]> {
-  return roundRobin(targets, options, (t) => t.call(), (t, answer) => checkAnswer(t, answer, expected));
+  return roundRobin(
+    targets,
+    options,
+    (t) => t.call(),
+    (t, answer) => checkAnswer(t, answer, expected),
+  );
 }

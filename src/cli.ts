@@ -28,7 +28,6 @@ import { installProcessGuard } from './server-guard.js';
 import { checkConnections, connectionCheckFailed, formatConnectionReports } from './pipeline/probe.js';
 import { CliError, COMMANDS, commandHelp, generalHelp, packageVersion, parseCommand, subcommandsOf, type CommandSpec } from './cli/commands.js';
 
-
 function configDir(value: string | undefined): string {
   return resolve(value ?? process.env['DRAWBRIDGE_CONFIG'] ?? '.');
 }
@@ -45,7 +44,9 @@ function help(spec: CommandSpec): number {
 
 function unknownSubcommand(group: string, given: string | undefined): never {
   const names = subcommandsOf(group);
-  return fail(`${given === undefined || given === '--help' || given === '-h' ? `drawbridge ${group} needs a command` : `Unknown ${group} command "${safeLine(given)}"`}. Use: ${names.map((n) => `drawbridge ${group} ${n}`).join(' | ')} (each has --help).`);
+  return fail(
+    `${given === undefined || given === '--help' || given === '-h' ? `drawbridge ${group} needs a command` : `Unknown ${group} command "${safeLine(given)}"`}. Use: ${names.map((n) => `drawbridge ${group} ${n}`).join(' | ')} (each has --help).`,
+  );
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -120,19 +121,29 @@ async function serve(args: string[]): Promise<number> {
     const identity = gateway.config.identity;
     if (identity?.mode !== 'oidc') {
       await gateway.close();
-      return fail('serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): over HTTP every caller proves who they are with a token from your OpenID provider.', 1);
+      return fail(
+        'serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): over HTTP every caller proves who they are with a token from your OpenID provider.',
+        1,
+      );
     }
     let http: HttpGateway;
     try {
-      http = await serveHttp(gateway, createOidcVerifier(identity), { ...listen, ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}) });
+      http = await serveHttp(gateway, createOidcVerifier(identity), {
+        ...listen,
+        ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
+      });
     } catch (error) {
       await gateway.close();
       return fail(`drawbridge: cannot listen on ${values.http}: ${(error as Error).message}`, 1);
     }
     if (http.resource !== identity.audience) {
-      process.stderr.write(`drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).\n`);
+      process.stderr.write(
+        `drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).\n`,
+      );
     }
-    process.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} (resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`);
+    process.stderr.write(
+      `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} (resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`,
+    );
     await stopped;
     await http.close();
     await gateway.close();
@@ -175,7 +186,8 @@ function bridgeOptions(args: string[], command: 'connect' | 'token'): BridgeOpti
   const usage = `drawbridge ${command} URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]`;
   if (positionals.length !== 1) fail(`${command} takes the gateway's MCP URL, e.g. https://drawbridge.example.com/mcp.\nUsage: ${usage}`);
   const clientId = values['client-id'] ?? process.env['DRAWBRIDGE_CLIENT_ID'];
-  if (!clientId) fail(`${command} needs the OAuth client registered for Drawbridge at your provider: --client-id ID (or $DRAWBRIDGE_CLIENT_ID).\nUsage: ${usage}`);
+  if (!clientId)
+    fail(`${command} needs the OAuth client registered for Drawbridge at your provider: --client-id ID (or $DRAWBRIDGE_CLIENT_ID).\nUsage: ${usage}`);
   if (values['token-cache'] !== undefined && values['no-token-cache']) fail('--token-cache and --no-token-cache exclude each other.');
   // A secret on the command line would show in `ps`: the environment only.
   const clientSecret = process.env['DRAWBRIDGE_CLIENT_SECRET'];
@@ -241,7 +253,10 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
   }
   const { provider, verified } = await tokenIdentityProvider(createOidcVerifier(identity), token);
   const groups = verified.identity.groups.join(', ') || 'no groups';
-  return { identities: provider, who: `${verified.identity.subject} [oidc ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}` };
+  return {
+    identities: provider,
+    who: `${verified.identity.subject} [oidc ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}`,
+  };
 }
 
 async function check(args: string[]): Promise<number> {
@@ -324,7 +339,15 @@ async function policyExplain(args: string[]): Promise<number> {
     const declared = gateway.config.identity?.mode === 'local' ? gateway.config.identity : null;
     const subject = values.subject ?? declared?.subject;
     if (!subject) fail('No identity: pass --subject (and --groups), or configure a local one in policies (kind: gateway).');
-    const groups = values.groups !== undefined ? values.groups.split(',').map((g) => g.trim()).filter(Boolean) : values.subject ? [] : [...(declared?.groups ?? [])];
+    const groups =
+      values.groups !== undefined
+        ? values.groups
+            .split(',')
+            .map((g) => g.trim())
+            .filter(Boolean)
+        : values.subject
+          ? []
+          : [...(declared?.groups ?? [])];
     const identity = makeIdentity({ kind: 'local', subject, groups, issuer: 'local' });
     const result = await explain(gateway, { tool: values.tool, connection: values.connection, input, identity, offline: values.offline });
     process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatExplanation(result));
@@ -532,7 +555,9 @@ async function approvalsVote(decision: 'approve' | 'deny', args: string[]): Prom
           : after.status === 'denied'
             ? 'denied. The agent is told your reason; nothing runs.'
             : `pending (${approvals}/${after.subject.min} approvals).`;
-      process.stdout.write(`${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`);
+      process.stdout.write(
+        `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`,
+      );
       return 0;
     } finally {
       journal.close();
@@ -582,11 +607,18 @@ async function grantsRevoke(args: string[]): Promise<number> {
       // Journal under the call that requested the approval; in-band grants have no stored request.
       return { grant: revoked, callId: store.get(revoked.approvalId, now)?.subject.callId ?? revoked.id };
     });
-    process.stdout.write(`${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`);
+    process.stdout.write(
+      `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`,
+    );
     try {
       const journal = openJournal(config.journal.path, { sync: config.journal.sync });
       try {
-        journal.append('grant', callId, { event: 'revoked', grantId: grant.id, approvalId: grant.approvalId, by: approver.subject, approver: approverRecord(approver) }, now);
+        journal.append(
+          'grant',
+          callId,
+          { event: 'revoked', grantId: grant.id, approvalId: grant.approvalId, by: approver.subject, approver: approverRecord(approver) },
+          now,
+        );
       } finally {
         journal.close();
       }

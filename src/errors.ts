@@ -51,14 +51,17 @@ export type ErrorCode =
 const HINTS: Record<ErrorCode, string> = {
   'config.invalid': 'Fix the listed problems in tools/ or policies/ and run `drawbridge check`.',
   'config.secret_missing': 'Set the referenced environment variable or file on the gateway host, then retry.',
-  'config.secret_invalid': 'A secret of this connection has the wrong form. Retrying will not help: tell the operator, who must correct the referenced variable or file on the gateway host and restart the gateway.',
+  'config.secret_invalid':
+    'A secret of this connection has the wrong form. Retrying will not help: tell the operator, who must correct the referenced variable or file on the gateway host and restart the gateway.',
   'identity.missing': 'The gateway has no caller identity; the operator must configure one (kind: gateway, identity).',
-  'identity.invalid_token': 'Sign in again to get a fresh access token for this gateway (drawbridge connect does it for you); the token must be a JWT issued for this gateway.',
+  'identity.invalid_token':
+    'Sign in again to get a fresh access token for this gateway (drawbridge connect does it for you); the token must be a JWT issued for this gateway.',
   'identity.insufficient_scope': 'Ask for an access token with the listed scopes (the provider must grant them to your client).',
   'identity.expired': 'The access token has expired. Get a new one and restart the server (drawbridge connect refreshes tokens automatically).',
   'identity.unavailable': 'The OpenID provider could not be reached to verify the token. Retry later or tell the operator.',
   'identity.session_mismatch': 'This MCP session belongs to another identity. Start a new session with your own token.',
-  'identity.sign_in_required': 'A person must sign in first: open the address shown, enter the code and approve. The bridge then connects by itself and the tool list refreshes; call again after that.',
+  'identity.sign_in_required':
+    'A person must sign in first: open the address shown, enter the code and approve. The bridge then connects by itself and the tool list refreshes; call again after that.',
   'input.invalid': 'Check the tool arguments against the tool input schema and call again.',
   'tool.unknown': 'Call one of the tools listed by tools/list.',
   'connection.unknown': 'Use one of the connection names listed in the tool description.',
@@ -69,14 +72,19 @@ const HINTS: Record<ErrorCode, string> = {
   'sql.parse_error': 'Fix the SQL syntax (PostgreSQL grammar) and call again.',
   'sql.multiple_statements': 'Send exactly one SQL statement per call, without transaction control.',
   'sql.unknown_function': 'Check the function name and schema; list functions with a query on pg_proc if needed.',
-  'kubectl.refused': 'This kubectl feature is not available through the gateway (it would change the connection or identity, open a tunnel, or escape parsing). Use a plain command from the supported list.',
-  'ssh.refused': 'This shell construct is not run through the gateway: it runs exactly one program with literal arguments. Send a plain command (no pipes, lists, substitutions, redirections or variables) and let policy decide.',
+  'kubectl.refused':
+    'This kubectl feature is not available through the gateway (it would change the connection or identity, open a tunnel, or escape parsing). Use a plain command from the supported list.',
+  'ssh.refused':
+    'This shell construct is not run through the gateway: it runs exactly one program with literal arguments. Send a plain command (no pipes, lists, substitutions, redirections or variables) and let policy decide.',
   'backend.unavailable': 'The backend could not be reached. Retry later or tell the operator.',
-  'backend.auth_failed': "The backend refused the gateway's own credential for this connection (wrong, expired or not allowed to log in). Retrying will not help: tell the operator, who must fix the credential in the connection's secret on the gateway host and restart the gateway.",
+  'backend.auth_failed':
+    "The backend refused the gateway's own credential for this connection (wrong, expired or not allowed to log in). Retrying will not help: tell the operator, who must fix the credential in the connection's secret on the gateway host and restart the gateway.",
   'backend.timeout': 'The statement hit the time limit. Narrow it (add filters or LIMIT) and call again.',
-  'backend.connection_lost': 'The database session ended during the call (a restart, a failover, an administrator ending it, or the network); the message says whether anything was applied. Unless it says the change was committed, call again once the database is back: the gateway opens a new connection by itself.',
+  'backend.connection_lost':
+    'The database session ended during the call (a restart, a failover, an administrator ending it, or the network); the message says whether anything was applied. Unless it says the change was committed, call again once the database is back: the gateway opens a new connection by itself.',
   'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',
-  'backend.interrupted': 'The connection to the backend broke while the request was in flight, so whether it took effect is unknown. Check the current state with a read (kubectl get, or a command that shows the state on the host) before retrying anything that changes state; the next call opens a new connection.',
+  'backend.interrupted':
+    'The connection to the backend broke while the request was in flight, so whether it took effect is unknown. Check the current state with a read (kubectl get, or a command that shows the state on the host) before retrying anything that changes state; the next call opens a new connection.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
   'approval.declined': 'A human declined this request. Do not retry it or variants of it; ask them what they would accept.',
@@ -85,14 +93,16 @@ const HINTS: Record<ErrorCode, string> = {
   'approval.timeout': 'Nobody decided in time, so nothing was run. Call again when a human can answer, to ask for a new approval.',
   'approval.not_found': 'Check the id with `drawbridge approvals list --all`.',
   'approval.not_pending': 'This request was already decided or has expired; see `drawbridge approvals show ID`. A new request needs a new call from the agent.',
-  'approval.forbidden': "Only members of the rule's approver groups may vote, and requesters never approve their own requests unless the rule says requester: true. Ask another approver.",
+  'approval.forbidden':
+    "Only members of the rule's approver groups may vote, and requesters never approve their own requests unless the rule says requester: true. Ask another approver.",
   'approval.duplicate_vote': 'Each approver votes once per request. If more approvals are needed, another approver must vote.',
   'approval.not_approved': 'This request is not approved, or its approval was already used. Call again to ask for a new approval.',
   'approval.store_unavailable': 'The approvals store cannot be read or written, so nothing that needs approval runs. Tell the operator.',
   'grant.not_found': 'Check the id with `drawbridge grants list --all`; a revoked grant cannot be revoked again.',
   'grant.expired': 'The grant has expired. Call again to ask for a new approval.',
-  'identity.unknown_approver': 'Set DRAWBRIDGE_APPROVER_TOKEN (or pass --token-file PATH) to the approver token the operator issued you (policies, kind: gateway, approval.approvers).',
-  'internal': 'An unexpected gateway error occurred. Tell the operator; the journal has the details.',
+  'identity.unknown_approver':
+    'Set DRAWBRIDGE_APPROVER_TOKEN (or pass --token-file PATH) to the approver token the operator issued you (policies, kind: gateway, approval.approvers).',
+  internal: 'An unexpected gateway error occurred. Tell the operator; the journal has the details.',
 };
 
 /**
@@ -153,7 +163,7 @@ const KINDS: Record<ErrorCode, ErrorKind> = {
   'grant.not_found': 'refusal',
   'grant.expired': 'refusal',
   'identity.unknown_approver': 'refusal',
-  'internal': 'fault',
+  internal: 'fault',
 };
 
 export function errorKind(code: ErrorCode): ErrorKind {

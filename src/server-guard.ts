@@ -60,16 +60,20 @@ export function installProcessGuard(options: GuardOptions = {}): ProcessGuard {
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
   const debug = options.debug ?? process.env['DRAWBRIDGE_DEBUG'] === '1';
   let fired = 0;
-  const handle = (event: GuardEvent) => (value: unknown): void => {
-    fired++;
-    const what = event === 'uncaughtException' ? 'an uncaught exception' : 'an unhandled promise rejection';
-    const stack = debug && value instanceof Error && value.stack ? `\n${value.stack}` : '';
-    try {
-      write(`${GUARD_LINE_PREFIX} ${what} (${describeFault(value)}) was caught; still serving. This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).${stack}\n`);
-    } catch {
-      // stderr itself failed: nothing more can be said, and throwing here would end the process.
-    }
-  };
+  const handle =
+    (event: GuardEvent) =>
+    (value: unknown): void => {
+      fired++;
+      const what = event === 'uncaughtException' ? 'an uncaught exception' : 'an unhandled promise rejection';
+      const stack = debug && value instanceof Error && value.stack ? `\n${value.stack}` : '';
+      try {
+        write(
+          `${GUARD_LINE_PREFIX} ${what} (${describeFault(value)}) was caught; still serving. This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).${stack}\n`,
+        );
+      } catch {
+        // stderr itself failed: nothing more can be said, and throwing here would end the process.
+      }
+    };
   const onException = handle('uncaughtException');
   const onRejection = handle('unhandledRejection');
   target.on('uncaughtException', onException);

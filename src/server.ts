@@ -55,7 +55,8 @@ export function describeTools(config: GatewayConfig): Tool[] {
 
 function mayChangeData(config: GatewayConfig, tool: LoadedTool): boolean {
   return config.rules.some(
-    (r) => r.effect !== 'deny' && (!r.match.tool || anyGlob(r.match.tool, tool.declaration.name)) && (!r.match.access || r.match.access.some((a) => a !== 'read')),
+    (r) =>
+      r.effect !== 'deny' && (!r.match.tool || anyGlob(r.match.tool, tool.declaration.name)) && (!r.match.access || r.match.access.some((a) => a !== 'read')),
   );
 }
 
@@ -69,7 +70,13 @@ function describe(config: GatewayConfig, tool: LoadedTool): string {
   if (rules.length > 0) {
     lines.push('', 'Policy (deny wins, then approve, then allow; anything else is refused):');
     for (const r of rules) {
-      const what = [r.match.access?.join('/'), r.match.operation?.join('/'), r.match.connection && `on ${r.match.connection.join(', ')}`, r.match.tables && `tables ${r.match.tables.join(', ')}`, r.match.groups && `for ${r.match.groups.join(', ')}`]
+      const what = [
+        r.match.access?.join('/'),
+        r.match.operation?.join('/'),
+        r.match.connection && `on ${r.match.connection.join(', ')}`,
+        r.match.tables && `tables ${r.match.tables.join(', ')}`,
+        r.match.groups && `for ${r.match.groups.join(', ')}`,
+      ]
         .filter(Boolean)
         .join(' ');
       lines.push(`- ${r.name}: ${r.effect} ${what || 'everything'}${r.message ? ` (${r.message})` : ''}`);
@@ -94,50 +101,55 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
   // Protocol's registration, not the Server's: Server.setRequestHandler wraps tools/call
   // in a validation that answers a malformed request with a JSON-RPC error the journal
   // never sees. Here every tools/call, whatever its params, is a call of the pipeline.
-  Protocol.prototype.setRequestHandler.call(server, AnyToolsCallSchema, async (request: z.infer<typeof AnyToolsCallSchema>, extra: ToolsCallExtra): Promise<CallToolResult> => {
-    const params = isRecord(request.params) ? request.params : {};
-    const name = params['name'];
-    const meta = isRecord(params['_meta']) ? params['_meta'] : {};
-    let identity = null;
-    let identityError: DrawbridgeError | undefined;
-    try {
-      identity = identities.identify({ authInfo: extra.authInfo });
-    } catch (error) {
-      // The pipeline refuses a call without identity, and journals why.
-      identityError = isDrawbridgeError(error) ? error : undefined;
-    }
-    const client = server.getClientVersion();
-    // How a human can be reached during this call: the elicitation form (only if the
-    // client declared it) and progress notifications (only if it sent a progressToken).
-    const token = meta['progressToken'];
-    const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
-    let step = 0;
-    const channel: ApprovalChannel = {
-      ...(client ? { clientName: client.name } : {}),
-      elicit: elicitationHook(server, extra.requestId),
-      // Aborted when the client cancels the tools/call (or its request timed out).
-      signal: extra.signal,
-      ...(progressToken !== undefined
-        ? {
-            progress: async (message: string) => {
-              step += 1;
-              await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: step, message } });
-            },
-          }
-        : {}),
-    };
-    const result = await callTool(gateway, {
-      // A name that is not a string names no tool: described, so the journal shows what was sent.
-      tool: typeof name === 'string' ? name : `(not a string: ${describeValue(name, 100)})`,
-      args: params['arguments'] === undefined ? {} : params['arguments'],
-      identity,
-      ...(identityError ? { identityError } : {}),
-      channel,
-      ...(client ? { client: { name: client.name, version: client.version } } : {}),
-    });
-    if (!result.ok) return { isError: true, content: [{ type: 'text', text: result.text }], ...(result.structured ? { structuredContent: result.structured } : {}) };
-    return { content: [{ type: 'text', text: result.text }], structuredContent: result.structured };
-  });
+  Protocol.prototype.setRequestHandler.call(
+    server,
+    AnyToolsCallSchema,
+    async (request: z.infer<typeof AnyToolsCallSchema>, extra: ToolsCallExtra): Promise<CallToolResult> => {
+      const params = isRecord(request.params) ? request.params : {};
+      const name = params['name'];
+      const meta = isRecord(params['_meta']) ? params['_meta'] : {};
+      let identity = null;
+      let identityError: DrawbridgeError | undefined;
+      try {
+        identity = identities.identify({ authInfo: extra.authInfo });
+      } catch (error) {
+        // The pipeline refuses a call without identity, and journals why.
+        identityError = isDrawbridgeError(error) ? error : undefined;
+      }
+      const client = server.getClientVersion();
+      // How a human can be reached during this call: the elicitation form (only if the
+      // client declared it) and progress notifications (only if it sent a progressToken).
+      const token = meta['progressToken'];
+      const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
+      let step = 0;
+      const channel: ApprovalChannel = {
+        ...(client ? { clientName: client.name } : {}),
+        elicit: elicitationHook(server, extra.requestId),
+        // Aborted when the client cancels the tools/call (or its request timed out).
+        signal: extra.signal,
+        ...(progressToken !== undefined
+          ? {
+              progress: async (message: string) => {
+                step += 1;
+                await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: step, message } });
+              },
+            }
+          : {}),
+      };
+      const result = await callTool(gateway, {
+        // A name that is not a string names no tool: described, so the journal shows what was sent.
+        tool: typeof name === 'string' ? name : `(not a string: ${describeValue(name, 100)})`,
+        args: params['arguments'] === undefined ? {} : params['arguments'],
+        identity,
+        ...(identityError ? { identityError } : {}),
+        channel,
+        ...(client ? { client: { name: client.name, version: client.version } } : {}),
+      });
+      if (!result.ok)
+        return { isError: true, content: [{ type: 'text', text: result.text }], ...(result.structured ? { structuredContent: result.structured } : {}) };
+      return { content: [{ type: 'text', text: result.text }], structuredContent: result.structured };
+    },
+  );
   return server;
 }
 

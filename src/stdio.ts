@@ -171,13 +171,19 @@ export class StdioTransport implements Transport {
       this.onmessage?.({ jsonrpc: '2.0', id: scan.id, method: 'tools/call', params: { name, arguments: args } });
       return;
     }
-    this.refuse(scan.id, INVALID_REQUEST, `Request too large: ${scan.message.bytes} bytes; the gateway reads messages of at most ${this.maxMessageBytes} bytes over stdio.`);
+    this.refuse(
+      scan.id,
+      INVALID_REQUEST,
+      `Request too large: ${scan.message.bytes} bytes; the gateway reads messages of at most ${this.maxMessageBytes} bytes over stdio.`,
+    );
   }
 
   private refuse(id: RequestId | undefined, code: number, message: string): void {
     this.onerror?.(new Error(`stdio: ${message}`));
     if (id === undefined) return;
-    this.send({ jsonrpc: '2.0', id, error: { code, message } }).catch((error: unknown) => this.onerror?.(error instanceof Error ? error : new Error(String(error))));
+    this.send({ jsonrpc: '2.0', id, error: { code, message } }).catch((error: unknown) =>
+      this.onerror?.(error instanceof Error ? error : new Error(String(error))),
+    );
   }
 }
 

@@ -46,7 +46,12 @@ describe('installProcessGuard', () => {
     target.emit('uncaughtException', new Error('boom'));
     expect(lines[0]).toMatch(/\n\s+at /);
     guard.uninstall();
-    const broken = installProcessGuard({ target, write: () => { throw new Error('EPIPE'); } });
+    const broken = installProcessGuard({
+      target,
+      write: () => {
+        throw new Error('EPIPE');
+      },
+    });
     expect(() => target.emit('uncaughtException', new Error('boom'))).not.toThrow();
     expect(broken.fired).toBe(1);
     broken.uninstall();
@@ -104,12 +109,18 @@ describe('drawbridge serve keeps serving after a fault nobody handled (the guard
     transport.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
     client = new Client({ name: 'guard-test', version: '1.0.0' });
     await client.connect(transport);
-    const call = async () => (await client!.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT count(*) AS n FROM customers' } })) as CallToolResult;
+    const call = async () =>
+      (await client!.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT count(*) AS n FROM customers' } })) as CallToolResult;
     expect((await call()).isError).toBeFalsy();
     expect(stderr).not.toContain(GUARD_LINE_PREFIX);
 
     process.kill(transport.pid!, 'SIGUSR2');
-    await waitForOutput(() => stderr, /an uncaught exception[\s\S]*an unhandled promise rejection|an unhandled promise rejection[\s\S]*an uncaught exception/, 'both guard lines', 10_000);
+    await waitForOutput(
+      () => stderr,
+      /an uncaught exception[\s\S]*an unhandled promise rejection|an unhandled promise rejection[\s\S]*an uncaught exception/,
+      'both guard lines',
+      10_000,
+    );
     const lines = stderr.split('\n').filter((l) => l.startsWith(GUARD_LINE_PREFIX));
     expect(lines).toHaveLength(2);
     expect(stderr).not.toContain('hunter2');

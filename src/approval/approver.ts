@@ -87,8 +87,7 @@ export interface ElicitForm {
 }
 
 export type ElicitAnswer =
-  | { readonly action: 'accept'; readonly approve: boolean; readonly grantMs: number; readonly reason?: string }
-  | { readonly action: 'decline' | 'cancel' };
+  { readonly action: 'accept'; readonly approve: boolean; readonly grantMs: number; readonly reason?: string } | { readonly action: 'decline' | 'cancel' };
 
 export interface Approver {
   /** Asks for approval of `subject`; resolves when decided, or pending/unavailable. */
@@ -104,7 +103,9 @@ export const approvalAnswerSchema = z.object({
   id: z.string().describe('The approval request, ap_…'),
   status: z
     .enum(['pending', 'approved', 'denied', 'expired', 'consumed'])
-    .describe('pending: no decision yet; approved: the next identical call runs it; denied: refused (reported once); expired or consumed: the next identical call asks anew'),
+    .describe(
+      'pending: no decision yet; approved: the next identical call runs it; denied: refused (reported once); expired or consumed: the next identical call asks anew',
+    ),
   tool: z.string().describe('The tool to call again'),
   connection: z.string().describe('The connection to pass again'),
   rule: z.string().describe('The policy rule that asks for the approval'),

@@ -120,7 +120,12 @@ function formatPreview(a: StoredApproval): string {
     lines.push('  sample of affected rows (masked):');
     const columns = p.sampleColumns.length ? p.sampleColumns : Object.keys(p.sample[0] ?? {});
     const rows = p.sample.map((r) => columns.map((c) => safeLine(String(r[c] ?? 'NULL'))));
-    lines.push(...table(columns.map(safeLine), rows).trimEnd().split('\n').map((l) => `    ${l}`));
+    lines.push(
+      ...table(columns.map(safeLine), rows)
+        .trimEnd()
+        .split('\n')
+        .map((l) => `    ${l}`),
+    );
   }
   if (p.note) lines.push(`  note: ${safeLine(p.note)}`);
   return lines.join('\n');

@@ -23,7 +23,16 @@ export function describeForApproval(subject: ApprovalSubject): string {
   if (p) {
     const rows = p.affectedRows === null ? 'unknown number of rows' : `${p.affectedRows} row${p.affectedRows === 1 ? '' : 's'}`;
     lines.push(`Impact (dry run, rolled back): ${rows} would change.`);
-    if (p.sample.length > 0) lines.push(`Sample of affected keys: ${p.sample.map((r) => Object.entries(r).map(([k, v]) => `${k}=${String(v)}`).join(', ')).join(' | ')}`);
+    if (p.sample.length > 0)
+      lines.push(
+        `Sample of affected keys: ${p.sample
+          .map((r) =>
+            Object.entries(r)
+              .map(([k, v]) => `${k}=${String(v)}`)
+              .join(', '),
+          )
+          .join(' | ')}`,
+      );
     if (p.note) lines.push(`(${p.note})`);
   }
   lines.push('', 'Exact input:');

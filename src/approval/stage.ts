@@ -36,7 +36,13 @@ export interface ApprovalContext {
 
 export type Clearance =
   | { readonly kind: 'grant'; readonly grant: StoredGrant }
-  | { readonly kind: 'approval'; readonly approvalId: string; readonly via: 'elicitation' | 'cli'; readonly votes: readonly Vote[]; readonly grant: StoredGrant | null };
+  | {
+      readonly kind: 'approval';
+      readonly approvalId: string;
+      readonly via: 'elicitation' | 'cli';
+      readonly votes: readonly Vote[];
+      readonly grant: StoredGrant | null;
+    };
 
 export interface ApproveInput {
   readonly callId: string;
@@ -59,7 +65,9 @@ export async function approveStage(ctx: ApprovalContext, input: ApproveInput): P
   const now = ctx.clock();
 
   // 1. A grant from an earlier approval covers this principal, connection and rule.
-  const grant = ctx.store().findGrant({ subject: identity.subject, issuer: identity.issuer, tool: request.tool, connection: request.connection, rule: rule.name }, now);
+  const grant = ctx
+    .store()
+    .findGrant({ subject: identity.subject, issuer: identity.issuer, tool: request.tool, connection: request.connection, rule: rule.name }, now);
   if (grant) return { kind: 'grant', grant };
 
   const hash = requestHash(request.tool, request.connection, request.input);
@@ -100,22 +108,45 @@ export async function approveStage(ctx: ApprovalContext, input: ApproveInput): P
   return awaitOutOfBand(ctx, await subject(), channel);
 }
 
-async function askInBand(ctx: ApprovalContext, s: ApprovalSubject, channel: ApprovalChannel, elicit: NonNullable<ApprovalChannel['elicit']>): Promise<Clearance> {
+async function askInBand(
+  ctx: ApprovalContext,
+  s: ApprovalSubject,
+  channel: ApprovalChannel,
+  elicit: NonNullable<ApprovalChannel['elicit']>,
+): Promise<Clearance> {
   const approvalId = `ap_${randomBytes(8).toString('hex').slice(0, 10)}`;
-  ctx.journal.append('approval', s.callId, { event: 'requested', approvalId, via: 'elicitation', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, preview: s.preview }, ctx.clock());
+  ctx.journal.append(
+    'approval',
+    s.callId,
+    { event: 'requested', approvalId, via: 'elicitation', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, preview: s.preview },
+    ctx.clock(),
+  );
   let answer;
   // A human may take longer than the client's request timeout: progress keeps the call open.
-  const heartbeat = channel.progress ? keepAlive(ctx, channel.progress, `Waiting for ${s.requester.subject} to answer the approval prompt in ${s.client ?? 'the client'}`) : null;
+  const heartbeat = channel.progress
+    ? keepAlive(ctx, channel.progress, `Waiting for ${s.requester.subject} to answer the approval prompt in ${s.client ?? 'the client'}`)
+    : null;
   try {
     answer = await elicit({ message: describeForApproval(s), grantChoices: grantChoices(s.maxGrantMs) }, ctx.settings.elicitationTimeoutMs, channel.signal);
   } catch (error) {
     if (channel.signal?.aborted) throw abandoned(ctx, s, approvalId, 'elicitation');
     const timedOut = /timed? ?out/i.test((error as Error)?.message ?? '');
-    ctx.journal.append('approval', s.callId, { event: timedOut ? 'timeout' : 'failed', approvalId, via: 'elicitation', error: (error as Error)?.message ?? String(error) }, ctx.clock());
+    ctx.journal.append(
+      'approval',
+      s.callId,
+      { event: timedOut ? 'timeout' : 'failed', approvalId, via: 'elicitation', error: (error as Error)?.message ?? String(error) },
+      ctx.clock(),
+    );
     if (timedOut) {
-      throw new DrawbridgeError('approval.timeout', `Nobody answered the approval prompt within ${formatDuration(ctx.settings.elicitationTimeoutMs)}; nothing was run.`);
+      throw new DrawbridgeError(
+        'approval.timeout',
+        `Nobody answered the approval prompt within ${formatDuration(ctx.settings.elicitationTimeoutMs)}; nothing was run.`,
+      );
     }
-    throw new DrawbridgeError('approval.unavailable', `The approval prompt could not be shown: ${(error as Error)?.message ?? String(error)}; nothing was run.`);
+    throw new DrawbridgeError(
+      'approval.unavailable',
+      `The approval prompt could not be shown: ${(error as Error)?.message ?? String(error)}; nothing was run.`,
+    );
   } finally {
     heartbeat?.stop();
   }
@@ -127,12 +158,38 @@ async function askInBand(ctx: ApprovalContext, s: ApprovalSubject, channel: Appr
   const at = answeredAt.toISOString();
   if (answer.action !== 'accept' || !answer.approve) {
     const how = answer.action === 'accept' ? 'declined' : answer.action === 'decline' ? 'declined' : 'cancelled';
-    ctx.journal.append('approval', s.callId, { event: 'declined', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, action: answer.action, ...(answer.action === 'accept' && answer.reason ? { reason: answer.reason } : {}) }, answeredAt);
+    ctx.journal.append(
+      'approval',
+      s.callId,
+      {
+        event: 'declined',
+        approvalId,
+        via: 'elicitation',
+        approver: who,
+        client: s.client ?? null,
+        action: answer.action,
+        ...(answer.action === 'accept' && answer.reason ? { reason: answer.reason } : {}),
+      },
+      answeredAt,
+    );
     throw new DrawbridgeError('approval.declined', `The approval was ${how} in ${s.client ?? 'the client'}; nothing was run.`);
   }
   const grantMs = Math.min(answer.grantMs, s.maxGrantMs ?? 0);
-  const vote: Vote = { approver: who, decision: 'approve', via: 'elicitation', ...(s.client ? { client: s.client } : {}), ...(answer.reason ? { reason: answer.reason } : {}), ...(grantMs > 0 ? { grantMs } : {}), at };
-  ctx.journal.append('approval', s.callId, { event: 'approved', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, reason: answer.reason ?? null, grantMs }, answeredAt);
+  const vote: Vote = {
+    approver: who,
+    decision: 'approve',
+    via: 'elicitation',
+    ...(s.client ? { client: s.client } : {}),
+    ...(answer.reason ? { reason: answer.reason } : {}),
+    ...(grantMs > 0 ? { grantMs } : {}),
+    at,
+  };
+  ctx.journal.append(
+    'approval',
+    s.callId,
+    { event: 'approved', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, reason: answer.reason ?? null, grantMs },
+    answeredAt,
+  );
   const grant = grantMs > 0 ? createGrant(ctx, s, approvalId, grantMs) : null;
   return { kind: 'approval', approvalId, via: 'elicitation', votes: [vote], grant };
 }
@@ -141,7 +198,24 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
   const store = ctx.store();
   const { approval, created } = store.openRequest(s, ctx.clock(), ctx.settings.pendingTtlMs);
   if (created) {
-    ctx.journal.append('approval', s.callId, { event: 'requested', approvalId: approval.id, via: 'cli', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, approverGroups: s.approverGroups, min: s.min, preview: s.preview, expiresAt: approval.expiresAt }, ctx.clock());
+    ctx.journal.append(
+      'approval',
+      s.callId,
+      {
+        event: 'requested',
+        approvalId: approval.id,
+        via: 'cli',
+        hash: s.hash,
+        rule: s.rule,
+        requester: s.requester,
+        client: s.client ?? null,
+        approverGroups: s.approverGroups,
+        min: s.min,
+        preview: s.preview,
+        expiresAt: approval.expiresAt,
+      },
+      ctx.clock(),
+    );
   }
   const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const monotonic = ctx.monotonic ?? (() => performance.now());
@@ -157,14 +231,19 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
     if (current.status === 'denied') throw declined(ctx, store, current, s);
     if (current.status !== 'pending') {
       const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
-      throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, { hint: retry, details: approvalDetails(ctx, s, current, retry) });
+      throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, {
+        hint: retry,
+        details: approvalDetails(ctx, s, current, retry),
+      });
     }
     const waited = monotonic() - started;
     if (waited >= ctx.settings.waitMs) break;
     if (channel.progress && waited - lastProgress >= (ctx.progressEveryMs ?? PROGRESS_EVERY_MS)) {
       lastProgress = waited;
       const votes = current.votes.filter((v) => v.decision === 'approve').length;
-      await channel.progress(`Waiting for approval ${current.id} (${votes}/${s.min}) from ${s.approverGroups.join(', ')}: drawbridge approvals approve ${current.id}`).catch(() => undefined);
+      await channel
+        .progress(`Waiting for approval ${current.id} (${votes}/${s.min}) from ${s.approverGroups.join(', ')}: drawbridge approvals approve ${current.id}`)
+        .catch(() => undefined);
     }
     await sleep(Math.min(POLL_MS, ctx.settings.waitMs - waited));
   }
@@ -198,7 +277,12 @@ function pickUp(ctx: ApprovalContext, s: ApprovalSubject): string {
 }
 
 /** The error details carrying what the agent is told as structuredContent.approval. */
-function approvalDetails(ctx: ApprovalContext, s: ApprovalSubject, approval: Pick<StoredApproval, 'id' | 'status' | 'expiresAt'>, retry: string): { approvalId: string; approval: ApprovalAnswer } {
+function approvalDetails(
+  ctx: ApprovalContext,
+  s: ApprovalSubject,
+  approval: Pick<StoredApproval, 'id' | 'status' | 'expiresAt'>,
+  retry: string,
+): { approvalId: string; approval: ApprovalAnswer } {
   const answer: ApprovalAnswer = {
     id: approval.id,
     status: approval.status,
@@ -242,20 +326,31 @@ function declined(ctx: ApprovalContext, store: ApprovalStore, approval: StoredAp
     ctx.clock(),
   );
   const retry = `Do not call ${s.tool} with these arguments again unless the user asks for it: an identical call asks a human anew.`;
-  return new DrawbridgeError('approval.declined', `Approval ${reported.id} was denied${deny?.reason ? `: ${deny.reason}` : ''}; nothing was run.`, { details: approvalDetails(ctx, s, reported, retry) });
+  return new DrawbridgeError('approval.declined', `Approval ${reported.id} was denied${deny?.reason ? `: ${deny.reason}` : ''}; nothing was run.`, {
+    details: approvalDetails(ctx, s, reported, retry),
+  });
 }
 
 /** The client cancelled the call while it was being approved: journaled, and nothing runs. */
 function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, via: 'elicitation' | 'cli', current?: StoredApproval): DrawbridgeError {
-  ctx.journal.append('approval', s.callId, { event: 'abandoned', approvalId, via, reason: 'the client cancelled the call', ...(current ? { status: current.status } : {}) }, ctx.clock());
+  ctx.journal.append(
+    'approval',
+    s.callId,
+    { event: 'abandoned', approvalId, via, reason: 'the client cancelled the call', ...(current ? { status: current.status } : {}) },
+    ctx.clock(),
+  );
   if (via === 'elicitation') {
     return new DrawbridgeError('approval.unavailable', 'The call was cancelled before the approval prompt was answered; nothing was run.');
   }
   const retry = pickUp(ctx, s);
-  return new DrawbridgeError('approval.pending', `The call was cancelled while it waited for approval ${approvalId} (${current?.status ?? 'pending'}); nothing was run.`, {
-    hint: retry,
-    details: current ? approvalDetails(ctx, s, current, retry) : { approvalId },
-  });
+  return new DrawbridgeError(
+    'approval.pending',
+    `The call was cancelled while it waited for approval ${approvalId} (${current?.status ?? 'pending'}); nothing was run.`,
+    {
+      hint: retry,
+      details: current ? approvalDetails(ctx, s, current, retry) : { approvalId },
+    },
+  );
 }
 
 function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Clearance {
@@ -267,21 +362,54 @@ function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApp
     // Another identical call waiting on the same request used the approval first.
     if (error instanceof DrawbridgeError && error.code === 'approval.not_approved') {
       const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
-      throw new DrawbridgeError('approval.pending', `Approval ${approval.id} was used by another identical call that was waiting for it; this call ran nothing.`, {
-        hint: retry,
-        details: approvalDetails(ctx, s, { ...approval, status: 'consumed' }, retry),
-      });
+      throw new DrawbridgeError(
+        'approval.pending',
+        `Approval ${approval.id} was used by another identical call that was waiting for it; this call ran nothing.`,
+        {
+          hint: retry,
+          details: approvalDetails(ctx, s, { ...approval, status: 'consumed' }, retry),
+        },
+      );
     }
     throw error;
   }
-  ctx.journal.append('approval', s.callId, { event: 'consumed', approvalId: consumed.id, requestedBy: consumed.subject.callId, votes: consumed.votes.map((v) => ({ approver: v.approver.subject, decision: v.decision, via: v.via, at: v.at })) }, ctx.clock());
+  ctx.journal.append(
+    'approval',
+    s.callId,
+    {
+      event: 'consumed',
+      approvalId: consumed.id,
+      requestedBy: consumed.subject.callId,
+      votes: consumed.votes.map((v) => ({ approver: v.approver.subject, decision: v.decision, via: v.via, at: v.at })),
+    },
+    ctx.clock(),
+  );
   const grantMs = Math.min(consumed.grantMs ?? 0, s.maxGrantMs ?? 0);
   const grant = grantMs > 0 ? createGrant(ctx, s, consumed.id, grantMs) : null;
   return { kind: 'approval', approvalId: consumed.id, via: 'cli', votes: consumed.votes, grant };
 }
 
 function createGrant(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, grantMs: number): StoredGrant {
-  const grant = ctx.store().createGrant({ subject: s.requester.subject, issuer: s.requester.issuer, tool: s.tool, connection: s.connection, rule: s.rule, approvalId, grantMs }, ctx.clock());
-  ctx.journal.append('grant', s.callId, { event: 'created', grantId: grant.id, approvalId, subject: grant.subject, tool: grant.tool, connection: grant.connection, rule: grant.rule, expiresAt: grant.expiresAt }, ctx.clock());
+  const grant = ctx
+    .store()
+    .createGrant(
+      { subject: s.requester.subject, issuer: s.requester.issuer, tool: s.tool, connection: s.connection, rule: s.rule, approvalId, grantMs },
+      ctx.clock(),
+    );
+  ctx.journal.append(
+    'grant',
+    s.callId,
+    {
+      event: 'created',
+      grantId: grant.id,
+      approvalId,
+      subject: grant.subject,
+      tool: grant.tool,
+      connection: grant.connection,
+      rule: grant.rule,
+      expiresAt: grant.expiresAt,
+    },
+    ctx.clock(),
+  );
   return grant;
 }

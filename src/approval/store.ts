@@ -93,7 +93,10 @@ export interface ApprovalStore {
    * grant of at least `grantMs`, and the grant ends no later than decidedAt + its grantMs.
    * One grant per approval (approval.not_approved otherwise).
    */
-  createGrant(input: { subject: string; issuer: string; tool: string; connection: string; rule: string; approvalId: string; grantMs: number }, now: Date): StoredGrant;
+  createGrant(
+    input: { subject: string; issuer: string; tool: string; connection: string; rule: string; approvalId: string; grantMs: number },
+    now: Date,
+  ): StoredGrant;
   /** A grant valid at `now` (not revoked, now < expiresAt) for exactly this principal, tool, connection and rule; the one expiring last. */
   findGrant(q: { subject: string; issuer: string; tool: string; connection: string; rule: string }, now: Date): StoredGrant | undefined;
   /** Newest first. `active: true` only valid ones, `false` only revoked or expired ones. */
@@ -197,7 +200,9 @@ export function newId(prefix: 'ap_' | 'gr_'): string {
  */
 function policyKey(s: ApprovalSubject): string {
   return createHash('sha256')
-    .update(canonicalJson({ rule: s.rule, approverGroups: [...s.approverGroups].sort(), allowRequester: s.allowRequester, min: s.min, maxGrantMs: s.maxGrantMs }))
+    .update(
+      canonicalJson({ rule: s.rule, approverGroups: [...s.approverGroups].sort(), allowRequester: s.allowRequester, min: s.min, maxGrantMs: s.maxGrantMs }),
+    )
     .digest('hex');
 }
 
@@ -438,7 +443,11 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
           if (row === undefined) return refuse(notFound(id));
           if (row.status !== 'approved') {
             const why = row.status === 'consumed' ? `was already used at ${iso(row.consumed_ms ?? 0)}` : `is ${row.status}`;
-            return refuse(new DrawbridgeError('approval.not_approved', `Approval ${id} ${why}; it cannot clear a call.`, { details: { approvalId: id, status: row.status } }));
+            return refuse(
+              new DrawbridgeError('approval.not_approved', `Approval ${id} ${why}; it cannot clear a call.`, {
+                details: { approvalId: id, status: row.status },
+              }),
+            );
           }
           stmt.consume.run(at, id);
           return loadApproval(id) as StoredApproval;
@@ -453,7 +462,9 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
           const row = stmt.approval.get(id) as ApprovalRow | undefined;
           if (row === undefined) return refuse(notFound(id));
           if (row.status !== 'denied') {
-            return refuse(new DrawbridgeError('approval.not_approved', `Approval ${id} is ${row.status}, not denied.`, { details: { approvalId: id, status: row.status } }));
+            return refuse(
+              new DrawbridgeError('approval.not_approved', `Approval ${id} is ${row.status}, not denied.`, { details: { approvalId: id, status: row.status } }),
+            );
           }
           stmt.reportDenial.run(at, id);
           return loadApproval(id) as StoredApproval;
@@ -468,16 +479,37 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
         writeTx(() => {
           const existing = stmt.grantOfApproval.get(input.approvalId) as string | undefined;
           if (existing !== undefined) {
-            return refuse(new DrawbridgeError('approval.not_approved', `Approval ${input.approvalId} already issued grant ${existing}.`, { details: { approvalId: input.approvalId } }));
+            return refuse(
+              new DrawbridgeError('approval.not_approved', `Approval ${input.approvalId} already issued grant ${existing}.`, {
+                details: { approvalId: input.approvalId },
+              }),
+            );
           }
           let expires = at + input.grantMs;
           // Approvals collected in band (elicitation) are not in this store; out-of-band ones are, and must back the grant.
           const row = stmt.approval.get(input.approvalId) as ApprovalRow | undefined;
           if (row !== undefined) {
             const s = JSON.parse(row.subject) as ApprovalSubject;
-            const samePrincipal = s.requester.subject === input.subject && s.requester.issuer === input.issuer && s.tool === input.tool && s.connection === input.connection && s.rule === input.rule;
-            if ((row.status !== 'approved' && row.status !== 'consumed') || !samePrincipal || row.grant_ms === null || row.grant_ms < input.grantMs || row.decided_ms === null) {
-              return refuse(new DrawbridgeError('approval.not_approved', `Approval ${input.approvalId} does not allow this grant (status ${row.status}, approved grant ${row.grant_ms ?? 'none'} ms).`, { details: { approvalId: input.approvalId } }));
+            const samePrincipal =
+              s.requester.subject === input.subject &&
+              s.requester.issuer === input.issuer &&
+              s.tool === input.tool &&
+              s.connection === input.connection &&
+              s.rule === input.rule;
+            if (
+              (row.status !== 'approved' && row.status !== 'consumed') ||
+              !samePrincipal ||
+              row.grant_ms === null ||
+              row.grant_ms < input.grantMs ||
+              row.decided_ms === null
+            ) {
+              return refuse(
+                new DrawbridgeError(
+                  'approval.not_approved',
+                  `Approval ${input.approvalId} does not allow this grant (status ${row.status}, approved grant ${row.grant_ms ?? 'none'} ms).`,
+                  { details: { approvalId: input.approvalId } },
+                ),
+              );
             }
             // The approved window counts from the decision: a late retry does not stretch it.
             expires = Math.min(expires, row.decided_ms + row.grant_ms);
@@ -492,7 +524,8 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
     findGrant(q, now) {
       const at = millis(now);
       return guarded('look up grants', () => {
-        const row = stmt.findGrant.get({ subject: q.subject, issuer: q.issuer, tool: q.tool, connection: q.connection, rule: q.rule, now: at }) as GrantRow | undefined;
+        const row = stmt.findGrant.get({ subject: q.subject, issuer: q.issuer, tool: q.tool, connection: q.connection, rule: q.rule, now: at }) as
+          GrantRow | undefined;
         return row === undefined ? undefined : toGrant(row);
       });
     },
@@ -513,7 +546,11 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
           const row = stmt.grant.get(id) as GrantRow | undefined;
           if (row === undefined) return refuse(new DrawbridgeError('grant.not_found', `No grant ${JSON.stringify(id)}.`, { details: { grantId: id } }));
           if (row.revoked_ms !== null) {
-            return refuse(new DrawbridgeError('grant.not_found', `Grant ${id} was already revoked at ${iso(row.revoked_ms)} by ${row.revoked_by ?? 'unknown'}.`, { details: { grantId: id } }));
+            return refuse(
+              new DrawbridgeError('grant.not_found', `Grant ${id} was already revoked at ${iso(row.revoked_ms)} by ${row.revoked_by ?? 'unknown'}.`, {
+                details: { grantId: id },
+              }),
+            );
           }
           stmt.revokeGrant.run(at, by, id);
           return toGrant(stmt.grant.get(id) as GrantRow);
@@ -545,17 +582,29 @@ function checkVote(approval: StoredApproval, vote: Vote): DrawbridgeError | unde
   const s = approval.subject;
   const who = vote.approver.subject;
   if (approval.status !== 'pending') {
-    return new DrawbridgeError('approval.not_pending', `Approval ${id} is ${approval.status}${approval.status === 'expired' ? ` (it expired at ${approval.expiresAt})` : ''}; it takes no more votes.`, { details: { approvalId: id, status: approval.status } });
+    return new DrawbridgeError(
+      'approval.not_pending',
+      `Approval ${id} is ${approval.status}${approval.status === 'expired' ? ` (it expired at ${approval.expiresAt})` : ''}; it takes no more votes.`,
+      { details: { approvalId: id, status: approval.status } },
+    );
   }
   if (vote.decision !== 'approve' && vote.decision !== 'deny') throw new TypeError('vote.decision must be approve or deny');
   if (who.trim() === '') throw new TypeError('vote.approver.subject must not be empty');
   // By subject alone, whatever the issuer: the safe reading of "is this the requester".
   if (who === s.requester.subject) {
     if (!s.allowRequester) {
-      return new DrawbridgeError('approval.forbidden', `${who} requested ${id} and may not approve or deny their own request (rule ${s.rule} does not allow the requester).`, { details: { approvalId: id } });
+      return new DrawbridgeError(
+        'approval.forbidden',
+        `${who} requested ${id} and may not approve or deny their own request (rule ${s.rule} does not allow the requester).`,
+        { details: { approvalId: id } },
+      );
     }
   } else if (!vote.approver.groups.some((g) => s.approverGroups.includes(g))) {
-    return new DrawbridgeError('approval.forbidden', `${who} is not in the approver groups of rule ${s.rule} (${s.approverGroups.join(', ') || 'none: only the requester may approve'}).`, { details: { approvalId: id } });
+    return new DrawbridgeError(
+      'approval.forbidden',
+      `${who} is not in the approver groups of rule ${s.rule} (${s.approverGroups.join(', ') || 'none: only the requester may approve'}).`,
+      { details: { approvalId: id } },
+    );
   }
   if (approval.votes.some((v) => v.approver.subject === who)) {
     return new DrawbridgeError('approval.duplicate_vote', `${who} has already voted on ${id}.`, { details: { approvalId: id } });
@@ -563,10 +612,14 @@ function checkVote(approval: StoredApproval, vote: Vote): DrawbridgeError | unde
   if (vote.decision === 'approve' && vote.grantMs !== undefined) {
     const max = s.maxGrantMs ?? 0;
     if (!Number.isInteger(vote.grantMs) || vote.grantMs < 0 || vote.grantMs > max) {
-      return new DrawbridgeError('input.invalid', `A grant of ${vote.grantMs} ms is not allowed for ${id}: rule ${s.rule} allows ${max > 0 ? `at most ${max} ms` : 'no grant'}.`, {
-        hint: max > 0 ? 'Choose a shorter grant (or none), then vote again.' : 'Approve without a grant (--grant none).',
-        details: { approvalId: id },
-      });
+      return new DrawbridgeError(
+        'input.invalid',
+        `A grant of ${vote.grantMs} ms is not allowed for ${id}: rule ${s.rule} allows ${max > 0 ? `at most ${max} ms` : 'no grant'}.`,
+        {
+          hint: max > 0 ? 'Choose a shorter grant (or none), then vote again.' : 'Approve without a grant (--grant none).',
+          details: { approvalId: id },
+        },
+      );
     }
   }
   return undefined;

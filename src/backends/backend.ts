@@ -180,4 +180,3 @@ export interface Backend<C extends ConnectionDeclaration = ConnectionDeclaration
   /** Opens the brokered connection (lazily connecting); resolves secrets here and only here. */
   connect(connection: C, environment: SecretEnvironment): BackendConnection;
 }
-

@@ -121,13 +121,22 @@ function explain(error: unknown, origin: string): Reason {
   if (error instanceof StreamableHTTPError) {
     const detail = printable(error.message.replace(/^Streamable HTTP error: /, ''), 500);
     if (error.code === 401) {
-      return { code: 'identity.invalid_token', message: `The gateway refused the access token even after it was renewed: ${detail}`, hint: 'Check that the gateway trusts this provider and client, then restart drawbridge connect to sign in again.' };
+      return {
+        code: 'identity.invalid_token',
+        message: `The gateway refused the access token even after it was renewed: ${detail}`,
+        hint: 'Check that the gateway trusts this provider and client, then restart drawbridge connect to sign in again.',
+      };
     }
     if (error.code === 403) return { code: 'identity.insufficient_scope', message: `The gateway refused the request: ${detail}` };
-    if (error.code !== undefined && error.code >= 500) return { code: 'backend.unavailable', message: `The gateway failed (HTTP ${error.code}): ${detail}`, hint: 'Retry later, or tell the gateway operator.' };
+    if (error.code !== undefined && error.code >= 500)
+      return { code: 'backend.unavailable', message: `The gateway failed (HTTP ${error.code}): ${detail}`, hint: 'Retry later, or tell the gateway operator.' };
     return { code: 'backend.error', message: `The gateway refused the request (HTTP ${error.code ?? '?'}): ${detail}` };
   }
-  return { code: 'backend.unavailable', message: `The gateway ${origin} could not be reached: ${describeError(error)}`, hint: 'Check the network and that the gateway is running, then retry.' };
+  return {
+    code: 'backend.unavailable',
+    message: `The gateway ${origin} could not be reached: ${describeError(error)}`,
+    hint: 'Check the network and that the gateway is running, then retry.',
+  };
 }
 
 function isStringRecord(value: unknown): value is Record<string, string> {
@@ -137,7 +146,13 @@ function isStringRecord(value: unknown): value is Record<string, string> {
 /** The refusal of a request made while nobody is signed in: where to sign in, as the prompt on stderr says it. */
 function signInRequired(prompt: SignInPrompt): DrawbridgeError {
   return new DrawbridgeError('identity.sign_in_required', `Not signed in to ${prompt.gateway} yet. ${prompt.text}`, {
-    details: { signIn: { verificationUri: prompt.verificationUri, userCode: prompt.userCode, ...(prompt.verificationUriComplete ? { verificationUriComplete: prompt.verificationUriComplete } : {}) } },
+    details: {
+      signIn: {
+        verificationUri: prompt.verificationUri,
+        userCode: prompt.userCode,
+        ...(prompt.verificationUriComplete ? { verificationUriComplete: prompt.verificationUriComplete } : {}),
+      },
+    },
   });
 }
 
@@ -145,7 +160,11 @@ function signInRequired(prompt: SignInPrompt): DrawbridgeError {
 function initializeResult(params: JSONRPCRequest['params']): InitializeResult {
   const requested = params?.['protocolVersion'];
   const protocolVersion = typeof requested === 'string' && SUPPORTED_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
-  return { protocolVersion, capabilities: { tools: { listChanged: true } }, serverInfo: { name: BRIDGE_NAME, title: 'Drawbridge (drawbridge connect)', version: SERVER_VERSION } };
+  return {
+    protocolVersion,
+    capabilities: { tools: { listChanged: true } },
+    serverInfo: { name: BRIDGE_NAME, title: 'Drawbridge (drawbridge connect)', version: SERVER_VERSION },
+  };
 }
 
 /**
@@ -276,7 +295,12 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
       const request = pending.get(id);
       if (!request) continue;
       if (resumable) request.resuming = true;
-      else answer(id, { code: 'backend.unavailable', message: `The gateway closed the response stream before answering (${why}).`, hint: 'Retry the request; if it keeps failing, tell the gateway operator.' });
+      else
+        answer(id, {
+          code: 'backend.unavailable',
+          message: `The gateway closed the response stream before answering (${why}).`,
+          hint: 'Retry the request; if it keeps failing, tell the gateway operator.',
+        });
     }
   };
 
@@ -330,7 +354,9 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
   const authorizedFetch: FetchLike = async (input, init) => {
     const target = new URL(input instanceof URL ? input.href : input);
     if (target.origin !== origin) {
-      throw new DrawbridgeError('config.invalid', `Refusing to send the access token to ${printable(target.origin)}: only ${origin} gets it.`, { hint: 'The gateway redirected elsewhere; tell its operator.' });
+      throw new DrawbridgeError('config.invalid', `Refusing to send the access token to ${printable(target.origin)}: only ${origin} gets it.`, {
+        hint: 'The gateway redirected elsewhere; tell its operator.',
+      });
     }
     // On the way out (ending the session), only a token at hand: no refresh, no sign-in.
     const token = closing ? (source?.peek() ?? null) : await bearer();
@@ -340,7 +366,10 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
         return await fetch(target, { ...init, headers: withBearer(init?.headers, value), redirect: 'manual' });
       } catch (error) {
         if ((error as Error)?.name === 'AbortError') throw error;
-        throw new DrawbridgeError('backend.unavailable', `The gateway ${origin} could not be reached: ${describeError(error)}`, { hint: 'Check the network and that the gateway is running, then retry.', cause: error });
+        throw new DrawbridgeError('backend.unavailable', `The gateway ${origin} could not be reached: ${describeError(error)}`, {
+          hint: 'Check the network and that the gateway is running, then retry.',
+          cause: error,
+        });
       }
     };
     let response = await send(token);
@@ -358,7 +387,14 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
   const sessionEnded = (detail: string) => {
     if (closing) return;
     log(`The gateway ended the MCP session (${detail}); stopping so the client can start a new one.`);
-    void shutdown({ code: 'backend.unavailable', message: 'The gateway ended the MCP session.', hint: 'Restart the MCP server (drawbridge connect) to open a new session.' }, false);
+    void shutdown(
+      {
+        code: 'backend.unavailable',
+        message: 'The gateway ended the MCP session.',
+        hint: 'Restart the MCP server (drawbridge connect) to open a new session.',
+      },
+      false,
+    );
   };
 
   // Errors the transport reports besides those of send() (handled where send is awaited).
@@ -370,7 +406,7 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
       if (error.name === 'AbortError') return;
       log(`Gateway event stream: ${describeError(error)}`);
       if (/Maximum reconnection attempts/.test(error.message)) {
-        failAll({ code: 'backend.unavailable', message: 'The gateway\'s response stream broke and could not be resumed.' }, (p) => p.resuming);
+        failAll({ code: 'backend.unavailable', message: "The gateway's response stream broke and could not be resumed." }, (p) => p.resuming);
       }
     }, 0);
   };

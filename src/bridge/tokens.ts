@@ -123,9 +123,13 @@ export function gatewayEndpoint(url: string): URL {
   } catch {
     throw misconfigured(`${JSON.stringify(url)} is not a URL.`, 'Pass the gateway MCP endpoint, e.g. https://gw.example.com/mcp.');
   }
-  if (endpoint.username !== '' || endpoint.password !== '') throw misconfigured('The gateway URL must not carry credentials.', 'Remove user:password@ from the URL; drawbridge connect signs you in.');
+  if (endpoint.username !== '' || endpoint.password !== '')
+    throw misconfigured('The gateway URL must not carry credentials.', 'Remove user:password@ from the URL; drawbridge connect signs you in.');
   if (endpoint.protocol !== 'https:' && !isLoopbackHttp(endpoint)) {
-    throw misconfigured(`Refusing ${endpoint.protocol}//${endpoint.host}: the gateway must be reached over https:// (plain http:// only on 127.0.0.1 or localhost).`, 'Use the https:// URL of the gateway.');
+    throw misconfigured(
+      `Refusing ${endpoint.protocol}//${endpoint.host}: the gateway must be reached over https:// (plain http:// only on 127.0.0.1 or localhost).`,
+      'Use the https:// URL of the gateway.',
+    );
   }
   endpoint.hash = '';
   return endpoint;
@@ -140,7 +144,8 @@ function unreachable(what: string, error: unknown): DrawbridgeError {
 
 /** A short human description of a network or OAuth failure (never the request or response body verbatim). */
 export function describeError(error: unknown): string {
-  if (error instanceof oidc.ResponseBodyError) return printable(`${error.error}${error.error_description ? `: ${error.error_description}` : ''} (HTTP ${error.status})`);
+  if (error instanceof oidc.ResponseBodyError)
+    return printable(`${error.error}${error.error_description ? `: ${error.error_description}` : ''} (HTTP ${error.status})`);
   if (error instanceof oidc.AuthorizationResponseError) return printable(`${error.error}${error.error_description ? `: ${error.error_description}` : ''}`);
   if (error instanceof oidc.WWWAuthenticateChallengeError) {
     const challenge = error.cause.find((c) => c.parameters.error) ?? error.cause[0];
@@ -206,11 +211,18 @@ function checkMetadata(body: unknown, endpoint: URL, metadataUrl: URL): Protecte
   }
   // The token will be for `resource`: it must be this gateway, or a token for another service could be obtained and sent here.
   if (!resourceCovers(resource, endpoint)) {
-    throw misconfigured(`${where} is for the resource ${printable(resourceValue)}, which is not ${endpoint.href}; refusing to get a token for it.`, 'Connect to the URL the gateway publishes as its resource (its public MCP URL).');
+    throw misconfigured(
+      `${where} is for the resource ${printable(resourceValue)}, which is not ${endpoint.href}; refusing to get a token for it.`,
+      'Connect to the URL the gateway publishes as its resource (its public MCP URL).',
+    );
   }
   const servers = record['authorization_servers'];
   const first = Array.isArray(servers) ? servers[0] : undefined;
-  if (typeof first !== 'string' || first === '') throw misconfigured(`${where} names no authorization server.`, 'The gateway must be configured with an OIDC identity (kind: gateway, identity: { mode: oidc, issuer: … }).');
+  if (typeof first !== 'string' || first === '')
+    throw misconfigured(
+      `${where} names no authorization server.`,
+      'The gateway must be configured with an OIDC identity (kind: gateway, identity: { mode: oidc, issuer: … }).',
+    );
   const scopesValue = record['scopes_supported'];
   const scopes = Array.isArray(scopesValue) ? scopesValue.filter((s): s is string => typeof s === 'string' && /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s)) : [];
   return { endpoint: endpoint.href, resource: resourceValue, issuer: first, scopes, metadataUrl: metadataUrl.href };
@@ -457,7 +469,10 @@ async function configureClient(gateway: ProtectedResource, options: BridgeOption
   }
   const insecure = isLoopbackHttp(issuer);
   if (issuer.protocol !== 'https:' && !insecure) {
-    throw misconfigured(`Refusing the authorization server ${printable(issuer.href)}: it must use https:// (plain http:// only on 127.0.0.1 or localhost).`, 'The gateway operator must configure an https issuer.');
+    throw misconfigured(
+      `Refusing the authorization server ${printable(issuer.href)}: it must use https:// (plain http:// only on 127.0.0.1 or localhost).`,
+      'The gateway operator must configure an https issuer.',
+    );
   }
   const discoveryOptions: oidc.DiscoveryRequestOptions = { timeout: HTTP_TIMEOUT_MS / 1000, ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}) };
   try {
@@ -465,14 +480,18 @@ async function configureClient(gateway: ProtectedResource, options: BridgeOption
     // The method is chosen once we know what the provider supports, so discover first with a placeholder.
     const probe = await oidc.discovery(issuer, options.clientId, undefined, oidc.None(), discoveryOptions);
     const supported = probe.serverMetadata().token_endpoint_auth_methods_supported;
-    const method = options.clientAuthMethod ?? (supported && !supported.includes('client_secret_basic') && supported.includes('client_secret_post') ? 'client_secret_post' : 'client_secret_basic');
+    const method =
+      options.clientAuthMethod ??
+      (supported && !supported.includes('client_secret_basic') && supported.includes('client_secret_post') ? 'client_secret_post' : 'client_secret_basic');
     const auth = method === 'client_secret_post' ? oidc.ClientSecretPost(options.clientSecret) : oidc.ClientSecretBasic(options.clientSecret);
     const config = new oidc.Configuration(probe.serverMetadata(), options.clientId, undefined, auth);
     if (insecure) oidc.allowInsecureRequests(config);
     config.timeout = HTTP_TIMEOUT_MS / 1000;
     return config;
   } catch (error) {
-    throw new DrawbridgeError('identity.unavailable', `The authorization server ${printable(issuer.href)} could not be discovered: ${describeError(error)}`, { cause: error });
+    throw new DrawbridgeError('identity.unavailable', `The authorization server ${printable(issuer.href)} could not be discovered: ${describeError(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -524,7 +543,8 @@ class Tokens implements TokenSource {
       if (fresh !== null) return Promise.resolve(fresh);
     }
     if (this.silentRun) return this.silentRun;
-    if (rejected !== undefined && this.entry && this.entry.accessToken !== rejected && isFresh(this.entry, Date.now())) return Promise.resolve(this.entry.accessToken);
+    if (rejected !== undefined && this.entry && this.entry.accessToken !== rejected && isFresh(this.entry, Date.now()))
+      return Promise.resolve(this.entry.accessToken);
     const run = this.renewSilently(rejected).finally(() => {
       if (this.silentRun === run) this.silentRun = null;
     });
@@ -571,7 +591,9 @@ class Tokens implements TokenSource {
           this.entry = null;
           this.cache.delete(this.key);
         }
-        this.log(`Could not refresh the access token (${describeError(error)}); ${this.options.clientSecret === undefined ? 'signing in again' : 'asking for a new one'}.`);
+        this.log(
+          `Could not refresh the access token (${describeError(error)}); ${this.options.clientSecret === undefined ? 'signing in again' : 'asking for a new one'}.`,
+        );
       }
     }
     // A service agent needs nobody to get a new token; a person does.
@@ -595,7 +617,10 @@ class Tokens implements TokenSource {
       throw new DrawbridgeError('identity.unavailable', 'The authorization server answered without an access token.');
     }
     if (response.token_type.toLowerCase() !== 'bearer') {
-      throw new DrawbridgeError('identity.unavailable', `The authorization server issued a ${printable(response.token_type)} token; only bearer tokens are supported.`);
+      throw new DrawbridgeError(
+        'identity.unavailable',
+        `The authorization server issued a ${printable(response.token_type)} token; only bearer tokens are supported.`,
+      );
     }
     const obtainedAt = Date.now();
     const expiresIn = response.expiresIn();
@@ -620,7 +645,11 @@ class Tokens implements TokenSource {
     try {
       response = await oidc.clientCredentialsGrant(this.config, this.grantParameters());
     } catch (error) {
-      throw this.signInFailed('The client credentials grant failed', error, `Check the client id and secret of ${this.options.clientId}, and that the provider allows it the client_credentials grant for ${this.gateway.resource}.`);
+      throw this.signInFailed(
+        'The client credentials grant failed',
+        error,
+        `Check the client id and secret of ${this.options.clientId}, and that the provider allows it the client_credentials grant for ${this.gateway.resource}.`,
+      );
     }
     const token = this.keep(response);
     this.log(`Obtained an access token for ${this.gateway.resource} as client ${printable(this.options.clientId)}${this.until(token)}.`);
@@ -630,15 +659,23 @@ class Tokens implements TokenSource {
   private async deviceFlow(): Promise<StoredToken> {
     const metadata = this.config.serverMetadata();
     if (!metadata.device_authorization_endpoint) {
-      throw new DrawbridgeError('identity.missing', `The authorization server ${printable(metadata.issuer)} offers no device authorization grant, so nobody can sign in here.`, {
-        hint: 'Use a provider (or client) with the device authorization grant, or run as a service agent with a client secret.',
-      });
+      throw new DrawbridgeError(
+        'identity.missing',
+        `The authorization server ${printable(metadata.issuer)} offers no device authorization grant, so nobody can sign in here.`,
+        {
+          hint: 'Use a provider (or client) with the device authorization grant, or run as a service agent with a client secret.',
+        },
+      );
     }
     let started: oidc.DeviceAuthorizationResponse;
     try {
       started = await oidc.initiateDeviceAuthorization(this.config, this.grantParameters());
     } catch (error) {
-      throw this.signInFailed('The sign-in could not be started', error, `Check that the client ${this.options.clientId} exists at the provider and may use the device authorization grant.`);
+      throw this.signInFailed(
+        'The sign-in could not be started',
+        error,
+        `Check that the client ${this.options.clientId} exists at the provider and may use the device authorization grant.`,
+      );
     }
     const minutes = Math.max(1, Math.round(started.expires_in / 60));
     const prompt: SignInPrompt = {
@@ -655,7 +692,12 @@ class Tokens implements TokenSource {
     this.options.onSignInPrompt?.(prompt);
     let response: TokenResponse;
     try {
-      response = await oidc.pollDeviceAuthorizationGrant(this.config, started, this.tokenParameters(), this.options.signal ? { signal: this.options.signal } : {});
+      response = await oidc.pollDeviceAuthorizationGrant(
+        this.config,
+        started,
+        this.tokenParameters(),
+        this.options.signal ? { signal: this.options.signal } : {},
+      );
     } catch (error) {
       throw this.signInFailed('The sign-in did not complete', error, 'Start again and approve the sign-in in the browser before the code expires.');
     }
@@ -668,14 +710,22 @@ class Tokens implements TokenSource {
   private signInFailed(what: string, error: unknown, hint: string): DrawbridgeError {
     if (error instanceof DrawbridgeError) return error;
     // The provider said no (as opposed to could not be reached).
-    const oauth = error instanceof oidc.ResponseBodyError || error instanceof oidc.AuthorizationResponseError || error instanceof oidc.WWWAuthenticateChallengeError;
-    return new DrawbridgeError(oauth ? 'identity.missing' : 'identity.unavailable', `${what}: ${describeError(error)}.`, { hint: oauth ? hint : 'The authorization server could not be reached; retry later.', cause: error });
+    const oauth =
+      error instanceof oidc.ResponseBodyError || error instanceof oidc.AuthorizationResponseError || error instanceof oidc.WWWAuthenticateChallengeError;
+    return new DrawbridgeError(oauth ? 'identity.missing' : 'identity.unavailable', `${what}: ${describeError(error)}.`, {
+      hint: oauth ? hint : 'The authorization server could not be reached; retry later.',
+      cause: error,
+    });
   }
 }
 
 /** The scope to ask for: as given, else what the gateway lists. */
 function scopeFor(gateway: ProtectedResource, options: BridgeOptions): string {
-  if (options.scope !== undefined) return options.scope.split(/\s+/).filter((s) => s !== '').join(' ');
+  if (options.scope !== undefined)
+    return options.scope
+      .split(/\s+/)
+      .filter((s) => s !== '')
+      .join(' ');
   return gateway.scopes.join(' ');
 }
 

@@ -42,7 +42,11 @@ function define<const O extends Readonly<Record<string, OptionSpec>>>(spec: Comm
   return spec;
 }
 
-const CONFIG = { type: 'string', value: 'DIR', help: 'the config directory holding tools/ and policies/ (default: $DRAWBRIDGE_CONFIG, else the current directory)' } as const;
+const CONFIG = {
+  type: 'string',
+  value: 'DIR',
+  help: 'the config directory holding tools/ and policies/ (default: $DRAWBRIDGE_CONFIG, else the current directory)',
+} as const;
 const TOKEN_FILE = { type: 'string', value: 'PATH', help: 'read your approver token from this file instead of $DRAWBRIDGE_APPROVER_TOKEN' } as const;
 const JSON_OUT = { type: 'boolean', default: false, help: 'print JSON instead of text' } as const;
 const BRIDGE_OPTIONS = {
@@ -62,7 +66,10 @@ export const COMMANDS = {
       http: { type: 'string', value: 'HOST:PORT', help: 'serve MCP over Streamable HTTP on this address instead of stdio; needs OIDC identities' },
       'public-url': { type: 'string', value: 'URL', help: 'with --http: the public MCP URL behind your TLS proxy (must equal identity.audience)' },
     },
-    examples: ['drawbridge serve --config /etc/drawbridge', 'drawbridge serve --http 127.0.0.1:8080 --public-url https://drawbridge.example.com/mcp --config /etc/drawbridge'],
+    examples: [
+      'drawbridge serve --config /etc/drawbridge',
+      'drawbridge serve --http 127.0.0.1:8080 --public-url https://drawbridge.example.com/mcp --config /etc/drawbridge',
+    ],
   }),
   connect: define({
     path: 'connect',
@@ -79,7 +86,10 @@ export const COMMANDS = {
     usage: ['token URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]'],
     options: BRIDGE_OPTIONS,
     positionals: { name: 'URL', min: 1, max: 1 },
-    examples: ['drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli > /dev/null    # sign in once; the bridge then starts signed in', 'export DRAWBRIDGE_APPROVER_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli)'],
+    examples: [
+      'drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli > /dev/null    # sign in once; the bridge then starts signed in',
+      'export DRAWBRIDGE_APPROVER_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli)',
+    ],
   }),
   check: define({
     path: 'check',
@@ -106,12 +116,17 @@ export const COMMANDS = {
       offline: { type: 'boolean', default: false, help: 'do not read the live catalog (nothing is contacted)' },
       json: JSON_OUT,
     },
-    examples: ['drawbridge policy explain --tool run_sql --connection shop --sql "delete from orders"', 'drawbridge policy explain --tool kubectl --connection staging --input \'{"command":"delete ns shop"}\' --offline'],
+    examples: [
+      'drawbridge policy explain --tool run_sql --connection shop --sql "delete from orders"',
+      'drawbridge policy explain --tool kubectl --connection staging --input \'{"command":"delete ns shop"}\' --offline',
+    ],
   }),
   'journal export': define({
     path: 'journal export',
     summary: 'export journal records as JSON lines or CSV, filtered',
-    usage: ['journal export [--format jsonl|csv] [--since ISO] [--until ISO] [--subject S] [--tool T] [--connection C] [--decision allow|deny|approve] [--journal FILE | --config DIR]'],
+    usage: [
+      'journal export [--format jsonl|csv] [--since ISO] [--until ISO] [--subject S] [--tool T] [--connection C] [--decision allow|deny|approve] [--journal FILE | --config DIR]',
+    ],
     options: {
       config: CONFIG,
       journal: { type: 'string', value: 'FILE', help: 'the journal file (default: the one the config names)' },
@@ -193,7 +208,11 @@ export const COMMANDS = {
     usage: ['demo [--port N] [--dir DIR] [--no-tour]', 'demo --http [--port N] [--http-port N] [--idp-port N] [--dir DIR]'],
     options: {
       port: { type: 'string', value: 'N', help: 'the database port on 127.0.0.1 (default: 54329)' },
-      dir: { type: 'string', value: 'DIR', help: 'the demo’s working directory: its config, journal, approvals and mcp.json (default: $XDG_STATE_HOME/drawbridge/demo, else ./.drawbridge/demo)' },
+      dir: {
+        type: 'string',
+        value: 'DIR',
+        help: 'the demo’s working directory: its config, journal, approvals and mcp.json (default: $XDG_STATE_HOME/drawbridge/demo, else ./.drawbridge/demo)',
+      },
       config: { type: 'string', value: 'DIR', help: 'use your own tools/ and policies/ instead of the demo’s (they must fit the shop database)' },
       'no-tour': { type: 'boolean', default: false, help: 'skip the guided tour (--http has none)' },
       'exit-after-tour': { type: 'boolean', default: false, help: 'stop after the tour instead of serving (for scripts)' },
@@ -268,12 +287,17 @@ export function subcommandsOf(group: string): string[] {
 }
 
 type Values<O extends Readonly<Record<string, OptionSpec>>> = {
-  -readonly [K in keyof O]: O[K]['type'] extends 'boolean' ? (O[K] extends { readonly default: boolean } ? boolean : boolean | undefined) : O[K] extends { readonly default: string } ? string : string | undefined;
+  -readonly [K in keyof O]: O[K]['type'] extends 'boolean'
+    ? O[K] extends { readonly default: boolean }
+      ? boolean
+      : boolean | undefined
+    : O[K] extends { readonly default: string }
+      ? string
+      : string | undefined;
 };
 
 export type Parsed<O extends Readonly<Record<string, OptionSpec>>> =
-  | { readonly help: true }
-  | { readonly help: false; readonly values: Values<O>; readonly positionals: string[] };
+  { readonly help: true } | { readonly help: false; readonly values: Values<O>; readonly positionals: string[] };
 
 function optionList(spec: CommandSpec): string {
   return Object.entries(spec.options)
@@ -299,7 +323,8 @@ export function parseCommand<const O extends Readonly<Record<string, OptionSpec>
     const code = (error as { code?: unknown }).code;
     const quoted = /'([^']+)'/.exec((error as Error).message)?.[1];
     const see = `(drawbridge ${spec.path} --help)`;
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new CliError(`drawbridge ${spec.path}: unknown option ${quoted ?? ''}. Its options: ${optionList(spec)} ${see}.`);
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
+      throw new CliError(`drawbridge ${spec.path}: unknown option ${quoted ?? ''}. Its options: ${optionList(spec)} ${see}.`);
     if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       const name = quoted?.replace(/^-+/, '').split(/[ ,]/)[0] ?? '';
       const o = spec.options[name];
@@ -311,7 +336,12 @@ export function parseCommand<const O extends Readonly<Record<string, OptionSpec>
   const want = spec.positionals ?? { name: '', min: 0, max: 0 };
   const n = parsed.positionals.length;
   if (n < want.min || n > want.max) {
-    const what = want.max === 0 ? `takes no arguments (got ${JSON.stringify(parsed.positionals[0])})` : n < want.min ? `needs ${want.name}` : `takes one ${want.name} (got ${n})`;
+    const what =
+      want.max === 0
+        ? `takes no arguments (got ${JSON.stringify(parsed.positionals[0])})`
+        : n < want.min
+          ? `needs ${want.name}`
+          : `takes one ${want.name} (got ${n})`;
     throw new CliError(`drawbridge ${spec.path} ${what}.\nUsage: ${spec.usage.map((u) => `drawbridge ${u}`).join('\n       ')}`);
   }
   return { help: false, values: parsed.values as Values<O>, positionals: parsed.positionals };

@@ -58,10 +58,14 @@ export function loadConfig(dir: string): GatewayConfig {
   const fileOrder = new Map<string, number>();
   const present = ['tools', 'policies'].filter((sub) => existsSync(join(root, sub)) && statSync(join(root, sub)).isDirectory());
   if (present.length === 0) {
-    throw new ConfigError([{ file: root, line: 0, message: 'no tools/ or policies/ directory here; pass --config DIR pointing at the directory that holds them' }]);
+    throw new ConfigError([
+      { file: root, line: 0, message: 'no tools/ or policies/ directory here; pass --config DIR pointing at the directory that holds them' },
+    ]);
   }
   for (const sub of present) {
-    for (const name of readdirSync(join(root, sub)).filter((n) => /\.ya?ml$/.test(n)).sort()) {
+    for (const name of readdirSync(join(root, sub))
+      .filter((n) => /\.ya?ml$/.test(n))
+      .sort()) {
       const path = join(root, sub, name);
       const file = displayPath(path);
       fileOrder.set(file, fileOrder.size);
@@ -126,7 +130,11 @@ export function loadConfig(dir: string): GatewayConfig {
     visit(raw.doc, {
       Scalar(key, node, path) {
         if (key === 'key' || typeof node.value !== 'string' || !containsInlineCredential(node.value)) return;
-        const field = path.filter((n) => isPair(n) && isScalar(n.key)).map((n) => String((n as { key: { value: unknown } }).key.value)).join('.') || 'value';
+        const field =
+          path
+            .filter((n) => isPair(n) && isScalar(n.key))
+            .map((n) => String((n as { key: { value: unknown } }).key.value))
+            .join('.') || 'value';
         problems.push({
           file: raw.file,
           line: node.range ? raw.lines.linePos(node.range[0]).line : at.line,
@@ -178,7 +186,11 @@ export function loadConfig(dir: string): GatewayConfig {
           const name = (value as { name?: unknown } | null)?.name;
           if (typeof name === 'string') {
             const previous = ruleNames.get(name);
-            if (previous) problems.push({ ...locate(raw, [...path, 'name']), message: `rule name "${name}" is used twice (also at ${show(previous)}); names identify rules in the journal` });
+            if (previous)
+              problems.push({
+                ...locate(raw, [...path, 'name']),
+                message: `rule name "${name}" is used twice (also at ${show(previous)}); names identify rules in the journal`,
+              });
             else ruleNames.set(name, locate(raw, path));
           }
           const rule = validate(ruleSchema, value, path);
@@ -205,11 +217,18 @@ export function loadConfig(dir: string): GatewayConfig {
         if (!value) break;
         const hashKey = value.masking.hash_key;
         if (hashKey?.kind === 'template' && !hashKey.template.includes('${')) {
-          problems.push({ ...locate(raw, ['masking', 'hash_key']), message: 'masking.hash_key is written inline; reference it instead, e.g. hash_key: ${DRAWBRIDGE_HASH_KEY} or hash_key: { file: /run/secrets/hash-key }' });
+          problems.push({
+            ...locate(raw, ['masking', 'hash_key']),
+            message:
+              'masking.hash_key is written inline; reference it instead, e.g. hash_key: ${DRAWBRIDGE_HASH_KEY} or hash_key: { file: /run/secrets/hash-key }',
+          });
         }
         value.approval.approvers.forEach((approver, index) => {
           if (approver.token.kind === 'template' && !approver.token.template.includes('${')) {
-            problems.push({ ...locate(raw, ['approval', 'approvers', index, 'token']), message: 'an approver token is written inline; reference it instead, e.g. token: ${DBA_APPROVER_TOKEN}' });
+            problems.push({
+              ...locate(raw, ['approval', 'approvers', index, 'token']),
+              message: 'an approver token is written inline; reference it instead, e.g. token: ${DBA_APPROVER_TOKEN}',
+            });
           }
         });
         gateway = { value };
@@ -232,24 +251,48 @@ export function loadConfig(dir: string): GatewayConfig {
       const target = connections.get(connection);
       const where = { file: tool.source.file, line: lineOfTool(documents, name, index) ?? tool.source.line };
       if (!target) {
-        if (!brokenConnections.has(connection)) problems.push({ ...where, message: `tool "${name}" lists connection "${connection}", which is not declared (declared: ${[...connectionNames].join(', ') || 'none'})` });
-      } else if (target.backend !== tool.backend) problems.push({ ...where, message: `tool "${name}" (${tool.declaration.type}) cannot use connection "${connection}" of type ${target.declaration.type}` });
+        if (!brokenConnections.has(connection))
+          problems.push({
+            ...where,
+            message: `tool "${name}" lists connection "${connection}", which is not declared (declared: ${[...connectionNames].join(', ') || 'none'})`,
+          });
+      } else if (target.backend !== tool.backend)
+        problems.push({
+          ...where,
+          message: `tool "${name}" (${tool.declaration.type}) cannot use connection "${connection}" of type ${target.declaration.type}`,
+        });
     });
   }
   for (const { match, doc, path } of matches) {
     checkNames(match.tool, toolNames, 'tool', doc, [...path, 'match', 'tool'], problems);
     checkNames(match.connection, connectionNames, 'connection', doc, [...path, 'match', 'connection'], problems);
     (match.operation ?? []).forEach((op, i) => {
-      const where = locate(doc, Array.isArray(getIn(doc, [...path, 'match', 'operation'])) ? [...path, 'match', 'operation', i] : [...path, 'match', 'operation']);
-      if (!KNOWN_OPERATIONS.has(op)) problems.push({ ...where, message: `unknown operation "${op}"; known: ${[...KNOWN_OPERATIONS].filter((o) => o !== 'unknown').sort().join(', ')}` });
-      else if (op === 'unknown') problems.push({ ...where, message: 'operation "unknown" never reaches the rules: requests the gateway cannot classify are always denied' });
+      const where = locate(
+        doc,
+        Array.isArray(getIn(doc, [...path, 'match', 'operation'])) ? [...path, 'match', 'operation', i] : [...path, 'match', 'operation'],
+      );
+      if (!KNOWN_OPERATIONS.has(op))
+        problems.push({
+          ...where,
+          message: `unknown operation "${op}"; known: ${[...KNOWN_OPERATIONS]
+            .filter((o) => o !== 'unknown')
+            .sort()
+            .join(', ')}`,
+        });
+      else if (op === 'unknown')
+        problems.push({ ...where, message: 'operation "unknown" never reaches the rules: requests the gateway cannot classify are always denied' });
     });
   }
 
   if (problems.length > 0) {
     // Stable: file order, then line; problems on one line keep their order.
     const order = (p: ConfigProblem) => fileOrder.get(p.file) ?? Number.MAX_SAFE_INTEGER;
-    throw new ConfigError(problems.map((p, i) => ({ p, i })).sort((a, b) => order(a.p) - order(b.p) || a.p.line - b.p.line || a.i - b.i).map(({ p }) => p));
+    throw new ConfigError(
+      problems
+        .map((p, i) => ({ p, i }))
+        .sort((a, b) => order(a.p) - order(b.p) || a.p.line - b.p.line || a.i - b.i)
+        .map(({ p }) => p),
+    );
   }
 
   const g: GatewayDeclaration | undefined = gateway === null ? undefined : (gateway as { value: GatewayDeclaration }).value;
@@ -287,7 +330,14 @@ export function loadConfig(dir: string): GatewayConfig {
  * A rule naming a tool or connection that does not exist is a typo that would
  * silently switch the rule off. Globs must match at least one declared name.
  */
-function checkNames(patterns: readonly string[] | undefined, declared: ReadonlySet<string>, what: string, doc: RawDocument, path: Array<string | number>, problems: ConfigProblem[]): void {
+function checkNames(
+  patterns: readonly string[] | undefined,
+  declared: ReadonlySet<string>,
+  what: string,
+  doc: RawDocument,
+  path: Array<string | number>,
+  problems: ConfigProblem[],
+): void {
   const listed = Array.isArray(getIn(doc, path));
   (patterns ?? []).forEach((pattern, i) => {
     const known = /[*?]/.test(pattern) ? [...declared].some((name) => globMatch(pattern, name)) : declared.has(pattern);
@@ -351,7 +401,11 @@ function issueProblems(raw: RawDocument, issue: z.core.$ZodIssue): ConfigProblem
     if (best.length > 0) return best.flatMap((inner) => issueProblems(raw, { ...inner, path: [...path, ...inner.path] } as z.core.$ZodIssue));
   }
   const where = path.length ? `${path.join('.')}: ` : '';
-  if (path.length > 0 && valueAt(raw.value, path) === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union')) {
+  if (
+    path.length > 0 &&
+    valueAt(raw.value, path) === undefined &&
+    (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union')
+  ) {
     return [{ ...locate(raw, path), message: `${where}required (${issue.message.replace(/^Invalid (input|option): /, '')})` }];
   }
   return [{ ...locate(raw, path), message: `${where}${issue.message}` }];
@@ -381,4 +435,3 @@ function locateKey(raw: RawDocument, path: readonly (string | number)[], key: st
   }
   return locate(raw, path);
 }
-

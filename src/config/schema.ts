@@ -46,7 +46,10 @@ export const oidcIdentitySchema = z.strictObject({
   issuer: z
     .string()
     .url()
-    .refine((u) => u.startsWith('https://') || (u.startsWith('http://') && LOOPBACK.has(new URL(u).host.replace(/:\d+$/, ''))), 'the issuer must use https:// (http:// only on loopback, for tests)'),
+    .refine(
+      (u) => u.startsWith('https://') || (u.startsWith('http://') && LOOPBACK.has(new URL(u).host.replace(/:\d+$/, ''))),
+      'the issuer must use https:// (http:// only on loopback, for tests)',
+    ),
   /** The resource indicator tokens must be issued for (their `aud`): the gateway's public MCP URL. */
   audience: z.string().min(1),
   algorithms: z
@@ -54,7 +57,11 @@ export const oidcIdentitySchema = z.strictObject({
     .min(1)
     .superRefine((list, ctx) => {
       for (const alg of list) {
-        if (!(TOKEN_ALGORITHMS as readonly string[]).includes(alg)) ctx.addIssue({ code: 'custom', message: `${alg} is not allowed: use asymmetric algorithms only (${TOKEN_ALGORITHMS.join(', ')}); none and HMAC are refused` });
+        if (!(TOKEN_ALGORITHMS as readonly string[]).includes(alg))
+          ctx.addIssue({
+            code: 'custom',
+            message: `${alg} is not allowed: use asymmetric algorithms only (${TOKEN_ALGORITHMS.join(', ')}); none and HMAC are refused`,
+          });
       }
     })
     .default(['RS256', 'PS256', 'ES256', 'EdDSA']),
@@ -72,7 +79,10 @@ export const oidcIdentitySchema = z.strictObject({
     })
     .default({ cache_max_age: 600_000, cooldown: 30_000 }),
   /** stdio mode: the environment variable holding the caller's access token. */
-  token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').default('DRAWBRIDGE_TOKEN'),
+  token_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+    .default('DRAWBRIDGE_TOKEN'),
 });
 
 export type OidcIdentityDeclaration = z.output<typeof oidcIdentitySchema>;

@@ -16,22 +16,27 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const TEMPLATE_VAR = /\$\{([^}]*)\}/g;
 
 /** zod schema for a secret-bearing field: a string (may contain ${VAR}) or {env} / {file}. */
-export const secretRefSchema = z.union([
-  z.string().min(1).superRefine((value, ctx) => {
-    for (const match of value.matchAll(TEMPLATE_VAR)) {
-      if (!ENV_NAME.test(match[1] ?? '')) ctx.addIssue({ code: 'custom', message: `"\${${match[1]}}" is not a valid environment variable reference` });
+export const secretRefSchema = z
+  .union([
+    z
+      .string()
+      .min(1)
+      .superRefine((value, ctx) => {
+        for (const match of value.matchAll(TEMPLATE_VAR)) {
+          if (!ENV_NAME.test(match[1] ?? '')) ctx.addIssue({ code: 'custom', message: `"\${${match[1]}}" is not a valid environment variable reference` });
+        }
+      }),
+    z.strictObject({ env: z.string().regex(ENV_NAME, 'must be an environment variable name') }),
+    z.strictObject({ file: z.string().min(1) }),
+  ])
+  .transform((value): SecretRef => {
+    if (typeof value === 'string') {
+      const names = [...value.matchAll(TEMPLATE_VAR)].map((m) => m[1]);
+      return { kind: 'template', template: value, describe: names.length > 0 ? names.map((n) => `$${n}`).join(', ') : 'inline value' };
     }
-  }),
-  z.strictObject({ env: z.string().regex(ENV_NAME, 'must be an environment variable name') }),
-  z.strictObject({ file: z.string().min(1) }),
-]).transform((value): SecretRef => {
-  if (typeof value === 'string') {
-    const names = [...value.matchAll(TEMPLATE_VAR)].map((m) => m[1]);
-    return { kind: 'template', template: value, describe: names.length > 0 ? names.map((n) => `$${n}`).join(', ') : 'inline value' };
-  }
-  if ('env' in value) return { kind: 'env', name: value.env, describe: `$${value.env}` };
-  return { kind: 'file', path: value.file, describe: `file ${value.file}` };
-});
+    if ('env' in value) return { kind: 'env', name: value.env, describe: `$${value.env}` };
+    return { kind: 'file', path: value.file, describe: `file ${value.file}` };
+  });
 
 export interface SecretEnvironment {
   readonly env: Readonly<Record<string, string | undefined>>;

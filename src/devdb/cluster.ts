@@ -107,7 +107,10 @@ function resolveRunAs(): RunAs {
   return { prefix: [runuser, '-u', PG_OS_USER, '--'], owner: { uid, gid } };
 }
 
-interface RunResult { code: number | null; out: string }
+interface RunResult {
+  code: number | null;
+  out: string;
+}
 
 /** The environment for child processes, without PG* variables that could redirect the tools. */
 function childEnv(): NodeJS.ProcessEnv {
@@ -126,8 +129,12 @@ function run(runAs: RunAs, bin: string, args: readonly string[], cwd: string): P
   return new Promise((resolvePromise) => {
     const child = spawn(file, argv, { cwd, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     child.on('error', (err) => resolvePromise({ code: null, out: out + String(err) }));
     child.on('close', (code) => resolvePromise({ code, out }));
   });
@@ -175,7 +182,10 @@ function tail(file: string, lines = 30): string {
 // ---------------------------------------------------------------------------
 // Cleanup on exit and on signals
 
-interface Live { stopSync(): void; stop(): Promise<void> }
+interface Live {
+  stopSync(): void;
+  stop(): Promise<void>;
+}
 
 const live = new Set<Live>();
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -392,7 +402,8 @@ function makeCluster(p: ClusterParts): Cluster {
     ensureLive(what);
     p.log(`${what} postgres on ${HOST}:${p.port}`);
     const r = await run(p.runAs, pgCtl, args, p.base);
-    if (r.code !== 0) throw new Error(`pg_ctl ${args[0] ?? ''} failed (exit ${String(r.code)}): ${r.out.trim()}\n--- server log (tail) ---\n${tail(p.logFile)}`);
+    if (r.code !== 0)
+      throw new Error(`pg_ctl ${args[0] ?? ''} failed (exit ${String(r.code)}): ${r.out.trim()}\n--- server log (tail) ---\n${tail(p.logFile)}`);
   };
 
   const urlFor = (database: string, user = 'postgres', password?: string): string => {
@@ -414,4 +425,3 @@ function makeCluster(p: ClusterParts): Cluster {
     startServer: () => ctl('starting again', p.startArgs),
   };
 }
-

@@ -53,8 +53,14 @@ interface TourStep {
 }
 
 const TOUR: readonly TourStep[] = [
-  { title: 'A read: PII columns are masked (email, SSN, phone by column rule; card keeps its last 4)', sql: 'SELECT id, full_name, email, ssn, phone, card_number, city FROM customers ORDER BY id LIMIT 3' },
-  { title: 'Aliases and functions do not escape masking (lineage follows the data)', sql: "SELECT c.email AS contact, upper(c.ssn) AS x, row_to_json(c)->>'iban' AS j FROM customers c ORDER BY id LIMIT 2" },
+  {
+    title: 'A read: PII columns are masked (email, SSN, phone by column rule; card keeps its last 4)',
+    sql: 'SELECT id, full_name, email, ssn, phone, card_number, city FROM customers ORDER BY id LIMIT 3',
+  },
+  {
+    title: 'Aliases and functions do not escape masking (lineage follows the data)',
+    sql: "SELECT c.email AS contact, upper(c.ssn) AS x, row_to_json(c)->>'iban' AS j FROM customers c ORDER BY id LIMIT 2",
+  },
   { title: 'A view that renames email to contact is still masked', sql: 'SELECT * FROM customer_contacts LIMIT 2' },
   { title: 'Free text: content detectors catch PII the column rules cannot see', sql: 'SELECT id, body FROM audit_notes ORDER BY id LIMIT 3' },
   { title: 'DDL is denied by rule no-ddl', sql: 'DROP TABLE customers' },
@@ -99,7 +105,8 @@ function demoConfig(values: DemoOptions, dir: string): string {
 export async function runDemo(values: DemoOptions, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Promise<number> {
   const port = tcpPort(values.port, DEMO_PORT, '--port');
   if (values.http && values['exit-after-tour']) throw new CliError('demo --http has no tour to exit after: it serves until Ctrl-C. Drop --exit-after-tour.');
-  if (!values.http && (values['http-port'] !== undefined || values['idp-port'] !== undefined)) throw new CliError('--http-port and --idp-port apply to demo --http only.');
+  if (!values.http && (values['http-port'] !== undefined || values['idp-port'] !== undefined))
+    throw new CliError('--http-port and --idp-port apply to demo --http only.');
   const dir = demoDirectory(values.dir, env, cwd);
   if (values.http) {
     const httpPort = tcpPort(values['http-port'], DEMO_HTTP_PORT, '--http-port');
@@ -136,7 +143,9 @@ export async function runDemo(values: DemoOptions, env: NodeJS.ProcessEnv = proc
     if (!values['no-tour']) await tour(configDir, config.journal.path, config.approval.store, childEnv, out);
     if (values['exit-after-tour']) return 0;
 
-    const mcpJson = { mcpServers: { drawbridge: { command: process.execPath, args: [CLI, 'serve', '--config', configDir], env: { SHOP_DATABASE_URL: seeded.gatewayUrl } } } };
+    const mcpJson = {
+      mcpServers: { drawbridge: { command: process.execPath, args: [CLI, 'serve', '--config', configDir], env: { SHOP_DATABASE_URL: seeded.gatewayUrl } } },
+    };
     const snippet = join(dir, 'mcp.json');
     writeFileSync(snippet, `${JSON.stringify(mcpJson, null, 2)}\n`);
     const cli = `${shellWord(process.execPath)} ${shellWord(CLI)}`;
@@ -179,8 +188,12 @@ async function tour(configDir: string, journalPath: string, storePath: string, e
     for (const step of TOUR) {
       out(`\n── ${step.title}`);
       out(`   run_sql  ${step.sql}`);
-      const call = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } }, undefined, { timeout: 300_000, resetTimeoutOnProgress: true });
-      if (step.approver) await actAsDba(storePath, step.sql, step.approver, { ...env, DRAWBRIDGE_APPROVER_TOKEN: env['DRAWBRIDGE_DBA_TOKEN'] ?? '' }, configDir, out);
+      const call = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } }, undefined, {
+        timeout: 300_000,
+        resetTimeoutOnProgress: true,
+      });
+      if (step.approver)
+        await actAsDba(storePath, step.sql, step.approver, { ...env, DRAWBRIDGE_APPROVER_TOKEN: env['DRAWBRIDGE_DBA_TOKEN'] ?? '' }, configDir, out);
       const result = await call;
       const text = (result.content as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
       out(`${result.isError ? '   ✗ refused' : '   ✓ answered'}\n${indent(text)}`);
@@ -225,7 +238,10 @@ async function startDemoCluster(port: number): Promise<Cluster> {
 }
 
 function portTaken(port: number, flag: string): CliError {
-  return new CliError(`Port ${port} on 127.0.0.1 is already in use (another drawbridge demo still running?). Stop that program, or pick another port: drawbridge demo ${flag} ${port + 1}`, 1);
+  return new CliError(
+    `Port ${port} on 127.0.0.1 is already in use (another drawbridge demo still running?). Stop that program, or pick another port: drawbridge demo ${flag} ${port + 1}`,
+    1,
+  );
 }
 
 /** Fails early, with the flag to change, when a port the demo needs is taken. */
@@ -252,7 +268,14 @@ function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
 }
 
 /** Plays the DBA: waits for the pending request, shows it, and approves or denies it with the CLI. */
-async function actAsDba(storePath: string, sql: string, step: NonNullable<TourStep['approver']>, env: Record<string, string>, configDir: string, out: (s?: string) => void): Promise<void> {
+async function actAsDba(
+  storePath: string,
+  sql: string,
+  step: NonNullable<TourStep['approver']>,
+  env: Record<string, string>,
+  configDir: string,
+  out: (s?: string) => void,
+): Promise<void> {
   const deadline = Date.now() + 30_000;
   let id: string | undefined;
   while (!id && Date.now() < deadline) {
@@ -283,7 +306,8 @@ function indent(text: string, pad = '   '): string {
 
 function tcpPort(value: string | undefined, fallback: number, flag: string): number {
   const port = value === undefined ? fallback : /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new CliError(`${flag} takes a TCP port number from 1 to 65535 (got ${JSON.stringify(value)}).`);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535)
+    throw new CliError(`${flag} takes a TCP port number from 1 to 65535 (got ${JSON.stringify(value)}).`);
   return port;
 }
 
@@ -347,7 +371,9 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
     if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
     installProcessGuard(); // as `serve --http`: a fault nobody foresaw is logged and the demo keeps serving
     const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort }).catch((error: unknown) => {
-      throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? portTaken(o.httpPort, '--http-port') : error;
+      throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
+        ? portTaken(o.httpPort, '--http-port')
+        : error;
     });
     closers.unshift(() => http.close());
 

@@ -175,15 +175,15 @@ export const LOOPBACK_REDIRECT_HOSTS: readonly string[] = ['127.0.0.1', '[::1]',
  * oidc-provider matches a native client's loopback redirect URI on any port (RFC 8252 §7.3).
  */
 export const DEV_LOOPBACK_REDIRECT_URIS: readonly string[] = LOOPBACK_REDIRECT_HOSTS.flatMap((host) =>
-  ['/', '/callback', '/oauth/callback', '/oauth/callback/debug'].map((path) => `http://${host}${path}`));
+  ['/', '/callback', '/oauth/callback', '/oauth/callback/debug'].map((path) => `http://${host}${path}`),
+);
 
 /** The scopes every local resource server offers. */
 export const DEV_RESOURCE_SCOPES = 'mcp approvals';
 
 export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
 
-export const OIDC_PROVIDER_MISSING_MESSAGE =
-  'the HTTP demo needs the dev dependency oidc-provider: run npm ci in the Drawbridge repository';
+export const OIDC_PROVIDER_MISSING_MESSAGE = 'the HTTP demo needs the dev dependency oidc-provider: run npm ci in the Drawbridge repository';
 
 /** oidc-provider (a dev dependency) is not installed. */
 export class OidcProviderMissingError extends Error {
@@ -202,9 +202,7 @@ export async function generateSigningKey(alg: DevIdpSigningAlg): Promise<DevIdpS
   // Member order as oidc-provider's JWKS endpoint serves it (lib/helpers/initialize_keystore.js;
   // the harness test checks it byte for byte).
   const publicJwk: JWK =
-    pub.kty === 'RSA'
-      ? { kty: 'RSA', use: 'sig', kid, alg, e: pub.e, n: pub.n }
-      : { kty: 'EC', use: 'sig', kid, alg, crv: pub.crv, x: pub.x, y: pub.y };
+    pub.kty === 'RSA' ? { kty: 'RSA', use: 'sig', kid, alg, e: pub.e, n: pub.n } : { kty: 'EC', use: 'sig', kid, alg, crv: pub.crv, x: pub.x, y: pub.y };
   return { kid, alg, privateKey, privateJwk, publicJwk };
 }
 
@@ -312,8 +310,7 @@ class ProviderStore {
 
   adapterFor(model: string): object {
     const key = (id: string): string => `${model}:${id}`;
-    const find = async (id: string | undefined): Promise<Payload | undefined> =>
-      id === undefined ? undefined : this.get(key(id));
+    const find = async (id: string | undefined): Promise<Payload | undefined> => (id === undefined ? undefined : this.get(key(id)));
     return {
       upsert: async (id: string, payload: Payload, expiresIn: number | undefined): Promise<void> => {
         const k = key(id);
@@ -378,14 +375,17 @@ interface PageState {
 }
 
 function page(kind: string, title: string, body: string, state: PageState = {}): string {
-  const attrs = (state.error !== undefined ? ` data-error="${escapeHtml(state.error)}"` : '') +
+  const attrs =
+    (state.error !== undefined ? ` data-error="${escapeHtml(state.error)}"` : '') +
     (state.detail !== undefined ? ` data-detail="${escapeHtml(state.detail)}"` : '');
-  return '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">' +
+  return (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">' +
     '<meta name="viewport" content="width=device-width, initial-scale=1">' +
     `<title>${escapeHtml(title)} · Drawbridge development sign-in</title><style>${STYLE}</style></head><body>` +
     '<div class="banner" role="note"><strong>Drawbridge development identity provider.</strong> ' +
     'Local testing only: any account listed here signs in without a password. Never use it for production.</div>' +
-    `<main data-page="${escapeHtml(kind)}"${attrs}>${body}</main></body></html>`;
+    `<main data-page="${escapeHtml(kind)}"${attrs}>${body}</main></body></html>`
+  );
 }
 
 /** "groups: sre, developers", "realm roles: dba", "no groups" … for one account's claims. */
@@ -395,7 +395,7 @@ function describeClaims(claims: Readonly<Record<string, unknown>>): string {
     if (name === 'groups') {
       parts.push(`groups: ${Array.isArray(value) ? value.join(', ') : String(value)}`);
     } else if (name === 'realm_access' && value && typeof value === 'object' && Array.isArray((value as { roles?: unknown }).roles)) {
-      parts.push(`realm roles: ${((value as { roles: unknown[] }).roles).join(', ')}`);
+      parts.push(`realm roles: ${(value as { roles: unknown[] }).roles.join(', ')}`);
     } else {
       parts.push(`${name}: ${JSON.stringify(value)}`);
     }
@@ -405,12 +405,15 @@ function describeClaims(claims: Readonly<Record<string, unknown>>): string {
 
 /** The account table; with `loginAction`, a "Sign in as …" button per account (its own form). */
 function accountTable(accounts: DevIdpAccounts, loginAction?: string): string {
-  const rows = Object.entries(accounts).map(([name, claims]) => {
-    const button = loginAction === undefined
-      ? ''
-      : `<td><button type="submit" class="account" name="login" value="${escapeHtml(name)}">Sign in as ${escapeHtml(name)}</button></td>`;
-    return `<tr><td><strong>${escapeHtml(name)}</strong></td><td>${escapeHtml(describeClaims(claims))}</td>${button}</tr>`;
-  }).join('');
+  const rows = Object.entries(accounts)
+    .map(([name, claims]) => {
+      const button =
+        loginAction === undefined
+          ? ''
+          : `<td><button type="submit" class="account" name="login" value="${escapeHtml(name)}">Sign in as ${escapeHtml(name)}</button></td>`;
+      return `<tr><td><strong>${escapeHtml(name)}</strong></td><td>${escapeHtml(describeClaims(claims))}</td>${button}</tr>`;
+    })
+    .join('');
   const table = `<table class="accounts"><thead><tr><th>Account</th><th>Claims in its tokens</th>${loginAction === undefined ? '' : '<th></th>'}</tr></thead><tbody>${rows}</tbody></table>`;
   return loginAction === undefined ? table : `<form method="post" action="${escapeHtml(loginAction)}">${table}</form>`;
 }
@@ -455,16 +458,21 @@ function userCodeMessage(err: unknown): string {
  */
 function describeRequest(params: Record<string, unknown>, client: OidcClient | undefined): string {
   const clientId = typeof params['client_id'] === 'string' ? params['client_id'] : '?';
-  const name = client?.clientName !== undefined && client.clientName !== '' && client.clientName !== clientId
-    ? `<strong>${escapeHtml(client.clientName)}</strong> <span class="muted">(client id <code>${escapeHtml(clientId)}</code>)</span>`
-    : `<strong>${escapeHtml(clientId)}</strong>`;
+  const name =
+    client?.clientName !== undefined && client.clientName !== '' && client.clientName !== clientId
+      ? `<strong>${escapeHtml(client.clientName)}</strong> <span class="muted">(client id <code>${escapeHtml(clientId)}</code>)</span>`
+      : `<strong>${escapeHtml(clientId)}</strong>`;
   const resource = typeof params['resource'] === 'string' ? params['resource'] : undefined;
   const scope = typeof params['scope'] === 'string' && params['scope'] !== '' ? params['scope'] : undefined;
   const redirect = typeof params['redirect_uri'] === 'string' ? params['redirect_uri'] : undefined;
-  return `<p>Client ${name} asks for access` +
+  return (
+    `<p>Client ${name} asks for access` +
     (resource ? ` to <code>${escapeHtml(resource)}</code>` : '') +
-    (scope ? ` with scopes <code>${escapeHtml(scope)}</code>` : '') + '.' +
-    (redirect ? ` Afterwards your browser returns to <code>${escapeHtml(redirect)}</code>.` : '') + '</p>';
+    (scope ? ` with scopes <code>${escapeHtml(scope)}</code>` : '') +
+    '.' +
+    (redirect ? ` Afterwards your browser returns to <code>${escapeHtml(redirect)}</code>.` : '') +
+    '</p>'
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -499,16 +507,14 @@ const REGISTRABLE_GRANT_TYPES: readonly string[] = ['authorization_code', 'refre
  * request as posted; `metadata` is oidc-provider's working copy (its defaults applied), which
  * this may change (oidc-provider's documented way for extraClientMetadata.validator).
  */
-function registrationPolicy(
-  sent: Readonly<Record<string, unknown>>,
-  metadata: Record<string, unknown>,
-  invalid: new (description: string) => Error,
-): void {
+function registrationPolicy(sent: Readonly<Record<string, unknown>>, metadata: Record<string, unknown>, invalid: new (description: string) => Error): void {
   // Omitted means client_secret_basic (RFC 7591 §2), i.e. a confidential client: refused too.
   if (metadata['token_endpoint_auth_method'] !== 'none') {
     const given = sent['token_endpoint_auth_method'];
-    throw new invalid('this development provider registers public clients only: token_endpoint_auth_method must be "none"' +
-      (given === undefined ? ' (it was omitted, which means client_secret_basic)' : ` (not ${JSON.stringify(given)})`));
+    throw new invalid(
+      'this development provider registers public clients only: token_endpoint_auth_method must be "none"' +
+        (given === undefined ? ' (it was omitted, which means client_secret_basic)' : ` (not ${JSON.stringify(given)})`),
+    );
   }
   const redirects = metadata['redirect_uris'];
   if (!Array.isArray(redirects) || redirects.length === 0) {
@@ -517,7 +523,8 @@ function registrationPolicy(
   for (const uri of redirects) {
     const problem = loopbackRedirectProblem(uri);
     // "redirect_uris…" makes oidc-provider answer invalid_redirect_uri (RFC 7591 §3.2.2).
-    if (problem !== undefined) throw new invalid(`redirect_uris: ${JSON.stringify(uri)} ${problem}; this development provider registers loopback redirect URIs only`);
+    if (problem !== undefined)
+      throw new invalid(`redirect_uris: ${JSON.stringify(uri)} ${problem}; this development provider registers loopback redirect URIs only`);
   }
   const logoutRedirects = metadata['post_logout_redirect_uris'];
   for (const uri of Array.isArray(logoutRedirects) ? logoutRedirects : []) {
@@ -720,8 +727,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       },
       // Every refresh_token-capable client gets one, no offline_access needed;
       // and tokens never depend on the browser session staying alive.
-      issueRefreshToken: (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
-        client.grantTypeAllowed('refresh_token'),
+      issueRefreshToken: (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => client.grantTypeAllowed('refresh_token'),
       expiresWithSession: () => false,
       interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
       renderError: (ctx: KoaishContext, out: Record<string, string>) => {
@@ -738,10 +744,8 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
         );
       },
       ttl: {
-        AccessToken: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) =>
-          token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
-        ClientCredentials: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) =>
-          token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
+        AccessToken: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) => token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
+        ClientCredentials: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) => token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
         DeviceCode: () => 600,
         RefreshToken: () => 24 * 60 * 60,
         Grant: () => 24 * 60 * 60,
@@ -756,9 +760,8 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
 
   function loginPage(uid: string, details: OidcInteraction, client: OidcClient | undefined, state: { error?: string; tried?: string } = {}): string {
     const action = `/interaction/${uid}/login`;
-    const message = state.error === undefined
-      ? ''
-      : `<p class="error">There is no account named “${escapeHtml(state.tried ?? '')}”. Pick one of the accounts below.</p>`;
+    const message =
+      state.error === undefined ? '' : `<p class="error">There is no account named “${escapeHtml(state.tried ?? '')}”. Pick one of the accounts below.</p>`;
     return page(
       'login',
       'Sign in',
@@ -782,7 +785,8 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       'consent',
       'Allow access',
       `<h1>Allow access?</h1><p>Signed in as <strong>${escapeHtml(account)}</strong>` +
-        (claims ? ` <span class="muted">(${escapeHtml(describeClaims(claims))})</span>` : '') + '.</p>' +
+        (claims ? ` <span class="muted">(${escapeHtml(describeClaims(claims))})</span>` : '') +
+        '.</p>' +
         describeRequest(details.params, client) +
         `<form method="post" action="/interaction/${escapeHtml(uid)}/confirm"><button type="submit">Allow</button></form>` +
         `<form method="post" action="/interaction/${escapeHtml(uid)}/abort"><button type="submit" class="secondary">Deny</button></form>`,
@@ -829,8 +833,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       const accountId = details.session?.accountId;
       const clientId = details.params['client_id'];
       if (accountId === undefined || typeof clientId !== 'string') throw new Error('consent without a logged-in account or client');
-      const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined)
-        ?? new provider.Grant({ accountId, clientId });
+      const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined) ?? new provider.Grant({ accountId, clientId });
       const missing = details.prompt.details;
       if (Array.isArray(missing['missingOIDCScope'])) grant.addOIDCScope(missing['missingOIDCScope'].join(' '));
       if (Array.isArray(missing['missingOIDCClaims'])) grant.addOIDCClaims(missing['missingOIDCClaims'] as string[]);
@@ -845,10 +848,20 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       return;
     }
     if (action === 'abort') {
-      await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'End-User denied the request' }, { mergeWithLastSubmission: false });
+      await provider.interactionFinished(
+        req,
+        res,
+        { error: 'access_denied', error_description: 'End-User denied the request' },
+        { mergeWithLastSubmission: false },
+      );
       return;
     }
-    send(400, page('error', 'Sign-in error', `<p class="error">cannot ${escapeHtml(action ?? 'GET')} during ${escapeHtml(prompt)}</p>`, { error: 'bad_interaction_step' }));
+    send(
+      400,
+      page('error', 'Sign-in error', `<p class="error">cannot ${escapeHtml(action ?? 'GET')} during ${escapeHtml(prompt)}</p>`, {
+        error: 'bad_interaction_step',
+      }),
+    );
   }
 
   function homePage(): string {
@@ -858,7 +871,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       '<h1>Drawbridge development sign-in</h1>' +
         `<p>Issuer <code>${escapeHtml(issuer)}</code>. Start a sign-in on your device (for example <code>drawbridge</code> with this issuer), ` +
         'then <a href="/device">enter the code it shows</a>.</p>' +
-        '<p>An MCP client that supports OAuth finds this provider by itself from the gateway\'s 401: it registers ' +
+        "<p>An MCP client that supports OAuth finds this provider by itself from the gateway's 401: it registers " +
         `(dynamic client registration at <code>${escapeHtml(issuer)}/reg</code>, public clients with loopback redirect URIs only) ` +
         `or uses the client id <code>${escapeHtml(DEV_CLIENTS.mcp.clientId)}</code>, then sends your browser here to sign in.</p>` +
         '<p class="muted">Accounts (no password):</p>' +
@@ -892,11 +905,13 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       // credentials, so any origin may call it (what may be registered: registrationPolicy).
       res.setHeader('access-control-allow-origin', '*');
       if (req.method === 'OPTIONS') {
-        res.writeHead(204, {
-          'access-control-allow-methods': 'POST, OPTIONS',
-          'access-control-allow-headers': 'content-type, authorization, mcp-protocol-version',
-          'access-control-max-age': '600',
-        }).end();
+        res
+          .writeHead(204, {
+            'access-control-allow-methods': 'POST, OPTIONS',
+            'access-control-allow-headers': 'content-type, authorization, mcp-protocol-version',
+            'access-control-max-age': '600',
+          })
+          .end();
         return;
       }
     }
@@ -914,12 +929,14 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
           res.statusCode = 500;
           res.setHeader('content-type', 'text/html; charset=utf-8');
         }
-        res.end(page(
-          'error',
-          'Sign-in error',
-          `<h1>Something went wrong</h1><p class="error">${escapeHtml(String(err))}</p><p><a href="/device">Start over</a></p>`,
-          { error: errorName(err) },
-        ));
+        res.end(
+          page(
+            'error',
+            'Sign-in error',
+            `<h1>Something went wrong</h1><p class="error">${escapeHtml(String(err))}</p><p><a href="/device">Start over</a></p>`,
+            { error: errorName(err) },
+          ),
+        );
       });
       return;
     }
@@ -931,9 +948,11 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      reject(err.code === 'EADDRINUSE'
-        ? new Error(`the development OpenID provider cannot listen on ${LOOPBACK}:${requestedPort}: the port is in use`, { cause: err })
-        : err);
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new Error(`the development OpenID provider cannot listen on ${LOOPBACK}:${requestedPort}: the port is in use`, { cause: err })
+          : err,
+      );
     };
     server.once('error', onError);
     server.listen(requestedPort, LOOPBACK, () => {

@@ -46,30 +46,92 @@ export function makeIban(country: string, bban: string): string {
 // Deterministic sample data
 
 const NAMES: readonly string[] = [
-  'Ada Lovelace', 'Grace Hopper', 'Alan Turing', 'Katherine Johnson', 'Linus Pauling',
-  'Marie Curie', 'Niels Bohr', 'Rosalind Franklin', 'Carl Gauss', 'Emmy Noether',
-  'Srinivasa Ramanujan', 'Hedy Lamarr', 'Barbara Liskov', 'Donald Knuth', 'Frances Allen',
-  'Edsger Dijkstra', 'Margaret Hamilton', 'John Backus', 'Radia Perlman', 'Ken Thompson',
-  'Dennis Ritchie', 'Shafi Goldwasser', 'Tim Berners-Lee', 'Sophie Wilson', 'Leslie Lamport',
-  'Siobhan O\'Connor', 'José Álvarez', 'Zoë Müller', 'Björn Lindqvist', 'Amara Okafor',
-  'Mei Chen', 'Ravi Patel', 'Yuki Tanaka', 'Fatima Zahra', 'Lucas Moreau',
-  'Ingrid Berg', 'Mateo Rossi', 'Chloé Dubois', 'Olga Petrova', 'Kwame Mensah',
-  'Noor Haddad', 'Liam Walsh', 'Priya Nair', 'Hannah Schmidt', 'Diego Fernández',
-  'Aisha Bello', 'Tomás Novák', 'Elena Popescu', 'Sven Larsen', 'Nadia Rahman',
+  'Ada Lovelace',
+  'Grace Hopper',
+  'Alan Turing',
+  'Katherine Johnson',
+  'Linus Pauling',
+  'Marie Curie',
+  'Niels Bohr',
+  'Rosalind Franklin',
+  'Carl Gauss',
+  'Emmy Noether',
+  'Srinivasa Ramanujan',
+  'Hedy Lamarr',
+  'Barbara Liskov',
+  'Donald Knuth',
+  'Frances Allen',
+  'Edsger Dijkstra',
+  'Margaret Hamilton',
+  'John Backus',
+  'Radia Perlman',
+  'Ken Thompson',
+  'Dennis Ritchie',
+  'Shafi Goldwasser',
+  'Tim Berners-Lee',
+  'Sophie Wilson',
+  'Leslie Lamport',
+  "Siobhan O'Connor",
+  'José Álvarez',
+  'Zoë Müller',
+  'Björn Lindqvist',
+  'Amara Okafor',
+  'Mei Chen',
+  'Ravi Patel',
+  'Yuki Tanaka',
+  'Fatima Zahra',
+  'Lucas Moreau',
+  'Ingrid Berg',
+  'Mateo Rossi',
+  'Chloé Dubois',
+  'Olga Petrova',
+  'Kwame Mensah',
+  'Noor Haddad',
+  'Liam Walsh',
+  'Priya Nair',
+  'Hannah Schmidt',
+  'Diego Fernández',
+  'Aisha Bello',
+  'Tomás Novák',
+  'Elena Popescu',
+  'Sven Larsen',
+  'Nadia Rahman',
 ];
 
 const CITIES: readonly string[] = [
-  'San Francisco', 'New York', 'Chicago', 'Berlin', 'London', 'Paris', 'Amsterdam',
-  'Madrid', 'Lisbon', 'Dublin', 'Stockholm', 'Toronto', 'Austin', 'Seattle', 'Munich',
+  'San Francisco',
+  'New York',
+  'Chicago',
+  'Berlin',
+  'London',
+  'Paris',
+  'Amsterdam',
+  'Madrid',
+  'Lisbon',
+  'Dublin',
+  'Stockholm',
+  'Toronto',
+  'Austin',
+  'Seattle',
+  'Munich',
 ];
 
 const PHONE_AREAS: readonly string[] = ['415', '212', '312', '617', '206', '512', '303', '646'];
 
 /** Well-known public test card numbers (all Luhn-valid); the rest are generated. */
 const KNOWN_CARDS: readonly string[] = [
-  '4111111111111111', '5500000000000004', '340000000000009', '6011000000000004',
-  '4012888888881881', '5555555555554444', '378282246310005', '6011111111111117',
-  '4242424242424242', '5105105105105100', '371449635398431', '6011000990139424',
+  '4111111111111111',
+  '5500000000000004',
+  '340000000000009',
+  '6011000000000004',
+  '4012888888881881',
+  '5555555555554444',
+  '378282246310005',
+  '6011111111111117',
+  '4242424242424242',
+  '5105105105105100',
+  '371449635398431',
+  '6011000990139424',
 ];
 
 const CARD_SHAPES: readonly { prefix: string; length: number }[] = [
@@ -80,7 +142,11 @@ const CARD_SHAPES: readonly { prefix: string; length: number }[] = [
 ];
 
 function asciiSlug(s: string): string {
-  return s.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z]/g, '');
+  return s
+    .normalize('NFD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/[^a-z]/g, '');
 }
 
 function emailFor(name: string): string {
@@ -114,9 +180,17 @@ function ibanFor(i: number): string {
   switch (i % 3) {
     case 0: // DE: 8-digit bank code + 10-digit account
       return makeIban('DE', `${String(10_020_030 + n).padStart(8, '0')}${String(1_000_000_000 + n * 13).padStart(10, '0')}`);
-    case 1: { // GB: 4-letter bank + 6-digit sort code + 8-digit account
+    case 1: {
+      // GB: 4-letter bank + 6-digit sort code + 8-digit account
       const banks = ['WEST', 'BARC', 'LOYD', 'MIDL', 'NWBK'];
-      return makeIban('GB', `${banks[i % banks.length] ?? 'WEST'}${String(200_000 + n).padStart(6, '0').slice(-6)}${String(31_926_819 + n * 3).padStart(8, '0').slice(-8)}`);
+      return makeIban(
+        'GB',
+        `${banks[i % banks.length] ?? 'WEST'}${String(200_000 + n)
+          .padStart(6, '0')
+          .slice(-6)}${String(31_926_819 + n * 3)
+          .padStart(8, '0')
+          .slice(-8)}`,
+      );
     }
     default: // NL: 4-letter bank + 10-digit account
       return makeIban('NL', `${['ABNA', 'INGB', 'RABO'][Math.floor(i / 3) % 3] ?? 'ABNA'}${String(417_164_300 + n).padStart(10, '0')}`);
@@ -190,16 +264,26 @@ const AUDIT_NOTES: readonly string[] = [
 ];
 
 const PRODUCTS: readonly [string, string, string][] = [
-  ['SKU-0001', 'Espresso Beans 1kg', '24.90'], ['SKU-0002', 'Pour-over Kettle', '49.00'],
-  ['SKU-0003', 'Ceramic Mug', '12.50'], ['SKU-0004', 'Burr Grinder', '139.00'],
-  ['SKU-0005', 'Paper Filters (100)', '6.99'], ['SKU-0006', 'Milk Frother', '29.95'],
-  ['SKU-0007', 'Cold Brew Jar', '34.00'], ['SKU-0008', 'Travel Tumbler', '22.00'],
-  ['SKU-0009', 'Digital Scale', '39.90'], ['SKU-0010', 'Tamper 58mm', '27.50'],
-  ['SKU-0011', 'Decaf Beans 500g', '14.90'], ['SKU-0012', 'Chai Concentrate', '9.80'],
-  ['SKU-0013', 'Moka Pot 6-cup', '44.00'], ['SKU-0014', 'French Press', '31.00'],
-  ['SKU-0015', 'Descaler', '8.45'], ['SKU-0016', 'Knock Box', '19.00'],
-  ['SKU-0017', 'Latte Art Pitcher', '17.25'], ['SKU-0018', 'Green Tea Tin', '11.10'],
-  ['SKU-0019', 'Gift Card 50', '50.00'], ['SKU-0020', 'Barista Apron', '26.00'],
+  ['SKU-0001', 'Espresso Beans 1kg', '24.90'],
+  ['SKU-0002', 'Pour-over Kettle', '49.00'],
+  ['SKU-0003', 'Ceramic Mug', '12.50'],
+  ['SKU-0004', 'Burr Grinder', '139.00'],
+  ['SKU-0005', 'Paper Filters (100)', '6.99'],
+  ['SKU-0006', 'Milk Frother', '29.95'],
+  ['SKU-0007', 'Cold Brew Jar', '34.00'],
+  ['SKU-0008', 'Travel Tumbler', '22.00'],
+  ['SKU-0009', 'Digital Scale', '39.90'],
+  ['SKU-0010', 'Tamper 58mm', '27.50'],
+  ['SKU-0011', 'Decaf Beans 500g', '14.90'],
+  ['SKU-0012', 'Chai Concentrate', '9.80'],
+  ['SKU-0013', 'Moka Pot 6-cup', '44.00'],
+  ['SKU-0014', 'French Press', '31.00'],
+  ['SKU-0015', 'Descaler', '8.45'],
+  ['SKU-0016', 'Knock Box', '19.00'],
+  ['SKU-0017', 'Latte Art Pitcher', '17.25'],
+  ['SKU-0018', 'Green Tea Tin', '11.10'],
+  ['SKU-0019', 'Gift Card 50', '50.00'],
+  ['SKU-0020', 'Barista Apron', '26.00'],
 ];
 
 function lit(s: string): string {
@@ -207,8 +291,9 @@ function lit(s: string): string {
 }
 
 function buildSeedSql(): string {
-  const customers = CUSTOMERS.map((c) =>
-    `  (${c.id}, ${lit(c.fullName)}, ${lit(c.email)}, ${lit(c.phone)}, ${lit(c.ssn)}, ${lit(c.cardNumber)}, ${lit(c.iban)}, ${lit(c.city)}, ${lit(c.createdAt)})`,
+  const customers = CUSTOMERS.map(
+    (c) =>
+      `  (${c.id}, ${lit(c.fullName)}, ${lit(c.email)}, ${lit(c.phone)}, ${lit(c.ssn)}, ${lit(c.cardNumber)}, ${lit(c.iban)}, ${lit(c.city)}, ${lit(c.createdAt)})`,
   ).join(',\n');
   const products = PRODUCTS.map(([sku, name, price], i) => `  (${i + 1}, ${lit(sku)}, ${lit(name)}, ${price})`).join(',\n');
   const notes = AUDIT_NOTES.map((body, i) => `  (${i + 1}, ${lit(body)})`).join(',\n');

@@ -21,7 +21,8 @@ export interface AuthRefusal {
   readonly headers: Readonly<Record<string, string>>;
 }
 
-export type AuthOutcome = { readonly ok: true; readonly verified: VerifiedToken; readonly authInfo: AuthInfo } | { readonly ok: false; readonly refusal: AuthRefusal };
+export type AuthOutcome =
+  { readonly ok: true; readonly verified: VerifiedToken; readonly authInfo: AuthInfo } | { readonly ok: false; readonly refusal: AuthRefusal };
 
 export interface AuthContext {
   readonly verifier: TokenVerifier;
@@ -95,7 +96,14 @@ export async function authenticate(req: IncomingMessage, url: URL, context: Auth
       message,
       headers: {
         ...(status === 401 || status === 403 || status === 400
-          ? { 'WWW-Authenticate': bearerChallenge([['error', error], ['error_description', error ? message : undefined], ['resource_metadata', metadataUrl], ['scope', scope]]) }
+          ? {
+              'WWW-Authenticate': bearerChallenge([
+                ['error', error],
+                ['error_description', error ? message : undefined],
+                ['resource_metadata', metadataUrl],
+                ['scope', scope],
+              ]),
+            }
           : {}),
         ...extra,
       },

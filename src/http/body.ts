@@ -11,7 +11,8 @@ import type { IncomingMessage } from 'node:http';
 
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 
-export type BodyResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly status: 400 | 413; readonly message: string; readonly code: number };
+export type BodyResult =
+  { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly status: 400 | 413; readonly message: string; readonly code: number };
 
 function tooLarge(limit: number): BodyResult {
   return { ok: false, status: 413, code: -32000, message: `Payload Too Large: the request body exceeds ${limit} bytes.` };

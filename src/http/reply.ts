@@ -21,10 +21,19 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-export function jsonRpcError(message: string, code = TRANSPORT_ERROR, data?: Record<string, unknown>): { jsonrpc: '2.0'; error: { code: number; message: string; data?: Record<string, unknown> }; id: null } {
+export function jsonRpcError(
+  message: string,
+  code = TRANSPORT_ERROR,
+  data?: Record<string, unknown>,
+): { jsonrpc: '2.0'; error: { code: number; message: string; data?: Record<string, unknown> }; id: null } {
   return { jsonrpc: '2.0', error: { code, message, ...(data ? { data } : {}) }, id: null };
 }
 
-export function sendJsonRpcError(res: ServerResponse, status: number, message: string, options: { code?: number; data?: Record<string, unknown>; headers?: Record<string, string> } = {}): void {
+export function sendJsonRpcError(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  options: { code?: number; data?: Record<string, unknown>; headers?: Record<string, string> } = {},
+): void {
   sendJson(res, status, jsonRpcError(message, options.code ?? TRANSPORT_ERROR, options.data), options.headers ?? {});
 }

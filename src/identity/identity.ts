@@ -18,7 +18,13 @@ export interface IdentityProvider {
   identify(request: { readonly authInfo?: unknown }): Identity;
 }
 
-export function makeIdentity(input: { kind: IdentityKind; subject: string; groups: readonly string[]; issuer: string; claims?: Record<string, unknown> }): Identity {
+export function makeIdentity(input: {
+  kind: IdentityKind;
+  subject: string;
+  groups: readonly string[];
+  issuer: string;
+  claims?: Record<string, unknown>;
+}): Identity {
   if (input.subject.trim() === '') throw new TypeError('identity subject must not be empty');
   return Object.freeze({
     kind: input.kind,

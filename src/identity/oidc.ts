@@ -86,7 +86,7 @@ function describeJoseError(error: unknown): string {
   }
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'the token is signed with an algorithm this gateway does not accept';
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token signature does not verify';
-  if (error instanceof joseErrors.JWKSNoMatchingKey) return "the token is signed with a key the provider does not publish";
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'the token is signed with a key the provider does not publish';
   if (error instanceof joseErrors.JWKSMultipleMatchingKeys) return "the provider publishes several keys matching the token's header";
   if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) return 'the token is malformed';
   return 'the token could not be verified';
@@ -110,11 +110,16 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
         });
         metadata = config.serverMetadata();
       } catch (error) {
-        throw new DrawbridgeError('identity.unavailable', `The OpenID provider ${settings.issuer} could not be discovered: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+        throw new DrawbridgeError(
+          'identity.unavailable',
+          `The OpenID provider ${settings.issuer} could not be discovered: ${(error as Error)?.message ?? String(error)}`,
+          { cause: error },
+        );
       }
       if (!metadata.jwks_uri) throw new DrawbridgeError('identity.unavailable', `The OpenID provider ${settings.issuer} publishes no jwks_uri.`);
       const jwksUri = new URL(metadata.jwks_uri);
-      if (jwksUri.protocol !== 'https:' && !isLoopbackHttp(jwksUri)) throw new DrawbridgeError('identity.unavailable', `The provider's jwks_uri ${jwksUri.href} is not https.`);
+      if (jwksUri.protocol !== 'https:' && !isLoopbackHttp(jwksUri))
+        throw new DrawbridgeError('identity.unavailable', `The provider's jwks_uri ${jwksUri.href} is not https.`);
       return createRemoteJWKSet(jwksUri, {
         cacheMaxAge: settings.jwks.cache_max_age,
         cooldownDuration: settings.jwks.cooldown,
@@ -134,7 +139,9 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
     clockToleranceMs: settings.clock_tolerance,
     async verify(token: string): Promise<VerifiedToken> {
       if (!COMPACT_JWS.test(token)) {
-        throw invalid('The bearer token is not a JWT. Opaque access tokens cannot be verified by the gateway: the provider must issue JWT access tokens for this resource (audience).');
+        throw invalid(
+          'The bearer token is not a JWT. Opaque access tokens cannot be verified by the gateway: the provider must issue JWT access tokens for this resource (audience).',
+        );
       }
       let header;
       try {
@@ -165,11 +172,16 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
       } catch (error) {
         // A key set that cannot be fetched or read is the provider's fault, not the token's: 503, never 401.
         // jose reports a non-200 answer and a body that is not JSON as its generic JOSEError (ERR_JOSE_GENERIC).
-        if (error instanceof joseErrors.JWKSTimeout || (error instanceof joseErrors.JOSEError && (error.code === 'ERR_JWKS_INVALID' || error.code === 'ERR_JOSE_GENERIC'))) {
+        if (
+          error instanceof joseErrors.JWKSTimeout ||
+          (error instanceof joseErrors.JOSEError && (error.code === 'ERR_JWKS_INVALID' || error.code === 'ERR_JOSE_GENERIC'))
+        ) {
           throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${error.message}`, { cause: error });
         }
         if (error instanceof joseErrors.JOSEError) throw invalid(`Token rejected: ${describeJoseError(error)}.`, error);
-        throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+        throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${(error as Error)?.message ?? String(error)}`, {
+          cause: error,
+        });
       }
       const subject = payload.sub;
       if (typeof subject !== 'string' || subject.trim() === '') throw invalid('Token rejected: it has no subject (sub).');
@@ -177,7 +189,9 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
       const scopes = scopesFrom(claims);
       const missing = settings.required_scopes.filter((s) => !scopes.includes(s));
       if (missing.length > 0) {
-        throw new DrawbridgeError('identity.insufficient_scope', `The token lacks the scope${missing.length > 1 ? 's' : ''} ${missing.join(' ')}.`, { details: { missingScopes: missing } });
+        throw new DrawbridgeError('identity.insufficient_scope', `The token lacks the scope${missing.length > 1 ? 's' : ''} ${missing.join(' ')}.`, {
+          details: { missingScopes: missing },
+        });
       }
       const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims['azp'] === 'string' ? claims['azp'] : null;
       const identity = makeIdentity({
@@ -186,7 +200,12 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
         groups: groupsFrom(claims, settings.groups_claim),
         issuer: settings.issuer,
         // What the journal may keep about the token: never the token itself.
-        claims: { ...(clientId ? { client_id: clientId } : {}), scope: scopes.join(' '), exp: payload.exp, ...(typeof payload.jti === 'string' ? { jti: payload.jti } : {}) },
+        claims: {
+          ...(clientId ? { client_id: clientId } : {}),
+          scope: scopes.join(' '),
+          exp: payload.exp,
+          ...(typeof payload.jti === 'string' ? { jti: payload.jti } : {}),
+        },
       });
       return { identity, scopes, expiresAt: payload.exp as number, clientId };
     },
@@ -198,13 +217,20 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
  * in the environment. Verified once at start (a bad token stops the server);
  * from the token's expiry on, every call is refused with identity.expired.
  */
-export async function tokenIdentityProvider(verifier: TokenVerifier, token: string, now: () => number = Date.now): Promise<{ provider: IdentityProvider; verified: VerifiedToken }> {
+export async function tokenIdentityProvider(
+  verifier: TokenVerifier,
+  token: string,
+  now: () => number = Date.now,
+): Promise<{ provider: IdentityProvider; verified: VerifiedToken }> {
   const verified = await verifier.verify(token);
   const expiresMs = verified.expiresAt * 1000;
   const provider: IdentityProvider = {
     identify() {
       if (now() >= expiresMs + verifier.clockToleranceMs) {
-        throw new DrawbridgeError('identity.expired', `The access token of ${verified.identity.subject} expired at ${new Date(expiresMs).toISOString()}; nothing is allowed with it.`);
+        throw new DrawbridgeError(
+          'identity.expired',
+          `The access token of ${verified.identity.subject} expired at ${new Date(expiresMs).toISOString()}; nothing is allowed with it.`,
+        );
       }
       return verified.identity;
     },

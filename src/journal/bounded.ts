@@ -276,7 +276,11 @@ export function measureInput(value: unknown, limits: InputLimits = INPUT_LIMITS)
  * Over a limit: the first STORED_PREFIX_BYTES of the canonical (or raw) JSON text,
  * scrubbed, and the cut marker.
  */
-export function storedInput(measure: InputMeasure, scrub: (text: string) => string, limits: InputLimits = INPUT_LIMITS): { input: unknown; cut: InputCut | null } {
+export function storedInput(
+  measure: InputMeasure,
+  scrub: (text: string) => string,
+  limits: InputLimits = INPUT_LIMITS,
+): { input: unknown; cut: InputCut | null } {
   if (measure.exceeded.length === 0 && measure.canonical !== null) {
     return { input: scrubStrings(JSON.parse(measure.canonical) as unknown, scrub), cut: null };
   }

@@ -179,7 +179,10 @@ function clearanceText(clearance: Record<string, unknown> | undefined): string {
   if (clearance === undefined) return '';
   if (clearance.kind === 'grant') return `grant:${text(clearance.grantId)}`;
   const approvers = Array.isArray(clearance.approvers)
-    ? clearance.approvers.map((a) => text(asObject(a)?.subject)).filter((a) => a !== '').join('+')
+    ? clearance.approvers
+        .map((a) => text(asObject(a)?.subject))
+        .filter((a) => a !== '')
+        .join('+')
     : '';
   return `approval:${text(clearance.approvalId)}:${text(clearance.via)}${approvers ? `:${approvers}` : ''}`;
 }
@@ -191,8 +194,7 @@ function csvRow(entry: CallEntry): string {
   const client = asObject(call.client);
   const request = asObject(call.request) ?? {};
   const decision = asObject(call.decision) ?? {};
-  const clientText =
-    client === undefined ? '' : client.version === undefined ? text(client.name) : `${text(client.name)}/${text(client.version)}`;
+  const clientText = client === undefined ? '' : client.version === undefined ? text(client.name) : `${text(client.name)}/${text(client.version)}`;
   const masked = Array.isArray(outcome.masked)
     ? outcome.masked
         .map((m) => asObject(m))

@@ -275,9 +275,7 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
   }
 
   const lastStmt = db.prepare('SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1');
-  const insertStmt = db.prepare(
-    'INSERT INTO records (seq, time, type, call_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
-  );
+  const insertStmt = db.prepare('INSERT INTO records (seq, time, type, call_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)');
 
   // Reading the tail and inserting must happen under one write lock (BEGIN
   // IMMEDIATE): otherwise two processes could both chain onto the same

@@ -116,7 +116,10 @@ export function verifyJournal(path: string, options: VerifyOptions = {}): Verify
     if (firstBad === undefined && expectHead !== undefined && head !== expectHead) {
       firstBad =
         expectHeadSeq !== undefined
-          ? { seq: expectHeadSeq + 1, reason: `journal continues past the expected head (record ${expectHeadSeq}) with ${lastSeq - expectHeadSeq} more record(s)` }
+          ? {
+              seq: expectHeadSeq + 1,
+              reason: `journal continues past the expected head (record ${expectHeadSeq}) with ${lastSeq - expectHeadSeq} more record(s)`,
+            }
           : {
               seq: lastSeq + 1,
               reason: `head ${head} (record ${lastSeq}) differs from the expected head ${expectHead}: the tail was truncated or rewritten`,

@@ -251,7 +251,12 @@ function blockScalar(text: string, at: number, keyIndent: number, escaped: boole
  * blanks, `export ` or a YAML `- ` → 'line'; a `\n` escape or an unclosed opening
  * quote → 'string'; anything else → 'token'.
  */
-function contextBefore(text: string, outerStart: number, openedByQuote: boolean, closedByQuote: boolean): { readonly context: ValueContext; readonly indent: number } {
+function contextBefore(
+  text: string,
+  outerStart: number,
+  openedByQuote: boolean,
+  closedByQuote: boolean,
+): { readonly context: ValueContext; readonly indent: number } {
   let j = outerStart;
   let steps = 0;
   while (j > 0 && isBlank(text[j - 1]) && steps++ < 64) j--;
@@ -391,7 +396,6 @@ export function scanAssignments(text: string, out: Finding[]): void {
     re.lastIndex = Math.max(re.lastIndex, span.end);
   }
 }
-
 
 // Google service-account JSON: the private key and its id, as JSON members (also
 // escaped inside another JSON string). The PEM body alone is the private_key

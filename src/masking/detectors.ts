@@ -14,14 +14,7 @@ export type PiiDetectorName = 'email' | 'credit_card' | 'ssn' | 'phone' | 'iban'
 /** Personal data, as opposed to credentials: the `pii` group. */
 export const PII_DETECTOR_NAMES: readonly PiiDetectorName[] = Object.freeze(['email', 'credit_card', 'ssn', 'phone', 'iban'] as const);
 
-export type DetectorName =
-  | PiiDetectorName
-  | 'jwt'
-  | 'aws_key'
-  | 'private_key'
-  | 'password_in_url'
-  | SecretDetectorName
-  | AssignmentDetectorName;
+export type DetectorName = PiiDetectorName | 'jwt' | 'aws_key' | 'private_key' | 'password_in_url' | SecretDetectorName | AssignmentDetectorName;
 
 // The order breaks ties between two detectors that find the same span (see
 // findSensitive): shape detectors before the name-based rule, so
@@ -75,8 +68,7 @@ function scan(re: RegExp, text: string, onMatch: (m: RegExpExecArray) => void): 
 
 // local@domain.tld. The local part must start at the start of its run (the
 // lookbehind) so the engine does not retry from every character of a long word.
-const EMAIL_RE =
-  /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])/g;
+const EMAIL_RE = /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])/g;
 
 // "scheme://" followed by non-delimiters up to the end of the string, i.e. the
 // candidate sits in the authority part of a URL.
@@ -121,8 +113,7 @@ export function luhnValid(digits: string): boolean {
 // a 1-in-10 Luhn pass on those would otherwise mask ordinary timestamps.
 // Alphanumeric boundaries keep digit runs inside hex digests, ids and longer
 // numbers from matching (a contiguous run longer than 19 is never a card).
-const CARD_RE =
-  /(?<![A-Za-z0-9])(?:[2-6]\d{12,18}|[2-6]\d{3}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{3})?|[2-6]\d{3}([ -])\d{6}\2\d{4,5})(?![A-Za-z0-9])/g;
+const CARD_RE = /(?<![A-Za-z0-9])(?:[2-6]\d{12,18}|[2-6]\d{3}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{3})?|[2-6]\d{3}([ -])\d{6}\2\d{4,5})(?![A-Za-z0-9])/g;
 
 const scanCard: Scanner = (text, out) => {
   scan(CARD_RE, text, (m) => {
@@ -150,8 +141,7 @@ const scanCard: Scanner = (text, out) => {
 // AAA-GG-SSSS (or with spaces, same separator twice). Area 000, 666 and 900-999,
 // group 00 and serial 0000 are never issued, which rules out many lookalikes.
 // Not part of a longer digit-dash run ("1-123-45-6789-0").
-const SSN_RE =
-  /(?<![A-Za-z0-9])(?<!\d-)(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![A-Za-z0-9])(?!-\d)/g;
+const SSN_RE = /(?<![A-Za-z0-9])(?<!\d-)(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![A-Za-z0-9])(?!-\d)/g;
 
 const scanSsn: Scanner = (text, out) => {
   scan(SSN_RE, text, (m) => {
@@ -174,8 +164,7 @@ const E164_RE = /(?<![A-Za-z0-9_+])\+[1-9](?:[ .-]?\(?\d\)?){6,13}[ .-]?\(?\d(?!
 // Unparenthesised forms must use the same separator twice. Not preceded by a
 // word character, '.', '+' or '-' and not followed by '.digit'/'-digit', which
 // keeps IPv4 addresses, version strings and dotted/dashed ids out.
-const NANP_RE =
-  /(?<![A-Za-z0-9_.+-])(?:1[ .-])?(?:\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}|\d{3}([ .-])\d{3}\1\d{4})(?![A-Za-z0-9_])(?![.-]\d)/g;
+const NANP_RE = /(?<![A-Za-z0-9_.+-])(?:1[ .-])?(?:\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}|\d{3}([ .-])\d{3}\1\d{4})(?![A-Za-z0-9_])(?![.-]\d)/g;
 
 const scanPhone: Scanner = (text, out) => {
   if (text.includes('+')) {
@@ -212,8 +201,7 @@ export function ibanValid(s: string): boolean {
 // Electronic (contiguous) or print format (groups of four separated by single
 // spaces, last group shorter). Uppercase only, as ISO 13616 writes it; the
 // mod-97 check is what makes a match trustworthy, length is checked in code.
-const IBAN_RE =
-  /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,8}(?: [A-Z0-9]{1,3})?)(?![A-Za-z0-9])/g;
+const IBAN_RE = /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,8}(?: [A-Z0-9]{1,3})?)(?![A-Za-z0-9])/g;
 
 const scanIban: Scanner = (text, out) => {
   scan(IBAN_RE, text, (m) => {
@@ -240,8 +228,7 @@ const scanIban: Scanner = (text, out) => {
 // both start with "eyJ" ('{"'). The signature may be empty (alg "none"): the
 // payload is still sensitive. No trailing boundary: if a segment ever exceeds
 // the bound, masking a truncated span is better than not masking at all.
-const JWT_RE =
-  /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{1,16384}\.eyJ[A-Za-z0-9_-]{1,65536}\.[A-Za-z0-9_-]{0,16384}/g;
+const JWT_RE = /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{1,16384}\.eyJ[A-Za-z0-9_-]{1,65536}\.[A-Za-z0-9_-]{0,16384}/g;
 
 const scanJwt: Scanner = (text, out) => {
   if (!text.includes('eyJ')) return;
@@ -282,8 +269,7 @@ const scanAwsKey: Scanner = (text, out) => {
 // not match) the block runs to the end of the text: masking too much is safe,
 // leaking the key body is not. The lazy body only stops at END or at the end of
 // the input, so each BEGIN is scanned once and the whole pass stays linear.
-const PRIVATE_KEY_RE =
-  /-----BEGIN ((?:[A-Z0-9]{1,16} ){0,3})PRIVATE KEY( BLOCK)?-----[\s\S]*?(?:-----END \1PRIVATE KEY\2-----|$)/g;
+const PRIVATE_KEY_RE = /-----BEGIN ((?:[A-Z0-9]{1,16} ){0,3})PRIVATE KEY( BLOCK)?-----[\s\S]*?(?:-----END \1PRIVATE KEY\2-----|$)/g;
 
 // An END line with no BEGIN before it: the text starts inside the block (`tail`
 // of a key file, a log cut at a size limit). The body lines just above it are
@@ -304,7 +290,8 @@ function bodyStart(text: string, end: number): number {
     else if (text[lineEnd - 1] === 'n' && text[lineEnd - 2] === '\\') lineEnd -= text.slice(lineEnd - 4, lineEnd - 2) === '\\r' ? 4 : 2;
     else return start;
     let lineStart = lineEnd;
-    while (lineStart > 0 && lineEnd - lineStart <= 100 && text[lineStart - 1] !== '\n' && !(text[lineStart - 1] === 'n' && text[lineStart - 2] === '\\')) lineStart--;
+    while (lineStart > 0 && lineEnd - lineStart <= 100 && text[lineStart - 1] !== '\n' && !(text[lineStart - 1] === 'n' && text[lineStart - 2] === '\\'))
+      lineStart--;
     if (!PEM_BODY_LINE.test(text.slice(lineStart, lineEnd))) return start;
     start = lineStart;
   }
@@ -334,8 +321,7 @@ const scanPrivateKey: Scanner = (text, out) => {
 // sees which host and account a connection string points at. The user part may
 // contain '@' (an email as user name) and the password may too: like URL
 // parsers, the last '@' before the path ends the userinfo.
-const PASSWORD_IN_URL_RE =
-  /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}:\/\/[^\s:/?#"'<>]{0,256}:([^\s/?#"'<>]{1,256})@/g;
+const PASSWORD_IN_URL_RE = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}:\/\/[^\s:/?#"'<>]{0,256}:([^\s/?#"'<>]{1,256})@/g;
 
 const scanPasswordInUrl: Scanner = (text, out) => {
   if (!text.includes('://')) return;
@@ -371,9 +357,7 @@ const SCANNERS: Readonly<Record<DetectorName, Scanner>> = {
   secret_assignment: scanAssignments,
 };
 
-const RANK: Readonly<Record<DetectorName, number>> = Object.fromEntries(
-  DETECTOR_NAMES.map((name, i) => [name, i]),
-) as Record<DetectorName, number>;
+const RANK: Readonly<Record<DetectorName, number>> = Object.fromEntries(DETECTOR_NAMES.map((name, i) => [name, i])) as Record<DetectorName, number>;
 
 interface Plan {
   readonly names: readonly DetectorName[];

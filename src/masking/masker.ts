@@ -240,7 +240,10 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
           .map(quoted)
           .join(TEXT_PART)
           .replace(/\)=\(([^)]*)\)/g, (all, inner: string) => (keep(inner) ? all : (count.add('error-text', 'column', 'quoted-values'), ')=([masked])')))
-          .replace(/(row contains|Failing row contains) \(.*\)/g, (_all, lead: string) => (count.add('error-text', 'column', 'quoted-values'), `${lead} ([masked])`))
+          .replace(
+            /(row contains|Failing row contains) \(.*\)/g,
+            (_all, lead: string) => (count.add('error-text', 'column', 'quoted-values'), `${lead} ([masked])`),
+          )
           // Bytes of an invalid character are shown in hex, unquoted ("…: 0xe0 0x41 0x64").
           .replace(/0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})*/gi, () => (count.add('error-text', 'column', 'quoted-values'), '0x[masked]'));
       }

@@ -53,13 +53,16 @@ export const maskingRuleSchema = z.strictObject({
    */
   patterns: z
     .array(
-      z.string().min(1).superRefine((p, ctx) => {
-        try {
-          compilePattern(p);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(error as Error).message}` });
-        }
-      }),
+      z
+        .string()
+        .min(1)
+        .superRefine((p, ctx) => {
+          try {
+            compilePattern(p);
+          } catch (error) {
+            ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(error as Error).message}` });
+          }
+        }),
     )
     .default([]),
   style: style.default('redact'),

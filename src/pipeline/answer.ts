@@ -23,12 +23,16 @@ export const tabularOutputShape = {
   truncated: z.object({ reason: z.enum(['rows', 'bytes']), limit: z.number() }).nullable(),
   masked: z
     .array(z.object({ target: z.string(), by: z.enum(['column', 'detector', 'field']), rule: z.string(), count: z.number().int() }))
-    .describe('Every mask applied to this answer: by column rule, content detector, or field (values the backend masks by itself, e.g. Kubernetes Secret data), with counts'),
+    .describe(
+      'Every mask applied to this answer: by column rule, content detector, or field (values the backend masks by itself, e.g. Kubernetes Secret data), with counts',
+    ),
   notices: z.array(z.string()),
   rule: z.string().nullable().describe('The policy rule that allowed the call (or asks for its approval)'),
   durationMs: z.number(),
   callId: z.string().describe('Journal id of this call'),
-  approval: approvalAnswerSchema.optional().describe('Only when the call waits for (or was refused by) a human approval: nothing ran, and this says how to pick up the decision'),
+  approval: approvalAnswerSchema
+    .optional()
+    .describe('Only when the call waits for (or was refused by) a human approval: nothing ran, and this says how to pick up the decision'),
 };
 
 export type StructuredAnswer = z.infer<z.ZodObject<typeof tabularOutputShape>>;
@@ -41,7 +45,14 @@ function show(value: Cell): string {
   return text.length > MAX_CELL ? `${text.slice(0, MAX_CELL)}…(${text.length} chars)` : text;
 }
 
-export function renderAnswer(input: { callId: string; request: ParsedRequest; decision: Decision; result: TabularResult; masked: MaskCount[]; durationMs: number }): {
+export function renderAnswer(input: {
+  callId: string;
+  request: ParsedRequest;
+  decision: Decision;
+  result: TabularResult;
+  masked: MaskCount[];
+  durationMs: number;
+}): {
   text: string;
   structured: StructuredAnswer;
 } {
@@ -54,7 +65,9 @@ export function renderAnswer(input: { callId: string; request: ParsedRequest; de
   if (documents) {
     // Documents (kubectl YAML, logs, command output) are shown verbatim; other cells as a header line.
     for (const row of result.rows) {
-      const header = result.columns.map((c, i) => (c.type === 'document' || row[i] === null || row[i] === '' ? null : `${c.name}: ${String(row[i])}`)).filter(Boolean);
+      const header = result.columns
+        .map((c, i) => (c.type === 'document' || row[i] === null || row[i] === '' ? null : `${c.name}: ${String(row[i])}`))
+        .filter(Boolean);
       if (header.length > 0) lines.push(`── ${header.join(' · ')}`);
       row.forEach((cell, i) => {
         const column = result.columns[i];
@@ -67,7 +80,11 @@ export function renderAnswer(input: { callId: string; request: ParsedRequest; de
     const header = result.columns.map((c) => c.name);
     const body = result.rows.map((r) => r.map(show));
     const widths = header.map((h, i) => Math.min(60, Math.max(h.length, ...body.map((r) => (r[i] ?? '').length))));
-    const fmt = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ').trimEnd();
+    const fmt = (cells: readonly string[]) =>
+      cells
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join(' | ')
+        .trimEnd();
     lines.push(fmt(header), widths.map((w) => '-'.repeat(Math.max(1, w))).join('-+-'));
     for (const r of body) lines.push(fmt(r));
   }

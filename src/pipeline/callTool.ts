@@ -108,8 +108,18 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
       const preview =
         decision.rule?.preview === true && request.access === 'write' && backend.preview
           ? opaque
-            ? async () => ({ affectedRows: null, sample: [], sampleColumns: [], note: 'not dry-run: the statement calls functions whose effects a rollback may not undo' })
-            : () => backend.preview!(request, { identity, ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }), mask: (r) => masker.maskResult(r, request).result })
+            ? async () => ({
+                affectedRows: null,
+                sample: [],
+                sampleColumns: [],
+                note: 'not dry-run: the statement calls functions whose effects a rollback may not undo',
+              })
+            : () =>
+                backend.preview!(request, {
+                  identity,
+                  ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
+                  mask: (r) => masker.maskResult(r, request).result,
+                })
           : null;
       clearance = await approveStage(gateway.approval, { callId, request, decision, identity, channel: call.channel ?? {}, preview });
       prepared = { ...prepared, clearance };
@@ -123,7 +133,8 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   try {
     gateway.journal.append('call', callId, safeIntentRecord(call, measured, partial, prepared?.decision ?? null, refusal, clearance), gateway.clock());
   } catch (error) {
-    const failure = error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });
+    const failure =
+      error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });
     return refuse(callId, failure, masker, partial, null, undefined, call.identity);
   }
 
@@ -131,7 +142,15 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     const error = refusal ?? new DrawbridgeError('internal', 'The call could not be prepared.');
     // A fault (backend unreachable, store unavailable…) is an error outcome, not a refusal of the request.
     const status = errorKind(error.code) === 'fault' ? 'error' : 'refused';
-    return refuse(callId, error, masker, partial, () => outcome(gateway, callId, { status, errorCode: error.code, durationMs: elapsed(started) }), started, call.identity);
+    return refuse(
+      callId,
+      error,
+      masker,
+      partial,
+      () => outcome(gateway, callId, { status, errorCode: error.code, durationMs: elapsed(started) }),
+      started,
+      call.identity,
+    );
   }
 
   // execute → mask → journal(outcome) → answer
@@ -142,7 +161,10 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     // A call under a grant may not run past the grant's absolute expiry.
     const timeLimitMs = clearance?.kind === 'grant' ? Date.parse(clearance.grant.expiresAt) - gateway.clock().getTime() : undefined;
     if (timeLimitMs !== undefined && timeLimitMs <= 0) {
-      throw new DrawbridgeError('grant.expired', `Grant ${clearance?.kind === 'grant' ? clearance.grant.id : ''} expired before the call could start; nothing was run.`);
+      throw new DrawbridgeError(
+        'grant.expired',
+        `Grant ${clearance?.kind === 'grant' ? clearance.grant.id : ''} expired before the call could start; nothing was run.`,
+      );
     }
     result = await gateway.connection(request.connection).execute(request, {
       identity: { subject: call.identity?.subject ?? '', groups: call.identity?.groups ?? [] },
@@ -230,7 +252,10 @@ function refusalFor(decision: Decision): DrawbridgeError | null {
 }
 
 /** Journaled input: content detectors applied, so the journal does not become a PII store. */
-const journalScrubber = createMasker([{ name: 'journal', match: {}, columns: [], detectors: [...DETECTOR_NAMES], patterns: [], style: 'redact' }], new Uint8Array(32));
+const journalScrubber = createMasker(
+  [{ name: 'journal', match: {}, columns: [], detectors: [...DETECTOR_NAMES], patterns: [], style: 'redact' }],
+  new Uint8Array(32),
+);
 
 function scrubText(text: string): string {
   return journalScrubber.maskText(text, null).text;
@@ -291,10 +316,22 @@ function safeIntentRecord(
       tool: boundText(String(call.tool), MAX_NAME_CHARS),
       connection: null,
       input: null,
-      inputCut: { exceeded: ['json'], form: measured.form, bytes: measured.bytes, kept: 0, sha256: measured.sha256, depth: measured.depth, values: measured.values, limits: null },
+      inputCut: {
+        exceeded: ['json'],
+        form: measured.form,
+        bytes: measured.bytes,
+        kept: 0,
+        sha256: measured.sha256,
+        depth: measured.depth,
+        values: measured.values,
+        limits: null,
+      },
       request: null,
       decision: null,
-      error: { code: 'internal', message: `The intent record could not be built (${error instanceof Error ? error.name : 'unknown error'}); recorded without its details.` },
+      error: {
+        code: 'internal',
+        message: `The intent record could not be built (${error instanceof Error ? error.name : 'unknown error'}); recorded without its details.`,
+      },
       clearance: null,
     };
   }
@@ -304,7 +341,14 @@ function principalRecord(identity: Identity | null): Record<string, unknown> | n
   return identity ? { subject: identity.subject, groups: [...identity.groups], kind: identity.kind, issuer: identity.issuer } : null;
 }
 
-function intentRecord(call: CallInput, measured: InputMeasure, request: ParsedRequest | null, decision: Decision | null, refusal: DrawbridgeError | null, clearance: Clearance | null): Record<string, unknown> {
+function intentRecord(
+  call: CallInput,
+  measured: InputMeasure,
+  request: ParsedRequest | null,
+  decision: Decision | null,
+  refusal: DrawbridgeError | null,
+  clearance: Clearance | null,
+): Record<string, unknown> {
   const args = call.args !== null && typeof call.args === 'object' ? (call.args as Record<string, unknown>) : null;
   const named = args !== null && typeof args['connection'] === 'string' ? args['connection'] : null;
   // The validated input when there is one (within the limits by then), else the arguments as sent.
@@ -317,7 +361,10 @@ function intentRecord(call: CallInput, measured: InputMeasure, request: ParsedRe
   return {
     principal: principalRecord(call.identity),
     client: call.client
-      ? { name: boundText(String(call.client.name), MAX_NAME_CHARS), ...(call.client.version ? { version: boundText(String(call.client.version), MAX_NAME_CHARS) } : {}) }
+      ? {
+          name: boundText(String(call.client.name), MAX_NAME_CHARS),
+          ...(call.client.version ? { version: boundText(String(call.client.version), MAX_NAME_CHARS) } : {}),
+        }
       : null,
     tool: boundText(String(call.tool), MAX_NAME_CHARS),
     connection: request?.connection ?? (named === null ? null : boundText(named, MAX_NAME_CHARS)),
@@ -325,7 +372,14 @@ function intentRecord(call: CallInput, measured: InputMeasure, request: ParsedRe
     // Present only when `input` is the cut text of input over the limits.
     ...(stored.cut ? { inputCut: stored.cut } : {}),
     request: request
-      ? { operation: request.operation, access: request.access, resources: [...request.resources], functions: [...request.functions], summary: request.summary, reasons: [...request.reasons] }
+      ? {
+          operation: request.operation,
+          access: request.access,
+          resources: [...request.resources],
+          functions: [...request.functions],
+          summary: request.summary,
+          reasons: [...request.reasons],
+        }
       : null,
     decision: decision
       ? { effect: decision.effect, rule: decision.rule?.name ?? null, message: decision.message }
@@ -340,12 +394,15 @@ function intentRecord(call: CallInput, measured: InputMeasure, request: ParsedRe
 
 function clearanceRecord(clearance: Clearance | null): Record<string, unknown> | null {
   if (!clearance) return null;
-  if (clearance.kind === 'grant') return { kind: 'grant', grantId: clearance.grant.id, approvalId: clearance.grant.approvalId, expiresAt: clearance.grant.expiresAt };
+  if (clearance.kind === 'grant')
+    return { kind: 'grant', grantId: clearance.grant.id, approvalId: clearance.grant.approvalId, expiresAt: clearance.grant.expiresAt };
   return {
     kind: 'approval',
     approvalId: clearance.approvalId,
     via: clearance.via,
-    approvers: clearance.votes.filter((v) => v.decision === 'approve').map((v) => ({ subject: v.approver.subject, via: v.via, at: v.at, ...(v.client ? { client: v.client } : {}) })),
+    approvers: clearance.votes
+      .filter((v) => v.decision === 'approve')
+      .map((v) => ({ subject: v.approver.subject, via: v.via, at: v.at, ...(v.client ? { client: v.client } : {}) })),
     grantId: clearance.grant?.id ?? null,
   };
 }
@@ -395,7 +452,6 @@ function render(error: DrawbridgeError): string {
 function elapsed(started: number): number {
   return Math.round((performance.now() - started) * 100) / 100;
 }
-
 
 // ---------------------------------------------------------------------------
 // What the agent is shown of a failure, and what the operator's log gets

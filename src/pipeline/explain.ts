@@ -39,9 +39,15 @@ export async function explain(
     decision: { effect: 'deny', rule: null, message: error.message, code: error.code },
     error: { code: error.code, message: error.message },
   });
-  if (!tool) return refused(new DrawbridgeError('tool.unknown', `There is no tool named "${options.tool}" (declared: ${[...gateway.config.tools.keys()].join(', ')}).`));
+  if (!tool)
+    return refused(new DrawbridgeError('tool.unknown', `There is no tool named "${options.tool}" (declared: ${[...gateway.config.tools.keys()].join(', ')}).`));
   if (!tool.declaration.connections.includes(options.connection)) {
-    return refused(new DrawbridgeError('connection.unknown', `Tool ${options.tool} has no connection "${options.connection}" (declared: ${tool.declaration.connections.join(', ')}).`));
+    return refused(
+      new DrawbridgeError(
+        'connection.unknown',
+        `Tool ${options.tool} has no connection "${options.connection}" (declared: ${tool.declaration.connections.join(', ')}).`,
+      ),
+    );
   }
   // The same input validation as the pipeline, so explain refuses what a call would.
   const input = inputSchemaFor(tool).safeParse({ ...options.input, connection: options.connection });
@@ -81,7 +87,14 @@ export async function explain(
 }
 
 /** Errors that mean the connection itself could not be used (not that the request is wrong): explain still decides, without the catalog. */
-const CONNECTION_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['backend.unavailable', 'backend.auth_failed', 'backend.timeout', 'config.secret_missing', 'config.secret_invalid', 'config.invalid']);
+const CONNECTION_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'backend.unavailable',
+  'backend.auth_failed',
+  'backend.timeout',
+  'config.secret_missing',
+  'config.secret_invalid',
+  'config.invalid',
+]);
 
 function strip(request: ParsedRequest): Omit<ParsedRequest, 'detail'> {
   const { detail: _detail, ...rest } = request;

@@ -73,7 +73,12 @@ export function createGateway(options: {
   };
 }
 
-export async function openGateway(options: { configDir: string; env?: Readonly<Record<string, string | undefined>>; clock?: () => Date; journalPath?: string }): Promise<Gateway> {
+export async function openGateway(options: {
+  configDir: string;
+  env?: Readonly<Record<string, string | undefined>>;
+  clock?: () => Date;
+  journalPath?: string;
+}): Promise<Gateway> {
   const config = loadConfig(options.configDir);
   const environment: SecretEnvironment = { env: options.env ?? process.env, baseDir: config.dir };
   await loadParser();

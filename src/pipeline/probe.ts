@@ -60,7 +60,10 @@ export async function checkConnections(config: GatewayConfig, options: CheckConn
   if (options.only) {
     const unknown = options.only.filter((name) => !config.connections.has(name));
     if (unknown.length > 0) {
-      throw new DrawbridgeError('connection.unknown', `No connection named ${unknown.map((n) => `"${n}"`).join(', ')} (declared: ${[...config.connections.keys()].join(', ') || 'none'}).`);
+      throw new DrawbridgeError(
+        'connection.unknown',
+        `No connection named ${unknown.map((n) => `"${n}"`).join(', ')} (declared: ${[...config.connections.keys()].join(', ') || 'none'}).`,
+      );
     }
     selected = selected.filter((c) => options.only?.includes(c.declaration.name));
   }
@@ -100,7 +103,11 @@ export function formatConnectionReports(reports: readonly ConnectionReport[]): s
     if (r.error) lines.push(`${indent}what to do: ${r.error.hint}`);
   }
   const count = (s: ConnectionStatus) => reports.filter((r) => r.status === s).length;
-  const parts = [`${count('ok')} ok`, ...(count('warning') ? [`${count('warning')} with warnings`] : []), ...(count('failed') ? [`${count('failed')} failed`] : [])];
+  const parts = [
+    `${count('ok')} ok`,
+    ...(count('warning') ? [`${count('warning')} with warnings`] : []),
+    ...(count('failed') ? [`${count('failed')} failed`] : []),
+  ];
   lines.push(`${reports.length} connection${reports.length === 1 ? '' : 's'} checked: ${parts.join(', ')}.`);
   return `${lines.join('\n')}\n`;
 }
@@ -137,7 +144,16 @@ async function checkOne(loaded: LoadedConnection, environment: SecretEnvironment
     };
   } catch (thrown) {
     const error = toDrawbridgeError(thrown);
-    return { name, type, status: 'failed', line: `${error.code}: ${error.message}`, warnings: [], error: { code: error.code, message: error.message, hint: error.hint }, facts: {}, durationMs: elapsed() };
+    return {
+      name,
+      type,
+      status: 'failed',
+      line: `${error.code}: ${error.message}`,
+      warnings: [],
+      error: { code: error.code, message: error.message, hint: error.hint },
+      facts: {},
+      durationMs: elapsed(),
+    };
   } finally {
     if (opened.connection) await closeWithin(opened.connection, CLOSE_GRACE_MS);
   }

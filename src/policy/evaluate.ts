@@ -73,7 +73,12 @@ export function matches(rule: Rule, request: ParsedRequest, identity: Identity):
 }
 
 /** Like globsMatch, for values that are word lists (the commands of a pipeline). */
-function listsMatch(effect: Effect, patterns: readonly string[], values: ReadonlyArray<readonly string[]>, match: (p: string, v: readonly string[]) => boolean): boolean {
+function listsMatch(
+  effect: Effect,
+  patterns: readonly string[],
+  values: ReadonlyArray<readonly string[]>,
+  match: (p: string, v: readonly string[]) => boolean,
+): boolean {
   if (effect === 'deny') return values.some((v) => patterns.some((p) => match(p, v)));
   return values.length > 0 && values.every((v) => patterns.some((p) => match(p, v)));
 }

@@ -9,7 +9,10 @@ function compile(pattern: string, star: string): RegExp {
   const key = `${star}\u0000${pattern}`;
   let re = cache.get(key);
   if (!re) {
-    const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, star).replace(/\?/g, star === '.*' ? '.' : '[^.]');
+    const body = pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, star)
+      .replace(/\?/g, star === '.*' ? '.' : '[^.]');
     re = new RegExp(`^${body}$`, 's');
     cache.set(key, re);
   }

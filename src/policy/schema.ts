@@ -8,9 +8,7 @@ export type Effect = 'allow' | 'deny' | 'approve';
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore');
 /** A string or a non-empty list of strings, as a list: used by policy and masking rules. */
-export const oneOrMany = z
-  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
-  .transform((value) => (Array.isArray(value) ? value : [value]));
+export const oneOrMany = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((value) => (Array.isArray(value) ? value : [value]));
 const access = z.enum(['read', 'write', 'admin']);
 
 export const matchSchema = z.strictObject({
@@ -19,7 +17,10 @@ export const matchSchema = z.strictObject({
   subject: oneOrMany.optional(),
   groups: oneOrMany.optional(),
   operation: oneOrMany.optional(),
-  access: z.union([access, z.array(access).min(1)]).transform((v) => (Array.isArray(v) ? v : [v])).optional(),
+  access: z
+    .union([access, z.array(access).min(1)])
+    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .optional(),
   tables: oneOrMany.optional(),
   functions: oneOrMany.optional(),
   /** Kubernetes: `group/resource` globs, e.g. core/secrets, apps/*, example.com/widgets. */
@@ -57,22 +58,26 @@ export const ruleSchema = z
   })
   .superRefine(
     (rule, ctx) => {
-    if (rule.effect !== 'approve') {
-      for (const key of ['approvers', 'grant', 'preview'] as const) {
-        if (rule[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" only applies to rules with effect: approve` });
+      if (rule.effect !== 'approve') {
+        for (const key of ['approvers', 'grant', 'preview'] as const) {
+          if (rule[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" only applies to rules with effect: approve` });
+        }
       }
-    }
-    if (rule.effect === 'approve') {
-      const a = rule.approvers;
-      if (!a || (!a.requester && !a.groups)) {
-        ctx.addIssue({ code: 'custom', path: ['approvers'], message: 'an approve rule needs approvers: { groups: [...] } (out of band) and/or requester: true (the human at the client)' });
-      } else if ((a.min ?? 1) > 1 && !a.groups) {
-        ctx.addIssue({ code: 'custom', path: ['approvers', 'min'], message: '"min" above 1 needs approver groups: the requester alone is one approver' });
+      if (rule.effect === 'approve') {
+        const a = rule.approvers;
+        if (!a || (!a.requester && !a.groups)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['approvers'],
+            message: 'an approve rule needs approvers: { groups: [...] } (out of band) and/or requester: true (the human at the client)',
+          });
+        } else if ((a.min ?? 1) > 1 && !a.groups) {
+          ctx.addIssue({ code: 'custom', path: ['approvers', 'min'], message: '"min" above 1 needs approver groups: the requester alone is one approver' });
+        }
       }
-    }
-    if (rule.effect === 'deny' && rule.max_affected_rows !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['max_affected_rows'], message: '"max_affected_rows" does not apply to deny rules' });
-    }
+      if (rule.effect === 'deny' && rule.max_affected_rows !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['max_affected_rows'], message: '"max_affected_rows" does not apply to deny rules' });
+      }
     },
     // Also when other fields of the rule are invalid, so every problem is reported at once
     // (only when the effect itself is valid, or the check would be noise).

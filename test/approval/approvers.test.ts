@@ -70,7 +70,8 @@ describe('identifyApprover', () => {
   });
 
   it('refuses any other token with one message: wrong, prefix, longer, empty, case', () => {
-    for (const token of ['nope', BOB_TOKEN.slice(0, -1), `${BOB_TOKEN}x`, '', BOB_TOKEN.toUpperCase(), ` ${BOB_TOKEN}`]) unknown(() => identifyApprover(two, token, ENV));
+    for (const token of ['nope', BOB_TOKEN.slice(0, -1), `${BOB_TOKEN}x`, '', BOB_TOKEN.toUpperCase(), ` ${BOB_TOKEN}`])
+      unknown(() => identifyApprover(two, token, ENV));
   });
 
   it('an approver whose token reference cannot be resolved never matches; the others still do', () => {
@@ -86,7 +87,9 @@ describe('identifyApprover', () => {
       expect(e.message).toBe(
         'The approver token matches none of the approvers that can be checked here: BOB_TOKEN and CAROL_TOKEN are not set in this environment, so approvers whose tokens come from them (approval.approvers) cannot be recognised.',
       );
-      expect(e.hint).toBe("Export the variables the gateway uses in this shell (export BOB_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.");
+      expect(e.hint).toBe(
+        "Export the variables the gateway uses in this shell (export BOB_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.",
+      );
       expect(e.message).not.toMatch(/bob|carol/);
     }
     // A template names only what is missing from it; a token file that cannot be read is named by its path.
@@ -95,7 +98,9 @@ describe('identifyApprover', () => {
       { subject: 'carol', groups: ['dba'], token: { kind: 'file', path: '/nonexistent/carol.token', describe: 'file' } },
     ]);
     const e = unresolved(() => identifyApprover(mixed, 'x', { BOB_TOKEN }), ['PREFIX']);
-    expect(e.message).toContain('PREFIX is not set in this environment; the token file /nonexistent/carol.token cannot be read here, so approvers whose tokens come from them');
+    expect(e.message).toContain(
+      'PREFIX is not set in this environment; the token file /nonexistent/carol.token cannot be read here, so approvers whose tokens come from them',
+    );
     expect(e.details).toEqual({ unset: ['PREFIX'], unreadable: ['/nonexistent/carol.token'] });
     // Someone who does match is recognised even when others cannot be checked.
     expect(identifyApprover(two, BOB_TOKEN, { BOB_TOKEN }).subject).toBe('bob');

@@ -102,7 +102,10 @@ async function until<T>(probe: () => T | undefined, timeoutMs = 10_000): Promise
   }
 }
 
-const accept = (grant = 'this call only', reason?: string) => ({ action: 'accept' as const, content: { decision: 'approve', grant, ...(reason ? { reason } : {}) } });
+const accept = (grant = 'this call only', reason?: string) => ({
+  action: 'accept' as const,
+  content: { decision: 'approve', grant, ...(reason ? { reason } : {}) },
+});
 
 // ---------------------------------------------------------------------------
 
@@ -132,7 +135,12 @@ describe('in band: elicitation', () => {
     const requested = event(r, 'requested');
     const approvalId = requested.data['approvalId'];
     expect(approvalId).toMatch(/^ap_[0-9a-f]{10}$/);
-    expect(requested.data).toMatchObject({ via: 'elicitation', rule: 'writes-need-approval', client: CLIENT_NAME, requester: { subject: REQUESTER.subject, groups: REQUESTER.groups, kind: 'local', issuer: 'local' } });
+    expect(requested.data).toMatchObject({
+      via: 'elicitation',
+      rule: 'writes-need-approval',
+      client: CLIENT_NAME,
+      requester: { subject: REQUESTER.subject, groups: REQUESTER.groups, kind: 'local', issuer: 'local' },
+    });
     const approved = event(r, 'approved');
     expect(approved.data).toEqual({
       event: 'approved',
@@ -240,7 +248,12 @@ describe('in band: a long prompt and a cancelled call', () => {
     const call = await until(() => s.journal().find((x) => x.type === 'call' && x.data['input']?.sql === sql));
     const outcome = await until(() => s.journal().find((x) => x.type === 'outcome' && x.callId === call.callId));
     expect(outcome.data).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });
-    expect(s.journal().filter((x) => x.callId === call.callId && x.type === 'approval').map((x) => x.data['event'])).toEqual(['requested', 'abandoned']);
+    expect(
+      s
+        .journal()
+        .filter((x) => x.callId === call.callId && x.type === 'approval')
+        .map((x) => x.data['event']),
+    ).toEqual(['requested', 'abandoned']);
     expect(call.data['clearance']).toBeNull();
     await new Promise((r) => setTimeout(r, 1_500));
     expect(await marked(db, 'jit-cancelled')).toEqual([]);
@@ -286,7 +299,13 @@ describe('a client without the elicitation capability', () => {
     const done = await s.sql(sql);
     ok(done);
     expect(await marked(db, 'jit-oob')).toEqual([10]);
-    expect(done.call.data['clearance']).toMatchObject({ kind: 'approval', approvalId: id, via: 'cli', approvers: [{ subject: 'dba1@example.com', via: 'cli' }], grantId: null });
+    expect(done.call.data['clearance']).toMatchObject({
+      kind: 'approval',
+      approvalId: id,
+      via: 'cli',
+      approvers: [{ subject: 'dba1@example.com', via: 'cli' }],
+      grantId: null,
+    });
   });
 });
 
@@ -391,11 +410,30 @@ describe('out of band: drawbridge approvals', () => {
 
     // The vote was journaled by the CLI under the requesting call; then the same call consumed it.
     expect(names(r)).toEqual(['approval:requested', 'approval:vote', 'approval:consumed']);
-    expect(event(r, 'requested').data).toMatchObject({ approvalId: id, via: 'cli', client: CLIENT_NAME, approverGroups: ['dba'], min: 1, preview: { affectedRows: 2 } });
+    expect(event(r, 'requested').data).toMatchObject({
+      approvalId: id,
+      via: 'cli',
+      client: CLIENT_NAME,
+      approverGroups: ['dba'],
+      min: 1,
+      preview: { affectedRows: 2 },
+    });
     const vote1 = event(r, 'vote');
-    expect(vote1.data).toMatchObject({ approvalId: id, decision: 'approve', approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' }, via: 'cli', reason: 'ticket OPS-42', grantMs: 0, status: 'approved' });
+    expect(vote1.data).toMatchObject({
+      approvalId: id,
+      decision: 'approve',
+      approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' },
+      via: 'cli',
+      reason: 'ticket OPS-42',
+      grantMs: 0,
+      status: 'approved',
+    });
     within(vote1.time, t0, t1);
-    expect(event(r, 'consumed').data).toMatchObject({ approvalId: id, requestedBy: r.call.callId, votes: [{ approver: 'dba1@example.com', decision: 'approve', via: 'cli' }] });
+    expect(event(r, 'consumed').data).toMatchObject({
+      approvalId: id,
+      requestedBy: r.call.callId,
+      votes: [{ approver: 'dba1@example.com', decision: 'approve', via: 'cli' }],
+    });
     expect(r.call.data['clearance']).toEqual({
       kind: 'approval',
       approvalId: id,
@@ -410,7 +448,7 @@ describe('out of band: drawbridge approvals', () => {
   it('a deny WHILE the call waits (the default wait, in virtual time) → refused approval.declined with the reason', async () => {
     const time = virtualTime();
     const { s, db } = await start({ approve: OUT_OF_BAND, wait: 'default', time });
-    const sql = "DELETE FROM orders WHERE id = 13";
+    const sql = 'DELETE FROM orders WHERE id = 13';
     let vote: CliRun | undefined;
     let id = '';
     time.at(30_000, async () => {
@@ -421,9 +459,17 @@ describe('out of band: drawbridge approvals', () => {
     expect(vote?.status).toBe(0);
     refused(r, 'approval.declined');
     expect(r.text).toContain(`Approval ${id} was denied: use the archive job; nothing was run.`);
-    expect(r.result.structuredContent).toMatchObject({ rows: [], approval: { id, status: 'denied', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', expiresAt: null } });
+    expect(r.result.structuredContent).toMatchObject({
+      rows: [],
+      approval: { id, status: 'denied', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', expiresAt: null },
+    });
     expect(await db.query('SELECT 1 FROM orders WHERE id = 13')).toHaveLength(1);
-    expect(event(r, 'vote').data).toMatchObject({ decision: 'deny', approver: { subject: 'dba2@example.com' }, reason: 'use the archive job', status: 'denied' });
+    expect(event(r, 'vote').data).toMatchObject({
+      decision: 'deny',
+      approver: { subject: 'dba2@example.com' },
+      reason: 'use the archive job',
+      status: 'denied',
+    });
     expect(r.call.data['clearance']).toBeNull();
   });
 
@@ -445,9 +491,17 @@ describe('out of band: drawbridge approvals', () => {
     expect(time.slept()).toBe(DEFAULT_APPROVAL_WAIT_MS);
     expect(told.text).toContain(`Approval ${id} was denied: use the archive job`);
     expect(told.result.structuredContent).toMatchObject({ approval: { id, status: 'denied' } });
-    expect((told.result.structuredContent as { approval: { retry: string } }).approval.retry).toBe('Do not call run_sql with these arguments again unless the user asks for it: an identical call asks a human anew.');
+    expect((told.result.structuredContent as { approval: { retry: string } }).approval.retry).toBe(
+      'Do not call run_sql with these arguments again unless the user asks for it: an identical call asks a human anew.',
+    );
     expect(names(told)).toEqual(['approval:declined']);
-    expect(event(told, 'declined').data).toMatchObject({ approvalId: id, via: 'cli', approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' }, reason: 'use the archive job', requestedBy: first.call.callId });
+    expect(event(told, 'declined').data).toMatchObject({
+      approvalId: id,
+      via: 'cli',
+      approver: { subject: 'dba1@example.com', groups: ['dba'], kind: 'local' },
+      reason: 'use the archive job',
+      requestedBy: first.call.callId,
+    });
     expect(told.call.data['clearance']).toBeNull();
     expect(await db.query('SELECT 1 FROM orders WHERE id = 28')).toHaveLength(1);
 
@@ -468,7 +522,10 @@ describe('out of band: drawbridge approvals', () => {
     // The gateway stops waiting for it: its call is journaled as refused, nothing ran.
     const abandoned = await until(() => s.journal().find((x) => x.type === 'outcome' && x.callId === pending.subject.callId));
     expect(abandoned.data).toMatchObject({ status: 'refused', errorCode: 'approval.pending' });
-    expect(s.journal().find((x) => x.callId === pending.subject.callId && x.data['event'] === 'abandoned')?.data).toMatchObject({ approvalId: pending.id, via: 'cli' });
+    expect(s.journal().find((x) => x.callId === pending.subject.callId && x.data['event'] === 'abandoned')?.data).toMatchObject({
+      approvalId: pending.id,
+      via: 'cli',
+    });
 
     expect((await s.cli(['approvals', 'approve', pending.id], 'dba1')).status).toBe(0);
     await new Promise((r) => setTimeout(r, 600));
@@ -491,7 +548,9 @@ describe('out of band: drawbridge approvals', () => {
     const id = pendingId(first);
     expect(time.slept()).toBe(DEFAULT_APPROVAL_WAIT_MS);
     expect(first.text).toContain(`drawbridge approvals approve ${id}`);
-    expect(first.text).toContain('Call run_sql again with exactly the same arguments (connection db, same sql) to pick up the decision; it waits up to 45 s each time.');
+    expect(first.text).toContain(
+      'Call run_sql again with exactly the same arguments (connection db, same sql) to pick up the decision; it waits up to 45 s each time.',
+    );
     expect(await marked(db, 'jit-later')).toEqual([]);
     expect(names(first)).toEqual(['approval:requested']);
 
@@ -502,7 +561,12 @@ describe('out of band: drawbridge approvals', () => {
     const vote = await s.cli(['approvals', 'approve', id], 'dba2');
     expect(vote.status).toBe(0);
     // The vote is journaled under the first call, which asked.
-    expect(event(s.journal().filter((x) => x.callId === first.call.callId), 'vote').data).toMatchObject({ approver: { subject: 'dba2@example.com' }, status: 'approved' });
+    expect(
+      event(
+        s.journal().filter((x) => x.callId === first.call.callId),
+        'vote',
+      ).data,
+    ).toMatchObject({ approver: { subject: 'dba2@example.com' }, status: 'approved' });
 
     const second = await s.sql(sql);
     ok(second);
@@ -511,10 +575,15 @@ describe('out of band: drawbridge approvals', () => {
     expect(await marked(db, 'jit-later')).toEqual([14]);
     expect(names(second)).toEqual(['approval:consumed']);
     expect(event(second, 'consumed').data).toMatchObject({ approvalId: id, requestedBy: first.call.callId });
-    expect(second.call.data['clearance']).toMatchObject({ kind: 'approval', approvalId: id, via: 'cli', approvers: [{ subject: 'dba2@example.com', via: 'cli' }] });
+    expect(second.call.data['clearance']).toMatchObject({
+      kind: 'approval',
+      approvalId: id,
+      via: 'cli',
+      approvers: [{ subject: 'dba2@example.com', via: 'cli' }],
+    });
     expect(second.outcome?.data).toMatchObject({ status: 'ok', affectedRows: 1 });
 
-    await db.query("UPDATE orders SET note = NULL WHERE id = 14");
+    await db.query('UPDATE orders SET note = NULL WHERE id = 14');
     const third = await s.sql(sql);
     refused(third, 'approval.pending');
     expect(pendingId(third)).not.toBe(id);
@@ -524,7 +593,7 @@ describe('out of band: drawbridge approvals', () => {
 
   it('min: 2 → one approval is not enough; the same approver twice is refused; a second distinct approver clears it', async () => {
     const { s, db } = await start({ approve: 'approvers: { groups: [dba], min: 2 }' });
-    const sql = "DELETE FROM orders WHERE id = 15";
+    const sql = 'DELETE FROM orders WHERE id = 15';
     const first = await s.sql(sql);
     refused(first, 'approval.pending');
     const id = pendingId(first);
@@ -647,7 +716,7 @@ describe('grants', () => {
     expect(created.data).toMatchObject({ approvalId: id, subject: REQUESTER.subject, tool: 'run_sql', connection: 'db', rule: 'writes-need-approval' });
     expect(runs.call.data['clearance']).toMatchObject({ kind: 'approval', approvalId: id, grantId });
 
-    const other = await s.sql("DELETE FROM orders WHERE id = 19");
+    const other = await s.sql('DELETE FROM orders WHERE id = 19');
     ok(other);
     expect(await db.query('SELECT 1 FROM orders WHERE id = 19')).toHaveLength(0);
     expect(other.events).toEqual([]);
@@ -679,7 +748,10 @@ describe('grants', () => {
   });
 
   it('expiry follows the gateway clock: a call just before expiry is cut at the expiry; after it, writes ask again', async () => {
-    const { s, db } = await start({ approve: OUT_OF_BAND, limits: '{ timeout: 30s, lock_timeout: 1s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }' });
+    const { s, db } = await start({
+      approve: OUT_OF_BAND,
+      limits: '{ timeout: 30s, lock_timeout: 1s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }',
+    });
     const first = await s.sql("UPDATE orders SET note = 'jit-exp' WHERE id = 22");
     const id = pendingId(first);
     expect((await s.cli(['approvals', 'approve', id, '--grant', '15m'], 'dba1')).status).toBe(0);
@@ -693,7 +765,7 @@ describe('grants', () => {
 
     // One second before expiry: statement_timeout is what is left of the grant, not the 30 s limit.
     s.setClock(expiresAt - 1_000);
-    const slow = await s.sql("SELECT pg_sleep(8)");
+    const slow = await s.sql('SELECT pg_sleep(8)');
     expect(slow.call.data['request']).toMatchObject({ access: 'write' });
     expect(slow.call.data['clearance']).toMatchObject({ kind: 'grant' });
     expect(slow.result.isError).toBe(true);
@@ -728,7 +800,10 @@ describe('grants', () => {
     expect(revoke.stdout).toContain(`${grantId}: revoked by dba2@example.com`);
     const revoked = s.journal().find((x) => x.type === 'grant' && x.data['event'] === 'revoked');
     // Journaled under the call that asked for the approval.
-    expect(revoked).toMatchObject({ callId: first.call.callId, data: { grantId, approvalId: id, by: 'dba2@example.com', approver: { subject: 'dba2@example.com', groups: ['dba'], kind: 'local' } } });
+    expect(revoked).toMatchObject({
+      callId: first.call.callId,
+      data: { grantId, approvalId: id, by: 'dba2@example.com', approver: { subject: 'dba2@example.com', groups: ['dba'], kind: 'local' } },
+    });
     expect(s.grants().find((g) => g.id === grantId)?.revokedBy).toBe('dba2@example.com');
 
     const after = await s.sql("UPDATE orders SET note = 'jit-rev' WHERE id = 27");

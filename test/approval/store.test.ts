@@ -86,7 +86,15 @@ describe('openRequest', () => {
     const { approval, created } = store.openRequest(subject(), T0, TTL);
     expect(created).toBe(true);
     expect(approval.id).toMatch(/^ap_[a-z0-9]{10}$/);
-    expect(approval).toMatchObject({ status: 'pending', votes: [], createdAt: T0.toISOString(), expiresAt: at(TTL).toISOString(), decidedAt: null, consumedAt: null, grantMs: null });
+    expect(approval).toMatchObject({
+      status: 'pending',
+      votes: [],
+      createdAt: T0.toISOString(),
+      expiresAt: at(TTL).toISOString(),
+      decidedAt: null,
+      consumedAt: null,
+      grantMs: null,
+    });
     expect(approval.hash).toBe(subject().hash);
     expect(approval.subject).toEqual(subject());
     expect(Object.isFrozen(approval) && Object.isFrozen(approval.subject)).toBe(true);
@@ -119,7 +127,10 @@ describe('openRequest', () => {
     expect(b.created).toBe(true);
     store.vote(b.approval.id, vote(bob, 'deny', { reason: 'no' }), at(5));
     // The requester's next identical call is told the denial…
-    expect(store.openRequest(subject({ callId: 'call-2' }), at(5), TTL)).toMatchObject({ created: false, approval: { id: b.approval.id, status: 'denied', consumedAt: null } });
+    expect(store.openRequest(subject({ callId: 'call-2' }), at(5), TTL)).toMatchObject({
+      created: false,
+      approval: { id: b.approval.id, status: 'denied', consumedAt: null },
+    });
     expect(store.reportDenial(b.approval.id, at(5))).toMatchObject({ status: 'denied', consumedAt: at(5).toISOString() });
     // …once: then a new request is opened.
     const c = store.openRequest(subject(), at(6), TTL);
@@ -361,7 +372,10 @@ describe('two handles on one file (gateway and CLI processes)', () => {
     // Exactly once across handles.
     cli.consume(approval.id, at(4));
     expectCode(() => gateway.consume(approval.id, at(5)), 'approval.not_approved');
-    const grant = gateway.createGrant({ subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', approvalId: approval.id, grantMs: MIN }, at(5));
+    const grant = gateway.createGrant(
+      { subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', approvalId: approval.id, grantMs: MIN },
+      at(5),
+    );
     expect(cli.findGrant({ subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval' }, at(6))?.id).toBe(grant.id);
     cli.revokeGrant(grant.id, 'bob', at(7));
     expect(gateway.findGrant({ subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval' }, at(8))).toBeUndefined();
@@ -424,7 +438,15 @@ describe('grants', () => {
     const store = open();
     const approvalId = approved(store);
     const grant = store.createGrant({ ...principal, approvalId, grantMs: 15 * MIN }, T0);
-    expect(grant).toEqual({ id: grant.id, ...principal, approvalId, createdAt: T0.toISOString(), expiresAt: at(15 * MIN).toISOString(), revokedAt: null, revokedBy: null });
+    expect(grant).toEqual({
+      id: grant.id,
+      ...principal,
+      approvalId,
+      createdAt: T0.toISOString(),
+      expiresAt: at(15 * MIN).toISOString(),
+      revokedAt: null,
+      revokedBy: null,
+    });
     expect(grant.id).toMatch(/^gr_[a-z0-9]{10}$/);
     expect(store.findGrant(principal, at(MIN))).toEqual(grant);
     for (const other of [{ subject: 'alicia' }, { issuer: 'https://idp.example' }, { tool: 'other' }, { connection: 'prod' }, { rule: 'read' }]) {
@@ -479,7 +501,9 @@ describe('grants', () => {
     const grant = store.createGrant({ ...principal, approvalId: id, grantMs: 5 * MIN }, at(MIN));
     // Counted from the decision (T0), not from when the grant is issued.
     expect(grant.expiresAt).toBe(at(5 * MIN).toISOString());
-    expect(expectCode(() => store.createGrant({ ...principal, approvalId: id, grantMs: MIN }, at(MIN)), 'approval.not_approved').message).toMatch(/already issued grant/);
+    expect(expectCode(() => store.createGrant({ ...principal, approvalId: id, grantMs: MIN }, at(MIN)), 'approval.not_approved').message).toMatch(
+      /already issued grant/,
+    );
     // An approval without a grant issues none.
     const none = approved(store, 0, 'DELETE FROM y');
     expectCode(() => store.createGrant({ ...principal, approvalId: none, grantMs: MIN }, T0), 'approval.not_approved');

@@ -65,8 +65,15 @@ function text(result: unknown): string {
 }
 
 /** A bridge as alice (cached tokens) or as the service agent, and a client through it. */
-async function open(as: 'alice' | 'agent', options: { capabilities?: ConstructorParameters<typeof Client>[1] } = {}, target: StandIn = gateway): Promise<{ bridge: BridgeRun; client: Client }> {
-  const bridge = startBridge({ url: target.url, ...(as === 'alice' ? { clientId: TEST_CLIENTS.cli.clientId, tokenCache: aliceCache } : { ...AGENT, tokenCache: null }) });
+async function open(
+  as: 'alice' | 'agent',
+  options: { capabilities?: ConstructorParameters<typeof Client>[1] } = {},
+  target: StandIn = gateway,
+): Promise<{ bridge: BridgeRun; client: Client }> {
+  const bridge = startBridge({
+    url: target.url,
+    ...(as === 'alice' ? { clientId: TEST_CLIENTS.cli.clientId, tokenCache: aliceCache } : { ...AGENT, tokenCache: null }),
+  });
   const client = new Client({ name: 'bridge-test-client', version: '1.0.0' }, options.capabilities);
   cleanups.push(async () => {
     await client.close().catch(() => undefined);
@@ -222,7 +229,7 @@ describe('no token at hand: the client is answered at once while a person signs 
     return { bridge, client, cache };
   }
 
-  it('initialize is answered by the bridge; tools/call says where to sign in (as stderr does); after the sign-in the tool list changes and calls reach the gateway in a session opened with the client\'s own initialize', async () => {
+  it("initialize is answered by the bridge; tools/call says where to sign in (as stderr does); after the sign-in the tool list changes and calls reach the gateway in a session opened with the client's own initialize", async () => {
     const before = gateway.seen.length;
     const { bridge, client, cache } = await signedOut('first-sign-in');
     // Nobody has signed in, and nothing reached the gateway's MCP endpoint: the bridge answered initialize itself.
@@ -247,15 +254,25 @@ describe('no token at hand: the client is answered at once while a person signs 
     await idp.approveDevice(prompt.userCode, 'alice');
     await changed;
     expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['whoami', 'client', 'ask', 'count']);
-    expect(JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })))).toEqual({ subject: 'alice', groups: ['developers'], clientId: 'drawbridge-cli' });
+    expect(JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })))).toEqual({
+      subject: 'alice',
+      groups: ['developers'],
+      clientId: 'drawbridge-cli',
+    });
     // The gateway session was initialized with the client's own clientInfo and capabilities.
-    expect(JSON.parse(text(await client.callTool({ name: 'client', arguments: {} })))).toMatchObject({ clientInfo: { name: 'first-sign-in-client', version: '4.5.6' }, capabilities: { elicitation: { form: {} } } });
+    expect(JSON.parse(text(await client.callTool({ name: 'client', arguments: {} })))).toMatchObject({
+      clientInfo: { name: 'first-sign-in-client', version: '4.5.6' },
+      capabilities: { elicitation: { form: {} } },
+    });
     const asked: string[] = [];
     client.setRequestHandler(ElicitRequestSchema, async (request) => {
       asked.push(request.params.message);
       return { action: 'accept', content: { decision: 'no' } };
     });
-    expect(JSON.parse(text(await client.callTool({ name: 'ask', arguments: { question: 'Really?' } })))).toEqual({ action: 'accept', content: { decision: 'no' } });
+    expect(JSON.parse(text(await client.callTool({ name: 'ask', arguments: { question: 'Really?' } })))).toEqual({
+      action: 'accept',
+      content: { decision: 'no' },
+    });
     expect(asked).toEqual(['Really?']);
     expect(gateway.seen.slice(before).every((s) => s.outcome === 'alice')).toBe(true);
     expect(bridge.lines.filter((l) => l.startsWith('To sign in'))).toHaveLength(1);
@@ -295,7 +312,10 @@ describe('no token at hand: the client is answered at once while a person signs 
     const { bridge, client } = await signedOut('refused');
     const first = await bridge.nextPrompt();
     await idp.denyDevice(first.userCode);
-    await until(() => bridge.lines.some((l) => l.startsWith('Not signed in: ') && l.includes('a new sign-in starts with the next request')), 'the refused sign-in');
+    await until(
+      () => bridge.lines.some((l) => l.startsWith('Not signed in: ') && l.includes('a new sign-in starts with the next request')),
+      'the refused sign-in',
+    );
     const refusal = await callError(client.callTool({ name: 'whoami', arguments: {} }));
     const second = await bridge.nextPrompt();
     expect(second.userCode).not.toBe(first.userCode);
@@ -309,10 +329,15 @@ describe('no token at hand: the client is answered at once while a person signs 
   it('initialize gets the protocol version the client asked for when the SDK speaks it, else the latest', async () => {
     const toBridge = new PassThrough();
     const fromBridge = new PassThrough();
-    const done = runBridge({ url: gateway.url, clientId: TEST_CLIENTS.cli.clientId, tokenCache: null, log: () => undefined }, { stdin: toBridge, stdout: fromBridge });
+    const done = runBridge(
+      { url: gateway.url, clientId: TEST_CLIENTS.cli.clientId, tokenCache: null, log: () => undefined },
+      { stdin: toBridge, stdout: fromBridge },
+    );
     const replies = createInterface({ input: fromBridge })[Symbol.asyncIterator]();
     const initialize = async (id: number, protocolVersion: string) => {
-      toBridge.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion, capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`);
+      toBridge.write(
+        `${JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion, capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`,
+      );
       const line = await replies.next();
       return JSON.parse(String(line.value)) as { id: number; result: { protocolVersion: string } };
     };

@@ -58,7 +58,11 @@ beforeAll(async () => {
   db = await freshDatabase('bridge');
   const port = await freePort();
   const resource = `http://127.0.0.1:${port}/mcp`;
-  dir = writeConfig({ oidc: { issuer: idp.issuer, audience: resource, clockTolerance: '0s' }, approval: '{ wait: 0ms, elicitation_timeout: 30s, store: approvals.db }', policy: RULES });
+  dir = writeConfig({
+    oidc: { issuer: idp.issuer, audience: resource, clockTolerance: '0s' },
+    approval: '{ wait: 0ms, elicitation_timeout: 30s, store: approvals.db }',
+    policy: RULES,
+  });
   cacheDir = join(dir, 'cache');
   gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl } });
   const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
@@ -88,7 +92,12 @@ interface Row {
 function journal(): Row[] {
   const j = new Database(join(dir, 'journal.db'), { readonly: true });
   try {
-    const rows = j.prepare('SELECT seq, type, call_id, data FROM records ORDER BY seq').all() as Array<{ seq: number; type: string; call_id: string; data: string }>;
+    const rows = j.prepare('SELECT seq, type, call_id, data FROM records ORDER BY seq').all() as Array<{
+      seq: number;
+      type: string;
+      call_id: string;
+      data: string;
+    }>;
     return rows.map((r) => ({ seq: r.seq, type: r.type, callId: r.call_id, data: JSON.parse(r.data) as Record<string, any> }));
   } finally {
     j.close();
@@ -117,10 +126,15 @@ interface Connected {
  * (without a token there, the bridge itself answered initialize and a sign-in is waiting);
  * as the service agent: client credentials.
  */
-async function connect(as: { person: string; cache: string } | 'agent', elicit?: (request: ElicitRequest['params']) => Record<string, unknown>): Promise<Connected> {
+async function connect(
+  as: { person: string; cache: string } | 'agent',
+  elicit?: (request: ElicitRequest['params']) => Record<string, unknown>,
+): Promise<Connected> {
   const bridge = startBridge({
     url: http.url,
-    ...(as === 'agent' ? { clientId: TEST_CLIENTS.agent.clientId, clientSecret: TEST_CLIENTS.agent.clientSecret, tokenCache: null } : { clientId: TEST_CLIENTS.cli.clientId, tokenCache: as.cache }),
+    ...(as === 'agent'
+      ? { clientId: TEST_CLIENTS.agent.clientId, clientSecret: TEST_CLIENTS.agent.clientSecret, tokenCache: null }
+      : { clientId: TEST_CLIENTS.cli.clientId, tokenCache: as.cache }),
   });
   const client = new Client({ name: 'bridged-agent', version: '2.0.0' }, elicit ? { capabilities: { elicitation: { form: {} } } } : {});
   const elicitations: Array<ElicitRequest['params']> = [];
@@ -228,7 +242,12 @@ describe('a person, signed in with the device flow', () => {
     const call = callFor(sql);
     expect(call.data['principal']).toMatchObject({ subject: 'alice', kind: 'oidc' });
     const approved = journal().find((r) => r.type === 'approval' && r.data['event'] === 'approved' && r.callId === call.callId);
-    expect(approved?.data).toMatchObject({ via: 'elicitation', approver: { subject: 'alice', kind: 'oidc' }, reason: 'via the bridge', client: 'bridged-agent' });
+    expect(approved?.data).toMatchObject({
+      via: 'elicitation',
+      approver: { subject: 'alice', kind: 'oidc' },
+      reason: 'via the bridge',
+      client: 'bridged-agent',
+    });
   });
 });
 

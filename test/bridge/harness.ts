@@ -59,7 +59,10 @@ export function startBridge(options: Omit<BridgeOptions, 'log'>): BridgeRun {
   const prompts = queue<SignInPrompt>();
   const changes = queue<true>();
   let stopped = false;
-  const done = runBridge({ ...options, log: (line) => void lines.push(line), onSignInPrompt: (p) => prompts.push(p) }, { stdin: toBridge, stdout: fromBridge }).finally(() => {
+  const done = runBridge(
+    { ...options, log: (line) => void lines.push(line), onSignInPrompt: (p) => prompts.push(p) },
+    { stdin: toBridge, stdout: fromBridge },
+  ).finally(() => {
     stopped = true;
   });
   // The client's side of the pipes: what it writes is the bridge's stdin, and the reverse.

@@ -63,23 +63,35 @@ function mcpServer(verified: () => VerifiedToken | undefined): McpServer {
   const server = new McpServer({ name: 'stand-in-gateway', version: '0.0.1' });
   server.registerTool('whoami', { description: 'The verified caller.', inputSchema: {} }, async (_args, extra) => {
     const who = (extra.authInfo?.extra?.['verified'] as VerifiedToken | undefined) ?? verified();
-    return { content: [{ type: 'text', text: JSON.stringify({ subject: who?.identity.subject ?? null, groups: who?.identity.groups ?? [], clientId: who?.clientId ?? null }) }] };
+    return {
+      content: [
+        { type: 'text', text: JSON.stringify({ subject: who?.identity.subject ?? null, groups: who?.identity.groups ?? [], clientId: who?.clientId ?? null }) },
+      ],
+    };
   });
-  server.registerTool('client', { description: 'The MCP client this session was initialized by: its clientInfo and capabilities.', inputSchema: {} }, async () => {
-    const info = server.server.getClientVersion();
-    return { content: [{ type: 'text', text: JSON.stringify({ clientInfo: info ?? null, capabilities: server.server.getClientCapabilities() ?? null }) }] };
-  });
-  server.registerTool('ask', { description: 'Asks the human (elicitation) and returns the answer.', inputSchema: { question: z.string() } }, async ({ question }, extra) => {
-    // Related to the call, so it travels on the call's response stream (as the gateway's approvals do).
-    const answer = await server.server.elicitInput(
-      {
-        message: question,
-        requestedSchema: { type: 'object', properties: { decision: { type: 'string', enum: ['yes', 'no'] } }, required: ['decision'] },
-      },
-      { relatedRequestId: extra.requestId },
-    );
-    return { content: [{ type: 'text', text: JSON.stringify(answer) }] };
-  });
+  server.registerTool(
+    'client',
+    { description: 'The MCP client this session was initialized by: its clientInfo and capabilities.', inputSchema: {} },
+    async () => {
+      const info = server.server.getClientVersion();
+      return { content: [{ type: 'text', text: JSON.stringify({ clientInfo: info ?? null, capabilities: server.server.getClientCapabilities() ?? null }) }] };
+    },
+  );
+  server.registerTool(
+    'ask',
+    { description: 'Asks the human (elicitation) and returns the answer.', inputSchema: { question: z.string() } },
+    async ({ question }, extra) => {
+      // Related to the call, so it travels on the call's response stream (as the gateway's approvals do).
+      const answer = await server.server.elicitInput(
+        {
+          message: question,
+          requestedSchema: { type: 'object', properties: { decision: { type: 'string', enum: ['yes', 'no'] } }, required: ['decision'] },
+        },
+        { relatedRequestId: extra.requestId },
+      );
+      return { content: [{ type: 'text', text: JSON.stringify(answer) }] };
+    },
+  );
   server.registerTool('count', { description: 'Counts to n with progress notifications.', inputSchema: { n: z.number() } }, async ({ n }, extra) => {
     const token = extra._meta?.progressToken;
     for (let i = 1; i <= n; i++) {
@@ -143,7 +155,13 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     const token = /^Bearer (.+)$/.exec(header)?.[1] ?? null;
     const refuse = (status: number, error?: string, description?: string) => {
       seen.push({ method: req.method ?? '?', path: url.pathname, outcome: String(status), token });
-      const params = [error ? `error="${error}"` : '', description ? `error_description="${description.replace(/"/g, "'")}"` : '', `resource_metadata="${metadataUrl}"`].filter(Boolean).join(', ');
+      const params = [
+        error ? `error="${error}"` : '',
+        description ? `error_description="${description.replace(/"/g, "'")}"` : '',
+        `resource_metadata="${metadataUrl}"`,
+      ]
+        .filter(Boolean)
+        .join(', ');
       json(res, status, { error: error ?? 'unauthorized', error_description: description ?? 'sign in' }, { 'www-authenticate': `Bearer ${params}` });
     };
     if (standIn.redirectTo && req.method === 'POST') {

@@ -9,7 +9,14 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { defaultTokenCachePath, discoverProtectedResource, obtainAccessToken, resourceCovers, type BridgeOptions, type TokenSource } from '../../src/bridge/tokens.js';
+import {
+  defaultTokenCachePath,
+  discoverProtectedResource,
+  obtainAccessToken,
+  resourceCovers,
+  type BridgeOptions,
+  type TokenSource,
+} from '../../src/bridge/tokens.js';
 import { isDrawbridgeError } from '../../src/errors.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
 import { freePort } from '../support/net.js';
@@ -94,7 +101,12 @@ function run(target: StandIn, overrides: Partial<BridgeOptions> = {}): Run {
 /** obtainAccessToken with the human (account) approving the device flow it prints. */
 async function signIn(r: Run, account: string, provider: TestIdp = idp): Promise<TokenSource> {
   const pending = obtainAccessToken(r.options);
-  const code = await Promise.race([r.prompt(), pending.then(() => { throw new Error('signed in without a prompt'); })]);
+  const code = await Promise.race([
+    r.prompt(),
+    pending.then(() => {
+      throw new Error('signed in without a prompt');
+    }),
+  ]);
   await provider.approveDevice(code, account);
   return pending;
 }
@@ -129,14 +141,22 @@ describe('device flow', () => {
     const token = await tokens.current();
 
     const prompt = r.lines.find((l) => l.startsWith('To sign in to '))!;
-    expect(prompt).toMatch(new RegExp(`^To sign in to ${gateway.url.replace(/[.:/]/g, '\\$&')}, open ${idp.issuer.replace(/[.:/]/g, '\\$&')}/device and enter \\S+$`));
+    expect(prompt).toMatch(
+      new RegExp(`^To sign in to ${gateway.url.replace(/[.:/]/g, '\\$&')}, open ${idp.issuer.replace(/[.:/]/g, '\\$&')}/device and enter \\S+$`),
+    );
     expect(r.lines.some((l) => l.includes('or open') && l.includes('/device?user_code='))).toBe(true);
     expect(r.lines.some((l) => l.startsWith(`Signed in to ${gateway.url} as alice`))).toBe(true);
 
     const claims = payload(token);
     expect(claims).toMatchObject({ iss: idp.issuer, sub: 'alice', aud: gateway.resource, client_id: TEST_CLIENTS.cli.clientId, groups: ['developers'] });
     expect(String(claims['scope']).split(' ')).toContain('mcp');
-    expect(tokens.gateway).toEqual({ endpoint: gateway.url, resource: gateway.resource, issuer: idp.issuer, scopes: ['mcp'], metadataUrl: `${gateway.origin}/.well-known/oauth-protected-resource/mcp` });
+    expect(tokens.gateway).toEqual({
+      endpoint: gateway.url,
+      resource: gateway.resource,
+      issuer: idp.issuer,
+      scopes: ['mcp'],
+      metadataUrl: `${gateway.origin}/.well-known/oauth-protected-resource/mcp`,
+    });
 
     // The gateway's own verifier takes it.
     const response = await fetch(gateway.url, { method: 'GET', headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
@@ -159,7 +179,13 @@ describe('device flow', () => {
     expect(file.version).toBe(1);
     const entries = Object.values(file.tokens);
     expect(entries).toHaveLength(1);
-    expect(entries[0]).toMatchObject({ issuer: idp.issuer, clientId: TEST_CLIENTS.cli.clientId, resource: gateway.resource, requestedScope: 'mcp', accessToken: token });
+    expect(entries[0]).toMatchObject({
+      issuer: idp.issuer,
+      clientId: TEST_CLIENTS.cli.clientId,
+      resource: gateway.resource,
+      requestedScope: 'mcp',
+      accessToken: token,
+    });
     expect(typeof entries[0]!['refreshToken']).toBe('string');
 
     const second = run(gateway, { tokenCache: path });
@@ -178,7 +204,11 @@ describe('device flow', () => {
     // A different scope ask does not reuse the entry.
     const other = run(gateway, { tokenCache: path, scope: 'mcp approvals' });
     const tokens = await signIn(other, 'alice');
-    expect(String(payload(await tokens.current())['scope']).split(' ').sort()).toEqual(['approvals', 'mcp']);
+    expect(
+      String(payload(await tokens.current())['scope'])
+        .split(' ')
+        .sort(),
+    ).toEqual(['approvals', 'mcp']);
 
     const memory = run(gateway, { tokenCache: null });
     await signIn(memory, 'alice');
@@ -278,7 +308,9 @@ describe('client credentials (service agent)', () => {
     const token = await tokens.current();
     expect(payload(token)).toMatchObject({ sub: TEST_CLIENTS.agent.clientId, aud: gateway.resource, groups: ['agents'] });
     expect(r.lines.filter((l) => l.startsWith('To sign in'))).toEqual([]);
-    expect(r.lines).toContain(`Obtained an access token for ${gateway.resource} as client agent-svc (valid until ${new Date(Number(payload(token)['exp']) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}).`);
+    expect(r.lines).toContain(
+      `Obtained an access token for ${gateway.resource} as client agent-svc (valid until ${new Date(Number(payload(token)['exp']) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z')}).`,
+    );
     // A refusal: a new grant (there is no refresh token).
     const next = await tokens.refresh(token);
     expect(next).not.toBe(token);
@@ -321,7 +353,9 @@ describe('discovery', () => {
     cleanups.push(() => insecure.close());
     error = await rejection(obtainAccessToken(run(insecure).options));
     expect(isDrawbridgeError(error) && error.code).toBe('config.invalid');
-    expect(error.message).toBe('Refusing the authorization server http://idp.example.com/: it must use https:// (plain http:// only on 127.0.0.1 or localhost).');
+    expect(error.message).toBe(
+      'Refusing the authorization server http://idp.example.com/: it must use https:// (plain http:// only on 127.0.0.1 or localhost).',
+    );
 
     error = await rejection(obtainAccessToken({ ...run(gateway).options, url: 'http://gw.example.com/mcp' }));
     expect(error.message).toMatch(/^Refusing http:\/\/gw\.example\.com: the gateway must be reached over https:\/\//);

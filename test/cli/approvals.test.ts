@@ -46,11 +46,14 @@ beforeAll(() => {
   dir = writeConfig();
   storePath = join(dir, 'approvals.db');
   journalPath = join(dir, 'journal.db');
-  writeGateway(dir, `
+  writeGateway(
+    dir,
+    `
     - { subject: bob@example.com, groups: [dba], token: "\${BOB_APPROVER_TOKEN}" }
     - { subject: carol@example.com, groups: [dba, sre], token: { env: CAROL_APPROVER_TOKEN } }
     - { subject: dave@example.com, groups: [support], token: { env: DAVE_APPROVER_TOKEN } }
-    - { subject: alice@example.com, groups: [dba], token: { env: ALICE_APPROVER_TOKEN } }`);
+    - { subject: alice@example.com, groups: [dba], token: { env: ALICE_APPROVER_TOKEN } }`,
+  );
 });
 afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -101,7 +104,14 @@ function subject(overrides: Partial<ApprovalSubject> = {}): ApprovalSubject {
     allowRequester: false,
     min: 1,
     maxGrantMs: 15 * 60_000,
-    preview: { affectedRows: 3, sample: [{ id: 1, email: 'a***@example.com' }, { id: 2, email: 'b***@example.com' }], sampleColumns: ['id', 'email'] },
+    preview: {
+      affectedRows: 3,
+      sample: [
+        { id: 1, email: 'a***@example.com' },
+        { id: 2, email: 'b***@example.com' },
+      ],
+      sampleColumns: ['id', 'email'],
+    },
     ...overrides,
   };
 }
@@ -165,7 +175,9 @@ describe('drawbridge approvals list / show', () => {
     const [header, ...rows] = out.trimEnd().split('\n');
     expect(header).toMatch(/^ID +AGE +REQUESTER +TOOL\/CONNECTION +RULE +VOTES +EXPIRES +SUMMARY$/);
     const row = rows.find((r) => r.startsWith(a.id));
-    expect(row).toMatch(new RegExp(`^${a.id} +\\d+s +alice@example\\.com +run_sql/db +writes-need-approval +0/2 +in 23h 59m +delete on public\\.orders \\(write\\) #\\d+$`));
+    expect(row).toMatch(
+      new RegExp(`^${a.id} +\\d+s +alice@example\\.com +run_sql/db +writes-need-approval +0/2 +in 23h 59m +delete on public\\.orders \\(write\\) #\\d+$`),
+    );
     const json = JSON.parse(ok(cli(['approvals', 'list', '--json']))) as StoredApproval[];
     expect(json.find((x) => x.id === a.id)).toEqual(stored(a.id));
   });
@@ -193,7 +205,7 @@ describe('drawbridge approvals list / show', () => {
   });
 
   it('show: a request cannot repaint the terminal or hide text with control or bidi characters', () => {
-    const a = seed({ input: { sql: "DELETE FROM orders\u001b[2K\r-- harmless\u202e WHERE 1=1" }, summary: 'delete\u001b]0;pwned\u0007' });
+    const a = seed({ input: { sql: 'DELETE FROM orders\u001b[2K\r-- harmless\u202e WHERE 1=1' }, summary: 'delete\u001b]0;pwned\u0007' });
     const out = ok(cli(['approvals', 'show', a.id]));
     expect(out).toContain('DELETE FROM orders\\u{001b}[2K\\r-- harmless\\u{202e} WHERE 1=1');
     expect(out).toContain('delete\\u{001b}]0;pwned\\u{0007}');
@@ -214,7 +226,9 @@ describe('drawbridge approvals approve / deny', () => {
     const a = seed({ min: 2 });
     const before = journalCount();
     const first = ok(cli(['approvals', 'approve', a.id, '--grant', '15m', '--reason', 'ticket OPS-1'], 'bob'));
-    expect(first).toMatch(new RegExp(`^${a.id}: approve by bob@example\\.com recorded \\(journal #\\d+\\)\\. Request run_sql on db is now pending \\(1/2 approvals\\)\\.\\n$`));
+    expect(first).toMatch(
+      new RegExp(`^${a.id}: approve by bob@example\\.com recorded \\(journal #\\d+\\)\\. Request run_sql on db is now pending \\(1/2 approvals\\)\\.\\n$`),
+    );
     // The same approver again: refused, nothing journaled.
     refused(cli(['approvals', 'approve', a.id], 'bob'), 'approval.duplicate_vote');
     expect(journalCount()).toBe(before + 1);
@@ -237,8 +251,28 @@ describe('drawbridge approvals approve / deny', () => {
     const records = journal('approval').filter((r) => r.data['approvalId'] === a.id);
     expect(records.map((r) => r.call_id)).toEqual([a.subject.callId, a.subject.callId]);
     expect(records.map((r) => r.data)).toEqual([
-      { event: 'vote', approvalId: a.id, hash: a.hash, decision: 'approve', approver: { subject: 'bob@example.com', groups: ['dba'], kind: 'local' }, via: 'cli', reason: 'ticket OPS-1', grantMs: 15 * 60_000, status: 'pending' },
-      { event: 'vote', approvalId: a.id, hash: a.hash, decision: 'approve', approver: { subject: 'carol@example.com', groups: ['dba', 'sre'], kind: 'local' }, via: 'cli', reason: null, grantMs: 5 * 60_000, status: 'approved' },
+      {
+        event: 'vote',
+        approvalId: a.id,
+        hash: a.hash,
+        decision: 'approve',
+        approver: { subject: 'bob@example.com', groups: ['dba'], kind: 'local' },
+        via: 'cli',
+        reason: 'ticket OPS-1',
+        grantMs: 15 * 60_000,
+        status: 'pending',
+      },
+      {
+        event: 'vote',
+        approvalId: a.id,
+        hash: a.hash,
+        decision: 'approve',
+        approver: { subject: 'carol@example.com', groups: ['dba', 'sre'], kind: 'local' },
+        via: 'cli',
+        reason: null,
+        grantMs: 5 * 60_000,
+        status: 'approved',
+      },
     ]);
 
     // Decided: no more votes, and show says so.
@@ -268,7 +302,9 @@ describe('drawbridge approvals approve / deny', () => {
   it('approvers outside the rule groups and the requester themselves are refused, and nothing is journaled', () => {
     const a = seed();
     const before = journalCount();
-    expect(refused(cli(['approvals', 'approve', a.id], 'dave'), 'approval.forbidden')).toMatch(/dave@example\.com is not in the approver groups of rule writes-need-approval \(dba\)/);
+    expect(refused(cli(['approvals', 'approve', a.id], 'dave'), 'approval.forbidden')).toMatch(
+      /dave@example\.com is not in the approver groups of rule writes-need-approval \(dba\)/,
+    );
     expect(refused(cli(['approvals', 'approve', a.id], 'alice'), 'approval.forbidden')).toMatch(/may not approve or deny their own request/);
     expect(journalCount()).toBe(before);
     expect(stored(a.id)).toMatchObject({ status: 'pending', votes: [] });
@@ -279,11 +315,16 @@ describe('drawbridge approvals approve / deny', () => {
     const none = cli(['approvals', 'approve', a.id]);
     expect(none.status).toBe(2);
     expect(none.stderr).toMatch(/DRAWBRIDGE_APPROVER_TOKEN/);
-    const wrong = refused(cli(['approvals', 'approve', a.id], null, { DRAWBRIDGE_APPROVER_TOKEN: `${TOKENS.BOB_APPROVER_TOKEN}x` }), 'identity.unknown_approver');
+    const wrong = refused(
+      cli(['approvals', 'approve', a.id], null, { DRAWBRIDGE_APPROVER_TOKEN: `${TOKENS.BOB_APPROVER_TOKEN}x` }),
+      'identity.unknown_approver',
+    );
     expect(wrong).not.toMatch(/bob|carol|dave|alice/);
     expect(wrong).not.toContain(TOKENS.BOB_APPROVER_TOKEN);
     // A configured approver whose token is not set on this host never matches (and the refusal says the variable is unset).
-    expect(refused(cli(['approvals', 'approve', a.id], 'bob', { BOB_APPROVER_TOKEN: undefined }), 'identity.unknown_approver')).toContain('BOB_APPROVER_TOKEN is not set in this environment');
+    expect(refused(cli(['approvals', 'approve', a.id], 'bob', { BOB_APPROVER_TOKEN: undefined }), 'identity.unknown_approver')).toContain(
+      'BOB_APPROVER_TOKEN is not set in this environment',
+    );
     const missingFile = cli(['approvals', 'approve', a.id, '--token-file', join(dir, 'nope')]);
     expect(missingFile.status).toBe(2);
     expect(stored(a.id).votes).toEqual([]);
@@ -294,7 +335,11 @@ describe('drawbridge approvals approve / deny', () => {
     const before = journalCount();
     const unset = { BOB_APPROVER_TOKEN: undefined, CAROL_APPROVER_TOKEN: undefined };
     // bob's own token, someone else's, and a made-up one: the same answer.
-    const answers = [cli(['approvals', 'approve', a.id], 'bob', unset), cli(['approvals', 'deny', a.id, '--reason', 'no'], 'carol', unset), cli(['approvals', 'approve', a.id], null, { ...unset, DRAWBRIDGE_APPROVER_TOKEN: 'made-up' })];
+    const answers = [
+      cli(['approvals', 'approve', a.id], 'bob', unset),
+      cli(['approvals', 'deny', a.id, '--reason', 'no'], 'carol', unset),
+      cli(['approvals', 'approve', a.id], null, { ...unset, DRAWBRIDGE_APPROVER_TOKEN: 'made-up' }),
+    ];
     for (const r of answers) {
       expect(r.status).toBe(1);
       expect(r.stdout).toBe('');
@@ -302,7 +347,9 @@ describe('drawbridge approvals approve / deny', () => {
         'drawbridge: identity.unknown_approver: The approver token matches none of the approvers that can be checked here: ' +
           'BOB_APPROVER_TOKEN and CAROL_APPROVER_TOKEN are not set in this environment, so approvers whose tokens come from them (approval.approvers) cannot be recognised.\n',
       );
-      expect(r.stderr).toContain("Export the variables the gateway uses in this shell (export BOB_APPROVER_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.");
+      expect(r.stderr).toContain(
+        "Export the variables the gateway uses in this shell (export BOB_APPROVER_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.",
+      );
       expect(r.stderr.trim().split('\n')).toHaveLength(2);
       expect(r.stderr).not.toMatch(/\bat .*\.js:\d+|Error:/);
       for (const token of Object.values(TOKENS)) expect(r.stderr).not.toContain(token);
@@ -366,7 +413,18 @@ describe('drawbridge grants', () => {
     let grantId: string;
     try {
       store.consume(a.id, new Date());
-      grantId = store.createGrant({ subject: 'alice@example.com', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', approvalId: a.id, grantMs: 15 * 60_000 }, new Date()).id;
+      grantId = store.createGrant(
+        {
+          subject: 'alice@example.com',
+          issuer: 'local',
+          tool: 'run_sql',
+          connection: 'db',
+          rule: 'writes-need-approval',
+          approvalId: a.id,
+          grantMs: 15 * 60_000,
+        },
+        new Date(),
+      ).id;
     } finally {
       store.close();
     }
@@ -379,10 +437,18 @@ describe('drawbridge grants', () => {
     expect(noToken.status).toBe(2);
     refused(cli(['grants', 'revoke', grantId], null, { DRAWBRIDGE_APPROVER_TOKEN: 'guess' }), 'identity.unknown_approver');
 
-    expect(ok(cli(['grants', 'revoke', grantId], 'carol'))).toMatch(new RegExp(`^${grantId}: revoked by carol@example\\.com; alice@example\\.com no longer has run_sql on db under rule writes-need-approval`));
+    expect(ok(cli(['grants', 'revoke', grantId], 'carol'))).toMatch(
+      new RegExp(`^${grantId}: revoked by carol@example\\.com; alice@example\\.com no longer has run_sql on db under rule writes-need-approval`),
+    );
     const record = journal('grant').at(-1);
     expect(record?.call_id).toBe(a.subject.callId);
-    expect(record?.data).toEqual({ event: 'revoked', grantId, approvalId: a.id, by: 'carol@example.com', approver: { subject: 'carol@example.com', groups: ['dba', 'sre'], kind: 'local' } });
+    expect(record?.data).toEqual({
+      event: 'revoked',
+      grantId,
+      approvalId: a.id,
+      by: 'carol@example.com',
+      approver: { subject: 'carol@example.com', groups: ['dba', 'sre'], kind: 'local' },
+    });
 
     expect(ok(cli(['grants', 'list']))).toBe('No active grants.\n');
     expect(ok(cli(['grants', 'list', '--all']))).toMatch(new RegExp(`^${grantId} +revoked \\S+ by carol@example\\.com `, 'm'));

@@ -39,8 +39,16 @@ describe('drawbridge check --connect', () => {
   });
 
   const failures: Array<[string, () => string, RegExp]> = [
-    ['a wrong password', () => withPassword(db.gatewayUrl, 'not-the-password'), /FAIL +db +postgres +backend\.auth_failed: .*user "drawbridge_gateway".*the operator must fix it/],
-    ['a URL that is not a URL', () => 'base', /FAIL +db +postgres +config\.secret_invalid: The value of environment variable DB_URL .* is not a PostgreSQL URL/],
+    [
+      'a wrong password',
+      () => withPassword(db.gatewayUrl, 'not-the-password'),
+      /FAIL +db +postgres +backend\.auth_failed: .*user "drawbridge_gateway".*the operator must fix it/,
+    ],
+    [
+      'a URL that is not a URL',
+      () => 'base',
+      /FAIL +db +postgres +config\.secret_invalid: The value of environment variable DB_URL .* is not a PostgreSQL URL/,
+    ],
     ['a stopped server', () => '', /FAIL +db +postgres +backend\.unavailable: .*could not connect to 127\.0\.0\.1:\d+: connection refused/],
   ];
   it.each(failures)('%s: FAIL with the code and what to do, exit 1, no stack trace, no secret', async (_what, url, line) => {

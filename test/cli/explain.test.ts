@@ -60,13 +60,13 @@ describe('policy explain', () => {
   });
 
   it('a volatile function in a SELECT is a write after the catalog is consulted, and is not run', async () => {
-    const before = await db.query("SELECT note FROM orders WHERE id = 1");
+    const before = await db.query('SELECT note FROM orders WHERE id = 1');
     const out = ok(explain('SELECT touch_order(1)'));
     expect(out).toMatch(/^ {2}operation select {3}access write$/m);
     expect(out).toMatch(/^ {2}functions public\.touch_order$/m);
     expect(out).toMatch(/because .*calls public\.touch_order\(\), which the server marks VOLATILE/);
     expect(out).toMatch(/^Decision: {3}APPROVE by rule writes-need-approval/m);
-    expect(await db.query("SELECT note FROM orders WHERE id = 1")).toEqual(before);
+    expect(await db.query('SELECT note FROM orders WHERE id = 1')).toEqual(before);
     expect(before[0]?.['note']).not.toBe('touched');
   });
 
@@ -114,8 +114,12 @@ describe('policy explain', () => {
     expect(ok(explain('SELEC 1'))).toMatch(/^Refused before policy: sql\.parse_error: [\s\S]*Decision: {3}DENY/m);
     const input = ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'db', '--input', '{"sql": 5}', '--offline']));
     expect(input).toMatch(/^Refused before policy: input\.invalid: Invalid arguments: sql: /m);
-    expect(ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'kubectl', '--connection', 'db', '--sql', 'select 1', '--offline']))).toMatch(/tool\.unknown/);
-    expect(ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'prod', '--sql', 'select 1', '--offline']))).toMatch(/connection\.unknown/);
+    expect(ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'kubectl', '--connection', 'db', '--sql', 'select 1', '--offline']))).toMatch(
+      /tool\.unknown/,
+    );
+    expect(ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'prod', '--sql', 'select 1', '--offline']))).toMatch(
+      /connection\.unknown/,
+    );
     expect(runCli(['policy', 'explain', '--config', dir, '--sql', 'select 1']).status).toBe(2);
   });
 

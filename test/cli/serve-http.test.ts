@@ -26,7 +26,11 @@ rules:
 `;
 
 function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
-  const proc = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', dir, ...args], { cwd: REPO_ROOT, env: { ...process.env, DB_URL: db.gatewayUrl }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', dir, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, DB_URL: db.gatewayUrl },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   child = proc;
   let stderr = '';
   return new Promise((resolve, reject) => {
@@ -71,7 +75,11 @@ describe('drawbridge serve --http', () => {
     expect(served.url).toBe(resource);
     expect(served.stderr()).toContain(`tokens from ${idp.issuer}`);
 
-    const unauthenticated = await fetch(resource, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+    const unauthenticated = await fetch(resource, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: '{}',
+    });
     expect(unauthenticated.status).toBe(401);
     expect(unauthenticated.headers.get('www-authenticate')).toContain(`resource_metadata="http://127.0.0.1:${port}/.well-known/oauth-protected-resource/mcp"`);
 
@@ -112,7 +120,11 @@ describe('drawbridge serve --http', () => {
   it('warns when the advertised resource is not the configured audience', async () => {
     const other = await freePort();
     const served = await startServe(['--http', `127.0.0.1:${other}`]);
-    expect(served.stderr()).toMatch(new RegExp(`tokens must be issued for audience ${resource.replace(/[.]/g, '\\.')}, but this server advertises the resource http://127\\.0\\.0\\.1:${other}/mcp`));
+    expect(served.stderr()).toMatch(
+      new RegExp(
+        `tokens must be issued for audience ${resource.replace(/[.]/g, '\\.')}, but this server advertises the resource http://127\\.0\\.0\\.1:${other}/mcp`,
+      ),
+    );
     served.child.kill('SIGTERM');
     await new Promise((resolve) => served.child.once('exit', resolve));
     child = null;

@@ -66,7 +66,11 @@ describe('usage mistakes: exit 2, a message that says what to do, no stack trace
 
   const cases: Array<[string, string[], RegExp]> = [
     ['an unknown command', ['serv'], /^drawbridge: Unknown command "serv"\. Run drawbridge --help for the list of commands\.$/m],
-    ['a group without its command', ['approvals'], /approvals needs a command\. Use: drawbridge approvals list \| drawbridge approvals show \| drawbridge approvals approve \| drawbridge approvals deny/],
+    [
+      'a group without its command',
+      ['approvals'],
+      /approvals needs a command\. Use: drawbridge approvals list \| drawbridge approvals show \| drawbridge approvals approve \| drawbridge approvals deny/,
+    ],
     ['an unknown subcommand', ['journal', 'show'], /Unknown journal command "show"\. Use: drawbridge journal export \| drawbridge journal verify/],
     ['a missing ID', ['approvals', 'show'], /drawbridge approvals show needs ID\.\nUsage: drawbridge approvals show ID/],
     ['a stray argument', ['check', 'extra'], /drawbridge check takes no arguments \(got "extra"\)/],
@@ -98,11 +102,19 @@ describe('journal export | head', () => {
     const path = join(scratch, 'journal.db');
     const journal = openJournal(path, { sync: 'normal' });
     try {
-      for (let i = 0; i < 3000; i++) journal.append('call', `call-${i}`, { tool: 'run_sql', connection: 'db', input: { sql: `select ${i}, '${'x'.repeat(200)}'` } }, new Date());
+      for (let i = 0; i < 3000; i++)
+        journal.append('call', `call-${i}`, { tool: 'run_sql', connection: 'db', input: { sql: `select ${i}, '${'x'.repeat(200)}'` } }, new Date());
     } finally {
       journal.close();
     }
-    const r = spawnSync('/bin/bash', ['-c', `set -o pipefail; ${JSON.stringify(process.execPath)} ${JSON.stringify(requireBuiltCli())} journal export --journal ${JSON.stringify(path)} | head -n 1`], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(
+      '/bin/bash',
+      [
+        '-c',
+        `set -o pipefail; ${JSON.stringify(process.execPath)} ${JSON.stringify(requireBuiltCli())} journal export --journal ${JSON.stringify(path)} | head -n 1`,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(1);

@@ -49,7 +49,12 @@ function tempDir(): string {
 
 /** A gateway over `config` with a throwaway journal (explain writes nothing to it). */
 function gatewayFor(config: GatewayConfig, env: Record<string, string>): Gateway {
-  const gateway = createGateway({ config, journal: openJournal(join(tempDir(), 'journal.db')), maskKey: new Uint8Array(32), environment: { env, baseDir: config.dir } });
+  const gateway = createGateway({
+    config,
+    journal: openJournal(join(tempDir(), 'journal.db')),
+    maskKey: new Uint8Array(32),
+    environment: { env, baseDir: config.dir },
+  });
   gateways.push(gateway);
   return gateway;
 }
@@ -69,7 +74,13 @@ describe('the repository root (run_sql demo): analysts read the shop tables only
   });
 
   it('loads with its rules', () => {
-    expect(gateway.config.rules.map((r) => r.name)).toEqual(['no-ddl', 'no-credential-catalogs', 'writes-need-a-dba', 'analysts-read', 'sre-reads-all-schemas']);
+    expect(gateway.config.rules.map((r) => r.name)).toEqual([
+      'no-ddl',
+      'no-credential-catalogs',
+      'writes-need-a-dba',
+      'analysts-read',
+      'sre-reads-all-schemas',
+    ]);
     expect(gateway.config.rules.find((r) => r.name === 'writes-need-a-dba')).toMatchObject({ approvers: { groups: ['dba'] }, preview: true });
   });
 
@@ -175,7 +186,8 @@ describe('examples/kubernetes: reads in the shop namespace; cluster-wide reads f
   });
 
   it('offline (no discovery, as `policy explain --offline`): -A is namespace "*", still not a developer\'s; delete ns is refused', async () => {
-    const offline = async (command: string, who: Who) => (await explain(gateway, { tool: 'kubectl', connection: 'staging', input: { command }, identity: IDENTITIES[who], offline: true })).decision;
+    const offline = async (command: string, who: Who) =>
+      (await explain(gateway, { tool: 'kubectl', connection: 'staging', input: { command }, identity: IDENTITIES[who], offline: true })).decision;
     expect(await offline('get pods -A', 'dev')).toMatchObject({ effect: 'deny', code: 'policy.no_match' });
     expect(await offline('get pods -A', 'sre')).toMatchObject({ effect: 'allow', rule: 'k8s-sre-cluster-wide-reads' });
     expect(await offline('get pods -n shop', 'dev')).toMatchObject({ effect: 'allow', rule: 'k8s-shop-reads' });

@@ -67,7 +67,9 @@ function lineOf(text: string, needle: string, after = 0): number {
 
 /** Asserts one problem in `file` at `line` whose message matches. */
 function expectProblem(problems: readonly ConfigProblem[], file: string, line: number, message: RegExp | string): void {
-  const found = problems.find((p) => p.file.endsWith(file) && p.line === line && (typeof message === 'string' ? p.message.includes(message) : message.test(p.message)));
+  const found = problems.find(
+    (p) => p.file.endsWith(file) && p.line === line && (typeof message === 'string' ? p.message.includes(message) : message.test(p.message)),
+  );
   expect(found, `no problem ${file}:${line} ${String(message)} in:\n${problems.map((p) => `${p.file}:${p.line}: ${p.message}`).join('\n')}`).toBeDefined();
 }
 
@@ -209,7 +211,12 @@ kind: polcy
   it('reports duplicate connection, tool and rule names with where the first is', () => {
     expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'name: db', 2), /connection "db" is declared twice \(first at .*tools\/db\.yaml:1\)/);
     expectProblem(problems, 'tools/db.yaml', lineOf(tools, 'name: run_sql', lineOf(tools, 'name: run_sql')), /tool "run_sql" is declared twice/);
-    expectProblem(problems, 'policies/rules.yaml', lineOf(rules, 'name: no-ddl', lineOf(rules, 'name: no-ddl')), /rule name "no-ddl" is used twice \(also at .*rules\.yaml:3\)/);
+    expectProblem(
+      problems,
+      'policies/rules.yaml',
+      lineOf(rules, 'name: no-ddl', lineOf(rules, 'name: no-ddl')),
+      /rule name "no-ddl" is used twice \(also at .*rules\.yaml:3\)/,
+    );
   });
 
   it('reports a tool listing an undeclared connection', () => {
@@ -234,7 +241,12 @@ kind: polcy
   it('reports a missing or unknown kind and a second gateway document', () => {
     expectProblem(problems, 'policies/gateway.yaml', lineOf(gateway, 'name: nokind'), /missing "kind:"/);
     expectProblem(problems, 'policies/gateway.yaml', lineOf(gateway, 'kind: polcy'), /unknown kind "polcy"/);
-    expectProblem(problems, 'policies/gateway.yaml', lineOf(gateway, 'kind: gateway', 1), /only one "kind: gateway" document is allowed \(another is at .*gateway\.yaml:1\)/);
+    expectProblem(
+      problems,
+      'policies/gateway.yaml',
+      lineOf(gateway, 'kind: gateway', 1),
+      /only one "kind: gateway" document is allowed \(another is at .*gateway\.yaml:1\)/,
+    );
   });
 
   it('lists problems sorted by file, then line, and the error message carries them all', () => {
@@ -275,7 +287,11 @@ description: "unterminated
 url: \${X}
 `;
     const problems = problemsOf(
-      configDir({ 'policies/rules.yaml': broken, 'tools/extra.yaml': syntax, 'tools/db.yaml': `${CONNECTION}---\n${TOOL}---\nkind: tool\nname: t2\ntype: run_sql\nconnections: [nope]\n` }),
+      configDir({
+        'policies/rules.yaml': broken,
+        'tools/extra.yaml': syntax,
+        'tools/db.yaml': `${CONNECTION}---\n${TOOL}---\nkind: tool\nname: t2\ntype: run_sql\nconnections: [nope]\n`,
+      }),
     );
     expectProblem(problems, 'policies/rules.yaml', 4, /YAML: Map keys must be unique/);
     expect(problems.some((p) => p.file.endsWith('tools/extra.yaml') && p.line > 0 && p.message.startsWith('YAML:'))).toBe(true);
@@ -343,7 +359,9 @@ describe('loadConfig: secrets', () => {
     ['libpq key/value form', `"host=h user=u password=${secret}"`],
   ])('refuses %s, naming the field and never the value', (_what, url) => {
     const problems = problemsOf(withUrl(url));
-    expect(problems).toEqual([expect.objectContaining({ line: 5, message: expect.stringMatching(/^url: a password is written inline; reference it instead/) })]);
+    expect(problems).toEqual([
+      expect.objectContaining({ line: 5, message: expect.stringMatching(/^url: a password is written inline; reference it instead/) }),
+    ]);
     expect(JSON.stringify(problems)).not.toContain(secret);
   });
 
@@ -520,7 +538,9 @@ describe('loadConfig: OIDC identities', () => {
   const gateway = (identity: string) => ({ 'policies/gateway.yaml': `kind: gateway\nidentity:\n${identity}` });
 
   it('loads an OIDC identity with its defaults', () => {
-    const config = loadConfig(configDir(gateway('  mode: oidc\n  issuer: https://login.example.com/realms/eng\n  audience: https://drawbridge.example.com/mcp\n')));
+    const config = loadConfig(
+      configDir(gateway('  mode: oidc\n  issuer: https://login.example.com/realms/eng\n  audience: https://drawbridge.example.com/mcp\n')),
+    );
     expect(config.identity).toEqual({
       mode: 'oidc',
       issuer: 'https://login.example.com/realms/eng',
@@ -549,13 +569,16 @@ describe('loadConfig: OIDC identities', () => {
   it('refuses a plain-http issuer except on loopback', () => {
     const problems = problemsOf(configDir(gateway('  mode: oidc\n  issuer: http://login.example.com\n  audience: x\n')));
     expect(problems.map((p) => p.message).join('\n')).toMatch(/https:\/\/ \(http:\/\/ only on loopback/);
-    expect(loadConfig(configDir(gateway('  mode: oidc\n  issuer: http://127.0.0.1:8080\n  audience: x\n'))).identity).toMatchObject({ issuer: 'http://127.0.0.1:8080' });
+    expect(loadConfig(configDir(gateway('  mode: oidc\n  issuer: http://127.0.0.1:8080\n  audience: x\n'))).identity).toMatchObject({
+      issuer: 'http://127.0.0.1:8080',
+    });
   });
 
   it('warns that approval.approvers is not used with OIDC identities', () => {
     const config = loadConfig(
       configDir({
-        'policies/gateway.yaml': 'kind: gateway\nidentity: { mode: oidc, issuer: "https://login.example.com", audience: x }\napproval:\n  approvers:\n    - { subject: a, token: "${T}" }\n',
+        'policies/gateway.yaml':
+          'kind: gateway\nidentity: { mode: oidc, issuer: "https://login.example.com", audience: x }\napproval:\n  approvers:\n    - { subject: a, token: "${T}" }\n',
       }),
     );
     expect(config.warnings.join('\n')).toMatch(/approval.approvers is not used with OIDC identities/);

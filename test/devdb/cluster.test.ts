@@ -35,7 +35,10 @@ function ibanValid(iban: string): boolean {
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect({ host: '127.0.0.1', port });
-    sock.once('connect', () => { sock.destroy(); resolve(true); });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
     sock.once('error', () => resolve(false));
   });
 }
@@ -69,7 +72,8 @@ describe('seeded demo database (shared cluster)', () => {
 
   it('stores exactly the exported PII values, and they pass their checksums', async () => {
     const { rows } = await su.query<{ email: string; ssn: string; card_number: string; iban: string; phone: string }>(
-      'SELECT email, ssn, card_number, iban, phone FROM customers ORDER BY id');
+      'SELECT email, ssn, card_number, iban, phone FROM customers ORDER BY id',
+    );
     expect(rows.map((r) => r.email)).toEqual(DEMO_PII.emails);
     expect(rows.map((r) => r.ssn)).toEqual(DEMO_PII.ssns);
     expect(rows.map((r) => r.card_number)).toEqual(DEMO_PII.cards);
@@ -97,7 +101,8 @@ describe('seeded demo database (shared cluster)', () => {
 
   it('gives the gateway role least privilege', async () => {
     const { rows } = await gw.query<{ rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; me: string }>(
-      'SELECT rolsuper, rolcreaterole, rolcreatedb, current_user AS me FROM pg_roles WHERE rolname = current_user');
+      'SELECT rolsuper, rolcreaterole, rolcreatedb, current_user AS me FROM pg_roles WHERE rolname = current_user',
+    );
     expect(rows[0]).toEqual({ rolsuper: false, rolcreaterole: false, rolcreatedb: false, me: GATEWAY_ROLE });
 
     await expect(gw.query('CREATE TABLE public.gw_should_fail (id int)')).rejects.toMatchObject({ code: '42501' });
@@ -120,8 +125,7 @@ describe('seeded demo database (shared cluster)', () => {
   });
 
   it('marks touch_order as a volatile SECURITY INVOKER function', async () => {
-    const { rows } = await su.query<{ prosecdef: boolean; provolatile: string }>(
-      "SELECT prosecdef, provolatile FROM pg_proc WHERE proname = 'touch_order'");
+    const { rows } = await su.query<{ prosecdef: boolean; provolatile: string }>("SELECT prosecdef, provolatile FROM pg_proc WHERE proname = 'touch_order'");
     expect(rows).toEqual([{ prosecdef: false, provolatile: 'v' }]);
   });
 });

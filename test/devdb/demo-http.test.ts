@@ -35,7 +35,11 @@ describe('drawbridge demo --http, through the bridge', () => {
     const workDir = mkdtempSync(join(tmpdir(), 'drawbridge-demo-http-'));
     dirs.push(workDir);
     // --no-tour is accepted (there is no tour over HTTP), as a newcomer may well type it.
-    const demo = spawn(process.execPath, [cli, 'demo', '--http', '--no-tour', '--port', String(pgPort), '--http-port', String(httpPort), '--idp-port', String(idpPort), '--dir', workDir], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const demo = spawn(
+      process.execPath,
+      [cli, 'demo', '--http', '--no-tour', '--port', String(pgPort), '--http-port', String(httpPort), '--idp-port', String(idpPort), '--dir', workDir],
+      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     children.push(demo);
     let demoOut = '';
     demo.stdout!.setEncoding('utf8').on('data', (c: string) => (demoOut += c));
@@ -45,7 +49,12 @@ describe('drawbridge demo --http, through the bridge', () => {
     const httpDir = (await waitFor(() => demoOut, /approvals list --config (\S+)/, 'the approval instructions'))[1]!;
 
     // The agent's side: the bridge, exactly as the printed mcp.json runs it (without touching ~/.cache).
-    const transport = new StdioClientTransport({ command: process.execPath, args: [cli, 'connect', url, '--client-id', 'drawbridge-cli', '--no-token-cache'], cwd: REPO_ROOT, stderr: 'pipe' });
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [cli, 'connect', url, '--client-id', 'drawbridge-cli', '--no-token-cache'],
+      cwd: REPO_ROOT,
+      stderr: 'pipe',
+    });
     let bridgeErr = '';
     transport.stderr?.on('data', (c: Buffer) => (bridgeErr += c.toString('utf8')));
     const client = new Client({ name: 'newcomer', version: '1.0.0' });
@@ -61,7 +70,10 @@ describe('drawbridge demo --http, through the bridge', () => {
 
     try {
       expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
-      const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2' } });
+      const read = await client.callTool({
+        name: 'run_sql',
+        arguments: { connection: 'shop', sql: 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2' },
+      });
       expect(read.isError, textOf(read)).toBeFalsy();
       expect(textOf(read)).not.toMatch(/@example\.(com|org|net)/);
       const ddl = await client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: 'DROP TABLE customers' } });
@@ -70,7 +82,10 @@ describe('drawbridge demo --http, through the bridge', () => {
       // A write waits for a DBA; dana signs in with `drawbridge token` and approves it.
       const sql = "UPDATE orders SET status = 'cancelled' WHERE id = 1";
       const write = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql } }, undefined, { timeout: 180_000, resetTimeoutOnProgress: true });
-      const tokenRun = spawn(process.execPath, [cli, 'token', url, '--client-id', 'drawbridge-cli', '--no-token-cache'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const tokenRun = spawn(process.execPath, [cli, 'token', url, '--client-id', 'drawbridge-cli', '--no-token-cache'], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       children.push(tokenRun);
       let tokenOut = '';
       let tokenErr = '';
@@ -95,7 +110,10 @@ describe('drawbridge demo --http, through the bridge', () => {
       expect(textOf(done), textOf(done)).toMatch(/^shop · update \(write\) on public\.orders · UPDATE, 1 affected · /);
 
       const journal = await runCliAsync(['journal', 'export', '--format', 'jsonl', '--config', httpDir]);
-      const calls = journal.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+      const calls = journal.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, any>);
       expect(calls.map((c) => c['call']?.principal)).toContainEqual({ subject: 'alice', groups: ['analysts'], kind: 'oidc', issuer });
       expect(journal.stdout).not.toContain(danaToken);
     } finally {

@@ -67,7 +67,11 @@ describe('drawbridge demo', () => {
     const cli = requireBuiltCli();
     const dir = tempDir();
     const port = await freePort();
-    const demo = spawn(process.execPath, [cli, 'demo', '--port', String(port), '--dir', dir], { cwd: tempDir(), env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const demo = spawn(process.execPath, [cli, 'demo', '--port', String(port), '--dir', dir], {
+      cwd: tempDir(),
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.push(demo);
     let out = '';
     demo.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
@@ -86,16 +90,23 @@ describe('drawbridge demo', () => {
     await new Promise((r) => setTimeout(r, 4_000));
     expect(exitCode, out).toBeNull();
 
-    const mcpJson = JSON.parse(readFileSync(join(dir, 'mcp.json'), 'utf8')) as { mcpServers: { drawbridge: { command: string; args: string[]; env: Record<string, string> } } };
+    const mcpJson = JSON.parse(readFileSync(join(dir, 'mcp.json'), 'utf8')) as {
+      mcpServers: { drawbridge: { command: string; args: string[]; env: Record<string, string> } };
+    };
     const entry = mcpJson.mcpServers.drawbridge;
     const dbUrl = entry.env['SHOP_DATABASE_URL']!;
     expect(await acceptsConnections(dbUrl)).toBe(true);
 
     // The written mcp.json works from anywhere: absolute paths, launched from /.
     const client = new Client({ name: 'newcomer', version: '1.0.0' });
-    await client.connect(new StdioClientTransport({ command: entry.command, args: entry.args, env: { ...cleanEnv(), ...entry.env }, cwd: '/', stderr: 'ignore' }));
+    await client.connect(
+      new StdioClientTransport({ command: entry.command, args: entry.args, env: { ...cleanEnv(), ...entry.env }, cwd: '/', stderr: 'ignore' }),
+    );
     try {
-      const read = (await client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: 'SELECT email, city FROM customers ORDER BY id LIMIT 2' } })) as CallToolResult;
+      const read = (await client.callTool({
+        name: 'run_sql',
+        arguments: { connection: 'shop', sql: 'SELECT email, city FROM customers ORDER BY id LIMIT 2' },
+      })) as CallToolResult;
       expect(read.isError).toBeFalsy();
       const text = read.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
       expect(text).toContain('[masked:');

@@ -17,7 +17,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { auth, discoverAuthorizationServerMetadata, registerClient, UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import {
+  auth,
+  discoverAuthorizationServerMetadata,
+  registerClient,
+  UnauthorizedError,
+  type OAuthClientProvider,
+} from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -138,7 +144,11 @@ describe('the development provider for standard OAuth MCP clients', () => {
     expect(prm.headers.get('access-control-allow-origin')).toBe('*');
     expect(prm.body).toMatchObject({ resource, authorization_servers: [idp.issuer], scopes_supported: ['mcp'] });
     // The MCP endpoint itself still refuses foreign origins (DNS-rebinding protection on loopback).
-    const mcp = await fetch(resource, { method: 'POST', headers: { ...inspector, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+    const mcp = await fetch(resource, {
+      method: 'POST',
+      headers: { ...inspector, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: '{}',
+    });
     expect(mcp.status).toBe(403);
     expect(await mcp.text()).toMatch(/Invalid Origin header/);
 
@@ -159,7 +169,10 @@ describe('the development provider for standard OAuth MCP clients', () => {
     }
 
     // A browser-based client (the MCP Inspector) registers cross-origin.
-    const preflight = await fetch(`${idp.issuer}/reg`, { method: 'OPTIONS', headers: { origin: 'http://localhost:6274', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+    const preflight = await fetch(`${idp.issuer}/reg`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://localhost:6274', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+    });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
     expect(preflight.headers.get('access-control-allow-headers')).toContain('content-type');
@@ -300,15 +313,21 @@ describe('the development provider for standard OAuth MCP clients', () => {
     // The MCP SDK's own registration sees the same refusal.
     const metadata = await discoverAuthorizationServerMetadata(idp.issuer);
     expect(metadata?.registration_endpoint).toBe(`${idp.issuer}/reg`);
-    await expect(registerClient(idp.issuer, { metadata, clientMetadata: publicClientMetadata('https://attacker.example/callback') }))
-      .rejects.toThrow(/loopback redirect URIs only/);
+    await expect(registerClient(idp.issuer, { metadata, clientMetadata: publicClientMetadata('https://attacker.example/callback') })).rejects.toThrow(
+      /loopback redirect URIs only/,
+    );
     // And a good one is accepted, on any loopback host.
     for (const uri of ['http://127.0.0.1:4321/callback', 'http://localhost/cb', 'http://[::1]:9/x']) {
       const ok = await register({ ...good, redirect_uris: [uri] });
       expect(ok.status, uri).toBe(201);
       expect(ok.headers.get('access-control-allow-origin')).toBe('*');
       // Native (RFC 8252: the loopback redirect matches on any port), code + refresh grants.
-      expect(ok.body).toMatchObject({ redirect_uris: [uri], token_endpoint_auth_method: 'none', application_type: 'native', grant_types: ['authorization_code', 'refresh_token'] });
+      expect(ok.body).toMatchObject({
+        redirect_uris: [uri],
+        token_endpoint_auth_method: 'none',
+        application_type: 'native',
+        grant_types: ['authorization_code', 'refresh_token'],
+      });
       expect(ok.body['client_secret']).toBeUndefined();
       expect(ok.body['registration_access_token']).toBeUndefined();
     }
@@ -321,7 +340,16 @@ describe('the development provider for standard OAuth MCP clients', () => {
     const clientId = String(reg.body['client_id']);
     const authorize = (extra: Record<string, string>): URL => {
       const url = new URL(`${idp.issuer}/auth`);
-      for (const [k, v] of Object.entries({ response_type: 'code', client_id: clientId, redirect_uri: redirectUrl, scope: 'mcp', resource, state: 's1', ...extra })) url.searchParams.set(k, v);
+      for (const [k, v] of Object.entries({
+        response_type: 'code',
+        client_id: clientId,
+        redirect_uri: redirectUrl,
+        scope: 'mcp',
+        resource,
+        state: 's1',
+        ...extra,
+      }))
+        url.searchParams.set(k, v);
       return url;
     };
 
@@ -342,11 +370,12 @@ describe('the development provider for standard OAuth MCP clients', () => {
     const back = await playAuthorizationCode(authorize({ code_challenge: challenge, code_challenge_method: 'S256' }), 'alice', redirectUrl);
     const code = back.searchParams.get('code');
     if (!code) throw new Error(`no code in ${back.href}`);
-    const redeem = (extra: Record<string, string>) => json(`${idp.issuer}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'authorization_code', code, client_id: clientId, redirect_uri: redirectUrl, resource, ...extra }).toString(),
-    });
+    const redeem = (extra: Record<string, string>) =>
+      json(`${idp.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'authorization_code', code, client_id: clientId, redirect_uri: redirectUrl, resource, ...extra }).toString(),
+      });
     const withoutVerifier = await redeem({});
     expect(withoutVerifier.status).toBe(400);
     expect(withoutVerifier.body['error']).toBe('invalid_grant');

@@ -75,7 +75,12 @@ class Person {
       const [, attrs = '', inner = ''] = m;
       const id = /\bid="([^"]+)"/.exec(attrs)?.[1];
       // Buttons may sit outside their form (form="id"), as on the device pages.
-      const outside = id ? [...html.matchAll(/<button\b[^>]*>[\s\S]*?<\/button>/gi)].map((b) => b[0]).filter((b) => b.includes(`form="${id}"`)).join('') : '';
+      const outside = id
+        ? [...html.matchAll(/<button\b[^>]*>[\s\S]*?<\/button>/gi)]
+            .map((b) => b[0])
+            .filter((b) => b.includes(`form="${id}"`))
+            .join('')
+        : '';
       if (!marker.test(inner + outside)) continue;
       const action = /\baction="([^"]*)"/.exec(attrs)?.[1] ?? shown.url;
       const fields = new URLSearchParams();

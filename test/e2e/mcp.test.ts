@@ -127,7 +127,10 @@ rules:
 
 describe('tools/call', () => {
   it('a read returns text and structuredContent matching the outputSchema, with masked values', async () => {
-    const result = (await main.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2' } })) as CallToolResult;
+    const result = (await main.client.callTool({
+      name: 'run_sql',
+      arguments: { connection: 'db', sql: 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2' },
+    })) as CallToolResult;
     expect(result.isError ?? false).toBe(false);
     // Valid against the JSON Schema the server published (as the client checks it) and the zod shape.
     const validate = new AjvJsonSchemaValidator().getValidator(tools[0]!.outputSchema as Record<string, unknown>);
@@ -149,18 +152,27 @@ describe('tools/call', () => {
     const result = (await main.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'DROP TABLE orders' } })) as CallToolResult;
     expect(result.isError).toBe(true);
     expect(result.structuredContent).toBeUndefined();
-    expect(text(result)).toMatch(/^policy\.denied: Denied \(rule no-ddl\): Schema changes go through migrations\.\nWhat to do: This is refused by policy\. Do not retry/);
+    expect(text(result)).toMatch(
+      /^policy\.denied: Denied \(rule no-ddl\): Schema changes go through migrations\.\nWhat to do: This is refused by policy\. Do not retry/,
+    );
     expect((await db.query('SELECT count(*)::int AS n FROM orders'))[0]?.['n']).toBe(500);
   });
 
   it('an approve decision is isError saying it is pending and who must approve', async () => {
     const result = (await main.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'DELETE FROM orders WHERE id = 1' } })) as CallToolResult;
     expect(result.isError).toBe(true);
-    expect(text(result)).toMatch(/^approval\.pending: Pending approval (ap_[a-z0-9]{10}): a human must approve \1 \(someone in dba must run `drawbridge approvals approve \1`\); nothing was run yet\.\nWhat to do: Call run_sql again with exactly the same arguments \(connection db, same sql\) to pick up the decision; it /);
+    expect(text(result)).toMatch(
+      /^approval\.pending: Pending approval (ap_[a-z0-9]{10}): a human must approve \1 \(someone in dba must run `drawbridge approvals approve \1`\); nothing was run yet\.\nWhat to do: Call run_sql again with exactly the same arguments \(connection db, same sql\) to pick up the decision; it /,
+    );
     // The same as structured output, valid against the outputSchema the server published.
     const validate = new AjvJsonSchemaValidator().getValidator(tools[0]!.outputSchema as Record<string, unknown>);
     expect(validate(result.structuredContent).errorMessage).toBeUndefined();
-    expect(result.structuredContent).toMatchObject({ connection: 'db', rows: [], rowCount: 0, approval: { id: expect.stringMatching(/^ap_/), status: 'pending', tool: 'run_sql', connection: 'db' } });
+    expect(result.structuredContent).toMatchObject({
+      connection: 'db',
+      rows: [],
+      rowCount: 0,
+      approval: { id: expect.stringMatching(/^ap_/), status: 'pending', tool: 'run_sql', connection: 'db' },
+    });
     expect((await db.query('SELECT count(*)::int AS n FROM orders WHERE id = 1'))[0]?.['n']).toBe(1);
   });
 
@@ -207,7 +219,9 @@ describe('tools/call', () => {
         ['drop_database', 'db', 'deny'],
       ]),
     );
-    expect(outcomes.map((o) => o.errorCode ?? o.status)).toEqual(expect.arrayContaining(['ok', 'policy.denied', 'approval.pending', 'connection.unknown', 'tool.unknown', 'input.invalid']));
+    expect(outcomes.map((o) => o.errorCode ?? o.status)).toEqual(
+      expect.arrayContaining(['ok', 'policy.denied', 'approval.pending', 'connection.unknown', 'tool.unknown', 'input.invalid']),
+    );
     // The URL with the gateway's password is nowhere in the journal.
     expect(readFileSync(join(mainDir, 'journal.db')).toString('latin1')).not.toContain(new URL(db.gatewayUrl).password);
   });
@@ -228,7 +242,9 @@ describe('a missing secret', () => {
       for (let i = 0; i < 2; i++) {
         const result = (await s.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT 1' } })) as CallToolResult;
         expect(result.isError).toBe(true);
-        expect(text(result)).toMatch(/^config\.secret_missing: A secret needed by this connection is missing: environment variable DB_URL is not set\.\nWhat to do: Set the referenced/);
+        expect(text(result)).toMatch(
+          /^config\.secret_missing: A secret needed by this connection is missing: environment variable DB_URL is not set\.\nWhat to do: Set the referenced/,
+        );
       }
       await s.client.ping();
       // Refusals that do not need the connection still work as usual.
@@ -236,7 +252,9 @@ describe('a missing secret', () => {
       expect(text(denied)).toMatch(/^sql\.parse_error: /);
       const j = new Database(join(dir, 'journal.db'), { readonly: true });
       try {
-        const outcomes = (j.prepare("SELECT data FROM records WHERE type = 'outcome' ORDER BY seq").all() as Array<{ data: string }>).map((r) => JSON.parse(r.data));
+        const outcomes = (j.prepare("SELECT data FROM records WHERE type = 'outcome' ORDER BY seq").all() as Array<{ data: string }>).map((r) =>
+          JSON.parse(r.data),
+        );
         expect(outcomes.map((o) => o.errorCode)).toEqual(['config.secret_missing', 'config.secret_missing', 'sql.parse_error']);
       } finally {
         j.close();
@@ -274,4 +292,3 @@ describe('mcp.json', () => {
     expect(argv.some((a) => /(^|\/)dist\/src\/cli\.js$|^drawbridge$/.test(a))).toBe(true);
   });
 });
-

@@ -3,14 +3,24 @@
 // Watch, and raw fetches prepared by KubeConfig.applyToFetchOptions.
 
 import {
-  ApiException, AppsV1Api, AuthenticationV1Api, CoreV1Api, CustomObjectsApi, Exec, KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch,
-  setHeaderOptions, type KubernetesObject, type V1Status,
+  ApiException,
+  AppsV1Api,
+  AuthenticationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  Exec,
+  KubeConfig,
+  KubernetesObjectApi,
+  Log,
+  PatchStrategy,
+  Watch,
+  setHeaderOptions,
+  type KubernetesObject,
+  type V1Status,
 } from '@kubernetes/client-node';
 import { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  DEFAULT_SEED, SEED_PLAINTEXT_CREDENTIALS, SEED_SECRET_VALUES, startFakeKube, type FakeKube, type KubeObject,
-} from '../support/fake-kube/server.js';
+import { DEFAULT_SEED, SEED_PLAINTEXT_CREDENTIALS, SEED_SECRET_VALUES, startFakeKube, type FakeKube, type KubeObject } from '../support/fake-kube/server.js';
 import { WebSocket } from '../support/fake-kube/ws.js';
 
 let fake: FakeKube;
@@ -37,7 +47,10 @@ beforeEach(() => {
 });
 
 /** A raw request to the fake with the kubeconfig's credentials. */
-async function raw(path: string, init: { method?: string; headers?: Record<string, string>; body?: string; config?: KubeConfig } = {}): Promise<{ status: number; text: string; json: any; headers: Headers }> {
+async function raw(
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string; config?: KubeConfig } = {},
+): Promise<{ status: number; text: string; json: any; headers: Headers }> {
   const opts = await (init.config ?? kc).applyToFetchOptions({});
   const headers = new Headers(opts.headers as unknown as HeadersInit);
   for (const [k, v] of Object.entries(init.headers ?? {})) headers.append(k, v);
@@ -82,7 +95,15 @@ describe('authentication and discovery', () => {
   it('rejects a missing or wrong bearer token with a 401 Status', async () => {
     const res = await fetch(`${fake.url}/api/v1/namespaces/shop/pods`);
     expect(res.status).toBe(401);
-    expect(await res.json()).toEqual({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+    expect(await res.json()).toEqual({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'Unauthorized',
+      reason: 'Unauthorized',
+      code: 401,
+    });
 
     const bad = new KubeConfig();
     bad.loadFromString(fake.kubeconfig('shop', { token: 'nope' }));
@@ -106,7 +127,15 @@ describe('authentication and discovery', () => {
     const byName = new Map<string, any>(v1.resources.map((r: any) => [r.name, r]));
     expect(byName.get('pods')).toMatchObject({ singularName: 'pod', namespaced: true, kind: 'Pod', shortNames: ['po'] });
     expect(byName.get('pods').verbs).toEqual(expect.arrayContaining(['get', 'list', 'create', 'delete', 'patch', 'update', 'watch', 'deletecollection']));
-    for (const [name, short] of [['services', 'svc'], ['configmaps', 'cm'], ['namespaces', 'ns'], ['nodes', 'no'], ['events', 'ev'], ['serviceaccounts', 'sa'], ['persistentvolumeclaims', 'pvc']]) {
+    for (const [name, short] of [
+      ['services', 'svc'],
+      ['configmaps', 'cm'],
+      ['namespaces', 'ns'],
+      ['nodes', 'no'],
+      ['events', 'ev'],
+      ['serviceaccounts', 'sa'],
+      ['persistentvolumeclaims', 'pvc'],
+    ]) {
       expect(byName.get(name!)?.shortNames).toContain(short);
     }
     expect(byName.get('secrets')).toMatchObject({ kind: 'Secret', namespaced: true });
@@ -118,7 +147,12 @@ describe('authentication and discovery', () => {
     const groups = (await raw('/apis')).json;
     expect(groups.kind).toBe('APIGroupList');
     const preferred = Object.fromEntries(groups.groups.map((g: any) => [g.name, g.preferredVersion.groupVersion]));
-    expect(preferred).toMatchObject({ apps: 'apps/v1', batch: 'batch/v1', 'rbac.authorization.k8s.io': 'rbac.authorization.k8s.io/v1', 'example.com': 'example.com/v1' });
+    expect(preferred).toMatchObject({
+      apps: 'apps/v1',
+      batch: 'batch/v1',
+      'rbac.authorization.k8s.io': 'rbac.authorization.k8s.io/v1',
+      'example.com': 'example.com/v1',
+    });
 
     const appsV1 = (await raw('/apis/apps/v1')).json;
     const scale = appsV1.resources.find((r: any) => r.name === 'deployments/scale');
@@ -126,7 +160,12 @@ describe('authentication and discovery', () => {
     expect(appsV1.resources.find((r: any) => r.name === 'deployments').shortNames).toEqual(['deploy']);
 
     const example = (await raw('/apis/example.com/v1')).json;
-    expect(example.resources.find((r: any) => r.name === 'widgets')).toMatchObject({ kind: 'Widget', singularName: 'widget', namespaced: true, shortNames: ['wd'] });
+    expect(example.resources.find((r: any) => r.name === 'widgets')).toMatchObject({
+      kind: 'Widget',
+      singularName: 'widget',
+      namespaced: true,
+      shortNames: ['wd'],
+    });
     expect((await raw('/apis/example.com')).json).toMatchObject({ kind: 'APIGroup', name: 'example.com' });
 
     expect((await raw('/apis/nope.example/v1')).status).toBe(404);
@@ -172,7 +211,10 @@ describe('reads and selectors', () => {
     expect(all.json.kind).toBe('PodList');
     expect(all.json.metadata.resourceVersion).toMatch(/^\d+$/);
     expect(all.json.items.map((p: any) => `${p.metadata.namespace}/${p.metadata.name}`)).toEqual([
-      'kube-system/coredns-5d78c9869d-q7x2v', 'shop/web-7d9c-abcde', 'shop/web-7d9c-fghij', 'shop/worker-5b7c-klmno',
+      'kube-system/coredns-5d78c9869d-q7x2v',
+      'shop/web-7d9c-abcde',
+      'shop/web-7d9c-fghij',
+      'shop/worker-5b7c-klmno',
     ]);
     expect(all.json.items[0].kind).toBeUndefined();
 
@@ -205,7 +247,14 @@ describe('reads and selectors', () => {
     const err = await failure(core.readNamespacedPod({ namespace: 'shop', name: 'x' }));
     expect(err.code).toBe(404);
     expect(err.body).toEqual({
-      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'pods "x" not found', reason: 'NotFound', details: { name: 'x', kind: 'pods' }, code: 404,
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'pods "x" not found',
+      reason: 'NotFound',
+      details: { name: 'x', kind: 'pods' },
+      code: 404,
     });
     const dep = await failure(apps.readNamespacedDeployment({ namespace: 'shop', name: 'nope' }));
     expect(dep.body).toMatchObject({ message: 'deployments.apps "nope" not found', details: { name: 'nope', group: 'apps', kind: 'deployments' } });
@@ -219,7 +268,9 @@ describe('reads and selectors', () => {
     const lastApplied = secret.metadata!.annotations!['kubectl.kubernetes.io/last-applied-configuration']!;
     expect(lastApplied).toContain('hunter2-super-secret');
     expect(lastApplied).toContain(Buffer.from('AKIAIOSFODNN7EXAMPLE').toString('base64'));
-    expect(SEED_SECRET_VALUES).toEqual(expect.arrayContaining(['hunter2-super-secret', Buffer.from('hunter2-super-secret').toString('base64'), 'AKIAIOSFODNN7EXAMPLE']));
+    expect(SEED_SECRET_VALUES).toEqual(
+      expect.arrayContaining(['hunter2-super-secret', Buffer.from('hunter2-super-secret').toString('base64'), 'AKIAIOSFODNN7EXAMPLE']),
+    );
     const cm = await core.readNamespacedConfigMap({ namespace: 'shop', name: 'web-config' });
     expect(cm.data).toMatchObject({ DATABASE_URL: SEED_PLAINTEXT_CREDENTIALS.DATABASE_URL, FEATURE_X: 'on' });
   });
@@ -265,7 +316,8 @@ describe('writes', () => {
     expect(err.code).toBe(409);
     expect(err.body).toMatchObject({
       reason: 'Conflict',
-      message: 'Operation cannot be fulfilled on configmaps "web-config": the object has been modified; please apply your changes to the latest version and try again',
+      message:
+        'Operation cannot be fulfilled on configmaps "web-config": the object has been modified; please apply your changes to the latest version and try again',
     });
     expect(fake.object('configmaps', 'shop', 'web-config')?.['data']).toMatchObject({ FEATURE_X: 'off' });
   });
@@ -273,36 +325,61 @@ describe('writes', () => {
   it('applies JSON merge, strategic merge and JSON patches', async () => {
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     await core.patchNamespacedConfigMap({ namespace: 'shop', name: 'web-config', body: { data: { FEATURE_X: null, NEW: 'yes' } } }, merge);
-    expect(fake.object('configmaps', 'shop', 'web-config')?.['data']).toEqual({ DATABASE_URL: SEED_PLAINTEXT_CREDENTIALS.DATABASE_URL, LOG_FORMAT: 'json', NEW: 'yes' });
+    expect(fake.object('configmaps', 'shop', 'web-config')?.['data']).toEqual({
+      DATABASE_URL: SEED_PLAINTEXT_CREDENTIALS.DATABASE_URL,
+      LOG_FORMAT: 'json',
+      NEW: 'yes',
+    });
 
     // Strategic merge: containers merge by name, so env survives an image change.
     const smp = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
-    const dep = await apps.patchNamespacedDeployment({
-      namespace: 'shop', name: 'web', body: { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example.com/shop/web:1.6.0' }] } } } },
-    }, smp);
+    const dep = await apps.patchNamespacedDeployment(
+      {
+        namespace: 'shop',
+        name: 'web',
+        body: { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example.com/shop/web:1.6.0' }] } } } },
+      },
+      smp,
+    );
     const container = dep.spec!.template.spec!.containers[0]!;
     expect(container.image).toBe('registry.example.com/shop/web:1.6.0');
     expect(container.env?.map((e) => e.name)).toContain('DB_PASSWORD');
     expect(dep.metadata?.generation).toBe(3);
 
     // JSON patch (client-node's default patch content type).
-    const scaled = await apps.patchNamespacedDeployment({ namespace: 'shop', name: 'web', body: [{ op: 'test', path: '/spec/replicas', value: 3 }, { op: 'replace', path: '/spec/replicas', value: 4 }] });
+    const scaled = await apps.patchNamespacedDeployment({
+      namespace: 'shop',
+      name: 'web',
+      body: [
+        { op: 'test', path: '/spec/replicas', value: 3 },
+        { op: 'replace', path: '/spec/replicas', value: 4 },
+      ],
+    });
     expect(scaled.spec?.replicas).toBe(4);
     const failed = await failure(apps.patchNamespacedDeployment({ namespace: 'shop', name: 'web', body: [{ op: 'test', path: '/spec/replicas', value: 99 }] }));
     expect(failed.code).toBe(422);
 
     // A patch that pins a stale resourceVersion conflicts.
-    const stale = await failure(core.patchNamespacedConfigMap({ namespace: 'shop', name: 'web-config', body: { metadata: { resourceVersion: '1' }, data: { A: 'b' } } }, merge));
+    const stale = await failure(
+      core.patchNamespacedConfigMap({ namespace: 'shop', name: 'web-config', body: { metadata: { resourceVersion: '1' }, data: { A: 'b' } } }, merge),
+    );
     expect(stale.code).toBe(409);
 
     // Strategic merge is refused for custom resources, like the real server.
-    const cr = await raw('/apis/example.com/v1/namespaces/shop/widgets/gizmo', { method: 'PATCH', headers: { 'Content-Type': PatchStrategy.StrategicMergePatch }, body: '{"spec":{"size":4}}' });
+    const cr = await raw('/apis/example.com/v1/namespaces/shop/widgets/gizmo', {
+      method: 'PATCH',
+      headers: { 'Content-Type': PatchStrategy.StrategicMergePatch },
+      body: '{"spec":{"size":4}}',
+    });
     expect(cr.status).toBe(415);
   });
 
   it('performs server-side apply through KubernetesObjectApi (create, then merge) and requires a field manager', async () => {
     const spec: KubernetesObject & { data: Record<string, string> } = {
-      apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applied', namespace: 'shop' }, data: { a: '1' },
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'applied', namespace: 'shop' },
+      data: { a: '1' },
     };
     const created = await objects.patch(spec, undefined, undefined, 'drawbridge-test', true, PatchStrategy.ServerSideApply);
     expect(created.metadata?.name).toBe('applied');
@@ -313,7 +390,11 @@ describe('writes', () => {
     const read = await objects.read({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'shop' } });
     expect(read.kind).toBe('Deployment');
 
-    const noManager = await raw('/api/v1/namespaces/shop/configmaps/applied', { method: 'PATCH', headers: { 'Content-Type': 'application/apply-patch+yaml' }, body: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n' });
+    const noManager = await raw('/api/v1/namespaces/shop/configmaps/applied', {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/apply-patch+yaml' },
+      body: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n',
+    });
     expect(noManager.status).toBe(422);
   });
 
@@ -322,7 +403,7 @@ describe('writes', () => {
     expect(gone.metadata?.deletionTimestamp).toBeTruthy();
     expect((await failure(core.readNamespacedPod({ namespace: 'shop', name: 'worker-5b7c-klmno' }))).code).toBe(404);
 
-    const status = await core.deleteNamespacedConfigMap({ namespace: 'shop', name: 'web-config' }) as V1Status;
+    const status = (await core.deleteNamespacedConfigMap({ namespace: 'shop', name: 'web-config' })) as V1Status;
     expect(status).toMatchObject({ kind: 'Status', status: 'Success', details: { name: 'web-config', kind: 'configmaps' } });
 
     await core.deleteCollectionNamespacedPod({ namespace: 'shop', labelSelector: 'app=web' });
@@ -333,7 +414,7 @@ describe('writes', () => {
     expect((await apps.listNamespacedReplicaSet({ namespace: 'shop' })).items).toEqual([]);
     expect((await core.listNamespacedPod({ namespace: 'shop', labelSelector: 'app=web' })).items).toEqual([]); // garbage collected via owners
 
-    const ns = await core.deleteNamespace({ name: 'shop' }) as { status?: { phase?: string } };
+    const ns = (await core.deleteNamespace({ name: 'shop' })) as { status?: { phase?: string } };
     expect(ns.status?.phase).toBe('Terminating');
     expect(Object.keys(fake.objects()).some((k) => k.includes('/shop/'))).toBe(false);
     expect((await failure(core.deleteNamespace({ name: 'kube-system' }))).code).toBe(403);
@@ -344,7 +425,12 @@ describe('writes', () => {
     const rv = fake.resourceVersion;
     const created = await core.createNamespacedPod({ namespace: 'shop', body: newPod('dry') as never, dryRun: 'All' });
     expect(created.metadata?.name).toBe('dry');
-    const patched = await apps.patchNamespacedDeployment({ namespace: 'shop', name: 'web', body: [{ op: 'replace', path: '/spec/replicas', value: 9 }], dryRun: 'All' });
+    const patched = await apps.patchNamespacedDeployment({
+      namespace: 'shop',
+      name: 'web',
+      body: [{ op: 'replace', path: '/spec/replicas', value: 9 }],
+      dryRun: 'All',
+    });
     expect(patched.spec?.replicas).toBe(9);
     await core.deleteNamespacedPod({ namespace: 'shop', name: 'web-7d9c-abcde', dryRun: 'All' });
     await core.deleteCollectionNamespacedPod({ namespace: 'shop', dryRun: 'All' });
@@ -389,12 +475,21 @@ describe('scale subresource and the deployment controller', () => {
 
   it('creates a new ReplicaSet revision on a template change and reuses the old one on undo', async () => {
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    await apps.patchNamespacedDeployment({
-      namespace: 'shop', name: 'web', body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': '2024-01-01T00:00:00Z' } } } } },
-    }, merge);
-    const revs = async (): Promise<Record<string, string>> => Object.fromEntries(
-      (await apps.listNamespacedReplicaSet({ namespace: 'shop' })).items.map((rs) => [rs.metadata!.name!, `${rs.metadata!.annotations!['deployment.kubernetes.io/revision']}:${rs.spec!.replicas}`]),
+    await apps.patchNamespacedDeployment(
+      {
+        namespace: 'shop',
+        name: 'web',
+        body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': '2024-01-01T00:00:00Z' } } } } },
+      },
+      merge,
     );
+    const revs = async (): Promise<Record<string, string>> =>
+      Object.fromEntries(
+        (await apps.listNamespacedReplicaSet({ namespace: 'shop' })).items.map((rs) => [
+          rs.metadata!.name!,
+          `${rs.metadata!.annotations!['deployment.kubernetes.io/revision']}:${rs.spec!.replicas}`,
+        ]),
+      );
     const afterRestart = await revs();
     expect(Object.keys(afterRestart)).toHaveLength(3);
     expect(afterRestart['web-7d9c']).toBe('2:0');
@@ -417,7 +512,15 @@ describe('server-side printing (Table)', () => {
     expect(status).toBe(200);
     expect(table).toMatchObject({ kind: 'Table', apiVersion: 'meta.k8s.io/v1' });
     expect(table.columnDefinitions.map((c: any) => [c.name, c.priority])).toEqual([
-      ['Name', 0], ['Ready', 0], ['Status', 0], ['Restarts', 0], ['Age', 0], ['IP', 1], ['Node', 1], ['Nominated Node', 1], ['Readiness Gates', 1],
+      ['Name', 0],
+      ['Ready', 0],
+      ['Status', 0],
+      ['Restarts', 0],
+      ['Age', 0],
+      ['IP', 1],
+      ['Node', 1],
+      ['Nominated Node', 1],
+      ['Readiness Gates', 1],
     ]);
     expect(table.columnDefinitions[0]).toMatchObject({ type: 'string', format: 'name' });
     const row = table.rows.find((r: any) => r.cells[0] === 'web-7d9c-fghij');
@@ -451,12 +554,19 @@ describe('server-side printing (Table)', () => {
     expect(full.rows[0].cells.slice(0, 2)).toEqual(['web-config', 3]);
 
     const widgets = (await raw('/apis/example.com/v1/namespaces/shop/widgets', { headers: { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } })).json;
-    expect(widgets.columnDefinitions.map((c: any) => [c.name, c.type])).toEqual([['Name', 'string'], ['Size', 'integer'], ['Age', 'date']]);
+    expect(widgets.columnDefinitions.map((c: any) => [c.name, c.type])).toEqual([
+      ['Name', 'string'],
+      ['Size', 'integer'],
+      ['Age', 'date'],
+    ]);
     expect(widgets.rows[0].cells[0]).toBe('gizmo');
     expect(widgets.rows[0].cells[1]).toBe(3);
 
     const nodes = (await raw('/api/v1/nodes', { headers: { Accept: TABLE } })).json;
-    expect(nodes.rows.map((r: any) => r.cells.slice(0, 3))).toEqual([['node-1', 'Ready', 'control-plane'], ['node-2', 'Ready', '<none>']]);
+    expect(nodes.rows.map((r: any) => r.cells.slice(0, 3))).toEqual([
+      ['node-1', 'Ready', 'control-plane'],
+      ['node-2', 'Ready', '<none>'],
+    ]);
 
     const plain = await raw('/api/v1/namespaces/shop/pods', { headers: { Accept: 'application/json' } });
     expect(plain.json.kind).toBe('PodList');
@@ -478,13 +588,21 @@ describe('impersonation and authorization', () => {
 
     const reqs = fake.requests.filter((r) => r.verb === 'list' && r.resource === 'pods');
     expect(reqs).toHaveLength(3);
-    expect(reqs[0]).toMatchObject({ method: 'GET', path: '/api/v1/namespaces/shop/pods', impersonateUser: 'alice@example.com', namespace: 'shop', status: 200 });
+    expect(reqs[0]).toMatchObject({
+      method: 'GET',
+      path: '/api/v1/namespaces/shop/pods',
+      impersonateUser: 'alice@example.com',
+      namespace: 'shop',
+      status: 200,
+    });
     expect(reqs[0]!.headers['authorization']).toBe(`Bearer ${fake.token}`);
     expect(reqs[0]!.headers['impersonate-user']).toBe('alice@example.com');
     expect(reqs[1]).toMatchObject({ impersonateUser: 'alice@example.com', impersonateGroups: ['sre'] });
     expect(reqs[2]).toMatchObject({ impersonateUser: 'bob', impersonateGroups: ['oncall'] });
 
-    const groupOnly = await fetch(`${fake.url}/api/v1/namespaces/shop/pods`, { headers: { Authorization: `Bearer ${fake.token}`, 'Impersonate-Group': 'sre' } });
+    const groupOnly = await fetch(`${fake.url}/api/v1/namespaces/shop/pods`, {
+      headers: { Authorization: `Bearer ${fake.token}`, 'Impersonate-Group': 'sre' },
+    });
     expect(groupOnly.status).toBe(500);
   });
 
@@ -503,7 +621,16 @@ describe('impersonation and authorization', () => {
       message: 'pods "web-7d9c-abcde" is forbidden: User "alice" cannot delete resource "pods" in API group "" in the namespace "shop"',
       details: { name: 'web-7d9c-abcde', kind: 'pods' },
     });
-    expect(seen).toContainEqual({ user: 'alice', groups: [], verb: 'delete', group: '', resource: 'pods', subresource: '', namespace: 'shop', name: 'web-7d9c-abcde' });
+    expect(seen).toContainEqual({
+      user: 'alice',
+      groups: [],
+      verb: 'delete',
+      group: '',
+      resource: 'pods',
+      subresource: '',
+      namespace: 'shop',
+      name: 'web-7d9c-abcde',
+    });
     expect(fake.object('pods', 'shop', 'web-7d9c-abcde')).toBeDefined();
     // Others are unaffected.
     await asAlice.makeApiClient(CoreV1Api).readNamespacedPod({ namespace: 'shop', name: 'web-7d9c-abcde' });
@@ -528,7 +655,11 @@ describe('SelfSubjectReview (authentication.k8s.io/v1)', () => {
   });
 
   it('answers with the impersonated user and groups, plus system:authenticated', async () => {
-    const r = await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', { method: 'POST', headers: { 'Content-Type': 'application/json', 'Impersonate-User': 'alice', 'Impersonate-Group': 'sre' }, body: JSON.stringify(review) });
+    const r = await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Impersonate-User': 'alice', 'Impersonate-Group': 'sre' },
+      body: JSON.stringify(review),
+    });
     expect(r.status).toBe(201);
     expect(r.json.status.userInfo).toEqual({ username: 'alice', groups: ['sre', 'system:authenticated'] });
   });
@@ -539,13 +670,31 @@ describe('SelfSubjectReview (authentication.k8s.io/v1)', () => {
     const list = (await raw('/apis/authentication.k8s.io/v1')).json;
     expect(list.resources).toEqual([expect.objectContaining({ name: 'selfsubjectreviews', namespaced: false, kind: 'SelfSubjectReview', verbs: ['create'] })]);
     expect((await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews')).status).toBe(405);
-    const anonymous = await fetch(`${fake.url}/apis/authentication.k8s.io/v1/selfsubjectreviews`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(review) });
+    const anonymous = await fetch(`${fake.url}/apis/authentication.k8s.io/v1/selfsubjectreviews`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(review),
+    });
     expect(anonymous.status).toBe(401);
-    expect((await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ kind: 'Pod', apiVersion: 'v1' }) })).status).toBe(400);
+    expect(
+      (
+        await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ kind: 'Pod', apiVersion: 'v1' }),
+        })
+      ).status,
+    ).toBe(400);
     fake.setRbac((req) => req.resource !== 'selfsubjectreviews');
-    const forbidden = await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(review) });
+    const forbidden = await raw('/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(review),
+    });
     expect(forbidden.status).toBe(403);
-    expect(forbidden.json.message).toBe('selfsubjectreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:drawbridge:gateway" cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope');
+    expect(forbidden.json.message).toBe(
+      'selfsubjectreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:drawbridge:gateway" cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope',
+    );
   });
 
   it('selfSubjectReview: false models a server before 1.28: not in discovery, 404', async () => {
@@ -584,7 +733,9 @@ describe('logs', () => {
     const log = new Log(kc);
     await log.log('shop', 'web-7d9c-abcde', 'app', out.stream, { tailLines: 2 });
     await new Promise((r) => out.stream.on('finish', r));
-    expect(out.text()).toBe('level=warn msg="slow query" table=orders duration=1.2s\nlevel=info msg="GET /api/orders" status=200 duration=35ms user=ops@example.com\n');
+    expect(out.text()).toBe(
+      'level=warn msg="slow query" table=orders duration=1.2s\nlevel=info msg="GET /api/orders" status=200 duration=35ms user=ops@example.com\n',
+    );
 
     const previous = await core.readNamespacedPodLog({ namespace: 'shop', name: 'web-7d9c-fghij', container: 'app', previous: true });
     expect(previous).toContain('fatal error: runtime: out of memory');
@@ -599,7 +750,10 @@ describe('logs', () => {
   it('requires a container for multi-container pods, like the real server', async () => {
     const res = await raw('/api/v1/namespaces/shop/pods/worker-5b7c-klmno/log');
     expect(res.status).toBe(400);
-    expect(res.json).toMatchObject({ reason: 'BadRequest', message: 'a container name must be specified for pod worker-5b7c-klmno, choose one of: [worker sidecar]' });
+    expect(res.json).toMatchObject({
+      reason: 'BadRequest',
+      message: 'a container name must be specified for pod worker-5b7c-klmno, choose one of: [worker sidecar]',
+    });
     expect((await raw('/api/v1/namespaces/shop/pods/worker-5b7c-klmno/log?container=sidecar')).text).toContain('shipping logs');
     expect((await raw('/api/v1/namespaces/shop/pods/web-7d9c-abcde/log?previous=true')).status).toBe(400);
     expect((await raw('/api/v1/namespaces/shop/pods/nope/log')).status).toBe(404);
@@ -621,9 +775,22 @@ describe('exec over WebSocket', () => {
     const result = await run(['printenv', 'LOG_LEVEL']);
     expect(result.stdout).toBe('printenv LOG_LEVEL\n');
     expect(result.status).toEqual({ metadata: {}, status: 'Success' });
-    expect(fake.execs).toEqual([expect.objectContaining({ namespace: 'shop', pod: 'web-7d9c-abcde', container: 'app', command: ['printenv', 'LOG_LEVEL'], protocol: 'v5.channel.k8s.io' })]);
+    expect(fake.execs).toEqual([
+      expect.objectContaining({
+        namespace: 'shop',
+        pod: 'web-7d9c-abcde',
+        container: 'app',
+        command: ['printenv', 'LOG_LEVEL'],
+        protocol: 'v5.channel.k8s.io',
+      }),
+    ]);
     const rec = fake.requests.find((r) => r.subresource === 'exec');
-    expect(rec).toMatchObject({ method: 'GET', verb: 'create', status: 101, query: { command: ['printenv', 'LOG_LEVEL'], container: 'app', stdout: 'true', stderr: 'true', stdin: 'false', tty: 'false' } });
+    expect(rec).toMatchObject({
+      method: 'GET',
+      verb: 'create',
+      status: 101,
+      query: { command: ['printenv', 'LOG_LEVEL'], container: 'app', stdout: 'true', stderr: 'true', stdin: 'false', tty: 'false' },
+    });
   });
 
   it('reports a non-zero exit as a Failure status with an ExitCode cause', async () => {
@@ -699,12 +866,17 @@ describe('watch', () => {
     let controller: AbortController | undefined;
     const sawDelete = new Promise<void>((resolve, reject) => {
       void new Watch(kc)
-        .watch('/api/v1/namespaces/shop/pods', { labelSelector: 'app=web' }, (phase, obj: KubeObject) => {
-          events.push(`${phase} ${obj.metadata?.name ?? ''}`);
-          if (phase === 'DELETED') resolve();
-        }, (err) => {
-          if (err && !String(err).includes('abort')) reject(err);
-        })
+        .watch(
+          '/api/v1/namespaces/shop/pods',
+          { labelSelector: 'app=web' },
+          (phase, obj: KubeObject) => {
+            events.push(`${phase} ${obj.metadata?.name ?? ''}`);
+            if (phase === 'DELETED') resolve();
+          },
+          (err) => {
+            if (err && !String(err).includes('abort')) reject(err);
+          },
+        )
         .then((c) => {
           controller = c;
         });
@@ -723,10 +895,19 @@ describe('watch', () => {
 describe('custom resources', () => {
   it('reads and writes widgets through CustomObjectsApi', async () => {
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const w = await custom.getNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'shop', plural: 'widgets', name: 'gizmo' }) as KubeObject;
+    const w = (await custom.getNamespacedCustomObject({
+      group: 'example.com',
+      version: 'v1',
+      namespace: 'shop',
+      plural: 'widgets',
+      name: 'gizmo',
+    })) as KubeObject;
     expect(w).toMatchObject({ kind: 'Widget', spec: { size: 3 } });
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    const patched = await custom.patchNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'shop', plural: 'widgets', name: 'gizmo', body: { spec: { size: 5 } } }, merge) as KubeObject;
+    const patched = (await custom.patchNamespacedCustomObject(
+      { group: 'example.com', version: 'v1', namespace: 'shop', plural: 'widgets', name: 'gizmo', body: { spec: { size: 5 } } },
+      merge,
+    )) as KubeObject;
     expect(patched['spec']).toEqual({ size: 5, color: 'blue' });
     expect(patched.metadata?.generation).toBe(2);
   });

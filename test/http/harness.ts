@@ -16,7 +16,6 @@ import { startTestIdp, type TestIdp, type TestIdpOptions } from '../support/oidc
 import { freePort } from '../support/net.js';
 import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../support/sshd.js';
 
-
 export interface Harness {
   readonly idp: TestIdp;
   readonly sshd: Sshd;
@@ -45,7 +44,9 @@ rules:
     effect: allow
 `;
 
-export async function startHarness(options: { idp?: TestIdpOptions; serve?: Partial<HttpServeOptions>; jwks?: string; clockTolerance?: string } = {}): Promise<Harness> {
+export async function startHarness(
+  options: { idp?: TestIdpOptions; serve?: Partial<HttpServeOptions>; jwks?: string; clockTolerance?: string } = {},
+): Promise<Harness> {
   const idp = await startTestIdp(options.idp);
   const sshd = await startSshd();
   const port = await freePort();
@@ -138,7 +139,11 @@ export async function raw(
   url: string,
   options: { method?: string; token?: string; body?: unknown; sessionId?: string; headers?: Record<string, string> } = {},
 ): Promise<RawReply> {
-  const headers: Record<string, string> = { accept: 'application/json, text/event-stream', 'mcp-protocol-version': LATEST_PROTOCOL_VERSION, ...options.headers };
+  const headers: Record<string, string> = {
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
+    ...options.headers,
+  };
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   if (options.token !== undefined) headers['authorization'] = `Bearer ${options.token}`;
   if (options.sessionId !== undefined) headers['mcp-session-id'] = options.sessionId;

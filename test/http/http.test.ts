@@ -76,7 +76,10 @@ describe('end to end through the SDK client', () => {
     } finally {
       await client.close();
     }
-    const call = h.journal().filter((r) => r.type === 'call').find((c) => JSON.stringify(c.data).includes('from-agent'));
+    const call = h
+      .journal()
+      .filter((r) => r.type === 'call')
+      .find((c) => JSON.stringify(c.data).includes('from-agent'));
     expect(call?.data['principal']).toMatchObject({ subject: 'agent-svc', groups: ['agents'], kind: 'oidc' });
   });
 
@@ -90,7 +93,10 @@ describe('end to end through the SDK client', () => {
     } finally {
       await client.close();
     }
-    const call = h.journal().filter((r) => r.type === 'call').find((c) => JSON.stringify(c.data).includes('carol-was-here'));
+    const call = h
+      .journal()
+      .filter((r) => r.type === 'call')
+      .find((c) => JSON.stringify(c.data).includes('carol-was-here'));
     expect(call?.data['principal']).toMatchObject({ subject: 'carol', groups: [], kind: 'oidc' });
     expect(call?.data['decision']).toMatchObject({ effect: 'deny' });
   });
@@ -190,7 +196,7 @@ describe('invalid tokens: 401 invalid_token', () => {
     });
   }
 
-  it('checks the token on a live session too: an expired token on alice\'s session is 401', async () => {
+  it("checks the token on a live session too: an expired token on alice's session is 401", async () => {
     const sessionId = await openSession(h.http.url, alice);
     const expired = await h.idp.mint({ aud: h.resource, scope: 'mcp', sub: 'alice', iat: now() - 7200, exp: now() - 3600 });
     const r = await raw(h.http.url, { token: expired, sessionId, body: { jsonrpc: '2.0', id: 2, method: 'tools/list' } });
@@ -203,7 +209,10 @@ describe('invalid tokens: 401 invalid_token', () => {
 
 describe('scopes', () => {
   it('a token without the required scope is 403 insufficient_scope naming it', async () => {
-    for (const token of [await h.idp.mint({ aud: h.resource, scope: 'approvals' }), await h.idp.clientCredentialsToken('agent-svc', 'agent-svc-secret', h.resource, 'approvals')]) {
+    for (const token of [
+      await h.idp.mint({ aud: h.resource, scope: 'approvals' }),
+      await h.idp.clientCredentialsToken('agent-svc', 'agent-svc-secret', h.resource, 'approvals'),
+    ]) {
       const r = await raw(h.http.url, { body: INITIALIZE, token });
       expect(r.status).toBe(403);
       const params = challenge(r.headers.get('www-authenticate'));
@@ -297,7 +306,10 @@ describe('limits and hardening', () => {
     const r = await raw(other.url, { token: alice, body: big });
     expect(r.status).toBe(413);
     // The default cap is 4 MiB.
-    const huge = await raw(h.http.url, { token: alice, body: JSON.stringify({ ...INITIALIZE, params: { ...INITIALIZE.params, pad: 'x'.repeat(4 * 1024 * 1024) } }) });
+    const huge = await raw(h.http.url, {
+      token: alice,
+      body: JSON.stringify({ ...INITIALIZE, params: { ...INITIALIZE.params, pad: 'x'.repeat(4 * 1024 * 1024) } }),
+    });
     expect(huge.status).toBe(413);
   });
 
@@ -355,7 +367,9 @@ describe('behind a TLS proxy (publicUrl)', () => {
     expect(new URL(other.url).pathname).toBe('/drawbridge/mcp');
     const r = await raw(other.url, { body: INITIALIZE });
     expect(r.status).toBe(401);
-    expect(challenge(r.headers.get('www-authenticate'))['resource_metadata']).toBe('https://gw.example.com/.well-known/oauth-protected-resource/drawbridge/mcp');
+    expect(challenge(r.headers.get('www-authenticate'))['resource_metadata']).toBe(
+      'https://gw.example.com/.well-known/oauth-protected-resource/drawbridge/mcp',
+    );
     const doc = await fetch(new URL('/.well-known/oauth-protected-resource/drawbridge/mcp', other.url));
     expect(((await doc.json()) as { resource: string }).resource).toBe('https://gw.example.com/drawbridge/mcp');
     expect((await fetch(new URL('/mcp', other.url), { method: 'POST' })).status).toBe(404);

@@ -65,15 +65,23 @@ describe('challenges', () => {
   it('quotes and escapes auth-params, and drops control characters', () => {
     expect(quoteParam('say "hi" \\ bye')).toBe('"say \\"hi\\" \\\\ bye"');
     expect(quoteParam('line\r\nbreak')).toBe('"line  break"');
-    expect(bearerChallenge([['error', 'invalid_token'], ['error_description', undefined], ['resource_metadata', 'https://x/y']])).toBe(
-      'Bearer error="invalid_token", resource_metadata="https://x/y"',
-    );
+    expect(
+      bearerChallenge([
+        ['error', 'invalid_token'],
+        ['error_description', undefined],
+        ['resource_metadata', 'https://x/y'],
+      ]),
+    ).toBe('Bearer error="invalid_token", resource_metadata="https://x/y"');
     expect(bearerChallenge([])).toBe('Bearer');
   });
 });
 
 describe('authenticate', () => {
-  const context = (v: TokenVerifier) => ({ verifier: v, resource: 'https://gw.example/mcp', metadataUrl: 'https://gw.example/.well-known/oauth-protected-resource/mcp' });
+  const context = (v: TokenVerifier) => ({
+    verifier: v,
+    resource: 'https://gw.example/mcp',
+    metadataUrl: 'https://gw.example/.well-known/oauth-protected-resource/mcp',
+  });
 
   it('passes the header token to the verifier and mints an AuthInfo with the identity, never the token', async () => {
     const v = fakeVerifier();
@@ -106,7 +114,9 @@ describe('authenticate', () => {
     expect(missing.ok).toBe(false);
     if (!missing.ok) {
       expect(missing.refusal.status).toBe(401);
-      expect(missing.refusal.headers['WWW-Authenticate']).toBe('Bearer resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp", scope="mcp"');
+      expect(missing.refusal.headers['WWW-Authenticate']).toBe(
+        'Bearer resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp", scope="mcp"',
+      );
     }
     expect(v.seen).toEqual([]);
   });

@@ -51,11 +51,14 @@ async function startRelay(upstreamJwks: string): Promise<Relay> {
   const jwks = createServer((req, res) => {
     switch (relay.mode) {
       case 'relay':
-        void fetch(upstreamJwks).then(async (r) => {
-          const body = await r.text();
-          res.writeHead(r.status, { 'Content-Type': 'application/jwk-set+json' });
-          res.end(body);
-        }, () => res.destroy());
+        void fetch(upstreamJwks).then(
+          async (r) => {
+            const body = await r.text();
+            res.writeHead(r.status, { 'Content-Type': 'application/jwk-set+json' });
+            res.end(body);
+          },
+          () => res.destroy(),
+        );
         return;
       case 'garbage':
         res.writeHead(200, { 'Content-Type': 'text/html' });
@@ -73,7 +76,15 @@ async function startRelay(upstreamJwks: string): Promise<Relay> {
   const jwksPort = await listen(jwks);
   const discovery = createServer((_req, res) => {
     res.writeHead(200, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ issuer: relay.issuer, jwks_uri: `http://127.0.0.1:${jwksPort}/jwks`, response_types_supported: ['code'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: ['RS256'] }));
+    res.end(
+      JSON.stringify({
+        issuer: relay.issuer,
+        jwks_uri: `http://127.0.0.1:${jwksPort}/jwks`,
+        response_types_supported: ['code'],
+        subject_types_supported: ['public'],
+        id_token_signing_alg_values_supported: ['RS256'],
+      }),
+    );
   });
   const discoveryPort = await listen(discovery);
   const relay: Relay = {
@@ -125,7 +136,11 @@ async function expectUnavailable(token: string): Promise<void> {
 }
 
 async function echo(sessionId: string, token: string, id: number): Promise<string> {
-  const r = await raw(gateway.url, { token, sessionId, body: { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'ssh_exec', arguments: { connection: 'web', command: `echo call-${id}` } } } });
+  const r = await raw(gateway.url, {
+    token,
+    sessionId,
+    body: { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'ssh_exec', arguments: { connection: 'web', command: `echo call-${id}` } } },
+  });
   expect(r.status, r.text).toBe(200);
   const result = r.messages.find((m) => m.id === id)?.result as { isError?: boolean; content: Array<{ text: string }> };
   expect(result.isError ?? false, JSON.stringify(result)).toBe(false);

@@ -173,6 +173,8 @@ describe('OIDC verifier against oidc-provider', () => {
     } catch (error) {
       expect((error as DrawbridgeError).code).toBe('identity.expired');
     }
-    await expect(tokenIdentityProvider(createOidcVerifier(settings()), await idp.mint({ exp: now() - 3600, iat: now() - 4000 }))).rejects.toThrow(/has expired/);
+    await expect(tokenIdentityProvider(createOidcVerifier(settings()), await idp.mint({ exp: now() - 3600, iat: now() - 4000 }))).rejects.toThrow(
+      /has expired/,
+    );
   });
 });

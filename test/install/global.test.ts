@@ -43,7 +43,8 @@ function snapshot(dir: string): Map<string, number> {
 function userEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || k.startsWith('DRAWBRIDGE_') || k.startsWith('npm_') || k === 'SHOP_DATABASE_URL' || k === 'XDG_STATE_HOME' || k === 'NODE_OPTIONS') continue;
+    if (v === undefined || k.startsWith('DRAWBRIDGE_') || k.startsWith('npm_') || k === 'SHOP_DATABASE_URL' || k === 'XDG_STATE_HOME' || k === 'NODE_OPTIONS')
+      continue;
     env[k] = v;
   }
   return env;
@@ -74,7 +75,12 @@ beforeAll(() => {
   expect(pack.status, pack.stderr).toBe(0);
   const tarball = join(root, pack.stdout.trim().split('\n').pop()!);
   const prefix = join(root, 'prefix');
-  const install = spawnSync('npm', ['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: root, env: userEnv(), encoding: 'utf8', timeout: 480_000 });
+  const install = spawnSync('npm', ['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], {
+    cwd: root,
+    env: userEnv(),
+    encoding: 'utf8',
+    timeout: 480_000,
+  });
   expect(install.status, `${install.stdout}\n${install.stderr}`).toBe(0);
   bin = join(prefix, 'bin', 'drawbridge');
   packageDir = join(prefix, 'lib', 'node_modules', 'drawbridge-mcp');
@@ -118,7 +124,11 @@ describe('npm pack + global install', () => {
   it('drawbridge demo --http works installed (no dev dependency needed) and stops cleanly on SIGINT', async () => {
     const cwd = mkdtempSync(join(root, 'user-'));
     const [port, httpPort, idpPort] = [await freePort(), await freePort(), await freePort()];
-    const { out, code } = await runUntil(['demo', '--http', '--port', String(port), '--http-port', String(httpPort), '--idp-port', String(idpPort)], cwd, /serving over HTTP at http:\/\/127\.0\.0\.1:\d+\/mcp[\s\S]*journal export/);
+    const { out, code } = await runUntil(
+      ['demo', '--http', '--port', String(port), '--http-port', String(httpPort), '--idp-port', String(idpPort)],
+      cwd,
+      /serving over HTTP at http:\/\/127\.0\.0\.1:\d+\/mcp[\s\S]*journal export/,
+    );
     expect(code, out).toBe(0);
     expect(out).not.toMatch(NO_STACK);
     expect(existsSync(join(cwd, '.drawbridge', 'demo', 'http', 'policies', 'gateway.yaml'))).toBe(true);

@@ -158,7 +158,13 @@ describe('storedInput', () => {
 });
 
 describe('the stdio transport', () => {
-  function wire(maxMessageBytes?: number): { stdin: PassThrough; transport: StdioTransport; received: JSONRPCMessage[]; sent: () => Array<Record<string, unknown>>; errors: Error[] } {
+  function wire(maxMessageBytes?: number): {
+    stdin: PassThrough;
+    transport: StdioTransport;
+    received: JSONRPCMessage[];
+    sent: () => Array<Record<string, unknown>>;
+    errors: Error[];
+  } {
     const stdin = new PassThrough();
     const stdout = new PassThrough();
     let out = '';
@@ -168,7 +174,17 @@ describe('the stdio transport', () => {
     const errors: Error[] = [];
     transport.onmessage = (m) => received.push(m);
     transport.onerror = (e) => errors.push(e);
-    return { stdin, transport, received, errors, sent: () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+    return {
+      stdin,
+      transport,
+      received,
+      errors,
+      sent: () =>
+        out
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+    };
   }
   const tick = () => new Promise((r) => setImmediate(r));
 

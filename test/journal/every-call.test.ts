@@ -98,7 +98,12 @@ function verifyWithCli(journalPath: string): void {
 
 /** `drawbridge journal export` as a child process (with room for a large export: the fuzz journal holds 64 KiB inputs). */
 function exportWithCli(journalPath: string, args: readonly string[] = []): CallEntry[] {
-  const r = spawnSync(process.execPath, [CLI, 'journal', 'export', '--journal', journalPath, ...args], { cwd: REPO_ROOT, encoding: 'utf8', maxBuffer: 1024 * 1024 * 1024, timeout: 60_000 });
+  const r = spawnSync(process.execPath, [CLI, 'journal', 'export', '--journal', journalPath, ...args], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+    maxBuffer: 1024 * 1024 * 1024,
+    timeout: 60_000,
+  });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return r.stdout
@@ -111,7 +116,11 @@ function exportWithCli(journalPath: string, args: readonly string[] = []): CallE
 function expectCutEntry(entry: CallEntry | undefined, exceeded: readonly string[], whole?: { readonly bytes?: number; readonly sha256: string }): void {
   expect(entry).toBeDefined();
   const call = entry!.call;
-  expect(call['decision']).toMatchObject({ effect: 'deny', rule: null, message: expect.stringMatching(/^input\.invalid: The arguments exceed the gateway's input limits: /) });
+  expect(call['decision']).toMatchObject({
+    effect: 'deny',
+    rule: null,
+    message: expect.stringMatching(/^input\.invalid: The arguments exceed the gateway's input limits: /),
+  });
   expect(typeof call['input']).toBe('string');
   expect(Buffer.byteLength(call['input'] as string)).toBeLessThanOrEqual(STORED_PREFIX_BYTES);
   expect(call['inputCut']).toMatchObject({ exceeded, limits: { depth: INPUT_LIMITS.maxDepth, bytes: INPUT_LIMITS.maxBytes, values: INPUT_LIMITS.maxValues } });
@@ -138,7 +147,9 @@ describe('in process, through the MCP SDK Client', () => {
     const args = { connection: 'db', sql: nested(100_000) };
     const result = (await s.client.callTool({ name: 'run_sql', arguments: args })) as CallToolResult;
     expect(result.isError).toBe(true);
-    expect(textOf(result)).toMatch(/^input\.invalid: The arguments exceed the gateway's input limits: nested 100001 levels deep \(at most 32\); 100003 values \(at most 10000\)\. Nothing was run\.\nWhat to do: Send the tool's arguments as a flat JSON object/);
+    expect(textOf(result)).toMatch(
+      /^input\.invalid: The arguments exceed the gateway's input limits: nested 100001 levels deep \(at most 32\); 100003 values \(at most 10000\)\. Nothing was run\.\nWhat to do: Send the tool's arguments as a flat JSON object/,
+    );
     const entries = [...readCalls(s.journalPath)];
     expectCutEntry(entries.at(-1), ['depth', 'values'], { sha256: sha256(canonicalJson(args)), bytes: Buffer.byteLength(canonicalJson(args)) });
     expect(entries.at(-1)!.call['connection']).toBe('db');
@@ -149,7 +160,9 @@ describe('in process, through the MCP SDK Client', () => {
     const args = { connection: 'db', sql: `SELECT '${'y'.repeat(10_000_000)}'` };
     const result = (await s.client.callTool({ name: 'run_sql', arguments: args })) as CallToolResult;
     const bytes = Buffer.byteLength(canonicalJson(args));
-    expect(textOf(result)).toContain(`input.invalid: The arguments exceed the gateway's input limits: ${bytes} bytes of JSON (at most 1048576, 1 MiB). Nothing was run.`);
+    expect(textOf(result)).toContain(
+      `input.invalid: The arguments exceed the gateway's input limits: ${bytes} bytes of JSON (at most 1048576, 1 MiB). Nothing was run.`,
+    );
     const entry = [...readCalls(s.journalPath)].at(-1);
     expectCutEntry(entry, ['bytes'], { sha256: sha256(canonicalJson(args)), bytes });
     expect((entry!.call['input'] as string).startsWith(`{"connection":"db","sql":"SELECT 'yyy`)).toBe(true);
@@ -194,8 +207,54 @@ describe('a seeded fuzz of 1,000 malformed calls through the MCP SDK Client', ()
   const int = (n: number): number => Math.floor(random() * n);
   const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
 
-  const ODD = ['', ' ', '\u0000', '\ud800', '\udfff', 'a\ud83d', '\ufeff', '\u202egnp.exe', '\u2028', '😀', 'e\u0301', '𝕏', '\\', '"', "'", '${x}', '$(id)', '`id`', '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'db', 'run_sql', '123', '-0', '1e400', 'null', 'true', 'alice@example.com', '4242 4242 4242 4242', 'connection', 'sql'];
-  const SQL = ['SELECT 1', 'SELECT id FROM orders ORDER BY id LIMIT 1', 'DROP TABLE orders', 'SELEC 1', 'SELECT 1; SELECT 2', 'DELETE FROM orders WHERE id = 1', "SELECT 'alice@example.com' AS contact", '', '   ', '-- only a comment'];
+  const ODD = [
+    '',
+    ' ',
+    '\u0000',
+    '\ud800',
+    '\udfff',
+    'a\ud83d',
+    '\ufeff',
+    '\u202egnp.exe',
+    '\u2028',
+    '😀',
+    'e\u0301',
+    '𝕏',
+    '\\',
+    '"',
+    "'",
+    '${x}',
+    '$(id)',
+    '`id`',
+    '__proto__',
+    'constructor',
+    'prototype',
+    'toString',
+    'hasOwnProperty',
+    'db',
+    'run_sql',
+    '123',
+    '-0',
+    '1e400',
+    'null',
+    'true',
+    'alice@example.com',
+    '4242 4242 4242 4242',
+    'connection',
+    'sql',
+  ];
+  const SQL = [
+    'SELECT 1',
+    'SELECT id FROM orders ORDER BY id LIMIT 1',
+    'DROP TABLE orders',
+    'SELEC 1',
+    'SELECT 1; SELECT 2',
+    'DELETE FROM orders WHERE id = 1',
+    "SELECT 'alice@example.com' AS contact",
+    '',
+    '   ',
+    '-- only a comment',
+  ];
   const KEYS = ['__proto__', 'constructor', 'prototype', 'as_user', 'role', 'connection ', 'SQL', 'hosts', '\u0000', '😀', 'toString'];
 
   function oddString(): string {
@@ -206,13 +265,22 @@ describe('a seeded fuzz of 1,000 malformed calls through the MCP SDK Client', ()
     return s;
   }
   function scalar(): unknown {
-    return pick([() => null, () => undefined, () => int(1000) - 500, () => random() * 1e308, () => random() < 0.5, () => oddString(), () => String(int(100))])();
+    return pick([
+      () => null,
+      () => undefined,
+      () => int(1000) - 500,
+      () => random() * 1e308,
+      () => random() < 0.5,
+      () => oddString(),
+      () => String(int(100)),
+    ])();
   }
   function value(depth: number): unknown {
     if (depth <= 0 || random() < 0.4) return scalar();
     if (random() < 0.5) return Array.from({ length: int(4) }, () => value(depth - 1));
     const out: Record<string, unknown> = {};
-    for (let i = int(4); i > 0; i--) Object.defineProperty(out, pick([...KEYS, ...ODD]), { value: value(depth - 1), enumerable: true, writable: true, configurable: true });
+    for (let i = int(4); i > 0; i--)
+      Object.defineProperty(out, pick([...KEYS, ...ODD]), { value: value(depth - 1), enumerable: true, writable: true, configurable: true });
     return out;
   }
   function deep(): unknown {
@@ -228,7 +296,9 @@ describe('a seeded fuzz of 1,000 malformed calls through the MCP SDK Client', ()
       case 1: // wrong types
         return { connection: scalar(), sql: value(2) };
       case 2: // unknown keys, including prototype-pollution keys as own properties (as JSON.parse makes them)
-        return JSON.parse(`{"connection":"db","sql":"SELECT 1",${JSON.stringify(pick(KEYS))}:{"polluted":true},"constructor":{"prototype":{"polluted":true}}}`) as unknown;
+        return JSON.parse(
+          `{"connection":"db","sql":"SELECT 1",${JSON.stringify(pick(KEYS))}:{"polluted":true},"constructor":{"prototype":{"polluted":true}}}`,
+        ) as unknown;
       case 3: // missing fields
         return pick([{}, { connection: 'db' }, { sql: 'SELECT 1' }, { connection: undefined, sql: undefined }]);
       case 4: // null / undefined / scalars where an object belongs
@@ -236,7 +306,12 @@ describe('a seeded fuzz of 1,000 malformed calls through the MCP SDK Client', ()
       case 5: // arrays where objects belong
         return pick([[], ['db', 'SELECT 1'], [{ connection: 'db', sql: 'SELECT 1' }], { connection: ['db'], sql: ['SELECT 1'] }]);
       case 6: // numbers as strings, strings as numbers
-        return pick([{ connection: 'db', sql: 1 }, { connection: '1', sql: '1' }, { connection: 0, sql: 'SELECT 1' }, { connection: 'db', sql: '1e400' }]);
+        return pick([
+          { connection: 'db', sql: 1 },
+          { connection: '1', sql: '1' },
+          { connection: 0, sql: 'SELECT 1' },
+          { connection: 'db', sql: '1e400' },
+        ]);
       case 7: // deep nesting
         return { connection: 'db', sql: deep() };
       case 8: // huge strings, sometimes over the byte limit
@@ -250,7 +325,9 @@ describe('a seeded fuzz of 1,000 malformed calls through the MCP SDK Client', ()
     }
   }
   function name(): unknown {
-    return random() < 0.85 ? 'run_sql' : pick<unknown>([oddString(), 5, null, undefined, [], {}, '__proto__', 'constructor', 'RUN_SQL', 'run_sql\u0000', 'x'.repeat(100_000)]);
+    return random() < 0.85
+      ? 'run_sql'
+      : pick<unknown>([oddString(), 5, null, undefined, [], {}, '__proto__', 'constructor', 'RUN_SQL', 'run_sql\u0000', 'x'.repeat(100_000)]);
   }
 
   it(`yields one journaled call per tool result (seed ${SEED}), no internal errors, and the chain verifies`, { timeout: 180_000 }, async () => {
@@ -345,7 +422,9 @@ describe('over stdio: drawbridge serve and the MCP SDK Client', () => {
       other.exec('ROLLBACK');
       other.close();
     }
-    expect(transport.stderr()).toMatch(new RegExp(`journal\\.unavailable: Cannot append to the audit journal: database is locked \\[${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\]`));
+    expect(transport.stderr()).toMatch(
+      new RegExp(`journal\\.unavailable: Cannot append to the audit journal: database is locked \\[${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\]`),
+    );
   }, 30_000);
 });
 
@@ -366,7 +445,10 @@ describe('outages are not denials, and errors never name gateway paths', () => {
         ['down', '${DOWN_URL}'],
         ['filed', '{ file: secrets/missing-url }'],
       ]
-        .map(([name, url]) => `kind: connection\nname: ${name}\ntype: postgres\ndescription: ${name}\nurl: ${url}\nlimits: { timeout: 3s, lock_timeout: 1s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }\n---\n`)
+        .map(
+          ([name, url]) =>
+            `kind: connection\nname: ${name}\ntype: postgres\ndescription: ${name}\nurl: ${url}\nlimits: { timeout: 3s, lock_timeout: 1s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }\n---\n`,
+        )
         .join('') + 'kind: tool\nname: run_sql\ntype: run_sql\nconnections: [db, down, filed]\n',
     );
     // The approvals store cannot be opened: a directory stands where its file belongs.
@@ -433,7 +515,9 @@ describe('outages are not denials, and errors never name gateway paths', () => {
 
   it('a secret file that cannot be read: the agent learns that, not where the file is', async () => {
     const result = (await s.client.callTool({ name: 'run_sql', arguments: { connection: 'filed', sql: 'SELECT 1' } })) as CallToolResult;
-    expect(textOf(result)).toMatch(/^config\.secret_missing: A secret needed by this connection is missing: secret file <path on the gateway host> cannot be read\./);
+    expect(textOf(result)).toMatch(
+      /^config\.secret_missing: A secret needed by this connection is missing: secret file <path on the gateway host> cannot be read\./,
+    );
     expect(textOf(result)).not.toContain(dir);
     expect([...readCalls(s.journalPath)].at(-1)!.outcome).toMatchObject({ status: 'error', errorCode: 'config.secret_missing' });
   });
@@ -465,26 +549,37 @@ describe('outages are not denials, and errors never name gateway paths', () => {
 });
 
 describe('over Streamable HTTP', () => {
-  it('a body nested 100,000 deep (under the body cap) is refused input.invalid and journaled; a 10 MB body is refused by the cap (413) before it is a call', { timeout: 120_000 }, async () => {
-    const { startHarness, openSession, raw } = await import('../http/harness.js');
-    const h = await startHarness();
-    try {
-      const token = await h.login('alice');
-      const sessionId = await openSession(h.http.url, token);
-      const body = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":${'['.repeat(100_000)}"id"${']'.repeat(100_000)}}}}`;
-      const reply = await raw(h.http.url, { token, sessionId, body });
-      expect(reply.status).toBe(200);
-      const result = reply.messages.find((m: { id?: unknown }) => m.id === 7)?.result as CallToolResult;
-      expect(textOf(result)).toMatch(/^input\.invalid: The arguments exceed the gateway's input limits: nested 100001 levels deep/);
-      const calls = h.journal().filter((r) => r.type === 'call');
-      const last = calls.at(-1)!;
-      expect(last.data['inputCut']).toMatchObject({ exceeded: ['depth', 'values'], form: 'canonical' });
-      expect(h.journal().find((r) => r.type === 'outcome' && r.callId === last.callId)?.data).toMatchObject({ status: 'refused', errorCode: 'input.invalid' });
-      const big = await raw(h.http.url, { token, sessionId, body: `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":"${'v'.repeat(10_000_000)}"}}}` });
-      expect(big.status).toBe(413);
-      verifyWithCli(join(h.dir, 'journal.db'));
-    } finally {
-      await h.close();
-    }
-  });
+  it(
+    'a body nested 100,000 deep (under the body cap) is refused input.invalid and journaled; a 10 MB body is refused by the cap (413) before it is a call',
+    { timeout: 120_000 },
+    async () => {
+      const { startHarness, openSession, raw } = await import('../http/harness.js');
+      const h = await startHarness();
+      try {
+        const token = await h.login('alice');
+        const sessionId = await openSession(h.http.url, token);
+        const body = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":${'['.repeat(100_000)}"id"${']'.repeat(100_000)}}}}`;
+        const reply = await raw(h.http.url, { token, sessionId, body });
+        expect(reply.status).toBe(200);
+        const result = reply.messages.find((m: { id?: unknown }) => m.id === 7)?.result as CallToolResult;
+        expect(textOf(result)).toMatch(/^input\.invalid: The arguments exceed the gateway's input limits: nested 100001 levels deep/);
+        const calls = h.journal().filter((r) => r.type === 'call');
+        const last = calls.at(-1)!;
+        expect(last.data['inputCut']).toMatchObject({ exceeded: ['depth', 'values'], form: 'canonical' });
+        expect(h.journal().find((r) => r.type === 'outcome' && r.callId === last.callId)?.data).toMatchObject({
+          status: 'refused',
+          errorCode: 'input.invalid',
+        });
+        const big = await raw(h.http.url, {
+          token,
+          sessionId,
+          body: `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":"${'v'.repeat(10_000_000)}"}}}`,
+        });
+        expect(big.status).toBe(413);
+        verifyWithCli(join(h.dir, 'journal.db'));
+      } finally {
+        await h.close();
+      }
+    },
+  );
 });

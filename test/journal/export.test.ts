@@ -133,9 +133,7 @@ describe('readCalls', () => {
     const file = makeJournal();
     expect(ids(readCalls(file, { since: new Date('2024-03-01T11:00:00.000Z') }))).toEqual(['c2', 'c3']);
     expect(ids(readCalls(file, { until: new Date('2024-03-01T11:00:00.000Z') }))).toEqual(['c1']);
-    expect(
-      ids(readCalls(file, { since: new Date('2024-03-01T10:30:00Z'), until: new Date('2024-03-01T12:30:00Z') })),
-    ).toEqual(['c2', 'c3']);
+    expect(ids(readCalls(file, { since: new Date('2024-03-01T10:30:00Z'), until: new Date('2024-03-01T12:30:00Z') }))).toEqual(['c2', 'c3']);
   });
 
   it('filters by subject, tool, connection and decision', () => {

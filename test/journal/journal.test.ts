@@ -45,9 +45,7 @@ afterEach(() => {
 
 describe('canonicalJson', () => {
   it('sorts keys at every level and has no whitespace', () => {
-    expect(canonicalJson({ b: 1, a: { d: [3, { z: true, y: null }], c: 'x' } })).toBe(
-      '{"a":{"c":"x","d":[3,{"y":null,"z":true}]},"b":1}',
-    );
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: true, y: null }], c: 'x' } })).toBe('{"a":{"c":"x","d":[3,{"y":null,"z":true}]},"b":1}');
   });
 
   it('is stable regardless of insertion order and round-trips through JSON.parse', () => {

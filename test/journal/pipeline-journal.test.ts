@@ -118,8 +118,14 @@ describe('every call is journaled: call, then outcome', () => {
     const r = await gw.sql('DELETE FROM orders WHERE id = 1');
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    const events = records().filter((x) => x.call_id === r.callId).map((x) => [x.type, JSON.parse(x.data).event ?? null]);
-    expect(events).toEqual([['approval', 'requested'], ['call', null], ['outcome', null]]);
+    const events = records()
+      .filter((x) => x.call_id === r.callId)
+      .map((x) => [x.type, JSON.parse(x.data).event ?? null]);
+    expect(events).toEqual([
+      ['approval', 'requested'],
+      ['call', null],
+      ['outcome', null],
+    ]);
     const { call, outcome } = journaled(r.callId);
     expect(call.decision).toMatchObject({ effect: 'approve', rule: 'writes-need-approval' });
     expect(outcome).toMatchObject({ status: 'refused', errorCode: 'approval.pending' });
@@ -205,7 +211,11 @@ describe('fail closed when the journal cannot be written', () => {
     const gateway = gatewayWith(broken);
     try {
       const before = await db.query<{ note: string | null }>('SELECT note FROM orders WHERE id = 7');
-      const r = await callTool(gateway, { tool: 'run_sql', args: { connection: 'db', sql: "UPDATE orders SET note = 'unjournaled' WHERE id = 7" }, identity: as('sam@example.com', ['support']) });
+      const r = await callTool(gateway, {
+        tool: 'run_sql',
+        args: { connection: 'db', sql: "UPDATE orders SET note = 'unjournaled' WHERE id = 7" },
+        identity: as('sam@example.com', ['support']),
+      });
       expect(r.ok).toBe(false);
       if (r.ok) return;
       expect(r.error.code).toBe('journal.unavailable');
@@ -229,7 +239,11 @@ describe('fail closed when the journal cannot be written', () => {
     };
     const gateway = gatewayWith(broken);
     try {
-      const r = await callTool(gateway, { tool: 'run_sql', args: { connection: 'db', sql: 'SELECT id, city FROM customers ORDER BY id LIMIT 1' }, identity: gw.identity });
+      const r = await callTool(gateway, {
+        tool: 'run_sql',
+        args: { connection: 'db', sql: 'SELECT id, city FROM customers ORDER BY id LIMIT 1' },
+        identity: gw.identity,
+      });
       expect(r.ok).toBe(false);
       if (r.ok) return;
       expect(r.error.code).toBe('journal.unavailable');
@@ -298,7 +312,9 @@ describe('journal verify and export (CLI) on a real journal', () => {
     // Deleting a record is found as well.
     const t2 = new Database(copy);
     try {
-      t2.prepare('UPDATE records SET data = ? WHERE seq = 3').run((t2.prepare('SELECT data FROM records WHERE seq = 3').get() as { data: string }).data.replace('"effect":"allow"', '"effect":"deny"'));
+      t2.prepare('UPDATE records SET data = ? WHERE seq = 3').run(
+        (t2.prepare('SELECT data FROM records WHERE seq = 3').get() as { data: string }).data.replace('"effect":"allow"', '"effect":"deny"'),
+      );
       expect(runCli(['journal', 'verify', '--journal', copy]).status).toBe(0);
       t2.prepare('DELETE FROM records WHERE seq = 6').run();
     } finally {
@@ -313,7 +329,10 @@ describe('journal verify and export (CLI) on a real journal', () => {
     const r = runCli(['journal', 'export', '--journal', journal, ...args]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
   }
 
   it('export jsonl: one entry per call with its outcome', () => {
@@ -360,4 +379,3 @@ describe('journal verify and export (CLI) on a real journal', () => {
     expect(missing.stderr).toMatch(/journal\.unavailable: Audit journal not found/);
   });
 });
-

@@ -27,14 +27,17 @@ function countsOf(text: string): Map<string, number> {
 }
 
 describe('the fake secret files', () => {
-  it.each(['app.env', 'config.yaml', 'sa.json'] as const)('%s: every value is masked, by the expected detector, and nothing else is', (file: FakeSecretFile) => {
-    const text = SET.files[file];
-    const { text: masked } = masker.maskText(text, null);
-    expect(leakedSecrets(masked, SET.secrets)).toEqual([]);
-    const expected = expectedMasks(SET, [file]);
-    if (file === 'sa.json') expected.set('email', 1); // client_email
-    expect(Object.fromEntries(countsOf(text))).toEqual(Object.fromEntries(expected));
-  });
+  it.each(['app.env', 'config.yaml', 'sa.json'] as const)(
+    '%s: every value is masked, by the expected detector, and nothing else is',
+    (file: FakeSecretFile) => {
+      const text = SET.files[file];
+      const { text: masked } = masker.maskText(text, null);
+      expect(leakedSecrets(masked, SET.secrets)).toEqual([]);
+      const expected = expectedMasks(SET, [file]);
+      if (file === 'sa.json') expected.set('email', 1); // client_email
+      expect(Object.fromEntries(countsOf(text))).toEqual(Object.fromEntries(expected));
+    },
+  );
 
   it('covers every secret detector of the catalog', () => {
     const covered = new Set(SET.secrets.map((s) => s.detector));
@@ -44,12 +47,25 @@ describe('the fake secret files', () => {
   it.each(SET.secrets.filter((s) => s.file === 'app.env').map((s) => [s.family, s] as const))('%s: found alone by its own detector', (_family, secret) => {
     const text = SET.files['app.env'];
     const found = findSensitive(text, [secret.detector]).map((f) => text.slice(f.start, f.end));
-    for (const value of secret.values) expect(found.some((span) => span.includes(value)), value).toBe(true);
+    for (const value of secret.values)
+      expect(
+        found.some((span) => span.includes(value)),
+        value,
+      ).toBe(true);
   });
 
   it('keeps names, hosts and non-secret settings readable', () => {
     const { text } = masker.maskText(SET.files['app.env'] + SET.files['config.yaml'], null);
-    for (const visible of ['STRIPE_SECRET_KEY=[masked:stripe_key]', 'DB_PASSWORD=[masked:secret_assignment]', 'https://hooks.slack.com/services/[masked:slack_webhook]', 'AccountName=shopdata;AccountKey=[masked:azure_connection_string];EndpointSuffix=core.windows.net', '@db.internal:5432/shop?sslmode=require', 'currency: EUR', 'value: info', 'webhook_token: [masked:secret_assignment]']) {
+    for (const visible of [
+      'STRIPE_SECRET_KEY=[masked:stripe_key]',
+      'DB_PASSWORD=[masked:secret_assignment]',
+      'https://hooks.slack.com/services/[masked:slack_webhook]',
+      'AccountName=shopdata;AccountKey=[masked:azure_connection_string];EndpointSuffix=core.windows.net',
+      '@db.internal:5432/shop?sslmode=require',
+      'currency: EUR',
+      'value: info',
+      'webhook_token: [masked:secret_assignment]',
+    ]) {
       expect(text).toContain(visible);
     }
   });
@@ -66,7 +82,12 @@ describe('the same values in other containers', () => {
 
   it('JSON inside a JSON string (an annotation, a log field)', () => {
     const text = JSON.stringify({ annotation: JSON.stringify({ env: appEnv, sa: SET.files['sa.json'] }) });
-    expect(leakedSecrets(masker.maskText(text, null).text, SET.secrets.filter((s) => s.file !== 'config.yaml'))).toEqual([]);
+    expect(
+      leakedSecrets(
+        masker.maskText(text, null).text,
+        SET.secrets.filter((s) => s.file !== 'config.yaml'),
+      ),
+    ).toEqual([]);
   });
 
   it('an env array (docker inspect "Env")', () => {
@@ -78,14 +99,24 @@ describe('the same values in other containers', () => {
 
   it('log lines that mention each value after a word', () => {
     const text = appSecrets
-      .filter((s) => s.detector !== 'private_key' && s.detector !== 'password_in_url' && s.detector !== 'secret_assignment' && s.detector !== 'azure_connection_string' && s.detector !== 'slack_webhook')
+      .filter(
+        (s) =>
+          s.detector !== 'private_key' &&
+          s.detector !== 'password_in_url' &&
+          s.detector !== 'secret_assignment' &&
+          s.detector !== 'azure_connection_string' &&
+          s.detector !== 'slack_webhook',
+      )
       .map((s, i) => `2024-05-0${(i % 9) + 1}T10:00:00Z level=warn msg="retrying with ${s.values.join(' ')}" attempt=${i}`)
       .join('\n');
     expect(leakedSecrets(masker.maskText(text, null).text, appSecrets)).toEqual([]);
   });
 
   it('a YAML ConfigMap rendering of the env file (block scalar)', () => {
-    const text = `apiVersion: v1\nkind: ConfigMap\ndata:\n  app.env: |\n${appEnv.split('\n').map((l) => `    ${l}`).join('\n')}\n`;
+    const text = `apiVersion: v1\nkind: ConfigMap\ndata:\n  app.env: |\n${appEnv
+      .split('\n')
+      .map((l) => `    ${l}`)
+      .join('\n')}\n`;
     expect(leakedSecrets(masker.maskText(text, null).text, appSecrets)).toEqual([]);
   });
 });
@@ -96,8 +127,16 @@ const GENERIC: ReadonlyArray<readonly [string, string, readonly string[]]> = [
   ['export', 'export API_TOKEN=abc123xyz', ['secret_assignment:abc123xyz']],
   ['lower and camel case', 'dbPassword=abc123 clientSecret=def456', ['secret_assignment:abc123', 'secret_assignment:def456']],
   ['prefix and suffix', 'MY_APP_SECRET_KEY_V2=s3cr3tvalue', ['secret_assignment:s3cr3tvalue']],
-  ['api key spellings', 'apiKey=a1b2c3 api-key: d4e5f6 X-Api-Key: g7h8i9', ['secret_assignment:a1b2c3', 'secret_assignment:d4e5f6', 'secret_assignment:g7h8i9']],
-  ['access and private keys, credential', 'S3_ACCESS_KEY=AAAABBBBCCCC PRIVATE_KEY=zzz111 GCP_CREDENTIALS=yyy222', ['secret_assignment:AAAABBBBCCCC', 'secret_assignment:zzz111', 'secret_assignment:yyy222']],
+  [
+    'api key spellings',
+    'apiKey=a1b2c3 api-key: d4e5f6 X-Api-Key: g7h8i9',
+    ['secret_assignment:a1b2c3', 'secret_assignment:d4e5f6', 'secret_assignment:g7h8i9'],
+  ],
+  [
+    'access and private keys, credential',
+    'S3_ACCESS_KEY=AAAABBBBCCCC PRIVATE_KEY=zzz111 GCP_CREDENTIALS=yyy222',
+    ['secret_assignment:AAAABBBBCCCC', 'secret_assignment:zzz111', 'secret_assignment:yyy222'],
+  ],
   ['passwd', 'SMTP_PASSWD=letmein1', ['secret_assignment:letmein1']],
   ['env value with punctuation ends at a blank', 'DB_PASSWORD=p@ss;w,rd&x=1 next', ['secret_assignment:p@ss;w,rd&x=1']],
   ['YAML plain value runs to the end of the line', 'password: two words here\nuser: bob', ['secret_assignment:two words here']],
@@ -152,14 +191,34 @@ describe('the generic NAME=value rule', () => {
 const SHAPES: ReadonlyArray<readonly [DetectorName, string, string]> = [
   ['stripe_key', `charge failed for key ${'sk_' + 'test_'}4eC39HqLyjWDarjtT1zdp7dc.`, `${'sk_' + 'test_'}4eC39HqLyjWDarjtT1zdp7dc.`.slice(0, -1)],
   ['stripe_key', `"webhook": "${'whsec_'}MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"`, `${'whsec_'}MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`],
-  ['github_token', `git clone https://x-access-token:${'ghs_'}16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r`, `${'ghs_'}16C7e42F292c6912E7710c838347Ae178B4a`],
+  [
+    'github_token',
+    `git clone https://x-access-token:${'ghs_'}16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r`,
+    `${'ghs_'}16C7e42F292c6912E7710c838347Ae178B4a`,
+  ],
   ['gitlab_token', `PRIVATE-TOKEN: ${'glrt-'}t1_abcdefghijklmnopqrstuvwxyz.01abcdefg`, `${'glrt-'}t1_abcdefghijklmnopqrstuvwxyz.01abcdefg`],
-  ['slack_token', `token=${'xapp-'}1-A0123456789-1234567890123-0123456789abcdef0123456789abcdef`, `${'xapp-'}1-A0123456789-1234567890123-0123456789abcdef0123456789abcdef`],
-  ['google_api_key', `https://maps.googleapis.com/maps/api/js?key=${'AIza'}SyA-1234567890abcdefghijklmnopqrstu&callback=x`, `${'AIza'}SyA-1234567890abcdefghijklmnopqrstu`],
+  [
+    'slack_token',
+    `token=${'xapp-'}1-A0123456789-1234567890123-0123456789abcdef0123456789abcdef`,
+    `${'xapp-'}1-A0123456789-1234567890123-0123456789abcdef0123456789abcdef`,
+  ],
+  [
+    'google_api_key',
+    `https://maps.googleapis.com/maps/api/js?key=${'AIza'}SyA-1234567890abcdefghijklmnopqrstu&callback=x`,
+    `${'AIza'}SyA-1234567890abcdefghijklmnopqrstu`,
+  ],
   ['openai_key', `Authorization header was ${'sk-'}svcacct-abcdefghijklmnopqrstuvwxyz0123456789`, `${'sk-'}svcacct-abcdefghijklmnopqrstuvwxyz0123456789`],
   ['anthropic_key', `ANTHROPIC=${'sk-ant-'}admin01-${'x'.repeat(93)}AA`, `${'sk-ant-'}admin01-${'x'.repeat(93)}AA`],
-  ['azure_connection_string', 'https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&ss=b&sp=r&se=2030-01-01&sig=AbCdEfGhIjKlMnOpQrStUvWx%2Bz%3D', 'AbCdEfGhIjKlMnOpQrStUvWx%2Bz%3D'],
-  ['azure_connection_string', 'Endpoint=sb://x.servicebus.windows.net/;SharedAccessSignature=SharedAccessSignature sr=x&sig=abcdefghij&se=1', 'SharedAccessSignature'],
+  [
+    'azure_connection_string',
+    'https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&ss=b&sp=r&se=2030-01-01&sig=AbCdEfGhIjKlMnOpQrStUvWx%2Bz%3D',
+    'AbCdEfGhIjKlMnOpQrStUvWx%2Bz%3D',
+  ],
+  [
+    'azure_connection_string',
+    'Endpoint=sb://x.servicebus.windows.net/;SharedAccessSignature=SharedAccessSignature sr=x&sig=abcdefghij&se=1',
+    'SharedAccessSignature',
+  ],
   ['auth_header', 'curl -H "Authorization: Basic ZGVwbG95OnMzY3IzdA==" https://x', 'ZGVwbG95OnMzY3IzdA=='],
   ['auth_header', '{"headers":{"authorization":"Bearer opaque-token-123"}}', 'opaque-token-123'],
   ['auth_header', 'Proxy-Authorization: Negotiate YIIabc123', 'YIIabc123'],

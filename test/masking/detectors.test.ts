@@ -5,14 +5,7 @@
 // rule have their own tables (catalog.test.ts); linear time is linear.test.ts.
 
 import { describe, expect, it } from 'vitest';
-import {
-  DETECTOR_NAMES,
-  findSensitive,
-  ibanValid,
-  luhnValid,
-  type DetectorName,
-  type Finding,
-} from '../../src/masking/detectors.js';
+import { DETECTOR_NAMES, findSensitive, ibanValid, luhnValid, type DetectorName, type Finding } from '../../src/masking/detectors.js';
 import { ASSIGNMENT_DETECTOR_NAMES } from '../../src/masking/assignments.js';
 import { SECRET_DETECTOR_NAMES } from '../../src/masking/catalog.js';
 
@@ -41,8 +34,7 @@ function spansOf(text: string, findings: readonly Finding[]): string[] {
   return findings.map((f) => `${f.detector}:${text.slice(f.start, f.end)}`);
 }
 
-const JWT =
-  'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U';
+const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U';
 const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 const PEM_RSA = [
   '-----BEGIN RSA PRIVATE KEY-----',
@@ -55,8 +47,7 @@ const PEM_OPENSSH = [
   'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
   '-----END OPENSSH PRIVATE KEY-----',
 ].join('\r\n');
-const PEM_PKCS8_ESCAPED =
-  '-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\\n-----END PRIVATE KEY-----';
+const PEM_PKCS8_ESCAPED = '-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\\n-----END PRIVATE KEY-----';
 
 const POSITIVES: readonly PositiveCase[] = [
   // email
@@ -106,13 +97,23 @@ const POSITIVES: readonly PositiveCase[] = [
   { name: 'aws access key id in CSV', detector: 'aws_key', text: 'deploy,AKIAIOSFODNN7EXAMPLE,us-east-1', spans: ['AKIAIOSFODNN7EXAMPLE'] },
   { name: 'aws secret in INI', detector: 'aws_key', text: `[default]\naws_secret_access_key = ${AWS_SECRET}\n`, spans: [AWS_SECRET] },
   { name: 'aws secret in env', detector: 'aws_key', text: `export AWS_SECRET_ACCESS_KEY=${AWS_SECRET}`, spans: [AWS_SECRET] },
-  { name: 'aws secret in CLI JSON', detector: 'aws_key', text: `{"AccessKeyId": "ASIAIOSFODNN7EXAMPLE", "SecretAccessKey": "${AWS_SECRET}"}`, spans: ['ASIAIOSFODNN7EXAMPLE', AWS_SECRET] },
+  {
+    name: 'aws secret in CLI JSON',
+    detector: 'aws_key',
+    text: `{"AccessKeyId": "ASIAIOSFODNN7EXAMPLE", "SecretAccessKey": "${AWS_SECRET}"}`,
+    spans: ['ASIAIOSFODNN7EXAMPLE', AWS_SECRET],
+  },
   { name: 'aws secret in YAML after aws_secret', detector: 'aws_key', text: `aws_secret: '${AWS_SECRET}'`, spans: [AWS_SECRET] },
 
   // private_key
   { name: 'RSA PEM block in text', detector: 'private_key', text: `key follows:\n${PEM_RSA}\nthanks`, spans: [PEM_RSA] },
   { name: 'OpenSSH key with CRLF', detector: 'private_key', text: `x\r\n${PEM_OPENSSH}\r\ny`, spans: [PEM_OPENSSH] },
-  { name: 'PKCS#8 key escaped in JSON', detector: 'private_key', text: `{"private_key":"${PEM_PKCS8_ESCAPED}","type":"service_account"}`, spans: [PEM_PKCS8_ESCAPED] },
+  {
+    name: 'PKCS#8 key escaped in JSON',
+    detector: 'private_key',
+    text: `{"private_key":"${PEM_PKCS8_ESCAPED}","type":"service_account"}`,
+    spans: [PEM_PKCS8_ESCAPED],
+  },
   {
     name: 'truncated key is masked to the end',
     detector: 'private_key',
@@ -134,7 +135,12 @@ const POSITIVES: readonly PositiveCase[] = [
   },
 
   // password_in_url
-  { name: 'password in a postgres URL', detector: 'password_in_url', text: 'Connect with postgres://app:s3cr3t@db.internal:5432/orders please', spans: ['s3cr3t'] },
+  {
+    name: 'password in a postgres URL',
+    detector: 'password_in_url',
+    text: 'Connect with postgres://app:s3cr3t@db.internal:5432/orders please',
+    spans: ['s3cr3t'],
+  },
   { name: 'password in a JSON DSN', detector: 'password_in_url', text: '{"dsn":"mysql://root:p%40ss@10.0.0.5/db"}', spans: ['p%40ss'] },
   { name: 'password with empty user', detector: 'password_in_url', text: 'redis://:hunter2@cache:6379/0', spans: ['hunter2'] },
   { name: 'password containing a raw @', detector: 'password_in_url', text: 'amqp://guest:p@ss@rabbit/vhost', spans: ['p@ss'] },

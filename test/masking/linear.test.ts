@@ -34,13 +34,37 @@ const HOSTILE: ReadonlyArray<readonly [string, (size: number) => string]> = [
   ['nested quotes after a name', (n) => `password=${fill('"', n)}`],
   ['quote runs of growing depth', (n) => fill('\\\\\\"password\\\\\\": \\\\\\"', n)],
   // Each family's prefix, flooded, and followed by a run that never ends.
-  ...(['sk_' + 'live_', 'whsec_', 'ghp_', 'ghs_1_', 'github_pat_', 'glpat-', 'GR1348941', 'xoxb-1-', 'xoxa-', 'xapp-1-', 'AIza', 'sk-', 'sk-proj-', 'sk-ant-api03-', 'npm_', 'SG.', 'SK', 'AC', 'AccountKey=', '&sig=', 'hooks.slack.com/services/', 'Authorization: Bearer ', 'authorization='] as const).flatMap(
-    (prefix): Array<readonly [string, (size: number) => string]> => [
-      [`${prefix} flood`, (n) => fill(prefix, n)],
-      [`${prefix} then an endless run`, (n) => prefix + fill(ALNUM, n - prefix.length)],
-      [`${prefix} with separators`, (n) => fill(`${prefix}${ALNUM.slice(0, 12)} `, n)],
-    ],
-  ),
+  ...(
+    [
+      'sk_' + 'live_',
+      'whsec_',
+      'ghp_',
+      'ghs_1_',
+      'github_pat_',
+      'glpat-',
+      'GR1348941',
+      'xoxb-1-',
+      'xoxa-',
+      'xapp-1-',
+      'AIza',
+      'sk-',
+      'sk-proj-',
+      'sk-ant-api03-',
+      'npm_',
+      'SG.',
+      'SK',
+      'AC',
+      'AccountKey=',
+      '&sig=',
+      'hooks.slack.com/services/',
+      'Authorization: Bearer ',
+      'authorization=',
+    ] as const
+  ).flatMap((prefix): Array<readonly [string, (size: number) => string]> => [
+    [`${prefix} flood`, (n) => fill(prefix, n)],
+    [`${prefix} then an endless run`, (n) => prefix + fill(ALNUM, n - prefix.length)],
+    [`${prefix} with separators`, (n) => fill(`${prefix}${ALNUM.slice(0, 12)} `, n)],
+  ]),
   ['Twilio SID + token pairs without end', (n) => fill(`AC${'a'.repeat(32)} `, n)],
   ['Slack segments without end', (n) => 'xoxb-1' + fill('-a', n)],
   // The generic rule.

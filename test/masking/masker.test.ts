@@ -11,7 +11,15 @@ import { maskingRuleSchema, type MaskingRule } from '../../src/masking/rules.js'
 import { fakeSecrets } from '../support/fake-secrets.js';
 
 const key = new TextEncoder().encode('masker-test-key');
-const rule = (over: Partial<MaskingRule> = {}): MaskingRule => ({ name: 'r', match: {}, columns: [], detectors: [...DETECTOR_NAMES], patterns: [], style: 'redact', ...over });
+const rule = (over: Partial<MaskingRule> = {}): MaskingRule => ({
+  name: 'r',
+  match: {},
+  columns: [],
+  detectors: [...DETECTOR_NAMES],
+  patterns: [],
+  style: 'redact',
+  ...over,
+});
 
 const result = (rows: string[][], over: Partial<TabularResult> = {}): TabularResult => ({
   columns: [{ name: 'output', type: 'document', sources: [] }],
@@ -24,7 +32,8 @@ const result = (rows: string[][], over: Partial<TabularResult> = {}): TabularRes
   ...over,
 });
 
-const total = (masked: readonly MaskCount[], by?: MaskCount['by']): number => masked.filter((m) => by === undefined || m.by === by).reduce((n, m) => n + m.count, 0);
+const total = (masked: readonly MaskCount[], by?: MaskCount['by']): number =>
+  masked.filter((m) => by === undefined || m.by === by).reduce((n, m) => n + m.count, 0);
 
 describe('masked counts', () => {
   it('a backend’s field masks are counted next to the detectors’', () => {

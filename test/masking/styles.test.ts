@@ -77,9 +77,7 @@ describe('maskValue: hash', () => {
   });
 
   it('gives different output under a different key', () => {
-    expect(maskValue('alice@example.com', 'hash', KEY, 'email')).not.toBe(
-      maskValue('alice@example.com', 'hash', OTHER_KEY, 'email'),
-    );
+    expect(maskValue('alice@example.com', 'hash', KEY, 'email')).not.toBe(maskValue('alice@example.com', 'hash', OTHER_KEY, 'email'));
   });
 
   it('is keyed, not a bare SHA-256 of the value', () => {

@@ -5,24 +5,9 @@
 // same port, and the JWKS fetch counter.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRemoteJWKSet,
-  decodeJwt,
-  decodeProtectedHeader,
-  errors as joseErrors,
-  jwtVerify,
-  type JWK,
-  type JWTPayload,
-} from 'jose';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import * as oidcClient from 'openid-client';
-import {
-  DEVICE_CODE_GRANT_TYPE,
-  startTestIdp,
-  TEST_ACCOUNTS,
-  TEST_CLIENTS,
-  TEST_RESOURCE_SCOPES,
-  type TestIdp,
-} from '../support/oidc.js';
+import { DEVICE_CODE_GRANT_TYPE, startTestIdp, TEST_ACCOUNTS, TEST_CLIENTS, TEST_RESOURCE_SCOPES, type TestIdp } from '../support/oidc.js';
 
 const RESOURCE = 'http://127.0.0.1:7/mcp';
 const OTHER_RESOURCE = 'http://localhost:9/mcp';
@@ -70,9 +55,7 @@ describe('test OpenID provider', () => {
     expect(doc['jwks_uri']).toBe(idp.jwksUri);
     expect(doc['device_authorization_endpoint']).toBe(`${idp.issuer}/device/auth`);
     expect(doc['token_endpoint']).toBe(`${idp.issuer}/token`);
-    expect(doc['grant_types_supported']).toEqual(
-      expect.arrayContaining(['client_credentials', DEVICE_CODE_GRANT_TYPE, 'refresh_token']),
-    );
+    expect(doc['grant_types_supported']).toEqual(expect.arrayContaining(['client_credentials', DEVICE_CODE_GRANT_TYPE, 'refresh_token']));
   });
 
   it('issues client-credentials JWT access tokens with the per-client groups', async () => {
@@ -91,9 +74,7 @@ describe('test OpenID provider', () => {
     expect(payload['scope']).toBe('mcp');
     expect((payload.exp ?? 0) - (payload.iat ?? 0)).toBe(300);
 
-    const other = await idp.clientCredentialsToken(
-      TEST_CLIENTS.other.clientId, TEST_CLIENTS.other.clientSecret, OTHER_RESOURCE,
-    );
+    const other = await idp.clientCredentialsToken(TEST_CLIENTS.other.clientId, TEST_CLIENTS.other.clientSecret, OTHER_RESOURCE);
     const otherPayload = await verify(idp, other, OTHER_RESOURCE);
     expect(otherPayload['groups']).toEqual(['others']);
     expect(otherPayload.aud).toBe(OTHER_RESOURCE);
@@ -102,9 +83,9 @@ describe('test OpenID provider', () => {
 
   it('refuses a wrong client secret and a non-local resource', async () => {
     await expect(idp.clientCredentialsToken('agent-svc', 'wrong', RESOURCE)).rejects.toThrow(/invalid_client/);
-    await expect(
-      idp.clientCredentialsToken(TEST_CLIENTS.agent.clientId, TEST_CLIENTS.agent.clientSecret, 'https://example.com/mcp'),
-    ).rejects.toThrow(/invalid_target/);
+    await expect(idp.clientCredentialsToken(TEST_CLIENTS.agent.clientId, TEST_CLIENTS.agent.clientSecret, 'https://example.com/mcp')).rejects.toThrow(
+      /invalid_target/,
+    );
   });
 
   const expectedClaims: Record<string, Record<string, unknown>> = {
@@ -349,9 +330,7 @@ describe('test OpenID provider options and lifecycle', () => {
       const minted = await idp.mint({ aud: RESOURCE });
       expect(decodeProtectedHeader(minted).alg).toBe('ES256');
       await verify(idp, minted);
-      await expect(verify(idp, await idp.mint({ aud: RESOURCE }, { sign: 'foreign' }))).rejects.toBeInstanceOf(
-        joseErrors.JWSSignatureVerificationFailed,
-      );
+      await expect(verify(idp, await idp.mint({ aud: RESOURCE }, { sign: 'foreign' }))).rejects.toBeInstanceOf(joseErrors.JWSSignatureVerificationFailed);
       await expect(idp.mint({})).rejects.toThrow(/claims\.aud/);
     } finally {
       await idp.stop();

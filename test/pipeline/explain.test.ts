@@ -55,20 +55,26 @@ describe('policy explain with a connection that cannot be used', () => {
   it('a wrong password: authentication failed for the user, the operator must fix it', async () => {
     const { e, text } = await explainWith({ DB_URL: withPassword(db.gatewayUrl, 'nope-explain-2') }, 'SELECT * FROM orders');
     expect(e.catalogError?.code).toBe('backend.auth_failed');
-    expect(catalogLines(text)[1]).toMatch(/^ {12}cause: backend\.auth_failed: PostgreSQL at 127\.0\.0\.1:\d+ refused to authenticate user "drawbridge_gateway" for connection db \(28P01: password authentication failed for user "drawbridge_gateway"\)\. .*the operator must fix it\.$/);
+    expect(catalogLines(text)[1]).toMatch(
+      /^ {12}cause: backend\.auth_failed: PostgreSQL at 127\.0\.0\.1:\d+ refused to authenticate user "drawbridge_gateway" for connection db \(28P01: password authentication failed for user "drawbridge_gateway"\)\. .*the operator must fix it\.$/,
+    );
     expect(text).not.toContain('nope-explain-2');
   });
 
   it('a url that is not a URL: names the variable, never the value', async () => {
     const { e, text } = await explainWith({ DB_URL: 'base' }, 'SELECT * FROM orders');
     expect(e.catalogError?.code).toBe('config.secret_invalid');
-    expect(catalogLines(text)[1]).toBe('            cause: config.secret_invalid: The value of environment variable DB_URL (the url of connection db) is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.');
+    expect(catalogLines(text)[1]).toBe(
+      '            cause: config.secret_invalid: The value of environment variable DB_URL (the url of connection db) is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.',
+    );
   });
 
   it('a missing secret: names the variable', async () => {
     const { e, text } = await explainWith({}, 'SELECT * FROM orders');
     expect(e.catalogError?.code).toBe('config.secret_missing');
-    expect(catalogLines(text)[1]).toBe('            cause: config.secret_missing: A secret needed by this connection is missing: environment variable DB_URL is not set.');
+    expect(catalogLines(text)[1]).toBe(
+      '            cause: config.secret_missing: A secret needed by this connection is missing: environment variable DB_URL is not set.',
+    );
   });
 
   it('--offline and a reachable catalog show no cause', async () => {

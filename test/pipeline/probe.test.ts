@@ -42,7 +42,8 @@ let reports: ConnectionReport[];
 let output: string;
 
 const pg = (name: string, variable: string) => `kind: connection\nname: ${name}\ntype: postgres\ndescription: ${name}\nurl: \${${variable}}\n`;
-const kube = (name: string, file: string, extra = '') => `kind: connection\nname: ${name}\ntype: kubernetes\ndescription: ${name}\nkubeconfig: { file: ${file} }\nnamespace: shop\n${extra}`;
+const kube = (name: string, file: string, extra = '') =>
+  `kind: connection\nname: ${name}\ntype: kubernetes\ndescription: ${name}\nkubeconfig: { file: ${file} }\nnamespace: shop\n${extra}`;
 
 beforeAll(async () => {
   db = await freshDatabase('probe');
@@ -88,11 +89,34 @@ beforeAll(async () => {
     `kind: connection\nname: kube-in-cluster\ntype: kubernetes\ndescription: not in a pod\nin_cluster: true\n`,
     `kind: connection\nname: kube-missing\ntype: kubernetes\ndescription: kube-missing\nkubeconfig: \${KUBE_MISSING}\n`,
     sshConnectionYaml({ name: 'ssh-ok', description: 'sshd', hosts: [{ name: 'web-1', server: sshd }], login }),
-    sshConnectionYaml({ name: 'ssh-wrong-key', description: 'pinned to another key', hosts: [{ name: 'w', server: { port: sshd.port, hostKeyFingerprint: fault.hostKeyFingerprint } }], login }),
+    sshConnectionYaml({
+      name: 'ssh-wrong-key',
+      description: 'pinned to another key',
+      hosts: [{ name: 'w', server: { port: sshd.port, hostKeyFingerprint: fault.hostKeyFingerprint } }],
+      login,
+    }),
     sshConnectionYaml({ name: 'ssh-fish', description: 'fish-like shell', hosts: [{ name: 'fish-1', server: fish }], login }),
-    sshConnectionYaml({ name: 'ssh-stranger', description: 'a key the host does not accept', hosts: [{ name: 's', server: sshd }], login: { user: sshd.user, privateKeyPath: join(dir, 'stranger_ed25519') } }),
-    sshConnectionYaml({ name: 'ssh-group', description: 'one good host, one bad', hosts: [{ name: 'good', server: sshd }, { name: 'bad', server: { port: sshd.port, hostKeyFingerprint: fault.hostKeyFingerprint } }], login }),
-    sshConnectionYaml({ name: 'ssh-bad-key', description: 'private_key is not a key', hosts: [{ name: 'k', server: sshd }], login: { user: sshd.user, privateKeyPath: join(dir, 'not-a-key') } }),
+    sshConnectionYaml({
+      name: 'ssh-stranger',
+      description: 'a key the host does not accept',
+      hosts: [{ name: 's', server: sshd }],
+      login: { user: sshd.user, privateKeyPath: join(dir, 'stranger_ed25519') },
+    }),
+    sshConnectionYaml({
+      name: 'ssh-group',
+      description: 'one good host, one bad',
+      hosts: [
+        { name: 'good', server: sshd },
+        { name: 'bad', server: { port: sshd.port, hostKeyFingerprint: fault.hostKeyFingerprint } },
+      ],
+      login,
+    }),
+    sshConnectionYaml({
+      name: 'ssh-bad-key',
+      description: 'private_key is not a key',
+      hosts: [{ name: 'k', server: sshd }],
+      login: { user: sshd.user, privateKeyPath: join(dir, 'not-a-key') },
+    }),
     `kind: connection\nname: ssh-missing\ntype: ssh\ndescription: key not set\nhosts: [{ name: m, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }]\nuser: ${sshd.user}\nprivate_key: \${SSH_KEY_MISSING}\n`,
   ];
   writeFileSync(join(dir, 'tools', 'connections.yaml'), documents.join('---\n'));
@@ -143,7 +167,16 @@ describe('the report: one per connection, in declaration order', () => {
   });
 
   it('never prints a secret', () => {
-    for (const secret of [WRONG_PASSWORD, 'not-a-url-secret-91c2', 'garbage-token-5e1d', 'this is not a private key', 'gateway-test-password', fake.token, new URL(db.superuserUrl).password, sshd.privateKey.split('\n')[1]!]) {
+    for (const secret of [
+      WRONG_PASSWORD,
+      'not-a-url-secret-91c2',
+      'garbage-token-5e1d',
+      'this is not a private key',
+      'gateway-test-password',
+      fake.token,
+      new URL(db.superuserUrl).password,
+      sshd.privateKey.split('\n')[1]!,
+    ]) {
       expect(output).not.toContain(secret);
       expect(JSON.stringify(reports)).not.toContain(secret);
     }
@@ -154,7 +187,11 @@ describe('PostgreSQL', () => {
   it('ok: server version, database, the role and that it is not a superuser, the read-only transaction', () => {
     const r = report('pg-ok');
     expect(r.status).toBe('ok');
-    expect(r.line).toMatch(new RegExp(`^PostgreSQL \\d+\\.\\d+\\S* at 127\\.0\\.0\\.1:\\d+, database ${db.name}, role drawbridge_gateway \\(not a superuser\\), reads run in a read-only transaction$`));
+    expect(r.line).toMatch(
+      new RegExp(
+        `^PostgreSQL \\d+\\.\\d+\\S* at 127\\.0\\.0\\.1:\\d+, database ${db.name}, role drawbridge_gateway \\(not a superuser\\), reads run in a read-only transaction$`,
+      ),
+    );
     expect(r.facts).toMatchObject({ role: 'drawbridge_gateway', superuser: false, database: db.name, readOnlyTransaction: true, standby: false });
     expect(r.error).toBeNull();
   });
@@ -163,24 +200,32 @@ describe('PostgreSQL', () => {
     const r = report('pg-super');
     expect(r.status).toBe('warning');
     expect(r.line).toContain('role postgres (SUPERUSER)');
-    expect(r.warnings).toEqual([expect.stringMatching(/^role postgres is a SUPERUSER: the database cannot be the second wall .*connect the gateway as a least-privilege role/)]);
+    expect(r.warnings).toEqual([
+      expect.stringMatching(/^role postgres is a SUPERUSER: the database cannot be the second wall .*connect the gateway as a least-privilege role/),
+    ]);
     expect(r.facts).toMatchObject({ superuser: true });
   });
 
   it('a wrong password: backend.auth_failed naming the user, the operator must fix the credential', () => {
     const r = failed('pg-wrong-password', 'backend.auth_failed');
-    expect(r.line).toContain('refused to authenticate user "drawbridge_gateway" for connection pg-wrong-password (28P01: password authentication failed for user "drawbridge_gateway")');
+    expect(r.line).toContain(
+      'refused to authenticate user "drawbridge_gateway" for connection pg-wrong-password (28P01: password authentication failed for user "drawbridge_gateway")',
+    );
     expect(r.error?.hint).toMatch(/Retrying will not help/);
   });
 
   it('a stopped server: could not connect to 127.0.0.1:PORT: connection refused', () => {
     const r = failed('pg-down', 'backend.unavailable');
-    expect(r.line).toBe(`backend.unavailable: Connection pg-down: could not connect to 127.0.0.1:${new URL(env['PG_DOWN']!).port}: connection refused (is PostgreSQL running and listening there?).`);
+    expect(r.line).toBe(
+      `backend.unavailable: Connection pg-down: could not connect to 127.0.0.1:${new URL(env['PG_DOWN']!).port}: connection refused (is PostgreSQL running and listening there?).`,
+    );
   });
 
   it('a url that is not a URL: config.secret_invalid names the variable and the shape', () => {
     const r = failed('pg-not-a-url', 'config.secret_invalid');
-    expect(r.line).toBe('config.secret_invalid: The value of environment variable PG_NOT_A_URL (the url of connection pg-not-a-url) is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.');
+    expect(r.line).toBe(
+      'config.secret_invalid: The value of environment variable PG_NOT_A_URL (the url of connection pg-not-a-url) is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.',
+    );
     expect(r.error?.hint).toContain('postgres://USER:PASSWORD@HOST:5432/DATABASE');
   });
 
@@ -189,7 +234,7 @@ describe('PostgreSQL', () => {
     expect(r.line).toBe('config.secret_missing: A secret needed by this connection is missing: environment variable PG_MISSING is not set.');
   });
 
-  it('a server that never answers: backend.timeout within the time bound, not the driver\'s own 5 s', async () => {
+  it("a server that never answers: backend.timeout within the time bound, not the driver's own 5 s", async () => {
     const [r] = await checkConnections(config, { env, only: ['pg-silent'], timeoutMs: 300 });
     expect(r).toMatchObject({ name: 'pg-silent', status: 'failed', error: { code: 'backend.timeout' } });
     expect(r!.line).toBe('backend.timeout: No answer from connection pg-silent within 300ms; the check gave up.');
@@ -213,7 +258,9 @@ describe('Kubernetes', () => {
   it('a server without SelfSubjectReview (404): still ok, identity unknown', () => {
     const r = report('kube-old');
     expect(r.status).toBe('ok');
-    expect(r.line).toBe(`Kubernetes v1.30.2 at ${oldFake.url}, credentials are unknown (the server has no SelfSubjectReview API (authentication.k8s.io/v1, Kubernetes 1.28 and later))`);
+    expect(r.line).toBe(
+      `Kubernetes v1.30.2 at ${oldFake.url}, credentials are unknown (the server has no SelfSubjectReview API (authentication.k8s.io/v1, Kubernetes 1.28 and later))`,
+    );
     expect(r.facts).toMatchObject({ user: null });
   });
 
@@ -246,7 +293,9 @@ describe('SSH', () => {
   it('ok: the host key matches the pin, login works, the quoting probe passes', () => {
     const r = report('ssh-ok');
     expect(r.status).toBe('ok');
-    expect(r.line).toBe(`SSH as ${sshd.user} to web-1 (127.0.0.1:${sshd.port}): host key ${sshd.hostKeyFingerprint} matches the pin, login works, the login shell quotes like POSIX sh (quoting probe passed)`);
+    expect(r.line).toBe(
+      `SSH as ${sshd.user} to web-1 (127.0.0.1:${sshd.port}): host key ${sshd.hostKeyFingerprint} matches the pin, login works, the login shell quotes like POSIX sh (quoting probe passed)`,
+    );
     expect(r.facts).toMatchObject({ user: sshd.user, hosts: 1, ok: 1, 'hostKey.web-1': sshd.hostKeyFingerprint });
   });
 
@@ -274,7 +323,11 @@ describe('SSH', () => {
     const r = report('ssh-group');
     expect(r.status).toBe('failed');
     expect(r.error?.code).toBe('backend.unavailable');
-    expect(r.line).toMatch(new RegExp(`^SSH as ${sshd.user} to 2 hosts: good \\(127\\.0\\.0\\.1:${sshd.port}\\) ok, bad \\(127\\.0\\.0\\.1:${sshd.port}\\) FAILED \\(backend\\.unavailable\\) — where ok: host keys match their pins, .* — backend\\.unavailable: Host bad: the host key SHA256:`));
+    expect(r.line).toMatch(
+      new RegExp(
+        `^SSH as ${sshd.user} to 2 hosts: good \\(127\\.0\\.0\\.1:${sshd.port}\\) ok, bad \\(127\\.0\\.0\\.1:${sshd.port}\\) FAILED \\(backend\\.unavailable\\) — where ok: host keys match their pins, .* — backend\\.unavailable: Host bad: the host key SHA256:`,
+      ),
+    );
   });
 
   it('a private key that is not a key: config.secret_invalid', () => {
@@ -320,7 +373,10 @@ describe('checkConnections itself', () => {
   it('closes every connection it opened: after success, failure, a throw and a timeout', async () => {
     const closed: string[] = [];
     const never = new Promise<never>(() => undefined);
-    const stub = (name: string, probe: () => Promise<never> | Promise<{ summary: string; warnings: string[]; facts: Record<string, string> }>): LoadedConnection => {
+    const stub = (
+      name: string,
+      probe: () => Promise<never> | Promise<{ summary: string; warnings: string[]; facts: Record<string, string> }>,
+    ): LoadedConnection => {
       const backend: Backend = {
         type: 'stub',
         toolType: 'stub_tool',

@@ -44,15 +44,19 @@ const denyAll = rule('deny-all', 'deny');
 const approveAll = rule('approve-all', 'approve');
 
 describe('precedence', () => {
-  const permutations = <T>(xs: T[]): T[][] => (xs.length <= 1 ? [xs] : xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p])));
+  const permutations = <T>(xs: T[]): T[][] =>
+    xs.length <= 1 ? [xs] : xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
 
-  it.each(permutations([allowAll, denyAll, approveAll]).map((p) => [p.map((r) => r.name).join(' → '), p]))('deny wins regardless of order: %s', (_order, rules) => {
-    const d = evaluate(req(), who(), rules, NOW);
-    expect(d.effect).toBe('deny');
-    expect(d.rule?.name).toBe('deny-all');
-    expect(d.code).toBe('policy.denied');
-    expect(d.matched.map((r) => r.name)).toEqual(rules.map((r) => r.name)); // all matched, in file order
-  });
+  it.each(permutations([allowAll, denyAll, approveAll]).map((p) => [p.map((r) => r.name).join(' → '), p]))(
+    'deny wins regardless of order: %s',
+    (_order, rules) => {
+      const d = evaluate(req(), who(), rules, NOW);
+      expect(d.effect).toBe('deny');
+      expect(d.rule?.name).toBe('deny-all');
+      expect(d.code).toBe('policy.denied');
+      expect(d.matched.map((r) => r.name)).toEqual(rules.map((r) => r.name)); // all matched, in file order
+    },
+  );
 
   it.each([
     ['allow, approve', [allowAll, approveAll]],
@@ -131,14 +135,23 @@ describe('tool, connection, subject and groups', () => {
     { name: 'connection other', rule: rule('r', 'allow', { connection: 'prod-*' }), request: { connection: 'staging-1' }, expected: 'deny' },
     { name: 'subject exact', rule: rule('r', 'allow', { subject: 'ann@example.com' }), expected: 'allow' },
     { name: 'subject glob', rule: rule('r', 'allow', { subject: '*@example.com' }), expected: 'allow' },
-    { name: 'subject glob does not match another domain', rule: rule('r', 'allow', { subject: '*@example.com' }), identity: who('eve@example.com.evil.org'), expected: 'deny' },
+    {
+      name: 'subject glob does not match another domain',
+      rule: rule('r', 'allow', { subject: '*@example.com' }),
+      identity: who('eve@example.com.evil.org'),
+      expected: 'deny',
+    },
     { name: 'subject list', rule: rule('r', 'allow', { subject: ['bob@*', 'ann@*'] }), expected: 'allow' },
     { name: 'groups any-of (one shared)', rule: rule('r', 'allow', { groups: ['sre', 'analysts'] }), identity: who('a', ['analysts', 'x']), expected: 'allow' },
     { name: 'groups none shared', rule: rule('r', 'allow', { groups: ['sre', 'dba'] }), identity: who('a', ['analysts']), expected: 'deny' },
     { name: 'groups: an identity without groups', rule: rule('r', 'allow', { groups: 'analysts' }), identity: who('a', []), expected: 'deny' },
     { name: 'groups are exact, not globs', rule: rule('r', 'allow', { groups: 'analyst*' }), identity: who('a', ['analysts']), expected: 'deny' },
     { name: 'deny by group', rule: rule('r', 'deny', { groups: 'interns' }), identity: who('a', ['interns']), expected: 'deny' },
-    { name: 'all fields must match (AND)', rule: rule('r', 'allow', { tool: 'run_sql', connection: 'db', groups: 'analysts', subject: 'bob@*' }), expected: 'deny' },
+    {
+      name: 'all fields must match (AND)',
+      rule: rule('r', 'allow', { tool: 'run_sql', connection: 'db', groups: 'analysts', subject: 'bob@*' }),
+      expected: 'deny',
+    },
   ]);
 });
 
@@ -147,11 +160,31 @@ describe('access and operation', () => {
     { name: 'access single', rule: rule('r', 'allow', { access: 'read' }), expected: 'allow' },
     { name: 'access single mismatch', rule: rule('r', 'allow', { access: 'read' }), request: { access: 'write', operation: 'update' }, expected: 'deny' },
     { name: 'access list', rule: rule('r', 'allow', { access: ['read', 'write'] }), request: { access: 'write', operation: 'update' }, expected: 'allow' },
-    { name: 'access list excludes admin', rule: rule('r', 'allow', { access: ['read', 'write'] }), request: { access: 'admin', operation: 'admin' }, expected: 'deny' },
+    {
+      name: 'access list excludes admin',
+      rule: rule('r', 'allow', { access: ['read', 'write'] }),
+      request: { access: 'admin', operation: 'admin' },
+      expected: 'deny',
+    },
     { name: 'operation single', rule: rule('r', 'deny', { operation: 'ddl' }), request: { operation: 'ddl', access: 'admin' }, expected: 'deny' },
-    { name: 'operation list', rule: rule('r', 'approve', { operation: ['update', 'delete'] }), request: { operation: 'delete', access: 'write' }, expected: 'approve' },
-    { name: 'operation list mismatch', rule: rule('r', 'allow', { operation: ['update', 'delete'] }), request: { operation: 'insert', access: 'write' }, expected: 'deny' },
-    { name: 'operation is exact', rule: rule('r', 'allow', { operation: 'select' }), request: { operation: 'select_for_update', access: 'write' }, expected: 'deny' },
+    {
+      name: 'operation list',
+      rule: rule('r', 'approve', { operation: ['update', 'delete'] }),
+      request: { operation: 'delete', access: 'write' },
+      expected: 'approve',
+    },
+    {
+      name: 'operation list mismatch',
+      rule: rule('r', 'allow', { operation: ['update', 'delete'] }),
+      request: { operation: 'insert', access: 'write' },
+      expected: 'deny',
+    },
+    {
+      name: 'operation is exact',
+      rule: rule('r', 'allow', { operation: 'select' }),
+      request: { operation: 'select_for_update', access: 'write' },
+      expected: 'deny',
+    },
     {
       name: 'operation and access together: a select escalated to write by a volatile function is not a read',
       rule: rule('r', 'allow', { operation: 'select', access: 'read' }),
@@ -170,12 +203,32 @@ describe('tables: deny if ANY matches, allow/approve only if ALL match', () => {
     { name: 'allow with all tables listed', rule: rule('r', 'allow', { tables: ['orders', 'customers'] }), request: two, expected: 'allow' },
     { name: 'approve needs all tables listed', rule: rule('r', 'approve', { tables: ['public.orders'] }), request: two, expected: 'deny' },
     { name: 'approve with all tables', rule: rule('r', 'approve', { tables: ['public.*'] }), request: two, expected: 'approve' },
-    { name: 'unqualified pattern matches qualified name', rule: rule('r', 'allow', { tables: 'customers' }), request: { resources: ['public.customers'] }, expected: 'allow' },
-    { name: 'schema-qualified pattern, other schema', rule: rule('r', 'allow', { tables: 'public.customers' }), request: { resources: ['sales.customers'] }, expected: 'deny' },
+    {
+      name: 'unqualified pattern matches qualified name',
+      rule: rule('r', 'allow', { tables: 'customers' }),
+      request: { resources: ['public.customers'] },
+      expected: 'allow',
+    },
+    {
+      name: 'schema-qualified pattern, other schema',
+      rule: rule('r', 'allow', { tables: 'public.customers' }),
+      request: { resources: ['sales.customers'] },
+      expected: 'deny',
+    },
     { name: 'schema glob', rule: rule('r', 'allow', { tables: 'public.*' }), request: two, expected: 'allow' },
-    { name: 'schema glob, other schema', rule: rule('r', 'allow', { tables: 'public.*' }), request: { resources: ['public.orders', 'pg_catalog.pg_class'] }, expected: 'deny' },
+    {
+      name: 'schema glob, other schema',
+      rule: rule('r', 'allow', { tables: 'public.*' }),
+      request: { resources: ['public.orders', 'pg_catalog.pg_class'] },
+      expected: 'deny',
+    },
     { name: '`*` never crosses a dot', rule: rule('r', 'allow', { tables: 'pub*' }), request: { resources: ['public.orders'] }, expected: 'deny' },
-    { name: 'deny on a catalog table', rule: rule('r', 'deny', { tables: 'pg_catalog.pg_authid' }), request: { resources: ['public.orders', 'pg_catalog.pg_authid'] }, expected: 'deny' },
+    {
+      name: 'deny on a catalog table',
+      rule: rule('r', 'deny', { tables: 'pg_catalog.pg_authid' }),
+      request: { resources: ['public.orders', 'pg_catalog.pg_authid'] },
+      expected: 'deny',
+    },
     {
       name: 'deny with a qualified pattern fires on an unresolved unqualified name',
       rule: rule('r', 'deny', { tables: 'pg_catalog.pg_authid' }),
@@ -183,15 +236,30 @@ describe('tables: deny if ANY matches, allow/approve only if ALL match', () => {
       expected: 'deny',
     },
     { name: 'deny ignores case', rule: rule('r', 'deny', { tables: 'Public.Customers' }), request: { resources: ['public.customers'] }, expected: 'deny' },
-    { name: 'allow does not extend to an unresolved unqualified name', rule: rule('r', 'allow', { tables: 'public.orders' }), request: { resources: ['orders'] }, expected: 'deny' },
+    {
+      name: 'allow does not extend to an unresolved unqualified name',
+      rule: rule('r', 'allow', { tables: 'public.orders' }),
+      request: { resources: ['orders'] },
+      expected: 'deny',
+    },
     {
       name: 'a table-scoped allow does not apply to a request touching no table (e.g. SELECT volatile_fn())',
       rule: rule('r', 'allow', { access: 'write', tables: 'public.orders' }),
       request: { access: 'write', resources: [], functions: ['public.touch_order'] },
       expected: 'deny',
     },
-    { name: 'a table-scoped approve does not apply to a request touching no table', rule: rule('r', 'approve', { tables: 'orders' }), request: { resources: [] }, expected: 'deny' },
-    { name: 'a table-scoped deny does not fire on a request touching no table', rule: rule('r', 'deny', { tables: '*' }), request: { resources: [] }, expected: 'deny' /* no match */ },
+    {
+      name: 'a table-scoped approve does not apply to a request touching no table',
+      rule: rule('r', 'approve', { tables: 'orders' }),
+      request: { resources: [] },
+      expected: 'deny',
+    },
+    {
+      name: 'a table-scoped deny does not fire on a request touching no table',
+      rule: rule('r', 'deny', { tables: '*' }),
+      request: { resources: [] },
+      expected: 'deny' /* no match */,
+    },
   ]);
 
   it('a deny on one table wins over an allow on all', () => {

@@ -116,16 +116,14 @@ describe(`throwaway OpenSSH server (${SSHD_PATH})`, () => {
   });
 
   it('rejects a wrong host key fingerprint', async () => {
-    await expect(
-      connectClient(sshd.port, sshd.user, sshd.privateKey, 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'),
-    ).rejects.toThrow(/host key mismatch/);
+    await expect(connectClient(sshd.port, sshd.user, sshd.privateKey, 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).rejects.toThrow(
+      /host key mismatch/,
+    );
   });
 
   it('rejects keys that are not authorized', async () => {
     const other = generateEd25519KeyPair();
-    await expect(connectClient(sshd.port, sshd.user, other.private, sshd.hostKeyFingerprint)).rejects.toThrow(
-      /authentication methods failed/i,
-    );
+    await expect(connectClient(sshd.port, sshd.user, other.private, sshd.hostKeyFingerprint)).rejects.toThrow(/authentication methods failed/i);
   });
 
   it('listens only on 127.0.0.1', () => {
@@ -185,9 +183,7 @@ describe('ssh2 fault server', () => {
     } finally {
       c.end();
     }
-    await expect(
-      connectClient(fault.port, 'x', clientKey, 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'),
-    ).rejects.toThrow(/host key mismatch/);
+    await expect(connectClient(fault.port, 'x', clientKey, 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).rejects.toThrow(/host key mismatch/);
   });
 
   it('exit:N and signal:TERM', async () => {
@@ -239,17 +235,7 @@ describe('ssh2 fault server', () => {
   });
 
   it('records every exec command string', () => {
-    expect(fault.execs).toEqual([
-      'echo a  b',
-      'nope',
-      'exit:0',
-      'exit:42',
-      'signal:TERM',
-      'slow:1',
-      'endless',
-      'exit:7',
-      'disconnect',
-    ]);
+    expect(fault.execs).toEqual(['echo a  b', 'nope', 'exit:0', 'exit:42', 'signal:TERM', 'slow:1', 'endless', 'exit:7', 'disconnect']);
   });
 
   it('accepts the OpenSSH harness client key too', async () => {

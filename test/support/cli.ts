@@ -45,7 +45,10 @@ export function runCli(args: readonly string[], options: { env?: Record<string, 
  * Runs `drawbridge ARGS` as a separate process WITHOUT blocking this process's
  * event loop, so an in-process gateway keeps serving (and polling) meanwhile.
  */
-export function runCliAsync(args: readonly string[], options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {}): Promise<CliRun> {
+export function runCliAsync(
+  args: readonly string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
+): Promise<CliRun> {
   const env: Record<string, string | undefined> = { ...process.env };
   delete env['DRAWBRIDGE_CONFIG'];
   delete env['DB_URL'];

@@ -181,7 +181,16 @@ export function fakeSecrets(seed = 20_240_115): FakeSecretSet {
 export function encodings(value: string): string[] {
   const bytes = Buffer.from(value, 'utf8');
   const base64 = bytes.toString('base64');
-  return [value, value.toUpperCase(), value.toLowerCase(), [...value].reverse().join(''), base64, base64.replace(/=+$/, ''), bytes.toString('hex'), bytes.toString('hex').toUpperCase()];
+  return [
+    value,
+    value.toUpperCase(),
+    value.toLowerCase(),
+    [...value].reverse().join(''),
+    base64,
+    base64.replace(/=+$/, ''),
+    bytes.toString('hex'),
+    bytes.toString('hex').toUpperCase(),
+  ];
 }
 
 /** The fake secrets that show up in `text` in any encoding, as "family: value" lines (empty when none leaked). */

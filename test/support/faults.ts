@@ -60,7 +60,11 @@ export function journaledCalls(path: string): JournaledCall[] {
   if (!verified.ok) throw new Error(`journal verify failed at record ${verified.firstBad?.seq}: ${verified.firstBad?.reason}`);
   const db = new Database(path, { readonly: true });
   try {
-    const rows = db.prepare("SELECT type, call_id, data FROM records WHERE type IN ('call', 'outcome') ORDER BY seq").all() as Array<{ type: string; call_id: string; data: string }>;
+    const rows = db.prepare("SELECT type, call_id, data FROM records WHERE type IN ('call', 'outcome') ORDER BY seq").all() as Array<{
+      type: string;
+      call_id: string;
+      data: string;
+    }>;
     const intents = new Map<string, Record<string, unknown>>();
     const outcomes = new Map<string, Record<string, unknown>[]>();
     for (const row of rows) {

@@ -148,7 +148,10 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
   await loadParser();
   const dir = writeConfig({
     policy: approvalPolicy(options.approve),
-    approval: approvalSettings({ ...(options.wait ? { wait: options.wait } : {}), ...(options.elicitationTimeout ? { elicitationTimeout: options.elicitationTimeout } : {}) }),
+    approval: approvalSettings({
+      ...(options.wait ? { wait: options.wait } : {}),
+      ...(options.elicitationTimeout ? { elicitationTimeout: options.elicitationTimeout } : {}),
+    }),
     identity: { subject: REQUESTER.subject, groups: [...REQUESTER.groups] },
     ...(options.limits ? { limits: options.limits } : {}),
   });
@@ -205,7 +208,13 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
   const readJournal = (): JournalRow[] => {
     const handle = new Database(config.journal.path, { readonly: true });
     try {
-      const rows = handle.prepare('SELECT seq, time, type, call_id, data FROM records ORDER BY seq').all() as Array<{ seq: number; time: string; type: string; call_id: string; data: string }>;
+      const rows = handle.prepare('SELECT seq, time, type, call_id, data FROM records ORDER BY seq').all() as Array<{
+        seq: number;
+        time: string;
+        type: string;
+        call_id: string;
+        data: string;
+      }>;
       return rows.map((r) => ({ seq: r.seq, time: r.time, type: r.type, callId: r.call_id, data: JSON.parse(r.data) as Record<string, any> }));
     } finally {
       handle.close();

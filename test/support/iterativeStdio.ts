@@ -19,7 +19,9 @@ export class IterativeStdioClientTransport implements Transport {
   private readonly buffer = new ReadBuffer();
   private stderrText = '';
 
-  constructor(private readonly params: { readonly command: string; readonly args: readonly string[]; readonly env: Record<string, string>; readonly cwd: string }) {}
+  constructor(
+    private readonly params: { readonly command: string; readonly args: readonly string[]; readonly env: Record<string, string>; readonly cwd: string },
+  ) {}
 
   /** Everything the gateway wrote on stderr (its operator log). */
   stderr(): string {

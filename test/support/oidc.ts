@@ -222,9 +222,7 @@ class Browser {
   private cookieHeader(url: URL): string {
     const now = Date.now();
     const live = this.jar.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
-    const matching = live.filter(
-      (c) => url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`),
-    );
+    const matching = live.filter((c) => url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`));
     matching.sort((a, b) => b.path.length - a.path.length);
     return matching.map((c) => `${c.name}=${c.value}`).join('; ');
   }
@@ -394,7 +392,7 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
 
   const lastServerError = (): string => {
     const err = dev.lastServerError();
-    return err === undefined ? '' : ` (last provider error: ${err instanceof Error ? err.stack ?? err.message : String(err)})`;
+    return err === undefined ? '' : ` (last provider error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)})`;
   };
 
   function assertRunning(): void {
@@ -423,7 +421,8 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     }
   }
 
-  const playHuman = (userCode: string, account: string | undefined) => playDeviceFlow(issuer, userCode, account, () => `${deviceCodeProblem(userCode)}${lastServerError()}`);
+  const playHuman = (userCode: string, account: string | undefined) =>
+    playDeviceFlow(issuer, userCode, account, () => `${deviceCodeProblem(userCode)}${lastServerError()}`);
 
   const idp: TestIdp = {
     issuer,

@@ -68,7 +68,7 @@ function runMode(command: string, ch: ServerChannel, conn: Connection, sock: Soc
   switch (mode) {
     case 'slow': {
       const seconds = arg === undefined ? 2 : Number(arg);
-      const total = Math.max(0, Math.round((Number.isFinite(seconds) ? seconds : 2) * 1000 / SLOW_INTERVAL_MS));
+      const total = Math.max(0, Math.round(((Number.isFinite(seconds) ? seconds : 2) * 1000) / SLOW_INTERVAL_MS));
       let n = 0;
       const t = setInterval(() => {
         if (closed) return;

@@ -84,7 +84,6 @@ export function fingerprintOfKeyBlob(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
-
 function keygen(path: string, comment: string): void {
   const r = spawnSync(SSH_KEYGEN_PATH, ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', path], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ssh-keygen failed for ${path}: ${r.error?.message ?? r.stderr}`);
@@ -228,7 +227,13 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
       const wrapper = join(dir, 'log-exec');
       writeFileSync(
         wrapper,
-        ['#!/bin/sh', `printf '%s' "$SSH_ORIGINAL_COMMAND" | base64 -w0 >> '${execLog}'`, `echo >> '${execLog}'`, 'exec "$SHELL" -c "$SSH_ORIGINAL_COMMAND"', ''].join('\n'),
+        [
+          '#!/bin/sh',
+          `printf '%s' "$SSH_ORIGINAL_COMMAND" | base64 -w0 >> '${execLog}'`,
+          `echo >> '${execLog}'`,
+          'exec "$SHELL" -c "$SSH_ORIGINAL_COMMAND"',
+          '',
+        ].join('\n'),
         { mode: 0o755 },
       );
       writeFileSync(execLog, '');

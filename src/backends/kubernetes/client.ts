@@ -77,10 +77,14 @@ export class KubeClient {
     } catch (error) {
       // client-node builds an agent and may run a credential plugin here; only its first line is shown.
       const reason = (error instanceof Error ? error.message : String(error)).split('\n')[0]?.slice(0, 200) ?? '';
-      throw new DrawbridgeError('backend.unavailable', `The gateway's credentials for the Kubernetes API at ${this.address} could not be prepared (${reason}); nothing was sent.`, {
-        hint: "Tell the operator: the kubeconfig's cluster or user (token, client certificate or credential plugin) cannot be used on the gateway host. Retrying will not help until it is fixed.",
-        cause: error,
-      });
+      throw new DrawbridgeError(
+        'backend.unavailable',
+        `The gateway's credentials for the Kubernetes API at ${this.address} could not be prepared (${reason}); nothing was sent.`,
+        {
+          hint: "Tell the operator: the kubeconfig's cluster or user (token, client certificate or credential plugin) cannot be used on the gateway host. Retrying will not help until it is fixed.",
+          cause: error,
+        },
+      );
     }
     const headers = options.headers as Record<string, string | string[]>;
     // Client-supplied identity headers are never taken from the agent: only the gateway sets them.
@@ -130,7 +134,12 @@ export class KubeClient {
           const options = cause === undefined ? {} : { cause };
           if (!connected) {
             // Never connected: nothing was sent (the words `check --connect` has always printed).
-            reject(new DrawbridgeError('backend.unavailable', `Cannot reach the Kubernetes API: ${timedOut ? `no connection within ${o.timeoutMs} ms` : reason}`, { ...options, details: { delivery: 'not-sent' } }));
+            reject(
+              new DrawbridgeError('backend.unavailable', `Cannot reach the Kubernetes API: ${timedOut ? `no connection within ${o.timeoutMs} ms` : reason}`, {
+                ...options,
+                details: { delivery: 'not-sent' },
+              }),
+            );
             return;
           }
           const how = timedOut
@@ -140,11 +149,26 @@ export class KubeClient {
               : `closed the connection before answering ${what} (${reason})`;
           // The request reached the server: a change may have been applied, whatever the answer was going to say.
           if (changes) {
-            reject(new DrawbridgeError('backend.interrupted', `The Kubernetes API server ${how}: the change may or may not have been applied — check with get.`, { ...options, details: { delivery: 'maybe' } }));
+            reject(
+              new DrawbridgeError('backend.interrupted', `The Kubernetes API server ${how}: the change may or may not have been applied — check with get.`, {
+                ...options,
+                details: { delivery: 'maybe' },
+              }),
+            );
           } else if (timedOut) {
-            reject(new DrawbridgeError('backend.timeout', `The Kubernetes API did not answer ${what} within ${o.timeoutMs} ms; this read changed nothing.`, { ...options, details: { delivery: 'maybe' } }));
+            reject(
+              new DrawbridgeError('backend.timeout', `The Kubernetes API did not answer ${what} within ${o.timeoutMs} ms; this read changed nothing.`, {
+                ...options,
+                details: { delivery: 'maybe' },
+              }),
+            );
           } else {
-            reject(new DrawbridgeError('backend.unavailable', `The Kubernetes API server ${how}; this read changed nothing, retry it.`, { ...options, details: { delivery: 'maybe' } }));
+            reject(
+              new DrawbridgeError('backend.unavailable', `The Kubernetes API server ${how}; this read changed nothing, retry it.`, {
+                ...options,
+                details: { delivery: 'maybe' },
+              }),
+            );
           }
         });
       let req: http.ClientRequest;
@@ -177,7 +201,15 @@ export class KubeClient {
         });
       } catch (error) {
         // Node refuses some header values (e.g. a control character in a name) before anything is sent.
-        settle(() => reject(new DrawbridgeError('backend.error', `The request to the Kubernetes API could not be built (${error instanceof Error ? error.message : String(error)}); ${what} was not sent.`, { cause: error, details: { delivery: 'not-sent' } })));
+        settle(() =>
+          reject(
+            new DrawbridgeError(
+              'backend.error',
+              `The request to the Kubernetes API could not be built (${error instanceof Error ? error.message : String(error)}); ${what} was not sent.`,
+              { cause: error, details: { delivery: 'not-sent' } },
+            ),
+          ),
+        );
         return;
       }
       req.on('socket', (socket) => {
@@ -227,7 +259,13 @@ export class KubeClient {
           ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
         });
       } catch (error) {
-        reject(new DrawbridgeError('backend.error', `exec in ${where} could not be started (${error instanceof Error ? error.message : String(error)}); nothing ran.`, { cause: error }));
+        reject(
+          new DrawbridgeError(
+            'backend.error',
+            `exec in ${where} could not be started (${error instanceof Error ? error.message : String(error)}); nothing ran.`,
+            { cause: error },
+          ),
+        );
         return;
       }
       const out: Buffer[] = [];
@@ -270,7 +308,10 @@ export class KubeClient {
         });
       };
       const lost = (how: string) =>
-        new DrawbridgeError('backend.interrupted', `The connection to the Kubernetes API ${how} during exec in ${where}, before the command's exit status arrived: whether the command finished is unknown — check the pod before retrying a command that changes state.`);
+        new DrawbridgeError(
+          'backend.interrupted',
+          `The connection to the Kubernetes API ${how} during exec in ${where}, before the command's exit status arrived: whether the command finished is unknown — check the pod before retrying a command that changes state.`,
+        );
       const timer = setTimeout(() => {
         timedOut = true;
         try {
@@ -314,16 +355,33 @@ export class KubeClient {
           if (size < 64 * 1024) chunks.push(c);
           size += c.length;
         });
-        res.on('end', () => fail(new DrawbridgeError('backend.error', `exec was refused by the Kubernetes API (${res.statusCode}): ${statusMessage(Buffer.concat(chunks).toString('utf8'))}`)));
+        res.on('end', () =>
+          fail(
+            new DrawbridgeError(
+              'backend.error',
+              `exec was refused by the Kubernetes API (${res.statusCode}): ${statusMessage(Buffer.concat(chunks).toString('utf8'))}`,
+            ),
+          ),
+        );
         res.on('error', () => undefined);
         res.on('close', () => {
-          if (!res.complete) fail(new DrawbridgeError('backend.unavailable', `exec in ${where} was refused by the Kubernetes API (${res.statusCode}) and the connection closed before its reason arrived; nothing ran.`));
+          if (!res.complete)
+            fail(
+              new DrawbridgeError(
+                'backend.unavailable',
+                `exec in ${where} was refused by the Kubernetes API (${res.statusCode}) and the connection closed before its reason arrived; nothing ran.`,
+              ),
+            );
         });
       });
       ws.on('error', (e) => {
         // A time limit's terminate() is reported by the close that follows.
         if (timedOut) return;
-        fail(opened ? lost(`failed (${e.message})`) : new DrawbridgeError('backend.unavailable', `exec in ${where} could not start: ${e.message}; nothing ran.`, { cause: e }));
+        fail(
+          opened
+            ? lost(`failed (${e.message})`)
+            : new DrawbridgeError('backend.unavailable', `exec in ${where} could not start: ${e.message}; nothing ran.`, { cause: e }),
+        );
       });
       ws.on('close', (code: number) => {
         if (timedOut || truncated || status !== null) return finish();
@@ -353,9 +411,13 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
   if (source.inCluster) {
     // client-node would build https://undefined:undefined and fail later with an obscure error.
     if (!process.env['KUBERNETES_SERVICE_HOST'] || !process.env['KUBERNETES_SERVICE_PORT']) {
-      throw new DrawbridgeError('config.invalid', 'The connection says in_cluster: true, but the gateway is not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set).', {
-        hint: 'Run the gateway in the cluster with a service account, or give the connection a kubeconfig instead of in_cluster.',
-      });
+      throw new DrawbridgeError(
+        'config.invalid',
+        'The connection says in_cluster: true, but the gateway is not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set).',
+        {
+          hint: 'Run the gateway in the cluster with a service account, or give the connection a kubeconfig instead of in_cluster.',
+        },
+      );
     }
     kc.loadFromCluster();
   } else if (source.kubeconfig !== null) {
@@ -363,9 +425,13 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
       kc.loadFromString(source.kubeconfig);
     } catch {
       // The parser's message may quote the kubeconfig (tokens, keys): it is not passed on.
-      throw new DrawbridgeError('config.secret_invalid', 'The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML with clusters, users and contexts); its content is not shown because it is a secret.', {
-        hint: 'The operator must point kubeconfig at a valid kubeconfig on the gateway host (kubectl config view --raw --minify writes one) and restart the gateway. Retrying will not help.',
-      });
+      throw new DrawbridgeError(
+        'config.secret_invalid',
+        'The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML with clusters, users and contexts); its content is not shown because it is a secret.',
+        {
+          hint: 'The operator must point kubeconfig at a valid kubeconfig on the gateway host (kubectl config view --raw --minify writes one) and restart the gateway. Retrying will not help.',
+        },
+      );
     }
   } else throw new TypeError('a kubernetes connection needs kubeconfig or in_cluster');
   if (source.context !== null) {
@@ -403,7 +469,10 @@ export async function probeCluster(client: KubeClient, timeoutMs: number): Promi
   const options = { timeoutMs, maxBytes: 256 * 1024 };
   const where = client.address;
   const refused = (res: Response, what: string) =>
-    new DrawbridgeError('backend.auth_failed', `The Kubernetes API at ${where} refused the gateway's credentials (${what}: 401 ${statusMessage(res.text)}). The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`);
+    new DrawbridgeError(
+      'backend.auth_failed',
+      `The Kubernetes API at ${where} refused the gateway's credentials (${what}: 401 ${statusMessage(res.text)}). The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`,
+    );
   const version = await client.request('GET', '/version', options);
   if (version.status === 401) throw refused(version, 'GET /version');
   if (version.status >= 400 && version.status !== 403 && version.status !== 404) {
@@ -417,8 +486,10 @@ export async function probeCluster(client: KubeClient, timeoutMs: number): Promi
   });
   if (review.status === 401) throw refused(review, 'SelfSubjectReview');
   const base = { version: typeof gitVersion === 'string' ? gitVersion : null };
-  if (review.status === 404) return { ...base, identity: null, identityNote: 'the server has no SelfSubjectReview API (authentication.k8s.io/v1, Kubernetes 1.28 and later)' };
-  if (review.status === 403) return { ...base, identity: null, identityNote: `the credentials may not create a SelfSubjectReview: ${statusMessage(review.text)}` };
+  if (review.status === 404)
+    return { ...base, identity: null, identityNote: 'the server has no SelfSubjectReview API (authentication.k8s.io/v1, Kubernetes 1.28 and later)' };
+  if (review.status === 403)
+    return { ...base, identity: null, identityNote: `the credentials may not create a SelfSubjectReview: ${statusMessage(review.text)}` };
   if (review.status >= 300) return { ...base, identity: null, identityNote: `SelfSubjectReview answered ${review.status}: ${statusMessage(review.text)}` };
   const status = jsonOf(review.text)['status'];
   const userInfo = typeof status === 'object' && status !== null ? (status as Record<string, unknown>)['userInfo'] : undefined;

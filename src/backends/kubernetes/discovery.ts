@@ -16,7 +16,10 @@ interface ResourceList {
 export class Discovery {
   private cached: { at: number; resources: ApiResource[] } | null = null;
 
-  constructor(private readonly client: KubeClient, private readonly timeoutMs: number) {}
+  constructor(
+    private readonly client: KubeClient,
+    private readonly timeoutMs: number,
+  ) {}
 
   invalidate(): void {
     this.cached = null;
@@ -30,7 +33,10 @@ export class Discovery {
       try {
         return JSON.parse(res.text) as T;
       } catch {
-        throw new DrawbridgeError('backend.unavailable', `Discovery request ${path} answered with a body that is not JSON${res.truncated ? ' (cut at 16 MiB)' : ''}; nothing was run.`);
+        throw new DrawbridgeError(
+          'backend.unavailable',
+          `Discovery request ${path} answered with a body that is not JSON${res.truncated ? ' (cut at 16 MiB)' : ''}; nothing was run.`,
+        );
       }
     };
     const core = await get<{ versions?: string[] }>('/api');
@@ -66,7 +72,10 @@ export class Discovery {
     const all = await this.resources();
     const lower = type.toLowerCase();
     const candidates = (name: string, group: string | null) =>
-      all.filter((r) => (group === null || r.group === group) && (r.resource === name || r.singular === name || r.kind.toLowerCase() === name || r.shortNames.includes(name)));
+      all.filter(
+        (r) =>
+          (group === null || r.group === group) && (r.resource === name || r.singular === name || r.kind.toLowerCase() === name || r.shortNames.includes(name)),
+      );
     let found = candidates(lower, null);
     const dot = lower.indexOf('.');
     if (found.length === 0 && dot > 0) {
@@ -74,10 +83,14 @@ export class Discovery {
       const rest = lower.slice(dot + 1);
       found = candidates(name, rest);
       // resource.version.group
-      if (found.length === 0 && rest.includes('.')) found = candidates(name, rest.slice(rest.indexOf('.') + 1)).filter((r) => r.version === rest.slice(0, rest.indexOf('.')));
+      if (found.length === 0 && rest.includes('.'))
+        found = candidates(name, rest.slice(rest.indexOf('.') + 1)).filter((r) => r.version === rest.slice(0, rest.indexOf('.')));
     }
     const best = found.find((r) => r.group === '') ?? found.find((r) => r.group === 'apps') ?? found[0];
-    if (!best) throw new DrawbridgeError('input.invalid', `The server does not serve a resource type "${type}".`, { hint: 'Run `api-resources` to list the resource types this cluster serves.' });
+    if (!best)
+      throw new DrawbridgeError('input.invalid', `The server does not serve a resource type "${type}".`, {
+        hint: 'Run `api-resources` to list the resource types this cluster serves.',
+      });
     return best;
   }
 
@@ -86,7 +99,10 @@ export class Discovery {
     const all = await this.resources();
     const [group, version] = apiVersion.includes('/') ? (apiVersion.split('/') as [string, string]) : ['', apiVersion];
     const found = all.find((r) => r.group === group && r.kind === kind) ?? all.find((r) => r.group === group && r.version === version && r.kind === kind);
-    if (!found) throw new DrawbridgeError('input.invalid', `The server does not serve kind ${kind} in ${apiVersion}.`, { hint: 'Check apiVersion and kind in the manifest; `api-resources` lists what the cluster serves.' });
+    if (!found)
+      throw new DrawbridgeError('input.invalid', `The server does not serve kind ${kind} in ${apiVersion}.`, {
+        hint: 'Check apiVersion and kind in the manifest; `api-resources` lists what the cluster serves.',
+      });
     return found;
   }
 }

@@ -9,7 +9,18 @@
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import type { ImpactPreview } from '../../approval/approver.js';
-import type { Backend, BackendConnection, Cell, ColumnInfo, ExecuteContext, ParsedRequest, PreviewContext, ProbeContext, ProbeResult, TabularResult } from '../backend.js';
+import type {
+  Backend,
+  BackendConnection,
+  Cell,
+  ColumnInfo,
+  ExecuteContext,
+  ParsedRequest,
+  PreviewContext,
+  ProbeContext,
+  ProbeResult,
+  TabularResult,
+} from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
@@ -101,7 +112,14 @@ export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, co
   const access = verb === 'exec' ? 'admin' : READ_VERBS.has(verb) ? 'read' : 'write';
   const types = manifest.length > 0 ? [...new Set(manifest.map((o) => `${o.kind}.${o.apiVersion}`))] : command.types;
   const names = manifest.length > 0 ? manifest.map((o) => String(o.metadata?.name)) : command.targets.map((t) => t.name);
-  const namespaces = command.allNamespaces ? ['*'] : [...new Set([...(command.namespace ? [command.namespace] : []), ...manifest.map((o) => o.metadata?.namespace).filter((n): n is string => typeof n === 'string')])];
+  const namespaces = command.allNamespaces
+    ? ['*']
+    : [
+        ...new Set([
+          ...(command.namespace ? [command.namespace] : []),
+          ...manifest.map((o) => o.metadata?.namespace).filter((n): n is string => typeof n === 'string'),
+        ]),
+      ];
   const where = command.allNamespaces ? ' in all namespaces' : command.namespace ? ` in ${command.namespace}` : '';
   const detail: KubeDetail = { command, manifest, resolved: null };
   return {
@@ -150,11 +168,15 @@ function afterChanges(error: unknown, progress: Progress): unknown {
   if (progress.applied.length === 0 || !(error instanceof DrawbridgeError)) return error;
   const code = error.code === 'backend.unavailable' || error.code === 'backend.timeout' ? 'backend.interrupted' : error.code;
   const shown = progress.applied.slice(0, 10).join(', ') + (progress.applied.length > 10 ? `, and ${progress.applied.length - 10} more` : '');
-  return new DrawbridgeError(code, `${error.message} Before that, this command had already applied ${progress.applied.length} change${progress.applied.length > 1 ? 's' : ''}: ${shown}; the rest was not done.`, {
-    hint: 'Part of the command was applied. Check the current state with get before calling again.',
-    details: { ...error.details, applied: [...progress.applied] },
-    cause: error,
-  });
+  return new DrawbridgeError(
+    code,
+    `${error.message} Before that, this command had already applied ${progress.applied.length} change${progress.applied.length > 1 ? 's' : ''}: ${shown}; the rest was not done.`,
+    {
+      hint: 'Part of the command was applied. Check the current state with get before calling again.',
+      details: { ...error.details, applied: [...progress.applied] },
+      cause: error,
+    },
+  );
 }
 
 class KubernetesConnection implements BackendConnection {
@@ -197,7 +219,11 @@ class KubernetesConnection implements BackendConnection {
     else if (c.verb === 'events') resolved = [await discovery.resolve('events')];
     else resolved = await Promise.all(c.types.map((t) => discovery.resolve(t)));
     const defaultNs = this.declaration.namespace;
-    const namespaces = c.allNamespaces ? ['*'] : resolved.some((r) => r.namespaced) ? [...new Set([...(request.namespaces?.length ? request.namespaces : [defaultNs])])] : [];
+    const namespaces = c.allNamespaces
+      ? ['*']
+      : resolved.some((r) => r.namespaced)
+        ? [...new Set([...(request.namespaces?.length ? request.namespaces : [defaultNs])])]
+        : [];
     const keys = [...new Set(resolved.map(resourceKey))];
     return {
       ...request,
@@ -214,22 +240,35 @@ class KubernetesConnection implements BackendConnection {
     return { user: context.identity.subject, groups: context.identity.groups };
   }
 
-  private async call(method: string, path: string, context: RunContext, o: { query?: Record<string, string | number | boolean | readonly string[] | undefined>; body?: unknown; contentType?: string; accept?: string } = {}): Promise<unknown> {
+  private async call(
+    method: string,
+    path: string,
+    context: RunContext,
+    o: { query?: Record<string, string | number | boolean | readonly string[] | undefined>; body?: unknown; contentType?: string; accept?: string } = {},
+  ): Promise<unknown> {
     const { client } = this.api();
     const timeoutMs = Math.min(this.timeoutMs, context.timeLimitMs ?? Infinity);
     const res = await client.request(method, path, { ...o, impersonate: this.impersonation(context), timeoutMs, maxBytes: this.maxBytes });
     const changed = method !== 'GET' && method !== 'HEAD' && o.query?.['dryRun'] !== 'All' && res.status >= 200 && res.status < 300;
     if (changed) context.progress.applied.push(`${method} ${path}`);
-    if (res.truncated) throw new DrawbridgeError('backend.error', `The answer is larger than ${formatSize(this.maxBytes)}; narrow the request (a name, -l selector or -n namespace).`);
+    if (res.truncated)
+      throw new DrawbridgeError(
+        'backend.error',
+        `The answer is larger than ${formatSize(this.maxBytes)}; narrow the request (a name, -l selector or -n namespace).`,
+      );
     if (res.status === 404) throw new DrawbridgeError('backend.error', `Not found: ${statusMessage(res.text)}`);
-    if (res.status === 401 || res.status === 403) throw new DrawbridgeError('backend.error', `The Kubernetes API refused this (${res.status}): ${statusMessage(res.text)}`);
+    if (res.status === 401 || res.status === 403)
+      throw new DrawbridgeError('backend.error', `The Kubernetes API refused this (${res.status}): ${statusMessage(res.text)}`);
     if (res.status >= 400) throw new DrawbridgeError('backend.error', `Kubernetes API error ${res.status}: ${statusMessage(res.text)}`);
     if (o.accept?.startsWith('text/')) return res.text;
     if (res.text === '') return {};
     try {
       return JSON.parse(res.text) as unknown;
     } catch {
-      throw new DrawbridgeError('backend.error', `The Kubernetes API answered ${method} ${path} with ${res.status} and a body that is not JSON${changed ? ' (the change was accepted)' : ''}.`);
+      throw new DrawbridgeError(
+        'backend.error',
+        `The Kubernetes API answered ${method} ${path} with ${res.status} and a body that is not JSON${changed ? ' (the change was accepted)' : ''}.`,
+      );
     }
   }
 
@@ -257,18 +296,44 @@ class KubernetesConnection implements BackendConnection {
     if (!detail.resolved) throw new TypeError('resolve() must run before preview()');
     if (request.access !== 'write') throw new TypeError('only writes are previewed');
     // Server-side dry run: the API server validates and admits the change without persisting it.
-    const result = await this.run(detail.command, detail.resolved, detail.manifest, { ...(context.identity ? { identity: context.identity } : {}), progress: { applied: [] } }, true);
+    const result = await this.run(
+      detail.command,
+      detail.resolved,
+      detail.manifest,
+      { ...(context.identity ? { identity: context.identity } : {}), progress: { applied: [] } },
+      true,
+    );
     const lines = result.rows.map((r) => String(r[0] ?? ''));
     const sample = lines.slice(0, context.sampleSize ?? 5).map((line) => ({ result: line }));
-    return { affectedRows: lines.length, sample, sampleColumns: ['result'], note: 'server-side dry run (dryRun=All): validated and admitted by the API server, nothing persisted' };
+    return {
+      affectedRows: lines.length,
+      sample,
+      sampleColumns: ['result'],
+      note: 'server-side dry run (dryRun=All): validated and admitted by the API server, nothing persisted',
+    };
   }
 
-  private async run(c: KubeCommand, resolved: readonly ApiResource[], manifest: readonly KubeObject[], context: RunContext, dryRun: boolean, tally: MaskTally = createMaskTally()): Promise<TabularResult> {
+  private async run(
+    c: KubeCommand,
+    resolved: readonly ApiResource[],
+    manifest: readonly KubeObject[],
+    context: RunContext,
+    dryRun: boolean,
+    tally: MaskTally = createMaskTally(),
+  ): Promise<TabularResult> {
     const ns = this.namespaceOf(c);
     const dry = dryRun || c.options['dryRun'] === true ? { dryRun: 'All' } : {};
     const now = new Date();
     const first = resolved[0];
-    const lines = (items: string[]): TabularResult => ({ columns: [{ name: 'result', type: 'text', sources: [] }], rows: items.map((l) => [l]), command: 'KUBECTL', affectedRows: items.length, truncated: null, notices: [], bytes: items.join('\n').length });
+    const lines = (items: string[]): TabularResult => ({
+      columns: [{ name: 'result', type: 'text', sources: [] }],
+      rows: items.map((l) => [l]),
+      command: 'KUBECTL',
+      affectedRows: items.length,
+      truncated: null,
+      notices: [],
+      bytes: items.join('\n').length,
+    });
     const suffix = dryRun || dry.dryRun ? ' (server dry run)' : '';
     const display = (r: ApiResource) => (r.group === '' ? r.singular : `${r.singular}.${r.group}`);
 
@@ -283,11 +348,18 @@ class KubernetesConnection implements BackendConnection {
             const accept = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json';
             const query = { includeObject: 'Metadata', labelSelector: c.labelSelector ?? undefined, fieldSelector: c.fieldSelector ?? undefined };
             const tables: unknown[] = [];
-            if (targets.length > 0) for (const t of targets) tables.push(await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns, t.name), context, { accept, query }));
+            if (targets.length > 0)
+              for (const t of targets) tables.push(await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns, t.name), context, { accept, query }));
             else tables.push(await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns), context, { accept, query }));
             for (const t of tables) {
               const table = tally.mask(t) as Parameters<typeof renderTable>[0];
-              const rendered = renderTable(table, { wide: c.output.wide, noHeaders: c.options['noHeaders'] === true, showKind: resolved.length > 1 ? display(r) : null, namespaceColumn: c.allNamespaces && r.namespaced, now });
+              const rendered = renderTable(table, {
+                wide: c.output.wide,
+                noHeaders: c.options['noHeaders'] === true,
+                showKind: resolved.length > 1 ? display(r) : null,
+                namespaceColumn: c.allNamespaces && r.namespaced,
+                now,
+              });
               if (columns.length === 0) columns.push(...rendered.columns.map((col) => ({ ...col, sources: [] })));
               rows.push(...rendered.rows);
             }
@@ -299,12 +371,21 @@ class KubernetesConnection implements BackendConnection {
           const targets = c.targets.filter((t) => resolved.length === 1 || t.type === c.types[resolved.indexOf(r)]);
           if (targets.length > 0) for (const t of targets) objects.push(await this.call('GET', resourcePath(r, ns, t.name), context));
           else {
-            const list = (await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns), context, { query: { labelSelector: c.labelSelector ?? undefined, fieldSelector: c.fieldSelector ?? undefined } })) as { items?: KubeObject[] };
+            const list = (await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns), context, {
+              query: { labelSelector: c.labelSelector ?? undefined, fieldSelector: c.fieldSelector ?? undefined },
+            })) as { items?: KubeObject[] };
             for (const item of list.items ?? []) objects.push({ apiVersion: r.group === '' ? r.version : `${r.group}/${r.version}`, kind: r.kind, ...item });
           }
         }
-        const masked = tally.mask(objects.length === 1 && c.targets.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects, metadata: { resourceVersion: '' } });
-        const format = c.output.kind === 'jsonpath' ? c.output : c.output.kind === 'yaml' || c.output.kind === 'json' || c.output.kind === 'name' ? { kind: c.output.kind } : { kind: 'yaml' as const };
+        const masked = tally.mask(
+          objects.length === 1 && c.targets.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects, metadata: { resourceVersion: '' } },
+        );
+        const format =
+          c.output.kind === 'jsonpath'
+            ? c.output
+            : c.output.kind === 'yaml' || c.output.kind === 'json' || c.output.kind === 'name'
+              ? { kind: c.output.kind }
+              : { kind: 'yaml' as const };
         const text = format.kind === 'jsonpath' ? evaluateJsonPath(format.template, masked) : renderObjects(masked, format, { resourceKey: display(first) });
         return doc('output', text);
       }
@@ -312,10 +393,27 @@ class KubernetesConnection implements BackendConnection {
         if (!first) throw new DrawbridgeError('input.invalid', 'describe needs a resource type.');
         const objects: KubeObject[] = [];
         if (c.targets.length > 0) for (const t of c.targets) objects.push((await this.call('GET', resourcePath(first, ns, t.name), context)) as KubeObject);
-        else objects.push(...(((await this.call('GET', resourcePath(first, c.allNamespaces ? null : ns), context, { query: { labelSelector: c.labelSelector ?? undefined } })) as { items?: KubeObject[] }).items ?? []).map((o) => ({ kind: first.kind, ...o })));
+        else
+          objects.push(
+            ...(
+              (
+                (await this.call('GET', resourcePath(first, c.allNamespaces ? null : ns), context, {
+                  query: { labelSelector: c.labelSelector ?? undefined },
+                })) as { items?: KubeObject[] }
+              ).items ?? []
+            ).map((o) => ({ kind: first.kind, ...o })),
+          );
         const texts: string[] = [];
         for (const o of objects) {
-          const events = ((await this.call('GET', '/api/v1' + (o.metadata?.namespace ? `/namespaces/${encodeURIComponent(o.metadata.namespace)}` : '') + '/events', context, { query: { fieldSelector: `involvedObject.name=${o.metadata?.name ?? ''}` } }).catch(() => ({ items: [] }))) as { items?: KubeObject[] }).items ?? [];
+          const events =
+            (
+              (await this.call(
+                'GET',
+                '/api/v1' + (o.metadata?.namespace ? `/namespaces/${encodeURIComponent(o.metadata.namespace)}` : '') + '/events',
+                context,
+                { query: { fieldSelector: `involvedObject.name=${o.metadata?.name ?? ''}` } },
+              ).catch(() => ({ items: [] }))) as { items?: KubeObject[] }
+            ).items ?? [];
           texts.push(describeObject(tally.mask({ kind: first.kind, ...o }) as KubeObject, tally.mask(events) as KubeObject[], now));
         }
         return doc('output', texts.join('\n\n'));
@@ -337,9 +435,23 @@ class KubernetesConnection implements BackendConnection {
         return doc('log', text);
       }
       case 'events': {
-        const table = await this.call('GET', `/api/v1${c.allNamespaces ? '' : `/namespaces/${encodeURIComponent(ns)}`}/events`, context, { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json', query: { includeObject: 'Metadata', fieldSelector: typeof c.options['forName'] === 'string' ? `involvedObject.name=${c.options['forName']}` : (c.fieldSelector ?? undefined) } });
+        const table = await this.call('GET', `/api/v1${c.allNamespaces ? '' : `/namespaces/${encodeURIComponent(ns)}`}/events`, context, {
+          accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json',
+          query: {
+            includeObject: 'Metadata',
+            fieldSelector: typeof c.options['forName'] === 'string' ? `involvedObject.name=${c.options['forName']}` : (c.fieldSelector ?? undefined),
+          },
+        });
         const rendered = renderTable(tally.mask(table) as Parameters<typeof renderTable>[0], { wide: false, namespaceColumn: c.allNamespaces, now });
-        return { columns: rendered.columns.map((col) => ({ ...col, sources: [] })), rows: rendered.rows, command: 'GET', affectedRows: null, truncated: null, notices: [], bytes: JSON.stringify(rendered.rows).length };
+        return {
+          columns: rendered.columns.map((col) => ({ ...col, sources: [] })),
+          rows: rendered.rows,
+          command: 'GET',
+          affectedRows: null,
+          truncated: null,
+          notices: [],
+          bytes: JSON.stringify(rendered.rows).length,
+        };
       }
       case 'api-resources': {
         const { discovery } = this.api();
@@ -349,21 +461,47 @@ class KubernetesConnection implements BackendConnection {
         const rows = all
           .filter((r) => (group === null || r.group === group) && (namespaced === null || r.namespaced === namespaced))
           .map((r): Cell[] => [r.resource, r.shortNames.join(','), r.group === '' ? r.version : `${r.group}/${r.version}`, r.namespaced, r.kind]);
-        return { columns: ['NAME', 'SHORTNAMES', 'APIVERSION', 'NAMESPACED', 'KIND'].map((n) => ({ name: n, type: n === 'NAMESPACED' ? 'bool' : 'text', sources: [] })), rows, command: 'GET', affectedRows: null, truncated: null, notices: [], bytes: JSON.stringify(rows).length };
+        return {
+          columns: ['NAME', 'SHORTNAMES', 'APIVERSION', 'NAMESPACED', 'KIND'].map((n) => ({
+            name: n,
+            type: n === 'NAMESPACED' ? 'bool' : 'text',
+            sources: [],
+          })),
+          rows,
+          command: 'GET',
+          affectedRows: null,
+          truncated: null,
+          notices: [],
+          bytes: JSON.stringify(rows).length,
+        };
       }
       case 'explain': {
         if (!first) throw new DrawbridgeError('input.invalid', 'explain needs a resource type.');
-        return doc('output', `KIND:       ${first.kind}\nVERSION:    ${first.group === '' ? first.version : `${first.group}/${first.version}`}\nRESOURCE:   ${first.resource}\nNAMESPACED: ${first.namespaced}\nSHORTNAMES: ${first.shortNames.join(', ') || '(none)'}\nVERBS:      ${first.verbs.join(', ')}\n\n(Field documentation comes from the server's OpenAPI schema, which this gateway does not relay.)`);
+        return doc(
+          'output',
+          `KIND:       ${first.kind}\nVERSION:    ${first.group === '' ? first.version : `${first.group}/${first.version}`}\nRESOURCE:   ${first.resource}\nNAMESPACED: ${first.namespaced}\nSHORTNAMES: ${first.shortNames.join(', ') || '(none)'}\nVERBS:      ${first.verbs.join(', ')}\n\n(Field documentation comes from the server's OpenAPI schema, which this gateway does not relay.)`,
+        );
       }
       case 'top':
-        throw new DrawbridgeError('backend.error', 'top needs the metrics API (metrics.k8s.io), which this gateway does not relay.', { hint: 'Use `get pods -o wide` or `describe` instead.' });
+        throw new DrawbridgeError('backend.error', 'top needs the metrics API (metrics.k8s.io), which this gateway does not relay.', {
+          hint: 'Use `get pods -o wide` or `describe` instead.',
+        });
       case 'delete': {
         if (!first) throw new DrawbridgeError('input.invalid', 'delete needs a resource type.');
-        const query = { ...dry, gracePeriodSeconds: typeof c.options['gracePeriod'] === 'number' ? c.options['gracePeriod'] : undefined, propagationPolicy: typeof c.options['cascade'] === 'string' ? ({ background: 'Background', foreground: 'Foreground', orphan: 'Orphan' } as Record<string, string>)[c.options['cascade']] : undefined };
+        const query = {
+          ...dry,
+          gracePeriodSeconds: typeof c.options['gracePeriod'] === 'number' ? c.options['gracePeriod'] : undefined,
+          propagationPolicy:
+            typeof c.options['cascade'] === 'string'
+              ? ({ background: 'Background', foreground: 'Foreground', orphan: 'Orphan' } as Record<string, string>)[c.options['cascade']]
+              : undefined,
+        };
         const names: string[] = c.targets.map((t) => t.name);
         if (names.length === 0) {
           if (!c.labelSelector && c.options['all'] !== true) throw new DrawbridgeError('input.invalid', 'delete needs names, -l SELECTOR or --all.');
-          const list = (await this.call('GET', resourcePath(first, ns), context, { query: { labelSelector: c.labelSelector ?? undefined } })) as { items?: KubeObject[] };
+          const list = (await this.call('GET', resourcePath(first, ns), context, { query: { labelSelector: c.labelSelector ?? undefined } })) as {
+            items?: KubeObject[];
+          };
           names.push(...(list.items ?? []).map((o) => String(o.metadata?.name)));
         }
         const out: string[] = [];
@@ -385,7 +523,11 @@ class KubernetesConnection implements BackendConnection {
             await this.call('POST', resourcePath(r, objNs), context, { body, query: { ...dry, fieldManager: 'drawbridge' } });
             out.push(`${display(r)}/${String(obj.metadata?.name)} created${suffix}`);
           } else {
-            await this.call('PATCH', resourcePath(r, objNs, String(obj.metadata?.name)), context, { body, contentType: 'application/apply-patch+yaml', query: { ...dry, fieldManager: 'drawbridge', force: true } });
+            await this.call('PATCH', resourcePath(r, objNs, String(obj.metadata?.name)), context, {
+              body,
+              contentType: 'application/apply-patch+yaml',
+              query: { ...dry, fieldManager: 'drawbridge', force: true },
+            });
             out.push(`${display(r)}/${String(obj.metadata?.name)} serverside-applied${suffix}`);
           }
         }
@@ -393,10 +535,19 @@ class KubernetesConnection implements BackendConnection {
       }
       case 'patch': {
         if (!first) throw new DrawbridgeError('input.invalid', 'patch needs a resource type.');
-        const type = c.options['patchType'] === 'merge' ? 'application/merge-patch+json' : c.options['patchType'] === 'json' ? 'application/json-patch+json' : 'application/strategic-merge-patch+json';
+        const type =
+          c.options['patchType'] === 'merge'
+            ? 'application/merge-patch+json'
+            : c.options['patchType'] === 'json'
+              ? 'application/json-patch+json'
+              : 'application/strategic-merge-patch+json';
         const out: string[] = [];
         for (const t of c.targets) {
-          await this.call('PATCH', resourcePath(first, ns, t.name), context, { body: String(c.options['patch'] ?? '{}'), contentType: type, query: { ...dry, fieldManager: 'drawbridge' } });
+          await this.call('PATCH', resourcePath(first, ns, t.name), context, {
+            body: String(c.options['patch'] ?? '{}'),
+            contentType: type,
+            query: { ...dry, fieldManager: 'drawbridge' },
+          });
           out.push(`${display(first)}/${t.name} patched${suffix}`);
         }
         return lines(out);
@@ -408,9 +559,17 @@ class KubernetesConnection implements BackendConnection {
         for (const t of c.targets) {
           if (typeof c.options['currentReplicas'] === 'number') {
             const scale = (await this.call('GET', resourcePath(first, ns, t.name, 'scale'), context)) as { spec?: { replicas?: number } };
-            if (scale.spec?.replicas !== c.options['currentReplicas']) throw new DrawbridgeError('backend.error', `Expected ${t.name} to have ${c.options['currentReplicas']} replicas, it has ${scale.spec?.replicas ?? 0}; nothing changed.`);
+            if (scale.spec?.replicas !== c.options['currentReplicas'])
+              throw new DrawbridgeError(
+                'backend.error',
+                `Expected ${t.name} to have ${c.options['currentReplicas']} replicas, it has ${scale.spec?.replicas ?? 0}; nothing changed.`,
+              );
           }
-          await this.call('PATCH', resourcePath(first, ns, t.name, 'scale'), context, { body: { spec: { replicas } }, contentType: 'application/merge-patch+json', query: { ...dry } });
+          await this.call('PATCH', resourcePath(first, ns, t.name, 'scale'), context, {
+            body: { spec: { replicas } },
+            contentType: 'application/merge-patch+json',
+            query: { ...dry },
+          });
           out.push(`${display(first)}/${t.name} scaled to ${replicas}${suffix}`);
         }
         return lines(out);
@@ -422,7 +581,9 @@ class KubernetesConnection implements BackendConnection {
         const changes = (c.options['changes'] as readonly string[] | undefined) ?? [];
         const names = c.targets.map((t) => t.name);
         if (names.length === 0) {
-          const list = (await this.call('GET', resourcePath(first, ns), context, { query: { labelSelector: c.labelSelector ?? undefined } })) as { items?: KubeObject[] };
+          const list = (await this.call('GET', resourcePath(first, ns), context, { query: { labelSelector: c.labelSelector ?? undefined } })) as {
+            items?: KubeObject[];
+          };
           names.push(...(list.items ?? []).map((o) => String(o.metadata?.name)));
         }
         const out: string[] = [];
@@ -435,11 +596,19 @@ class KubernetesConnection implements BackendConnection {
             else {
               const [key, ...rest] = change.split('=');
               if (key === undefined) continue;
-              if (existing[key] !== undefined && c.options['overwrite'] !== true) throw new DrawbridgeError('backend.error', `${name} already has ${field.slice(0, -1)} "${key}"; pass --overwrite to change it. Nothing changed.`);
+              if (existing[key] !== undefined && c.options['overwrite'] !== true)
+                throw new DrawbridgeError(
+                  'backend.error',
+                  `${name} already has ${field.slice(0, -1)} "${key}"; pass --overwrite to change it. Nothing changed.`,
+                );
               patch[key] = rest.join('=');
             }
           }
-          await this.call('PATCH', resourcePath(first, ns, name), context, { body: { metadata: { [field]: patch } }, contentType: 'application/merge-patch+json', query: { ...dry } });
+          await this.call('PATCH', resourcePath(first, ns, name), context, {
+            body: { metadata: { [field]: patch } },
+            contentType: 'application/merge-patch+json',
+            query: { ...dry },
+          });
           out.push(`${display(first)}/${name} ${c.verb === 'label' ? 'labeled' : 'annotated'}${suffix}`);
         }
         return lines(out);
@@ -450,7 +619,11 @@ class KubernetesConnection implements BackendConnection {
         if (!nodes) throw new TypeError('nodes must be resolved');
         const out: string[] = [];
         for (const t of c.targets) {
-          await this.call('PATCH', resourcePath(nodes, null, t.name), context, { body: { spec: { unschedulable: c.verb === 'cordon' } }, contentType: 'application/merge-patch+json', query: { ...dry } });
+          await this.call('PATCH', resourcePath(nodes, null, t.name), context, {
+            body: { spec: { unschedulable: c.verb === 'cordon' } },
+            contentType: 'application/merge-patch+json',
+            query: { ...dry },
+          });
           out.push(`node/${t.name} ${c.verb}ed${suffix}`);
         }
         return lines(out);
@@ -472,11 +645,18 @@ class KubernetesConnection implements BackendConnection {
         if (!first) throw new DrawbridgeError('input.invalid', 'rollout status needs a resource.');
         const out: string[] = [];
         for (const t of c.targets) {
-          const o = (await this.call('GET', resourcePath(first, ns, t.name), context)) as { spec?: { replicas?: number }; status?: { updatedReplicas?: number; availableReplicas?: number; replicas?: number } };
+          const o = (await this.call('GET', resourcePath(first, ns, t.name), context)) as {
+            spec?: { replicas?: number };
+            status?: { updatedReplicas?: number; availableReplicas?: number; replicas?: number };
+          };
           const want = o.spec?.replicas ?? 1;
           const updated = o.status?.updatedReplicas ?? 0;
           const available = o.status?.availableReplicas ?? 0;
-          out.push(updated >= want && available >= want ? `${display(first)} "${t.name}" successfully rolled out` : `Waiting for ${display(first)} "${t.name}" rollout to finish: ${updated} of ${want} updated replicas are available (${available} available)...`);
+          out.push(
+            updated >= want && available >= want
+              ? `${display(first)} "${t.name}" successfully rolled out`
+              : `Waiting for ${display(first)} "${t.name}" rollout to finish: ${updated} of ${want} updated replicas are available (${available} available)...`,
+          );
         }
         return lines(out);
       }
@@ -487,7 +667,16 @@ class KubernetesConnection implements BackendConnection {
         if (!target) throw new DrawbridgeError('input.invalid', `${c.verb} needs a name.`);
         const deployment = (await this.call('GET', resourcePath(first, ns, target.name), context)) as KubeObject & { spec?: { template?: KubeObject } };
         const uid = (deployment.metadata as { uid?: string } | undefined)?.uid;
-        const rsResource = { group: 'apps', version: 'v1', resource: 'replicasets', kind: 'ReplicaSet', namespaced: true, verbs: [], shortNames: [], singular: 'replicaset' };
+        const rsResource = {
+          group: 'apps',
+          version: 'v1',
+          resource: 'replicasets',
+          kind: 'ReplicaSet',
+          namespaced: true,
+          verbs: [],
+          shortNames: [],
+          singular: 'replicaset',
+        };
         const list = (await this.call('GET', resourcePath(rsResource, ns), context)) as { items?: Array<KubeObject & { spec?: { template?: KubeObject } }> };
         const owned = (list.items ?? [])
           .filter((rs) => ((rs.metadata as { ownerReferences?: Array<{ uid?: string }> } | undefined)?.ownerReferences ?? []).some((ref) => ref.uid === uid))
@@ -495,15 +684,34 @@ class KubernetesConnection implements BackendConnection {
           .sort((a, b) => a.revision - b.revision);
         if (c.verb === 'rollout history') {
           const rows = owned.map((o): Cell[] => [o.revision, o.rs.metadata?.annotations?.['kubernetes.io/change-cause'] ?? '<none>']);
-          return { columns: [{ name: 'REVISION', type: 'int4', sources: [] }, { name: 'CHANGE-CAUSE', type: 'text', sources: [] }], rows, command: 'GET', affectedRows: null, truncated: null, notices: [], bytes: JSON.stringify(rows).length };
+          return {
+            columns: [
+              { name: 'REVISION', type: 'int4', sources: [] },
+              { name: 'CHANGE-CAUSE', type: 'text', sources: [] },
+            ],
+            rows,
+            command: 'GET',
+            affectedRows: null,
+            truncated: null,
+            notices: [],
+            bytes: JSON.stringify(rows).length,
+          };
         }
         const current = owned[owned.length - 1]?.revision ?? 0;
-        const wanted = typeof c.options['toRevision'] === 'number' && c.options['toRevision'] > 0 ? c.options['toRevision'] : owned.filter((o) => o.revision < current).pop()?.revision;
+        const wanted =
+          typeof c.options['toRevision'] === 'number' && c.options['toRevision'] > 0
+            ? c.options['toRevision']
+            : owned.filter((o) => o.revision < current).pop()?.revision;
         const to = owned.find((o) => o.revision === wanted);
-        if (!to?.rs.spec?.template) throw new DrawbridgeError('backend.error', `No revision ${wanted ?? '(previous)'} to roll back to for ${target.name}; nothing changed.`);
+        if (!to?.rs.spec?.template)
+          throw new DrawbridgeError('backend.error', `No revision ${wanted ?? '(previous)'} to roll back to for ${target.name}; nothing changed.`);
         const template = JSON.parse(JSON.stringify(to.rs.spec.template)) as KubeObject;
         if (template.metadata?.labels) delete template.metadata.labels['pod-template-hash'];
-        await this.call('PATCH', resourcePath(first, ns, target.name), context, { body: { spec: { template } }, contentType: 'application/merge-patch+json', query: { ...dry } });
+        await this.call('PATCH', resourcePath(first, ns, target.name), context, {
+          body: { spec: { template } },
+          contentType: 'application/merge-patch+json',
+          query: { ...dry },
+        });
         return lines([`${display(first)}/${target.name} rolled back to revision ${to.revision}${suffix}`]);
       }
       case 'exec': {
@@ -512,13 +720,26 @@ class KubernetesConnection implements BackendConnection {
         if (!target) throw new DrawbridgeError('input.invalid', 'exec needs a pod name.');
         const { client } = this.api();
         const result = await client.exec(
-          { namespace: ns, pod: target.name, container: typeof c.options['container'] === 'string' ? c.options['container'] : null, command: (c.options['command'] as readonly string[]) ?? [] },
+          {
+            namespace: ns,
+            pod: target.name,
+            container: typeof c.options['container'] === 'string' ? c.options['container'] : null,
+            command: (c.options['command'] as readonly string[]) ?? [],
+          },
           { impersonate: this.impersonation(context), timeoutMs: Math.min(this.execTimeoutMs, context.timeLimitMs ?? Infinity), maxBytes: this.maxBytes },
         );
-        if (result.timedOut) throw new DrawbridgeError('backend.timeout', `exec was stopped after ${formatDuration(Math.min(this.execTimeoutMs, context.timeLimitMs ?? Infinity))}.`);
+        if (result.timedOut)
+          throw new DrawbridgeError(
+            'backend.timeout',
+            `exec was stopped after ${formatDuration(Math.min(this.execTimeoutMs, context.timeLimitMs ?? Infinity))}.`,
+          );
         const row: Cell[] = [result.exitCode, result.stdout, result.stderr];
         return {
-          columns: [{ name: 'exit_code', type: 'int4', sources: [] }, { name: 'stdout', type: 'document', sources: [] }, { name: 'stderr', type: 'document', sources: [] }],
+          columns: [
+            { name: 'exit_code', type: 'int4', sources: [] },
+            { name: 'stdout', type: 'document', sources: [] },
+            { name: 'stderr', type: 'document', sources: [] },
+          ],
           rows: [row],
           command: 'EXEC',
           affectedRows: null,
@@ -534,7 +755,10 @@ class KubernetesConnection implements BackendConnection {
   async probe(context: ProbeContext): Promise<ProbeResult> {
     const { client } = this.api();
     const cluster = await probeCluster(client, Math.min(this.timeoutMs, context.timeoutMs));
-    const who = cluster.identity === null ? `credentials are unknown (${cluster.identityNote})` : `credentials are ${cluster.identity.username}${cluster.identity.groups.length ? ` (groups ${cluster.identity.groups.join(', ')})` : ''}`;
+    const who =
+      cluster.identity === null
+        ? `credentials are unknown (${cluster.identityNote})`
+        : `credentials are ${cluster.identity.username}${cluster.identity.groups.length ? ` (groups ${cluster.identity.groups.join(', ')})` : ''}`;
     return {
       summary: `Kubernetes ${cluster.version ?? '(version unknown)'} at ${client.address}${this.declaration.context ? ` (context ${this.declaration.context})` : ''}, ${who}${this.declaration.impersonate ? '; calls impersonate the caller' : ''}`,
       warnings: [],
@@ -559,7 +783,11 @@ export const kubernetes: Backend<KubernetesConnectionDeclaration> = {
   operations: SUPPORTED_VERBS,
   connectionSchema: kubernetesConnectionSchema as unknown as z.ZodType<KubernetesConnectionDeclaration>,
   inputShape: {
-    command: z.string().describe('A kubectl command line without the word kubectl, e.g. "get pods -n shop -l app=web". No shell: pipes, redirections and substitutions are refused.'),
+    command: z
+      .string()
+      .describe(
+        'A kubectl command line without the word kubectl, e.g. "get pods -n shop -l app=web". No shell: pipes, redirections and substitutions are refused.',
+      ),
     manifest: z.string().optional().describe('For apply/create only: the manifest (YAML or JSON). Never a file path.'),
   },
   toolDescription:

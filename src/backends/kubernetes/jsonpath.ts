@@ -24,9 +24,7 @@ type Step =
 
 type FilterOp = '==' | '!=' | '<' | '<=' | '>' | '>=';
 
-type Operand =
-  | { readonly kind: 'path'; readonly steps: readonly Step[] }
-  | { readonly kind: 'literal'; readonly value: string | number | boolean };
+type Operand = { readonly kind: 'path'; readonly steps: readonly Step[] } | { readonly kind: 'literal'; readonly value: string | number | boolean };
 
 type TemplateNode =
   | { readonly kind: 'text'; readonly text: string }
@@ -165,15 +163,35 @@ class Parser {
       const esc = this.peek();
       this.pos++;
       switch (esc) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case '0': out += '\0'; break;
-        case 'a': out += '\x07'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'v': out += '\v'; break;
-        case '\\': case '"': case "'": out += esc; break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case '0':
+          out += '\0';
+          break;
+        case 'a':
+          out += '\x07';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case '\\':
+        case '"':
+        case "'":
+          out += esc;
+          break;
         case 'u': {
           const hex = this.src.slice(this.pos, this.pos + 4);
           if (!/^[0-9A-Fa-f]{4}$/.test(hex)) this.fail('invalid \\u escape');

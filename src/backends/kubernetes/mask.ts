@@ -140,9 +140,17 @@ function walk(node: unknown, ctx: Context, counts: Counts): unknown {
     if (key === 'metadata' && isRecord(child)) {
       setOwn(out, key, maskMetadata(child, kind, depth, counts));
     } else if (key === 'items' && Array.isArray(child)) {
-      setOwn(out, key, child.map((item) => walk(item, { impliedKind: itemKind, depth: depth + 1 }, counts)));
+      setOwn(
+        out,
+        key,
+        child.map((item) => walk(item, { impliedKind: itemKind, depth: depth + 1 }, counts)),
+      );
     } else if (CONTAINER_ARRAYS.has(key) && Array.isArray(child)) {
-      setOwn(out, key, child.map((c) => maskContainer(c, depth + 1, counts)));
+      setOwn(
+        out,
+        key,
+        child.map((c) => maskContainer(c, depth + 1, counts)),
+      );
     } else {
       setOwn(out, key, walk(child, { impliedKind: null, depth }, counts));
     }

@@ -11,9 +11,26 @@ import { DrawbridgeError } from '../../errors.js';
 import type { KubeCommand, KubeVerb, OutputFormat } from './types.js';
 
 export const SUPPORTED_VERBS: readonly KubeVerb[] = Object.freeze([
-  'get', 'describe', 'logs', 'events', 'api-resources', 'explain', 'top',
-  'delete', 'apply', 'create', 'patch', 'scale', 'label', 'annotate', 'cordon', 'uncordon',
-  'rollout status', 'rollout restart', 'rollout undo', 'rollout history',
+  'get',
+  'describe',
+  'logs',
+  'events',
+  'api-resources',
+  'explain',
+  'top',
+  'delete',
+  'apply',
+  'create',
+  'patch',
+  'scale',
+  'label',
+  'annotate',
+  'cordon',
+  'uncordon',
+  'rollout status',
+  'rollout restart',
+  'rollout undo',
+  'rollout history',
   'exec',
 ] as const satisfies readonly KubeVerb[]);
 
@@ -68,10 +85,16 @@ function checkCharacters(command: string): void {
       throw refused(`Refused: the command contains the control character ${codePoint(ch)}.`, { construct: 'control character', codePoint: codePoint(ch) });
     }
     if (/[\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u.test(ch)) {
-      throw refused(`Refused: the command contains the invisible Unicode character ${codePoint(ch)}.`, { construct: 'invisible character', codePoint: codePoint(ch) });
+      throw refused(`Refused: the command contains the invisible Unicode character ${codePoint(ch)}.`, {
+        construct: 'invisible character',
+        codePoint: codePoint(ch),
+      });
     }
     if (/\p{Zs}/u.test(ch)) {
-      throw refused(`Refused: the command contains the unusual space character ${codePoint(ch)}; separate words with plain spaces.`, { construct: 'unusual whitespace', codePoint: codePoint(ch) });
+      throw refused(`Refused: the command contains the unusual space character ${codePoint(ch)}; separate words with plain spaces.`, {
+        construct: 'unusual whitespace',
+        codePoint: codePoint(ch),
+      });
     }
   }
   if (command.includes('`')) {
@@ -94,7 +117,10 @@ function checkCharacters(command: string): void {
 export function tokenize(command: string): string[] {
   if (typeof command !== 'string') throw invalid('The kubectl command must be a string.');
   if (command.length > MAX_CHARS) {
-    throw refused(`Refused: the command is ${command.length} characters long; at most ${MAX_CHARS} are accepted.`, { construct: 'length', length: command.length });
+    throw refused(`Refused: the command is ${command.length} characters long; at most ${MAX_CHARS} are accepted.`, {
+      construct: 'length',
+      length: command.length,
+    });
   }
   checkCharacters(command);
 
@@ -120,7 +146,10 @@ export function tokenize(command: string): string[] {
     }
     if (ch === "'") {
       const end = command.indexOf("'", i + 1);
-      if (end < 0) throw invalid('Unbalanced single quote: a quote opened with \' is never closed.', `Close every quote. ${GENERAL_HINT}`, { construct: 'unbalanced quote' });
+      if (end < 0)
+        throw invalid("Unbalanced single quote: a quote opened with ' is never closed.", `Close every quote. ${GENERAL_HINT}`, {
+          construct: 'unbalanced quote',
+        });
       current += command.slice(i + 1, end);
       started = true;
       i = end;
@@ -149,7 +178,10 @@ export function tokenize(command: string): string[] {
         current += c;
         j += 1;
       }
-      if (!closed) throw invalid('Unbalanced double quote: a quote opened with " is never closed.', `Close every quote. ${GENERAL_HINT}`, { construct: 'unbalanced quote' });
+      if (!closed)
+        throw invalid('Unbalanced double quote: a quote opened with " is never closed.', `Close every quote. ${GENERAL_HINT}`, {
+          construct: 'unbalanced quote',
+        });
       started = true;
       i = j;
       continue;
@@ -188,7 +220,7 @@ const REFUSED_VERBS: ReadonlyMap<string, string> = new Map([
   ['proxy', 'it opens a tunnel to the API server'],
   ['port-forward', 'it opens a tunnel into the cluster'],
   ['cp', 'it copies files between the gateway host and containers'],
-  ['attach', 'it is interactive (attaches to a running container\'s stdin and TTY)'],
+  ['attach', "it is interactive (attaches to a running container's stdin and TTY)"],
   ['debug', 'it is interactive and creates privileged debugging containers or node shells'],
   ['config', 'it reads or changes the kubeconfig (connection and identity)'],
   ['auth', 'it concerns identity (can-i, whoami, reconcile); the gateway owns the identity'],
@@ -206,7 +238,7 @@ const REFUSED_VERBS: ReadonlyMap<string, string> = new Map([
   ['wait', 'it blocks while watching; poll with get instead'],
   ['kustomize', 'it reads local files; render the manifest yourself and pass it to apply'],
   ['alpha', 'alpha commands are experimental'],
-  ['options', 'it lists kubectl\'s global flags, which are not needed here'],
+  ['options', "it lists kubectl's global flags, which are not needed here"],
   ['version', 'it is not needed: the gateway owns the client and the connection'],
   ['cluster-info', 'it reveals connection endpoints; use api-resources or get instead'],
   ['diff', 'it reads local files and runs a local diff program; use apply --dry-run=server'],
@@ -221,23 +253,57 @@ const TTY = 'exec runs without a TTY or stdin';
 const MASKING = 'this output format cannot be masked reliably';
 
 const REFUSED_LONG: ReadonlyMap<string, string> = new Map([
-  ['kubeconfig', CONNECTION], ['kuberc', CONNECTION], ['server', CONNECTION], ['cluster', CONNECTION], ['context', CONNECTION],
-  ['user', CONNECTION], ['certificate-authority', CONNECTION], ['client-certificate', CONNECTION], ['client-key', CONNECTION],
-  ['insecure-skip-tls-verify', CONNECTION], ['tls-server-name', CONNECTION], ['cache-dir', CONNECTION],
-  ['disable-compression', CONNECTION], ['match-server-version', CONNECTION],
-  ['token', IDENTITY], ['as', IDENTITY], ['as-group', IDENTITY], ['as-uid', IDENTITY], ['as-user-extra', IDENTITY],
-  ['username', IDENTITY], ['password', IDENTITY],
-  ['profile', DEBUG], ['profile-output', DEBUG], ['v', DEBUG], ['vmodule', DEBUG], ['log-file', DEBUG], ['log-dir', DEBUG],
-  ['log-backtrace-at', DEBUG], ['logtostderr', DEBUG], ['alsologtostderr', DEBUG], ['stderrthreshold', DEBUG],
-  ['log-flush-frequency', DEBUG], ['log-file-max-size', DEBUG], ['skip-headers', DEBUG], ['skip-log-headers', DEBUG],
-  ['add-dir-header', DEBUG], ['one-output', DEBUG],
-  ['watch', WATCH], ['watch-only', WATCH], ['output-watch-events', WATCH], ['follow', 'following logs streams forever; use --tail or --since'],
+  ['kubeconfig', CONNECTION],
+  ['kuberc', CONNECTION],
+  ['server', CONNECTION],
+  ['cluster', CONNECTION],
+  ['context', CONNECTION],
+  ['user', CONNECTION],
+  ['certificate-authority', CONNECTION],
+  ['client-certificate', CONNECTION],
+  ['client-key', CONNECTION],
+  ['insecure-skip-tls-verify', CONNECTION],
+  ['tls-server-name', CONNECTION],
+  ['cache-dir', CONNECTION],
+  ['disable-compression', CONNECTION],
+  ['match-server-version', CONNECTION],
+  ['token', IDENTITY],
+  ['as', IDENTITY],
+  ['as-group', IDENTITY],
+  ['as-uid', IDENTITY],
+  ['as-user-extra', IDENTITY],
+  ['username', IDENTITY],
+  ['password', IDENTITY],
+  ['profile', DEBUG],
+  ['profile-output', DEBUG],
+  ['v', DEBUG],
+  ['vmodule', DEBUG],
+  ['log-file', DEBUG],
+  ['log-dir', DEBUG],
+  ['log-backtrace-at', DEBUG],
+  ['logtostderr', DEBUG],
+  ['alsologtostderr', DEBUG],
+  ['stderrthreshold', DEBUG],
+  ['log-flush-frequency', DEBUG],
+  ['log-file-max-size', DEBUG],
+  ['skip-headers', DEBUG],
+  ['skip-log-headers', DEBUG],
+  ['add-dir-header', DEBUG],
+  ['one-output', DEBUG],
+  ['watch', WATCH],
+  ['watch-only', WATCH],
+  ['output-watch-events', WATCH],
+  ['follow', 'following logs streams forever; use --tail or --since'],
   ['raw', 'it sends a raw request to an arbitrary API path, escaping parsing'],
-  ['prune', 'pruning deletes objects that are not in the manifest'], ['prune-allowlist', 'pruning deletes objects that are not in the manifest'],
+  ['prune', 'pruning deletes objects that are not in the manifest'],
+  ['prune-allowlist', 'pruning deletes objects that are not in the manifest'],
   ['prune-whitelist', 'pruning deletes objects that are not in the manifest'],
   ['record', 'it is deprecated and writes the command line into the object'],
-  ['filename', FILES], ['kustomize', FILES], ['patch-file', 'kubectl would read a local file: pass the patch inline with -p/--patch'],
-  ['stdin', TTY], ['tty', TTY],
+  ['filename', FILES],
+  ['kustomize', FILES],
+  ['patch-file', 'kubectl would read a local file: pass the patch inline with -p/--patch'],
+  ['stdin', TTY],
+  ['tty', TTY],
   ['template', MASKING],
   ['edit', 'it is interactive (opens an editor)'],
 ]);
@@ -354,27 +420,40 @@ const FLAGS: ReadonlyMap<string, FlagDef> = new Map(FLAG_LIST.map((f) => [f.key,
 const GLOBAL_FLAGS = ['namespace', 'request-timeout'] as const;
 
 const VERB_FLAGS: Readonly<Record<KubeVerb, readonly string[]>> = {
-  'get': ['all-namespaces', 'selector', 'field-selector', 'output', 'show-labels', 'sort-by', 'no-headers', 'chunk-size', 'ignore-not-found'],
-  'describe': ['all-namespaces', 'selector', 'chunk-size'],
-  'logs': ['container', 'previous', 'tail', 'since', 'timestamps', 'selector'],
-  'events': ['all-namespaces', 'for', 'types', 'output', 'no-headers', 'chunk-size'],
+  get: ['all-namespaces', 'selector', 'field-selector', 'output', 'show-labels', 'sort-by', 'no-headers', 'chunk-size', 'ignore-not-found'],
+  describe: ['all-namespaces', 'selector', 'chunk-size'],
+  logs: ['container', 'previous', 'tail', 'since', 'timestamps', 'selector'],
+  events: ['all-namespaces', 'for', 'types', 'output', 'no-headers', 'chunk-size'],
   'api-resources': ['namespaced', 'api-group', 'output', 'no-headers', 'sort-by'],
-  'explain': ['recursive'],
-  'top': ['all-namespaces', 'selector', 'sort-by', 'no-headers'],
-  'delete': ['all-namespaces', 'selector', 'field-selector', 'all', 'grace-period', 'now', 'force', 'cascade', 'dry-run', 'ignore-not-found', 'output', 'chunk-size'],
-  'apply': ['server-side', 'force-conflicts', 'dry-run', 'validate', 'output'],
-  'create': ['dry-run', 'validate', 'output'],
-  'patch': ['patch', 'type', 'dry-run', 'output'],
-  'scale': ['replicas', 'current-replicas', 'dry-run', 'output'],
-  'label': ['overwrite', 'all', 'selector', 'dry-run', 'output'],
-  'annotate': ['overwrite', 'all', 'selector', 'dry-run', 'output'],
-  'cordon': ['selector', 'dry-run'],
-  'uncordon': ['selector', 'dry-run'],
+  explain: ['recursive'],
+  top: ['all-namespaces', 'selector', 'sort-by', 'no-headers'],
+  delete: [
+    'all-namespaces',
+    'selector',
+    'field-selector',
+    'all',
+    'grace-period',
+    'now',
+    'force',
+    'cascade',
+    'dry-run',
+    'ignore-not-found',
+    'output',
+    'chunk-size',
+  ],
+  apply: ['server-side', 'force-conflicts', 'dry-run', 'validate', 'output'],
+  create: ['dry-run', 'validate', 'output'],
+  patch: ['patch', 'type', 'dry-run', 'output'],
+  scale: ['replicas', 'current-replicas', 'dry-run', 'output'],
+  label: ['overwrite', 'all', 'selector', 'dry-run', 'output'],
+  annotate: ['overwrite', 'all', 'selector', 'dry-run', 'output'],
+  cordon: ['selector', 'dry-run'],
+  uncordon: ['selector', 'dry-run'],
   'rollout status': ['timeout'],
   'rollout restart': ['dry-run', 'output'],
   'rollout undo': ['to-revision', 'dry-run'],
   'rollout history': ['revision', 'output'],
-  'exec': ['container'],
+  exec: ['container'],
 };
 
 const ALL_LONG_NAMES: ReadonlySet<string> = new Set(FLAG_LIST.map((f) => f.key));
@@ -400,9 +479,7 @@ function flagTable(keys: readonly string[]): FlagTable {
 }
 
 const GLOBAL_TABLE = flagTable(GLOBAL_FLAGS);
-const VERB_TABLES: ReadonlyMap<KubeVerb, FlagTable> = new Map(
-  SUPPORTED_VERBS.map((verb) => [verb, flagTable([...GLOBAL_FLAGS, ...VERB_FLAGS[verb]])]),
-);
+const VERB_TABLES: ReadonlyMap<KubeVerb, FlagTable> = new Map(SUPPORTED_VERBS.map((verb) => [verb, flagTable([...GLOBAL_FLAGS, ...VERB_FLAGS[verb]])]));
 
 function verbHint(verb: KubeVerb): string {
   const table = VERB_TABLES.get(verb);
@@ -492,7 +569,9 @@ function checkQualifiedKey(key: string, what: string): void {
   const name = slash < 0 ? key : key.slice(slash + 1);
   const ok =
     (prefix === null || (prefix.length > 0 && prefix.length <= 253 && DNS_SUBDOMAIN_RE.test(prefix))) &&
-    name.length > 0 && name.length <= 63 && QUALIFIED_NAME_RE.test(name);
+    name.length > 0 &&
+    name.length <= 63 &&
+    QUALIFIED_NAME_RE.test(name);
   if (!ok) {
     throw invalid(`"${key}" is not a valid ${what} key (optional DNS prefix and "/", then at most 63 letters, digits, "-", "_" or ".").`);
   }
@@ -502,7 +581,10 @@ function parseOutput(value: string, verb: KubeVerb, spelled: string): OutputForm
   const lower = value.toLowerCase();
   const refusedFormat = /^(go-template|go-template-file|template|templatefile|custom-columns|custom-columns-file|jsonpath-file)(=|$)/.exec(lower);
   if (refusedFormat !== null) {
-    throw refused(`Refused: ${spelled} ${refusedFormat[1]}: ${MASKING}. Use -o yaml, -o json or -o jsonpath=TEMPLATE.`, { flag: spelled, format: refusedFormat[1] });
+    throw refused(`Refused: ${spelled} ${refusedFormat[1]}: ${MASKING}. Use -o yaml, -o json or -o jsonpath=TEMPLATE.`, {
+      flag: spelled,
+      format: refusedFormat[1],
+    });
   }
   let format: OutputFormat;
   if (value === 'wide') format = { kind: 'table', wide: true };
@@ -529,13 +611,13 @@ function parseOutput(value: string, verb: KubeVerb, spelled: string): OutputForm
 /** Output formats per verb where not all are accepted (verbs without -o never reach here). */
 const OUTPUT_KINDS: Partial<Record<KubeVerb, readonly string[]>> = {
   'api-resources': ['wide', 'name'],
-  'delete': ['name'],
-  'apply': ['yaml', 'json', 'name'],
-  'create': ['yaml', 'json', 'name'],
-  'patch': ['yaml', 'json', 'name'],
-  'scale': ['yaml', 'json', 'name'],
-  'label': ['yaml', 'json', 'name'],
-  'annotate': ['yaml', 'json', 'name'],
+  delete: ['name'],
+  apply: ['yaml', 'json', 'name'],
+  create: ['yaml', 'json', 'name'],
+  patch: ['yaml', 'json', 'name'],
+  scale: ['yaml', 'json', 'name'],
+  label: ['yaml', 'json', 'name'],
+  annotate: ['yaml', 'json', 'name'],
   'rollout restart': ['yaml', 'json', 'name'],
   'rollout history': ['yaml', 'json', 'name'],
 };
@@ -588,7 +670,8 @@ function resourceArgs(args: readonly string[]): Resources {
   }
   for (const t of first.split(',')) addType(checkType(t));
   for (const arg of args.slice(1)) {
-    if (arg.includes('/')) throw invalid(`"${arg}": there is no need to give the type separately when passing TYPE/NAME; use either "TYPE NAME…" or "TYPE/NAME…".`);
+    if (arg.includes('/'))
+      throw invalid(`"${arg}": there is no need to give the type separately when passing TYPE/NAME; use either "TYPE NAME…" or "TYPE/NAME…".`);
     names.push(checkName(arg));
   }
   for (const type of types) for (const name of names) targets.push({ type, name });
@@ -745,7 +828,8 @@ class Parser {
   private bare(def: FlagDef, spelled: string, i: number): number {
     const next = this.tokens[i + 1];
     if (def.kind === 'value') {
-      if (next === undefined || next === '--') throw invalid(`${spelled} needs a value.`, this.verb === null ? GENERAL_HINT : verbHint(this.verb), { flag: spelled });
+      if (next === undefined || next === '--')
+        throw invalid(`${spelled} needs a value.`, this.verb === null ? GENERAL_HINT : verbHint(this.verb), { flag: spelled });
       if (next.startsWith('-') && next.length > 1) {
         const refusal = refusalOf(next);
         if (refusal !== null) throw refusal;
@@ -796,7 +880,10 @@ class Parser {
     const verb = this.verb as KubeVerb;
     if (verb === 'apply' || verb === 'create') {
       if (typeof manifest !== 'string' || manifest.trim().length === 0) {
-        throw invalid(`${verb} needs the manifest (YAML or JSON) in the separate manifest argument.`, `Pass the objects in the manifest argument and send just "${verb}" (plus flags such as --dry-run=server). ${GENERAL_HINT}`);
+        throw invalid(
+          `${verb} needs the manifest (YAML or JSON) in the separate manifest argument.`,
+          `Pass the objects in the manifest argument and send just "${verb}" (plus flags such as --dry-run=server). ${GENERAL_HINT}`,
+        );
       }
     } else if (manifest !== undefined) {
       throw invalid(`The manifest argument is only used by apply and create, not by "${verb}".`, `Leave the manifest argument out. ${GENERAL_HINT}`);
@@ -1032,7 +1119,8 @@ class Parser {
 
       case 'patch': {
         const r = resourceArgs(args);
-        if (r.targets.length !== 1 || r.types.length !== 1) throw invalid('patch needs exactly one object: patch TYPE NAME -p PATCH, or patch TYPE/NAME -p PATCH.', hint);
+        if (r.targets.length !== 1 || r.types.length !== 1)
+          throw invalid('patch needs exactly one object: patch TYPE NAME -p PATCH, or patch TYPE/NAME -p PATCH.', hint);
         const patch = this.str('patch');
         if (patch === null) throw invalid('patch needs -p/--patch with the patch as JSON, e.g. -p \'{"spec":{"replicas":2}}\'.', hint);
         const patchType = this.str('type') ?? 'strategic';
@@ -1046,7 +1134,8 @@ class Parser {
           throw invalid('The patch (-p/--patch) is not valid JSON (YAML patches are not accepted).', hint);
         }
         if (patchType === 'json') {
-          if (!Array.isArray(parsed)) throw invalid('A --type=json patch must be a JSON array of operations, e.g. \'[{"op":"replace","path":"/spec/replicas","value":2}]\'.', hint);
+          if (!Array.isArray(parsed))
+            throw invalid('A --type=json patch must be a JSON array of operations, e.g. \'[{"op":"replace","path":"/spec/replicas","value":2}]\'.', hint);
         } else if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
           throw invalid(`A --type=${patchType} patch must be a JSON object.`, hint);
         }
@@ -1158,7 +1247,10 @@ function leadingKubectl(): DrawbridgeError {
 }
 
 function createSubcommand(word: string): DrawbridgeError {
-  return refused(`Refused: "create ${word}" generates objects from flags; use a manifest: put the objects in the manifest argument and send just "create" (or "apply").`, { verb: 'create', subcommand: word });
+  return refused(
+    `Refused: "create ${word}" generates objects from flags; use a manifest: put the objects in the manifest argument and send just "create" (or "apply").`,
+    { verb: 'create', subcommand: word },
+  );
 }
 
 /**

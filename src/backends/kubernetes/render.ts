@@ -371,7 +371,9 @@ function selectorText(selector: unknown): string {
     const r = rec(e);
     const key = str(r['key']) ?? '';
     const op = str(r['operator']) ?? '';
-    const values = arr(r['values']).map((v) => str(v) ?? '').join(',');
+    const values = arr(r['values'])
+      .map((v) => str(v) ?? '')
+      .join(',');
     if (op === 'Exists') parts.push(key);
     else if (op === 'DoesNotExist') parts.push(`!${key}`);
     else parts.push(`${key} ${op.toLowerCase() === 'notin' ? 'notin' : 'in'} (${values})`);
@@ -480,7 +482,11 @@ function writeContainers(w: DescribeWriter, indent: number, title: string, conta
         const ref = isRecord(f['secretRef']) ? f['secretRef'] : rec(f['configMapRef']);
         const kind = isRecord(f['secretRef']) ? 'Secret' : 'ConfigMap';
         const prefix = str(f['prefix']);
-        w.kv(inner + 2, str(ref['name']) ?? '', `${kind}${prefix === undefined ? '' : ` with prefix '${prefix}'`}  Optional: ${ref['optional'] === true ? 'true' : 'false'}`);
+        w.kv(
+          inner + 2,
+          str(ref['name']) ?? '',
+          `${kind}${prefix === undefined ? '' : ` with prefix '${prefix}'`}  Optional: ${ref['optional'] === true ? 'true' : 'false'}`,
+        );
       }
     }
     if (env.length === 0) {
@@ -513,7 +519,9 @@ function describePod(w: DescribeWriter, obj: Record<string, unknown>, meta: Reco
   if (str(status['startTime']) !== undefined) w.kv(0, 'Start Time', str(status['startTime']) ?? '');
   w.kv(0, 'IP', str(status['podIP']) ?? '<none>');
   if (str(spec['serviceAccountName']) !== undefined) w.kv(0, 'Service Account', str(spec['serviceAccountName']) ?? '');
-  const owner = arr(meta['ownerReferences']).filter(isRecord).find((o) => o['controller'] === true);
+  const owner = arr(meta['ownerReferences'])
+    .filter(isRecord)
+    .find((o) => o['controller'] === true);
   if (owner !== undefined) w.kv(0, 'Controlled By', `${str(owner['kind']) ?? ''}/${str(owner['name']) ?? ''}`);
   writeContainers(w, 0, 'Init Containers', spec['initContainers'], status['initContainerStatuses'], true);
   writeContainers(w, 0, 'Containers', spec['containers'], status['containerStatuses'], true);
@@ -537,7 +545,11 @@ function describeDeployment(w: DescribeWriter, obj: Record<string, unknown>): Re
   const spec = rec(obj['spec']);
   const status = rec(obj['status']);
   const n = (v: unknown): string => str(v) ?? '0';
-  w.kv(0, 'Replicas', `${str(spec['replicas']) ?? '1'} desired | ${n(status['updatedReplicas'])} updated | ${n(status['replicas'])} total | ${n(status['availableReplicas'])} available | ${n(status['unavailableReplicas'])} unavailable`);
+  w.kv(
+    0,
+    'Replicas',
+    `${str(spec['replicas']) ?? '1'} desired | ${n(status['updatedReplicas'])} updated | ${n(status['replicas'])} total | ${n(status['availableReplicas'])} available | ${n(status['unavailableReplicas'])} unavailable`,
+  );
   w.kv(0, 'Selector', selectorText(spec['selector']));
   const strategy = rec(spec['strategy']);
   const strategyType = str(strategy['type']) ?? 'RollingUpdate';
@@ -657,11 +669,7 @@ function writeEvents(w: DescribeWriter, events: readonly KubeObject[], now: Date
   const ordered = masked
     .map((e, i) => ({ e, i, t: Date.parse(eventTime(e) ?? '') }))
     .sort((a, b) => (Number.isFinite(a.t) && Number.isFinite(b.t) && a.t !== b.t ? a.t - b.t : a.i - b.i));
-  const rows = [
-    ['Type', 'Reason', 'Age', 'From', 'Message'],
-    ['----', '------', '----', '----', '-------'],
-    ...ordered.map(({ e }) => eventRow(e, now)),
-  ];
+  const rows = [['Type', 'Reason', 'Age', 'From', 'Message'], ['----', '------', '----', '----', '-------'], ...ordered.map(({ e }) => eventRow(e, now))];
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   w.text(0, 'Events:');
   for (const r of rows) {

@@ -3,15 +3,30 @@
 // objects as plain JSON. No I/O here.
 
 export type KubeVerb =
-  | 'get' | 'describe' | 'logs' | 'events' | 'api-resources' | 'explain' | 'top'
-  | 'delete' | 'apply' | 'create' | 'patch' | 'scale' | 'label' | 'annotate' | 'cordon' | 'uncordon'
-  | 'rollout status' | 'rollout restart' | 'rollout undo' | 'rollout history'
+  | 'get'
+  | 'describe'
+  | 'logs'
+  | 'events'
+  | 'api-resources'
+  | 'explain'
+  | 'top'
+  | 'delete'
+  | 'apply'
+  | 'create'
+  | 'patch'
+  | 'scale'
+  | 'label'
+  | 'annotate'
+  | 'cordon'
+  | 'uncordon'
+  | 'rollout status'
+  | 'rollout restart'
+  | 'rollout undo'
+  | 'rollout history'
   | 'exec';
 
 export type OutputFormat =
-  | { readonly kind: 'table'; readonly wide: boolean }
-  | { readonly kind: 'yaml' | 'json' | 'name' }
-  | { readonly kind: 'jsonpath'; readonly template: string };
+  { readonly kind: 'table'; readonly wide: boolean } | { readonly kind: 'yaml' | 'json' | 'name' } | { readonly kind: 'jsonpath'; readonly template: string };
 
 /** A kubectl command line, parsed with an explicit grammar (never a shell). */
 export interface KubeCommand {

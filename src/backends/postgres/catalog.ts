@@ -118,7 +118,9 @@ export class Catalog {
     );
     const at = this.now();
     missing.forEach((ref, index) => {
-      const found = rows.filter((r) => Number(r.i) === index + 1).map((r) => ({ schema: r.nspname, name: r.proname, volatility: r.provolatile, nargs: Number(r.pronargs) }));
+      const found = rows
+        .filter((r) => Number(r.i) === index + 1)
+        .map((r) => ({ schema: r.nspname, name: r.proname, volatility: r.provolatile, nargs: Number(r.pronargs) }));
       this.functions.set(`${ref.schema ?? ''}.${ref.name}`, { value: found, at });
     });
   }

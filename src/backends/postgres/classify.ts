@@ -40,9 +40,27 @@ export interface Classification {
 
 /** Operations this backend can produce; config validation rejects others in rules. */
 export const SQL_OPERATIONS = [
-  'select', 'select_for_update', 'show', 'explain', 'insert', 'update', 'delete', 'merge',
-  'ddl', 'admin', 'transaction', 'session', 'prepared', 'copy', 'do', 'call', 'lock',
-  'listen', 'notify', 'maintenance', 'unknown',
+  'select',
+  'select_for_update',
+  'show',
+  'explain',
+  'insert',
+  'update',
+  'delete',
+  'merge',
+  'ddl',
+  'admin',
+  'transaction',
+  'session',
+  'prepared',
+  'copy',
+  'do',
+  'call',
+  'lock',
+  'listen',
+  'notify',
+  'maintenance',
+  'unknown',
 ] as const;
 
 const ACCESS_RANK: Record<Access, number> = { read: 0, write: 1, admin: 2, unknown: 3 };
@@ -103,7 +121,17 @@ const BASE: Record<string, Finding> = {
 const DDL = /^(Create|Alter|Drop|Rename|Comment|Grant|Sec|Define|Import|Refresh|Index|View|Rule|CompositeType|Reassign)[A-Za-z]*Stmt$/;
 
 /** Statements PostgreSQL refuses inside a transaction block. */
-const AUTOCOMMIT_ONLY = new Set(['VacuumStmt', 'CreatedbStmt', 'DropdbStmt', 'CreateTableSpaceStmt', 'DropTableSpaceStmt', 'AlterSystemStmt', 'ReindexStmt', 'CreateSubscriptionStmt', 'DropSubscriptionStmt']);
+const AUTOCOMMIT_ONLY = new Set([
+  'VacuumStmt',
+  'CreatedbStmt',
+  'DropdbStmt',
+  'CreateTableSpaceStmt',
+  'DropTableSpaceStmt',
+  'AlterSystemStmt',
+  'ReindexStmt',
+  'CreateSubscriptionStmt',
+  'DropSubscriptionStmt',
+]);
 
 /** Session-affecting statements: after these the pooled connection is discarded. */
 const SESSION_OPERATIONS = new Set(['session', 'prepared', 'listen', 'admin', 'do', 'call', 'ddl', 'maintenance', 'unknown', 'lock', 'transaction']);
@@ -171,7 +199,11 @@ function classifyTree(type: string, stmt: AstObject): Classification {
     if (explainAnalyzes(top) && innerType !== null) {
       // EXPLAIN ANALYZE executes the statement: it is what it explains.
       const innerBase = baseFinding(innerType);
-      primary = { operation: innerBase.access === 'read' ? 'explain' : innerBase.operation, access: innerBase.access, reason: `EXPLAIN ANALYZE executes the ${innerBase.reason}` };
+      primary = {
+        operation: innerBase.access === 'read' ? 'explain' : innerBase.operation,
+        access: innerBase.access,
+        reason: `EXPLAIN ANALYZE executes the ${innerBase.reason}`,
+      };
     } else {
       primary = { operation: 'explain', access: 'read', reason: 'EXPLAIN without ANALYZE only plans' };
     }
@@ -187,7 +219,11 @@ function classifyTree(type: string, stmt: AstObject): Classification {
       const inCte = ancestors.includes('CommonTableExpr');
       const inExplain = ancestors[0] === 'ExplainStmt';
       if (!inExplain || explainAnalyzes(top)) {
-        deep({ operation: baseFinding(t).operation, access: 'write', reason: inCte ? `data-modifying CTE (${t.replace(/Stmt$/, '').toUpperCase()})` : `nested ${t.replace(/Stmt$/, '').toUpperCase()}` });
+        deep({
+          operation: baseFinding(t).operation,
+          access: 'write',
+          reason: inCte ? `data-modifying CTE (${t.replace(/Stmt$/, '').toUpperCase()})` : `nested ${t.replace(/Stmt$/, '').toUpperCase()}`,
+        });
       }
     }
     if (t === 'SelectStmt') selectFindings(node, deep);
@@ -227,7 +263,7 @@ function classifyTree(type: string, stmt: AstObject): Classification {
     reasons,
     tables,
     functions: dedupe(functions),
-    touchesSession: findings.some((f) => SESSION_OPERATIONS.has(f.operation)) || worst.access !== 'read' && worst.access !== 'write',
+    touchesSession: findings.some((f) => SESSION_OPERATIONS.has(f.operation)) || (worst.access !== 'read' && worst.access !== 'write'),
     needsAutocommit: AUTOCOMMIT_ONLY.has(type),
   };
 }
@@ -293,7 +329,9 @@ export function collectTables(stmt: unknown): TableRef[] {
     const withClause = isObject(node['withClause']) ? (node['withClause'] as AstObject) : null;
     let scope = ctes;
     if (withClause) {
-      const items = list(withClause['ctes']).map((c) => unwrap(c, 'CommonTableExpr')).filter((c): c is AstObject => c !== null);
+      const items = list(withClause['ctes'])
+        .map((c) => unwrap(c, 'CommonTableExpr'))
+        .filter((c): c is AstObject => c !== null);
       const names = items.map((c) => String(c['ctename']));
       const recursive = withClause['recursive'] === true;
       items.forEach((cte, index) => {

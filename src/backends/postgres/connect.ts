@@ -48,10 +48,14 @@ export function secretSource(ref: SecretRef): string {
 export function requirePostgresUrl(value: string, ref: SecretRef, connection: string): ConnectTarget {
   const source = secretSource(ref);
   const refuse = (problem: string, advice: string) =>
-    new DrawbridgeError('config.secret_invalid', `The value of ${source} (the url of connection ${connection}) ${problem}. The value is not shown because it is a secret.`, {
-      hint: `The operator must set ${source} on the gateway host to a URL of the form ${POSTGRES_URL_SHAPE}${advice} and restart the gateway. Retrying will not help.`,
-      details: { connection, source: ref.describe },
-    });
+    new DrawbridgeError(
+      'config.secret_invalid',
+      `The value of ${source} (the url of connection ${connection}) ${problem}. The value is not shown because it is a secret.`,
+      {
+        hint: `The operator must set ${source} on the gateway host to a URL of the form ${POSTGRES_URL_SHAPE}${advice} and restart the gateway. Retrying will not help.`,
+        details: { connection, source: ref.describe },
+      },
+    );
   if (!/^\s*postgres(?:ql)?:\/\//i.test(value)) {
     throw refuse('is not a PostgreSQL URL (postgres://… or postgresql://…)', ' (a libpq "host=… dbname=…" string is not accepted)');
   }
@@ -63,7 +67,10 @@ export function requirePostgresUrl(value: string, ref: SecretRef, connection: st
     decodeURIComponent(url.password);
     decodeURIComponent(url.pathname);
   } catch {
-    throw refuse('is not a valid PostgreSQL URL (it does not parse)', ', with special characters in the user name or password percent-encoded (@ as %40, # as %23, % as %25, / as %2F)');
+    throw refuse(
+      'is not a valid PostgreSQL URL (it does not parse)',
+      ', with special characters in the user name or password percent-encoded (@ as %40, # as %23, % as %25, / as %2F)',
+    );
   }
   const host = url.searchParams.get('host') ?? (url.hostname === '' ? 'localhost' : url.hostname.replace(/^\[(.*)\]$/, '$1'));
   const port = url.searchParams.get('port') ?? (url.port === '' ? '5432' : url.port);
@@ -86,7 +93,12 @@ function fields(error: unknown): DriverError {
 /** Why a TCP connect failed, in words, from Node's error codes (also inside an AggregateError). */
 function networkCause(error: unknown, target: ConnectTarget): string | null {
   const e = fields(error);
-  const code = typeof e.code === 'string' ? e.code : Array.isArray(e.errors) ? (e.errors.map((x) => fields(x).code).find((c): c is string => typeof c === 'string') ?? null) : null;
+  const code =
+    typeof e.code === 'string'
+      ? e.code
+      : Array.isArray(e.errors)
+        ? (e.errors.map((x) => fields(x).code).find((c): c is string => typeof c === 'string') ?? null)
+        : null;
   const message = typeof e.message === 'string' ? e.message : '';
   switch (code) {
     case 'ECONNREFUSED':
@@ -108,7 +120,8 @@ function networkCause(error: unknown, target: ConnectTarget): string | null {
     default:
       break;
   }
-  if (/connection timeout|timeout exceeded when trying to connect/i.test(message)) return 'no answer in time (is the host reachable from the gateway, and the port open?)';
+  if (/connection timeout|timeout exceeded when trying to connect/i.test(message))
+    return 'no answer in time (is the host reachable from the gateway, and the port open?)';
   if (/Connection terminated unexpectedly/i.test(message)) return 'the server closed the connection during start-up';
   return null;
 }
@@ -126,14 +139,21 @@ export function connectError(error: unknown, connection: string, target: Connect
   if (typeof e.code === 'string' && AUTH_FAILED.has(e.code)) {
     const user = target.user ?? /for user "([^"]+)"/.exec(message)?.[1] ?? null;
     const who = user === null ? 'the default user' : `user "${user}"`;
-    return new DrawbridgeError('backend.auth_failed', `PostgreSQL at ${where} refused to authenticate ${who} for connection ${connection} (${e.code}: ${message}). The credential in the connection's url is wrong or not allowed to log in; the operator must fix it.`, {
-      details: { connection, sqlstate: e.code, ...(user === null ? {} : { user }) },
-      cause: error,
-    });
+    return new DrawbridgeError(
+      'backend.auth_failed',
+      `PostgreSQL at ${where} refused to authenticate ${who} for connection ${connection} (${e.code}: ${message}). The credential in the connection's url is wrong or not allowed to log in; the operator must fix it.`,
+      {
+        details: { connection, sqlstate: e.code, ...(user === null ? {} : { user }) },
+        cause: error,
+      },
+    );
   }
   const cause = networkCause(error, target);
   if (cause !== null) {
-    return new DrawbridgeError('backend.unavailable', `Connection ${connection}: could not connect to ${where}: ${cause}.`, { details: { connection, host: target.host, port: target.port }, cause: error });
+    return new DrawbridgeError('backend.unavailable', `Connection ${connection}: could not connect to ${where}: ${cause}.`, {
+      details: { connection, host: target.host, port: target.port },
+      cause: error,
+    });
   }
   const sqlstate = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : null;
   return new DrawbridgeError('backend.unavailable', `Connection ${connection}: could not connect to ${where}: ${sqlstate ? `${sqlstate}: ` : ''}${message}`, {

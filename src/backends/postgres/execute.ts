@@ -84,7 +84,16 @@ export class StatementInterrupted extends Error {
 const SESSION_ENDING: ReadonlySet<string> = new Set(['57P01', '57P02', '57P03']);
 /** What the driver and Node say when the socket is gone (no SQLSTATE). */
 const SOCKET_GONE = /Connection terminated|not queryable|Client was closed|Connection timed out|socket hang up/i;
-const SOCKET_ERRNO: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTCONN']);
+const SOCKET_ERRNO: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTCONN',
+]);
 
 /**
  * True when `error` means the session is gone rather than that the statement
@@ -130,11 +139,41 @@ function interrupted(error: unknown, applied: Applied): StatementInterrupted {
 }
 
 const TYPE_NAMES: Record<number, string> = {
-  16: 'bool', 17: 'bytea', 18: 'char', 19: 'name', 20: 'int8', 21: 'int2', 23: 'int4', 25: 'text', 26: 'oid',
-  114: 'json', 142: 'xml', 650: 'cidr', 700: 'float4', 701: 'float8', 790: 'money', 829: 'macaddr', 869: 'inet',
-  1042: 'bpchar', 1043: 'varchar', 1082: 'date', 1083: 'time', 1114: 'timestamp', 1184: 'timestamptz',
-  1186: 'interval', 1266: 'timetz', 1700: 'numeric', 2249: 'record', 2950: 'uuid', 3802: 'jsonb', 1009: 'text[]',
-  1007: 'int4[]', 1016: 'int8[]', 2205: 'regclass', 24: 'regproc', 3614: 'tsvector',
+  16: 'bool',
+  17: 'bytea',
+  18: 'char',
+  19: 'name',
+  20: 'int8',
+  21: 'int2',
+  23: 'int4',
+  25: 'text',
+  26: 'oid',
+  114: 'json',
+  142: 'xml',
+  650: 'cidr',
+  700: 'float4',
+  701: 'float8',
+  790: 'money',
+  829: 'macaddr',
+  869: 'inet',
+  1042: 'bpchar',
+  1043: 'varchar',
+  1082: 'date',
+  1083: 'time',
+  1114: 'timestamp',
+  1184: 'timestamptz',
+  1186: 'interval',
+  1266: 'timetz',
+  1700: 'numeric',
+  2249: 'record',
+  2950: 'uuid',
+  3802: 'jsonb',
+  1009: 'text[]',
+  1007: 'int4[]',
+  1016: 'int8[]',
+  2205: 'regclass',
+  24: 'regproc',
+  3614: 'tsvector',
 };
 
 export function typeName(oid: number): string {
@@ -405,9 +444,13 @@ export async function runStatement(
       const result = run.result(notices);
       if (result.rowCount !== null && result.rowCount > limits.maxAffectedRows) {
         await end(client, 'ROLLBACK', markDirty);
-        throw new DrawbridgeError('limits.affected_rows', `The write would change ${result.rowCount} rows, more than the limit of ${limits.maxAffectedRows}; it was rolled back and nothing changed.`, {
-          details: { affectedRows: result.rowCount, limit: limits.maxAffectedRows },
-        });
+        throw new DrawbridgeError(
+          'limits.affected_rows',
+          `The write would change ${result.rowCount} rows, more than the limit of ${limits.maxAffectedRows}; it was rolled back and nothing changed.`,
+          {
+            details: { affectedRows: result.rowCount, limit: limits.maxAffectedRows },
+          },
+        );
       }
       // SAFETY: from the moment COMMIT is sent until its answer arrives, a lost session
       // means the server may or may not have committed: the failure must say "unknown".
@@ -446,7 +489,6 @@ async function end(client: PoolClient, how: 'COMMIT' | 'ROLLBACK', markDirty: ()
   }
   await client.query(UNLOCK).catch(() => markDirty());
 }
-
 
 async function submit(client: PoolClient, run: StatementRun): Promise<StatementRun> {
   void client.query(run as never);

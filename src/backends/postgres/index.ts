@@ -19,7 +19,18 @@ import { list, parseSql, stringList, unwrap, walk, type AstObject } from './ast.
 import { Catalog, carriesTableData, type FunctionInfo } from './catalog.js';
 import { classifyStatement, SQL_OPERATIONS, type Classification, type TableRef } from './classify.js';
 import { connectError, requirePostgresUrl, type ConnectTarget } from './connect.js';
-import { lossReason, runStatement, ServerError, sessionEnded, sessionLost, sqlstateOf, StatementInterrupted, typeName, type Limits, type RunMode } from './execute.js';
+import {
+  lossReason,
+  runStatement,
+  ServerError,
+  sessionEnded,
+  sessionLost,
+  sqlstateOf,
+  StatementInterrupted,
+  typeName,
+  type Limits,
+  type RunMode,
+} from './execute.js';
 import { harmlessVolatile } from './functions.js';
 import { checkout, type Lease } from './lease.js';
 import { analyzeLineage, OPAQUE, type Lineage, type RelationColumns } from './lineage.js';
@@ -40,7 +51,9 @@ export const postgresConnectionSchema = z.strictObject({
       max_rows: z.number().int().positive().max(100_000).optional(),
       // An answer carries the data twice (text table + structuredContent) and MCP
       // clients drop messages over 10 MiB (the TypeScript SDK closes the connection).
-      max_bytes: sizeSchema.refine((n) => n <= 4 * 1024 * 1024, 'at most 4MiB: an answer carries the data twice and MCP clients drop messages over 10 MiB').optional(),
+      max_bytes: sizeSchema
+        .refine((n) => n <= 4 * 1024 * 1024, 'at most 4MiB: an answer carries the data twice and MCP clients drop messages over 10 MiB')
+        .optional(),
       max_affected_rows: z.number().int().nonnegative().optional(),
     })
     .default({}),
@@ -143,11 +156,16 @@ export function parseRunSql(input: Readonly<Record<string, unknown>>, context: {
   } catch (error) {
     const e = error as Error & { sqlDetails?: { cursorPosition?: number } };
     const at = e.sqlDetails?.cursorPosition;
-    throw new DrawbridgeError('sql.parse_error', `The SQL does not parse as PostgreSQL: ${e.message}${typeof at === 'number' && at >= 0 ? ` (at character ${at + 1})` : ''}.`);
+    throw new DrawbridgeError(
+      'sql.parse_error',
+      `The SQL does not parse as PostgreSQL: ${e.message}${typeof at === 'number' && at >= 0 ? ` (at character ${at + 1})` : ''}.`,
+    );
   }
   if (stmts.length === 0) throw new DrawbridgeError('sql.empty', 'The SQL contains no statement (only comments or semicolons).');
   if (stmts.length > 1) {
-    throw new DrawbridgeError('sql.multiple_statements', `The SQL contains ${stmts.length} statements; the gateway runs exactly one per call.`, { details: { statements: stmts.length } });
+    throw new DrawbridgeError('sql.multiple_statements', `The SQL contains ${stmts.length} statements; the gateway runs exactly one per call.`, {
+      details: { statements: stmts.length },
+    });
   }
   const stmt = (stmts[0] as { stmt: AstObject }).stmt;
   let classification: Classification;
@@ -155,7 +173,8 @@ export function parseRunSql(input: Readonly<Record<string, unknown>>, context: {
     classification = classifyStatement(stmt);
   } catch (error) {
     // Any stack exhaustion while walking a pathological tree refuses the statement (fail closed).
-    if (error instanceof RangeError) throw new DrawbridgeError('sql.parse_error', 'The statement is nested too deeply for the gateway to classify; it is refused.');
+    if (error instanceof RangeError)
+      throw new DrawbridgeError('sql.parse_error', 'The statement is nested too deeply for the gateway to classify; it is refused.');
     throw error;
   }
   const tables = classification.tables.map(tableName);
@@ -237,14 +256,22 @@ class PostgresConnection implements BackendConnection {
     if (applied === 'unknown') {
       // SAFETY: COMMIT (or a statement that commits by itself) was sent and its answer never came.
       const sent = activity === 'autocommit' ? 'the statement (which commits by itself) was sent' : 'COMMIT was sent';
-      const lostHow = how === 'no-answer' ? `${this.name} gave no answer after ${sent} (${reason}); the gateway dropped the session` : `the connection to ${this.name} was lost after ${sent} and before PostgreSQL answered (${reason}); ${whatHappened(sqlstate)}`;
-      return new DrawbridgeError('backend.interrupted', `${capitalise(lostHow)}. Whether the write was applied is UNKNOWN: the server may have committed it. Check with a read whether the change is there before doing anything else.`, { details });
+      const lostHow =
+        how === 'no-answer'
+          ? `${this.name} gave no answer after ${sent} (${reason}); the gateway dropped the session`
+          : `the connection to ${this.name} was lost after ${sent} and before PostgreSQL answered (${reason}); ${whatHappened(sqlstate)}`;
+      return new DrawbridgeError(
+        'backend.interrupted',
+        `${capitalise(lostHow)}. Whether the write was applied is UNKNOWN: the server may have committed it. Check with a read whether the change is there before doing anything else.`,
+        { details },
+      );
     }
     const kept: Record<Activity, string> = {
       read: 'It was a read in a read-only transaction: nothing was changed.',
       probe: 'The check ran a read in a read-only transaction: nothing was changed.',
       'dry-run': 'It was the dry run of a write for its approval preview, which is always rolled back: nothing was changed, and the write itself was not run.',
-      write: 'It was a write and it was NOT committed: the session ended before COMMIT was sent, so PostgreSQL rolled the transaction back and nothing changed.',
+      write:
+        'It was a write and it was NOT committed: the session ended before COMMIT was sent, so PostgreSQL rolled the transaction back and nothing changed.',
       autocommit: 'The statement had not been sent yet: nothing was changed.',
     };
     if (how === 'no-answer') {
@@ -252,9 +279,15 @@ class PostgresConnection implements BackendConnection {
         ...kept,
         write: 'It was a write and it was NOT committed: COMMIT was never sent, and PostgreSQL rolls the transaction back when it notices the session is gone.',
       };
-      return new DrawbridgeError('backend.timeout', `${this.name} gave no answer (${reason}); the gateway dropped the session. ${notCommitted[activity]}`, { details });
+      return new DrawbridgeError('backend.timeout', `${this.name} gave no answer (${reason}); the gateway dropped the session. ${notCommitted[activity]}`, {
+        details,
+      });
     }
-    return new DrawbridgeError('backend.connection_lost', `The connection to ${this.name} was lost during the call (${reason}): ${whatHappened(sqlstate)}. ${kept[activity]}`, { details });
+    return new DrawbridgeError(
+      'backend.connection_lost',
+      `The connection to ${this.name} was lost during the call (${reason}): ${whatHappened(sqlstate)}. ${kept[activity]}`,
+      { details },
+    );
   }
 
   async resolve(request: ParsedRequest): Promise<ParsedRequest> {
@@ -321,10 +354,14 @@ class PostgresConnection implements BackendConnection {
         if (ended(error, lease)) {
           // Only the gateway's own metadata reads were on this session; the agent's statement was never sent.
           const cause = sessionEnded(error) ? error : lease.fault();
-          throw new DrawbridgeError('backend.unavailable', `The connection to ${this.name} was lost while the gateway read the catalog (${lossReason(cause)}): ${whatHappened(sqlstateOf(cause))}. The statement was not sent: nothing was changed.`, {
-            details: { connection: this.name, applied: 'nothing' },
-            cause: error,
-          });
+          throw new DrawbridgeError(
+            'backend.unavailable',
+            `The connection to ${this.name} was lost while the gateway read the catalog (${lossReason(cause)}): ${whatHappened(sqlstateOf(cause))}. The statement was not sent: nothing was changed.`,
+            {
+              details: { connection: this.name, applied: 'nothing' },
+              cause: error,
+            },
+          );
         }
         throw new DrawbridgeError('backend.unavailable', `Cannot read the catalog of ${this.name}: ${(error as Error).message}`, { cause: error });
       } finally {
@@ -337,7 +374,8 @@ class PostgresConnection implements BackendConnection {
         const volatile = overloads.find((o) => o.volatility === 'v' && !harmlessVolatile(o.schema, o.name));
         if (!volatile) return;
         volatileCalls.push(`${volatile.schema}.${volatile.name}`);
-        if (c.access === 'read') escalations.push({ operation: c.operation, access: 'write', reason: `${how(volatile)}, which the server marks VOLATILE (it may change data)` });
+        if (c.access === 'read')
+          escalations.push({ operation: c.operation, access: 'write', reason: `${how(volatile)}, which the server marks VOLATILE (it may change data)` });
       };
       for (const f of c.functions) {
         const overloads = this.catalog.cachedFunctions(f.schema, f.name) ?? [];
@@ -348,7 +386,8 @@ class PostgresConnection implements BackendConnection {
         consider(overloads, (o) => `calls ${o.schema}.${o.name}()`);
       }
       // A view runs the functions in its definition.
-      for (const f of viewFunctions) if (!f.system) consider(this.catalog.cachedFunctions(f.schema, f.name) ?? [], (o) => `reads a view that calls ${o.schema}.${o.name}()`);
+      for (const f of viewFunctions)
+        if (!f.system) consider(this.catalog.cachedFunctions(f.schema, f.name) ?? [], (o) => `reads a view that calls ${o.schema}.${o.name}()`);
       // `o.f` / `(o).f` may call f(o): a column name that is also a one-argument function counts as a call.
       for (const f of [...attributeCalls, ...viewAttributeCalls]) {
         const oneArgument = (this.catalog.cachedFunctions(f.schema, f.name) ?? []).filter((o) => o.nargs === 1);
@@ -407,20 +446,38 @@ class PostgresConnection implements BackendConnection {
     // Volatile functions may leave session state behind (SET, PREPARE, temp tables) that a COMMIT keeps.
     if (c.touchesSession || request.access === 'admin' || detail.runsOpaqueCode === true) lease.discard();
     try {
-      const { result, discard: mustDiscard } = await runStatement(client, detail.sql, mode, limits, () => lease.discard(), () => lease.fault());
+      const { result, discard: mustDiscard } = await runStatement(
+        client,
+        detail.sql,
+        mode,
+        limits,
+        () => lease.discard(),
+        () => lease.fault(),
+      );
       if (mustDiscard) lease.discard();
-      const origins = await this.catalog.columnOrigins(client, result.fields.map((f) => f.tableID)).catch((error: unknown) => {
-        lease.discard();
-        if (mode === 'read') throw error;
-        // SAFETY: the write is committed; the answer must not suggest otherwise. Without the
-        // column origins the returned rows cannot be masked with confidence, so they are withheld.
-        const lost = sessionLost(error, lease.fault());
-        const why = lost ? `the connection was lost right after (${lossReason(sessionEnded(error) ? error : (lease.fault() ?? error))})` : `reading the catalog failed (${lossReason(error)})`;
-        throw new DrawbridgeError(lost ? 'backend.connection_lost' : 'backend.error', `The write on ${this.name} was COMMITTED (${result.command}${result.rowCount === null ? '' : `, ${result.rowCount} row(s)`}), but ${why} before its answer could be prepared, so the returned rows are withheld. Do not repeat it.`, {
-          details: { connection: this.name, applied: 'committed' },
-          cause: error,
+      const origins = await this.catalog
+        .columnOrigins(
+          client,
+          result.fields.map((f) => f.tableID),
+        )
+        .catch((error: unknown) => {
+          lease.discard();
+          if (mode === 'read') throw error;
+          // SAFETY: the write is committed; the answer must not suggest otherwise. Without the
+          // column origins the returned rows cannot be masked with confidence, so they are withheld.
+          const lost = sessionLost(error, lease.fault());
+          const why = lost
+            ? `the connection was lost right after (${lossReason(sessionEnded(error) ? error : (lease.fault() ?? error))})`
+            : `reading the catalog failed (${lossReason(error)})`;
+          throw new DrawbridgeError(
+            lost ? 'backend.connection_lost' : 'backend.error',
+            `The write on ${this.name} was COMMITTED (${result.command}${result.rowCount === null ? '' : `, ${result.rowCount} row(s)`}), but ${why} before its answer could be prepared, so the returned rows are withheld. Do not repeat it.`,
+            {
+              details: { connection: this.name, applied: 'committed' },
+              cause: error,
+            },
+          );
         });
-      });
       const outputs = detail.lineage?.outputs;
       const aligned = outputs && outputs.length === result.fields.length ? outputs : null;
       const fallback = detail.lineage ? detail.lineage.referenced : new Set([OPAQUE]);
@@ -444,8 +501,17 @@ class PostgresConnection implements BackendConnection {
       };
     } catch (error) {
       const translated = this.interruption(error, lease, mode) ?? this.translate(error, () => lease.discard());
-      if (translated.code === 'backend.timeout' && translated.details['sqlstate'] === '57014' && limits.timeoutMs < this.limits.timeoutMs && context.timeLimitMs !== undefined) {
-        throw new DrawbridgeError('backend.timeout', `The statement was cancelled when the grant it ran under expired (after ${formatDuration(limits.timeoutMs)}); a grant never outlives its expiry.`, { hint: 'Call again to ask for a new approval.', details: translated.details });
+      if (
+        translated.code === 'backend.timeout' &&
+        translated.details['sqlstate'] === '57014' &&
+        limits.timeoutMs < this.limits.timeoutMs &&
+        context.timeLimitMs !== undefined
+      ) {
+        throw new DrawbridgeError(
+          'backend.timeout',
+          `The statement was cancelled when the grant it ran under expired (after ${formatDuration(limits.timeoutMs)}); a grant never outlives its expiry.`,
+          { hint: 'Call again to ask for a new approval.', details: translated.details },
+        );
       }
       throw translated;
     } finally {
@@ -467,7 +533,12 @@ class PostgresConnection implements BackendConnection {
     // As in execute: session state a volatile function may leave behind must not reach the next caller.
     if (c.touchesSession || detail.runsOpaqueCode === true) lease.discard();
     try {
-      return await previewStatement({ client: lease.client, catalog: this.catalog, limits, markDirty: () => lease.discard(), fault: () => lease.fault() }, detail, plan, context);
+      return await previewStatement(
+        { client: lease.client, catalog: this.catalog, limits, markDirty: () => lease.discard(), fault: () => lease.fault() },
+        detail,
+        plan,
+        context,
+      );
     } catch (error) {
       throw this.interruption(error, lease, 'dry-run') ?? this.translate(error, () => lease.discard());
     } finally {
@@ -491,15 +562,25 @@ class PostgresConnection implements BackendConnection {
         raised ? `raised by a function: "${error.message}"` : error.message,
         error.detail && `Detail: "${error.detail}"`,
         error.hint && (raised ? `Hint: "${error.hint}"` : `Hint: ${error.hint}`),
-      ].filter(Boolean).join(TEXT_PART);
+      ]
+        .filter(Boolean)
+        .join(TEXT_PART);
       if (error.sqlstate === '57014') {
-        return new DrawbridgeError('backend.timeout', `The statement was cancelled after ${formatDuration(this.limits.timeoutMs)} (statement_timeout).`, { details: { sqlstate: error.sqlstate } });
+        return new DrawbridgeError('backend.timeout', `The statement was cancelled after ${formatDuration(this.limits.timeoutMs)} (statement_timeout).`, {
+          details: { sqlstate: error.sqlstate },
+        });
       }
       if (error.sqlstate === '55P03') {
-        return new DrawbridgeError('backend.timeout', `The statement waited longer than ${formatDuration(this.limits.lockTimeoutMs)} for a lock (lock_timeout).`, { details: { sqlstate: error.sqlstate } });
+        return new DrawbridgeError(
+          'backend.timeout',
+          `The statement waited longer than ${formatDuration(this.limits.lockTimeoutMs)} for a lock (lock_timeout).`,
+          { details: { sqlstate: error.sqlstate } },
+        );
       }
       if (error.sqlstate === '25006') {
-        return new DrawbridgeError('backend.error', `The database refused a change inside the read-only transaction: ${text}`, { details: { sqlstate: error.sqlstate } });
+        return new DrawbridgeError('backend.error', `The database refused a change inside the read-only transaction: ${text}`, {
+          details: { sqlstate: error.sqlstate },
+        });
       }
       if (error.sqlstate.startsWith('08') || error.sqlstate.startsWith('57P')) markBroken();
       return new DrawbridgeError('backend.error', `PostgreSQL error ${error.sqlstate}: ${text}`, { details: { sqlstate: error.sqlstate } });
@@ -517,7 +598,14 @@ class PostgresConnection implements BackendConnection {
     const lease = await this.lease();
     try {
       const limits: Limits = { ...this.limits, timeoutMs: Math.max(1, Math.min(this.limits.timeoutMs, context.timeoutMs)), maxRows: 1 };
-      const { result } = await runStatement(lease.client, PROBE_SQL, 'read', limits, () => lease.discard(), () => lease.fault());
+      const { result } = await runStatement(
+        lease.client,
+        PROBE_SQL,
+        'read',
+        limits,
+        () => lease.discard(),
+        () => lease.fault(),
+      );
       const row = result.rows[0];
       if (!row) throw new DrawbridgeError('backend.error', `The login role of ${this.name} is not in pg_roles; cannot tell what it may do.`);
       const [version, database, role, superuser, bypassRls, standby, readOnly] = row;
@@ -596,4 +684,3 @@ export const postgres: Backend<PostgresConnectionDeclaration> = {
     return new PostgresConnection(c, url, requirePostgresUrl(url, c.url, c.name));
   },
 };
-

@@ -83,7 +83,18 @@ const MAX_ROUNDS = 24;
 const MAX_WORK = 20_000;
 
 /** Statements that never carry table data, in results or in error messages. */
-const NO_DATA = new Set(['TransactionStmt', 'VariableSetStmt', 'VariableShowStmt', 'DiscardStmt', 'ListenStmt', 'UnlistenStmt', 'CheckPointStmt', 'DeallocateStmt', 'ClosePortalStmt', 'LoadStmt']);
+const NO_DATA = new Set([
+  'TransactionStmt',
+  'VariableSetStmt',
+  'VariableShowStmt',
+  'DiscardStmt',
+  'ListenStmt',
+  'UnlistenStmt',
+  'CheckPointStmt',
+  'DeallocateStmt',
+  'ClosePortalStmt',
+  'LoadStmt',
+]);
 
 export function analyzeLineage(stmt: AstObject, catalog: LineageCatalog): Lineage {
   const analyzer = new Analyzer(catalog);
@@ -229,7 +240,9 @@ class Analyzer {
       // The width is the same on both sides (PostgreSQL checks); when one side cannot be
       // aligned, everything it read flows into every column.
       const other = (arm: { outputs: Column[] | null; reads: ReadonlySet<string> }, i: number): ReadonlySet<string> =>
-        arm.outputs && left.outputs && right.outputs && left.outputs.length === right.outputs.length ? (arm.outputs[i]?.sources ?? EMPTY) : union(arm.reads, ...(arm.outputs ?? []).map((c) => c.sources));
+        arm.outputs && left.outputs && right.outputs && left.outputs.length === right.outputs.length
+          ? (arm.outputs[i]?.sources ?? EMPTY)
+          : union(arm.reads, ...(arm.outputs ?? []).map((c) => c.sources));
       if (left.outputs) return left.outputs.map((c, i) => ({ name: c.name, sources: union(c.sources, other(right, i)) }));
       if (right.outputs) return right.outputs.map((c, i) => ({ name: null, sources: union(c.sources, other(left, i)) }));
       return null;
@@ -409,10 +422,13 @@ class Analyzer {
         const sources = this.expr(node, scope, depth);
         const alias = isObject(node['alias']) ? node['alias'] : null;
         const names = alias && typeof alias['aliasname'] === 'string' ? [alias['aliasname']] : functionNames(node);
-        const columnNames = [...stringList(alias?.['colnames']), ...list(node['coldeflist']).flatMap((d) => {
-          const def = unwrap(d, 'ColumnDef');
-          return def && typeof def['colname'] === 'string' ? [def['colname']] : [];
-        })];
+        const columnNames = [
+          ...stringList(alias?.['colnames']),
+          ...list(node['coldeflist']).flatMap((d) => {
+            const def = unwrap(d, 'ColumnDef');
+            return def && typeof def['colname'] === 'string' ? [def['colname']] : [];
+          }),
+        ];
         return [{ names, columns: columnNames.map((name) => ({ name, sources })), open: sources, star: true }];
       }
       default: {
@@ -497,9 +513,7 @@ class Analyzer {
     // so a rule on either masks them (a view that renames email stays masked).
     let view = this.views.get(key);
     if (!view) {
-      const analysed = depth >= MAX_VIEW_DEPTH
-        ? { outputs: null, reads: this.opaque() }
-        : this.withReads(() => this.statement(relation.view, null, depth + 1));
+      const analysed = depth >= MAX_VIEW_DEPTH ? { outputs: null, reads: this.opaque() } : this.withReads(() => this.statement(relation.view, null, depth + 1));
       view = { derived: analysed.outputs, reads: analysed.reads };
       this.views.set(key, view);
     }
@@ -788,23 +802,48 @@ function figureName(val: unknown): string | null {
 }
 
 const SQL_VALUE_FUNCTIONS: Readonly<Record<string, string>> = {
-  SVFOP_CURRENT_DATE: 'current_date', SVFOP_CURRENT_TIME: 'current_time', SVFOP_CURRENT_TIME_N: 'current_time',
-  SVFOP_CURRENT_TIMESTAMP: 'current_timestamp', SVFOP_CURRENT_TIMESTAMP_N: 'current_timestamp',
-  SVFOP_LOCALTIME: 'localtime', SVFOP_LOCALTIME_N: 'localtime', SVFOP_LOCALTIMESTAMP: 'localtimestamp',
-  SVFOP_LOCALTIMESTAMP_N: 'localtimestamp', SVFOP_CURRENT_ROLE: 'current_role', SVFOP_CURRENT_USER: 'current_user',
-  SVFOP_USER: 'user', SVFOP_SESSION_USER: 'session_user', SVFOP_CURRENT_CATALOG: 'current_catalog', SVFOP_CURRENT_SCHEMA: 'current_schema',
+  SVFOP_CURRENT_DATE: 'current_date',
+  SVFOP_CURRENT_TIME: 'current_time',
+  SVFOP_CURRENT_TIME_N: 'current_time',
+  SVFOP_CURRENT_TIMESTAMP: 'current_timestamp',
+  SVFOP_CURRENT_TIMESTAMP_N: 'current_timestamp',
+  SVFOP_LOCALTIME: 'localtime',
+  SVFOP_LOCALTIME_N: 'localtime',
+  SVFOP_LOCALTIMESTAMP: 'localtimestamp',
+  SVFOP_LOCALTIMESTAMP_N: 'localtimestamp',
+  SVFOP_CURRENT_ROLE: 'current_role',
+  SVFOP_CURRENT_USER: 'current_user',
+  SVFOP_USER: 'user',
+  SVFOP_SESSION_USER: 'session_user',
+  SVFOP_CURRENT_CATALOG: 'current_catalog',
+  SVFOP_CURRENT_SCHEMA: 'current_schema',
 };
 
 const XML_FUNCTIONS: Readonly<Record<string, string>> = {
-  IS_XMLCONCAT: 'xmlconcat', IS_XMLELEMENT: 'xmlelement', IS_XMLFOREST: 'xmlforest', IS_XMLPARSE: 'xmlparse',
-  IS_XMLPI: 'xmlpi', IS_XMLROOT: 'xmlroot', IS_XMLSERIALIZE: 'xmlserialize',
+  IS_XMLCONCAT: 'xmlconcat',
+  IS_XMLELEMENT: 'xmlelement',
+  IS_XMLFOREST: 'xmlforest',
+  IS_XMLPARSE: 'xmlparse',
+  IS_XMLPI: 'xmlpi',
+  IS_XMLROOT: 'xmlroot',
+  IS_XMLSERIALIZE: 'xmlserialize',
 };
 
 const NAMED_NODES: Readonly<Record<string, string>> = {
-  GroupingFunc: 'grouping', MergeSupportFunc: 'merge_action', A_ArrayExpr: 'array', RowExpr: 'row', CoalesceExpr: 'coalesce',
-  XmlSerialize: 'xmlserialize', JsonParseExpr: 'json', JsonScalarExpr: 'json_scalar', JsonSerializeExpr: 'json_serialize',
-  JsonObjectConstructor: 'json_object', JsonArrayConstructor: 'json_array', JsonArrayQueryConstructor: 'json_array',
-  JsonObjectAgg: 'json_objectagg', JsonArrayAgg: 'json_arrayagg',
+  GroupingFunc: 'grouping',
+  MergeSupportFunc: 'merge_action',
+  A_ArrayExpr: 'array',
+  RowExpr: 'row',
+  CoalesceExpr: 'coalesce',
+  XmlSerialize: 'xmlserialize',
+  JsonParseExpr: 'json',
+  JsonScalarExpr: 'json_scalar',
+  JsonSerializeExpr: 'json_serialize',
+  JsonObjectConstructor: 'json_object',
+  JsonArrayConstructor: 'json_array',
+  JsonArrayQueryConstructor: 'json_array',
+  JsonObjectAgg: 'json_objectagg',
+  JsonArrayAgg: 'json_arrayagg',
 };
 
 /** FigureColnameInternal: [name, strength] (0 none, 1 weak: case / type name, 2 strong, or UNKNOWN). */

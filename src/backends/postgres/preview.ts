@@ -59,10 +59,16 @@ export function planPreview(stmt: AstObject): PreviewPlan {
     if (nested === null && ancestors.length > 0 && DML.has(t)) nested = t.replace(/Stmt$/, '').toUpperCase();
   });
   if (nested !== null) {
-    return { kind: 'uncountable', note: `the statement writes inside a WITH clause (a data-modifying ${nested}), whose changed rows the server does not count; ${NOT_RUN}` };
+    return {
+      kind: 'uncountable',
+      note: `the statement writes inside a WITH clause (a data-modifying ${nested}), whose changed rows the server does not count; ${NOT_RUN}`,
+    };
   }
   if (type === null || !DML.has(type)) {
-    return { kind: 'uncountable', note: `a ${type === 'SelectStmt' ? 'SELECT' : (type ?? 'statement')} that may write (through VOLATILE functions or row locks) reports no count of changed rows; ${NOT_RUN}` };
+    return {
+      kind: 'uncountable',
+      note: `a ${type === 'SelectStmt' ? 'SELECT' : (type ?? 'statement')} that may write (through VOLATILE functions or row locks) reports no count of changed rows; ${NOT_RUN}`,
+    };
   }
   if (type === 'InsertStmt' || type === 'MergeStmt') return { kind: 'count' };
   const top = stmt[type] as AstObject;
@@ -241,7 +247,10 @@ export async function previewStatement(run: PreviewRun, statement: PreviewStatem
   let sampleColumns: string[] = [];
   if (sampled && key !== null) {
     const { columns: pkColumns, schema, name } = key;
-    const origins = await run.catalog.columnOrigins(run.client, result.fields.map((f) => f.tableID));
+    const origins = await run.catalog.columnOrigins(
+      run.client,
+      result.fields.map((f) => f.tableID),
+    );
     const columns: ColumnInfo[] = result.fields.map((f, i) => {
       const sources = new Set<string>();
       const pk = pkColumns[i];

@@ -82,7 +82,10 @@ export interface ShellProbe {
  * Internal: turned into a DrawbridgeError before it leaves this module.
  */
 class ExecNotStarted extends Error {
-  constructor(readonly sent: 'not-sent' | 'refused' | 'unknown', message: string) {
+  constructor(
+    readonly sent: 'not-sent' | 'refused' | 'unknown',
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -132,35 +135,59 @@ export class SshPool {
         if (!this.probe) return resolve(client);
         const { command, expected } = this.probe;
         const pooled = self as Pooled;
-        this.runOn(pooled, target, command, { timeoutMs: this.connectTimeoutMs, maxBytes: 4096 }).then(
-          (r) => {
-            if (r.stdout === expected && r.exitCode === 0) return resolve(client);
+        this.runOn(pooled, target, command, { timeoutMs: this.connectTimeoutMs, maxBytes: 4096 })
+          .then(
+            (r) => {
+              if (r.stdout === expected && r.exitCode === 0) return resolve(client);
+              this.discard(target, pooled);
+              reject(
+                new DrawbridgeError(
+                  'backend.unavailable',
+                  `Host ${target.name}: the login shell of ${login} does not read single quotes as POSIX sh does (the quoting probe printed ${JSON.stringify(r.stdout.slice(0, 200))}${r.stderr ? `, stderr ${JSON.stringify(r.stderr.slice(0, 200))}` : ''}); no command was sent.`,
+                  { hint: 'Give the account a POSIX shell (sh, bash, dash, ksh or zsh), e.g. chsh -s /bin/sh; fish and csh quote differently.' },
+                ),
+              );
+            },
+            (e: unknown) => {
+              this.discard(target, pooled);
+              // The probe is the gateway's own check: the agent's command was not sent yet, whatever broke.
+              reject(
+                new DrawbridgeError(
+                  'backend.unavailable',
+                  `Host ${target.name}: the connection failed during the gateway's quoting probe, before the command was sent (${e instanceof Error ? e.message : String(e)}); nothing was run.`,
+                  { cause: e },
+                ),
+              );
+            },
+          )
+          .catch((e: unknown) => {
+            // Never an unhandled rejection, never a connection that stays pending.
             this.discard(target, pooled);
-            reject(new DrawbridgeError('backend.unavailable', `Host ${target.name}: the login shell of ${login} does not read single quotes as POSIX sh does (the quoting probe printed ${JSON.stringify(r.stdout.slice(0, 200))}${r.stderr ? `, stderr ${JSON.stringify(r.stderr.slice(0, 200))}` : ''}); no command was sent.`, { hint: 'Give the account a POSIX shell (sh, bash, dash, ksh or zsh), e.g. chsh -s /bin/sh; fish and csh quote differently.' }));
-          },
-          (e: unknown) => {
-            this.discard(target, pooled);
-            // The probe is the gateway's own check: the agent's command was not sent yet, whatever broke.
-            reject(new DrawbridgeError('backend.unavailable', `Host ${target.name}: the connection failed during the gateway's quoting probe, before the command was sent (${e instanceof Error ? e.message : String(e)}); nothing was run.`, { cause: e }));
-          },
-        ).catch((e: unknown) => {
-          // Never an unhandled rejection, never a connection that stays pending.
-          this.discard(target, pooled);
-          reject(toDrawbridgeError(e));
-        });
+            reject(toDrawbridgeError(e));
+          });
       });
       // Registered for the client's whole life: ssh2 emits 'error' for socket
       // faults and keepalive timeouts at any time, and an emitter without an
       // 'error' listener would take the whole gateway down.
       client.on('error', (e: Error & { level?: string }) => {
         drop();
-        reject(rejected !== null
-          ? new DrawbridgeError('backend.unavailable', `Host ${target.name}: ${rejected} (${target.host}:${target.port}). The connection was refused before authentication: no key was offered and nothing was sent.`, {
-            hint: 'If the host was legitimately re-keyed, the operator must update host_key / known_hosts; otherwise someone may be impersonating the host. Retrying will not help.',
-          })
-          : e.level === 'client-authentication'
-            ? new DrawbridgeError('backend.auth_failed', `Host ${target.name} (${target.host}:${target.port}) refused the gateway's key for user ${login} (${e.message}). The private key is not authorized for that account, or the user name is wrong; the operator must fix it.`, { cause: e })
-            : new DrawbridgeError('backend.unavailable', `Cannot connect to ${target.name}: ${e.message}`, { cause: e }));
+        reject(
+          rejected !== null
+            ? new DrawbridgeError(
+                'backend.unavailable',
+                `Host ${target.name}: ${rejected} (${target.host}:${target.port}). The connection was refused before authentication: no key was offered and nothing was sent.`,
+                {
+                  hint: 'If the host was legitimately re-keyed, the operator must update host_key / known_hosts; otherwise someone may be impersonating the host. Retrying will not help.',
+                },
+              )
+            : e.level === 'client-authentication'
+              ? new DrawbridgeError(
+                  'backend.auth_failed',
+                  `Host ${target.name} (${target.host}:${target.port}) refused the gateway's key for user ${login} (${e.message}). The private key is not authorized for that account, or the user name is wrong; the operator must fix it.`,
+                  { cause: e },
+                )
+              : new DrawbridgeError('backend.unavailable', `Cannot connect to ${target.name}: ${e.message}`, { cause: e }),
+        );
       });
       client.on('close', () => {
         drop();
@@ -175,9 +202,15 @@ export class SshPool {
         } catch (error) {
           // ssh2 parses the key before connecting; its message names the problem, never the key.
           drop();
-          reject(new DrawbridgeError('config.secret_invalid', `Host ${target.name}: the gateway's private key cannot be used (${(error as Error).message}); the key is not shown because it is a secret.`, {
-            hint: 'The operator must point private_key at an OpenSSH private key (with passphrase set if the key is encrypted) on the gateway host and restart the gateway. Retrying will not help.',
-          }));
+          reject(
+            new DrawbridgeError(
+              'config.secret_invalid',
+              `Host ${target.name}: the gateway's private key cannot be used (${(error as Error).message}); the key is not shown because it is a secret.`,
+              {
+                hint: 'The operator must point private_key at an OpenSSH private key (with passphrase set if the key is encrypted) on the gateway host and restart the gateway. Retrying will not help.',
+              },
+            ),
+          );
         }
       };
       connect({
@@ -235,7 +268,10 @@ export class SshPool {
       case 'refused':
         return new DrawbridgeError('backend.unavailable', `${target.name} refused to run the command (${error.message}); nothing was run.`);
       case 'unknown':
-        return new DrawbridgeError('backend.interrupted', `The connection to ${target.name} was lost while the command was being started: whether it ran is unknown — check the host before retrying a command that changes state.`);
+        return new DrawbridgeError(
+          'backend.interrupted',
+          `The connection to ${target.name} was lost while the command was being started: whether it ran is unknown — check the host before retrying a command that changes state.`,
+        );
     }
   }
 
@@ -319,9 +355,15 @@ export class SshPool {
         if (timedOut) return finish(null, null);
         done();
         this.discard(target, pooled);
-        reject(new DrawbridgeError('backend.interrupted', `The connection to ${target.name} was lost while the command ran: whether it finished is unknown — check the host before retrying a command that changes state.`, {
-          hint: 'Check the host (e.g. the state the command would change) before retrying; the next call opens a new connection.',
-        }));
+        reject(
+          new DrawbridgeError(
+            'backend.interrupted',
+            `The connection to ${target.name} was lost while the command ran: whether it finished is unknown — check the host before retrying a command that changes state.`,
+            {
+              hint: 'Check the host (e.g. the state the command would change) before retrying; the next call opens a new connection.',
+            },
+          ),
+        );
       };
       const take = (into: Buffer[], chunk: Buffer) => {
         if (truncated) return;

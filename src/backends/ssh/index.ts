@@ -19,7 +19,10 @@ const hostSchema = z.strictObject({
   host: z.string().min(1),
   port: z.number().int().positive().max(65535).default(22),
   /** The pinned host key fingerprint, as `ssh-keygen -lf` prints it (SHA256:…). */
-  host_key: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'write the SHA256 fingerprint as ssh-keygen -lf prints it, e.g. SHA256:abc…').optional(),
+  host_key: z
+    .string()
+    .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'write the SHA256 fingerprint as ssh-keygen -lf prints it, e.g. SHA256:abc…')
+    .optional(),
 });
 
 export const sshConnectionSchema = z
@@ -45,7 +48,8 @@ export const sshConnectionSchema = z
   })
   .superRefine((c, ctx) => {
     c.hosts.forEach((h, i) => {
-      if (!h.host_key && !c.known_hosts) ctx.addIssue({ code: 'custom', path: ['hosts', i, 'host_key'], message: `host ${h.name} has no pinned key: set host_key (SHA256:…) or known_hosts` });
+      if (!h.host_key && !c.known_hosts)
+        ctx.addIssue({ code: 'custom', path: ['hosts', i, 'host_key'], message: `host ${h.name} has no pinned key: set host_key (SHA256:…) or known_hosts` });
     });
     const names = c.hosts.map((h) => h.name);
     if (new Set(names).size !== names.length) ctx.addIssue({ code: 'custom', path: ['hosts'], message: 'host names must be unique' });
@@ -98,7 +102,10 @@ class SshConnection implements BackendConnection {
   private readonly maxBytes: number;
   private readonly concurrency: number;
 
-  constructor(private readonly declaration: SshConnectionDeclaration, environment: SecretEnvironment) {
+  constructor(
+    private readonly declaration: SshConnectionDeclaration,
+    environment: SecretEnvironment,
+  ) {
     this.name = declaration.name;
     this.timeoutMs = declaration.limits.timeout ?? 30_000;
     this.maxBytes = declaration.limits.max_output ?? 256 * 1024;
@@ -126,7 +133,9 @@ class SshConnection implements BackendConnection {
     const detail = request.detail as SshDetail;
     const unknown = detail.hosts.filter((h) => !this.targets.some((t) => t.name === h));
     if (unknown.length > 0) {
-      throw new DrawbridgeError('input.invalid', `Unknown host${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} in ${this.name}.`, { hint: `Hosts of ${this.name}: ${this.targets.map((t) => t.name).join(', ')}.` });
+      throw new DrawbridgeError('input.invalid', `Unknown host${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} in ${this.name}.`, {
+        hint: `Hosts of ${this.name}: ${this.targets.map((t) => t.name).join(', ')}.`,
+      });
     }
     const hosts = detail.hosts.length > 0 ? [...detail.hosts] : this.targets.map((t) => t.name);
     return { ...request, names: hosts, detail: { ...detail, hosts } satisfies SshDetail };
@@ -232,7 +241,11 @@ export const ssh: Backend<SshConnectionDeclaration> = {
   operations: SSH_OPERATIONS,
   connectionSchema: sshConnectionSchema as unknown as z.ZodType<SshConnectionDeclaration>,
   inputShape: {
-    command: z.string().describe('One program and its arguments, e.g. "systemctl status nginx". No shell: lists, substitutions, redirections and variables are refused; pipes only where policy allows them.'),
+    command: z
+      .string()
+      .describe(
+        'One program and its arguments, e.g. "systemctl status nginx". No shell: lists, substitutions, redirections and variables are refused; pipes only where policy allows them.',
+      ),
     hosts: z.array(z.string()).optional().describe('For a host group: run on these hosts only (default: every host).'),
   },
   toolDescription:

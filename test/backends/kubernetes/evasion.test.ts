@@ -57,7 +57,12 @@ afterAll(async () => {
 beforeEach(() => fake.reset());
 
 const run = (command: string, manifest?: string, gateway: Gateway = shopOnly): Promise<CallResult> =>
-  callTool(gateway, { tool: 'kubectl', args: { connection: 'staging', command, ...(manifest !== undefined ? { manifest } : {}) }, identity: dev, client: { name: 'vitest' } });
+  callTool(gateway, {
+    tool: 'kubectl',
+    args: { connection: 'staging', command, ...(manifest !== undefined ? { manifest } : {}) },
+    identity: dev,
+    client: { name: 'vitest' },
+  });
 
 const everything = (r: CallResult): string => (r.ok ? r.text + '\n' + JSON.stringify(r.structured) : r.text);
 
@@ -241,7 +246,7 @@ describe('Secrets never leak, whatever the output format', () => {
     'get secrets -o jsonpath={.items[*].metadata.annotations}',
     'get secrets -o jsonpath={..password}',
     'get secrets -o jsonpath={..data}',
-    "get secrets -o jsonpath='{range .items[*]}{.metadata.name}={.data}{\"\\n\"}{end}'",
+    'get secrets -o jsonpath=\'{range .items[*]}{.metadata.name}={.data}{"\\n"}{end}\'',
     'describe secret web-secrets',
     'describe secrets',
     'get deploy web -o yaml',
@@ -266,14 +271,25 @@ describe('Secrets never leak, whatever the output format', () => {
     expect(r.ok, everything(r)).toBe(true);
     const text = everything(r);
     for (const v of SEED_SECRET_VALUES) expect(text).not.toContain(v);
-    for (const v of [SEED_PLAINTEXT_CREDENTIALS.DB_PASSWORD, SEED_PLAINTEXT_CREDENTIALS.API_TOKEN, SEED_PLAINTEXT_CREDENTIALS.DATABASE_URL_PASSWORD]) expect(text).not.toContain(v);
+    for (const v of [SEED_PLAINTEXT_CREDENTIALS.DB_PASSWORD, SEED_PLAINTEXT_CREDENTIALS.API_TOKEN, SEED_PLAINTEXT_CREDENTIALS.DATABASE_URL_PASSWORD])
+      expect(text).not.toContain(v);
   });
 
-  it.each(['get secrets -A', 'get secrets -A -o yaml', 'get secrets -A -o json', 'get secrets -A -o jsonpath={.items[*].data}', 'get secrets -A -o jsonpath={..aws_secret_access_key}', 'describe secrets -A', 'get all -A', 'get deploy,cm,secrets,pods -A -o yaml'])('%s (all namespaces)', async (command) => {
+  it.each([
+    'get secrets -A',
+    'get secrets -A -o yaml',
+    'get secrets -A -o json',
+    'get secrets -A -o jsonpath={.items[*].data}',
+    'get secrets -A -o jsonpath={..aws_secret_access_key}',
+    'describe secrets -A',
+    'get all -A',
+    'get deploy,cm,secrets,pods -A -o yaml',
+  ])('%s (all namespaces)', async (command) => {
     const r = await run(command, undefined, gatewayAllowAll);
     const text = everything(r);
     for (const v of SEED_SECRET_VALUES) expect(text).not.toContain(v);
-    for (const v of [SEED_PLAINTEXT_CREDENTIALS.DB_PASSWORD, SEED_PLAINTEXT_CREDENTIALS.API_TOKEN, SEED_PLAINTEXT_CREDENTIALS.DATABASE_URL_PASSWORD]) expect(text).not.toContain(v);
+    for (const v of [SEED_PLAINTEXT_CREDENTIALS.DB_PASSWORD, SEED_PLAINTEXT_CREDENTIALS.API_TOKEN, SEED_PLAINTEXT_CREDENTIALS.DATABASE_URL_PASSWORD])
+      expect(text).not.toContain(v);
   });
 
   it('the values are really there: the masked output shows the keys, not the values', async () => {
@@ -342,13 +358,16 @@ describe('namespace escapes', () => {
     expect(r.ok).toBe(true);
   });
 
-  it.each(['get pods -A', 'get secrets -A -o yaml', 'get pods -n kube-system', 'describe pods -A', 'events -A', 'delete pods -A -l app=web'])('a deny rule on kube-system refuses %s', async (command) => {
-    const requests = fake.requests.length;
-    const before = fake.objects();
-    const r = await run(command, undefined, denyKubeSystem);
-    expectRefused(r, 'policy.denied');
-    noResourceTouched(requests, before);
-  });
+  it.each(['get pods -A', 'get secrets -A -o yaml', 'get pods -n kube-system', 'describe pods -A', 'events -A', 'delete pods -A -l app=web'])(
+    'a deny rule on kube-system refuses %s',
+    async (command) => {
+      const requests = fake.requests.length;
+      const before = fake.objects();
+      const r = await run(command, undefined, denyKubeSystem);
+      expectRefused(r, 'policy.denied');
+      noResourceTouched(requests, before);
+    },
+  );
 
   it('the deny-kube-system gateway still serves shop', async () => {
     const r = await run('get pods -n shop', undefined, denyKubeSystem);
@@ -360,7 +379,10 @@ describe('namespace escapes', () => {
     ['create', 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: evil, namespace: kube-system }\ndata: { a: b }\n'],
     ['apply -n shop', 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: evil, namespace: kube-system }\ndata: { a: b }\n'],
     // One innocent object, one escaping one: the whole manifest is refused.
-    ['apply', 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: ok, namespace: shop }\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: evil, namespace: kube-system }\n'],
+    [
+      'apply',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: ok, namespace: shop }\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: evil, namespace: kube-system }\n',
+    ],
     ['apply', '{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"evil","namespace":"kube-system"}}]}'],
   ])('a manifest naming kube-system cannot escape an allow-only-shop rule: %s', async (command, manifest) => {
     const requests = fake.requests.length;
@@ -390,7 +412,10 @@ describe('a manifest cannot smuggle another kind past a rule', () => {
     ['apply --server-side', secret],
     ['apply', `${cm}---\n${secret}`],
     ['create', `${cm}---\n${secret}`],
-    ['apply', `{"apiVersion":"v1","kind":"List","items":[${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'harmless', namespace: 'shop' } })},${JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'stolen', namespace: 'shop' } })}]}`],
+    [
+      'apply',
+      `{"apiVersion":"v1","kind":"List","items":[${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'harmless', namespace: 'shop' } })},${JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'stolen', namespace: 'shop' } })}]}`,
+    ],
     // The command names configmaps, the manifest holds a Secret: the manifest decides.
     ['apply configmap', secret],
     ['create cm', secret],
@@ -406,7 +431,13 @@ describe('a manifest cannot smuggle another kind past a rule', () => {
 
   it('deleting or patching a Secret by name is denied too', async () => {
     const before = fake.objects();
-    for (const command of ['delete secret web-secrets', `patch secret web-secrets -p '{"data":{"password":"eA=="}}'`, 'label secret web-secrets a=b', 'annotate secrets/web-secrets a=b', 'delete secrets -l app=web']) {
+    for (const command of [
+      'delete secret web-secrets',
+      `patch secret web-secrets -p '{"data":{"password":"eA=="}}'`,
+      'label secret web-secrets a=b',
+      'annotate secrets/web-secrets a=b',
+      'delete secrets -l app=web',
+    ]) {
       const r = await run(command);
       expectRefused(r, 'policy.denied');
     }
@@ -426,7 +457,17 @@ describe('a manifest cannot smuggle another kind past a rule', () => {
 describe('impersonation comes only from the gateway', () => {
   it('every resource request impersonates the configured caller, never anyone the agent named', async () => {
     fake.clearRequests();
-    for (const command of ['get pods', 'get secrets -o yaml', 'describe deploy web', 'logs web-7d9c-abcde --tail 2', 'exec web-7d9c-abcde -- id', 'label pod web-7d9c-abcde team=a', 'get pods --as=system:admin', 'get pods --as-group=system:masters', '-n shop --as system:admin get pods']) {
+    for (const command of [
+      'get pods',
+      'get secrets -o yaml',
+      'describe deploy web',
+      'logs web-7d9c-abcde --tail 2',
+      'exec web-7d9c-abcde -- id',
+      'label pod web-7d9c-abcde team=a',
+      'get pods --as=system:admin',
+      'get pods --as-group=system:masters',
+      '-n shop --as system:admin get pods',
+    ]) {
       await run(command);
     }
     const touched = resourceRequests();
@@ -447,7 +488,8 @@ describe('impersonation comes only from the gateway', () => {
     fake.clearRequests();
     const r = await run('get pods -l impersonate-user=system.admin');
     expect(r.ok).toBe(true);
-    const manifest = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: as-admin\n  namespace: shop\n  annotations: { Impersonate-User: "system:admin" }\ndata: { as: "system:admin" }\n';
+    const manifest =
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: as-admin\n  namespace: shop\n  annotations: { Impersonate-User: "system:admin" }\ndata: { as: "system:admin" }\n';
     const applied = await run('apply', manifest);
     expect(applied.ok, everything(applied)).toBe(true);
     for (const q of resourceRequests()) expect(q.impersonateUser).toBe(SUBJECT);
@@ -476,7 +518,10 @@ describe('provider tokens and named credentials outside Secret objects', () => {
     data: { 'app.env': SET.files['app.env'], 'config.yaml': SET.files['config.yaml'], 'sa.json': SET.files['sa.json'] },
   };
   const seedConfigMap = () =>
-    fake.upsert({ ...configMap, metadata: { ...configMap.metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': `${JSON.stringify(configMap)}\n` } } });
+    fake.upsert({
+      ...configMap,
+      metadata: { ...configMap.metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': `${JSON.stringify(configMap)}\n` } },
+    });
   const noLeak = (r: CallResult) => expect(leakedSecrets(everything(r), SET.secrets), everything(r).slice(0, 3000)).toEqual([]);
 
   it.each([
@@ -498,7 +543,19 @@ describe('provider tokens and named credentials outside Secret objects', () => {
 
   it('container log lines with each token, alone and as the setting it came from', async () => {
     // Tokens whose shape alone identifies them, logged bare; every setting logged as a quoted entry.
-    const standalone = new Set(['stripe_key', 'github_token', 'gitlab_token', 'slack_token', 'google_api_key', 'openai_key', 'anthropic_key', 'npm_token', 'sendgrid_key', 'twilio_key', 'jwt']);
+    const standalone = new Set([
+      'stripe_key',
+      'github_token',
+      'gitlab_token',
+      'slack_token',
+      'google_api_key',
+      'openai_key',
+      'anthropic_key',
+      'npm_token',
+      'sendgrid_key',
+      'twilio_key',
+      'jwt',
+    ]);
     const bare = SET.secrets
       .filter((s) => standalone.has(s.detector))
       .map((s, i) => `2024-05-01T10:00:0${i % 10}Z level=warn msg="upstream rejected credential" family="${s.family}" value=${s.values.join(' ')}`);

@@ -21,7 +21,13 @@ const pods = {
         labels: { app: 'web', 'app.kubernetes.io/name': 'web' },
         annotations: { 'kubectl.kubernetes.io/restartedAt': '2024-05-01T10:00:00Z' },
       },
-      spec: { nodeName: 'node-a', containers: [{ name: 'nginx', image: 'nginx:1.25' }, { name: 'sidecar', image: 'envoy:1.30' }] },
+      spec: {
+        nodeName: 'node-a',
+        containers: [
+          { name: 'nginx', image: 'nginx:1.25' },
+          { name: 'sidecar', image: 'envoy:1.30' },
+        ],
+      },
       status: { phase: 'Running', restartCount: 0, ready: true, hostIP: null },
     },
     {

@@ -51,7 +51,8 @@ function writeDir(rules: string): string {
   const dir = writeKubeConfigDir(fake, {
     rules,
     tools: CONNECTIONS,
-    approval: '{ wait: 0ms, elicitation_timeout: 5s, store: approvals.db, approvers: [ { subject: sre1@example.com, groups: [sre], token: { env: SRE_TOKEN } } ] }',
+    approval:
+      '{ wait: 0ms, elicitation_timeout: 5s, store: approvals.db, approvers: [ { subject: sre1@example.com, groups: [sre], token: { env: SRE_TOKEN } } ] }',
     identity: { subject: SUBJECT, groups: ['developers'] },
   });
   dirs.push(dir);
@@ -297,13 +298,17 @@ describe('writes', () => {
     ok(await run(`patch deploy web --type merge -p '{"metadata":{"labels":{"tier":"frontend"}}}'`));
     expect(fake.object('deployments', 'shop', 'web')?.metadata?.labels?.['tier']).toBe('frontend');
     ok(await run(`patch deploy web -p '{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example.com/shop/web:1.6.0"}]}}}}'`));
-    const containers = (fake.object('deployments', 'shop', 'web')?.['spec'] as { template: { spec: { containers: Array<{ name: string; image: string; env?: unknown[] }> } } }).template.spec.containers;
+    const containers = (
+      fake.object('deployments', 'shop', 'web')?.['spec'] as { template: { spec: { containers: Array<{ name: string; image: string; env?: unknown[] }> } } }
+    ).template.spec.containers;
     expect(containers).toHaveLength(1);
     expect(containers[0]?.image).toBe('registry.example.com/shop/web:1.6.0');
     expect(containers[0]?.env).toBeDefined(); // strategic: merged by name, env kept
     ok(await run(`patch deploy web --type json -p '[{"op":"replace","path":"/spec/replicas","value":4}]'`));
     expect((fake.object('deployments', 'shop', 'web')?.['spec'] as { replicas: number }).replicas).toBe(4);
-    const types = writes().filter((q) => q.resource === 'deployments').map((q) => String(q.headers['content-type']));
+    const types = writes()
+      .filter((q) => q.resource === 'deployments')
+      .map((q) => String(q.headers['content-type']));
     expect(types.some((t) => t.includes('merge-patch+json') && !t.includes('strategic'))).toBe(true);
     expect(types.some((t) => t.includes('strategic-merge-patch+json'))).toBe(true);
     expect(types.some((t) => t.includes('json-patch+json'))).toBe(true);
@@ -328,7 +333,9 @@ describe('writes', () => {
     expect(columns(history)).toEqual(['REVISION', 'CHANGE-CAUSE']);
     const revisions = history.structured.rows.map((row) => Number(row[0]));
     expect(revisions.length).toBeGreaterThanOrEqual(2);
-    const image = () => (fake.object('deployments', 'shop', 'web')?.['spec'] as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers[0]?.image;
+    const image = () =>
+      (fake.object('deployments', 'shop', 'web')?.['spec'] as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers[0]
+        ?.image;
     expect(image()).toBe('registry.example.com/shop/web:1.5.0');
     const undo = ok(await run('rollout undo deployment/web'));
     expect(undo.text).toContain('rolled back to revision');
@@ -336,7 +343,8 @@ describe('writes', () => {
     const after = ok(await run('rollout history deployment/web'));
     expect(Math.max(...after.structured.rows.map((row) => Number(row[0])))).toBeGreaterThan(Math.max(...revisions));
     ok(await run('rollout restart deployment/web'));
-    const annotations = (fake.object('deployments', 'shop', 'web')?.['spec'] as { template: { metadata: { annotations?: Record<string, string> } } }).template.metadata.annotations;
+    const annotations = (fake.object('deployments', 'shop', 'web')?.['spec'] as { template: { metadata: { annotations?: Record<string, string> } } }).template
+      .metadata.annotations;
     expect(annotations?.['kubectl.kubernetes.io/restartedAt']).toBeTruthy();
     expect(image()).toBe('registry.example.com/shop/web:1.4.1');
   });
@@ -460,7 +468,9 @@ describe('approval', () => {
       store.close();
     }
 
-    const vote = await runCliAsync(['approvals', 'approve', id, '--reason', 'stuck pod', '--config', gatedDir], { env: { SRE_TOKEN, DRAWBRIDGE_APPROVER_TOKEN: SRE_TOKEN } });
+    const vote = await runCliAsync(['approvals', 'approve', id, '--reason', 'stuck pod', '--config', gatedDir], {
+      env: { SRE_TOKEN, DRAWBRIDGE_APPROVER_TOKEN: SRE_TOKEN },
+    });
     expect(vote.stderr).toBe('');
     expect(vote.status).toBe(0);
 

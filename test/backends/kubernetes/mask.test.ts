@@ -75,7 +75,12 @@ describe('maskObject: Secrets in every wrapper', () => {
     ],
     [
       'typed SecretList, items without kind (as the API returns them)',
-      { apiVersion: 'v1', kind: 'SecretList', metadata: {}, items: [{ metadata: { name: 'a' }, type: 'Opaque', data: { password: b64(PLAIN_PASSWORD), username: b64(PLAIN_USER) } }] },
+      {
+        apiVersion: 'v1',
+        kind: 'SecretList',
+        metadata: {},
+        items: [{ metadata: { name: 'a' }, type: 'Opaque', data: { password: b64(PLAIN_PASSWORD), username: b64(PLAIN_USER) } }],
+      },
       ['items', 0, 'data'],
       { 'secret.data': 2 },
     ],
@@ -85,7 +90,12 @@ describe('maskObject: Secrets in every wrapper', () => {
       ['items', 0, 'data'],
       { 'secret.data': 2 },
     ],
-    ['generic List with kinds', { apiVersion: 'v1', kind: 'List', items: [{ kind: 'ConfigMap', data: {} }, secret()] }, ['items', 1, 'data'], { 'secret.data': 2 }],
+    [
+      'generic List with kinds',
+      { apiVersion: 'v1', kind: 'List', items: [{ kind: 'ConfigMap', data: {} }, secret()] },
+      ['items', 1, 'data'],
+      { 'secret.data': 2 },
+    ],
     [
       'Table rows[].object',
       { kind: 'Table', apiVersion: 'meta.k8s.io/v1', columnDefinitions: [{ name: 'Name', type: 'string' }], rows: [{ cells: ['db-creds'], object: secret() }] },
@@ -93,8 +103,18 @@ describe('maskObject: Secrets in every wrapper', () => {
       { 'secret.data': 2 },
     ],
     ['WatchEvent wrapper', { type: 'MODIFIED', object: secret() }, ['object', 'data'], { 'secret.data': 2 }],
-    ['shape only: apiVersion v1 + type + data, no kind', { apiVersion: 'v1', type: 'Opaque', data: { password: b64(PLAIN_PASSWORD), username: b64(PLAIN_USER) } }, ['data'], { 'secret.data': 2 }],
-    ['shape only: type + data, no kind, no apiVersion', { type: 'kubernetes.io/basic-auth', data: { password: b64(PLAIN_PASSWORD), username: b64(PLAIN_USER) } }, ['data'], { 'secret.data': 2 }],
+    [
+      'shape only: apiVersion v1 + type + data, no kind',
+      { apiVersion: 'v1', type: 'Opaque', data: { password: b64(PLAIN_PASSWORD), username: b64(PLAIN_USER) } },
+      ['data'],
+      { 'secret.data': 2 },
+    ],
+    [
+      'shape only: type + data, no kind, no apiVersion',
+      { type: 'kubernetes.io/basic-auth', data: { password: b64(PLAIN_PASSWORD), username: b64(PLAIN_USER) } },
+      ['data'],
+      { 'secret.data': 2 },
+    ],
     ['plain array of Secrets', [secret()], [0, 'data'], { 'secret.data': 2 }],
   ];
 
@@ -131,15 +151,16 @@ describe('maskObject: Secrets in every wrapper', () => {
 });
 
 describe('maskObject: last-applied-configuration and JSON annotations', () => {
-  const lastAppliedSecret = JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: 'db-creds', namespace: 'prod', annotations: {} },
-    stringData: { password: PLAIN_PASSWORD, username: PLAIN_USER },
-    type: 'Opaque',
-  }) + '\n';
+  const lastAppliedSecret =
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'db-creds', namespace: 'prod', annotations: {} },
+      stringData: { password: PLAIN_PASSWORD, username: PLAIN_USER },
+      type: 'Opaque',
+    }) + '\n';
 
-  it('masks the plaintext copy in the Secret\'s own last-applied (the real leak)', () => {
+  it("masks the plaintext copy in the Secret's own last-applied (the real leak)", () => {
     const input = secret({ metadata: { name: 'db-creds', annotations: { [LAST_APPLIED_ANNOTATION]: lastAppliedSecret } } });
     const { value, masked } = maskObject(input);
     const annotation = get(value, 'metadata', 'annotations', LAST_APPLIED_ANNOTATION) as string;
@@ -157,7 +178,7 @@ describe('maskObject: last-applied-configuration and JSON annotations', () => {
     expect(JSON.parse(get(value, 'metadata', 'annotations', LAST_APPLIED_ANNOTATION) as string)).toEqual({ data: { password: SECRET_MASK } });
   });
 
-  it('masks env in a Deployment\'s last-applied', () => {
+  it("masks env in a Deployment's last-applied", () => {
     const deployment = {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -239,7 +260,11 @@ describe('maskObject: container env by name', () => {
       ['spec', 'jobTemplate', 'spec', 'template', 'spec', 'containers', 0],
     ],
     ['PodList items', { kind: 'PodList', items: [{ spec: podSpec(SENSITIVE_ENVS) }] }, ['items', 0, 'spec', 'containers', 0]],
-    ['custom resource embedding a pod template', { kind: 'Rollout', apiVersion: 'argoproj.io/v1alpha1', spec: { template: { spec: podSpec(SENSITIVE_ENVS) } } }, ['spec', 'template', 'spec', 'containers', 0]],
+    [
+      'custom resource embedding a pod template',
+      { kind: 'Rollout', apiVersion: 'argoproj.io/v1alpha1', spec: { template: { spec: podSpec(SENSITIVE_ENVS) } } },
+      ['spec', 'template', 'spec', 'containers', 0],
+    ],
   ];
 
   it.each(rows)('%s', (_name, input, path) => {
@@ -276,7 +301,12 @@ describe('maskObject: container env by name', () => {
   });
 
   it('masks non-string values and leaves empty ones', () => {
-    const { value, masked } = maskObject({ spec: podSpec([{ name: 'PIN_SECRET', value: 1234 }, { name: 'EMPTY_TOKEN', value: '' }]) });
+    const { value, masked } = maskObject({
+      spec: podSpec([
+        { name: 'PIN_SECRET', value: 1234 },
+        { name: 'EMPTY_TOKEN', value: '' },
+      ]),
+    });
     expect(get(value, 'spec', 'containers', 0, 'env')).toEqual([
       { name: 'PIN_SECRET', value: ENV_MASK },
       { name: 'EMPTY_TOKEN', value: '' },
@@ -288,7 +318,12 @@ describe('maskObject: container env by name', () => {
 describe('maskObject: ConfigMaps', () => {
   it.each([
     ['single ConfigMap', (cm: Record<string, unknown>) => cm, ['data'], ['binaryData']],
-    ['typed ConfigMapList without item kinds', (cm: Record<string, unknown>) => ({ kind: 'ConfigMapList', items: [{ ...cm, kind: undefined }] }), ['items', 0, 'data'], ['items', 0, 'binaryData']],
+    [
+      'typed ConfigMapList without item kinds',
+      (cm: Record<string, unknown>) => ({ kind: 'ConfigMapList', items: [{ ...cm, kind: undefined }] }),
+      ['items', 0, 'data'],
+      ['items', 0, 'binaryData'],
+    ],
   ] as const)('%s: sensitive keys and all binaryData masked', (_name, wrap, dataPath, binaryPath) => {
     const cm = {
       apiVersion: 'v1',
@@ -312,7 +347,10 @@ describe('maskObject: ConfigMaps', () => {
 describe('maskObject: managedFields, counts, purity', () => {
   it('drops metadata.managedFields everywhere and counts them', () => {
     const managed = [{ manager: 'kubectl', fieldsV1: { 'f:data': { 'f:password': {} } } }];
-    const input = { kind: 'List', items: [secret({ metadata: { name: 'a', managedFields: managed } }), { kind: 'Pod', metadata: { name: 'p', managedFields: managed } }] };
+    const input = {
+      kind: 'List',
+      items: [secret({ metadata: { name: 'a', managedFields: managed } }), { kind: 'Pod', metadata: { name: 'p', managedFields: managed } }],
+    };
     const { value, masked } = maskObject(input);
     expect(get(value, 'items', 0, 'metadata')).toEqual({ name: 'a' });
     expect(get(value, 'items', 1, 'metadata')).toEqual({ name: 'p' });

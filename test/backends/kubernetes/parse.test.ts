@@ -32,7 +32,7 @@ const TOKENS: readonly TokenRow[] = [
   ['get pods', ['get', 'pods']],
   ['  get \t pods   ', ['get', 'pods']],
   ["get 'a b'", ['get', 'a b']],
-  ["get 'a \"b\" \\ c'", ['get', 'a "b" \\ c']],
+  ['get \'a "b" \\ c\'', ['get', 'a "b" \\ c']],
   ['get "a \\"b\\" c"', ['get', 'a "b" c']],
   ['get "a\\\\b"', ['get', 'a\\b']],
   ['get "a\\nb"', ['get', 'a\\nb']],
@@ -64,13 +64,62 @@ type ValidRow = readonly [command: string, expected: Partial<KubeCommand>, manif
 
 const VALID: readonly ValidRow[] = [
   // get
-  ['get pods', { verb: 'get', types: ['pods'], targets: [], namespace: null, allNamespaces: false, labelSelector: null, fieldSelector: null, output: TABLE, options: { showLabels: false, noHeaders: false, sortBy: null, ignoreNotFound: false } }],
+  [
+    'get pods',
+    {
+      verb: 'get',
+      types: ['pods'],
+      targets: [],
+      namespace: null,
+      allNamespaces: false,
+      labelSelector: null,
+      fieldSelector: null,
+      output: TABLE,
+      options: { showLabels: false, noHeaders: false, sortBy: null, ignoreNotFound: false },
+    },
+  ],
   ['get pods -n shop -l app=web -o wide', { verb: 'get', types: ['pods'], namespace: 'shop', labelSelector: 'app=web', output: { kind: 'table', wide: true } }],
   ['get pods,svc -n shop', { types: ['pods', 'svc'], targets: [] }],
-  ['get pods web api -n shop', { types: ['pods'], targets: [{ type: 'pods', name: 'web' }, { type: 'pods', name: 'api' }] }],
-  ['get pods,svc web', { types: ['pods', 'svc'], targets: [{ type: 'pods', name: 'web' }, { type: 'svc', name: 'web' }] }],
-  ['get pods/web svc/api', { types: ['pods', 'svc'], targets: [{ type: 'pods', name: 'web' }, { type: 'svc', name: 'api' }] }],
-  ['get pods/web pods/api', { types: ['pods'], targets: [{ type: 'pods', name: 'web' }, { type: 'pods', name: 'api' }] }],
+  [
+    'get pods web api -n shop',
+    {
+      types: ['pods'],
+      targets: [
+        { type: 'pods', name: 'web' },
+        { type: 'pods', name: 'api' },
+      ],
+    },
+  ],
+  [
+    'get pods,svc web',
+    {
+      types: ['pods', 'svc'],
+      targets: [
+        { type: 'pods', name: 'web' },
+        { type: 'svc', name: 'web' },
+      ],
+    },
+  ],
+  [
+    'get pods/web svc/api',
+    {
+      types: ['pods', 'svc'],
+      targets: [
+        { type: 'pods', name: 'web' },
+        { type: 'svc', name: 'api' },
+      ],
+    },
+  ],
+  [
+    'get pods/web pods/api',
+    {
+      types: ['pods'],
+      targets: [
+        { type: 'pods', name: 'web' },
+        { type: 'pods', name: 'api' },
+      ],
+    },
+  ],
   ['get deploy web -o yaml', { types: ['deploy'], targets: [{ type: 'deploy', name: 'web' }], output: { kind: 'yaml' } }],
   ['get deployments.apps -n shop', { types: ['deployments.apps'], namespace: 'shop' }],
   ['get clusterroles system:aggregate-to-view', { targets: [{ type: 'clusterroles', name: 'system:aggregate-to-view' }] }],
@@ -92,15 +141,24 @@ const VALID: readonly ValidRow[] = [
   ['get pods --output=wide', { output: { kind: 'table', wide: true } }],
   ["get pods -o jsonpath='{.items[*].metadata.name}'", { output: { kind: 'jsonpath', template: '{.items[*].metadata.name}' } }],
   ['get pods -o=jsonpath={.items[0].metadata.name}', { output: { kind: 'jsonpath', template: '{.items[0].metadata.name}' } }],
-  ['get pods -o "jsonpath={.items[?(@.status.phase==\\"Running\\")].metadata.name}"', { output: { kind: 'jsonpath', template: '{.items[?(@.status.phase=="Running")].metadata.name}' } }],
+  [
+    'get pods -o "jsonpath={.items[?(@.status.phase==\\"Running\\")].metadata.name}"',
+    { output: { kind: 'jsonpath', template: '{.items[?(@.status.phase=="Running")].metadata.name}' } },
+  ],
   ['get pods -o "jsonpath=\'{.items[*].spec.nodeName}\'"', { output: { kind: 'jsonpath', template: '{.items[*].spec.nodeName}' } }],
   ['get pods --field-selector status.phase=Running', { fieldSelector: 'status.phase=Running' }],
   ['get pods --field-selector=status.phase!=Running,spec.nodeName=node-1', { fieldSelector: 'status.phase!=Running,spec.nodeName=node-1' }],
   ["get pods -l 'env in (prod,staging)'", { labelSelector: 'env in (prod,staging)' }],
   ['get pods --selector=app=web,tier!=cache', { labelSelector: 'app=web,tier!=cache' }],
   ['get pods -l app=web -A', { labelSelector: 'app=web', allNamespaces: true }],
-  ['get pods --show-labels --no-headers --sort-by=.metadata.creationTimestamp', { options: { showLabels: true, noHeaders: true, sortBy: '.metadata.creationTimestamp', ignoreNotFound: false } }],
-  ['get pods --request-timeout=30s --chunk-size 500', { types: ['pods'], options: { showLabels: false, noHeaders: false, sortBy: null, ignoreNotFound: false } }],
+  [
+    'get pods --show-labels --no-headers --sort-by=.metadata.creationTimestamp',
+    { options: { showLabels: true, noHeaders: true, sortBy: '.metadata.creationTimestamp', ignoreNotFound: false } },
+  ],
+  [
+    'get pods --request-timeout=30s --chunk-size 500',
+    { types: ['pods'], options: { showLabels: false, noHeaders: false, sortBy: null, ignoreNotFound: false } },
+  ],
   ['get pod web --ignore-not-found', { options: { showLabels: false, noHeaders: false, sortBy: null, ignoreNotFound: true } }],
   ['get all -n shop', { types: ['all'] }],
   // describe
@@ -109,20 +167,42 @@ const VALID: readonly ValidRow[] = [
   ['describe nodes', { types: ['nodes'], targets: [] }],
   ['describe pods -l app=web', { labelSelector: 'app=web', targets: [] }],
   // logs
-  ['logs web -n shop', { verb: 'logs', types: ['pods'], targets: [{ type: 'pods', name: 'web' }], namespace: 'shop', options: { container: null, previous: false, tail: null, sinceSeconds: null, timestamps: false } }],
+  [
+    'logs web -n shop',
+    {
+      verb: 'logs',
+      types: ['pods'],
+      targets: [{ type: 'pods', name: 'web' }],
+      namespace: 'shop',
+      options: { container: null, previous: false, tail: null, sinceSeconds: null, timestamps: false },
+    },
+  ],
   ['logs web app --tail=100', { options: { container: 'app', previous: false, tail: 100, sinceSeconds: null, timestamps: false } }],
   ['logs web -c app --since 5m', { options: { container: 'app', previous: false, tail: null, sinceSeconds: 300, timestamps: false } }],
-  ['logs deploy/web --since=1h30m --timestamps', { types: ['deploy'], targets: [{ type: 'deploy', name: 'web' }], options: { container: null, previous: false, tail: null, sinceSeconds: 5400, timestamps: true } }],
+  [
+    'logs deploy/web --since=1h30m --timestamps',
+    {
+      types: ['deploy'],
+      targets: [{ type: 'deploy', name: 'web' }],
+      options: { container: null, previous: false, tail: null, sinceSeconds: 5400, timestamps: true },
+    },
+  ],
   ['logs web -p --tail 0', { options: { container: null, previous: true, tail: 0, sinceSeconds: null, timestamps: false } }],
   ['logs web --previous=true --since=30s', { options: { container: null, previous: true, tail: null, sinceSeconds: 30, timestamps: false } }],
-  ['logs -l app=web --tail 20', { types: ['pods'], targets: [], labelSelector: 'app=web', options: { container: null, previous: false, tail: 20, sinceSeconds: null, timestamps: false } }],
+  [
+    'logs -l app=web --tail 20',
+    { types: ['pods'], targets: [], labelSelector: 'app=web', options: { container: null, previous: false, tail: 20, sinceSeconds: null, timestamps: false } },
+  ],
   ['logs web -capp', { options: { container: 'app', previous: false, tail: null, sinceSeconds: null, timestamps: false } }],
   ['logs web --container=app', { options: { container: 'app', previous: false, tail: null, sinceSeconds: null, timestamps: false } }],
   ['logs web -pc app', { options: { container: 'app', previous: true, tail: null, sinceSeconds: null, timestamps: false } }],
   ['get pods -Al app=web', { allNamespaces: true, labelSelector: 'app=web' }],
   ['logs web -pcsidecar', { options: { container: 'sidecar', previous: true, tail: null, sinceSeconds: null, timestamps: false } }],
   // events
-  ['events -n shop', { verb: 'events', types: ['events'], targets: [], namespace: 'shop', options: { forType: null, forName: null, eventTypes: [], noHeaders: false } }],
+  [
+    'events -n shop',
+    { verb: 'events', types: ['events'], targets: [], namespace: 'shop', options: { forType: null, forName: null, eventTypes: [], noHeaders: false } },
+  ],
   ['events --for pod/web', { options: { forType: 'pod', forName: 'web', eventTypes: [], noHeaders: false } }],
   ['events -A --types=Warning,normal', { allNamespaces: true, options: { forType: null, forName: null, eventTypes: ['Warning', 'Normal'], noHeaders: false } }],
   ['events -o yaml', { output: { kind: 'yaml' } }],
@@ -130,7 +210,10 @@ const VALID: readonly ValidRow[] = [
   ['api-resources', { verb: 'api-resources', types: [], targets: [], options: { namespaced: null, apiGroup: null, noHeaders: false, sortBy: null } }],
   ['api-resources --namespaced=false', { options: { namespaced: false, apiGroup: null, noHeaders: false, sortBy: null } }],
   ['api-resources --namespaced', { options: { namespaced: true, apiGroup: null, noHeaders: false, sortBy: null } }],
-  ['api-resources --api-group=apps -o wide --sort-by=name', { output: { kind: 'table', wide: true }, options: { namespaced: null, apiGroup: 'apps', noHeaders: false, sortBy: 'name' } }],
+  [
+    'api-resources --api-group=apps -o wide --sort-by=name',
+    { output: { kind: 'table', wide: true }, options: { namespaced: null, apiGroup: 'apps', noHeaders: false, sortBy: 'name' } },
+  ],
   ['api-resources --api-group= -o name', { output: { kind: 'name' }, options: { namespaced: null, apiGroup: '', noHeaders: false, sortBy: null } }],
   // explain
   ['explain pods', { verb: 'explain', types: ['pods'], options: { fieldPath: null, recursive: false } }],
@@ -141,39 +224,100 @@ const VALID: readonly ValidRow[] = [
   ['top pod web --sort-by=cpu', { types: ['pod'], targets: [{ type: 'pod', name: 'web' }], options: { sortBy: 'cpu', noHeaders: false } }],
   ['top pods -A --sort-by memory --no-headers', { allNamespaces: true, options: { sortBy: 'memory', noHeaders: true } }],
   // delete
-  ['delete pod web -n shop', { verb: 'delete', types: ['pod'], targets: [{ type: 'pod', name: 'web' }], options: { all: false, gracePeriod: null, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
-  ['delete pods web api', { targets: [{ type: 'pods', name: 'web' }, { type: 'pods', name: 'api' }] }],
+  [
+    'delete pod web -n shop',
+    {
+      verb: 'delete',
+      types: ['pod'],
+      targets: [{ type: 'pod', name: 'web' }],
+      options: { all: false, gracePeriod: null, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false },
+    },
+  ],
+  [
+    'delete pods web api',
+    {
+      targets: [
+        { type: 'pods', name: 'web' },
+        { type: 'pods', name: 'api' },
+      ],
+    },
+  ],
   ['delete pod/web', { types: ['pod'], targets: [{ type: 'pod', name: 'web' }] }],
   ['delete pods -l app=old', { labelSelector: 'app=old', targets: [] }],
-  ['delete pods --all -n shop', { targets: [], options: { all: true, gracePeriod: null, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
+  [
+    'delete pods --all -n shop',
+    { targets: [], options: { all: true, gracePeriod: null, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } },
+  ],
   ['delete pods --field-selector=status.phase=Failed', { fieldSelector: 'status.phase=Failed' }],
-  ['delete pod web --grace-period=0 --force', { options: { all: false, gracePeriod: 0, force: true, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
+  [
+    'delete pod web --grace-period=0 --force',
+    { options: { all: false, gracePeriod: 0, force: true, cascade: 'background', dryRun: false, ignoreNotFound: false } },
+  ],
   ['delete pod web --grace-period 0', { options: { all: false, gracePeriod: 1, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
   ['delete pod web --force', { options: { all: false, gracePeriod: 0, force: true, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
   ['delete pod web --grace-period=30', { options: { all: false, gracePeriod: 30, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
   ['delete pod web --now', { options: { all: false, gracePeriod: 1, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
   ['delete deploy web --cascade=orphan', { options: { all: false, gracePeriod: null, force: false, cascade: 'orphan', dryRun: false, ignoreNotFound: false } }],
   ['delete deploy web --cascade', { options: { all: false, gracePeriod: null, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
-  ['delete pod web --dry-run=server --ignore-not-found -o name', { output: { kind: 'name' }, options: { all: false, gracePeriod: null, force: false, cascade: 'background', dryRun: true, ignoreNotFound: true } }],
+  [
+    'delete pod web --dry-run=server --ignore-not-found -o name',
+    { output: { kind: 'name' }, options: { all: false, gracePeriod: null, force: false, cascade: 'background', dryRun: true, ignoreNotFound: true } },
+  ],
   ['delete pod web --dry-run=none', { options: { all: false, gracePeriod: null, force: false, cascade: 'background', dryRun: false, ignoreNotFound: false } }],
   // apply / create
   ['apply', { verb: 'apply', types: [], targets: [], options: { serverSide: false, forceConflicts: false, dryRun: false } }, MANIFEST],
   ['apply --server-side --force-conflicts -n shop', { namespace: 'shop', options: { serverSide: true, forceConflicts: true, dryRun: false } }, MANIFEST],
-  ['apply --dry-run=server --validate=false -o yaml', { output: { kind: 'yaml' }, options: { serverSide: false, forceConflicts: false, dryRun: true } }, MANIFEST],
+  [
+    'apply --dry-run=server --validate=false -o yaml',
+    { output: { kind: 'yaml' }, options: { serverSide: false, forceConflicts: false, dryRun: true } },
+    MANIFEST,
+  ],
   ['apply --validate', { verb: 'apply' }, MANIFEST],
   ['create', { verb: 'create', types: [], options: { dryRun: false } }, MANIFEST],
   ['create --dry-run=server -n shop', { namespace: 'shop', options: { dryRun: true } }, MANIFEST],
   // patch
-  ['patch deployment web -p \'{"spec":{"replicas":2}}\'', { verb: 'patch', types: ['deployment'], targets: [{ type: 'deployment', name: 'web' }], options: { patch: '{"spec":{"replicas":2}}', patchType: 'strategic', dryRun: false } }],
-  ['patch deploy/web --type merge -p \'{"metadata":{"labels":{"a":"b"}}}\'', { targets: [{ type: 'deploy', name: 'web' }], options: { patch: '{"metadata":{"labels":{"a":"b"}}}', patchType: 'merge', dryRun: false } }],
-  ['patch deploy web --type=json -p \'[{"op":"replace","path":"/spec/replicas","value":3}]\'', { options: { patch: '[{"op":"replace","path":"/spec/replicas","value":3}]', patchType: 'json', dryRun: false } }],
-  ['patch deploy web --patch="{\\"spec\\":{\\"replicas\\":1}}" --dry-run=server', { options: { patch: '{"spec":{"replicas":1}}', patchType: 'strategic', dryRun: true } }],
+  [
+    'patch deployment web -p \'{"spec":{"replicas":2}}\'',
+    {
+      verb: 'patch',
+      types: ['deployment'],
+      targets: [{ type: 'deployment', name: 'web' }],
+      options: { patch: '{"spec":{"replicas":2}}', patchType: 'strategic', dryRun: false },
+    },
+  ],
+  [
+    'patch deploy/web --type merge -p \'{"metadata":{"labels":{"a":"b"}}}\'',
+    { targets: [{ type: 'deploy', name: 'web' }], options: { patch: '{"metadata":{"labels":{"a":"b"}}}', patchType: 'merge', dryRun: false } },
+  ],
+  [
+    'patch deploy web --type=json -p \'[{"op":"replace","path":"/spec/replicas","value":3}]\'',
+    { options: { patch: '[{"op":"replace","path":"/spec/replicas","value":3}]', patchType: 'json', dryRun: false } },
+  ],
+  [
+    'patch deploy web --patch="{\\"spec\\":{\\"replicas\\":1}}" --dry-run=server',
+    { options: { patch: '{"spec":{"replicas":1}}', patchType: 'strategic', dryRun: true } },
+  ],
   // scale
-  ['scale deployment web --replicas=3', { verb: 'scale', types: ['deployment'], targets: [{ type: 'deployment', name: 'web' }], options: { replicas: 3, currentReplicas: null, dryRun: false } }],
+  [
+    'scale deployment web --replicas=3',
+    { verb: 'scale', types: ['deployment'], targets: [{ type: 'deployment', name: 'web' }], options: { replicas: 3, currentReplicas: null, dryRun: false } },
+  ],
   ['scale deploy/web --replicas 0 --current-replicas=2', { options: { replicas: 0, currentReplicas: 2, dryRun: false } }],
-  ['scale deploy web api --replicas=1 -n shop', { targets: [{ type: 'deploy', name: 'web' }, { type: 'deploy', name: 'api' }], namespace: 'shop' }],
+  [
+    'scale deploy web api --replicas=1 -n shop',
+    {
+      targets: [
+        { type: 'deploy', name: 'web' },
+        { type: 'deploy', name: 'api' },
+      ],
+      namespace: 'shop',
+    },
+  ],
   // rollout
-  ['rollout status deployment/web', { verb: 'rollout status', types: ['deployment'], targets: [{ type: 'deployment', name: 'web' }], options: { timeoutSeconds: null } }],
+  [
+    'rollout status deployment/web',
+    { verb: 'rollout status', types: ['deployment'], targets: [{ type: 'deployment', name: 'web' }], options: { timeoutSeconds: null } },
+  ],
   ['rollout status deploy web --timeout=2m', { targets: [{ type: 'deploy', name: 'web' }], options: { timeoutSeconds: 120 } }],
   ['rollout restart deployment web -n shop', { verb: 'rollout restart', namespace: 'shop', options: { dryRun: false } }],
   ['rollout undo deploy/web --to-revision=3', { verb: 'rollout undo', options: { toRevision: 3, dryRun: false } }],
@@ -181,26 +325,49 @@ const VALID: readonly ValidRow[] = [
   ['-n shop rollout status deploy/web', { verb: 'rollout status', namespace: 'shop' }],
   ['rollout -n shop restart deploy/web', { verb: 'rollout restart', namespace: 'shop' }],
   // label / annotate
-  ['label pod web tier=frontend', { verb: 'label', types: ['pod'], targets: [{ type: 'pod', name: 'web' }], options: { changes: ['tier=frontend'], overwrite: false, all: false, dryRun: false } }],
+  [
+    'label pod web tier=frontend',
+    {
+      verb: 'label',
+      types: ['pod'],
+      targets: [{ type: 'pod', name: 'web' }],
+      options: { changes: ['tier=frontend'], overwrite: false, all: false, dryRun: false },
+    },
+  ],
   ['label pods web env- --overwrite', { options: { changes: ['env-'], overwrite: true, all: false, dryRun: false } }],
   ['label pods --all env=prod -n shop', { targets: [], options: { changes: ['env=prod'], overwrite: false, all: true, dryRun: false } }],
   ['label pods -l app=web team=core', { labelSelector: 'app=web', options: { changes: ['team=core'], overwrite: false, all: false, dryRun: false } }],
-  ['label pod/web example.com/owner=me empty=', { targets: [{ type: 'pod', name: 'web' }], options: { changes: ['example.com/owner=me', 'empty='], overwrite: false, all: false, dryRun: false } }],
+  [
+    'label pod/web example.com/owner=me empty=',
+    { targets: [{ type: 'pod', name: 'web' }], options: { changes: ['example.com/owner=me', 'empty='], overwrite: false, all: false, dryRun: false } },
+  ],
   ["annotate deploy web note='hello world'", { verb: 'annotate', options: { changes: ['note=hello world'], overwrite: false, all: false, dryRun: false } }],
-  ['annotate deploy web kubernetes.io/change-cause="fix: bump; image" --overwrite', { options: { changes: ['kubernetes.io/change-cause=fix: bump; image'], overwrite: true, all: false, dryRun: false } }],
+  [
+    'annotate deploy web kubernetes.io/change-cause="fix: bump; image" --overwrite',
+    { options: { changes: ['kubernetes.io/change-cause=fix: bump; image'], overwrite: true, all: false, dryRun: false } },
+  ],
   ['annotate pod web note-', { options: { changes: ['note-'], overwrite: false, all: false, dryRun: false } }],
   // cordon / uncordon
   ['cordon node-1', { verb: 'cordon', types: ['nodes'], targets: [{ type: 'nodes', name: 'node-1' }], options: { dryRun: false } }],
   ['uncordon node-1', { verb: 'uncordon', types: ['nodes'], targets: [{ type: 'nodes', name: 'node-1' }] }],
   ['cordon -l pool=spot --dry-run=server', { targets: [], labelSelector: 'pool=spot', options: { dryRun: true } }],
   // exec: argv after "--" is the container's, never kubectl's
-  ['exec web -- ls -la /', { verb: 'exec', types: ['pods'], targets: [{ type: 'pods', name: 'web' }], options: { command: ['ls', '-la', '/'], container: null, invokesShell: false } }],
+  [
+    'exec web -- ls -la /',
+    { verb: 'exec', types: ['pods'], targets: [{ type: 'pods', name: 'web' }], options: { command: ['ls', '-la', '/'], container: null, invokesShell: false } },
+  ],
   ['exec web -c app -n shop -- env', { namespace: 'shop', options: { command: ['env'], container: 'app', invokesShell: false } }],
-  ['exec deploy/web -- date', { types: ['deploy'], targets: [{ type: 'deploy', name: 'web' }], options: { command: ['date'], container: null, invokesShell: false } }],
+  [
+    'exec deploy/web -- date',
+    { types: ['deploy'], targets: [{ type: 'deploy', name: 'web' }], options: { command: ['date'], container: null, invokesShell: false } },
+  ],
   ["exec web -- sh -c 'x'", { options: { command: ['sh', '-c', 'x'], container: null, invokesShell: true } }],
   ["exec web -- sh -c 'echo hi | wc -c'", { options: { command: ['sh', '-c', 'echo hi | wc -c'], container: null, invokesShell: true } }],
   ["exec web -- /bin/bash -lc 'ls'", { options: { command: ['/bin/bash', '-lc', 'ls'], container: null, invokesShell: true } }],
-  ['exec web -- kubectl --kubeconfig=/x get pods -w', { options: { command: ['kubectl', '--kubeconfig=/x', 'get', 'pods', '-w'], container: null, invokesShell: false } }],
+  [
+    'exec web -- kubectl --kubeconfig=/x get pods -w',
+    { options: { command: ['kubectl', '--kubeconfig=/x', 'get', 'pods', '-w'], container: null, invokesShell: false } },
+  ],
   ['exec web -- -- x', { options: { command: ['--', 'x'], container: null, invokesShell: false } }],
 ];
 
@@ -226,14 +393,27 @@ describe('parseKubectl: valid commands', () => {
 
   it('accepts every supported verb', () => {
     const samples: Record<string, [string, string?]> = {
-      'get': ['get pods'], 'describe': ['describe pods'], 'logs': ['logs web'], 'events': ['events'],
-      'api-resources': ['api-resources'], 'explain': ['explain pods'], 'top': ['top pods'],
-      'delete': ['delete pod web'], 'apply': ['apply', MANIFEST], 'create': ['create', MANIFEST],
-      'patch': ['patch pod web -p {}'], 'scale': ['scale deploy web --replicas=1'],
-      'label': ['label pod web a=b'], 'annotate': ['annotate pod web a=b'], 'cordon': ['cordon n1'], 'uncordon': ['uncordon n1'],
-      'rollout status': ['rollout status deploy/web'], 'rollout restart': ['rollout restart deploy/web'],
-      'rollout undo': ['rollout undo deploy/web'], 'rollout history': ['rollout history deploy/web'],
-      'exec': ['exec web -- ls'],
+      get: ['get pods'],
+      describe: ['describe pods'],
+      logs: ['logs web'],
+      events: ['events'],
+      'api-resources': ['api-resources'],
+      explain: ['explain pods'],
+      top: ['top pods'],
+      delete: ['delete pod web'],
+      apply: ['apply', MANIFEST],
+      create: ['create', MANIFEST],
+      patch: ['patch pod web -p {}'],
+      scale: ['scale deploy web --replicas=1'],
+      label: ['label pod web a=b'],
+      annotate: ['annotate pod web a=b'],
+      cordon: ['cordon n1'],
+      uncordon: ['uncordon n1'],
+      'rollout status': ['rollout status deploy/web'],
+      'rollout restart': ['rollout restart deploy/web'],
+      'rollout undo': ['rollout undo deploy/web'],
+      'rollout history': ['rollout history deploy/web'],
+      exec: ['exec web -- ls'],
     };
     expect([...SUPPORTED_VERBS].sort()).toEqual(Object.keys(samples).sort());
     for (const verb of SUPPORTED_VERBS) {
@@ -297,12 +477,34 @@ const SHELL: readonly ErrorRow[] = [
 
 /** Every refused long flag with a sample value (null: a switch). */
 const REFUSED_LONG_FLAGS: ReadonlyArray<readonly [flag: string, value: string | null]> = [
-  ['kubeconfig', '/tmp/x'], ['server', 'https://evil'], ['token', 'abc'], ['as', 'system:admin'], ['as-group', 'system:masters'],
-  ['as-uid', '0'], ['context', 'prod'], ['cluster', 'prod'], ['user', 'admin'], ['username', 'admin'], ['password', 'secret'],
-  ['certificate-authority', '/tmp/ca'], ['client-certificate', '/tmp/c'], ['client-key', '/tmp/k'],
-  ['insecure-skip-tls-verify', null], ['tls-server-name', 'evil'], ['cache-dir', '/tmp/c'], ['profile', 'cpu'],
-  ['profile-output', '/tmp/p'], ['v', '9'], ['vmodule', 'x=9'], ['log-file', '/tmp/l'], ['log-dir', '/tmp'],
-  ['watch', null], ['watch-only', null], ['raw', '/api/v1/secrets'], ['prune', null], ['record', null],
+  ['kubeconfig', '/tmp/x'],
+  ['server', 'https://evil'],
+  ['token', 'abc'],
+  ['as', 'system:admin'],
+  ['as-group', 'system:masters'],
+  ['as-uid', '0'],
+  ['context', 'prod'],
+  ['cluster', 'prod'],
+  ['user', 'admin'],
+  ['username', 'admin'],
+  ['password', 'secret'],
+  ['certificate-authority', '/tmp/ca'],
+  ['client-certificate', '/tmp/c'],
+  ['client-key', '/tmp/k'],
+  ['insecure-skip-tls-verify', null],
+  ['tls-server-name', 'evil'],
+  ['cache-dir', '/tmp/c'],
+  ['profile', 'cpu'],
+  ['profile-output', '/tmp/p'],
+  ['v', '9'],
+  ['vmodule', 'x=9'],
+  ['log-file', '/tmp/l'],
+  ['log-dir', '/tmp'],
+  ['watch', null],
+  ['watch-only', null],
+  ['raw', '/api/v1/secrets'],
+  ['prune', null],
+  ['record', null],
 ];
 
 function refusedLongRows(): ErrorRow[] {
@@ -388,8 +590,30 @@ const REFUSED_FLAGS: readonly ErrorRow[] = [
 ];
 
 const REFUSED_VERB_LIST = [
-  'proxy', 'port-forward', 'cp', 'attach', 'debug', 'config', 'auth', 'run', 'edit', 'plugin', 'completion', 'certificate',
-  'drain', 'taint', 'set', 'autoscale', 'expose', 'replace', 'wait', 'kustomize', 'alpha', 'options', 'version', 'cluster-info',
+  'proxy',
+  'port-forward',
+  'cp',
+  'attach',
+  'debug',
+  'config',
+  'auth',
+  'run',
+  'edit',
+  'plugin',
+  'completion',
+  'certificate',
+  'drain',
+  'taint',
+  'set',
+  'autoscale',
+  'expose',
+  'replace',
+  'wait',
+  'kustomize',
+  'alpha',
+  'options',
+  'version',
+  'cluster-info',
 ] as const;
 
 const REFUSED_VERBS: readonly ErrorRow[] = [
@@ -571,7 +795,7 @@ describe('errors', () => {
     expect(err.hint).toContain('This kubectl feature is not available through the gateway');
   });
 
-  it('input.invalid for an unknown flag lists the verb\'s flags', () => {
+  it("input.invalid for an unknown flag lists the verb's flags", () => {
     const err = errorOf(() => parseKubectl('logs web --bogus'));
     expect(err.hint).toContain('--tail');
     expect(err.hint).toContain('-c/--container');

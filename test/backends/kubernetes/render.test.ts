@@ -42,12 +42,13 @@ function secret(name = 'db-creds'): Record<string, unknown> {
       name,
       namespace: 'prod',
       annotations: {
-        [LAST_APPLIED_ANNOTATION]: JSON.stringify({
-          apiVersion: 'v1',
-          kind: 'Secret',
-          metadata: { name, namespace: 'prod' },
-          stringData: { password: SECRETS.lastApplied },
-        }) + '\n',
+        [LAST_APPLIED_ANNOTATION]:
+          JSON.stringify({
+            apiVersion: 'v1',
+            kind: 'Secret',
+            metadata: { name, namespace: 'prod' },
+            stringData: { password: SECRETS.lastApplied },
+          }) + '\n',
         'example.com/copy': JSON.stringify({ kind: 'Secret', type: 'Opaque', data: { password: b64(SECRETS.jsonAnnotation) } }),
       },
       managedFields: [{ manager: 'kubectl', fieldsV1: { 'f:data': { 'f:password': {} } } }],
@@ -109,7 +110,10 @@ function withoutKind(obj: Record<string, unknown>): Record<string, unknown> {
 
 const INPUTS: ReadonlyArray<readonly [string, unknown]> = [
   ['a single Secret', secret()],
-  ['a typed SecretList (items without kind)', { apiVersion: 'v1', kind: 'SecretList', metadata: {}, items: [withoutKind(secret('a')), withoutKind(secret('b'))] }],
+  [
+    'a typed SecretList (items without kind)',
+    { apiVersion: 'v1', kind: 'SecretList', metadata: {}, items: [withoutKind(secret('a')), withoutKind(secret('b'))] },
+  ],
   ['a List of mixed kinds', { apiVersion: 'v1', kind: 'List', items: [secret(), deployment(), configMap()] }],
   [
     'a Table with rows[].object',
@@ -117,7 +121,10 @@ const INPUTS: ReadonlyArray<readonly [string, unknown]> = [
       apiVersion: 'meta.k8s.io/v1',
       kind: 'Table',
       columnDefinitions: [{ name: 'Name', type: 'string' }],
-      rows: [{ cells: ['db-creds'], object: secret() }, { cells: ['web'], object: deployment() }],
+      rows: [
+        { cells: ['db-creds'], object: secret() },
+        { cells: ['web'], object: deployment() },
+      ],
     },
   ],
   ['an array of objects', [secret(), configMap(), deployment()]],
@@ -132,7 +139,10 @@ const FORMATS: ReadonlyArray<readonly [string, RenderFormat]> = [
   ['jsonpath {.items[*].data}', { kind: 'jsonpath', template: '{.items[*].data}' }],
   ['jsonpath {.metadata.annotations}', { kind: 'jsonpath', template: '{.metadata.annotations}' }],
   ['jsonpath {.items[*].metadata.annotations}', { kind: 'jsonpath', template: '{.items[*].metadata.annotations}' }],
-  ['jsonpath last-applied by escaped key', { kind: 'jsonpath', template: '{.items[*].metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}' }],
+  [
+    'jsonpath last-applied by escaped key',
+    { kind: 'jsonpath', template: '{.items[*].metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}' },
+  ],
   ['jsonpath {..password}', { kind: 'jsonpath', template: '{..password}' }],
   ['jsonpath {..value}', { kind: 'jsonpath', template: '{..value}' }],
   ['jsonpath range over stringData/binaryData', { kind: 'jsonpath', template: '{range .items[*]}{.stringData}{.binaryData}{"\\n"}{end}' }],
@@ -150,7 +160,11 @@ describe('renderObjects: nothing sensitive survives, even from unmasked input', 
   it('shows that masking happened (keys kept, mask tokens present)', () => {
     const text = renderObjects(secret(), { kind: 'jsonpath', template: '{.data.password} {.data.username} {.stringData.extra}' }, { resourceKey: 'secret' });
     expect(text).toBe(`${SECRET_MASK} ${SECRET_MASK} ${SECRET_MASK}`);
-    const env = renderObjects(deployment(), { kind: 'jsonpath', template: '{range .spec.template.spec.containers[0].env[*]}{.name}={.value};{end}' }, { resourceKey: 'deployment.apps' });
+    const env = renderObjects(
+      deployment(),
+      { kind: 'jsonpath', template: '{range .spec.template.spec.containers[0].env[*]}{.name}={.value};{end}' },
+      { resourceKey: 'deployment.apps' },
+    );
     expect(env).toBe(`DB_PASSWORD=${ENV_MASK};API_TOKEN=${ENV_MASK};LOG_LEVEL=info;`);
   });
 
@@ -199,8 +213,14 @@ describe('renderObjects: kubectl shapes', () => {
   });
 
   it('json is pretty-printed with 4 spaces and a final newline', () => {
-    const text = renderObjects({ kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'x' }, data: { a: '1' } }, { kind: 'json' }, { resourceKey: 'configmap' });
-    expect(text).toBe('{\n    "apiVersion": "v1",\n    "data": {\n        "a": "1"\n    },\n    "kind": "ConfigMap",\n    "metadata": {\n        "name": "x"\n    }\n}\n');
+    const text = renderObjects(
+      { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'x' }, data: { a: '1' } },
+      { kind: 'json' },
+      { resourceKey: 'configmap' },
+    );
+    expect(text).toBe(
+      '{\n    "apiVersion": "v1",\n    "data": {\n        "a": "1"\n    },\n    "kind": "ConfigMap",\n    "metadata": {\n        "name": "x"\n    }\n}\n',
+    );
   });
 
   it('json of several objects is a List', () => {
@@ -244,7 +264,11 @@ describe('renderObjects: kubectl shapes', () => {
 
   it('yaml never folds long values across lines (the content detectors see them whole)', () => {
     const jwt = `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.${'x'.repeat(80)}`;
-    const text = renderObjects({ kind: 'Pod', metadata: { name: 'a', labels: { long: 'word '.repeat(60).trim() } }, spec: { note: `token ${jwt} end` } }, { kind: 'yaml' }, { resourceKey: 'pod' });
+    const text = renderObjects(
+      { kind: 'Pod', metadata: { name: 'a', labels: { long: 'word '.repeat(60).trim() } }, spec: { note: `token ${jwt} end` } },
+      { kind: 'yaml' },
+      { resourceKey: 'pod' },
+    );
     expect(text).toContain(`note: token ${jwt} end\n`);
     expect(text).toContain(`long: ${'word '.repeat(60).trim()}\n`);
   });
@@ -259,7 +283,9 @@ describe('describeObject', () => {
   it('Secret from UNMASKED input: sizes only, never values', () => {
     const text = describeObject(secret() as KubeObject, [], NOW);
     expectNoLeak(text);
-    expect(text).toContain(`Data\n====\nextra:     ${Buffer.byteLength(SECRETS.stringData)} bytes\npassword:  ${SECRETS.password.length} bytes\nusername:  ${SECRETS.username.length} bytes\n`);
+    expect(text).toContain(
+      `Data\n====\nextra:     ${Buffer.byteLength(SECRETS.stringData)} bytes\npassword:  ${SECRETS.password.length} bytes\nusername:  ${SECRETS.username.length} bytes\n`,
+    );
     expect(text).toContain('Type:  Opaque');
     expect(text).not.toContain(LAST_APPLIED_ANNOTATION);
     expect(text).toContain('example.com/copy: ');
@@ -271,7 +297,11 @@ describe('describeObject', () => {
   });
 
   it('Secret with a non-map data field, or without kind but with the shape of one', () => {
-    const odd = describeObject({ kind: 'Secret', metadata: { name: 's' }, type: 'Opaque', data: b64(SECRETS.password) as unknown as Record<string, string> }, [], NOW);
+    const odd = describeObject(
+      { kind: 'Secret', metadata: { name: 's' }, type: 'Opaque', data: b64(SECRETS.password) as unknown as Record<string, string> },
+      [],
+      NOW,
+    );
     expectNoLeak(odd);
     const kindless = describeObject({ apiVersion: 'v1', metadata: { name: 's' }, type: 'Opaque', data: { password: b64(SECRETS.password) } }, [], NOW);
     expectNoLeak(kindless);
@@ -279,7 +309,13 @@ describe('describeObject', () => {
   });
 
   it('exact layout of a Secret', () => {
-    const obj = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'prod', labels: { app: 'db', tier: 'data' } }, type: 'Opaque', data: { pw: b64('12345678') } };
+    const obj = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'db', namespace: 'prod', labels: { app: 'db', tier: 'data' } },
+      type: 'Opaque',
+      data: { pw: b64('12345678') },
+    };
     expect(describeObject(obj, [], NOW)).toBe(
       [
         'Name:         db',
@@ -379,16 +415,54 @@ describe('describeObject', () => {
   });
 
   it('any other kind: header, then spec/status as YAML', () => {
-    const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'prod' }, spec: { type: 'ClusterIP', ports: [{ port: 80 }] }, status: { loadBalancer: {} } };
+    const svc = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'prod' },
+      spec: { type: 'ClusterIP', ports: [{ port: 80 }] },
+      status: { loadBalancer: {} },
+    };
     expect(describeObject(svc, [], NOW)).toBe(
-      ['Name:         web', 'Namespace:    prod', 'Labels:       <none>', 'Annotations:  <none>', 'Spec:', '  ports:', '  - port: 80', '  type: ClusterIP', 'Status:', '  loadBalancer: {}', '', 'Events:  <none>', ''].join('\n'),
+      [
+        'Name:         web',
+        'Namespace:    prod',
+        'Labels:       <none>',
+        'Annotations:  <none>',
+        'Spec:',
+        '  ports:',
+        '  - port: 80',
+        '  type: ClusterIP',
+        'Status:',
+        '  loadBalancer: {}',
+        '',
+        'Events:  <none>',
+        '',
+      ].join('\n'),
     );
   });
 
   it('Events table: sorted by time, repeated events as "(xN over …)", sources, masked', () => {
     const events: KubeObject[] = [
-      { kind: 'Event', type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container', source: { component: 'kubelet' }, firstTimestamp: '2024-06-01T11:00:00Z', lastTimestamp: '2024-06-01T11:58:00Z', count: 7 },
-      { kind: 'Event', type: 'Normal', reason: 'Scheduled', message: 'Successfully assigned prod/web-1 to node-a', reportingComponent: 'default-scheduler', firstTimestamp: '2024-06-01T10:00:00Z', lastTimestamp: '2024-06-01T10:00:00Z', count: 1 },
+      {
+        kind: 'Event',
+        type: 'Warning',
+        reason: 'BackOff',
+        message: 'Back-off restarting failed container',
+        source: { component: 'kubelet' },
+        firstTimestamp: '2024-06-01T11:00:00Z',
+        lastTimestamp: '2024-06-01T11:58:00Z',
+        count: 7,
+      },
+      {
+        kind: 'Event',
+        type: 'Normal',
+        reason: 'Scheduled',
+        message: 'Successfully assigned prod/web-1 to node-a',
+        reportingComponent: 'default-scheduler',
+        firstTimestamp: '2024-06-01T10:00:00Z',
+        lastTimestamp: '2024-06-01T10:00:00Z',
+        count: 1,
+      },
       { kind: 'Event', type: 'Normal', reason: 'Pulled', note: 'Image pulled\nin 2s', reportingController: 'kubelet', eventTime: '2024-06-01T11:59:15Z' },
     ];
     const text = describeObject({ kind: 'Pod', metadata: { name: 'web-1' } }, events, NOW);
@@ -424,8 +498,16 @@ describe('truncateAnnotation never cuts a detector finding in half', () => {
   it.each([
     ['short value', 'v', 'v'],
     ['newlines become \\n', 'a\nb', 'a\\nb'],
-    ['JWT across the cut is kept whole', `${'a'.repeat(180)} ${jwt} tail ${'b'.repeat(100)}`, `${'a'.repeat(180)} ${jwt} … (truncated, ${181 + jwt.length + 106} chars)`],
-    ['email across the cut is kept whole', `${'a'.repeat(190)} alice.long@example.com ${'b'.repeat(100)}`, `${'a'.repeat(190)} alice.long@example.com … (truncated, ${190 + 23 + 101} chars)`],
+    [
+      'JWT across the cut is kept whole',
+      `${'a'.repeat(180)} ${jwt} tail ${'b'.repeat(100)}`,
+      `${'a'.repeat(180)} ${jwt} … (truncated, ${181 + jwt.length + 106} chars)`,
+    ],
+    [
+      'email across the cut is kept whole',
+      `${'a'.repeat(190)} alice.long@example.com ${'b'.repeat(100)}`,
+      `${'a'.repeat(190)} alice.long@example.com … (truncated, ${190 + 23 + 101} chars)`,
+    ],
     ['plain text is cut at 200', 'c'.repeat(250), `${'c'.repeat(200)} … (truncated, 250 chars)`],
   ])('%s', (_name, input, expected) => {
     expect(truncateAnnotation(input)).toBe(expected);
@@ -488,7 +570,7 @@ describe('renderTable', () => {
       ],
     ],
     [
-      '-A -o wide with kind and noHeaders (headers are the caller\'s business)',
+      "-A -o wide with kind and noHeaders (headers are the caller's business)",
       { wide: true, namespaceColumn: true, showKind: 'pod', noHeaders: true },
       ['NAMESPACE', 'NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', 'IP', 'NOMINATED NODE', 'CREATED'],
       [
@@ -509,11 +591,21 @@ describe('renderTable', () => {
 
   it('handles short rows, missing objects, object cells and no rows', () => {
     const result = renderTable(
-      { columnDefinitions: [{ name: 'Name', type: 'string' }, { name: 'Data', type: 'string' }, { name: 'Extra', type: 'string' }], rows: [{ cells: ['a', { k: 1 }] }] },
+      {
+        columnDefinitions: [
+          { name: 'Name', type: 'string' },
+          { name: 'Data', type: 'string' },
+          { name: 'Extra', type: 'string' },
+        ],
+        rows: [{ cells: ['a', { k: 1 }] }],
+      },
       { wide: false, namespaceColumn: true, now: NOW },
     );
     expect(result.rows).toEqual([['', 'a', '{"k":1}', null]]);
-    expect(renderTable({ columnDefinitions: [{ name: 'Name', type: 'string' }], rows: [] }, { wide: false, now: NOW })).toEqual({ columns: [{ name: 'NAME', type: 'string' }], rows: [] });
+    expect(renderTable({ columnDefinitions: [{ name: 'Name', type: 'string' }], rows: [] }, { wide: false, now: NOW })).toEqual({
+      columns: [{ name: 'NAME', type: 'string' }],
+      rows: [],
+    });
   });
 });
 

@@ -36,7 +36,12 @@ afterAll(async () => {
 });
 
 const run = (command: string, manifest?: string) =>
-  callTool(gateway, { tool: 'kubectl', args: { connection: 'staging', command, ...(manifest ? { manifest } : {}) }, identity: dev, client: { name: 'vitest' } });
+  callTool(gateway, {
+    tool: 'kubectl',
+    args: { connection: 'staging', command, ...(manifest ? { manifest } : {}) },
+    identity: dev,
+    client: { name: 'vitest' },
+  });
 
 describe('kubectl smoke', () => {
   it('gets pods as a table, impersonating the caller', async () => {
@@ -48,7 +53,16 @@ describe('kubectl smoke', () => {
     expect(fake.requests.some((q) => q.impersonateUser === 'dev@example.com')).toBe(true);
   });
 
-  it.each(['get secret web-secrets -o yaml', 'get secret web-secrets -o json', 'get secrets -o yaml', 'describe secret web-secrets', 'get deploy web -o yaml', 'get cm web-config -o json', "get secret web-secrets -o jsonpath={.data.password}", 'get secrets'])('never shows a Secret value: %s', async (command) => {
+  it.each([
+    'get secret web-secrets -o yaml',
+    'get secret web-secrets -o json',
+    'get secrets -o yaml',
+    'describe secret web-secrets',
+    'get deploy web -o yaml',
+    'get cm web-config -o json',
+    'get secret web-secrets -o jsonpath={.data.password}',
+    'get secrets',
+  ])('never shows a Secret value: %s', async (command) => {
     const r = await run(command);
     const text = r.ok ? r.text + JSON.stringify(r.structured) : r.text;
     for (const v of SEED_SECRET_VALUES) expect(text).not.toContain(v);

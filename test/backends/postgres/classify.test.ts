@@ -67,7 +67,12 @@ const DATA_MODIFYING_CTES: readonly Row[] = [
   ['WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d', 'delete', 'write', 'data-modifying CTE (DELETE)'],
   ["WITH u AS (UPDATE orders SET note = 'x' RETURNING id) SELECT count(*) FROM u", 'update', 'write', 'data-modifying CTE (UPDATE)'],
   ['WITH i AS (INSERT INTO orders (id) VALUES (1) RETURNING id) SELECT * FROM i', 'insert', 'write', 'data-modifying CTE (INSERT)'],
-  ['WITH m AS (MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE RETURNING o.id) SELECT * FROM m', 'merge', 'write', 'data-modifying CTE (MERGE)'],
+  [
+    'WITH m AS (MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE RETURNING o.id) SELECT * FROM m',
+    'merge',
+    'write',
+    'data-modifying CTE (MERGE)',
+  ],
   ["WITH a AS (SELECT 1), b AS (WITH c AS (UPDATE orders SET note = 'x' RETURNING id) SELECT * FROM c) SELECT * FROM a, b", 'update', 'write'],
   ['SELECT * FROM (WITH d AS (DELETE FROM orders RETURNING id) SELECT * FROM d) s', 'delete', 'write'],
   ['SELECT (WITH d AS (DELETE FROM orders RETURNING id) SELECT count(*) FROM d)', 'delete', 'write'],
@@ -97,7 +102,12 @@ const DML: readonly Row[] = [
   ['DELETE FROM orders WHERE id = 1', 'delete', 'write', 'DELETE'],
   ['DELETE FROM orders USING customers c WHERE c.id = orders.customer_id RETURNING orders.*', 'delete', 'write'],
   ['DELETE FROM orders WHERE CURRENT OF c', 'delete', 'write'],
-  ['MERGE INTO orders o USING customers c ON o.customer_id = c.id WHEN MATCHED THEN UPDATE SET note = c.city WHEN NOT MATCHED THEN INSERT (id) VALUES (c.id)', 'merge', 'write', 'MERGE'],
+  [
+    'MERGE INTO orders o USING customers c ON o.customer_id = c.id WHEN MATCHED THEN UPDATE SET note = c.city WHEN NOT MATCHED THEN INSERT (id) VALUES (c.id)',
+    'merge',
+    'write',
+    'MERGE',
+  ],
   ['MERGE INTO orders o USING orders s ON o.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE', 'merge', 'write'],
 ];
 
@@ -269,7 +279,7 @@ const DDL: readonly Row[] = [
   ["COMMENT ON TABLE customers IS 'x'", 'ddl', 'admin'],
   ["COMMENT ON COLUMN customers.ssn IS 'x'", 'ddl', 'admin'],
   ["SECURITY LABEL ON TABLE customers IS 'x'", 'ddl', 'admin'],
-  ["ALTER SYSTEM SET fsync = off", 'admin', 'admin', 'ALTER SYSTEM'],
+  ['ALTER SYSTEM SET fsync = off', 'admin', 'admin', 'ALTER SYSTEM'],
   ['ALTER SYSTEM RESET ALL', 'admin', 'admin', 'ALTER SYSTEM'],
   ['CREATE DATABASE evil', 'admin', 'admin', 'database management'],
   ['DROP DATABASE shop', 'admin', 'admin', 'database management'],
@@ -292,7 +302,7 @@ const DDL: readonly Row[] = [
   ['CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq)', 'ddl', 'admin'],
   ['CREATE AGGREGATE agg (int) (SFUNC = int4pl, STYPE = int)', 'ddl', 'admin'],
   ['CREATE STATISTICS st ON city, id FROM customers', 'ddl', 'admin'],
-  ['CREATE COLLATION c (locale = \'C\')', 'ddl', 'admin'],
+  ["CREATE COLLATION c (locale = 'C')", 'ddl', 'admin'],
 ];
 
 const DANGEROUS_FUNCTIONS: readonly Row[] = [
@@ -317,7 +327,7 @@ const DANGEROUS_FUNCTIONS: readonly Row[] = [
   ["SELECT PG_CATALOG.PG_READ_FILE('x')", 'admin', 'admin', 'pg_read_file'],
   ['SELECT "pg_terminate_backend"(1)', 'admin', 'admin', 'pg_terminate_backend'],
   ['SELECT "PG_TERMINATE_BACKEND"(1)', 'admin', 'admin', 'pg_terminate_backend'], // another function, but the name is enough to refuse
-  ["SELECT \"pg_catalog\".\"pg_ls_dir\"('.')", 'admin', 'admin', 'pg_ls_dir'],
+  ['SELECT "pg_catalog"."pg_ls_dir"(\'.\')', 'admin', 'admin', 'pg_ls_dir'],
   ['SELECT U&"pg_\\0074erminate_backend"(1)', 'admin', 'admin', 'pg_terminate_backend'],
   ["SELECT U&\"lo_!0069mport\" UESCAPE '!' ('/etc/passwd')", 'admin', 'admin', 'lo_import'],
   // Anywhere in the tree.
@@ -405,7 +415,8 @@ describe('classifyStatement', () => {
 
   it('fails closed on a tree deeper than any stack (built directly, so the overflow is certain)', () => {
     let expr: Record<string, unknown> = { A_Const: { ival: { ival: 1 } } };
-    for (let i = 0; i < 200_000; i++) expr = { A_Expr: { kind: 'AEXPR_OP', name: [{ String: { sval: '+' } }], lexpr: expr, rexpr: { A_Const: { ival: { ival: 1 } } } } };
+    for (let i = 0; i < 200_000; i++)
+      expr = { A_Expr: { kind: 'AEXPR_OP', name: [{ String: { sval: '+' } }], lexpr: expr, rexpr: { A_Const: { ival: { ival: 1 } } } } };
     const result = classifyStatement({ SelectStmt: { targetList: [{ ResTarget: { val: expr } }], op: 'SETOP_NONE' } });
     expect(result).toMatchObject({ operation: 'unknown', access: 'unknown' });
     expect(result.reasons.join(' ')).toContain('nested too deeply');

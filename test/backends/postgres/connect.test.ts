@@ -17,7 +17,11 @@ import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { as, freshDatabase, refusedPostgresUrl, testRole, withPassword, writeConfig, type FreshDatabase, type TestRole } from '../../support/fixtures.js';
 
 const env = (name: string): SecretRef => ({ kind: 'env', name, describe: `$${name}` });
-const template = (t: string, names: string[]): SecretRef => ({ kind: 'template', template: t, describe: names.map((n) => `$${n}`).join(', ') || 'inline value' });
+const template = (t: string, names: string[]): SecretRef => ({
+  kind: 'template',
+  template: t,
+  describe: names.map((n) => `$${n}`).join(', ') || 'inline value',
+});
 
 function refusal(run: () => unknown): DrawbridgeError {
   try {
@@ -53,7 +57,9 @@ describe('requirePostgresUrl', () => {
     expect(e.message).toContain('The value of environment variable SHOP_DATABASE_URL (the url of connection shop)');
     expect(e.message).toContain(problem);
     expect(e.message).toMatch(/\. The value is not shown because it is a secret\.$/);
-    expect(e.hint).toMatch(/^The operator must set environment variable SHOP_DATABASE_URL on the gateway host to a URL of the form postgres:\/\/USER:PASSWORD@HOST:5432\/DATABASE/);
+    expect(e.hint).toMatch(
+      /^The operator must set environment variable SHOP_DATABASE_URL on the gateway host to a URL of the form postgres:\/\/USER:PASSWORD@HOST:5432\/DATABASE/,
+    );
     expect(e.hint).toContain('Retrying will not help');
     for (const text of [e.message, e.hint, JSON.stringify(e.details)]) {
       expect(text).not.toContain('hunter2');
@@ -77,7 +83,9 @@ describe('connectError', () => {
   it('28P01 and 28000 are backend.auth_failed naming the user; the hint says the operator must fix the credential', () => {
     const pw = connectError(withCode('password authentication failed for user "app"', '28P01'), 'shop', target);
     expect(pw.code).toBe('backend.auth_failed');
-    expect(pw.message).toBe('PostgreSQL at 127.0.0.1:5999 refused to authenticate user "app" for connection shop (28P01: password authentication failed for user "app"). The credential in the connection\'s url is wrong or not allowed to log in; the operator must fix it.');
+    expect(pw.message).toBe(
+      'PostgreSQL at 127.0.0.1:5999 refused to authenticate user "app" for connection shop (28P01: password authentication failed for user "app"). The credential in the connection\'s url is wrong or not allowed to log in; the operator must fix it.',
+    );
     expect(pw.hint).toMatch(/Retrying will not help: tell the operator, who must fix the credential/);
     expect(pw.details).toMatchObject({ connection: 'shop', sqlstate: '28P01', user: 'app' });
     const nologin = connectError(withCode('role "app" is not permitted to log in', '28000'), 'shop', { ...target, user: null });
@@ -92,9 +100,13 @@ describe('connectError', () => {
     // Node 20 tries each address of a name and reports an AggregateError without a message.
     const aggregate = Object.assign(new AggregateError([withCode('x', 'ECONNREFUSED')], ''), { code: 'ECONNREFUSED' });
     expect(connectError(aggregate, 'shop', { ...target, host: 'localhost' }).message).toContain('could not connect to localhost:5999: connection refused');
-    expect(connectError(withCode('getaddrinfo ENOTFOUND base', 'ENOTFOUND'), 'shop', { ...target, host: 'base' }).message).toContain('the host name base does not resolve');
+    expect(connectError(withCode('getaddrinfo ENOTFOUND base', 'ENOTFOUND'), 'shop', { ...target, host: 'base' }).message).toContain(
+      'the host name base does not resolve',
+    );
     expect(connectError(new Error('Connection terminated due to connection timeout'), 'shop', target).message).toContain('no answer in time');
-    expect(connectError(withCode('the database system is starting up', '57P03'), 'shop', target).message).toBe('Connection shop: could not connect to 127.0.0.1:5999: 57P03: the database system is starting up');
+    expect(connectError(withCode('the database system is starting up', '57P03'), 'shop', target).message).toBe(
+      'Connection shop: could not connect to 127.0.0.1:5999: 57P03: the database system is starting up',
+    );
   });
 });
 
@@ -123,7 +135,12 @@ describe('through the pipeline: what the agent gets, and the journal', () => {
   }
 
   async function call(gateway: Gateway, sql: string): Promise<CallResult> {
-    return callTool(gateway, { tool: 'run_sql', args: { connection: 'db', sql }, identity: as('tester@example.com', ['analysts']), client: { name: 'vitest' } });
+    return callTool(gateway, {
+      tool: 'run_sql',
+      args: { connection: 'db', sql },
+      identity: as('tester@example.com', ['analysts']),
+      client: { name: 'vitest' },
+    });
   }
 
   /** The call's journal entry, read back from a journal file of its own. */
@@ -147,8 +164,12 @@ describe('through the pipeline: what the agent gets, and the journal', () => {
     expect(result.ok).toBe(false);
     if (result.ok) return;
     expect(result.error.code).toBe('config.secret_invalid');
-    expect(result.text).toMatch(/^config\.secret_invalid: The value of environment variable DB_URL \(the url of connection db\) is not a PostgreSQL URL \(postgres:\/\/… or postgresql:\/\/…\)\. The value is not shown because it is a secret\.\n/);
-    expect(result.text).toMatch(/\nWhat to do: The operator must set environment variable DB_URL on the gateway host to a URL of the form postgres:\/\/USER:PASSWORD@HOST:5432\/DATABASE/);
+    expect(result.text).toMatch(
+      /^config\.secret_invalid: The value of environment variable DB_URL \(the url of connection db\) is not a PostgreSQL URL \(postgres:\/\/… or postgresql:\/\/…\)\. The value is not shown because it is a secret\.\n/,
+    );
+    expect(result.text).toMatch(
+      /\nWhat to do: The operator must set environment variable DB_URL on the gateway host to a URL of the form postgres:\/\/USER:PASSWORD@HOST:5432\/DATABASE/,
+    );
     expect(result.text).not.toContain('hunter2');
     // A fault of the gateway, not a decision about the request: no decision, an error outcome (errors.ts, ErrorKind).
     expect(intent['decision']).toBeNull();
@@ -162,7 +183,9 @@ describe('through the pipeline: what the agent gets, and the journal', () => {
     expect(result.ok).toBe(false);
     if (result.ok) return;
     expect(result.error.code).toBe('backend.auth_failed');
-    expect(result.text).toContain('refused to authenticate user "drawbridge_gateway" for connection db (28P01: password authentication failed for user "drawbridge_gateway")');
+    expect(result.text).toContain(
+      'refused to authenticate user "drawbridge_gateway" for connection db (28P01: password authentication failed for user "drawbridge_gateway")',
+    );
     expect(result.text).toContain('the operator must fix it');
     expect(result.text).toMatch(/What to do: .*Retrying will not help/);
     expect(result.text).not.toMatch(/Retry later/);

@@ -66,7 +66,10 @@ function allText(r: CallResult): string {
 function expectNoLeak(r: CallResult): void {
   const text = allText(r);
   const found = secrets.filter((s) => (s.exact ? s.value.length > 0 && text.includes(s.value) : leaks(text, s.value)));
-  expect(found.map((s) => `${s.kind}: ${s.value}`), `leaked in:\n${text.slice(0, 2000)}`).toEqual([]);
+  expect(
+    found.map((s) => `${s.kind}: ${s.value}`),
+    `leaked in:\n${text.slice(0, 2000)}`,
+  ).toEqual([]);
 }
 
 const isMasked = (cell: Cell): boolean => typeof cell === 'string' && /^\[(masked|hash):/.test(cell);
@@ -102,8 +105,14 @@ const CASES: readonly Case[] = [
   r('concat and ||', "SELECT concat('x', phone), 'mailto:' || email, full_name || '' FROM customers"),
   r('replace/translate', "SELECT replace(email, '@', ' at '), translate(ssn, '-', ''), translate(full_name, 'aeiou', 'AEIOU') FROM customers"),
   r('format/overlay', "SELECT format('%s', iban), overlay(email placing 'X' from 1 for 1), format('%I', full_name) FROM customers"),
-  r('split_part/regexp_replace', "SELECT split_part(email, '@', 1), regexp_replace(ssn, '-', '', 'g'), regexp_replace(card_number, '(.)', '\\1 ', 'g') FROM customers"),
-  r('base64 and hex', "SELECT encode(convert_to(email, 'UTF8'), 'base64'), encode(convert_to(ssn, 'UTF8'), 'hex'), encode(full_name::bytea, 'escape') FROM customers"),
+  r(
+    'split_part/regexp_replace',
+    "SELECT split_part(email, '@', 1), regexp_replace(ssn, '-', '', 'g'), regexp_replace(card_number, '(.)', '\\1 ', 'g') FROM customers",
+  ),
+  r(
+    'base64 and hex',
+    "SELECT encode(convert_to(email, 'UTF8'), 'base64'), encode(convert_to(ssn, 'UTF8'), 'hex'), encode(full_name::bytea, 'escape') FROM customers",
+  ),
   r('casts', 'SELECT email::bytea, ssn::varchar(20), CAST(iban AS char(40)), phone::text::varchar, card_number::numeric FROM customers'),
   r('initcap/btrim/lpad', "SELECT initcap(full_name), btrim(' ' || ssn || ' '), lpad(phone, 30, '*') FROM customers"),
   r('string_to_array/array subscript', "SELECT string_to_array(email, '.'), (ARRAY[iban])[1] FROM customers"),
@@ -125,7 +134,10 @@ const CASES: readonly Case[] = [
   r('(c).* expansion', 'SELECT (c).* FROM customers c', [1, 2, 3, 4, 5, 6]),
   r('row from a scalar subquery, expanded', 'SELECT ((SELECT c FROM customers c ORDER BY id LIMIT 1)).*', [1, 2, 3, 4, 5, 6]),
   r('row column of a subquery, field selected', 'SELECT (s.x).email FROM (SELECT c FROM customers c) s(x)'),
-  r('jsonb_populate_recordset back into rows', 'SELECT x.email, x.full_name FROM jsonb_populate_recordset(null::customers, (SELECT jsonb_agg(c) FROM customers c)) x'),
+  r(
+    'jsonb_populate_recordset back into rows',
+    'SELECT x.email, x.full_name FROM jsonb_populate_recordset(null::customers, (SELECT jsonb_agg(c) FROM customers c)) x',
+  ),
   r('json_to_recordset with a column definition list', 'SELECT * FROM json_to_recordset((SELECT json_agg(c) FROM customers c)) AS x(ssn text, iban text)'),
   r('jsonb_path_query on the row', "SELECT jsonb_path_query(to_jsonb(c), '$.email') FROM customers c"),
   r('LATERAL VALUES', 'SELECT v.* FROM customers c CROSS JOIN LATERAL (VALUES (c.phone, c.full_name)) v'),
@@ -148,7 +160,10 @@ const CASES: readonly Case[] = [
   // CTEs and subqueries
   r('CTE', 'WITH x AS (SELECT email AS e FROM customers) SELECT e FROM x'),
   r('CTE with column aliases', 'WITH x(a, b) AS (SELECT ssn, iban FROM customers) SELECT b, a FROM x'),
-  r('recursive CTE', 'WITH RECURSIVE r(n, v) AS (SELECT 1, (SELECT email FROM customers ORDER BY id LIMIT 1) UNION ALL SELECT n + 1, v FROM r WHERE n < 2) SELECT v FROM r'),
+  r(
+    'recursive CTE',
+    'WITH RECURSIVE r(n, v) AS (SELECT 1, (SELECT email FROM customers ORDER BY id LIMIT 1) UNION ALL SELECT n + 1, v FROM r WHERE n < 2) SELECT v FROM r',
+  ),
   r('subquery in FROM', 'SELECT s.e FROM (SELECT email AS e FROM customers) s'),
   r('scalar subquery', 'SELECT (SELECT email FROM customers c WHERE c.id = o.customer_id) FROM orders o ORDER BY o.id LIMIT 5'),
   r('ARRAY subquery', 'SELECT ARRAY(SELECT ssn FROM customers)'),
@@ -186,7 +201,10 @@ const CASES: readonly Case[] = [
   e('xmlparse document error', 'SELECT xmlparse(document full_name) FROM customers'),
   e('agent-made quotes around the value in an error', `SELECT ('customers" ' || full_name || ' "customers')::int FROM customers`),
   e('agent-made lone quote before the value in an error', `SELECT ('customers" ' || full_name)::int FROM customers`),
-  e('invalid byte sequence echoes the bytes in hex', "SELECT convert_from('\\xe0'::bytea || convert_to(substr(full_name, 1, 2), 'UTF8'), 'UTF8') FROM customers"),
+  e(
+    'invalid byte sequence echoes the bytes in hex',
+    "SELECT convert_from('\\xe0'::bytea || convert_to(substr(full_name, 1, 2), 'UTF8'), 'UTF8') FROM customers",
+  ),
   e('pg_stats value in an error', "SELECT histogram_bounds::text::int FROM pg_stats WHERE tablename = 'customers' AND attname = 'full_name'"),
   e('email::json error', 'SELECT email::json FROM customers'),
   e('full_name::regclass error', 'SELECT full_name::regclass FROM customers'),
@@ -410,7 +428,9 @@ describe('values that are not sensitive come back exactly', () => {
 
   it('a join of orders and products by id', async () => {
     const rows = await one('SELECT o.id, o.customer_id, o.total FROM orders o WHERE o.id <= 2 ORDER BY o.id');
-    const expected = await db.query<{ id: number; customer_id: number; total: string }>('SELECT id, customer_id, total::text FROM orders WHERE id <= 2 ORDER BY id');
+    const expected = await db.query<{ id: number; customer_id: number; total: string }>(
+      'SELECT id, customer_id, total::text FROM orders WHERE id <= 2 ORDER BY id',
+    );
     expect(rows).toEqual(expected.map((x) => [x.id, x.customer_id, x.total]));
   });
 });
@@ -442,7 +462,10 @@ describe('free text the agent transforms: a column rule holds where detectors ca
     expect(policy).not.toBe(DEFAULT_POLICY);
     const g = await testGateway(db, { policy });
     try {
-      const result = await g.sql("SELECT reverse(body), encode(convert_to(body, 'UTF8'), 'hex'), encode(convert_to(body, 'UTF8'), 'base64'), upper(body) FROM audit_notes", analyst);
+      const result = await g.sql(
+        "SELECT reverse(body), encode(convert_to(body, 'UTF8'), 'hex'), encode(convert_to(body, 'UTF8'), 'base64'), upper(body) FROM audit_notes",
+        analyst,
+      );
       expect(result.ok, allText(result)).toBe(true);
       if (!result.ok) return;
       expect(result.structured.rows.length).toBe(8);
@@ -535,7 +558,10 @@ describe('provider tokens and named credentials in rows', () => {
     ['the service-account file as json and jsonb', "SELECT body::json, body::jsonb FROM app_config WHERE name = 'sa.json'"],
     ['the private key member', "SELECT body::jsonb -> 'private_key', body::jsonb ->> 'private_key' FROM app_config WHERE name = 'sa.json'"],
     ['config.yaml', "SELECT body FROM app_config WHERE name = 'config.yaml'"],
-    ['each line rebuilt by string functions', "SELECT upper(split_part(body, '=', 1)) || '=' || substr(body, strpos(body, '=') + 1) FROM app_config WHERE name LIKE 'line:%'"],
+    [
+      'each line rebuilt by string functions',
+      "SELECT upper(split_part(body, '=', 1)) || '=' || substr(body, strpos(body, '=') + 1) FROM app_config WHERE name LIKE 'line:%'",
+    ],
   ])('%s', async (_name, sql) => {
     const r = await gw.sql(sql, analyst);
     expect(r.ok, allText(r)).toBe(true);
@@ -555,7 +581,24 @@ describe('provider tokens and named credentials in rows', () => {
   it('tokens whose shape identifies them stay masked when the agent strips their names', async () => {
     const r = await gw.sql("SELECT substr(body, strpos(body, '=') + 1) FROM app_config WHERE name LIKE 'line:%' ORDER BY id", analyst);
     expect(r.ok, allText(r)).toBe(true);
-    const standalone = TOKENS.secrets.filter((t) => ['stripe_key', 'github_token', 'gitlab_token', 'slack_token', 'google_api_key', 'openai_key', 'anthropic_key', 'npm_token', 'sendgrid_key', 'twilio_key', 'jwt', 'password_in_url', 'azure_connection_string', 'slack_webhook'].includes(t.detector));
+    const standalone = TOKENS.secrets.filter((t) =>
+      [
+        'stripe_key',
+        'github_token',
+        'gitlab_token',
+        'slack_token',
+        'google_api_key',
+        'openai_key',
+        'anthropic_key',
+        'npm_token',
+        'sendgrid_key',
+        'twilio_key',
+        'jwt',
+        'password_in_url',
+        'azure_connection_string',
+        'slack_webhook',
+      ].includes(t.detector),
+    );
     expect(leakedSecrets(allText(r), standalone)).toEqual([]);
   });
 

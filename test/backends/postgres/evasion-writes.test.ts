@@ -62,7 +62,11 @@ const CASES: readonly Case[] = [
 
   // --- comments, quoting and lexer tricks -------------------------------------------------------
   { name: 'comment: line comment ends before the second statement', sql: 'SELECT 1 -- harmless\n; DELETE FROM orders', codes: [MULTIPLE] },
-  { name: 'comment: nested block comments close before the DELETE', sql: 'SELECT 1 /* outer /* inner */ still comment */; DELETE FROM orders', codes: [MULTIPLE] },
+  {
+    name: 'comment: nested block comments close before the DELETE',
+    sql: 'SELECT 1 /* outer /* inner */ still comment */; DELETE FROM orders',
+    codes: [MULTIPLE],
+  },
   { name: 'comment: DELETE written between comments', sql: '/* ; */ DELETE/**/FROM/**/orders', codes: [APPROVAL] },
   { name: 'comment: semicolon inside a comment, DELETE outside', sql: 'SELECT 1 /* ; */; DELETE FROM orders', codes: [MULTIPLE] },
   { name: 'dollar quote: $x$ hides a semicolon', sql: 'SELECT $x$ ; $x$; DELETE FROM orders', codes: [MULTIPLE] },
@@ -72,33 +76,62 @@ const CASES: readonly Case[] = [
   { name: 'psql-style \\; separator', sql: 'SELECT 1 \\; DELETE FROM orders', codes: [PARSE] },
   { name: 'mixed-case keywords', sql: 'dElEtE fRoM OrDeRs', codes: [APPROVAL] },
   { name: 'unicode-escaped identifier U&"\\006Frders"', sql: 'DELETE FROM U&"\\006Frders"', codes: [APPROVAL], lp: true },
-  { name: 'unicode-escaped identifier with UESCAPE', sql: "DELETE FROM U&\"!006F!0072ders\" UESCAPE '!'", codes: [APPROVAL] },
+  { name: 'unicode-escaped identifier with UESCAPE', sql: 'DELETE FROM U&"!006F!0072ders" UESCAPE \'!\'', codes: [APPROVAL] },
   { name: 'unicode-escaped schema-qualified identifier', sql: 'UPDATE U&"\\0070ublic".U&"\\006Frders" SET note = \'x\'', codes: [APPROVAL] },
   { name: 'quoted, schema-qualified DELETE', sql: 'DELETE FROM "public"."orders" WHERE true', codes: [APPROVAL] },
   { name: 'INSERT … SELECT', sql: "INSERT INTO products (sku, name, price) SELECT 'SKU-X' || g, 'x', 1 FROM generate_series(1, 3) g", codes: [APPROVAL] },
-  { name: 'MERGE', sql: "MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN UPDATE SET note = 'merged'", codes: [APPROVAL] , lp: true },
-  { name: 'INSERT … ON CONFLICT DO UPDATE', sql: "INSERT INTO products (id, sku, name, price) VALUES (1, 'SKU-0001', 'x', 1) ON CONFLICT (id) DO UPDATE SET price = 0", codes: [APPROVAL] },
+  {
+    name: 'MERGE',
+    sql: "MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN UPDATE SET note = 'merged'",
+    codes: [APPROVAL],
+    lp: true,
+  },
+  {
+    name: 'INSERT … ON CONFLICT DO UPDATE',
+    sql: "INSERT INTO products (id, sku, name, price) VALUES (1, 'SKU-0001', 'x', 1) ON CONFLICT (id) DO UPDATE SET price = 0",
+    codes: [APPROVAL],
+  },
 
   // --- data-modifying CTEs -------------------------------------------------------------------
   { name: 'CTE: DELETE … RETURNING', sql: 'WITH d AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM d', codes: [APPROVAL], lp: true },
   { name: 'CTE: UPDATE, result unused', sql: "WITH u AS (UPDATE orders SET note = 'x' RETURNING id) SELECT 1", codes: [APPROVAL] },
   { name: 'CTE: INSERT', sql: "WITH i AS (INSERT INTO products (sku, name, price) VALUES ('SKU-X', 'x', 1) RETURNING id) SELECT * FROM i", codes: [APPROVAL] },
-  { name: 'CTE: nested WITH inside a CTE', sql: 'WITH a AS (WITH b AS (DELETE FROM orders RETURNING id) SELECT id FROM b) SELECT count(*) FROM a', codes: [APPROVAL] },
+  {
+    name: 'CTE: nested WITH inside a CTE',
+    sql: 'WITH a AS (WITH b AS (DELETE FROM orders RETURNING id) SELECT id FROM b) SELECT count(*) FROM a',
+    codes: [APPROVAL],
+  },
   { name: 'CTE: inside a FROM subquery', sql: 'SELECT * FROM (WITH d AS (DELETE FROM orders RETURNING id) SELECT id FROM d) s', codes: [APPROVAL] },
   { name: 'CTE: inside a scalar subquery', sql: 'SELECT (WITH d AS (DELETE FROM orders RETURNING 1) SELECT count(*) FROM d)', codes: [APPROVAL] },
   { name: 'CTE: name shadows the target table', sql: 'WITH orders AS (SELECT 1 AS id) DELETE FROM orders', codes: [APPROVAL] },
-  { name: 'CTE: MATERIALIZED DELETE joined to a read', sql: 'WITH d AS MATERIALIZED (DELETE FROM audit_notes RETURNING id) SELECT o.id FROM orders o JOIN d ON d.id = o.id', codes: [APPROVAL] },
-  { name: 'CTE: recursive WITH plus a DELETE', sql: 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3), d AS (DELETE FROM orders WHERE id IN (SELECT n FROM r) RETURNING 1) SELECT * FROM d', codes: [APPROVAL] },
+  {
+    name: 'CTE: MATERIALIZED DELETE joined to a read',
+    sql: 'WITH d AS MATERIALIZED (DELETE FROM audit_notes RETURNING id) SELECT o.id FROM orders o JOIN d ON d.id = o.id',
+    codes: [APPROVAL],
+  },
+  {
+    name: 'CTE: recursive WITH plus a DELETE',
+    sql: 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3), d AS (DELETE FROM orders WHERE id IN (SELECT n FROM r) RETURNING 1) SELECT * FROM d',
+    codes: [APPROVAL],
+  },
 
   // --- EXPLAIN ANALYZE executes ------------------------------------------------------------------
   { name: 'EXPLAIN ANALYZE DELETE', sql: 'EXPLAIN ANALYZE DELETE FROM orders', codes: [APPROVAL], lp: true },
-  { name: 'EXPLAIN (ANALYZE) UPDATE', sql: "EXPLAIN (ANALYZE) UPDATE orders SET note = 'x'", codes: [APPROVAL] , lp: true },
+  { name: 'EXPLAIN (ANALYZE) UPDATE', sql: "EXPLAIN (ANALYZE) UPDATE orders SET note = 'x'", codes: [APPROVAL], lp: true },
   { name: 'EXPLAIN (ANALYZE true, FORMAT JSON) DELETE', sql: 'EXPLAIN (ANALYZE true, FORMAT JSON) DELETE FROM orders', codes: [APPROVAL] },
-  { name: 'EXPLAIN (FORMAT TEXT, ANALYZE on) INSERT', sql: "EXPLAIN (FORMAT TEXT, ANALYZE on) INSERT INTO products (sku, name, price) VALUES ('SKU-X', 'x', 1)", codes: [APPROVAL] },
+  {
+    name: 'EXPLAIN (FORMAT TEXT, ANALYZE on) INSERT',
+    sql: "EXPLAIN (FORMAT TEXT, ANALYZE on) INSERT INTO products (sku, name, price) VALUES ('SKU-X', 'x', 1)",
+    codes: [APPROVAL],
+  },
   { name: 'EXPLAIN (ANALYZE 1) DELETE', sql: 'EXPLAIN (ANALYZE 1) DELETE FROM orders', codes: [APPROVAL] },
   { name: "EXPLAIN (ANALYZE 'yes') DELETE", sql: "EXPLAIN (ANALYZE 'yes') DELETE FROM orders", codes: [APPROVAL] },
   { name: 'EXPLAIN (ANALYZE off, ANALYZE on) DELETE', sql: 'EXPLAIN (ANALYZE off, ANALYZE on) DELETE FROM orders', codes: [APPROVAL] },
-  { name: 'EXPLAIN ANALYZE VERBOSE of a data-modifying CTE', sql: 'EXPLAIN ANALYZE VERBOSE WITH d AS (DELETE FROM orders RETURNING 1) SELECT * FROM d', codes: [APPROVAL] },
+  {
+    name: 'EXPLAIN ANALYZE VERBOSE of a data-modifying CTE',
+    sql: 'EXPLAIN ANALYZE VERBOSE WITH d AS (DELETE FROM orders RETURNING 1) SELECT * FROM d',
+    codes: [APPROVAL],
+  },
   { name: 'EXPLAIN ANALYZE of a volatile function', sql: 'EXPLAIN ANALYZE SELECT touch_order(1)', codes: [APPROVAL] },
   { name: 'EXPLAIN ANALYZE CREATE TABLE AS', sql: 'EXPLAIN ANALYZE CREATE TABLE stolen AS SELECT * FROM customers', codes: [DENIED] },
   { name: 'EXPLAIN ANALYZE SELECT INTO', sql: 'EXPLAIN ANALYZE SELECT * INTO stolen FROM customers', codes: [DENIED] },
@@ -114,8 +147,8 @@ const CASES: readonly Case[] = [
   // --- procedural code, prepared statements, cursors ---------------------------------------------
   { name: 'DO block deleting', sql: 'DO $$ BEGIN DELETE FROM orders; END $$', codes: [DENIED], lp: true },
   { name: 'DO with LANGUAGE and a plain string body', sql: "do language plpgsql 'begin delete from orders; end'", codes: [DENIED] },
-  { name: 'CALL a procedure that deletes', sql: 'CALL purge_proc()', codes: [DENIED] , lp: true },
-  { name: 'PREPARE a DELETE', sql: 'PREPARE p AS DELETE FROM orders', codes: [DENIED] , lp: true },
+  { name: 'CALL a procedure that deletes', sql: 'CALL purge_proc()', codes: [DENIED], lp: true },
+  { name: 'PREPARE a DELETE', sql: 'PREPARE p AS DELETE FROM orders', codes: [DENIED], lp: true },
   { name: 'EXECUTE a prepared statement', sql: 'EXECUTE p', codes: [DENIED] },
   { name: 'CREATE TABLE AS EXECUTE', sql: 'CREATE TABLE t AS EXECUTE p', codes: [DENIED] },
   { name: 'DEALLOCATE ALL', sql: 'DEALLOCATE ALL', codes: [DENIED] },
@@ -136,33 +169,60 @@ const CASES: readonly Case[] = [
   { name: 'nextval via pg_get_serial_sequence', sql: "SELECT pg_catalog.nextval(pg_get_serial_sequence('orders', 'id'))", codes: [APPROVAL] },
   { name: 'setval', sql: "SELECT setval('orders_id_seq', 1)", codes: [APPROVAL] },
   { name: 'pg_sleep is refused before it runs', sql: 'SELECT pg_sleep(30)', codes: [APPROVAL] },
-  { name: 'pg_terminate_backend of every session', sql: 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()', codes: [DENIED] , lp: true },
+  {
+    name: 'pg_terminate_backend of every session',
+    sql: 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()',
+    codes: [DENIED],
+    lp: true,
+  },
   { name: 'pg_cancel_backend', sql: 'SELECT pg_cancel_backend(pid) FROM pg_stat_activity', codes: [DENIED] },
-  { name: 'schema-qualified pg_terminate_backend', sql: 'SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()', codes: [DENIED] },
+  {
+    name: 'schema-qualified pg_terminate_backend',
+    sql: 'SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()',
+    codes: [DENIED],
+  },
   { name: 'pg_reload_conf', sql: 'SELECT pg_reload_conf()', codes: [DENIED] },
   { name: 'set_config read_only off', sql: "SELECT set_config('default_transaction_read_only', 'off', false)", codes: [DENIED], lp: true },
-  { name: 'set_config statement_timeout in a subquery', sql: "SELECT * FROM orders WHERE id = (SELECT length(set_config('statement_timeout', '0', false)))", codes: [DENIED] },
+  {
+    name: 'set_config statement_timeout in a subquery',
+    sql: "SELECT * FROM orders WHERE id = (SELECT length(set_config('statement_timeout', '0', false)))",
+    codes: [DENIED],
+  },
   { name: 'lo_import', sql: "SELECT lo_import('/etc/passwd')", codes: [DENIED] },
   { name: 'lo_export', sql: `SELECT lo_export(1, '${pwned('lo')}')`, codes: [DENIED] },
   { name: 'pg_read_file', sql: "SELECT pg_read_file('/etc/passwd')", codes: [DENIED] },
   { name: 'pg_read_binary_file', sql: "SELECT pg_read_binary_file('postgresql.auto.conf')", codes: [DENIED] },
   { name: 'pg_ls_dir', sql: "SELECT pg_ls_dir('.')", codes: [DENIED] },
-  { name: 'query_to_xml runs SQL text', sql: "SELECT query_to_xml('delete from orders returning *', true, true, '')", codes: [DENIED] , lp: true },
-  { name: 'pg_advisory_lock', sql: 'SELECT pg_advisory_lock(1)', codes: [DENIED] , lp: true },
+  { name: 'query_to_xml runs SQL text', sql: "SELECT query_to_xml('delete from orders returning *', true, true, '')", codes: [DENIED], lp: true },
+  { name: 'pg_advisory_lock', sql: 'SELECT pg_advisory_lock(1)', codes: [DENIED], lp: true },
   { name: 'pg_try_advisory_lock', sql: 'SELECT pg_try_advisory_lock(1)', codes: [DENIED] },
   { name: 'pg_notify', sql: "SELECT pg_notify('x', 'y')", codes: [DENIED] },
-  { name: 'dblink (not installed, and dangerous anyway)', sql: "SELECT * FROM dblink('dbname=postgres', 'delete from orders') AS t(x int)", codes: [DENIED, 'sql.unknown_function'] },
+  {
+    name: 'dblink (not installed, and dangerous anyway)',
+    sql: "SELECT * FROM dblink('dbname=postgres', 'delete from orders') AS t(x int)",
+    codes: [DENIED, 'sql.unknown_function'],
+  },
   { name: 'lying STABLE plpgsql function that deletes (the database refuses)', sql: 'SELECT stable_purge()', codes: ['backend.error', APPROVAL], lp: true },
   // Attribute notation: `o.f` and `(o).f` call f(o) with no function call in the syntax tree.
   // (o).grab_lock once ran as a read and left a session advisory lock on the pooled connection.
   { name: 'volatile function called with attribute notation (o.wipe)', sql: 'SELECT o.wipe FROM orders o WHERE o.id = 1', codes: [APPROVAL], lp: true },
-  { name: 'volatile function called with attribute notation ((o).grab_lock)', sql: 'SELECT (o).grab_lock FROM orders o WHERE o.id = 1', codes: [APPROVAL], lp: true },
+  {
+    name: 'volatile function called with attribute notation ((o).grab_lock)',
+    sql: 'SELECT (o).grab_lock FROM orders o WHERE o.id = 1',
+    codes: [APPROVAL],
+    lp: true,
+  },
   { name: 'volatile function called with attribute notation (o.bump)', sql: 'SELECT o.bump FROM orders o WHERE o.id = 1', codes: [APPROVAL] },
   { name: 'attribute notation, schema-qualified (public.orders.wipe)', sql: 'SELECT orders.wipe FROM public.orders WHERE id = 2', codes: [APPROVAL] },
   { name: 'attribute notation on a row constructor cast', sql: 'SELECT (ROW(o.*)::orders).grab_lock FROM orders o WHERE o.id = 1', codes: [APPROVAL] },
   { name: 'attribute notation in a WHERE clause', sql: 'SELECT count(*) FROM orders o WHERE o.wipe = 1', codes: [APPROVAL] },
   { name: 'a view whose definition calls a volatile function', sql: 'SELECT * FROM touchy WHERE id = 1', codes: [APPROVAL], lp: true },
-  { name: 'a view whose definition calls a volatile function by attribute notation', sql: 'SELECT locked FROM locky WHERE id = 1', codes: [APPROVAL], lp: true },
+  {
+    name: 'a view whose definition calls a volatile function by attribute notation',
+    sql: 'SELECT locked FROM locky WHERE id = 1',
+    codes: [APPROVAL],
+    lp: true,
+  },
   { name: 'a view with volatile code, reached through a CTE', sql: 'WITH t AS (SELECT id FROM touchy) SELECT count(*) FROM t', codes: [APPROVAL] },
 
   // --- session state ---------------------------------------------------------------------------
@@ -200,7 +260,11 @@ const CASES: readonly Case[] = [
   { name: 'DROP TABLE', sql: 'DROP TABLE orders CASCADE', codes: [DENIED] },
   { name: 'ALTER TABLE DISABLE TRIGGER', sql: 'ALTER TABLE orders DISABLE TRIGGER ALL', codes: [DENIED] },
   { name: 'CREATE FUNCTION', sql: "CREATE FUNCTION evil() RETURNS int LANGUAGE sql AS 'SELECT 1'", codes: [DENIED] },
-  { name: 'CREATE OR REPLACE an existing function', sql: "CREATE OR REPLACE FUNCTION touch_order(order_id int) RETURNS void LANGUAGE sql AS 'DELETE FROM orders'", codes: [DENIED] },
+  {
+    name: 'CREATE OR REPLACE an existing function',
+    sql: "CREATE OR REPLACE FUNCTION touch_order(order_id int) RETURNS void LANGUAGE sql AS 'DELETE FROM orders'",
+    codes: [DENIED],
+  },
   { name: 'COMMENT ON', sql: "COMMENT ON TABLE orders IS 'owned'", codes: [DENIED] },
   { name: 'VACUUM', sql: 'VACUUM orders', codes: [DENIED] },
   { name: 'VACUUM FULL', sql: 'VACUUM (FULL) orders', codes: [DENIED] },
@@ -211,7 +275,7 @@ const CASES: readonly Case[] = [
   { name: 'ALTER SYSTEM', sql: 'ALTER SYSTEM SET statement_timeout = 0', codes: [DENIED], lp: true },
   { name: 'ALTER DATABASE SET', sql: 'ALTER DATABASE CURRENT SET default_transaction_read_only = off', codes: [DENIED] },
   { name: 'CREATE EXTENSION', sql: 'CREATE EXTENSION IF NOT EXISTS dblink', codes: [DENIED] },
-  { name: 'GRANT', sql: 'GRANT ALL ON orders TO PUBLIC', codes: [DENIED] , lp: true },
+  { name: 'GRANT', sql: 'GRANT ALL ON orders TO PUBLIC', codes: [DENIED], lp: true },
   { name: 'REVOKE', sql: 'REVOKE SELECT ON orders FROM drawbridge_gateway', codes: [DENIED] },
   { name: 'CREATE ROLE', sql: 'CREATE ROLE drawbridge_evil SUPERUSER LOGIN', codes: [DENIED] },
   { name: 'ALTER ROLE', sql: 'ALTER ROLE drawbridge_gateway SUPERUSER', codes: [DENIED] },
@@ -267,7 +331,9 @@ async function snapshot(db: FreshDatabase): Promise<Snapshot> {
       ORDER BY 1`,
   );
   for (const { rel } of rels) {
-    const [row] = await db.query<{ n: string; h: string }>(`SELECT count(*)::text AS n, md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) AS h FROM ${rel} t`);
+    const [row] = await db.query<{ n: string; h: string }>(
+      `SELECT count(*)::text AS n, md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) AS h FROM ${rel} t`,
+    );
     tables[rel] = `${row?.n}:${row?.h}`;
   }
   const q = (sql: string) => db.query(sql);
@@ -315,7 +381,16 @@ function outcomeStatus(gw: TestGateway, callId: string): string | undefined {
   }
 }
 
-const POLICY_OR_PARSE = new Set<string>(['policy.denied', 'approval.pending', 'policy.no_match', 'policy.unclassified', 'sql.multiple_statements', 'sql.parse_error', 'sql.unknown_function', 'sql.empty']);
+const POLICY_OR_PARSE = new Set<string>([
+  'policy.denied',
+  'approval.pending',
+  'policy.no_match',
+  'policy.unclassified',
+  'sql.multiple_statements',
+  'sql.parse_error',
+  'sql.unknown_function',
+  'sql.empty',
+]);
 
 async function expectRefusedAndUnchanged(db: FreshDatabase, gw: TestGateway, c: Case, who = analyst): Promise<CallResult> {
   const before = await snapshot(db);
@@ -522,10 +597,13 @@ describe('the database wall: execute() with a request the classifier never saw',
 
   async function expectWallHolds(gw: TestGateway, request: ParsedRequest, sqlstate: string | null): Promise<void> {
     const before = await snapshot(db);
-    const error = await gw.gateway.connection('db').execute(request, {}).then(
-      () => null,
-      (e: unknown) => e,
-    );
+    const error = await gw.gateway
+      .connection('db')
+      .execute(request, {})
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     expect(error).toBeInstanceOf(DrawbridgeError);
     const e = error as DrawbridgeError;
     expect(['backend.error', 'backend.timeout']).toContain(e.code);
@@ -533,7 +611,10 @@ describe('the database wall: execute() with a request the classifier never saw',
     expect(await snapshot(db)).toEqual(before);
   }
 
-  for (const [label, gwOf] of [['superuser', () => su], ['least-privilege', () => lp]] as const) {
+  for (const [label, gwOf] of [
+    ['superuser', () => su],
+    ['least-privilege', () => lp],
+  ] as const) {
     it(`${label}: a DELETE sent as a read fails in the read-only transaction`, async () => {
       await expectWallHolds(gwOf(), forged('DELETE FROM orders', 'read'), '25006');
     });
@@ -556,7 +637,13 @@ describe('the database wall: execute() with a request the classifier never saw',
     it(`${label}: a write over max_affected_rows is rolled back`, async () => {
       const before = await snapshot(db);
       const request = { ...parseRunSql({ connection: 'db', sql: "UPDATE orders SET note = 'wall'" }, { tool: 'run_sql', connection: 'db' }) };
-      const error = await gwOf().gateway.connection('db').execute(request, { maxAffectedRows: 5 }).then(() => null, (e: unknown) => e);
+      const error = await gwOf()
+        .gateway.connection('db')
+        .execute(request, { maxAffectedRows: 5 })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
       expect((error as DrawbridgeError).code).toBe('limits.affected_rows');
       expect(await snapshot(db)).toEqual(before);
     });
@@ -576,12 +663,17 @@ describe('gateway connected with the least-privilege role', () => {
     await expectRefusedAndUnchanged(db, lp, c);
   });
   it('no session state leaked into its pooled connection', async () => {
-    expect(await sessionState(lp)).toEqual([['3s', '1s', 'off', 'on', '"$user", public', 'none', 'drawbridge_gateway', 'drawbridge_gateway', 'drawbridge', '0', '1', '0', '0']]);
+    expect(await sessionState(lp)).toEqual([
+      ['3s', '1s', 'off', 'on', '"$user", public', 'none', 'drawbridge_gateway', 'drawbridge_gateway', 'drawbridge', '0', '1', '0', '0'],
+    ]);
   });
 });
 
 describe('allowed writes by support', () => {
-  for (const [label, gwOf] of [['superuser', () => su], ['least-privilege', () => lp]] as const) {
+  for (const [label, gwOf] of [
+    ['superuser', () => su],
+    ['least-privilege', () => lp],
+  ] as const) {
     it(`${label}: an UPDATE of one order is allowed and applied`, async () => {
       const note = `support-${label}`;
       const r = await gwOf().sql(`UPDATE orders SET note = '${note}' WHERE id = 1`, support);
@@ -608,25 +700,44 @@ describe('allowed writes by support', () => {
     });
 
     it(`${label}: a write to customers is refused (not in the allow rule)`, async () => {
-      await expectRefusedAndUnchanged(db, gwOf(), { name: 'support customers', sql: "UPDATE customers SET city = 'Nowhere' WHERE id = 1", codes: ['policy.no_match'] }, support);
+      await expectRefusedAndUnchanged(
+        db,
+        gwOf(),
+        { name: 'support customers', sql: "UPDATE customers SET city = 'Nowhere' WHERE id = 1", codes: ['policy.no_match'] },
+        support,
+      );
     });
 
     it(`${label}: an allowed UPDATE carrying a DELETE of customers in a CTE is refused`, async () => {
       await expectRefusedAndUnchanged(
         db,
         gwOf(),
-        { name: 'support cte', sql: "WITH d AS (DELETE FROM audit_notes RETURNING id) UPDATE orders SET note = 'x' WHERE id IN (SELECT id FROM d)", codes: ['policy.no_match'] },
+        {
+          name: 'support cte',
+          sql: "WITH d AS (DELETE FROM audit_notes RETURNING id) UPDATE orders SET note = 'x' WHERE id IN (SELECT id FROM d)",
+          codes: ['policy.no_match'],
+        },
         support,
       );
     });
 
     it(`${label}: an allowed UPDATE that calls a volatile function writing elsewhere is refused`, async () => {
       // purge_notes() deletes audit_notes: the rule names only public.orders, and the gateway cannot see inside the function.
-      await expectRefusedAndUnchanged(db, gwOf(), { name: 'support fn', sql: 'UPDATE orders SET note = purge_notes()::text WHERE id = 1', codes: ['policy.no_match'] }, support);
+      await expectRefusedAndUnchanged(
+        db,
+        gwOf(),
+        { name: 'support fn', sql: 'UPDATE orders SET note = purge_notes()::text WHERE id = 1', codes: ['policy.no_match'] },
+        support,
+      );
     });
 
     it(`${label}: a volatile function called in a SELECT of orders is refused (it is a write, and not only on orders)`, async () => {
-      await expectRefusedAndUnchanged(db, gwOf(), { name: 'support select fn', sql: 'SELECT purge_notes() FROM orders LIMIT 1', codes: ['policy.no_match'] }, support);
+      await expectRefusedAndUnchanged(
+        db,
+        gwOf(),
+        { name: 'support select fn', sql: 'SELECT purge_notes() FROM orders LIMIT 1', codes: ['policy.no_match'] },
+        support,
+      );
     });
 
     it(`${label}: a volatile function called with no table at all is refused`, async () => {

@@ -110,7 +110,12 @@ describe('serve --http: a PostgreSQL session terminated mid-statement ends only 
     const alice = (await idp.deviceLogin(resource, 'alice', 'mcp')).access_token;
     const bob = (await idp.deviceLogin(resource, 'bob', 'mcp')).access_token;
     const agent = await idp.clientCredentialsToken('agent-svc', 'agent-svc-secret', resource, 'mcp');
-    sessions = [await openSession(url, 'alice', alice), await openSession(url, 'bob', bob), await openSession(url, 'agent-svc', agent), await openSession(url, 'alice-2', alice)];
+    sessions = [
+      await openSession(url, 'alice', alice),
+      await openSession(url, 'bob', bob),
+      await openSession(url, 'agent-svc', agent),
+      await openSession(url, 'alice-2', alice),
+    ];
   });
 
   afterAll(async () => {
@@ -166,7 +171,10 @@ describe('serve --http: a PostgreSQL session terminated mid-statement ends only 
     expect(verified.status, verified.stdout + verified.stderr).toBe(0);
     const exported = runCli(['journal', 'export', '--config', dir]);
     expect(exported.status, exported.stderr).toBe(0);
-    const calls = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as { call: { principal: { subject: string } }; outcome: { status: string; errorCode?: string } | null });
+    const calls = exported.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { call: { principal: { subject: string } }; outcome: { status: string; errorCode?: string } | null });
     // 4 warm-up reads, the long read, 3 reads while it ran, the concurrent one, 4 after.
     expect(calls).toHaveLength(13);
     expect(calls.filter((c) => c.outcome === null)).toEqual([]);

@@ -55,7 +55,10 @@ describe('PostgreSQL connection cut at exact moments (fault proxy, in-process ga
     db = await freshDatabase('pg_faults_proxy');
     const target = new URL(db.gatewayUrl);
     proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
-    gw = await testGateway({ ...db, gatewayUrl: proxy.url(db.gatewayUrl) }, { policy: POLICY, limits: '{ timeout: 20s, lock_timeout: 5s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }' });
+    gw = await testGateway(
+      { ...db, gatewayUrl: proxy.url(db.gatewayUrl) },
+      { policy: POLICY, limits: '{ timeout: 20s, lock_timeout: 5s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }' },
+    );
   });
 
   afterEach(() => {
@@ -83,19 +86,24 @@ describe('PostgreSQL connection cut at exact moments (fault proxy, in-process ga
     const r = await gw.sql('SELECT count(*) AS n FROM orders');
     await cut.done;
     expect(r.ok).toBe(false);
-    expect(r.text).toMatch(/^backend\.unavailable: The connection to db was lost while the gateway read the catalog \(Connection terminated unexpectedly\): the connection closed without an answer: the server went away \(a restart or a failover\) or the network dropped it\. The statement was not sent: nothing was changed\./);
+    expect(r.text).toMatch(
+      /^backend\.unavailable: The connection to db was lost while the gateway read the catalog \(Connection terminated unexpectedly\): the connection closed without an answer: the server went away \(a restart or a failover\) or the network dropped it\. The statement was not sent: nothing was changed\./,
+    );
     const next = await gw.sql('SELECT count(*) AS n FROM orders');
     expect(next.ok, next.text).toBe(true);
   });
 
   it('idle pooled sessions terminated by the server: the pool drops them, the next call works on a fresh one', async () => {
-    const idle = await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'drawbridge' AND state = 'idle'`, [db.name]);
+    const idle = await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'drawbridge' AND state = 'idle'`, [
+      db.name,
+    ]);
     expect(idle.length).toBeGreaterThan(0);
     const pids = idle.map((row) => row.pid);
     for (const pid of pids) await db.query('SELECT pg_terminate_backend($1)', [pid]);
     // Bounded poll until those sessions are gone from the server.
     const deadline = Date.now() + 10_000;
-    while ((await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)', [pids])).length > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 25));
+    while ((await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)', [pids])).length > 0 && Date.now() < deadline)
+      await new Promise((res) => setTimeout(res, 25));
     const next = await gw.sql('SELECT count(*) AS n FROM products');
     expect(next.ok, next.text).toBe(true);
   });
@@ -106,7 +114,9 @@ describe('PostgreSQL connection cut at exact moments (fault proxy, in-process ga
     const r = await gw.sql(`UPDATE orders SET status = 'preview-fault' WHERE id = 3`);
     await cut.done;
     expect(codeOf(r.text), r.text).toBe('backend.connection_lost');
-    expect(r.text).toContain('It was the dry run of a write for its approval preview, which is always rolled back: nothing was changed, and the write itself was not run.');
+    expect(r.text).toContain(
+      'It was the dry run of a write for its approval preview, which is always rolled back: nothing was changed, and the write itself was not run.',
+    );
     expect(await status(3)).toBe(before);
     // Without the fault the same write gets its preview and waits for a DBA.
     const again = await gw.sql(`UPDATE orders SET status = 'preview-fault' WHERE id = 3`);

@@ -171,7 +171,9 @@ describe('PostgreSQL faults under drawbridge serve (stdio, private cluster)', ()
       await cluster.restart();
       const r = await pending;
       expect(r.code, r.text).toBe('backend.connection_lost');
-      expect(r.text).toContain('It was a write and it was NOT committed: the session ended before COMMIT was sent, so PostgreSQL rolled the transaction back and nothing changed.');
+      expect(r.text).toContain(
+        'It was a write and it was NOT committed: the session ended before COMMIT was sent, so PostgreSQL rolled the transaction back and nothing changed.',
+      );
       expectSurvived();
     } finally {
       await holder.end().catch(() => undefined);
@@ -245,7 +247,10 @@ describe('PostgreSQL faults under drawbridge serve (stdio, private cluster)', ()
     expect(verified.status, verified.stdout + verified.stderr).toBe(0);
     const exported = runCli(['journal', 'export', '--config', dir]);
     expect(exported.status, exported.stderr).toBe(0);
-    const calls = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as { outcome: { status: string; errorCode?: string } | null });
+    const calls = exported.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { outcome: { status: string; errorCode?: string } | null });
     // warm-up 1, terminate 2, restart during a read 2, during a write 2, stop/start 3, lost COMMIT 2.
     expect(calls).toHaveLength(12);
     expect(calls.filter((c) => c.outcome === null)).toEqual([]);

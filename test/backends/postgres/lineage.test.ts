@@ -26,7 +26,13 @@ function statement(sql: string): AstObject {
 beforeAll(async () => {
   await loadParser();
   const table = (schema: string, name: string, columns: readonly string[]): RelationColumns => ({ schema, name, kind: 'r', columns, view: null });
-  const view = (name: string, columns: readonly string[], sql: string): RelationColumns => ({ schema: 'public', name, kind: 'v', columns, view: statement(sql) });
+  const view = (name: string, columns: readonly string[], sql: string): RelationColumns => ({
+    schema: 'public',
+    name,
+    kind: 'v',
+    columns,
+    view: statement(sql),
+  });
   relations = [
     table('public', 'customers', CUSTOMERS),
     table('public', 'orders', ORDERS),
@@ -156,18 +162,39 @@ const JOINS: readonly Row[] = [
 ];
 
 const EXPRESSIONS: readonly Row[] = [
-  ['SELECT upper(email), lower(email), reverse(ssn), md5(ssn) FROM customers', [['customers.email'], ['customers.email'], ['customers.ssn'], ['customers.ssn']]],
+  [
+    'SELECT upper(email), lower(email), reverse(ssn), md5(ssn) FROM customers',
+    [['customers.email'], ['customers.email'], ['customers.ssn'], ['customers.ssn']],
+  ],
   ["SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM customers", [['customers.email']]],
-  ["SELECT substr(ssn, 1, 3), substring(ssn FROM 2), concat(email, city), email || phone FROM customers", [['customers.ssn'], ['customers.ssn'], ['customers.email', 'customers.city'], ['customers.email', 'customers.phone']]],
-  ["SELECT format('%s-%s', iban, card_number), overlay(card_number placing 'x' from 1) FROM customers", [['customers.iban', 'customers.card_number'], ['customers.card_number']]],
-  ['SELECT email::text, CAST(ssn AS bytea), ssn::varchar(3), (phone)::int FROM customers', [['customers.email'], ['customers.ssn'], ['customers.ssn'], ['customers.phone']]],
+  [
+    'SELECT substr(ssn, 1, 3), substring(ssn FROM 2), concat(email, city), email || phone FROM customers',
+    [['customers.ssn'], ['customers.ssn'], ['customers.email', 'customers.city'], ['customers.email', 'customers.phone']],
+  ],
+  [
+    "SELECT format('%s-%s', iban, card_number), overlay(card_number placing 'x' from 1) FROM customers",
+    [['customers.iban', 'customers.card_number'], ['customers.card_number']],
+  ],
+  [
+    'SELECT email::text, CAST(ssn AS bytea), ssn::varchar(3), (phone)::int FROM customers',
+    [['customers.email'], ['customers.ssn'], ['customers.ssn'], ['customers.phone']],
+  ],
   // CASE: the branches and the conditions (a condition on ssn tells something about ssn).
   ['SELECT CASE WHEN id > 1 THEN email ELSE city END FROM customers', [['customers.id', 'customers.email', 'customers.city']]],
   ["SELECT CASE ssn WHEN '1' THEN 'a' ELSE 'b' END FROM customers", [['customers.ssn']]],
-  ["SELECT COALESCE(phone, ssn), NULLIF(email, ''), GREATEST(city, email) FROM customers", [['customers.phone', 'customers.ssn'], ['customers.email'], ['customers.city', 'customers.email']]],
-  ['SELECT ROW(email, ssn), ARRAY[iban, card_number] FROM customers', [['customers.email', 'customers.ssn'], ['customers.iban', 'customers.card_number']]],
+  [
+    "SELECT COALESCE(phone, ssn), NULLIF(email, ''), GREATEST(city, email) FROM customers",
+    [['customers.phone', 'customers.ssn'], ['customers.email'], ['customers.city', 'customers.email']],
+  ],
+  [
+    'SELECT ROW(email, ssn), ARRAY[iban, card_number] FROM customers',
+    [
+      ['customers.email', 'customers.ssn'],
+      ['customers.iban', 'customers.card_number'],
+    ],
+  ],
   ["SELECT jsonb_build_object('e', email)->>'e', (ARRAY[ssn])[1] FROM customers", [['customers.email'], ['customers.ssn']]],
-  ["SELECT email COLLATE \"C\", ssn IS NULL, email LIKE '%@x' FROM customers", [['customers.email'], ['customers.ssn'], ['customers.email']]],
+  ['SELECT email COLLATE "C", ssn IS NULL, email LIKE \'%@x\' FROM customers', [['customers.email'], ['customers.ssn'], ['customers.email']]],
   ["SELECT 1, 'constant', now(), NULL::text FROM customers", [[], [], [], []]],
 ];
 
@@ -226,8 +253,14 @@ const CTES: readonly Row[] = [
   // WITH RECURSIVE: an item may use one written after it, which hides the table of that name.
   ['WITH RECURSIVE a AS (SELECT * FROM orders), orders AS (SELECT ssn FROM customers) SELECT * FROM a', [['customers.ssn']]],
   // SEARCH / CYCLE add columns made of the row's values.
-  ['WITH RECURSIVE t(a) AS (SELECT ssn FROM customers UNION ALL SELECT a FROM t) SEARCH DEPTH FIRST BY a SET ord SELECT ord, a FROM t', [['customers.ssn'], ['customers.ssn']]],
-  ['WITH RECURSIVE t(a) AS (SELECT ssn FROM customers UNION ALL SELECT a FROM t) CYCLE a SET cyc USING pth SELECT * FROM t', [['customers.ssn'], [], ['customers.ssn']]],
+  [
+    'WITH RECURSIVE t(a) AS (SELECT ssn FROM customers UNION ALL SELECT a FROM t) SEARCH DEPTH FIRST BY a SET ord SELECT ord, a FROM t',
+    [['customers.ssn'], ['customers.ssn']],
+  ],
+  [
+    'WITH RECURSIVE t(a) AS (SELECT ssn FROM customers UNION ALL SELECT a FROM t) CYCLE a SET cyc USING pth SELECT * FROM t',
+    [['customers.ssn'], [], ['customers.ssn']],
+  ],
   ['WITH u AS (UPDATE customers SET city = ssn RETURNING city) SELECT * FROM u', [['customers.city', 'customers.ssn']]],
 ];
 
@@ -259,7 +292,13 @@ const FROM_SUBSELECTS: readonly Row[] = [
 
 const SET_OPERATIONS: readonly Row[] = [
   ['SELECT email FROM customers UNION SELECT city FROM customers', [['customers.email', 'customers.city']]],
-  ['SELECT id, email FROM customers UNION ALL SELECT id, note FROM orders', [['customers.id', 'orders.id'], ['customers.email', 'orders.note']]],
+  [
+    'SELECT id, email FROM customers UNION ALL SELECT id, note FROM orders',
+    [
+      ['customers.id', 'orders.id'],
+      ['customers.email', 'orders.note'],
+    ],
+  ],
   ['SELECT email FROM customers INTERSECT SELECT note FROM orders EXCEPT SELECT status FROM orders', [['customers.email', 'orders.note', 'orders.status']]],
   ['(SELECT email FROM customers) UNION (SELECT ssn FROM customers ORDER BY 1 LIMIT 1)', [['customers.email', 'customers.ssn']]],
   ['SELECT email FROM customers UNION SELECT * FROM generate_series(1, 2)', [['customers.email']]],
@@ -286,7 +325,13 @@ const VIEWS: readonly Row[] = [
       ['customer_contacts.city', 'customers.city'],
     ],
   ],
-  ['SELECT contact, reach FROM customer_contacts', [['customer_contacts.contact', 'customers.email'], ['customer_contacts.reach', 'customers.phone']]],
+  [
+    'SELECT contact, reach FROM customer_contacts',
+    [
+      ['customer_contacts.contact', 'customers.email'],
+      ['customer_contacts.reach', 'customers.phone'],
+    ],
+  ],
   ['SELECT upper(v.contact) FROM customer_contacts v', [['customer_contacts.contact', 'customers.email']]],
   [
     'SELECT * FROM contact_names',
@@ -296,7 +341,10 @@ const VIEWS: readonly Row[] = [
     ],
   ],
   ['SELECT n.contact FROM contact_names n JOIN orders o ON true', [['contact_names.contact', 'customer_contacts.contact', 'customers.email']]],
-  ['SELECT row_to_json(v) FROM customer_contacts v', [[...all('customer_contacts', CONTACTS), 'customers.id', 'customers.full_name', 'customers.email', 'customers.phone', 'customers.city']]],
+  [
+    'SELECT row_to_json(v) FROM customer_contacts v',
+    [[...all('customer_contacts', CONTACTS), 'customers.id', 'customers.full_name', 'customers.email', 'customers.phone', 'customers.city']],
+  ],
   ['WITH v AS (SELECT reach FROM public.customer_contacts) SELECT reach FROM v', [['customer_contacts.reach', 'customers.phone']]],
 ];
 
@@ -314,7 +362,10 @@ const DML: readonly Row[] = [
   ["UPDATE customers SET city = 'x' RETURNING email", [['customers.email']]],
   // RETURNING shows the new row: what was assigned flows out.
   ['UPDATE customers SET city = ssn RETURNING city', [['customers.city', 'customers.ssn']]],
-  ['UPDATE customers c SET (city, phone) = (SELECT iban, card_number FROM customers LIMIT 1) RETURNING c.city', [['customers.city', 'customers.iban', 'customers.card_number']]],
+  [
+    'UPDATE customers c SET (city, phone) = (SELECT iban, card_number FROM customers LIMIT 1) RETURNING c.city',
+    [['customers.city', 'customers.iban', 'customers.card_number']],
+  ],
   [
     'UPDATE customers SET city = upper(o.note) FROM orders o WHERE o.customer_id = customers.id RETURNING customers.city, o.status',
     [['customers.city', 'orders.note'], ['orders.status']],
@@ -323,7 +374,10 @@ const DML: readonly Row[] = [
   ['DELETE FROM orders o USING customers c WHERE c.id = o.customer_id RETURNING c.email', [['customers.email']]],
   ['DELETE FROM customers', []],
   ['INSERT INTO customers (id, city) SELECT id, ssn FROM customers RETURNING city, email', [['customers.city', 'customers.ssn'], ['customers.email']]],
-  ["INSERT INTO orders VALUES (1, 2, 'new', 10, now(), (SELECT ssn FROM customers LIMIT 1)) RETURNING note, status", [['orders.note', 'customers.ssn'], ['orders.status']]],
+  [
+    "INSERT INTO orders VALUES (1, 2, 'new', 10, now(), (SELECT ssn FROM customers LIMIT 1)) RETURNING note, status",
+    [['orders.note', 'customers.ssn'], ['orders.status']],
+  ],
   [
     'INSERT INTO customers (id, city) SELECT id, ssn FROM customers ON CONFLICT (id) DO UPDATE SET email = excluded.city RETURNING email',
     [['customers.email', 'customers.ssn']],
@@ -389,7 +443,22 @@ describe('analyzeLineage', () => {
   });
 
   it('has a large table', () => {
-    const rows = [DIRECT, JOINS, EXPRESSIONS, AGGREGATES, WHOLE_ROWS, SUBQUERIES, CTES, FROM_SUBSELECTS, SET_OPERATIONS, VALUES_ROWS, VIEWS, FUNCTIONS_IN_FROM, DML, UNKNOWN];
+    const rows = [
+      DIRECT,
+      JOINS,
+      EXPRESSIONS,
+      AGGREGATES,
+      WHOLE_ROWS,
+      SUBQUERIES,
+      CTES,
+      FROM_SUBSELECTS,
+      SET_OPERATIONS,
+      VALUES_ROWS,
+      VIEWS,
+      FUNCTIONS_IN_FROM,
+      DML,
+      UNKNOWN,
+    ];
     expect(rows.reduce((n, r) => n + r.length, 0)).toBeGreaterThanOrEqual(100);
   });
 });
@@ -402,7 +471,7 @@ describe('referenced', () => {
     expect(referenced('SELECT count(*) FROM customers WHERE id IN (SELECT customer_id FROM orders)')).toEqual(both);
     expect(referenced('SELECT 1 WHERE EXISTS (SELECT 1 FROM customers c JOIN orders o ON true)')).toEqual(both);
     expect(referenced('SELECT 1 ORDER BY (SELECT max(ssn) FROM customers), (SELECT 1 FROM orders LIMIT 1)')).toEqual(both);
-    expect(referenced("DELETE FROM orders WHERE note = (SELECT ssn FROM customers LIMIT 1)")).toEqual(both);
+    expect(referenced('DELETE FROM orders WHERE note = (SELECT ssn FROM customers LIMIT 1)')).toEqual(both);
   });
 
   it('holds a view and what its definition reads', () => {
@@ -423,13 +492,25 @@ describe('referenced', () => {
   });
 
   it('covers what CREATE TABLE AS, SELECT INTO, DECLARE and COPY read', () => {
-    for (const sql of ['CREATE TABLE b AS SELECT ssn FROM customers', 'SELECT ssn INTO b FROM customers', 'DECLARE c CURSOR FOR SELECT ssn FROM customers', 'COPY customers TO STDOUT', 'COPY (SELECT ssn FROM customers) TO STDOUT']) {
+    for (const sql of [
+      'CREATE TABLE b AS SELECT ssn FROM customers',
+      'SELECT ssn INTO b FROM customers',
+      'DECLARE c CURSOR FOR SELECT ssn FROM customers',
+      'COPY customers TO STDOUT',
+      'COPY (SELECT ssn FROM customers) TO STDOUT',
+    ]) {
       expect(referenced(sql), sql).toEqual(expect.arrayContaining(ALL_CUSTOMERS.map(q)));
     }
   });
 
   it('is opaque for statements whose rows or errors come from where the tree does not show', () => {
-    for (const sql of ['FETCH ALL FROM c', 'EXECUTE p', 'CALL p()', 'ALTER TABLE customers ALTER ssn TYPE int USING ssn::int', 'CREATE UNIQUE INDEX ON customers (email)']) {
+    for (const sql of [
+      'FETCH ALL FROM c',
+      'EXECUTE p',
+      'CALL p()',
+      'ALTER TABLE customers ALTER ssn TYPE int USING ssn::int',
+      'CREATE UNIQUE INDEX ON customers (email)',
+    ]) {
       const lineage = analyzeLineage(statement(sql), catalog);
       expect(lineage.outputs, sql).toBeNull();
       expect(lineage.referenced, sql).toContain(OPAQUE);

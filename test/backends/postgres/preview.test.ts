@@ -53,7 +53,9 @@ async function checksum(): Promise<Record<string, string>> {
   );
   const out: Record<string, string> = {};
   for (const { rel } of rels) {
-    const [row] = await db.query<{ n: string; h: string }>(`SELECT count(*)::text AS n, md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) AS h FROM ${rel} t`);
+    const [row] = await db.query<{ n: string; h: string }>(
+      `SELECT count(*)::text AS n, md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) AS h FROM ${rel} t`,
+    );
     out[rel] = `${row?.n}:${row?.h}`;
   }
   return out;
@@ -119,9 +121,17 @@ afterAll(async () => {
 
 describe('impact preview: the count matches what executing then changes', () => {
   const cases: ReadonlyArray<{ name: string; sql: string; expected: string }> = [
-    { name: 'UPDATE', sql: `UPDATE orders SET note = 'previewed' WHERE customer_id = 3`, expected: 'SELECT count(*)::int AS n FROM orders WHERE customer_id = 3' },
+    {
+      name: 'UPDATE',
+      sql: `UPDATE orders SET note = 'previewed' WHERE customer_id = 3`,
+      expected: 'SELECT count(*)::int AS n FROM orders WHERE customer_id = 3',
+    },
     { name: 'DELETE', sql: 'DELETE FROM orders WHERE id BETWEEN 480 AND 489', expected: 'SELECT count(*)::int AS n FROM orders WHERE id BETWEEN 480 AND 489' },
-    { name: 'INSERT … SELECT', sql: `INSERT INTO audit_notes (body) SELECT 'copy: ' || body FROM audit_notes WHERE id <= 4`, expected: 'SELECT count(*)::int AS n FROM audit_notes WHERE id <= 4' },
+    {
+      name: 'INSERT … SELECT',
+      sql: `INSERT INTO audit_notes (body) SELECT 'copy: ' || body FROM audit_notes WHERE id <= 4`,
+      expected: 'SELECT count(*)::int AS n FROM audit_notes WHERE id <= 4',
+    },
     {
       name: 'MERGE',
       sql: `MERGE INTO orders o USING (SELECT id FROM orders WHERE id BETWEEN 10 AND 17) s ON o.id = s.id WHEN MATCHED THEN UPDATE SET note = 'merged'`,
@@ -214,8 +224,16 @@ describe('impact preview: samples of affected keys', () => {
     { name: 'a trailing -- comment and no semicolon', sql: `DELETE FROM orders WHERE id IN (3, 4) -- gone`, expected: [3, 4] },
     { name: 'a trailing block comment and semicolons with whitespace', sql: `UPDATE orders SET note = 'c' WHERE id = 5 /* done */ ;  \n `, expected: [5] },
     { name: 'leading comments and non-ASCII text', sql: `/* é */ -- ü\n UPDATE orders SET note = 'déjà vu 😀' WHERE id = 6 -- fini 😀`, expected: [6] },
-    { name: 'an alias and a FROM table with a column of the same name', sql: `UPDATE orders o SET note = 'x' FROM customers c WHERE c.id = o.customer_id AND o.id IN (8, 9)`, expected: [8, 9] },
-    { name: 'a schema-qualified target and USING', sql: `DELETE FROM public.orders USING customers WHERE customers.id = orders.customer_id AND orders.id = 11`, expected: [11] },
+    {
+      name: 'an alias and a FROM table with a column of the same name',
+      sql: `UPDATE orders o SET note = 'x' FROM customers c WHERE c.id = o.customer_id AND o.id IN (8, 9)`,
+      expected: [8, 9],
+    },
+    {
+      name: 'a schema-qualified target and USING',
+      sql: `DELETE FROM public.orders USING customers WHERE customers.id = orders.customer_id AND orders.id = 11`,
+      expected: [11],
+    },
     { name: 'a read-only CTE', sql: `WITH t AS (SELECT 12 AS id) UPDATE orders SET note = 'x' FROM t WHERE orders.id = t.id`, expected: [12] },
   ];
   for (const c of amended) {
@@ -233,7 +251,12 @@ describe('impact preview: samples of affected keys', () => {
     const p = await preview(`UPDATE "Odd ""Keys""" SET v = 'z'`);
     expect(p.affectedRows).toBe(2);
     expect(p.sampleColumns).toEqual(['other;--', 'Key Part']);
-    expect(p.sample).toEqual(expect.arrayContaining([{ 'other;--': 'x', 'Key Part': 1 }, { 'other;--': 'y', 'Key Part': 2 }]));
+    expect(p.sample).toEqual(
+      expect.arrayContaining([
+        { 'other;--': 'x', 'Key Part': 1 },
+        { 'other;--': 'y', 'Key Part': 2 },
+      ]),
+    );
   });
 
   it('gives only the count for a table without a primary key', async () => {

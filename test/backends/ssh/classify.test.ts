@@ -74,7 +74,7 @@ const table: Array<[string, 'read' | 'write' | 'admin', RegExp?]> = [
   ['find /tmp -execdir id \\;', 'admin'],
   ['find /tmp -delete', 'admin'],
   ['find /tmp -fprint0 /etc/x', 'admin', /-fprint0/],
-  ["awk 'BEGIN{system(\"id\")}'", 'admin'],
+  ['awk \'BEGIN{system("id")}\'', 'admin'],
   ["perl -e 'system(1)'", 'admin'],
   ["python3 -c 'import os'", 'admin'],
   ["sed -n '1e id' f", 'admin'],

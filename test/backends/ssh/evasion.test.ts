@@ -124,8 +124,8 @@ const refused: Array<[string, RegExp]> = [
   ['find ROOT -fprint ROOT/pwned', POLICY],
   ['awk \'BEGIN { system("touch ROOT/pwned") }\'', POLICY],
   ['awk \'BEGIN { print 1 > "ROOT/pwned" }\'', POLICY],
-  ["perl -e 'open F, \">ROOT/pwned\"'", POLICY],
-  ["python3 -c 'open(\"ROOT/pwned\", \"w\")'", POLICY],
+  ['perl -e \'open F, ">ROOT/pwned"\'', POLICY],
+  ['python3 -c \'open("ROOT/pwned", "w")\'', POLICY],
   ["sed -n '1e touch ROOT/pwned' /etc/hostname", POLICY],
   ["sed -n 'w ROOT/pwned' /etc/hostname", POLICY],
   ["tar -cf /dev/null --checkpoint=1 --checkpoint-action=exec='touch ROOT/pwned' /etc/hostname", POLICY],
@@ -169,12 +169,17 @@ describe('ssh_exec evasion suite (OpenSSH, exec-logged)', () => {
       join(dir, 'tools', 'hosts.yaml'),
       `${sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login: sshd, limits: '{ timeout: 5s, max_output: 64KiB }' })}---\n${sshToolYaml(['web'])}`,
     );
-    writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
+    writeFileSync(
+      join(dir, 'policies', 'gateway.yaml'),
+      `kind: gateway
 identity: { mode: local, subject: dev@example.com, groups: [developers] }
 journal: { path: journal.db }
 approval: { wait: 0ms, store: approvals.db }
-`);
-    writeFileSync(join(dir, 'policies', 'rules.yaml'), `kind: policy
+`,
+    );
+    writeFileSync(
+      join(dir, 'policies', 'rules.yaml'),
+      `kind: policy
 rules:
   - name: no-rm
     match: { tool: ssh_exec, programs: [rm, shred, dd] }
@@ -198,7 +203,8 @@ masking:
     match: { tool: ssh_exec }
     detectors: all
     patterns: ['(?i)(password|passwd|secret|token|api[_-]?key)\\s*[=:]\\s*(\\S+)']
-`);
+`,
+    );
     gateway = await openGateway({ configDir: dir, env: {} });
     // Open the pooled connection now: its quoting probe is the first exec the host sees.
     const warm = await callTool(gateway, { tool: 'ssh_exec', args: { connection: 'web', command: 'true' }, identity: dev, client: { name: 'vitest' } });
@@ -286,7 +292,8 @@ masking:
       for (const [name, text] of Object.entries(SET.files)) writeFileSync(join(ROOT, 'conf', name), text);
       return join(ROOT, 'conf');
     };
-    const everything = (r: CallResult): string => (r.ok ? `${r.text}\n${JSON.stringify(r.structured)}` : `${r.text}\n${r.error.message}\n${JSON.stringify(r.error.details)}`);
+    const everything = (r: CallResult): string =>
+      r.ok ? `${r.text}\n${JSON.stringify(r.structured)}` : `${r.text}\n${r.error.message}\n${JSON.stringify(r.error.details)}`;
     const noLeak = (r: CallResult) => expect(leakedSecrets(everything(r), SET.secrets), everything(r).slice(0, 3000)).toEqual([]);
 
     it('cat app.env: every token family masked, each counted by its detector', async () => {

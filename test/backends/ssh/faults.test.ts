@@ -46,17 +46,34 @@ beforeAll(async () => {
   writeFileSync(
     join(dir, 'tools', 'hosts.yaml'),
     [
-      sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: pinned }], login: sshd, limits: '{ timeout: 20s, max_output: 64KiB }' }),
-      sshConnectionYaml({ name: 'faulty', description: 'fault server', hosts: [{ name: 'f', server: fault }], login: sshd, limits: '{ timeout: 20s, max_output: 64KiB }' }),
+      sshConnectionYaml({
+        name: 'web',
+        description: 'loopback sshd',
+        hosts: [{ name: 'web-1', server: pinned }],
+        login: sshd,
+        limits: '{ timeout: 20s, max_output: 64KiB }',
+      }),
+      sshConnectionYaml({
+        name: 'faulty',
+        description: 'fault server',
+        hosts: [{ name: 'f', server: fault }],
+        login: sshd,
+        limits: '{ timeout: 20s, max_output: 64KiB }',
+      }),
       sshToolYaml(['web', 'faulty']),
     ].join('---\n'),
   );
-  writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
+  writeFileSync(
+    join(dir, 'policies', 'gateway.yaml'),
+    `kind: gateway
 identity: { mode: local, subject: dev@example.com, groups: [developers] }
 journal: { path: journal.db }
 approval: { wait: 0ms, store: approvals.db }
-`);
-  writeFileSync(join(dir, 'policies', 'rules.yaml'), `kind: policy
+`,
+  );
+  writeFileSync(
+    join(dir, 'policies', 'rules.yaml'),
+    `kind: policy
 rules:
   - name: restarts-need-approval
     match: { tool: ssh_exec, command: ["systemctl restart *"] }
@@ -68,11 +85,18 @@ rules:
   - name: test-programs
     match: { tool: ssh_exec, programs: [touch, echo, "slow:*", disconnect] }
     effect: allow
-`);
+`,
+  );
   const config = loadConfig(dir);
   // A short busy timeout, so the locked-store case fails closed in 100 ms instead of 5 s.
   const store = openApprovalStore(join(dir, 'approvals.db'), { busyTimeoutMs: 100 });
-  gateway = createGateway({ config, journal: openJournal(join(dir, 'journal.db')), maskKey: new Uint8Array(32), environment: { env: {}, baseDir: config.dir }, approvals: { store } });
+  gateway = createGateway({
+    config,
+    journal: openJournal(join(dir, 'journal.db')),
+    maskKey: new Uint8Array(32),
+    environment: { env: {}, baseDir: config.dir },
+    approvals: { store },
+  });
 });
 
 afterEach(() => {

@@ -31,20 +31,51 @@ describe('ssh_exec against OpenSSH', () => {
     mkdirSync(join(dir, 'policies'));
     const login = sshd;
     const documents = [
-      sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login, limits: '{ timeout: 3s, max_output: 64KiB }' }),
-      sshConnectionYaml({ name: 'group', description: 'two hosts', hosts: [{ name: 'a', server: sshd }, { name: 'b', server: fault }], login, limits: '{ timeout: 3s, max_output: 64KiB, concurrency: 2 }' }),
-      sshConnectionYaml({ name: 'wrongkey', description: 'pinned to the wrong key', hosts: [{ name: 'w', server: { port: sshd.port, hostKeyFingerprint: fault.hostKeyFingerprint } }], login }),
-      sshConnectionYaml({ name: 'faults', description: 'fault server', hosts: [{ name: 'f', server: fault }], login, limits: '{ timeout: 1s, max_output: 16KiB }' }),
+      sshConnectionYaml({
+        name: 'web',
+        description: 'loopback sshd',
+        hosts: [{ name: 'web-1', server: sshd }],
+        login,
+        limits: '{ timeout: 3s, max_output: 64KiB }',
+      }),
+      sshConnectionYaml({
+        name: 'group',
+        description: 'two hosts',
+        hosts: [
+          { name: 'a', server: sshd },
+          { name: 'b', server: fault },
+        ],
+        login,
+        limits: '{ timeout: 3s, max_output: 64KiB, concurrency: 2 }',
+      }),
+      sshConnectionYaml({
+        name: 'wrongkey',
+        description: 'pinned to the wrong key',
+        hosts: [{ name: 'w', server: { port: sshd.port, hostKeyFingerprint: fault.hostKeyFingerprint } }],
+        login,
+      }),
+      sshConnectionYaml({
+        name: 'faults',
+        description: 'fault server',
+        hosts: [{ name: 'f', server: fault }],
+        login,
+        limits: '{ timeout: 1s, max_output: 16KiB }',
+      }),
       sshConnectionYaml({ name: 'fishy', description: 'a login shell that quotes like fish', hosts: [{ name: 'fish-1', server: fish }], login }),
       sshToolYaml(['web', 'group', 'wrongkey', 'faults', 'fishy']),
     ];
     writeFileSync(join(dir, 'tools', 'hosts.yaml'), documents.join('---\n'));
-    writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway
+    writeFileSync(
+      join(dir, 'policies', 'gateway.yaml'),
+      `kind: gateway
 identity: { mode: local, subject: dev@example.com, groups: [developers] }
 journal: { path: journal.db }
 approval: { wait: 0ms, store: approvals.db }
-`);
-    writeFileSync(join(dir, 'policies', 'rules.yaml'), `kind: policy
+`,
+    );
+    writeFileSync(
+      join(dir, 'policies', 'rules.yaml'),
+      `kind: policy
 rules:
   - name: no-rm
     match: { tool: ssh_exec, programs: [rm] }
@@ -65,7 +96,8 @@ masking:
     match: { tool: ssh_exec }
     detectors: all
     patterns: ['(?i)(password|secret|token)\\s*[=:]\\s*(\\S+)']
-`);
+`,
+    );
     gateway = await openGateway({ configDir: dir, env: {} });
   });
 
@@ -77,7 +109,8 @@ masking:
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const run = (connection: string, command: string) => callTool(gateway, { tool: 'ssh_exec', args: { connection, command }, identity: dev, client: { name: 'vitest' } });
+  const run = (connection: string, command: string) =>
+    callTool(gateway, { tool: 'ssh_exec', args: { connection, command }, identity: dev, client: { name: 'vitest' } });
 
   it('runs an allowed read and reports the exit code', async () => {
     const r = await run('web', 'id -un');

@@ -20,8 +20,11 @@ export const SEED_SECRETS = Object.freeze([
   { namespace: 'shop', secret: 'web-secrets', key: 'password', plain: 'hunter2-super-secret', base64: b64('hunter2-super-secret') },
   { namespace: 'shop', secret: 'web-secrets', key: 'api-key', plain: 'AKIAIOSFODNN7EXAMPLE', base64: b64('AKIAIOSFODNN7EXAMPLE') },
   {
-    namespace: 'kube-system', secret: 'cloud-credentials', key: 'aws_secret_access_key',
-    plain: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', base64: b64('wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'),
+    namespace: 'kube-system',
+    secret: 'cloud-credentials',
+    key: 'aws_secret_access_key',
+    plain: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    base64: b64('wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'),
   },
 ] as const);
 
@@ -57,7 +60,13 @@ function webPodSpec(image: string): Record<string, unknown> {
         ],
         envFrom: [{ configMapRef: { name: 'web-config' } }],
         resources: { limits: { cpu: '500m', memory: '256Mi' }, requests: { cpu: '100m', memory: '128Mi' } },
-        readinessProbe: { httpGet: { path: '/healthz', port: 8080, scheme: 'HTTP' }, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
+        readinessProbe: {
+          httpGet: { path: '/healthz', port: 8080, scheme: 'HTTP' },
+          periodSeconds: 10,
+          timeoutSeconds: 1,
+          successThreshold: 1,
+          failureThreshold: 3,
+        },
         terminationMessagePath: '/dev/termination-log',
         terminationMessagePolicy: 'File',
       },
@@ -85,7 +94,10 @@ const WEB_DEPLOYMENT_APPLIED = {
   spec: {
     replicas: 3,
     selector: { matchLabels: { app: 'web' } },
-    template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'app', image: WEB_IMAGE, env: (webPodSpec(WEB_IMAGE)['containers'] as Array<Record<string, unknown>>)[0]!['env'] }] } },
+    template: {
+      metadata: { labels: { app: 'web' } },
+      spec: { containers: [{ name: 'app', image: WEB_IMAGE, env: (webPodSpec(WEB_IMAGE)['containers'] as Array<Record<string, unknown>>)[0]!['env'] }] },
+    },
   },
 };
 
@@ -140,7 +152,10 @@ function webPod(name: string, node: string, ip: string, restarts: number): KubeO
           restartCount: restarts,
           image: WEB_IMAGE,
           imageID: `${WEB_IMAGE.split(':')[0]}@sha256:4f1c7e3b2a9d8e6f5c4b3a29180716253443526170819a2b3c4d5e6f708192a3`,
-          containerID: `containerd://${name.replace(/[^a-z0-9]/g, '').padEnd(64, 'a').slice(0, 64)}`,
+          containerID: `containerd://${name
+            .replace(/[^a-z0-9]/g, '')
+            .padEnd(64, 'a')
+            .slice(0, 64)}`,
           state: { running: { startedAt: restarts ? ago({ h: 5 }) : started } },
           ...(restarts
             ? { lastState: { terminated: { exitCode: 137, reason: 'OOMKilled', startedAt: ago({ d: 1 }), finishedAt: ago({ h: 5 }) } } }
@@ -186,12 +201,43 @@ function node(name: string, ip: string, role?: string): KubeObject {
       capacity: { cpu: '4', memory: '16318480Ki', pods: '110', 'ephemeral-storage': '101430960Ki' },
       allocatable: { cpu: '4', memory: '16318480Ki', pods: '110', 'ephemeral-storage': '101430960Ki' },
       conditions: [
-        { type: 'MemoryPressure', status: 'False', reason: 'KubeletHasSufficientMemory', message: 'kubelet has sufficient memory available', lastHeartbeatTime: ago({ m: 1 }), lastTransitionTime: created },
-        { type: 'DiskPressure', status: 'False', reason: 'KubeletHasNoDiskPressure', message: 'kubelet has no disk pressure', lastHeartbeatTime: ago({ m: 1 }), lastTransitionTime: created },
-        { type: 'PIDPressure', status: 'False', reason: 'KubeletHasSufficientPID', message: 'kubelet has sufficient PID available', lastHeartbeatTime: ago({ m: 1 }), lastTransitionTime: created },
-        { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastHeartbeatTime: ago({ m: 1 }), lastTransitionTime: created },
+        {
+          type: 'MemoryPressure',
+          status: 'False',
+          reason: 'KubeletHasSufficientMemory',
+          message: 'kubelet has sufficient memory available',
+          lastHeartbeatTime: ago({ m: 1 }),
+          lastTransitionTime: created,
+        },
+        {
+          type: 'DiskPressure',
+          status: 'False',
+          reason: 'KubeletHasNoDiskPressure',
+          message: 'kubelet has no disk pressure',
+          lastHeartbeatTime: ago({ m: 1 }),
+          lastTransitionTime: created,
+        },
+        {
+          type: 'PIDPressure',
+          status: 'False',
+          reason: 'KubeletHasSufficientPID',
+          message: 'kubelet has sufficient PID available',
+          lastHeartbeatTime: ago({ m: 1 }),
+          lastTransitionTime: created,
+        },
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'KubeletReady',
+          message: 'kubelet is posting ready status',
+          lastHeartbeatTime: ago({ m: 1 }),
+          lastTransitionTime: created,
+        },
       ],
-      addresses: [{ type: 'InternalIP', address: ip }, { type: 'Hostname', address: name }],
+      addresses: [
+        { type: 'InternalIP', address: ip },
+        { type: 'Hostname', address: name },
+      ],
       nodeInfo: {
         machineID: 'f0e1d2c3b4a5968778695a4b3c2d1e0f',
         systemUUID: 'f0e1d2c3-b4a5-9687-7869-5a4b3c2d1e0f',
@@ -208,7 +254,18 @@ function node(name: string, ip: string, role?: string): KubeObject {
   };
 }
 
-function event(ns: string, name: string, o: { kind: string; name: string; apiVersion: string; fieldPath?: string }, type: string, reason: string, message: string, source: Record<string, string>, first: string, last: string, count: number): KubeObject {
+function event(
+  ns: string,
+  name: string,
+  o: { kind: string; name: string; apiVersion: string; fieldPath?: string },
+  type: string,
+  reason: string,
+  message: string,
+  source: Record<string, string>,
+  first: string,
+  last: string,
+  count: number,
+): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Event',
@@ -273,7 +330,13 @@ function build(): KubeObject[] {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRole',
       metadata: { name: 'view', labels: { 'kubernetes.io/bootstrapping': 'rbac-defaults' }, creationTimestamp: clusterCreated },
-      rules: [{ apiGroups: ['', 'apps', 'batch'], resources: ['pods', 'services', 'configmaps', 'deployments', 'replicasets', 'jobs', 'cronjobs'], verbs: ['get', 'list', 'watch'] }],
+      rules: [
+        {
+          apiGroups: ['', 'apps', 'batch'],
+          resources: ['pods', 'services', 'configmaps', 'deployments', 'replicasets', 'jobs', 'cronjobs'],
+          verbs: ['get', 'list', 'watch'],
+        },
+      ],
     },
 
     // ---- default ----
@@ -282,7 +345,13 @@ function build(): KubeObject[] {
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' }, creationTimestamp: clusterCreated },
-      spec: { type: 'ClusterIP', clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.1'], ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: 6443 }], sessionAffinity: 'None' },
+      spec: {
+        type: 'ClusterIP',
+        clusterIP: '10.96.0.1',
+        clusterIPs: ['10.96.0.1'],
+        ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: 6443 }],
+        sessionAffinity: 'None',
+      },
       status: { loadBalancer: {} },
     },
 
@@ -291,9 +360,21 @@ function build(): KubeObject[] {
     {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name: 'coredns-5d78c9869d-q7x2v', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns', 'pod-template-hash': '5d78c9869d' }, creationTimestamp: clusterCreated },
+      metadata: {
+        name: 'coredns-5d78c9869d-q7x2v',
+        namespace: 'kube-system',
+        labels: { 'k8s-app': 'kube-dns', 'pod-template-hash': '5d78c9869d' },
+        creationTimestamp: clusterCreated,
+      },
       spec: {
-        containers: [{ name: 'coredns', image: 'registry.k8s.io/coredns/coredns:v1.11.1', args: ['-conf', '/etc/coredns/Corefile'], ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] }],
+        containers: [
+          {
+            name: 'coredns',
+            image: 'registry.k8s.io/coredns/coredns:v1.11.1',
+            args: ['-conf', '/etc/coredns/Corefile'],
+            ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }],
+          },
+        ],
         nodeName: 'node-1',
         priorityClassName: 'system-cluster-critical',
         serviceAccountName: 'coredns',
@@ -307,7 +388,17 @@ function build(): KubeObject[] {
         startTime: clusterCreated,
         qosClass: 'Burstable',
         conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: clusterCreated }],
-        containerStatuses: [{ name: 'coredns', ready: true, started: true, restartCount: 0, image: 'registry.k8s.io/coredns/coredns:v1.11.1', state: { running: { startedAt: clusterCreated } }, lastState: {} }],
+        containerStatuses: [
+          {
+            name: 'coredns',
+            ready: true,
+            started: true,
+            restartCount: 0,
+            image: 'registry.k8s.io/coredns/coredns:v1.11.1',
+            state: { running: { startedAt: clusterCreated } },
+            lastState: {},
+          },
+        ],
       },
     },
     {
@@ -346,8 +437,22 @@ function build(): KubeObject[] {
         readyReplicas: 3,
         availableReplicas: 3,
         conditions: [
-          { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.', lastUpdateTime: ago({ d: 2 }), lastTransitionTime: ago({ d: 2 }) },
-          { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: 'ReplicaSet "web-7d9c" has successfully progressed.', lastUpdateTime: ago({ d: 2 }), lastTransitionTime: ago({ d: 30 }) },
+          {
+            type: 'Available',
+            status: 'True',
+            reason: 'MinimumReplicasAvailable',
+            message: 'Deployment has minimum availability.',
+            lastUpdateTime: ago({ d: 2 }),
+            lastTransitionTime: ago({ d: 2 }),
+          },
+          {
+            type: 'Progressing',
+            status: 'True',
+            reason: 'NewReplicaSetAvailable',
+            message: 'ReplicaSet "web-7d9c" has successfully progressed.',
+            lastUpdateTime: ago({ d: 2 }),
+            lastTransitionTime: ago({ d: 30 }),
+          },
         ],
       },
     },
@@ -358,7 +463,11 @@ function build(): KubeObject[] {
         name: 'web-5f6b',
         namespace: 'shop',
         labels: { app: 'web', 'pod-template-hash': '5f6b' },
-        annotations: { 'deployment.kubernetes.io/desired-replicas': '3', 'deployment.kubernetes.io/max-replicas': '4', 'deployment.kubernetes.io/revision': '1' },
+        annotations: {
+          'deployment.kubernetes.io/desired-replicas': '3',
+          'deployment.kubernetes.io/max-replicas': '4',
+          'deployment.kubernetes.io/revision': '1',
+        },
         ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', controller: true, blockOwnerDeletion: true }],
         generation: 2,
         creationTimestamp: ago({ d: 30 }),
@@ -373,7 +482,11 @@ function build(): KubeObject[] {
         name: 'web-7d9c',
         namespace: 'shop',
         labels: { app: 'web', 'pod-template-hash': '7d9c' },
-        annotations: { 'deployment.kubernetes.io/desired-replicas': '3', 'deployment.kubernetes.io/max-replicas': '4', 'deployment.kubernetes.io/revision': '2' },
+        annotations: {
+          'deployment.kubernetes.io/desired-replicas': '3',
+          'deployment.kubernetes.io/max-replicas': '4',
+          'deployment.kubernetes.io/revision': '2',
+        },
         ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', controller: true, blockOwnerDeletion: true }],
         generation: 1,
         creationTimestamp: ago({ d: 2, h: 3 }),
@@ -405,8 +518,24 @@ function build(): KubeObject[] {
         qosClass: 'BestEffort',
         conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ago({ d: 6 }) }],
         containerStatuses: [
-          { name: 'sidecar', ready: true, started: true, restartCount: 0, image: 'registry.example.com/platform/log-shipper:0.9.2', state: { running: { startedAt: ago({ d: 6 }) } }, lastState: {} },
-          { name: 'worker', ready: true, started: true, restartCount: 0, image: 'registry.example.com/shop/worker:2.3.0', state: { running: { startedAt: ago({ d: 6 }) } }, lastState: {} },
+          {
+            name: 'sidecar',
+            ready: true,
+            started: true,
+            restartCount: 0,
+            image: 'registry.example.com/platform/log-shipper:0.9.2',
+            state: { running: { startedAt: ago({ d: 6 }) } },
+            lastState: {},
+          },
+          {
+            name: 'worker',
+            ready: true,
+            started: true,
+            restartCount: 0,
+            image: 'registry.example.com/shop/worker:2.3.0',
+            state: { running: { startedAt: ago({ d: 6 }) } },
+            lastState: {},
+          },
         ],
       },
     },
@@ -434,7 +563,15 @@ function build(): KubeObject[] {
         name: 'web-config',
         namespace: 'shop',
         labels: { app: 'web' },
-        annotations: { [LAST_APPLIED]: JSON.stringify({ apiVersion: 'v1', data: WEB_CONFIG_DATA, kind: 'ConfigMap', metadata: { annotations: {}, labels: { app: 'web' }, name: 'web-config', namespace: 'shop' } }) + '\n' },
+        annotations: {
+          [LAST_APPLIED]:
+            JSON.stringify({
+              apiVersion: 'v1',
+              data: WEB_CONFIG_DATA,
+              kind: 'ConfigMap',
+              metadata: { annotations: {}, labels: { app: 'web' }, name: 'web-config', namespace: 'shop' },
+            }) + '\n',
+        },
         creationTimestamp: ago({ d: 30 }),
       },
       data: { ...WEB_CONFIG_DATA },
@@ -455,7 +592,13 @@ function build(): KubeObject[] {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
       metadata: { name: 'web-cache', namespace: 'shop', creationTimestamp: ago({ d: 30 }) },
-      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '5Gi' } }, storageClassName: 'standard', volumeMode: 'Filesystem', volumeName: 'pvc-3f0c1c1e-6a55-4d2b-9a0e-5f1b2c3d4e5f' },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        resources: { requests: { storage: '5Gi' } },
+        storageClassName: 'standard',
+        volumeMode: 'Filesystem',
+        volumeName: 'pvc-3f0c1c1e-6a55-4d2b-9a0e-5f1b2c3d4e5f',
+      },
       status: { phase: 'Bound', accessModes: ['ReadWriteOnce'], capacity: { storage: '5Gi' } },
     },
     {
@@ -466,7 +609,9 @@ function build(): KubeObject[] {
         schedule: '0 2 * * *',
         concurrencyPolicy: 'Forbid',
         suspend: false,
-        jobTemplate: { spec: { template: { spec: { restartPolicy: 'OnFailure', containers: [{ name: 'report', image: 'registry.example.com/shop/report:1.0.3' }] } } } },
+        jobTemplate: {
+          spec: { template: { spec: { restartPolicy: 'OnFailure', containers: [{ name: 'report', image: 'registry.example.com/shop/report:1.0.3' }] } } },
+        },
       },
       status: { lastScheduleTime: ago({ h: 9 }), lastSuccessfulTime: ago({ h: 9 }) },
     },
@@ -484,12 +629,42 @@ function build(): KubeObject[] {
       spec: { size: 3, color: 'blue' },
       status: { state: 'Ready' },
     },
-    event('shop', 'web-7d9c-fghij.17d1c2b3a4f5e6d7', { kind: 'Pod', name: 'web-7d9c-fghij', apiVersion: 'v1', fieldPath: 'spec.containers{app}' }, 'Warning', 'Unhealthy',
-      'Readiness probe failed: HTTP probe failed with statuscode: 503', { component: 'kubelet', host: 'node-2' }, ago({ h: 5, m: 2 }), ago({ h: 5 }), 3),
-    event('shop', 'web-7d9c-fghij.17d1c2b3a4f5e6e8', { kind: 'Pod', name: 'web-7d9c-fghij', apiVersion: 'v1', fieldPath: 'spec.containers{app}' }, 'Normal', 'Started',
-      'Started container app', { component: 'kubelet', host: 'node-2' }, ago({ h: 5 }), ago({ h: 5 }), 1),
-    event('shop', 'web.17d1a0b1c2d3e4f5', { kind: 'Deployment', name: 'web', apiVersion: 'apps/v1' }, 'Normal', 'ScalingReplicaSet',
-      'Scaled up replica set web-7d9c to 3 from 0', { component: 'deployment-controller' }, ago({ d: 2, h: 3 }), ago({ d: 2, h: 3 }), 1),
+    event(
+      'shop',
+      'web-7d9c-fghij.17d1c2b3a4f5e6d7',
+      { kind: 'Pod', name: 'web-7d9c-fghij', apiVersion: 'v1', fieldPath: 'spec.containers{app}' },
+      'Warning',
+      'Unhealthy',
+      'Readiness probe failed: HTTP probe failed with statuscode: 503',
+      { component: 'kubelet', host: 'node-2' },
+      ago({ h: 5, m: 2 }),
+      ago({ h: 5 }),
+      3,
+    ),
+    event(
+      'shop',
+      'web-7d9c-fghij.17d1c2b3a4f5e6e8',
+      { kind: 'Pod', name: 'web-7d9c-fghij', apiVersion: 'v1', fieldPath: 'spec.containers{app}' },
+      'Normal',
+      'Started',
+      'Started container app',
+      { component: 'kubelet', host: 'node-2' },
+      ago({ h: 5 }),
+      ago({ h: 5 }),
+      1,
+    ),
+    event(
+      'shop',
+      'web.17d1a0b1c2d3e4f5',
+      { kind: 'Deployment', name: 'web', apiVersion: 'apps/v1' },
+      'Normal',
+      'ScalingReplicaSet',
+      'Scaled up replica set web-7d9c to 3 from 0',
+      { component: 'deployment-controller' },
+      ago({ d: 2, h: 3 }),
+      ago({ d: 2, h: 3 }),
+      1,
+    ),
   ];
 }
 
@@ -507,33 +682,42 @@ export interface SeedLog {
 /** Container logs served for the default seed (setLogs() replaces them). */
 export const DEFAULT_LOGS: readonly SeedLog[] = Object.freeze([
   {
-    namespace: 'shop', pod: 'web-7d9c-abcde', container: 'app',
-    text: [
-      'level=info msg="starting web" version=1.5.0',
-      'level=info msg="connecting to database" url=postgres://app:pa55word@db:5432/shop',
-      'level=info msg="listening" addr=:8080',
-      'level=info msg="GET /healthz" status=200 duration=1ms',
-      'level=warn msg="slow query" table=orders duration=1.2s',
-      'level=info msg="GET /api/orders" status=200 duration=35ms user=ops@example.com',
-    ].join('\n') + '\n',
+    namespace: 'shop',
+    pod: 'web-7d9c-abcde',
+    container: 'app',
+    text:
+      [
+        'level=info msg="starting web" version=1.5.0',
+        'level=info msg="connecting to database" url=postgres://app:pa55word@db:5432/shop',
+        'level=info msg="listening" addr=:8080',
+        'level=info msg="GET /healthz" status=200 duration=1ms',
+        'level=warn msg="slow query" table=orders duration=1.2s',
+        'level=info msg="GET /api/orders" status=200 duration=35ms user=ops@example.com',
+      ].join('\n') + '\n',
   },
   {
-    namespace: 'shop', pod: 'web-7d9c-fghij', container: 'app',
-    text: [
-      'level=info msg="starting web" version=1.5.0',
-      'level=info msg="listening" addr=:8080',
-      'level=error msg="readiness check failed" status=503',
-    ].join('\n') + '\n',
+    namespace: 'shop',
+    pod: 'web-7d9c-fghij',
+    container: 'app',
+    text:
+      ['level=info msg="starting web" version=1.5.0', 'level=info msg="listening" addr=:8080', 'level=error msg="readiness check failed" status=503'].join(
+        '\n',
+      ) + '\n',
   },
   {
-    namespace: 'shop', pod: 'web-7d9c-fghij', container: 'app', previous: true,
-    text: [
-      'level=info msg="starting web" version=1.5.0',
-      'level=error msg="out of memory" heap=255Mi',
-      'fatal error: runtime: out of memory',
-    ].join('\n') + '\n',
+    namespace: 'shop',
+    pod: 'web-7d9c-fghij',
+    container: 'app',
+    previous: true,
+    text:
+      ['level=info msg="starting web" version=1.5.0', 'level=error msg="out of memory" heap=255Mi', 'fatal error: runtime: out of memory'].join('\n') + '\n',
   },
   { namespace: 'shop', pod: 'worker-5b7c-klmno', container: 'worker', text: 'consuming queue orders\nprocessed order 1001\nprocessed order 1002\n' },
   { namespace: 'shop', pod: 'worker-5b7c-klmno', container: 'sidecar', text: 'shipping logs to collector:24224\n' },
-  { namespace: 'kube-system', pod: 'coredns-5d78c9869d-q7x2v', container: 'coredns', text: '.:53\n[INFO] plugin/reload: Running configuration SHA512 = 591cf328cccc12bc490481273e738df59329c62c0b729d94e8b61db9961c2fa5\nCoreDNS-1.11.1\n' },
+  {
+    namespace: 'kube-system',
+    pod: 'coredns-5d78c9869d-q7x2v',
+    container: 'coredns',
+    text: '.:53\n[INFO] plugin/reload: Running configuration SHA512 = 591cf328cccc12bc490481273e738df59329c62c0b729d94e8b61db9961c2fa5\nCoreDNS-1.11.1\n',
+  },
 ]);

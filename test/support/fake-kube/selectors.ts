@@ -32,7 +32,9 @@ function badSelector(message: string): ApiError {
 
 function checkValue(value: string, term: string): string {
   if (value.length > 63 || !RE_VALUE.test(value)) {
-    throw badSelector(`unable to parse requirement: values[0][${term}]: Invalid value: "${value}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`);
+    throw badSelector(
+      `unable to parse requirement: values[0][${term}]: Invalid value: "${value}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`,
+    );
   }
   return value;
 }
@@ -173,10 +175,18 @@ export function formatLabelSelector(selector: unknown): string {
       const key = String(e['key']);
       const values = Array.isArray(e['values']) ? e['values'].map(String) : [];
       switch (e['operator']) {
-        case 'In': parts.push(`${key} in (${values.join(',')})`); break;
-        case 'NotIn': parts.push(`${key} notin (${values.join(',')})`); break;
-        case 'Exists': parts.push(key); break;
-        case 'DoesNotExist': parts.push(`!${key}`); break;
+        case 'In':
+          parts.push(`${key} in (${values.join(',')})`);
+          break;
+        case 'NotIn':
+          parts.push(`${key} notin (${values.join(',')})`);
+          break;
+        case 'Exists':
+          parts.push(key);
+          break;
+        case 'DoesNotExist':
+          parts.push(`!${key}`);
+          break;
       }
     }
   }

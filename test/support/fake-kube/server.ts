@@ -29,26 +29,48 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import {
-  ApiError, asArray, asNumber, asRecord, asString, canonicalJson, clone, deepEqual, isRecord, metadataOf,
-  randomSuffix, rfc3339, safeEncode, stableUid, type KubeObject, type KubeObjectSnapshot, type OwnerReference,
+  ApiError,
+  asArray,
+  asNumber,
+  asRecord,
+  asString,
+  canonicalJson,
+  clone,
+  deepEqual,
+  isRecord,
+  metadataOf,
+  randomSuffix,
+  rfc3339,
+  safeEncode,
+  stableUid,
+  type KubeObject,
+  type KubeObjectSnapshot,
+  type OwnerReference,
 } from './model.js';
 import { applyJsonPatch, jsonMergePatch, strategicMergePatch } from './patch.js';
 import {
-  RESOURCES, VERSION_INFO, apiGroup, apiGroupList, apiResourceList, apiVersionOf, apiVersions, findResource,
-  findResourceByKind, groupVersionServed, qualifiedKind, qualifiedResource, type ResourceDef,
+  RESOURCES,
+  VERSION_INFO,
+  apiGroup,
+  apiGroupList,
+  apiResourceList,
+  apiVersionOf,
+  apiVersions,
+  findResource,
+  findResourceByKind,
+  groupVersionServed,
+  qualifiedKind,
+  qualifiedResource,
+  type ResourceDef,
 } from './resources.js';
-import {
-  matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type LabelRequirement,
-} from './selectors.js';
+import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type LabelRequirement } from './selectors.js';
 import { DEFAULT_LOGS, DEFAULT_SEED, type SeedLog } from './seed.js';
 import { buildTable, type IncludeObject } from './tables.js';
 import { WebSocketServer, WS_OPEN, type WsServer, type WsSocket } from './ws.js';
 
 export type { KubeMetadata, KubeObject, KubeObjectSnapshot, OwnerReference } from './model.js';
 export type { SeedLog } from './seed.js';
-export {
-  DEFAULT_LOGS, DEFAULT_SEED, SEED_PLAINTEXT_CREDENTIALS, SEED_SECRETS, SEED_SECRET_VALUES,
-} from './seed.js';
+export { DEFAULT_LOGS, DEFAULT_SEED, SEED_PLAINTEXT_CREDENTIALS, SEED_SECRETS, SEED_SECRET_VALUES } from './seed.js';
 export { RESOURCES, type ResourceDef } from './resources.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -238,9 +260,7 @@ interface MutableRecord {
 }
 
 type Rendering =
-  | { readonly kind: 'json' | 'yaml' }
-  | { readonly kind: 'table'; readonly apiVersion: string }
-  | { readonly kind: 'partial'; readonly apiVersion: string };
+  { readonly kind: 'json' | 'yaml' } | { readonly kind: 'table'; readonly apiVersion: string } | { readonly kind: 'partial'; readonly apiVersion: string };
 
 interface Ctx {
   readonly req: IncomingMessage;
@@ -315,7 +335,11 @@ function notFound(def: ResourceDef, name: string): ApiError {
   return new ApiError(404, 'NotFound', `${qualifiedResource(def)} "${name}" not found`, resourceDetails(def, name));
 }
 
-function conflict(def: ResourceDef, name: string, why = 'the object has been modified; please apply your changes to the latest version and try again'): ApiError {
+function conflict(
+  def: ResourceDef,
+  name: string,
+  why = 'the object has been modified; please apply your changes to the latest version and try again',
+): ApiError {
   return new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(def)} "${name}": ${why}`, resourceDetails(def, name));
 }
 
@@ -383,7 +407,10 @@ function fieldsOf(value: unknown, depth = 3): Record<string, unknown> {
 function managedFieldsEntry(obj: KubeObject, manager: string, operation: 'Update' | 'Apply', now: Date, subresource?: string): Record<string, unknown> {
   const { apiVersion: _a, kind: _k, ...content } = obj;
   const md = asRecord(content['metadata']);
-  const slim: Record<string, unknown> = { ...content, metadata: { ...(md['labels'] ? { labels: md['labels'] } : {}), ...(md['annotations'] ? { annotations: md['annotations'] } : {}) } };
+  const slim: Record<string, unknown> = {
+    ...content,
+    metadata: { ...(md['labels'] ? { labels: md['labels'] } : {}), ...(md['annotations'] ? { annotations: md['annotations'] } : {}) },
+  };
   if (subresource === 'status') for (const k of Object.keys(slim)) if (k !== 'status') delete slim[k];
   if (subresource !== 'status') delete slim['status'];
   return {
@@ -652,9 +679,12 @@ class FakeKubeServer implements FakeKube {
         }
       }
       if (md.managedFields === undefined) {
-        const manager = md.annotations?.['kubectl.kubernetes.io/last-applied-configuration'] !== undefined
-          ? 'kubectl-client-side-apply'
-          : (md.ownerReferences ?? []).some((r) => r.controller) ? 'kube-controller-manager' : 'kubectl-create';
+        const manager =
+          md.annotations?.['kubectl.kubernetes.io/last-applied-configuration'] !== undefined
+            ? 'kubectl-client-side-apply'
+            : (md.ownerReferences ?? []).some((r) => r.controller)
+              ? 'kube-controller-manager'
+              : 'kubectl-create';
         md.managedFields = [managedFieldsEntry(obj, manager, 'Update', new Date(md.creationTimestamp ?? now))];
       }
       this.put(def, obj, false);
@@ -665,7 +695,8 @@ class FakeKubeServer implements FakeKube {
     this.logs = new Map();
     const logs = this.options.logs ?? (this.options.seed === undefined ? DEFAULT_LOGS : []);
     const now = Date.now();
-    for (const l of logs) this.logs.set(this.logKey(l.namespace, l.pod, l.container, l.previous ?? false), this.toLines(l.text, l.previous ? now - 5 * 3600_000 : now));
+    for (const l of logs)
+      this.logs.set(this.logKey(l.namespace, l.pod, l.container, l.previous ?? false), this.toLines(l.text, l.previous ? now - 5 * 3600_000 : now));
   }
 
   private logKey(ns: string, pod: string, container: string, previous: boolean): string {
@@ -711,7 +742,12 @@ class FakeKubeServer implements FakeKube {
     return last;
   }
 
-  private list(def: ResourceDef, namespace: string | null, labels: readonly LabelRequirement[] = [], fields: readonly FieldRequirement[] = []): Array<{ key: string; obj: KubeObject }> {
+  private list(
+    def: ResourceDef,
+    namespace: string | null,
+    labels: readonly LabelRequirement[] = [],
+    fields: readonly FieldRequirement[] = [],
+  ): Array<{ key: string; obj: KubeObject }> {
     const out: Array<{ key: string; obj: KubeObject }> = [];
     for (const [key, e] of this.map) {
       if (e.def !== def) continue;
@@ -744,7 +780,12 @@ class FakeKubeServer implements FakeKube {
   private writeWatchEvent(w: Watcher, type: WatchType, obj: KubeObject): void {
     let payload: unknown = clone(obj);
     if (w.rendering.kind === 'table') {
-      payload = buildTable(w.def, [obj], { apiVersion: w.rendering.apiVersion, includeObject: w.includeObject, resourceVersion: obj.metadata?.resourceVersion ?? '', now: new Date() });
+      payload = buildTable(w.def, [obj], {
+        apiVersion: w.rendering.apiVersion,
+        includeObject: w.includeObject,
+        resourceVersion: obj.metadata?.resourceVersion ?? '',
+        now: new Date(),
+      });
     } else if (w.rendering.kind === 'partial') {
       payload = { kind: 'PartialObjectMetadata', apiVersion: w.rendering.apiVersion, metadata: clone(obj.metadata ?? {}) };
     }
@@ -932,7 +973,11 @@ class FakeKubeServer implements FakeKube {
     }
     let segs = rest.split('/').map((s) => decodeURIComponent(s));
     let namespace: string | null = null;
-    if (segs[0] === 'namespaces' && segs.length >= 3 && RESOURCES.some((r) => r.group === group && r.version === version && r.namespaced && r.resource === segs[2])) {
+    if (
+      segs[0] === 'namespaces' &&
+      segs.length >= 3 &&
+      RESOURCES.some((r) => r.group === group && r.version === version && r.namespaced && r.resource === segs[2])
+    ) {
       namespace = segs[1]!;
       segs = segs.slice(2);
     }
@@ -1053,7 +1098,12 @@ class FakeKubeServer implements FakeKube {
 
   private rendering(ctx: Ctx): Rendering {
     const r = negotiate(ctx.req.headers.accept);
-    if (!r) throw new ApiError(406, 'NotAcceptable', 'only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf');
+    if (!r)
+      throw new ApiError(
+        406,
+        'NotAcceptable',
+        'only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf',
+      );
     return r;
   }
 
@@ -1122,7 +1172,11 @@ class FakeKubeServer implements FakeKube {
     const objects = items.map((i) => this.present(def, i.obj));
     const resourceVersion = String(this.rv);
     if (rendering.kind === 'table') {
-      return this.sendJson(ctx.res, 200, buildTable(def, objects, { apiVersion: rendering.apiVersion, includeObject, resourceVersion, continueToken, remaining, now: ctx.now }));
+      return this.sendJson(
+        ctx.res,
+        200,
+        buildTable(def, objects, { apiVersion: rendering.apiVersion, includeObject, resourceVersion, continueToken, remaining, now: ctx.now }),
+      );
     }
     const metadata = { resourceVersion, ...(continueToken ? { continue: continueToken, remainingItemCount: remaining } : {}) };
     if (rendering.kind === 'partial') {
@@ -1138,7 +1192,15 @@ class FakeKubeServer implements FakeKube {
     this.sendRendered(ctx, 200, { kind: `${def.kind}List`, apiVersion: apiVersionOf(def), metadata, items: listItems }, rendering);
   }
 
-  private startWatch(ctx: Ctx, def: ResourceDef, namespace: string | null, labels: LabelRequirement[], fields: FieldRequirement[], rendering: Rendering, includeObject: IncludeObject): void {
+  private startWatch(
+    ctx: Ctx,
+    def: ResourceDef,
+    namespace: string | null,
+    labels: LabelRequirement[],
+    fields: FieldRequirement[],
+    rendering: Rendering,
+    includeObject: IncludeObject,
+  ): void {
     const q = ctx.url.searchParams;
     const { res } = ctx;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
@@ -1176,7 +1238,10 @@ class FakeKubeServer implements FakeKube {
     const userInfo =
       ctx.user === null
         ? { username: this.tokenUser, uid: stableUid(`user:${this.tokenUser}`), groups: [...this.tokenGroups] }
-        : { username: ctx.user, groups: ctx.groups.includes('system:authenticated') || ctx.user === 'system:anonymous' ? [...ctx.groups] : [...ctx.groups, 'system:authenticated'] };
+        : {
+            username: ctx.user,
+            groups: ctx.groups.includes('system:authenticated') || ctx.user === 'system:anonymous' ? [...ctx.groups] : [...ctx.groups, 'system:authenticated'],
+          };
     this.sendJson(ctx.res, 201, { kind: 'SelfSubjectReview', apiVersion: `${AUTHN_GROUP}/v1`, metadata: { creationTimestamp: null }, status: { userInfo } });
   }
 
@@ -1188,12 +1253,20 @@ class FakeKubeServer implements FakeKube {
     try {
       if (type === 'application/json' || type === '') value = JSON.parse(ctx.body);
       else if (type === 'application/yaml') value = parseYaml(ctx.body);
-      else throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf`);
+      else
+        throw new ApiError(
+          415,
+          'UnsupportedMediaType',
+          `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf`,
+        );
     } catch (err) {
       if (err instanceof ApiError) throw err;
       throw badRequest(`couldn't get version/kind; json parse error: ${err instanceof Error ? err.message : String(err)}`);
     }
-    if (!isRecord(value)) throw badRequest(`couldn't get version/kind; json parse error: json: cannot unmarshal ${Array.isArray(value) ? 'array' : typeof value} into Go value of type struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }`);
+    if (!isRecord(value))
+      throw badRequest(
+        `couldn't get version/kind; json parse error: json: cannot unmarshal ${Array.isArray(value) ? 'array' : typeof value} into Go value of type struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }`,
+      );
     return value;
   }
 
@@ -1207,7 +1280,9 @@ class FakeKubeServer implements FakeKube {
       throw badRequest(`the API version in the data (${String(apiVersion)}) does not match the expected API version (${apiVersionOf(def)})`);
     }
     if (kind !== undefined && kind !== '' && kind !== def.kind) {
-      throw badRequest(`${String(kind)} in version "${def.version}" cannot be handled as a ${def.kind}: no kind "${String(kind)}" is registered for version "${apiVersionOf(def)}"`);
+      throw badRequest(
+        `${String(kind)} in version "${def.version}" cannot be handled as a ${def.kind}: no kind "${String(kind)}" is registered for version "${apiVersionOf(def)}"`,
+      );
     }
   }
 
@@ -1226,7 +1301,16 @@ class FakeKubeServer implements FakeKube {
   }
 
   /** Server-owned metadata, defaults and status handling for a create (old undefined) or an update. */
-  private prepare(def: ResourceDef, input: Record<string, unknown>, old: KubeObject | undefined, namespace: string | null, name: string, ctx: Ctx, operation: 'Update' | 'Apply', sub?: string): KubeObject {
+  private prepare(
+    def: ResourceDef,
+    input: Record<string, unknown>,
+    old: KubeObject | undefined,
+    namespace: string | null,
+    name: string,
+    ctx: Ctx,
+    operation: 'Update' | 'Apply',
+    sub?: string,
+  ): KubeObject {
     const manager = this.manager(ctx);
     const subresource = sub === 'status' || sub === 'scale' ? sub : undefined;
     const withManagedFields = (obj: KubeObject): KubeObject => {
@@ -1285,11 +1369,16 @@ class FakeKubeServer implements FakeKube {
 
   private initialStatus(def: ResourceDef): unknown {
     switch (`${def.group}/${def.resource}`) {
-      case '/pods': return { phase: 'Pending', qosClass: 'BestEffort' };
-      case '/namespaces': return { phase: 'Active' };
-      case '/services': return { loadBalancer: {} };
-      case '/persistentvolumeclaims': return { phase: 'Pending' };
-      default: return def.builtin ? {} : undefined;
+      case '/pods':
+        return { phase: 'Pending', qosClass: 'BestEffort' };
+      case '/namespaces':
+        return { phase: 'Active' };
+      case '/services':
+        return { loadBalancer: {} };
+      case '/persistentvolumeclaims':
+        return { phase: 'Pending' };
+      default:
+        return def.builtin ? {} : undefined;
     }
   }
 
@@ -1374,7 +1463,11 @@ class FakeKubeServer implements FakeKube {
     if (workload) {
       const replicas = spec['replicas'];
       if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 0) {
-        causes.push({ field: 'spec.replicas', reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(replicas)}: must be greater than or equal to 0` });
+        causes.push({
+          field: 'spec.replicas',
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${JSON.stringify(replicas)}: must be greater than or equal to 0`,
+        });
       }
     }
     if (workload || (def.group === 'apps' && def.resource === 'daemonsets')) {
@@ -1383,7 +1476,11 @@ class FakeKubeServer implements FakeKube {
       const tplLabels = asRecord(asRecord(asRecord(spec['template'])['metadata'])['labels']);
       if (Object.keys(selector).length === 0) causes.push({ field: 'spec.selector', reason: 'FieldValueRequired', message: 'Required value' });
       else if (!Object.entries(matchLabels).every(([k, v]) => tplLabels[k] === v)) {
-        causes.push({ field: 'spec.template.metadata.labels', reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(tplLabels)}: \`selector\` does not match template \`labels\`` });
+        causes.push({
+          field: 'spec.template.metadata.labels',
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${JSON.stringify(tplLabels)}: \`selector\` does not match template \`labels\``,
+        });
       }
       if (old && !deepEqual(asRecord(old['spec'])['selector'], spec['selector'])) {
         causes.push({ field: 'spec.selector', reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(spec['selector'])}: field is immutable` });
@@ -1400,7 +1497,8 @@ class FakeKubeServer implements FakeKube {
         causes.push({
           field: 'spec',
           reason: 'FieldValueForbidden',
-          message: 'Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)',
+          message:
+            'Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)',
         });
       }
     }
@@ -1428,7 +1526,8 @@ class FakeKubeServer implements FakeKube {
     const md = asRecord(input['metadata']);
     let name = asString(md['name']) ?? '';
     if (!name && asString(md['generateName'])) name = `${asString(md['generateName'])!}${randomSuffix()}`;
-    if (!name) throw invalidObject(def, '', [{ field: 'metadata.name', reason: 'FieldValueRequired', message: 'Required value: name or generateName is required' }]);
+    if (!name)
+      throw invalidObject(def, '', [{ field: 'metadata.name', reason: 'FieldValueRequired', message: 'Required value: name or generateName is required' }]);
     if (def.namespaced && !this.namespaceExists(namespace ?? '')) throw notFound(NS_DEF, namespace ?? '');
     if (this.getEntry(def, namespace, name)) {
       throw new ApiError(409, 'AlreadyExists', `${qualifiedResource(def)} "${name}" already exists`, resourceDetails(def, name));
@@ -1494,7 +1593,11 @@ class FakeKubeServer implements FakeKube {
         break;
       case 'application/strategic-merge-patch+json':
         if (!def.builtin) {
-          throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
+          throw new ApiError(
+            415,
+            'UnsupportedMediaType',
+            `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`,
+          );
         }
         if (!isRecord(doc)) throw badRequest('error decoding patch: json: cannot unmarshal non-object into Go value of type map[string]interface {}');
         result = strategicMergePatch(base, doc);
@@ -1513,9 +1616,12 @@ class FakeKubeServer implements FakeKube {
     const type = this.patchContentType(ctx);
     const current = this.getEntry(def, namespace, name)?.obj;
     if (type === 'application/apply-patch+yaml' || type === 'application/apply-patch+cbor') {
-      if (type.endsWith('cbor')) throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${PATCH_TYPES}`);
+      if (type.endsWith('cbor'))
+        throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${PATCH_TYPES}`);
       if (!ctx.url.searchParams.get('fieldManager')) {
-        throw invalid('PatchOptions.meta.k8s.io', 'meta.k8s.io', 'PatchOptions', '', [{ field: 'fieldManager', reason: 'FieldValueRequired', message: 'Required value: is required for apply patch' }]);
+        throw invalid('PatchOptions.meta.k8s.io', 'meta.k8s.io', 'PatchOptions', '', [
+          { field: 'fieldManager', reason: 'FieldValueRequired', message: 'Required value: is required for apply patch' },
+        ]);
       }
       let doc: unknown;
       try {
@@ -1565,7 +1671,9 @@ class FakeKubeServer implements FakeKube {
       spec: { replicas: asNumber(asRecord(obj['spec'])['replicas']) ?? 1 },
       status: {
         replicas: asNumber(asRecord(obj['status'])['replicas']) ?? 0,
-        selector: Object.entries(matchLabels).map(([k, v]) => `${k}=${String(v)}`).join(','),
+        selector: Object.entries(matchLabels)
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(','),
       },
     };
   }
@@ -1578,7 +1686,9 @@ class FakeKubeServer implements FakeKube {
     if (method === 'PUT') {
       input = this.parseBody(ctx);
       if (input['kind'] !== undefined && input['kind'] !== 'Scale') {
-        throw badRequest(`${String(input['kind'])} in version "v1" cannot be handled as a Scale: no kind "${String(input['kind'])}" is registered for version "autoscaling/v1"`);
+        throw badRequest(
+          `${String(input['kind'])} in version "v1" cannot be handled as a Scale: no kind "${String(input['kind'])}" is registered for version "autoscaling/v1"`,
+        );
       }
     } else {
       const type = this.patchContentType(ctx);
@@ -1600,7 +1710,11 @@ class FakeKubeServer implements FakeKube {
     const replicas = asRecord(input['spec'])['replicas'];
     if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 0) {
       throw invalid('Scale.autoscaling', 'autoscaling', 'Scale', name, [
-        { field: 'spec.replicas', reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(replicas ?? null)}: must be greater than or equal to 0` },
+        {
+          field: 'spec.replicas',
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${JSON.stringify(replicas ?? null)}: must be greater than or equal to 0`,
+        },
       ]);
     }
     const base = clone(current);
@@ -1619,7 +1733,7 @@ class FakeKubeServer implements FakeKube {
       const v: unknown = JSON.parse(ctx.body);
       return asRecord(v);
     } catch {
-      throw badRequest('couldn\'t get version/kind; json parse error: invalid DeleteOptions');
+      throw badRequest("couldn't get version/kind; json parse error: invalid DeleteOptions");
     }
   }
 
@@ -1627,7 +1741,8 @@ class FakeKubeServer implements FakeKube {
     const q = ctx.url.searchParams;
     const p = asString(opts['propagationPolicy']) ?? q.get('propagationPolicy');
     if (p) {
-      if (!['Orphan', 'Background', 'Foreground'].includes(p)) throw badRequest(`propagationPolicy: Unsupported value: "${p}": supported values: "Foreground", "Background", "Orphan"`);
+      if (!['Orphan', 'Background', 'Foreground'].includes(p))
+        throw badRequest(`propagationPolicy: Unsupported value: "${p}": supported values: "Foreground", "Background", "Orphan"`);
       return p;
     }
     if (opts['orphanDependents'] === true || q.get('orphanDependents') === 'true') return 'Orphan';
@@ -1664,7 +1779,11 @@ class FakeKubeServer implements FakeKube {
       throw conflict(def, name, `Precondition failed: UID in precondition: ${preUid}, UID in object meta: ${current.metadata?.uid ?? ''}`);
     }
     if (preRv !== undefined && preRv !== current.metadata?.resourceVersion) {
-      throw conflict(def, name, `Precondition failed: ResourceVersion in precondition: ${preRv}, ResourceVersion in meta: ${current.metadata?.resourceVersion ?? ''}`);
+      throw conflict(
+        def,
+        name,
+        `Precondition failed: ResourceVersion in precondition: ${preRv}, ResourceVersion in meta: ${current.metadata?.resourceVersion ?? ''}`,
+      );
     }
     const propagation = this.propagation(ctx, opts);
     const stamp = rfc3339(ctx.now);
@@ -1690,8 +1809,11 @@ class FakeKubeServer implements FakeKube {
     if (!dryRun) removed = this.removeWithDependents(def, current, propagation) ?? current;
     if (def === POD_DEF) {
       const q = ctx.url.searchParams;
-      const grace = asNumber(opts['gracePeriodSeconds']) ?? (q.get('gracePeriodSeconds') !== null ? Number(q.get('gracePeriodSeconds')) : undefined) ??
-        asNumber(asRecord(current['spec'])['terminationGracePeriodSeconds']) ?? 30;
+      const grace =
+        asNumber(opts['gracePeriodSeconds']) ??
+        (q.get('gracePeriodSeconds') !== null ? Number(q.get('gracePeriodSeconds')) : undefined) ??
+        asNumber(asRecord(current['spec'])['terminationGracePeriodSeconds']) ??
+        30;
       const result = clone(removed);
       metadataOf(result).deletionTimestamp = rfc3339(new Date(ctx.now.getTime() + grace * 1000));
       metadataOf(result).deletionGracePeriodSeconds = grace;
@@ -1721,7 +1843,7 @@ class FakeKubeServer implements FakeKube {
     const items = this.list(def, namespace, labels, fields).map((i) => i.obj);
     const deleted: KubeObject[] = [];
     for (const obj of items) {
-      const removed = dryRun ? obj : this.removeWithDependents(def, obj, propagation) ?? obj;
+      const removed = dryRun ? obj : (this.removeWithDependents(def, obj, propagation) ?? obj);
       const { apiVersion: _a, kind: _k, ...rest } = clone(removed);
       deleted.push(rest);
     }
@@ -1746,9 +1868,10 @@ class FakeKubeServer implements FakeKube {
   private replicaStatus(def: ResourceDef, obj: KubeObject): Record<string, unknown> {
     const replicas = asNumber(asRecord(obj['spec'])['replicas']) ?? 1;
     const status: Record<string, unknown> = { ...asRecord(obj['status']) };
-    const counts = def.resource === 'statefulsets'
-      ? ['replicas', 'readyReplicas', 'currentReplicas', 'updatedReplicas', 'availableReplicas']
-      : ['replicas', 'fullyLabeledReplicas', 'readyReplicas', 'availableReplicas'];
+    const counts =
+      def.resource === 'statefulsets'
+        ? ['replicas', 'readyReplicas', 'currentReplicas', 'updatedReplicas', 'availableReplicas']
+        : ['replicas', 'fullyLabeledReplicas', 'readyReplicas', 'availableReplicas'];
     for (const k of counts) {
       if (replicas > 0 || k === 'replicas') status[k] = replicas;
       else delete status[k];
@@ -1792,7 +1915,12 @@ class FakeKubeServer implements FakeKube {
     if (!newRs) {
       let hash: string;
       for (let collision = 0; ; collision++) {
-        hash = safeEncode(createHash('sha256').update(canonicalJson(template) + String(collision)).digest(), 10);
+        hash = safeEncode(
+          createHash('sha256')
+            .update(canonicalJson(template) + String(collision))
+            .digest(),
+          10,
+        );
         if (!this.getEntry(RS_DEF, ns, `${md.name ?? ''}-${hash}`)) break;
       }
       revision = maxRev + 1;
@@ -1826,7 +1954,11 @@ class FakeKubeServer implements FakeKube {
       revision = revisionOf(newRs) < maxRev ? maxRev + 1 : revisionOf(newRs);
       const next = clone(newRs);
       const nmd = metadataOf(next);
-      nmd.annotations = { ...(nmd.annotations ?? {}), 'deployment.kubernetes.io/revision': String(revision), 'deployment.kubernetes.io/desired-replicas': String(replicas) };
+      nmd.annotations = {
+        ...(nmd.annotations ?? {}),
+        'deployment.kubernetes.io/revision': String(revision),
+        'deployment.kubernetes.io/desired-replicas': String(replicas),
+      };
       const rsSpec = asRecord(next['spec']);
       if (rsSpec['replicas'] !== replicas) {
         rsSpec['replicas'] = replicas;
@@ -1864,7 +1996,12 @@ class FakeKubeServer implements FakeKube {
       const prev = oldConds.find((c) => c['type'] === type);
       const same = prev && prev['status'] === 'True' && prev['reason'] === reason;
       return {
-        type, status: 'True', lastUpdateTime: stamp, lastTransitionTime: same ? prev['lastTransitionTime'] : stamp, reason, message,
+        type,
+        status: 'True',
+        lastUpdateTime: stamp,
+        lastTransitionTime: same ? prev['lastTransitionTime'] : stamp,
+        reason,
+        message,
       };
     };
     const status: Record<string, unknown> = { observedGeneration: nmd.generation ?? 1 };
@@ -1892,7 +2029,9 @@ class FakeKubeServer implements FakeKube {
     if (!container) {
       if (containers.length === 1) container = containers[0]!;
       else {
-        throw badRequest(`a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]${init.length ? ` or one of the init containers: [${init.join(' ')}]` : ''}`);
+        throw badRequest(
+          `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]${init.length ? ` or one of the init containers: [${init.join(' ')}]` : ''}`,
+        );
       }
     }
     if (![...containers, ...init, ...ephemeral].includes(container)) throw badRequest(`container ${container} is not valid for pod ${name}`);
@@ -1900,7 +2039,9 @@ class FakeKubeServer implements FakeKube {
     const lines = this.logs.get(this.logKey(namespace, name, container, previous));
     if (previous && !lines) throw badRequest(`previous terminated container "${container}" in pod "${name}" not found`);
     if (!lines) {
-      const cs = asArray(asRecord(pod['status'])['containerStatuses']).map(asRecord).find((c) => c['name'] === container);
+      const cs = asArray(asRecord(pod['status'])['containerStatuses'])
+        .map(asRecord)
+        .find((c) => c['name'] === container);
       const waiting = asString(asRecord(asRecord(cs?.['state'])['waiting'])['reason']);
       if (!cs || (waiting && ['ContainerCreating', 'PodInitializing', 'ErrImagePull', 'ImagePullBackOff'].includes(waiting))) {
         throw badRequest(`container "${container}" in pod "${name}" is waiting to start: ${waiting ?? 'ContainerCreating'}`);
@@ -1912,7 +2053,10 @@ class FakeKubeServer implements FakeKube {
     if (sinceSeconds !== null && sinceTime !== null) throw badRequest('at most one of `sinceTime` or `sinceSeconds` may be specified');
     if (sinceSeconds !== null) {
       const s = Number(sinceSeconds);
-      if (!Number.isFinite(s) || s < 1) throw invalid('PodLogOptions', '', 'PodLogOptions', name, [{ field: 'sinceSeconds', reason: 'FieldValueInvalid', message: `Invalid value: ${sinceSeconds}: must be greater than 0` }]);
+      if (!Number.isFinite(s) || s < 1)
+        throw invalid('PodLogOptions', '', 'PodLogOptions', name, [
+          { field: 'sinceSeconds', reason: 'FieldValueInvalid', message: `Invalid value: ${sinceSeconds}: must be greater than 0` },
+        ]);
       const cutoff = ctx.now.getTime() - s * 1000;
       selected = selected.filter((l) => l.t >= cutoff);
     } else if (sinceTime !== null) {
@@ -1923,7 +2067,10 @@ class FakeKubeServer implements FakeKube {
     const tail = q.get('tailLines');
     if (tail !== null) {
       const n = Number(tail);
-      if (!Number.isInteger(n) || n < 0) throw invalid('PodLogOptions', '', 'PodLogOptions', name, [{ field: 'tailLines', reason: 'FieldValueInvalid', message: `Invalid value: ${tail}: must be greater than or equal to 0` }]);
+      if (!Number.isInteger(n) || n < 0)
+        throw invalid('PodLogOptions', '', 'PodLogOptions', name, [
+          { field: 'tailLines', reason: 'FieldValueInvalid', message: `Invalid value: ${tail}: must be greater than or equal to 0` },
+        ]);
       selected = n === 0 ? [] : selected.slice(-n);
     }
     const timestamps = bool(q.get('timestamps'));
@@ -1939,10 +2086,13 @@ class FakeKubeServer implements FakeKube {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const rec = this.record(req, url, '');
     const fail = (err: unknown): void => {
-      const e = err instanceof ApiError ? err : new ApiError(500, 'InternalError', `Internal error occurred: ${err instanceof Error ? err.message : String(err)}`);
+      const e =
+        err instanceof ApiError ? err : new ApiError(500, 'InternalError', `Internal error occurred: ${err instanceof Error ? err.message : String(err)}`);
       const text = JSON.stringify(statusBody(e.code, e.reason, e.message, e.details));
       rec.status = e.code;
-      socket.end(`HTTP/1.1 ${e.code} ${STATUS_CODES[e.code] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+      socket.end(
+        `HTTP/1.1 ${e.code} ${STATUS_CODES[e.code] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+      );
     };
     let session: Omit<ExecRequest, 'stdin'> & { stdinWanted: boolean; stdout: boolean; stderr: boolean };
     try {
@@ -1956,7 +2106,10 @@ class FakeKubeServer implements FakeKube {
       Object.assign(rec, { verb: 'create', group: '', resource: 'pods', subresource: t.sub, namespace: t.namespace, name: t.name });
       this.authorize(user, groups, t, 'create');
       if (t.sub !== 'exec') throw badRequest(`${t.sub} is not supported by the fake API server`);
-      const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+      const offered = (req.headers['sec-websocket-protocol'] ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       if (offered.length > 0 && !offered.some((p) => EXEC_PROTOCOLS.includes(p))) {
         throw badRequest(`unable to upgrade connection: none of the requested subprotocols are supported: ${offered.join(', ')}`);
       }
@@ -1991,7 +2144,11 @@ class FakeKubeServer implements FakeKube {
   }
 
   /** `cut`: the upgraded socket, to destroy after the first half of stdout (a 'cut-exec' fault). */
-  private async runExec(ws: WsSocket, s: Omit<ExecRequest, 'stdin'> & { stdinWanted: boolean; stdout: boolean; stderr: boolean }, cut: Duplex | null = null): Promise<void> {
+  private async runExec(
+    ws: WsSocket,
+    s: Omit<ExecRequest, 'stdin'> & { stdinWanted: boolean; stdout: boolean; stderr: boolean },
+    cut: Duplex | null = null,
+  ): Promise<void> {
     const protocol = ws.protocol || 'channel.k8s.io';
     const structuredStatus = protocol === 'v4.channel.k8s.io' || protocol === 'v5.channel.k8s.io';
     let closed = false;
@@ -2019,8 +2176,14 @@ class FakeKubeServer implements FakeKube {
     send(s.stdout ? 1 : s.stderr ? 2 : 3, Buffer.alloc(0));
     if (s.stdinWanted && protocol === 'v5.channel.k8s.io') await stdinDone;
     const request: ExecRequest = {
-      namespace: s.namespace, pod: s.pod, container: s.container, command: [...s.command], tty: s.tty,
-      stdin: Buffer.concat(stdinChunks).toString('utf8'), user: s.user, groups: [...s.groups],
+      namespace: s.namespace,
+      pod: s.pod,
+      container: s.container,
+      command: [...s.command],
+      tty: s.tty,
+      stdin: Buffer.concat(stdinChunks).toString('utf8'),
+      user: s.user,
+      groups: [...s.groups],
     };
     this.execLog.push({ ...request, protocol });
     let result: ExecResult;
@@ -2058,15 +2221,20 @@ class FakeKubeServer implements FakeKube {
       if (structuredStatus) send(3, Buffer.from(JSON.stringify({ metadata: {}, status: 'Success' })));
     } else {
       const message = `command terminated with non-zero exit code: error executing command [${s.command.join(' ')}], exit code ${result.exitCode}`;
-      send(3, Buffer.from(structuredStatus
-        ? JSON.stringify({
-          metadata: {},
-          status: 'Failure',
-          message,
-          reason: 'NonZeroExitCode',
-          details: { causes: [{ reason: 'ExitCode', message: String(result.exitCode) }] },
-        })
-        : message));
+      send(
+        3,
+        Buffer.from(
+          structuredStatus
+            ? JSON.stringify({
+                metadata: {},
+                status: 'Failure',
+                message,
+                reason: 'NonZeroExitCode',
+                details: { causes: [{ reason: 'ExitCode', message: String(result.exitCode) }] },
+              })
+            : message,
+        ),
+      );
     }
     if (!closed) ws.close(1000);
   }

@@ -1,9 +1,7 @@
 // Server-side printing: `meta.k8s.io/v1 Table` with the columns a real API server's printers
 // produce (built-in types) or a CRD's additionalPrinterColumns (custom resources).
 
-import {
-  asArray, asNumber, asRecord, asString, getPath, isRecord, rfc3339, type KubeObject,
-} from './model.js';
+import { asArray, asNumber, asRecord, asString, getPath, isRecord, rfc3339, type KubeObject } from './model.js';
 import type { ResourceDef } from './resources.js';
 import { formatLabelSelector } from './selectors.js';
 
@@ -81,11 +79,15 @@ function podSpecOf(obj: KubeObject, templatePath: string[]): Record<string, unkn
 }
 
 function containerNames(spec: Record<string, unknown>): string {
-  return asArray(spec['containers']).map((c) => asString(asRecord(c)['name']) ?? '').join(',');
+  return asArray(spec['containers'])
+    .map((c) => asString(asRecord(c)['name']) ?? '')
+    .join(',');
 }
 
 function containerImages(spec: Record<string, unknown>): string {
-  return asArray(spec['containers']).map((c) => asString(asRecord(c)['image']) ?? '').join(',');
+  return asArray(spec['containers'])
+    .map((c) => asString(asRecord(c)['image']) ?? '')
+    .join(',');
 }
 
 function int(v: unknown): number {
@@ -114,15 +116,15 @@ function podCells(pod: KubeObject, now: Date): unknown[] {
     const terminated = asRecord(getPath(cs, ['state', 'terminated']));
     if (waiting) reason = waiting;
     else if (Object.keys(terminated).length) {
-      reason = asString(terminated['reason']) ?? (terminated['signal'] !== undefined ? `Signal:${String(terminated['signal'])}` : `ExitCode:${int(terminated['exitCode'])}`);
+      reason =
+        asString(terminated['reason']) ??
+        (terminated['signal'] !== undefined ? `Signal:${String(terminated['signal'])}` : `ExitCode:${int(terminated['exitCode'])}`);
     } else if (cs['ready'] === true && isRecord(getPath(cs, ['state', 'running']))) {
       ready++;
     }
   }
   if (pod.metadata?.deletionTimestamp) reason = 'Terminating';
-  const restartsCell = restarts !== 0 && lastRestart !== undefined
-    ? `${restarts} (${humanDuration(now.getTime() - lastRestart)} ago)`
-    : String(restarts);
+  const restartsCell = restarts !== 0 && lastRestart !== undefined ? `${restarts} (${humanDuration(now.getTime() - lastRestart)} ago)` : String(restarts);
   return [
     name(pod),
     `${ready}/${containers.length}`,
@@ -145,7 +147,12 @@ const POD: Printer = {
     AGE,
     col('IP', 'string', 'IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.', 1),
     col('Node', 'string', 'NodeName is a request to schedule this pod onto a specific node.', 1),
-    col('Nominated Node', 'string', 'nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.', 1),
+    col(
+      'Nominated Node',
+      'string',
+      'nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.',
+      1,
+    ),
     col('Readiness Gates', 'string', 'If specified, all readiness gates will be evaluated for pod readiness.', 1),
   ],
   cells: podCells,
@@ -155,7 +162,12 @@ const POD: Printer = {
 
 const CONTAINERS = col('Containers', 'string', 'Names of each container in the template.', 1);
 const IMAGES = col('Images', 'string', 'Images referenced by each container in the template.', 1);
-const SELECTOR = col('Selector', 'string', 'Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.', 1);
+const SELECTOR = col(
+  'Selector',
+  'string',
+  'Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.',
+  1,
+);
 
 const DEPLOYMENT: Printer = {
   columns: [
@@ -163,7 +175,10 @@ const DEPLOYMENT: Printer = {
     col('Ready', 'string', 'Number of the pod with ready state'),
     col('Up-to-date', 'string', 'Total number of non-terminated pods targeted by this deployment that have the desired template spec.'),
     col('Available', 'string', 'Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.'),
-    AGE, CONTAINERS, IMAGES, SELECTOR,
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
   ],
   cells(d, now) {
     const spec = asRecord(d['spec']);
@@ -185,16 +200,32 @@ const DEPLOYMENT: Printer = {
 const REPLICASET: Printer = {
   columns: [
     NAME,
-    col('Desired', 'integer', 'Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1.'),
+    col(
+      'Desired',
+      'integer',
+      'Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1.',
+    ),
     col('Current', 'integer', 'Replicas is the most recently observed number of replicas.'),
     col('Ready', 'integer', 'readyReplicas is the number of pods targeted by this ReplicaSet with a Ready Condition.'),
-    AGE, CONTAINERS, IMAGES, SELECTOR,
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
   ],
   cells(rs, now) {
     const spec = asRecord(rs['spec']);
     const status = asRecord(rs['status']);
     const tpl = podSpecOf(rs, ['spec', 'template', 'spec']);
-    return [name(rs), asNumber(spec['replicas']) ?? 1, int(status['replicas']), int(status['readyReplicas']), age(rs, now), containerNames(tpl), containerImages(tpl), formatLabelSelector(spec['selector'])];
+    return [
+      name(rs),
+      asNumber(spec['replicas']) ?? 1,
+      int(status['replicas']),
+      int(status['readyReplicas']),
+      age(rs, now),
+      containerNames(tpl),
+      containerImages(tpl),
+      formatLabelSelector(spec['selector']),
+    ];
   },
 };
 
@@ -202,7 +233,13 @@ const STATEFULSET: Printer = {
   columns: [NAME, col('Ready', 'string', 'Number of the pod with ready state'), AGE, CONTAINERS, IMAGES],
   cells(s, now) {
     const tpl = podSpecOf(s, ['spec', 'template', 'spec']);
-    return [name(s), `${int(getPath(s, ['status', 'readyReplicas']))}/${asNumber(getPath(s, ['spec', 'replicas'])) ?? 1}`, age(s, now), containerNames(tpl), containerImages(tpl)];
+    return [
+      name(s),
+      `${int(getPath(s, ['status', 'readyReplicas']))}/${asNumber(getPath(s, ['spec', 'replicas'])) ?? 1}`,
+      age(s, now),
+      containerNames(tpl),
+      containerImages(tpl),
+    ];
   },
 };
 
@@ -211,21 +248,47 @@ const DAEMONSET: Printer = {
     NAME,
     col('Desired', 'integer', 'The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod).'),
     col('Current', 'integer', 'The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.'),
-    col('Ready', 'integer', 'numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition.'),
+    col(
+      'Ready',
+      'integer',
+      'numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition.',
+    ),
     col('Up-to-date', 'integer', 'The total number of nodes that are running updated daemon pod'),
-    col('Available', 'integer', 'The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)'),
-    col('Node Selector', 'string', 'NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node\'s labels for the pod to be scheduled on that node.'),
-    AGE, CONTAINERS, IMAGES, SELECTOR,
+    col(
+      'Available',
+      'integer',
+      'The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)',
+    ),
+    col(
+      'Node Selector',
+      'string',
+      "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node.",
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
   ],
   cells(ds, now) {
     const st = asRecord(ds['status']);
     const tpl = podSpecOf(ds, ['spec', 'template', 'spec']);
     const ns = asRecord(tpl['nodeSelector']);
     return [
-      name(ds), int(st['desiredNumberScheduled']), int(st['currentNumberScheduled']), int(st['numberReady']),
-      int(st['updatedNumberScheduled']), int(st['numberAvailable']),
-      Object.keys(ns).length ? Object.entries(ns).map(([k, v]) => `${k}=${String(v)}`).join(',') : '<none>',
-      age(ds, now), containerNames(tpl), containerImages(tpl), formatLabelSelector(getPath(ds, ['spec', 'selector'])),
+      name(ds),
+      int(st['desiredNumberScheduled']),
+      int(st['currentNumberScheduled']),
+      int(st['numberReady']),
+      int(st['updatedNumberScheduled']),
+      int(st['numberAvailable']),
+      Object.keys(ns).length
+        ? Object.entries(ns)
+            .map(([k, v]) => `${k}=${String(v)}`)
+            .join(',')
+        : '<none>',
+      age(ds, now),
+      containerNames(tpl),
+      containerImages(tpl),
+      formatLabelSelector(getPath(ds, ['spec', 'selector'])),
     ];
   },
 };
@@ -236,7 +299,10 @@ const JOB: Printer = {
     col('Status', 'string', 'Status of the job.'),
     col('Completions', 'string', 'The desired number of successfully finished pods the job should be run with.'),
     col('Duration', 'string', 'Time required to complete the job.'),
-    AGE, CONTAINERS, IMAGES, SELECTOR,
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
   ],
   cells(j, now) {
     const st = asRecord(j['status']);
@@ -248,8 +314,14 @@ const JOB: Printer = {
     const duration = start ? humanDuration((end ? Date.parse(end) : now.getTime()) - Date.parse(start)) : '';
     const tpl = podSpecOf(j, ['spec', 'template', 'spec']);
     return [
-      name(j), status, `${int(st['succeeded'])}/${asNumber(getPath(j, ['spec', 'completions'])) ?? 1}`, duration, age(j, now),
-      containerNames(tpl), containerImages(tpl), formatLabelSelector(getPath(j, ['spec', 'selector'])),
+      name(j),
+      status,
+      `${int(st['succeeded'])}/${asNumber(getPath(j, ['spec', 'completions'])) ?? 1}`,
+      duration,
+      age(j, now),
+      containerNames(tpl),
+      containerImages(tpl),
+      formatLabelSelector(getPath(j, ['spec', 'selector'])),
     ];
   },
 };
@@ -259,19 +331,33 @@ const CRONJOB: Printer = {
     NAME,
     col('Schedule', 'string', 'The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.'),
     col('Timezone', 'string', 'The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.'),
-    col('Suspend', 'boolean', 'This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false.'),
+    col(
+      'Suspend',
+      'boolean',
+      'This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false.',
+    ),
     col('Active', 'integer', 'A list of pointers to currently running jobs.'),
     col('Last Schedule', 'string', 'Information when was the last time the job was successfully scheduled.'),
-    AGE, CONTAINERS, IMAGES, SELECTOR,
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
   ],
   cells(cj, now) {
     const spec = asRecord(cj['spec']);
     const st = asRecord(cj['status']);
     const tpl = podSpecOf(cj, ['spec', 'jobTemplate', 'spec', 'template', 'spec']);
     return [
-      name(cj), asString(spec['schedule']) ?? '', asString(spec['timeZone']) ?? '<none>', spec['suspend'] === true ? 'True' : 'False',
-      asArray(st['active']).length, st['lastScheduleTime'] ? since(st['lastScheduleTime'], now) : '<none>', age(cj, now),
-      containerNames(tpl), containerImages(tpl), formatLabelSelector(getPath(cj, ['spec', 'jobTemplate', 'spec', 'selector'])),
+      name(cj),
+      asString(spec['schedule']) ?? '',
+      asString(spec['timeZone']) ?? '<none>',
+      spec['suspend'] === true ? 'True' : 'False',
+      asArray(st['active']).length,
+      st['lastScheduleTime'] ? since(st['lastScheduleTime'], now) : '<none>',
+      age(cj, now),
+      containerNames(tpl),
+      containerImages(tpl),
+      formatLabelSelector(getPath(cj, ['spec', 'jobTemplate', 'spec', 'selector'])),
     ];
   },
 };
@@ -281,15 +367,17 @@ const CRONJOB: Printer = {
 function servicePorts(spec: Record<string, unknown>): string {
   const ports = asArray(spec['ports']).map(asRecord);
   if (!ports.length) return '<none>';
-  return ports
-    .map((p) => `${int(p['port'])}${p['nodePort'] !== undefined ? `:${int(p['nodePort'])}` : ''}/${asString(p['protocol']) ?? 'TCP'}`)
-    .join(',');
+  return ports.map((p) => `${int(p['port'])}${p['nodePort'] !== undefined ? `:${int(p['nodePort'])}` : ''}/${asString(p['protocol']) ?? 'TCP'}`).join(',');
 }
 
 const SERVICE: Printer = {
   columns: [
     NAME,
-    col('Type', 'string', 'type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer.'),
+    col(
+      'Type',
+      'string',
+      'type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer.',
+    ),
     col('Cluster-IP', 'string', 'clusterIP is the IP address of the service and is usually assigned randomly.'),
     col('External-IP', 'string', 'externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.'),
     col('Port(s)', 'string', 'The list of ports that are exposed by this service.'),
@@ -312,8 +400,17 @@ const SERVICE: Printer = {
     }
     const sel = asRecord(spec['selector']);
     return [
-      name(s), type, asString(spec['clusterIP']) || '<none>', external, servicePorts(spec), age(s, now),
-      Object.keys(sel).length ? Object.entries(sel).map(([k, v]) => `${k}=${String(v)}`).join(',') : '<none>',
+      name(s),
+      type,
+      asString(spec['clusterIP']) || '<none>',
+      external,
+      servicePorts(spec),
+      age(s, now),
+      Object.keys(sel).length
+        ? Object.entries(sel)
+            .map(([k, v]) => `${k}=${String(v)}`)
+            .join(',')
+        : '<none>',
     ];
   },
 };
@@ -321,8 +418,16 @@ const SERVICE: Printer = {
 const SECRET: Printer = {
   columns: [
     NAME,
-    col('Type', 'string', 'Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types'),
-    col('Data', 'string', 'Data contains the secret data. Each key must consist of alphanumeric characters, \'-\', \'_\' or \'.\'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4'),
+    col(
+      'Type',
+      'string',
+      'Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types',
+    ),
+    col(
+      'Data',
+      'string',
+      "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4",
+    ),
     AGE,
   ],
   cells: (s, now) => [name(s), asString(s['type']) ?? 'Opaque', Object.keys(asRecord(s['data'])).length, age(s, now)],
@@ -331,7 +436,11 @@ const SECRET: Printer = {
 const CONFIGMAP: Printer = {
   columns: [
     NAME,
-    col('Data', 'string', 'Data contains the configuration data. Each key must consist of alphanumeric characters, \'-\', \'_\' or \'.\'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.'),
+    col(
+      'Data',
+      'string',
+      "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.",
+    ),
     AGE,
   ],
   cells: (c, now) => [name(c), Object.keys(asRecord(c['data'])).length + Object.keys(asRecord(c['binaryData'])).length, age(c, now)],
@@ -347,7 +456,7 @@ const NODE: Printer = {
     col('Internal-IP', 'string', 'List of addresses reachable to the node. Queried from cloud provider, if available.', 1),
     col('External-IP', 'string', 'List of addresses reachable to the node. Queried from cloud provider, if available.', 1),
     col('OS-Image', 'string', 'OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).', 1),
-    col('Kernel-Version', 'string', 'Kernel Version reported by the node from \'uname -r\' (e.g. 3.16.0-0.bpo.4-amd64).', 1),
+    col('Kernel-Version', 'string', "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).", 1),
     col('Container-Runtime', 'string', 'ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).', 1),
   ],
   cells(n, now) {
@@ -363,8 +472,15 @@ const NODE: Printer = {
     const addr = (t: string): string => asString(addrs.find((a) => a['type'] === t)?.['address']) ?? '<none>';
     const info = asRecord(getPath(n, ['status', 'nodeInfo']));
     return [
-      name(n), statuses.join(','), roles.length ? roles.join(',') : '<none>', age(n, now), asString(info['kubeletVersion']) ?? '',
-      addr('InternalIP'), addr('ExternalIP'), asString(info['osImage']) ?? '<unknown>', asString(info['kernelVersion']) ?? '<unknown>',
+      name(n),
+      statuses.join(','),
+      roles.length ? roles.join(',') : '<none>',
+      age(n, now),
+      asString(info['kubeletVersion']) ?? '',
+      addr('InternalIP'),
+      addr('ExternalIP'),
+      asString(info['osImage']) ?? '<unknown>',
+      asString(info['kernelVersion']) ?? '<unknown>',
       asString(info['containerRuntimeVersion']) ?? '<unknown>',
     ];
   },
@@ -379,7 +495,7 @@ const EVENT: Printer = {
   columns: [
     col('Last Seen', 'string', 'Time when this Event was last seen'),
     col('Type', 'string', 'Type of this event (Normal, Warning), new types could be added in the future.'),
-    col('Reason', 'string', 'This should be a short, machine understandable string that gives the reason for the transition into the object\'s current status.'),
+    col('Reason', 'string', "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
     col('Object', 'string', 'The object that this event is about. Mapped from event.involvedObject'),
     col('Subobject', 'string', 'The subobject that this event is about. Mapped from event.involvedObject.fieldPath', 1),
     col('Source', 'string', 'The component reporting this event. Should be a short machine understandable string.', 1),
@@ -395,15 +511,26 @@ const EVENT: Printer = {
     const first = e['firstTimestamp'] ?? e['eventTime'] ?? e.metadata?.creationTimestamp;
     const source = [asString(src['component']), asString(src['host'])].filter(Boolean).join(', ');
     return [
-      since(last, now), asString(e['type']) ?? '', asString(e['reason']) ?? '',
+      since(last, now),
+      asString(e['type']) ?? '',
+      asString(e['reason']) ?? '',
       `${(asString(io['kind']) ?? '').toLowerCase()}/${asString(io['name']) ?? ''}`,
-      asString(io['fieldPath']) ?? '', source, asString(e['message']) ?? '', since(first, now), int(e['count']) || 1, name(e),
+      asString(io['fieldPath']) ?? '',
+      source,
+      asString(e['message']) ?? '',
+      since(first, now),
+      int(e['count']) || 1,
+      name(e),
     ];
   },
 };
 
 const SERVICEACCOUNT: Printer = {
-  columns: [NAME, col('Secrets', 'string', 'Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.'), AGE],
+  columns: [
+    NAME,
+    col('Secrets', 'string', 'Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.'),
+    AGE,
+  ],
   cells: (sa, now) => [name(sa), asArray(sa['secrets']).length, age(sa, now)],
 };
 
@@ -423,10 +550,18 @@ const PVC: Printer = {
     const spec = asRecord(p['spec']);
     const st = asRecord(p['status']);
     const short: Record<string, string> = { ReadWriteOnce: 'RWO', ReadOnlyMany: 'ROX', ReadWriteMany: 'RWX', ReadWriteOncePod: 'RWOP' };
-    const modes = asArray(st['accessModes']).map((m) => short[String(m)] ?? String(m)).join(',');
+    const modes = asArray(st['accessModes'])
+      .map((m) => short[String(m)] ?? String(m))
+      .join(',');
     return [
-      name(p), asString(st['phase']) ?? 'Pending', asString(spec['volumeName']) ?? '', asString(getPath(st, ['capacity', 'storage'])) ?? '',
-      modes, asString(spec['storageClassName']) ?? '<unset>', asString(spec['volumeAttributesClassName']) ?? '<unset>', age(p, now),
+      name(p),
+      asString(st['phase']) ?? 'Pending',
+      asString(spec['volumeName']) ?? '',
+      asString(getPath(st, ['capacity', 'storage'])) ?? '',
+      modes,
+      asString(spec['storageClassName']) ?? '<unset>',
+      asString(spec['volumeAttributesClassName']) ?? '<unset>',
+      age(p, now),
       asString(spec['volumeMode']) ?? 'Filesystem',
     ];
   },
@@ -442,7 +577,7 @@ function subjectsOf(b: KubeObject, kind: string): string {
   return asArray(b['subjects'])
     .map(asRecord)
     .filter((s) => s['kind'] === kind)
-    .map((s) => (kind === 'ServiceAccount' ? `${asString(s['namespace']) ?? ''}/${asString(s['name']) ?? ''}` : asString(s['name']) ?? ''))
+    .map((s) => (kind === 'ServiceAccount' ? `${asString(s['namespace']) ?? ''}/${asString(s['name']) ?? ''}` : (asString(s['name']) ?? '')))
     .join(', ');
 }
 
@@ -457,14 +592,24 @@ const BINDING: Printer = {
   ],
   cells(b, now) {
     const ref = asRecord(b['roleRef']);
-    return [name(b), `${asString(ref['kind']) ?? ''}/${asString(ref['name']) ?? ''}`, age(b, now), subjectsOf(b, 'User'), subjectsOf(b, 'Group'), subjectsOf(b, 'ServiceAccount')];
+    return [
+      name(b),
+      `${asString(ref['kind']) ?? ''}/${asString(ref['name']) ?? ''}`,
+      age(b, now),
+      subjectsOf(b, 'User'),
+      subjectsOf(b, 'Group'),
+      subjectsOf(b, 'ServiceAccount'),
+    ];
   },
 };
 
 const GENERIC: Printer = { columns: [NAME, AGE], cells: (o, now) => [name(o), age(o, now)] };
 
 /** additionalPrinterColumns of the CRDs the fake serves (kept in step with the seeded CRD objects). */
-export const CRD_PRINTER_COLUMNS: Record<string, ReadonlyArray<{ name: string; type: ColumnDefinition['type']; jsonPath: string; description?: string; priority?: number }>> = {
+export const CRD_PRINTER_COLUMNS: Record<
+  string,
+  ReadonlyArray<{ name: string; type: ColumnDefinition['type']; jsonPath: string; description?: string; priority?: number }>
+> = {
   'example.com/widgets': [
     { name: 'Size', type: 'integer', jsonPath: '.spec.size' },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
