@@ -177,6 +177,21 @@ export function fakeSecrets(seed = 20_240_115): FakeSecretSet {
   return { secrets, files: { 'app.env': `${env.join('\n')}\n`, 'config.yaml': yaml, 'sa.json': `${sa}\n` } };
 }
 
+/** Detectors whose tokens are recognised by their shape alone, without the setting's name beside them. */
+export const SHAPE_DETECTED: readonly string[] = [
+  'stripe_key',
+  'github_token',
+  'gitlab_token',
+  'slack_token',
+  'google_api_key',
+  'openai_key',
+  'anthropic_key',
+  'npm_token',
+  'sendgrid_key',
+  'twilio_key',
+  'jwt',
+];
+
 /** Every form a leak checker looks for: as is, upper/lower case, reversed, base64 (padded or not), hex. */
 export function encodings(value: string): string[] {
   const bytes = Buffer.from(value, 'utf8');

@@ -10,7 +10,7 @@ import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { maskObject } from '../../../src/backends/kubernetes/mask.js';
 import { SEED_PLAINTEXT_CREDENTIALS, SEED_SECRET_VALUES, startFakeKube, type FakeKube } from '../../support/fake-kube/server.js';
-import { expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
+import { SHAPE_DETECTED, expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
 import { writeKubeConfigDir } from '../../support/kube-config.js';
 
 const SUBJECT = 'dev@example.com';
@@ -543,19 +543,7 @@ describe('provider tokens and named credentials outside Secret objects', () => {
 
   it('container log lines with each token, alone and as the setting it came from', async () => {
     // Tokens whose shape alone identifies them, logged bare; every setting logged as a quoted entry.
-    const standalone = new Set([
-      'stripe_key',
-      'github_token',
-      'gitlab_token',
-      'slack_token',
-      'google_api_key',
-      'openai_key',
-      'anthropic_key',
-      'npm_token',
-      'sendgrid_key',
-      'twilio_key',
-      'jwt',
-    ]);
+    const standalone = new Set(SHAPE_DETECTED);
     const bare = SET.secrets
       .filter((s) => standalone.has(s.detector))
       .map((s, i) => `2024-05-01T10:00:0${i % 10}Z level=warn msg="upstream rejected credential" family="${s.family}" value=${s.values.join(' ')}`);

@@ -19,27 +19,12 @@ import { DEMO_NOTE_SECRETS, DEMO_PII } from '../../../src/devdb/seed.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway } from '../../../src/pipeline/gateway.js';
 import { DEFAULT_POLICY, as, freshDatabase, testGateway, writeConfig, type FreshDatabase, type TestGateway } from '../../support/fixtures.js';
-import { expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
+import { SHAPE_DETECTED, encodings, expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
 
 const analyst = as('ana@example.com', ['analysts']);
 
 // ---------------------------------------------------------------------------------------------
 // Leak detection
-
-function forms(value: string): string[] {
-  const bytes = Buffer.from(value, 'utf8');
-  const base64 = bytes.toString('base64');
-  return [
-    value,
-    value.toUpperCase(),
-    value.toLowerCase(),
-    [...value].reverse().join(''),
-    base64,
-    base64.replace(/=+$/, ''),
-    bytes.toString('hex'),
-    bytes.toString('hex').toUpperCase(),
-  ];
-}
 
 /**
  * True when `text` contains `value` in any recognisable form. For cards the last
@@ -47,7 +32,7 @@ function forms(value: string): string[] {
  */
 export function leaks(text: string, value: string): boolean {
   if (value.length === 0) return false;
-  return forms(value).some((form) => text.includes(form));
+  return encodings(value).some((form) => text.includes(form));
 }
 
 interface Secret {
@@ -581,24 +566,8 @@ describe('provider tokens and named credentials in rows', () => {
   it('tokens whose shape identifies them stay masked when the agent strips their names', async () => {
     const r = await gw.sql("SELECT substr(body, strpos(body, '=') + 1) FROM app_config WHERE name LIKE 'line:%' ORDER BY id", analyst);
     expect(r.ok, allText(r)).toBe(true);
-    const standalone = TOKENS.secrets.filter((t) =>
-      [
-        'stripe_key',
-        'github_token',
-        'gitlab_token',
-        'slack_token',
-        'google_api_key',
-        'openai_key',
-        'anthropic_key',
-        'npm_token',
-        'sendgrid_key',
-        'twilio_key',
-        'jwt',
-        'password_in_url',
-        'azure_connection_string',
-        'slack_webhook',
-      ].includes(t.detector),
-    );
+    // Beyond the tokens whose shape alone identifies them: credentials inside URLs and connection strings.
+    const standalone = TOKENS.secrets.filter((t) => [...SHAPE_DETECTED, 'password_in_url', 'azure_connection_string', 'slack_webhook'].includes(t.detector));
     expect(leakedSecrets(allText(r), standalone)).toEqual([]);
   });
 
