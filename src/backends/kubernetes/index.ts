@@ -1,6 +1,7 @@
 // The Kubernetes backend behind the `kubectl` tool: declaration schema, pure
 // parse (kubectl grammar, manifests), resolve through API discovery, and
-// execution through the Kubernetes API with the gateway's own credentials.
+// execution through the Kubernetes API with the gateway's own credentials
+// (the connection; each verb family's executor is in executors/).
 // Every object is structurally masked (Secret values, sensitive env, the
 // last-applied annotation) before it is rendered; detectors run afterwards in
 // the generic mask stage. A command that fails part-way says which of its
@@ -9,27 +10,15 @@
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import type { ImpactPreview } from '../../approval/approver.js';
-import type {
-  Backend,
-  BackendConnection,
-  Cell,
-  ColumnInfo,
-  ExecuteContext,
-  ParsedRequest,
-  PreviewContext,
-  ProbeContext,
-  ProbeResult,
-  TabularResult,
-} from '../backend.js';
+import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, PreviewContext, ProbeContext, ProbeResult, TabularResult } from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
-import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
+import { durationSchema, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
 import { KubeClient, loadKubeConfig, probeCluster, statusMessage, type Impersonation } from './client.js';
-import { Discovery, resourcePath } from './discovery.js';
-import { evaluateJsonPath } from './jsonpath.js';
+import { Discovery } from './discovery.js';
+import { requestsDryRun, runCommand, type Execution, type KubeApi } from './executors/index.js';
 import { createMaskTally, type MaskTally } from './mask.js';
 import { parseKubectl, SUPPORTED_VERBS } from './parse.js';
-import { describeObject, renderObjects, renderTable } from './render.js';
 import { resourceKey, type ApiResource, type KubeCommand, type KubeObject } from './types.js';
 
 export const kubernetesConnectionSchema = z
@@ -139,16 +128,6 @@ export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, co
     detail,
   };
 }
-
-const doc = (name: string, text: string): TabularResult => ({
-  columns: [{ name, type: 'document', sources: [] }],
-  rows: [[text]],
-  command: 'KUBECTL',
-  affectedRows: null,
-  truncated: null,
-  notices: [],
-  bytes: Buffer.byteLength(text),
-});
 
 /** What a command has changed so far (METHOD path of each write the server answered 2xx), so a fault can say what was applied before it. */
 interface Progress {
@@ -272,10 +251,6 @@ class KubernetesConnection implements BackendConnection {
     }
   }
 
-  private namespaceOf(c: KubeCommand): string {
-    return c.namespace ?? this.declaration.namespace;
-  }
-
   async execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult> {
     const detail = request.detail as KubeDetail;
     if (!detail.resolved) throw new TypeError('resolve() must run before execute()');
@@ -313,442 +288,38 @@ class KubernetesConnection implements BackendConnection {
     };
   }
 
-  private async run(
+  /** The executors' view of this connection for one command: calls go through the client, its limits and the caller's identity. */
+  private apiFor(context: RunContext): KubeApi {
+    const execTimeoutMs = Math.min(this.execTimeoutMs, context.timeLimitMs ?? Infinity);
+    return {
+      call: (method, path, o) => this.call(method, path, context, o),
+      exec: (target) => this.api().client.exec(target, { impersonate: this.impersonation(context), timeoutMs: execTimeoutMs, maxBytes: this.maxBytes }),
+      execTimeoutMs,
+      resources: () => this.api().discovery.resources(),
+      maxBytes: this.maxBytes,
+      maxLogLines: this.maxLogLines,
+    };
+  }
+
+  /** Runs the command through its verb family's executor; `preview` forces a server-side dry run. */
+  private run(
     c: KubeCommand,
     resolved: readonly ApiResource[],
     manifest: readonly KubeObject[],
     context: RunContext,
-    dryRun: boolean,
+    preview: boolean,
     tally: MaskTally = createMaskTally(),
   ): Promise<TabularResult> {
-    const ns = this.namespaceOf(c);
-    const dry = dryRun || c.options['dryRun'] === true ? { dryRun: 'All' } : {};
-    const now = new Date();
-    const first = resolved[0];
-    const lines = (items: string[]): TabularResult => ({
-      columns: [{ name: 'result', type: 'text', sources: [] }],
-      rows: items.map((l) => [l]),
-      command: 'KUBECTL',
-      affectedRows: items.length,
-      truncated: null,
-      notices: [],
-      bytes: items.join('\n').length,
-    });
-    const suffix = dryRun || dry.dryRun ? ' (server dry run)' : '';
-    const display = (r: ApiResource) => (r.group === '' ? r.singular : `${r.singular}.${r.group}`);
-
-    switch (c.verb) {
-      case 'get': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'get needs a resource type.', { hint: 'e.g. `get pods -n shop`' });
-        if (c.output.kind === 'table') {
-          const columns: ColumnInfo[] = [];
-          const rows: Cell[][] = [];
-          for (const r of resolved) {
-            const targets = c.targets.filter((t) => resolved.length === 1 || t.type === c.types[resolved.indexOf(r)]);
-            const accept = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json';
-            const query = { includeObject: 'Metadata', labelSelector: c.labelSelector ?? undefined, fieldSelector: c.fieldSelector ?? undefined };
-            const tables: unknown[] = [];
-            if (targets.length > 0)
-              for (const t of targets) tables.push(await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns, t.name), context, { accept, query }));
-            else tables.push(await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns), context, { accept, query }));
-            for (const t of tables) {
-              const table = tally.mask(t) as Parameters<typeof renderTable>[0];
-              const rendered = renderTable(table, {
-                wide: c.output.wide,
-                noHeaders: c.options['noHeaders'] === true,
-                showKind: resolved.length > 1 ? display(r) : null,
-                namespaceColumn: c.allNamespaces && r.namespaced,
-                now,
-              });
-              if (columns.length === 0) columns.push(...rendered.columns.map((col) => ({ ...col, sources: [] })));
-              rows.push(...rendered.rows);
-            }
-          }
-          return { columns, rows, command: 'GET', affectedRows: null, truncated: null, notices: [], bytes: JSON.stringify(rows).length };
-        }
-        const objects: unknown[] = [];
-        for (const r of resolved) {
-          const targets = c.targets.filter((t) => resolved.length === 1 || t.type === c.types[resolved.indexOf(r)]);
-          if (targets.length > 0) for (const t of targets) objects.push(await this.call('GET', resourcePath(r, ns, t.name), context));
-          else {
-            const list = (await this.call('GET', resourcePath(r, c.allNamespaces ? null : ns), context, {
-              query: { labelSelector: c.labelSelector ?? undefined, fieldSelector: c.fieldSelector ?? undefined },
-            })) as { items?: KubeObject[] };
-            for (const item of list.items ?? []) objects.push({ apiVersion: r.group === '' ? r.version : `${r.group}/${r.version}`, kind: r.kind, ...item });
-          }
-        }
-        const masked = tally.mask(
-          objects.length === 1 && c.targets.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects, metadata: { resourceVersion: '' } },
-        );
-        const format =
-          c.output.kind === 'jsonpath'
-            ? c.output
-            : c.output.kind === 'yaml' || c.output.kind === 'json' || c.output.kind === 'name'
-              ? { kind: c.output.kind }
-              : { kind: 'yaml' as const };
-        const text = format.kind === 'jsonpath' ? evaluateJsonPath(format.template, masked) : renderObjects(masked, format, { resourceKey: display(first) });
-        return doc('output', text);
-      }
-      case 'describe': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'describe needs a resource type.');
-        const objects: KubeObject[] = [];
-        if (c.targets.length > 0) for (const t of c.targets) objects.push((await this.call('GET', resourcePath(first, ns, t.name), context)) as KubeObject);
-        else
-          objects.push(
-            ...(
-              (
-                (await this.call('GET', resourcePath(first, c.allNamespaces ? null : ns), context, {
-                  query: { labelSelector: c.labelSelector ?? undefined },
-                })) as { items?: KubeObject[] }
-              ).items ?? []
-            ).map((o) => ({ kind: first.kind, ...o })),
-          );
-        const texts: string[] = [];
-        for (const o of objects) {
-          const events =
-            (
-              (await this.call(
-                'GET',
-                '/api/v1' + (o.metadata?.namespace ? `/namespaces/${encodeURIComponent(o.metadata.namespace)}` : '') + '/events',
-                context,
-                { query: { fieldSelector: `involvedObject.name=${o.metadata?.name ?? ''}` } },
-              ).catch(() => ({ items: [] }))) as { items?: KubeObject[] }
-            ).items ?? [];
-          texts.push(describeObject(tally.mask({ kind: first.kind, ...o }) as KubeObject, tally.mask(events) as KubeObject[], now));
-        }
-        return doc('output', texts.join('\n\n'));
-      }
-      case 'logs': {
-        const target = c.targets[0];
-        if (!target) throw new DrawbridgeError('input.invalid', 'logs needs a pod name.');
-        const tail = typeof c.options['tail'] === 'number' ? Math.min(c.options['tail'], this.maxLogLines) : this.maxLogLines;
-        const text = (await this.call('GET', `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(target.name)}/log`, context, {
-          accept: 'text/plain',
-          query: {
-            tailLines: tail,
-            container: typeof c.options['container'] === 'string' ? c.options['container'] : undefined,
-            sinceSeconds: typeof c.options['sinceSeconds'] === 'number' ? c.options['sinceSeconds'] : undefined,
-            previous: c.options['previous'] === true ? true : undefined,
-            timestamps: c.options['timestamps'] === true ? true : undefined,
-          },
-        })) as string;
-        return doc('log', text);
-      }
-      case 'events': {
-        const table = await this.call('GET', `/api/v1${c.allNamespaces ? '' : `/namespaces/${encodeURIComponent(ns)}`}/events`, context, {
-          accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json',
-          query: {
-            includeObject: 'Metadata',
-            fieldSelector: typeof c.options['forName'] === 'string' ? `involvedObject.name=${c.options['forName']}` : (c.fieldSelector ?? undefined),
-          },
-        });
-        const rendered = renderTable(tally.mask(table) as Parameters<typeof renderTable>[0], { wide: false, namespaceColumn: c.allNamespaces, now });
-        return {
-          columns: rendered.columns.map((col) => ({ ...col, sources: [] })),
-          rows: rendered.rows,
-          command: 'GET',
-          affectedRows: null,
-          truncated: null,
-          notices: [],
-          bytes: JSON.stringify(rendered.rows).length,
-        };
-      }
-      case 'api-resources': {
-        const { discovery } = this.api();
-        const all = await discovery.resources();
-        const group = typeof c.options['apiGroup'] === 'string' ? c.options['apiGroup'] : null;
-        const namespaced = typeof c.options['namespaced'] === 'boolean' ? c.options['namespaced'] : null;
-        const rows = all
-          .filter((r) => (group === null || r.group === group) && (namespaced === null || r.namespaced === namespaced))
-          .map((r): Cell[] => [r.resource, r.shortNames.join(','), r.group === '' ? r.version : `${r.group}/${r.version}`, r.namespaced, r.kind]);
-        return {
-          columns: ['NAME', 'SHORTNAMES', 'APIVERSION', 'NAMESPACED', 'KIND'].map((n) => ({
-            name: n,
-            type: n === 'NAMESPACED' ? 'bool' : 'text',
-            sources: [],
-          })),
-          rows,
-          command: 'GET',
-          affectedRows: null,
-          truncated: null,
-          notices: [],
-          bytes: JSON.stringify(rows).length,
-        };
-      }
-      case 'explain': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'explain needs a resource type.');
-        return doc(
-          'output',
-          `KIND:       ${first.kind}\nVERSION:    ${first.group === '' ? first.version : `${first.group}/${first.version}`}\nRESOURCE:   ${first.resource}\nNAMESPACED: ${first.namespaced}\nSHORTNAMES: ${first.shortNames.join(', ') || '(none)'}\nVERBS:      ${first.verbs.join(', ')}\n\n(Field documentation comes from the server's OpenAPI schema, which this gateway does not relay.)`,
-        );
-      }
-      case 'top':
-        throw new DrawbridgeError('backend.error', 'top needs the metrics API (metrics.k8s.io), which this gateway does not relay.', {
-          hint: 'Use `get pods -o wide` or `describe` instead.',
-        });
-      case 'delete': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'delete needs a resource type.');
-        const query = {
-          ...dry,
-          gracePeriodSeconds: typeof c.options['gracePeriod'] === 'number' ? c.options['gracePeriod'] : undefined,
-          propagationPolicy:
-            typeof c.options['cascade'] === 'string'
-              ? ({ background: 'Background', foreground: 'Foreground', orphan: 'Orphan' } as Record<string, string>)[c.options['cascade']]
-              : undefined,
-        };
-        const names: string[] = c.targets.map((t) => t.name);
-        if (names.length === 0) {
-          if (!c.labelSelector && c.options['all'] !== true) throw new DrawbridgeError('input.invalid', 'delete needs names, -l SELECTOR or --all.');
-          const list = (await this.call('GET', resourcePath(first, ns), context, { query: { labelSelector: c.labelSelector ?? undefined } })) as {
-            items?: KubeObject[];
-          };
-          names.push(...(list.items ?? []).map((o) => String(o.metadata?.name)));
-        }
-        const out: string[] = [];
-        for (const name of names) {
-          await this.call('DELETE', resourcePath(first, ns, name), context, { query });
-          out.push(`${display(first)} "${name}" deleted${suffix}`);
-        }
-        return lines(out);
-      }
-      case 'apply':
-      case 'create': {
-        const out: string[] = [];
-        for (const [i, obj] of manifest.entries()) {
-          const r = resolved[i];
-          if (!r) throw new TypeError('manifest objects and resolved resources must align');
-          const objNs = r.namespaced ? (obj.metadata?.namespace ?? ns) : null;
-          const body = { ...obj, metadata: { ...obj.metadata, ...(objNs ? { namespace: objNs } : {}) } };
-          if (c.verb === 'create') {
-            await this.call('POST', resourcePath(r, objNs), context, { body, query: { ...dry, fieldManager: 'drawbridge' } });
-            out.push(`${display(r)}/${String(obj.metadata?.name)} created${suffix}`);
-          } else {
-            await this.call('PATCH', resourcePath(r, objNs, String(obj.metadata?.name)), context, {
-              body,
-              contentType: 'application/apply-patch+yaml',
-              query: { ...dry, fieldManager: 'drawbridge', force: true },
-            });
-            out.push(`${display(r)}/${String(obj.metadata?.name)} serverside-applied${suffix}`);
-          }
-        }
-        return lines(out);
-      }
-      case 'patch': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'patch needs a resource type.');
-        const type =
-          c.options['patchType'] === 'merge'
-            ? 'application/merge-patch+json'
-            : c.options['patchType'] === 'json'
-              ? 'application/json-patch+json'
-              : 'application/strategic-merge-patch+json';
-        const out: string[] = [];
-        for (const t of c.targets) {
-          await this.call('PATCH', resourcePath(first, ns, t.name), context, {
-            body: String(c.options['patch'] ?? '{}'),
-            contentType: type,
-            query: { ...dry, fieldManager: 'drawbridge' },
-          });
-          out.push(`${display(first)}/${t.name} patched${suffix}`);
-        }
-        return lines(out);
-      }
-      case 'scale': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'scale needs a resource type.');
-        const replicas = Number(c.options['replicas']);
-        const out: string[] = [];
-        for (const t of c.targets) {
-          if (typeof c.options['currentReplicas'] === 'number') {
-            const scale = (await this.call('GET', resourcePath(first, ns, t.name, 'scale'), context)) as { spec?: { replicas?: number } };
-            if (scale.spec?.replicas !== c.options['currentReplicas'])
-              throw new DrawbridgeError(
-                'backend.error',
-                `Expected ${t.name} to have ${c.options['currentReplicas']} replicas, it has ${scale.spec?.replicas ?? 0}; nothing changed.`,
-              );
-          }
-          await this.call('PATCH', resourcePath(first, ns, t.name, 'scale'), context, {
-            body: { spec: { replicas } },
-            contentType: 'application/merge-patch+json',
-            query: { ...dry },
-          });
-          out.push(`${display(first)}/${t.name} scaled to ${replicas}${suffix}`);
-        }
-        return lines(out);
-      }
-      case 'label':
-      case 'annotate': {
-        if (!first) throw new DrawbridgeError('input.invalid', `${c.verb} needs a resource type.`);
-        const field = c.verb === 'label' ? 'labels' : 'annotations';
-        const changes = (c.options['changes'] as readonly string[] | undefined) ?? [];
-        const names = c.targets.map((t) => t.name);
-        if (names.length === 0) {
-          const list = (await this.call('GET', resourcePath(first, ns), context, { query: { labelSelector: c.labelSelector ?? undefined } })) as {
-            items?: KubeObject[];
-          };
-          names.push(...(list.items ?? []).map((o) => String(o.metadata?.name)));
-        }
-        const out: string[] = [];
-        for (const name of names) {
-          const current = (await this.call('GET', resourcePath(first, ns, name), context)) as KubeObject;
-          const existing = (current.metadata?.[field] ?? {}) as Record<string, string>;
-          const patch: Record<string, string | null> = {};
-          for (const change of changes) {
-            if (change.endsWith('-') && !change.includes('=')) patch[change.slice(0, -1)] = null;
-            else {
-              const [key, ...rest] = change.split('=');
-              if (key === undefined) continue;
-              if (existing[key] !== undefined && c.options['overwrite'] !== true)
-                throw new DrawbridgeError(
-                  'backend.error',
-                  `${name} already has ${field.slice(0, -1)} "${key}"; pass --overwrite to change it. Nothing changed.`,
-                );
-              patch[key] = rest.join('=');
-            }
-          }
-          await this.call('PATCH', resourcePath(first, ns, name), context, {
-            body: { metadata: { [field]: patch } },
-            contentType: 'application/merge-patch+json',
-            query: { ...dry },
-          });
-          out.push(`${display(first)}/${name} ${c.verb === 'label' ? 'labeled' : 'annotated'}${suffix}`);
-        }
-        return lines(out);
-      }
-      case 'cordon':
-      case 'uncordon': {
-        const nodes = resolved[0];
-        if (!nodes) throw new TypeError('nodes must be resolved');
-        const out: string[] = [];
-        for (const t of c.targets) {
-          await this.call('PATCH', resourcePath(nodes, null, t.name), context, {
-            body: { spec: { unschedulable: c.verb === 'cordon' } },
-            contentType: 'application/merge-patch+json',
-            query: { ...dry },
-          });
-          out.push(`node/${t.name} ${c.verb}ed${suffix}`);
-        }
-        return lines(out);
-      }
-      case 'rollout restart': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'rollout restart needs a resource.');
-        const out: string[] = [];
-        for (const t of c.targets) {
-          await this.call('PATCH', resourcePath(first, ns, t.name), context, {
-            body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': now.toISOString() } } } } },
-            contentType: 'application/strategic-merge-patch+json',
-            query: { ...dry, fieldManager: 'drawbridge' },
-          });
-          out.push(`${display(first)}/${t.name} restarted${suffix}`);
-        }
-        return lines(out);
-      }
-      case 'rollout status': {
-        if (!first) throw new DrawbridgeError('input.invalid', 'rollout status needs a resource.');
-        const out: string[] = [];
-        for (const t of c.targets) {
-          const o = (await this.call('GET', resourcePath(first, ns, t.name), context)) as {
-            spec?: { replicas?: number };
-            status?: { updatedReplicas?: number; availableReplicas?: number; replicas?: number };
-          };
-          const want = o.spec?.replicas ?? 1;
-          const updated = o.status?.updatedReplicas ?? 0;
-          const available = o.status?.availableReplicas ?? 0;
-          out.push(
-            updated >= want && available >= want
-              ? `${display(first)} "${t.name}" successfully rolled out`
-              : `Waiting for ${display(first)} "${t.name}" rollout to finish: ${updated} of ${want} updated replicas are available (${available} available)...`,
-          );
-        }
-        return lines(out);
-      }
-      case 'rollout history':
-      case 'rollout undo': {
-        if (!first) throw new DrawbridgeError('input.invalid', `${c.verb} needs a resource.`);
-        const target = c.targets[0];
-        if (!target) throw new DrawbridgeError('input.invalid', `${c.verb} needs a name.`);
-        const deployment = (await this.call('GET', resourcePath(first, ns, target.name), context)) as KubeObject & { spec?: { template?: KubeObject } };
-        const uid = (deployment.metadata as { uid?: string } | undefined)?.uid;
-        const rsResource = {
-          group: 'apps',
-          version: 'v1',
-          resource: 'replicasets',
-          kind: 'ReplicaSet',
-          namespaced: true,
-          verbs: [],
-          shortNames: [],
-          singular: 'replicaset',
-        };
-        const list = (await this.call('GET', resourcePath(rsResource, ns), context)) as { items?: Array<KubeObject & { spec?: { template?: KubeObject } }> };
-        const owned = (list.items ?? [])
-          .filter((rs) => ((rs.metadata as { ownerReferences?: Array<{ uid?: string }> } | undefined)?.ownerReferences ?? []).some((ref) => ref.uid === uid))
-          .map((rs) => ({ rs, revision: Number(rs.metadata?.annotations?.['deployment.kubernetes.io/revision'] ?? 0) }))
-          .sort((a, b) => a.revision - b.revision);
-        if (c.verb === 'rollout history') {
-          const rows = owned.map((o): Cell[] => [o.revision, o.rs.metadata?.annotations?.['kubernetes.io/change-cause'] ?? '<none>']);
-          return {
-            columns: [
-              { name: 'REVISION', type: 'int4', sources: [] },
-              { name: 'CHANGE-CAUSE', type: 'text', sources: [] },
-            ],
-            rows,
-            command: 'GET',
-            affectedRows: null,
-            truncated: null,
-            notices: [],
-            bytes: JSON.stringify(rows).length,
-          };
-        }
-        const current = owned[owned.length - 1]?.revision ?? 0;
-        const wanted =
-          typeof c.options['toRevision'] === 'number' && c.options['toRevision'] > 0
-            ? c.options['toRevision']
-            : owned.filter((o) => o.revision < current).pop()?.revision;
-        const to = owned.find((o) => o.revision === wanted);
-        if (!to?.rs.spec?.template)
-          throw new DrawbridgeError('backend.error', `No revision ${wanted ?? '(previous)'} to roll back to for ${target.name}; nothing changed.`);
-        const template = JSON.parse(JSON.stringify(to.rs.spec.template)) as KubeObject;
-        if (template.metadata?.labels) delete template.metadata.labels['pod-template-hash'];
-        await this.call('PATCH', resourcePath(first, ns, target.name), context, {
-          body: { spec: { template } },
-          contentType: 'application/merge-patch+json',
-          query: { ...dry },
-        });
-        return lines([`${display(first)}/${target.name} rolled back to revision ${to.revision}${suffix}`]);
-      }
-      case 'exec': {
-        if (dryRun) return lines([`exec has no dry run: it would run ${JSON.stringify(c.options['command'])} in pod ${c.targets[0]?.name ?? ''}`]);
-        const target = c.targets[0];
-        if (!target) throw new DrawbridgeError('input.invalid', 'exec needs a pod name.');
-        const { client } = this.api();
-        const result = await client.exec(
-          {
-            namespace: ns,
-            pod: target.name,
-            container: typeof c.options['container'] === 'string' ? c.options['container'] : null,
-            command: (c.options['command'] as readonly string[]) ?? [],
-          },
-          { impersonate: this.impersonation(context), timeoutMs: Math.min(this.execTimeoutMs, context.timeLimitMs ?? Infinity), maxBytes: this.maxBytes },
-        );
-        if (result.timedOut)
-          throw new DrawbridgeError(
-            'backend.timeout',
-            `exec was stopped after ${formatDuration(Math.min(this.execTimeoutMs, context.timeLimitMs ?? Infinity))}.`,
-          );
-        const row: Cell[] = [result.exitCode, result.stdout, result.stderr];
-        return {
-          columns: [
-            { name: 'exit_code', type: 'int4', sources: [] },
-            { name: 'stdout', type: 'document', sources: [] },
-            { name: 'stderr', type: 'document', sources: [] },
-          ],
-          rows: [row],
-          command: 'EXEC',
-          affectedRows: null,
-          truncated: result.truncated ? { reason: 'bytes', limit: this.maxBytes } : null,
-          notices: result.message ? [result.message] : [],
-          bytes: result.stdout.length + result.stderr.length,
-        };
-      }
-    }
+    const execution: Execution = {
+      api: this.apiFor(context),
+      resolved,
+      manifest,
+      namespace: c.namespace ?? this.declaration.namespace,
+      dryRun: preview || requestsDryRun(c),
+      now: new Date(),
+      tally,
+    };
+    return runCommand(c, execution);
   }
 
   /** The API server's version and who the credentials are (SelfSubjectReview), as the gateway itself (never impersonating). */

@@ -1,49 +1,90 @@
 // Shared shapes of the Kubernetes backend: the parsed kubectl command (pure
-// output of parse.ts), resolved API resources (discovery) and Kubernetes
-// objects as plain JSON. No I/O here.
+// output of parse.ts, a union discriminated by verb with typed options per
+// verb), resolved API resources (discovery) and Kubernetes objects as plain
+// JSON. No I/O here.
 
-export type KubeVerb =
-  | 'get'
-  | 'describe'
-  | 'logs'
-  | 'events'
-  | 'api-resources'
-  | 'explain'
-  | 'top'
-  | 'delete'
-  | 'apply'
-  | 'create'
-  | 'patch'
-  | 'scale'
-  | 'label'
-  | 'annotate'
-  | 'cordon'
-  | 'uncordon'
-  | 'rollout status'
-  | 'rollout restart'
-  | 'rollout undo'
-  | 'rollout history'
-  | 'exec';
+export type ReadVerb = 'get' | 'describe' | 'logs' | 'events' | 'api-resources' | 'explain' | 'top';
+export type WriteVerb = 'delete' | 'apply' | 'create' | 'patch' | 'scale' | 'label' | 'annotate' | 'cordon' | 'uncordon';
+export type RolloutVerb = 'rollout status' | 'rollout restart' | 'rollout undo' | 'rollout history';
+export type KubeVerb = ReadVerb | WriteVerb | RolloutVerb | 'exec';
 
 export type OutputFormat =
   { readonly kind: 'table'; readonly wide: boolean } | { readonly kind: 'yaml' | 'json' | 'name' } | { readonly kind: 'jsonpath'; readonly template: string };
 
-/** A kubectl command line, parsed with an explicit grammar (never a shell). */
-export interface KubeCommand {
-  readonly verb: KubeVerb;
-  /** Resource types as the agent wrote them (e.g. "pods", "deploy", "deployments.apps"), in order. */
-  readonly types: readonly string[];
-  /** Object names (from `TYPE NAME…` or `TYPE/NAME`), each bound to its type. */
-  readonly targets: ReadonlyArray<{ readonly type: string; readonly name: string }>;
+export interface Target {
+  readonly type: string;
+  readonly name: string;
+}
+
+/** What every kubectl command has, whatever its verb. */
+export interface CommandScope {
   /** Namespace from -n/--namespace, or null (the connection's default applies). */
   readonly namespace: string | null;
   readonly allNamespaces: boolean;
   readonly labelSelector: string | null;
   readonly fieldSelector: string | null;
   readonly output: OutputFormat;
-  /** Verb-specific options, already validated (e.g. tail, since, container, previous, replicas, patch, patchType, toRevision, overwrite, labels, all, command). */
-  readonly options: Readonly<Record<string, string | number | boolean | readonly string[] | null>>;
 }
+
+interface CommandOf<V extends KubeVerb, O> extends CommandScope {
+  readonly verb: V;
+  /** Resource types as the agent wrote them (e.g. "pods", "deploy", "deployments.apps"), in order. */
+  readonly types: readonly string[];
+  /** Object names (from `TYPE NAME…` or `TYPE/NAME`), each bound to its type. */
+  readonly targets: readonly Target[];
+  /** The verb's own options, already validated. */
+  readonly options: Readonly<O>;
+}
+
+/** The options of a verb that takes none. */
+export type NoOptions = Record<string, never>;
+export interface DryRunOption {
+  /** --dry-run=server: the API server validates and admits the change without persisting it. */
+  readonly dryRun: boolean;
+}
+
+export type GetCommand = CommandOf<'get', { showLabels: boolean; noHeaders: boolean; sortBy: string | null; ignoreNotFound: boolean }>;
+export type DescribeCommand = CommandOf<'describe', NoOptions>;
+export type LogsCommand = CommandOf<
+  'logs',
+  { container: string | null; previous: boolean; tail: number | null; sinceSeconds: number | null; timestamps: boolean }
+>;
+export type EventType = 'Normal' | 'Warning';
+export type EventsCommand = CommandOf<'events', { forType: string | null; forName: string | null; eventTypes: readonly EventType[]; noHeaders: boolean }>;
+export type ApiResourcesCommand = CommandOf<
+  'api-resources',
+  { namespaced: boolean | null; apiGroup: string | null; noHeaders: boolean; sortBy: 'name' | 'kind' | null }
+>;
+export type ExplainCommand = CommandOf<'explain', { fieldPath: string | null; recursive: boolean }>;
+export type TopCommand = CommandOf<'top', { sortBy: 'cpu' | 'memory' | null; noHeaders: boolean }>;
+export type ReadCommand = GetCommand | DescribeCommand | LogsCommand | EventsCommand | ApiResourcesCommand | ExplainCommand | TopCommand;
+
+export type Cascade = 'background' | 'foreground' | 'orphan';
+export type PatchType = 'strategic' | 'merge' | 'json';
+export type DeleteCommand = CommandOf<
+  'delete',
+  { all: boolean; gracePeriod: number | null; force: boolean; cascade: Cascade; ignoreNotFound: boolean } & DryRunOption
+>;
+export type ApplyCommand = CommandOf<'apply', { serverSide: boolean; forceConflicts: boolean } & DryRunOption>;
+export type CreateCommand = CommandOf<'create', DryRunOption>;
+export type PatchCommand = CommandOf<'patch', { patch: string; patchType: PatchType } & DryRunOption>;
+export type ScaleCommand = CommandOf<'scale', { replicas: number; currentReplicas: number | null } & DryRunOption>;
+/** label and annotate: `key=value` sets, `key-` removes. */
+export type MetadataOptions = { changes: readonly string[]; overwrite: boolean; all: boolean } & DryRunOption;
+export type MetadataCommand = CommandOf<'label', MetadataOptions> | CommandOf<'annotate', MetadataOptions>;
+export type CordonCommand = CommandOf<'cordon', DryRunOption> | CommandOf<'uncordon', DryRunOption>;
+export type WriteCommand = DeleteCommand | ApplyCommand | CreateCommand | PatchCommand | ScaleCommand | MetadataCommand | CordonCommand;
+
+export type RolloutStatusCommand = CommandOf<'rollout status', { timeoutSeconds: number | null }>;
+export type RolloutRestartCommand = CommandOf<'rollout restart', DryRunOption>;
+export type RolloutUndoCommand = CommandOf<'rollout undo', { toRevision: number | null } & DryRunOption>;
+export type RolloutHistoryCommand = CommandOf<'rollout history', { revision: number | null }>;
+export type RolloutCommand = RolloutStatusCommand | RolloutRestartCommand | RolloutUndoCommand | RolloutHistoryCommand;
+
+export type ExecCommand = CommandOf<'exec', { command: readonly string[]; container: string | null; invokesShell: boolean }>;
+
+/** A kubectl command line, parsed with an explicit grammar (never a shell). */
+export type KubeCommand = ReadCommand | WriteCommand | RolloutCommand | ExecCommand;
 
 /** One API resource from discovery. */
 export interface ApiResource {

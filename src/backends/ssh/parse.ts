@@ -1,5 +1,6 @@
 // Pure parsing of an ssh_exec command into argv, with a strict POSIX-shell
-// grammar for the one construct accepted: simple commands (a program and its
+// grammar (the tokenizer shared with kubectl, ../shared/words.ts, in ssh's
+// dialect and wording) for the one construct accepted: simple commands (a program and its
 // arguments), optionally joined by `|` when a rule allows pipelines. Anything
 // else the shell would interpret — lists, background, substitutions,
 // expansions, redirections, heredocs, assignments, comments, brace groups — is
@@ -7,6 +8,7 @@
 // remote shell sees only literal words.
 
 import { DrawbridgeError } from '../../errors.js';
+import { splitWords, type Dialect, type Malformation, type Operator, type Refusal, type Token } from '../shared/words.js';
 
 export interface SimpleCommand {
   /** argv[0] as written (a name or an absolute path), then the arguments, unquoted. */
@@ -21,8 +23,12 @@ export interface ShellCommand {
 }
 
 const MAX_LENGTH = 8192;
+
+/** ssh_exec's dialect of the shared tokenizer: `|` splits a pipeline (a rule decides whether one is allowed), every brace is refused, and single quotes keep `$(…)` and backticks as text (the argv is re-quoted for the remote shell). */
+export const SSH_WORDS: Dialect = { maxChars: MAX_LENGTH, maxWords: null, pipes: 'split', braces: 'all', singleQuotedSubstitutions: 'literal' };
+
 /** Unquoted, these mean something to the shell: refused (`|` only splits a pipeline). */
-const OPERATORS: Record<string, string> = {
+const OPERATORS: Readonly<Record<Operator, string>> = {
   ';': 'a command list (;)',
   '&': 'background or && (&)',
   '<': 'a redirection or heredoc (<)',
@@ -31,97 +37,63 @@ const OPERATORS: Record<string, string> = {
   ')': 'a subshell ())',
   '{': 'a brace group or brace expansion ({)',
   '}': 'a brace group or brace expansion (})',
-  '\n': 'a newline (a second command)',
-  '\r': 'a carriage return',
+  '|': 'a pipe (|)',
+  '||': 'a command list (||)',
 };
 
 function refuse(what: string): never {
   throw new DrawbridgeError('ssh.refused', `Refused: the command contains ${what}. The gateway runs one program with literal arguments, never shell syntax.`);
 }
 
-export type Token = { readonly kind: 'word'; readonly value: string; readonly quoted: boolean } | { readonly kind: 'pipe' };
-
-/** Splits into words with POSIX quoting; refuses every construct that is not a plain word or `|`. */
-export function tokenize(text: string): Token[] {
-  if (text.length > MAX_LENGTH) refuse(`more than ${MAX_LENGTH} characters`);
-  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text)) refuse('a control character');
-  const tokens: Token[] = [];
-  let word = '';
-  let inWord = false;
-  let quoted = false;
-  let i = 0;
-  const push = () => {
-    if (inWord) tokens.push({ kind: 'word', value: word, quoted });
-    word = '';
-    inWord = false;
-    quoted = false;
-  };
-  while (i < text.length) {
-    const ch = text[i] as string;
-    if (ch === ' ' || ch === '\t') {
-      push();
-      i++;
-      continue;
-    }
-    if (ch === '|') {
-      if (text[i + 1] === '|') refuse('a command list (||)');
-      push();
-      tokens.push({ kind: 'pipe' });
-      i++;
-      continue;
-    }
-    if (ch in OPERATORS) refuse(OPERATORS[ch] as string);
-    if (ch === '$') refuse('an expansion or substitution ($)');
-    if (ch === '`') refuse('a command substitution (`)');
-    if (ch === '#' && !inWord) refuse('a comment (#)');
-    if (ch === "'") {
-      const end = text.indexOf("'", i + 1);
-      if (end < 0) throw new DrawbridgeError('input.invalid', 'Unbalanced single quote in the command.');
-      quoted = true;
-      word += text.slice(i + 1, end);
-      inWord = true;
-      i = end + 1;
-      continue;
-    }
-    if (ch === '"') {
-      quoted = true;
-      inWord = true;
-      i++;
-      for (;;) {
-        if (i >= text.length) throw new DrawbridgeError('input.invalid', 'Unbalanced double quote in the command.');
-        const c = text[i] as string;
-        if (c === '"') {
-          i++;
-          break;
-        }
-        // Inside double quotes the shell still expands these.
-        if (c === '$') refuse('an expansion or substitution ($) inside double quotes');
-        if (c === '`') refuse('a command substitution (`) inside double quotes');
-        if (c === '\\' && i + 1 < text.length && '$`"\\\n'.includes(text[i + 1] as string)) {
-          word += text[i + 1];
-          i += 2;
-          continue;
-        }
-        word += c;
-        i++;
-      }
-      continue;
-    }
-    if (ch === '\\') {
-      if (i + 1 >= text.length) throw new DrawbridgeError('input.invalid', 'A trailing backslash in the command.');
-      if (text[i + 1] === '\n') refuse('a line continuation');
-      word += text[i + 1];
-      quoted = true;
-      inWord = true;
-      i += 2;
-      continue;
-    }
-    word += ch;
-    inWord = true;
-    i++;
+function refusalText(r: Refusal): string {
+  switch (r.construct) {
+    case 'too long':
+      return `more than ${r.limit} characters`;
+    case 'too many words':
+      return `more than ${r.limit} words`;
+    case 'newline':
+      return 'a newline (a second command)';
+    case 'carriage return':
+      return 'a carriage return';
+    case 'line continuation':
+      return 'a line continuation';
+    case 'control character':
+      return 'a control character';
+    case 'invisible character':
+      return `an invisible Unicode character (${r.codePoint})`;
+    case 'unusual whitespace':
+      return `an unusual space character (${r.codePoint}); separate words with plain spaces`;
+    case 'substitution':
+      return `a command substitution (${r.text})`;
+    case 'operator':
+      return OPERATORS[r.operator];
+    case 'brace expansion':
+      return `a brace expansion (${r.text})`;
+    case 'dollar':
+      return `an expansion or substitution ($)${r.inDoubleQuotes ? ' inside double quotes' : ''}`;
+    case 'backtick':
+      return `a command substitution (\`)${r.inDoubleQuotes ? ' inside double quotes' : ''}`;
+    case 'escape in double quotes':
+      return `an escaped ${r.escaped} inside double quotes (put it in single quotes)`;
+    case 'comment':
+      return 'a comment (#)';
   }
-  push();
-  return tokens;
+}
+
+const MALFORMED: Readonly<Record<Malformation, string>> = {
+  'unbalanced single quote': 'Unbalanced single quote in the command.',
+  'unbalanced double quote': 'Unbalanced double quote in the command.',
+  'trailing backslash': 'A trailing backslash in the command.',
+};
+
+export type { Token };
+
+/** Splits into words with POSIX quoting (the shared tokenizer); refuses every construct that is not a plain word or `|`. */
+export function tokenize(text: string): Token[] {
+  const result = splitWords(text, SSH_WORDS);
+  if (result.ok) return [...result.tokens];
+  if (result.kind === 'refused') refuse(refusalText(result.refusal));
+  throw new DrawbridgeError('input.invalid', MALFORMED[result.problem]);
 }
 
 export function basename(path: string): string {

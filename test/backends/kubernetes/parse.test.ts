@@ -46,7 +46,8 @@ const TOKENS: readonly TokenRow[] = [
   ['get "\'"', ['get', "'"]],
   ["label pod web 'note=a | b; c'", ['label', 'pod', 'web', 'note=a | b; c']],
   ['get pods#x', ['get', 'pods#x']],
-  ['get $HOME', ['get', '$HOME']],
+  // A literal $ is single-quoted: unquoted or double-quoted, a shell would expand it (refused below).
+  ["get '$HOME'", ['get', '$HOME']],
   ['', []],
   ['   ', []],
 ];
@@ -450,6 +451,11 @@ const SHELL: readonly ErrorRow[] = [
   ['get pods ${HOME}', 'kubectl.refused', '${'],
   ['get pods "${IFS}"', 'kubectl.refused', '${'],
   ["get pods $'\\x7c'", 'kubectl.refused', 'ANSI-C'],
+  ['get $HOME', 'kubectl.refused', '"$" outside quotes'],
+  ['get pods -l "app=$APP"', 'kubectl.refused', '"$" inside double quotes'],
+  ['get pods "a\\$b"', 'kubectl.refused', '\\$ inside double quotes'],
+  ['get pods -o jsonpath={.items[0,1].metadata.name}', 'kubectl.refused', 'brace expansion'],
+  ['get pods web-{1..3}', 'kubectl.refused', 'brace expansion'],
   ['get pods #comment', 'kubectl.refused', 'comment'],
   ['get pods\nrm -rf /', 'kubectl.refused', 'newline'],
   ['get pods\r\nid', 'kubectl.refused', 'newline'],
