@@ -97,6 +97,17 @@ const SHELL: ReadonlyArray<[string, string]> = [
   ['get pods \u200b-A', 'kubectl.refused'],
   ['get pods\u00a0-A', 'kubectl.refused'],
   ['get pods \u0007', 'kubectl.refused'],
+  // From the shared tokenizer's difference table (test/backends/shared/words.test.ts): where kubectl and ssh read a line differently, both refuse.
+  ['get pods -n $NS', 'kubectl.refused'],
+  ['get secrets -l "app=$APP" -o yaml', 'kubectl.refused'],
+  ['get secret "web-\\$x" -o yaml', 'kubectl.refused'],
+  ['get pods -o jsonpath={.items[0,1].metadata.name}', 'kubectl.refused'],
+  ['get secrets web-{secrets,config} -o yaml', 'kubectl.refused'],
+  ['get pods web-{1..3}', 'kubectl.refused'],
+  ["get pods -l 'app=web\nget secrets'", 'kubectl.refused'],
+  ["get secrets -l '$(id)'", 'kubectl.refused'],
+  ['get pods\u0085-A', 'kubectl.refused'],
+  ['get pods -l app=web\u3000-A', 'kubectl.refused'],
 ];
 
 const IDENTITY_AND_CONNECTION: ReadonlyArray<[string, string]> = [

@@ -53,6 +53,15 @@ const refused: Array<[string, RegExp]> = [
   ['ls\r\ntouch ROOT/pwned', GRAMMAR],
   ['ls \\\ntouch ROOT/pwned', GRAMMAR],
   ['ls\u0000touch ROOT/pwned', GRAMMAR],
+  // From the shared tokenizer's difference table (test/backends/shared/words.test.ts): where kubectl and ssh read a line differently, both refuse.
+  ['echo "\\$(touch ROOT/pwned)"', GRAMMAR],
+  ['echo "\\`touch ROOT/pwned\\`"', GRAMMAR],
+  ['echo "a\ntouch ROOT/pwned"', GRAMMAR],
+  ["echo 'a\rtouch ROOT/pwned'", GRAMMAR],
+  ['echo x\u0085touch ROOT/pwned', GRAMMAR],
+  ['touch ROOT/scratch/a\u00a0ROOT/pwned', GRAMMAR],
+  ['touch\u200b ROOT/pwned', GRAMMAR],
+  ['touch ROOT/scratch/x\u2028touch ROOT/pwned', GRAMMAR],
   ['ls # ; touch ROOT/pwned', GRAMMAR],
   ['echo ok |& touch ROOT/pwned', GRAMMAR],
   // Redirections, heredocs, process substitution.

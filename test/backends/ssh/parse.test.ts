@@ -56,6 +56,14 @@ const refused: Array<[string, RegExp]> = [
   ['/usr/bin/r* -rf /', /glob/],
   ['ls \\\nrm', /line continuation/],
   ['ls\u0000rm', /control/],
+  // The shared tokenizer's stricter readings (test/backends/shared/words.test.ts).
+  ['echo "\\$HOME"', /escaped \$ inside double quotes/],
+  ['echo "\\`id\\`"', /escaped ` inside double quotes/],
+  ['echo "a\nrm -rf /"', /newline/],
+  ["echo 'a\rb'", /carriage/],
+  ['echo a\u0085b', /control/],
+  ['echo a\u00a0b', /unusual space/],
+  ['echo a\u200bb', /invisible/],
 ];
 
 describe('ssh command grammar', () => {
