@@ -107,8 +107,9 @@ function malformationError(problem: Malformation): DrawbridgeError {
 /**
  * Splits a kubectl command line into words with an explicit grammar (never a
  * shell): whitespace separates words; single quotes are literal; double quotes
- * take `\"` and `\\` escapes (any other backslash stays); a backslash outside
- * quotes escapes the next character. Shell syntax is refused, not interpreted.
+ * take `\"` and `\\` escapes (any other backslash stays; `\$` and `` \` ``
+ * are refused); a backslash outside quotes escapes the next character. Shell
+ * syntax, `$` outside single quotes included, is refused, not interpreted.
  */
 export function tokenize(command: string): string[] {
   if (typeof command !== 'string') throw invalid('The kubectl command must be a string.');

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApprovalChannel, ElicitForm } from '../../../src/approval/approver.js';
 import { openApprovalStore } from '../../../src/approval/store.js';
+import { renderObjects } from '../../../src/backends/kubernetes/render.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
@@ -173,6 +174,20 @@ describe('get', () => {
     expect(jp.split(' ').sort()).toEqual(['web-7d9c-abcde', 'web-7d9c-fghij']);
     const replicas = doc(ok(await run('get deploy web -o jsonpath={.spec.replicas}')));
     expect(replicas).toBe('3');
+  });
+
+  it('-o jsonpath prints what renderObjects (the unit-tested path) prints for the same objects', async () => {
+    for (const [command, template] of [
+      ['get deploy web', '{.metadata.*}'],
+      ['get deploy web', '{.spec.template.spec.containers[0].*}'],
+      ['get pods -l app=web', '{.items[*].metadata.*}'],
+      ['get pods -l app=web', '{..image}'],
+    ] as const) {
+      const json: unknown = JSON.parse(doc(ok(await run(`${command} -o json`))));
+      const expected = renderObjects(json, { kind: 'jsonpath', template }, { resourceKey: '' });
+      expect(expected.length).toBeGreaterThan(0);
+      expect(doc(ok(await run(`${command} -o 'jsonpath=${template}'`))), `${command} ${template}`).toBe(expected);
+    }
   });
 
   it('a missing object is a backend error naming it', async () => {
