@@ -70,7 +70,8 @@ class FlagScanner {
 
   constructor(private readonly tokens: readonly string[]) {}
 
-  run(): void {
+  /** Scans every word; returns the verb (or throws). */
+  run(): KubeVerb {
     const { tokens } = this;
     let i = 0;
     while (i < tokens.length) {
@@ -100,6 +101,7 @@ class FlagScanner {
       throw invalid('rollout needs a subcommand: status, restart, undo or history (e.g. "rollout status deployment/web").');
     }
     if (this.verb === null) throw invalid('The command has flags but no verb.');
+    return this.verb;
   }
 
   private table(): FlagTable {
@@ -409,9 +411,7 @@ export function parseKubectl(command: string, manifest?: string): KubeCommand {
     }
   }
   const scanned = new FlagScanner(tokens);
-  scanned.run();
-  const verb = scanned.verb;
-  if (verb === null) throw new TypeError('FlagScanner.run() ends with a verb or throws');
+  const verb = scanned.run();
   checkManifest(verb, manifest);
   const scope = scopeOf(scanned, verb);
   checkIgnoredFlags(scanned);

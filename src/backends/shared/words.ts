@@ -1,7 +1,6 @@
 // The one strict POSIX-word tokenizer shared by the backends that take a
-// command line (kubectl, ssh_exec): it splits text into words the way a POSIX
-// shell would quote them and refuses everything a shell would interpret. It
-// never throws and never names a backend: it returns the words, or a typed
+// command line: it splits text into words the way a POSIX shell would quote
+// them and refuses everything a shell would interpret. It never throws and never names a backend: it returns the words, or a typed
 // refusal or malformation that each backend turns into its own error code and
 // message. Pure.
 //
