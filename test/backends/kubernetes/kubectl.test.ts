@@ -271,6 +271,19 @@ describe('writes', () => {
     expect(fake.object('pods', 'shop', 'worker-5b7c-klmno')).toBeDefined();
   });
 
+  it('delete by -l and --field-selector deletes only what both select', async () => {
+    ok(await run('delete pods -l app=web --field-selector metadata.name=web-7d9c-fghij'));
+    expect(fake.object('pods', 'shop', 'web-7d9c-fghij')).toBeUndefined();
+    expect(fake.object('pods', 'shop', 'web-7d9c-abcde')).toBeDefined();
+    expect(fake.object('pods', 'shop', 'worker-5b7c-klmno')).toBeDefined();
+  });
+
+  it('delete by --field-selector alone', async () => {
+    ok(await run('delete pods --field-selector metadata.name=worker-5b7c-klmno'));
+    expect(fake.object('pods', 'shop', 'worker-5b7c-klmno')).toBeUndefined();
+    expect(fake.object('pods', 'shop', 'web-7d9c-abcde')).toBeDefined();
+  });
+
   it('deleting a namespace is denied by the policy', async () => {
     const before = fake.objects();
     refused(await run('delete namespace shop'), 'policy.denied');

@@ -35,14 +35,18 @@ const PROPAGATION: Readonly<Record<Cascade, string>> = { background: 'Background
 async function namesOf(c: DeleteCommand | MetadataCommand, r: ApiResource, x: Execution): Promise<string[]> {
   const names = c.targets.map((t) => t.name);
   if (names.length > 0) return names;
-  const list = (await x.api.call('GET', resourcePath(r, x.namespace), { query: { labelSelector: c.labelSelector ?? undefined } })) as { items?: KubeObject[] };
+  // Both selectors, always: a selector dropped here would act on more objects than the caller named.
+  const query = { labelSelector: c.labelSelector ?? undefined, fieldSelector: c.fieldSelector ?? undefined };
+  const list = (await x.api.call('GET', resourcePath(r, x.namespace), { query })) as { items?: KubeObject[] };
   return (list.items ?? []).map((o) => String(o.metadata?.name));
 }
 
 async function del(c: DeleteCommand, x: Execution): Promise<TabularResult> {
   const first = firstResource(x, 'delete needs a resource type.');
   const query = { ...dryRunQuery(x), gracePeriodSeconds: c.options.gracePeriod ?? undefined, propagationPolicy: PROPAGATION[c.options.cascade] };
-  if (c.targets.length === 0 && !c.labelSelector && !c.options.all) throw new DrawbridgeError('input.invalid', 'delete needs names, -l SELECTOR or --all.');
+  if (c.targets.length === 0 && !c.labelSelector && !c.fieldSelector && !c.options.all) {
+    throw new DrawbridgeError('input.invalid', 'delete needs names, -l SELECTOR, --field-selector or --all.');
+  }
   const out: string[] = [];
   for (const name of await namesOf(c, first, x)) {
     await x.api.call('DELETE', resourcePath(first, x.namespace, name), { query });
