@@ -5,7 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { canonicalJson } from '../journal/journal.js';
+import { canonicalJson } from '../util/canonical-json.js';
 
 /** Who acted on an approval, and how. */
 export interface ApproverIdentity {
