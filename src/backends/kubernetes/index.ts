@@ -8,27 +8,29 @@
 
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import type { ImpactPreview } from '../../approval/approver.js';
-import type {
-  Backend,
-  BackendConnection,
-  Cell,
-  ColumnInfo,
-  ExecuteContext,
-  ParsedRequest,
-  PreviewContext,
-  ProbeContext,
-  ProbeResult,
-  TabularResult,
+import {
+  defineBackend,
+  type BackendConnection,
+  type Cell,
+  type ColumnInfo,
+  type ExecuteContext,
+  type ImpactPreview,
+  type ParsedRequest,
+  type PreviewContext,
+  type ProbeContext,
+  type ProbeResult,
+  type TabularResult,
 } from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
 import { KubeClient, loadKubeConfig, probeCluster, statusMessage, type Impersonation } from './client.js';
 import { Discovery, resourcePath } from './discovery.js';
+import { KUBERNETES_ERRORS } from './errors.js';
 import { evaluateJsonPath } from './jsonpath.js';
 import { createMaskTally, type MaskTally } from './mask.js';
 import { parseKubectl, SUPPORTED_VERBS } from './parse.js';
+import { KUBE_EXPLAIN, KUBE_MATCH_SHAPE, matchesKube } from './policy.js';
 import { describeObject, renderObjects, renderTable } from './render.js';
 import { resourceKey, type ApiResource, type KubeCommand, type KubeObject } from './types.js';
 
@@ -66,12 +68,17 @@ export type KubernetesConnectionDeclaration = z.output<typeof kubernetesConnecti
 
 const READ_VERBS = new Set(['get', 'describe', 'logs', 'events', 'api-resources', 'explain', 'top', 'rollout status', 'rollout history']);
 
-interface KubeDetail {
+/** The backend's own facts about a request (ParsedRequest.detail). */
+export type KubeDetail = {
   readonly command: KubeCommand;
   readonly manifest: KubeObject[];
   /** Filled by resolve. */
   readonly resolved: ApiResource[] | null;
-}
+  /** Namespaces touched, `*` for all namespaces; none for cluster-scoped resources (after resolve): what `namespaces:` rules match. */
+  readonly namespaces: readonly string[];
+  /** Object names touched: what `names:` rules match. */
+  readonly names: readonly string[];
+};
 
 function parseManifest(text: string): KubeObject[] {
   let docs: unknown[];
@@ -102,7 +109,7 @@ function parseManifest(text: string): KubeObject[] {
 }
 
 /** Pure: kubectl command (+ manifest) → request. */
-export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest {
+export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<KubeDetail> {
   const commandText = input['command'];
   if (typeof commandText !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
   const manifestText = typeof input['manifest'] === 'string' ? input['manifest'] : undefined;
@@ -121,7 +128,7 @@ export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, co
         ]),
       ];
   const where = command.allNamespaces ? ' in all namespaces' : command.namespace ? ` in ${command.namespace}` : '';
-  const detail: KubeDetail = { command, manifest, resolved: null };
+  const detail: KubeDetail = { command, manifest, resolved: null, namespaces, names };
   return {
     tool: context.tool,
     toolType: 'kubectl',
@@ -129,10 +136,7 @@ export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, co
     operation: verb,
     access,
     resources: types,
-    functions: [],
     reads: [],
-    namespaces,
-    names,
     summary: `${verb} ${types.join(',')}${names.length ? ` ${names.join(' ')}` : ''}${where} (${access})`,
     reasons: [`kubectl ${verb}`],
     input: { connection: context.connection, command: commandText, ...(manifestText !== undefined ? { manifest: manifestText } : {}) },
@@ -179,7 +183,7 @@ function afterChanges(error: unknown, progress: Progress): unknown {
   );
 }
 
-class KubernetesConnection implements BackendConnection {
+class KubernetesConnection implements BackendConnection<KubeDetail> {
   readonly name: string;
   private client: KubeClient | null = null;
   private discovery: Discovery | null = null;
@@ -208,8 +212,8 @@ class KubernetesConnection implements BackendConnection {
     return { client: this.client, discovery: this.discovery as Discovery };
   }
 
-  async resolve(request: ParsedRequest): Promise<ParsedRequest> {
-    const detail = request.detail as KubeDetail;
+  async resolve(request: ParsedRequest<KubeDetail>): Promise<ParsedRequest<KubeDetail>> {
+    const detail = request.detail;
     const { discovery } = this.api();
     const c = detail.command;
     let resolved: ApiResource[];
@@ -222,15 +226,14 @@ class KubernetesConnection implements BackendConnection {
     const namespaces = c.allNamespaces
       ? ['*']
       : resolved.some((r) => r.namespaced)
-        ? [...new Set([...(request.namespaces?.length ? request.namespaces : [defaultNs])])]
+        ? [...new Set([...(detail.namespaces.length ? detail.namespaces : [defaultNs])])]
         : [];
     const keys = [...new Set(resolved.map(resourceKey))];
     return {
       ...request,
       resources: keys,
-      namespaces,
-      summary: `${c.verb} ${keys.join(',') || '(discovery)'}${request.names?.length ? ` ${request.names.join(' ')}` : ''}${namespaces.length ? ` in ${namespaces.join(',')}` : ''} (${request.access})`,
-      detail: { ...detail, resolved } satisfies KubeDetail,
+      summary: `${c.verb} ${keys.join(',') || '(discovery)'}${detail.names.length ? ` ${detail.names.join(' ')}` : ''}${namespaces.length ? ` in ${namespaces.join(',')}` : ''} (${request.access})`,
+      detail: { ...detail, resolved, namespaces } satisfies KubeDetail,
     };
   }
 
@@ -276,8 +279,8 @@ class KubernetesConnection implements BackendConnection {
     return c.namespace ?? this.declaration.namespace;
   }
 
-  async execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult> {
-    const detail = request.detail as KubeDetail;
+  async execute(request: ParsedRequest<KubeDetail>, context: ExecuteContext): Promise<TabularResult> {
+    const detail = request.detail;
     if (!detail.resolved) throw new TypeError('resolve() must run before execute()');
     const progress: Progress = { applied: [] };
     // Every field mask applied to the objects of this answer is counted in its `masked` summary.
@@ -291,8 +294,8 @@ class KubernetesConnection implements BackendConnection {
     }
   }
 
-  async preview(request: ParsedRequest, context: PreviewContext): Promise<ImpactPreview> {
-    const detail = request.detail as KubeDetail;
+  async preview(request: ParsedRequest<KubeDetail>, context: PreviewContext): Promise<ImpactPreview> {
+    const detail = request.detail;
     if (!detail.resolved) throw new TypeError('resolve() must run before preview()');
     if (request.access !== 'write') throw new TypeError('only writes are previewed');
     // Server-side dry run: the API server validates and admits the change without persisting it.
@@ -777,11 +780,11 @@ class KubernetesConnection implements BackendConnection {
   }
 }
 
-export const kubernetes: Backend<KubernetesConnectionDeclaration> = {
+export const kubernetes = defineBackend({
   type: 'kubernetes',
   toolType: 'kubectl',
   operations: SUPPORTED_VERBS,
-  connectionSchema: kubernetesConnectionSchema as unknown as z.ZodType<KubernetesConnectionDeclaration>,
+  connectionSchema: kubernetesConnectionSchema,
   inputShape: {
     command: z
       .string()
@@ -806,4 +809,8 @@ export const kubernetes: Backend<KubernetesConnectionDeclaration> = {
       context: c.context ?? null,
     }));
   },
-};
+  matchShape: KUBE_MATCH_SHAPE,
+  matches: matchesKube,
+  explain: KUBE_EXPLAIN,
+  errors: KUBERNETES_ERRORS,
+});

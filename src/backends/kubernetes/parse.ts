@@ -8,6 +8,7 @@
 // `kubectl.refused`. No I/O here.
 
 import { DrawbridgeError } from '../../errors.js';
+import { KUBERNETES_ERRORS } from './errors.js';
 import type { KubeCommand, KubeVerb, OutputFormat } from './types.js';
 
 export const SUPPORTED_VERBS: readonly KubeVerb[] = Object.freeze([
@@ -54,7 +55,7 @@ function invalid(message: string, hint: string = GENERAL_HINT, details: Record<s
 }
 
 function refused(message: string, details: Record<string, unknown> = {}): DrawbridgeError {
-  return new DrawbridgeError('kubectl.refused', message, { details });
+  return new DrawbridgeError('kubectl.refused', message, { hint: KUBERNETES_ERRORS['kubectl.refused'].hint, details });
 }
 
 // ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 // remote shell sees only literal words.
 
 import { DrawbridgeError } from '../../errors.js';
+import { SSH_ERRORS } from './errors.js';
 
 export interface SimpleCommand {
   /** argv[0] as written (a name or an absolute path), then the arguments, unquoted. */
@@ -36,7 +37,9 @@ const OPERATORS: Record<string, string> = {
 };
 
 function refuse(what: string): never {
-  throw new DrawbridgeError('ssh.refused', `Refused: the command contains ${what}. The gateway runs one program with literal arguments, never shell syntax.`);
+  throw new DrawbridgeError('ssh.refused', `Refused: the command contains ${what}. The gateway runs one program with literal arguments, never shell syntax.`, {
+    hint: SSH_ERRORS['ssh.refused'].hint,
+  });
 }
 
 export type Token = { readonly kind: 'word'; readonly value: string; readonly quoted: boolean } | { readonly kind: 'pipe' };
