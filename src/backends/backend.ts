@@ -228,6 +228,8 @@ export interface BackendDefinition<C extends ConnectionDeclaration, D, S extends
   parse(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<D>;
   /** Secret references the connection needs; `check` reports missing ones without printing values. */
   secretsOf(connection: C): readonly SecretRef[];
+  /** Other files on the gateway host the connection reads (a known_hosts file): hidden from agents like secret files. */
+  filesOf?(connection: C): readonly string[];
   /** Opens the brokered connection (lazily connecting); resolves secrets here and only here. */
   connect(connection: C, environment: SecretEnvironment): BackendConnection<D>;
   /**
@@ -278,6 +280,7 @@ export interface Backend {
   describeConnection(connection: ConnectionDeclaration): string;
   parse(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest;
   secretsOf(connection: ConnectionDeclaration): readonly SecretRef[];
+  filesOf(connection: ConnectionDeclaration): readonly string[];
   connect(connection: ConnectionDeclaration, environment: SecretEnvironment): BackendConnection;
   readonly matchShape: z.ZodRawShape;
   /** This backend's keys of a parsed rule match, bound to its matcher; null when the rule sets none of them. */
@@ -315,6 +318,7 @@ export function defineBackend<C extends ConnectionDeclaration, D, S extends z.Zo
     describeConnection: (connection) => def.describeConnection(ownDeclaration(connection)),
     parse: (input, context) => def.parse(input, context),
     secretsOf: (connection) => def.secretsOf(ownDeclaration(connection)),
+    filesOf: (connection) => def.filesOf?.(ownDeclaration(connection)) ?? [],
     connect: (connection, environment) => guarded(def.connect(ownDeclaration(connection), environment), ownRequest),
     matchShape: def.matchShape,
     bindMatch(match) {

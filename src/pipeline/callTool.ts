@@ -466,8 +466,9 @@ const hostPathPatterns = new WeakMap<Gateway, readonly RegExp[]>();
 
 /**
  * Where the gateway keeps its files: the config directory, the journal, the
- * approvals store, secret files and known_hosts, and their directories. Error text
- * from anywhere (a store, a secret resolver, a backend's connect) may name them.
+ * approvals store, secret files and the other files a backend names (filesOf: a
+ * known_hosts file), and their directories. Error text from anywhere (a store, a
+ * secret resolver, a backend's connect) may name them.
  */
 function hostPaths(gateway: Gateway): readonly RegExp[] {
   const cached = hostPathPatterns.get(gateway);
@@ -494,8 +495,7 @@ function hostPaths(gateway: Gateway): readonly RegExp[] {
   for (const approver of config.approval.approvers) addRef(approver.token);
   for (const loaded of config.connections.values()) {
     for (const ref of loaded.backend.secretsOf(loaded.declaration)) addRef(ref);
-    const declaration = loaded.declaration;
-    if ('known_hosts' in declaration && typeof declaration.known_hosts === 'string') add(declaration.known_hosts);
+    for (const path of loaded.backend.filesOf(loaded.declaration)) add(path);
   }
   // Longest first, so a file is replaced whole before its directory would be.
   const patterns = [...found]

@@ -39,6 +39,8 @@ const echoConnectionSchema = z.strictObject({
   type: z.literal('echo'),
   description: z.string().min(1),
   prefix: z.string().default(''),
+  /** A file on the gateway host the parrot writes: its path never reaches an agent. */
+  log: z.string().optional(),
 });
 
 function parseEcho(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<EchoDetail> {
@@ -70,18 +72,23 @@ const echo = defineBackend({
   describeConnection: (c) => `${c.description} (echo)`,
   parse: parseEcho,
   secretsOf: () => [],
-  connect: (c) => ({
+  filesOf: (c) => (c.log ? [c.log] : []),
+  connect: (c, environment) => ({
     name: c.name,
     resolve: async (request) => request,
-    execute: async (request) => ({
-      columns: [{ name: 'word', type: 'text', sources: [] }],
-      rows: request.detail.words.map((w) => [`${c.prefix}${w}`]),
-      command: 'ECHO',
-      affectedRows: null,
-      truncated: null,
-      notices: [],
-      bytes: 0,
-    }),
+    execute: async (request) => {
+      if (c.log && request.detail.words.includes('crash'))
+        throw new DrawbridgeError('backend.error', `The parrot could not write ${join(environment.baseDir, c.log)}: disk full.`);
+      return {
+        columns: [{ name: 'word', type: 'text', sources: [] }],
+        rows: request.detail.words.map((w) => [`${c.prefix}${w}`]),
+        command: 'ECHO',
+        affectedRows: null,
+        truncated: null,
+        notices: [],
+        bytes: 0,
+      };
+    },
     probe: async () => ({ summary: 'echo', warnings: [], facts: {} }),
     close: async () => undefined,
   }),
@@ -102,6 +109,7 @@ name: parrot
 type: echo
 description: A parrot that repeats words
 prefix: "squawk: "
+log: parrot.log
 ---
 kind: tool
 name: say
@@ -116,7 +124,7 @@ rules:
     effect: deny
     message: The parrot keeps secrets.
   - name: greetings
-    match: { tool: say, words: [hello, hi, world, "good*"] }
+    match: { tool: say, words: [hello, hi, world, "good*", crash] }
     effect: allow
   - name: no-tables
     # Another backend's key: it never matches an echo request.
@@ -158,7 +166,7 @@ describe('an extra backend, given to the loader', () => {
     const config = loadConfig(dir, { backends: WITH_ECHO });
     expect(config.rules.map((r) => [r.name, r.match.backends.map((b) => [b.toolType, b.keys])])).toEqual([
       ['no-secrets', [['echo_words', { words: ['secret*', 'password'] }]]],
-      ['greetings', [['echo_words', { words: ['hello', 'hi', 'world', 'good*'] }]]],
+      ['greetings', [['echo_words', { words: ['hello', 'hi', 'world', 'good*', 'crash'] }]]],
       ['no-tables', [['run_sql', { tables: ['*'] }]]],
     ]);
     const typo = policySchemas(WITH_ECHO).ruleSchema.safeParse({ name: 'r', effect: 'allow', match: { tool: 'say', wrods: 'hello' } });
@@ -171,7 +179,7 @@ describe('an extra backend, given to the loader', () => {
     expect(tool?.name).toBe('say');
     expect(tool?.description).toContain('Repeats words.');
     expect(tool?.description).toContain('- parrot: A parrot that repeats words (echo)');
-    expect(tool?.description).toContain('- greetings: allow words hello, hi, world, good*');
+    expect(tool?.description).toContain('- greetings: allow words hello, hi, world, good*, crash');
   });
 });
 
@@ -233,6 +241,15 @@ describe('calls through the pipeline', () => {
       [{ effect: 'deny', rule: null, message: expect.stringMatching(/^No rule allows read access \(say\) on say\/parrot/) }, ['hello', 'bye'], 'refused'],
       [{ effect: 'deny', rule: null, message: 'echo.refused: Refused: the text shouts.' }, null, 'refused'],
     ]);
+  });
+
+  it('a file its connection names (filesOf) never reaches the agent', async () => {
+    const r = await say('crash');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.code).toBe('backend.error');
+    expect(r.text).toContain('The parrot could not write <path on the gateway host>: disk full.');
+    expect(r.text).not.toContain(dir);
   });
 });
 

@@ -266,6 +266,7 @@ export const ssh = defineBackend({
   secretsOf(c): readonly SecretRef[] {
     return [c.private_key, ...(c.passphrase ? [c.passphrase] : [])];
   },
+  filesOf: (c) => (c.known_hosts ? [c.known_hosts] : []),
   connect(c, environment) {
     return new SshConnection(c, environment);
   },
