@@ -255,9 +255,15 @@ export interface BackendDefinition<C extends ConnectionDeclaration, D, S extends
   readonly redactQuoted?: RedactQuoted;
 }
 
-/** A rule's keys of one backend, bound to that backend's matcher when the policy is loaded. */
+/**
+ * A rule's keys of one backend, bound to that backend's matcher when the policy is
+ * loaded. On another backend's request they never match, whatever the effect: they
+ * name things that request does not have (a kubectl command touches no tables), as
+ * a key with no values to match never matched before; a rule meant for every tool
+ * names no backend key.
+ */
 export interface BackendMatch {
-  /** The backend's tool type: on another backend's requests these keys never match. */
+  /** The backend's tool type. */
   readonly toolType: string;
   /** The keys as parsed from the rule, for tool descriptions. */
   readonly keys: Readonly<Record<string, unknown>>;
