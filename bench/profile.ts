@@ -102,10 +102,10 @@ async function stagedCall(
     connection: 'db',
     input: { connection: 'db', sql: masker.maskText(sql, null).text },
     request: {
+      ...tool.backend.explain.facts(request),
       operation: request.operation,
       access: request.access,
       resources: [...request.resources],
-      functions: [...request.functions],
       summary: request.summary,
       reasons: [...request.reasons],
     },

@@ -1,8 +1,23 @@
 // The one catalog of errors meant for the agent or the operator, each with a
-// stable string code and a recovery hint, and the one place that turns them
-// into MCP tool results. Programmer mistakes are plain TypeErrors, never here.
+// stable string code, a recovery hint and a kind (refusal or fault), and the
+// one text an agent is shown of an error (errorText). The gateway's own codes
+// are listed here; each backend adds its own (sql.*, kubectl.refused, …) from
+// its folder with defineErrorCodes. Programmer mistakes are plain TypeErrors,
+// never here.
 
-export type ErrorCode =
+/**
+ * Codes a backend adds for its own refusals. Each backend declares them in its
+ * folder: it adds them to this interface (a module augmentation, so the compiler
+ * checks every code written anywhere) and gives each its hint and kind with
+ * defineErrorCodes, in the module that throws them.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface BackendErrorCodes {}
+
+export type ErrorCode = CoreErrorCode | Extract<keyof BackendErrorCodes, string>;
+
+/** The gateway's own codes: identity, input, policy, approvals, journal, and backend faults every backend shares. */
+export type CoreErrorCode =
   | 'config.invalid'
   | 'config.secret_missing'
   | 'config.secret_invalid'
@@ -19,12 +34,6 @@ export type ErrorCode =
   | 'policy.denied'
   | 'policy.no_match'
   | 'policy.unclassified'
-  | 'sql.empty'
-  | 'sql.parse_error'
-  | 'sql.multiple_statements'
-  | 'sql.unknown_function'
-  | 'kubectl.refused'
-  | 'ssh.refused'
   | 'backend.unavailable'
   | 'backend.auth_failed'
   | 'backend.timeout'
@@ -48,7 +57,7 @@ export type ErrorCode =
   | 'identity.unknown_approver'
   | 'internal';
 
-const HINTS: Record<ErrorCode, string> = {
+const HINTS: Record<CoreErrorCode, string> = {
   'config.invalid': 'Fix the listed problems in tools/ or policies/ and run `drawbridge check`.',
   'config.secret_missing': 'Set the referenced environment variable or file on the gateway host, then retry.',
   'config.secret_invalid':
@@ -68,14 +77,6 @@ const HINTS: Record<ErrorCode, string> = {
   'policy.denied': 'This is refused by policy. Do not retry variants of it; ask a human if you need it.',
   'policy.no_match': 'No policy rule allows this. Try a narrower request (for example a read), or ask the operator for a rule.',
   'policy.unclassified': 'The gateway could not tell what this request does, so it is refused. Rewrite it as a plain statement.',
-  'sql.empty': 'Send one SQL statement.',
-  'sql.parse_error': 'Fix the SQL syntax (PostgreSQL grammar) and call again.',
-  'sql.multiple_statements': 'Send exactly one SQL statement per call, without transaction control.',
-  'sql.unknown_function': 'Check the function name and schema; list functions with a query on pg_proc if needed.',
-  'kubectl.refused':
-    'This kubectl feature is not available through the gateway (it would change the connection or identity, open a tunnel, or escape parsing). Use a plain command from the supported list.',
-  'ssh.refused':
-    'This shell construct is not run through the gateway: it runs exactly one program with literal arguments. Send a plain command (no pipes, lists, substitutions, redirections or variables) and let policy decide.',
   'backend.unavailable': 'The backend could not be reached. Retry later or tell the operator.',
   'backend.auth_failed':
     "The backend refused the gateway's own credential for this connection (wrong, expired or not allowed to log in). Retrying will not help: tell the operator, who must fix the credential in the connection's secret on the gateway host and restart the gateway.",
@@ -84,7 +85,7 @@ const HINTS: Record<ErrorCode, string> = {
     'The database session ended during the call (a restart, a failover, an administrator ending it, or the network); the message says whether anything was applied. Unless it says the change was committed, call again once the database is back: the gateway opens a new connection by itself.',
   'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',
   'backend.interrupted':
-    'The connection to the backend broke while the request was in flight, so whether it took effect is unknown. Check the current state with a read (kubectl get, or a command that shows the state on the host) before retrying anything that changes state; the next call opens a new connection.',
+    'The connection to the backend broke while the request was in flight, so whether it took effect is unknown. Check the current state with a read (list the objects, or run a command that shows the state on the host) before retrying anything that changes state; the next call opens a new connection.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
   'approval.declined': 'A human declined this request. Do not retry it or variants of it; ask them what they would accept.',
@@ -114,12 +115,12 @@ const HINTS: Record<ErrorCode, string> = {
  *   gateway's own credential, a secret missing, the journal or approvals store
  *   unavailable, a bug. Not a decision about the request: journaled with no decision
  *   and an `error` outcome, so `journal export --decision deny` lists refusals only.
- * Every code must be classified here (the compiler checks it), so a new outage can
- * never pass for a policy denial by default.
+ * Every code must be classified (the compiler checks it here and in defineErrorCodes),
+ * so a new outage can never pass for a policy denial by default.
  */
 export type ErrorKind = 'refusal' | 'fault';
 
-const KINDS: Record<ErrorCode, ErrorKind> = {
+const KINDS: Record<CoreErrorCode, ErrorKind> = {
   'config.invalid': 'fault',
   'config.secret_missing': 'fault',
   'config.secret_invalid': 'fault',
@@ -136,12 +137,6 @@ const KINDS: Record<ErrorCode, ErrorKind> = {
   'policy.denied': 'refusal',
   'policy.no_match': 'refusal',
   'policy.unclassified': 'refusal',
-  'sql.empty': 'refusal',
-  'sql.parse_error': 'refusal',
-  'sql.multiple_statements': 'refusal',
-  'sql.unknown_function': 'refusal',
-  'kubectl.refused': 'refusal',
-  'ssh.refused': 'refusal',
   'backend.unavailable': 'fault',
   'backend.auth_failed': 'fault',
   'backend.timeout': 'fault',
@@ -166,8 +161,50 @@ const KINDS: Record<ErrorCode, ErrorKind> = {
   internal: 'fault',
 };
 
+/** A code's hint and kind. */
+export interface ErrorEntry {
+  readonly hint: string;
+  readonly kind: ErrorKind;
+}
+
+/** Codes with their entries: what a backend declares with defineErrorCodes. */
+export type ErrorCatalog<C extends string = string> = { readonly [K in C]: ErrorEntry };
+
+/** The backends' codes, added by defineErrorCodes. */
+const BACKEND_CODES = new Map<string, ErrorEntry>();
+
+function isCoreCode(code: string): code is CoreErrorCode {
+  return Object.hasOwn(HINTS, code);
+}
+
+/**
+ * Adds a backend's codes to the catalog and returns them. Called at the top of the
+ * module that declares them (the backend's errors.ts), so a code has its hint as
+ * soon as anything that throws it is loaded. Declaring a code of the core, or one
+ * another backend declared differently, is a programmer mistake (TypeError).
+ */
+export function defineErrorCodes<const C extends Extract<keyof BackendErrorCodes, string>>(codes: ErrorCatalog<C>): ErrorCatalog<C> {
+  for (const [code, entry] of Object.entries<ErrorEntry>(codes)) {
+    const known = BACKEND_CODES.get(code);
+    if (isCoreCode(code) || (known && (known.hint !== entry.hint || known.kind !== entry.kind))) {
+      throw new TypeError(`error code ${code} is declared twice`);
+    }
+    BACKEND_CODES.set(code, entry);
+  }
+  return codes;
+}
+
+/**
+ * What a code means. A backend code nobody declared (only possible when the module
+ * declaring it was never loaded) is classified a fault: never a decision about the request.
+ */
+function entryOf(code: ErrorCode): ErrorEntry {
+  if (isCoreCode(code)) return { hint: HINTS[code], kind: KINDS[code] };
+  return BACKEND_CODES.get(code) ?? { hint: 'Read the message; tell the operator if it does not say what to do.', kind: 'fault' };
+}
+
 export function errorKind(code: ErrorCode): ErrorKind {
-  return KINDS[code];
+  return entryOf(code).kind;
 }
 
 export class DrawbridgeError extends Error {
@@ -180,7 +217,7 @@ export class DrawbridgeError extends Error {
   constructor(code: ErrorCode, message: string, options: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.hint = options.hint ?? HINTS[code];
+    this.hint = options.hint ?? entryOf(code).hint;
     this.details = Object.freeze({ ...(options.details ?? {}) });
   }
 }
@@ -195,16 +232,7 @@ export function toDrawbridgeError(value: unknown): DrawbridgeError {
   return new DrawbridgeError('internal', 'Internal gateway error.', { cause: value });
 }
 
-export interface ErrorToolResult {
-  [key: string]: unknown;
-  isError: true;
-  content: Array<{ type: 'text'; text: string }>;
-}
-
-/** The one mapping from a catalog error to what the agent sees. */
-export function toToolResult(error: DrawbridgeError): ErrorToolResult {
-  return {
-    isError: true,
-    content: [{ type: 'text', text: `${error.code}: ${error.message}\nWhat to do: ${error.hint}` }],
-  };
+/** The one text an agent is shown of an error: code, message and what to do. */
+export function errorText(error: DrawbridgeError): string {
+  return `${error.code}: ${error.message}\nWhat to do: ${error.hint}`;
 }

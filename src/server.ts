@@ -1,6 +1,9 @@
-// The MCP wiring (with approval/elicitation.ts and the stdio transport in stdio.ts, the only SDK server-side importers): tools are registered from the config (connection is an enum
+// The MCP wiring: tools are registered from the config (connection is an enum
 // of declared names; the description says what each connection is and which
-// rules apply), and every tools/call goes through the pipeline. Uses the SDK's
+// rules apply), and every tools/call goes through the pipeline. The SDK lives
+// at the transport edges (this file and stdio.ts, http/, bridge/, approval/
+// elicitation.ts); pipeline, policy, backends and masking never import it
+// (test/architecture/boundaries.test.ts). Uses the SDK's
 // low-level Server so that even malformed calls reach the pipeline and the
 // journal instead of being rejected before them: the tools/call handler is
 // registered without the Server's own validation of the request (a name that is not
@@ -15,7 +18,7 @@ import { z } from 'zod';
 import type { GatewayConfig, LoadedTool } from './config/schema.js';
 import { isDrawbridgeError, type DrawbridgeError } from './errors.js';
 import type { IdentityProvider } from './identity/identity.js';
-import { tabularOutputShape } from './pipeline/answer.js';
+import { tabularOutputShape, toToolResult } from './pipeline/answer.js';
 import { callTool, inputSchemaFor } from './pipeline/callTool.js';
 import type { Gateway } from './pipeline/gateway.js';
 import type { ApprovalChannel } from './approval/approver.js';
@@ -74,7 +77,10 @@ function describe(config: GatewayConfig, tool: LoadedTool): string {
         r.match.access?.join('/'),
         r.match.operation?.join('/'),
         r.match.connection && `on ${r.match.connection.join(', ')}`,
-        r.match.tables && `tables ${r.match.tables.join(', ')}`,
+        // The backends' own keys as written: tables, namespaces, programs, …
+        ...r.match.backends.flatMap((keys) =>
+          Object.entries(keys.keys).map(([key, value]) => `${key} ${Array.isArray(value) ? value.join(', ') : String(value)}`),
+        ),
         r.match.groups && `for ${r.match.groups.join(', ')}`,
       ]
         .filter(Boolean)
@@ -145,9 +151,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
         channel,
         ...(client ? { client: { name: client.name, version: client.version } } : {}),
       });
-      if (!result.ok)
-        return { isError: true, content: [{ type: 'text', text: result.text }], ...(result.structured ? { structuredContent: result.structured } : {}) };
-      return { content: [{ type: 'text', text: result.text }], structuredContent: result.structured };
+      return toToolResult(result);
     },
   );
   return server;

@@ -5,7 +5,8 @@
 
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { canonicalJson } from '../journal/journal.js';
+import type { ImpactPreview } from '../backends/backend.js';
+import { canonicalJson } from '../util/canonical-json.js';
 
 /** Who acted on an approval, and how. */
 export interface ApproverIdentity {
@@ -48,16 +49,6 @@ export interface ApprovalSubject {
   readonly min: number;
   readonly maxGrantMs: number | null;
   readonly preview: ImpactPreview | null;
-}
-
-/** A dry run of a write, rolled back: what approving would change. */
-export interface ImpactPreview {
-  /** Rows the write would change, or null when the server cannot say (a write inside a CTE). */
-  readonly affectedRows: number | null;
-  /** A masked sample of the keys of affected rows (UPDATE/DELETE), as column → value. */
-  readonly sample: ReadonlyArray<Readonly<Record<string, string | number | boolean | null>>>;
-  readonly sampleColumns: readonly string[];
-  readonly note?: string;
 }
 
 export type ApprovalOutcome =

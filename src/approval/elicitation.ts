@@ -1,6 +1,8 @@
 // In-band approval through MCP elicitation: the human at the agent's client
 // sees the exact request in a form and answers approve / decline, with an
-// optional grant and reason. With server.ts, the only file importing the SDK.
+// optional grant and reason. One of the transport edges where the SDK lives
+// (with server.ts, stdio.ts, http/ and bridge/); pipeline, policy, backends
+// and masking never import it.
 // A client that did not declare the capability gets no `elicit` hook at all,
 // so it can never produce a silent yes.
 

@@ -99,10 +99,15 @@ function formatVote(v: Vote): string {
   return `  ${v.decision.toUpperCase().padEnd(7)}  ${safeLine(v.approver.subject)} [${v.approver.kind}; ${safeLine(groups)}] via ${v.via}${client} at ${v.at}${grant}${reason}`;
 }
 
+/**
+ * The input exactly as it would run. The tool's own text fields (every string but
+ * the connection's name: a statement, a command line, a manifest) are shown as
+ * blocks, line by line, however short; everything else as JSON.
+ */
 function formatInput(input: Readonly<Record<string, unknown>>): string {
   const out: string[] = [];
   for (const [key, value] of Object.entries(input)) {
-    if (typeof value === 'string' && (key === 'sql' || value.includes('\n'))) {
+    if (typeof value === 'string' && (key !== 'connection' || value.includes('\n'))) {
       out.push(`  ${safeLine(key)}:`);
       for (const line of safeBlock(value).split('\n')) out.push(`    ${line}`);
     } else {

@@ -10,14 +10,14 @@
 // runs, and an out-of-band approval is left for the agent's next identical call.
 
 import { randomBytes } from 'node:crypto';
-import type { ParsedRequest } from '../backends/backend.js';
+import type { ImpactPreview, ParsedRequest } from '../backends/backend.js';
 import { formatDuration } from '../config/units.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { DrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Journal } from '../journal/journal.js';
 import type { Decision } from '../policy/evaluate.js';
-import { requestHash, type ApprovalAnswer, type ApprovalChannel, type ApprovalSubject, type ImpactPreview, type Vote } from './approver.js';
+import { requestHash, type ApprovalAnswer, type ApprovalChannel, type ApprovalSubject, type Vote } from './approver.js';
 import { grantChoices, describeForApproval } from './prompt.js';
 import type { ApprovalStore, StoredApproval, StoredGrant } from './store.js';
 

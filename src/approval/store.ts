@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
-import { canonicalJson } from '../journal/journal.js';
+import { canonicalJson } from '../util/canonical-json.js';
 import type { ApprovalSubject, Vote } from './approver.js';
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'consumed';

@@ -7,13 +7,13 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Document, LineCounter, parseAllDocuments, isMap, isPair, isScalar, visit } from 'yaml';
 import { z } from 'zod';
-import type { ConnectionDeclaration } from '../backends/backend.js';
-import { BACKENDS, backendForConnectionType, backendForToolType, KNOWN_OPERATIONS } from '../backends/index.js';
+import type { Backend, ConnectionDeclaration } from '../backends/backend.js';
+import { BACKENDS, backendForConnectionType, backendForToolType, knownOperations } from '../backends/index.js';
 import { DrawbridgeError } from '../errors.js';
 import type { MaskingRule } from '../masking/rules.js';
 import { maskingRuleSchema } from '../masking/rules.js';
 import { globMatch } from '../policy/match.js';
-import { matchSchema, ruleSchema, type Rule, type RuleMatch } from '../policy/schema.js';
+import { policySchemas, type Rule, type RuleMatch } from '../policy/schema.js';
 import {
   DEFAULT_APPROVAL_WAIT_MS,
   gatewaySchema,
@@ -51,7 +51,14 @@ interface RawDocument {
   readonly value: unknown;
 }
 
-export function loadConfig(dir: string): GatewayConfig {
+export interface LoadOptions {
+  /** The backends tools and connections may use: the registry's unless a test passes its own list. */
+  readonly backends?: readonly Backend[];
+}
+
+export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfig {
+  const backends = options.backends ?? BACKENDS;
+  const { matchSchema, ruleSchema } = policySchemas(backends);
   const root = resolve(dir);
   const problems: ConfigProblem[] = [];
   const documents: RawDocument[] = [];
@@ -145,14 +152,14 @@ export function loadConfig(dir: string): GatewayConfig {
     switch (kind) {
       case 'connection': {
         const type = object?.['type'];
-        const backend = typeof type === 'string' ? backendForConnectionType(type) : undefined;
+        const backend = typeof type === 'string' ? backendForConnectionType(type, backends) : undefined;
         const isDuplicate = duplicate('connection', firstConnection, raw, object?.['name']);
         if (!backend) {
-          problems.push({ ...locate(raw, ['type']), message: `connection type must be one of: ${BACKENDS.map((b) => b.type).join(', ')}` });
+          problems.push({ ...locate(raw, ['type']), message: `connection type must be one of: ${backends.map((b) => b.type).join(', ')}` });
           if (typeof object?.['name'] === 'string') brokenConnections.add(object['name']);
           break;
         }
-        const declaration = validate(backend.connectionSchema) as ConnectionDeclaration | null;
+        const declaration: ConnectionDeclaration | null = validate(backend.connectionSchema);
         if (!declaration) {
           if (typeof object?.['name'] === 'string') brokenConnections.add(object['name']);
           break;
@@ -167,9 +174,9 @@ export function loadConfig(dir: string): GatewayConfig {
           if (typeof object?.['name'] === 'string') brokenTools.add(object['name']);
           break;
         }
-        const backend = backendForToolType(declaration.type);
+        const backend = backendForToolType(declaration.type, backends);
         if (!backend) {
-          problems.push({ ...locate(raw, ['type']), message: `tool type must be one of: ${BACKENDS.map((b) => b.toolType).join(', ')}` });
+          problems.push({ ...locate(raw, ['type']), message: `tool type must be one of: ${backends.map((b) => b.toolType).join(', ')}` });
           brokenTools.add(declaration.name);
           break;
         }
@@ -263,6 +270,7 @@ export function loadConfig(dir: string): GatewayConfig {
         });
     });
   }
+  const operations = knownOperations(backends);
   for (const { match, doc, path } of matches) {
     checkNames(match.tool, toolNames, 'tool', doc, [...path, 'match', 'tool'], problems);
     checkNames(match.connection, connectionNames, 'connection', doc, [...path, 'match', 'connection'], problems);
@@ -271,10 +279,10 @@ export function loadConfig(dir: string): GatewayConfig {
         doc,
         Array.isArray(getIn(doc, [...path, 'match', 'operation'])) ? [...path, 'match', 'operation', i] : [...path, 'match', 'operation'],
       );
-      if (!KNOWN_OPERATIONS.has(op))
+      if (!operations.has(op))
         problems.push({
           ...where,
-          message: `unknown operation "${op}"; known: ${[...KNOWN_OPERATIONS]
+          message: `unknown operation "${op}"; known: ${[...operations]
             .filter((o) => o !== 'unknown')
             .sort()
             .join(', ')}`,

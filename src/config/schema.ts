@@ -1,13 +1,12 @@
 // Document kinds of tools/*.yaml and policies/*.yaml, and the validated config
-// they add up to. Backend-specific connection fields come from the backend
-// registry, so adding a backend never touches this file.
+// they add up to. Backend-specific connection fields and policy match keys come
+// from the backend registry (the loader composes them; policy/schema.ts holds
+// the rule schema), so adding a backend never touches this file.
 
 import { z } from 'zod';
 import type { Backend, ConnectionDeclaration } from '../backends/backend.js';
 import type { MaskingRule } from '../masking/rules.js';
-import { maskingRuleSchema } from '../masking/rules.js';
 import type { Rule } from '../policy/schema.js';
-import { ruleSchema } from '../policy/schema.js';
 import { secretRefSchema, type SecretRef } from './secrets.js';
 import { durationSchema } from './units.js';
 
@@ -26,13 +25,6 @@ export const toolSchema = z.strictObject({
   type: z.string().min(1),
   description: z.string().min(1).optional(),
   connections: z.array(z.string().min(1)).min(1),
-});
-
-export const policySchema = z.strictObject({
-  kind: z.literal('policy'),
-  description: z.string().optional(),
-  rules: z.array(ruleSchema).default([]),
-  masking: z.array(maskingRuleSchema).default([]),
 });
 
 /** Asymmetric JWS algorithms only: `none` and HMAC (whose "key" would be the public JWK) can never be configured. */

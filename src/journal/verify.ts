@@ -3,7 +3,8 @@
 // Without an externally kept head it cannot see a truncated or rewritten tail.
 
 import { DrawbridgeError } from '../errors.js';
-import { canonicalJson, GENESIS_HASH, openJournalReadOnly, recordHash, type RecordType } from './journal.js';
+import { canonicalJson } from '../util/canonical-json.js';
+import { GENESIS_HASH, openJournalReadOnly, recordHash, type RecordType } from './journal.js';
 
 export interface VerifyResult {
   ok: boolean;

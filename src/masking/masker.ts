@@ -1,9 +1,10 @@
 // The mask stage: applies the masking rules that apply to this call to a
 // result (columns by lineage, then content detectors on every value) and to
 // free text (error messages, notices). Reports what was masked — column,
-// detector or a backend's field masks, and a count — never the values.
+// detector or a backend's field masks, and a count — never the values. How a
+// backend's error text quotes data is the backend's (BackendDefinition.redactQuoted).
 
-import type { Cell, ParsedRequest, TabularResult } from '../backends/backend.js';
+import { TEXT_PART, UNKNOWN_SOURCE, type Cell, type ParsedRequest, type RedactQuoted, type TabularResult } from '../backends/backend.js';
 import type { Identity } from '../identity/identity.js';
 import { anyGlob, qualifiedMatch } from '../policy/match.js';
 import { findSensitive, type DetectorName } from './detectors.js';
@@ -47,16 +48,6 @@ export function mergeMaskCounts(a: readonly MaskCount[], b: readonly MaskCount[]
   return [...out.values()];
 }
 
-/** Marks a value whose origin lineage could not establish (see backends' lineage). */
-const OPAQUE = '?';
-
-/**
- * Separates the parts of an error text a backend assembles (message, detail, hint)
- * so that quoted values are masked part by part. NUL cannot occur in PostgreSQL
- * text, so data can never forge a boundary; maskText turns it into a space.
- */
-export const TEXT_PART = '\u0000';
-
 interface ColumnPattern {
   readonly pattern: string;
   readonly style: MaskStyle;
@@ -74,10 +65,9 @@ export interface Masker {
   maskResult(result: TabularResult, request?: Pick<ParsedRequest, 'reads' | 'input'> | null): { result: TabularResult; masked: MaskCount[] };
   /**
    * Masks free text that may carry data (errors). When the request read a masked
-   * column, everything from the first double quote to the last one is redacted,
-   * unless that whole stretch is text the agent sent itself: PostgreSQL quotes the
-   * offending value in messages like invalid input syntax, and a value may itself
-   * contain quotes (a row's text form), so quoted pieces are not masked one by one.
+   * column (or data of unknown origin), the values the backend's error text quotes
+   * are redacted first (its redactQuoted), unless a value is text the agent sent
+   * itself; then the detectors run on the whole text.
    */
   maskText(text: string, request: Pick<ParsedRequest, 'reads' | 'input'> | null, options?: MaskTextOptions): { text: string; masked: MaskCount[] };
 }
@@ -100,7 +90,11 @@ export function applicableRules(rules: readonly MaskingRule[], tool: string, con
   });
 }
 
-export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Masker {
+/**
+ * A masker for the rules that apply to a call. `redactQuoted` is how the called
+ * backend's error text quotes values (none: error text is only scanned by the detectors).
+ */
+export function createMasker(rules: readonly MaskingRule[], key: Uint8Array, redactQuoted: RedactQuoted = (text) => text): Masker {
   const columns: ColumnPattern[] = rules.flatMap((r) =>
     r.columns.map((c) => (typeof c === 'string' ? { pattern: c, style: r.style, rule: r.name } : { pattern: c.column, style: c.style, rule: r.name })),
   );
@@ -125,7 +119,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
 
   const columnRule = (sources: readonly string[]): { pattern: ColumnPattern; label: string } | null => {
     for (const source of sources) {
-      if (source === OPAQUE) {
+      if (source === UNKNOWN_SOURCE) {
         // Origin unknown: with any column rule in force, fail closed.
         const first = columns[0];
         if (first) return { pattern: { ...first, style: 'redact' }, label: 'unknown-origin' };
@@ -226,26 +220,10 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array): Ma
       const exempt: ReadonlySet<string> = new Set((options.exempt ?? []).filter((s) => s.length > 0));
       let out = text;
       if (request && readsMasked(request)) {
+        // A value the agent sent itself is not data the request read: it stays.
         const sent = JSON.stringify(request.input);
         const keep = (value: string) => value.length > 0 && (sent.includes(value) || sent.includes(JSON.stringify(value).slice(1, -1)));
-        const quoted = (part: string): string => {
-          const first = part.indexOf('"');
-          const last = part.lastIndexOf('"');
-          if (first < 0 || last <= first || keep(part.slice(first + 1, last))) return part;
-          count.add('error-text', 'column', 'quoted-values');
-          return `${part.slice(0, first)}"[masked]"${part.slice(last + 1)}`;
-        };
-        out = out
-          .split(TEXT_PART)
-          .map(quoted)
-          .join(TEXT_PART)
-          .replace(/\)=\(([^)]*)\)/g, (all, inner: string) => (keep(inner) ? all : (count.add('error-text', 'column', 'quoted-values'), ')=([masked])')))
-          .replace(
-            /(row contains|Failing row contains) \(.*\)/g,
-            (_all, lead: string) => (count.add('error-text', 'column', 'quoted-values'), `${lead} ([masked])`),
-          )
-          // Bytes of an invalid character are shown in hex, unquoted ("…: 0xe0 0x41 0x64").
-          .replace(/0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})*/gi, () => (count.add('error-text', 'column', 'quoted-values'), '0x[masked]'));
+        out = redactQuoted(out, keep, () => count.add('error-text', 'column', 'quoted-values'));
       }
       out = scan(out.split(TEXT_PART).join(' '), count, exempt);
       return { text: out, masked: count.list() };

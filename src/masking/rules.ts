@@ -3,7 +3,7 @@
 // detectors run on every text value, and how values are replaced.
 
 import { z } from 'zod';
-import { oneOrMany } from '../policy/schema.js';
+import { oneOrMany } from '../policy/match.js';
 import { DETECTOR_GROUP_NAMES, DETECTOR_GROUPS, DETECTOR_NAMES, isDetectorGroup, type DetectorGroup, type DetectorName } from './detectors.js';
 import { MASK_STYLES, type MaskStyle } from './styles.js';
 

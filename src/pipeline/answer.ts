@@ -1,5 +1,6 @@
 // The answer stage: a compact text table for the model plus the same data as
-// structuredContent (matching the tool's outputSchema). Input is already masked.
+// structuredContent (matching the tool's outputSchema), and the one mapping of
+// a call's result to an MCP tool result (toToolResult). Input is already masked.
 // A call held for a human's approval answers with an empty table and `approval`
 // (which request, its status, and how to pick up the decision), so the one
 // outputSchema covers it and clients that validate structured output accept it.
@@ -9,6 +10,7 @@ import { approvalAnswerSchema, type ApprovalAnswer } from '../approval/approver.
 import type { Cell, ParsedRequest, TabularResult } from '../backends/backend.js';
 import type { MaskCount } from '../masking/masker.js';
 import type { Decision } from '../policy/evaluate.js';
+import type { CallResult } from './callTool.js';
 
 const cell = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
@@ -63,7 +65,7 @@ export function renderAnswer(input: {
   lines.push(`${request.connection} · ${request.summary} · ${count}${affected} · ${input.durationMs} ms`);
   const documents = result.columns.some((c) => c.type === 'document');
   if (documents) {
-    // Documents (kubectl YAML, logs, command output) are shown verbatim; other cells as a header line.
+    // Documents (YAML, logs, command output) are shown verbatim; other cells as a header line.
     for (const row of result.rows) {
       const header = result.columns
         .map((c, i) => (c.type === 'document' || row[i] === null || row[i] === '' ? null : `${c.name}: ${String(row[i])}`))
@@ -129,4 +131,22 @@ export function renderApprovalAnswer(input: { callId: string; approval: Approval
     callId: input.callId,
     approval: input.approval,
   };
+}
+
+/** An MCP tool result (the SDK's CallToolResult, which the transport returns as is). */
+export interface ToolResult {
+  [key: string]: unknown;
+  content: Array<{ type: 'text'; text: string }>;
+  structuredContent?: StructuredAnswer;
+  isError?: true;
+}
+
+/**
+ * The one mapping of a call's result to what the agent receives: its text (the
+ * table, or errorText of the refusal) and, when there is one, the structured answer.
+ */
+export function toToolResult(result: CallResult): ToolResult {
+  const content = [{ type: 'text' as const, text: result.text }];
+  if (result.ok) return { content, structuredContent: result.structured };
+  return { isError: true, content, ...(result.structured ? { structuredContent: result.structured } : {}) };
 }

@@ -23,10 +23,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve as resolvePath, sep } from 'node:path';
 import { z } from 'zod';
-import type { ParsedRequest, TabularResult } from '../backends/backend.js';
+import type { Backend, ParsedRequest, TabularResult } from '../backends/backend.js';
 import type { GatewayConfig, LoadedTool } from '../config/schema.js';
 import type { SecretRef } from '../config/secrets.js';
-import { DrawbridgeError, errorKind, toDrawbridgeError } from '../errors.js';
+import { DrawbridgeError, errorKind, errorText, toDrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { boundText, INPUT_LIMITS, measureInput, storedInput, type InputMeasure } from '../journal/bounded.js';
 import { DETECTOR_NAMES } from '../masking/detectors.js';
@@ -82,6 +82,8 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   let prepared: Prepared | null = null;
   let refusal: DrawbridgeError | null;
   let partial: ParsedRequest | null = null;
+  /** The backend of the tool called, once known: it says which facts of the request are journaled. */
+  let backend: Backend | null = null;
   let masker: Masker = createMasker([], gateway.maskKey);
 
   // identity → parse → resolve → decide → approve?
@@ -90,9 +92,10 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     const identity = requireIdentity(call.identity, call.identityError);
     requireBoundedInput(measured);
     const tool = requireTool(gateway.config, call.tool);
+    backend = tool.backend;
     const input = validateInput(tool, call.args);
     const connection = String(input['connection']);
-    masker = createMasker(applicableRules(gateway.config.masking, tool.declaration.name, connection, identity), gateway.maskKey);
+    masker = createMasker(applicableRules(gateway.config.masking, tool.declaration.name, connection, identity), gateway.maskKey, tool.backend.redactQuoted);
     partial = tool.backend.parse(input, { tool: tool.declaration.name, connection });
     const request = await gateway.connection(connection).resolve(partial);
     partial = request;
@@ -100,22 +103,18 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     prepared = { tool, request, decision, masker, clearance: null };
     refusal = refusalFor(decision);
     if (!refusal && decision.effect === 'approve') {
-      const backend = gateway.connection(connection);
+      const opened = gateway.connection(connection);
       const maxAffectedRows = decision.rule?.max_affected_rows;
-      // A dry run executes the write before anyone said yes. A rollback undoes rows, not
-      // what opaque code (a volatile function: `*` among the resources) does elsewhere.
-      const opaque = request.resources.includes('*');
+      // A dry run executes the write before anyone said yes: the backend says when a
+      // rollback would not undo it (opaque code), and what the approver is told instead.
+      const dryRun = opened.preview?.bind(opened);
+      const plan = tool.backend.previewDecision(request);
       const preview =
-        decision.rule?.preview === true && request.access === 'write' && backend.preview
-          ? opaque
-            ? async () => ({
-                affectedRows: null,
-                sample: [],
-                sampleColumns: [],
-                note: 'not dry-run: the statement calls functions whose effects a rollback may not undo',
-              })
+        decision.rule?.preview === true && request.access === 'write' && dryRun
+          ? plan.kind === 'skip'
+            ? async () => ({ affectedRows: null, sample: [], sampleColumns: [], note: plan.note })
             : () =>
-                backend.preview!(request, {
+                dryRun(request, {
                   identity,
                   ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
                   mask: (r) => masker.maskResult(r, request).result,
@@ -131,7 +130,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   // journal(intent): durable before the backend sees the request. Built so that it
   // cannot fail on the input's shape: only the journal itself can refuse it.
   try {
-    gateway.journal.append('call', callId, safeIntentRecord(call, measured, partial, prepared?.decision ?? null, refusal, clearance), gateway.clock());
+    gateway.journal.append('call', callId, safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance), gateway.clock());
   } catch (error) {
     const failure =
       error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });
@@ -205,7 +204,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     });
   } catch (error) {
     // The statement ran but its outcome cannot be recorded: withhold the data.
-    return { ok: false, callId, error: toDrawbridgeError(error), text: render(toDrawbridgeError(error)) };
+    return { ok: false, callId, error: toDrawbridgeError(error), text: errorText(toDrawbridgeError(error)) };
   }
   return { ok: true, callId, text, structured };
 }
@@ -303,12 +302,13 @@ function safeIntentRecord(
   call: CallInput,
   measured: InputMeasure,
   request: ParsedRequest | null,
+  backend: Backend | null,
   decision: Decision | null,
   refusal: DrawbridgeError | null,
   clearance: Clearance | null,
 ): Record<string, unknown> {
   try {
-    return intentRecord(call, measured, request, decision, refusal, clearance);
+    return intentRecord(call, measured, request, backend, decision, refusal, clearance);
   } catch (error) {
     return {
       principal: principalRecord(call.identity),
@@ -345,6 +345,7 @@ function intentRecord(
   call: CallInput,
   measured: InputMeasure,
   request: ParsedRequest | null,
+  backend: Backend | null,
   decision: Decision | null,
   refusal: DrawbridgeError | null,
   clearance: Clearance | null,
@@ -373,10 +374,11 @@ function intentRecord(
     ...(stored.cut ? { inputCut: stored.cut } : {}),
     request: request
       ? {
+          // What the backend's policy keys matched (functions, namespaces, hosts, …), then the generic facts.
+          ...(backend ? backend.explain.facts(request) : {}),
           operation: request.operation,
           access: request.access,
           resources: [...request.resources],
-          functions: [...request.functions],
           summary: request.summary,
           reasons: [...request.reasons],
         }
@@ -422,7 +424,7 @@ function refuse(
   started?: number,
   caller: Identity | null = null,
 ): CallResult {
-  // Error text may quote data (PostgreSQL puts the offending value in the message).
+  // Error text may quote data (a database puts the offending value in the message).
   // The caller's own subject and groups stay readable ("No rule allows … for
   // dev@example.com", a cluster's "User \"dev@example.com\" cannot …"): exactly
   // those strings, nothing else, and only in this refusal text.
@@ -433,20 +435,16 @@ function refuse(
     record?.(masked);
   } catch (journalError) {
     const failure = toDrawbridgeError(journalError);
-    return { ok: false, callId, error: failure, text: render(failure) };
+    return { ok: false, callId, error: failure, text: errorText(failure) };
   }
   // A call held for (or refused by) an approval also says so as structured output: its id, status, and how to pick up the decision.
   const approval = approvalAnswerSchema.safeParse(safe.details['approval']);
   if (approval.success) {
     const shown = { ...approval.data, retry: masker.maskText(approval.data.retry, request).text };
     const structured = renderApprovalAnswer({ callId, approval: shown, durationMs: started === undefined ? 0 : elapsed(started) });
-    return { ok: false, callId, error: safe, text: render(safe), structured };
+    return { ok: false, callId, error: safe, text: errorText(safe), structured };
   }
-  return { ok: false, callId, error: safe, text: render(safe) };
-}
-
-function render(error: DrawbridgeError): string {
-  return `${error.code}: ${error.message}\nWhat to do: ${error.hint}`;
+  return { ok: false, callId, error: safe, text: errorText(safe) };
 }
 
 function elapsed(started: number): number {
@@ -468,8 +466,9 @@ const hostPathPatterns = new WeakMap<Gateway, readonly RegExp[]>();
 
 /**
  * Where the gateway keeps its files: the config directory, the journal, the
- * approvals store, secret files and known_hosts, and their directories. Error text
- * from anywhere (a store, a secret resolver, a backend's connect) may name them.
+ * approvals store, secret files and the other files a backend names (filesOf: a
+ * known_hosts file), and their directories. Error text from anywhere (a store, a
+ * secret resolver, a backend's connect) may name them.
  */
 function hostPaths(gateway: Gateway): readonly RegExp[] {
   const cached = hostPathPatterns.get(gateway);
@@ -496,8 +495,7 @@ function hostPaths(gateway: Gateway): readonly RegExp[] {
   for (const approver of config.approval.approvers) addRef(approver.token);
   for (const loaded of config.connections.values()) {
     for (const ref of loaded.backend.secretsOf(loaded.declaration)) addRef(ref);
-    const declaration = loaded.declaration;
-    if ('known_hosts' in declaration && typeof declaration.known_hosts === 'string') add(declaration.known_hosts);
+    for (const path of loaded.backend.filesOf(loaded.declaration)) add(path);
   }
   // Longest first, so a file is replaced whole before its directory would be.
   const patterns = [...found]

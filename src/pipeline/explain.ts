@@ -4,18 +4,31 @@
 // only, metadata); with `offline` it is not and volatility stays unchecked.
 // When the connection cannot be reached, the explanation says which one and
 // why (refused, authentication failed, secret missing), and that --offline
-// skips the catalog.
+// skips the catalog. What is shown of a request beyond the generic fields
+// (tables, namespaces, hosts, …) is the backend's (BackendDefinition.explain).
 
-import type { ParsedRequest } from '../backends/backend.js';
+import type { Backend, ParsedRequest } from '../backends/backend.js';
 import { DrawbridgeError, toDrawbridgeError, type ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { evaluate } from '../policy/evaluate.js';
 import { inputSchemaFor } from './callTool.js';
 import type { Gateway } from './gateway.js';
 
+/** The request without its private detail, with the facts the backend's policy keys match (functions, namespaces, hosts, …). */
+export interface ExplainedRequest extends Omit<ParsedRequest, 'detail'> {
+  readonly [fact: string]: unknown;
+}
+
+/** How the backend shows the request in text: labelled lines, and what a decision without its catalog did not check. */
+export interface RequestView {
+  readonly lines: ReadonlyArray<readonly [label: string, text: string]>;
+  readonly withoutCatalog: string;
+}
+
 export interface Explanation {
   readonly identity: { subject: string; groups: readonly string[]; kind: string };
-  readonly request: Omit<ParsedRequest, 'detail'> | null;
+  readonly request: ExplainedRequest | null;
+  readonly shown: RequestView | null;
   readonly catalog: 'consulted' | 'offline' | 'unreachable';
   /** Why the catalog was unreachable: the connection, and the error its resolve stage met. Null otherwise. */
   readonly catalogError: { readonly connection: string; readonly code: string; readonly message: string; readonly hint: string } | null;
@@ -32,7 +45,7 @@ export async function explain(
   const tool = gateway.config.tools.get(options.tool);
   const refused = (error: DrawbridgeError, request: ParsedRequest | null = null, catalog: Explanation['catalog'] = 'offline'): Explanation => ({
     identity,
-    request: request ? strip(request) : null,
+    ...(request && tool ? view(tool.backend, request) : { request: null, shown: null }),
     catalog,
     catalogError: null,
     matched: [],
@@ -77,7 +90,7 @@ export async function explain(
   const decision = evaluate(request, options.identity, gateway.config.rules, gateway.clock());
   return {
     identity,
-    request: strip(request),
+    ...view(tool.backend, request),
     catalog,
     catalogError,
     matched: decision.matched.map((r) => ({ name: r.name, effect: r.effect })),
@@ -96,9 +109,12 @@ const CONNECTION_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'config.invalid',
 ]);
 
-function strip(request: ParsedRequest): Omit<ParsedRequest, 'detail'> {
+function view(backend: Backend, request: ParsedRequest): { request: ExplainedRequest; shown: RequestView } {
   const { detail: _detail, ...rest } = request;
-  return rest;
+  return {
+    request: { ...backend.explain.facts(request), ...rest },
+    shown: { lines: backend.explain.lines(request), withoutCatalog: backend.explain.withoutCatalog },
+  };
 }
 
 export function formatExplanation(e: Explanation): string {
@@ -108,12 +124,9 @@ export function formatExplanation(e: Explanation): string {
     const r = e.request;
     lines.push(`Request:    ${r.tool} on ${r.connection}`);
     lines.push(`  operation ${r.operation}   access ${r.access}`);
-    lines.push(`  ${r.toolType === 'run_sql' ? 'tables   ' : 'resources'} ${r.resources.join(', ') || '(none)'}`);
-    if (r.toolType === 'run_sql') lines.push(`  functions ${r.functions.join(', ') || '(none)'}`);
-    if (r.namespaces) lines.push(`  namespaces ${r.namespaces.join(', ') || '(cluster-scoped)'}`);
-    if (r.names?.length) lines.push(`  names     ${r.names.join(', ')}`);
+    for (const [label, text] of e.shown?.lines ?? []) lines.push(`  ${label.padEnd(9)} ${text}`);
     lines.push(`  because   ${r.reasons.join('; ')}`);
-    const unchecked = `${r.toolType === 'run_sql' ? 'table schemas and function volatility were' : 'resource names were not resolved through API discovery and'} not checked against the server — the live decision may differ`;
+    const unchecked = `${e.shown?.withoutCatalog ?? 'the request was not checked against the server'} — the live decision may differ`;
     if (e.catalog === 'unreachable' && e.catalogError) {
       const c = e.catalogError;
       lines.push(`  catalog   unreachable: connection ${c.connection} could not be used, so ${unchecked}`);

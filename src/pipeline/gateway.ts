@@ -3,8 +3,8 @@
 // refuses the calls that need it). `openGateway` is what `serve` and the tests use.
 
 import { randomBytes } from 'node:crypto';
-import type { BackendConnection } from '../backends/backend.js';
-import { loadParser } from '../backends/postgres/ast.js';
+import type { Backend, BackendConnection } from '../backends/backend.js';
+import { BACKENDS } from '../backends/index.js';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
@@ -78,10 +78,14 @@ export async function openGateway(options: {
   env?: Readonly<Record<string, string | undefined>>;
   clock?: () => Date;
   journalPath?: string;
+  /** The backends tools may use: the registry's, unless a test brings its own list. */
+  backends?: readonly Backend[];
 }): Promise<Gateway> {
-  const config = loadConfig(options.configDir);
+  const backends = options.backends ?? BACKENDS;
+  const config = loadConfig(options.configDir, { backends });
   const environment: SecretEnvironment = { env: options.env ?? process.env, baseDir: config.dir };
-  await loadParser();
+  // What each backend must have before its first parse (PostgreSQL's parser).
+  await Promise.all(backends.map((b) => b.init()));
   const maskKey = config.hashKey ? new TextEncoder().encode(resolveSecret(config.hashKey, environment)) : new Uint8Array(randomBytes(32));
   const journal = openJournal(options.journalPath ?? config.journal.path, { sync: config.journal.sync });
   return createGateway({ config, journal, maskKey, environment, ...(options.clock ? { clock: options.clock } : {}) });

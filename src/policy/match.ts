@@ -1,7 +1,17 @@
-// Pattern matching used by policy and masking rules. Pure.
+// Pattern matching used by policy and masking rules, and by the backends'
+// matchers of their own policy keys. Pure.
 // Plain globs (`*`, `?`) for tools, connections and subjects; qualified-name
 // globs for tables, columns and functions, where `*` stays inside one segment
-// and a pattern of k segments matches the last k segments of the name.
+// and a pattern of k segments matches the last k segments of the name; and the
+// direction a list of patterns matches a list of values in, which depends on
+// the rule's effect (deny: any value; allow and approve: every value).
+
+import { z } from 'zod';
+
+export type Effect = 'allow' | 'deny' | 'approve';
+
+/** A string or a non-empty list of strings, as a list: how patterns are written in policy and masking rules. */
+export const oneOrMany = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((value) => (Array.isArray(value) ? value : [value]));
 
 const cache = new Map<string, RegExp>();
 
@@ -62,50 +72,38 @@ export function qualifiedMayMatch(pattern: string, name: string): boolean {
 }
 
 /**
- * Where a bare program name resolves on a sane host. A program given by a path
- * elsewhere (`/tmp/x/cat`) is not the system's `cat`: an allow rule naming
- * `cat` does not allow it, and the SSH classifier never calls it read-only.
+ * Plain-glob patterns against the values a request touches, in the direction that
+ * fails safe. A deny rule fires when ANY value matches; an allow or approve rule
+ * applies only when the request touches at least one value and EVERY value matches.
+ * A request value `*` (all namespaces, or "any table" for opaque code) matches
+ * every pattern of a deny rule and only the pattern `*` of an allow rule.
  */
-export const SYSTEM_PROGRAM_DIRS: readonly string[] = ['/bin', '/usr/bin', '/sbin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin'];
+export function globsMatch(effect: Effect, patterns: readonly string[], values: readonly string[], match: (p: string, v: string) => boolean): boolean {
+  if (effect === 'deny') return values.some((v) => v === '*' || patterns.some((p) => match(p, v)));
+  return values.length > 0 && values.every((v) => patterns.some((p) => (v === '*' ? p === '*' : match(p, v))));
+}
 
-/** True for a bare name (found on the remote PATH) or a path in a system directory. */
-export function isSystemProgram(argv0: string): boolean {
-  const slash = argv0.lastIndexOf('/');
-  return slash < 0 || SYSTEM_PROGRAM_DIRS.includes(argv0.slice(0, slash));
+/** Like globsMatch, for values that are word lists (the commands of a pipeline). */
+export function listsMatch(
+  effect: Effect,
+  patterns: readonly string[],
+  values: ReadonlyArray<readonly string[]>,
+  match: (p: string, v: readonly string[]) => boolean,
+): boolean {
+  if (effect === 'deny') return values.some((v) => patterns.some((p) => match(p, v)));
+  return values.length > 0 && values.every((v) => patterns.some((p) => match(p, v)));
 }
 
 /**
- * A `programs:` pattern against argv[0]. A pattern with a slash matches the
- * path as written (`/usr/bin/*`). A bare name matches the program's basename:
- * for a deny rule wherever it lives (`rm` denies `/tmp/x/rm` too); for allow
- * and approve only when it is the system's program (bare, or in a system
- * directory), so an uploaded `/tmp/x/cat` is not allowed by `cat`.
+ * Qualified-name patterns against the names a request touches, in the direction that
+ * fails safe: a deny rule fires when ANY touched name matches (one forbidden table
+ * taints the statement), and matches generously (qualifiedMayMatch); an allow or
+ * approve rule applies only when the request touches at least one name and EVERY
+ * touched name matches: a rule scoped to `tables: [orders]` must not extend to a
+ * table it does not list, nor to a statement that touches no table at all (e.g. a
+ * write done by a volatile function).
  */
-export function programMatch(generous: boolean, pattern: string, argv0: string): boolean {
-  if (pattern.includes('/')) return globMatch(pattern, argv0);
-  if (!generous && !isSystemProgram(argv0)) return false;
-  return globMatch(pattern, argv0.slice(argv0.lastIndexOf('/') + 1));
-}
-
-const DOT_DOT = /(^|\/)\.\.(\/|$)/;
-
-/**
- * A `command:` pattern against one command's argv. Strictly (allow, approve),
- * the pattern's words match the argv word for word, `*` staying inside one
- * word and never matching a `..` path segment the pattern does not spell out:
- * `systemctl restart *` allows one unit, and `cat /var/log/*` does not allow
- * `cat /var/log/../../etc/shadow` nor `cat /var/log/a /etc/shadow`.
- * Generously (deny), the pattern also matches the words joined by spaces, so
- * `rm *` denies `rm -rf /`.
- */
-export function commandMatch(generous: boolean, pattern: string, argv: readonly string[]): boolean {
-  const words = pattern.trim().split(/\s+/);
-  const wordwise =
-    words.length === argv.length &&
-    words.every((w, i) => {
-      const value = argv[i] as string;
-      if (!generous && DOT_DOT.test(value) && !w.includes('..')) return false;
-      return globMatch(w, value);
-    });
-  return wordwise || (generous && globMatch(pattern, argv.join(' ')));
+export function namesMatch(effect: Effect, patterns: readonly string[], names: readonly string[]): boolean {
+  if (effect === 'deny') return names.some((n) => patterns.some((p) => qualifiedMayMatch(p, n)));
+  return names.length > 0 && names.every((n) => anyQualified(patterns, n));
 }

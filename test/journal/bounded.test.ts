@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
 import { boundText, INPUT_LIMITS, measureInput, STORED_PREFIX_BYTES, storedInput, unparsedInput, utf8Prefix } from '../../src/journal/bounded.js';
-import { canonicalJson } from '../../src/journal/journal.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import { StdioTransport } from '../../src/stdio.js';
 
 function nestedArrays(depth: number, leaf: unknown = 1): unknown {

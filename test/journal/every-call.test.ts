@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { localIdentityProvider } from '../../src/identity/identity.js';
 import { INPUT_LIMITS, STORED_PREFIX_BYTES } from '../../src/journal/bounded.js';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
-import { canonicalJson } from '../../src/journal/journal.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import { callTool } from '../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { createMcpServer } from '../../src/server.js';

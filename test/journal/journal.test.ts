@@ -9,7 +9,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DrawbridgeError } from '../../src/errors.js';
-import { canonicalJson, GENESIS_HASH, openJournal, recordHash, type Journal } from '../../src/journal/journal.js';
+import { GENESIS_HASH, openJournal, recordHash, type Journal } from '../../src/journal/journal.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import { verifyJournal } from '../../src/journal/verify.js';
 
 const dirs: string[] = [];

@@ -13,7 +13,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend, BackendConnection, ConnectionDeclaration } from '../../src/backends/backend.js';
+import { defineBackend, type BackendConnection, type ConnectionDeclaration } from '../../src/backends/backend.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { GatewayConfig, LoadedConnection } from '../../src/config/schema.js';
 import { DrawbridgeError } from '../../src/errors.js';
@@ -377,7 +377,7 @@ describe('checkConnections itself', () => {
       name: string,
       probe: () => Promise<never> | Promise<{ summary: string; warnings: string[]; facts: Record<string, string> }>,
     ): LoadedConnection => {
-      const backend: Backend = {
+      const backend = defineBackend({
         type: 'stub',
         toolType: 'stub_tool',
         connectionSchema: config.connections.get('pg-ok')!.backend.connectionSchema,
@@ -389,6 +389,10 @@ describe('checkConnections itself', () => {
           throw new TypeError('not used');
         },
         secretsOf: () => [],
+        matchShape: {},
+        matches: () => true,
+        explain: { lines: () => [], facts: () => ({}), withoutCatalog: 'nothing' },
+        errors: {},
         connect(declaration: ConnectionDeclaration): BackendConnection {
           return {
             name: declaration.name,
@@ -400,7 +404,7 @@ describe('checkConnections itself', () => {
             },
           };
         },
-      };
+      });
       return { declaration: { kind: 'connection', name, type: 'stub', description: name }, backend, source: { file: 'stub', line: 1 } };
     };
     const stubs = new Map<string, LoadedConnection>([

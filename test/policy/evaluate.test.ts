@@ -18,12 +18,12 @@ function req(overrides: Partial<Omit<ParsedRequest, 'access'>> & { access?: Acce
     operation: 'select',
     access: 'read',
     resources: ['public.orders'],
-    functions: [],
     reads: [],
     summary: 'test',
     reasons: [],
     input: {},
-    detail: null,
+    // The PostgreSQL backend's detail, as far as its `functions:` key reads it.
+    detail: { functions: [] },
     ...overrides,
   };
 }
@@ -245,7 +245,7 @@ describe('tables: deny if ANY matches, allow/approve only if ALL match', () => {
     {
       name: 'a table-scoped allow does not apply to a request touching no table (e.g. SELECT volatile_fn())',
       rule: rule('r', 'allow', { access: 'write', tables: 'public.orders' }),
-      request: { access: 'write', resources: [], functions: ['public.touch_order'] },
+      request: { access: 'write', resources: [], detail: { functions: ['public.touch_order'] } },
       expected: 'deny',
     },
     {
@@ -270,7 +270,7 @@ describe('tables: deny if ANY matches, allow/approve only if ALL match', () => {
 });
 
 describe('functions: deny if ANY matches, allow/approve only if ALL match', () => {
-  const calls = { functions: ['public.touch_order', 'pg_catalog.now'] };
+  const calls = { detail: { functions: ['public.touch_order', 'pg_catalog.now'] } };
   runCases([
     { name: 'deny fires on one function', rule: rule('r', 'deny', { functions: 'touch_order' }), request: calls, expected: 'deny' },
     { name: 'deny fires with a schema glob', rule: rule('r', 'deny', { functions: 'public.*' }), request: calls, expected: 'deny' },
@@ -280,7 +280,7 @@ describe('functions: deny if ANY matches, allow/approve only if ALL match', () =
     {
       name: 'a function-scoped allow does not apply to a request calling none (e.g. a plain DELETE)',
       rule: rule('r', 'allow', { access: 'write', functions: 'public.touch_order' }),
-      request: { access: 'write', operation: 'delete', resources: ['public.customers'], functions: [] },
+      request: { access: 'write', operation: 'delete', resources: ['public.customers'], detail: { functions: [] } },
       expected: 'deny',
     },
   ]);

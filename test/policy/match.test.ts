@@ -1,9 +1,10 @@
 // Pattern matching for policy and masking rules: plain globs (tools,
 // connections, subjects), qualified-name globs (tables, columns, functions),
-// and the SSH program and command patterns.
+// and the SSH program and command patterns (the SSH backend's, backends/ssh/policy.ts).
 
 import { describe, expect, it } from 'vitest';
-import { anyGlob, anyQualified, commandMatch, globMatch, programMatch, qualifiedMatch, qualifiedMayMatch } from '../../src/policy/match.js';
+import { commandMatch, programMatch } from '../../src/backends/ssh/policy.js';
+import { anyGlob, anyQualified, globMatch, qualifiedMatch, qualifiedMayMatch } from '../../src/policy/match.js';
 
 describe('globMatch', () => {
   it.each([

@@ -8,7 +8,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ReadBuffer } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { canonicalJson } from '../../src/journal/journal.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 
 export class IterativeStdioClientTransport implements Transport {
   onclose?: () => void;

@@ -3,6 +3,7 @@
 // kubectl.refused for what the gateway never does). Pure.
 
 import { DrawbridgeError } from '../../errors.js';
+import { KUBERNETES_ERRORS } from './errors.js';
 import type { KubeVerb } from './types.js';
 
 export const SUPPORTED_VERBS: readonly KubeVerb[] = Object.freeze([
@@ -40,5 +41,5 @@ export function invalid(message: string, hint: string = GENERAL_HINT, details: R
 }
 
 export function refused(message: string, details: Record<string, unknown> = {}): DrawbridgeError {
-  return new DrawbridgeError('kubectl.refused', message, { details });
+  return new DrawbridgeError('kubectl.refused', message, { hint: KUBERNETES_ERRORS['kubectl.refused'].hint, details });
 }

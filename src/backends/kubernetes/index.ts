@@ -9,16 +9,27 @@
 
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import type { ImpactPreview } from '../../approval/approver.js';
-import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, PreviewContext, ProbeContext, ProbeResult, TabularResult } from '../backend.js';
+import {
+  defineBackend,
+  type BackendConnection,
+  type ExecuteContext,
+  type ImpactPreview,
+  type ParsedRequest,
+  type PreviewContext,
+  type ProbeContext,
+  type ProbeResult,
+  type TabularResult,
+} from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
 import { KubeClient, loadKubeConfig, probeCluster, statusMessage, type Impersonation } from './client.js';
 import { Discovery } from './discovery.js';
+import { KUBERNETES_ERRORS } from './errors.js';
 import { requestsDryRun, runCommand, type Execution, type KubeApi } from './executors/index.js';
 import { createMaskTally, type MaskTally } from './mask.js';
 import { parseKubectl, SUPPORTED_VERBS } from './parse.js';
+import { KUBE_EXPLAIN, KUBE_MATCH_SHAPE, matchesKube } from './policy.js';
 import { resourceKey, type ApiResource, type KubeCommand, type KubeObject } from './types.js';
 
 export const kubernetesConnectionSchema = z
@@ -55,12 +66,17 @@ export type KubernetesConnectionDeclaration = z.output<typeof kubernetesConnecti
 
 const READ_VERBS = new Set(['get', 'describe', 'logs', 'events', 'api-resources', 'explain', 'top', 'rollout status', 'rollout history']);
 
-interface KubeDetail {
+/** The backend's own facts about a request (ParsedRequest.detail). */
+export type KubeDetail = {
   readonly command: KubeCommand;
   readonly manifest: KubeObject[];
   /** Filled by resolve. */
   readonly resolved: ApiResource[] | null;
-}
+  /** Namespaces touched, `*` for all namespaces; none for cluster-scoped resources (after resolve): what `namespaces:` rules match. */
+  readonly namespaces: readonly string[];
+  /** Object names touched: what `names:` rules match. */
+  readonly names: readonly string[];
+};
 
 function parseManifest(text: string): KubeObject[] {
   let docs: unknown[];
@@ -91,7 +107,7 @@ function parseManifest(text: string): KubeObject[] {
 }
 
 /** Pure: kubectl command (+ manifest) → request. */
-export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest {
+export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<KubeDetail> {
   const commandText = input['command'];
   if (typeof commandText !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
   const manifestText = typeof input['manifest'] === 'string' ? input['manifest'] : undefined;
@@ -110,7 +126,7 @@ export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, co
         ]),
       ];
   const where = command.allNamespaces ? ' in all namespaces' : command.namespace ? ` in ${command.namespace}` : '';
-  const detail: KubeDetail = { command, manifest, resolved: null };
+  const detail: KubeDetail = { command, manifest, resolved: null, namespaces, names };
   return {
     tool: context.tool,
     toolType: 'kubectl',
@@ -118,10 +134,7 @@ export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, co
     operation: verb,
     access,
     resources: types,
-    functions: [],
     reads: [],
-    namespaces,
-    names,
     summary: `${verb} ${types.join(',')}${names.length ? ` ${names.join(' ')}` : ''}${where} (${access})`,
     reasons: [`kubectl ${verb}`],
     input: { connection: context.connection, command: commandText, ...(manifestText !== undefined ? { manifest: manifestText } : {}) },
@@ -158,7 +171,7 @@ function afterChanges(error: unknown, progress: Progress): unknown {
   );
 }
 
-class KubernetesConnection implements BackendConnection {
+class KubernetesConnection implements BackendConnection<KubeDetail> {
   readonly name: string;
   private client: KubeClient | null = null;
   private discovery: Discovery | null = null;
@@ -187,8 +200,8 @@ class KubernetesConnection implements BackendConnection {
     return { client: this.client, discovery: this.discovery as Discovery };
   }
 
-  async resolve(request: ParsedRequest): Promise<ParsedRequest> {
-    const detail = request.detail as KubeDetail;
+  async resolve(request: ParsedRequest<KubeDetail>): Promise<ParsedRequest<KubeDetail>> {
+    const detail = request.detail;
     const { discovery } = this.api();
     const c = detail.command;
     let resolved: ApiResource[];
@@ -201,15 +214,14 @@ class KubernetesConnection implements BackendConnection {
     const namespaces = c.allNamespaces
       ? ['*']
       : resolved.some((r) => r.namespaced)
-        ? [...new Set([...(request.namespaces?.length ? request.namespaces : [defaultNs])])]
+        ? [...new Set([...(detail.namespaces.length ? detail.namespaces : [defaultNs])])]
         : [];
     const keys = [...new Set(resolved.map(resourceKey))];
     return {
       ...request,
       resources: keys,
-      namespaces,
-      summary: `${c.verb} ${keys.join(',') || '(discovery)'}${request.names?.length ? ` ${request.names.join(' ')}` : ''}${namespaces.length ? ` in ${namespaces.join(',')}` : ''} (${request.access})`,
-      detail: { ...detail, resolved } satisfies KubeDetail,
+      summary: `${c.verb} ${keys.join(',') || '(discovery)'}${detail.names.length ? ` ${detail.names.join(' ')}` : ''}${namespaces.length ? ` in ${namespaces.join(',')}` : ''} (${request.access})`,
+      detail: { ...detail, resolved, namespaces } satisfies KubeDetail,
     };
   }
 
@@ -251,8 +263,8 @@ class KubernetesConnection implements BackendConnection {
     }
   }
 
-  async execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult> {
-    const detail = request.detail as KubeDetail;
+  async execute(request: ParsedRequest<KubeDetail>, context: ExecuteContext): Promise<TabularResult> {
+    const detail = request.detail;
     if (!detail.resolved) throw new TypeError('resolve() must run before execute()');
     const progress: Progress = { applied: [] };
     // Every field mask applied to the objects of this answer is counted in its `masked` summary.
@@ -266,8 +278,8 @@ class KubernetesConnection implements BackendConnection {
     }
   }
 
-  async preview(request: ParsedRequest, context: PreviewContext): Promise<ImpactPreview> {
-    const detail = request.detail as KubeDetail;
+  async preview(request: ParsedRequest<KubeDetail>, context: PreviewContext): Promise<ImpactPreview> {
+    const detail = request.detail;
     if (!detail.resolved) throw new TypeError('resolve() must run before preview()');
     if (request.access !== 'write') throw new TypeError('only writes are previewed');
     // Server-side dry run: the API server validates and admits the change without persisting it.
@@ -348,11 +360,11 @@ class KubernetesConnection implements BackendConnection {
   }
 }
 
-export const kubernetes: Backend<KubernetesConnectionDeclaration> = {
+export const kubernetes = defineBackend({
   type: 'kubernetes',
   toolType: 'kubectl',
   operations: SUPPORTED_VERBS,
-  connectionSchema: kubernetesConnectionSchema as unknown as z.ZodType<KubernetesConnectionDeclaration>,
+  connectionSchema: kubernetesConnectionSchema,
   inputShape: {
     command: z
       .string()
@@ -377,4 +389,8 @@ export const kubernetes: Backend<KubernetesConnectionDeclaration> = {
       context: c.context ?? null,
     }));
   },
-};
+  matchShape: KUBE_MATCH_SHAPE,
+  matches: matchesKube,
+  explain: KUBE_EXPLAIN,
+  errors: KUBERNETES_ERRORS,
+});

@@ -9,16 +9,26 @@
 
 import pg from 'pg';
 import { z } from 'zod';
-import type { ImpactPreview } from '../../approval/approver.js';
-import type { Backend, BackendConnection, ExecuteContext, ParsedRequest, PreviewContext, ProbeContext, ProbeResult, TabularResult } from '../backend.js';
+import {
+  defineBackend,
+  TEXT_PART,
+  type BackendConnection,
+  type ExecuteContext,
+  type ImpactPreview,
+  type ParsedRequest,
+  type PreviewContext,
+  type ProbeContext,
+  type ProbeResult,
+  type TabularResult,
+} from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
-import { TEXT_PART } from '../../masking/masker.js';
-import { list, parseSql, stringList, unwrap, walk, type AstObject } from './ast.js';
+import { list, loadParser, parseSql, stringList, unwrap, walk, type AstObject } from './ast.js';
 import { Catalog, carriesTableData, type FunctionInfo } from './catalog.js';
 import { classifyStatement, SQL_OPERATIONS, type Classification, type TableRef } from './classify.js';
 import { connectError, requirePostgresUrl, type ConnectTarget } from './connect.js';
+import { POSTGRES_ERRORS } from './errors.js';
 import {
   lossReason,
   runStatement,
@@ -34,6 +44,7 @@ import {
 import { harmlessVolatile } from './functions.js';
 import { checkout, type Lease } from './lease.js';
 import { analyzeLineage, OPAQUE, type Lineage, type RelationColumns } from './lineage.js';
+import { ANY_TABLE, matchesSql, redactQuotedSql, SQL_EXPLAIN, SQL_MATCH_SHAPE, sqlPreviewDecision } from './policy.js';
 import { planPreview, previewStatement, sampleSizeOf } from './preview.js';
 
 const DEFAULT_LIMITS = { timeout: 10_000, lock_timeout: 2_000, max_rows: 500, max_bytes: 1024 * 1024, max_affected_rows: 100 };
@@ -62,22 +73,17 @@ export const postgresConnectionSchema = z.strictObject({
 
 export type PostgresConnectionDeclaration = z.output<typeof postgresConnectionSchema>;
 
-/** Backend-private facts carried in ParsedRequest.detail. */
-interface SqlDetail {
+/** The backend's own facts about a request (ParsedRequest.detail). */
+export type SqlDetail = {
   readonly sql: string;
   readonly stmt: AstObject;
   readonly classification: Classification;
   readonly lineage: Lineage | null;
   /** Calls code the gateway cannot see into (a VOLATILE function): the session is not reused after it. */
   readonly runsOpaqueCode?: boolean;
-}
-
-/**
- * The resource a request gets when it calls a VOLATILE function: the tables that
- * code writes are unknown, so an allow rule limited to named tables must not
- * cover it (only `tables: "*"` or a rule without `tables` does).
- */
-export const ANY_TABLE = '*';
+  /** Functions called, qualified where known: what `functions:` rules match. */
+  readonly functions: readonly string[];
+};
 
 /** Schemas whose functions are the server's own; a function anywhere else is code the gateway cannot see. */
 const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog']);
@@ -143,7 +149,7 @@ function whatHappened(sqlstate: string | null): string {
 }
 
 /** Pure: SQL text → request. Exactly one statement, or a coded refusal. */
-export function parseRunSql(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest {
+export function parseRunSql(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<SqlDetail> {
   const sql = input['sql'];
   if (typeof sql !== 'string') throw new TypeError('sql must be a string (validated by the input schema)');
   if (sql.trim() === '') throw new DrawbridgeError('sql.empty', 'The SQL is empty.');
@@ -178,7 +184,8 @@ export function parseRunSql(input: Readonly<Record<string, unknown>>, context: {
     throw error;
   }
   const tables = classification.tables.map(tableName);
-  const detail: SqlDetail = { sql, stmt, classification, lineage: null };
+  const functions = classification.functions.map((f) => (f.schema ? `${f.schema}.${f.name}` : f.name));
+  const detail: SqlDetail = { sql, stmt, classification, lineage: null, functions };
   return {
     tool: context.tool,
     toolType: 'run_sql',
@@ -186,7 +193,6 @@ export function parseRunSql(input: Readonly<Record<string, unknown>>, context: {
     operation: classification.operation,
     access: classification.access,
     resources: tables,
-    functions: classification.functions.map((f) => (f.schema ? `${f.schema}.${f.name}` : f.name)),
     reads: [],
     summary: summarise(classification, tables),
     reasons: classification.reasons,
@@ -195,7 +201,7 @@ export function parseRunSql(input: Readonly<Record<string, unknown>>, context: {
   };
 }
 
-class PostgresConnection implements BackendConnection {
+class PostgresConnection implements BackendConnection<SqlDetail> {
   private readonly pool: pg.Pool;
   private readonly catalog = new Catalog();
   private readonly limits: Limits;
@@ -290,8 +296,8 @@ class PostgresConnection implements BackendConnection {
     );
   }
 
-  async resolve(request: ParsedRequest): Promise<ParsedRequest> {
-    const detail = request.detail as SqlDetail;
+  async resolve(request: ParsedRequest<SqlDetail>): Promise<ParsedRequest<SqlDetail>> {
+    const detail = request.detail;
     const c = detail.classification;
     const relations = new Map<string, RelationColumns | undefined>();
     const lookup = (schema: string | null, name: string) => relations.get(Catalog.relationKey(schema, name)) ?? this.catalog.cachedRelation(schema, name);
@@ -422,16 +428,15 @@ class PostgresConnection implements BackendConnection {
       access,
       operation,
       resources,
-      functions: [...new Set(functions)],
       reads: [...reads],
       reasons: [...new Set([...request.reasons, ...escalations.map((e) => e.reason), ...opaqueReasons])],
       summary: summarise({ ...c, access, operation }, resources),
-      detail: { ...detail, lineage, runsOpaqueCode: volatileCalls.length > 0 } satisfies SqlDetail,
+      detail: { ...detail, lineage, runsOpaqueCode: volatileCalls.length > 0, functions: [...new Set(functions)] } satisfies SqlDetail,
     };
   }
 
-  async execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult> {
-    const detail = request.detail as SqlDetail;
+  async execute(request: ParsedRequest<SqlDetail>, context: ExecuteContext): Promise<TabularResult> {
+    const detail = request.detail;
     const c = detail.classification;
     if (request.access === 'unknown') throw new TypeError('unknown access must be denied before execute');
     const mode: RunMode = request.access === 'read' ? 'read' : c.needsAutocommit ? 'autocommit' : 'write';
@@ -519,9 +524,9 @@ class PostgresConnection implements BackendConnection {
     }
   }
 
-  async preview(request: ParsedRequest, context: PreviewContext): Promise<ImpactPreview> {
+  async preview(request: ParsedRequest<SqlDetail>, context: PreviewContext): Promise<ImpactPreview> {
     if (request.access !== 'write') throw new TypeError(`only writes are previewed; this request's access is ${request.access}`);
-    const detail = request.detail as SqlDetail;
+    const detail = request.detail;
     const c = detail.classification;
     if (c.needsAutocommit) throw new TypeError('a statement that cannot run in a transaction cannot be dry-run');
     sampleSizeOf(context);
@@ -660,11 +665,11 @@ const PROBE_SQL = `SELECT pg_catalog.current_setting('server_version') AS server
   pg_catalog.current_setting('transaction_read_only') AS read_only
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`;
 
-export const postgres: Backend<PostgresConnectionDeclaration> = {
+export const postgres = defineBackend({
   type: 'postgres',
   toolType: 'run_sql',
   operations: SQL_OPERATIONS,
-  connectionSchema: postgresConnectionSchema as unknown as z.ZodType<PostgresConnectionDeclaration>,
+  connectionSchema: postgresConnectionSchema,
   inputShape: {
     sql: z.string().describe('Exactly one PostgreSQL statement. Reads run in a read-only transaction; no transaction control or session settings.'),
   },
@@ -683,4 +688,12 @@ export const postgres: Backend<PostgresConnectionDeclaration> = {
     // Refused here, before the driver would read a stray value as a host name.
     return new PostgresConnection(c, url, requirePostgresUrl(url, c.url, c.name));
   },
-};
+  matchShape: SQL_MATCH_SHAPE,
+  matches: matchesSql,
+  explain: SQL_EXPLAIN,
+  // libpg-query's WebAssembly must be loaded before the first parse.
+  init: loadParser,
+  previewDecision: sqlPreviewDecision,
+  errors: POSTGRES_ERRORS,
+  redactQuoted: redactQuotedSql,
+});

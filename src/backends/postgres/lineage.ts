@@ -11,10 +11,11 @@
 // FROM sees earlier FROM items only when LATERAL; the target of INSERT / UPDATE /
 // DELETE / MERGE is never a CTE; output names follow FigureColname.
 
+import { UNKNOWN_SOURCE } from '../backend.js';
 import { body, isObject, list, nodeType, stringList, unwrap, type AstObject } from './ast.js';
 
-/** A source is `schema.table.column`; OPAQUE marks values whose origin is unknown. */
-export const OPAQUE = '?';
+/** A source is `schema.table.column`; OPAQUE marks values whose origin is unknown (the mask stage fails closed on it). */
+export const OPAQUE = UNKNOWN_SOURCE;
 
 export interface RelationColumns {
   readonly schema: string;

@@ -11,8 +11,7 @@
 // — sequence values drawn by nextval(), effects outside the database — remains.
 
 import type { PoolClient } from 'pg';
-import type { ImpactPreview } from '../../approval/approver.js';
-import type { Cell, ColumnInfo, PreviewContext, TabularResult } from '../backend.js';
+import type { Cell, ColumnInfo, ImpactPreview, PreviewContext, TabularResult } from '../backend.js';
 import { DrawbridgeError } from '../../errors.js';
 import { isObject, list, nodeType, parseSql, quoteIdent, stringList, unwrap, walk, type AstObject } from './ast.js';
 import { Catalog } from './catalog.js';

@@ -5,7 +5,7 @@
 // that run other programs are `admin` wherever they live. Anything else is a
 // write until a rule names it.
 
-import { isSystemProgram, SYSTEM_PROGRAM_DIRS } from '../../policy/match.js';
+import { isSystemProgram, SYSTEM_PROGRAM_DIRS } from './policy.js';
 import type { SimpleCommand } from './parse.js';
 
 export type SshAccess = 'read' | 'write' | 'admin';

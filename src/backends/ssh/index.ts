@@ -6,13 +6,15 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
-import type { Backend, BackendConnection, Cell, ExecuteContext, ParsedRequest, ProbeResult, TabularResult } from '../backend.js';
+import { defineBackend, type BackendConnection, type Cell, type ExecuteContext, type ParsedRequest, type ProbeResult, type TabularResult } from '../backend.js';
 import { resolveSecret, secretRefSchema, type SecretEnvironment, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError, toDrawbridgeError } from '../../errors.js';
 import { knownHostKeys, SshPool, type HostTarget } from './client.js';
 import { classifyCommands } from './classify.js';
+import { SSH_ERRORS } from './errors.js';
 import { parseShellCommand, QUOTING_PROBE_ARGV, QUOTING_PROBE_EXPECTED, quoteArgv, type ShellCommand } from './parse.js';
+import { matchesSsh, SSH_EXPLAIN, SSH_MATCH_SHAPE } from './policy.js';
 
 const hostSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
@@ -59,12 +61,18 @@ export type SshConnectionDeclaration = z.output<typeof sshConnectionSchema>;
 
 export const SSH_OPERATIONS = ['exec', 'pipeline', 'runs_programs'] as const;
 
-interface SshDetail {
+/** The backend's own facts about a request (ParsedRequest.detail). */
+export type SshDetail = {
   readonly parsed: ShellCommand;
+  /** The hosts asked for (all of the connection's after resolve): what `hosts:` rules match. */
   readonly hosts: readonly string[];
-}
+  /** Programs run: argv[0] of each command as written (a name or a path), what `programs:` rules match. */
+  readonly programs: readonly string[];
+  /** The argv of each command of a pipeline: what `command:` patterns match, word by word. */
+  readonly commands: ReadonlyArray<readonly string[]>;
+};
 
-export function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest {
+export function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<SshDetail> {
   const command = input['command'];
   if (typeof command !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
   const requestedHosts = Array.isArray(input['hosts']) ? (input['hosts'] as string[]) : [];
@@ -73,7 +81,12 @@ export function parseSshRequest(input: Readonly<Record<string, unknown>>, contex
   const { access, runsPrograms, reasons } = classifyCommands(parsed.commands);
   const operation = runsPrograms.length > 0 ? 'runs_programs' : parsed.commands.length > 1 ? 'pipeline' : 'exec';
   const line = parsed.commands.map((c) => c.argv.join(' ')).join(' | ');
-  const detail: SshDetail = { parsed, hosts: requestedHosts };
+  const detail: SshDetail = {
+    parsed,
+    hosts: requestedHosts,
+    programs: [...new Set(parsed.commands.map((c) => c.argv[0] as string))],
+    commands: parsed.commands.map((c) => c.argv),
+  };
   return {
     tool: context.tool,
     toolType: 'ssh_exec',
@@ -81,11 +94,7 @@ export function parseSshRequest(input: Readonly<Record<string, unknown>>, contex
     operation,
     access,
     resources: [],
-    functions: [],
     reads: [],
-    names: requestedHosts,
-    programs: [...new Set(parsed.commands.map((c) => c.argv[0] as string))],
-    commands: parsed.commands.map((c) => c.argv),
     explicitOnly: operation !== 'exec',
     summary: `${line}${requestedHosts.length ? ` on ${requestedHosts.join(',')}` : ''} (${access})`,
     reasons,
@@ -94,7 +103,7 @@ export function parseSshRequest(input: Readonly<Record<string, unknown>>, contex
   };
 }
 
-class SshConnection implements BackendConnection {
+class SshConnection implements BackendConnection<SshDetail> {
   readonly name: string;
   private readonly pool: SshPool;
   private readonly targets: HostTarget[];
@@ -129,8 +138,8 @@ class SshConnection implements BackendConnection {
     );
   }
 
-  async resolve(request: ParsedRequest): Promise<ParsedRequest> {
-    const detail = request.detail as SshDetail;
+  async resolve(request: ParsedRequest<SshDetail>): Promise<ParsedRequest<SshDetail>> {
+    const detail = request.detail;
     const unknown = detail.hosts.filter((h) => !this.targets.some((t) => t.name === h));
     if (unknown.length > 0) {
       throw new DrawbridgeError('input.invalid', `Unknown host${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} in ${this.name}.`, {
@@ -138,11 +147,11 @@ class SshConnection implements BackendConnection {
       });
     }
     const hosts = detail.hosts.length > 0 ? [...detail.hosts] : this.targets.map((t) => t.name);
-    return { ...request, names: hosts, detail: { ...detail, hosts } satisfies SshDetail };
+    return { ...request, detail: { ...detail, hosts } satisfies SshDetail };
   }
 
-  async execute(request: ParsedRequest, context: ExecuteContext): Promise<TabularResult> {
-    const detail = request.detail as SshDetail;
+  async execute(request: ParsedRequest<SshDetail>, context: ExecuteContext): Promise<TabularResult> {
+    const detail = request.detail;
     const targets = this.targets.filter((t) => detail.hosts.includes(t.name));
     const command = detail.parsed.commands.map((c) => quoteArgv(c.argv)).join(' | ');
     const timeoutMs = Math.min(this.timeoutMs, context.timeLimitMs ?? Infinity);
@@ -235,11 +244,11 @@ function readKnownHosts(path: string, baseDir: string): string {
   }
 }
 
-export const ssh: Backend<SshConnectionDeclaration> = {
+export const ssh = defineBackend({
   type: 'ssh',
   toolType: 'ssh_exec',
   operations: SSH_OPERATIONS,
-  connectionSchema: sshConnectionSchema as unknown as z.ZodType<SshConnectionDeclaration>,
+  connectionSchema: sshConnectionSchema,
   inputShape: {
     command: z
       .string()
@@ -257,7 +266,12 @@ export const ssh: Backend<SshConnectionDeclaration> = {
   secretsOf(c): readonly SecretRef[] {
     return [c.private_key, ...(c.passphrase ? [c.passphrase] : [])];
   },
+  filesOf: (c) => (c.known_hosts ? [c.known_hosts] : []),
   connect(c, environment) {
     return new SshConnection(c, environment);
   },
-};
+  matchShape: SSH_MATCH_SHAPE,
+  matches: matchesSsh,
+  explain: SSH_EXPLAIN,
+  errors: SSH_ERRORS,
+});

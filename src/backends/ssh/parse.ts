@@ -9,6 +9,7 @@
 
 import { DrawbridgeError } from '../../errors.js';
 import { splitWords, type Dialect, type Malformation, type Operator, type Refusal, type Token } from '../shared/words.js';
+import { SSH_ERRORS } from './errors.js';
 
 export interface SimpleCommand {
   /** argv[0] as written (a name or an absolute path), then the arguments, unquoted. */
@@ -42,7 +43,9 @@ const OPERATORS: Readonly<Record<Operator, string>> = {
 };
 
 function refuse(what: string): never {
-  throw new DrawbridgeError('ssh.refused', `Refused: the command contains ${what}. The gateway runs one program with literal arguments, never shell syntax.`);
+  throw new DrawbridgeError('ssh.refused', `Refused: the command contains ${what}. The gateway runs one program with literal arguments, never shell syntax.`, {
+    hint: SSH_ERRORS['ssh.refused'].hint,
+  });
 }
 
 function refusalText(r: Refusal): string {

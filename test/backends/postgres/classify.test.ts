@@ -617,6 +617,6 @@ describe('parseRunSql', () => {
   );
 
   it('lists the functions a statement calls', () => {
-    expect(parseRunSql({ sql: 'SELECT lower(email), pg_catalog.now() FROM customers' }, context).functions).toEqual(['lower', 'pg_catalog.now']);
+    expect(parseRunSql({ sql: 'SELECT lower(email), pg_catalog.now() FROM customers' }, context).detail.functions).toEqual(['lower', 'pg_catalog.now']);
   });
 });

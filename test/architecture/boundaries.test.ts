@@ -1,0 +1,128 @@
+// Where things may be imported from, and which words the generic core may
+// use, checked over every source file under src/ (parsed with the TypeScript
+// compiler, so comments never count): the SDK lives at the transport edges
+// (server, stdio, http, bridge, elicitation); pipeline, policy, backends and
+// masking never import it. A backend's folder is reached only through the
+// registry (src/backends/index.ts), and the generic core names no backend.
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const SRC = join(ROOT, 'src');
+
+interface SourceFile {
+  /** Relative to the repository, with forward slashes: src/pipeline/callTool.ts. */
+  readonly path: string;
+  readonly imports: readonly string[];
+  /** Identifiers, string and template text, regular expressions: the code without its comments. */
+  readonly words: readonly string[];
+}
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(full);
+    return entry.name.endsWith('.ts') ? [full] : [];
+  });
+}
+
+function read(full: string): SourceFile {
+  const source = ts.createSourceFile(full, readFileSync(full, 'utf8'), ts.ScriptTarget.Latest, true);
+  const imports: string[] = [];
+  const words: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+      imports.push(node.moduleSpecifier.text);
+    } else if (
+      ts.isCallExpression(node) &&
+      node.expression.kind === ts.SyntaxKind.ImportKeyword &&
+      node.arguments[0] &&
+      ts.isStringLiteral(node.arguments[0])
+    ) {
+      imports.push(node.arguments[0].text);
+    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+      imports.push(node.argument.literal.text);
+    }
+    if (ts.isIdentifier(node) || ts.isPrivateIdentifier(node)) words.push(node.text);
+    else if (ts.isStringLiteralLike(node) || ts.isTemplateLiteralToken(node) || ts.isRegularExpressionLiteral(node)) words.push(node.text);
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return { path: relative(ROOT, full).split(sep).join('/'), imports, words };
+}
+
+const FILES = sourceFiles(SRC).map(read);
+
+/** The file an import of `from` points at, relative to the repository (null for a package). */
+function target(from: string, specifier: string): string | null {
+  if (!specifier.startsWith('.')) return null;
+  return relative(ROOT, resolve(dirname(join(ROOT, from)), specifier))
+    .split(sep)
+    .join('/');
+}
+
+/** The backend folder a path is in (src/backends/postgres/…→ postgres), or null. */
+function backendFolder(path: string): string | null {
+  const match = /^src\/backends\/([^/]+)\//.exec(path);
+  return match ? (match[1] ?? null) : null;
+}
+
+describe('the source tree', () => {
+  it('is read (a sanity check of the scan itself)', () => {
+    expect(FILES.length).toBeGreaterThan(50);
+    const callTool = FILES.find((f) => f.path === 'src/pipeline/callTool.ts');
+    expect(callTool?.imports).toContain('../errors.js');
+    expect(FILES.find((f) => f.path === 'src/server.ts')?.imports).toContain('@modelcontextprotocol/sdk/server/index.js');
+  });
+});
+
+describe('the MCP SDK lives at the transport edges', () => {
+  const GENERIC = ['src/pipeline/', 'src/policy/', 'src/backends/', 'src/masking/'];
+  it.each(GENERIC)('nothing under %s imports @modelcontextprotocol/', (dir) => {
+    const offenders = FILES.filter((f) => f.path.startsWith(dir)).flatMap((f) =>
+      f.imports.filter((i) => i.startsWith('@modelcontextprotocol/')).map((i) => `${f.path} imports ${i}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+});
+
+describe('a backend is reached only through the registry', () => {
+  it('no file outside src/backends/ imports from a backend folder, except the registry src/backends/index.ts', () => {
+    const offenders = FILES.filter((f) => f.path !== 'src/backends/index.ts' && backendFolder(f.path) === null).flatMap((f) =>
+      f.imports.filter((i) => backendFolder(target(f.path, i) ?? '') !== null).map((i) => `${f.path} imports ${i}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+
+  it('no backend imports from another backend’s folder', () => {
+    const offenders = FILES.filter((f) => backendFolder(f.path) !== null).flatMap((f) =>
+      f.imports
+        .filter((i) => {
+          const other = backendFolder(target(f.path, i) ?? '');
+          return other !== null && other !== backendFolder(f.path);
+        })
+        .map((i) => `${f.path} imports ${i}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+});
+
+describe('the generic core names no backend', () => {
+  /**
+   * The words a backend owns. Outside src/backends/ they may appear in comments
+   * only. The CLI's examples (src/cli.ts, src/cli/) and the demo with its
+   * throwaway PostgreSQL (src/devdb/) are about the shipped backends on purpose.
+   */
+  const VOCABULARY = /run_sql|kubectl|ssh|postgres/;
+  const EXEMPT = ['src/backends/', 'src/cli.ts', 'src/cli/', 'src/devdb/'];
+
+  it('outside src/backends/, no identifier, string or regular expression names one', () => {
+    const offenders = FILES.filter((f) => !EXEMPT.some((e) => f.path.startsWith(e))).flatMap((f) =>
+      f.words.filter((w) => VOCABULARY.test(w)).map((w) => `${f.path}: ${w}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+});
