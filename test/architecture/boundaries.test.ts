@@ -65,9 +65,11 @@ function target(from: string, specifier: string): string | null {
 }
 
 /** The backend folder a path is in (src/backends/postgres/…→ postgres), or null. */
+/** The backend a path belongs to; src/backends/shared/ is a library the backends share (the tokenizer), not a backend. */
 function backendFolder(path: string): string | null {
   const match = /^src\/backends\/([^/]+)\//.exec(path);
-  return match ? (match[1] ?? null) : null;
+  const folder = match?.[1] ?? null;
+  return folder === 'shared' ? null : folder;
 }
 
 describe('the source tree', () => {
