@@ -80,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const parsed = parseCommand(COMMANDS.demo, rest);
       if (parsed.help) return help(COMMANDS.demo);
-      const { runDemo } = await import('./devdb/demo.js');
+      const { runDemo } = await import('../dev/demo.js');
       return runDemo(parsed.values);
     }
     case '--version':

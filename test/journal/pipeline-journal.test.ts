@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PII } from '../../src/devdb/seed.js';
+import { DEMO_PII } from '../../dev/seed.js';
 import { DrawbridgeError } from '../../src/errors.js';
 import type { Journal } from '../../src/journal/journal.js';
 import { callTool } from '../../src/pipeline/callTool.js';

@@ -1,5 +1,5 @@
 // A real OpenID provider for authentication tests: the development provider
-// of src/devdb/idp.ts (oidc-provider 9.x on 127.0.0.1 and a free port, issuer
+// of dev/idp.ts (oidc-provider 9.x on 127.0.0.1 and a free port, issuer
 // `http://127.0.0.1:PORT`; its header says what it is configured for: JWT
 // access tokens via resource indicators with the account/client claims, the
 // accounts and clients, device flow, client credentials, refresh tokens),
@@ -7,7 +7,7 @@
 //   - deviceLogin()/approveDevice()/denyDevice() drive the provider's pages
 //     like a browser would: plain fetch, manual redirects, a path-aware cookie
 //     jar, the xsrf token taken from the form. They rely on the page contract
-//     of src/devdb/idp.ts: one <main data-page="KIND" [data-error]
+//     of dev/idp.ts: one <main data-page="KIND" [data-error]
 //     [data-detail]> per page, the step's form first.
 //   - playAuthorizationCode(): the same browser for an authorization code
 //     flow an OAuth client (e.g. the MCP SDK's) started: sign in, consent,
@@ -39,7 +39,7 @@ import {
   type DevIdpAccounts,
   type DevIdpSigningAlg,
   type DevIdpSigningKey,
-} from '../../src/devdb/idp.js';
+} from '../../dev/idp.js';
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -335,7 +335,7 @@ export async function playDeviceFlow(issuer: string, userCode: string, account: 
  * open `authorizationUrl`, sign in as `account`, then Allow (or, with `deny`, Deny) on the
  * consent page, until the provider sends the browser back to `redirectUri` (same origin and
  * path; that address is never fetched). Returns the URL it was sent back to, with `code`
- * and `state` (or `error`) in its query. Relies on the page contract of src/devdb/idp.ts.
+ * and `state` (or `error`) in its query. Relies on the page contract of dev/idp.ts.
  */
 export async function playAuthorizationCode(
   authorizationUrl: string | URL,

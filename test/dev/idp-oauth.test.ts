@@ -7,7 +7,7 @@
 // pages, stopping at the loopback redirect URI) through an authorization code
 // flow with PKCE and the resource indicator. Then it queries as alice, and the
 // journal says alice. The provider, the gateway and the database are started
-// in-process the way runHttpDemo (src/devdb/demo.ts) starts them. Also: the
+// in-process the way runHttpDemo (dev/demo.ts) starts them. Also: the
 // pre-registered public client on any loopback port, and what is refused
 // (registrations that are not public loopback clients, code requests without
 // S256 PKCE, a code redeemed without its verifier).
@@ -29,8 +29,8 @@ import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } fr
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_ACCOUNTS, writeHttpDemoConfig } from '../../src/devdb/demo.js';
-import { DEV_CLIENTS, startDevIdp, type DevIdp } from '../../src/devdb/idp.js';
+import { DEMO_ACCOUNTS, writeHttpDemoConfig } from '../../dev/demo.js';
+import { DEV_CLIENTS, startDevIdp, type DevIdp } from '../../dev/idp.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import { exportLines } from '../../src/journal/export.js';

@@ -1,4 +1,4 @@
-// The development OpenID provider (src/devdb/idp.ts) as a person meets it:
+// The development OpenID provider (dev/idp.ts) as a person meets it:
 // the home, enter-the-code and sign-in pages render with the account names
 // and their groups, a device flow started and polled by openid-client is
 // completed by clicking through the pages (and by the test automation of
@@ -19,7 +19,7 @@ import {
   startDevIdp,
   type DevIdp,
   type DevIdpOptions,
-} from '../../src/devdb/idp.js';
+} from '../../dev/idp.js';
 import { startTestIdp } from '../support/oidc.js';
 
 const RESOURCE = 'http://127.0.0.1:7/mcp';

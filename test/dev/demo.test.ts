@@ -184,7 +184,7 @@ describe('drawbridge demo', () => {
   });
 
   it('works in --dir, else $XDG_STATE_HOME/drawbridge/demo, else ./.drawbridge/demo', async () => {
-    const { demoDirectory } = await import('../../src/devdb/demo.js');
+    const { demoDirectory } = await import('../../dev/demo.js');
     expect(demoDirectory('x', {}, '/home/u')).toBe('/home/u/x');
     expect(demoDirectory(undefined, { XDG_STATE_HOME: '/home/u/.state' }, '/work')).toBe('/home/u/.state/drawbridge/demo');
     expect(demoDirectory(undefined, { XDG_STATE_HOME: 'relative' }, '/work')).toBe('/work/.drawbridge/demo');

@@ -17,20 +17,20 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync
 import { createServer } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CliError, type CommandValues } from '../cli/commands.js';
+import { CliError, type CommandValues } from '../src/cli/commands.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { startCluster, type Cluster } from './cluster.js';
-import { formatDuration } from '../config/units.js';
+import { formatDuration } from '../src/config/units.js';
 import { seedDemo } from './seed.js';
-import { exportLines } from '../journal/export.js';
-import { verifyJournal } from '../journal/verify.js';
-import { loadConfig } from '../config/load.js';
-import { openApprovalStore } from '../approval/store.js';
-import { serveHttp } from '../http/server.js';
-import { createOidcVerifier } from '../identity/oidc.js';
-import { openGateway } from '../pipeline/gateway.js';
-import { installProcessGuard } from '../server-guard.js';
+import { exportLines } from '../src/journal/export.js';
+import { verifyJournal } from '../src/journal/verify.js';
+import { loadConfig } from '../src/config/load.js';
+import { openApprovalStore } from '../src/approval/store.js';
+import { serveHttp } from '../src/http/server.js';
+import { createOidcVerifier } from '../src/identity/oidc.js';
+import { openGateway } from '../src/pipeline/gateway.js';
+import { installProcessGuard } from '../src/server-guard.js';
 import { DEV_CLIENTS, startDevIdp } from './idp.js';
 
 export const DEMO_PORT = 54329;
@@ -41,9 +41,10 @@ export const DEMO_ACCOUNTS = { alice: { groups: ['analysts'] }, dana: { groups: 
 export const DEMO_PASSWORD = 'drawbridge-demo';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-/** dist/src/devdb → the package root, which ships the demo's tools/ and policies/. */
-const PACKAGE_ROOT = resolve(here, '..', '..', '..');
-const CLI = resolve(here, '..', 'cli.js');
+/** dist/dev → the package root, which ships the demo's tools/ and policies/. */
+const PACKAGE_ROOT = resolve(here, '..', '..');
+/** The built `drawbridge` binary (dist/src/cli.js), which the tour and the printed instructions run. */
+const CLI = resolve(here, '..', 'src', 'cli.js');
 
 interface TourStep {
   readonly title: string;
