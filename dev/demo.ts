@@ -18,6 +18,7 @@ import { createServer } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError, type CommandValues } from '../src/cli/commands.js';
+import type { CliIo } from '../src/cli/io.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { startCluster, type Cluster } from './cluster.js';
@@ -94,8 +95,8 @@ export function demoDirectory(dir: string | undefined, env: NodeJS.ProcessEnv, c
  * copy of the shipped tools/ and policies/ in the working directory (rewritten
  * each run, so the tour always matches the package; copy it elsewhere to edit).
  */
-function demoConfig(values: DemoOptions, dir: string): string {
-  if (values.config !== undefined) return resolve(values.config);
+function demoConfig(values: DemoOptions, dir: string, cwd: string): string {
+  if (values.config !== undefined) return resolve(cwd, values.config);
   for (const sub of ['tools', 'policies'] as const) {
     mkdirSync(join(dir, sub), { recursive: true });
     for (const name of readdirSync(join(PACKAGE_ROOT, sub))) if (name.endsWith('.yaml')) copyFileSync(join(PACKAGE_ROOT, sub, name), join(dir, sub, name));
@@ -103,7 +104,8 @@ function demoConfig(values: DemoOptions, dir: string): string {
   return dir;
 }
 
-export async function runDemo(values: DemoOptions, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Promise<number> {
+export async function runDemo(values: DemoOptions, io: CliIo): Promise<number> {
+  const { env, cwd } = io;
   const port = tcpPort(values.port, DEMO_PORT, '--port');
   if (values.http && values['exit-after-tour']) throw new CliError('demo --http has no tour to exit after: it serves until Ctrl-C. Drop --exit-after-tour.');
   if (!values.http && (values['http-port'] !== undefined || values['idp-port'] !== undefined))
@@ -118,13 +120,13 @@ export async function runDemo(values: DemoOptions, env: NodeJS.ProcessEnv = proc
       [idpPort, '--idp-port'],
     ]);
     mkdirSync(dir, { recursive: true });
-    return runHttpDemo({ port, httpPort, idpPort, dir, source: values.config !== undefined ? resolve(values.config) : PACKAGE_ROOT });
+    return runHttpDemo({ port, httpPort, idpPort, dir, source: values.config !== undefined ? resolve(cwd, values.config) : PACKAGE_ROOT }, io);
   }
   await ensurePortsFree([[port, '--port']]);
   mkdirSync(dir, { recursive: true });
-  const configDir = demoConfig(values, dir);
+  const configDir = demoConfig(values, dir, cwd);
   const config = loadConfig(configDir);
-  const out = (s = '') => process.stdout.write(`${s}\n`);
+  const out = (s = '') => void io.stdout.write(`${s}\n`);
 
   out(`Working directory: ${dir}`);
   out(`Starting a throwaway PostgreSQL on 127.0.0.1:${port} …`);
@@ -171,7 +173,7 @@ ${indent(JSON.stringify(mcpJson, null, 2), '    ')}
     export DRAWBRIDGE_DBA_TOKEN=${dbaToken} DRAWBRIDGE_APPROVER_TOKEN=${dbaToken}
     ${cli} approvals list ${cfg}
     ${cli} approvals approve ap_… ${cfg} --grant 15m`);
-    await untilSignal();
+    await untilStopped(io);
     out('\nStopping the throwaway PostgreSQL …');
     return 0;
   } finally {
@@ -210,21 +212,17 @@ async function tour(configDir: string, journalPath: string, storePath: string, e
 }
 
 /**
- * Resolves on SIGINT or SIGTERM. The interval keeps the event loop alive:
- * signal listeners alone do not, and without it Node would exit (and its exit
- * hook stop the database) right after the instructions were printed.
+ * Resolves on the request to stop (SIGINT or SIGTERM). The interval keeps the
+ * event loop alive: signal listeners alone do not, and without it Node would
+ * exit (and its exit hook stop the database) right after the instructions were printed.
  */
-function untilSignal(): Promise<void> {
+function untilStopped(io: CliIo): Promise<void> {
   return new Promise<void>((done) => {
     const keepAlive = setInterval(() => undefined, 1 << 30);
-    const stop = () => {
+    io.onStop(() => {
       clearInterval(keepAlive);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
       done();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    });
   });
 }
 
@@ -348,8 +346,8 @@ approval: { wait: ${o.wait}, store: approvals.db }
  * the repository's tools/ and policies/ (the local identity replaced by OIDC).
  * The person then connects an MCP client through `drawbridge connect`.
  */
-async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number; dir: string; source: string }): Promise<number> {
-  const out = (s = '') => process.stdout.write(`${s}\n`);
+async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number; dir: string; source: string }, io: CliIo): Promise<number> {
+  const out = (s = '') => void io.stdout.write(`${s}\n`);
   const resource = `http://127.0.0.1:${o.httpPort}/mcp`;
   out(`Working directory: ${o.dir}`);
   out(`Starting a throwaway PostgreSQL on 127.0.0.1:${o.port} …`);
@@ -366,11 +364,11 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
 
     const dir = join(o.dir, 'http');
     writeHttpDemoConfig({ source: o.source, dir, issuer: idp.issuer, resource, wait: '45s' });
-    const gateway = await openGateway({ configDir: dir, env: { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl } });
+    const gateway = await openGateway({ configDir: dir, env: { ...io.env, SHOP_DATABASE_URL: seeded.gatewayUrl } });
     closers.unshift(() => gateway.close());
     const identity = gateway.config.identity;
     if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
-    installProcessGuard(); // as `serve --http`: a fault nobody foresaw is logged and the demo keeps serving
+    installProcessGuard({ write: (line) => void io.stderr.write(line), debug: io.env['DRAWBRIDGE_DEBUG'] === '1' }); // as `serve --http`: a fault nobody foresaw is logged and the demo keeps serving
     const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort }).catch((error: unknown) => {
       throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
         ? portTaken(o.httpPort, '--http-port')
@@ -408,7 +406,7 @@ ${indent(JSON.stringify(bridge, null, 2), '    ')}
     ${cli} approvals approve ap_… ${cfg}
 
   The journal: ${cli} journal export ${cfg} --format csv`);
-    await untilSignal();
+    await untilStopped(io);
     out('\nStopping the gateway, the provider and the throwaway PostgreSQL …');
     return 0;
   } finally {
