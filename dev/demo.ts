@@ -32,7 +32,7 @@ import { serveHttp } from '../src/http/server.js';
 import { createOidcVerifier } from '../src/identity/oidc.js';
 import { openGateway } from '../src/pipeline/gateway.js';
 import { installProcessGuard } from '../src/server-guard.js';
-import { DEV_CLIENTS, startDevIdp } from './idp.js';
+import { OidcProviderMissingError } from './idp/missing.js';
 
 export const DEMO_PORT = 54329;
 export const DEMO_HTTP_PORT = 54380;
@@ -340,6 +340,20 @@ approval: { wait: ${o.wait}, store: approvals.db }
 }
 
 /**
+ * The development OpenID provider, loaded for `demo --http` only: it loads oidc-provider,
+ * which warns about the runtime on Node 20 as soon as it is imported.
+ */
+async function loadDevIdp(): Promise<typeof import('./idp.js')> {
+  try {
+    return await import('./idp.js');
+  } catch (error) {
+    const e = error as { code?: unknown; message?: unknown };
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes("'oidc-provider'")) throw new OidcProviderMissingError({ cause: error });
+    throw error;
+  }
+}
+
+/**
  * `demo --http`: the remote deployment on one machine. A throwaway PostgreSQL,
  * a development OpenID provider (loopback only, accounts without passwords),
  * and the gateway over Streamable HTTP with OIDC identities, configured from
@@ -356,6 +370,7 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
   try {
     const seeded = await seedDemo(cluster, { database: 'shop', gatewayPassword: DEMO_PASSWORD });
     out('Seeded database "shop" (customers with sample PII, orders, products, a view, audit notes).');
+    const { DEV_CLIENTS, startDevIdp } = await loadDevIdp();
     const idp = await startDevIdp({ port: o.idpPort, accounts: DEMO_ACCOUNTS, defaultAudience: resource }).catch((error: unknown) => {
       throw (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? portTaken(o.idpPort, '--idp-port') : error;
     });
