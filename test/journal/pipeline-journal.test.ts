@@ -260,14 +260,15 @@ describe('journal verify and export (CLI) on a real journal', () => {
   let middle: string;
 
   beforeAll(async () => {
-    const local = await testGateway(db);
+    // The gateway's clock dates the records: two calls, then `middle` a second later, then the rest.
+    let now = Date.now();
+    const local = await testGateway(db, {}, () => new Date(now));
     try {
       const support = as('sam@example.com', ['support']);
       await local.sql('SELECT count(*) FROM orders');
       await local.sql('DROP TABLE orders');
-      await new Promise((r) => setTimeout(r, 20));
-      middle = new Date().toISOString();
-      await new Promise((r) => setTimeout(r, 20));
+      middle = new Date((now += 1000)).toISOString();
+      now += 1000;
       await local.sql("UPDATE orders SET note = 'x' WHERE id = 9", support);
       await local.sql('TRUNCATE orders', support);
       await callTool(local.gateway, { tool: 'other_tool', args: {}, identity: support });
