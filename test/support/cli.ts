@@ -10,7 +10,6 @@ import { existsSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { CliIo } from '../../src/cli/io.js';
-import { runCommandLine } from '../../src/cli/main.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
@@ -54,6 +53,8 @@ function capture(): { readonly stream: Writable; text(): Promise<string> } {
  * the repository). The exit code is the command's; nothing is spawned, so the test's own
  * event loop (an in-process gateway) keeps running meanwhile. Config paths in messages are
  * shown relative to this process's working directory, which is the repository under vitest.
+ * No stop signal ever comes: commands that serve until one (serve, connect, demo) run as the
+ * binary; in process only their refusals, which return before serving.
  */
 export async function runInProcess(args: readonly string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<CliRun> {
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -69,6 +70,8 @@ export async function runInProcess(args: readonly string[], options: { env?: Rec
     cwd: options.cwd ?? REPO_ROOT,
     onStop: () => undefined,
   };
+  // Loaded on first use: files that only run the binary do not load every command's modules.
+  const { runCommandLine } = await import('../../src/cli/main.js');
   const status = await runCommandLine(args, io);
   return { status, stdout: await stdout.text(), stderr: await stderr.text() };
 }
