@@ -6,8 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startCluster, type Cluster } from '../src/devdb/cluster.js';
-import { GATEWAY_ROLE, seedDemo } from '../src/devdb/seed.js';
+import { startCluster, type Cluster } from '../dev/cluster.js';
+import { GATEWAY_ROLE, seedDemo } from '../dev/seed.js';
 import { tempDir } from './support.js';
 
 export const BENCH_ROWS = 10_000;

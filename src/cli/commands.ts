@@ -2,7 +2,7 @@
 // a one-line summary, usage lines and an example, in one table. From it come
 // `drawbridge --help`, `drawbridge <command> --help`, and the parsing of each
 // command's arguments, so an unknown option always names the options the
-// command does have. No command's work happens here (see src/cli.ts).
+// command does have. No command's work happens here (src/cli/main.ts dispatches).
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -349,3 +349,9 @@ export function parseCommand<const O extends Readonly<Record<string, OptionSpec>
 
 /** The parsed option values of one command. */
 export type CommandValues<N extends CommandName> = Values<(typeof COMMANDS)[N]['options']>;
+
+/** What a command is run with once its arguments parsed (help was not asked for). */
+export interface CommandArgs<N extends CommandName> {
+  readonly values: CommandValues<N>;
+  readonly positionals: string[];
+}

@@ -4,8 +4,8 @@
 // A person without a token is answered by the bridge at once (no tools yet, a
 // call says where to sign in), signs in with the device flow (the scripted human
 // approves the code the bridge printed), and the client is told the tools
-// changed; calls are journaled under them; tokens expire and are
-// refreshed without a new sign-in; the 0600 cache is reused by the next run; a
+// changed; calls are journaled under them; tokens expire (the clock moved, not
+// waited for) and are refreshed without a new sign-in; the 0600 cache is reused by the next run; a
 // service agent signs in with client credentials; and the gateway's elicitation
 // (an approval with `approvers: { requester: true }`) reaches the client and its
 // answer gets back.
@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ElicitRequestSchema, McpError, type CallToolResult, type ElicitRequest } from '@modelcontextprotocol/sdk/types.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { BRIDGE_NAME, obtainAccessToken } from '../../src/bridge/connect.js';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
@@ -208,11 +208,15 @@ describe('a person, signed in with the device flow', () => {
   });
 
   it('keeps working across token expiry (refresh, no new sign-in), then a second run reuses the cache', async () => {
+    // The bridge, the gateway and the provider all run in this process: moving Date moves
+    // every clock that decides expiry (timers stay real).
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    onTestFinished(() => void vi.useRealTimers());
     const first = await connect({ person: 'alice', cache: cache() });
     expect(prompts(first.bridge)).toEqual([]);
     const before = first.bridge.lines.filter((l) => l.startsWith('Refreshed')).length;
     // Past the token's lifetime: the gateway (clock tolerance 0) would refuse it now.
-    await new Promise((resolve) => setTimeout(resolve, (TTL_SECONDS + 1) * 1000));
+    vi.setSystemTime(Date.now() + (TTL_SECONDS + 1) * 1000);
     const sql = 'SELECT count(*) AS n FROM products -- after expiry';
     const result = (await first.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } })) as CallToolResult;
     expect(result.isError, text(result)).toBeFalsy();

@@ -8,7 +8,7 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   defaultTokenCachePath,
   discoverProtectedResource,
@@ -242,9 +242,16 @@ describe('refresh', () => {
     const tokens = await signIn(r, 'alice', shortIdp);
     const first = await tokens.current();
     expect(Number(payload(first)['exp']) - Number(payload(first)['iat'])).toBe(4);
-    // A fifth of the life before expiry counts as stale: wait past that.
-    await new Promise((resolve) => setTimeout(resolve, 3_400));
-    const second = await tokens.current();
+    // A fifth of the life before expiry counts as stale: move the clock past that. Only Date is
+    // faked (the provider runs in this process, so its clock moves too); timers stay real.
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    let second: string;
+    try {
+      vi.setSystemTime(Date.now() + 3_400);
+      second = await tokens.current();
+    } finally {
+      vi.useRealTimers();
+    }
     expect(second).not.toBe(first);
     expect(payload(second)).toMatchObject({ sub: 'alice', aud: shortGateway.resource });
     expect(r.lines.filter((l) => l.startsWith('To sign in'))).toHaveLength(1);

@@ -1,8 +1,9 @@
-// `drawbridge approvals` and `drawbridge grants` through the built CLI: a
-// config with three approvers (tokens from env), requests seeded directly in
-// the store, then list / show / approve / deny / grants as separate processes,
-// as approvers would run them next to a serving gateway. Asserts the exit
-// codes, the store, the journal records, and that no token is ever printed.
+// `drawbridge approvals` and `drawbridge grants`, run in process (the command
+// line's own function, as the binary runs it): a config with three approvers
+// (tokens from env), requests seeded directly in the store, then list / show /
+// approve / deny / grants, each opening the store and journal afresh as an
+// approver's separate process would. Asserts the exit codes, the store, the
+// journal records, and that no token is ever printed.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestHash, type ApprovalSubject } from '../../src/approval/approver.js';
 import { openApprovalStore, type StoredApproval } from '../../src/approval/store.js';
-import { requireBuiltCli, runCli, type CliRun } from '../support/cli.js';
+import { runInProcess, type CliRun } from '../support/cli.js';
 import { writeConfig } from '../support/fixtures.js';
 
 const TOKENS = {
@@ -42,7 +43,6 @@ let journalPath: string;
 const outputs: string[] = [];
 
 beforeAll(() => {
-  requireBuiltCli();
   dir = writeConfig();
   storePath = join(dir, 'approvals.db');
   journalPath = join(dir, 'journal.db');
@@ -64,9 +64,9 @@ afterAll(() => {
 
 type Who = 'bob' | 'carol' | 'dave' | 'alice' | null;
 
-function cli(args: string[], who: Who = null, extraEnv: Record<string, string | undefined> = {}): CliRun {
+async function cli(args: string[], who: Who = null, extraEnv: Record<string, string | undefined> = {}): Promise<CliRun> {
   const token = who === null ? undefined : TOKENS[`${who.toUpperCase()}_APPROVER_TOKEN` as keyof typeof TOKENS];
-  const r = runCli([...args, '--config', dir], { env: { ...TOKENS, DRAWBRIDGE_APPROVER_TOKEN: token, ...extraEnv } });
+  const r = await runInProcess([...args, '--config', dir], { env: { ...TOKENS, DRAWBRIDGE_APPROVER_TOKEN: token, ...extraEnv } });
   outputs.push(r.stdout, r.stderr);
   return r;
 }
@@ -165,26 +165,26 @@ function journalCount(): number {
 }
 
 describe('drawbridge approvals list / show', () => {
-  it('list: nothing pending yet', () => {
-    expect(ok(cli(['approvals', 'list']))).toBe('No pending approval requests.\n');
+  it('list: nothing pending yet', async () => {
+    expect(ok(await cli(['approvals', 'list']))).toBe('No pending approval requests.\n');
   });
 
-  it('list: pending requests with age, requester, tool/connection, rule, votes/min, expiry and summary', () => {
+  it('list: pending requests with age, requester, tool/connection, rule, votes/min, expiry and summary', async () => {
     const a = seed({ min: 2 });
-    const out = ok(cli(['approvals', 'list']));
+    const out = ok(await cli(['approvals', 'list']));
     const [header, ...rows] = out.trimEnd().split('\n');
     expect(header).toMatch(/^ID +AGE +REQUESTER +TOOL\/CONNECTION +RULE +VOTES +EXPIRES +SUMMARY$/);
     const row = rows.find((r) => r.startsWith(a.id));
     expect(row).toMatch(
       new RegExp(`^${a.id} +\\d+s +alice@example\\.com +run_sql/db +writes-need-approval +0/2 +in 23h 59m +delete on public\\.orders \\(write\\) #\\d+$`),
     );
-    const json = JSON.parse(ok(cli(['approvals', 'list', '--json']))) as StoredApproval[];
+    const json = JSON.parse(ok(await cli(['approvals', 'list', '--json']))) as StoredApproval[];
     expect(json.find((x) => x.id === a.id)).toEqual(stored(a.id));
   });
 
-  it('show: everything an approver needs, with the exact SQL', () => {
+  it('show: everything an approver needs, with the exact SQL', async () => {
     const a = seed({ min: 2 });
-    const out = ok(cli(['approvals', 'show', a.id]));
+    const out = ok(await cli(['approvals', 'show', a.id]));
     expect(out).toContain(`Approval ${a.id}\n`);
     expect(out).toMatch(/^ {2}status {6}PENDING: 2 more approvals needed; expires \S+ \(in 23h 59m\)$/m);
     expect(out).toMatch(/^ {2}requested {3}\S+ \(\d+s ago\) by alice@example\.com \[local, issuer local\] groups: analysts, dba$/m);
@@ -200,44 +200,44 @@ describe('drawbridge approvals list / show', () => {
     expect(out).toContain(`  sql:\n    DELETE FROM orders\n    WHERE id <= ${a.subject.callId.slice(5)} AND status = 'cancelled'\n`);
     expect(out).toContain('  affected rows: 3\n  sample of affected rows (masked):\n    id  email\n    1   a***@example.com\n    2   b***@example.com\n');
     expect(out).toContain('Votes\n  (none yet)\n');
-    const json = JSON.parse(ok(cli(['approvals', 'show', a.id, '--json']))) as StoredApproval;
+    const json = JSON.parse(ok(await cli(['approvals', 'show', a.id, '--json']))) as StoredApproval;
     expect(json).toEqual(stored(a.id));
   });
 
-  it('show: a request cannot repaint the terminal or hide text with control or bidi characters', () => {
+  it('show: a request cannot repaint the terminal or hide text with control or bidi characters', async () => {
     const a = seed({ input: { sql: 'DELETE FROM orders\u001b[2K\r-- harmless\u202e WHERE 1=1' }, summary: 'delete\u001b]0;pwned\u0007' });
-    const out = ok(cli(['approvals', 'show', a.id]));
+    const out = ok(await cli(['approvals', 'show', a.id]));
     expect(out).toContain('DELETE FROM orders\\u{001b}[2K\\r-- harmless\\u{202e} WHERE 1=1');
     expect(out).toContain('delete\\u{001b}]0;pwned\\u{0007}');
     expect(out).not.toMatch(/[\u001b\u0007\r\u202e]/);
-    expect(ok(cli(['approvals', 'list']))).not.toMatch(/[\u001b\u0007\r\u202e]/);
+    expect(ok(await cli(['approvals', 'list']))).not.toMatch(/[\u001b\u0007\r\u202e]/);
   });
 
-  it('show: unknown id → 1; missing id → usage 2', () => {
-    refused(cli(['approvals', 'show', 'ap_nosuchthing']), 'approval.not_found');
-    const r = cli(['approvals', 'show']);
+  it('show: unknown id → 1; missing id → usage 2', async () => {
+    refused(await cli(['approvals', 'show', 'ap_nosuchthing']), 'approval.not_found');
+    const r = await cli(['approvals', 'show']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/Usage: drawbridge approvals show ID/);
   });
 });
 
 describe('drawbridge approvals approve / deny', () => {
-  it('min 2: two distinct approvers; each vote is journaled under the call; the grant is the smaller choice', () => {
+  it('min 2: two distinct approvers; each vote is journaled under the call; the grant is the smaller choice', async () => {
     const a = seed({ min: 2 });
     const before = journalCount();
-    const first = ok(cli(['approvals', 'approve', a.id, '--grant', '15m', '--reason', 'ticket OPS-1'], 'bob'));
+    const first = ok(await cli(['approvals', 'approve', a.id, '--grant', '15m', '--reason', 'ticket OPS-1'], 'bob'));
     expect(first).toMatch(
       new RegExp(`^${a.id}: approve by bob@example\\.com recorded \\(journal #\\d+\\)\\. Request run_sql on db is now pending \\(1/2 approvals\\)\\.\\n$`),
     );
     // The same approver again: refused, nothing journaled.
-    refused(cli(['approvals', 'approve', a.id], 'bob'), 'approval.duplicate_vote');
+    refused(await cli(['approvals', 'approve', a.id], 'bob'), 'approval.duplicate_vote');
     expect(journalCount()).toBe(before + 1);
 
     // Second approver, token from a file (wins over the environment).
     const tokenDir = mkdtempSync(join(tmpdir(), 'drawbridge-token-'));
     try {
       writeFileSync(join(tokenDir, 'carol'), `${TOKENS.CAROL_APPROVER_TOKEN}\n`);
-      const second = ok(cli(['approvals', 'approve', a.id, '--grant', '5m', '--token-file', join(tokenDir, 'carol')], 'dave'));
+      const second = ok(await cli(['approvals', 'approve', a.id, '--grant', '5m', '--token-file', join(tokenDir, 'carol')], 'dave'));
       expect(second).toMatch(/by carol@example\.com recorded .* is now approved \(2\/2\); grant 5m\./);
     } finally {
       rmSync(tokenDir, { recursive: true, force: true });
@@ -276,69 +276,69 @@ describe('drawbridge approvals approve / deny', () => {
     ]);
 
     // Decided: no more votes, and show says so.
-    refused(cli(['approvals', 'deny', a.id, '--reason', 'late'], 'dave'), 'approval.not_pending');
-    const out = ok(cli(['approvals', 'show', a.id]));
+    refused(await cli(['approvals', 'deny', a.id, '--reason', 'late'], 'dave'), 'approval.not_pending');
+    const out = ok(await cli(['approvals', 'show', a.id]));
     expect(out).toMatch(/^ {2}status {6}APPROVED at \S+, grant 5m; not used yet/m);
     expect(out).toMatch(/^ {2}APPROVE {2}bob@example\.com \[local; dba\] via cli at \S+, grant 15m — ticket OPS-1$/m);
   });
 
-  it('deny needs a reason (usage 2); any deny decides; a decided request is not pending', () => {
+  it('deny needs a reason (usage 2); any deny decides; a decided request is not pending', async () => {
     const a = seed({ min: 2 });
-    const usage = cli(['approvals', 'deny', a.id], 'bob');
+    const usage = await cli(['approvals', 'deny', a.id], 'bob');
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/needs a reason/);
-    ok(cli(['approvals', 'approve', a.id], 'carol'));
-    const out = ok(cli(['approvals', 'deny', a.id, '--reason', 'not during the sale'], 'bob'));
+    ok(await cli(['approvals', 'approve', a.id], 'carol'));
+    const out = ok(await cli(['approvals', 'deny', a.id, '--reason', 'not during the sale'], 'bob'));
     expect(out).toMatch(/is now denied/);
     expect(stored(a.id)).toMatchObject({ status: 'denied' });
     const last = journal('approval').at(-1);
     expect(last?.data).toMatchObject({ event: 'vote', approvalId: a.id, decision: 'deny', reason: 'not during the sale', grantMs: null, status: 'denied' });
-    refused(cli(['approvals', 'approve', 'ap_nosuchthing'], 'bob'), 'approval.not_found');
+    refused(await cli(['approvals', 'approve', 'ap_nosuchthing'], 'bob'), 'approval.not_found');
     const again = seed({ min: 1 });
-    ok(cli(['approvals', 'deny', again.id, '--reason', 'no'], 'carol'));
-    refused(cli(['approvals', 'approve', again.id], 'bob'), 'approval.not_pending');
+    ok(await cli(['approvals', 'deny', again.id, '--reason', 'no'], 'carol'));
+    refused(await cli(['approvals', 'approve', again.id], 'bob'), 'approval.not_pending');
   });
 
-  it('approvers outside the rule groups and the requester themselves are refused, and nothing is journaled', () => {
+  it('approvers outside the rule groups and the requester themselves are refused, and nothing is journaled', async () => {
     const a = seed();
     const before = journalCount();
-    expect(refused(cli(['approvals', 'approve', a.id], 'dave'), 'approval.forbidden')).toMatch(
+    expect(refused(await cli(['approvals', 'approve', a.id], 'dave'), 'approval.forbidden')).toMatch(
       /dave@example\.com is not in the approver groups of rule writes-need-approval \(dba\)/,
     );
-    expect(refused(cli(['approvals', 'approve', a.id], 'alice'), 'approval.forbidden')).toMatch(/may not approve or deny their own request/);
+    expect(refused(await cli(['approvals', 'approve', a.id], 'alice'), 'approval.forbidden')).toMatch(/may not approve or deny their own request/);
     expect(journalCount()).toBe(before);
     expect(stored(a.id)).toMatchObject({ status: 'pending', votes: [] });
   });
 
-  it('no token → usage 2; a wrong token → 1 with one message that names no approver', () => {
+  it('no token → usage 2; a wrong token → 1 with one message that names no approver', async () => {
     const a = seed();
-    const none = cli(['approvals', 'approve', a.id]);
+    const none = await cli(['approvals', 'approve', a.id]);
     expect(none.status).toBe(2);
     expect(none.stderr).toMatch(/DRAWBRIDGE_APPROVER_TOKEN/);
     const wrong = refused(
-      cli(['approvals', 'approve', a.id], null, { DRAWBRIDGE_APPROVER_TOKEN: `${TOKENS.BOB_APPROVER_TOKEN}x` }),
+      await cli(['approvals', 'approve', a.id], null, { DRAWBRIDGE_APPROVER_TOKEN: `${TOKENS.BOB_APPROVER_TOKEN}x` }),
       'identity.unknown_approver',
     );
     expect(wrong).not.toMatch(/bob|carol|dave|alice/);
     expect(wrong).not.toContain(TOKENS.BOB_APPROVER_TOKEN);
     // A configured approver whose token is not set on this host never matches (and the refusal says the variable is unset).
-    expect(refused(cli(['approvals', 'approve', a.id], 'bob', { BOB_APPROVER_TOKEN: undefined }), 'identity.unknown_approver')).toContain(
+    expect(refused(await cli(['approvals', 'approve', a.id], 'bob', { BOB_APPROVER_TOKEN: undefined }), 'identity.unknown_approver')).toContain(
       'BOB_APPROVER_TOKEN is not set in this environment',
     );
-    const missingFile = cli(['approvals', 'approve', a.id, '--token-file', join(dir, 'nope')]);
+    const missingFile = await cli(['approvals', 'approve', a.id, '--token-file', join(dir, 'nope')]);
     expect(missingFile.status).toBe(2);
     expect(stored(a.id).votes).toEqual([]);
   });
 
-  it("the gateway's token variables unset in the approver's shell → 1, naming the variables (not whose token it is) and what to do", () => {
+  it("the gateway's token variables unset in the approver's shell → 1, naming the variables (not whose token it is) and what to do", async () => {
     const a = seed();
     const before = journalCount();
     const unset = { BOB_APPROVER_TOKEN: undefined, CAROL_APPROVER_TOKEN: undefined };
     // bob's own token, someone else's, and a made-up one: the same answer.
     const answers = [
-      cli(['approvals', 'approve', a.id], 'bob', unset),
-      cli(['approvals', 'deny', a.id, '--reason', 'no'], 'carol', unset),
-      cli(['approvals', 'approve', a.id], null, { ...unset, DRAWBRIDGE_APPROVER_TOKEN: 'made-up' }),
+      await cli(['approvals', 'approve', a.id], 'bob', unset),
+      await cli(['approvals', 'deny', a.id, '--reason', 'no'], 'carol', unset),
+      await cli(['approvals', 'approve', a.id], null, { ...unset, DRAWBRIDGE_APPROVER_TOKEN: 'made-up' }),
     ];
     for (const r of answers) {
       expect(r.status).toBe(1);
@@ -356,24 +356,24 @@ describe('drawbridge approvals approve / deny', () => {
     }
     // With the variables exported as the gateway has them, the same vote counts.
     expect(journalCount()).toBe(before);
-    expect(ok(cli(['approvals', 'approve', a.id], 'bob'))).toContain(`${a.id}: approve by bob@example.com recorded`);
+    expect(ok(await cli(['approvals', 'approve', a.id], 'bob'))).toContain(`${a.id}: approve by bob@example.com recorded`);
   });
 
-  it('--grant: longer than the rule allows → 2, a bad duration → 2, a rule without grant refuses one', () => {
+  it('--grant: longer than the rule allows → 2, a bad duration → 2, a rule without grant refuses one', async () => {
     const a = seed();
-    refused(cli(['approvals', 'approve', a.id, '--grant', '1h'], 'bob'), 'input.invalid', 2);
-    const bad = cli(['approvals', 'approve', a.id, '--grant', 'soon'], 'bob');
+    refused(await cli(['approvals', 'approve', a.id, '--grant', '1h'], 'bob'), 'input.invalid', 2);
+    const bad = await cli(['approvals', 'approve', a.id, '--grant', 'soon'], 'bob');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--grant must be a duration/);
     const noGrant = seed({ maxGrantMs: null });
-    refused(cli(['approvals', 'approve', noGrant.id, '--grant', '5m'], 'bob'), 'input.invalid', 2);
-    expect(ok(cli(['approvals', 'approve', noGrant.id, '--grant', 'none'], 'bob'))).toMatch(/approved \(1\/1\); grant none: this call only/);
+    refused(await cli(['approvals', 'approve', noGrant.id, '--grant', '5m'], 'bob'), 'input.invalid', 2);
+    expect(ok(await cli(['approvals', 'approve', noGrant.id, '--grant', 'none'], 'bob'))).toMatch(/approved \(1\/1\); grant none: this call only/);
     expect(stored(noGrant.id)).toMatchObject({ status: 'approved', grantMs: null });
-    expect(ok(cli(['approvals', 'approve', a.id], 'bob'))).toMatch(/grant none: this call only/);
+    expect(ok(await cli(['approvals', 'approve', a.id], 'bob'))).toMatch(/grant none: this call only/);
     expect(stored(a.id)).toMatchObject({ status: 'approved', grantMs: 0 });
   });
 
-  it('the journal unavailable: the vote does not count (fail closed), exit 1', () => {
+  it('the journal unavailable: the vote does not count (fail closed), exit 1', async () => {
     const broken = writeConfig();
     try {
       mkdirSync(join(broken, 'journal.db')); // a directory where the journal file should be
@@ -381,7 +381,9 @@ describe('drawbridge approvals approve / deny', () => {
       const store = openApprovalStore(join(broken, 'approvals.db'));
       const a = store.openRequest(subject(), new Date(), 3_600_000).approval;
       store.close();
-      const r = runCli(['approvals', 'approve', a.id, '--config', broken], { env: { ...TOKENS, DRAWBRIDGE_APPROVER_TOKEN: TOKENS.BOB_APPROVER_TOKEN } });
+      const r = await runInProcess(['approvals', 'approve', a.id, '--config', broken], {
+        env: { ...TOKENS, DRAWBRIDGE_APPROVER_TOKEN: TOKENS.BOB_APPROVER_TOKEN },
+      });
       outputs.push(r.stdout, r.stderr);
       expect(r.status).toBe(1);
       expect(r.stderr).toContain('drawbridge: journal.unavailable: ');
@@ -396,19 +398,19 @@ describe('drawbridge approvals approve / deny', () => {
     }
   });
 
-  it('list --all shows every status; the default shows pending only', () => {
-    const all = ok(cli(['approvals', 'list', '--all']));
+  it('list --all shows every status; the default shows pending only', async () => {
+    const all = ok(await cli(['approvals', 'list', '--all']));
     expect(all.split('\n')[0]).toMatch(/^ID +STATUS +AGE +REQUESTER/);
     for (const status of ['pending', 'approved', 'denied']) expect(all).toMatch(new RegExp(`^ap_[a-z0-9]{10} +${status} `, 'm'));
-    const pending = ok(cli(['approvals', 'list']));
+    const pending = ok(await cli(['approvals', 'list']));
     expect(pending).not.toMatch(/approved|denied/);
   });
 });
 
 describe('drawbridge grants', () => {
-  it('list active grants, revoke one with an approver token (journaled), then it is gone', () => {
+  it('list active grants, revoke one with an approver token (journaled), then it is gone', async () => {
     const a = seed();
-    ok(cli(['approvals', 'approve', a.id, '--grant', '15m'], 'bob'));
+    ok(await cli(['approvals', 'approve', a.id, '--grant', '15m'], 'bob'));
     const store = openApprovalStore(storePath);
     let grantId: string;
     try {
@@ -428,16 +430,16 @@ describe('drawbridge grants', () => {
     } finally {
       store.close();
     }
-    const list = ok(cli(['grants', 'list']));
+    const list = ok(await cli(['grants', 'list']));
     expect(list.split('\n')[0]).toMatch(/^ID +PRINCIPAL +TOOL\/CONNECTION +RULE +EXPIRES +APPROVAL$/);
     expect(list).toMatch(new RegExp(`^${grantId} +alice@example\\.com \\(local\\) +run_sql/db +writes-need-approval +\\S+ \\(in 1[45]m\\) +${a.id}$`, 'm'));
-    expect((JSON.parse(ok(cli(['grants', 'list', '--json']))) as Array<{ id: string }>).map((g) => g.id)).toContain(grantId);
+    expect((JSON.parse(ok(await cli(['grants', 'list', '--json']))) as Array<{ id: string }>).map((g) => g.id)).toContain(grantId);
 
-    const noToken = cli(['grants', 'revoke', grantId]);
+    const noToken = await cli(['grants', 'revoke', grantId]);
     expect(noToken.status).toBe(2);
-    refused(cli(['grants', 'revoke', grantId], null, { DRAWBRIDGE_APPROVER_TOKEN: 'guess' }), 'identity.unknown_approver');
+    refused(await cli(['grants', 'revoke', grantId], null, { DRAWBRIDGE_APPROVER_TOKEN: 'guess' }), 'identity.unknown_approver');
 
-    expect(ok(cli(['grants', 'revoke', grantId], 'carol'))).toMatch(
+    expect(ok(await cli(['grants', 'revoke', grantId], 'carol'))).toMatch(
       new RegExp(`^${grantId}: revoked by carol@example\\.com; alice@example\\.com no longer has run_sql on db under rule writes-need-approval`),
     );
     const record = journal('grant').at(-1);
@@ -450,19 +452,19 @@ describe('drawbridge grants', () => {
       approver: { subject: 'carol@example.com', groups: ['dba', 'sre'], kind: 'local' },
     });
 
-    expect(ok(cli(['grants', 'list']))).toBe('No active grants.\n');
-    expect(ok(cli(['grants', 'list', '--all']))).toMatch(new RegExp(`^${grantId} +revoked \\S+ by carol@example\\.com `, 'm'));
-    refused(cli(['grants', 'revoke', grantId], 'bob'), 'grant.not_found');
-    refused(cli(['grants', 'revoke', 'gr_nosuchthing'], 'bob'), 'grant.not_found');
+    expect(ok(await cli(['grants', 'list']))).toBe('No active grants.\n');
+    expect(ok(await cli(['grants', 'list', '--all']))).toMatch(new RegExp(`^${grantId} +revoked \\S+ by carol@example\\.com `, 'm'));
+    refused(await cli(['grants', 'revoke', grantId], 'bob'), 'grant.not_found');
+    refused(await cli(['grants', 'revoke', 'gr_nosuchthing'], 'bob'), 'grant.not_found');
   });
 
-  it('the journal stays a valid chain after all of the above', () => {
-    const out = ok(cli(['journal', 'verify']));
+  it('the journal stays a valid chain after all of the above', async () => {
+    const out = ok(await cli(['journal', 'verify']));
     expect(out).toMatch(/^OK .*chain intact/);
   });
 
-  it('unknown subcommands are usage errors', () => {
-    expect(cli(['approvals', 'frobnicate']).status).toBe(2);
-    expect(cli(['grants', 'frobnicate']).status).toBe(2);
+  it('unknown subcommands are usage errors', async () => {
+    expect((await cli(['approvals', 'frobnicate'])).status).toBe(2);
+    expect((await cli(['grants', 'frobnicate'])).status).toBe(2);
   });
 });

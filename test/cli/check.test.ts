@@ -1,11 +1,11 @@
-// `drawbridge check --connect` through the built CLI: one line per connection,
+// `drawbridge check --connect`, run in process (the command line's own function): one line per connection,
 // exit 0 when every connection is reachable, 1 when one is not, and the wiring
 // mistakes a newcomer makes (wrong password, a URL that is not a URL, a stopped
 // server) each named with what to do — never a stack trace or a secret.
 
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requireBuiltCli, runCliAsync } from '../support/cli.js';
+import { runInProcess } from '../support/cli.js';
 import { freshDatabase, refusedPostgresUrl, withPassword, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 
 const NO_STACK = /^\s+at .+:\d+:\d+\)?$/m;
@@ -13,7 +13,6 @@ let db: FreshDatabase;
 let dir: string;
 
 beforeAll(async () => {
-  requireBuiltCli();
   db = await freshDatabase('check_cli');
   dir = writeConfig();
 });
@@ -24,7 +23,7 @@ afterAll(async () => {
 
 describe('drawbridge check --connect', () => {
   it('reaches the database as the gateway would: version, role, not a superuser; exit 0', async () => {
-    const r = await runCliAsync(['check', '--connect', '--config', dir], { env: { DB_URL: db.gatewayUrl } });
+    const r = await runInProcess(['check', '--connect', '--config', dir], { env: { DB_URL: db.gatewayUrl } });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^OK .*: 1 connection\(s\)/m);
@@ -32,7 +31,7 @@ describe('drawbridge check --connect', () => {
   });
 
   it('warns about a superuser connection (the database is no longer a second wall), still exit 0', async () => {
-    const r = await runCliAsync(['check', '--connect', '--config', dir], { env: { DB_URL: db.superuserUrl } });
+    const r = await runInProcess(['check', '--connect', '--config', dir], { env: { DB_URL: db.superuserUrl } });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^WARN +db +postgres .*role postgres \(SUPERUSER\)/m);
     expect(r.stdout).toMatch(/warning: role postgres is a SUPERUSER/);
@@ -53,7 +52,7 @@ describe('drawbridge check --connect', () => {
   ];
   it.each(failures)('%s: FAIL with the code and what to do, exit 1, no stack trace, no secret', async (_what, url, line) => {
     const value = url() || (await refusedPostgresUrl());
-    const r = await runCliAsync(['check', '--connect', '--config', dir], { env: { DB_URL: value } });
+    const r = await runInProcess(['check', '--connect', '--config', dir], { env: { DB_URL: value } });
     expect(r.status, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toMatch(line);
     expect(r.stdout).toMatch(/what to do: /);
@@ -62,7 +61,7 @@ describe('drawbridge check --connect', () => {
   });
 
   it('a missing secret names its variable', async () => {
-    const r = await runCliAsync(['check', '--connect', '--config', dir], { env: { DB_URL: undefined } });
+    const r = await runInProcess(['check', '--connect', '--config', dir], { env: { DB_URL: undefined } });
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/FAIL +db +postgres +config\.secret_missing: .*DB_URL/);
   });

@@ -1,18 +1,17 @@
 // `drawbridge policy explain`: shows how a request is classified and which
-// rule decides it, through the built CLI. It consults the catalog (read-only
+// rule decides it, run in process (the command line's own function). It consults the catalog (read-only
 // metadata) unless --offline, executes nothing and journals nothing.
 
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requireBuiltCli, runCli, type CliRun } from '../support/cli.js';
+import { runInProcess, type CliRun } from '../support/cli.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 
 let db: FreshDatabase;
 let dir: string;
 
 beforeAll(async () => {
-  requireBuiltCli();
   db = await freshDatabase('explain');
   dir = writeConfig();
 });
@@ -21,8 +20,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function explain(sql: string, extra: string[] = [], env: Record<string, string> = { DB_URL: db.gatewayUrl }): CliRun {
-  return runCli(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'db', '--sql', sql, ...extra], { env });
+function explain(sql: string, extra: string[] = [], env: Record<string, string> = { DB_URL: db.gatewayUrl }): Promise<CliRun> {
+  return runInProcess(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'db', '--sql', sql, ...extra], { env });
 }
 
 function ok(r: CliRun): string {
@@ -32,8 +31,8 @@ function ok(r: CliRun): string {
 }
 
 describe('policy explain', () => {
-  it('a read: operation, access, tables, ALLOW by rule read', () => {
-    const out = ok(explain('SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id'));
+  it('a read: operation, access, tables, ALLOW by rule read', async () => {
+    const out = ok(await explain('SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id'));
     expect(out).toMatch(/^Identity: {3}tester@example\.com \[local\] groups: analysts$/m);
     expect(out).toMatch(/^Request: {4}run_sql on db$/m);
     expect(out).toMatch(/^ {2}operation select {3}access read$/m);
@@ -45,7 +44,7 @@ describe('policy explain', () => {
 
   it('a DELETE: APPROVE by writes-need-approval, and nothing is deleted', async () => {
     const before = await db.query('SELECT count(*)::int AS n FROM orders');
-    const out = ok(explain('DELETE FROM orders WHERE id <= 10'));
+    const out = ok(await explain('DELETE FROM orders WHERE id <= 10'));
     expect(out).toMatch(/^ {2}operation delete {3}access write$/m);
     expect(out).toMatch(/^ {2}tables {4}public\.orders$/m);
     expect(out).toMatch(/^Decision: {3}APPROVE by rule writes-need-approval/m);
@@ -53,7 +52,7 @@ describe('policy explain', () => {
   });
 
   it('a DROP: DENY by no-ddl with the operator message, and the table stays', async () => {
-    const out = ok(explain('DROP TABLE orders'));
+    const out = ok(await explain('DROP TABLE orders'));
     expect(out).toMatch(/^ {2}operation ddl {3}access admin$/m);
     expect(out).toMatch(/^Decision: {3}DENY by rule no-ddl — Schema changes go through migrations\.$/m);
     expect((await db.query("SELECT to_regclass('public.orders') IS NOT NULL AS present"))[0]?.['present']).toBe(true);
@@ -61,7 +60,7 @@ describe('policy explain', () => {
 
   it('a volatile function in a SELECT is a write after the catalog is consulted, and is not run', async () => {
     const before = await db.query('SELECT note FROM orders WHERE id = 1');
-    const out = ok(explain('SELECT touch_order(1)'));
+    const out = ok(await explain('SELECT touch_order(1)'));
     expect(out).toMatch(/^ {2}operation select {3}access write$/m);
     expect(out).toMatch(/^ {2}functions public\.touch_order$/m);
     expect(out).toMatch(/because .*calls public\.touch_order\(\), which the server marks VOLATILE/);
@@ -70,37 +69,37 @@ describe('policy explain', () => {
     expect(before[0]?.['note']).not.toBe('touched');
   });
 
-  it('--offline: the catalog is not consulted (no database needed), and says so', () => {
-    const out = ok(explain('SELECT touch_order(1)', ['--offline'], {}));
+  it('--offline: the catalog is not consulted (no database needed), and says so', async () => {
+    const out = ok(await explain('SELECT touch_order(1)', ['--offline'], {}));
     expect(out).toMatch(/^ {2}operation select {3}access read$/m);
     expect(out).toMatch(/^ {2}functions touch_order$/m);
     expect(out).toMatch(/^ {2}catalog {3}offline: table schemas and function volatility were not checked/m);
     expect(out).toMatch(/^Decision: {3}ALLOW by rule read/m);
   });
 
-  it('without the database secret and without --offline: the catalog is reported unreachable', () => {
-    const out = ok(explain('SELECT * FROM orders', [], {}));
+  it('without the database secret and without --offline: the catalog is reported unreachable', async () => {
+    const out = ok(await explain('SELECT * FROM orders', [], {}));
     expect(out).toMatch(/^ {2}catalog {3}unreachable: connection db could not be used/m);
     expect(out).toMatch(/^ {12}cause: config\.secret_missing: .*environment variable DB_URL is not set\.$/m);
     expect(out).toMatch(/^ {12}--offline skips the catalog/m);
     expect(out).toMatch(/^Decision: {3}ALLOW by rule read/m);
   });
 
-  it('--subject x --groups support: decides for that identity', () => {
-    const update = ok(explain("UPDATE orders SET note = 'x' WHERE id = 1", ['--subject', 'sam@example.com', '--groups', 'support']));
+  it('--subject x --groups support: decides for that identity', async () => {
+    const update = ok(await explain("UPDATE orders SET note = 'x' WHERE id = 1", ['--subject', 'sam@example.com', '--groups', 'support']));
     expect(update).toMatch(/^Identity: {3}sam@example\.com \[local\] groups: support$/m);
     expect(update).toMatch(/^Decision: {3}ALLOW by rule support-updates-orders/m);
-    const customers = ok(explain("UPDATE customers SET city = 'x' WHERE id = 1", ['--subject', 'sam@example.com', '--groups', 'support']));
+    const customers = ok(await explain("UPDATE customers SET city = 'x' WHERE id = 1", ['--subject', 'sam@example.com', '--groups', 'support']));
     expect(customers).toMatch(/^Decision: {3}DENY — No rule allows write access \(update\) on run_sql\/db for sam@example\.com\.$/m);
     // A write done by a function touches no table: a rule scoped to orders does not cover it.
-    const fn = ok(explain('SELECT touch_order(1)', ['--subject', 'sam@example.com', '--groups', 'support']));
+    const fn = ok(await explain('SELECT touch_order(1)', ['--subject', 'sam@example.com', '--groups', 'support']));
     expect(fn).toMatch(/^Decision: {3}DENY — No rule allows write access/m);
     // --subject alone means no groups.
-    expect(ok(explain('DELETE FROM orders', ['--subject', 'nobody@example.com']))).toMatch(/groups: \(none\)[\s\S]*Decision: {3}DENY/);
+    expect(ok(await explain('DELETE FROM orders', ['--subject', 'nobody@example.com']))).toMatch(/groups: \(none\)[\s\S]*Decision: {3}DENY/);
   });
 
-  it('--json: the same facts, machine-readable', () => {
-    const e = JSON.parse(ok(explain('DELETE FROM orders WHERE id = 1', ['--json']))) as Record<string, any>;
+  it('--json: the same facts, machine-readable', async () => {
+    const e = JSON.parse(ok(await explain('DELETE FROM orders WHERE id = 1', ['--json']))) as Record<string, any>;
     expect(e.identity).toEqual({ subject: 'tester@example.com', groups: ['analysts'], kind: 'local' });
     expect(e.request).toMatchObject({ tool: 'run_sql', connection: 'db', operation: 'delete', access: 'write', resources: ['public.orders'], functions: [] });
     expect(e.request.detail).toBeUndefined();
@@ -110,20 +109,22 @@ describe('policy explain', () => {
     expect(e.error).toBeNull();
   });
 
-  it('refusals before policy: parse error, bad input, unknown tool or connection', () => {
-    expect(ok(explain('SELEC 1'))).toMatch(/^Refused before policy: sql\.parse_error: [\s\S]*Decision: {3}DENY/m);
-    const input = ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'db', '--input', '{"sql": 5}', '--offline']));
+  it('refusals before policy: parse error, bad input, unknown tool or connection', async () => {
+    expect(ok(await explain('SELEC 1'))).toMatch(/^Refused before policy: sql\.parse_error: [\s\S]*Decision: {3}DENY/m);
+    const input = ok(
+      await runInProcess(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'db', '--input', '{"sql": 5}', '--offline']),
+    );
     expect(input).toMatch(/^Refused before policy: input\.invalid: Invalid arguments: sql: /m);
-    expect(ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'kubectl', '--connection', 'db', '--sql', 'select 1', '--offline']))).toMatch(
+    expect(ok(await runInProcess(['policy', 'explain', '--config', dir, '--tool', 'kubectl', '--connection', 'db', '--sql', 'select 1', '--offline']))).toMatch(
       /tool\.unknown/,
     );
-    expect(ok(runCli(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'prod', '--sql', 'select 1', '--offline']))).toMatch(
-      /connection\.unknown/,
-    );
-    expect(runCli(['policy', 'explain', '--config', dir, '--sql', 'select 1']).status).toBe(2);
+    expect(
+      ok(await runInProcess(['policy', 'explain', '--config', dir, '--tool', 'run_sql', '--connection', 'prod', '--sql', 'select 1', '--offline'])),
+    ).toMatch(/connection\.unknown/);
+    expect((await runInProcess(['policy', 'explain', '--config', dir, '--sql', 'select 1'])).status).toBe(2);
   });
 
-  it('journals nothing: no journal file is created in the config directory', () => {
+  it('journals nothing: no journal file is created in the config directory', async () => {
     expect(existsSync(join(dir, 'journal.db'))).toBe(false);
     expect(existsSync(join(dir, 'journal.db-wal'))).toBe(false);
   });

@@ -1,6 +1,7 @@
 // `drawbridge serve --http` as a process: it announces where it listens, MCP
 // clients with a provider token work end to end, SIGTERM stops it cleanly,
-// and it refuses to serve HTTP without OIDC identities or with a bad address.
+// and it refuses to serve HTTP without OIDC identities or with a bad address
+// (those refusals run in process: the command line's own function).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -8,7 +9,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, requireBuiltCli, runCli } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli, runInProcess } from '../support/cli.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { startTestIdp, type TestIdp } from '../support/oidc.js';
 import { freePort } from '../support/net.js';
@@ -97,10 +98,10 @@ describe('drawbridge serve --http', () => {
     child = null;
   });
 
-  it('refuses HTTP without OIDC identities, and bad listen addresses', () => {
+  it('refuses HTTP without OIDC identities, and bad listen addresses', async () => {
     const local = writeConfig({ policy: POLICY });
     try {
-      const r = runCli(['serve', '--config', local, '--http', '127.0.0.1:0']);
+      const r = await runInProcess(['serve', '--config', local, '--http', '127.0.0.1:0']);
       // A configuration to fix, not a usage mistake.
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(/serve --http needs OIDC identities/);
@@ -108,11 +109,11 @@ describe('drawbridge serve --http', () => {
       rmSync(local, { recursive: true, force: true });
     }
     for (const bad of ['8080', 'localhost', '127.0.0.1:99999', 'http://127.0.0.1:80']) {
-      const r = runCli(['serve', '--config', dir, '--http', bad]);
+      const r = await runInProcess(['serve', '--config', dir, '--http', bad]);
       expect(r.status, bad).toBe(2);
       expect(r.stderr).toMatch(/--http takes HOST:PORT/);
     }
-    const r = runCli(['serve', '--config', dir, '--public-url', 'https://x/mcp']);
+    const r = await runInProcess(['serve', '--config', dir, '--public-url', 'https://x/mcp']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--public-url applies to --http only/);
   });

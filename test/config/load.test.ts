@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type ConfigProblem } from '../../src/config/load.js';
 import { containsInlineCredential, resolveSecret, secretRefSchema, type SecretRef } from '../../src/config/secrets.js';
 import { DrawbridgeError } from '../../src/errors.js';
-import { REPO_ROOT, requireBuiltCli, runCli } from '../support/cli.js';
+import { REPO_ROOT, runInProcess } from '../support/cli.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -464,13 +464,11 @@ describe('resolveSecret', () => {
 });
 
 describe('drawbridge check (CLI)', () => {
-  beforeAll(() => {
-    requireBuiltCli();
-  });
-
-  it('exits 0 on the repo config and prints a summary, without secret values', () => {
+  it('exits 0 on the repo config and prints a summary, without secret values', async () => {
     const secret = 'cli-s3cret-value';
-    const r = runCli(['check', '--config', REPO_ROOT], { env: { SHOP_DATABASE_URL: `postgres://drawbridge_gateway:${secret}@127.0.0.1:5432/shop` } });
+    const r = await runInProcess(['check', '--config', REPO_ROOT], {
+      env: { SHOP_DATABASE_URL: `postgres://drawbridge_gateway:${secret}@127.0.0.1:5432/shop` },
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^OK .*: 1 connection\(s\), 1 tool\(s\), 5 rule\(s\), 1 masking rule\(s\)/);
@@ -479,13 +477,13 @@ describe('drawbridge check (CLI)', () => {
     expect(r.stdout).not.toMatch(/warning: connection shop/);
   });
 
-  it('warns (exit 0) when a referenced secret is not set, naming the variable', () => {
-    const r = runCli(['check'], { cwd: REPO_ROOT });
+  it('warns (exit 0) when a referenced secret is not set, naming the variable', async () => {
+    const r = await runInProcess(['check'], { cwd: REPO_ROOT });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/warning: connection shop: .*SHOP_DATABASE_URL is not set/);
   });
 
-  it('exits 1 listing every problem of a broken config, never printing a secret', () => {
+  it('exits 1 listing every problem of a broken config, never printing a secret', async () => {
     const secret = 'inline-s3cret';
     const dir = configDir({
       'tools/db.yaml': `kind: connection
@@ -503,7 +501,7 @@ rules:
     efect: allow
 `,
     });
-    const r = runCli(['check', '--config', dir]);
+    const r = await runInProcess(['check', '--config', dir]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^Configuration has 6 problems:/);
@@ -516,18 +514,18 @@ rules:
     expect(r.stderr + r.stdout).not.toContain(secret);
   });
 
-  it('a YAML syntax error on a line holding a password does not echo the line', () => {
+  it('a YAML syntax error on a line holding a password does not echo the line', async () => {
     const secret = 'yaml-s3cret';
     const dir = configDir({ 'tools/db.yaml': `kind: connection\nname: db\ntype: postgres\ndescription: x\nurl: postgres://u:${secret}@h/db\n  oops: [\n` });
-    const r = runCli(['check', '--config', dir]);
+    const r = await runInProcess(['check', '--config', dir]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/tools\/db\.yaml:\d+: YAML: /);
     expect(r.stderr + r.stdout).not.toContain(secret);
   });
 
-  it('exits 1 for serve on a broken config, with the same report', () => {
+  it('exits 1 for serve on a broken config, with the same report', async () => {
     const dir = configDir({ 'policies/rules.yaml': 'kind: policy\nrules:\n  - name: r\n    match: {}\n    efect: allow\n' });
-    const r = runCli(['serve', '--config', dir]);
+    const r = await runInProcess(['serve', '--config', dir]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/config\.invalid: Configuration has 2 problems/);
     expect(r.stderr).toMatch(/rules\.yaml:5: unknown key "efect"/);

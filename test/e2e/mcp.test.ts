@@ -11,7 +11,7 @@ import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { DEMO_PII } from '../../src/devdb/seed.js';
+import { DEMO_PII } from '../../dev/seed.js';
 import { tabularOutputShape } from '../../src/pipeline/answer.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';

@@ -6,7 +6,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { INITIALIZE, openSession, raw, requestWithHost, startHarness, type Harness } from './harness.js';
@@ -273,17 +273,20 @@ describe('sessions', () => {
   });
 
   it('an idle session is closed after sessionIdleMs; activity keeps it open', async () => {
+    // The idle timers are the gateway's setTimeout: fake time moves them, nobody waits.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], shouldAdvanceTime: true });
+    onTestFinished(() => void vi.useRealTimers());
     const other = await h.serveAnother({ sessionIdleMs: 1000 });
     expect(other.resource).toBe(h.resource);
     const busy = await openSession(other.url, alice);
     const idle = await openSession(other.url, alice);
     // Requests 300 ms apart keep `busy` open well past the idle time; `idle` is gone.
     for (let i = 0; i < 5; i++) {
-      await new Promise((r) => setTimeout(r, 300));
+      await vi.advanceTimersByTimeAsync(300);
       expect((await raw(other.url, { token: alice, sessionId: busy, body: { jsonrpc: '2.0', id: 10 + i, method: 'tools/list' } })).status).toBe(200);
     }
     expect((await raw(other.url, { token: alice, sessionId: idle, body: { jsonrpc: '2.0', id: 2, method: 'tools/list' } })).status).toBe(404);
-    await new Promise((r) => setTimeout(r, 1600));
+    await vi.advanceTimersByTimeAsync(1600);
     expect((await raw(other.url, { token: alice, sessionId: busy, body: { jsonrpc: '2.0', id: 2, method: 'tools/list' } })).status).toBe(404);
   });
 

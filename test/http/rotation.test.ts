@@ -5,7 +5,7 @@
 // not outlive the token that opened it.
 
 import { decodeProtectedHeader } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { INITIALIZE, openSession, raw, startHarness, type Harness } from './harness.js';
 
 let h: Harness;
@@ -21,6 +21,11 @@ afterAll(async () => {
 });
 
 describe('key rotation', () => {
+  // The verifier's refetch cooldown is measured with Date (jose): moving Date past it is
+  // waiting it out. Only Date is faked, and it only moves forward within this block.
+  beforeAll(() => void vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true }));
+  afterAll(() => void vi.useRealTimers());
+
   it('fetches the JWKS once, not per request, and not per unknown kid', async () => {
     const alice = await h.login('alice');
     const sessionId = await openSession(h.http.url, alice);
@@ -42,7 +47,7 @@ describe('key rotation', () => {
     const oldKid = decodeProtectedHeader(before).kid;
     const sessionId = await openSession(h.http.url, before);
     await h.idp.rotate();
-    await sleep(1100); // the verifier's refetch cooldown
+    vi.setSystemTime(Date.now() + 1100); // past the verifier's refetch cooldown
     const after = await h.login('alice');
     const newKid = decodeProtectedHeader(after).kid;
     expect(newKid).toBe(h.idp.currentKid());
@@ -63,7 +68,7 @@ describe('key rotation', () => {
   it('with keepOld, both the previous and the new key verify', async () => {
     const previous = await h.login('bob');
     await h.idp.rotate({ keepOld: true });
-    await sleep(1100);
+    vi.setSystemTime(Date.now() + 1100);
     const next = await h.login('bob');
     expect(decodeProtectedHeader(next).kid).not.toBe(decodeProtectedHeader(previous).kid);
     expect((await raw(h.http.url, { token: next, body: INITIALIZE })).status).toBe(200);
@@ -73,6 +78,9 @@ describe('key rotation', () => {
 
 describe('expiry', () => {
   it('closes a GET stream when the token that opened it expires', async () => {
+    // The stream's end is the gateway's setTimeout until the token's exp: fake time moves it.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], shouldAdvanceTime: true });
+    onTestFinished(() => void vi.useRealTimers());
     const alice = await h.login('alice');
     const sessionId = await openSession(h.http.url, alice);
     const exp = Math.floor(Date.now() / 1000) + 2;
@@ -87,11 +95,12 @@ describe('expiry', () => {
     const ended = (async () => {
       for (;;) if ((await reader.read()).done) return Date.now();
     })();
+    await vi.advanceTimersByTimeAsync(2_100);
     const endedAt = await Promise.race([ended, sleep(8000).then(() => null)]);
     expect(endedAt).not.toBeNull();
     expect(endedAt! - started).toBeGreaterThanOrEqual(500);
     // Reopening with the expired token is refused; the session itself is still there for a fresh one.
-    await sleep(Math.max(0, exp * 1000 - Date.now() + 50));
+    await vi.advanceTimersByTimeAsync(Math.max(0, exp * 1000 - Date.now() + 50));
     expect((await raw(h.http.url, { token: short, sessionId, headers: { accept: 'text/event-stream' } })).status).toBe(401);
     expect((await raw(h.http.url, { token: alice, sessionId, body: list(5) })).status).toBe(200);
   });

@@ -7,7 +7,6 @@
 // journaled as errors, not as denials (`journal export --decision deny` lists
 // refusals only), and no error an agent receives names a path on the gateway host.
 
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +23,7 @@ import { callTool } from '../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { createMcpServer } from '../../src/server.js';
 import { MAX_STDIO_MESSAGE_BYTES } from '../../src/stdio.js';
-import { CLI, REPO_ROOT, requireBuiltCli, runCli } from '../support/cli.js';
+import { CLI, REPO_ROOT, requireBuiltCli, runInProcess } from '../support/cli.js';
 import { freshDatabase, refusedPostgresUrl, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { IterativeStdioClientTransport } from '../support/iterativeStdio.js';
 
@@ -90,20 +89,15 @@ async function inProcess(dir: string, env: Record<string, string>): Promise<InPr
   };
 }
 
-function verifyWithCli(journalPath: string): void {
-  const verified = runCli(['journal', 'verify', '--journal', journalPath]);
+async function verifyWithCli(journalPath: string): Promise<void> {
+  const verified = await runInProcess(['journal', 'verify', '--journal', journalPath]);
   expect(verified.stdout + verified.stderr).toMatch(/chain intact/);
   expect(verified.status).toBe(0);
 }
 
-/** `drawbridge journal export` as a child process (with room for a large export: the fuzz journal holds 64 KiB inputs). */
-function exportWithCli(journalPath: string, args: readonly string[] = []): CallEntry[] {
-  const r = spawnSync(process.execPath, [CLI, 'journal', 'export', '--journal', journalPath, ...args], {
-    cwd: REPO_ROOT,
-    encoding: 'utf8',
-    maxBuffer: 1024 * 1024 * 1024,
-    timeout: 60_000,
-  });
+/** `drawbridge journal export`, run in process (the fuzz journal holds 64 KiB inputs). */
+async function exportWithCli(journalPath: string, args: readonly string[] = []): Promise<CallEntry[]> {
+  const r = await runInProcess(['journal', 'export', '--journal', journalPath, ...args]);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return r.stdout
@@ -153,7 +147,7 @@ describe('in process, through the MCP SDK Client', () => {
     const entries = [...readCalls(s.journalPath)];
     expectCutEntry(entries.at(-1), ['depth', 'values'], { sha256: sha256(canonicalJson(args)), bytes: Buffer.byteLength(canonicalJson(args)) });
     expect(entries.at(-1)!.call['connection']).toBe('db');
-    verifyWithCli(s.journalPath);
+    await verifyWithCli(s.journalPath);
   });
 
   it('arguments of 10 MB: refused input.invalid, journaled with its first 64 KiB and the sha256 of all of it', async () => {
@@ -166,7 +160,7 @@ describe('in process, through the MCP SDK Client', () => {
     const entry = [...readCalls(s.journalPath)].at(-1);
     expectCutEntry(entry, ['bytes'], { sha256: sha256(canonicalJson(args)), bytes });
     expect((entry!.call['input'] as string).startsWith(`{"connection":"db","sql":"SELECT 'yyy`)).toBe(true);
-    verifyWithCli(s.journalPath);
+    await verifyWithCli(s.journalPath);
   });
 
   it('params the SDK Server would reject before any handler (a name that is not a string, arguments that are not an object) are tool results, journaled', async () => {
@@ -351,10 +345,10 @@ describe('a seeded fuzz of 1,000 malformed calls through the MCP SDK Client', ()
     expect(codes.filter((c) => c === 'internal' || c === 'journal.unavailable' || c === 'unparsed')).toEqual([]);
     // The fuzz reached every stage: successes, policy denials, input limits, parse errors.
     for (const code of ['ok', 'input.invalid', 'tool.unknown', 'policy.denied', 'sql.parse_error', 'connection.unknown']) expect(codes).toContain(code);
-    const entries = exportWithCli(join(dir, 'journal.db'));
+    const entries = await exportWithCli(join(dir, 'journal.db'));
     expect(entries).toHaveLength(codes.length);
     expect(entries.map((e) => (e.outcome?.['status'] === 'ok' ? 'ok' : e.outcome?.['errorCode'])).sort()).toEqual([...codes].sort());
-    verifyWithCli(join(dir, 'journal.db'));
+    await verifyWithCli(join(dir, 'journal.db'));
     // Keys such as __proto__ and constructor stayed data: nothing was polluted.
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
     expect(Object.prototype).not.toHaveProperty('polluted');
@@ -404,9 +398,9 @@ describe('over stdio: drawbridge serve and the MCP SDK Client', () => {
     expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
     const ok = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT 1 AS one' } })) as CallToolResult;
     expect(ok.isError ?? false).toBe(false);
-    const entries = exportWithCli(join(dir, 'journal.db'));
+    const entries = await exportWithCli(join(dir, 'journal.db'));
     expect(entries.map((e) => e.outcome?.['errorCode'] ?? e.outcome?.['status'])).toEqual(['input.invalid', 'input.invalid', 'ok']);
-    verifyWithCli(join(dir, 'journal.db'));
+    await verifyWithCli(join(dir, 'journal.db'));
   });
 
   it('journal.unavailable (another writer holds the lock): the agent is not shown the journal path; the operator log has it', async () => {
@@ -494,15 +488,15 @@ describe('outages are not denials, and errors never name gateway paths', () => {
     expect(entry('storeOutage').outcome).toMatchObject({ status: 'error', errorCode: 'approval.store_unavailable' });
   });
 
-  it('journal export --decision deny lists the refusals only (the policy denial, the invalid input), never an outage', () => {
-    const denied = exportWithCli(s.journalPath, ['--decision', 'deny']);
+  it('journal export --decision deny lists the refusals only (the policy denial, the invalid input), never an outage', async () => {
+    const denied = await exportWithCli(s.journalPath, ['--decision', 'deny']);
     expect(denied.map((e) => e.callId)).toEqual([ids['policy'], ids['invalid']]);
     expect(denied.map((e) => e.outcome?.['errorCode'])).toEqual(['policy.denied', 'input.invalid']);
-    const csv = runCli(['journal', 'export', '--journal', s.journalPath, '--format', 'csv']).stdout.trim().split('\n');
+    const csv = (await runInProcess(['journal', 'export', '--journal', s.journalPath, '--format', 'csv'])).stdout.trim().split('\n');
     const header = csv[0]!.split(',');
     const row = csv.find((l) => l.includes(ids['resolveOutage']!))!.split(',');
     expect([row[header.indexOf('decision')], row[header.indexOf('status')], row[header.indexOf('error_code')]]).toEqual(['', 'error', 'backend.unavailable']);
-    verifyWithCli(s.journalPath);
+    await verifyWithCli(s.journalPath);
   });
 
   it('the approvals store error shown to the agent names no path; the operator log does', async () => {
@@ -576,7 +570,7 @@ describe('over Streamable HTTP', () => {
           body: `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":"${'v'.repeat(10_000_000)}"}}}`,
         });
         expect(big.status).toBe(413);
-        verifyWithCli(join(h.dir, 'journal.db'));
+        await verifyWithCli(join(h.dir, 'journal.db'));
       } finally {
         await h.close();
       }

@@ -2,7 +2,7 @@
 // `call` record then an `outcome` record; the journaled input is scrubbed by
 // the content detectors; a journal that cannot be written refuses the call
 // before the database sees it. Then `drawbridge journal verify` and
-// `journal export` (with filters) on a real journal, through the CLI.
+// `journal export` (with filters) on a real journal, through the CLI (run in process).
 
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PII } from '../../src/devdb/seed.js';
+import { DEMO_PII } from '../../dev/seed.js';
 import { DrawbridgeError } from '../../src/errors.js';
 import type { Journal } from '../../src/journal/journal.js';
 import { callTool } from '../../src/pipeline/callTool.js';
 import { createGateway, type Gateway } from '../../src/pipeline/gateway.js';
-import { requireBuiltCli, runCli } from '../support/cli.js';
+import { runInProcess } from '../support/cli.js';
 import { as, freshDatabase, testGateway, type FreshDatabase, type TestGateway } from '../support/fixtures.js';
 
 interface Row {
@@ -260,15 +260,15 @@ describe('journal verify and export (CLI) on a real journal', () => {
   let middle: string;
 
   beforeAll(async () => {
-    requireBuiltCli();
-    const local = await testGateway(db);
+    // The gateway's clock dates the records: two calls, then `middle` a second later, then the rest.
+    let now = Date.now();
+    const local = await testGateway(db, {}, () => new Date(now));
     try {
       const support = as('sam@example.com', ['support']);
       await local.sql('SELECT count(*) FROM orders');
       await local.sql('DROP TABLE orders');
-      await new Promise((r) => setTimeout(r, 20));
-      middle = new Date().toISOString();
-      await new Promise((r) => setTimeout(r, 20));
+      middle = new Date((now += 1000)).toISOString();
+      now += 1000;
       await local.sql("UPDATE orders SET note = 'x' WHERE id = 9", support);
       await local.sql('TRUNCATE orders', support);
       await callTool(local.gateway, { tool: 'other_tool', args: {}, identity: support });
@@ -282,17 +282,17 @@ describe('journal verify and export (CLI) on a real journal', () => {
     }
   });
 
-  it('verify passes on the journal as written, by --journal and by --config', () => {
-    const r = runCli(['journal', 'verify', '--journal', journal]);
+  it('verify passes on the journal as written, by --journal and by --config', async () => {
+    const r = await runInProcess(['journal', 'verify', '--journal', journal]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^OK .*: 10 records, chain intact; head [0-9a-f]{64}\n$/);
-    const live = runCli(['journal', 'verify', '--config', gw.dir]);
+    const live = await runInProcess(['journal', 'verify', '--config', gw.dir]);
     expect(live.status).toBe(0);
     expect(live.stdout).toMatch(/chain intact/);
   });
 
-  it('verify fails after one record is edited by hand, naming the first bad seq', () => {
+  it('verify fails after one record is edited by hand, naming the first bad seq', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'drawbridge-tamper-'));
     tmp.push(dir);
     const copy = join(dir, 'journal.db');
@@ -306,7 +306,7 @@ describe('journal verify and export (CLI) on a real journal', () => {
     } finally {
       t.close();
     }
-    const r = runCli(['journal', 'verify', '--journal', copy]);
+    const r = await runInProcess(['journal', 'verify', '--journal', copy]);
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/^FAILED .*: first bad record is #3: hash mismatch/);
     // Deleting a record is found as well.
@@ -315,18 +315,18 @@ describe('journal verify and export (CLI) on a real journal', () => {
       t2.prepare('UPDATE records SET data = ? WHERE seq = 3').run(
         (t2.prepare('SELECT data FROM records WHERE seq = 3').get() as { data: string }).data.replace('"effect":"allow"', '"effect":"deny"'),
       );
-      expect(runCli(['journal', 'verify', '--journal', copy]).status).toBe(0);
+      expect((await runInProcess(['journal', 'verify', '--journal', copy])).status).toBe(0);
       t2.prepare('DELETE FROM records WHERE seq = 6').run();
     } finally {
       t2.close();
     }
-    const gap = runCli(['journal', 'verify', '--journal', copy]);
+    const gap = await runInProcess(['journal', 'verify', '--journal', copy]);
     expect(gap.status).toBe(1);
     expect(gap.stdout).toMatch(/first bad record is #7: seq gap/);
   });
 
-  function jsonl(args: string[]): Array<{ call: Record<string, any>; outcome: Record<string, any> | null; time: string }> {
-    const r = runCli(['journal', 'export', '--journal', journal, ...args]);
+  async function jsonl(args: string[]): Promise<Array<{ call: Record<string, any>; outcome: Record<string, any> | null; time: string }>> {
+    const r = await runInProcess(['journal', 'export', '--journal', journal, ...args]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     return r.stdout
@@ -335,28 +335,28 @@ describe('journal verify and export (CLI) on a real journal', () => {
       .map((l) => JSON.parse(l));
   }
 
-  it('export jsonl: one entry per call with its outcome', () => {
-    const all = jsonl(['--format', 'jsonl']);
+  it('export jsonl: one entry per call with its outcome', async () => {
+    const all = await jsonl(['--format', 'jsonl']);
     expect(all.map((e) => e.call.tool)).toEqual(['run_sql', 'run_sql', 'run_sql', 'run_sql', 'other_tool']);
     expect(all.map((e) => e.outcome?.status)).toEqual(['ok', 'refused', 'ok', 'refused', 'refused']);
-    expect(jsonl([])).toEqual(all); // jsonl is the default
+    expect(await jsonl([])).toEqual(all); // jsonl is the default
   });
 
-  it('export filters: --subject, --tool, --decision deny, --since/--until', () => {
-    expect(jsonl(['--subject', 'sam@example.com']).map((e) => e.call.request?.operation ?? null)).toEqual(['update', 'ddl', null]);
-    expect(jsonl(['--subject', 'tester@example.com'])).toHaveLength(2);
-    expect(jsonl(['--tool', 'other_tool']).map((e) => e.outcome?.errorCode)).toEqual(['tool.unknown']);
-    const denied = jsonl(['--decision', 'deny']);
+  it('export filters: --subject, --tool, --decision deny, --since/--until', async () => {
+    expect((await jsonl(['--subject', 'sam@example.com'])).map((e) => e.call.request?.operation ?? null)).toEqual(['update', 'ddl', null]);
+    expect(await jsonl(['--subject', 'tester@example.com'])).toHaveLength(2);
+    expect((await jsonl(['--tool', 'other_tool'])).map((e) => e.outcome?.errorCode)).toEqual(['tool.unknown']);
+    const denied = await jsonl(['--decision', 'deny']);
     expect(denied.map((e) => e.call.decision.rule)).toEqual(['no-ddl', 'no-ddl', null]);
-    expect(jsonl(['--decision', 'allow'])).toHaveLength(2);
-    expect(jsonl(['--since', middle]).map((e) => e.call.principal.subject)).toEqual(['sam@example.com', 'sam@example.com', 'sam@example.com']);
-    expect(jsonl(['--until', middle]).map((e) => e.call.principal.subject)).toEqual(['tester@example.com', 'tester@example.com']);
-    expect(jsonl(['--since', middle, '--decision', 'deny', '--tool', 'run_sql'])).toHaveLength(1);
-    expect(jsonl(['--since', '2999-01-01'])).toEqual([]);
+    expect(await jsonl(['--decision', 'allow'])).toHaveLength(2);
+    expect((await jsonl(['--since', middle])).map((e) => e.call.principal.subject)).toEqual(['sam@example.com', 'sam@example.com', 'sam@example.com']);
+    expect((await jsonl(['--until', middle])).map((e) => e.call.principal.subject)).toEqual(['tester@example.com', 'tester@example.com']);
+    expect(await jsonl(['--since', middle, '--decision', 'deny', '--tool', 'run_sql'])).toHaveLength(1);
+    expect(await jsonl(['--since', '2999-01-01'])).toEqual([]);
   });
 
-  it('export csv: a header and one row per call, filtered', () => {
-    const r = runCli(['journal', 'export', '--journal', journal, '--format', 'csv', '--decision', 'deny']);
+  it('export csv: a header and one row per call, filtered', async () => {
+    const r = await runInProcess(['journal', 'export', '--journal', journal, '--format', 'csv', '--decision', 'deny']);
     expect(r.status).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     const header = lines[0]!.split(',');
@@ -369,12 +369,12 @@ describe('journal verify and export (CLI) on a real journal', () => {
     expect(lines.slice(1).map((l) => col(l, 'client'))).toEqual(['vitest', 'vitest', '']);
   });
 
-  it('export refuses bad arguments with exit 2', () => {
-    expect(runCli(['journal', 'export', '--journal', journal, '--format', 'xml']).status).toBe(2);
-    expect(runCli(['journal', 'export', '--journal', journal, '--decision', 'maybe']).status).toBe(2);
-    expect(runCli(['journal', 'export', '--journal', journal, '--since', 'yesterday']).status).toBe(2);
+  it('export refuses bad arguments with exit 2', async () => {
+    expect((await runInProcess(['journal', 'export', '--journal', journal, '--format', 'xml'])).status).toBe(2);
+    expect((await runInProcess(['journal', 'export', '--journal', journal, '--decision', 'maybe'])).status).toBe(2);
+    expect((await runInProcess(['journal', 'export', '--journal', journal, '--since', 'yesterday'])).status).toBe(2);
     // A journal that is not there is a problem to fix (exit 1), not a usage mistake.
-    const missing = runCli(['journal', 'verify', '--journal', join(tmpdir(), 'no-such-journal.db')]);
+    const missing = await runInProcess(['journal', 'verify', '--journal', join(tmpdir(), 'no-such-journal.db')]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/journal\.unavailable: Audit journal not found/);
   });

@@ -3,8 +3,8 @@
 // inject(); tests must not stop the cluster or assume they are alone in it.
 
 import type { TestProject } from 'vitest/node';
-import { startCluster } from '../../src/devdb/cluster.js';
-import { seedDemo } from '../../src/devdb/seed.js';
+import { startCluster } from '../../dev/cluster.js';
+import { seedDemo } from '../../dev/seed.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -215,9 +215,10 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function testGateway(db: FreshDatabase, options: ConfigOptions = {}): Promise<TestGateway> {
+/** A gateway on a fresh config for `db`; `clock` (default: the real one) dates its journal records and decisions. */
+export async function testGateway(db: FreshDatabase, options: ConfigOptions = {}, clock?: () => Date): Promise<TestGateway> {
   const dir = writeConfig(options);
-  const gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl, HASH_KEY: 'test-hash-key' } });
+  const gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl, HASH_KEY: 'test-hash-key' }, ...(clock ? { clock } : {}) });
   const declared = gateway.config.identity?.mode === 'local' ? gateway.config.identity : { subject: 'tester@example.com', groups: ['analysts'] };
   const identity = makeIdentity({ kind: 'local', subject: declared.subject, groups: declared.groups, issuer: 'local' });
   return {

@@ -1,7 +1,8 @@
 // An in-process Drawbridge MCP server (createMcpServer) wired to the SDK's
 // Client over InMemoryTransport, with a controllable gateway clock, a
 // scripted elicitation handler, the journal as records, and the approver CLI
-// as a second process. For end-to-end tests of just-in-time approval.
+// (run in process too, opening the store and journal as its own process
+// would). For end-to-end tests of just-in-time approval.
 
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -17,7 +18,7 @@ import { openJournal } from '../../src/journal/journal.js';
 import { verifyJournal } from '../../src/journal/verify.js';
 import { createGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { createMcpServer } from '../../src/server.js';
-import { runCliAsync, type CliRun } from './cli.js';
+import { runInProcess, type CliRun } from './cli.js';
 import { writeConfig, type FreshDatabase } from './fixtures.js';
 import type { VirtualTime } from './virtualTime.js';
 
@@ -263,7 +264,7 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
     sql: startSql,
     startSql,
     cli: (args: readonly string[], who: Approver | null = null) =>
-      runCliAsync([...args, '--config', dir], { env: { ...TOKEN_ENV, DRAWBRIDGE_APPROVER_TOKEN: who === null ? undefined : TOKENS[who] } }),
+      runInProcess([...args, '--config', dir], { env: { ...TOKEN_ENV, DRAWBRIDGE_APPROVER_TOKEN: who === null ? undefined : TOKENS[who] } }),
     journal: readJournal,
     approvals: () => withStore((s) => s.list(new Date())),
     grants: () => withStore((s) => s.listGrants(new Date())),
@@ -280,7 +281,7 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
       await client.close().catch(() => undefined);
       await server.close().catch(() => undefined);
       await gateway.close();
-      // Three writers (gateway, approver CLI processes) shared the journal: its chain must be intact.
+      // Several writers (the gateway, each approver command) shared the journal: its chain must be intact.
       const verified = verifyJournal(config.journal.path);
       rmSync(dir, { recursive: true, force: true });
       if (!verified.ok) throw new Error(`journal verify failed: #${verified.firstBad?.seq} ${verified.firstBad?.reason}`);

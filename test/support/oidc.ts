@@ -1,5 +1,5 @@
 // A real OpenID provider for authentication tests: the development provider
-// of src/devdb/idp.ts (oidc-provider 9.x on 127.0.0.1 and a free port, issuer
+// of dev/idp.ts (oidc-provider 9.x on 127.0.0.1 and a free port, issuer
 // `http://127.0.0.1:PORT`; its header says what it is configured for: JWT
 // access tokens via resource indicators with the account/client claims, the
 // accounts and clients, device flow, client credentials, refresh tokens),
@@ -7,7 +7,7 @@
 //   - deviceLogin()/approveDevice()/denyDevice() drive the provider's pages
 //     like a browser would: plain fetch, manual redirects, a path-aware cookie
 //     jar, the xsrf token taken from the form. They rely on the page contract
-//     of src/devdb/idp.ts: one <main data-page="KIND" [data-error]
+//     of dev/idp.ts: one <main data-page="KIND" [data-error]
 //     [data-detail]> per page, the step's form first.
 //   - playAuthorizationCode(): the same browser for an authorization code
 //     flow an OAuth client (e.g. the MCP SDK's) started: sign in, consent,
@@ -35,11 +35,12 @@ import {
   DEV_RESOURCE_SCOPES,
   DEVICE_CODE_GRANT_TYPE as DEV_DEVICE_CODE_GRANT_TYPE,
   generateSigningKey,
+  ProviderStore,
   startDevIdp,
   type DevIdpAccounts,
   type DevIdpSigningAlg,
   type DevIdpSigningKey,
-} from '../../src/devdb/idp.js';
+} from '../../dev/idp.js';
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -335,7 +336,7 @@ export async function playDeviceFlow(issuer: string, userCode: string, account: 
  * open `authorizationUrl`, sign in as `account`, then Allow (or, with `deny`, Deny) on the
  * consent page, until the provider sends the browser back to `redirectUri` (same origin and
  * path; that address is never fetched). Returns the URL it was sent back to, with `code`
- * and `state` (or `error`) in its query. Relies on the page contract of src/devdb/idp.ts.
+ * and `state` (or `error`) in its query. Relies on the page contract of dev/idp.ts.
  */
 export async function playAuthorizationCode(
   authorizationUrl: string | URL,
@@ -385,14 +386,31 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     ...(options.alg !== undefined ? { alg: options.alg } : {}),
     ...(options.accounts !== undefined ? { accounts: options.accounts } : {}),
   };
-  const dev = await startDevIdp(devOptions);
+  // What only tests look at: the provider's store (device codes), its server errors, JWKS fetches.
+  const store = new ProviderStore();
+  const serverErrors: unknown[] = [];
+  let jwksCount = 0;
+  const dev = await startDevIdp({
+    ...devOptions,
+    store,
+    onServerError: (err) => serverErrors.push(err),
+    onRequest: (method, pathname) => {
+      if (method === 'GET' && pathname === '/jwks') jwksCount += 1;
+    },
+  });
   const { issuer } = dev;
   let foreign: DevIdpSigningKey | undefined;
   let stopped = false;
 
   const lastServerError = (): string => {
-    const err = dev.lastServerError();
+    const err = serverErrors.at(-1);
     return err === undefined ? '' : ` (last provider error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)})`;
+  };
+
+  /** The stored device-code record for a user code (any case, dashes optional), if any. */
+  const deviceCode = (userCode: string): Readonly<Record<string, unknown>> | undefined => {
+    const id = store.byUserCode.get(userCode.toUpperCase().replace(/\W/g, ''));
+    return id === undefined ? undefined : store.get(`DeviceCode:${id}`);
   };
 
   function assertRunning(): void {
@@ -408,14 +426,14 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
   }
 
   function deviceCodeProblem(userCode: string): string {
-    const code = dev.deviceCode(userCode);
+    const code = deviceCode(userCode);
     if (!code) return ' (no such device code)';
     if (typeof code['error'] === 'string') return ` (device code error: ${code['error']})`;
     return '';
   }
 
   function assertApproved(userCode: string, account: string): void {
-    const code = dev.deviceCode(userCode);
+    const code = deviceCode(userCode);
     if (code?.['accountId'] !== account) {
       throw new Error(`test idp: device code ${userCode} is not approved for ${account}${deviceCodeProblem(userCode)}`);
     }
@@ -487,7 +505,7 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     async denyDevice(userCode) {
       assertRunning();
       await playHuman(userCode, undefined);
-      if (dev.deviceCode(userCode)?.['error'] !== 'access_denied') {
+      if (deviceCode(userCode)?.['error'] !== 'access_denied') {
         throw new Error(`test idp: device code ${userCode} was not denied${deviceCodeProblem(userCode)}`);
       }
     },
@@ -540,7 +558,7 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     },
 
     jwksFetches() {
-      return dev.jwksFetches();
+      return jwksCount;
     },
 
     async stop() {

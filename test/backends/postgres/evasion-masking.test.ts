@@ -15,7 +15,7 @@ import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cell } from '../../../src/backends/backend.js';
-import { DEMO_NOTE_SECRETS, DEMO_PII } from '../../../src/devdb/seed.js';
+import { DEMO_NOTE_SECRETS, DEMO_PII } from '../../../dev/seed.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { openGateway } from '../../../src/pipeline/gateway.js';
 import { DEFAULT_POLICY, as, freshDatabase, testGateway, writeConfig, type FreshDatabase, type TestGateway } from '../../support/fixtures.js';

@@ -21,8 +21,8 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type Cluster } from '../../../src/devdb/cluster.js';
-import { seedDemo } from '../../../src/devdb/seed.js';
+import { startCluster, type Cluster } from '../../../dev/cluster.js';
+import { seedDemo } from '../../../dev/seed.js';
 import { GUARD_LINE_PREFIX } from '../../../src/server-guard.js';
 import { REPO_ROOT, requireBuiltCli, runCli } from '../../support/cli.js';
 import { writeConfig } from '../../support/fixtures.js';

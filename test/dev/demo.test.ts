@@ -3,6 +3,7 @@
 // stays up); every command it prints works as printed — the MCP Inspector's
 // CLI (a client nobody here wrote), the mcp.json it writes from another
 // directory, the drawbridge commands; SIGINT stops everything it started.
+// Its refusals (a busy port, usage mistakes) run in process.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, requireBuiltCli, runCli, waitForOutput as waitFor } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli, runInProcess, waitForOutput as waitFor } from '../support/cli.js';
 import { freePort } from '../support/net.js';
 
 const children: ChildProcess[] = [];
@@ -154,12 +155,11 @@ describe('drawbridge demo', () => {
   });
 
   it('a busy port is a clear error naming --port, exit 1, no stack trace', async () => {
-    requireBuiltCli();
     const busy: Server = createServer();
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
     const port = (busy.address() as { port: number }).port;
     try {
-      const r = runCli(['demo', '--port', String(port), '--dir', tempDir()], { env: cleanEnv() });
+      const r = await runInProcess(['demo', '--port', String(port), '--dir', tempDir()], { env: cleanEnv() });
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`Port ${port} on 127\\.0\\.0\\.1 is already in use .*drawbridge demo --port ${port + 1}`));
       expect(r.stderr).not.toMatch(NO_STACK);
@@ -168,7 +168,7 @@ describe('drawbridge demo', () => {
     }
   });
 
-  it('usage mistakes are usage errors (exit 2) that say what to do', () => {
+  it('usage mistakes are usage errors (exit 2) that say what to do', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['demo', '--http', '--exit-after-tour'], /demo --http has no tour to exit after/],
       [['demo', '--http-port', '1234'], /apply to demo --http only/],
@@ -176,7 +176,7 @@ describe('drawbridge demo', () => {
       [['demo', '--prot', '1'], /unknown option --prot\. Its options: --port N, --dir DIR/],
     ];
     for (const [args, message] of cases) {
-      const r = runCli(args, { env: cleanEnv() });
+      const r = await runInProcess(args, { env: cleanEnv() });
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr).not.toMatch(NO_STACK);
@@ -184,7 +184,7 @@ describe('drawbridge demo', () => {
   });
 
   it('works in --dir, else $XDG_STATE_HOME/drawbridge/demo, else ./.drawbridge/demo', async () => {
-    const { demoDirectory } = await import('../../src/devdb/demo.js');
+    const { demoDirectory } = await import('../../dev/demo.js');
     expect(demoDirectory('x', {}, '/home/u')).toBe('/home/u/x');
     expect(demoDirectory(undefined, { XDG_STATE_HOME: '/home/u/.state' }, '/work')).toBe('/home/u/.state/drawbridge/demo');
     expect(demoDirectory(undefined, { XDG_STATE_HOME: 'relative' }, '/work')).toBe('/work/.drawbridge/demo');

@@ -1,4 +1,4 @@
-// The development OpenID provider (src/devdb/idp.ts) as a person meets it:
+// The development OpenID provider (dev/idp.ts) as a person meets it:
 // the home, enter-the-code and sign-in pages render with the account names
 // and their groups, a device flow started and polled by openid-client is
 // completed by clicking through the pages (and by the test automation of
@@ -19,7 +19,7 @@ import {
   startDevIdp,
   type DevIdp,
   type DevIdpOptions,
-} from '../../src/devdb/idp.js';
+} from '../../dev/idp.js';
 import { startTestIdp } from '../support/oidc.js';
 
 const RESOURCE = 'http://127.0.0.1:7/mcp';
@@ -196,6 +196,8 @@ describe('development OpenID provider', () => {
     const config = await cliConfig(idp);
     const started = await oidcClient.initiateDeviceAuthorization(config, { resource: RESOURCE, scope: DEV_RESOURCE_SCOPES });
     expect(started.verification_uri).toBe(idp.deviceUri);
+    // Nobody here waits the spec's default 5 s per poll: the provider advertises 1 s.
+    expect(started.interval).toBe(1);
     const polled = oidcClient.pollDeviceAuthorizationGrant(config, started);
 
     const person = new Person();
@@ -304,9 +306,25 @@ describe('development OpenID provider lifecycle', () => {
     }
     await expect(startDevIdp({ port: 70000 })).rejects.toThrow(TypeError);
     await expect(startDevIdp({ defaultAudience: 'https://example.com/mcp' })).rejects.toThrow(/defaultAudience/);
+    await expect(startDevIdp({ pollIntervalSeconds: 0 })).rejects.toThrow(/pollIntervalSeconds/);
   });
 
-  it('names the missing dev dependency in its error', () => {
+  it('advertises the device flow polling interval it is given', async () => {
+    const slow = await startDevIdp({ pollIntervalSeconds: 5 });
+    try {
+      const res = await fetch(`${slow.issuer}/device/auth`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams({ client_id: DEV_CLIENTS.cli.clientId, scope: 'mcp' }).toString(),
+      });
+      expect(res.status).toBe(200);
+      expect((await res.json()) as Record<string, unknown>).toMatchObject({ interval: 5, expires_in: 600 });
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  it('names the missing package in its error', () => {
     const err = new OidcProviderMissingError();
     expect(err.message).toBe(OIDC_PROVIDER_MISSING_MESSAGE);
     expect(err.message).toContain('oidc-provider');

@@ -13,7 +13,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, requireBuiltCli, runCliAsync, waitForOutput as waitFor } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli, runCliAsync, runInProcess, waitForOutput as waitFor } from '../support/cli.js';
 import { freePort } from '../support/net.js';
 import { playDeviceFlow } from '../support/oidc.js';
 
@@ -95,9 +95,10 @@ describe('drawbridge demo --http, through the bridge', () => {
       await playDeviceFlow(issuer, danaCode, 'dana');
       const danaToken = (await waitFor(() => tokenOut, /^(\S+)\n$/, 'the token'))[1]!;
 
+      // Waiting for the request to appear: the listing runs in process (the approval itself is the binary's).
       let id: string | undefined;
       for (let i = 0; i < 100 && !id; i++) {
-        const list = await runCliAsync(['approvals', 'list', '--json', '--config', httpDir]);
+        const list = await runInProcess(['approvals', 'list', '--json', '--config', httpDir]);
         id = (JSON.parse(list.stdout || '[]') as Array<{ id: string; status: string }>).find((a) => a.status === 'pending')?.id;
         if (!id) await new Promise((r) => setTimeout(r, 200));
       }

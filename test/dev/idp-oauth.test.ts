@@ -7,7 +7,7 @@
 // pages, stopping at the loopback redirect URI) through an authorization code
 // flow with PKCE and the resource indicator. Then it queries as alice, and the
 // journal says alice. The provider, the gateway and the database are started
-// in-process the way runHttpDemo (src/devdb/demo.ts) starts them. Also: the
+// in-process the way runHttpDemo (dev/demo.ts) starts them. Also: the
 // pre-registered public client on any loopback port, and what is refused
 // (registrations that are not public loopback clients, code requests without
 // S256 PKCE, a code redeemed without its verifier).
@@ -29,8 +29,8 @@ import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } fr
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_ACCOUNTS, writeHttpDemoConfig } from '../../src/devdb/demo.js';
-import { DEV_CLIENTS, startDevIdp, type DevIdp } from '../../src/devdb/idp.js';
+import { DEMO_ACCOUNTS, writeHttpDemoConfig } from '../../dev/demo.js';
+import { DEV_CLIENTS, startDevIdp, type DevIdp } from '../../dev/idp.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import { exportLines } from '../../src/journal/export.js';
@@ -102,6 +102,8 @@ let gateway: Gateway;
 let http: HttpGateway;
 let dir: string;
 let resource: string;
+// What the provider answered as server errors, for diagnostics when a sign-in fails.
+const serverErrors: unknown[] = [];
 
 beforeAll(async () => {
   // As runHttpDemo: the provider with the demo's people and the gateway's resource as the
@@ -109,7 +111,7 @@ beforeAll(async () => {
   db = await freshDatabase('idp_oauth');
   const httpPort = await freePort();
   resource = `http://127.0.0.1:${httpPort}/mcp`;
-  idp = await startDevIdp({ accounts: DEMO_ACCOUNTS, defaultAudience: resource });
+  idp = await startDevIdp({ accounts: DEMO_ACCOUNTS, defaultAudience: resource, onServerError: (err) => serverErrors.push(err) });
   dir = mkdtempSync(join(tmpdir(), 'drawbridge-idp-oauth-'));
   writeHttpDemoConfig({ source: REPO_ROOT, dir, issuer: idp.issuer, resource, wait: '0ms' });
   gateway = await openGateway({ configDir: dir, env: { SHOP_DATABASE_URL: db.gatewayUrl } });
@@ -209,7 +211,7 @@ describe('the development provider for standard OAuth MCP clients', () => {
     });
 
     // 2. The person: the provider's pages, sign in as alice, allow; the browser returns to the loopback URI.
-    const back = await playAuthorizationCode(authorizationUrl, 'alice', redirectUrl, { diagnostics: () => String(idp.lastServerError() ?? '') });
+    const back = await playAuthorizationCode(authorizationUrl, 'alice', redirectUrl, { diagnostics: () => String(serverErrors.at(-1) ?? '') });
     expect(back.searchParams.get('state')).toBe(provider.expectedState);
     expect(back.searchParams.get('iss')).toBe(idp.issuer);
     const code = back.searchParams.get('code');

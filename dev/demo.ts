@@ -17,21 +17,22 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync
 import { createServer } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CliError, type CommandValues } from '../cli/commands.js';
+import { CliError, type CommandValues } from '../src/cli/commands.js';
+import type { CliIo } from '../src/cli/io.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { startCluster, type Cluster } from './cluster.js';
-import { formatDuration } from '../config/units.js';
+import { formatDuration } from '../src/config/units.js';
 import { seedDemo } from './seed.js';
-import { exportLines } from '../journal/export.js';
-import { verifyJournal } from '../journal/verify.js';
-import { loadConfig } from '../config/load.js';
-import { openApprovalStore } from '../approval/store.js';
-import { serveHttp } from '../http/server.js';
-import { createOidcVerifier } from '../identity/oidc.js';
-import { openGateway } from '../pipeline/gateway.js';
-import { installProcessGuard } from '../server-guard.js';
-import { DEV_CLIENTS, startDevIdp } from './idp.js';
+import { exportLines } from '../src/journal/export.js';
+import { verifyJournal } from '../src/journal/verify.js';
+import { loadConfig } from '../src/config/load.js';
+import { openApprovalStore } from '../src/approval/store.js';
+import { serveHttp } from '../src/http/server.js';
+import { createOidcVerifier } from '../src/identity/oidc.js';
+import { openGateway } from '../src/pipeline/gateway.js';
+import { installProcessGuard } from '../src/server-guard.js';
+import { OidcProviderMissingError } from './idp/missing.js';
 
 export const DEMO_PORT = 54329;
 export const DEMO_HTTP_PORT = 54380;
@@ -41,9 +42,10 @@ export const DEMO_ACCOUNTS = { alice: { groups: ['analysts'] }, dana: { groups: 
 export const DEMO_PASSWORD = 'drawbridge-demo';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-/** dist/src/devdb → the package root, which ships the demo's tools/ and policies/. */
-const PACKAGE_ROOT = resolve(here, '..', '..', '..');
-const CLI = resolve(here, '..', 'cli.js');
+/** dist/dev → the package root, which ships the demo's tools/ and policies/. */
+const PACKAGE_ROOT = resolve(here, '..', '..');
+/** The built `drawbridge` binary (dist/src/cli.js), which the tour and the printed instructions run. */
+const CLI = resolve(here, '..', 'src', 'cli.js');
 
 interface TourStep {
   readonly title: string;
@@ -93,8 +95,8 @@ export function demoDirectory(dir: string | undefined, env: NodeJS.ProcessEnv, c
  * copy of the shipped tools/ and policies/ in the working directory (rewritten
  * each run, so the tour always matches the package; copy it elsewhere to edit).
  */
-function demoConfig(values: DemoOptions, dir: string): string {
-  if (values.config !== undefined) return resolve(values.config);
+function demoConfig(values: DemoOptions, dir: string, cwd: string): string {
+  if (values.config !== undefined) return resolve(cwd, values.config);
   for (const sub of ['tools', 'policies'] as const) {
     mkdirSync(join(dir, sub), { recursive: true });
     for (const name of readdirSync(join(PACKAGE_ROOT, sub))) if (name.endsWith('.yaml')) copyFileSync(join(PACKAGE_ROOT, sub, name), join(dir, sub, name));
@@ -102,7 +104,8 @@ function demoConfig(values: DemoOptions, dir: string): string {
   return dir;
 }
 
-export async function runDemo(values: DemoOptions, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Promise<number> {
+export async function runDemo(values: DemoOptions, io: CliIo): Promise<number> {
+  const { env, cwd } = io;
   const port = tcpPort(values.port, DEMO_PORT, '--port');
   if (values.http && values['exit-after-tour']) throw new CliError('demo --http has no tour to exit after: it serves until Ctrl-C. Drop --exit-after-tour.');
   if (!values.http && (values['http-port'] !== undefined || values['idp-port'] !== undefined))
@@ -117,13 +120,13 @@ export async function runDemo(values: DemoOptions, env: NodeJS.ProcessEnv = proc
       [idpPort, '--idp-port'],
     ]);
     mkdirSync(dir, { recursive: true });
-    return runHttpDemo({ port, httpPort, idpPort, dir, source: values.config !== undefined ? resolve(values.config) : PACKAGE_ROOT });
+    return runHttpDemo({ port, httpPort, idpPort, dir, source: values.config !== undefined ? resolve(cwd, values.config) : PACKAGE_ROOT }, io);
   }
   await ensurePortsFree([[port, '--port']]);
   mkdirSync(dir, { recursive: true });
-  const configDir = demoConfig(values, dir);
+  const configDir = demoConfig(values, dir, cwd);
   const config = loadConfig(configDir);
-  const out = (s = '') => process.stdout.write(`${s}\n`);
+  const out = (s = '') => void io.stdout.write(`${s}\n`);
 
   out(`Working directory: ${dir}`);
   out(`Starting a throwaway PostgreSQL on 127.0.0.1:${port} …`);
@@ -170,7 +173,7 @@ ${indent(JSON.stringify(mcpJson, null, 2), '    ')}
     export DRAWBRIDGE_DBA_TOKEN=${dbaToken} DRAWBRIDGE_APPROVER_TOKEN=${dbaToken}
     ${cli} approvals list ${cfg}
     ${cli} approvals approve ap_… ${cfg} --grant 15m`);
-    await untilSignal();
+    await untilStopped(io);
     out('\nStopping the throwaway PostgreSQL …');
     return 0;
   } finally {
@@ -209,21 +212,17 @@ async function tour(configDir: string, journalPath: string, storePath: string, e
 }
 
 /**
- * Resolves on SIGINT or SIGTERM. The interval keeps the event loop alive:
- * signal listeners alone do not, and without it Node would exit (and its exit
- * hook stop the database) right after the instructions were printed.
+ * Resolves on the request to stop (SIGINT or SIGTERM). The interval keeps the
+ * event loop alive: signal listeners alone do not, and without it Node would
+ * exit (and its exit hook stop the database) right after the instructions were printed.
  */
-function untilSignal(): Promise<void> {
+function untilStopped(io: CliIo): Promise<void> {
   return new Promise<void>((done) => {
     const keepAlive = setInterval(() => undefined, 1 << 30);
-    const stop = () => {
+    io.onStop(() => {
       clearInterval(keepAlive);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
       done();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    });
   });
 }
 
@@ -341,14 +340,28 @@ approval: { wait: ${o.wait}, store: approvals.db }
 }
 
 /**
+ * The development OpenID provider, loaded for `demo --http` only: it loads oidc-provider,
+ * which warns about the runtime on Node 20 as soon as it is imported.
+ */
+async function loadDevIdp(): Promise<typeof import('./idp.js')> {
+  try {
+    return await import('./idp.js');
+  } catch (error) {
+    const e = error as { code?: unknown; message?: unknown };
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes("'oidc-provider'")) throw new OidcProviderMissingError({ cause: error });
+    throw error;
+  }
+}
+
+/**
  * `demo --http`: the remote deployment on one machine. A throwaway PostgreSQL,
  * a development OpenID provider (loopback only, accounts without passwords),
  * and the gateway over Streamable HTTP with OIDC identities, configured from
  * the repository's tools/ and policies/ (the local identity replaced by OIDC).
  * The person then connects an MCP client through `drawbridge connect`.
  */
-async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number; dir: string; source: string }): Promise<number> {
-  const out = (s = '') => process.stdout.write(`${s}\n`);
+async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number; dir: string; source: string }, io: CliIo): Promise<number> {
+  const out = (s = '') => void io.stdout.write(`${s}\n`);
   const resource = `http://127.0.0.1:${o.httpPort}/mcp`;
   out(`Working directory: ${o.dir}`);
   out(`Starting a throwaway PostgreSQL on 127.0.0.1:${o.port} …`);
@@ -357,6 +370,7 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
   try {
     const seeded = await seedDemo(cluster, { database: 'shop', gatewayPassword: DEMO_PASSWORD });
     out('Seeded database "shop" (customers with sample PII, orders, products, a view, audit notes).');
+    const { DEV_CLIENTS, startDevIdp } = await loadDevIdp();
     const idp = await startDevIdp({ port: o.idpPort, accounts: DEMO_ACCOUNTS, defaultAudience: resource }).catch((error: unknown) => {
       throw (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? portTaken(o.idpPort, '--idp-port') : error;
     });
@@ -365,11 +379,11 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
 
     const dir = join(o.dir, 'http');
     writeHttpDemoConfig({ source: o.source, dir, issuer: idp.issuer, resource, wait: '45s' });
-    const gateway = await openGateway({ configDir: dir, env: { ...process.env, SHOP_DATABASE_URL: seeded.gatewayUrl } });
+    const gateway = await openGateway({ configDir: dir, env: { ...io.env, SHOP_DATABASE_URL: seeded.gatewayUrl } });
     closers.unshift(() => gateway.close());
     const identity = gateway.config.identity;
     if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
-    installProcessGuard(); // as `serve --http`: a fault nobody foresaw is logged and the demo keeps serving
+    installProcessGuard({ write: (line) => void io.stderr.write(line), debug: io.env['DRAWBRIDGE_DEBUG'] === '1' }); // as `serve --http`: a fault nobody foresaw is logged and the demo keeps serving
     const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort }).catch((error: unknown) => {
       throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
         ? portTaken(o.httpPort, '--http-port')
@@ -407,7 +421,7 @@ ${indent(JSON.stringify(bridge, null, 2), '    ')}
     ${cli} approvals approve ap_… ${cfg}
 
   The journal: ${cli} journal export ${cfg} --format csv`);
-    await untilSignal();
+    await untilStopped(io);
     out('\nStopping the gateway, the provider and the throwaway PostgreSQL …');
     return 0;
   } finally {

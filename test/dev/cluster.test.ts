@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startCluster } from '../../src/devdb/cluster.js';
-import { DEMO_PII, GATEWAY_ROLE } from '../../src/devdb/seed.js';
+import { startCluster } from '../../dev/cluster.js';
+import { DEMO_PII, GATEWAY_ROLE } from '../../dev/seed.js';
 
 function luhnValid(digits: string): boolean {
   let sum = 0;

@@ -1,0 +1,237 @@
+// The approver's commands: `drawbridge approvals list | show | approve | deny`
+// and `drawbridge grants list | revoke`. Who may vote is decided by the
+// approvers module; here a vote is authenticated, applied to the approvals
+// store and journaled (see approvalsVote for how the two stay consistent).
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { ApproverIdentity, Vote } from '../approval/approver.js';
+import { authenticateApprover } from '../approval/approvers.js';
+import { formatApproval, formatApprovalList, formatGrantList, safeLine } from '../approval/format.js';
+import { openApprovalStore, type ApprovalStore } from '../approval/store.js';
+import { loadConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { durationSchema, formatDuration } from '../config/units.js';
+import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
+import { openJournal, type JournalRecord } from '../journal/journal.js';
+import { COMMANDS, type CommandArgs, type CommandSpec } from './commands.js';
+import { configDir, fail, type CliIo } from './io.js';
+
+/** Prints a catalog error and returns the exit code: 2 for a bad argument, 1 for any refusal or unavailability. */
+function refused(error: unknown, io: CliIo): number {
+  if (!isDrawbridgeError(error) || error.code === 'config.invalid') throw error;
+  io.stderr.write(`drawbridge: ${error.code}: ${error.message}\n${error.hint}\n`);
+  return error.code === 'input.invalid' ? 2 : 1;
+}
+
+function withStore<T>(config: GatewayConfig, body: (store: ApprovalStore) => T): T {
+  const store = openApprovalStore(config.approval.store);
+  try {
+    return body(store);
+  } finally {
+    store.close();
+  }
+}
+
+/** The presented approver token: --token-file wins over $DRAWBRIDGE_APPROVER_TOKEN. Never printed. */
+function approverToken(tokenFile: string | undefined, io: CliIo): string {
+  if (tokenFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(resolve(io.cwd, tokenFile), 'utf8').trim();
+    } catch {
+      return fail(`Cannot read the token file ${tokenFile}.`);
+    }
+    if (text === '') fail(`The token file ${tokenFile} is empty.`);
+    return text;
+  }
+  const token = io.env['DRAWBRIDGE_APPROVER_TOKEN'];
+  if (token === undefined || token.trim() === '') fail('This needs your approver token: set DRAWBRIDGE_APPROVER_TOKEN, or pass --token-file PATH.');
+  return token.trim();
+}
+
+function parseGrant(value: string | undefined): number {
+  if (value === undefined || value === 'none' || value === '0') return 0;
+  const parsed = durationSchema.safeParse(value);
+  if (!parsed.success || parsed.data <= 0) fail(`--grant must be a duration such as 15m or 1h, or none (got ${JSON.stringify(safeLine(value))}).`);
+  return parsed.data;
+}
+
+/** The one ID argument (parseCommand has checked there is exactly one); an empty string is a usage mistake too. */
+function oneId(positionals: string[], spec: CommandSpec): string {
+  const id = positionals[0];
+  if (!id) fail(`drawbridge ${spec.path} needs an ID.\nUsage: drawbridge ${spec.usage[0] ?? ''}`);
+  return id;
+}
+
+export function approvalsList({ values }: CommandArgs<'approvals list'>, io: CliIo): number {
+  const config = loadConfig(configDir(values.config, io));
+  try {
+    const now = new Date();
+    const approvals = withStore(config, (store) => store.list(now, values.all ? {} : { status: 'pending' }));
+    io.stdout.write(values.json ? `${JSON.stringify(approvals, null, 2)}\n` : formatApprovalList(approvals, now, { all: values.all }));
+    return 0;
+  } catch (error) {
+    return refused(error, io);
+  }
+}
+
+export function approvalsShow({ values, positionals }: CommandArgs<'approvals show'>, io: CliIo): number {
+  const id = oneId(positionals, COMMANDS['approvals show']);
+  const config = loadConfig(configDir(values.config, io));
+  try {
+    const now = new Date();
+    const approval = withStore(config, (store) => store.get(id, now));
+    if (!approval) throw new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(safeLine(id))}.`);
+    io.stdout.write(values.json ? `${JSON.stringify(approval, null, 2)}\n` : formatApproval(approval, now));
+    return 0;
+  } catch (error) {
+    return refused(error, io);
+  }
+}
+
+function approverRecord(a: ApproverIdentity): Record<string, unknown> {
+  return { subject: a.subject, groups: [...a.groups], kind: a.kind };
+}
+
+/**
+ * A vote and its journal record commit together or not at all, as far as two
+ * files allow. The journal is opened first (fail early when it is unavailable),
+ * then the vote runs in one store write transaction, and the journal record is
+ * appended (and fsynced) from inside that transaction, after the vote is
+ * validated and before it commits. If the append fails, the store rolls the
+ * vote back: a vote never counts without its journal record. The remaining
+ * window is the store's COMMIT failing after the append; then the journal holds
+ * a vote the store did not keep (an over-record, never a silent approval): the
+ * request is unchanged, the command says so loudly and exits non-zero.
+ */
+export async function approvalsVote(
+  decision: 'approve' | 'deny',
+  parsed: CommandArgs<'approvals approve'> | CommandArgs<'approvals deny'>,
+  io: CliIo,
+): Promise<number> {
+  const spec = decision === 'approve' ? COMMANDS['approvals approve'] : COMMANDS['approvals deny'];
+  const values: { config?: string | undefined; reason?: string | undefined; grant?: string | undefined; 'token-file'?: string | undefined } = parsed.values;
+  const usage = `drawbridge ${spec.usage[0] ?? ''}`;
+  const id = oneId(parsed.positionals, spec);
+  const reason = values.reason?.trim() || undefined;
+  if (decision === 'deny' && reason === undefined) fail(`A denial needs a reason the requester will see: --reason TEXT.\nUsage: ${usage}`);
+  if (decision === 'deny' && values.grant !== undefined) fail('--grant applies to approve only.');
+  const grantMs = decision === 'approve' ? parseGrant(values.grant) : 0;
+  const token = approverToken(values['token-file'], io);
+  const config = loadConfig(configDir(values.config, io));
+  let record: JournalRecord | undefined;
+  let committed = false;
+  try {
+    const approver = await authenticateApprover(config, token, io.env);
+    const journal = openJournal(config.journal.path, { sync: config.journal.sync });
+    try {
+      const now = new Date();
+      const vote: Vote = {
+        approver,
+        decision,
+        via: 'cli',
+        ...(reason !== undefined ? { reason } : {}),
+        ...(grantMs > 0 ? { grantMs } : {}),
+        at: now.toISOString(),
+      };
+      const after = withStore(config, (store) =>
+        store.vote(id, vote, now, {
+          beforeCommit: (a) => {
+            record = journal.append(
+              'approval',
+              a.subject.callId,
+              {
+                event: 'vote',
+                approvalId: a.id,
+                hash: a.hash,
+                decision,
+                approver: approverRecord(approver),
+                via: 'cli',
+                reason: reason ?? null,
+                grantMs: decision === 'approve' ? grantMs : null,
+                status: a.status,
+              },
+              now,
+            );
+          },
+        }),
+      );
+      committed = true;
+      const approvals = new Set(after.votes.filter((v) => v.decision === 'approve').map((v) => v.approver.subject)).size;
+      const outcome =
+        after.status === 'approved'
+          ? `approved (${approvals}/${after.subject.min}); grant ${after.grantMs ? formatDuration(after.grantMs) : 'none: this call only'}. The waiting call, or the agent's next identical call, runs it.`
+          : after.status === 'denied'
+            ? 'denied. The agent is told your reason; nothing runs.'
+            : `pending (${approvals}/${after.subject.min} approvals).`;
+      io.stdout.write(
+        `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`,
+      );
+      return 0;
+    } finally {
+      journal.close();
+    }
+  } catch (error) {
+    if (record !== undefined && !committed) {
+      io.stderr.write(
+        `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; the request is unchanged. Tell the operator, then vote again.\n`,
+      );
+    }
+    return refused(error, io);
+  }
+}
+
+export function grantsList({ values }: CommandArgs<'grants list'>, io: CliIo): number {
+  const config = loadConfig(configDir(values.config, io));
+  try {
+    const now = new Date();
+    const grants = withStore(config, (store) => store.listGrants(now, values.all ? {} : { active: true }));
+    io.stdout.write(values.json ? `${JSON.stringify(grants, null, 2)}\n` : formatGrantList(grants, now, { all: values.all }));
+    return 0;
+  } catch (error) {
+    return refused(error, io);
+  }
+}
+
+/**
+ * Revoking reduces access, so it must not wait on the journal: the grant is
+ * revoked first, then the revocation is journaled. If the journal cannot be
+ * written the grant stays revoked, and the command says so and exits 1.
+ */
+export async function grantsRevoke({ values, positionals }: CommandArgs<'grants revoke'>, io: CliIo): Promise<number> {
+  const id = oneId(positionals, COMMANDS['grants revoke']);
+  const token = approverToken(values['token-file'], io);
+  const config = loadConfig(configDir(values.config, io));
+  try {
+    const approver = await authenticateApprover(config, token, io.env);
+    const now = new Date();
+    const { grant, callId } = withStore(config, (store) => {
+      const revoked = store.revokeGrant(id, approver.subject, now);
+      // Journal under the call that requested the approval; in-band grants have no stored request.
+      return { grant: revoked, callId: store.get(revoked.approvalId, now)?.subject.callId ?? revoked.id };
+    });
+    io.stdout.write(
+      `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`,
+    );
+    try {
+      const journal = openJournal(config.journal.path, { sync: config.journal.sync });
+      try {
+        journal.append(
+          'grant',
+          callId,
+          { event: 'revoked', grantId: grant.id, approvalId: grant.approvalId, by: approver.subject, approver: approverRecord(approver) },
+          now,
+        );
+      } finally {
+        journal.close();
+      }
+    } catch (error) {
+      io.stderr.write(`drawbridge: ERROR: grant ${grant.id} IS revoked, but the revocation could not be journaled. Tell the operator.\n`);
+      return refused(error, io);
+    }
+    return 0;
+  } catch (error) {
+    return refused(error, io);
+  }
+}

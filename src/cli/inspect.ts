@@ -1,0 +1,111 @@
+// The commands that look at a config without serving it: `drawbridge check`
+// (is the config valid; with --connect, can every connection be reached) and
+// `drawbridge policy explain` (how one request would be parsed and decided;
+// nothing runs, nothing is journaled). Printing only; the config loader, the
+// probe and the explainer do the work.
+
+import { ConfigError, loadConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { resolveSecret, type SecretRef } from '../config/secrets.js';
+import { isDrawbridgeError } from '../errors.js';
+import { makeIdentity } from '../identity/identity.js';
+import { explain, formatExplanation } from '../pipeline/explain.js';
+import { openGateway } from '../pipeline/gateway.js';
+import { checkConnections, connectionCheckFailed, formatConnectionReports } from '../pipeline/probe.js';
+import type { CommandArgs } from './commands.js';
+import { configDir, fail, type CliIo } from './io.js';
+
+export async function check({ values }: CommandArgs<'check'>, io: CliIo): Promise<number> {
+  const dir = configDir(values.config, io);
+  let config: GatewayConfig;
+  try {
+    config = loadConfig(dir);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      io.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  describeConfig(dir, config, !values.connect, io);
+  if (!values.connect) return 0;
+  io.stdout.write(`Reaching ${config.connections.size} connection(s) as the gateway would …\n`);
+  const reports = await checkConnections(config, { env: io.env });
+  io.stdout.write(formatConnectionReports(reports));
+  // A server that accepted a connection and never answered can leave a driver's socket
+  // open after its report: the binary exits when the command returns (src/cli.ts).
+  return connectionCheckFailed(reports) ? 1 : 0;
+}
+
+/**
+ * What `check` prints about a valid config: counts, identity, secrets (never
+ * their values) and warnings. With `probeSecrets` each reference is resolved
+ * here to warn about the missing ones; `--connect` reports those per connection.
+ */
+function describeConfig(dir: string, config: GatewayConfig, probeSecrets: boolean, io: CliIo): void {
+  const environment = { env: io.env, baseDir: config.dir };
+  const unresolved: string[] = [];
+  // Resolve each reference to see whether it is available here; the value is dropped at once, never printed.
+  const probe = (owner: string, ref: SecretRef) => {
+    try {
+      if (probeSecrets) resolveSecret(ref, environment);
+    } catch (error) {
+      unresolved.push(`${owner}: ${isDrawbridgeError(error) ? error.message : 'cannot be resolved'}`);
+    }
+  };
+  const secrets = [...config.connections.values()].flatMap((c) =>
+    c.backend.secretsOf(c.declaration).map((ref) => {
+      probe(`connection ${c.declaration.name}`, ref);
+      return `${c.declaration.name}: ${ref.describe}`;
+    }),
+  );
+  if (config.hashKey) probe('masking.hash_key', config.hashKey);
+  io.stdout.write(
+    `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
+      (config.identity?.mode === 'local' ? `identity: ${config.identity.subject} [local] groups: ${config.identity.groups.join(', ') || '(none)'}\n` : '') +
+      (config.identity?.mode === 'oidc'
+        ? `identity: OIDC, issuer ${config.identity.issuer}, audience ${config.identity.audience}, groups from ${config.identity.groups_claim}${config.identity.required_scopes.length ? `, scopes ${config.identity.required_scopes.join(' ')}` : ''}\n`
+        : '') +
+      (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
+      [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),
+  );
+}
+
+/** The request to explain: --input as JSON, or --sql as shorthand for {"sql": …}. */
+function explainInput(values: CommandArgs<'policy explain'>['values']): Record<string, unknown> {
+  if (values.input !== undefined) {
+    try {
+      return JSON.parse(values.input) as Record<string, unknown>;
+    } catch {
+      return fail('--input must be a JSON object, e.g. --input \'{"sql":"select 1"}\'');
+    }
+  }
+  if (values.sql !== undefined) return { sql: values.sql };
+  return fail('policy explain needs --sql or --input.');
+}
+
+export async function policyExplain({ values }: CommandArgs<'policy explain'>, io: CliIo): Promise<number> {
+  if (!values.tool || !values.connection) fail('policy explain needs --tool and --connection (and --sql or --input).');
+  const input = explainInput(values);
+  const gateway = await openGateway({ configDir: configDir(values.config, io), env: io.env, journalPath: ':memory:' });
+  try {
+    const declared = gateway.config.identity?.mode === 'local' ? gateway.config.identity : null;
+    const subject = values.subject ?? declared?.subject;
+    if (!subject) fail('No identity: pass --subject (and --groups), or configure a local one in policies (kind: gateway).');
+    const groups =
+      values.groups !== undefined
+        ? values.groups
+            .split(',')
+            .map((g) => g.trim())
+            .filter(Boolean)
+        : values.subject
+          ? []
+          : [...(declared?.groups ?? [])];
+    const identity = makeIdentity({ kind: 'local', subject, groups, issuer: 'local' });
+    const result = await explain(gateway, { tool: values.tool, connection: values.connection, input, identity, offline: values.offline });
+    io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatExplanation(result));
+    return 0;
+  } finally {
+    await gateway.close();
+  }
+}

@@ -1,0 +1,192 @@
+// The serving commands: `drawbridge serve` (MCP over stdio, or Streamable
+// HTTP with OIDC bearer tokens) and the client side of a remote gateway,
+// `drawbridge connect` (a stdio bridge) and `drawbridge token`. Arguments,
+// checks and messages only; the gateway, the HTTP server and the bridge do
+// the work. Serving over stdio uses the process's own stdin and stdout (the
+// MCP transport), so these commands are tested as a child process.
+
+import { homedir } from 'node:os';
+import { resolve } from 'node:path';
+import type { GatewayConfig } from '../config/schema.js';
+import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
+import { localIdentityProvider, type Identity, type IdentityProvider } from '../identity/identity.js';
+import { createOidcVerifier, tokenIdentityProvider } from '../identity/oidc.js';
+import { openGateway, type Gateway } from '../pipeline/gateway.js';
+import { obtainAccessToken, runBridge, type BridgeOptions } from '../bridge/connect.js';
+import { defaultTokenCachePath } from '../bridge/tokens.js';
+import { serveHttp, type HttpGateway } from '../http/server.js';
+import { serveStdio } from '../server.js';
+import { installProcessGuard } from '../server-guard.js';
+import type { CommandArgs } from './commands.js';
+import { configDir, fail, type CliIo } from './io.js';
+
+export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
+  if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
+  const listen = values.http === undefined ? null : parseListen(values.http);
+  const gateway = await openGateway({ configDir: configDir(values.config, io), env: io.env });
+  for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
+  return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
+}
+
+/** The last resort while serving: a fault nobody foresaw is logged and the gateway keeps serving. */
+function guardProcess(io: CliIo): void {
+  installProcessGuard({ write: (line) => void io.stderr.write(line), debug: io.env['DRAWBRIDGE_DEBUG'] === '1' });
+}
+
+function untilStopped(io: CliIo): Promise<void> {
+  return new Promise<void>((done) => io.onStop(done));
+}
+
+interface Listen {
+  readonly host: string;
+  readonly port: number;
+  /** As given on the command line, for messages. */
+  readonly given: string;
+}
+
+async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string | undefined, io: CliIo): Promise<number> {
+  const identity = gateway.config.identity;
+  if (identity?.mode !== 'oidc') {
+    await gateway.close();
+    return fail(
+      'serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): over HTTP every caller proves who they are with a token from your OpenID provider.',
+      1,
+    );
+  }
+  guardProcess(io);
+  const stopped = untilStopped(io);
+  let http: HttpGateway;
+  try {
+    http = await serveHttp(gateway, createOidcVerifier(identity), {
+      host: listen.host,
+      port: listen.port,
+      ...(publicUrl !== undefined ? { publicUrl } : {}),
+    });
+  } catch (error) {
+    await gateway.close();
+    return fail(`drawbridge: cannot listen on ${listen.given}: ${(error as Error).message}`, 1);
+  }
+  if (http.resource !== identity.audience) {
+    io.stderr.write(
+      `drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).\n`,
+    );
+  }
+  io.stderr.write(
+    `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} (resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`,
+  );
+  await stopped;
+  await http.close();
+  await gateway.close();
+  return 0;
+}
+
+async function serveOverStdio(gateway: Gateway, io: CliIo): Promise<number> {
+  let served: { identities: IdentityProvider; who: string };
+  try {
+    served = await stdioIdentities(gateway.config, io.env);
+  } catch (error) {
+    await gateway.close();
+    if (isDrawbridgeError(error)) return fail(`drawbridge: cannot serve: ${error.code}: ${error.message}\n${error.hint}`, 1);
+    throw error;
+  }
+  guardProcess(io);
+  const stopped = untilStopped(io);
+  const server = await serveStdio(gateway, served.identities);
+  io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${gateway.config.journal.path}\n`);
+  await Promise.race([
+    stopped,
+    new Promise<void>((done) => {
+      server.onclose = () => done();
+      io.stdin.on('end', () => done());
+    }),
+  ]);
+  await gateway.close();
+  return 0;
+}
+
+/** `HOST:PORT` (IPv6 in brackets) for --http. */
+function parseListen(value: string): Listen {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
+  const port = Number(m?.[2]);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) return fail(`--http takes HOST:PORT, e.g. 127.0.0.1:8080 (got "${value}").`);
+  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port, given: value };
+}
+
+/**
+ * The stdio caller: declared by the operator (local), or proven by an OIDC
+ * access token in the environment, verified before the server starts.
+ */
+async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): Promise<{ identities: IdentityProvider; who: string }> {
+  const identity = config.identity;
+  if (identity === null) {
+    return {
+      identities: {
+        identify: (): Identity => {
+          throw new DrawbridgeError('identity.missing', 'No caller identity is configured.');
+        },
+      },
+      who: 'nobody (every call will be refused)',
+    };
+  }
+  if (identity.mode === 'local') return { identities: localIdentityProvider(identity), who: `${identity.subject} [local]` };
+  const token = env[identity.token_env]?.trim();
+  if (!token) {
+    throw new DrawbridgeError('identity.missing', `OIDC identities: set ${identity.token_env} to your access token for ${identity.audience}.`, {
+      hint: `For example: ${identity.token_env}=$(drawbridge token ${identity.audience} --client-id CLIENT) drawbridge serve. Or run the gateway over HTTP and use drawbridge connect.`,
+    });
+  }
+  const { provider, verified } = await tokenIdentityProvider(createOidcVerifier(identity), token);
+  const groups = verified.identity.groups.join(', ') || 'no groups';
+  return {
+    identities: provider,
+    who: `${verified.identity.subject} [oidc ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}`,
+  };
+}
+
+/** Options shared by `connect` and `token`: which gateway, which OAuth client, where tokens are cached. */
+function bridgeOptions({ values, positionals }: CommandArgs<'connect' | 'token'>, command: 'connect' | 'token', io: CliIo): BridgeOptions {
+  const usage = `drawbridge ${command} URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]`;
+  if (positionals.length !== 1) fail(`${command} takes the gateway's MCP URL, e.g. https://drawbridge.example.com/mcp.\nUsage: ${usage}`);
+  const clientId = values['client-id'] ?? io.env['DRAWBRIDGE_CLIENT_ID'];
+  if (!clientId)
+    fail(`${command} needs the OAuth client registered for Drawbridge at your provider: --client-id ID (or $DRAWBRIDGE_CLIENT_ID).\nUsage: ${usage}`);
+  if (values['token-cache'] !== undefined && values['no-token-cache']) fail('--token-cache and --no-token-cache exclude each other.');
+  // A secret on the command line would show in `ps`: the environment only.
+  const clientSecret = io.env['DRAWBRIDGE_CLIENT_SECRET'];
+  return {
+    url: positionals[0] as string,
+    clientId,
+    ...(clientSecret ? { clientSecret } : {}),
+    ...(values.scope !== undefined ? { scope: values.scope } : {}),
+    tokenCache: values['no-token-cache']
+      ? null
+      : values['token-cache'] !== undefined
+        ? resolve(io.cwd, values['token-cache'])
+        : defaultTokenCachePath(io.env, io.env['HOME'] || homedir()),
+    log: (line: string) => void io.stderr.write(`drawbridge: ${line}\n`),
+  };
+}
+
+export async function connect(args: CommandArgs<'connect'>, io: CliIo): Promise<number> {
+  const options = bridgeOptions(args, 'connect', io);
+  const controller = new AbortController();
+  io.onStop(() => controller.abort());
+  try {
+    await runBridge({ ...options, signal: controller.signal }, { stdin: io.stdin, stdout: io.stdout });
+    return 0;
+  } catch (error) {
+    if (controller.signal.aborted) return 0;
+    return fail(`drawbridge connect: ${isDrawbridgeError(error) ? `${error.code}: ${error.message}` : (error as Error).message}`, 1);
+  }
+}
+
+export async function token(args: CommandArgs<'token'>, io: CliIo): Promise<number> {
+  const options = bridgeOptions(args, 'token', io);
+  try {
+    const source = await obtainAccessToken(options);
+    io.stdout.write(`${await source.current()}\n`);
+    return 0;
+  } catch (error) {
+    return fail(`drawbridge token: ${isDrawbridgeError(error) ? `${error.code}: ${error.message}` : (error as Error).message}`, 1);
+  }
+}
