@@ -1,8 +1,9 @@
 // Just-in-time approval end to end: the SDK's Client talks to an in-process
 // Drawbridge server (createMcpServer over InMemoryTransport, so the gateway's
 // clock is the test's to move). The client answers elicitation prompts from a
-// script; approvers act from a second process with the built CLI
-// (`drawbridge approvals …`, `drawbridge grants …`). Every case asserts the
+// script; approvers act through the command line's own function, run in
+// process (`drawbridge approvals …`, `drawbridge grants …`, over the same
+// store files a second process would open). Every case asserts the
 // database as superuser, the tool result, and the journal: approval events
 // (who, how, when, why), the call record's clearance, and the outcome.
 
