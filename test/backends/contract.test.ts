@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ACCESS_LEVELS, type Backend } from '../../src/backends/backend.js';
+import { ACCESS_LEVELS, type Backend, type ParsedRequest } from '../../src/backends/backend.js';
 import { BACKENDS } from '../../src/backends/index.js';
 import { DrawbridgeError, errorKind, type ErrorCode } from '../../src/errors.js';
 import { verifyJournal } from '../../src/journal/verify.js';
@@ -17,7 +17,6 @@ import {
   ALLOW_RULE,
   DENY_RULE,
   openContractSession,
-  type ContractArgs,
   type ContractCall,
   type ContractFixture,
   type ContractOutcome,
@@ -55,11 +54,11 @@ function acceptedInputs(fixture: ContractFixture): ContractCall[] {
   ];
 }
 
-/** Parses twice with a frozen input and context, and asserts no socket was opened meanwhile. */
-function parseFrozen(backend: Backend, call: ContractCall): () => ReturnType<Backend['parse']> {
+/** A parse of a deep-frozen input with a frozen context: any attempt to change either throws. */
+function frozenParse(backend: Backend, call: ContractCall): { readonly input: Readonly<Record<string, unknown>>; parse(): ParsedRequest } {
   const input = deepFreeze({ connection: call.connection, ...structuredClone(call.args) });
   const context = Object.freeze({ tool: backend.toolType, connection: call.connection });
-  return () => backend.parse(input, context);
+  return { input, parse: () => backend.parse(input, context) };
 }
 
 /** What parse threw: a DrawbridgeError, never a TypeError or a request. */
@@ -89,33 +88,34 @@ function expectFault(outcome: ContractOutcome, code: ErrorCode): void {
   expect(outcome.entry.outcome).toMatchObject({ status: 'error', errorCode: code });
 }
 
-describe.each(BACKENDS.map((backend) => ({ type: backend.type, backend })))('the $type backend', ({ backend }) => {
-  const fixture = CONTRACT_FIXTURES[backend.type];
-  if (!fixture) return; // 'the contract covers the registry' fails for it
-  let system: RunningSystem | undefined;
-  let session: ContractSession | undefined;
-  const open = (): ContractSession => {
-    if (!session) throw new Error('the session did not open');
-    return session;
-  };
-  const call = (connection: string, args: ContractArgs): Promise<ContractOutcome> => open().call({ connection, ...args });
+/** What the checks of one backend share: its system and session once started (parse runs before). */
+interface Started {
+  system?: RunningSystem;
+  session?: ContractSession;
+}
 
+function sessionOf(started: Started): ContractSession {
+  if (!started.session) throw new Error('the session did not open');
+  return started.session;
+}
+
+function parseChecks(backend: Backend, fixture: ContractFixture, started: Started): void {
   describe('parse is pure', () => {
     beforeAll(() => backend.init());
 
     it('the same input gives a deep-equal request twice, with no socket opened and the input untouched', () => {
-      expect(system, 'parse runs before the backend system is started').toBeUndefined();
+      expect(started.system, 'parse runs before the backend system is started').toBeUndefined();
       const connect = vi.spyOn(net.Socket.prototype, 'connect');
       try {
         for (const accepted of acceptedInputs(fixture)) {
-          const parse = parseFrozen(backend, accepted);
-          const before = structuredClone({ connection: accepted.connection, ...accepted.args });
+          const { input, parse } = frozenParse(backend, accepted);
+          const before = structuredClone(input);
           const first = parse();
           expect(first).not.toBeInstanceOf(Promise);
           expect(parse()).toEqual(first);
           // Pure data: it survives a structured clone unchanged (no functions, no handles).
           expect(structuredClone(first)).toEqual(first);
-          expect({ connection: accepted.connection, ...accepted.args }).toEqual(before);
+          expect(input).toEqual(before);
           expect(first).toMatchObject({ tool: backend.toolType, toolType: backend.toolType, connection: accepted.connection });
           expect(backend.operations).toContain(first.operation);
           expect(ACCESS_LEVELS).toContain(first.access);
@@ -127,7 +127,7 @@ describe.each(BACKENDS.map((backend) => ({ type: backend.type, backend })))('the
     });
 
     it("the refusal input is refused with a refusal code of its own (or the gateway's), the same each time", () => {
-      const parse = parseFrozen(backend, { connection: 'main', args: fixture.refused.args });
+      const { parse } = frozenParse(backend, { connection: 'main', args: fixture.refused.args });
       const [first, second] = [refusalOf(parse), refusalOf(parse)];
       expect(first.code).toBe(fixture.refused.code);
       expect(second.code).toBe(first.code);
@@ -137,19 +137,148 @@ describe.each(BACKENDS.map((backend) => ({ type: backend.type, backend })))('the
       expect(others.map((b) => b.type)).toEqual([]);
     });
   });
+}
+
+function unknownInputChecks(backend: Backend, fixture: ContractFixture, call: Caller): void {
+  describe('unknown input is refused with a code, never a crash', () => {
+    it('an unknown field', async () => {
+      expectRefused(await call({ connection: 'main', ...fixture.read, contract_unknown_field: 1 }), 'input.invalid');
+    });
+
+    it.each(Object.keys(backend.inputShape))('a wrong type in %s', async (field) => {
+      expectRefused(await call({ connection: 'main', ...fixture.read, [field]: { contract: ['not', 'this'] } }), 'input.invalid');
+    });
+
+    it('no value for a required field', async () => {
+      const required = Object.entries(backend.inputShape).filter(([, schema]) => !z.safeParse(schema, undefined).success);
+      expect(required.length).toBeGreaterThan(0);
+      for (const [field] of required) {
+        const args = Object.fromEntries(Object.entries(fixture.read).filter(([key]) => key !== field));
+        expectRefused(await call({ connection: 'main', ...args }), 'input.invalid');
+      }
+    });
+
+    it('arguments that are not an object', async () => {
+      expectRefused(await call(['main', fixture.read]), 'input.invalid');
+    });
+
+    it('an unknown connection', async () => {
+      expectRefused(await call({ connection: 'contract-no-such-connection', ...fixture.read }), 'connection.unknown');
+    });
+
+    it("the parser's refusal input, with the backend's code", async () => {
+      expectRefused(await call({ connection: 'main', ...fixture.refused.args }), fixture.refused.code);
+    });
+  });
+}
+
+function journalChecks(fixture: ContractFixture, call: Caller, started: Started): void {
+  describe('refusals are journaled', () => {
+    it('refused by parse: an intent (deny, with the code) and an outcome (refused)', async () => {
+      const r = await call({ connection: 'main', ...fixture.refused.args });
+      expectRefused(r, fixture.refused.code);
+      expect(r.entry.call['request']).toBeNull();
+      expect(r.entry.call['decision']).toEqual({
+        effect: 'deny',
+        rule: null,
+        message: expect.stringMatching(new RegExp(`^${fixture.refused.code.replace('.', '\\.')}: `)),
+      });
+    });
+
+    it('denied by policy: the deny rule in the intent, refused with policy.denied in the outcome', async () => {
+      const r = await call({ connection: 'main', ...fixture.denied.args });
+      expectRefused(r, 'policy.denied');
+      expect(r.entry.call['decision']).toMatchObject({ effect: 'deny', rule: DENY_RULE });
+      expect(r.entry.call['request']).toMatchObject({ operation: fixture.denied.operation });
+    });
+
+    it('the chain verifies', () => {
+      const verified = verifyJournal(sessionOf(started).journalPath);
+      expect(verified.firstBad).toBeUndefined();
+      expect(verified.ok).toBe(true);
+    });
+  });
+}
+
+function capChecks(fixture: ContractFixture, call: Caller): void {
+  describe('output caps hold', () => {
+    it.each(fixture.oversized.map((c) => [c.name, c]))('%s', async (_name, oversize) => {
+      const r = await call({ connection: oversize.call.connection, ...oversize.call.args });
+      if (oversize.outcome === 'refused') {
+        expectFault(r, oversize.code);
+        expect(r.text).toMatch(oversize.says);
+        return;
+      }
+      expect(r.result.isError, r.text).toBeFalsy();
+      if (!r.structured) throw new Error('no structured answer');
+      expect(r.structured.truncated).toEqual(oversize.truncated);
+      expect(r.text).toContain(`(truncated: more than ${oversize.truncated.limit} ${oversize.truncated.reason}`);
+      expect(oversize.measure(r.structured)).toBeLessThanOrEqual(oversize.truncated.limit);
+      expect(r.entry.outcome).toMatchObject({ status: 'ok', truncated: true });
+    });
+  });
+}
+
+/** Runs last: it scans what every call of the suite let out, including the failing calls it makes first. */
+function credentialChecks(backend: Backend, fixture: ContractFixture, call: Caller, started: Started): void {
+  describe('credentials never appear', () => {
+    it('a read of something that does not exist', async () => {
+      const r = await call({ connection: 'main', ...fixture.missing.args });
+      if (fixture.missing.code === null) expect(r.result.isError, r.text).toBeFalsy();
+      else expectFault(r, fixture.missing.code);
+    });
+
+    it('a host that is not listening: backend.unavailable', async () => {
+      expectFault(await call({ connection: 'unreachable', ...fixture.read }), 'backend.unavailable');
+    });
+
+    // The catalog's code for "the backend refused the gateway's own credential": the operator must fix it, not the agent.
+    const defect = fixture.defects?.rejected;
+    (defect ? it.fails : it)(
+      `a credential the system rejects: backend.auth_failed${defect ? ` (known defect, expected to fail until fixed: see defects.rejected of the ${backend.type} fixture)` : ''}`,
+      async () => {
+        expectFault(await call({ connection: 'rejected', ...fixture.read }), 'backend.auth_failed');
+      },
+    );
+
+    it.each(fixture.failing.map((f) => [f.name, f]))('%s', async (_name, failing) => {
+      expectFault(await call({ connection: failing.call.connection, ...failing.call.args }), failing.code);
+    });
+
+    it('in no answer, error, hint, tool description, journal record or operator log line of the calls above', () => {
+      const canaries = started.system?.canaries ?? [];
+      expect(canaries.length).toBeGreaterThan(0);
+      const found = sessionOf(started)
+        .exposed()
+        .flatMap(({ where, text }) => canaries.filter((secret) => text.includes(secret)).map((secret) => `${where}: ${secret}`));
+      expect(found).toEqual([]);
+    });
+  });
+}
+
+/** One tools/call of the backend's tool, with the arguments as sent (connection included). */
+type Caller = (args: unknown) => Promise<ContractOutcome>;
+
+describe.each(BACKENDS.map((backend) => ({ type: backend.type, backend })))('the $type backend', ({ backend }) => {
+  const fixture = CONTRACT_FIXTURES[backend.type];
+  if (!fixture) return; // 'the contract covers the registry' fails for it
+  const started: Started = {};
+  const call: Caller = (args) => sessionOf(started).call(args);
+
+  parseChecks(backend, fixture, started);
 
   describe('through the pipeline', () => {
     beforeAll(async () => {
-      system = await fixture.start();
-      session = await openContractSession(backend, fixture, system);
+      started.system = await fixture.start();
+      started.session = await openContractSession(backend, fixture, started.system);
     });
     afterAll(async () => {
-      await session?.close();
-      await system?.stop();
+      await started.session?.close();
+      await started.system?.stop();
     });
 
     it('answers a valid read on its main connection, allowed and journaled', async () => {
-      const r = await call('main', fixture.read);
+      const r = await call({ connection: 'main', ...fixture.read });
       expect(r.result.isError, r.text).toBeFalsy();
       expect(r.structured).toMatchObject({ connection: 'main', rule: ALLOW_RULE });
       expect(r.entry.callId).toBe(r.structured?.callId);
@@ -157,107 +286,9 @@ describe.each(BACKENDS.map((backend) => ({ type: backend.type, backend })))('the
       expect(r.entry.outcome).toMatchObject({ status: 'ok' });
     });
 
-    describe('unknown input is refused with a code, never a crash', () => {
-      it('an unknown field', async () => {
-        expectRefused(await call('main', { ...fixture.read, contract_unknown_field: 1 }), 'input.invalid');
-      });
-
-      it.each(Object.keys(backend.inputShape))('a wrong type in %s', async (field) => {
-        expectRefused(await call('main', { ...fixture.read, [field]: { contract: ['not', 'this'] } }), 'input.invalid');
-      });
-
-      it('no value for a required field', async () => {
-        const required = Object.entries(backend.inputShape).filter(([, schema]) => !z.safeParse(schema, undefined).success);
-        expect(required.length).toBeGreaterThan(0);
-        for (const [field] of required) {
-          const args = Object.fromEntries(Object.entries(fixture.read).filter(([key]) => key !== field));
-          expectRefused(await call('main', args), 'input.invalid');
-        }
-      });
-
-      it('arguments that are not an object', async () => {
-        expectRefused(await open().call(['main', fixture.read]), 'input.invalid');
-      });
-
-      it('an unknown connection', async () => {
-        expectRefused(await call('contract-no-such-connection', fixture.read), 'connection.unknown');
-      });
-
-      it("the parser's refusal input, with the backend's code", async () => {
-        expectRefused(await call('main', fixture.refused.args), fixture.refused.code);
-      });
-    });
-
-    describe('refusals are journaled', () => {
-      it('refused by parse: an intent (deny, with the code) and an outcome (refused)', async () => {
-        const r = await call('main', fixture.refused.args);
-        expectRefused(r, fixture.refused.code);
-        expect(r.entry.call['request']).toBeNull();
-        expect(String((r.entry.call['decision'] as Record<string, unknown>)['message'])).toMatch(new RegExp(`^${fixture.refused.code.replace('.', '\\.')}: `));
-      });
-
-      it('denied by policy: the deny rule in the intent, refused with policy.denied in the outcome', async () => {
-        const r = await call('main', fixture.denied.args);
-        expectRefused(r, 'policy.denied');
-        expect(r.entry.call['decision']).toMatchObject({ effect: 'deny', rule: DENY_RULE });
-        expect(r.entry.call['request']).toMatchObject({ operation: fixture.denied.operation });
-      });
-
-      it('the chain verifies', () => {
-        const verified = verifyJournal(open().journalPath);
-        expect(verified.firstBad).toBeUndefined();
-        expect(verified.ok).toBe(true);
-      });
-    });
-
-    describe('output caps hold', () => {
-      it.each(fixture.oversized.map((c) => [c.name, c]))('%s', async (_name, oversize) => {
-        const r = await call(oversize.call.connection, oversize.call.args);
-        if (oversize.outcome === 'refused') {
-          expectFault(r, oversize.code);
-          expect(r.text).toMatch(oversize.says);
-          return;
-        }
-        expect(r.result.isError, r.text).toBeFalsy();
-        if (!r.structured) throw new Error('no structured answer');
-        expect(r.structured.truncated).toEqual(oversize.truncated);
-        expect(r.text).toContain(`(truncated: more than ${oversize.truncated.limit} ${oversize.truncated.reason}`);
-        expect(oversize.measure(r.structured)).toBeLessThanOrEqual(oversize.truncated.limit);
-        expect(r.entry.outcome).toMatchObject({ status: 'ok', truncated: true });
-      });
-    });
-
-    describe('credentials never appear', () => {
-      it('a read of something that does not exist', async () => {
-        const r = await call('main', fixture.missing.args);
-        if (fixture.missing.code === null) expect(r.result.isError, r.text).toBeFalsy();
-        else expectFault(r, fixture.missing.code);
-      });
-
-      it('a host that is not listening: backend.unavailable', async () => {
-        expectFault(await call('unreachable', fixture.read), 'backend.unavailable');
-      });
-
-      // The catalog's code for "the backend refused the gateway's own credential": the operator must fix it, not the agent.
-      const rejectedDefect = fixture.defects?.rejected;
-      (rejectedDefect ? it.fails : it)(
-        `a credential the system rejects: backend.auth_failed${rejectedDefect ? ` (KNOWN DEFECT, expected to fail: ${rejectedDefect})` : ''}`,
-        async () => {
-          expectFault(await call('rejected', fixture.read), 'backend.auth_failed');
-        },
-      );
-
-      it.each(fixture.failing.map((f) => [f.name, f]))('%s', async (_name, failing) => {
-        expectFault(await call(failing.call.connection, failing.call.args), failing.code);
-      });
-
-      it('in no answer, error, hint, tool description, journal record or operator log line of the calls above', () => {
-        expect(system?.canaries.length).toBeGreaterThan(0);
-        const found = open()
-          .exposed()
-          .flatMap(({ where, text }) => (system?.canaries ?? []).filter((secret) => text.includes(secret)).map((secret) => `${where}: ${secret}`));
-        expect(found).toEqual([]);
-      });
-    });
+    unknownInputChecks(backend, fixture, call);
+    journalChecks(fixture, call, started);
+    capChecks(fixture, call);
+    credentialChecks(backend, fixture, call, started);
   });
 });

@@ -7,7 +7,7 @@
 // themselves are in test/backends/contract.test.ts; the fixtures in
 // contract-fixtures.ts.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -18,7 +18,7 @@ import type { Backend } from '../../src/backends/backend.js';
 import type { ErrorCode } from '../../src/errors.js';
 import { localIdentityProvider } from '../../src/identity/identity.js';
 import { exportLines, readCalls, type CallEntry } from '../../src/journal/export.js';
-import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
+import { openGateway } from '../../src/pipeline/gateway.js';
 import type { StructuredAnswer } from '../../src/pipeline/answer.js';
 import { createMcpServer } from '../../src/server.js';
 
@@ -110,10 +110,7 @@ export interface ContractOutcome {
 }
 
 export interface ContractSession {
-  readonly gateway: Gateway;
   readonly journalPath: string;
-  /** The tool list as the agent received it. */
-  readonly tools: unknown;
   /** One tools/call of the backend's tool with these arguments (connection included), as sent. */
   call(args: unknown): Promise<ContractOutcome>;
   /** Everything the suite's calls let out or recorded, by where: answers, tool list, journal (export and raw files), operator's log. */
@@ -174,18 +171,28 @@ export async function openContractSession(backend: Backend, fixture: ContractFix
     operatorLog.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
     return true;
   });
-  const gateway = await openGateway({ configDir: dir, env: system.env, backends: [backend] });
-  const server = createMcpServer(gateway, localIdentityProvider({ subject: CONTRACT_SUBJECT, groups: ['contract'] }));
-  const client = new Client({ name: 'contract-suite', version: '1.0.0' });
-  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  await server.connect(serverTransport);
-  await client.connect(clientTransport);
-  // As real clients do: from now on the SDK checks every structuredContent against the tool's outputSchema.
-  const tools = await client.listTools();
+  const opened = await (async () => {
+    try {
+      const gateway = await openGateway({ configDir: dir, env: system.env, backends: [backend] });
+      const server = createMcpServer(gateway, localIdentityProvider({ subject: CONTRACT_SUBJECT, groups: ['contract'] }));
+      const client = new Client({ name: 'contract-suite', version: '1.0.0' });
+      const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+      await server.connect(serverTransport);
+      await client.connect(clientTransport);
+      // As real clients do: from now on the SDK checks every structuredContent against the tool's outputSchema.
+      return { gateway, server, client, tools: await client.listTools() };
+    } catch (error) {
+      stderr.mockRestore();
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
+  })();
+  const { gateway, server, client, tools } = opened;
   const answers: string[] = [];
 
   const call = async (args: unknown): Promise<ContractOutcome> => {
     const before = [...readCalls(journalPath)].length;
+    // Sent as given, also when it is not an object: the pipeline must refuse it, not the client.
     const result = (await client.callTool({ name: backend.toolType, arguments: args as Record<string, unknown> })) as CallToolResult;
     answers.push(JSON.stringify(result));
     const text = result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
@@ -205,9 +212,7 @@ export async function openContractSession(backend: Backend, fixture: ContractFix
       .map((path) => ({ where: `raw ${path.slice(dir.length + 1)}`, text: readFileSync(path).toString('latin1') }));
 
   return {
-    gateway,
     journalPath,
-    tools,
     call,
     exposed: () => [
       ...answers.map((text, i) => ({ where: `answer ${i + 1}`, text })),
