@@ -163,10 +163,6 @@ const kubernetes: ContractFixture = {
       says: /larger than 1 ?B/,
     },
   ],
-  defects: {
-    rejected:
-      'a token the API server refuses (401) answers backend.error ("Discovery request /api failed (401)", src/backends/kubernetes/discovery.ts; after discovery "The Kubernetes API refused this (401)", index.ts), whose hint tells the agent to fix its request; the probe answers backend.auth_failed for the same 401',
-  },
   start: startKubernetes,
 };
 

@@ -461,6 +461,19 @@ function jsonOf(text: string): Record<string, unknown> {
 }
 
 /**
+ * The API server refused the gateway's own credentials (401): the operator must
+ * fix the kubeconfig, so it is backend.auth_failed wherever it happens (probe,
+ * discovery, a call) — never an error the agent is told to fix by changing its
+ * request. A 403 is different: the server's RBAC refused this one request.
+ */
+export function credentialsRefused(client: KubeClient, what: string): DrawbridgeError {
+  return new DrawbridgeError(
+    'backend.auth_failed',
+    `The Kubernetes API at ${client.address} refused the gateway's credentials (${what}). The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`,
+  );
+}
+
+/**
  * GET /version, then POST a SelfSubjectReview (authentication.k8s.io/v1), as
  * the gateway itself. A 401 is backend.auth_failed; a server without the review
  * API (404, Kubernetes before 1.28) or one that forbids it leaves the identity unknown.
@@ -468,11 +481,7 @@ function jsonOf(text: string): Record<string, unknown> {
 export async function probeCluster(client: KubeClient, timeoutMs: number): Promise<ClusterProbe> {
   const options = { timeoutMs, maxBytes: 256 * 1024 };
   const where = client.address;
-  const refused = (res: Response, what: string) =>
-    new DrawbridgeError(
-      'backend.auth_failed',
-      `The Kubernetes API at ${where} refused the gateway's credentials (${what}: 401 ${statusMessage(res.text)}). The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`,
-    );
+  const refused = (res: Response, what: string) => credentialsRefused(client, `${what}: 401 ${statusMessage(res.text)}`);
   const version = await client.request('GET', '/version', options);
   if (version.status === 401) throw refused(version, 'GET /version');
   if (version.status >= 400 && version.status !== 403 && version.status !== 404) {

@@ -3,7 +3,7 @@
 // resolves to one. Cached per connection for a few minutes.
 
 import { DrawbridgeError } from '../../errors.js';
-import type { KubeClient } from './client.js';
+import { credentialsRefused, statusMessage, type KubeClient } from './client.js';
 import type { ApiResource } from './types.js';
 
 const TTL_MS = 5 * 60_000;
@@ -29,6 +29,7 @@ export class Discovery {
     if (this.cached && Date.now() - this.cached.at < TTL_MS) return this.cached.resources;
     const get = async <T>(path: string): Promise<T> => {
       const res = await this.client.request('GET', path, { timeoutMs: this.timeoutMs, maxBytes: 16 * 1024 * 1024 });
+      if (res.status === 401) throw credentialsRefused(this.client, `discovery GET ${path}: 401 ${statusMessage(res.text)}`);
       if (res.status !== 200) throw new DrawbridgeError('backend.error', `Discovery request ${path} failed (${res.status}).`);
       try {
         return JSON.parse(res.text) as T;

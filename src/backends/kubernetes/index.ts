@@ -23,7 +23,7 @@ import {
 import { resolveSecret, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatSize, sizeSchema } from '../../config/units.js';
 import { DrawbridgeError } from '../../errors.js';
-import { KubeClient, loadKubeConfig, probeCluster, statusMessage, type Impersonation } from './client.js';
+import { credentialsRefused, KubeClient, loadKubeConfig, probeCluster, statusMessage, type Impersonation } from './client.js';
 import { Discovery } from './discovery.js';
 import { KUBERNETES_ERRORS } from './errors.js';
 import { requestsDryRun, runCommand, type Execution, type KubeApi } from './executors/index.js';
@@ -248,8 +248,8 @@ class KubernetesConnection implements BackendConnection<KubeDetail> {
         `The answer is larger than ${formatSize(this.maxBytes)}; narrow the request (a name, -l selector or -n namespace).`,
       );
     if (res.status === 404) throw new DrawbridgeError('backend.error', `Not found: ${statusMessage(res.text)}`);
-    if (res.status === 401 || res.status === 403)
-      throw new DrawbridgeError('backend.error', `The Kubernetes API refused this (${res.status}): ${statusMessage(res.text)}`);
+    if (res.status === 401) throw credentialsRefused(client, `${method} ${path}: 401 ${statusMessage(res.text)}`);
+    if (res.status === 403) throw new DrawbridgeError('backend.error', `The Kubernetes API refused this (403): ${statusMessage(res.text)}`);
     if (res.status >= 400) throw new DrawbridgeError('backend.error', `Kubernetes API error ${res.status}: ${statusMessage(res.text)}`);
     if (o.accept?.startsWith('text/')) return res.text;
     if (res.text === '') return {};
