@@ -6,6 +6,7 @@
 // each ends in one coded DrawbridgeError saying whether the request reached the
 // server — so a write cut off mid-answer says the change may have been applied.
 
+import { decodeCut } from '../shared/utf8.js';
 import http from 'node:http';
 import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -178,7 +179,7 @@ export class KubeClient {
           let size = 0;
           let truncated = false;
           answer = { status: res.statusCode ?? 0, bytes: 0 };
-          const done = () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), truncated });
+          const done = () => resolve({ status: res.statusCode ?? 0, text: decodeCut(chunks, truncated), truncated });
           res.on('data', (chunk: Buffer) => {
             if (settled) return;
             if (size + chunk.length > o.maxBytes) {
@@ -299,8 +300,8 @@ export class KubeClient {
           if (cause?.message !== undefined && /^\d+$/.test(cause.message)) exitCode = Number(cause.message);
         }
         resolve({
-          stdout: Buffer.concat(out).toString('utf8'),
-          stderr: Buffer.concat(err).toString('utf8'),
+          stdout: decodeCut(out, truncated),
+          stderr: decodeCut(err, truncated),
           exitCode,
           message: s && s.status !== 'Success' ? (s.message ?? null) : null,
           truncated,

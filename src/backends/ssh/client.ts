@@ -14,6 +14,7 @@
 // opened on a dead pooled connection is retried once on a new one, since the
 // command never left the gateway.
 
+import { decodeCut } from '../shared/utf8.js';
 import { createHash } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { DrawbridgeError, toDrawbridgeError } from '../../errors.js';
@@ -347,7 +348,7 @@ export class SshPool {
       const finish = (code: number | null, signal: string | null) => {
         if (settled) return;
         done();
-        resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errs).toString('utf8'), exitCode: code, signal, truncated, timedOut });
+        resolve({ stdout: decodeCut(out, truncated), stderr: decodeCut(errs, truncated), exitCode: code, signal, truncated, timedOut });
       };
       const onLost = () => {
         if (settled) return;
