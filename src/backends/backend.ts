@@ -208,6 +208,12 @@ export interface ExplainView<D = unknown> {
  */
 export type RedactQuoted = (text: string, keep: (value: string) => boolean, redacted: () => void) => string;
 
+/** An example call, for help texts (`drawbridge policy explain --help`): a connection name and the tool input without `connection`. */
+export interface BackendExample {
+  readonly connection: string;
+  readonly input: Readonly<Record<string, string>>;
+}
+
 /** What a backend declares; defineBackend turns it into the registry's Backend. */
 export interface BackendDefinition<C extends ConnectionDeclaration, D, S extends z.ZodRawShape> {
   /** Connection `type:` in tools/*.yaml. */
@@ -222,6 +228,7 @@ export interface BackendDefinition<C extends ConnectionDeclaration, D, S extends
   readonly inputShape: z.ZodRawShape;
   /** A sentence for the tool description explaining what the tool does. */
   readonly toolDescription: string;
+  readonly example: BackendExample;
   /** Extra text about one connection for the tool description (limits). */
   describeConnection(connection: C): string;
   /** Pure: tool arguments → request. Throws DrawbridgeError for input it rejects. */
@@ -283,6 +290,7 @@ export interface Backend {
   readonly operations: readonly string[];
   readonly inputShape: z.ZodRawShape;
   readonly toolDescription: string;
+  readonly example: BackendExample;
   describeConnection(connection: ConnectionDeclaration): string;
   parse(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest;
   secretsOf(connection: ConnectionDeclaration): readonly SecretRef[];
@@ -321,6 +329,7 @@ export function defineBackend<C extends ConnectionDeclaration, D, S extends z.Zo
     operations: def.operations,
     inputShape: def.inputShape,
     toolDescription: def.toolDescription,
+    example: def.example,
     describeConnection: (connection) => def.describeConnection(ownDeclaration(connection)),
     parse: (input, context) => def.parse(input, context),
     secretsOf: (connection) => def.secretsOf(ownDeclaration(connection)),

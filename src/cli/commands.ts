@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { BACKENDS } from '../backends/index.js';
 
 /** A mistake on the command line (exit 2) or a refusal the user can fix (exit 1); printed without a stack trace. */
 export class CliError extends Error {
@@ -107,7 +108,7 @@ export const COMMANDS = {
     usage: ['policy explain --tool T --connection C (--sql SQL | --input JSON) [--subject S] [--groups a,b] [--offline] [--json] [--config DIR]'],
     options: {
       config: CONFIG,
-      tool: { type: 'string', value: 'T', help: 'the tool name, e.g. run_sql' },
+      tool: { type: 'string', value: 'T', help: 'the tool name (`name:` of a tool in tools/)' },
       connection: { type: 'string', value: 'C', help: 'the connection name' },
       sql: { type: 'string', value: 'SQL', help: 'shorthand for --input {"sql": SQL}' },
       input: { type: 'string', value: 'JSON', help: 'the tool input as a JSON object, without "connection"' },
@@ -116,10 +117,10 @@ export const COMMANDS = {
       offline: { type: 'boolean', default: false, help: 'do not read the live catalog (nothing is contacted)' },
       json: JSON_OUT,
     },
-    examples: [
-      'drawbridge policy explain --tool run_sql --connection shop --sql "delete from orders"',
-      'drawbridge policy explain --tool kubectl --connection staging --input \'{"command":"delete ns shop"}\' --offline',
-    ],
+    // One example per registered backend, from the backend itself: the CLI names none.
+    examples: BACKENDS.map(
+      (b) => `drawbridge policy explain --tool ${b.toolType} --connection ${b.example.connection} --input '${JSON.stringify(b.example.input)}'`,
+    ),
   }),
   'journal export': define({
     path: 'journal export',

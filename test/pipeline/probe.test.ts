@@ -384,6 +384,7 @@ describe('checkConnections itself', () => {
         operations: [],
         inputShape: {},
         toolDescription: 'stub',
+        example: { connection: 'stub', input: {} },
         describeConnection: () => 'stub',
         parse: () => {
           throw new TypeError('not used');

@@ -373,6 +373,7 @@ export const kubernetes = defineBackend({
       ),
     manifest: z.string().optional().describe('For apply/create only: the manifest (YAML or JSON). Never a file path.'),
   },
+  example: { connection: 'staging', input: { command: 'delete ns shop' } },
   toolDescription:
     'Run a kubectl command against a Kubernetes cluster through the Drawbridge gateway (get, describe, logs, events, api-resources, explain; delete, apply, create, patch, scale, rollout, label, annotate, cordon, uncordon; exec). Policy decides by who you are; Secret values are always masked; every call is journaled.',
   describeConnection(c) {

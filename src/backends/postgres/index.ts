@@ -673,6 +673,7 @@ export const postgres = defineBackend({
   inputShape: {
     sql: z.string().describe('Exactly one PostgreSQL statement. Reads run in a read-only transaction; no transaction control or session settings.'),
   },
+  example: { connection: 'shop', input: { sql: 'delete from orders' } },
   toolDescription:
     'Run one SQL statement on a PostgreSQL database through the Drawbridge gateway. Policy decides what is allowed by who you are; sensitive values in results are masked; every call is journaled.',
   describeConnection(c) {

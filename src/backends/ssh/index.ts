@@ -257,6 +257,7 @@ export const ssh = defineBackend({
       ),
     hosts: z.array(z.string()).optional().describe('For a host group: run on these hosts only (default: every host).'),
   },
+  example: { connection: 'web', input: { command: 'systemctl restart nginx' } },
   toolDescription:
     'Run one command on an SSH host (or every host of a group) through the Drawbridge gateway. The command is parsed, never given to a shell as you wrote it; policy decides by program and arguments; secrets in the output are masked; every call is journaled.',
   describeConnection(c) {
