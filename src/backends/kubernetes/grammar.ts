@@ -4,31 +4,9 @@
 
 import { DrawbridgeError } from '../../errors.js';
 import { KUBERNETES_ERRORS } from './errors.js';
-import type { KubeVerb } from './types.js';
+import { READ_VERBS, ROLLOUT_VERBS, WRITE_VERBS, type KubeVerb } from './types.js';
 
-export const SUPPORTED_VERBS: readonly KubeVerb[] = Object.freeze([
-  'get',
-  'describe',
-  'logs',
-  'events',
-  'api-resources',
-  'explain',
-  'top',
-  'delete',
-  'apply',
-  'create',
-  'patch',
-  'scale',
-  'label',
-  'annotate',
-  'cordon',
-  'uncordon',
-  'rollout status',
-  'rollout restart',
-  'rollout undo',
-  'rollout history',
-  'exec',
-] as const satisfies readonly KubeVerb[]);
+export const SUPPORTED_VERBS: readonly KubeVerb[] = Object.freeze([...READ_VERBS, ...WRITE_VERBS, ...ROLLOUT_VERBS, 'exec'] as const);
 
 const EXAMPLE = 'get pods -n shop -l app=web -o wide';
 

@@ -32,7 +32,7 @@ import {
   type FlagTable,
 } from './flags.js';
 import { GENERAL_HINT, invalid, refused, SUPPORTED_VERBS } from './grammar.js';
-import type { CommandScope, KubeCommand, KubeVerb, OutputFormat } from './types.js';
+import { isReadVerb, isRolloutVerb, isWriteVerb, type CommandScope, type KubeCommand, type KubeVerb, type OutputFormat } from './types.js';
 import { tokenize } from './words.js';
 
 export { SUPPORTED_VERBS } from './grammar.js';
@@ -363,33 +363,11 @@ function checkIgnoredFlags(s: FlagScanner): void {
 /** Hands the command to its verb family. */
 function build(f: Flags): KubeCommand {
   const verb = f.verb;
-  switch (verb) {
-    case 'get':
-    case 'describe':
-    case 'logs':
-    case 'events':
-    case 'api-resources':
-    case 'explain':
-    case 'top':
-      return buildRead(verb, f);
-    case 'delete':
-    case 'apply':
-    case 'create':
-    case 'patch':
-    case 'scale':
-    case 'label':
-    case 'annotate':
-    case 'cordon':
-    case 'uncordon':
-      return buildWrite(verb, f);
-    case 'rollout status':
-    case 'rollout restart':
-    case 'rollout undo':
-    case 'rollout history':
-      return buildRollout(verb, f);
-    case 'exec':
-      return buildExec(f);
-  }
+  if (isReadVerb(verb)) return buildRead(verb, f);
+  if (isWriteVerb(verb)) return buildWrite(verb, f);
+  if (isRolloutVerb(verb)) return buildRollout(verb, f);
+  // The compiler checks that only exec is left: a verb outside every family does not build.
+  return buildExec(verb, f);
 }
 
 /**

@@ -3,10 +3,27 @@
 // verb), resolved API resources (discovery) and Kubernetes objects as plain
 // JSON. No I/O here.
 
-export type ReadVerb = 'get' | 'describe' | 'logs' | 'events' | 'api-resources' | 'explain' | 'top';
-export type WriteVerb = 'delete' | 'apply' | 'create' | 'patch' | 'scale' | 'label' | 'annotate' | 'cordon' | 'uncordon';
-export type RolloutVerb = 'rollout status' | 'rollout restart' | 'rollout undo' | 'rollout history';
+/** The verbs by family: one module per family parses them (commands/) and one runs them (executors/). */
+export const READ_VERBS = ['get', 'describe', 'logs', 'events', 'api-resources', 'explain', 'top'] as const;
+export const WRITE_VERBS = ['delete', 'apply', 'create', 'patch', 'scale', 'label', 'annotate', 'cordon', 'uncordon'] as const;
+export const ROLLOUT_VERBS = ['rollout status', 'rollout restart', 'rollout undo', 'rollout history'] as const;
+
+export type ReadVerb = (typeof READ_VERBS)[number];
+export type WriteVerb = (typeof WRITE_VERBS)[number];
+export type RolloutVerb = (typeof ROLLOUT_VERBS)[number];
 export type KubeVerb = ReadVerb | WriteVerb | RolloutVerb | 'exec';
+
+export function isReadVerb(verb: KubeVerb): verb is ReadVerb {
+  return (READ_VERBS as readonly KubeVerb[]).includes(verb);
+}
+
+export function isWriteVerb(verb: KubeVerb): verb is WriteVerb {
+  return (WRITE_VERBS as readonly KubeVerb[]).includes(verb);
+}
+
+export function isRolloutVerb(verb: KubeVerb): verb is RolloutVerb {
+  return (ROLLOUT_VERBS as readonly KubeVerb[]).includes(verb);
+}
 
 export type OutputFormat =
   { readonly kind: 'table'; readonly wide: boolean } | { readonly kind: 'yaml' | 'json' | 'name' } | { readonly kind: 'jsonpath'; readonly template: string };
@@ -85,6 +102,18 @@ export type ExecCommand = CommandOf<'exec', { command: readonly string[]; contai
 
 /** A kubectl command line, parsed with an explicit grammar (never a shell). */
 export type KubeCommand = ReadCommand | WriteCommand | RolloutCommand | ExecCommand;
+
+export function isReadCommand(c: KubeCommand): c is ReadCommand {
+  return isReadVerb(c.verb);
+}
+
+export function isWriteCommand(c: KubeCommand): c is WriteCommand {
+  return isWriteVerb(c.verb);
+}
+
+export function isRolloutCommand(c: KubeCommand): c is RolloutCommand {
+  return isRolloutVerb(c.verb);
+}
 
 /** One API resource from discovery. */
 export interface ApiResource {

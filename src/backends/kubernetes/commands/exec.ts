@@ -16,7 +16,7 @@ function invokesShell(argv: readonly string[]): boolean {
   return false;
 }
 
-export function buildExec(f: FlagReader): ExecCommand {
+export function buildExec(verb: 'exec', f: FlagReader): ExecCommand {
   const [pod, ...rest] = f.positionals;
   if (pod === undefined) throw invalid('exec needs a pod: exec POD [-c CONTAINER] -- COMMAND [ARGS…].', f.hint);
   if (rest.length > 0 || f.argv === null) {
@@ -26,5 +26,5 @@ export function buildExec(f: FlagReader): ExecCommand {
   const { types, targets } = podArg(pod);
   const c = f.str('container');
   const options = { command: [...f.argv], container: c === null ? null : checkContainer(c), invokesShell: invokesShell(f.argv) };
-  return { verb: 'exec', ...f.scope, types, targets, options };
+  return { verb, ...f.scope, types, targets, options };
 }
