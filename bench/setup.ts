@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startCluster, type Cluster } from '../dev/cluster.js';
-import { GATEWAY_ROLE, seedDemo } from '../dev/seed.js';
+import { GATEWAY_ROLE, NAMES, seedDemo } from '../dev/seed.js';
 import { tempDir } from './support.js';
 
 export const BENCH_ROWS = 10_000;
@@ -19,33 +19,6 @@ export interface BenchDatabase {
   readonly superuserUrl: string;
   readonly serverVersion: string;
 }
-
-const NAMES = [
-  'Ada Lovelace',
-  'Grace Hopper',
-  'Alan Turing',
-  'Katherine Johnson',
-  'Marie Curie',
-  'Niels Bohr',
-  'Rosalind Franklin',
-  'Emmy Noether',
-  'Hedy Lamarr',
-  'Barbara Liskov',
-  'Donald Knuth',
-  'Frances Allen',
-  "Siobhan O'Connor",
-  'José Álvarez',
-  'Zoë Müller',
-  'Björn Lindqvist',
-  'Amara Okafor',
-  'Mei Chen',
-  'Ravi Patel',
-  'Yuki Tanaka',
-  'Fatima Zahra',
-  'Lucas Moreau',
-  'Chloé Dubois',
-  'Kwame Mensah',
-];
 const CITIES = ['San Francisco', 'New York', 'Chicago', 'Berlin', 'London', 'Paris', 'Amsterdam', 'Madrid', 'Lisbon', 'Toronto', 'Austin', 'Munich'];
 
 const sqlArray = (items: readonly string[]) => `ARRAY[${items.map((s) => `'${s.replace(/'/g, "''")}'`).join(', ')}]`;

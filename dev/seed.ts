@@ -45,7 +45,8 @@ export function makeIban(country: string, bban: string): string {
 // ---------------------------------------------------------------------------
 // Deterministic sample data
 
-const NAMES: readonly string[] = [
+/** Sample full names (with apostrophes and non-ASCII letters): the demo's customers, and the benchmark's rows. */
+export const NAMES: readonly string[] = [
   'Ada Lovelace',
   'Grace Hopper',
   'Alan Turing',
