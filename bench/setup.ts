@@ -19,6 +19,7 @@ export interface BenchDatabase {
   readonly superuserUrl: string;
   readonly serverVersion: string;
 }
+
 const CITIES = ['San Francisco', 'New York', 'Chicago', 'Berlin', 'London', 'Paris', 'Amsterdam', 'Madrid', 'Lisbon', 'Toronto', 'Austin', 'Munich'];
 
 const sqlArray = (items: readonly string[]) => `ARRAY[${items.map((s) => `'${s.replace(/'/g, "''")}'`).join(', ')}]`;
