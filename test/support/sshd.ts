@@ -384,3 +384,26 @@ export function sshConnectionYaml(o: {
 export function sshToolYaml(connections: readonly string[]): string {
   return `kind: tool\nname: ssh_exec\ntype: ssh_exec\nconnections: [${connections.join(', ')}]\n`;
 }
+
+/**
+ * A fresh config directory for an ssh_exec test gateway: tools/hosts.yaml with
+ * the given documents (connections and the tool), a local-identity gateway
+ * (subject dev@example.com in developers, approvals never wait) and
+ * policies/rules.yaml with the given policy document.
+ */
+export function writeSshConfig(prefix: string, o: { readonly tools: readonly string[]; readonly rules: string }): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  mkdirSync(join(dir, 'tools'));
+  mkdirSync(join(dir, 'policies'));
+  writeFileSync(join(dir, 'tools', 'hosts.yaml'), o.tools.join('---\n'));
+  writeFileSync(
+    join(dir, 'policies', 'gateway.yaml'),
+    `kind: gateway
+identity: { mode: local, subject: dev@example.com, groups: [developers] }
+journal: { path: journal.db }
+approval: { wait: 0ms, store: approvals.db }
+`,
+  );
+  writeFileSync(join(dir, 'policies', 'rules.yaml'), o.rules);
+  return dir;
+}

@@ -10,15 +10,14 @@
 // credentials (every family of the secret catalog) come back with none of
 // their values, in any encoding, under the README's recommended masking rule.
 
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { QUOTING_PROBE_ARGV, quoteArgv } from '../../../src/backends/ssh/parse.js';
-import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../../support/sshd.js';
+import { sshConnectionYaml, sshToolYaml, startSshd, writeSshConfig, type Sshd } from '../../support/sshd.js';
 import { expectedMasks, fakeSecrets, leakedSecrets } from '../../support/fake-secrets.js';
 import type { CallResult } from '../../../src/pipeline/callTool.js';
 
@@ -171,24 +170,18 @@ describe('ssh_exec evasion suite (OpenSSH, exec-logged)', () => {
   beforeAll(async () => {
     sshd = await startSshd({ logExecs: true });
     ROOT = sshd.root;
-    dir = mkdtempSync(join(tmpdir(), 'drawbridge-ssh-evasion-'));
-    mkdirSync(join(dir, 'tools'));
-    mkdirSync(join(dir, 'policies'));
-    writeFileSync(
-      join(dir, 'tools', 'hosts.yaml'),
-      `${sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login: sshd, limits: '{ timeout: 5s, max_output: 64KiB }' })}---\n${sshToolYaml(['web'])}`,
-    );
-    writeFileSync(
-      join(dir, 'policies', 'gateway.yaml'),
-      `kind: gateway
-identity: { mode: local, subject: dev@example.com, groups: [developers] }
-journal: { path: journal.db }
-approval: { wait: 0ms, store: approvals.db }
-`,
-    );
-    writeFileSync(
-      join(dir, 'policies', 'rules.yaml'),
-      `kind: policy
+    dir = writeSshConfig('drawbridge-ssh-evasion-', {
+      tools: [
+        sshConnectionYaml({
+          name: 'web',
+          description: 'loopback sshd',
+          hosts: [{ name: 'web-1', server: sshd }],
+          login: sshd,
+          limits: '{ timeout: 5s, max_output: 64KiB }',
+        }),
+        sshToolYaml(['web']),
+      ],
+      rules: `kind: policy
 rules:
   - name: no-rm
     match: { tool: ssh_exec, programs: [rm, shred, dd] }
@@ -213,7 +206,7 @@ masking:
     detectors: all
     patterns: ['(?i)(password|passwd|secret|token|api[_-]?key)\\s*[=:]\\s*(\\S+)']
 `,
-    );
+    });
     gateway = await openGateway({ configDir: dir, env: {} });
     // Open the pooled connection now: its quoting probe is the first exec the host sees.
     const warm = await callTool(gateway, { tool: 'ssh_exec', args: { connection: 'web', command: 'true' }, identity: dev, client: { name: 'vitest' } });

@@ -7,9 +7,8 @@
 // verifies with one outcome per call.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +21,7 @@ import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { createGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { journaledCalls, watchProcessFaults, type ProcessFaults } from '../../support/faults.js';
 import { startFaultServer, type FaultServer } from '../../support/ssh-fault-server.js';
-import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../../support/sshd.js';
+import { sshConnectionYaml, sshToolYaml, startSshd, writeSshConfig, type Sshd } from '../../support/sshd.js';
 
 const dev = makeIdentity({ kind: 'local', subject: 'dev@example.com', groups: ['developers'], issuer: 'local' });
 const PROBE = quoteArgv(QUOTING_PROBE_ARGV);
@@ -40,12 +39,8 @@ beforeAll(async () => {
   fault = await startFaultServer();
   // The gateway pins the key sshd started with, for the whole file.
   Object.assign(pinned, { port: sshd.port, hostKeyFingerprint: sshd.hostKeyFingerprint });
-  dir = mkdtempSync(join(tmpdir(), 'drawbridge-ssh-faults-'));
-  mkdirSync(join(dir, 'tools'));
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(
-    join(dir, 'tools', 'hosts.yaml'),
-    [
+  dir = writeSshConfig('drawbridge-ssh-faults-', {
+    tools: [
       sshConnectionYaml({
         name: 'web',
         description: 'loopback sshd',
@@ -61,19 +56,8 @@ beforeAll(async () => {
         limits: '{ timeout: 20s, max_output: 64KiB }',
       }),
       sshToolYaml(['web', 'faulty']),
-    ].join('---\n'),
-  );
-  writeFileSync(
-    join(dir, 'policies', 'gateway.yaml'),
-    `kind: gateway
-identity: { mode: local, subject: dev@example.com, groups: [developers] }
-journal: { path: journal.db }
-approval: { wait: 0ms, store: approvals.db }
-`,
-  );
-  writeFileSync(
-    join(dir, 'policies', 'rules.yaml'),
-    `kind: policy
+    ],
+    rules: `kind: policy
 rules:
   - name: restarts-need-approval
     match: { tool: ssh_exec, command: ["systemctl restart *"] }
@@ -86,7 +70,7 @@ rules:
     match: { tool: ssh_exec, programs: [touch, echo, "slow:*", disconnect] }
     effect: allow
 `,
-  );
+  });
   const config = loadConfig(dir);
   // A short busy timeout, so the locked-store case fails closed in 100 ms instead of 5 s.
   const store = openApprovalStore(join(dir, 'approvals.db'), { busyTimeoutMs: 100 });

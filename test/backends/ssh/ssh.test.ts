@@ -3,8 +3,7 @@
 // literally, host keys are pinned, secrets in output are masked, host groups
 // fan out, limits hold. The evasion table is in evasion.test.ts.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../../src/identity/identity.js';
@@ -12,7 +11,7 @@ import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { QUOTING_PROBE_ARGV, quoteArgv } from '../../../src/backends/ssh/parse.js';
 import { startFaultServer, type FaultServer } from '../../support/ssh-fault-server.js';
-import { sshConnectionYaml, sshToolYaml, startSshd, type Sshd } from '../../support/sshd.js';
+import { sshConnectionYaml, sshToolYaml, startSshd, writeSshConfig, type Sshd } from '../../support/sshd.js';
 
 let sshd: Sshd;
 let fault: FaultServer;
@@ -26,9 +25,6 @@ describe('ssh_exec against OpenSSH', () => {
     sshd = await startSshd();
     fault = await startFaultServer();
     fish = await startFaultServer({ shell: 'fish' });
-    dir = mkdtempSync(join(tmpdir(), 'drawbridge-ssh-'));
-    mkdirSync(join(dir, 'tools'));
-    mkdirSync(join(dir, 'policies'));
     const login = sshd;
     const documents = [
       sshConnectionYaml({
@@ -64,18 +60,9 @@ describe('ssh_exec against OpenSSH', () => {
       sshConnectionYaml({ name: 'fishy', description: 'a login shell that quotes like fish', hosts: [{ name: 'fish-1', server: fish }], login }),
       sshToolYaml(['web', 'group', 'wrongkey', 'faults', 'fishy']),
     ];
-    writeFileSync(join(dir, 'tools', 'hosts.yaml'), documents.join('---\n'));
-    writeFileSync(
-      join(dir, 'policies', 'gateway.yaml'),
-      `kind: gateway
-identity: { mode: local, subject: dev@example.com, groups: [developers] }
-journal: { path: journal.db }
-approval: { wait: 0ms, store: approvals.db }
-`,
-    );
-    writeFileSync(
-      join(dir, 'policies', 'rules.yaml'),
-      `kind: policy
+    dir = writeSshConfig('drawbridge-ssh-', {
+      tools: documents,
+      rules: `kind: policy
 rules:
   - name: no-rm
     match: { tool: ssh_exec, programs: [rm] }
@@ -97,7 +84,7 @@ masking:
     detectors: all
     patterns: ['(?i)(password|secret|token)\\s*[=:]\\s*(\\S+)']
 `,
-    );
+    });
     gateway = await openGateway({ configDir: dir, env: {} });
   });
 
