@@ -4,6 +4,7 @@
 // prints. Also the lookups over them: refusalOf (is this word a refused flag,
 // in any spelling?), verbHint and parseOutput. Pure.
 
+import { parseJsonPath } from './jsonpath.js';
 import type { DrawbridgeError } from '../../errors.js';
 import { GENERAL_HINT, invalid, refused, SUPPORTED_VERBS } from './grammar.js';
 import type { KubeVerb, OutputFormat } from './types.js';
@@ -298,6 +299,8 @@ export function parseOutput(value: string, verb: KubeVerb, spelled: string): Out
     const q = template.charAt(0);
     if (template.length >= 2 && (q === "'" || q === '"') && template.endsWith(q)) template = template.slice(1, -1);
     if (template.trim().length === 0) throw invalid(`${spelled} jsonpath needs a template, e.g. -o jsonpath='{.items[*].metadata.name}'.`);
+    // Checked here, before policy: a template the gateway cannot evaluate is refused without a call to the API server.
+    parseJsonPath(template);
     format = { kind: 'jsonpath', template };
   } else if (value === 'jsonpath') {
     throw invalid(`${spelled} jsonpath needs a template, e.g. -o jsonpath='{.items[*].metadata.name}'.`);

@@ -676,6 +676,9 @@ const INVALID: readonly ErrorRow[] = [
   ['get pods -o xml', 'input.invalid', 'Unknown output format'],
   ['get pods -o jsonpath', 'input.invalid', 'needs a template'],
   ['get pods -o jsonpath=', 'input.invalid', 'needs a template'],
+  // A template the gateway cannot evaluate is refused by parse, before policy and any API call.
+  ["get pods -o jsonpath='{range .items[*]}{.kind}'", 'input.invalid', 'without a matching {end}'],
+  ["get pods -o jsonpath='{end}'", 'input.invalid', 'without a matching {range}'],
   ['get pods -o', 'input.invalid', 'needs a value'],
   ['get pods --show-labels true', 'input.invalid', '--show-labels=true'],
   ['get pods -A=maybe', 'input.invalid', 'true or false'],
