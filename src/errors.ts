@@ -17,7 +17,7 @@ export interface BackendErrorCodes {}
 export type ErrorCode = CoreErrorCode | Extract<keyof BackendErrorCodes, string>;
 
 /** The gateway's own codes: identity, input, policy, approvals, journal, and backend faults every backend shares. */
-export type CoreErrorCode =
+type CoreErrorCode =
   | 'config.invalid'
   | 'config.secret_missing'
   | 'config.secret_invalid'
@@ -162,7 +162,7 @@ const KINDS: Record<CoreErrorCode, ErrorKind> = {
 };
 
 /** A code's hint and kind. */
-export interface ErrorEntry {
+interface ErrorEntry {
   readonly hint: string;
   readonly kind: ErrorKind;
 }

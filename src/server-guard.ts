@@ -9,7 +9,7 @@
 // from taking the process down. The line names the error's type and its first
 // message line with credentials blanked; the stack only with DRAWBRIDGE_DEBUG=1.
 
-export type GuardEvent = 'uncaughtException' | 'unhandledRejection';
+type GuardEvent = 'uncaughtException' | 'unhandledRejection';
 
 /** What the guard listens on: `process`, or a stand-in in tests. */
 export interface GuardTarget {

@@ -27,7 +27,7 @@ import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
 import { StdioTransport } from './stdio.js';
 
-export const SERVER_NAME = 'drawbridge';
+const SERVER_NAME = 'drawbridge';
 export const SERVER_VERSION = '0.1.0';
 
 const outputSchema = z.toJSONSchema(z.object(tabularOutputShape)) as Tool['outputSchema'];

@@ -15,7 +15,7 @@ export interface ApproverIdentity {
   readonly kind: 'local' | 'oidc';
 }
 
-export type ApprovalVia = 'elicitation' | 'cli';
+type ApprovalVia = 'elicitation' | 'cli';
 
 export interface Vote {
   readonly approver: ApproverIdentity;

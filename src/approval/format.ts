@@ -36,7 +36,7 @@ function truncate(text: string, max: number): string {
 }
 
 /** "45s", "12m", "3h 5m", "2d 4h". */
-export function formatSpan(ms: number): string {
+function formatSpan(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s}s`;
   const m = Math.floor(s / 60);

@@ -44,7 +44,7 @@ export type Clearance =
       readonly grant: StoredGrant | null;
     };
 
-export interface ApproveInput {
+interface ApproveInput {
   readonly callId: string;
   readonly request: ParsedRequest;
   readonly decision: Decision;

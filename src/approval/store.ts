@@ -51,7 +51,7 @@ export interface StoredGrant {
   readonly revokedBy: string | null;
 }
 
-export interface VoteHooks {
+interface VoteHooks {
   /**
    * Runs inside the store's write transaction once the vote is validated, with
    * the approval as it will be after the vote. If it throws, the vote is rolled
@@ -187,7 +187,7 @@ interface GrantRow {
 }
 
 /** An unguessable id: prefix + 10 characters of [a-z0-9] (about 51 bits) from the CSPRNG. */
-export function newId(prefix: 'ap_' | 'gr_'): string {
+function newId(prefix: 'ap_' | 'gr_'): string {
   let id = prefix;
   for (let i = 0; i < 10; i++) id += ID_ALPHABET[randomInt(ID_ALPHABET.length)];
   return id;

@@ -15,8 +15,6 @@ import type { Effect } from '../policy/match.js';
 /** How much a request can change. `unknown` is always denied by the pipeline. */
 export type Access = 'read' | 'write' | 'admin' | 'unknown';
 
-export const ACCESS_LEVELS: readonly Access[] = ['read', 'write', 'admin', 'unknown'];
-
 /**
  * The one structured request all later stages work on. Pure data. The generic
  * fields are what every stage reads; what only the backend knows (its syntax

@@ -48,13 +48,13 @@ import { describeError, gatewayEndpoint, openTokenSource, printable, type Bridge
 export type { BridgeOptions, SignInPrompt, TokenSource } from './tokens.js';
 export { obtainAccessToken } from './tokens.js';
 
-export interface BridgeIo {
+interface BridgeIo {
   readonly stdin: Readable;
   readonly stdout: Writable;
 }
 
 /** The JSON-RPC error code of the answers the bridge gives itself (the SDK's ConnectionClosed). */
-export const BRIDGE_ERROR_CODE = -32000;
+const BRIDGE_ERROR_CODE = -32000;
 
 /** The serverInfo name of the bridge's own initialize answer (before the gateway session exists). */
 export const BRIDGE_NAME = 'drawbridge-connect';

@@ -40,7 +40,7 @@ export class ConfigError extends DrawbridgeError {
   }
 }
 
-export function formatProblem(p: ConfigProblem): string {
+function formatProblem(p: ConfigProblem): string {
   return `  ${p.file}:${p.line}: ${p.message}`;
 }
 

@@ -50,8 +50,8 @@ export interface HttpGateway {
   close(): Promise<void>;
 }
 
-export const DEFAULT_MAX_SESSIONS = 1000;
-export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
+const DEFAULT_MAX_SESSIONS = 1000;
+const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);

@@ -17,7 +17,7 @@ export interface Impersonation {
   readonly groups: readonly string[];
 }
 
-export interface RequestOptions {
+interface RequestOptions {
   readonly query?: Record<string, string | number | boolean | readonly string[] | undefined>;
   readonly body?: unknown;
   readonly contentType?: string;
@@ -442,7 +442,7 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
 }
 
 /** What `check --connect` learns from an API server: its version and who the credentials are. */
-export interface ClusterProbe {
+interface ClusterProbe {
   /** gitVersion from /version, e.g. v1.30.2; null when the server would not say. */
   readonly version: string | null;
   /** status.userInfo of a SelfSubjectReview; null when the server cannot tell (see identityNote). */

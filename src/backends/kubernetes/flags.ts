@@ -152,7 +152,7 @@ export function refusalOf(token: string): DrawbridgeError | null {
 // ---------------------------------------------------------------------------
 // Flags
 
-export type FlagKind = 'bool' | 'value' | 'optional';
+type FlagKind = 'bool' | 'value' | 'optional';
 
 export interface FlagDef {
   /** Canonical long name, without dashes. */

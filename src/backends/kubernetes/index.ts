@@ -32,7 +32,7 @@ import { parseKubectl, SUPPORTED_VERBS } from './parse.js';
 import { KUBE_EXPLAIN, KUBE_MATCH_SHAPE, matchesKube } from './policy.js';
 import { resourceKey, type ApiResource, type KubeCommand, type KubeObject } from './types.js';
 
-export const kubernetesConnectionSchema = z
+const kubernetesConnectionSchema = z
   .strictObject({
     kind: z.literal('connection'),
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
@@ -62,7 +62,7 @@ export const kubernetesConnectionSchema = z
     }
   });
 
-export type KubernetesConnectionDeclaration = z.output<typeof kubernetesConnectionSchema>;
+type KubernetesConnectionDeclaration = z.output<typeof kubernetesConnectionSchema>;
 
 const READ_VERBS = new Set(['get', 'describe', 'logs', 'events', 'api-resources', 'explain', 'top', 'rollout status', 'rollout history']);
 
@@ -107,7 +107,7 @@ function parseManifest(text: string): KubeObject[] {
 }
 
 /** Pure: kubectl command (+ manifest) → request. */
-export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<KubeDetail> {
+function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<KubeDetail> {
   const commandText = input['command'];
   if (typeof commandText !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
   const manifestText = typeof input['manifest'] === 'string' ? input['manifest'] : undefined;

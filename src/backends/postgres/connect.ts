@@ -10,7 +10,7 @@ import type { SecretRef } from '../../config/secrets.js';
 import { DrawbridgeError } from '../../errors.js';
 
 /** The shape the url secret must have, shown in hints (never the value itself). */
-export const POSTGRES_URL_SHAPE = 'postgres://USER:PASSWORD@HOST:5432/DATABASE';
+const POSTGRES_URL_SHAPE = 'postgres://USER:PASSWORD@HOST:5432/DATABASE';
 
 /** Where a connection's host, port and user come from: the URL, with the driver's defaults. */
 export interface ConnectTarget {

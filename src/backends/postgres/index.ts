@@ -49,7 +49,7 @@ import { planPreview, previewStatement, sampleSizeOf } from './preview.js';
 
 const DEFAULT_LIMITS = { timeout: 10_000, lock_timeout: 2_000, max_rows: 500, max_bytes: 1024 * 1024, max_affected_rows: 100 };
 
-export const postgresConnectionSchema = z.strictObject({
+const postgresConnectionSchema = z.strictObject({
   kind: z.literal('connection'),
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
   type: z.literal('postgres'),
@@ -71,7 +71,7 @@ export const postgresConnectionSchema = z.strictObject({
   pool: z.strictObject({ max: z.number().int().positive().max(100).default(4) }).default({ max: 4 }),
 });
 
-export type PostgresConnectionDeclaration = z.output<typeof postgresConnectionSchema>;
+type PostgresConnectionDeclaration = z.output<typeof postgresConnectionSchema>;
 
 /** The backend's own facts about a request (ParsedRequest.detail). */
 export type SqlDetail = {

@@ -17,10 +17,10 @@ import { isObject, list, nodeType, parseSql, quoteIdent, stringList, unwrap, wal
 import { Catalog } from './catalog.js';
 import { runStatement, ServerError, typeName, type Limits, type RawResult } from './execute.js';
 
-export const DEFAULT_SAMPLE_SIZE = 5;
+const DEFAULT_SAMPLE_SIZE = 5;
 
 /** What the preview needs of the backend's request detail. */
-export interface PreviewStatement {
+interface PreviewStatement {
   readonly sql: string;
   readonly stmt: AstObject;
   /** The statement calls VOLATILE functions the gateway cannot see into. */
@@ -28,14 +28,14 @@ export interface PreviewStatement {
 }
 
 /** The table an UPDATE/DELETE writes, as written, and how RETURNING must name it. */
-export interface PreviewTarget {
+interface PreviewTarget {
   readonly schema: string | null;
   readonly name: string;
   /** The column qualifier for RETURNING: the alias, else the name as written. */
   readonly qualifier: readonly string[];
 }
 
-export type PreviewPlan =
+type PreviewPlan =
   /** The server reports no count for it: nothing is run. */
   | { readonly kind: 'uncountable'; readonly note: string }
   /** Dry-run for the count only. */
@@ -174,7 +174,7 @@ export function sampleSizeOf(context: PreviewContext): number {
   return size;
 }
 
-export interface PreviewRun {
+interface PreviewRun {
   readonly client: PoolClient;
   readonly catalog: Catalog;
   readonly limits: Limits;

@@ -32,7 +32,7 @@ export interface Credentials {
   readonly passphrase?: string;
 }
 
-export interface ExecOutcome {
+interface ExecOutcome {
   readonly stdout: string;
   readonly stderr: string;
   readonly exitCode: number | null;
@@ -42,7 +42,7 @@ export interface ExecOutcome {
 }
 
 /** `SHA256:base64-without-padding`, as ssh-keygen -lf prints. */
-export function fingerprintOf(key: Buffer): string {
+function fingerprintOf(key: Buffer): string {
   return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
 }
 
@@ -69,7 +69,7 @@ interface Pooled {
 }
 
 /** A command run once on each new connection, and the exact stdout that makes the connection usable. */
-export interface ShellProbe {
+interface ShellProbe {
   readonly command: string;
   readonly expected: string;
 }

@@ -27,7 +27,7 @@ const hostSchema = z.strictObject({
     .optional(),
 });
 
-export const sshConnectionSchema = z
+const sshConnectionSchema = z
   .strictObject({
     kind: z.literal('connection'),
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
@@ -57,9 +57,9 @@ export const sshConnectionSchema = z
     if (new Set(names).size !== names.length) ctx.addIssue({ code: 'custom', path: ['hosts'], message: 'host names must be unique' });
   });
 
-export type SshConnectionDeclaration = z.output<typeof sshConnectionSchema>;
+type SshConnectionDeclaration = z.output<typeof sshConnectionSchema>;
 
-export const SSH_OPERATIONS = ['exec', 'pipeline', 'runs_programs'] as const;
+const SSH_OPERATIONS = ['exec', 'pipeline', 'runs_programs'] as const;
 
 /** The backend's own facts about a request (ParsedRequest.detail). */
 export type SshDetail = {
@@ -72,7 +72,7 @@ export type SshDetail = {
   readonly commands: ReadonlyArray<readonly string[]>;
 };
 
-export function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<SshDetail> {
+function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<SshDetail> {
   const command = input['command'];
   if (typeof command !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
   const requestedHosts = Array.isArray(input['hosts']) ? (input['hosts'] as string[]) : [];
