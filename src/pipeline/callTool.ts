@@ -237,9 +237,11 @@ function validateInput(tool: LoadedTool, args: unknown): Record<string, unknown>
     const listed = issues.slice(0, MAX_LISTED_ISSUES).map((i) => boundText(`${i.path.join('.') || 'input'}: ${i.message}`, MAX_NAME_CHARS));
     const problems = `${listed.join('; ')}${issues.length > MAX_LISTED_ISSUES ? `; and ${issues.length - MAX_LISTED_ISSUES} more` : ''}`;
     const unknownConnection = parsed.error.issues.some((i) => i.path[0] === 'connection');
-    throw new DrawbridgeError(unknownConnection ? 'connection.unknown' : 'input.invalid', `Invalid arguments: ${problems}.`, {
-      hint: unknownConnection ? `Use one of: ${tool.declaration.connections.join(', ')}.` : undefined,
-    });
+    throw new DrawbridgeError(
+      unknownConnection ? 'connection.unknown' : 'input.invalid',
+      `Invalid arguments: ${problems}.`,
+      unknownConnection ? { hint: `Use one of: ${tool.declaration.connections.join(', ')}.` } : {},
+    );
   }
   return parsed.data as Record<string, unknown>;
 }

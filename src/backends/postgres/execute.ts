@@ -365,7 +365,7 @@ export async function runStatement(
   fault: () => Error | null = () => null,
 ): Promise<RunOutcome> {
   const notices: string[] = [];
-  const onNotice = (n: { message?: string; detail?: string }) => {
+  const onNotice = (n: { message?: string | undefined; detail?: string | undefined }) => {
     if (notices.length < 50) notices.push([n.message, n.detail].filter(Boolean).join(' — '));
   };
   client.on('notice', onNotice);
