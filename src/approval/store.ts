@@ -32,7 +32,10 @@ export interface StoredApproval {
   readonly decidedAt: string | null;
   /** When an approved request cleared its call; for a denied one, when the denial was reported to the requester. */
   readonly consumedAt: string | null;
-  /** Grant chosen by the deciding approver(s): the minimum of their choices, bounded by subject.maxGrantMs; null when the rule has no grant or until approved. */
+  /**
+   * Grant chosen by the deciding approver(s): the minimum of their choices, bounded by
+   * subject.maxGrantMs; null when the rule has no grant or until approved.
+   */
   readonly grantMs: number | null;
 }
 

@@ -592,7 +592,8 @@ class Tokens implements TokenSource {
           this.cache.delete(this.key);
         }
         this.log(
-          `Could not refresh the access token (${describeError(error)}); ${this.options.clientSecret === undefined ? 'signing in again' : 'asking for a new one'}.`,
+          `Could not refresh the access token (${describeError(error)}); ` +
+            `${this.options.clientSecret === undefined ? 'signing in again' : 'asking for a new one'}.`,
         );
       }
     }
@@ -648,7 +649,8 @@ class Tokens implements TokenSource {
       throw this.signInFailed(
         'The client credentials grant failed',
         error,
-        `Check the client id and secret of ${this.options.clientId}, and that the provider allows it the client_credentials grant for ${this.gateway.resource}.`,
+        `Check the client id and secret of ${this.options.clientId}, and that the ` +
+          `provider allows it the client_credentials grant for ${this.gateway.resource}.`,
       );
     }
     const token = this.keep(response);

@@ -183,7 +183,9 @@ function collectDocument(raw: RawDocument, c: Collection, context: CollectContex
     default:
       c.problems.push({
         ...locate(raw, ['kind']),
-        message: `${kind === undefined ? 'missing "kind:"' : `unknown kind ${JSON.stringify(kind)}`}; every document needs "kind:" set to one of connection, tool, policy, gateway`,
+        message:
+          `${kind === undefined ? 'missing "kind:"' : `unknown kind ${JSON.stringify(kind)}`}; ` +
+          `every document needs "kind:" set to one of connection, tool, policy, gateway`,
       });
   }
 }
@@ -416,7 +418,9 @@ function checkNames(
     if (known) return;
     problems.push({
       ...locate(doc, listed ? [...path, i] : path),
-      message: `${what} "${pattern}" ${/[*?]/.test(pattern) ? 'matches no declared ' + what : 'is not declared'} (declared: ${[...declared].join(', ') || 'none'})`,
+      message:
+        `${what} "${pattern}" ${/[*?]/.test(pattern) ? 'matches no declared ' + what : 'is not declared'} ` +
+        `(declared: ${[...declared].join(', ') || 'none'})`,
     });
   });
 }

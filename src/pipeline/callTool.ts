@@ -288,7 +288,10 @@ function requireBoundedInput(measured: InputMeasure): void {
     }
   });
   throw new DrawbridgeError('input.invalid', `The arguments exceed the gateway's input limits: ${why.join('; ')}. Nothing was run.`, {
-    hint: `Send the tool's arguments as a flat JSON object as in its input schema, at most ${limits.maxBytes / 1024 / 1024} MiB, nested at most ${limits.maxDepth} levels, with at most ${limits.maxValues} values; split a large job into several calls.`,
+    hint:
+      `Send the tool's arguments as a flat JSON object as in its input schema, at most ` +
+      `${limits.maxBytes / 1024 / 1024} MiB, nested at most ${limits.maxDepth} levels, ` +
+      `with at most ${limits.maxValues} values; split a large job into several calls.`,
     details: { exceeded: [...measured.exceeded] },
   });
 }

@@ -693,7 +693,8 @@ describe('SelfSubjectReview (authentication.k8s.io/v1)', () => {
     });
     expect(forbidden.status).toBe(403);
     expect(forbidden.json.message).toBe(
-      'selfsubjectreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:drawbridge:gateway" cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope',
+      'selfsubjectreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:drawbridge:gateway" ' +
+        'cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope',
     );
   });
 

@@ -81,7 +81,9 @@ export class KubeClient {
         'backend.unavailable',
         `The gateway's credentials for the Kubernetes API at ${this.address} could not be prepared (${reason}); nothing was sent.`,
         {
-          hint: "Tell the operator: the kubeconfig's cluster or user (token, client certificate or credential plugin) cannot be used on the gateway host. Retrying will not help until it is fixed.",
+          hint:
+            "Tell the operator: the kubeconfig's cluster or user (token, client certificate or credential " +
+            'plugin) cannot be used on the gateway host. Retrying will not help until it is fixed.',
           cause: error,
         },
       );
@@ -383,7 +385,8 @@ class ExecSession {
   private lost(how: string): DrawbridgeError {
     return new DrawbridgeError(
       'backend.interrupted',
-      `The connection to the Kubernetes API ${how} during exec in ${this.where}, before the command's exit status arrived: whether the command finished is unknown — check the pod before retrying a command that changes state.`,
+      `The connection to the Kubernetes API ${how} during exec in ${this.where}, before the command's exit status ` +
+        `arrived: whether the command finished is unknown — check the pod before retrying a command that changes state.`,
     );
   }
 
@@ -444,7 +447,8 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
     if (!process.env['KUBERNETES_SERVICE_HOST'] || !process.env['KUBERNETES_SERVICE_PORT']) {
       throw new DrawbridgeError(
         'config.invalid',
-        'The connection says in_cluster: true, but the gateway is not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set).',
+        'The connection says in_cluster: true, but the gateway is not running in a ' +
+          'Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set).',
         {
           hint: 'Run the gateway in the cluster with a service account, or give the connection a kubeconfig instead of in_cluster.',
         },
@@ -458,9 +462,12 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
       // The parser's message may quote the kubeconfig (tokens, keys): it is not passed on.
       throw new DrawbridgeError(
         'config.secret_invalid',
-        'The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML with clusters, users and contexts); its content is not shown because it is a secret.',
+        'The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML ' +
+          'with clusters, users and contexts); its content is not shown because it is a secret.',
         {
-          hint: 'The operator must point kubeconfig at a valid kubeconfig on the gateway host (kubectl config view --raw --minify writes one) and restart the gateway. Retrying will not help.',
+          hint:
+            'The operator must point kubeconfig at a valid kubeconfig on the gateway host (kubectl ' +
+            'config view --raw --minify writes one) and restart the gateway. Retrying will not help.',
         },
       );
     }
@@ -502,7 +509,8 @@ export async function probeCluster(client: KubeClient, timeoutMs: number): Promi
   const refused = (res: Response, what: string) =>
     new DrawbridgeError(
       'backend.auth_failed',
-      `The Kubernetes API at ${where} refused the gateway's credentials (${what}: 401 ${statusMessage(res.text)}). The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`,
+      `The Kubernetes API at ${where} refused the gateway's credentials (${what}: 401 ${statusMessage(res.text)}). ` +
+        `The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`,
     );
   const version = await client.request('GET', '/version', options);
   if (version.status === 401) throw refused(version, 'GET /version');

@@ -288,7 +288,8 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
           : `the connection to ${this.name} was lost after ${sent} and before PostgreSQL answered (${reason}); ${whatHappened(sqlstate)}`;
       return new DrawbridgeError(
         'backend.interrupted',
-        `${capitalise(lostHow)}. Whether the write was applied is UNKNOWN: the server may have committed it. Check with a read whether the change is there before doing anything else.`,
+        `${capitalise(lostHow)}. Whether the write was applied is UNKNOWN: the server may have ` +
+          `committed it. Check with a read whether the change is there before doing anything else.`,
         { details },
       );
     }
@@ -386,7 +387,8 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
         const cause = sessionEnded(error) ? error : lease.fault();
         throw new DrawbridgeError(
           'backend.unavailable',
-          `The connection to ${this.name} was lost while the gateway read the catalog (${lossReason(cause)}): ${whatHappened(sqlstateOf(cause))}. The statement was not sent: nothing was changed.`,
+          `The connection to ${this.name} was lost while the gateway read the catalog (${lossReason(cause)}): ` +
+            `${whatHappened(sqlstateOf(cause))}. The statement was not sent: nothing was changed.`,
           {
             details: { connection: this.name, applied: 'nothing' },
             cause: error,
@@ -503,7 +505,9 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
             : `reading the catalog failed (${lossReason(error)})`;
           throw new DrawbridgeError(
             lost ? 'backend.connection_lost' : 'backend.error',
-            `The write on ${this.name} was COMMITTED (${result.command}${result.rowCount === null ? '' : `, ${result.rowCount} row(s)`}), but ${why} before its answer could be prepared, so the returned rows are withheld. Do not repeat it.`,
+            `The write on ${this.name} was COMMITTED ` +
+              `(${result.command}${result.rowCount === null ? '' : `, ${result.rowCount} row(s)`}), but ${why} before its ` +
+              `answer could be prepared, so the returned rows are withheld. Do not repeat it.`,
             {
               details: { connection: this.name, applied: 'committed' },
               cause: error,
@@ -644,7 +648,9 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
       const warnings: string[] = [];
       if (superuser === true) {
         warnings.push(
-          `role ${String(role)} is a SUPERUSER: the database cannot be the second wall behind the gateway's policy (a superuser ignores grants and row-level security and can reach the server's files and programs); connect the gateway as a least-privilege role granted only what agents may use`,
+          `role ${String(role)} is a SUPERUSER: the database cannot be the second wall behind the gateway's ` +
+            `policy (a superuser ignores grants and row-level security and can reach the server's files ` +
+            `and programs); connect the gateway as a least-privilege role granted only what agents may use`,
         );
       } else if (bypassRls === true) {
         warnings.push(`role ${String(role)} has BYPASSRLS: row-level security policies do not apply to the gateway's queries`);
@@ -701,7 +707,8 @@ export const postgres = defineBackend({
     sql: z.string().describe('Exactly one PostgreSQL statement. Reads run in a read-only transaction; no transaction control or session settings.'),
   },
   toolDescription:
-    'Run one SQL statement on a PostgreSQL database through the Drawbridge gateway. Policy decides what is allowed by who you are; sensitive values in results are masked; every call is journaled.',
+    'Run one SQL statement on a PostgreSQL database through the Drawbridge gateway. Policy decides ' +
+    'what is allowed by who you are; sensitive values in results are masked; every call is journaled.',
   describeConnection(c) {
     const l = limitsOf(c);
     return `${c.description} (PostgreSQL; at most ${l.maxRows} rows / ${formatSize(l.maxBytes)} per answer, ${formatDuration(l.timeoutMs)} per statement)`;

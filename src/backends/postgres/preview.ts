@@ -66,7 +66,9 @@ export function planPreview(stmt: AstObject): PreviewPlan {
   if (type === null || !DML.has(type)) {
     return {
       kind: 'uncountable',
-      note: `a ${type === 'SelectStmt' ? 'SELECT' : (type ?? 'statement')} that may write (through VOLATILE functions or row locks) reports no count of changed rows; ${NOT_RUN}`,
+      note:
+        `a ${type === 'SelectStmt' ? 'SELECT' : (type ?? 'statement')} that may write ` +
+        `(through VOLATILE functions or row locks) reports no count of changed rows; ${NOT_RUN}`,
     };
   }
   if (type === 'InsertStmt' || type === 'MergeStmt') return { kind: 'count' };
@@ -233,7 +235,8 @@ export async function previewStatement(run: PreviewRun, statement: PreviewStatem
   if (affectedRows !== null && affectedRows > run.limits.maxAffectedRows) {
     throw new DrawbridgeError(
       'limits.affected_rows',
-      `The write would change ${affectedRows} rows, more than the limit of ${run.limits.maxAffectedRows}, so it will not be offered for approval; the dry run was rolled back and nothing changed.`,
+      `The write would change ${affectedRows} rows, more than the limit of ${run.limits.maxAffectedRows}, ` +
+        `so it will not be offered for approval; the dry run was rolled back and nothing changed.`,
       {
         details: { affectedRows, limit: run.limits.maxAffectedRows },
         hint: 'Narrow the WHERE clause so the write changes fewer rows, or split the change.',

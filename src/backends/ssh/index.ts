@@ -213,9 +213,11 @@ class SshConnection implements BackendConnection<SshDetail> {
     if (only?.error) throw only.error;
     const at = (t: HostTarget) => `${t.name} (${t.host}:${t.port})`;
     const checks = 'host key matches the pin, login works, the login shell quotes like POSIX sh (quoting probe passed)';
+    const each = outcomes.map((o) => `${at(o.target)} ${o.error ? `FAILED (${o.error.code})` : 'ok'}`).join(', ');
+    const whereOk = outcomes.some((o) => !o.error) ? ` — where ok: ${checks.replace('host key matches the pin', 'host keys match their pins')}` : '';
     const summary = only
       ? `SSH as ${user} to ${at(only.target)}: ${checks.replace('host key', `host key ${only.hostKey ?? '(unknown)'}`)}`
-      : `SSH as ${user} to ${outcomes.length} hosts: ${outcomes.map((o) => `${at(o.target)} ${o.error ? `FAILED (${o.error.code})` : 'ok'}`).join(', ')}${outcomes.some((o) => !o.error) ? ` — where ok: ${checks.replace('host key matches the pin', 'host keys match their pins')}` : ''}`;
+      : `SSH as ${user} to ${outcomes.length} hosts: ${each}${whereOk}`;
     const failed = outcomes.find((o) => o.error !== null);
     return {
       summary,
@@ -253,12 +255,15 @@ export const ssh = defineBackend({
     command: z
       .string()
       .describe(
-        'One program and its arguments, e.g. "systemctl status nginx". No shell: lists, substitutions, redirections and variables are refused; pipes only where policy allows them.',
+        'One program and its arguments, e.g. "systemctl status nginx". No shell: lists, ' +
+          'substitutions, redirections and variables are refused; pipes only where policy allows them.',
       ),
     hosts: z.array(z.string()).optional().describe('For a host group: run on these hosts only (default: every host).'),
   },
   toolDescription:
-    'Run one command on an SSH host (or every host of a group) through the Drawbridge gateway. The command is parsed, never given to a shell as you wrote it; policy decides by program and arguments; secrets in the output are masked; every call is journaled.',
+    'Run one command on an SSH host (or every host of a group) through the Drawbridge ' +
+    'gateway. The command is parsed, never given to a shell as you wrote it; policy decides ' +
+    'by program and arguments; secrets in the output are masked; every call is journaled.',
   describeConnection(c) {
     return `${c.description} (SSH: ${c.hosts.map((h) => h.name).join(', ')}; ${formatDuration(c.limits.timeout ?? 30_000)} per command)`;
   },

@@ -174,10 +174,14 @@ describe('ssh_exec evasion suite (OpenSSH, exec-logged)', () => {
     dir = mkdtempSync(join(tmpdir(), 'drawbridge-ssh-evasion-'));
     mkdirSync(join(dir, 'tools'));
     mkdirSync(join(dir, 'policies'));
-    writeFileSync(
-      join(dir, 'tools', 'hosts.yaml'),
-      `${sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login: sshd, limits: '{ timeout: 5s, max_output: 64KiB }' })}---\n${sshToolYaml(['web'])}`,
-    );
+    const connection = sshConnectionYaml({
+      name: 'web',
+      description: 'loopback sshd',
+      hosts: [{ name: 'web-1', server: sshd }],
+      login: sshd,
+      limits: '{ timeout: 5s, max_output: 64KiB }',
+    });
+    writeFileSync(join(dir, 'tools', 'hosts.yaml'), `${connection}---\n${sshToolYaml(['web'])}`);
     writeFileSync(
       join(dir, 'policies', 'gateway.yaml'),
       `kind: gateway
