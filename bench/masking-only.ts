@@ -24,6 +24,8 @@ if (process.env['BENCH_NO_WRITE'] !== '1' && !QUICK) {
   const start = text.indexOf('## Masking throughput');
   const end = start < 0 ? -1 : text.indexOf('\n## ', start + 1);
   if (start < 0 || end < 0) throw new Error('bench/results.md has no "## Masking throughput" section to replace; run `npm run bench`');
-  const note = `Re-measured alone by \`node dist/bench/masking-only.js\` on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} (the other sections are from the full run above).`;
+  const note =
+    `Re-measured alone by \`node dist/bench/masking-only.js\` on ` +
+    `${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} (the other sections are from the full run above).`;
   writeFileSync(path, `${text.slice(0, start)}## Masking throughput\n\n${note}\n\n${section}\n${text.slice(end)}`);
 }

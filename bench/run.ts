@@ -310,10 +310,13 @@ function render(r: Report): string {
   out.push('## Query latency per call', '');
   out.push(
     '`SELECT <columns> FROM bench_rows ORDER BY id LIMIT n` (10,000-row table with a primary key), measured by the caller. ' +
-      '**pg**: a `pg.Client`, `client.query(sql)`. **Drawbridge**: MCP SDK client → `drawbridge serve` over stdio; policy allows reads, masking rule with all ' +
+      '**pg**: a `pg.Client`, `client.query(sql)`. **Drawbridge**: MCP SDK client ' +
+      '→ `drawbridge serve` over stdio; policy allows reads, masking rule with all ' +
       'detectors and a column rule on `bench_rows.email`, journal synced FULL, `max_rows` 10000 / `max_bytes` 4MiB. ' +
       '**server-postgres**: MCP SDK client → `@modelcontextprotocol/server-postgres` over stdio, tool `query`. ' +
-      `All three use the same least-privilege role. A fourth target (Drawbridge with the journal synced NORMAL, below) ran in the same rounds. ${WARMUP} warm-up calls, then ${callsFor(1)} calls (1 and 100 rows) or ${callsFor(10_000)} calls (10,000 rows) per target, interleaved round-robin. Times in ms.`,
+      `All three use the same least-privilege role. A fourth target (Drawbridge with the journal synced ` +
+      `NORMAL, below) ran in the same rounds. ${WARMUP} warm-up calls, then ${callsFor(1)} calls (1 and 100 ` +
+      `rows) or ${callsFor(10_000)} calls (10,000 rows) per target, interleaved round-robin. Times in ms.`,
     '',
   );
   const rows: string[][] = [];
@@ -357,8 +360,10 @@ function render(r: Report): string {
   out.push('## Where Drawbridge’s time goes', '');
   out.push(
     'The pipeline replayed in process, one timer per stage (median ms). *resolve*: catalog lookups (cached per connection for 60 s) and the policy decision; ' +
-      '*execute*: `BEGIN READ ONLY` + `SET LOCAL` limits, the statement over the extended protocol, `ROLLBACK`; *journal*: one hash-chained append each, synced FULL; ' +
-      '*MCP server*: the SDK’s result validation and JSON serialisation; *MCP client*: the SDK client’s line buffering (64 KiB chunks), JSON + schema parsing ' +
+      '*execute*: `BEGIN READ ONLY` + `SET LOCAL` limits, the statement over the extended ' +
+      'protocol, `ROLLBACK`; *journal*: one hash-chained append each, synced FULL; ' +
+      '*MCP server*: the SDK’s result validation and JSON serialisation; *MCP ' +
+      'client*: the SDK client’s line buffering (64 KiB chunks), JSON + schema parsing ' +
       'and outputSchema validation. Not included: pipe transfer and process scheduling (the rest of the stdio numbers above).',
     '',
   );
@@ -430,11 +435,15 @@ function render(r: Report): string {
 function renderKube(out: string[], k: KubeNumbers): void {
   out.push('## kubectl latency per call', '');
   out.push(
-    `\`${KUBE_COMMAND}\` (${k.pods} pods) against the in-process fake Kubernetes API server of the test suite (\`test/support/fake-kube\`, plain HTTP on 127.0.0.1, ` +
-      "bearer token), measured by the caller. **client-node**: `@kubernetes/client-node` `CoreV1Api.listNamespacedPod({ namespace: 'shop' })`, one `KubeConfig` reused. " +
-      `**Drawbridge**: MCP SDK client → \`drawbridge serve\` over stdio, tool \`kubectl\`, \`{ connection, command: '${KUBE_COMMAND}' }\`; policy allows reads, masking with all ` +
+    `\`${KUBE_COMMAND}\` (${k.pods} pods) against the in-process fake Kubernetes API ` +
+      `server of the test suite (\`test/support/fake-kube\`, plain HTTP on 127.0.0.1, ` +
+      'bearer token), measured by the caller. **client-node**: `@kubernetes/client-node` ' +
+      "`CoreV1Api.listNamespacedPod({ namespace: 'shop' })`, one `KubeConfig` reused. " +
+      `**Drawbridge**: MCP SDK client → \`drawbridge serve\` over stdio, tool \`kubectl\`, ` +
+      `\`{ connection, command: '${KUBE_COMMAND}' }\`; policy allows reads, masking with all ` +
       'detectors, journal synced FULL; it asks the server for a Table and renders kubectl’s columns. ' +
-      `**mcp-server-kubernetes** ${k.mcpServerKubernetesVersion}: MCP SDK client → the server over stdio, tool \`kubectl_get\` \`{ resourceType: 'pods', namespace: 'shop' }\`, ` +
+      `**mcp-server-kubernetes** ${k.mcpServerKubernetesVersion}: MCP SDK client → the server ` +
+      `over stdio, tool \`kubectl_get\` \`{ resourceType: 'pods', namespace: 'shop' }\`, ` +
       `KUBECONFIG pointing at the fake. ${KUBE_WARMUP} warm-up calls, then ${KUBE_CALLS} calls per target, interleaved round-robin. Times in ms.`,
     '',
   );
@@ -471,14 +480,19 @@ function renderKube(out: string[], k: KubeNumbers): void {
     out.push('');
   }
   out.push(
-    '**The mcp-server-kubernetes column does not run the real kubectl.** That server shells out to `kubectl` for `kubectl_get`. The machine this was written on ' +
+    '**The mcp-server-kubernetes column does not run the real kubectl.** That server ' +
+      'shells out to `kubectl` for `kubectl_get`. The machine this was written on ' +
       'has a kubectl (`/usr/bin/kubectl` from the Google Cloud SDK package, v1.32.4-dispatcher), but against the fake API server it fails discovery with ' +
-      '“the server has asked for the client to provide credentials” (not investigated), so the benchmark does not use it. A shim (`bench/kubectl-shim.ts`, a Node script first on that server’s PATH) implements exactly the ' +
-      `command line the server sent (${k.shimArgv.length > 0 ? k.shimArgv.map((a) => `\`kubectl ${(JSON.parse(a) as string[]).join(' ')}\``).join(', ') : 'none logged'}) ` +
+      '“the server has asked for the client to provide credentials” (not investigated), so the benchmark does not ' +
+      'use it. A shim (`bench/kubectl-shim.ts`, a Node script first on that server’s PATH) implements exactly the ' +
+      `command line the server sent ` +
+      `(${k.shimArgv.length > 0 ? k.shimArgv.map((a) => `\`kubectl ${(JSON.parse(a) as string[]).join(' ')}\``).join(', ') : 'none logged'}) ` +
       'by listing the pods with client-node and printing them as `kubectl -o json` does. So the column measures one Node process start + client-node import ' +
       `+ one list per call (the shim alone: ${ms(k.shimAloneMs)} ms median, run directly), not kubectl’s Go start-up, kubeconfig handling, discovery cache ` +
-      'or printers. The process-per-call shape is the same as with the real binary, but the cost per process is not: a native kubectl usually starts faster than ' +
-      'Node + client-node, so with the real binary this column could be lower — treat it as an estimate of the architecture, not of mcp-server-kubernetes with kubectl.',
+      'or printers. The process-per-call shape is the same as with the real binary, ' +
+      'but the cost per process is not: a native kubectl usually starts faster than ' +
+      'Node + client-node, so with the real binary this column could be lower — treat ' +
+      'it as an estimate of the architecture, not of mcp-server-kubernetes with kubectl.',
   );
   out.push('');
 }
@@ -486,18 +500,27 @@ function renderKube(out: string[], k: KubeNumbers): void {
 function renderSsh(out: string[], s: SshNumbers): void {
   out.push('## SSH command latency per call', '');
   out.push(
-    `\`${SSH_COMMAND}\` against a throwaway OpenSSH sshd (${s.sshd}) on 127.0.0.1 started by the bench (\`test/support/sshd.ts\`: ed25519 host and client keys, ` +
+    `\`${SSH_COMMAND}\` against a throwaway OpenSSH sshd (${s.sshd}) on 127.0.0.1 ` +
+      `started by the bench (\`test/support/sshd.ts\`: ed25519 host and client keys, ` +
       'public-key login as the current user), measured by the caller; every answer is checked (untimed) to be this machine’s host name. ' +
       '**ssh2 (reused)**: one `ssh2` `Client` kept connected, `client.exec(cmd)` per call — the floor. ' +
       '**ssh2, new connection per call**: `connect` (key exchange, public-key auth), `exec`, `end`, until the socket has closed. ' +
-      `**Drawbridge**: MCP SDK client → \`drawbridge serve\` over stdio, tool \`ssh_exec\`, \`{ connection, command: '${SSH_COMMAND}' }\`; the command is parsed and ` +
-      'classified (read), policy allows reads, masking with all detectors, journal synced FULL; its pool keeps one `ssh2` connection per host, host key pinned. ' +
-      `**ssh-mcp** ${s.sshMcpVersion}: MCP SDK client → \`ssh-mcp --host --port --user --key\` over stdio, tool \`read-command\` \`{ command }\`; it sanitises and ` +
-      'classifies the command against its read-only allowlist, redacts the output (patterns and an entropy scan), appends an audit line to a log file (a write stream, no fsync) ' +
-      'and sends an `AI_AGENT` environment request on each channel. It **reuses its connection**: `ConnectionRegistry.getOrCreate` returns the open `SSHConnection` ' +
-      '(`if (existing && existing.isConnected()) return existing;`, `build/ssh/connection-registry.js`), so like Drawbridge it pays the SSH handshake once, not per call; ' +
+      `**Drawbridge**: MCP SDK client → \`drawbridge serve\` over stdio, tool \`ssh_exec\`, ` +
+      `\`{ connection, command: '${SSH_COMMAND}' }\`; the command is parsed and ` +
+      'classified (read), policy allows reads, masking with all detectors, journal ' +
+      'synced FULL; its pool keeps one `ssh2` connection per host, host key pinned. ' +
+      `**ssh-mcp** ${s.sshMcpVersion}: MCP SDK client → \`ssh-mcp --host --port --user ` +
+      `--key\` over stdio, tool \`read-command\` \`{ command }\`; it sanitises and ` +
+      'classifies the command against its read-only allowlist, redacts the output (patterns ' +
+      'and an entropy scan), appends an audit line to a log file (a write stream, no fsync) ' +
+      'and sends an `AI_AGENT` environment request on each channel. It **reuses its ' +
+      'connection**: `ConnectionRegistry.getOrCreate` returns the open `SSHConnection` ' +
+      '(`if (existing && existing.isConnected()) return existing;`, `build/ssh/connection-registry.js`), ' +
+      'so like Drawbridge it pays the SSH handshake once, not per call; ' +
       'with the quick-start flags its host key check is trust-on-first-use in memory (pinning needs its config file). ' +
-      `All targets speak SSH through the same \`ssh2\` package (ssh-mcp with its own algorithm list, chacha20-poly1305 first). ${SSH_WARMUP} warm-up calls, then ${SSH_CALLS} calls per target, interleaved round-robin. Times in ms.`,
+      `All targets speak SSH through the same \`ssh2\` package (ssh-mcp with its ` +
+      `own algorithm list, chacha20-poly1305 first). ${SSH_WARMUP} warm-up calls, ` +
+      `then ${SSH_CALLS} calls per target, interleaved round-robin. Times in ms.`,
     '',
   );
   const get = (name: string) => s.latency.find((x) => x.target === name);
@@ -540,13 +563,18 @@ function renderSsh(out: string[], s: SshNumbers): void {
   const env = get('ssh2-env');
   if (direct && env && db && sm) {
     out.push(
-      `A fifth target ran in the same rounds: a second reused \`ssh2\` client, sending the \`AI_AGENT=ssh-mcp\` environment request before each exec, as ssh-mcp does: ` +
-        `${ms(env.p50)} / ${ms(env.p95)} ms (p50 / p95), ${env.p50 >= direct.p50 ? '+' : '−'}${ms(Math.abs(env.p50 - direct.p50))} ms over plain \`ssh2\` at p50 ` +
-        `(ssh-mcp − Drawbridge: ${sm.p50 >= db.p50 ? '+' : '−'}${ms(Math.abs(sm.p50 - db.p50))} ms). \`ssh2\` leaves Nagle’s algorithm on (no \`TCP_NODELAY\`), so the exec request, ` +
-        'written right after the env request while that segment is still unacknowledged, waits for the server’s delayed ACK; with `setNoDelay(true)` on the client the difference disappears (checked ' +
+      `A fifth target ran in the same rounds: a second reused \`ssh2\` client, sending ` +
+        `the \`AI_AGENT=ssh-mcp\` environment request before each exec, as ssh-mcp does: ` +
+        `${ms(env.p50)} / ${ms(env.p95)} ms (p50 / p95), ` +
+        `${env.p50 >= direct.p50 ? '+' : '−'}${ms(Math.abs(env.p50 - direct.p50))} ms over plain \`ssh2\` at p50 ` +
+        `(ssh-mcp − Drawbridge: ${sm.p50 >= db.p50 ? '+' : '−'}${ms(Math.abs(sm.p50 - db.p50))} ` +
+        `ms). \`ssh2\` leaves Nagle’s algorithm on (no \`TCP_NODELAY\`), so the exec request, ` +
+        'written right after the env request while that segment is still unacknowledged, waits for the ' +
+        'server’s delayed ACK; with `setNoDelay(true)` on the client the difference disappears (checked ' +
         'outside this benchmark). Drawbridge sends no env request.' +
         (sm.p50 > db.p50
-          ? ` So ${(env.p50 - direct.p50) / (sm.p50 - db.p50) >= 0.5 ? 'most' : 'only part'} of what separates ssh-mcp from Drawbridge here is that TCP interaction rather than its policy, redaction or audit work.`
+          ? ` So ${(env.p50 - direct.p50) / (sm.p50 - db.p50) >= 0.5 ? 'most' : 'only part'} of what separates ` +
+            `ssh-mcp from Drawbridge here is that TCP interaction rather than its policy, redaction or audit work.`
           : ''),
     );
     out.push('');
@@ -554,9 +582,11 @@ function renderSsh(out: string[], s: SshNumbers): void {
   const l = s.loginShell;
   out.push(
     'Every target pays the same work on the host: sshd forks a session and runs the login shell with the command ' +
-      `(\`${l.shell} -c '${SSH_COMMAND}'\`). Run locally the same way, that shell takes ${ms(l.withSshClient)} ms (median) with \`SSH_CLIENT\` set, as sshd sets it, ` +
+      `(\`${l.shell} -c '${SSH_COMMAND}'\`). Run locally the same way, that shell takes ` +
+      `${ms(l.withSshClient)} ms (median) with \`SSH_CLIENT\` set, as sshd sets it, ` +
       `and ${ms(l.without)} ms without: ${l.shell.endsWith('bash') ? 'bash sources `~/.bashrc` when it sees `SSH_CLIENT`, and ' : ''}` +
-      'a slow shell start-up on the benchmark host is part of every number above and shrinks the ratios; the differences (last column) are the steadier figure.',
+      'a slow shell start-up on the benchmark host is part of every number above ' +
+      'and shrinks the ratios; the differences (last column) are the steadier figure.',
   );
   out.push('');
 }

@@ -55,10 +55,13 @@ export async function startSshBench(): Promise<SshBench> {
   const configDir = join(dir, 'config');
   mkdirSync(join(configDir, 'tools'), { recursive: true });
   mkdirSync(join(configDir, 'policies'));
-  writeFileSync(
-    join(configDir, 'tools', 'host.yaml'),
-    `${sshConnectionYaml({ name: 'host', description: 'Benchmark host (throwaway sshd on loopback)', hosts: [{ name: 'bench-1', server: sshd }], login: sshd })}---\n${sshToolYaml(['host'])}`,
-  );
+  const connection = sshConnectionYaml({
+    name: 'host',
+    description: 'Benchmark host (throwaway sshd on loopback)',
+    hosts: [{ name: 'bench-1', server: sshd }],
+    login: sshd,
+  });
+  writeFileSync(join(configDir, 'tools', 'host.yaml'), `${connection}---\n${sshToolYaml(['host'])}`);
   writeFileSync(
     join(configDir, 'policies', 'gateway.yaml'),
     `kind: gateway

@@ -17,7 +17,7 @@ export interface BackendErrorCodes {}
 export type ErrorCode = CoreErrorCode | Extract<keyof BackendErrorCodes, string>;
 
 /** The gateway's own codes: identity, input, policy, approvals, journal, and backend faults every backend shares. */
-export type CoreErrorCode =
+type CoreErrorCode =
   | 'config.invalid'
   | 'config.secret_missing'
   | 'config.secret_invalid'
@@ -61,7 +61,8 @@ const HINTS: Record<CoreErrorCode, string> = {
   'config.invalid': 'Fix the listed problems in tools/ or policies/ and run `drawbridge check`.',
   'config.secret_missing': 'Set the referenced environment variable or file on the gateway host, then retry.',
   'config.secret_invalid':
-    'A secret of this connection has the wrong form. Retrying will not help: tell the operator, who must correct the referenced variable or file on the gateway host and restart the gateway.',
+    'A secret of this connection has the wrong form. Retrying will not help: tell the operator, ' +
+    'who must correct the referenced variable or file on the gateway host and restart the gateway.',
   'identity.missing': 'The gateway has no caller identity; the operator must configure one (kind: gateway, identity).',
   'identity.invalid_token':
     'Sign in again to get a fresh access token for this gateway (drawbridge connect does it for you); the token must be a JWT issued for this gateway.',
@@ -70,7 +71,8 @@ const HINTS: Record<CoreErrorCode, string> = {
   'identity.unavailable': 'The OpenID provider could not be reached to verify the token. Retry later or tell the operator.',
   'identity.session_mismatch': 'This MCP session belongs to another identity. Start a new session with your own token.',
   'identity.sign_in_required':
-    'A person must sign in first: open the address shown, enter the code and approve. The bridge then connects by itself and the tool list refreshes; call again after that.',
+    'A person must sign in first: open the address shown, enter the code and approve. The ' +
+    'bridge then connects by itself and the tool list refreshes; call again after that.',
   'input.invalid': 'Check the tool arguments against the tool input schema and call again.',
   'tool.unknown': 'Call one of the tools listed by tools/list.',
   'connection.unknown': 'Use one of the connection names listed in the tool description.',
@@ -79,13 +81,19 @@ const HINTS: Record<CoreErrorCode, string> = {
   'policy.unclassified': 'The gateway could not tell what this request does, so it is refused. Rewrite it as a plain statement.',
   'backend.unavailable': 'The backend could not be reached. Retry later or tell the operator.',
   'backend.auth_failed':
-    "The backend refused the gateway's own credential for this connection (wrong, expired or not allowed to log in). Retrying will not help: tell the operator, who must fix the credential in the connection's secret on the gateway host and restart the gateway.",
+    "The backend refused the gateway's own credential for this connection (wrong, expired " +
+    'or not allowed to log in). Retrying will not help: tell the operator, who must fix ' +
+    "the credential in the connection's secret on the gateway host and restart the gateway.",
   'backend.timeout': 'The statement hit the time limit. Narrow it (add filters or LIMIT) and call again.',
   'backend.connection_lost':
-    'The database session ended during the call (a restart, a failover, an administrator ending it, or the network); the message says whether anything was applied. Unless it says the change was committed, call again once the database is back: the gateway opens a new connection by itself.',
+    'The database session ended during the call (a restart, a failover, an administrator ending it, ' +
+    'or the network); the message says whether anything was applied. Unless it says the change was ' +
+    'committed, call again once the database is back: the gateway opens a new connection by itself.',
   'backend.error': 'The backend rejected the request. Read the message, fix the request and call again.',
   'backend.interrupted':
-    'The connection to the backend broke while the request was in flight, so whether it took effect is unknown. Check the current state with a read (list the objects, or run a command that shows the state on the host) before retrying anything that changes state; the next call opens a new connection.',
+    'The connection to the backend broke while the request was in flight, so whether it took effect is ' +
+    'unknown. Check the current state with a read (list the objects, or run a command that shows the ' +
+    'state on the host) before retrying anything that changes state; the next call opens a new connection.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
   'approval.declined': 'A human declined this request. Do not retry it or variants of it; ask them what they would accept.',
@@ -95,7 +103,8 @@ const HINTS: Record<CoreErrorCode, string> = {
   'approval.not_found': 'Check the id with `drawbridge approvals list --all`.',
   'approval.not_pending': 'This request was already decided or has expired; see `drawbridge approvals show ID`. A new request needs a new call from the agent.',
   'approval.forbidden':
-    "Only members of the rule's approver groups may vote, and requesters never approve their own requests unless the rule says requester: true. Ask another approver.",
+    "Only members of the rule's approver groups may vote, and requesters never approve " +
+    'their own requests unless the rule says requester: true. Ask another approver.',
   'approval.duplicate_vote': 'Each approver votes once per request. If more approvals are needed, another approver must vote.',
   'approval.not_approved': 'This request is not approved, or its approval was already used. Call again to ask for a new approval.',
   'approval.store_unavailable': 'The approvals store cannot be read or written, so nothing that needs approval runs. Tell the operator.',
@@ -162,7 +171,7 @@ const KINDS: Record<CoreErrorCode, ErrorKind> = {
 };
 
 /** A code's hint and kind. */
-export interface ErrorEntry {
+interface ErrorEntry {
   readonly hint: string;
   readonly kind: ErrorKind;
 }

@@ -9,7 +9,7 @@
 // from taking the process down. The line names the error's type and its first
 // message line with credentials blanked; the stack only with DRAWBRIDGE_DEBUG=1.
 
-export type GuardEvent = 'uncaughtException' | 'unhandledRejection';
+type GuardEvent = 'uncaughtException' | 'unhandledRejection';
 
 /** What the guard listens on: `process`, or a stand-in in tests. */
 export interface GuardTarget {
@@ -68,7 +68,8 @@ export function installProcessGuard(options: GuardOptions = {}): ProcessGuard {
       const stack = debug && value instanceof Error && value.stack ? `\n${value.stack}` : '';
       try {
         write(
-          `${GUARD_LINE_PREFIX} ${what} (${describeFault(value)}) was caught; still serving. This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).${stack}\n`,
+          `${GUARD_LINE_PREFIX} ${what} (${describeFault(value)}) was caught; still serving. ` +
+            `This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).${stack}\n`,
         );
       } catch {
         // stderr itself failed: nothing more can be said, and throwing here would end the process.

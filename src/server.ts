@@ -27,7 +27,7 @@ import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
 import { StdioTransport } from './stdio.js';
 
-export const SERVER_NAME = 'drawbridge';
+const SERVER_NAME = 'drawbridge';
 export const SERVER_VERSION = '0.1.0';
 
 const outputSchema = z.toJSONSchema(z.object(tabularOutputShape)) as Tool['outputSchema'];
@@ -128,9 +128,10 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
       const token = meta['progressToken'];
       const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
       let step = 0;
+      const elicit = elicitationHook(server, extra.requestId);
       const channel: ApprovalChannel = {
         ...(client ? { clientName: client.name } : {}),
-        elicit: elicitationHook(server, extra.requestId),
+        ...(elicit ? { elicit } : {}),
         // Aborted when the client cancels the tools/call (or its request timed out).
         signal: extra.signal,
         ...(progressToken !== undefined

@@ -309,13 +309,13 @@ class OversizeScanner {
           if (this.depth <= 2 && this.depth >= 1 && this.kind[this.depth] === OPEN_OBJECT && this.phase[this.depth] === 'key') {
             this.inKey = true;
             this.keyBytes = [];
-          } else this.valueStarted(chunk, i, 'string');
+          } else this.valueStarted(i, 'string');
           this.feed(b);
           this.inString = true;
           break;
         case OPEN_OBJECT:
         case OPEN_ARRAY:
-          this.valueStarted(chunk, i, 'container');
+          this.valueStarted(i, 'container');
           this.feed(b);
           this.depth += 1;
           if (this.depth <= 2) {
@@ -346,7 +346,7 @@ class OversizeScanner {
         default:
           if (!isSpace(b) && !this.inScalar) {
             this.inScalar = true;
-            this.valueStarted(chunk, i, 'scalar');
+            this.valueStarted(i, 'scalar');
           }
           this.feed(b);
       }
@@ -399,7 +399,7 @@ class OversizeScanner {
   }
 
   /** A value starts at the current depth: is it one we capture or measure? */
-  private valueStarted(chunk: Buffer, at: number, what: 'string' | 'scalar' | 'container'): void {
+  private valueStarted(at: number, what: 'string' | 'scalar' | 'container'): void {
     const depth = this.depth;
     if (depth < 1 || depth > 2 || this.kind[depth] !== OPEN_OBJECT || this.phase[depth] !== 'value') return;
     this.phase[depth] = 'after';

@@ -31,8 +31,10 @@ describe('installProcessGuard', () => {
     target.emit('unhandledRejection', new TypeError('x is not a function'));
     expect(guard.fired).toBe(2);
     expect(lines).toEqual([
-      `${GUARD_LINE_PREFIX} an uncaught exception (Error [ECONNRESET]: Connection terminated unexpectedly) was caught; still serving. This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).\n`,
-      `${GUARD_LINE_PREFIX} an unhandled promise rejection (TypeError: x is not a function) was caught; still serving. This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).\n`,
+      `${GUARD_LINE_PREFIX} an uncaught exception (Error [ECONNRESET]: Connection terminated unexpectedly) was ` +
+        `caught; still serving. This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).\n`,
+      `${GUARD_LINE_PREFIX} an unhandled promise rejection (TypeError: x is not a function) was caught; ` +
+        `still serving. This is a bug in Drawbridge: report it (DRAWBRIDGE_DEBUG=1 adds the details).\n`,
     ]);
     guard.uninstall();
     expect(target.listenerCount('uncaughtException')).toBe(0);

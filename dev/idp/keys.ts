@@ -17,6 +17,12 @@ export interface DevIdpSigningKey {
 }
 
 /** A new signing key pair; kid = the JWK thumbprint of the public key. */
+/** A member exportJWK always sets for a public key of this type. */
+function member(value: string | undefined): string {
+  if (value === undefined) throw new TypeError('exportJWK returned a public key without a required member');
+  return value;
+}
+
 export async function generateSigningKey(alg: DevIdpSigningAlg): Promise<DevIdpSigningKey> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   const pub = await exportJWK(publicKey);
@@ -25,6 +31,8 @@ export async function generateSigningKey(alg: DevIdpSigningAlg): Promise<DevIdpS
   // Member order as oidc-provider's JWKS endpoint serves it (lib/helpers/initialize_keystore.js;
   // the harness test checks it byte for byte).
   const publicJwk: JWK =
-    pub.kty === 'RSA' ? { kty: 'RSA', use: 'sig', kid, alg, e: pub.e, n: pub.n } : { kty: 'EC', use: 'sig', kid, alg, crv: pub.crv, x: pub.x, y: pub.y };
+    pub.kty === 'RSA'
+      ? { kty: 'RSA', use: 'sig', kid, alg, e: member(pub.e), n: member(pub.n) }
+      : { kty: 'EC', use: 'sig', kid, alg, crv: member(pub.crv), x: member(pub.x), y: member(pub.y) };
   return { kid, alg, privateKey, privateJwk, publicJwk };
 }

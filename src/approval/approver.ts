@@ -15,7 +15,7 @@ export interface ApproverIdentity {
   readonly kind: 'local' | 'oidc';
 }
 
-export type ApprovalVia = 'elicitation' | 'cli';
+type ApprovalVia = 'elicitation' | 'cli';
 
 export interface Vote {
   readonly approver: ApproverIdentity;
@@ -95,7 +95,8 @@ export const approvalAnswerSchema = z.object({
   status: z
     .enum(['pending', 'approved', 'denied', 'expired', 'consumed'])
     .describe(
-      'pending: no decision yet; approved: the next identical call runs it; denied: refused (reported once); expired or consumed: the next identical call asks anew',
+      'pending: no decision yet; approved: the next identical call runs it; denied: ' +
+        'refused (reported once); expired or consumed: the next identical call asks anew',
     ),
   tool: z.string().describe('The tool to call again'),
   connection: z.string().describe('The connection to pass again'),

@@ -89,11 +89,14 @@ function unresolvedApprovers(unset: readonly string[], unreadable: readonly stri
   const sources = unset.length + unreadable.length === 1 ? 'it' : 'them';
   const hint =
     unset.length > 0
-      ? `Export the variable${unset.length === 1 ? '' : 's'} the gateway uses in this shell (export ${unset[0] ?? ''}=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.`
+      ? `Export the variable${unset.length === 1 ? '' : 's'} the gateway uses in this ` +
+        `shell (export ${unset[0] ?? ''}=… with the gateway's value), or run drawbridge ` +
+        `approvals where the gateway's environment is (its host and user); then retry.`
       : 'Run drawbridge approvals where the gateway runs (its host and user, which can read the token files); then retry.';
   return new DrawbridgeError(
     'identity.unknown_approver',
-    `The approver token matches none of the approvers that can be checked here: ${parts.join('; ')}, so approvers whose tokens come from ${sources} (approval.approvers) cannot be recognised.`,
+    `The approver token matches none of the approvers that can be checked here: ${parts.join('; ')}, ` +
+      `so approvers whose tokens come from ${sources} (approval.approvers) cannot be recognised.`,
     { hint, details: { unset: [...unset], unreadable: [...unreadable] } },
   );
 }

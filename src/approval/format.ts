@@ -36,7 +36,7 @@ function truncate(text: string, max: number): string {
 }
 
 /** "45s", "12m", "3h 5m", "2d 4h". */
-export function formatSpan(ms: number): string {
+function formatSpan(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s}s`;
   const m = Math.floor(s / 60);
@@ -96,7 +96,10 @@ function formatVote(v: Vote): string {
   const grant = v.decision === 'approve' ? `, grant ${grantText(v.grantMs)}` : '';
   const client = v.client ? ` (${safeLine(v.client)})` : '';
   const reason = v.reason ? ` — ${safeLine(v.reason)}` : '';
-  return `  ${v.decision.toUpperCase().padEnd(7)}  ${safeLine(v.approver.subject)} [${v.approver.kind}; ${safeLine(groups)}] via ${v.via}${client} at ${v.at}${grant}${reason}`;
+  return (
+    `  ${v.decision.toUpperCase().padEnd(7)}  ${safeLine(v.approver.subject)} ` +
+    `[${v.approver.kind}; ${safeLine(groups)}] via ${v.via}${client} at ${v.at}${grant}${reason}`
+  );
 }
 
 /**
@@ -145,8 +148,10 @@ function statusLine(a: StoredApproval, now: Date): string {
     }
     case 'approved':
       return `APPROVED at ${a.decidedAt ?? '?'}, grant ${grantText(a.grantMs)}; not used yet (the agent must call again before ${a.expiresAt})`;
-    case 'denied':
-      return `DENIED at ${a.decidedAt ?? '?'}${a.consumedAt ? `; the requester was told at ${a.consumedAt}` : '; the requester is told on their next identical call'}`;
+    case 'denied': {
+      const told = a.consumedAt ? `; the requester was told at ${a.consumedAt}` : '; the requester is told on their next identical call';
+      return `DENIED at ${a.decidedAt ?? '?'}${told}`;
+    }
     case 'consumed':
       return `APPROVED at ${a.decidedAt ?? '?'} and used at ${a.consumedAt ?? '?'}, grant ${grantText(a.grantMs)}`;
     case 'expired':
@@ -162,17 +167,22 @@ export function formatApproval(a: StoredApproval, now: Date): string {
     ...(s.approverGroups.length ? [`members of ${s.approverGroups.map(safeLine).join(', ')}`] : []),
     ...(s.allowRequester ? ['the requester'] : []),
   ].join(' or ');
+  const maxGrant = s.maxGrantMs
+    ? `${formatDuration(s.maxGrantMs)} (approvers may also allow this requester's further calls under this rule for up to this long)`
+    : 'none (an approval covers this one call)';
   const lines = [
     `Approval ${a.id}`,
     `  status      ${statusLine(a, now)}`,
-    `  requested   ${a.createdAt} (${relative(a.createdAt, now)}) by ${safeLine(r.subject)} [${r.kind}, issuer ${safeLine(r.issuer)}] groups: ${safeLine(r.groups.join(', ') || '(none)')}`,
+    `  requested   ${a.createdAt} (${relative(a.createdAt, now)}) by ${safeLine(r.subject)} ` +
+      `[${r.kind}, issuer ${safeLine(r.issuer)}] groups: ${safeLine(r.groups.join(', ') || '(none)')}`,
     `  client      ${s.client ? safeLine(s.client) : '(unknown)'}`,
     `  call        ${safeLine(s.callId)}`,
     `  request     ${safeLine(s.tool)} on ${safeLine(s.connection)}`,
     `  hash        ${a.hash}`,
     `  rule        ${safeLine(s.rule)} — ${safeLine(s.message)}`,
-    `  approvers   ${who || '(nobody)'}; ${s.min} distinct approval${s.min === 1 ? '' : 's'} needed${s.allowRequester ? '' : '; the requester may not approve'}`,
-    `  max grant   ${s.maxGrantMs ? `${formatDuration(s.maxGrantMs)} (approvers may also allow this requester's further calls under this rule for up to this long)` : 'none (an approval covers this one call)'}`,
+    `  approvers   ${who || '(nobody)'}; ${s.min} distinct approval${s.min === 1 ? '' : 's'} ` +
+      `needed${s.allowRequester ? '' : '; the requester may not approve'}`,
+    `  max grant   ${maxGrant}`,
     '',
     'Summary',
     `  ${safeLine(s.summary)}`,

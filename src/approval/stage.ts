@@ -44,7 +44,7 @@ export type Clearance =
       readonly grant: StoredGrant | null;
     };
 
-export interface ApproveInput {
+interface ApproveInput {
   readonly callId: string;
   readonly request: ParsedRequest;
   readonly decision: Decision;
@@ -99,7 +99,8 @@ export async function approveStage(ctx: ApprovalContext, input: ApproveInput): P
   if (!approvers.groups) {
     throw new DrawbridgeError(
       'approval.unavailable',
-      `Rule ${rule.name} needs your approval in the client, but ${channel.clientName ?? 'this client'} cannot show an approval prompt (it did not declare the elicitation capability), and the rule names no out-of-band approvers.`,
+      `Rule ${rule.name} needs your approval in the client, but ${channel.clientName ?? 'this client'} cannot show an ` +
+        `approval prompt (it did not declare the elicitation capability), and the rule names no out-of-band approvers.`,
       { hint: 'Use an MCP client that supports elicitation, or ask the operator to add approvers: { groups: [...] } to the rule.' },
     );
   }
@@ -250,9 +251,12 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
   const retry = pickUp(ctx, s);
   throw new DrawbridgeError(
     'approval.pending',
-    `Pending approval ${current.id}: a human must approve ${current.id} (${approversOf(s)} must run \`drawbridge approvals approve ${current.id}\`); nothing was run yet.`,
+    `Pending approval ${current.id}: a human must approve ${current.id} (${approversOf(s)} ` +
+      `must run \`drawbridge approvals approve ${current.id}\`); nothing was run yet.`,
     {
-      hint: `${retry} Approved: the call runs, once. Denied: you are told why, once. Tell the user that ${current.id} waits for ${approversOf(s)}; it expires at ${current.expiresAt}.`,
+      hint:
+        `${retry} Approved: the call runs, once. Denied: you are told why, once. Tell the user ` +
+        `that ${current.id} waits for ${approversOf(s)}; it expires at ${current.expiresAt}.`,
       details: approvalDetails(ctx, s, current, retry),
     },
   );

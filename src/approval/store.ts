@@ -32,7 +32,10 @@ export interface StoredApproval {
   readonly decidedAt: string | null;
   /** When an approved request cleared its call; for a denied one, when the denial was reported to the requester. */
   readonly consumedAt: string | null;
-  /** Grant chosen by the deciding approver(s): the minimum of their choices, bounded by subject.maxGrantMs; null when the rule has no grant or until approved. */
+  /**
+   * Grant chosen by the deciding approver(s): the minimum of their choices, bounded by
+   * subject.maxGrantMs; null when the rule has no grant or until approved.
+   */
   readonly grantMs: number | null;
 }
 
@@ -51,7 +54,21 @@ export interface StoredGrant {
   readonly revokedBy: string | null;
 }
 
-export interface VoteHooks {
+/** Who a grant is for: exactly this principal, tool, connection and rule. */
+interface GrantQuery {
+  readonly subject: string;
+  readonly issuer: string;
+  readonly tool: string;
+  readonly connection: string;
+  readonly rule: string;
+}
+
+interface GrantInput extends GrantQuery {
+  readonly approvalId: string;
+  readonly grantMs: number;
+}
+
+interface VoteHooks {
   /**
    * Runs inside the store's write transaction once the vote is validated, with
    * the approval as it will be after the vote. If it throws, the vote is rolled
@@ -93,12 +110,9 @@ export interface ApprovalStore {
    * grant of at least `grantMs`, and the grant ends no later than decidedAt + its grantMs.
    * One grant per approval (approval.not_approved otherwise).
    */
-  createGrant(
-    input: { subject: string; issuer: string; tool: string; connection: string; rule: string; approvalId: string; grantMs: number },
-    now: Date,
-  ): StoredGrant;
+  createGrant(input: GrantInput, now: Date): StoredGrant;
   /** A grant valid at `now` (not revoked, now < expiresAt) for exactly this principal, tool, connection and rule; the one expiring last. */
-  findGrant(q: { subject: string; issuer: string; tool: string; connection: string; rule: string }, now: Date): StoredGrant | undefined;
+  findGrant(q: GrantQuery, now: Date): StoredGrant | undefined;
   /** Newest first. `active: true` only valid ones, `false` only revoked or expired ones. */
   listGrants(now: Date, filter?: { active?: boolean }): StoredGrant[];
   /** Throws grant.not_found when there is no such grant or it is already revoked. */
@@ -187,7 +201,7 @@ interface GrantRow {
 }
 
 /** An unguessable id: prefix + 10 characters of [a-z0-9] (about 51 bits) from the CSPRNG. */
-export function newId(prefix: 'ap_' | 'gr_'): string {
+function newId(prefix: 'ap_' | 'gr_'): string {
   let id = prefix;
   for (let i = 0; i < 10; i++) id += ID_ALPHABET[randomInt(ID_ALPHABET.length)];
   return id;
@@ -233,7 +247,12 @@ const refuse = (error: DrawbridgeError): Refusal => ({ refusal: error });
 const isRefusal = (value: unknown): value is Refusal => value !== null && typeof value === 'object' && 'refusal' in value;
 
 export function openApprovalStore(path: string, options: ApprovalStoreOptions = {}): ApprovalStore {
-  const busyTimeout = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  const db = openDatabase(path, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
+  return new SqliteApprovalStore(db, path, prepareStatements(db));
+}
+
+/** Opens (creating it if needed) the store's file in WAL mode and checks its format version. */
+function openDatabase(path: string, busyTimeout: number): Database.Database {
   const inMemory = path === ':memory:';
   let db: Database.Database;
   try {
@@ -258,8 +277,11 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
     db.close();
     throw storeUnavailable('Cannot initialise the approvals store', path, cause);
   }
+  return db;
+}
 
-  const stmt = {
+function prepareStatements(db: Database.Database) {
+  return {
     approval: db.prepare('SELECT * FROM approvals WHERE id = ?'),
     votes: db.prepare('SELECT vote FROM votes WHERE approval_id = ? ORDER BY seq').pluck(),
     findOpen: db.prepare(
@@ -298,272 +320,295 @@ export function openApprovalStore(path: string, options: ApprovalStoreOptions = 
     listGrants: db.prepare('SELECT * FROM grants ORDER BY created_ms DESC, id'),
     revokeGrant: db.prepare('UPDATE grants SET revoked_ms = ?, revoked_by = ? WHERE id = ? AND revoked_ms IS NULL'),
   };
+}
 
-  const toApproval = (row: ApprovalRow): StoredApproval =>
-    deepFreeze({
-      id: row.id,
-      hash: row.hash,
-      status: row.status,
-      subject: JSON.parse(row.subject) as ApprovalSubject,
-      votes: (stmt.votes.all(row.id) as string[]).map((v) => JSON.parse(v) as Vote),
-      createdAt: iso(row.created_ms),
-      expiresAt: iso(row.expires_ms),
-      decidedAt: isoOrNull(row.decided_ms),
-      consumedAt: isoOrNull(row.consumed_ms),
-      grantMs: row.grant_ms,
+type Statements = ReturnType<typeof prepareStatements>;
+
+class SqliteApprovalStore implements ApprovalStore {
+  private closed = false;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly path: string,
+    private readonly stmt: Statements,
+  ) {}
+
+  openRequest(subject: ApprovalSubject, now: Date, ttlMs: number): { approval: StoredApproval; created: boolean } {
+    const at = millis(now);
+    if (!Number.isInteger(ttlMs) || ttlMs <= 0) throw new TypeError('ttlMs must be a positive integer');
+    return this.guarded('open a request', () =>
+      this.writeTx(() => {
+        const key = { hash: subject.hash, subject: subject.requester.subject, issuer: subject.requester.issuer, policyKey: policyKey(subject), now: at };
+        const open = this.stmt.findOpen.get(key) as ApprovalRow | undefined;
+        if (open !== undefined) return { approval: this.toApproval(open), created: false };
+        const id = this.freshId('ap_');
+        this.stmt.insertApproval.run({ ...key, id, json: JSON.stringify(subject), expires: at + ttlMs });
+        return { approval: this.toApproval(this.stmt.approval.get(id) as ApprovalRow), created: true };
+      }),
+    );
+  }
+
+  get(id: string, now: Date): StoredApproval | undefined {
+    const at = millis(now);
+    return this.guarded('read a request', () => {
+      const row = this.getFresh(id, at);
+      return row === undefined ? undefined : this.toApproval(row);
     });
+  }
 
-  const toGrant = (row: GrantRow): StoredGrant =>
-    Object.freeze({
-      id: row.id,
-      subject: row.subject,
-      issuer: row.issuer,
-      tool: row.tool,
-      connection: row.connection,
-      rule: row.rule,
-      approvalId: row.approval_id,
-      createdAt: iso(row.created_ms),
-      expiresAt: iso(row.expires_ms),
-      revokedAt: isoOrNull(row.revoked_ms),
-      revokedBy: row.revoked_by,
+  list(now: Date, filter: { status?: ApprovalStatus } = {}): StoredApproval[] {
+    const at = millis(now);
+    return this.guarded('list requests', () => {
+      if (this.stmt.anyToExpire.get(at) !== undefined) this.writeTx(() => this.stmt.expireAll.run(at));
+      const rows = (filter.status === undefined ? this.stmt.listAll.all() : this.stmt.listByStatus.all(filter.status)) as ApprovalRow[];
+      return rows.map((row) => this.toApproval(row));
     });
+  }
 
-  const freshId = (prefix: 'ap_' | 'gr_'): string => {
-    for (;;) {
-      const id = newId(prefix);
-      if (stmt.idTaken.get(id, id) === undefined) return id;
-    }
-  };
+  vote(id: string, vote: Vote, now: Date, hooks: VoteHooks = {}): StoredApproval {
+    const at = millis(now);
+    return this.guarded('record a vote', () =>
+      this.writeTx(() => {
+        this.stmt.expireOne.run(id, at);
+        const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
+        if (row === undefined) return refuse(notFound(id));
+        const before = this.toApproval(row);
+        const refusal = checkVote(before, vote);
+        if (refusal) return refuse(refusal);
+        const recorded: Vote = vote.decision === 'deny' ? withoutGrant(vote) : vote;
+        this.stmt.insertVote.run(id, this.stmt.nextSeq.get(id) as number, vote.approver.subject, JSON.stringify(recorded));
+        const votes = [...before.votes, recorded];
+        const outcome = decide(before.subject, votes);
+        if (outcome.status !== 'pending') this.stmt.decide.run(outcome.status, at, outcome.grantMs, id);
+        const after = this.loadApproval(id) as StoredApproval;
+        // Throwing here rolls back the whole transaction: the vote is not recorded.
+        hooks.beforeCommit?.(after);
+        return after;
+      }),
+    );
+  }
 
-  const loadApproval = (id: string): StoredApproval | undefined => {
-    const row = stmt.approval.get(id) as ApprovalRow | undefined;
-    return row === undefined ? undefined : toApproval(row);
-  };
+  consume(id: string, now: Date): StoredApproval {
+    const at = millis(now);
+    return this.guarded('consume an approval', () =>
+      this.writeTx(() => {
+        this.stmt.expireOne.run(id, at);
+        const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
+        if (row === undefined) return refuse(notFound(id));
+        if (row.status !== 'approved') {
+          const why = row.status === 'consumed' ? `was already used at ${iso(row.consumed_ms ?? 0)}` : `is ${row.status}`;
+          return refuse(
+            new DrawbridgeError('approval.not_approved', `Approval ${id} ${why}; it cannot clear a call.`, {
+              details: { approvalId: id, status: row.status },
+            }),
+          );
+        }
+        this.stmt.consume.run(at, id);
+        return this.loadApproval(id) as StoredApproval;
+      }),
+    );
+  }
 
-  const notFound = (id: string) => new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(id)}.`, { details: { approvalId: id } });
+  reportDenial(id: string, now: Date): StoredApproval {
+    const at = millis(now);
+    return this.guarded('report a denial', () =>
+      this.writeTx(() => {
+        const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
+        if (row === undefined) return refuse(notFound(id));
+        if (row.status !== 'denied') {
+          return refuse(
+            new DrawbridgeError('approval.not_approved', `Approval ${id} is ${row.status}, not denied.`, { details: { approvalId: id, status: row.status } }),
+          );
+        }
+        this.stmt.reportDenial.run(at, id);
+        return this.loadApproval(id) as StoredApproval;
+      }),
+    );
+  }
 
-  let closed = false;
+  createGrant(input: GrantInput, now: Date): StoredGrant {
+    const at = millis(now);
+    if (!Number.isInteger(input.grantMs) || input.grantMs <= 0) throw new TypeError('grantMs must be a positive integer');
+    return this.guarded('create a grant', () =>
+      this.writeTx(() => {
+        const existing = this.stmt.grantOfApproval.get(input.approvalId) as string | undefined;
+        if (existing !== undefined) {
+          return refuse(
+            new DrawbridgeError('approval.not_approved', `Approval ${input.approvalId} already issued grant ${existing}.`, {
+              details: { approvalId: input.approvalId },
+            }),
+          );
+        }
+        let expires = at + input.grantMs;
+        // Approvals collected in band (elicitation) are not in this store; out-of-band ones are, and must back the grant.
+        const row = this.stmt.approval.get(input.approvalId) as ApprovalRow | undefined;
+        if (row !== undefined) {
+          const backing = grantBacking(row, input);
+          if (isRefusal(backing)) return backing;
+          // The approved window counts from the decision: a late retry does not stretch it.
+          expires = Math.min(expires, backing.decidedMs + backing.grantMs);
+        }
+        const id = this.freshId('gr_');
+        this.stmt.insertGrant.run({ ...input, id, now: at, expires });
+        return toGrant(this.stmt.grant.get(id) as GrantRow);
+      }),
+    );
+  }
+
+  findGrant(q: GrantQuery, now: Date): StoredGrant | undefined {
+    const at = millis(now);
+    return this.guarded('look up grants', () => {
+      const row = this.stmt.findGrant.get({ subject: q.subject, issuer: q.issuer, tool: q.tool, connection: q.connection, rule: q.rule, now: at }) as
+        GrantRow | undefined;
+      return row === undefined ? undefined : toGrant(row);
+    });
+  }
+
+  listGrants(now: Date, filter: { active?: boolean } = {}): StoredGrant[] {
+    const at = millis(now);
+    return this.guarded('list grants', () => {
+      const grants = (this.stmt.listGrants.all() as GrantRow[]).map((row) => ({ row, active: row.revoked_ms === null && at < row.expires_ms }));
+      return grants.filter((g) => filter.active === undefined || g.active === filter.active).map((g) => toGrant(g.row));
+    });
+  }
+
+  revokeGrant(id: string, by: string, now: Date): StoredGrant {
+    const at = millis(now);
+    if (by.trim() === '') throw new TypeError('revokeGrant needs who revokes');
+    return this.guarded('revoke a grant', () =>
+      this.writeTx(() => {
+        const row = this.stmt.grant.get(id) as GrantRow | undefined;
+        if (row === undefined) return refuse(new DrawbridgeError('grant.not_found', `No grant ${JSON.stringify(id)}.`, { details: { grantId: id } }));
+        if (row.revoked_ms !== null) {
+          return refuse(
+            new DrawbridgeError('grant.not_found', `Grant ${id} was already revoked at ${iso(row.revoked_ms)} by ${row.revoked_by ?? 'unknown'}.`, {
+              details: { grantId: id },
+            }),
+          );
+        }
+        this.stmt.revokeGrant.run(at, by, id);
+        return toGrant(this.stmt.grant.get(id) as GrantRow);
+      }),
+    );
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
   /**
    * Runs `body` and maps failures: catalog errors pass through, everything else
    * (SQLITE_BUSY past the timeout, I/O errors, a closed handle) is approval.store_unavailable.
    */
-  const guarded = <T>(what: string, body: () => T): T => {
+  private guarded<T>(what: string, body: () => T): T {
     try {
-      if (closed) throw new Error('the approvals store is closed');
+      if (this.closed) throw new Error('the approvals store is closed');
       return body();
     } catch (error) {
       if (isDrawbridgeError(error) || error instanceof TypeError) throw error;
-      throw storeUnavailable(`Cannot ${what} in the approvals store`, path, error);
+      throw storeUnavailable(`Cannot ${what} in the approvals store`, this.path, error);
     }
-  };
+  }
 
   /**
    * A write transaction whose refusals still commit what was done before them
    * (marking a request expired), then throw: returning a Refusal instead of
    * throwing inside the transaction keeps better-sqlite3 from rolling it back.
    */
-  const writeTx = <T>(body: () => T | Refusal): T => {
-    const result = db.transaction(body).immediate();
+  private writeTx<T>(body: () => T | Refusal): T {
+    const result = this.db.transaction(body).immediate();
     if (isRefusal(result)) throw result.refusal;
     return result;
-  };
+  }
 
   /** Reads, marking the request expired first (under the write lock) when its time has passed. */
-  const getFresh = (id: string, now: number): ApprovalRow | undefined => {
-    const row = stmt.approval.get(id) as ApprovalRow | undefined;
+  private getFresh(id: string, now: number): ApprovalRow | undefined {
+    const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
     if (row === undefined || !((row.status === 'pending' || row.status === 'approved') && row.expires_ms <= now)) return row;
-    return writeTx(() => {
-      stmt.expireOne.run(id, now);
-      return stmt.approval.get(id) as ApprovalRow | undefined;
+    return this.writeTx(() => {
+      this.stmt.expireOne.run(id, now);
+      return this.stmt.approval.get(id) as ApprovalRow | undefined;
     });
-  };
+  }
 
-  return {
-    openRequest(subject, now, ttlMs) {
-      const at = millis(now);
-      if (!Number.isInteger(ttlMs) || ttlMs <= 0) throw new TypeError('ttlMs must be a positive integer');
-      return guarded('open a request', () =>
-        writeTx(() => {
-          const key = { hash: subject.hash, subject: subject.requester.subject, issuer: subject.requester.issuer, policyKey: policyKey(subject), now: at };
-          const open = stmt.findOpen.get(key) as ApprovalRow | undefined;
-          if (open !== undefined) return { approval: toApproval(open), created: false };
-          const id = freshId('ap_');
-          stmt.insertApproval.run({ ...key, id, json: JSON.stringify(subject), expires: at + ttlMs });
-          return { approval: toApproval(stmt.approval.get(id) as ApprovalRow), created: true };
-        }),
-      );
-    },
+  private toApproval(row: ApprovalRow): StoredApproval {
+    return deepFreeze({
+      id: row.id,
+      hash: row.hash,
+      status: row.status,
+      subject: JSON.parse(row.subject) as ApprovalSubject,
+      votes: (this.stmt.votes.all(row.id) as string[]).map((v) => JSON.parse(v) as Vote),
+      createdAt: iso(row.created_ms),
+      expiresAt: iso(row.expires_ms),
+      decidedAt: isoOrNull(row.decided_ms),
+      consumedAt: isoOrNull(row.consumed_ms),
+      grantMs: row.grant_ms,
+    });
+  }
 
-    get(id, now) {
-      const at = millis(now);
-      return guarded('read a request', () => {
-        const row = getFresh(id, at);
-        return row === undefined ? undefined : toApproval(row);
-      });
-    },
+  private loadApproval(id: string): StoredApproval | undefined {
+    const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
+    return row === undefined ? undefined : this.toApproval(row);
+  }
 
-    list(now, filter = {}) {
-      const at = millis(now);
-      return guarded('list requests', () => {
-        if (stmt.anyToExpire.get(at) !== undefined) writeTx(() => stmt.expireAll.run(at));
-        const rows = (filter.status === undefined ? stmt.listAll.all() : stmt.listByStatus.all(filter.status)) as ApprovalRow[];
-        return rows.map(toApproval);
-      });
-    },
+  private freshId(prefix: 'ap_' | 'gr_'): string {
+    for (;;) {
+      const id = newId(prefix);
+      if (this.stmt.idTaken.get(id, id) === undefined) return id;
+    }
+  }
+}
 
-    vote(id, vote, now, hooks = {}) {
-      const at = millis(now);
-      return guarded('record a vote', () =>
-        writeTx(() => {
-          stmt.expireOne.run(id, at);
-          const row = stmt.approval.get(id) as ApprovalRow | undefined;
-          if (row === undefined) return refuse(notFound(id));
-          const before = toApproval(row);
-          const refusal = checkVote(before, vote);
-          if (refusal) return refuse(refusal);
-          const recorded: Vote = vote.decision === 'deny' ? withoutGrant(vote) : vote;
-          stmt.insertVote.run(id, stmt.nextSeq.get(id) as number, vote.approver.subject, JSON.stringify(recorded));
-          const votes = [...before.votes, recorded];
-          const outcome = decide(before.subject, votes);
-          if (outcome.status !== 'pending') stmt.decide.run(outcome.status, at, outcome.grantMs, id);
-          const after = loadApproval(id) as StoredApproval;
-          // Throwing here rolls back the whole transaction: the vote is not recorded.
-          hooks.beforeCommit?.(after);
-          return after;
-        }),
-      );
-    },
+function toGrant(row: GrantRow): StoredGrant {
+  return Object.freeze({
+    id: row.id,
+    subject: row.subject,
+    issuer: row.issuer,
+    tool: row.tool,
+    connection: row.connection,
+    rule: row.rule,
+    approvalId: row.approval_id,
+    createdAt: iso(row.created_ms),
+    expiresAt: iso(row.expires_ms),
+    revokedAt: isoOrNull(row.revoked_ms),
+    revokedBy: row.revoked_by,
+  });
+}
 
-    consume(id, now) {
-      const at = millis(now);
-      return guarded('consume an approval', () =>
-        writeTx(() => {
-          stmt.expireOne.run(id, at);
-          const row = stmt.approval.get(id) as ApprovalRow | undefined;
-          if (row === undefined) return refuse(notFound(id));
-          if (row.status !== 'approved') {
-            const why = row.status === 'consumed' ? `was already used at ${iso(row.consumed_ms ?? 0)}` : `is ${row.status}`;
-            return refuse(
-              new DrawbridgeError('approval.not_approved', `Approval ${id} ${why}; it cannot clear a call.`, {
-                details: { approvalId: id, status: row.status },
-              }),
-            );
-          }
-          stmt.consume.run(at, id);
-          return loadApproval(id) as StoredApproval;
-        }),
-      );
-    },
+function notFound(id: string): DrawbridgeError {
+  return new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(id)}.`, { details: { approvalId: id } });
+}
 
-    reportDenial(id, now) {
-      const at = millis(now);
-      return guarded('report a denial', () =>
-        writeTx(() => {
-          const row = stmt.approval.get(id) as ApprovalRow | undefined;
-          if (row === undefined) return refuse(notFound(id));
-          if (row.status !== 'denied') {
-            return refuse(
-              new DrawbridgeError('approval.not_approved', `Approval ${id} is ${row.status}, not denied.`, { details: { approvalId: id, status: row.status } }),
-            );
-          }
-          stmt.reportDenial.run(at, id);
-          return loadApproval(id) as StoredApproval;
-        }),
-      );
-    },
-
-    createGrant(input, now) {
-      const at = millis(now);
-      if (!Number.isInteger(input.grantMs) || input.grantMs <= 0) throw new TypeError('grantMs must be a positive integer');
-      return guarded('create a grant', () =>
-        writeTx(() => {
-          const existing = stmt.grantOfApproval.get(input.approvalId) as string | undefined;
-          if (existing !== undefined) {
-            return refuse(
-              new DrawbridgeError('approval.not_approved', `Approval ${input.approvalId} already issued grant ${existing}.`, {
-                details: { approvalId: input.approvalId },
-              }),
-            );
-          }
-          let expires = at + input.grantMs;
-          // Approvals collected in band (elicitation) are not in this store; out-of-band ones are, and must back the grant.
-          const row = stmt.approval.get(input.approvalId) as ApprovalRow | undefined;
-          if (row !== undefined) {
-            const s = JSON.parse(row.subject) as ApprovalSubject;
-            const samePrincipal =
-              s.requester.subject === input.subject &&
-              s.requester.issuer === input.issuer &&
-              s.tool === input.tool &&
-              s.connection === input.connection &&
-              s.rule === input.rule;
-            if (
-              (row.status !== 'approved' && row.status !== 'consumed') ||
-              !samePrincipal ||
-              row.grant_ms === null ||
-              row.grant_ms < input.grantMs ||
-              row.decided_ms === null
-            ) {
-              return refuse(
-                new DrawbridgeError(
-                  'approval.not_approved',
-                  `Approval ${input.approvalId} does not allow this grant (status ${row.status}, approved grant ${row.grant_ms ?? 'none'} ms).`,
-                  { details: { approvalId: input.approvalId } },
-                ),
-              );
-            }
-            // The approved window counts from the decision: a late retry does not stretch it.
-            expires = Math.min(expires, row.decided_ms + row.grant_ms);
-          }
-          const id = freshId('gr_');
-          stmt.insertGrant.run({ ...input, id, now: at, expires });
-          return toGrant(stmt.grant.get(id) as GrantRow);
-        }),
-      );
-    },
-
-    findGrant(q, now) {
-      const at = millis(now);
-      return guarded('look up grants', () => {
-        const row = stmt.findGrant.get({ subject: q.subject, issuer: q.issuer, tool: q.tool, connection: q.connection, rule: q.rule, now: at }) as
-          GrantRow | undefined;
-        return row === undefined ? undefined : toGrant(row);
-      });
-    },
-
-    listGrants(now, filter = {}) {
-      const at = millis(now);
-      return guarded('list grants', () => {
-        const grants = (stmt.listGrants.all() as GrantRow[]).map((row) => ({ row, active: row.revoked_ms === null && at < row.expires_ms }));
-        return grants.filter((g) => filter.active === undefined || g.active === filter.active).map((g) => toGrant(g.row));
-      });
-    },
-
-    revokeGrant(id, by, now) {
-      const at = millis(now);
-      if (by.trim() === '') throw new TypeError('revokeGrant needs who revokes');
-      return guarded('revoke a grant', () =>
-        writeTx(() => {
-          const row = stmt.grant.get(id) as GrantRow | undefined;
-          if (row === undefined) return refuse(new DrawbridgeError('grant.not_found', `No grant ${JSON.stringify(id)}.`, { details: { grantId: id } }));
-          if (row.revoked_ms !== null) {
-            return refuse(
-              new DrawbridgeError('grant.not_found', `Grant ${id} was already revoked at ${iso(row.revoked_ms)} by ${row.revoked_by ?? 'unknown'}.`, {
-                details: { grantId: id },
-              }),
-            );
-          }
-          stmt.revokeGrant.run(at, by, id);
-          return toGrant(stmt.grant.get(id) as GrantRow);
-        }),
-      );
-    },
-
-    close() {
-      if (closed) return;
-      closed = true;
-      db.close();
-    },
-  };
+/**
+ * An out-of-band approval backs a grant only when it was approved (or used) for
+ * the same principal, tool, connection and rule with a grant at least as long.
+ */
+function grantBacking(row: ApprovalRow, input: GrantInput): { decidedMs: number; grantMs: number } | Refusal {
+  const s = JSON.parse(row.subject) as ApprovalSubject;
+  const samePrincipal =
+    s.requester.subject === input.subject &&
+    s.requester.issuer === input.issuer &&
+    s.tool === input.tool &&
+    s.connection === input.connection &&
+    s.rule === input.rule;
+  if (
+    (row.status !== 'approved' && row.status !== 'consumed') ||
+    !samePrincipal ||
+    row.grant_ms === null ||
+    row.grant_ms < input.grantMs ||
+    row.decided_ms === null
+  ) {
+    return refuse(
+      new DrawbridgeError(
+        'approval.not_approved',
+        `Approval ${input.approvalId} does not allow this grant (status ${row.status}, approved grant ${row.grant_ms ?? 'none'} ms).`,
+        { details: { approvalId: input.approvalId } },
+      ),
+    );
+  }
+  return { decidedMs: row.decided_ms, grantMs: row.grant_ms };
 }
 
 function withoutGrant(vote: Vote): Vote {

@@ -196,7 +196,10 @@ export interface ExplainView<D = unknown> {
    * records them with it. Names and words of the request, never its private detail.
    */
   facts(request: ParsedRequest<D>): Readonly<Record<string, unknown>>;
-  /** What a decision made without the catalog (offline, or unreachable) did not check, e.g. "table schemas and function volatility were not checked against the server". */
+  /**
+   * What a decision made without the catalog (offline, or unreachable) did not check, e.g. "table
+   * schemas and function volatility were not checked against the server".
+   */
   readonly withoutCatalog: string;
 }
 

@@ -27,7 +27,6 @@ import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
   isJSONRPCErrorResponse,
   isJSONRPCNotification,
@@ -48,13 +47,13 @@ import { describeError, gatewayEndpoint, openTokenSource, printable, type Bridge
 export type { BridgeOptions, SignInPrompt, TokenSource } from './tokens.js';
 export { obtainAccessToken } from './tokens.js';
 
-export interface BridgeIo {
+interface BridgeIo {
   readonly stdin: Readable;
   readonly stdout: Writable;
 }
 
 /** The JSON-RPC error code of the answers the bridge gives itself (the SDK's ConnectionClosed). */
-export const BRIDGE_ERROR_CODE = -32000;
+const BRIDGE_ERROR_CODE = -32000;
 
 /** The serverInfo name of the bridge's own initialize answer (before the gateway session exists). */
 export const BRIDGE_NAME = 'drawbridge-connect';
@@ -174,47 +173,118 @@ function initializeResult(params: JSONRPCRequest['params']): InitializeResult {
  * options.signal aborts, or the gateway ends the MCP session.
  */
 export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: process.stdin, stdout: process.stdout }): Promise<void> {
-  const endpoint = gatewayEndpoint(options.url);
-  const origin = endpoint.origin;
-  const log = options.log;
-  const stop = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const bridge = new Bridge(options, io);
+  if (options.signal?.aborted) return;
+  return bridge.run();
+}
 
-  let closing = false;
-  let phase: Phase = 'starting';
-  let finish!: () => void;
-  const finished = new Promise<void>((resolve) => (finish = resolve));
+/** One bridge: the client side (stdio), the gateway side (Streamable HTTP), the token and the bookkeeping between them. */
+class Bridge {
+  private readonly endpoint: URL;
+  private readonly origin: string;
+  private readonly log: (line: string) => void;
+  private readonly stop = new AbortController();
+  private closing = false;
+  private phase: Phase = 'starting';
+  private readonly finished: Promise<void>;
+  private finish: () => void = () => undefined;
 
   // --- the sign-in prompt, as the device flow shows it.
-  let prompted: ((prompt: SignInPrompt) => void) | null = null;
-  const tokenOptions: BridgeOptions = {
-    ...options,
-    signal,
-    onSignInPrompt: (prompt) => {
-      prompted?.(prompt);
-      options.onSignInPrompt?.(prompt);
-    },
-  };
-
+  private prompted: ((prompt: SignInPrompt) => void) | null = null;
+  private readonly tokenOptions: BridgeOptions;
   // --- the token source: discovery once (a failed one is retried by the next request).
-  let sourcePromise: Promise<TokenSource> | null = null;
-  let source: TokenSource | null = null;
-  const tokenSource = (): Promise<TokenSource> => {
-    if (source) return Promise.resolve(source);
-    if (!sourcePromise) {
-      const attempt = openTokenSource(tokenOptions).then((s) => (source = s));
-      sourcePromise = attempt;
+  private sourcePromise: Promise<TokenSource> | null = null;
+  private source: TokenSource | null = null;
+  // --- one sign-in at a time, in the background; requests only wait for its prompt.
+  private signIn: { readonly prompt: Promise<SignInPrompt> } | null = null;
+
+  // --- requests from the client still waiting for an answer (and the bridge's own).
+  private readonly pending = new Map<RequestId, Pending>();
+  private readonly answeredByBridge = new Set<RequestId>();
+  private initializeId: RequestId | undefined;
+  /** The client's initialize params: the gateway session opened after a sign-in uses them. */
+  private clientInitialize: JSONRPCRequest['params'] | undefined;
+  /** Client messages held while the bridge is starting or connecting, in order. */
+  private readonly held: JSONRPCMessage[] = [];
+
+  private readonly local: StdioServerTransport;
+  private readonly remote: StreamableHTTPClientTransport;
+  // Errors the transport reports besides those of send() (handled where send is awaited).
+  private readonly handled = new WeakSet<object>();
+
+  constructor(
+    private readonly options: BridgeOptions,
+    private readonly io: BridgeIo,
+  ) {
+    this.endpoint = gatewayEndpoint(options.url);
+    this.origin = this.endpoint.origin;
+    this.log = options.log;
+    const signal = options.signal ? AbortSignal.any([options.signal, this.stop.signal]) : this.stop.signal;
+    this.finished = new Promise<void>((resolve) => (this.finish = resolve));
+    this.tokenOptions = {
+      ...options,
+      signal,
+      onSignInPrompt: (prompt) => {
+        this.prompted?.(prompt);
+        options.onSignInPrompt?.(prompt);
+      },
+    };
+    this.local = new StdioServerTransport(io.stdin, io.stdout);
+    this.remote = new StreamableHTTPClientTransport(this.endpoint, { fetch: (input, init) => this.authorizedFetch(input, init) });
+    this.remote.onerror = (error) => this.gatewayError(error);
+    this.remote.onmessage = (message) => this.fromGateway(message);
+    this.local.onmessage = (message) => this.fromClient(message);
+    this.local.onerror = (error) => {
+      if (!this.closing) this.log(`MCP client input: ${describeError(error)}`);
+    };
+  }
+
+  async run(): Promise<void> {
+    this.options.signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.io.stdin.once('end', this.onEnd);
+    this.io.stdin.once('close', this.onEnd);
+    await this.remote.start();
+    await this.local.start();
+    this.log(`Forwarding MCP over stdio to ${this.endpoint.href}.`);
+    void this.settleStart();
+    return this.finished;
+  }
+
+  /**
+   * A token at hand (cached, refreshed, or a service agent's)? Then the client's initialize goes to the gateway.
+   * Otherwise the bridge answers it, and the sign-in starts now: the prompt should be there when the user looks.
+   */
+  private async settleStart(): Promise<void> {
+    let tokens: TokenSource;
+    let token: string | null;
+    try {
+      tokens = await this.tokenSource();
+      token = await tokens.silent();
+    } catch (error) {
+      if (this.closing) return;
+      this.log(`Not signed in: ${describeError(error)} (will retry with the next request).`);
+      return this.enter('forwarding');
+    }
+    if (this.closing) return;
+    if (token !== null) return this.enter('forwarding');
+    this.enter('signed-out');
+    this.startSignIn(tokens).catch(() => undefined);
+  }
+
+  private tokenSource(): Promise<TokenSource> {
+    if (this.source) return Promise.resolve(this.source);
+    if (!this.sourcePromise) {
+      const attempt = openTokenSource(this.tokenOptions).then((s) => (this.source = s));
+      this.sourcePromise = attempt;
       attempt.catch(() => {
-        if (sourcePromise === attempt) sourcePromise = null;
+        if (this.sourcePromise === attempt) this.sourcePromise = null;
       });
     }
-    return sourcePromise;
-  };
+    return this.sourcePromise;
+  }
 
-  // --- one sign-in at a time, in the background; requests only wait for its prompt.
-  let signIn: { readonly prompt: Promise<SignInPrompt> } | null = null;
-  const startSignIn = (tokens: TokenSource): Promise<SignInPrompt> => {
-    if (signIn) return signIn.prompt;
+  private startSignIn(tokens: TokenSource): Promise<SignInPrompt> {
+    if (this.signIn) return this.signIn.prompt;
     let show!: (prompt: SignInPrompt) => void;
     let fail!: (error: unknown) => void;
     const prompt = new Promise<SignInPrompt>((resolve, reject) => {
@@ -223,57 +293,48 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     });
     prompt.catch(() => undefined);
     const current = { prompt };
-    signIn = current;
-    prompted = show;
+    this.signIn = current;
+    this.prompted = show;
     tokens.signIn().then(
       () => {
-        if (signIn === current) signIn = null;
-        if (!closing) signedIn();
+        if (this.signIn === current) this.signIn = null;
+        if (!this.closing) this.signedIn();
       },
       (error: unknown) => {
-        if (signIn === current) signIn = null;
+        if (this.signIn === current) this.signIn = null;
         fail(error);
-        if (!closing) log(`Not signed in: ${describeError(error)} (a new sign-in starts with the next request).`);
+        if (!this.closing) this.log(`Not signed in: ${describeError(error)} (a new sign-in starts with the next request).`);
       },
     );
     return prompt;
-  };
+  }
 
   /** A token for the gateway, never by asking a person: without one, a sign-in starts and the request is refused with its prompt. */
-  const bearer = async (rejected?: string): Promise<string> => {
-    const tokens = await tokenSource();
+  private async bearer(rejected?: string): Promise<string> {
+    const tokens = await this.tokenSource();
     const token = await tokens.silent(rejected);
     if (token !== null) return token;
-    throw signInRequired(await startSignIn(tokens));
-  };
+    throw signInRequired(await this.startSignIn(tokens));
+  }
 
-  // --- requests from the client still waiting for an answer (and the bridge's own).
-  const pending = new Map<RequestId, Pending>();
-  const answeredByBridge = new Set<RequestId>();
-  let initializeId: RequestId | undefined;
-  /** The client's initialize params: the gateway session opened after a sign-in uses them. */
-  let clientInitialize: JSONRPCRequest['params'] | undefined;
-  /** Client messages held while the bridge is starting or connecting, in order. */
-  const held: JSONRPCMessage[] = [];
-
-  const local = new StdioServerTransport(io.stdin, io.stdout);
-
-  const toClient = (message: JSONRPCMessage) => {
-    local.send(message).catch((error: unknown) => {
-      if (!closing) log(`Could not write to the MCP client: ${describeError(error)}`);
+  private toClient(message: JSONRPCMessage): void {
+    this.local.send(message).catch((error: unknown) => {
+      if (!this.closing) this.log(`Could not write to the MCP client: ${describeError(error)}`);
     });
-  };
+  }
 
-  const reply = (id: RequestId, result: Result) => toClient({ jsonrpc: '2.0', id, result });
+  private reply(id: RequestId, result: Result): void {
+    this.toClient({ jsonrpc: '2.0', id, result });
+  }
 
-  const answer = (id: RequestId, reason: Reason) => {
-    const request = pending.get(id);
+  private answer(id: RequestId, reason: Reason): void {
+    const request = this.pending.get(id);
     if (!request) return;
-    pending.delete(id);
+    this.pending.delete(id);
     if (request.own) return request.own.reject(reason);
-    answeredByBridge.add(id);
-    log(`${request.method} failed: ${reason.message}`);
-    toClient({
+    this.answeredByBridge.add(id);
+    this.log(`${request.method} failed: ${reason.message}`);
+    this.toClient({
       jsonrpc: '2.0',
       id,
       error: {
@@ -282,30 +343,30 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
         data: { code: reason.code, ...(reason.hint ? { hint: reason.hint } : {}), ...reason.data },
       },
     });
-  };
+  }
 
-  const failAll = (reason: Reason, only?: (p: Pending) => boolean) => {
-    for (const [id, request] of [...pending]) if (!only || only(request)) answer(id, reason);
-  };
+  private failAll(reason: Reason, only?: (p: Pending) => boolean): void {
+    for (const [id, request] of [...this.pending]) if (!only || only(request)) this.answer(id, reason);
+  }
 
   // A response stream that ended without carrying the answer to its request.
-  const streamEnded = (ids: RequestId[], resumable: boolean, why: string) => {
-    if (closing) return;
+  private streamEnded(ids: RequestId[], resumable: boolean, why: string): void {
+    if (this.closing) return;
     for (const id of ids) {
-      const request = pending.get(id);
+      const request = this.pending.get(id);
       if (!request) continue;
       if (resumable) request.resuming = true;
       else
-        answer(id, {
+        this.answer(id, {
           code: 'backend.unavailable',
           message: `The gateway closed the response stream before answering (${why}).`,
           hint: 'Retry the request; if it keeps failing, tell the gateway operator.',
         });
     }
-  };
+  }
 
   /** Watches a POST's event stream so that its requests are answered even if it ends early. */
-  const watch = (response: Response, init: RequestInit | undefined): Response => {
+  private watch(response: Response, init: RequestInit | undefined): Response {
     if (init?.method !== 'POST' || !response.ok || !response.body) return response;
     const contentType = (response.headers.get('content-type') ?? '').split(';', 1)[0]?.trim().toLowerCase();
     if (contentType !== 'text/event-stream') return response;
@@ -319,7 +380,7 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
     const end = (why: string) => {
       if (ended) return;
       ended = true;
-      setTimeout(() => streamEnded(ids, resumable, why), STREAM_GRACE_MS);
+      setTimeout(() => this.streamEnded(ids, resumable, why), STREAM_GRACE_MS);
     };
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
@@ -348,46 +409,44 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
       },
     });
     return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
-  };
+  }
 
   // --- every HTTP request of the SDK transport goes through here.
-  const authorizedFetch: FetchLike = async (input, init) => {
+  private async authorizedFetch(input: string | URL, init?: RequestInit): Promise<Response> {
     const target = new URL(input instanceof URL ? input.href : input);
-    if (target.origin !== origin) {
-      throw new DrawbridgeError('config.invalid', `Refusing to send the access token to ${printable(target.origin)}: only ${origin} gets it.`, {
+    if (target.origin !== this.origin) {
+      throw new DrawbridgeError('config.invalid', `Refusing to send the access token to ${printable(target.origin)}: only ${this.origin} gets it.`, {
         hint: 'The gateway redirected elsewhere; tell its operator.',
       });
     }
     // On the way out (ending the session), only a token at hand: no refresh, no sign-in.
-    const token = closing ? (source?.peek() ?? null) : await bearer();
+    const token = this.closing ? (this.source?.peek() ?? null) : await this.bearer();
     if (!token) throw new Error('no usable access token while closing');
     const send = async (value: string) => {
       try {
         return await fetch(target, { ...init, headers: withBearer(init?.headers, value), redirect: 'manual' });
       } catch (error) {
         if ((error as Error)?.name === 'AbortError') throw error;
-        throw new DrawbridgeError('backend.unavailable', `The gateway ${origin} could not be reached: ${describeError(error)}`, {
+        throw new DrawbridgeError('backend.unavailable', `The gateway ${this.origin} could not be reached: ${describeError(error)}`, {
           hint: 'Check the network and that the gateway is running, then retry.',
           cause: error,
         });
       }
     };
     let response = await send(token);
-    if (response.status === 401 && !closing) {
-      log(`The gateway refused the access token (${challengeOf(response)}); getting a new one.`);
+    if (response.status === 401 && !this.closing) {
+      this.log(`The gateway refused the access token (${challengeOf(response)}); getting a new one.`);
       await response.body?.cancel().catch(() => undefined);
-      response = await send(await bearer(token));
-      if (response.status === 401) log(`The gateway refused the new access token too (${challengeOf(response)}).`);
+      response = await send(await this.bearer(token));
+      if (response.status === 401) this.log(`The gateway refused the new access token too (${challengeOf(response)}).`);
     }
-    return watch(response, init);
-  };
+    return this.watch(response, init);
+  }
 
-  const remote = new StreamableHTTPClientTransport(endpoint, { fetch: authorizedFetch });
-
-  const sessionEnded = (detail: string) => {
-    if (closing) return;
-    log(`The gateway ended the MCP session (${detail}); stopping so the client can start a new one.`);
-    void shutdown(
+  private sessionEnded(detail: string): void {
+    if (this.closing) return;
+    this.log(`The gateway ended the MCP session (${detail}); stopping so the client can start a new one.`);
+    void this.shutdown(
       {
         code: 'backend.unavailable',
         message: 'The gateway ended the MCP session.',
@@ -395,220 +454,187 @@ export async function runBridge(options: BridgeOptions, io: BridgeIo = { stdin: 
       },
       false,
     );
-  };
+  }
 
-  // Errors the transport reports besides those of send() (handled where send is awaited).
-  const handled = new WeakSet<object>();
-  remote.onerror = (error) => {
+  private gatewayError(error: Error): void {
     setTimeout(() => {
-      if (closing || handled.has(error)) return;
-      if (error instanceof StreamableHTTPError && error.code === 404 && remote.sessionId !== undefined) return sessionEnded('HTTP 404 on its event stream');
+      if (this.closing || this.handled.has(error)) return;
+      if (error instanceof StreamableHTTPError && error.code === 404 && this.remote.sessionId !== undefined)
+        return this.sessionEnded('HTTP 404 on its event stream');
       if (error.name === 'AbortError') return;
-      log(`Gateway event stream: ${describeError(error)}`);
+      this.log(`Gateway event stream: ${describeError(error)}`);
       if (/Maximum reconnection attempts/.test(error.message)) {
-        failAll({ code: 'backend.unavailable', message: "The gateway's response stream broke and could not be resumed." }, (p) => p.resuming);
+        this.failAll({ code: 'backend.unavailable', message: "The gateway's response stream broke and could not be resumed." }, (p) => p.resuming);
       }
     }, 0);
-  };
+  }
 
-  remote.onmessage = (message) => {
-    if (closing) return;
+  private fromGateway(message: JSONRPCMessage): void {
+    if (this.closing) return;
     if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
       const id = message.id;
       if (id !== undefined) {
-        const own = pending.get(id)?.own;
+        const own = this.pending.get(id)?.own;
         if (own) {
-          pending.delete(id);
+          this.pending.delete(id);
           if (isJSONRPCResultResponse(message)) own.resolve(message.result);
           else own.reject({ code: 'backend.error', message: `The gateway refused to open an MCP session: ${printable(message.error.message)}` });
           return;
         }
-        if (answeredByBridge.has(id) && !pending.has(id)) {
+        if (this.answeredByBridge.has(id) && !this.pending.has(id)) {
           // The client already got the bridge's error for it; a second answer would confuse it.
-          answeredByBridge.delete(id);
+          this.answeredByBridge.delete(id);
           return;
         }
-        pending.delete(id);
-        if (id === initializeId && isJSONRPCResultResponse(message)) {
+        this.pending.delete(id);
+        if (id === this.initializeId && isJSONRPCResultResponse(message)) {
           const version = (message.result as { protocolVersion?: unknown }).protocolVersion;
-          if (typeof version === 'string') remote.setProtocolVersion(version);
+          if (typeof version === 'string') this.remote.setProtocolVersion(version);
         }
       }
     }
-    toClient(message);
-  };
+    this.toClient(message);
+  }
 
   /** Sends one message to the gateway; a request that cannot be delivered is answered with the reason. */
-  const deliver = (message: JSONRPCMessage) => {
-    remote.send(message).catch((error: unknown) => {
-      if (error !== null && typeof error === 'object') handled.add(error);
-      if (closing) return;
-      if (error instanceof StreamableHTTPError && error.code === 404 && remote.sessionId !== undefined) {
+  private deliver(message: JSONRPCMessage): void {
+    this.remote.send(message).catch((error: unknown) => {
+      if (error !== null && typeof error === 'object') this.handled.add(error);
+      if (this.closing) return;
+      if (error instanceof StreamableHTTPError && error.code === 404 && this.remote.sessionId !== undefined) {
         // Answered (with the rest) by the shutdown.
-        return sessionEnded('HTTP 404: the session is unknown to it');
+        return this.sessionEnded('HTTP 404: the session is unknown to it');
       }
-      const reason = explain(error, origin);
-      if (isJSONRPCRequest(message)) answer(message.id, reason);
-      else log(`Could not deliver a message to the gateway: ${reason.message}`);
+      const reason = explain(error, this.origin);
+      if (isJSONRPCRequest(message)) this.answer(message.id, reason);
+      else this.log(`Could not deliver a message to the gateway: ${reason.message}`);
     });
-  };
+  }
 
   /** Forwarding: the client's message goes to the gateway as it is. */
-  const forward = (message: JSONRPCMessage) => {
+  private forward(message: JSONRPCMessage): void {
     if (isJSONRPCRequest(message)) {
-      answeredByBridge.delete(message.id);
-      pending.set(message.id, { method: message.method, resuming: false });
-      if (message.method === 'initialize') initializeId = message.id;
+      this.answeredByBridge.delete(message.id);
+      this.pending.set(message.id, { method: message.method, resuming: false });
+      if (message.method === 'initialize') this.initializeId = message.id;
     } else if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       // The gateway will not answer a cancelled request (and the client expects nothing).
       const id = (message.params as { requestId?: unknown } | undefined)?.requestId;
-      if (typeof id === 'string' || typeof id === 'number') pending.delete(id);
+      if (typeof id === 'string' || typeof id === 'number') this.pending.delete(id);
     }
-    deliver(message);
-  };
+    this.deliver(message);
+  }
 
   /** A request that found a token while signed out: on to the gateway, through the session (opened now if need be). */
-  const whenConnected = (message: JSONRPCRequest) => {
-    if (closing || !pending.has(message.id)) return;
-    if (phase === 'forwarding') return forward(message);
-    held.push(message);
-    void openSession();
-  };
+  private whenConnected(message: JSONRPCRequest): void {
+    if (this.closing || !this.pending.has(message.id)) return;
+    if (this.phase === 'forwarding') return this.forward(message);
+    this.held.push(message);
+    void this.openSession();
+  }
 
   /** Signed out: the bridge answers; only a request that needs the gateway waits for (or starts) the sign-in. */
-  const answerSignedOut = (message: JSONRPCMessage) => {
+  private answerSignedOut(message: JSONRPCMessage): void {
     if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       const cancelled = (message.params as { requestId?: unknown } | undefined)?.requestId;
-      if (typeof cancelled === 'string' || typeof cancelled === 'number') pending.delete(cancelled);
+      if (typeof cancelled === 'string' || typeof cancelled === 'number') this.pending.delete(cancelled);
     }
     if (!isJSONRPCRequest(message)) return; // initialized, cancelled, roots: nothing to tell a gateway that is not there yet
     const { id, method } = message;
     if (method === 'initialize') {
-      clientInitialize = message.params;
-      return reply(id, initializeResult(message.params));
+      this.clientInitialize = message.params;
+      return this.reply(id, initializeResult(message.params));
     }
-    if (method === 'ping') return reply(id, {});
-    if (method === 'tools/list') return reply(id, { tools: [] });
-    answeredByBridge.delete(id);
-    pending.set(id, { method, resuming: false });
+    if (method === 'ping') return this.reply(id, {});
+    if (method === 'tools/list') return this.reply(id, { tools: [] });
+    this.answeredByBridge.delete(id);
+    this.pending.set(id, { method, resuming: false });
     // Signed in meanwhile (or the last attempt to open the session failed): try the session now; the request waits for it.
-    if (source?.peek()) return whenConnected(message);
+    if (this.source?.peek()) return this.whenConnected(message);
     // A token may turn up without anyone signing in (another process cached one); else the answer says where to sign in.
-    void bearer().then(
-      () => whenConnected(message),
-      (error: unknown) => answer(id, explain(error, origin)),
+    void this.bearer().then(
+      () => this.whenConnected(message),
+      (error: unknown) => this.answer(id, explain(error, this.origin)),
     );
-  };
+  }
 
   /** Signed in after the client was answered by the bridge: the gateway session, with the client's own initialize. */
-  const openSession = async (): Promise<void> => {
-    if (phase !== 'signed-out' || closing) return;
-    phase = 'connecting';
+  private async openSession(): Promise<void> {
+    if (this.phase !== 'signed-out' || this.closing) return;
+    this.phase = 'connecting';
     const id = `drawbridge-connect-${randomUUID()}`;
-    const params = clientInitialize ?? { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'unknown', version: '0' } };
+    const params = this.clientInitialize ?? { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'unknown', version: '0' } };
     try {
       const result = await new Promise<Result>((resolve, reject) => {
-        pending.set(id, { method: 'initialize', resuming: false, own: { resolve, reject } });
-        deliver({ jsonrpc: '2.0', id, method: 'initialize', params });
+        this.pending.set(id, { method: 'initialize', resuming: false, own: { resolve, reject } });
+        this.deliver({ jsonrpc: '2.0', id, method: 'initialize', params });
       });
       const version = result['protocolVersion'];
-      if (typeof version === 'string') remote.setProtocolVersion(version);
+      if (typeof version === 'string') this.remote.setProtocolVersion(version);
     } catch (error) {
-      if (closing) return;
-      const reason = isReason(error) ? error : explain(error, origin);
-      log(`Signed in, but the MCP session with the gateway could not be opened: ${reason.message} (the next request tries again).`);
-      phase = 'signed-out';
-      for (const message of held.splice(0)) if (isJSONRPCRequest(message)) answer(message.id, reason);
+      if (this.closing) return;
+      const reason = isReason(error) ? error : explain(error, this.origin);
+      this.log(`Signed in, but the MCP session with the gateway could not be opened: ${reason.message} (the next request tries again).`);
+      this.phase = 'signed-out';
+      for (const message of this.held.splice(0)) if (isJSONRPCRequest(message)) this.answer(message.id, reason);
       return;
     }
-    if (closing) return;
-    phase = 'forwarding';
+    if (this.closing) return;
+    this.phase = 'forwarding';
     // As the client would have sent it after the gateway's answer (it sent its own to the bridge).
-    deliver({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    log(`Connected to ${endpoint.href}; the client's tool list changed.`);
-    for (const message of held.splice(0)) forward(message);
-    toClient({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
-  };
+    this.deliver({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    this.log(`Connected to ${this.endpoint.href}; the client's tool list changed.`);
+    for (const message of this.held.splice(0)) this.forward(message);
+    this.toClient({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+  }
 
-  const signedIn = () => {
-    if (phase === 'signed-out') void openSession();
-  };
+  private signedIn(): void {
+    if (this.phase === 'signed-out') void this.openSession();
+  }
 
-  local.onmessage = (message) => {
-    if (closing) {
+  private fromClient(message: JSONRPCMessage): void {
+    if (this.closing) {
       if (isJSONRPCRequest(message)) {
-        pending.set(message.id, { method: message.method, resuming: false });
-        answer(message.id, { code: 'backend.unavailable', message: 'The bridge is shutting down.' });
+        this.pending.set(message.id, { method: message.method, resuming: false });
+        this.answer(message.id, { code: 'backend.unavailable', message: 'The bridge is shutting down.' });
       }
       return;
     }
-    if (phase === 'forwarding') return forward(message);
-    if (phase === 'signed-out') return answerSignedOut(message);
+    if (this.phase === 'forwarding') return this.forward(message);
+    if (this.phase === 'signed-out') return this.answerSignedOut(message);
     // Starting or connecting: in order, once that is settled. Listed as pending, so a shutdown answers them.
-    if (isJSONRPCRequest(message)) pending.set(message.id, { method: message.method, resuming: false });
-    held.push(message);
-  };
-
-  local.onerror = (error) => {
-    if (!closing) log(`MCP client input: ${describeError(error)}`);
-  };
-
-  /** Leaves `starting`: the held messages go where the phase says. */
-  const enter = (next: 'signed-out' | 'forwarding') => {
-    phase = next;
-    for (const message of held.splice(0)) {
-      if (isJSONRPCRequest(message)) pending.delete(message.id);
-      local.onmessage?.(message);
-    }
-  };
-
-  async function shutdown(reason: Reason, terminate: boolean): Promise<void> {
-    if (closing) return;
-    failAll(reason);
-    held.length = 0;
-    closing = true;
-    stop.abort();
-    io.stdin.off('end', onEnd);
-    io.stdin.off('close', onEnd);
-    options.signal?.removeEventListener('abort', onAbort);
-    if (terminate && remote.sessionId !== undefined && source?.peek()) {
-      await Promise.race([remote.terminateSession().catch(() => undefined), new Promise((r) => setTimeout(r, TERMINATE_TIMEOUT_MS).unref())]);
-    }
-    await remote.close().catch(() => undefined);
-    await local.close().catch(() => undefined);
-    finish();
+    if (isJSONRPCRequest(message)) this.pending.set(message.id, { method: message.method, resuming: false });
+    this.held.push(message);
   }
 
-  const onEnd = () => void shutdown({ code: 'backend.unavailable', message: 'The MCP client closed its input.' }, true);
-  const onAbort = () => void shutdown({ code: 'backend.unavailable', message: 'The bridge was stopped.' }, true);
-
-  if (options.signal?.aborted) return;
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  io.stdin.once('end', onEnd);
-  io.stdin.once('close', onEnd);
-
-  await remote.start();
-  await local.start();
-  log(`Forwarding MCP over stdio to ${endpoint.href}.`);
-  // A token at hand (cached, refreshed, or a service agent's)? Then the client's initialize goes to the gateway.
-  // Otherwise the bridge answers it, and the sign-in starts now: the prompt should be there when the user looks.
-  void (async () => {
-    let tokens: TokenSource;
-    let token: string | null;
-    try {
-      tokens = await tokenSource();
-      token = await tokens.silent();
-    } catch (error) {
-      if (closing) return;
-      log(`Not signed in: ${describeError(error)} (will retry with the next request).`);
-      return enter('forwarding');
+  /** Leaves `starting`: the held messages go where the phase says. */
+  private enter(next: 'signed-out' | 'forwarding'): void {
+    this.phase = next;
+    for (const message of this.held.splice(0)) {
+      if (isJSONRPCRequest(message)) this.pending.delete(message.id);
+      this.local.onmessage?.(message);
     }
-    if (closing) return;
-    if (token !== null) return enter('forwarding');
-    enter('signed-out');
-    startSignIn(tokens).catch(() => undefined);
-  })();
-  return finished;
+  }
+
+  private async shutdown(reason: Reason, terminate: boolean): Promise<void> {
+    if (this.closing) return;
+    this.failAll(reason);
+    this.held.length = 0;
+    this.closing = true;
+    this.stop.abort();
+    this.io.stdin.off('end', this.onEnd);
+    this.io.stdin.off('close', this.onEnd);
+    this.options.signal?.removeEventListener('abort', this.onAbort);
+    if (terminate && this.remote.sessionId !== undefined && this.source?.peek()) {
+      await Promise.race([this.remote.terminateSession().catch(() => undefined), new Promise((r) => setTimeout(r, TERMINATE_TIMEOUT_MS).unref())]);
+    }
+    await this.remote.close().catch(() => undefined);
+    await this.local.close().catch(() => undefined);
+    this.finish();
+  }
+
+  private readonly onEnd = () => void this.shutdown({ code: 'backend.unavailable', message: 'The MCP client closed its input.' }, true);
+  private readonly onAbort = () => void this.shutdown({ code: 'backend.unavailable', message: 'The bridge was stopped.' }, true);
 }
 
 function isReason(value: unknown): value is Reason {

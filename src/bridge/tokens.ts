@@ -57,7 +57,7 @@ export interface SignInPrompt {
 }
 
 /** What the gateway's RFC 9728 metadata says, checked. */
-export interface ProtectedResource {
+interface ProtectedResource {
   /** The MCP endpoint the bridge talks to. */
   readonly endpoint: string;
   /** The resource identifier: the RFC 8707 resource indicator every token request carries. */
@@ -282,7 +282,7 @@ export async function discoverProtectedResource(url: string, signal?: AbortSigna
 // ---------------------------------------------------------------------------
 // The token cache
 
-export interface StoredToken {
+interface StoredToken {
   readonly issuer: string;
   readonly clientId: string;
   readonly resource: string;
@@ -295,7 +295,7 @@ export interface StoredToken {
   readonly obtainedAt: number;
 }
 
-export interface TokenCache {
+interface TokenCache {
   read(key: CacheKey): StoredToken | null;
   write(token: StoredToken): void;
   delete(key: CacheKey): void;
@@ -303,7 +303,7 @@ export interface TokenCache {
   readonly where: string;
 }
 
-export interface CacheKey {
+interface CacheKey {
   readonly issuer: string;
   readonly clientId: string;
   readonly resource: string;
@@ -318,7 +318,7 @@ export function defaultTokenCachePath(env: NodeJS.ProcessEnv = process.env, home
   return join(base, 'drawbridge', 'tokens.json');
 }
 
-export function memoryTokenCache(): TokenCache {
+function memoryTokenCache(): TokenCache {
   const entries = new Map<string, StoredToken>();
   return {
     where: 'memory',
@@ -350,7 +350,7 @@ function isStoredToken(value: unknown): value is StoredToken {
  * replacing the whole file atomically (temp file + rename, so a reader never sees half
  * a file and a symlink at the path is replaced, not followed).
  */
-export function fileTokenCache(path: string, log: (line: string) => void): TokenCache {
+function fileTokenCache(path: string, log: (line: string) => void): TokenCache {
   const warned = new Set<string>();
   const warnOnce = (line: string) => {
     if (warned.has(line)) return;
@@ -592,7 +592,8 @@ class Tokens implements TokenSource {
           this.cache.delete(this.key);
         }
         this.log(
-          `Could not refresh the access token (${describeError(error)}); ${this.options.clientSecret === undefined ? 'signing in again' : 'asking for a new one'}.`,
+          `Could not refresh the access token (${describeError(error)}); ` +
+            `${this.options.clientSecret === undefined ? 'signing in again' : 'asking for a new one'}.`,
         );
       }
     }
@@ -648,7 +649,8 @@ class Tokens implements TokenSource {
       throw this.signInFailed(
         'The client credentials grant failed',
         error,
-        `Check the client id and secret of ${this.options.clientId}, and that the provider allows it the client_credentials grant for ${this.gateway.resource}.`,
+        `Check the client id and secret of ${this.options.clientId}, and that the ` +
+          `provider allows it the client_credentials grant for ${this.gateway.resource}.`,
       );
     }
     const token = this.keep(response);

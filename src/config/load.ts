@@ -13,7 +13,7 @@ import { DrawbridgeError } from '../errors.js';
 import type { MaskingRule } from '../masking/rules.js';
 import { maskingRuleSchema } from '../masking/rules.js';
 import { globMatch } from '../policy/match.js';
-import { policySchemas, type Rule, type RuleMatch } from '../policy/schema.js';
+import { policySchemas, type PolicySchemas, type Rule, type RuleMatch } from '../policy/schema.js';
 import {
   DEFAULT_APPROVAL_WAIT_MS,
   gatewaySchema,
@@ -40,7 +40,7 @@ export class ConfigError extends DrawbridgeError {
   }
 }
 
-export function formatProblem(p: ConfigProblem): string {
+function formatProblem(p: ConfigProblem): string {
   return `  ${p.file}:${p.line}: ${p.message}`;
 }
 
@@ -58,11 +58,30 @@ export interface LoadOptions {
 
 export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfig {
   const backends = options.backends ?? BACKENDS;
-  const { matchSchema, ruleSchema } = policySchemas(backends);
   const root = resolve(dir);
   const problems: ConfigProblem[] = [];
-  const documents: RawDocument[] = [];
   const fileOrder = new Map<string, number>();
+  const documents = readDocuments(root, problems, fileOrder);
+  const c = emptyCollection(problems);
+  const context: CollectContext = { backends, ...policySchemas(backends) };
+  for (const raw of documents) collectDocument(raw, c, context);
+  checkReferences(c, documents, backends);
+  if (problems.length > 0) {
+    // Stable: file order, then line; problems on one line keep their order.
+    const order = (p: ConfigProblem) => fileOrder.get(p.file) ?? Number.MAX_SAFE_INTEGER;
+    throw new ConfigError(
+      problems
+        .map((p, i) => ({ p, i }))
+        .sort((a, b) => order(a.p) - order(b.p) || a.p.line - b.p.line || a.i - b.i)
+        .map(({ p }) => p),
+    );
+  }
+  return assemble(root, c);
+}
+
+/** Every YAML document of tools/ and policies/, in file order; YAML syntax errors become problems. */
+function readDocuments(root: string, problems: ConfigProblem[], fileOrder: Map<string, number>): RawDocument[] {
+  const documents: RawDocument[] = [];
   const present = ['tools', 'policies'].filter((sub) => existsSync(join(root, sub)) && statSync(join(root, sub)).isDirectory());
   if (present.length === 0) {
     throw new ConfigError([
@@ -91,167 +110,220 @@ export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfi
       }
     }
   }
+  return documents;
+}
 
-  const connections = new Map<string, LoadedConnection>();
-  const tools = new Map<string, LoadedTool>();
-  const rules: Rule[] = [];
-  const masking: MaskingRule[] = [];
+/** What the documents declare, and what the checks across documents need. */
+interface Collection {
+  readonly problems: ConfigProblem[];
+  readonly connections: Map<string, LoadedConnection>;
+  readonly tools: Map<string, LoadedTool>;
+  readonly rules: Rule[];
+  readonly masking: MaskingRule[];
   // Names of declarations that failed validation: their problems are already
   // reported, so references to them must not add "not declared" noise.
-  const brokenConnections = new Set<string>();
-  const brokenTools = new Set<string>();
-  // Every rule's match (valid rule or not) is checked against declared names.
-  const matches: Array<{ match: Partial<RuleMatch>; doc: RawDocument; path: Array<string | number> }> = [];
-  const ruleNames = new Map<string, SourceLocation>();
-  let gateway: { value: GatewayDeclaration } | null = null;
-  const warnings: string[] = [];
+  readonly brokenConnections: Set<string>;
+  readonly brokenTools: Set<string>;
+  /** Every rule's match (valid rule or not) is checked against declared names. */
+  readonly matches: Array<{ match: Partial<RuleMatch>; doc: RawDocument; path: Array<string | number> }>;
+  readonly ruleNames: Map<string, SourceLocation>;
+  readonly firstConnection: Map<string, SourceLocation>;
+  readonly firstTool: Map<string, SourceLocation>;
+  firstGateway: SourceLocation | null;
+  gateway: GatewayDeclaration | null;
+}
 
-  let firstGateway: SourceLocation | null = null;
-  const firstConnection = new Map<string, SourceLocation>();
-  const firstTool = new Map<string, SourceLocation>();
-  /** Reports a second declaration of a name; true when `name` was already declared. */
-  const duplicate = (what: string, seen: Map<string, SourceLocation>, raw: RawDocument, name: unknown): boolean => {
-    if (typeof name !== 'string') return false;
-    const first = seen.get(name);
-    if (first) {
-      problems.push({ ...locate(raw, ['name']), message: `${what} "${name}" is declared twice (first at ${show(first)})` });
-      return true;
-    }
-    seen.set(name, locate(raw, []));
-    return false;
+function emptyCollection(problems: ConfigProblem[]): Collection {
+  return {
+    problems,
+    connections: new Map(),
+    tools: new Map(),
+    rules: [],
+    masking: [],
+    brokenConnections: new Set(),
+    brokenTools: new Set(),
+    matches: [],
+    ruleNames: new Map(),
+    firstConnection: new Map(),
+    firstTool: new Map(),
+    firstGateway: null,
+    gateway: null,
   };
+}
 
-  for (const raw of documents) {
-    const at = locate(raw, []);
-    const object = typeof raw.value === 'object' && raw.value !== null && !Array.isArray(raw.value) ? (raw.value as Record<string, unknown>) : null;
-    const kind = object?.['kind'];
-    const validate = <S extends z.ZodType>(schema: S, value: unknown = raw.value, prefix: Array<string | number> = []): z.output<S> | null => {
-      const result = schema.safeParse(value);
-      if (result.success) return result.data as z.output<S>;
-      for (const issue of result.error.issues) problems.push(...issueProblems(raw, { ...issue, path: [...prefix, ...issue.path] } as z.core.$ZodIssue));
-      return null;
-    };
-    // Secrets are referenced, never written: any value anywhere that carries a
-    // password is refused (a description is shown to the agent, too). The
-    // message names the field, never the value.
-    visit(raw.doc, {
-      Scalar(key, node, path) {
-        if (key === 'key' || typeof node.value !== 'string' || !containsInlineCredential(node.value)) return;
-        const field =
-          path
-            .filter((n) => isPair(n) && isScalar(n.key))
-            .map((n) => String((n as { key: { value: unknown } }).key.value))
-            .join('.') || 'value';
-        problems.push({
-          file: raw.file,
-          line: node.range ? raw.lines.linePos(node.range[0]).line : at.line,
-          message: `${field}: a password is written inline; reference it instead, e.g. url: \${ORDERS_URL} or url: { file: /run/secrets/orders-url }`,
-        });
-      },
-    });
-    switch (kind) {
-      case 'connection': {
-        const type = object?.['type'];
-        const backend = typeof type === 'string' ? backendForConnectionType(type, backends) : undefined;
-        const isDuplicate = duplicate('connection', firstConnection, raw, object?.['name']);
-        if (!backend) {
-          problems.push({ ...locate(raw, ['type']), message: `connection type must be one of: ${backends.map((b) => b.type).join(', ')}` });
-          if (typeof object?.['name'] === 'string') brokenConnections.add(object['name']);
-          break;
-        }
-        const declaration: ConnectionDeclaration | null = validate(backend.connectionSchema);
-        if (!declaration) {
-          if (typeof object?.['name'] === 'string') brokenConnections.add(object['name']);
-          break;
-        }
-        if (!isDuplicate) connections.set(declaration.name, { declaration, backend, source: at });
-        break;
-      }
-      case 'tool': {
-        const isDuplicate = duplicate('tool', firstTool, raw, object?.['name']);
-        const declaration = validate(toolSchema);
-        if (!declaration) {
-          if (typeof object?.['name'] === 'string') brokenTools.add(object['name']);
-          break;
-        }
-        const backend = backendForToolType(declaration.type, backends);
-        if (!backend) {
-          problems.push({ ...locate(raw, ['type']), message: `tool type must be one of: ${backends.map((b) => b.toolType).join(', ')}` });
-          brokenTools.add(declaration.name);
-          break;
-        }
-        if (!isDuplicate) tools.set(declaration.name, { declaration, backend, source: at });
-        break;
-      }
-      case 'policy': {
-        // Rules and masking rules are validated one by one, so one broken rule
-        // does not hide the problems (or the typos) of the others.
-        const policy = validate(policyEnvelopeSchema);
-        if (!policy) break;
-        policy.rules.forEach((value, index) => {
-          const path = ['rules', index];
-          const name = (value as { name?: unknown } | null)?.name;
-          if (typeof name === 'string') {
-            const previous = ruleNames.get(name);
-            if (previous)
-              problems.push({
-                ...locate(raw, [...path, 'name']),
-                message: `rule name "${name}" is used twice (also at ${show(previous)}); names identify rules in the journal`,
-              });
-            else ruleNames.set(name, locate(raw, path));
-          }
-          const rule = validate(ruleSchema, value, path);
-          const match = rule?.match ?? matchSchema.safeParse((value as { match?: unknown } | null)?.match).data;
-          if (match) matches.push({ match, doc: raw, path });
-          if (rule) rules.push(rule);
-        });
-        policy.masking.forEach((value, index) => {
-          const path = ['masking', index];
-          const rule = validate(maskingRuleSchema, value, path);
-          const match = rule?.match ?? maskingMatchSchema.safeParse((value as { match?: unknown } | null)?.match ?? {}).data;
-          if (match) matches.push({ match, doc: raw, path });
-          if (rule) masking.push(rule);
-        });
-        break;
-      }
-      case 'gateway': {
-        if (firstGateway) {
-          problems.push({ ...at, message: `only one "kind: gateway" document is allowed (another is at ${show(firstGateway)})` });
-          break;
-        }
-        firstGateway = at;
-        const value = validate(gatewaySchema);
-        if (!value) break;
-        const hashKey = value.masking.hash_key;
-        if (hashKey?.kind === 'template' && !hashKey.template.includes('${')) {
-          problems.push({
-            ...locate(raw, ['masking', 'hash_key']),
-            message:
-              'masking.hash_key is written inline; reference it instead, e.g. hash_key: ${DRAWBRIDGE_HASH_KEY} or hash_key: { file: /run/secrets/hash-key }',
-          });
-        }
-        value.approval.approvers.forEach((approver, index) => {
-          if (approver.token.kind === 'template' && !approver.token.template.includes('${')) {
-            problems.push({
-              ...locate(raw, ['approval', 'approvers', index, 'token']),
-              message: 'an approver token is written inline; reference it instead, e.g. token: ${DBA_APPROVER_TOKEN}',
-            });
-          }
-        });
-        gateway = { value };
-        break;
-      }
-      default:
-        problems.push({
-          ...locate(raw, ['kind']),
-          message: `${kind === undefined ? 'missing "kind:"' : `unknown kind ${JSON.stringify(kind)}`}; every document needs "kind:" set to one of connection, tool, policy, gateway`,
-        });
-    }
+interface CollectContext extends PolicySchemas {
+  readonly backends: readonly Backend[];
+}
+
+/** Validates against `schema`, reporting its issues at their file and line; null when invalid. */
+type Validate = <S extends z.ZodType>(schema: S, value?: unknown, prefix?: Array<string | number>) => z.output<S> | null;
+
+/** One document, by its kind. */
+function collectDocument(raw: RawDocument, c: Collection, context: CollectContext): void {
+  const at = locate(raw, []);
+  const object = typeof raw.value === 'object' && raw.value !== null && !Array.isArray(raw.value) ? (raw.value as Record<string, unknown>) : null;
+  const kind = object?.['kind'];
+  const validate: Validate = (schema, value = raw.value, prefix = []) => {
+    const result = schema.safeParse(value);
+    if (result.success) return result.data as z.output<typeof schema>;
+    for (const issue of result.error.issues) c.problems.push(...issueProblems(raw, { ...issue, path: [...prefix, ...issue.path] } as z.core.$ZodIssue));
+    return null;
+  };
+  refuseInlineCredentials(raw, at, c.problems);
+  const name = object?.['name'];
+  switch (kind) {
+    case 'connection':
+      return collectConnection(raw, object?.['type'], name, c, context.backends, validate);
+    case 'tool':
+      return collectTool(raw, name, c, context.backends, validate);
+    case 'policy':
+      return collectPolicy(raw, c, context, validate);
+    case 'gateway':
+      return collectGateway(raw, c, validate);
+    default:
+      c.problems.push({
+        ...locate(raw, ['kind']),
+        message:
+          `${kind === undefined ? 'missing "kind:"' : `unknown kind ${JSON.stringify(kind)}`}; ` +
+          `every document needs "kind:" set to one of connection, tool, policy, gateway`,
+      });
   }
+}
 
-  // Cross-references: a name that points at nothing is almost always a typo,
-  // and a typo in a deny rule would silently switch it off.
-  const toolNames = new Set([...tools.keys(), ...brokenTools]);
+/**
+ * Secrets are referenced, never written: any value anywhere that carries a
+ * password is refused (a description is shown to the agent, too). The
+ * message names the field, never the value.
+ */
+function refuseInlineCredentials(raw: RawDocument, at: SourceLocation, problems: ConfigProblem[]): void {
+  visit(raw.doc, {
+    Scalar(key, node, path) {
+      if (key === 'key' || typeof node.value !== 'string' || !containsInlineCredential(node.value)) return;
+      const field =
+        path
+          .filter((n) => isPair(n) && isScalar(n.key))
+          .map((n) => String((n as { key: { value: unknown } }).key.value))
+          .join('.') || 'value';
+      problems.push({
+        file: raw.file,
+        line: node.range ? raw.lines.linePos(node.range[0]).line : at.line,
+        message: `${field}: a password is written inline; reference it instead, e.g. url: \${ORDERS_URL} or url: { file: /run/secrets/orders-url }`,
+      });
+    },
+  });
+}
+
+/** Reports a second declaration of a name; true when `name` was already declared. */
+function duplicate(what: string, seen: Map<string, SourceLocation>, raw: RawDocument, name: unknown, problems: ConfigProblem[]): boolean {
+  if (typeof name !== 'string') return false;
+  const first = seen.get(name);
+  if (first) {
+    problems.push({ ...locate(raw, ['name']), message: `${what} "${name}" is declared twice (first at ${show(first)})` });
+    return true;
+  }
+  seen.set(name, locate(raw, []));
+  return false;
+}
+
+function collectConnection(raw: RawDocument, type: unknown, name: unknown, c: Collection, backends: readonly Backend[], validate: Validate): void {
+  const backend = typeof type === 'string' ? backendForConnectionType(type, backends) : undefined;
+  const isDuplicate = duplicate('connection', c.firstConnection, raw, name, c.problems);
+  if (!backend) {
+    c.problems.push({ ...locate(raw, ['type']), message: `connection type must be one of: ${backends.map((b) => b.type).join(', ')}` });
+    if (typeof name === 'string') c.brokenConnections.add(name);
+    return;
+  }
+  const declaration: ConnectionDeclaration | null = validate(backend.connectionSchema);
+  if (!declaration) {
+    if (typeof name === 'string') c.brokenConnections.add(name);
+    return;
+  }
+  if (!isDuplicate) c.connections.set(declaration.name, { declaration, backend, source: locate(raw, []) });
+}
+
+function collectTool(raw: RawDocument, name: unknown, c: Collection, backends: readonly Backend[], validate: Validate): void {
+  const isDuplicate = duplicate('tool', c.firstTool, raw, name, c.problems);
+  const declaration = validate(toolSchema);
+  if (!declaration) {
+    if (typeof name === 'string') c.brokenTools.add(name);
+    return;
+  }
+  const backend = backendForToolType(declaration.type, backends);
+  if (!backend) {
+    c.problems.push({ ...locate(raw, ['type']), message: `tool type must be one of: ${backends.map((b) => b.toolType).join(', ')}` });
+    c.brokenTools.add(declaration.name);
+    return;
+  }
+  if (!isDuplicate) c.tools.set(declaration.name, { declaration, backend, source: locate(raw, []) });
+}
+
+/**
+ * Rules and masking rules are validated one by one, so one broken rule
+ * does not hide the problems (or the typos) of the others.
+ */
+function collectPolicy(raw: RawDocument, c: Collection, { matchSchema, ruleSchema }: PolicySchemas, validate: Validate): void {
+  const policy = validate(policyEnvelopeSchema);
+  if (!policy) return;
+  policy.rules.forEach((value, index) => {
+    const path = ['rules', index];
+    const name = (value as { name?: unknown } | null)?.name;
+    if (typeof name === 'string') {
+      const previous = c.ruleNames.get(name);
+      if (previous)
+        c.problems.push({
+          ...locate(raw, [...path, 'name']),
+          message: `rule name "${name}" is used twice (also at ${show(previous)}); names identify rules in the journal`,
+        });
+      else c.ruleNames.set(name, locate(raw, path));
+    }
+    const rule = validate(ruleSchema, value, path);
+    const match = rule?.match ?? matchSchema.safeParse((value as { match?: unknown } | null)?.match).data;
+    if (match) c.matches.push({ match, doc: raw, path });
+    if (rule) c.rules.push(rule);
+  });
+  policy.masking.forEach((value, index) => {
+    const path = ['masking', index];
+    const rule = validate(maskingRuleSchema, value, path);
+    const match = rule?.match ?? maskingMatchSchema.safeParse((value as { match?: unknown } | null)?.match ?? {}).data;
+    if (match) c.matches.push({ match, doc: raw, path });
+    if (rule) c.masking.push(rule);
+  });
+}
+
+function collectGateway(raw: RawDocument, c: Collection, validate: Validate): void {
+  const at = locate(raw, []);
+  if (c.firstGateway) {
+    c.problems.push({ ...at, message: `only one "kind: gateway" document is allowed (another is at ${show(c.firstGateway)})` });
+    return;
+  }
+  c.firstGateway = at;
+  const value = validate(gatewaySchema);
+  if (!value) return;
+  const hashKey = value.masking.hash_key;
+  if (hashKey?.kind === 'template' && !hashKey.template.includes('${')) {
+    c.problems.push({
+      ...locate(raw, ['masking', 'hash_key']),
+      message: 'masking.hash_key is written inline; reference it instead, e.g. hash_key: ${DRAWBRIDGE_HASH_KEY} or hash_key: { file: /run/secrets/hash-key }',
+    });
+  }
+  value.approval.approvers.forEach((approver, index) => {
+    if (approver.token.kind === 'template' && !approver.token.template.includes('${')) {
+      c.problems.push({
+        ...locate(raw, ['approval', 'approvers', index, 'token']),
+        message: 'an approver token is written inline; reference it instead, e.g. token: ${DBA_APPROVER_TOKEN}',
+      });
+    }
+  });
+  c.gateway = value;
+}
+
+/**
+ * Cross-references: a name that points at nothing is almost always a typo,
+ * and a typo in a deny rule would silently switch it off.
+ */
+function checkReferences(c: Collection, documents: readonly RawDocument[], backends: readonly Backend[]): void {
+  const { problems, tools, connections, brokenConnections } = c;
+  const toolNames = new Set([...tools.keys(), ...c.brokenTools]);
   const connectionNames = new Set([...connections.keys(), ...brokenConnections]);
   for (const [name, tool] of tools) {
     tool.declaration.connections.forEach((connection, index) => {
@@ -271,7 +343,7 @@ export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfi
     });
   }
   const operations = knownOperations(backends);
-  for (const { match, doc, path } of matches) {
+  for (const { match, doc, path } of c.matches) {
     checkNames(match.tool, toolNames, 'tool', doc, [...path, 'match', 'tool'], problems);
     checkNames(match.connection, connectionNames, 'connection', doc, [...path, 'match', 'connection'], problems);
     (match.operation ?? []).forEach((op, i) => {
@@ -291,24 +363,18 @@ export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfi
         problems.push({ ...where, message: 'operation "unknown" never reaches the rules: requests the gateway cannot classify are always denied' });
     });
   }
+}
 
-  if (problems.length > 0) {
-    // Stable: file order, then line; problems on one line keep their order.
-    const order = (p: ConfigProblem) => fileOrder.get(p.file) ?? Number.MAX_SAFE_INTEGER;
-    throw new ConfigError(
-      problems
-        .map((p, i) => ({ p, i }))
-        .sort((a, b) => order(a.p) - order(b.p) || a.p.line - b.p.line || a.i - b.i)
-        .map(({ p }) => p),
-    );
-  }
-
-  const g: GatewayDeclaration | undefined = gateway === null ? undefined : (gateway as { value: GatewayDeclaration }).value;
+/** The valid collection as a GatewayConfig, with the defaults and the warnings. */
+function assemble(root: string, c: Collection): GatewayConfig {
+  const g: GatewayDeclaration | undefined = c.gateway ?? undefined;
+  const { tools, masking } = c;
+  const warnings: string[] = [];
   if (!g?.identity) warnings.push('no caller identity is configured (kind: gateway, identity); every call will be refused');
   if (g?.identity?.mode === 'oidc' && g.approval.approvers.length > 0) {
     warnings.push('approval.approvers is not used with OIDC identities: approvers sign in with the OpenID provider, and their groups come from their token');
   }
-  if (!g?.masking.hash_key && masking.some((rule) => rule.style === 'hash' || rule.columns.some((c) => typeof c !== 'string' && c.style === 'hash'))) {
+  if (!g?.masking.hash_key && masking.some((rule) => rule.style === 'hash' || rule.columns.some((col) => typeof col !== 'string' && col.style === 'hash'))) {
     warnings.push('masking uses style "hash" but no masking.hash_key is set; a random key is used per process, so hashes differ across restarts');
   }
   if (tools.size === 0) warnings.push('no tools are declared; the server will offer nothing');
@@ -316,9 +382,9 @@ export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfi
   const absolute = (p: string) => (isAbsolute(p) ? p : join(root, p));
   return {
     dir: root,
-    connections,
+    connections: c.connections,
     tools,
-    rules,
+    rules: c.rules,
     masking,
     identity: !g?.identity ? null : g.identity.mode === 'local' ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : g.identity,
     journal: { path: isAbsolute(journalPath) ? journalPath : join(root, journalPath), sync: g?.journal.sync ?? 'full' },
@@ -352,7 +418,9 @@ function checkNames(
     if (known) return;
     problems.push({
       ...locate(doc, listed ? [...path, i] : path),
-      message: `${what} "${pattern}" ${/[*?]/.test(pattern) ? 'matches no declared ' + what : 'is not declared'} (declared: ${[...declared].join(', ') || 'none'})`,
+      message:
+        `${what} "${pattern}" ${/[*?]/.test(pattern) ? 'matches no declared ' + what : 'is not declared'} ` +
+        `(declared: ${[...declared].join(', ') || 'none'})`,
     });
   });
 }

@@ -10,7 +10,7 @@ import type { Rule } from '../policy/schema.js';
 import { secretRefSchema, type SecretRef } from './secrets.js';
 import { durationSchema } from './units.js';
 
-export const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * approval.wait when unset: below the 60 s after which most MCP clients give up
@@ -28,7 +28,7 @@ export const toolSchema = z.strictObject({
 });
 
 /** Asymmetric JWS algorithms only: `none` and HMAC (whose "key" would be the public JWK) can never be configured. */
-export const TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+const TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
@@ -122,7 +122,7 @@ export const gatewaySchema = z.strictObject({
     .default({ store: '.drawbridge/approvals.db', wait: DEFAULT_APPROVAL_WAIT_MS, elicitation_timeout: 600_000, pending_ttl: 86_400_000, approvers: [] }),
 });
 
-export type ToolDeclaration = z.output<typeof toolSchema>;
+type ToolDeclaration = z.output<typeof toolSchema>;
 export type GatewayDeclaration = z.output<typeof gatewaySchema>;
 
 export interface SourceLocation {

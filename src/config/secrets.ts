@@ -88,11 +88,6 @@ export function containsInlineCredential(text: string): boolean {
   return /(?:^|[?&;\s])(?:ssl)?password=[^&;\s]/i.test(literal);
 }
 
-/** True when a secret reference is (or contains) a credential written inline. */
-export function looksLikeInlineCredential(ref: SecretRef): boolean {
-  return ref.kind === 'template' && containsInlineCredential(ref.template);
-}
-
 function missing(what: string): DrawbridgeError {
   return new DrawbridgeError('config.secret_missing', `A secret needed by this connection is missing: ${what}.`);
 }

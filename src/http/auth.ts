@@ -14,7 +14,7 @@ import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
 import type { Identity, IdentityProvider } from '../identity/identity.js';
 import type { TokenVerifier, VerifiedToken } from '../identity/oidc.js';
 
-export interface AuthRefusal {
+interface AuthRefusal {
   readonly status: 400 | 401 | 403 | 500 | 503;
   readonly code: string;
   readonly message: string;
@@ -80,7 +80,7 @@ export const requestIdentityProvider: IdentityProvider = {
 };
 
 /** True when the URL carries an access token (RFC 6750 §2.3), which this gateway refuses. */
-export function tokenInQuery(url: URL): boolean {
+function tokenInQuery(url: URL): boolean {
   for (const key of url.searchParams.keys()) if (key.toLowerCase() === 'access_token') return true;
   return false;
 }

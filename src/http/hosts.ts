@@ -5,7 +5,7 @@
 
 import type { IncomingMessage } from 'node:http';
 
-export interface HostPolicy {
+interface HostPolicy {
   /** Host header values served; null: any (not a loopback bind). */
   readonly allowedHosts: readonly string[] | null;
   /** Origin header values served when a request carries one; null: any. */

@@ -6,7 +6,7 @@ import type { TokenVerifier } from '../identity/oidc.js';
 
 export const METADATA_PREFIX = '/.well-known/oauth-protected-resource';
 
-export interface ProtectedResourceMetadata {
+interface ProtectedResourceMetadata {
   readonly resource: string;
   readonly authorization_servers: readonly string[];
   readonly bearer_methods_supported: readonly string[];
@@ -14,7 +14,7 @@ export interface ProtectedResourceMetadata {
   readonly resource_name: string;
 }
 
-export interface ResourceLocation {
+interface ResourceLocation {
   /** The resource identifier: the public URL of the MCP endpoint, without fragment. */
   readonly resource: string;
   /** The local path the MCP endpoint is served at (the public URL's path). */

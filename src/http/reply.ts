@@ -4,7 +4,7 @@
 import type { ServerResponse } from 'node:http';
 
 /** JSON-RPC error code used for transport-level refusals (the SDK uses it for "Session not found" too). */
-export const TRANSPORT_ERROR = -32001;
+const TRANSPORT_ERROR = -32001;
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
   if (res.headersSent) {
@@ -21,7 +21,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-export function jsonRpcError(
+function jsonRpcError(
   message: string,
   code = TRANSPORT_ERROR,
   data?: Record<string, unknown>,

@@ -20,7 +20,7 @@ import { DrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import { createMcpServer } from '../server.js';
-import { authenticate, requestIdentityProvider, type AuthContext } from './auth.js';
+import { authenticate, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 import { locateResource, protectedResourceMetadata } from './metadata.js';
@@ -50,8 +50,8 @@ export interface HttpGateway {
   close(): Promise<void>;
 }
 
-export const DEFAULT_MAX_SESSIONS = 1000;
-export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
+const DEFAULT_MAX_SESSIONS = 1000;
+const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
@@ -67,161 +67,41 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** What a request is served with: set once the server listens (null before). */
+interface State {
+  readonly location: ReturnType<typeof locateResource>;
+  readonly hosts: ReturnType<typeof hostPolicy>;
+  readonly metadata: string;
+  readonly auth: AuthContext;
+}
+
+/** What the request handlers of one server share. */
+interface Site {
+  readonly gateway: Gateway;
+  readonly verifier: TokenVerifier;
+  readonly sessions: SessionTable;
+  readonly maxSessions: number;
+  readonly maxBodyBytes: number;
+  state: State | null;
+  closing: boolean;
+}
+
+type Authenticated = Extract<AuthOutcome, { ok: true }>;
+
 export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, options: HttpServeOptions): Promise<HttpGateway> {
   const maxSessions = positive('maxSessions', options.maxSessions, DEFAULT_MAX_SESSIONS);
   const sessionIdleMs = positive('sessionIdleMs', options.sessionIdleMs, DEFAULT_SESSION_IDLE_MS);
   const maxBodyBytes = positive('maxBodyBytes', options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES);
   if (options.publicUrl !== undefined) locateResource(options.publicUrl); // fail before binding
 
-  interface State {
-    readonly location: ReturnType<typeof locateResource>;
-    readonly hosts: ReturnType<typeof hostPolicy>;
-    readonly metadata: string;
-    readonly auth: AuthContext;
-  }
-  let state: State | null = null;
-  let closing = false;
   const sessions = new SessionTable({ max: maxSessions, idleMs: sessionIdleMs });
-
+  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, state: null, closing: false };
   const httpServer = createServer((req, res) => {
-    handle(req, res).catch(() => {
+    handle(site, req, res).catch(() => {
       if (!res.headersSent) sendJsonRpcError(res, 500, 'Internal gateway error.', { code: -32603 });
       else res.destroy();
     });
   });
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!state || closing) {
-      sendJsonRpcError(res, 503, 'The gateway is shutting down.', { headers: { Connection: 'close' } });
-      return;
-    }
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const metadata = state.location.metadataPaths.includes(url.pathname);
-    // The RFC 9728 document is public and served with CORS *: browser-based MCP clients (the
-    // MCP Inspector's OAuth runs in its page, e.g. on http://localhost:6274) read it from their
-    // own origin. The MCP endpoint keeps the Origin check; the Host check applies to both.
-    const refused = hostRefusal(state.hosts, req, { anyOrigin: metadata });
-    if (refused) {
-      sendJsonRpcError(res, 403, refused, { code: -32000 });
-      return;
-    }
-    if (metadata) {
-      serveMetadata(req, res, state.metadata);
-      return;
-    }
-    if (url.pathname === state.location.mcpPath) {
-      await serveMcp(req, res, url, state);
-      return;
-    }
-    sendJsonRpcError(res, 404, 'Not Found', { code: -32000 });
-  }
-
-  function serveMetadata(req: IncomingMessage, res: ServerResponse, document: string): void {
-    // Public information, readable by browser-based clients too.
-    const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Methods': 'GET, OPTIONS', 'Access-Control-Allow-Headers': '*' };
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, cors).end();
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJsonRpcError(res, 405, 'Method not allowed.', { code: -32000, headers: { Allow: 'GET, HEAD, OPTIONS' } });
-      return;
-    }
-    res.writeHead(200, { ...cors, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(document)), 'Cache-Control': 'max-age=300' });
-    res.end(req.method === 'HEAD' ? undefined : document);
-  }
-
-  async function serveMcp(req: IncomingMessage, res: ServerResponse, url: URL, s: State): Promise<void> {
-    const method = req.method ?? '';
-    if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
-      sendJsonRpcError(res, 405, 'Method not allowed.', { code: -32000, headers: { Allow: 'GET, POST, DELETE' } });
-      return;
-    }
-    const auth = await authenticate(req, url, s.auth);
-    if (!auth.ok) {
-      const { refusal } = auth;
-      sendJsonRpcError(res, refusal.status, `${refusal.code}: ${refusal.message}`, { data: { code: refusal.code }, headers: { ...refusal.headers } });
-      return;
-    }
-    const identity = auth.verified.identity;
-    const authInfo = auth.authInfo;
-
-    const sessionId = headerValue(req, 'mcp-session-id');
-    if (sessionId !== undefined) {
-      const session = sessions.get(sessionId);
-      if (!session) {
-        sendJsonRpcError(res, 404, 'Session not found');
-        return;
-      }
-      if (!sameOwner(session.owner, ownerOf(identity))) {
-        const error = new DrawbridgeError('identity.session_mismatch', `This MCP session was opened by another identity than ${identity.subject}.`);
-        sendJsonRpcError(res, 403, `${error.code}: ${error.message}`, { data: { code: error.code, hint: error.hint } });
-        return;
-      }
-      // Busy while a POST or DELETE is in flight (a running call, an approval wait);
-      // an open GET stream alone does not keep a session from going idle.
-      if (method !== 'GET') res.once('close', sessions.begin(sessionId));
-      let body: unknown;
-      if (method === 'POST') {
-        const read = await readJsonBody(req, maxBodyBytes);
-        if (!read.ok) {
-          sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
-          return;
-        }
-        body = read.value;
-      }
-      if (method === 'GET') closeStreamAtExpiry(res, session.transport, auth.verified.expiresAt);
-      await session.transport.handleRequest(withAuth(req, authInfo), res, body);
-      return;
-    }
-
-    if (method !== 'POST') {
-      sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
-      return;
-    }
-    const read = await readJsonBody(req, maxBodyBytes);
-    if (!read.ok) {
-      sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
-      return;
-    }
-    const initialize = Array.isArray(read.value) ? read.value.some((m) => isInitializeRequest(m)) : isInitializeRequest(read.value);
-    if (!initialize) {
-      sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
-      return;
-    }
-    if (!sessions.reserve()) {
-      sendJsonRpcError(res, 503, `Too many open sessions (${maxSessions}); retry later.`, { code: -32000, headers: { 'Retry-After': '30' } });
-      return;
-    }
-    const server = createMcpServer(gateway, requestIdentityProvider);
-    const owner = ownerOf(identity);
-    let registered = false;
-    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => {
-        registered = true;
-        sessions.add({ id, owner, transport, server });
-      },
-      ...(s.hosts.allowedHosts
-        ? { enableDnsRebindingProtection: true, allowedHosts: [...s.hosts.allowedHosts], allowedOrigins: [...(s.hosts.allowedOrigins ?? [])] }
-        : {}),
-    });
-    try {
-      await server.connect(transport);
-      await transport.handleRequest(withAuth(req, authInfo), res, read.value);
-    } finally {
-      sessions.release();
-      if (!registered) await server.close().catch(() => undefined);
-    }
-  }
-
-  /** An SSE stream outlives no token: when the one that opened it expires, the stream is closed (the client reconnects with a fresh one). */
-  function closeStreamAtExpiry(res: ServerResponse, transport: StreamableHTTPServerTransport, expiresAt: number): void {
-    const ms = Math.min(MAX_TIMER_MS, Math.max(0, expiresAt * 1000 + verifier.clockToleranceMs - Date.now()));
-    const timer = setTimeout(() => transport.closeStandaloneSSEStream(), ms);
-    timer.unref();
-    res.once('close', () => clearTimeout(timer));
-  }
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
@@ -232,7 +112,7 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
   });
   const port = (httpServer.address() as AddressInfo).port;
   const location = locateResource(options.publicUrl ?? `http://${urlHost(options.host)}:${port}/mcp`);
-  state = {
+  site.state = {
     location,
     hosts: hostPolicy(options.host, port, location.resource),
     metadata: JSON.stringify(protectedResourceMetadata(location.resource, verifier)),
@@ -246,7 +126,7 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
     port,
     close() {
       closed ??= (async () => {
-        closing = true;
+        site.closing = true;
         await sessions.closeAll();
         await new Promise<void>((resolve) => {
           httpServer.close(() => resolve());
@@ -256,6 +136,146 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
       return closed;
     },
   };
+}
+
+async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const state = site.state;
+  if (!state || site.closing) {
+    sendJsonRpcError(res, 503, 'The gateway is shutting down.', { headers: { Connection: 'close' } });
+    return;
+  }
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const metadata = state.location.metadataPaths.includes(url.pathname);
+  // The RFC 9728 document is public and served with CORS *: browser-based MCP clients (the
+  // MCP Inspector's OAuth runs in its page, e.g. on http://localhost:6274) read it from their
+  // own origin. The MCP endpoint keeps the Origin check; the Host check applies to both.
+  const refused = hostRefusal(state.hosts, req, { anyOrigin: metadata });
+  if (refused) {
+    sendJsonRpcError(res, 403, refused, { code: -32000 });
+    return;
+  }
+  if (metadata) {
+    serveMetadata(req, res, state.metadata);
+    return;
+  }
+  if (url.pathname === state.location.mcpPath) {
+    await serveMcp(site, req, res, url, state);
+    return;
+  }
+  sendJsonRpcError(res, 404, 'Not Found', { code: -32000 });
+}
+
+function serveMetadata(req: IncomingMessage, res: ServerResponse, document: string): void {
+  // Public information, readable by browser-based clients too.
+  const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Methods': 'GET, OPTIONS', 'Access-Control-Allow-Headers': '*' };
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, cors).end();
+    return;
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    sendJsonRpcError(res, 405, 'Method not allowed.', { code: -32000, headers: { Allow: 'GET, HEAD, OPTIONS' } });
+    return;
+  }
+  res.writeHead(200, { ...cors, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(document)), 'Cache-Control': 'max-age=300' });
+  res.end(req.method === 'HEAD' ? undefined : document);
+}
+
+async function serveMcp(site: Site, req: IncomingMessage, res: ServerResponse, url: URL, s: State): Promise<void> {
+  const method = req.method ?? '';
+  if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+    sendJsonRpcError(res, 405, 'Method not allowed.', { code: -32000, headers: { Allow: 'GET, POST, DELETE' } });
+    return;
+  }
+  const auth = await authenticate(req, url, s.auth);
+  if (!auth.ok) {
+    const { refusal } = auth;
+    sendJsonRpcError(res, refusal.status, `${refusal.code}: ${refusal.message}`, { data: { code: refusal.code }, headers: { ...refusal.headers } });
+    return;
+  }
+  const sessionId = headerValue(req, 'mcp-session-id');
+  if (sessionId !== undefined) return serveSession(site, req, res, sessionId, auth);
+  if (method !== 'POST') {
+    sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
+    return;
+  }
+  return openSession(site, req, res, s, auth);
+}
+
+/** A request on an open session: only from the identity that opened it. */
+async function serveSession(site: Site, req: IncomingMessage, res: ServerResponse, sessionId: string, auth: Authenticated): Promise<void> {
+  const method = req.method ?? '';
+  const identity = auth.verified.identity;
+  const session = site.sessions.get(sessionId);
+  if (!session) {
+    sendJsonRpcError(res, 404, 'Session not found');
+    return;
+  }
+  if (!sameOwner(session.owner, ownerOf(identity))) {
+    const error = new DrawbridgeError('identity.session_mismatch', `This MCP session was opened by another identity than ${identity.subject}.`);
+    sendJsonRpcError(res, 403, `${error.code}: ${error.message}`, { data: { code: error.code, hint: error.hint } });
+    return;
+  }
+  // Busy while a POST or DELETE is in flight (a running call, an approval wait);
+  // an open GET stream alone does not keep a session from going idle.
+  if (method !== 'GET') res.once('close', site.sessions.begin(sessionId));
+  let body: unknown;
+  if (method === 'POST') {
+    const read = await readJsonBody(req, site.maxBodyBytes);
+    if (!read.ok) {
+      sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
+      return;
+    }
+    body = read.value;
+  }
+  if (method === 'GET') closeStreamAtExpiry(res, session.transport, auth.verified.expiresAt, site.verifier);
+  await session.transport.handleRequest(withAuth(req, auth.authInfo), res, body);
+}
+
+/** A POST without a session: an initialize opens one (one MCP Server per session), bound to this identity. */
+async function openSession(site: Site, req: IncomingMessage, res: ServerResponse, s: State, auth: Authenticated): Promise<void> {
+  const read = await readJsonBody(req, site.maxBodyBytes);
+  if (!read.ok) {
+    sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
+    return;
+  }
+  const initialize = Array.isArray(read.value) ? read.value.some((m) => isInitializeRequest(m)) : isInitializeRequest(read.value);
+  if (!initialize) {
+    sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
+    return;
+  }
+  const sessions = site.sessions;
+  if (!sessions.reserve()) {
+    sendJsonRpcError(res, 503, `Too many open sessions (${site.maxSessions}); retry later.`, { code: -32000, headers: { 'Retry-After': '30' } });
+    return;
+  }
+  const server = createMcpServer(site.gateway, requestIdentityProvider);
+  const owner = ownerOf(auth.verified.identity);
+  let registered = false;
+  const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+    sessionIdGenerator: () => randomUUID(),
+    onsessioninitialized: (id) => {
+      registered = true;
+      sessions.add({ id, owner, transport, server });
+    },
+    ...(s.hosts.allowedHosts
+      ? { enableDnsRebindingProtection: true, allowedHosts: [...s.hosts.allowedHosts], allowedOrigins: [...(s.hosts.allowedOrigins ?? [])] }
+      : {}),
+  });
+  try {
+    await server.connect(transport);
+    await transport.handleRequest(withAuth(req, auth.authInfo), res, read.value);
+  } finally {
+    sessions.release();
+    if (!registered) await server.close().catch(() => undefined);
+  }
+}
+
+/** An SSE stream outlives no token: when the one that opened it expires, the stream is closed (the client reconnects with a fresh one). */
+function closeStreamAtExpiry(res: ServerResponse, transport: StreamableHTTPServerTransport, expiresAt: number, verifier: TokenVerifier): void {
+  const ms = Math.min(MAX_TIMER_MS, Math.max(0, expiresAt * 1000 + verifier.clockToleranceMs - Date.now()));
+  const timer = setTimeout(() => transport.closeStandaloneSSEStream(), ms);
+  timer.unref();
+  res.once('close', () => clearTimeout(timer));
 }
 
 function withAuth(req: IncomingMessage, authInfo: AuthInfo): IncomingMessage & { auth: AuthInfo } {

@@ -6,7 +6,7 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Identity } from '../identity/identity.js';
 
-export interface SessionOwner {
+interface SessionOwner {
   readonly issuer: string;
   readonly subject: string;
 }

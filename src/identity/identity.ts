@@ -2,7 +2,7 @@
 // the pipeline only ever sees the value, so a token verifier (OIDC, a later
 // issue) slots in as another provider without touching the pipeline.
 
-export type IdentityKind = 'local' | 'oidc';
+type IdentityKind = 'local' | 'oidc';
 
 export interface Identity {
   readonly kind: IdentityKind;

@@ -140,7 +140,8 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
     async verify(token: string): Promise<VerifiedToken> {
       if (!COMPACT_JWS.test(token)) {
         throw invalid(
-          'The bearer token is not a JWT. Opaque access tokens cannot be verified by the gateway: the provider must issue JWT access tokens for this resource (audience).',
+          'The bearer token is not a JWT. Opaque access tokens cannot be verified by the ' +
+            'gateway: the provider must issue JWT access tokens for this resource (audience).',
         );
       }
       let header;

@@ -12,7 +12,7 @@
 
 import { createHash } from 'node:crypto';
 
-export interface InputLimits {
+interface InputLimits {
   /** Containers nested at most this deep: `{"sql": "…"}` is 1, `{"hosts": ["a"]}` is 2. */
   readonly maxDepth: number;
   /** Canonical JSON (UTF-8) at most this many bytes. */
@@ -37,7 +37,7 @@ const SCRUB_LOOKAHEAD_CHARS = 8 * 1024;
 const HEAD_CHARS = STORED_PREFIX_BYTES + SCRUB_LOOKAHEAD_CHARS;
 
 /** 'json': not a JSON value at all (a function, bigint, cycle, class instance; only in-process callers can send one). */
-export type InputLimit = 'depth' | 'bytes' | 'values' | 'json';
+type InputLimit = 'depth' | 'bytes' | 'values' | 'json';
 
 export interface InputMeasure {
   /** 'canonical': measured on the value; 'raw': on the bytes a transport received but could not parse (too large). */
@@ -69,7 +69,7 @@ export interface UnparsedInput {
 }
 
 /** How an intent record marks input it stores cut (see storedInput). */
-export interface InputCut {
+interface InputCut {
   readonly exceeded: readonly InputLimit[];
   readonly form: 'canonical' | 'raw';
   /** Size of the whole text, in bytes. */

@@ -46,7 +46,7 @@ export interface JournalOptions {
 export const GENESIS_HASH = '0'.repeat(64);
 
 /** Stored in meta(key 'format_version'); bump when the record or hash layout changes. */
-export const JOURNAL_FORMAT_VERSION = '1';
+const JOURNAL_FORMAT_VERSION = '1';
 
 const BUSY_TIMEOUT_MS = 5_000;
 

@@ -96,7 +96,7 @@ interface Span {
  * less.) Unterminated: the value runs to the end of the line or the bound.
  * Returns [contentEnd, scanEnd].
  */
-export function quotedEnd(text: string, from: number, quote: Quote, escapes: number): [number, number] {
+function quotedEnd(text: string, from: number, quote: Quote, escapes: number): [number, number] {
   const limit = Math.min(text.length, from + MAX_VALUE);
   let run = 0; // backslashes just before position i
   for (let i = from; i < limit; i++) {

@@ -9,10 +9,10 @@
 import { ASSIGNMENT_DETECTOR_NAMES, scanAssignments, scanServiceAccount, type AssignmentDetectorName } from './assignments.js';
 import { SECRET_DETECTOR_NAMES, SECRET_SCANNERS, type SecretDetectorName } from './catalog.js';
 
-export type PiiDetectorName = 'email' | 'credit_card' | 'ssn' | 'phone' | 'iban';
+type PiiDetectorName = 'email' | 'credit_card' | 'ssn' | 'phone' | 'iban';
 
 /** Personal data, as opposed to credentials: the `pii` group. */
-export const PII_DETECTOR_NAMES: readonly PiiDetectorName[] = Object.freeze(['email', 'credit_card', 'ssn', 'phone', 'iban'] as const);
+const PII_DETECTOR_NAMES: readonly PiiDetectorName[] = Object.freeze(['email', 'credit_card', 'ssn', 'phone', 'iban'] as const);
 
 export type DetectorName = PiiDetectorName | 'jwt' | 'aws_key' | 'private_key' | 'password_in_url' | SecretDetectorName | AssignmentDetectorName;
 

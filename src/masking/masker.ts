@@ -12,7 +12,7 @@ import { compilePattern, type MaskingRule } from './rules.js';
 import { maskValue, type MaskStyle } from './styles.js';
 
 /** What a mask was applied by: a column rule, a content detector (or operator pattern), or a backend's own masking of a field. */
-export type MaskedBy = 'column' | 'detector' | 'field';
+type MaskedBy = 'column' | 'detector' | 'field';
 
 export interface MaskCount {
   /** The column (table.column), detector name, or field target (secret.data, env, …). */
@@ -26,7 +26,7 @@ export interface MaskCount {
 export const BUILT_IN_RULE = 'built-in';
 
 /** Options of maskText. */
-export interface MaskTextOptions {
+interface MaskTextOptions {
   /**
    * Exact strings no detector or pattern masks in this text: the caller's own
    * subject and groups in a refusal message ("No rule allows … for

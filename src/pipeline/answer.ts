@@ -26,7 +26,8 @@ export const tabularOutputShape = {
   masked: z
     .array(z.object({ target: z.string(), by: z.enum(['column', 'detector', 'field']), rule: z.string(), count: z.number().int() }))
     .describe(
-      'Every mask applied to this answer: by column rule, content detector, or field (values the backend masks by itself, e.g. Kubernetes Secret data), with counts',
+      'Every mask applied to this answer: by column rule, content detector, or field ' +
+        '(values the backend masks by itself, e.g. Kubernetes Secret data), with counts',
     ),
   notices: z.array(z.string()),
   rule: z.string().nullable().describe('The policy rule that allowed the call (or asks for its approval)'),

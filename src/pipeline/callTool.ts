@@ -237,9 +237,11 @@ function validateInput(tool: LoadedTool, args: unknown): Record<string, unknown>
     const listed = issues.slice(0, MAX_LISTED_ISSUES).map((i) => boundText(`${i.path.join('.') || 'input'}: ${i.message}`, MAX_NAME_CHARS));
     const problems = `${listed.join('; ')}${issues.length > MAX_LISTED_ISSUES ? `; and ${issues.length - MAX_LISTED_ISSUES} more` : ''}`;
     const unknownConnection = parsed.error.issues.some((i) => i.path[0] === 'connection');
-    throw new DrawbridgeError(unknownConnection ? 'connection.unknown' : 'input.invalid', `Invalid arguments: ${problems}.`, {
-      hint: unknownConnection ? `Use one of: ${tool.declaration.connections.join(', ')}.` : undefined,
-    });
+    throw new DrawbridgeError(
+      unknownConnection ? 'connection.unknown' : 'input.invalid',
+      `Invalid arguments: ${problems}.`,
+      unknownConnection ? { hint: `Use one of: ${tool.declaration.connections.join(', ')}.` } : {},
+    );
   }
   return parsed.data as Record<string, unknown>;
 }
@@ -286,7 +288,10 @@ function requireBoundedInput(measured: InputMeasure): void {
     }
   });
   throw new DrawbridgeError('input.invalid', `The arguments exceed the gateway's input limits: ${why.join('; ')}. Nothing was run.`, {
-    hint: `Send the tool's arguments as a flat JSON object as in its input schema, at most ${limits.maxBytes / 1024 / 1024} MiB, nested at most ${limits.maxDepth} levels, with at most ${limits.maxValues} values; split a large job into several calls.`,
+    hint:
+      `Send the tool's arguments as a flat JSON object as in its input schema, at most ` +
+      `${limits.maxBytes / 1024 / 1024} MiB, nested at most ${limits.maxDepth} levels, ` +
+      `with at most ${limits.maxValues} values; split a large job into several calls.`,
     details: { exceeded: [...measured.exceeded] },
   });
 }

@@ -15,12 +15,12 @@ import { inputSchemaFor } from './callTool.js';
 import type { Gateway } from './gateway.js';
 
 /** The request without its private detail, with the facts the backend's policy keys match (functions, namespaces, hosts, …). */
-export interface ExplainedRequest extends Omit<ParsedRequest, 'detail'> {
+interface ExplainedRequest extends Omit<ParsedRequest, 'detail'> {
   readonly [fact: string]: unknown;
 }
 
 /** How the backend shows the request in text: labelled lines, and what a decision without its catalog did not check. */
-export interface RequestView {
+interface RequestView {
   readonly lines: ReadonlyArray<readonly [label: string, text: string]>;
   readonly withoutCatalog: string;
 }

@@ -18,7 +18,7 @@ import { formatDuration } from '../config/units.js';
 import { DrawbridgeError, toDrawbridgeError, type ErrorCode } from '../errors.js';
 
 /** `warning`: usable, but see the warnings; `failed`: calls on this connection would fail. */
-export type ConnectionStatus = 'ok' | 'warning' | 'failed';
+type ConnectionStatus = 'ok' | 'warning' | 'failed';
 
 export interface ConnectionReport {
   readonly name: string;
@@ -46,7 +46,7 @@ export interface CheckConnectionsOptions {
   readonly concurrency?: number;
 }
 
-export const DEFAULT_CHECK_TIMEOUT_MS = 10_000;
+const DEFAULT_CHECK_TIMEOUT_MS = 10_000;
 /** How long closing a connection may take after its check; a pool still connecting to a dead host is abandoned after this. */
 const CLOSE_GRACE_MS = 2_000;
 

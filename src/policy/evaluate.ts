@@ -12,7 +12,7 @@ import type { Identity } from '../identity/identity.js';
 import { anyGlob } from './match.js';
 import type { Effect, Rule } from './schema.js';
 
-export type DecisionCode = 'policy.denied' | 'policy.no_match' | 'policy.unclassified';
+type DecisionCode = 'policy.denied' | 'policy.no_match' | 'policy.unclassified';
 
 export interface Decision {
   readonly effect: Effect;

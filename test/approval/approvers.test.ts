@@ -85,10 +85,12 @@ describe('identifyApprover', () => {
     for (const token of [BOB_TOKEN, CAROL_TOKEN, 'nope']) {
       const e = unresolved(() => identifyApprover(two, token, { CAROL_TOKEN: '' }), ['BOB_TOKEN', 'CAROL_TOKEN']);
       expect(e.message).toBe(
-        'The approver token matches none of the approvers that can be checked here: BOB_TOKEN and CAROL_TOKEN are not set in this environment, so approvers whose tokens come from them (approval.approvers) cannot be recognised.',
+        'The approver token matches none of the approvers that can be checked here: BOB_TOKEN and CAROL_TOKEN are not ' +
+          'set in this environment, so approvers whose tokens come from them (approval.approvers) cannot be recognised.',
       );
       expect(e.hint).toBe(
-        "Export the variables the gateway uses in this shell (export BOB_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.",
+        "Export the variables the gateway uses in this shell (export BOB_TOKEN=… with the gateway's value), " +
+          "or run drawbridge approvals where the gateway's environment is (its host and user); then retry.",
       );
       expect(e.message).not.toMatch(/bob|carol/);
     }

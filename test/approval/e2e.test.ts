@@ -330,8 +330,10 @@ describe('out of band: the default wait fits clients that give up after 60 s', (
     const expiresAt = s.approvals().find((a) => a.id === id)!.expiresAt;
     const retry = 'Call run_sql again with exactly the same arguments (connection db, same sql) to pick up the decision; it waits up to 45 s each time.';
     expect(r.text).toBe(
-      `approval.pending: Pending approval ${id}: a human must approve ${id} (someone in dba must run \`drawbridge approvals approve ${id}\`); nothing was run yet.\n` +
-        `What to do: ${retry} Approved: the call runs, once. Denied: you are told why, once. Tell the user that ${id} waits for someone in dba; it expires at ${expiresAt}.`,
+      `approval.pending: Pending approval ${id}: a human must approve ${id} (someone ` +
+        `in dba must run \`drawbridge approvals approve ${id}\`); nothing was run yet.\n` +
+        `What to do: ${retry} Approved: the call runs, once. Denied: you are told why, ` +
+        `once. Tell the user that ${id} waits for someone in dba; it expires at ${expiresAt}.`,
     );
     // The same as structured output (the SDK client already checked it against the published outputSchema).
     expect(r.result.structuredContent).toEqual({

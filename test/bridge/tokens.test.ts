@@ -297,7 +297,7 @@ describe('refresh', () => {
     const a = run(gateway);
     const tokensA = await signIn(a, 'alice');
     const old = await tokensA.current();
-    const b = run(gateway, { tokenCache: a.options.tokenCache });
+    const b = run(gateway, a.options.tokenCache !== undefined ? { tokenCache: a.options.tokenCache } : {});
     const tokensB = await obtainAccessToken(b.options);
     expect(await tokensB.current()).toBe(old);
     const fresh = await tokensB.refresh(old);

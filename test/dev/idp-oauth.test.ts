@@ -315,9 +315,9 @@ describe('the development provider for standard OAuth MCP clients', () => {
     // The MCP SDK's own registration sees the same refusal.
     const metadata = await discoverAuthorizationServerMetadata(idp.issuer);
     expect(metadata?.registration_endpoint).toBe(`${idp.issuer}/reg`);
-    await expect(registerClient(idp.issuer, { metadata, clientMetadata: publicClientMetadata('https://attacker.example/callback') })).rejects.toThrow(
-      /loopback redirect URIs only/,
-    );
+    await expect(
+      registerClient(idp.issuer, { ...(metadata ? { metadata } : {}), clientMetadata: publicClientMetadata('https://attacker.example/callback') }),
+    ).rejects.toThrow(/loopback redirect URIs only/);
     // And a good one is accepted, on any loopback host.
     for (const uri of ['http://127.0.0.1:4321/callback', 'http://localhost/cb', 'http://[::1]:9/x']) {
       const ok = await register({ ...good, redirect_uris: [uri] });

@@ -45,7 +45,7 @@ class Person {
       const headers: Record<string, string> = { accept: 'text/html' };
       if (this.cookies.size > 0) headers['cookie'] = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
       if (body) headers['content-type'] = 'application/x-www-form-urlencoded';
-      const res = await fetch(target, { method: body ? 'POST' : 'GET', headers, body: body?.toString(), redirect: 'manual' });
+      const res = await fetch(target, { method: body ? 'POST' : 'GET', headers, ...(body ? { body: body.toString() } : {}), redirect: 'manual' });
       for (const sc of res.headers.getSetCookie()) {
         const pair = sc.split(';')[0] ?? '';
         const eq = pair.indexOf('=');

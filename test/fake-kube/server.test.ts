@@ -54,7 +54,7 @@ async function raw(
   const opts = await (init.config ?? kc).applyToFetchOptions({});
   const headers = new Headers(opts.headers as unknown as HeadersInit);
   for (const [k, v] of Object.entries(init.headers ?? {})) headers.append(k, v);
-  const res = await fetch(`${fake.url}${path}`, { method: init.method ?? 'GET', headers, body: init.body });
+  const res = await fetch(`${fake.url}${path}`, { method: init.method ?? 'GET', headers, ...(init.body !== undefined ? { body: init.body } : {}) });
   const text = await res.text();
   let json: any;
   try {
@@ -693,7 +693,8 @@ describe('SelfSubjectReview (authentication.k8s.io/v1)', () => {
     });
     expect(forbidden.status).toBe(403);
     expect(forbidden.json.message).toBe(
-      'selfsubjectreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:drawbridge:gateway" cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope',
+      'selfsubjectreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:drawbridge:gateway" ' +
+        'cannot create resource "selfsubjectreviews" in API group "authentication.k8s.io" at the cluster scope',
     );
   });
 

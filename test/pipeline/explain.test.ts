@@ -44,8 +44,10 @@ describe('policy explain with a connection that cannot be used', () => {
     expect(e.catalog).toBe('unreachable');
     expect(e.catalogError).toMatchObject({ connection: 'db', code: 'backend.unavailable' });
     expect(catalogLines(text)).toEqual([
-      '  catalog   unreachable: connection db could not be used, so table schemas and function volatility were not checked against the server — the live decision may differ',
-      `            cause: backend.unavailable: Connection db: could not connect to 127.0.0.1:${new URL(url).port}: connection refused (is PostgreSQL running and listening there?).`,
+      '  catalog   unreachable: connection db could not be used, so table schemas and ' +
+        'function volatility were not checked against the server — the live decision may differ',
+      `            cause: backend.unavailable: Connection db: could not connect to ` +
+        `127.0.0.1:${new URL(url).port}: connection refused (is PostgreSQL running and listening there?).`,
       '            --offline skips the catalog (and this connection)',
     ]);
     // It still decides, without the catalog.
@@ -65,7 +67,8 @@ describe('policy explain with a connection that cannot be used', () => {
     const { e, text } = await explainWith({ DB_URL: 'base' }, 'SELECT * FROM orders');
     expect(e.catalogError?.code).toBe('config.secret_invalid');
     expect(catalogLines(text)[1]).toBe(
-      '            cause: config.secret_invalid: The value of environment variable DB_URL (the url of connection db) is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.',
+      '            cause: config.secret_invalid: The value of environment variable DB_URL (the url of connection ' +
+        'db) is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.',
     );
   });
 

@@ -117,7 +117,9 @@ beforeAll(async () => {
       hosts: [{ name: 'k', server: sshd }],
       login: { user: sshd.user, privateKeyPath: join(dir, 'not-a-key') },
     }),
-    `kind: connection\nname: ssh-missing\ntype: ssh\ndescription: key not set\nhosts: [{ name: m, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }]\nuser: ${sshd.user}\nprivate_key: \${SSH_KEY_MISSING}\n`,
+    'kind: connection\nname: ssh-missing\ntype: ssh\ndescription: key not set\n' +
+      `hosts: [{ name: m, host: 127.0.0.1, port: ${sshd.port}, host_key: "${sshd.hostKeyFingerprint}" }]\n` +
+      `user: ${sshd.user}\nprivate_key: \${SSH_KEY_MISSING}\n`,
   ];
   writeFileSync(join(dir, 'tools', 'connections.yaml'), documents.join('---\n'));
   config = loadConfig(dir);
@@ -189,7 +191,8 @@ describe('PostgreSQL', () => {
     expect(r.status).toBe('ok');
     expect(r.line).toMatch(
       new RegExp(
-        `^PostgreSQL \\d+\\.\\d+\\S* at 127\\.0\\.0\\.1:\\d+, database ${db.name}, role drawbridge_gateway \\(not a superuser\\), reads run in a read-only transaction$`,
+        `^PostgreSQL \\d+\\.\\d+\\S* at 127\\.0\\.0\\.1:\\d+, database ${db.name}, role ` +
+          `drawbridge_gateway \\(not a superuser\\), reads run in a read-only transaction$`,
       ),
     );
     expect(r.facts).toMatchObject({ role: 'drawbridge_gateway', superuser: false, database: db.name, readOnlyTransaction: true, standby: false });
@@ -209,7 +212,8 @@ describe('PostgreSQL', () => {
   it('a wrong password: backend.auth_failed naming the user, the operator must fix the credential', () => {
     const r = failed('pg-wrong-password', 'backend.auth_failed');
     expect(r.line).toContain(
-      'refused to authenticate user "drawbridge_gateway" for connection pg-wrong-password (28P01: password authentication failed for user "drawbridge_gateway")',
+      'refused to authenticate user "drawbridge_gateway" for connection pg-wrong-password ' +
+        '(28P01: password authentication failed for user "drawbridge_gateway")',
     );
     expect(r.error?.hint).toMatch(/Retrying will not help/);
   });
@@ -217,14 +221,16 @@ describe('PostgreSQL', () => {
   it('a stopped server: could not connect to 127.0.0.1:PORT: connection refused', () => {
     const r = failed('pg-down', 'backend.unavailable');
     expect(r.line).toBe(
-      `backend.unavailable: Connection pg-down: could not connect to 127.0.0.1:${new URL(env['PG_DOWN']!).port}: connection refused (is PostgreSQL running and listening there?).`,
+      `backend.unavailable: Connection pg-down: could not connect to 127.0.0.1:${new URL(env['PG_DOWN']!).port}: ` +
+        `connection refused (is PostgreSQL running and listening there?).`,
     );
   });
 
   it('a url that is not a URL: config.secret_invalid names the variable and the shape', () => {
     const r = failed('pg-not-a-url', 'config.secret_invalid');
     expect(r.line).toBe(
-      'config.secret_invalid: The value of environment variable PG_NOT_A_URL (the url of connection pg-not-a-url) is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.',
+      'config.secret_invalid: The value of environment variable PG_NOT_A_URL (the url of connection pg-not-a-url) ' +
+        'is not a PostgreSQL URL (postgres://… or postgresql://…). The value is not shown because it is a secret.',
     );
     expect(r.error?.hint).toContain('postgres://USER:PASSWORD@HOST:5432/DATABASE');
   });
@@ -248,7 +254,8 @@ describe('Kubernetes', () => {
     const r = report('kube-ok');
     expect(r.status).toBe('ok');
     expect(r.line).toBe(
-      `Kubernetes v1.30.2 at ${fake.url}, credentials are system:serviceaccount:drawbridge:gateway (groups system:serviceaccounts, system:serviceaccounts:drawbridge, system:authenticated); calls impersonate the caller`,
+      `Kubernetes v1.30.2 at ${fake.url}, credentials are system:serviceaccount:drawbridge:gateway (groups ` +
+        `system:serviceaccounts, system:serviceaccounts:drawbridge, system:authenticated); calls impersonate the caller`,
     );
     expect(r.facts).toMatchObject({ version: 'v1.30.2', user: 'system:serviceaccount:drawbridge:gateway', impersonate: true });
     const review = fake.requests.find((q) => q.resource === 'selfsubjectreviews');
@@ -259,7 +266,8 @@ describe('Kubernetes', () => {
     const r = report('kube-old');
     expect(r.status).toBe('ok');
     expect(r.line).toBe(
-      `Kubernetes v1.30.2 at ${oldFake.url}, credentials are unknown (the server has no SelfSubjectReview API (authentication.k8s.io/v1, Kubernetes 1.28 and later))`,
+      `Kubernetes v1.30.2 at ${oldFake.url}, credentials are unknown (the server has ` +
+        `no SelfSubjectReview API (authentication.k8s.io/v1, Kubernetes 1.28 and later))`,
     );
     expect(r.facts).toMatchObject({ user: null });
   });
@@ -276,7 +284,8 @@ describe('Kubernetes', () => {
 
   it('a kubeconfig that does not parse: config.secret_invalid, without quoting it (it holds tokens)', () => {
     expect(failed('kube-garbage', 'config.secret_invalid').line).toBe(
-      'config.secret_invalid: The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML with clusters, users and contexts); its content is not shown because it is a secret.',
+      'config.secret_invalid: The kubeconfig of this connection cannot be read (it is not a kubeconfig: ' +
+        'YAML with clusters, users and contexts); its content is not shown because it is a secret.',
     );
   });
 
@@ -294,7 +303,8 @@ describe('SSH', () => {
     const r = report('ssh-ok');
     expect(r.status).toBe('ok');
     expect(r.line).toBe(
-      `SSH as ${sshd.user} to web-1 (127.0.0.1:${sshd.port}): host key ${sshd.hostKeyFingerprint} matches the pin, login works, the login shell quotes like POSIX sh (quoting probe passed)`,
+      `SSH as ${sshd.user} to web-1 (127.0.0.1:${sshd.port}): host key ${sshd.hostKeyFingerprint} ` +
+        `matches the pin, login works, the login shell quotes like POSIX sh (quoting probe passed)`,
     );
     expect(r.facts).toMatchObject({ user: sshd.user, hosts: 1, ok: 1, 'hostKey.web-1': sshd.hostKeyFingerprint });
   });
@@ -325,14 +335,17 @@ describe('SSH', () => {
     expect(r.error?.code).toBe('backend.unavailable');
     expect(r.line).toMatch(
       new RegExp(
-        `^SSH as ${sshd.user} to 2 hosts: good \\(127\\.0\\.0\\.1:${sshd.port}\\) ok, bad \\(127\\.0\\.0\\.1:${sshd.port}\\) FAILED \\(backend\\.unavailable\\) — where ok: host keys match their pins, .* — backend\\.unavailable: Host bad: the host key SHA256:`,
+        `^SSH as ${sshd.user} to 2 hosts: good \\(127\\.0\\.0\\.1:${sshd.port}\\) ok, bad ` +
+          `\\(127\\.0\\.0\\.1:${sshd.port}\\) FAILED \\(backend\\.unavailable\\) — where ok: host ` +
+          `keys match their pins, .* — backend\\.unavailable: Host bad: the host key SHA256:`,
       ),
     );
   });
 
   it('a private key that is not a key: config.secret_invalid', () => {
     expect(failed('ssh-bad-key', 'config.secret_invalid').line).toBe(
-      "config.secret_invalid: Host k: the gateway's private key cannot be used (Cannot parse privateKey: Unsupported key format); the key is not shown because it is a secret.",
+      "config.secret_invalid: Host k: the gateway's private key cannot be used (Cannot parse " +
+        'privateKey: Unsupported key format); the key is not shown because it is a secret.',
     );
   });
 

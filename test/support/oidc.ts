@@ -262,7 +262,7 @@ class Browser {
       const res = await fetch(target, {
         method: body ? 'POST' : 'GET',
         headers,
-        body: body?.toString(),
+        ...(body ? { body: body.toString() } : {}),
         redirect: 'manual',
       });
       for (const sc of res.headers.getSetCookie()) this.store(target, sc);

@@ -18,7 +18,7 @@ export interface Impersonation {
   readonly groups: readonly string[];
 }
 
-export interface RequestOptions {
+interface RequestOptions {
   readonly query?: Record<string, string | number | boolean | readonly string[] | undefined>;
   readonly body?: unknown;
   readonly contentType?: string;
@@ -82,7 +82,9 @@ export class KubeClient {
         'backend.unavailable',
         `The gateway's credentials for the Kubernetes API at ${this.address} could not be prepared (${reason}); nothing was sent.`,
         {
-          hint: "Tell the operator: the kubeconfig's cluster or user (token, client certificate or credential plugin) cannot be used on the gateway host. Retrying will not help until it is fixed.",
+          hint:
+            "Tell the operator: the kubeconfig's cluster or user (token, client certificate or credential " +
+            'plugin) cannot be used on the gateway host. Retrying will not help until it is fixed.',
           cause: error,
         },
       );
@@ -269,129 +271,161 @@ export class KubeClient {
         );
         return;
       }
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let size = 0;
-      let truncated = false;
-      let opened = false;
-      let settled = false;
-      let status: { status?: string; message?: string; details?: { causes?: Array<{ reason?: string; message?: string }> } } | null = null;
-      let timedOut = false;
-      const fail = (error: DrawbridgeError) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(error);
-        try {
-          ws.terminate();
-        } catch {
-          // already closed
-        }
-      };
-      const finish = () => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        const s = status as typeof status;
-        let exitCode: number | null = null;
-        if (s?.status === 'Success') exitCode = 0;
-        else {
-          const cause = s?.details?.causes?.find((c) => c.reason === 'ExitCode');
-          if (cause?.message !== undefined && /^\d+$/.test(cause.message)) exitCode = Number(cause.message);
-        }
-        resolve({
-          stdout: decodeCut(out, truncated),
-          stderr: decodeCut(err, truncated),
-          exitCode,
-          message: s && s.status !== 'Success' ? (s.message ?? null) : null,
-          truncated,
-          timedOut,
-        });
-      };
-      const lost = (how: string) =>
+      new ExecSession(ws, where, o, resolve, reject).watch();
+    });
+  }
+}
+
+/** The Status object the API server sends on the error channel (3) when the command ends. */
+type ExecStatus = { status?: string; message?: string; details?: { causes?: Array<{ reason?: string; message?: string }> } };
+
+/** One exec's WebSocket: collects its output up to the cap, and settles once, with the result or the fault. */
+class ExecSession {
+  private readonly out: Buffer[] = [];
+  private readonly err: Buffer[] = [];
+  private size = 0;
+  private truncated = false;
+  private opened = false;
+  private settled = false;
+  private status: ExecStatus | null = null;
+  private timedOut = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly where: string,
+    private readonly limits: { readonly timeoutMs: number; readonly maxBytes: number },
+    private readonly resolve: (result: ExecResult) => void,
+    private readonly reject: (error: DrawbridgeError) => void,
+  ) {}
+
+  watch(): void {
+    const ws = this.ws;
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      terminate(ws);
+    }, this.limits.timeoutMs);
+    ws.on('open', () => {
+      this.opened = true;
+    });
+    ws.on('message', (data: Buffer) => this.message(data));
+    ws.on('unexpected-response', (_req, res) => this.refused(res));
+    ws.on('error', (e) => {
+      // A time limit's terminate() is reported by the close that follows.
+      if (this.timedOut) return;
+      this.fail(
+        this.opened
+          ? this.lost(`failed (${e.message})`)
+          : new DrawbridgeError('backend.unavailable', `exec in ${this.where} could not start: ${e.message}; nothing ran.`, { cause: e }),
+      );
+    });
+    ws.on('close', (code: number) => {
+      if (this.timedOut || this.truncated || this.status !== null) return this.finish();
+      if (!this.opened)
+        return this.fail(new DrawbridgeError('backend.unavailable', `exec in ${this.where} could not start: the connection closed (${code}); nothing ran.`));
+      // v4/v5 always end with a status; an older protocol ends a successful command with a clean close (1000).
+      if (code !== 1000 || ws.protocol === 'v5.channel.k8s.io' || ws.protocol === 'v4.channel.k8s.io') return this.fail(this.lost(`closed (code ${code})`));
+      this.finish();
+    });
+  }
+
+  private message(data: Buffer): void {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer);
+    const channel = buf[0];
+    const body = buf.subarray(1);
+    if (channel === 3) {
+      try {
+        this.status = JSON.parse(body.toString('utf8')) as ExecStatus;
+      } catch {
+        this.status = { status: 'Failure', message: body.toString('utf8') };
+      }
+      return;
+    }
+    if (channel !== 1 && channel !== 2) return;
+    const max = this.limits.maxBytes;
+    if (this.size + body.length > max) {
+      this.truncated = true;
+      const room = Math.max(0, max - this.size);
+      (channel === 1 ? this.out : this.err).push(body.subarray(0, room));
+      this.size = max;
+      this.ws.terminate();
+      return;
+    }
+    this.size += body.length;
+    (channel === 1 ? this.out : this.err).push(body);
+  }
+
+  /** The API server refused the upgrade: nothing ran. Its reason is read (capped) and reported. */
+  private refused(res: http.IncomingMessage): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      if (size < 64 * 1024) chunks.push(c);
+      size += c.length;
+    });
+    res.on('end', () =>
+      this.fail(
         new DrawbridgeError(
-          'backend.interrupted',
-          `The connection to the Kubernetes API ${how} during exec in ${where}, before the command's exit status arrived: whether the command finished is unknown — check the pod before retrying a command that changes state.`,
-        );
-      const timer = setTimeout(() => {
-        timedOut = true;
-        try {
-          ws.terminate();
-        } catch {
-          // already closed
-        }
-      }, o.timeoutMs);
-      ws.on('open', () => {
-        opened = true;
-      });
-      ws.on('message', (data: Buffer) => {
-        const buf = Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer);
-        const channel = buf[0];
-        const body = buf.subarray(1);
-        if (channel === 3) {
-          try {
-            status = JSON.parse(body.toString('utf8')) as typeof status;
-          } catch {
-            status = { status: 'Failure', message: body.toString('utf8') };
-          }
-          return;
-        }
-        if (channel !== 1 && channel !== 2) return;
-        if (size + body.length > o.maxBytes) {
-          truncated = true;
-          const room = Math.max(0, o.maxBytes - size);
-          (channel === 1 ? out : err).push(body.subarray(0, room));
-          size = o.maxBytes;
-          ws.terminate();
-          return;
-        }
-        size += body.length;
-        (channel === 1 ? out : err).push(body);
-      });
-      ws.on('unexpected-response', (_req, res) => {
-        // The API server refused the upgrade: nothing ran. Its reason is read (capped) and reported.
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          if (size < 64 * 1024) chunks.push(c);
-          size += c.length;
-        });
-        res.on('end', () =>
-          fail(
-            new DrawbridgeError(
-              'backend.error',
-              `exec was refused by the Kubernetes API (${res.statusCode}): ${statusMessage(Buffer.concat(chunks).toString('utf8'))}`,
-            ),
+          'backend.error',
+          `exec was refused by the Kubernetes API (${res.statusCode}): ${statusMessage(Buffer.concat(chunks).toString('utf8'))}`,
+        ),
+      ),
+    );
+    res.on('error', () => undefined);
+    res.on('close', () => {
+      if (!res.complete)
+        this.fail(
+          new DrawbridgeError(
+            'backend.unavailable',
+            `exec in ${this.where} was refused by the Kubernetes API (${res.statusCode}) and the connection closed before its reason arrived; nothing ran.`,
           ),
         );
-        res.on('error', () => undefined);
-        res.on('close', () => {
-          if (!res.complete)
-            fail(
-              new DrawbridgeError(
-                'backend.unavailable',
-                `exec in ${where} was refused by the Kubernetes API (${res.statusCode}) and the connection closed before its reason arrived; nothing ran.`,
-              ),
-            );
-        });
-      });
-      ws.on('error', (e) => {
-        // A time limit's terminate() is reported by the close that follows.
-        if (timedOut) return;
-        fail(
-          opened
-            ? lost(`failed (${e.message})`)
-            : new DrawbridgeError('backend.unavailable', `exec in ${where} could not start: ${e.message}; nothing ran.`, { cause: e }),
-        );
-      });
-      ws.on('close', (code: number) => {
-        if (timedOut || truncated || status !== null) return finish();
-        if (!opened) return fail(new DrawbridgeError('backend.unavailable', `exec in ${where} could not start: the connection closed (${code}); nothing ran.`));
-        // v4/v5 always end with a status; an older protocol ends a successful command with a clean close (1000).
-        if (code !== 1000 || ws.protocol === 'v5.channel.k8s.io' || ws.protocol === 'v4.channel.k8s.io') return fail(lost(`closed (code ${code})`));
-        finish();
-      });
     });
+  }
+
+  private lost(how: string): DrawbridgeError {
+    return new DrawbridgeError(
+      'backend.interrupted',
+      `The connection to the Kubernetes API ${how} during exec in ${this.where}, before the command's exit status ` +
+        `arrived: whether the command finished is unknown — check the pod before retrying a command that changes state.`,
+    );
+  }
+
+  private fail(error: DrawbridgeError): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.reject(error);
+    terminate(this.ws);
+  }
+
+  private finish(): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    const s = this.status;
+    let exitCode: number | null = null;
+    if (s?.status === 'Success') exitCode = 0;
+    else {
+      const cause = s?.details?.causes?.find((c) => c.reason === 'ExitCode');
+      if (cause?.message !== undefined && /^\d+$/.test(cause.message)) exitCode = Number(cause.message);
+    }
+    this.resolve({
+      stdout: decodeCut(this.out, this.truncated),
+      stderr: decodeCut(this.err, this.truncated),
+      exitCode,
+      message: s && s.status !== 'Success' ? (s.message ?? null) : null,
+      truncated: this.truncated,
+      timedOut: this.timedOut,
+    });
+  }
+}
+
+function terminate(ws: WebSocket): void {
+  try {
+    ws.terminate();
+  } catch {
+    // already closed
   }
 }
 
@@ -414,7 +448,8 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
     if (!process.env['KUBERNETES_SERVICE_HOST'] || !process.env['KUBERNETES_SERVICE_PORT']) {
       throw new DrawbridgeError(
         'config.invalid',
-        'The connection says in_cluster: true, but the gateway is not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set).',
+        'The connection says in_cluster: true, but the gateway is not running in a ' +
+          'Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set).',
         {
           hint: 'Run the gateway in the cluster with a service account, or give the connection a kubeconfig instead of in_cluster.',
         },
@@ -428,9 +463,12 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
       // The parser's message may quote the kubeconfig (tokens, keys): it is not passed on.
       throw new DrawbridgeError(
         'config.secret_invalid',
-        'The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML with clusters, users and contexts); its content is not shown because it is a secret.',
+        'The kubeconfig of this connection cannot be read (it is not a kubeconfig: YAML ' +
+          'with clusters, users and contexts); its content is not shown because it is a secret.',
         {
-          hint: 'The operator must point kubeconfig at a valid kubeconfig on the gateway host (kubectl config view --raw --minify writes one) and restart the gateway. Retrying will not help.',
+          hint:
+            'The operator must point kubeconfig at a valid kubeconfig on the gateway host (kubectl ' +
+            'config view --raw --minify writes one) and restart the gateway. Retrying will not help.',
         },
       );
     }
@@ -443,7 +481,7 @@ export function loadKubeConfig(source: { kubeconfig: string | null; inCluster: b
 }
 
 /** What `check --connect` learns from an API server: its version and who the credentials are. */
-export interface ClusterProbe {
+interface ClusterProbe {
   /** gitVersion from /version, e.g. v1.30.2; null when the server would not say. */
   readonly version: string | null;
   /** status.userInfo of a SelfSubjectReview; null when the server cannot tell (see identityNote). */
@@ -470,7 +508,8 @@ function jsonOf(text: string): Record<string, unknown> {
 export function credentialsRefused(client: KubeClient, what: string): DrawbridgeError {
   return new DrawbridgeError(
     'backend.auth_failed',
-    `The Kubernetes API at ${client.address} refused the gateway's credentials (${what}). The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`,
+    `The Kubernetes API at ${client.address} refused the gateway's credentials (${what}). ` +
+      `The token or client certificate in the connection's kubeconfig is wrong or expired; the operator must fix it.`,
   );
 }
 

@@ -12,6 +12,8 @@ declare module '../../errors.js' {
 export const KUBERNETES_ERRORS = defineErrorCodes({
   'kubectl.refused': {
     kind: 'refusal',
-    hint: 'This kubectl feature is not available through the gateway (it would change the connection or identity, open a tunnel, or escape parsing). Use a plain command from the supported list.',
+    hint:
+      'This kubectl feature is not available through the gateway (it would change the connection ' +
+      'or identity, open a tunnel, or escape parsing). Use a plain command from the supported list.',
   },
 });

@@ -153,7 +153,7 @@ export function refusalOf(token: string): DrawbridgeError | null {
 // ---------------------------------------------------------------------------
 // Flags
 
-export type FlagKind = 'bool' | 'value' | 'optional';
+type FlagKind = 'bool' | 'value' | 'optional';
 
 export interface FlagDef {
   /** Canonical long name, without dashes. */

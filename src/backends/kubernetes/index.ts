@@ -32,7 +32,7 @@ import { parseKubectl, SUPPORTED_VERBS } from './parse.js';
 import { KUBE_EXPLAIN, KUBE_MATCH_SHAPE, matchesKube } from './policy.js';
 import { resourceKey, type ApiResource, type KubeCommand, type KubeObject } from './types.js';
 
-export const kubernetesConnectionSchema = z
+const kubernetesConnectionSchema = z
   .strictObject({
     kind: z.literal('connection'),
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
@@ -58,11 +58,12 @@ export const kubernetesConnectionSchema = z
   })
   .superRefine((c, ctx) => {
     if ((c.kubeconfig === undefined) === (c.in_cluster !== true)) {
-      ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message: 'set exactly one of kubeconfig (a { file: … } or ${VAR} reference) or in_cluster: true' });
+      const message = 'set exactly one of kubeconfig (a { file: … } or ${VAR} reference) or in_cluster: true';
+      ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message });
     }
   });
 
-export type KubernetesConnectionDeclaration = z.output<typeof kubernetesConnectionSchema>;
+type KubernetesConnectionDeclaration = z.output<typeof kubernetesConnectionSchema>;
 
 const READ_VERBS = new Set(['get', 'describe', 'logs', 'events', 'api-resources', 'explain', 'top', 'rollout status', 'rollout history']);
 
@@ -107,7 +108,7 @@ function parseManifest(text: string): KubeObject[] {
 }
 
 /** Pure: kubectl command (+ manifest) → request. */
-export function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<KubeDetail> {
+function parseKubectlRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<KubeDetail> {
   const commandText = input['command'];
   if (typeof commandText !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
   const manifestText = typeof input['manifest'] === 'string' ? input['manifest'] : undefined;
@@ -162,7 +163,8 @@ function afterChanges(error: unknown, progress: Progress): unknown {
   const shown = progress.applied.slice(0, 10).join(', ') + (progress.applied.length > 10 ? `, and ${progress.applied.length - 10} more` : '');
   return new DrawbridgeError(
     code,
-    `${error.message} Before that, this command had already applied ${progress.applied.length} change${progress.applied.length > 1 ? 's' : ''}: ${shown}; the rest was not done.`,
+    `${error.message} Before that, this command had already applied ${progress.applied.length} ` +
+      `change${progress.applied.length > 1 ? 's' : ''}: ${shown}; the rest was not done.`,
     {
       hint: 'Part of the command was applied. Check the current state with get before calling again.',
       details: { ...error.details, applied: [...progress.applied] },
@@ -217,10 +219,11 @@ class KubernetesConnection implements BackendConnection<KubeDetail> {
         ? [...new Set([...(detail.namespaces.length ? detail.namespaces : [defaultNs])])]
         : [];
     const keys = [...new Set(resolved.map(resourceKey))];
+    const names = detail.names.length ? ` ${detail.names.join(' ')}` : '';
     return {
       ...request,
       resources: keys,
-      summary: `${c.verb} ${keys.join(',') || '(discovery)'}${detail.names.length ? ` ${detail.names.join(' ')}` : ''}${namespaces.length ? ` in ${namespaces.join(',')}` : ''} (${request.access})`,
+      summary: `${c.verb} ${keys.join(',') || '(discovery)'}${names}${namespaces.length ? ` in ${namespaces.join(',')}` : ''} (${request.access})`,
       detail: { ...detail, resolved, namespaces } satisfies KubeDetail,
     };
   }
@@ -343,7 +346,10 @@ class KubernetesConnection implements BackendConnection<KubeDetail> {
         ? `credentials are unknown (${cluster.identityNote})`
         : `credentials are ${cluster.identity.username}${cluster.identity.groups.length ? ` (groups ${cluster.identity.groups.join(', ')})` : ''}`;
     return {
-      summary: `Kubernetes ${cluster.version ?? '(version unknown)'} at ${client.address}${this.declaration.context ? ` (context ${this.declaration.context})` : ''}, ${who}${this.declaration.impersonate ? '; calls impersonate the caller' : ''}`,
+      summary:
+        `Kubernetes ${cluster.version ?? '(version unknown)'} at ` +
+        `${client.address}${this.declaration.context ? ` (context ${this.declaration.context})` : ''}, ` +
+        `${who}${this.declaration.impersonate ? '; calls impersonate the caller' : ''}`,
       warnings: [],
       facts: {
         server: client.address,
@@ -375,9 +381,14 @@ export const kubernetes = defineBackend({
   },
   example: { connection: 'staging', input: { command: 'delete ns shop' } },
   toolDescription:
-    'Run a kubectl command against a Kubernetes cluster through the Drawbridge gateway (get, describe, logs, events, api-resources, explain; delete, apply, create, patch, scale, rollout, label, annotate, cordon, uncordon; exec). Policy decides by who you are; Secret values are always masked; every call is journaled.',
+    'Run a kubectl command against a Kubernetes cluster through the Drawbridge gateway (get, describe, logs, ' +
+    'events, api-resources, explain; delete, apply, create, patch, scale, rollout, label, annotate, cordon, ' +
+    'uncordon; exec). Policy decides by who you are; Secret values are always masked; every call is journaled.',
   describeConnection(c) {
-    return `${c.description} (Kubernetes; default namespace ${c.namespace}${c.impersonate ? '; your identity is impersonated, so cluster RBAC applies too' : ''})`;
+    return (
+      `${c.description} (Kubernetes; default namespace ` +
+      `${c.namespace}${c.impersonate ? '; your identity is impersonated, so cluster RBAC applies too' : ''})`
+    );
   },
   parse: parseKubectlRequest,
   secretsOf(c): readonly SecretRef[] {

@@ -37,7 +37,9 @@ const MAX_OUTPUT_CHARS = 32 * 1024 * 1024;
 
 function invalid(message: string): DrawbridgeError {
   return new DrawbridgeError('input.invalid', `jsonpath: ${message}`, {
-    hint: 'Use kubectl JSONPath such as {.items[*].metadata.name} or {range .items[*]}{.metadata.name}{"\\n"}{end}, or another output format (-o yaml, -o json).',
+    hint:
+      'Use kubectl JSONPath such as {.items[*].metadata.name} or ' +
+      '{range .items[*]}{.metadata.name}{"\\n"}{end}, or another output format (-o yaml, -o json).',
   });
 }
 

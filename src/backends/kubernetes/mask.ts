@@ -20,7 +20,7 @@ export const SECRET_MASK = '[masked:secret]';
 export const ENV_MASK = '[masked:env]';
 export const CONFIGMAP_MASK = '[masked:configmap]';
 export const LAST_APPLIED_MASK = '[masked:last-applied-configuration]';
-export const DEPTH_MASK = '[masked:too-deep]';
+const DEPTH_MASK = '[masked:too-deep]';
 
 export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
 
@@ -28,7 +28,7 @@ export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-confi
 export const SENSITIVE_ENV = /PASSWORD|PASSWD|TOKEN|SECRET|KEY|CREDENTIAL|PRIVATE/i;
 
 /** Report targets, in the order they are listed. */
-export const MASK_TARGETS = Object.freeze([
+const MASK_TARGETS = Object.freeze([
   'secret.data',
   'env',
   'configmap.data',
@@ -38,7 +38,7 @@ export const MASK_TARGETS = Object.freeze([
   'managedFields',
   'depth',
 ] as const);
-export type MaskTarget = (typeof MASK_TARGETS)[number];
+type MaskTarget = (typeof MASK_TARGETS)[number];
 
 // Kubernetes objects are never this deep, and CRD schemas stay far below it. A
 // deeper subtree (hostile or broken input) is replaced, which also keeps the

@@ -111,7 +111,8 @@ class FlagScanner {
   private unknownFlag(spelled: string, token: string): DrawbridgeError {
     if (this.verb === null) {
       return invalid(
-        `Unknown or misplaced flag ${spelled}${token !== spelled ? ` (in "${token}")` : ''}: only -n/--namespace and --request-timeout may come before the verb.`,
+        `Unknown or misplaced flag ${spelled}${token !== spelled ? ` (in "${token}")` : ''}: ` +
+          `only -n/--namespace and --request-timeout may come before the verb.`,
         `Put flags after the verb. ${GENERAL_HINT}`,
         { flag: spelled },
       );

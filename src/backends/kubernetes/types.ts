@@ -54,8 +54,8 @@ interface CommandOf<V extends KubeVerb, O> extends CommandScope {
 }
 
 /** The options of a verb that takes none. */
-export type NoOptions = Record<string, never>;
-export interface DryRunOption {
+type NoOptions = Record<string, never>;
+interface DryRunOption {
   /** --dry-run=server: the API server validates and admits the change without persisting it. */
   readonly dryRun: boolean;
 }
@@ -87,7 +87,7 @@ export type CreateCommand = CommandOf<'create', DryRunOption>;
 export type PatchCommand = CommandOf<'patch', { patch: string; patchType: PatchType } & DryRunOption>;
 export type ScaleCommand = CommandOf<'scale', { replicas: number; currentReplicas: number | null } & DryRunOption>;
 /** label and annotate: `key=value` sets, `key-` removes. */
-export type MetadataOptions = { changes: readonly string[]; overwrite: boolean; all: boolean } & DryRunOption;
+type MetadataOptions = { changes: readonly string[]; overwrite: boolean; all: boolean } & DryRunOption;
 export type MetadataCommand = CommandOf<'label', MetadataOptions> | CommandOf<'annotate', MetadataOptions>;
 export type CordonCommand = CommandOf<'cordon', DryRunOption> | CommandOf<'uncordon', DryRunOption>;
 export type WriteCommand = DeleteCommand | ApplyCommand | CreateCommand | PatchCommand | ScaleCommand | MetadataCommand | CordonCommand;

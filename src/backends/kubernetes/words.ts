@@ -72,7 +72,8 @@ function refusalError(r: Refusal): DrawbridgeError {
         return refused(`Refused: the command contains $${q}…${q}, shell ANSI-C or locale quoting.`, { construct: r.text });
       }
       return refused(
-        `Refused: the command contains "$" ${r.inDoubleQuotes ? 'inside double quotes' : 'outside quotes'}, which a shell would expand; put it in single quotes.`,
+        `Refused: the command contains "$" ${r.inDoubleQuotes ? 'inside double quotes' : 'outside quotes'}, ` +
+          `which a shell would expand; put it in single quotes.`,
         {
           construct: '$',
         },

@@ -15,7 +15,7 @@ export function loadParser(): Promise<void> {
   return loaded;
 }
 
-export interface ParseOutput {
+interface ParseOutput {
   readonly stmts: ReadonlyArray<{ stmt: AstObject; stmt_location?: number; stmt_len?: number }>;
 }
 
@@ -62,7 +62,7 @@ export function stringList(value: unknown): string[] {
   });
 }
 
-export interface Visit {
+interface Visit {
   readonly type: string;
   readonly node: AstObject;
   /** Wrapped-node ancestry, outermost first. */

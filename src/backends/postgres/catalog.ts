@@ -17,7 +17,7 @@ export interface FunctionInfo {
   readonly nargs: number;
 }
 
-export interface ColumnOrigin {
+interface ColumnOrigin {
   readonly schema: string;
   readonly table: string;
   readonly column: string;

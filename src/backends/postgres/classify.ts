@@ -19,7 +19,7 @@ export interface TableRef {
   readonly name: string;
 }
 
-export interface FunctionRef {
+interface FunctionRef {
   readonly schema: string | null;
   readonly name: string;
 }

@@ -10,7 +10,7 @@ import type { SecretRef } from '../../config/secrets.js';
 import { DrawbridgeError } from '../../errors.js';
 
 /** The shape the url secret must have, shown in hints (never the value itself). */
-export const POSTGRES_URL_SHAPE = 'postgres://USER:PASSWORD@HOST:5432/DATABASE';
+const POSTGRES_URL_SHAPE = 'postgres://USER:PASSWORD@HOST:5432/DATABASE';
 
 /** Where a connection's host, port and user come from: the URL, with the driver's defaults. */
 export interface ConnectTarget {
@@ -52,7 +52,9 @@ export function requirePostgresUrl(value: string, ref: SecretRef, connection: st
       'config.secret_invalid',
       `The value of ${source} (the url of connection ${connection}) ${problem}. The value is not shown because it is a secret.`,
       {
-        hint: `The operator must set ${source} on the gateway host to a URL of the form ${POSTGRES_URL_SHAPE}${advice} and restart the gateway. Retrying will not help.`,
+        hint:
+          `The operator must set ${source} on the gateway host to a URL of the form ` +
+          `${POSTGRES_URL_SHAPE}${advice} and restart the gateway. Retrying will not help.`,
         details: { connection, source: ref.describe },
       },
     );
@@ -141,7 +143,8 @@ export function connectError(error: unknown, connection: string, target: Connect
     const who = user === null ? 'the default user' : `user "${user}"`;
     return new DrawbridgeError(
       'backend.auth_failed',
-      `PostgreSQL at ${where} refused to authenticate ${who} for connection ${connection} (${e.code}: ${message}). The credential in the connection's url is wrong or not allowed to log in; the operator must fix it.`,
+      `PostgreSQL at ${where} refused to authenticate ${who} for connection ${connection} (${e.code}: ${message}). ` +
+        `The credential in the connection's url is wrong or not allowed to log in; the operator must fix it.`,
       {
         details: { connection, sqlstate: e.code, ...(user === null ? {} : { user }) },
         cause: error,

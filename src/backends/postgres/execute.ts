@@ -56,7 +56,7 @@ export class ServerError extends Error {
 }
 
 /** What the database may have kept of an interrupted statement. */
-export type Applied = 'nothing' | 'unknown';
+type Applied = 'nothing' | 'unknown';
 
 /**
  * The statement's session ended under it (`connection-lost`: the server sent
@@ -336,7 +336,7 @@ class StatementRun {
 /** `dry-run`: a write run to completion in BEGIN READ WRITE and always rolled back (impact previews). */
 export type RunMode = 'read' | 'write' | 'autocommit' | 'dry-run';
 
-export interface RunOutcome {
+interface RunOutcome {
   readonly result: RawResult;
   /** The connection must not go back to the pool. */
   readonly discard: boolean;
@@ -365,7 +365,7 @@ export async function runStatement(
   fault: () => Error | null = () => null,
 ): Promise<RunOutcome> {
   const notices: string[] = [];
-  const onNotice = (n: { message?: string; detail?: string }) => {
+  const onNotice = (n: { message?: string | undefined; detail?: string | undefined }) => {
     if (notices.length < 50) notices.push([n.message, n.detail].filter(Boolean).join(' — '));
   };
   client.on('notice', onNotice);

@@ -5,7 +5,7 @@
 
 import { globMatch } from '../../policy/match.js';
 
-export interface FunctionVerdict {
+interface FunctionVerdict {
   readonly operation: 'admin' | 'session' | 'notify';
   readonly reason: string;
 }

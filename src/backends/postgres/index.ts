@@ -49,7 +49,7 @@ import { planPreview, previewStatement, sampleSizeOf } from './preview.js';
 
 const DEFAULT_LIMITS = { timeout: 10_000, lock_timeout: 2_000, max_rows: 500, max_bytes: 1024 * 1024, max_affected_rows: 100 };
 
-export const postgresConnectionSchema = z.strictObject({
+const postgresConnectionSchema = z.strictObject({
   kind: z.literal('connection'),
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
   type: z.literal('postgres'),
@@ -71,7 +71,7 @@ export const postgresConnectionSchema = z.strictObject({
   pool: z.strictObject({ max: z.number().int().positive().max(100).default(4) }).default({ max: 4 }),
 });
 
-export type PostgresConnectionDeclaration = z.output<typeof postgresConnectionSchema>;
+type PostgresConnectionDeclaration = z.output<typeof postgresConnectionSchema>;
 
 /** The backend's own facts about a request (ParsedRequest.detail). */
 export type SqlDetail = {
@@ -133,6 +133,26 @@ function summarise(c: Classification, tables: readonly string[]): string {
  * what the agent is told about the database's state.
  */
 type Activity = 'read' | 'write' | 'autocommit' | 'dry-run' | 'probe';
+
+/** A function as a statement names it: schema-qualified or found on the search_path. */
+type FunctionName = { readonly schema: string | null; readonly name: string };
+
+/** What one catalog read found: the relations a statement names (and, through views, uses), and the functions those views call. */
+interface CatalogRead {
+  readonly relations: ReadonlyMap<string, RelationColumns | undefined>;
+  /** Functions called inside the definitions of views the statement reads (run as part of it). */
+  readonly viewFunctions: ReadonlyArray<FunctionName & { readonly system: boolean }>;
+  readonly viewAttributeCalls: readonly FunctionName[];
+}
+
+/** What the functions a statement may call make of it. */
+interface FunctionEffects {
+  readonly escalations: Array<{ operation: string; access: 'write'; reason: string }>;
+  /** VOLATILE functions the statement may call: what they write is invisible to the gateway. */
+  readonly volatileCalls: string[];
+  /** Functions outside pg_catalog the statement may call: what they read is invisible too. */
+  readonly userCalls: string[];
+}
 
 /** What happened, in words, from the SQLSTATE the server ended the session with (if any). */
 function whatHappened(sqlstate: string | null): string {
@@ -268,7 +288,8 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
           : `the connection to ${this.name} was lost after ${sent} and before PostgreSQL answered (${reason}); ${whatHappened(sqlstate)}`;
       return new DrawbridgeError(
         'backend.interrupted',
-        `${capitalise(lostHow)}. Whether the write was applied is UNKNOWN: the server may have committed it. Check with a read whether the change is there before doing anything else.`,
+        `${capitalise(lostHow)}. Whether the write was applied is UNKNOWN: the server may have ` +
+          `committed it. Check with a read whether the change is there before doing anything else.`,
         { details },
       );
     }
@@ -299,107 +320,11 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
   async resolve(request: ParsedRequest<SqlDetail>): Promise<ParsedRequest<SqlDetail>> {
     const detail = request.detail;
     const c = detail.classification;
-    const relations = new Map<string, RelationColumns | undefined>();
-    const lookup = (schema: string | null, name: string) => relations.get(Catalog.relationKey(schema, name)) ?? this.catalog.cachedRelation(schema, name);
     const attributeCalls = attributeNotationNames(detail.stmt).map((name) => ({ schema: null, name }));
     const needsCatalog = c.tables.length > 0 || c.functions.length > 0 || attributeCalls.length > 0;
-    const escalations: Array<{ operation: string; access: 'write'; reason: string }> = [];
-    /** VOLATILE functions the statement may call: what they write is invisible to the gateway. */
-    const volatileCalls: string[] = [];
-    /** Functions outside pg_catalog the statement may call: what they read is invisible too. */
-    const userCalls: string[] = [];
-    /** Functions called inside the definitions of views the statement reads (run as part of it). */
-    const viewFunctions: Array<{ schema: string | null; name: string; system: boolean }> = [];
-    const viewAttributeCalls: Array<{ schema: string | null; name: string }> = [];
-    if (needsCatalog) {
-      const readCatalog = async (client: pg.PoolClient): Promise<void> => {
-        // Each attempt starts over: nothing half-read from a session that died is kept.
-        relations.clear();
-        viewFunctions.length = 0;
-        viewAttributeCalls.length = 0;
-        // Relations, then the relations their view definitions use, to a fixed depth.
-        let pending: Array<{ schema: string | null; name: string }> = [...c.tables];
-        for (let depth = 0; depth < 16 && pending.length > 0; depth++) {
-          await this.catalog.loadRelations(client, pending);
-          const next: Array<{ schema: string | null; name: string }> = [];
-          for (const t of pending) {
-            const rel = this.catalog.cachedRelation(t.schema, t.name);
-            relations.set(Catalog.relationKey(t.schema, t.name), rel);
-            if (rel?.view) {
-              const inner = classifyStatement(rel.view);
-              for (const ref of inner.tables) if (!relations.has(Catalog.relationKey(ref.schema, ref.name))) next.push(ref);
-              // The server's own views (pg_locks, pg_settings) call volatile built-ins to read its state.
-              const system = SYSTEM_VIEW_SCHEMAS.has(rel.schema);
-              viewFunctions.push(...inner.functions.map((f) => ({ ...f, system })));
-              if (!system) viewAttributeCalls.push(...attributeNotationNames(rel.view).map((name) => ({ schema: null, name })));
-            }
-          }
-          pending = next;
-        }
-        await this.catalog.loadFunctions(client, [...c.functions, ...attributeCalls, ...viewFunctions, ...viewAttributeCalls]);
-      };
-      const ended = (error: unknown, lease: Lease): boolean => sessionLost(error, lease.fault());
-      let lease = await this.lease();
-      try {
-        try {
-          await readCatalog(lease.client);
-        } catch (error) {
-          if (!ended(error, lease)) throw error;
-          // A pooled session the server had already ended (a restart, a failover, an idle
-          // session terminated) can be handed out before its end was seen. These are the
-          // gateway's own read-only metadata queries, so they alone are retried, once, on a
-          // fresh session; the agent's statement is never retried.
-          lease.discard();
-          lease.release();
-          lease = await this.lease();
-          await readCatalog(lease.client);
-        }
-      } catch (error) {
-        lease.discard();
-        if (error instanceof DrawbridgeError) throw error;
-        if (ended(error, lease)) {
-          // Only the gateway's own metadata reads were on this session; the agent's statement was never sent.
-          const cause = sessionEnded(error) ? error : lease.fault();
-          throw new DrawbridgeError(
-            'backend.unavailable',
-            `The connection to ${this.name} was lost while the gateway read the catalog (${lossReason(cause)}): ${whatHappened(sqlstateOf(cause))}. The statement was not sent: nothing was changed.`,
-            {
-              details: { connection: this.name, applied: 'nothing' },
-              cause: error,
-            },
-          );
-        }
-        throw new DrawbridgeError('backend.unavailable', `Cannot read the catalog of ${this.name}: ${(error as Error).message}`, { cause: error });
-      } finally {
-        lease.release();
-      }
-      // Overloads are not resolved by argument types here, so any volatile one counts.
-      const consider = (overloads: readonly FunctionInfo[], how: (f: FunctionInfo) => string) => {
-        const user = overloads.find((o) => !SYSTEM_SCHEMAS.has(o.schema));
-        if (user) userCalls.push(`${user.schema}.${user.name}`);
-        const volatile = overloads.find((o) => o.volatility === 'v' && !harmlessVolatile(o.schema, o.name));
-        if (!volatile) return;
-        volatileCalls.push(`${volatile.schema}.${volatile.name}`);
-        if (c.access === 'read')
-          escalations.push({ operation: c.operation, access: 'write', reason: `${how(volatile)}, which the server marks VOLATILE (it may change data)` });
-      };
-      for (const f of c.functions) {
-        const overloads = this.catalog.cachedFunctions(f.schema, f.name) ?? [];
-        const shown = f.schema ? `${f.schema}.${f.name}` : f.name;
-        if (overloads.length === 0) {
-          throw new DrawbridgeError('sql.unknown_function', `Function ${shown}() does not exist on ${this.name} (or is not on its search_path).`);
-        }
-        consider(overloads, (o) => `calls ${o.schema}.${o.name}()`);
-      }
-      // A view runs the functions in its definition.
-      for (const f of viewFunctions)
-        if (!f.system) consider(this.catalog.cachedFunctions(f.schema, f.name) ?? [], (o) => `reads a view that calls ${o.schema}.${o.name}()`);
-      // `o.f` / `(o).f` may call f(o): a column name that is also a one-argument function counts as a call.
-      for (const f of [...attributeCalls, ...viewAttributeCalls]) {
-        const oneArgument = (this.catalog.cachedFunctions(f.schema, f.name) ?? []).filter((o) => o.nargs === 1);
-        consider(oneArgument, (o) => `may call ${o.schema}.${o.name}() through attribute notation (.${f.name})`);
-      }
-    }
+    const read = needsCatalog ? await this.readCatalog(c, attributeCalls) : null;
+    const effects: FunctionEffects = read ? this.functionEffects(c, attributeCalls, read) : { escalations: [], volatileCalls: [], userCalls: [] };
+    const lookup = (schema: string | null, name: string) => read?.relations.get(Catalog.relationKey(schema, name)) ?? this.catalog.cachedRelation(schema, name);
     const qualified = c.tables.map((t) => {
       const rel = lookup(t.schema, t.name);
       return rel ? `${rel.schema}.${rel.name}` : tableName(t);
@@ -413,6 +338,7 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
       relation: (schema, name) => lookup(schema, name),
       functionSchemas: (schema, name) => this.catalog.cachedFunctions(schema, name)?.map((o) => o.schema),
     });
+    const { escalations, volatileCalls, userCalls } = effects;
     const escalated = escalations[0];
     const access = escalated ? escalated.access : request.access;
     const operation = escalated ? escalated.operation : request.operation;
@@ -433,6 +359,109 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
       summary: summarise({ ...c, access, operation }, resources),
       detail: { ...detail, lineage, runsOpaqueCode: volatileCalls.length > 0, functions: [...new Set(functions)] } satisfies SqlDetail,
     };
+  }
+
+  /** Reads the catalog a statement needs on a leased session, retrying once on a fresh one when a pooled session had already ended. */
+  private async readCatalog(c: Classification, attributeCalls: readonly FunctionName[]): Promise<CatalogRead> {
+    const ended = (error: unknown, lease: Lease): boolean => sessionLost(error, lease.fault());
+    let lease = await this.lease();
+    try {
+      try {
+        return await this.readCatalogOn(lease.client, c, attributeCalls);
+      } catch (error) {
+        if (!ended(error, lease)) throw error;
+        // A pooled session the server had already ended (a restart, a failover, an idle
+        // session terminated) can be handed out before its end was seen. These are the
+        // gateway's own read-only metadata queries, so they alone are retried, once, on a
+        // fresh session; the agent's statement is never retried.
+        lease.discard();
+        lease.release();
+        lease = await this.lease();
+        return await this.readCatalogOn(lease.client, c, attributeCalls);
+      }
+    } catch (error) {
+      lease.discard();
+      if (error instanceof DrawbridgeError) throw error;
+      if (ended(error, lease)) {
+        // Only the gateway's own metadata reads were on this session; the agent's statement was never sent.
+        const cause = sessionEnded(error) ? error : lease.fault();
+        throw new DrawbridgeError(
+          'backend.unavailable',
+          `The connection to ${this.name} was lost while the gateway read the catalog (${lossReason(cause)}): ` +
+            `${whatHappened(sqlstateOf(cause))}. The statement was not sent: nothing was changed.`,
+          {
+            details: { connection: this.name, applied: 'nothing' },
+            cause: error,
+          },
+        );
+      }
+      throw new DrawbridgeError('backend.unavailable', `Cannot read the catalog of ${this.name}: ${(error as Error).message}`, { cause: error });
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** One attempt: each starts over, so nothing half-read from a session that died is kept. */
+  private async readCatalogOn(client: pg.PoolClient, c: Classification, attributeCalls: readonly FunctionName[]): Promise<CatalogRead> {
+    const relations = new Map<string, RelationColumns | undefined>();
+    const viewFunctions: Array<FunctionName & { system: boolean }> = [];
+    const viewAttributeCalls: FunctionName[] = [];
+    // Relations, then the relations their view definitions use, to a fixed depth.
+    let pending: Array<{ schema: string | null; name: string }> = [...c.tables];
+    for (let depth = 0; depth < 16 && pending.length > 0; depth++) {
+      await this.catalog.loadRelations(client, pending);
+      const next: Array<{ schema: string | null; name: string }> = [];
+      for (const t of pending) {
+        const rel = this.catalog.cachedRelation(t.schema, t.name);
+        relations.set(Catalog.relationKey(t.schema, t.name), rel);
+        if (rel?.view) {
+          const inner = classifyStatement(rel.view);
+          for (const ref of inner.tables) if (!relations.has(Catalog.relationKey(ref.schema, ref.name))) next.push(ref);
+          // The server's own views (pg_locks, pg_settings) call volatile built-ins to read its state.
+          const system = SYSTEM_VIEW_SCHEMAS.has(rel.schema);
+          viewFunctions.push(...inner.functions.map((f) => ({ ...f, system })));
+          if (!system) viewAttributeCalls.push(...attributeNotationNames(rel.view).map((name) => ({ schema: null, name })));
+        }
+      }
+      pending = next;
+    }
+    await this.catalog.loadFunctions(client, [...c.functions, ...attributeCalls, ...viewFunctions, ...viewAttributeCalls]);
+    return { relations, viewFunctions, viewAttributeCalls };
+  }
+
+  /**
+   * What the functions a statement may call (directly, inside the views it reads,
+   * or through attribute notation) make of it. Overloads are not resolved by
+   * argument types here, so any volatile one counts.
+   */
+  private functionEffects(c: Classification, attributeCalls: readonly FunctionName[], read: CatalogRead): FunctionEffects {
+    const effects: FunctionEffects = { escalations: [], volatileCalls: [], userCalls: [] };
+    const consider = (overloads: readonly FunctionInfo[], how: (f: FunctionInfo) => string) => {
+      const user = overloads.find((o) => !SYSTEM_SCHEMAS.has(o.schema));
+      if (user) effects.userCalls.push(`${user.schema}.${user.name}`);
+      const volatile = overloads.find((o) => o.volatility === 'v' && !harmlessVolatile(o.schema, o.name));
+      if (!volatile) return;
+      effects.volatileCalls.push(`${volatile.schema}.${volatile.name}`);
+      if (c.access === 'read')
+        effects.escalations.push({ operation: c.operation, access: 'write', reason: `${how(volatile)}, which the server marks VOLATILE (it may change data)` });
+    };
+    for (const f of c.functions) {
+      const overloads = this.catalog.cachedFunctions(f.schema, f.name) ?? [];
+      const shown = f.schema ? `${f.schema}.${f.name}` : f.name;
+      if (overloads.length === 0) {
+        throw new DrawbridgeError('sql.unknown_function', `Function ${shown}() does not exist on ${this.name} (or is not on its search_path).`);
+      }
+      consider(overloads, (o) => `calls ${o.schema}.${o.name}()`);
+    }
+    // A view runs the functions in its definition.
+    for (const f of read.viewFunctions)
+      if (!f.system) consider(this.catalog.cachedFunctions(f.schema, f.name) ?? [], (o) => `reads a view that calls ${o.schema}.${o.name}()`);
+    // `o.f` / `(o).f` may call f(o): a column name that is also a one-argument function counts as a call.
+    for (const f of [...attributeCalls, ...read.viewAttributeCalls]) {
+      const oneArgument = (this.catalog.cachedFunctions(f.schema, f.name) ?? []).filter((o) => o.nargs === 1);
+      consider(oneArgument, (o) => `may call ${o.schema}.${o.name}() through attribute notation (.${f.name})`);
+    }
+    return effects;
   }
 
   async execute(request: ParsedRequest<SqlDetail>, context: ExecuteContext): Promise<TabularResult> {
@@ -476,7 +505,9 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
             : `reading the catalog failed (${lossReason(error)})`;
           throw new DrawbridgeError(
             lost ? 'backend.connection_lost' : 'backend.error',
-            `The write on ${this.name} was COMMITTED (${result.command}${result.rowCount === null ? '' : `, ${result.rowCount} row(s)`}), but ${why} before its answer could be prepared, so the returned rows are withheld. Do not repeat it.`,
+            `The write on ${this.name} was COMMITTED ` +
+              `(${result.command}${result.rowCount === null ? '' : `, ${result.rowCount} row(s)`}), but ${why} before its ` +
+              `answer could be prepared, so the returned rows are withheld. Do not repeat it.`,
             {
               details: { connection: this.name, applied: 'committed' },
               cause: error,
@@ -617,7 +648,9 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
       const warnings: string[] = [];
       if (superuser === true) {
         warnings.push(
-          `role ${String(role)} is a SUPERUSER: the database cannot be the second wall behind the gateway's policy (a superuser ignores grants and row-level security and can reach the server's files and programs); connect the gateway as a least-privilege role granted only what agents may use`,
+          `role ${String(role)} is a SUPERUSER: the database cannot be the second wall behind the gateway's ` +
+            `policy (a superuser ignores grants and row-level security and can reach the server's files ` +
+            `and programs); connect the gateway as a least-privilege role granted only what agents may use`,
         );
       } else if (bypassRls === true) {
         warnings.push(`role ${String(role)} has BYPASSRLS: row-level security policies do not apply to the gateway's queries`);
@@ -675,7 +708,8 @@ export const postgres = defineBackend({
   },
   example: { connection: 'shop', input: { sql: 'delete from orders' } },
   toolDescription:
-    'Run one SQL statement on a PostgreSQL database through the Drawbridge gateway. Policy decides what is allowed by who you are; sensitive values in results are masked; every call is journaled.',
+    'Run one SQL statement on a PostgreSQL database through the Drawbridge gateway. Policy decides ' +
+    'what is allowed by who you are; sensitive values in results are masked; every call is journaled.',
   describeConnection(c) {
     const l = limitsOf(c);
     return `${c.description} (PostgreSQL; at most ${l.maxRows} rows / ${formatSize(l.maxBytes)} per answer, ${formatDuration(l.timeoutMs)} per statement)`;

@@ -17,10 +17,10 @@ import { isObject, list, nodeType, parseSql, quoteIdent, stringList, unwrap, wal
 import { Catalog } from './catalog.js';
 import { runStatement, ServerError, typeName, type Limits, type RawResult } from './execute.js';
 
-export const DEFAULT_SAMPLE_SIZE = 5;
+const DEFAULT_SAMPLE_SIZE = 5;
 
 /** What the preview needs of the backend's request detail. */
-export interface PreviewStatement {
+interface PreviewStatement {
   readonly sql: string;
   readonly stmt: AstObject;
   /** The statement calls VOLATILE functions the gateway cannot see into. */
@@ -28,14 +28,14 @@ export interface PreviewStatement {
 }
 
 /** The table an UPDATE/DELETE writes, as written, and how RETURNING must name it. */
-export interface PreviewTarget {
+interface PreviewTarget {
   readonly schema: string | null;
   readonly name: string;
   /** The column qualifier for RETURNING: the alias, else the name as written. */
   readonly qualifier: readonly string[];
 }
 
-export type PreviewPlan =
+type PreviewPlan =
   /** The server reports no count for it: nothing is run. */
   | { readonly kind: 'uncountable'; readonly note: string }
   /** Dry-run for the count only. */
@@ -66,7 +66,9 @@ export function planPreview(stmt: AstObject): PreviewPlan {
   if (type === null || !DML.has(type)) {
     return {
       kind: 'uncountable',
-      note: `a ${type === 'SelectStmt' ? 'SELECT' : (type ?? 'statement')} that may write (through VOLATILE functions or row locks) reports no count of changed rows; ${NOT_RUN}`,
+      note:
+        `a ${type === 'SelectStmt' ? 'SELECT' : (type ?? 'statement')} that may write ` +
+        `(through VOLATILE functions or row locks) reports no count of changed rows; ${NOT_RUN}`,
     };
   }
   if (type === 'InsertStmt' || type === 'MergeStmt') return { kind: 'count' };
@@ -174,7 +176,7 @@ export function sampleSizeOf(context: PreviewContext): number {
   return size;
 }
 
-export interface PreviewRun {
+interface PreviewRun {
   readonly client: PoolClient;
   readonly catalog: Catalog;
   readonly limits: Limits;
@@ -233,7 +235,8 @@ export async function previewStatement(run: PreviewRun, statement: PreviewStatem
   if (affectedRows !== null && affectedRows > run.limits.maxAffectedRows) {
     throw new DrawbridgeError(
       'limits.affected_rows',
-      `The write would change ${affectedRows} rows, more than the limit of ${run.limits.maxAffectedRows}, so it will not be offered for approval; the dry run was rolled back and nothing changed.`,
+      `The write would change ${affectedRows} rows, more than the limit of ${run.limits.maxAffectedRows}, ` +
+        `so it will not be offered for approval; the dry run was rolled back and nothing changed.`,
       {
         details: { affectedRows, limit: run.limits.maxAffectedRows },
         hint: 'Narrow the WHERE clause so the write changes fewer rows, or split the change.',

@@ -61,7 +61,7 @@ function isOperator(ch: string): ch is Operator {
 /** `{x..y}` or `{x..y..step}`: a bash sequence expression. */
 const SEQUENCE_RE = /^(-?[0-9]+\.\.-?[0-9]+|[A-Za-z]\.\.[A-Za-z])(\.\.-?[0-9]+)?$/;
 
-export function codePointOf(ch: string): string {
+function codePointOf(ch: string): string {
   return `U+${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
 }
 

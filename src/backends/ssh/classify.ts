@@ -8,7 +8,7 @@
 import { isSystemProgram, SYSTEM_PROGRAM_DIRS } from './policy.js';
 import type { SimpleCommand } from './parse.js';
 
-export type SshAccess = 'read' | 'write' | 'admin';
+type SshAccess = 'read' | 'write' | 'admin';
 
 export interface Classification {
   readonly access: SshAccess;

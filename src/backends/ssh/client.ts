@@ -33,7 +33,7 @@ export interface Credentials {
   readonly passphrase?: string;
 }
 
-export interface ExecOutcome {
+interface ExecOutcome {
   readonly stdout: string;
   readonly stderr: string;
   readonly exitCode: number | null;
@@ -43,7 +43,7 @@ export interface ExecOutcome {
 }
 
 /** `SHA256:base64-without-padding`, as ssh-keygen -lf prints. */
-export function fingerprintOf(key: Buffer): string {
+function fingerprintOf(key: Buffer): string {
   return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
 }
 
@@ -70,7 +70,7 @@ interface Pooled {
 }
 
 /** A command run once on each new connection, and the exact stdout that makes the connection usable. */
-export interface ShellProbe {
+interface ShellProbe {
   readonly command: string;
   readonly expected: string;
 }
@@ -144,7 +144,9 @@ export class SshPool {
               reject(
                 new DrawbridgeError(
                   'backend.unavailable',
-                  `Host ${target.name}: the login shell of ${login} does not read single quotes as POSIX sh does (the quoting probe printed ${JSON.stringify(r.stdout.slice(0, 200))}${r.stderr ? `, stderr ${JSON.stringify(r.stderr.slice(0, 200))}` : ''}); no command was sent.`,
+                  `Host ${target.name}: the login shell of ${login} does not read single quotes as POSIX ` +
+                    `sh does (the quoting probe printed ` +
+                    `${JSON.stringify(r.stdout.slice(0, 200))}${r.stderr ? `, stderr ${JSON.stringify(r.stderr.slice(0, 200))}` : ''}); no command was sent.`,
                   { hint: 'Give the account a POSIX shell (sh, bash, dash, ksh or zsh), e.g. chsh -s /bin/sh; fish and csh quote differently.' },
                 ),
               );
@@ -155,7 +157,8 @@ export class SshPool {
               reject(
                 new DrawbridgeError(
                   'backend.unavailable',
-                  `Host ${target.name}: the connection failed during the gateway's quoting probe, before the command was sent (${e instanceof Error ? e.message : String(e)}); nothing was run.`,
+                  `Host ${target.name}: the connection failed during the gateway's quoting probe, before ` +
+                    `the command was sent (${e instanceof Error ? e.message : String(e)}); nothing was run.`,
                   { cause: e },
                 ),
               );
@@ -176,15 +179,19 @@ export class SshPool {
           rejected !== null
             ? new DrawbridgeError(
                 'backend.unavailable',
-                `Host ${target.name}: ${rejected} (${target.host}:${target.port}). The connection was refused before authentication: no key was offered and nothing was sent.`,
+                `Host ${target.name}: ${rejected} (${target.host}:${target.port}). The connection ` +
+                  `was refused before authentication: no key was offered and nothing was sent.`,
                 {
-                  hint: 'If the host was legitimately re-keyed, the operator must update host_key / known_hosts; otherwise someone may be impersonating the host. Retrying will not help.',
+                  hint:
+                    'If the host was legitimately re-keyed, the operator must update host_key / ' +
+                    'known_hosts; otherwise someone may be impersonating the host. Retrying will not help.',
                 },
               )
             : e.level === 'client-authentication'
               ? new DrawbridgeError(
                   'backend.auth_failed',
-                  `Host ${target.name} (${target.host}:${target.port}) refused the gateway's key for user ${login} (${e.message}). The private key is not authorized for that account, or the user name is wrong; the operator must fix it.`,
+                  `Host ${target.name} (${target.host}:${target.port}) refused the gateway's key for user ${login} (${e.message}). ` +
+                    `The private key is not authorized for that account, or the user name is wrong; the operator must fix it.`,
                   { cause: e },
                 )
               : new DrawbridgeError('backend.unavailable', `Cannot connect to ${target.name}: ${e.message}`, { cause: e }),
@@ -208,7 +215,9 @@ export class SshPool {
               'config.secret_invalid',
               `Host ${target.name}: the gateway's private key cannot be used (${(error as Error).message}); the key is not shown because it is a secret.`,
               {
-                hint: 'The operator must point private_key at an OpenSSH private key (with passphrase set if the key is encrypted) on the gateway host and restart the gateway. Retrying will not help.',
+                hint:
+                  'The operator must point private_key at an OpenSSH private key (with passphrase set if ' +
+                  'the key is encrypted) on the gateway host and restart the gateway. Retrying will not help.',
               },
             ),
           );
@@ -271,7 +280,8 @@ export class SshPool {
       case 'unknown':
         return new DrawbridgeError(
           'backend.interrupted',
-          `The connection to ${target.name} was lost while the command was being started: whether it ran is unknown — check the host before retrying a command that changes state.`,
+          `The connection to ${target.name} was lost while the command was being started: whether ` +
+            `it ran is unknown — check the host before retrying a command that changes state.`,
         );
     }
   }
@@ -359,7 +369,8 @@ export class SshPool {
         reject(
           new DrawbridgeError(
             'backend.interrupted',
-            `The connection to ${target.name} was lost while the command ran: whether it finished is unknown — check the host before retrying a command that changes state.`,
+            `The connection to ${target.name} was lost while the command ran: whether it ` +
+              `finished is unknown — check the host before retrying a command that changes state.`,
             {
               hint: 'Check the host (e.g. the state the command would change) before retrying; the next call opens a new connection.',
             },

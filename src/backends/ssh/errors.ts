@@ -12,6 +12,8 @@ declare module '../../errors.js' {
 export const SSH_ERRORS = defineErrorCodes({
   'ssh.refused': {
     kind: 'refusal',
-    hint: 'This shell construct is not run through the gateway: it runs exactly one program with literal arguments. Send a plain command (no pipes, lists, substitutions, redirections or variables) and let policy decide.',
+    hint:
+      'This shell construct is not run through the gateway: it runs exactly one program with literal arguments. ' +
+      'Send a plain command (no pipes, lists, substitutions, redirections or variables) and let policy decide.',
   },
 });

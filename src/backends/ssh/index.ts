@@ -27,7 +27,7 @@ const hostSchema = z.strictObject({
     .optional(),
 });
 
-export const sshConnectionSchema = z
+const sshConnectionSchema = z
   .strictObject({
     kind: z.literal('connection'),
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore'),
@@ -57,9 +57,9 @@ export const sshConnectionSchema = z
     if (new Set(names).size !== names.length) ctx.addIssue({ code: 'custom', path: ['hosts'], message: 'host names must be unique' });
   });
 
-export type SshConnectionDeclaration = z.output<typeof sshConnectionSchema>;
+type SshConnectionDeclaration = z.output<typeof sshConnectionSchema>;
 
-export const SSH_OPERATIONS = ['exec', 'pipeline', 'runs_programs'] as const;
+const SSH_OPERATIONS = ['exec', 'pipeline', 'runs_programs'] as const;
 
 /** The backend's own facts about a request (ParsedRequest.detail). */
 export type SshDetail = {
@@ -72,7 +72,7 @@ export type SshDetail = {
   readonly commands: ReadonlyArray<readonly string[]>;
 };
 
-export function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<SshDetail> {
+function parseSshRequest(input: Readonly<Record<string, unknown>>, context: { tool: string; connection: string }): ParsedRequest<SshDetail> {
   const command = input['command'];
   if (typeof command !== 'string') throw new TypeError('command must be a string (validated by the input schema)');
   const requestedHosts = Array.isArray(input['hosts']) ? (input['hosts'] as string[]) : [];
@@ -213,9 +213,11 @@ class SshConnection implements BackendConnection<SshDetail> {
     if (only?.error) throw only.error;
     const at = (t: HostTarget) => `${t.name} (${t.host}:${t.port})`;
     const checks = 'host key matches the pin, login works, the login shell quotes like POSIX sh (quoting probe passed)';
+    const each = outcomes.map((o) => `${at(o.target)} ${o.error ? `FAILED (${o.error.code})` : 'ok'}`).join(', ');
+    const whereOk = outcomes.some((o) => !o.error) ? ` — where ok: ${checks.replace('host key matches the pin', 'host keys match their pins')}` : '';
     const summary = only
       ? `SSH as ${user} to ${at(only.target)}: ${checks.replace('host key', `host key ${only.hostKey ?? '(unknown)'}`)}`
-      : `SSH as ${user} to ${outcomes.length} hosts: ${outcomes.map((o) => `${at(o.target)} ${o.error ? `FAILED (${o.error.code})` : 'ok'}`).join(', ')}${outcomes.some((o) => !o.error) ? ` — where ok: ${checks.replace('host key matches the pin', 'host keys match their pins')}` : ''}`;
+      : `SSH as ${user} to ${outcomes.length} hosts: ${each}${whereOk}`;
     const failed = outcomes.find((o) => o.error !== null);
     return {
       summary,
@@ -253,13 +255,16 @@ export const ssh = defineBackend({
     command: z
       .string()
       .describe(
-        'One program and its arguments, e.g. "systemctl status nginx". No shell: lists, substitutions, redirections and variables are refused; pipes only where policy allows them.',
+        'One program and its arguments, e.g. "systemctl status nginx". No shell: lists, ' +
+          'substitutions, redirections and variables are refused; pipes only where policy allows them.',
       ),
     hosts: z.array(z.string()).optional().describe('For a host group: run on these hosts only (default: every host).'),
   },
   example: { connection: 'web', input: { command: 'systemctl restart nginx' } },
   toolDescription:
-    'Run one command on an SSH host (or every host of a group) through the Drawbridge gateway. The command is parsed, never given to a shell as you wrote it; policy decides by program and arguments; secrets in the output are masked; every call is journaled.',
+    'Run one command on an SSH host (or every host of a group) through the Drawbridge ' +
+    'gateway. The command is parsed, never given to a shell as you wrote it; policy decides ' +
+    'by program and arguments; secrets in the output are masked; every call is journaled.',
   describeConnection(c) {
     return `${c.description} (SSH: ${c.hosts.map((h) => h.name).join(', ')}; ${formatDuration(c.limits.timeout ?? 30_000)} per command)`;
   },

@@ -25,7 +25,10 @@ export interface ShellCommand {
 
 const MAX_LENGTH = 8192;
 
-/** ssh_exec's dialect of the shared tokenizer: `|` splits a pipeline (a rule decides whether one is allowed), every brace is refused, and single quotes keep `$(…)` and backticks as text (the argv is re-quoted for the remote shell). */
+/**
+ * ssh_exec's dialect of the shared tokenizer: `|` splits a pipeline (a rule decides whether one is allowed), every brace is
+ * refused, and single quotes keep `$(…)` and backticks as text (the argv is re-quoted for the remote shell).
+ */
 export const SSH_WORDS: Dialect = { maxChars: MAX_LENGTH, maxWords: null, pipes: 'split', braces: 'all', singleQuotedSubstitutions: 'literal' };
 
 /** Unquoted, these mean something to the shell: refused (`|` only splits a pipeline). */

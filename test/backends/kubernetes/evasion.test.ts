@@ -392,7 +392,8 @@ describe('namespace escapes', () => {
     // One innocent object, one escaping one: the whole manifest is refused.
     [
       'apply',
-      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: ok, namespace: shop }\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: evil, namespace: kube-system }\n',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: ok, namespace: shop }\n---\n' +
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: evil, namespace: kube-system }\n',
     ],
     ['apply', '{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"evil","namespace":"kube-system"}}]}'],
   ])('a manifest naming kube-system cannot escape an allow-only-shop rule: %s', async (command, manifest) => {
@@ -425,7 +426,14 @@ describe('a manifest cannot smuggle another kind past a rule', () => {
     ['create', `${cm}---\n${secret}`],
     [
       'apply',
-      `{"apiVersion":"v1","kind":"List","items":[${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'harmless', namespace: 'shop' } })},${JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'stolen', namespace: 'shop' } })}]}`,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: [
+          { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'harmless', namespace: 'shop' } },
+          { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'stolen', namespace: 'shop' } },
+        ],
+      }),
     ],
     // The command names configmaps, the manifest holds a Secret: the manifest decides.
     ['apply configmap', secret],
@@ -500,7 +508,8 @@ describe('impersonation comes only from the gateway', () => {
     const r = await run('get pods -l impersonate-user=system.admin');
     expect(r.ok).toBe(true);
     const manifest =
-      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: as-admin\n  namespace: shop\n  annotations: { Impersonate-User: "system:admin" }\ndata: { as: "system:admin" }\n';
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: as-admin\n  namespace: shop\n' +
+      '  annotations: { Impersonate-User: "system:admin" }\ndata: { as: "system:admin" }\n';
     const applied = await run('apply', manifest);
     expect(applied.ok, everything(applied)).toBe(true);
     for (const q of resourceRequests()) expect(q.impersonateUser).toBe(SUBJECT);

@@ -129,7 +129,8 @@ describe('the connection closes mid-exec', () => {
     const r = await run('exec web-7d9c-abcde -- echo hello world');
     const text = refused(r, 'backend.interrupted');
     expect(text).toContain(
-      "The connection to the Kubernetes API closed (code 1006) during exec in pod shop/web-7d9c-abcde, before the command's exit status arrived: whether the command finished is unknown — check the pod",
+      'The connection to the Kubernetes API closed (code 1006) during exec in pod shop/web-7d9c-abcde, ' +
+        "before the command's exit status arrived: whether the command finished is unknown — check the pod",
     );
     expect(fake.faultsHit).toBe(1);
     expect(fake.execs.map((e) => e.command)).toEqual([['echo', 'hello', 'world']]);

@@ -284,7 +284,8 @@ describe('describeObject', () => {
     const text = describeObject(secret() as KubeObject, [], NOW);
     expectNoLeak(text);
     expect(text).toContain(
-      `Data\n====\nextra:     ${Buffer.byteLength(SECRETS.stringData)} bytes\npassword:  ${SECRETS.password.length} bytes\nusername:  ${SECRETS.username.length} bytes\n`,
+      `Data\n====\nextra:     ${Buffer.byteLength(SECRETS.stringData)} bytes\n` +
+        `password:  ${SECRETS.password.length} bytes\nusername:  ${SECRETS.username.length} bytes\n`,
     );
     expect(text).toContain('Type:  Opaque');
     expect(text).not.toContain(LAST_APPLIED_ANNOTATION);

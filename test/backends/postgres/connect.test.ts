@@ -84,7 +84,9 @@ describe('connectError', () => {
     const pw = connectError(withCode('password authentication failed for user "app"', '28P01'), 'shop', target);
     expect(pw.code).toBe('backend.auth_failed');
     expect(pw.message).toBe(
-      'PostgreSQL at 127.0.0.1:5999 refused to authenticate user "app" for connection shop (28P01: password authentication failed for user "app"). The credential in the connection\'s url is wrong or not allowed to log in; the operator must fix it.',
+      'PostgreSQL at 127.0.0.1:5999 refused to authenticate user "app" for connection ' +
+        'shop (28P01: password authentication failed for user "app"). The credential in ' +
+        "the connection's url is wrong or not allowed to log in; the operator must fix it.",
     );
     expect(pw.hint).toMatch(/Retrying will not help: tell the operator, who must fix the credential/);
     expect(pw.details).toMatchObject({ connection: 'shop', sqlstate: '28P01', user: 'app' });

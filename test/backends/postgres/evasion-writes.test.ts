@@ -111,7 +111,9 @@ const CASES: readonly Case[] = [
   },
   {
     name: 'CTE: recursive WITH plus a DELETE',
-    sql: 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3), d AS (DELETE FROM orders WHERE id IN (SELECT n FROM r) RETURNING 1) SELECT * FROM d',
+    sql:
+      'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3), d ' +
+      'AS (DELETE FROM orders WHERE id IN (SELECT n FROM r) RETURNING 1) SELECT * FROM d',
     codes: [APPROVAL],
   },
 
@@ -350,7 +352,8 @@ async function snapshot(db: FreshDatabase): Promise<Snapshot> {
               ARRAY(SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid WHERE m.member = r.oid ORDER BY 1)::text AS member_of
          FROM pg_roles r
         -- Roles are cluster-wide and other test files share the cluster: the ones these cases target.
-        WHERE rolname IN (current_user, 'drawbridge_gateway', 'pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files') OR rolname LIKE 'drawbridge_evil%'
+        WHERE rolname IN (current_user, 'drawbridge_gateway', 'pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files')
+           OR rolname LIKE 'drawbridge_evil%'
         ORDER BY 1`),
     q(`SELECT datname, datacl::text, (SELECT setconfig::text FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0) AS settings
          FROM pg_database d WHERE datname = current_database() OR datname LIKE 'drawbridge_evil%' ORDER BY 1`),

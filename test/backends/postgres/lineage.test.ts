@@ -247,7 +247,8 @@ const CTES: readonly Row[] = [
   ['WITH RECURSIVE r(n, v) AS (SELECT 1, email FROM customers UNION ALL SELECT * FROM r) SELECT v FROM r', [['customers.email']]],
   // The value walks one column per iteration: the fixed point must follow it all the way.
   [
-    'WITH RECURSIVE r(a, b, c, d, e, f, g, h, i, j) AS (SELECT ssn, 1, 1, 1, 1, 1, 1, 1, 1, 1 FROM customers UNION ALL SELECT 1, a, b, c, d, e, f, g, h, i FROM r) SELECT j FROM r',
+    'WITH RECURSIVE r(a, b, c, d, e, f, g, h, i, j) AS (SELECT ssn, 1, 1, 1, 1, 1, 1, 1, 1, ' +
+      '1 FROM customers UNION ALL SELECT 1, a, b, c, d, e, f, g, h, i FROM r) SELECT j FROM r',
     [['customers.ssn']],
   ],
   // WITH RECURSIVE: an item may use one written after it, which hides the table of that name.
@@ -383,7 +384,8 @@ const DML: readonly Row[] = [
     [['customers.email', 'customers.ssn']],
   ],
   [
-    'MERGE INTO customers t USING orders s ON t.id = s.id WHEN MATCHED THEN UPDATE SET city = s.note WHEN NOT MATCHED THEN INSERT (id, email) VALUES (s.id, s.status) RETURNING t.city, t.email, t.ssn',
+    'MERGE INTO customers t USING orders s ON t.id = s.id WHEN MATCHED THEN UPDATE SET city = s.note ' +
+      'WHEN NOT MATCHED THEN INSERT (id, email) VALUES (s.id, s.status) RETURNING t.city, t.email, t.ssn',
     [['customers.city', 'orders.note'], ['customers.email', 'orders.status'], ['customers.ssn']],
   ],
   // The target is the real table even when a CTE has its name.

@@ -24,7 +24,7 @@ const POLICY = `${DEFAULT_POLICY}  - name: order-keys
 `;
 
 const MANY = 100_000;
-const identity: PreviewContext['mask'] = (r) => r;
+const identity: NonNullable<PreviewContext['mask']> = (r) => r;
 
 let db: FreshDatabase;
 let gw: TestGateway;

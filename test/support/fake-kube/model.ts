@@ -11,14 +11,15 @@ export interface OwnerReference {
   blockOwnerDeletion?: boolean;
 }
 
+/** Loose JSON as clients send it: a field set to undefined is dropped when the object is served. */
 export interface KubeMetadata {
   name?: string;
   generateName?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
+  namespace?: string | undefined;
+  uid?: string | undefined;
+  resourceVersion?: string | undefined;
   generation?: number;
-  creationTimestamp?: string;
+  creationTimestamp?: string | undefined;
   deletionTimestamp?: string;
   deletionGracePeriodSeconds?: number;
   labels?: Record<string, string>;

@@ -1660,7 +1660,7 @@ class FakeKubeServer implements FakeKube {
 
   // ---- scale ----
 
-  private toScale(def: ResourceDef, obj: KubeObject): Record<string, unknown> {
+  private toScale(_def: ResourceDef, obj: KubeObject): Record<string, unknown> {
     const md = obj.metadata ?? {};
     const sel = asRecord(asRecord(obj['spec'])['selector']);
     const matchLabels = asRecord(sel['matchLabels']);

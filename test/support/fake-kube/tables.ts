@@ -661,7 +661,14 @@ export type IncludeObject = 'None' | 'Metadata' | 'Object';
 export function buildTable(
   def: ResourceDef,
   objects: readonly KubeObject[],
-  opts: { apiVersion: string; includeObject: IncludeObject; resourceVersion: string; continueToken?: string; remaining?: number; now: Date },
+  opts: {
+    apiVersion: string;
+    includeObject: IncludeObject;
+    resourceVersion: string;
+    continueToken?: string | undefined;
+    remaining?: number | undefined;
+    now: Date;
+  },
 ): unknown {
   const printer = printerFor(def);
   return {

@@ -123,7 +123,7 @@ export function isChoiceOrNull<T extends string>(value: string | null, choices: 
   return value === null || (choices as readonly string[]).includes(value);
 }
 
-export interface Resources {
+interface Resources {
   readonly types: string[];
   readonly targets: Target[];
   /** Names in `TYPE NAME…` form, or the names of `TYPE/NAME` forms. */

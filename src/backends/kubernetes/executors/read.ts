@@ -156,6 +156,15 @@ function explain(x: Execution): TabularResult {
   const first = firstResource(x, 'explain needs a resource type.');
   return doc(
     'output',
-    `KIND:       ${first.kind}\nVERSION:    ${first.group === '' ? first.version : `${first.group}/${first.version}`}\nRESOURCE:   ${first.resource}\nNAMESPACED: ${first.namespaced}\nSHORTNAMES: ${first.shortNames.join(', ') || '(none)'}\nVERBS:      ${first.verbs.join(', ')}\n\n(Field documentation comes from the server's OpenAPI schema, which this gateway does not relay.)`,
+    [
+      `KIND:       ${first.kind}`,
+      `VERSION:    ${first.group === '' ? first.version : `${first.group}/${first.version}`}`,
+      `RESOURCE:   ${first.resource}`,
+      `NAMESPACED: ${first.namespaced}`,
+      `SHORTNAMES: ${first.shortNames.join(', ') || '(none)'}`,
+      `VERBS:      ${first.verbs.join(', ')}`,
+      '',
+      "(Field documentation comes from the server's OpenAPI schema, which this gateway does not relay.)",
+    ].join('\n'),
   );
 }

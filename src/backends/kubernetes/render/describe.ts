@@ -342,7 +342,8 @@ function describeDeployment(w: DescribeWriter, obj: Record<string, unknown>): Re
   w.kv(
     0,
     'Replicas',
-    `${str(spec['replicas']) ?? '1'} desired | ${n(status['updatedReplicas'])} updated | ${n(status['replicas'])} total | ${n(status['availableReplicas'])} available | ${n(status['unavailableReplicas'])} unavailable`,
+    `${str(spec['replicas']) ?? '1'} desired | ${n(status['updatedReplicas'])} updated | ${n(status['replicas'])} ` +
+      `total | ${n(status['availableReplicas'])} available | ${n(status['unavailableReplicas'])} unavailable`,
   );
   w.kv(0, 'Selector', selectorText(spec['selector']));
   const strategy = rec(spec['strategy']);
