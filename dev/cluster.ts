@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 
-export interface ClusterOptions {
+interface ClusterOptions {
   /** TCP port on 127.0.0.1; default: a free port picked by the OS. */
   port?: number;
   /** Data directory; default: `data` inside a fresh mkdtemp dir. A caller-given dir is kept by stop(). */
@@ -57,7 +57,7 @@ function hasTools(dir: string): boolean {
 }
 
 /** $DRAWBRIDGE_PG_BIN, else the highest /usr/lib/postgresql/<v>/bin, else a PATH dir with initdb + pg_ctl. */
-export function findPostgresBin(): string {
+function findPostgresBin(): string {
   const fromEnv = process.env['DRAWBRIDGE_PG_BIN'];
   if (fromEnv !== undefined && fromEnv !== '') {
     const dir = resolve(fromEnv);

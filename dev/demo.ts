@@ -34,12 +34,12 @@ import { openGateway } from '../src/pipeline/gateway.js';
 import { installProcessGuard } from '../src/server-guard.js';
 import { OidcProviderMissingError } from './idp/missing.js';
 
-export const DEMO_PORT = 54329;
-export const DEMO_HTTP_PORT = 54380;
-export const DEMO_IDP_PORT = 54381;
+const DEMO_PORT = 54329;
+const DEMO_HTTP_PORT = 54380;
+const DEMO_IDP_PORT = 54381;
 /** The HTTP demo's people: their groups match the repository's policies (analysts read, a dba approves writes). */
 export const DEMO_ACCOUNTS = { alice: { groups: ['analysts'] }, dana: { groups: ['dba'] } } as const;
-export const DEMO_PASSWORD = 'drawbridge-demo';
+const DEMO_PASSWORD = 'drawbridge-demo';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 /** dist/dev → the package root, which ships the demo's tools/ and policies/. */
@@ -79,7 +79,7 @@ const TOUR: readonly TourStep[] = [
   },
 ];
 
-export type DemoOptions = CommandValues<'demo'>;
+type DemoOptions = CommandValues<'demo'>;
 
 /** Where the demo works: --dir, else $XDG_STATE_HOME/drawbridge/demo, else ./.drawbridge/demo. */
 export function demoDirectory(dir: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {

@@ -13,7 +13,7 @@ export const GATEWAY_ROLE = 'drawbridge_gateway';
 // Checksums
 
 /** The Luhn check digit for a string of digits (without the check digit). */
-export function luhnCheckDigit(body: string): string {
+function luhnCheckDigit(body: string): string {
   let sum = 0;
   for (let i = 0; i < body.length; i++) {
     // Double every second digit counting from the right of the final number,
@@ -35,7 +35,7 @@ function mod97(digits: string): number {
 }
 
 /** A checksummed IBAN (electronic format) from a country code and BBAN. */
-export function makeIban(country: string, bban: string): string {
+function makeIban(country: string, bban: string): string {
   const rearranged = `${bban}${country}00`.toUpperCase();
   const numeric = [...rearranged].map((c) => (/[A-Z]/.test(c) ? String(c.charCodeAt(0) - 55) : c)).join('');
   const check = String(98 - mod97(numeric)).padStart(2, '0');
@@ -397,7 +397,7 @@ ANALYZE;
 }
 
 /** The whole demo schema + data + gateway grants; run as a superuser in an empty database. */
-export const DEMO_SEED_SQL: string = buildSeedSql();
+const DEMO_SEED_SQL: string = buildSeedSql();
 
 /**
  * Create `database` (dropping any previous one of that name), load DEMO_SEED_SQL
