@@ -241,7 +241,11 @@ export function toDrawbridgeError(value: unknown): DrawbridgeError {
   return new DrawbridgeError('internal', 'Internal gateway error.', { cause: value });
 }
 
-/** The one text an agent is shown of an error: code, message and what to do. */
-export function errorText(error: DrawbridgeError): string {
-  return `${error.code}: ${error.message}\nWhat to do: ${error.hint}`;
+/**
+ * The one text an agent is shown of an error: code, message and what to do. Also
+ * for errors that are not the gateway's own (the bridge's, of a JSON-RPC request
+ * it could not forward), which may come without a hint.
+ */
+export function errorText(error: { readonly code: string; readonly message: string; readonly hint?: string | undefined }): string {
+  return `${error.code}: ${error.message}${error.hint ? `\nWhat to do: ${error.hint}` : ''}`;
 }

@@ -40,7 +40,7 @@ import {
   type RequestId,
   type Result,
 } from '@modelcontextprotocol/sdk/types.js';
-import { DrawbridgeError, type ErrorCode } from '../errors.js';
+import { DrawbridgeError, errorText, type ErrorCode } from '../errors.js';
 import { SERVER_VERSION } from '../server.js';
 import { describeError, gatewayEndpoint, openTokenSource, printable, type BridgeOptions, type SignInPrompt, type TokenSource } from './tokens.js';
 
@@ -339,7 +339,7 @@ class Bridge {
       id,
       error: {
         code: BRIDGE_ERROR_CODE,
-        message: `${reason.code}: ${reason.message}${reason.hint ? `\nWhat to do: ${reason.hint}` : ''}`,
+        message: errorText(reason),
         data: { code: reason.code, ...(reason.hint ? { hint: reason.hint } : {}), ...reason.data },
       },
     });
