@@ -3,7 +3,8 @@
 // this file starts, restarts and stops (never the suite's shared one):
 //   - pg_terminate_backend of the gateway's session during a read;
 //   - `pg_ctl restart -m fast` during a read, and during a write that waits on
-//     a row lock held by a superuser session (so it is certainly in flight);
+//     a row lock held by a prepared transaction (so it is certainly in flight, and
+//     still waiting when the shutdown ends its session);
 //   - the server stopped, then started again;
 //   - the session killed after COMMIT was sent (it waits on a synchronous
 //     standby that never answers), when nobody can know whether it committed.
@@ -105,6 +106,12 @@ describe('PostgreSQL faults under drawbridge serve (stdio, private cluster)', ()
     cluster = await startCluster();
     const seeded = await seedDemo(cluster, { gatewayPassword: 'faults-gateway-password' });
     superuserUrl = seeded.superuserUrl;
+    // Prepared transactions hold a row lock across a restart (see the row-lock case).
+    const admin = new pg.Client({ connectionString: superuserUrl });
+    await admin.connect();
+    await admin.query('ALTER SYSTEM SET max_prepared_transactions = 4');
+    await admin.end();
+    await cluster.restart();
     dir = writeConfig({ policy: POLICY, limits: LIMITS });
     transport = new StdioClientTransport({
       command: process.execPath,
@@ -159,12 +166,15 @@ describe('PostgreSQL faults under drawbridge serve (stdio, private cluster)', ()
 
   it('PostgreSQL restarted during a write waiting on a row lock: not committed, the row is unchanged, and writes work again', async () => {
     const before = await orderStatus(7);
-    // A superuser session holds the row: the gateway's UPDATE is certainly in flight, waiting.
+    // A prepared transaction holds the row: the gateway's UPDATE is certainly in flight,
+    // waiting, and stays waiting through the shutdown (a session holding the lock would be
+    // terminated with it, and the UPDATE could win the race to the row and reach COMMIT).
     const holder = new pg.Client({ connectionString: superuserUrl });
-    holder.on('error', () => undefined);
     await holder.connect();
     await holder.query('BEGIN');
     await holder.query('SELECT id FROM orders WHERE id = 7 FOR UPDATE');
+    await holder.query("PREPARE TRANSACTION 'hold-order-7'");
+    await holder.end();
     try {
       const pending = sql(`UPDATE orders SET status = 'restart-fault' WHERE id = 7`);
       await gatewaySession(`wait_event_type = 'Lock' AND query LIKE 'UPDATE orders%'`, 'the write waiting on the row lock');
@@ -176,7 +186,10 @@ describe('PostgreSQL faults under drawbridge serve (stdio, private cluster)', ()
       );
       expectSurvived();
     } finally {
-      await holder.end().catch(() => undefined);
+      const release = new pg.Client({ connectionString: superuserUrl });
+      await release.connect();
+      await release.query("ROLLBACK PREPARED 'hold-order-7'");
+      await release.end();
     }
     expect(await orderStatus(7)).toBe(before);
     const again = await sql(`UPDATE orders SET status = 'after-restart' WHERE id = 7`);
