@@ -74,7 +74,8 @@ export interface TabularResult {
   readonly command: string;
   /** Rows changed by a write, when the backend knows. */
   readonly affectedRows: number | null;
-  readonly truncated: null | { readonly reason: 'rows' | 'bytes'; readonly limit: number };
+  /** The answer was cut at a limit; `hint` says, in the backend's terms, how to see the rest. */
+  readonly truncated: null | { readonly reason: 'rows' | 'bytes'; readonly limit: number; readonly hint: string };
   /** Server notices, masked like everything else. */
   readonly notices: readonly string[];
   /** Size of the raw result in bytes as received. */

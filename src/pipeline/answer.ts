@@ -92,7 +92,7 @@ export function renderAnswer(input: {
     for (const r of body) lines.push(fmt(r));
   }
   if (result.truncated) {
-    lines.push(`(truncated: more than ${result.truncated.limit} ${result.truncated.reason}; add a WHERE clause or LIMIT to see the rest)`);
+    lines.push(`(truncated: more than ${result.truncated.limit} ${result.truncated.reason}; ${result.truncated.hint})`);
   }
   if (masked.length > 0) lines.push(`Masked: ${masked.map((m) => `${m.target} (${m.by}, ${m.count})`).join(', ')}`);
   for (const n of result.notices) lines.push(`Notice: ${n}`);
@@ -105,7 +105,7 @@ export function renderAnswer(input: {
       rows: result.rows.map((r) => [...r]),
       rowCount: result.rows.length,
       affectedRows: result.affectedRows,
-      truncated: result.truncated ? { ...result.truncated } : null,
+      truncated: result.truncated ? { reason: result.truncated.reason, limit: result.truncated.limit } : null,
       masked: masked.map((m) => ({ ...m })),
       notices: [...result.notices],
       rule: input.decision.rule?.name ?? null,

@@ -531,7 +531,7 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
         rows: result.rows,
         command: result.command,
         affectedRows: request.access === 'read' ? null : result.rowCount,
-        truncated: result.truncated,
+        truncated: result.truncated ? { ...result.truncated, hint: 'add a WHERE clause or LIMIT to see the rest' } : null,
         notices: result.notices,
         bytes: result.bytes,
       };

@@ -187,7 +187,7 @@ class SshConnection implements BackendConnection<SshDetail> {
       rows,
       command: 'EXEC',
       affectedRows: null,
-      truncated: truncated ? { reason: 'bytes', limit: this.maxBytes } : null,
+      truncated: truncated ? { reason: 'bytes', limit: this.maxBytes, hint: 'narrow the output to see the rest (grep, head, tail, a narrower path)' } : null,
       notices: [],
       bytes: rows.reduce((n, r) => n + String(r[3] ?? '').length + String(r[4] ?? '').length, 0),
     };

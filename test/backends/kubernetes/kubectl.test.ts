@@ -40,7 +40,7 @@ description: fake cluster with tight limits
 kubeconfig: { file: kubeconfig }
 namespace: shop
 impersonate: true
-limits: { exec_timeout: 1s, max_bytes: 256KiB }
+limits: { exec_timeout: 1s, max_bytes: 256KiB, max_log_lines: 3 }
 ---
 kind: tool
 name: kubectl
@@ -218,6 +218,23 @@ describe('describe, logs, events, api-resources, explain', () => {
     expect(lines).toHaveLength(2);
     expect(lines[1]).toContain('GET /api/orders');
     expect(fake.requests.some((q) => q.subresource === 'log' && q.query['tailLines'] === '2')).toBe(true);
+  });
+
+  it("logs past the connection's max_log_lines: the newest lines, marked truncated", async () => {
+    const r = ok(await run('logs web-7d9c-abcde', { connection: 'tight' }));
+    const lines = doc(r).trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toContain('GET /api/orders');
+    expect(r.structured.truncated).toEqual({ reason: 'rows', limit: 3 });
+    expect(r.text).toContain('(truncated: more than 3 rows; the newest lines are shown');
+    // One line more than the cap is asked for: that is how the answer knows it was cut.
+    expect(fake.requests.some((q) => q.subresource === 'log' && q.query['tailLines'] === '4')).toBe(true);
+  });
+
+  it('logs with a --tail within max_log_lines are not marked truncated', async () => {
+    const r = ok(await run('logs web-7d9c-abcde --tail 2', { connection: 'tight' }));
+    expect(doc(r).trim().split('\n')).toHaveLength(2);
+    expect(r.structured.truncated).toBeNull();
   });
 
   it('logs -c picks the container, --previous the last terminated instance', async () => {

@@ -24,7 +24,7 @@ export async function runExec(c: ExecCommand, x: Execution): Promise<TabularResu
     rows: [row],
     command: 'EXEC',
     affectedRows: null,
-    truncated: result.truncated ? { reason: 'bytes', limit: x.api.maxBytes } : null,
+    truncated: result.truncated ? { reason: 'bytes', limit: x.api.maxBytes, hint: "narrow the command's output to see the rest (grep, head, tail)" } : null,
     notices: result.message ? [result.message] : [],
     bytes: result.stdout.length + result.stderr.length,
   };

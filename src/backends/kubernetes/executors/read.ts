@@ -113,7 +113,10 @@ async function eventsOf(o: KubeObject, x: Execution): Promise<KubeObject[]> {
 async function logs(c: LogsCommand, x: Execution): Promise<TabularResult> {
   const target = c.targets[0];
   if (!target) throw new DrawbridgeError('input.invalid', 'logs needs a pod name.');
-  const tail = c.options.tail !== null ? Math.min(c.options.tail, x.api.maxLogLines) : x.api.maxLogLines;
+  // When the connection's cap decides (no --tail, or a larger one), one line more is asked
+  // for: its arrival is how the answer knows it was cut, and says so.
+  const capped = c.options.tail === null || c.options.tail > x.api.maxLogLines;
+  const tail = capped ? x.api.maxLogLines + 1 : (c.options.tail ?? x.api.maxLogLines);
   const text = (await x.api.call('GET', `/api/v1/namespaces/${encodeURIComponent(x.namespace)}/pods/${encodeURIComponent(target.name)}/log`, {
     accept: 'text/plain',
     query: {
@@ -124,7 +127,17 @@ async function logs(c: LogsCommand, x: Execution): Promise<TabularResult> {
       timestamps: c.options.timestamps ? true : undefined,
     },
   })) as string;
-  return doc('log', text);
+  return capped ? capLogLines(text, x.api.maxLogLines) : doc('log', text);
+}
+
+/** The last `max` lines of a log, marked truncated when it had more. */
+function capLogLines(text: string, max: number): TabularResult {
+  const lines = text.split('\n');
+  const ended = lines.at(-1) === '';
+  if (ended) lines.pop();
+  if (lines.length <= max) return doc('log', text);
+  const kept = lines.slice(lines.length - max).join('\n') + (ended ? '\n' : '');
+  return { ...doc('log', kept), truncated: { reason: 'rows', limit: max, hint: "the newest lines are shown (the connection's max_log_lines caps one call)" } };
 }
 
 async function events(c: EventsCommand, x: Execution): Promise<TabularResult> {
