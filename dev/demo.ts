@@ -153,6 +153,7 @@ export async function runDemo(values: DemoOptions, io: CliIo): Promise<number> {
     writeFileSync(snippet, `${JSON.stringify(mcpJson, null, 2)}\n`);
     const cli = `${shellWord(process.execPath)} ${shellWord(CLI)}`;
     const cfg = `--config ${shellWord(configDir)}`;
+    const wait = formatDuration(config.approval.waitMs);
     out(`
 Drawbridge is ready for your own MCP client. The database stays up until you press Ctrl-C.
 
@@ -169,7 +170,7 @@ ${indent(JSON.stringify(mcpJson, null, 2), '    ')}
     ${cli} journal verify ${cfg}
     ${cli} policy explain ${cfg} --tool run_sql --connection shop --sql "delete from orders"
 
-  Approving writes your agent asks for (a call waits ${formatDuration(config.approval.waitMs)}, then answers "pending"; calling again with the same input picks up the decision):
+  Approving writes your agent asks for (a call waits ${wait}, then answers "pending"; calling again with the same input picks up the decision):
     export DRAWBRIDGE_DBA_TOKEN=${dbaToken} DRAWBRIDGE_APPROVER_TOKEN=${dbaToken}
     ${cli} approvals list ${cfg}
     ${cli} approvals approve ap_… ${cfg} --grant 15m`);
@@ -238,7 +239,8 @@ async function startDemoCluster(port: number): Promise<Cluster> {
 
 function portTaken(port: number, flag: string): CliError {
   return new CliError(
-    `Port ${port} on 127.0.0.1 is already in use (another drawbridge demo still running?). Stop that program, or pick another port: drawbridge demo ${flag} ${port + 1}`,
+    `Port ${port} on 127.0.0.1 is already in use (another drawbridge demo still running?). ` +
+      `Stop that program, or pick another port: drawbridge demo ${flag} ${port + 1}`,
     1,
   );
 }
@@ -383,7 +385,8 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
     closers.unshift(() => gateway.close());
     const identity = gateway.config.identity;
     if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
-    installProcessGuard({ write: (line) => void io.stderr.write(line), debug: io.env['DRAWBRIDGE_DEBUG'] === '1' }); // as `serve --http`: a fault nobody foresaw is logged and the demo keeps serving
+    // As `serve --http`: a fault nobody foresaw is logged and the demo keeps serving.
+    installProcessGuard({ write: (line) => void io.stderr.write(line), debug: io.env['DRAWBRIDGE_DEBUG'] === '1' });
     const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort }).catch((error: unknown) => {
       throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
         ? portTaken(o.httpPort, '--http-port')
@@ -397,6 +400,8 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
     writeFileSync(snippet, `${JSON.stringify(bridge, null, 2)}\n`);
     const cli = `${shellWord(process.execPath)} ${shellWord(CLI)}`;
     const cfg = `--config ${shellWord(dir)}`;
+    const wait = formatDuration(gateway.config.approval.waitMs);
+    const danaToken = `$(${cli} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} --token-cache ${shellWord(join(o.dir, 'dana-token.json'))})`;
     out(`
 Drawbridge is serving over HTTP at ${http.url} — every request needs a token from ${idp.issuer}.
 Everything stays up until you press Ctrl-C.
@@ -415,8 +420,8 @@ ${indent(JSON.stringify(bridge, null, 2), '    ')}
   and the bridge then starts with the cached token:
     ${cli} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} > /dev/null
 
-  Approve a write as dana (the agent's call waits ${formatDuration(gateway.config.approval.waitMs)}, then answers "pending"; calling again picks up the decision):
-    export DRAWBRIDGE_APPROVER_TOKEN=$(${cli} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} --token-cache ${shellWord(join(o.dir, 'dana-token.json'))})   # sign in as dana
+  Approve a write as dana (the agent's call waits ${wait}, then answers "pending"; calling again picks up the decision):
+    export DRAWBRIDGE_APPROVER_TOKEN=${danaToken}   # sign in as dana
     ${cli} approvals list ${cfg}
     ${cli} approvals approve ap_… ${cfg}
 

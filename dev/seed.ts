@@ -240,7 +240,10 @@ export const DEMO_PII: { emails: string[]; ssns: string[]; cards: string[]; iban
 export const DEMO_NOTE_SECRETS: { postgresUrl: string; jwt: string } = {
   postgresUrl: 'postgres://report_user:Tr0ub4dor-3@db.internal.example.com:5432/shop',
   // The well-known jwt.io example token (HS256, secret "your-256-bit-secret").
-  jwt: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c',
+  jwt:
+    'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.' + // header
+    'eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.' + // payload
+    'SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c', // signature
 };
 
 function spacedCard(card: string): string {
@@ -293,8 +296,7 @@ function lit(s: string): string {
 
 function buildSeedSql(): string {
   const customers = CUSTOMERS.map(
-    (c) =>
-      `  (${c.id}, ${lit(c.fullName)}, ${lit(c.email)}, ${lit(c.phone)}, ${lit(c.ssn)}, ${lit(c.cardNumber)}, ${lit(c.iban)}, ${lit(c.city)}, ${lit(c.createdAt)})`,
+    (c) => `  (${c.id}, ${[c.fullName, c.email, c.phone, c.ssn, c.cardNumber, c.iban, c.city, c.createdAt].map(lit).join(', ')})`,
   ).join(',\n');
   const products = PRODUCTS.map(([sku, name, price], i) => `  (${i + 1}, ${lit(sku)}, ${lit(name)}, ${price})`).join(',\n');
   const notes = AUDIT_NOTES.map((body, i) => `  (${i + 1}, ${lit(body)})`).join(',\n');

@@ -73,7 +73,8 @@ function accountTable(accounts: DevIdpAccounts, loginAction?: string): string {
       return `<tr><td><strong>${escapeHtml(name)}</strong></td><td>${escapeHtml(describeClaims(claims))}</td>${button}</tr>`;
     })
     .join('');
-  const table = `<table class="accounts"><thead><tr><th>Account</th><th>Claims in its tokens</th>${loginAction === undefined ? '' : '<th></th>'}</tr></thead><tbody>${rows}</tbody></table>`;
+  const head = `<tr><th>Account</th><th>Claims in its tokens</th>${loginAction === undefined ? '' : '<th></th>'}</tr>`;
+  const table = `<table class="accounts"><thead>${head}</thead><tbody>${rows}</tbody></table>`;
   return loginAction === undefined ? table : `<form method="post" action="${escapeHtml(loginAction)}">${table}</form>`;
 }
 

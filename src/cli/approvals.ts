@@ -159,14 +159,16 @@ export async function approvalsVote(
       );
       committed = true;
       const approvals = new Set(after.votes.filter((v) => v.decision === 'approve').map((v) => v.approver.subject)).size;
+      const grant = after.grantMs ? formatDuration(after.grantMs) : 'none: this call only';
       const outcome =
         after.status === 'approved'
-          ? `approved (${approvals}/${after.subject.min}); grant ${after.grantMs ? formatDuration(after.grantMs) : 'none: this call only'}. The waiting call, or the agent's next identical call, runs it.`
+          ? `approved (${approvals}/${after.subject.min}); grant ${grant}. The waiting call, or the agent's next identical call, runs it.`
           : after.status === 'denied'
             ? 'denied. The agent is told your reason; nothing runs.'
             : `pending (${approvals}/${after.subject.min} approvals).`;
       io.stdout.write(
-        `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`,
+        `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). ` +
+          `Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`,
       );
       return 0;
     } finally {
@@ -175,7 +177,8 @@ export async function approvalsVote(
   } catch (error) {
     if (record !== undefined && !committed) {
       io.stderr.write(
-        `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; the request is unchanged. Tell the operator, then vote again.\n`,
+        `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; ` +
+          'the request is unchanged. Tell the operator, then vote again.\n',
       );
     }
     return refused(error, io);
@@ -212,7 +215,8 @@ export async function grantsRevoke({ values, positionals }: CommandArgs<'grants 
       return { grant: revoked, callId: store.get(revoked.approvalId, now)?.subject.callId ?? revoked.id };
     });
     io.stdout.write(
-      `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`,
+      `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} ` +
+        `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`,
     );
     try {
       const journal = openJournal(config.journal.path, { sync: config.journal.sync });

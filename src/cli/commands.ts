@@ -126,7 +126,8 @@ export const COMMANDS = {
     path: 'journal export',
     summary: 'export journal records as JSON lines or CSV, filtered',
     usage: [
-      'journal export [--format jsonl|csv] [--since ISO] [--until ISO] [--subject S] [--tool T] [--connection C] [--decision allow|deny|approve] [--journal FILE | --config DIR]',
+      'journal export [--format jsonl|csv] [--since ISO] [--until ISO] [--subject S] [--tool T] [--connection C] ' +
+        '[--decision allow|deny|approve] [--journal FILE | --config DIR]',
     ],
     options: {
       config: CONFIG,

@@ -60,11 +60,14 @@ function describeConfig(dir: string, config: GatewayConfig, probeSecrets: boolea
     }),
   );
   if (config.hashKey) probe('masking.hash_key', config.hashKey);
+  const identity = config.identity;
+  const scopes = identity?.mode === 'oidc' && identity.required_scopes.length ? `, scopes ${identity.required_scopes.join(' ')}` : '';
   io.stdout.write(
-    `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
-      (config.identity?.mode === 'local' ? `identity: ${config.identity.subject} [local] groups: ${config.identity.groups.join(', ') || '(none)'}\n` : '') +
-      (config.identity?.mode === 'oidc'
-        ? `identity: OIDC, issuer ${config.identity.issuer}, audience ${config.identity.audience}, groups from ${config.identity.groups_claim}${config.identity.required_scopes.length ? `, scopes ${config.identity.required_scopes.join(' ')}` : ''}\n`
+    `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ` +
+      `${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
+      (identity?.mode === 'local' ? `identity: ${identity.subject} [local] groups: ${identity.groups.join(', ') || '(none)'}\n` : '') +
+      (identity?.mode === 'oidc'
+        ? `identity: OIDC, issuer ${identity.issuer}, audience ${identity.audience}, groups from ${identity.groups_claim}${scopes}\n`
         : '') +
       (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
       [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),

@@ -61,9 +61,9 @@ const isCommandName = (name: string): name is CommandName => Object.hasOwn(COMMA
 
 function unknownSubcommand(group: string, given: string | undefined): never {
   const names = subcommandsOf(group);
-  return fail(
-    `${given === undefined || given === '--help' || given === '-h' ? `drawbridge ${group} needs a command` : `Unknown ${group} command "${safeLine(given)}"`}. Use: ${names.map((n) => `drawbridge ${group} ${n}`).join(' | ')} (each has --help).`,
-  );
+  const problem =
+    given === undefined || given === '--help' || given === '-h' ? `drawbridge ${group} needs a command` : `Unknown ${group} command "${safeLine(given)}"`;
+  return fail(`${problem}. Use: ${names.map((n) => `drawbridge ${group} ${n}`).join(' | ')} (each has --help).`);
 }
 
 /** The command `argv` names (`serve`, `journal export`) and its arguments; null when it names none. */
@@ -128,7 +128,8 @@ function reportFailure(error: unknown, io: CliIo): number {
   const debug = io.env['DRAWBRIDGE_DEBUG'] === '1';
   const message = error instanceof Error ? error.message : String(error);
   io.stderr.write(
-    `drawbridge: internal error: ${message}\nThis is a bug in Drawbridge, not something you did. Run again with DRAWBRIDGE_DEBUG=1 for the details and report them.\n` +
+    `drawbridge: internal error: ${message}\n` +
+      'This is a bug in Drawbridge, not something you did. Run again with DRAWBRIDGE_DEBUG=1 for the details and report them.\n' +
       (debug && error instanceof Error && error.stack ? `${error.stack}\n` : ''),
   );
   return 70;

@@ -49,7 +49,8 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
   if (identity?.mode !== 'oidc') {
     await gateway.close();
     return fail(
-      'serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): over HTTP every caller proves who they are with a token from your OpenID provider.',
+      'serve --http needs OIDC identities (policies, kind: gateway, identity: { mode: oidc, issuer, audience }): ' +
+        'over HTTP every caller proves who they are with a token from your OpenID provider.',
       1,
     );
   }
@@ -68,11 +69,13 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
   }
   if (http.resource !== identity.audience) {
     io.stderr.write(
-      `drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).\n`,
+      `drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; ` +
+        `MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).\n`,
     );
   }
   io.stderr.write(
-    `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} (resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`,
+    `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} ` +
+      `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`,
   );
   await stopped;
   await http.close();
@@ -132,7 +135,9 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
   const token = env[identity.token_env]?.trim();
   if (!token) {
     throw new DrawbridgeError('identity.missing', `OIDC identities: set ${identity.token_env} to your access token for ${identity.audience}.`, {
-      hint: `For example: ${identity.token_env}=$(drawbridge token ${identity.audience} --client-id CLIENT) drawbridge serve. Or run the gateway over HTTP and use drawbridge connect.`,
+      hint:
+        `For example: ${identity.token_env}=$(drawbridge token ${identity.audience} --client-id CLIENT) drawbridge serve. ` +
+        'Or run the gateway over HTTP and use drawbridge connect.',
     });
   }
   const { provider, verified } = await tokenIdentityProvider(createOidcVerifier(identity), token);

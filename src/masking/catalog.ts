@@ -96,6 +96,23 @@ interface Family {
   readonly rules: readonly TokenRule[];
 }
 
+// The two longest patterns are assembled from named parts (String.raw keeps every
+// backslash as written) only so that no line outgrows the formatter's width; the
+// result is the very pattern that was ported: test/masking/catalog.test.ts pins
+// each one's source and flags to its original regex literal.
+const SLACK_DASHED = String.raw`(?:xox[bpeos]|xapp)-[0-9]{1,20}(?:-[A-Za-z0-9]{1,200}){1,8}`;
+const SLACK_LONG = String.raw`xox[ar]-(?:[0-9]-)?[A-Za-z0-9]{8,200}(?:-[A-Za-z0-9]{1,200}){0,8}`;
+/** Slack tokens (the slack_token family below). */
+export const SLACK_TOKEN_RE = new RegExp(String.raw`(?<![A-Za-z0-9_-])(?:${SLACK_DASHED}|${SLACK_LONG})`, 'g');
+
+const AUTH_NAME = String.raw`(?<![A-Za-z0-9_-])(?:proxy-)?authorization`;
+// Between the name and the value: ':' or '=', with blanks, and the backslashes and quote of a header map written in JSON.
+const AUTH_SEPARATOR = String.raw`\\{0,15}["']?[ \t]{0,8}[:=][ \t]{0,8}\\{0,15}["']?`;
+const AUTH_SCHEME = String.raw`(?:(?:basic|bearer|token|apikey|sso-key|digest|negotiate|ntlm|hmac|dpop)[ \t]{1,8})?`;
+const AUTH_CREDENTIAL = String.raw`([^\s"',;\\]{6,8192})`;
+/** Authorization header credentials (the auth_header family below); the last group is the credential. */
+export const AUTH_HEADER_RE = new RegExp(AUTH_NAME + AUTH_SEPARATOR + AUTH_SCHEME + AUTH_CREDENTIAL, 'gi');
+
 // Left boundary: a token does not start inside a longer word (`task_live_…` is
 // not a Stripe key), and a start inside a run of the token's own characters is
 // refused before the engine reads further.
@@ -141,9 +158,7 @@ const FAMILIES: readonly Family[] = [
       // Bot (xoxb), user (xoxp), config/refresh (xoxe), legacy (xoxo, xoxs), app-level (xapp):
       // a numeric first segment, then dash-separated alphanumeric segments. Workspace access
       // and refresh tokens (xoxa, xoxr) may have one long segment instead.
-      {
-        re: /(?<![A-Za-z0-9_-])(?:(?:xox[bpeos]|xapp)-[0-9]{1,20}(?:-[A-Za-z0-9]{1,200}){1,8}|xox[ar]-(?:[0-9]-)?[A-Za-z0-9]{8,200}(?:-[A-Za-z0-9]{1,200}){0,8})/g,
-      },
+      { re: SLACK_TOKEN_RE },
     ],
   },
   {
@@ -217,7 +232,7 @@ const FAMILIES: readonly Family[] = [
       // Authorization / Proxy-Authorization header credentials (curl -H, HTTP dumps, JSON
       // header maps): the credential after the scheme, or the raw value when there is none (ours).
       {
-        re: /(?<![A-Za-z0-9_-])(?:proxy-)?authorization\\{0,15}["']?[ \t]{0,8}[:=][ \t]{0,8}\\{0,15}["']?(?:(?:basic|bearer|token|apikey|sso-key|digest|negotiate|ntlm|hmac|dpop)[ \t]{1,8})?([^\s"',;\\]{6,8192})/gi,
+        re: AUTH_HEADER_RE,
         suffix: true,
       },
     ],

@@ -7,7 +7,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { ASSIGNMENT_DETECTOR_NAMES } from '../../src/masking/assignments.js';
-import { SECRET_DETECTOR_NAMES } from '../../src/masking/catalog.js';
+import { AUTH_HEADER_RE, SECRET_DETECTOR_NAMES, SLACK_TOKEN_RE } from '../../src/masking/catalog.js';
 import { DETECTOR_NAMES, findSensitive, type DetectorName } from '../../src/masking/detectors.js';
 import { createMasker } from '../../src/masking/masker.js';
 import { expectedMasks, fakeSecrets, leakedSecrets, type FakeSecretFile } from '../support/fake-secrets.js';
@@ -256,5 +256,24 @@ describe('provider token shapes', () => {
   it('a token longer than the documented length is masked whole, not cut', () => {
     const long = 'ghp' + '_' + 'a'.repeat(300);
     expect(spans(`t=${long} x`, ['github_token'])).toEqual([`github_token:${'ghp_' + 'a'.repeat(251)}`]);
+  });
+});
+
+describe('the patterns assembled from named parts', () => {
+  // The regex literals as they were ported (see the attribution in src/masking/catalog.ts). The catalog
+  // builds these two from named parts to keep its lines short; a one-character slip there would
+  // silently change what is masked, so the result must be exactly the ported pattern.
+  // These two lines are over the formatter's width on purpose: test/architecture/boundaries.test.ts allows them.
+  const PORTED_SLACK =
+    /(?<![A-Za-z0-9_-])(?:(?:xox[bpeos]|xapp)-[0-9]{1,20}(?:-[A-Za-z0-9]{1,200}){1,8}|xox[ar]-(?:[0-9]-)?[A-Za-z0-9]{8,200}(?:-[A-Za-z0-9]{1,200}){0,8})/g;
+  const PORTED_AUTH =
+    /(?<![A-Za-z0-9_-])(?:proxy-)?authorization\\{0,15}["']?[ \t]{0,8}[:=][ \t]{0,8}\\{0,15}["']?(?:(?:basic|bearer|token|apikey|sso-key|digest|negotiate|ntlm|hmac|dpop)[ \t]{1,8})?([^\s"',;\\]{6,8192})/gi;
+
+  it.each([
+    ['slack_token', SLACK_TOKEN_RE, PORTED_SLACK],
+    ['auth_header', AUTH_HEADER_RE, PORTED_AUTH],
+  ])('%s: the same source and flags as the ported literal', (_name, built, ported) => {
+    expect(built.source).toBe(ported.source);
+    expect(built.flags).toBe(ported.flags);
   });
 });
