@@ -234,12 +234,10 @@ function credentialChecks(backend: Backend, fixture: ContractFixture, call: Call
 
     // The catalog's code for "the backend refused the gateway's own credential": the operator must fix it, not the agent.
     const defect = fixture.defects?.rejected;
-    (defect ? it.fails : it)(
-      `a credential the system rejects: backend.auth_failed${defect ? ` (known defect, expected to fail until fixed: see defects.rejected of the ${backend.type} fixture)` : ''}`,
-      async () => {
-        expectFault(await call({ connection: 'rejected', ...fixture.read }), 'backend.auth_failed');
-      },
-    );
+    const known = defect ? ` (known defect, expected to fail until fixed: see defects.rejected of the ${backend.type} fixture)` : '';
+    (defect ? it.fails : it)(`a credential the system rejects: backend.auth_failed${known}`, async () => {
+      expectFault(await call({ connection: 'rejected', ...fixture.read }), 'backend.auth_failed');
+    });
 
     it.each(fixture.failing.map((f) => [f.name, f]))('%s', async (_name, failing) => {
       expectFault(await call({ connection: failing.call.connection, ...failing.call.args }), failing.code);

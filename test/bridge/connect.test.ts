@@ -229,7 +229,10 @@ describe('no token at hand: the client is answered at once while a person signs 
     return { bridge, client, cache };
   }
 
-  it("initialize is answered by the bridge; tools/call says where to sign in (as stderr does); after the sign-in the tool list changes and calls reach the gateway in a session opened with the client's own initialize", async () => {
+  const firstSignIn =
+    'initialize is answered by the bridge; tools/call says where to sign in (as stderr does); ' +
+    "after the sign-in the tool list changes and calls reach the gateway in a session opened with the client's own initialize";
+  it(firstSignIn, async () => {
     const before = gateway.seen.length;
     const { bridge, client, cache } = await signedOut('first-sign-in');
     // Nobody has signed in, and nothing reached the gateway's MCP endpoint: the bridge answered initialize itself.
@@ -335,9 +338,8 @@ describe('no token at hand: the client is answered at once while a person signs 
     );
     const replies = createInterface({ input: fromBridge })[Symbol.asyncIterator]();
     const initialize = async (id: number, protocolVersion: string) => {
-      toBridge.write(
-        `${JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion, capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`,
-      );
+      const params = { protocolVersion, capabilities: {}, clientInfo: { name: 'raw', version: '1' } };
+      toBridge.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params })}\n`);
       const line = await replies.next();
       return JSON.parse(String(line.value)) as { id: number; result: { protocolVersion: string } };
     };

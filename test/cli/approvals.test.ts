@@ -345,10 +345,12 @@ describe('drawbridge approvals approve / deny', () => {
       expect(r.stdout).toBe('');
       expect(r.stderr).toContain(
         'drawbridge: identity.unknown_approver: The approver token matches none of the approvers that can be checked here: ' +
-          'BOB_APPROVER_TOKEN and CAROL_APPROVER_TOKEN are not set in this environment, so approvers whose tokens come from them (approval.approvers) cannot be recognised.\n',
+          'BOB_APPROVER_TOKEN and CAROL_APPROVER_TOKEN are not set in this environment, ' +
+          'so approvers whose tokens come from them (approval.approvers) cannot be recognised.\n',
       );
       expect(r.stderr).toContain(
-        "Export the variables the gateway uses in this shell (export BOB_APPROVER_TOKEN=… with the gateway's value), or run drawbridge approvals where the gateway's environment is (its host and user); then retry.",
+        "Export the variables the gateway uses in this shell (export BOB_APPROVER_TOKEN=… with the gateway's value), " +
+          "or run drawbridge approvals where the gateway's environment is (its host and user); then retry.",
       );
       expect(r.stderr.trim().split('\n')).toHaveLength(2);
       expect(r.stderr).not.toMatch(/\bat .*\.js:\d+|Error:/);

@@ -118,14 +118,11 @@ describe('journal export | head', () => {
     } finally {
       journal.close();
     }
-    const r = spawnSync(
-      '/bin/bash',
-      [
-        '-c',
-        `set -o pipefail; ${JSON.stringify(process.execPath)} ${JSON.stringify(requireBuiltCli())} journal export --journal ${JSON.stringify(path)} | head -n 1`,
-      ],
-      { encoding: 'utf8', timeout: 60_000 },
-    );
+    const cli = `${JSON.stringify(process.execPath)} ${JSON.stringify(requireBuiltCli())}`;
+    const r = spawnSync('/bin/bash', ['-c', `set -o pipefail; ${cli} journal export --journal ${JSON.stringify(path)} | head -n 1`], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(1);

@@ -576,7 +576,8 @@ describe('loadConfig: OIDC identities', () => {
     const config = loadConfig(
       configDir({
         'policies/gateway.yaml':
-          'kind: gateway\nidentity: { mode: oidc, issuer: "https://login.example.com", audience: x }\napproval:\n  approvers:\n    - { subject: a, token: "${T}" }\n',
+          'kind: gateway\nidentity: { mode: oidc, issuer: "https://login.example.com", audience: x }\n' +
+          'approval:\n  approvers:\n    - { subject: a, token: "${T}" }\n',
       }),
     );
     expect(config.warnings.join('\n')).toMatch(/approval.approvers is not used with OIDC identities/);

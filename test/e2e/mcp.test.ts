@@ -162,7 +162,12 @@ describe('tools/call', () => {
     const result = (await main.client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'DELETE FROM orders WHERE id = 1' } })) as CallToolResult;
     expect(result.isError).toBe(true);
     expect(text(result)).toMatch(
-      /^approval\.pending: Pending approval (ap_[a-z0-9]{10}): a human must approve \1 \(someone in dba must run `drawbridge approvals approve \1`\); nothing was run yet\.\nWhat to do: Call run_sql again with exactly the same arguments \(connection db, same sql\) to pick up the decision; it /,
+      // Built from parts only for the line width; the back-references \1 stay in the part that holds their group.
+      new RegExp(
+        /^approval\.pending: Pending approval (ap_[a-z0-9]{10}): a human must approve \1 \(someone in dba must run `drawbridge approvals approve \1`/.source +
+          /\); nothing was run yet\.\n/.source +
+          /What to do: Call run_sql again with exactly the same arguments \(connection db, same sql\) to pick up the decision; it /.source,
+      ),
     );
     // The same as structured output, valid against the outputSchema the server published.
     const validate = new AjvJsonSchemaValidator().getValidator(tools[0]!.outputSchema as Record<string, unknown>);

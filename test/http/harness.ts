@@ -54,14 +54,20 @@ export async function startHarness(
   const dir = mkdtempSync(join(tmpdir(), 'drawbridge-http-'));
   mkdirSync(join(dir, 'tools'));
   mkdirSync(join(dir, 'policies'));
-  writeFileSync(
-    join(dir, 'tools', 'hosts.yaml'),
-    `${sshConnectionYaml({ name: 'web', description: 'loopback sshd', hosts: [{ name: 'web-1', server: sshd }], login: sshd, limits: '{ timeout: 5s, max_output: 64KiB }' })}---\n${sshToolYaml(['web'])}`,
-  );
+  const jwks = options.jwks ?? '{ cooldown: 1s }';
+  const clockTolerance = options.clockTolerance ? `, clock_tolerance: ${options.clockTolerance}` : '';
+  const web = sshConnectionYaml({
+    name: 'web',
+    description: 'loopback sshd',
+    hosts: [{ name: 'web-1', server: sshd }],
+    login: sshd,
+    limits: '{ timeout: 5s, max_output: 64KiB }',
+  });
+  writeFileSync(join(dir, 'tools', 'hosts.yaml'), `${web}---\n${sshToolYaml(['web'])}`);
   writeFileSync(
     join(dir, 'policies', 'gateway.yaml'),
     `kind: gateway
-identity: { mode: oidc, issuer: "${idp.issuer}", audience: "${resource}", groups_claim: groups, required_scopes: [mcp], jwks: ${options.jwks ?? '{ cooldown: 1s }'}${options.clockTolerance ? `, clock_tolerance: ${options.clockTolerance}` : ''} }
+identity: { mode: oidc, issuer: "${idp.issuer}", audience: "${resource}", groups_claim: groups, required_scopes: [mcp], jwks: ${jwks}${clockTolerance} }
 journal: { path: journal.db }
 approval: { wait: 0ms, store: approvals.db }
 `,

@@ -142,7 +142,10 @@ describe('in process, through the MCP SDK Client', () => {
     const result = (await s.client.callTool({ name: 'run_sql', arguments: args })) as CallToolResult;
     expect(result.isError).toBe(true);
     expect(textOf(result)).toMatch(
-      /^input\.invalid: The arguments exceed the gateway's input limits: nested 100001 levels deep \(at most 32\); 100003 values \(at most 10000\)\. Nothing was run\.\nWhat to do: Send the tool's arguments as a flat JSON object/,
+      new RegExp(
+        /^input\.invalid: The arguments exceed the gateway's input limits: nested 100001 levels deep \(at most 32\); /.source +
+          /100003 values \(at most 10000\)\. Nothing was run\.\nWhat to do: Send the tool's arguments as a flat JSON object/.source,
+      ),
     );
     const entries = [...readCalls(s.journalPath)];
     expectCutEntry(entries.at(-1), ['depth', 'values'], { sha256: sha256(canonicalJson(args)), bytes: Buffer.byteLength(canonicalJson(args)) });
@@ -163,7 +166,9 @@ describe('in process, through the MCP SDK Client', () => {
     await verifyWithCli(s.journalPath);
   });
 
-  it('params the SDK Server would reject before any handler (a name that is not a string, arguments that are not an object) are tool results, journaled', async () => {
+  const invalidParams =
+    'params the SDK Server would reject before any handler (a name that is not a string, arguments that are not an object) ' + 'are tool results, journaled';
+  it(invalidParams, async () => {
     const before = [...readCalls(s.journalPath)].length;
     const cases: Array<[unknown, unknown, string]> = [
       [5, { connection: 'db', sql: 'SELECT 1' }, 'tool.unknown'],
@@ -383,7 +388,9 @@ describe('over stdio: drawbridge serve and the MCP SDK Client', () => {
     expectCutEntry([...readCalls(join(dir, 'journal.db'))].at(-1), ['depth', 'values'], { sha256: sha256(canonicalJson(args)) });
   });
 
-  it(`a call of 10 MB (over the ${MAX_STDIO_MESSAGE_BYTES}-byte message size, never held whole): refused input.invalid and journaled from its raw bytes`, async () => {
+  const tenMegabytes =
+    `a call of 10 MB (over the ${MAX_STDIO_MESSAGE_BYTES}-byte message size, never held whole): ` + 'refused input.invalid and journaled from its raw bytes';
+  it(tenMegabytes, async () => {
     const sql = 'w'.repeat(10_000_000);
     const result = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } })) as CallToolResult;
     // The raw text of the arguments as the client sent it (canonicalJson: keys sorted), hashed in full.
@@ -441,7 +448,8 @@ describe('outages are not denials, and errors never name gateway paths', () => {
       ]
         .map(
           ([name, url]) =>
-            `kind: connection\nname: ${name}\ntype: postgres\ndescription: ${name}\nurl: ${url}\nlimits: { timeout: 3s, lock_timeout: 1s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }\n---\n`,
+            `kind: connection\nname: ${name}\ntype: postgres\ndescription: ${name}\nurl: ${url}\n` +
+            'limits: { timeout: 3s, lock_timeout: 1s, max_rows: 100, max_bytes: 1MiB, max_affected_rows: 10 }\n---\n',
         )
         .join('') + 'kind: tool\nname: run_sql\ntype: run_sql\nconnections: [db, down, filed]\n',
     );
@@ -552,7 +560,8 @@ describe('over Streamable HTTP', () => {
       try {
         const token = await h.login('alice');
         const sessionId = await openSession(h.http.url, token);
-        const body = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":${'['.repeat(100_000)}"id"${']'.repeat(100_000)}}}}`;
+        const command = `${'['.repeat(100_000)}"id"${']'.repeat(100_000)}`;
+        const body = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":${command}}}}`;
         const reply = await raw(h.http.url, { token, sessionId, body });
         expect(reply.status).toBe(200);
         const result = reply.messages.find((m: { id?: unknown }) => m.id === 7)?.result as CallToolResult;
@@ -567,7 +576,9 @@ describe('over Streamable HTTP', () => {
         const big = await raw(h.http.url, {
           token,
           sessionId,
-          body: `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web","command":"${'v'.repeat(10_000_000)}"}}}`,
+          body:
+            `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"ssh_exec","arguments":{"connection":"web",` +
+            `"command":"${'v'.repeat(10_000_000)}"}}}`,
         });
         expect(big.status).toBe(413);
         await verifyWithCli(join(h.dir, 'journal.db'));

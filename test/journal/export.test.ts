@@ -180,7 +180,8 @@ describe('exportLines', () => {
     const lines = [...exportLines(makeJournal(), 'csv', { subject: 'alice' })];
     expect(lines[0]).toBe(CSV_COLUMNS.join(','));
     expect(lines[0]).toBe(
-      'time,call_id,subject,groups,client,tool,connection,operation,access,resources,decision,rule,clearance,status,error_code,rows,affected_rows,bytes,duration_ms,masked,answer_hash,hash',
+      'time,call_id,subject,groups,client,tool,connection,operation,access,resources,decision,rule,clearance,' +
+        'status,error_code,rows,affected_rows,bytes,duration_ms,masked,answer_hash,hash',
     );
     expect(lines).toHaveLength(3);
     const rows = parseCsv(lines.join('\n'));

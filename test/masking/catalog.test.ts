@@ -263,7 +263,7 @@ describe('the patterns assembled from named parts', () => {
   // The regex literals as they were ported (see the attribution in src/masking/catalog.ts). The catalog
   // builds these two from named parts to keep its lines short; a one-character slip there would
   // silently change what is masked, so the result must be exactly the ported pattern.
-  // These two lines are over the formatter's width on purpose: test/architecture/boundaries.test.ts allows them.
+  // PORTED_AUTH's literal is over the formatter's width on purpose: test/architecture/boundaries.test.ts allows that line.
   const PORTED_SLACK =
     /(?<![A-Za-z0-9_-])(?:(?:xox[bpeos]|xapp)-[0-9]{1,20}(?:-[A-Za-z0-9]{1,200}){1,8}|xox[ar]-(?:[0-9]-)?[A-Za-z0-9]{8,200}(?:-[A-Za-z0-9]{1,200}){0,8})/g;
   const PORTED_AUTH =

@@ -150,7 +150,8 @@ function writeContractConfig(backend: Backend, fixture: ContractFixture, system:
   writeFileSync(join(dir, 'tools', 'contract.yaml'), documents.join('---\n'));
   writeFileSync(
     join(dir, 'policies', 'gateway.yaml'),
-    `kind: gateway\nidentity: { mode: local, subject: ${CONTRACT_SUBJECT}, groups: [contract] }\njournal: { path: journal.db }\napproval: { wait: 0ms, store: approvals.db }\n`,
+    `kind: gateway\nidentity: { mode: local, subject: ${CONTRACT_SUBJECT}, groups: [contract] }\n` +
+      'journal: { path: journal.db }\napproval: { wait: 0ms, store: approvals.db }\n',
   );
   writeFileSync(join(dir, 'policies', 'rules.yaml'), policyYaml(backend.toolType, fixture.denied.operation));
   return dir;

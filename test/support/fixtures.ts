@@ -190,8 +190,9 @@ connections: [db]
   );
   const identity = options.identity === undefined ? { subject: 'tester@example.com', groups: ['analysts'] } : options.identity;
   const oidc = options.oidc;
+  const clockTolerance = oidc?.clockTolerance ? `, clock_tolerance: ${oidc.clockTolerance}` : '';
   const identityLine = oidc
-    ? `identity: { mode: oidc, issuer: "${oidc.issuer}", audience: "${oidc.audience}", required_scopes: [mcp]${oidc.clockTolerance ? `, clock_tolerance: ${oidc.clockTolerance}` : ''} }\n`
+    ? `identity: { mode: oidc, issuer: "${oidc.issuer}", audience: "${oidc.audience}", required_scopes: [mcp]${clockTolerance} }\n`
     : identity
       ? `identity: { mode: local, subject: ${JSON.stringify(identity.subject)}, groups: ${JSON.stringify(identity.groups)} }\n`
       : '';

@@ -37,7 +37,8 @@ const TOKEN_ENV = { DBA1_TOKEN: TOKENS.dba1, DBA2_TOKEN: TOKENS.dba2, SELF_TOKEN
 
 /** `approval:` of kind: gateway, with the three approvers above. wait 'default': not set, so the gateway's default applies. */
 export function approvalSettings(options: { wait?: string; elicitationTimeout?: string } = {}): string {
-  return `{ ${options.wait === 'default' ? '' : `wait: ${options.wait ?? '0ms'}, `}elicitation_timeout: ${options.elicitationTimeout ?? '2s'}, store: approvals.db, approvers: [
+  const wait = options.wait === 'default' ? '' : `wait: ${options.wait ?? '0ms'}, `;
+  return `{ ${wait}elicitation_timeout: ${options.elicitationTimeout ?? '2s'}, store: approvals.db, approvers: [
     { subject: dba1@example.com, groups: [dba], token: { env: DBA1_TOKEN } },
     { subject: dba2@example.com, groups: [dba], token: { env: DBA2_TOKEN } },
     { subject: tester@example.com, groups: [dba], token: { env: SELF_TOKEN } } ] }`;

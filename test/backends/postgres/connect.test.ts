@@ -167,7 +167,10 @@ describe('through the pipeline: what the agent gets, and the journal', () => {
     if (result.ok) return;
     expect(result.error.code).toBe('config.secret_invalid');
     expect(result.text).toMatch(
-      /^config\.secret_invalid: The value of environment variable DB_URL \(the url of connection db\) is not a PostgreSQL URL \(postgres:\/\/… or postgresql:\/\/…\)\. The value is not shown because it is a secret\.\n/,
+      new RegExp(
+        /^config\.secret_invalid: The value of environment variable DB_URL \(the url of connection db\) is not a PostgreSQL URL /.source +
+          /\(postgres:\/\/… or postgresql:\/\/…\)\. The value is not shown because it is a secret\.\n/.source,
+      ),
     );
     expect(result.text).toMatch(
       /\nWhat to do: The operator must set environment variable DB_URL on the gateway host to a URL of the form postgres:\/\/USER:PASSWORD@HOST:5432\/DATABASE/,

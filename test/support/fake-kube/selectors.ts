@@ -33,7 +33,9 @@ function badSelector(message: string): ApiError {
 function checkValue(value: string, term: string): string {
   if (value.length > 63 || !RE_VALUE.test(value)) {
     throw badSelector(
-      `unable to parse requirement: values[0][${term}]: Invalid value: "${value}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`,
+      `unable to parse requirement: values[0][${term}]: Invalid value: "${value}": ` +
+        `a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', ` +
+        `and must start and end with an alphanumeric character`,
     );
   }
   return value;

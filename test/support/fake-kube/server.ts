@@ -1257,7 +1257,8 @@ class FakeKubeServer implements FakeKube {
         throw new ApiError(
           415,
           'UnsupportedMediaType',
-          `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf`,
+          'the body of the request was in an unknown format - accepted media types include: ' +
+            'application/json, application/yaml, application/vnd.kubernetes.protobuf',
         );
     } catch (err) {
       if (err instanceof ApiError) throw err;
@@ -1265,7 +1266,8 @@ class FakeKubeServer implements FakeKube {
     }
     if (!isRecord(value))
       throw badRequest(
-        `couldn't get version/kind; json parse error: json: cannot unmarshal ${Array.isArray(value) ? 'array' : typeof value} into Go value of type struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }`,
+        `couldn't get version/kind; json parse error: json: cannot unmarshal ${Array.isArray(value) ? 'array' : typeof value} ` +
+          `into Go value of type struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }`,
       );
     return value;
   }
@@ -1281,7 +1283,8 @@ class FakeKubeServer implements FakeKube {
     }
     if (kind !== undefined && kind !== '' && kind !== def.kind) {
       throw badRequest(
-        `${String(kind)} in version "${def.version}" cannot be handled as a ${def.kind}: no kind "${String(kind)}" is registered for version "${apiVersionOf(def)}"`,
+        `${String(kind)} in version "${def.version}" cannot be handled as a ${def.kind}: ` +
+          `no kind "${String(kind)}" is registered for version "${apiVersionOf(def)}"`,
       );
     }
   }
@@ -1454,8 +1457,12 @@ class FakeKubeServer implements FakeKube {
         field: 'metadata.name',
         reason: 'FieldValueInvalid',
         message: label
-          ? `Invalid value: "${name}": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`
-          : `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+          ? `Invalid value: "${name}": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', ` +
+            `and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', ` +
+            `regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`
+          : `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', ` +
+            `and must start and end with an alphanumeric character (e.g. 'example.com', ` +
+            `regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
       });
     }
     const spec = asRecord(obj['spec']);
@@ -1498,7 +1505,10 @@ class FakeKubeServer implements FakeKube {
           field: 'spec',
           reason: 'FieldValueForbidden',
           message:
-            'Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)',
+            'Forbidden: pod updates may not change fields other than ' +
+            '`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,' +
+            '`spec.tolerations` (only additions to existing tolerations),' +
+            '`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)',
         });
       }
     }
@@ -1596,7 +1606,8 @@ class FakeKubeServer implements FakeKube {
           throw new ApiError(
             415,
             'UnsupportedMediaType',
-            `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`,
+            'the body of the request was in an unknown format - accepted media types include: ' +
+              'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
           );
         }
         if (!isRecord(doc)) throw badRequest('error decoding patch: json: cannot unmarshal non-object into Go value of type map[string]interface {}');
@@ -1687,7 +1698,8 @@ class FakeKubeServer implements FakeKube {
       input = this.parseBody(ctx);
       if (input['kind'] !== undefined && input['kind'] !== 'Scale') {
         throw badRequest(
-          `${String(input['kind'])} in version "v1" cannot be handled as a Scale: no kind "${String(input['kind'])}" is registered for version "autoscaling/v1"`,
+          `${String(input['kind'])} in version "v1" cannot be handled as a Scale: ` +
+            `no kind "${String(input['kind'])}" is registered for version "autoscaling/v1"`,
         );
       }
     } else {
@@ -2030,7 +2042,8 @@ class FakeKubeServer implements FakeKube {
       if (containers.length === 1) container = containers[0]!;
       else {
         throw badRequest(
-          `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]${init.length ? ` or one of the init containers: [${init.join(' ')}]` : ''}`,
+          `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]` +
+            (init.length ? ` or one of the init containers: [${init.join(' ')}]` : ''),
         );
       }
     }
@@ -2091,7 +2104,8 @@ class FakeKubeServer implements FakeKube {
       const text = JSON.stringify(statusBody(e.code, e.reason, e.message, e.details));
       rec.status = e.code;
       socket.end(
-        `HTTP/1.1 ${e.code} ${STATUS_CODES[e.code] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+        `HTTP/1.1 ${e.code} ${STATUS_CODES[e.code] ?? ''}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
       );
     };
     let session: Omit<ExecRequest, 'stdin'> & { stdinWanted: boolean; stdout: boolean; stderr: boolean };

@@ -19,9 +19,15 @@ interface Printer {
 }
 
 const NAME_DESC =
-  'Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names';
+  'Name must be unique within a namespace. Is required when creating resources, ' +
+  'although some resources may allow a client to request the generation of an appropriate name automatically. ' +
+  'Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: ' +
+  'https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names';
 const AGE_DESC =
-  'CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata';
+  'CreationTimestamp is a timestamp representing the server time when this object was created. ' +
+  'It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. ' +
+  'It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: ' +
+  'https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata';
 
 function col(name: string, type: ColumnDefinition['type'], description: string, priority = 0, format = ''): ColumnDefinition {
   return { name, type, format, description, priority };
@@ -150,7 +156,8 @@ const POD: Printer = {
     col(
       'Nominated Node',
       'string',
-      'nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.',
+      'nominatedNodeName is set only when this pod preempts other pods on the node, ' +
+        'but it cannot be scheduled right away as preemption victims receive their graceful termination periods.',
       1,
     ),
     col('Readiness Gates', 'string', 'If specified, all readiness gates will be evaluated for pod readiness.', 1),
@@ -257,12 +264,14 @@ const DAEMONSET: Printer = {
     col(
       'Available',
       'integer',
-      'The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)',
+      'The number of nodes that should be running the daemon pod ' +
+        'and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)',
     ),
     col(
       'Node Selector',
       'string',
-      "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node.",
+      'NodeSelector is a selector which must be true for the pod to fit on a node. ' +
+        "Selector which must match a node's labels for the pod to be scheduled on that node.",
     ),
     AGE,
     CONTAINERS,
@@ -426,7 +435,9 @@ const SECRET: Printer = {
     col(
       'Data',
       'string',
-      "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4",
+      "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. " +
+        'The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. ' +
+        'Described in https://tools.ietf.org/html/rfc4648#section-4',
     ),
     AGE,
   ],
@@ -439,7 +450,9 @@ const CONFIGMAP: Printer = {
     col(
       'Data',
       'string',
-      "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.",
+      "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. " +
+        'Values with non-UTF-8 byte sequences must use the BinaryData field. ' +
+        'The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.',
     ),
     AGE,
   ],
