@@ -5,9 +5,9 @@
 import { z } from 'zod';
 import { oneOrMany } from '../policy/match.js';
 import { DETECTOR_GROUP_NAMES, DETECTOR_GROUPS, DETECTOR_NAMES, isDetectorGroup, type DetectorGroup, type DetectorName } from './detectors.js';
-import { MASK_STYLES, type MaskStyle } from './styles.js';
+import { MASK_STYLES } from './styles.js';
 
-const style = z.enum(MASK_STYLES as unknown as [MaskStyle, ...MaskStyle[]]);
+const style = z.enum(MASK_STYLES);
 const detectorName = z.enum(DETECTOR_NAMES as readonly [DetectorName, ...DetectorName[]]);
 const detectorGroup = z.enum(DETECTOR_GROUP_NAMES);
 

@@ -7,7 +7,7 @@ import { createHmac } from 'node:crypto';
 
 export type MaskStyle = 'redact' | 'last4' | 'hash';
 
-export const MASK_STYLES: readonly MaskStyle[] = Object.freeze(['redact', 'last4', 'hash'] as const);
+export const MASK_STYLES: readonly [MaskStyle, ...MaskStyle[]] = Object.freeze(['redact', 'last4', 'hash'] as const);
 
 // Below this many alphanumeric characters, showing the last four reveals most
 // of the value (4 of 6 digits of a short code is not masking), so last4 falls

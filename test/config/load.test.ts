@@ -86,9 +86,7 @@ describe('loadConfig: the example config', () => {
     expect(config.identity).toEqual({ mode: 'local', subject: 'dev@example.com', groups: ['analysts'] });
     expect(config.journal.path).toBe(join(REPO_ROOT, '.drawbridge/journal.db'));
     // Units are parsed: 10s, 1MiB, 15m.
-    const shop = config.connections.get('shop')?.declaration as unknown as { limits: { timeout: number; max_bytes: number } };
-    expect(shop.limits.timeout).toBe(10_000);
-    expect(shop.limits.max_bytes).toBe(1024 * 1024);
+    expect(config.connections.get('shop')?.declaration).toMatchObject({ limits: { timeout: 10_000, max_bytes: 1024 * 1024 } });
     expect(config.rules.find((r) => r.name === 'writes-need-a-dba')?.grant).toBe(15 * 60_000);
   });
 

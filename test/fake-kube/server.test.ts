@@ -46,13 +46,22 @@ beforeEach(() => {
   fake.reset();
 });
 
+/**
+ * The kubeconfig's request headers as fetch Headers. client-node types them as
+ * node-fetch's HeadersInit and builds a node-fetch Headers, which iterates as
+ * [name, value] pairs: the form fetch's Headers constructor copies.
+ */
+function fetchHeaders(opts: Awaited<ReturnType<KubeConfig['applyToFetchOptions']>>): Headers {
+  return new Headers(opts.headers as HeadersInit);
+}
+
 /** A raw request to the fake with the kubeconfig's credentials. */
 async function raw(
   path: string,
   init: { method?: string; headers?: Record<string, string>; body?: string; config?: KubeConfig } = {},
 ): Promise<{ status: number; text: string; json: any; headers: Headers }> {
   const opts = await (init.config ?? kc).applyToFetchOptions({});
-  const headers = new Headers(opts.headers as unknown as HeadersInit);
+  const headers = fetchHeaders(opts);
   for (const [k, v] of Object.entries(init.headers ?? {})) headers.append(k, v);
   const res = await fetch(`${fake.url}${path}`, { method: init.method ?? 'GET', headers, ...(init.body !== undefined ? { body: init.body } : {}) });
   const text = await res.text();
@@ -384,7 +393,7 @@ describe('writes', () => {
     const created = await objects.patch(spec, undefined, undefined, 'drawbridge-test', true, PatchStrategy.ServerSideApply);
     expect(created.metadata?.name).toBe('applied');
     const again = await objects.patch({ ...spec, data: { b: '2' } }, undefined, undefined, 'drawbridge-test', true, PatchStrategy.ServerSideApply);
-    expect((again as unknown as { data: Record<string, string> }).data).toEqual({ a: '1', b: '2' });
+    expect(again.data).toEqual({ a: '1', b: '2' });
     expect(JSON.stringify(again.metadata?.managedFields)).toContain('drawbridge-test');
 
     const read = await objects.read({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'shop' } });
@@ -704,7 +713,7 @@ describe('SelfSubjectReview (authentication.k8s.io/v1)', () => {
       const config = new KubeConfig();
       config.loadFromString(old.kubeconfig());
       const opts = await config.applyToFetchOptions({});
-      const headers = new Headers(opts.headers as unknown as HeadersInit);
+      const headers = fetchHeaders(opts);
       headers.set('Content-Type', 'application/json');
       const groups = (await (await fetch(`${old.url}/apis`, { headers })).json()) as { groups: Array<{ name: string }> };
       expect(groups.groups.map((g) => g.name)).not.toContain('authentication.k8s.io');

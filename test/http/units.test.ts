@@ -2,7 +2,8 @@
 // challenge quoting, which Host/Origin a loopback bind serves, and that only
 // AuthInfo minted by the auth step can carry an identity.
 
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../src/identity/identity.js';
 import type { TokenVerifier } from '../../src/identity/oidc.js';
@@ -27,7 +28,12 @@ function fakeVerifier(requiredScopes: string[] = []): TokenVerifier & { seen: st
   };
 }
 
-const request = (headers: Record<string, string>): IncomingMessage => ({ headers }) as unknown as IncomingMessage;
+/** A request with these headers and nothing else (an unconnected socket): what auth and hosts read. */
+function request(headers: Record<string, string>): IncomingMessage {
+  const message = new IncomingMessage(new Socket());
+  message.headers = headers;
+  return message;
+}
 
 describe('locateResource', () => {
   it('inserts the well-known segment before the path (RFC 9728 §3.1)', () => {

@@ -15,7 +15,7 @@
 //
 // Every exec command string received is appended to `execs`, in order.
 
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, ServerChannel } from 'ssh2';
 import { QUOTING_PROBE_ARGV, QUOTING_PROBE_EXPECTED, quoteArgv } from '../../src/backends/ssh/parse.js';
@@ -149,7 +149,7 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
   const server = new ssh2.Server({ hostKeys: [keys.private] }, (conn) => {
     conns.add(conn);
     // ssh2 keeps the raw socket on a private field; used for the abrupt `disconnect` mode.
-    const sock = (conn as unknown as { _sock?: Socket })._sock;
+    const sock = '_sock' in conn && conn._sock instanceof Socket ? conn._sock : undefined;
     if (sock) sockets.add(sock);
     conn.on('error', () => {
       /* clients vanish mid-test on purpose */

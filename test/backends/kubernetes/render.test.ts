@@ -298,11 +298,7 @@ describe('describeObject', () => {
   });
 
   it('Secret with a non-map data field, or without kind but with the shape of one', () => {
-    const odd = describeObject(
-      { kind: 'Secret', metadata: { name: 's' }, type: 'Opaque', data: b64(SECRETS.password) as unknown as Record<string, string> },
-      [],
-      NOW,
-    );
+    const odd = describeObject({ kind: 'Secret', metadata: { name: 's' }, type: 'Opaque', data: b64(SECRETS.password) }, [], NOW);
     expectNoLeak(odd);
     const kindless = describeObject({ apiVersion: 'v1', metadata: { name: 's' }, type: 'Opaque', data: { password: b64(SECRETS.password) } }, [], NOW);
     expectNoLeak(kindless);
