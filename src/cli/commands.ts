@@ -145,13 +145,34 @@ export const COMMANDS = {
   'journal verify': define({
     path: 'journal verify',
     summary: 'check the hash chain; names the first edited, deleted or reordered record',
-    usage: ['journal verify [--expect-head HASH] [--journal FILE | --config DIR]'],
+    usage: ['journal verify [--expect-head HASH] [--checkpoints FILE --public-key FILE] [--journal FILE | --config DIR]'],
     options: {
       config: CONFIG,
       journal: { type: 'string', value: 'FILE', help: 'the journal file (default: the one the config names)' },
       'expect-head': { type: 'string', value: 'HASH', help: 'the head hash kept elsewhere: also detects a truncated tail' },
+      checkpoints: {
+        type: 'string',
+        value: 'FILE',
+        help: 'published checkpoints to check the journal against (default: journal.checkpoints.publish.file of the config)',
+      },
+      'public-key': {
+        type: 'string',
+        value: 'FILE',
+        help: 'the Ed25519 public key (PEM) the checkpoints must be signed with (default: derived from the configured signing key)',
+      },
     },
-    examples: ['drawbridge journal verify --config /etc/drawbridge'],
+    examples: [
+      'drawbridge journal verify --config /etc/drawbridge',
+      'drawbridge journal verify --journal copy/journal.db --checkpoints copy/checkpoints.jsonl --public-key pub.pem',
+    ],
+    notes: ['With checkpoints, records deleted from the end are caught up to the last checkpoint; records after it are reported as unproven.'],
+  }),
+  'journal checkpoint': define({
+    path: 'journal checkpoint',
+    summary: 'sign the journal head now and append it to the checkpoint file (journal.checkpoints)',
+    usage: ['journal checkpoint [--config DIR]'],
+    options: { config: CONFIG },
+    examples: ['drawbridge journal checkpoint --config /etc/drawbridge'],
   }),
   'approvals list': define({
     path: 'approvals list',

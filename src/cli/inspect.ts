@@ -7,6 +7,8 @@
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretRef } from '../config/secrets.js';
+import { formatDuration } from '../config/units.js';
+import { checkpointKeys } from '../journal/checkpoint-file.js';
 import { isDrawbridgeError } from '../errors.js';
 import { makeIdentity } from '../identity/identity.js';
 import { explain, formatExplanation } from '../pipeline/explain.js';
@@ -28,6 +30,7 @@ export async function check({ values }: CommandArgs<'check'>, io: CliIo): Promis
     throw error;
   }
   describeConfig(dir, config, !values.connect, io);
+  if (!checkpointKeyUsable(config, io)) return 1;
   if (!values.connect) return 0;
   io.stdout.write(`Reaching ${config.connections.size} connection(s) as the gateway would …\n`);
   const reports = await checkConnections(config, { env: io.env });
@@ -72,6 +75,26 @@ function describeConfig(dir: string, config: GatewayConfig, probeSecrets: boolea
       (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
       [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),
   );
+}
+
+/**
+ * The checkpoint signing key must resolve to an Ed25519 private key, or `serve` refuses to
+ * start: reported as an error with its code, never with the key's text.
+ */
+function checkpointKeyUsable(config: GatewayConfig, io: CliIo): boolean {
+  const settings = config.journal.checkpoints;
+  if (settings === null) return true;
+  try {
+    const { keyId } = checkpointKeys(settings, { env: io.env, baseDir: config.dir });
+    io.stdout.write(
+      `checkpoints: every ${formatDuration(settings.everyMs)} to ${settings.publishFile}, signing key ${settings.signingKey.describe} (key id ${keyId})\n`,
+    );
+    return true;
+  } catch (error) {
+    if (!isDrawbridgeError(error)) throw error;
+    io.stderr.write(`error: journal.checkpoints.signing_key (${settings.signingKey.describe}): ${error.code}: ${error.message}\n${error.hint}\n`);
+    return false;
+  }
 }
 
 /** The request to explain: --input as JSON, or --sql as shorthand for {"sql": …}. */

@@ -1,11 +1,16 @@
-// `drawbridge journal export` and `drawbridge journal verify`: read the
-// journal a config names (or --journal FILE) and print it, filtered, or the
-// verdict on its hash chain. Nothing here writes to a journal.
+// `drawbridge journal export`, `journal verify` and `journal checkpoint`: read the
+// journal a config names (or --journal FILE) and print it, filtered, or the verdict
+// on its hash chain and published checkpoints, or sign and publish its head now.
+// Nothing here writes to a journal; checkpoint appends to the checkpoint file only.
 
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { parsePublicKey } from '../journal/checkpoint.js';
+import { checkpointKeys, readCheckpointFile, writeCheckpoint } from '../journal/checkpoint-file.js';
 import { exportLines, type ExportFilter } from '../journal/export.js';
-import { verifyJournal } from '../journal/verify.js';
+import { verifyJournal, type VerifyOptions, type VerifyResult } from '../journal/verify.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
 
@@ -39,13 +44,79 @@ export function journalExport({ values }: CommandArgs<'journal export'>, io: Cli
   return 0;
 }
 
+type VerifyValues = CommandArgs<'journal verify'>['values'];
+
+/**
+ * The checkpoints verify checks: --checkpoints/--public-key (an auditor's own copies) or
+ * the config's publish file and signing key. None when neither names any.
+ */
+function checkpointsToCheck(values: VerifyValues, io: CliIo, config: () => GatewayConfig): VerifyOptions['checkpoints'] {
+  const fromConfig = values.journal && !values.config ? null : config().journal.checkpoints;
+  const file = values.checkpoints !== undefined ? resolve(io.cwd, values.checkpoints) : fromConfig?.publishFile;
+  if (file === undefined) {
+    if (values['public-key'] !== undefined) fail('--public-key needs --checkpoints FILE (or a config with journal.checkpoints).');
+    return undefined;
+  }
+  let publicKey;
+  if (values['public-key'] !== undefined) {
+    const keyFile = resolve(io.cwd, values['public-key']);
+    let pem: string;
+    try {
+      pem = readFileSync(keyFile, 'utf8');
+    } catch (error) {
+      return fail(`Cannot read the public key ${keyFile}: ${(error as Error).message}`, 1);
+    }
+    publicKey = parsePublicKey(pem);
+  } else if (fromConfig) {
+    publicKey = checkpointKeys(fromConfig, { env: io.env, baseDir: config().dir }).publicKey;
+  } else {
+    return fail('--checkpoints needs --public-key FILE: the Ed25519 public key (PEM) the checkpoints are signed with.');
+  }
+  return { published: readCheckpointFile(file), publicKey };
+}
+
+/** What the checkpoints prove, for the OK line: and, precisely, what they do not. */
+function checkpointLine(result: VerifyResult): string {
+  const c = result.checkpoints;
+  if (c === undefined) return 'no checkpoints checked, so records deleted from the end would not be detected';
+  const proven = c.upTo === 0 ? 'proving no records yet' : `proving records 1..${c.upTo}`;
+  const unproven =
+    result.records > c.upTo
+      ? `; records ${c.upTo + 1}..${result.records} come after the last checkpoint and are unproven (deleting them would not be detected)`
+      : '';
+  return `${c.checked} checkpoint(s) verified, ${proven}${unproven}`;
+}
+
 export function journalVerify({ values }: CommandArgs<'journal verify'>, io: CliIo): number {
-  const path = journalPath(values, io);
-  const result = verifyJournal(path, values['expect-head'] ? { expectHead: values['expect-head'] } : {});
+  let loaded: GatewayConfig | undefined;
+  const config = () => (loaded ??= loadConfig(configDir(values.config, io)));
+  const path = values.journal ? resolve(io.cwd, values.journal) : config().journal.path;
+  const checkpoints = checkpointsToCheck(values, io, config);
+  const result = verifyJournal(path, {
+    ...(values['expect-head'] ? { expectHead: values['expect-head'] } : {}),
+    ...(checkpoints ? { checkpoints } : {}),
+  });
   if (result.ok) {
-    io.stdout.write(`OK ${path}: ${result.records} records, chain intact; head ${result.head}\n`);
+    io.stdout.write(`OK ${path}: ${result.records} records, chain intact; head ${result.head}; ${checkpointLine(result)}\n`);
     return 0;
   }
-  io.stdout.write(`FAILED ${path}: first bad record is #${result.firstBad?.seq}: ${result.firstBad?.reason} (${result.records} records read)\n`);
+  if (result.firstBad) {
+    io.stdout.write(`FAILED ${path}: first bad record is #${result.firstBad.seq}: ${result.firstBad.reason} (${result.records} records read)\n`);
+  }
+  if (result.badCheckpoint) {
+    io.stdout.write(`FAILED ${path}: bad checkpoint: ${result.badCheckpoint.reason}; the checkpoint file was altered or is not signed by this key\n`);
+  }
   return 1;
+}
+
+export function journalCheckpoint({ values }: CommandArgs<'journal checkpoint'>, io: CliIo): number {
+  const config = loadConfig(configDir(values.config, io));
+  const settings = config.journal.checkpoints;
+  if (settings === null) {
+    return fail('No checkpoints are configured: add journal: { checkpoints: { signing_key, publish: { file } } } to kind: gateway.', 1);
+  }
+  const keys = checkpointKeys(settings, { env: io.env, baseDir: config.dir });
+  const c = writeCheckpoint({ journalPath: config.journal.path, file: settings.publishFile, keys, now: new Date() });
+  io.stdout.write(`checkpoint: ${c.count} records, head ${c.hash}, at ${c.at}, key ${c.keyId}; appended to ${settings.publishFile}\n`);
+  return 0;
 }

@@ -23,7 +23,7 @@ import {
 } from './commands.js';
 import { check, policyExplain } from './inspect.js';
 import { fail, printHelp, type CliIo } from './io.js';
-import { journalExport, journalVerify } from './journal.js';
+import { journalCheckpoint, journalExport, journalVerify } from './journal.js';
 import { connect, serve, token } from './serve.js';
 
 type Runner = (args: readonly string[], io: CliIo) => Promise<number>;
@@ -47,6 +47,7 @@ const RUNNERS: { readonly [N in CommandName]: Runner } = {
   'policy explain': runner(COMMANDS['policy explain'], policyExplain),
   'journal export': runner(COMMANDS['journal export'], journalExport),
   'journal verify': runner(COMMANDS['journal verify'], journalVerify),
+  'journal checkpoint': runner(COMMANDS['journal checkpoint'], journalCheckpoint),
   'approvals list': runner(COMMANDS['approvals list'], approvalsList),
   'approvals show': runner(COMMANDS['approvals show'], approvalsShow),
   'approvals approve': runner(COMMANDS['approvals approve'], (parsed, io) => approvalsVote('approve', parsed, io)),

@@ -15,6 +15,8 @@ import { openGateway, type Gateway } from '../pipeline/gateway.js';
 import { obtainAccessToken, runBridge, type BridgeOptions } from '../bridge/connect.js';
 import { defaultTokenCachePath } from '../bridge/tokens.js';
 import { serveHttp, type HttpGateway } from '../http/server.js';
+import type { CheckpointKeys } from '../journal/checkpoint.js';
+import { checkpointKeys, realInterval, startCheckpointer } from '../journal/checkpoint-file.js';
 import { serveStdio } from '../server.js';
 import { installProcessGuard } from '../server-guard.js';
 import type { CommandArgs } from './commands.js';
@@ -23,9 +25,42 @@ import { configDir, fail, type CliIo } from './io.js';
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
-  const gateway = await openGateway({ configDir: configDir(values.config, io), env: io.env });
+  const gateway = withCheckpoints(await openGateway({ configDir: configDir(values.config, io), env: io.env }), io);
   for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
+}
+
+/**
+ * With journal.checkpoints: checkpoints on the interval while serving and once more when the
+ * gateway closes (after its last journal append). A key that is missing or not Ed25519 stops
+ * the gateway from starting: serving without the checkpoints the operator asked for would
+ * silently give up truncation detection.
+ */
+function withCheckpoints(gateway: Gateway, io: CliIo): Gateway {
+  const settings = gateway.config.journal.checkpoints;
+  if (settings === null) return gateway;
+  let keys: CheckpointKeys;
+  try {
+    keys = checkpointKeys(settings, gateway.environment);
+  } catch (error) {
+    void gateway.close();
+    throw error;
+  }
+  const checkpointer = startCheckpointer({
+    journalPath: gateway.config.journal.path,
+    config: settings,
+    keys,
+    clock: gateway.clock,
+    timer: realInterval,
+    report: (error) => void io.stderr.write(`drawbridge: warning: checkpoint not written: ${isDrawbridgeError(error) ? error.message : String(error)}\n`),
+  });
+  return {
+    ...gateway,
+    async close() {
+      await gateway.close();
+      checkpointer.stop();
+    },
+  };
 }
 
 /** The last resort while serving: a fault nobody foresaw is logged and the gateway keeps serving. */

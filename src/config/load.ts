@@ -19,6 +19,7 @@ import {
   gatewaySchema,
   toolSchema,
   type GatewayConfig,
+  type CheckpointsConfig,
   type GatewayDeclaration,
   type LoadedConnection,
   type LoadedTool,
@@ -306,6 +307,13 @@ function collectGateway(raw: RawDocument, c: Collection, validate: Validate): vo
       message: 'masking.hash_key is written inline; reference it instead, e.g. hash_key: ${DRAWBRIDGE_HASH_KEY} or hash_key: { file: /run/secrets/hash-key }',
     });
   }
+  const signingKey = value.journal.checkpoints?.signing_key;
+  if (signingKey?.kind === 'template' && !signingKey.template.includes('${')) {
+    c.problems.push({
+      ...locate(raw, ['journal', 'checkpoints', 'signing_key']),
+      message: 'journal.checkpoints.signing_key is written inline; reference it instead, e.g. signing_key: { file: /run/secrets/checkpoint-key.pem }',
+    });
+  }
   value.approval.approvers.forEach((approver, index) => {
     if (approver.token.kind === 'template' && !approver.token.template.includes('${')) {
       c.problems.push({
@@ -365,6 +373,11 @@ function checkReferences(c: Collection, documents: readonly RawDocument[], backe
   }
 }
 
+function checkpointsOf(g: GatewayDeclaration | undefined, absolute: (p: string) => string): CheckpointsConfig | null {
+  const c = g?.journal.checkpoints;
+  return c ? { everyMs: c.every, signingKey: c.signing_key, publishFile: absolute(c.publish.file) } : null;
+}
+
 /** The valid collection as a GatewayConfig, with the defaults and the warnings. */
 function assemble(root: string, c: Collection): GatewayConfig {
   const g: GatewayDeclaration | undefined = c.gateway ?? undefined;
@@ -387,7 +400,11 @@ function assemble(root: string, c: Collection): GatewayConfig {
     rules: c.rules,
     masking,
     identity: !g?.identity ? null : g.identity.mode === 'local' ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : g.identity,
-    journal: { path: isAbsolute(journalPath) ? journalPath : join(root, journalPath), sync: g?.journal.sync ?? 'full' },
+    journal: {
+      path: isAbsolute(journalPath) ? journalPath : join(root, journalPath),
+      sync: g?.journal.sync ?? 'full',
+      checkpoints: checkpointsOf(g, absolute),
+    },
     hashKey: g?.masking.hash_key ?? null,
     approval: {
       store: absolute(g?.approval.store ?? '.drawbridge/approvals.db'),

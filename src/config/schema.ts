@@ -95,6 +95,14 @@ export const gatewaySchema = z.strictObject({
     .strictObject({
       path: z.string().min(1).default('.drawbridge/journal.db'),
       sync: z.enum(['full', 'normal']).default('full'),
+      /** Signed checkpoints of the journal head, published outside the journal: they make a truncated tail detectable. */
+      checkpoints: z
+        .strictObject({
+          every: durationSchema.default(60_000),
+          signing_key: secretRefSchema,
+          publish: z.strictObject({ file: z.string().min(1) }),
+        })
+        .optional(),
     })
     .default({ path: '.drawbridge/journal.db', sync: 'full' }),
   masking: z.strictObject({ hash_key: secretRefSchema.optional() }).default({}),
@@ -142,6 +150,13 @@ export interface LoadedTool {
   readonly source: SourceLocation;
 }
 
+export interface CheckpointsConfig {
+  readonly everyMs: number;
+  readonly signingKey: SecretRef;
+  /** Absolute path of the file checkpoints are appended to. */
+  readonly publishFile: string;
+}
+
 export interface GatewayConfig {
   /** Directory holding tools/ and policies/; relative paths resolve against it. */
   readonly dir: string;
@@ -151,7 +166,7 @@ export interface GatewayConfig {
   readonly rules: readonly Rule[];
   readonly masking: readonly MaskingRule[];
   readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | OidcIdentityDeclaration | null;
-  readonly journal: { readonly path: string; readonly sync: 'full' | 'normal' };
+  readonly journal: { readonly path: string; readonly sync: 'full' | 'normal'; readonly checkpoints: CheckpointsConfig | null };
   readonly hashKey: SecretRef | null;
   readonly approval: {
     /** Absolute path of the approvals store. */

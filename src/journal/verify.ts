@@ -1,9 +1,12 @@
 // Verifies a journal file's hash chain, read-only, streaming record by record.
 // Reports the FIRST record that breaks the chain; it never repairs anything.
-// Without an externally kept head it cannot see a truncated or rewritten tail.
+// Without an externally kept head or published checkpoints (checkpoint.ts) it cannot see a
+// truncated or rewritten tail.
 
 import { DrawbridgeError } from '../errors.js';
 import { canonicalJson } from '../util/canonical-json.js';
+import type { KeyObject } from 'node:crypto';
+import { checkpointChecker, type CheckpointFailure, type CheckpointSummary, type PublishedCheckpoint } from './checkpoint.js';
 import { GENESIS_HASH, openJournalReadOnly, recordHash, type RecordType } from './journal.js';
 
 export interface VerifyResult {
@@ -13,6 +16,10 @@ export interface VerifyResult {
   /** Stored hash of the last record (64 zeros when empty). */
   head: string;
   firstBad?: { seq: number; reason: string };
+  /** With checkpoints: how many were checked, and up to which record they prove the journal. */
+  checkpoints?: CheckpointSummary;
+  /** A published checkpoint that is itself forged, altered or malformed. */
+  badCheckpoint?: { line: number; reason: string };
 }
 
 export interface VerifyOptions {
@@ -23,6 +30,8 @@ export interface VerifyOptions {
    * otherwise still a valid chain.
    */
   expectHead?: string;
+  /** Published checkpoints and the public key they must be signed with: they also catch a truncated tail up to the last one. */
+  checkpoints?: { readonly published: readonly PublishedCheckpoint[]; readonly publicKey: KeyObject };
 }
 
 interface Row {
@@ -94,6 +103,7 @@ export function verifyJournal(path: string, options: VerifyOptions = {}): Verify
     let firstBad: VerifyResult['firstBad'];
     const expectHead = options.expectHead?.toLowerCase();
     let expectHeadSeq: number | undefined;
+    const checker = options.checkpoints ? checkpointChecker(options.checkpoints.published, options.checkpoints.publicKey) : undefined;
 
     // One statement = one read transaction: a consistent snapshot even while
     // the gateway keeps appending (WAL readers do not block the writer).
@@ -110,6 +120,7 @@ export function verifyJournal(path: string, options: VerifyOptions = {}): Verify
       expectedSeq = seq + 1;
       lastSeq = seq;
       prevHash = String(row.hash);
+      checker?.record(records, prevHash);
       if (expectHead !== undefined && prevHash === expectHead) expectHeadSeq = seq;
     }
 
@@ -126,7 +137,15 @@ export function verifyJournal(path: string, options: VerifyOptions = {}): Verify
               reason: `head ${head} (record ${lastSeq}) differs from the expected head ${expectHead}: the tail was truncated or rewritten`,
             };
     }
-    return firstBad === undefined ? { ok: true, records, head } : { ok: false, records, head, firstBad };
+    const checked = checker?.finish(records);
+    const failure = checked?.failure;
+    if (firstBad === undefined && failure?.kind === 'record') firstBad = { seq: failure.seq, reason: failure.reason };
+    const extra = {
+      ...(checked ? { checkpoints: checked.summary } : {}),
+      ...(failure?.kind === 'checkpoint' ? { badCheckpoint: badCheckpointOf(failure) } : {}),
+    };
+    const ok = firstBad === undefined && extra.badCheckpoint === undefined;
+    return ok ? { ok, records, head, ...extra } : { ok, records, head, ...(firstBad ? { firstBad } : {}), ...extra };
   } catch (cause) {
     if (cause instanceof DrawbridgeError) throw cause;
     const reason = cause instanceof Error ? cause.message : String(cause);
@@ -137,4 +156,8 @@ export function verifyJournal(path: string, options: VerifyOptions = {}): Verify
   } finally {
     db.close();
   }
+}
+
+function badCheckpointOf(failure: Extract<CheckpointFailure, { kind: 'checkpoint' }>): { line: number; reason: string } {
+  return { line: failure.line, reason: failure.reason };
 }
