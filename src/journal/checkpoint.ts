@@ -169,7 +169,9 @@ export function checkpointChecker(published: readonly PublishedCheckpoint[], pub
           kind: 'record',
           seq: from,
           line,
-          reason: `record ${position} does not have the hash the checkpoint on line ${line} (${c.at}) attests: records ${from}..${position} were edited, reordered or replaced`,
+          reason:
+            `record ${position} does not have the hash the checkpoint on line ${line} (${c.at}) attests: ` +
+            `records ${from}..${position} were edited, reordered or replaced`,
         };
       }
     },
@@ -181,7 +183,9 @@ export function checkpointChecker(published: readonly PublishedCheckpoint[], pub
           kind: 'record',
           seq: total + 1,
           line,
-          reason: `the checkpoint on line ${line} (${c.at}) attests ${c.count} records but the journal has ${total}: records ${total + 1}..${c.count} were deleted from the end`,
+          reason:
+            `the checkpoint on line ${line} (${c.at}) attests ${c.count} records but the journal has ${total}: ` +
+            `records ${total + 1}..${c.count} were deleted from the end`,
         };
       }
       const summary = { checked: published.length, upTo };
