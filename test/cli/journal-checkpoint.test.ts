@@ -9,7 +9,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openJournal } from '../../src/journal/journal.js';
-import { runInProcess } from '../support/cli.js';
+import { spawn } from 'node:child_process';
+import { requireBuiltCli, runInProcess, waitForOutput } from '../support/cli.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -161,5 +162,36 @@ describe('drawbridge check and the checkpoint signing key', () => {
     const r = await runInProcess(['check', '--config', dir]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/journal\.checkpoints\.signing_key is written inline/);
+  });
+});
+
+describe('drawbridge serve with checkpoints', () => {
+  it('refuses to start without its signing key', async () => {
+    const { dir } = setup(0);
+    const r = await runInProcess(['serve', '--config', dir], { env: { CHECKPOINT_KEY: undefined } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/config\.secret_missing: The checkpoint signing key cannot be read/);
+  });
+
+  it('writes a checkpoint on shutdown (the binary, stopped by SIGTERM)', async () => {
+    const cli = requireBuiltCli();
+    const { dir, file, env } = setup(3);
+    const child = spawn(process.execPath, [cli, 'serve', '--config', dir], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await waitForOutput(() => stderr, /serving 0 tool\(s\) over stdio/, 'serve to start', 30_000);
+      expect(fs.existsSync(file)).toBe(false); // the first interval checkpoint is a minute away
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ v: 1, count: 3 });
+    const verified = await runInProcess(['journal', 'verify', '--config', dir], { env });
+    expect(verified.stdout).toMatch(/1 checkpoint\(s\) verified, proving records 1\.\.3\n$/);
   });
 });
