@@ -3,6 +3,7 @@
 // on its hash chain and published checkpoints, or sign and publish its head now.
 // Nothing here writes to a journal; checkpoint appends to the checkpoint file only.
 
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
@@ -57,7 +58,7 @@ function checkpointsToCheck(values: VerifyValues, io: CliIo, config: () => Gatew
     if (values['public-key'] !== undefined) fail('--public-key needs --checkpoints FILE (or a config with journal.checkpoints).');
     return undefined;
   }
-  let publicKey;
+  let publicKey: KeyObject;
   if (values['public-key'] !== undefined) {
     const keyFile = resolve(io.cwd, values['public-key']);
     let pem: string;
