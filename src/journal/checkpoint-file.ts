@@ -74,7 +74,9 @@ export function readCheckpointFile(file: string): PublishedCheckpoint[] {
     throw new DrawbridgeError('journal.unavailable', `Cannot read the checkpoint file ${file}: ${(cause as Error).message}`, {
       details: { file },
       cause,
-      hint: 'Give the published checkpoint file (journal.checkpoints.publish.file, or --checkpoints FILE).',
+      hint:
+        'Give the published checkpoint file (journal.checkpoints.publish.file, or --checkpoints FILE). ' +
+        'A gateway writes its first one after journal.checkpoints.every; drawbridge journal checkpoint writes one now.',
     });
   }
   return parseCheckpointFile(text);

@@ -122,6 +122,14 @@ describe('drawbridge journal checkpoint and verify', () => {
     expect(cp.stderr).toMatch(/No checkpoints are configured/);
   });
 
+  it('fails closed when the configured checkpoint file is missing, and says how to write one', async () => {
+    const { dir, env } = setup(2);
+    const r = await runInProcess(['journal', 'verify', '--config', dir], { env });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/journal\.unavailable: Cannot read the checkpoint file .*checkpoints\.jsonl/);
+    expect(r.stderr).toMatch(/drawbridge journal checkpoint writes one now/);
+  });
+
   it('journal checkpoint --help shows the command and an example', async () => {
     const r = await runInProcess(['journal', 'checkpoint', '--help']);
     expect(r.status).toBe(0);
