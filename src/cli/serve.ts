@@ -25,7 +25,7 @@ import { configDir, fail, type CliIo } from './io.js';
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
-  const gateway = withCheckpoints(await openGateway({ configDir: configDir(values.config, io), env: io.env }), io);
+  const gateway = await withCheckpoints(await openGateway({ configDir: configDir(values.config, io), env: io.env }), io);
   for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
 }
@@ -36,14 +36,14 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
  * the gateway from starting: serving without the checkpoints the operator asked for would
  * silently give up truncation detection.
  */
-function withCheckpoints(gateway: Gateway, io: CliIo): Gateway {
+async function withCheckpoints(gateway: Gateway, io: CliIo): Promise<Gateway> {
   const settings = gateway.config.journal.checkpoints;
   if (settings === null) return gateway;
   let keys: CheckpointKeys;
   try {
     keys = checkpointKeys(settings, gateway.environment);
   } catch (error) {
-    void gateway.close();
+    await gateway.close();
     throw error;
   }
   const checkpointer = startCheckpointer({

@@ -3,9 +3,9 @@
 // Without an externally kept head or published checkpoints (checkpoint.ts) it cannot see a
 // truncated or rewritten tail.
 
+import type { KeyObject } from 'node:crypto';
 import { DrawbridgeError } from '../errors.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import type { KeyObject } from 'node:crypto';
 import { checkpointChecker, type CheckpointFailure, type CheckpointSummary, type PublishedCheckpoint } from './checkpoint.js';
 import { GENESIS_HASH, openJournalReadOnly, recordHash, type RecordType } from './journal.js';
 
