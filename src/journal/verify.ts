@@ -4,7 +4,8 @@
 
 import { DrawbridgeError } from '../errors.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import { GENESIS_HASH, openJournalReadOnly, recordHash, type RecordType } from './journal.js';
+import { GENESIS_HASH, recordHash, type RecordType } from '../state/records.js';
+import { openJournalReadOnly } from '../state/sqlite/journal.js';
 
 export interface VerifyResult {
   ok: boolean;
