@@ -130,7 +130,12 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   // journal(intent): durable before the backend sees the request. Built so that it
   // cannot fail on the input's shape: only the journal itself can refuse it.
   try {
-    await gateway.journal.append('call', callId, safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance), gateway.clock());
+    await gateway.journal.append(
+      'call',
+      callId,
+      safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance),
+      gateway.clock(),
+    );
   } catch (error) {
     const failure =
       error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });

@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requestHash, type ApprovalSubject, type ApproverIdentity, type Vote } from '../../src/approval/approver.js';
-import { openApprovalStore, type ApprovalStore } from '../../src/approval/store.js';
-import { DrawbridgeError, type ErrorCode } from '../../src/errors.js';
+import { requestHash, type ApprovalSubject, type ApproverIdentity, type Vote } from '../../../src/approval/approver.js';
+import { openSqliteApprovals as openApprovalStore, type SqliteApprovals as ApprovalStore } from '../../../src/state/sqlite/approvals.js';
+import { DrawbridgeError, type ErrorCode } from '../../../src/errors.js';
 
 const dirs: string[] = [];
 const stores: ApprovalStore[] = [];
