@@ -21,7 +21,28 @@ import type { AppendOptions, JournalRecord, RecordType } from './records.js';
  */
 export interface JournalStore {
   append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date, options?: AppendOptions): Promise<JournalRecord>;
+  /**
+   * Every record as stored, in seq order, from one consistent snapshot (appends that commit
+   * meanwhile are not seen). Raw, not trusted: journal/verify.ts checks each one.
+   */
+  read(): AsyncIterable<StoredRecord>;
+  /** The last record's seq and hash (0 and GENESIS_HASH when empty), as stored. */
+  head(): Promise<{ readonly seq: number; readonly hash: string }>;
   close(): Promise<void>;
+}
+
+/**
+ * A journal record as its engine stored it, before any check: `data` is the stored canonical
+ * JSON text. Fields are unknown because verify must report a malformed record, not trust it.
+ */
+export interface StoredRecord {
+  readonly seq: unknown;
+  readonly time: unknown;
+  readonly type: unknown;
+  readonly callId: unknown;
+  readonly data: unknown;
+  readonly prevHash: unknown;
+  readonly hash: unknown;
 }
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'consumed';

@@ -203,6 +203,8 @@ describe('fail closed when the journal cannot be written', () => {
   ])('a journal that %s: the allowed UPDATE is refused and never reaches the database', async (_what, failure) => {
     let attempts = 0;
     const broken: JournalStore = {
+      read: () => gw.gateway.journal.read(),
+      head: () => gw.gateway.journal.head(),
       async append() {
         attempts++;
         throw failure();
@@ -232,6 +234,8 @@ describe('fail closed when the journal cannot be written', () => {
 
   it('a journal that fails on the outcome withholds the answer of a read', async () => {
     const broken: JournalStore = {
+      read: () => gw.gateway.journal.read(),
+      head: () => gw.gateway.journal.head(),
       async append(type, callId, data, now) {
         if (type === 'outcome') throw new DrawbridgeError('journal.unavailable', 'Cannot append to the audit journal (x): disk full');
         return gw.gateway.journal.append(type, callId, data, now);

@@ -33,13 +33,17 @@ export function openSqliteState(paths: SqliteStatePaths): StateStore {
 export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sync']>, when: SqliteStatePaths['openJournal'] = 'now'): JournalStore {
   let journal: Journal | null = when === 'now' ? openJournal(path, { sync }) : null;
   let closed = false;
+  const opened = (): Journal => {
+    if (closed && journal === null) throw new DrawbridgeError('journal.unavailable', 'Cannot append to the audit journal: journal is closed');
+    return (journal ??= openJournal(path, { sync }));
+  };
   return {
     // The sync writer returns after COMMIT (and fsync when durable): resolving then keeps "durable before append resolves".
-    append: async (type, callId, data, now, options) => {
-      if (closed && journal === null) throw new DrawbridgeError('journal.unavailable', 'Cannot append to the audit journal: journal is closed');
-      journal ??= openJournal(path, { sync });
-      return journal.append(type, callId, data, now, options);
+    append: async (type, callId, data, now, options) => opened().append(type, callId, data, now, options),
+    async *read() {
+      yield* opened().rows();
     },
+    head: async () => opened().head(),
     close: async () => {
       closed = true;
       journal?.close();

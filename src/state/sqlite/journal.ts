@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { DrawbridgeError } from '../../errors.js';
 import { canonicalJson } from '../../util/canonical-json.js';
+import type { StoredRecord } from '../contract.js';
 import { GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
 
 /** The synchronous writer; callers use the async JournalStore of state/contract.ts. */
@@ -19,6 +20,9 @@ export interface Journal {
    * it but never reorder or corrupt the chain. Throws DrawbridgeError('journal.unavailable', …).
    */
   append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date, options?: AppendOptions): JournalRecord;
+  /** The stored rows in seq order; one statement, so one read snapshot. */
+  rows(): IterableIterator<StoredRecord>;
+  head(): { seq: number; hash: string };
   close(): void;
 }
 
@@ -31,6 +35,9 @@ export interface JournalOptions {
 const JOURNAL_FORMAT_VERSION = '1';
 
 const BUSY_TIMEOUT_MS = 5_000;
+
+/** The records columns under the names of StoredRecord. */
+export const STORED_COLUMNS = 'seq, time, type, call_id AS callId, data, prev_hash AS prevHash, hash';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -180,6 +187,15 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
         // journal.unavailable so the caller refuses to execute the call.
         throw appendFailed(path, cause);
       }
+    },
+    rows() {
+      if (closed) throw appendFailed(path, new Error('journal is closed'));
+      return db.prepare(`SELECT ${STORED_COLUMNS} FROM records ORDER BY seq`).iterate() as IterableIterator<StoredRecord>;
+    },
+    head() {
+      if (closed) throw appendFailed(path, new Error('journal is closed'));
+      const last = lastStmt.get() as LastRow | undefined;
+      return last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash };
     },
     close() {
       if (closed) return;
