@@ -1,6 +1,6 @@
-// The out-of-band approval store: opening and reusing requests, every rule of
-// vote(), expiry by the caller's clock, consume exactly once, two handles on
-// one file, grants (exact lookup, expiry boundary, revoke) and fail-closed errors.
+// The SQLite engine's approval store (src/state/sqlite/approvals.ts, synchronous, under the
+// async contract): opening and reusing requests, every rule of vote(), expiry by the caller's
+// clock, consume exactly once, two handles on one file, grants and fail-closed errors.
 
 import fs from 'node:fs';
 import os from 'node:os';
