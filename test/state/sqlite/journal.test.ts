@@ -1,6 +1,6 @@
-// Tests for the journal writer: canonical JSON, hashing, chaining, durability,
-// concurrent handles, the append-only triggers and fail-closed errors.
-// Tamper detection lives in verify.test.ts, export in export.test.ts.
+// Tests for the SQLite engine's journal writer (src/state/sqlite/journal.ts): canonical JSON,
+// hashing, chaining, durability, concurrent handles, the append-only triggers and fail-closed
+// errors. Tamper detection lives in test/journal/verify.test.ts, export in export.test.ts.
 
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
