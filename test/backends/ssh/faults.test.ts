@@ -73,7 +73,9 @@ rules:
   });
   const config = loadConfig(dir);
   // A short busy timeout, so the locked-store case fails closed in 100 ms instead of 5 s.
-  const approvals = sqliteApprovals(() => openSqliteApprovals(join(dir, 'approvals.db'), { busyTimeoutMs: 100 }));
+  // Opened here, before the lock below is taken, as the test asks about a store in use.
+  const store = openSqliteApprovals(join(dir, 'approvals.db'), { busyTimeoutMs: 100 });
+  const approvals = sqliteApprovals(() => store);
   const journal = sqliteJournal(join(dir, 'journal.db'), 'full');
   gateway = createGateway({
     config,
