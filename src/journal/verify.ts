@@ -27,7 +27,6 @@ export interface VerifyOptions {
   expectHead?: string;
 }
 
-
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Returns why this row is bad, or undefined if it chains correctly onto the previous one. */
