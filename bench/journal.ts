@@ -5,7 +5,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { openJournal } from '../src/journal/journal.js';
+import { openJournal } from '../src/state/sqlite/journal.js';
 import { percentile, removeTempDir, tempDir } from './support.js';
 
 function intent(i: number): Record<string, unknown> {

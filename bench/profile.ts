@@ -18,7 +18,7 @@ import { loadParser } from '../src/backends/postgres/ast.js';
 import { loadConfig } from '../src/config/load.js';
 import type { GatewayConfig } from '../src/config/schema.js';
 import { makeIdentity, type Identity } from '../src/identity/identity.js';
-import { openJournal } from '../src/journal/journal.js';
+import { openSqliteState } from '../src/state/sqlite/index.js';
 import { applicableRules, createMasker } from '../src/masking/masker.js';
 import { renderAnswer } from '../src/pipeline/answer.js';
 import { callTool, inputSchemaFor } from '../src/pipeline/callTool.js';
@@ -56,7 +56,7 @@ interface Env {
 function gatewayWith(env: Env, journalPath: string, sync: 'full' | 'normal'): Gateway {
   return createGateway({
     config: env.config,
-    journal: openJournal(journalPath, { sync }),
+    state: openSqliteState({ journal: journalPath, journalSync: sync, openJournal: 'now', approvals: env.config.approval.store }),
     maskKey: new TextEncoder().encode(env.environment['HASH_KEY'] ?? 'k'),
     environment: { env: env.environment, baseDir: env.config.dir },
   });
@@ -95,7 +95,7 @@ async function stagedCall(
   const decision = evaluate(request, env.identity, env.config.rules, new Date());
   if (decision.effect !== 'allow') throw new Error(`profile call not allowed: ${decision.message}`);
   lap('resolve');
-  gateway.journal.append('call', callId, {
+  await gateway.journal.append('call', callId, {
     principal: { subject: env.identity.subject, groups: [...env.identity.groups], kind: env.identity.kind, issuer: env.identity.issuer },
     client: { name: 'bench' },
     tool: 'run_sql',
@@ -119,7 +119,7 @@ async function stagedCall(
   const { text, structured } = renderAnswer({ callId, request, decision, result: safe, masked, durationMs: 1 });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
   lap('render + hash');
-  gateway.journal.append('outcome', callId, {
+  await gateway.journal.append('outcome', callId, {
     status: 'ok',
     rows: safe.rows.length,
     affectedRows: safe.affectedRows,

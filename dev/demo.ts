@@ -27,7 +27,7 @@ import { seedDemo } from './seed.js';
 import { exportLines } from '../src/journal/export.js';
 import { verifyJournal } from '../src/journal/verify.js';
 import { loadConfig } from '../src/config/load.js';
-import { openApprovalStore } from '../src/approval/store.js';
+import { openSqliteApprovals as openApprovalStore } from '../src/state/sqlite/approvals.js';
 import { serveHttp } from '../src/http/server.js';
 import { createOidcVerifier } from '../src/identity/oidc.js';
 import { openGateway } from '../src/pipeline/gateway.js';

@@ -6,7 +6,7 @@
 
 import { formatDuration } from '../config/units.js';
 import type { Vote } from './approver.js';
-import type { StoredApproval, StoredGrant } from './store.js';
+import type { StoredApproval, StoredGrant } from '../state/contract.js';
 
 // C0 (except \t and \n), DEL, C1, zero-width and direction marks, line/paragraph
 // separators, bidi embeddings/overrides/isolates, word joiners, BOM.

@@ -15,15 +15,14 @@ import { formatDuration } from '../config/units.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { DrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import type { Journal } from '../journal/journal.js';
+import type { ApprovalStore, JournalStore, StoredApproval, StoredGrant } from '../state/contract.js';
 import type { Decision } from '../policy/evaluate.js';
 import { requestHash, type ApprovalAnswer, type ApprovalChannel, type ApprovalSubject, type Vote } from './approver.js';
 import { grantChoices, describeForApproval } from './prompt.js';
-import type { ApprovalStore, StoredApproval, StoredGrant } from './store.js';
 
 export interface ApprovalContext {
   readonly store: () => ApprovalStore;
-  readonly journal: Journal;
+  readonly journal: JournalStore;
   readonly clock: () => Date;
   readonly settings: GatewayConfig['approval'];
   /** Real-time sleep; injectable (with `monotonic`) so tests run a long wait in virtual time. */
@@ -65,7 +64,7 @@ export async function approveStage(ctx: ApprovalContext, input: ApproveInput): P
   const now = ctx.clock();
 
   // 1. A grant from an earlier approval covers this principal, connection and rule.
-  const grant = ctx
+  const grant = await ctx
     .store()
     .findGrant({ subject: identity.subject, issuer: identity.issuer, tool: request.tool, connection: request.connection, rule: rule.name }, now);
   if (grant) return { kind: 'grant', grant };
@@ -116,7 +115,7 @@ async function askInBand(
   elicit: NonNullable<ApprovalChannel['elicit']>,
 ): Promise<Clearance> {
   const approvalId = `ap_${randomBytes(8).toString('hex').slice(0, 10)}`;
-  ctx.journal.append(
+  await ctx.journal.append(
     'approval',
     s.callId,
     { event: 'requested', approvalId, via: 'elicitation', hash: s.hash, rule: s.rule, requester: s.requester, client: s.client ?? null, preview: s.preview },
@@ -130,9 +129,9 @@ async function askInBand(
   try {
     answer = await elicit({ message: describeForApproval(s), grantChoices: grantChoices(s.maxGrantMs) }, ctx.settings.elicitationTimeoutMs, channel.signal);
   } catch (error) {
-    if (channel.signal?.aborted) throw abandoned(ctx, s, approvalId, 'elicitation');
+    if (channel.signal?.aborted) throw await abandoned(ctx, s, approvalId, 'elicitation');
     const timedOut = /timed? ?out/i.test((error as Error)?.message ?? '');
-    ctx.journal.append(
+    await ctx.journal.append(
       'approval',
       s.callId,
       { event: timedOut ? 'timeout' : 'failed', approvalId, via: 'elicitation', error: (error as Error)?.message ?? String(error) },
@@ -152,14 +151,14 @@ async function askInBand(
     heartbeat?.stop();
   }
   // Answered, but the call was cancelled meanwhile: nobody is waiting for a result.
-  if (channel.signal?.aborted) throw abandoned(ctx, s, approvalId, 'elicitation');
+  if (channel.signal?.aborted) throw await abandoned(ctx, s, approvalId, 'elicitation');
   const who = { subject: s.requester.subject, groups: s.requester.groups, kind: s.requester.kind };
   // One clock reading for the answer: the journal's approved record and the vote carried into the call's clearance must agree.
   const answeredAt = ctx.clock();
   const at = answeredAt.toISOString();
   if (answer.action !== 'accept' || !answer.approve) {
     const how = answer.action === 'accept' ? 'declined' : answer.action === 'decline' ? 'declined' : 'cancelled';
-    ctx.journal.append(
+    await ctx.journal.append(
       'approval',
       s.callId,
       {
@@ -185,21 +184,21 @@ async function askInBand(
     ...(grantMs > 0 ? { grantMs } : {}),
     at,
   };
-  ctx.journal.append(
+  await ctx.journal.append(
     'approval',
     s.callId,
     { event: 'approved', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, reason: answer.reason ?? null, grantMs },
     answeredAt,
   );
-  const grant = grantMs > 0 ? createGrant(ctx, s, approvalId, grantMs) : null;
+  const grant = grantMs > 0 ? await createGrant(ctx, s, approvalId, grantMs) : null;
   return { kind: 'approval', approvalId, via: 'elicitation', votes: [vote], grant };
 }
 
 async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel: ApprovalChannel): Promise<Clearance> {
   const store = ctx.store();
-  const { approval, created } = store.openRequest(s, ctx.clock(), ctx.settings.pendingTtlMs);
+  const { approval, created } = await store.openRequest(s, ctx.clock(), ctx.settings.pendingTtlMs);
   if (created) {
-    ctx.journal.append(
+    await ctx.journal.append(
       'approval',
       s.callId,
       {
@@ -224,12 +223,12 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
   let lastProgress = -Infinity;
   let current: StoredApproval | undefined;
   for (;;) {
-    current = store.get(approval.id, ctx.clock());
+    current = await store.get(approval.id, ctx.clock());
     if (!current) throw new DrawbridgeError('approval.not_found', `Approval ${approval.id} disappeared from the store.`);
     // Checked first: a cancelled call must neither use up an approval nor swallow a denial.
-    if (channel.signal?.aborted) throw abandoned(ctx, s, current.id, 'cli', current);
-    if (current.status === 'approved') return consume(ctx, store, current, s);
-    if (current.status === 'denied') throw declined(ctx, store, current, s);
+    if (channel.signal?.aborted) throw await abandoned(ctx, s, current.id, 'cli', current);
+    if (current.status === 'approved') return await consume(ctx, store, current, s);
+    if (current.status === 'denied') throw await declined(ctx, store, current, s);
     if (current.status !== 'pending') {
       const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
       throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, {
@@ -312,10 +311,10 @@ function keepAlive(ctx: ApprovalContext, progress: (message: string) => Promise<
  * A denial reaches the requester: on the call that waited for it, or on their next
  * identical call (openRequest returns the denied request until it was reported once).
  */
-function declined(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): DrawbridgeError {
-  const reported = store.reportDenial(approval.id, ctx.clock());
+async function declined(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Promise<DrawbridgeError> {
+  const reported = await store.reportDenial(approval.id, ctx.clock());
   const deny = reported.votes.find((v) => v.decision === 'deny');
-  ctx.journal.append(
+  await ctx.journal.append(
     'approval',
     s.callId,
     {
@@ -336,8 +335,14 @@ function declined(ctx: ApprovalContext, store: ApprovalStore, approval: StoredAp
 }
 
 /** The client cancelled the call while it was being approved: journaled, and nothing runs. */
-function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, via: 'elicitation' | 'cli', current?: StoredApproval): DrawbridgeError {
-  ctx.journal.append(
+async function abandoned(
+  ctx: ApprovalContext,
+  s: ApprovalSubject,
+  approvalId: string,
+  via: 'elicitation' | 'cli',
+  current?: StoredApproval,
+): Promise<DrawbridgeError> {
+  await ctx.journal.append(
     'approval',
     s.callId,
     { event: 'abandoned', approvalId, via, reason: 'the client cancelled the call', ...(current ? { status: current.status } : {}) },
@@ -357,11 +362,11 @@ function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string,
   );
 }
 
-function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Clearance {
+async function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Promise<Clearance> {
   // Exactly once: a second call with the same input needs a new approval (or a grant).
   let consumed: StoredApproval;
   try {
-    consumed = store.consume(approval.id, ctx.clock());
+    consumed = await store.consume(approval.id, ctx.clock());
   } catch (error) {
     // Another identical call waiting on the same request used the approval first.
     if (error instanceof DrawbridgeError && error.code === 'approval.not_approved') {
@@ -377,7 +382,7 @@ function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApp
     }
     throw error;
   }
-  ctx.journal.append(
+  await ctx.journal.append(
     'approval',
     s.callId,
     {
@@ -389,18 +394,18 @@ function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApp
     ctx.clock(),
   );
   const grantMs = Math.min(consumed.grantMs ?? 0, s.maxGrantMs ?? 0);
-  const grant = grantMs > 0 ? createGrant(ctx, s, consumed.id, grantMs) : null;
+  const grant = grantMs > 0 ? await createGrant(ctx, s, consumed.id, grantMs) : null;
   return { kind: 'approval', approvalId: consumed.id, via: 'cli', votes: consumed.votes, grant };
 }
 
-function createGrant(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, grantMs: number): StoredGrant {
-  const grant = ctx
+async function createGrant(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, grantMs: number): Promise<StoredGrant> {
+  const grant = await ctx
     .store()
     .createGrant(
       { subject: s.requester.subject, issuer: s.requester.issuer, tool: s.tool, connection: s.connection, rule: s.rule, approvalId, grantMs },
       ctx.clock(),
     );
-  ctx.journal.append(
+  await ctx.journal.append(
     'grant',
     s.callId,
     {

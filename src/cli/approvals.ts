@@ -8,12 +8,13 @@ import { resolve } from 'node:path';
 import type { ApproverIdentity, Vote } from '../approval/approver.js';
 import { authenticateApprover } from '../approval/approvers.js';
 import { formatApproval, formatApprovalList, formatGrantList, safeLine } from '../approval/format.js';
-import { openApprovalStore, type ApprovalStore } from '../approval/store.js';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { durationSchema, formatDuration } from '../config/units.js';
 import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
-import { openJournal, type JournalRecord } from '../journal/journal.js';
+import type { ApprovalStore, StateStore } from '../state/contract.js';
+import { openState } from '../state/open.js';
+import type { JournalRecord } from '../state/records.js';
 import { COMMANDS, type CommandArgs, type CommandSpec } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
 
@@ -24,13 +25,18 @@ function refused(error: unknown, io: CliIo): number {
   return error.code === 'input.invalid' ? 2 : 1;
 }
 
-function withStore<T>(config: GatewayConfig, body: (store: ApprovalStore) => T): T {
-  const store = openApprovalStore(config.approval.store);
+/** The state for one command, closed after `body`; the journal is opened only if the command appends to it. */
+async function withState<T>(config: GatewayConfig, body: (state: StateStore) => Promise<T>): Promise<T> {
+  const state = openState(config, { openJournal: 'on first append' });
   try {
-    return body(store);
+    return await body(state);
   } finally {
-    store.close();
+    await state.close();
   }
+}
+
+function withStore<T>(config: GatewayConfig, body: (store: ApprovalStore) => Promise<T>): Promise<T> {
+  return withState(config, (state) => body(state.approvals));
 }
 
 /** The presented approver token: --token-file wins over $DRAWBRIDGE_APPROVER_TOKEN. Never printed. */
@@ -64,11 +70,11 @@ function oneId(positionals: string[], spec: CommandSpec): string {
   return id;
 }
 
-export function approvalsList({ values }: CommandArgs<'approvals list'>, io: CliIo): number {
+export async function approvalsList({ values }: CommandArgs<'approvals list'>, io: CliIo): Promise<number> {
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
-    const approvals = withStore(config, (store) => store.list(now, values.all ? {} : { status: 'pending' }));
+    const approvals = await withStore(config, (store) => store.list(now, values.all ? {} : { status: 'pending' }));
     io.stdout.write(values.json ? `${JSON.stringify(approvals, null, 2)}\n` : formatApprovalList(approvals, now, { all: values.all }));
     return 0;
   } catch (error) {
@@ -76,12 +82,12 @@ export function approvalsList({ values }: CommandArgs<'approvals list'>, io: Cli
   }
 }
 
-export function approvalsShow({ values, positionals }: CommandArgs<'approvals show'>, io: CliIo): number {
+export async function approvalsShow({ values, positionals }: CommandArgs<'approvals show'>, io: CliIo): Promise<number> {
   const id = oneId(positionals, COMMANDS['approvals show']);
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
-    const approval = withStore(config, (store) => store.get(id, now));
+    const approval = await withStore(config, (store) => store.get(id, now));
     if (!approval) throw new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(safeLine(id))}.`);
     io.stdout.write(values.json ? `${JSON.stringify(approval, null, 2)}\n` : formatApproval(approval, now));
     return 0;
@@ -124,7 +130,7 @@ export async function approvalsVote(
   let committed = false;
   try {
     const approver = await authenticateApprover(config, token, io.env);
-    const journal = openJournal(config.journal.path, { sync: config.journal.sync });
+    const state = openState(config);
     try {
       const now = new Date();
       const vote: Vote = {
@@ -135,28 +141,26 @@ export async function approvalsVote(
         ...(grantMs > 0 ? { grantMs } : {}),
         at: now.toISOString(),
       };
-      const after = withStore(config, (store) =>
-        store.vote(id, vote, now, {
-          beforeCommit: (a) => {
-            record = journal.append(
-              'approval',
-              a.subject.callId,
-              {
-                event: 'vote',
-                approvalId: a.id,
-                hash: a.hash,
-                decision,
-                approver: approverRecord(approver),
-                via: 'cli',
-                reason: reason ?? null,
-                grantMs: decision === 'approve' ? grantMs : null,
-                status: a.status,
-              },
-              now,
-            );
-          },
-        }),
-      );
+      const after = await state.approvals.vote(id, vote, now, {
+        beforeCommit: async (a) => {
+          record = await state.journal.append(
+            'approval',
+            a.subject.callId,
+            {
+              event: 'vote',
+              approvalId: a.id,
+              hash: a.hash,
+              decision,
+              approver: approverRecord(approver),
+              via: 'cli',
+              reason: reason ?? null,
+              grantMs: decision === 'approve' ? grantMs : null,
+              status: a.status,
+            },
+            now,
+          );
+        },
+      });
       committed = true;
       const approvals = new Set(after.votes.filter((v) => v.decision === 'approve').map((v) => v.approver.subject)).size;
       const grant = after.grantMs ? formatDuration(after.grantMs) : 'none: this call only';
@@ -172,7 +176,7 @@ export async function approvalsVote(
       );
       return 0;
     } finally {
-      journal.close();
+      await state.close();
     }
   } catch (error) {
     if (record !== undefined && !committed) {
@@ -185,11 +189,11 @@ export async function approvalsVote(
   }
 }
 
-export function grantsList({ values }: CommandArgs<'grants list'>, io: CliIo): number {
+export async function grantsList({ values }: CommandArgs<'grants list'>, io: CliIo): Promise<number> {
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
-    const grants = withStore(config, (store) => store.listGrants(now, values.all ? {} : { active: true }));
+    const grants = await withStore(config, (store) => store.listGrants(now, values.all ? {} : { active: true }));
     io.stdout.write(values.json ? `${JSON.stringify(grants, null, 2)}\n` : formatGrantList(grants, now, { all: values.all }));
     return 0;
   } catch (error) {
@@ -209,27 +213,24 @@ export async function grantsRevoke({ values, positionals }: CommandArgs<'grants 
   try {
     const approver = await authenticateApprover(config, token, io.env);
     const now = new Date();
-    const { grant, callId } = withStore(config, (store) => {
-      const revoked = store.revokeGrant(id, approver.subject, now);
+    const { grant, callId } = await withStore(config, async (store) => {
+      const revoked = await store.revokeGrant(id, approver.subject, now);
       // Journal under the call that requested the approval; in-band grants have no stored request.
-      return { grant: revoked, callId: store.get(revoked.approvalId, now)?.subject.callId ?? revoked.id };
+      return { grant: revoked, callId: (await store.get(revoked.approvalId, now))?.subject.callId ?? revoked.id };
     });
     io.stdout.write(
       `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} ` +
         `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`,
     );
     try {
-      const journal = openJournal(config.journal.path, { sync: config.journal.sync });
-      try {
-        journal.append(
+      await withState(config, async (state) => {
+        await state.journal.append(
           'grant',
           callId,
           { event: 'revoked', grantId: grant.id, approvalId: grant.approvalId, by: approver.subject, approver: approverRecord(approver) },
           now,
         );
-      } finally {
-        journal.close();
-      }
+      });
     } catch (error) {
       io.stderr.write(`drawbridge: ERROR: grant ${grant.id} IS revoked, but the revocation could not be journaled. Tell the operator.\n`);
       return refused(error, io);

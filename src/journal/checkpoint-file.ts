@@ -16,7 +16,8 @@ import {
   type JournalHead,
   type PublishedCheckpoint,
 } from './checkpoint.js';
-import { GENESIS_HASH, openJournalReadOnly } from './journal.js';
+import { GENESIS_HASH } from '../state/records.js';
+import { openJournalReadOnly } from '../state/sqlite/journal.js';
 
 /** The configured signing key, resolved and parsed (config.secret_missing / config.secret_invalid, never showing the key). */
 export function checkpointKeys(config: CheckpointsConfig, environment: SecretEnvironment): CheckpointKeys {

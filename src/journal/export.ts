@@ -3,7 +3,7 @@
 // it does not verify the chain (verify.ts does) and trusts no field as text.
 
 import { DrawbridgeError } from '../errors.js';
-import { openJournalReadOnly } from './journal.js';
+import { openJournalReadOnly } from '../state/sqlite/journal.js';
 
 export interface ExportFilter {
   /** Inclusive. */

@@ -1,4 +1,4 @@
-// Verifies a journal file's hash chain, read-only, streaming record by record.
+// Verifies a journal's hash chain (a SQLite file read-only, or any engine's JournalStore), streaming record by record.
 // Reports the FIRST record that breaks the chain; it never repairs anything.
 // Without an externally kept head or published checkpoints (checkpoint.ts) it cannot see a
 // truncated or rewritten tail.
@@ -7,7 +7,9 @@ import type { KeyObject } from 'node:crypto';
 import { DrawbridgeError } from '../errors.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { checkpointChecker, type CheckpointFailure, type CheckpointSummary, type PublishedCheckpoint } from './checkpoint.js';
-import { GENESIS_HASH, openJournalReadOnly, recordHash, type RecordType } from './journal.js';
+import { GENESIS_HASH, recordHash, type RecordType } from '../state/records.js';
+import type { JournalStore, StoredRecord } from '../state/contract.js';
+import { openJournalReadOnly, STORED_COLUMNS } from '../state/sqlite/journal.js';
 
 export interface VerifyResult {
   ok: boolean;
@@ -34,21 +36,11 @@ export interface VerifyOptions {
   checkpoints?: { readonly published: readonly PublishedCheckpoint[]; readonly publicKey: KeyObject };
 }
 
-interface Row {
-  seq: unknown;
-  time: unknown;
-  type: unknown;
-  call_id: unknown;
-  data: unknown;
-  prev_hash: unknown;
-  hash: unknown;
-}
-
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Returns why this row is bad, or undefined if it chains correctly onto the previous one. */
-function checkRow(row: Row, expectedSeq: number, prevHash: string): string | undefined {
-  const { seq, time, type, call_id: callId, data, prev_hash: storedPrev, hash } = row;
+function checkRow(row: StoredRecord, expectedSeq: number, prevHash: string): string | undefined {
+  const { seq, time, type, callId, data, prevHash: storedPrev, hash } = row;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq)) return 'malformed seq';
   if (typeof time !== 'string' || typeof type !== 'string' || typeof callId !== 'string' || typeof data !== 'string') {
     return 'malformed columns (time, type, call_id and data must be text)';
@@ -93,22 +85,18 @@ function checkRow(row: Row, expectedSeq: number, prevHash: string): string | und
   return undefined;
 }
 
-export function verifyJournal(path: string, options: VerifyOptions = {}): VerifyResult {
-  const db = openJournalReadOnly(path);
-  try {
-    let records = 0;
-    let expectedSeq = 1;
-    let prevHash = GENESIS_HASH;
-    let lastSeq = 0;
-    let firstBad: VerifyResult['firstBad'];
-    const expectHead = options.expectHead?.toLowerCase();
-    let expectHeadSeq: number | undefined;
-    const checker = options.checkpoints ? checkpointChecker(options.checkpoints.published, options.checkpoints.publicKey) : undefined;
-
-    // One statement = one read transaction: a consistent snapshot even while
-    // the gateway keeps appending (WAL readers do not block the writer).
-    const rows = db.prepare('SELECT seq, time, type, call_id, data, prev_hash, hash FROM records ORDER BY seq').iterate() as IterableIterator<Row>;
-    for (const row of rows) {
+/** Walks a chain record by record (push), then says whether it holds (result); shared by the file and the store readers. */
+function chainCheck(options: VerifyOptions): { push(row: StoredRecord): void; result(): VerifyResult } {
+  let records = 0;
+  let expectedSeq = 1;
+  let prevHash = GENESIS_HASH;
+  let lastSeq = 0;
+  let firstBad: VerifyResult['firstBad'];
+  const expectHead = options.expectHead?.toLowerCase();
+  let expectHeadSeq: number | undefined;
+  const checker = options.checkpoints ? checkpointChecker(options.checkpoints.published, options.checkpoints.publicKey) : undefined;
+  return {
+    push(row) {
       records++;
       const seq = typeof row.seq === 'number' ? row.seq : expectedSeq;
       if (firstBad === undefined) {
@@ -122,30 +110,43 @@ export function verifyJournal(path: string, options: VerifyOptions = {}): Verify
       prevHash = String(row.hash);
       checker?.record(records, prevHash);
       if (expectHead !== undefined && prevHash === expectHead) expectHeadSeq = seq;
-    }
+    },
+    result() {
+      const head = prevHash;
+      if (firstBad === undefined && expectHead !== undefined && head !== expectHead) {
+        firstBad =
+          expectHeadSeq !== undefined
+            ? {
+                seq: expectHeadSeq + 1,
+                reason: `journal continues past the expected head (record ${expectHeadSeq}) with ${lastSeq - expectHeadSeq} more record(s)`,
+              }
+            : {
+                seq: lastSeq + 1,
+                reason: `head ${head} (record ${lastSeq}) differs from the expected head ${expectHead}: the tail was truncated or rewritten`,
+              };
+      }
+      const checked = checker?.finish(records);
+      const failure = checked?.failure;
+      if (firstBad === undefined && failure?.kind === 'record') firstBad = { seq: failure.seq, reason: failure.reason };
+      const extra = {
+        ...(checked ? { checkpoints: checked.summary } : {}),
+        ...(failure?.kind === 'checkpoint' ? { badCheckpoint: badCheckpointOf(failure) } : {}),
+      };
+      const ok = firstBad === undefined && extra.badCheckpoint === undefined;
+      return ok ? { ok, records, head, ...extra } : { ok, records, head, ...(firstBad ? { firstBad } : {}), ...extra };
+    },
+  };
+}
 
-    const head = prevHash;
-    if (firstBad === undefined && expectHead !== undefined && head !== expectHead) {
-      firstBad =
-        expectHeadSeq !== undefined
-          ? {
-              seq: expectHeadSeq + 1,
-              reason: `journal continues past the expected head (record ${expectHeadSeq}) with ${lastSeq - expectHeadSeq} more record(s)`,
-            }
-          : {
-              seq: lastSeq + 1,
-              reason: `head ${head} (record ${lastSeq}) differs from the expected head ${expectHead}: the tail was truncated or rewritten`,
-            };
-    }
-    const checked = checker?.finish(records);
-    const failure = checked?.failure;
-    if (firstBad === undefined && failure?.kind === 'record') firstBad = { seq: failure.seq, reason: failure.reason };
-    const extra = {
-      ...(checked ? { checkpoints: checked.summary } : {}),
-      ...(failure?.kind === 'checkpoint' ? { badCheckpoint: badCheckpointOf(failure) } : {}),
-    };
-    const ok = firstBad === undefined && extra.badCheckpoint === undefined;
-    return ok ? { ok, records, head, ...extra } : { ok, records, head, ...(firstBad ? { firstBad } : {}), ...extra };
+export function verifyJournal(path: string, options: VerifyOptions = {}): VerifyResult {
+  const db = openJournalReadOnly(path);
+  try {
+    const check = chainCheck(options);
+    // One statement = one read transaction: a consistent snapshot even while
+    // the gateway keeps appending (WAL readers do not block the writer).
+    const rows = db.prepare(`SELECT ${STORED_COLUMNS} FROM records ORDER BY seq`).iterate() as IterableIterator<StoredRecord>;
+    for (const row of rows) check.push(row);
+    return check.result();
   } catch (cause) {
     if (cause instanceof DrawbridgeError) throw cause;
     const reason = cause instanceof Error ? cause.message : String(cause);
@@ -156,6 +157,13 @@ export function verifyJournal(path: string, options: VerifyOptions = {}): Verify
   } finally {
     db.close();
   }
+}
+
+/** verifyJournal over any engine's journal (JournalStore.read); read failures are the engine's journal.unavailable. */
+export async function verifyStore(journal: JournalStore, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const check = chainCheck(options);
+  for await (const row of journal.read()) check.push(row);
+  return check.result();
 }
 
 function badCheckpointOf(failure: Extract<CheckpointFailure, { kind: 'checkpoint' }>): { line: number; reason: string } {

@@ -130,7 +130,12 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   // journal(intent): durable before the backend sees the request. Built so that it
   // cannot fail on the input's shape: only the journal itself can refuse it.
   try {
-    gateway.journal.append('call', callId, safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance), gateway.clock());
+    await gateway.journal.append(
+      'call',
+      callId,
+      safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance),
+      gateway.clock(),
+    );
   } catch (error) {
     const failure =
       error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });
@@ -192,7 +197,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   const { text, structured } = renderAnswer({ callId, request: shown, decision, result: safe, masked, durationMs });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
   try {
-    outcome(gateway, callId, {
+    await outcome(gateway, callId, {
       status: 'ok',
       rows: safe.rows.length,
       affectedRows: safe.affectedRows,
@@ -414,21 +419,21 @@ function clearanceRecord(clearance: Clearance | null): Record<string, unknown> |
   };
 }
 
-function outcome(gateway: Gateway, callId: string, data: Record<string, unknown>): void {
+async function outcome(gateway: Gateway, callId: string, data: Record<string, unknown>): Promise<void> {
   // The outcome commits without its own fsync: it reaches the disk with the next
   // intent's fsync (or at close). Only the intent must be durable before execute.
-  gateway.journal.append('outcome', callId, data, gateway.clock(), { durable: false });
+  await gateway.journal.append('outcome', callId, data, gateway.clock(), { durable: false });
 }
 
-function refuse(
+async function refuse(
   callId: string,
   error: DrawbridgeError,
   masker: Masker,
   request: ParsedRequest | null,
-  record: ((masked: MaskCount[]) => void) | null,
+  record: ((masked: MaskCount[]) => Promise<void>) | null,
   started?: number,
   caller: Identity | null = null,
-): CallResult {
+): Promise<CallResult> {
   // Error text may quote data (a database puts the offending value in the message).
   // The caller's own subject and groups stay readable ("No rule allows … for
   // dev@example.com", a cluster's "User \"dev@example.com\" cannot …"): exactly
@@ -437,7 +442,7 @@ function refuse(
   const { text: message, masked } = masker.maskText(error.message, request, { exempt });
   const safe = new DrawbridgeError(error.code, message, { hint: error.hint, details: { ...error.details } });
   try {
-    record?.(masked);
+    await record?.(masked);
   } catch (journalError) {
     const failure = toDrawbridgeError(journalError);
     return { ok: false, callId, error: failure, text: errorText(failure) };

@@ -9,13 +9,16 @@ import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
-import { openJournal, type Journal } from '../journal/journal.js';
 import type { ApprovalContext } from '../approval/stage.js';
-import { openApprovalStore, type ApprovalStore } from '../approval/store.js';
+import type { JournalStore, StateStore } from '../state/contract.js';
+import { openState } from '../state/open.js';
 
 export interface Gateway {
   readonly config: GatewayConfig;
-  readonly journal: Journal;
+  /** The shared state (journal, approvals, grants); closed with the gateway. */
+  readonly state: StateStore;
+  /** state.journal. */
+  readonly journal: JournalStore;
   readonly maskKey: Uint8Array;
   readonly environment: SecretEnvironment;
   readonly clock: () => Date;
@@ -28,20 +31,19 @@ export interface Gateway {
 
 export function createGateway(options: {
   config: GatewayConfig;
-  journal: Journal;
+  state: StateStore;
   maskKey: Uint8Array;
   environment: SecretEnvironment;
   clock?: () => Date;
-  /** Tests inject a store, a sleep and monotonic clock (virtual time), or the progress interval; by default the store at config.approval.store. */
-  approvals?: { store?: ApprovalStore; sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
+  /** Tests inject a sleep and monotonic clock (virtual time), or the progress interval. */
+  approvals?: { sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const clock = options.clock ?? (() => new Date());
-  let store: ApprovalStore | null = options.approvals?.store ?? null;
   const approval: ApprovalContext = {
-    // Opened on first use: a gateway whose policy never asks for approval never creates the file.
-    store: () => (store ??= openApprovalStore(options.config.approval.store)),
-    journal: options.journal,
+    // The engine opens its approvals on first use: a gateway whose policy never asks for approval creates nothing for them.
+    store: () => options.state.approvals,
+    journal: options.state.journal,
     clock,
     settings: options.config.approval,
     ...(options.approvals?.sleep ? { sleep: options.approvals.sleep } : {}),
@@ -50,7 +52,8 @@ export function createGateway(options: {
   };
   return {
     config: options.config,
-    journal: options.journal,
+    state: options.state,
+    journal: options.state.journal,
     maskKey: options.maskKey,
     environment: options.environment,
     clock,
@@ -67,8 +70,7 @@ export function createGateway(options: {
     async close() {
       await Promise.allSettled([...open.values()].map((c) => c.close()));
       open.clear();
-      store?.close();
-      options.journal.close();
+      await options.state.close();
     },
   };
 }
@@ -87,6 +89,6 @@ export async function openGateway(options: {
   // What each backend must have before its first parse (PostgreSQL's parser).
   await Promise.all(backends.map((b) => b.init()));
   const maskKey = config.hashKey ? new TextEncoder().encode(resolveSecret(config.hashKey, environment)) : new Uint8Array(randomBytes(32));
-  const journal = openJournal(options.journalPath ?? config.journal.path, { sync: config.journal.sync });
-  return createGateway({ config, journal, maskKey, environment, ...(options.clock ? { clock: options.clock } : {}) });
+  const state = openState(config, options.journalPath === undefined ? {} : { journalPath: options.journalPath });
+  return createGateway({ config, state, maskKey, environment, ...(options.clock ? { clock: options.clock } : {}) });
 }

@@ -8,7 +8,7 @@
 // (who, how, when, why), the call record's clearance, and the outcome.
 
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { StoredApproval } from '../../src/approval/store.js';
+import type { StoredApproval } from '../../src/state/contract.js';
 import { DEFAULT_APPROVAL_WAIT_MS } from '../../src/config/schema.js';
 import { requireBuiltCli, type CliRun } from '../support/cli.js';
 import { freshDatabase, type FreshDatabase } from '../support/fixtures.js';

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestHash, type ApprovalSubject } from '../../src/approval/approver.js';
-import { openApprovalStore, type StoredApproval } from '../../src/approval/store.js';
+import type { StoredApproval } from '../../src/state/contract.js';
+import { openSqliteApprovals as openApprovalStore } from '../../src/state/sqlite/approvals.js';
 import { runInProcess, type CliRun } from '../support/cli.js';
 import { writeConfig } from '../support/fixtures.js';
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openJournal } from '../../src/journal/journal.js';
+import { openJournal } from '../../src/state/sqlite/journal.js';
 import { spawn } from 'node:child_process';
 import { requireBuiltCli, runInProcess, waitForOutput } from '../support/cli.js';
 

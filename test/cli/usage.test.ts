@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, type CommandSpec } from '../../src/cli/commands.js';
-import { openJournal } from '../../src/journal/journal.js';
+import { openJournal } from '../../src/state/sqlite/journal.js';
 import { REPO_ROOT, requireBuiltCli, runCli, runInProcess } from '../support/cli.js';
 
 const NO_STACK = /^\s+at .+:\d+:\d+\)?$/m;

@@ -18,7 +18,7 @@ import { loadConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 import { secretRefSchema } from '../../src/config/secrets.js';
 import { makeIdentity } from '../../src/identity/identity.js';
-import { openJournal } from '../../src/journal/journal.js';
+import { openState } from '../../src/state/open.js';
 import { explain } from '../../src/pipeline/explain.js';
 import { createGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { startFakeKube, type FakeKube } from '../support/fake-kube/server.js';
@@ -51,7 +51,7 @@ function tempDir(): string {
 function gatewayFor(config: GatewayConfig, env: Record<string, string>): Gateway {
   const gateway = createGateway({
     config,
-    journal: openJournal(join(tempDir(), 'journal.db')),
+    state: openState(config, { journalPath: join(tempDir(), 'journal.db') }),
     maskKey: new Uint8Array(32),
     environment: { env, baseDir: config.dir },
   });

@@ -28,7 +28,8 @@ import {
   writeCheckpoint,
   type IntervalTimer,
 } from '../../src/journal/checkpoint-file.js';
-import { GENESIS_HASH, openJournal, recordHash } from '../../src/journal/journal.js';
+import { GENESIS_HASH, recordHash } from '../../src/state/records.js';
+import { openJournal } from '../../src/state/sqlite/journal.js';
 import { verifyJournal } from '../../src/journal/verify.js';
 import { isDrawbridgeError } from '../../src/errors.js';
 

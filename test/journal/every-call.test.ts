@@ -528,7 +528,7 @@ describe('outages are not denials, and errors never name gateway paths', () => {
     const other = writeConfig();
     dirs.push(other);
     const gateway = await openGateway({ configDir: other, env: { DB_URL: db.gatewayUrl } });
-    gateway.journal.close();
+    await gateway.journal.close();
     log = [];
     const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
       log.push(String(chunk));

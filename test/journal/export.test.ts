@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DrawbridgeError } from '../../src/errors.js';
-import { openJournal } from '../../src/journal/journal.js';
+import { openJournal } from '../../src/state/sqlite/journal.js';
 import { CSV_COLUMNS, csvCell, exportLines, readCalls, type CallEntry } from '../../src/journal/export.js';
 
 const dirs: string[] = [];

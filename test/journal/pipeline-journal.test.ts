@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
 import { DrawbridgeError } from '../../src/errors.js';
-import type { Journal } from '../../src/journal/journal.js';
+import type { JournalStore } from '../../src/state/contract.js';
 import { callTool } from '../../src/pipeline/callTool.js';
 import { createGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { runInProcess } from '../support/cli.js';
@@ -187,10 +187,11 @@ describe('every call is journaled: call, then outcome', () => {
 });
 
 describe('fail closed when the journal cannot be written', () => {
-  function gatewayWith(journal: Journal): Gateway {
+  function gatewayWith(journal: JournalStore): Gateway {
     return createGateway({
       config: gw.gateway.config,
-      journal,
+      // The approvals are the test gateway's; closing this gateway leaves them to it.
+      state: { journal, approvals: gw.gateway.state.approvals, close: async () => {} },
       maskKey: gw.gateway.maskKey,
       environment: { env: { DB_URL: db.gatewayUrl }, baseDir: gw.dir },
     });
@@ -201,12 +202,14 @@ describe('fail closed when the journal cannot be written', () => {
     ['throws a plain error', () => new Error('SQLITE_FULL: database or disk is full')],
   ])('a journal that %s: the allowed UPDATE is refused and never reaches the database', async (_what, failure) => {
     let attempts = 0;
-    const broken: Journal = {
-      append() {
+    const broken: JournalStore = {
+      read: () => gw.gateway.journal.read(),
+      head: () => gw.gateway.journal.head(),
+      async append() {
         attempts++;
         throw failure();
       },
-      close() {},
+      async close() {},
     };
     const gateway = gatewayWith(broken);
     try {
@@ -230,12 +233,14 @@ describe('fail closed when the journal cannot be written', () => {
   });
 
   it('a journal that fails on the outcome withholds the answer of a read', async () => {
-    const broken: Journal = {
-      append(type, callId, data, now) {
+    const broken: JournalStore = {
+      read: () => gw.gateway.journal.read(),
+      head: () => gw.gateway.journal.head(),
+      async append(type, callId, data, now) {
         if (type === 'outcome') throw new DrawbridgeError('journal.unavailable', 'Cannot append to the audit journal (x): disk full');
         return gw.gateway.journal.append(type, callId, data, now);
       },
-      close() {},
+      async close() {},
     };
     const gateway = gatewayWith(broken);
     try {
@@ -272,7 +277,7 @@ describe('journal verify and export (CLI) on a real journal', () => {
       await local.sql("UPDATE orders SET note = 'x' WHERE id = 9", support);
       await local.sql('TRUNCATE orders', support);
       await callTool(local.gateway, { tool: 'other_tool', args: {}, identity: support });
-      local.gateway.journal.close(); // checkpoints the WAL into the main file
+      await local.gateway.journal.close(); // checkpoints the WAL into the main file
       const dir = mkdtempSync(join(tmpdir(), 'drawbridge-pjournal-'));
       tmp.push(dir);
       journal = join(dir, 'journal.db');

@@ -8,7 +8,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DrawbridgeError } from '../../src/errors.js';
-import { GENESIS_HASH, openJournal, recordHash, type JournalRecord } from '../../src/journal/journal.js';
+import { openJournal } from '../../src/state/sqlite/journal.js';
+import { GENESIS_HASH, recordHash, type JournalRecord } from '../../src/state/records.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { verifyJournal } from '../../src/journal/verify.js';
 

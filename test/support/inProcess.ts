@@ -9,12 +9,13 @@ import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ElicitRequestSchema, type CallToolResult, type ElicitRequest, type ElicitResult, type Progress } from '@modelcontextprotocol/sdk/types.js';
-import { openApprovalStore, type StoredApproval, type StoredGrant } from '../../src/approval/store.js';
+import type { StoredApproval, StoredGrant } from '../../src/state/contract.js';
+import { openSqliteApprovals as openApprovalStore } from '../../src/state/sqlite/approvals.js';
 import { loadParser } from '../../src/backends/postgres/ast.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 import { localIdentityProvider } from '../../src/identity/identity.js';
-import { openJournal } from '../../src/journal/journal.js';
+import { openState } from '../../src/state/open.js';
 import { verifyJournal } from '../../src/journal/verify.js';
 import { createGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { createMcpServer } from '../../src/server.js';
@@ -158,7 +159,7 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
     ...(options.limits ? { limits: options.limits } : {}),
   });
   const config = loadConfig(dir);
-  const journal = openJournal(config.journal.path, { sync: config.journal.sync });
+  const state = openState(config);
   const session: Session = {
     dir,
     config,
@@ -170,7 +171,7 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
   } as Session;
   const gateway = createGateway({
     config,
-    journal,
+    state,
     maskKey: new TextEncoder().encode('e2e-approval-mask-key'),
     environment: { env: { DB_URL: db.gatewayUrl }, baseDir: config.dir },
     clock: () => session.now(),

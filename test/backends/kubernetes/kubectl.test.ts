@@ -6,7 +6,7 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApprovalChannel, ElicitForm } from '../../../src/approval/approver.js';
-import { openApprovalStore } from '../../../src/approval/store.js';
+import { openSqliteApprovals as openApprovalStore } from '../../../src/state/sqlite/approvals.js';
 import { renderObjects } from '../../../src/backends/kubernetes/render.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';

@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QUOTING_PROBE_ARGV, quoteArgv } from '../../../src/backends/ssh/parse.js';
-import { openApprovalStore } from '../../../src/approval/store.js';
+import { openSqliteApprovals } from '../../../src/state/sqlite/approvals.js';
+import { sqliteApprovals, sqliteJournal } from '../../../src/state/sqlite/index.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
-import { openJournal } from '../../../src/journal/journal.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
 import { createGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { journaledCalls, watchProcessFaults, type ProcessFaults } from '../../support/faults.js';
@@ -73,13 +73,15 @@ rules:
   });
   const config = loadConfig(dir);
   // A short busy timeout, so the locked-store case fails closed in 100 ms instead of 5 s.
-  const store = openApprovalStore(join(dir, 'approvals.db'), { busyTimeoutMs: 100 });
+  // Opened here, before the lock below is taken, as the test asks about a store in use.
+  const store = openSqliteApprovals(join(dir, 'approvals.db'), { busyTimeoutMs: 100 });
+  const approvals = sqliteApprovals(() => store);
+  const journal = sqliteJournal(join(dir, 'journal.db'), 'full');
   gateway = createGateway({
     config,
-    journal: openJournal(join(dir, 'journal.db')),
+    state: { journal, approvals, close: async () => void (await Promise.all([approvals.close(), journal.close()])) },
     maskKey: new Uint8Array(32),
     environment: { env: {}, baseDir: config.dir },
-    approvals: { store },
   });
 });
 

@@ -1,4 +1,5 @@
-// The out-of-band approval store: pending requests, approvers' votes and the
+// The SQLite engine's approval store (synchronous; state/sqlite/index.ts makes it the
+// async ApprovalStore): pending requests, approvers' votes and the
 // grants approvals issue, in one SQLite (WAL) file shared by the gateway and
 // `drawbridge approvals` processes. Mutable state, so not the journal: every
 // decision is journaled by the caller. Every state change runs under BEGIN
@@ -12,73 +13,22 @@ import { createHash, randomInt } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
-import { canonicalJson } from '../util/canonical-json.js';
-import type { ApprovalSubject, Vote } from './approver.js';
+import { DrawbridgeError, isDrawbridgeError } from '../../errors.js';
+import { canonicalJson } from '../../util/canonical-json.js';
+import type { ApprovalSubject, Vote } from '../../approval/approver.js';
+import type { ApprovalStatus, GrantInput, GrantQuery, StoredApproval, StoredGrant } from '../contract.js';
 
-export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'consumed';
-
-export interface StoredApproval {
-  /** 'ap_' + 10 characters [a-z0-9] from the CSPRNG: unguessable. */
-  readonly id: string;
-  readonly hash: string;
-  readonly status: ApprovalStatus;
-  readonly subject: ApprovalSubject;
-  /** In the order they were cast. */
-  readonly votes: readonly Vote[];
-  readonly createdAt: string;
-  /** Absolute: a pending request, and an approved one not yet consumed, become 'expired' at this time. */
-  readonly expiresAt: string;
-  readonly decidedAt: string | null;
-  /** When an approved request cleared its call; for a denied one, when the denial was reported to the requester. */
-  readonly consumedAt: string | null;
-  /**
-   * Grant chosen by the deciding approver(s): the minimum of their choices, bounded by
-   * subject.maxGrantMs; null when the rule has no grant or until approved.
-   */
-  readonly grantMs: number | null;
-}
-
-export interface StoredGrant {
-  /** 'gr_' + 10 characters [a-z0-9]. */
-  readonly id: string;
-  readonly subject: string;
-  readonly issuer: string;
-  readonly tool: string;
-  readonly connection: string;
-  readonly rule: string;
-  readonly approvalId: string;
-  readonly createdAt: string;
-  readonly expiresAt: string;
-  readonly revokedAt: string | null;
-  readonly revokedBy: string | null;
-}
-
-/** Who a grant is for: exactly this principal, tool, connection and rule. */
-interface GrantQuery {
-  readonly subject: string;
-  readonly issuer: string;
-  readonly tool: string;
-  readonly connection: string;
-  readonly rule: string;
-}
-
-interface GrantInput extends GrantQuery {
-  readonly approvalId: string;
-  readonly grantMs: number;
-}
-
-interface VoteHooks {
+export interface SyncVoteHooks {
   /**
    * Runs inside the store's write transaction once the vote is validated, with
    * the approval as it will be after the vote. If it throws, the vote is rolled
-   * back and the error is rethrown: the CLI journals the vote here, so a vote
-   * never counts without its journal record.
+   * back and the error is rethrown.
    */
   readonly beforeCommit?: (after: StoredApproval) => void;
 }
 
-export interface ApprovalStore {
+/** The synchronous SQLite store; callers use the async ApprovalStore of state/contract.ts (state/sqlite/index.ts wraps it). */
+export interface SqliteApprovals {
   /**
    * Reuses the open request for the same hash, requester (subject and issuer) and rule
    * settings if there is one — pending, approved and not consumed, or denied and the
@@ -95,7 +45,13 @@ export interface ApprovalStore {
    * Validates and records a vote; see the rules at `decide` below. Throws approval.not_found,
    * approval.not_pending, approval.forbidden, approval.duplicate_vote, or input.invalid (grant too long).
    */
-  vote(id: string, vote: Vote, now: Date, hooks?: VoteHooks): StoredApproval;
+  vote(id: string, vote: Vote, now: Date, hooks?: SyncVoteHooks): StoredApproval;
+  /**
+   * vote() whose beforeCommit is async: the vote runs inside an outer BEGIN IMMEDIATE that
+   * commits once `beforeCommit` resolves and rolls back if it rejects. The caller must keep
+   * every other use of this handle waiting meanwhile (state/sqlite/index.ts holds a lock).
+   */
+  voteThen(id: string, vote: Vote, now: Date, beforeCommit: (after: StoredApproval) => Promise<void>): Promise<StoredApproval>;
   /** approved → consumed, exactly once; anything else throws approval.not_approved. */
   consume(id: string, now: Date): StoredApproval;
   /**
@@ -246,7 +202,7 @@ type Refusal = { readonly refusal: DrawbridgeError };
 const refuse = (error: DrawbridgeError): Refusal => ({ refusal: error });
 const isRefusal = (value: unknown): value is Refusal => value !== null && typeof value === 'object' && 'refusal' in value;
 
-export function openApprovalStore(path: string, options: ApprovalStoreOptions = {}): ApprovalStore {
+export function openSqliteApprovals(path: string, options: ApprovalStoreOptions = {}): SqliteApprovals {
   const db = openDatabase(path, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
   return new SqliteApprovalStore(db, path, prepareStatements(db));
 }
@@ -324,7 +280,7 @@ function prepareStatements(db: Database.Database) {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
-class SqliteApprovalStore implements ApprovalStore {
+class SqliteApprovalStore implements SqliteApprovals {
   private closed = false;
 
   constructor(
@@ -365,7 +321,7 @@ class SqliteApprovalStore implements ApprovalStore {
     });
   }
 
-  vote(id: string, vote: Vote, now: Date, hooks: VoteHooks = {}): StoredApproval {
+  vote(id: string, vote: Vote, now: Date, hooks: SyncVoteHooks = {}): StoredApproval {
     const at = millis(now);
     return this.guarded('record a vote', () =>
       this.writeTx(() => {
@@ -386,6 +342,27 @@ class SqliteApprovalStore implements ApprovalStore {
         return after;
       }),
     );
+  }
+
+  async voteThen(id: string, vote: Vote, now: Date, beforeCommit: (after: StoredApproval) => Promise<void>): Promise<StoredApproval> {
+    this.guarded('record a vote', () => this.db.exec('BEGIN IMMEDIATE'));
+    let after: StoredApproval;
+    try {
+      // Nested in the outer transaction, vote()'s own transaction is a savepoint.
+      after = this.vote(id, vote, now);
+    } catch (error) {
+      // A refusal keeps what vote() committed before it (marking the request expired), as vote() alone does.
+      this.guarded('record a vote', () => this.finish('COMMIT'));
+      throw error;
+    }
+    try {
+      await beforeCommit(after);
+    } catch (error) {
+      this.finish('ROLLBACK');
+      throw error;
+    }
+    this.guarded('record a vote', () => this.finish('COMMIT'));
+    return after;
   }
 
   consume(id: string, now: Date): StoredApproval {
@@ -496,6 +473,17 @@ class SqliteApprovalStore implements ApprovalStore {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+  }
+
+  /** Ends the outer transaction of voteThen; if COMMIT fails SQLite has not committed, so roll back. */
+  private finish(how: 'COMMIT' | 'ROLLBACK'): void {
+    if (!this.db.inTransaction) return;
+    try {
+      this.db.exec(how);
+    } catch (error) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw error;
+    }
   }
 
   /**

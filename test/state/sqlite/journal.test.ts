@@ -1,6 +1,6 @@
-// Tests for the journal writer: canonical JSON, hashing, chaining, durability,
-// concurrent handles, the append-only triggers and fail-closed errors.
-// Tamper detection lives in verify.test.ts, export in export.test.ts.
+// Tests for the SQLite engine's journal writer (src/state/sqlite/journal.ts): canonical JSON,
+// hashing, chaining, durability, concurrent handles, the append-only triggers and fail-closed
+// errors. Tamper detection lives in test/journal/verify.test.ts, export in export.test.ts.
 
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -8,10 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DrawbridgeError } from '../../src/errors.js';
-import { GENESIS_HASH, openJournal, recordHash, type Journal } from '../../src/journal/journal.js';
-import { canonicalJson } from '../../src/util/canonical-json.js';
-import { verifyJournal } from '../../src/journal/verify.js';
+import { DrawbridgeError } from '../../../src/errors.js';
+import { openJournal, type Journal } from '../../../src/state/sqlite/journal.js';
+import { GENESIS_HASH, recordHash } from '../../../src/state/records.js';
+import { canonicalJson } from '../../../src/util/canonical-json.js';
+import { verifyJournal } from '../../../src/journal/verify.js';
 
 const dirs: string[] = [];
 const journals: Journal[] = [];

@@ -1,15 +1,15 @@
-// The out-of-band approval store: opening and reusing requests, every rule of
-// vote(), expiry by the caller's clock, consume exactly once, two handles on
-// one file, grants (exact lookup, expiry boundary, revoke) and fail-closed errors.
+// The SQLite engine's approval store (src/state/sqlite/approvals.ts, synchronous, under the
+// async contract): opening and reusing requests, every rule of vote(), expiry by the caller's
+// clock, consume exactly once, two handles on one file, grants and fail-closed errors.
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requestHash, type ApprovalSubject, type ApproverIdentity, type Vote } from '../../src/approval/approver.js';
-import { openApprovalStore, type ApprovalStore } from '../../src/approval/store.js';
-import { DrawbridgeError, type ErrorCode } from '../../src/errors.js';
+import { requestHash, type ApprovalSubject, type ApproverIdentity, type Vote } from '../../../src/approval/approver.js';
+import { openSqliteApprovals as openApprovalStore, type SqliteApprovals as ApprovalStore } from '../../../src/state/sqlite/approvals.js';
+import { DrawbridgeError, type ErrorCode } from '../../../src/errors.js';
 
 const dirs: string[] = [];
 const stores: ApprovalStore[] = [];

@@ -1,27 +1,17 @@
-// The audit journal writer: an append-only, hash-chained SQLite (WAL) file.
-// Owns the schema and record hashing (over util/canonical-json.ts); it does not verify
-// (verify.ts) or export (export.ts), and it knows nothing about policy.
+// The SQLite engine's journal: an append-only, hash-chained SQLite (WAL) file.
+// Owns the schema and the synchronous writer that state/sqlite/index.ts wraps into the
+// async JournalStore; record hashing is state/records.ts. It does not verify
+// (journal/verify.ts) or export (journal/export.ts), and it knows nothing about policy.
 
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { DrawbridgeError } from '../errors.js';
-import { canonicalJson } from '../util/canonical-json.js';
+import { DrawbridgeError } from '../../errors.js';
+import { canonicalJson } from '../../util/canonical-json.js';
+import type { StoredRecord } from '../contract.js';
+import { GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
 
-/** Kinds of journal records. Add new kinds (e.g. approval events) to this union. */
-export type RecordType = 'call' | 'outcome' | 'approval' | 'grant';
-
-export interface JournalRecord {
-  readonly seq: number;
-  readonly time: string;
-  readonly type: RecordType;
-  readonly callId: string;
-  readonly data: Readonly<Record<string, unknown>>;
-  readonly prevHash: string;
-  readonly hash: string;
-}
-
+/** The synchronous writer; callers use the async JournalStore of state/contract.ts. */
 export interface Journal {
   /**
    * Appends and returns once the record is committed; with sync 'full' and `durable`
@@ -30,11 +20,10 @@ export interface Journal {
    * it but never reorder or corrupt the chain. Throws DrawbridgeError('journal.unavailable', …).
    */
   append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date, options?: AppendOptions): JournalRecord;
+  /** The stored rows in seq order; one statement, so one read snapshot. */
+  rows(): IterableIterator<StoredRecord>;
+  head(): { seq: number; hash: string };
   close(): void;
-}
-
-export interface AppendOptions {
-  readonly durable?: boolean;
 }
 
 export interface JournalOptions {
@@ -42,13 +31,13 @@ export interface JournalOptions {
   readonly sync?: 'full' | 'normal';
 }
 
-/** prev_hash of the first record. */
-export const GENESIS_HASH = '0'.repeat(64);
-
 /** Stored in meta(key 'format_version'); bump when the record or hash layout changes. */
 const JOURNAL_FORMAT_VERSION = '1';
 
 const BUSY_TIMEOUT_MS = 5_000;
+
+/** The records columns under the names of StoredRecord. */
+export const STORED_COLUMNS = 'seq, time, type, call_id AS callId, data, prev_hash AS prevHash, hash';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -74,22 +63,6 @@ BEGIN
   SELECT RAISE(ABORT, 'journal records are append-only');
 END;
 `;
-
-// ---------------------------------------------------------------------------
-// Record hashing
-
-/** Hex sha256 over the canonical JSON of exactly {seq,time,type,callId,data,prevHash}. */
-export function recordHash(r: Omit<JournalRecord, 'hash'>): string {
-  const body = canonicalJson({
-    seq: r.seq,
-    time: r.time,
-    type: r.type,
-    callId: r.callId,
-    data: r.data,
-    prevHash: r.prevHash,
-  });
-  return createHash('sha256').update(body, 'utf8').digest('hex');
-}
 
 // ---------------------------------------------------------------------------
 // Writer
@@ -214,6 +187,15 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
         // journal.unavailable so the caller refuses to execute the call.
         throw appendFailed(path, cause);
       }
+    },
+    rows() {
+      if (closed) throw appendFailed(path, new Error('journal is closed'));
+      return db.prepare(`SELECT ${STORED_COLUMNS} FROM records ORDER BY seq`).iterate() as IterableIterator<StoredRecord>;
+    },
+    head() {
+      if (closed) throw appendFailed(path, new Error('journal is closed'));
+      const last = lastStmt.get() as LastRow | undefined;
+      return last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash };
     },
     close() {
       if (closed) return;

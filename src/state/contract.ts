@@ -1,0 +1,174 @@
+// The state contract: everything Drawbridge must remember (the journal, approval
+// requests and votes, grants), behind one async interface that every engine implements.
+// Callers (pipeline, gateway, CLI) use only this; engines live in state/<engine>/ and
+// are picked by state/open.ts. The invariants below are what an engine must keep:
+// test/state/contract.test.ts checks them for every engine.
+
+import type { ApprovalSubject, Vote } from '../approval/approver.js';
+import type { AppendOptions, JournalRecord, RecordType } from './records.js';
+
+/**
+ * The audit journal. Invariants every engine keeps:
+ * - one hash chain, totally ordered: seq is 1, 2, 3… with no gap, each record's prevHash is
+ *   the previous record's hash (GENESIS_HASH for the first), hash = recordHash(record);
+ *   concurrent appends (from this handle or any other writer of the same state) never fork
+ *   or reorder it: reading the head and writing the next record is one atomic step;
+ * - append resolves only once its record is committed, and with durable (the default)
+ *   durable: the pipeline awaits the intent before the backend is touched;
+ * - records are append-only: an engine never updates or deletes one;
+ * - any failure rejects with DrawbridgeError('journal.unavailable') whose message does not
+ *   name where the state lives (the agent sees it), so the caller refuses the call.
+ */
+export interface JournalStore {
+  append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date, options?: AppendOptions): Promise<JournalRecord>;
+  /**
+   * Every record as stored, in seq order, from one consistent snapshot (appends that commit
+   * meanwhile are not seen). Raw, not trusted: journal/verify.ts checks each one.
+   */
+  read(): AsyncIterable<StoredRecord>;
+  /** The last record's seq and hash (0 and GENESIS_HASH when empty), as stored. */
+  head(): Promise<{ readonly seq: number; readonly hash: string }>;
+  close(): Promise<void>;
+}
+
+/**
+ * A journal record as its engine stored it, before any check: `data` is the stored canonical
+ * JSON text. Fields are unknown because verify must report a malformed record, not trust it.
+ */
+export interface StoredRecord {
+  readonly seq: unknown;
+  readonly time: unknown;
+  readonly type: unknown;
+  readonly callId: unknown;
+  readonly data: unknown;
+  readonly prevHash: unknown;
+  readonly hash: unknown;
+}
+
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'consumed';
+
+export interface StoredApproval {
+  /** 'ap_' + 10 characters [a-z0-9] from the CSPRNG: unguessable. */
+  readonly id: string;
+  readonly hash: string;
+  readonly status: ApprovalStatus;
+  readonly subject: ApprovalSubject;
+  /** In the order they were cast. */
+  readonly votes: readonly Vote[];
+  readonly createdAt: string;
+  /** Absolute: a pending request, and an approved one not yet consumed, become 'expired' at this time. */
+  readonly expiresAt: string;
+  readonly decidedAt: string | null;
+  /** When an approved request cleared its call; for a denied one, when the denial was reported to the requester. */
+  readonly consumedAt: string | null;
+  /**
+   * Grant chosen by the deciding approver(s): the minimum of their choices, bounded by
+   * subject.maxGrantMs; null when the rule has no grant or until approved.
+   */
+  readonly grantMs: number | null;
+}
+
+export interface StoredGrant {
+  /** 'gr_' + 10 characters [a-z0-9]. */
+  readonly id: string;
+  readonly subject: string;
+  readonly issuer: string;
+  readonly tool: string;
+  readonly connection: string;
+  readonly rule: string;
+  readonly approvalId: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly revokedAt: string | null;
+  readonly revokedBy: string | null;
+}
+
+/** Who a grant is for: exactly this principal, tool, connection and rule. */
+export interface GrantQuery {
+  readonly subject: string;
+  readonly issuer: string;
+  readonly tool: string;
+  readonly connection: string;
+  readonly rule: string;
+}
+
+export interface GrantInput extends GrantQuery {
+  readonly approvalId: string;
+  readonly grantMs: number;
+}
+
+export interface VoteHooks {
+  /**
+   * Runs once the vote is validated, before it commits, with the approval as it will be
+   * after the vote. If it rejects, the vote is rolled back and the error is rethrown: the
+   * CLI journals the vote here, so a vote never counts without its journal record. No
+   * other change to the approvals can commit in between (the engine holds its write lock).
+   */
+  readonly beforeCommit?: (after: StoredApproval) => Promise<void>;
+}
+
+/**
+ * Approval requests, votes and grants. Invariants every engine keeps:
+ * - every state change is atomic (read, check, write under one lock or transaction) and
+ *   nothing is cached between calls: another process or replica may have written since;
+ * - time is the caller's `now` (epoch milliseconds compared as numbers): expiry is decided
+ *   by the caller's clock, never the store's;
+ * - consume is single-use: of any number of concurrent consumes of one approval, exactly
+ *   one resolves, the others reject approval.not_approved — enforced by the store;
+ * - one vote per approver subject (approval.duplicate_vote), so votes are idempotent per approver;
+ *   a decided or expired request takes no vote (approval.not_pending);
+ * - one grant per approval; a revoked grant is never found again;
+ * - catalog refusals (approval.*, grant.not_found, input.invalid) and TypeErrors for
+ *   malformed arguments pass through; any other failure is approval.store_unavailable (fail closed).
+ */
+export interface ApprovalStore {
+  /**
+   * Reuses the open request for the same hash, requester (subject and issuer) and rule
+   * settings if there is one — pending, approved and not consumed, or denied and the
+   * denial not yet reported (see reportDenial), and not past its expiry — else creates a
+   * pending one expiring `ttlMs` after `now`. A decided request comes first, so the
+   * requester's next identical call picks up the decision, whichever it was.
+   */
+  openRequest(subject: ApprovalSubject, now: Date, ttlMs: number): Promise<{ approval: StoredApproval; created: boolean }>;
+  /** Marks the request 'expired' first if its time has passed. */
+  get(id: string, now: Date): Promise<StoredApproval | undefined>;
+  /** Newest first; expired requests are marked first. */
+  list(now: Date, filter?: { status?: ApprovalStatus }): Promise<StoredApproval[]>;
+  /**
+   * Validates and records a vote: the request is pending; the voter is the requester only if
+   * the rule allows it, else in one of its approver groups; one vote per approver; an approve
+   * vote's grant fits the rule's. Any deny decides 'denied'; `min` distinct approvers decide
+   * 'approved' with the smallest grant chosen. Rejects approval.not_found, approval.not_pending,
+   * approval.forbidden, approval.duplicate_vote, or input.invalid (grant too long).
+   */
+  vote(id: string, vote: Vote, now: Date, hooks?: VoteHooks): Promise<StoredApproval>;
+  /** approved → consumed, exactly once; anything else rejects approval.not_approved. */
+  consume(id: string, now: Date): Promise<StoredApproval>;
+  /**
+   * Records that a denial was reported to the requester (consumedAt), so that their next
+   * identical call opens a new request instead of being told the same denial again.
+   * Idempotent; rejects approval.not_found, or approval.not_approved for a request that is not denied.
+   */
+  reportDenial(id: string, now: Date): Promise<StoredApproval>;
+  /**
+   * Issues a grant expiring `grantMs` after `now`. When `approvalId` is a request in this store
+   * it must be approved or consumed, for the same principal, tool, connection and rule, with a
+   * grant of at least `grantMs`, and the grant ends no later than decidedAt + its grantMs.
+   * One grant per approval (approval.not_approved otherwise).
+   */
+  createGrant(input: GrantInput, now: Date): Promise<StoredGrant>;
+  /** A grant valid at `now` (not revoked, now < expiresAt) for exactly this principal, tool, connection and rule; the one expiring last. */
+  findGrant(q: GrantQuery, now: Date): Promise<StoredGrant | undefined>;
+  /** Newest first. `active: true` only valid ones, `false` only revoked or expired ones. */
+  listGrants(now: Date, filter?: { active?: boolean }): Promise<StoredGrant[]>;
+  /** Rejects grant.not_found when there is no such grant or it is already revoked. */
+  revokeGrant(id: string, by: string, now: Date): Promise<StoredGrant>;
+  close(): Promise<void>;
+}
+
+/** One engine's state: the journal and the approvals. close() closes both; it is idempotent. */
+export interface StateStore {
+  readonly journal: JournalStore;
+  readonly approvals: ApprovalStore;
+  close(): Promise<void>;
+}

@@ -1,0 +1,95 @@
+// The SQLite engine of the state contract: the embedded default. Wraps the synchronous
+// journal (journal.ts) and approvals store (approvals.ts), each its own WAL file, into
+// the async JournalStore / ApprovalStore. It adds no behaviour of its own beyond a lock
+// per approvals handle, so that an async vote hook never lets another call's statements
+// into the vote's open transaction.
+
+import type { ApprovalStore, JournalStore, StateStore } from '../contract.js';
+import { DrawbridgeError } from '../../errors.js';
+import { openJournal, type Journal, type JournalOptions } from './journal.js';
+import { openSqliteApprovals, type SqliteApprovals } from './approvals.js';
+
+export interface SqliteStatePaths {
+  readonly journal: string;
+  readonly journalSync: NonNullable<JournalOptions['sync']>;
+  /** 'now': a gateway refuses to start without its journal; 'on first append': a CLI command that only reads approvals creates no journal file. */
+  readonly openJournal: 'now' | 'on first append';
+  readonly approvals: string;
+}
+
+/** Opens the journal file now or on its first append (paths.openJournal); the approvals file on first use. */
+export function openSqliteState(paths: SqliteStatePaths): StateStore {
+  const journal = sqliteJournal(paths.journal, paths.journalSync, paths.openJournal);
+  const approvals = sqliteApprovals(() => openSqliteApprovals(paths.approvals));
+  return {
+    journal,
+    approvals,
+    async close() {
+      await Promise.all([approvals.close(), journal.close()]);
+    },
+  };
+}
+
+export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sync']>, when: SqliteStatePaths['openJournal'] = 'now'): JournalStore {
+  let journal: Journal | null = when === 'now' ? openJournal(path, { sync }) : null;
+  let closed = false;
+  const opened = (): Journal => {
+    if (closed && journal === null) throw new DrawbridgeError('journal.unavailable', 'Cannot append to the audit journal: journal is closed');
+    return (journal ??= openJournal(path, { sync }));
+  };
+  return {
+    // The sync writer returns after COMMIT (and fsync when durable): resolving then keeps "durable before append resolves".
+    append: async (type, callId, data, now, options) => opened().append(type, callId, data, now, options),
+    async *read() {
+      yield* opened().rows();
+    },
+    head: async () => opened().head(),
+    close: async () => {
+      closed = true;
+      journal?.close();
+    },
+  };
+}
+
+/** Serialises every use of one handle: better-sqlite3 has one connection, and voteThen keeps a transaction open across an await. */
+function serial(): <T>(body: () => T | Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(body: () => T | Promise<T>): Promise<T> => {
+    const run = tail.then(body);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+}
+
+/**
+ * The async ApprovalStore over one SqliteApprovals, opened by `open` on first use: a gateway whose
+ * policy never asks for approval never creates the file.
+ */
+export function sqliteApprovals(open: () => SqliteApprovals): ApprovalStore {
+  let store: SqliteApprovals | null = null;
+  let closed = false;
+  const locked = serial();
+  const use = <T>(body: (s: SqliteApprovals) => T | Promise<T>): Promise<T> =>
+    locked(() => {
+      if (closed && store === null) throw new DrawbridgeError('approval.store_unavailable', 'The approvals store is closed.');
+      return body((store ??= open()));
+    });
+  return {
+    openRequest: (subject, now, ttlMs) => use((s) => s.openRequest(subject, now, ttlMs)),
+    get: (id, now) => use((s) => s.get(id, now)),
+    list: (now, filter) => use((s) => s.list(now, filter)),
+    vote: (id, vote, now, hooks) => use((s) => (hooks?.beforeCommit ? s.voteThen(id, vote, now, hooks.beforeCommit) : s.vote(id, vote, now))),
+    consume: (id, now) => use((s) => s.consume(id, now)),
+    reportDenial: (id, now) => use((s) => s.reportDenial(id, now)),
+    createGrant: (input, now) => use((s) => s.createGrant(input, now)),
+    findGrant: (q, now) => use((s) => s.findGrant(q, now)),
+    listGrants: (now, filter) => use((s) => s.listGrants(now, filter)),
+    revokeGrant: (id, by, now) => use((s) => s.revokeGrant(id, by, now)),
+    close: () =>
+      locked(() => {
+        if (closed) return;
+        closed = true;
+        store?.close();
+      }),
+  };
+}

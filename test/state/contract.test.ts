@@ -1,0 +1,260 @@
+// The state contract (src/state/contract.ts) as every engine must keep it: one table of
+// engines (today SQLite), each opened twice on the same state as two processes or replicas
+// would, and the same checks for each: journal order and chain, concurrent appends, consume
+// exactly once, votes once per approver, the vote hook's commit-or-rollback, grants, and
+// expiry decided by the caller's clock (injected, never slept).
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { requestHash, type ApprovalSubject, type ApproverIdentity, type Vote } from '../../src/approval/approver.js';
+import { DrawbridgeError, type ErrorCode } from '../../src/errors.js';
+import { verifyStore } from '../../src/journal/verify.js';
+import type { StateStore, StoredRecord } from '../../src/state/contract.js';
+import { GENESIS_HASH, recordHash, type RecordType } from '../../src/state/records.js';
+import { openSqliteState } from '../../src/state/sqlite/index.js';
+
+interface Engine {
+  readonly name: string;
+  /** A fresh, empty state; `again` opens a second handle on the same state (another process or replica). */
+  fresh(): { open: () => StateStore; again: () => StateStore };
+}
+
+const dirs: string[] = [];
+const opened: StateStore[] = [];
+
+const ENGINES: readonly Engine[] = [
+  {
+    name: 'sqlite',
+    fresh() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drawbridge-state-'));
+      dirs.push(dir);
+      const paths = { journal: path.join(dir, 'journal.db'), journalSync: 'full', openJournal: 'now', approvals: path.join(dir, 'approvals.db') } as const;
+      return { open: () => track(openSqliteState(paths)), again: () => track(openSqliteState(paths)) };
+    },
+  },
+];
+
+function track(state: StateStore): StateStore {
+  opened.push(state);
+  return state;
+}
+
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((s) => s.close()));
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const T0 = new Date('2030-01-01T10:00:00.000Z');
+const at = (ms: number) => new Date(T0.getTime() + ms);
+const MIN = 60_000;
+const TTL = 60 * MIN;
+
+function subject(overrides: Partial<ApprovalSubject> = {}): ApprovalSubject {
+  const input = overrides.input ?? { sql: 'DELETE FROM orders WHERE id <= 10' };
+  return {
+    hash: requestHash('run_sql', 'db', input),
+    callId: 'call-1',
+    tool: 'run_sql',
+    connection: 'db',
+    input,
+    summary: 'delete on public.orders',
+    reasons: ['writes public.orders'],
+    rule: 'writes-need-approval',
+    message: 'Writes need a DBA.',
+    requester: { subject: 'alice', groups: ['analysts'], kind: 'local', issuer: 'local' },
+    client: 'vitest',
+    approverGroups: ['dba'],
+    allowRequester: false,
+    min: 1,
+    maxGrantMs: 15 * MIN,
+    preview: null,
+    ...overrides,
+  };
+}
+
+const bob: ApproverIdentity = { subject: 'bob', groups: ['dba'], kind: 'local' };
+const carol: ApproverIdentity = { subject: 'carol', groups: ['dba'], kind: 'local' };
+
+function vote(approver: ApproverIdentity, decision: 'approve' | 'deny' = 'approve', extra: Partial<Vote> = {}): Vote {
+  return { approver, decision, via: 'cli', at: T0.toISOString(), ...extra };
+}
+
+async function rejection(promise: Promise<unknown>, code: ErrorCode): Promise<DrawbridgeError> {
+  const error: unknown = await promise.then(
+    () => new Error(`expected ${code}, but it resolved`),
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(DrawbridgeError);
+  expect((error as DrawbridgeError).code).toBe(code);
+  return error as DrawbridgeError;
+}
+
+async function readAll(state: StateStore): Promise<StoredRecord[]> {
+  const rows: StoredRecord[] = [];
+  for await (const row of state.journal.read()) rows.push(row);
+  return rows;
+}
+
+describe.each(ENGINES)('state contract: $name', (engine) => {
+  describe('journal', () => {
+    it('appends in order: seq 1.., each prevHash the previous hash, the hash recomputable; read and head agree', async () => {
+      const state = engine.fresh().open();
+      expect(await state.journal.head()).toEqual({ seq: 0, hash: GENESIS_HASH });
+      const types: RecordType[] = ['call', 'approval', 'grant', 'outcome'];
+      const appended = [];
+      for (const [i, type] of types.entries()) appended.push(await state.journal.append(type, `c${i}`, { i, nested: { ok: true } }, at(i)));
+      const rows = await readAll(state);
+      expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+      let prev = GENESIS_HASH;
+      for (const [i, row] of rows.entries()) {
+        const record = appended[i]!;
+        expect(row).toMatchObject({ seq: record.seq, time: at(i).toISOString(), type: types[i], callId: `c${i}`, prevHash: prev, hash: record.hash });
+        expect(JSON.parse(String(row.data))).toEqual({ i, nested: { ok: true } });
+        expect(recordHash({ ...record, data: JSON.parse(String(row.data)) as Record<string, unknown> })).toBe(record.hash);
+        prev = record.hash;
+      }
+      expect(await state.journal.head()).toEqual({ seq: 4, hash: prev });
+      expect(await verifyStore(state.journal)).toEqual({ ok: true, records: 4, head: prev });
+    });
+
+    it('50 concurrent appends from two handles on one state keep one valid chain, each record exactly once', async () => {
+      const fresh = engine.fresh();
+      const [a, b] = [fresh.open(), fresh.again()];
+      const records = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? a : b).journal.append('call', `call-${i}`, { i }, at(i), { durable: i % 3 !== 0 })),
+      );
+      expect(new Set(records.map((r) => r.seq)).size).toBe(50);
+      const rows = await readAll(b);
+      expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      expect(rows.map((r) => r.callId).sort()).toEqual(Array.from({ length: 50 }, (_, i) => `call-${i}`).sort());
+      const verified = await verifyStore(a.journal);
+      expect(verified).toMatchObject({ ok: true, records: 50 });
+      expect(await a.journal.head()).toEqual({ seq: 50, hash: verified.head });
+    });
+
+    it('an append the journal cannot take rejects journal.unavailable without naming where the state lives', async () => {
+      const fresh = engine.fresh();
+      const state = fresh.open();
+      await state.close();
+      const error = await rejection(state.journal.append('call', 'c1', {}), 'journal.unavailable');
+      expect(error.message).not.toMatch(/\.db|\/tmp|drawbridge-state-/);
+      await rejection(fresh.again().journal.append('call', 'c2', { bad: 1n }), 'journal.unavailable');
+    });
+  });
+
+  describe('approvals', () => {
+    it('openRequest reuses the open request for the same subject; another requester gets their own', async () => {
+      const fresh = engine.fresh();
+      const [a, b] = [fresh.open(), fresh.again()];
+      const first = await a.approvals.openRequest(subject(), T0, TTL);
+      expect(first).toMatchObject({ created: true, approval: { status: 'pending', expiresAt: at(TTL).toISOString() } });
+      expect(await b.approvals.openRequest(subject(), at(1000), TTL)).toMatchObject({ created: false, approval: { id: first.approval.id } });
+      const other = await b.approvals.openRequest(subject({ requester: { ...subject().requester, subject: 'erin' } }), at(1000), TTL);
+      expect(other.created).toBe(true);
+      expect((await a.approvals.list(at(2000))).map((x) => x.id).sort()).toEqual([first.approval.id, other.approval.id].sort());
+    });
+
+    it('consume is single-use: of 10 concurrent consumes from two handles exactly one resolves', async () => {
+      const fresh = engine.fresh();
+      const [a, b] = [fresh.open(), fresh.again()];
+      const { approval } = await a.approvals.openRequest(subject(), T0, TTL);
+      expect((await b.approvals.vote(approval.id, vote(bob), at(1))).status).toBe('approved');
+      const settled = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).approvals.consume(approval.id, at(2))));
+      const won = settled.filter((s) => s.status === 'fulfilled');
+      expect(won).toHaveLength(1);
+      for (const lost of settled.filter((s) => s.status === 'rejected')) {
+        expect(lost.reason).toBeInstanceOf(DrawbridgeError);
+        expect((lost.reason as DrawbridgeError).code).toBe('approval.not_approved');
+      }
+      expect(await a.approvals.get(approval.id, at(3))).toMatchObject({ status: 'consumed', consumedAt: at(2).toISOString() });
+    });
+
+    it('one vote per approver: a repeat, even concurrent from two handles, is refused and never counted', async () => {
+      const fresh = engine.fresh();
+      const [a, b] = [fresh.open(), fresh.again()];
+      const { approval } = await a.approvals.openRequest(subject({ min: 2 }), T0, TTL);
+      const settled = await Promise.allSettled([a.approvals.vote(approval.id, vote(bob), at(1)), b.approvals.vote(approval.id, vote(bob), at(1))]);
+      expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(1);
+      await rejection(a.approvals.vote(approval.id, vote(bob), at(2)), 'approval.duplicate_vote');
+      expect(await b.approvals.get(approval.id, at(3))).toMatchObject({ status: 'pending', votes: [{ approver: { subject: 'bob' } }] });
+      expect((await b.approvals.vote(approval.id, vote(carol, 'approve', { grantMs: 5 * MIN }), at(4))).status).toBe('approved');
+      await rejection(a.approvals.vote(approval.id, vote(bob, 'deny'), at(5)), 'approval.not_pending');
+    });
+
+    it('a vote hook that rejects rolls the vote back; one that resolves commits it; other calls wait for it', async () => {
+      const state = engine.fresh().open();
+      const { approval } = await state.approvals.openRequest(subject(), T0, TTL);
+      const disk = new DrawbridgeError('journal.unavailable', 'disk full');
+      const failed = state.approvals.vote(approval.id, vote(bob), at(1), { beforeCommit: async () => Promise.reject(disk) });
+      expect(await failed.catch((e: unknown) => e)).toBe(disk);
+      expect(await state.approvals.get(approval.id, at(2))).toMatchObject({ status: 'pending', votes: [] });
+      let release = (): void => undefined;
+      const gate = new Promise<void>((r) => (release = r));
+      const seen: string[] = [];
+      const voting = state.approvals.vote(approval.id, vote(bob), at(3), {
+        beforeCommit: async (after) => {
+          seen.push(`hook ${after.status}`);
+          await gate;
+        },
+      });
+      const reading = state.approvals.get(approval.id, at(4)).then((x) => seen.push(`read ${x?.status ?? 'none'}`));
+      await new Promise<void>((r) => setImmediate(r));
+      expect(seen).toEqual(['hook approved']);
+      release();
+      await Promise.all([voting, reading]);
+      expect(seen).toEqual(['hook approved', 'read approved']);
+    });
+
+    it('expiry is decided by the caller clock: pending until expiresAt, then expired and closed to votes', async () => {
+      const state = engine.fresh().open();
+      const { approval } = await state.approvals.openRequest(subject(), T0, TTL);
+      expect((await state.approvals.get(approval.id, at(TTL - 1)))?.status).toBe('pending');
+      expect((await state.approvals.get(approval.id, at(TTL)))?.status).toBe('expired');
+      await rejection(state.approvals.vote(approval.id, vote(bob), at(TTL)), 'approval.not_pending');
+      expect(await state.approvals.list(at(TTL), { status: 'pending' })).toEqual([]);
+      expect((await state.approvals.openRequest(subject(), at(TTL), TTL)).created).toBe(true);
+    });
+
+    it('a denial is reported once, after which the same call opens a new request', async () => {
+      const state = engine.fresh().open();
+      const { approval } = await state.approvals.openRequest(subject(), T0, TTL);
+      await state.approvals.vote(approval.id, vote(bob, 'deny', { reason: 'no' }), at(1));
+      expect((await state.approvals.openRequest(subject(), at(2), TTL)).approval.id).toBe(approval.id);
+      expect((await state.approvals.reportDenial(approval.id, at(3))).consumedAt).toBe(at(3).toISOString());
+      expect((await state.approvals.reportDenial(approval.id, at(4))).consumedAt).toBe(at(3).toISOString());
+      expect((await state.approvals.openRequest(subject(), at(5), TTL)).created).toBe(true);
+      await rejection(state.approvals.reportDenial('ap_missing000', at(6)), 'approval.not_found');
+    });
+  });
+
+  describe('grants', () => {
+    const who = { subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval' };
+
+    it('created from an approval, found by its exact principal only, once per approval, revoked everywhere', async () => {
+      const fresh = engine.fresh();
+      const [a, b] = [fresh.open(), fresh.again()];
+      const { approval } = await a.approvals.openRequest(subject(), T0, TTL);
+      await a.approvals.vote(approval.id, vote(bob, 'approve', { grantMs: 10 * MIN }), at(0));
+      const grant = await a.approvals.createGrant({ ...who, approvalId: approval.id, grantMs: 10 * MIN }, at(1));
+      expect(grant).toMatchObject({ ...who, approvalId: approval.id, expiresAt: at(10 * MIN).toISOString(), revokedAt: null });
+      await rejection(b.approvals.createGrant({ ...who, approvalId: approval.id, grantMs: MIN }, at(2)), 'approval.not_approved');
+      expect((await b.approvals.findGrant(who, at(2)))?.id).toBe(grant.id);
+      expect(await b.approvals.findGrant({ ...who, subject: 'erin' }, at(2))).toBeUndefined();
+      expect(await b.approvals.findGrant({ ...who, connection: 'other' }, at(2))).toBeUndefined();
+      expect((await b.approvals.revokeGrant(grant.id, 'bob', at(3))).revokedBy).toBe('bob');
+      expect(await a.approvals.findGrant(who, at(4))).toBeUndefined();
+      await rejection(a.approvals.revokeGrant(grant.id, 'bob', at(5)), 'grant.not_found');
+      expect((await a.approvals.listGrants(at(6), { active: false })).map((g) => g.id)).toEqual([grant.id]);
+    });
+
+    it('expires at expiresAt by the caller clock, and an in-band grant (no stored request) is issued as asked', async () => {
+      const state = engine.fresh().open();
+      const grant = await state.approvals.createGrant({ ...who, approvalId: 'ap_inband0001', grantMs: 5 * MIN }, T0);
+      expect((await state.approvals.findGrant(who, at(5 * MIN - 1)))?.id).toBe(grant.id);
+      expect(await state.approvals.findGrant(who, at(5 * MIN))).toBeUndefined();
+      expect(await state.approvals.listGrants(at(5 * MIN), { active: true })).toEqual([]);
+    });
+  });
+});
