@@ -4,11 +4,12 @@
 // exactly once, votes once per approver, the vote hook's commit-or-rollback, grants, and
 // expiry decided by the caller's clock (injected, never slept).
 
+import { approvalSubject } from '../support/approvals.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requestHash, type ApprovalSubject, type ApproverIdentity, type Vote } from '../../src/approval/approver.js';
+import type { ApprovalSubject, ApproverIdentity, Vote } from '../../src/approval/approver.js';
 import { DrawbridgeError, type ErrorCode } from '../../src/errors.js';
 import { verifyStore } from '../../src/journal/verify.js';
 import type { StateStore, StoredRecord } from '../../src/state/contract.js';
@@ -51,28 +52,9 @@ const at = (ms: number) => new Date(T0.getTime() + ms);
 const MIN = 60_000;
 const TTL = 60 * MIN;
 
-function subject(overrides: Partial<ApprovalSubject> = {}): ApprovalSubject {
-  const input = overrides.input ?? { sql: 'DELETE FROM orders WHERE id <= 10' };
-  return {
-    hash: requestHash('run_sql', 'db', input),
-    callId: 'call-1',
-    tool: 'run_sql',
-    connection: 'db',
-    input,
-    summary: 'delete on public.orders',
-    reasons: ['writes public.orders'],
-    rule: 'writes-need-approval',
-    message: 'Writes need a DBA.',
-    requester: { subject: 'alice', groups: ['analysts'], kind: 'local', issuer: 'local' },
-    client: 'vitest',
-    approverGroups: ['dba'],
-    allowRequester: false,
-    min: 1,
-    maxGrantMs: 15 * MIN,
-    preview: null,
-    ...overrides,
-  };
-}
+/** The contract's requester is not an approver, and the request has no preview. */
+const subject = (overrides: Partial<ApprovalSubject> = {}): ApprovalSubject =>
+  approvalSubject({ requester: { subject: 'alice', groups: ['analysts'], kind: 'local', issuer: 'local' }, preview: null, ...overrides });
 
 const bob: ApproverIdentity = { subject: 'bob', groups: ['dba'], kind: 'local' };
 const carol: ApproverIdentity = { subject: 'carol', groups: ['dba'], kind: 'local' };

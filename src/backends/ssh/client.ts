@@ -255,13 +255,7 @@ export class SshPool {
     // channel (a pooled connection whose socket had just died), so the command
     // never reached the host and cannot run twice.
     for (let attempt = 1; ; attempt++) {
-      const pooled = this.connect(target);
-      try {
-        await pooled.ready;
-      } catch (error) {
-        this.discard(target, pooled);
-        throw error;
-      }
+      const pooled = await this.ready(target);
       try {
         return await this.runOn(pooled, target, command, o);
       } catch (error) {
@@ -291,6 +285,12 @@ export class SshPool {
    * host key, login, then the quoting probe. Returns the host key it accepted.
    */
   async check(target: HostTarget): Promise<{ readonly hostKey: string | null }> {
+    const pooled = await this.ready(target);
+    return { hostKey: pooled.hostKey() };
+  }
+
+  /** The pooled connection once it is ready (host key, login, quoting probe); one that fails to get there leaves the pool. */
+  private async ready(target: HostTarget): Promise<Pooled> {
     const pooled = this.connect(target);
     try {
       await pooled.ready;
@@ -298,7 +298,7 @@ export class SshPool {
       this.discard(target, pooled);
       throw error;
     }
-    return { hostKey: pooled.hostKey() };
+    return pooled;
   }
 
   /** Opens an exec channel; rejects with ExecNotStarted saying whether the command may have reached the host. */

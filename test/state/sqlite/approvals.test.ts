@@ -2,12 +2,13 @@
 // async contract): opening and reusing requests, every rule of vote(), expiry by the caller's
 // clock, consume exactly once, two handles on one file, grants and fail-closed errors.
 
+import { approvalSubject } from '../../support/approvals.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requestHash, type ApprovalSubject, type ApproverIdentity, type Vote } from '../../../src/approval/approver.js';
+import type { ApproverIdentity, Vote } from '../../../src/approval/approver.js';
 import { openSqliteApprovals as openApprovalStore, type SqliteApprovals as ApprovalStore } from '../../../src/state/sqlite/approvals.js';
 import { DrawbridgeError, type ErrorCode } from '../../../src/errors.js';
 
@@ -37,28 +38,7 @@ const MIN = 60_000;
 const HOUR = 60 * MIN;
 const TTL = 24 * HOUR;
 
-function subject(overrides: Partial<ApprovalSubject> = {}): ApprovalSubject {
-  const input = overrides.input ?? { sql: 'DELETE FROM orders WHERE id <= 10' };
-  return {
-    hash: requestHash('run_sql', 'db', input),
-    callId: 'call-1',
-    tool: 'run_sql',
-    connection: 'db',
-    input,
-    summary: 'delete on public.orders',
-    reasons: ['writes public.orders'],
-    rule: 'writes-need-approval',
-    message: 'Writes need a DBA.',
-    requester: { subject: 'alice', groups: ['analysts', 'dba'], kind: 'local', issuer: 'local' },
-    client: 'vitest',
-    approverGroups: ['dba'],
-    allowRequester: false,
-    min: 1,
-    maxGrantMs: 15 * MIN,
-    preview: { affectedRows: 10, sample: [{ id: 1 }], sampleColumns: ['id'] },
-    ...overrides,
-  };
-}
+const subject = approvalSubject;
 
 const bob: ApproverIdentity = { subject: 'bob', groups: ['dba'], kind: 'local' };
 const carol: ApproverIdentity = { subject: 'carol', groups: ['sre', 'dba'], kind: 'local' };
