@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
+import { expectOk as ok, expectRefused as refused } from '../../support/results.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { journaledCalls, watchProcessFaults, type ProcessFaults } from '../../support/faults.js';
 import { writeKubeConfigDir } from '../../support/kube-config.js';
@@ -48,16 +49,6 @@ async function run(command: string): Promise<CallResult> {
   const r = await callTool(gateway, { tool: 'kubectl', args: { connection: 'staging', command }, identity: dev, client: { name: 'vitest' } });
   callIds.push(r.callId);
   return r;
-}
-function ok(r: CallResult): Extract<CallResult, { ok: true }> {
-  if (!r.ok) throw new Error(`expected success, got ${r.text}`);
-  return r;
-}
-function refused(r: CallResult, code: string): string {
-  if (r.ok) throw new Error(`expected ${code}, got success`);
-  expect(r.error.code, r.text).toBe(code);
-  expect(r.text).not.toMatch(/\n\s+at /); // no stack trace
-  return r.text;
 }
 const writes = () => fake.requests.filter((q) => q.method !== 'GET').map((q) => `${q.method} ${q.path}`);
 const outcomeOf = (callId: string) => journaledCalls(join(dir, 'journal.db')).find((c) => c.callId === callId)?.outcome;

@@ -10,6 +10,7 @@ import { openSqliteApprovals as openApprovalStore } from '../../../src/state/sql
 import { renderObjects } from '../../../src/backends/kubernetes/render.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
+import { expectOk as ok, expectRefused as refused, type OkResult } from '../../support/results.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { runCliAsync, requireBuiltCli } from '../../support/cli.js';
 import { writeKubeConfigDir } from '../../support/kube-config.js';
@@ -102,17 +103,7 @@ const run = (command: string, o: { manifest?: string; connection?: string; via?:
     ...(o.channel ? { channel: o.channel } : {}),
   });
 
-type Ok = Extract<CallResult, { ok: true }>;
-function ok(r: CallResult): Ok {
-  if (!r.ok) throw new Error(`expected success, got ${r.error.code}: ${r.text}`);
-  return r;
-}
-function refused(r: CallResult, code: string): string {
-  expect(r.ok).toBe(false);
-  if (r.ok) return '';
-  expect(r.error.code, r.text).toBe(code);
-  return r.text;
-}
+type Ok = OkResult;
 const columns = (r: Ok) => r.structured.columns.map((c) => c.name);
 const column = (r: Ok, name: string) => r.structured.rows.map((row) => row[columns(r).indexOf(name)]);
 const doc = (r: Ok) => String(r.structured.rows[0]?.[0] ?? '');

@@ -18,6 +18,7 @@ import { sqliteApprovals, sqliteJournal } from '../../../src/state/sqlite/index.
 import { loadConfig } from '../../../src/config/load.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
+import { expectOk as ok, expectRefused as refused } from '../../support/results.js';
 import { createGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { journaledCalls, watchProcessFaults, type ProcessFaults } from '../../support/faults.js';
 import { startFaultServer, type FaultServer } from '../../support/ssh-fault-server.js';
@@ -104,15 +105,6 @@ async function run(connection: string, command: string): Promise<CallResult> {
   return r;
 }
 
-function ok(r: CallResult): Extract<CallResult, { ok: true }> {
-  if (!r.ok) throw new Error(`expected success, got ${r.text}`);
-  return r;
-}
-function refused(r: CallResult, code: string): string {
-  if (r.ok) throw new Error(`expected ${code}, got success`);
-  expect(r.error.code, r.text).toBe(code);
-  return r.text;
-}
 const scratch = () => readdirSync(sshd.root).sort();
 const outcomeOf = (callId: string) => journaledCalls(join(dir, 'journal.db')).find((c) => c.callId === callId)?.outcome;
 
