@@ -245,7 +245,7 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
         .progress(`Waiting for approval ${current.id} (${votes}/${s.min}) from ${s.approverGroups.join(', ')}: drawbridge approvals approve ${current.id}`)
         .catch(() => undefined);
     }
-    await sleep(Math.min(POLL_MS, ctx.settings.waitMs - waited));
+    await changeOrPoll(store, current.id, sleep(Math.min(POLL_MS, ctx.settings.waitMs - waited)));
   }
   const retry = pickUp(ctx, s);
   throw new DrawbridgeError(
@@ -259,6 +259,19 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
       details: approvalDetails(ctx, s, current, retry),
     },
   );
+}
+
+/**
+ * Waits for the poll interval, or less when the store reports a change to the request (a vote
+ * through another replica or the CLI): the poll is the fallback for a lost notification.
+ */
+async function changeOrPoll(store: ApprovalStore, id: string, poll: Promise<void>): Promise<void> {
+  const stop = new AbortController();
+  try {
+    await Promise.race([poll, store.changed(id, stop.signal)]);
+  } finally {
+    stop.abort();
+  }
 }
 
 /** Who must act: "someone in dba", "2 approvers in dba, sre". */

@@ -26,8 +26,8 @@ function refused(error: unknown, io: CliIo): number {
 }
 
 /** The state for one command, closed after `body`; the journal is opened only if the command appends to it. */
-async function withState<T>(config: GatewayConfig, body: (state: StateStore) => Promise<T>): Promise<T> {
-  const state = openState(config, { openJournal: 'on first append' });
+async function withState<T>(config: GatewayConfig, io: CliIo, body: (state: StateStore) => Promise<T>): Promise<T> {
+  const state = await openState(config, { purpose: 'command', environment: { env: io.env, baseDir: config.dir } });
   try {
     return await body(state);
   } finally {
@@ -35,8 +35,8 @@ async function withState<T>(config: GatewayConfig, body: (state: StateStore) => 
   }
 }
 
-function withStore<T>(config: GatewayConfig, body: (store: ApprovalStore) => Promise<T>): Promise<T> {
-  return withState(config, (state) => body(state.approvals));
+function withStore<T>(config: GatewayConfig, io: CliIo, body: (store: ApprovalStore) => Promise<T>): Promise<T> {
+  return withState(config, io, (state) => body(state.approvals));
 }
 
 /** The presented approver token: --token-file wins over $DRAWBRIDGE_APPROVER_TOKEN. Never printed. */
@@ -74,7 +74,7 @@ export async function approvalsList({ values }: CommandArgs<'approvals list'>, i
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
-    const approvals = await withStore(config, (store) => store.list(now, values.all ? {} : { status: 'pending' }));
+    const approvals = await withStore(config, io, (store) => store.list(now, values.all ? {} : { status: 'pending' }));
     io.stdout.write(values.json ? `${JSON.stringify(approvals, null, 2)}\n` : formatApprovalList(approvals, now, { all: values.all }));
     return 0;
   } catch (error) {
@@ -87,7 +87,7 @@ export async function approvalsShow({ values, positionals }: CommandArgs<'approv
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
-    const approval = await withStore(config, (store) => store.get(id, now));
+    const approval = await withStore(config, io, (store) => store.get(id, now));
     if (!approval) throw new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(safeLine(id))}.`);
     io.stdout.write(values.json ? `${JSON.stringify(approval, null, 2)}\n` : formatApproval(approval, now));
     return 0;
@@ -130,7 +130,7 @@ export async function approvalsVote(
   let committed = false;
   try {
     const approver = await authenticateApprover(config, token, io.env);
-    const state = openState(config);
+    const state = await openState(config, { purpose: 'command', environment: { env: io.env, baseDir: config.dir } });
     try {
       const now = new Date();
       const vote: Vote = {
@@ -193,7 +193,7 @@ export async function grantsList({ values }: CommandArgs<'grants list'>, io: Cli
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
-    const grants = await withStore(config, (store) => store.listGrants(now, values.all ? {} : { active: true }));
+    const grants = await withStore(config, io, (store) => store.listGrants(now, values.all ? {} : { active: true }));
     io.stdout.write(values.json ? `${JSON.stringify(grants, null, 2)}\n` : formatGrantList(grants, now, { all: values.all }));
     return 0;
   } catch (error) {
@@ -213,7 +213,7 @@ export async function grantsRevoke({ values, positionals }: CommandArgs<'grants 
   try {
     const approver = await authenticateApprover(config, token, io.env);
     const now = new Date();
-    const { grant, callId } = await withStore(config, async (store) => {
+    const { grant, callId } = await withStore(config, io, async (store) => {
       const revoked = await store.revokeGrant(id, approver.subject, now);
       // Journal under the call that requested the approval; in-band grants have no stored request.
       return { grant: revoked, callId: (await store.get(revoked.approvalId, now))?.subject.callId ?? revoked.id };
@@ -223,7 +223,7 @@ export async function grantsRevoke({ values, positionals }: CommandArgs<'grants 
         `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`,
     );
     try {
-      await withState(config, async (state) => {
+      await withState(config, io, async (state) => {
         await state.journal.append(
           'grant',
           callId,

@@ -314,6 +314,13 @@ function collectGateway(raw: RawDocument, c: Collection, validate: Validate): vo
       message: 'journal.checkpoints.signing_key is written inline; reference it instead, e.g. signing_key: { file: /run/secrets/checkpoint-key.pem }',
     });
   }
+  const stateUrl = value.state?.url;
+  if (stateUrl?.kind === 'template' && !stateUrl.template.includes('${')) {
+    c.problems.push({
+      ...locate(raw, ['state', 'url']),
+      message: 'state.url is written inline; reference it instead (it holds a password), e.g. url: ${DRAWBRIDGE_STATE_URL}',
+    });
+  }
   value.approval.approvers.forEach((approver, index) => {
     if (approver.token.kind === 'template' && !approver.token.template.includes('${')) {
       c.problems.push({
@@ -406,6 +413,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       checkpoints: checkpointsOf(g, absolute),
     },
     hashKey: g?.masking.hash_key ?? null,
+    state: g?.state ? { engine: 'postgres', url: g.state.url } : { engine: 'sqlite' },
     approval: {
       store: absolute(g?.approval.store ?? '.drawbridge/approvals.db'),
       waitMs: g?.approval.wait ?? DEFAULT_APPROVAL_WAIT_MS,

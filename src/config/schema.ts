@@ -106,6 +106,8 @@ export const gatewaySchema = z.strictObject({
     })
     .default({ path: '.drawbridge/journal.db', sync: 'full' }),
   masking: z.strictObject({ hash_key: secretRefSchema.optional() }).default({}),
+  /** Shared state (journal, approvals, grants) in PostgreSQL instead of the local SQLite files: what replicas share. */
+  state: z.strictObject({ url: secretRefSchema }).optional(),
   approval: z
     .strictObject({
       /** Out-of-band approvals and grants live here (mutable state, so not in the append-only journal). */
@@ -157,6 +159,8 @@ export interface CheckpointsConfig {
   readonly publishFile: string;
 }
 
+export type StateConfig = { readonly engine: 'sqlite' } | { readonly engine: 'postgres'; readonly url: SecretRef };
+
 export interface GatewayConfig {
   /** Directory holding tools/ and policies/; relative paths resolve against it. */
   readonly dir: string;
@@ -168,6 +172,11 @@ export interface GatewayConfig {
   readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | OidcIdentityDeclaration | null;
   readonly journal: { readonly path: string; readonly sync: 'full' | 'normal'; readonly checkpoints: CheckpointsConfig | null };
   readonly hashKey: SecretRef | null;
+  /**
+   * Where the journal, approvals and grants live: the local SQLite files (journal.path,
+   * approval.store; the embedded default) or one PostgreSQL database that replicas share.
+   */
+  readonly state: StateConfig;
   readonly approval: {
     /** Absolute path of the approvals store. */
     readonly store: string;

@@ -89,6 +89,6 @@ export async function openGateway(options: {
   // What each backend must have before its first parse (PostgreSQL's parser).
   await Promise.all(backends.map((b) => b.init()));
   const maskKey = config.hashKey ? new TextEncoder().encode(resolveSecret(config.hashKey, environment)) : new Uint8Array(randomBytes(32));
-  const state = openState(config, options.journalPath === undefined ? {} : { journalPath: options.journalPath });
+  const state = await openState(config, { environment, ...(options.journalPath === undefined ? {} : { journalPath: options.journalPath }) });
   return createGateway({ config, state, maskKey, environment, ...(options.clock ? { clock: options.clock } : {}) });
 }

@@ -163,7 +163,22 @@ export interface ApprovalStore {
   listGrants(now: Date, filter?: { active?: boolean }): Promise<StoredGrant[]>;
   /** Rejects grant.not_found when there is no such grant or it is already revoked. */
   revokeGrant(id: string, by: string, now: Date): Promise<StoredGrant>;
+  /**
+   * Resolves soon after approval `id` changed anywhere (a vote, a decision, a consume, committed
+   * by this handle, another process or another replica), or when `signal` aborts. Best effort:
+   * a waiting call still re-reads on its poll interval, so a lost notification only delays it.
+   */
+  changed(id: string, signal: AbortSignal): Promise<void>;
+  /** Every request (with its votes) and grant, as stored, for `drawbridge state copy`. */
+  dump(): Promise<ApprovalsDump>;
+  /** Loads a dump into an empty store, ids and times unchanged, in one transaction; rejects input.invalid if the store is not empty. */
+  load(dump: ApprovalsDump): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface ApprovalsDump {
+  readonly approvals: readonly StoredApproval[];
+  readonly grants: readonly StoredGrant[];
 }
 
 /** One engine's state: the journal and the approvals. close() closes both; it is idempotent. */

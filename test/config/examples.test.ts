@@ -48,10 +48,10 @@ function tempDir(): string {
 }
 
 /** A gateway over `config` with a throwaway journal (explain writes nothing to it). */
-function gatewayFor(config: GatewayConfig, env: Record<string, string>): Gateway {
+async function gatewayFor(config: GatewayConfig, env: Record<string, string>): Promise<Gateway> {
   const gateway = createGateway({
     config,
-    state: openState(config, { journalPath: join(tempDir(), 'journal.db') }),
+    state: await openState(config, { journalPath: join(tempDir(), 'journal.db') }),
     maskKey: new Uint8Array(32),
     environment: { env, baseDir: config.dir },
   });
@@ -70,7 +70,7 @@ describe('the repository root (run_sql demo): analysts read the shop tables only
   let gateway: Gateway;
   beforeAll(async () => {
     await loadParser();
-    gateway = gatewayFor(loadConfig(REPO_ROOT), { SHOP_DATABASE_URL: inject('pgGatewayUrl'), DRAWBRIDGE_DBA_TOKEN: 'unused' });
+    gateway = await gatewayFor(loadConfig(REPO_ROOT), { SHOP_DATABASE_URL: inject('pgGatewayUrl'), DRAWBRIDGE_DBA_TOKEN: 'unused' });
   });
 
   it('loads with its rules', () => {
@@ -129,7 +129,7 @@ describe('examples/kubernetes: reads in the shop namespace; cluster-wide reads f
     writeFileSync(file, stringifyYaml(kubeconfig));
     const staging = config.connections.get('staging')!;
     const declaration = { ...staging.declaration, kubeconfig: secretRefSchema.parse({ file }) } as ConnectionDeclaration;
-    gateway = gatewayFor({ ...config, connections: new Map([['staging', { ...staging, declaration }]]) }, { DRAWBRIDGE_SRE_TOKEN: 'unused' });
+    gateway = await gatewayFor({ ...config, connections: new Map([['staging', { ...staging, declaration }]]) }, { DRAWBRIDGE_SRE_TOKEN: 'unused' });
   });
   afterAll(async () => {
     await fake?.close();
@@ -199,7 +199,7 @@ describe('examples/ssh: named health checks and nginx logs, restarts approved, r
   let gateway: Gateway;
   beforeAll(async () => {
     await loadParser();
-    gateway = gatewayFor(loadConfig(join(REPO_ROOT, 'examples/ssh')), { DRAWBRIDGE_SRE_TOKEN: 'unused' });
+    gateway = await gatewayFor(loadConfig(join(REPO_ROOT, 'examples/ssh')), { DRAWBRIDGE_SRE_TOKEN: 'unused' });
   });
 
   it('loads with its rules', () => {

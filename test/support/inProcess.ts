@@ -159,7 +159,7 @@ export async function openSession(db: FreshDatabase, options: SessionOptions): P
     ...(options.limits ? { limits: options.limits } : {}),
   });
   const config = loadConfig(dir);
-  const state = openState(config);
+  const state = await openState(config);
   const session: Session = {
     dir,
     config,

@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import { DrawbridgeError, isDrawbridgeError } from '../../errors.js';
 import { canonicalJson } from '../../util/canonical-json.js';
 import type { ApprovalSubject, Vote } from '../../approval/approver.js';
-import type { ApprovalStatus, GrantInput, GrantQuery, StoredApproval, StoredGrant } from '../contract.js';
+import type { ApprovalsDump, ApprovalStatus, GrantInput, GrantQuery, StoredApproval, StoredGrant } from '../contract.js';
 
 export interface SyncVoteHooks {
   /**
@@ -73,6 +73,9 @@ export interface SqliteApprovals {
   listGrants(now: Date, filter?: { active?: boolean }): StoredGrant[];
   /** Throws grant.not_found when there is no such grant or it is already revoked. */
   revokeGrant(id: string, by: string, now: Date): StoredGrant;
+  dump(): ApprovalsDump;
+  /** Into an empty store only (input.invalid otherwise), in one transaction. */
+  load(dump: ApprovalsDump): void;
   close(): void;
 }
 
@@ -275,6 +278,15 @@ function prepareStatements(db: Database.Database) {
     ),
     listGrants: db.prepare('SELECT * FROM grants ORDER BY created_ms DESC, id'),
     revokeGrant: db.prepare('UPDATE grants SET revoked_ms = ?, revoked_by = ? WHERE id = ? AND revoked_ms IS NULL'),
+    anyRow: db.prepare('SELECT 1 FROM approvals UNION ALL SELECT 1 FROM grants LIMIT 1').pluck(),
+    loadApproval: db.prepare(
+      `INSERT INTO approvals (id, hash, requester_subject, requester_issuer, policy_key, status, subject, created_ms, expires_ms, decided_ms, consumed_ms, grant_ms)
+       VALUES (@id, @hash, @subject, @issuer, @policyKey, @status, @json, @created, @expires, @decided, @consumed, @grantMs)`,
+    ),
+    loadGrant: db.prepare(
+      `INSERT INTO grants (id, subject, issuer, tool, connection, rule, approval_id, created_ms, expires_ms, revoked_ms, revoked_by)
+       VALUES (@id, @subject, @issuer, @tool, @connection, @rule, @approvalId, @created, @expires, @revoked, @revokedBy)`,
+    ),
   };
 }
 
@@ -465,6 +477,49 @@ class SqliteApprovalStore implements SqliteApprovals {
         }
         this.stmt.revokeGrant.run(at, by, id);
         return toGrant(this.stmt.grant.get(id) as GrantRow);
+      }),
+    );
+  }
+
+  dump(): ApprovalsDump {
+    return this.guarded('read the store', () => ({
+      approvals: (this.stmt.listAll.all() as ApprovalRow[]).map((row) => this.toApproval(row)),
+      grants: (this.stmt.listGrants.all() as GrantRow[]).map(toGrant),
+    }));
+  }
+
+  load(dump: ApprovalsDump): void {
+    this.guarded('load into the store', () =>
+      this.writeTx(() => {
+        if (this.stmt.anyRow.get() !== undefined)
+          return refuse(new DrawbridgeError('input.invalid', 'The target approvals store is not empty; copy into an empty one.'));
+        for (const a of dump.approvals) {
+          const s = a.subject;
+          this.stmt.loadApproval.run({
+            id: a.id,
+            hash: a.hash,
+            subject: s.requester.subject,
+            issuer: s.requester.issuer,
+            policyKey: policyKey(s),
+            status: a.status,
+            json: JSON.stringify(s),
+            created: Date.parse(a.createdAt),
+            expires: Date.parse(a.expiresAt),
+            decided: a.decidedAt === null ? null : Date.parse(a.decidedAt),
+            consumed: a.consumedAt === null ? null : Date.parse(a.consumedAt),
+            grantMs: a.grantMs,
+          });
+          a.votes.forEach((v, i) => this.stmt.insertVote.run(a.id, i + 1, v.approver.subject, JSON.stringify(v)));
+        }
+        for (const g of dump.grants) {
+          this.stmt.loadGrant.run({
+            ...g,
+            created: Date.parse(g.createdAt),
+            expires: Date.parse(g.expiresAt),
+            revoked: g.revokedAt === null ? null : Date.parse(g.revokedAt),
+          });
+        }
+        return undefined;
       }),
     );
   }

@@ -4,6 +4,7 @@
 // per approvals handle, so that an async vote hook never lets another call's statements
 // into the vote's open transaction.
 
+import { EventEmitter, once } from 'node:events';
 import type { ApprovalStore, JournalStore, StateStore } from '../contract.js';
 import { DrawbridgeError } from '../../errors.js';
 import { openJournal, type Journal, type JournalOptions } from './journal.js';
@@ -20,7 +21,7 @@ export interface SqliteStatePaths {
 /** Opens the journal file now or on its first append (paths.openJournal); the approvals file on first use. */
 export function openSqliteState(paths: SqliteStatePaths): StateStore {
   const journal = sqliteJournal(paths.journal, paths.journalSync, paths.openJournal);
-  const approvals = sqliteApprovals(() => openSqliteApprovals(paths.approvals));
+  const approvals = sqliteApprovals(() => openSqliteApprovals(paths.approvals), paths.approvals);
   return {
     journal,
     approvals,
@@ -62,13 +63,29 @@ function serial(): <T>(body: () => T | Promise<T>) => Promise<T> {
 }
 
 /**
- * The async ApprovalStore over one SqliteApprovals, opened by `open` on first use: a gateway whose
- * policy never asks for approval never creates the file.
+ * Changes committed through any handle in this process, by approval id. SQLite has no way to
+ * tell another process; a call waiting there sees the change on its next poll.
  */
-export function sqliteApprovals(open: () => SqliteApprovals): ApprovalStore {
+const changes = new EventEmitter().setMaxListeners(0);
+
+/** Resolves on the next in-process change of `key` or when `signal` aborts. */
+async function nextChange(key: string, signal: AbortSignal): Promise<void> {
+  await once(changes, key, { signal }).catch(() => undefined);
+}
+
+/**
+ * The async ApprovalStore over one SqliteApprovals, opened by `open` on first use: a gateway whose
+ * policy never asks for approval never creates the file. `key` names the file, for change notices.
+ */
+export function sqliteApprovals(open: () => SqliteApprovals, key = ''): ApprovalStore {
   let store: SqliteApprovals | null = null;
   let closed = false;
   const locked = serial();
+  const notify = async <T>(id: string, change: Promise<T>): Promise<T> => {
+    const result = await change;
+    changes.emit(`${key}\0${id}`);
+    return result;
+  };
   const use = <T>(body: (s: SqliteApprovals) => T | Promise<T>): Promise<T> =>
     locked(() => {
       if (closed && store === null) throw new DrawbridgeError('approval.store_unavailable', 'The approvals store is closed.');
@@ -78,13 +95,28 @@ export function sqliteApprovals(open: () => SqliteApprovals): ApprovalStore {
     openRequest: (subject, now, ttlMs) => use((s) => s.openRequest(subject, now, ttlMs)),
     get: (id, now) => use((s) => s.get(id, now)),
     list: (now, filter) => use((s) => s.list(now, filter)),
-    vote: (id, vote, now, hooks) => use((s) => (hooks?.beforeCommit ? s.voteThen(id, vote, now, hooks.beforeCommit) : s.vote(id, vote, now))),
-    consume: (id, now) => use((s) => s.consume(id, now)),
-    reportDenial: (id, now) => use((s) => s.reportDenial(id, now)),
+    vote: (id, vote, now, hooks) =>
+      notify(
+        id,
+        use((s) => (hooks?.beforeCommit ? s.voteThen(id, vote, now, hooks.beforeCommit) : s.vote(id, vote, now))),
+      ),
+    consume: (id, now) =>
+      notify(
+        id,
+        use((s) => s.consume(id, now)),
+      ),
+    reportDenial: (id, now) =>
+      notify(
+        id,
+        use((s) => s.reportDenial(id, now)),
+      ),
     createGrant: (input, now) => use((s) => s.createGrant(input, now)),
     findGrant: (q, now) => use((s) => s.findGrant(q, now)),
     listGrants: (now, filter) => use((s) => s.listGrants(now, filter)),
     revokeGrant: (id, by, now) => use((s) => s.revokeGrant(id, by, now)),
+    changed: (id, signal) => nextChange(`${key}\0${id}`, signal),
+    dump: () => use((s) => s.dump()),
+    load: (dump) => use((s) => s.load(dump)),
     close: () =>
       locked(() => {
         if (closed) return;
