@@ -229,7 +229,8 @@ function prepareStatements(db: Database.Database) {
     revokeGrant: db.prepare('UPDATE grants SET revoked_ms = ?, revoked_by = ? WHERE id = ? AND revoked_ms IS NULL'),
     anyRow: db.prepare('SELECT 1 FROM approvals UNION ALL SELECT 1 FROM grants LIMIT 1').pluck(),
     loadApproval: db.prepare(
-      `INSERT INTO approvals (id, hash, requester_subject, requester_issuer, policy_key, status, subject, created_ms, expires_ms, decided_ms, consumed_ms, grant_ms)
+      `INSERT INTO approvals (id, hash, requester_subject, requester_issuer, policy_key, status, subject,
+                              created_ms, expires_ms, decided_ms, consumed_ms, grant_ms)
        VALUES (@id, @hash, @subject, @issuer, @policyKey, @status, @json, @created, @expires, @decided, @consumed, @grantMs)`,
     ),
     loadGrant: db.prepare(
