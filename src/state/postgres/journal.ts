@@ -11,7 +11,7 @@ import { canonicalJson } from '../../util/canonical-json.js';
 import type { JournalStore, StoredRecord } from '../contract.js';
 import { GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
 import { DrawbridgeError } from '../../errors.js';
-import { fault, safeReason, type Secrets } from './faults.js';
+import { begin, fault, safeReason, type Secrets } from './faults.js';
 import { JOURNAL_LOCK, LOCK_SPACE, SCHEMA } from './migrations.js';
 
 /** 'batch': group commit (default); 'each': one transaction per append (for measurements). */
@@ -74,25 +74,25 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
 
   /** Writes one batch in one transaction; resolves each append only after COMMIT answered. */
   async function write(batch: readonly Pending[]): Promise<void> {
-    let client: pg.PoolClient | undefined;
+    // A batch of only non-durable records (outcomes) need not wait for its WAL flush:
+    // it becomes durable with the next durable commit, and never reorders the chain.
+    const relaxed = batch.every((p) => !p.durable) ? 'SET LOCAL synchronous_commit = off; ' : '';
+    let client: pg.PoolClient;
+    let results: unknown;
     try {
-      client = await pool.connect();
+      // One round trip: begin, take the head lock, then read the head. READ COMMITTED, whatever the
+      // role's default, so the head is read with a snapshot taken after the lock was granted.
+      ({ client, result: results } = await begin(
+        pool,
+        `BEGIN ISOLATION LEVEL READ COMMITTED; ${relaxed}SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${JOURNAL_LOCK}); ` +
+          `SELECT seq, hash FROM ${SCHEMA}.records ORDER BY seq DESC LIMIT 1`,
+      ));
     } catch (cause) {
       for (const p of batch) p.reject(failed(cause));
       return;
     }
     let broken: Error | undefined;
     try {
-      // A batch of only non-durable records (outcomes) need not wait for its WAL flush:
-      // it becomes durable with the next durable commit, and never reorders the chain.
-      const relaxed = batch.every((p) => !p.durable) ? 'SET LOCAL synchronous_commit = off; ' : '';
-      // One round trip: begin, take the head lock, read the head (a multi-statement simple query).
-      // One round trip: begin, take the head lock, then read the head. READ COMMITTED, whatever the
-      // role's default, so the head is read with a snapshot taken after the lock was granted.
-      const results: unknown = await client.query(
-        `BEGIN ISOLATION LEVEL READ COMMITTED; ${relaxed}SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${JOURNAL_LOCK}); ` +
-          `SELECT seq, hash FROM ${SCHEMA}.records ORDER BY seq DESC LIMIT 1`,
-      );
       const last = headOf(results);
       let seq = last === undefined ? 0 : Number(last.seq);
       let prevHash = last === undefined ? GENESIS_HASH : last.hash;
@@ -170,14 +170,13 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
       if (closed) throw failed(new Error('journal is closed'));
       let client: pg.PoolClient;
       try {
-        client = await pool.connect();
+        // One snapshot for every page: appends committed meanwhile are not seen.
+        ({ client } = await begin(pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'));
       } catch (cause) {
         throw fault('journal.unavailable', 'Cannot read the audit journal', cause, secrets);
       }
       let broken: Error | undefined;
       try {
-        // One snapshot for every page: appends committed meanwhile are not seen.
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         let after = 0;
         for (;;) {
           const page = await client.query<StoredRecord & { seq: number }>(
