@@ -176,6 +176,7 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
         throw fault('journal.unavailable', 'Cannot read the audit journal', cause, secrets);
       }
       let broken: Error | undefined;
+      let done = false;
       try {
         let after = 0;
         for (;;) {
@@ -188,12 +189,13 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
           after = Number(page.rows[page.rows.length - 1]?.seq);
         }
         await client.query('COMMIT');
+        done = true;
       } catch (cause) {
         broken = cause instanceof Error ? cause : new Error(String(cause));
         throw fault('journal.unavailable', 'Cannot read the audit journal', cause, secrets);
       } finally {
         // A reader that stops early (break) leaves the transaction open: roll it back.
-        if (broken === undefined) await client.query('ROLLBACK').catch(() => undefined);
+        if (broken === undefined && !done) await client.query('ROLLBACK').catch(() => undefined);
         client.release(broken);
       }
     },

@@ -55,7 +55,8 @@ async function until(probe: () => Promise<boolean>): Promise<void> {
 /** The pids of listener connections that are listening now. */
 async function listeners(db: FreshDatabase): Promise<number[]> {
   const rows = await db.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE application_name = 'drawbridge listener' AND usename = $1 AND query LIKE 'LISTEN%' AND datname = current_database()",
+    `SELECT pid FROM pg_stat_activity
+     WHERE application_name = 'drawbridge listener' AND usename = $1 AND query LIKE 'LISTEN%' AND datname = current_database()`,
     [STATE_ROLE],
   );
   return rows.map((r) => r.pid);
