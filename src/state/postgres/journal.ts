@@ -132,9 +132,17 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
     }
   }
 
+  /** Writes batches until the queue is empty; appends made meanwhile wait for the next batch. */
   async function drain(): Promise<void> {
-    while (queue.length > 0) await write(queue.splice(0, MAX_BATCH));
-    flushing = null;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.splice(0, MAX_BATCH);
+        // write() settles every append itself; this only guards against a bug leaving one hanging.
+        await write(batch).catch((cause: unknown) => batch.forEach((p) => p.reject(failed(cause))));
+      }
+    } finally {
+      flushing = null;
+    }
   }
 
   return {

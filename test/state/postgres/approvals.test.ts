@@ -3,12 +3,16 @@
 // NOTIFY), also after the listener connection was killed; a rolled-back vote announces nothing;
 // the store fails closed when its connections die and works again on the next call.
 
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ApprovalSubject, ApproverIdentity, Vote } from '../../../src/approval/approver.js';
 import { DrawbridgeError } from '../../../src/errors.js';
 import type { StateStore } from '../../../src/state/contract.js';
 import { openPostgresState } from '../../../src/state/postgres/index.js';
+import { openSqliteState } from '../../../src/state/sqlite/index.js';
 import { approvalSubject } from '../../support/approvals.js';
 import { freshDatabase, type FreshDatabase } from '../../support/fixtures.js';
 import { STATE_ROLE, STATE_ROLE_PASSWORD, stateRoleUrl } from '../../support/state-role.js';
@@ -153,5 +157,24 @@ describe('PostgreSQL approvals', () => {
       await client.end();
     }
     expect(await a.approvals.get(approval.id, at(4))).toMatchObject({ status: 'approved' });
+  });
+
+  it('a dump of the SQLite engine loads into PostgreSQL unchanged (what `drawbridge state copy` moves)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drawbridge-copy-'));
+    const sqlite = openSqliteState({ journal: path.join(dir, 'j.db'), journalSync: 'full', openJournal: 'now', approvals: path.join(dir, 'a.db') });
+    try {
+      const { approval } = await sqlite.approvals.openRequest(subject(), T0, TTL);
+      await sqlite.approvals.vote(approval.id, vote(), at(1));
+      await sqlite.approvals.consume(approval.id, at(2));
+      const dump = await sqlite.approvals.dump();
+      const { open } = await fresh();
+      const target = await open();
+      await target.approvals.load(dump);
+      expect(await target.approvals.dump()).toEqual(dump);
+      expect(await target.approvals.consume(approval.id, at(3)).catch((e: unknown) => (e as DrawbridgeError).code)).toBe('approval.not_approved');
+    } finally {
+      await sqlite.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
