@@ -8,7 +8,7 @@ import { DrawbridgeError } from '../../../src/errors.js';
 import type { StateStore } from '../../../src/state/contract.js';
 import { migratePostgresState, openPostgresState } from '../../../src/state/postgres/index.js';
 import { LATEST_VERSION } from '../../../src/state/postgres/migrations.js';
-import { freshDatabase, refusedPostgresUrl, withPassword, type FreshDatabase } from '../../support/fixtures.js';
+import { freshDatabase, refusedPostgresUrl, testRole, withPassword, type FreshDatabase } from '../../support/fixtures.js';
 import { STATE_ROLE, STATE_ROLE_PASSWORD, stateRoleUrl } from '../../support/state-role.js';
 
 const databases: FreshDatabase[] = [];
@@ -106,5 +106,25 @@ describe('PostgreSQL state migrations', () => {
     const failed = await refusal(migratePostgresState(wrong));
     expect(failed.code).toBe('journal.unavailable');
     expect(failed.message).not.toContain('not-the-password-xyz');
+  });
+
+  it('a role with CONNECT only migrates into a schema the operator created for it, and is refused cleanly without one', async () => {
+    const db = await freshDatabase('state_migrate');
+    databases.push(db);
+    const role = await testRole(db, { login: true });
+    try {
+      const refused = await refusal(migratePostgresState(role.url));
+      expect(refused.code).toBe('journal.unavailable');
+      expect(refused.message).toMatch(/permission denied/);
+      await db.query(`CREATE SCHEMA drawbridge AUTHORIZATION ${role.name}`);
+      expect(await migratePostgresState(role.url)).toEqual({ from: 0, to: LATEST_VERSION });
+      const state = await openPostgresState({ url: role.url, purpose: 'serve' });
+      opened.push(state);
+      expect((await state.journal.append('call', 'c1', {})).seq).toBe(1);
+      await state.close();
+    } finally {
+      await db.query('DROP SCHEMA drawbridge CASCADE');
+      await role.drop();
+    }
   });
 });
