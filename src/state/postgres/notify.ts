@@ -25,6 +25,8 @@ export function listener(config: pg.ClientConfig): Listener {
   let retry: NodeJS.Timeout | null = null;
   let waiting = 0;
   let closed = false;
+  /** Aborted by close(): a call still waiting re-reads at once instead of waiting forever. */
+  const closing = new AbortController();
 
   const drop = (dead: pg.Client): void => {
     if (client !== dead) return;
@@ -69,13 +71,14 @@ export function listener(config: pg.ClientConfig): Listener {
       waiting += 1;
       try {
         void ensure();
-        await once(changes, id, { signal }).catch(() => undefined);
+        await once(changes, id, { signal: AbortSignal.any([signal, closing.signal]) }).catch(() => undefined);
       } finally {
         waiting -= 1;
       }
     },
     async close() {
       closed = true;
+      closing.abort();
       if (retry !== null) clearTimeout(retry);
       await connecting;
       const c = client;

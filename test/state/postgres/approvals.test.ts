@@ -118,7 +118,7 @@ describe('PostgreSQL approvals', () => {
     await consumed;
   });
 
-  it('changed() resolves when its signal aborts, with no change', async () => {
+  it('changed() resolves when its signal aborts or the store closes, with no change', async () => {
     const { open } = await fresh();
     const a = await open();
     const abort = new AbortController();
@@ -126,6 +126,10 @@ describe('PostgreSQL approvals', () => {
     expect(await settled(waiting)).toBe(false);
     abort.abort();
     await waiting;
+    const untilClosed = a.approvals.changed('ap_nothing0000', new AbortController().signal);
+    expect(await settled(untilClosed)).toBe(false);
+    await a.close();
+    await untilClosed;
   });
 
   it('when its connections are killed the store fails closed (store_unavailable, no secrets) or reconnects; the next call works', async () => {
