@@ -1,6 +1,6 @@
 // The PostgreSQL engine of the state contract: the journal (journal.ts), the approvals
-// (approvals.ts) and their change notices (notify.ts) over one connection pool per store,
-// shared by any number of gateway replicas and CLI commands. Opening applies pending
+// (approvals.ts) and their change notices (notify.ts), each store over connections of its
+// own, shared by any number of gateway replicas and CLI commands. Opening applies pending
 // migrations ('serve') or only checks the schema version ('command'). Every connection has
 // an error handler, so a dying socket never kills the process: the call in flight fails
 // closed, and the pool opens a new connection for the next one (no restart needed).
