@@ -120,7 +120,10 @@ export async function journalVerify({ values }: CommandArgs<'journal verify'>, i
     ...(values['expect-head'] ? { expectHead: values['expect-head'] } : {}),
     ...(checkpoints ? { checkpoints } : {}),
   };
-  const { result, path } = await withJournal(values, io, config, async (reader) => ({ result: await verifyStore(reader.journal, options), path: reader.where }));
+  const { result, path } = await withJournal(values, io, config, async (reader) => ({
+    result: await verifyStore(reader.journal, options),
+    path: reader.where,
+  }));
   if (result.ok) {
     io.stdout.write(`OK ${path}: ${result.records} records, chain intact; head ${result.head}; ${checkpointLine(result)}\n`);
     return 0;
@@ -141,7 +144,12 @@ export async function journalCheckpoint({ values }: CommandArgs<'journal checkpo
     return fail('No checkpoints are configured: add journal: { checkpoints: { signing_key, publish: { file } } } to kind: gateway.', 1);
   }
   const keys = checkpointKeys(settings, { env: io.env, baseDir: config.dir });
-  const c = await withJournal({}, io, () => config, (reader) => writeCheckpoint({ journal: reader.journal, file: settings.publishFile, keys, now: new Date() }));
+  const c = await withJournal(
+    {},
+    io,
+    () => config,
+    (reader) => writeCheckpoint({ journal: reader.journal, file: settings.publishFile, keys, now: new Date() }),
+  );
   io.stdout.write(`checkpoint: ${c.count} records, head ${c.hash}, at ${c.at}, key ${c.keyId}; appended to ${settings.publishFile}\n`);
   return 0;
 }

@@ -69,7 +69,7 @@ async function withCheckpoints(gateway: Gateway, io: CliIo): Promise<Gateway> {
 async function openServingGateway(dir: string, io: CliIo): Promise<Gateway> {
   const config = loadConfig(dir);
   const cannot = (reason: string): never => fail(`drawbridge: cannot serve: the state (${stateLabel(config)}) cannot be opened: ${reason}`, 1);
-  if (config.state.engine === 'postgres') {
+  if (config.state.engine !== 'sqlite') {
     try {
       resolveSecret(config.state.url, { env: io.env, baseDir: config.dir });
     } catch (error) {

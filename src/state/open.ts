@@ -1,12 +1,15 @@
 // Picks the state engine for a gateway config and opens it: SQLite (state/sqlite/), the
 // embedded default, with the journal at journal.path and the approvals at approval.store;
 // or PostgreSQL (state/postgres/) when the config sets state.url, shared by replicas.
-// The only file outside state/ that knows which engines exist.
+// Also opens a state named directly by where it lives (`drawbridge state copy`) and migrates
+// a config's state (`drawbridge state migrate`). The only file that knows which engines exist.
 
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
-import type { JournalStore, StateStore } from './contract.js';
-import { openSqliteState } from './sqlite/index.js';
+import { existsSync } from 'node:fs';
+import type { ApprovalsDump, JournalStore, StateStore } from './contract.js';
+import { openSqliteState, sqliteApprovals } from './sqlite/index.js';
+import { openSqliteApprovals } from './sqlite/approvals.js';
 import { openSqliteJournalReadOnly } from './sqlite/readonly.js';
 
 /**
@@ -58,8 +61,7 @@ export interface JournalReader {
 
 /** Which journal to read: a config's (its state engine decides), or one SQLite file (`--journal FILE`, an auditor's copy). */
 export type JournalSource =
-  | { readonly kind: 'config'; readonly config: GatewayConfig; readonly environment?: SecretEnvironment }
-  | { readonly kind: 'file'; readonly path: string };
+  { readonly kind: 'config'; readonly config: GatewayConfig; readonly environment?: SecretEnvironment } | { readonly kind: 'file'; readonly path: string };
 
 /**
  * Opens a journal for reading only: SQLite opens the existing file read-only and never creates
@@ -79,4 +81,56 @@ export async function openJournalReader(source: JournalSource): Promise<JournalR
 /** What a config's state is called in messages: the SQLite journal's path, or the PostgreSQL reference (never the URL). */
 export function stateLabel(config: GatewayConfig): string {
   return config.state.engine === 'postgres' ? `PostgreSQL state (${config.state.url.describe})` : config.journal.path;
+}
+
+/** Where a state lives, named directly rather than by a config: `drawbridge state copy`'s source and target. */
+export type StateLocation =
+  { readonly engine: 'sqlite'; readonly journal: string; readonly approvals: string } | { readonly engine: 'postgres'; readonly url: string };
+
+/** A state opened to be copied from: its journal (read-only) and a dump of its approvals and grants. */
+export interface StateSource {
+  readonly journal: JournalStore;
+  dumpApprovals(): Promise<ApprovalsDump>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a state to copy from, changing nothing: SQLite opens the journal file read-only (it must
+ * exist) and reads a missing approvals file as empty; PostgreSQL opens as a command does.
+ */
+export async function openStateSource(location: StateLocation): Promise<StateSource> {
+  if (location.engine === 'postgres') {
+    const { openPostgresState } = await import('./postgres/index.js');
+    const state = await openPostgresState({ url: location.url, purpose: 'command' });
+    return { journal: state.journal, dumpApprovals: () => state.approvals.dump(), close: () => state.close() };
+  }
+  const journal = openSqliteJournalReadOnly(location.journal);
+  const approvals = existsSync(location.approvals) ? sqliteApprovals(() => openSqliteApprovals(location.approvals), location.approvals) : null;
+  return {
+    journal,
+    dumpApprovals: async () => (approvals ? approvals.dump() : { approvals: [], grants: [] }),
+    close: async () => {
+      await Promise.all([journal.close(), approvals?.close()]);
+    },
+  };
+}
+
+/** Opens a state to copy into, as a gateway opens it: SQLite creates its files, PostgreSQL applies pending migrations. */
+export async function openStateTarget(location: StateLocation): Promise<StateStore> {
+  if (location.engine === 'postgres') {
+    const { openPostgresState } = await import('./postgres/index.js');
+    return openPostgresState({ url: location.url, purpose: 'serve' });
+  }
+  return openSqliteState({ journal: location.journal, journalSync: 'full', openJournal: 'now', approvals: location.approvals });
+}
+
+/** What `drawbridge state migrate` did: SQLite has nothing to migrate; PostgreSQL's schema version before and after. */
+export type MigrationResult = { readonly engine: 'sqlite' } | { readonly engine: 'postgres'; readonly from: number; readonly to: number };
+
+/** Applies the pending migrations of a config's state (PostgreSQL); SQLite files are created and checked when opened. */
+export async function migrateState(config: GatewayConfig, environment: SecretEnvironment): Promise<MigrationResult> {
+  if (config.state.engine === 'sqlite') return { engine: 'sqlite' };
+  const url = resolveSecret(config.state.url, environment);
+  const { migratePostgresState } = await import('./postgres/index.js');
+  return { engine: 'postgres', ...(await migratePostgresState(url)) };
 }

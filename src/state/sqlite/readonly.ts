@@ -27,9 +27,7 @@ export function openSqliteJournalReadOnly(path: string): JournalStore {
       // One statement = one read transaction: a consistent snapshot while a gateway appends (WAL).
       let rows: IterableIterator<StoredRecord>;
       try {
-        rows = live()
-          .prepare(`SELECT ${STORED_COLUMNS} FROM records ORDER BY seq`)
-          .iterate() as IterableIterator<StoredRecord>;
+        rows = live().prepare(`SELECT ${STORED_COLUMNS} FROM records ORDER BY seq`).iterate() as IterableIterator<StoredRecord>;
       } catch (cause) {
         throw cause instanceof DrawbridgeError ? cause : unavailable(cause instanceof Error ? cause.message : String(cause), cause);
       }
