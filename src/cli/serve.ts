@@ -139,7 +139,7 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
   }
   io.stderr.write(
     `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} ` +
-      `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`,
+      `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${stateLabel(gateway.config)}\n`,
   );
   await stopped;
   await http.close();
@@ -159,7 +159,7 @@ async function serveOverStdio(gateway: Gateway, io: CliIo): Promise<number> {
   guardProcess(io);
   const stopped = untilStopped(io);
   const server = await serveStdio(gateway, served.identities);
-  io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${gateway.config.journal.path}\n`);
+  io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${stateLabel(gateway.config)}\n`);
   await Promise.race([
     stopped,
     new Promise<void>((done) => {
