@@ -17,7 +17,8 @@ import { recordHash, type RecordType } from '../../src/state/records.js';
 import { openSqliteState } from '../../src/state/sqlite/index.js';
 import { openJournal } from '../../src/state/sqlite/journal.js';
 import { approvalSubject } from '../support/approvals.js';
-import { runInProcess, type CliRun } from '../support/cli.js';
+import { spawn } from 'node:child_process';
+import { requireBuiltCli, runInProcess, waitForOutput, type CliRun } from '../support/cli.js';
 import { freshDatabase, refusedPostgresUrl, type FreshDatabase } from '../support/fixtures.js';
 import { stateRoleUrl } from '../support/state-role.js';
 
@@ -322,6 +323,33 @@ describe('the PostgreSQL state and the commands around it', () => {
     const verify = await cli(s, ['journal', 'verify']);
     expect(verify.status).toBe(1);
     expect(verify.stderr).toMatch(/state\.schema_version/);
+    expect(stateFiles(s.dir)).toEqual([]);
+  });
+
+  it('serve (the binary) serves on the shared state, creates no local file, and checkpoints its head when stopped', async () => {
+    const binary = requireBuiltCli();
+    const s = await setup('postgres');
+    await populate(s);
+    const child = spawn(process.execPath, [binary, 'serve', '--config', s.dir], { env: { ...process.env, ...s.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await waitForOutput(
+        () => stderr,
+        /serving 0 tool\(s\) over stdio as .*; journal PostgreSQL state \(\$DRAWBRIDGE_STATE_URL\)\n/,
+        'serve to start',
+        30_000,
+      );
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      outputs.push(stderr);
+    }
+    const lines = fs.readFileSync(path.join(s.dir, 'checkpoints.jsonl'), 'utf8').split('\n').filter(Boolean);
+    expect(lines.map((l) => (JSON.parse(l) as { count: number }).count)).toEqual([8]);
+    expect((await cli(s, ['journal', 'verify'])).stdout).toMatch(/1 checkpoint\(s\) verified, proving records 1\.\.8\n$/);
     expect(stateFiles(s.dir)).toEqual([]);
   });
 
