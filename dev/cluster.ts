@@ -21,6 +21,8 @@ interface ClusterOptions {
   superuserPassword?: string;
   /** Progress lines (commands run, port chosen); default: silent. */
   log?: (line: string) => void;
+  /** fsync WAL and data like a real server (benchmarks of durable commits); default false: a throwaway cluster skips it. */
+  fsync?: boolean;
 }
 
 export interface Cluster {
@@ -283,7 +285,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     let lastError = '';
     for (let attempt = 1; attempt <= (fixedPort === undefined ? START_ATTEMPTS : 1); attempt++) {
       const port = fixedPort ?? (await freePort());
-      const startArgs = ['start', '-w', '-t', '60', '-D', dataDir, '-l', logFile, '-o', serverSettings(port, sockDir)];
+      const startArgs = ['start', '-w', '-t', '60', '-D', dataDir, '-l', logFile, '-o', serverSettings(port, sockDir, options.fsync ?? false)];
       log(`starting postgres on ${HOST}:${port} (data ${dataDir})`);
       const r = await run(runAs, join(bin, 'pg_ctl'), startArgs, base);
       if (r.code === 0) {
@@ -306,13 +308,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 }
 
 /** The server's command-line settings (pg_ctl -o). */
-function serverSettings(port: number, sockDir: string): string {
+function serverSettings(port: number, sockDir: string, fsync: boolean): string {
   return [
     `-c listen_addresses=${HOST}`,
     `-p ${port}`,
     `-c unix_socket_directories=${shQuote(sockDir)}`,
     // Throwaway cluster: durability is pointless, speed matters. Never do this with real data.
-    '-c fsync=off',
+    `-c fsync=${fsync ? 'on' : 'off'}`,
     '-c max_connections=100',
     '-c shared_buffers=32MB',
   ].join(' ');

@@ -254,6 +254,27 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
       expect((await a.approvals.listGrants(at(6), { active: false })).map((g) => g.id)).toEqual([grant.id]);
     });
 
+    it('dump and load: a loaded store dumps the same (ids, votes, times, grants); load refuses a store that is not empty', async () => {
+      const source = await (await engine.fresh()).open();
+      const approved = (await source.approvals.openRequest(subject({ min: 2 }), T0, TTL)).approval;
+      await source.approvals.vote(approved.id, vote(bob, 'approve', { grantMs: 5 * MIN }), at(1));
+      await source.approvals.vote(approved.id, vote(carol, 'approve', { grantMs: 3 * MIN }), at(2));
+      const denied = (await source.approvals.openRequest(subject({ hash: 'e'.repeat(64) }), at(3), TTL)).approval;
+      await source.approvals.vote(denied.id, vote(bob, 'deny', { reason: 'no' }), at(4));
+      await source.approvals.reportDenial(denied.id, at(5));
+      const grant = await source.approvals.createGrant({ ...who, approvalId: approved.id, grantMs: 3 * MIN }, at(6));
+      await source.approvals.revokeGrant(grant.id, 'carol', at(7));
+      await source.approvals.createGrant({ ...who, approvalId: 'ap_inband0002', grantMs: MIN }, at(8));
+      const dump = await source.approvals.dump();
+      expect(dump.approvals).toHaveLength(2);
+      expect(dump.grants).toHaveLength(2);
+      const target = await (await engine.fresh()).open();
+      await target.approvals.load(dump);
+      expect(await target.approvals.dump()).toEqual(dump);
+      expect(await target.approvals.get(approved.id, at(9))).toEqual(await source.approvals.get(approved.id, at(9)));
+      await rejection(target.approvals.load(dump), 'input.invalid');
+    });
+
     it('expires at expiresAt by the caller clock, and an in-band grant (no stored request) is issued as asked', async () => {
       const state = await (await engine.fresh()).open();
       const grant = await state.approvals.createGrant({ ...who, approvalId: 'ap_inband0001', grantMs: 5 * MIN }, T0);

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import type { FreshDatabase } from './fixtures.js';
 
-const ROLE = `drawbridge_state_${process.pid}`;
+const ROLE = `drawbridge_state_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 const PASSWORD = `state-pw-${process.pid}-${Math.random().toString(36).slice(2)}`;
 let created: Promise<void> | null = null;
 

@@ -28,7 +28,7 @@ import {
   type Refusal,
 } from '../approval-rules.js';
 import type { ApprovalsDump, ApprovalStore, GrantInput, GrantQuery, StoredApproval, VoteHooks } from '../contract.js';
-import { fault, type Secrets } from './faults.js';
+import { begin, fault, type Secrets } from './faults.js';
 import { LOCK_SPACE, SCHEMA } from './migrations.js';
 import { CHANNEL, type Listener } from './notify.js';
 
@@ -54,13 +54,12 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
     if (closed) throw new DrawbridgeError('approval.store_unavailable', 'The approvals store is closed.');
     let client: Tx;
     try {
-      client = await pool.connect();
+      ({ client } = await begin(pool, 'BEGIN ISOLATION LEVEL READ COMMITTED'));
     } catch (cause) {
       throw fault('approval.store_unavailable', `Cannot ${what} in the approvals store`, cause, secrets);
     }
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
       const result = await body(client);
       await client.query('COMMIT');
       if (isRefusal(result)) throw result.refusal;

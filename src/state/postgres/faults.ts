@@ -2,6 +2,7 @@
 // approval.store_unavailable (fail closed), with a reason that never names where the
 // state lives (host, port, user or password of state.url): an agent may be shown it.
 
+import type pg from 'pg';
 import { DrawbridgeError, isDrawbridgeError, type ErrorCode } from '../../errors.js';
 
 /** Strings that must never appear in a message: the URL, its password, host and user. */
@@ -38,4 +39,30 @@ export function safeReason(cause: unknown, secrets: Secrets): string {
 export function fault(code: Extract<ErrorCode, 'journal.unavailable' | 'approval.store_unavailable'>, what: string, cause: unknown, secrets: Secrets): Error {
   if (isDrawbridgeError(cause) || cause instanceof TypeError) return cause;
   return new DrawbridgeError(code, `${what}: ${safeReason(cause, secrets)}`, { cause });
+}
+
+/** The connection itself failed (it went away, was terminated, or timed out), not the statement. */
+export function lostConnection(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return /^(08|57P0)/.test(code);
+  return true;
+}
+
+/**
+ * Checks out a connection and runs `sql`, the transaction's first statement. A pooled
+ * connection that died while idle (the server restarted, or ended it) fails right here,
+ * before anything ran: it is discarded and one fresh connection is tried, so the first call
+ * after an outage works instead of failing on a stale connection.
+ */
+export async function begin(pool: pg.Pool, sql: string): Promise<{ readonly client: pg.PoolClient; readonly result: unknown }> {
+  for (let attempt = 0; ; attempt++) {
+    const client = await pool.connect();
+    try {
+      const result: unknown = await client.query(sql);
+      return { client, result };
+    } catch (error) {
+      client.release(error instanceof Error ? error : new Error(String(error)));
+      if (attempt > 0 || !lostConnection(error)) throw error;
+    }
+  }
 }

@@ -63,9 +63,18 @@ function openFailed(cause: unknown, url: string): Error {
   });
 }
 
+/**
+ * The journal has a pool of its own: a vote holds an approvals connection while its hook
+ * appends to the journal, so sharing one pool could starve the append that the votes wait
+ * for. Group commit needs one writer plus readers; one transaction per append needs more.
+ */
+const JOURNAL_POOL_BATCH = 3;
+
 export async function openPostgresState(options: PostgresStateOptions): Promise<StateStore> {
   const secrets = secretsOf(options.url);
-  const pool = openPool(options.url, options.poolSize ?? 10);
+  const size = options.poolSize ?? 10;
+  const commit = options.commit ?? 'batch';
+  const pool = openPool(options.url, size);
   try {
     const client = await pool.connect();
     let broken: Error | undefined;
@@ -82,7 +91,8 @@ export async function openPostgresState(options: PostgresStateOptions): Promise<
     await pool.end().catch(() => undefined);
     throw openFailed(error, options.url);
   }
-  const journal = pgJournal(pool, secrets, options.commit ?? 'batch');
+  const journalPool = openPool(options.url, commit === 'batch' ? JOURNAL_POOL_BATCH : size);
+  const journal = pgJournal(journalPool, secrets, commit);
   const listen = listener(connectionConfig(options.url));
   const approvals = pgApprovals(pool, secrets, listen);
   let closing: Promise<void> | null = null;
@@ -92,7 +102,7 @@ export async function openPostgresState(options: PostgresStateOptions): Promise<
     close() {
       closing ??= (async () => {
         await Promise.all([journal.close(), approvals.close(), listen.close()]);
-        await pool.end().catch(() => undefined);
+        await Promise.all([pool.end().catch(() => undefined), journalPool.end().catch(() => undefined)]);
       })();
       return closing;
     },

@@ -11,7 +11,7 @@ import { canonicalJson } from '../../util/canonical-json.js';
 import type { JournalStore, StoredRecord } from '../contract.js';
 import { GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
 import { DrawbridgeError } from '../../errors.js';
-import { fault, safeReason, type Secrets } from './faults.js';
+import { begin, fault, safeReason, type Secrets } from './faults.js';
 import { JOURNAL_LOCK, LOCK_SPACE, SCHEMA } from './migrations.js';
 
 /** 'batch': group commit (default); 'each': one transaction per append (for measurements). */
@@ -74,25 +74,25 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
 
   /** Writes one batch in one transaction; resolves each append only after COMMIT answered. */
   async function write(batch: readonly Pending[]): Promise<void> {
-    let client: pg.PoolClient | undefined;
+    // A batch of only non-durable records (outcomes) need not wait for its WAL flush:
+    // it becomes durable with the next durable commit, and never reorders the chain.
+    const relaxed = batch.every((p) => !p.durable) ? 'SET LOCAL synchronous_commit = off; ' : '';
+    let client: pg.PoolClient;
+    let results: unknown;
     try {
-      client = await pool.connect();
+      // One round trip: begin, take the head lock, then read the head. READ COMMITTED, whatever the
+      // role's default, so the head is read with a snapshot taken after the lock was granted.
+      ({ client, result: results } = await begin(
+        pool,
+        `BEGIN ISOLATION LEVEL READ COMMITTED; ${relaxed}SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${JOURNAL_LOCK}); ` +
+          `SELECT seq, hash FROM ${SCHEMA}.records ORDER BY seq DESC LIMIT 1`,
+      ));
     } catch (cause) {
       for (const p of batch) p.reject(failed(cause));
       return;
     }
     let broken: Error | undefined;
     try {
-      // A batch of only non-durable records (outcomes) need not wait for its WAL flush:
-      // it becomes durable with the next durable commit, and never reorders the chain.
-      const relaxed = batch.every((p) => !p.durable) ? 'SET LOCAL synchronous_commit = off; ' : '';
-      // One round trip: begin, take the head lock, read the head (a multi-statement simple query).
-      // One round trip: begin, take the head lock, then read the head. READ COMMITTED, whatever the
-      // role's default, so the head is read with a snapshot taken after the lock was granted.
-      const results: unknown = await client.query(
-        `BEGIN ISOLATION LEVEL READ COMMITTED; ${relaxed}SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${JOURNAL_LOCK}); ` +
-          `SELECT seq, hash FROM ${SCHEMA}.records ORDER BY seq DESC LIMIT 1`,
-      );
       const last = headOf(results);
       let seq = last === undefined ? 0 : Number(last.seq);
       let prevHash = last === undefined ? GENESIS_HASH : last.hash;
@@ -132,9 +132,17 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
     }
   }
 
+  /** Writes batches until the queue is empty; appends made meanwhile wait for the next batch. */
   async function drain(): Promise<void> {
-    while (queue.length > 0) await write(queue.splice(0, MAX_BATCH));
-    flushing = null;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.splice(0, MAX_BATCH);
+        // write() settles every append itself; this only guards against a bug leaving one hanging.
+        await write(batch).catch((cause: unknown) => batch.forEach((p) => p.reject(failed(cause))));
+      }
+    } finally {
+      flushing = null;
+    }
   }
 
   return {
@@ -170,14 +178,14 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
       if (closed) throw failed(new Error('journal is closed'));
       let client: pg.PoolClient;
       try {
-        client = await pool.connect();
+        // One snapshot for every page: appends committed meanwhile are not seen.
+        ({ client } = await begin(pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'));
       } catch (cause) {
         throw fault('journal.unavailable', 'Cannot read the audit journal', cause, secrets);
       }
       let broken: Error | undefined;
+      let done = false;
       try {
-        // One snapshot for every page: appends committed meanwhile are not seen.
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         let after = 0;
         for (;;) {
           const page = await client.query<StoredRecord & { seq: number }>(
@@ -189,12 +197,13 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
           after = Number(page.rows[page.rows.length - 1]?.seq);
         }
         await client.query('COMMIT');
+        done = true;
       } catch (cause) {
         broken = cause instanceof Error ? cause : new Error(String(cause));
         throw fault('journal.unavailable', 'Cannot read the audit journal', cause, secrets);
       } finally {
         // A reader that stops early (break) leaves the transaction open: roll it back.
-        if (broken === undefined) await client.query('ROLLBACK').catch(() => undefined);
+        if (broken === undefined && !done) await client.query('ROLLBACK').catch(() => undefined);
         client.release(broken);
       }
     },
