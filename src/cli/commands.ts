@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BACKENDS } from '../backends/index.js';
+import { STATE_COPY_EXAMPLES, STATE_COPY_NOTES, STATE_LOCATIONS } from './state-locations.js';
 
 /** A mistake on the command line (exit 2) or a refusal the user can fix (exit 1); printed without a stack trace. */
 export class CliError extends Error {
@@ -173,6 +174,25 @@ export const COMMANDS = {
     usage: ['journal checkpoint [--config DIR]'],
     options: { config: CONFIG },
     examples: ['drawbridge journal checkpoint --config /etc/drawbridge'],
+  }),
+  'state migrate': define({
+    path: 'state migrate',
+    summary: 'apply pending schema migrations to the PostgreSQL state (state.url); SQLite has none',
+    usage: ['state migrate [--config DIR]'],
+    options: { config: CONFIG },
+    examples: ['drawbridge state migrate --config /etc/drawbridge'],
+    notes: ['A gateway also migrates when it starts; it refuses to start on a schema newer than it knows.'],
+  }),
+  'state copy': define({
+    path: 'state copy',
+    summary: 'copy a journal, its approvals and grants from one state to another (an empty one), the hash chain intact',
+    usage: ['state copy --from SOURCE --to TARGET'],
+    options: {
+      from: { type: 'string', value: 'SOURCE', help: `the state to copy: ${STATE_LOCATIONS}` },
+      to: { type: 'string', value: 'TARGET', help: 'the empty state to copy into (same forms); created or migrated first' },
+    },
+    examples: STATE_COPY_EXAMPLES,
+    notes: STATE_COPY_NOTES,
   }),
   'approvals list': define({
     path: 'approvals list',
