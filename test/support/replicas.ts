@@ -23,7 +23,7 @@ import type { TestIdp } from './oidc.js';
 /** The public MCP URL every replica advertises, as behind one load balancer (never fetched: .test is reserved). */
 export const PUBLIC_URL = 'http://drawbridge.test/mcp';
 
-/** The environment variable the replicas' `state: { url: ${…} }` names. */
+/** The environment variable the replicas' `state.url` names. */
 const STATE_VARIABLE = 'DRAWBRIDGE_STATE_URL';
 
 /** Variables of the developer's shell that must not reach a replica. */
@@ -36,7 +36,7 @@ export interface StateDatabase {
   readonly name: string;
   readonly role: string;
   readonly password: string;
-  /** Logs in as the state role (owner of the database, not a superuser). */
+  /** Logs in as the state role (CONNECT and CREATE on the database, nothing else). */
   readonly url: string;
   /** Runs SQL as superuser (for assertions on the stored state). */
   query<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<T[]>;
@@ -63,7 +63,7 @@ async function asAdmin<T>(adminUrl: string, body: (client: pg.Client) => Promise
 
 /**
  * An empty database for shared state on the cluster behind `adminUrl` (a superuser URL of
- * its maintenance database), owned by a new LOGIN role without any other privilege: the
+ * its maintenance database), and a new LOGIN role with only CONNECT and CREATE on it: the
  * gateway migrates the schema as that role. Both are dropped by drop().
  */
 export async function freshStateDatabase(adminUrl: string, prefix = 'state'): Promise<StateDatabase> {
@@ -72,9 +72,11 @@ export async function freshStateDatabase(adminUrl: string, prefix = 'state'): Pr
   const role = `${prefix}_role_${suffix}`;
   const password = `pw-${Math.random().toString(36).slice(2)}`;
   await asAdmin(adminUrl, async (admin) => {
-    await admin.query(`CREATE ROLE ${admin.escapeIdentifier(role)} LOGIN PASSWORD ${admin.escapeLiteral(password)}`);
-    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)} OWNER ${admin.escapeIdentifier(role)} TEMPLATE template0`);
+    await admin.query(`CREATE ROLE ${admin.escapeIdentifier(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${admin.escapeLiteral(password)}`);
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)} TEMPLATE template0`);
     await admin.query(`REVOKE ALL ON DATABASE ${admin.escapeIdentifier(name)} FROM PUBLIC`);
+    // Exactly what the README tells an operator to grant the state role.
+    await admin.query(`GRANT CONNECT, CREATE ON DATABASE ${admin.escapeIdentifier(name)} TO ${admin.escapeIdentifier(role)}`);
   });
   const pool = new pg.Pool({ connectionString: urlFor(adminUrl, name), max: 2 });
   pool.on('error', () => undefined);
@@ -186,7 +188,8 @@ export function writeReplicaConfig(settings: Pick<ReplicaSettings, 'idp' | 'appr
     ...(settings.limits === undefined ? {} : { limits: settings.limits }),
   });
   // journal.path and approval.store stay configured: with state.url they must not be used.
-  appendFileSync(join(dir, 'policies', 'gateway.yaml'), `state: { url: \${${STATE_VARIABLE}} }\n`);
+  // Block style: in a flow mapping (`{ url: \${…} }`) YAML would read the braces of \${…} as syntax.
+  appendFileSync(join(dir, 'policies', 'gateway.yaml'), `state:\n  url: \${${STATE_VARIABLE}}\n`);
   return dir;
 }
 
