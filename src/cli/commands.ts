@@ -174,6 +174,33 @@ export const COMMANDS = {
     options: { config: CONFIG },
     examples: ['drawbridge journal checkpoint --config /etc/drawbridge'],
   }),
+  'state migrate': define({
+    path: 'state migrate',
+    summary: 'apply pending schema migrations to the PostgreSQL state (state.url); SQLite has none',
+    usage: ['state migrate [--config DIR]'],
+    options: { config: CONFIG },
+    examples: ['drawbridge state migrate --config /etc/drawbridge'],
+    notes: ['A gateway also migrates when it starts; it refuses to start on a schema newer than it knows.'],
+  }),
+  'state copy': define({
+    path: 'state copy',
+    summary: 'copy a journal, its approvals and grants from one state to another (an empty one), the hash chain intact',
+    usage: ['state copy --from SOURCE --to TARGET'],
+    options: {
+      from: { type: 'string', value: 'SOURCE', help: 'the state to copy: sqlite:DIR, sqlite:JOURNAL.db, postgres or postgres:VAR' },
+      to: { type: 'string', value: 'TARGET', help: 'the empty state to copy into (same forms); created or migrated first' },
+    },
+    examples: [
+      'drawbridge state copy --from sqlite:/etc/drawbridge/.drawbridge --to postgres    # the URL in $DRAWBRIDGE_STATE_URL',
+      'drawbridge state copy --from postgres:OLD_STATE_URL --to sqlite:/var/backups/drawbridge',
+    ],
+    notes: [
+      'sqlite:DIR is a directory holding journal.db and approvals.db; sqlite:FILE.db is a journal file with approvals.db next to it. ' +
+        'postgres reads the URL from $DRAWBRIDGE_STATE_URL, postgres:VAR from $VAR: a URL (it holds a password) is never given on the command line.',
+      'The source is verified first; every copied record must hash exactly as in the source, and the copy is verified at the end. ' +
+        'A target that is not empty is refused before anything is written.',
+    ],
+  }),
   'approvals list': define({
     path: 'approvals list',
     summary: 'pending approval requests (--all: every status)',

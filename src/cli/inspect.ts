@@ -14,6 +14,7 @@ import { makeIdentity } from '../identity/identity.js';
 import { explain, formatExplanation } from '../pipeline/explain.js';
 import { openGateway } from '../pipeline/gateway.js';
 import { checkConnections, connectionCheckFailed, formatConnectionReports } from '../pipeline/probe.js';
+import { openState } from '../state/open.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
 
@@ -31,6 +32,7 @@ export async function check({ values }: CommandArgs<'check'>, io: CliIo): Promis
   }
   describeConfig(dir, config, !values.connect, io);
   if (!checkpointKeyUsable(config, io)) return 1;
+  if (!(await stateUsable(config, values.connect, io))) return 1;
   if (!values.connect) return 0;
   io.stdout.write(`Reaching ${config.connections.size} connection(s) as the gateway would …\n`);
   const reports = await checkConnections(config, { env: io.env });
@@ -93,6 +95,43 @@ function checkpointKeyUsable(config: GatewayConfig, io: CliIo): boolean {
   } catch (error) {
     if (!isDrawbridgeError(error)) throw error;
     io.stderr.write(`error: journal.checkpoints.signing_key (${settings.signingKey.describe}): ${error.code}: ${error.message}\n${error.hint}\n`);
+    return false;
+  }
+}
+
+/**
+ * Which engine holds the state. For PostgreSQL, state.url must resolve or `serve` refuses to
+ * start (reported by reference, never the URL); with --connect the state is also opened as a
+ * command opens it (reachable, schema not newer than this build) and its journal head read.
+ */
+async function stateUsable(config: GatewayConfig, connect: boolean, io: CliIo): Promise<boolean> {
+  if (config.state.engine === 'sqlite') {
+    io.stdout.write(`state: SQLite (embedded): journal ${config.journal.path}, approvals ${config.approval.store}\n`);
+    return true;
+  }
+  const ref = config.state.url;
+  try {
+    resolveSecret(ref, { env: io.env, baseDir: config.dir });
+  } catch (error) {
+    if (!isDrawbridgeError(error)) throw error;
+    const reason = error.message.replace(/^A secret needed by this connection is missing: /, '');
+    io.stderr.write(`error: state.url (${ref.describe}) cannot be resolved: ${reason}; serve will refuse to start.\n`);
+    return false;
+  }
+  io.stdout.write(`state: PostgreSQL, shared by replicas: state.url ${ref.describe} (resolves)\n`);
+  if (!connect) return true;
+  try {
+    const state = await openState(config, { purpose: 'command', environment: { env: io.env, baseDir: config.dir } });
+    try {
+      const head = await state.journal.head();
+      io.stdout.write(`state: reachable; journal has ${head.seq} record(s), head ${head.hash}\n`);
+    } finally {
+      await state.close();
+    }
+    return true;
+  } catch (error) {
+    if (!isDrawbridgeError(error)) throw error;
+    io.stderr.write(`error: the state (${ref.describe}) cannot be opened: ${error.code}: ${error.message.split('\n')[0] ?? ''}\n`);
     return false;
   }
 }

@@ -1,7 +1,8 @@
 // `drawbridge journal export`, `journal verify` and `journal checkpoint`: read the
-// journal a config names (or --journal FILE) and print it, filtered, or the verdict
-// on its hash chain and published checkpoints, or sign and publish its head now.
-// Nothing here writes to a journal; checkpoint appends to the checkpoint file only.
+// journal of a config's state (SQLite or PostgreSQL, through the state contract) or a
+// SQLite file (--journal FILE), and print it, filtered, or the verdict on its hash chain
+// and published checkpoints, or sign and publish its head now. Nothing here writes to a
+// journal or creates one; checkpoint appends to the checkpoint file only.
 
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -10,14 +11,35 @@ import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { parsePublicKey } from '../journal/checkpoint.js';
 import { checkpointKeys, readCheckpointFile, writeCheckpoint } from '../journal/checkpoint-file.js';
-import { exportLines, type ExportFilter } from '../journal/export.js';
-import { verifyJournal, type VerifyOptions, type VerifyResult } from '../journal/verify.js';
+import { readStoreCalls, renderLines, type ExportFilter } from '../journal/export.js';
+import { verifyStore, type VerifyOptions, type VerifyResult } from '../journal/verify.js';
+import { openJournalReader, type JournalReader } from '../state/open.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
 
-function journalPath(values: { journal?: string | undefined; config?: string | undefined }, io: CliIo): string {
-  if (values.journal) return resolve(io.cwd, values.journal);
-  return loadConfig(configDir(values.config, io)).journal.path;
+/** --journal FILE (a SQLite file), else the journal of the config's state; read-only, closed after `body`. */
+async function withJournal<T>(
+  values: { journal?: string | undefined; config?: string | undefined },
+  io: CliIo,
+  config: () => GatewayConfig,
+  body: (reader: JournalReader) => Promise<T>,
+): Promise<T> {
+  const reader = await openJournalReader(
+    values.journal
+      ? { kind: 'file', path: resolve(io.cwd, values.journal) }
+      : { kind: 'config', config: config(), environment: { env: io.env, baseDir: config().dir } },
+  );
+  try {
+    return await body(reader);
+  } finally {
+    await reader.close();
+  }
+}
+
+/** The config of --config (or $DRAWBRIDGE_CONFIG, or the working directory), loaded once when first asked for. */
+function lazyConfig(values: { config?: string | undefined }, io: CliIo): () => GatewayConfig {
+  let loaded: GatewayConfig | undefined;
+  return () => (loaded ??= loadConfig(configDir(values.config, io)));
 }
 
 function exportFilter(values: CommandArgs<'journal export'>['values']): ExportFilter {
@@ -38,10 +60,13 @@ function exportFilter(values: CommandArgs<'journal export'>['values']): ExportFi
   };
 }
 
-export function journalExport({ values }: CommandArgs<'journal export'>, io: CliIo): number {
-  if (values.format !== 'jsonl' && values.format !== 'csv') fail('--format must be jsonl or csv.');
+export async function journalExport({ values }: CommandArgs<'journal export'>, io: CliIo): Promise<number> {
+  const format = values.format;
+  if (format !== 'jsonl' && format !== 'csv') return fail('--format must be jsonl or csv.');
   const filter = exportFilter(values);
-  for (const line of exportLines(journalPath(values, io), values.format, filter)) io.stdout.write(`${line}\n`);
+  // Every entry is read before the first line is written: a missing or unreadable journal fails with no output.
+  const entries = await withJournal(values, io, lazyConfig(values, io), (reader) => readStoreCalls(reader.journal, reader.where, filter));
+  for (const line of renderLines(entries, format)) io.stdout.write(`${line}\n`);
   return 0;
 }
 
@@ -88,15 +113,17 @@ function checkpointLine(result: VerifyResult): string {
   return `${c.checked} checkpoint(s) verified, ${proven}${unproven}`;
 }
 
-export function journalVerify({ values }: CommandArgs<'journal verify'>, io: CliIo): number {
-  let loaded: GatewayConfig | undefined;
-  const config = () => (loaded ??= loadConfig(configDir(values.config, io)));
-  const path = values.journal ? resolve(io.cwd, values.journal) : config().journal.path;
+export async function journalVerify({ values }: CommandArgs<'journal verify'>, io: CliIo): Promise<number> {
+  const config = lazyConfig(values, io);
   const checkpoints = checkpointsToCheck(values, io, config);
-  const result = verifyJournal(path, {
+  const options: VerifyOptions = {
     ...(values['expect-head'] ? { expectHead: values['expect-head'] } : {}),
     ...(checkpoints ? { checkpoints } : {}),
-  });
+  };
+  const { result, path } = await withJournal(values, io, config, async (reader) => ({
+    result: await verifyStore(reader.journal, options),
+    path: reader.where,
+  }));
   if (result.ok) {
     io.stdout.write(`OK ${path}: ${result.records} records, chain intact; head ${result.head}; ${checkpointLine(result)}\n`);
     return 0;
@@ -110,14 +137,19 @@ export function journalVerify({ values }: CommandArgs<'journal verify'>, io: Cli
   return 1;
 }
 
-export function journalCheckpoint({ values }: CommandArgs<'journal checkpoint'>, io: CliIo): number {
+export async function journalCheckpoint({ values }: CommandArgs<'journal checkpoint'>, io: CliIo): Promise<number> {
   const config = loadConfig(configDir(values.config, io));
   const settings = config.journal.checkpoints;
   if (settings === null) {
     return fail('No checkpoints are configured: add journal: { checkpoints: { signing_key, publish: { file } } } to kind: gateway.', 1);
   }
   const keys = checkpointKeys(settings, { env: io.env, baseDir: config.dir });
-  const c = writeCheckpoint({ journalPath: config.journal.path, file: settings.publishFile, keys, now: new Date() });
+  const c = await withJournal(
+    {},
+    io,
+    () => config,
+    (reader) => writeCheckpoint({ journal: reader.journal, file: settings.publishFile, keys, now: new Date() }),
+  );
   io.stdout.write(`checkpoint: ${c.count} records, head ${c.hash}, at ${c.at}, key ${c.keyId}; appended to ${settings.publishFile}\n`);
   return 0;
 }

@@ -25,6 +25,7 @@ import { check, policyExplain } from './inspect.js';
 import { fail, printHelp, type CliIo } from './io.js';
 import { journalCheckpoint, journalExport, journalVerify } from './journal.js';
 import { connect, serve, token } from './serve.js';
+import { stateCopy, stateMigrate } from './state.js';
 
 type Runner = (args: readonly string[], io: CliIo) => Promise<number>;
 
@@ -48,6 +49,8 @@ const RUNNERS: { readonly [N in CommandName]: Runner } = {
   'journal export': runner(COMMANDS['journal export'], journalExport),
   'journal verify': runner(COMMANDS['journal verify'], journalVerify),
   'journal checkpoint': runner(COMMANDS['journal checkpoint'], journalCheckpoint),
+  'state migrate': runner(COMMANDS['state migrate'], stateMigrate),
+  'state copy': runner(COMMANDS['state copy'], stateCopy),
   'approvals list': runner(COMMANDS['approvals list'], approvalsList),
   'approvals show': runner(COMMANDS['approvals show'], approvalsShow),
   'approvals approve': runner(COMMANDS['approvals approve'], (parsed, io) => approvalsVote('approve', parsed, io)),

@@ -7,7 +7,9 @@
 
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
+import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
+import { resolveSecret } from '../config/secrets.js';
 import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
 import { localIdentityProvider, type Identity, type IdentityProvider } from '../identity/identity.js';
 import { createOidcVerifier, tokenIdentityProvider } from '../identity/oidc.js';
@@ -18,6 +20,7 @@ import { serveHttp, type HttpGateway } from '../http/server.js';
 import type { CheckpointKeys } from '../journal/checkpoint.js';
 import { checkpointKeys, realInterval, startCheckpointer } from '../journal/checkpoint-file.js';
 import { serveStdio } from '../server.js';
+import { stateLabel } from '../state/open.js';
 import { installProcessGuard } from '../server-guard.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
@@ -25,16 +28,16 @@ import { configDir, fail, type CliIo } from './io.js';
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
-  const gateway = await withCheckpoints(await openGateway({ configDir: configDir(values.config, io), env: io.env }), io);
+  const gateway = await withCheckpoints(await openServingGateway(configDir(values.config, io), io), io);
   for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
 }
 
 /**
  * With journal.checkpoints: checkpoints on the interval while serving and once more when the
- * gateway closes (after its last journal append). A key that is missing or not Ed25519 stops
- * the gateway from starting: serving without the checkpoints the operator asked for would
- * silently give up truncation detection.
+ * gateway closes (after its last journal append, before its state closes). A key that is missing
+ * or not Ed25519 stops the gateway from starting: serving without the checkpoints the operator
+ * asked for would silently give up truncation detection.
  */
 async function withCheckpoints(gateway: Gateway, io: CliIo): Promise<Gateway> {
   const settings = gateway.config.journal.checkpoints;
@@ -47,20 +50,46 @@ async function withCheckpoints(gateway: Gateway, io: CliIo): Promise<Gateway> {
     throw error;
   }
   const checkpointer = startCheckpointer({
-    journalPath: gateway.config.journal.path,
+    journal: gateway.journal,
     config: settings,
     keys,
     clock: gateway.clock,
     timer: realInterval,
     report: (error) => void io.stderr.write(`drawbridge: warning: checkpoint not written: ${isDrawbridgeError(error) ? error.message : String(error)}\n`),
   });
-  return {
-    ...gateway,
-    async close() {
-      await gateway.close();
-      checkpointer.stop();
-    },
-  };
+  gateway.onClose(() => checkpointer.stop());
+  return gateway;
+}
+
+/**
+ * The gateway of a config, or a one-line refusal to start when its state cannot be opened
+ * (state.url unresolved or unreachable, a schema newer than this build, a journal file that
+ * cannot be written): a gateway never serves without the journal every call's intent goes to.
+ */
+async function openServingGateway(dir: string, io: CliIo): Promise<Gateway> {
+  const config = loadConfig(dir);
+  const cannot = (reason: string): never => fail(`drawbridge: cannot serve: the state (${stateLabel(config)}) cannot be opened: ${reason}`, 1);
+  if (config.state.engine !== 'sqlite') {
+    try {
+      resolveSecret(config.state.url, { env: io.env, baseDir: config.dir });
+    } catch (error) {
+      if (!isDrawbridgeError(error)) throw error;
+      // resolveSecret speaks of "this connection": say that it is state.url (by reference, never by value).
+      cannot(`state.url cannot be resolved (${error.message.replace(/^A secret needed by this connection is missing: /, '')})`);
+    }
+  }
+  try {
+    return await openGateway({ configDir: dir, env: io.env });
+  } catch (error) {
+    if (isDrawbridgeError(error) && (error.code === 'journal.unavailable' || error.code === 'approval.store_unavailable')) {
+      return cannot(`${error.code}: ${firstLine(error.message)}`);
+    }
+    throw error;
+  }
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? '';
 }
 
 /** The last resort while serving: a fault nobody foresaw is logged and the gateway keeps serving. */

@@ -1,7 +1,7 @@
-// Checkpoints in use: resolving the configured signing key, reading the head of today's SQLite
-// journal (the one engine-specific piece: a thin adapter), appending signed checkpoints to the
-// publish file, and the interval/shutdown checkpointer `serve` runs. Signing and checking live
-// in checkpoint.ts; this module never judges a checkpoint.
+// Checkpoints in use: resolving the configured signing key, signing the head of any engine's
+// journal (JournalStore.head), appending signed checkpoints to the publish file, and the
+// interval/shutdown checkpointer `serve` runs. Signing and checking live in checkpoint.ts;
+// this module never judges a checkpoint.
 
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { CheckpointsConfig } from '../config/schema.js';
@@ -16,8 +16,7 @@ import {
   type JournalHead,
   type PublishedCheckpoint,
 } from './checkpoint.js';
-import { GENESIS_HASH } from '../state/records.js';
-import { openJournalReadOnly } from '../state/sqlite/journal.js';
+import type { JournalStore } from '../state/contract.js';
 
 /** The configured signing key, resolved and parsed (config.secret_missing / config.secret_invalid, never showing the key). */
 export function checkpointKeys(config: CheckpointsConfig, environment: SecretEnvironment): CheckpointKeys {
@@ -31,18 +30,13 @@ export function checkpointKeys(config: CheckpointsConfig, environment: SecretEnv
   return parseSigningKey(pem);
 }
 
-/** The head of a SQLite journal file: record count and last hash, read in one statement (one snapshot). */
-export function sqliteJournalHead(path: string, now: Date): JournalHead {
-  const db = openJournalReadOnly(path);
-  try {
-    const row = db.prepare('SELECT (SELECT COUNT(*) FROM records) AS count, (SELECT hash FROM records ORDER BY seq DESC LIMIT 1) AS hash').get() as {
-      count: number;
-      hash: string | null;
-    };
-    return { count: row.count, hash: row.hash ?? GENESIS_HASH, at: now.toISOString() };
-  } finally {
-    db.close();
-  }
+/**
+ * The journal's head as a checkpoint attests it: the record count is the last seq, since
+ * seq runs 1, 2, 3… without a gap (a journal with a gap fails verify on its own).
+ */
+export async function journalHead(journal: Pick<JournalStore, 'head'>, now: Date): Promise<JournalHead> {
+  const head = await journal.head();
+  return { count: head.seq, hash: head.hash, at: now.toISOString() };
 }
 
 /**
@@ -84,62 +78,67 @@ export function readCheckpointFile(file: string): PublishedCheckpoint[] {
 }
 
 /** Signs the journal's current head and publishes it; returns what was published. */
-export function writeCheckpoint(options: {
-  readonly journalPath: string;
+export async function writeCheckpoint(options: {
+  readonly journal: Pick<JournalStore, 'head'>;
   readonly file: string;
   readonly keys: CheckpointKeys;
   readonly now: Date;
-}): Checkpoint {
-  const checkpoint = signCheckpoint(sqliteJournalHead(options.journalPath, options.now), options.keys);
+}): Promise<Checkpoint> {
+  const checkpoint = signCheckpoint(await journalHead(options.journal, options.now), options.keys);
   publishCheckpoint(options.file, checkpoint);
   return checkpoint;
 }
 
-/** Runs `tick` every `ms` until the returned function is called. Tests inject a manual one. */
-export type IntervalTimer = (ms: number, tick: () => void) => () => void;
+/**
+ * Runs `tick` every `ms` until the returned function is called. Tests inject a manual one, and
+ * may await a tick: it settles once that checkpoint is written (or its failure reported).
+ */
+export type IntervalTimer = (ms: number, tick: () => Promise<void>) => () => void;
 
 export const realInterval: IntervalTimer = (ms, tick) => {
-  const handle = setInterval(tick, ms);
+  const handle = setInterval(() => void tick(), ms);
   handle.unref(); // a pending checkpoint never keeps a stopping gateway alive
   return () => clearInterval(handle);
 };
 
 export interface Checkpointer {
-  /** Stops the interval and writes the shutdown checkpoint (call after the journal's last append). */
-  stop(): void;
+  /** Stops the interval and writes the shutdown checkpoint: call after the journal's last append, before it closes. */
+  stop(): Promise<void>;
 }
 
 /**
  * Checkpoints on an interval while serving, and once more on stop. A failed interval checkpoint
  * is reported and serving goes on: the journal itself is intact, and the next checkpoint covers it.
+ * Checkpoints are written one at a time, in order, so the file's lines never go backwards.
  */
 export function startCheckpointer(options: {
-  readonly journalPath: string;
+  readonly journal: Pick<JournalStore, 'head'>;
   readonly config: CheckpointsConfig;
   readonly keys: CheckpointKeys;
   readonly clock: () => Date;
   readonly timer: IntervalTimer;
   readonly report: (error: unknown) => void;
 }): Checkpointer {
-  const write = () => writeCheckpoint({ journalPath: options.journalPath, file: options.config.publishFile, keys: options.keys, now: options.clock() });
-  const cancel = options.timer(options.config.everyMs, () => {
-    try {
-      write();
-    } catch (error) {
-      options.report(error);
-    }
-  });
-  let stopped = false;
-  return {
-    stop() {
-      if (stopped) return;
-      stopped = true;
-      cancel();
+  let last: Promise<void> = Promise.resolve();
+  const write = (): Promise<void> => {
+    last = last.then(async () => {
       try {
-        write();
+        await writeCheckpoint({ journal: options.journal, file: options.config.publishFile, keys: options.keys, now: options.clock() });
       } catch (error) {
         options.report(error);
       }
+    });
+    return last;
+  };
+  const cancel = options.timer(options.config.everyMs, write);
+  let stopped: Promise<void> | undefined;
+  return {
+    stop() {
+      if (stopped === undefined) {
+        cancel();
+        stopped = write();
+      }
+      return stopped;
     },
   };
 }

@@ -1,9 +1,11 @@
-// Streams a journal as one entry per call (its 'call' record joined with its
-// 'outcome' record) and renders entries as JSON lines or flat CSV. Read-only;
-// it does not verify the chain (verify.ts does) and trusts no field as text.
+// Reads a journal (any engine's JournalStore, or a SQLite file) as one entry per call: its
+// 'call' record joined with its 'outcome' record and its approval events, in one pass over
+// the records; and renders entries as JSON lines or flat CSV. Read-only; it does not verify
+// the chain (verify.ts does) and trusts no field as text.
 
 import { DrawbridgeError } from '../errors.js';
-import { openJournalReadOnly } from '../state/sqlite/journal.js';
+import type { JournalStore, StoredRecord } from '../state/contract.js';
+import { openJournalReadOnly, STORED_COLUMNS } from '../state/sqlite/journal.js';
 
 export interface ExportFilter {
   /** Inclusive. */
@@ -59,42 +61,12 @@ export const CSV_COLUMNS = [
   'hash',
 ] as const;
 
-interface JoinedRow {
-  seq: number;
-  time: string;
-  call_id: string;
-  data: string;
-  hash: string;
-  odata: string | null;
-  ohash: string | null;
-  events: string;
-}
-
-// The outcome of a call is the first 'outcome' record with the same call_id
-// after it; the (call_id, type, seq) index makes the lookup cheap. One
-// statement keeps the whole export on one consistent snapshot while streaming.
-const JOIN_SQL = `
-SELECT c.seq AS seq, c.time AS time, c.call_id AS call_id, c.data AS data, c.hash AS hash,
-       o.data AS odata, o.hash AS ohash,
-       (SELECT json_group_array(json_object('seq', e.seq, 'time', e.time, 'type', e.type, 'data', json(e.data)))
-          FROM (SELECT seq, time, type, data FROM records
-                 WHERE call_id = c.call_id AND type IN ('approval', 'grant') ORDER BY seq) AS e) AS events
-FROM records c
-LEFT JOIN records o ON o.seq = (
-  SELECT MIN(s.seq) FROM records s
-  WHERE s.call_id = c.call_id AND s.type = 'outcome' AND s.seq > c.seq
-)
-WHERE c.type = 'call'
-  AND (@since IS NULL OR c.time >= @since)
-  AND (@until IS NULL OR c.time < @until)
-ORDER BY c.seq`;
-
 function asObject(value: unknown): Record<string, unknown> | undefined {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }
 
-function parseData(text: string, seq: number): Record<string, unknown> {
-  const parsed = asObject(JSON.parse(text) as unknown);
+function parseData(text: unknown, seq: number): Record<string, unknown> {
+  const parsed = asObject(JSON.parse(String(text)) as unknown);
   if (parsed === undefined) throw new Error(`record ${seq}: data is not a JSON object`);
   return parsed;
 }
@@ -107,49 +79,112 @@ function matches(call: Record<string, unknown>, filter: ExportFilter): boolean {
   return true;
 }
 
-/** Streams calls in journal order. Throws DrawbridgeError('journal.unavailable') if the file cannot be read. */
+interface StoredEvent {
+  readonly seq: number;
+  readonly time: string;
+  readonly type: string;
+  /** The stored text, parsed only if a selected call needs it. */
+  readonly data: unknown;
+}
+
+/**
+ * Joins the records, pushed in seq order, into one entry per selected call: its outcome is the
+ * first 'outcome' record with the same call id after it; its events are every 'approval' and
+ * 'grant' record with the same call id, wherever it is (an approval is requested before the
+ * call's intent, and a vote or a revocation may come any time later). So no entry is complete
+ * before the last record: the selected calls are held until `entries()`, in memory; records
+ * of calls the filter drops are not kept, and events are kept as their stored text.
+ */
+function callJoiner(filter: ExportFilter): { push(row: StoredRecord): void; entries(): CallEntry[] } {
+  const since = filter.since?.toISOString();
+  const until = filter.until?.toISOString();
+  const selected: CallEntry[] = [];
+  const awaitingOutcome = new Map<string, CallEntry[]>();
+  const events = new Map<string, StoredEvent[]>();
+  return {
+    push(row) {
+      const seq = Number(row.seq);
+      const type = String(row.type);
+      const callId = String(row.callId);
+      const time = String(row.time);
+      if (type === 'call') {
+        if ((since !== undefined && time < since) || (until !== undefined && time >= until)) return;
+        const call = parseData(row.data, seq);
+        if (!matches(call, filter)) return;
+        const entry: CallEntry = { callId, seq, time, call, outcome: null, hash: String(row.hash), outcomeHash: null, events: [] };
+        selected.push(entry);
+        const waiting = awaitingOutcome.get(callId);
+        if (waiting) waiting.push(entry);
+        else awaitingOutcome.set(callId, [entry]);
+      } else if (type === 'outcome') {
+        const waiting = awaitingOutcome.get(callId);
+        if (waiting === undefined) return;
+        awaitingOutcome.delete(callId);
+        const outcome = parseData(row.data, (waiting[0] as CallEntry).seq);
+        for (const entry of waiting) {
+          entry.outcome = outcome;
+          entry.outcomeHash = String(row.hash);
+        }
+      } else if (type === 'approval' || type === 'grant') {
+        const list = events.get(callId);
+        const event = { seq, time, type, data: row.data };
+        if (list) list.push(event);
+        else events.set(callId, [event]);
+      }
+    },
+    entries() {
+      const parsed = new Map<string, CallEntry['events']>();
+      for (const entry of selected) {
+        let list = parsed.get(entry.callId);
+        if (list === undefined) {
+          list = (events.get(entry.callId) ?? []).map((e) => ({ seq: e.seq, time: e.time, type: e.type, data: parseData(e.data, e.seq) }));
+          parsed.set(entry.callId, list);
+        }
+        // A fresh array per entry (as each row of the former SQL join had), sharing the parsed data.
+        entry.events = [...list];
+      }
+      return selected;
+    },
+  };
+}
+
+function unreadable(where: string, cause: unknown): DrawbridgeError {
+  if (cause instanceof DrawbridgeError) return cause;
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new DrawbridgeError('journal.unavailable', `Cannot read the audit journal (${where}): ${reason}`, { details: { where }, cause });
+}
+
+/**
+ * Calls in journal order, read from a SQLite journal file (read-only, one snapshot).
+ * Throws DrawbridgeError('journal.unavailable') if the file cannot be read.
+ */
 export function* readCalls(path: string, filter: ExportFilter = {}): Generator<CallEntry> {
   const db = openJournalReadOnly(path);
-  let rows: IterableIterator<JoinedRow> | undefined;
+  let entries: CallEntry[];
   try {
-    rows = db.prepare(JOIN_SQL).iterate({
-      since: filter.since === undefined ? null : filter.since.toISOString(),
-      until: filter.until === undefined ? null : filter.until.toISOString(),
-    }) as IterableIterator<JoinedRow>;
-    let row: IteratorResult<JoinedRow>;
-    for (;;) {
-      // Only errors from reading the journal are wrapped, not the consumer's.
-      let entry: CallEntry;
-      try {
-        row = rows.next();
-        if (row.done === true) break;
-        const r = row.value;
-        const call = parseData(r.data, r.seq);
-        if (!matches(call, filter)) continue;
-        entry = {
-          callId: r.call_id,
-          seq: r.seq,
-          time: r.time,
-          call,
-          outcome: r.odata === null ? null : parseData(r.odata, r.seq),
-          hash: r.hash,
-          outcomeHash: r.ohash,
-          events: JSON.parse(r.events) as CallEntry['events'],
-        };
-      } catch (cause) {
-        const reason = cause instanceof Error ? cause.message : String(cause);
-        throw new DrawbridgeError('journal.unavailable', `Cannot read the audit journal (${path}): ${reason}`, {
-          details: { path },
-          cause,
-        });
-      }
-      yield entry;
-    }
+    const join = callJoiner(filter);
+    // One statement = one read transaction: a consistent snapshot while a gateway appends.
+    for (const row of db.prepare(`SELECT ${STORED_COLUMNS} FROM records ORDER BY seq`).iterate() as IterableIterator<StoredRecord>) join.push(row);
+    entries = join.entries();
+  } catch (cause) {
+    throw unreadable(path, cause);
   } finally {
-    // Also runs when the consumer stops early: finish the statement, which
-    // ends the read transaction, then close.
-    rows?.return?.();
     db.close();
+  }
+  yield* entries;
+}
+
+/**
+ * Calls in journal order, read from any engine's journal (one JournalStore.read snapshot).
+ * `where` names the journal in messages. Throws DrawbridgeError('journal.unavailable').
+ */
+export async function readStoreCalls(journal: JournalStore, where: string, filter: ExportFilter = {}): Promise<CallEntry[]> {
+  const join = callJoiner(filter);
+  try {
+    for await (const row of journal.read()) join.push(row);
+    return join.entries();
+  } catch (cause) {
+    throw unreadable(where, cause);
   }
 }
 
@@ -235,18 +270,18 @@ function csvRow(entry: CallEntry): string {
  * then one row per call; cells may contain quoted line breaks.
  */
 export function* exportLines(path: string, format: 'jsonl' | 'csv', filter: ExportFilter = {}): Generator<string> {
+  checkFormat(format);
+  // Read (and fail on a missing or unreadable journal) before the header is produced.
+  yield* renderLines([...readCalls(path, filter)], format);
+}
+
+/** The lines of `entries` (from readStoreCalls) in `format`, as exportLines gives them. */
+export function* renderLines(entries: Iterable<CallEntry>, format: 'jsonl' | 'csv'): Generator<string> {
+  checkFormat(format);
+  if (format === 'csv') yield CSV_COLUMNS.join(',');
+  for (const entry of entries) yield format === 'jsonl' ? JSON.stringify(entry) : csvRow(entry);
+}
+
+function checkFormat(format: string): void {
   if (format !== 'jsonl' && format !== 'csv') throw new TypeError(`unknown export format: ${String(format)}`);
-  const entries = readCalls(path, filter);
-  try {
-    // Pull the first entry before the header so a missing or unreadable
-    // journal fails before any output is produced.
-    let next = entries.next();
-    if (format === 'csv') yield CSV_COLUMNS.join(',');
-    while (next.done !== true) {
-      yield format === 'jsonl' ? JSON.stringify(next.value) : csvRow(next.value);
-      next = entries.next();
-    }
-  } finally {
-    entries.return(undefined);
-  }
 }

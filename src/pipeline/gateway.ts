@@ -26,6 +26,11 @@ export interface Gateway {
   readonly approval: ApprovalContext;
   /** Brokered connections, opened on first use. */
   connection(name: string): BackendConnection;
+  /**
+   * Runs `hook` when the gateway closes, after its connections and before its state: the last
+   * moment the journal is complete and still open (serve's shutdown checkpoint signs its head then).
+   */
+  onClose(hook: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
@@ -39,6 +44,7 @@ export function createGateway(options: {
   approvals?: { sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
 }): Gateway {
   const open = new Map<string, BackendConnection>();
+  const closing: Array<() => Promise<void>> = [];
   const clock = options.clock ?? (() => new Date());
   const approval: ApprovalContext = {
     // The engine opens its approvals on first use: a gateway whose policy never asks for approval creates nothing for them.
@@ -67,9 +73,14 @@ export function createGateway(options: {
       open.set(name, created);
       return created;
     },
+    onClose(hook) {
+      closing.push(hook);
+    },
     async close() {
       await Promise.allSettled([...open.values()].map((c) => c.close()));
       open.clear();
+      // A hook's failure is its own to report; the state closes regardless.
+      for (const hook of closing.splice(0)) await hook().catch(() => undefined);
       await options.state.close();
     },
   };

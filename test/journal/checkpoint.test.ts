@@ -23,13 +23,15 @@ import {
 import {
   publishCheckpoint,
   readCheckpointFile,
-  sqliteJournalHead,
+  journalHead,
   startCheckpointer,
   writeCheckpoint,
   type IntervalTimer,
 } from '../../src/journal/checkpoint-file.js';
 import { GENESIS_HASH, recordHash } from '../../src/state/records.js';
 import { openJournal } from '../../src/state/sqlite/journal.js';
+import { sqliteJournal } from '../../src/state/sqlite/index.js';
+import { openSqliteJournalReadOnly } from '../../src/state/sqlite/readonly.js';
 import { verifyJournal } from '../../src/journal/verify.js';
 import { isDrawbridgeError } from '../../src/errors.js';
 
@@ -255,13 +257,14 @@ describe('verifyJournal with checkpoints, on a real SQLite journal', () => {
 });
 
 describe('publishing checkpoints', () => {
-  it('appends one line per checkpoint to a 0600 file, never rewriting earlier lines', () => {
-    const journal = makeJournal(2);
+  it('appends one line per checkpoint to a 0600 file, never rewriting earlier lines', async () => {
+    const journal = openSqliteJournalReadOnly(makeJournal(2));
     const file = path.join(tempDir(), 'checkpoints.jsonl');
-    const first = writeCheckpoint({ journalPath: journal, file, keys: KEYS, now: new Date('2026-12-05T01:00:00Z') });
+    const first = await writeCheckpoint({ journal, file, keys: KEYS, now: new Date('2026-12-05T01:00:00Z') });
     const before = fs.readFileSync(file, 'utf8');
     expect((fs.statSync(file).mode & 0o777).toString(8)).toBe('600');
-    const second = writeCheckpoint({ journalPath: journal, file, keys: KEYS, now: new Date('2026-12-05T01:01:00Z') });
+    const second = await writeCheckpoint({ journal, file, keys: KEYS, now: new Date('2026-12-05T01:01:00Z') });
+    await journal.close();
     const after = fs.readFileSync(file, 'utf8');
     expect(after.startsWith(before)).toBe(true);
     expect(readCheckpointFile(file)).toEqual([
@@ -271,8 +274,15 @@ describe('publishing checkpoints', () => {
     expect(first).toMatchObject({ count: 2, at: '2026-12-05T01:00:00.000Z' });
   });
 
-  it('reads the head of an empty journal as the genesis hash', () => {
-    expect(sqliteJournalHead(makeJournal(0), new Date(0))).toEqual({ count: 0, hash: GENESIS_HASH, at: '1970-01-01T00:00:00.000Z' });
+  it('reads the head of an empty journal as the genesis hash, and of a journal as its last record', async () => {
+    const empty = openSqliteJournalReadOnly(makeJournal(0));
+    expect(await journalHead(empty, new Date(0))).toEqual({ count: 0, hash: GENESIS_HASH, at: '1970-01-01T00:00:00.000Z' });
+    await empty.close();
+    const file = makeJournal(3);
+    const three = openSqliteJournalReadOnly(file);
+    const last = (await verifyJournal(file)).head;
+    expect(await journalHead(three, new Date(0))).toEqual({ count: 3, hash: last, at: '1970-01-01T00:00:00.000Z' });
+    await three.close();
   });
 
   it('refuses to write where it cannot, as journal.unavailable', () => {
@@ -283,8 +293,8 @@ describe('publishing checkpoints', () => {
 
 describe('the checkpointer', () => {
   /** A timer the test fires by hand. */
-  function manualTimer(): { timer: IntervalTimer; fire(): void; readonly every: number[]; readonly cancelled: () => boolean } {
-    let tick: (() => void) | undefined;
+  function manualTimer(): { timer: IntervalTimer; fire(): Promise<void>; readonly every: number[]; readonly cancelled: () => boolean } {
+    let tick: (() => Promise<void>) | undefined;
     let cancelled = false;
     const every: number[] = [];
     return {
@@ -296,20 +306,20 @@ describe('the checkpointer', () => {
           cancelled = true;
         };
       },
-      fire: () => tick?.(),
+      fire: async () => tick?.(),
       cancelled: () => cancelled,
     };
   }
 
-  it('checkpoints on every interval and once more on stop, with the clock’s time', () => {
+  it('checkpoints on every interval and once more on stop, with the clock’s time', async () => {
     const journalPath = path.join(tempDir(), 'journal.db');
-    const journal = openJournal(journalPath);
+    const journal = sqliteJournal(journalPath, 'full');
     const file = path.join(tempDir(), 'checkpoints.jsonl');
     const manual = manualTimer();
     let now = new Date('2026-12-05T00:00:00Z');
     const reported: unknown[] = [];
     const checkpointer = startCheckpointer({
-      journalPath,
+      journal,
       config: { everyMs: 60_000, signingKey: { kind: 'file', path: 'unused', describe: 'file unused' }, publishFile: file },
       keys: KEYS,
       clock: () => now,
@@ -318,17 +328,16 @@ describe('the checkpointer', () => {
     });
     expect(manual.every).toEqual([60_000]);
     expect(fs.existsSync(file)).toBe(false);
-    journal.append('call', 'c1', {});
-    manual.fire();
+    await journal.append('call', 'c1', {});
+    await manual.fire();
     now = new Date('2026-12-05T00:01:00Z');
-    journal.append('outcome', 'c1', {});
-    journal.append('call', 'c2', {});
-    manual.fire();
-    journal.append('outcome', 'c2', {});
-    journal.close();
+    await journal.append('outcome', 'c1', {});
+    await journal.append('call', 'c2', {});
+    await manual.fire();
+    await journal.append('outcome', 'c2', {});
     now = new Date('2026-12-05T00:01:30Z');
-    checkpointer.stop();
-    checkpointer.stop();
+    await Promise.all([checkpointer.stop(), checkpointer.stop()]);
+    await journal.close();
     expect(manual.cancelled()).toBe(true);
     const written = readCheckpointFile(file).map((p) => p.checkpoint as Checkpoint);
     expect(written.map((c) => [c.count, c.at])).toEqual([
@@ -340,19 +349,21 @@ describe('the checkpointer', () => {
     expect(verifyWith(journalPath, readCheckpointFile(file))).toMatchObject({ ok: true, checkpoints: { checked: 3, upTo: 4 } });
   });
 
-  it('reports a failed interval checkpoint and keeps going', () => {
+  it('reports a failed interval checkpoint and keeps going', async () => {
     const manual = manualTimer();
     const reported: unknown[] = [];
+    const journal = sqliteJournal(path.join(tempDir(), 'closed.db'), 'full');
+    await journal.close();
     const checkpointer = startCheckpointer({
-      journalPath: path.join(tempDir(), 'no-journal.db'),
+      journal,
       config: { everyMs: 1000, signingKey: { kind: 'env', name: 'K', describe: '$K' }, publishFile: path.join(tempDir(), 'c.jsonl') },
       keys: KEYS,
       clock: () => new Date(0),
       timer: manual.timer,
       report: (e) => reported.push(e),
     });
-    manual.fire();
-    checkpointer.stop();
+    await manual.fire();
+    await checkpointer.stop();
     expect(reported.map((e) => isDrawbridgeError(e) && e.code)).toEqual(['journal.unavailable', 'journal.unavailable']);
   });
 });
