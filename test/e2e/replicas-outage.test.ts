@@ -83,6 +83,7 @@ describe('replicas while their state database restarts', () => {
       expect(down.code, down.text).toBe('journal.unavailable');
       expect(down.text).not.toMatch(/\n\s+at /);
       for (const secret of [stateDb.password, stateDb.role, stateDb.name, 'postgres://', `:${cluster.port}`]) expect(down.text).not.toContain(secret);
+      if (i === 0) console.log(`[replicas-outage] during the outage: ${down.text.split('\n')[0]}`);
     }
     for (const r of replicas) expect(r.child.exitCode, r.stderr()).toBeNull();
 
@@ -99,6 +100,7 @@ describe('replicas while their state database restarts', () => {
         20_000,
         200,
       );
+      console.log(`[replicas-outage] o${i + 1} served again after ${attempt} attempt(s) once the state server was back`);
       expectOk(await c.sql(`SELECT count(*) AS n, 't6-after-${i}' AS tag FROM products`));
     }
     for (const r of replicas) expect(r.child.exitCode, r.stderr()).toBeNull();
