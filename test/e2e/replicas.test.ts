@@ -2,18 +2,22 @@
 // of the built CLI, each with its own config directory (as on three hosts) and one state.url,
 // in front of one shop database. Concurrent clients, an approval asked on one replica, given
 // through another's CLI and run once across replicas, a call released by a vote given
-// elsewhere, a grant created and revoked on different replicas, the SIGKILL of a replica
-// mid-call, and sticky sessions. The state outage (the database restarted under serving
+// elsewhere, a grant created and revoked on different replicas, sticky sessions, a stdio
+// replica joining the same state, and the SIGKILL of a replica mid-call. The state outage (the database restarted under serving
 // replicas) is in replicas-outage.test.ts. Every case ends with the shared journal: the
 // calls it holds and its one intact chain.
 //
 // r1 and r3 answer "pending" at once (approval.wait 0ms); r2 lets a call wait up to 20 s
 // for a decision, so that a vote given through another replica's CLI releases it.
 
+import { rmSync } from 'node:fs';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { verifyStore } from '../../src/journal/verify.js';
 import type { StateStore } from '../../src/state/contract.js';
-import { requireBuiltCli } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
 import { freshDatabase, type FreshDatabase } from '../support/fixtures.js';
 import { startTestIdp, type TestIdp } from '../support/oidc.js';
 import {
@@ -22,9 +26,11 @@ import {
   readJournal,
   startReplica,
   startReplicas,
+  STATE_VARIABLE,
   strayFiles,
   tokenFor,
   until,
+  writeReplicaConfig,
   type McpClient,
   type Replica,
   type SharedRecord,
@@ -293,6 +299,35 @@ describe('replicas on one PostgreSQL state', () => {
     expectOk(await on2.sql("SELECT 't7-new-session' AS tag"));
     // The session on r1 is untouched by the misrouted request.
     expectOk(await on1.sql("SELECT 't7-old-session' AS tag"));
+  });
+
+  it('a stdio replica (serve without --http, its own config dir) writes into the same journal, and no local state file', async () => {
+    const dir = writeReplicaConfig({ idp });
+    try {
+      const transport = new StdioClientTransport({
+        command: process.execPath,
+        args: [requireBuiltCli(), 'serve', '--config', dir],
+        env: { DB_URL: db.gatewayUrl, [STATE_VARIABLE]: stateDb.url, DRAWBRIDGE_TOKEN: alice },
+        cwd: REPO_ROOT,
+        stderr: 'pipe',
+      });
+      const stdio = new Client({ name: 'stdio-replica-test', version: '1.0.0' });
+      await stdio.connect(transport);
+      try {
+        const r = (await stdio.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: "SELECT 't8-stdio' AS tag" } })) as CallToolResult;
+        expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
+      } finally {
+        await stdio.close();
+      }
+      const calls = callsTagged(await journal(), 't8-stdio');
+      expect(calls).toHaveLength(1);
+      expect(calls[0]!.data['principal']).toMatchObject({ subject: 'alice', kind: 'oidc', issuer: idp.issuer });
+      await outcomesOf([calls[0]!.callId]);
+      expect(strayFiles(dir)).toEqual([]);
+      await expectIntactChain();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('SIGKILL of a replica mid-call: the others keep serving, the journal shows that call’s intent without an outcome, the chain verifies', async () => {

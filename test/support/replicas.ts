@@ -24,7 +24,7 @@ import type { TestIdp } from './oidc.js';
 export const PUBLIC_URL = 'http://drawbridge.test/mcp';
 
 /** The environment variable the replicas' `state.url` names. */
-const STATE_VARIABLE = 'DRAWBRIDGE_STATE_URL';
+export const STATE_VARIABLE = 'DRAWBRIDGE_STATE_URL';
 
 /** Variables of the developer's shell that must not reach a replica. */
 const LEAKY_VARIABLES = ['DRAWBRIDGE_CONFIG', 'DB_URL', 'SHOP_DATABASE_URL', 'DRAWBRIDGE_APPROVER_TOKEN', STATE_VARIABLE, 'DRAWBRIDGE_DEBUG'] as const;
