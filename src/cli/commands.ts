@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BACKENDS } from '../backends/index.js';
+import { STATE_COPY_EXAMPLES, STATE_COPY_NOTES, STATE_LOCATIONS } from './state-locations.js';
 
 /** A mistake on the command line (exit 2) or a refusal the user can fix (exit 1); printed without a stack trace. */
 export class CliError extends Error {
@@ -187,19 +188,11 @@ export const COMMANDS = {
     summary: 'copy a journal, its approvals and grants from one state to another (an empty one), the hash chain intact',
     usage: ['state copy --from SOURCE --to TARGET'],
     options: {
-      from: { type: 'string', value: 'SOURCE', help: 'the state to copy: sqlite:DIR, sqlite:JOURNAL.db, postgres or postgres:VAR' },
+      from: { type: 'string', value: 'SOURCE', help: `the state to copy: ${STATE_LOCATIONS}` },
       to: { type: 'string', value: 'TARGET', help: 'the empty state to copy into (same forms); created or migrated first' },
     },
-    examples: [
-      'drawbridge state copy --from sqlite:/etc/drawbridge/.drawbridge --to postgres    # the URL in $DRAWBRIDGE_STATE_URL',
-      'drawbridge state copy --from postgres:OLD_STATE_URL --to sqlite:/var/backups/drawbridge',
-    ],
-    notes: [
-      'sqlite:DIR is a directory holding journal.db and approvals.db; sqlite:FILE.db is a journal file with approvals.db next to it. ' +
-        'postgres reads the URL from $DRAWBRIDGE_STATE_URL, postgres:VAR from $VAR: a URL (it holds a password) is never given on the command line.',
-      'The source is verified first; every copied record must hash exactly as in the source, and the copy is verified at the end. ' +
-        'A target that is not empty is refused before anything is written.',
-    ],
+    examples: STATE_COPY_EXAMPLES,
+    notes: STATE_COPY_NOTES,
   }),
   'approvals list': define({
     path: 'approvals list',

@@ -16,7 +16,7 @@ import { openGateway } from '../pipeline/gateway.js';
 import { checkConnections, connectionCheckFailed, formatConnectionReports } from '../pipeline/probe.js';
 import { openState } from '../state/open.js';
 import type { CommandArgs } from './commands.js';
-import { configDir, fail, type CliIo } from './io.js';
+import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 
 export async function check({ values }: CommandArgs<'check'>, io: CliIo): Promise<number> {
   const dir = configDir(values.config, io);
@@ -114,7 +114,7 @@ async function stateUsable(config: GatewayConfig, connect: boolean, io: CliIo): 
     resolveSecret(ref, { env: io.env, baseDir: config.dir });
   } catch (error) {
     if (!isDrawbridgeError(error)) throw error;
-    const reason = error.message.replace(/^A secret needed by this connection is missing: /, '');
+    const reason = unresolvedReason(error.message);
     io.stderr.write(`error: state.url (${ref.describe}) cannot be resolved: ${reason}; serve will refuse to start.\n`);
     return false;
   }

@@ -59,3 +59,8 @@ export function printHelp(spec: CommandSpec, io: CliIo): number {
 export function configDir(value: string | undefined, io: CliIo): string {
   return resolve(io.cwd, value ?? io.env['DRAWBRIDGE_CONFIG'] ?? '.');
 }
+
+/** Why a secret reference did not resolve, from resolveSecret's message, without its "this connection" wording or final period. */
+export function unresolvedReason(message: string): string {
+  return message.replace(/^A secret needed by this connection is missing: /, '').replace(/\.$/, '');
+}

@@ -23,7 +23,7 @@ import { serveStdio } from '../server.js';
 import { stateLabel } from '../state/open.js';
 import { installProcessGuard } from '../server-guard.js';
 import type { CommandArgs } from './commands.js';
-import { configDir, fail, type CliIo } from './io.js';
+import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
@@ -75,13 +75,13 @@ async function openServingGateway(dir: string, io: CliIo): Promise<Gateway> {
     } catch (error) {
       if (!isDrawbridgeError(error)) throw error;
       // resolveSecret speaks of "this connection": say that it is state.url (by reference, never by value).
-      cannot(`state.url cannot be resolved (${error.message.replace(/^A secret needed by this connection is missing: /, '')})`);
+      cannot(`state.url cannot be resolved (${unresolvedReason(error.message)})`);
     }
   }
   try {
     return await openGateway({ configDir: dir, env: io.env });
   } catch (error) {
-    if (isDrawbridgeError(error) && (error.code === 'journal.unavailable' || error.code === 'approval.store_unavailable')) {
+    if (isDrawbridgeError(error) && STATE_CODES.has(error.code)) {
       return cannot(`${error.code}: ${firstLine(error.message)}`);
     }
     throw error;
@@ -139,7 +139,7 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
   }
   io.stderr.write(
     `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} ` +
-      `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${gateway.config.journal.path}\n`,
+      `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${stateLabel(gateway.config)}\n`,
   );
   await stopped;
   await http.close();
@@ -159,7 +159,7 @@ async function serveOverStdio(gateway: Gateway, io: CliIo): Promise<number> {
   guardProcess(io);
   const stopped = untilStopped(io);
   const server = await serveStdio(gateway, served.identities);
-  io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${gateway.config.journal.path}\n`);
+  io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${stateLabel(gateway.config)}\n`);
   await Promise.race([
     stopped,
     new Promise<void>((done) => {
@@ -259,3 +259,6 @@ export async function token(args: CommandArgs<'token'>, io: CliIo): Promise<numb
     return fail(`drawbridge token: ${isDrawbridgeError(error) ? `${error.code}: ${error.message}` : (error as Error).message}`, 1);
   }
 }
+
+/** The codes a state engine refuses to open with. */
+const STATE_CODES: ReadonlySet<string> = new Set(['journal.unavailable', 'approval.store_unavailable', 'state.schema_version']);

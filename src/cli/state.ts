@@ -13,6 +13,7 @@ import { migrateState, openStateSource, openStateTarget, stateLabel, type StateL
 import type { RecordType } from '../state/records.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
+import { STATE_LOCATIONS } from './state-locations.js';
 
 export async function stateMigrate({ values }: CommandArgs<'state migrate'>, io: CliIo): Promise<number> {
   const config = loadConfig(configDir(values.config, io));
@@ -43,7 +44,7 @@ interface Location {
  * A URL is never taken from the command line: it holds a password, and `ps` shows arguments.
  */
 function parseLocation(flag: 'from' | 'to', value: string | undefined, io: CliIo): Location {
-  const usage = 'sqlite:DIR, sqlite:JOURNAL.db, postgres (the URL in $DRAWBRIDGE_STATE_URL) or postgres:VAR (the URL in $VAR)';
+  const usage = STATE_LOCATIONS;
   if (value === undefined || value === '') return fail(`state copy needs --${flag}: ${usage}.`);
   const colon = value.indexOf(':');
   const scheme = colon === -1 ? value : value.slice(0, colon);

@@ -122,10 +122,21 @@ describe('the generic core names no backend', () => {
    */
   const VOCABULARY = /run_sql|kubectl|ssh|postgres/;
   const EXEMPT = ['src/backends/'];
+  /**
+   * PostgreSQL is also a state engine (state.url), which has nothing to do with the backend: the
+   * state's own files, the config's `state:` section and the state commands may name the engine.
+   */
+  const STATE_ENGINE = {
+    files: ['src/state/', 'src/config/schema.ts', 'src/config/load.ts', 'src/cli/state.ts', 'src/cli/state-locations.ts'],
+    word: /postgres/g,
+  };
 
   it('outside src/backends/, no identifier, string or regular expression names one', () => {
     const offenders = FILES.filter((f) => !EXEMPT.some((e) => f.path.startsWith(e))).flatMap((f) =>
-      f.words.filter((w) => VOCABULARY.test(w)).map((w) => `${f.path}: ${w}`),
+      f.words
+        .map((w) => (STATE_ENGINE.files.some((e) => f.path.startsWith(e)) ? w.replace(STATE_ENGINE.word, '') : w))
+        .filter((w) => VOCABULARY.test(w))
+        .map((w) => `${f.path}: ${w}`),
     );
     expect(offenders).toEqual([]);
   });

@@ -7,7 +7,9 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DrawbridgeError } from '../../src/errors.js';
 import { openJournal } from '../../src/state/sqlite/journal.js';
-import { CSV_COLUMNS, csvCell, exportLines, readCalls, type CallEntry } from '../../src/journal/export.js';
+import Database from 'better-sqlite3';
+import { CSV_COLUMNS, csvCell, exportLines, readCalls, readStoreCalls, renderLines, type CallEntry } from '../../src/journal/export.js';
+import { openSqliteJournalReadOnly } from '../../src/state/sqlite/readonly.js';
 
 const dirs: string[] = [];
 
@@ -245,5 +247,87 @@ describe('exportLines', () => {
     expect(csvCell('-')).toBe("'-");
     expect(csvCell('\tx')).toBe("'\tx");
     expect(csvCell('a"b')).toBe('"a""b"');
+  });
+});
+
+/**
+ * The SQL join export used before it read the records through the state contract (kept here as
+ * the reference): the one-pass join must give exactly its entries, whatever the records' order.
+ */
+const FORMER_JOIN_SQL = `
+SELECT c.seq AS seq, c.time AS time, c.call_id AS call_id, c.data AS data, c.hash AS hash,
+       o.data AS odata, o.hash AS ohash,
+       (SELECT json_group_array(json_object('seq', e.seq, 'time', e.time, 'type', e.type, 'data', json(e.data)))
+          FROM (SELECT seq, time, type, data FROM records
+                 WHERE call_id = c.call_id AND type IN ('approval', 'grant') ORDER BY seq) AS e) AS events
+FROM records c
+LEFT JOIN records o ON o.seq = (
+  SELECT MIN(s.seq) FROM records s
+  WHERE s.call_id = c.call_id AND s.type = 'outcome' AND s.seq > c.seq
+)
+WHERE c.type = 'call'
+ORDER BY c.seq`;
+
+function formerEntries(file: string): CallEntry[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    const rows = db.prepare(FORMER_JOIN_SQL).all() as Array<{
+      seq: number;
+      time: string;
+      call_id: string;
+      data: string;
+      hash: string;
+      odata: string | null;
+      ohash: string | null;
+      events: string;
+    }>;
+    return rows.map((r) => ({
+      callId: r.call_id,
+      seq: r.seq,
+      time: r.time,
+      call: JSON.parse(r.data) as Record<string, unknown>,
+      outcome: r.odata === null ? null : (JSON.parse(r.odata) as Record<string, unknown>),
+      hash: r.hash,
+      outcomeHash: r.ohash,
+      events: JSON.parse(r.events) as CallEntry['events'],
+    }));
+  } finally {
+    db.close();
+  }
+}
+
+describe('the one-pass join', () => {
+  it('gives exactly the former SQL join, byte for byte, in both formats, from the file and from the store', async () => {
+    const file = tempPath();
+    const j = openJournal(file);
+    const at = (m: number) => new Date(Date.UTC(2024, 2, 1, 10, m));
+    j.append('outcome', 'c1', { status: 'stray' }, at(0)); // an outcome before its call belongs to no call
+    j.append('approval', 'c1', { event: 'requested', approvalId: 'ap_1' }, at(1)); // before the call
+    j.append('call', 'c1', callData('alice', 'query', 'prod', 'approve'), at(2));
+    j.append('call', 'c2', callData('bob', 'query', 'prod', 'allow'), at(3));
+    j.append('outcome', 'c1', { status: 'ok', rows: 1 }, at(4));
+    j.append('approval', 'c1', { event: 'vote', nested: { b: [1, 2], a: 'x' } }, at(5)); // after the outcome
+    j.append('call', 'c1', callData('alice', 'query', 'prod', 'approve'), at(6)); // the same call id again
+    j.append('outcome', 'c2', { status: 'refused' }, at(7));
+    j.append('outcome', 'c1', { status: 'ok', rows: 2 }, at(8));
+    j.append('outcome', 'c1', { status: 'late duplicate' }, at(9));
+    j.append('call', 'c3', callData('carol', 'execute', 'staging', 'deny'), at(10)); // no outcome
+    j.append('grant', 'c1', { event: 'revoked', grantId: 'gr_1' }, at(11));
+    j.append('grant', 'c9', { event: 'revoked' }, at(12)); // events of a call not in the journal
+    j.close();
+
+    const former = formerEntries(file);
+    expect(former).toHaveLength(4);
+    expect(former[0]!.events).toHaveLength(3);
+    const fromFile = [...readCalls(file)];
+    const store = openSqliteJournalReadOnly(file);
+    const fromStore = await readStoreCalls(store, file);
+    await store.close();
+    for (const format of ['jsonl', 'csv'] as const) {
+      const expected = [...renderLines(former, format)].join('\n');
+      expect([...renderLines(fromFile, format)].join('\n')).toBe(expected);
+      expect([...renderLines(fromStore, format)].join('\n')).toBe(expected);
+      expect([...exportLines(file, format)].join('\n')).toBe(expected);
+    }
   });
 });
