@@ -120,5 +120,8 @@ describe('replicas while their state database restarts', () => {
     } finally {
       await after.close();
     }
+    const cli = await replicas[0]!.cli(['journal', 'verify']);
+    expect(cli.status, cli.stdout + cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/^OK .*: \d+ records, chain intact/);
   });
 });

@@ -362,4 +362,10 @@ describe('replicas on one PostgreSQL state', () => {
     }
     await expectIntactChain();
   });
+
+  it('the replicas that were not killed are still up after all of it, and stop cleanly on SIGTERM', async () => {
+    for (const n of [1, 2, 3] as const) expect(replica(n).child.exitCode, replica(n).stderr()).toBeNull();
+    expect(await Promise.all([1, 2, 3].map((n) => replica(n as 1 | 2 | 3).stop()))).toEqual([0, 0, 0]);
+    for (const n of [1, 2, 3] as const) expect(replica(n).stderr()).not.toMatch(/\n\s+at /);
+  });
 });

@@ -153,8 +153,8 @@ export interface Replica {
   cli(args: readonly string[], token?: string): Promise<CliRun>;
   /** The shared state, opened through this replica's config as a CLI command would. */
   openState(): Promise<StateStore>;
-  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`; removes the config directory. Idempotent. */
-  stop(graceMs?: number): Promise<void>;
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`; removes the config directory; resolves with how it exited. Idempotent. */
+  stop(graceMs?: number): Promise<number | string | null>;
   /** SIGKILL now (a crash), and waits for the exit; the config directory stays until stop(). */
   kill(): Promise<void>;
 }
@@ -246,7 +246,7 @@ export async function startReplica(settings: ReplicaSettings): Promise<Replica> 
   const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
   let stopped = false;
 
-  const stop = async (graceMs = 10_000): Promise<void> => {
+  const stop = async (graceMs = 10_000): Promise<number | string | null> => {
     if (!stopped) {
       stopped = true;
       if (child.exitCode === null && child.signalCode === null) {
@@ -257,6 +257,7 @@ export async function startReplica(settings: ReplicaSettings): Promise<Replica> 
       }
     }
     rmSync(dir, { recursive: true, force: true });
+    return exited;
   };
 
   try {
