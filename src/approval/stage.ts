@@ -229,6 +229,8 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
     if (channel.signal?.aborted) throw await abandoned(ctx, s, current.id, 'cli', current);
     if (current.status === 'approved') return await consume(ctx, store, current, s);
     if (current.status === 'denied') throw await declined(ctx, store, current, s);
+    // Approved when this call found it, consumed by now: another identical call (on any replica) ran it.
+    if (current.status === 'consumed') throw usedByAnother(ctx, s, current);
     if (current.status !== 'pending') {
       const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
       throw new DrawbridgeError('approval.timeout', `Approval ${current.id} is ${current.status}; nothing was run.`, {
@@ -375,6 +377,15 @@ async function abandoned(
   );
 }
 
+/** The approval this call found approved was consumed by another identical call waiting for it (in this process or another replica). */
+function usedByAnother(ctx: ApprovalContext, s: ApprovalSubject, approval: StoredApproval): DrawbridgeError {
+  const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
+  return new DrawbridgeError('approval.pending', `Approval ${approval.id} was used by another identical call that was waiting for it; this call ran nothing.`, {
+    hint: retry,
+    details: approvalDetails(ctx, s, { ...approval, status: 'consumed' }, retry),
+  });
+}
+
 async function consume(ctx: ApprovalContext, store: ApprovalStore, approval: StoredApproval, s: ApprovalSubject): Promise<Clearance> {
   // Exactly once: a second call with the same input needs a new approval (or a grant).
   let consumed: StoredApproval;
@@ -382,17 +393,7 @@ async function consume(ctx: ApprovalContext, store: ApprovalStore, approval: Sto
     consumed = await store.consume(approval.id, ctx.clock());
   } catch (error) {
     // Another identical call waiting on the same request used the approval first.
-    if (error instanceof DrawbridgeError && error.code === 'approval.not_approved') {
-      const retry = `Call ${s.tool} again with exactly the same arguments (${sameArguments(s)}) to ask for a new approval.`;
-      throw new DrawbridgeError(
-        'approval.pending',
-        `Approval ${approval.id} was used by another identical call that was waiting for it; this call ran nothing.`,
-        {
-          hint: retry,
-          details: approvalDetails(ctx, s, { ...approval, status: 'consumed' }, retry),
-        },
-      );
-    }
+    if (error instanceof DrawbridgeError && error.code === 'approval.not_approved') throw usedByAnother(ctx, s, approval);
     throw error;
   }
   await ctx.journal.append(
