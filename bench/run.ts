@@ -13,10 +13,14 @@
 //      new connection per call), Drawbridge over stdio and ssh-mcp over stdio, interleaved
 //      round-robin (with ssh2 sending ssh-mcp's env request as a fifth target), against a
 //      throwaway OpenSSH sshd on 127.0.0.1;
+//   7. throughput over Streamable HTTP with 50 concurrent clients (bench/throughput.ts): direct
+//      pg, server-postgres over stdio and `drawbridge serve --http` set-ups, one after another;
 // then prints a Markdown report and writes it to bench/results.md.
 // Everything it starts is stopped and every temp dir removed, also on the hard
 // timeout (BENCH_TIMEOUT_S, default 480). BENCH_QUICK=1 runs far fewer calls (for
-// trying the harness, not for numbers). No assertions on timings anywhere.
+// trying the harness, not for numbers). BENCH_ONLY=throughput runs section 7 alone and
+// replaces that section of bench/results.md, leaving the others as they were.
+// No assertions on timings anywhere.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -70,8 +74,12 @@ import { maskingTable, maskingThroughput, scanWorkloads, type MaskingNumbers, ty
 import { profileJournalModes, profileStages, STAGES, type JournalModeProfile, type StageProfile } from './profile.js';
 import { BENCH_HASH_KEY, startBenchDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
 import { cleanupTempDirs, int, machineInfo, ms, ratio, table, tempDir, type MachineInfo } from './support.js';
+import { killThroughputChildren, measureThroughput, renderThroughput, THROUGHPUT_HEADING, throughputScenarios, type ThroughputResult } from './throughput.js';
+import { startTestIdp, type TestIdp } from '../test/support/oidc.js';
 
 const QUICK = process.env['BENCH_QUICK'] === '1';
+const ONLY = process.env['BENCH_ONLY'] ?? '';
+const THROUGHPUT_TIMING = QUICK ? { warmupMs: 1_000, measureMs: 2_000 } : { warmupMs: 3_000, measureMs: 10_000 };
 const HARD_TIMEOUT_S = Number(process.env['BENCH_TIMEOUT_S'] ?? 480);
 const SIZES = [1, 100, 10_000] as const;
 const WARMUP = QUICK ? 3 : 20;
@@ -96,6 +104,7 @@ interface Report {
   readonly journal: JournalNumbers[];
   readonly kube: KubeNumbers;
   readonly ssh: SshNumbers;
+  readonly throughput: ThroughputResult[];
   readonly seconds: number;
 }
 
@@ -126,8 +135,10 @@ const kubeTargets: KubeTarget[] = [];
 let kubeBench: KubeBench | null = null;
 const sshTargets: SshTarget[] = [];
 let sshBench: SshBench | null = null;
+let idp: TestIdp | null = null;
 
 function killChildren(): void {
+  killThroughputChildren();
   for (const t of [...targets, ...kubeTargets, ...sshTargets]) {
     if (t.pid === null) continue;
     try {
@@ -150,6 +161,8 @@ async function cleanup(): Promise<void> {
   kubeBench = null;
   if (sshBench) await sshBench.sshd.stop().catch(() => undefined);
   sshBench = null;
+  if (idp) await idp.stop().catch(() => undefined);
+  idp = null;
   cleanupTempDirs();
 }
 
@@ -193,6 +206,9 @@ async function main(): Promise<Report> {
   await Promise.allSettled(targets.map((t) => t.close()));
   targets.length = 0;
 
+  // 7. Throughput over Streamable HTTP (needs the database; reported after the latency table).
+  const throughput = await throughputSection(database);
+
   // 2. Where the time goes (in process).
   log('profile: pipeline stages in process');
   const profileDir = tempDir('profile');
@@ -229,7 +245,42 @@ async function main(): Promise<Report> {
   // 6. SSH.
   const ssh = await sshLatency();
 
-  return { machine, postgres, latency, stages, journalModes, masking, scans, journal, kube, ssh, seconds: (performance.now() - started) / 1000 };
+  return { machine, postgres, latency, stages, journalModes, masking, scans, journal, kube, ssh, throughput, seconds: (performance.now() - started) / 1000 };
+}
+
+async function throughputSection(db: BenchDatabase): Promise<ThroughputResult[]> {
+  idp = await startTestIdp();
+  try {
+    const ctx = { gatewayUrl: db.gatewayUrl, env: { DB_URL: db.gatewayUrl, HASH_KEY: BENCH_HASH_KEY }, idp };
+    return await measureThroughput(throughputScenarios({ postgresState: false }), ctx, THROUGHPUT_TIMING, log);
+  } finally {
+    await idp.stop().catch(() => undefined);
+    idp = null;
+  }
+}
+
+/** BENCH_ONLY=throughput: section 7 alone, written over its section of bench/results.md (or inserted after the latency table). */
+async function throughputOnly(): Promise<string> {
+  const machine = machineInfo();
+  log(`${machine.node} on ${machine.cpu} (${machine.cores} cores), throughput section only${QUICK ? ' — QUICK mode' : ''}`);
+  database = await startBenchDatabase(log);
+  const results = await throughputSection(database);
+  const section =
+    renderThroughput(results, THROUGHPUT_TIMING) +
+    `\nMeasured alone by \`BENCH_ONLY=throughput npm run bench\` on ${machine.date} (${machine.cpu} × ${machine.cores}, Node ${machine.node}, ` +
+    `PostgreSQL ${database.serverVersion}); the other sections are from the full run above.\n`;
+  const previous = readFileSync(RESULTS, 'utf8');
+  const start = previous.indexOf(THROUGHPUT_HEADING);
+  let next: string;
+  if (start >= 0) {
+    const end = previous.indexOf('\n## ', start + THROUGHPUT_HEADING.length);
+    next = previous.slice(0, start) + section + (end >= 0 ? previous.slice(end + 1) : '');
+  } else {
+    const at = previous.indexOf('## Where Drawbridge’s time goes');
+    next = at >= 0 ? `${previous.slice(0, at)}${section}\n${previous.slice(at)}` : `${previous}\n${section}`;
+  }
+  writeFileSync(RESULTS, next);
+  return section;
 }
 
 async function kubeLatency(): Promise<KubeNumbers> {
@@ -356,6 +407,8 @@ function render(r: Report): string {
     ),
   );
   out.push('');
+
+  out.push(renderThroughput(r.throughput, THROUGHPUT_TIMING));
 
   out.push('## Where Drawbridge’s time goes', '');
   out.push(
@@ -595,11 +648,18 @@ function renderSsh(out: string[], s: SshNumbers): void {
 
 let exitCode = 0;
 try {
-  const report = await main();
-  const markdown = render(report);
-  writeFileSync(RESULTS, markdown);
-  process.stdout.write(`${markdown}\n`);
-  log(`wrote ${RESULTS}`);
+  if (ONLY === 'throughput') {
+    process.stdout.write(`${await throughputOnly()}\n`);
+    log(`wrote the throughput section of ${RESULTS}`);
+  } else if (ONLY !== '') {
+    throw new Error(`BENCH_ONLY=${ONLY}: the only section that runs alone is throughput`);
+  } else {
+    const report = await main();
+    const markdown = render(report);
+    writeFileSync(RESULTS, markdown);
+    process.stdout.write(`${markdown}\n`);
+    log(`wrote ${RESULTS}`);
+  }
 } catch (error) {
   exitCode = 1;
   log(`failed: ${(error as Error).stack ?? String(error)}`);

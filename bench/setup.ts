@@ -92,7 +92,15 @@ masking:
  * with max_rows 10000 and max_bytes 4MiB (nothing truncated), a read policy, masking with
  * all detectors and a column rule on bench_rows.email, journal `journal.db` (sync as given).
  */
-export function writeBenchConfig(options: { sync?: 'full' | 'normal' } = {}): string {
+export interface BenchConfigOptions {
+  readonly sync?: 'full' | 'normal';
+  /** Identities from this OpenID provider (for `serve --http`) instead of the local bench identity. */
+  readonly oidc?: { readonly issuer: string; readonly audience: string };
+  /** Shared state: the gateway's `state.url` is read from env DRAWBRIDGE_STATE_URL (no local journal file). */
+  readonly sharedState?: boolean;
+}
+
+export function writeBenchConfig(options: BenchConfigOptions = {}): string {
   const dir = tempDir('config');
   mkdirSync(join(dir, 'tools'));
   mkdirSync(join(dir, 'policies'));
@@ -114,9 +122,13 @@ connections: [db]
   writeFileSync(
     join(dir, 'policies', 'gateway.yaml'),
     `kind: gateway
-identity: { mode: local, subject: bench@example.com, groups: [analysts] }
+${
+  options.oidc
+    ? `identity: { mode: oidc, issuer: "${options.oidc.issuer}", audience: "${options.oidc.audience}", required_scopes: [mcp] }`
+    : 'identity: { mode: local, subject: bench@example.com, groups: [analysts] }'
+}
 journal: { path: journal.db, sync: ${options.sync ?? 'full'} }
-masking: { hash_key: { env: HASH_KEY } }
+${options.sharedState ? 'state: { url: ${DRAWBRIDGE_STATE_URL} }\n' : ''}masking: { hash_key: { env: HASH_KEY } }
 `,
   );
   writeFileSync(join(dir, 'policies', 'rules.yaml'), BENCH_POLICY);

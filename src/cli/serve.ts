@@ -5,6 +5,7 @@
 // the work. Serving over stdio uses the process's own stdin and stdout (the
 // MCP transport), so these commands are tested as a child process.
 
+import { writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import type { GatewayConfig } from '../config/schema.js';
@@ -18,6 +19,7 @@ import { serveHttp, type HttpGateway } from '../http/server.js';
 import type { CheckpointKeys } from '../journal/checkpoint.js';
 import { checkpointKeys, realInterval, startCheckpointer } from '../journal/checkpoint-file.js';
 import { serveStdio } from '../server.js';
+import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
@@ -25,7 +27,7 @@ import { configDir, fail, type CliIo } from './io.js';
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
-  const gateway = await withCheckpoints(await openGateway({ configDir: configDir(values.config, io), env: io.env }), io);
+  const gateway = withJournalTimings(await withCheckpoints(await openGateway({ configDir: configDir(values.config, io), env: io.env }), io), io);
   for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
 }
@@ -59,6 +61,29 @@ async function withCheckpoints(gateway: Gateway, io: CliIo): Promise<Gateway> {
     async close() {
       await gateway.close();
       checkpointer.stop();
+    },
+  };
+}
+
+/**
+ * DRAWBRIDGE_JOURNAL_TIMINGS=FILE: how long calls waited on the journal, written to FILE as JSON
+ * when the gateway closes (state/timing.ts). For the benchmark (bench/throughput.ts), which
+ * cannot look inside the server process; unset, the journal is not wrapped at all.
+ */
+function withJournalTimings(gateway: Gateway, io: CliIo): Gateway {
+  const file = io.env['DRAWBRIDGE_JOURNAL_TIMINGS'];
+  if (file === undefined || file === '') return gateway;
+  const timed = timedJournal(gateway.journal);
+  return {
+    ...gateway,
+    journal: timed.journal,
+    async close() {
+      await gateway.close();
+      try {
+        writeFileSync(file, `${JSON.stringify(timed.timings())}\n`);
+      } catch (error) {
+        io.stderr.write(`drawbridge: warning: journal timings not written to ${file}: ${(error as Error).message}\n`);
+      }
     },
   };
 }
