@@ -9,6 +9,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -36,6 +37,8 @@ export interface ThroughputContext {
 /** A scenario started and ready: one caller per client, each sticky to its server. */
 interface Running {
   readonly callers: ReadonlyArray<() => Promise<'ok' | string>>;
+  /** The server processes (for their CPU time); none for the in-process pg pool. */
+  readonly pids: readonly number[];
   /** Stops everything it started; for a gateway, what its journal timings say (summed over replicas). */
   stop(): Promise<JournalTimings | null>;
 }
@@ -61,6 +64,60 @@ export interface ThroughputResult {
   readonly firstError: string | null;
   /** For a gateway: ms per call spent awaiting the journal (intent + outcome), and its share of the callers' mean latency. */
   readonly journal: { readonly msPerCall: number; readonly intentMsPerCall: number; readonly share: number; readonly appendsPerCall: number } | null;
+  /** CPU used during the measured window, in cores (1 = one core busy): the server process(es), this load generator, the whole machine. */
+  readonly cpu: { readonly server: number; readonly loadGenerator: number; readonly machine: number; readonly cores: number };
+}
+
+// ---------------------------------------------------------------------------
+// CPU accounting (Linux /proc): what limits a row on a small machine
+
+interface CpuSnapshot {
+  readonly at: number;
+  readonly bench: NodeJS.CpuUsage;
+  /** utime + stime of the server processes, in clock ticks. */
+  readonly serverTicks: number;
+  /** Busy and total jiffies of the whole machine. */
+  readonly machineBusy: number;
+  readonly machineTotal: number;
+}
+
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const TICKS_PER_SECOND = 100;
+
+function processTicks(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces, so split after its closing parenthesis).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function snapshot(pids: readonly number[]): CpuSnapshot {
+  let machineBusy = 0;
+  let machineTotal = 0;
+  try {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+    machineTotal = cpu.reduce((a, b) => a + b, 0);
+    // idle and iowait are not busy.
+    machineBusy = machineTotal - (cpu[3] ?? 0) - (cpu[4] ?? 0);
+  } catch {
+    // not Linux: the machine column stays 0
+  }
+  return { at: performance.now(), bench: process.cpuUsage(), serverTicks: pids.reduce((n, pid) => n + processTicks(pid), 0), machineBusy, machineTotal };
+}
+
+function cpuBetween(a: CpuSnapshot, b: CpuSnapshot): ThroughputResult['cpu'] {
+  const seconds = (b.at - a.at) / 1000;
+  const benchUs = b.bench.user - a.bench.user + (b.bench.system - a.bench.system);
+  const cores = availableParallelism();
+  return {
+    server: (b.serverTicks - a.serverTicks) / TICKS_PER_SECOND / seconds,
+    loadGenerator: benchUs / 1e6 / seconds,
+    machine: b.machineTotal > a.machineTotal ? ((b.machineBusy - a.machineBusy) / (b.machineTotal - a.machineTotal)) * cores : 0,
+    cores,
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -97,7 +154,7 @@ export function pgPoolScenario(): ThroughputScenario {
         const r = await pool.query(THROUGHPUT_SQL);
         return r.rows.length === 1 ? 'ok' : `pg returned ${r.rows.length} rows`;
       };
-      return { callers: Array.from({ length: THROUGHPUT_CLIENTS }, () => caller), stop: async () => (await pool.end(), null) };
+      return { callers: Array.from({ length: THROUGHPUT_CLIENTS }, () => caller), pids: [], stop: async () => (await pool.end(), null) };
     },
   };
 }
@@ -118,6 +175,7 @@ export function serverPostgresScenario(): ThroughputScenario {
       };
       return {
         callers: Array.from({ length: THROUGHPUT_CLIENTS }, () => caller),
+        pids: pid === null ? [] : [pid],
         async stop() {
           await client.close().catch(() => undefined);
           if (pid !== null) {
@@ -244,7 +302,7 @@ export function drawbridgeHttpScenario(options: { name: string; state: 'sqlite' 
             return a.structuredContent?.rowCount === 1 ? 'ok' : `wrong row count ${String(a.structuredContent?.rowCount)}`;
           });
         }
-        return { callers, stop };
+        return { callers, pids: served.flatMap((x) => (x.child.pid === undefined ? [] : [x.child.pid])), stop };
       } catch (error) {
         await stop().catch(() => undefined);
         throw new Error(`${options.name} did not start: ${(error as Error).message}\n${served.map((s) => s.stderr()).join('\n')}`, { cause: error });
@@ -329,11 +387,16 @@ export async function measureThroughput(
     const running = await scenario.start(ctx);
     let load: Load;
     let timings: JournalTimings | null;
+    const snaps: CpuSnapshot[] = [];
+    const timers = [timing.warmupMs, timing.warmupMs + timing.measureMs].map((at) => setTimeout(() => snaps.push(snapshot(running.pids)), at));
     try {
       load = await drive(running.callers, timing.warmupMs, timing.measureMs);
     } finally {
+      for (const t of timers) clearTimeout(t);
       timings = await running.stop();
     }
+    const [from, to] = snaps;
+    const cpu = from && to ? cpuBetween(from, to) : { server: 0, loadGenerator: 0, machine: 0, cores: availableParallelism() };
     const calls = load.latencies.length;
     const meanCallMs = load.allMs / Math.max(1, load.allCalls);
     const journal =
@@ -362,11 +425,13 @@ export async function measureThroughput(
       errors: load.errors,
       firstError: load.firstError,
       journal,
+      cpu,
     });
     const last = results.at(-1) as ThroughputResult;
     log(
       `throughput: ${scenario.name}: ${last.perSecond.toFixed(0)} calls/s, p50 ${ms(last.p50)} ms, p99 ${ms(last.p99)} ms, ${last.errors} errors` +
-        (journal ? `, journal ${ms(journal.msPerCall)} ms/call (${(journal.share * 100).toFixed(1)}%)` : ''),
+        (journal ? `, journal ${ms(journal.msPerCall)} ms/call (${(journal.share * 100).toFixed(1)}%)` : '') +
+        `; CPU server ${cpu.server.toFixed(2)}, load generator ${cpu.loadGenerator.toFixed(2)}, machine ${cpu.machine.toFixed(2)} of ${cpu.cores} cores`,
     );
   }
   return results;
@@ -392,7 +457,18 @@ export function renderThroughput(results: readonly ThroughputResult[], timing: {
   const a = results.find((r) => r.name.startsWith('(a)'));
   out.push(
     table(
-      ['Set-up', 'Calls/s', 'p50 (ms)', 'p99 (ms)', '÷ pg (calls/s)', '÷ (a) (calls/s)', 'Journal ms per call', 'Journal share of latency', 'Errors'],
+      [
+        'Set-up',
+        'Calls/s',
+        'p50 (ms)',
+        'p99 (ms)',
+        '÷ pg (calls/s)',
+        '÷ (a) (calls/s)',
+        'Journal ms per call',
+        'Journal share of latency',
+        'Errors',
+        'CPU: server / load generator / machine (cores)',
+      ],
       results.map((r) => [
         r.name,
         int(r.perSecond),
@@ -403,6 +479,7 @@ export function renderThroughput(results: readonly ThroughputResult[], timing: {
         r.journal ? `${ms(r.journal.msPerCall)} (intent ${ms(r.journal.intentMsPerCall)})` : '—',
         r.journal ? `${(r.journal.share * 100).toFixed(1)}%` : '—',
         String(r.errors),
+        `${r.cpu.server.toFixed(2)} / ${r.cpu.loadGenerator.toFixed(2)} / ${r.cpu.machine.toFixed(2)} of ${r.cpu.cores}`,
       ]),
     ),
   );
@@ -411,7 +488,9 @@ export function renderThroughput(results: readonly ThroughputResult[], timing: {
     '*Journal ms per call*: the time a call spent awaiting its two journal appends (the intent, durable before the backend is touched, and the ' +
       'outcome, committed without an fsync of its own), as the gateway measured it around `JournalStore.append` (`DRAWBRIDGE_JOURNAL_TIMINGS`), ' +
       'queueing for the group commit included, averaged over every call of the row (warm-up included); its *share* is that over the mean latency ' +
-      'the callers measured for the same calls.',
+      'the callers measured for the same calls. *CPU*: cores busy during the measured window (from /proc): the server process(es) ' +
+      '(for pg: none, the pool lives in the load generator), the benchmark process generating the load (MCP clients, their JSON and schema ' +
+      'validation), and the whole machine (the rest is mostly PostgreSQL’s backends).',
   );
   const failed = results.filter((r) => r.firstError !== null);
   for (const r of failed) out.push('', `${r.name}: first error: ${r.firstError ?? ''}`);

@@ -102,7 +102,7 @@ const VERIFIED_CACHE_ENTRIES = 1_000;
  */
 const VERIFIED_CACHE_MS = 60_000;
 
-export function createOidcVerifier(settings: OidcIdentityDeclaration, now: () => number = Date.now): TokenVerifier {
+export function createOidcVerifier(settings: OidcIdentityDeclaration, now: () => number = () => Date.now()): TokenVerifier {
   const issuerUrl = new URL(settings.issuer);
   let keys: Promise<ReturnType<typeof createRemoteJWKSet>> | null = null;
   // Keyed by the whole token: every check below is a function of the token, the settings and
