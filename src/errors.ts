@@ -42,6 +42,7 @@ type CoreErrorCode =
   | 'backend.interrupted'
   | 'limits.affected_rows'
   | 'journal.unavailable'
+  | 'state.schema_version'
   | 'approval.declined'
   | 'approval.pending'
   | 'approval.unavailable'
@@ -96,6 +97,8 @@ const HINTS: Record<CoreErrorCode, string> = {
     'state on the host) before retrying anything that changes state; the next call opens a new connection.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
+  'state.schema_version':
+    'The state schema does not match this Drawbridge: if older, run `drawbridge state migrate`; if newer, upgrade Drawbridge to the version that wrote it.',
   'approval.declined': 'A human declined this request. Do not retry it or variants of it; ask them what they would accept.',
   'approval.pending': 'A human must approve this out of band (drawbridge approvals). Call again later with exactly the same input to pick up the decision.',
   'approval.unavailable': 'No approver can be reached for this request, so nothing was run. Ask a human to run it, or the operator to change the policy.',
@@ -154,6 +157,7 @@ const KINDS: Record<CoreErrorCode, ErrorKind> = {
   'backend.interrupted': 'fault',
   'limits.affected_rows': 'refusal',
   'journal.unavailable': 'fault',
+  'state.schema_version': 'fault',
   'approval.declined': 'refusal',
   'approval.pending': 'refusal',
   'approval.unavailable': 'refusal',

@@ -15,24 +15,41 @@ import { verifyStore } from '../../src/journal/verify.js';
 import type { StateStore, StoredRecord } from '../../src/state/contract.js';
 import { GENESIS_HASH, recordHash, type RecordType } from '../../src/state/records.js';
 import { openSqliteState } from '../../src/state/sqlite/index.js';
+import { openPostgresState } from '../../src/state/postgres/index.js';
+import { freshDatabase, type FreshDatabase } from '../support/fixtures.js';
+import { stateRoleUrl } from '../support/state-role.js';
 
 interface Engine {
   readonly name: string;
   /** A fresh, empty state; `again` opens a second handle on the same state (another process or replica). */
-  fresh(): { open: () => StateStore; again: () => StateStore };
+  fresh(): Promise<{ open: () => Promise<StateStore>; again: () => Promise<StateStore> }>;
 }
 
 const dirs: string[] = [];
 const opened: StateStore[] = [];
+const databases: FreshDatabase[] = [];
 
 const ENGINES: readonly Engine[] = [
   {
     name: 'sqlite',
-    fresh() {
+    async fresh() {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drawbridge-state-'));
       dirs.push(dir);
       const paths = { journal: path.join(dir, 'journal.db'), journalSync: 'full', openJournal: 'now', approvals: path.join(dir, 'approvals.db') } as const;
-      return { open: () => track(openSqliteState(paths)), again: () => track(openSqliteState(paths)) };
+      return { open: async () => track(openSqliteState(paths)), again: async () => track(openSqliteState(paths)) };
+    },
+  },
+  {
+    // Each handle is its own pool, as two replicas would be, logged in as a role that is no superuser.
+    name: 'postgres',
+    async fresh() {
+      const db = await freshDatabase('state_contract');
+      databases.push(db);
+      const url = await stateRoleUrl(db);
+      return {
+        open: async () => track(await openPostgresState({ url, purpose: 'serve' })),
+        again: async () => track(await openPostgresState({ url, purpose: 'serve' })),
+      };
     },
   },
 ];
@@ -45,6 +62,7 @@ function track(state: StateStore): StateStore {
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((s) => s.close()));
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  await Promise.all(databases.splice(0).map((db) => db.drop()));
 });
 
 const T0 = new Date('2030-01-01T10:00:00.000Z');
@@ -82,7 +100,7 @@ async function readAll(state: StateStore): Promise<StoredRecord[]> {
 describe.each(ENGINES)('state contract: $name', (engine) => {
   describe('journal', () => {
     it('appends in order: seq 1.., each prevHash the previous hash, the hash recomputable; read and head agree', async () => {
-      const state = engine.fresh().open();
+      const state = await (await engine.fresh()).open();
       expect(await state.journal.head()).toEqual({ seq: 0, hash: GENESIS_HASH });
       const types: RecordType[] = ['call', 'approval', 'grant', 'outcome'];
       const appended = [];
@@ -102,8 +120,8 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('50 concurrent appends from two handles on one state keep one valid chain, each record exactly once', async () => {
-      const fresh = engine.fresh();
-      const [a, b] = [fresh.open(), fresh.again()];
+      const fresh = await engine.fresh();
+      const [a, b] = [await fresh.open(), await fresh.again()];
       const records = await Promise.all(
         Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? a : b).journal.append('call', `call-${i}`, { i }, at(i), { durable: i % 3 !== 0 })),
       );
@@ -117,19 +135,19 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('an append the journal cannot take rejects journal.unavailable without naming where the state lives', async () => {
-      const fresh = engine.fresh();
-      const state = fresh.open();
+      const fresh = await engine.fresh();
+      const state = await fresh.open();
       await state.close();
       const error = await rejection(state.journal.append('call', 'c1', {}), 'journal.unavailable');
       expect(error.message).not.toMatch(/\.db|\/tmp|drawbridge-state-/);
-      await rejection(fresh.again().journal.append('call', 'c2', { bad: 1n }), 'journal.unavailable');
+      await rejection((await fresh.again()).journal.append('call', 'c2', { bad: 1n }), 'journal.unavailable');
     });
   });
 
   describe('approvals', () => {
     it('openRequest reuses the open request for the same subject; another requester gets their own', async () => {
-      const fresh = engine.fresh();
-      const [a, b] = [fresh.open(), fresh.again()];
+      const fresh = await engine.fresh();
+      const [a, b] = [await fresh.open(), await fresh.again()];
       const first = await a.approvals.openRequest(subject(), T0, TTL);
       expect(first).toMatchObject({ created: true, approval: { status: 'pending', expiresAt: at(TTL).toISOString() } });
       expect(await b.approvals.openRequest(subject(), at(1000), TTL)).toMatchObject({ created: false, approval: { id: first.approval.id } });
@@ -139,8 +157,8 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('consume is single-use: of 10 concurrent consumes from two handles exactly one resolves', async () => {
-      const fresh = engine.fresh();
-      const [a, b] = [fresh.open(), fresh.again()];
+      const fresh = await engine.fresh();
+      const [a, b] = [await fresh.open(), await fresh.again()];
       const { approval } = await a.approvals.openRequest(subject(), T0, TTL);
       expect((await b.approvals.vote(approval.id, vote(bob), at(1))).status).toBe('approved');
       const settled = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).approvals.consume(approval.id, at(2))));
@@ -154,8 +172,8 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('one vote per approver: a repeat, even concurrent from two handles, is refused and never counted', async () => {
-      const fresh = engine.fresh();
-      const [a, b] = [fresh.open(), fresh.again()];
+      const fresh = await engine.fresh();
+      const [a, b] = [await fresh.open(), await fresh.again()];
       const { approval } = await a.approvals.openRequest(subject({ min: 2 }), T0, TTL);
       const settled = await Promise.allSettled([a.approvals.vote(approval.id, vote(bob), at(1)), b.approvals.vote(approval.id, vote(bob), at(1))]);
       expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(1);
@@ -166,7 +184,7 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('a vote hook that rejects rolls the vote back; one that resolves commits it; other calls wait for it', async () => {
-      const state = engine.fresh().open();
+      const state = await (await engine.fresh()).open();
       const { approval } = await state.approvals.openRequest(subject(), T0, TTL);
       const disk = new DrawbridgeError('journal.unavailable', 'disk full');
       const failed = state.approvals.vote(approval.id, vote(bob), at(1), { beforeCommit: async () => Promise.reject(disk) });
@@ -174,13 +192,18 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
       expect(await state.approvals.get(approval.id, at(2))).toMatchObject({ status: 'pending', votes: [] });
       let release = (): void => undefined;
       const gate = new Promise<void>((r) => (release = r));
+      let hooked = (): void => undefined;
+      const inHook = new Promise<void>((r) => (hooked = r));
       const seen: string[] = [];
       const voting = state.approvals.vote(approval.id, vote(bob), at(3), {
         beforeCommit: async (after) => {
           seen.push(`hook ${after.status}`);
+          hooked();
           await gate;
         },
       });
+      // Read only once the vote is inside its hook (an engine over the network takes round trips to get there).
+      await inHook;
       const reading = state.approvals.get(approval.id, at(4)).then((x) => seen.push(`read ${x?.status ?? 'none'}`));
       await new Promise<void>((r) => setImmediate(r));
       expect(seen).toEqual(['hook approved']);
@@ -190,7 +213,7 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('expiry is decided by the caller clock: pending until expiresAt, then expired and closed to votes', async () => {
-      const state = engine.fresh().open();
+      const state = await (await engine.fresh()).open();
       const { approval } = await state.approvals.openRequest(subject(), T0, TTL);
       expect((await state.approvals.get(approval.id, at(TTL - 1)))?.status).toBe('pending');
       expect((await state.approvals.get(approval.id, at(TTL)))?.status).toBe('expired');
@@ -200,7 +223,7 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('a denial is reported once, after which the same call opens a new request', async () => {
-      const state = engine.fresh().open();
+      const state = await (await engine.fresh()).open();
       const { approval } = await state.approvals.openRequest(subject(), T0, TTL);
       await state.approvals.vote(approval.id, vote(bob, 'deny', { reason: 'no' }), at(1));
       expect((await state.approvals.openRequest(subject(), at(2), TTL)).approval.id).toBe(approval.id);
@@ -215,8 +238,8 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     const who = { subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval' };
 
     it('created from an approval, found by its exact principal only, once per approval, revoked everywhere', async () => {
-      const fresh = engine.fresh();
-      const [a, b] = [fresh.open(), fresh.again()];
+      const fresh = await engine.fresh();
+      const [a, b] = [await fresh.open(), await fresh.again()];
       const { approval } = await a.approvals.openRequest(subject(), T0, TTL);
       await a.approvals.vote(approval.id, vote(bob, 'approve', { grantMs: 10 * MIN }), at(0));
       const grant = await a.approvals.createGrant({ ...who, approvalId: approval.id, grantMs: 10 * MIN }, at(1));
@@ -232,7 +255,7 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
 
     it('expires at expiresAt by the caller clock, and an in-band grant (no stored request) is issued as asked', async () => {
-      const state = engine.fresh().open();
+      const state = await (await engine.fresh()).open();
       const grant = await state.approvals.createGrant({ ...who, approvalId: 'ap_inband0001', grantMs: 5 * MIN }, T0);
       expect((await state.approvals.findGrant(who, at(5 * MIN - 1)))?.id).toBe(grant.id);
       expect(await state.approvals.findGrant(who, at(5 * MIN))).toBeUndefined();
