@@ -23,6 +23,7 @@
 // No assertions on timings anywhere.
 
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { journalThroughput, type JournalNumbers } from './journal.js';
 import {
@@ -72,7 +73,7 @@ import {
 } from './ssh.js';
 import { maskingTable, maskingThroughput, scanWorkloads, type MaskingNumbers, type ScanNumbers } from './masking.js';
 import { profileJournalModes, profileStages, STAGES, type JournalModeProfile, type StageProfile } from './profile.js';
-import { BENCH_HASH_KEY, startBenchDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
+import { BENCH_HASH_KEY, startBenchDatabase, stateDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
 import { cleanupTempDirs, int, machineInfo, ms, ratio, table, tempDir, type MachineInfo } from './support.js';
 import { killThroughputChildren, measureThroughput, renderThroughput, THROUGHPUT_HEADING, throughputScenarios, type ThroughputResult } from './throughput.js';
 import { startTestIdp, type TestIdp } from '../test/support/oidc.js';
@@ -248,11 +249,17 @@ async function main(): Promise<Report> {
   return { machine, postgres, latency, stages, journalModes, masking, scans, journal, kube, ssh, throughput, seconds: (performance.now() - started) / 1000 };
 }
 
+/** The 1, 5 and 15 minute load averages when the throughput section started: other work on the machine shows in its numbers. */
+let throughputLoad = 'unknown';
+
 async function throughputSection(db: BenchDatabase): Promise<ThroughputResult[]> {
+  throughputLoad = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(', ');
   idp = await startTestIdp();
   try {
-    const ctx = { gatewayUrl: db.gatewayUrl, env: { DB_URL: db.gatewayUrl, HASH_KEY: BENCH_HASH_KEY }, idp };
-    return await measureThroughput(throughputScenarios({ postgresState: false }), ctx, THROUGHPUT_TIMING, log);
+    const ctx = { gatewayUrl: db.gatewayUrl, env: { DB_URL: db.gatewayUrl, HASH_KEY: BENCH_HASH_KEY }, idp, stateUrl: () => stateDatabase(db) };
+    return await measureThroughput(throughputScenarios({ postgresState: true }), ctx, THROUGHPUT_TIMING, log);
   } finally {
     await idp.stop().catch(() => undefined);
     idp = null;
@@ -266,7 +273,7 @@ async function throughputOnly(): Promise<string> {
   database = await startBenchDatabase(log);
   const results = await throughputSection(database);
   const section =
-    renderThroughput(results, THROUGHPUT_TIMING) +
+    renderThroughput(results, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }) +
     `\nMeasured alone by \`BENCH_ONLY=throughput npm run bench\` on ${machine.date} (${machine.cpu} × ${machine.cores}, Node ${machine.node}, ` +
     `PostgreSQL ${database.serverVersion}); the other sections are from the full run above.\n`;
   const previous = readFileSync(RESULTS, 'utf8');
@@ -408,7 +415,7 @@ function render(r: Report): string {
   );
   out.push('');
 
-  out.push(renderThroughput(r.throughput, THROUGHPUT_TIMING));
+  out.push(renderThroughput(r.throughput, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }));
 
   out.push('## Where Drawbridge’s time goes', '');
   out.push(

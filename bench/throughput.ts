@@ -442,12 +442,13 @@ export async function measureThroughput(
 
 export const THROUGHPUT_HEADING = '## Throughput over Streamable HTTP, 50 concurrent clients';
 
-export function renderThroughput(results: readonly ThroughputResult[], timing: { warmupMs: number; measureMs: number }): string {
+export function renderThroughput(results: readonly ThroughputResult[], timing: { warmupMs: number; measureMs: number; loadAverage?: string }): string {
   const out: string[] = [THROUGHPUT_HEADING, ''];
   out.push(
     `\`${THROUGHPUT_SQL}\`, ${THROUGHPUT_CLIENTS} concurrent callers in closed loop (each calls again as soon as it is answered), ` +
       `${timing.warmupMs / 1000} s warm-up then ${timing.measureMs / 1000} s measured per row, the rows one after another in one run; ` +
-      'the load generator runs in the benchmark process on the same machine, so it competes with the server for the same cores. ' +
+      'the load generator runs in the benchmark process on the same machine, so it competes with the server for the same cores ' +
+      `(load average when the section started: ${timing.loadAverage ?? 'unknown'}). ` +
       'Calls/s counts answers received inside the measured window; p50/p99 are of those calls, measured by the caller. Rows:',
     '',
   );
