@@ -25,7 +25,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { journalThroughput, type JournalNumbers } from './journal.js';
+import { concurrentJournal, journalThroughput, type ConcurrentJournalNumbers, type JournalNumbers } from './journal.js';
 import {
   clientNodeTarget,
   drawbridgeKubeTarget,
@@ -106,6 +106,7 @@ interface Report {
   readonly kube: KubeNumbers;
   readonly ssh: SshNumbers;
   readonly throughput: ThroughputResult[];
+  readonly concurrentJournal: ConcurrentJournalNumbers[];
   readonly seconds: number;
 }
 
@@ -209,6 +210,7 @@ async function main(): Promise<Report> {
 
   // 7. Throughput over Streamable HTTP (needs the database; reported after the latency table).
   const throughput = await throughputSection(database);
+  const concurrentJournal = await concurrentJournals();
 
   // 2. Where the time goes (in process).
   log('profile: pipeline stages in process');
@@ -246,7 +248,21 @@ async function main(): Promise<Report> {
   // 6. SSH.
   const ssh = await sshLatency();
 
-  return { machine, postgres, latency, stages, journalModes, masking, scans, journal, kube, ssh, throughput, seconds: (performance.now() - started) / 1000 };
+  return {
+    machine,
+    postgres,
+    latency,
+    stages,
+    journalModes,
+    masking,
+    scans,
+    journal,
+    kube,
+    ssh,
+    throughput,
+    concurrentJournal,
+    seconds: (performance.now() - started) / 1000,
+  };
 }
 
 /** The 1, 5 and 15 minute load averages when the throughput section started: other work on the machine shows in its numbers. */
@@ -266,14 +282,25 @@ async function throughputSection(db: BenchDatabase): Promise<ThroughputResult[]>
   }
 }
 
+/** The SQLite journal alone with 50 concurrent callers: group commit against one commit per append, twice each, alternating. */
+async function concurrentJournals(): Promise<ConcurrentJournalNumbers[]> {
+  log('journal: 50 concurrent callers, group commit vs commit per append');
+  const calls = QUICK ? 500 : 5_000;
+  const out: ConcurrentJournalNumbers[] = [];
+  for (const mode of ['group commit', 'commit per append', 'group commit', 'commit per append'] as const) out.push(await concurrentJournal(mode, 50, calls));
+  // The second round of each (the first warms the file system and the page cache).
+  return out.slice(2);
+}
+
 /** BENCH_ONLY=throughput: section 7 alone, written over its section of bench/results.md (or inserted after the latency table). */
 async function throughputOnly(): Promise<string> {
   const machine = machineInfo();
   log(`${machine.node} on ${machine.cpu} (${machine.cores} cores), throughput section only${QUICK ? ' — QUICK mode' : ''}`);
   database = await startBenchDatabase(log);
   const results = await throughputSection(database);
+  const journal = await concurrentJournals();
   const section =
-    renderThroughput(results, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }) +
+    renderThroughput(results, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }, journal) +
     `\nMeasured alone by \`BENCH_ONLY=throughput npm run bench\` on ${machine.date} (${machine.cpu} × ${machine.cores}, Node ${machine.node}, ` +
     `PostgreSQL ${database.serverVersion}); the other sections are from the full run above.\n`;
   const previous = readFileSync(RESULTS, 'utf8');
@@ -415,7 +442,7 @@ function render(r: Report): string {
   );
   out.push('');
 
-  out.push(renderThroughput(r.throughput, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }));
+  out.push(renderThroughput(r.throughput, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }, r.concurrentJournal));
 
   out.push('## Where Drawbridge’s time goes', '');
   out.push(

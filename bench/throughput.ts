@@ -15,6 +15,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import pg from 'pg';
 import type { JournalTimings } from '../src/state/timing.js';
+import type { ConcurrentJournalNumbers } from './journal.js';
 import { freePort } from '../test/support/net.js';
 import type { TestIdp } from '../test/support/oidc.js';
 import { answerText, childEnv, DRAWBRIDGE_CLI, PLAIN, REPO_ROOT, SERVER_POSTGRES, sqlFor, stdioClient, type ToolAnswer } from './latency.js';
@@ -442,7 +443,11 @@ export async function measureThroughput(
 
 export const THROUGHPUT_HEADING = '## Throughput over Streamable HTTP, 50 concurrent clients';
 
-export function renderThroughput(results: readonly ThroughputResult[], timing: { warmupMs: number; measureMs: number; loadAverage?: string }): string {
+export function renderThroughput(
+  results: readonly ThroughputResult[],
+  timing: { warmupMs: number; measureMs: number; loadAverage?: string },
+  journal: readonly ConcurrentJournalNumbers[] = [],
+): string {
   const out: string[] = [THROUGHPUT_HEADING, ''];
   out.push(
     `\`${THROUGHPUT_SQL}\`, ${THROUGHPUT_CLIENTS} concurrent callers in closed loop (each calls again as soon as it is answered), ` +
@@ -493,6 +498,21 @@ export function renderThroughput(results: readonly ThroughputResult[], timing: {
       '(for pg: none, the pool lives in the load generator), the benchmark process generating the load (MCP clients, their JSON and schema ' +
       'validation), and the whole machine (the rest is mostly PostgreSQL’s backends).',
   );
+  if (journal.length > 0) {
+    const first = journal[0] as ConcurrentJournalNumbers;
+    out.push(
+      '',
+      `The SQLite journal alone, in process: ${first.callers} concurrent callers, ${int(first.calls)} calls, each awaiting its durable intent, one turn ` +
+        'of the event loop (standing in for the backend), then its outcome (`durable: false`), as the pipeline does; synced FULL. ' +
+        '*Group commit* is the engine (`sqliteJournal`: the appends of one event-loop turn share one transaction and one fsync); ' +
+        '*commit per append* is the same writer with one transaction each (what the engine did before).',
+      '',
+      table(
+        ['Journal', 'Calls/s', 'p50 (ms)', 'p99 (ms)'],
+        journal.map((j) => [j.mode, int(j.callsPerSecond), ms(j.p50), ms(j.p99)]),
+      ),
+    );
+  }
   const failed = results.filter((r) => r.firstError !== null);
   for (const r of failed) out.push('', `${r.name}: first error: ${r.firstError ?? ''}`);
   out.push('');
