@@ -42,6 +42,8 @@ export interface PreparedAppend {
   readonly type: RecordType;
   readonly callId: string;
   readonly dataJson: string;
+  /** dataJson parsed back and frozen: what verify will see, and what the record's hash covers. */
+  readonly data: Readonly<Record<string, unknown>>;
   readonly time: string;
   readonly durable: boolean;
 }
@@ -173,10 +175,8 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
     let seq = last === undefined ? 0 : last.seq;
     let prevHash = last === undefined ? GENESIS_HASH : last.hash;
     const out: JournalRecord[] = [];
-    for (const { type, callId, dataJson, time } of batch) {
+    for (const { type, callId, dataJson, data, time } of batch) {
       seq += 1;
-      // Hash what verify will see: the data as parsed back from the stored text.
-      const data = deepFreeze(JSON.parse(dataJson) as Record<string, unknown>);
       const hash = recordHash({ seq, time, type, callId, data, prevHash });
       insertStmt.run(seq, time, type, callId, dataJson, prevHash, hash);
       out.push(Object.freeze({ seq, time, type, callId, data, prevHash, hash }));
@@ -198,7 +198,10 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
         throw new TypeError('record data must be a plain object');
       }
       const time = (now ?? new Date()).toISOString();
-      return { type, callId, dataJson: canonicalJson(data), time, durable: options?.durable !== false };
+      const dataJson = canonicalJson(data);
+      // Hash what verify will see: the data as parsed back from the stored text (done here, outside the write lock).
+      const stored = deepFreeze(JSON.parse(dataJson) as Record<string, unknown>);
+      return { type, callId, dataJson, data: stored, time, durable: options?.durable !== false };
     } catch (cause) {
       // Fail closed: every failure, including unserialisable data, becomes
       // journal.unavailable so the caller refuses to execute the call.
