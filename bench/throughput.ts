@@ -147,7 +147,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
 export function pgPoolScenario(): ThroughputScenario {
   return {
     name: 'pg',
-    description: `a \`pg.Pool\` of ${THROUGHPUT_CLIENTS} connections, ${THROUGHPUT_CLIENTS} concurrent \`pool.query(sql)\` loops: no MCP, no policy, no journal`,
+    description:
+      `a \`pg.Pool\` of ${THROUGHPUT_CLIENTS} connections, ${THROUGHPUT_CLIENTS} concurrent \`pool.query(sql)\` loops: ` + 'no MCP, no policy, no journal',
     async start(ctx) {
       const pool = new pg.Pool({ connectionString: ctx.gatewayUrl, max: THROUGHPUT_CLIENTS });
       pool.on('error', () => undefined);
