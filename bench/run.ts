@@ -13,14 +13,19 @@
 //      new connection per call), Drawbridge over stdio and ssh-mcp over stdio, interleaved
 //      round-robin (with ssh2 sending ssh-mcp's env request as a fifth target), against a
 //      throwaway OpenSSH sshd on 127.0.0.1;
+//   7. throughput over Streamable HTTP with 50 concurrent clients (bench/throughput.ts): direct
+//      pg, server-postgres over stdio and `drawbridge serve --http` set-ups, one after another;
 // then prints a Markdown report and writes it to bench/results.md.
 // Everything it starts is stopped and every temp dir removed, also on the hard
 // timeout (BENCH_TIMEOUT_S, default 480). BENCH_QUICK=1 runs far fewer calls (for
-// trying the harness, not for numbers). No assertions on timings anywhere.
+// trying the harness, not for numbers). BENCH_ONLY=throughput runs section 7 alone and
+// replaces that section of bench/results.md, leaving the others as they were.
+// No assertions on timings anywhere.
 
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { journalThroughput, type JournalNumbers } from './journal.js';
+import { concurrentJournal, journalThroughput, type ConcurrentJournalNumbers, type JournalNumbers } from './journal.js';
 import {
   clientNodeTarget,
   drawbridgeKubeTarget,
@@ -68,10 +73,14 @@ import {
 } from './ssh.js';
 import { maskingTable, maskingThroughput, scanWorkloads, type MaskingNumbers, type ScanNumbers } from './masking.js';
 import { profileJournalModes, profileStages, STAGES, type JournalModeProfile, type StageProfile } from './profile.js';
-import { BENCH_HASH_KEY, startBenchDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
+import { BENCH_HASH_KEY, startBenchDatabase, stateDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
 import { cleanupTempDirs, int, machineInfo, ms, ratio, table, tempDir, type MachineInfo } from './support.js';
+import { killThroughputChildren, measureThroughput, renderThroughput, THROUGHPUT_HEADING, throughputScenarios, type ThroughputResult } from './throughput.js';
+import { startTestIdp, type TestIdp } from '../test/support/oidc.js';
 
 const QUICK = process.env['BENCH_QUICK'] === '1';
+const ONLY = process.env['BENCH_ONLY'] ?? '';
+const THROUGHPUT_TIMING = QUICK ? { warmupMs: 1_000, measureMs: 2_000 } : { warmupMs: 3_000, measureMs: 10_000 };
 const HARD_TIMEOUT_S = Number(process.env['BENCH_TIMEOUT_S'] ?? 480);
 const SIZES = [1, 100, 10_000] as const;
 const WARMUP = QUICK ? 3 : 20;
@@ -96,6 +105,8 @@ interface Report {
   readonly journal: JournalNumbers[];
   readonly kube: KubeNumbers;
   readonly ssh: SshNumbers;
+  readonly throughput: ThroughputResult[];
+  readonly concurrentJournal: ConcurrentJournalNumbers[];
   readonly seconds: number;
 }
 
@@ -126,8 +137,10 @@ const kubeTargets: KubeTarget[] = [];
 let kubeBench: KubeBench | null = null;
 const sshTargets: SshTarget[] = [];
 let sshBench: SshBench | null = null;
+let idp: TestIdp | null = null;
 
 function killChildren(): void {
+  killThroughputChildren();
   for (const t of [...targets, ...kubeTargets, ...sshTargets]) {
     if (t.pid === null) continue;
     try {
@@ -150,6 +163,8 @@ async function cleanup(): Promise<void> {
   kubeBench = null;
   if (sshBench) await sshBench.sshd.stop().catch(() => undefined);
   sshBench = null;
+  if (idp) await idp.stop().catch(() => undefined);
+  idp = null;
   cleanupTempDirs();
 }
 
@@ -193,6 +208,10 @@ async function main(): Promise<Report> {
   await Promise.allSettled(targets.map((t) => t.close()));
   targets.length = 0;
 
+  // 7. Throughput over Streamable HTTP (needs the database; reported after the latency table).
+  const throughput = await throughputSection(database);
+  const concurrentJournal = await concurrentJournals();
+
   // 2. Where the time goes (in process).
   log('profile: pipeline stages in process');
   const profileDir = tempDir('profile');
@@ -229,7 +248,73 @@ async function main(): Promise<Report> {
   // 6. SSH.
   const ssh = await sshLatency();
 
-  return { machine, postgres, latency, stages, journalModes, masking, scans, journal, kube, ssh, seconds: (performance.now() - started) / 1000 };
+  return {
+    machine,
+    postgres,
+    latency,
+    stages,
+    journalModes,
+    masking,
+    scans,
+    journal,
+    kube,
+    ssh,
+    throughput,
+    concurrentJournal,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** The 1, 5 and 15 minute load averages when the throughput section started: other work on the machine shows in its numbers. */
+let throughputLoad = 'unknown';
+
+async function throughputSection(db: BenchDatabase): Promise<ThroughputResult[]> {
+  throughputLoad = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(', ');
+  idp = await startTestIdp();
+  try {
+    const ctx = { gatewayUrl: db.gatewayUrl, env: { DB_URL: db.gatewayUrl, HASH_KEY: BENCH_HASH_KEY }, idp, stateUrl: () => stateDatabase(db) };
+    return await measureThroughput(throughputScenarios({ postgresState: true }), ctx, THROUGHPUT_TIMING, log);
+  } finally {
+    await idp.stop().catch(() => undefined);
+    idp = null;
+  }
+}
+
+/** The SQLite journal alone with 50 concurrent callers: group commit against one commit per append, twice each, alternating. */
+async function concurrentJournals(): Promise<ConcurrentJournalNumbers[]> {
+  log('journal: 50 concurrent callers, group commit vs commit per append');
+  const calls = QUICK ? 500 : 5_000;
+  const out: ConcurrentJournalNumbers[] = [];
+  for (const mode of ['group commit', 'commit per append', 'group commit', 'commit per append'] as const) out.push(await concurrentJournal(mode, 50, calls));
+  // The second round of each (the first warms the file system and the page cache).
+  return out.slice(2);
+}
+
+/** BENCH_ONLY=throughput: section 7 alone, written over its section of bench/results.md (or inserted after the latency table). */
+async function throughputOnly(): Promise<string> {
+  const machine = machineInfo();
+  log(`${machine.node} on ${machine.cpu} (${machine.cores} cores), throughput section only${QUICK ? ' — QUICK mode' : ''}`);
+  database = await startBenchDatabase(log);
+  const results = await throughputSection(database);
+  const journal = await concurrentJournals();
+  const section =
+    renderThroughput(results, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }, journal) +
+    `\nMeasured alone by \`BENCH_ONLY=throughput npm run bench\` on ${machine.date} (${machine.cpu} × ${machine.cores}, Node ${machine.node}, ` +
+    `PostgreSQL ${database.serverVersion}); the other sections are from the full run above.\n`;
+  const previous = readFileSync(RESULTS, 'utf8');
+  const start = previous.indexOf(THROUGHPUT_HEADING);
+  let next: string;
+  if (start >= 0) {
+    const end = previous.indexOf('\n## ', start + THROUGHPUT_HEADING.length);
+    next = previous.slice(0, start) + section + (end >= 0 ? previous.slice(end + 1) : '');
+  } else {
+    const at = previous.indexOf('## Where Drawbridge’s time goes');
+    next = at >= 0 ? `${previous.slice(0, at)}${section}\n${previous.slice(at)}` : `${previous}\n${section}`;
+  }
+  writeFileSync(RESULTS, next);
+  return section;
 }
 
 async function kubeLatency(): Promise<KubeNumbers> {
@@ -356,6 +441,8 @@ function render(r: Report): string {
     ),
   );
   out.push('');
+
+  out.push(renderThroughput(r.throughput, { ...THROUGHPUT_TIMING, loadAverage: throughputLoad }, r.concurrentJournal));
 
   out.push('## Where Drawbridge’s time goes', '');
   out.push(
@@ -595,11 +682,18 @@ function renderSsh(out: string[], s: SshNumbers): void {
 
 let exitCode = 0;
 try {
-  const report = await main();
-  const markdown = render(report);
-  writeFileSync(RESULTS, markdown);
-  process.stdout.write(`${markdown}\n`);
-  log(`wrote ${RESULTS}`);
+  if (ONLY === 'throughput') {
+    process.stdout.write(`${await throughputOnly()}\n`);
+    log(`wrote the throughput section of ${RESULTS}`);
+  } else if (ONLY !== '') {
+    throw new Error(`BENCH_ONLY=${ONLY}: the only section that runs alone is throughput`);
+  } else {
+    const report = await main();
+    const markdown = render(report);
+    writeFileSync(RESULTS, markdown);
+    process.stdout.write(`${markdown}\n`);
+    log(`wrote ${RESULTS}`);
+  }
 } catch (error) {
   exitCode = 1;
   log(`failed: ${(error as Error).stack ?? String(error)}`);

@@ -67,6 +67,38 @@ export async function startBenchDatabase(log: (line: string) => void): Promise<B
   }
 }
 
+let stateDatabases = 0;
+const STATE_ROLE = 'drawbridge_state';
+const STATE_PASSWORD = 'bench-state-password-not-secret';
+
+/**
+ * A fresh database for PostgreSQL state in the bench cluster, owned by nobody special: the state
+ * role (no superuser, created once) gets CONNECT and CREATE on it, as the README tells operators,
+ * and the gateway role cannot connect to it (so run_sql cannot reach it). Returns the state role's URL.
+ */
+export async function stateDatabase(db: BenchDatabase): Promise<string> {
+  stateDatabases += 1;
+  const name = `drawbridge_state_${stateDatabases}`;
+  const admin = new pg.Client({ connectionString: db.superuserUrl });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [STATE_ROLE]);
+    if (exists.rowCount === 0) {
+      await admin.query(`CREATE ROLE ${STATE_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${STATE_PASSWORD}'`);
+    }
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.query(`REVOKE ALL ON DATABASE ${name} FROM PUBLIC`);
+    await admin.query(`GRANT CONNECT, CREATE ON DATABASE ${name} TO ${STATE_ROLE}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(db.superuserUrl);
+  url.username = STATE_ROLE;
+  url.password = STATE_PASSWORD;
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
 export const BENCH_POLICY = `kind: policy
 rules:
   - name: no-ddl
@@ -92,7 +124,15 @@ masking:
  * with max_rows 10000 and max_bytes 4MiB (nothing truncated), a read policy, masking with
  * all detectors and a column rule on bench_rows.email, journal `journal.db` (sync as given).
  */
-export function writeBenchConfig(options: { sync?: 'full' | 'normal' } = {}): string {
+export interface BenchConfigOptions {
+  readonly sync?: 'full' | 'normal';
+  /** Identities from this OpenID provider (for `serve --http`) instead of the local bench identity. */
+  readonly oidc?: { readonly issuer: string; readonly audience: string };
+  /** Shared state: the gateway's `state.url` is read from env DRAWBRIDGE_STATE_URL (no local journal file). */
+  readonly sharedState?: boolean;
+}
+
+export function writeBenchConfig(options: BenchConfigOptions = {}): string {
   const dir = tempDir('config');
   mkdirSync(join(dir, 'tools'));
   mkdirSync(join(dir, 'policies'));
@@ -114,9 +154,13 @@ connections: [db]
   writeFileSync(
     join(dir, 'policies', 'gateway.yaml'),
     `kind: gateway
-identity: { mode: local, subject: bench@example.com, groups: [analysts] }
+${
+  options.oidc
+    ? `identity: { mode: oidc, issuer: "${options.oidc.issuer}", audience: "${options.oidc.audience}", required_scopes: [mcp] }`
+    : 'identity: { mode: local, subject: bench@example.com, groups: [analysts] }'
+}
 journal: { path: journal.db, sync: ${options.sync ?? 'full'} }
-masking: { hash_key: { env: HASH_KEY } }
+${options.sharedState ? 'state: { url: { env: DRAWBRIDGE_STATE_URL } }\n' : ''}masking: { hash_key: { env: HASH_KEY } }
 `,
   );
   writeFileSync(join(dir, 'policies', 'rules.yaml'), BENCH_POLICY);

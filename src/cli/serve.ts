@@ -5,6 +5,7 @@
 // the work. Serving over stdio uses the process's own stdin and stdout (the
 // MCP transport), so these commands are tested as a child process.
 
+import { writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
@@ -21,6 +22,7 @@ import type { CheckpointKeys } from '../journal/checkpoint.js';
 import { checkpointKeys, realInterval, startCheckpointer } from '../journal/checkpoint-file.js';
 import { serveStdio } from '../server.js';
 import { stateLabel } from '../state/open.js';
+import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
@@ -28,7 +30,7 @@ import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
-  const gateway = await withCheckpoints(await openServingGateway(configDir(values.config, io), io), io);
+  const gateway = withJournalTimings(await withCheckpoints(await openServingGateway(configDir(values.config, io), io), io), io);
   for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
 }
@@ -90,6 +92,29 @@ async function openServingGateway(dir: string, io: CliIo): Promise<Gateway> {
 
 function firstLine(text: string): string {
   return text.split('\n')[0] ?? '';
+}
+
+/**
+ * DRAWBRIDGE_JOURNAL_TIMINGS=FILE: how long calls waited on the journal, written to FILE as JSON
+ * when the gateway closes (state/timing.ts). For the benchmark (bench/throughput.ts), which
+ * cannot look inside the server process; unset, the journal is not wrapped at all.
+ */
+function withJournalTimings(gateway: Gateway, io: CliIo): Gateway {
+  const file = io.env['DRAWBRIDGE_JOURNAL_TIMINGS'];
+  if (file === undefined || file === '') return gateway;
+  const timed = timedJournal(gateway.journal);
+  return {
+    ...gateway,
+    journal: timed.journal,
+    async close() {
+      await gateway.close();
+      try {
+        writeFileSync(file, `${JSON.stringify(timed.timings())}\n`);
+      } catch (error) {
+        io.stderr.write(`drawbridge: warning: journal timings not written to ${file}: ${(error as Error).message}\n`);
+      }
+    },
+  };
 }
 
 /** The last resort while serving: a fault nobody foresaw is logged and the gateway keeps serving. */

@@ -9,7 +9,7 @@
 // scopes. Only JWT access tokens are accepted: an opaque token cannot be
 // checked here. The token itself never leaves this module's caller.
 
-import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import * as client from 'openid-client';
 import type { OidcIdentityDeclaration } from '../config/schema.js';
 import { DrawbridgeError } from '../errors.js';
@@ -94,9 +94,28 @@ function describeJoseError(error: unknown): string {
 
 const isLoopbackHttp = (url: URL) => url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 
-export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVerifier {
+/** Tokens verified recently, so that a client sending the same token on every request pays one signature check, not one per call. */
+const VERIFIED_CACHE_ENTRIES = 1_000;
+/**
+ * How long a verified token is taken on trust: never past its own expiry (with the clock
+ * tolerance), never across a fetch of the key set, and never longer than this.
+ */
+const VERIFIED_CACHE_MS = 60_000;
+
+export function createOidcVerifier(settings: OidcIdentityDeclaration, now: () => number = () => Date.now()): TokenVerifier {
   const issuerUrl = new URL(settings.issuer);
   let keys: Promise<ReturnType<typeof createRemoteJWKSet>> | null = null;
+  // Keyed by the whole token: every check below is a function of the token, the settings and
+  // the provider's key set, except the time, which a hit re-checks (until = min(exp + tolerance,
+  // verified + 60 s)). Every fetch of the key set forgets them all (`generation`), so a key the
+  // provider retired stops counting as soon as the gateway has seen it gone.
+  const verified = new Map<string, { readonly token: VerifiedToken; readonly until: number }>();
+  let generation = 0;
+  const remember = (token: string, result: VerifiedToken, verifiedIn: number): void => {
+    if (verifiedIn !== generation) return;
+    if (verified.size >= VERIFIED_CACHE_ENTRIES) verified.delete(verified.keys().next().value as string);
+    verified.set(token, { token: result, until: Math.min(result.expiresAt * 1000 + settings.clock_tolerance, now() + VERIFIED_CACHE_MS) });
+  };
 
   // Discovery once, lazily; a failure is retried on the next request rather than cached.
   const keySet = (): Promise<ReturnType<typeof createRemoteJWKSet>> => {
@@ -124,6 +143,11 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
         cacheMaxAge: settings.jwks.cache_max_age,
         cooldownDuration: settings.jwks.cooldown,
         timeoutDuration: 10_000,
+        [customFetch]: (url: string, init: RequestInit) => {
+          generation += 1;
+          verified.clear();
+          return fetch(url, init);
+        },
       });
     })();
     keys.catch(() => {
@@ -138,79 +162,91 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration): TokenVeri
     requiredScopes: settings.required_scopes,
     clockToleranceMs: settings.clock_tolerance,
     async verify(token: string): Promise<VerifiedToken> {
-      if (!COMPACT_JWS.test(token)) {
-        throw invalid(
-          'The bearer token is not a JWT. Opaque access tokens cannot be verified by the ' +
-            'gateway: the provider must issue JWT access tokens for this resource (audience).',
-        );
+      const hit = verified.get(token);
+      if (hit !== undefined) {
+        if (now() < hit.until) return hit.token;
+        verified.delete(token);
       }
-      let header;
-      try {
-        header = decodeProtectedHeader(token);
-      } catch (error) {
-        throw invalid('The bearer token is malformed.', error);
-      }
-      // Checked before any key lookup: `none` and HMAC never reach jose's key resolution.
-      if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) {
-        throw invalid(`The token is signed with ${JSON.stringify(header.alg ?? null)}; this gateway accepts ${settings.algorithms.join(', ')} only.`);
-      }
-      if (header.typ !== undefined && !ACCESS_TOKEN_TYPES.has(String(header.typ).toLowerCase())) {
-        throw invalid(`The token's type is ${JSON.stringify(header.typ)}, not an access token (at+jwt).`);
-      }
-      const jwks = await keySet();
-      const check = () =>
-        jwtVerify(token, jwks, {
-          issuer: settings.issuer,
-          audience: settings.audience,
-          algorithms: settings.algorithms,
-          clockTolerance: Math.round(settings.clock_tolerance / 1000),
-          requiredClaims: ['exp', 'sub'],
-        });
-      let payload: JWTPayload;
-      try {
-        // One retry on a network failure fetching the keys (a kept-alive socket the provider closed).
-        ({ payload } = await check().catch((error: unknown) => (error instanceof joseErrors.JOSEError ? Promise.reject(error) : check())));
-      } catch (error) {
-        // A key set that cannot be fetched or read is the provider's fault, not the token's: 503, never 401.
-        // jose reports a non-200 answer and a body that is not JSON as its generic JOSEError (ERR_JOSE_GENERIC).
-        if (
-          error instanceof joseErrors.JWKSTimeout ||
-          (error instanceof joseErrors.JOSEError && (error.code === 'ERR_JWKS_INVALID' || error.code === 'ERR_JOSE_GENERIC'))
-        ) {
-          throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${error.message}`, { cause: error });
-        }
-        if (error instanceof joseErrors.JOSEError) throw invalid(`Token rejected: ${describeJoseError(error)}.`, error);
-        throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${(error as Error)?.message ?? String(error)}`, {
-          cause: error,
-        });
-      }
-      const subject = payload.sub;
-      if (typeof subject !== 'string' || subject.trim() === '') throw invalid('Token rejected: it has no subject (sub).');
-      const claims = payload as Readonly<Record<string, unknown>>;
-      const scopes = scopesFrom(claims);
-      const missing = settings.required_scopes.filter((s) => !scopes.includes(s));
-      if (missing.length > 0) {
-        throw new DrawbridgeError('identity.insufficient_scope', `The token lacks the scope${missing.length > 1 ? 's' : ''} ${missing.join(' ')}.`, {
-          details: { missingScopes: missing },
-        });
-      }
-      const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims['azp'] === 'string' ? claims['azp'] : null;
-      const identity = makeIdentity({
-        kind: 'oidc',
-        subject,
-        groups: groupsFrom(claims, settings.groups_claim),
-        issuer: settings.issuer,
-        // What the journal may keep about the token: never the token itself.
-        claims: {
-          ...(clientId ? { client_id: clientId } : {}),
-          scope: scopes.join(' '),
-          exp: payload.exp,
-          ...(typeof payload.jti === 'string' ? { jti: payload.jti } : {}),
-        },
-      });
-      return { identity, scopes, expiresAt: payload.exp as number, clientId };
+      const verifiedIn = generation;
+      const result = await verifyOnce(token);
+      remember(token, result, verifiedIn);
+      return result;
     },
   };
+
+  async function verifyOnce(token: string): Promise<VerifiedToken> {
+    if (!COMPACT_JWS.test(token)) {
+      throw invalid(
+        'The bearer token is not a JWT. Opaque access tokens cannot be verified by the ' +
+          'gateway: the provider must issue JWT access tokens for this resource (audience).',
+      );
+    }
+    let header;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch (error) {
+      throw invalid('The bearer token is malformed.', error);
+    }
+    // Checked before any key lookup: `none` and HMAC never reach jose's key resolution.
+    if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) {
+      throw invalid(`The token is signed with ${JSON.stringify(header.alg ?? null)}; this gateway accepts ${settings.algorithms.join(', ')} only.`);
+    }
+    if (header.typ !== undefined && !ACCESS_TOKEN_TYPES.has(String(header.typ).toLowerCase())) {
+      throw invalid(`The token's type is ${JSON.stringify(header.typ)}, not an access token (at+jwt).`);
+    }
+    const jwks = await keySet();
+    const check = () =>
+      jwtVerify(token, jwks, {
+        issuer: settings.issuer,
+        audience: settings.audience,
+        algorithms: settings.algorithms,
+        clockTolerance: Math.round(settings.clock_tolerance / 1000),
+        requiredClaims: ['exp', 'sub'],
+      });
+    let payload: JWTPayload;
+    try {
+      // One retry on a network failure fetching the keys (a kept-alive socket the provider closed).
+      ({ payload } = await check().catch((error: unknown) => (error instanceof joseErrors.JOSEError ? Promise.reject(error) : check())));
+    } catch (error) {
+      // A key set that cannot be fetched or read is the provider's fault, not the token's: 503, never 401.
+      // jose reports a non-200 answer and a body that is not JSON as its generic JOSEError (ERR_JOSE_GENERIC).
+      if (
+        error instanceof joseErrors.JWKSTimeout ||
+        (error instanceof joseErrors.JOSEError && (error.code === 'ERR_JWKS_INVALID' || error.code === 'ERR_JOSE_GENERIC'))
+      ) {
+        throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${error.message}`, { cause: error });
+      }
+      if (error instanceof joseErrors.JOSEError) throw invalid(`Token rejected: ${describeJoseError(error)}.`, error);
+      throw new DrawbridgeError('identity.unavailable', `The provider's keys could not be fetched: ${(error as Error)?.message ?? String(error)}`, {
+        cause: error,
+      });
+    }
+    const subject = payload.sub;
+    if (typeof subject !== 'string' || subject.trim() === '') throw invalid('Token rejected: it has no subject (sub).');
+    const claims = payload as Readonly<Record<string, unknown>>;
+    const scopes = scopesFrom(claims);
+    const missing = settings.required_scopes.filter((s) => !scopes.includes(s));
+    if (missing.length > 0) {
+      throw new DrawbridgeError('identity.insufficient_scope', `The token lacks the scope${missing.length > 1 ? 's' : ''} ${missing.join(' ')}.`, {
+        details: { missingScopes: missing },
+      });
+    }
+    const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims['azp'] === 'string' ? claims['azp'] : null;
+    const identity = makeIdentity({
+      kind: 'oidc',
+      subject,
+      groups: groupsFrom(claims, settings.groups_claim),
+      issuer: settings.issuer,
+      // What the journal may keep about the token: never the token itself.
+      claims: {
+        ...(clientId ? { client_id: clientId } : {}),
+        scope: scopes.join(' '),
+        exp: payload.exp,
+        ...(typeof payload.jti === 'string' ? { jti: payload.jti } : {}),
+      },
+    });
+    return { identity, scopes, expiresAt: payload.exp as number, clientId };
+  }
 }
 
 /**

@@ -225,9 +225,17 @@ function requireTool(config: GatewayConfig, name: string): LoadedTool {
   return tool;
 }
 
+/** Built once per loaded tool: zod compiles a schema on its first parse, so a schema built per call is compiled per call. */
+const inputSchemas = new WeakMap<LoadedTool, z.ZodObject>();
+
 export function inputSchemaFor(tool: LoadedTool): z.ZodObject {
-  const names = tool.declaration.connections as [string, ...string[]];
-  return z.strictObject({ connection: z.enum(names), ...tool.backend.inputShape });
+  let schema = inputSchemas.get(tool);
+  if (schema === undefined) {
+    const names = tool.declaration.connections as [string, ...string[]];
+    schema = z.strictObject({ connection: z.enum(names), ...tool.backend.inputShape });
+    inputSchemas.set(tool, schema);
+  }
+  return schema;
 }
 
 function validateInput(tool: LoadedTool, args: unknown): Record<string, unknown> {

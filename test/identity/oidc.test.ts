@@ -119,6 +119,38 @@ describe('OIDC verifier against oidc-provider', () => {
     expect(error.message).toMatch(/signed with "RS256"; this gateway accepts ES256 only/);
   });
 
+  it('checks a token once and answers the same token from its cache until a minute has passed or the token expires', async () => {
+    let clock = Date.now();
+    const verifier = createOidcVerifier(settings({ clock_tolerance: 0 }), () => clock);
+    // The first call fetches the key set, which forgets what was verified meanwhile.
+    await verifier.verify(await idp.mint({}));
+    const token = await idp.mint({});
+    const first = await verifier.verify(token);
+    // The very same answer: no second signature check.
+    expect(await verifier.verify(token)).toBe(first);
+    clock += 59_000;
+    expect(await verifier.verify(token)).toBe(first);
+    // Past the minute the token is verified again (it is still valid by the provider's clock).
+    clock += 2_000;
+    const again = await verifier.verify(token);
+    expect(again).not.toBe(first);
+    expect(again).toEqual(first);
+
+    // A token expiring within the minute is trusted from the cache only until its expiry.
+    const short = await idp.mint({ exp: now() + 30 });
+    clock = Date.now();
+    const shortFirst = await verifier.verify(short);
+    clock = shortFirst.expiresAt * 1000 - 1;
+    expect(await verifier.verify(short)).toBe(shortFirst);
+    clock = shortFirst.expiresAt * 1000;
+    expect(await verifier.verify(short)).not.toBe(shortFirst);
+
+    // Another token of the same subject is its own entry; a refused token is never remembered.
+    expect(await verifier.verify(await idp.mint({}))).not.toBe(first);
+    const forged = `${token.slice(0, token.lastIndexOf('.'))}.${'A'.repeat(20)}`;
+    for (let i = 0; i < 2; i++) expect((await refusal(verifier, forged)).code).toBe('identity.invalid_token');
+  });
+
   it('follows key rotation: a new kid refetches the key set once, not per request', async () => {
     const verifier = createOidcVerifier(settings({ jwks: { cache_max_age: 600_000, cooldown: 0 } }));
     await verifier.verify(await idp.mint({}));

@@ -1,13 +1,15 @@
 // The SQLite engine of the state contract: the embedded default. Wraps the synchronous
 // journal (journal.ts) and approvals store (approvals.ts), each its own WAL file, into
-// the async JournalStore / ApprovalStore. It adds no behaviour of its own beyond a lock
+// the async JournalStore / ApprovalStore. It adds two things of its own: group commit of
+// the journal's appends (concurrent calls share one transaction and one fsync), and a lock
 // per approvals handle, so that an async vote hook never lets another call's statements
 // into the vote's open transaction.
 
 import { EventEmitter, once } from 'node:events';
 import type { ApprovalStore, JournalStore, StateStore } from '../contract.js';
 import { DrawbridgeError } from '../../errors.js';
-import { openJournal, type Journal, type JournalOptions } from './journal.js';
+import type { JournalRecord } from '../records.js';
+import { openJournal, type Journal, type JournalOptions, type PreparedAppend } from './journal.js';
 import { openSqliteApprovals, type SqliteApprovals } from './approvals.js';
 
 export interface SqliteStatePaths {
@@ -38,15 +40,40 @@ export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sy
     if (closed && journal === null) throw new DrawbridgeError('journal.unavailable', 'Cannot append to the audit journal: journal is closed');
     return (journal ??= openJournal(path, { sync }));
   };
+  // Group commit: appends made in the same turn of the event loop (the concurrent calls whose
+  // requests arrived together) wait in `queue` and share one transaction and one fsync, run
+  // from setImmediate once that turn's I/O callbacks and microtasks are done. Each append
+  // resolves only after the COMMIT that holds its record, so "durable before it resolves" holds
+  // per record; the order of the queue is the order of the chain.
+  let queue: Array<{ readonly record: PreparedAppend; readonly resolve: (r: JournalRecord) => void; readonly reject: (e: unknown) => void }> = [];
+  const flush = (): void => {
+    const batch = queue;
+    queue = [];
+    let records: JournalRecord[];
+    try {
+      records = opened().commit(batch.map((b) => b.record));
+    } catch (error) {
+      for (const b of batch) b.reject(error);
+      return;
+    }
+    batch.forEach((b, i) => b.resolve(records[i] as JournalRecord));
+  };
   return {
-    // The sync writer returns after COMMIT (and fsync when durable): resolving then keeps "durable before append resolves".
-    append: async (type, callId, data, now, options) => opened().append(type, callId, data, now, options),
+    append: (type, callId, data, now, options) =>
+      new Promise<JournalRecord>((resolve, reject) => {
+        // Checked alone first: a record that cannot be stored is refused without failing its batch.
+        const record = opened().prepare(type, callId, data, now, options);
+        if (queue.length === 0) setImmediate(flush);
+        queue.push({ record, resolve, reject });
+      }),
     async *read() {
       yield* opened().rows();
     },
     head: async () => opened().head(),
     close: async () => {
       closed = true;
+      // Appends already queued are committed first: each was accepted before close.
+      if (queue.length > 0) flush();
       journal?.close();
     },
   };

@@ -20,10 +20,32 @@ export interface Journal {
    * it but never reorder or corrupt the chain. Throws DrawbridgeError('journal.unavailable', …).
    */
   append(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date, options?: AppendOptions): JournalRecord;
+  /**
+   * Checks and serialises one record without touching the file, so that a bad record fails
+   * alone and never takes a batch down with it. Throws DrawbridgeError('journal.unavailable', …).
+   */
+  prepare(type: RecordType, callId: string, data: Record<string, unknown>, now?: Date, options?: AppendOptions): PreparedAppend;
+  /**
+   * Group commit: appends prepared records in order in one transaction, with one fsync when any
+   * of them is durable (none when all are `durable: false`), and returns them once committed.
+   * All or nothing: on failure none is stored and it throws DrawbridgeError('journal.unavailable', …).
+   */
+  commit(batch: readonly PreparedAppend[]): JournalRecord[];
   /** The stored rows in seq order; one statement, so one read snapshot. */
   rows(): IterableIterator<StoredRecord>;
   head(): { seq: number; hash: string };
   close(): void;
+}
+
+/** A record checked and serialised by Journal.prepare, not yet chained (seq and hashes are set under the write lock). */
+export interface PreparedAppend {
+  readonly type: RecordType;
+  readonly callId: string;
+  readonly dataJson: string;
+  /** dataJson parsed back and frozen: what verify will see, and what the record's hash covers. */
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly time: string;
+  readonly durable: boolean;
 }
 
 export interface JournalOptions {
@@ -146,47 +168,71 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
   // Reading the tail and inserting must happen under one write lock (BEGIN
   // IMMEDIATE): otherwise two processes could both chain onto the same
   // previous hash and fork the chain. Nothing is cached between calls for the
-  // same reason: another handle may have appended since.
-  const appendTx = db.transaction((type: RecordType, callId: string, dataJson: string, time: string): JournalRecord => {
+  // same reason: another handle may have appended since. A batch chains its
+  // records onto each other inside that one transaction.
+  const appendTx = db.transaction((batch: readonly PreparedAppend[]): JournalRecord[] => {
     const last = lastStmt.get() as LastRow | undefined;
-    const seq = last === undefined ? 1 : last.seq + 1;
-    const prevHash = last === undefined ? GENESIS_HASH : last.hash;
-    // Hash what verify will see: the data as parsed back from the stored text.
-    const data = deepFreeze(JSON.parse(dataJson) as Record<string, unknown>);
-    const hash = recordHash({ seq, time, type, callId, data, prevHash });
-    insertStmt.run(seq, time, type, callId, dataJson, prevHash, hash);
-    return Object.freeze({ seq, time, type, callId, data, prevHash, hash });
+    let seq = last === undefined ? 0 : last.seq;
+    let prevHash = last === undefined ? GENESIS_HASH : last.hash;
+    const out: JournalRecord[] = [];
+    for (const { type, callId, dataJson, data, time } of batch) {
+      seq += 1;
+      const hash = recordHash({ seq, time, type, callId, data, prevHash });
+      insertStmt.run(seq, time, type, callId, dataJson, prevHash, hash);
+      out.push(Object.freeze({ seq, time, type, callId, data, prevHash, hash }));
+      prevHash = hash;
+    }
+    return out;
   });
 
   const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
   const syncFull = db.prepare('PRAGMA synchronous = FULL');
   let closed = false;
 
-  return {
-    append(type, callId, data, now, options) {
-      try {
-        if (closed) throw new Error('journal is closed');
-        if (typeof type !== 'string' || (type as string) === '') throw new TypeError('record type must be a non-empty string');
-        if (typeof callId !== 'string') throw new TypeError('callId must be a string');
-        if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-          throw new TypeError('record data must be a plain object');
-        }
-        const time = (now ?? new Date()).toISOString();
-        const dataJson = canonicalJson(data);
-        // Returns only after COMMIT; with synchronous=FULL the WAL is fsynced
-        // first, so the gateway never acts on a call that is not on disk.
-        const relaxed = sync === 'full' && options?.durable === false;
-        if (relaxed) syncNormal.run();
-        try {
-          return appendTx.immediate(type, callId, dataJson, time);
-        } finally {
-          if (relaxed) syncFull.run();
-        }
-      } catch (cause) {
-        // Fail closed: every failure, including unserialisable data, becomes
-        // journal.unavailable so the caller refuses to execute the call.
-        throw appendFailed(path, cause);
+  const prepare: Journal['prepare'] = (type, callId, data, now, options) => {
+    try {
+      if (closed) throw new Error('journal is closed');
+      if (typeof type !== 'string' || (type as string) === '') throw new TypeError('record type must be a non-empty string');
+      if (typeof callId !== 'string') throw new TypeError('callId must be a string');
+      if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+        throw new TypeError('record data must be a plain object');
       }
+      const time = (now ?? new Date()).toISOString();
+      const dataJson = canonicalJson(data);
+      // Hash what verify will see: the data as parsed back from the stored text (done here, outside the write lock).
+      const stored = deepFreeze(JSON.parse(dataJson) as Record<string, unknown>);
+      return { type, callId, dataJson, data: stored, time, durable: options?.durable !== false };
+    } catch (cause) {
+      // Fail closed: every failure, including unserialisable data, becomes
+      // journal.unavailable so the caller refuses to execute the call.
+      throw appendFailed(path, cause);
+    }
+  };
+
+  const commit: Journal['commit'] = (batch) => {
+    if (batch.length === 0) return [];
+    try {
+      if (closed) throw new Error('journal is closed');
+      // Returns only after COMMIT; with synchronous=FULL the WAL is fsynced
+      // first, so the gateway never acts on a call that is not on disk. A
+      // batch of only non-durable records skips that fsync.
+      const relaxed = sync === 'full' && batch.every((r) => !r.durable);
+      if (relaxed) syncNormal.run();
+      try {
+        return appendTx.immediate(batch);
+      } finally {
+        if (relaxed) syncFull.run();
+      }
+    } catch (cause) {
+      throw appendFailed(path, cause);
+    }
+  };
+
+  return {
+    prepare,
+    commit,
+    append(type, callId, data, now, options) {
+      return commit([prepare(type, callId, data, now, options)])[0] as JournalRecord;
     },
     rows() {
       if (closed) throw appendFailed(path, new Error('journal is closed'));
