@@ -40,14 +40,6 @@ export interface GrantRow {
 }
 
 /** Freezes a stored approval and everything in it. */
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    for (const child of Object.values(value as object)) deepFreeze(child);
-    Object.freeze(value);
-  }
-  return value;
-}
-
 export const iso = (ms: number): string => new Date(ms).toISOString();
 export const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
 

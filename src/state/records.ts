@@ -41,3 +41,15 @@ export function recordHash(r: Omit<JournalRecord, 'hash'>): string {
   });
   return createHash('sha256').update(body, 'utf8').digest('hex');
 }
+
+/** Freezes a parsed value in place (a record's data, a stored approval); iterative, so no depth overflows the stack. */
+export function deepFreeze<T>(value: T): T {
+  const todo: unknown[] = [value];
+  while (todo.length > 0) {
+    const next = todo.pop();
+    if (next === null || typeof next !== 'object' || Object.isFrozen(next)) continue;
+    for (const child of Object.values(next)) todo.push(child);
+    Object.freeze(next);
+  }
+  return value;
+}

@@ -11,7 +11,6 @@ import { DrawbridgeError } from '../../errors.js';
 import {
   checkVote,
   decide,
-  deepFreeze,
   grantBacking,
   iso,
   isoOrNull,
@@ -27,6 +26,7 @@ import {
   type GrantRow,
   type Refusal,
 } from '../approval-rules.js';
+import { deepFreeze } from '../records.js';
 import type { ApprovalsDump, ApprovalStore, GrantInput, GrantQuery, StoredApproval, VoteHooks } from '../contract.js';
 import { begin, fault, type Secrets } from './faults.js';
 import { LOCK_SPACE, SCHEMA } from './migrations.js';

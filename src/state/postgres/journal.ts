@@ -9,7 +9,7 @@
 import type pg from 'pg';
 import { canonicalJson } from '../../util/canonical-json.js';
 import type { JournalStore, StoredRecord } from '../contract.js';
-import { GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
+import { deepFreeze, GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
 import { DrawbridgeError } from '../../errors.js';
 import { begin, fault, safeReason, type Secrets } from './faults.js';
 import { JOURNAL_LOCK, LOCK_SPACE, SCHEMA } from './migrations.js';
@@ -32,18 +32,6 @@ interface Pending {
   readonly durable: boolean;
   readonly resolve: (record: JournalRecord) => void;
   readonly reject: (error: unknown) => void;
-}
-
-/** Freezes a parsed record in place; iterative, so no depth overflows the stack. */
-function deepFreeze<T>(value: T): T {
-  const todo: unknown[] = [value];
-  while (todo.length > 0) {
-    const next = todo.pop();
-    if (next === null || typeof next !== 'object' || Object.isFrozen(next)) continue;
-    for (const child of Object.values(next)) todo.push(child);
-    Object.freeze(next);
-  }
-  return value;
 }
 
 interface HeadRow {

@@ -18,7 +18,6 @@ import type { ApprovalsDump, ApprovalStatus, GrantInput, GrantQuery, StoredAppro
 import {
   checkVote,
   decide,
-  deepFreeze,
   grantBacking,
   iso,
   isoOrNull,
@@ -34,6 +33,7 @@ import {
   type GrantRow,
   type Refusal,
 } from '../approval-rules.js';
+import { deepFreeze } from '../records.js';
 
 export interface SyncVoteHooks {
   /**

@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { DrawbridgeError } from '../../errors.js';
 import { canonicalJson } from '../../util/canonical-json.js';
 import type { StoredRecord } from '../contract.js';
-import { GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
+import { deepFreeze, GENESIS_HASH, recordHash, type AppendOptions, type JournalRecord, type RecordType } from '../records.js';
 
 /** The synchronous writer; callers use the async JournalStore of state/contract.ts. */
 export interface Journal {
@@ -108,18 +108,6 @@ function appendFailed(path: string, cause: unknown): DrawbridgeError {
     details: { path },
     cause,
   });
-}
-
-/** Freezes a parsed record in place; iterative, so no depth overflows the stack. */
-function deepFreeze<T>(value: T): T {
-  const todo: unknown[] = [value];
-  while (todo.length > 0) {
-    const next = todo.pop();
-    if (next === null || typeof next !== 'object' || Object.isFrozen(next)) continue;
-    for (const child of Object.values(next)) todo.push(child);
-    Object.freeze(next);
-  }
-  return value;
 }
 
 interface LastRow {
