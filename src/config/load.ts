@@ -80,6 +80,18 @@ export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfi
   return assemble(root, c);
 }
 
+/**
+ * The likeliest cause of a YAML error on a line that has a `${VAR}` inside `{ … }`: in a flow
+ * mapping `{` starts a nested mapping, so the reference must be quoted. Only says so; the line
+ * itself is never quoted back (it may hold a secret).
+ */
+function unquotedReferenceHint(text: string, line: number): string {
+  const source = text.split('\n')[line - 1] ?? '';
+  return /\{[^}]*[^"']\$\{/.test(source)
+    ? ' (a ${VAR} reference inside { … } must be quoted, e.g. { url: "${DRAWBRIDGE_STATE_URL}" }, or written in block style)'
+    : '';
+}
+
 /** Every YAML document of tools/ and policies/, in file order; YAML syntax errors become problems. */
 function readDocuments(root: string, problems: ConfigProblem[], fileOrder: Map<string, number>): RawDocument[] {
   const documents: RawDocument[] = [];
@@ -98,11 +110,18 @@ function readDocuments(root: string, problems: ConfigProblem[], fileOrder: Map<s
       fileOrder.set(file, fileOrder.size);
       const lines = new LineCounter();
       // prettyErrors stays off: pretty messages quote the source line, which may hold a secret.
-      const parsed = parseAllDocuments(readFileSync(path, 'utf8'), { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+      const text = readFileSync(path, 'utf8');
+      const parsed = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
       const list = Array.isArray(parsed) ? parsed : [];
       for (const doc of list) {
         if (doc.errors.length > 0) {
-          for (const e of doc.errors) problems.push({ file, line: lines.linePos(e.pos[0]).line, message: `YAML: ${e.message.split('\n')[0]}` });
+          const reported = new Set<number>();
+          for (const e of doc.errors) {
+            const line = lines.linePos(e.pos[0]).line;
+            if (reported.has(line)) continue;
+            reported.add(line);
+            problems.push({ file, line, message: `YAML: ${e.message.split('\n')[0]}${unquotedReferenceHint(text, line)}` });
+          }
           continue;
         }
         const value: unknown = doc.toJS();

@@ -581,3 +581,30 @@ describe('loadConfig: OIDC identities', () => {
     expect(config.warnings.join('\n')).toMatch(/approval.approvers is not used with OIDC identities/);
   });
 });
+
+describe('state (kind: gateway)', () => {
+  const gateway = (state: string) => ({ 'policies/gateway.yaml': `kind: gateway\nidentity: { mode: local, subject: dev }\n${state}` });
+
+  it('is SQLite without state:, PostgreSQL with a referenced url', () => {
+    expect(loadConfig(configDir(gateway(''))).state).toEqual({ engine: 'sqlite' });
+    const block = loadConfig(configDir(gateway('state:\n  url: ${DRAWBRIDGE_STATE_URL}\n'))).state;
+    expect(block).toMatchObject({ engine: 'postgres', url: { kind: 'template', template: '${DRAWBRIDGE_STATE_URL}' } });
+    const quoted = loadConfig(configDir(gateway('state: { url: "${DRAWBRIDGE_STATE_URL}" }\n'))).state;
+    expect(quoted).toEqual(block);
+    expect(loadConfig(configDir(gateway('state: { url: { env: STATE } }\n'))).state).toMatchObject({ engine: 'postgres', url: { kind: 'env', name: 'STATE' } });
+  });
+
+  it('refuses a url written inline, without repeating it', () => {
+    const problems = problemsOf(configDir(gateway('state:\n  url: postgres://drawbridge:hunter2@db/state\n')));
+    expectProblem(problems, 'policies/gateway.yaml', 4, /state\.url is written inline; reference it instead/);
+    expect(JSON.stringify(problems)).not.toContain('hunter2');
+  });
+
+  it('an unquoted ${VAR} in a flow mapping is one YAML problem that says to quote it, never quoting the line', () => {
+    const problems = problemsOf(configDir(gateway('state: { url: ${DRAWBRIDGE_STATE_URL} }\n')));
+    expect(problems).toHaveLength(1);
+    expectProblem(problems, 'policies/gateway.yaml', 3, /YAML: .*must be quoted, e\.g\. \{ url: "\$\{DRAWBRIDGE_STATE_URL\}" \}, or written in block style/);
+    const other = problemsOf(configDir(gateway('state: { url: [oops }\n')));
+    expect(other.every((p) => !p.message.includes('must be quoted'))).toBe(true);
+  });
+});
