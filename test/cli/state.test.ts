@@ -168,6 +168,34 @@ async function deleteNewest(s: Setup, keep: number): Promise<void> {
   }
 }
 
+type Tamper = 'edit' | 'delete-middle' | 'reorder';
+
+/** Rewrites stored records behind the engine's back (triggers off), as someone with write access to the state could. */
+async function tamper(s: Setup, how: Tamper): Promise<void> {
+  const sql: Record<Tamper, string> = {
+    edit: "UPDATE records SET data = replace(data, 'bob', 'mallory') WHERE seq = 4",
+    'delete-middle': 'DELETE FROM records WHERE seq = 3',
+    // Records 4 and 5 trade places, each keeping its own hash: the order is what changed.
+    reorder:
+      'UPDATE records SET time = o.time, type = o.type, call_id = o.call_id, data = o.data, prev_hash = o.prev_hash, hash = o.hash ' +
+      'FROM (SELECT * FROM records WHERE seq IN (4, 5)) o WHERE records.seq IN (4, 5) AND o.seq = 9 - records.seq',
+  };
+  if (s.db) {
+    await s.db.query(
+      `SET search_path = drawbridge; ALTER TABLE records DISABLE TRIGGER records_no_update; ${sql[how]};
+       ALTER TABLE records ENABLE TRIGGER records_no_update; RESET search_path;`,
+    );
+    return;
+  }
+  const db = new Database(path.join(s.dir, 'journal.db'));
+  try {
+    db.exec('DROP TRIGGER records_no_update; DROP TRIGGER records_no_delete;');
+    db.exec(sql[how]);
+  } finally {
+    db.close();
+  }
+}
+
 /** The files a command may leave in the config dir besides policies/: only the checkpoint file. */
 function stateFiles(dir: string): string[] {
   return fs
@@ -250,6 +278,23 @@ describe.each(['sqlite', 'postgres'] as const)('commands on the %s state', (engi
     const events = JSON.parse((await cli(s, ['journal', 'export'])).stdout.split('\n')[0] as string) as { events: Array<{ data: { event: string } }> };
     expect(events.events.map((e) => e.data.event)).toEqual(['requested', 'vote', 'revoked', 'vote', 'revoked']);
     if (engine === 'postgres') expect(stateFiles(s.dir)).toEqual([]);
+  });
+
+  it.each(['edit', 'delete-middle', 'reorder'] as const)('verify --config catches a record %s inside the checkpointed chain, naming it', async (how) => {
+    const s = await setup(engine);
+    await populate(s);
+    expect((await cli(s, ['journal', 'checkpoint'])).status).toBe(0);
+    await tamper(s, how);
+    const r = await cli(s, ['journal', 'verify']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('');
+    const why: Record<Tamper, RegExp> = {
+      edit: /first bad record is #4: hash mismatch: record content or hash was edited/,
+      'delete-middle': /first bad record is #4: seq gap: expected 3, found 4 \(record\(s\) 3\.\.3 missing\)/,
+      reorder: /first bad record is #4: prev_hash does not match the hash of record 3/,
+    };
+    expect(r.stdout).toMatch(why[how]);
+    expect(r.stdout).toMatch(LABEL[engine]);
   });
 
   it('check names the engine (and never the URL)', async () => {
