@@ -145,20 +145,32 @@ export async function stateCopy({ values }: CommandArgs<'state copy'>, io: CliIo
   }
 }
 
+/** Appends of a copy awaiting their commit at once. */
+const COPY_WINDOW = 256;
+
 /**
  * Appends the first `count` source records (the verified snapshot; a gateway may still append
  * to the source) in order through `append`. Only the last append is durable: it makes every
  * earlier one durable too (the engines' AppendOptions), instead of one sync per record.
  */
 async function copyJournal(rows: AsyncIterable<StoredRecord>, count: number, append: (row: StoredRecord, durable: boolean) => Promise<void>): Promise<number> {
+  // Up to COPY_WINDOW appends in flight, so the target's group commit batches them: one handle
+  // chains its appends in call order (the contract), and each is still checked against its source.
+  const inFlight: Promise<void>[] = [];
+  const started = (p: Promise<void>): void => {
+    p.catch(() => undefined); // observed here, thrown below when awaited in order
+    inFlight.push(p);
+  };
   let pending: StoredRecord | undefined;
   let seen = 0;
   for await (const row of rows) {
     if (seen === count) break;
     seen++;
-    if (pending) await append(pending, false);
+    if (pending) started(append(pending, false));
+    if (inFlight.length >= COPY_WINDOW) await inFlight.shift();
     pending = row;
   }
+  for (const p of inFlight.splice(0)) await p;
   if (pending) await append(pending, true);
   return seen;
 }

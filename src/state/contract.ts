@@ -13,6 +13,8 @@ import type { AppendOptions, JournalRecord, RecordType } from './records.js';
  *   the previous record's hash (GENESIS_HASH for the first), hash = recordHash(record);
  *   concurrent appends (from this handle or any other writer of the same state) never fork
  *   or reorder it: reading the head and writing the next record is one atomic step;
+ * - appends made through one handle are chained in the order append() was called, also when
+ *   many are in flight at once (group commit batches them in that order): `state copy` relies on it;
  * - append resolves only once its record is committed, and with durable (the default)
  *   durable: the pipeline awaits the intent before the backend is touched;
  * - records are append-only: an engine never updates or deletes one;

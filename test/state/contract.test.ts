@@ -134,6 +134,15 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
       expect(await a.journal.head()).toEqual({ seq: 50, hash: verified.head });
     });
 
+    it('appends in flight at once from one handle are chained in the order they were called', async () => {
+      const fresh = await engine.fresh();
+      const a = await fresh.open();
+      const calls = Array.from({ length: 300 }, (_, i) => `call-${i}`);
+      const records = await Promise.all(calls.map((id, i) => a.journal.append('call', id, { i }, at(i), { durable: i % 2 === 0 })));
+      expect(records.map((r) => r.seq)).toEqual(calls.map((_, i) => i + 1));
+      expect((await readAll(a)).map((r) => r.callId)).toEqual(calls);
+    });
+
     it('an append the journal cannot take rejects journal.unavailable without naming where the state lives', async () => {
       const fresh = await engine.fresh();
       const state = await fresh.open();
