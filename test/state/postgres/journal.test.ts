@@ -216,6 +216,46 @@ describe('PostgreSQL journal', () => {
     expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: rows.length });
   });
 
+  it('the server chains what Node hashes: quotes, backslashes, $$, newlines and non-ASCII text, even with standard_conforming_strings off', async () => {
+    const { db, open } = await fresh();
+    // E'' literals read backslashes as escapes whatever this setting says; plain '' literals would not.
+    await db.query(`ALTER DATABASE ${db.name} SET standard_conforming_strings = off`);
+    const state = await open();
+    const tricky = [
+      "it's",
+      "back\\slash \\'",
+      "E'\\x00'",
+      '$$; DROP TABLE drawbridge.records; $$',
+      'line\nbreak\ttab',
+      'Zoë 日本 🙂',
+      '"quoted"',
+      '\u007f\u0001',
+    ];
+    const appended = await Promise.all(
+      tricky.map((text, i) => state.journal.append(i % 2 ? 'outcome' : 'call', `${text}-${i}`, { text, nested: { list: [text, i, null, true] } })),
+    );
+    expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: tricky.length });
+    const rows = await readAll(state);
+    for (const record of appended) {
+      const row = rows.find((r) => Number(r.seq) === record.seq);
+      expect(row).toMatchObject({ callId: record.callId, hash: record.hash, prevHash: record.prevHash });
+      expect(JSON.parse(String(row?.data))).toEqual(record.data);
+    }
+  });
+
+  it('a NUL character refuses that append alone (journal.unavailable); appends of the same batch commit', async () => {
+    const { open } = await fresh();
+    const state = await open();
+    const results = await Promise.allSettled([
+      state.journal.append('call', 'ok-1', {}),
+      state.journal.append('call', 'bad\u0000id', {}),
+      state.journal.append('call', 'ok-2', { text: 'a\u0000b' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(((results[1] as PromiseRejectedResult).reason as DrawbridgeError).code).toBe('journal.unavailable');
+    expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: 2 });
+  });
+
   it('records are append-only even for the state role that owns them: UPDATE, DELETE and TRUNCATE are refused', async () => {
     const { url, open } = await fresh();
     const state = await open();
