@@ -36,14 +36,6 @@ export type CommitMode = 'batch' | 'each';
 
 /** Enough to amortise a commit, small enough to keep one INSERT's arrays modest. */
 const MAX_BATCH = 500;
-/**
- * Batches in flight at once. With 2, the next batch is already queued at the server for the
- * head lock while the previous one commits, so no turn of this process's event loop sits
- * between two commits; the chain is decided by the server under the lock, so batches may
- * commit in either order. Appends that wait for each other (an outcome after its intent)
- * are causally ordered anyway: the second is made only after the first resolved.
- */
-const IN_FLIGHT = 2;
 /** Rows per page when reading: read() never holds the whole journal in memory. */
 const PAGE = 1_000;
 
@@ -215,8 +207,7 @@ function recordOf(p: Pending, row: ChainRow | undefined, previous: ChainRow | un
 
 export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'batch'): JournalStore & { flushed(): Promise<void> } {
   const queue: Pending[] = [];
-  /** Batches in flight, each on a connection of its own (at most IN_FLIGHT). */
-  const lanes = new Set<Promise<void>>();
+  let flushing: Promise<void> | null = null;
   let closed = false;
   const failed = (cause: unknown): Error => fault('journal.unavailable', 'Cannot append to the audit journal', cause, secrets);
 
@@ -239,17 +230,16 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
   }
 
   /** Writes batches until the queue is empty; appends made meanwhile wait for the next batch. */
-  async function lane(): Promise<void> {
-    while (queue.length > 0) {
-      const batch = queue.splice(0, MAX_BATCH);
-      // write() settles every append itself; this only guards against a bug leaving one hanging.
-      await write(batch).catch((cause: unknown) => batch.forEach((p) => p.reject(failed(cause))));
+  async function drain(): Promise<void> {
+    try {
+      while (queue.length > 0) {
+        const batch = queue.splice(0, MAX_BATCH);
+        // write() settles every append itself; this only guards against a bug leaving one hanging.
+        await write(batch).catch((cause: unknown) => batch.forEach((p) => p.reject(failed(cause))));
+      }
+    } finally {
+      flushing = null;
     }
-  }
-
-  function startLane(): void {
-    const running: Promise<void> = lane().finally(() => lanes.delete(running));
-    lanes.add(running);
   }
 
   return {
@@ -276,7 +266,7 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
             return;
           }
           queue.push(pending);
-          if (lanes.size < IN_FLIGHT) startLane();
+          flushing ??= drain();
         } catch (cause) {
           // Fail closed: every failure, including unserialisable data, is journal.unavailable.
           reject(new DrawbridgeError('journal.unavailable', `Cannot append to the audit journal: ${safeReason(cause, secrets)}`, { cause }));
@@ -328,11 +318,11 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
     },
     /** Resolves once every append queued so far has settled. */
     async flushed() {
-      while (lanes.size > 0) await Promise.all(lanes);
+      while (flushing !== null) await flushing;
     },
     async close() {
       closed = true;
-      while (lanes.size > 0) await Promise.all(lanes);
+      while (flushing !== null) await flushing;
     },
   };
 }
