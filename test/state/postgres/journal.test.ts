@@ -122,7 +122,7 @@ describe('PostgreSQL journal', () => {
     expect((await db.query<{ seq: number }>('SELECT seq::int FROM drawbridge.records ORDER BY seq')).map((r) => r.seq)).toEqual([1, 2]);
   });
 
-  it('a connection killed mid-append is retried once (the server ended it, nothing stored); killed twice it rejects journal.unavailable, no secrets', async () => {
+  it('a connection killed mid-append is retried once (the server ended it, nothing stored); killed twice it rejects journal.unavailable', async () => {
     const { db, url, open } = await fresh();
     const state = await open();
     await state.journal.append('call', 'before', {});
