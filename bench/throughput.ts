@@ -317,16 +317,27 @@ export function drawbridgeHttpScenario(options: { name: string; state: 'sqlite' 
  * The scenarios of one run, in order. (b) PostgreSQL state and (c) replicas on it are one entry
  * each: drawbridgeHttpScenario({ name, state: 'postgres', replicas: 1 | 2 | 3 }).
  */
-export function throughputScenarios(options: { postgresState: boolean }): ThroughputScenario[] {
-  const list = [pgPoolScenario(), serverPostgresScenario(), drawbridgeHttpScenario({ name: '(a) Drawbridge, SQLite', state: 'sqlite', replicas: 1 })];
-  if (options.postgresState) {
-    list.push(
-      drawbridgeHttpScenario({ name: '(b) Drawbridge, PostgreSQL', state: 'postgres', replicas: 1 }),
-      drawbridgeHttpScenario({ name: '(c) Drawbridge, PostgreSQL, 2 replicas', state: 'postgres', replicas: 2 }),
-      drawbridgeHttpScenario({ name: '(c) Drawbridge, PostgreSQL, 3 replicas', state: 'postgres', replicas: 3 }),
-    );
-  }
-  return list;
+/** Keys of the rows for BENCH_ROWS, in the report's order. */
+const ROW_KEYS = ['pg', 'server-postgres', 'a', 'b', 'c2', 'c3'] as const;
+
+/**
+ * The rows to run: all of them, or those BENCH_ROWS names (comma-separated keys of ROW_KEYS, in
+ * the order given, repeats allowed: `BENCH_ROWS=b,c3,b,c3` measures two variants back to back twice).
+ */
+export function throughputScenarios(options: { postgresState: boolean; rows?: string }): ThroughputScenario[] {
+  const make: Record<(typeof ROW_KEYS)[number], () => ThroughputScenario | null> = {
+    pg: () => pgPoolScenario(),
+    'server-postgres': () => serverPostgresScenario(),
+    a: () => drawbridgeHttpScenario({ name: '(a) Drawbridge, SQLite', state: 'sqlite', replicas: 1 }),
+    b: () => (options.postgresState ? drawbridgeHttpScenario({ name: '(b) Drawbridge, PostgreSQL', state: 'postgres', replicas: 1 }) : null),
+    c2: () => (options.postgresState ? drawbridgeHttpScenario({ name: '(c) Drawbridge, PostgreSQL, 2 replicas', state: 'postgres', replicas: 2 }) : null),
+    c3: () => (options.postgresState ? drawbridgeHttpScenario({ name: '(c) Drawbridge, PostgreSQL, 3 replicas', state: 'postgres', replicas: 3 }) : null),
+  };
+  const selected = (options.rows ?? process.env['BENCH_ROWS'] ?? '').trim();
+  const keys = selected === '' ? [...ROW_KEYS] : selected.split(',').map((k) => k.trim());
+  const unknown = keys.filter((k) => !(ROW_KEYS as readonly string[]).includes(k));
+  if (unknown.length > 0) throw new TypeError(`BENCH_ROWS: unknown row ${unknown.join(', ')} (rows: ${ROW_KEYS.join(', ')})`);
+  return keys.map((k) => make[k as (typeof ROW_KEYS)[number]]()).filter((s): s is ThroughputScenario => s !== null);
 }
 
 // ---------------------------------------------------------------------------

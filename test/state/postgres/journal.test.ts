@@ -122,7 +122,7 @@ describe('PostgreSQL journal', () => {
     expect((await db.query<{ seq: number }>('SELECT seq::int FROM drawbridge.records ORDER BY seq')).map((r) => r.seq)).toEqual([1, 2]);
   });
 
-  it('a connection killed mid-append rejects journal.unavailable without the URL or password; the next append works', async () => {
+  it('a connection killed mid-append is retried once (the server ended it, nothing stored); killed twice it rejects journal.unavailable', async () => {
     const { db, url, open } = await fresh();
     const state = await open();
     await state.journal.append('call', 'before', {});
@@ -130,10 +130,6 @@ describe('PostgreSQL journal', () => {
     const blocker = await session(db);
     await blocker.query('BEGIN');
     await blocker.query('LOCK TABLE drawbridge.records IN SHARE MODE');
-    const killed = state.journal.append('call', 'killed', {}).then(
-      () => new Error('expected a rejection'),
-      (e: unknown) => e,
-    );
     const inserting = async () =>
       (
         await db.query<{ pid: number }>(
@@ -141,15 +137,38 @@ describe('PostgreSQL journal', () => {
           [STATE_ROLE],
         )
       ).map((r) => r.pid);
+    const killUntilRetried = async (times: number): Promise<void> => {
+      let last = 0;
+      for (let i = 0; i < times; i++) {
+        await until(async () => {
+          const now = await inserting();
+          return now.length === 1 && now[0] !== last;
+        });
+        [last] = (await inserting()) as [number];
+        await db.query('SELECT pg_terminate_backend($1)', [last]);
+      }
+    };
+    // Killed once: the lookup finds nothing stored, so the batch goes again and commits once.
+    const retried = state.journal.append('call', 'retried', {});
+    await killUntilRetried(1);
     await until(async () => (await inserting()).length === 1);
-    await db.query('SELECT pg_terminate_backend($1)', await inserting());
+    await blocker.query('COMMIT');
+    expect(await retried).toMatchObject({ seq: 2, callId: 'retried' });
+    // Killed twice: fails closed.
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE drawbridge.records IN SHARE MODE');
+    const killed = state.journal.append('call', 'killed', {}).then(
+      () => new Error('expected a rejection'),
+      (e: unknown) => e,
+    );
+    await killUntilRetried(2);
     await blocker.query('COMMIT');
     const error = await killed;
     expect(error).toBeInstanceOf(DrawbridgeError);
     expect((error as DrawbridgeError).code).toBe('journal.unavailable');
     for (const secret of [url, STATE_ROLE_PASSWORD, '127.0.0.1']) expect((error as DrawbridgeError).message).not.toContain(secret);
-    expect((await state.journal.append('call', 'after', {})).seq).toBe(2);
-    expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: 2 });
+    expect((await state.journal.append('call', 'after', {})).seq).toBe(3);
+    expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: 3 });
   });
 
   it('a connection killed before its batch ran anything (waiting for the head lock) is replaced: the append commits once', async () => {
@@ -195,6 +214,46 @@ describe('PostgreSQL journal', () => {
     expect(rows.map((r) => r.call_id).filter((c) => c !== 'unknown')).toEqual(['c0', 'next']);
     expect(next.seq).toBe(rows.length);
     expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: rows.length });
+  });
+
+  it('the server chains what Node hashes: quotes, backslashes, $$, newlines and non-ASCII text, even with standard_conforming_strings off', async () => {
+    const { db, open } = await fresh();
+    // E'' literals read backslashes as escapes whatever this setting says; plain '' literals would not.
+    await db.query(`ALTER DATABASE ${db.name} SET standard_conforming_strings = off`);
+    const state = await open();
+    const tricky = [
+      "it's",
+      "back\\slash \\'",
+      "E'\\x00'",
+      '$$; DROP TABLE drawbridge.records; $$',
+      'line\nbreak\ttab',
+      'Zoë 日本 🙂',
+      '"quoted"',
+      '\u007f\u0001',
+    ];
+    const appended = await Promise.all(
+      tricky.map((text, i) => state.journal.append(i % 2 ? 'outcome' : 'call', `${text}-${i}`, { text, nested: { list: [text, i, null, true] } })),
+    );
+    expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: tricky.length });
+    const rows = await readAll(state);
+    for (const record of appended) {
+      const row = rows.find((r) => Number(r.seq) === record.seq);
+      expect(row).toMatchObject({ callId: record.callId, hash: record.hash, prevHash: record.prevHash });
+      expect(JSON.parse(String(row?.data))).toEqual(record.data);
+    }
+  });
+
+  it('a NUL character refuses that append alone (journal.unavailable); appends of the same batch commit', async () => {
+    const { open } = await fresh();
+    const state = await open();
+    const results = await Promise.allSettled([
+      state.journal.append('call', 'ok-1', {}),
+      state.journal.append('call', 'bad\u0000id', {}),
+      state.journal.append('call', 'ok-2', { text: 'a\u0000b' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(((results[1] as PromiseRejectedResult).reason as DrawbridgeError).code).toBe('journal.unavailable');
+    expect(await verifyStore(state.journal)).toMatchObject({ ok: true, records: 2 });
   });
 
   it('records are append-only even for the state role that owns them: UPDATE, DELETE and TRUNCATE are refused', async () => {
