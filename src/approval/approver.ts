@@ -1,11 +1,17 @@
 // Just-in-time approval: the types every approval path shares. A request that
 // needs approval is bound to the hash of its canonical form (tool, connection,
 // exact input), so an approval can only ever run the statement that was shown.
-// How a human is reached is behind `Approver`; the pipeline never knows.
+// How a call is cleared is behind `Approver`: grants, elicitation and the
+// out-of-band request are adapters of it (src/approval/adapters/), asked in a
+// fixed order by the approve stage; the pipeline never knows which answered.
 
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { ImpactPreview } from '../backends/backend.js';
+import type { ImpactPreview, ParsedRequest } from '../backends/backend.js';
+import type { GatewayConfig } from '../config/schema.js';
+import type { Identity } from '../identity/identity.js';
+import type { Rule } from '../policy/schema.js';
+import type { ApprovalStore, JournalStore, StoredGrant } from '../state/contract.js';
 import { canonicalJson } from '../util/canonical-json.js';
 
 /** Who acted on an approval, and how. */
@@ -15,7 +21,16 @@ export interface ApproverIdentity {
   readonly kind: 'local' | 'oidc';
 }
 
-type ApprovalVia = 'elicitation' | 'cli';
+/**
+ * The channels a vote or clearance can come through. An adapter for a new channel adds its
+ * name by declaration merging (`declare module '…/approver.js' { interface ApprovalVias { console: true } }`).
+ */
+export interface ApprovalVias {
+  elicitation: true;
+  cli: true;
+}
+
+export type ApprovalVia = Extract<keyof ApprovalVias, string>;
 
 export interface Vote {
   readonly approver: ApproverIdentity;
@@ -51,12 +66,6 @@ export interface ApprovalSubject {
   readonly preview: ImpactPreview | null;
 }
 
-export type ApprovalOutcome =
-  | { readonly status: 'approved'; readonly approvalId: string; readonly votes: readonly Vote[]; readonly grantMs: number | null }
-  | { readonly status: 'declined'; readonly approvalId: string; readonly votes: readonly Vote[]; readonly reason: string }
-  | { readonly status: 'pending'; readonly approvalId: string }
-  | { readonly status: 'unavailable'; readonly reason: string };
-
 /** Per-call hooks the transport offers (server.ts builds them from the MCP request). */
 export interface ApprovalChannel {
   readonly clientName?: string;
@@ -80,9 +89,65 @@ export interface ElicitForm {
 export type ElicitAnswer =
   { readonly action: 'accept'; readonly approve: boolean; readonly grantMs: number; readonly reason?: string } | { readonly action: 'decline' | 'cancel' };
 
+/** What the approve stage works with: the state store (opened on first use), journal, clock, settings and the adapters. */
+export interface ApprovalContext {
+  readonly store: () => ApprovalStore;
+  readonly journal: JournalStore;
+  readonly clock: () => Date;
+  readonly settings: GatewayConfig['approval'];
+  /** The adapters, in the order they are asked (default: grant, elicitation, out of band; see adapters/index.ts). */
+  readonly approvers?: readonly Approver[];
+  /** Real-time sleep; injectable (with `monotonic`) so tests run a long wait in virtual time. */
+  readonly sleep?: (ms: number) => Promise<void>;
+  /** Milliseconds on a monotonic clock, for how long a call has waited (default performance.now). */
+  readonly monotonic?: () => number;
+  /** How often a waiting call sends progress notifications (default 5 s). */
+  readonly progressEveryMs?: number;
+}
+
+/** How often a waiting call sends progress notifications unless the context says otherwise. */
+export const PROGRESS_EVERY_MS = 5_000;
+
+/** What let an `approve` decision through: journaled with the call (callTool's clearance record). */
+export type Clearance =
+  | { readonly kind: 'grant'; readonly grant: StoredGrant }
+  | {
+      readonly kind: 'approval';
+      readonly approvalId: string;
+      readonly via: ApprovalVia;
+      readonly votes: readonly Vote[];
+      readonly grant: StoredGrant | null;
+    };
+
+/** One call whose decision is `approve`, as every adapter sees it. */
+export interface ApprovalCall {
+  readonly callId: string;
+  readonly request: ParsedRequest;
+  /** The approve rule that matched. */
+  readonly rule: Rule;
+  readonly identity: Identity;
+  readonly channel: ApprovalChannel;
+  /**
+   * What a human is asked to approve. Built on first use and then shared: building it may
+   * run the impact preview (a dry run), which an adapter that clears without a human skips.
+   */
+  subject(): Promise<ApprovalSubject>;
+}
+
+/**
+ * One way a call that needs approval is cleared: a grant, the human at the client
+ * (elicitation), the out-of-band request, or the next channel. The stage asks each
+ * adapter in order; the first that does not answer null decides the call.
+ */
 export interface Approver {
-  /** Asks for approval of `subject`; resolves when decided, or pending/unavailable. */
-  request(subject: ApprovalSubject, channel: ApprovalChannel): Promise<ApprovalOutcome>;
+  /** Names the adapter (tests, logs); not shown to agents. */
+  readonly name: string;
+  /**
+   * null: this adapter cannot decide this call (its channel is missing, or the rule does not
+   * allow it), and the next one is asked. Otherwise the clearance, or a thrown coded refusal
+   * (approval.declined, .pending, .timeout, .unavailable); every step is journaled by the adapter.
+   */
+  clear(call: ApprovalCall, ctx: ApprovalContext): Promise<Clearance | null>;
 }
 
 /**

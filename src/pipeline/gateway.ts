@@ -9,7 +9,7 @@ import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
-import type { ApprovalContext } from '../approval/stage.js';
+import type { ApprovalContext, Approver } from '../approval/approver.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
 
@@ -42,6 +42,8 @@ export function createGateway(options: {
   clock?: () => Date;
   /** Tests inject a sleep and monotonic clock (virtual time), or the progress interval. */
   approvals?: { sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
+  /** The approval adapters in the order they are asked: the default list (approval/adapters), unless a test brings its own. */
+  approvers?: readonly Approver[];
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const closing: Array<() => Promise<void>> = [];
@@ -52,6 +54,7 @@ export function createGateway(options: {
     journal: options.state.journal,
     clock,
     settings: options.config.approval,
+    ...(options.approvers ? { approvers: options.approvers } : {}),
     ...(options.approvals?.sleep ? { sleep: options.approvals.sleep } : {}),
     ...(options.approvals?.monotonic ? { monotonic: options.approvals.monotonic } : {}),
     ...(options.approvals?.progressEveryMs ? { progressEveryMs: options.approvals.progressEveryMs } : {}),
@@ -93,6 +96,8 @@ export async function openGateway(options: {
   journalPath?: string;
   /** The backends tools may use: the registry's, unless a test brings its own list. */
   backends?: readonly Backend[];
+  /** The approval adapters, in order: the default list, unless a test brings its own. */
+  approvers?: readonly Approver[];
 }): Promise<Gateway> {
   const backends = options.backends ?? BACKENDS;
   const config = loadConfig(options.configDir, { backends });
@@ -101,5 +106,12 @@ export async function openGateway(options: {
   await Promise.all(backends.map((b) => b.init()));
   const maskKey = config.hashKey ? new TextEncoder().encode(resolveSecret(config.hashKey, environment)) : new Uint8Array(randomBytes(32));
   const state = await openState(config, { environment, ...(options.journalPath === undefined ? {} : { journalPath: options.journalPath }) });
-  return createGateway({ config, state, maskKey, environment, ...(options.clock ? { clock: options.clock } : {}) });
+  return createGateway({
+    config,
+    state,
+    maskKey,
+    environment,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.approvers ? { approvers: options.approvers } : {}),
+  });
 }
