@@ -5,15 +5,14 @@
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ApproverIdentity } from '../approval/approver.js';
 import { authenticateApprover } from '../approval/approvers.js';
-import { approveCount, decideApproval, journalRevocation, revokeGrant } from '../approval/decide.js';
-import { formatApproval, formatApprovalList, formatGrantList, safeLine } from '../approval/format.js';
+import { decideApproval, journalRevocation, revokeGrant } from '../approval/decide.js';
+import { formatApproval, formatApprovalList, formatGrantList, revokeMessage, safeLine, voteMessage } from '../approval/format.js';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { durationSchema, formatDuration } from '../config/units.js';
+import { durationSchema } from '../config/units.js';
 import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
-import type { ApprovalStore, StateStore, StoredApproval, StoredGrant } from '../state/contract.js';
+import type { ApprovalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
 import { COMMANDS, type CommandArgs, type CommandSpec } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
@@ -142,22 +141,6 @@ export async function approvalsVote(
   }
 }
 
-/** What the approver is told after a vote was kept; the same text for every channel that prints one. */
-export function voteMessage(after: StoredApproval, decision: 'approve' | 'deny', approver: ApproverIdentity, record: { readonly seq: number } | null): string {
-  const approvals = approveCount(after);
-  const grant = after.grantMs ? formatDuration(after.grantMs) : 'none: this call only';
-  const outcome =
-    after.status === 'approved'
-      ? `approved (${approvals}/${after.subject.min}); grant ${grant}. The waiting call, or the agent's next identical call, runs it.`
-      : after.status === 'denied'
-        ? 'denied. The agent is told your reason; nothing runs.'
-        : `pending (${approvals}/${after.subject.min} approvals).`;
-  return (
-    `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). ` +
-    `Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`
-  );
-}
-
 function orphanMessage(record: { readonly seq: number }, decision: 'approve' | 'deny', id: string): string {
   return (
     `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; ` +
@@ -201,11 +184,4 @@ export async function grantsRevoke({ values, positionals }: CommandArgs<'grants 
   } catch (error) {
     return refused(error, io);
   }
-}
-
-export function revokeMessage(grant: StoredGrant, approver: ApproverIdentity): string {
-  return (
-    `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} ` +
-    `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`
-  );
 }
