@@ -165,7 +165,7 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
     return;
   }
   if (url.pathname.startsWith(API_PREFIX)) {
-    await serveApi({ gateway: site.gateway, auth: state.auth, maxBodyBytes: site.maxBodyBytes, now: () => new Date() }, req, res, url);
+    await serveApi({ gateway: site.gateway, auth: state.auth, maxBodyBytes: site.maxBodyBytes, now: site.gateway.clock }, req, res, url);
     return;
   }
   sendJsonRpcError(res, 404, 'Not Found', { code: -32000 });
