@@ -16,6 +16,7 @@ import type { ApprovalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
 import { COMMANDS, type CommandArgs, type CommandSpec } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
+import { isRemote, remoteApprovalsList, remoteApprovalsShow, remoteGrantsList, remoteGrantsRevoke, remoteVote } from './remote.js';
 
 /** Prints a catalog error and returns the exit code: 2 for a bad argument, 1 for any refusal or unavailability. */
 function refused(error: unknown, io: CliIo): number {
@@ -70,6 +71,7 @@ function oneId(positionals: string[], spec: CommandSpec): string {
 }
 
 export async function approvalsList({ values }: CommandArgs<'approvals list'>, io: CliIo): Promise<number> {
+  if (isRemote(values)) return remoteApprovalsList(values, io);
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
@@ -83,6 +85,7 @@ export async function approvalsList({ values }: CommandArgs<'approvals list'>, i
 
 export async function approvalsShow({ values, positionals }: CommandArgs<'approvals show'>, io: CliIo): Promise<number> {
   const id = oneId(positionals, COMMANDS['approvals show']);
+  if (isRemote(values)) return remoteApprovalsShow(values, id, io);
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
@@ -114,6 +117,15 @@ export async function approvalsVote(
   if (decision === 'deny' && reason === undefined) fail(`A denial needs a reason the requester will see: --reason TEXT.\nUsage: ${usage}`);
   if (decision === 'deny' && values.grant !== undefined) fail('--grant applies to approve only.');
   const grantMs = decision === 'approve' ? parseGrant(values.grant) : 0;
+  if (isRemote(parsed.values, [['token-file', values['token-file']]])) {
+    return remoteVote(
+      parsed.values,
+      id,
+      decision,
+      { ...(reason !== undefined ? { reason } : {}), ...(grantMs > 0 ? { grant: values.grant as string } : {}) },
+      io,
+    );
+  }
   const token = approverToken(values['token-file'], io);
   const config = loadConfig(configDir(values.config, io));
   try {
@@ -149,6 +161,7 @@ function orphanMessage(record: { readonly seq: number }, decision: 'approve' | '
 }
 
 export async function grantsList({ values }: CommandArgs<'grants list'>, io: CliIo): Promise<number> {
+  if (isRemote(values)) return remoteGrantsList(values, io);
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
@@ -167,6 +180,7 @@ export async function grantsList({ values }: CommandArgs<'grants list'>, io: Cli
  */
 export async function grantsRevoke({ values, positionals }: CommandArgs<'grants revoke'>, io: CliIo): Promise<number> {
   const id = oneId(positionals, COMMANDS['grants revoke']);
+  if (isRemote(values, [['token-file', values['token-file']]])) return remoteGrantsRevoke(values, id, io);
   const token = approverToken(values['token-file'], io);
   const config = loadConfig(configDir(values.config, io));
   try {

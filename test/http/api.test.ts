@@ -17,6 +17,8 @@ import { serveHttp, type HttpGateway } from '../../src/http/server.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { freePort } from '../support/net.js';
 import { startTestIdp, type TestIdp } from '../support/oidc.js';
+import { runInProcess } from '../support/cli.js';
+import { obtainAccessToken } from '../../src/bridge/tokens.js';
 
 const ACCOUNTS = {
   alice: { groups: ['analysts'] },
@@ -307,5 +309,70 @@ describe('the approvals API', () => {
     expect(csv.text.split('\n')[0]).toContain('call_id');
     refusedWith(await api('/journal/export?format=xml', { account: 'audrey' }), 400, 'input.invalid');
     refusedWith(await api('/journal/export?since=yesterday', { account: 'audrey' }), 400, 'input.invalid');
+  });
+});
+
+describe('the CLI with --gateway (src/cli/remote.ts)', () => {
+  let cache: string;
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    runInProcess([...args, '--gateway', resource, '--client-id', 'drawbridge-cli', '--token-cache', cache], { env });
+  const local = (args: string[]) => runInProcess([...args, '--config', dir], { env: { DB_URL: db.gatewayUrl } });
+
+  beforeAll(async () => {
+    // dana signs in once, as `drawbridge token` does (the device flow, played here by the test IdP); the CLI then uses the cache.
+    cache = join(dir, 'dana-cache', 'tokens.json');
+    await obtainAccessToken({
+      url: resource,
+      clientId: 'drawbridge-cli',
+      tokenCache: cache,
+      log: () => undefined,
+      onSignInPrompt: (prompt) => void idp.approveDevice(prompt.userCode, 'dana'),
+    });
+  }, 30_000);
+
+  it('list, show, approve, grants list and revoke print what the --config path prints', async () => {
+    const id = await pendingWrite('cli-gateway');
+    for (const args of [
+      ['approvals', 'show', id],
+      ['approvals', 'show', id, '--json'],
+      ['approvals', 'list', '--json'],
+    ]) {
+      const [remote, here] = [await cli(args), await local(args)];
+      expect(remote.stderr).toBe('');
+      expect(remote.status, remote.stderr).toBe(0);
+      expect(remote.stdout).toBe(here.stdout);
+    }
+    expect((await cli(['approvals', 'list'])).stdout).toContain(id);
+    const approved = await cli(['approvals', 'approve', id, '--grant', '15m', '--reason', 'from my laptop']);
+    expect(approved.status, approved.stderr).toBe(0);
+    expect(approved.stdout).toMatch(
+      new RegExp(`^${id}: approve by dana recorded \\(journal #\\d+\\)\\. Request run_sql on db is now approved \\(1/1\\); grant 15m\\.`),
+    );
+    const ran = await aliceWrites("UPDATE orders SET note = 'cli-gateway' WHERE id IN (1, 2)");
+    expect(ran.ok, ran.text).toBe(true);
+    const listed = await cli(['grants', 'list', '--json']);
+    expect(listed.status, listed.stderr).toBe(0);
+    const grant = (JSON.parse(listed.stdout) as Array<{ id: string; approvalId: string }>).find((g) => g.approvalId === id);
+    expect(grant).toBeDefined();
+    expect((await cli(['grants', 'list'])).stdout).toBe((await local(['grants', 'list'])).stdout);
+    const revoked = await cli(['grants', 'revoke', grant!.id]);
+    expect(revoked.status, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toMatch(new RegExp(`^${grant!.id}: revoked by dana; alice no longer has run_sql on db under rule writes-need-approval`));
+  });
+
+  it('refusals print the catalog code and hint and exit 1; --gateway excludes --config; journal export needs a reader group', async () => {
+    const id = await pendingWrite('cli-refusals');
+    const denied = await cli(['approvals', 'deny', id, '--reason', 'not today']);
+    expect(denied.status, denied.stderr).toBe(0);
+    const again = await cli(['approvals', 'deny', id, '--reason', 'twice']);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/^drawbridge: approval\.(duplicate_vote|not_pending): /);
+    const both = await runInProcess(['approvals', 'list', '--gateway', resource, '--config', dir]);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toContain('--gateway and --config exclude each other');
+    const exported = await cli(['journal', 'export']);
+    expect(exported.status).toBe(1);
+    expect(exported.stderr).toContain('drawbridge: journal.forbidden: ');
+    expect(exported.stderr).toContain('journal: { readers:');
   });
 });
