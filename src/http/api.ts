@@ -50,7 +50,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
 function sendError(res: ServerResponse, error: unknown, headers: Readonly<Record<string, string>> = {}): void {
   // Never a stack trace or an internal message: a non-catalog failure is 'internal'.
   const e = isDrawbridgeError(error) ? error : new DrawbridgeError('internal', 'The request failed because of an internal gateway error.');
-  const status = STATUS[e.code] ?? 500;
+  const declared = e.details['httpStatus'];
+  const status = typeof declared === 'number' ? declared : (STATUS[e.code] ?? 500);
   sendJson(res, status, { error: { code: e.code, message: e.message, hint: e.hint } }, headers);
 }
 
@@ -75,6 +76,11 @@ function approvalView(a: StoredApproval, who: Identity): Record<string, unknown>
 
 function notFound(id: string): DrawbridgeError {
   return new DrawbridgeError('approval.not_found', `No approval request ${JSON.stringify(id)} that you may see.`);
+}
+
+/** The server's Host/Origin refusal (hosts.ts), in the API's shape. */
+export function sendHostRefusal(res: ServerResponse, message: string): void {
+  sendJson(res, 403, { error: { code: 'input.invalid', message, hint: "Call the API at the gateway's own address, not through another origin." } });
 }
 
 /** Handles one request under /api/v1/ (Host and Origin already checked by the server). */
@@ -147,7 +153,10 @@ async function stringFields(req: IncomingMessage, limit: number, names: readonly
   const declared = req.headers['content-length'];
   if (declared === '0') return {};
   const read = await readJsonBody(req, limit);
-  if (!read.ok) throw new DrawbridgeError('input.invalid', read.status === 413 ? read.message : 'The request body is not JSON.');
+  if (!read.ok) {
+    if (read.status === 413) throw new DrawbridgeError('input.invalid', read.message, { details: { httpStatus: 413 } });
+    throw new DrawbridgeError('input.invalid', 'The request body is not JSON.');
+  }
   if (read.value === null || typeof read.value !== 'object' || Array.isArray(read.value)) {
     throw new DrawbridgeError('input.invalid', 'The request body must be a JSON object.');
   }

@@ -21,7 +21,7 @@ import { DrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import { createMcpServer } from '../server.js';
-import { API_PREFIX, serveApi } from './api.js';
+import { API_PREFIX, sendHostRefusal, serveApi } from './api.js';
 import { authenticate, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
@@ -152,6 +152,10 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
   // MCP Inspector's OAuth runs in its page, e.g. on http://localhost:6274) read it from their
   // own origin. The MCP endpoint keeps the Origin check; the Host check applies to both.
   const refused = hostRefusal(state.hosts, req, { anyOrigin: metadata });
+  if (refused && url.pathname.startsWith(API_PREFIX)) {
+    sendHostRefusal(res, refused);
+    return;
+  }
   if (refused) {
     sendJsonRpcError(res, 403, refused, { code: -32000 });
     return;

@@ -246,8 +246,23 @@ describe('the approvals API', () => {
   it('a body over the cap is refused, not read', async () => {
     const id = await pendingWrite('api-big');
     const r = await api(`/approvals/${id}/deny`, { body: { reason: 'x'.repeat(5 * 1024 * 1024) } });
-    refusedWith(r, 400, 'input.invalid');
+    refusedWith(r, 413, 'input.invalid');
     expect(r.json.error.message).toContain('Payload Too Large');
+  });
+
+  it('applies the Host and Origin checks of the MCP endpoint: a page on another origin is refused before anything runs', async () => {
+    const id = await pendingWrite('api-origin');
+    const res = await fetch(`${base}/approvals/${id}/approve`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens['dana']}`, 'content-type': 'application/json', origin: 'http://evil.example' },
+      body: '{}',
+    });
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(res.status).toBe(403);
+    expect(body.error.message).toContain('Invalid Origin header');
+    expect((await api(`/approvals/${id}`)).json.approval.status).toBe('pending');
+    const token = await api(`/approvals?access_token=${tokens['dana']}`, { token: null });
+    refusedWith(token, 400, 'identity.invalid_token');
   });
 
   it('releases a call waiting on the gateway at once when approved over the API', async () => {
