@@ -22,12 +22,14 @@ export interface ApproverIdentity {
 }
 
 /**
- * The channels a vote or clearance can come through. An adapter for a new channel adds its
- * name by declaration merging (`declare module '…/approver.js' { interface ApprovalVias { console: true } }`).
+ * The channels a vote or clearance can come through: in band (the MCP client's form), the CLI on
+ * the gateway host, or the approvals API. An adapter for a new channel adds its name by declaration
+ * merging (`declare module '…/approver.js' { interface ApprovalVias { console: true } }`).
  */
 export interface ApprovalVias {
   elicitation: true;
   cli: true;
+  api: true;
 }
 
 export type ApprovalVia = Extract<keyof ApprovalVias, string>;
