@@ -18,6 +18,7 @@ import type { Identity } from '../identity/identity.js';
 import type { ApprovalStore, JournalStore, StoredApproval, StoredGrant } from '../state/contract.js';
 import type { Decision } from '../policy/evaluate.js';
 import { requestHash, type ApprovalAnswer, type ApprovalChannel, type ApprovalSubject, type Vote } from './approver.js';
+import type { Notifier } from './notify.js';
 import { grantChoices, describeForApproval } from './prompt.js';
 
 export interface ApprovalContext {
@@ -31,6 +32,8 @@ export interface ApprovalContext {
   readonly monotonic?: () => number;
   /** How often a waiting call sends progress notifications (default 5 s). */
   readonly progressEveryMs?: number;
+  /** approval.notify: queues a notification (never blocks, never throws). */
+  readonly notify?: Notifier['notify'];
 }
 
 export type Clearance =
@@ -216,6 +219,7 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
       },
       ctx.clock(),
     );
+    ctx.notify?.('approval.pending', approval);
   }
   const sleep = ctx.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const monotonic = ctx.monotonic ?? (() => performance.now());

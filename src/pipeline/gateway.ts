@@ -9,6 +9,7 @@ import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
+import { createNotifier, type Notifier } from '../approval/notify.js';
 import type { ApprovalContext } from '../approval/stage.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
@@ -24,6 +25,8 @@ export interface Gateway {
   readonly clock: () => Date;
   /** The approve stage's state: the out-of-band store (opened on first use), journal, clock, settings. */
   readonly approval: ApprovalContext;
+  /** approval.notify's deliveries; null when no target is configured. */
+  readonly notifier: Notifier | null;
   /** Brokered connections, opened on first use. */
   connection(name: string): BackendConnection;
   /**
@@ -42,10 +45,23 @@ export function createGateway(options: {
   clock?: () => Date;
   /** Tests inject a sleep and monotonic clock (virtual time), or the progress interval. */
   approvals?: { sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
+  /** Replaces the notifier approval.notify would build (tests: virtual time for the retries). */
+  notifier?: Notifier;
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const closing: Array<() => Promise<void>> = [];
   const clock = options.clock ?? (() => new Date());
+  const notifier =
+    options.notifier ??
+    (options.config.approval.notify.length === 0
+      ? null
+      : createNotifier({
+          targets: options.config.approval.notify,
+          environment: options.environment,
+          journal: options.state.journal,
+          clock,
+          consoleOrigin: null,
+        }));
   const approval: ApprovalContext = {
     // The engine opens its approvals on first use: a gateway whose policy never asks for approval creates nothing for them.
     store: () => options.state.approvals,
@@ -55,6 +71,7 @@ export function createGateway(options: {
     ...(options.approvals?.sleep ? { sleep: options.approvals.sleep } : {}),
     ...(options.approvals?.monotonic ? { monotonic: options.approvals.monotonic } : {}),
     ...(options.approvals?.progressEveryMs ? { progressEveryMs: options.approvals.progressEveryMs } : {}),
+    ...(notifier ? { notify: notifier.notify } : {}),
   };
   return {
     config: options.config,
@@ -64,6 +81,7 @@ export function createGateway(options: {
     environment: options.environment,
     clock,
     approval,
+    notifier,
     connection(name) {
       const existing = open.get(name);
       if (existing) return existing;
@@ -81,10 +99,15 @@ export function createGateway(options: {
       open.clear();
       // A hook's failure is its own to report; the state closes regardless.
       for (const hook of closing.splice(0)) await hook().catch(() => undefined);
+      // Deliveries still retrying get a moment to finish (and journal a failure) before the state closes; no longer.
+      if (notifier) await Promise.race([notifier.idle(), new Promise<void>((r) => setTimeout(r, NOTIFY_DRAIN_MS).unref())]);
       await options.state.close();
     },
   };
 }
+
+/** How long close() waits for notifications still being delivered. */
+const NOTIFY_DRAIN_MS = 2_000;
 
 export async function openGateway(options: {
   configDir: string;
