@@ -15,7 +15,8 @@ export interface ApproverIdentity {
   readonly kind: 'local' | 'oidc';
 }
 
-type ApprovalVia = 'elicitation' | 'cli';
+/** How a vote reached the gateway: in band (the MCP client's form), the CLI on the gateway host, or the approvals API. */
+export type ApprovalVia = 'elicitation' | 'cli' | 'api';
 
 export interface Vote {
   readonly approver: ApproverIdentity;

@@ -5,16 +5,16 @@
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ApproverIdentity, Vote } from '../approval/approver.js';
+import type { ApproverIdentity } from '../approval/approver.js';
 import { authenticateApprover } from '../approval/approvers.js';
+import { approveCount, decideApproval, journalRevocation, revokeGrant } from '../approval/decide.js';
 import { formatApproval, formatApprovalList, formatGrantList, safeLine } from '../approval/format.js';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { durationSchema, formatDuration } from '../config/units.js';
 import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
-import type { ApprovalStore, StateStore } from '../state/contract.js';
+import type { ApprovalStore, StateStore, StoredApproval, StoredGrant } from '../state/contract.js';
 import { openState } from '../state/open.js';
-import type { JournalRecord } from '../state/records.js';
 import { COMMANDS, type CommandArgs, type CommandSpec } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
 
@@ -96,20 +96,11 @@ export async function approvalsShow({ values, positionals }: CommandArgs<'approv
   }
 }
 
-function approverRecord(a: ApproverIdentity): Record<string, unknown> {
-  return { subject: a.subject, groups: [...a.groups], kind: a.kind };
-}
-
 /**
- * A vote and its journal record commit together or not at all, as far as two
- * files allow. The journal is opened first (fail early when it is unavailable),
- * then the vote runs in one store write transaction, and the journal record is
- * appended (and fsynced) from inside that transaction, after the vote is
- * validated and before it commits. If the append fails, the store rolls the
- * vote back: a vote never counts without its journal record. The remaining
- * window is the store's COMMIT failing after the append; then the journal holds
- * a vote the store did not keep (an over-record, never a silent approval): the
- * request is unchanged, the command says so loudly and exits non-zero.
+ * A vote and its journal record commit together or not at all (decideApproval
+ * says how). The journal is opened first (fail early when it is unavailable);
+ * if the store's COMMIT fails after the journal append, the journal holds a
+ * vote the store did not keep: the command says so loudly and exits non-zero.
  */
 export async function approvalsVote(
   decision: 'approve' | 'deny',
@@ -126,67 +117,52 @@ export async function approvalsVote(
   const grantMs = decision === 'approve' ? parseGrant(values.grant) : 0;
   const token = approverToken(values['token-file'], io);
   const config = loadConfig(configDir(values.config, io));
-  let record: JournalRecord | undefined;
-  let committed = false;
   try {
     const approver = await authenticateApprover(config, token, io.env);
     const state = await openState(config, { purpose: 'command', environment: { env: io.env, baseDir: config.dir } });
     try {
       const now = new Date();
-      const vote: Vote = {
+      const result = await decideApproval(
+        state,
         approver,
-        decision,
-        via: 'cli',
-        ...(reason !== undefined ? { reason } : {}),
-        ...(grantMs > 0 ? { grantMs } : {}),
-        at: now.toISOString(),
-      };
-      const after = await state.approvals.vote(id, vote, now, {
-        beforeCommit: async (a) => {
-          record = await state.journal.append(
-            'approval',
-            a.subject.callId,
-            {
-              event: 'vote',
-              approvalId: a.id,
-              hash: a.hash,
-              decision,
-              approver: approverRecord(approver),
-              via: 'cli',
-              reason: reason ?? null,
-              grantMs: decision === 'approve' ? grantMs : null,
-              status: a.status,
-            },
-            now,
-          );
-        },
-      });
-      committed = true;
-      const approvals = new Set(after.votes.filter((v) => v.decision === 'approve').map((v) => v.approver.subject)).size;
-      const grant = after.grantMs ? formatDuration(after.grantMs) : 'none: this call only';
-      const outcome =
-        after.status === 'approved'
-          ? `approved (${approvals}/${after.subject.min}); grant ${grant}. The waiting call, or the agent's next identical call, runs it.`
-          : after.status === 'denied'
-            ? 'denied. The agent is told your reason; nothing runs.'
-            : `pending (${approvals}/${after.subject.min} approvals).`;
-      io.stdout.write(
-        `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). ` +
-          `Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`,
+        { approvalId: id, decision, via: 'cli', ...(reason !== undefined ? { reason } : {}), ...(grantMs > 0 ? { grantMs } : {}) },
+        now,
       );
+      if (!result.ok) {
+        if (result.orphan !== null) io.stderr.write(orphanMessage(result.orphan, decision, id));
+        throw result.error;
+      }
+      io.stdout.write(voteMessage(result.approval, decision, approver, result.record));
       return 0;
     } finally {
       await state.close();
     }
   } catch (error) {
-    if (record !== undefined && !committed) {
-      io.stderr.write(
-        `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; ` +
-          'the request is unchanged. Tell the operator, then vote again.\n',
-      );
-    }
     return refused(error, io);
   }
+}
+
+/** What the approver is told after a vote was kept; the same text for every channel that prints one. */
+export function voteMessage(after: StoredApproval, decision: 'approve' | 'deny', approver: ApproverIdentity, record: { readonly seq: number } | null): string {
+  const approvals = approveCount(after);
+  const grant = after.grantMs ? formatDuration(after.grantMs) : 'none: this call only';
+  const outcome =
+    after.status === 'approved'
+      ? `approved (${approvals}/${after.subject.min}); grant ${grant}. The waiting call, or the agent's next identical call, runs it.`
+      : after.status === 'denied'
+        ? 'denied. The agent is told your reason; nothing runs.'
+        : `pending (${approvals}/${after.subject.min} approvals).`;
+  return (
+    `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). ` +
+    `Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`
+  );
+}
+
+function orphanMessage(record: { readonly seq: number }, decision: 'approve' | 'deny', id: string): string {
+  return (
+    `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; ` +
+    'the request is unchanged. Tell the operator, then vote again.\n'
+  );
 }
 
 export async function grantsList({ values }: CommandArgs<'grants list'>, io: CliIo): Promise<number> {
@@ -213,30 +189,23 @@ export async function grantsRevoke({ values, positionals }: CommandArgs<'grants 
   try {
     const approver = await authenticateApprover(config, token, io.env);
     const now = new Date();
-    const { grant, callId } = await withStore(config, io, async (store) => {
-      const revoked = await store.revokeGrant(id, approver.subject, now);
-      // Journal under the call that requested the approval; in-band grants have no stored request.
-      return { grant: revoked, callId: (await store.get(revoked.approvalId, now))?.subject.callId ?? revoked.id };
-    });
-    io.stdout.write(
-      `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} ` +
-        `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`,
-    );
+    const revocation = await withStore(config, io, (store) => revokeGrant(store, approver, id, now));
+    io.stdout.write(revokeMessage(revocation.grant, approver));
     try {
-      await withState(config, io, async (state) => {
-        await state.journal.append(
-          'grant',
-          callId,
-          { event: 'revoked', grantId: grant.id, approvalId: grant.approvalId, by: approver.subject, approver: approverRecord(approver) },
-          now,
-        );
-      });
+      await withState(config, io, (state) => journalRevocation(state, approver, revocation, now));
     } catch (error) {
-      io.stderr.write(`drawbridge: ERROR: grant ${grant.id} IS revoked, but the revocation could not be journaled. Tell the operator.\n`);
+      io.stderr.write(`drawbridge: ERROR: grant ${revocation.grant.id} IS revoked, but the revocation could not be journaled. Tell the operator.\n`);
       return refused(error, io);
     }
     return 0;
   } catch (error) {
     return refused(error, io);
   }
+}
+
+export function revokeMessage(grant: StoredGrant, approver: ApproverIdentity): string {
+  return (
+    `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} ` +
+    `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`
+  );
 }
