@@ -287,6 +287,20 @@ export function createNotifier(options: NotifyOptions): Notifier {
   };
 }
 
+/**
+ * The notifier for a gateway's approval.notify, or null when none is configured.
+ * `retry` tightens the policy where a person waits for the deliveries (the CLI).
+ */
+export function notifierFor(
+  targets: readonly NotifyTarget[],
+  base: Pick<NotifyOptions, 'environment' | 'journal' | 'clock' | 'consoleOrigin'> & { readonly retry?: Partial<RetryPolicy> },
+): Notifier | null {
+  return targets.length === 0 ? null : createNotifier({ targets, ...base });
+}
+
+/** Where a person waits for the deliveries to finish (`drawbridge approvals approve`): a few seconds at most. */
+export const INTERACTIVE_RETRY: Partial<RetryPolicy> = { attempts: 3, baseDelayMs: 1_000, maxDelayMs: 4_000, timeoutMs: 5_000, totalMs: 10_000 };
+
 function isLoopback(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);

@@ -9,7 +9,7 @@ import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
-import { createNotifier, type Notifier } from '../approval/notify.js';
+import { notifierFor, type Notifier } from '../approval/notify.js';
 import type { ApprovalContext } from '../approval/stage.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
@@ -53,15 +53,7 @@ export function createGateway(options: {
   const clock = options.clock ?? (() => new Date());
   const notifier =
     options.notifier ??
-    (options.config.approval.notify.length === 0
-      ? null
-      : createNotifier({
-          targets: options.config.approval.notify,
-          environment: options.environment,
-          journal: options.state.journal,
-          clock,
-          consoleOrigin: null,
-        }));
+    notifierFor(options.config.approval.notify, { environment: options.environment, journal: options.state.journal, clock, consoleOrigin: null });
   const approval: ApprovalContext = {
     // The engine opens its approvals on first use: a gateway whose policy never asks for approval creates nothing for them.
     store: () => options.state.approvals,
