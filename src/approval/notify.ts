@@ -44,6 +44,9 @@ export interface NotifyOptions {
   readonly retry?: Partial<RetryPolicy>;
 }
 
+/** What a gateway's owner may tune: timing (tests run it in virtual time), the log, the retry policy. */
+export type NotifyTuning = Partial<Pick<NotifyOptions, 'sleep' | 'deadline' | 'monotonic' | 'log' | 'retry'>>;
+
 export interface RetryPolicy {
   /** Attempts per notification and target, the first included. */
   readonly attempts: number;
@@ -293,7 +296,7 @@ export function createNotifier(options: NotifyOptions): Notifier {
  */
 export function notifierFor(
   targets: readonly NotifyTarget[],
-  base: Pick<NotifyOptions, 'environment' | 'journal' | 'clock' | 'consoleOrigin'> & { readonly retry?: Partial<RetryPolicy> },
+  base: Pick<NotifyOptions, 'environment' | 'journal' | 'clock' | 'consoleOrigin'> & NotifyTuning,
 ): Notifier | null {
   return targets.length === 0 ? null : createNotifier({ targets, ...base });
 }

@@ -9,7 +9,7 @@ import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
-import { notifierFor, type Notifier } from '../approval/notify.js';
+import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notify.js';
 import type { ApprovalContext } from '../approval/stage.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
@@ -45,15 +45,19 @@ export function createGateway(options: {
   clock?: () => Date;
   /** Tests inject a sleep and monotonic clock (virtual time), or the progress interval. */
   approvals?: { sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
-  /** Replaces the notifier approval.notify would build (tests: virtual time for the retries). */
-  notifier?: Notifier;
+  /** approval.notify's timing (tests: virtual time for the retries, a captured log). */
+  notify?: NotifyTuning;
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const closing: Array<() => Promise<void>> = [];
   const clock = options.clock ?? (() => new Date());
-  const notifier =
-    options.notifier ??
-    notifierFor(options.config.approval.notify, { environment: options.environment, journal: options.state.journal, clock, consoleOrigin: null });
+  const notifier = notifierFor(options.config.approval.notify, {
+    environment: options.environment,
+    journal: options.state.journal,
+    clock,
+    consoleOrigin: null,
+    ...options.notify,
+  });
   const approval: ApprovalContext = {
     // The engine opens its approvals on first use: a gateway whose policy never asks for approval creates nothing for them.
     store: () => options.state.approvals,
@@ -108,6 +112,7 @@ export async function openGateway(options: {
   journalPath?: string;
   /** The backends tools may use: the registry's, unless a test brings its own list. */
   backends?: readonly Backend[];
+  notify?: NotifyTuning;
 }): Promise<Gateway> {
   const backends = options.backends ?? BACKENDS;
   const config = loadConfig(options.configDir, { backends });
@@ -116,5 +121,12 @@ export async function openGateway(options: {
   await Promise.all(backends.map((b) => b.init()));
   const maskKey = config.hashKey ? new TextEncoder().encode(resolveSecret(config.hashKey, environment)) : new Uint8Array(randomBytes(32));
   const state = await openState(config, { environment, ...(options.journalPath === undefined ? {} : { journalPath: options.journalPath }) });
-  return createGateway({ config, state, maskKey, environment, ...(options.clock ? { clock: options.clock } : {}) });
+  return createGateway({
+    config,
+    state,
+    maskKey,
+    environment,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.notify ? { notify: options.notify } : {}),
+  });
 }
