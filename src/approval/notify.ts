@@ -127,7 +127,7 @@ export function slackText(event: NotifyEvent, a: NotifiedApproval): string {
   const head =
     event === 'approval.pending'
       ? `Approval ${a.id} is waiting: ${who} asks to run ${e(a.tool)} on ${e(a.connection)}`
-      : `Approval ${a.id} was ${a.status === 'approved' ? 'approved' : a.status === 'denied' ? 'denied' : a.status}: ${e(a.tool)} on ${e(a.connection)} for ${who}`;
+      : `Approval ${a.id} was ${a.status}: ${e(a.tool)} on ${e(a.connection)} for ${who}`;
   const lines = [`*${head}*`, `> ${e(a.summary).replace(/\n/g, '\n> ')}`];
   lines.push(`Rule ${e(a.rule)}: ${e(a.message)}`);
   if (a.affectedRows !== null) lines.push(`Preview: ${a.affectedRows} row${a.affectedRows === 1 ? '' : 's'} affected`);

@@ -367,7 +367,8 @@ function notifyTargetProblems(target: NotifyTarget): Array<{ field: 'url' | 'sec
   if (url.kind === 'template' && !url.template.includes('${')) {
     problems.push({
       field: 'url',
-      message: `a ${target.kind} notification URL is written inline (it carries the webhook's credential); reference it instead, e.g. url: \${SLACK_WEBHOOK_URL}`,
+      message:
+        `a ${target.kind} notification URL is written inline (it carries the webhook's credential); ` + 'reference it instead, e.g. url: ${SLACK_WEBHOOK_URL}',
     });
   } else if (url.kind === 'template') {
     const literal = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#$]*)(?=[/?#]|\$\{)/.exec(url.template);
