@@ -17,6 +17,7 @@ import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import type { StoredApproval } from '../../src/state/contract.js';
 import { approvalSubject } from '../support/approvals.js';
+import { runInProcess } from '../support/cli.js';
 import { as, freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -77,21 +78,23 @@ rules:
 `;
 
 interface Setup {
+  readonly dir: string;
   readonly gateway: Gateway;
   readonly db: FreshDatabase;
   readonly logs: string[];
   call(): Promise<CallResult>;
 }
 
-async function setup(notify: string, env: Record<string, string>, timing: Parameters<typeof openGateway>[0]['notify'] = {}): Promise<Setup> {
+async function setup(notify: string, env: Record<string, string>, timing: Parameters<typeof openGateway>[0]['notify'] = {}, approvers = ''): Promise<Setup> {
   const db = await freshDatabase('notify');
   cleanups.push(() => db.drop());
-  const dir = writeConfig({ policy: POLICY, approval: `{ wait: 0ms, store: approvals.db, notify: ${notify} }` });
+  const dir = writeConfig({ policy: POLICY, approval: `{ wait: 0ms, store: approvals.db, notify: ${notify}${approvers} }` });
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const logs: string[] = [];
   const gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl, ...env }, notify: { log: (line) => logs.push(line), ...timing } });
   cleanups.push(() => gateway.close());
   return {
+    dir,
     gateway,
     db,
     logs,
@@ -217,6 +220,32 @@ describe('approval.notify', () => {
 
     expectNothingSecret([...slack.received, ...hook.received], s.db);
     expect(s.logs).toEqual([]);
+  });
+
+  it('drawbridge approvals deny on the gateway host sends the decided message before it exits', async () => {
+    const slack = await receiver();
+    const token = 'tok-dana-4b1d9e2c7a6f0853';
+    const s = await setup(
+      '[{ kind: slack, url: { env: SLACK_URL } }]',
+      { SLACK_URL: slack.url },
+      {},
+      ', approvers: [{ subject: dana, groups: [dba], token: { env: DANA_TOKEN } }]',
+    );
+    const id = pendingId(await s.call());
+    await s.gateway.notifier?.idle();
+    expect(slack.received).toHaveLength(1);
+    const r = await runInProcess(['approvals', 'deny', id, '--reason', 'not during the freeze', '--config', s.dir], {
+      env: { SLACK_URL: slack.url, DANA_TOKEN: token, DRAWBRIDGE_APPROVER_TOKEN: token },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    // The command returned only after the delivery: the message is there already.
+    expect(slack.received).toHaveLength(2);
+    const text = (JSON.parse(slack.received[1]?.body ?? '{}') as { text: string }).text;
+    expect(text).toContain(`Approval ${id} was denied: run_sql on db for alice (vitest)`);
+    expect(text).toContain('• dana: deny (not during the freeze)');
+    expect(text).not.toContain(token);
+    expectNothingSecret(slack.received, s.db);
   });
 
   it('retries a failing receiver with backoff in virtual time, journals the failure, and never holds up the call', async () => {
