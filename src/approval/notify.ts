@@ -200,7 +200,8 @@ export function createNotifier(options: NotifyOptions): Notifier {
     const abort = new AbortController();
     try {
       const answered = fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: abort.signal }).then(async (response) => {
-        await response.arrayBuffer().catch(() => undefined);
+        // Only the status matters; the body is not read (a receiver cannot make the gateway buffer a large answer).
+        await response.body?.cancel().catch(() => undefined);
         return response.status;
       });
       const timedOut = deadline(retry.timeoutMs, abort.signal).then(() => 'timeout' as const);
