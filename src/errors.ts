@@ -42,6 +42,7 @@ type CoreErrorCode =
   | 'backend.interrupted'
   | 'limits.affected_rows'
   | 'journal.unavailable'
+  | 'journal.forbidden'
   | 'state.schema_version'
   | 'approval.declined'
   | 'approval.pending'
@@ -97,6 +98,9 @@ const HINTS: Record<CoreErrorCode, string> = {
     'state on the host) before retrying anything that changes state; the next call opens a new connection.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
+  'journal.forbidden':
+    'Reading the journal over the approvals API is for members of the groups in journal.readers (policies, kind: gateway); ' +
+    'ask the operator to add one of your groups there.',
   'state.schema_version':
     'The state schema does not match this Drawbridge: if older, run `drawbridge state migrate`; if newer, upgrade Drawbridge to the version that wrote it.',
   'approval.declined': 'A human declined this request. Do not retry it or variants of it; ask them what they would accept.',
@@ -157,6 +161,7 @@ const KINDS: Record<CoreErrorCode, ErrorKind> = {
   'backend.interrupted': 'fault',
   'limits.affected_rows': 'refusal',
   'journal.unavailable': 'fault',
+  'journal.forbidden': 'refusal',
   'state.schema_version': 'fault',
   'approval.declined': 'refusal',
   'approval.pending': 'refusal',

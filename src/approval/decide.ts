@@ -93,11 +93,6 @@ export async function decideApproval(
   }
 }
 
-/** Distinct approvers who approved so far. */
-export function approveCount(a: StoredApproval): number {
-  return new Set(a.votes.filter((v) => v.decision === 'approve').map((v) => v.approver.subject)).size;
-}
-
 /** The revoked grant, and the call its revocation is journaled under. */
 export interface Revocation {
   readonly grant: StoredGrant;

@@ -5,7 +5,7 @@
 // terminal or make its SQL read differently from what would run.
 
 import { formatDuration } from '../config/units.js';
-import type { Vote } from './approver.js';
+import type { ApproverIdentity, Vote } from './approver.js';
 import type { StoredApproval, StoredGrant } from '../state/contract.js';
 
 // C0 (except \t and \n), DEL, C1, zero-width and direction marks, line/paragraph
@@ -56,7 +56,8 @@ function grantText(ms: number | null | undefined): string {
   return ms ? formatDuration(ms) : 'none';
 }
 
-function approveCount(a: StoredApproval): number {
+/** Distinct approvers who approved so far. */
+export function approveCount(a: StoredApproval): number {
   return new Set(a.votes.filter((v) => v.decision === 'approve').map((v) => v.approver.subject)).size;
 }
 
@@ -219,4 +220,28 @@ export function formatGrantList(grants: readonly StoredGrant[], now: Date, optio
     g.approvalId,
   ]);
   return table(header, rows);
+}
+
+/** What the approver is told after a vote was kept; the same text for every channel that prints one. */
+export function voteMessage(after: StoredApproval, decision: 'approve' | 'deny', approver: ApproverIdentity, record: { readonly seq: number } | null): string {
+  const approvals = approveCount(after);
+  const grant = after.grantMs ? formatDuration(after.grantMs) : 'none: this call only';
+  const outcome =
+    after.status === 'approved'
+      ? `approved (${approvals}/${after.subject.min}); grant ${grant}. The waiting call, or the agent's next identical call, runs it.`
+      : after.status === 'denied'
+        ? 'denied. The agent is told your reason; nothing runs.'
+        : `pending (${approvals}/${after.subject.min} approvals).`;
+  return (
+    `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). ` +
+    `Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`
+  );
+}
+
+/** What the approver is told after revoking a grant; the same text for the CLI on the host and over the API. */
+export function revokeMessage(grant: StoredGrant, approver: ApproverIdentity): string {
+  return (
+    `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} ` +
+    `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`
+  );
 }

@@ -5,19 +5,19 @@
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ApproverIdentity } from '../approval/approver.js';
 import { authenticateApprover } from '../approval/approvers.js';
-import { approveCount, decideApproval, journalRevocation, revokeGrant } from '../approval/decide.js';
+import { decideApproval, journalRevocation, revokeGrant } from '../approval/decide.js';
 import { INTERACTIVE_RETRY, notifierFor } from '../approval/notify.js';
-import { formatApproval, formatApprovalList, formatGrantList, safeLine } from '../approval/format.js';
+import { formatApproval, formatApprovalList, formatGrantList, revokeMessage, safeLine, voteMessage } from '../approval/format.js';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { durationSchema, formatDuration } from '../config/units.js';
+import { durationSchema } from '../config/units.js';
 import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
-import type { ApprovalStore, StateStore, StoredApproval, StoredGrant } from '../state/contract.js';
+import type { ApprovalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
 import { COMMANDS, type CommandArgs, type CommandSpec } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
+import { isRemote, remoteApprovalsList, remoteApprovalsShow, remoteGrantsList, remoteGrantsRevoke, remoteVote } from './remote.js';
 
 /** Prints a catalog error and returns the exit code: 2 for a bad argument, 1 for any refusal or unavailability. */
 function refused(error: unknown, io: CliIo): number {
@@ -72,6 +72,7 @@ function oneId(positionals: string[], spec: CommandSpec): string {
 }
 
 export async function approvalsList({ values }: CommandArgs<'approvals list'>, io: CliIo): Promise<number> {
+  if (isRemote(values)) return remoteApprovalsList(values, io);
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
@@ -85,6 +86,7 @@ export async function approvalsList({ values }: CommandArgs<'approvals list'>, i
 
 export async function approvalsShow({ values, positionals }: CommandArgs<'approvals show'>, io: CliIo): Promise<number> {
   const id = oneId(positionals, COMMANDS['approvals show']);
+  if (isRemote(values)) return remoteApprovalsShow(values, id, io);
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
@@ -116,6 +118,15 @@ export async function approvalsVote(
   if (decision === 'deny' && reason === undefined) fail(`A denial needs a reason the requester will see: --reason TEXT.\nUsage: ${usage}`);
   if (decision === 'deny' && values.grant !== undefined) fail('--grant applies to approve only.');
   const grantMs = decision === 'approve' ? parseGrant(values.grant) : 0;
+  if (isRemote(parsed.values, [['token-file', values['token-file']]])) {
+    return remoteVote(
+      parsed.values,
+      id,
+      decision,
+      { ...(reason !== undefined ? { reason } : {}), ...(grantMs > 0 ? { grant: values.grant as string } : {}) },
+      io,
+    );
+  }
   const token = approverToken(values['token-file'], io);
   const config = loadConfig(configDir(values.config, io));
   try {
@@ -154,22 +165,6 @@ export async function approvalsVote(
   }
 }
 
-/** What the approver is told after a vote was kept; the same text for every channel that prints one. */
-export function voteMessage(after: StoredApproval, decision: 'approve' | 'deny', approver: ApproverIdentity, record: { readonly seq: number } | null): string {
-  const approvals = approveCount(after);
-  const grant = after.grantMs ? formatDuration(after.grantMs) : 'none: this call only';
-  const outcome =
-    after.status === 'approved'
-      ? `approved (${approvals}/${after.subject.min}); grant ${grant}. The waiting call, or the agent's next identical call, runs it.`
-      : after.status === 'denied'
-        ? 'denied. The agent is told your reason; nothing runs.'
-        : `pending (${approvals}/${after.subject.min} approvals).`;
-  return (
-    `${after.id}: ${decision} by ${safeLine(approver.subject)} recorded (journal #${record?.seq ?? '?'}). ` +
-    `Request ${safeLine(after.subject.tool)} on ${safeLine(after.subject.connection)} is now ${outcome}\n`
-  );
-}
-
 function orphanMessage(record: { readonly seq: number }, decision: 'approve' | 'deny', id: string): string {
   return (
     `drawbridge: ERROR: journal record #${record.seq} says ${decision} on ${id}, but the approvals store did not keep the vote; ` +
@@ -178,6 +173,7 @@ function orphanMessage(record: { readonly seq: number }, decision: 'approve' | '
 }
 
 export async function grantsList({ values }: CommandArgs<'grants list'>, io: CliIo): Promise<number> {
+  if (isRemote(values)) return remoteGrantsList(values, io);
   const config = loadConfig(configDir(values.config, io));
   try {
     const now = new Date();
@@ -196,6 +192,7 @@ export async function grantsList({ values }: CommandArgs<'grants list'>, io: Cli
  */
 export async function grantsRevoke({ values, positionals }: CommandArgs<'grants revoke'>, io: CliIo): Promise<number> {
   const id = oneId(positionals, COMMANDS['grants revoke']);
+  if (isRemote(values, [['token-file', values['token-file']]])) return remoteGrantsRevoke(values, id, io);
   const token = approverToken(values['token-file'], io);
   const config = loadConfig(configDir(values.config, io));
   try {
@@ -213,11 +210,4 @@ export async function grantsRevoke({ values, positionals }: CommandArgs<'grants 
   } catch (error) {
     return refused(error, io);
   }
-}
-
-export function revokeMessage(grant: StoredGrant, approver: ApproverIdentity): string {
-  return (
-    `${grant.id}: revoked by ${safeLine(approver.subject)}; ${safeLine(grant.subject)} no longer has ${safeLine(grant.tool)} ` +
-    `on ${safeLine(grant.connection)} under rule ${safeLine(grant.rule)} (it would have expired ${grant.expiresAt}).\n`
-  );
 }

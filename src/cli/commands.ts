@@ -58,6 +58,17 @@ const BRIDGE_OPTIONS = {
   'no-token-cache': { type: 'boolean', default: false, help: 'keep tokens in memory only' },
 } as const;
 
+/** Remote approvers: the approvals API of a gateway, signed in as `drawbridge token` signs in. */
+const REMOTE = {
+  gateway: {
+    type: 'string',
+    value: 'URL',
+    help: "a gateway's MCP URL: act through its approvals API, signed in with your own account (instead of --config)",
+  },
+  ...BRIDGE_OPTIONS,
+} as const;
+const REMOTE_USAGE = '[--config DIR | --gateway URL [--client-id ID]]';
+
 export const COMMANDS = {
   serve: define({
     path: 'serve',
@@ -128,7 +139,7 @@ export const COMMANDS = {
     summary: 'export journal records as JSON lines or CSV, filtered',
     usage: [
       'journal export [--format jsonl|csv] [--since ISO] [--until ISO] [--subject S] [--tool T] [--connection C] ' +
-        '[--decision allow|deny|approve] [--journal FILE | --config DIR]',
+        '[--decision allow|deny|approve] [--journal FILE | --config DIR | --gateway URL [--client-id ID]]',
     ],
     options: {
       config: CONFIG,
@@ -140,6 +151,7 @@ export const COMMANDS = {
       tool: { type: 'string', value: 'T', help: 'only this tool' },
       connection: { type: 'string', value: 'C', help: 'only this connection' },
       decision: { type: 'string', value: 'allow|deny|approve', help: 'only calls decided so' },
+      ...REMOTE,
     },
     examples: ['drawbridge journal export --format csv --since 2026-11-01 --decision deny'],
   }),
@@ -197,51 +209,55 @@ export const COMMANDS = {
   'approvals list': define({
     path: 'approvals list',
     summary: 'pending approval requests (--all: every status)',
-    usage: ['approvals list [--all] [--json] [--config DIR]'],
-    options: { config: CONFIG, all: { type: 'boolean', default: false, help: 'also decided and expired requests' }, json: JSON_OUT },
+    usage: [`approvals list [--all] [--json] ${REMOTE_USAGE}`],
+    options: { config: CONFIG, all: { type: 'boolean', default: false, help: 'also decided and expired requests' }, json: JSON_OUT, ...REMOTE },
     examples: ['drawbridge approvals list'],
   }),
   'approvals show': define({
     path: 'approvals show',
     summary: 'the exact request, its rule, impact preview and votes',
-    usage: ['approvals show ID [--json] [--config DIR]'],
-    options: { config: CONFIG, json: JSON_OUT },
+    usage: [`approvals show ID [--json] ${REMOTE_USAGE}`],
+    options: { config: CONFIG, json: JSON_OUT, ...REMOTE },
     positionals: { name: 'ID', min: 1, max: 1 },
     examples: ['drawbridge approvals show ap_1a2b3c4d5e'],
   }),
   'approvals approve': define({
     path: 'approvals approve',
     summary: 'approve a pending request, optionally with a grant for similar calls',
-    usage: ['approvals approve ID [--reason TEXT] [--grant 15m|none] [--token-file PATH] [--config DIR]'],
+    usage: [`approvals approve ID [--reason TEXT] [--grant 15m|none] [--token-file PATH] ${REMOTE_USAGE}`],
     options: {
       config: CONFIG,
       reason: { type: 'string', value: 'TEXT', help: 'why (journaled)' },
       grant: { type: 'string', value: '15m|none', help: 'also allow similar calls for this long (at most what the rule allows)' },
       'token-file': TOKEN_FILE,
+      ...REMOTE,
     },
     positionals: { name: 'ID', min: 1, max: 1 },
-    examples: ['drawbridge approvals approve ap_1a2b3c4d5e --grant 15m --reason "ticket OPS-42"'],
+    examples: [
+      'drawbridge approvals approve ap_1a2b3c4d5e --grant 15m --reason "ticket OPS-42"',
+      'drawbridge approvals approve ap_1a2b3c4d5e --gateway https://drawbridge.example.com/mcp --client-id drawbridge-cli',
+    ],
   }),
   'approvals deny': define({
     path: 'approvals deny',
     summary: 'deny a pending request; the agent is told your reason',
-    usage: ['approvals deny ID --reason TEXT [--token-file PATH] [--config DIR]'],
-    options: { config: CONFIG, reason: { type: 'string', value: 'TEXT', help: 'why (required; the requester sees it)' }, 'token-file': TOKEN_FILE },
+    usage: [`approvals deny ID --reason TEXT [--token-file PATH] ${REMOTE_USAGE}`],
+    options: { config: CONFIG, reason: { type: 'string', value: 'TEXT', help: 'why (required; the requester sees it)' }, 'token-file': TOKEN_FILE, ...REMOTE },
     positionals: { name: 'ID', min: 1, max: 1 },
     examples: ['drawbridge approvals deny ap_1a2b3c4d5e --reason "use the archive job instead"'],
   }),
   'grants list': define({
     path: 'grants list',
     summary: 'active grants (--all: also expired and revoked)',
-    usage: ['grants list [--all] [--json] [--config DIR]'],
-    options: { config: CONFIG, all: { type: 'boolean', default: false, help: 'also expired and revoked grants' }, json: JSON_OUT },
+    usage: [`grants list [--all] [--json] ${REMOTE_USAGE}`],
+    options: { config: CONFIG, all: { type: 'boolean', default: false, help: 'also expired and revoked grants' }, json: JSON_OUT, ...REMOTE },
     examples: ['drawbridge grants list'],
   }),
   'grants revoke': define({
     path: 'grants revoke',
     summary: 'revoke a grant at once',
-    usage: ['grants revoke ID [--token-file PATH] [--config DIR]'],
-    options: { config: CONFIG, 'token-file': TOKEN_FILE },
+    usage: [`grants revoke ID [--token-file PATH] ${REMOTE_USAGE}`],
+    options: { config: CONFIG, 'token-file': TOKEN_FILE, ...REMOTE },
     positionals: { name: 'ID', min: 1, max: 1 },
     examples: ['drawbridge grants revoke gr_1a2b3c4d5e'],
   }),

@@ -16,6 +16,7 @@ import { verifyStore, type VerifyOptions, type VerifyResult } from '../journal/v
 import { openJournalReader, type JournalReader } from '../state/open.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
+import { isRemote, remoteJournalExport } from './remote.js';
 
 /** --journal FILE (a SQLite file), else the journal of the config's state; read-only, closed after `body`. */
 async function withJournal<T>(
@@ -64,6 +65,7 @@ export async function journalExport({ values }: CommandArgs<'journal export'>, i
   const format = values.format;
   if (format !== 'jsonl' && format !== 'csv') return fail('--format must be jsonl or csv.');
   const filter = exportFilter(values);
+  if (isRemote(values, [['journal', values.journal]])) return remoteJournalExport(values, io);
   // Every entry is read before the first line is written: a missing or unreadable journal fails with no output.
   const entries = await withJournal(values, io, lazyConfig(values, io), (reader) => readStoreCalls(reader.journal, reader.where, filter));
   for (const line of renderLines(entries, format)) io.stdout.write(`${line}\n`);

@@ -471,6 +471,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       path: isAbsolute(journalPath) ? journalPath : join(root, journalPath),
       sync: g?.journal.sync ?? 'full',
       checkpoints: checkpointsOf(g, absolute),
+      readers: g?.journal.readers ?? [],
     },
     hashKey: g?.masking.hash_key ?? null,
     state: g?.state ? { engine: 'postgres', url: g.state.url } : { engine: 'sqlite' },

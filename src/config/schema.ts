@@ -115,8 +115,10 @@ export const gatewaySchema = z.strictObject({
           publish: z.strictObject({ file: z.string().min(1) }),
         })
         .optional(),
+      /** Groups whose members may export the journal over the approvals API (GET /api/v1/journal/export); none by default. */
+      readers: z.array(z.string().min(1)).default([]),
     })
-    .default({ path: '.drawbridge/journal.db', sync: 'full' }),
+    .default({ path: '.drawbridge/journal.db', sync: 'full', readers: [] }),
   masking: z.strictObject({ hash_key: secretRefSchema.optional() }).default({}),
   /** Shared state (journal, approvals, grants) in PostgreSQL instead of the local SQLite files: what replicas share. */
   state: z.strictObject({ url: secretRefSchema }).optional(),
@@ -191,7 +193,13 @@ export interface GatewayConfig {
   readonly rules: readonly Rule[];
   readonly masking: readonly MaskingRule[];
   readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | OidcIdentityDeclaration | null;
-  readonly journal: { readonly path: string; readonly sync: 'full' | 'normal'; readonly checkpoints: CheckpointsConfig | null };
+  readonly journal: {
+    readonly path: string;
+    readonly sync: 'full' | 'normal';
+    readonly checkpoints: CheckpointsConfig | null;
+    /** Groups allowed to export the journal over the approvals API. */
+    readonly readers: readonly string[];
+  };
   readonly hashKey: SecretRef | null;
   /**
    * Where the journal, approvals and grants live: the local SQLite files (journal.path,

@@ -10,13 +10,13 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
+import { DrawbridgeError, isDrawbridgeError, type ErrorCode } from '../errors.js';
 import type { Identity, IdentityProvider } from '../identity/identity.js';
 import type { TokenVerifier, VerifiedToken } from '../identity/oidc.js';
 
 interface AuthRefusal {
   readonly status: 400 | 401 | 403 | 500 | 503;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly message: string;
   readonly headers: Readonly<Record<string, string>>;
 }
@@ -88,7 +88,7 @@ function tokenInQuery(url: URL): boolean {
 export async function authenticate(req: IncomingMessage, url: URL, context: AuthContext): Promise<AuthOutcome> {
   const { verifier, metadataUrl } = context;
   const scope = verifier.requiredScopes.length > 0 ? verifier.requiredScopes.join(' ') : undefined;
-  const refuse = (status: AuthRefusal['status'], code: string, message: string, error?: string, extra: Record<string, string> = {}): AuthOutcome => ({
+  const refuse = (status: AuthRefusal['status'], code: ErrorCode, message: string, error?: string, extra: Record<string, string> = {}): AuthOutcome => ({
     ok: false,
     refusal: {
       status,

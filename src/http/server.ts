@@ -4,7 +4,8 @@
 //     and DELETE through the SDK's StreamableHTTPServerTransport, one stateful
 //     session (and one MCP Server) per initialize;
 //   - the RFC 9728 protected resource metadata, at the path-inserted and the
-//     root well-known URLs.
+//     root well-known URLs;
+//   - the approvals API under /api/v1/ (api.ts), with the same bearer tokens.
 // Every MCP request must carry `Authorization: Bearer <token>`, verified on
 // every request (including the SSE stream and DELETE); a session stays bound
 // to the issuer and subject of the token that opened it. The pipeline sees
@@ -20,6 +21,7 @@ import { DrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import { createMcpServer } from '../server.js';
+import { API_PREFIX, sendHostRefusal, serveApi } from './api.js';
 import { authenticate, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
@@ -150,6 +152,10 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
   // MCP Inspector's OAuth runs in its page, e.g. on http://localhost:6274) read it from their
   // own origin. The MCP endpoint keeps the Origin check; the Host check applies to both.
   const refused = hostRefusal(state.hosts, req, { anyOrigin: metadata });
+  if (refused && url.pathname.startsWith(API_PREFIX)) {
+    sendHostRefusal(res, refused);
+    return;
+  }
   if (refused) {
     sendJsonRpcError(res, 403, refused, { code: -32000 });
     return;
@@ -160,6 +166,10 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
   }
   if (url.pathname === state.location.mcpPath) {
     await serveMcp(site, req, res, url, state);
+    return;
+  }
+  if (url.pathname.startsWith(API_PREFIX)) {
+    await serveApi({ gateway: site.gateway, auth: state.auth, maxBodyBytes: site.maxBodyBytes, now: site.gateway.clock }, req, res, url);
     return;
   }
   sendJsonRpcError(res, 404, 'Not Found', { code: -32000 });
