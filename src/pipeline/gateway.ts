@@ -96,7 +96,11 @@ export function createGateway(options: {
       // A hook's failure is its own to report; the state closes regardless.
       for (const hook of closing.splice(0)) await hook().catch(() => undefined);
       // Deliveries still retrying get a moment to finish (and journal a failure) before the state closes; no longer.
-      if (notifier) await Promise.race([notifier.idle(), new Promise<void>((r) => setTimeout(r, NOTIFY_DRAIN_MS).unref())]);
+      if (notifier) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([notifier.idle(), new Promise<void>((r) => (timer = setTimeout(r, NOTIFY_DRAIN_MS)))]);
+        clearTimeout(timer);
+      }
       await options.state.close();
     },
   };
