@@ -7,6 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import type { Notifier } from './notify.js';
 import type { ImpactPreview, ParsedRequest } from '../backends/backend.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Identity } from '../identity/identity.js';
@@ -105,6 +106,8 @@ export interface ApprovalContext {
   readonly monotonic?: () => number;
   /** How often a waiting call sends progress notifications (default 5 s). */
   readonly progressEveryMs?: number;
+  /** approval.notify: queues a notification (never blocks, never throws). */
+  readonly notify?: Notifier['notify'];
 }
 
 /** How often a waiting call sends progress notifications unless the context says otherwise. */

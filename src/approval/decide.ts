@@ -8,6 +8,7 @@
 import type { ApprovalStore, StateStore, StoredApproval, StoredGrant } from '../state/contract.js';
 import type { JournalRecord } from '../state/records.js';
 import type { ApproverIdentity, Vote } from './approver.js';
+import type { Notifier } from './notify.js';
 
 /** The channels that decide out of band; the vote and its journal record name it. */
 export type DecisionVia = 'cli' | 'api';
@@ -45,7 +46,13 @@ export function approverRecord(a: ApproverIdentity): Record<string, unknown> {
  * store did not keep (an over-record, never a silent approval), reported as `orphan`.
  * A committed vote wakes a waiting call through the store's change notice.
  */
-export async function decideApproval(state: StateStore, approver: ApproverIdentity, d: Decision, now: Date): Promise<DecisionResult> {
+export async function decideApproval(
+  state: StateStore,
+  approver: ApproverIdentity,
+  d: Decision,
+  now: Date,
+  notify?: Notifier['notify'],
+): Promise<DecisionResult> {
   const grantMs = d.decision === 'approve' ? (d.grantMs ?? 0) : 0;
   const reason = d.reason;
   const vote: Vote = {
@@ -78,6 +85,8 @@ export async function decideApproval(state: StateStore, approver: ApproverIdenti
         );
       },
     });
+    // approval.notify: only the vote that decided the request (queued, never blocks the answer).
+    if (approval.status === 'approved' || approval.status === 'denied') notify?.('approval.decided', approval);
     return { ok: true, approval, record: record ?? null, approver };
   } catch (error) {
     return { ok: false, error, orphan: record ?? null };

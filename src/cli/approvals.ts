@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { authenticateApprover } from '../approval/approvers.js';
 import { decideApproval, journalRevocation, revokeGrant } from '../approval/decide.js';
+import { INTERACTIVE_RETRY, notifierFor } from '../approval/notify.js';
 import { formatApproval, formatApprovalList, formatGrantList, revokeMessage, safeLine, voteMessage } from '../approval/format.js';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -133,12 +134,23 @@ export async function approvalsVote(
     const state = await openState(config, { purpose: 'command', environment: { env: io.env, baseDir: config.dir } });
     try {
       const now = new Date();
+      // approval.notify: the decided message goes out from here; the command waits for it (a few seconds at most).
+      const environment = { env: io.env, baseDir: config.dir };
+      const notifier = notifierFor(config.approval.notify, {
+        environment,
+        journal: state.journal,
+        clock: () => new Date(),
+        consoleOrigin: null,
+        retry: INTERACTIVE_RETRY,
+      });
       const result = await decideApproval(
         state,
         approver,
         { approvalId: id, decision, via: 'cli', ...(reason !== undefined ? { reason } : {}), ...(grantMs > 0 ? { grantMs } : {}) },
         now,
+        notifier?.notify,
       );
+      await notifier?.idle();
       if (!result.ok) {
         if (result.orphan !== null) io.stderr.write(orphanMessage(result.orphan, decision, id));
         throw result.error;

@@ -156,6 +156,8 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
     await gateway.close();
     return fail(`drawbridge: cannot listen on ${listen.given}: ${(error as Error).message}`, 1);
   }
+  // Notifications link to the console page of a request, under the public URL's origin.
+  gateway.notifier?.linkTo(http.resource);
   if (http.resource !== identity.audience) {
     io.stderr.write(
       `drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; ` +

@@ -23,6 +23,7 @@ import {
   type GatewayDeclaration,
   type LoadedConnection,
   type LoadedTool,
+  type NotifyTarget,
   type SourceLocation,
 } from './schema.js';
 import { containsInlineCredential } from './secrets.js';
@@ -348,7 +349,47 @@ function collectGateway(raw: RawDocument, c: Collection, validate: Validate): vo
       });
     }
   });
+  value.approval.notify.forEach((target, index) => {
+    for (const problem of notifyTargetProblems(target))
+      c.problems.push({ ...locate(raw, ['approval', 'notify', index, problem.field]), message: problem.message });
+  });
   c.gateway = value;
+}
+
+/**
+ * What is wrong with a notification target as written: an inline URL or secret (a Slack
+ * webhook URL is a credential), or a literal scheme and host that are neither https nor
+ * http on loopback. A URL wholly behind a reference is checked when it is resolved.
+ */
+function notifyTargetProblems(target: NotifyTarget): Array<{ field: 'url' | 'secret'; message: string }> {
+  const problems: Array<{ field: 'url' | 'secret'; message: string }> = [];
+  const url = target.url;
+  if (url.kind === 'template' && !url.template.includes('${')) {
+    problems.push({
+      field: 'url',
+      message:
+        `a ${target.kind} notification URL is written inline (it carries the webhook's credential); ` + 'reference it instead, e.g. url: ${SLACK_WEBHOOK_URL}',
+    });
+  } else if (url.kind === 'template') {
+    const literal = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#$]*)(?=[/?#]|\$\{)/.exec(url.template);
+    const scheme = literal?.[1]?.toLowerCase();
+    const host = literal?.[2]?.replace(/^.*@/, '').replace(/:\d+$/, '') ?? '';
+    if (scheme !== undefined && scheme !== 'https' && scheme !== 'http') {
+      problems.push({ field: 'url', message: `a notification URL must use https:// (it uses ${scheme}://)` });
+    } else if (scheme === 'http' && host !== '' && !isLoopbackName(host)) {
+      problems.push({ field: 'url', message: `a notification URL must use https:// (http:// only to a loopback address, for tests); ${host} is not loopback` });
+    }
+  }
+  if (target.kind === 'webhook' && target.secret.kind === 'template' && !target.secret.template.includes('${')) {
+    problems.push({ field: 'secret', message: 'a webhook signing secret is written inline; reference it instead, e.g. secret: ${DRAWBRIDGE_WEBHOOK_SECRET}' });
+  }
+  return problems;
+}
+
+/** localhost, 127.0.0.0/8 or ::1: where plain http never leaves the machine. */
+function isLoopbackName(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /**
@@ -440,6 +481,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       elicitationTimeoutMs: g?.approval.elicitation_timeout ?? 600_000,
       pendingTtlMs: g?.approval.pending_ttl ?? 86_400_000,
       approvers: g?.approval.approvers ?? [],
+      notify: g?.approval.notify ?? [],
     },
     warnings,
   };

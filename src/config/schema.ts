@@ -79,6 +79,18 @@ export const oidcIdentitySchema = z.strictObject({
 
 export type OidcIdentityDeclaration = z.output<typeof oidcIdentitySchema>;
 
+/**
+ * A notification target (approval.notify): a Slack-compatible incoming webhook, or a generic
+ * JSON webhook signed with HMAC-SHA256. The URLs and the secret are references: a Slack
+ * webhook URL is itself a credential.
+ */
+const notifyTargetSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('slack'), url: secretRefSchema }),
+  z.strictObject({ kind: z.literal('webhook'), url: secretRefSchema, secret: secretRefSchema }),
+]);
+
+export type NotifyTarget = z.output<typeof notifyTargetSchema>;
+
 export const gatewaySchema = z.strictObject({
   kind: z.literal('gateway'),
   identity: z
@@ -130,8 +142,17 @@ export const gatewaySchema = z.strictObject({
           }),
         )
         .default([]),
+      /** Who is told when an out-of-band request becomes pending and when it is decided (src/approval/notify.ts). */
+      notify: z.array(notifyTargetSchema).default([]),
     })
-    .default({ store: '.drawbridge/approvals.db', wait: DEFAULT_APPROVAL_WAIT_MS, elicitation_timeout: 600_000, pending_ttl: 86_400_000, approvers: [] }),
+    .default({
+      store: '.drawbridge/approvals.db',
+      wait: DEFAULT_APPROVAL_WAIT_MS,
+      elicitation_timeout: 600_000,
+      pending_ttl: 86_400_000,
+      approvers: [],
+      notify: [],
+    }),
 });
 
 type ToolDeclaration = z.output<typeof toolSchema>;
@@ -192,6 +213,7 @@ export interface GatewayConfig {
     readonly elicitationTimeoutMs: number;
     readonly pendingTtlMs: number;
     readonly approvers: ReadonlyArray<{ readonly subject: string; readonly groups: readonly string[]; readonly token: SecretRef }>;
+    readonly notify: readonly NotifyTarget[];
   };
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];

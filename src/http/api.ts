@@ -194,6 +194,7 @@ async function decide(site: ApiSite, req: IncomingMessage, res: ServerResponse, 
     approver,
     { approvalId: id, decision, via: 'api', ...(reason !== undefined ? { reason } : {}), ...(grantMs > 0 ? { grantMs } : {}) },
     now,
+    site.gateway.notifier?.notify,
   );
   if (!result.ok) {
     if (result.orphan !== null) {

@@ -10,6 +10,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
 import type { ApprovalContext, Approver } from '../approval/approver.js';
+import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notify.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
 
@@ -24,6 +25,8 @@ export interface Gateway {
   readonly clock: () => Date;
   /** The approve stage's state: the out-of-band store (opened on first use), journal, clock, settings. */
   readonly approval: ApprovalContext;
+  /** approval.notify's deliveries; null when no target is configured. */
+  readonly notifier: Notifier | null;
   /** Brokered connections, opened on first use. */
   connection(name: string): BackendConnection;
   /**
@@ -44,10 +47,19 @@ export function createGateway(options: {
   approvals?: { sleep?: (ms: number) => Promise<void>; monotonic?: () => number; progressEveryMs?: number };
   /** The approval adapters in the order they are asked: the default list (approval/adapters), unless a test brings its own. */
   approvers?: readonly Approver[];
+  /** approval.notify's timing (tests: virtual time for the retries, a captured log). */
+  notify?: NotifyTuning;
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const closing: Array<() => Promise<void>> = [];
   const clock = options.clock ?? (() => new Date());
+  const notifier = notifierFor(options.config.approval.notify, {
+    environment: options.environment,
+    journal: options.state.journal,
+    clock,
+    consoleOrigin: null,
+    ...options.notify,
+  });
   const approval: ApprovalContext = {
     // The engine opens its approvals on first use: a gateway whose policy never asks for approval creates nothing for them.
     store: () => options.state.approvals,
@@ -58,6 +70,7 @@ export function createGateway(options: {
     ...(options.approvals?.sleep ? { sleep: options.approvals.sleep } : {}),
     ...(options.approvals?.monotonic ? { monotonic: options.approvals.monotonic } : {}),
     ...(options.approvals?.progressEveryMs ? { progressEveryMs: options.approvals.progressEveryMs } : {}),
+    ...(notifier ? { notify: notifier.notify } : {}),
   };
   return {
     config: options.config,
@@ -67,6 +80,7 @@ export function createGateway(options: {
     environment: options.environment,
     clock,
     approval,
+    notifier,
     connection(name) {
       const existing = open.get(name);
       if (existing) return existing;
@@ -84,10 +98,19 @@ export function createGateway(options: {
       open.clear();
       // A hook's failure is its own to report; the state closes regardless.
       for (const hook of closing.splice(0)) await hook().catch(() => undefined);
+      // Deliveries still retrying get a moment to finish (and journal a failure) before the state closes; no longer.
+      if (notifier) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([notifier.idle(), new Promise<void>((r) => (timer = setTimeout(r, NOTIFY_DRAIN_MS)))]);
+        clearTimeout(timer);
+      }
       await options.state.close();
     },
   };
 }
+
+/** How long close() waits for notifications still being delivered. */
+const NOTIFY_DRAIN_MS = 2_000;
 
 export async function openGateway(options: {
   configDir: string;
@@ -98,6 +121,8 @@ export async function openGateway(options: {
   backends?: readonly Backend[];
   /** The approval adapters, in order: the default list, unless a test brings its own. */
   approvers?: readonly Approver[];
+  /** approval.notify's timing (tests: virtual time for the retries, a captured log). */
+  notify?: NotifyTuning;
 }): Promise<Gateway> {
   const backends = options.backends ?? BACKENDS;
   const config = loadConfig(options.configDir, { backends });
@@ -113,5 +138,6 @@ export async function openGateway(options: {
     environment,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.approvers ? { approvers: options.approvers } : {}),
+    ...(options.notify ? { notify: options.notify } : {}),
   });
 }

@@ -104,6 +104,8 @@ async function requestCreated(ctx: ApprovalContext, s: ApprovalSubject, approval
     },
     ctx.clock(),
   );
+  // After the record: a notification names only a request the journal already holds. Queued, never awaited.
+  ctx.notify?.('approval.pending', approval);
 }
 
 /**
