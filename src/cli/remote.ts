@@ -37,11 +37,23 @@ export function isRemote(values: RemoteValues, also: ReadonlyArray<readonly [str
 
 const BRIDGE_FLAGS = [['client-id'], ['scope'], ['token-cache'], ['no-token-cache']] as const;
 
-function bridgeOptions(values: RemoteValues, io: CliIo): BridgeOptions {
-  const url = values.gateway as string;
+/** The sign-in flags `connect`, `token` and every `--gateway` command share. */
+interface SignInValues {
+  readonly 'client-id'?: string | undefined;
+  readonly scope?: string | undefined;
+  readonly 'token-cache'?: string | undefined;
+  readonly 'no-token-cache'?: boolean | undefined;
+}
+
+/**
+ * Which gateway, which OAuth client and where tokens are cached. `who` starts the message when the
+ * client id is missing (`connect`, `--gateway`), `usage` ends it.
+ */
+export function signInOptions(url: string, values: SignInValues, io: CliIo, who: string, usage = ''): BridgeOptions {
   const clientId = values['client-id'] ?? io.env['DRAWBRIDGE_CLIENT_ID'];
-  if (!clientId) fail('--gateway needs the OAuth client registered for Drawbridge at your provider: --client-id ID (or $DRAWBRIDGE_CLIENT_ID).');
+  if (!clientId) fail(`${who} needs the OAuth client registered for Drawbridge at your provider: --client-id ID (or $DRAWBRIDGE_CLIENT_ID).${usage}`);
   if (values['token-cache'] !== undefined && values['no-token-cache']) fail('--token-cache and --no-token-cache exclude each other.');
+  // A secret on the command line would show in `ps`: the environment only.
   const clientSecret = io.env['DRAWBRIDGE_CLIENT_SECRET'];
   return {
     url,
@@ -71,7 +83,7 @@ class ApiClient {
   ) {}
 
   static async open(values: RemoteValues, io: CliIo): Promise<ApiClient> {
-    const options = bridgeOptions(values, io);
+    const options = signInOptions(values.gateway as string, values, io, '--gateway');
     const endpoint = gatewayEndpoint(options.url);
     const tokens = await obtainAccessToken(options);
     return new ApiClient(new URL('/api/v1/', endpoint), tokens);

@@ -6,8 +6,6 @@
 // MCP transport), so these commands are tested as a child process.
 
 import { writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { resolveSecret } from '../config/secrets.js';
@@ -16,7 +14,6 @@ import { localIdentityProvider, type Identity, type IdentityProvider } from '../
 import { createOidcVerifier, tokenIdentityProvider } from '../identity/oidc.js';
 import { openGateway, type Gateway } from '../pipeline/gateway.js';
 import { obtainAccessToken, runBridge, type BridgeOptions } from '../bridge/connect.js';
-import { defaultTokenCachePath } from '../bridge/tokens.js';
 import { serveHttp, type HttpGateway } from '../http/server.js';
 import type { CheckpointKeys } from '../journal/checkpoint.js';
 import { checkpointKeys, realInterval, startCheckpointer } from '../journal/checkpoint-file.js';
@@ -26,6 +23,7 @@ import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
+import { signInOptions } from './remote.js';
 
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
@@ -243,24 +241,7 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
 function bridgeOptions({ values, positionals }: CommandArgs<'connect' | 'token'>, command: 'connect' | 'token', io: CliIo): BridgeOptions {
   const usage = `drawbridge ${command} URL [--client-id ID] [--scope S] [--token-cache FILE | --no-token-cache]`;
   if (positionals.length !== 1) fail(`${command} takes the gateway's MCP URL, e.g. https://drawbridge.example.com/mcp.\nUsage: ${usage}`);
-  const clientId = values['client-id'] ?? io.env['DRAWBRIDGE_CLIENT_ID'];
-  if (!clientId)
-    fail(`${command} needs the OAuth client registered for Drawbridge at your provider: --client-id ID (or $DRAWBRIDGE_CLIENT_ID).\nUsage: ${usage}`);
-  if (values['token-cache'] !== undefined && values['no-token-cache']) fail('--token-cache and --no-token-cache exclude each other.');
-  // A secret on the command line would show in `ps`: the environment only.
-  const clientSecret = io.env['DRAWBRIDGE_CLIENT_SECRET'];
-  return {
-    url: positionals[0] as string,
-    clientId,
-    ...(clientSecret ? { clientSecret } : {}),
-    ...(values.scope !== undefined ? { scope: values.scope } : {}),
-    tokenCache: values['no-token-cache']
-      ? null
-      : values['token-cache'] !== undefined
-        ? resolve(io.cwd, values['token-cache'])
-        : defaultTokenCachePath(io.env, io.env['HOME'] || homedir()),
-    log: (line: string) => void io.stderr.write(`drawbridge: ${line}\n`),
-  };
+  return signInOptions(positionals[0] as string, values, io, command, `\nUsage: ${usage}`);
 }
 
 export async function connect(args: CommandArgs<'connect'>, io: CliIo): Promise<number> {
