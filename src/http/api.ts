@@ -279,6 +279,8 @@ function exportFilter(params: URLSearchParams): ExportFilter {
   const subject = text('subject');
   const tool = text('tool');
   const connection = text('connection');
+  const session = text('session');
+  const client = text('client');
   return {
     ...(since ? { since } : {}),
     ...(until ? { until } : {}),
@@ -286,6 +288,8 @@ function exportFilter(params: URLSearchParams): ExportFilter {
     ...(tool ? { tool } : {}),
     ...(connection ? { connection } : {}),
     ...(decision ? { decision } : {}),
+    ...(session ? { session } : {}),
+    ...(client ? { client } : {}),
   };
 }
 
@@ -321,12 +325,8 @@ async function journalCalls(site: ApiSite, _req: IncomingMessage, res: ServerRes
   }
   const limit = positiveInt(params, 'limit', MAX_LIMIT);
   const before = positiveInt(params, 'before', Number.MAX_SAFE_INTEGER);
-  const session = params.get('session') || undefined;
-  const client = params.get('client') || undefined;
   const filter: SearchFilter = {
     ...exportFilter(params),
-    ...(session ? { session } : {}),
-    ...(client ? { client } : {}),
     ...(status ? { status: status as OutcomeStatus } : {}),
     ...(limit !== undefined ? { limit } : {}),
     ...(before !== undefined ? { before } : {}),

@@ -77,7 +77,13 @@ async function api(path: string, account: keyof typeof ACCOUNTS, body?: unknown)
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, text, json: JSON.parse(text) as any };
+  let json: any = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // JSON lines (the export) are read from `text`.
+  }
+  return { status: res.status, text, json };
 }
 
 /** One MCP session of alice's over Streamable HTTP. */
@@ -152,6 +158,13 @@ describe('the journal over the API, and agent sessions over Streamable HTTP', ()
     expect(refused.json.calls.map((c: any) => c.callId)).toEqual([writeCallId]);
     const bySession = await api(`/journal/calls?session=${two}`, 'audrey');
     expect(bySession.json.calls.map((c: any) => c.call.input.sql)).toEqual(['SELECT 2 AS b']);
+    const exported = await api(`/journal/export?format=jsonl&session=${two}`, 'audrey');
+    expect(
+      exported.text
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { call: { session: string } }).call.session),
+    ).toEqual([two]);
     for (const bad of ['status=maybe', 'limit=0', 'limit=501', 'before=x', 'decision=perhaps', 'since=yesterday']) {
       const r = await api(`/journal/calls?${bad}`, 'audrey');
       expect(r.status, bad).toBe(400);
