@@ -11,6 +11,7 @@
 // pipeline, which journals them and refuses them). Over stdio, src/stdio.ts reads
 // messages of any size and depth without losing a call.
 
+import { randomUUID } from 'node:crypto';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { ListToolsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
@@ -100,7 +101,11 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-export function createMcpServer(gateway: Gateway, identities: IdentityProvider): Server {
+/**
+ * `session`: the agent session id journaled with each call when the transport has none of its
+ * own (stdio: one per process). A Streamable HTTP transport's `Mcp-Session-Id` wins.
+ */
+export function createMcpServer(gateway: Gateway, identities: IdentityProvider, options: { readonly session?: string } = {}): Server {
   const server = new Server({ name: SERVER_NAME, version: SERVER_VERSION }, { capabilities: { tools: {} } });
   const tools = describeTools(gateway.config);
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }));
@@ -123,6 +128,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
         identityError = isDrawbridgeError(error) ? error : undefined;
       }
       const client = server.getClientVersion();
+      const session = extra.sessionId ?? options.session;
       // How a human can be reached during this call: the elicitation form (only if the
       // client declared it) and progress notifications (only if it sent a progressToken).
       const token = meta['progressToken'];
@@ -151,6 +157,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
         ...(identityError ? { identityError } : {}),
         channel,
         ...(client ? { client: { name: client.name, version: client.version } } : {}),
+        ...(session !== undefined ? { session } : {}),
       });
       return toToolResult(result);
     },
@@ -159,7 +166,8 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider):
 }
 
 export async function serveStdio(gateway: Gateway, identities: IdentityProvider): Promise<Server> {
-  const server = createMcpServer(gateway, identities);
+  // One agent session per stdio process: its calls share this id in the journal.
+  const server = createMcpServer(gateway, identities, { session: `stdio-${randomUUID()}` });
   const transport = new StdioTransport();
   await server.connect(transport);
   return server;

@@ -16,6 +16,7 @@ import { durationSchema } from '../config/units.js';
 import { DrawbridgeError, isDrawbridgeError, type ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { readStoreCalls, renderLines, type ExportFilter } from '../journal/export.js';
+import { callRecord, MAX_LIMIT, OUTCOME_STATUSES, searchCalls, sessionReplay, type OutcomeStatus, type SearchFilter } from '../journal/search.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import type { StoredApproval, StoredGrant } from '../state/contract.js';
 import { authenticate, type AuthContext } from './auth.js';
@@ -110,6 +111,9 @@ const ROUTES: ReadonlyArray<{ readonly method: 'GET' | 'POST'; readonly pattern:
   { method: 'GET', pattern: /^grants$/, handler: listGrants },
   { method: 'POST', pattern: /^grants\/([^/]+)\/revoke$/, handler: revoke },
   { method: 'GET', pattern: /^journal\/export$/, handler: exportJournal },
+  { method: 'GET', pattern: /^journal\/calls$/, handler: journalCalls },
+  { method: 'GET', pattern: /^journal\/calls\/([^/]+)$/, handler: journalCall },
+  { method: 'GET', pattern: /^journal\/sessions\/([^/]+)$/, handler: journalSession },
 ];
 
 async function route(site: ApiSite, req: IncomingMessage, res: ServerResponse, url: URL, who: Identity): Promise<void> {
@@ -275,6 +279,8 @@ function exportFilter(params: URLSearchParams): ExportFilter {
   const subject = text('subject');
   const tool = text('tool');
   const connection = text('connection');
+  const session = text('session');
+  const client = text('client');
   return {
     ...(since ? { since } : {}),
     ...(until ? { until } : {}),
@@ -282,20 +288,71 @@ function exportFilter(params: URLSearchParams): ExportFilter {
     ...(tool ? { tool } : {}),
     ...(connection ? { connection } : {}),
     ...(decision ? { decision } : {}),
+    ...(session ? { session } : {}),
+    ...(client ? { client } : {}),
   };
 }
 
-async function exportJournal(site: ApiSite, _req: IncomingMessage, res: ServerResponse, url: URL, who: Identity): Promise<void> {
+/** The journal (export, search, one call, a session's replay) is for journal.readers only. */
+function requireReader(site: ApiSite, who: Identity): void {
   const readers = site.gateway.config.journal.readers;
   if (!readers.some((g) => who.groups.includes(g))) {
     throw new DrawbridgeError(
       'journal.forbidden',
       readers.length === 0
-        ? 'Nobody may export the journal over the API: journal.readers is empty.'
-        : `Exporting the journal is for members of ${readers.join(', ')}; ${who.subject} is in none of them.`,
+        ? 'Nobody may read the journal over the API: journal.readers is empty.'
+        : `Reading the journal is for members of ${readers.join(', ')}; ${who.subject} is in none of them.`,
       { hint: 'The operator allows it with journal: { readers: [GROUP, …] } in the gateway config (policies, kind: gateway).' },
     );
   }
+}
+
+function positiveInt(params: URLSearchParams, name: string, max: number): number | undefined {
+  const v = params.get(name);
+  if (v === null || v === '') return undefined;
+  const n = /^[0-9]{1,15}$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new DrawbridgeError('input.invalid', `${name} must be an integer from 1 to ${max}.`);
+  return n;
+}
+
+/** GET journal/calls?since&until&subject&tool&connection&decision&session&client&status&limit&before: newest first, `next` pages on. */
+async function journalCalls(site: ApiSite, _req: IncomingMessage, res: ServerResponse, url: URL, who: Identity): Promise<void> {
+  requireReader(site, who);
+  const params = url.searchParams;
+  const status = params.get('status') || undefined;
+  if (status !== undefined && !OUTCOME_STATUSES.includes(status as OutcomeStatus)) {
+    throw new DrawbridgeError('input.invalid', `status must be ${OUTCOME_STATUSES.join(', ')}.`);
+  }
+  const limit = positiveInt(params, 'limit', MAX_LIMIT);
+  const before = positiveInt(params, 'before', Number.MAX_SAFE_INTEGER);
+  const filter: SearchFilter = {
+    ...exportFilter(params),
+    ...(status ? { status: status as OutcomeStatus } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+    ...(before !== undefined ? { before } : {}),
+  };
+  const page = await searchCalls(site.gateway.state.journal, filter);
+  sendJson(res, 200, page, { 'Cache-Control': 'no-store' });
+}
+
+async function journalCall(site: ApiSite, _req: IncomingMessage, res: ServerResponse, _url: URL, who: Identity, id: string): Promise<void> {
+  requireReader(site, who);
+  const entry = await callRecord(site.gateway.state.journal, id);
+  if (!entry) throw new DrawbridgeError('input.invalid', `No call ${JSON.stringify(id)} in the journal.`, { details: { httpStatus: 404 } });
+  sendJson(res, 200, { call: entry }, { 'Cache-Control': 'no-store' });
+}
+
+async function journalSession(site: ApiSite, _req: IncomingMessage, res: ServerResponse, _url: URL, who: Identity, id: string): Promise<void> {
+  requireReader(site, who);
+  const replay = await sessionReplay(site.gateway.state.journal, { session: id });
+  if (replay.steps.length === 0) {
+    throw new DrawbridgeError('input.invalid', `No calls of session ${JSON.stringify(id)} in the journal.`, { details: { httpStatus: 404 } });
+  }
+  sendJson(res, 200, { session: id, ...replay }, { 'Cache-Control': 'no-store' });
+}
+
+async function exportJournal(site: ApiSite, _req: IncomingMessage, res: ServerResponse, url: URL, who: Identity): Promise<void> {
+  requireReader(site, who);
   const format = url.searchParams.get('format') ?? 'jsonl';
   if (format !== 'jsonl' && format !== 'csv') throw new DrawbridgeError('input.invalid', 'format must be jsonl or csv.');
   const entries = await readStoreCalls(site.gateway.state.journal, 'the gateway journal', exportFilter(url.searchParams));

@@ -21,6 +21,12 @@ export interface ExportFilter {
    * `decision: null` (with `error`) and matches no value here (see errors.ts, ErrorKind).
    */
   decision?: 'allow' | 'deny' | 'approve';
+  /** One call (search.ts's callRecord); checked before the record is parsed. */
+  callId?: string;
+  /** The intent's agent session (`session`: Mcp-Session-Id, or a stdio process's id). */
+  session?: string;
+  /** The intent's client name (`client.name`, as the client declared it at initialize). */
+  client?: string;
 }
 
 export interface CallEntry {
@@ -76,6 +82,8 @@ function matches(call: Record<string, unknown>, filter: ExportFilter): boolean {
   if (filter.tool !== undefined && call.tool !== filter.tool) return false;
   if (filter.connection !== undefined && call.connection !== filter.connection) return false;
   if (filter.decision !== undefined && asObject(call.decision)?.effect !== filter.decision) return false;
+  if (filter.session !== undefined && call.session !== filter.session) return false;
+  if (filter.client !== undefined && asObject(call.client)?.name !== filter.client) return false;
   return true;
 }
 
@@ -109,6 +117,7 @@ function callJoiner(filter: ExportFilter): { push(row: StoredRecord): void; entr
       const time = String(row.time);
       if (type === 'call') {
         if ((since !== undefined && time < since) || (until !== undefined && time >= until)) return;
+        if (filter.callId !== undefined && callId !== filter.callId) return;
         const call = parseData(row.data, seq);
         if (!matches(call, filter)) return;
         const entry: CallEntry = { callId, seq, time, call, outcome: null, hash: String(row.hash), outcomeHash: null, events: [] };

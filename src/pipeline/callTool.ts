@@ -44,6 +44,12 @@ export interface CallInput {
   /** Why there is no identity (an expired or rejected token), refused and journaled as such. */
   readonly identityError?: DrawbridgeError;
   readonly client?: { readonly name: string; readonly version?: string };
+  /**
+   * The agent session the call came in on: the Streamable HTTP `Mcp-Session-Id`, or the
+   * per-process id of a stdio server. Journaled as `session` (absent for a call made
+   * without a transport), so a session's calls can be replayed in order.
+   */
+  readonly session?: string;
   /** How a human can be reached for this call (elicitation, progress); from the transport. */
   readonly channel?: ApprovalChannel;
 }
@@ -331,6 +337,7 @@ function safeIntentRecord(
     return {
       principal: principalRecord(call.identity),
       client: null,
+      ...sessionRecord(call),
       tool: boundText(String(call.tool), MAX_NAME_CHARS),
       connection: null,
       input: null,
@@ -353,6 +360,11 @@ function safeIntentRecord(
       clearance: null,
     };
   }
+}
+
+/** `session` only when the call came over a transport; the id is the gateway's own (a UUID), bounded all the same. */
+function sessionRecord(call: CallInput): { session?: string } {
+  return call.session === undefined ? {} : { session: boundText(String(call.session), MAX_NAME_CHARS) };
 }
 
 function principalRecord(identity: Identity | null): Record<string, unknown> | null {
@@ -385,6 +397,7 @@ function intentRecord(
           ...(call.client.version ? { version: boundText(String(call.client.version), MAX_NAME_CHARS) } : {}),
         }
       : null,
+    ...sessionRecord(call),
     tool: boundText(String(call.tool), MAX_NAME_CHARS),
     connection: request?.connection ?? (named === null ? null : boundText(named, MAX_NAME_CHARS)),
     input: stored.input,
