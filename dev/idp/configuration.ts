@@ -5,7 +5,14 @@
 // left out). What each setting is for is in dev/idp.ts's header.
 
 import { errors, type KoaishContext, type RegistrationContext } from 'oidc-provider';
-import { DEV_CLIENTS, DEV_CONSOLE_REDIRECT_URIS, DEV_LOOPBACK_REDIRECT_URIS, DEV_RESOURCE_SCOPES, DEVICE_CODE_GRANT_TYPE, type DevIdpAccounts } from './accounts.js';
+import {
+  DEV_CLIENTS,
+  DEV_CONSOLE_REDIRECT_URIS,
+  DEV_LOOPBACK_REDIRECT_URIS,
+  DEV_RESOURCE_SCOPES,
+  DEVICE_CODE_GRANT_TYPE,
+  type DevIdpAccounts,
+} from './accounts.js';
 import type { DevIdpSigningAlg, DevIdpSigningKey } from './keys.js';
 import { deviceConfirmPage, deviceInputPage, deviceSuccessPage, oauthErrorPage } from './pages.js';
 import { registrationPolicy } from './registration.js';

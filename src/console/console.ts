@@ -219,7 +219,12 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
     try {
       const c = await discover();
       const current = new URL(`${redirectUri}${url.search}`);
-      const tokens = await oidc.authorizationCodeGrant(c, current, { pkceCodeVerifier: login.codeVerifier, expectedState: login.state }, { resource: site.resource });
+      const tokens = await oidc.authorizationCodeGrant(
+        c,
+        current,
+        { pkceCodeVerifier: login.codeVerifier, expectedState: login.state },
+        { resource: site.resource },
+      );
       identity = (await site.verifier.verify(tokens.access_token)).identity;
     } catch (error) {
       const why = isDrawbridgeError(error) ? error.message : 'the provider did not confirm the sign-in (state, code or token check failed)';
@@ -279,7 +284,14 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
     }
     const voted = a.votes.some((v) => v.approver.subject === s.identity.subject);
     const canDecide = a.status === 'pending' && mayDecide(a, s.identity) && !voted;
-    const why = a.status !== 'pending' ? null : isRequester(a, s.identity) && !a.subject.allowRequester ? 'You asked for this; someone else must decide it.' : voted ? 'You have voted on this request.' : null;
+    const why =
+      a.status !== 'pending'
+        ? null
+        : isRequester(a, s.identity) && !a.subject.allowRequester
+          ? 'You asked for this; someone else must decide it.'
+          : voted
+            ? 'You have voted on this request.'
+            : null;
     html(res, status, layout(s.identity, `Request ${a.id}`, approvalCard(a, at, { canDecide, why, csrf: s.csrf, notice, detail: true }), s.csrf));
   }
 
@@ -374,7 +386,16 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
     const s = current.session;
     if (method === 'GET') {
       if (path === `${CONSOLE_PREFIX}/`) {
-        return html(res, 200, layout(s.identity, 'Pending requests', pendingPage(await pendingFor(s.identity), gatewayNow(), (a) => mayDecide(a, s.identity)), s.csrf));
+        return html(
+          res,
+          200,
+          layout(
+            s.identity,
+            'Pending requests',
+            pendingPage(await pendingFor(s.identity), gatewayNow(), (a) => mayDecide(a, s.identity)),
+            s.csrf,
+          ),
+        );
       }
       if (path === `${CONSOLE_PREFIX}/pending.json`) {
         const at = gatewayNow();

@@ -56,7 +56,9 @@ export function messagePage(title: string, text: string, link?: { readonly href:
 }
 
 function inputBlock(input: Readonly<Record<string, unknown>>): string {
-  const rows = Object.entries(input).map(([k, v]) => `<dt>${e(k)}</dt><dd><pre>${e(typeof v === 'string' ? v : (JSON.stringify(v) ?? 'undefined'))}</pre></dd>`);
+  const rows = Object.entries(input).map(
+    ([k, v]) => `<dt>${e(k)}</dt><dd><pre>${e(typeof v === 'string' ? v : (JSON.stringify(v) ?? 'undefined'))}</pre></dd>`,
+  );
   return rows.length ? `<dl class="input">${rows.join('')}</dl>` : '<p>(no arguments)</p>';
 }
 
@@ -117,7 +119,9 @@ ${forms}${full}</article>`;
 /** The pending list (also the live-refreshed fragment). */
 export function pendingPage(list: readonly StoredApproval[], now: Date, mayDecide: (a: StoredApproval) => boolean): string {
   if (list.length === 0) return '<div id="pending" data-live="/console/pending.json"><p class="muted">Nothing waits for a decision.</p></div>';
-  const cards = list.map((a) => approvalCard(a, now, { canDecide: false, why: mayDecide(a) ? null : 'Your own request.', csrf: '', notice: undefined, detail: false }));
+  const cards = list.map((a) =>
+    approvalCard(a, now, { canDecide: false, why: mayDecide(a) ? null : 'Your own request.', csrf: '', notice: undefined, detail: false }),
+  );
   return `<div id="pending" data-live="/console/pending.json">${cards.join('\n')}</div>`;
 }
 
