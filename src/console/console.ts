@@ -331,7 +331,9 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
       if (result.orphan !== null) {
         await showApproval(res, s, id, 503, {
           kind: 'error',
-          text: `Journal record #${result.orphan.seq} says ${decision}, but the approvals store did not keep the vote; the request is unchanged. Tell the operator, then vote again.`,
+          text:
+            `Journal record #${result.orphan.seq} says ${decision}, but the approvals store did not keep the vote; ` +
+            'the request is unchanged. Tell the operator, then vote again.',
         });
         return;
       }

@@ -77,6 +77,9 @@ function previewBlock(a: StoredApproval): string {
   return rows + sample + note;
 }
 
+const voteItem = (v: StoredApproval['votes'][number]): string =>
+  `<li>${e(v.decision)} by ${e(v.approver.subject)} via ${e(v.via)} at ${e(v.at)}${v.reason ? ` — ${e(v.reason)}` : ''}</li>`;
+
 /** One request: who, what, the exact input, the rule, the preview, votes and times; with the decide forms when `canDecide`. */
 export function approvalCard(
   a: StoredApproval,
@@ -100,9 +103,7 @@ export function approvalCard(
     : o.why
       ? `<p class="muted" data-why>${e(o.why)}</p>`
       : '';
-  const votes = a.votes.length
-    ? `<ul>${a.votes.map((v) => `<li>${e(v.decision)} by ${e(v.approver.subject)} via ${e(v.via)} at ${e(v.at)}${v.reason ? ` — ${e(v.reason)}` : ''}</li>`).join('')}</ul>`
-    : '<p class="muted">No votes yet.</p>';
+  const votes = a.votes.length ? `<ul>${a.votes.map(voteItem).join('')}</ul>` : '<p class="muted">No votes yet.</p>';
   const full = o.detail ? `<details><summary>Full record (as the CLI shows it)</summary><pre>${e(formatApproval(a, now))}</pre></details>` : '';
   return `${notice}<article class="request" data-approval="${e(a.id)}" data-status="${e(a.status)}">
 <h2><a href="/console/approvals/${encodeURIComponent(a.id)}">${e(s.tool)} on ${e(s.connection)}</a> <span class="status">${e(a.status)}</span></h2>
@@ -131,7 +132,8 @@ export function grantsPage(grants: readonly StoredGrant[], now: Date, csrf: stri
   const rows = grants.map(
     (g) => `<tr data-grant="${e(g.id)}"><td>${e(g.id)}</td><td>${e(g.subject)}</td><td>${e(g.tool)}</td><td>${e(g.connection)}</td><td>${e(g.rule)}</td>
 <td><time>${e(g.expiresAt)}</time> (in ${e(span(Date.parse(g.expiresAt) - now.getTime()))})</td>
-<td><form method="post" action="/console/grants/${encodeURIComponent(g.id)}/revoke"><input type="hidden" name="csrf" value="${e(csrf)}"><button>Revoke</button></form></td></tr>`,
+<td><form method="post" action="/console/grants/${encodeURIComponent(g.id)}/revoke">
+<input type="hidden" name="csrf" value="${e(csrf)}"><button>Revoke</button></form></td></tr>`,
   );
   return `${n}<table class="grants"><thead><tr><th>Grant</th><th>Subject</th><th>Tool</th><th>Connection</th><th>Rule</th><th>Expires</th><th></th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table>`;

@@ -154,7 +154,8 @@ describe('the web console', () => {
     expect(home.status).toBe(200);
     expect(home.text).toContain('Signed in as <span data-subject>dana</span> (dba)');
     expect(home.headers.get('content-security-policy')).toBe(
-      "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+      "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; " +
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     expect(home.headers.get('x-content-type-options')).toBe('nosniff');
     expect(home.headers.get('referrer-policy')).toBe('no-referrer');
