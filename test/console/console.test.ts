@@ -294,6 +294,46 @@ describe('the web console', () => {
     expect((await dana.request('/console/')).status).toBe(200);
   });
 
+  it('signs out on a CSRF-protected POST; ends a session after 8 hours however active', async () => {
+    const dana = new Agent();
+    await dana.signIn('dana');
+    const home = await dana.request('/console/');
+    const out = await dana.request('/console/logout', { form: { csrf: csrfOf(home.text) } });
+    expect(out.status).toBe(303);
+    expect(dana.jar.has('drawbridge_console')).toBe(false);
+    await dana.signIn('dana');
+    const cookie = dana.jar.get('drawbridge_console') ?? '';
+    try {
+      // A request every 10 minutes (inside the 15-minute idle expiry) for 8 hours.
+      for (let m = 10; m < 8 * 60; m += 10) {
+        consoleOffsetMs = m * 60_000;
+        expect((await dana.request('/console/')).status, `minute ${m}`).toBe(200);
+      }
+      consoleOffsetMs = 8 * 60 * 60_000 + 1;
+      dana.jar.set('drawbridge_console', cookie); // even a browser that kept the cookie
+      expect((await dana.request('/console/')).status).toBe(303);
+    } finally {
+      consoleOffsetMs = 0;
+    }
+  });
+
+  it('marks cookies Secure when the public URL is https', async () => {
+    const other = await serveHttp(gateway, createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration), {
+      host: '127.0.0.1',
+      port: 0,
+      publicUrl: 'https://gw.example/mcp',
+      console: { clientId: TEST_CLIENTS.console.clientId },
+    });
+    try {
+      const r = await fetch(`http://127.0.0.1:${other.port}/console/login`, { redirect: 'manual' });
+      expect(r.status).toBe(303);
+      expect(new URL(r.headers.get('location') ?? '').searchParams.get('redirect_uri')).toBe('https://gw.example/console/callback');
+      expect(r.headers.getSetCookie()[0]).toMatch(/; Path=\/console; HttpOnly; SameSite=Lax; Max-Age=600; Secure$/);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('escapes every value: an input with <script> shows as text', async () => {
     const sql = "UPDATE orders SET note = '<script>alert(1)</script>' WHERE id = 5";
     const { call, id } = await aliceWrites(sql);
