@@ -120,8 +120,12 @@ function statusOf(e: DrawbridgeError): number {
       return 409;
     case 'input.invalid':
       return 400;
-    default:
+    case 'approval.store_unavailable':
+    case 'journal.unavailable':
+    case 'identity.unavailable':
       return 503;
+    default:
+      return 500;
   }
 }
 
