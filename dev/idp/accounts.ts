@@ -22,6 +22,8 @@ export const DEV_CLIENTS = {
   other: { clientId: 'other-svc', clientSecret: 'other-svc-secret', claims: { groups: ['others'] } },
   /** A pre-registered public client for OAuth-capable MCP clients that do not register themselves. */
   mcp: { clientId: 'mcp-client' },
+  /** The gateway's web console (/console/): a public client with PKCE, back to any loopback port. */
+  console: { clientId: 'drawbridge-console' },
 } as const;
 
 /** The loopback hosts a redirect URI may name (RFC 8252 §7.3, plus `localhost`, which MCP clients use). */
@@ -35,6 +37,9 @@ export const LOOPBACK_REDIRECT_HOSTS: readonly string[] = ['127.0.0.1', '[::1]',
 export const DEV_LOOPBACK_REDIRECT_URIS: readonly string[] = LOOPBACK_REDIRECT_HOSTS.flatMap((host) =>
   ['/', '/callback', '/oauth/callback', '/oauth/callback/debug'].map((path) => `http://${host}${path}`),
 );
+
+/** The redirect URIs of DEV_CLIENTS.console: the console's callback on every loopback host (any port, as for DEV_CLIENTS.mcp). */
+export const DEV_CONSOLE_REDIRECT_URIS: readonly string[] = LOOPBACK_REDIRECT_HOSTS.map((host) => `http://${host}/console/callback`);
 
 /** The scopes every local resource server offers. */
 export const DEV_RESOURCE_SCOPES = 'mcp approvals';

@@ -5,7 +5,14 @@
 // left out). What each setting is for is in dev/idp.ts's header.
 
 import { errors, type KoaishContext, type RegistrationContext } from 'oidc-provider';
-import { DEV_CLIENTS, DEV_LOOPBACK_REDIRECT_URIS, DEV_RESOURCE_SCOPES, DEVICE_CODE_GRANT_TYPE, type DevIdpAccounts } from './accounts.js';
+import {
+  DEV_CLIENTS,
+  DEV_CONSOLE_REDIRECT_URIS,
+  DEV_LOOPBACK_REDIRECT_URIS,
+  DEV_RESOURCE_SCOPES,
+  DEVICE_CODE_GRANT_TYPE,
+  type DevIdpAccounts,
+} from './accounts.js';
 import type { DevIdpSigningAlg, DevIdpSigningKey } from './keys.js';
 import { deviceConfirmPage, deviceInputPage, deviceSuccessPage, oauthErrorPage } from './pages.js';
 import { registrationPolicy } from './registration.js';
@@ -59,6 +66,16 @@ function clients(): Record<string, unknown>[] {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: [...DEV_LOOPBACK_REDIRECT_URIS],
+    },
+    {
+      // The gateway's web console on this machine: public (PKCE), back to /console/callback on loopback.
+      client_id: DEV_CLIENTS.console.clientId,
+      client_name: 'Drawbridge console',
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: [...DEV_CONSOLE_REDIRECT_URIS],
     },
   ];
 }

@@ -7,11 +7,11 @@
 
 import type { ApprovalStore, StateStore, StoredApproval, StoredGrant } from '../state/contract.js';
 import type { JournalRecord } from '../state/records.js';
-import type { ApproverIdentity, Vote } from './approver.js';
+import type { ApprovalVia, ApproverIdentity, Vote } from './approver.js';
 import type { Notifier } from './notify.js';
 
 /** The channels that decide out of band; the vote and its journal record name it. */
-export type DecisionVia = 'cli' | 'api';
+export type DecisionVia = Exclude<ApprovalVia, 'elicitation'>;
 
 export interface Decision {
   readonly approvalId: string;

@@ -145,10 +145,13 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
   const stopped = untilStopped(io);
   let http: HttpGateway;
   try {
+    const c = gateway.config.console;
+    const secret = c.clientSecret === null ? undefined : resolveSecret(c.clientSecret, gateway.environment);
     http = await serveHttp(gateway, createOidcVerifier(identity), {
       host: listen.host,
       port: listen.port,
       ...(publicUrl !== undefined ? { publicUrl } : {}),
+      ...(c.enabled ? { console: { clientId: c.clientId, ...(secret !== undefined ? { clientSecret: secret } : {}) } } : {}),
     });
   } catch (error) {
     await gateway.close();
@@ -166,6 +169,7 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
     `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} ` +
       `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${stateLabel(gateway.config)}\n`,
   );
+  if (gateway.config.console.enabled) io.stderr.write(`drawbridge: approvers sign in to the console at ${new URL(http.resource).origin}/console/\n`);
   await stopped;
   await http.close();
   await gateway.close();

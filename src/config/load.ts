@@ -483,6 +483,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       approvers: g?.approval.approvers ?? [],
       notify: g?.approval.notify ?? [],
     },
+    console: { enabled: g?.console.enabled ?? true, clientId: g?.console.client_id ?? 'drawbridge-console', clientSecret: g?.console.client_secret ?? null },
     warnings,
   };
 }

@@ -153,6 +153,15 @@ export const gatewaySchema = z.strictObject({
       approvers: [],
       notify: [],
     }),
+  /** The web console under /console/ on `serve --http` (src/console/): the OAuth client it signs approvers in as. */
+  console: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      client_id: z.string().min(1).default('drawbridge-console'),
+      /** For a confidential client; a public client (PKCE only) has none. */
+      client_secret: secretRefSchema.optional(),
+    })
+    .default({ enabled: true, client_id: 'drawbridge-console' }),
 });
 
 type ToolDeclaration = z.output<typeof toolSchema>;
@@ -215,6 +224,8 @@ export interface GatewayConfig {
     readonly approvers: ReadonlyArray<{ readonly subject: string; readonly groups: readonly string[]; readonly token: SecretRef }>;
     readonly notify: readonly NotifyTarget[];
   };
+  /** The web console of `serve --http` (OIDC identities only). */
+  readonly console: { readonly enabled: boolean; readonly clientId: string; readonly clientSecret: SecretRef | null };
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];
 }

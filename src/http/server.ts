@@ -5,7 +5,8 @@
 //     session (and one MCP Server) per initialize;
 //   - the RFC 9728 protected resource metadata, at the path-inserted and the
 //     root well-known URLs;
-//   - the approvals API under /api/v1/ (api.ts), with the same bearer tokens.
+//   - the approvals API under /api/v1/ (api.ts), with the same bearer tokens;
+//   - the web console under /console/ (src/console/), when given console options.
 // Every MCP request must carry `Authorization: Bearer <token>`, verified on
 // every request (including the SSE stream and DELETE); a session stays bound
 // to the issuer and subject of the token that opened it. The pipeline sees
@@ -17,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { CONSOLE_PREFIX, createConsole, type Console, type ConsoleOptions } from '../console/console.js';
 import { DrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
@@ -41,6 +43,8 @@ export interface HttpServeOptions {
   readonly sessionIdleMs?: number;
   /** Largest accepted POST body; larger is refused with 413. Default 4 MiB. */
   readonly maxBodyBytes?: number;
+  /** The web console under /console/: its OAuth client and session settings; absent: no console. */
+  readonly console?: ConsoleOptions;
 }
 
 export interface HttpGateway {
@@ -85,6 +89,7 @@ interface Site {
   readonly maxSessions: number;
   readonly maxBodyBytes: number;
   state: State | null;
+  console: Console | null;
   closing: boolean;
 }
 
@@ -97,7 +102,7 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
   if (options.publicUrl !== undefined) locateResource(options.publicUrl); // fail before binding
 
   const sessions = new SessionTable({ max: maxSessions, idleMs: sessionIdleMs });
-  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, state: null, closing: false };
+  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, state: null, console: null, closing: false };
   const httpServer = createServer((req, res) => {
     handle(site, req, res).catch(() => {
       if (!res.headersSent) sendJsonRpcError(res, 500, 'Internal gateway error.', { code: -32603 });
@@ -120,6 +125,9 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
     metadata: JSON.stringify(protectedResourceMetadata(location.resource, verifier)),
     auth: { verifier, resource: location.resource, metadataUrl: location.metadataUrl },
   };
+  if (options.console) {
+    site.console = createConsole({ gateway, verifier, resource: location.resource, publicOrigin: new URL(location.resource).origin }, options.console);
+  }
 
   let closed: Promise<void> | null = null;
   return {
@@ -170,6 +178,10 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
   }
   if (url.pathname.startsWith(API_PREFIX)) {
     await serveApi({ gateway: site.gateway, auth: state.auth, maxBodyBytes: site.maxBodyBytes, now: site.gateway.clock }, req, res, url);
+    return;
+  }
+  if (site.console && (url.pathname === CONSOLE_PREFIX || url.pathname.startsWith(`${CONSOLE_PREFIX}/`))) {
+    await site.console.serve(req, res, url);
     return;
   }
   sendJsonRpcError(res, 404, 'Not Found', { code: -32000 });

@@ -4,7 +4,8 @@
 // (those refusals run in process: the command line's own function).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { appendFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -92,6 +93,17 @@ describe('drawbridge serve --http', () => {
     expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
     await client.close();
 
+    // The console is on by default, signing approvers in as drawbridge-console.
+    for (let i = 0; i < 100 && !served.stderr().includes('console at'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(served.stderr()).toContain(`approvers sign in to the console at http://127.0.0.1:${port}/console/`);
+    const home = await fetch(`http://127.0.0.1:${port}/console/`, { redirect: 'manual' });
+    expect(home.status).toBe(303);
+    expect(home.headers.get('location')).toBe('/console/login');
+    const login = await fetch(`http://127.0.0.1:${port}/console/login`, { redirect: 'manual' });
+    const to = new URL(login.headers.get('location') ?? '');
+    expect(to.href.startsWith(idp.issuer)).toBe(true);
+    expect(to.searchParams.get('client_id')).toBe('drawbridge-console');
+
     const exited = new Promise<number | null>((resolve) => served.child.once('exit', (code) => resolve(code)));
     served.child.kill('SIGTERM');
     expect(await exited).toBe(0);
@@ -116,6 +128,25 @@ describe('drawbridge serve --http', () => {
     const r = await runInProcess(['serve', '--config', dir, '--public-url', 'https://x/mcp']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--public-url applies to --http only/);
+  });
+
+  it('serves no console with console: { enabled: false }', async () => {
+    const off = writeConfig({ oidc: { issuer: idp.issuer, audience: resource }, policy: POLICY });
+    appendFileSync(join(off, 'policies', 'gateway.yaml'), 'console: { enabled: false }\n');
+    const saved = dir;
+    dir = off;
+    try {
+      const other = await freePort();
+      const served = await startServe(['--http', `127.0.0.1:${other}`]);
+      expect((await fetch(`http://127.0.0.1:${other}/console/`, { redirect: 'manual' })).status).toBe(404);
+      expect(served.stderr()).not.toContain('console at');
+      served.child.kill('SIGTERM');
+      await new Promise((resolve) => served.child.once('exit', resolve));
+      child = null;
+    } finally {
+      dir = saved;
+      rmSync(off, { recursive: true, force: true });
+    }
   });
 
   it('warns when the advertised resource is not the configured audience', async () => {
