@@ -108,7 +108,7 @@ function timed(scan: Scan, text: string, repeat: number): number {
 /**
  * How much longer `scan` takes on `large` (4× the size) than on `small`: the
  * fastest of interleaved passes of each (so a busy machine slows both sizes
- * alike), and the smallest ratio of up to three such measurements. Noise only
+ * alike), and the smallest ratio of up to six such measurements. Noise only
  * ever adds time, so the smallest ratio is the truest; a quadratic scan stays
  * near 16 in every measurement and still fails.
  */
@@ -118,7 +118,7 @@ function growth(scan: Scan, small: string, large: string): number {
   // Enough repeats that the small input is measurable, the same for both sizes.
   const repeat = Math.min(64, Math.max(1, Math.ceil(4 / Math.max(once, 0.05))));
   let ratio = Infinity;
-  for (let attempt = 0; attempt < 3 && ratio >= MAX_RATIO; attempt++) {
+  for (let attempt = 0; attempt < 6 && ratio >= MAX_RATIO; attempt++) {
     let bestSmall = Infinity;
     let bestLarge = Infinity;
     for (let r = 0; r < 5; r++) {
