@@ -387,11 +387,15 @@ async function runHttpDemo(o: { port: number; httpPort: number; idpPort: number;
     if (identity?.mode !== 'oidc') throw new TypeError('the HTTP demo config must have an OIDC identity');
     // As `serve --http`: a fault nobody foresaw is logged and the demo keeps serving.
     installProcessGuard({ write: (line) => void io.stderr.write(line), debug: io.env['DRAWBRIDGE_DEBUG'] === '1' });
-    const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort }).catch((error: unknown) => {
-      throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
-        ? portTaken(o.httpPort, '--http-port')
-        : error;
-    });
+    // The web console, with the development provider's public PKCE client (no secret).
+    const consoleClient = { clientId: gateway.config.console.clientId };
+    const http = await serveHttp(gateway, createOidcVerifier(identity), { host: '127.0.0.1', port: o.httpPort, console: consoleClient }).catch(
+      (error: unknown) => {
+        throw /EADDRINUSE/.test(String((error as Error).message ?? error)) || (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
+          ? portTaken(o.httpPort, '--http-port')
+          : error;
+      },
+    );
     closers.unshift(() => http.close());
 
     const bridge = { mcpServers: { drawbridge: { command: process.execPath, args: [CLI, 'connect', http.url, '--client-id', DEV_CLIENTS.cli.clientId] } } };
@@ -420,7 +424,8 @@ ${indent(JSON.stringify(bridge, null, 2), '    ')}
   and the bridge then starts with the cached token:
     ${cli} token ${http.url} --client-id ${DEV_CLIENTS.cli.clientId} > /dev/null
 
-  Approve a write as dana (the agent's call waits ${wait}, then answers "pending"; calling again picks up the decision):
+  Approve a write as dana in the browser: open ${new URL(http.url).origin}/console/ and sign in as dana
+  (the agent's call waits ${wait}, then answers "pending"; calling again picks up the decision). Or with the CLI:
     export DRAWBRIDGE_APPROVER_TOKEN=${danaToken}   # sign in as dana
     ${cli} approvals list ${cfg}
     ${cli} approvals approve ap_… ${cfg}

@@ -48,6 +48,20 @@ describe('drawbridge demo --http, through the bridge', () => {
     const issuer = `http://127.0.0.1:${idpPort}`;
     const httpDir = (await waitFor(() => demoOut, /approvals list --config (\S+)/, 'the approval instructions'))[1]!;
 
+    // The console it prints sends the browser to the development provider, with its PKCE client.
+    const consoleUrl = (await waitFor(() => demoOut, /in the browser: open (\S+) and sign in as dana/, 'the console URL'))[1]!;
+    expect(consoleUrl).toBe(`http://127.0.0.1:${httpPort}/console/`);
+    let to = new URL(consoleUrl);
+    // The console's own sign-in page first, then the provider.
+    for (let hop = 0; hop < 3 && to.origin !== issuer; hop++) {
+      const answer = await fetch(to, { redirect: 'manual' });
+      expect([302, 303]).toContain(answer.status);
+      to = new URL(answer.headers.get('location') ?? '', to);
+    }
+    expect(to.origin).toBe(issuer);
+    expect(to.searchParams.get('client_id')).toBe('drawbridge-console');
+    expect(to.searchParams.get('code_challenge_method')).toBe('S256');
+
     // The agent's side: the bridge, exactly as the printed mcp.json runs it (without touching ~/.cache).
     const transport = new StdioClientTransport({
       command: process.execPath,
