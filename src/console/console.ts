@@ -77,7 +77,9 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'Content-Security-Policy':
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
+  // Not no-referrer: under it Chromium sends `Origin: null` on the console's own form posts, which
+  // the CSRF check must refuse (test/console/browser.test.ts). same-origin still sends nothing elsewhere.
+  'Referrer-Policy': 'same-origin',
   'X-Frame-Options': 'DENY',
   'Cache-Control': 'no-store',
 };
@@ -127,6 +129,13 @@ function statusOf(e: DrawbridgeError): number {
     default:
       return 500;
   }
+}
+
+/** A console request the server's Host / Origin check refused (a form posted from another origin, a rebound name): a page. */
+export function sendConsoleRefusal(res: ServerResponse, why: string): void {
+  const body = messagePage('Refused', `${why}. The console takes forms from its own pages only.`, { href: `${CONSOLE_PREFIX}/`, text: 'Open the console' });
+  res.writeHead(403, { ...SECURITY_HEADERS, 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)) });
+  res.end(body);
 }
 
 export interface Console {

@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import { CONSOLE_PREFIX, createConsole, type Console, type ConsoleOptions } from '../console/console.js';
+import { CONSOLE_PREFIX, createConsole, sendConsoleRefusal, type Console, type ConsoleOptions } from '../console/console.js';
 import { DrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
@@ -164,6 +164,12 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
     sendHostRefusal(res, refused);
     return;
   }
+  const consolePath = url.pathname === CONSOLE_PREFIX || url.pathname.startsWith(`${CONSOLE_PREFIX}/`);
+  if (refused && site.console && consolePath) {
+    // A person's browser (e.g. a form another origin posted): a page, not a JSON-RPC error.
+    sendConsoleRefusal(res, refused);
+    return;
+  }
   if (refused) {
     sendJsonRpcError(res, 403, refused, { code: -32000 });
     return;
@@ -180,7 +186,7 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
     await serveApi({ gateway: site.gateway, auth: state.auth, maxBodyBytes: site.maxBodyBytes, now: site.gateway.clock }, req, res, url);
     return;
   }
-  if (site.console && (url.pathname === CONSOLE_PREFIX || url.pathname.startsWith(`${CONSOLE_PREFIX}/`))) {
+  if (site.console && consolePath) {
     await site.console.serve(req, res, url);
     return;
   }

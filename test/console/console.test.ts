@@ -125,7 +125,7 @@ describe('the web console', () => {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     expect(home.headers.get('x-content-type-options')).toBe('nosniff');
-    expect(home.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(home.headers.get('referrer-policy')).toBe('same-origin');
     expect(home.text).not.toMatch(/https?:\/\/(?!127\.0\.0\.1)[a-z]/i); // no third-party assets
     const css = await dana.request('/console/static/console.css');
     expect(css.status).toBe(200);
