@@ -236,6 +236,10 @@ describe('the web console', () => {
     for (const t of tries) expect(t.status, t.text).toBe(403);
     expect(tries[0]?.text).toContain('This form is stale or was not made by the console');
     expect(tries[3]?.text).toContain('This form was sent from another site.');
+    // Another Origin is refused by the server's Host/Origin check before the console, still as a console page.
+    expect(tries[2]?.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(tries[2]?.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(tries[2]?.text).toContain('Invalid Origin header: http://evil.example. The console takes forms from its own pages only.');
     expect((await h.gateway.state.approvals.get(id, new Date()))?.status).toBe('pending');
     await deny(dana, id);
     expect((await call).ok).toBe(false);
