@@ -16,8 +16,8 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type BrowserContext, type Frame, type Page, type Request } from 'playwright-core';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startHttpGateway, waitForPending, type HttpHarness } from '../support/http-gateway.js';
 
 const ACCOUNTS = { alice: { groups: ['analysts', 'dba'] }, dana: { groups: ['dba'] } };
@@ -49,9 +49,13 @@ const contexts: BrowserContext[] = [];
 /** Script errors and CSP violations any page reported: the console must run clean under its own CSP. */
 const pageProblems: string[] = [];
 
+/** Set when there is no browser: then every test FAILS with it (a failing hook would only mark them skipped). */
+let missing: string | null = null;
+
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`No browser at ${CHROMIUM}: the console's browser tests need Debian's chromium (apt-get install chromium), or DRAWBRIDGE_CHROMIUM=/path.`);
+    missing = `No browser at ${CHROMIUM}: the console's browser tests need Debian's chromium (apt-get install chromium), or DRAWBRIDGE_CHROMIUM=/path.`;
+    return;
   }
   mkdirSync(ARTIFACTS, { recursive: true });
   h = await startHttpGateway({
@@ -67,6 +71,10 @@ beforeAll(async () => {
   // process in a CI container does not have; the pages loaded here are our own, on loopback.
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 }, 120_000);
+
+beforeEach(() => {
+  if (missing !== null) throw new Error(missing);
+});
 
 afterAll(async () => {
   for (const c of contexts) await c.close().catch(() => undefined);
@@ -236,8 +244,10 @@ describe('the console in a real browser (chromium)', () => {
     const { call, id } = await h.waitingCall('alice', sql);
     // The page's script polls its JSON fragment: the card shows up in the same document.
     const navigations: string[] = [];
-    dana.on('framenavigated', (f) => navigations.push(f.url()));
+    const navigated = (f: Frame): void => void navigations.push(f.url());
+    dana.on('framenavigated', navigated);
     await card(dana, id).waitFor();
+    dana.off('framenavigated', navigated);
     expect(navigations).toEqual([]);
     const csrf = (await dana.locator('form.logout input[name="csrf"]').getAttribute('value')) ?? '';
     expect(csrf).toMatch(/.{40,}/);
@@ -290,9 +300,10 @@ describe('the console in a real browser (chromium)', () => {
     expect(await dana.locator('[data-subject]').textContent()).toBe('dana');
     consoleOffsetMs += IDLE_MS + 1;
     const visited: string[] = [];
-    dana.on('request', (r) => {
+    const navigation = (r: Request): void => {
       if (r.isNavigationRequest()) visited.push(r.url());
-    });
+    };
+    dana.on('request', navigation);
     await dana.goto(`${h.origin}/console/grants`);
     // Sent to sign in: the console's login, then the provider's authorization endpoint, then its pages.
     await dana.locator('main[data-page="login"], main[data-page="consent"]').first().waitFor();
@@ -300,6 +311,7 @@ describe('the console in a real browser (chromium)', () => {
     expect(visited.slice(0, 2)).toEqual([`${h.origin}/console/grants`, `${h.origin}/console/login`]);
     expect(visited[2]?.startsWith(`${h.idp.issuer}/`)).toBe(true);
     expect(new URL(visited[2] ?? '').searchParams.get('client_id')).toBe('drawbridge-console');
+    dana.off('request', navigation);
     await shot(dana, 'expired.png');
     // The provider's own session still lives (it asks only for consent again); then a new console session.
     await completeSignIn(dana, 'dana');
