@@ -6,17 +6,12 @@
 // CSRF refused (no token, a wrong token, another Origin), an idle session
 // signed out by the injected clock, grants listed and revoked, every value escaped.
 
-import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
-import { makeIdentity, type Identity } from '../../src/identity/identity.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
-import { callTool } from '../../src/pipeline/callTool.js';
-import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
-import { serveHttp, type HttpGateway } from '../../src/http/server.js';
-import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
-import { freePort } from '../support/net.js';
-import { playAuthorizationCode, startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
+import { serveHttp } from '../../src/http/server.js';
+import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
+import { playAuthorizationCode, TEST_CLIENTS } from '../support/oidc.js';
 
 const ACCOUNTS = { alice: { groups: ['analysts', 'dba'] }, dana: { groups: ['dba'] }, bob: { groups: ['support'] } };
 
@@ -36,43 +31,24 @@ rules:
 
 const IDLE_MS = 15 * 60_000;
 
-let idp: TestIdp;
-let db: FreshDatabase;
-let dir: string;
-let gateway: Gateway;
-let http: HttpGateway;
+let h: HttpHarness<keyof typeof ACCOUNTS>;
 let origin: string;
 let consoleOffsetMs = 0;
 
 beforeAll(async () => {
-  idp = await startTestIdp({ accounts: ACCOUNTS });
-  db = await freshDatabase('console');
-  const port = await freePort();
-  origin = `http://127.0.0.1:${port}`;
-  dir = writeConfig({
+  h = await startHttpGateway({
+    prefix: 'console',
+    accounts: ACCOUNTS,
     policy: POLICY,
-    oidc: { issuer: idp.issuer, audience: `${origin}/mcp` },
     approval: '{ wait: 20s, store: approvals.db, pending_ttl: 1h }',
+    console: { idleMs: IDLE_MS, now: () => Date.now() + consoleOffsetMs },
   });
-  gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl } });
-  const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
-  http = await serveHttp(gateway, verifier, {
-    host: '127.0.0.1',
-    port,
-    console: { clientId: TEST_CLIENTS.console.clientId, idleMs: IDLE_MS, now: () => Date.now() + consoleOffsetMs },
-  });
+  origin = h.origin;
 }, 60_000);
 
 afterAll(async () => {
-  await http?.close();
-  await gateway?.close();
-  await idp?.stop();
-  await db?.drop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await h?.close();
 });
-
-const who = (account: keyof typeof ACCOUNTS): Identity =>
-  makeIdentity({ kind: 'oidc', subject: account, groups: ACCOUNTS[account].groups, issuer: idp.issuer });
 
 /** A browser's view of the console: a cookie jar, manual redirects. */
 class Agent {
@@ -117,16 +93,7 @@ class Agent {
 const csrfOf = (html: string): string => /name="csrf" value="([^"]+)"/.exec(html)?.[1] ?? '';
 
 /** alice's write, started (it waits for a decision); answers the pending call and the request id. */
-async function aliceWrites(sql: string) {
-  const call = callTool(gateway, { tool: 'run_sql', args: { connection: 'db', sql }, identity: who('alice'), client: { name: 'vitest-agent' } });
-  let id: string | undefined;
-  for (let i = 0; i < 200 && id === undefined; i++) {
-    id = (await gateway.state.approvals.list(new Date(), { status: 'pending' })).find((a) => a.subject.input['sql'] === sql)?.id;
-    if (id === undefined) await new Promise((r) => setTimeout(r, 25));
-  }
-  if (id === undefined) throw new Error('no pending request');
-  return { call, id };
-}
+const aliceWrites = (sql: string) => h.waitingCall('alice', sql);
 
 async function deny(agent: Agent, id: string): Promise<void> {
   const page = await agent.request(`/console/approvals/${id}`);
@@ -141,7 +108,7 @@ describe('the web console', () => {
     expect(first.status).toBe(303);
     expect(first.headers.get('location')).toBe('/console/login');
     const authorization = await dana.signIn('dana');
-    expect(authorization.origin + authorization.pathname).toMatch(new RegExp(`^${idp.issuer}`));
+    expect(authorization.origin + authorization.pathname).toMatch(new RegExp(`^${h.idp.issuer}`));
     expect(authorization.searchParams.get('code_challenge_method')).toBe('S256');
     expect(authorization.searchParams.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(authorization.searchParams.get('state')).toMatch(/.{16,}/);
@@ -209,12 +176,12 @@ describe('the web console', () => {
     const result = await call;
     expect(result.ok, result.text).toBe(true);
     expect(Date.now() - approvedAt).toBeLessThan(1000);
-    expect((await db.query('SELECT id FROM orders WHERE note = $1 ORDER BY id', ['console-approve'])).length).toBe(2);
-    const vote = (await gateway.state.approvals.get(id, new Date()))?.votes[0];
+    expect((await h.db.query('SELECT id FROM orders WHERE note = $1 ORDER BY id', ['console-approve'])).length).toBe(2);
+    const vote = (await h.gateway.state.approvals.get(id, new Date()))?.votes[0];
     expect(vote).toMatchObject({ via: 'console', decision: 'approve', grantMs: 15 * 60_000, reason: 'ticket OPS-7', approver: { subject: 'dana' } });
 
     const grants = await dana.request('/console/grants');
-    const grant = (await gateway.state.approvals.listGrants(new Date(), { active: true })).find((g) => g.approvalId === id);
+    const grant = (await h.gateway.state.approvals.listGrants(new Date(), { active: true })).find((g) => g.approvalId === id);
     expect(grant).toBeDefined();
     // 15 minutes from the decision (the grant itself is created when the call clears, moments later).
     const length = Date.parse(grant?.expiresAt ?? '') - Date.parse(grant?.createdAt ?? '');
@@ -226,7 +193,7 @@ describe('the web console', () => {
     expect(revoked.status, revoked.text).toBe(200);
     expect(revoked.text).toContain(`${grant?.id}: revoked by dana`);
     expect(revoked.text).not.toContain(`data-grant="${grant?.id}"`);
-    expect((await gateway.state.approvals.listGrants(new Date(), {})).find((g) => g.id === grant?.id)?.revokedBy).toBe('dana');
+    expect((await h.gateway.state.approvals.listGrants(new Date(), {})).find((g) => g.id === grant?.id)?.revokedBy).toBe('dana');
   });
 
   it('refuses self-approval on the page, and a second vote', async () => {
@@ -241,7 +208,7 @@ describe('the web console', () => {
     const forced = await alice.request(`/console/approvals/${id}/approve`, { form: { csrf: csrfOf(page.text) } });
     expect(forced.status).toBe(403);
     expect(forced.text).toContain('data-notice="error"');
-    expect((await gateway.state.approvals.get(id, new Date()))?.status).toBe('pending');
+    expect((await h.gateway.state.approvals.get(id, new Date()))?.status).toBe('pending');
     const bob = new Agent();
     await bob.signIn('bob');
     expect((await bob.request(`/console/approvals/${id}`)).status).toBe(404);
@@ -269,7 +236,7 @@ describe('the web console', () => {
     for (const t of tries) expect(t.status, t.text).toBe(403);
     expect(tries[0]?.text).toContain('This form is stale or was not made by the console');
     expect(tries[3]?.text).toContain('This form was sent from another site.');
-    expect((await gateway.state.approvals.get(id, new Date()))?.status).toBe('pending');
+    expect((await h.gateway.state.approvals.get(id, new Date()))?.status).toBe('pending');
     await deny(dana, id);
     expect((await call).ok).toBe(false);
   });
@@ -318,7 +285,7 @@ describe('the web console', () => {
   });
 
   it('marks cookies Secure when the public URL is https', async () => {
-    const other = await serveHttp(gateway, createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration), {
+    const other = await serveHttp(h.gateway, createOidcVerifier(h.gateway.config.identity as OidcIdentityDeclaration), {
       host: '127.0.0.1',
       port: 0,
       publicUrl: 'https://gw.example/mcp',

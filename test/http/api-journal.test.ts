@@ -5,20 +5,12 @@
 // searches, reads the call with the vote, and replays each session. Values returned are exactly
 // the journaled ones; everyone else is refused journal.forbidden.
 
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOidcVerifier } from '../../src/identity/oidc.js';
-import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { readCalls } from '../../src/journal/export.js';
-import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
-import { serveHttp, type HttpGateway } from '../../src/http/server.js';
-import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
-import { freePort } from '../support/net.js';
-import { startTestIdp, type TestIdp } from '../support/oidc.js';
+import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
 
 const ACCOUNTS = {
   alice: { groups: ['analysts'] },
@@ -38,42 +30,30 @@ rules:
     effect: allow
 `;
 
-let idp: TestIdp;
-let db: FreshDatabase;
-let dir: string;
-let gateway: Gateway;
-let http: HttpGateway;
+let h: HttpHarness<keyof typeof ACCOUNTS>;
 let base: string;
-let resource: string;
-const tokens: Record<string, string> = {};
+let dir: string;
 
 beforeAll(async () => {
-  idp = await startTestIdp({ accounts: ACCOUNTS });
-  db = await freshDatabase('apijournal');
-  const port = await freePort();
-  resource = `http://127.0.0.1:${port}/mcp`;
-  dir = writeConfig({ policy: POLICY, oidc: { issuer: idp.issuer, audience: resource }, approval: '{ wait: 0ms, store: approvals.db, pending_ttl: 1h }' });
-  const gatewayYaml = join(dir, 'policies', 'gateway.yaml');
-  writeFileSync(gatewayYaml, readFileSync(gatewayYaml, 'utf8').replace('journal: { path: journal.db }', 'journal: { path: journal.db, readers: [auditors] }'));
-  gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl } });
-  const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
-  http = await serveHttp(gateway, verifier, { host: '127.0.0.1', port });
-  base = `http://127.0.0.1:${port}/api/v1`;
-  for (const account of Object.keys(ACCOUNTS)) tokens[account] = (await idp.deviceLogin(resource, account, 'mcp')).access_token;
+  h = await startHttpGateway({
+    prefix: 'apijournal',
+    accounts: ACCOUNTS,
+    policy: POLICY,
+    approval: '{ wait: 0ms, store: approvals.db, pending_ttl: 1h }',
+    journalReaders: ['auditors'],
+  });
+  base = `${h.origin}/api/v1`;
+  dir = h.dir;
 }, 60_000);
 
 afterAll(async () => {
-  await http?.close();
-  await gateway?.close();
-  await idp?.stop();
-  await db?.drop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await h?.close();
 });
 
 async function api(path: string, account: keyof typeof ACCOUNTS, body?: unknown) {
   const res = await fetch(`${base}${path}`, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: `Bearer ${tokens[account]}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: { authorization: `Bearer ${await h.token(account)}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
@@ -87,12 +67,7 @@ async function api(path: string, account: keyof typeof ACCOUNTS, body?: unknown)
 }
 
 /** One MCP session of alice's over Streamable HTTP. */
-async function aliceSession(name: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
-  const transport = new StreamableHTTPClientTransport(new URL(resource), { requestInit: { headers: { authorization: `Bearer ${tokens['alice']}` } } });
-  const client = new Client({ name, version: '2.0.0' });
-  await client.connect(transport);
-  return { client, transport };
-}
+const aliceSession = (name: string) => h.mcpSession('alice', name);
 
 const sql = async (client: Client, text: string): Promise<CallToolResult> =>
   (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: text } })) as CallToolResult;

@@ -4,17 +4,8 @@
 // A receiver that never answers well does not change the API's answer.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
-import { makeIdentity } from '../../src/identity/identity.js';
-import { createOidcVerifier } from '../../src/identity/oidc.js';
-import { callTool } from '../../src/pipeline/callTool.js';
-import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
-import { serveHttp, type HttpGateway } from '../../src/http/server.js';
-import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
-import { freePort } from '../support/net.js';
-import { startTestIdp, type TestIdp } from '../support/oidc.js';
+import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
 
 const ACCOUNTS = { alice: { groups: ['analysts'] }, dana: { groups: ['dba'] } };
 const POLICY = `kind: policy
@@ -29,11 +20,7 @@ rules:
     effect: allow
 `;
 
-let idp: TestIdp;
-let db: FreshDatabase;
-let dir: string;
-let gateway: Gateway;
-let http: HttpGateway;
+let h: HttpHarness<keyof typeof ACCOUNTS>;
 let receiverClose: () => Promise<void>;
 const texts: string[] = [];
 let failingHits = 0;
@@ -58,52 +45,34 @@ beforeAll(async () => {
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('no port');
   receiverClose = () => new Promise<void>((resolve) => server.close(() => resolve()));
-  idp = await startTestIdp({ accounts: ACCOUNTS });
-  db = await freshDatabase('apinotify');
-  const port = await freePort();
-  const resource = `http://127.0.0.1:${port}/mcp`;
-  dir = writeConfig({
+  h = await startHttpGateway({
+    prefix: 'apinotify',
+    accounts: ACCOUNTS,
     policy: POLICY,
-    oidc: { issuer: idp.issuer, audience: resource },
     approval: '{ wait: 0ms, store: approvals.db, notify: [{ kind: slack, url: "${SLACK_URL}" }, { kind: slack, url: "${BROKEN_URL}" }] }',
-  });
-  gateway = await openGateway({
-    configDir: dir,
-    env: { DB_URL: db.gatewayUrl, SLACK_URL: `http://127.0.0.1:${address.port}/slack`, BROKEN_URL: `http://127.0.0.1:${address.port}/broken` },
+    env: { SLACK_URL: `http://127.0.0.1:${address.port}/slack`, BROKEN_URL: `http://127.0.0.1:${address.port}/broken` },
     // The broken target's retries run at once (no wall-clock backoff in a test).
     notify: { sleep: async () => undefined, log: (line) => logs.push(line) },
   });
-  http = await serveHttp(gateway, createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration), { host: '127.0.0.1', port });
-  // What serve --http does once it listens.
-  gateway.notifier?.linkTo(http.resource);
+  // The harness links notifications to the console as serve --http does once it listens.
 }, 60_000);
 
 afterAll(async () => {
-  await http?.close();
-  await gateway?.close();
-  await idp?.stop();
-  await db?.drop();
+  await h?.close();
   await receiverClose?.();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('approval.notify through the approvals API', () => {
   it('an API approve sends the decided message with the console link; a failing target does not change the answer', async () => {
-    const alice = makeIdentity({ kind: 'oidc', subject: 'alice', groups: ['analysts'], issuer: idp.issuer });
-    const result = await callTool(gateway, {
-      tool: 'run_sql',
-      args: { connection: 'db', sql: "UPDATE orders SET note = 'api-notify' WHERE id = 1" },
-      identity: alice,
-      client: { name: 'vitest' },
-    });
+    const result = await h.call('alice', "UPDATE orders SET note = 'api-notify' WHERE id = 1");
     const id = result.structured?.approval?.id as string;
     expect(result.structured?.approval?.status).toBe('pending');
-    await gateway.notifier?.idle();
+    await h.gateway.notifier?.idle();
     expect(texts).toHaveLength(1);
-    const origin = new URL(http.resource).origin;
+    const origin = new URL(h.resource).origin;
     expect(texts[0]).toContain(`<${origin}/console/approvals/${id}|Open in the console>`);
 
-    const token = (await idp.deviceLogin(http.resource, 'dana', 'mcp')).access_token;
+    const token = await h.token('dana');
     const started = performance.now();
     const res = await fetch(`${origin}/api/v1/approvals/${id}/approve`, {
       method: 'POST',
@@ -112,7 +81,7 @@ describe('approval.notify through the approvals API', () => {
     });
     expect(res.status, await res.text()).toBe(200);
     expect(performance.now() - started).toBeLessThan(5_000);
-    await gateway.notifier?.idle();
+    await h.gateway.notifier?.idle();
     expect(texts).toHaveLength(2);
     expect(texts[1]).toContain(`Approval ${id} was approved: run_sql on db for alice`);
     expect(texts[1]).toContain('• dana: approve (ticket 7)');
@@ -121,7 +90,7 @@ describe('approval.notify through the approvals API', () => {
     // The broken target: 5 attempts for each of the two messages, then journaled.
     expect(failingHits).toBe(10);
     const failed: unknown[] = [];
-    for await (const r of gateway.journal.read()) {
+    for await (const r of h.gateway.journal.read()) {
       const data = JSON.parse(String(r.data)) as Record<string, unknown>;
       if (data['event'] === 'notify_failed') failed.push(data);
     }

@@ -5,18 +5,13 @@
 // refusal is checked for its status, catalog code and WWW-Authenticate where it
 // applies; a call waiting on the gateway is released by an API approve.
 
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOidcVerifier } from '../../src/identity/oidc.js';
-import { makeIdentity, type Identity } from '../../src/identity/identity.js';
-import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { callTool } from '../../src/pipeline/callTool.js';
-import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
-import { serveHttp, type HttpGateway } from '../../src/http/server.js';
-import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
-import { freePort } from '../support/net.js';
-import { startTestIdp, type TestIdp } from '../support/oidc.js';
+import { openGateway } from '../../src/pipeline/gateway.js';
+import { writeConfig } from '../support/fixtures.js';
+import { startHttpGateway, waitForPending, type HttpHarness } from '../support/http-gateway.js';
 import { runInProcess } from '../support/cli.js';
 import { obtainAccessToken } from '../../src/bridge/tokens.js';
 
@@ -47,46 +42,32 @@ rules:
     effect: allow
 `;
 
-let idp: TestIdp;
-let db: FreshDatabase;
-let dir: string;
-let gateway: Gateway;
-let http: HttpGateway;
+type Account = keyof typeof ACCOUNTS;
+
+let h: HttpHarness<Account>;
 let base: string;
-let resource: string;
 let offsetMs = 0;
-const tokens: Record<string, string> = {};
 
 beforeAll(async () => {
-  idp = await startTestIdp({ accounts: ACCOUNTS });
-  db = await freshDatabase('api');
-  const port = await freePort();
-  resource = `http://127.0.0.1:${port}/mcp`;
-  dir = writeConfig({ policy: POLICY, oidc: { issuer: idp.issuer, audience: resource }, approval: '{ wait: 0ms, store: approvals.db, pending_ttl: 1h }' });
-  const gatewayYaml = join(dir, 'policies', 'gateway.yaml');
-  writeFileSync(gatewayYaml, readFileSync(gatewayYaml, 'utf8').replace('journal: { path: journal.db }', 'journal: { path: journal.db, readers: [auditors] }'));
-  gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl }, clock: () => new Date(Date.now() + offsetMs) });
-  const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
-  http = await serveHttp(gateway, verifier, { host: '127.0.0.1', port });
-  base = `http://127.0.0.1:${port}/api/v1`;
-  for (const account of Object.keys(ACCOUNTS)) tokens[account] = (await idp.deviceLogin(resource, account, 'mcp')).access_token;
+  h = await startHttpGateway({
+    prefix: 'api',
+    accounts: ACCOUNTS,
+    policy: POLICY,
+    approval: '{ wait: 0ms, store: approvals.db, pending_ttl: 1h }',
+    journalReaders: ['auditors'],
+    clock: () => new Date(Date.now() + offsetMs),
+  });
+  base = `${h.origin}/api/v1`;
+  // Every token up front, as before any clock is moved.
+  for (const account of Object.keys(ACCOUNTS) as Account[]) await h.token(account);
 }, 60_000);
 
 afterAll(async () => {
-  await http?.close();
-  await gateway?.close();
-  await idp?.stop();
-  await db?.drop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await h?.close();
 });
 
-const who = (account: keyof typeof ACCOUNTS): Identity =>
-  makeIdentity({ kind: 'oidc', subject: account, groups: ACCOUNTS[account].groups, issuer: idp.issuer });
-
 /** alice's write through the whole pipeline (as the MCP endpoint would run it); answers the call's result. */
-function aliceWrites(sql: string) {
-  return callTool(gateway, { tool: 'run_sql', args: { connection: 'db', sql }, identity: who('alice'), client: { name: 'vitest' } });
-}
+const aliceWrites = (sql: string) => h.call('alice', sql);
 
 /** A pending request for a fresh write; answers its id. */
 async function pendingWrite(marker: string): Promise<string> {
@@ -96,9 +77,9 @@ async function pendingWrite(marker: string): Promise<string> {
   return approval?.id as string;
 }
 
-async function api(path: string, options: { method?: string; token?: string | null; body?: unknown; account?: keyof typeof ACCOUNTS } = {}) {
+async function api(path: string, options: { method?: string; token?: string | null; body?: unknown; account?: Account } = {}) {
   const headers: Record<string, string> = {};
-  const token = options.token === undefined ? tokens[options.account ?? 'dana'] : options.token;
+  const token = options.token === undefined ? await h.token(options.account ?? 'dana') : options.token;
   if (token !== null && token !== undefined) headers['authorization'] = `Bearer ${token}`;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`${base}${path}`, {
@@ -158,7 +139,7 @@ describe('the approvals API', () => {
       new RegExp(`^${id}: approve by dana recorded \\(journal #\\d+\\)\\. Request run_sql on db is now approved \\(1/1\\); grant 15m\\.`),
     );
     const records: Array<{ type: string; data: Record<string, any> }> = [];
-    for await (const row of gateway.state.journal.read()) records.push({ type: String(row.type), data: JSON.parse(String(row.data)) });
+    for await (const row of h.gateway.state.journal.read()) records.push({ type: String(row.type), data: JSON.parse(String(row.data)) });
     const vote = records.find((x) => x.type === 'approval' && x.data['event'] === 'vote' && x.data['approvalId'] === id);
     expect(vote?.data).toMatchObject({
       decision: 'approve',
@@ -171,7 +152,7 @@ describe('the approvals API', () => {
     // alice's identical call now runs, and the grant is created.
     const ran = await aliceWrites("UPDATE orders SET note = 'api-approve' WHERE id IN (1, 2)");
     expect(ran.ok, ran.text).toBe(true);
-    expect((await db.query('SELECT id FROM orders WHERE note = $1 ORDER BY id', ['api-approve'])).map((x) => x['id'])).toEqual([1, 2]);
+    expect((await h.db.query('SELECT id FROM orders WHERE note = $1 ORDER BY id', ['api-approve'])).map((x) => x['id'])).toEqual([1, 2]);
     const grants = await api('/grants');
     const grant = grants.json.grants.find((g: any) => g.approvalId === id);
     expect(grant).toMatchObject({ subject: 'alice', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval', revokedAt: null });
@@ -203,11 +184,11 @@ describe('the approvals API', () => {
     const none = await api('/approvals', { token: null });
     refusedWith(none, 401, 'identity.missing');
     expect(none.headers.get('www-authenticate')).toContain('resource_metadata=');
-    const wrongAudience = await idp.mint({ aud: 'http://127.0.0.1:1/mcp', scope: 'mcp', sub: 'dana', groups: ['dba'] });
+    const wrongAudience = await h.idp.mint({ aud: 'http://127.0.0.1:1/mcp', scope: 'mcp', sub: 'dana', groups: ['dba'] });
     const wa = await api('/approvals', { token: wrongAudience });
     refusedWith(wa, 401, 'identity.invalid_token');
     expect(wa.headers.get('www-authenticate')).toContain('error="invalid_token"');
-    const noScope = await idp.mint({ aud: resource, scope: 'openid', sub: 'dana', groups: ['dba'] });
+    const noScope = await h.idp.mint({ aud: h.resource, scope: 'openid', sub: 'dana', groups: ['dba'] });
     refusedWith(await api('/approvals', { token: noScope }), 403, 'identity.insufficient_scope');
 
     const id = await pendingWrite('api-refusals');
@@ -254,14 +235,14 @@ describe('the approvals API', () => {
     const id = await pendingWrite('api-origin');
     const res = await fetch(`${base}/approvals/${id}/approve`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${tokens['dana']}`, 'content-type': 'application/json', origin: 'http://evil.example' },
+      headers: { authorization: `Bearer ${await h.token('dana')}`, 'content-type': 'application/json', origin: 'http://evil.example' },
       body: '{}',
     });
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(res.status).toBe(403);
     expect(body.error.message).toContain('Invalid Origin header');
     expect((await api(`/approvals/${id}`)).json.approval.status).toBe('pending');
-    const token = await api(`/approvals?access_token=${tokens['dana']}`, { token: null });
+    const token = await api(`/approvals?access_token=${await h.token('dana')}`, { token: null });
     refusedWith(token, 400, 'identity.invalid_token');
   });
 
@@ -269,37 +250,31 @@ describe('the approvals API', () => {
     // A second gateway on the same state files with approval.wait > 0: the call blocks until the decision.
     const waitDir = writeConfig({
       policy: POLICY,
-      oidc: { issuer: idp.issuer, audience: resource },
-      approval: `{ wait: 20s, store: ${JSON.stringify(gateway.config.approval.store)} }`,
+      oidc: { issuer: h.idp.issuer, audience: h.resource },
+      approval: `{ wait: 20s, store: ${JSON.stringify(h.gateway.config.approval.store)} }`,
     });
-    const waiting = await openGateway({ configDir: waitDir, env: { DB_URL: db.gatewayUrl }, journalPath: gateway.config.journal.path });
+    const waiting = await openGateway({ configDir: waitDir, env: { DB_URL: h.db.gatewayUrl }, journalPath: h.gateway.config.journal.path });
     try {
       const call = callTool(waiting, {
         tool: 'run_sql',
         args: { connection: 'db', sql: "UPDATE orders SET note = 'api-wait' WHERE id = 3" },
-        identity: who('alice'),
+        identity: h.identity('alice'),
         client: { name: 'vitest' },
       });
-      let id: string | undefined;
-      for (let i = 0; i < 200 && id === undefined; i++) {
-        id = (await waiting.state.approvals.list(new Date(), { status: 'pending' })).find(
-          (a) => a.subject.input['sql'] === "UPDATE orders SET note = 'api-wait' WHERE id = 3",
-        )?.id;
-        if (id === undefined) await new Promise((r) => setTimeout(r, 25));
-      }
+      const id = await waitForPending(waiting, "UPDATE orders SET note = 'api-wait' WHERE id = 3");
       expect(id).toBeDefined();
       // Decided through the API of the first gateway: the waiting gateway reads the same store.
       const approvedAt = Date.now();
       const r = await fetch(`${base}/approvals/${id}/approve`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${tokens['dana']}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${await h.token('dana')}`, 'content-type': 'application/json' },
         body: '{}',
       });
       expect(r.status).toBe(200);
       const result = await call;
       expect(result.ok, result.text).toBe(true);
       expect(Date.now() - approvedAt).toBeLessThan(1000);
-      expect((await db.query('SELECT id FROM orders WHERE note = $1', ['api-wait'])).length).toBe(1);
+      expect((await h.db.query('SELECT id FROM orders WHERE note = $1', ['api-wait'])).length).toBe(1);
     } finally {
       await waiting.close();
       rmSync(waitDir, { recursive: true, force: true });
@@ -330,18 +305,18 @@ describe('the approvals API', () => {
 describe('the CLI with --gateway (src/cli/remote.ts)', () => {
   let cache: string;
   const cli = (args: string[], env: Record<string, string> = {}) =>
-    runInProcess([...args, '--gateway', resource, '--client-id', 'drawbridge-cli', '--token-cache', cache], { env });
-  const local = (args: string[]) => runInProcess([...args, '--config', dir], { env: { DB_URL: db.gatewayUrl } });
+    runInProcess([...args, '--gateway', h.resource, '--client-id', 'drawbridge-cli', '--token-cache', cache], { env });
+  const local = (args: string[]) => runInProcess([...args, '--config', h.dir], { env: { DB_URL: h.db.gatewayUrl } });
 
   beforeAll(async () => {
     // dana signs in once, as `drawbridge token` does (the device flow, played here by the test IdP); the CLI then uses the cache.
-    cache = join(dir, 'dana-cache', 'tokens.json');
+    cache = join(h.dir, 'dana-cache', 'tokens.json');
     await obtainAccessToken({
-      url: resource,
+      url: h.resource,
       clientId: 'drawbridge-cli',
       tokenCache: cache,
       log: () => undefined,
-      onSignInPrompt: (prompt) => void idp.approveDevice(prompt.userCode, 'dana'),
+      onSignInPrompt: (prompt) => void h.idp.approveDevice(prompt.userCode, 'dana'),
     });
   }, 30_000);
 
@@ -382,7 +357,7 @@ describe('the CLI with --gateway (src/cli/remote.ts)', () => {
     const again = await cli(['approvals', 'deny', id, '--reason', 'twice']);
     expect(again.status).toBe(1);
     expect(again.stderr).toMatch(/^drawbridge: approval\.(duplicate_vote|not_pending): /);
-    const both = await runInProcess(['approvals', 'list', '--gateway', resource, '--config', dir]);
+    const both = await runInProcess(['approvals', 'list', '--gateway', h.resource, '--config', h.dir]);
     expect(both.status).toBe(2);
     expect(both.stderr).toContain('--gateway and --config exclude each other');
     const exported = await cli(['journal', 'export']);
