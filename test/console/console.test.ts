@@ -155,7 +155,7 @@ describe('the web console', () => {
     const pending = await dana.request('/console/');
     expect(pending.text).toContain(`data-approval="${id}"`);
     expect(pending.text).toContain('alice');
-    expect(pending.text).toContain('with client (unknown)'); // no OAuth client id on an in-process call
+    expect(pending.text).toContain('with client vitest,'); // the client the call named (in process: the harness's)
     expect(pending.text).toContain('run_sql on db');
     expect(pending.text).toContain('UPDATE orders SET note = &#39;console-approve&#39; WHERE id IN (1, 2)');
     expect(pending.text).toContain('writes-need-approval');
