@@ -99,7 +99,7 @@ const HINTS: Record<CoreErrorCode, string> = {
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
   'journal.forbidden':
-    'Reading the journal over the approvals API is for members of the groups in journal.readers (policies, kind: gateway); ' +
+    'Reading the journal over the approvals API or in the console is for members of the groups in journal.readers (policies, kind: gateway); ' +
     'ask the operator to add one of your groups there.',
   'state.schema_version':
     'The state schema does not match this Drawbridge: if older, run `drawbridge state migrate`; if newer, upgrade Drawbridge to the version that wrote it.',

@@ -1,5 +1,6 @@
 // Approval notifications (approval.notify): tells people when an out-of-band request
-// becomes pending and when it is decided, through a Slack-compatible incoming webhook or
+// becomes pending, when it is decided, and when it expires (watched by the process that
+// announced it pending; a restart forgets the watch, the console and CLI still show it), through a Slack-compatible incoming webhook or
 // a generic JSON webhook signed with HMAC-SHA256. Boundary: fire-and-forget. notify()
 // only queues; delivery (retries with exponential backoff, per-attempt timeouts) runs
 // in the background, in order per target, and a delivery that finally fails is journaled
@@ -13,9 +14,9 @@ import type { NotifyTarget } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DETECTOR_NAMES } from '../masking/detectors.js';
 import { createMasker } from '../masking/masker.js';
-import type { JournalStore, StoredApproval } from '../state/contract.js';
+import type { ApprovalStore, JournalStore, StoredApproval } from '../state/contract.js';
 
-export type NotifyEvent = 'approval.pending' | 'approval.decided';
+export type NotifyEvent = 'approval.pending' | 'approval.decided' | 'approval.expired';
 
 export interface Notifier {
   /** Queues the event for every target and returns at once. */
@@ -33,6 +34,10 @@ export interface NotifyOptions {
   readonly clock: () => Date;
   /** The gateway's public origin (https://gw.example): messages link to <origin>/console/approvals/<id>. */
   readonly consoleOrigin: string | null;
+  /** Where a pending request's expiry is checked once its time has passed; without it, no expiry notices. */
+  readonly approvals?: Pick<ApprovalStore, 'get'>;
+  /** Resolves after `ms` (default an unref'd timer): the wait for a pending request's expiry; injectable likewise. */
+  readonly untilExpiry?: (ms: number) => Promise<void>;
   /** Backoff between attempts; injectable so tests run the retries in virtual time. */
   readonly sleep?: (ms: number) => Promise<void>;
   /** Resolves when one attempt has waited too long (default: a real timer of timeoutMs); injectable likewise. */
@@ -45,7 +50,7 @@ export interface NotifyOptions {
 }
 
 /** What a gateway's owner may tune: timing (tests run it in virtual time), the log, the retry policy. */
-export type NotifyTuning = Partial<Pick<NotifyOptions, 'sleep' | 'deadline' | 'monotonic' | 'log' | 'retry'>>;
+export type NotifyTuning = Partial<Pick<NotifyOptions, 'sleep' | 'deadline' | 'monotonic' | 'log' | 'retry' | 'untilExpiry'>>;
 
 export interface RetryPolicy {
   /** Attempts per notification and target, the first included. */
@@ -124,10 +129,13 @@ function escapeSlack(text: string): string {
 export function slackText(event: NotifyEvent, a: NotifiedApproval): string {
   const e = escapeSlack;
   const who = `${e(a.requester.subject)}${a.requester.client ? ` (${e(a.requester.client)})` : ''}`;
+  const what = `${e(a.tool)} on ${e(a.connection)} for ${who}`;
   const head =
     event === 'approval.pending'
       ? `Approval ${a.id} is waiting: ${who} asks to run ${e(a.tool)} on ${e(a.connection)}`
-      : `Approval ${a.id} was ${a.status}: ${e(a.tool)} on ${e(a.connection)} for ${who}`;
+      : event === 'approval.expired'
+        ? `Approval ${a.id} expired ${a.decidedAt === null ? 'without a decision' : 'unused'}: ${what}`
+        : `Approval ${a.id} was ${a.status}: ${what}`;
   const lines = [`*${head}*`, `> ${e(a.summary).replace(/\n/g, '\n> ')}`];
   lines.push(`Rule ${e(a.rule)}: ${e(a.message)}`);
   if (a.affectedRows !== null) lines.push(`Preview: ${a.affectedRows} row${a.affectedRows === 1 ? '' : 's'} affected`);
@@ -137,6 +145,7 @@ export function slackText(event: NotifyEvent, a: NotifiedApproval): string {
   if (event === 'approval.decided' && a.grantMs) lines.push(`Grant: ${Math.round(a.grantMs / 60_000)} min`);
   if (a.url) lines.push(`<${a.url}|Open in the console>`);
   else if (event === 'approval.pending') lines.push(`Decide with: drawbridge approvals approve ${a.id}`);
+  if (event === 'approval.expired') lines.push('The agent must call again to ask anew.');
   return lines.join('\n');
 }
 
@@ -159,6 +168,12 @@ export function createNotifier(options: NotifyOptions): Notifier {
   const monotonic = options.monotonic ?? (() => performance.now());
   const log = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
   let consoleOrigin = options.consoleOrigin;
+  // setTimeout holds at most 2^31-1 ms (~24.8 days): a longer wait is taken in steps.
+  const untilExpiry =
+    options.untilExpiry ??
+    (async (ms: number) => {
+      for (let left = ms; left > 0; left -= 2 ** 31 - 1) await new Promise<void>((r) => setTimeout(r, Math.min(left, 2 ** 31 - 1)).unref());
+    });
   // One chain per target keeps its messages in order (pending before decided).
   const chains = options.targets.map(() => ({ tail: Promise.resolve(), backlog: 0 }));
 
@@ -258,8 +273,22 @@ export function createNotifier(options: NotifyOptions): Notifier {
     }
   }
 
-  return {
+  /** After a pending request's expiry (plus a second), tells whether it expired; a decided or consumed one is not announced again. */
+  async function watchExpiry(approval: StoredApproval, approvals: Pick<ApprovalStore, 'get'>, announce: Notifier['notify']): Promise<void> {
+    await untilExpiry(Math.max(0, Date.parse(approval.expiresAt) - options.clock().getTime()) + 1_000);
+    let current: StoredApproval | undefined;
+    try {
+      current = await approvals.get(approval.id, options.clock());
+    } catch (error) {
+      log(`drawbridge: whether approval ${approval.id} expired could not be read, so no expiry notice is sent: ${errorText(error)}`);
+      return;
+    }
+    if (current?.status === 'expired') announce('approval.expired', current);
+  }
+
+  const notifier: Notifier = {
     notify(event, approval) {
+      if (event === 'approval.pending' && options.approvals) void watchExpiry(approval, options.approvals, notifier.notify);
       const deliveryId = randomUUID();
       options.targets.forEach((target, index) => {
         const chain = chains[index];
@@ -289,6 +318,7 @@ export function createNotifier(options: NotifyOptions): Notifier {
       }
     },
   };
+  return notifier;
 }
 
 /**
@@ -297,7 +327,7 @@ export function createNotifier(options: NotifyOptions): Notifier {
  */
 export function notifierFor(
   targets: readonly NotifyTarget[],
-  base: Pick<NotifyOptions, 'environment' | 'journal' | 'clock' | 'consoleOrigin'> & NotifyTuning,
+  base: Pick<NotifyOptions, 'environment' | 'journal' | 'clock' | 'consoleOrigin'> & Partial<Pick<NotifyOptions, 'approvals'>> & NotifyTuning,
 ): Notifier | null {
   return targets.length === 0 ? null : createNotifier({ targets, ...base });
 }

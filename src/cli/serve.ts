@@ -143,10 +143,17 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
   }
   guardProcess(io);
   const stopped = untilStopped(io);
+  const c = gateway.config.console;
+  let secret: string | undefined;
+  try {
+    secret = c.enabled && c.clientSecret !== null ? resolveSecret(c.clientSecret, gateway.environment) : undefined;
+  } catch (error) {
+    await gateway.close();
+    const why = isDrawbridgeError(error) ? error.message : String(error);
+    return fail(`drawbridge: the console's client secret cannot be read (console.client_secret): ${why}`, 1);
+  }
   let http: HttpGateway;
   try {
-    const c = gateway.config.console;
-    const secret = c.clientSecret === null ? undefined : resolveSecret(c.clientSecret, gateway.environment);
     http = await serveHttp(gateway, createOidcVerifier(identity), {
       host: listen.host,
       port: listen.port,

@@ -19,11 +19,13 @@ import { revokeMessage, voteMessage } from '../approval/format.js';
 import { durationSchema } from '../config/units.js';
 import { DrawbridgeError, isDrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
+import { isJournalReader } from '../journal/query.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import type { StoredApproval, StoredGrant } from '../state/contract.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
-import { approvalCard, grantsPage, layout, messagePage, pendingPage, escapeHtml } from './pages.js';
+import { createJournalViews, type JournalView } from './journal.js';
+import { approvalCard, decodeSegment, grantsPage, layout, messagePage, pendingPage, escapeHtml } from './pages.js';
 
 declare module '../approval/approver.js' {
   interface ApprovalVias {
@@ -115,6 +117,7 @@ function statusOf(e: DrawbridgeError): number {
     case 'grant.not_found':
       return 404;
     case 'approval.forbidden':
+    case 'journal.forbidden':
       return 403;
     case 'approval.duplicate_vote':
     case 'approval.not_pending':
@@ -276,6 +279,20 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
   }
 
   const gatewayNow = (): Date => site.gateway.clock();
+  const journal = createJournalViews(site.gateway, now);
+  const pageFor = (s: Session, title: string, body: string): string =>
+    layout(s.identity, title, body, s.csrf, { journal: isJournalReader(site.gateway.config.journal.readers, s.identity) });
+
+  /** A journal page, or a refusal (not a reader, bad query, journal unavailable) shown in the console's frame. */
+  async function journalView(s: Session, path: string, params: URLSearchParams): Promise<JournalView | null> {
+    try {
+      return await journal.view(s.identity, path, params);
+    } catch (error) {
+      if (!isDrawbridgeError(error)) throw error;
+      const hint = error.hint ? ` ${error.hint}` : '';
+      return { status: statusOf(error), title: 'Journal', body: `<p class="error" data-notice="error">${escapeHtml(error.message + hint)}</p>` };
+    }
+  }
 
   async function pendingFor(who: Identity): Promise<StoredApproval[]> {
     const list = await site.gateway.state.approvals.list(gatewayNow(), { status: 'pending' });
@@ -292,7 +309,7 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
     const at = gatewayNow();
     const a = await site.gateway.state.approvals.get(id, at);
     if (!a || !visible(a, s.identity)) {
-      html(res, 404, layout(s.identity, 'Not found', `<p class="error">No approval request ${escapeHtml(JSON.stringify(id))} that you may see.</p>`, s.csrf));
+      html(res, 404, pageFor(s, 'Not found', `<p class="error">No approval request ${escapeHtml(JSON.stringify(id))} that you may see.</p>`));
       return;
     }
     const voted = a.votes.some((v) => v.approver.subject === s.identity.subject);
@@ -305,7 +322,7 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
           : voted
             ? 'You have voted on this request.'
             : null;
-    html(res, status, layout(s.identity, `Request ${a.id}`, approvalCard(a, at, { canDecide, why, csrf: s.csrf, notice, detail: true }), s.csrf));
+    html(res, status, pageFor(s, `Request ${a.id}`, approvalCard(a, at, { canDecide, why, csrf: s.csrf, notice, detail: true })));
   }
 
   async function decide(res: ServerResponse, s: Session, id: string, decision: 'approve' | 'deny', form: URLSearchParams): Promise<void> {
@@ -361,7 +378,7 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
     const at = gatewayNow();
     const shown: StoredGrant[] = [];
     for (const g of await site.gateway.state.approvals.listGrants(at, { active: true })) if (await grantVisible(g, s.identity, at)) shown.push(g);
-    html(res, status, layout(s.identity, 'Grants', grantsPage(shown, at, s.csrf, notice), s.csrf));
+    html(res, status, pageFor(s, 'Grants', grantsPage(shown, at, s.csrf, notice)));
   }
 
   async function revoke(res: ServerResponse, s: Session, id: string): Promise<void> {
@@ -404,11 +421,10 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
         return html(
           res,
           200,
-          layout(
-            s.identity,
+          pageFor(
+            s,
             'Pending requests',
             pendingPage(await pendingFor(s.identity), gatewayNow(), (a) => mayDecide(a, s.identity)),
-            s.csrf,
           ),
         );
       }
@@ -419,8 +435,10 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
       }
       if (path === `${CONSOLE_PREFIX}/grants`) return showGrants(res, s);
       const m = /^\/console\/approvals\/([^/]+)$/.exec(path);
-      if (m) return showApproval(res, s, decodeURIComponent(m[1] ?? ''));
-      return html(res, 404, layout(s.identity, 'Not found', '<p class="error">No such console page.</p>', s.csrf));
+      if (m) return showApproval(res, s, decodeSegment(m[1]) ?? m[1] ?? '');
+      const view = await journalView(s, path, url.searchParams);
+      if (view) return html(res, view.status, pageFor(s, view.title, view.body));
+      return html(res, 404, pageFor(s, 'Not found', '<p class="error">No such console page.</p>'));
     }
     if (method !== 'POST') return html(res, 405, messagePage('Not allowed', 'Use the console pages.'), { Allow: 'GET, POST' });
     const form = await readForm(req);
@@ -432,10 +450,10 @@ export function createConsole(site: ConsoleSite, options: ConsoleOptions): Conso
       return redirect(res, `${CONSOLE_PREFIX}/login`, { 'Set-Cookie': cookie(SESSION_COOKIE, '', 0) });
     }
     const d = /^\/console\/approvals\/([^/]+)\/(approve|deny)$/.exec(path);
-    if (d) return decide(res, s, decodeURIComponent(d[1] ?? ''), d[2] === 'approve' ? 'approve' : 'deny', form);
+    if (d) return decide(res, s, decodeSegment(d[1]) ?? d[1] ?? '', d[2] === 'approve' ? 'approve' : 'deny', form);
     const r = /^\/console\/grants\/([^/]+)\/revoke$/.exec(path);
-    if (r) return revoke(res, s, decodeURIComponent(r[1] ?? ''));
-    return html(res, 404, layout(s.identity, 'Not found', '<p class="error">No such console action.</p>', s.csrf));
+    if (r) return revoke(res, s, decodeSegment(r[1]) ?? r[1] ?? '');
+    return html(res, 404, pageFor(s, 'Not found', '<p class="error">No such console action.</p>'));
   }
 
   return {

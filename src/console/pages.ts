@@ -39,9 +39,10 @@ ${body}
 }
 
 /** A page for a signed-in person, with the navigation and sign-out form. */
-export function layout(who: Identity, title: string, body: string, csrf: string): string {
+export function layout(who: Identity, title: string, body: string, csrf: string, links: { readonly journal: boolean }): string {
   const logout = signOut(csrf);
-  const nav = `<header><nav><strong>Drawbridge</strong> <a href="/console/">Pending</a> <a href="/console/grants">Grants</a></nav>
+  const journal = links.journal ? ' <a href="/console/journal">Journal</a>' : '';
+  const nav = `<header><nav><strong>Drawbridge</strong> <a href="/console/">Pending</a> <a href="/console/grants">Grants</a>${journal}</nav>
 <p class="who">Signed in as <span data-subject>${e(who.subject)}</span> (${e(who.groups.join(', ') || 'no groups')})</p>${logout}</header>`;
   return page(title, body, nav);
 }
@@ -137,4 +138,13 @@ export function grantsPage(grants: readonly StoredGrant[], now: Date, csrf: stri
   );
   return `${n}<table class="grants"><thead><tr><th>Grant</th><th>Subject</th><th>Tool</th><th>Connection</th><th>Rule</th><th>Expires</th><th></th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table>`;
+}
+
+/** A path segment decoded, or null when it is not valid percent-encoding (shown as "not found", never a 500). */
+export function decodeSegment(segment: string | undefined): string | null {
+  try {
+    return decodeURIComponent(segment ?? '');
+  } catch {
+    return null;
+  }
 }

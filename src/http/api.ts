@@ -15,8 +15,9 @@ import { revokeMessage, voteMessage } from '../approval/format.js';
 import { durationSchema } from '../config/units.js';
 import { DrawbridgeError, isDrawbridgeError, type ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import { readStoreCalls, renderLines, type ExportFilter } from '../journal/export.js';
-import { callRecord, MAX_LIMIT, OUTCOME_STATUSES, searchCalls, sessionReplay, type OutcomeStatus, type SearchFilter } from '../journal/search.js';
+import { readStoreCalls, renderLines } from '../journal/export.js';
+import { assertJournalReader, exportFilterOf, searchFilterOf } from '../journal/query.js';
+import { callRecord, searchCalls, sessionReplay } from '../journal/search.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import type { StoredApproval, StoredGrant } from '../state/contract.js';
 import { authenticate, type AuthContext } from './auth.js';
@@ -261,89 +262,22 @@ async function revoke(site: ApiSite, _req: IncomingMessage, res: ServerResponse,
   }
 }
 
-function exportFilter(params: URLSearchParams): ExportFilter {
-  const date = (name: string): Date | undefined => {
-    const v = params.get(name);
-    if (v === null || v === '') return undefined;
-    const d = new Date(v);
-    if (Number.isNaN(d.getTime())) throw new DrawbridgeError('input.invalid', `${name} must be an ISO date or time, e.g. 2026-11-21 or 2026-11-21T10:00:00Z.`);
-    return d;
-  };
-  const decision = params.get('decision') || undefined;
-  if (decision !== undefined && decision !== 'allow' && decision !== 'deny' && decision !== 'approve') {
-    throw new DrawbridgeError('input.invalid', 'decision must be allow, deny or approve.');
-  }
-  const since = date('since');
-  const until = date('until');
-  const text = (name: string): string | undefined => params.get(name) || undefined;
-  const subject = text('subject');
-  const tool = text('tool');
-  const connection = text('connection');
-  const session = text('session');
-  const client = text('client');
-  return {
-    ...(since ? { since } : {}),
-    ...(until ? { until } : {}),
-    ...(subject ? { subject } : {}),
-    ...(tool ? { tool } : {}),
-    ...(connection ? { connection } : {}),
-    ...(decision ? { decision } : {}),
-    ...(session ? { session } : {}),
-    ...(client ? { client } : {}),
-  };
-}
-
-/** The journal (export, search, one call, a session's replay) is for journal.readers only. */
-function requireReader(site: ApiSite, who: Identity): void {
-  const readers = site.gateway.config.journal.readers;
-  if (!readers.some((g) => who.groups.includes(g))) {
-    throw new DrawbridgeError(
-      'journal.forbidden',
-      readers.length === 0
-        ? 'Nobody may read the journal over the API: journal.readers is empty.'
-        : `Reading the journal is for members of ${readers.join(', ')}; ${who.subject} is in none of them.`,
-      { hint: 'The operator allows it with journal: { readers: [GROUP, …] } in the gateway config (policies, kind: gateway).' },
-    );
-  }
-}
-
-function positiveInt(params: URLSearchParams, name: string, max: number): number | undefined {
-  const v = params.get(name);
-  if (v === null || v === '') return undefined;
-  const n = /^[0-9]{1,15}$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new DrawbridgeError('input.invalid', `${name} must be an integer from 1 to ${max}.`);
-  return n;
-}
-
 /** GET journal/calls?since&until&subject&tool&connection&decision&session&client&status&limit&before: newest first, `next` pages on. */
 async function journalCalls(site: ApiSite, _req: IncomingMessage, res: ServerResponse, url: URL, who: Identity): Promise<void> {
-  requireReader(site, who);
-  const params = url.searchParams;
-  const status = params.get('status') || undefined;
-  if (status !== undefined && !OUTCOME_STATUSES.includes(status as OutcomeStatus)) {
-    throw new DrawbridgeError('input.invalid', `status must be ${OUTCOME_STATUSES.join(', ')}.`);
-  }
-  const limit = positiveInt(params, 'limit', MAX_LIMIT);
-  const before = positiveInt(params, 'before', Number.MAX_SAFE_INTEGER);
-  const filter: SearchFilter = {
-    ...exportFilter(params),
-    ...(status ? { status: status as OutcomeStatus } : {}),
-    ...(limit !== undefined ? { limit } : {}),
-    ...(before !== undefined ? { before } : {}),
-  };
-  const page = await searchCalls(site.gateway.state.journal, filter);
+  assertJournalReader(site.gateway.config.journal.readers, who);
+  const page = await searchCalls(site.gateway.state.journal, searchFilterOf(url.searchParams));
   sendJson(res, 200, page, { 'Cache-Control': 'no-store' });
 }
 
 async function journalCall(site: ApiSite, _req: IncomingMessage, res: ServerResponse, _url: URL, who: Identity, id: string): Promise<void> {
-  requireReader(site, who);
+  assertJournalReader(site.gateway.config.journal.readers, who);
   const entry = await callRecord(site.gateway.state.journal, id);
   if (!entry) throw new DrawbridgeError('input.invalid', `No call ${JSON.stringify(id)} in the journal.`, { details: { httpStatus: 404 } });
   sendJson(res, 200, { call: entry }, { 'Cache-Control': 'no-store' });
 }
 
 async function journalSession(site: ApiSite, _req: IncomingMessage, res: ServerResponse, _url: URL, who: Identity, id: string): Promise<void> {
-  requireReader(site, who);
+  assertJournalReader(site.gateway.config.journal.readers, who);
   const replay = await sessionReplay(site.gateway.state.journal, { session: id });
   if (replay.steps.length === 0) {
     throw new DrawbridgeError('input.invalid', `No calls of session ${JSON.stringify(id)} in the journal.`, { details: { httpStatus: 404 } });
@@ -352,10 +286,10 @@ async function journalSession(site: ApiSite, _req: IncomingMessage, res: ServerR
 }
 
 async function exportJournal(site: ApiSite, _req: IncomingMessage, res: ServerResponse, url: URL, who: Identity): Promise<void> {
-  requireReader(site, who);
+  assertJournalReader(site.gateway.config.journal.readers, who);
   const format = url.searchParams.get('format') ?? 'jsonl';
   if (format !== 'jsonl' && format !== 'csv') throw new DrawbridgeError('input.invalid', 'format must be jsonl or csv.');
-  const entries = await readStoreCalls(site.gateway.state.journal, 'the gateway journal', exportFilter(url.searchParams));
+  const entries = await readStoreCalls(site.gateway.state.journal, 'the gateway journal', exportFilterOf(url.searchParams));
   const text = [...renderLines(entries, format)].map((l) => `${l}\n`).join('');
   res.writeHead(200, {
     'Content-Type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',

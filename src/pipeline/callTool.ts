@@ -126,7 +126,9 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
                   mask: (r) => masker.maskResult(r, request).result,
                 })
           : null;
-      clearance = await approveStage(gateway.approval, { callId, request, decision, identity, channel: call.channel ?? {}, preview });
+      // The requester's client is named on the request as the intent names it, whichever way the call came in.
+      const channel: ApprovalChannel = { ...(call.client ? { clientName: call.client.name } : {}), ...call.channel };
+      clearance = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
       prepared = { ...prepared, clearance };
     }
   } catch (error) {

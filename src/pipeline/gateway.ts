@@ -56,6 +56,8 @@ export function createGateway(options: {
   const notifier = notifierFor(options.config.approval.notify, {
     environment: options.environment,
     journal: options.state.journal,
+    // Read when a pending request's time is up (the engine opens its approvals on first use).
+    approvals: { get: (id, now) => options.state.approvals.get(id, now) },
     clock,
     consoleOrigin: null,
     ...options.notify,

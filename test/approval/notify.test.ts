@@ -77,6 +77,9 @@ rules:
     effect: allow
 `;
 
+/** The gateways' clock runs this far ahead of real time (a test moves it past an expiry). */
+let clockOffsetMs = 0;
+
 interface Setup {
   readonly dir: string;
   readonly gateway: Gateway;
@@ -91,7 +94,12 @@ async function setup(notify: string, env: Record<string, string>, timing: Parame
   const dir = writeConfig({ policy: POLICY, approval: `{ wait: 0ms, store: approvals.db, notify: ${notify}${approvers} }` });
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const logs: string[] = [];
-  const gateway = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl, ...env }, notify: { log: (line) => logs.push(line), ...timing } });
+  const gateway = await openGateway({
+    configDir: dir,
+    env: { DB_URL: db.gatewayUrl, ...env },
+    notify: { log: (line) => logs.push(line), ...timing },
+    clock: () => new Date(Date.now() + clockOffsetMs),
+  });
   cleanups.push(() => gateway.close());
   return {
     dir,
@@ -219,6 +227,50 @@ describe('approval.notify', () => {
     expect(first.headers['x-drawbridge-delivery']).not.toBe(second.headers['x-drawbridge-delivery']);
 
     expectNothingSecret([...slack.received, ...hook.received], s.db);
+    expect(s.logs).toEqual([]);
+  });
+
+  it('announces a request that expired without a decision, and only that one', async () => {
+    const slack = await receiver();
+    const timers: Array<{ ms: number; fire: () => void }> = [];
+    const untilExpiry = (ms: number) => new Promise<void>((fire) => timers.push({ ms, fire }));
+    const s = await setup('[{ kind: slack, url: "${SLACK_URL}" }]', { SLACK_URL: slack.url }, { untilExpiry });
+    const expiring = pendingId(await s.call());
+    await s.gateway.notifier?.idle();
+    expect(timers).toHaveLength(1);
+    // The watch waits until the request's expiry (pending_ttl, 24 h by default) and a second more.
+    const approval = await s.gateway.state.approvals.get(expiring, new Date());
+    const ttl = Date.parse(approval!.expiresAt) - Date.parse(approval!.createdAt);
+    expect(Math.abs(timers[0]!.ms - (ttl + 1_000))).toBeLessThan(5_000);
+
+    clockOffsetMs = ttl + 60_000;
+    try {
+      timers[0]!.fire();
+      for (let i = 0; i < 200 && slack.received.length < 2; i++) {
+        await s.gateway.notifier?.idle();
+        await new Promise((r) => setImmediate(r)); // a condition poll: the watch reads the store, then queues
+      }
+    } finally {
+      clockOffsetMs = 0;
+    }
+    expect(slack.received).toHaveLength(2);
+    const text = (JSON.parse(slack.received[1]?.body ?? '{}') as { text: string }).text;
+    expect(text).toContain(`Approval ${expiring} expired without a decision: run_sql on db for alice (vitest)`);
+    expect(text).toContain('The agent must call again to ask anew.');
+
+    // Decided before its time: the watch finds it approved, and says nothing more.
+    const decided = pendingId(await s.call()); // the same input re-asks: the expired request is not reused
+    expect(decided).not.toBe(expiring);
+    await s.gateway.notifier?.idle();
+    expect(
+      (await decideApproval(s.gateway.state, dana, { approvalId: decided, decision: 'approve', via: 'cli' }, new Date(), s.gateway.notifier?.notify)).ok,
+    ).toBe(true);
+    await s.gateway.notifier?.idle();
+    expect(slack.received).toHaveLength(4);
+    timers[1]!.fire();
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    await s.gateway.notifier?.idle();
+    expect(slack.received).toHaveLength(4);
     expect(s.logs).toEqual([]);
   });
 

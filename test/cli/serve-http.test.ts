@@ -130,6 +130,20 @@ describe('drawbridge serve --http', () => {
     expect(r.stderr).toMatch(/--public-url applies to --http only/);
   });
 
+  it('says which secret is missing when the console client secret cannot be read, and does not listen', async () => {
+    const secretless = writeConfig({ oidc: { issuer: idp.issuer, audience: resource }, policy: POLICY });
+    appendFileSync(join(secretless, 'policies', 'gateway.yaml'), 'console:\n  client_id: drawbridge-console\n  client_secret: ${NO_SUCH_CONSOLE_SECRET}\n');
+    try {
+      const port = await freePort();
+      const r = await runInProcess(['serve', '--config', secretless, '--http', `127.0.0.1:${port}`], { env: { DB_URL: db.gatewayUrl } });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/the console's client secret cannot be read \(console\.client_secret\): .*NO_SUCH_CONSOLE_SECRET/);
+      expect(r.stderr).not.toMatch(/cannot listen/);
+    } finally {
+      rmSync(secretless, { recursive: true, force: true });
+    }
+  });
+
   it('serves no console with console: { enabled: false }', async () => {
     const off = writeConfig({ oidc: { issuer: idp.issuer, audience: resource }, policy: POLICY });
     appendFileSync(join(off, 'policies', 'gateway.yaml'), 'console: { enabled: false }\n');

@@ -4,7 +4,9 @@
 // security headers, the pending page with alice's request, dana approving with
 // a 15-minute grant (a waiting call completes at once), self-approval refused,
 // CSRF refused (no token, a wrong token, another Origin), an idle session
-// signed out by the injected clock, grants listed and revoked, every value escaped.
+// signed out by the injected clock, grants listed and revoked, every value escaped;
+// the journal pages (search, one call, a session's replay, a client's window, the
+// verify line) for journal readers only.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
@@ -42,6 +44,7 @@ beforeAll(async () => {
     policy: POLICY,
     approval: '{ wait: 20s, store: approvals.db, pending_ttl: 1h }',
     console: { idleMs: IDLE_MS, now: () => Date.now() + consoleOffsetMs },
+    journalReaders: ['dba'],
   });
   origin = h.origin;
 }, 60_000);
@@ -152,7 +155,7 @@ describe('the web console', () => {
     const pending = await dana.request('/console/');
     expect(pending.text).toContain(`data-approval="${id}"`);
     expect(pending.text).toContain('alice');
-    expect(pending.text).toContain('with client (unknown)'); // no OAuth client id on an in-process call
+    expect(pending.text).toContain('with client vitest,'); // the client the call named (in process: the harness's)
     expect(pending.text).toContain('run_sql on db');
     expect(pending.text).toContain('UPDATE orders SET note = &#39;console-approve&#39; WHERE id IN (1, 2)');
     expect(pending.text).toContain('writes-need-approval');
@@ -318,5 +321,77 @@ describe('the web console', () => {
     }
     await deny(dana, id);
     expect((await call).ok).toBe(false);
+  });
+});
+
+describe('the journal pages', () => {
+  it("show a reader an MCP session's calls: search, one call's record, the replay, the verify verdict", async () => {
+    const { client, transport } = await h.mcpSession('alice', 'journal-agent');
+    try {
+      const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT count(*) AS n FROM orders' } });
+      expect(read.isError).toBeFalsy();
+      const refused = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'DROP TABLE customers' } });
+      expect(refused.isError).toBe(true);
+    } finally {
+      await client.close();
+    }
+    const session = transport.sessionId ?? '';
+    expect(session).not.toBe('');
+    const dana = new Agent();
+    await dana.signIn('dana');
+    expect((await dana.request('/console/')).text).toContain('<a href="/console/journal">Journal</a>');
+
+    const search = await dana.request(`/console/journal?session=${encodeURIComponent(session)}`);
+    expect(search.status).toBe(200);
+    expect(search.text).toContain('data-verify="ok"');
+    expect(search.text).toContain('data-results="2"');
+    const ids = [...search.text.matchAll(/data-call="([^"]+)"/g)].map((m) => m[1]);
+    expect(ids).toHaveLength(2);
+    const reads = await dana.request('/console/journal?session=' + encodeURIComponent(session) + '&decision=allow&status=ok');
+    expect(reads.text).toContain('data-results="1"');
+
+    const record = await dana.request(`/console/journal/calls/${ids[1]}`);
+    expect(record.status).toBe(200);
+    expect(record.text).toContain('SELECT count(*) AS n FROM orders');
+    expect(record.text).toContain('journal-agent');
+    expect(record.text).toContain(`href="/console/journal/sessions/${encodeURIComponent(session)}"`);
+
+    const replay = await dana.request(`/console/journal/sessions/${encodeURIComponent(session)}`);
+    expect(replay.status).toBe(200);
+    expect(replay.text).toContain('data-calls="2"');
+    const steps = [...replay.text.matchAll(/data-step="([^"]+)" data-decision="([^"]+)" data-outcome="([^"]+)"/g)].map((m) => [m[2], m[3]]);
+    expect(steps).toEqual([
+      ['allow', 'ok'],
+      ['deny', 'refused'],
+    ]);
+
+    const since = new Date(Date.now() - 60 * 60_000).toISOString();
+    const until = new Date(Date.now() + 60_000).toISOString();
+    const window = await dana.request(`/console/journal/replay?client=journal-agent&subject=alice&since=${since}&until=${until}`);
+    expect(window.status).toBe(200);
+    expect(window.text).toContain('data-calls="2"');
+  });
+
+  it('refuse a bad query, an unknown or badly encoded id, and anyone outside journal.readers, inside the console page', async () => {
+    const dana = new Agent();
+    await dana.signIn('dana');
+    const bad = await dana.request('/console/journal?limit=0');
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('limit must be an integer from 1 to 500.');
+    expect((await dana.request('/console/journal/calls/nope')).status).toBe(404);
+    expect((await dana.request('/console/journal/calls/%E0%A4%A')).status).toBe(404);
+    expect((await dana.request('/console/journal/sessions/nope')).status).toBe(404);
+    const window = await dana.request('/console/journal/replay?client=x&since=2026-12-05&until=2026-12-04');
+    expect(window.status).toBe(400);
+    expect(window.text).toContain('since before until');
+
+    const bob = new Agent();
+    await bob.signIn('bob');
+    expect((await bob.request('/console/')).text).not.toContain('/console/journal');
+    for (const path of ['/console/journal', '/console/journal/sessions/x', '/console/journal/calls/x']) {
+      const page = await bob.request(path);
+      expect(page.status, path).toBe(403);
+      expect(page.text).toContain('Reading the journal is for members of dba; bob is in none of them.');
+    }
   });
 });
