@@ -4,7 +4,9 @@
 // alice's agent (the MCP SDK's Client over Streamable HTTP) writes and waits for a
 // DBA; dana signs in, sees the request with its preview, approves with a 15-minute
 // grant (the waiting call completes within a second of the decision's answer),
-// sees the grant's absolute expiry and revokes it. Then: a form posted from another
+// sees the grant's absolute expiry and revokes it, and (a journal reader) replays
+// alice's MCP session in the journal pages: the write, its approval, its outcome.
+// Then: a form posted from another
 // origin (same host, other port) and from another site (127.0.0.2) is refused, a
 // new request appears on the open Pending page without a reload, an idle session
 // must sign in again, and the requester cannot approve her own request.
@@ -234,6 +236,40 @@ describe('the console in a real browser (chromium)', () => {
     expect(await dana.locator(`tr[data-grant="${grant?.id}"]`).count()).toBe(0);
     expect((await h.gateway.state.approvals.listGrants(new Date(), {})).find((g) => g.id === grant?.id)?.revokedBy).toBe('dana');
     await shot(dana, 'grants-revoked.png');
+  });
+
+  it("the journal: dana (a journal reader) searches alice's MCP session and replays it: the write with its approval and outcome", async () => {
+    const session = agent.transport.sessionId ?? '';
+    expect(session).toMatch(/^[0-9a-f-]{36}$/);
+    await dana.getByRole('link', { name: 'Journal' }).click();
+    await dana.waitForURL(`${h.origin}/console/journal`);
+    expect(await dana.locator('[data-verify]').getAttribute('data-verify')).toBe('ok');
+    expect(await dana.locator('[data-verify]').textContent()).toContain('The journal verifies.');
+    // Search by the session: the one call of alice's agent, with its replay link.
+    await dana.fill('form.search input[name="session"]', session);
+    await dana.locator('form.search button').click();
+    await dana.waitForURL((u) => u.pathname === '/console/journal' && u.searchParams.get('session') === session);
+    const rows = dana.locator('table.calls tbody tr');
+    expect(await rows.count()).toBe(1);
+    expect(await rows.first().textContent()).toMatch(/alice\s*alice-agent\s*run_sql\s*db/);
+    await rows.first().getByRole('link', { name: 'replay' }).click();
+    await dana.waitForURL(`${h.origin}/console/journal/sessions/${session}`);
+    const steps = dana.locator('ol.replay li.step');
+    expect(await steps.count()).toBe(1);
+    const write = steps.first();
+    expect(await write.getAttribute('data-decision')).toBe('approve');
+    expect(await write.getAttribute('data-outcome')).toBe('ok');
+    const replayed = (await write.textContent()) ?? '';
+    expect(replayed).toContain('run_sql on db by alice');
+    expect(replayed).toContain('Decision: approve (writes-need-approval); cleared by approval; approve by dana via console');
+    expect(replayed).toMatch(/Outcome: ok, .*2 affected/);
+    expect(await dana.locator('p.totals').textContent()).toContain('1 call(s): 0 allowed, 1 needed approval, 0 denied; outcomes 1 ok');
+    await shot(dana, 'replay.png');
+    // The call's full record, from the step's link: the vote with its reason.
+    await write.getByRole('link', { name: 'run_sql on db' }).click();
+    const record = dana.locator('article.record');
+    await record.waitFor();
+    expect(await record.locator('li[data-event="vote"]').textContent()).toContain('approval vote by dana via console — ticket OPS-7, checked in the browser');
   });
 
   it('a new request appears on the open Pending page without a reload; a form posted from another origin or site is refused', async () => {
