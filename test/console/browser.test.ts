@@ -210,6 +210,8 @@ describe('the console in a real browser (chromium)', () => {
     expect(resolvedAt - answeredAt).toBeLessThan(1000);
     expect(settledAt - answeredAt).toBeLessThan(1000);
     expect(result.isError, JSON.stringify(result)).toBeFalsy();
+    expect(result.structuredContent).toMatchObject({ connection: 'db', command: 'UPDATE', affectedRows: 2 });
+    expect((result.content as Array<{ type: string; text: string }>)[0]?.text).toMatch(/^db · update \(write\) on public\.orders · UPDATE, 2 affected · /);
     expect((await h.db.query('SELECT id FROM orders WHERE note = $1 ORDER BY id', ['browser-approve'])).map((r) => r['id'])).toEqual([1, 2]);
     const notice = dana.locator('[data-notice="ok"]');
     expect(await notice.textContent()).toMatch(/approve by dana recorded \(journal #\d+\)\. Request run_sql on db is now approved \(1\/1\); grant 15m\./);
