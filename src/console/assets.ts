@@ -16,7 +16,8 @@ table{border-collapse:collapse}td,th{border:1px solid #d8dce3;padding:.25em .5em
 .decide form{display:flex;flex-direction:column;gap:.4em}
 .ok{background:#e6f6ea;border-left:4px solid #2e8b57;padding:.5em}.error{background:#fdeaea;border-left:4px solid #c0392b;padding:.5em}
 .search{display:flex;flex-wrap:wrap;gap:.5em 1em;align-items:flex-end;margin:1em 0}.search label{display:flex;flex-direction:column;font-size:.85em}
-table.calls{width:100%;font-size:.9em;background:#fff}ol.replay{padding-left:1.5em}.step{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:.2em 1em;margin:.6em 0}
+table.calls{width:100%;font-size:.9em;background:#fff}ol.replay{padding-left:1.5em}
+.step{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:.2em 1em;margin:.6em 0}
 .step p{margin:.3em 0}.summary{font-family:ui-monospace,monospace}dl.record dt{font-weight:600;margin-top:.5em}dl.record dd{margin:0}
 .muted{color:#667}button{padding:.3em 1em}.approve{background:#2e8b57;color:#fff}.deny{background:#c0392b;color:#fff}
 `;

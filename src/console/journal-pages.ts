@@ -91,7 +91,8 @@ export function journalSearchPage(
     if (subject) w.set('subject', subject);
     window = `<p><a href="${JOURNAL_PATH}/replay?${e(w.toString())}" data-window>Replay ${e(client)}'s calls in this window</a></p>`;
   }
-  return `${verifyLine(verify)}${form}${window}<table class="calls" data-results="${result.calls.length}"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead>
+  const columns = head.map((h) => `<th>${h}</th>`).join('');
+  return `${verifyLine(verify)}${form}${window}<table class="calls" data-results="${result.calls.length}"><thead><tr>${columns}</tr></thead>
 <tbody>${result.calls.map(resultRow).join('\n')}</tbody></table>${older}`;
 }
 
@@ -135,9 +136,17 @@ export function journalCallPage(c: CallEntry): string {
 function stepItem(s: ReplayStep): string {
   const decision = s.decision ? `${s.decision.effect}${s.decision.rule ? ` (${s.decision.rule})` : ''}` : 'no decision';
   const votes = s.approvals.flatMap((a) => a.votes.map((v) => `${v.decision} by ${v.subject ?? '?'}${v.via ? ` via ${v.via}` : ''}`));
-  const outcome = s.outcome
-    ? `${s.outcome.status ?? '?'}${s.outcome.rows !== null ? `, ${s.outcome.rows} row(s)` : ''}${s.outcome.affectedRows !== null ? `, ${s.outcome.affectedRows} affected` : ''}` +
-      `${s.outcome.errorCode ? `, ${s.outcome.errorCode}` : ''}${s.outcome.durationMs !== null ? `, ${s.outcome.durationMs} ms` : ''}`
+  const o = s.outcome;
+  const outcome = o
+    ? [
+        o.status ?? '?',
+        o.rows !== null ? `${o.rows} row(s)` : null,
+        o.affectedRows !== null ? `${o.affectedRows} affected` : null,
+        o.errorCode,
+        o.durationMs !== null ? `${o.durationMs} ms` : null,
+      ]
+        .filter((part) => part !== null)
+        .join(', ')
     : 'no outcome';
   return `<li class="step" data-step="${e(s.callId)}" data-decision="${e(s.decision?.effect ?? 'none')}" data-outcome="${e(s.outcome?.status ?? 'none')}">
 <p><time>${e(s.time)}</time> <a href="${callHref(s.callId)}">${e(s.tool ?? '?')} on ${e(s.connection ?? '?')}</a> by ${e(s.subject ?? '?')}</p>
