@@ -152,7 +152,7 @@ describe('drawbridge demo', () => {
     // Nothing left running: no postmaster on the demo's port.
     const left = spawnSync('pgrep', ['-f', `-p ${port}( |$)`], { encoding: 'utf8' });
     expect(left.stdout.trim()).toBe('');
-  });
+  }, 180_000); // a PostgreSQL cluster, the tour and every printed command (Node processes each): 35-60 s alone, 84 s seen on a loaded 2-core machine
 
   it('a busy port is a clear error naming --port, exit 1, no stack trace', async () => {
     const busy: Server = createServer();
