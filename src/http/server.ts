@@ -66,6 +66,8 @@ export interface HttpGateway {
 const DEFAULT_MAX_SESSIONS = 1000;
 const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Revisions are dates: this one and later ones have no sessions (per-request envelope). */
+const FIRST_MODERN_REVISION = '2026-07-28';
 
 const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
 
@@ -228,6 +230,13 @@ async function serveMcp(site: Site, req: IncomingMessage, res: ServerResponse, u
   const sessionId = headerValue(req, 'mcp-session-id');
   if (sessionId !== undefined) return serveSession(site, req, res, sessionId, auth);
   if (method !== 'POST') {
+    // A GET or DELETE naming a 2026-07-28 revision has no session to open or end: the SDK's
+    // answer (405, Allow: POST). Without one it is a 2025-11-25 session operation missing its id.
+    const version = headerValue(req, 'mcp-protocol-version');
+    if (version !== undefined && version >= FIRST_MODERN_REVISION) {
+      await sendWebResponse(res, await site.modern.fetch(webRequest(req, url, undefined, res), { authInfo: auth.authInfo }));
+      return;
+    }
     sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
     return;
   }
@@ -261,7 +270,7 @@ function webRequest(req: IncomingMessage, url: URL, body: unknown, res: ServerRe
   return new Request(new URL(`${url.pathname}${url.search}`, 'http://localhost'), {
     method: req.method ?? 'POST',
     headers,
-    body: JSON.stringify(body),
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     signal: aborted.signal,
   });
 }

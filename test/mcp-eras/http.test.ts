@@ -22,15 +22,27 @@ const MODERN = '2026-07-28';
 const MASKED_READ = 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2';
 const DENIED = 'DROP TABLE customers';
 
-type Account = 'ann';
+const WRITE = "UPDATE customers SET city = 'Ghent' WHERE id = 1";
+/** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
+const POLICY = DEFAULT_POLICY.replace(
+  'rules:\n',
+  `rules:
+  - name: self-approved-writes
+    match: { tool: run_sql, access: write, groups: [selfers] }
+    effect: approve
+    approvers: { requester: true }
+`,
+);
+
+type Account = 'ann' | 'sam';
 let h: HttpHarness<Account>;
 let ann: string;
 
 beforeAll(async () => {
   h = await startHttpGateway<Account>({
     prefix: 'eras_http',
-    accounts: { ann: { groups: ['analysts'] } },
-    policy: DEFAULT_POLICY,
+    accounts: { ann: { groups: ['analysts'] }, sam: { groups: ['selfers'] } },
+    policy: POLICY,
     approval: '{ wait: 0ms, store: approvals.db }',
   });
   ann = await h.token('ann');
@@ -40,11 +52,11 @@ afterAll(async () => {
   await h?.close();
 });
 
-function envelope(version = MODERN): Record<string, unknown> {
+function envelope(version = MODERN, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     'io.modelcontextprotocol/protocolVersion': version,
     'io.modelcontextprotocol/clientInfo': { name: 'raw-http', version: '0.0.1' },
-    'io.modelcontextprotocol/clientCapabilities': {},
+    'io.modelcontextprotocol/clientCapabilities': capabilities,
   };
 }
 
@@ -90,12 +102,17 @@ function post(body: unknown, headers: Record<string, string>): Promise<Answer> {
 function modern(
   method: string,
   params: Record<string, unknown>,
-  options: { readonly token?: string | null; readonly headers?: Record<string, string>; readonly version?: string } = {},
+  options: {
+    readonly token?: string | null;
+    readonly headers?: Record<string, string>;
+    readonly version?: string;
+    readonly capabilities?: Record<string, unknown>;
+  } = {},
 ): Promise<Answer> {
   const name = typeof params['name'] === 'string' ? { 'mcp-name': params['name'] } : {};
   const token = options.token === undefined ? ann : options.token;
   return post(
-    { jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: envelope(options.version) } },
+    { jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: envelope(options.version, options.capabilities) } },
     {
       'mcp-protocol-version': options.version ?? MODERN,
       'mcp-method': method,
@@ -173,6 +190,53 @@ describe('raw 2026-07-28 requests over HTTP with a bearer token', () => {
     const r = await modern('server/discover', {}, { headers: { host: `evil.example:${new URL(h.http.url).port}` } });
     expect(r.status).toBe(403);
     expect(r.message?.result).toBeUndefined();
+  });
+});
+
+/** One request over node:http without a body (GET, DELETE). */
+function bodiless(method: string, headers: Record<string, string>): Promise<{ status: number; allow: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(h.http.url, { method, headers: { accept: 'application/json, text/event-stream', authorization: `Bearer ${ann}`, ...headers } });
+    req.on('response', (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, allow: res.headers['allow'] }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('GET and DELETE without a session', () => {
+  it.each(['GET', 'DELETE'])('%s naming 2026-07-28: 405, only POST (no session to open or end)', async (method) => {
+    expect(await bodiless(method, { 'mcp-protocol-version': MODERN })).toEqual({ status: 405, allow: 'POST' });
+  });
+
+  it.each(['GET', 'DELETE'])('%s without a revision: 400 (a 2025-11-25 session operation needs its Mcp-Session-Id)', async (method) => {
+    expect((await bodiless(method, {})).status).toBe(400);
+  });
+});
+
+describe('approval on a 2026-07-28 request (no server→client request: never an elicitation/create)', () => {
+  const FORM = { elicitation: { form: {} } };
+
+  it('a rule with approver groups: the request goes out of band and the call answers approval.pending, as for a client that cannot elicit', async () => {
+    const r = await modern('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: WRITE } }, { capabilities: FORM });
+    expect(r.status).toBe(200);
+    expect(r.body).not.toContain('elicitation/create');
+    expect(r.message?.result?.['resultType']).toBe('complete');
+    expect(textOf(r.message?.result)).toMatch(/^approval\.pending: /);
+    const entry = journal().at(-1);
+    expect(entry?.call['decision']).toMatchObject({ effect: 'approve', rule: 'writes-need-approval' });
+    expect(entry?.events.map((e) => [e.type, e.data['event']])).toContainEqual(['approval', 'requested']);
+  });
+
+  it('a rule only the requester approves: the clear refusal of a client that cannot show the prompt, nothing run', async () => {
+    const sam = await h.token('sam');
+    const r = await modern('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: WRITE } }, { capabilities: FORM, token: sam });
+    expect(r.status).toBe(200);
+    expect(r.body).not.toContain('elicitation/create');
+    expect(textOf(r.message?.result)).toMatch(/^approval\.unavailable: Rule self-approved-writes needs your approval in the client/);
+    expect(journal().at(-1)?.outcome).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });
   });
 });
 
