@@ -260,7 +260,13 @@ async function pipelineCall(
   const token = meta['progressToken'];
   const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
   let step = 0;
-  const elicit = era === 'legacy' && formElicitation ? elicitationHook(ctx.mcpReq.elicitInput) : undefined;
+  // The prompt is related to this tools/call, so over Streamable HTTP it travels on the call's own
+  // response stream (the SDK's ctx.mcpReq.elicitInput does not relate it by itself; unrelated, it
+  // would go to the GET stream, which may not be open, and be dropped).
+  const elicit =
+    era === 'legacy' && formElicitation
+      ? elicitationHook((form, options) => ctx.mcpReq.elicitInput(form, { ...options, relatedRequestId: ctx.mcpReq.id }))
+      : undefined;
   const channel: ApprovalChannel = {
     era,
     formElicitation,
