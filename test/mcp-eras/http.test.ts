@@ -283,7 +283,7 @@ describe('SDK clients over HTTP', () => {
     }
   });
 
-  it('the SDK v1 Client with form elicitation (2025-11-25): a requester-only approval is an elicitation/create on the call’s own stream; approved, it runs', async () => {
+  it('the SDK v1 Client with form elicitation (2025-11-25): a requester-only approval is asked in the client; approved, it runs', async () => {
     const sam = await h.token('sam');
     const transport = new V1HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${sam}` } } });
     const client = new V1Client({ name: 'sdk-v1-elicit', version: '1.32.2' }, { capabilities: { elicitation: { form: {} } } });
