@@ -181,6 +181,16 @@ describe('raw 2026-07-28 requests over HTTP with a bearer token', () => {
     expect(entry?.call['session']).toBeUndefined();
   });
 
+  it('a malformed tools/call (a name that is not a string, arguments that are not an object) reaches the pipeline and is journaled', async () => {
+    const before = journal().length;
+    const r = await modern('tools/call', { name: 42, arguments: 'x' });
+    expect(r.status, r.body).toBe(200);
+    expect(textOf(r.message?.result)).toMatch(/^tool\.unknown: /);
+    const after = journal();
+    expect(after).toHaveLength(before + 1);
+    expect(after.at(-1)?.call['tool']).toBe('(not a string: 42)');
+  });
+
   it('without a token: 401 with the Bearer challenge naming the resource metadata, before any routing', async () => {
     const r = await modern('server/discover', {}, { token: null });
     expect(r.status).toBe(401);
