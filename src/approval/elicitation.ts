@@ -1,55 +1,33 @@
-// In-band approval through MCP elicitation: the human at the agent's client
-// sees the exact request in a form and answers approve / decline, with an
-// optional grant and reason. One of the transport edges where the SDK lives
-// (with server.ts, stdio.ts, http/ and bridge/); pipeline, policy, backends
-// and masking never import it.
-// A client that did not declare the capability gets no `elicit` hook at all,
-// so it can never produce a silent yes.
+// In-band approval through MCP elicitation on a 2025-11-25 connection: the human
+// at the agent's client sees the exact request in a form and answers approve /
+// decline, with an optional grant and reason. One of the transport edges where
+// the SDK lives (with server.ts, stdio.ts, http/ and bridge/); pipeline, policy,
+// backends and masking never import it. The form and the reading of its answer
+// are prompt.ts's (approvalForm, approvalAnswer), shared with the 2026-07-28
+// InputRequiredResult, so both revisions show the same prompt.
+// A client that did not declare the capability gets no `elicit` hook at all
+// (server.ts decides), so it can never produce a silent yes.
 
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
-import { formatDuration } from '../config/units.js';
+import type { ElicitRequestFormParams, ElicitResult, RequestOptions } from '@modelcontextprotocol/server';
 import type { ApprovalChannel, ElicitAnswer, ElicitForm } from './approver.js';
+import { approvalAnswer, approvalForm } from './prompt.js';
 
-const THIS_CALL = 'this call only';
+/** How a form is pushed to the client on a 2025-11-25 connection: the SDK's `ctx.mcpReq.elicitInput` of the tools/call. */
+export type ElicitInput = (params: ElicitRequestFormParams, options?: RequestOptions) => Promise<ElicitResult>;
 
 /**
- * The elicit hook for this client, or undefined when it cannot show a form.
- * `relatedRequestId` is the tools/call being approved: over Streamable HTTP the
- * prompt then travels on that call's own response stream, not on the separate
- * GET stream, which may not be open (the SDK drops what it cannot send there).
+ * The elicit hook of a 2025-11-25 client that declared form elicitation. `elicitInput` is the
+ * tools/call's own: over Streamable HTTP the prompt then travels on that call's response
+ * stream, not on the separate GET stream, which may not be open.
  */
-export function elicitationHook(server: Server, relatedRequestId?: RequestId): ApprovalChannel['elicit'] {
-  if (!server.getClientCapabilities()?.elicitation?.form) return undefined;
+export function elicitationHook(elicitInput: ElicitInput): NonNullable<ApprovalChannel['elicit']> {
   return async (form: ElicitForm, timeoutMs: number, signal?: AbortSignal): Promise<ElicitAnswer> => {
-    const grants = form.grantChoices.map((ms) => (ms === 0 ? THIS_CALL : formatDuration(ms)));
-    const result = await server.elicitInput(
-      {
-        mode: 'form',
-        message: form.message,
-        requestedSchema: {
-          type: 'object',
-          properties: {
-            decision: { type: 'string', title: 'Decision', enum: ['approve', 'decline'], description: 'Approve runs exactly the request shown above.' },
-            ...(grants.length > 1 ? { grant: { type: 'string', title: 'Also allow similar calls for', enum: grants, default: THIS_CALL } } : {}),
-            reason: { type: 'string', title: 'Reason (optional)', maxLength: 500 },
-          },
-          required: ['decision'],
-        },
-      },
+    const result = await elicitInput(
+      approvalForm(form),
       // The SDK's 60 s default is too short for a human. The signal withdraws the prompt
       // (notifications/cancelled) when the tool call it belongs to is cancelled.
-      { timeout: timeoutMs, ...(signal ? { signal } : {}), ...(relatedRequestId !== undefined ? { relatedRequestId } : {}) },
+      { timeout: timeoutMs, ...(signal ? { signal } : {}) },
     );
-    if (result.action !== 'accept') return { action: result.action };
-    const content = result.content ?? {};
-    const chosen = typeof content['grant'] === 'string' ? grants.indexOf(content['grant']) : 0;
-    const reason = typeof content['reason'] === 'string' && content['reason'].trim() !== '' ? content['reason'].trim() : undefined;
-    return {
-      action: 'accept',
-      approve: content['decision'] === 'approve',
-      grantMs: chosen > 0 ? (form.grantChoices[chosen] ?? 0) : 0,
-      ...(reason ? { reason } : {}),
-    };
+    return approvalAnswer(form, result.action, result.content);
   };
 }
