@@ -25,6 +25,7 @@ import {
   Server,
   type CallToolResult,
   type ClientCapabilities,
+  type InputRequest,
   type InputRequiredResult,
   type JSONRPCRequest,
   type McpRequestContext,
@@ -39,10 +40,10 @@ import type { GatewayConfig, LoadedTool } from './config/schema.js';
 import { isDrawbridgeError, type DrawbridgeError } from './errors.js';
 import type { IdentityProvider } from './identity/identity.js';
 import { tabularOutputShape, toToolResult } from './pipeline/answer.js';
-import { callTool, inputSchemaFor } from './pipeline/callTool.js';
+import { callTool, inputSchemaFor, type CallResult } from './pipeline/callTool.js';
 import type { Gateway } from './pipeline/gateway.js';
-import type { ApprovalChannel, ElicitForm } from './approval/approver.js';
-import { APPROVAL_INPUT_KEY, approvalElicitation, elicitationHook } from './approval/elicitation.js';
+import type { ApprovalChannel, InputRounds } from './approval/approver.js';
+import { APPROVAL_INPUT_KEY, elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
 import { StdioTransport } from './stdio.js';
@@ -121,7 +122,7 @@ export type McpEra = McpRequestContext['era'];
 export const TOOLS_LIST_TTL_MS = 60_000;
 
 type RequestHandler = (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result>;
-type RawToolsCall = (params: unknown, ctx: ServerContext) => Promise<CallToolResult>;
+type RawToolsCall = (params: unknown, ctx: ServerContext) => Promise<CallToolResult | InputRequiredResult>;
 
 /**
  * The SDK's Server validates tools/call params inside its (protected) `_wrapHandler` hook, before
@@ -237,7 +238,7 @@ async function pipelineCall(
   fallbackSession: string | undefined,
   raw: unknown,
   ctx: ServerContext,
-): Promise<CallToolResult> {
+): Promise<CallToolResult | InputRequiredResult> {
   const params = isRecord(raw) ? raw : {};
   const name = params['name'];
   const meta = isRecord(params['_meta']) ? params['_meta'] : isRecord(ctx.mcpReq._meta) ? ctx.mcpReq._meta : {};
@@ -252,10 +253,11 @@ async function pipelineCall(
   const client = clientView(server, era, ctx);
   const session = ctx.sessionId ?? fallbackSession;
   const formElicitation = declaresFormElicitation(client.capabilities);
-  // How a human can be reached during this call: the elicitation form (2025-11-25 only, and
-  // only if the client declared it; a 2026-07-28 request has no server→client request, so
-  // its approval goes out of band or is refused until the input_required path answers it)
-  // and progress notifications (only if the client sent a progressToken).
+  // How a human can be reached during this call: the elicitation form pushed as elicitation/create
+  // (2025-11-25, only if the client declared it); on 2026-07-28, which has no server→client request,
+  // the same form as an input_required answer and the re-issued call (`rounds`, only if the request's
+  // envelope declares form elicitation; otherwise the approval goes out of band or is refused); and
+  // progress notifications (only if the client sent a progressToken).
   const token = meta['progressToken'];
   const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
   let step = 0;
@@ -265,6 +267,7 @@ async function pipelineCall(
     formElicitation,
     ...(client.info ? { clientName: client.info.name } : {}),
     ...(elicit ? { elicit } : {}),
+    ...(era === 'modern' && formElicitation ? { rounds: inputRound(ctx) } : {}),
     // Aborted when the client cancels the tools/call (or its request timed out).
     signal: ctx.mcpReq.signal,
     ...(progressToken !== undefined
@@ -286,16 +289,32 @@ async function pipelineCall(
     ...(client.info ? { client: client.info } : {}),
     ...(session !== undefined ? { session } : {}),
   });
+  // Held for the human's answer (2026-07-28 only: only a modern request carries `rounds`).
+  if (!result.ok && result.inputRequired) return toInputRequiredResult(result.inputRequired);
   return toToolResult(result);
 }
 
 /**
- * The SDK's multi-round-trip answer for a 2026-07-28 approval: the same form the 2025-11-25
- * elicitation shows, under the input key APPROVAL_INPUT_KEY, with the sealed requestState.
- * For the approval adapter that answers a modern call with "input required".
+ * What a re-issued 2026-07-28 call carries for the approval form, as plain untrusted data: the
+ * requestState it echoes (the raw string: no SDK `requestState.verify` hook is configured, so the
+ * input-required adapter opens its own seal, checks the principal and the request, and journals a
+ * refusal with the call) and the client's answer under APPROVAL_INPUT_KEY.
  */
-export function approvalInputRequired(form: ElicitForm, requestState: string): InputRequiredResult {
-  return inputRequired({ inputRequests: { [APPROVAL_INPUT_KEY]: inputRequired.elicit(approvalElicitation(form)) }, requestState });
+function inputRound(ctx: ServerContext): InputRounds {
+  const requestState = ctx.mcpReq.requestState();
+  const response = ctx.mcpReq.inputResponses?.[APPROVAL_INPUT_KEY];
+  return { ...(requestState !== undefined ? { requestState } : {}), ...(response !== undefined ? { response } : {}) };
+}
+
+/** What callTool hands back for a call held for input (2026-07-28): plain data, no SDK types. */
+type HeldForInput = NonNullable<Extract<CallResult, { readonly inputRequired: object }>['inputRequired']>;
+
+/** The SDK's InputRequiredResult for a call held for input: the client shows the forms and re-issues the call with the answers. */
+function toInputRequiredResult(held: HeldForInput): InputRequiredResult {
+  const inputRequests = Object.fromEntries(
+    Object.entries(held.inputRequests).map(([key, request]): [string, InputRequest] => [key, inputRequired.elicit(request.params)]),
+  );
+  return inputRequired({ inputRequests, requestState: held.requestState });
 }
 
 /** An MCP server for one 2025-11-25 connection (a transport connected directly, e.g. in process). */
