@@ -13,10 +13,11 @@ import type { InputRounds } from '../../src/approval/approver.js';
 import { approvalForm, describeForApproval } from '../../src/approval/prompt.js';
 import { BACKENDS } from '../../src/backends/index.js';
 import { loadConfig } from '../../src/config/load.js';
+import { DrawbridgeError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { verifyStore } from '../../src/journal/verify.js';
 import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
-import { createGateway, type Gateway } from '../../src/pipeline/gateway.js';
+import { createGateway, openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import type { StateStore } from '../../src/state/contract.js';
 import { openState } from '../../src/state/open.js';
 import { openPostgresState } from '../../src/state/postgres/index.js';
@@ -278,5 +279,105 @@ describe.each(ENGINES)('in-client approval as input required: $name state', (eng
     expect(r.inputRequired).toBeUndefined();
     expect(r.error.code).toBe('approval.unavailable');
     expect(await rows('legacy')).toBe(0);
+  });
+});
+
+describe('the requestState key: shared by replicas, or the configured one', () => {
+  const requester = as(REQUESTER.subject, [...REQUESTER.groups]);
+  const cleanup: Array<() => Promise<void>> = [];
+
+  afterAll(async () => {
+    for (const step of cleanup.reverse()) await step();
+  });
+
+  const insert = (body: string) => `INSERT INTO audit_notes (body) VALUES ('${body}')`;
+  const call = (gateway: Gateway, sql: string, rounds: InputRounds): Promise<CallResult> =>
+    callTool(gateway, {
+      tool: 'run_sql',
+      args: { connection: 'db', sql },
+      identity: requester,
+      client: { name: CLIENT },
+      channel: { clientName: CLIENT, rounds },
+    });
+  const stateOf = (r: CallResult): string => {
+    if (r.ok || !r.inputRequired) throw new Error(`expected input required, got ${r.text}`);
+    return r.inputRequired.requestState;
+  };
+  const accept = { action: 'accept', content: { decision: 'approve' } };
+
+  it('two replicas on one PostgreSQL state share the generated key: asked on one, answered on the other, run once; a replay on the first refused', async () => {
+    const db = await freshDatabase('input_required_replicas');
+    const stateDb = await freshDatabase('input_required_replicas_state');
+    const url = await stateRoleUrl(stateDb);
+    const dir = writeConfig({
+      policy: approvalPolicy('approvers: { requester: true }'),
+      approval: approvalSettings({ elicitationTimeout: '1m' }),
+      identity: { subject: REQUESTER.subject, groups: [...REQUESTER.groups] },
+    });
+    cleanup.push(async () => {
+      rmSync(dir, { recursive: true, force: true });
+      await db.drop();
+      await stateDb.drop();
+    });
+    const config = loadConfig(dir);
+    const replica = async (): Promise<Gateway> => {
+      const g = createGateway({
+        config,
+        state: await openPostgresState({ url, purpose: 'serve' }),
+        maskKey: new TextEncoder().encode('replica-mask-key'),
+        environment: { env: { DB_URL: db.gatewayUrl }, baseDir: config.dir },
+      });
+      cleanup.push(() => g.close());
+      return g;
+    };
+    const [a, b] = [await replica(), await replica()];
+    const sql = insert('replicas');
+    const state = stateOf(await call(a, sql, {}));
+    const ran = await call(b, sql, { requestState: state, response: accept });
+    expect(ran.ok, ran.text).toBe(true);
+    const replay = await call(a, sql, { requestState: state, response: accept });
+    if (replay.ok) throw new Error('a replay ran');
+    expect(replay.error.details['reason']).toBe('replayed');
+    expect(await db.query('SELECT id FROM audit_notes WHERE body = $1', ['replicas'])).toHaveLength(1);
+  });
+
+  it('approval.request_state_key seals instead: another gateway with the same key opens it, one with the generated key does not; a short key stops the start', async () => {
+    const db = await freshDatabase('input_required_key');
+    cleanup.push(() => db.drop());
+    const KEY = 'k'.repeat(48);
+    const gatewayWith = async (approval: string, env: Record<string, string>): Promise<Gateway> => {
+      const dir = writeConfig({
+        policy: approvalPolicy('approvers: { requester: true }'),
+        approval,
+        identity: { subject: REQUESTER.subject, groups: [...REQUESTER.groups] },
+      });
+      cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
+      const g = await openGateway({ configDir: dir, env: { DB_URL: db.gatewayUrl, ...env } });
+      cleanup.push(() => g.close());
+      return g;
+    };
+    const keyed = '{ wait: 0ms, store: approvals.db, elicitation_timeout: 1m, request_state_key: { env: RS_KEY } }';
+    const [a, b] = [await gatewayWith(keyed, { RS_KEY: KEY }), await gatewayWith(keyed, { RS_KEY: KEY })];
+    const generated = await gatewayWith('{ wait: 0ms, store: approvals.db, elicitation_timeout: 1m }', {});
+    const sql = insert('keyed');
+    const state = stateOf(await call(a, sql, {}));
+    // Another state store (its own SQLite files): the key opens the seal, but the approval it names is not there.
+    const elsewhere = await call(b, sql, { requestState: state, response: accept });
+    if (elsewhere.ok) throw new Error('ran an approval from another store');
+    expect(elsewhere.error.details['reason']).toBe('unknown_approval');
+    const foreign = await call(generated, sql, { requestState: state, response: accept });
+    if (foreign.ok) throw new Error('ran a state sealed with another key');
+    expect(foreign.error.details['reason']).toBe('wrong_key');
+    const ran = await call(a, sql, { requestState: state, response: accept });
+    expect(ran.ok, ran.text).toBe(true);
+    expect(await db.query('SELECT id FROM audit_notes WHERE body = $1', ['keyed'])).toHaveLength(1);
+
+    const error = await gatewayWith(keyed, { RS_KEY: 'short' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(DrawbridgeError);
+    expect((error as DrawbridgeError).code).toBe('config.secret_invalid');
+    expect((error as DrawbridgeError).message).toContain('$RS_KEY');
   });
 });
