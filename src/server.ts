@@ -25,7 +25,7 @@ import {
   Server,
   type CallToolResult,
   type ClientCapabilities,
-  type InputRequest,
+  type ElicitRequestFormParams,
   type InputRequiredResult,
   type JSONRPCRequest,
   type McpRequestContext,
@@ -40,10 +40,10 @@ import type { GatewayConfig, LoadedTool } from './config/schema.js';
 import { isDrawbridgeError, type DrawbridgeError } from './errors.js';
 import type { IdentityProvider } from './identity/identity.js';
 import { tabularOutputShape, toToolResult } from './pipeline/answer.js';
-import { callTool, inputSchemaFor, type CallResult } from './pipeline/callTool.js';
+import { callTool, inputSchemaFor } from './pipeline/callTool.js';
 import type { Gateway } from './pipeline/gateway.js';
-import type { ApprovalChannel, InputRounds } from './approval/approver.js';
-import { APPROVAL_INPUT_KEY, elicitationHook } from './approval/elicitation.js';
+import { APPROVAL_INPUT_KEY, type ApprovalChannel } from './approval/approver.js';
+import { elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
 import { StdioTransport } from './stdio.js';
@@ -261,13 +261,19 @@ async function pipelineCall(
   const token = meta['progressToken'];
   const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
   let step = 0;
-  const elicit = era === 'legacy' && formElicitation ? elicitationHook(ctx.mcpReq.elicitInput) : undefined;
+  // The prompt is related to this tools/call, so over Streamable HTTP it travels on the call's own
+  // response stream (the SDK's ctx.mcpReq.elicitInput does not relate it by itself; unrelated, it
+  // would go to the GET stream, which may not be open, and be dropped).
+  const elicit =
+    era === 'legacy' && formElicitation
+      ? elicitationHook((form, options) => ctx.mcpReq.elicitInput(form, { ...options, relatedRequestId: ctx.mcpReq.id }))
+      : undefined;
   const channel: ApprovalChannel = {
     era,
     formElicitation,
     ...(client.info ? { clientName: client.info.name } : {}),
     ...(elicit ? { elicit } : {}),
-    ...(era === 'modern' && formElicitation ? { rounds: inputRound(ctx) } : {}),
+    ...(era === 'modern' && formElicitation ? { rounds: inputRoundOf(ctx, APPROVAL_INPUT_KEY) } : {}),
     // Aborted when the client cancels the tools/call (or its request timed out).
     signal: ctx.mcpReq.signal,
     ...(progressToken !== undefined
@@ -295,26 +301,29 @@ async function pipelineCall(
 }
 
 /**
- * What a re-issued 2026-07-28 call carries for the approval form, as plain untrusted data: the
- * requestState it echoes (the raw string: no SDK `requestState.verify` hook is configured, so the
- * input-required adapter opens its own seal, checks the principal and the request, and journals a
- * refusal with the call) and the client's answer under APPROVAL_INPUT_KEY.
+ * A 2026-07-28 call held for the human's answer, as plain data (the pipeline knows no SDK): form
+ * elicitations keyed by input name, and the sealed requestState the client must echo back.
  */
-function inputRound(ctx: ServerContext): InputRounds {
-  const requestState = ctx.mcpReq.requestState();
-  const response = ctx.mcpReq.inputResponses?.[APPROVAL_INPUT_KEY];
-  return { ...(requestState !== undefined ? { requestState } : {}), ...(response !== undefined ? { response } : {}) };
+export interface HeldForInput {
+  readonly inputRequests: Readonly<Record<string, { readonly method: 'elicitation/create'; readonly params: ElicitRequestFormParams }>>;
+  readonly requestState: string;
 }
 
-/** What callTool hands back for a call held for input (2026-07-28): plain data, no SDK types. */
-type HeldForInput = NonNullable<Extract<CallResult, { readonly inputRequired: object }>['inputRequired']>;
-
-/** The SDK's InputRequiredResult for a call held for input: the client shows the forms and re-issues the call with the answers. */
-function toInputRequiredResult(held: HeldForInput): InputRequiredResult {
-  const inputRequests = Object.fromEntries(
-    Object.entries(held.inputRequests).map(([key, request]): [string, InputRequest] => [key, inputRequired.elicit(request.params)]),
-  );
+/** The SDK's InputRequiredResult for a held call: the client shows the forms and re-issues the call with the answers. */
+export function toInputRequiredResult(held: HeldForInput): InputRequiredResult {
+  const inputRequests = Object.fromEntries(Object.entries(held.inputRequests).map(([key, request]) => [key, inputRequired.elicit(request.params)]));
   return inputRequired({ inputRequests, requestState: held.requestState });
+}
+
+/**
+ * What a re-issued 2026-07-28 call carries for the input named `key`, as plain untrusted data:
+ * the requestState it echoes (the raw string: no SDK verify hook is configured, the approval
+ * adapter opens and checks its own seal and journals a refusal) and the client's answer.
+ */
+export function inputRoundOf(ctx: ServerContext, key: string): { readonly requestState?: unknown; readonly response?: unknown } {
+  const requestState = ctx.mcpReq.requestState();
+  const response = ctx.mcpReq.inputResponses?.[key];
+  return { ...(requestState !== undefined ? { requestState } : {}), ...(response !== undefined ? { response } : {}) };
 }
 
 /** An MCP server for one 2025-11-25 connection (a transport connected directly, e.g. in process). */
