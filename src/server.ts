@@ -129,9 +129,11 @@ type RawToolsCall = (params: unknown, ctx: ServerContext) => Promise<CallToolRes
  * any handler, and answers a malformed call with -32602 that the journal would never see. Here a
  * call the SDK refuses as an invalid request goes to the pipeline as sent instead, which journals
  * and refuses it; a well-formed call keeps the SDK's wrapper (result validation per era,
- * requestState verification, input_required handling). Relies on a protected hook and on the
- * SDK's message for an invalid request: the SDK version is pinned exactly, and
- * test/journal/every-call.test.ts (malformed calls journaled) guards it.
+ * requestState verification, input_required handling). Likewise a requestState that is not a
+ * string, which the SDK refuses before any handler: the pipeline's approval adapter journals it
+ * as malformed and it is answered as every refused state is (refusedState). Relies on a protected
+ * hook and on the SDK's messages: the SDK version is pinned exactly, and
+ * test/journal/every-call.test.ts (malformed calls journaled) and test/mcp-eras/approval.test.ts guard it.
  */
 class GatewayServer extends Server {
   private raw: RawToolsCall | null = null;
@@ -148,7 +150,7 @@ class GatewayServer extends Server {
       try {
         return await wrapped(request, ctx);
       } catch (error) {
-        if (this.raw && isInvalidCallRequest(error)) return this.raw(request.params, ctx);
+        if (this.raw && (isInvalidCallRequest(error) || isSdkRefusedState(error))) return this.raw(request.params, ctx);
         throw error;
       }
     };
@@ -157,6 +159,27 @@ class GatewayServer extends Server {
 
 function isInvalidCallRequest(error: unknown): boolean {
   return error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams && error.message.startsWith('Invalid tools/call request');
+}
+
+/** The SDK's own refusal of a requestState (no verify hook is configured: only a state that is not a string). */
+function isSdkRefusedState(error: unknown): boolean {
+  return error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams && error.message === SDK_REFUSED_STATE;
+}
+
+const SDK_REFUSED_STATE = 'Invalid or expired requestState';
+
+/**
+ * A requestState the approval adapter refused (journaled there, with its reason): answered as the
+ * revision asks a server to reject state that fails verification, a JSON-RPC error (-32602), whose
+ * data carries Drawbridge's code, reason and hint. Its message is Drawbridge's own, never the SDK's.
+ */
+function refusedState(error: DrawbridgeError): ProtocolError {
+  return new ProtocolError(ProtocolErrorCode.InvalidParams, `${error.code}: ${error.message}`, {
+    reason: 'invalid_request_state',
+    code: error.code,
+    refusal: error.details['reason'] ?? null,
+    hint: error.hint,
+  });
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -295,8 +318,9 @@ async function pipelineCall(
     ...(client.info ? { client: client.info } : {}),
     ...(session !== undefined ? { session } : {}),
   });
-  // Held for the human's answer (2026-07-28 only: only a modern request carries `rounds`).
+  // Held for the human's answer, or its requestState refused (2026-07-28 only: only a modern request carries `rounds`).
   if (!result.ok && result.inputRequired) return toInputRequiredResult(result.inputRequired);
+  if (!result.ok && result.error.code === 'approval.state_invalid') throw refusedState(result.error);
   return toToolResult(result);
 }
 

@@ -4,8 +4,9 @@
 //     (`drawbridge serve`, the built CLI): the call is answered InputRequiredResult, the client's
 //     driver shows the form to its elicitation handler and re-issues the call with the answer —
 //     accepted, the write runs once; declined, nothing runs;
-//   - a raw JSON-RPC client on 2026-07-28 (HTTP and stdio) re-issuing with a tampered state and
-//     with a replayed state: refused (approval.state_invalid), journaled with the reason;
+//   - a raw JSON-RPC client on 2026-07-28 (HTTP and stdio) re-issuing with a tampered state, a
+//     state that is not a string and a replayed state: refused with a JSON-RPC error (-32602 with
+//     approval.state_invalid and the reason in its data), journaled with the reason;
 //   - the SDK v1 Client (2025-11-25) over HTTP: elicitation/create as before, the same form.
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -38,7 +39,11 @@ const POLICY = DEFAULT_POLICY.replace(
 `,
 );
 
-type Message = { readonly id?: number; readonly result?: Record<string, unknown>; readonly error?: { code: number; message: string } };
+type Message = {
+  readonly id?: number;
+  readonly result?: Record<string, unknown>;
+  readonly error?: { code: number; message: string; data?: Record<string, unknown> };
+};
 
 const textOf = (result: Record<string, unknown> | undefined): string =>
   ((result?.['content'] ?? []) as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
@@ -82,10 +87,20 @@ async function rawRounds(
   if (typeof state !== 'string') throw new Error('no requestState');
   expect(await rows()).toBe(0);
 
-  const tampered = await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: tamper(state) });
-  expect(tampered.result?.['resultType']).toBe('complete');
-  expect(tampered.result?.['isError']).toBe(true);
-  expect(textOf(tampered.result)).toMatch(/^approval\.state_invalid: The requestState sent with this call was altered after the gateway sealed it/);
+  // A refused state is a JSON-RPC error (-32602), as the revision asks, carrying Drawbridge's code and reason.
+  const refused = (answer: Message, refusal: string, text: RegExp): void => {
+    expect(answer.result).toBeUndefined();
+    expect(answer.error?.code).toBe(-32602);
+    expect(answer.error?.message).toMatch(text);
+    expect(answer.error?.data).toMatchObject({ reason: 'invalid_request_state', code: 'approval.state_invalid', refusal });
+  };
+  refused(
+    await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: tamper(state) }),
+    'tampered',
+    /^approval\.state_invalid: The requestState sent with this call was altered after the gateway sealed it/,
+  );
+  // Not even a string: the SDK refuses it before any handler, and it still reaches the pipeline and the journal.
+  refused(await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: 42 }), 'malformed', /^approval\.state_invalid: /);
   expect(await rows()).toBe(0);
 
   const ran = await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: state });
@@ -93,9 +108,11 @@ async function rawRounds(
   expect(ran.result?.['isError']).toBeUndefined();
   expect(await rows()).toBe(1);
 
-  const replay = await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: state });
-  expect(replay.result?.['isError']).toBe(true);
-  expect(textOf(replay.result)).toMatch(/^approval\.state_invalid: The requestState sent with this call was already answered/);
+  refused(
+    await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: state }),
+    'replayed',
+    /^approval\.state_invalid: The requestState sent with this call was already answered/,
+  );
   expect(await rows()).toBe(1);
 
   // Journaled: the request, the refusals with their reasons, the approval and its single use.
@@ -104,12 +121,19 @@ async function rawRounds(
   expect(events).toEqual([
     ['requested', null, 'input_required'],
     ['refused', 'tampered', 'input_required'],
+    ['refused', 'malformed', 'input_required'],
     ['approved', null, 'input_required'],
     ['consumed', null, 'input_required'],
     ['refused', 'replayed', 'input_required'],
   ]);
-  expect(mine.map((e) => e.outcome?.['status'])).toEqual(['refused', 'refused', 'ok', 'refused']);
-  expect(mine.map((e) => e.outcome?.['errorCode'] ?? null)).toEqual(['approval.pending', 'approval.state_invalid', null, 'approval.state_invalid']);
+  expect(mine.map((e) => e.outcome?.['status'])).toEqual(['refused', 'refused', 'refused', 'ok', 'refused']);
+  expect(mine.map((e) => e.outcome?.['errorCode'] ?? null)).toEqual([
+    'approval.pending',
+    'approval.state_invalid',
+    'approval.state_invalid',
+    null,
+    'approval.state_invalid',
+  ]);
 }
 
 /** A v2 client pinned to 2026-07-28 that declares form elicitation and answers every form with `decision`. */
