@@ -54,6 +54,7 @@ type CoreErrorCode =
   | 'approval.duplicate_vote'
   | 'approval.not_approved'
   | 'approval.store_unavailable'
+  | 'approval.state_invalid'
   | 'grant.not_found'
   | 'grant.expired'
   | 'identity.unknown_approver'
@@ -115,6 +116,9 @@ const HINTS: Record<CoreErrorCode, string> = {
   'approval.duplicate_vote': 'Each approver votes once per request. If more approvals are needed, another approver must vote.',
   'approval.not_approved': 'This request is not approved, or its approval was already used. Call again to ask for a new approval.',
   'approval.store_unavailable': 'The approvals store cannot be read or written, so nothing that needs approval runs. Tell the operator.',
+  'approval.state_invalid':
+    'The requestState sent with this call was refused, so nothing was run. Call the tool again without a requestState (the same ' +
+    'arguments) to ask the human anew; never edit or reuse a requestState.',
   'grant.not_found': 'Check the id with `drawbridge grants list --all`; a revoked grant cannot be revoked again.',
   'grant.expired': 'The grant has expired. Call again to ask for a new approval.',
   'identity.unknown_approver':
@@ -173,6 +177,7 @@ const KINDS: Record<CoreErrorCode, ErrorKind> = {
   'approval.duplicate_vote': 'refusal',
   'approval.not_approved': 'refusal',
   'approval.store_unavailable': 'fault',
+  'approval.state_invalid': 'refusal',
   'grant.not_found': 'refusal',
   'grant.expired': 'refusal',
   'identity.unknown_approver': 'refusal',

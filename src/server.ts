@@ -42,7 +42,7 @@ import type { IdentityProvider } from './identity/identity.js';
 import { tabularOutputShape, toToolResult } from './pipeline/answer.js';
 import { callTool, inputSchemaFor } from './pipeline/callTool.js';
 import type { Gateway } from './pipeline/gateway.js';
-import type { ApprovalChannel } from './approval/approver.js';
+import { APPROVAL_INPUT_KEY, type ApprovalChannel } from './approval/approver.js';
 import { elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
@@ -122,16 +122,18 @@ export type McpEra = McpRequestContext['era'];
 export const TOOLS_LIST_TTL_MS = 60_000;
 
 type RequestHandler = (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result>;
-type RawToolsCall = (params: unknown, ctx: ServerContext) => Promise<CallToolResult>;
+type RawToolsCall = (params: unknown, ctx: ServerContext) => Promise<CallToolResult | InputRequiredResult>;
 
 /**
  * The SDK's Server validates tools/call params inside its (protected) `_wrapHandler` hook, before
  * any handler, and answers a malformed call with -32602 that the journal would never see. Here a
  * call the SDK refuses as an invalid request goes to the pipeline as sent instead, which journals
  * and refuses it; a well-formed call keeps the SDK's wrapper (result validation per era,
- * requestState verification, input_required handling). Relies on a protected hook and on the
- * SDK's message for an invalid request: the SDK version is pinned exactly, and
- * test/journal/every-call.test.ts (malformed calls journaled) guards it.
+ * requestState verification, input_required handling). Likewise a requestState that is not a
+ * string, which the SDK refuses before any handler: the pipeline's approval adapter journals it
+ * as malformed and it is answered as every refused state is (refusedState). Relies on a protected
+ * hook and on the SDK's messages: the SDK version is pinned exactly, and
+ * test/journal/every-call.test.ts (malformed calls journaled) and test/mcp-eras/approval.test.ts guard it.
  */
 class GatewayServer extends Server {
   private raw: RawToolsCall | null = null;
@@ -148,7 +150,7 @@ class GatewayServer extends Server {
       try {
         return await wrapped(request, ctx);
       } catch (error) {
-        if (this.raw && isInvalidCallRequest(error)) return this.raw(request.params, ctx);
+        if (this.raw && (isInvalidCallRequest(error) || isSdkRefusedState(error))) return this.raw(request.params, ctx);
         throw error;
       }
     };
@@ -157,6 +159,27 @@ class GatewayServer extends Server {
 
 function isInvalidCallRequest(error: unknown): boolean {
   return error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams && error.message.startsWith('Invalid tools/call request');
+}
+
+/** The SDK's own refusal of a requestState (no verify hook is configured: only a state that is not a string). */
+function isSdkRefusedState(error: unknown): boolean {
+  return error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams && error.message === SDK_REFUSED_STATE;
+}
+
+const SDK_REFUSED_STATE = 'Invalid or expired requestState';
+
+/**
+ * A requestState the approval adapter refused (journaled there, with its reason): answered as the
+ * revision asks a server to reject state that fails verification, a JSON-RPC error (-32602), whose
+ * data carries Drawbridge's code, reason and hint. Its message is Drawbridge's own, never the SDK's.
+ */
+function refusedState(error: DrawbridgeError): ProtocolError {
+  return new ProtocolError(ProtocolErrorCode.InvalidParams, `${error.code}: ${error.message}`, {
+    reason: 'invalid_request_state',
+    code: error.code,
+    refusal: error.details['reason'] ?? null,
+    hint: error.hint,
+  });
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -238,7 +261,7 @@ async function pipelineCall(
   fallbackSession: string | undefined,
   raw: unknown,
   ctx: ServerContext,
-): Promise<CallToolResult> {
+): Promise<CallToolResult | InputRequiredResult> {
   const params = isRecord(raw) ? raw : {};
   const name = params['name'];
   const meta = isRecord(params['_meta']) ? params['_meta'] : isRecord(ctx.mcpReq._meta) ? ctx.mcpReq._meta : {};
@@ -253,10 +276,11 @@ async function pipelineCall(
   const client = clientView(server, era, ctx);
   const session = ctx.sessionId ?? fallbackSession;
   const formElicitation = declaresFormElicitation(client.capabilities);
-  // How a human can be reached during this call: the elicitation form (2025-11-25 only, and
-  // only if the client declared it; a 2026-07-28 request has no server→client request, so
-  // its approval goes out of band or is refused until the input_required path answers it)
-  // and progress notifications (only if the client sent a progressToken).
+  // How a human can be reached during this call: the elicitation form pushed as elicitation/create
+  // (2025-11-25, only if the client declared it); on 2026-07-28, which has no server→client request,
+  // the same form as an input_required answer and the re-issued call (`rounds`, only if the request's
+  // envelope declares form elicitation; otherwise the approval goes out of band or is refused); and
+  // progress notifications (only if the client sent a progressToken).
   const token = meta['progressToken'];
   const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
   let step = 0;
@@ -272,6 +296,7 @@ async function pipelineCall(
     formElicitation,
     ...(client.info ? { clientName: client.info.name } : {}),
     ...(elicit ? { elicit } : {}),
+    ...(era === 'modern' && formElicitation ? { rounds: inputRoundOf(ctx, APPROVAL_INPUT_KEY) } : {}),
     // Aborted when the client cancels the tools/call (or its request timed out).
     signal: ctx.mcpReq.signal,
     ...(progressToken !== undefined
@@ -293,6 +318,9 @@ async function pipelineCall(
     ...(client.info ? { client: client.info } : {}),
     ...(session !== undefined ? { session } : {}),
   });
+  // Held for the human's answer, or its requestState refused (2026-07-28 only: only a modern request carries `rounds`).
+  if (!result.ok && result.inputRequired) return toInputRequiredResult(result.inputRequired);
+  if (!result.ok && result.error.code === 'approval.state_invalid') throw refusedState(result.error);
   return toToolResult(result);
 }
 

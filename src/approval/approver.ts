@@ -8,6 +8,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Notifier } from './notify.js';
+import type { ApprovalFormParams } from './prompt.js';
+import type { RequestStateSealer } from './request-state.js';
 import type { ImpactPreview, ParsedRequest } from '../backends/backend.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Identity } from '../identity/identity.js';
@@ -90,6 +92,40 @@ export interface ApprovalChannel {
    * the result any more, so the approve stage stops asking and nothing runs.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Present only on an MCP 2026-07-28 request whose client declared form elicitation: the human
+   * is asked by answering the call "input required" (a form and a sealed requestState), and the
+   * client re-issues the call with the answer (adapters/input-required.ts).
+   */
+  readonly rounds?: InputRounds;
+}
+
+/** A 2026-07-28 call's multi-round-trip input, as the client sent it (plain data, untrusted). */
+export interface InputRounds {
+  /** The requestState the client echoed back; absent on the first round. */
+  readonly requestState?: unknown;
+  /** The client's answer to the approval form (an elicitation result: action, content); absent when it sent none. */
+  readonly response?: unknown;
+}
+
+/** The key of the approval form among an InputRequiredResult's input requests (and of its answer among the responses). */
+export const APPROVAL_INPUT_KEY = 'approval';
+
+/** One embedded form-mode elicitation of an InputRequiredResult, as plain data (server.ts maps it onto the SDK's). */
+export interface FormInputRequest {
+  readonly method: 'elicitation/create';
+  readonly params: ApprovalFormParams;
+}
+
+/**
+ * The call cannot be decided in this round: the client must show `inputRequests` to its human
+ * and call again with the answers and `requestState` (sealed, request-state.ts). Nothing ran.
+ */
+export interface InputRequired {
+  readonly kind: 'input_required';
+  readonly approvalId: string;
+  readonly inputRequests: Readonly<Record<string, FormInputRequest>>;
+  readonly requestState: string;
 }
 
 export interface ElicitForm {
@@ -117,6 +153,11 @@ export interface ApprovalContext {
   readonly progressEveryMs?: number;
   /** approval.notify: queues a notification (never blocks, never throws). */
   readonly notify?: Notifier['notify'];
+  /**
+   * The requestState sealer (request-state.ts: requestStateKeySource): the gateway's, from
+   * approval.request_state_key or the store's shared key. Absent: built from the store's shared key.
+   */
+  readonly requestState?: () => Promise<RequestStateSealer>;
 }
 
 /** How often a waiting call sends progress notifications unless the context says otherwise. */
@@ -158,11 +199,15 @@ export interface Approver {
   readonly name: string;
   /**
    * null: this adapter cannot decide this call (its channel is missing, or the rule does not
-   * allow it), and the next one is asked. Otherwise the clearance, or a thrown coded refusal
-   * (approval.declined, .pending, .timeout, .unavailable); every step is journaled by the adapter.
+   * allow it), and the next one is asked. Otherwise the clearance, "input required" (the client
+   * must ask its human and call again: nothing runs in this round), or a thrown coded refusal
+   * (approval.declined, .pending, .timeout, .unavailable, .state_invalid); every step is journaled by the adapter.
    */
-  clear(call: ApprovalCall, ctx: ApprovalContext): Promise<Clearance | null>;
+  clear(call: ApprovalCall, ctx: ApprovalContext): Promise<ApproverOutcome | null>;
 }
+
+/** What an adapter that takes a call answers: cleared, or asking the client for input first. */
+export type ApproverOutcome = Clearance | InputRequired;
 
 /**
  * What the agent is told about the approval its call waits for, or was refused by

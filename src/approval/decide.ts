@@ -11,7 +11,7 @@ import type { ApprovalVia, ApproverIdentity, Vote } from './approver.js';
 import type { Notifier } from './notify.js';
 
 /** The channels that decide out of band; the vote and its journal record name it. */
-export type DecisionVia = Exclude<ApprovalVia, 'elicitation'>;
+export type DecisionVia = Exclude<ApprovalVia, 'elicitation' | 'input_required'>;
 
 export interface Decision {
   readonly approvalId: string;

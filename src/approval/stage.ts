@@ -1,9 +1,11 @@
 // The approve stage. A call whose decision is `approve` runs only with a
 // clearance, and the stage is the order in which the adapters of `Approver`
 // (adapters/) are asked for one: a valid grant for this principal, connection
-// and rule; a yes from the human at the client through elicitation; an
-// out-of-band approval of this exact request (by hash). The first adapter that
-// takes the call decides it, journaling every step, and throws a coded refusal
+// and rule; a yes from the human at the client (elicitation on MCP 2025-11-25,
+// an InputRequiredResult on 2026-07-28, whose re-issued call carries the answer);
+// an out-of-band approval of this exact request (by hash). The first adapter that
+// takes the call decides it (or answers "input required": nothing runs in that
+// round), journaling every step, and throws a coded refusal
 // (declined, pending, timeout, unavailable) when it does not clear the call.
 // When no adapter can take the call, it is refused as unavailable. A call the
 // client cancelled (channel.signal) stops asking at once: nothing runs.
@@ -13,9 +15,9 @@ import { DrawbridgeError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Decision } from '../policy/evaluate.js';
 import { APPROVERS } from './adapters/index.js';
-import { requestHash, type ApprovalCall, type ApprovalChannel, type ApprovalContext, type ApprovalSubject, type Clearance } from './approver.js';
+import { requestHash, type ApprovalCall, type ApprovalChannel, type ApprovalContext, type ApprovalSubject, type ApproverOutcome } from './approver.js';
 
-export type { ApprovalContext, Clearance } from './approver.js';
+export type { ApprovalContext, ApproverOutcome, Clearance, InputRequired } from './approver.js';
 
 interface ApproveInput {
   readonly callId: string;
@@ -27,14 +29,14 @@ interface ApproveInput {
   readonly preview: (() => Promise<ImpactPreview>) | null;
 }
 
-export async function approveStage(ctx: ApprovalContext, input: ApproveInput): Promise<Clearance> {
+export async function approveStage(ctx: ApprovalContext, input: ApproveInput): Promise<ApproverOutcome> {
   const { request, decision, identity, channel } = input;
   const rule = decision.rule;
   if (!rule || decision.effect !== 'approve') throw new TypeError('approveStage needs an approve decision with its rule');
   const call: ApprovalCall = { callId: input.callId, request, rule, identity, channel, subject: once(() => approvalSubject(input, rule)) };
   for (const approver of ctx.approvers ?? APPROVERS) {
-    const clearance = await approver.clear(call, ctx);
-    if (clearance) return clearance;
+    const outcome = await approver.clear(call, ctx);
+    if (outcome) return outcome;
   }
   throw new DrawbridgeError(
     'approval.unavailable',

@@ -349,6 +349,15 @@ function collectGateway(raw: RawDocument, c: Collection, validate: Validate): vo
       });
     }
   });
+  const requestStateKey = value.approval.request_state_key;
+  if (requestStateKey?.kind === 'template' && !requestStateKey.template.includes('${')) {
+    c.problems.push({
+      ...locate(raw, ['approval', 'request_state_key']),
+      message:
+        'approval.request_state_key is written inline; reference it instead, e.g. request_state_key: ${DRAWBRIDGE_REQUEST_STATE_KEY} ' +
+        'or request_state_key: { file: /run/secrets/request-state-key }',
+    });
+  }
   value.approval.notify.forEach((target, index) => {
     for (const problem of notifyTargetProblems(target))
       c.problems.push({ ...locate(raw, ['approval', 'notify', index, problem.field]), message: problem.message });
@@ -482,6 +491,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       pendingTtlMs: g?.approval.pending_ttl ?? 86_400_000,
       approvers: g?.approval.approvers ?? [],
       notify: g?.approval.notify ?? [],
+      requestStateKey: g?.approval.request_state_key ?? null,
     },
     console: { enabled: g?.console.enabled ?? true, clientId: g?.console.client_id ?? 'drawbridge-console', clientSecret: g?.console.client_secret ?? null },
     warnings,

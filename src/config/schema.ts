@@ -144,6 +144,11 @@ export const gatewaySchema = z.strictObject({
         .default([]),
       /** Who is told when an out-of-band request becomes pending and when it is decided (src/approval/notify.ts). */
       notify: z.array(notifyTargetSchema).default([]),
+      /**
+       * The key sealing the requestState of in-client approvals on MCP 2026-07-28 (≥ 32 bytes); without it
+       * one is generated once and kept in the state store, shared by the replicas (src/approval/request-state.ts).
+       */
+      request_state_key: secretRefSchema.optional(),
     })
     .default({
       store: '.drawbridge/approvals.db',
@@ -223,6 +228,8 @@ export interface GatewayConfig {
     readonly pendingTtlMs: number;
     readonly approvers: ReadonlyArray<{ readonly subject: string; readonly groups: readonly string[]; readonly token: SecretRef }>;
     readonly notify: readonly NotifyTarget[];
+    /** approval.request_state_key; null: the state store's generated shared key. */
+    readonly requestStateKey: SecretRef | null;
   };
   /** The web console of `serve --http` (OIDC identities only). */
   readonly console: { readonly enabled: boolean; readonly clientId: string; readonly clientSecret: SecretRef | null };

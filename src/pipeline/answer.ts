@@ -148,6 +148,7 @@ export interface ToolResult {
  */
 export function toToolResult(result: CallResult): ToolResult {
   const content = [{ type: 'text' as const, text: result.text }];
+  // A call held for input (2026-07-28, result.inputRequired) that reaches here is answered as its approval.pending error.
   if (result.ok) return { content, structuredContent: result.structured };
   return { isError: true, content, ...(result.structured ? { structuredContent: result.structured } : {}) };
 }

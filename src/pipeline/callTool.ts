@@ -35,7 +35,7 @@ import { evaluate, type Decision } from '../policy/evaluate.js';
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
-import { approveStage, type Clearance } from '../approval/stage.js';
+import { approveStage, type Clearance, type InputRequired } from '../approval/stage.js';
 
 export interface CallInput {
   readonly tool: string;
@@ -56,7 +56,28 @@ export interface CallInput {
 
 export type CallResult =
   | { readonly ok: true; readonly callId: string; readonly text: string; readonly structured: StructuredAnswer }
-  | { readonly ok: false; readonly callId: string; readonly error: DrawbridgeError; readonly text: string; readonly structured?: StructuredAnswer };
+  | {
+      readonly ok: false;
+      readonly callId: string;
+      readonly error: DrawbridgeError;
+      readonly text: string;
+      readonly structured?: StructuredAnswer;
+      readonly inputRequired?: never;
+    }
+  | {
+      /**
+       * MCP 2026-07-28: nothing ran yet; the client must show `inputRequests` (the approval form) to
+       * its human and call again with the answers and `requestState` (server.ts maps this onto the
+       * protocol's InputRequiredResult). Plain data: the pipeline knows no SDK. `error` and `text`
+       * (approval.pending) are what a transport that cannot carry input requests answers instead.
+       */
+      readonly ok: false;
+      readonly callId: string;
+      readonly error: DrawbridgeError;
+      readonly text: string;
+      readonly structured?: never;
+      readonly inputRequired: { readonly inputRequests: InputRequired['inputRequests']; readonly requestState: string };
+    };
 
 interface Prepared {
   readonly tool: LoadedTool;
@@ -74,7 +95,7 @@ interface Prepared {
  */
 export async function callTool(gateway: Gateway, call: CallInput): Promise<CallResult> {
   const result = await runPipeline(gateway, call);
-  if (result.ok) return result;
+  if (result.ok || result.inputRequired) return result;
   if (errorKind(result.error.code) === 'fault') logFault(result.callId, result.error);
   return withoutHostPaths(gateway, result);
 }
@@ -94,6 +115,8 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
 
   // identity → parse → resolve → decide → approve?
   let clearance: Clearance | null = null;
+  /** The approve stage asked the client for input (2026-07-28): journaled, nothing runs in this round. */
+  let held: InputRequired | null = null;
   try {
     const identity = requireIdentity(call.identity, call.identityError);
     requireBoundedInput(measured);
@@ -128,8 +151,12 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
           : null;
       // The requester's client is named on the request as the intent names it, whichever way the call came in.
       const channel: ApprovalChannel = { ...(call.client ? { clientName: call.client.name } : {}), ...call.channel };
-      clearance = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
-      prepared = { ...prepared, clearance };
+      const approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
+      if (approved.kind === 'input_required') held = approved;
+      else {
+        clearance = approved;
+        prepared = { ...prepared, clearance };
+      }
     }
   } catch (error) {
     refusal = toDrawbridgeError(error);
@@ -163,6 +190,24 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
       started,
       call.identity,
     );
+  }
+
+  if (held) {
+    // Held for the human's answer: an outcome like an out-of-band pending call's, naming the approval asked for.
+    const asked = held;
+    try {
+      await outcome(gateway, callId, {
+        status: 'refused',
+        errorCode: 'approval.pending',
+        durationMs: elapsed(started),
+        inputRequired: { approvalId: asked.approvalId },
+      });
+    } catch (error) {
+      const failure = toDrawbridgeError(error);
+      return { ok: false, callId, error: failure, text: errorText(failure) };
+    }
+    const error = new DrawbridgeError('approval.pending', INPUT_REQUIRED_MESSAGE, { details: { approvalId: asked.approvalId } });
+    return { ok: false, callId, error, text: errorText(error), inputRequired: { inputRequests: asked.inputRequests, requestState: asked.requestState } };
   }
 
   // execute → mask → journal(outcome) → answer
@@ -221,6 +266,9 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   }
   return { ok: true, callId, text, structured };
 }
+
+const INPUT_REQUIRED_MESSAGE =
+  'This call needs the approval of the human at the client: the client shows the approval form and calls again with the answer. Nothing was run yet.';
 
 function requireIdentity(identity: Identity | null, why: DrawbridgeError | undefined): Identity {
   if (!identity) throw why ?? new DrawbridgeError('identity.missing', 'The caller has no identity, so nothing is allowed.');
@@ -526,6 +574,7 @@ function hostPaths(gateway: Gateway): readonly RegExp[] {
   add(config.approval.store);
   addRef(config.hashKey);
   for (const approver of config.approval.approvers) addRef(approver.token);
+  addRef(config.approval.requestStateKey);
   for (const loaded of config.connections.values()) {
     for (const ref of loaded.backend.secretsOf(loaded.declaration)) addRef(ref);
     for (const path of loaded.backend.filesOf(loaded.declaration)) add(path);

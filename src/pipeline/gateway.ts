@@ -11,6 +11,7 @@ import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DrawbridgeError } from '../errors.js';
 import type { ApprovalContext, Approver } from '../approval/approver.js';
 import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notify.js';
+import { requestStateKeyOf, requestStateKeySource } from '../approval/request-state.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
 
@@ -73,6 +74,11 @@ export function createGateway(options: {
     ...(options.approvals?.monotonic ? { monotonic: options.approvals.monotonic } : {}),
     ...(options.approvals?.progressEveryMs ? { progressEveryMs: options.approvals.progressEveryMs } : {}),
     ...(notifier ? { notify: notifier.notify } : {}),
+    // approval.request_state_key when set (resolved on first use; openGateway checks it at start), else the state's shared key.
+    requestState: requestStateKeySource(
+      options.config.approval.requestStateKey ? () => configuredRequestStateKey(options.config, options.environment) : null,
+      () => options.state.approvals,
+    ),
   };
   return {
     config: options.config,
@@ -111,6 +117,13 @@ export function createGateway(options: {
   };
 }
 
+/** approval.request_state_key's value as key material (config.secret_missing or config.secret_invalid when it cannot be). */
+function configuredRequestStateKey(config: GatewayConfig, environment: SecretEnvironment): Uint8Array {
+  const ref = config.approval.requestStateKey;
+  if (!ref) throw new TypeError('approval.request_state_key is not set');
+  return requestStateKeyOf(resolveSecret(ref, environment), ref.describe);
+}
+
 /** How long close() waits for notifications still being delivered. */
 const NOTIFY_DRAIN_MS = 2_000;
 
@@ -132,6 +145,8 @@ export async function openGateway(options: {
   // What each backend must have before its first parse (PostgreSQL's parser).
   await Promise.all(backends.map((b) => b.init()));
   const maskKey = config.hashKey ? new TextEncoder().encode(resolveSecret(config.hashKey, environment)) : new Uint8Array(randomBytes(32));
+  // A missing or short requestState key stops the gateway at start, not at the first in-client approval.
+  if (config.approval.requestStateKey) configuredRequestStateKey(config, environment);
   const state = await openState(config, { environment, ...(options.journalPath === undefined ? {} : { journalPath: options.journalPath }) });
   return createGateway({
     config,

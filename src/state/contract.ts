@@ -171,6 +171,14 @@ export interface ApprovalStore {
    * a waiting call still re-reads on its poll interval, so a lost notification only delays it.
    */
   changed(id: string, signal: AbortSignal): Promise<void>;
+  /**
+   * The secret named `name`, the same for every handle, process and replica of this state: the
+   * first caller's `create()` is stored, and every caller, racing or later, gets that one (never
+   * changed). For key material the gateway generates itself when the config names none (the
+   * requestState sealing key, approval/request-state.ts). Not part of dump/load: a copied state
+   * generates its own, which only voids the short-lived states sealed with the old one.
+   */
+  sharedKey(name: string, create: () => Uint8Array): Promise<Uint8Array>;
   /** Every request (with its votes) and grant, as stored, for `drawbridge state copy`. */
   dump(): Promise<ApprovalsDump>;
   /** Loads a dump into an empty store, ids and times unchanged, in one transaction; rejects input.invalid if the store is not empty. */

@@ -21,7 +21,7 @@ afterEach(() => {
 const env = (name: string): SecretRef => ({ kind: 'env', name, describe: `$${name}` });
 
 function config(approvers: Array<{ subject: string; groups: string[]; token: SecretRef }>, dir = '/nonexistent'): Pick<GatewayConfig, 'dir' | 'approval'> {
-  return { dir, approval: { store: '/x/approvals.db', waitMs: 1, elicitationTimeoutMs: 1, pendingTtlMs: 1, approvers, notify: [] } };
+  return { dir, approval: { store: '/x/approvals.db', waitMs: 1, elicitationTimeoutMs: 1, pendingTtlMs: 1, approvers, notify: [], requestStateKey: null } };
 }
 
 const BOB_TOKEN = 'bob-token-0123456789abcdef';

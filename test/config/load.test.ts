@@ -407,6 +407,19 @@ ${TOOL}`,
     expect(JSON.stringify(problems)).not.toContain(secret);
   });
 
+  it('refuses an inline approval.request_state_key; a reference is kept as one', () => {
+    const inline = problemsOf(
+      configDir({ 'policies/gateway.yaml': `kind: gateway\napproval: { request_state_key: ${secret} }\n`, 'tools/db.yaml': `${CONNECTION}---\n${TOOL}` }),
+    );
+    expectProblem(inline, 'policies/gateway.yaml', 2, /approval\.request_state_key is written inline/);
+    expect(JSON.stringify(inline)).not.toContain(secret);
+    const referenced = loadConfig(
+      configDir({ 'policies/gateway.yaml': 'kind: gateway\napproval: { request_state_key: { env: RS_KEY } }\n', 'tools/db.yaml': `${CONNECTION}---\n${TOOL}` }),
+    );
+    expect(referenced.approval.requestStateKey).toEqual({ kind: 'env', name: 'RS_KEY', describe: '$RS_KEY' });
+    expect(loadConfig(configDir({ 'tools/db.yaml': `${CONNECTION}---\n${TOOL}` })).approval.requestStateKey).toBeNull();
+  });
+
   it('containsInlineCredential', () => {
     expect(containsInlineCredential('postgres://u:pw@h/db')).toBe(true);
     expect(containsInlineCredential('postgresql://:pw@h')).toBe(true);

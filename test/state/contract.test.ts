@@ -1,10 +1,11 @@
 // The state contract (src/state/contract.ts) as every engine must keep it: one table of
 // engines (today SQLite), each opened twice on the same state as two processes or replicas
 // would, and the same checks for each: journal order and chain, concurrent appends, consume
-// exactly once, votes once per approver, the vote hook's commit-or-rollback, grants, and
-// expiry decided by the caller's clock (injected, never slept).
+// exactly once, votes once per approver, the vote hook's commit-or-rollback, grants, shared
+// keys created once, and expiry decided by the caller's clock (injected, never slept).
 
 import { approvalSubject } from '../support/approvals.js';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -240,6 +241,35 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
       expect((await state.approvals.reportDenial(approval.id, at(4))).consumedAt).toBe(at(3).toISOString());
       expect((await state.approvals.openRequest(subject(), at(5), TTL)).created).toBe(true);
       await rejection(state.approvals.reportDenial('ap_missing000', at(6)), 'approval.not_found');
+    });
+  });
+
+  describe('shared keys', () => {
+    it('sharedKey is get-or-create: 10 concurrent first calls from two handles all get one key, kept across handles, apart per name', async () => {
+      const fresh = await engine.fresh();
+      const [a, b] = [await fresh.open(), await fresh.again()];
+      let made = 0;
+      const create = (): Uint8Array => {
+        made += 1;
+        return new Uint8Array(randomBytes(32));
+      };
+      const keys = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).approvals.sharedKey('request-state-v1', create)));
+      const first = Buffer.from(keys[0] ?? new Uint8Array()).toString('hex');
+      expect(first).toMatch(/^[0-9a-f]{64}$/);
+      for (const key of keys) expect(Buffer.from(key).toString('hex')).toBe(first);
+      // Every later caller gets the stored key; create is not asked again.
+      const before = made;
+      const later = await (
+        await fresh.again()
+      ).approvals.sharedKey('request-state-v1', () => {
+        throw new Error('create must not run once the key exists');
+      });
+      expect(Buffer.from(later).toString('hex')).toBe(first);
+      expect(made).toBe(before);
+      const other = await b.approvals.sharedKey('another', () => new Uint8Array(32).fill(7));
+      expect(Buffer.from(other).toString('hex')).toBe('07'.repeat(32));
+      // Not approvals: a dump carries no key.
+      expect(JSON.stringify(await a.approvals.dump())).not.toContain(Buffer.from(keys[0] ?? new Uint8Array()).toString('base64'));
     });
   });
 

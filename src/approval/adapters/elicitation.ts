@@ -12,13 +12,18 @@ import { DrawbridgeError } from '../../errors.js';
 import { PROGRESS_EVERY_MS, type ApprovalChannel, type ApprovalContext, type ApprovalSubject, type Approver, type Clearance, type Vote } from '../approver.js';
 import { describeForApproval, grantChoices } from '../prompt.js';
 import { createGrant } from './grant.js';
+import type { Rule } from '../../policy/schema.js';
+
+/** The rule lets the requester approve alone (requester: true, min 1): the human at the client may decide in band. */
+export function requesterAlone(rule: Rule): boolean {
+  const approvers = rule.approvers ?? {};
+  return approvers.requester === true && (approvers.min ?? 1) === 1;
+}
 
 export const elicitationApprover: Approver = {
   name: 'elicitation',
   async clear(call, ctx) {
-    const approvers = call.rule.approvers ?? {};
-    const inBand = approvers.requester === true && (approvers.min ?? 1) === 1;
-    if (!inBand || !call.channel.elicit) return null;
+    if (!requesterAlone(call.rule) || !call.channel.elicit) return null;
     return askInBand(ctx, await call.subject(), call.channel, call.channel.elicit);
   },
 };

@@ -35,6 +35,7 @@ import { CHANNEL, type Listener } from './notify.js';
 const A = `${SCHEMA}.approvals`;
 const V = `${SCHEMA}.votes`;
 const G = `${SCHEMA}.grants`;
+const S = `${SCHEMA}.shared_keys`;
 /** Advisory lock (second key) serialising openRequest for one requester and hash, and createGrant for one approval. */
 const OPEN_LOCK = 3;
 const GRANT_LOCK = 4;
@@ -318,6 +319,19 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
     },
 
     changed: (id, signal) => listen.changed(id, signal),
+
+    sharedKey(name, create) {
+      if (name.trim() === '') throw new TypeError('sharedKey needs a name');
+      return tx('read a shared key', async (c) => {
+        const found = await c.query<{ value: string }>(`SELECT value FROM ${S} WHERE name = $1`, [name]);
+        if (found.rows[0] === undefined) {
+          // A replica inserting at the same time waits for this one's row and then keeps it (DO NOTHING).
+          await c.query(`INSERT INTO ${S} (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, [name, Buffer.from(create()).toString('base64')]);
+        }
+        const stored = await c.query<{ value: string }>(`SELECT value FROM ${S} WHERE name = $1`, [name]);
+        return new Uint8Array(Buffer.from(stored.rows[0]?.value ?? '', 'base64'));
+      });
+    },
 
     dump() {
       return tx('read the store', async (c) => {

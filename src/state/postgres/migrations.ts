@@ -83,6 +83,17 @@ CREATE TABLE drawbridge.grants (
 CREATE INDEX grants_lookup ON drawbridge.grants (subject, issuer, tool, connection, rule, expires_ms);
 `,
   },
+  {
+    version: 2,
+    name: 'shared keys',
+    sql: `
+CREATE TABLE drawbridge.shared_keys (
+  name text PRIMARY KEY,
+  value text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
 ];
 
 /** The newest schema version this build knows. */

@@ -90,6 +90,8 @@ export interface SqliteApprovals {
   listGrants(now: Date, filter?: { active?: boolean }): StoredGrant[];
   /** Throws grant.not_found when there is no such grant or it is already revoked. */
   revokeGrant(id: string, by: string, now: Date): StoredGrant;
+  /** See ApprovalStore.sharedKey: kept in the meta table as `secret:<name>`, created under the write lock. */
+  sharedKey(name: string, create: () => Uint8Array): Uint8Array;
   dump(): ApprovalsDump;
   /** Into an empty store only (input.invalid otherwise), in one transaction. */
   load(dump: ApprovalsDump): void;
@@ -227,6 +229,8 @@ function prepareStatements(db: Database.Database) {
     ),
     listGrants: db.prepare('SELECT * FROM grants ORDER BY created_ms DESC, id'),
     revokeGrant: db.prepare('UPDATE grants SET revoked_ms = ?, revoked_by = ? WHERE id = ? AND revoked_ms IS NULL'),
+    insertSecret: db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)'),
+    secret: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
     anyRow: db.prepare('SELECT 1 FROM approvals UNION ALL SELECT 1 FROM grants LIMIT 1').pluck(),
     loadApproval: db.prepare(
       `INSERT INTO approvals (id, hash, requester_subject, requester_issuer, policy_key, status, subject,
@@ -427,6 +431,18 @@ class SqliteApprovalStore implements SqliteApprovals {
         }
         this.stmt.revokeGrant.run(at, by, id);
         return toGrant(this.stmt.grant.get(id) as GrantRow);
+      }),
+    );
+  }
+
+  sharedKey(name: string, create: () => Uint8Array): Uint8Array {
+    if (name.trim() === '') throw new TypeError('sharedKey needs a name');
+    return this.guarded('read a shared key', () =>
+      this.writeTx(() => {
+        const key = `secret:${name}`;
+        // Only the first writer's value is kept (OR IGNORE); create() runs only when there is none yet.
+        if (this.stmt.secret.get(key) === undefined) this.stmt.insertSecret.run(key, Buffer.from(create()).toString('base64'));
+        return new Uint8Array(Buffer.from(String(this.stmt.secret.get(key)), 'base64'));
       }),
     );
   }

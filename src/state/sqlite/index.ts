@@ -142,6 +142,7 @@ export function sqliteApprovals(open: () => SqliteApprovals, key = ''): Approval
     listGrants: (now, filter) => use((s) => s.listGrants(now, filter)),
     revokeGrant: (id, by, now) => use((s) => s.revokeGrant(id, by, now)),
     changed: (id, signal) => nextChange(`${key}\0${id}`, signal),
+    sharedKey: (name, create) => use((s) => s.sharedKey(name, create)),
     dump: () => use((s) => s.dump()),
     load: (dump) => use((s) => s.load(dump)),
     close: () =>

@@ -1,0 +1,333 @@
+// In-client approval on both MCP eras (issue 14, item 2), end to end. A rule only the requester
+// approves, in the client:
+//   - the SDK v2 Client pinned to 2026-07-28, over HTTP (serveHttp, bearer tokens) and over stdio
+//     (`drawbridge serve`, the built CLI): the call is answered InputRequiredResult, the client's
+//     driver shows the form to its elicitation handler and re-issues the call with the answer —
+//     accepted, the write runs once; declined, nothing runs;
+//   - a raw JSON-RPC client on 2026-07-28 (HTTP and stdio) re-issuing with a tampered state, a
+//     state that is not a string and a replayed state: refused with a JSON-RPC error (-32602 with
+//     approval.state_invalid and the reason in its data), journaled with the reason;
+//   - the SDK v1 Client (2025-11-25) over HTTP: elicitation/create as before, the same form.
+
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Client as V2Client, StreamableHTTPClientTransport as V2HttpClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport as V2StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as V1HttpClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readCalls, type CallEntry } from '../../src/journal/export.js';
+import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
+import { DEFAULT_POLICY, freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
+import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
+
+const MODERN = '2026-07-28';
+const FORM = { elicitation: { form: {} } };
+const insert = (body: string) => `INSERT INTO audit_notes (body) VALUES ('${body}')`;
+
+/** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
+const POLICY = DEFAULT_POLICY.replace(
+  'rules:\n',
+  `rules:
+  - name: self-approved-writes
+    match: { tool: run_sql, access: write, groups: [selfers] }
+    effect: approve
+    approvers: { requester: true }
+`,
+);
+
+type Message = {
+  readonly id?: number;
+  readonly result?: Record<string, unknown>;
+  readonly error?: { code: number; message: string; data?: Record<string, unknown> };
+};
+
+const textOf = (result: Record<string, unknown> | undefined): string =>
+  ((result?.['content'] ?? []) as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
+
+function envelope(client: string): Record<string, unknown> {
+  return {
+    'io.modelcontextprotocol/protocolVersion': MODERN,
+    'io.modelcontextprotocol/clientInfo': { name: client, version: '0.0.1' },
+    'io.modelcontextprotocol/clientCapabilities': FORM,
+  };
+}
+
+/** Flips one bit inside the sealed body of a requestState. */
+function tamper(state: string): string {
+  const parts = state.split('.');
+  const body = Buffer.from(parts[4] ?? '', 'base64url');
+  body[16] = (body[16] ?? 0) ^ 0x01;
+  return [...parts.slice(0, 4), body.toString('base64url')].join('.');
+}
+
+const ACCEPT = { action: 'accept', content: { decision: 'approve' } };
+
+/**
+ * The raw client's script, whatever the transport: round 1 held as input_required with the form;
+ * a tampered state refused; the genuine one runs the write; the same state again refused as a replay.
+ */
+async function rawRounds(
+  tools: (params: Record<string, unknown>) => Promise<Message>,
+  body: string,
+  rows: () => Promise<number>,
+  journal: () => Promise<CallEntry[]>,
+): Promise<void> {
+  const args = { name: 'run_sql', arguments: { connection: 'db', sql: insert(body) } };
+  const first = await tools(args);
+  expect(first.error).toBeUndefined();
+  expect(first.result?.['resultType']).toBe('input_required');
+  const requests = first.result?.['inputRequests'] as Record<string, { method: string; params: { mode: string; message: string } }>;
+  expect(requests['approval']).toMatchObject({ method: 'elicitation/create', params: { mode: 'form' } });
+  expect(requests['approval']?.params.message).toContain(insert(body));
+  const state = first.result?.['requestState'];
+  if (typeof state !== 'string') throw new Error('no requestState');
+  expect(await rows()).toBe(0);
+
+  // A refused state is a JSON-RPC error (-32602), as the revision asks, carrying Drawbridge's code and reason.
+  const refused = (answer: Message, refusal: string, text: RegExp): void => {
+    expect(answer.result).toBeUndefined();
+    expect(answer.error?.code).toBe(-32602);
+    expect(answer.error?.message).toMatch(text);
+    expect(answer.error?.data).toMatchObject({ reason: 'invalid_request_state', code: 'approval.state_invalid', refusal });
+  };
+  refused(
+    await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: tamper(state) }),
+    'tampered',
+    /^approval\.state_invalid: The requestState sent with this call was altered after the gateway sealed it/,
+  );
+  // Not even a string: the SDK refuses it before any handler, and it still reaches the pipeline and the journal.
+  refused(await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: 42 }), 'malformed', /^approval\.state_invalid: /);
+  expect(await rows()).toBe(0);
+
+  const ran = await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: state });
+  expect(ran.result?.['resultType']).toBe('complete');
+  expect(ran.result?.['isError']).toBeUndefined();
+  expect(await rows()).toBe(1);
+
+  refused(
+    await tools({ ...args, inputResponses: { approval: ACCEPT }, requestState: state }),
+    'replayed',
+    /^approval\.state_invalid: The requestState sent with this call was already answered/,
+  );
+  expect(await rows()).toBe(1);
+
+  // Journaled: the request, the refusals with their reasons, the approval and its single use.
+  const mine = (await journal()).filter((e) => (e.call['input'] as { sql?: string } | null)?.sql === insert(body));
+  const events = mine.flatMap((e) => e.events.filter((x) => x.type === 'approval').map((x) => [x.data['event'], x.data['reason'] ?? null, x.data['via']]));
+  expect(events).toEqual([
+    ['requested', null, 'input_required'],
+    ['refused', 'tampered', 'input_required'],
+    ['refused', 'malformed', 'input_required'],
+    ['approved', null, 'input_required'],
+    ['consumed', null, 'input_required'],
+    ['refused', 'replayed', 'input_required'],
+  ]);
+  expect(mine.map((e) => e.outcome?.['status'])).toEqual(['refused', 'refused', 'refused', 'ok', 'refused']);
+  expect(mine.map((e) => e.outcome?.['errorCode'] ?? null)).toEqual([
+    'approval.pending',
+    'approval.state_invalid',
+    'approval.state_invalid',
+    null,
+    'approval.state_invalid',
+  ]);
+}
+
+/** A v2 client pinned to 2026-07-28 that declares form elicitation and answers every form with `decision`. */
+function v2Client(name: string, decision: 'approve' | 'decline', shown: string[]): V2Client {
+  const client = new V2Client({ name, version: '2.4.0' }, { capabilities: FORM, versionNegotiation: { mode: { pin: MODERN } } });
+  client.setRequestHandler('elicitation/create', async (request) => {
+    shown.push(request.params.message);
+    return { action: 'accept', content: { decision } };
+  });
+  return client;
+}
+
+describe('over HTTP', () => {
+  type Account = 'sam';
+  let h: HttpHarness<Account>;
+  let sam: string;
+
+  beforeAll(async () => {
+    h = await startHttpGateway<Account>({
+      prefix: 'eras_approval_http',
+      accounts: { sam: { groups: ['selfers'] } },
+      policy: POLICY,
+      approval: '{ wait: 0ms, store: approvals.db, elicitation_timeout: 1m }',
+    });
+    sam = await h.token('sam');
+  });
+
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const rows = (body: string) => async () => (await h.db.query('SELECT id FROM audit_notes WHERE body = $1', [body])).length;
+  const journal = async () => [...readCalls(join(h.dir, 'journal.db'))];
+
+  it('the SDK v2 Client pinned to 2026-07-28: approved in its form, the write runs once; declined, nothing runs', async () => {
+    for (const [decision, body] of [
+      ['approve', 'v2-http-yes'],
+      ['decline', 'v2-http-no'],
+    ] as const) {
+      const shown: string[] = [];
+      const client = v2Client(`sdk-v2-${decision}`, decision, shown);
+      await client.connect(new V2HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${sam}` } } }));
+      try {
+        expect(client.getProtocolEra()).toBe('modern');
+        const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: insert(body) } });
+        expect(shown).toHaveLength(1);
+        expect(shown[0]).toContain(`Approve this run_sql request on db?`);
+        expect(shown[0]).toContain(insert(body));
+        if (decision === 'approve') {
+          expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
+          expect(await rows(body)()).toBe(1);
+        } else {
+          expect(result.isError).toBe(true);
+          expect(textOf(result as Record<string, unknown>)).toMatch(/^approval\.declined: The approval was declined in sdk-v2-decline/);
+          expect(await rows(body)()).toBe(0);
+        }
+      } finally {
+        await client.close();
+      }
+    }
+  });
+
+  it('a raw client: input_required with the form, a tampered state refused, the genuine one runs once, a replay refused; all journaled', async () => {
+    const tools = async (params: Record<string, unknown>): Promise<Message> => {
+      const response = await fetch(h.resource, {
+        method: 'POST',
+        headers: {
+          accept: 'application/json, text/event-stream',
+          'content-type': 'application/json',
+          authorization: `Bearer ${sam}`,
+          'mcp-protocol-version': MODERN,
+          'mcp-method': 'tools/call',
+          'mcp-name': 'run_sql',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { ...params, _meta: envelope('raw-http') } }),
+      });
+      const text = await response.text();
+      return JSON.parse(/^data: (.*)$/m.exec(text)?.[1] ?? text) as Message;
+    };
+    await rawRounds(tools, 'raw-http', rows('raw-http'), journal);
+  });
+
+  it('the SDK v1 Client (2025-11-25): the same form as elicitation/create, and the write runs once', async () => {
+    const shown: string[] = [];
+    const client = new V1Client({ name: 'sdk-v1', version: '1.32.2' }, { capabilities: { elicitation: { form: {} } } });
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      shown.push(request.params.message);
+      return { action: 'accept', content: { decision: 'approve' } };
+    });
+    await client.connect(new V1HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${sam}` } } }));
+    try {
+      const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: insert('v1-http') } });
+      expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
+      expect(shown).toHaveLength(1);
+      expect(shown[0]).toContain(insert('v1-http'));
+      expect(await rows('v1-http')()).toBe(1);
+      const entry = (await journal()).find((e) => (e.call['input'] as { sql?: string } | null)?.sql === insert('v1-http'));
+      expect(entry?.events.filter((e) => e.type === 'approval').map((e) => [e.data['event'], e.data['via']])).toEqual([
+        ['requested', 'elicitation'],
+        ['approved', 'elicitation'],
+      ]);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('over stdio (drawbridge serve)', () => {
+  let db: FreshDatabase;
+  let dir: string;
+
+  beforeAll(async () => {
+    requireBuiltCli();
+    db = await freshDatabase('eras_approval_stdio');
+    dir = writeConfig({
+      policy: POLICY,
+      approval: '{ wait: 0ms, store: approvals.db, elicitation_timeout: 1m }',
+      identity: { subject: 'sam@example.com', groups: ['selfers'] },
+    });
+  });
+
+  afterAll(async () => {
+    await db?.drop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const rows = (body: string) => async () => (await db.query('SELECT id FROM audit_notes WHERE body = $1', [body])).length;
+  const journal = async () => [...readCalls(join(dir, 'journal.db'))];
+
+  it('the SDK v2 Client pinned to 2026-07-28: approved in its form, the write runs once; declined, nothing runs', async () => {
+    for (const [decision, body] of [
+      ['approve', 'v2-stdio-yes'],
+      ['decline', 'v2-stdio-no'],
+    ] as const) {
+      const shown: string[] = [];
+      const client = v2Client(`sdk-v2-stdio-${decision}`, decision, shown);
+      await client.connect(
+        new V2StdioClientTransport({
+          command: process.execPath,
+          args: [requireBuiltCli(), 'serve', '--config', dir],
+          env: { ...(process.env as Record<string, string>), DB_URL: db.gatewayUrl },
+          cwd: REPO_ROOT,
+        }),
+      );
+      try {
+        expect(client.getProtocolEra()).toBe('modern');
+        const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: insert(body) } });
+        expect(shown).toHaveLength(1);
+        expect(shown[0]).toContain(insert(body));
+        if (decision === 'approve') {
+          expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
+          expect(await rows(body)()).toBe(1);
+        } else {
+          expect(result.isError).toBe(true);
+          expect(textOf(result as Record<string, unknown>)).toMatch(/^approval\.declined: /);
+          expect(await rows(body)()).toBe(0);
+        }
+      } finally {
+        await client.close();
+      }
+    }
+  });
+
+  it('a raw client: input_required with the form, a tampered state refused, the genuine one runs once, a replay refused; all journaled', async () => {
+    const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', dir], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DB_URL: db.gatewayUrl },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const waiting = new Map<number, (m: Message) => void>();
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const message = JSON.parse(line) as Message;
+      if (typeof message.id === 'number') waiting.get(message.id)?.(message);
+    });
+    let next = 0;
+    const tools = (params: Record<string, unknown>): Promise<Message> => {
+      const id = ++next;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no answer (stderr: ${stderr})`)), 30_000);
+        waiting.set(id, (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        });
+        child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: envelope('raw-stdio') } })}\n`);
+      });
+    };
+    try {
+      await rawRounds(tools, 'raw-stdio', rows('raw-stdio'), journal);
+    } finally {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.stdin.end();
+      await exited;
+    }
+  });
+});
