@@ -121,6 +121,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider, 
       const meta = isRecord(params['_meta']) ? params['_meta'] : {};
       let identity = null;
       let identityError: DrawbridgeError | undefined;
+      const scopes = identities.scopes({ authInfo: extra.authInfo });
       try {
         identity = identities.identify({ authInfo: extra.authInfo });
       } catch (error) {
@@ -155,6 +156,7 @@ export function createMcpServer(gateway: Gateway, identities: IdentityProvider, 
         args: params['arguments'] === undefined ? {} : params['arguments'],
         identity,
         ...(identityError ? { identityError } : {}),
+        ...(scopes ? { scopes } : {}),
         channel,
         ...(client ? { client: { name: client.name, version: client.version } } : {}),
         ...(session !== undefined ? { session } : {}),

@@ -28,9 +28,10 @@ interface ApproveInput {
 }
 
 export async function approveStage(ctx: ApprovalContext, input: ApproveInput): Promise<Clearance> {
-  const { request, decision, identity, channel } = input;
+  const { request, decision, identity } = input;
   const rule = decision.rule;
   if (!rule || decision.effect !== 'approve') throw new TypeError('approveStage needs an approve decision with its rule');
+  const channel = identity.principal === 'service' ? withoutPerson(rule, identity.subject, input.channel) : input.channel;
   const call: ApprovalCall = { callId: input.callId, request, rule, identity, channel, subject: once(() => approvalSubject(input, rule)) };
   for (const approver of ctx.approvers ?? APPROVERS) {
     const clearance = await approver.clear(call, ctx);
@@ -42,6 +43,24 @@ export async function approveStage(ctx: ApprovalContext, input: ApproveInput): P
       `approval prompt (it did not declare the elicitation capability), and the rule names no out-of-band approvers.`,
     { hint: 'Use an MCP client that supports elicitation, or ask the operator to add approvers: { groups: [...] } to the rule.' },
   );
+}
+
+/**
+ * A service's own token (client_credentials) has no person behind it, so nobody at the client
+ * can be asked: in-band prompts are taken off the channel, and a rule that only the requester
+ * could satisfy is refused at once, saying why. With approver groups the request goes out of band.
+ */
+function withoutPerson(rule: NonNullable<Decision['rule']>, subject: string, channel: ApprovalChannel): ApprovalChannel {
+  if (!rule.approvers?.groups) {
+    throw new DrawbridgeError(
+      'approval.unavailable',
+      `Rule ${rule.name} needs the requester's own approval in the client, but ${subject} is a service (its token is a ` +
+        `client_credentials token): there is no person at the client to ask, and the rule names no out-of-band approvers. Nothing was run.`,
+      { hint: 'Run this as a person (a signed-in user), or ask the operator to add approvers: { groups: [...] } to the rule so a human decides out of band.' },
+    );
+  }
+  const { elicit: _inBand, ...rest } = channel;
+  return rest;
 }
 
 /** What a human is asked to approve, bound to the request's hash; runs the preview when the rule asks for one. */

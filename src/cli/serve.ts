@@ -227,6 +227,7 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
         identify: (): Identity => {
           throw new DrawbridgeError('identity.missing', 'No caller identity is configured.');
         },
+        scopes: () => null,
       },
       who: 'nobody (every call will be refused)',
     };
@@ -244,7 +245,7 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
   const groups = verified.identity.groups.join(', ') || 'no groups';
   return {
     identities: provider,
-    who: `${verified.identity.subject} [oidc ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}`,
+    who: `${verified.identity.subject} [oidc ${verified.identity.principal} ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}`,
   };
 }
 

@@ -24,6 +24,7 @@ import {
   type LoadedConnection,
   type LoadedTool,
   type NotifyTarget,
+  type ScopeMapping,
   type SourceLocation,
 } from './schema.js';
 import { containsInlineCredential } from './secrets.js';
@@ -152,6 +153,8 @@ interface Collection {
   readonly firstTool: Map<string, SourceLocation>;
   firstGateway: SourceLocation | null;
   gateway: GatewayDeclaration | null;
+  /** identity.scopes with each match validated by the rule match schema. */
+  readonly scopes: ScopeMapping[];
 }
 
 function emptyCollection(problems: ConfigProblem[]): Collection {
@@ -169,6 +172,7 @@ function emptyCollection(problems: ConfigProblem[]): Collection {
     firstTool: new Map(),
     firstGateway: null,
     gateway: null,
+    scopes: [],
   };
 }
 
@@ -200,7 +204,7 @@ function collectDocument(raw: RawDocument, c: Collection, context: CollectContex
     case 'policy':
       return collectPolicy(raw, c, context, validate);
     case 'gateway':
-      return collectGateway(raw, c, validate);
+      return collectGateway(raw, c, context, validate);
     default:
       c.problems.push({
         ...locate(raw, ['kind']),
@@ -311,7 +315,7 @@ function collectPolicy(raw: RawDocument, c: Collection, { matchSchema, ruleSchem
   });
 }
 
-function collectGateway(raw: RawDocument, c: Collection, validate: Validate): void {
+function collectGateway(raw: RawDocument, c: Collection, { matchSchema }: PolicySchemas, validate: Validate): void {
   const at = locate(raw, []);
   if (c.firstGateway) {
     c.problems.push({ ...at, message: `only one "kind: gateway" document is allowed (another is at ${show(c.firstGateway)})` });
@@ -353,6 +357,16 @@ function collectGateway(raw: RawDocument, c: Collection, validate: Validate): vo
     for (const problem of notifyTargetProblems(target))
       c.problems.push({ ...locate(raw, ['approval', 'notify', index, problem.field]), message: problem.message });
   });
+  // Scope matches are rule matches: the same keys (backend keys too), validated and name-checked the same way.
+  if (value.identity?.mode === 'oidc') {
+    value.identity.scopes.forEach((entry, index) => {
+      const path = ['identity', 'scopes', index];
+      const match = validate(matchSchema, entry.match, [...path, 'match']);
+      if (!match) return;
+      c.matches.push({ match, doc: raw, path });
+      c.scopes.push({ scope: entry.scope, match });
+    });
+  }
   c.gateway = value;
 }
 
@@ -466,7 +480,11 @@ function assemble(root: string, c: Collection): GatewayConfig {
     tools,
     rules: c.rules,
     masking,
-    identity: !g?.identity ? null : g.identity.mode === 'local' ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : g.identity,
+    identity: !g?.identity
+      ? null
+      : g.identity.mode === 'local'
+        ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups }
+        : { ...g.identity, scopes: c.scopes },
     journal: {
       path: isAbsolute(journalPath) ? journalPath : join(root, journalPath),
       sync: g?.journal.sync ?? 'full',

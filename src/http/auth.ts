@@ -77,6 +77,10 @@ export const requestIdentityProvider: IdentityProvider = {
     if (!identity) throw new DrawbridgeError('identity.missing', 'The request carries no verified access token, so nothing is allowed.');
     return identity;
   },
+  // Only from an AuthInfo minted here: an identity it proves always has a token, so never null (no scopes at all when forged).
+  scopes({ authInfo }) {
+    return identityOf(authInfo) ? [...(authInfo as AuthInfo).scopes] : [];
+  },
 };
 
 /** True when the URL carries an access token (RFC 6750 §2.3), which this gateway refuses. */

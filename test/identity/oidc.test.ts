@@ -5,15 +5,14 @@
 // without refetching the key set on every request.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { DrawbridgeError } from '../../src/errors.js';
-import { createOidcVerifier, tokenIdentityProvider, type TokenVerifier } from '../../src/identity/oidc.js';
+import { createOidcVerifier, tokenIdentityProvider, type OidcVerifierSettings, type TokenVerifier } from '../../src/identity/oidc.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
 
 const RESOURCE = 'http://127.0.0.1:7777/mcp';
 let idp: TestIdp;
 
-function settings(overrides: Partial<OidcIdentityDeclaration> = {}): OidcIdentityDeclaration {
+function settings(overrides: Partial<OidcVerifierSettings> = {}): OidcVerifierSettings {
   return {
     mode: 'oidc',
     issuer: idp.issuer,
