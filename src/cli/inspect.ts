@@ -166,7 +166,9 @@ export async function policyExplain({ values }: CommandArgs<'policy explain'>, i
         : values.subject
           ? []
           : [...(declared?.groups ?? [])];
-    const identity = makeIdentity({ kind: 'local', subject, groups, issuer: 'local' });
+    const principal = values.principal ?? 'person';
+    if (principal !== 'person' && principal !== 'service') fail('--principal must be person or service.');
+    const identity = makeIdentity({ kind: 'local', subject, groups, issuer: 'local', principal });
     const result = await explain(gateway, { tool: values.tool, connection: values.connection, input, identity, offline: values.offline });
     io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatExplanation(result));
     return 0;

@@ -322,6 +322,7 @@ function collectGateway(raw: RawDocument, c: Collection, { matchSchema }: Policy
     return;
   }
   c.firstGateway = at;
+  collectScopes(raw, c, matchSchema, validate);
   const value = validate(gatewaySchema);
   if (!value) return;
   const hashKey = value.masking.hash_key;
@@ -357,17 +358,28 @@ function collectGateway(raw: RawDocument, c: Collection, { matchSchema }: Policy
     for (const problem of notifyTargetProblems(target))
       c.problems.push({ ...locate(raw, ['approval', 'notify', index, problem.field]), message: problem.message });
   });
-  // Scope matches are rule matches: the same keys (backend keys too), validated and name-checked the same way.
-  if (value.identity?.mode === 'oidc') {
-    value.identity.scopes.forEach((entry, index) => {
-      const path = ['identity', 'scopes', index];
-      const match = validate(matchSchema, entry.match, [...path, 'match']);
-      if (!match) return;
-      c.matches.push({ match, doc: raw, path });
-      c.scopes.push({ scope: entry.scope, match });
-    });
-  }
   c.gateway = value;
+}
+
+/**
+ * identity.scopes: each match is a rule match (the same keys, backend keys too), validated and
+ * name-checked the same way. Read from the document as written, so its problems are reported
+ * with the gateway schema's, not only once those are fixed; a missing match is the schema's.
+ */
+function collectScopes(raw: RawDocument, c: Collection, matchSchema: PolicySchemas['matchSchema'], validate: Validate): void {
+  const identity = valueAt(raw.value, ['identity']);
+  const scopes = valueAt(identity, ['scopes']);
+  if (valueAt(identity, ['mode']) !== 'oidc' || !Array.isArray(scopes)) return;
+  scopes.forEach((entry: unknown, index) => {
+    const path = ['identity', 'scopes', index];
+    const written = valueAt(entry, ['match']);
+    if (written === undefined) return;
+    const match = validate(matchSchema, written, [...path, 'match']);
+    if (!match) return;
+    c.matches.push({ match, doc: raw, path });
+    const scope = valueAt(entry, ['scope']);
+    if (typeof scope === 'string') c.scopes.push({ scope, match });
+  });
 }
 
 /**
