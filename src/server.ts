@@ -1,20 +1,39 @@
 // The MCP wiring: tools are registered from the config (connection is an enum
 // of declared names; the description says what each connection is and which
-// rules apply), and every tools/call goes through the pipeline. The SDK lives
-// at the transport edges (this file and stdio.ts, http/, bridge/, approval/
-// elicitation.ts); pipeline, policy, backends and masking never import it
-// (test/architecture/boundaries.test.ts). Uses the SDK's
-// low-level Server so that even malformed calls reach the pipeline and the
-// journal instead of being rejected before them: the tools/call handler is
-// registered without the Server's own validation of the request (a name that is not
-// a string, arguments that are not an object, nesting of any depth all reach the
-// pipeline, which journals them and refuses them). Over stdio, src/stdio.ts reads
-// messages of any size and depth without losing a call.
+// rules apply), and every tools/call goes through the pipeline. The SDK (v2
+// server packages, pinned) lives at the transport edges (this file and stdio.ts,
+// http/, bridge/, approval/elicitation.ts); pipeline, policy, backends and masking
+// never import it (test/architecture/boundaries.test.ts).
+// One factory serves both protocol eras: a 2025-11-25 connection (initialize,
+// elicitation/create) and 2026-07-28 requests (per-request _meta envelope,
+// server/discover, resultType, ttlMs/cacheScope); the SDK's entries decide the era
+// (serveStdio per connection, createMcpHandler / the sessionful transport per HTTP
+// request). Uses the SDK's low-level Server so that even malformed calls reach the
+// pipeline and the journal instead of being rejected before them: GatewayServer sends
+// a tools/call the SDK would refuse as invalid straight to the pipeline (a name that
+// is not a string, arguments that are not an object, nesting of any depth), which
+// journals and refuses it. Over stdio, src/stdio.ts reads messages of any size and
+// depth without losing a call.
 
 import { randomUUID } from 'node:crypto';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { ListToolsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  CLIENT_INFO_META_KEY,
+  inputRequired,
+  ProtocolError,
+  ProtocolErrorCode,
+  Server,
+  type CallToolResult,
+  type ClientCapabilities,
+  type InputRequiredResult,
+  type JSONRPCRequest,
+  type McpRequestContext,
+  type Result,
+  type ServerContext,
+  type ServerOptions,
+  type Tool,
+} from '@modelcontextprotocol/server';
+import { serveStdio as serveStdioEntry } from '@modelcontextprotocol/server/stdio';
 import { z } from 'zod';
 import type { GatewayConfig, LoadedTool } from './config/schema.js';
 import { isDrawbridgeError, type DrawbridgeError } from './errors.js';
@@ -22,8 +41,8 @@ import type { IdentityProvider } from './identity/identity.js';
 import { tabularOutputShape, toToolResult } from './pipeline/answer.js';
 import { callTool, inputSchemaFor } from './pipeline/callTool.js';
 import type { Gateway } from './pipeline/gateway.js';
-import type { ApprovalChannel } from './approval/approver.js';
-import { elicitationHook } from './approval/elicitation.js';
+import type { ApprovalChannel, ElicitForm } from './approval/approver.js';
+import { APPROVAL_INPUT_KEY, approvalElicitation, elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
 import { StdioTransport } from './stdio.js';
@@ -92,85 +111,220 @@ function describe(config: GatewayConfig, tool: LoadedTool): string {
   return lines.join('\n');
 }
 
-/** Any tools/call request: params are checked by the pipeline, not here. */
-const AnyToolsCallSchema = z.looseObject({ method: z.literal('tools/call'), params: z.unknown() });
+/** The protocol era one request is served in: 2025-11-25 (initialize, push elicitation) or 2026-07-28 (per-request envelope). */
+export type McpEra = McpRequestContext['era'];
 
-type ToolsCallExtra = Parameters<Parameters<Server['setRequestHandler']>[1]>[1];
+/**
+ * tools/list depends on policy (the descriptions embed it) and may come to depend on the principal:
+ * a modern client may cache it only for itself, and briefly.
+ */
+export const TOOLS_LIST_TTL_MS = 60_000;
+
+type RequestHandler = (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result>;
+type RawToolsCall = (params: unknown, ctx: ServerContext) => Promise<CallToolResult>;
+
+/**
+ * The SDK's Server validates tools/call params inside its (protected) `_wrapHandler` hook, before
+ * any handler, and answers a malformed call with -32602 that the journal would never see. Here a
+ * call the SDK refuses as an invalid request goes to the pipeline as sent instead, which journals
+ * and refuses it; a well-formed call keeps the SDK's wrapper (result validation per era,
+ * requestState verification, input_required handling). Relies on a protected hook and on the
+ * SDK's message for an invalid request: the SDK version is pinned exactly, and
+ * test/journal/every-call.test.ts (malformed calls journaled) guards it.
+ */
+class GatewayServer extends Server {
+  private raw: RawToolsCall | null = null;
+
+  /** Set once, before the tools/call handler is registered. */
+  useRawToolsCall(raw: RawToolsCall): void {
+    this.raw = raw;
+  }
+
+  protected override _wrapHandler(method: string, handler: RequestHandler): RequestHandler {
+    const wrapped = super._wrapHandler(method, handler);
+    if (method !== 'tools/call') return wrapped;
+    return async (request, ctx) => {
+      try {
+        return await wrapped(request, ctx);
+      } catch (error) {
+        if (this.raw && isInvalidCallRequest(error)) return this.raw(request.params, ctx);
+        throw error;
+      }
+    };
+  }
+}
+
+function isInvalidCallRequest(error: unknown): boolean {
+  return error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams && error.message.startsWith('Invalid tools/call request');
+}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
+/** Who the client says it is, and what it can do: per request on 2026-07-28 (the envelope), per connection on 2025-11-25 (initialize). */
+interface ClientView {
+  readonly info?: { readonly name: string; readonly version: string };
+  readonly capabilities: ClientCapabilities | undefined;
+}
+
+function clientView(server: Server, era: McpEra, ctx: ServerContext): ClientView {
+  if (era === 'legacy') {
+    const info = server.getClientVersion();
+    return { ...(info ? { info: { name: info.name, version: info.version } } : {}), capabilities: server.getClientCapabilities() };
+  }
+  const envelope: Record<string, unknown> = { ...(ctx.mcpReq.envelope ?? {}) };
+  const info = envelope[CLIENT_INFO_META_KEY];
+  const caps = envelope[CLIENT_CAPABILITIES_META_KEY];
+  return {
+    ...(isRecord(info) && typeof info['name'] === 'string'
+      ? { info: { name: info['name'], version: typeof info['version'] === 'string' ? info['version'] : '' } }
+      : {}),
+    capabilities: isRecord(caps) ? (caps as ClientCapabilities) : undefined,
+  };
+}
+
 /**
- * `session`: the agent session id journaled with each call when the transport has none of its
- * own (stdio: one per process). A Streamable HTTP transport's `Mcp-Session-Id` wins.
+ * Whether the client can show a form: `elicitation.form`, or a bare `elicitation: {}` (the
+ * spec reads an empty elicitation capability as form support).
  */
-export function createMcpServer(gateway: Gateway, identities: IdentityProvider, options: { readonly session?: string } = {}): Server {
-  const server = new Server({ name: SERVER_NAME, version: SERVER_VERSION }, { capabilities: { tools: {} } });
-  const tools = describeTools(gateway.config);
-  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }));
-  // Protocol's registration, not the Server's: Server.setRequestHandler wraps tools/call
-  // in a validation that answers a malformed request with a JSON-RPC error the journal
-  // never sees. Here every tools/call, whatever its params, is a call of the pipeline.
-  Protocol.prototype.setRequestHandler.call(
-    server,
-    AnyToolsCallSchema,
-    async (request: z.infer<typeof AnyToolsCallSchema>, extra: ToolsCallExtra): Promise<CallToolResult> => {
-      const params = isRecord(request.params) ? request.params : {};
-      const name = params['name'];
-      const meta = isRecord(params['_meta']) ? params['_meta'] : {};
-      let identity = null;
-      let identityError: DrawbridgeError | undefined;
-      const scopes = identities.scopes({ authInfo: extra.authInfo });
-      try {
-        identity = identities.identify({ authInfo: extra.authInfo });
-      } catch (error) {
-        // The pipeline refuses a call without identity, and journals why.
-        identityError = isDrawbridgeError(error) ? error : undefined;
-      }
-      const client = server.getClientVersion();
-      const session = extra.sessionId ?? options.session;
-      // How a human can be reached during this call: the elicitation form (only if the
-      // client declared it) and progress notifications (only if it sent a progressToken).
-      const token = meta['progressToken'];
-      const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
-      let step = 0;
-      const elicit = elicitationHook(server, extra.requestId);
-      const channel: ApprovalChannel = {
-        ...(client ? { clientName: client.name } : {}),
-        ...(elicit ? { elicit } : {}),
-        // Aborted when the client cancels the tools/call (or its request timed out).
-        signal: extra.signal,
-        ...(progressToken !== undefined
-          ? {
-              progress: async (message: string) => {
-                step += 1;
-                await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: step, message } });
-              },
-            }
-          : {}),
-      };
-      const result = await callTool(gateway, {
-        // A name that is not a string names no tool: described, so the journal shows what was sent.
-        tool: typeof name === 'string' ? name : `(not a string: ${describeValue(name, 100)})`,
-        args: params['arguments'] === undefined ? {} : params['arguments'],
-        identity,
-        ...(identityError ? { identityError } : {}),
-        ...(scopes ? { scopes } : {}),
-        channel,
-        ...(client ? { client: { name: client.name, version: client.version } } : {}),
-        ...(session !== undefined ? { session } : {}),
-      });
-      return toToolResult(result);
-    },
-  );
+function declaresFormElicitation(capabilities: ClientCapabilities | undefined): boolean {
+  const elicitation = capabilities?.elicitation;
+  if (!isRecord(elicitation)) return false;
+  return elicitation['form'] !== undefined || (elicitation['url'] === undefined && Object.keys(elicitation).length === 0);
+}
+
+export interface McpServerOptions {
+  /**
+   * The agent session journaled with each call when the transport has none of its own
+   * (stdio: one per connection). A Streamable HTTP transport's `Mcp-Session-Id` wins.
+   */
+  readonly session?: string;
+  /** The era this instance serves (the SDK entry's decision); absent: 2025-11-25, as for a transport connected directly. */
+  readonly era?: McpEra;
+}
+
+/** What the factory shares between the instances it builds. */
+interface Served {
+  readonly gateway: Gateway;
+  readonly identities: IdentityProvider;
+  readonly tools: Tool[];
+}
+
+function serverOptions(): ServerOptions {
+  return {
+    capabilities: { tools: {} },
+    cacheHints: { 'tools/list': { ttlMs: TOOLS_LIST_TTL_MS, cacheScope: 'private' } },
+  };
+}
+
+function build(served: Served, options: McpServerOptions): Server {
+  const era = options.era ?? 'legacy';
+  const server = new GatewayServer({ name: SERVER_NAME, version: SERVER_VERSION }, serverOptions());
+  server.setRequestHandler('tools/list', async () => ({ tools: served.tools }));
+  const call: RawToolsCall = (params, ctx) => pipelineCall(served, server, era, options.session, params, ctx);
+  server.useRawToolsCall(call);
+  // The 3-argument registration: the params schema accepts any object, so the spec schema
+  // never answers for the pipeline (GatewayServer handles what the SDK's own check refuses).
+  server.setRequestHandler('tools/call', { params: z.looseObject({}) }, (params, ctx) => call(params, ctx));
   return server;
 }
 
-export async function serveStdio(gateway: Gateway, identities: IdentityProvider): Promise<Server> {
-  // One agent session per stdio process: its calls share this id in the journal.
-  const server = createMcpServer(gateway, identities, { session: `stdio-${randomUUID()}` });
-  const transport = new StdioTransport();
-  await server.connect(transport);
-  return server;
+async function pipelineCall(
+  served: Served,
+  server: Server,
+  era: McpEra,
+  fallbackSession: string | undefined,
+  raw: unknown,
+  ctx: ServerContext,
+): Promise<CallToolResult> {
+  const params = isRecord(raw) ? raw : {};
+  const name = params['name'];
+  const meta = isRecord(params['_meta']) ? params['_meta'] : isRecord(ctx.mcpReq._meta) ? ctx.mcpReq._meta : {};
+  let identity = null;
+  let identityError: DrawbridgeError | undefined;
+  // The scopes of this request's token (HTTP) or the process's (stdio with OIDC); null without a token.
+  const scopes = served.identities.scopes({ authInfo: ctx.http?.authInfo });
+  try {
+    identity = served.identities.identify({ authInfo: ctx.http?.authInfo });
+  } catch (error) {
+    // The pipeline refuses a call without identity, and journals why.
+    identityError = isDrawbridgeError(error) ? error : undefined;
+  }
+  const client = clientView(server, era, ctx);
+  const session = ctx.sessionId ?? fallbackSession;
+  const formElicitation = declaresFormElicitation(client.capabilities);
+  // How a human can be reached during this call: the elicitation form (2025-11-25 only, and
+  // only if the client declared it; a 2026-07-28 request has no server→client request, so
+  // its approval goes out of band or is refused until the input_required path answers it)
+  // and progress notifications (only if the client sent a progressToken).
+  const token = meta['progressToken'];
+  const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
+  let step = 0;
+  const elicit = era === 'legacy' && formElicitation ? elicitationHook(ctx.mcpReq.elicitInput) : undefined;
+  const channel: ApprovalChannel = {
+    era,
+    formElicitation,
+    ...(client.info ? { clientName: client.info.name } : {}),
+    ...(elicit ? { elicit } : {}),
+    // Aborted when the client cancels the tools/call (or its request timed out).
+    signal: ctx.mcpReq.signal,
+    ...(progressToken !== undefined
+      ? {
+          progress: async (message: string) => {
+            step += 1;
+            await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, progress: step, message } });
+          },
+        }
+      : {}),
+  };
+  const result = await callTool(served.gateway, {
+    // A name that is not a string names no tool: described, so the journal shows what was sent.
+    tool: typeof name === 'string' ? name : `(not a string: ${describeValue(name, 100)})`,
+    args: params['arguments'] === undefined ? {} : params['arguments'],
+    identity,
+    ...(identityError ? { identityError } : {}),
+    ...(scopes ? { scopes } : {}),
+    channel,
+    ...(client.info ? { client: client.info } : {}),
+    ...(session !== undefined ? { session } : {}),
+  });
+  return toToolResult(result);
+}
+
+/**
+ * The SDK's multi-round-trip answer for a 2026-07-28 approval: the same form the 2025-11-25
+ * elicitation shows, under the input key APPROVAL_INPUT_KEY, with the sealed requestState.
+ * For the approval adapter that answers a modern call with "input required".
+ */
+export function approvalInputRequired(form: ElicitForm, requestState: string): InputRequiredResult {
+  return inputRequired({ inputRequests: { [APPROVAL_INPUT_KEY]: inputRequired.elicit(approvalElicitation(form)) }, requestState });
+}
+
+/** An MCP server for one 2025-11-25 connection (a transport connected directly, e.g. in process). */
+export function createMcpServer(gateway: Gateway, identities: IdentityProvider, options: McpServerOptions = {}): Server {
+  return build({ gateway, identities, tools: describeTools(gateway.config) }, options);
+}
+
+/** The factory the SDK's entries call: once per stdio connection (plus a discarded discover probe), once per modern HTTP request. */
+export type McpServerFactory = (ctx: McpRequestContext) => Server;
+
+/**
+ * `session`: a fresh agent session id per built instance (stdio: per connection, as the
+ * SDK builds one instance per connection); absent: none (HTTP sessions bring their own).
+ */
+export function mcpServerFactory(gateway: Gateway, identities: IdentityProvider, options: { readonly session?: () => string } = {}): McpServerFactory {
+  const served: Served = { gateway, identities, tools: describeTools(gateway.config) };
+  return (ctx) => build(served, { era: ctx.era, ...(options.session ? { session: options.session() } : {}) });
+}
+
+export interface StdioServing {
+  close(): Promise<void>;
+}
+
+/** `drawbridge serve`: both eras over stdio, through Drawbridge's own StdioTransport. */
+export function serveStdio(gateway: Gateway, identities: IdentityProvider, transport: StdioTransport = new StdioTransport()): StdioServing {
+  // One agent session per stdio connection: its calls share this id in the journal.
+  const factory = mcpServerFactory(gateway, identities, { session: () => `stdio-${randomUUID()}` });
+  return serveStdioEntry(factory, { transport });
 }

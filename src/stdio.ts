@@ -15,8 +15,7 @@
 //     its id can be read, instead of being left waiting.
 
 import { createHash, type Hash } from 'node:crypto';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { JSONRPCMessageSchema, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { parseJSONRPCMessage, type JSONRPCMessage, type RequestId, type Transport } from '@modelcontextprotocol/server';
 import { STORED_PREFIX_BYTES, unparsedInput } from './journal/bounded.js';
 
 /** Lines up to this size are parsed; longer ones are scanned as they stream (the HTTP body cap is the same). */
@@ -153,9 +152,14 @@ export class StdioTransport implements Transport {
       this.refuse(scan.finish().id, PARSE_ERROR, 'Parse error: the message is not valid JSON.');
       return;
     }
-    const parsed = JSONRPCMessageSchema.safeParse(value);
-    if (parsed.success) {
-      this.onmessage?.(parsed.data);
+    let message: JSONRPCMessage | undefined;
+    try {
+      message = parseJSONRPCMessage(value);
+    } catch {
+      message = undefined;
+    }
+    if (message) {
+      this.onmessage?.(message);
       return;
     }
     const id = value !== null && typeof value === 'object' && !Array.isArray(value) ? requestId((value as Record<string, unknown>)['id']) : undefined;

@@ -72,6 +72,15 @@ export interface ApprovalSubject {
 /** Per-call hooks the transport offers (server.ts builds them from the MCP request). */
 export interface ApprovalChannel {
   readonly clientName?: string;
+  /**
+   * The MCP protocol era of the request: 2025-11-25 ('legacy': the server can push an
+   * elicitation/create while the call waits) or 2026-07-28 ('modern': no server→client
+   * request; a form reaches the human only as an input_required answer and a re-issued call).
+   * Absent: the call did not come over MCP (in-process callers).
+   */
+  readonly era?: 'legacy' | 'modern';
+  /** Whether the client declared form elicitation (on 2026-07-28: in this request's envelope). */
+  readonly formElicitation?: boolean;
   /** Present only when the client declared the elicitation capability. Rejects when `signal` aborts. */
   readonly elicit?: (request: ElicitForm, timeoutMs: number, signal?: AbortSignal) => Promise<ElicitAnswer>;
   /** Progress notifications keep a long call open; absent when the client sent no progressToken. */

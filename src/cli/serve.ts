@@ -194,15 +194,10 @@ async function serveOverStdio(gateway: Gateway, io: CliIo): Promise<number> {
   }
   guardProcess(io);
   const stopped = untilStopped(io);
-  const server = await serveStdio(gateway, served.identities);
+  const serving = serveStdio(gateway, served.identities);
   io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${stateLabel(gateway.config)}\n`);
-  await Promise.race([
-    stopped,
-    new Promise<void>((done) => {
-      server.onclose = () => done();
-      io.stdin.on('end', () => done());
-    }),
-  ]);
+  await Promise.race([stopped, new Promise<void>((done) => io.stdin.on('end', () => done()))]);
+  await serving.close().catch(() => undefined);
   await gateway.close();
   return 0;
 }

@@ -9,7 +9,7 @@
 // sends (headers, body, _meta) can become an identity.
 
 import type { IncomingMessage } from 'node:http';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import type { AuthInfo } from '@modelcontextprotocol/server';
 import { DrawbridgeError, isDrawbridgeError, type ErrorCode } from '../errors.js';
 import type { Identity, IdentityProvider } from '../identity/identity.js';
 import type { TokenVerifier, VerifiedToken } from '../identity/oidc.js';

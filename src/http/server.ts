@@ -1,28 +1,35 @@
 // Streamable HTTP serving: the gateway as an OAuth 2.1 resource server (MCP
 // authorization spec). One node:http server holds
-//   - the MCP endpoint (the public URL's path, /mcp by default): POST, GET (SSE)
-//     and DELETE through the SDK's StreamableHTTPServerTransport, one stateful
-//     session (and one MCP Server) per initialize;
+//   - the MCP endpoint (the public URL's path, /mcp by default), both protocol
+//     eras: a 2025-11-25 request (initialize, Mcp-Session-Id) goes through the
+//     SDK's NodeStreamableHTTPServerTransport, one stateful session (and one MCP
+//     Server) per initialize, so elicitation/create can reach the client while a
+//     call waits; a 2026-07-28 request (its _meta envelope; the SDK's
+//     isLegacyRequest decides) goes to the SDK's per-request handler
+//     (createMcpHandler, modern only), one MCP Server per request;
 //   - the RFC 9728 protected resource metadata, at the path-inserted and the
 //     root well-known URLs;
 //   - the approvals API under /api/v1/ (api.ts), with the same bearer tokens;
 //   - the web console under /console/ (src/console/), when given console options.
 // Every MCP request must carry `Authorization: Bearer <token>`, verified on
-// every request (including the SSE stream and DELETE); a session stays bound
-// to the issuer and subject of the token that opened it. The pipeline sees
+// every request (including the SSE stream and DELETE) before it is routed to
+// either era, after the Host/Origin checks (hosts.ts) that apply to both; a
+// session stays bound to the issuer and subject of the token that opened it,
+// a 2026-07-28 request is authorised by its own token alone. The pipeline sees
 // only the verified Identity, never the token.
 
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { NodeStreamableHTTPServerTransport } from '@modelcontextprotocol/node';
+import { createMcpHandler, isInitializeRequest, isLegacyRequest, type AuthInfo, type McpHttpHandler } from '@modelcontextprotocol/server';
 import { CONSOLE_PREFIX, createConsole, type Console, type ConsoleOptions } from '../console/console.js';
 import { DrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
-import { createMcpServer } from '../server.js';
+import { createMcpServer, mcpServerFactory } from '../server.js';
 import { API_PREFIX, sendHostRefusal, serveApi } from './api.js';
 import { authenticate, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
@@ -59,6 +66,8 @@ export interface HttpGateway {
 const DEFAULT_MAX_SESSIONS = 1000;
 const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Revisions are dates: this one and later ones have no sessions (per-request envelope). */
+const FIRST_MODERN_REVISION = '2026-07-28';
 
 const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
 
@@ -88,6 +97,8 @@ interface Site {
   readonly sessions: SessionTable;
   readonly maxSessions: number;
   readonly maxBodyBytes: number;
+  /** 2026-07-28 requests: the SDK's per-request handler (modern only; 2025-11-25 traffic never reaches it). */
+  readonly modern: McpHttpHandler;
   state: State | null;
   console: Console | null;
   closing: boolean;
@@ -102,7 +113,8 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
   if (options.publicUrl !== undefined) locateResource(options.publicUrl); // fail before binding
 
   const sessions = new SessionTable({ max: maxSessions, idleMs: sessionIdleMs });
-  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, state: null, console: null, closing: false };
+  const modern = createMcpHandler(mcpServerFactory(gateway, requestIdentityProvider), { legacy: 'reject', maxRequestBodySize: maxBodyBytes });
+  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, modern, state: null, console: null, closing: false };
   const httpServer = createServer((req, res) => {
     handle(site, req, res).catch(() => {
       if (!res.headersSent) sendJsonRpcError(res, 500, 'Internal gateway error.', { code: -32603 });
@@ -138,6 +150,7 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
       closed ??= (async () => {
         site.closing = true;
         await sessions.closeAll();
+        await modern.close().catch(() => undefined);
         await new Promise<void>((resolve) => {
           httpServer.close(() => resolve());
           httpServer.closeAllConnections();
@@ -217,10 +230,77 @@ async function serveMcp(site: Site, req: IncomingMessage, res: ServerResponse, u
   const sessionId = headerValue(req, 'mcp-session-id');
   if (sessionId !== undefined) return serveSession(site, req, res, sessionId, auth);
   if (method !== 'POST') {
+    // A GET or DELETE naming a 2026-07-28 revision has no session to open or end: the SDK's
+    // answer (405, Allow: POST). Without one it is a 2025-11-25 session operation missing its id.
+    const version = headerValue(req, 'mcp-protocol-version');
+    if (version !== undefined && version >= FIRST_MODERN_REVISION) {
+      await sendWebResponse(res, await site.modern.fetch(webRequest(req, url, undefined, res), { authInfo: auth.authInfo }));
+      return;
+    }
     sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
     return;
   }
-  return openSession(site, req, res, s, auth);
+  const read = await readJsonBody(req, site.maxBodyBytes);
+  if (!read.ok) {
+    sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
+    return;
+  }
+  const request = webRequest(req, url, read.value, res);
+  // The SDK's own routing rule: a request without the 2026-07-28 envelope claim is 2025-era.
+  if (await isLegacyRequest(request, read.value, { maxRequestBodySize: site.maxBodyBytes })) return openSession(site, req, res, s, auth, read.value);
+  const response = await site.modern.fetch(request, { authInfo: auth.authInfo, parsedBody: read.value });
+  await sendWebResponse(res, response);
+}
+
+/**
+ * The web Request the SDK's per-request handler reads: this request's method, URL, headers and
+ * (already read and size-checked) body. Aborted when the client goes away before the answer is
+ * written, so a call waiting for a human stops waiting.
+ */
+function webRequest(req: IncomingMessage, url: URL, body: unknown, res: ServerResponse): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  const aborted = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) aborted.abort();
+  });
+  return new Request(new URL(`${url.pathname}${url.search}`, 'http://localhost'), {
+    method: req.method ?? 'POST',
+    headers,
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: aborted.signal,
+  });
+}
+
+async function sendWebResponse(res: ServerResponse, response: Response): Promise<void> {
+  const headers: Record<string, string | string[]> = {};
+  response.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) headers['set-cookie'] = cookies;
+  res.writeHead(response.status, headers);
+  if (!response.body) {
+    res.end();
+    return;
+  }
+  // An SSE answer (progress while a call runs) streams as it is written.
+  res.flushHeaders();
+  await new Promise<void>((resolve) => {
+    const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
+    body.once('error', () => {
+      res.destroy();
+      resolve();
+    });
+    res.once('close', () => {
+      body.destroy();
+      resolve();
+    });
+    body.pipe(res);
+  });
 }
 
 /** A request on an open session: only from the identity that opened it. */
@@ -253,14 +333,9 @@ async function serveSession(site: Site, req: IncomingMessage, res: ServerRespons
   await session.transport.handleRequest(withAuth(req, auth.authInfo), res, body);
 }
 
-/** A POST without a session: an initialize opens one (one MCP Server per session), bound to this identity. */
-async function openSession(site: Site, req: IncomingMessage, res: ServerResponse, s: State, auth: Authenticated): Promise<void> {
-  const read = await readJsonBody(req, site.maxBodyBytes);
-  if (!read.ok) {
-    sendJsonRpcError(res, read.status, read.message, { code: read.code, ...(read.status === 413 ? { headers: { Connection: 'close' } } : {}) });
-    return;
-  }
-  const initialize = Array.isArray(read.value) ? read.value.some((m) => isInitializeRequest(m)) : isInitializeRequest(read.value);
+/** A 2025-11-25 POST without a session: an initialize opens one (one MCP Server per session), bound to this identity. */
+async function openSession(site: Site, req: IncomingMessage, res: ServerResponse, s: State, auth: Authenticated, body: unknown): Promise<void> {
+  const initialize = Array.isArray(body) ? body.some((m) => isInitializeRequest(m)) : isInitializeRequest(body);
   if (!initialize) {
     sendJsonRpcError(res, 400, 'Bad Request: Mcp-Session-Id header is required', { code: -32000 });
     return;
@@ -273,7 +348,7 @@ async function openSession(site: Site, req: IncomingMessage, res: ServerResponse
   const server = createMcpServer(site.gateway, requestIdentityProvider);
   const owner = ownerOf(auth.verified.identity);
   let registered = false;
-  const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+  const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
     sessionIdGenerator: () => randomUUID(),
     onsessioninitialized: (id) => {
       registered = true;
@@ -285,7 +360,7 @@ async function openSession(site: Site, req: IncomingMessage, res: ServerResponse
   });
   try {
     await server.connect(transport);
-    await transport.handleRequest(withAuth(req, auth.authInfo), res, read.value);
+    await transport.handleRequest(withAuth(req, auth.authInfo), res, body);
   } finally {
     sessions.release();
     if (!registered) await server.close().catch(() => undefined);
@@ -293,7 +368,7 @@ async function openSession(site: Site, req: IncomingMessage, res: ServerResponse
 }
 
 /** An SSE stream outlives no token: when the one that opened it expires, the stream is closed (the client reconnects with a fresh one). */
-function closeStreamAtExpiry(res: ServerResponse, transport: StreamableHTTPServerTransport, expiresAt: number, verifier: TokenVerifier): void {
+function closeStreamAtExpiry(res: ServerResponse, transport: NodeStreamableHTTPServerTransport, expiresAt: number, verifier: TokenVerifier): void {
   const ms = Math.min(MAX_TIMER_MS, Math.max(0, expiresAt * 1000 + verifier.clockToleranceMs - Date.now()));
   const timer = setTimeout(() => transport.closeStandaloneSSEStream(), ms);
   timer.unref();

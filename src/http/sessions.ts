@@ -1,9 +1,9 @@
-// The MCP sessions of one HTTP gateway: each bound to the (issuer, subject) of
+// The MCP sessions (2025-11-25, Mcp-Session-Id) of one HTTP gateway: each bound to the (issuer, subject) of
 // the token that opened it, capped in number, and closed after a stretch with
 // no request in flight (an open SSE stream or a running call counts as busy).
 
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { NodeStreamableHTTPServerTransport } from '@modelcontextprotocol/node';
+import type { Server } from '@modelcontextprotocol/server';
 import type { Identity } from '../identity/identity.js';
 
 interface SessionOwner {
@@ -14,7 +14,7 @@ interface SessionOwner {
 export interface Session {
   readonly id: string;
   readonly owner: SessionOwner;
-  readonly transport: StreamableHTTPServerTransport;
+  readonly transport: NodeStreamableHTTPServerTransport;
   readonly server: Server;
 }
 

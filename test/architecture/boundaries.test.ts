@@ -79,7 +79,7 @@ describe('the source tree', () => {
     expect(FILES.length).toBeGreaterThan(50);
     const callTool = FILES.find((f) => f.path === 'src/pipeline/callTool.ts');
     expect(callTool?.imports).toContain('../errors.js');
-    expect(FILES.find((f) => f.path === 'src/server.ts')?.imports).toContain('@modelcontextprotocol/sdk/server/index.js');
+    expect(FILES.find((f) => f.path === 'src/server.ts')?.imports).toContain('@modelcontextprotocol/server');
   });
 });
 
