@@ -118,7 +118,7 @@ export const COMMANDS = {
     path: 'policy explain',
     summary: 'show how a request is parsed and decided; runs and journals nothing',
     usage: [
-      'policy explain --tool T --connection C (--sql SQL | --input JSON) [--subject S] [--groups a,b] [--principal person|service] [--offline] [--json] [--config DIR]',
+      'policy explain --tool T --connection C (--sql SQL | --input JSON) [--subject S] [--groups a,b] [--principal KIND] [--offline] [--json] [--config DIR]',
     ],
     options: {
       config: CONFIG,
