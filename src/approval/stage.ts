@@ -81,7 +81,8 @@ async function approvalSubject(input: ApproveInput, rule: NonNullable<Decision['
     requester: { subject: identity.subject, groups: identity.groups, kind: identity.kind, issuer: identity.issuer },
     ...(channel.clientName ? { client: channel.clientName } : {}),
     approverGroups: approvers.groups ?? [],
-    allowRequester: approvers.requester === true,
+    // A service cannot be its own approver out of band either (its token could vote over the API): nobody there to judge.
+    allowRequester: approvers.requester === true && identity.principal !== 'service',
     min: approvers.min ?? 1,
     maxGrantMs: rule.grant ?? null,
     preview: input.preview ? await input.preview() : null,

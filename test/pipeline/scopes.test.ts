@@ -200,6 +200,20 @@ describe('service principals', () => {
     const r = await call(await service('mcp sql:write'), `DELETE FROM audit_notes WHERE id = -1`);
     expectRefused(r, 'approval.pending');
     const pending = await gateway.state.approvals.list(new Date(), { status: 'pending' });
-    expect(pending.some((a) => a.subject.input['sql'] === 'DELETE FROM audit_notes WHERE id = -1' && a.subject.requester.subject === 'agent-svc')).toBe(true);
+    const request = pending.find((a) => a.subject.input['sql'] === 'DELETE FROM audit_notes WHERE id = -1');
+    expect(request?.subject.requester.subject).toBe('agent-svc');
+    // The service may not approve its own request out of band (over the API, with its own token): a dba must.
+    expect(request?.subject.allowRequester).toBe(false);
+    const vote = gateway.state.approvals.vote(
+      request!.id,
+      {
+        approver: { subject: 'agent-svc', groups: ['agents'], kind: 'oidc' },
+        decision: 'approve',
+        via: 'api',
+        at: new Date().toISOString(),
+      },
+      new Date(),
+    );
+    await expect(vote).rejects.toMatchObject({ code: 'approval.forbidden' });
   });
 });
