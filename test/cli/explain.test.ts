@@ -132,6 +132,10 @@ rules:
       expect(service).toMatch(/^Scopes: {5}a token needs mcp pii:read$/m);
       expect(service).toMatch(/^Decision: {3}ALLOW by rule services-read/m);
       expect(ok(await run('person'))).toMatch(/^Decision: {3}DENY/m);
+      // `check` says how scopes are mapped and how services are told from persons.
+      const check = ok(await runInProcess(['check', '--config', oidcDir], { env: { DB_URL: db.gatewayUrl } }));
+      expect(check).toMatch(/^per-operation scopes: pii:read \(1 mapping\(s\)\)$/m);
+      expect(check).toMatch(/^services: tokens whose sub is their client \(RFC 9068\)$/m);
       const bad = await run('robot');
       expect(bad.status).not.toBe(0);
       expect(bad.stderr).toMatch(/--principal must be person or service/);
