@@ -102,6 +102,7 @@ function describe(config: GatewayConfig, tool: LoadedTool): string {
           Object.entries(keys.keys).map(([key, value]) => `${key} ${Array.isArray(value) ? value.join(', ') : String(value)}`),
         ),
         r.match.groups && `for ${r.match.groups.join(', ')}`,
+        r.match.principal && `(${r.match.principal.map((p) => (p === 'service' ? 'service tokens' : 'persons')).join(', ')})`,
       ]
         .filter(Boolean)
         .join(' ');

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeIdentity } from '../../src/identity/identity.js';
 import { createOidcVerifier, type TokenVerifier } from '../../src/identity/oidc.js';
 import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
+import { describeTools } from '../../src/server.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
@@ -174,6 +175,12 @@ describe('per-operation scopes', () => {
 });
 
 describe('service principals', () => {
+  it('the tool description says which rules are for service tokens and which for persons', () => {
+    const description = describeTools(gateway.config)[0]?.description ?? '';
+    expect(description).toMatch(/^- services-read: allow read .*\(service tokens\)$/m);
+    expect(description).toMatch(/^- people-read: allow read .*\(persons\)$/m);
+  });
+
   it('a client_credentials token is matched by principal: service rules and journaled as a service', async () => {
     const r = expectOk(await call(await service('mcp'), 'SELECT id FROM orders ORDER BY id LIMIT 1'));
     const { call: intent } = journaled(r.callId);
