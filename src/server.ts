@@ -25,6 +25,7 @@ import {
   Server,
   type CallToolResult,
   type ClientCapabilities,
+  type ElicitRequestFormParams,
   type InputRequiredResult,
   type JSONRPCRequest,
   type McpRequestContext,
@@ -41,8 +42,8 @@ import type { IdentityProvider } from './identity/identity.js';
 import { tabularOutputShape, toToolResult } from './pipeline/answer.js';
 import { callTool, inputSchemaFor } from './pipeline/callTool.js';
 import type { Gateway } from './pipeline/gateway.js';
-import type { ApprovalChannel, ElicitForm } from './approval/approver.js';
-import { APPROVAL_INPUT_KEY, approvalElicitation, elicitationHook } from './approval/elicitation.js';
+import type { ApprovalChannel } from './approval/approver.js';
+import { elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
 import { StdioTransport } from './stdio.js';
@@ -262,7 +263,13 @@ async function pipelineCall(
   const token = meta['progressToken'];
   const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
   let step = 0;
-  const elicit = era === 'legacy' && formElicitation ? elicitationHook(ctx.mcpReq.elicitInput) : undefined;
+  // The prompt is related to this tools/call, so over Streamable HTTP it travels on the call's own
+  // response stream (the SDK's ctx.mcpReq.elicitInput does not relate it by itself; unrelated, it
+  // would go to the GET stream, which may not be open, and be dropped).
+  const elicit =
+    era === 'legacy' && formElicitation
+      ? elicitationHook((form, options) => ctx.mcpReq.elicitInput(form, { ...options, relatedRequestId: ctx.mcpReq.id }))
+      : undefined;
   const channel: ApprovalChannel = {
     era,
     formElicitation,
@@ -294,12 +301,29 @@ async function pipelineCall(
 }
 
 /**
- * The SDK's multi-round-trip answer for a 2026-07-28 approval: the same form the 2025-11-25
- * elicitation shows, under the input key APPROVAL_INPUT_KEY, with the sealed requestState.
- * For the approval adapter that answers a modern call with "input required".
+ * A 2026-07-28 call held for the human's answer, as plain data (the pipeline knows no SDK): form
+ * elicitations keyed by input name, and the sealed requestState the client must echo back.
  */
-export function approvalInputRequired(form: ElicitForm, requestState: string): InputRequiredResult {
-  return inputRequired({ inputRequests: { [APPROVAL_INPUT_KEY]: inputRequired.elicit(approvalElicitation(form)) }, requestState });
+export interface HeldForInput {
+  readonly inputRequests: Readonly<Record<string, { readonly method: 'elicitation/create'; readonly params: ElicitRequestFormParams }>>;
+  readonly requestState: string;
+}
+
+/** The SDK's InputRequiredResult for a held call: the client shows the forms and re-issues the call with the answers. */
+export function toInputRequiredResult(held: HeldForInput): InputRequiredResult {
+  const inputRequests = Object.fromEntries(Object.entries(held.inputRequests).map(([key, request]) => [key, inputRequired.elicit(request.params)]));
+  return inputRequired({ inputRequests, requestState: held.requestState });
+}
+
+/**
+ * What a re-issued 2026-07-28 call carries for the input named `key`, as plain untrusted data:
+ * the requestState it echoes (the raw string: no SDK verify hook is configured, the approval
+ * adapter opens and checks its own seal and journals a refusal) and the client's answer.
+ */
+export function inputRoundOf(ctx: ServerContext, key: string): { readonly requestState?: unknown; readonly response?: unknown } {
+  const requestState = ctx.mcpReq.requestState();
+  const response = ctx.mcpReq.inputResponses?.[key];
+  return { ...(requestState !== undefined ? { requestState } : {}), ...(response !== undefined ? { response } : {}) };
 }
 
 /** An MCP server for one 2025-11-25 connection (a transport connected directly, e.g. in process). */

@@ -1,8 +1,57 @@
 // What a human is shown when asked to approve: the exact request, what the
 // gateway parsed it as, the rule and its message, and the impact preview. Used
-// by the elicitation form and by `drawbridge approvals show`. Pure.
+// by the elicitation form and by `drawbridge approvals show`. Also the form
+// itself and how its answer is read, shared by the two in-client channels
+// (elicitation/create on 2025-11-25, an InputRequiredResult on 2026-07-28), so
+// both show the same prompt. Pure.
 
-import type { ApprovalSubject } from './approver.js';
+import { formatDuration } from '../config/units.js';
+import type { ApprovalSubject, ElicitAnswer, ElicitForm } from './approver.js';
+
+const THIS_CALL = 'this call only';
+
+/** The form-mode elicitation a human answers (message and requested schema), the same on both protocol revisions. */
+export function approvalForm(form: ElicitForm) {
+  const grants = form.grantChoices.map((ms) => (ms === 0 ? THIS_CALL : formatDuration(ms)));
+  return {
+    mode: 'form' as const,
+    message: form.message,
+    requestedSchema: {
+      type: 'object' as const,
+      properties: {
+        decision: {
+          type: 'string' as const,
+          title: 'Decision',
+          enum: ['approve', 'decline'],
+          description: 'Approve runs exactly the request shown above.',
+        },
+        ...(grants.length > 1 ? { grant: { type: 'string' as const, title: 'Also allow similar calls for', enum: grants, default: THIS_CALL } } : {}),
+        reason: { type: 'string' as const, title: 'Reason (optional)', maxLength: 500 },
+      },
+      required: ['decision'],
+    },
+  };
+}
+
+export type ApprovalFormParams = ReturnType<typeof approvalForm>;
+
+/**
+ * The human's answer to approvalForm, read from what the client returned (untrusted): only an
+ * accepted form whose decision is exactly "approve" approves; a grant not offered is no grant.
+ */
+export function approvalAnswer(form: ElicitForm, action: unknown, content: unknown): ElicitAnswer {
+  if (action !== 'accept') return { action: action === 'decline' ? 'decline' : 'cancel' };
+  const fields = content !== null && typeof content === 'object' && !Array.isArray(content) ? (content as Record<string, unknown>) : {};
+  const grants = form.grantChoices.map((ms) => (ms === 0 ? THIS_CALL : formatDuration(ms)));
+  const chosen = typeof fields['grant'] === 'string' ? grants.indexOf(fields['grant']) : 0;
+  const reason = typeof fields['reason'] === 'string' && fields['reason'].trim() !== '' ? fields['reason'].trim().slice(0, 500) : undefined;
+  return {
+    action: 'accept',
+    approve: fields['decision'] === 'approve',
+    grantMs: chosen > 0 ? (form.grantChoices[chosen] ?? 0) : 0,
+    ...(reason ? { reason } : {}),
+  };
+}
 
 /** Grant choices offered to a human: none, common steps below the rule's maximum, and the maximum. */
 export function grantChoices(maxGrantMs: number | null): number[] {

@@ -11,6 +11,9 @@
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Client as V2Client, StreamableHTTPClientTransport as V2HttpClientTransport } from '@modelcontextprotocol/client';
+import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as V1HttpClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
@@ -178,6 +181,16 @@ describe('raw 2026-07-28 requests over HTTP with a bearer token', () => {
     expect(entry?.call['session']).toBeUndefined();
   });
 
+  it('a malformed tools/call (a name that is not a string, arguments that are not an object) reaches the pipeline and is journaled', async () => {
+    const before = journal().length;
+    const r = await modern('tools/call', { name: 42, arguments: 'x' });
+    expect(r.status, r.body).toBe(200);
+    expect(textOf(r.message?.result)).toMatch(/^tool\.unknown: /);
+    const after = journal();
+    expect(after).toHaveLength(before + 1);
+    expect(after.at(-1)?.call['tool']).toBe('(not a string: 42)');
+  });
+
   it('without a token: 401 with the Bearer challenge naming the resource metadata, before any routing', async () => {
     const r = await modern('server/discover', {}, { token: null });
     expect(r.status).toBe(401);
@@ -278,5 +291,83 @@ describe('SDK clients over HTTP', () => {
     } finally {
       await client.close();
     }
+  });
+
+  it('the SDK v1 Client with form elicitation (2025-11-25): a requester-only approval is asked in the client; approved, it runs', async () => {
+    const sam = await h.token('sam');
+    const transport = new V1HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${sam}` } } });
+    const client = new V1Client({ name: 'sdk-v1-elicit', version: '1.32.2' }, { capabilities: { elicitation: { form: {} } } });
+    const prompts: string[] = [];
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      prompts.push(request.params.message);
+      return { action: 'accept', content: { decision: 'approve' } };
+    });
+    await client.connect(transport);
+    try {
+      const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: WRITE } });
+      expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
+      expect(prompts).toHaveLength(1);
+      expect(prompts[0]).toContain(WRITE);
+      const entry = journal().at(-1);
+      expect(entry?.call['decision']).toMatchObject({ effect: 'approve', rule: 'self-approved-writes' });
+      expect(entry?.outcome).toMatchObject({ status: 'ok' });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('raw 2025-11-25: the elicitation/create travels on the tools/call’s own response stream (no GET stream open)', async () => {
+    const sam = await h.token('sam');
+    const headers = { authorization: `Bearer ${sam}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
+    const init = await fetch(h.http.url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: { elicitation: { form: {} } }, clientInfo: { name: 'raw-legacy', version: '1' } },
+      }),
+    });
+    const session = init.headers.get('mcp-session-id');
+    expect(session).toBeTruthy();
+    await init.text();
+    const inSession = { ...headers, 'mcp-session-id': session!, 'mcp-protocol-version': '2025-11-25' };
+    await (
+      await fetch(h.http.url, { method: 'POST', headers: inSession, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) })
+    ).text();
+    const call = await fetch(h.http.url, {
+      method: 'POST',
+      headers: inSession,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'run_sql', arguments: { connection: 'db', sql: WRITE } } }),
+    });
+    expect(call.headers.get('content-type')).toContain('text/event-stream');
+    const reader = call.body!.getReader();
+    const decoder = new TextDecoder();
+    let buffered = '';
+    const nextMessage = async (): Promise<Record<string, unknown>> => {
+      for (;;) {
+        const event = /^data: (.*)$/m.exec(buffered);
+        if (event) {
+          buffered = buffered.slice(event.index + event[0].length);
+          return JSON.parse(event[1]!) as Record<string, unknown>;
+        }
+        const chunk = await reader.read();
+        if (chunk.done) throw new Error('the tools/call stream ended');
+        buffered += decoder.decode(chunk.value, { stream: true });
+      }
+    };
+    const prompt = await nextMessage();
+    expect(prompt['method']).toBe('elicitation/create');
+    const answered = await fetch(h.http.url, {
+      method: 'POST',
+      headers: inSession,
+      body: JSON.stringify({ jsonrpc: '2.0', id: prompt['id'], result: { action: 'accept', content: { decision: 'approve' } } }),
+    });
+    expect(answered.status).toBe(202);
+    const result = await nextMessage();
+    expect(result['id']).toBe(2);
+    expect((result['result'] as Record<string, unknown>)['isError']).toBeFalsy();
+    await reader.cancel();
   });
 });

@@ -15,30 +15,45 @@ import { Client as V2Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport as V2StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport as V1StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
 import { readCalls } from '../../src/journal/export.js';
 import { TOOLS_LIST_TTL_MS } from '../../src/server.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
-import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
+import { DEFAULT_POLICY, freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 
 const MODERN = '2026-07-28';
 const LEGACY = '2025-11-25';
 const MASKED_READ = 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2';
 const DENIED = 'DROP TABLE customers';
+const WRITE = "UPDATE customers SET city = 'Ghent' WHERE id = 1";
+/** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
+const SELF_APPROVED = DEFAULT_POLICY.replace(
+  'rules:\n',
+  `rules:
+  - name: self-approved-writes
+    match: { tool: run_sql, access: write, groups: [selfers] }
+    effect: approve
+    approvers: { requester: true }
+`,
+);
 
 let db: FreshDatabase;
 let dir: string;
+/** A config whose stdio caller is in selfers (approves its own writes in the client). */
+let selfDir: string;
 
 beforeAll(async () => {
   requireBuiltCli();
   db = await freshDatabase('eras_stdio');
   dir = writeConfig();
+  selfDir = writeConfig({ policy: SELF_APPROVED, identity: { subject: 'sam@example.com', groups: ['selfers'] } });
 });
 
 afterAll(async () => {
   await db?.drop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  for (const d of [dir, selfDir]) if (d) rmSync(d, { recursive: true, force: true });
 });
 
 type Message = Record<string, unknown> & { readonly id?: number; readonly result?: Record<string, unknown>; readonly error?: Record<string, unknown> };
@@ -50,8 +65,8 @@ class RawStdio {
   private next = 0;
   stderr = '';
 
-  constructor() {
-    this.child = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', dir], {
+  constructor(configDir = dir) {
+    this.child = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', configDir], {
       cwd: REPO_ROOT,
       env: { ...process.env, DB_URL: db.gatewayUrl },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -225,6 +240,49 @@ describe('SDK clients over stdio', () => {
       expect(entry?.call['session']).toMatch(/^stdio-/);
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('in-client approval over stdio', () => {
+  it('2025-11-25 (SDK v1 Client with form elicitation): the prompt is an elicitation/create; approved, the write runs', async () => {
+    const client = new V1Client({ name: 'sdk-v1-elicit', version: '1.32.2' }, { capabilities: { elicitation: { form: {} } } });
+    const prompts: string[] = [];
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      prompts.push(request.params.message);
+      return { action: 'accept', content: { decision: 'approve' } };
+    });
+    const transport = new V1StdioClientTransport({
+      command: process.execPath,
+      args: [requireBuiltCli(), 'serve', '--config', selfDir],
+      env: { ...(process.env as Record<string, string>), DB_URL: db.gatewayUrl },
+      cwd: REPO_ROOT,
+    });
+    await client.connect(transport);
+    try {
+      const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: WRITE } });
+      expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
+      expect(prompts).toHaveLength(1);
+      expect(prompts[0]).toContain(WRITE);
+      expect([...readCalls(join(selfDir, 'journal.db'))].at(-1)?.call['decision']).toMatchObject({ effect: 'approve', rule: 'self-approved-writes' });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('2026-07-28 (form elicitation declared): no elicitation/create is pushed; until the input_required answer, the clear refusal', async () => {
+    const raw = new RawStdio(selfDir);
+    try {
+      const answer = await raw.request('tools/call', {
+        name: 'run_sql',
+        arguments: { connection: 'db', sql: WRITE },
+        _meta: envelope(MODERN, { elicitation: { form: {} } }),
+      });
+      expect(answer.result?.['resultType']).toBe('complete');
+      expect(textOf(answer.result)).toMatch(/^approval\.unavailable: Rule self-approved-writes needs your approval in the client/);
+      expect([...readCalls(join(selfDir, 'journal.db'))].at(-1)?.outcome).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });
+    } finally {
+      await raw.close();
     }
   });
 });
