@@ -9,6 +9,12 @@
 // on both eras.
 
 import { join } from 'node:path';
+import {
+  ClientCredentialsProvider,
+  Client as V2Client,
+  InsufficientScopeError,
+  StreamableHTTPClientTransport as V2HttpClientTransport,
+} from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { SCOPES_META_KEY } from '../../src/pipeline/answer.js';
@@ -24,6 +30,9 @@ rules:
     effect: allow
   - name: developers-update-orders
     match: { tool: run_sql, groups: [developers], access: write, tables: [public.orders] }
+    effect: allow
+  - name: agents-update-orders
+    match: { tool: run_sql, principal: service, groups: [agents], operation: update, tables: [public.orders] }
     effect: allow
 `;
 
@@ -157,15 +166,64 @@ describe('scopes over HTTP', () => {
   });
 
   it('a client_credentials token is a service principal over HTTP: journaled as such, and stepped up like a person', async () => {
-    const sql = `UPDATE orders SET status = 'svc' WHERE id = 3`;
+    const sql = `UPDATE audit_notes SET note = note WHERE id = 1`;
     const denied = await modernCall(await serviceToken('mcp'), sql);
     expect(denied.status).toBe(403);
     expect(challenge(denied.headers.get('www-authenticate'))['scope']).toBe('mcp sql:write');
     expect(callsOf(sql)[0]!.call).toMatchObject({ principal: { subject: 'agent-svc', principal: 'service', groups: ['agents'] } });
-    // With the scope, policy decides: no rule lets the agents group write.
+    // With the scope, policy decides: no rule lets the agents group write audit notes.
     const refused = await modernCall(await serviceToken('mcp sql:write'), sql);
     expect(refused.status).toBe(200);
     expect(refused.body['result']?.['isError']).toBe(true);
     expect(refused.body['result']?.['content'][0].text).toMatch(/^policy\.no_match/);
+  });
+});
+
+describe('the SDK v2 client (2026-07-28) and the step-up challenge', () => {
+  it('reads the challenge: InsufficientScopeError with every needed scope and the metadata URL', async () => {
+    const transport = new V2HttpClientTransport(new URL(h.resource), {
+      requestInit: { headers: { authorization: `Bearer ${await personToken('mcp')}` } },
+    });
+    const client = new V2Client({ name: 'sdk-v2-stepup', version: '2.4.0' }, { versionNegotiation: { mode: { pin: MODERN } } });
+    await client.connect(transport);
+    try {
+      const error = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: `UPDATE orders SET status = 'v2' WHERE id = 4` } }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(InsufficientScopeError);
+      expect((error as InsufficientScopeError).requiredScope).toBe('mcp sql:write');
+      expect((error as InsufficientScopeError).resourceMetadataUrl?.href).toBe(metadataUrl);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('steps up by itself: a client_credentials client asking for mcp gets 403, asks the provider for mcp sql:write, and the retried call runs', async () => {
+    const sql = `UPDATE orders SET status = 'stepped-up-svc' WHERE id = 5`;
+    const provider = new ClientCredentialsProvider({
+      clientId: TEST_CLIENTS.agent.clientId,
+      clientSecret: TEST_CLIENTS.agent.clientSecret,
+      scope: 'mcp',
+      expectedIssuer: h.idp.issuer,
+    });
+    const transport = new V2HttpClientTransport(new URL(h.resource), { authProvider: provider });
+    const client = new V2Client({ name: 'sdk-v2-stepup', version: '2.4.0' }, { versionNegotiation: { mode: { pin: MODERN } } });
+    await client.connect(transport);
+    try {
+      const result = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } })) as Record<string, any>;
+      expect(result['isError'], JSON.stringify(result)).toBeFalsy();
+    } finally {
+      await client.close();
+    }
+    expect(await orderStatus(5)).toBe('stepped-up-svc');
+    // Journaled twice: the refusal for scope, then the stepped-up call, both as the service.
+    const calls = callsOf(sql);
+    expect(calls.map((c) => [(c.call['decision'] as { effect?: string } | null)?.effect, c.outcome?.['status']])).toEqual([
+      ['deny', 'refused'],
+      ['allow', 'ok'],
+    ]);
+    expect(calls.map((c) => (c.call['principal'] as { principal?: string } | null)?.principal)).toEqual(['service', 'service']);
+    expect(calls[1]!.call['scopes']).toEqual({ needed: ['mcp', 'sql:write'], missing: [] });
   });
 });
