@@ -32,7 +32,7 @@ import { boundText, INPUT_LIMITS, measureInput, storedInput, type InputMeasure }
 import { DETECTOR_NAMES } from '../masking/detectors.js';
 import { applicableRules, createMasker, mergeMaskCounts, type MaskCount, type Masker } from '../masking/masker.js';
 import { evaluate, type Decision } from '../policy/evaluate.js';
-import { checkScopes, type ScopeCheck } from '../policy/scopes.js';
+import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js';
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
@@ -240,13 +240,16 @@ function requireIdentity(identity: Identity | null, why: DrawbridgeError | undef
 }
 
 /**
- * What the call needs of its token: null when there is nothing to check (an identity without a
- * token, or no scope is ever needed). The scopes come from the token, never from the agent.
+ * What the call needs of its token: null when there is nothing to check — an identity without a
+ * token (local), or no identity.scopes entry matches the call (required_scopes alone were checked
+ * by the verifier on this very token). When an entry matches, every needed scope is listed,
+ * required ones included, so one step-up gets them all. The scopes come from the token, never
+ * from the agent; an OIDC identity whose transport passed none is checked as holding none.
  */
 function scopeCheck(config: GatewayConfig, request: ParsedRequest, identity: Identity, held: readonly string[] | undefined): ScopeCheck | null {
   const settings = config.identity;
   if (identity.kind !== 'oidc' || settings?.mode !== 'oidc') return null;
-  if (settings.scopes.length === 0 && settings.required_scopes.length === 0) return null;
+  if (scopesNeeded(request, identity, settings.scopes, []).length === 0) return null;
   return checkScopes(request, identity, settings.scopes, settings.required_scopes, held ?? []);
 }
 

@@ -153,15 +153,20 @@ describe('per-operation scopes', () => {
     if (!half.ok) expect(half.error.details).toEqual({ neededScopes: ['mcp', 'sql:write', 'pii:read'], missingScopes: ['pii:read'] });
   });
 
-  it('a read of a table no entry names needs only the required scopes', async () => {
+  it("a call no entry matches is not scope-checked in the pipeline (required_scopes are the verifier's, on every token)", async () => {
     const r = expectOk(await call(await person('carol', 'mcp'), 'SELECT id, status FROM orders ORDER BY id LIMIT 1'));
-    expect(journaled(r.callId).call['scopes']).toEqual({ needed: ['mcp'], missing: [] });
+    expect(journaled(r.callId).call['scopes']).toBeUndefined();
   });
 
   it('an OIDC identity whose transport passed no scopes is checked as holding none (fails closed)', async () => {
     const verified = await verifier.verify(await person('carol', 'mcp sql:write'));
-    const r = await callTool(gateway, { tool: 'run_sql', args: { connection: 'db', sql: 'SELECT 1 FROM orders LIMIT 1' }, identity: verified.identity });
+    const r = await callTool(gateway, {
+      tool: 'run_sql',
+      args: { connection: 'db', sql: `UPDATE orders SET status = 'no-scopes' WHERE id = 4` },
+      identity: verified.identity,
+    });
     expectRefused(r, 'identity.insufficient_scope');
+    if (!r.ok) expect(r.error.details).toEqual({ neededScopes: ['mcp', 'sql:write'], missingScopes: ['mcp', 'sql:write'] });
   });
 
   it('a local identity (no token) is not scope-checked', async () => {
