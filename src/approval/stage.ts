@@ -78,7 +78,7 @@ async function approvalSubject(input: ApproveInput, rule: NonNullable<Decision['
     reasons: request.reasons,
     rule: rule.name,
     message: input.decision.message,
-    requester: { subject: identity.subject, groups: identity.groups, kind: identity.kind, issuer: identity.issuer },
+    requester: { subject: identity.subject, groups: identity.groups, kind: identity.kind, issuer: identity.issuer, principal: identity.principal },
     ...(channel.clientName ? { client: channel.clientName } : {}),
     approverGroups: approvers.groups ?? [],
     // A service cannot be its own approver out of band either (its token could vote over the API): nobody there to judge.

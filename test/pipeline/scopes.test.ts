@@ -12,6 +12,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatApproval } from '../../src/approval/format.js';
 import { makeIdentity } from '../../src/identity/identity.js';
 import { createOidcVerifier, type TokenVerifier } from '../../src/identity/oidc.js';
 import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
@@ -213,7 +214,9 @@ describe('service principals', () => {
     expectRefused(r, 'approval.pending');
     const pending = await gateway.state.approvals.list(new Date(), { status: 'pending' });
     const request = pending.find((a) => a.subject.input['sql'] === 'DELETE FROM audit_notes WHERE id = -1');
-    expect(request?.subject.requester.subject).toBe('agent-svc');
+    expect(request?.subject.requester).toMatchObject({ subject: 'agent-svc', principal: 'service' });
+    // What approvers are shown says there is no person behind the request.
+    expect(formatApproval(request!, new Date())).toMatch(/by agent-svc \[oidc, a service \(no person\), issuer /);
     // The service may not approve its own request out of band (over the API, with its own token): a dba must.
     expect(request?.subject.allowRequester).toBe(false);
     const vote = gateway.state.approvals.vote(
