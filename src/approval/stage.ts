@@ -59,9 +59,16 @@ function withoutPerson(rule: NonNullable<Decision['rule']>, subject: string, cha
       { hint: 'Run this as a person (a signed-in user), or ask the operator to add approvers: { groups: [...] } to the rule so a human decides out of band.' },
     );
   }
-  // Nothing in band: no elicitation/create (2025-11-25), no form in an input_required answer (2026-07-28).
-  const { elicit: _inBand, ...rest } = channel;
-  return { ...rest, formElicitation: false };
+  // Nothing in band: no elicitation/create (2025-11-25), no form in an input_required answer
+  // (2026-07-28). Kept by name, not dropped by name: a way to ask the client added to the channel
+  // later is left off for services without anyone having to remember this function.
+  return {
+    ...(channel.clientName === undefined ? {} : { clientName: channel.clientName }),
+    ...(channel.era === undefined ? {} : { era: channel.era }),
+    formElicitation: false,
+    ...(channel.progress === undefined ? {} : { progress: channel.progress }),
+    ...(channel.signal === undefined ? {} : { signal: channel.signal }),
+  };
 }
 
 /** What a human is asked to approve, bound to the request's hash; runs the preview when the rule asks for one. */

@@ -15,6 +15,9 @@ import {
   InsufficientScopeError,
   StreamableHTTPClientTransport as V2HttpClientTransport,
 } from '@modelcontextprotocol/client';
+import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as V1HttpClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { SCOPES_META_KEY } from '../../src/pipeline/answer.js';
@@ -34,6 +37,10 @@ rules:
   - name: agents-update-orders
     match: { tool: run_sql, principal: service, groups: [agents], operation: update, tables: [public.orders] }
     effect: allow
+  - name: agents-delete-notes
+    match: { tool: run_sql, groups: [agents], operation: delete, tables: [public.audit_notes] }
+    effect: approve
+    approvers: { requester: true, groups: [dba] }
 `;
 
 type Account = 'alice';
@@ -225,5 +232,30 @@ describe('the SDK v2 client (2026-07-28) and the step-up challenge', () => {
     ]);
     expect(calls.map((c) => (c.call['principal'] as { principal?: string } | null)?.principal)).toEqual(['service', 'service']);
     expect(calls[1]!.call['scopes']).toEqual({ needed: ['mcp', 'sql:write'], missing: [] });
+  });
+});
+
+describe('a service principal on a 2025-11-25 session whose client can show a form', () => {
+  it('is never asked in the client: a rule naming the requester and approver groups goes out of band (pending)', async () => {
+    const sql = 'DELETE FROM audit_notes WHERE id = -7';
+    const token = await serviceToken('mcp sql:write');
+    const transport = new V1HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+    const client = new V1Client({ name: 'svc-with-form', version: '1.0.0' }, { capabilities: { elicitation: { form: {} } } });
+    const prompts: string[] = [];
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      prompts.push(request.params.message);
+      return { action: 'decline' };
+    });
+    await client.connect(transport);
+    try {
+      const result = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } })) as Record<string, any>;
+      expect(result['isError']).toBe(true);
+      expect(result['content'][0].text).toMatch(/^approval\.pending/);
+      expect(prompts).toEqual([]);
+    } finally {
+      await client.close();
+    }
+    const pending = await h.gateway.state.approvals.list(new Date(), { status: 'pending' });
+    expect(pending.find((a) => a.subject.input['sql'] === sql)?.subject).toMatchObject({ allowRequester: false, requester: { principal: 'service' } });
   });
 });
