@@ -13,7 +13,8 @@
 // What it is configured for:
 //   - JWT access tokens (typ `at+jwt`) for any resource indicator starting with
 //     `http://127.0.0.1:` or `http://localhost:` (features.resourceIndicators):
-//     aud = the requested resource, scopes `mcp approvals`, signed with a key
+//     aud = the requested resource, scopes `mcp approvals` (and, asked for by
+//     name, the per-operation scopes DEV_OPERATION_SCOPES such as `sql:write`), signed with a key
 //     generated at start (RS256 by default). Requests without a `resource` get
 //     opaque tokens, as oidc-provider does, unless `defaultAudience` is given:
 //     then that resource is used for them.
@@ -98,6 +99,7 @@ export {
   DEV_ACCOUNTS,
   DEV_CLIENTS,
   DEV_LOOPBACK_REDIRECT_URIS,
+  DEV_OPERATION_SCOPES,
   DEV_RESOURCE_SCOPES,
   DEVICE_CODE_GRANT_TYPE,
   LOOPBACK_REDIRECT_HOSTS,

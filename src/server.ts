@@ -103,6 +103,7 @@ function describe(config: GatewayConfig, tool: LoadedTool): string {
           Object.entries(keys.keys).map(([key, value]) => `${key} ${Array.isArray(value) ? value.join(', ') : String(value)}`),
         ),
         r.match.groups && `for ${r.match.groups.join(', ')}`,
+        r.match.principal && `(${r.match.principal.map((p) => (p === 'service' ? 'service tokens' : 'persons')).join(', ')})`,
       ]
         .filter(Boolean)
         .join(' ');
@@ -267,6 +268,8 @@ async function pipelineCall(
   const meta = isRecord(params['_meta']) ? params['_meta'] : isRecord(ctx.mcpReq._meta) ? ctx.mcpReq._meta : {};
   let identity = null;
   let identityError: DrawbridgeError | undefined;
+  // The scopes of this request's token (HTTP) or the process's (stdio with OIDC); null without a token.
+  const scopes = served.identities.scopes({ authInfo: ctx.http?.authInfo });
   try {
     identity = served.identities.identify({ authInfo: ctx.http?.authInfo });
   } catch (error) {
@@ -314,6 +317,7 @@ async function pipelineCall(
     args: params['arguments'] === undefined ? {} : params['arguments'],
     identity,
     ...(identityError ? { identityError } : {}),
+    ...(scopes ? { scopes } : {}),
     channel,
     ...(client.info ? { client: client.info } : {}),
     ...(session !== undefined ? { session } : {}),

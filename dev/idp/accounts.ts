@@ -41,7 +41,13 @@ export const DEV_LOOPBACK_REDIRECT_URIS: readonly string[] = LOOPBACK_REDIRECT_H
 /** The redirect URIs of DEV_CLIENTS.console: the console's callback on every loopback host (any port, as for DEV_CLIENTS.mcp). */
 export const DEV_CONSOLE_REDIRECT_URIS: readonly string[] = LOOPBACK_REDIRECT_HOSTS.map((host) => `http://${host}/console/callback`);
 
-/** The scopes every local resource server offers. */
+/** The scopes a token asks for when nobody says otherwise (device flow, `drawbridge token`). */
 export const DEV_RESOURCE_SCOPES = 'mcp approvals';
+
+/**
+ * Scopes a local resource server also grants when asked for them by name: per-operation
+ * scopes (identity.scopes of the gateway), e.g. `sql:write`, so a client can step up to them.
+ */
+export const DEV_OPERATION_SCOPES = 'sql:write sql:admin pii:read';
 
 export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';

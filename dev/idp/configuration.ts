@@ -9,6 +9,7 @@ import {
   DEV_CLIENTS,
   DEV_CONSOLE_REDIRECT_URIS,
   DEV_LOOPBACK_REDIRECT_URIS,
+  DEV_OPERATION_SCOPES,
   DEV_RESOURCE_SCOPES,
   DEVICE_CODE_GRANT_TYPE,
   type DevIdpAccounts,
@@ -124,7 +125,7 @@ function resourceIndicators(settings: ProviderSettings): Record<string, unknown>
         throw new errors.InvalidTarget('this development provider only serves http://127.0.0.1:* and http://localhost:* resources');
       }
       return {
-        scope: DEV_RESOURCE_SCOPES,
+        scope: `${DEV_RESOURCE_SCOPES} ${DEV_OPERATION_SCOPES}`,
         audience: resourceIndicator,
         accessTokenFormat: 'jwt',
         accessTokenTTL: settings.accessTokenTtl,

@@ -12,7 +12,7 @@ import type { ApprovalFormParams } from './prompt.js';
 import type { RequestStateSealer } from './request-state.js';
 import type { ImpactPreview, ParsedRequest } from '../backends/backend.js';
 import type { GatewayConfig } from '../config/schema.js';
-import type { Identity } from '../identity/identity.js';
+import type { Identity, PrincipalKind } from '../identity/identity.js';
 import type { Rule } from '../policy/schema.js';
 import type { ApprovalStore, JournalStore, StoredGrant } from '../state/contract.js';
 import { canonicalJson } from '../util/canonical-json.js';
@@ -61,7 +61,8 @@ export interface ApprovalSubject {
   readonly reasons: readonly string[];
   readonly rule: string;
   readonly message: string;
-  readonly requester: ApproverIdentity & { readonly issuer: string };
+  /** `principal`: a person, or a service's own token (absent in requests stored before principals were recorded). */
+  readonly requester: ApproverIdentity & { readonly issuer: string; readonly principal?: PrincipalKind };
   readonly client?: string;
   /** Rule settings. */
   readonly approverGroups: readonly string[];

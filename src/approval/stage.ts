@@ -30,9 +30,10 @@ interface ApproveInput {
 }
 
 export async function approveStage(ctx: ApprovalContext, input: ApproveInput): Promise<ApproverOutcome> {
-  const { request, decision, identity, channel } = input;
+  const { request, decision, identity } = input;
   const rule = decision.rule;
   if (!rule || decision.effect !== 'approve') throw new TypeError('approveStage needs an approve decision with its rule');
+  const channel = identity.principal === 'service' ? withoutPerson(rule, identity.subject, input.channel) : input.channel;
   const call: ApprovalCall = { callId: input.callId, request, rule, identity, channel, subject: once(() => approvalSubject(input, rule)) };
   for (const approver of ctx.approvers ?? APPROVERS) {
     const outcome = await approver.clear(call, ctx);
@@ -44,6 +45,32 @@ export async function approveStage(ctx: ApprovalContext, input: ApproveInput): P
       `approval prompt (it did not declare the elicitation capability), and the rule names no out-of-band approvers.`,
     { hint: 'Use an MCP client that supports elicitation, or ask the operator to add approvers: { groups: [...] } to the rule.' },
   );
+}
+
+/**
+ * A service's own token (client_credentials) has no person behind it, so nobody at the client
+ * can be asked: in-band prompts are taken off the channel, and a rule that only the requester
+ * could satisfy is refused at once, saying why. With approver groups the request goes out of band.
+ */
+function withoutPerson(rule: NonNullable<Decision['rule']>, subject: string, channel: ApprovalChannel): ApprovalChannel {
+  if (!rule.approvers?.groups) {
+    throw new DrawbridgeError(
+      'approval.unavailable',
+      `Rule ${rule.name} needs the requester's own approval in the client, but ${subject} is a service (its token is a ` +
+        `client_credentials token): there is no person at the client to ask, and the rule names no out-of-band approvers. Nothing was run.`,
+      { hint: 'Run this as a person (a signed-in user), or ask the operator to add approvers: { groups: [...] } to the rule so a human decides out of band.' },
+    );
+  }
+  // Nothing in band: no elicitation/create (2025-11-25), no form in an input_required answer
+  // (2026-07-28). Kept by name, not dropped by name: a way to ask the client added to the channel
+  // later is left off for services without anyone having to remember this function.
+  return {
+    ...(channel.clientName === undefined ? {} : { clientName: channel.clientName }),
+    ...(channel.era === undefined ? {} : { era: channel.era }),
+    formElicitation: false,
+    ...(channel.progress === undefined ? {} : { progress: channel.progress }),
+    ...(channel.signal === undefined ? {} : { signal: channel.signal }),
+  };
 }
 
 /** What a human is asked to approve, bound to the request's hash; runs the preview when the rule asks for one. */
@@ -60,10 +87,11 @@ async function approvalSubject(input: ApproveInput, rule: NonNullable<Decision['
     reasons: request.reasons,
     rule: rule.name,
     message: input.decision.message,
-    requester: { subject: identity.subject, groups: identity.groups, kind: identity.kind, issuer: identity.issuer },
+    requester: { subject: identity.subject, groups: identity.groups, kind: identity.kind, issuer: identity.issuer, principal: identity.principal },
     ...(channel.clientName ? { client: channel.clientName } : {}),
     approverGroups: approvers.groups ?? [],
-    allowRequester: approvers.requester === true,
+    // A service cannot be its own approver out of band either (its token could vote over the API): nobody there to judge.
+    allowRequester: approvers.requester === true && identity.principal !== 'service',
     min: approvers.min ?? 1,
     maxGrantMs: rule.grant ?? null,
     preview: input.preview ? await input.preview() : null,

@@ -117,7 +117,9 @@ export const COMMANDS = {
   'policy explain': define({
     path: 'policy explain',
     summary: 'show how a request is parsed and decided; runs and journals nothing',
-    usage: ['policy explain --tool T --connection C (--sql SQL | --input JSON) [--subject S] [--groups a,b] [--offline] [--json] [--config DIR]'],
+    usage: [
+      'policy explain --tool T --connection C (--sql SQL | --input JSON) [--subject S] [--groups a,b] [--principal KIND] [--offline] [--json] [--config DIR]',
+    ],
     options: {
       config: CONFIG,
       tool: { type: 'string', value: 'T', help: 'the tool name (`name:` of a tool in tools/)' },
@@ -126,6 +128,7 @@ export const COMMANDS = {
       input: { type: 'string', value: 'JSON', help: 'the tool input as a JSON object, without "connection"' },
       subject: { type: 'string', value: 'S', help: 'try another caller (default: the local identity in policies)' },
       groups: { type: 'string', value: 'a,b', help: 'the groups of --subject' },
+      principal: { type: 'string', value: 'KIND', help: 'person (default) or service: the caller as a service token (client_credentials) would be' },
       offline: { type: 'boolean', default: false, help: 'do not read the live catalog (nothing is contacted)' },
       json: JSON_OUT,
     },

@@ -67,12 +67,20 @@ function describeConfig(dir: string, config: GatewayConfig, probeSecrets: boolea
   if (config.hashKey) probe('masking.hash_key', config.hashKey);
   const identity = config.identity;
   const scopes = identity?.mode === 'oidc' && identity.required_scopes.length ? `, scopes ${identity.required_scopes.join(' ')}` : '';
+  const mapped = identity?.mode === 'oidc' && identity.scopes.length ? [...new Set(identity.scopes.map((entry) => entry.scope))] : [];
+  const services =
+    identity?.mode === 'oidc'
+      ? identity.service_principal === 'rfc9068'
+        ? 'services: tokens whose sub is their client (RFC 9068)'
+        : `services: tokens whose ${identity.service_principal.claim} matches ${identity.service_principal.matches.join(', ')}`
+      : '';
   io.stdout.write(
     `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ` +
       `${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
       (identity?.mode === 'local' ? `identity: ${identity.subject} [local] groups: ${identity.groups.join(', ') || '(none)'}\n` : '') +
       (identity?.mode === 'oidc'
-        ? `identity: OIDC, issuer ${identity.issuer}, audience ${identity.audience}, groups from ${identity.groups_claim}${scopes}\n`
+        ? `identity: OIDC, issuer ${identity.issuer}, audience ${identity.audience}, groups from ${identity.groups_claim}${scopes}\n` +
+          `${mapped.length ? `per-operation scopes: ${mapped.join(' ')} (${identity.scopes.length} mapping(s))\n` : ''}${services}\n`
         : '') +
       (secrets.length ? `secrets referenced (resolved only at connect time): ${secrets.join('; ')}\n` : '') +
       [...config.warnings, ...unresolved.map((u) => `${u} (calls that need it will be refused until it is set)`)].map((w) => `warning: ${w}\n`).join(''),
@@ -166,7 +174,9 @@ export async function policyExplain({ values }: CommandArgs<'policy explain'>, i
         : values.subject
           ? []
           : [...(declared?.groups ?? [])];
-    const identity = makeIdentity({ kind: 'local', subject, groups, issuer: 'local' });
+    const principal = values.principal ?? 'person';
+    if (principal !== 'person' && principal !== 'service') fail('--principal must be person or service.');
+    const identity = makeIdentity({ kind: 'local', subject, groups, issuer: 'local', principal });
     const result = await explain(gateway, { tool: values.tool, connection: values.connection, input, identity, offline: values.offline });
     io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatExplanation(result));
     return 0;

@@ -222,6 +222,7 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
         identify: (): Identity => {
           throw new DrawbridgeError('identity.missing', 'No caller identity is configured.');
         },
+        scopes: () => null,
       },
       who: 'nobody (every call will be refused)',
     };
@@ -237,9 +238,10 @@ async function stdioIdentities(config: GatewayConfig, env: NodeJS.ProcessEnv): P
   }
   const { provider, verified } = await tokenIdentityProvider(createOidcVerifier(identity), token);
   const groups = verified.identity.groups.join(', ') || 'no groups';
+  const until = new Date(verified.expiresAt * 1000).toISOString();
   return {
     identities: provider,
-    who: `${verified.identity.subject} [oidc ${identity.issuer}; ${groups}] until ${new Date(verified.expiresAt * 1000).toISOString()}`,
+    who: `${verified.identity.subject} [oidc ${verified.identity.principal} ${identity.issuer}; ${groups}] until ${until}`,
   };
 }
 

@@ -24,6 +24,7 @@ import {
   type LoadedConnection,
   type LoadedTool,
   type NotifyTarget,
+  type ScopeMapping,
   type SourceLocation,
 } from './schema.js';
 import { containsInlineCredential } from './secrets.js';
@@ -152,6 +153,8 @@ interface Collection {
   readonly firstTool: Map<string, SourceLocation>;
   firstGateway: SourceLocation | null;
   gateway: GatewayDeclaration | null;
+  /** identity.scopes with each match validated by the rule match schema. */
+  readonly scopes: ScopeMapping[];
 }
 
 function emptyCollection(problems: ConfigProblem[]): Collection {
@@ -169,6 +172,7 @@ function emptyCollection(problems: ConfigProblem[]): Collection {
     firstTool: new Map(),
     firstGateway: null,
     gateway: null,
+    scopes: [],
   };
 }
 
@@ -200,7 +204,7 @@ function collectDocument(raw: RawDocument, c: Collection, context: CollectContex
     case 'policy':
       return collectPolicy(raw, c, context, validate);
     case 'gateway':
-      return collectGateway(raw, c, validate);
+      return collectGateway(raw, c, context, validate);
     default:
       c.problems.push({
         ...locate(raw, ['kind']),
@@ -311,13 +315,14 @@ function collectPolicy(raw: RawDocument, c: Collection, { matchSchema, ruleSchem
   });
 }
 
-function collectGateway(raw: RawDocument, c: Collection, validate: Validate): void {
+function collectGateway(raw: RawDocument, c: Collection, { matchSchema }: PolicySchemas, validate: Validate): void {
   const at = locate(raw, []);
   if (c.firstGateway) {
     c.problems.push({ ...at, message: `only one "kind: gateway" document is allowed (another is at ${show(c.firstGateway)})` });
     return;
   }
   c.firstGateway = at;
+  collectScopes(raw, c, matchSchema, validate);
   const value = validate(gatewaySchema);
   if (!value) return;
   const hashKey = value.masking.hash_key;
@@ -363,6 +368,27 @@ function collectGateway(raw: RawDocument, c: Collection, validate: Validate): vo
       c.problems.push({ ...locate(raw, ['approval', 'notify', index, problem.field]), message: problem.message });
   });
   c.gateway = value;
+}
+
+/**
+ * identity.scopes: each match is a rule match (the same keys, backend keys too), validated and
+ * name-checked the same way. Read from the document as written, so its problems are reported
+ * with the gateway schema's, not only once those are fixed; a missing match is the schema's.
+ */
+function collectScopes(raw: RawDocument, c: Collection, matchSchema: PolicySchemas['matchSchema'], validate: Validate): void {
+  const identity = valueAt(raw.value, ['identity']);
+  const scopes = valueAt(identity, ['scopes']);
+  if (valueAt(identity, ['mode']) !== 'oidc' || !Array.isArray(scopes)) return;
+  scopes.forEach((entry: unknown, index) => {
+    const path = ['identity', 'scopes', index];
+    const written = valueAt(entry, ['match']);
+    if (written === undefined) return;
+    const match = validate(matchSchema, written, [...path, 'match']);
+    if (!match) return;
+    c.matches.push({ match, doc: raw, path });
+    const scope = valueAt(entry, ['scope']);
+    if (typeof scope === 'string') c.scopes.push({ scope, match });
+  });
 }
 
 /**
@@ -475,7 +501,11 @@ function assemble(root: string, c: Collection): GatewayConfig {
     tools,
     rules: c.rules,
     masking,
-    identity: !g?.identity ? null : g.identity.mode === 'local' ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups } : g.identity,
+    identity: !g?.identity
+      ? null
+      : g.identity.mode === 'local'
+        ? { mode: 'local', subject: g.identity.subject, groups: g.identity.groups }
+        : { ...g.identity, scopes: c.scopes },
     journal: {
       path: isAbsolute(journalPath) ? journalPath : join(root, journalPath),
       sync: g?.journal.sync ?? 'full',

@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import type { Backend, ConnectionDeclaration } from '../backends/backend.js';
 import type { MaskingRule } from '../masking/rules.js';
-import type { Rule } from '../policy/schema.js';
+import { oneOrMany } from '../policy/match.js';
+import type { Rule, RuleMatch } from '../policy/schema.js';
 import { secretRefSchema, type SecretRef } from './secrets.js';
 import { durationSchema } from './units.js';
 
@@ -31,6 +32,21 @@ export const toolSchema = z.strictObject({
 const TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** RFC 6749 §3.3 scope-token: printable ASCII without space, `"` or `\`. */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes');
+
+/**
+ * How a token of a service (an OAuth `client_credentials` grant: no human signed in) is told from
+ * a person's. `rfc9068`: its subject is the OAuth client it was issued to (RFC 9068 §2.2: `sub`
+ * equals `client_id`, or `azp` when the provider says that instead). Providers that name service
+ * subjects otherwise are matched by a claim instead (globs), e.g. Auth0 `{ claim: gty, matches:
+ * client-credentials }`, Entra ID `{ claim: idtyp, matches: app }`, Keycloak `{ claim:
+ * preferred_username, matches: "service-account-*" }`.
+ */
+const servicePrincipalSchema = z.union([z.literal('rfc9068'), z.strictObject({ claim: z.string().min(1), matches: oneOrMany })]);
+
+export type ServicePrincipalDetection = z.output<typeof servicePrincipalSchema>;
 
 export const oidcIdentitySchema = z.strictObject({
   mode: z.literal('oidc'),
@@ -60,7 +76,14 @@ export const oidcIdentitySchema = z.strictObject({
   /** Where the groups are in the token: a claim name or a dotted path (realm_access.roles); a string or an array of strings. */
   groups_claim: z.string().min(1).default('groups'),
   /** Scopes every token must carry (403 insufficient_scope otherwise). */
-  required_scopes: z.array(z.string().min(1)).default([]),
+  required_scopes: z.array(scopeToken).default([]),
+  /**
+   * Scopes by operation: a call matching an entry's `match` (the keys of a rule's match,
+   * backend keys included) needs that scope too. `match` is validated by the loader with the
+   * rule schema of the registered backends (it is composed from them, as rules are).
+   */
+  scopes: z.array(z.strictObject({ scope: scopeToken, match: z.unknown() })).default([]),
+  service_principal: servicePrincipalSchema.default('rfc9068'),
   clock_tolerance: durationSchema.refine((ms) => ms <= 300_000, 'at most 5m').default(30_000),
   jwks: z
     .strictObject({
@@ -78,6 +101,15 @@ export const oidcIdentitySchema = z.strictObject({
 });
 
 export type OidcIdentityDeclaration = z.output<typeof oidcIdentitySchema>;
+
+/** One entry of identity.scopes: calls matching `match` need `scope`. */
+export interface ScopeMapping {
+  readonly scope: string;
+  readonly match: RuleMatch;
+}
+
+/** The OIDC identity as loaded: `scopes` with their matches validated and bound to the backends. */
+export type OidcIdentityConfig = Omit<OidcIdentityDeclaration, 'scopes'> & { readonly scopes: readonly ScopeMapping[] };
 
 /**
  * A notification target (approval.notify): a Slack-compatible incoming webhook, or a generic
@@ -206,7 +238,7 @@ export interface GatewayConfig {
   /** All rules, in file order (files sorted by name). */
   readonly rules: readonly Rule[];
   readonly masking: readonly MaskingRule[];
-  readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | OidcIdentityDeclaration | null;
+  readonly identity: { readonly mode: 'local'; readonly subject: string; readonly groups: readonly string[] } | OidcIdentityConfig | null;
   readonly journal: {
     readonly path: string;
     readonly sync: 'full' | 'normal';

@@ -108,6 +108,14 @@ function eventItem(ev: CallEntry['events'][number]): string {
   return `<li data-event="${e(text(d.event))}">#${ev.seq} ${e(ev.time)}: ${e(parts.filter((p) => p !== '').join(' '))}</li>`;
 }
 
+/** What the call needed of its token and what it lacked (OIDC identities with scopes configured); — when nothing was checked. */
+function scopesCell(scopes: Record<string, unknown> | undefined): string {
+  if (!scopes) return '—';
+  const list = (v: unknown) => (Array.isArray(v) ? v.map((s) => text(s)).join(' ') : '');
+  const missing = list(scopes['missing']);
+  return `needed ${e(list(scopes['needed']) || '(none)')}${missing ? `; missing ${e(missing)}` : ''}`;
+}
+
 /** One call's full record: intent, decision, approvals and grants, outcome, hashes, and the raw records. */
 export function journalCallPage(c: CallEntry): string {
   const call = c.call;
@@ -119,12 +127,15 @@ export function journalCallPage(c: CallEntry): string {
     ['Call', `<code>${e(c.callId)}</code> (record #${c.seq}, ${e(c.time)})`],
     ['Session', session ? `<a href="${sessionHref(session)}">${e(session)}</a> (replay)` : '—'],
     ['Subject', `${e(text(principal?.subject))} (${e(Array.isArray(principal?.groups) ? principal.groups.join(', ') : '—')})`],
+    // A service's own token (client_credentials) or a person's; records from before principals were journaled say nothing.
+    ['Principal', typeof principal?.principal === 'string' ? e(principal.principal) : '—'],
     ['Client', e(text(asObject(call.client)?.name))],
     ['Tool', e(text(call.tool))],
     ['Connection', e(text(call.connection))],
     ['Input (as journaled)', pre(call.input)],
     ['Parsed', request ? pre(request) : '—'],
     ['Decision', decisionCell(call) + (asObject(call.decision)?.message ? `: ${e(text(asObject(call.decision)?.message))}` : '')],
+    ['Scopes', scopesCell(asObject(call.scopes))],
     ['Cleared by', e(text(asObject(call.clearance)?.kind))],
     ['Approvals and grants', c.events.length ? `<ul>${c.events.map(eventItem).join('')}</ul>` : '—'],
     ['Outcome', o ? pre(o) : '<span class="muted">none (the gateway stopped before the call finished)</span>'],

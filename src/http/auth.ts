@@ -46,6 +46,20 @@ export function bearerChallenge(params: ReadonlyArray<readonly [string, string |
   return parts.length === 0 ? 'Bearer' : `Bearer ${parts.join(', ')}`;
 }
 
+/**
+ * The step-up challenge for a call refused for scope (RFC 6750 §3.1, MCP authorization "scope
+ * challenge"): every scope the call needs, not only the missing ones, so a client that asks for
+ * exactly these gets a token good for the call in one round.
+ */
+export function insufficientScopeChallenge(needed: readonly string[], message: string, metadataUrl: string): string {
+  return bearerChallenge([
+    ['error', 'insufficient_scope'],
+    ['scope', needed.join(' ')],
+    ['resource_metadata', metadataUrl],
+    ['error_description', message],
+  ]);
+}
+
 const minted = new WeakSet<object>();
 
 /** The AuthInfo handed to the SDK for one verified request: the identity, never the token. */
@@ -76,6 +90,10 @@ export const requestIdentityProvider: IdentityProvider = {
     const identity = identityOf(authInfo);
     if (!identity) throw new DrawbridgeError('identity.missing', 'The request carries no verified access token, so nothing is allowed.');
     return identity;
+  },
+  // Only from an AuthInfo minted here: an identity it proves always has a token, so never null (no scopes at all when forged).
+  scopes({ authInfo }) {
+    return identityOf(authInfo) ? [...(authInfo as AuthInfo).scopes] : [];
   },
 };
 

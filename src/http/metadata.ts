@@ -47,12 +47,14 @@ export function locateResource(publicUrl: string): ResourceLocation {
   };
 }
 
-export function protectedResourceMetadata(resource: string, verifier: TokenVerifier): ProtectedResourceMetadata {
+/** `mappedScopes`: the scopes of identity.scopes (per operation), listed after the required ones so a client can learn of them. */
+export function protectedResourceMetadata(resource: string, verifier: TokenVerifier, mappedScopes: readonly string[] = []): ProtectedResourceMetadata {
+  const scopes = [...new Set([...verifier.requiredScopes, ...mappedScopes])];
   return {
     resource,
     authorization_servers: [verifier.issuer],
     bearer_methods_supported: ['header'],
-    ...(verifier.requiredScopes.length > 0 ? { scopes_supported: [...verifier.requiredScopes] } : {}),
+    ...(scopes.length > 0 ? { scopes_supported: scopes } : {}),
     resource_name: 'Drawbridge',
   };
 }

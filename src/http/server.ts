@@ -31,7 +31,8 @@ import type { TokenVerifier } from '../identity/oidc.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import { createMcpServer, mcpServerFactory } from '../server.js';
 import { API_PREFIX, sendHostRefusal, serveApi } from './api.js';
-import { authenticate, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
+import { SCOPES_META_KEY } from '../pipeline/answer.js';
+import { authenticate, insufficientScopeChallenge, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 import { locateResource, protectedResourceMetadata } from './metadata.js';
@@ -134,7 +135,7 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
   site.state = {
     location,
     hosts: hostPolicy(options.host, port, location.resource),
-    metadata: JSON.stringify(protectedResourceMetadata(location.resource, verifier)),
+    metadata: JSON.stringify(protectedResourceMetadata(location.resource, verifier, mappedScopes(gateway))),
     auth: { verifier, resource: location.resource, metadataUrl: location.metadataUrl },
   };
   if (options.console) {
@@ -255,7 +256,51 @@ async function serveMcp(site: Site, req: IncomingMessage, res: ServerResponse, u
   // The SDK's own routing rule: a request without the 2026-07-28 envelope claim is 2025-era.
   if (await isLegacyRequest(request, read.value, { maxRequestBodySize: site.maxBodyBytes })) return openSession(site, req, res, s, auth, read.value);
   const response = await site.modern.fetch(request, { authInfo: auth.authInfo, parsedBody: read.value });
-  await sendWebResponse(res, response);
+  await sendWebResponse(res, isToolsCall(read.value) ? await stepUp(response, s.auth.metadataUrl) : response);
+}
+
+/** The scopes of identity.scopes, for `scopes_supported`. */
+function mappedScopes(gateway: Gateway): readonly string[] {
+  const identity = gateway.config.identity;
+  return identity?.mode === 'oidc' ? identity.scopes.map((entry) => entry.scope) : [];
+}
+
+function isToolsCall(body: unknown): boolean {
+  return body !== null && typeof body === 'object' && !Array.isArray(body) && (body as Record<string, unknown>)['method'] === 'tools/call';
+}
+
+/**
+ * A 2026-07-28 tools/call refused for scope answers 403 with the step-up challenge listing every
+ * scope the call needs (the refusal is journaled by then, like any other). Only a JSON answer
+ * can be one: the refusal comes before any progress, so it is never an SSE stream. The scope
+ * lists are read from the result's own _meta (the pipeline's, top level: never row data).
+ * Anything else is passed on unchanged. A 2025-11-25 session keeps the coded tool error.
+ */
+async function stepUp(response: Response, metadataUrl: string): Promise<Response> {
+  if (response.status !== 200 || !(response.headers.get('content-type') ?? '').startsWith('application/json')) return response;
+  const text = await response.text();
+  const same = () => new Response(text, { status: response.status, headers: response.headers });
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return same();
+  }
+  const record = (v: unknown): Record<string, unknown> | null =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  const result = record(record(message)?.['result']);
+  const scopes = record(record(result?.['_meta'])?.[SCOPES_META_KEY]);
+  const needed = Array.isArray(scopes?.['needed']) ? scopes['needed'].filter((v): v is string => typeof v === 'string') : [];
+  if (result?.['isError'] !== true || needed.length === 0) return same();
+  const missing = Array.isArray(scopes?.['missing']) ? scopes['missing'].filter((v): v is string => typeof v === 'string') : [];
+  const content = Array.isArray(result['content']) ? record(result['content'][0]) : null;
+  const description = typeof content?.['text'] === 'string' ? content['text'].split('\n')[0]! : 'identity.insufficient_scope';
+  const body = {
+    jsonrpc: '2.0',
+    id: record(message)?.['id'] ?? null,
+    error: { code: -32001, message: description, data: { code: 'identity.insufficient_scope', neededScopes: needed, missingScopes: missing } },
+  };
+  return Response.json(body, { status: 403, headers: { 'WWW-Authenticate': insufficientScopeChallenge(needed, description, metadataUrl) } });
 }
 
 /**

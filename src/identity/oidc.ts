@@ -11,9 +11,16 @@
 
 import { createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import * as client from 'openid-client';
-import type { OidcIdentityDeclaration } from '../config/schema.js';
+import type { OidcIdentityDeclaration, ServicePrincipalDetection } from '../config/schema.js';
 import { DrawbridgeError } from '../errors.js';
-import { makeIdentity, type Identity, type IdentityProvider } from './identity.js';
+import { anyGlob } from '../policy/match.js';
+import { makeIdentity, type Identity, type IdentityProvider, type PrincipalKind } from './identity.js';
+
+/** What the verifier reads of the identity config (`scopes` is the pipeline's business, not the token's). */
+export type OidcVerifierSettings = Omit<OidcIdentityDeclaration, 'scopes' | 'service_principal'> & {
+  /** Default `rfc9068`. */
+  readonly service_principal?: ServicePrincipalDetection;
+};
 
 export interface VerifiedToken {
   readonly identity: Identity;
@@ -73,6 +80,24 @@ export function scopesFrom(payload: Readonly<Record<string, unknown>>): string[]
   return [];
 }
 
+/**
+ * A service's token or a person's. `rfc9068`: a token whose subject is the client it was issued
+ * to (RFC 9068 §2.2, what a client_credentials grant yields: no resource owner, so `sub` names the
+ * client). A person's token names the person, never the client. A configured claim instead: the
+ * token is a service's when that claim (a string, or any string of a list) matches a glob.
+ */
+export function principalOf(
+  payload: Readonly<Record<string, unknown>>,
+  subject: string,
+  clientId: string | null,
+  detection: ServicePrincipalDetection = 'rfc9068',
+): PrincipalKind {
+  if (detection === 'rfc9068') return clientId !== null && subject === clientId ? 'service' : 'person';
+  const value = claimAt(payload, detection.claim);
+  const values = typeof value === 'string' ? [value] : Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+  return values.some((v) => anyGlob(detection.matches, v)) ? 'service' : 'person';
+}
+
 function describeJoseError(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
@@ -102,7 +127,7 @@ const VERIFIED_CACHE_ENTRIES = 1_000;
  */
 const VERIFIED_CACHE_MS = 60_000;
 
-export function createOidcVerifier(settings: OidcIdentityDeclaration, now: () => number = () => Date.now()): TokenVerifier {
+export function createOidcVerifier(settings: OidcVerifierSettings, now: () => number = () => Date.now()): TokenVerifier {
   const issuerUrl = new URL(settings.issuer);
   let keys: Promise<ReturnType<typeof createRemoteJWKSet>> | null = null;
   // Keyed by the whole token: every check below is a function of the token, the settings and
@@ -237,6 +262,7 @@ export function createOidcVerifier(settings: OidcIdentityDeclaration, now: () =>
       subject,
       groups: groupsFrom(claims, settings.groups_claim),
       issuer: settings.issuer,
+      principal: principalOf(claims, subject, clientId, settings.service_principal),
       // What the journal may keep about the token: never the token itself.
       claims: {
         ...(clientId ? { client_id: clientId } : {}),
@@ -271,6 +297,7 @@ export async function tokenIdentityProvider(
       }
       return verified.identity;
     },
+    scopes: () => verified.scopes,
   };
   return { provider, verified };
 }

@@ -140,6 +140,21 @@ export interface ToolResult {
   content: Array<{ type: 'text'; text: string }>;
   structuredContent?: StructuredAnswer;
   isError?: true;
+  _meta?: Record<string, unknown>;
+}
+
+/**
+ * `_meta` key of a tool error refused for scope (identity.insufficient_scope): every scope the
+ * call needs and those the token lacks, so a client can ask for them all at once. On a
+ * 2026-07-28 HTTP request the transport turns it into a 403 step-up challenge (http/server.ts).
+ */
+export const SCOPES_META_KEY = 'drawbridge/scopes';
+
+/** The scope lists of a refusal for scope, as its details carry them; null for anything else. */
+export function scopeRefusal(result: CallResult): { readonly needed: readonly string[]; readonly missing: readonly string[] } | null {
+  if (result.ok || result.error.code !== 'identity.insufficient_scope') return null;
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : []);
+  return { needed: strings(result.error.details['neededScopes']), missing: strings(result.error.details['missingScopes']) };
 }
 
 /**
@@ -150,5 +165,11 @@ export function toToolResult(result: CallResult): ToolResult {
   const content = [{ type: 'text' as const, text: result.text }];
   // A call held for input (2026-07-28, result.inputRequired) that reaches here is answered as its approval.pending error.
   if (result.ok) return { content, structuredContent: result.structured };
-  return { isError: true, content, ...(result.structured ? { structuredContent: result.structured } : {}) };
+  const scopes = scopeRefusal(result);
+  return {
+    isError: true,
+    content,
+    ...(result.structured ? { structuredContent: result.structured } : {}),
+    ...(scopes ? { _meta: { [SCOPES_META_KEY]: { needed: [...scopes.needed], missing: [...scopes.missing] } } } : {}),
+  };
 }

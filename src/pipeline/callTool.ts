@@ -32,6 +32,7 @@ import { boundText, INPUT_LIMITS, measureInput, storedInput, type InputMeasure }
 import { DETECTOR_NAMES } from '../masking/detectors.js';
 import { applicableRules, createMasker, mergeMaskCounts, type MaskCount, type Masker } from '../masking/masker.js';
 import { evaluate, type Decision } from '../policy/evaluate.js';
+import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js';
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
@@ -43,6 +44,14 @@ export interface CallInput {
   readonly identity: Identity | null;
   /** Why there is no identity (an expired or rejected token), refused and journaled as such. */
   readonly identityError?: DrawbridgeError;
+  /**
+   * The scopes of the access token the identity was proven by (HTTP: this request's bearer
+   * token; stdio with OIDC: the token in the environment). Checked against what the call needs
+   * (identity.scopes, required_scopes) before the decision. An identity without a token (local)
+   * is not scope-checked; an OIDC identity whose transport passed no scopes is checked as
+   * holding none (fails closed).
+   */
+  readonly scopes?: readonly string[];
   readonly client?: { readonly name: string; readonly version?: string };
   /**
    * The agent session the call came in on: the Streamable HTTP `Mcp-Session-Id`, or the
@@ -113,10 +122,11 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   let backend: Backend | null = null;
   let masker: Masker = createMasker([], gateway.maskKey);
 
-  // identity → parse → resolve → decide → approve?
+  // identity → parse → resolve → scopes → decide → approve?
   let clearance: Clearance | null = null;
   /** The approve stage asked the client for input (2026-07-28): journaled, nothing runs in this round. */
   let held: InputRequired | null = null;
+  let scopes: ScopeCheck | null = null;
   try {
     const identity = requireIdentity(call.identity, call.identityError);
     requireBoundedInput(measured);
@@ -128,6 +138,8 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     partial = tool.backend.parse(input, { tool: tool.declaration.name, connection });
     const request = await gateway.connection(connection).resolve(partial);
     partial = request;
+    scopes = scopeCheck(gateway.config, request, identity, call.scopes);
+    requireScopes(scopes);
     const decision = evaluate(request, identity, gateway.config.rules, gateway.clock());
     prepared = { tool, request, decision, masker, clearance: null };
     refusal = refusalFor(decision);
@@ -168,7 +180,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     await gateway.journal.append(
       'call',
       callId,
-      safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance),
+      safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance, scopes),
       gateway.clock(),
     );
   } catch (error) {
@@ -273,6 +285,31 @@ const INPUT_REQUIRED_MESSAGE =
 function requireIdentity(identity: Identity | null, why: DrawbridgeError | undefined): Identity {
   if (!identity) throw why ?? new DrawbridgeError('identity.missing', 'The caller has no identity, so nothing is allowed.');
   return identity;
+}
+
+/**
+ * What the call needs of its token: null when there is nothing to check — an identity without a
+ * token (local), or no identity.scopes entry matches the call (required_scopes alone were checked
+ * by the verifier on this very token). When an entry matches, every needed scope is listed,
+ * required ones included, so one step-up gets them all. The scopes come from the token, never
+ * from the agent; an OIDC identity whose transport passed none is checked as holding none.
+ */
+function scopeCheck(config: GatewayConfig, request: ParsedRequest, identity: Identity, held: readonly string[] | undefined): ScopeCheck | null {
+  const settings = config.identity;
+  if (identity.kind !== 'oidc' || settings?.mode !== 'oidc') return null;
+  if (scopesNeeded(request, identity, settings.scopes, []).length === 0) return null;
+  return checkScopes(request, identity, settings.scopes, settings.required_scopes, held ?? []);
+}
+
+/** A token without every scope the call needs is refused before any rule is asked; the answer lists them all, so a client can step up once. */
+function requireScopes(check: ScopeCheck | null): void {
+  if (!check || check.missing.length === 0) return;
+  const s = (list: readonly string[]) => (list.length > 1 ? 's' : '');
+  throw new DrawbridgeError(
+    'identity.insufficient_scope',
+    `This call needs the scope${s(check.needed)} ${check.needed.join(' ')}; the access token lacks ${check.missing.join(' ')}. Nothing was run.`,
+    { details: { neededScopes: [...check.needed], missingScopes: [...check.missing] } },
+  );
 }
 
 function requireTool(config: GatewayConfig, name: string): LoadedTool {
@@ -380,9 +417,10 @@ function safeIntentRecord(
   decision: Decision | null,
   refusal: DrawbridgeError | null,
   clearance: Clearance | null,
+  scopes: ScopeCheck | null,
 ): Record<string, unknown> {
   try {
-    return intentRecord(call, measured, request, backend, decision, refusal, clearance);
+    return intentRecord(call, measured, request, backend, decision, refusal, clearance, scopes);
   } catch (error) {
     return {
       principal: principalRecord(call.identity),
@@ -418,7 +456,9 @@ function sessionRecord(call: CallInput): { session?: string } {
 }
 
 function principalRecord(identity: Identity | null): Record<string, unknown> | null {
-  return identity ? { subject: identity.subject, groups: [...identity.groups], kind: identity.kind, issuer: identity.issuer } : null;
+  return identity
+    ? { subject: identity.subject, groups: [...identity.groups], kind: identity.kind, principal: identity.principal, issuer: identity.issuer }
+    : null;
 }
 
 function intentRecord(
@@ -429,6 +469,7 @@ function intentRecord(
   decision: Decision | null,
   refusal: DrawbridgeError | null,
   clearance: Clearance | null,
+  scopes: ScopeCheck | null,
 ): Record<string, unknown> {
   const args = call.args !== null && typeof call.args === 'object' ? (call.args as Record<string, unknown>) : null;
   const named = args !== null && typeof args['connection'] === 'string' ? args['connection'] : null;
@@ -472,6 +513,8 @@ function intentRecord(
     ...(fault && refusal ? { error: { code: refusal.code, message: scrubText(boundText(refusal.message, MAX_MESSAGE_CHARS)) } } : {}),
     // Which approval or grant let an `approve` decision through (the approval events are journaled before).
     clearance: clearanceRecord(clearance),
+    // What the call needed of its token, when anything was checked (OIDC identities with scopes configured).
+    ...(scopes ? { scopes: { needed: [...scopes.needed], missing: [...scopes.missing] } } : {}),
   };
 }
 

@@ -11,6 +11,7 @@ import type { Backend, ParsedRequest } from '../backends/backend.js';
 import { DrawbridgeError, toDrawbridgeError, type ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { evaluate } from '../policy/evaluate.js';
+import { scopesNeeded } from '../policy/scopes.js';
 import { inputSchemaFor } from './callTool.js';
 import type { Gateway } from './gateway.js';
 
@@ -26,7 +27,9 @@ interface RequestView {
 }
 
 export interface Explanation {
-  readonly identity: { subject: string; groups: readonly string[]; kind: string };
+  readonly identity: { subject: string; groups: readonly string[]; kind: string; principal: string };
+  /** The OAuth scopes a token would need for this call (identity.scopes and required_scopes); null without OIDC scopes configured. */
+  readonly scopes: readonly string[] | null;
   readonly request: ExplainedRequest | null;
   readonly shown: RequestView | null;
   readonly catalog: 'consulted' | 'offline' | 'unreachable';
@@ -41,10 +44,16 @@ export async function explain(
   gateway: Gateway,
   options: { tool: string; connection: string; input: Record<string, unknown>; identity: Identity; offline: boolean },
 ): Promise<Explanation> {
-  const identity = { subject: options.identity.subject, groups: options.identity.groups, kind: options.identity.kind };
+  const identity = { subject: options.identity.subject, groups: options.identity.groups, kind: options.identity.kind, principal: options.identity.principal };
   const tool = gateway.config.tools.get(options.tool);
+  const settings = gateway.config.identity?.mode === 'oidc' ? gateway.config.identity : null;
+  const scopesFor = (request: ParsedRequest): readonly string[] | null =>
+    settings && (settings.scopes.length > 0 || settings.required_scopes.length > 0)
+      ? scopesNeeded(request, options.identity, settings.scopes, settings.required_scopes)
+      : null;
   const refused = (error: DrawbridgeError, request: ParsedRequest | null = null, catalog: Explanation['catalog'] = 'offline'): Explanation => ({
     identity,
+    scopes: null,
     ...(request && tool ? view(tool.backend, request) : { request: null, shown: null }),
     catalog,
     catalogError: null,
@@ -90,6 +99,7 @@ export async function explain(
   const decision = evaluate(request, options.identity, gateway.config.rules, gateway.clock());
   return {
     identity,
+    scopes: scopesFor(request),
     ...view(tool.backend, request),
     catalog,
     catalogError,
@@ -119,7 +129,7 @@ function view(backend: Backend, request: ParsedRequest): { request: ExplainedReq
 
 export function formatExplanation(e: Explanation): string {
   const lines: string[] = [];
-  lines.push(`Identity:   ${e.identity.subject} [${e.identity.kind}] groups: ${e.identity.groups.join(', ') || '(none)'}`);
+  lines.push(`Identity:   ${e.identity.subject} [${e.identity.kind}, ${e.identity.principal}] groups: ${e.identity.groups.join(', ') || '(none)'}`);
   if (e.request) {
     const r = e.request;
     lines.push(`Request:    ${r.tool} on ${r.connection}`);
@@ -134,6 +144,7 @@ export function formatExplanation(e: Explanation): string {
       lines.push('            --offline skips the catalog (and this connection)');
     } else if (e.catalog !== 'consulted') lines.push(`  catalog   ${e.catalog}: ${unchecked}`);
   }
+  if (e.scopes) lines.push(`Scopes:     a token needs ${e.scopes.join(' ') || '(none)'}`);
   if (e.error) lines.push(`Refused before policy: ${e.error.code}: ${e.error.message}`);
   else lines.push(`Matched:    ${e.matched.map((m) => `${m.name} (${m.effect})`).join(', ') || '(no rule)'}`);
   lines.push(`Decision:   ${e.decision.effect.toUpperCase()}${e.decision.rule ? ` by rule ${e.decision.rule}` : ''} — ${e.decision.message}`);

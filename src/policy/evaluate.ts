@@ -10,7 +10,7 @@
 import type { ParsedRequest } from '../backends/backend.js';
 import type { Identity } from '../identity/identity.js';
 import { anyGlob } from './match.js';
-import type { Effect, Rule } from './schema.js';
+import type { Effect, Rule, RuleMatch } from './schema.js';
 
 type DecisionCode = 'policy.denied' | 'policy.no_match' | 'policy.unclassified';
 
@@ -53,15 +53,24 @@ function defaultMessage(effect: Effect, rule: Rule): string {
 }
 
 export function matches(rule: Rule, request: ParsedRequest, identity: Identity): boolean {
-  const m = rule.match;
+  return matchApplies(rule.match, rule.effect, request, identity);
+}
+
+/**
+ * A rule's match (or another list's that reuses the match keys, e.g. identity.scopes) against a
+ * request, in the direction `effect` says fails safe: `deny` reads the patterns generously (any
+ * touched value), `allow` and `approve` strictly (every touched value).
+ */
+export function matchApplies(m: RuleMatch, effect: Effect, request: ParsedRequest, identity: Identity): boolean {
   // Some operations are allowed only by name: a rule about `echo` must not allow `echo | sh`.
-  if (request.explicitOnly && rule.effect !== 'deny' && !m.operation?.includes(request.operation)) return false;
+  if (request.explicitOnly && effect !== 'deny' && !m.operation?.includes(request.operation)) return false;
   if (m.tool && !anyGlob(m.tool, request.tool)) return false;
   if (m.connection && !anyGlob(m.connection, request.connection)) return false;
   if (m.subject && !anyGlob(m.subject, identity.subject)) return false;
   if (m.groups && !identity.groups.some((g) => m.groups?.includes(g))) return false;
   if (m.operation && !m.operation.includes(request.operation)) return false;
   if (m.access && !(m.access as readonly string[]).includes(request.access)) return false;
+  if (m.principal && !m.principal.includes(identity.principal)) return false;
   // The backends' own keys (tables:, namespaces:, programs:, …), each in the direction that fails safe for the effect.
-  return m.backends.every((keys) => keys.matches(request, rule.effect));
+  return m.backends.every((keys) => keys.matches(request, effect));
 }

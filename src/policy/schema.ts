@@ -14,6 +14,8 @@ export type { Effect } from './match.js';
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore');
 const access = z.enum(['read', 'write', 'admin']);
+/** Who is behind the caller's identity (identity.ts PrincipalKind): a person, or a service's own token (client_credentials). */
+const principal = z.enum(['person', 'service']);
 
 /** The match keys every rule may use, whatever the backend. */
 const GENERIC_MATCH_SHAPE = {
@@ -24,6 +26,10 @@ const GENERIC_MATCH_SHAPE = {
   operation: oneOrMany.optional(),
   access: z
     .union([access, z.array(access).min(1)])
+    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .optional(),
+  principal: z
+    .union([principal, z.array(principal).min(1)])
     .transform((v) => (Array.isArray(v) ? v : [v]))
     .optional(),
 };

@@ -198,7 +198,7 @@ describe('a person, signed in with the device flow', () => {
     const result = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } })) as CallToolResult;
     expect(result.isError, text(result)).toBeFalsy();
     const call = callFor(sql);
-    expect(call.data['principal']).toEqual({ subject: 'alice', groups: ['developers'], kind: 'oidc', issuer: idp.issuer });
+    expect(call.data['principal']).toEqual({ subject: 'alice', groups: ['developers'], kind: 'oidc', principal: 'person', issuer: idp.issuer });
     expect(call.data['client']).toEqual({ name: 'bridged-agent', version: '2.0.0' });
 
     // The cache: 0600 in a 0700 directory; no log line carries a token.
@@ -262,7 +262,7 @@ describe('a service agent, with client credentials', () => {
     const sql = 'SELECT count(*) AS n FROM customers -- agent';
     const result = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } })) as CallToolResult;
     expect(result.isError, text(result)).toBeFalsy();
-    expect(callFor(sql).data['principal']).toEqual({ subject: 'agent-svc', groups: ['agents'], kind: 'oidc', issuer: idp.issuer });
+    expect(callFor(sql).data['principal']).toEqual({ subject: 'agent-svc', groups: ['agents'], kind: 'oidc', principal: 'service', issuer: idp.issuer });
   });
 });
 

@@ -2,7 +2,7 @@
 // rule decides it, run in process (the command line's own function). It consults the catalog (read-only
 // metadata) unless --offline, executes nothing and journals nothing.
 
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInProcess, type CliRun } from '../support/cli.js';
@@ -33,7 +33,7 @@ function ok(r: CliRun): string {
 describe('policy explain', () => {
   it('a read: operation, access, tables, ALLOW by rule read', async () => {
     const out = ok(await explain('SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id'));
-    expect(out).toMatch(/^Identity: {3}tester@example\.com \[local\] groups: analysts$/m);
+    expect(out).toMatch(/^Identity: {3}tester@example\.com \[local, person\] groups: analysts$/m);
     expect(out).toMatch(/^Request: {4}run_sql on db$/m);
     expect(out).toMatch(/^ {2}operation select {3}access read$/m);
     expect(out).toMatch(/^ {2}tables {4}public\.orders, public\.customers$/m);
@@ -87,7 +87,7 @@ describe('policy explain', () => {
 
   it('--subject x --groups support: decides for that identity', async () => {
     const update = ok(await explain("UPDATE orders SET note = 'x' WHERE id = 1", ['--subject', 'sam@example.com', '--groups', 'support']));
-    expect(update).toMatch(/^Identity: {3}sam@example\.com \[local\] groups: support$/m);
+    expect(update).toMatch(/^Identity: {3}sam@example\.com \[local, person\] groups: support$/m);
     expect(update).toMatch(/^Decision: {3}ALLOW by rule support-updates-orders/m);
     const customers = ok(await explain("UPDATE customers SET city = 'x' WHERE id = 1", ['--subject', 'sam@example.com', '--groups', 'support']));
     expect(customers).toMatch(/^Decision: {3}DENY — No rule allows write access \(update\) on run_sql\/db for sam@example\.com\.$/m);
@@ -98,9 +98,56 @@ describe('policy explain', () => {
     expect(ok(await explain('DELETE FROM orders', ['--subject', 'nobody@example.com']))).toMatch(/groups: \(none\)[\s\S]*Decision: {3}DENY/);
   });
 
+  it('--principal service: decides for a service principal; with OIDC scopes mapped, shows the scopes a token needs', async () => {
+    const oidcDir = writeConfig({
+      oidc: { issuer: 'http://127.0.0.1:9', audience: 'http://127.0.0.1:9/mcp' },
+      policy: `kind: policy
+rules:
+  - name: services-read
+    match: { tool: run_sql, principal: service, access: read }
+    effect: allow
+`,
+    });
+    try {
+      const gatewayYaml = join(oidcDir, 'policies', 'gateway.yaml');
+      writeFileSync(
+        gatewayYaml,
+        readFileSync(gatewayYaml, 'utf8').replace(
+          'required_scopes: [mcp]',
+          'required_scopes: [mcp], scopes: [{ scope: "pii:read", match: { tables: [customers] } }]',
+        ),
+      );
+      const run = (principal: string) =>
+        runInProcess(
+          ['policy', 'explain', '--config', oidcDir, '--tool', 'run_sql', '--connection', 'db', '--sql', 'SELECT city FROM customers', '--offline'].concat([
+            '--subject',
+            'agent-svc',
+            '--principal',
+            principal,
+          ]),
+          { env: { DB_URL: db.gatewayUrl } },
+        );
+      const service = ok(await run('service'));
+      expect(service).toMatch(/^Identity: {3}agent-svc \[local, service\] groups: \(none\)$/m);
+      expect(service).toMatch(/^Scopes: {5}a token needs mcp pii:read$/m);
+      expect(service).toMatch(/^Decision: {3}ALLOW by rule services-read/m);
+      expect(ok(await run('person'))).toMatch(/^Decision: {3}DENY/m);
+      // `check` says how scopes are mapped and how services are told from persons.
+      const check = ok(await runInProcess(['check', '--config', oidcDir], { env: { DB_URL: db.gatewayUrl } }));
+      expect(check).toMatch(/^per-operation scopes: pii:read \(1 mapping\(s\)\)$/m);
+      expect(check).toMatch(/^services: tokens whose sub is their client \(RFC 9068\)$/m);
+      const bad = await run('robot');
+      expect(bad.status).not.toBe(0);
+      expect(bad.stderr).toMatch(/--principal must be person or service/);
+    } finally {
+      rmSync(oidcDir, { recursive: true, force: true });
+    }
+  });
+
   it('--json: the same facts, machine-readable', async () => {
     const e = JSON.parse(ok(await explain('DELETE FROM orders WHERE id = 1', ['--json']))) as Record<string, any>;
-    expect(e.identity).toEqual({ subject: 'tester@example.com', groups: ['analysts'], kind: 'local' });
+    expect(e.identity).toEqual({ subject: 'tester@example.com', groups: ['analysts'], kind: 'local', principal: 'person' });
+    expect(e.scopes).toBeNull(); // a local identity config maps no scopes
     expect(e.request).toMatchObject({ tool: 'run_sql', connection: 'db', operation: 'delete', access: 'write', resources: ['public.orders'], functions: [] });
     expect(e.request.detail).toBeUndefined();
     expect(e.catalog).toBe('consulted');

@@ -557,10 +557,55 @@ describe('loadConfig: OIDC identities', () => {
       algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
       groups_claim: 'groups',
       required_scopes: [],
+      scopes: [],
+      service_principal: 'rfc9068',
       clock_tolerance: 30_000,
       jwks: { cache_max_age: 600_000, cooldown: 30_000 },
       token_env: 'DRAWBRIDGE_TOKEN',
     });
+  });
+
+  it('loads identity.scopes with rule matches (backend keys too) and a claim-based service_principal', () => {
+    const config = loadConfig(
+      configDir(
+        gateway(
+          '  mode: oidc\n  issuer: https://login.example.com\n  audience: https://gw.example.com/mcp\n' +
+            '  service_principal: { claim: gty, matches: client-credentials }\n' +
+            '  scopes:\n' +
+            '    - { scope: "sql:write", match: { tool: run_sql, access: [write, admin] } }\n' +
+            '    - { scope: "pii:read", match: { tables: [customers], principal: person } }\n',
+        ),
+      ),
+    );
+    if (config.identity?.mode !== 'oidc') throw new Error('expected oidc');
+    expect(config.identity.service_principal).toEqual({ claim: 'gty', matches: ['client-credentials'] });
+    expect(config.identity.scopes.map((s) => [s.scope, s.match.tool, s.match.access, s.match.principal])).toEqual([
+      ['sql:write', ['run_sql'], ['write', 'admin'], undefined],
+      ['pii:read', undefined, undefined, ['person']],
+    ]);
+    // The backend key (tables:) is bound to its backend's matcher, as in a rule.
+    expect(config.identity.scopes[1]?.match.backends).toHaveLength(1);
+  });
+
+  it('refuses a scope entry as a rule would be refused: unknown key, unknown tool, bad scope token, no match', () => {
+    const problems = problemsOf(
+      configDir(
+        gateway(
+          '  mode: oidc\n  issuer: https://login.example.com\n  audience: https://gw.example.com/mcp\n' +
+            '  scopes:\n' +
+            '    - { scope: "sql:write", match: { tool: run_sql, acess: write } }\n' +
+            '    - { scope: "sql:write", match: { tool: run_sqll } }\n' +
+            '    - { scope: "two words", match: { tool: run_sql } }\n' +
+            '    - { scope: "x" }\n' +
+            '    - { scope: "y", match: { principal: robot } }\n',
+        ),
+      ),
+    );
+    expectProblem(problems, 'policies/gateway.yaml', 7, /unknown key "acess"/);
+    expectProblem(problems, 'policies/gateway.yaml', 8, /tool "run_sqll" is not declared/);
+    expectProblem(problems, 'policies/gateway.yaml', 9, /a scope is printable ASCII without spaces/);
+    expectProblem(problems, 'policies/gateway.yaml', 10, /identity\.scopes\.3\.match: required/);
+    expectProblem(problems, 'policies/gateway.yaml', 11, /principal/);
   });
 
   it.each([

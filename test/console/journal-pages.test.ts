@@ -114,6 +114,25 @@ describe('journalCallPage', () => {
     expect(html).toContain('none (the gateway stopped before the call finished)');
     expect(html).toContain('<dt>Decision</dt><dd>fault</dd>');
   });
+
+  it("shows the principal (a service's token or a person's) and the scopes the call needed and lacked", () => {
+    const call = entry().call;
+    const service = journalCallPage(
+      entry({
+        call: {
+          ...call,
+          principal: { ...(call['principal'] as object), subject: 'agent-svc', principal: 'service' },
+          scopes: { needed: ['mcp', 'sql:write'], missing: ['sql:write'] },
+        },
+      }),
+    );
+    expect(service).toContain('<dt>Principal</dt><dd>service</dd>');
+    expect(service).toContain('<dt>Scopes</dt><dd>needed mcp sql:write; missing sql:write</dd>');
+    // A record without them (older, or a local identity) says nothing.
+    const plain = journalCallPage(entry());
+    expect(plain).toContain('<dt>Principal</dt><dd>—</dd>');
+    expect(plain).toContain('<dt>Scopes</dt><dd>—</dd>');
+  });
 });
 
 describe('journalReplayPage', () => {

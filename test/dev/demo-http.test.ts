@@ -129,7 +129,7 @@ describe('drawbridge demo --http, through the bridge', () => {
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l) as Record<string, any>);
-      expect(calls.map((c) => c['call']?.principal)).toContainEqual({ subject: 'alice', groups: ['analysts'], kind: 'oidc', issuer });
+      expect(calls.map((c) => c['call']?.principal)).toContainEqual({ subject: 'alice', groups: ['analysts'], kind: 'oidc', principal: 'person', issuer });
       expect(journal.stdout).not.toContain(danaToken);
     } finally {
       await client.close();

@@ -244,7 +244,13 @@ describe('the development provider for standard OAuth MCP clients', () => {
 
     // 4. The journal knows who asked: alice, from this provider, with her groups.
     const calls = [...exportLines(join(dir, 'journal.db'), 'jsonl')].map((l) => JSON.parse(l) as Record<string, { principal?: unknown } | undefined>);
-    expect(calls.map((c) => c['call']?.principal)).toContainEqual({ subject: 'alice', groups: ['analysts'], kind: 'oidc', issuer: idp.issuer });
+    expect(calls.map((c) => c['call']?.principal)).toContainEqual({
+      subject: 'alice',
+      groups: ['analysts'],
+      kind: 'oidc',
+      principal: 'person',
+      issuer: idp.issuer,
+    });
     expect(calls.some((c) => JSON.stringify(c).includes(tokens.access_token))).toBe(false);
 
     // 5. Refresh: the SDK trades the refresh token for a new access token for the same resource.

@@ -86,7 +86,7 @@ describe('stdio serve with OIDC identities', () => {
     const read = await sql(client, 'SELECT id, email FROM customers ORDER BY id LIMIT 2');
     expect(read.isError).toBeFalsy();
     const last = journalCalls().at(-1)!;
-    expect(last['principal']).toEqual({ subject: 'alice', groups: ['developers'], kind: 'oidc', issuer: idp.issuer });
+    expect(last['principal']).toEqual({ subject: 'alice', groups: ['developers'], kind: 'oidc', principal: 'person', issuer: idp.issuer });
     expect(JSON.stringify(journalCalls())).not.toContain(alice.access_token);
   });
 

@@ -56,7 +56,7 @@ describe('end to end through the SDK client', () => {
     }
     const calls = h.journal().filter((r) => r.type === 'call');
     const call = calls.find((c) => String(JSON.stringify(c.data)).includes('hello-over-http'));
-    expect(call?.data['principal']).toEqual({ subject: 'alice', groups: ['developers'], kind: 'oidc', issuer: h.idp.issuer });
+    expect(call?.data['principal']).toEqual({ subject: 'alice', groups: ['developers'], kind: 'oidc', principal: 'person', issuer: h.idp.issuer });
     expect(call?.data['client']).toEqual({ name: 'http-e2e', version: '1.2.3' });
     expect(call?.data['decision']).toMatchObject({ effect: 'allow' });
     const outcome = h.journal().find((r) => r.type === 'outcome' && r.callId === call?.callId);

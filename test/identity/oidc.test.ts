@@ -5,15 +5,14 @@
 // without refetching the key set on every request.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { DrawbridgeError } from '../../src/errors.js';
-import { createOidcVerifier, tokenIdentityProvider, type TokenVerifier } from '../../src/identity/oidc.js';
+import { createOidcVerifier, tokenIdentityProvider, type OidcVerifierSettings, type TokenVerifier } from '../../src/identity/oidc.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from '../support/oidc.js';
 
 const RESOURCE = 'http://127.0.0.1:7777/mcp';
 let idp: TestIdp;
 
-function settings(overrides: Partial<OidcIdentityDeclaration> = {}): OidcIdentityDeclaration {
+function settings(overrides: Partial<OidcVerifierSettings> = {}): OidcVerifierSettings {
   return {
     mode: 'oidc',
     issuer: idp.issuer,
@@ -63,6 +62,37 @@ describe('OIDC verifier against oidc-provider', () => {
     const token = await idp.clientCredentialsToken(TEST_CLIENTS.agent.clientId, TEST_CLIENTS.agent.clientSecret, RESOURCE, 'mcp');
     const verified = await createOidcVerifier(settings()).verify(token);
     expect(verified.identity).toMatchObject({ subject: 'agent-svc', groups: ['agents'] });
+  });
+
+  it('a client-credentials token is a service principal (RFC 9068: sub is the client); a device-flow token a person', async () => {
+    const verifier = createOidcVerifier(settings());
+    const service = await verifier.verify(await idp.clientCredentialsToken(TEST_CLIENTS.agent.clientId, TEST_CLIENTS.agent.clientSecret, RESOURCE, 'mcp'));
+    expect(service.identity).toMatchObject({ subject: 'agent-svc', principal: 'service', claims: { client_id: 'agent-svc' } });
+    const person = await verifier.verify((await idp.deviceLogin(RESOURCE, 'alice')).access_token);
+    expect(person.identity).toMatchObject({ subject: 'alice', principal: 'person', claims: { client_id: 'drawbridge-cli' } });
+    // azp instead of client_id (some providers): the same test.
+    const azp = await verifier.verify(await idp.mint({ sub: 'svc-7', client_id: undefined, azp: 'svc-7' }));
+    expect(azp.identity.principal).toBe('service');
+    // A subject that merely looks like a client id of another client is a person.
+    expect((await verifier.verify(await idp.mint({ sub: 'agent-svc', client_id: 'drawbridge-cli' }))).identity.principal).toBe('person');
+  });
+
+  it('service_principal by claim overrides RFC 9068 (e.g. Auth0 gty, Keycloak service-account-*)', async () => {
+    const byGty = createOidcVerifier(settings({ service_principal: { claim: 'gty', matches: ['client-credentials'] } }));
+    expect((await byGty.verify(await idp.mint({ sub: 'abc@clients', client_id: 'abc', gty: 'client-credentials' }))).identity.principal).toBe('service');
+    // With a claim configured, sub = client id alone no longer says service.
+    expect((await byGty.verify(await idp.mint({ sub: 'drawbridge-cli' }))).identity.principal).toBe('person');
+    const byName = createOidcVerifier(settings({ service_principal: { claim: 'preferred_username', matches: ['service-account-*'] } }));
+    expect((await byName.verify(await idp.mint({ sub: 'f1e2', preferred_username: 'service-account-ci' }))).identity.principal).toBe('service');
+    expect((await byName.verify(await idp.mint({ sub: 'f1e3', preferred_username: 'carol' }))).identity.principal).toBe('person');
+  });
+
+  it('grants per-operation scopes asked for by name (sql:write), and only those', async () => {
+    const verifier = createOidcVerifier(settings());
+    const { clientId, clientSecret } = TEST_CLIENTS.agent;
+    expect((await verifier.verify(await idp.clientCredentialsToken(clientId, clientSecret, RESOURCE, 'mcp sql:write'))).scopes).toEqual(['mcp', 'sql:write']);
+    expect((await verifier.verify(await idp.clientCredentialsToken(clientId, clientSecret, RESOURCE, 'mcp'))).scopes).toEqual(['mcp']);
+    expect((await verifier.verify((await idp.deviceLogin(RESOURCE, 'bob', 'mcp sql:write')).access_token)).scopes).toEqual(['mcp', 'sql:write']);
   });
 
   it.each([
@@ -197,7 +227,9 @@ describe('OIDC verifier against oidc-provider', () => {
     let clock = Date.now();
     const token = await idp.mint({ sub: 'dave', groups: 'sre', exp: now() + 60 });
     const { provider, verified } = await tokenIdentityProvider(createOidcVerifier(settings({ clock_tolerance: 0 })), token, () => clock);
-    expect(provider.identify({})).toMatchObject({ subject: 'dave', groups: ['sre'], kind: 'oidc' });
+    expect(provider.identify({})).toMatchObject({ subject: 'dave', groups: ['sre'], kind: 'oidc', principal: 'person' });
+    // stdio with OIDC: the token's scopes go with every call (scope-checked like HTTP).
+    expect(provider.scopes({})).toEqual(verified.scopes);
     clock = verified.expiresAt * 1000 + 1;
     expect(() => provider.identify({})).toThrow(/expired at/);
     try {

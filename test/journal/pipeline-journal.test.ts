@@ -74,7 +74,7 @@ describe('every call is journaled: call, then outcome', () => {
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     const { call, outcome } = journaled(r.callId);
-    expect(call.principal).toEqual({ subject: 'tester@example.com', groups: ['analysts'], kind: 'local', issuer: 'local' });
+    expect(call.principal).toEqual({ subject: 'tester@example.com', groups: ['analysts'], kind: 'local', principal: 'person', issuer: 'local' });
     expect(call.client).toEqual({ name: 'vitest' });
     expect(call.tool).toBe('run_sql');
     expect(call.connection).toBe('db');

@@ -29,6 +29,8 @@ export interface HttpHarnessOptions<A extends string> {
   readonly policy: string;
   /** YAML flow mapping for `approval:`. */
   readonly approval: string;
+  /** More keys of the OIDC identity's flow mapping, after `required_scopes: [mcp]` (e.g. `scopes: [...]`). */
+  readonly identity?: string;
   /** journal.readers (who may read the journal over the API and the console); none by default. */
   readonly journalReaders?: readonly string[];
   /** More environment for the config's ${VAR} references (DB_URL is set). */
@@ -89,6 +91,10 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
     const resource = `${origin}/mcp`;
     const dir = writeConfig({ policy: options.policy, oidc: { issuer: idp.issuer, audience: resource }, approval: options.approval });
     opened.push(() => rmSync(dir, { recursive: true, force: true }));
+    if (options.identity) {
+      const gatewayYaml = join(dir, 'policies', 'gateway.yaml');
+      writeFileSync(gatewayYaml, readFileSync(gatewayYaml, 'utf8').replace('required_scopes: [mcp]', `required_scopes: [mcp], ${options.identity}`));
+    }
     if (options.journalReaders) {
       const gatewayYaml = join(dir, 'policies', 'gateway.yaml');
       const readers = `readers: ${JSON.stringify(options.journalReaders)}`;
