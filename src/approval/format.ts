@@ -175,7 +175,8 @@ export function formatApproval(a: StoredApproval, now: Date): string {
     `Approval ${a.id}`,
     `  status      ${statusLine(a, now)}`,
     `  requested   ${a.createdAt} (${relative(a.createdAt, now)}) by ${safeLine(r.subject)} ` +
-      `[${r.kind}${r.principal === 'service' ? ', a service (no person)' : ''}, issuer ${safeLine(r.issuer)}] groups: ${safeLine(r.groups.join(', ') || '(none)')}`,
+      `[${r.kind}${r.principal === 'service' ? ', a service (no person)' : ''}, issuer ${safeLine(r.issuer)}] ` +
+      `groups: ${safeLine(r.groups.join(', ') || '(none)')}`,
     `  client      ${s.client ? safeLine(s.client) : '(unknown)'}`,
     `  call        ${safeLine(s.callId)}`,
     `  request     ${safeLine(s.tool)} on ${safeLine(s.connection)}`,

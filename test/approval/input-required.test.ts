@@ -341,7 +341,7 @@ describe('the requestState key: shared by replicas, or the configured one', () =
     expect(await db.query('SELECT id FROM audit_notes WHERE body = $1', ['replicas'])).toHaveLength(1);
   });
 
-  it('approval.request_state_key seals instead: another gateway with the same key opens it, one with the generated key does not; a short key stops the start', async () => {
+  it('request_state_key seals instead: a gateway with the same key opens it, one with a generated key does not; a short key stops the start', async () => {
     const db = await freshDatabase('input_required_key');
     cleanup.push(() => db.drop());
     const KEY = 'k'.repeat(48);

@@ -244,7 +244,7 @@ describe('approval on a 2026-07-28 request (no server→client request: never an
   });
 
   // With form elicitation declared, the same call is answered input_required (test/mcp-eras/approval.test.ts).
-  it('a rule only the requester approves, a client without form elicitation: the clear refusal of a client that cannot show the prompt, nothing run', async () => {
+  it('a rule only the requester approves, a client without form elicitation: the clear refusal (cannot show the prompt), nothing run', async () => {
     const sam = await h.token('sam');
     const r = await modern('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: WRITE } }, { capabilities: {}, token: sam });
     expect(r.status).toBe(200);

@@ -64,6 +64,8 @@ class RawStdio {
   private readonly waiting = new Map<number, (m: Message) => void>();
   private next = 0;
   stderr = '';
+  /** Every message the server wrote, answers and requests alike. */
+  readonly seen: Message[] = [];
 
   constructor(configDir = dir) {
     this.child = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', configDir], {
@@ -74,6 +76,7 @@ class RawStdio {
     this.child.stderr.on('data', (chunk: Buffer) => (this.stderr += chunk.toString('utf8')));
     createInterface({ input: this.child.stdout }).on('line', (line) => {
       const message = JSON.parse(line) as Message;
+      this.seen.push(message);
       if (typeof message.id === 'number') this.waiting.get(message.id)?.(message);
     });
   }
@@ -270,17 +273,22 @@ describe('in-client approval over stdio', () => {
     }
   });
 
-  it('2026-07-28 (form elicitation declared): no elicitation/create is pushed; until the input_required answer, the clear refusal', async () => {
+  it('2026-07-28: no elicitation/create is pushed — input_required with the form when declared, else the clear refusal', async () => {
     const raw = new RawStdio(selfDir);
     try {
-      const answer = await raw.request('tools/call', {
+      const held = await raw.request('tools/call', {
         name: 'run_sql',
         arguments: { connection: 'db', sql: WRITE },
         _meta: envelope(MODERN, { elicitation: { form: {} } }),
       });
-      expect(answer.result?.['resultType']).toBe('complete');
-      expect(textOf(answer.result)).toMatch(/^approval\.unavailable: Rule self-approved-writes needs your approval in the client/);
+      expect(held.result?.['resultType']).toBe('input_required');
+      expect(Object.keys((held.result?.['inputRequests'] ?? {}) as object)).toEqual(['approval']);
+      expect(typeof held.result?.['requestState']).toBe('string');
+      const refused = await raw.request('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: WRITE }, _meta: envelope(MODERN, {}) });
+      expect(refused.result?.['resultType']).toBe('complete');
+      expect(textOf(refused.result)).toMatch(/^approval\.unavailable: Rule self-approved-writes needs your approval in the client/);
       expect([...readCalls(join(selfDir, 'journal.db'))].at(-1)?.outcome).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });
+      expect(raw.seen.filter((m) => (m as { method?: unknown }).method === 'elicitation/create')).toEqual([]);
     } finally {
       await raw.close();
     }
