@@ -193,6 +193,14 @@ async function decide(site: ApiSite, req: IncomingMessage, res: ServerResponse, 
   // Someone who may not even see the request is told it does not exist, not why they may not vote.
   const before = await state.approvals.get(id, now);
   if (!before || !visible(before, who)) throw notFound(id);
+  // An approval is a person's decision: a service's own client-credentials token never votes, whatever its groups.
+  if (who.principal === 'service') {
+    throw new DrawbridgeError(
+      'approval.forbidden',
+      `${who.subject} is a service (a client_credentials token): approving or denying is for a person. Nothing was recorded.`,
+      { hint: 'Sign in as yourself: drawbridge token --gateway URL (the device flow), then vote with that token.' },
+    );
+  }
   const approver = approverOf(who);
   const result = await decideApproval(
     state,

@@ -41,6 +41,10 @@ rules:
     match: { tool: run_sql, groups: [agents], operation: delete, tables: [public.audit_notes] }
     effect: approve
     approvers: { requester: true, groups: [dba] }
+  - name: developers-delete-notes-ask-agents
+    match: { tool: run_sql, groups: [developers], operation: delete, tables: [public.audit_notes] }
+    effect: approve
+    approvers: { groups: [agents] }
 `;
 
 type Account = 'alice';
@@ -257,5 +261,25 @@ describe('a service principal on a 2025-11-25 session whose client can show a fo
     }
     const pending = await h.gateway.state.approvals.list(new Date(), { status: 'pending' });
     expect(pending.find((a) => a.subject.input['sql'] === sql)?.subject).toMatchObject({ allowRequester: false, requester: { principal: 'service' } });
+  });
+});
+
+describe('a service principal in an approver group', () => {
+  it("cannot vote over the approvals API: an approval is a person's decision", async () => {
+    const sql = 'DELETE FROM audit_notes WHERE id = -8';
+    const asked = await modernCall(await personToken('mcp sql:write'), sql);
+    expect(JSON.stringify(asked.body)).toMatch(/approval\.pending/);
+    const pending = (await h.gateway.state.approvals.list(new Date(), { status: 'pending' })).find((a) => a.subject.input['sql'] === sql);
+    expect(pending?.subject.approverGroups).toEqual(['agents']);
+    const vote = await fetch(new URL(`/api/v1/approvals/${pending!.id}/approve`, h.origin), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await serviceToken('mcp')}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(vote.status).toBe(403);
+    const body = (await vote.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('approval.forbidden');
+    expect(body.error.message).toMatch(/agent-svc is a service .*approving or denying is for a person/);
+    expect((await h.gateway.state.approvals.get(pending!.id, new Date()))?.votes).toEqual([]);
   });
 });
