@@ -161,7 +161,7 @@ async function startProxy(port: number, gatewayPort: number, token: string): Pro
   return server;
 }
 
-/** A tools/call of a suite tool without `sql` gets the tool's fixed statement; any other body is passed as sent. */
+/** A tools/call of a suite tool without `sql` gets the tool's fixed statement on connection db; any other body is passed as sent. */
 export function withFixedArguments(body: Buffer): Buffer {
   let message: unknown;
   try {
@@ -177,7 +177,7 @@ export function withFixedArguments(body: Buffer): Buffer {
   if (sql === undefined) return body;
   const given = typeof params.arguments === 'object' && params.arguments !== null ? (params.arguments as Record<string, unknown>) : {};
   if ('sql' in given) return body;
-  return Buffer.from(JSON.stringify({ ...m, params: { ...params, arguments: { ...given, sql } } }), 'utf8');
+  return Buffer.from(JSON.stringify({ ...m, params: { ...params, arguments: { connection: 'db', ...given, sql } } }), 'utf8');
 }
 
 function forward(req: IncomingMessage, res: ServerResponse, body: Buffer, gatewayPort: number, token: string): void {
