@@ -185,7 +185,13 @@ function forward(req: IncomingMessage, res: ServerResponse, body: Buffer, gatewa
   delete headers['content-length'];
   delete headers['transfer-encoding'];
   const upstream = request(
-    { host: '127.0.0.1', port: gatewayPort, method: req.method, path: req.url, headers: { ...headers, ...(body.length ? { 'content-length': body.length } : {}) } },
+    {
+      host: '127.0.0.1',
+      port: gatewayPort,
+      method: req.method,
+      path: req.url,
+      headers: { ...headers, ...(body.length ? { 'content-length': body.length } : {}) },
+    },
     (reply) => {
       res.writeHead(reply.statusCode ?? 502, reply.headers);
       reply.pipe(res);
