@@ -70,6 +70,8 @@ interface Outcome {
 interface Session {
   tools(): Promise<string[]>;
   call(sql: string): Promise<Outcome>;
+  /** A 2025-11-25 HTTP session's Mcp-Session-Id, where the client tells it. */
+  readonly sessionId?: () => string | undefined;
   close(): Promise<void>;
 }
 
@@ -107,11 +109,13 @@ function sdkSession(
   listTools: () => Promise<{ tools: Array<{ name: string }> }>,
   callTool: (sql: string) => Promise<unknown>,
   close: () => Promise<void>,
+  sessionId?: () => string | undefined,
 ): Session {
   return {
     tools: async () => (await listTools()).tools.map((t) => t.name),
     call: async (sql) => outcome((await callTool(sql)) as Record<string, unknown>),
     close,
+    ...(sessionId ? { sessionId } : {}),
   };
 }
 
@@ -127,21 +131,22 @@ const v1: ClientCase = {
       answers.shown.push(request.params.message);
       return FORM_ANSWER(answers);
     });
-    await client.connect(
-      endpoint.kind === 'stdio'
-        ? new V1StdioClientTransport({
-            command: process.execPath,
-            args: serveArgs(endpoint.dir),
-            env: childEnv(endpoint.dbUrl),
-            cwd: REPO_ROOT,
-            stderr: 'ignore',
-          })
-        : new V1HttpClientTransport(new URL(endpoint.url), bearer(endpoint.token)),
-    );
+    let sessionId: (() => string | undefined) | undefined;
+    if (endpoint.kind === 'stdio') {
+      const cmd = { command: process.execPath, args: serveArgs(endpoint.dir), env: childEnv(endpoint.dbUrl), cwd: REPO_ROOT, stderr: 'ignore' } as const;
+      await client.connect(new V1StdioClientTransport(cmd));
+    } else {
+      const http = new V1HttpClientTransport(new URL(endpoint.url), bearer(endpoint.token));
+      await client.connect(http);
+      expect(http.sessionId).toBeTruthy();
+      sessionId = () => http.sessionId;
+    }
+    expect(client.getServerVersion()?.name).toBe('drawbridge');
     return sdkSession(
       () => client.listTools(),
       (sql) => client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } }),
       () => client.close(),
+      sessionId,
     );
   },
 };
@@ -174,6 +179,7 @@ const v2: ClientCase = {
         : new V2HttpClientTransport(new URL(endpoint.url), bearer(endpoint.token)),
     );
     expect(client.getProtocolEra()).toBe('modern');
+    expect(client.getDiscoverResult()?.supportedVersions).toEqual(expect.arrayContaining([MODERN]));
     return sdkSession(
       () => client.listTools(),
       (sql) => client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } }),
@@ -243,6 +249,31 @@ function inspectorCase(era: 'legacy' | 'modern'): ClientCase {
     },
   };
 }
+
+/** The approval events an in-client answer journals, per way of asking (input_required also journals the single use). */
+const JOURNALED = {
+  elicitation: {
+    approve: [
+      ['requested', 'elicitation'],
+      ['approved', 'elicitation'],
+    ],
+    decline: [
+      ['requested', 'elicitation'],
+      ['declined', 'elicitation'],
+    ],
+  },
+  input_required: {
+    approve: [
+      ['requested', 'input_required'],
+      ['approved', 'input_required'],
+      ['consumed', 'input_required'],
+    ],
+    decline: [
+      ['requested', 'input_required'],
+      ['declined', 'input_required'],
+    ],
+  },
+} as const;
 
 const CLIENTS: readonly ClientCase[] = [v1, v2, inspectorCase('legacy'), inspectorCase('modern')];
 
@@ -375,6 +406,11 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
       const entry = entryOf(maskedRead(tag));
       expect(entry?.call['client']).toMatchObject({ name: client.journaledAs });
       expect(entry?.outcome).toMatchObject({ status: 'ok' });
+      // The session it is journaled under: per stdio connection; the Mcp-Session-Id of a 2025-11-25 HTTP session; none on 2026-07-28 HTTP.
+      const journaled = entry?.call['session'];
+      if (transport === 'stdio') expect(journaled).toMatch(/^stdio-[0-9a-f-]{36}$/);
+      else if (client.era === 'modern') expect(journaled).toBeUndefined();
+      else expect(journaled).toEqual(session.sessionId?.() ?? expect.stringMatching(/^[\w-]{16,}$/));
     });
 
     it('is refused a denied call with a coded answer, journaled as a refusal', async () => {
@@ -398,18 +434,20 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
         expect(answers.shown).toHaveLength(1);
         expect(answers.shown[0]).toContain('Approve this run_sql request on db?');
         expect(answers.shown[0]).toContain(note(body));
-        const events = approvalEvents(entryOf(note(body)));
-        expect(events.every((e) => e['via'] === via)).toBe(true);
+        const entries = gateway.journal().filter((e) => (e.call['input'] as { sql?: string } | null)?.sql === note(body));
+        expect(entries.at(-1)?.call['decision']).toMatchObject({ effect: 'approve', rule: 'self-approved-notes' });
+        const events = entries.flatMap((e) => approvalEvents(e).map((x) => [x['event'], x['via']]));
         if (decision === 'approve') {
           expect(result.isError, result.text).toBe(false);
           expect(await notes(body)).toBe(1);
-          expect(events.map((e) => e['event'])).toContain('approved');
+          expect(entries.at(-1)?.outcome).toMatchObject({ status: 'ok' });
         } else {
           expect(result.isError).toBe(true);
           expect(result.text).toMatch(new RegExp(`^approval\\.declined: The approval was declined in ${client.journaledAs}`));
           expect(await notes(body)).toBe(0);
-          expect(events.map((e) => e['event'])).toContain('declined');
+          expect(entries.at(-1)?.outcome).toMatchObject({ status: 'refused', errorCode: 'approval.declined' });
         }
+        expect(events).toEqual(JOURNALED[via][decision]);
       });
     } else {
       it('in-client approval: it cannot show a prompt, so the clear refusal (approval.unavailable), nothing run', async () => {
