@@ -383,6 +383,10 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
       await session?.close();
     });
 
+    // An SDK client keeps one connection (and one answer for its prompts), so its rows run in order; the
+    // Inspector CLI starts a process per operation, and its rows touch only their own SQL, so they run side by side.
+    const row = client.prompt === null ? it.concurrent : it;
+
     /** The journal entry of the last call whose SQL is `sql`. */
     const entryOf = (sql: string): CallEntry | undefined =>
       gateway
@@ -391,11 +395,11 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
         .at(-1);
     const approvalEvents = (entry: CallEntry | undefined) => (entry?.events ?? []).filter((e) => e.type === 'approval').map((e) => e.data);
 
-    it('lists the tools', async () => {
+    row('lists the tools', async () => {
       expect(await session.tools()).toEqual(['run_sql']);
     });
 
-    it('reads with the PII column masked, journaled under its client name', async () => {
+    row('reads with the PII column masked, journaled under its client name', async () => {
       const read = await session.call(maskedRead(tag));
       expect(read.isError, read.text).toBe(false);
       expect(read.text).toContain('[masked:customers.email]');
@@ -413,7 +417,7 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
       else expect(journaled).toEqual(session.sessionId?.() ?? expect.stringMatching(/^[\w-]{16,}$/));
     });
 
-    it('is refused a denied call with a coded answer, journaled as a refusal', async () => {
+    row('is refused a denied call with a coded answer, journaled as a refusal', async () => {
       const refused = await session.call(denied(tag));
       expect(refused.isError).toBe(true);
       expect(refused.text).toMatch(/^policy\.denied: Denied \(rule no-ddl\): Schema changes go through migrations\./);
@@ -450,7 +454,7 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
         expect(events).toEqual(JOURNALED[via][decision]);
       });
     } else {
-      it('in-client approval: it cannot show a prompt, so the clear refusal (approval.unavailable), nothing run', async () => {
+      row('in-client approval: it cannot show a prompt, so the clear refusal (approval.unavailable), nothing run', async () => {
         const body = `${tag}_prompt`;
         const result = await session.call(note(body));
         expect(result.isError).toBe(true);
@@ -462,7 +466,7 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
       });
     }
 
-    it(`out-of-band approval (${gateway.via}): pending, an approver votes, the same call re-issued runs once`, async () => {
+    row(`out-of-band approval (${gateway.via}): pending, an approver votes, the same call re-issued runs once`, async () => {
       const id = CLIENTS.indexOf(client) + 1;
       const sql = update(tag, id);
       const pending = await session.call(sql);
