@@ -275,6 +275,12 @@ const JOURNALED = {
   },
 } as const;
 
+/**
+ * A row's limit: an Inspector CLI row starts up to two CLI processes (and, over stdio, a `drawbridge serve` each),
+ * about 2 s each alone, several at once beside the rest of the suite on two cores (14 s seen for one row at load 8).
+ */
+const ROW_TIMEOUT_MS = 120_000;
+
 const CLIENTS: readonly ClientCase[] = [v1, v2, inspectorCase('legacy'), inspectorCase('modern')];
 
 /** One transport's gateway, shared by every client of the table. */
@@ -395,36 +401,48 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
         .at(-1);
     const approvalEvents = (entry: CallEntry | undefined) => (entry?.events ?? []).filter((e) => e.type === 'approval').map((e) => e.data);
 
-    row('lists the tools', async () => {
-      expect(await session.tools()).toEqual(['run_sql']);
-    });
+    row(
+      'lists the tools',
+      async () => {
+        expect(await session.tools()).toEqual(['run_sql']);
+      },
+      ROW_TIMEOUT_MS,
+    );
 
-    row('reads with the PII column masked, journaled under its client name', async () => {
-      const read = await session.call(maskedRead(tag));
-      expect(read.isError, read.text).toBe(false);
-      expect(read.text).toContain('[masked:customers.email]');
-      for (const email of DEMO_PII.emails) expect(JSON.stringify(read.result)).not.toContain(email);
-      // The era the client really spoke: a 2026-07-28 result names the server in _meta, a 2025-11-25 one does not.
-      const meta = read.result['_meta'] as Record<string, unknown> | undefined;
-      expect(meta?.['io.modelcontextprotocol/serverInfo'] !== undefined).toBe(client.era === 'modern');
-      const entry = entryOf(maskedRead(tag));
-      expect(entry?.call['client']).toMatchObject({ name: client.journaledAs });
-      expect(entry?.outcome).toMatchObject({ status: 'ok' });
-      // The session it is journaled under: per stdio connection; the Mcp-Session-Id of a 2025-11-25 HTTP session; none on 2026-07-28 HTTP.
-      const journaled = entry?.call['session'];
-      if (transport === 'stdio') expect(journaled).toMatch(/^stdio-[0-9a-f-]{36}$/);
-      else if (client.era === 'modern') expect(journaled).toBeUndefined();
-      else expect(journaled).toEqual(session.sessionId?.() ?? expect.stringMatching(/^[\w-]{16,}$/));
-    });
+    row(
+      'reads with the PII column masked, journaled under its client name',
+      async () => {
+        const read = await session.call(maskedRead(tag));
+        expect(read.isError, read.text).toBe(false);
+        expect(read.text).toContain('[masked:customers.email]');
+        for (const email of DEMO_PII.emails) expect(JSON.stringify(read.result)).not.toContain(email);
+        // The era the client really spoke: a 2026-07-28 result names the server in _meta, a 2025-11-25 one does not.
+        const meta = read.result['_meta'] as Record<string, unknown> | undefined;
+        expect(meta?.['io.modelcontextprotocol/serverInfo'] !== undefined).toBe(client.era === 'modern');
+        const entry = entryOf(maskedRead(tag));
+        expect(entry?.call['client']).toMatchObject({ name: client.journaledAs });
+        expect(entry?.outcome).toMatchObject({ status: 'ok' });
+        // The session it is journaled under: per stdio connection; the Mcp-Session-Id of a 2025-11-25 HTTP session; none on 2026-07-28 HTTP.
+        const journaled = entry?.call['session'];
+        if (transport === 'stdio') expect(journaled).toMatch(/^stdio-[0-9a-f-]{36}$/);
+        else if (client.era === 'modern') expect(journaled).toBeUndefined();
+        else expect(journaled).toEqual(session.sessionId?.() ?? expect.stringMatching(/^[\w-]{16,}$/));
+      },
+      ROW_TIMEOUT_MS,
+    );
 
-    row('is refused a denied call with a coded answer, journaled as a refusal', async () => {
-      const refused = await session.call(denied(tag));
-      expect(refused.isError).toBe(true);
-      expect(refused.text).toMatch(/^policy\.denied: Denied \(rule no-ddl\): Schema changes go through migrations\./);
-      const entry = entryOf(denied(tag));
-      expect(entry?.call['decision']).toMatchObject({ effect: 'deny', rule: 'no-ddl' });
-      expect(entry?.outcome).toMatchObject({ status: 'refused', errorCode: 'policy.denied' });
-    });
+    row(
+      'is refused a denied call with a coded answer, journaled as a refusal',
+      async () => {
+        const refused = await session.call(denied(tag));
+        expect(refused.isError).toBe(true);
+        expect(refused.text).toMatch(/^policy\.denied: Denied \(rule no-ddl\): Schema changes go through migrations\./);
+        const entry = entryOf(denied(tag));
+        expect(entry?.call['decision']).toMatchObject({ effect: 'deny', rule: 'no-ddl' });
+        expect(entry?.outcome).toMatchObject({ status: 'refused', errorCode: 'policy.denied' });
+      },
+      ROW_TIMEOUT_MS,
+    );
 
     const notes = async (body: string) => (await gateway.rows('SELECT id FROM audit_notes WHERE body = $1', [body])).length;
 
@@ -454,36 +472,44 @@ describe.each(TRANSPORTS)('over $transport', ({ transport, gateway }) => {
         expect(events).toEqual(JOURNALED[via][decision]);
       });
     } else {
-      row('in-client approval: it cannot show a prompt, so the clear refusal (approval.unavailable), nothing run', async () => {
-        const body = `${tag}_prompt`;
-        const result = await session.call(note(body));
-        expect(result.isError).toBe(true);
-        expect(result.text).toMatch(
-          /^approval\.unavailable: Rule self-approved-notes needs your approval in the client, but inspector-cli cannot show an approval prompt/,
-        );
-        expect(await notes(body)).toBe(0);
-        expect(entryOf(note(body))?.outcome).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });
-      });
+      row(
+        'in-client approval: it cannot show a prompt, so the clear refusal (approval.unavailable), nothing run',
+        async () => {
+          const body = `${tag}_prompt`;
+          const result = await session.call(note(body));
+          expect(result.isError).toBe(true);
+          expect(result.text).toMatch(
+            /^approval\.unavailable: Rule self-approved-notes needs your approval in the client, but inspector-cli cannot show an approval prompt/,
+          );
+          expect(await notes(body)).toBe(0);
+          expect(entryOf(note(body))?.outcome).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });
+        },
+        ROW_TIMEOUT_MS,
+      );
     }
 
-    row(`out-of-band approval (${gateway.via}): pending, an approver votes, the same call re-issued runs once`, async () => {
-      const id = CLIENTS.indexOf(client) + 1;
-      const sql = update(tag, id);
-      const pending = await session.call(sql);
-      expect(pending.isError).toBe(true);
-      expect(pending.text).toMatch(/^approval\.pending: /);
-      const approvalId = await gateway.approvePending(sql);
-      expect(pending.text).toContain(approvalId);
-      const ran = await session.call(sql);
-      expect(ran.isError, ran.text).toBe(false);
-      expect(await gateway.rows('SELECT city FROM customers WHERE id = $1', [id])).toEqual([{ city: tag }]);
-      const calls = gateway.journal().filter((e) => (e.call['input'] as { sql?: string } | null)?.sql === sql);
-      expect(calls.map((e) => e.outcome?.['status'])).toEqual(['refused', 'ok']);
-      expect(approvalEvents(calls[0]).map((e) => [e['event'], e['via']])).toEqual([
-        ['requested', 'cli'],
-        ['vote', gateway.via],
-      ]);
-      expect(approvalEvents(calls[1]).map((e) => [e['event'], e['approvalId']])).toEqual([['consumed', approvalId]]);
-    });
+    row(
+      `out-of-band approval (${gateway.via}): pending, an approver votes, the same call re-issued runs once`,
+      async () => {
+        const id = CLIENTS.indexOf(client) + 1;
+        const sql = update(tag, id);
+        const pending = await session.call(sql);
+        expect(pending.isError).toBe(true);
+        expect(pending.text).toMatch(/^approval\.pending: /);
+        const approvalId = await gateway.approvePending(sql);
+        expect(pending.text).toContain(approvalId);
+        const ran = await session.call(sql);
+        expect(ran.isError, ran.text).toBe(false);
+        expect(await gateway.rows('SELECT city FROM customers WHERE id = $1', [id])).toEqual([{ city: tag }]);
+        const calls = gateway.journal().filter((e) => (e.call['input'] as { sql?: string } | null)?.sql === sql);
+        expect(calls.map((e) => e.outcome?.['status'])).toEqual(['refused', 'ok']);
+        expect(approvalEvents(calls[0]).map((e) => [e['event'], e['via']])).toEqual([
+          ['requested', 'cli'],
+          ['vote', gateway.via],
+        ]);
+        expect(approvalEvents(calls[1]).map((e) => [e['event'], e['approvalId']])).toEqual([['consumed', approvalId]]);
+      },
+      ROW_TIMEOUT_MS,
+    );
   });
 });
