@@ -1,23 +1,16 @@
-// In-client approval on both MCP eras (issue 14, item 2), end to end. A rule only the requester
-// approves, in the client:
-//   - the SDK v2 Client pinned to 2026-07-28, over HTTP (serveHttp, bearer tokens) and over stdio
-//     (`drawbridge serve`, the built CLI): the call is answered InputRequiredResult, the client's
-//     driver shows the form to its elicitation handler and re-issues the call with the answer —
-//     accepted, the write runs once; declined, nothing runs;
-//   - a raw JSON-RPC client on 2026-07-28 (HTTP and stdio) re-issuing with a tampered state, a
-//     state that is not a string and a replayed state: refused with a JSON-RPC error (-32602 with
-//     approval.state_invalid and the reason in its data), journaled with the reason;
-//   - the SDK v1 Client (2025-11-25) over HTTP: elicitation/create as before, the same form.
+// In-client approval on 2026-07-28 (issue 14, item 2), end to end, against its attacks. A rule only
+// the requester approves, in the client: a raw JSON-RPC client on 2026-07-28, over HTTP (serveHttp,
+// bearer tokens) and over stdio (`drawbridge serve`, the built CLI), gets InputRequiredResult with
+// the form, then re-issues with a tampered state, a state that is not a string and a replayed state:
+// refused with a JSON-RPC error (-32602 with approval.state_invalid and the reason in its data),
+// journaled with the reason; the genuine state runs the write once.
+// The SDK v2 Client (input_required answered by its driver) and the SDK v1 Client (elicitation/create),
+// accepted and declined, over both transports: clients.test.ts.
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Client as V2Client, StreamableHTTPClientTransport as V2HttpClientTransport } from '@modelcontextprotocol/client';
-import { StdioClientTransport as V2StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport as V1HttpClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
@@ -44,9 +37,6 @@ type Message = {
   readonly result?: Record<string, unknown>;
   readonly error?: { code: number; message: string; data?: Record<string, unknown> };
 };
-
-const textOf = (result: Record<string, unknown> | undefined): string =>
-  ((result?.['content'] ?? []) as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
 
 function envelope(client: string): Record<string, unknown> {
   return {
@@ -136,16 +126,6 @@ async function rawRounds(
   ]);
 }
 
-/** A v2 client pinned to 2026-07-28 that declares form elicitation and answers every form with `decision`. */
-function v2Client(name: string, decision: 'approve' | 'decline', shown: string[]): V2Client {
-  const client = new V2Client({ name, version: '2.4.0' }, { capabilities: FORM, versionNegotiation: { mode: { pin: MODERN } } });
-  client.setRequestHandler('elicitation/create', async (request) => {
-    shown.push(request.params.message);
-    return { action: 'accept', content: { decision } };
-  });
-  return client;
-}
-
 describe('over HTTP', () => {
   type Account = 'sam';
   let h: HttpHarness<Account>;
@@ -168,34 +148,6 @@ describe('over HTTP', () => {
   const rows = (body: string) => async () => (await h.db.query('SELECT id FROM audit_notes WHERE body = $1', [body])).length;
   const journal = async () => [...readCalls(join(h.dir, 'journal.db'))];
 
-  it('the SDK v2 Client pinned to 2026-07-28: approved in its form, the write runs once; declined, nothing runs', async () => {
-    for (const [decision, body] of [
-      ['approve', 'v2-http-yes'],
-      ['decline', 'v2-http-no'],
-    ] as const) {
-      const shown: string[] = [];
-      const client = v2Client(`sdk-v2-${decision}`, decision, shown);
-      await client.connect(new V2HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${sam}` } } }));
-      try {
-        expect(client.getProtocolEra()).toBe('modern');
-        const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: insert(body) } });
-        expect(shown).toHaveLength(1);
-        expect(shown[0]).toContain(`Approve this run_sql request on db?`);
-        expect(shown[0]).toContain(insert(body));
-        if (decision === 'approve') {
-          expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
-          expect(await rows(body)()).toBe(1);
-        } else {
-          expect(result.isError).toBe(true);
-          expect(textOf(result as Record<string, unknown>)).toMatch(/^approval\.declined: The approval was declined in sdk-v2-decline/);
-          expect(await rows(body)()).toBe(0);
-        }
-      } finally {
-        await client.close();
-      }
-    }
-  });
-
   it('a raw client: input_required with the form, a tampered state refused, the genuine one runs once, a replay refused; all journaled', async () => {
     const tools = async (params: Record<string, unknown>): Promise<Message> => {
       const response = await fetch(h.resource, {
@@ -214,30 +166,6 @@ describe('over HTTP', () => {
       return JSON.parse(/^data: (.*)$/m.exec(text)?.[1] ?? text) as Message;
     };
     await rawRounds(tools, 'raw-http', rows('raw-http'), journal);
-  });
-
-  it('the SDK v1 Client (2025-11-25): the same form as elicitation/create, and the write runs once', async () => {
-    const shown: string[] = [];
-    const client = new V1Client({ name: 'sdk-v1', version: '1.32.2' }, { capabilities: { elicitation: { form: {} } } });
-    client.setRequestHandler(ElicitRequestSchema, async (request) => {
-      shown.push(request.params.message);
-      return { action: 'accept', content: { decision: 'approve' } };
-    });
-    await client.connect(new V1HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${sam}` } } }));
-    try {
-      const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: insert('v1-http') } });
-      expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
-      expect(shown).toHaveLength(1);
-      expect(shown[0]).toContain(insert('v1-http'));
-      expect(await rows('v1-http')()).toBe(1);
-      const entry = (await journal()).find((e) => (e.call['input'] as { sql?: string } | null)?.sql === insert('v1-http'));
-      expect(entry?.events.filter((e) => e.type === 'approval').map((e) => [e.data['event'], e.data['via']])).toEqual([
-        ['requested', 'elicitation'],
-        ['approved', 'elicitation'],
-      ]);
-    } finally {
-      await client.close();
-    }
   });
 });
 
@@ -262,40 +190,6 @@ describe('over stdio (drawbridge serve)', () => {
 
   const rows = (body: string) => async () => (await db.query('SELECT id FROM audit_notes WHERE body = $1', [body])).length;
   const journal = async () => [...readCalls(join(dir, 'journal.db'))];
-
-  it('the SDK v2 Client pinned to 2026-07-28: approved in its form, the write runs once; declined, nothing runs', async () => {
-    for (const [decision, body] of [
-      ['approve', 'v2-stdio-yes'],
-      ['decline', 'v2-stdio-no'],
-    ] as const) {
-      const shown: string[] = [];
-      const client = v2Client(`sdk-v2-stdio-${decision}`, decision, shown);
-      await client.connect(
-        new V2StdioClientTransport({
-          command: process.execPath,
-          args: [requireBuiltCli(), 'serve', '--config', dir],
-          env: { ...(process.env as Record<string, string>), DB_URL: db.gatewayUrl },
-          cwd: REPO_ROOT,
-        }),
-      );
-      try {
-        expect(client.getProtocolEra()).toBe('modern');
-        const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: insert(body) } });
-        expect(shown).toHaveLength(1);
-        expect(shown[0]).toContain(insert(body));
-        if (decision === 'approve') {
-          expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
-          expect(await rows(body)()).toBe(1);
-        } else {
-          expect(result.isError).toBe(true);
-          expect(textOf(result as Record<string, unknown>)).toMatch(/^approval\.declined: /);
-          expect(await rows(body)()).toBe(0);
-        }
-      } finally {
-        await client.close();
-      }
-    }
-  });
 
   it('a raw client: input_required with the form, a tampered state refused, the genuine one runs once, a replay refused; all journaled', async () => {
     const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [requireBuiltCli(), 'serve', '--config', dir], {

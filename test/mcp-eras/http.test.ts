@@ -5,15 +5,12 @@
 //     MCP-Protocol-Version / Mcp-Method / Mcp-Name header, tools/list and tools/call
 //     with resultType and cache hints; the bearer check and the Host check run before
 //     the request is routed to either era (401 with the challenge, 403);
-//   - the SDK v2 Client pinned to 2026-07-28 and the SDK v1 Client (2025-11-25
-//     session): tools, a masked read, a denied call journaled as a refusal.
+//   - approval on a 2026-07-28 request (out of band, or the clear refusal without form
+//     elicitation) and a raw 2025-11-25 elicitation/create on the call's own stream.
+// The SDK v1/v2 Clients and the Inspector CLI over HTTP are in clients.test.ts.
 
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { Client as V2Client, StreamableHTTPClientTransport as V2HttpClientTransport } from '@modelcontextprotocol/client';
-import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport as V1HttpClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
@@ -23,7 +20,6 @@ import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
 
 const MODERN = '2026-07-28';
 const MASKED_READ = 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2';
-const DENIED = 'DROP TABLE customers';
 
 const WRITE = "UPDATE customers SET city = 'Ghent' WHERE id = 1";
 /** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
@@ -254,69 +250,7 @@ describe('approval on a 2026-07-28 request (no server→client request: never an
   });
 });
 
-describe('SDK clients over HTTP', () => {
-  it('the SDK v2 Client pinned to 2026-07-28: tools, a masked read, a denied call journaled as a refusal', async () => {
-    const transport = new V2HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${ann}` } } });
-    const client = new V2Client({ name: 'sdk-v2-http', version: '2.4.0' }, { versionNegotiation: { mode: { pin: MODERN } } });
-    await client.connect(transport);
-    try {
-      expect(client.getProtocolEra()).toBe('modern');
-      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
-      const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ } });
-      expect(textOf(read as Record<string, unknown>)).toContain('[masked:customers.email]');
-      const denied = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: DENIED } });
-      expect(denied.isError).toBe(true);
-      expect(textOf(denied as Record<string, unknown>)).toMatch(/^policy\.denied: /);
-      const entry = journal()
-        .filter((e) => (e.call['client'] as { name?: string } | null)?.name === 'sdk-v2-http')
-        .at(-1);
-      expect(entry?.call['decision']).toMatchObject({ effect: 'deny', rule: 'no-ddl' });
-      expect(entry?.outcome).toMatchObject({ status: 'refused' });
-    } finally {
-      await client.close();
-    }
-  });
-
-  it('the SDK v1 Client (2025-11-25 session): tools, a masked read, a denied call, journaled under its Mcp-Session-Id', async () => {
-    const { client, transport } = await h.mcpSession('ann', 'sdk-v1-http');
-    try {
-      expect(transport.sessionId).toBeTruthy();
-      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
-      const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ } });
-      expect(textOf(read as Record<string, unknown>)).toContain('[masked:customers.email]');
-      const denied = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: DENIED } });
-      expect(denied.isError).toBe(true);
-      const entry = journal().at(-1);
-      expect(entry?.call['decision']).toMatchObject({ effect: 'deny', rule: 'no-ddl' });
-      expect(entry?.call['session']).toBe(transport.sessionId);
-    } finally {
-      await client.close();
-    }
-  });
-
-  it('the SDK v1 Client with form elicitation (2025-11-25): a requester-only approval is asked in the client; approved, it runs', async () => {
-    const sam = await h.token('sam');
-    const transport = new V1HttpClientTransport(new URL(h.resource), { requestInit: { headers: { authorization: `Bearer ${sam}` } } });
-    const client = new V1Client({ name: 'sdk-v1-elicit', version: '1.32.2' }, { capabilities: { elicitation: { form: {} } } });
-    const prompts: string[] = [];
-    client.setRequestHandler(ElicitRequestSchema, async (request) => {
-      prompts.push(request.params.message);
-      return { action: 'accept', content: { decision: 'approve' } };
-    });
-    await client.connect(transport);
-    try {
-      const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: WRITE } });
-      expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
-      expect(prompts).toHaveLength(1);
-      expect(prompts[0]).toContain(WRITE);
-      const entry = journal().at(-1);
-      expect(entry?.call['decision']).toMatchObject({ effect: 'approve', rule: 'self-approved-writes' });
-      expect(entry?.outcome).toMatchObject({ status: 'ok' });
-    } finally {
-      await client.close();
-    }
-  });
-
+describe('2025-11-25 in-client approval, raw (the SDK clients and the Inspector CLI over HTTP: clients.test.ts)', () => {
   it('raw 2025-11-25: the elicitation/create travels on the tools/call’s own response stream (no GET stream open)', async () => {
     const sam = await h.token('sam');
     const headers = { authorization: `Bearer ${sam}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json' };

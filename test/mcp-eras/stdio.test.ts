@@ -3,19 +3,14 @@
 //   - a raw JSON-RPC client speaking 2026-07-28 (server/discover, -32022 for an
 //     unknown revision, resultType and ttlMs/cacheScope on tools/list, resultType on
 //     tools/call) and, in another process, 2025-11-25 (initialize still works);
-//   - the SDK v2 Client pinned to 2026-07-28 and the SDK v1 Client (2025-11-25):
-//     tools, a masked read, a denied call journaled as a refusal, per connection a
-//     stdio session id in the journal.
+//   - in-client approval on 2026-07-28: input_required when the envelope declares
+//     form elicitation, the clear refusal without, never an elicitation/create.
+// The SDK v1/v2 Clients and the Inspector CLI over stdio are in clients.test.ts.
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Client as V2Client } from '@modelcontextprotocol/client';
-import { StdioClientTransport as V2StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport as V1StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
 import { readCalls } from '../../src/journal/export.js';
@@ -26,7 +21,6 @@ import { DEFAULT_POLICY, freshDatabase, writeConfig, type FreshDatabase } from '
 const MODERN = '2026-07-28';
 const LEGACY = '2025-11-25';
 const MASKED_READ = 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2';
-const DENIED = 'DROP TABLE customers';
 const WRITE = "UPDATE customers SET city = 'Ghent' WHERE id = 1";
 /** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
 const SELF_APPROVED = DEFAULT_POLICY.replace(
@@ -195,84 +189,7 @@ describe('a raw JSON-RPC client on 2025-11-25, another process of the same serve
   });
 });
 
-describe('SDK clients over stdio', () => {
-  it('the SDK v2 Client pinned to 2026-07-28: tools, a masked read, a denied call journaled as a refusal', async () => {
-    const client = new V2Client({ name: 'sdk-v2', version: '2.4.0' }, { versionNegotiation: { mode: { pin: MODERN } } });
-    const transport = new V2StdioClientTransport({
-      command: process.execPath,
-      args: [requireBuiltCli(), 'serve', '--config', dir],
-      env: { ...(process.env as Record<string, string>), DB_URL: db.gatewayUrl },
-      cwd: REPO_ROOT,
-    });
-    await client.connect(transport);
-    try {
-      expect(client.getProtocolEra()).toBe('modern');
-      expect(client.getDiscoverResult()?.supportedVersions).toEqual(expect.arrayContaining([MODERN]));
-      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
-      const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ } });
-      expect(textOf(read as Record<string, unknown>)).toContain('[masked:customers.email]');
-      const denied = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: DENIED } });
-      expect(denied.isError).toBe(true);
-      expect(textOf(denied as Record<string, unknown>)).toMatch(/^policy\.denied: .*Schema changes go through migrations/s);
-      const entry = [...readCalls(join(dir, 'journal.db'))].filter((e) => (e.call['client'] as { name?: string } | null)?.name === 'sdk-v2').at(-1);
-      expect(entry?.call['decision']).toMatchObject({ effect: 'deny', rule: 'no-ddl' });
-      expect(entry?.outcome).toMatchObject({ status: 'refused' });
-    } finally {
-      await client.close();
-    }
-  });
-
-  it('the SDK v1 Client (2025-11-25): tools, a masked read, a denied call', async () => {
-    const client = new V1Client({ name: 'sdk-v1', version: '1.32.2' });
-    const transport = new V1StdioClientTransport({
-      command: process.execPath,
-      args: [requireBuiltCli(), 'serve', '--config', dir],
-      env: { ...(process.env as Record<string, string>), DB_URL: db.gatewayUrl },
-      cwd: REPO_ROOT,
-    });
-    await client.connect(transport);
-    try {
-      expect(client.getServerVersion()?.name).toBe('drawbridge');
-      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
-      const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ } });
-      expect(textOf(read as Record<string, unknown>)).toContain('[masked:customers.email]');
-      const denied = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: DENIED } });
-      expect(denied.isError).toBe(true);
-      const entry = [...readCalls(join(dir, 'journal.db'))].filter((e) => (e.call['client'] as { name?: string } | null)?.name === 'sdk-v1').at(-1);
-      expect(entry?.call['decision']).toMatchObject({ effect: 'deny', rule: 'no-ddl' });
-      expect(entry?.call['session']).toMatch(/^stdio-/);
-    } finally {
-      await client.close();
-    }
-  });
-});
-
-describe('in-client approval over stdio', () => {
-  it('2025-11-25 (SDK v1 Client with form elicitation): the prompt is an elicitation/create; approved, the write runs', async () => {
-    const client = new V1Client({ name: 'sdk-v1-elicit', version: '1.32.2' }, { capabilities: { elicitation: { form: {} } } });
-    const prompts: string[] = [];
-    client.setRequestHandler(ElicitRequestSchema, async (request) => {
-      prompts.push(request.params.message);
-      return { action: 'accept', content: { decision: 'approve' } };
-    });
-    const transport = new V1StdioClientTransport({
-      command: process.execPath,
-      args: [requireBuiltCli(), 'serve', '--config', selfDir],
-      env: { ...(process.env as Record<string, string>), DB_URL: db.gatewayUrl },
-      cwd: REPO_ROOT,
-    });
-    await client.connect(transport);
-    try {
-      const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: WRITE } });
-      expect(result.isError, textOf(result as Record<string, unknown>)).toBeFalsy();
-      expect(prompts).toHaveLength(1);
-      expect(prompts[0]).toContain(WRITE);
-      expect([...readCalls(join(selfDir, 'journal.db'))].at(-1)?.call['decision']).toMatchObject({ effect: 'approve', rule: 'self-approved-writes' });
-    } finally {
-      await client.close();
-    }
-  });
-
+describe('in-client approval over stdio, raw 2026-07-28 (the SDK clients: clients.test.ts)', () => {
   it('2026-07-28: no elicitation/create is pushed — input_required with the form when declared, else the clear refusal', async () => {
     const raw = new RawStdio(selfDir);
     try {
