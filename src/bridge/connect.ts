@@ -17,29 +17,54 @@
 // With a token at hand at start, the client's initialize is forwarded. A token
 // lost later (the refresh fails) gets the same treatment per request.
 //
+// Both protocol eras pass through. A 2025-11-25 client opens with `initialize`
+// and gets the gateway's session (Mcp-Session-Id), as above. A 2026-07-28 client
+// sends every request with its own `_meta` envelope (protocol version, client
+// capabilities and info) and no handshake: each goes to the gateway as its own
+// POST, body untouched, with the headers that revision requires derived from that
+// body by the SDK v2 client transport (MCP-Protocol-Version from the envelope,
+// Mcp-Method, Mcp-Name from the tool name): the bridge never writes values of its
+// own there, so a request the gateway refuses for its headers is the client's own
+// doing (-32020/-32022 reach the client as the gateway sent them). Results, among
+// them `input_required` with its requestState, travel back untouched, and so do
+// the re-issued calls. While nobody is signed in, the bridge answers a modern
+// client's `server/discover` itself (2026-07-28, tools that will change, ttlMs 0
+// so nothing is cached) and its tools/list with no tools, as it answers a legacy
+// initialize; a gateway that cannot be reached is a coded error in both eras.
+//
+// A 403 `insufficient_scope` (either era) names the scopes the operation needs:
+// when a token with them can be had without a person (a service agent's client
+// credentials), the request is sent once more with it; else the client gets
+// identity.insufficient_scope naming the scopes and how to sign in with them.
+//
 // The bridge reads the messages only for its own bookkeeping: which client
 // requests still wait for an answer (so that when the gateway cannot be
 // reached, or signing in fails, the agent gets a JSON-RPC error instead of
-// waiting forever), and the negotiated protocol version (the HTTP transport
-// must send it as a header).
+// waiting forever), the client's era, and the negotiated protocol version of a
+// legacy session (the HTTP transport must send it as a header).
 
 import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
-import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import {
+  extractWWWAuthenticateParams,
+  InsufficientScopeError,
   isJSONRPCErrorResponse,
   isJSONRPCNotification,
   isJSONRPCRequest,
   isJSONRPCResultResponse,
   LATEST_PROTOCOL_VERSION,
+  PROTOCOL_VERSION_META_KEY,
+  SdkHttpError,
+  SERVER_INFO_META_KEY,
+  StreamableHTTPClientTransport,
   SUPPORTED_PROTOCOL_VERSIONS,
   type InitializeResult,
   type JSONRPCMessage,
   type JSONRPCRequest,
   type RequestId,
   type Result,
-} from '@modelcontextprotocol/sdk/types.js';
+} from '@modelcontextprotocol/client';
+import { StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { DrawbridgeError, errorText, type ErrorCode } from '../errors.js';
 import { SERVER_VERSION } from '../server.js';
 import { describeError, gatewayEndpoint, openTokenSource, printable, type BridgeOptions, type SignInPrompt, type TokenSource } from './tokens.js';
@@ -57,6 +82,9 @@ const BRIDGE_ERROR_CODE = -32000;
 
 /** The serverInfo name of the bridge's own initialize answer (before the gateway session exists). */
 export const BRIDGE_NAME = 'drawbridge-connect';
+
+/** The 2026-07-28 revisions the bridge answers `server/discover` with while nobody is signed in. */
+export const BRIDGE_MODERN_VERSIONS: readonly string[] = ['2026-07-28'];
 
 /** After a response stream ends, how long the SDK may take to hand over what it carried before a request counts as unanswered. */
 const STREAM_GRACE_MS = 250;
@@ -85,6 +113,17 @@ interface Pending {
  * forwarding: everything goes to the gateway and back.
  */
 type Phase = 'starting' | 'signed-out' | 'connecting' | 'forwarding';
+
+/** The client's protocol era, from its first request: `initialize` (legacy) or an enveloped request (modern). */
+type Era = 'unknown' | 'legacy' | 'modern';
+
+/** The protocol version a 2026-07-28 request names in its `_meta` envelope (undefined: not a modern request). */
+function envelopeVersion(message: JSONRPCMessage): string | undefined {
+  if (!isJSONRPCRequest(message)) return undefined;
+  const meta = message.params?.['_meta'];
+  const version = meta !== null && typeof meta === 'object' ? (meta as Record<string, unknown>)[PROTOCOL_VERSION_META_KEY] : undefined;
+  return typeof version === 'string' ? version : undefined;
+}
 
 /** The JSON-RPC request ids in a POST body the SDK transport built (one message, or a batch). */
 function requestIds(body: unknown): RequestId[] {
@@ -117,19 +156,31 @@ function explain(error: unknown, origin: string): Reason {
     const data = error.details['signIn'];
     return { code: error.code, message: error.message, hint: error.hint, ...(isStringRecord(data) ? { data } : {}) };
   }
-  if (error instanceof StreamableHTTPError) {
-    const detail = printable(error.message.replace(/^Streamable HTTP error: /, ''), 500);
-    if (error.code === 401) {
+  if (error instanceof InsufficientScopeError) {
+    const scopes = printable(error.requiredScope ?? '', 500);
+    return {
+      code: 'identity.insufficient_scope',
+      message: `The gateway needs a token with the scopes ${scopes || '(not named)'} for this request${
+        error.errorDescription ? ` (${printable(error.errorDescription, 300)})` : ''
+      }.`,
+      hint: `Sign in with those scopes: restart drawbridge connect with --scope "${scopes}" (your provider must grant them to this client).`,
+      data: { scope: scopes },
+    };
+  }
+  if (error instanceof SdkHttpError) {
+    const detail = printable(error.message.replace(/^Error POSTing to endpoint: /, ''), 500);
+    const status = error.status;
+    if (status === 401) {
       return {
         code: 'identity.invalid_token',
         message: `The gateway refused the access token even after it was renewed: ${detail}`,
         hint: 'Check that the gateway trusts this provider and client, then restart drawbridge connect to sign in again.',
       };
     }
-    if (error.code === 403) return { code: 'identity.insufficient_scope', message: `The gateway refused the request: ${detail}` };
-    if (error.code !== undefined && error.code >= 500)
-      return { code: 'backend.unavailable', message: `The gateway failed (HTTP ${error.code}): ${detail}`, hint: 'Retry later, or tell the gateway operator.' };
-    return { code: 'backend.error', message: `The gateway refused the request (HTTP ${error.code ?? '?'}): ${detail}` };
+    if (status === 403) return { code: 'identity.insufficient_scope', message: `The gateway refused the request: ${detail}` };
+    if (status >= 500)
+      return { code: 'backend.unavailable', message: `The gateway failed (HTTP ${status}): ${detail}`, hint: 'Retry later, or tell the gateway operator.' };
+    return { code: 'backend.error', message: `The gateway refused the request (HTTP ${status}): ${detail}` };
   }
   return {
     code: 'backend.unavailable',
@@ -153,6 +204,18 @@ function signInRequired(prompt: SignInPrompt): DrawbridgeError {
       },
     },
   });
+}
+
+/** The bridge's own answer to a 2026-07-28 `server/discover` while nobody is signed in: tools that will change, nothing cached. */
+function discoverResult(): Result {
+  return {
+    resultType: 'complete',
+    supportedVersions: [...BRIDGE_MODERN_VERSIONS],
+    capabilities: { tools: { listChanged: true } },
+    ttlMs: 0,
+    cacheScope: 'private',
+    _meta: { [SERVER_INFO_META_KEY]: { name: BRIDGE_NAME, title: 'Drawbridge (drawbridge connect)', version: SERVER_VERSION } },
+  };
 }
 
 /** The bridge's own answer to the client's initialize: the version it asked for when this SDK speaks it, and tools that will change. */
@@ -202,6 +265,8 @@ class Bridge {
   private readonly pending = new Map<RequestId, Pending>();
   private readonly answeredByBridge = new Set<RequestId>();
   private initializeId: RequestId | undefined;
+  /** The client's era, from its first request (a legacy session or per-request 2026-07-28 messages). */
+  private era: Era = 'unknown';
   /** The client's initialize params: the gateway session opened after a sign-in uses them. */
   private clientInitialize: JSONRPCRequest['params'] | undefined;
   /** Client messages held while the bridge is starting or connecting, in order. */
@@ -440,7 +505,33 @@ class Bridge {
       response = await send(await this.bearer(token));
       if (response.status === 401) this.log(`The gateway refused the new access token too (${challengeOf(response)}).`);
     }
+    if (response.status === 403 && !this.closing) response = await this.stepUp(response, send);
     return this.watch(response, init);
+  }
+
+  /**
+   * A 403 insufficient_scope names the scopes the request needs: with a token for them that needs
+   * nobody (tokens.widen), the request goes once more; else the refusal stays, and the SDK transport
+   * turns it into an InsufficientScopeError that explain() words for the client.
+   */
+  private async stepUp(response: Response, send: (token: string) => Promise<Response>): Promise<Response> {
+    const challenge = extractWWWAuthenticateParams(response);
+    if (challenge.error !== 'insufficient_scope' || !challenge.scope || !this.source) return response;
+    const scopes = challenge.scope.split(' ').filter((s) => s !== '');
+    let wider: string | null;
+    try {
+      wider = await this.source.widen(scopes);
+    } catch (error) {
+      this.log(`Could not get a token with the scopes ${printable(challenge.scope)}: ${describeError(error)}`);
+      return response;
+    }
+    if (wider === null) {
+      this.log(`The gateway needs the scopes ${printable(challenge.scope)}; a token with them needs a new sign-in.`);
+      return response;
+    }
+    this.log(`The gateway needs the scopes ${printable(challenge.scope)}; got a token with them, sending the request again.`);
+    await response.body?.cancel().catch(() => undefined);
+    return send(wider);
   }
 
   private sessionEnded(detail: string): void {
@@ -459,7 +550,7 @@ class Bridge {
   private gatewayError(error: Error): void {
     setTimeout(() => {
       if (this.closing || this.handled.has(error)) return;
-      if (error instanceof StreamableHTTPError && error.code === 404 && this.remote.sessionId !== undefined)
+      if (error instanceof SdkHttpError && error.status === 404 && this.remote.sessionId !== undefined)
         return this.sessionEnded('HTTP 404 on its event stream');
       if (error.name === 'AbortError') return;
       this.log(`Gateway event stream: ${describeError(error)}`);
@@ -501,7 +592,7 @@ class Bridge {
     this.remote.send(message).catch((error: unknown) => {
       if (error !== null && typeof error === 'object') this.handled.add(error);
       if (this.closing) return;
-      if (error instanceof StreamableHTTPError && error.code === 404 && this.remote.sessionId !== undefined) {
+      if (error instanceof SdkHttpError && error.status === 404 && this.remote.sessionId !== undefined) {
         // Answered (with the rest) by the shutdown.
         return this.sessionEnded('HTTP 404: the session is unknown to it');
       }
@@ -545,8 +636,12 @@ class Bridge {
       this.clientInitialize = message.params;
       return this.reply(id, initializeResult(message.params));
     }
-    if (method === 'ping') return this.reply(id, {});
-    if (method === 'tools/list') return this.reply(id, { tools: [] });
+    const modern = envelopeVersion(message) !== undefined;
+    // A 2026-07-28 result says it is complete and must not be cached: the tools arrive with the sign-in.
+    const complete = modern ? { resultType: 'complete', ttlMs: 0, cacheScope: 'private' } : {};
+    if (method === 'server/discover' && modern) return this.reply(id, discoverResult());
+    if (method === 'ping') return this.reply(id, modern ? { resultType: 'complete' } : {});
+    if (method === 'tools/list') return this.reply(id, { tools: [], ...complete });
     this.answeredByBridge.delete(id);
     this.pending.set(id, { method, resuming: false });
     // Signed in meanwhile (or the last attempt to open the session failed): try the session now; the request waits for it.
@@ -561,6 +656,13 @@ class Bridge {
   /** Signed in after the client was answered by the bridge: the gateway session, with the client's own initialize. */
   private async openSession(): Promise<void> {
     if (this.phase !== 'signed-out' || this.closing) return;
+    if (this.era === 'modern') {
+      // No session to open: every 2026-07-28 request carries its own envelope (its next tools/list is not cached: ttlMs 0).
+      this.phase = 'forwarding';
+      this.log(`Connected to ${this.endpoint.href}.`);
+      for (const message of this.held.splice(0)) this.forward(message);
+      return;
+    }
     this.phase = 'connecting';
     const id = `drawbridge-connect-${randomUUID()}`;
     const params = this.clientInitialize ?? { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'unknown', version: '0' } };
@@ -593,6 +695,10 @@ class Bridge {
   }
 
   private fromClient(message: JSONRPCMessage): void {
+    if (this.era === 'unknown' && isJSONRPCRequest(message)) {
+      if (message.method === 'initialize') this.era = 'legacy';
+      else if (envelopeVersion(message) !== undefined) this.era = 'modern';
+    }
     if (this.closing) {
       if (isJSONRPCRequest(message)) {
         this.pending.set(message.id, { method: message.method, resuming: false });

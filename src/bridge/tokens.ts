@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import { extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
+import { extractWWWAuthenticateParams } from '@modelcontextprotocol/client';
 import * as oidc from 'openid-client';
 import { DrawbridgeError } from '../errors.js';
 
@@ -93,6 +93,13 @@ export interface TokenSource {
   signIn(): Promise<string>;
   /** The token if it is fresh now, without any network request or sign-in; else null. */
   peek(): string | null;
+  /**
+   * A token that also carries `scopes` (a 403 insufficient_scope step-up), without asking a person:
+   * for a service agent, the client credentials grant for the union of the scopes asked so far and
+   * these, which later requests then use too. Null when only a person's new sign-in would do, or
+   * when the union is what was asked already (the provider did not grant more).
+   */
+  widen(scopes: readonly string[]): Promise<string | null>;
   readonly gateway: ProtectedResource;
 }
 
@@ -502,7 +509,8 @@ class Tokens implements TokenSource {
   private silentRun: Promise<string | null> | null = null;
   private signInRun: Promise<string> | null = null;
   private readonly key: CacheKey;
-  private readonly requestedScope: string;
+  /** Grows by a step-up (widen): later grants and the cache entry ask for the union. */
+  private requestedScope: string;
 
   constructor(
     readonly gateway: ProtectedResource,
@@ -550,6 +558,20 @@ class Tokens implements TokenSource {
     });
     this.silentRun = run;
     return run;
+  }
+
+  async widen(scopes: readonly string[]): Promise<string | null> {
+    const asked = this.requestedScope.split(' ').filter((s) => s !== '');
+    const union = [...new Set([...asked, ...scopes])];
+    if (union.length === asked.length || this.options.clientSecret === undefined) return null;
+    const before = this.requestedScope;
+    this.requestedScope = union.join(' ');
+    try {
+      return (await this.clientCredentials()).accessToken;
+    } catch (error) {
+      this.requestedScope = before;
+      throw error;
+    }
   }
 
   signIn(): Promise<string> {
