@@ -18,13 +18,15 @@ import { Client as V2Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport as V2StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
+import { BRIDGE_NAME } from '../../src/bridge/connect.js';
 import { obtainAccessToken } from '../../src/bridge/tokens.js';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
 import { DEFAULT_POLICY } from '../support/fixtures.js';
 import { startHttpGateway, waitForPending, type HttpHarness } from '../support/http-gateway.js';
+import { freePort } from '../support/net.js';
 import { TEST_CLIENTS } from '../support/oidc.js';
-import { until } from './harness.js';
+import { startBridge, until } from './harness.js';
 
 const MODERN = '2026-07-28';
 /** The gateway's serverInfo name (the bridge's own is drawbridge-connect). */
@@ -311,6 +313,62 @@ describe('a raw 2026-07-28 client through drawbridge connect', () => {
       expect(replay.error?.data).toMatchObject({ reason: 'invalid_request_state', refusal: 'replayed' });
       expect(await rows(body)).toBe(1);
     } finally {
+      await bridge.close();
+    }
+  });
+});
+
+describe('a 2026-07-28 client and a bridge that cannot forward yet (the bridge in process)', () => {
+  it('nobody signed in: server/discover and tools/list are the bridge’s (nothing cached), a call says where to sign in; once sam has, calls reach the gateway', async () => {
+    const bridge = startBridge({ url: h.resource, clientId: TEST_CLIENTS.cli.clientId, tokenCache: join(cacheDir, 'sam-fresh', 'tokens.json') });
+    const client = new V2Client({ name: 'signed-out-v2', version: '1.0.0' }, { capabilities: FORM, versionNegotiation: { mode: { pin: MODERN } } });
+    try {
+      await bridge.connectV2(client);
+      expect(client.getProtocolEra()).toBe('modern');
+      expect(client.getServerVersion()?.name).toBe(BRIDGE_NAME);
+      expect(client.getServerCapabilities()?.tools?.listChanged).toBe(true);
+      const code = await bridge.prompt();
+      expect((await client.listTools()).tools).toEqual([]);
+      const early = 'SELECT 1 AS one -- v2 before signing in';
+      const refusal = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: early } }).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(String((refusal as Error | null)?.message)).toContain(`identity.sign_in_required: Not signed in to ${h.resource} yet.`);
+      expect(journal().some((e) => JSON.stringify(e.call).includes('v2 before signing in'))).toBe(false);
+
+      await h.idp.approveDevice(code, 'sam');
+      await until(() => bridge.lines.some((l) => l === `Connected to ${h.resource}.`), 'the sign-in');
+      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
+      const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ } });
+      expect(read.isError, textOf(read)).toBeFalsy();
+      expect(textOf(read)).toContain('[masked:customers.email]');
+      expect(journal().at(-1)?.call['principal']).toMatchObject({ subject: 'sam' });
+    } finally {
+      await client.close();
+      await bridge.close();
+    }
+  });
+
+  it('a gateway that cannot be reached: server/discover is answered with backend.unavailable (as a legacy initialize is), not left waiting', async () => {
+    const port = await freePort();
+    const bridge = startBridge({
+      url: `http://127.0.0.1:${port}/mcp`,
+      clientId: TEST_CLIENTS.agent.clientId,
+      clientSecret: TEST_CLIENTS.agent.clientSecret,
+      tokenCache: null,
+    });
+    const client = new V2Client({ name: 'unreachable-v2', version: '1.0.0' }, { versionNegotiation: { mode: { pin: MODERN } } });
+    try {
+      const error = await bridge.connectV2(client).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(Error);
+      expect(bridge.lines.some((l) => l.startsWith(`server/discover failed: The gateway http://127.0.0.1:${port} could not be reached`))).toBe(true);
+      expect(bridge.stopped()).toBe(false);
+    } finally {
+      await client.close().catch(() => undefined);
       await bridge.close();
     }
   });
