@@ -498,14 +498,16 @@ class Bridge {
         });
       }
     };
-    let response = await send(token);
+    let used = token;
+    let response = await send(used);
     if (response.status === 401 && !this.closing) {
       this.log(`The gateway refused the access token (${challengeOf(response)}); getting a new one.`);
       await response.body?.cancel().catch(() => undefined);
-      response = await send(await this.bearer(token));
+      used = await this.bearer(token);
+      response = await send(used);
       if (response.status === 401) this.log(`The gateway refused the new access token too (${challengeOf(response)}).`);
     }
-    if (response.status === 403 && !this.closing) response = await this.stepUp(response, send);
+    if (response.status === 403 && !this.closing) response = await this.stepUp(response, used, send);
     return this.watch(response, init);
   }
 
@@ -514,13 +516,13 @@ class Bridge {
    * nobody (tokens.widen), the request goes once more; else the refusal stays, and the SDK transport
    * turns it into an InsufficientScopeError that explain() words for the client.
    */
-  private async stepUp(response: Response, send: (token: string) => Promise<Response>): Promise<Response> {
+  private async stepUp(response: Response, used: string, send: (token: string) => Promise<Response>): Promise<Response> {
     const challenge = extractWWWAuthenticateParams(response);
     if (challenge.error !== 'insufficient_scope' || !challenge.scope || !this.source) return response;
     const scopes = challenge.scope.split(' ').filter((s) => s !== '');
     let wider: string | null;
     try {
-      wider = await this.source.widen(scopes);
+      wider = await this.source.widen(scopes, used);
     } catch (error) {
       this.log(`Could not get a token with the scopes ${printable(challenge.scope)}: ${describeError(error)}`);
       return response;

@@ -96,10 +96,11 @@ export interface TokenSource {
   /**
    * A token that also carries `scopes` (a 403 insufficient_scope step-up), without asking a person:
    * for a service agent, the client credentials grant for the union of the scopes asked so far and
-   * these, which later requests then use too. Null when only a person's new sign-in would do, or
-   * when the union is what was asked already (the provider did not grant more).
+   * these, which later requests then use too. `rejected` is the token the gateway refused: when
+   * another request already widened the ask, the newer token is returned. Null when only a person's
+   * new sign-in would do, or when the token refused was already asked with these scopes.
    */
-  widen(scopes: readonly string[]): Promise<string | null>;
+  widen(scopes: readonly string[], rejected: string): Promise<string | null>;
   readonly gateway: ProtectedResource;
 }
 
@@ -560,17 +561,32 @@ class Tokens implements TokenSource {
     return run;
   }
 
-  async widen(scopes: readonly string[]): Promise<string | null> {
+  private widening: Promise<string> | null = null;
+
+  async widen(scopes: readonly string[], rejected: string): Promise<string | null> {
     const asked = this.requestedScope.split(' ').filter((s) => s !== '');
     const union = [...new Set([...asked, ...scopes])];
-    if (union.length === asked.length || this.options.clientSecret === undefined) return null;
+    if (union.length === asked.length) {
+      // Asked for already: by another request's step-up (its token, or the one in flight), else nothing more to get.
+      if (this.widening) return this.widening;
+      const fresh = this.peek();
+      return fresh !== null && fresh !== rejected ? fresh : null;
+    }
+    if (this.options.clientSecret === undefined) return null;
     const before = this.requestedScope;
     this.requestedScope = union.join(' ');
+    const run = this.clientCredentials().then(
+      (token) => token.accessToken,
+      (error: unknown) => {
+        this.requestedScope = before;
+        throw error;
+      },
+    );
+    this.widening = run;
     try {
-      return (await this.clientCredentials()).accessToken;
-    } catch (error) {
-      this.requestedScope = before;
-      throw error;
+      return await run;
+    } finally {
+      if (this.widening === run) this.widening = null;
     }
   }
 
