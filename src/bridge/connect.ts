@@ -102,6 +102,8 @@ interface Pending {
   readonly method: string;
   /** The response stream ended after an event id: the SDK resumes it (Last-Event-ID), so the answer may still come. */
   resuming: boolean;
+  /** A 2026-07-28 request's own POST: aborting it is how that revision cancels a request over HTTP. */
+  readonly abort?: AbortController;
   /** A request of the bridge's own (the gateway session's initialize): settled here, never shown to the client. */
   readonly own?: { readonly resolve: (result: Result) => void; readonly reject: (reason: Reason) => void };
 }
@@ -125,8 +127,8 @@ function envelopeVersion(message: JSONRPCMessage): string | undefined {
   return typeof version === 'string' ? version : undefined;
 }
 
-/** The JSON-RPC request ids in a POST body the SDK transport built (one message, or a batch). */
-function requestIds(body: unknown): RequestId[] {
+/** The JSON-RPC requests in a POST body the SDK transport built (one message, or a batch). */
+function requestsIn(body: unknown): JSONRPCRequest[] {
   if (typeof body !== 'string') return [];
   let parsed: unknown;
   try {
@@ -134,7 +136,7 @@ function requestIds(body: unknown): RequestId[] {
   } catch {
     return [];
   }
-  return (Array.isArray(parsed) ? parsed : [parsed]).filter((m) => isJSONRPCRequest(m)).map((m) => m.id);
+  return (Array.isArray(parsed) ? parsed : [parsed]).filter((m): m is JSONRPCRequest => isJSONRPCRequest(m));
 }
 
 function withBearer(headers: HeadersInit | undefined, token: string): Headers {
@@ -435,8 +437,11 @@ class Bridge {
     if (init?.method !== 'POST' || !response.ok || !response.body) return response;
     const contentType = (response.headers.get('content-type') ?? '').split(';', 1)[0]?.trim().toLowerCase();
     if (contentType !== 'text/event-stream') return response;
-    const ids = requestIds(init.body);
+    const requests = requestsIn(init.body);
+    const ids = requests.map((r) => r.id);
     if (ids.length === 0) return response;
+    // 2026-07-28 has no resumable response streams: a broken one loses its request, which the client re-issues.
+    const modern = requests.some((r) => envelopeVersion(r) !== undefined);
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let tail = '\n';
@@ -456,7 +461,7 @@ class Bridge {
             end('the stream ended');
             return;
           }
-          if (!resumable) {
+          if (!resumable && !modern) {
             const text = tail + decoder.decode(value, { stream: true });
             // An SSE `id:` field: the SDK can resume this stream where it broke.
             if (/[\r\n]id:/.test(text)) resumable = true;
@@ -590,8 +595,8 @@ class Bridge {
   }
 
   /** Sends one message to the gateway; a request that cannot be delivered is answered with the reason. */
-  private deliver(message: JSONRPCMessage): void {
-    this.remote.send(message).catch((error: unknown) => {
+  private deliver(message: JSONRPCMessage, abort?: AbortController): void {
+    this.remote.send(message, abort ? { requestSignal: abort.signal } : undefined).catch((error: unknown) => {
       if (error !== null && typeof error === 'object') this.handled.add(error);
       if (this.closing) return;
       if (error instanceof SdkHttpError && error.status === 404 && this.remote.sessionId !== undefined) {
@@ -608,12 +613,17 @@ class Bridge {
   private forward(message: JSONRPCMessage): void {
     if (isJSONRPCRequest(message)) {
       this.answeredByBridge.delete(message.id);
-      this.pending.set(message.id, { method: message.method, resuming: false });
+      const abort = envelopeVersion(message) !== undefined ? new AbortController() : undefined;
+      this.pending.set(message.id, { method: message.method, resuming: false, ...(abort ? { abort } : {}) });
       if (message.method === 'initialize') this.initializeId = message.id;
+      return this.deliver(message, abort);
     } else if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       // The gateway will not answer a cancelled request (and the client expects nothing).
       const id = (message.params as { requestId?: unknown } | undefined)?.requestId;
+      const cancelled = typeof id === 'string' || typeof id === 'number' ? this.pending.get(id) : undefined;
       if (typeof id === 'string' || typeof id === 'number') this.pending.delete(id);
+      // A 2026-07-28 request is cancelled over HTTP by closing its response stream, not by a message.
+      if (cancelled?.abort) return cancelled.abort.abort();
     }
     this.deliver(message);
   }

@@ -253,7 +253,7 @@ function envelope(client: string, version = MODERN): Record<string, unknown> {
 }
 
 describe('a raw 2026-07-28 client through drawbridge connect', () => {
-  it('server/discover is the gateway’s; the headers come from the message (the gateway refuses the call without them); an unknown revision is the gateway’s -32022', async () => {
+  it('discover is the gateway’s; the headers come from the message (the gateway refuses a call without them); an unknown revision gets its -32022', async () => {
     const bridge = rawBridge('sam');
     try {
       const discover = await bridge.request('server/discover', { _meta: envelope('raw-bridged') });
@@ -319,7 +319,7 @@ describe('a raw 2026-07-28 client through drawbridge connect', () => {
 });
 
 describe('a 2026-07-28 client and a bridge that cannot forward yet (the bridge in process)', () => {
-  it('nobody signed in: server/discover and tools/list are the bridge’s (nothing cached), a call says where to sign in; once sam has, calls reach the gateway', async () => {
+  it('signed out: discover and tools/list are the bridge’s (nothing cached), a call says where to sign in; once sam is, calls reach the gateway', async () => {
     const bridge = startBridge({ url: h.resource, clientId: TEST_CLIENTS.cli.clientId, tokenCache: join(cacheDir, 'sam-fresh', 'tokens.json') });
     const client = new V2Client({ name: 'signed-out-v2', version: '1.0.0' }, { capabilities: FORM, versionNegotiation: { mode: { pin: MODERN } } });
     try {
@@ -369,6 +369,71 @@ describe('a 2026-07-28 client and a bridge that cannot forward yet (the bridge i
       expect(bridge.stopped()).toBe(false);
     } finally {
       await client.close().catch(() => undefined);
+      await bridge.close();
+    }
+  });
+});
+
+describe('a 2026-07-28 call waiting for an out-of-band approval, through the bridge', () => {
+  let w: HttpHarness<'ann' | 'dora'>;
+  let annCache: string;
+
+  beforeAll(async () => {
+    w = await startHttpGateway<'ann' | 'dora'>({
+      prefix: 'bridge_eras_wait',
+      accounts: { ann: { groups: ['analysts'] }, dora: { groups: ['dba'] } },
+      policy: DEFAULT_POLICY,
+      // Long enough that only a cancellation or a decision ends the wait in this test.
+      approval: '{ wait: 60s, store: approvals.db }',
+    });
+    annCache = join(cacheDir, 'ann-wait', 'tokens.json');
+    const lines: string[] = [];
+    const signIn = obtainAccessToken({ url: w.resource, clientId: TEST_CLIENTS.cli.clientId, tokenCache: annCache, log: (l) => void lines.push(l) });
+    const code = await until(() => / and enter (\S+)$/.exec(lines.find((l) => l.startsWith('To sign in')) ?? '')?.[1], 'the prompt');
+    await w.idp.approveDevice(code, 'ann');
+    await signIn;
+  });
+
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it('cancelled by the client: the bridge closes that request’s stream, the gateway journals it abandoned; the re-issued call runs once approved', async () => {
+    const sql = "UPDATE customers SET city = 'Mechelen' WHERE id = 4";
+    const journalPath = join(w.dir, 'journal.db');
+    const bridge = startBridge({ url: w.resource, clientId: TEST_CLIENTS.cli.clientId, tokenCache: annCache });
+    const client = new V2Client({ name: 'bridged-v2-wait', version: '1.0.0' }, { versionNegotiation: { mode: { pin: MODERN } } });
+    try {
+      await bridge.connectV2(client);
+      const gone = new AbortController();
+      const first = client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } }, { signal: gone.signal }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      const id = await waitForPending(w.gateway, sql);
+      gone.abort();
+      expect(await first).toBeInstanceOf(Error);
+      await until(
+        () =>
+          [...readCalls(journalPath)].some((e) =>
+            e.events.some((ev) => ev.type === 'approval' && ev.data['event'] === 'abandoned' && ev.data['approvalId'] === id),
+          ),
+        'the abandoned call in the journal',
+      );
+      expect(await w.db.query('SELECT city FROM customers WHERE id = 4')).not.toEqual([{ city: 'Mechelen' }]);
+
+      const approved = await fetch(`${w.origin}/api/v1/approvals/${id}/approve`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await w.token('dora')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ reason: 'bridged wait' }),
+      });
+      expect(approved.status, await approved.text()).toBe(200);
+      const again = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } });
+      expect(again.isError, textOf(again)).toBeFalsy();
+      expect(await w.db.query('SELECT city FROM customers WHERE id = 4')).toEqual([{ city: 'Mechelen' }]);
+      expect(bridge.lines.filter((l) => /Could not deliver/.test(l))).toEqual([]);
+    } finally {
+      await client.close();
       await bridge.close();
     }
   });
