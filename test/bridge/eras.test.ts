@@ -253,7 +253,7 @@ function envelope(client: string, version = MODERN): Record<string, unknown> {
 }
 
 describe('a raw 2026-07-28 client through drawbridge connect', () => {
-  it('discover is the gateway’s; the headers come from the message (the gateway refuses a call without them); an unknown revision gets its -32022', async () => {
+  it('discover is the gateway’s; the headers come from the message (the gateway refuses a call without them); an unknown revision: -32022', async () => {
     const bridge = rawBridge('sam');
     try {
       const discover = await bridge.request('server/discover', { _meta: envelope('raw-bridged') });
