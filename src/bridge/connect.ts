@@ -56,6 +56,7 @@ import {
   PROTOCOL_VERSION_META_KEY,
   SdkHttpError,
   SERVER_INFO_META_KEY,
+  SUBSCRIPTION_ID_META_KEY,
   StreamableHTTPClientTransport,
   SUPPORTED_PROTOCOL_VERSIONS,
   type InitializeResult,
@@ -267,6 +268,8 @@ class Bridge {
   private readonly pending = new Map<RequestId, Pending>();
   private readonly answeredByBridge = new Set<RequestId>();
   private initializeId: RequestId | undefined;
+  /** A 2026-07-28 client's subscriptions/listen, acknowledged by the bridge while nobody is signed in. */
+  private listen: { readonly id: RequestId; readonly message: JSONRPCRequest; readonly tools: boolean } | null = null;
   /** The client's era, from its first request (a legacy session or per-request 2026-07-28 messages). */
   private era: Era = 'unknown';
   /** The client's initialize params: the gateway session opened after a sign-in uses them. */
@@ -641,6 +644,7 @@ class Bridge {
     if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       const cancelled = (message.params as { requestId?: unknown } | undefined)?.requestId;
       if (typeof cancelled === 'string' || typeof cancelled === 'number') this.pending.delete(cancelled);
+      if (cancelled === this.listen?.id) this.listen = null;
     }
     if (!isJSONRPCRequest(message)) return; // initialized, cancelled, roots: nothing to tell a gateway that is not there yet
     const { id, method } = message;
@@ -654,6 +658,7 @@ class Bridge {
     if (method === 'server/discover' && modern) return this.reply(id, discoverResult());
     if (method === 'ping') return this.reply(id, modern ? { resultType: 'complete' } : {});
     if (method === 'tools/list') return this.reply(id, { tools: [], ...complete });
+    if (method === 'subscriptions/listen' && modern) return this.holdListen(message);
     this.answeredByBridge.delete(id);
     this.pending.set(id, { method, resuming: false });
     // Signed in meanwhile (or the last attempt to open the session failed): try the session now; the request waits for it.
@@ -665,6 +670,24 @@ class Bridge {
     );
   }
 
+  /**
+   * A 2026-07-28 `subscriptions/listen` while nobody is signed in: acknowledged by the bridge (only
+   * the tool list can change, at the sign-in) and kept open. Once signed in, the client hears
+   * that its tools changed on it, and the request goes on to the gateway for what comes after.
+   */
+  private holdListen(message: JSONRPCRequest): void {
+    this.answeredByBridge.delete(message.id);
+    this.pending.set(message.id, { method: message.method, resuming: false });
+    const asked = message.params?.['notifications'];
+    const tools = asked !== null && typeof asked === 'object' && (asked as Record<string, unknown>)['toolsListChanged'] === true;
+    this.listen = { id: message.id, message, tools };
+    this.toClient({
+      jsonrpc: '2.0',
+      method: 'notifications/subscriptions/acknowledged',
+      params: { notifications: tools ? { toolsListChanged: true } : {}, _meta: { [SUBSCRIPTION_ID_META_KEY]: message.id } },
+    });
+  }
+
   /** Signed in after the client was answered by the bridge: the gateway session, with the client's own initialize. */
   private async openSession(): Promise<void> {
     if (this.phase !== 'signed-out' || this.closing) return;
@@ -673,6 +696,13 @@ class Bridge {
       this.phase = 'forwarding';
       this.log(`Connected to ${this.endpoint.href}.`);
       for (const message of this.held.splice(0)) this.forward(message);
+      const listen = this.listen;
+      this.listen = null;
+      if (listen && this.pending.has(listen.id)) {
+        const onStream = { _meta: { [SUBSCRIPTION_ID_META_KEY]: listen.id } };
+        if (listen.tools) this.toClient({ jsonrpc: '2.0', method: 'notifications/tools/list_changed', params: onStream });
+        this.forward(listen.message);
+      }
       return;
     }
     this.phase = 'connecting';

@@ -321,9 +321,19 @@ describe('a raw 2026-07-28 client through drawbridge connect', () => {
 describe('a 2026-07-28 client and a bridge that cannot forward yet (the bridge in process)', () => {
   it('signed out: discover and tools/list are the bridge’s (nothing cached), a call says where to sign in; once sam is, calls reach the gateway', async () => {
     const bridge = startBridge({ url: h.resource, clientId: TEST_CLIENTS.cli.clientId, tokenCache: join(cacheDir, 'sam-fresh', 'tokens.json') });
-    const client = new V2Client({ name: 'signed-out-v2', version: '1.0.0' }, { capabilities: FORM, versionNegotiation: { mode: { pin: MODERN } } });
+    const changed: string[][] = [];
+    const client = new V2Client(
+      { name: 'signed-out-v2', version: '1.0.0' },
+      {
+        capabilities: FORM,
+        versionNegotiation: { mode: { pin: MODERN } },
+        // The client opens subscriptions/listen for tool changes: the bridge acknowledges it while nobody is signed in.
+        listChanged: { tools: { autoRefresh: true, debounceMs: 0, onChanged: (_error, tools) => void changed.push((tools ?? []).map((t) => t.name)) } },
+      },
+    );
     try {
       await bridge.connectV2(client);
+      expect(client.autoOpenedSubscription).toBeDefined();
       expect(client.getProtocolEra()).toBe('modern');
       expect(client.getServerVersion()?.name).toBe(BRIDGE_NAME);
       expect(client.getServerCapabilities()?.tools?.listChanged).toBe(true);
@@ -339,6 +349,8 @@ describe('a 2026-07-28 client and a bridge that cannot forward yet (the bridge i
 
       await h.idp.approveDevice(code, 'sam');
       await until(() => bridge.lines.some((l) => l === `Connected to ${h.resource}.`), 'the sign-in');
+      // Told on its subscription that the tools changed (and the refreshed list came from the gateway).
+      expect(await until(() => changed.at(-1), 'notifications/tools/list_changed')).toEqual(['run_sql']);
       expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['run_sql']);
       const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ } });
       expect(read.isError, textOf(read)).toBeFalsy();
@@ -348,6 +360,7 @@ describe('a 2026-07-28 client and a bridge that cannot forward yet (the bridge i
       await client.close();
       await bridge.close();
     }
+    expect(bridge.lines.filter((l) => l.startsWith('subscriptions/listen failed'))).toEqual([]);
   });
 
   it('a gateway that cannot be reached: server/discover is answered with backend.unavailable (as a legacy initialize is), not left waiting', async () => {
