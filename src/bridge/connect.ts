@@ -27,9 +27,14 @@
 // own there, so a request the gateway refuses for its headers is the client's own
 // doing (-32020/-32022 reach the client as the gateway sent them). Results, among
 // them `input_required` with its requestState, travel back untouched, and so do
-// the re-issued calls. While nobody is signed in, the bridge answers a modern
-// client's `server/discover` itself (2026-07-28, tools that will change, ttlMs 0
-// so nothing is cached) and its tools/list with no tools, as it answers a legacy
+// the re-issued calls. A client's notifications/cancelled for a modern request
+// closes that request's POST (the revision's way to cancel over HTTP) instead of
+// being forwarded, and a broken modern response stream is never resumed: the
+// request gets an error, and the client re-issues it. While nobody is signed in,
+// the bridge answers a modern client's `server/discover` itself (2026-07-28,
+// tools that will change, ttlMs 0 so nothing is cached), its tools/list with no
+// tools, and acknowledges its subscriptions/listen (at the sign-in it says the
+// tools changed there and passes the listen on), as it answers a legacy
 // initialize; a gateway that cannot be reached is a coded error in both eras.
 //
 // A 403 `insufficient_scope` (either era) names the scopes the operation needs:
