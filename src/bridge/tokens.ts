@@ -5,7 +5,10 @@
 // authorization grant for a person, the client credentials grant for a
 // service agent, the refresh token grant to keep going. Every token request
 // names the gateway as its resource indicator (RFC 8707), so the token's
-// audience is that gateway and no other.
+// audience is that gateway and no other. When the gateway answers a request
+// with a 403 insufficient_scope step-up challenge, widen() asks for the union of
+// the scopes without a person (a service agent's client credentials); a person's
+// token cannot be widened without a new sign-in, which no request waits for.
 //
 // Tokens are cached per (issuer, client, resource) in a file only the user can
 // read (0600 in a 0700 directory), written atomically and re-read before each
