@@ -39,8 +39,11 @@
 //
 // A 403 `insufficient_scope` (either era) names the scopes the operation needs:
 // when a token with them can be had without a person (a service agent's client
-// credentials), the request is sent once more with it; else the client gets
-// identity.insufficient_scope naming the scopes and how to sign in with them.
+// credentials), the request is sent once more with it. A person's token cannot
+// be widened without a sign-in: one asking for the scopes starts in the background
+// and the client gets identity.insufficient_scope naming the scopes and where to
+// sign in (it re-issues the request afterwards); if the scopes were asked for
+// already and still not granted, the error says to ask with --scope.
 //
 // The bridge reads the messages only for its own bookkeeping: which client
 // requests still wait for an answer (so that when the gateway cannot be
@@ -204,6 +207,20 @@ function isStringRecord(value: unknown): value is Record<string, string> {
 /** The refusal of a request made while nobody is signed in: where to sign in, as the prompt on stderr says it. */
 function signInRequired(prompt: SignInPrompt): DrawbridgeError {
   return new DrawbridgeError('identity.sign_in_required', `Not signed in to ${prompt.gateway} yet. ${prompt.text}`, {
+    details: {
+      signIn: {
+        verificationUri: prompt.verificationUri,
+        userCode: prompt.userCode,
+        ...(prompt.verificationUriComplete ? { verificationUriComplete: prompt.verificationUriComplete } : {}),
+      },
+    },
+  });
+}
+
+/** The refusal of a request that needs scopes the token lacks, while a person signs in with them. */
+function stepUpSignIn(scopes: string, prompt: SignInPrompt): DrawbridgeError {
+  return new DrawbridgeError('identity.insufficient_scope', `The gateway needs a token with the scopes ${scopes} for this request. ${prompt.text}`, {
+    hint: 'Sign in as shown (the new token carries those scopes), then send the request again.',
     details: {
       signIn: {
         verificationUri: prompt.verificationUri,
@@ -542,6 +559,17 @@ class Bridge {
     }
     if (wider === null) {
       this.log(`The gateway needs the scopes ${printable(challenge.scope)}; a token with them needs a new sign-in.`);
+      // A person: a sign-in asking for them starts now (or the one under way is shown); the client re-issues the request after it.
+      if (this.source.person && (this.source.askFor(scopes) || this.signIn)) {
+        let prompt: SignInPrompt;
+        try {
+          prompt = await this.startSignIn(this.source);
+        } catch {
+          return response;
+        }
+        await response.body?.cancel().catch(() => undefined);
+        throw stepUpSignIn(printable(challenge.scope), prompt);
+      }
       return response;
     }
     this.log(`The gateway needs the scopes ${printable(challenge.scope)}; got a token with them, sending the request again.`);

@@ -8,7 +8,8 @@
 // audience is that gateway and no other. When the gateway answers a request
 // with a 403 insufficient_scope step-up challenge, widen() asks for the union of
 // the scopes without a person (a service agent's client credentials); a person's
-// token cannot be widened without a new sign-in, which no request waits for.
+// token cannot be widened without a new sign-in (askFor: the next device flow
+// asks for the union), which no request waits for.
 //
 // Tokens are cached per (issuer, client, resource) in a file only the user can
 // read (0600 in a 0700 directory), written atomically and re-read before each
@@ -104,6 +105,13 @@ export interface TokenSource {
    * new sign-in would do, or when the token refused was already asked with these scopes.
    */
   widen(scopes: readonly string[], rejected: string): Promise<string | null>;
+  /**
+   * A person's step-up: adds `scopes` to what the next sign-in asks for. True when that widened the
+   * ask (a new sign-in can get them); false when they were asked for already.
+   */
+  askFor(scopes: readonly string[]): boolean;
+  /** True when a person signs in (the device flow); false for a service agent (client credentials). */
+  readonly person: boolean;
   readonly gateway: ProtectedResource;
 }
 
@@ -565,6 +573,18 @@ class Tokens implements TokenSource {
   }
 
   private widening: Promise<string> | null = null;
+
+  get person(): boolean {
+    return this.options.clientSecret === undefined;
+  }
+
+  askFor(scopes: readonly string[]): boolean {
+    const asked = this.requestedScope.split(' ').filter((s) => s !== '');
+    const union = [...new Set([...asked, ...scopes])];
+    if (union.length === asked.length) return false;
+    this.requestedScope = union.join(' ');
+    return true;
+  }
 
   async widen(scopes: readonly string[], rejected: string): Promise<string | null> {
     const asked = this.requestedScope.split(' ').filter((s) => s !== '');

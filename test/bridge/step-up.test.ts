@@ -4,8 +4,9 @@
 // the call needs. A service agent's bridge gets a token with them by itself (client
 // credentials for `mcp sql:write`) and re-issues the call once: it runs, journaled as a
 // refusal for scope and then the call. A person's bridge cannot get one without a new
-// sign-in, so the client gets identity.insufficient_scope naming the scopes and how to
-// sign in with them; nothing runs.
+// sign-in: it starts one asking for them (the device flow, in the background), and the
+// client gets identity.insufficient_scope naming the scopes and where to sign in;
+// nothing runs until the client re-issues the call after the sign-in.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -130,8 +131,8 @@ describe('a 2026-07-28 write through the bridge that needs sql:write, with a tok
     expect(bridge.lines.filter((l) => l.startsWith('Obtained an access token for '))).toHaveLength(2);
   });
 
-  it('a person: no token with the scopes without a new sign-in, so the client gets identity.insufficient_scope naming them; nothing runs', async () => {
-    const sql = `UPDATE orders SET status = 'bridge-not-stepped' WHERE id = 7`;
+  it('a person: refused naming the scopes and the sign-in (started now) that gets them; re-issued after the sign-in, it runs', async () => {
+    const sql = `UPDATE orders SET status = 'bridge-person-stepped' WHERE id = 7`;
     const before = await orderStatus(7);
     const bridge = startBridge({ url: h.resource, clientId: TEST_CLIENTS.cli.clientId, scope: 'mcp', tokenCache: aliceCache });
     const client = await modernThrough(bridge, 'bridged-person-stepup');
@@ -140,19 +141,27 @@ describe('a 2026-07-28 write through the bridge that needs sql:write, with a tok
         () => null,
         (e: unknown) => e,
       );
+      const code = await bridge.prompt();
       const message = String((error as Error | null)?.message);
-      expect(message).toContain('identity.insufficient_scope: The gateway needs a token with the scopes mcp sql:write for this request');
-      expect(message).toContain('restart drawbridge connect with --scope "mcp sql:write"');
-      // A read needs no more than mcp: the same bridge keeps serving.
+      expect(message).toContain('identity.insufficient_scope: The gateway needs a token with the scopes mcp sql:write for this request. To sign in to');
+      expect(message).toContain(`and enter ${code}`);
+      expect(await orderStatus(7)).toBe(before);
+      // Meanwhile a read needs no more than mcp: the same bridge keeps serving with the token it has.
       const read = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT count(*) AS n FROM orders' } });
       expect(read.isError, textOf(read)).toBeFalsy();
+
+      await h.idp.approveDevice(code, 'alice');
+      await until(() => bridge.lines.some((l) => l.startsWith(`Signed in to ${h.resource} as alice`)), 'the sign-in');
+      const again = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } });
+      expect(again.isError, textOf(again)).toBeFalsy();
     } finally {
       await client.close();
       await bridge.close();
     }
-    expect(await orderStatus(7)).toBe(before);
+    expect(await orderStatus(7)).toBe('bridge-person-stepped');
     expect(bridge.lines).toContain('The gateway needs the scopes mcp sql:write; a token with them needs a new sign-in.');
-    expect(callsOf(sql).map((c) => c.outcome?.['status'])).toEqual(['refused']);
-    expect(bridge.lines.some((l) => / (prompt|To sign in)/.test(l))).toBe(false);
+    const calls = callsOf(sql);
+    expect(calls.map((c) => c.outcome?.['status'])).toEqual(['refused', 'ok']);
+    expect(calls[1]!.call['scopes']).toEqual({ needed: ['mcp', 'sql:write'], missing: [] });
   });
 });
