@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client as V2Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport as V2StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
 import { BRIDGE_NAME } from '../../src/bridge/connect.js';
 import { obtainAccessToken } from '../../src/bridge/tokens.js';
@@ -361,6 +361,32 @@ describe('a 2026-07-28 client and a bridge that cannot forward yet (the bridge i
       await bridge.close();
     }
     expect(bridge.lines.filter((l) => l.startsWith('subscriptions/listen failed'))).toEqual([]);
+  });
+
+  it('a token past its lifetime: the next 2026-07-28 request carries a refreshed one (no new sign-in)', async () => {
+    const cache = join(cacheDir, 'sam-refresh', 'tokens.json');
+    const lines: string[] = [];
+    const signIn = obtainAccessToken({ url: h.resource, clientId: TEST_CLIENTS.cli.clientId, tokenCache: cache, log: (l) => void lines.push(l) });
+    await h.idp.approveDevice(await until(() => / and enter (\S+)$/.exec(lines.find((l) => l.startsWith('To sign in')) ?? '')?.[1], 'the prompt'), 'sam');
+    await signIn;
+    // The bridge, the gateway and the provider run in this process: moving Date moves every clock that decides expiry.
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    onTestFinished(() => void vi.useRealTimers());
+    const bridge = startBridge({ url: h.resource, clientId: TEST_CLIENTS.cli.clientId, tokenCache: cache });
+    const client = new V2Client({ name: 'refreshing-v2', version: '1.0.0' }, { versionNegotiation: { mode: { pin: MODERN } } });
+    try {
+      await bridge.connectV2(client);
+      const sql = 'SELECT count(*) AS n FROM orders -- v2 after expiry';
+      vi.setSystemTime(Date.now() + 10 * 60 * 1000);
+      const result = await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql } });
+      expect(result.isError, textOf(result)).toBeFalsy();
+      expect(bridge.lines.some((l) => l.startsWith('Refreshed the access token'))).toBe(true);
+      expect(bridge.lines.some((l) => l.startsWith('To sign in'))).toBe(false);
+      expect(journal().find((e) => (e.call['input'] as { sql?: string } | null)?.sql === sql)?.call['principal']).toMatchObject({ subject: 'sam' });
+    } finally {
+      await client.close();
+      await bridge.close();
+    }
   });
 
   it('a gateway that cannot be reached: server/discover is answered with backend.unavailable (as a legacy initialize is), not left waiting', async () => {
