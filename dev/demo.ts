@@ -19,8 +19,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError, type CommandValues } from '../src/cli/commands.js';
 import type { CliIo } from '../src/cli/io.js';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { startCluster, type Cluster } from './cluster.js';
 import { formatDuration } from '../src/config/units.js';
 import { seedDemo } from './seed.js';
@@ -192,10 +192,7 @@ async function tour(configDir: string, journalPath: string, storePath: string, e
     for (const step of TOUR) {
       out(`\n── ${step.title}`);
       out(`   run_sql  ${step.sql}`);
-      const call = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } }, undefined, {
-        timeout: 300_000,
-        resetTimeoutOnProgress: true,
-      });
+      const call = client.callTool({ name: 'run_sql', arguments: { connection: 'shop', sql: step.sql } }, { timeout: 300_000, resetTimeoutOnProgress: true });
       if (step.approver)
         await actAsDba(storePath, step.sql, step.approver, { ...env, DRAWBRIDGE_APPROVER_TOKEN: env['DRAWBRIDGE_DBA_TOKEN'] ?? '' }, configDir, out);
       const result = await call;

@@ -17,29 +17,63 @@
 // With a token at hand at start, the client's initialize is forwarded. A token
 // lost later (the refresh fails) gets the same treatment per request.
 //
+// Both protocol eras pass through. A 2025-11-25 client opens with `initialize`
+// and gets the gateway's session (Mcp-Session-Id), as above. A 2026-07-28 client
+// sends every request with its own `_meta` envelope (protocol version, client
+// capabilities and info) and no handshake: each goes to the gateway as its own
+// POST, body untouched, with the headers that revision requires derived from that
+// body by the SDK v2 client transport (MCP-Protocol-Version from the envelope,
+// Mcp-Method, Mcp-Name from the tool name): the bridge never writes values of its
+// own there, so a request the gateway refuses for its headers is the client's own
+// doing (-32020/-32022 reach the client as the gateway sent them). Results, among
+// them `input_required` with its requestState, travel back untouched, and so do
+// the re-issued calls. A client's notifications/cancelled for a modern request
+// closes that request's POST (the revision's way to cancel over HTTP) instead of
+// being forwarded, and a broken modern response stream is never resumed: the
+// request gets an error, and the client re-issues it. While nobody is signed in,
+// the bridge answers a modern client's `server/discover` itself (2026-07-28,
+// tools that will change, ttlMs 0 so nothing is cached), its tools/list with no
+// tools, and acknowledges its subscriptions/listen (at the sign-in it says the
+// tools changed there and passes the listen on), as it answers a legacy
+// initialize; a gateway that cannot be reached is a coded error in both eras.
+//
+// A 403 `insufficient_scope` (either era) names the scopes the operation needs:
+// when a token with them can be had without a person (a service agent's client
+// credentials), the request is sent once more with it. A person's token cannot
+// be widened without a sign-in: one asking for the scopes starts in the background
+// and the client gets identity.insufficient_scope naming the scopes and where to
+// sign in (it re-issues the request afterwards); if the scopes were asked for
+// already and still not granted, the error says to ask with --scope.
+//
 // The bridge reads the messages only for its own bookkeeping: which client
 // requests still wait for an answer (so that when the gateway cannot be
 // reached, or signing in fails, the agent gets a JSON-RPC error instead of
-// waiting forever), and the negotiated protocol version (the HTTP transport
-// must send it as a header).
+// waiting forever), the client's era, and the negotiated protocol version of a
+// legacy session (the HTTP transport must send it as a header).
 
 import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
-import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import {
+  extractWWWAuthenticateParams,
+  InsufficientScopeError,
   isJSONRPCErrorResponse,
   isJSONRPCNotification,
   isJSONRPCRequest,
   isJSONRPCResultResponse,
   LATEST_PROTOCOL_VERSION,
+  PROTOCOL_VERSION_META_KEY,
+  SdkHttpError,
+  SERVER_INFO_META_KEY,
+  SUBSCRIPTION_ID_META_KEY,
+  StreamableHTTPClientTransport,
   SUPPORTED_PROTOCOL_VERSIONS,
   type InitializeResult,
   type JSONRPCMessage,
   type JSONRPCRequest,
   type RequestId,
   type Result,
-} from '@modelcontextprotocol/sdk/types.js';
+} from '@modelcontextprotocol/client';
+import { StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { DrawbridgeError, errorText, type ErrorCode } from '../errors.js';
 import { SERVER_VERSION } from '../server.js';
 import { describeError, gatewayEndpoint, openTokenSource, printable, type BridgeOptions, type SignInPrompt, type TokenSource } from './tokens.js';
@@ -58,6 +92,9 @@ const BRIDGE_ERROR_CODE = -32000;
 /** The serverInfo name of the bridge's own initialize answer (before the gateway session exists). */
 export const BRIDGE_NAME = 'drawbridge-connect';
 
+/** The 2026-07-28 revisions the bridge answers `server/discover` with while nobody is signed in. */
+export const BRIDGE_MODERN_VERSIONS: readonly string[] = ['2026-07-28'];
+
 /** After a response stream ends, how long the SDK may take to hand over what it carried before a request counts as unanswered. */
 const STREAM_GRACE_MS = 250;
 const TERMINATE_TIMEOUT_MS = 3_000;
@@ -74,6 +111,8 @@ interface Pending {
   readonly method: string;
   /** The response stream ended after an event id: the SDK resumes it (Last-Event-ID), so the answer may still come. */
   resuming: boolean;
+  /** A 2026-07-28 request's own POST: aborting it is how that revision cancels a request over HTTP. */
+  readonly abort?: AbortController;
   /** A request of the bridge's own (the gateway session's initialize): settled here, never shown to the client. */
   readonly own?: { readonly resolve: (result: Result) => void; readonly reject: (reason: Reason) => void };
 }
@@ -86,8 +125,19 @@ interface Pending {
  */
 type Phase = 'starting' | 'signed-out' | 'connecting' | 'forwarding';
 
-/** The JSON-RPC request ids in a POST body the SDK transport built (one message, or a batch). */
-function requestIds(body: unknown): RequestId[] {
+/** The client's protocol era, from its first request: `initialize` (legacy) or an enveloped request (modern). */
+type Era = 'unknown' | 'legacy' | 'modern';
+
+/** The protocol version a 2026-07-28 request names in its `_meta` envelope (undefined: not a modern request). */
+function envelopeVersion(message: JSONRPCMessage): string | undefined {
+  if (!isJSONRPCRequest(message)) return undefined;
+  const meta = message.params?.['_meta'];
+  const version = meta !== null && typeof meta === 'object' ? (meta as Record<string, unknown>)[PROTOCOL_VERSION_META_KEY] : undefined;
+  return typeof version === 'string' ? version : undefined;
+}
+
+/** The JSON-RPC requests in a POST body the SDK transport built (one message, or a batch). */
+function requestsIn(body: unknown): JSONRPCRequest[] {
   if (typeof body !== 'string') return [];
   let parsed: unknown;
   try {
@@ -95,7 +145,7 @@ function requestIds(body: unknown): RequestId[] {
   } catch {
     return [];
   }
-  return (Array.isArray(parsed) ? parsed : [parsed]).filter((m) => isJSONRPCRequest(m)).map((m) => m.id);
+  return (Array.isArray(parsed) ? parsed : [parsed]).filter((m): m is JSONRPCRequest => isJSONRPCRequest(m));
 }
 
 function withBearer(headers: HeadersInit | undefined, token: string): Headers {
@@ -117,19 +167,31 @@ function explain(error: unknown, origin: string): Reason {
     const data = error.details['signIn'];
     return { code: error.code, message: error.message, hint: error.hint, ...(isStringRecord(data) ? { data } : {}) };
   }
-  if (error instanceof StreamableHTTPError) {
-    const detail = printable(error.message.replace(/^Streamable HTTP error: /, ''), 500);
-    if (error.code === 401) {
+  if (error instanceof InsufficientScopeError) {
+    const scopes = printable(error.requiredScope ?? '', 500);
+    return {
+      code: 'identity.insufficient_scope',
+      message: `The gateway needs a token with the scopes ${scopes || '(not named)'} for this request${
+        error.errorDescription ? ` (${printable(error.errorDescription, 300)})` : ''
+      }.`,
+      hint: `Sign in with those scopes: restart drawbridge connect with --scope "${scopes}" (your provider must grant them to this client).`,
+      data: { scope: scopes },
+    };
+  }
+  if (error instanceof SdkHttpError) {
+    const detail = printable(error.message.replace(/^Error POSTing to endpoint: /, ''), 500);
+    const status = error.status;
+    if (status === 401) {
       return {
         code: 'identity.invalid_token',
         message: `The gateway refused the access token even after it was renewed: ${detail}`,
         hint: 'Check that the gateway trusts this provider and client, then restart drawbridge connect to sign in again.',
       };
     }
-    if (error.code === 403) return { code: 'identity.insufficient_scope', message: `The gateway refused the request: ${detail}` };
-    if (error.code !== undefined && error.code >= 500)
-      return { code: 'backend.unavailable', message: `The gateway failed (HTTP ${error.code}): ${detail}`, hint: 'Retry later, or tell the gateway operator.' };
-    return { code: 'backend.error', message: `The gateway refused the request (HTTP ${error.code ?? '?'}): ${detail}` };
+    if (status === 403) return { code: 'identity.insufficient_scope', message: `The gateway refused the request: ${detail}` };
+    if (status >= 500)
+      return { code: 'backend.unavailable', message: `The gateway failed (HTTP ${status}): ${detail}`, hint: 'Retry later, or tell the gateway operator.' };
+    return { code: 'backend.error', message: `The gateway refused the request (HTTP ${status}): ${detail}` };
   }
   return {
     code: 'backend.unavailable',
@@ -153,6 +215,32 @@ function signInRequired(prompt: SignInPrompt): DrawbridgeError {
       },
     },
   });
+}
+
+/** The refusal of a request that needs scopes the token lacks, while a person signs in with them. */
+function stepUpSignIn(scopes: string, prompt: SignInPrompt): DrawbridgeError {
+  return new DrawbridgeError('identity.insufficient_scope', `The gateway needs a token with the scopes ${scopes} for this request. ${prompt.text}`, {
+    hint: 'Sign in as shown (the new token carries those scopes), then send the request again.',
+    details: {
+      signIn: {
+        verificationUri: prompt.verificationUri,
+        userCode: prompt.userCode,
+        ...(prompt.verificationUriComplete ? { verificationUriComplete: prompt.verificationUriComplete } : {}),
+      },
+    },
+  });
+}
+
+/** The bridge's own answer to a 2026-07-28 `server/discover` while nobody is signed in: tools that will change, nothing cached. */
+function discoverResult(): Result {
+  return {
+    resultType: 'complete',
+    supportedVersions: [...BRIDGE_MODERN_VERSIONS],
+    capabilities: { tools: { listChanged: true } },
+    ttlMs: 0,
+    cacheScope: 'private',
+    _meta: { [SERVER_INFO_META_KEY]: { name: BRIDGE_NAME, title: 'Drawbridge (drawbridge connect)', version: SERVER_VERSION } },
+  };
 }
 
 /** The bridge's own answer to the client's initialize: the version it asked for when this SDK speaks it, and tools that will change. */
@@ -202,6 +290,10 @@ class Bridge {
   private readonly pending = new Map<RequestId, Pending>();
   private readonly answeredByBridge = new Set<RequestId>();
   private initializeId: RequestId | undefined;
+  /** A 2026-07-28 client's subscriptions/listen, acknowledged by the bridge while nobody is signed in. */
+  private listen: { readonly id: RequestId; readonly message: JSONRPCRequest; readonly tools: boolean } | null = null;
+  /** The client's era, from its first request (a legacy session or per-request 2026-07-28 messages). */
+  private era: Era = 'unknown';
   /** The client's initialize params: the gateway session opened after a sign-in uses them. */
   private clientInitialize: JSONRPCRequest['params'] | undefined;
   /** Client messages held while the bridge is starting or connecting, in order. */
@@ -370,8 +462,11 @@ class Bridge {
     if (init?.method !== 'POST' || !response.ok || !response.body) return response;
     const contentType = (response.headers.get('content-type') ?? '').split(';', 1)[0]?.trim().toLowerCase();
     if (contentType !== 'text/event-stream') return response;
-    const ids = requestIds(init.body);
+    const requests = requestsIn(init.body);
+    const ids = requests.map((r) => r.id);
     if (ids.length === 0) return response;
+    // 2026-07-28 has no resumable response streams: a broken one loses its request, which the client re-issues.
+    const modern = requests.some((r) => envelopeVersion(r) !== undefined);
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let tail = '\n';
@@ -391,7 +486,7 @@ class Bridge {
             end('the stream ended');
             return;
           }
-          if (!resumable) {
+          if (!resumable && !modern) {
             const text = tail + decoder.decode(value, { stream: true });
             // An SSE `id:` field: the SDK can resume this stream where it broke.
             if (/[\r\n]id:/.test(text)) resumable = true;
@@ -433,14 +528,53 @@ class Bridge {
         });
       }
     };
-    let response = await send(token);
+    let used = token;
+    let response = await send(used);
     if (response.status === 401 && !this.closing) {
       this.log(`The gateway refused the access token (${challengeOf(response)}); getting a new one.`);
       await response.body?.cancel().catch(() => undefined);
-      response = await send(await this.bearer(token));
+      used = await this.bearer(token);
+      response = await send(used);
       if (response.status === 401) this.log(`The gateway refused the new access token too (${challengeOf(response)}).`);
     }
+    if (response.status === 403 && !this.closing) response = await this.stepUp(response, used, send);
     return this.watch(response, init);
+  }
+
+  /**
+   * A 403 insufficient_scope names the scopes the request needs: with a token for them that needs
+   * nobody (tokens.widen), the request goes once more; else the refusal stays, and the SDK transport
+   * turns it into an InsufficientScopeError that explain() words for the client.
+   */
+  private async stepUp(response: Response, used: string, send: (token: string) => Promise<Response>): Promise<Response> {
+    const challenge = extractWWWAuthenticateParams(response);
+    if (challenge.error !== 'insufficient_scope' || !challenge.scope || !this.source) return response;
+    const scopes = challenge.scope.split(' ').filter((s) => s !== '');
+    let wider: string | null;
+    try {
+      wider = await this.source.widen(scopes, used);
+    } catch (error) {
+      this.log(`Could not get a token with the scopes ${printable(challenge.scope)}: ${describeError(error)}`);
+      return response;
+    }
+    if (wider === null) {
+      this.log(`The gateway needs the scopes ${printable(challenge.scope)}; a token with them needs a new sign-in.`);
+      // A person: a sign-in asking for them starts now (or the one under way is shown); the client re-issues the request after it.
+      if (this.source.person && (this.source.askFor(scopes) || this.signIn)) {
+        let prompt: SignInPrompt;
+        try {
+          prompt = await this.startSignIn(this.source);
+        } catch {
+          return response;
+        }
+        await response.body?.cancel().catch(() => undefined);
+        throw stepUpSignIn(printable(challenge.scope), prompt);
+      }
+      return response;
+    }
+    this.log(`The gateway needs the scopes ${printable(challenge.scope)}; got a token with them, sending the request again.`);
+    await response.body?.cancel().catch(() => undefined);
+    return send(wider);
   }
 
   private sessionEnded(detail: string): void {
@@ -459,7 +593,7 @@ class Bridge {
   private gatewayError(error: Error): void {
     setTimeout(() => {
       if (this.closing || this.handled.has(error)) return;
-      if (error instanceof StreamableHTTPError && error.code === 404 && this.remote.sessionId !== undefined)
+      if (error instanceof SdkHttpError && error.status === 404 && this.remote.sessionId !== undefined)
         return this.sessionEnded('HTTP 404 on its event stream');
       if (error.name === 'AbortError') return;
       this.log(`Gateway event stream: ${describeError(error)}`);
@@ -497,11 +631,11 @@ class Bridge {
   }
 
   /** Sends one message to the gateway; a request that cannot be delivered is answered with the reason. */
-  private deliver(message: JSONRPCMessage): void {
-    this.remote.send(message).catch((error: unknown) => {
+  private deliver(message: JSONRPCMessage, abort?: AbortController): void {
+    this.remote.send(message, abort ? { requestSignal: abort.signal } : undefined).catch((error: unknown) => {
       if (error !== null && typeof error === 'object') this.handled.add(error);
       if (this.closing) return;
-      if (error instanceof StreamableHTTPError && error.code === 404 && this.remote.sessionId !== undefined) {
+      if (error instanceof SdkHttpError && error.status === 404 && this.remote.sessionId !== undefined) {
         // Answered (with the rest) by the shutdown.
         return this.sessionEnded('HTTP 404: the session is unknown to it');
       }
@@ -515,12 +649,17 @@ class Bridge {
   private forward(message: JSONRPCMessage): void {
     if (isJSONRPCRequest(message)) {
       this.answeredByBridge.delete(message.id);
-      this.pending.set(message.id, { method: message.method, resuming: false });
+      const abort = envelopeVersion(message) !== undefined ? new AbortController() : undefined;
+      this.pending.set(message.id, { method: message.method, resuming: false, ...(abort ? { abort } : {}) });
       if (message.method === 'initialize') this.initializeId = message.id;
+      return this.deliver(message, abort);
     } else if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       // The gateway will not answer a cancelled request (and the client expects nothing).
       const id = (message.params as { requestId?: unknown } | undefined)?.requestId;
+      const cancelled = typeof id === 'string' || typeof id === 'number' ? this.pending.get(id) : undefined;
       if (typeof id === 'string' || typeof id === 'number') this.pending.delete(id);
+      // A 2026-07-28 request is cancelled over HTTP by closing its response stream, not by a message.
+      if (cancelled?.abort) return cancelled.abort.abort();
     }
     this.deliver(message);
   }
@@ -538,6 +677,7 @@ class Bridge {
     if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       const cancelled = (message.params as { requestId?: unknown } | undefined)?.requestId;
       if (typeof cancelled === 'string' || typeof cancelled === 'number') this.pending.delete(cancelled);
+      if (cancelled === this.listen?.id) this.listen = null;
     }
     if (!isJSONRPCRequest(message)) return; // initialized, cancelled, roots: nothing to tell a gateway that is not there yet
     const { id, method } = message;
@@ -545,8 +685,13 @@ class Bridge {
       this.clientInitialize = message.params;
       return this.reply(id, initializeResult(message.params));
     }
-    if (method === 'ping') return this.reply(id, {});
-    if (method === 'tools/list') return this.reply(id, { tools: [] });
+    const modern = envelopeVersion(message) !== undefined;
+    // A 2026-07-28 result says it is complete and must not be cached: the tools arrive with the sign-in.
+    const complete = modern ? { resultType: 'complete', ttlMs: 0, cacheScope: 'private' } : {};
+    if (method === 'server/discover' && modern) return this.reply(id, discoverResult());
+    if (method === 'ping') return this.reply(id, modern ? { resultType: 'complete' } : {});
+    if (method === 'tools/list') return this.reply(id, { tools: [], ...complete });
+    if (method === 'subscriptions/listen' && modern) return this.holdListen(message);
     this.answeredByBridge.delete(id);
     this.pending.set(id, { method, resuming: false });
     // Signed in meanwhile (or the last attempt to open the session failed): try the session now; the request waits for it.
@@ -558,9 +703,41 @@ class Bridge {
     );
   }
 
+  /**
+   * A 2026-07-28 `subscriptions/listen` while nobody is signed in: acknowledged by the bridge (only
+   * the tool list can change, at the sign-in) and kept open. Once signed in, the client hears
+   * that its tools changed on it, and the request goes on to the gateway for what comes after.
+   */
+  private holdListen(message: JSONRPCRequest): void {
+    this.answeredByBridge.delete(message.id);
+    this.pending.set(message.id, { method: message.method, resuming: false });
+    const asked = message.params?.['notifications'];
+    const tools = asked !== null && typeof asked === 'object' && (asked as Record<string, unknown>)['toolsListChanged'] === true;
+    this.listen = { id: message.id, message, tools };
+    this.toClient({
+      jsonrpc: '2.0',
+      method: 'notifications/subscriptions/acknowledged',
+      params: { notifications: tools ? { toolsListChanged: true } : {}, _meta: { [SUBSCRIPTION_ID_META_KEY]: message.id } },
+    });
+  }
+
   /** Signed in after the client was answered by the bridge: the gateway session, with the client's own initialize. */
   private async openSession(): Promise<void> {
     if (this.phase !== 'signed-out' || this.closing) return;
+    if (this.era === 'modern') {
+      // No session to open: every 2026-07-28 request carries its own envelope (its next tools/list is not cached: ttlMs 0).
+      this.phase = 'forwarding';
+      this.log(`Connected to ${this.endpoint.href}.`);
+      for (const message of this.held.splice(0)) this.forward(message);
+      const listen = this.listen;
+      this.listen = null;
+      if (listen && this.pending.has(listen.id)) {
+        const onStream = { _meta: { [SUBSCRIPTION_ID_META_KEY]: listen.id } };
+        if (listen.tools) this.toClient({ jsonrpc: '2.0', method: 'notifications/tools/list_changed', params: onStream });
+        this.forward(listen.message);
+      }
+      return;
+    }
     this.phase = 'connecting';
     const id = `drawbridge-connect-${randomUUID()}`;
     const params = this.clientInitialize ?? { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'unknown', version: '0' } };
@@ -593,6 +770,10 @@ class Bridge {
   }
 
   private fromClient(message: JSONRPCMessage): void {
+    if (this.era === 'unknown' && isJSONRPCRequest(message)) {
+      if (message.method === 'initialize') this.era = 'legacy';
+      else if (envelopeVersion(message) !== undefined) this.era = 'modern';
+    }
     if (this.closing) {
       if (isJSONRPCRequest(message)) {
         this.pending.set(message.id, { method: message.method, resuming: false });

@@ -5,7 +5,11 @@
 // authorization grant for a person, the client credentials grant for a
 // service agent, the refresh token grant to keep going. Every token request
 // names the gateway as its resource indicator (RFC 8707), so the token's
-// audience is that gateway and no other.
+// audience is that gateway and no other. When the gateway answers a request
+// with a 403 insufficient_scope step-up challenge, widen() asks for the union of
+// the scopes without a person (a service agent's client credentials); a person's
+// token cannot be widened without a new sign-in (askFor: the next device flow
+// asks for the union), which no request waits for.
 //
 // Tokens are cached per (issuer, client, resource) in a file only the user can
 // read (0600 in a 0700 directory), written atomically and re-read before each
@@ -17,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import { extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
+import { extractWWWAuthenticateParams } from '@modelcontextprotocol/client';
 import * as oidc from 'openid-client';
 import { DrawbridgeError } from '../errors.js';
 
@@ -93,6 +97,21 @@ export interface TokenSource {
   signIn(): Promise<string>;
   /** The token if it is fresh now, without any network request or sign-in; else null. */
   peek(): string | null;
+  /**
+   * A token that also carries `scopes` (a 403 insufficient_scope step-up), without asking a person:
+   * for a service agent, the client credentials grant for the union of the scopes asked so far and
+   * these, which later requests then use too. `rejected` is the token the gateway refused: when
+   * another request already widened the ask, the newer token is returned. Null when only a person's
+   * new sign-in would do, or when the token refused was already asked with these scopes.
+   */
+  widen(scopes: readonly string[], rejected: string): Promise<string | null>;
+  /**
+   * A person's step-up: adds `scopes` to what the next sign-in asks for. True when that widened the
+   * ask (a new sign-in can get them); false when they were asked for already.
+   */
+  askFor(scopes: readonly string[]): boolean;
+  /** True when a person signs in (the device flow); false for a service agent (client credentials). */
+  readonly person: boolean;
   readonly gateway: ProtectedResource;
 }
 
@@ -502,7 +521,8 @@ class Tokens implements TokenSource {
   private silentRun: Promise<string | null> | null = null;
   private signInRun: Promise<string> | null = null;
   private readonly key: CacheKey;
-  private readonly requestedScope: string;
+  /** Grows by a step-up (widen): later grants and the cache entry ask for the union. */
+  private requestedScope: string;
 
   constructor(
     readonly gateway: ProtectedResource,
@@ -550,6 +570,47 @@ class Tokens implements TokenSource {
     });
     this.silentRun = run;
     return run;
+  }
+
+  private widening: Promise<string> | null = null;
+
+  get person(): boolean {
+    return this.options.clientSecret === undefined;
+  }
+
+  askFor(scopes: readonly string[]): boolean {
+    const asked = this.requestedScope.split(' ').filter((s) => s !== '');
+    const union = [...new Set([...asked, ...scopes])];
+    if (union.length === asked.length) return false;
+    this.requestedScope = union.join(' ');
+    return true;
+  }
+
+  async widen(scopes: readonly string[], rejected: string): Promise<string | null> {
+    const asked = this.requestedScope.split(' ').filter((s) => s !== '');
+    const union = [...new Set([...asked, ...scopes])];
+    if (union.length === asked.length) {
+      // Asked for already: by another request's step-up (its token, or the one in flight), else nothing more to get.
+      if (this.widening) return this.widening;
+      const fresh = this.peek();
+      return fresh !== null && fresh !== rejected ? fresh : null;
+    }
+    if (this.options.clientSecret === undefined) return null;
+    const before = this.requestedScope;
+    this.requestedScope = union.join(' ');
+    const run = this.clientCredentials().then(
+      (token) => token.accessToken,
+      (error: unknown) => {
+        this.requestedScope = before;
+        throw error;
+      },
+    );
+    this.widening = run;
+    try {
+      return await run;
+    } finally {
+      if (this.widening === run) this.widening = null;
+    }
   }
 
   signIn(): Promise<string> {

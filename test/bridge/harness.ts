@@ -5,6 +5,8 @@
 // test IdP answers them; the client's tools/list_changed notifications too.
 
 import { PassThrough } from 'node:stream';
+import type { Client as V2Client } from '@modelcontextprotocol/client';
+import { StdioServerTransport as V2StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -22,6 +24,8 @@ export interface BridgeRun {
   nextPrompt(): Promise<SignInPrompt>;
   /** An SDK Client connected through the bridge (call once). */
   connect(client: Client): Promise<void>;
+  /** An SDK v2 Client connected through the bridge (call once, instead of connect). */
+  connectV2(client: V2Client): Promise<void>;
   /** The next notifications/tools/list_changed the connected client receives. */
   toolsChanged(): Promise<void>;
   /** Closes the bridge's stdin (as an agent exiting does) and waits for the bridge to stop. */
@@ -81,6 +85,9 @@ export function startBridge(options: Omit<BridgeOptions, 'log'>): BridgeRun {
     connect(client) {
       client.setNotificationHandler(ToolListChangedNotificationSchema, () => changes.push(true));
       return client.connect(clientSide);
+    },
+    connectV2(client) {
+      return client.connect(new V2StdioServerTransport(fromBridge, toBridge));
     },
     toolsChanged: () => changes.next('notifications/tools/list_changed').then(() => undefined),
     async close() {
