@@ -76,9 +76,10 @@ describe('a 2026-07-28 call waiting for an out-of-band approval over HTTP', () =
     gone.abort();
     await first;
     const journalPath = join(h.dir, 'journal.db');
+    // The abandoned event is journaled before the call's outcome: wait for both.
     const abandoned = (): boolean =>
-      [...readCalls(journalPath)].some((e) =>
-        e.events.some((ev) => ev.type === 'approval' && ev.data['event'] === 'abandoned' && ev.data['approvalId'] === id),
+      [...readCalls(journalPath)].some(
+        (e) => e.outcome !== null && e.events.some((ev) => ev.type === 'approval' && ev.data['event'] === 'abandoned' && ev.data['approvalId'] === id),
       );
     await journalUntil(abandoned);
     const cancelledCall = [...readCalls(journalPath)].find((e) => e.events.some((ev) => ev.data['event'] === 'abandoned'));
