@@ -524,6 +524,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       requestStateKey: g?.approval.request_state_key ?? null,
     },
     console: { enabled: g?.console.enabled ?? true, clientId: g?.console.client_id ?? 'drawbridge-console', clientSecret: g?.console.client_secret ?? null },
+    admin: { listen: g?.admin.listen ?? null, operators: g?.admin.operators ?? [], drainTimeoutMs: g?.admin.drain_timeout ?? 30_000 },
     warnings,
   };
 }

@@ -199,6 +199,20 @@ export const gatewaySchema = z.strictObject({
       client_secret: secretRefSchema.optional(),
     })
     .default({ enabled: true, client_id: 'drawbridge-console' }),
+  /** Operating the gateway: the admin listener (/healthz, /readyz), who sees readiness details, the shutdown drain. */
+  admin: z
+    .strictObject({
+      /** HOST:PORT of a separate listener for /healthz and /readyz (also for `serve` over stdio); none by default. */
+      listen: z
+        .string()
+        .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'admin.listen takes HOST:PORT, e.g. 127.0.0.1:9090')
+        .optional(),
+      /** Groups whose bearer tokens see /readyz's details (JSON per check); everyone else sees only ok / not ready. */
+      operators: z.array(z.string().min(1)).default([]),
+      /** On SIGTERM/SIGINT, how long calls in flight may run before the gateway closes anyway. */
+      drain_timeout: durationSchema.default(30_000),
+    })
+    .default({ operators: [], drain_timeout: 30_000 }),
 });
 
 type ToolDeclaration = z.output<typeof toolSchema>;
@@ -265,6 +279,8 @@ export interface GatewayConfig {
   };
   /** The web console of `serve --http` (OIDC identities only). */
   readonly console: { readonly enabled: boolean; readonly clientId: string; readonly clientSecret: SecretRef | null };
+  /** admin: the admin listener (null: none), the operator groups of /readyz's details, the shutdown drain. */
+  readonly admin: { readonly listen: string | null; readonly operators: readonly string[]; readonly drainTimeoutMs: number };
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];
 }

@@ -30,6 +30,13 @@ export interface JournalStore {
   read(): AsyncIterable<StoredRecord>;
   /** The last record's seq and hash (0 and GENESIS_HASH when empty), as stored. */
   head(): Promise<{ readonly seq: number; readonly hash: string }>;
+  /**
+   * Whether an append could commit now, found without writing a record (/readyz asks): the
+   * head is read and the engine's own write check runs (SQLite: the write lock is taken and
+   * released; PostgreSQL: the server is a writable primary and the role may insert). Rejects
+   * journal.unavailable, like an append would.
+   */
+  probe(): Promise<void>;
   close(): Promise<void>;
 }
 

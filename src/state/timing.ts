@@ -29,6 +29,7 @@ export function timedJournal(inner: JournalStore): { readonly journal: JournalSt
     },
     read: () => inner.read(),
     head: () => inner.head(),
+    probe: () => inner.probe(),
     close: () => inner.close(),
   };
   return { journal, timings: () => ({ appends: { ...appends }, ms: { ...ms } }) };

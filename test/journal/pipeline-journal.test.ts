@@ -205,6 +205,7 @@ describe('fail closed when the journal cannot be written', () => {
     const broken: JournalStore = {
       read: () => gw.gateway.journal.read(),
       head: () => gw.gateway.journal.head(),
+      probe: () => gw.gateway.journal.probe(),
       async append() {
         attempts++;
         throw failure();
@@ -236,6 +237,7 @@ describe('fail closed when the journal cannot be written', () => {
     const broken: JournalStore = {
       read: () => gw.gateway.journal.read(),
       head: () => gw.gateway.journal.head(),
+      probe: () => gw.gateway.journal.probe(),
       async append(type, callId, data, now) {
         if (type === 'outcome') throw new DrawbridgeError('journal.unavailable', 'Cannot append to the audit journal (x): disk full');
         return gw.gateway.journal.append(type, callId, data, now);

@@ -27,6 +27,7 @@ function storeOf(j: Journal): JournalStore {
       yield* j.rows();
     },
     head: async () => j.head(),
+    probe: async () => j.probe(),
     close: async () => j.close(),
   };
 }

@@ -76,6 +76,7 @@ describe('the agent session in the journal, over stdio', () => {
           yield* journal.rows();
         },
         head: async () => journal.head(),
+        probe: async () => journal.probe(),
         close: async () => journal.close(),
       };
       const second = await sessionReplay(store, { session: sessions[2] as string });

@@ -307,6 +307,22 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
         throw fault('journal.unavailable', 'Cannot read the audit journal head', cause, secrets);
       }
     },
+    async probe() {
+      if (closed) throw failed(new Error('journal is closed'));
+      let row: { seq: unknown; writable: boolean } | undefined;
+      try {
+        // One round trip: the head, and whether this server and role could take an append (a primary, not read-only, INSERT granted).
+        const result = await pool.query<{ seq: unknown; writable: boolean }>(
+          `SELECT (SELECT seq FROM ${SCHEMA}.records ORDER BY seq DESC LIMIT 1) AS seq, ` +
+            `NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' ` +
+            `AND has_table_privilege('${SCHEMA}.records', 'INSERT') AS writable`,
+        );
+        row = result.rows[0];
+      } catch (cause) {
+        throw failed(cause);
+      }
+      if (row?.writable !== true) throw failed(new Error('the database does not accept writes (a standby, read-only, or INSERT not granted)'));
+    },
     /** Resolves once every append queued so far has settled. */
     async flushed() {
       while (flushing !== null) await flushing;

@@ -70,6 +70,7 @@ export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sy
       yield* opened().rows();
     },
     head: async () => opened().head(),
+    probe: async () => opened().probe(),
     close: async () => {
       closed = true;
       // Appends already queued are committed first: each was accepted before close.

@@ -34,6 +34,8 @@ export interface Journal {
   /** The stored rows in seq order; one statement, so one read snapshot. */
   rows(): IterableIterator<StoredRecord>;
   head(): { seq: number; hash: string };
+  /** Takes the write lock (BEGIN IMMEDIATE) and releases it at once, waiting at most PROBE_BUSY_MS for another writer. */
+  probe(): void;
   close(): void;
 }
 
@@ -57,6 +59,8 @@ export interface JournalOptions {
 const JOURNAL_FORMAT_VERSION = '1';
 
 const BUSY_TIMEOUT_MS = 5_000;
+/** How long a readiness probe waits for another writer's lock. */
+const PROBE_BUSY_MS = 200;
 
 /** The records columns under the names of StoredRecord. */
 export const STORED_COLUMNS = 'seq, time, type, call_id AS callId, data, prev_hash AS prevHash, hash';
@@ -230,6 +234,22 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
       if (closed) throw appendFailed(path, new Error('journal is closed'));
       const last = lastStmt.get() as LastRow | undefined;
       return last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash };
+    },
+    probe() {
+      if (closed) throw appendFailed(path, new Error('journal is closed'));
+      try {
+        lastStmt.get();
+        // A short wait only: a probe must not hold the event loop for an append's full busy timeout.
+        db.pragma(`busy_timeout = ${PROBE_BUSY_MS}`);
+        try {
+          db.exec('BEGIN IMMEDIATE');
+          db.exec('ROLLBACK');
+        } finally {
+          db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+        }
+      } catch (cause) {
+        throw appendFailed(path, cause);
+      }
     },
     close() {
       if (closed) return;

@@ -23,6 +23,7 @@ export function openSqliteJournalReadOnly(path: string): JournalStore {
   };
   return {
     append: () => Promise.reject(new DrawbridgeError('journal.unavailable', `The audit journal ${path} is open read-only here.`, { details: { path } })),
+    probe: () => Promise.reject(new DrawbridgeError('journal.unavailable', `The audit journal ${path} is open read-only here.`, { details: { path } })),
     async *read(): AsyncGenerator<StoredRecord> {
       // One statement = one read transaction: a consistent snapshot while a gateway appends (WAL).
       let rows: IterableIterator<StoredRecord>;
