@@ -10,7 +10,8 @@
 //   - the RFC 9728 protected resource metadata, at the path-inserted and the
 //     root well-known URLs;
 //   - the approvals API under /api/v1/ (api.ts), with the same bearer tokens;
-//   - the web console under /console/ (src/console/), when given console options.
+//   - the web console under /console/ (src/console/), when given console options;
+//   - /healthz and /readyz (health.ts), unauthenticated, after the Host/Origin checks.
 // Every MCP request must carry `Authorization: Bearer <token>`, verified on
 // every request (including the SSE stream and DELETE) before it is routed to
 // either era, after the Host/Origin checks (hosts.ts) that apply to both; a
@@ -34,6 +35,7 @@ import { API_PREFIX, sendHostRefusal, serveApi } from './api.js';
 import { SCOPES_META_KEY } from '../pipeline/answer.js';
 import { authenticate, insufficientScopeChallenge, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
+import { createHealth, type Health } from './health.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 import { locateResource, protectedResourceMetadata } from './metadata.js';
 import { sendJsonRpcError } from './reply.js';
@@ -53,6 +55,8 @@ export interface HttpServeOptions {
   readonly maxBodyBytes?: number;
   /** The web console under /console/: its OAuth client and session settings; absent: no console. */
   readonly console?: ConsoleOptions;
+  /** /healthz and /readyz (health.ts); absent: a readiness of this gateway and verifier of its own. */
+  readonly health?: Health;
 }
 
 export interface HttpGateway {
@@ -61,6 +65,8 @@ export interface HttpGateway {
   /** The resource identifier advertised (RFC 9728): the public URL of the MCP endpoint. */
   readonly resource: string;
   readonly port: number;
+  /** What /readyz answers from: serve marks it shutting down before it drains. */
+  readonly health: Health;
   close(): Promise<void>;
 }
 
@@ -100,6 +106,7 @@ interface Site {
   readonly maxBodyBytes: number;
   /** 2026-07-28 requests: the SDK's per-request handler (modern only; 2025-11-25 traffic never reaches it). */
   readonly modern: McpHttpHandler;
+  readonly health: Health;
   state: State | null;
   console: Console | null;
   closing: boolean;
@@ -115,7 +122,8 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
 
   const sessions = new SessionTable({ max: maxSessions, idleMs: sessionIdleMs });
   const modern = createMcpHandler(mcpServerFactory(gateway, requestIdentityProvider), { legacy: 'reject', maxRequestBodySize: maxBodyBytes });
-  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, modern, state: null, console: null, closing: false };
+  const health = options.health ?? createHealth(gateway, verifier);
+  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, modern, health, state: null, console: null, closing: false };
   const httpServer = createServer((req, res) => {
     handle(site, req, res).catch(() => {
       if (!res.headersSent) sendJsonRpcError(res, 500, 'Internal gateway error.', { code: -32603 });
@@ -147,6 +155,7 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
     url: `http://${urlHost(options.host)}:${port}${location.mcpPath}`,
     resource: location.resource,
     port,
+    health,
     close() {
       closed ??= (async () => {
         site.closing = true;
@@ -188,6 +197,8 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
     sendJsonRpcError(res, 403, refused, { code: -32000 });
     return;
   }
+  // Health and readiness: no MCP auth (a load balancer has no token), after the Host/Origin checks.
+  if (await site.health.serve(req, res, url)) return;
   if (metadata) {
     serveMetadata(req, res, state.metadata);
     return;

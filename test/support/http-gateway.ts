@@ -33,6 +33,8 @@ export interface HttpHarnessOptions<A extends string> {
   readonly identity?: string;
   /** journal.readers (who may read the journal over the API and the console); none by default. */
   readonly journalReaders?: readonly string[];
+  /** YAML flow mapping for `admin:` (e.g. `{ operators: [sre] }`); none by default. */
+  readonly admin?: string;
   /** More environment for the config's ${VAR} references (DB_URL is set). */
   readonly env?: Readonly<Record<string, string>>;
   /** The gateway's clock (dates decisions, expiries and the journal). */
@@ -100,6 +102,8 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
       const readers = `readers: ${JSON.stringify(options.journalReaders)}`;
       writeFileSync(gatewayYaml, readFileSync(gatewayYaml, 'utf8').replace('journal: { path: journal.db }', `journal: { path: journal.db, ${readers} }`));
     }
+    if (options.admin)
+      writeFileSync(join(dir, 'policies', 'gateway.yaml'), `${readFileSync(join(dir, 'policies', 'gateway.yaml'), 'utf8')}admin: ${options.admin}\n`);
     const gateway = await openGateway({
       configDir: dir,
       env: { DB_URL: db.gatewayUrl, ...options.env },
