@@ -42,6 +42,7 @@ type CoreErrorCode =
   | 'backend.interrupted'
   | 'limits.affected_rows'
   | 'journal.unavailable'
+  | 'gateway.shutting_down'
   | 'journal.forbidden'
   | 'state.schema_version'
   | 'approval.declined'
@@ -99,6 +100,7 @@ const HINTS: Record<CoreErrorCode, string> = {
     'state on the host) before retrying anything that changes state; the next call opens a new connection.',
   'limits.affected_rows': 'The write touched more rows than allowed and was rolled back. Narrow the WHERE clause, or split the change.',
   'journal.unavailable': 'The audit journal cannot be written, so nothing is executed. Tell the operator.',
+  'gateway.shutting_down': 'The gateway is restarting; nothing was run. Call again in a moment with exactly the same input.',
   'journal.forbidden':
     'Reading the journal over the approvals API or in the console is for members of the groups in journal.readers (policies, kind: gateway); ' +
     'ask the operator to add one of your groups there.',
@@ -165,6 +167,7 @@ const KINDS: Record<CoreErrorCode, ErrorKind> = {
   'backend.interrupted': 'fault',
   'limits.affected_rows': 'refusal',
   'journal.unavailable': 'fault',
+  'gateway.shutting_down': 'refusal',
   'journal.forbidden': 'refusal',
   'state.schema_version': 'fault',
   'approval.declined': 'refusal',

@@ -14,7 +14,10 @@ import { localIdentityProvider, type Identity, type IdentityProvider } from '../
 import { createOidcVerifier, tokenIdentityProvider } from '../identity/oidc.js';
 import { openGateway, type Gateway } from '../pipeline/gateway.js';
 import { obtainAccessToken, runBridge, type BridgeOptions } from '../bridge/connect.js';
+import { createHealth, serveAdmin, type AdminListener, type Health } from '../http/health.js';
 import { serveHttp, type HttpGateway } from '../http/server.js';
+import { formatDuration } from '../config/units.js';
+import type { TokenVerifier } from '../identity/oidc.js';
 import type { CheckpointKeys } from '../journal/checkpoint.js';
 import { checkpointKeys, realInterval, startCheckpointer } from '../journal/checkpoint-file.js';
 import { serveStdio } from '../server.js';
@@ -31,6 +34,46 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
   const gateway = withJournalTimings(await withCheckpoints(await openServingGateway(configDir(values.config, io), io), io), io);
   for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
+}
+
+/** admin.listen's listener (/healthz, /readyz), or null when none is configured; a bind that fails stops the gateway from starting. */
+async function startAdmin(gateway: Gateway, health: Health, io: CliIo): Promise<AdminListener | null> {
+  const given = gateway.config.admin.listen;
+  if (given === null) return null;
+  const { host, port } = parseListen(given, 'admin.listen');
+  try {
+    const admin = await serveAdmin(health, { host, port });
+    io.stderr.write(`drawbridge: admin listener (/healthz, /readyz) at ${admin.url}\n`);
+    return admin;
+  } catch (error) {
+    await gateway.close();
+    return fail(`drawbridge: cannot listen on ${given} (admin.listen): ${(error as Error).message}`, 1);
+  }
+}
+
+/**
+ * The graceful shutdown's first half (SIGTERM/SIGINT): /readyz goes false first, new calls are
+ * refused (gateway.shutting_down), calls waiting for a human answer "call again" (their request
+ * stays pending), and running calls get up to admin.drain_timeout to finish. Then the caller closes
+ * the listeners and the gateway (pools, the closing checkpoint, the state).
+ */
+async function drain(gateway: Gateway, health: Health, io: CliIo): Promise<void> {
+  health.shutDown();
+  const ms = gateway.config.admin.drainTimeoutMs;
+  const running = gateway.calls.inFlight;
+  io.stderr.write(`drawbridge: shutting down: not ready, refusing new calls; ${running} call(s) in flight get up to ${formatDuration(ms)}\n`);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  const outcome = await gateway.calls.drain(deadline);
+  clearTimeout(timer);
+  if (outcome === 'timed out') {
+    io.stderr.write(`drawbridge: warning: ${gateway.calls.inFlight} call(s) still running after ${formatDuration(ms)} (admin.drain_timeout) are cut off\n`);
+  }
+}
+
+/** The verifier that proves /readyz's operators: the gateway's own OIDC verifier, none for local identities. */
+function operatorVerifier(config: GatewayConfig): TokenVerifier | null {
+  return config.identity?.mode === 'oidc' ? createOidcVerifier(config.identity) : null;
 }
 
 /**
@@ -152,11 +195,14 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
     const why = isDrawbridgeError(error) ? error.message : String(error);
     return fail(`drawbridge: the console's client secret cannot be read (console.client_secret): ${why}`, 1);
   }
+  const verifier = createOidcVerifier(identity);
+  const health = createHealth(gateway, verifier);
   let http: HttpGateway;
   try {
-    http = await serveHttp(gateway, createOidcVerifier(identity), {
+    http = await serveHttp(gateway, verifier, {
       host: listen.host,
       port: listen.port,
+      health,
       ...(publicUrl !== undefined ? { publicUrl } : {}),
       ...(c.enabled ? { console: { clientId: c.clientId, ...(secret !== undefined ? { clientSecret: secret } : {}) } } : {}),
     });
@@ -177,8 +223,14 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
       `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${stateLabel(gateway.config)}\n`,
   );
   if (gateway.config.console.enabled) io.stderr.write(`drawbridge: approvers sign in to the console at ${new URL(http.resource).origin}/console/\n`);
+  const admin = await startAdmin(gateway, health, io).catch(async (error: unknown) => {
+    await http.close();
+    throw error;
+  });
   await stopped;
+  await drain(gateway, health, io);
   await http.close();
+  await admin?.close();
   await gateway.close();
   return 0;
 }
@@ -192,21 +244,26 @@ async function serveOverStdio(gateway: Gateway, io: CliIo): Promise<number> {
     if (isDrawbridgeError(error)) return fail(`drawbridge: cannot serve: ${error.code}: ${error.message}\n${error.hint}`, 1);
     throw error;
   }
+  const health = createHealth(gateway, operatorVerifier(gateway.config));
+  const admin = await startAdmin(gateway, health, io);
   guardProcess(io);
   const stopped = untilStopped(io);
   const serving = serveStdio(gateway, served.identities);
   io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${stateLabel(gateway.config)}\n`);
   await Promise.race([stopped, new Promise<void>((done) => io.stdin.on('end', () => done()))]);
+  // Answers still go out on stdout while the calls in flight finish; then the transport closes.
+  await drain(gateway, health, io);
   await serving.close().catch(() => undefined);
+  await admin?.close();
   await gateway.close();
   return 0;
 }
 
-/** `HOST:PORT` (IPv6 in brackets) for --http. */
-function parseListen(value: string): Listen {
+/** `HOST:PORT` (IPv6 in brackets) for --http or admin.listen. */
+function parseListen(value: string, what = '--http'): Listen {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
   const port = Number(m?.[2]);
-  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) return fail(`--http takes HOST:PORT, e.g. 127.0.0.1:8080 (got "${value}").`);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) return fail(`${what} takes HOST:PORT, e.g. 127.0.0.1:8080 (got "${value}").`);
   return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port, given: value };
 }
 

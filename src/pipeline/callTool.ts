@@ -35,6 +35,7 @@ import { evaluate, type Decision } from '../policy/evaluate.js';
 import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js';
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
+import { shuttingDown, type Admission } from './drain.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
 import { approveStage, type Clearance, type InputRequired } from '../approval/stage.js';
 
@@ -103,13 +104,19 @@ interface Prepared {
  * written, in full, to the operator's log (stderr).
  */
 export async function callTool(gateway: Gateway, call: CallInput): Promise<CallResult> {
-  const result = await runPipeline(gateway, call);
-  if (result.ok || result.inputRequired) return result;
-  if (errorKind(result.error.code) === 'fault') logFault(result.callId, result.error);
-  return withoutHostPaths(gateway, result);
+  // Counted from here to the answer (journal records included), so a graceful shutdown waits for it; refused once it drains.
+  const admission = gateway.calls.enter(call.channel?.signal);
+  try {
+    const result = await runPipeline(gateway, call, admission);
+    if (result.ok || result.inputRequired) return result;
+    if (errorKind(result.error.code) === 'fault') logFault(result.callId, result.error);
+    return withoutHostPaths(gateway, result);
+  } finally {
+    admission?.release();
+  }
 }
 
-async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResult> {
+async function runPipeline(gateway: Gateway, call: CallInput, admission: Admission | null): Promise<CallResult> {
   const callId = randomUUID();
   const started = performance.now();
   // Measured once, without recursion, whatever the arguments' shape: the limits are
@@ -128,6 +135,8 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   let held: InputRequired | null = null;
   let scopes: ScopeCheck | null = null;
   try {
+    // A call arriving while the gateway drains is refused (and journaled like any refusal): nothing of it runs.
+    if (admission === null) throw shuttingDown();
     const identity = requireIdentity(call.identity, call.identityError);
     requireBoundedInput(measured);
     const tool = requireTool(gateway.config, call.tool);
@@ -162,7 +171,8 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
                 })
           : null;
       // The requester's client is named on the request as the intent names it, whichever way the call came in.
-      const channel: ApprovalChannel = { ...(call.client ? { clientName: call.client.name } : {}), ...call.channel };
+      // Its signal: the client's cancellation, or the gateway shutting down (the wait answers "call again").
+      const channel: ApprovalChannel = { ...(call.client ? { clientName: call.client.name } : {}), ...call.channel, signal: admission.signal };
       const approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
       if (approved.kind === 'input_required') held = approved;
       else {

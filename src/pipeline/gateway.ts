@@ -14,6 +14,7 @@ import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notif
 import { requestStateKeyOf, requestStateKeySource } from '../approval/request-state.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
+import { createCallGate, type CallGate } from './drain.js';
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -28,6 +29,8 @@ export interface Gateway {
   readonly approval: ApprovalContext;
   /** approval.notify's deliveries; null when no target is configured. */
   readonly notifier: Notifier | null;
+  /** The calls in flight, and the graceful shutdown's drain (drain.ts). */
+  readonly calls: CallGate;
   /** Brokered connections, opened on first use. */
   connection(name: string): BackendConnection;
   /**
@@ -89,6 +92,7 @@ export function createGateway(options: {
     clock,
     approval,
     notifier,
+    calls: createCallGate(),
     connection(name) {
       const existing = open.get(name);
       if (existing) return existing;

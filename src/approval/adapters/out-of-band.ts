@@ -44,7 +44,7 @@ async function awaitOutOfBand(ctx: ApprovalContext, s: ApprovalSubject, channel:
     current = await store.get(approval.id, ctx.clock());
     if (!current) throw new DrawbridgeError('approval.not_found', `Approval ${approval.id} disappeared from the store.`);
     // Checked first: a cancelled call must neither use up an approval nor swallow a denial.
-    if (channel.signal?.aborted) throw await abandoned(ctx, s, current);
+    if (channel.signal?.aborted) throw await abandoned(ctx, s, current, channel.signal.reason);
     if (current.status === 'approved') return await consume(ctx, store, current, s);
     if (current.status === 'denied') throw await declined(ctx, store, current, s);
     // Approved when this call found it, consumed by now: another identical call (on any replica) ran it.
@@ -187,14 +187,29 @@ async function declined(ctx: ApprovalContext, store: ApprovalStore, approval: St
 }
 
 /** The client cancelled the call while it waited: journaled, nothing runs, and the request stays for the next identical call. */
-async function abandoned(ctx: ApprovalContext, s: ApprovalSubject, current: StoredApproval): Promise<DrawbridgeError> {
+async function abandoned(ctx: ApprovalContext, s: ApprovalSubject, current: StoredApproval, why: unknown): Promise<DrawbridgeError> {
+  // The gateway shutting down (pipeline/drain.ts) rather than the client: the request stays pending for the re-issued call.
+  const restarting = why instanceof DrawbridgeError && why.code === 'gateway.shutting_down';
   await ctx.journal.append(
     'approval',
     s.callId,
-    { event: 'abandoned', approvalId: current.id, via: 'cli', reason: 'the client cancelled the call', status: current.status },
+    {
+      event: 'abandoned',
+      approvalId: current.id,
+      via: 'cli',
+      reason: restarting ? 'the gateway is shutting down' : 'the client cancelled the call',
+      status: current.status,
+    },
     ctx.clock(),
   );
   const retry = pickUp(ctx, s);
+  if (restarting) {
+    return new DrawbridgeError(
+      'gateway.shutting_down',
+      `The gateway is restarting while this call waited for approval ${current.id} (${current.status}); nothing was run. Call again.`,
+      { hint: retry, details: approvalDetails(ctx, s, current, retry) },
+    );
+  }
   return new DrawbridgeError('approval.pending', `The call was cancelled while it waited for approval ${current.id} (${current.status}); nothing was run.`, {
     hint: retry,
     details: approvalDetails(ctx, s, current, retry),
