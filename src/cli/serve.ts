@@ -66,6 +66,9 @@ async function drain(gateway: Gateway, health: Health, io: CliIo): Promise<void>
   const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
   const outcome = await gateway.calls.drain(deadline);
   clearTimeout(timer);
+  // A call leaves the gate when callTool returns; its answer is handed to the transport in the promise
+  // callbacks right after. They all run before the next turn of the event loop: only then may the transport close.
+  await new Promise<void>((resolve) => setImmediate(resolve));
   if (outcome === 'timed out') {
     io.stderr.write(`drawbridge: warning: ${gateway.calls.inFlight} call(s) still running after ${formatDuration(ms)} (admin.drain_timeout) are cut off\n`);
   }

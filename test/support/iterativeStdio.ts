@@ -23,6 +23,15 @@ export class IterativeStdioClientTransport implements Transport {
     private readonly params: { readonly command: string; readonly args: readonly string[]; readonly env: Record<string, string>; readonly cwd: string },
   ) {}
 
+  /** Sends SIGTERM to the gateway (a graceful shutdown) and resolves with its exit code once it exited. */
+  terminate(): Promise<number | null> {
+    const child = this.child;
+    if (!child) return Promise.reject(new Error('the gateway is not running'));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    return exited;
+  }
+
   /** Everything the gateway wrote on stderr (its operator log). */
   stderr(): string {
     return this.stderrText;
