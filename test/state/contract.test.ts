@@ -152,6 +152,20 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
       expect(error.message).not.toMatch(/\.db|\/tmp|drawbridge-state-/);
       await rejection((await fresh.again()).journal.append('call', 'c2', { bad: 1n }), 'journal.unavailable');
     });
+
+    it('probe: resolves while an append could commit, writes nothing; rejects journal.unavailable once the journal is closed', async () => {
+      const fresh = await engine.fresh();
+      const state = await fresh.open();
+      await state.journal.append('call', 'c1', { n: 1 }, T0);
+      const before = await state.journal.head();
+      await state.journal.probe();
+      await (await fresh.again()).journal.probe();
+      expect(await state.journal.head()).toEqual(before);
+      expect(await readAll(state)).toHaveLength(1);
+      await state.close();
+      const error = await rejection(state.journal.probe(), 'journal.unavailable');
+      expect(error.message).not.toMatch(/\.db|\/tmp|drawbridge-state-/);
+    });
   });
 
   describe('approvals', () => {
