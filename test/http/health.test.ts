@@ -6,6 +6,7 @@
 import { request } from 'node:http';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveAdmin, type AdminListener } from '../../src/http/health.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
@@ -124,4 +125,24 @@ it('the probe writes no record', async () => {
   await get(`${h.origin}/readyz`, 'sam');
   await get(`${admin.url}/readyz`);
   expect(await h.gateway.journal.head()).toEqual(before);
+});
+
+// Last: a shutdown cannot be undone.
+it('shutting down: /readyz goes false first, then new MCP calls over HTTP are refused with gateway.shutting_down', async () => {
+  h.http.health.shutDown();
+  expect(await get(`${h.origin}/readyz`)).toMatchObject({ status: 503, body: 'not ready\n' });
+  expect(JSON.parse((await get(`${admin.url}/readyz`, 'sam')).body).checks).toMatchObject({
+    journal: { ok: true },
+    serving: { ok: false, reason: 'shutting down: new calls are refused' },
+  });
+  expect(await h.gateway.calls.drain(new Promise<void>(() => undefined))).toBe('drained');
+  const { client } = await h.mcpSession('alice', 'after-drain');
+  try {
+    const r = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT 2' } })) as CallToolResult;
+    expect(r.isError).toBe(true);
+    expect(r.content[0]).toMatchObject({ type: 'text', text: expect.stringMatching(/^gateway\.shutting_down: The gateway is restarting/) });
+  } finally {
+    await client.close();
+  }
+  expect(await get(`${h.origin}/healthz`)).toMatchObject({ status: 200, body: 'ok\n' });
 });
