@@ -1,11 +1,13 @@
 // `drawbridge serve --http` as a process: it announces where it listens, MCP
-// clients with a provider token work end to end, SIGTERM stops it cleanly,
+// clients with a provider token work end to end, SIGTERM stops it cleanly (draining
+// a long read while refusing new calls),
 // and it refuses to serve HTTP without OIDC identities or with a bad address
 // (those refusals run in process: the command line's own function).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -24,6 +26,9 @@ const POLICY = `kind: policy
 rules:
   - name: developers-read
     match: { tool: run_sql, access: read, groups: [developers] }
+    effect: allow
+  - name: developers-sleep
+    match: { tool: run_sql, functions: [pg_sleep], groups: [developers] }
     effect: allow
 `;
 
@@ -108,6 +113,53 @@ describe('drawbridge serve --http', () => {
     served.child.kill('SIGTERM');
     expect(await exited).toBe(0);
     child = null;
+  });
+
+  it('SIGTERM during a long read: /readyz false first, a new call refused (gateway.shutting_down), the read answered, exit 0', async () => {
+    const served = await startServe(['--http', `127.0.0.1:${port}`]);
+    const { access_token } = await idp.deviceLogin(resource, 'alice', 'mcp');
+    const client = new Client({ name: 'serve-http-drain', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(served.url), { requestInit: { headers: { Authorization: `Bearer ${access_token}` } } }));
+    expect(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.text())).toBe('ok\n');
+    const long = client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT pg_sleep(2) AS slept' } }) as Promise<CallToolResult>;
+    // A condition poll: the call is running once its intent is journaled (durable before the backend sees it).
+    const journaled = (): string | null => {
+      const j = new Database(join(dir, 'journal.db'), { readonly: true });
+      try {
+        const row = j.prepare("SELECT call_id FROM records WHERE type = 'call' AND data LIKE '%pg_sleep(2)%'").get() as { call_id: string } | undefined;
+        return row?.call_id ?? null;
+      } finally {
+        j.close();
+      }
+    };
+    let callId: string | null = null;
+    for (let i = 0; i < 500 && callId === null; i++) {
+      callId = journaled();
+      if (callId === null) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(callId).not.toBeNull();
+    const exited = new Promise<number | null>((resolve) => served.child.once('exit', (code) => resolve(code)));
+    served.child.kill('SIGTERM');
+    let status = 200;
+    for (let i = 0; i < 500 && status === 200; i++) {
+      status = (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+      if (status === 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(status).toBe(503);
+    const refused = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT 1 AS one' } })) as CallToolResult;
+    expect(refused.isError).toBe(true);
+    expect(refused.content[0]).toMatchObject({ text: expect.stringMatching(/^gateway\.shutting_down: /) });
+    const done = await long;
+    expect(done.isError, JSON.stringify(done.content)).toBeFalsy();
+    expect(await exited).toBe(0);
+    child = null;
+    const j = new Database(join(dir, 'journal.db'), { readonly: true });
+    try {
+      const outcome = j.prepare("SELECT data FROM records WHERE type = 'outcome' AND call_id = ?").get(callId) as { data: string };
+      expect(JSON.parse(outcome.data)).toMatchObject({ status: 'ok' });
+    } finally {
+      j.close();
+    }
   });
 
   it('refuses HTTP without OIDC identities, and bad listen addresses', async () => {
