@@ -435,6 +435,9 @@ function checkReferences(c: Collection, documents: readonly RawDocument[], backe
   const { problems, tools, connections, brokenConnections } = c;
   const toolNames = new Set([...tools.keys(), ...c.brokenTools]);
   const connectionNames = new Set([...connections.keys(), ...brokenConnections]);
+  // admin.ready_requires: a typo would silently leave readiness blind to the connection meant.
+  const gatewayDoc = documents.find((d) => getIn(d, ['kind']) === 'gateway');
+  if (c.gateway && gatewayDoc) checkNames(c.gateway.admin.ready_requires, connectionNames, 'connection', gatewayDoc, ['admin', 'ready_requires'], problems);
   for (const [name, tool] of tools) {
     tool.declaration.connections.forEach((connection, index) => {
       const target = connections.get(connection);
@@ -524,7 +527,12 @@ function assemble(root: string, c: Collection): GatewayConfig {
       requestStateKey: g?.approval.request_state_key ?? null,
     },
     console: { enabled: g?.console.enabled ?? true, clientId: g?.console.client_id ?? 'drawbridge-console', clientSecret: g?.console.client_secret ?? null },
-    admin: { listen: g?.admin.listen ?? null, operators: g?.admin.operators ?? [], drainTimeoutMs: g?.admin.drain_timeout ?? 30_000 },
+    admin: {
+      listen: g?.admin.listen ?? null,
+      operators: g?.admin.operators ?? [],
+      readyRequires: g?.admin.ready_requires ?? [],
+      drainTimeoutMs: g?.admin.drain_timeout ?? 30_000,
+    },
     warnings,
   };
 }

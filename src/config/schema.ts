@@ -209,10 +209,12 @@ export const gatewaySchema = z.strictObject({
         .optional(),
       /** Groups whose bearer tokens see /readyz's details (JSON per check); everyone else sees only ok / not ready. */
       operators: z.array(z.string().min(1)).default([]),
+      /** Connections whose last call failing (a fault, e.g. unreachable) makes /readyz not ready; none by default (a backend down fails only its tools). */
+      ready_requires: z.array(z.string().regex(/^[^*?]+$/, 'a connection name, not a pattern')).default([]),
       /** On SIGTERM/SIGINT, how long calls in flight may run before the gateway closes anyway. */
       drain_timeout: durationSchema.default(30_000),
     })
-    .default({ operators: [], drain_timeout: 30_000 }),
+    .default({ operators: [], ready_requires: [], drain_timeout: 30_000 }),
 });
 
 type ToolDeclaration = z.output<typeof toolSchema>;
@@ -280,7 +282,13 @@ export interface GatewayConfig {
   /** The web console of `serve --http` (OIDC identities only). */
   readonly console: { readonly enabled: boolean; readonly clientId: string; readonly clientSecret: SecretRef | null };
   /** admin: the admin listener (null: none), the operator groups of /readyz's details, the shutdown drain. */
-  readonly admin: { readonly listen: string | null; readonly operators: readonly string[]; readonly drainTimeoutMs: number };
+  readonly admin: {
+    readonly listen: string | null;
+    readonly operators: readonly string[];
+    /** Connections /readyz requires: not ready while one's last call failed with a fault. */
+    readonly readyRequires: readonly string[];
+    readonly drainTimeoutMs: number;
+  };
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];
 }

@@ -4,12 +4,14 @@
 // after its Host/Origin checks, and on the optional admin listener (admin.listen), which stdio
 // deployments use too. Both are unauthenticated and say only `ok` / `not ready`; a bearer token
 // of an admin.operators group (verified with the gateway's own verifier) gets JSON per check.
-// A backend being down does not make the gateway unready: its tools fail closed on their own.
+// A backend being down does not make the gateway unready (its tools fail closed on their own) unless
+// admin.ready_requires names its connection.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isDrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
+import type { ConnectionCheck } from '../pipeline/connection-health.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 
@@ -20,7 +22,13 @@ export type ReadinessCheck = { readonly ok: true } | { readonly ok: false; reado
 
 export interface Readiness {
   readonly ready: boolean;
-  readonly checks: { readonly config: ReadinessCheck; readonly journal: ReadinessCheck; readonly serving: ReadinessCheck };
+  readonly checks: {
+    readonly config: ReadinessCheck;
+    readonly journal: ReadinessCheck;
+    readonly serving: ReadinessCheck;
+    /** Each connection's last known check; `required`: named in admin.ready_requires (failing makes the gateway unready). */
+    readonly connections: Readonly<Record<string, ConnectionCheck & { readonly required: boolean }>>;
+  };
 }
 
 export interface Health {
@@ -44,7 +52,12 @@ export function createHealth(gateway: Gateway, verifier: TokenVerifier | null): 
     const serving: ReadinessCheck = shuttingDown ? { ok: false, reason: 'shutting down: new calls are refused' } : { ok: true };
     // The config was loaded and validated before anything listens; a reload will make this check a real one.
     const config: ReadinessCheck = { ok: true };
-    return { ready: journal.ok && serving.ok && config.ok, checks: { config, journal, serving } };
+    const required = new Set(gateway.config.admin.readyRequires);
+    const connections = Object.fromEntries(
+      Object.entries(gateway.connectionHealth.snapshot()).map(([name, check]) => [name, { ...check, required: required.has(name) }]),
+    );
+    const backendsUp = Object.values(connections).every((c) => !c.required || c.state !== 'failing');
+    return { ready: journal.ok && serving.ok && config.ok && backendsUp, checks: { config, journal, serving, connections } };
   };
 
   const isOperator = async (req: IncomingMessage): Promise<boolean> => {

@@ -145,7 +145,15 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
     const connection = String(input['connection']);
     masker = createMasker(applicableRules(gateway.config.masking, tool.declaration.name, connection, identity), gateway.maskKey, tool.backend.redactQuoted);
     partial = tool.backend.parse(input, { tool: tool.declaration.name, connection });
-    const request = await gateway.connection(connection).resolve(partial);
+    const request = await gateway
+      .connection(connection)
+      .resolve(partial)
+      .catch((error: unknown) => {
+        // Resolving asks the backend (catalog lookups): a fault here is the connection's last check too.
+        const failure = toDrawbridgeError(error);
+        if (errorKind(failure.code) === 'fault') gateway.connectionHealth.failing(connection, failure.code, gateway.clock());
+        throw error;
+      });
     partial = request;
     scopes = scopeCheck(gateway.config, request, identity, call.scopes);
     requireScopes(scopes);
@@ -252,6 +260,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
     });
   } catch (error) {
     const failure = toDrawbridgeError(error);
+    if (errorKind(failure.code) === 'fault') gateway.connectionHealth.failing(request.connection, failure.code, gateway.clock());
     return refuse(
       callId,
       failure,
@@ -262,6 +271,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
       call.identity,
     );
   }
+  gateway.connectionHealth.ok(request.connection, gateway.clock());
   const { result: safe, masked: inResult } = masker.maskResult(result, request);
   const durationMs = elapsed(started);
   // The summary echoes the input: detectors run on it too before it is shown, and

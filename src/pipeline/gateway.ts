@@ -14,6 +14,7 @@ import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notif
 import { requestStateKeyOf, requestStateKeySource } from '../approval/request-state.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
+import { createConnectionHealth, type ConnectionHealth } from './connection-health.js';
 import { createCallGate, type CallGate } from './drain.js';
 
 export interface Gateway {
@@ -31,6 +32,8 @@ export interface Gateway {
   readonly notifier: Notifier | null;
   /** The calls in flight, and the graceful shutdown's drain (drain.ts). */
   readonly calls: CallGate;
+  /** Each connection's last known check (the last call that reached it), for /readyz. */
+  readonly connectionHealth: ConnectionHealth;
   /** Brokered connections, opened on first use. */
   connection(name: string): BackendConnection;
   /**
@@ -93,6 +96,7 @@ export function createGateway(options: {
     approval,
     notifier,
     calls: createCallGate(),
+    connectionHealth: createConnectionHealth(options.config.connections.keys()),
     connection(name) {
       const existing = open.get(name);
       if (existing) return existing;
