@@ -21,6 +21,7 @@ import { serveStdio } from '../server.js';
 import { stateLabel } from '../state/open.js';
 import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
+import { createLogger } from '../observability/log.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 import { signInOptions } from './remote.js';
@@ -30,6 +31,7 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
   const listen = values.http === undefined ? null : parseListen(values.http);
   const gateway = withJournalTimings(await withCheckpoints(await openServingGateway(configDir(values.config, io), io), io), io);
   for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
+  logCalls(gateway, io);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
 }
 
@@ -113,6 +115,13 @@ function withJournalTimings(gateway: Gateway, io: CliIo): Gateway {
       }
     },
   };
+}
+
+/** One line per call on stderr (log: level, format, subjects): JSON unless stderr is a terminal or format says otherwise. */
+function logCalls(gateway: Gateway, io: CliIo): void {
+  const isTTY = 'isTTY' in io.stderr && io.stderr.isTTY === true;
+  const logger = createLogger({ config: gateway.config.log, write: (line) => void io.stderr.write(line), isTTY, clock: gateway.clock });
+  gateway.onCallEnd(logger.call);
 }
 
 /** The last resort while serving: a fault nobody foresaw is logged and the gateway keeps serving. */

@@ -26,6 +26,7 @@ import {
   type NotifyTarget,
   type ScopeMapping,
   type SourceLocation,
+  type LogConfig,
 } from './schema.js';
 import { containsInlineCredential } from './secrets.js';
 
@@ -524,6 +525,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       requestStateKey: g?.approval.request_state_key ?? null,
     },
     console: { enabled: g?.console.enabled ?? true, clientId: g?.console.client_id ?? 'drawbridge-console', clientSecret: g?.console.client_secret ?? null },
+    log: g?.log ?? DEFAULT_LOG,
     warnings,
   };
 }
@@ -571,6 +573,9 @@ function displayPath(path: string): string {
   const rel = relative(process.cwd(), path);
   return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? path : rel;
 }
+
+/** The log without a gateway declaration: the schema's defaults. */
+const DEFAULT_LOG: LogConfig = { level: 'info', format: 'auto', subjects: false };
 
 const maskingMatchSchema = maskingRuleSchema.shape.match;
 

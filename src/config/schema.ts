@@ -199,10 +199,21 @@ export const gatewaySchema = z.strictObject({
       client_secret: secretRefSchema.optional(),
     })
     .default({ enabled: true, client_id: 'drawbridge-console' }),
+  /** The operator's log on stderr: one line per call and the serve messages (src/observability/log.ts). */
+  log: z
+    .strictObject({
+      level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+      /** auto: human-readable text when stderr is a terminal, JSON lines otherwise. */
+      format: z.enum(['json', 'text', 'auto']).default('auto'),
+      /** The caller's subject on each call's line: off by default (identifiers are personal data; the journal has them). */
+      subjects: z.boolean().default(false),
+    })
+    .default({ level: 'info', format: 'auto', subjects: false }),
 });
 
 type ToolDeclaration = z.output<typeof toolSchema>;
 export type GatewayDeclaration = z.output<typeof gatewaySchema>;
+export type LogConfig = Readonly<GatewayDeclaration['log']>;
 
 export interface SourceLocation {
   readonly file: string;
@@ -265,6 +276,8 @@ export interface GatewayConfig {
   };
   /** The web console of `serve --http` (OIDC identities only). */
   readonly console: { readonly enabled: boolean; readonly clientId: string; readonly clientSecret: SecretRef | null };
+  /** The operator's log (kind: gateway, log). */
+  readonly log: LogConfig;
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];
 }

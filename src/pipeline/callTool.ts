@@ -35,6 +35,7 @@ import { evaluate, type Decision } from '../policy/evaluate.js';
 import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js';
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
+import type { CallEnd, CallStage } from './call-end.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
 import { approveStage, type Clearance, type InputRequired } from '../approval/stage.js';
 
@@ -100,18 +101,76 @@ interface Prepared {
 /**
  * Runs one call through the pipeline. What the agent is shown of a failure never
  * names a file on the gateway host; a fault (an outage, not a refusal) is also
- * written, in full, to the operator's log (stderr).
+ * handed, in full, to the gateway's call-end observers (the operator's log).
  */
 export async function callTool(gateway: Gateway, call: CallInput): Promise<CallResult> {
-  const result = await runPipeline(gateway, call);
+  const seen = newSeen();
+  const result = await runPipeline(gateway, call, seen);
+  gateway.callEnded(callEnd(gateway, call, result, seen));
   if (result.ok || result.inputRequired) return result;
-  if (errorKind(result.error.code) === 'fault') logFault(result.callId, result.error);
   return withoutHostPaths(gateway, result);
 }
 
-async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResult> {
+/** What the pipeline saw of a call, filled in as the stages run: the call-end event is built from it. */
+interface Seen {
+  started: number;
+  request: ParsedRequest | null;
+  decision: Decision | null;
+  clearance: Clearance | null;
+  /** The status the outcome record was journaled with; null when none was (the journal refused the intent). */
+  status: CallEnd['status'] | null;
+  rows: number | null;
+  affectedRows: number | null;
+  masked: readonly MaskCount[];
+  durationMs: number | null;
+  stages: Partial<Record<CallStage, number>>;
+}
+
+function newSeen(): Seen {
+  return {
+    started: performance.now(),
+    request: null,
+    decision: null,
+    clearance: null,
+    status: null,
+    rows: null,
+    affectedRows: null,
+    masked: [],
+    durationMs: null,
+    stages: {},
+  };
+}
+
+function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Seen): CallEnd {
+  const error = result.ok ? null : result.error;
+  const kind = error ? errorKind(error.code) : null;
+  const args = call.args !== null && typeof call.args === 'object' ? (call.args as Record<string, unknown>) : null;
+  const named = args !== null && typeof args['connection'] === 'string' ? boundText(args['connection'], MAX_NAME_CHARS) : null;
+  return {
+    callId: result.callId,
+    at: gateway.clock(),
+    tool: boundText(String(call.tool), MAX_NAME_CHARS),
+    connection: seen.request?.connection ?? named,
+    operation: seen.request?.operation ?? null,
+    access: seen.request?.access ?? null,
+    decision: seen.decision ? { effect: seen.decision.effect, rule: seen.decision.rule?.name ?? null } : null,
+    clearance: seen.clearance?.kind ?? null,
+    status: seen.status ?? (result.ok ? 'ok' : kind === 'fault' ? 'error' : 'refused'),
+    error: error && kind ? { code: error.code, kind } : null,
+    faultMessage: error && kind === 'fault' ? faultText(error) : null,
+    rows: seen.rows,
+    affectedRows: seen.affectedRows,
+    masked: seen.masked.reduce((sum, m) => sum + m.count, 0),
+    durationMs: seen.durationMs ?? elapsed(seen.started),
+    stages: { ...seen.stages },
+    session: call.session === undefined ? null : boundText(String(call.session), MAX_NAME_CHARS),
+    subject: call.identity?.subject ?? null,
+  };
+}
+
+async function runPipeline(gateway: Gateway, call: CallInput, seen: Seen): Promise<CallResult> {
   const callId = randomUUID();
-  const started = performance.now();
+  const started = seen.started;
   // Measured once, without recursion, whatever the arguments' shape: the limits are
   // checked against it and the intent record stores its bounded form.
   const measured = measureInput(call.args);
@@ -138,10 +197,13 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     partial = tool.backend.parse(input, { tool: tool.declaration.name, connection });
     const request = await gateway.connection(connection).resolve(partial);
     partial = request;
+    seen.request = request;
     scopes = scopeCheck(gateway.config, request, identity, call.scopes);
     requireScopes(scopes);
     const decision = evaluate(request, identity, gateway.config.rules, gateway.clock());
     prepared = { tool, request, decision, masker, clearance: null };
+    seen.decision = decision;
+    seen.stages.prepare = elapsed(started);
     refusal = refusalFor(decision);
     if (!refusal && decision.effect === 'approve') {
       const opened = gateway.connection(connection);
@@ -163,16 +225,20 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
           : null;
       // The requester's client is named on the request as the intent names it, whichever way the call came in.
       const channel: ApprovalChannel = { ...(call.client ? { clientName: call.client.name } : {}), ...call.channel };
+      const asking = performance.now();
       const approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
+      seen.stages.approval = elapsed(asking);
       if (approved.kind === 'input_required') held = approved;
       else {
         clearance = approved;
+        seen.clearance = approved;
         prepared = { ...prepared, clearance };
       }
     }
   } catch (error) {
     refusal = toDrawbridgeError(error);
   }
+  seen.request = partial;
 
   // journal(intent): durable before the backend sees the request. Built so that it
   // cannot fail on the input's shape: only the journal itself can refuse it.
@@ -193,6 +259,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
     const error = refusal ?? new DrawbridgeError('internal', 'The call could not be prepared.');
     // A fault (backend unreachable, store unavailable…) is an error outcome, not a refusal of the request.
     const status = errorKind(error.code) === 'fault' ? 'error' : 'refused';
+    seen.status = status;
     return refuse(
       callId,
       error,
@@ -207,6 +274,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   if (held) {
     // Held for the human's answer: an outcome like an out-of-band pending call's, naming the approval asked for.
     const asked = held;
+    seen.status = 'refused';
     try {
       await outcome(gateway, callId, {
         status: 'refused',
@@ -235,19 +303,28 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
         `Grant ${clearance?.kind === 'grant' ? clearance.grant.id : ''} expired before the call could start; nothing was run.`,
       );
     }
-    result = await gateway.connection(request.connection).execute(request, {
-      identity: { subject: call.identity?.subject ?? '', groups: call.identity?.groups ?? [] },
-      ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
-      ...(timeLimitMs === undefined ? {} : { timeLimitMs }),
-    });
+    const executing = performance.now();
+    try {
+      result = await gateway.connection(request.connection).execute(request, {
+        identity: { subject: call.identity?.subject ?? '', groups: call.identity?.groups ?? [] },
+        ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
+        ...(timeLimitMs === undefined ? {} : { timeLimitMs }),
+      });
+    } finally {
+      seen.stages.execute = elapsed(executing);
+    }
   } catch (error) {
     const failure = toDrawbridgeError(error);
+    seen.status = 'error';
     return refuse(
       callId,
       failure,
       masker,
       request,
-      (masked) => outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked }),
+      (masked) => {
+        seen.masked = masked;
+        return outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked });
+      },
       undefined,
       call.identity,
     );
@@ -261,6 +338,7 @@ async function runPipeline(gateway: Gateway, call: CallInput): Promise<CallResul
   const shown = { ...request, summary: summary.text };
   const { text, structured } = renderAnswer({ callId, request: shown, decision, result: safe, masked, durationMs });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
+  Object.assign(seen, { status: 'ok', rows: safe.rows.length, affectedRows: safe.affectedRows, masked, durationMs } satisfies Partial<Seen>);
   try {
     await outcome(gateway, callId, {
       status: 'ok',
@@ -578,11 +656,10 @@ function elapsed(started: number): number {
 // ---------------------------------------------------------------------------
 // What the agent is shown of a failure, and what the operator's log gets
 
-/** One line on stderr (the operator's log) for a fault, in full: the agent's copy hides host paths, this one does not. */
-function logFault(callId: string, error: DrawbridgeError): void {
+/** A fault as the operator's log has it, in full and on one line: the agent's copy hides host paths, this one does not. */
+function faultText(error: DrawbridgeError): string {
   const path = typeof error.details['path'] === 'string' ? ` [${error.details['path']}]` : '';
-  const line = `${error.code}: ${error.message}${path}`.replace(/[\r\n]+/g, ' ');
-  process.stderr.write(`drawbridge: call ${callId} failed: ${boundText(line, 4 * MAX_MESSAGE_CHARS)}\n`);
+  return boundText(`${error.message}${path}`.replace(/[\r\n]+/g, ' '), 4 * MAX_MESSAGE_CHARS);
 }
 
 const HOST_PATH = '<path on the gateway host>';

@@ -14,6 +14,7 @@ import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notif
 import { requestStateKeyOf, requestStateKeySource } from '../approval/request-state.js';
 import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
+import { callEndObservers, type CallEnd, type CallEndObserver } from './call-end.js';
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -35,6 +36,13 @@ export interface Gateway {
    * moment the journal is complete and still open (serve's shutdown checkpoint signs its head then).
    */
   onClose(hook: () => Promise<void>): void;
+  /**
+   * Subscribes an observer to every call's end (the log line; later metrics and traces): pure data in,
+   * called after the call's outcome is journaled. Returns the unsubscribe.
+   */
+  onCallEnd(observer: CallEndObserver): () => void;
+  /** The pipeline reports a call's end here (callTool); observers' failures are swallowed. */
+  callEnded(event: CallEnd): void;
   close(): Promise<void>;
 }
 
@@ -53,6 +61,7 @@ export function createGateway(options: {
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const closing: Array<() => Promise<void>> = [];
+  const callEnd = callEndObservers();
   const clock = options.clock ?? (() => new Date());
   const notifier = notifierFor(options.config.approval.notify, {
     environment: options.environment,
@@ -101,6 +110,8 @@ export function createGateway(options: {
     onClose(hook) {
       closing.push(hook);
     },
+    onCallEnd: (observer) => callEnd.subscribe(observer),
+    callEnded: (event) => callEnd.notify(event),
     async close() {
       await Promise.allSettled([...open.values()].map((c) => c.close()));
       open.clear();
