@@ -226,8 +226,13 @@ async function runPipeline(gateway: Gateway, call: CallInput, seen: Seen): Promi
       // The requester's client is named on the request as the intent names it, whichever way the call came in.
       const channel: ApprovalChannel = { ...(call.client ? { clientName: call.client.name } : {}), ...call.channel };
       const asking = performance.now();
-      const approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
-      seen.stages.approval = elapsed(asking);
+      let approved: Awaited<ReturnType<typeof approveStage>>;
+      try {
+        approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
+      } finally {
+        // Timed whether it cleared the call or refused it (pending, denied, expired).
+        seen.stages.approval = elapsed(asking);
+      }
       if (approved.kind === 'input_required') held = approved;
       else {
         clearance = approved;
