@@ -38,10 +38,11 @@ export function callLevel(event: CallEnd): LogLevel {
 
 /** The record of a call's end. Only what the event names; the subject only with `subjects`. */
 export function callRecord(event: CallEnd, options: { readonly subjects: boolean }): LogRecord {
-  const fields: Record<string, string | number | boolean | Readonly<Record<string, number>>> = { callId: event.callId, tool: event.tool };
+  const fields: Record<string, string | number | boolean | Readonly<Record<string, number>>> = { callId: event.callId };
   const put = (key: string, value: string | number | null): void => {
     if (value !== null) fields[key] = value;
   };
+  put('tool', event.tool);
   put('connection', event.connection);
   put('operation', event.operation);
   put('access', event.access);

@@ -14,8 +14,9 @@ export interface CallEnd {
   readonly callId: string;
   /** When the call ended (the gateway's clock). */
   readonly at: Date;
-  readonly tool: string;
-  /** Null until the arguments named one the tool serves. */
+  /** The tool called, when the config declares it (an unknown name is the agent's text: left out). */
+  readonly tool: string | null;
+  /** Null until the arguments named a declared connection. */
   readonly connection: string | null;
   /** The parsed request's operation and access, once the backend parsed it. */
   readonly operation: string | null;

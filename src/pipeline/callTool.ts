@@ -145,11 +145,12 @@ function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Se
   const error = result.ok ? null : result.error;
   const kind = error ? errorKind(error.code) : null;
   const args = call.args !== null && typeof call.args === 'object' ? (call.args as Record<string, unknown>) : null;
-  const named = args !== null && typeof args['connection'] === 'string' ? boundText(args['connection'], MAX_NAME_CHARS) : null;
+  // Only names the config declares: what an agent sent in their place is its own text, which the log does not carry.
+  const named = args !== null && typeof args['connection'] === 'string' && gateway.config.connections.has(args['connection']) ? args['connection'] : null;
   return {
     callId: result.callId,
     at: gateway.clock(),
-    tool: boundText(String(call.tool), MAX_NAME_CHARS),
+    tool: typeof call.tool === 'string' && gateway.config.tools.has(call.tool) ? call.tool : null,
     connection: seen.request?.connection ?? named,
     operation: seen.request?.operation ?? null,
     access: seen.request?.access ?? null,

@@ -96,6 +96,16 @@ describe('one log line per call, linked to the journal by the call id', () => {
     }
   });
 
+  it('an unknown tool or connection: the agent’s text is left out of the line', async () => {
+    const identity = as(SUBJECT, ['analysts']);
+    const noTool = await callTool(gw.gateway, { tool: CANARY, args: { connection: 'db', sql: 'SELECT 1' }, identity });
+    expect(lineOf(noTool)).toMatchObject({ status: 'refused', error: 'tool.unknown' });
+    expect(lineOf(noTool)).not.toHaveProperty('tool');
+    const noConnection = await callTool(gw.gateway, { tool: 'run_sql', args: { connection: CANARY, sql: 'SELECT 1' }, identity });
+    expect(lineOf(noConnection)).toMatchObject({ tool: 'run_sql', status: 'refused' });
+    expect(lineOf(noConnection)).not.toHaveProperty('connection');
+  });
+
   it('no line holds a canary: the SQL text, the data, the password, the subject', () => {
     expect(lines.length).toBeGreaterThanOrEqual(4);
     for (const line of lines) {

@@ -98,6 +98,12 @@ describe('a call line', () => {
     expect(record.fields).not.toHaveProperty('subject');
   });
 
+  it('leaves out a tool and connection the config does not declare (null in the event)', () => {
+    const fields = callRecord({ ...denied, tool: null, connection: null }, { subjects: false }).fields;
+    expect(fields).not.toHaveProperty('tool');
+    expect(fields).not.toHaveProperty('connection');
+  });
+
   it('has the stage timings when there are any, and the subject only with subjects: true', () => {
     expect(callRecord(allowedRead, { subjects: false }).fields['stagesMs']).toEqual({ prepare: 1.25, execute: 2.5 });
     expect(callRecord(allowedRead, { subjects: true }).fields['subject']).toBe('dev@example.com');
