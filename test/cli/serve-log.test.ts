@@ -2,7 +2,7 @@
 // writes one JSON line per call on stderr, whose callId is the journal's, and no
 // value of the call (SQL text, data, the database password) in any line.
 
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -23,6 +23,11 @@ beforeAll(async () => {
   requireBuiltCli();
   db = await freshDatabase('servelog');
   dir = writeConfig();
+  // A config warning (style hash without masking.hash_key): serve logs it as a warn line in the same format.
+  writeFileSync(
+    join(dir, 'policies', 'hash.yaml'),
+    'kind: policy\nmasking:\n  - name: hashed\n    match: { tool: run_sql }\n    columns: [{ column: orders.note, style: hash }]\n',
+  );
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [requireBuiltCli(), 'serve', '--config', dir],
@@ -59,6 +64,17 @@ function journalCallIds(): string[] {
 }
 
 describe('drawbridge serve logs each call as a JSON line on stderr', () => {
+  it('logs the config warnings as warn lines', () => {
+    const warnings = stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['level'] === 'warn');
+    expect(warnings).toContainEqual(
+      expect.objectContaining({ msg: expect.stringMatching(/^config: masking uses style "hash" but no masking\.hash_key is set/) }),
+    );
+  });
+
   it('an allowed read and a denied call: one line each, in order, with the journal call ids; no canary', async () => {
     const read = (await client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: `SELECT '${CANARY}' AS v` } })) as CallToolResult;
     expect(read.isError ?? false).toBe(false);
