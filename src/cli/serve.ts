@@ -24,6 +24,7 @@ import { serveStdio } from '../server.js';
 import { stateLabel } from '../state/open.js';
 import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
+import { createLogger, type Logger } from '../observability/log.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 import { signInOptions } from './remote.js';
@@ -31,8 +32,11 @@ import { signInOptions } from './remote.js';
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
-  const gateway = withJournalTimings(await withCheckpoints(await openServingGateway(configDir(values.config, io), io), io), io);
-  for (const w of gateway.config.warnings) io.stderr.write(`drawbridge: warning: ${w}\n`);
+  const opened = await openServingGateway(configDir(values.config, io), io);
+  const logger = serveLogger(opened, io);
+  const gateway = withJournalTimings(await withCheckpoints(opened, logger), io);
+  for (const w of gateway.config.warnings) logger.log('warn', `config: ${w}`);
+  gateway.onCallEnd(logger.call);
   return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
 }
 
@@ -85,7 +89,7 @@ function operatorVerifier(config: GatewayConfig): TokenVerifier | null {
  * or not Ed25519 stops the gateway from starting: serving without the checkpoints the operator
  * asked for would silently give up truncation detection.
  */
-async function withCheckpoints(gateway: Gateway, io: CliIo): Promise<Gateway> {
+async function withCheckpoints(gateway: Gateway, logger: Logger): Promise<Gateway> {
   const settings = gateway.config.journal.checkpoints;
   if (settings === null) return gateway;
   let keys: CheckpointKeys;
@@ -101,7 +105,7 @@ async function withCheckpoints(gateway: Gateway, io: CliIo): Promise<Gateway> {
     keys,
     clock: gateway.clock,
     timer: realInterval,
-    report: (error) => void io.stderr.write(`drawbridge: warning: checkpoint not written: ${isDrawbridgeError(error) ? error.message : String(error)}\n`),
+    report: (error) => logger.log('warn', 'checkpoint not written', { reason: isDrawbridgeError(error) ? `${error.code}: ${error.message}` : String(error) }),
   });
   gateway.onClose(() => checkpointer.stop());
   return gateway;
@@ -159,6 +163,16 @@ function withJournalTimings(gateway: Gateway, io: CliIo): Gateway {
       }
     },
   };
+}
+
+/**
+ * The operator's log on stderr (log: level, format, subjects): one line per call, the config's
+ * warnings and the checkpointer's; JSON unless stderr is a terminal or log.format says otherwise.
+ * The startup lines ("serving …", the audience warning) stay plain text as before.
+ */
+function serveLogger(gateway: Gateway, io: CliIo): Logger {
+  const isTTY = 'isTTY' in io.stderr && io.stderr.isTTY === true;
+  return createLogger({ config: gateway.config.log, write: (line) => void io.stderr.write(line), isTTY, clock: gateway.clock });
 }
 
 /** The last resort while serving: a fault nobody foresaw is logged and the gateway keeps serving. */

@@ -26,6 +26,7 @@ import {
   type NotifyTarget,
   type ScopeMapping,
   type SourceLocation,
+  type LogConfig,
 } from './schema.js';
 import { containsInlineCredential } from './secrets.js';
 
@@ -533,6 +534,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       readyRequires: g?.admin.ready_requires ?? [],
       drainTimeoutMs: g?.admin.drain_timeout ?? 30_000,
     },
+    log: g?.log ?? DEFAULT_LOG,
     warnings,
   };
 }
@@ -580,6 +582,9 @@ function displayPath(path: string): string {
   const rel = relative(process.cwd(), path);
   return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? path : rel;
 }
+
+/** The log without a gateway declaration: the schema's defaults. */
+const DEFAULT_LOG: LogConfig = { level: 'info', format: 'auto', subjects: false };
 
 const maskingMatchSchema = maskingRuleSchema.shape.match;
 

@@ -215,10 +215,21 @@ export const gatewaySchema = z.strictObject({
       drain_timeout: durationSchema.default(30_000),
     })
     .default({ operators: [], ready_requires: [], drain_timeout: 30_000 }),
+  /** The operator's log on stderr: one line per call and the serve messages (src/observability/log.ts). */
+  log: z
+    .strictObject({
+      level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+      /** auto: human-readable text when stderr is a terminal, JSON lines otherwise. */
+      format: z.enum(['json', 'text', 'auto']).default('auto'),
+      /** The caller's subject on each call's line: off by default (identifiers are personal data; the journal has them). */
+      subjects: z.boolean().default(false),
+    })
+    .default({ level: 'info', format: 'auto', subjects: false }),
 });
 
 type ToolDeclaration = z.output<typeof toolSchema>;
 export type GatewayDeclaration = z.output<typeof gatewaySchema>;
+export type LogConfig = Readonly<GatewayDeclaration['log']>;
 
 export interface SourceLocation {
   readonly file: string;
@@ -289,6 +300,8 @@ export interface GatewayConfig {
     readonly readyRequires: readonly string[];
     readonly drainTimeoutMs: number;
   };
+  /** The operator's log (kind: gateway, log). */
+  readonly log: LogConfig;
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];
 }

@@ -36,6 +36,7 @@ import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js'
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
 import { shuttingDown, type Admission } from './drain.js';
+import type { CallEnd, CallStage } from './call-end.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
 import { approveStage, type Clearance, type InputRequired } from '../approval/stage.js';
 
@@ -101,24 +102,83 @@ interface Prepared {
 /**
  * Runs one call through the pipeline. What the agent is shown of a failure never
  * names a file on the gateway host; a fault (an outage, not a refusal) is also
- * written, in full, to the operator's log (stderr).
+ * handed, in full, to the gateway's call-end observers (the operator's log).
  */
 export async function callTool(gateway: Gateway, call: CallInput): Promise<CallResult> {
+  const seen = newSeen();
   // Counted from here to the answer (journal records included), so a graceful shutdown waits for it; refused once it drains.
   const admission = gateway.calls.enter(call.channel?.signal);
   try {
-    const result = await runPipeline(gateway, call, admission);
+    const result = await runPipeline(gateway, call, admission, seen);
+    gateway.callEnded(callEnd(gateway, call, result, seen));
     if (result.ok || result.inputRequired) return result;
-    if (errorKind(result.error.code) === 'fault') logFault(result.callId, result.error);
     return withoutHostPaths(gateway, result);
   } finally {
     admission?.release();
   }
 }
 
-async function runPipeline(gateway: Gateway, call: CallInput, admission: Admission | null): Promise<CallResult> {
+/** What the pipeline saw of a call, filled in as the stages run: the call-end event is built from it. */
+interface Seen {
+  started: number;
+  request: ParsedRequest | null;
+  decision: Decision | null;
+  clearance: Clearance | null;
+  /** The status the outcome record was journaled with; null when none was (the journal refused the intent). */
+  status: CallEnd['status'] | null;
+  rows: number | null;
+  affectedRows: number | null;
+  masked: readonly MaskCount[];
+  durationMs: number | null;
+  stages: Partial<Record<CallStage, number>>;
+}
+
+function newSeen(): Seen {
+  return {
+    started: performance.now(),
+    request: null,
+    decision: null,
+    clearance: null,
+    status: null,
+    rows: null,
+    affectedRows: null,
+    masked: [],
+    durationMs: null,
+    stages: {},
+  };
+}
+
+function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Seen): CallEnd {
+  const error = result.ok ? null : result.error;
+  const kind = error ? errorKind(error.code) : null;
+  const args = call.args !== null && typeof call.args === 'object' ? (call.args as Record<string, unknown>) : null;
+  // Only names the config declares: what an agent sent in their place is its own text, which the log does not carry.
+  const named = args !== null && typeof args['connection'] === 'string' && gateway.config.connections.has(args['connection']) ? args['connection'] : null;
+  return {
+    callId: result.callId,
+    at: gateway.clock(),
+    tool: typeof call.tool === 'string' && gateway.config.tools.has(call.tool) ? call.tool : null,
+    connection: seen.request?.connection ?? named,
+    operation: seen.request?.operation ?? null,
+    access: seen.request?.access ?? null,
+    decision: seen.decision ? { effect: seen.decision.effect, rule: seen.decision.rule?.name ?? null } : null,
+    clearance: seen.clearance?.kind ?? null,
+    status: seen.status ?? (result.ok ? 'ok' : kind === 'fault' ? 'error' : 'refused'),
+    error: error && kind ? { code: error.code, kind } : null,
+    faultMessage: error && kind === 'fault' ? faultText(error) : null,
+    rows: seen.rows,
+    affectedRows: seen.affectedRows,
+    masked: seen.masked.reduce((sum, m) => sum + m.count, 0),
+    durationMs: seen.durationMs ?? elapsed(seen.started),
+    stages: { ...seen.stages },
+    session: call.session === undefined ? null : boundText(String(call.session), MAX_NAME_CHARS),
+    subject: call.identity?.subject ?? null,
+  };
+}
+
+async function runPipeline(gateway: Gateway, call: CallInput, admission: Admission | null, seen: Seen): Promise<CallResult> {
   const callId = randomUUID();
-  const started = performance.now();
+  const started = seen.started;
   // Measured once, without recursion, whatever the arguments' shape: the limits are
   // checked against it and the intent record stores its bounded form.
   const measured = measureInput(call.args);
@@ -155,10 +215,13 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
         throw error;
       });
     partial = request;
+    seen.request = request;
     scopes = scopeCheck(gateway.config, request, identity, call.scopes);
     requireScopes(scopes);
     const decision = evaluate(request, identity, gateway.config.rules, gateway.clock());
     prepared = { tool, request, decision, masker, clearance: null };
+    seen.decision = decision;
+    seen.stages.prepare = elapsed(started);
     refusal = refusalFor(decision);
     if (!refusal && decision.effect === 'approve') {
       const opened = gateway.connection(connection);
@@ -181,16 +244,25 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
       // The requester's client is named on the request as the intent names it, whichever way the call came in.
       // Its signal: the client's cancellation, or the gateway shutting down (the wait answers "call again").
       const channel: ApprovalChannel = { ...(call.client ? { clientName: call.client.name } : {}), ...call.channel, signal: admission.signal };
-      const approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
+      const asking = performance.now();
+      let approved: Awaited<ReturnType<typeof approveStage>>;
+      try {
+        approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
+      } finally {
+        // Timed whether it cleared the call or refused it (pending, denied, expired).
+        seen.stages.approval = elapsed(asking);
+      }
       if (approved.kind === 'input_required') held = approved;
       else {
         clearance = approved;
+        seen.clearance = approved;
         prepared = { ...prepared, clearance };
       }
     }
   } catch (error) {
     refusal = toDrawbridgeError(error);
   }
+  seen.request = partial;
 
   // journal(intent): durable before the backend sees the request. Built so that it
   // cannot fail on the input's shape: only the journal itself can refuse it.
@@ -211,6 +283,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
     const error = refusal ?? new DrawbridgeError('internal', 'The call could not be prepared.');
     // A fault (backend unreachable, store unavailable…) is an error outcome, not a refusal of the request.
     const status = errorKind(error.code) === 'fault' ? 'error' : 'refused';
+    seen.status = status;
     return refuse(
       callId,
       error,
@@ -225,6 +298,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
   if (held) {
     // Held for the human's answer: an outcome like an out-of-band pending call's, naming the approval asked for.
     const asked = held;
+    seen.status = 'refused';
     try {
       await outcome(gateway, callId, {
         status: 'refused',
@@ -253,20 +327,29 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
         `Grant ${clearance?.kind === 'grant' ? clearance.grant.id : ''} expired before the call could start; nothing was run.`,
       );
     }
-    result = await gateway.connection(request.connection).execute(request, {
-      identity: { subject: call.identity?.subject ?? '', groups: call.identity?.groups ?? [] },
-      ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
-      ...(timeLimitMs === undefined ? {} : { timeLimitMs }),
-    });
+    const executing = performance.now();
+    try {
+      result = await gateway.connection(request.connection).execute(request, {
+        identity: { subject: call.identity?.subject ?? '', groups: call.identity?.groups ?? [] },
+        ...(maxAffectedRows === undefined ? {} : { maxAffectedRows }),
+        ...(timeLimitMs === undefined ? {} : { timeLimitMs }),
+      });
+    } finally {
+      seen.stages.execute = elapsed(executing);
+    }
   } catch (error) {
     const failure = toDrawbridgeError(error);
     if (errorKind(failure.code) === 'fault') gateway.connectionHealth.failing(request.connection, failure.code, gateway.clock());
+    seen.status = 'error';
     return refuse(
       callId,
       failure,
       masker,
       request,
-      (masked) => outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked }),
+      (masked) => {
+        seen.masked = masked;
+        return outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked });
+      },
       undefined,
       call.identity,
     );
@@ -281,6 +364,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
   const shown = { ...request, summary: summary.text };
   const { text, structured } = renderAnswer({ callId, request: shown, decision, result: safe, masked, durationMs });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
+  Object.assign(seen, { status: 'ok', rows: safe.rows.length, affectedRows: safe.affectedRows, masked, durationMs } satisfies Partial<Seen>);
   try {
     await outcome(gateway, callId, {
       status: 'ok',
@@ -598,11 +682,10 @@ function elapsed(started: number): number {
 // ---------------------------------------------------------------------------
 // What the agent is shown of a failure, and what the operator's log gets
 
-/** One line on stderr (the operator's log) for a fault, in full: the agent's copy hides host paths, this one does not. */
-function logFault(callId: string, error: DrawbridgeError): void {
+/** A fault as the operator's log has it, in full and on one line: the agent's copy hides host paths, this one does not. */
+function faultText(error: DrawbridgeError): string {
   const path = typeof error.details['path'] === 'string' ? ` [${error.details['path']}]` : '';
-  const line = `${error.code}: ${error.message}${path}`.replace(/[\r\n]+/g, ' ');
-  process.stderr.write(`drawbridge: call ${callId} failed: ${boundText(line, 4 * MAX_MESSAGE_CHARS)}\n`);
+  return boundText(`${error.message}${path}`.replace(/[\r\n]+/g, ' '), 4 * MAX_MESSAGE_CHARS);
 }
 
 const HOST_PATH = '<path on the gateway host>';
@@ -678,7 +761,7 @@ function onThisHost(path: string): boolean {
 /**
  * The failure as the agent sees it: no file on the gateway host is named (the journal's
  * path, the approvals store, the config directory, secret files). The operator's log
- * (logFault) and the journal keep the full text.
+ * (the call-end observers: the log's fault field) and the journal keep the full text.
  */
 function withoutHostPaths(gateway: Gateway, result: CallResult & { readonly ok: false }): CallResult {
   const error = result.error;

@@ -16,6 +16,7 @@ import type { JournalStore, StateStore } from '../state/contract.js';
 import { openState } from '../state/open.js';
 import { createConnectionHealth, type ConnectionHealth } from './connection-health.js';
 import { createCallGate, type CallGate } from './drain.js';
+import { callEndObservers, type CallEnd, type CallEndObserver } from './call-end.js';
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -41,6 +42,13 @@ export interface Gateway {
    * moment the journal is complete and still open (serve's shutdown checkpoint signs its head then).
    */
   onClose(hook: () => Promise<void>): void;
+  /**
+   * Subscribes an observer to every call's end (the log line; later metrics and traces): pure data in,
+   * called after the call's outcome is journaled. Returns the unsubscribe.
+   */
+  onCallEnd(observer: CallEndObserver): () => void;
+  /** The pipeline reports a call's end here (callTool); observers' failures are swallowed. */
+  callEnded(event: CallEnd): void;
   close(): Promise<void>;
 }
 
@@ -59,6 +67,7 @@ export function createGateway(options: {
 }): Gateway {
   const open = new Map<string, BackendConnection>();
   const closing: Array<() => Promise<void>> = [];
+  const callEnd = callEndObservers();
   const clock = options.clock ?? (() => new Date());
   const notifier = notifierFor(options.config.approval.notify, {
     environment: options.environment,
@@ -109,6 +118,8 @@ export function createGateway(options: {
     onClose(hook) {
       closing.push(hook);
     },
+    onCallEnd: (observer) => callEnd.subscribe(observer),
+    callEnded: (event) => callEnd.notify(event),
     async close() {
       await Promise.allSettled([...open.values()].map((c) => c.close()));
       open.clear();

@@ -23,6 +23,7 @@ import { callTool } from '../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { createMcpServer } from '../../src/server.js';
 import { MAX_STDIO_MESSAGE_BYTES } from '../../src/stdio.js';
+import { createLogger } from '../../src/observability/log.js';
 import { CLI, REPO_ROOT, requireBuiltCli, runInProcess } from '../support/cli.js';
 import { freshDatabase, refusedPostgresUrl, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { IterativeStdioClientTransport } from '../support/iterativeStdio.js';
@@ -68,9 +69,15 @@ interface InProcess {
   close(): Promise<void>;
 }
 
+/** The operator's log as serve writes it: one line per call on stderr (JSON; the tests spy on process.stderr.write). */
+function logToStderr(gateway: Gateway): void {
+  gateway.onCallEnd(createLogger({ config: gateway.config.log, write: (line) => void process.stderr.write(line), isTTY: false }).call);
+}
+
 /** The gateway in this process, served by createMcpServer to the SDK Client over InMemoryTransport. */
-async function inProcess(dir: string, env: Record<string, string>): Promise<InProcess> {
+async function inProcess(dir: string, env: Record<string, string>, options: { readonly log?: boolean } = {}): Promise<InProcess> {
   const gateway = await openGateway({ configDir: dir, env });
+  if (options.log === true) logToStderr(gateway);
   const server = createMcpServer(gateway, localIdentityProvider(CALLER));
   const client = new Client({ name: 'every-call', version: '1.0.0' });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
@@ -424,7 +431,10 @@ describe('over stdio: drawbridge serve and the MCP SDK Client', () => {
       other.close();
     }
     expect(transport.stderr()).toMatch(
-      new RegExp(`journal\\.unavailable: Cannot append to the audit journal: database is locked \\[${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\]`),
+      // The call's log line (JSON: stderr is not a terminal) names the fault in full, the path included.
+      new RegExp(
+        `"error":"journal\\.unavailable","fault":"Cannot append to the audit journal: database is locked \\[${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\]"`,
+      ),
     );
   }, 30_000);
 });
@@ -455,7 +465,7 @@ describe('outages are not denials, and errors never name gateway paths', () => {
     );
     // The approvals store cannot be opened: a directory stands where its file belongs.
     mkdirSync(join(dir, 'approvals.db'));
-    s = await inProcess(dir, { DB_URL: db.gatewayUrl, DOWN_URL: await refusedPostgresUrl() });
+    s = await inProcess(dir, { DB_URL: db.gatewayUrl, DOWN_URL: await refusedPostgresUrl() }, { log: true });
     const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
       log.push(String(chunk));
       return true;
@@ -528,6 +538,7 @@ describe('outages are not denials, and errors never name gateway paths', () => {
     const other = writeConfig();
     dirs.push(other);
     const gateway = await openGateway({ configDir: other, env: { DB_URL: db.gatewayUrl } });
+    logToStderr(gateway);
     await gateway.journal.close();
     log = [];
     const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {

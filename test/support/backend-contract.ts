@@ -19,6 +19,7 @@ import type { ErrorCode } from '../../src/errors.js';
 import { localIdentityProvider } from '../../src/identity/identity.js';
 import { exportLines, readCalls, type CallEntry } from '../../src/journal/export.js';
 import { openGateway } from '../../src/pipeline/gateway.js';
+import { createLogger } from '../../src/observability/log.js';
 import type { StructuredAnswer } from '../../src/pipeline/answer.js';
 import { createMcpServer } from '../../src/server.js';
 
@@ -175,6 +176,8 @@ export async function openContractSession(backend: Backend, fixture: ContractFix
   const opened = await (async () => {
     try {
       const gateway = await openGateway({ configDir: dir, env: system.env, backends: [backend] });
+      // The operator's log as serve writes it (a JSON line per call, a fault's message in full): scanned below like the journal.
+      gateway.onCallEnd(createLogger({ config: gateway.config.log, write: (line) => void process.stderr.write(line), isTTY: false }).call);
       const server = createMcpServer(gateway, localIdentityProvider({ subject: CONTRACT_SUBJECT, groups: ['contract'] }));
       const client = new Client({ name: 'contract-suite', version: '1.0.0' });
       const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();

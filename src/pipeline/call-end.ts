@@ -1,0 +1,76 @@
+// What the pipeline says about a call when it ends: pure data, for the operator's
+// observers (the log line today; metrics and traces later). No data of the call
+// (rows, SQL text, arguments), no secrets: names, decision, counts and timings only.
+// The pipeline knows no sink: it hands the event to whatever subscribed
+// (gateway.onCallEnd), and an observer's failure never touches the call.
+
+import type { ErrorCode, ErrorKind } from '../errors.js';
+
+/** The stages timed for a call, in milliseconds; a stage the call never reached is absent. */
+export type CallStage = 'prepare' | 'approval' | 'execute';
+
+export interface CallEnd {
+  /** The call's id, as journaled (links the event to the journal's intent and outcome). */
+  readonly callId: string;
+  /** When the call ended (the gateway's clock). */
+  readonly at: Date;
+  /** The tool called, when the config declares it (an unknown name is the agent's text: left out). */
+  readonly tool: string | null;
+  /** Null until the arguments named a declared connection. */
+  readonly connection: string | null;
+  /** The parsed request's operation and access, once the backend parsed it. */
+  readonly operation: string | null;
+  readonly access: string | null;
+  /** The policy's decision; null when the call ended before one (an invalid input, a fault). */
+  readonly decision: { readonly effect: 'allow' | 'deny' | 'approve'; readonly rule: string | null } | null;
+  /** How an approve decision was cleared; null otherwise. */
+  readonly clearance: 'grant' | 'approval' | null;
+  /** As the journal's outcome says it: ok, refused (a refusal, an approval pending) or error (a fault, a failed execution). */
+  readonly status: 'ok' | 'refused' | 'error';
+  /** The error's code and kind when not ok. */
+  readonly error: { readonly code: ErrorCode; readonly kind: ErrorKind } | null;
+  /**
+   * A fault's message as the operator's log has always had it: masked like the agent's copy,
+   * but with the host paths the agent is not shown. Null for anything but a fault.
+   */
+  readonly faultMessage: string | null;
+  readonly rows: number | null;
+  readonly affectedRows: number | null;
+  /** How many values masking replaced in the answer. */
+  readonly masked: number;
+  readonly durationMs: number;
+  readonly stages: Readonly<Partial<Record<CallStage, number>>>;
+  /** The agent session (transport), when the call came over one. */
+  readonly session: string | null;
+  /** The caller's subject; observers decide whether to show it (personal data). */
+  readonly subject: string | null;
+}
+
+export type CallEndObserver = (event: CallEnd) => void;
+
+/** The observers of a gateway: subscribe (returns the unsubscribe) and notify; a throwing observer is ignored. */
+export interface CallEndObservers {
+  subscribe(observer: CallEndObserver): () => void;
+  notify(event: CallEnd): void;
+}
+
+export function callEndObservers(): CallEndObservers {
+  const observers = new Set<CallEndObserver>();
+  return {
+    subscribe(observer) {
+      // A wrapper, so the same function subscribed twice is called twice and unsubscribed once each.
+      const entry: CallEndObserver = (event) => observer(event);
+      observers.add(entry);
+      return () => void observers.delete(entry);
+    },
+    notify(event) {
+      for (const observer of observers) {
+        try {
+          observer(event);
+        } catch {
+          // An observer (a log sink, a metric) must never fail or delay the call it observes.
+        }
+      }
+    },
+  };
+}
