@@ -25,6 +25,7 @@ import { stateLabel } from '../state/open.js';
 import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
 import { createLogger, type Logger } from '../observability/log.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 import { signInOptions } from './remote.js';
@@ -37,17 +38,19 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
   const gateway = withJournalTimings(await withCheckpoints(opened, logger), io);
   for (const w of gateway.config.warnings) logger.log('warn', `config: ${w}`);
   gateway.onCallEnd(logger.call);
-  return listen === null ? serveOverStdio(gateway, io) : serveOverHttp(gateway, listen, values['public-url'], io);
+  const metrics = createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() });
+  gateway.onCallEnd(metrics.call);
+  return listen === null ? serveOverStdio(gateway, metrics, io) : serveOverHttp(gateway, metrics, listen, values['public-url'], io);
 }
 
-/** admin.listen's listener (/healthz, /readyz), or null when none is configured; a bind that fails stops the gateway from starting. */
-async function startAdmin(gateway: Gateway, health: Health, io: CliIo): Promise<AdminListener | null> {
+/** admin.listen's listener (/healthz, /readyz, /metrics), or null when none is configured; a bind that fails stops the gateway from starting. */
+async function startAdmin(gateway: Gateway, health: Health, metrics: Metrics, io: CliIo): Promise<AdminListener | null> {
   const given = gateway.config.admin.listen;
   if (given === null) return null;
   const { host, port } = parseListen(given, 'admin.listen');
   try {
-    const admin = await serveAdmin(health, { host, port });
-    io.stderr.write(`drawbridge: admin listener (/healthz, /readyz) at ${admin.url}\n`);
+    const admin = await serveAdmin(health, { host, port }, metrics);
+    io.stderr.write(`drawbridge: admin listener (/healthz, /readyz, /metrics) at ${admin.url}\n`);
     return admin;
   } catch (error) {
     await gateway.close();
@@ -191,7 +194,7 @@ interface Listen {
   readonly given: string;
 }
 
-async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string | undefined, io: CliIo): Promise<number> {
+async function serveOverHttp(gateway: Gateway, metrics: Metrics, listen: Listen, publicUrl: string | undefined, io: CliIo): Promise<number> {
   const identity = gateway.config.identity;
   if (identity?.mode !== 'oidc') {
     await gateway.close();
@@ -220,6 +223,8 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
       host: listen.host,
       port: listen.port,
       health,
+      // The main listener faces agents: the gateway's metrics are the operator's, there only when asked for.
+      ...(gateway.config.admin.metricsOnMain ? { metrics } : {}),
       ...(publicUrl !== undefined ? { publicUrl } : {}),
       ...(c.enabled ? { console: { clientId: c.clientId, ...(secret !== undefined ? { clientSecret: secret } : {}) } } : {}),
     });
@@ -240,7 +245,7 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
       `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${stateLabel(gateway.config)}\n`,
   );
   if (gateway.config.console.enabled) io.stderr.write(`drawbridge: approvers sign in to the console at ${new URL(http.resource).origin}/console/\n`);
-  const admin = await startAdmin(gateway, health, io).catch(async (error: unknown) => {
+  const admin = await startAdmin(gateway, health, metrics, io).catch(async (error: unknown) => {
     await http.close();
     throw error;
   });
@@ -252,7 +257,7 @@ async function serveOverHttp(gateway: Gateway, listen: Listen, publicUrl: string
   return 0;
 }
 
-async function serveOverStdio(gateway: Gateway, io: CliIo): Promise<number> {
+async function serveOverStdio(gateway: Gateway, metrics: Metrics, io: CliIo): Promise<number> {
   let served: { identities: IdentityProvider; who: string };
   try {
     served = await stdioIdentities(gateway.config, io.env);
@@ -262,7 +267,7 @@ async function serveOverStdio(gateway: Gateway, io: CliIo): Promise<number> {
     throw error;
   }
   const health = createHealth(gateway, operatorVerifier(gateway.config));
-  const admin = await startAdmin(gateway, health, io);
+  const admin = await startAdmin(gateway, health, metrics, io);
   guardProcess(io);
   const stopped = untilStopped(io);
   const serving = serveStdio(gateway, served.identities);

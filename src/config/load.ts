@@ -533,6 +533,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       operators: g?.admin.operators ?? [],
       readyRequires: g?.admin.ready_requires ?? [],
       drainTimeoutMs: g?.admin.drain_timeout ?? 30_000,
+      metricsOnMain: g?.admin.metrics_on_main ?? false,
     },
     log: g?.log ?? DEFAULT_LOG,
     warnings,

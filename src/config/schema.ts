@@ -213,8 +213,10 @@ export const gatewaySchema = z.strictObject({
       ready_requires: z.array(z.string().regex(/^[^*?]+$/, 'a connection name, not a pattern')).default([]),
       /** On SIGTERM/SIGINT, how long calls in flight may run before the gateway closes anyway. */
       drain_timeout: durationSchema.default(30_000),
+      /** Also serve /metrics on the `serve --http` listener; off by default: that listener faces agents, who have no business reading the gateway's metrics. */
+      metrics_on_main: z.boolean().default(false),
     })
-    .default({ operators: [], ready_requires: [], drain_timeout: 30_000 }),
+    .default({ operators: [], ready_requires: [], drain_timeout: 30_000, metrics_on_main: false }),
   /** The operator's log on stderr: one line per call and the serve messages (src/observability/log.ts). */
   log: z
     .strictObject({
@@ -299,6 +301,8 @@ export interface GatewayConfig {
     /** Connections /readyz requires: not ready while one's last call failed with a fault. */
     readonly readyRequires: readonly string[];
     readonly drainTimeoutMs: number;
+    /** /metrics on the `serve --http` listener too (it is always on the admin listener). */
+    readonly metricsOnMain: boolean;
   };
   /** The operator's log (kind: gateway, log). */
   readonly log: LogConfig;

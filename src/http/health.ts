@@ -13,6 +13,7 @@ import { isDrawbridgeError } from '../errors.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { ConnectionCheck } from '../pipeline/connection-health.js';
 import type { Gateway } from '../pipeline/gateway.js';
+import type { Metrics } from '../observability/metrics.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 
 export const HEALTH_PATHS: readonly string[] = ['/healthz', '/readyz'];
@@ -127,10 +128,15 @@ export interface AdminListener {
 }
 
 /**
- * The admin listener (admin.listen): /healthz and /readyz only, nothing of MCP. On a loopback
- * bind the Host/Origin checks of the HTTP listener apply (DNS rebinding); elsewhere a proxy owns Host.
+ * The admin listener (admin.listen): /healthz, /readyz and (given metrics) /metrics, nothing of MCP.
+ * /metrics is unauthenticated here: the listener is meant for a loopback or private address.
+ * On a loopback bind the Host/Origin checks of the HTTP listener apply (DNS rebinding); elsewhere a proxy owns Host.
  */
-export async function serveAdmin(health: Health, listen: { readonly host: string; readonly port: number }): Promise<AdminListener> {
+export async function serveAdmin(
+  health: Health,
+  listen: { readonly host: string; readonly port: number },
+  metrics: Metrics | null = null,
+): Promise<AdminListener> {
   let policy: ReturnType<typeof hostPolicy> | null = null;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -139,7 +145,8 @@ export async function serveAdmin(health: Health, listen: { readonly host: string
       send(res, 403, 'text/plain; charset=utf-8', `${refused}\n`, false);
       return;
     }
-    health.serve(req, res, url).then(
+    const served = health.serve(req, res, url).then(async (done) => done || (metrics !== null && (await metrics.serve(req, res, url))));
+    served.then(
       (served) => {
         if (!served) send(res, 404, 'text/plain; charset=utf-8', 'not found\n', false);
       },

@@ -12,6 +12,7 @@
 //   - the approvals API under /api/v1/ (api.ts), with the same bearer tokens;
 //   - the web console under /console/ (src/console/), when given console options;
 //   - /healthz and /readyz (health.ts), unauthenticated, after the Host/Origin checks.
+//   - /metrics (observability/metrics.ts) likewise, only when given (admin.metrics_on_main).
 // Every MCP request must carry `Authorization: Bearer <token>`, verified on
 // every request (including the SSE stream and DELETE) before it is routed to
 // either era, after the Host/Origin checks (hosts.ts) that apply to both; a
@@ -36,6 +37,7 @@ import { SCOPES_META_KEY } from '../pipeline/answer.js';
 import { authenticate, insufficientScopeChallenge, requestIdentityProvider, type AuthContext, type AuthOutcome } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './body.js';
 import { createHealth, type Health } from './health.js';
+import type { Metrics } from '../observability/metrics.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 import { locateResource, protectedResourceMetadata } from './metadata.js';
 import { sendJsonRpcError } from './reply.js';
@@ -57,6 +59,8 @@ export interface HttpServeOptions {
   readonly console?: ConsoleOptions;
   /** /healthz and /readyz (health.ts); absent: a readiness of this gateway and verifier of its own. */
   readonly health?: Health;
+  /** /metrics on this listener (admin.metrics_on_main); absent: not served here (the listener faces agents). */
+  readonly metrics?: Metrics;
 }
 
 export interface HttpGateway {
@@ -107,6 +111,7 @@ interface Site {
   /** 2026-07-28 requests: the SDK's per-request handler (modern only; 2025-11-25 traffic never reaches it). */
   readonly modern: McpHttpHandler;
   readonly health: Health;
+  readonly metrics: Metrics | null;
   state: State | null;
   console: Console | null;
   closing: boolean;
@@ -123,7 +128,19 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
   const sessions = new SessionTable({ max: maxSessions, idleMs: sessionIdleMs });
   const modern = createMcpHandler(mcpServerFactory(gateway, requestIdentityProvider), { legacy: 'reject', maxRequestBodySize: maxBodyBytes });
   const health = options.health ?? createHealth(gateway, verifier);
-  const site: Site = { gateway, verifier, sessions, maxSessions, maxBodyBytes, modern, health, state: null, console: null, closing: false };
+  const site: Site = {
+    gateway,
+    verifier,
+    sessions,
+    maxSessions,
+    maxBodyBytes,
+    modern,
+    health,
+    metrics: options.metrics ?? null,
+    state: null,
+    console: null,
+    closing: false,
+  };
   const httpServer = createServer((req, res) => {
     handle(site, req, res).catch(() => {
       if (!res.headersSent) sendJsonRpcError(res, 500, 'Internal gateway error.', { code: -32603 });
@@ -199,6 +216,7 @@ async function handle(site: Site, req: IncomingMessage, res: ServerResponse): Pr
   }
   // Health and readiness: no MCP auth (a load balancer has no token), after the Host/Origin checks.
   if (await site.health.serve(req, res, url)) return;
+  if (site.metrics !== null && (await site.metrics.serve(req, res, url))) return;
   if (metadata) {
     serveMetadata(req, res, state.metadata);
     return;

@@ -12,6 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { NotifyTuning } from '../../src/approval/notify.js';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
+import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { makeIdentity, type Identity } from '../../src/identity/identity.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
@@ -40,6 +41,8 @@ export interface HttpHarnessOptions<A extends string> {
   /** The gateway's clock (dates decisions, expiries and the journal). */
   readonly clock?: () => Date;
   readonly notify?: NotifyTuning;
+  /** Metrics as serve makes them (subscribed to the gateway's call-end), /metrics on the HTTP listener only with admin.metrics_on_main. */
+  readonly metrics?: boolean;
   /** Serve the web console (client drawbridge-console) with these session settings. */
   readonly console?: { readonly idleMs?: number; readonly now?: () => number };
 }
@@ -50,6 +53,8 @@ export interface HttpHarness<A extends string> {
   readonly dir: string;
   readonly gateway: Gateway;
   readonly http: HttpGateway;
+  /** The gateway's metrics when options.metrics asked for them. */
+  readonly metrics: Metrics | null;
   /** http://127.0.0.1:PORT */
   readonly origin: string;
   /** The MCP endpoint's URL, also the tokens' audience. */
@@ -113,9 +118,12 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
     opened.push(() => gateway.close());
     const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
     const consoleOptions = options.console;
+    const metrics = options.metrics ? createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() }) : null;
+    if (metrics !== null) gateway.onCallEnd(metrics.call);
     const http = await serveHttp(gateway, verifier, {
       host: '127.0.0.1',
       port,
+      ...(metrics !== null && gateway.config.admin.metricsOnMain ? { metrics } : {}),
       ...(consoleOptions
         ? {
             console: {
@@ -148,6 +156,7 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
       dir,
       gateway,
       http,
+      metrics,
       origin,
       resource,
       token,
