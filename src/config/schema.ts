@@ -199,7 +199,7 @@ export const gatewaySchema = z.strictObject({
       client_secret: secretRefSchema.optional(),
     })
     .default({ enabled: true, client_id: 'drawbridge-console' }),
-  /** Operating the gateway: the admin listener (/healthz, /readyz), who sees readiness details, the shutdown drain. */
+  /** Operating the gateway: the admin listener (/healthz, /readyz, /metrics), who sees readiness details, the shutdown drain, /metrics on the main listener. */
   admin: z
     .strictObject({
       /** HOST:PORT of a separate listener for /healthz and /readyz (also for `serve` over stdio); none by default. */

@@ -1,5 +1,5 @@
 // `drawbridge serve` (stdio, the built binary as a child process) with an admin listener, and its
-// graceful shutdown: /healthz and /readyz on admin.listen; SIGTERM during a long read (pg_sleep)
+// graceful shutdown: /healthz, /readyz and /metrics on admin.listen; SIGTERM during a long read (pg_sleep)
 // makes /readyz false first, refuses a new call with gateway.shutting_down, lets the long read
 // finish and exits 0 with both outcomes journaled; a call waiting for an approval is answered
 // "call again" on SIGTERM, its request stays pending, and the re-issued call after a restart
@@ -62,7 +62,9 @@ async function serve(): Promise<Served> {
   });
   const client = new Client({ name: 'shutdown-test', version: '1.0.0' });
   await client.connect(transport);
-  const admin = (await waitForOutput(() => transport.stderr(), /admin listener \(\/healthz, \/readyz\) at (http:\/\/\S+)/, 'the admin listener'))[1] as string;
+  const admin = (
+    await waitForOutput(() => transport.stderr(), /admin listener \(\/healthz, \/readyz, \/metrics\) at (http:\/\/\S+)/, 'the admin listener')
+  )[1] as string;
   return { client, admin, stderr: () => transport.stderr(), terminate: () => transport.terminate() };
 }
 
@@ -112,10 +114,17 @@ function intentWith(sqlText: string): Row | null {
   return journal().find((r) => r.type === 'call' && JSON.parse(r.data).input?.sql === sqlText) ?? null;
 }
 
-it('serves /healthz and /readyz on admin.listen; SIGTERM during a long read: not ready first, a new call refused, the read finishes, exit 0', async () => {
+it('serves /healthz, /readyz and /metrics on admin.listen; SIGTERM during a long read: not ready first, a new call refused, the read finishes, exit 0', async () => {
   const s = await serve();
   expect(await fetch(`${s.admin}/healthz`).then((r) => r.text())).toBe('ok\n');
   expect(await readyz(s.admin)).toEqual({ status: 200, body: 'ok\n' });
+  // /metrics on the admin listener of the real serve, counting the call just made (no token needed there).
+  expect((await sql(s.client, 'SELECT 7 AS seven')).isError).toBeFalsy();
+  const metrics = await fetch(`${s.admin}/metrics`);
+  expect(metrics.status).toBe(200);
+  const text = await metrics.text();
+  expect(text).toMatch(/^drawbridge_calls_total\{tool="run_sql",connection="db",decision="allow",status="ok"\} 1$/m);
+  expect(text).not.toContain('SELECT');
 
   const long = sql(s.client, 'SELECT pg_sleep(2) AS slept');
   // Running: its intent is journaled (durable before the backend sees it).
