@@ -114,7 +114,7 @@ function intentWith(sqlText: string): Row | null {
   return journal().find((r) => r.type === 'call' && JSON.parse(r.data).input?.sql === sqlText) ?? null;
 }
 
-it('serves /healthz, /readyz and /metrics on admin.listen; SIGTERM during a long read: not ready first, a new call refused, the read finishes, exit 0', async () => {
+it('serves /healthz, /readyz, /metrics on admin.listen; SIGTERM in a long read: not ready first, a new call refused, the read finishes, exit 0', async () => {
   const s = await serve();
   expect(await fetch(`${s.admin}/healthz`).then((r) => r.text())).toBe('ok\n');
   expect(await readyz(s.admin)).toEqual({ status: 200, body: 'ok\n' });
