@@ -6,7 +6,7 @@
 // credentials (the event does not hold them), and the subject only when
 // `log: { subjects: true }` (identifiers are personal data).
 
-import type { CallEnd } from '../pipeline/call-end.js';
+import { stageTotals, type CallEnd } from '../pipeline/call-end.js';
 import type { LogConfig } from '../config/schema.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -56,7 +56,7 @@ export function callRecord(event: CallEnd, options: { readonly subjects: boolean
   put('affectedRows', event.affectedRows);
   fields['masked'] = event.masked;
   fields['durationMs'] = event.durationMs;
-  if (Object.keys(event.stages).length > 0) fields['stagesMs'] = { ...event.stages };
+  if (event.stages.length > 0) fields['stagesMs'] = stageTotals(event.stages);
   put('session', event.session);
   if (options.subjects) put('subject', event.subject);
   return { time: event.at.toISOString(), level: callLevel(event), msg: `call ${event.status}`, fields };

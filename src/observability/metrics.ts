@@ -9,12 +9,9 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CallEnd, CallStage } from '../pipeline/call-end.js';
+import { CALL_STAGES, stageTotals, type CallEnd } from '../pipeline/call-end.js';
 
 export const METRICS_PATH = '/metrics';
-
-/** The stages of drawbridge_call_duration_seconds: the event's own, plus the whole call. */
-const STAGES: readonly CallStage[] = ['prepare', 'approval', 'execute'];
 
 export interface Metrics {
   readonly registry: Registry;
@@ -38,7 +35,7 @@ export function createMetrics(names: { readonly tools: Iterable<string>; readonl
   });
   const duration = new Histogram({
     name: 'drawbridge_call_duration_seconds',
-    help: 'Time a call spent in each stage (prepare, approval, execute) and in all (total).',
+    help: 'Time a call spent in each stage (parse, decide, approval, journal, execute, mask), in all (total), and added by the gateway (added).',
     labelNames: ['tool', 'stage'] as const,
     // From a parsed statement (ms) to a human approval (minutes).
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
@@ -55,11 +52,15 @@ export function createMetrics(names: { readonly tools: Iterable<string>; readonl
     const tool = event.tool !== null && tools.has(event.tool) ? event.tool : 'other';
     const connection = event.connection !== null && connections.has(event.connection) ? event.connection : 'other';
     calls.inc({ tool, connection, decision: event.decision?.effect ?? 'none', status: event.status });
-    for (const stage of STAGES) {
-      const ms = event.stages[stage];
+    const totals = stageTotals(event.stages);
+    for (const stage of CALL_STAGES) {
+      const ms = totals[stage];
       if (ms !== undefined) duration.observe({ tool, stage }, ms / 1000);
     }
     duration.observe({ tool, stage: 'total' }, event.durationMs / 1000);
+    // What the gateway itself added to the call: everything but the backend's work and the wait for a human.
+    const added = event.durationMs - (totals.execute ?? 0) - (totals.approval ?? 0);
+    duration.observe({ tool, stage: 'added' }, Math.max(0, added) / 1000);
     // Counted even at zero, so the series exists for every tool that was called.
     masked.inc({ tool }, event.masked);
   };

@@ -1,13 +1,26 @@
 // What the pipeline says about a call when it ends: pure data, for the operator's
-// observers (the log line today; metrics and traces later). No data of the call
+// observers (the log line, metrics, traces). No data of the call
 // (rows, SQL text, arguments), no secrets: names, decision, counts and timings only.
 // The pipeline knows no sink: it hands the event to whatever subscribed
 // (gateway.onCallEnd), and an observer's failure never touches the call.
 
 import type { ErrorCode, ErrorKind } from '../errors.js';
 
-/** The stages timed for a call, in milliseconds; a stage the call never reached is absent. */
-export type CallStage = 'prepare' | 'approval' | 'execute';
+/**
+ * The stages a call is timed in: parse (identity, input, parse, resolve, scopes), decide (the rules),
+ * approval (the wait for a grant or a human), journal (the intent's and the outcome's appends),
+ * execute (the backend), mask (masking the result and rendering the answer).
+ */
+export type CallStage = 'parse' | 'decide' | 'approval' | 'journal' | 'execute' | 'mask';
+
+export const CALL_STAGES: readonly CallStage[] = ['parse', 'decide', 'approval', 'journal', 'execute', 'mask'];
+
+/** One stage as it ran: its start, in milliseconds after the call's, and its duration. */
+export interface StageTiming {
+  readonly stage: CallStage;
+  readonly startMs: number;
+  readonly durationMs: number;
+}
 
 export interface CallEnd {
   /** The call's id, as journaled (links the event to the journal's intent and outcome). */
@@ -38,8 +51,11 @@ export interface CallEnd {
   readonly affectedRows: number | null;
   /** How many values masking replaced in the answer. */
   readonly masked: number;
+  /** When the call started, in epoch milliseconds of the process's own clock (performance.timeOrigin based, for spans). */
+  readonly startedAtMs: number;
   readonly durationMs: number;
-  readonly stages: Readonly<Partial<Record<CallStage, number>>>;
+  /** The stages in the order they ran; a stage the call never reached is absent, the journal's appears once per append. */
+  readonly stages: readonly StageTiming[];
   /** The agent session (transport), when the call came over one. */
   readonly session: string | null;
   /** The caller's subject; observers decide whether to show it (personal data). */
@@ -47,6 +63,13 @@ export interface CallEnd {
 }
 
 export type CallEndObserver = (event: CallEnd) => void;
+
+/** Milliseconds per stage, summed (a call's two journal appends are one journal figure); stages not reached are absent. */
+export function stageTotals(stages: readonly StageTiming[]): Partial<Record<CallStage, number>> {
+  const totals: Partial<Record<CallStage, number>> = {};
+  for (const { stage, durationMs } of stages) totals[stage] = Math.round(((totals[stage] ?? 0) + durationMs) * 100) / 100;
+  return totals;
+}
 
 /** The observers of a gateway: subscribe (returns the unsubscribe) and notify; a throwing observer is ignored. */
 export interface CallEndObservers {

@@ -36,7 +36,7 @@ import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js'
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
 import { shuttingDown, type Admission } from './drain.js';
-import type { CallEnd, CallStage } from './call-end.js';
+import type { CallEnd, CallStage, StageTiming } from './call-end.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
 import { approveStage, type Clearance, type InputRequired } from '../approval/stage.js';
 
@@ -129,8 +129,8 @@ interface Seen {
   rows: number | null;
   affectedRows: number | null;
   masked: readonly MaskCount[];
-  durationMs: number | null;
-  stages: Partial<Record<CallStage, number>>;
+  /** Each stage as it ran, in order (the journal twice: intent and outcome). */
+  stages: StageTiming[];
 }
 
 function newSeen(): Seen {
@@ -143,9 +143,13 @@ function newSeen(): Seen {
     rows: null,
     affectedRows: null,
     masked: [],
-    durationMs: null,
-    stages: {},
+    stages: [],
   };
+}
+
+/** Records that `stage` ran from `from` (performance.now()) until now. */
+function timed(seen: Seen, stage: CallStage, from: number): void {
+  seen.stages.push({ stage, startMs: round(from - seen.started), durationMs: elapsed(from) });
 }
 
 function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Seen): CallEnd {
@@ -169,8 +173,10 @@ function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Se
     rows: seen.rows,
     affectedRows: seen.affectedRows,
     masked: seen.masked.reduce((sum, m) => sum + m.count, 0),
-    durationMs: seen.durationMs ?? elapsed(seen.started),
-    stages: { ...seen.stages },
+    startedAtMs: performance.timeOrigin + seen.started,
+    // The whole call, the outcome's append included (the answer's durationMs stops before it).
+    durationMs: elapsed(seen.started),
+    stages: [...seen.stages],
     session: call.session === undefined ? null : boundText(String(call.session), MAX_NAME_CHARS),
     subject: call.identity?.subject ?? null,
   };
@@ -194,6 +200,8 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
   /** The approve stage asked the client for input (2026-07-28): journaled, nothing runs in this round. */
   let held: InputRequired | null = null;
   let scopes: ScopeCheck | null = null;
+  /** Whether the parse stage (identity, input, parse, resolve, scopes) was timed: a refusal inside it times it when caught. */
+  let parsed = false;
   try {
     // A call arriving while the gateway drains is refused (and journaled like any refusal): nothing of it runs.
     if (admission === null) throw shuttingDown();
@@ -218,10 +226,13 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
     seen.request = request;
     scopes = scopeCheck(gateway.config, request, identity, call.scopes);
     requireScopes(scopes);
+    timed(seen, 'parse', started);
+    parsed = true;
+    const deciding = performance.now();
     const decision = evaluate(request, identity, gateway.config.rules, gateway.clock());
     prepared = { tool, request, decision, masker, clearance: null };
     seen.decision = decision;
-    seen.stages.prepare = elapsed(started);
+    timed(seen, 'decide', deciding);
     refusal = refusalFor(decision);
     if (!refusal && decision.effect === 'approve') {
       const opened = gateway.connection(connection);
@@ -250,7 +261,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
         approved = await approveStage(gateway.approval, { callId, request, decision, identity, channel, preview });
       } finally {
         // Timed whether it cleared the call or refused it (pending, denied, expired).
-        seen.stages.approval = elapsed(asking);
+        timed(seen, 'approval', asking);
       }
       if (approved.kind === 'input_required') held = approved;
       else {
@@ -261,11 +272,13 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
     }
   } catch (error) {
     refusal = toDrawbridgeError(error);
+    if (!parsed) timed(seen, 'parse', started);
   }
   seen.request = partial;
 
   // journal(intent): durable before the backend sees the request. Built so that it
   // cannot fail on the input's shape: only the journal itself can refuse it.
+  const journaling = performance.now();
   try {
     await gateway.journal.append(
       'call',
@@ -273,7 +286,9 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
       safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance, scopes),
       gateway.clock(),
     );
+    timed(seen, 'journal', journaling);
   } catch (error) {
+    timed(seen, 'journal', journaling);
     const failure =
       error instanceof DrawbridgeError ? error : new DrawbridgeError('journal.unavailable', 'The audit journal cannot be written.', { cause: error });
     return refuse(callId, failure, masker, partial, null, undefined, call.identity);
@@ -289,7 +304,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
       error,
       masker,
       partial,
-      () => outcome(gateway, callId, { status, errorCode: error.code, durationMs: elapsed(started) }),
+      () => outcome(gateway, seen, callId, { status, errorCode: error.code, durationMs: elapsed(started) }),
       started,
       call.identity,
     );
@@ -300,7 +315,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
     const asked = held;
     seen.status = 'refused';
     try {
-      await outcome(gateway, callId, {
+      await outcome(gateway, seen, callId, {
         status: 'refused',
         errorCode: 'approval.pending',
         durationMs: elapsed(started),
@@ -335,7 +350,7 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
         ...(timeLimitMs === undefined ? {} : { timeLimitMs }),
       });
     } finally {
-      seen.stages.execute = elapsed(executing);
+      timed(seen, 'execute', executing);
     }
   } catch (error) {
     const failure = toDrawbridgeError(error);
@@ -348,25 +363,27 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
       request,
       (masked) => {
         seen.masked = masked;
-        return outcome(gateway, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked });
+        return outcome(gateway, seen, callId, { status: 'error', errorCode: failure.code, durationMs: elapsed(started), masked });
       },
       undefined,
       call.identity,
     );
   }
   gateway.connectionHealth.ok(request.connection, gateway.clock());
+  const masking = performance.now();
   const { result: safe, masked: inResult } = masker.maskResult(result, request);
-  const durationMs = elapsed(started);
   // The summary echoes the input: detectors run on it too before it is shown, and
   // what they mask there is counted with the rest (the answer's `masked` counts every mask).
   const summary = masker.maskText(request.summary, null);
   const masked = mergeMaskCounts(inResult, summary.masked);
   const shown = { ...request, summary: summary.text };
+  timed(seen, 'mask', masking);
+  const durationMs = elapsed(started);
   const { text, structured } = renderAnswer({ callId, request: shown, decision, result: safe, masked, durationMs });
   const answerHash = createHash('sha256').update(text).update(JSON.stringify(structured)).digest('hex');
-  Object.assign(seen, { status: 'ok', rows: safe.rows.length, affectedRows: safe.affectedRows, masked, durationMs } satisfies Partial<Seen>);
+  Object.assign(seen, { status: 'ok', rows: safe.rows.length, affectedRows: safe.affectedRows, masked } satisfies Partial<Seen>);
   try {
-    await outcome(gateway, callId, {
+    await outcome(gateway, seen, callId, {
       status: 'ok',
       rows: safe.rows.length,
       affectedRows: safe.affectedRows,
@@ -637,10 +654,15 @@ function clearanceRecord(clearance: Clearance | null): Record<string, unknown> |
   };
 }
 
-async function outcome(gateway: Gateway, callId: string, data: Record<string, unknown>): Promise<void> {
+async function outcome(gateway: Gateway, seen: Seen, callId: string, data: Record<string, unknown>): Promise<void> {
   // The outcome commits without its own fsync: it reaches the disk with the next
   // intent's fsync (or at close). Only the intent must be durable before execute.
-  await gateway.journal.append('outcome', callId, data, gateway.clock(), { durable: false });
+  const journaling = performance.now();
+  try {
+    await gateway.journal.append('outcome', callId, data, gateway.clock(), { durable: false });
+  } finally {
+    timed(seen, 'journal', journaling);
+  }
 }
 
 async function refuse(
@@ -676,7 +698,12 @@ async function refuse(
 }
 
 function elapsed(started: number): number {
-  return Math.round((performance.now() - started) * 100) / 100;
+  return round(performance.now() - started);
+}
+
+/** Milliseconds to the hundredth. */
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }
 
 // ---------------------------------------------------------------------------

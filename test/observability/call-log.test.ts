@@ -55,7 +55,7 @@ describe('one log line per call, linked to the journal by the call id', () => {
     expect(line).toMatchObject({ level: 'info', msg: 'call ok', callId: r.callId, tool: 'run_sql', connection: 'db', operation: 'select' });
     expect(line).toMatchObject({ access: 'read', decision: 'allow', rule: 'read', status: 'ok', rows: 2, masked: 2 });
     expect(line['durationMs']).toEqual(expect.any(Number));
-    expect(Object.keys(line['stagesMs'] as object)).toEqual(['prepare', 'execute']);
+    expect(Object.keys(line['stagesMs'] as object)).toEqual(['parse', 'decide', 'journal', 'execute', 'mask']);
     expect(line).not.toHaveProperty('subject');
   });
 

@@ -24,8 +24,15 @@ const allowedRead: CallEnd = {
   rows: 2,
   affectedRows: null,
   masked: 3,
+  startedAtMs: Date.parse('2026-12-01T10:00:00.000Z') - 4.5,
   durationMs: 4.5,
-  stages: { prepare: 1.25, execute: 2.5 },
+  stages: [
+    { stage: 'parse', startMs: 0, durationMs: 1 },
+    { stage: 'decide', startMs: 1, durationMs: 0.25 },
+    { stage: 'journal', startMs: 1.25, durationMs: 0.5 },
+    { stage: 'execute', startMs: 1.75, durationMs: 2.5 },
+    { stage: 'journal', startMs: 4.25, durationMs: 0.25 },
+  ],
   session: 'session-1',
   subject: 'dev@example.com',
 };
@@ -39,7 +46,7 @@ const denied: CallEnd = {
   error: { code: 'policy.denied', kind: 'refusal' },
   rows: null,
   masked: 0,
-  stages: { prepare: 1 },
+  stages: [{ stage: 'parse', startMs: 0, durationMs: 1 }],
   session: null,
 };
 
@@ -62,7 +69,7 @@ const fault: CallEnd = {
   faultMessage: 'The database cannot be reached: connect ECONNREFUSED 127.0.0.1:1',
   rows: null,
   masked: 0,
-  stages: {},
+  stages: [],
 };
 
 const failedExecution: CallEnd = { ...allowedRead, status: 'error', error: { code: 'limits.affected_rows', kind: 'refusal' }, rows: null };
@@ -105,7 +112,7 @@ describe('a call line', () => {
   });
 
   it('has the stage timings when there are any, and the subject only with subjects: true', () => {
-    expect(callRecord(allowedRead, { subjects: false }).fields['stagesMs']).toEqual({ prepare: 1.25, execute: 2.5 });
+    expect(callRecord(allowedRead, { subjects: false }).fields['stagesMs']).toEqual({ parse: 1, decide: 0.25, journal: 0.75, execute: 2.5 });
     expect(callRecord(allowedRead, { subjects: true }).fields['subject']).toBe('dev@example.com');
     expect(callRecord({ ...allowedRead, subject: null }, { subjects: true }).fields).not.toHaveProperty('subject');
   });
@@ -114,13 +121,18 @@ describe('a call line', () => {
     const line = formatRecord(callRecord(allowedRead, { subjects: false }), 'json');
     expect(line).not.toContain('\n');
     expect(Object.keys(JSON.parse(line) as object).slice(0, 4)).toEqual(['time', 'level', 'msg', 'callId']);
-    expect(JSON.parse(line)).toMatchObject({ level: 'info', msg: 'call ok', stagesMs: { prepare: 1.25, execute: 2.5 }, session: 'session-1' });
+    expect(JSON.parse(line)).toMatchObject({
+      level: 'info',
+      msg: 'call ok',
+      stagesMs: { parse: 1, decide: 0.25, journal: 0.75, execute: 2.5 },
+      session: 'session-1',
+    });
   });
 
   it('formats as text for a person: time, level, msg, then key=value (quoted when it has spaces)', () => {
     expect(formatRecord(callRecord(allowedRead, { subjects: false }), 'text')).toBe(
       '2026-12-05T08:00:00.000Z INFO  call ok callId=0b6c5a55-0000-4000-8000-000000000001 tool=run_sql connection=db operation=select ' +
-        'access=read decision=allow rule=read status=ok rows=2 masked=3 durationMs=4.5 stagesMs=prepare:1.25,execute:2.5 session=session-1',
+        'access=read decision=allow rule=read status=ok rows=2 masked=3 durationMs=4.5 stagesMs=parse:1,decide:0.25,journal:0.75,execute:2.5 session=session-1',
     );
     const text = formatRecord(callRecord(fault, { subjects: false }), 'text');
     expect(text).toContain('ERROR call error');

@@ -102,7 +102,11 @@ describe('metrics on the admin listener, not on the main one by default', () => 
     expect(delta(count, { tool: 'run_sql', stage: 'total' })).toBe(2);
     expect(delta(count, { tool: 'other', stage: 'total' })).toBe(1);
     expect(delta(count, { tool: 'run_sql', stage: 'execute' })).toBe(1);
-    expect(delta(count, { tool: 'run_sql', stage: 'prepare' })).toBe(2);
+    expect(delta(count, { tool: 'run_sql', stage: 'parse' })).toBe(2);
+    expect(delta(count, { tool: 'run_sql', stage: 'decide' })).toBe(2);
+    expect(delta(count, { tool: 'run_sql', stage: 'journal' })).toBe(2);
+    expect(delta(count, { tool: 'run_sql', stage: 'mask' })).toBe(1);
+    expect(delta(count, { tool: 'run_sql', stage: 'added' })).toBe(2);
     expect(value(after, 'drawbridge_call_duration_seconds_bucket', { tool: 'run_sql', stage: 'total', le: '+Inf' })).toBe(
       value(after, count, { tool: 'run_sql', stage: 'total' }),
     );
