@@ -49,7 +49,7 @@ async function askInBand(
   try {
     answer = await elicit({ message: describeForApproval(s), grantChoices: grantChoices(s.maxGrantMs) }, ctx.settings.elicitationTimeoutMs, channel.signal);
   } catch (error) {
-    if (channel.signal?.aborted) throw await abandoned(ctx, s, approvalId);
+    if (channel.signal?.aborted) throw await abandoned(ctx, s, approvalId, channel.signal.reason);
     const timedOut = /timed? ?out/i.test((error as Error)?.message ?? '');
     await ctx.journal.append(
       'approval',
@@ -71,7 +71,7 @@ async function askInBand(
     heartbeat?.stop();
   }
   // Answered, but the call was cancelled meanwhile: nobody is waiting for a result.
-  if (channel.signal?.aborted) throw await abandoned(ctx, s, approvalId);
+  if (channel.signal?.aborted) throw await abandoned(ctx, s, approvalId, channel.signal.reason);
   const who = { subject: s.requester.subject, groups: s.requester.groups, kind: s.requester.kind };
   // One clock reading for the answer: the journal's approved record and the vote carried into the call's clearance must agree.
   const answeredAt = ctx.clock();
@@ -123,7 +123,16 @@ function keepAlive(ctx: ApprovalContext, progress: (message: string) => Promise<
 }
 
 /** The client cancelled the call while the prompt was open: journaled, and nothing runs. */
-async function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string): Promise<DrawbridgeError> {
-  await ctx.journal.append('approval', s.callId, { event: 'abandoned', approvalId, via: 'elicitation', reason: 'the client cancelled the call' }, ctx.clock());
+async function abandoned(ctx: ApprovalContext, s: ApprovalSubject, approvalId: string, why: unknown): Promise<DrawbridgeError> {
+  // The gateway shutting down (pipeline/drain.ts) withdraws the prompt: the human answers again when the call is re-issued.
+  const restarting = why instanceof DrawbridgeError && why.code === 'gateway.shutting_down';
+  const reason = restarting ? 'the gateway is shutting down' : 'the client cancelled the call';
+  await ctx.journal.append('approval', s.callId, { event: 'abandoned', approvalId, via: 'elicitation', reason }, ctx.clock());
+  if (restarting) {
+    return new DrawbridgeError(
+      'gateway.shutting_down',
+      'The gateway is restarting while this call waited for your answer to the approval prompt; nothing was run. Call again.',
+    );
+  }
   return new DrawbridgeError('approval.unavailable', 'The call was cancelled before the approval prompt was answered; nothing was run.');
 }
