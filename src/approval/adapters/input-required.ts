@@ -29,7 +29,7 @@ import {
 import { approvalAnswer, approvalForm, describeForApproval, grantChoices } from '../prompt.js';
 import { REFUSAL_TEXT, requestStateKeySource, type RequestStateBinding, type RequestStateRefusal, type RequestStateSealer } from '../request-state.js';
 import { requesterAlone } from './elicitation.js';
-import { createGrant } from './grant.js';
+import { clearedBy } from './grant.js';
 
 declare module '../approver.js' {
   interface ApprovalVias {
@@ -247,22 +247,8 @@ async function consume(ctx: ApprovalContext, call: ApprovalCall, approval: Store
     if (isDrawbridgeError(error) && error.code === 'approval.not_approved') throw await refused(ctx, call, 'replayed', approval.id);
     throw error;
   }
-  await ctx.journal.append(
-    'approval',
-    call.callId,
-    {
-      event: 'consumed',
-      approvalId: consumed.id,
-      via: VIA,
-      requestedBy: consumed.subject.callId,
-      votes: consumed.votes.map((v) => ({ approver: v.approver.subject, decision: v.decision, via: v.via, at: v.at })),
-    },
-    ctx.clock(),
-  );
-  const s = consumed.subject;
-  const grantMs = Math.min(consumed.grantMs ?? 0, s.maxGrantMs ?? 0);
-  const grant = grantMs > 0 ? await createGrant(ctx, { ...s, callId: call.callId }, consumed.id, grantMs) : null;
-  return { kind: 'approval', approvalId: consumed.id, via: VIA, votes: consumed.votes, grant };
+  // The consumed record and any grant name this call (the re-issued one), not the round that asked.
+  return clearedBy(ctx, { ...consumed.subject, callId: call.callId }, consumed, { clearance: VIA, journaled: true });
 }
 
 function declinedError(call: ApprovalCall, answer: ElicitAnswer): DrawbridgeError {

@@ -19,7 +19,7 @@ import {
   type Approver,
   type Clearance,
 } from '../approver.js';
-import { createGrant } from './grant.js';
+import { clearedBy } from './grant.js';
 
 const POLL_MS = 250;
 
@@ -235,18 +235,5 @@ async function consume(ctx: ApprovalContext, store: ApprovalStore, approval: Sto
     if (error instanceof DrawbridgeError && error.code === 'approval.not_approved') throw usedByAnother(ctx, s, approval);
     throw error;
   }
-  await ctx.journal.append(
-    'approval',
-    s.callId,
-    {
-      event: 'consumed',
-      approvalId: consumed.id,
-      requestedBy: consumed.subject.callId,
-      votes: consumed.votes.map((v) => ({ approver: v.approver.subject, decision: v.decision, via: v.via, at: v.at })),
-    },
-    ctx.clock(),
-  );
-  const grantMs = Math.min(consumed.grantMs ?? 0, s.maxGrantMs ?? 0);
-  const grant = grantMs > 0 ? await createGrant(ctx, s, consumed.id, grantMs) : null;
-  return { kind: 'approval', approvalId: consumed.id, via: 'cli', votes: consumed.votes, grant };
+  return clearedBy(ctx, s, consumed, { clearance: 'cli', journaled: false });
 }
