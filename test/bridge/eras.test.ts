@@ -22,30 +22,21 @@ import { BRIDGE_NAME } from '../../src/bridge/connect.js';
 import { obtainAccessToken } from '../../src/bridge/tokens.js';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
-import { DEFAULT_POLICY } from '../support/fixtures.js';
+import { DEFAULT_POLICY, SELF_APPROVED_POLICY } from '../support/fixtures.js';
 import { startHttpGateway, waitForPending, type HttpHarness } from '../support/http-gateway.js';
 import { freePort } from '../support/net.js';
 import { TEST_CLIENTS } from '../support/oidc.js';
 import { startBridge, until } from './harness.js';
+import { FORM, MODERN, envelope, modernHeaders } from '../support/mcp-2026.js';
 
-const MODERN = '2026-07-28';
 /** The gateway's serverInfo name (the bridge's own is drawbridge-connect). */
 const SERVER_NAME = 'drawbridge';
-const FORM = { elicitation: { form: {} } };
 const MASKED_READ = 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2';
 const DENIED = 'DROP TABLE customers';
 const insert = (body: string) => `INSERT INTO audit_notes (body) VALUES ('${body}')`;
 
 /** The default policy (analysts' writes approved by dba, out of band), and writes only the requester approves for selfers. */
-const POLICY = DEFAULT_POLICY.replace(
-  'rules:\n',
-  `rules:
-  - name: self-approved-writes
-    match: { tool: run_sql, access: write, groups: [selfers] }
-    effect: approve
-    approvers: { requester: true }
-`,
-);
+const POLICY = SELF_APPROVED_POLICY;
 
 type Account = 'sam' | 'ann' | 'dora';
 let h: HttpHarness<Account>;
@@ -244,35 +235,18 @@ function rawBridge(account: 'sam' | 'ann'): { request(method: string, params: Re
   };
 }
 
-function envelope(client: string, version = MODERN): Record<string, unknown> {
-  return {
-    'io.modelcontextprotocol/protocolVersion': version,
-    'io.modelcontextprotocol/clientInfo': { name: client, version: '0.0.1' },
-    'io.modelcontextprotocol/clientCapabilities': FORM,
-  };
-}
-
 describe('a raw 2026-07-28 client through drawbridge connect', () => {
   it('discover is the gateway’s; the headers come from the message (the gateway refuses a call without them); an unknown revision: -32022', async () => {
     const bridge = rawBridge('sam');
     try {
-      const discover = await bridge.request('server/discover', { _meta: envelope('raw-bridged') });
+      const discover = await bridge.request('server/discover', { _meta: envelope({ client: 'raw-bridged', capabilities: FORM }) });
       expect(discover.result?.['supportedVersions']).toContain(MODERN);
       expect((discover.result?.['_meta'] as Record<string, { name?: string }> | undefined)?.['io.modelcontextprotocol/serverInfo']?.name).toBe(SERVER_NAME);
 
       // Straight to the gateway, the same body without Mcp-Name is refused: the revision requires the headers…
-      const params = { name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ }, _meta: envelope('raw-bridged') };
-      const direct = await fetch(h.http.url, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${await h.token('sam')}`,
-          accept: 'application/json, text/event-stream',
-          'content-type': 'application/json',
-          'mcp-protocol-version': MODERN,
-          'mcp-method': 'tools/call',
-        },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params }),
-      });
+      const params = { name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ }, _meta: envelope({ client: 'raw-bridged', capabilities: FORM }) };
+      const headers = modernHeaders('tools/call', { token: await h.token('sam') });
+      const direct = await fetch(h.http.url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params }) });
       expect(direct.status).toBe(400);
       expect(((await direct.json()) as Message).error?.code).toBe(-32020);
       // …and through the bridge it runs: the bridge set them from the message.
@@ -282,7 +256,7 @@ describe('a raw 2026-07-28 client through drawbridge connect', () => {
       expect(textOf(call.result)).toContain('[masked:customers.email]');
 
       // The client's own revision goes to the gateway as it is (never replaced by one the bridge prefers).
-      const unknown = await bridge.request('tools/list', { _meta: envelope('raw-bridged', '2099-01-01') });
+      const unknown = await bridge.request('tools/list', { _meta: envelope({ client: 'raw-bridged', version: '2099-01-01', capabilities: FORM }) });
       expect(unknown.result).toBeUndefined();
       expect(unknown.error?.code).toBe(-32022);
       expect(unknown.error?.data?.['supported']).toContain(MODERN);
@@ -295,7 +269,7 @@ describe('a raw 2026-07-28 client through drawbridge connect', () => {
     const body = 'bridged-raw-yes';
     const bridge = rawBridge('sam');
     try {
-      const args = { name: 'run_sql', arguments: { connection: 'db', sql: insert(body) }, _meta: envelope('raw-bridged') };
+      const args = { name: 'run_sql', arguments: { connection: 'db', sql: insert(body) }, _meta: envelope({ client: 'raw-bridged', capabilities: FORM }) };
       const first = await bridge.request('tools/call', args);
       expect(first.result?.['resultType']).toBe('input_required');
       const requests = first.result?.['inputRequests'] as Record<string, { method: string; params: { mode: string; message: string } }>;

@@ -22,9 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { SCOPES_META_KEY } from '../../src/pipeline/answer.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
+import { MODERN, messageOf, modernToolsCall } from '../support/mcp-2026.js';
 import { TEST_CLIENTS } from '../support/oidc.js';
-
-const MODERN = '2026-07-28';
 
 const POLICY = `kind: policy
 rules:
@@ -78,34 +77,13 @@ function challenge(header: string | null): Record<string, string> {
 
 /** A 2026-07-28 tools/call of run_sql with its standard headers and the bearer token. */
 async function modernCall(token: string, sql: string): Promise<{ status: number; headers: Headers; body: Record<string, any> }> {
-  const res = await fetch(h.http.url, {
-    method: 'POST',
-    headers: {
-      accept: 'application/json, text/event-stream',
-      'content-type': 'application/json',
-      authorization: `Bearer ${token}`,
-      'mcp-protocol-version': MODERN,
-      'mcp-method': 'tools/call',
-      'mcp-name': 'run_sql',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 7,
-      method: 'tools/call',
-      params: {
-        name: 'run_sql',
-        arguments: { connection: 'db', sql },
-        _meta: {
-          'io.modelcontextprotocol/protocolVersion': MODERN,
-          'io.modelcontextprotocol/clientInfo': { name: 'raw-http', version: '0.0.1' },
-          'io.modelcontextprotocol/clientCapabilities': {},
-        },
-      },
-    }),
+  const res = await modernToolsCall({
+    url: h.http.url,
+    token,
+    params: { name: 'run_sql', arguments: { connection: 'db', sql } },
+    envelope: { client: 'raw-http' },
   });
-  const text = await res.text();
-  const json = /^data: (.*)$/m.exec(text)?.[1] ?? text;
-  return { status: res.status, headers: res.headers, body: JSON.parse(json) as Record<string, any> };
+  return { status: res.status, headers: res.headers, body: await messageOf(res) };
 }
 
 /** The journaled calls whose input was `sql`. */

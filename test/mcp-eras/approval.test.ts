@@ -14,37 +14,20 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
-import { DEFAULT_POLICY, freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
+import { SELF_APPROVED_POLICY, freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
+import { FORM, envelope, messageOf, modernToolsCall } from '../support/mcp-2026.js';
 
-const MODERN = '2026-07-28';
-const FORM = { elicitation: { form: {} } };
 const insert = (body: string) => `INSERT INTO audit_notes (body) VALUES ('${body}')`;
 
 /** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
-const POLICY = DEFAULT_POLICY.replace(
-  'rules:\n',
-  `rules:
-  - name: self-approved-writes
-    match: { tool: run_sql, access: write, groups: [selfers] }
-    effect: approve
-    approvers: { requester: true }
-`,
-);
+const POLICY = SELF_APPROVED_POLICY;
 
 type Message = {
   readonly id?: number;
   readonly result?: Record<string, unknown>;
   readonly error?: { code: number; message: string; data?: Record<string, unknown> };
 };
-
-function envelope(client: string): Record<string, unknown> {
-  return {
-    'io.modelcontextprotocol/protocolVersion': MODERN,
-    'io.modelcontextprotocol/clientInfo': { name: client, version: '0.0.1' },
-    'io.modelcontextprotocol/clientCapabilities': FORM,
-  };
-}
 
 /** Flips one bit inside the sealed body of a requestState. */
 function tamper(state: string): string {
@@ -150,20 +133,9 @@ describe('over HTTP', () => {
 
   it('a raw client: input_required with the form, a tampered state refused, the genuine one runs once, a replay refused; all journaled', async () => {
     const tools = async (params: Record<string, unknown>): Promise<Message> => {
-      const response = await fetch(h.resource, {
-        method: 'POST',
-        headers: {
-          accept: 'application/json, text/event-stream',
-          'content-type': 'application/json',
-          authorization: `Bearer ${sam}`,
-          'mcp-protocol-version': MODERN,
-          'mcp-method': 'tools/call',
-          'mcp-name': 'run_sql',
-        },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { ...params, _meta: envelope('raw-http') } }),
-      });
-      const text = await response.text();
-      return JSON.parse(/^data: (.*)$/m.exec(text)?.[1] ?? text) as Message;
+      const { name, arguments: args, ...rest } = params as { name: string; arguments: Record<string, unknown> };
+      const call = { url: h.resource, token: sam, params: { name, arguments: args, ...rest }, envelope: { client: 'raw-http', capabilities: FORM } };
+      return messageOf<Message>(await modernToolsCall(call));
     };
     await rawRounds(tools, 'raw-http', rows('raw-http'), journal);
   });
@@ -213,7 +185,9 @@ describe('over stdio (drawbridge serve)', () => {
           clearTimeout(timer);
           resolve(m);
         });
-        child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: envelope('raw-stdio') } })}\n`);
+        child.stdin.write(
+          `${JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: envelope({ client: 'raw-stdio', capabilities: FORM }) } })}\n`,
+        );
       });
     };
     try {

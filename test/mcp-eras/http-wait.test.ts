@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCalls } from '../../src/journal/export.js';
 import { DEFAULT_POLICY } from '../support/fixtures.js';
 import { startHttpGateway, waitForPending, type HttpHarness } from '../support/http-gateway.js';
+import { modernToolsCall } from '../support/mcp-2026.js';
 
-const MODERN = '2026-07-28';
 const WRITE = "UPDATE customers SET city = 'Leuven' WHERE id = 2";
 
 type Account = 'ann' | 'dora';
@@ -30,32 +30,8 @@ afterAll(async () => {
 });
 
 async function call(token: string, signal?: AbortSignal): Promise<Response> {
-  return fetch(h.http.url, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${token}`,
-      accept: 'application/json, text/event-stream',
-      'content-type': 'application/json',
-      'mcp-protocol-version': MODERN,
-      'mcp-method': 'tools/call',
-      'mcp-name': 'run_sql',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 7,
-      method: 'tools/call',
-      params: {
-        name: 'run_sql',
-        arguments: { connection: 'db', sql: WRITE },
-        _meta: {
-          'io.modelcontextprotocol/protocolVersion': MODERN,
-          'io.modelcontextprotocol/clientInfo': { name: 'raw-wait', version: '1' },
-          'io.modelcontextprotocol/clientCapabilities': {},
-        },
-      },
-    }),
-    ...(signal ? { signal } : {}),
-  });
+  const params = { name: 'run_sql', arguments: { connection: 'db', sql: WRITE } };
+  return modernToolsCall({ url: h.http.url, token, params, envelope: { client: 'raw-wait' }, ...(signal ? { signal } : {}) });
 }
 
 /** Polls the journal (a condition, not a wait for time) until `found` holds, for at most ~10 s. */

@@ -15,23 +15,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PII } from '../../dev/seed.js';
 import { readCalls, type CallEntry } from '../../src/journal/export.js';
 import { TOOLS_LIST_TTL_MS } from '../../src/server.js';
-import { DEFAULT_POLICY } from '../support/fixtures.js';
+import { SELF_APPROVED_POLICY } from '../support/fixtures.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
+import { MODERN, envelope } from '../support/mcp-2026.js';
 
-const MODERN = '2026-07-28';
 const MASKED_READ = 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2';
 
 const WRITE = "UPDATE customers SET city = 'Ghent' WHERE id = 1";
 /** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
-const POLICY = DEFAULT_POLICY.replace(
-  'rules:\n',
-  `rules:
-  - name: self-approved-writes
-    match: { tool: run_sql, access: write, groups: [selfers] }
-    effect: approve
-    approvers: { requester: true }
-`,
-);
+const POLICY = SELF_APPROVED_POLICY;
 
 type Account = 'ann' | 'sam';
 let h: HttpHarness<Account>;
@@ -50,14 +42,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
 });
-
-function envelope(version = MODERN, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    'io.modelcontextprotocol/protocolVersion': version,
-    'io.modelcontextprotocol/clientInfo': { name: 'raw-http', version: '0.0.1' },
-    'io.modelcontextprotocol/clientCapabilities': capabilities,
-  };
-}
 
 interface Answer {
   readonly status: number;
@@ -111,7 +95,7 @@ function modern(
   const name = typeof params['name'] === 'string' ? { 'mcp-name': params['name'] } : {};
   const token = options.token === undefined ? ann : options.token;
   return post(
-    { jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: envelope(options.version, options.capabilities) } },
+    { jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: envelope({ client: 'raw-http', ...options }) } },
     {
       'mcp-protocol-version': options.version ?? MODERN,
       'mcp-method': method,

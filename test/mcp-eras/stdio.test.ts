@@ -16,22 +16,13 @@ import { DEMO_PII } from '../../dev/seed.js';
 import { readCalls } from '../../src/journal/export.js';
 import { TOOLS_LIST_TTL_MS } from '../../src/server.js';
 import { REPO_ROOT, requireBuiltCli } from '../support/cli.js';
-import { DEFAULT_POLICY, freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
+import { SELF_APPROVED_POLICY, freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
+import { FORM, LEGACY, MODERN, envelope, type Envelope } from '../support/mcp-2026.js';
 
-const MODERN = '2026-07-28';
-const LEGACY = '2025-11-25';
 const MASKED_READ = 'SELECT id, email, city FROM customers ORDER BY id LIMIT 2';
 const WRITE = "UPDATE customers SET city = 'Ghent' WHERE id = 1";
 /** The default policy, and writes that only the requester approves, in the client, for the group selfers. */
-const SELF_APPROVED = DEFAULT_POLICY.replace(
-  'rules:\n',
-  `rules:
-  - name: self-approved-writes
-    match: { tool: run_sql, access: write, groups: [selfers] }
-    effect: approve
-    approvers: { requester: true }
-`,
-);
+const SELF_APPROVED = SELF_APPROVED_POLICY;
 
 let db: FreshDatabase;
 let dir: string;
@@ -99,13 +90,8 @@ class RawStdio {
 }
 
 /** The 2026-07-28 request envelope: protocol version, client info and capabilities in every request's _meta. */
-function envelope(version = MODERN, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    'io.modelcontextprotocol/protocolVersion': version,
-    'io.modelcontextprotocol/clientInfo': { name: 'raw-modern', version: '0.0.1' },
-    'io.modelcontextprotocol/clientCapabilities': capabilities,
-  };
-}
+/** This file's raw client's envelope. */
+const modern = (options: Omit<Envelope, 'client'> = {}): Record<string, unknown> => envelope({ client: 'raw-modern', ...options });
 
 const textOf = (result: Record<string, unknown> | undefined): string =>
   ((result?.['content'] ?? []) as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
@@ -120,7 +106,7 @@ describe('a raw JSON-RPC client on 2026-07-28 (no initialize)', () => {
   });
 
   it('server/discover names 2026-07-28 among the supported revisions', async () => {
-    const answer = await raw.request('server/discover', { _meta: envelope() });
+    const answer = await raw.request('server/discover', { _meta: modern() });
     expect(answer.error).toBeUndefined();
     const versions = answer.result?.['supportedVersions'];
     expect(versions).toEqual(expect.arrayContaining([MODERN]));
@@ -128,7 +114,7 @@ describe('a raw JSON-RPC client on 2026-07-28 (no initialize)', () => {
   });
 
   it('an unknown revision is answered -32022 with the supported list', async () => {
-    const answer = await raw.request('tools/list', { _meta: envelope('2099-01-01') });
+    const answer = await raw.request('tools/list', { _meta: modern({ version: '2099-01-01' }) });
     expect(answer.error?.['code']).toBe(-32022);
     const data = answer.error?.['data'] as Record<string, unknown>;
     expect(data['supported']).toEqual(expect.arrayContaining([MODERN]));
@@ -136,13 +122,13 @@ describe('a raw JSON-RPC client on 2026-07-28 (no initialize)', () => {
   });
 
   it('tools/list carries resultType, ttlMs and a private cacheScope', async () => {
-    const answer = await raw.request('tools/list', { _meta: envelope() });
+    const answer = await raw.request('tools/list', { _meta: modern() });
     expect(answer.result).toMatchObject({ resultType: 'complete', ttlMs: TOOLS_LIST_TTL_MS, cacheScope: 'private' });
     expect((answer.result?.['tools'] as Array<{ name: string }>).map((t) => t.name)).toEqual(['run_sql']);
   });
 
   it('tools/call carries resultType; the read is masked and journaled under this connection’s stdio session, with the client of the envelope', async () => {
-    const answer = await raw.request('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ }, _meta: envelope() });
+    const answer = await raw.request('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: MASKED_READ }, _meta: modern() });
     expect(answer.result?.['resultType']).toBe('complete');
     expect(answer.result?.['isError']).toBeFalsy();
     expect(textOf(answer.result)).toContain('[masked:customers.email]');
@@ -154,7 +140,7 @@ describe('a raw JSON-RPC client on 2026-07-28 (no initialize)', () => {
 
   it('a malformed tools/call (a name that is not a string) still reaches the pipeline and is journaled', async () => {
     const before = [...readCalls(join(dir, 'journal.db'))].length;
-    const answer = await raw.request('tools/call', { name: 42, arguments: 'x', _meta: envelope() });
+    const answer = await raw.request('tools/call', { name: 42, arguments: 'x', _meta: modern() });
     expect(answer.error).toBeUndefined();
     expect(answer.result?.['isError']).toBe(true);
     expect(textOf(answer.result)).toMatch(/^tool\.unknown: /);
@@ -196,12 +182,12 @@ describe('in-client approval over stdio, raw 2026-07-28 (the SDK clients: client
       const held = await raw.request('tools/call', {
         name: 'run_sql',
         arguments: { connection: 'db', sql: WRITE },
-        _meta: envelope(MODERN, { elicitation: { form: {} } }),
+        _meta: modern({ capabilities: FORM }),
       });
       expect(held.result?.['resultType']).toBe('input_required');
       expect(Object.keys((held.result?.['inputRequests'] ?? {}) as object)).toEqual(['approval']);
       expect(typeof held.result?.['requestState']).toBe('string');
-      const refused = await raw.request('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: WRITE }, _meta: envelope(MODERN, {}) });
+      const refused = await raw.request('tools/call', { name: 'run_sql', arguments: { connection: 'db', sql: WRITE }, _meta: modern() });
       expect(refused.result?.['resultType']).toBe('complete');
       expect(textOf(refused.result)).toMatch(/^approval\.unavailable: Rule self-approved-writes needs your approval in the client/);
       expect([...readCalls(join(selfDir, 'journal.db'))].at(-1)?.outcome).toMatchObject({ status: 'refused', errorCode: 'approval.unavailable' });

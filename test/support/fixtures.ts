@@ -169,6 +169,17 @@ masking:
 `;
 
 /** Writes tools/ and policies/ for a database URL (passed via env DB_URL) into a temp dir. */
+/** The default policy, and writes that only the requester approves (in the client) for the group selfers. */
+export const SELF_APPROVED_POLICY = DEFAULT_POLICY.replace(
+  'rules:\n',
+  `rules:
+  - name: self-approved-writes
+    match: { tool: run_sql, access: write, groups: [selfers] }
+    effect: approve
+    approvers: { requester: true }
+`,
+);
+
 export function writeConfig(options: ConfigOptions = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'drawbridge-config-'));
   mkdirSync(join(dir, 'tools'));
