@@ -228,13 +228,14 @@ export async function journalStream({ values }: CommandArgs<'journal stream'>, i
   );
 }
 
-/** One batch, retried a few times with backoff; null once acknowledged, else the last error. */
+/** One batch, retried a few times with backoff while retrying may help; null once acknowledged, else the last error. */
 async function replayBatch(sink: Sink, records: readonly StreamRecord[]): Promise<string | null> {
   let error = '';
   for (let attempt = 1; attempt <= REPLAY_ATTEMPTS; attempt++) {
     const result = await sink.send(records, new AbortController().signal);
     if (result.ok) return null;
     error = result.error;
+    if (!result.retry) break;
     if (attempt < REPLAY_ATTEMPTS) await new Promise((resolve) => setTimeout(resolve, REPLAY_BACKOFF_MS * 2 ** (attempt - 1)));
   }
   return error;

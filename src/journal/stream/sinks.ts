@@ -43,8 +43,12 @@ export function streamRecord(row: StoredRecord): StreamRecord {
   };
 }
 
-/** The receiver acknowledged the batch (`warning`: it said something about it, e.g. an OTLP partial success), or why not. */
-export type SendResult = { readonly ok: true; readonly warning: string | null } | { readonly ok: false; readonly error: string };
+/**
+ * The receiver acknowledged the batch (`warning`: it said something about it, e.g. an OTLP partial
+ * success), or why not, and whether trying again soon may help (a 5xx, a timeout) or not (a 4xx, a
+ * missing secret). The streamer retries either way (it never skips a record); `journal stream` stops.
+ */
+export type SendResult = { readonly ok: true; readonly warning: string | null } | { readonly ok: false; readonly retry: boolean; readonly error: string };
 
 export interface Sink {
   readonly name: string;
@@ -89,13 +93,13 @@ function webhookSink(config: Extract<StreamSinkConfig, { type: 'webhook' }>, con
     batch: config.batch,
     async send(records, signal) {
       const url = resolved(config.url, context);
-      if ('error' in url) return { ok: false, error: url.error };
+      if ('error' in url) return { ok: false, retry: false, error: url.error };
       const secret = resolved(config.secret, context);
-      if ('error' in secret) return { ok: false, error: secret.error };
+      if ('error' in secret) return { ok: false, retry: false, error: secret.error };
       const target = parseUrl(url.value);
-      if (!(target instanceof URL)) return { ok: false, error: target.error };
+      if (!(target instanceof URL)) return { ok: false, retry: false, error: target.error };
       const refused = deliveryUrlProblem(target);
-      if (refused !== null) return { ok: false, error: refused };
+      if (refused !== null) return { ok: false, retry: false, error: refused };
       const body = JSON.stringify({ sink: config.name, records });
       const first = records[0]?.seq ?? 0;
       const last = records[records.length - 1]?.seq ?? 0;
@@ -115,7 +119,7 @@ function webhookSink(config: Extract<StreamSinkConfig, { type: 'webhook' }>, con
         signal,
         ...(context.deadline ? { deadline: context.deadline } : {}),
       });
-      return sent.ok ? { ok: true, warning: null } : { ok: false, error: sent.error };
+      return sent.ok ? { ok: true, warning: null } : sent;
     },
   };
 }
@@ -174,13 +178,13 @@ function otlpSink(config: Extract<StreamSinkConfig, { type: 'otlp' }>, context: 
     batch: config.batch,
     async send(records, signal) {
       const target = parseUrl(config.endpoint);
-      if (!(target instanceof URL)) return { ok: false, error: target.error };
+      if (!(target instanceof URL)) return { ok: false, retry: false, error: target.error };
       const refused = deliveryUrlProblem(target);
-      if (refused !== null) return { ok: false, error: refused };
+      if (refused !== null) return { ok: false, retry: false, error: refused };
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'drawbridge-stream' };
       for (const [name, ref] of Object.entries(config.headers)) {
         const value = resolved(ref, context);
-        if ('error' in value) return { ok: false, error: `header ${name}: ${value.error}` };
+        if ('error' in value) return { ok: false, retry: false, error: `header ${name}: ${value.error}` };
         headers[name] = value.value;
       }
       const sent = await postOnce({
@@ -193,7 +197,7 @@ function otlpSink(config: Extract<StreamSinkConfig, { type: 'otlp' }>, context: 
         ...(context.deadline ? { deadline: context.deadline } : {}),
       });
       // A partial success is final (the collector will not take those records on a retry either): acknowledged, with a warning.
-      return sent.ok ? { ok: true, warning: rejection(sent.body) } : { ok: false, error: sent.error };
+      return sent.ok ? { ok: true, warning: rejection(sent.body) } : sent;
     },
   };
 }
