@@ -22,7 +22,8 @@ function configWith(journal: string): string {
   mkdirSync(join(dir, 'policies'));
   writeFileSync(
     join(dir, 'tools', 'db.yaml'),
-    'kind: connection\nname: db\ntype: postgres\ndescription: Test database\nurl: ${DB_URL}\n---\nkind: tool\nname: run_sql\ntype: run_sql\nconnections: [db]\n',
+    'kind: connection\nname: db\ntype: postgres\ndescription: Test database\nurl: ${DB_URL}\n' +
+      '---\nkind: tool\nname: run_sql\ntype: run_sql\nconnections: [db]\n',
   );
   writeFileSync(join(dir, 'policies', 'gateway.yaml'), `kind: gateway\nidentity: { mode: local, subject: dev }\njournal:\n${journal}`);
   return dir;
