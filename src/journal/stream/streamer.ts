@@ -162,6 +162,10 @@ export function createStreamer(options: StreamerOptions): Streamer {
     known = seq;
     const rows = await journal.readFrom(seq, sink.batch);
     if (rows.length === 0) {
+      // A cursor past the head means this is not the journal the cursor was moved in (a restored
+      // or replaced file): records up to the cursor would never be sent. Said, never guessed around.
+      const head = (await journal.head()).seq;
+      if (head < seq) throw new Error(`the cursor (${seq}) is beyond the journal's head (${head}): was the journal replaced or restored?`);
       settle(seq);
       return 'idle';
     }

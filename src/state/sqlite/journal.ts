@@ -219,6 +219,20 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
 
   const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
   const syncFull = db.prepare('PRAGMA synchronous = FULL');
+  /**
+   * A stream cursor or lease write commits without an fsync of its own (it reaches the disk with the
+   * next durable append): losing one to a power cut only makes the stream send a batch again
+   * (at least once), so the event loop the calls share never waits on a disk flush for it.
+   */
+  const unsynced = <T>(body: () => T): T => {
+    if (sync !== 'full') return body();
+    syncNormal.run();
+    try {
+      return body();
+    } finally {
+      syncFull.run();
+    }
+  };
   let closed = false;
 
   const prepare: Journal['prepare'] = (type, callId, data, now, options) => {
@@ -278,14 +292,14 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
       return { seq: row?.seq ?? 0, updatedAt: row?.updatedAt ?? null };
     },
     advanceStream(sink, seq, now) {
-      guarded(() => advanceStmt.run(sink, seq, now.toISOString()));
+      guarded(() => unsynced(() => advanceStmt.run(sink, seq, now.toISOString())));
     },
     claimStream(sink, holder, nowMs, leaseMs) {
       return guarded(() => {
         const row = cursorStmt.get(sink) as { holder: string | null; leaseUntil: number } | undefined;
         // Renewed only when half the lease is gone: a claim per poll must not cost a write (and an fsync) each time.
         if (row?.holder === holder && row.leaseUntil - nowMs > leaseMs / 2) return true;
-        return claimStmt.run(sink, holder, nowMs + leaseMs, nowMs).changes > 0;
+        return unsynced(() => claimStmt.run(sink, holder, nowMs + leaseMs, nowMs).changes > 0);
       });
     },
     releaseStream(sink, holder) {
