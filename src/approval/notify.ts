@@ -9,12 +9,16 @@
 // detectors applied, rule, votes, expiry. Never the raw input, the preview's sample rows,
 // a URL's secret parts or the signing secret.
 
-import { createHmac, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { NotifyTarget } from '../config/schema.js';
 import { resolveSecret, type SecretEnvironment } from '../config/secrets.js';
 import { DETECTOR_NAMES } from '../masking/detectors.js';
 import { createMasker } from '../masking/masker.js';
 import type { ApprovalStore, JournalStore, StoredApproval } from '../state/contract.js';
+import { deliveryUrlProblem, errorText, postOnce, signedHeaders } from '../util/signed-webhook.js';
+
+/** The signature scheme lives with the other outbound deliveries (util/signed-webhook.ts); re-exported for existing callers. */
+export { webhookSignature } from '../util/signed-webhook.js';
 
 export type NotifyEvent = 'approval.pending' | 'approval.decided' | 'approval.expired';
 
@@ -149,11 +153,6 @@ export function slackText(event: NotifyEvent, a: NotifiedApproval): string {
   return lines.join('\n');
 }
 
-/** The signature header's value: `sha256=` + hex HMAC-SHA256 over `<timestamp>.<raw body>`. */
-export function webhookSignature(secret: string, timestamp: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`, 'utf8').digest('hex')}`;
-}
-
 interface Delivery {
   readonly event: NotifyEvent;
   readonly approval: StoredApproval;
@@ -177,15 +176,6 @@ export function createNotifier(options: NotifyOptions): Notifier {
   // One chain per target keeps its messages in order (pending before decided).
   const chains = options.targets.map(() => ({ tail: Promise.resolve(), backlog: 0 }));
 
-  const deadline = (ms: number, signal: AbortSignal): Promise<void> => {
-    if (options.deadline) return options.deadline(ms);
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      timer.unref();
-      signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
-    });
-  };
-
   async function attempt(target: NotifyTarget, d: Delivery): Promise<Attempt> {
     let url: URL;
     let secret: string | null = null;
@@ -196,9 +186,8 @@ export function createNotifier(options: NotifyOptions): Notifier {
       const message = error instanceof TypeError ? 'the URL it resolves to is not a URL' : ((error as Error)?.message ?? String(error));
       return { ok: false, retry: false, error: message };
     }
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
-      return { ok: false, retry: false, error: `the URL must use https:// (http:// only to a loopback address); it is ${url.protocol}//${url.host}` };
-    }
+    const refused = deliveryUrlProblem(url);
+    if (refused !== null) return { ok: false, retry: false, error: refused };
     const described = describeApproval(d.approval, consoleOrigin);
     const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'drawbridge-notify' };
     let body: string;
@@ -206,33 +195,12 @@ export function createNotifier(options: NotifyOptions): Notifier {
       body = JSON.stringify({ text: slackText(d.event, described) });
     } else {
       body = JSON.stringify({ event: d.event, id: d.deliveryId, approval: described });
-      const timestamp = String(Math.floor(options.clock().getTime() / 1000));
       headers['x-drawbridge-event'] = d.event;
       headers['x-drawbridge-delivery'] = d.deliveryId;
-      headers['x-drawbridge-timestamp'] = timestamp;
-      headers['x-drawbridge-signature'] = webhookSignature(secret ?? '', timestamp, body);
+      Object.assign(headers, signedHeaders(secret ?? '', options.clock(), body));
     }
-    const abort = new AbortController();
-    try {
-      const answered = fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: abort.signal }).then(async (response) => {
-        // Only the status matters; the body is not read (a receiver cannot make the gateway buffer a large answer).
-        await response.body?.cancel().catch(() => undefined);
-        return response.status;
-      });
-      const timedOut = deadline(retry.timeoutMs, abort.signal).then(() => 'timeout' as const);
-      const status = await Promise.race([answered, timedOut]);
-      if (status === 'timeout') {
-        answered.catch(() => undefined);
-        return { ok: false, retry: true, error: `no answer within ${retry.timeoutMs} ms` };
-      }
-      if (status >= 200 && status < 300) return { ok: true };
-      // A 4xx other than 408/429 says the request itself is wrong (a revoked Slack hook): retrying cannot help.
-      return { ok: false, retry: status >= 500 || status === 408 || status === 429, error: `HTTP ${status}` };
-    } catch (error) {
-      return { ok: false, retry: true, error: scrub(errorText(error), url) };
-    } finally {
-      abort.abort();
-    }
+    const sent = await postOnce({ url, headers, body, timeoutMs: retry.timeoutMs, ...(options.deadline ? { deadline: options.deadline } : {}) });
+    return sent.ok ? { ok: true } : sent;
   }
 
   async function deliver(index: number, target: NotifyTarget, d: Delivery): Promise<void> {
@@ -334,22 +302,3 @@ export function notifierFor(
 
 /** Where a person waits for the deliveries to finish (`drawbridge approvals approve`): a few seconds at most. */
 export const INTERACTIVE_RETRY: Partial<RetryPolicy> = { attempts: 3, baseDelayMs: 1_000, maxDelayMs: 4_000, timeoutMs: 5_000, totalMs: 10_000 };
-
-function isLoopback(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
-
-function errorText(error: unknown): string {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
-  const base = (error as Error | null)?.message ?? String(error);
-  return typeof cause?.code === 'string' ? `${base} (${cause.code})` : base;
-}
-
-/** An error message must not carry the URL's path or query: for a Slack hook, that is the credential. */
-function scrub(text: string, url: URL): string {
-  let out = text.split(url.href).join(`${url.origin}/…`);
-  if (url.pathname.length > 1) out = out.split(url.pathname).join('/…');
-  if (url.search) out = out.split(url.search).join('');
-  return out;
-}

@@ -190,6 +190,19 @@ export const COMMANDS = {
     options: { config: CONFIG },
     examples: ['drawbridge journal checkpoint --config /etc/drawbridge'],
   }),
+  'journal stream': define({
+    path: 'journal stream',
+    summary: 'replay journal records from SEQ to an audit stream sink (journal.stream), or as JSON lines on stdout; the durable cursor does not move',
+    usage: ['journal stream --from SEQ [--sink NAME | --to-stdout] [--config DIR]'],
+    options: {
+      config: CONFIG,
+      from: { type: 'string', value: 'SEQ', help: 'the first record to send (1 is the first of the journal)' },
+      sink: { type: 'string', value: 'NAME', help: 'the journal.stream sink to send to (default: the only one configured)' },
+      'to-stdout': { type: 'boolean', default: false, help: 'print the records as JSON lines instead of sending them' },
+    },
+    examples: ['drawbridge journal stream --from 1200 --sink siem --config /etc/drawbridge', 'drawbridge journal stream --from 1 --to-stdout'],
+    notes: ['Sends the records up to the head as it is when the command starts, in order, in the sink’s batch size; the sink may get records it already has.'],
+  }),
   'state migrate': define({
     path: 'state migrate',
     summary: 'apply pending schema migrations to the PostgreSQL state (state.url); SQLite has none',

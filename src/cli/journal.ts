@@ -1,8 +1,9 @@
-// `drawbridge journal export`, `journal verify` and `journal checkpoint`: read the
+// `drawbridge journal export`, `journal verify`, `journal checkpoint` and `journal stream`: read the
 // journal of a config's state (SQLite or PostgreSQL, through the state contract) or a
 // SQLite file (--journal FILE), and print it, filtered, or the verdict on its hash chain
-// and published checkpoints, or sign and publish its head now. Nothing here writes to a
-// journal or creates one; checkpoint appends to the checkpoint file only.
+// and published checkpoints, or sign and publish its head now, or replay it to an audit
+// stream sink. Nothing here writes to a journal or creates one, nor moves a stream cursor;
+// checkpoint appends to the checkpoint file only.
 
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { checkpointKeys, readCheckpointFile, writeCheckpoint } from '../journal/
 import { readStoreCalls, renderLines, type ExportFilter } from '../journal/export.js';
 import { verifyStore, type VerifyOptions, type VerifyResult } from '../journal/verify.js';
 import { openJournalReader, type JournalReader } from '../state/open.js';
+import { createSink, streamRecord, type Sink, type StreamRecord } from '../journal/stream/sinks.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, type CliIo } from './io.js';
 import { isRemote, remoteJournalExport } from './remote.js';
@@ -154,4 +156,87 @@ export async function journalCheckpoint({ values }: CommandArgs<'journal checkpo
   );
   io.stdout.write(`checkpoint: ${c.count} records, head ${c.hash}, at ${c.at}, key ${c.keyId}; appended to ${settings.publishFile}\n`);
   return 0;
+}
+
+/** How many times `journal stream` tries one batch, and the backoff between tries (a person waits). */
+const REPLAY_ATTEMPTS = 4;
+const REPLAY_BACKOFF_MS = 1_000;
+/** Records per page when printing. */
+const REPLAY_PAGE = 500;
+
+/**
+ * `journal stream --from SEQ`: replays records SEQ..head (the head when it starts) to a configured
+ * sink, in order and in its batch size, or as JSON lines on stdout. It never moves the sink's
+ * durable cursor: the running gateway's streamer goes on from where it was.
+ */
+export async function journalStream({ values }: CommandArgs<'journal stream'>, io: CliIo): Promise<number> {
+  const text = values.from;
+  if (text === undefined) return fail('journal stream needs --from SEQ: the first record to send (1 is the first of the journal).');
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    return fail(`--from takes a record number, 1 or more (got "${text}").`);
+  }
+  const from = Number(text);
+  if (values['to-stdout'] && values.sink !== undefined) return fail('--sink and --to-stdout exclude each other: send to a sink, or print.');
+  const config = loadConfig(configDir(values.config, io));
+  const environment = { env: io.env, baseDir: config.dir };
+  let sink: Sink | null = null;
+  if (!values['to-stdout']) {
+    const sinks = config.journal.stream;
+    const names = sinks.map((s) => s.name).join(', ') || 'none';
+    const chosen = values.sink === undefined ? (sinks.length === 1 ? sinks[0] : undefined) : sinks.find((s) => s.name === values.sink);
+    if (chosen === undefined) {
+      return fail(
+        values.sink !== undefined
+          ? `There is no stream sink named "${values.sink}" in journal.stream (configured: ${names}).`
+          : sinks.length === 0
+            ? 'No stream sink is configured (journal.stream in kind: gateway): name one there, or print with --to-stdout.'
+            : `Several stream sinks are configured (${names}): choose one with --sink NAME.`,
+        1,
+      );
+    }
+    sink = createSink(chosen, { environment, clock: () => new Date() });
+  }
+  return withJournal(
+    {},
+    io,
+    () => config,
+    async (reader) => {
+      const head = (await reader.journal.head()).seq;
+      if (from > head) return fail(`--from ${from} is beyond the journal's head: ${reader.where} has ${head} record(s).`, 1);
+      let after = from - 1;
+      let sent = 0;
+      while (after < head) {
+        const rows = await reader.journal.readFrom(after, Math.min(sink?.batch ?? REPLAY_PAGE, head - after));
+        if (rows.length === 0) break;
+        const records = rows.map(streamRecord);
+        if (sink === null) {
+          for (const r of records) io.stdout.write(`${JSON.stringify(r)}\n`);
+        } else {
+          const error = await replayBatch(sink, records);
+          if (error !== null) {
+            const done = sent === 0 ? 'nothing was sent' : `records ${from}..${after} were sent`;
+            return fail(`journal stream: sink ${sink.name} refused records ${after + 1}.. (${error}); ${done}. Retry with --from ${after + 1}.`, 1);
+          }
+        }
+        sent += records.length;
+        after = records[records.length - 1]?.seq ?? head;
+      }
+      if (sink !== null)
+        io.stderr.write(`journal stream: ${sent} record(s), ${from}..${after}, sent to ${sink.name} (${sink.type}); its cursor did not move\n`);
+      return 0;
+    },
+  );
+}
+
+/** One batch, retried a few times with backoff while retrying may help; null once acknowledged, else the last error. */
+async function replayBatch(sink: Sink, records: readonly StreamRecord[]): Promise<string | null> {
+  let error = '';
+  for (let attempt = 1; attempt <= REPLAY_ATTEMPTS; attempt++) {
+    const result = await sink.send(records, new AbortController().signal);
+    if (result.ok) return null;
+    error = result.error;
+    if (!result.retry) break;
+    if (attempt < REPLAY_ATTEMPTS) await new Promise((resolve) => setTimeout(resolve, REPLAY_BACKOFF_MS * 2 ** (attempt - 1)));
+  }
+  return error;
 }

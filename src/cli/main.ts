@@ -23,7 +23,7 @@ import {
 } from './commands.js';
 import { check, policyExplain } from './inspect.js';
 import { fail, printHelp, type CliIo } from './io.js';
-import { journalCheckpoint, journalExport, journalVerify } from './journal.js';
+import { journalCheckpoint, journalExport, journalStream, journalVerify } from './journal.js';
 import { connect, serve, token } from './serve.js';
 import { stateCopy, stateMigrate } from './state.js';
 
@@ -49,6 +49,7 @@ const RUNNERS: { readonly [N in CommandName]: Runner } = {
   'journal export': runner(COMMANDS['journal export'], journalExport),
   'journal verify': runner(COMMANDS['journal verify'], journalVerify),
   'journal checkpoint': runner(COMMANDS['journal checkpoint'], journalCheckpoint),
+  'journal stream': runner(COMMANDS['journal stream'], journalStream),
   'state migrate': runner(COMMANDS['state migrate'], stateMigrate),
   'state copy': runner(COMMANDS['state copy'], stateCopy),
   'approvals list': runner(COMMANDS['approvals list'], approvalsList),

@@ -26,6 +26,7 @@ import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { startStreams, type Streams } from '../journal/stream/streams.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 import { signInOptions } from './remote.js';
@@ -40,7 +41,29 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
   gateway.onCallEnd(logger.call);
   const metrics = createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() });
   gateway.onCallEnd(metrics.call);
-  return listen === null ? serveOverStdio(gateway, metrics, io) : serveOverHttp(gateway, metrics, listen, values['public-url'], io);
+  const streams = withStreams(gateway, metrics, logger);
+  return listen === null ? serveOverStdio(gateway, metrics, streams, io) : serveOverHttp(gateway, metrics, streams, listen, values['public-url'], io);
+}
+
+/**
+ * journal.stream: a streamer per sink, woken after every call (its records are committed by then)
+ * and stopped when the gateway closes, after the batch in flight. None configured: null. A call
+ * never waits for a streamer, and a failing sink is only logged, counted and shown in /readyz.
+ */
+function withStreams(gateway: Gateway, metrics: Metrics, logger: Logger): Streams | null {
+  const sinks = gateway.config.journal.stream;
+  if (sinks.length === 0) return null;
+  const streams = startStreams({
+    sinks,
+    state: gateway.state,
+    environment: gateway.environment,
+    clock: gateway.clock,
+    registry: metrics.registry,
+    log: (level, message) => logger.log(level, message),
+  });
+  gateway.onCallEnd(() => streams.wake());
+  gateway.onClose(() => streams.stop());
+  return streams;
 }
 
 /** admin.listen's listener (/healthz, /readyz, /metrics), or null when none is configured; a bind that fails stops the gateway from starting. */
@@ -194,7 +217,14 @@ interface Listen {
   readonly given: string;
 }
 
-async function serveOverHttp(gateway: Gateway, metrics: Metrics, listen: Listen, publicUrl: string | undefined, io: CliIo): Promise<number> {
+async function serveOverHttp(
+  gateway: Gateway,
+  metrics: Metrics,
+  streams: Streams | null,
+  listen: Listen,
+  publicUrl: string | undefined,
+  io: CliIo,
+): Promise<number> {
   const identity = gateway.config.identity;
   if (identity?.mode !== 'oidc') {
     await gateway.close();
@@ -216,7 +246,7 @@ async function serveOverHttp(gateway: Gateway, metrics: Metrics, listen: Listen,
     return fail(`drawbridge: the console's client secret cannot be read (console.client_secret): ${why}`, 1);
   }
   const verifier = createOidcVerifier(identity);
-  const health = createHealth(gateway, verifier);
+  const health = createHealth(gateway, verifier, streams && streams.status);
   let http: HttpGateway;
   try {
     http = await serveHttp(gateway, verifier, {
@@ -257,7 +287,7 @@ async function serveOverHttp(gateway: Gateway, metrics: Metrics, listen: Listen,
   return 0;
 }
 
-async function serveOverStdio(gateway: Gateway, metrics: Metrics, io: CliIo): Promise<number> {
+async function serveOverStdio(gateway: Gateway, metrics: Metrics, streams: Streams | null, io: CliIo): Promise<number> {
   let served: { identities: IdentityProvider; who: string };
   try {
     served = await stdioIdentities(gateway.config, io.env);
@@ -266,7 +296,7 @@ async function serveOverStdio(gateway: Gateway, metrics: Metrics, io: CliIo): Pr
     if (isDrawbridgeError(error)) return fail(`drawbridge: cannot serve: ${error.code}: ${error.message}\n${error.hint}`, 1);
     throw error;
   }
-  const health = createHealth(gateway, operatorVerifier(gateway.config));
+  const health = createHealth(gateway, operatorVerifier(gateway.config), streams && streams.status);
   const admin = await startAdmin(gateway, health, metrics, io);
   guardProcess(io);
   const stopped = untilStopped(io);

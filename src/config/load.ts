@@ -24,11 +24,14 @@ import {
   type LoadedConnection,
   type LoadedTool,
   type NotifyTarget,
+  type StreamSinkConfig,
+  type StreamSinkDeclaration,
   type ScopeMapping,
   type SourceLocation,
   type LogConfig,
 } from './schema.js';
-import { containsInlineCredential } from './secrets.js';
+import { containsInlineCredential, type SecretRef } from './secrets.js';
+import { isLoopbackHostname } from '../util/signed-webhook.js';
 
 export interface ConfigProblem {
   readonly file: string;
@@ -368,6 +371,18 @@ function collectGateway(raw: RawDocument, c: Collection, { matchSchema }: Policy
     for (const problem of notifyTargetProblems(target))
       c.problems.push({ ...locate(raw, ['approval', 'notify', index, problem.field]), message: problem.message });
   });
+  const sinkNames = new Map<string, number>();
+  value.journal.stream.forEach((sink, index) => {
+    const first = sinkNames.get(sink.name);
+    if (first !== undefined) {
+      c.problems.push({
+        ...locate(raw, ['journal', 'stream', index, 'name']),
+        message: `stream sink "${sink.name}" is declared twice (also journal.stream[${first}]); the name keys its durable cursor`,
+      });
+    } else sinkNames.set(sink.name, index);
+    for (const problem of streamSinkProblems(sink))
+      c.problems.push({ ...locate(raw, ['journal', 'stream', index, ...problem.field]), message: problem.message });
+  });
   c.gateway = value;
 }
 
@@ -407,14 +422,8 @@ function notifyTargetProblems(target: NotifyTarget): Array<{ field: 'url' | 'sec
         `a ${target.kind} notification URL is written inline (it carries the webhook's credential); ` + 'reference it instead, e.g. url: ${SLACK_WEBHOOK_URL}',
     });
   } else if (url.kind === 'template') {
-    const literal = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#$]*)(?=[/?#]|\$\{)/.exec(url.template);
-    const scheme = literal?.[1]?.toLowerCase();
-    const host = literal?.[2]?.replace(/^.*@/, '').replace(/:\d+$/, '') ?? '';
-    if (scheme !== undefined && scheme !== 'https' && scheme !== 'http') {
-      problems.push({ field: 'url', message: `a notification URL must use https:// (it uses ${scheme}://)` });
-    } else if (scheme === 'http' && host !== '' && !isLoopbackName(host)) {
-      problems.push({ field: 'url', message: `a notification URL must use https:// (http:// only to a loopback address, for tests); ${host} is not loopback` });
-    }
+    const problem = literalUrlProblem(url.template, 'a notification URL');
+    if (problem !== null) problems.push({ field: 'url', message: problem });
   }
   if (target.kind === 'webhook' && target.secret.kind === 'template' && !target.secret.template.includes('${')) {
     problems.push({ field: 'secret', message: 'a webhook signing secret is written inline; reference it instead, e.g. secret: ${DRAWBRIDGE_WEBHOOK_SECRET}' });
@@ -422,10 +431,60 @@ function notifyTargetProblems(target: NotifyTarget): Array<{ field: 'url' | 'sec
   return problems;
 }
 
-/** localhost, 127.0.0.0/8 or ::1: where plain http never leaves the machine. */
-function isLoopbackName(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+/**
+ * The scheme and host of a URL as written (before any ${VAR} in it is resolved): https, or http
+ * only to a loopback address. A URL wholly behind a reference is checked when it is resolved.
+ */
+function literalUrlProblem(template: string, what: string): string | null {
+  const literal = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#$]*)(?=[/?#]|\$\{|$)/.exec(template);
+  const scheme = literal?.[1]?.toLowerCase();
+  const host = literal?.[2]?.replace(/^.*@/, '').replace(/:\d+$/, '') ?? '';
+  if (scheme !== undefined && scheme !== 'https' && scheme !== 'http') return `${what} must use https:// (it uses ${scheme}://)`;
+  if (scheme === 'http' && host !== '' && !isLoopbackHostname(host)) {
+    return `${what} must use https:// (http:// only to a loopback address, for tests); ${host} is not loopback`;
+  }
+  return null;
+}
+
+/** A secret written inline where a reference belongs (no ${VAR} in the template). */
+function isInline(ref: SecretRef): boolean {
+  return ref.kind === 'template' && !ref.template.includes('${');
+}
+
+/** What is wrong with an audit stream sink as written: URLs off https (except loopback http), signing secrets and header values written inline. */
+function streamSinkProblems(sink: StreamSinkDeclaration): Array<{ field: Array<string | number>; message: string }> {
+  const problems: Array<{ field: Array<string | number>; message: string }> = [];
+  if (sink.type === 'webhook') {
+    const problem = sink.url.kind === 'template' ? literalUrlProblem(sink.url.template, 'a stream webhook URL') : null;
+    if (problem !== null) problems.push({ field: ['url'], message: problem });
+    if (isInline(sink.secret)) {
+      problems.push({
+        field: ['secret'],
+        message: 'a stream webhook signing secret is written inline; reference it instead, e.g. secret: ${SIEM_WEBHOOK_SECRET}',
+      });
+    }
+  } else {
+    const problem = literalUrlProblem(sink.endpoint, 'an OTLP endpoint');
+    if (problem !== null) problems.push({ field: ['endpoint'], message: problem });
+    for (const [name, value] of Object.entries(sink.headers)) {
+      if (isInline(value)) {
+        problems.push({
+          field: ['headers', name],
+          message: `OTLP header ${name} is written inline (header values are credentials); reference it instead, e.g. ${name}: \${OTLP_TOKEN}`,
+        });
+      }
+    }
+  }
+  return problems;
+}
+
+/** journal.stream as loaded: durations in milliseconds. */
+function streamSinksOf(g: GatewayDeclaration | undefined): StreamSinkConfig[] {
+  return (g?.journal.stream ?? []).map((s) =>
+    s.type === 'webhook'
+      ? { type: 'webhook', name: s.name, batch: s.batch, timeoutMs: s.timeout, url: s.url, secret: s.secret }
+      : { type: 'otlp', name: s.name, batch: s.batch, timeoutMs: s.timeout, endpoint: s.endpoint, headers: s.headers },
+  );
 }
 
 /**
@@ -515,6 +574,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
       sync: g?.journal.sync ?? 'full',
       checkpoints: checkpointsOf(g, absolute),
       readers: g?.journal.readers ?? [],
+      stream: streamSinksOf(g),
     },
     hashKey: g?.masking.hash_key ?? null,
     state: g?.state ? { engine: 'postgres', url: g.state.url } : { engine: 'sqlite' },

@@ -123,6 +123,36 @@ const notifyTargetSchema = z.discriminatedUnion('kind', [
 
 export type NotifyTarget = z.output<typeof notifyTargetSchema>;
 
+/** A sink's name: it labels metrics and names the durable cursor, so it is short and plain. */
+const SINK_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const sinkCommon = {
+  name: z.string().regex(SINK_NAME, 'a sink name uses letters, digits, _ . or - (at most 64)'),
+  /** Records per request. */
+  batch: z.number().int().min(1).max(1000).default(100),
+  /** One request is abandoned (and retried) after this. */
+  timeout: durationSchema.default(10_000),
+};
+
+/**
+ * An audit stream sink (journal.stream): a signed JSON webhook, or an OTLP/HTTP logs endpoint.
+ * The webhook URL and secret and the OTLP header values are secret references.
+ */
+const streamSinkSchema = z.discriminatedUnion('type', [
+  z.strictObject({ ...sinkCommon, type: z.literal('webhook'), url: secretRefSchema, secret: secretRefSchema }),
+  z.strictObject({
+    ...sinkCommon,
+    type: z.literal('otlp'),
+    /** The full logs URL, e.g. https://collector:4318/v1/logs. */
+    endpoint: z.string().url(),
+    headers: z.record(z.string().regex(HEADER_NAME, 'an HTTP header name'), secretRefSchema).default({}),
+  }),
+]);
+
+export type StreamSinkDeclaration = z.output<typeof streamSinkSchema>;
+
 export const gatewaySchema = z.strictObject({
   kind: z.literal('gateway'),
   identity: z
@@ -149,8 +179,10 @@ export const gatewaySchema = z.strictObject({
         .optional(),
       /** Groups whose members may export the journal over the approvals API (GET /api/v1/journal/export); none by default. */
       readers: z.array(z.string().min(1)).default([]),
+      /** Audit streaming: every record, in order and at least once, to each sink (src/journal/stream/). */
+      stream: z.array(streamSinkSchema).default([]),
     })
-    .default({ path: '.drawbridge/journal.db', sync: 'full', readers: [] }),
+    .default({ path: '.drawbridge/journal.db', sync: 'full', readers: [], stream: [] }),
   masking: z.strictObject({ hash_key: secretRefSchema.optional() }).default({}),
   /** Shared state (journal, approvals, grants) in PostgreSQL instead of the local SQLite files: what replicas share. */
   state: z.strictObject({ url: secretRefSchema }).optional(),
@@ -257,6 +289,25 @@ export interface CheckpointsConfig {
   readonly publishFile: string;
 }
 
+/** A journal.stream sink as loaded. */
+export type StreamSinkConfig =
+  | {
+      readonly type: 'webhook';
+      readonly name: string;
+      readonly batch: number;
+      readonly timeoutMs: number;
+      readonly url: SecretRef;
+      readonly secret: SecretRef;
+    }
+  | {
+      readonly type: 'otlp';
+      readonly name: string;
+      readonly batch: number;
+      readonly timeoutMs: number;
+      readonly endpoint: string;
+      readonly headers: Readonly<Record<string, SecretRef>>;
+    };
+
 export type StateConfig = { readonly engine: 'sqlite' } | { readonly engine: 'postgres'; readonly url: SecretRef };
 
 export interface GatewayConfig {
@@ -274,6 +325,8 @@ export interface GatewayConfig {
     readonly checkpoints: CheckpointsConfig | null;
     /** Groups allowed to export the journal over the approvals API. */
     readonly readers: readonly string[];
+    /** journal.stream: the audit stream's sinks, in config order (names unique). */
+    readonly stream: readonly StreamSinkConfig[];
   };
   readonly hashKey: SecretRef | null;
   /**

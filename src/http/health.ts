@@ -14,6 +14,7 @@ import type { TokenVerifier } from '../identity/oidc.js';
 import type { ConnectionCheck } from '../pipeline/connection-health.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { SinkStatus } from '../journal/stream/streamer.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 
 export const HEALTH_PATHS: readonly string[] = ['/healthz', '/readyz'];
@@ -29,6 +30,11 @@ export interface Readiness {
     readonly serving: ReadinessCheck;
     /** Each connection's last known check; `required`: named in admin.ready_requires (failing makes the gateway unready). */
     readonly connections: Readonly<Record<string, ConnectionCheck & { readonly required: boolean }>>;
+    /**
+     * Each audit stream sink (journal.stream), when any is configured: backlog and last error. Informational:
+     * a sink that is down never makes the gateway unready (calls never wait for the stream; the backlog catches up).
+     */
+    readonly streams?: Readonly<Record<string, Omit<SinkStatus, 'sink'>>>;
   };
 }
 
@@ -43,8 +49,11 @@ export interface Health {
 /** How long /readyz waits for the journal's probe: a state that does not answer is not ready. */
 const PROBE_TIMEOUT_MS = 2_000;
 
-/** `verifier`: the gateway's OIDC verifier, which proves operators; null (local identities): nobody sees details. */
-export function createHealth(gateway: Gateway, verifier: TokenVerifier | null): Health {
+/**
+ * `verifier`: the gateway's OIDC verifier, which proves operators; null (local identities): nobody sees details.
+ * `streams`: the audit streams' status, shown in the details (never part of the verdict).
+ */
+export function createHealth(gateway: Gateway, verifier: TokenVerifier | null, streams: (() => Promise<readonly SinkStatus[]>) | null = null): Health {
   let shuttingDown = false;
   const operators = new Set(gateway.config.admin.operators);
 
@@ -58,7 +67,17 @@ export function createHealth(gateway: Gateway, verifier: TokenVerifier | null): 
       Object.entries(gateway.connectionHealth.snapshot()).map(([name, check]) => [name, { ...check, required: required.has(name) }]),
     );
     const backendsUp = Object.values(connections).every((c) => !c.required || c.state !== 'failing');
-    return { ready: journal.ok && serving.ok && config.ok && backendsUp, checks: { config, journal, serving, connections } };
+    const sinks = streams === null ? null : await streams();
+    return {
+      ready: journal.ok && serving.ok && config.ok && backendsUp,
+      checks: {
+        config,
+        journal,
+        serving,
+        connections,
+        ...(sinks === null ? {} : { streams: Object.fromEntries(sinks.map(({ sink, ...status }) => [sink, status])) }),
+      },
+    };
   };
 
   const isOperator = async (req: IncomingMessage): Promise<boolean> => {

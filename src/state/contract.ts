@@ -28,6 +28,12 @@ export interface JournalStore {
    * meanwhile are not seen). Raw, not trusted: journal/verify.ts checks each one.
    */
   read(): AsyncIterable<StoredRecord>;
+  /**
+   * At most `limit` records with seq > `afterSeq`, in seq order, as stored (one bounded query:
+   * the audit stream's page). Committed records only, and never with a gap: appends commit in
+   * seq order under the head lock, so a record is never visible before the ones it follows.
+   */
+  readFrom(afterSeq: number, limit: number): Promise<StoredRecord[]>;
   /** The last record's seq and hash (0 and GENESIS_HASH when empty), as stored. */
   head(): Promise<{ readonly seq: number; readonly hash: string }>;
   /**
@@ -198,9 +204,38 @@ export interface ApprovalsDump {
   readonly grants: readonly StoredGrant[];
 }
 
-/** One engine's state: the journal and the approvals. close() closes both; it is idempotent. */
+/**
+ * The audit stream's durable cursors (journal.stream): per sink, the last seq the sink
+ * acknowledged, and who streams it now. Mutable, so never in the journal's records; kept next to
+ * the journal they point into (SQLite: a table of the journal file; PostgreSQL: stream_cursors).
+ * Invariants every engine keeps:
+ * - a cursor only moves forward: advance() to a lower seq changes nothing (a streamer that lost
+ *   its lease cannot move it back);
+ * - claim() lets one holder at a time stream a sink across every process sharing the state
+ *   (SQLite: a lease row renewed on each claim, taken over once it is LEASE_MS old; PostgreSQL: a
+ *   session advisory lock on a connection of the streamer's own, released when that connection
+ *   or the process dies);
+ * - failures reject journal.unavailable (the stream retries; calls never see them).
+ */
+export interface StreamCursorStore {
+  /** The last seq delivered to `sink`, 0 when nothing was; and when it last moved (null: never). */
+  cursor(sink: string): Promise<{ readonly seq: number; readonly updatedAt: string | null }>;
+  /** Moves `sink`'s cursor forward to `seq` (never back). */
+  advance(sink: string, seq: number, now: Date): Promise<void>;
+  /** Whether `holder` may stream `sink` now (claims it if free, renews it if held). */
+  claim(sink: string, holder: string, now: Date): Promise<boolean>;
+  /** Gives `sink` up, if `holder` holds it. */
+  release(sink: string, holder: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** How long an SQLite stream lease lasts without renewal (a streamer claims before every batch and poll). */
+export const STREAM_LEASE_MS = 30_000;
+
+/** One engine's state: the journal, the approvals and the stream cursors. close() closes all; it is idempotent. */
 export interface StateStore {
   readonly journal: JournalStore;
   readonly approvals: ApprovalStore;
+  readonly streams: StreamCursorStore;
   close(): Promise<void>;
 }

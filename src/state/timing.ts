@@ -28,6 +28,7 @@ export function timedJournal(inner: JournalStore): { readonly journal: JournalSt
       }
     },
     read: () => inner.read(),
+    readFrom: (afterSeq, limit) => inner.readFrom(afterSeq, limit),
     head: () => inner.head(),
     probe: () => inner.probe(),
     close: () => inner.close(),

@@ -54,7 +54,7 @@ beforeAll(async () => {
   state = await openState(config);
   gateway = createGateway({
     config,
-    state: { journal: state.journal, approvals: racingStore(state.approvals), close: () => state.close() },
+    state: { journal: state.journal, approvals: racingStore(state.approvals), streams: state.streams, close: () => state.close() },
     maskKey: new TextEncoder().encode('consumed-race-mask-key'),
     environment: { env: { DB_URL: db.gatewayUrl }, baseDir: config.dir },
   });

@@ -191,7 +191,7 @@ describe('fail closed when the journal cannot be written', () => {
     return createGateway({
       config: gw.gateway.config,
       // The approvals are the test gateway's; closing this gateway leaves them to it.
-      state: { journal, approvals: gw.gateway.state.approvals, close: async () => {} },
+      state: { journal, approvals: gw.gateway.state.approvals, streams: gw.gateway.state.streams, close: async () => {} },
       maskKey: gw.gateway.maskKey,
       environment: { env: { DB_URL: db.gatewayUrl }, baseDir: gw.dir },
     });
@@ -204,6 +204,7 @@ describe('fail closed when the journal cannot be written', () => {
     let attempts = 0;
     const broken: JournalStore = {
       read: () => gw.gateway.journal.read(),
+      readFrom: (afterSeq, limit) => gw.gateway.journal.readFrom(afterSeq, limit),
       head: () => gw.gateway.journal.head(),
       probe: () => gw.gateway.journal.probe(),
       async append() {
@@ -236,6 +237,7 @@ describe('fail closed when the journal cannot be written', () => {
   it('a journal that fails on the outcome withholds the answer of a read', async () => {
     const broken: JournalStore = {
       read: () => gw.gateway.journal.read(),
+      readFrom: (afterSeq, limit) => gw.gateway.journal.readFrom(afterSeq, limit),
       head: () => gw.gateway.journal.head(),
       probe: () => gw.gateway.journal.probe(),
       async append(type, callId, data, now) {

@@ -26,6 +26,7 @@ function storeOf(j: Journal): JournalStore {
     read: async function* () {
       yield* j.rows();
     },
+    readFrom: async (afterSeq, limit) => j.readFrom(afterSeq, limit),
     head: async () => j.head(),
     probe: async () => j.probe(),
     close: async () => j.close(),

@@ -75,6 +75,7 @@ describe('the agent session in the journal, over stdio', () => {
         read: async function* () {
           yield* journal.rows();
         },
+        readFrom: async (afterSeq, limit) => journal.readFrom(afterSeq, limit),
         head: async () => journal.head(),
         probe: async () => journal.probe(),
         close: async () => journal.close(),

@@ -14,6 +14,7 @@ import { safeReason, secretsOf } from './faults.js';
 import { pgJournal, type CommitMode } from './journal.js';
 import { checkSchema, migrate } from './migrations.js';
 import { listener } from './notify.js';
+import { pgStreams } from './streams.js';
 
 export interface PostgresStateOptions {
   readonly url: string;
@@ -95,13 +96,15 @@ export async function openPostgresState(options: PostgresStateOptions): Promise<
   const journal = pgJournal(journalPool, secrets, commit);
   const listen = listener(connectionConfig(options.url));
   const approvals = pgApprovals(pool, secrets, listen);
+  const streams = pgStreams(pool, connectionConfig(options.url), secrets);
   let closing: Promise<void> | null = null;
   return {
     journal,
     approvals,
+    streams,
     close() {
       closing ??= (async () => {
-        await Promise.all([journal.close(), approvals.close(), listen.close()]);
+        await Promise.all([journal.close(), approvals.close(), listen.close(), streams.close()]);
         await Promise.all([pool.end().catch(() => undefined), journalPool.end().catch(() => undefined)]);
       })();
       return closing;

@@ -297,6 +297,18 @@ export function pgJournal(pool: pg.Pool, secrets: Secrets, mode: CommitMode = 'b
         client.release(broken);
       }
     },
+    async readFrom(afterSeq: number, limit: number): Promise<StoredRecord[]> {
+      if (closed) throw failed(new Error('journal is closed'));
+      try {
+        const page = await pool.query<StoredRecord & { seq: number }>(`SELECT ${COLUMNS} FROM ${SCHEMA}.records WHERE seq > $1 ORDER BY seq LIMIT $2`, [
+          afterSeq,
+          limit,
+        ]);
+        return page.rows.map((row) => ({ ...row, seq: Number(row.seq) }));
+      } catch (cause) {
+        throw fault('journal.unavailable', 'Cannot read the audit journal', cause, secrets);
+      }
+    },
     async head() {
       if (closed) throw failed(new Error('journal is closed'));
       try {

@@ -13,6 +13,8 @@ export const SCHEMA = 'drawbridge';
 export const LOCK_SPACE = 0x44726177;
 export const MIGRATION_LOCK = 1;
 export const JOURNAL_LOCK = 2;
+/** Lock space of the audit stream's per-sink session locks ('Dstr'); the second key is hashtext(sink name). */
+export const STREAM_LOCK_SPACE = 0x44737472;
 
 interface Migration {
   readonly version: number;
@@ -91,6 +93,17 @@ CREATE TABLE drawbridge.shared_keys (
   name text PRIMARY KEY,
   value text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
+  {
+    version: 3,
+    name: 'audit stream cursors',
+    sql: `
+CREATE TABLE drawbridge.stream_cursors (
+  name text PRIMARY KEY,
+  seq bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
 );
 `,
   },

@@ -6,7 +6,7 @@
 // into the vote's open transaction.
 
 import { EventEmitter, once } from 'node:events';
-import type { ApprovalStore, JournalStore, StateStore } from '../contract.js';
+import { STREAM_LEASE_MS, type ApprovalStore, type JournalStore, type StateStore, type StreamCursorStore } from '../contract.js';
 import { DrawbridgeError } from '../../errors.js';
 import type { JournalRecord } from '../records.js';
 import { openJournal, type Journal, type JournalOptions, type PreparedAppend } from './journal.js';
@@ -22,11 +22,12 @@ export interface SqliteStatePaths {
 
 /** Opens the journal file now or on its first append (paths.openJournal); the approvals file on first use. */
 export function openSqliteState(paths: SqliteStatePaths): StateStore {
-  const journal = sqliteJournal(paths.journal, paths.journalSync, paths.openJournal);
+  const { journal, streams } = sqliteJournalAndStreams(paths.journal, paths.journalSync, paths.openJournal);
   const approvals = sqliteApprovals(() => openSqliteApprovals(paths.approvals), paths.approvals);
   return {
     journal,
     approvals,
+    streams,
     async close() {
       await Promise.all([approvals.close(), journal.close()]);
     },
@@ -34,6 +35,15 @@ export function openSqliteState(paths: SqliteStatePaths): StateStore {
 }
 
 export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sync']>, when: SqliteStatePaths['openJournal'] = 'now'): JournalStore {
+  return sqliteJournalAndStreams(path, sync, when).journal;
+}
+
+/** The journal and the stream cursors kept in its file, over one connection. */
+export function sqliteJournalAndStreams(
+  path: string,
+  sync: NonNullable<JournalOptions['sync']>,
+  when: SqliteStatePaths['openJournal'],
+): { journal: JournalStore; streams: StreamCursorStore } {
   let journal: Journal | null = when === 'now' ? openJournal(path, { sync }) : null;
   let closed = false;
   const opened = (): Journal => {
@@ -58,7 +68,17 @@ export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sy
     }
     batch.forEach((b, i) => b.resolve(records[i] as JournalRecord));
   };
-  return {
+  const streams: StreamCursorStore = {
+    cursor: async (sink) => opened().streamCursor(sink),
+    advance: async (sink, seq, now) => opened().advanceStream(sink, seq, now),
+    claim: async (sink, holder, now) => opened().claimStream(sink, holder, now.getTime(), STREAM_LEASE_MS),
+    release: async (sink, holder) => {
+      if (journal !== null && !closed) journal.releaseStream(sink, holder);
+    },
+    // The journal's connection: closed with the journal.
+    close: async () => undefined,
+  };
+  const store: JournalStore = {
     append: (type, callId, data, now, options) =>
       new Promise<JournalRecord>((resolve, reject) => {
         // Checked alone first: a record that cannot be stored is refused without failing its batch.
@@ -69,6 +89,7 @@ export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sy
     async *read() {
       yield* opened().rows();
     },
+    readFrom: async (afterSeq, limit) => opened().readFrom(afterSeq, limit),
     head: async () => opened().head(),
     probe: async () => opened().probe(),
     close: async () => {
@@ -78,6 +99,7 @@ export function sqliteJournal(path: string, sync: NonNullable<JournalOptions['sy
       journal?.close();
     },
   };
+  return { journal: store, streams };
 }
 
 /** Serialises every use of one handle: better-sqlite3 has one connection, and voteThen keeps a transaction open across an await. */

@@ -33,6 +33,13 @@ export interface Journal {
   commit(batch: readonly PreparedAppend[]): JournalRecord[];
   /** The stored rows in seq order; one statement, so one read snapshot. */
   rows(): IterableIterator<StoredRecord>;
+  /** At most `limit` rows with seq > afterSeq, in seq order. */
+  readFrom(afterSeq: number, limit: number): StoredRecord[];
+  /** The audit stream's cursors (stream_cursors): see StreamCursorStore in state/contract.ts. */
+  streamCursor(sink: string): { seq: number; updatedAt: string | null };
+  advanceStream(sink: string, seq: number, now: Date): void;
+  claimStream(sink: string, holder: string, nowMs: number, leaseMs: number): boolean;
+  releaseStream(sink: string, holder: string): void;
   head(): { seq: number; hash: string };
   /** Takes the write lock (BEGIN IMMEDIATE) and releases it at once, waiting at most PROBE_BUSY_MS for another writer. */
   probe(): void;
@@ -88,6 +95,13 @@ CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
 BEGIN
   SELECT RAISE(ABORT, 'journal records are append-only');
 END;
+CREATE TABLE IF NOT EXISTS stream_cursors (
+  name TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL DEFAULT 0,
+  updated_at TEXT,
+  holder TEXT,
+  lease_until_ms INTEGER NOT NULL DEFAULT 0
+);
 `;
 
 // ---------------------------------------------------------------------------
@@ -177,8 +191,48 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
     return out;
   });
 
+  const fromStmt = db.prepare(`SELECT ${STORED_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?`);
+  const cursorStmt = db.prepare('SELECT seq, updated_at AS updatedAt, holder, lease_until_ms AS leaseUntil FROM stream_cursors WHERE name = ?');
+  // A cursor only moves forward: a streamer that lost its lease cannot move it back.
+  const advanceStmt = db.prepare(
+    'INSERT INTO stream_cursors (name, seq, updated_at) VALUES (?, ?, ?) ' +
+      'ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at WHERE excluded.seq > stream_cursors.seq',
+  );
+  // One statement, so atomic across processes: taken when free, expired or already ours.
+  const claimStmt = db.prepare(
+    'INSERT INTO stream_cursors (name, holder, lease_until_ms) VALUES (?, ?, ?) ' +
+      'ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, lease_until_ms = excluded.lease_until_ms ' +
+      'WHERE stream_cursors.holder IS NULL OR stream_cursors.holder = excluded.holder OR stream_cursors.lease_until_ms <= ?',
+  );
+  const releaseStmt = db.prepare('UPDATE stream_cursors SET holder = NULL, lease_until_ms = 0 WHERE name = ? AND holder = ?');
+  const live = (): void => {
+    if (closed) throw appendFailed(path, new Error('journal is closed'));
+  };
+  const guarded = <T>(body: () => T): T => {
+    live();
+    try {
+      return body();
+    } catch (cause) {
+      throw appendFailed(path, cause);
+    }
+  };
+
   const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
   const syncFull = db.prepare('PRAGMA synchronous = FULL');
+  /**
+   * A stream cursor or lease write commits without an fsync of its own (it reaches the disk with the
+   * next durable append): losing one to a power cut only makes the stream send a batch again
+   * (at least once), so the event loop the calls share never waits on a disk flush for it.
+   */
+  const unsynced = <T>(body: () => T): T => {
+    if (sync !== 'full') return body();
+    syncNormal.run();
+    try {
+      return body();
+    } finally {
+      syncFull.run();
+    }
+  };
   let closed = false;
 
   const prepare: Journal['prepare'] = (type, callId, data, now, options) => {
@@ -229,6 +283,27 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
     rows() {
       if (closed) throw appendFailed(path, new Error('journal is closed'));
       return db.prepare(`SELECT ${STORED_COLUMNS} FROM records ORDER BY seq`).iterate() as IterableIterator<StoredRecord>;
+    },
+    readFrom(afterSeq, limit) {
+      return guarded(() => fromStmt.all(afterSeq, limit) as StoredRecord[]);
+    },
+    streamCursor(sink) {
+      const row = guarded(() => cursorStmt.get(sink) as { seq: number; updatedAt: string | null } | undefined);
+      return { seq: row?.seq ?? 0, updatedAt: row?.updatedAt ?? null };
+    },
+    advanceStream(sink, seq, now) {
+      guarded(() => unsynced(() => advanceStmt.run(sink, seq, now.toISOString())));
+    },
+    claimStream(sink, holder, nowMs, leaseMs) {
+      return guarded(() => {
+        const row = cursorStmt.get(sink) as { holder: string | null; leaseUntil: number } | undefined;
+        // Renewed only when half the lease is gone: a claim per poll must not cost a write (and an fsync) each time.
+        if (row?.holder === holder && row.leaseUntil - nowMs > leaseMs / 2) return true;
+        return unsynced(() => claimStmt.run(sink, holder, nowMs + leaseMs, nowMs).changes > 0);
+      });
+    },
+    releaseStream(sink, holder) {
+      guarded(() => releaseStmt.run(sink, holder));
     },
     head() {
       if (closed) throw appendFailed(path, new Error('journal is closed'));

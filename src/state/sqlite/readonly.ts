@@ -38,6 +38,13 @@ export function openSqliteJournalReadOnly(path: string): JournalStore {
         throw unavailable(cause instanceof Error ? cause.message : String(cause), cause);
       }
     },
+    async readFrom(afterSeq, limit) {
+      try {
+        return live().prepare(`SELECT ${STORED_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?`).all(afterSeq, limit) as StoredRecord[];
+      } catch (cause) {
+        throw cause instanceof DrawbridgeError ? cause : unavailable(cause instanceof Error ? cause.message : String(cause), cause);
+      }
+    },
     async head() {
       const last = live().prepare('SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
       return last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash };

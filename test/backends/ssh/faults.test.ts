@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QUOTING_PROBE_ARGV, quoteArgv } from '../../../src/backends/ssh/parse.js';
 import { openSqliteApprovals } from '../../../src/state/sqlite/approvals.js';
-import { sqliteApprovals, sqliteJournal } from '../../../src/state/sqlite/index.js';
+import { sqliteApprovals, sqliteJournalAndStreams } from '../../../src/state/sqlite/index.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool, type CallResult } from '../../../src/pipeline/callTool.js';
@@ -77,10 +77,10 @@ rules:
   // Opened here, before the lock below is taken, as the test asks about a store in use.
   const store = openSqliteApprovals(join(dir, 'approvals.db'), { busyTimeoutMs: 100 });
   const approvals = sqliteApprovals(() => store);
-  const journal = sqliteJournal(join(dir, 'journal.db'), 'full');
+  const { journal, streams } = sqliteJournalAndStreams(join(dir, 'journal.db'), 'full', 'now');
   gateway = createGateway({
     config,
-    state: { journal, approvals, close: async () => void (await Promise.all([approvals.close(), journal.close()])) },
+    state: { journal, approvals, streams, close: async () => void (await Promise.all([approvals.close(), journal.close()])) },
     maskKey: new Uint8Array(32),
     environment: { env: {}, baseDir: config.dir },
   });

@@ -44,7 +44,7 @@ describe('PostgreSQL state migrations', () => {
     const tables = await db.query<{ tablename: string; tableowner: string }>(
       "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'drawbridge' ORDER BY tablename",
     );
-    expect(tables.map((t) => t.tablename)).toEqual(['approvals', 'drawbridge_schema', 'grants', 'records', 'shared_keys', 'votes']);
+    expect(tables.map((t) => t.tablename)).toEqual(['approvals', 'drawbridge_schema', 'grants', 'records', 'shared_keys', 'stream_cursors', 'votes']);
     expect(new Set(tables.map((t) => t.tableowner))).toEqual(new Set([STATE_ROLE]));
     const role = await db.query<{ rolsuper: boolean; rolcreatedb: boolean; rolcreaterole: boolean }>(
       'SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1',
