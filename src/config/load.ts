@@ -431,7 +431,8 @@ function notifyTargetProblems(target: NotifyTarget): Array<{ field: 'url' | 'sec
 function tracingProblems(tracing: NonNullable<GatewayDeclaration['tracing']>): Array<{ path: string[]; message: string }> {
   const problems: Array<{ path: string[]; message: string }> = [];
   const url = new URL(tracing.endpoint);
-  if (url.username !== '' || url.password !== '') {
+  // A password in the URL is refused by the inline-credential check (refuseInlineCredentials); a user name alone may be a token.
+  if (url.username !== '' && url.password === '') {
     problems.push({
       path: ['endpoint'],
       message: 'tracing.endpoint carries credentials in the URL; send them as a header instead (tracing.headers, by reference)',
