@@ -13,7 +13,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, requireBuiltCli, waitForOutput } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli, runInProcess, waitForOutput } from '../support/cli.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { freePort } from '../support/net.js';
 import { startTestIdp, type TestIdp } from '../support/oidc.js';
@@ -143,6 +143,16 @@ describe('serve over stdio with tracing', () => {
     // The process has exited (its last chance to export is gone): nothing arrived.
     expect(receiver.payloads.length).toBe(before);
     expect(stderr).not.toContain('tracing:');
+  });
+});
+
+describe('serve with a tracing header that cannot be resolved', () => {
+  it('refuses to start, naming the reference, not serving without it', async () => {
+    const dir = config({}, tracingYaml('drawbridge-unresolved'));
+    const r = await runInProcess(['serve', '--config', dir], { env: { DB_URL: db.gatewayUrl, OTLP_KEY: undefined } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('drawbridge: cannot serve: a tracing header cannot be resolved (tracing.headers): environment variable OTLP_KEY is not set');
+    expect(r.stderr).not.toContain('serving');
   });
 });
 

@@ -5,6 +5,7 @@
 // the configured headers sent, no value of any call in any payload; a collector that fails
 // leaves the calls alone and is reported once.
 
+import { trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TracingConfig } from '../../src/config/schema.js';
 import { createTracing, type Tracing } from '../../src/observability/tracing.js';
@@ -213,5 +214,35 @@ describe('tracing: a collector that fails', () => {
     expect(failing.payloads.length).toBeGreaterThanOrEqual(2);
     expect(reports.filter((r) => r.level === 'warn')).toHaveLength(1);
     expect(reports[0]?.message).toMatch(/^traces not exported \(\d+ span\(s\) dropped\): .*; calls are unaffected$/);
+  });
+});
+
+describe('tracing: its own provider, and sample_ratio for calls that start a trace', () => {
+  it('registers nothing globally: the process-wide tracer stays a no-op', async () => {
+    const tracing = createTracing({ config: config(receiver.url), headers: {}, version: '0.0.0' });
+    try {
+      expect(trace.getTracer('anyone').startSpan('probe').isRecording()).toBe(false);
+    } finally {
+      await tracing.shutdown();
+    }
+  });
+
+  it('sample_ratio 0: a call without a context is not recorded, a caller’s sampled call still is', async () => {
+    const sampling = await startOtlpReceiver();
+    const tracing = createTracing({ config: { ...config(sampling.url), sampleRatio: 0 }, headers: {}, version: '0.0.0' });
+    const unsubscribe = t.gateway.onCallEnd(tracing.call);
+    let root: CallResult;
+    let traced: CallResult;
+    try {
+      root = await call('SELECT 10 AS ten');
+      traced = await call('SELECT 11 AS eleven', { traceId: TRACE, parentSpanId: PARENT, flags: 1, state: null });
+    } finally {
+      unsubscribe();
+      await tracing.shutdown();
+      await sampling.close();
+    }
+    const ids = new Set(sampling.spans().map((s) => s.attributes['drawbridge.call_id']));
+    expect(ids.has(traced.callId)).toBe(true);
+    expect(ids.has(root.callId)).toBe(false);
   });
 });
