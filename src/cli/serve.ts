@@ -26,7 +26,6 @@ import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
-import { createTracing } from '../observability/tracing.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
 import { signInOptions } from './remote.js';
@@ -132,6 +131,8 @@ async function withTracing(gateway: Gateway, logger: Logger): Promise<void> {
     const why = isDrawbridgeError(error) ? unresolvedReason(error.message) : String(error);
     return fail(`drawbridge: cannot serve: a tracing header cannot be resolved (tracing.headers): ${why}`, 1);
   }
+  // Loaded only when configured: the OpenTelemetry SDK takes a few hundred milliseconds to import, which a gateway without tracing never pays.
+  const { createTracing } = await import('../observability/tracing.js');
   const tracing = createTracing({ config, headers, version: SERVER_VERSION, report: (level, message) => logger.log(level, message) });
   gateway.onCallEnd(tracing.call);
   gateway.onClose(() => tracing.shutdown());
