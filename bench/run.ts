@@ -15,11 +15,14 @@
 //      throwaway OpenSSH sshd on 127.0.0.1;
 //   7. throughput over Streamable HTTP with 50 concurrent clients (bench/throughput.ts): direct
 //      pg, server-postgres over stdio and `drawbridge serve --http` set-ups, one after another;
+//   8. what the observers cost a call (bench/observability.ts): in-process callTool with no
+//      observers, log + metrics, and log + metrics + tracing exporting over OTLP/HTTP, interleaved;
 // then prints a Markdown report and writes it to bench/results.md.
 // Everything it starts is stopped and every temp dir removed, also on the hard
 // timeout (BENCH_TIMEOUT_S, default 480). BENCH_QUICK=1 runs far fewer calls (for
 // trying the harness, not for numbers). BENCH_ONLY=throughput runs section 7 alone and
-// replaces that section of bench/results.md, leaving the others as they were.
+// replaces that section of bench/results.md, leaving the others as they were;
+// BENCH_ONLY=observability likewise for section 8.
 // No assertions on timings anywhere.
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -72,6 +75,7 @@ import {
   type SshTarget,
 } from './ssh.js';
 import { maskingTable, maskingThroughput, scanWorkloads, type MaskingNumbers, type ScanNumbers } from './masking.js';
+import { measureObservability, OBSERVABILITY_HEADING, renderObservability, type ObservabilityNumbers } from './observability.js';
 import { profileJournalModes, profileStages, STAGES, type JournalModeProfile, type StageProfile } from './profile.js';
 import { BENCH_HASH_KEY, startBenchDatabase, stateDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
 import { cleanupTempDirs, int, machineInfo, ms, ratio, table, tempDir, type MachineInfo } from './support.js';
@@ -91,6 +95,7 @@ const KUBE_CALLS = QUICK ? 5 : 60;
 const SSH_WARMUP = QUICK ? 2 : 10;
 const SSH_CALLS = QUICK ? 5 : 100;
 const RESULTS = join(REPO_ROOT, 'bench', 'results.md');
+const OBSERVABILITY_CALLS = QUICK ? { warmup: 10, calls: 50 } : { warmup: 200, calls: 2_000 };
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
@@ -100,6 +105,7 @@ interface Report {
   readonly latency: Sample[];
   readonly stages: StageProfile[];
   readonly journalModes: JournalModeProfile[];
+  readonly observability: ObservabilityNumbers;
   readonly masking: MaskingNumbers;
   readonly scans: ScanNumbers[];
   readonly journal: JournalNumbers[];
@@ -228,6 +234,8 @@ async function main(): Promise<Report> {
   );
   log('profile: journal durability (in-process callTool, 1 row)');
   const journalModes = await profileJournalModes(configDir, env, sqlFor(PLAIN, 1), QUICK ? 10 : 200, profileDir);
+  // 8. The observers' cost (in process, the same database).
+  const observability = await measureObservability(configDir, env, sqlFor(PLAIN, 1), OBSERVABILITY_CALLS, profileDir, log);
 
   await database.cluster.stop();
   database = null;
@@ -254,6 +262,7 @@ async function main(): Promise<Report> {
     latency,
     stages,
     journalModes,
+    observability,
     masking,
     scans,
     journal,
@@ -311,6 +320,31 @@ async function throughputOnly(): Promise<string> {
     next = previous.slice(0, start) + section + (end >= 0 ? previous.slice(end + 1) : '');
   } else {
     const at = previous.indexOf('## Where Drawbridge’s time goes');
+    next = at >= 0 ? `${previous.slice(0, at)}${section}\n${previous.slice(at)}` : `${previous}\n${section}`;
+  }
+  writeFileSync(RESULTS, next);
+  return section;
+}
+
+/** BENCH_ONLY=observability: section 8 alone, written over its section of bench/results.md (or inserted before the masking section). */
+async function observabilityOnly(): Promise<string> {
+  const machine = machineInfo();
+  log(`${machine.node} on ${machine.cpu} (${machine.cores} cores), observability section only${QUICK ? ' — QUICK mode' : ''}`);
+  database = await startBenchDatabase(log);
+  const env = { DB_URL: database.gatewayUrl, HASH_KEY: BENCH_HASH_KEY };
+  const numbers = await measureObservability(writeBenchConfig(), env, sqlFor(PLAIN, 1), OBSERVABILITY_CALLS, tempDir('observability'), log);
+  const section =
+    renderObservability(numbers) +
+    `\nMeasured alone by \`BENCH_ONLY=observability npm run bench\` on ${machine.date} (${machine.cpu} × ${machine.cores}, Node ${machine.node}, ` +
+    `PostgreSQL ${database.serverVersion}, temp dir ${machine.tmpFs})${QUICK ? ' (**QUICK mode**)' : ''}; the other sections are from the full run above.\n`;
+  const previous = readFileSync(RESULTS, 'utf8');
+  const start = previous.indexOf(OBSERVABILITY_HEADING);
+  let next: string;
+  if (start >= 0) {
+    const end = previous.indexOf('\n## ', start + OBSERVABILITY_HEADING.length);
+    next = previous.slice(0, start) + section + (end >= 0 ? previous.slice(end) : '');
+  } else {
+    const at = previous.indexOf('## Masking throughput');
     next = at >= 0 ? `${previous.slice(0, at)}${section}\n${previous.slice(at)}` : `${previous}\n${section}`;
   }
   writeFileSync(RESULTS, next);
@@ -493,6 +527,8 @@ function render(r: Report): string {
     ),
   );
   out.push('');
+
+  out.push(renderObservability(r.observability));
 
   out.push('## Masking throughput', '');
   out.push(maskingTable(r.masking, r.scans));
@@ -685,8 +721,11 @@ try {
   if (ONLY === 'throughput') {
     process.stdout.write(`${await throughputOnly()}\n`);
     log(`wrote the throughput section of ${RESULTS}`);
+  } else if (ONLY === 'observability') {
+    process.stdout.write(`${await observabilityOnly()}\n`);
+    log(`wrote the observability section of ${RESULTS}`);
   } else if (ONLY !== '') {
-    throw new Error(`BENCH_ONLY=${ONLY}: the only section that runs alone is throughput`);
+    throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are throughput and observability`);
   } else {
     const report = await main();
     const markdown = render(report);

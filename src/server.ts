@@ -33,6 +33,8 @@ import {
   type ServerContext,
   type ServerOptions,
   type Tool,
+  TRACEPARENT_META_KEY,
+  TRACESTATE_META_KEY,
 } from '@modelcontextprotocol/server';
 import { serveStdio as serveStdioEntry } from '@modelcontextprotocol/server/stdio';
 import { z } from 'zod';
@@ -46,6 +48,7 @@ import { APPROVAL_INPUT_KEY, type ApprovalChannel } from './approval/approver.js
 import { elicitationHook } from './approval/elicitation.js';
 import { anyGlob } from './policy/match.js';
 import { describeValue } from './journal/bounded.js';
+import { traceContextOf, type TraceContext } from './pipeline/trace-context.js';
 import { StdioTransport } from './stdio.js';
 
 const SERVER_NAME = 'drawbridge';
@@ -311,6 +314,7 @@ async function pipelineCall(
         }
       : {}),
   };
+  const trace = callerTrace(meta, ctx);
   const result = await callTool(served.gateway, {
     // A name that is not a string names no tool: described, so the journal shows what was sent.
     tool: typeof name === 'string' ? name : `(not a string: ${describeValue(name, 100)})`,
@@ -321,11 +325,24 @@ async function pipelineCall(
     channel,
     ...(client.info ? { client: client.info } : {}),
     ...(session !== undefined ? { session } : {}),
+    ...(trace ? { trace } : {}),
   });
   // Held for the human's answer, or its requestState refused (2026-07-28 only: only a modern request carries `rounds`).
   if (!result.ok && result.inputRequired) return toInputRequiredResult(result.inputRequired);
   if (!result.ok && result.error.code === 'approval.state_invalid') throw refusedState(result.error);
   return toToolResult(result);
+}
+
+/**
+ * The caller's W3C trace context: the request's `_meta` keys `traceparent` / `tracestate` (MCP SEP-414,
+ * the SDK's TRACEPARENT_META_KEY), which travel with the message whatever the transport; else, over
+ * HTTP, the request's `traceparent` / `tracestate` headers. Invalid values are ignored (null: a new trace).
+ */
+function callerTrace(meta: Record<string, unknown>, ctx: ServerContext): TraceContext | null {
+  const fromMeta = traceContextOf(meta[TRACEPARENT_META_KEY], meta[TRACESTATE_META_KEY]);
+  if (fromMeta !== null) return fromMeta;
+  const headers = ctx.http?.req?.headers;
+  return headers ? traceContextOf(headers.get('traceparent') ?? undefined, headers.get('tracestate') ?? undefined) : null;
 }
 
 /**

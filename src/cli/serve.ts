@@ -20,7 +20,7 @@ import { formatDuration } from '../config/units.js';
 import type { TokenVerifier } from '../identity/oidc.js';
 import type { CheckpointKeys } from '../journal/checkpoint.js';
 import { checkpointKeys, realInterval, startCheckpointer } from '../journal/checkpoint-file.js';
-import { serveStdio } from '../server.js';
+import { SERVER_VERSION, serveStdio } from '../server.js';
 import { stateLabel } from '../state/open.js';
 import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
@@ -42,6 +42,7 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
   const metrics = createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() });
   gateway.onCallEnd(metrics.call);
   const streams = withStreams(gateway, metrics, logger);
+  await withTracing(gateway, logger);
   return listen === null ? serveOverStdio(gateway, metrics, streams, io) : serveOverHttp(gateway, metrics, streams, listen, values['public-url'], io);
 }
 
@@ -135,6 +136,30 @@ async function withCheckpoints(gateway: Gateway, logger: Logger): Promise<Gatewa
   });
   gateway.onClose(() => checkpointer.stop());
   return gateway;
+}
+
+/**
+ * With tracing configured: a span per call exported to tracing.endpoint, flushed and stopped when the
+ * gateway closes (after the drain, so the calls in flight are in it). Without: nothing is created.
+ * A header reference that cannot be resolved stops the gateway from starting, like any other secret.
+ */
+async function withTracing(gateway: Gateway, logger: Logger): Promise<void> {
+  const config = gateway.config.tracing;
+  if (config === null) return;
+  const headers: Record<string, string> = {};
+  try {
+    for (const [name, ref] of Object.entries(config.headers)) headers[name] = resolveSecret(ref, gateway.environment);
+  } catch (error) {
+    await gateway.close();
+    const why = isDrawbridgeError(error) ? unresolvedReason(error.message) : String(error);
+    return fail(`drawbridge: cannot serve: a tracing header cannot be resolved (tracing.headers): ${why}`, 1);
+  }
+  // Loaded only when configured: the OpenTelemetry SDK takes a few hundred milliseconds to import, which a gateway without tracing never pays.
+  const { createTracing } = await import('../observability/tracing.js');
+  const tracing = createTracing({ config, headers, version: SERVER_VERSION, report: (level, message) => logger.log(level, message) });
+  gateway.onCallEnd(tracing.call);
+  gateway.onClose(() => tracing.shutdown());
+  logger.log('info', `tracing: spans exported to ${new URL(config.endpoint).origin} (sample ratio ${config.sampleRatio})`);
 }
 
 /**

@@ -383,6 +383,8 @@ function collectGateway(raw: RawDocument, c: Collection, { matchSchema }: Policy
     for (const problem of streamSinkProblems(sink))
       c.problems.push({ ...locate(raw, ['journal', 'stream', index, ...problem.field]), message: problem.message });
   });
+  if (value.tracing)
+    for (const problem of tracingProblems(value.tracing)) c.problems.push({ ...locate(raw, ['tracing', ...problem.path]), message: problem.message });
   c.gateway = value;
 }
 
@@ -474,6 +476,35 @@ function streamSinkProblems(sink: StreamSinkDeclaration): Array<{ field: Array<s
         });
       }
     }
+  }
+  return problems;
+}
+
+/**
+ * tracing: the endpoint over https, or http only to a loopback address (a collector sidecar on the
+ * same host); header values by reference (a collector's API key is a credential), never inline.
+ */
+function tracingProblems(tracing: NonNullable<GatewayDeclaration['tracing']>): Array<{ path: string[]; message: string }> {
+  const problems: Array<{ path: string[]; message: string }> = [];
+  const url = new URL(tracing.endpoint);
+  // A password in the URL is refused by the inline-credential check (refuseInlineCredentials); a user name alone may be a token.
+  if (url.username !== '' && url.password === '') {
+    problems.push({
+      path: ['endpoint'],
+      message: 'tracing.endpoint carries credentials in the URL; send them as a header instead (tracing.headers, by reference)',
+    });
+  } else if (url.protocol === 'http:' && !isLoopbackHostname(url.hostname)) {
+    problems.push({
+      path: ['endpoint'],
+      message: `tracing.endpoint must use https:// (http:// only to a loopback address, e.g. a collector on this host); ${url.hostname} is not loopback`,
+    });
+  }
+  for (const [name, ref] of Object.entries(tracing.headers)) {
+    if (isInline(ref))
+      problems.push({
+        path: ['headers', name],
+        message: `tracing header ${name} is written inline; reference it instead, e.g. ${name}: \${OTEL_API_KEY} or { file: /run/secrets/otel-key }`,
+      });
   }
   return problems;
 }
@@ -596,6 +627,9 @@ function assemble(root: string, c: Collection): GatewayConfig {
       metricsOnMain: g?.admin.metrics_on_main ?? false,
     },
     log: g?.log ?? DEFAULT_LOG,
+    tracing: g?.tracing
+      ? { endpoint: g.tracing.endpoint, headers: g.tracing.headers, sampleRatio: g.tracing.sample_ratio, serviceName: g.tracing.service_name }
+      : null,
     warnings,
   };
 }

@@ -259,11 +259,33 @@ export const gatewaySchema = z.strictObject({
       subjects: z.boolean().default(false),
     })
     .default({ level: 'info', format: 'auto', subjects: false }),
+  /**
+   * OpenTelemetry traces (src/observability/tracing.ts): one span per call, exported over OTLP/HTTP
+   * to `endpoint` (the collector's traces URL). Absent: off, nothing is exported.
+   */
+  tracing: z
+    .strictObject({
+      endpoint: z.url({ protocol: /^https?$/, error: 'tracing.endpoint takes the OTLP/HTTP traces URL, e.g. https://otel-collector:4318/v1/traces' }),
+      /** Sent with every export (a collector's API key): references, never inline values. */
+      headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name'), secretRefSchema).default({}),
+      /** The share of calls without a caller's trace context that are recorded (a caller's sampled flag decides for its own). */
+      sample_ratio: z.number().min(0).max(1).default(1),
+      service_name: z.string().min(1).max(200).default('drawbridge'),
+    })
+    .optional(),
 });
 
 type ToolDeclaration = z.output<typeof toolSchema>;
 export type GatewayDeclaration = z.output<typeof gatewaySchema>;
 export type LogConfig = Readonly<GatewayDeclaration['log']>;
+
+export interface TracingConfig {
+  readonly endpoint: string;
+  /** Header name → a reference to its value, resolved when serve starts. */
+  readonly headers: Readonly<Record<string, SecretRef>>;
+  readonly sampleRatio: number;
+  readonly serviceName: string;
+}
 
 export interface SourceLocation {
   readonly file: string;
@@ -359,6 +381,8 @@ export interface GatewayConfig {
   };
   /** The operator's log (kind: gateway, log). */
   readonly log: LogConfig;
+  /** OpenTelemetry traces (kind: gateway, tracing); null: off. */
+  readonly tracing: TracingConfig | null;
   /** Non-fatal findings `check` prints (e.g. no hash key configured). */
   readonly warnings: readonly string[];
 }

@@ -5,6 +5,7 @@
 // (gateway.onCallEnd), and an observer's failure never touches the call.
 
 import type { ErrorCode, ErrorKind } from '../errors.js';
+import type { TraceContext } from './trace-context.js';
 
 /**
  * The stages a call is timed in: parse (identity, input, parse, resolve, scopes), decide (the rules),
@@ -60,6 +61,8 @@ export interface CallEnd {
   readonly session: string | null;
   /** The caller's subject; observers decide whether to show it (personal data). */
   readonly subject: string | null;
+  /** The caller's W3C trace context (the request's `_meta`, else its HTTP headers), when valid; null: the call starts a trace. */
+  readonly trace: TraceContext | null;
 }
 
 export type CallEndObserver = (event: CallEnd) => void;

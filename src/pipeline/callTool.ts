@@ -37,6 +37,7 @@ import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './ans
 import type { Gateway } from './gateway.js';
 import { shuttingDown, type Admission } from './drain.js';
 import type { CallEnd, CallStage, StageTiming } from './call-end.js';
+import type { TraceContext } from './trace-context.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
 import { approveStage, type Clearance, type InputRequired } from '../approval/stage.js';
 
@@ -63,6 +64,8 @@ export interface CallInput {
   readonly session?: string;
   /** How a human can be reached for this call (elicitation, progress); from the transport. */
   readonly channel?: ApprovalChannel;
+  /** The caller's W3C trace context, already validated by the transport (trace-context.ts); absent: none or invalid. */
+  readonly trace?: TraceContext;
 }
 
 export type CallResult =
@@ -179,6 +182,7 @@ function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Se
     stages: [...seen.stages],
     session: call.session === undefined ? null : boundText(String(call.session), MAX_NAME_CHARS),
     subject: call.identity?.subject ?? null,
+    trace: call.trace ?? null,
   };
 }
 

@@ -93,6 +93,21 @@ describe('the MCP SDK lives at the transport edges', () => {
   });
 });
 
+describe('observability libraries live in src/observability/', () => {
+  // The pipeline hands plain data (call-end events, the caller's trace context) to observers; the SDKs stay outside it.
+  const GENERIC = ['src/pipeline/', 'src/policy/', 'src/backends/', 'src/masking/'];
+  it.each(GENERIC)('nothing under %s imports @opentelemetry/ or prom-client', (dir) => {
+    const offenders = FILES.filter((f) => f.path.startsWith(dir)).flatMap((f) =>
+      f.imports.filter((i) => i.startsWith('@opentelemetry/') || i === 'prom-client').map((i) => `${f.path} imports ${i}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+
+  it('the scan sees them where they are used (a sanity check)', () => {
+    expect(FILES.find((f) => f.path === 'src/observability/tracing.ts')?.imports).toContain('@opentelemetry/api');
+  });
+});
+
 describe('a backend is reached only through the registry', () => {
   it('no file outside src/backends/ imports from a backend folder, except the registry src/backends/index.ts', () => {
     const offenders = FILES.filter((f) => f.path !== 'src/backends/index.ts' && backendFolder(f.path) === null).flatMap((f) =>

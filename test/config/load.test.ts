@@ -666,3 +666,53 @@ describe('state (kind: gateway)', () => {
     expect(other.every((p) => !p.message.includes('must be quoted'))).toBe(true);
   });
 });
+
+describe('tracing (kind: gateway)', () => {
+  const gateway = (tracing: string) => ({ 'policies/gateway.yaml': `kind: gateway\nidentity: { mode: local, subject: dev }\n${tracing}` });
+
+  it('is off without tracing:, on with an endpoint; defaults for the rest', () => {
+    expect(loadConfig(configDir(gateway(''))).tracing).toBeNull();
+    expect(loadConfig(configDir(gateway('tracing: { endpoint: "https://otel.example.com/v1/traces" }\n'))).tracing).toEqual({
+      endpoint: 'https://otel.example.com/v1/traces',
+      headers: {},
+      sampleRatio: 1,
+      serviceName: 'drawbridge',
+    });
+    const full = loadConfig(
+      configDir(
+        gateway(
+          'tracing:\n  endpoint: http://127.0.0.1:4318/v1/traces\n  headers:\n    x-api-key: ${OTEL_KEY}\n    authorization: { file: /run/secrets/otel }\n' +
+            '  sample_ratio: 0.25\n  service_name: gw-eu\n',
+        ),
+      ),
+    ).tracing;
+    expect(full).toMatchObject({
+      endpoint: 'http://127.0.0.1:4318/v1/traces',
+      headers: { 'x-api-key': { kind: 'template', template: '${OTEL_KEY}' }, authorization: { kind: 'file', path: '/run/secrets/otel' } },
+      sampleRatio: 0.25,
+      serviceName: 'gw-eu',
+    });
+  });
+
+  it('refuses plain http off loopback, credentials in the URL, an inline header value, a ratio out of 0..1, and a non-URL, at their lines', () => {
+    const text = 'tracing:\n  endpoint: http://collector.internal:4318/v1/traces\n  headers:\n    x-api-key: hunter2-inline\n  sample_ratio: 1.5\n';
+    const problems = problemsOf(configDir(gateway(text)));
+    const file = `kind: gateway\nidentity: { mode: local, subject: dev }\n${text}`;
+    expectProblem(problems, 'policies/gateway.yaml', lineOf(file, 'sample_ratio'), /less than or equal to 1|<=1/);
+    // The schema's problems come first; the endpoint and header checks run once the block is valid.
+    const second = problemsOf(configDir(gateway(text.replace('1.5', '0.5'))));
+    expectProblem(second, 'policies/gateway.yaml', lineOf(file, 'endpoint'), /must use https:\/\/ .*collector\.internal is not loopback/);
+    expectProblem(second, 'policies/gateway.yaml', lineOf(file, 'x-api-key'), /tracing header x-api-key is written inline; reference it instead/);
+    expect(JSON.stringify(second)).not.toContain('hunter2');
+    const userinfo = problemsOf(configDir(gateway('tracing: { endpoint: "https://u:pw-secret@otel.example.com/v1/traces" }\n')));
+    expect(userinfo.map((p) => p.message)).toEqual([expect.stringMatching(/^tracing\.endpoint: a password is written inline/)]);
+    expect(JSON.stringify(userinfo)).not.toContain('pw-secret');
+    const token = problemsOf(configDir(gateway('tracing: { endpoint: "https://tok-secret@otel.example.com/v1/traces" }\n')));
+    expect(token.map((p) => p.message)).toEqual([expect.stringMatching(/tracing\.endpoint carries credentials in the URL/)]);
+    expect(JSON.stringify(token)).not.toContain('tok-secret');
+    const notUrl = problemsOf(configDir(gateway('tracing: { endpoint: "otel:4318" }\n')));
+    expect(notUrl.map((p) => p.message)).toEqual([expect.stringMatching(/tracing\.endpoint takes the OTLP\/HTTP traces URL/)]);
+    const grpc = problemsOf(configDir(gateway('tracing: { endpoint: "grpc://otel:4317" }\n')));
+    expect(grpc.map((p) => p.message)).toEqual([expect.stringMatching(/tracing\.endpoint takes the OTLP\/HTTP traces URL/)]);
+  });
+});

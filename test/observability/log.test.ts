@@ -35,6 +35,7 @@ const allowedRead: CallEnd = {
   ],
   session: 'session-1',
   subject: 'dev@example.com',
+  trace: null,
 };
 
 const denied: CallEnd = {

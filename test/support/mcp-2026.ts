@@ -46,6 +46,8 @@ export interface ModernToolsCall {
   readonly envelope: Envelope;
   /** Extra `_meta` keys (e.g. trace context) beside the envelope. */
   readonly meta?: Record<string, unknown>;
+  /** Extra HTTP headers (e.g. trace context) beside the standard ones. */
+  readonly headers?: Record<string, string>;
   readonly signal?: AbortSignal;
 }
 
@@ -54,7 +56,7 @@ export function modernToolsCall(call: ModernToolsCall): Promise<Response> {
   const params = { ...call.params, _meta: { ...envelope(call.envelope), ...call.meta } };
   return fetch(call.url, {
     method: 'POST',
-    headers: modernHeaders('tools/call', { name: call.params.name, token: call.token }),
+    headers: { ...modernHeaders('tools/call', { name: call.params.name, token: call.token }), ...call.headers },
     body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params }),
     ...(call.signal ? { signal: call.signal } : {}),
   });
