@@ -261,7 +261,7 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
   describe('counts and decisions (what /metrics reads and counts)', () => {
     const who = { subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval' };
 
-    it('counts pending requests and active grants across handles, marking nothing; each decision is reported once, by the handle that recorded it', async () => {
+    it('counts pending requests and active grants across handles, marking nothing; a decision is reported once, by its handle', async () => {
       const fresh = await engine.fresh();
       const [a, b] = [await fresh.open(), await fresh.again()];
       const seen: Record<'a' | 'b', string[]> = { a: [], b: [] };
