@@ -174,7 +174,19 @@ export interface BackendConnection<D = unknown> {
    * DrawbridgeError when the connection cannot be used.
    */
   probe(context: ProbeContext): Promise<ProbeResult>;
+  /**
+   * The connection's pool as it is now, for /metrics (read at scrape time, so cheap and
+   * synchronous; never connects). Backends without a pool of their own omit it.
+   */
+  stats?(): PoolStats;
   close(): Promise<void>;
+}
+
+/** A backend connection's pool: connections open (idle ones included), idle, and calls waiting for one. */
+export interface PoolStats {
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
 }
 
 export interface ConnectionDeclaration {

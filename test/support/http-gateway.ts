@@ -12,7 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { NotifyTuning } from '../../src/approval/notify.js';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
-import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
+import { createMetrics, declaredNames, type Metrics } from '../../src/observability/metrics.js';
 import { makeIdentity, type Identity } from '../../src/identity/identity.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
@@ -118,8 +118,9 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
     opened.push(() => gateway.close());
     const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
     const consoleOptions = options.console;
-    const metrics = options.metrics ? createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() }) : null;
-    if (metrics !== null) gateway.onCallEnd(metrics.call);
+    // Every scrape reads the state afresh (no cache), so a test sees each change at once.
+    const metrics = options.metrics ? createMetrics(declaredNames(gateway.config), { stateCacheMs: 0 }) : null;
+    if (metrics !== null) metrics.attach(gateway);
     const http = await serveHttp(gateway, verifier, {
       host: '127.0.0.1',
       port,
@@ -137,6 +138,7 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
     opened.push(() => http.close());
     // What serve --http does once it listens: notifications link to the console under the public origin.
     gateway.notifier?.linkTo(http.resource);
+    metrics?.watchSessions(() => http.openSessions());
 
     const tokens = new Map<A, Promise<string>>();
     const token = (account: A): Promise<string> => {
