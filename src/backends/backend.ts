@@ -378,11 +378,13 @@ export function defineBackend<C extends ConnectionDeclaration, D, S extends z.Zo
 /** The connection as the generic stages see it: every request is checked to be its backend's. */
 function guarded<D>(connection: BackendConnection<D>, own: (request: ParsedRequest) => ParsedRequest<D>): BackendConnection {
   const preview = connection.preview?.bind(connection);
+  const stats = connection.stats?.bind(connection);
   return {
     name: connection.name,
     resolve: (request) => connection.resolve(own(request)),
     execute: (request, context) => connection.execute(own(request), context),
     ...(preview ? { preview: (request: ParsedRequest, context: PreviewContext) => preview(own(request), context) } : {}),
+    ...(stats ? { stats } : {}),
     probe: (context) => connection.probe(context),
     close: () => connection.close(),
   };

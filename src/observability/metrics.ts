@@ -157,7 +157,11 @@ export function createMetrics(names: DeclaredNames, options: MetricsOptions = {}
     registers: [],
   });
   const pending = new Gauge({ name: 'drawbridge_approvals_pending', help: 'Approval requests pending now, in the whole state (all replicas).', registers: [] });
-  const grants = new Gauge({ name: 'drawbridge_grants_active', help: 'Grants active now (not revoked, not expired), in the whole state (all replicas).', registers: [] });
+  const grants = new Gauge({
+    name: 'drawbridge_grants_active',
+    help: 'Grants active now (not revoked, not expired), in the whole state (all replicas).',
+    registers: [],
+  });
   const stateUp = new Gauge({
     name: 'drawbridge_state_counts_up',
     help: '1 when this scrape read approvals pending and grants active from the state in time; 0 when it failed or timed out (those gauges are left out).',
@@ -243,11 +247,7 @@ export function createMetrics(names: DeclaredNames, options: MetricsOptions = {}
           },
         });
       }
-      const detach = [
-        gateway.onCallEnd(call),
-        gateway.onJournalAppend(journaled),
-        approvals.onDecided((result, count) => decided.inc({ result }, count)),
-      ];
+      const detach = [gateway.onCallEnd(call), gateway.onJournalAppend(journaled), approvals.onDecided((result, count) => decided.inc({ result }, count))];
       return () => {
         for (const stop of detach) stop();
         readCounts = null;

@@ -19,6 +19,7 @@ import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from './fixtures.js';
 import { freePort } from './net.js';
+import { stateRoleUrl } from './state-role.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from './oidc.js';
 
 export interface HttpHarnessOptions<A extends string> {
@@ -36,6 +37,8 @@ export interface HttpHarnessOptions<A extends string> {
   readonly journalReaders?: readonly string[];
   /** YAML flow mapping for `admin:` (e.g. `{ operators: [sre] }`); none by default. */
   readonly admin?: string;
+  /** The state engine: the SQLite files (default), or PostgreSQL (state.url: the test database, as the state role). */
+  readonly state?: 'sqlite' | 'postgres';
   /** More environment for the config's ${VAR} references (DB_URL is set). */
   readonly env?: Readonly<Record<string, string>>;
   /** The gateway's clock (dates decisions, expiries and the journal). */
@@ -109,9 +112,15 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
     }
     if (options.admin)
       writeFileSync(join(dir, 'policies', 'gateway.yaml'), `${readFileSync(join(dir, 'policies', 'gateway.yaml'), 'utf8')}admin: ${options.admin}\n`);
+    const stateUrl = options.state === 'postgres' ? await stateRoleUrl(db) : null;
+    if (stateUrl !== null)
+      writeFileSync(
+        join(dir, 'policies', 'gateway.yaml'),
+        `${readFileSync(join(dir, 'policies', 'gateway.yaml'), 'utf8')}state: { url: { env: STATE_URL } }\n`,
+      );
     const gateway = await openGateway({
       configDir: dir,
-      env: { DB_URL: db.gatewayUrl, ...options.env },
+      env: { DB_URL: db.gatewayUrl, ...(stateUrl === null ? {} : { STATE_URL: stateUrl }), ...options.env },
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.notify ? { notify: options.notify } : {}),
     });
