@@ -15,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DETECTOR_NAMES } from '../../src/masking/detectors.js';
 import { serveAdmin, type AdminListener } from '../../src/http/health.js';
 import { callTool } from '../../src/pipeline/callTool.js';
+import type { CallEnd } from '../../src/pipeline/call-end.js';
+import { createMetrics } from '../../src/observability/metrics.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
 
 const ACCOUNTS = { alice: { groups: ['analysts'] } };
@@ -364,5 +366,53 @@ describe('the series read from the state, the journal, the pools and the session
     const after = parse((await scrape(admin.url)).body);
     expect(value(after, 'drawbridge_state_counts_up')).toBe(1);
     expect(value(after, 'drawbridge_grants_active')).toBe(1);
+  });
+});
+
+describe('declared names', () => {
+  const event = (tool: string, rule: string): CallEnd => ({
+    callId: '0b6c5a55-0000-4000-8000-000000000002',
+    at: new Date('2026-12-05T08:00:00.000Z'),
+    tool,
+    connection: 'db',
+    operation: 'select',
+    access: 'read',
+    decision: { effect: 'allow', rule: 'read' },
+    clearance: null,
+    status: 'ok',
+    error: null,
+    faultMessage: null,
+    rows: 1,
+    affectedRows: null,
+    masked: 3,
+    maskedBy: [
+      { rule, detector: 'email', count: 1 },
+      { rule: 'built-in', detector: null, count: 1 },
+      { rule, detector: 'no_such_detector', count: 1 },
+    ],
+    startedAtMs: 0,
+    durationMs: 1,
+    stages: [],
+    session: null,
+    subject: 'alice',
+  });
+
+  it('labels only the declared names (else other), and updateNames swaps them in one place', async () => {
+    const metrics = createMetrics({ tools: ['run_sql'], connections: ['db'], maskingRules: ['pii'] });
+    metrics.call(event('run_sql', 'pii'));
+    metrics.call(event('new_tool', 'secrets'));
+    metrics.updateNames({ tools: ['run_sql', 'new_tool'], connections: ['db'], maskingRules: ['pii', 'secrets'] });
+    metrics.call(event('new_tool', 'secrets'));
+    const samples = parse(await metrics.registry.metrics());
+    const masked = 'drawbridge_masked_values_total';
+    expect(value(samples, masked, { tool: 'run_sql', rule: 'pii', detector: 'email' })).toBe(1);
+    expect(value(samples, masked, { tool: 'run_sql', rule: 'pii', detector: 'other' })).toBe(1);
+    expect(value(samples, masked, { tool: 'run_sql', rule: 'built-in', detector: 'none' })).toBe(1);
+    expect(value(samples, masked, { tool: 'other', rule: 'other', detector: 'email' })).toBe(1);
+    expect(value(samples, masked, { tool: 'new_tool', rule: 'secrets', detector: 'email' })).toBe(1);
+    expect(value(samples, 'drawbridge_calls_total', { tool: 'other' })).toBe(1);
+    expect(value(samples, 'drawbridge_calls_total', { tool: 'new_tool' })).toBe(1);
+    // Not attached to a gateway: nothing read from a state, no pools, no sessions.
+    expect(samples.some((x) => x.name === 'drawbridge_state_counts_up' || x.name === 'drawbridge_http_sessions')).toBe(false);
   });
 });
