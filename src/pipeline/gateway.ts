@@ -87,7 +87,7 @@ export function createGateway(options: {
     }
   });
   // The state as the rest of the gateway sees it (decisions by the API and the console journal through it too).
-  const state: StateStore = { journal, approvals: options.state.approvals, close: () => options.state.close() };
+  const state: StateStore = { ...options.state, journal };
   const notifier = notifierFor(options.config.approval.notify, {
     environment: options.environment,
     journal,
