@@ -247,7 +247,11 @@ export function createMetrics(names: DeclaredNames, options: MetricsOptions = {}
           },
         });
       }
-      const detach = [gateway.onCallEnd(call), gateway.onJournalAppend(journaled), approvals.onDecided((result, count) => decided.inc({ result }, count))];
+      const detach = [
+        gateway.onCallEnd(call),
+        gateway.onJournalAppend(journaled),
+        gateway.onApprovalDecided((result, count) => decided.inc({ result }, count)),
+      ];
       return () => {
         for (const stop of detach) stop();
         readCounts = null;

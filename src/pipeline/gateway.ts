@@ -14,7 +14,7 @@ import { DrawbridgeError } from '../errors.js';
 import type { ApprovalContext, Approver } from '../approval/approver.js';
 import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notify.js';
 import { requestStateKeyOf, requestStateKeySource } from '../approval/request-state.js';
-import type { JournalStore, StateStore } from '../state/contract.js';
+import type { DecisionListener, JournalStore, StateStore } from '../state/contract.js';
 import { observedJournal, type JournalAppend } from '../state/timing.js';
 import { openState } from '../state/open.js';
 import { createConnectionHealth, type ConnectionHealth } from './connection-health.js';
@@ -56,6 +56,11 @@ export interface Gateway {
   callEnded(event: CallEnd): void;
   /** Subscribes an observer to every journal append made through the gateway, once it resolved; returns the unsubscribe. */
   onJournalAppend(observer: (append: JournalAppend) => void): () => void;
+  /**
+   * Subscribes to the approval decisions this process records: the state store's (votes through the
+   * API or the console, expiries it marks) and the in-client prompts' no store holds. Returns the unsubscribe.
+   */
+  onApprovalDecided(listener: DecisionListener): () => void;
   close(): Promise<void>;
 }
 
@@ -88,6 +93,7 @@ export function createGateway(options: {
   });
   // The state as the rest of the gateway sees it (decisions by the API and the console journal through it too).
   const state: StateStore = { ...options.state, journal };
+  const inClient = new Set<DecisionListener>();
   const notifier = notifierFor(options.config.approval.notify, {
     environment: options.environment,
     journal,
@@ -108,6 +114,15 @@ export function createGateway(options: {
     ...(options.approvals?.monotonic ? { monotonic: options.approvals.monotonic } : {}),
     ...(options.approvals?.progressEveryMs ? { progressEveryMs: options.approvals.progressEveryMs } : {}),
     ...(notifier ? { notify: notifier.notify } : {}),
+    decided: (result) => {
+      for (const listener of inClient) {
+        try {
+          listener(result, 1);
+        } catch {
+          // A metric's failure is no failure of the decision it counts.
+        }
+      }
+    },
     // approval.request_state_key when set (resolved on first use; openGateway checks it at start), else the state's shared key.
     requestState: requestStateKeySource(
       options.config.approval.requestStateKey ? () => configuredRequestStateKey(options.config, options.environment) : null,
@@ -147,6 +162,15 @@ export function createGateway(options: {
     },
     onCallEnd: (observer) => callEnd.subscribe(observer),
     callEnded: (event) => callEnd.notify(event),
+    onApprovalDecided(listener) {
+      const entry: DecisionListener = (result, count) => listener(result, count);
+      inClient.add(entry);
+      const stopStore = options.state.approvals.onDecided(entry);
+      return () => {
+        inClient.delete(entry);
+        stopStore();
+      };
+    },
     onJournalAppend(observer) {
       const entry = (append: JournalAppend): void => observer(append);
       appendObservers.add(entry);

@@ -16,6 +16,7 @@ import { DETECTOR_NAMES } from '../../src/masking/detectors.js';
 import { serveAdmin, type AdminListener } from '../../src/http/health.js';
 import { callTool } from '../../src/pipeline/callTool.js';
 import type { CallEnd } from '../../src/pipeline/call-end.js';
+import type { ElicitAnswer } from '../../src/approval/approver.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
 
@@ -171,10 +172,14 @@ describe('admin.metrics_on_main', () => {
   });
 });
 
-const TEAM = { alice: { groups: ['analysts'] }, dana: { groups: ['dba'] } };
+const TEAM = { alice: { groups: ['analysts'] }, dana: { groups: ['dba'] }, sam: { groups: ['selfers'] } };
 
 const TEAM_POLICY = `kind: policy
 rules:
+  - name: self-approved-writes
+    match: { tool: run_sql, access: write, groups: [selfers] }
+    effect: approve
+    approvers: { requester: true }
   - name: writes-need-approval
     match: { tool: run_sql, access: write, groups: [analysts], tables: [public.orders] }
     effect: approve
@@ -279,6 +284,21 @@ describe('the series read from the state, the journal, the pools and the session
     expect(value(now, 'drawbridge_approvals_pending')).toBe(0);
     expect(value(now, 'drawbridge_grants_active')).toBe(1);
 
+    // In-client prompts (no store holds them): sam approves one write and declines another.
+    const prompted = (sql: string, answer: ElicitAnswer) =>
+      callTool(h.gateway, {
+        tool: 'run_sql',
+        args: { connection: 'db', sql },
+        identity: h.identity('sam'),
+        client: { name: 'vitest' },
+        channel: { clientName: 'vitest', elicit: async () => answer },
+      });
+    expect((await prompted("UPDATE orders SET note = 'metrics-self' WHERE id = 2", { action: 'accept', approve: true, grantMs: 0 })).ok).toBe(true);
+    expect((await prompted("UPDATE orders SET note = 'metrics-self-no' WHERE id = 2", { action: 'decline' })).ok).toBe(false);
+    now = await scrapeState();
+    expect(value(now, 'drawbridge_approvals_decided_total', { result: 'approved' })).toBe(2);
+    expect(value(now, 'drawbridge_approvals_decided_total', { result: 'denied' })).toBe(2);
+
     // A statement the database fails: a backend fault on connection db.
     const failed = await h.call('alice', 'SELECT 1 / 0');
     expect(failed.ok).toBe(false);
@@ -290,10 +310,10 @@ describe('the series read from the state, the journal, the pools and the session
     // The journal: every append of this test by record type (calls and outcomes, approval events, the grant), none failed.
     const appended = (type: string) =>
       value(now, 'drawbridge_journal_append_seconds_count', { type }) - value(before, 'drawbridge_journal_append_seconds_count', { type });
-    expect(appended('call')).toBe(6);
-    expect(appended('outcome')).toBe(6);
-    // Three requested, two votes, one consumed.
-    expect(appended('approval')).toBe(6);
+    expect(appended('call')).toBe(8);
+    expect(appended('outcome')).toBe(8);
+    // Out of band three requested, two votes, one consumed; in the client two requested, one approved, one declined.
+    expect(appended('approval')).toBe(10);
     expect(appended('grant')).toBe(1);
     for (const type of ['call', 'outcome', 'approval', 'grant']) expect(value(now, 'drawbridge_journal_append_errors_total', { type })).toBe(0);
 
@@ -331,7 +351,7 @@ describe('the series read from the state, the journal, the pools and the session
         else expect(allowed[label]?.has(v), `${sample.name}{${label}="${v}"}`).toBe(true);
       }
     }
-    for (const marker of ['mask-canary', 'example.com', 'metrics-approve', 'metrics-deny', 'not today', 'UPDATE', 'alice', 'dana']) {
+    for (const marker of ['mask-canary', 'example.com', 'metrics-approve', 'metrics-deny', 'metrics-self', 'not today', 'UPDATE', 'alice', 'dana']) {
       expect(body).not.toContain(marker);
     }
   });
