@@ -255,6 +255,11 @@ export function createMetrics(names: DeclaredNames, options: MetricsOptions = {}
       return () => {
         for (const stop of detach) stop();
         readCounts = null;
+        cached = null;
+        // What was read from this gateway goes with it; the counters keep what they counted.
+        for (const name of ['drawbridge_approvals_pending', 'drawbridge_grants_active', 'drawbridge_state_counts_up', 'drawbridge_backend_pool_connections']) {
+          registry.removeSingleMetric(name);
+        }
       };
     },
     watchSessions(count) {
