@@ -155,6 +155,11 @@ export interface ApprovalContext {
   /** approval.notify: queues a notification (never blocks, never throws). */
   readonly notify?: Notifier['notify'];
   /**
+   * An in-client decision no store records (the elicitation prompt's), once journaled: the gateway's
+   * observers (metrics) count it with the store's (ApprovalStore.onDecided). Never throws.
+   */
+  readonly decided?: (result: 'approved' | 'denied') => void;
+  /**
    * The requestState sealer (request-state.ts: requestStateKeySource): the gateway's, from
    * approval.request_state_key or the store's shared key. Absent: built from the store's shared key.
    */

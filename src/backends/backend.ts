@@ -174,7 +174,19 @@ export interface BackendConnection<D = unknown> {
    * DrawbridgeError when the connection cannot be used.
    */
   probe(context: ProbeContext): Promise<ProbeResult>;
+  /**
+   * The connection's pool as it is now, for /metrics (read at scrape time, so cheap and
+   * synchronous; never connects). Backends without a pool of their own omit it.
+   */
+  stats?(): PoolStats;
   close(): Promise<void>;
+}
+
+/** A backend connection's pool: connections open (idle ones included), idle, and calls waiting for one. */
+export interface PoolStats {
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
 }
 
 export interface ConnectionDeclaration {
@@ -366,11 +378,13 @@ export function defineBackend<C extends ConnectionDeclaration, D, S extends z.Zo
 /** The connection as the generic stages see it: every request is checked to be its backend's. */
 function guarded<D>(connection: BackendConnection<D>, own: (request: ParsedRequest) => ParsedRequest<D>): BackendConnection {
   const preview = connection.preview?.bind(connection);
+  const stats = connection.stats?.bind(connection);
   return {
     name: connection.name,
     resolve: (request) => connection.resolve(own(request)),
     execute: (request, context) => connection.execute(own(request), context),
     ...(preview ? { preview: (request: ParsedRequest, context: PreviewContext) => preview(own(request), context) } : {}),
+    ...(stats ? { stats } : {}),
     probe: (context) => connection.probe(context),
     close: () => connection.close(),
   };

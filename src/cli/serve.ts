@@ -25,7 +25,7 @@ import { stateLabel } from '../state/open.js';
 import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
 import { createLogger, type Logger } from '../observability/log.js';
-import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { createMetrics, declaredNames, type Metrics } from '../observability/metrics.js';
 import { startStreams, type Streams } from '../journal/stream/streams.js';
 import type { CommandArgs } from './commands.js';
 import { configDir, fail, unresolvedReason, type CliIo } from './io.js';
@@ -39,8 +39,8 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
   const gateway = withJournalTimings(await withCheckpoints(opened, logger), io);
   for (const w of gateway.config.warnings) logger.log('warn', `config: ${w}`);
   gateway.onCallEnd(logger.call);
-  const metrics = createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() });
-  gateway.onCallEnd(metrics.call);
+  const metrics = createMetrics(declaredNames(gateway.config));
+  metrics.attach(gateway);
   const streams = withStreams(gateway, metrics, logger);
   await withTracing(gateway, logger);
   return listen === null ? serveOverStdio(gateway, metrics, streams, io) : serveOverHttp(gateway, metrics, streams, listen, values['public-url'], io);
@@ -289,6 +289,7 @@ async function serveOverHttp(
   }
   // Notifications link to the console page of a request, under the public URL's origin.
   gateway.notifier?.linkTo(http.resource);
+  metrics.watchSessions(() => http.openSessions());
   if (http.resource !== identity.audience) {
     io.stderr.write(
       `drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; ` +

@@ -71,6 +71,8 @@ export interface HttpGateway {
   readonly port: number;
   /** What /readyz answers from: serve marks it shutting down before it drains. */
   readonly health: Health;
+  /** MCP sessions (2025-11-25) open now, for drawbridge_http_sessions. */
+  openSessions(): number;
   close(): Promise<void>;
 }
 
@@ -173,6 +175,7 @@ export async function serveHttp(gateway: Gateway, verifier: TokenVerifier, optio
     resource: location.resource,
     port,
     health,
+    openSessions: () => sessions.size,
     close() {
       closed ??= (async () => {
         site.closing = true;

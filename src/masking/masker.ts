@@ -24,6 +24,11 @@ export interface MaskCount {
 
 /** The rule name reported for masks a backend applies by itself, whatever the policy says. */
 export const BUILT_IN_RULE = 'built-in';
+/** Rule names of the masker's own: a notice withheld because the request read masked data, values an error text quoted. */
+const WITHHELD_RULE = 'withheld';
+const QUOTED_VALUES_RULE = 'quoted-values';
+/** Every rule name a MaskCount may carry besides the names declared in masking rules (metrics label them as such). */
+export const GATEWAY_MASK_RULES: readonly string[] = [BUILT_IN_RULE, WITHHELD_RULE, QUOTED_VALUES_RULE];
 
 /** Options of maskText. */
 interface MaskTextOptions {
@@ -210,7 +215,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array, red
       const withhold = readsMasked(request);
       const notices = result.notices.map((n) => {
         if (!withhold) return scan(n, count);
-        count.add('notice', 'column', 'withheld');
+        count.add('notice', 'column', WITHHELD_RULE);
         return '[masked: notice withheld, the statement read masked data]';
       });
       return { result: { ...result, rows, notices }, masked: count.list() };
@@ -223,7 +228,7 @@ export function createMasker(rules: readonly MaskingRule[], key: Uint8Array, red
         // A value the agent sent itself is not data the request read: it stays.
         const sent = JSON.stringify(request.input);
         const keep = (value: string) => value.length > 0 && (sent.includes(value) || sent.includes(JSON.stringify(value).slice(1, -1)));
-        out = redactQuoted(out, keep, () => count.add('error-text', 'column', 'quoted-values'));
+        out = redactQuoted(out, keep, () => count.add('error-text', 'column', QUOTED_VALUES_RULE));
       }
       out = scan(out.split(TEXT_PART).join(' '), count, exempt);
       return { text: out, masked: count.list() };

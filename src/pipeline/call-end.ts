@@ -52,6 +52,8 @@ export interface CallEnd {
   readonly affectedRows: number | null;
   /** How many values masking replaced in the answer. */
   readonly masked: number;
+  /** The same values by masking rule and detector (their counts add up to `masked`); none when nothing was masked. */
+  readonly maskedBy: readonly MaskedBy[];
   /** When the call started, in epoch milliseconds of the process's own clock (performance.timeOrigin based, for spans). */
   readonly startedAtMs: number;
   readonly durationMs: number;
@@ -63,6 +65,15 @@ export interface CallEnd {
   readonly subject: string | null;
   /** The caller's W3C trace context (the request's `_meta`, else its HTTP headers), when valid; null: the call starts a trace. */
   readonly trace: TraceContext | null;
+}
+
+/** Values masked by one rule, one way: names and a count (never a column, a value or a pattern). */
+export interface MaskedBy {
+  /** The masking rule's name as declared, or the gateway's own (built-in: a backend's field masks; withheld; quoted-values). */
+  readonly rule: string;
+  /** The content detector that found the values, `pattern` for a rule's own patterns, null for a column rule or a field mask. */
+  readonly detector: string | null;
+  readonly count: number;
 }
 
 export type CallEndObserver = (event: CallEnd) => void;

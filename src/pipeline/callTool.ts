@@ -36,7 +36,7 @@ import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js'
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
 import type { Gateway } from './gateway.js';
 import { shuttingDown, type Admission } from './drain.js';
-import type { CallEnd, CallStage, StageTiming } from './call-end.js';
+import type { CallEnd, CallStage, MaskedBy, StageTiming } from './call-end.js';
 import type { TraceContext } from './trace-context.js';
 import { approvalAnswerSchema, type ApprovalChannel } from '../approval/approver.js';
 import { approveStage, type Clearance, type InputRequired } from '../approval/stage.js';
@@ -176,6 +176,7 @@ function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Se
     rows: seen.rows,
     affectedRows: seen.affectedRows,
     masked: seen.masked.reduce((sum, m) => sum + m.count, 0),
+    maskedBy: maskedBy(seen.masked),
     startedAtMs: performance.timeOrigin + seen.started,
     // The whole call, the outcome's append included (the answer's durationMs stops before it).
     durationMs: elapsed(seen.started),
@@ -184,6 +185,17 @@ function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Se
     subject: call.identity?.subject ?? null,
     trace: call.trace ?? null,
   };
+}
+
+/** The masks by rule and detector: the column a mask hit, or the field, is left out (not a name the config declares). */
+function maskedBy(masks: readonly MaskCount[]): MaskedBy[] {
+  const out = new Map<string, MaskedBy>();
+  for (const m of masks) {
+    const detector = m.by !== 'detector' ? null : m.target.startsWith('pattern:') ? 'pattern' : m.target;
+    const key = `${m.rule}\u0000${detector ?? ''}`;
+    out.set(key, { rule: m.rule, detector, count: (out.get(key)?.count ?? 0) + m.count });
+  }
+  return [...out.values()];
 }
 
 async function runPipeline(gateway: Gateway, call: CallInput, admission: Admission | null, seen: Seen): Promise<CallResult> {

@@ -1,9 +1,11 @@
 // The running gateway: validated config, journal, masking key and the
 // brokered backend connections (opened on first use, so a missing secret only
 // refuses the calls that need it). `openGateway` is what `serve` and the tests use.
+// Every journal append made through the gateway (calls, approvals, grants, notices) goes
+// through one observed wrapper, so the operator's observers (metrics) see each one.
 
 import { randomBytes } from 'node:crypto';
-import type { Backend, BackendConnection } from '../backends/backend.js';
+import type { Backend, BackendConnection, PoolStats } from '../backends/backend.js';
 import { BACKENDS } from '../backends/index.js';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -12,7 +14,8 @@ import { DrawbridgeError } from '../errors.js';
 import type { ApprovalContext, Approver } from '../approval/approver.js';
 import { notifierFor, type Notifier, type NotifyTuning } from '../approval/notify.js';
 import { requestStateKeyOf, requestStateKeySource } from '../approval/request-state.js';
-import type { JournalStore, StateStore } from '../state/contract.js';
+import type { DecisionListener, JournalStore, StateStore } from '../state/contract.js';
+import { observedJournal, type JournalAppend } from '../state/timing.js';
 import { openState } from '../state/open.js';
 import { createConnectionHealth, type ConnectionHealth } from './connection-health.js';
 import { createCallGate, type CallGate } from './drain.js';
@@ -20,7 +23,7 @@ import { callEndObservers, type CallEnd, type CallEndObserver } from './call-end
 
 export interface Gateway {
   readonly config: GatewayConfig;
-  /** The shared state (journal, approvals, grants); closed with the gateway. */
+  /** The shared state (journal, approvals, grants); closed with the gateway. Its journal is the observed one (onJournalAppend). */
   readonly state: StateStore;
   /** state.journal. */
   readonly journal: JournalStore;
@@ -37,6 +40,8 @@ export interface Gateway {
   readonly connectionHealth: ConnectionHealth;
   /** Brokered connections, opened on first use. */
   connection(name: string): BackendConnection;
+  /** The pools of the connections opened so far whose backend reports one (BackendConnection.stats); opens nothing. */
+  connectionStats(): ReadonlyMap<string, PoolStats>;
   /**
    * Runs `hook` when the gateway closes, after its connections and before its state: the last
    * moment the journal is complete and still open (serve's shutdown checkpoint signs its head then).
@@ -49,6 +54,13 @@ export interface Gateway {
   onCallEnd(observer: CallEndObserver): () => void;
   /** The pipeline reports a call's end here (callTool); observers' failures are swallowed. */
   callEnded(event: CallEnd): void;
+  /** Subscribes an observer to every journal append made through the gateway, once it resolved; returns the unsubscribe. */
+  onJournalAppend(observer: (append: JournalAppend) => void): () => void;
+  /**
+   * Subscribes to the approval decisions this process records: the state store's (votes through the
+   * API or the console, expiries it marks) and the in-client prompts' no store holds. Returns the unsubscribe.
+   */
+  onApprovalDecided(listener: DecisionListener): () => void;
   close(): Promise<void>;
 }
 
@@ -69,9 +81,22 @@ export function createGateway(options: {
   const closing: Array<() => Promise<void>> = [];
   const callEnd = callEndObservers();
   const clock = options.clock ?? (() => new Date());
+  const appendObservers = new Set<(append: JournalAppend) => void>();
+  const journal = observedJournal(options.state.journal, (append) => {
+    for (const observer of appendObservers) {
+      try {
+        observer(append);
+      } catch {
+        // An observer (a metric) never fails the append it observes.
+      }
+    }
+  });
+  // The state as the rest of the gateway sees it (decisions by the API and the console journal through it too).
+  const state: StateStore = { ...options.state, journal };
+  const inClient = new Set<DecisionListener>();
   const notifier = notifierFor(options.config.approval.notify, {
     environment: options.environment,
-    journal: options.state.journal,
+    journal,
     // Read when a pending request's time is up (the engine opens its approvals on first use).
     approvals: { get: (id, now) => options.state.approvals.get(id, now) },
     clock,
@@ -81,7 +106,7 @@ export function createGateway(options: {
   const approval: ApprovalContext = {
     // The engine opens its approvals on first use: a gateway whose policy never asks for approval creates nothing for them.
     store: () => options.state.approvals,
-    journal: options.state.journal,
+    journal,
     clock,
     settings: options.config.approval,
     ...(options.approvers ? { approvers: options.approvers } : {}),
@@ -89,6 +114,15 @@ export function createGateway(options: {
     ...(options.approvals?.monotonic ? { monotonic: options.approvals.monotonic } : {}),
     ...(options.approvals?.progressEveryMs ? { progressEveryMs: options.approvals.progressEveryMs } : {}),
     ...(notifier ? { notify: notifier.notify } : {}),
+    decided: (result) => {
+      for (const listener of inClient) {
+        try {
+          listener(result, 1);
+        } catch {
+          // A metric's failure is no failure of the decision it counts.
+        }
+      }
+    },
     // approval.request_state_key when set (resolved on first use; openGateway checks it at start), else the state's shared key.
     requestState: requestStateKeySource(
       options.config.approval.requestStateKey ? () => configuredRequestStateKey(options.config, options.environment) : null,
@@ -97,8 +131,8 @@ export function createGateway(options: {
   };
   return {
     config: options.config,
-    state: options.state,
-    journal: options.state.journal,
+    state,
+    journal,
     maskKey: options.maskKey,
     environment: options.environment,
     clock,
@@ -115,11 +149,33 @@ export function createGateway(options: {
       open.set(name, created);
       return created;
     },
+    connectionStats() {
+      const stats = new Map<string, PoolStats>();
+      for (const [name, connection] of open) {
+        const now = connection.stats?.();
+        if (now) stats.set(name, now);
+      }
+      return stats;
+    },
     onClose(hook) {
       closing.push(hook);
     },
     onCallEnd: (observer) => callEnd.subscribe(observer),
     callEnded: (event) => callEnd.notify(event),
+    onApprovalDecided(listener) {
+      const entry: DecisionListener = (result, count) => listener(result, count);
+      inClient.add(entry);
+      const stopStore = options.state.approvals.onDecided(entry);
+      return () => {
+        inClient.delete(entry);
+        stopStore();
+      };
+    },
+    onJournalAppend(observer) {
+      const entry = (append: JournalAppend): void => observer(append);
+      appendObservers.add(entry);
+      return () => void appendObservers.delete(entry);
+    },
     async close() {
       await Promise.allSettled([...open.values()].map((c) => c.close()));
       open.clear();

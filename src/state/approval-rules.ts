@@ -1,13 +1,14 @@
 // The rules of approvals every state engine shares, free of storage: ids, the rule-settings
 // key an open request is reused under, the checks of a vote, how votes decide a request,
 // which approval backs a grant, and the row shapes both engines store (times as epoch
-// milliseconds). Engines (state/sqlite/, state/postgres/) keep only their storage.
+// milliseconds), and the listeners of the decisions a handle records. Engines (state/sqlite/,
+// state/postgres/) keep only their storage.
 
 import { createHash, randomInt } from 'node:crypto';
 import type { ApprovalSubject, Vote } from '../approval/approver.js';
 import { DrawbridgeError } from '../errors.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import type { ApprovalStatus, GrantInput, StoredApproval, StoredGrant } from './contract.js';
+import type { ApprovalDecision, ApprovalStatus, DecisionListener, GrantInput, StoredApproval, StoredGrant } from './contract.js';
 
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -192,4 +193,39 @@ export function toGrant(row: GrantRow): StoredGrant {
     revokedAt: isoOrNull(row.revoked_ms),
     revokedBy: row.revoked_by,
   });
+}
+
+/** The listeners of one store handle: a throwing listener never fails the store's own work. */
+export interface DecisionListeners {
+  subscribe(listener: DecisionListener): () => void;
+  emit(decision: ApprovalDecision, count: number): void;
+}
+
+export function decisionListeners(): DecisionListeners {
+  const listeners = new Set<DecisionListener>();
+  return {
+    subscribe(listener) {
+      const entry: DecisionListener = (d, n) => listener(d, n);
+      listeners.add(entry);
+      return () => void listeners.delete(entry);
+    },
+    emit(decision, count) {
+      if (count <= 0) return;
+      for (const listener of listeners) {
+        try {
+          listener(decision, count);
+        } catch {
+          // A metric's failure is no failure of the decision it counts.
+        }
+      }
+    },
+  };
+}
+
+/** A vote that resolved with its request decided was the deciding one (a decided request takes no vote): counted once. */
+export function decidedBy(listeners: DecisionListeners): (after: StoredApproval) => StoredApproval {
+  return (after) => {
+    if (after.status === 'approved' || after.status === 'denied') listeners.emit(after.status, 1);
+    return after;
+  };
 }

@@ -192,12 +192,35 @@ export interface ApprovalStore {
    * generates its own, which only voids the short-lived states sealed with the old one.
    */
   sharedKey(name: string, create: () => Uint8Array): Promise<Uint8Array>;
+  /**
+   * How many requests are pending (status pending and not past expiresAt at `now`) and how many grants
+   * are active (not revoked, `now` < expiresAt), across every handle, process and replica of this state.
+   * Read-only (marks nothing expired), one cheap query: /metrics asks it at scrape time.
+   */
+  counts(now: Date): Promise<ApprovalCounts>;
+  /**
+   * Subscribes to the decisions this handle records, once each committed: a vote that decided a
+   * request (approved or denied; `count` 1), and requests this handle marked expired (pending, or
+   * approved and never used; `count` how many at once). Every transition is recorded by exactly
+   * one handle, so the sum over the processes sharing a state counts each once. Returns the unsubscribe.
+   */
+  onDecided(listener: DecisionListener): () => void;
   /** Every request (with its votes) and grant, as stored, for `drawbridge state copy`. */
   dump(): Promise<ApprovalsDump>;
   /** Loads a dump into an empty store, ids and times unchanged, in one transaction; rejects input.invalid if the store is not empty. */
   load(dump: ApprovalsDump): Promise<void>;
   close(): Promise<void>;
 }
+
+export interface ApprovalCounts {
+  readonly pending: number;
+  readonly activeGrants: number;
+}
+
+/** A request's decision as ApprovalStore.onDecided reports it. */
+export type ApprovalDecision = 'approved' | 'denied' | 'expired';
+
+export type DecisionListener = (decision: ApprovalDecision, count: number) => void;
 
 export interface ApprovalsDump {
   readonly approvals: readonly StoredApproval[];

@@ -124,6 +124,12 @@ it('serves /healthz, /readyz, /metrics on admin.listen; SIGTERM in a long read: 
   expect(metrics.status).toBe(200);
   const text = await metrics.text();
   expect(text).toMatch(/^drawbridge_calls_total\{tool="run_sql",connection="db",decision="allow",status="ok"\} 1$/m);
+  // serve attaches the rest to its gateway: the call's two appends, the state's counts, the backend's pool.
+  expect(text).toMatch(/^drawbridge_journal_append_seconds_count\{type="call"\} 1$/m);
+  expect(text).toMatch(/^drawbridge_journal_append_seconds_count\{type="outcome"\} 1$/m);
+  expect(text).toMatch(/^drawbridge_state_counts_up 1$/m);
+  expect(text).toMatch(/^drawbridge_approvals_pending 0$/m);
+  expect(text).toMatch(/^drawbridge_backend_pool_connections\{connection="db",state="total"\} [1-9]/m);
   expect(text).not.toContain('SELECT');
 
   const long = sql(s.client, 'SELECT pg_sleep(2) AS slept');

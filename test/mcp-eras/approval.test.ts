@@ -185,9 +185,8 @@ describe('over stdio (drawbridge serve)', () => {
           clearTimeout(timer);
           resolve(m);
         });
-        child.stdin.write(
-          `${JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: envelope({ client: 'raw-stdio', capabilities: FORM }) } })}\n`,
-        );
+        const meta = envelope({ client: 'raw-stdio', capabilities: FORM });
+        child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: meta } })}\n`);
       });
     };
     try {

@@ -24,6 +24,10 @@ const allowedRead: CallEnd = {
   rows: 2,
   affectedRows: null,
   masked: 3,
+  maskedBy: [
+    { rule: 'pii', detector: null, count: 2 },
+    { rule: 'pii', detector: 'email', count: 1 },
+  ],
   startedAtMs: Date.parse('2026-12-01T10:00:00.000Z') - 4.5,
   durationMs: 4.5,
   stages: [

@@ -258,6 +258,56 @@ describe.each(ENGINES)('state contract: $name', (engine) => {
     });
   });
 
+  describe('counts and decisions (what /metrics reads and counts)', () => {
+    const who = { subject: 'alice', issuer: 'local', tool: 'run_sql', connection: 'db', rule: 'writes-need-approval' };
+
+    it('counts pending requests and active grants across handles, marking nothing; a decision is reported once, by its handle', async () => {
+      const fresh = await engine.fresh();
+      const [a, b] = [await fresh.open(), await fresh.again()];
+      const seen: Record<'a' | 'b', string[]> = { a: [], b: [] };
+      const stop = a.approvals.onDecided((d, n) => seen.a.push(`${d}:${n}`));
+      b.approvals.onDecided((d, n) => seen.b.push(`${d}:${n}`));
+      expect(await b.approvals.counts(T0)).toEqual({ pending: 0, activeGrants: 0 });
+
+      const r1 = (await a.approvals.openRequest(subject(), T0, TTL)).approval;
+      const r2 = (await a.approvals.openRequest(subject({ hash: 'e'.repeat(64) }), T0, TTL)).approval;
+      await a.approvals.openRequest(subject({ hash: 'f'.repeat(64) }), T0, TTL);
+      const r4 = (await b.approvals.openRequest(subject({ hash: 'd'.repeat(64), min: 2 }), T0, TTL)).approval;
+      expect(await b.approvals.counts(at(1))).toEqual({ pending: 4, activeGrants: 0 });
+
+      await a.approvals.vote(r1.id, vote(bob, 'approve', { grantMs: 10 * MIN }), at(2));
+      await b.approvals.vote(r2.id, vote(bob, 'deny'), at(3));
+      // Not deciding (one of two votes), and a vote whose hook fails (rolled back): nothing reported.
+      await b.approvals.vote(r4.id, vote(bob), at(4));
+      await rejection(
+        a.approvals.vote(r4.id, vote(carol), at(5), { beforeCommit: async () => Promise.reject(new DrawbridgeError('journal.unavailable', 'down')) }),
+        'journal.unavailable',
+      );
+      expect(seen).toEqual({ a: ['approved:1'], b: ['denied:1'] });
+      await b.approvals.createGrant({ ...who, approvalId: r1.id, grantMs: 10 * MIN }, at(6));
+      const inBand = await a.approvals.createGrant({ ...who, approvalId: 'ap_inband0003', grantMs: MIN }, at(6));
+      expect(await a.approvals.counts(at(7))).toEqual({ pending: 2, activeGrants: 2 });
+      await a.approvals.revokeGrant(inBand.id, 'bob', at(8));
+      expect(await b.approvals.counts(at(9))).toEqual({ pending: 2, activeGrants: 1 });
+
+      // Past expiry: counted out at once, marked (and reported) only by the handle whose read marks them.
+      expect(await b.approvals.counts(at(TTL))).toEqual({ pending: 0, activeGrants: 0 });
+      expect(seen.a.concat(seen.b).filter((e) => e.startsWith('expired'))).toEqual([]);
+      // r1 (approved, never used), r3 and r4 (pending) expire; r2 stays denied.
+      await a.approvals.list(at(TTL));
+      await b.approvals.list(at(TTL + 1));
+      expect(seen).toEqual({ a: ['approved:1', 'expired:3'], b: ['denied:1'] });
+      const r5 = (await b.approvals.openRequest(subject(), at(TTL + 2), TTL)).approval;
+      expect(await b.approvals.get(r5.id, at(2 * TTL + 2))).toMatchObject({ status: 'expired' });
+      expect(await a.approvals.get(r5.id, at(2 * TTL + 3))).toMatchObject({ status: 'expired' });
+      expect(seen).toEqual({ a: ['approved:1', 'expired:3'], b: ['denied:1', 'expired:1'] });
+      stop();
+      const r6 = (await a.approvals.openRequest(subject(), at(2 * TTL + 4), TTL)).approval;
+      await a.approvals.vote(r6.id, vote(bob), at(2 * TTL + 5));
+      expect(seen.a).toEqual(['approved:1', 'expired:3']);
+    });
+  });
+
   describe('shared keys', () => {
     it('sharedKey is get-or-create: 10 concurrent first calls from two handles all get one key, kept across handles, apart per name', async () => {
       const fresh = await engine.fresh();

@@ -12,13 +12,14 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { NotifyTuning } from '../../src/approval/notify.js';
 import type { OidcIdentityDeclaration } from '../../src/config/schema.js';
 import { serveHttp, type HttpGateway } from '../../src/http/server.js';
-import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
+import { createMetrics, declaredNames, type Metrics } from '../../src/observability/metrics.js';
 import { makeIdentity, type Identity } from '../../src/identity/identity.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import { callTool, type CallResult } from '../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../src/pipeline/gateway.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from './fixtures.js';
 import { freePort } from './net.js';
+import { stateRoleUrl } from './state-role.js';
 import { startTestIdp, TEST_CLIENTS, type TestIdp } from './oidc.js';
 
 export interface HttpHarnessOptions<A extends string> {
@@ -36,6 +37,8 @@ export interface HttpHarnessOptions<A extends string> {
   readonly journalReaders?: readonly string[];
   /** YAML flow mapping for `admin:` (e.g. `{ operators: [sre] }`); none by default. */
   readonly admin?: string;
+  /** The state engine: the SQLite files (default), or PostgreSQL (state.url: the test database, as the state role). */
+  readonly state?: 'sqlite' | 'postgres';
   /** More environment for the config's ${VAR} references (DB_URL is set). */
   readonly env?: Readonly<Record<string, string>>;
   /** The gateway's clock (dates decisions, expiries and the journal). */
@@ -109,17 +112,24 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
     }
     if (options.admin)
       writeFileSync(join(dir, 'policies', 'gateway.yaml'), `${readFileSync(join(dir, 'policies', 'gateway.yaml'), 'utf8')}admin: ${options.admin}\n`);
+    const stateUrl = options.state === 'postgres' ? await stateRoleUrl(db) : null;
+    if (stateUrl !== null)
+      writeFileSync(
+        join(dir, 'policies', 'gateway.yaml'),
+        `${readFileSync(join(dir, 'policies', 'gateway.yaml'), 'utf8')}state: { url: { env: STATE_URL } }\n`,
+      );
     const gateway = await openGateway({
       configDir: dir,
-      env: { DB_URL: db.gatewayUrl, ...options.env },
+      env: { DB_URL: db.gatewayUrl, ...(stateUrl === null ? {} : { STATE_URL: stateUrl }), ...options.env },
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.notify ? { notify: options.notify } : {}),
     });
     opened.push(() => gateway.close());
     const verifier = createOidcVerifier(gateway.config.identity as OidcIdentityDeclaration);
     const consoleOptions = options.console;
-    const metrics = options.metrics ? createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() }) : null;
-    if (metrics !== null) gateway.onCallEnd(metrics.call);
+    // Every scrape reads the state afresh (no cache), so a test sees each change at once.
+    const metrics = options.metrics ? createMetrics(declaredNames(gateway.config), { stateCacheMs: 0 }) : null;
+    if (metrics !== null) metrics.attach(gateway);
     const http = await serveHttp(gateway, verifier, {
       host: '127.0.0.1',
       port,
@@ -137,6 +147,7 @@ export async function startHttpGateway<A extends string>(options: HttpHarnessOpt
     opened.push(() => http.close());
     // What serve --http does once it listens: notifications link to the console under the public origin.
     gateway.notifier?.linkTo(http.resource);
+    metrics?.watchSessions(() => http.openSessions());
 
     const tokens = new Map<A, Promise<string>>();
     const token = (account: A): Promise<string> => {

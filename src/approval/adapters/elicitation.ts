@@ -92,6 +92,7 @@ async function askInBand(
       },
       answeredAt,
     );
+    ctx.decided?.('denied');
     throw new DrawbridgeError('approval.declined', `The approval was ${how} in ${s.client ?? 'the client'}; nothing was run.`);
   }
   const grantMs = Math.min(answer.grantMs, s.maxGrantMs ?? 0);
@@ -110,6 +111,7 @@ async function askInBand(
     { event: 'approved', approvalId, via: 'elicitation', approver: who, client: s.client ?? null, reason: answer.reason ?? null, grantMs },
     answeredAt,
   );
+  ctx.decided?.('approved');
   const grant = grantMs > 0 ? await createGrant(ctx, s, approvalId, grantMs) : null;
   return { kind: 'approval', approvalId, via: 'elicitation', votes: [vote], grant };
 }

@@ -13,6 +13,7 @@ import {
   defineBackend,
   TEXT_PART,
   type BackendConnection,
+  type PoolStats,
   type ExecuteContext,
   type ImpactPreview,
   type ParsedRequest,
@@ -681,6 +682,11 @@ class PostgresConnection implements BackendConnection<SqlDetail> {
     } finally {
       lease.release();
     }
+  }
+
+  /** pg-pool's own counts: clients open, idle in the pool, and calls queued for one (pool.max reached). */
+  stats(): PoolStats {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,8 @@ import { DrawbridgeError } from '../../errors.js';
 import {
   checkVote,
   decide,
+  decidedBy,
+  decisionListeners,
   grantBacking,
   iso,
   isoOrNull,
@@ -47,11 +49,17 @@ class HookFailure {
   constructor(readonly error: unknown) {}
 }
 
+/** Requests a transaction marked expired, reported once it commits. */
+interface Marked {
+  expired: number;
+}
+
 export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): ApprovalStore {
   let closed = false;
+  const decided = decisionListeners();
 
   /** Runs `body` in one transaction: a Refusal commits what was done before it, then throws; a failure rolls back. */
-  async function tx<T>(what: string, body: (c: Tx) => Promise<T | Refusal>): Promise<T> {
+  async function tx<T>(what: string, body: (c: Tx, marked: Marked) => Promise<T | Refusal>): Promise<T> {
     if (closed) throw new DrawbridgeError('approval.store_unavailable', 'The approvals store is closed.');
     let client: Tx;
     try {
@@ -60,9 +68,12 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
       throw fault('approval.store_unavailable', `Cannot ${what} in the approvals store`, cause, secrets);
     }
     let broken: Error | undefined;
+    const marked: Marked = { expired: 0 };
     try {
-      const result = await body(client);
+      const result = await body(client, marked);
       await client.query('COMMIT');
+      // Committed (a refusal commits too): what it marked expired is this handle's to report.
+      decided.emit('expired', marked.expired);
       if (isRefusal(result)) throw result.refusal;
       return result;
     } catch (error) {
@@ -116,8 +127,10 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
     return r === undefined ? undefined : (await toApprovals(c, [r]))[0];
   }
 
-  const expireOne = (c: Tx, id: string, at: number) =>
-    c.query(`UPDATE ${A} SET status = 'expired' WHERE id = $1 AND status IN ('pending', 'approved') AND expires_ms <= $2`, [id, at]);
+  const expireOne = async (c: Tx, marked: Marked, id: string, at: number): Promise<void> => {
+    const r = await c.query(`UPDATE ${A} SET status = 'expired' WHERE id = $1 AND status IN ('pending', 'approved') AND expires_ms <= $2`, [id, at]);
+    marked.expired += r.rowCount ?? 0;
+  };
   const announce = (c: Tx, id: string) => c.query('SELECT pg_notify($1, $2)', [CHANNEL, id]);
 
   async function freshId(c: Tx, prefix: 'ap_' | 'gr_'): Promise<string> {
@@ -158,16 +171,17 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
     get(id, now) {
       const at = millis(now);
       // FOR SHARE waits for a vote in progress (its hook may still roll it back) and reads what it committed.
-      return tx('read a request', async (c) => {
-        await expireOne(c, id, at);
+      return tx('read a request', async (c, marked) => {
+        await expireOne(c, marked, id, at);
         return load(c, id, 'FOR SHARE');
       });
     },
 
     list(now, filter = {}) {
       const at = millis(now);
-      return tx('list requests', async (c) => {
-        await c.query(`UPDATE ${A} SET status = 'expired' WHERE status IN ('pending', 'approved') AND expires_ms <= $1`, [at]);
+      return tx('list requests', async (c, marked) => {
+        const r = await c.query(`UPDATE ${A} SET status = 'expired' WHERE status IN ('pending', 'approved') AND expires_ms <= $1`, [at]);
+        marked.expired += r.rowCount ?? 0;
         const rows =
           filter.status === undefined
             ? await c.query<ApprovalRow>(`SELECT * FROM ${A} ORDER BY created_ms DESC, id`)
@@ -178,8 +192,8 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
 
     vote(id: string, vote: Vote, now: Date, hooks: VoteHooks = {}) {
       const at = millis(now);
-      return tx('record a vote', async (c) => {
-        await expireOne(c, id, at);
+      return tx('record a vote', async (c, marked) => {
+        await expireOne(c, marked, id, at);
         const before = await load(c, id, 'FOR UPDATE');
         if (before === undefined) return refuse(notFound(id));
         const refusal = checkVote(before, vote);
@@ -205,13 +219,13 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
         // Inside the open transaction, the row still locked: if the hook rejects, tx() rolls the vote back.
         if (hooks.beforeCommit) await hooks.beforeCommit(after).catch((error: unknown) => Promise.reject(new HookFailure(error)));
         return after;
-      });
+      }).then(decidedBy(decided));
     },
 
     consume(id, now) {
       const at = millis(now);
-      return tx('consume an approval', async (c) => {
-        await expireOne(c, id, at);
+      return tx('consume an approval', async (c, marked) => {
+        await expireOne(c, marked, id, at);
         // The conditional UPDATE is the single use: of concurrent consumes, one finds the row approved.
         const won = await c.query(`UPDATE ${A} SET status = 'consumed', consumed_ms = $1 WHERE id = $2 AND status = 'approved' RETURNING id`, [at, id]);
         if (won.rowCount === 1) {
@@ -319,6 +333,21 @@ export function pgApprovals(pool: pg.Pool, secrets: Secrets, listen: Listener): 
     },
 
     changed: (id, signal) => listen.changed(id, signal),
+
+    counts(now) {
+      const at = millis(now);
+      return tx('count requests and grants', async (c) => {
+        const r = await c.query<{ pending: string; active: string }>(
+          `SELECT (SELECT count(*) FROM ${A} WHERE status = 'pending' AND expires_ms > $1) AS pending,
+                  (SELECT count(*) FROM ${G} WHERE revoked_ms IS NULL AND expires_ms > $1) AS active`,
+          [at],
+        );
+        const row = r.rows[0];
+        return { pending: Number(row?.pending ?? 0), activeGrants: Number(row?.active ?? 0) };
+      });
+    },
+
+    onDecided: (listener) => decided.subscribe(listener),
 
     sharedKey(name, create) {
       if (name.trim() === '') throw new TypeError('sharedKey needs a name');

@@ -14,7 +14,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { DrawbridgeError, isDrawbridgeError } from '../../errors.js';
 import type { ApprovalSubject, Vote } from '../../approval/approver.js';
-import type { ApprovalsDump, ApprovalStatus, GrantInput, GrantQuery, StoredApproval, StoredGrant } from '../contract.js';
+import type { ApprovalCounts, ApprovalsDump, ApprovalStatus, GrantInput, GrantQuery, StoredApproval, StoredGrant } from '../contract.js';
 import {
   checkVote,
   decide,
@@ -93,6 +93,13 @@ export interface SqliteApprovals {
   /** See ApprovalStore.sharedKey: kept in the meta table as `secret:<name>`, created under the write lock. */
   sharedKey(name: string, create: () => Uint8Array): Uint8Array;
   dump(): ApprovalsDump;
+  /** See ApprovalStore.counts: pending requests not past expiry and active grants at `now`; reads only. */
+  counts(now: Date): ApprovalCounts;
+  /**
+   * How many requests this handle marked expired, in transactions that committed, since the last
+   * call (which resets it): the async store reports them to its onDecided listeners.
+   */
+  takeExpired(): number;
   /** Into an empty store only (input.invalid otherwise), in one transaction. */
   load(dump: ApprovalsDump): void;
   close(): void;
@@ -208,6 +215,10 @@ function prepareStatements(db: Database.Database) {
     expireOne: db.prepare("UPDATE approvals SET status = 'expired' WHERE id = ? AND status IN ('pending', 'approved') AND expires_ms <= ?"),
     anyToExpire: db.prepare("SELECT 1 FROM approvals WHERE status IN ('pending', 'approved') AND expires_ms <= ? LIMIT 1").pluck(),
     expireAll: db.prepare("UPDATE approvals SET status = 'expired' WHERE status IN ('pending', 'approved') AND expires_ms <= ?"),
+    counts: db.prepare(
+      `SELECT (SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_ms > @now) AS pending,
+              (SELECT COUNT(*) FROM grants WHERE revoked_ms IS NULL AND expires_ms > @now) AS active`,
+    ),
     listAll: db.prepare('SELECT * FROM approvals ORDER BY created_ms DESC, id'),
     listByStatus: db.prepare('SELECT * FROM approvals WHERE status = ? ORDER BY created_ms DESC, id'),
     nextSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 FROM votes WHERE approval_id = ?').pluck(),
@@ -248,6 +259,9 @@ type Statements = ReturnType<typeof prepareStatements>;
 
 class SqliteApprovalStore implements SqliteApprovals {
   private closed = false;
+  /** Requests marked expired in the transaction still open, and in committed ones not yet taken (takeExpired). */
+  private marking = 0;
+  private expired = 0;
 
   constructor(
     private readonly db: Database.Database,
@@ -281,7 +295,7 @@ class SqliteApprovalStore implements SqliteApprovals {
   list(now: Date, filter: { status?: ApprovalStatus } = {}): StoredApproval[] {
     const at = millis(now);
     return this.guarded('list requests', () => {
-      if (this.stmt.anyToExpire.get(at) !== undefined) this.writeTx(() => this.stmt.expireAll.run(at));
+      if (this.stmt.anyToExpire.get(at) !== undefined) this.writeTx(() => this.mark(this.stmt.expireAll.run(at).changes));
       const rows = (filter.status === undefined ? this.stmt.listAll.all() : this.stmt.listByStatus.all(filter.status)) as ApprovalRow[];
       return rows.map((row) => this.toApproval(row));
     });
@@ -291,7 +305,7 @@ class SqliteApprovalStore implements SqliteApprovals {
     const at = millis(now);
     return this.guarded('record a vote', () =>
       this.writeTx(() => {
-        this.stmt.expireOne.run(id, at);
+        this.mark(this.stmt.expireOne.run(id, at).changes);
         const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
         if (row === undefined) return refuse(notFound(id));
         const before = this.toApproval(row);
@@ -335,7 +349,7 @@ class SqliteApprovalStore implements SqliteApprovals {
     const at = millis(now);
     return this.guarded('consume an approval', () =>
       this.writeTx(() => {
-        this.stmt.expireOne.run(id, at);
+        this.mark(this.stmt.expireOne.run(id, at).changes);
         const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
         if (row === undefined) return refuse(notFound(id));
         if (row.status !== 'approved') {
@@ -503,8 +517,35 @@ class SqliteApprovalStore implements SqliteApprovals {
       this.db.exec(how);
     } catch (error) {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      this.marking = 0;
       throw error;
     }
+    this.settle(how === 'COMMIT');
+  }
+
+  counts(now: Date): ApprovalCounts {
+    const at = millis(now);
+    return this.guarded('count requests and grants', () => {
+      const row = this.stmt.counts.get({ now: at }) as { pending: number; active: number };
+      return { pending: row.pending, activeGrants: row.active };
+    });
+  }
+
+  takeExpired(): number {
+    const n = this.expired;
+    this.expired = 0;
+    return n;
+  }
+
+  /** `changes` requests were marked expired in the transaction now open. */
+  private mark(changes: number): void {
+    this.marking += changes;
+  }
+
+  /** The outermost transaction ended: what it marked expired counts only if it committed. */
+  private settle(committed: boolean): void {
+    if (committed) this.expired += this.marking;
+    this.marking = 0;
   }
 
   /**
@@ -527,7 +568,19 @@ class SqliteApprovalStore implements SqliteApprovals {
    * throwing inside the transaction keeps better-sqlite3 from rolling it back.
    */
   private writeTx<T>(body: () => T | Refusal): T {
-    const result = this.db.transaction(body).immediate();
+    // Nested in voteThen's outer transaction this is a savepoint: the outer COMMIT or ROLLBACK settles (finish).
+    const outermost = !this.db.inTransaction;
+    const before = this.marking;
+    let result: T | Refusal;
+    try {
+      result = this.db.transaction(body).immediate();
+    } catch (error) {
+      // Rolled back (the whole transaction, or only the savepoint): nothing it marked stays.
+      this.marking = before;
+      if (outermost) this.settle(false);
+      throw error;
+    }
+    if (outermost) this.settle(true);
     if (isRefusal(result)) throw result.refusal;
     return result;
   }
@@ -537,7 +590,7 @@ class SqliteApprovalStore implements SqliteApprovals {
     const row = this.stmt.approval.get(id) as ApprovalRow | undefined;
     if (row === undefined || !((row.status === 'pending' || row.status === 'approved') && row.expires_ms <= now)) return row;
     return this.writeTx(() => {
-      this.stmt.expireOne.run(id, now);
+      this.mark(this.stmt.expireOne.run(id, now).changes);
       return this.stmt.approval.get(id) as ApprovalRow | undefined;
     });
   }

@@ -6,7 +6,9 @@
 // into the vote's open transaction.
 
 import { EventEmitter, once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { STREAM_LEASE_MS, type ApprovalStore, type JournalStore, type StateStore, type StreamCursorStore } from '../contract.js';
+import { decidedBy, decisionListeners } from '../approval-rules.js';
 import { DrawbridgeError } from '../../errors.js';
 import type { JournalRecord } from '../records.js';
 import { openJournal, type Journal, type JournalOptions, type PreparedAppend } from './journal.js';
@@ -131,25 +133,29 @@ export function sqliteApprovals(open: () => SqliteApprovals, key = ''): Approval
   let store: SqliteApprovals | null = null;
   let closed = false;
   const locked = serial();
+  const decided = decisionListeners();
   const notify = async <T>(id: string, change: Promise<T>): Promise<T> => {
     const result = await change;
     changes.emit(`${key}\0${id}`);
     return result;
   };
   const use = <T>(body: (s: SqliteApprovals) => T | Promise<T>): Promise<T> =>
-    locked(() => {
+    locked(async () => {
       if (closed && store === null) throw new DrawbridgeError('approval.store_unavailable', 'The approvals store is closed.');
-      return body((store ??= open()));
+      const s = (store ??= open());
+      try {
+        return await body(s);
+      } finally {
+        // Requests this operation marked expired (in transactions that committed, refused or not).
+        decided.emit('expired', s.takeExpired());
+      }
     });
   return {
     openRequest: (subject, now, ttlMs) => use((s) => s.openRequest(subject, now, ttlMs)),
     get: (id, now) => use((s) => s.get(id, now)),
     list: (now, filter) => use((s) => s.list(now, filter)),
     vote: (id, vote, now, hooks) =>
-      notify(
-        id,
-        use((s) => (hooks?.beforeCommit ? s.voteThen(id, vote, now, hooks.beforeCommit) : s.vote(id, vote, now))),
-      ),
+      notify(id, use((s) => (hooks?.beforeCommit ? s.voteThen(id, vote, now, hooks.beforeCommit) : s.vote(id, vote, now))).then(decidedBy(decided))),
     consume: (id, now) =>
       notify(
         id,
@@ -166,6 +172,12 @@ export function sqliteApprovals(open: () => SqliteApprovals, key = ''): Approval
     revokeGrant: (id, by, now) => use((s) => s.revokeGrant(id, by, now)),
     changed: (id, signal) => nextChange(`${key}\0${id}`, signal),
     sharedKey: (name, create) => use((s) => s.sharedKey(name, create)),
+    counts: async (now) => {
+      // A gateway that never asked for approval has no file yet: nothing pending, and /metrics creates none.
+      if (store === null && !closed && key !== '' && key !== ':memory:' && !existsSync(key)) return { pending: 0, activeGrants: 0 };
+      return use((s) => s.counts(now));
+    },
+    onDecided: (listener) => decided.subscribe(listener),
     dump: () => use((s) => s.dump()),
     load: (dump) => use((s) => s.load(dump)),
     close: () =>
