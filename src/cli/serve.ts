@@ -70,9 +70,8 @@ async function journalStart(gateway: Gateway, io: CliIo): Promise<void> {
   } catch (error) {
     io.stderr.write(`drawbridge: warning: the start's config record (hash ${gateway.config.hash}) could not be journaled: ${errorLine(error)}\n`);
   }
-  io.stderr.write(
-    `drawbridge: config ${gateway.config.hash} (SIGHUP${gateway.config.admin.listen ? ' or drawbridge reload' : ''} reloads tools/ and policies/)\n`,
-  );
+  const how = gateway.config.admin.listen ? 'SIGHUP or POST /reload on the admin listener (drawbridge reload)' : 'SIGHUP';
+  io.stderr.write(`drawbridge: config ${gateway.config.hash}; ${how} reloads tools/ and policies/\n`);
 }
 
 function errorLine(error: unknown): string {
@@ -86,7 +85,7 @@ async function startAdmin(gateway: Gateway, health: Health, metrics: Metrics, io
   const { host, port } = parseListen(given, 'admin.listen');
   try {
     const admin = await serveAdmin(health, { host, port }, metrics, createReloadEndpoint(gateway, operatorVerifier(gateway.config)));
-    io.stderr.write(`drawbridge: admin listener (/healthz, /readyz, /metrics, POST /reload) at ${admin.url}\n`);
+    io.stderr.write(`drawbridge: admin listener (/healthz, /readyz, /metrics) at ${admin.url}\n`);
     return admin;
   } catch (error) {
     await gateway.close();

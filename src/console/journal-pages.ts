@@ -186,7 +186,8 @@ function configRow(c: ConfigEvent): string {
   const who = c.via === 'admin' ? `POST /reload${c.operator ? ` by ${c.operator}` : ''}` : c.via === 'signal' ? 'SIGHUP' : (c.via ?? '—');
   const problems = c.problems.length ? `<ul>${c.problems.map((p) => `<li>${e(p)}</li>`).join('')}</ul>` : '—';
   return `<tr data-config-event="${e(c.event ?? '')}" data-result="${e(c.result ?? '')}"><td>${e(c.time)}</td><td>${c.seq}</td><td>${e(c.event ?? '—')}</td>
-<td>${e(who)}</td><td>${e(c.result ?? '—')}${c.code ? ` <span class="muted">(${e(c.code)})</span>` : ''}</td><td>${short(c.hash)}</td><td>${short(c.previousHash)}</td>
+<td>${e(who)}</td><td>${e(c.result ?? '—')}${c.code ? ` <span class="muted">(${e(c.code)})</span>` : ''}</td>
+<td>${short(c.hash)}</td><td>${short(c.previousHash)}</td>
 <td>${short(c.attempted)}</td><td>${problems}</td></tr>`;
 }
 

@@ -1,6 +1,6 @@
 // POST /reload on the admin listener (admin.listen): asks the gateway to reload tools/ and
 // policies/ (gateway.reload; the same as SIGHUP) and answers the outcome as JSON. Mutating, so:
-// - no browser may send it: a request with an Origin or Sec-Fetch-* header, or a body a form can
+// - no browser may send it: a request with an Origin header or a Sec-Fetch-Site other than none, or a body a form can
 //   send without a preflight (form-urlencoded, multipart, text/plain), is refused. Browsers put
 //   these on every cross-origin POST, and the admin listener serves no page that would post here;
 //   `drawbridge reload` and curl send none of them.
@@ -74,11 +74,13 @@ export function createReloadEndpoint(gateway: Gateway, verifier: TokenVerifier |
         return true;
       }
       const type = req.headers['content-type'] ?? '';
-      const browser = req.headers.origin !== undefined || Object.keys(req.headers).some((h) => h.startsWith('sec-fetch-')) || SIMPLE_TYPES.test(type);
+      // Sec-Fetch-Site, not every Sec-Fetch-* header: Node's own fetch sends Sec-Fetch-Mode.
+      const site = req.headers['sec-fetch-site'];
+      const browser = req.headers.origin !== undefined || (site !== undefined && site !== 'none') || SIMPLE_TYPES.test(type);
       // The body is never read: nothing in it is used.
       req.resume();
       if (browser) {
-        refuse(res, 403, new DrawbridgeError('admin.forbidden', 'POST /reload refuses requests a browser sent (Origin, Sec-Fetch-*, or a form body).'));
+        refuse(res, 403, new DrawbridgeError('admin.forbidden', 'POST /reload refuses requests a browser sent (Origin, Sec-Fetch-Site, or a form body).'));
         return true;
       }
       const who = await operator(req, res);

@@ -133,7 +133,8 @@ export function reloadLogLine(outcome: ReloadOutcome): string {
       c.removed.length ? `removed ${c.removed.join(', ')}` : '',
     ].filter((s) => s !== '');
     const same = outcome.previousHash === outcome.hash ? ' (unchanged)' : '';
-    return `drawbridge: reload (${by}) applied: config ${outcome.hash}${same} (was ${outcome.previousHash})${changed.length ? `; connections ${changed.join('; ')}` : ''}`;
+    const connections = changed.length ? `; connections ${changed.join('; ')}` : '';
+    return `drawbridge: reload (${by}) applied: config ${outcome.hash}${same} (was ${outcome.previousHash})${connections}`;
   }
   return (
     `drawbridge: reload (${by}) refused (${outcome.code}), keeping config ${outcome.hash}; attempted ${outcome.attempted ?? 'unreadable'}: ` +
