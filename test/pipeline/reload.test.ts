@@ -14,6 +14,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { configHash } from '../../src/config/load.js';
 import { localIdentityProvider } from '../../src/identity/identity.js';
+import { configEvents } from '../../src/journal/search.js';
 import { verifyStore } from '../../src/journal/verify.js';
 import type { ReloadOutcome } from '../../src/pipeline/reload.js';
 import { createMcpServer } from '../../src/server.js';
@@ -168,6 +169,12 @@ it('reloads asked at once run one at a time; a restart-only change is refused an
     ['applied', running, 'signal'],
     ['applied', running, 'admin'],
     ['refused', running, 'signal'],
+  ]);
+  // As the console's config page reads them: newest first, with who asked.
+  const events = await configEvents(gw.gateway.journal, 2);
+  expect(events.map((e) => [e.result, e.code, e.via, e.operator])).toEqual([
+    ['refused', 'config.restart_required', 'signal', null],
+    ['applied', null, 'admin', 'sam'],
   ]);
   expect((await verifyStore(gw.gateway.journal)).ok).toBe(true);
 });
