@@ -53,17 +53,18 @@ const bearer = async (account: keyof typeof ACCOUNTS) => ({ authorization: `Bear
 it('refuses browsers, callers without a token and non-operators; nothing is reloaded or journaled for them', async () => {
   expect((await reload({}, 'GET')).status).toBe(405);
   const sam = await bearer('sam');
-  for (const headers of [
+  const browsers: Array<Record<string, string>> = [
     { ...sam, origin: admin.url },
     { ...sam, origin: 'https://evil.example' },
     { ...sam, 'content-type': 'application/x-www-form-urlencoded' },
     { ...sam, 'content-type': 'text/plain' },
     { ...sam, 'sec-fetch-site': 'cross-site' },
-  ]) {
+  ];
+  for (const headers of browsers) {
     const r = await reload(headers);
     expect(r.status, JSON.stringify(headers)).toBe(403);
     // A foreign Origin is already refused by the listener's Host/Origin check (DNS rebinding), before /reload.
-    if (headers.origin === 'https://evil.example') expect(r.body).toBe('Invalid Origin header: https://evil.example\n');
+    if (headers['origin'] === 'https://evil.example') expect(r.body).toBe('Invalid Origin header: https://evil.example\n');
     else expect(r.body).toMatchObject({ error: { code: 'admin.forbidden' } });
   }
   expect(await reload()).toMatchObject({ status: 401, body: { error: { code: 'admin.forbidden' } } });
