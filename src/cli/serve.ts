@@ -25,7 +25,7 @@ import { serveStdio } from '../server.js';
 import { stateLabel } from '../state/open.js';
 import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
-import { reloadLogLine, startRecord } from '../pipeline/reload.js';
+import { reloadLogEntry, startRecord } from '../pipeline/reload.js';
 import { createReloadEndpoint } from '../http/reload.js';
 import type { JournalStore } from '../state/contract.js';
 import { createLogger, type Logger } from '../observability/log.js';
@@ -53,7 +53,10 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
   gateway.onCallEnd(logger.call);
   const metrics = createMetrics({ tools: gateway.config.tools.keys(), connections: gateway.config.connections.keys() });
   gateway.onCallEnd(metrics.call);
-  gateway.onReload((outcome) => io.stderr.write(`${reloadLogLine(outcome)}\n`));
+  gateway.onReload((outcome) => {
+    const entry = reloadLogEntry(outcome);
+    logger.log(entry.level, entry.msg, entry.fields);
+  });
   await journalStart(gateway, io);
   reloadNow = () => void gateway.reload({ via: 'signal' });
   if (hupEarly) reloadNow();

@@ -122,24 +122,41 @@ export function startRecord(config: GatewayConfig): Record<string, unknown> {
   return { event: 'start', result: 'applied', hash: config.hash, previousHash: null, attempted: config.hash, problems: [], by: { via: 'start' } };
 }
 
-/** One log line's text for a reload attempt (stderr). */
-export function reloadLogLine(outcome: ReloadOutcome): string {
-  const by = outcome.by.via === 'signal' ? 'SIGHUP' : `POST /reload${outcome.by.operator ? ` by ${outcome.by.operator}` : ''}`;
+/** A reload attempt as the operator's log has it (one line on stderr): applied is info, refused a warning; problems joined on the line. */
+export function reloadLogEntry(outcome: ReloadOutcome): {
+  readonly level: 'info' | 'warn';
+  readonly msg: string;
+  readonly fields: Readonly<Record<string, string | number>>;
+} {
+  const by = outcome.by.via === 'signal' ? { by: 'SIGHUP' } : { by: 'POST /reload', ...(outcome.by.operator ? { operator: outcome.by.operator } : {}) };
   if (outcome.result === 'applied') {
     const c = outcome.connections;
-    const changed = [
-      c.replaced.length ? `replaced ${c.replaced.join(', ')}` : '',
-      c.added.length ? `added ${c.added.join(', ')}` : '',
-      c.removed.length ? `removed ${c.removed.join(', ')}` : '',
-    ].filter((s) => s !== '');
-    const same = outcome.previousHash === outcome.hash ? ' (unchanged)' : '';
-    const connections = changed.length ? `; connections ${changed.join('; ')}` : '';
-    return `drawbridge: reload (${by}) applied: config ${outcome.hash}${same} (was ${outcome.previousHash})${connections}`;
+    const listed = (key: string, names: readonly string[]) => (names.length > 0 ? { [key]: names.join(',') } : {});
+    return {
+      level: 'info',
+      msg: outcome.hash === outcome.previousHash ? 'config reloaded (unchanged)' : 'config reloaded',
+      fields: {
+        ...by,
+        hash: outcome.hash,
+        previousHash: outcome.previousHash,
+        ...listed('replaced', c.replaced),
+        ...listed('added', c.added),
+        ...listed('removed', c.removed),
+      },
+    };
   }
-  return (
-    `drawbridge: reload (${by}) refused (${outcome.code}), keeping config ${outcome.hash}; attempted ${outcome.attempted ?? 'unreadable'}: ` +
-    `${outcome.problems.length} problem(s):\n${outcome.problems.map((p) => `  ${p}`).join('\n')}`
-  );
+  return {
+    level: 'warn',
+    msg: 'config reload refused, the running config is kept',
+    fields: {
+      ...by,
+      code: outcome.code,
+      hash: outcome.hash,
+      attempted: outcome.attempted ?? 'unreadable',
+      problemCount: outcome.problems.length,
+      problems: outcome.problems.join(' | '),
+    },
+  };
 }
 
 /** JSON with object keys sorted: two settings compare equal whatever order the YAML wrote them in. */

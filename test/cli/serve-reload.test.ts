@@ -79,6 +79,11 @@ it('SIGHUP: a broken policy is refused (the denied call stays denied), a valid o
   const first = (await waitForOutput(stderr, /drawbridge: config ([0-9a-f]{64});/, 'the config hash'))[1] as string;
   // The hash the gateway serves is the one `drawbridge check` prints.
   expect(runCli(['check', '--config', dir], { env: { DB_URL: db.gatewayUrl } }).stdout).toContain(`config hash: ${first}\n`);
+  /** The first JSON log line with this msg (stderr is not a terminal: the log is JSON), once it is there. */
+  const logged = async (msg: string): Promise<Record<string, unknown>> => {
+    const pattern = new RegExp(`^\\{.*"msg":${JSON.stringify(msg).replace(/[()|.*+?[\]\\]/g, '\\$&')}.*\\}$`, 'm');
+    return JSON.parse((await waitForOutput(stderr, pattern, msg))[0]) as Record<string, unknown>;
+  };
   const products = () =>
     client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT count(*) AS n FROM products' } }) as Promise<CallToolResult>;
   try {
@@ -89,20 +94,18 @@ it('SIGHUP: a broken policy is refused (the denied call stays denied), a valid o
     // A broken policy: refused, the problems logged with file and line, the old policy still decides.
     writeFileSync(join(dir, 'policies', 'rules.yaml'), BROKEN);
     transport.signal('SIGHUP');
-    const refusedLine = await waitForOutput(
-      stderr,
-      /reload \(SIGHUP\) refused \(config\.invalid\), keeping config ([0-9a-f]{64}); attempted ([0-9a-f]{64})/,
-      'refused',
-    );
-    expect(refusedLine[1]).toBe(first);
-    expect(refusedLine[2]).not.toBe(first);
-    expect(stderr()).toMatch(/rules\.yaml:\d+: .*effekt/);
+    const refusedLine = await logged('config reload refused, the running config is kept');
+    expect(refusedLine).toMatchObject({ level: 'warn', by: 'SIGHUP', code: 'config.invalid', hash: first, problemCount: expect.any(Number) });
+    expect(refusedLine['attempted']).not.toBe(first);
+    expect(refusedLine['problems']).toMatch(/rules\.yaml:\d+: .*effekt/);
     expect(textOf(await products())).toMatch(/^policy\.no_match: /);
 
     // A valid one: applied, the call is now allowed.
     writeFileSync(join(dir, 'policies', 'rules.yaml'), WITH_PRODUCTS);
     transport.signal('SIGHUP');
-    const second = (await waitForOutput(stderr, /reload \(SIGHUP\) applied: config ([0-9a-f]{64}) \(was ([0-9a-f]{64})\)/, 'applied'))[1] as string;
+    const appliedLine = await logged('config reloaded');
+    expect(appliedLine).toMatchObject({ level: 'info', by: 'SIGHUP', previousHash: first });
+    const second = appliedLine['hash'] as string;
     expect(second).not.toBe(first);
     const allowed = await products();
     expect(allowed.isError, textOf(allowed)).toBeFalsy();
