@@ -5,7 +5,8 @@
 // deployments use too. Both are unauthenticated and say only `ok` / `not ready`; a bearer token
 // of an admin.operators group (verified with the gateway's own verifier) gets JSON per check.
 // A backend being down does not make the gateway unready (its tools fail closed on their own) unless
-// admin.ready_requires names its connection.
+// admin.ready_requires names its connection. The config check carries the hash of the config in
+// effect and the last reload attempt: a refused reload leaves the gateway ready (the old config serves).
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
