@@ -114,7 +114,8 @@ export const COMMANDS = {
     },
     examples: [
       'drawbridge reload --config /etc/drawbridge',
-      'DRAWBRIDGE_OPERATOR_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli) drawbridge reload --admin http://10.0.0.5:9090',
+      'export DRAWBRIDGE_OPERATOR_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli)',
+      'drawbridge reload --admin http://10.0.0.5:9090',
     ],
     notes: [
       'Exit 0: the new config took effect. Exit 1: the gateway refused it (the running config is kept; the problems are printed), or it cannot be reached.',
