@@ -191,10 +191,14 @@ export function createGateway(options: {
   let lastReload: ReloadOutcome | null = null;
   let queue: Promise<unknown> = Promise.resolve();
 
-  /** Closes each retired connection no call can still reach: its configs are all past and idle. */
-  const sweep = (): void => {
+  /**
+   * Lets go of a past config once no call holds it (so a connection every config keeps does not
+   * collect them all), then closes each retired connection no call can still reach.
+   */
+  const sweep = (past: Generation): void => {
+    if (past === current || past.calls > 0) return;
+    for (const slot of past.slots.values()) slot.holders.delete(past);
     for (const slot of retiring) {
-      for (const holder of slot.holders) if (holder !== current && holder.calls === 0) slot.holders.delete(holder);
       if (slot.holders.size > 0) continue;
       retiring.delete(slot);
       slot.closed = true;
@@ -263,7 +267,7 @@ export function createGateway(options: {
     current = generation(next, previous);
     for (const slot of previous.slots.values()) if (!slot.holders.has(current)) retiring.add(slot);
     connectionHealth.follow(next.connections.keys(), changes.replaced);
-    sweep();
+    sweep(previous);
     return applied;
   };
 
@@ -293,7 +297,7 @@ export function createGateway(options: {
           if (released) return;
           released = true;
           held.calls--;
-          if (held !== current && held.calls === 0) sweep();
+          sweep(held);
         },
       };
     },
