@@ -144,7 +144,12 @@ it('a call in flight finishes under its config (decision, masking, old connectio
 
 it('reloads asked at once run one at a time; a restart-only change is refused and the running config kept; the journal verifies', async () => {
   const running = gw.gateway.config.hash;
+  const kept = gw.gateway.connection('db');
+  const closed = vi.spyOn(kept, 'close');
   const [a, b] = await Promise.all([gw.gateway.reload({ via: 'signal' }), gw.gateway.reload({ via: 'admin', operator: 'sam' })]);
+  // A connection whose declaration did not change is kept across reloads, open.
+  expect(gw.gateway.connection('db')).toBe(kept);
+  expect(closed).not.toHaveBeenCalled();
   expect(a).toMatchObject({ result: 'applied', hash: running, previousHash: running });
   expect(b).toMatchObject({ result: 'applied', hash: running, previousHash: running, by: { via: 'admin', operator: 'sam' } });
 
