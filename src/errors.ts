@@ -21,6 +21,8 @@ type CoreErrorCode =
   | 'config.invalid'
   | 'config.secret_missing'
   | 'config.secret_invalid'
+  | 'config.restart_required'
+  | 'admin.forbidden'
   | 'identity.missing'
   | 'identity.invalid_token'
   | 'identity.insufficient_scope'
@@ -63,6 +65,12 @@ type CoreErrorCode =
 
 const HINTS: Record<CoreErrorCode, string> = {
   'config.invalid': 'Fix the listed problems in tools/ or policies/ and run `drawbridge check`.',
+  'config.restart_required':
+    'The running gateway keeps its config: these settings are read once, when the gateway starts. Restart the gateway to apply them ' +
+    '(or revert them and reload again).',
+  'admin.forbidden':
+    'POST /reload on the admin listener takes no browser requests (no Origin, no form content type); with OIDC identities it needs ' +
+    'the bearer token of a member of an admin.operators group.',
   'config.secret_missing': 'Set the referenced environment variable or file on the gateway host, then retry.',
   'config.secret_invalid':
     'A secret of this connection has the wrong form. Retrying will not help: tell the operator, ' +
@@ -144,6 +152,8 @@ export type ErrorKind = 'refusal' | 'fault';
 
 const KINDS: Record<CoreErrorCode, ErrorKind> = {
   'config.invalid': 'fault',
+  'config.restart_required': 'refusal',
+  'admin.forbidden': 'refusal',
   'config.secret_missing': 'fault',
   'config.secret_invalid': 'fault',
   'identity.missing': 'refusal',

@@ -236,7 +236,23 @@ export interface McpServerOptions {
 interface Served {
   readonly gateway: Gateway;
   readonly identities: IdentityProvider;
-  readonly tools: Tool[];
+  /** The current config's tools (they follow a reload), described once per config. */
+  readonly tools: () => Tool[];
+}
+
+const described = new WeakMap<GatewayConfig, Tool[]>();
+
+/** tools/list of the gateway's current config: after a reload, the next list shows the new tools and policy. */
+function currentTools(gateway: Gateway): () => Tool[] {
+  return () => {
+    const config = gateway.config;
+    let tools = described.get(config);
+    if (tools === undefined) {
+      tools = describeTools(config);
+      described.set(config, tools);
+    }
+    return tools;
+  };
 }
 
 function serverOptions(): ServerOptions {
@@ -249,7 +265,7 @@ function serverOptions(): ServerOptions {
 function build(served: Served, options: McpServerOptions): Server {
   const era = options.era ?? 'legacy';
   const server = new GatewayServer({ name: SERVER_NAME, version: SERVER_VERSION }, serverOptions());
-  server.setRequestHandler('tools/list', async () => ({ tools: served.tools }));
+  server.setRequestHandler('tools/list', async () => ({ tools: served.tools() }));
   const call: RawToolsCall = (params, ctx) => pipelineCall(served, server, era, options.session, params, ctx);
   server.useRawToolsCall(call);
   // The 3-argument registration: the params schema accepts any object, so the spec schema
@@ -373,7 +389,7 @@ export function inputRoundOf(ctx: ServerContext, key: string): { readonly reques
 
 /** An MCP server for one 2025-11-25 connection (a transport connected directly, e.g. in process). */
 export function createMcpServer(gateway: Gateway, identities: IdentityProvider, options: McpServerOptions = {}): Server {
-  return build({ gateway, identities, tools: describeTools(gateway.config) }, options);
+  return build({ gateway, identities, tools: currentTools(gateway) }, options);
 }
 
 /** The factory the SDK's entries call: once per stdio connection (plus a discarded discover probe), once per modern HTTP request. */
@@ -384,7 +400,7 @@ export type McpServerFactory = (ctx: McpRequestContext) => Server;
  * SDK builds one instance per connection); absent: none (HTTP sessions bring their own).
  */
 export function mcpServerFactory(gateway: Gateway, identities: IdentityProvider, options: { readonly session?: () => string } = {}): McpServerFactory {
-  const served: Served = { gateway, identities, tools: describeTools(gateway.config) };
+  const served: Served = { gateway, identities, tools: currentTools(gateway) };
   return (ctx) => build(served, { era: ctx.era, ...(options.session ? { session: options.session() } : {}) });
 }
 

@@ -104,6 +104,24 @@ export const COMMANDS = {
       'export DRAWBRIDGE_APPROVER_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli)',
     ],
   }),
+  reload: define({
+    path: 'reload',
+    summary: "ask a running gateway to reload tools/ and policies/ (its admin listener's POST /reload, like SIGHUP); prints the hash or the problems",
+    usage: ['reload [--admin URL] [--config DIR]'],
+    options: {
+      config: CONFIG,
+      admin: { type: 'string', value: 'URL', help: "the gateway's admin listener, e.g. http://127.0.0.1:9090 (default: admin.listen of the config)" },
+    },
+    examples: [
+      'drawbridge reload --config /etc/drawbridge',
+      'export DRAWBRIDGE_OPERATOR_TOKEN=$(drawbridge token https://drawbridge.example.com/mcp --client-id drawbridge-cli)',
+      'drawbridge reload --admin http://10.0.0.5:9090',
+    ],
+    notes: [
+      'Exit 0: the new config took effect. Exit 1: the gateway refused it (the running config is kept; the problems are printed), or it cannot be reached.',
+      'With OIDC identities the gateway wants an operator (admin.operators) token: set DRAWBRIDGE_OPERATOR_TOKEN.',
+    ],
+  }),
   check: define({
     path: 'check',
     summary: 'validate tools/ and policies/; with --connect also reach every connection; exit 0 or 1',

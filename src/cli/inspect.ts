@@ -77,6 +77,8 @@ function describeConfig(dir: string, config: GatewayConfig, probeSecrets: boolea
   io.stdout.write(
     `OK ${dir}: ${config.connections.size} connection(s), ${config.tools.size} tool(s), ` +
       `${config.rules.length} rule(s), ${config.masking.length} masking rule(s)\n` +
+      // The hash serve journals at start, on every reload and in every call's intent (README: Reload).
+      `config hash: ${config.hash}\n` +
       (identity?.mode === 'local' ? `identity: ${identity.subject} [local] groups: ${identity.groups.join(', ') || '(none)'}\n` : '') +
       (identity?.mode === 'oidc'
         ? `identity: OIDC, issuer ${identity.issuer}, audience ${identity.audience}, groups from ${identity.groups_claim}${scopes}\n` +

@@ -19,6 +19,8 @@ export interface CliIo {
   readonly cwd: string;
   /** Calls `stop` once, on the first request to stop (SIGINT or SIGTERM for the binary). */
   onStop(stop: () => void): void;
+  /** Calls `reload` on every request to reload (SIGHUP for the binary; serve only). Absent: nothing asks (tests in process). */
+  onReload?(reload: () => void): void;
 }
 
 /** The real process: its streams, environment, working directory and signals. */
@@ -40,6 +42,10 @@ export function processIo(): CliIo {
       };
       process.once('SIGINT', once);
       process.once('SIGTERM', once);
+    },
+    onReload(reload) {
+      // Listening also replaces SIGHUP's default, which would end the process.
+      process.on('SIGHUP', () => reload());
     },
   };
 }

@@ -24,6 +24,7 @@ import {
 import { check, policyExplain } from './inspect.js';
 import { fail, printHelp, type CliIo } from './io.js';
 import { journalCheckpoint, journalExport, journalStream, journalVerify } from './journal.js';
+import { reload } from './reload.js';
 import { connect, serve, token } from './serve.js';
 import { stateCopy, stateMigrate } from './state.js';
 
@@ -45,6 +46,7 @@ const RUNNERS: { readonly [N in CommandName]: Runner } = {
   connect: runner(COMMANDS.connect, connect),
   token: runner(COMMANDS.token, token),
   check: runner(COMMANDS.check, check),
+  reload: runner(COMMANDS.reload, reload),
   'policy explain': runner(COMMANDS['policy explain'], policyExplain),
   'journal export': runner(COMMANDS['journal export'], journalExport),
   'journal verify': runner(COMMANDS['journal verify'], journalVerify),

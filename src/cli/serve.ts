@@ -5,6 +5,7 @@
 // the work. Serving over stdio uses the process's own stdin and stdout (the
 // MCP transport), so these commands are tested as a child process.
 
+import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -24,6 +25,9 @@ import { SERVER_VERSION, serveStdio } from '../server.js';
 import { stateLabel } from '../state/open.js';
 import { timedJournal } from '../state/timing.js';
 import { installProcessGuard } from '../server-guard.js';
+import { reloadLogEntry, startRecord } from '../pipeline/reload.js';
+import { createReloadEndpoint } from '../http/reload.js';
+import type { JournalStore } from '../state/contract.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { createMetrics, declaredNames, type Metrics } from '../observability/metrics.js';
 import { startStreams, type Streams } from '../journal/stream/streams.js';
@@ -34,13 +38,29 @@ import { signInOptions } from './remote.js';
 export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promise<number> {
   if (values['public-url'] !== undefined && values.http === undefined) fail('--public-url applies to --http only.');
   const listen = values.http === undefined ? null : parseListen(values.http);
-  const opened = await openServingGateway(configDir(values.config, io), io);
+  // SIGHUP is taken from the start (its default would end the process); one that comes before the gateway serves reloads once it does.
+  let reloadNow: (() => void) | null = null;
+  let hupEarly = false;
+  io.onReload?.(() => {
+    if (reloadNow) reloadNow();
+    else hupEarly = true;
+  });
+  const timings = journalTimings(io);
+  const opened = await openServingGateway(configDir(values.config, io), io, timings?.wrap);
+  if (timings) opened.onClose(timings.write);
   const logger = serveLogger(opened, io);
-  const gateway = withJournalTimings(await withCheckpoints(opened, logger), io);
+  const gateway = await withCheckpoints(opened, logger);
   for (const w of gateway.config.warnings) logger.log('warn', `config: ${w}`);
   gateway.onCallEnd(logger.call);
   const metrics = createMetrics(declaredNames(gateway.config));
   metrics.attach(gateway);
+  gateway.onReload((outcome) => {
+    const entry = reloadLogEntry(outcome);
+    logger.log(entry.level, entry.msg, entry.fields);
+  });
+  await journalStart(gateway, io);
+  reloadNow = () => void gateway.reload({ via: 'signal' });
+  if (hupEarly) reloadNow();
   const streams = withStreams(gateway, metrics, logger);
   await withTracing(gateway, logger);
   return listen === null ? serveOverStdio(gateway, metrics, streams, io) : serveOverHttp(gateway, metrics, streams, listen, values['public-url'], io);
@@ -62,9 +82,29 @@ function withStreams(gateway: Gateway, metrics: Metrics, logger: Logger): Stream
     registry: metrics.registry,
     log: (level, message) => logger.log(level, message),
   });
+  // A call's records and a reload's config record are streamed without waiting for the next poll.
   gateway.onCallEnd(() => streams.wake());
+  gateway.onReload(() => streams.wake());
   gateway.onClose(() => streams.stop());
   return streams;
+}
+
+/**
+ * The journal's `config` record of this start (event start, the config's hash): which config decided
+ * the calls until the first reload. A journal that cannot take it is reported; calls find out on their own.
+ */
+async function journalStart(gateway: Gateway, io: CliIo): Promise<void> {
+  try {
+    await gateway.journal.append('config', randomUUID(), startRecord(gateway.config), gateway.clock());
+  } catch (error) {
+    io.stderr.write(`drawbridge: warning: the start's config record (hash ${gateway.config.hash}) could not be journaled: ${errorLine(error)}\n`);
+  }
+  const how = gateway.config.admin.listen ? 'SIGHUP or POST /reload on the admin listener (drawbridge reload)' : 'SIGHUP';
+  io.stderr.write(`drawbridge: config ${gateway.config.hash}; ${how} reloads tools/ and policies/\n`);
+}
+
+function errorLine(error: unknown): string {
+  return isDrawbridgeError(error) ? `${error.code}: ${firstLine(error.message)}` : firstLine(String(error));
 }
 
 /** admin.listen's listener (/healthz, /readyz, /metrics), or null when none is configured; a bind that fails stops the gateway from starting. */
@@ -73,7 +113,7 @@ async function startAdmin(gateway: Gateway, health: Health, metrics: Metrics, io
   if (given === null) return null;
   const { host, port } = parseListen(given, 'admin.listen');
   try {
-    const admin = await serveAdmin(health, { host, port }, metrics);
+    const admin = await serveAdmin(health, { host, port }, metrics, createReloadEndpoint(gateway, operatorVerifier(gateway.config)));
     io.stderr.write(`drawbridge: admin listener (/healthz, /readyz, /metrics) at ${admin.url}\n`);
     return admin;
   } catch (error) {
@@ -167,7 +207,7 @@ async function withTracing(gateway: Gateway, logger: Logger): Promise<void> {
  * (state.url unresolved or unreachable, a schema newer than this build, a journal file that
  * cannot be written): a gateway never serves without the journal every call's intent goes to.
  */
-async function openServingGateway(dir: string, io: CliIo): Promise<Gateway> {
+async function openServingGateway(dir: string, io: CliIo, wrapJournal?: (journal: JournalStore) => JournalStore): Promise<Gateway> {
   const config = loadConfig(dir);
   const cannot = (reason: string): never => fail(`drawbridge: cannot serve: the state (${stateLabel(config)}) cannot be opened: ${reason}`, 1);
   if (config.state.engine !== 'sqlite') {
@@ -180,7 +220,7 @@ async function openServingGateway(dir: string, io: CliIo): Promise<Gateway> {
     }
   }
   try {
-    return await openGateway({ configDir: dir, env: io.env });
+    return await openGateway({ configDir: dir, env: io.env, ...(wrapJournal ? { wrapJournal } : {}) });
   } catch (error) {
     if (isDrawbridgeError(error) && STATE_CODES.has(error.code)) {
       return cannot(`${error.code}: ${firstLine(error.message)}`);
@@ -198,15 +238,17 @@ function firstLine(text: string): string {
  * when the gateway closes (state/timing.ts). For the benchmark (bench/throughput.ts), which
  * cannot look inside the server process; unset, the journal is not wrapped at all.
  */
-function withJournalTimings(gateway: Gateway, io: CliIo): Gateway {
+function journalTimings(io: CliIo): { wrap: (journal: JournalStore) => JournalStore; write: () => Promise<void> } | null {
   const file = io.env['DRAWBRIDGE_JOURNAL_TIMINGS'];
-  if (file === undefined || file === '') return gateway;
-  const timed = timedJournal(gateway.journal);
+  if (file === undefined || file === '') return null;
+  let timed: ReturnType<typeof timedJournal> | null = null;
   return {
-    ...gateway,
-    journal: timed.journal,
-    async close() {
-      await gateway.close();
+    wrap(journal) {
+      timed = timedJournal(journal);
+      return timed.journal;
+    },
+    async write() {
+      if (timed === null) return;
       try {
         writeFileSync(file, `${JSON.stringify(timed.timings())}\n`);
       } catch (error) {

@@ -3,6 +3,7 @@
 // is half-loaded: either the whole config is valid or loading throws.
 // Secrets are not resolved here (only when a connection opens).
 
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Document, LineCounter, parseAllDocuments, isMap, isPair, isScalar, visit } from 'yaml';
@@ -41,10 +42,34 @@ export interface ConfigProblem {
 
 export class ConfigError extends DrawbridgeError {
   readonly problems: readonly ConfigProblem[];
-  constructor(problems: readonly ConfigProblem[]) {
+  /** The config hash of the files that were read (configHash), null when none could be: a refused reload journals it as `attempted`. */
+  readonly hash: string | null;
+  constructor(problems: readonly ConfigProblem[], hash: string | null = null) {
     super('config.invalid', `Configuration has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map(formatProblem).join('\n')}`);
     this.problems = problems;
+    this.hash = hash;
   }
+}
+
+/** One problem as `file:line: message` (a reload's journal record and log line list them so). */
+export function problemText(p: ConfigProblem): string {
+  return formatProblem(p).trim();
+}
+
+/**
+ * The config hash: which tools/ and policies/ a gateway runs. sha256 of the manifest that
+ * `sha256sum` prints for the loaded files — one line `<sha256 hex of the file's bytes>  <path>\n`
+ * per file, the path relative to the config directory with `/` (`policies/gateway.yaml`), lines
+ * in byte order of the path — so an auditor recomputes it from a checkout with standard tools:
+ *   find tools policies -maxdepth 1 \( -name '*.yaml' -o -name '*.yml' \) | LC_ALL=C sort | xargs sha256sum | sha256sum
+ */
+export function configHash(files: ReadonlyArray<{ readonly path: string; readonly bytes: Uint8Array }>): string {
+  const lines = files
+    .map((f) => ({ path: f.path, line: `${createHash('sha256').update(f.bytes).digest('hex')}  ${f.path}\n` }))
+    .sort((a, b) => Buffer.compare(Buffer.from(a.path, 'utf8'), Buffer.from(b.path, 'utf8')));
+  const manifest = createHash('sha256');
+  for (const l of lines) manifest.update(l.line, 'utf8');
+  return manifest.digest('hex');
 }
 
 function formatProblem(p: ConfigProblem): string {
@@ -68,7 +93,9 @@ export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfi
   const root = resolve(dir);
   const problems: ConfigProblem[] = [];
   const fileOrder = new Map<string, number>();
-  const documents = readDocuments(root, problems, fileOrder);
+  const read: Array<{ path: string; bytes: Uint8Array }> = [];
+  const documents = readDocuments(root, problems, fileOrder, read);
+  const hash = configHash(read);
   const c = emptyCollection(problems);
   const context: CollectContext = { backends, ...policySchemas(backends) };
   for (const raw of documents) collectDocument(raw, c, context);
@@ -81,9 +108,10 @@ export function loadConfig(dir: string, options: LoadOptions = {}): GatewayConfi
         .map((p, i) => ({ p, i }))
         .sort((a, b) => order(a.p) - order(b.p) || a.p.line - b.p.line || a.i - b.i)
         .map(({ p }) => p),
+      hash,
     );
   }
-  return assemble(root, c);
+  return assemble(root, c, hash);
 }
 
 /**
@@ -99,7 +127,12 @@ function unquotedReferenceHint(text: string, line: number): string {
 }
 
 /** Every YAML document of tools/ and policies/, in file order; YAML syntax errors become problems. */
-function readDocuments(root: string, problems: ConfigProblem[], fileOrder: Map<string, number>): RawDocument[] {
+function readDocuments(
+  root: string,
+  problems: ConfigProblem[],
+  fileOrder: Map<string, number>,
+  read: Array<{ path: string; bytes: Uint8Array }>,
+): RawDocument[] {
   const documents: RawDocument[] = [];
   const present = ['tools', 'policies'].filter((sub) => existsSync(join(root, sub)) && statSync(join(root, sub)).isDirectory());
   if (present.length === 0) {
@@ -116,7 +149,10 @@ function readDocuments(root: string, problems: ConfigProblem[], fileOrder: Map<s
       fileOrder.set(file, fileOrder.size);
       const lines = new LineCounter();
       // prettyErrors stays off: pretty messages quote the source line, which may hold a secret.
-      const text = readFileSync(path, 'utf8');
+      // Hashed from the very bytes that are parsed: the hash names what was loaded, even if a file changes meanwhile.
+      const bytes = readFileSync(path);
+      read.push({ path: `${sub}/${name}`, bytes });
+      const text = bytes.toString('utf8');
       const parsed = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
       const list = Array.isArray(parsed) ? parsed : [];
       for (const doc of list) {
@@ -575,7 +611,7 @@ function checkpointsOf(g: GatewayDeclaration | undefined, absolute: (p: string) 
 }
 
 /** The valid collection as a GatewayConfig, with the defaults and the warnings. */
-function assemble(root: string, c: Collection): GatewayConfig {
+function assemble(root: string, c: Collection, hash: string): GatewayConfig {
   const g: GatewayDeclaration | undefined = c.gateway ?? undefined;
   const { tools, masking } = c;
   const warnings: string[] = [];
@@ -591,6 +627,7 @@ function assemble(root: string, c: Collection): GatewayConfig {
   const absolute = (p: string) => (isAbsolute(p) ? p : join(root, p));
   return {
     dir: root,
+    hash,
     connections: c.connections,
     tools,
     rules: c.rules,

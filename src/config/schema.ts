@@ -335,6 +335,8 @@ export type StateConfig = { readonly engine: 'sqlite' } | { readonly engine: 'po
 export interface GatewayConfig {
   /** Directory holding tools/ and policies/; relative paths resolve against it. */
   readonly dir: string;
+  /** sha256 of the loaded files of tools/ and policies/ (load.ts, configHash): journaled at start, on every reload, in every call's intent. */
+  readonly hash: string;
   readonly connections: ReadonlyMap<string, LoadedConnection>;
   readonly tools: ReadonlyMap<string, LoadedTool>;
   /** All rules, in file order (files sorted by name). */

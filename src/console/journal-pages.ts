@@ -5,13 +5,14 @@
 // and no credentials, so none can be shown.
 
 import type { CallEntry } from '../journal/export.js';
-import type { ReplayStep, SearchPage, SessionReplay, VerifyStatus } from '../journal/search.js';
+import type { ConfigEvent, ReplayStep, SearchPage, SessionReplay, VerifyStatus } from '../journal/search.js';
 import { escapeHtml as e } from './pages.js';
 
 export const JOURNAL_PATH = '/console/journal';
 
 const callHref = (id: string): string => `${JOURNAL_PATH}/calls/${encodeURIComponent(id)}`;
 const sessionHref = (id: string): string => `${JOURNAL_PATH}/sessions/${encodeURIComponent(id)}`;
+export const CONFIG_PATH = `${JOURNAL_PATH}/config`;
 
 function asObject(value: unknown): Record<string, unknown> | undefined {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
@@ -39,7 +40,8 @@ function searchForm(params: URLSearchParams): string {
     const hint = f === 'since' || f === 'until' ? ' placeholder="2026-12-05T09:00Z"' : '';
     return `<label>${f} <input name="${f}" value="${e(params.get(f) ?? '')}"${hint}></label>`;
   });
-  return `<form method="get" action="${JOURNAL_PATH}" class="search">${inputs.join('')}
+  return `<p><a href="${CONFIG_PATH}" data-config-link>Config changes</a> (serve starts and reloads, with the config hash each call names)</p>
+<form method="get" action="${JOURNAL_PATH}" class="search">${inputs.join('')}
 ${select('decision', 'decision', ['allow', 'deny', 'approve'], params.get('decision'))}
 ${select('status', 'outcome', ['ok', 'refused', 'error'], params.get('status'))}<button>Search</button></form>`;
 }
@@ -132,6 +134,8 @@ export function journalCallPage(c: CallEntry): string {
     ['Client', e(text(asObject(call.client)?.name))],
     ['Tool', e(text(call.tool))],
     ['Connection', e(text(call.connection))],
+    // The hash of the config the call was decided under (records from before reloads existed have none).
+    ['Config', typeof call.config === 'string' ? `<a href="${CONFIG_PATH}" data-config="${e(call.config)}"><code>${e(call.config)}</code></a>` : '—'],
     ['Input (as journaled)', pre(call.input)],
     ['Parsed', request ? pre(request) : '—'],
     ['Decision', decisionCell(call) + (asObject(call.decision)?.message ? `: ${e(text(asObject(call.decision)?.message))}` : '')],
@@ -174,4 +178,26 @@ export function journalReplayPage(replay: SessionReplay): string {
     `${t.decisions.deny} denied; outcomes ${t.outcomes.ok} ok, ${t.outcomes.refused} refused, ${t.outcomes.error} error, ${t.outcomes.none} none; ` +
     `${t.rows} row(s) returned, ${t.affectedRows} affected, ${t.masked} value(s) masked, ${t.votes} vote(s), ${t.durationMs} ms in calls.</p>`;
   return `${totals}<ol class="replay">${replay.steps.map(stepItem).join('\n')}</ol>`;
+}
+
+const short = (hash: string | null): string => (hash === null ? '—' : `<code title="${e(hash)}">${e(hash.slice(0, 12))}…</code>`);
+
+function configRow(c: ConfigEvent): string {
+  const who = c.via === 'admin' ? `POST /reload${c.operator ? ` by ${c.operator}` : ''}` : c.via === 'signal' ? 'SIGHUP' : (c.via ?? '—');
+  const problems = c.problems.length ? `<ul>${c.problems.map((p) => `<li>${e(p)}</li>`).join('')}</ul>` : '—';
+  return `<tr data-config-event="${e(c.event ?? '')}" data-result="${e(c.result ?? '')}"><td>${e(c.time)}</td><td>${c.seq}</td><td>${e(c.event ?? '—')}</td>
+<td>${e(who)}</td><td>${e(c.result ?? '—')}${c.code ? ` <span class="muted">(${e(c.code)})</span>` : ''}</td>
+<td>${short(c.hash)}</td><td>${short(c.previousHash)}</td>
+<td>${short(c.attempted)}</td><td>${problems}</td></tr>`;
+}
+
+/** The config records, newest first: each start and reload attempt, the hash in effect, what was attempted, the problems of a refusal. */
+export function journalConfigPage(events: readonly ConfigEvent[]): string {
+  const intro =
+    "<p>Every call's record names the hash of the config it was decided under (<em>Config</em>). " +
+    'The hash is sha256 over the sha256sum manifest of tools/ and policies/ (README: Reload).</p>';
+  if (events.length === 0) return `${intro}<p class="muted" data-results="0">No config records (a gateway before reloads were journaled).</p>`;
+  const head = ['Time', 'Seq', 'Event', 'By', 'Result', 'In effect', 'Before', 'Attempted', 'Problems'].map((h) => `<th>${h}</th>`).join('');
+  return `${intro}<table class="calls" data-results="${events.length}"><thead><tr>${head}</tr></thead>
+<tbody>${events.map(configRow).join('\n')}</tbody></table>`;
 }

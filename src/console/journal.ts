@@ -1,5 +1,6 @@
 // The console's journal views for a signed-in journal reader: search, one call, an agent
-// session's replay (by MCP session, or one client's calls in a time window), each with the
+// session's replay (by MCP session, or one client's calls in a time window), the config
+// records (serve starts and reload attempts, with their hashes), each with the
 // journal's verify verdict. Readers are journal.readers, exactly as for the approvals API
 // (journal/query.ts). The verdict walks the whole chain, so it is computed at most once
 // per VERIFY_TTL_MS per console and shown with its age; checkpoints are checked when the
@@ -11,12 +12,14 @@ import type { Identity } from '../identity/identity.js';
 import type { PublishedCheckpoint } from '../journal/checkpoint.js';
 import { checkpointKeys, readCheckpointFile } from '../journal/checkpoint-file.js';
 import { assertJournalReader, searchFilterOf } from '../journal/query.js';
-import { callRecord, searchCalls, sessionReplay, verifyStatus, type SearchPage, type VerifyStatus } from '../journal/search.js';
+import { callRecord, configEvents, searchCalls, sessionReplay, verifyStatus, type SearchPage, type VerifyStatus } from '../journal/search.js';
 import type { Gateway } from '../pipeline/gateway.js';
-import { journalCallPage, journalReplayPage, journalSearchPage, JOURNAL_PATH, verifyLine } from './journal-pages.js';
+import { CONFIG_PATH, journalCallPage, journalConfigPage, journalReplayPage, journalSearchPage, JOURNAL_PATH, verifyLine } from './journal-pages.js';
 import { decodeSegment, escapeHtml } from './pages.js';
 
 const VERIFY_TTL_MS = 30_000;
+/** The config page shows the newest this many config records. */
+const MAX_CONFIG_EVENTS = 200;
 
 export interface JournalView {
   readonly status: number;
@@ -92,6 +95,10 @@ export function createJournalViews(gateway: Gateway, now: () => number): Journal
       assertJournalReader(gateway.config.journal.readers, who);
       if (path === JOURNAL_PATH) return search(params);
       if (path === `${JOURNAL_PATH}/replay`) return replayWindow(params);
+      if (path === CONFIG_PATH) {
+        const events = await configEvents(gateway.state.journal, MAX_CONFIG_EVENTS);
+        return { status: 200, title: 'Config changes', body: verifyLine(await verdict()) + journalConfigPage(events) };
+      }
       const call = /^\/console\/journal\/calls\/([^/]+)$/.exec(path);
       if (call) {
         const id = decodeSegment(call[1]) ?? call[1] ?? '';

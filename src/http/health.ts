@@ -5,7 +5,8 @@
 // deployments use too. Both are unauthenticated and say only `ok` / `not ready`; a bearer token
 // of an admin.operators group (verified with the gateway's own verifier) gets JSON per check.
 // A backend being down does not make the gateway unready (its tools fail closed on their own) unless
-// admin.ready_requires names its connection.
+// admin.ready_requires names its connection. The config check carries the hash of the config in
+// effect and the last reload attempt: a refused reload leaves the gateway ready (the old config serves).
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +16,7 @@ import type { ConnectionCheck } from '../pipeline/connection-health.js';
 import type { Gateway } from '../pipeline/gateway.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { SinkStatus } from '../journal/stream/streamer.js';
+import type { ReloadEndpoint } from './reload.js';
 import { hostPolicy, hostRefusal } from './hosts.js';
 
 export const HEALTH_PATHS: readonly string[] = ['/healthz', '/readyz'];
@@ -22,10 +24,26 @@ export const HEALTH_PATHS: readonly string[] = ['/healthz', '/readyz'];
 /** One check of /readyz, as an operator sees it. */
 export type ReadinessCheck = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
+/**
+ * The config check: the config in effect (its hash) and the last reload attempt. A refused reload
+ * leaves the gateway ready: the previous, valid config still serves.
+ */
+export interface ConfigCheck {
+  readonly ok: true;
+  readonly hash: string;
+  readonly lastReload: {
+    readonly result: 'applied' | 'refused';
+    readonly at: string;
+    readonly attempted: string | null;
+    readonly code?: string;
+    readonly problems: number;
+  } | null;
+}
+
 export interface Readiness {
   readonly ready: boolean;
   readonly checks: {
-    readonly config: ReadinessCheck;
+    readonly config: ConfigCheck;
     readonly journal: ReadinessCheck;
     readonly serving: ReadinessCheck;
     /** Each connection's last known check; `required`: named in admin.ready_requires (failing makes the gateway unready). */
@@ -55,13 +73,26 @@ const PROBE_TIMEOUT_MS = 2_000;
  */
 export function createHealth(gateway: Gateway, verifier: TokenVerifier | null, streams: (() => Promise<readonly SinkStatus[]>) | null = null): Health {
   let shuttingDown = false;
-  const operators = new Set(gateway.config.admin.operators);
 
   const readiness = async (): Promise<Readiness> => {
     const journal = await probeJournal(gateway);
     const serving: ReadinessCheck = shuttingDown ? { ok: false, reason: 'shutting down: new calls are refused' } : { ok: true };
-    // The config was loaded and validated before anything listens; a reload will make this check a real one.
-    const config: ReadinessCheck = { ok: true };
+    // The config was validated before anything listens, and a reload swaps only a valid one: always ok, with what serves.
+    const last = gateway.lastReload;
+    const config: ConfigCheck = {
+      ok: true,
+      hash: gateway.config.hash,
+      lastReload:
+        last === null
+          ? null
+          : {
+              result: last.result,
+              at: last.at,
+              attempted: last.attempted,
+              ...(last.result === 'refused' ? { code: last.code } : {}),
+              problems: last.result === 'refused' ? last.problems.length : 0,
+            },
+    };
     const required = new Set(gateway.config.admin.readyRequires);
     const connections = Object.fromEntries(
       Object.entries(gateway.connectionHealth.snapshot()).map(([name, check]) => [name, { ...check, required: required.has(name) }]),
@@ -83,6 +114,8 @@ export function createHealth(gateway: Gateway, verifier: TokenVerifier | null, s
   const isOperator = async (req: IncomingMessage): Promise<boolean> => {
     const header = req.headers.authorization;
     const token = header !== undefined && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '').trim() : '';
+    // Read per request: admin.operators reloads like the rest.
+    const operators = new Set(gateway.config.admin.operators);
     if (verifier === null || operators.size === 0 || token === '') return false;
     try {
       const verified = await verifier.verify(token);
@@ -147,7 +180,7 @@ export interface AdminListener {
 }
 
 /**
- * The admin listener (admin.listen): /healthz, /readyz and (given metrics) /metrics, nothing of MCP.
+ * The admin listener (admin.listen): /healthz, /readyz, (given metrics) /metrics and (given the endpoint) POST /reload (reload.ts), nothing of MCP.
  * /metrics is unauthenticated here: the listener is meant for a loopback or private address.
  * On a loopback bind the Host/Origin checks of the HTTP listener apply (DNS rebinding); elsewhere a proxy owns Host.
  */
@@ -155,6 +188,7 @@ export async function serveAdmin(
   health: Health,
   listen: { readonly host: string; readonly port: number },
   metrics: Metrics | null = null,
+  reload: ReloadEndpoint | null = null,
 ): Promise<AdminListener> {
   let policy: ReturnType<typeof hostPolicy> | null = null;
   const server = createServer((req, res) => {
@@ -164,7 +198,10 @@ export async function serveAdmin(
       send(res, 403, 'text/plain; charset=utf-8', `${refused}\n`, false);
       return;
     }
-    const served = health.serve(req, res, url).then(async (done) => done || (metrics !== null && (await metrics.serve(req, res, url))));
+    const served = health
+      .serve(req, res, url)
+      .then(async (done) => done || (metrics !== null && (await metrics.serve(req, res, url))))
+      .then(async (done) => done || (reload !== null && (await reload.serve(req, res, url))));
     served.then(
       (served) => {
         if (!served) send(res, 404, 'text/plain; charset=utf-8', 'not found\n', false);

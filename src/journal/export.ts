@@ -65,6 +65,8 @@ export const CSV_COLUMNS = [
   'masked',
   'answer_hash',
   'hash',
+  /** The hash of the config the call was decided under (the intent's `config`; empty before reloads were journaled). */
+  'config',
 ] as const;
 
 function asObject(value: unknown): Record<string, unknown> | undefined {
@@ -269,6 +271,7 @@ function csvRow(entry: CallEntry): string {
     masked,
     answer_hash: text(outcome.answerHash),
     hash: entry.hash,
+    config: text(call.config),
   };
   return CSV_COLUMNS.map((column) => csvCell(cells[column])).join(',');
 }

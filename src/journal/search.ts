@@ -281,3 +281,53 @@ export async function verifyStatus(
     text,
   };
 }
+
+/** One `config` record (serve's start, a reload attempt) as the console shows it; every field as journaled, typed loosely. */
+export interface ConfigEvent {
+  readonly seq: number;
+  readonly time: string;
+  readonly event: string | null;
+  readonly result: string | null;
+  /** The config in effect after it; previousHash before; attempted: what was read (null: unreadable). */
+  readonly hash: string | null;
+  readonly previousHash: string | null;
+  readonly attempted: string | null;
+  readonly code: string | null;
+  readonly problems: readonly string[];
+  /** signal, admin (with the operator's subject when a token proved one) or start. */
+  readonly via: string | null;
+  readonly operator: string | null;
+}
+
+/** The journal's `config` records, newest first, at most `limit`: which config was in effect when, and every reload attempt. */
+export async function configEvents(journal: JournalStore, limit = DEFAULT_LIMIT): Promise<ConfigEvent[]> {
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new TypeError(`limit must be an integer 1..${MAX_LIMIT}`);
+  const found: ConfigEvent[] = [];
+  try {
+    for await (const row of journal.read()) {
+      if (row.type !== 'config') continue;
+      const data = asObject(JSON.parse(String(row.data)) as unknown) ?? {};
+      const by = asObject(data['by']);
+      found.push({
+        seq: Number(row.seq),
+        time: String(row.time),
+        event: str(data['event']),
+        result: str(data['result']),
+        hash: str(data['hash']),
+        previousHash: str(data['previousHash']),
+        attempted: str(data['attempted']),
+        code: str(data['code']),
+        problems: Array.isArray(data['problems']) ? data['problems'].map((p) => String(p)) : [],
+        via: str(by?.['via']),
+        operator: str(by?.['operator']),
+      });
+      if (found.length > limit) found.shift();
+    }
+  } catch (cause) {
+    if (cause instanceof DrawbridgeError) throw cause;
+    throw new DrawbridgeError('journal.unavailable', `Cannot read the audit journal (${WHERE}): ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+  }
+  return found.reverse();
+}

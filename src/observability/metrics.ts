@@ -150,6 +150,12 @@ export function createMetrics(names: DeclaredNames, options: MetricsOptions = {}
   };
 
   // Read at scrape time, registered by attach: the state's counts and the backend pools.
+  const reloads = new Counter({
+    name: 'drawbridge_config_reloads_total',
+    help: 'Reload attempts (SIGHUP, POST /reload), by result: applied, or refused with the running config kept.',
+    labelNames: ['result'] as const,
+    registers: [],
+  });
   const decided = new Counter({
     name: 'drawbridge_approvals_decided_total',
     help: 'Approval requests decided as recorded by this process: approved or denied by a vote cast through it, expired when it marked them.',
@@ -228,6 +234,8 @@ export function createMetrics(names: DeclaredNames, options: MetricsOptions = {}
       readCounts = () => approvals.counts(gateway.clock());
       if (registry.getSingleMetric('drawbridge_approvals_decided_total') === undefined) registry.registerMetric(decided);
       if (registry.getSingleMetric('drawbridge_state_counts_up') === undefined) registry.registerMetric(stateUp);
+      if (registry.getSingleMetric('drawbridge_config_reloads_total') === undefined) registry.registerMetric(reloads);
+      for (const result of ['applied', 'refused'] as const) reloads.inc({ result }, 0);
       // The series exist from the start, so rate() sees the first decision.
       for (const result of DECISIONS) decided.inc({ result }, 0);
       if (registry.getSingleMetric('drawbridge_backend_pool_connections') === undefined) {
@@ -251,6 +259,11 @@ export function createMetrics(names: DeclaredNames, options: MetricsOptions = {}
         gateway.onCallEnd(call),
         gateway.onJournalAppend(journaled),
         gateway.onApprovalDecided((result, count) => decided.inc({ result }, count)),
+        gateway.onReload((outcome, config) => {
+          reloads.inc({ result: outcome.result });
+          // The bounded label values follow the config in effect: a tool a reload added gets its own series.
+          if (outcome.result === 'applied') declared = declare(declaredNames(config));
+        }),
       ];
       return () => {
         for (const stop of detach) stop();

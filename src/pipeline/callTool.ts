@@ -34,7 +34,7 @@ import { applicableRules, createMasker, mergeMaskCounts, type MaskCount, type Ma
 import { evaluate, type Decision } from '../policy/evaluate.js';
 import { checkScopes, scopesNeeded, type ScopeCheck } from '../policy/scopes.js';
 import { renderAnswer, renderApprovalAnswer, type StructuredAnswer } from './answer.js';
-import type { Gateway } from './gateway.js';
+import type { Gateway, GatewaySnapshot } from './gateway.js';
 import { shuttingDown, type Admission } from './drain.js';
 import type { CallEnd, CallStage, MaskedBy, StageTiming } from './call-end.js';
 import type { TraceContext } from './trace-context.js';
@@ -107,8 +107,11 @@ interface Prepared {
  * names a file on the gateway host; a fault (an outage, not a refusal) is also
  * handed, in full, to the gateway's call-end observers (the operator's log).
  */
-export async function callTool(gateway: Gateway, call: CallInput): Promise<CallResult> {
+export async function callTool(live: Gateway, call: CallInput): Promise<CallResult> {
   const seen = newSeen();
+  // The config of this moment, for the whole call: a reload meanwhile never changes how it is decided, approved, run or masked.
+  const pinned = live.pin();
+  const gateway = pinned.gateway;
   // Counted from here to the answer (journal records included), so a graceful shutdown waits for it; refused once it drains.
   const admission = gateway.calls.enter(call.channel?.signal);
   try {
@@ -118,6 +121,7 @@ export async function callTool(gateway: Gateway, call: CallInput): Promise<CallR
     return withoutHostPaths(gateway, result);
   } finally {
     admission?.release();
+    pinned.release();
   }
 }
 
@@ -155,7 +159,7 @@ function timed(seen: Seen, stage: CallStage, from: number): void {
   seen.stages.push({ stage, startMs: round(from - seen.started), durationMs: elapsed(from) });
 }
 
-function callEnd(gateway: Gateway, call: CallInput, result: CallResult, seen: Seen): CallEnd {
+function callEnd(gateway: GatewaySnapshot, call: CallInput, result: CallResult, seen: Seen): CallEnd {
   const error = result.ok ? null : result.error;
   const kind = error ? errorKind(error.code) : null;
   const args = call.args !== null && typeof call.args === 'object' ? (call.args as Record<string, unknown>) : null;
@@ -198,7 +202,7 @@ function maskedBy(masks: readonly MaskCount[]): MaskedBy[] {
   return [...out.values()];
 }
 
-async function runPipeline(gateway: Gateway, call: CallInput, admission: Admission | null, seen: Seen): Promise<CallResult> {
+async function runPipeline(gateway: GatewaySnapshot, call: CallInput, admission: Admission | null, seen: Seen): Promise<CallResult> {
   const callId = randomUUID();
   const started = seen.started;
   // Measured once, without recursion, whatever the arguments' shape: the limits are
@@ -293,13 +297,14 @@ async function runPipeline(gateway: Gateway, call: CallInput, admission: Admissi
   seen.request = partial;
 
   // journal(intent): durable before the backend sees the request. Built so that it
-  // cannot fail on the input's shape: only the journal itself can refuse it.
+  // cannot fail on the input's shape: only the journal itself can refuse it. `config`:
+  // the hash of the config the call is decided under (its pinned snapshot; README: Reload).
   const journaling = performance.now();
   try {
     await gateway.journal.append(
       'call',
       callId,
-      safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance, scopes),
+      { ...safeIntentRecord(call, measured, partial, backend, prepared?.decision ?? null, refusal, clearance, scopes), config: gateway.config.hash },
       gateway.clock(),
     );
     timed(seen, 'journal', journaling);
@@ -670,7 +675,7 @@ function clearanceRecord(clearance: Clearance | null): Record<string, unknown> |
   };
 }
 
-async function outcome(gateway: Gateway, seen: Seen, callId: string, data: Record<string, unknown>): Promise<void> {
+async function outcome(gateway: GatewaySnapshot, seen: Seen, callId: string, data: Record<string, unknown>): Promise<void> {
   // The outcome commits without its own fsync: it reaches the disk with the next
   // intent's fsync (or at close). Only the intent must be durable before execute.
   const journaling = performance.now();
@@ -732,7 +737,7 @@ function faultText(error: DrawbridgeError): string {
 }
 
 const HOST_PATH = '<path on the gateway host>';
-const hostPathPatterns = new WeakMap<Gateway, readonly RegExp[]>();
+const hostPathPatterns = new WeakMap<GatewayConfig, readonly RegExp[]>();
 
 /**
  * Where the gateway keeps its files: the config directory, the journal, the
@@ -740,10 +745,10 @@ const hostPathPatterns = new WeakMap<Gateway, readonly RegExp[]>();
  * known_hosts file), and their directories. Error text from anywhere (a store, a
  * secret resolver, a backend's connect) may name them.
  */
-function hostPaths(gateway: Gateway): readonly RegExp[] {
-  const cached = hostPathPatterns.get(gateway);
-  if (cached) return cached;
+function hostPaths(gateway: GatewaySnapshot): readonly RegExp[] {
   const config = gateway.config;
+  const cached = hostPathPatterns.get(config);
+  if (cached) return cached;
   const found = new Set<string>();
   const addDir = (path: string): void => {
     const full = (isAbsolute(path) ? path : resolvePath(config.dir, path)).replace(/[/\\]+$/, '');
@@ -772,7 +777,7 @@ function hostPaths(gateway: Gateway): readonly RegExp[] {
   const patterns = [...found]
     .sort((a, b) => b.length - a.length)
     .map((p) => new RegExp(`${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=$|[\\\\/\\s"'\`,;:()<>\\[\\]])(?:[\\\\/][^\\s"'\`,;:()<>\\[\\]]*)?`, 'g'));
-  hostPathPatterns.set(gateway, patterns);
+  hostPathPatterns.set(config, patterns);
   return patterns;
 }
 
@@ -785,7 +790,7 @@ const PATH_TOKEN = /(?<![\w.~:/\\-])\/[^\s"'`,;:()<>[\]]+/g;
  * can quote a file no configuration names (a CA or key file a kubeconfig points at, a
  * library's ENOENT). Paths that exist nowhere here (an API path, a remote file) stay.
  */
-function hidePaths(gateway: Gateway, text: string, fault: boolean): string {
+function hidePaths(gateway: GatewaySnapshot, text: string, fault: boolean): string {
   let shown = text;
   for (const pattern of hostPaths(gateway)) shown = shown.replace(pattern, HOST_PATH);
   if (!fault) return shown;
@@ -806,7 +811,7 @@ function onThisHost(path: string): boolean {
  * path, the approvals store, the config directory, secret files). The operator's log
  * (the call-end observers: the log's fault field) and the journal keep the full text.
  */
-function withoutHostPaths(gateway: Gateway, result: CallResult & { readonly ok: false }): CallResult {
+function withoutHostPaths(gateway: GatewaySnapshot, result: CallResult & { readonly ok: false }): CallResult {
   const error = result.error;
   const fault = errorKind(error.code) === 'fault';
   const message = hidePaths(gateway, error.message, fault);

@@ -11,6 +11,8 @@ export interface ConnectionHealth {
   failing(connection: string, code: string, at: Date): void;
   /** Every declared connection's last check, by name. */
   snapshot(): Readonly<Record<string, ConnectionCheck>>;
+  /** After a reload: the connections now declared; new ones and `replaced` ones (a new declaration) start unchecked, vanished ones go. */
+  follow(names: Iterable<string>, replaced: Iterable<string>): void;
 }
 
 export function createConnectionHealth(names: Iterable<string>): ConnectionHealth {
@@ -24,5 +26,11 @@ export function createConnectionHealth(names: Iterable<string>): ConnectionHealt
       if (last.has(connection)) last.set(connection, { state: 'failing', at: at.toISOString(), code });
     },
     snapshot: () => Object.fromEntries(last),
+    follow(names, replaced) {
+      const fresh = new Set(replaced);
+      const declared = new Set(names);
+      for (const name of [...last.keys()]) if (!declared.has(name) || fresh.has(name)) last.delete(name);
+      for (const name of declared) if (!last.has(name)) last.set(name, { state: 'unchecked' });
+    },
   };
 }

@@ -5,8 +5,11 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../util/canonical-json.js';
 
-/** Kinds of journal records. Add new kinds (e.g. approval events) to this union. */
-export type RecordType = 'call' | 'outcome' | 'approval' | 'grant';
+/**
+ * Kinds of journal records. Add new kinds (e.g. approval events) to this union. `config`: the
+ * gateway's config at serve start and every reload attempt (pipeline/reload.ts), under a call id of its own.
+ */
+export type RecordType = 'call' | 'outcome' | 'approval' | 'grant' | 'config';
 
 export interface JournalRecord {
   readonly seq: number;

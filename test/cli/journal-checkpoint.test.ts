@@ -198,8 +198,9 @@ describe('drawbridge serve with checkpoints', () => {
     }
     const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0] as string)).toMatchObject({ v: 1, count: 3 });
+    // The 3 records of setup and the `config` record of serve's start (its config hash).
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ v: 1, count: 4 });
     const verified = await runInProcess(['journal', 'verify', '--config', dir], { env });
-    expect(verified.stdout).toMatch(/1 checkpoint\(s\) verified, proving records 1\.\.3\n$/);
+    expect(verified.stdout).toMatch(/1 checkpoint\(s\) verified, proving records 1\.\.4\n$/);
   });
 });

@@ -5,14 +5,14 @@
 // (those refusals run in process: the command line's own function).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, rmSync } from 'node:fs';
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, requireBuiltCli, runInProcess } from '../support/cli.js';
+import { REPO_ROOT, requireBuiltCli, runInProcess, waitForOutput } from '../support/cli.js';
 import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
 import { startTestIdp, type TestIdp } from '../support/oidc.js';
 import { freePort } from '../support/net.js';
@@ -109,6 +109,32 @@ describe('drawbridge serve --http', () => {
     expect(to.href.startsWith(idp.issuer)).toBe(true);
     expect(to.searchParams.get('client_id')).toBe('drawbridge-console');
 
+    const exited = new Promise<number | null>((resolve) => served.child.once('exit', (code) => resolve(code)));
+    served.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    child = null;
+  });
+
+  it('SIGHUP reloads over --http too: the next call on the same session is decided by the new policy; still serving', async () => {
+    const served = await startServe(['--http', `127.0.0.1:${port}`]);
+    const { access_token } = await idp.deviceLogin(resource, 'alice', 'mcp');
+    const client = new Client({ name: 'serve-http-reload', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(served.url), { requestInit: { headers: { Authorization: `Bearer ${access_token}` } } }));
+    const count = () =>
+      client.callTool({ name: 'run_sql', arguments: { connection: 'db', sql: 'SELECT count(*) AS n FROM customers' } }) as Promise<CallToolResult>;
+    const rules = join(dir, 'policies', 'rules.yaml');
+    try {
+      expect((await count()).isError).toBeFalsy();
+      writeFileSync(rules, `${POLICY}  - name: no-customers\n    match: { tool: run_sql, tables: [public.customers] }\n    effect: deny\n`);
+      served.child.kill('SIGHUP');
+      await waitForOutput(served.stderr, /"msg":"config reloaded","by":"SIGHUP"/, 'the reload');
+      const denied = await count();
+      expect(denied.isError).toBe(true);
+      expect(JSON.stringify(denied.content)).toContain('rule no-customers');
+    } finally {
+      writeFileSync(rules, POLICY);
+      await client.close();
+    }
     const exited = new Promise<number | null>((resolve) => served.child.once('exit', (code) => resolve(code)));
     served.child.kill('SIGTERM');
     expect(await exited).toBe(0);

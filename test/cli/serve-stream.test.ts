@@ -106,14 +106,15 @@ it('serve streams the journal: calls and /readyz unaffected by a sink outage, me
   expect([ready.status, await ready.text()]).toEqual([200, 'ok\n']);
   const metrics = await (await fetch(`${admin}/metrics`)).text();
   expect(metrics).toMatch(/^drawbridge_stream_failures_total\{sink="siem"\} [1-9]\d*$/m);
-  expect(metrics).toMatch(/^drawbridge_stream_backlog_records\{sink="siem"\} 6$/m);
+  // Serve's start record (the config it runs) and three calls' intents and outcomes.
+  expect(metrics).toMatch(/^drawbridge_stream_backlog_records\{sink="siem"\} 7$/m);
   expect(metrics).toMatch(/^drawbridge_stream_delivered_total\{sink="siem"\} 0$/m);
   expect(transport.stderr()).toMatch(/audit stream siem: delivery failed, retrying with backoff: HTTP 503/);
 
   down = false;
   // The first retry comes after 1 s of backoff (real time here: the child's own clock).
-  await until('every record delivered', () => r.accepted.length >= 6);
-  expect(r.accepted.slice(0, 6)).toEqual([1, 2, 3, 4, 5, 6]);
+  await until('every record delivered', () => r.accepted.length >= 7);
+  expect(r.accepted.slice(0, 7)).toEqual([1, 2, 3, 4, 5, 6, 7]);
   expect(await transport.terminate()).toBe(0);
 
   const journal = new Database(join(dir, 'journal.db'), { readonly: true });

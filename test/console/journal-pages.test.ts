@@ -3,9 +3,9 @@
 // (call, session replay, older page, a client's window) built from the query.
 
 import { describe, expect, it } from 'vitest';
-import { journalCallPage, journalReplayPage, journalSearchPage, verifyLine } from '../../src/console/journal-pages.js';
+import { CONFIG_PATH, journalCallPage, journalConfigPage, journalReplayPage, journalSearchPage, verifyLine } from '../../src/console/journal-pages.js';
 import type { CallEntry } from '../../src/journal/export.js';
-import type { SessionReplay, VerifyStatus } from '../../src/journal/search.js';
+import type { ConfigEvent, SessionReplay, VerifyStatus } from '../../src/journal/search.js';
 
 const EVIL = '<script>alert(1)</script>';
 
@@ -195,5 +195,54 @@ describe('journalReplayPage', () => {
     expect(html).toContain('ok, 0 row(s), 1 affected, 4 ms');
     expect(html).toContain('<span data-masked>2</span>');
     expect(html).not.toContain('<script>');
+  });
+});
+
+describe('journalConfigPage', () => {
+  const config = (over: Partial<ConfigEvent>): ConfigEvent => ({
+    seq: 1,
+    time: '2026-12-05T09:00:00.000Z',
+    event: 'start',
+    result: 'applied',
+    hash: 'a'.repeat(64),
+    previousHash: null,
+    attempted: 'a'.repeat(64),
+    code: null,
+    problems: [],
+    via: 'start',
+    operator: null,
+    ...over,
+  });
+
+  it('lists starts and reload attempts with who asked, the hashes and the problems of a refusal, escaped', () => {
+    const html = journalConfigPage([
+      config({
+        seq: 9,
+        event: 'reload',
+        result: 'refused',
+        code: 'config.invalid',
+        hash: 'b'.repeat(64),
+        previousHash: 'b'.repeat(64),
+        attempted: 'c'.repeat(64),
+        problems: [`rules.yaml:3: ${EVIL}`],
+        via: 'signal',
+      }),
+      config({ seq: 5, event: 'reload', hash: 'b'.repeat(64), previousHash: 'a'.repeat(64), attempted: 'b'.repeat(64), via: 'admin', operator: 'sam' }),
+      config({}),
+    ]);
+    expect(html).toContain('data-results="3"');
+    expect(html).toMatch(/data-config-event="reload" data-result="refused">.*SIGHUP.*config\.invalid/s);
+    expect(html).toContain('POST /reload by sam');
+    expect(html).toContain(`<code title="${'c'.repeat(64)}">cccccccccccc…</code>`);
+    expect(html).toContain('rules.yaml:3: &lt;script&gt;');
+    expect(html).not.toContain('<script>');
+    expect(journalConfigPage([])).toContain('data-results="0"');
+  });
+
+  it("a call's record names the config it was decided under, linked to the config page; the search page links there too", () => {
+    const html = journalCallPage(entry({ call: { ...entry().call, config: 'd'.repeat(64) } }));
+    expect(html).toContain(`<a href="${CONFIG_PATH}" data-config="${'d'.repeat(64)}">`);
+    expect(journalCallPage(entry())).toMatch(/<dt>Config<\/dt><dd>—<\/dd>/);
+    expect(journalSearchPage(new URLSearchParams(), OK, { calls: [], next: null })).toContain(`href="${CONFIG_PATH}" data-config-link`);
   });
 });

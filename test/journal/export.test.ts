@@ -183,7 +183,7 @@ describe('exportLines', () => {
     expect(lines[0]).toBe(CSV_COLUMNS.join(','));
     expect(lines[0]).toBe(
       'time,call_id,subject,groups,client,tool,connection,operation,access,resources,decision,rule,clearance,' +
-        'status,error_code,rows,affected_rows,bytes,duration_ms,masked,answer_hash,hash',
+        'status,error_code,rows,affected_rows,bytes,duration_ms,masked,answer_hash,hash,config',
     );
     expect(lines).toHaveLength(3);
     const rows = parseCsv(lines.join('\n'));

@@ -29,7 +29,7 @@ export interface CliRun {
 }
 
 /** Variables a developer's shell may set that must never leak into a test's command. */
-const LEAKY_VARIABLES = ['DRAWBRIDGE_CONFIG', 'DB_URL', 'SHOP_DATABASE_URL', 'DRAWBRIDGE_APPROVER_TOKEN'] as const;
+const LEAKY_VARIABLES = ['DRAWBRIDGE_CONFIG', 'DB_URL', 'SHOP_DATABASE_URL', 'DRAWBRIDGE_APPROVER_TOKEN', 'DRAWBRIDGE_OPERATOR_TOKEN'] as const;
 
 /** A Writable that keeps what was written, as text. */
 function capture(): { readonly stream: Writable; text(): Promise<string> } {

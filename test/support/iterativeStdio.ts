@@ -32,6 +32,12 @@ export class IterativeStdioClientTransport implements Transport {
     return exited;
   }
 
+  /** Sends the gateway a signal that does not end it (SIGHUP: reload). */
+  signal(name: NodeJS.Signals): void {
+    if (!this.child) throw new Error('the gateway is not running');
+    this.child.kill(name);
+  }
+
   /** Everything the gateway wrote on stderr (its operator log). */
   stderr(): string {
     return this.stderrText;
