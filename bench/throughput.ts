@@ -217,7 +217,7 @@ async function startServe(configDir: string, port: number, env: Record<string, s
     const timer = setTimeout(() => reject(new Error(`serve --http did not announce itself:\n${stderr}`)), 30_000);
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       if (stderr.length < 50_000) stderr += chunk;
-      const found = /over Streamable HTTP at (http:\/\/\S+)/.exec(stderr)?.[1];
+      const found = /over Streamable HTTP at (http:\/\/[^\s"]+)/.exec(stderr)?.[1];
       if (found) {
         clearTimeout(timer);
         resolve(found);

@@ -58,12 +58,13 @@ export async function serve({ values }: CommandArgs<'serve'>, io: CliIo): Promis
     const entry = reloadLogEntry(outcome);
     logger.log(entry.level, entry.msg, entry.fields);
   });
-  await journalStart(gateway, io);
+  await journalStart(gateway, logger);
   reloadNow = () => void gateway.reload({ via: 'signal' });
   if (hupEarly) reloadNow();
   const streams = withStreams(gateway, metrics, logger);
   await withTracing(gateway, logger);
-  return listen === null ? serveOverStdio(gateway, metrics, streams, io) : serveOverHttp(gateway, metrics, streams, listen, values['public-url'], io);
+  const served = { gateway, metrics, streams, logger };
+  return listen === null ? serveOverStdio(served, io) : serveOverHttp(served, listen, values['public-url'], io);
 }
 
 /**
@@ -93,14 +94,14 @@ function withStreams(gateway: Gateway, metrics: Metrics, logger: Logger): Stream
  * The journal's `config` record of this start (event start, the config's hash): which config decided
  * the calls until the first reload. A journal that cannot take it is reported; calls find out on their own.
  */
-async function journalStart(gateway: Gateway, io: CliIo): Promise<void> {
+async function journalStart(gateway: Gateway, logger: Logger): Promise<void> {
   try {
     await gateway.journal.append('config', randomUUID(), startRecord(gateway.config), gateway.clock());
   } catch (error) {
-    io.stderr.write(`drawbridge: warning: the start's config record (hash ${gateway.config.hash}) could not be journaled: ${errorLine(error)}\n`);
+    logger.log('warn', `the start's config record (hash ${gateway.config.hash}) could not be journaled: ${errorLine(error)}`);
   }
   const how = gateway.config.admin.listen ? 'SIGHUP or POST /reload on the admin listener (drawbridge reload)' : 'SIGHUP';
-  io.stderr.write(`drawbridge: config ${gateway.config.hash}; ${how} reloads tools/ and policies/\n`);
+  logger.log('info', `config ${gateway.config.hash}; ${how} reloads tools/ and policies/`, { hash: gateway.config.hash });
 }
 
 function errorLine(error: unknown): string {
@@ -108,13 +109,13 @@ function errorLine(error: unknown): string {
 }
 
 /** admin.listen's listener (/healthz, /readyz, /metrics), or null when none is configured; a bind that fails stops the gateway from starting. */
-async function startAdmin(gateway: Gateway, health: Health, metrics: Metrics, io: CliIo): Promise<AdminListener | null> {
+async function startAdmin({ gateway, metrics, logger }: Served, health: Health): Promise<AdminListener | null> {
   const given = gateway.config.admin.listen;
   if (given === null) return null;
   const { host, port } = parseListen(given, 'admin.listen');
   try {
     const admin = await serveAdmin(health, { host, port }, metrics, createReloadEndpoint(gateway, operatorVerifier(gateway.config)));
-    io.stderr.write(`drawbridge: admin listener (/healthz, /readyz, /metrics) at ${admin.url}\n`);
+    logger.log('info', `admin listener (/healthz, /readyz, /metrics) at ${admin.url}`, { url: admin.url });
     return admin;
   } catch (error) {
     await gateway.close();
@@ -128,11 +129,11 @@ async function startAdmin(gateway: Gateway, health: Health, metrics: Metrics, io
  * stays pending), and running calls get up to admin.drain_timeout to finish. Then the caller closes
  * the listeners and the gateway (pools, the closing checkpoint, the state).
  */
-async function drain(gateway: Gateway, health: Health, io: CliIo): Promise<void> {
+async function drain({ gateway, logger }: Served, health: Health): Promise<void> {
   health.shutDown();
   const ms = gateway.config.admin.drainTimeoutMs;
   const running = gateway.calls.inFlight;
-  io.stderr.write(`drawbridge: shutting down: not ready, refusing new calls; ${running} call(s) in flight get up to ${formatDuration(ms)}\n`);
+  logger.log('info', `shutting down: not ready, refusing new calls; ${running} call(s) in flight get up to ${formatDuration(ms)}`, { inFlight: running });
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
   const outcome = await gateway.calls.drain(deadline);
@@ -141,7 +142,7 @@ async function drain(gateway: Gateway, health: Health, io: CliIo): Promise<void>
   // callbacks right after. They all run before the next turn of the event loop: only then may the transport close.
   await new Promise<void>((resolve) => setImmediate(resolve));
   if (outcome === 'timed out') {
-    io.stderr.write(`drawbridge: warning: ${gateway.calls.inFlight} call(s) still running after ${formatDuration(ms)} (admin.drain_timeout) are cut off\n`);
+    logger.log('warn', `${gateway.calls.inFlight} call(s) still running after ${formatDuration(ms)} (admin.drain_timeout) are cut off`);
   }
 }
 
@@ -261,7 +262,8 @@ function journalTimings(io: CliIo): { wrap: (journal: JournalStore) => JournalSt
 /**
  * The operator's log on stderr (log: level, format, subjects): one line per call, the config's
  * warnings and the checkpointer's; JSON unless stderr is a terminal or log.format says otherwise.
- * The startup lines ("serving …", the audience warning) stay plain text as before.
+ * Every line serve writes while serving goes through it (startup, reloads, shutdown), so a log
+ * shipper reading JSON never meets a line of another shape; only a refusal to start is plain text.
  */
 function serveLogger(gateway: Gateway, io: CliIo): Logger {
   const isTTY = 'isTTY' in io.stderr && io.stderr.isTTY === true;
@@ -284,14 +286,16 @@ interface Listen {
   readonly given: string;
 }
 
-async function serveOverHttp(
-  gateway: Gateway,
-  metrics: Metrics,
-  streams: Streams | null,
-  listen: Listen,
-  publicUrl: string | undefined,
-  io: CliIo,
-): Promise<number> {
+/** What both transports serve: the gateway, its metrics and streams, and the operator's log every line of serve goes to. */
+interface Served {
+  readonly gateway: Gateway;
+  readonly metrics: Metrics;
+  readonly streams: Streams | null;
+  readonly logger: Logger;
+}
+
+async function serveOverHttp(served: Served, listen: Listen, publicUrl: string | undefined, io: CliIo): Promise<number> {
+  const { gateway, metrics, streams, logger } = served;
   const identity = gateway.config.identity;
   if (identity?.mode !== 'oidc') {
     await gateway.close();
@@ -333,46 +337,50 @@ async function serveOverHttp(
   gateway.notifier?.linkTo(http.resource);
   metrics.watchSessions(() => http.openSessions());
   if (http.resource !== identity.audience) {
-    io.stderr.write(
-      `drawbridge: warning: tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; ` +
-        `MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).\n`,
+    logger.log(
+      'warn',
+      `tokens must be issued for audience ${identity.audience}, but this server advertises the resource ${http.resource}; ` +
+        `MCP clients ask the provider for the advertised one. Set audience to ${http.resource} (or --public-url to ${identity.audience}).`,
     );
   }
-  io.stderr.write(
-    `drawbridge: serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} ` +
-      `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${stateLabel(gateway.config)}\n`,
+  logger.log(
+    'info',
+    `serving ${gateway.config.tools.size} tool(s) over Streamable HTTP at ${http.url} ` +
+      `(resource ${http.resource}; tokens from ${identity.issuer}); journal ${stateLabel(gateway.config)}`,
+    { url: http.url },
   );
-  if (gateway.config.console.enabled) io.stderr.write(`drawbridge: approvers sign in to the console at ${new URL(http.resource).origin}/console/\n`);
-  const admin = await startAdmin(gateway, health, metrics, io).catch(async (error: unknown) => {
+  if (gateway.config.console.enabled) logger.log('info', `approvers sign in to the console at ${new URL(http.resource).origin}/console/`);
+  const admin = await startAdmin(served, health).catch(async (error: unknown) => {
     await http.close();
     throw error;
   });
   await stopped;
-  await drain(gateway, health, io);
+  await drain(served, health);
   await http.close();
   await admin?.close();
   await gateway.close();
   return 0;
 }
 
-async function serveOverStdio(gateway: Gateway, metrics: Metrics, streams: Streams | null, io: CliIo): Promise<number> {
-  let served: { identities: IdentityProvider; who: string };
+async function serveOverStdio(served: Served, io: CliIo): Promise<number> {
+  const { gateway, streams, logger } = served;
+  let caller: { identities: IdentityProvider; who: string };
   try {
-    served = await stdioIdentities(gateway.config, io.env);
+    caller = await stdioIdentities(gateway.config, io.env);
   } catch (error) {
     await gateway.close();
     if (isDrawbridgeError(error)) return fail(`drawbridge: cannot serve: ${error.code}: ${error.message}\n${error.hint}`, 1);
     throw error;
   }
   const health = createHealth(gateway, operatorVerifier(gateway.config), streams && streams.status);
-  const admin = await startAdmin(gateway, health, metrics, io);
+  const admin = await startAdmin(served, health);
   guardProcess(io);
   const stopped = untilStopped(io);
-  const serving = serveStdio(gateway, served.identities);
-  io.stderr.write(`drawbridge: serving ${gateway.config.tools.size} tool(s) over stdio as ${served.who}; journal ${stateLabel(gateway.config)}\n`);
+  const serving = serveStdio(gateway, caller.identities);
+  logger.log('info', `serving ${gateway.config.tools.size} tool(s) over stdio as ${caller.who}; journal ${stateLabel(gateway.config)}`);
   await Promise.race([stopped, new Promise<void>((done) => io.stdin.on('end', () => done()))]);
   // Answers still go out on stdout while the calls in flight finish; then the transport closes.
-  await drain(gateway, health, io);
+  await drain(served, health);
   await serving.close().catch(() => undefined);
   await admin?.close();
   await gateway.close();

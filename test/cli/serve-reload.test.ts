@@ -75,8 +75,8 @@ it('SIGHUP: a broken policy is refused (the denied call stays denied), a valid o
   const client = new Client({ name: 'reload-test', version: '1.0.0' });
   await client.connect(transport);
   const stderr = () => transport.stderr();
-  const admin = (await waitForOutput(stderr, /admin listener \(\/healthz, \/readyz, \/metrics\) at (http:\/\/\S+)/, 'the admin listener'))[1] as string;
-  const first = (await waitForOutput(stderr, /drawbridge: config ([0-9a-f]{64});/, 'the config hash'))[1] as string;
+  const admin = (await waitForOutput(stderr, /admin listener \(\/healthz, \/readyz, \/metrics\) at (http:\/\/[^\s"]+)/, 'the admin listener'))[1] as string;
+  const first = (await waitForOutput(stderr, /"msg":"config ([0-9a-f]{64});/, 'the config hash'))[1] as string;
   // The hash the gateway serves is the one `drawbridge check` prints.
   expect(runCli(['check', '--config', dir], { env: { DB_URL: db.gatewayUrl } }).stdout).toContain(`config hash: ${first}\n`);
   /** The first JSON log line with this msg (stderr is not a terminal: the log is JSON), once it is there. */

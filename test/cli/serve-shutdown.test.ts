@@ -63,7 +63,7 @@ async function serve(): Promise<Served> {
   const client = new Client({ name: 'shutdown-test', version: '1.0.0' });
   await client.connect(transport);
   const admin = (
-    await waitForOutput(() => transport.stderr(), /admin listener \(\/healthz, \/readyz, \/metrics\) at (http:\/\/\S+)/, 'the admin listener')
+    await waitForOutput(() => transport.stderr(), /admin listener \(\/healthz, \/readyz, \/metrics\) at (http:\/\/[^\s"]+)/, 'the admin listener')
   )[1] as string;
   return { client, admin, stderr: () => transport.stderr(), terminate: () => transport.terminate() };
 }

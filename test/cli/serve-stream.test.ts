@@ -94,7 +94,7 @@ it('serve streams the journal: calls and /readyz unaffected by a sink outage, me
   const client = new Client({ name: 'serve-stream-test', version: '1.0.0' });
   await client.connect(transport);
   const admin = (
-    await waitForOutput(() => transport.stderr(), /admin listener \(\/healthz, \/readyz, \/metrics\) at (http:\/\/\S+)/, 'the admin listener')
+    await waitForOutput(() => transport.stderr(), /admin listener \(\/healthz, \/readyz, \/metrics\) at (http:\/\/[^\s"]+)/, 'the admin listener')
   )[1] as string;
 
   for (let i = 0; i < 3; i++) {

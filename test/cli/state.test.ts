@@ -380,12 +380,7 @@ describe('the PostgreSQL state and the commands around it', () => {
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await waitForOutput(
-        () => stderr,
-        /serving 0 tool\(s\) over stdio as .*; journal PostgreSQL state \(\$DRAWBRIDGE_STATE_URL\)\n/,
-        'serve to start',
-        30_000,
-      );
+      await waitForOutput(() => stderr, /serving 0 tool\(s\) over stdio as .*; journal PostgreSQL state \(\$DRAWBRIDGE_STATE_URL\)"/, 'serve to start', 30_000);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

@@ -136,7 +136,7 @@ async function startGateway(configDir: string, port: number, publicUrl: string, 
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       stderr += chunk;
-      if (stderr.includes('drawbridge: serving ')) resolveReady();
+      if (stderr.includes('"msg":"serving ')) resolveReady();
     });
     child.once('exit', (code) => reject(new Error(`the gateway exited (${code}) before serving:\n${stderr}`)));
   });

@@ -232,7 +232,7 @@ describe('tools/call', () => {
   });
 
   it('reports who it serves as on stderr, never the database URL', () => {
-    expect(main.stderr()).toMatch(/drawbridge: serving 1 tool\(s\) over stdio as tester@example\.com \[local\]/);
+    expect(main.stderr()).toMatch(/"level":"info","msg":"serving 1 tool\(s\) over stdio as tester@example\.com \[local\]/);
     expect(main.stderr()).not.toContain(new URL(db.gatewayUrl).password);
   });
 });

@@ -264,7 +264,7 @@ export async function startReplica(settings: ReplicaSettings): Promise<Replica> 
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`replica ${settings.name} did not announce itself:\n${stderr}`)), 30_000);
       const onData = (): void => {
-        const announced = /over Streamable HTTP at (http:\/\/\S+)/.exec(stderr)?.[1];
+        const announced = /over Streamable HTTP at (http:\/\/[^\s"]+)/.exec(stderr)?.[1];
         if (announced === undefined) return;
         clearTimeout(timer);
         child.stderr!.off('data', onData);

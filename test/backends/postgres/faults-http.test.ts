@@ -47,7 +47,7 @@ function startServe(port: number): Promise<string> {
     const timer = setTimeout(() => reject(new Error(`serve --http did not announce itself:\n${stderr}`)), 20_000);
     proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
-      const url = /over Streamable HTTP at (http:\/\/\S+)/.exec(stderr)?.[1];
+      const url = /over Streamable HTTP at (http:\/\/[^\s"]+)/.exec(stderr)?.[1];
       if (url) {
         clearTimeout(timer);
         resolve(url);
