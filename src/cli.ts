@@ -12,6 +12,12 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
+// stderr's reader gone (a client killed with every pipe closed, a log collector that died): nothing
+// more can be said there, and that is no reason to stop. Unhandled, each failed line became an
+// uncaught exception whose guard line failed again on the next tick, a loop that starved the
+// event loop: the gateway never saw stdin end and spun a core (test/cli/serve-orphaned.test.ts).
+process.stderr.on('error', () => undefined);
+
 const code = await runCommandLine(process.argv.slice(2), processIo());
 // The answer is complete once it is written: exit now instead of waiting for what a command
 // left open (a `check --connect` probe of a server that never answered keeps its socket a while).

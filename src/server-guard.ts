@@ -55,6 +55,12 @@ export function describeFault(value: unknown): string {
   return `${value.name}${typeof code === 'string' && /^[A-Za-z0-9_]{1,32}$/.test(code) ? ` [${code}]` : ''}${shown ? `: ${shown}` : ''}`;
 }
 
+/** A write to a stream whose other end is gone. */
+function isBrokenPipe(value: unknown): boolean {
+  const code = value instanceof Error ? (value as { code?: unknown }).code : undefined;
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED';
+}
+
 export function installProcessGuard(options: GuardOptions = {}): ProcessGuard {
   const target: GuardTarget = options.target ?? process;
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
@@ -64,6 +70,9 @@ export function installProcessGuard(options: GuardOptions = {}): ProcessGuard {
     (event: GuardEvent) =>
     (value: unknown): void => {
       fired++;
+      // A stream whose reader is gone (EPIPE, a destroyed stream): stderr may be that stream, and a
+      // line about it would fail the same way on the next tick, forever. Counted, not written.
+      if (isBrokenPipe(value)) return;
       const what = event === 'uncaughtException' ? 'an uncaught exception' : 'an unhandled promise rejection';
       const stack = debug && value instanceof Error && value.stack ? `\n${value.stack}` : '';
       try {

@@ -59,6 +59,19 @@ describe('installProcessGuard', () => {
     broken.uninstall();
   });
 
+  it('counts a broken pipe but writes no line about it (stderr may be the broken stream)', () => {
+    const target = fakeProcess();
+    const lines: string[] = [];
+    const guard = installProcessGuard({ target, write: (l) => lines.push(l), debug: false });
+    target.emit('uncaughtException', Object.assign(new Error('write EPIPE'), { code: 'EPIPE', syscall: 'write' }));
+    target.emit('uncaughtException', Object.assign(new Error('Cannot call write after a stream was destroyed'), { code: 'ERR_STREAM_DESTROYED' }));
+    expect(guard.fired).toBe(2);
+    expect(lines).toEqual([]);
+    target.emit('uncaughtException', new Error('boom'));
+    expect(lines).toHaveLength(1);
+    guard.uninstall();
+  });
+
   it('never shows a credential: URL passwords, key=value secrets, bearer tokens, JWTs', () => {
     const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
     const text = `connect postgres://gateway:hunter2@db:5432/shop failed; password=hunter3 token: abc.def Authorization: Bearer ${jwt} id ${jwt}`;
