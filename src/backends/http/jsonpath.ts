@@ -260,6 +260,10 @@ function select(path: FieldPath, root: unknown): Slot[] {
   return slots;
 }
 
+/** Stands for a value already masked while the paths are applied (never in a result). */
+class Masked {}
+const MASKED = new Masked();
+
 export interface FieldMaskResult {
   /** The document with every selected value replaced by its selector's marker (the input's own containers, changed in place). */
   readonly value: unknown;
@@ -276,28 +280,27 @@ export interface FieldMaskResult {
  */
 export function maskFields(document: unknown, paths: readonly FieldPath[]): FieldMaskResult {
   let root = document;
-  const masked = new Map<Container, Set<string | number>>();
-  let rootMasked = false;
+  // While masking, a masked value is the MASKED sentinel (so a slot selected again is
+  // recognised as masked, whatever strings the body holds); markers replace them at the end.
+  const replaced: Array<{ readonly parent: Container; readonly key: string | number; readonly marker: string }> = [];
   const counts: Array<{ target: string; count: number }> = [];
+  let rootMarker = '';
   for (const path of paths) {
     const marker = fieldMarker(path.text);
     let count = 0;
     for (const slot of select(path, root)) {
+      if (valueAt(slot, root) === MASKED) continue;
       if (slot.parent === null) {
-        if (rootMasked) continue;
-        rootMasked = true;
-        root = marker;
-        count++;
-        continue;
+        root = MASKED;
+        rootMarker = marker;
+      } else {
+        setOwn(slot.parent, slot.key, MASKED);
+        replaced.push({ parent: slot.parent, key: slot.key, marker });
       }
-      let keys = masked.get(slot.parent);
-      if (keys?.has(slot.key)) continue;
-      if (!keys) masked.set(slot.parent, (keys = new Set()));
-      keys.add(slot.key);
-      setOwn(slot.parent, slot.key, marker);
       count++;
     }
     if (count > 0) counts.push({ target: path.text, count });
   }
-  return { value: root, counts };
+  for (const r of replaced) setOwn(r.parent, r.key, r.marker);
+  return { value: root === MASKED ? rootMarker : root, counts };
 }
