@@ -267,7 +267,9 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false; re
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch (error) {
-    return { ok: false, reason: error instanceof Error ? error.message : String(error) };
+    // Never V8's message itself: for short bodies it quotes the text ('"{"a":tru secret}" is not valid JSON').
+    const position = error instanceof Error ? /at position (\d+)/.exec(error.message)?.[1] : undefined;
+    return { ok: false, reason: position === undefined ? 'a syntax error' : `a syntax error at character ${position}` };
   }
 }
 
@@ -318,7 +320,8 @@ export function shapeResponse(response: TransportResponse, shaping: ResponseShap
     if (shaping.binary === 'refuse') {
       throw new DrawbridgeError(
         'http.response_binary',
-        `The response (HTTP ${response.status}) is binary (${described}, ${body.length} bytes${response.truncated ? ' received before the size limit' : ''}) and was not returned.`,
+        `The response (HTTP ${response.status}) is binary (${described}, ${body.length} bytes` +
+          `${response.truncated ? ' received before the size limit' : ''}) and was not returned.`,
       );
     }
     const digest = createHash('sha256').update(body).digest('hex');
@@ -408,7 +411,8 @@ function shapeText(
     if (kind === 'text') return text;
     throw new DrawbridgeError(
       'http.response_unmaskable',
-      `The body (HTTP ${response.status}) is labelled ${type.essence} but is not valid JSON (${parsed.reason}), so its fields cannot be masked; it was not returned.`,
+      `The body (HTTP ${response.status}) is labelled ${type.essence} but is not valid JSON (${parsed.reason}), ` +
+        'so its fields cannot be masked; it was not returned.',
     );
   }
   if (kind === 'text') notices.push(`the body is labelled ${type.essence || 'without a content type'} but is JSON: the field masks were applied`);
