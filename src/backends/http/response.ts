@@ -89,8 +89,16 @@ const REMOVED_HEADERS: ReadonlySet<string> = new Set([
   'proxy-authentication-info',
 ]);
 
-/** Header names that exist only to carry a credential (x-auth-token, x-api-key, x-amz-security-token, x-session-id, …). */
-const CREDENTIAL_HEADER_NAME = /token|secret|api-?key|password|credential|session/i;
+/**
+ * Header names that exist only to carry a credential (x-auth-token, x-api-key,
+ * x-amz-security-token, x-session-id, …), by whole word so that rate-limit
+ * headers counting tokens (x-ratelimit-remaining-tokens) stay.
+ */
+const CREDENTIAL_WORDS: ReadonlySet<string> = new Set(['token', 'secret', 'password', 'passwd', 'credential', 'credentials', 'session', 'sessionid', 'apikey']);
+const isCredentialHeader = (name: string): boolean => {
+  const words = name.toLowerCase().split(/[-_]/);
+  return words.some((w, i) => CREDENTIAL_WORDS.has(w) || (w === 'key' && (words[i - 1] === 'api' || words[i - 1] === 'access')));
+};
 
 export const REMOVED = '[removed]';
 const CREDENTIAL_MARKER = '[masked:credential]';
@@ -98,6 +106,9 @@ const CREDENTIAL_MARKER = '[masked:credential]';
 /** Field-mask targets of this module besides the selectors themselves. */
 const HEADER_TARGET = 'response-header';
 const CREDENTIAL_TARGET = 'credential';
+
+/** The start of a JSON object or array (a byte-order mark allowed): `{"`, `{}`, `[{`, `[[`, `["`, `[]`. */
+const JSON_START = /^\uFEFF?\s*(?:\{\s*["}]|\[\s*[[{"\]])/;
 
 /** Deeper JSON is printed compact: indentation would grow with the square of the depth. */
 const MAX_PRETTY_DEPTH = 64;
@@ -333,7 +344,7 @@ export function shapeResponse(response: TransportResponse, shaping: ResponseShap
   }
 
   const headerLines = response.headers.map(([name, value]) => {
-    if (REMOVED_HEADERS.has(name.toLowerCase()) || CREDENTIAL_HEADER_NAME.test(name)) {
+    if (REMOVED_HEADERS.has(name.toLowerCase()) || isCredentialHeader(name)) {
       counted(HEADER_TARGET, 1);
       return `${name}: ${REMOVED}`;
     }
@@ -395,28 +406,29 @@ function shapeText(
     if (kind === 'json' && response.truncated) notices.push(`the JSON body was cut at ${shaping.maxResponseBytes} bytes: it is incomplete`);
     return text;
   }
-  // With field rules, any body that parses as JSON is field-masked, whatever its label:
-  // a server labelling JSON text/plain must not get around them.
-  const looksJson = kind === 'json' || /^\s*[[{]/.test(text);
-  if (!looksJson) return text;
+  // With field rules, a body that looks like a JSON object or array is treated as JSON
+  // whatever its label: a server labelling JSON text/plain must not get around them.
+  // (A log line's "[2026-…" or "[INFO]" does not look like one: no quote or bracket follows.)
+  if (kind === 'text' && !JSON_START.test(text)) return text;
+  const label = type.essence === '' ? 'without a content type' : type.essence;
   if (response.truncated) {
-    if (kind === 'text') return text; // labelled text and cut: shown as text, detectors only
     throw new DrawbridgeError(
       'http.response_unmaskable',
-      `The JSON body (HTTP ${response.status}) was cut at ${shaping.maxResponseBytes} bytes, so its fields cannot be masked; it was not returned.`,
+      `The JSON body (HTTP ${response.status}, ${label}) was cut at ${shaping.maxResponseBytes} bytes, so its fields cannot be masked; ` +
+        'it was not returned.',
     );
   }
-  const parsed = parseJson(text);
+  const parsed = parseJson(text.replace(/^\uFEFF/, ''));
   if (!parsed.ok) {
-    if (kind === 'text') return text;
     throw new DrawbridgeError(
       'http.response_unmaskable',
-      `The body (HTTP ${response.status}) is labelled ${type.essence} but is not valid JSON (${parsed.reason}), ` +
-        'so its fields cannot be masked; it was not returned.',
+      `The body (HTTP ${response.status}, ${label}) is not valid JSON (${parsed.reason}), so its fields cannot be masked; it was not returned.`,
     );
   }
-  if (kind === 'text') notices.push(`the body is labelled ${type.essence || 'without a content type'} but is JSON: the field masks were applied`);
   const masked = maskFields(parsed.value, fields);
+  // Nothing selected: the body exactly as received (see above).
+  if (masked.counts.length === 0) return text;
+  if (kind === 'text') notices.push(`the body is labelled ${label} but is JSON: the field masks were applied`);
   for (const c of masked.counts) counted(c.target, c.count);
   const { depth, unsafe } = measure(masked.value);
   if (unsafe > 0) notices.push(`${unsafe} integer${unsafe === 1 ? '' : 's'} beyond 2^53 may be shown rounded (the body was re-serialized after masking)`);

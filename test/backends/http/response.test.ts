@@ -153,10 +153,34 @@ describe('JSON field masks', () => {
     expect(result.notices[0]).toMatch(/labelled text\/plain but is JSON/);
   });
 
-  it('shows text labelled text that only looks like JSON as text', () => {
-    const text = '[2026-12-05 10:00] started\n';
-    const result = shapeResponse(response({ text }), shaping({ maskFields: paths('$..name') }));
+  it('refuses JSON labelled as text that was cut, when fields are masked', () => {
+    const body = new TextEncoder().encode('{"customer":{"name":"Ann"');
+    const error = refusal(() => shapeResponse(response({ body, truncated: true }), shaping({ maskFields: paths('$..name'), maxResponseBytes: 25 })));
+    expect(error.code).toBe('http.response_unmaskable');
+    expect(error.message).toMatch(/text\/plain\) was cut at 25 bytes/);
+  });
+
+  it('parses JSON after a byte-order mark', () => {
+    const result = shapeResponse(
+      response({ text: '\uFEFF{"name":"Ann"}', headers: [['content-type', 'application/json']] }),
+      shaping({ maskFields: paths('$.name') }),
+    );
+    expect(JSON.parse(String(cell(result, 'body')))).toEqual({ name: fieldMarker('$.name') });
+  });
+
+  it('leaves JSON exactly as received when no selector selects anything', () => {
+    const text = '{"b":1,"2":2,"id":12345678901234567891}';
+    const result = shapeResponse(response({ text, headers: [['content-type', 'application/json']] }), shaping({ maskFields: paths('$..email') }));
     expect(cell(result, 'body')).toBe(text);
+    expect(result.notices).toEqual([]);
+    expect(result.fieldMasks).toEqual([]);
+  });
+
+  it('shows text labelled text that only looks like JSON as text', () => {
+    for (const text of ['[2026-12-05 10:00] started\n', '[INFO] {"name": "x"}', '{ not json']) {
+      const result = shapeResponse(response({ text }), shaping({ maskFields: paths('$..name') }));
+      expect(cell(result, 'body')).toBe(text);
+    }
   });
 
   it('fails closed on truncated JSON when fields are masked, and says so', () => {
@@ -225,6 +249,8 @@ describe('headers', () => {
       ['x-amz-security-token', 'FQoG'],
       ['link', '<https://api.example.test/v1/customers?page=2>; rel="next"'],
       ['retry-after', '30'],
+      ['x-ratelimit-remaining-tokens', '9000'],
+      ['x-csrf-token', 'c'],
     ];
     const result = shapeResponse(response({ text: 'x', headers }), shaping());
     expect(cell(result, 'headers')).toBe(
@@ -240,9 +266,11 @@ describe('headers', () => {
         'x-amz-security-token: [removed]',
         'link: <https://api.example.test/v1/customers?page=2>; rel="next"',
         'retry-after: 30',
+        'x-ratelimit-remaining-tokens: 9000',
+        'x-csrf-token: [removed]',
       ].join('\n'),
     );
-    expect(result.fieldMasks).toEqual([{ target: 'response-header', count: 8 }]);
+    expect(result.fieldMasks).toEqual([{ target: 'response-header', count: 9 }]);
   });
 });
 
