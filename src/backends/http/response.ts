@@ -130,6 +130,9 @@ interface MediaType {
   readonly charset: string | null;
 }
 
+/** type/subtype as RFC 9110 spells them (token characters). */
+const MEDIA_TYPE = /^[a-z0-9!#$%&'*+.^_`|~-]{1,127}\/[a-z0-9!#$%&'*+.^_`|~-]{1,127}$/;
+
 function mediaTypeOf(headers: TransportResponse['headers']): MediaType {
   const raw = headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1] ?? '';
   const [essence = '', ...params] = raw.split(';');
@@ -138,7 +141,9 @@ function mediaTypeOf(headers: TransportResponse['headers']): MediaType {
     const [key = '', value = ''] = param.split('=');
     if (key.trim().toLowerCase() === 'charset') charset = value.trim().replace(/^"(.*)"$/, '$1') || null;
   }
-  return { essence: essence.trim().toLowerCase(), charset };
+  const type = essence.trim().toLowerCase();
+  // A malformed value counts as none (the body is sniffed): only a well-formed type reaches the answer and error text.
+  return MEDIA_TYPE.test(type) ? { essence: type, charset } : { essence: '', charset: null };
 }
 
 /** Textual types besides text/*, JSON and XML: what detectors can read. */

@@ -326,6 +326,12 @@ describe('content types', () => {
     expect(refusal(() => shapeResponse(response({ body: png, headers: [] }), shaping())).code).toBe('http.response_binary');
   });
 
+  it('treats a malformed content type as none', () => {
+    const result = shapeResponse(response({ text: 'words', headers: [['content-type', 'text plain ann@example.com']] }), shaping());
+    expect(cell(result, 'content_type')).toBeNull();
+    expect(cell(result, 'body')).toBe('words');
+  });
+
   it.each(['text/html', 'text/csv; charset=utf-8', 'application/xml', 'application/atom+xml', 'application/x-ndjson', 'application/yaml'])(
     '%s is text',
     (type) => {
