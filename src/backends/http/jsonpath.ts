@@ -6,8 +6,10 @@
 // iterative (an explicit stack, never recursion): a hostile body nested 100,000
 // deep or holding millions of elements costs time proportional to its size and
 // never exhausts the call stack. A small strict parser instead of a library:
-// the subset is ~100 lines, the maintained RFC 9535 libraries bring filter
-// evaluation we would have to keep switched off, and recursive walks.
+// jsonpath-rfc9535 (iterative, no eval) returns values or normalized paths that
+// it copies at every step (quadratic on deep documents), while masking needs the
+// parent and key of each selected value, each container visited once per
+// segment, and filters refused rather than evaluated.
 
 /** One selector inside a segment: a member name, an array index, or every child. */
 export type Selector = { readonly kind: 'name'; readonly name: string } | { readonly kind: 'index'; readonly index: number } | { readonly kind: 'wildcard' };
