@@ -221,20 +221,35 @@ function selectChildren(node: Container, selector: Selector, out: Slot[]): void 
   else if (selector.kind === 'name' && Object.hasOwn(node, selector.name)) out.push({ parent: node, key: selector.name });
 }
 
-/** Every container in the subtrees of `roots` (themselves included), each once: iterative, so depth costs no stack. */
+/**
+ * Every container in the subtrees of `roots` (themselves included), each once:
+ * iterative, so depth costs no stack. A parsed document is a tree, so one root's
+ * subtree needs no bookkeeping; several roots may nest (`$..a..b`), and a set keeps
+ * each container to one visit, so chained descendant segments stay linear.
+ */
 function subtreeContainers(roots: readonly Container[]): Container[] {
-  const seen = new Set<Container>();
+  const seen = roots.length > 1 ? new Set<Container>() : null;
   const stack = [...roots];
   const out: Container[] = [];
   while (stack.length > 0) {
     const node = stack.pop();
-    if (node === undefined || seen.has(node)) continue;
-    seen.add(node);
+    if (node === undefined) continue;
+    if (seen) {
+      if (seen.has(node)) continue;
+      seen.add(node);
+    }
     out.push(node);
-    const children = Array.isArray(node) ? node : Object.values(node);
-    for (let i = children.length - 1; i >= 0; i--) {
-      const child = children[i];
-      if (isContainer(child) && !seen.has(child)) stack.push(child);
+    if (Array.isArray(node)) {
+      for (let i = node.length - 1; i >= 0; i--) {
+        const child: unknown = node[i];
+        if (isContainer(child)) stack.push(child);
+      }
+    } else {
+      // for…in without allocating a key list: parsed objects inherit nothing enumerable.
+      for (const key in node) {
+        const child = node[key];
+        if (isContainer(child)) stack.push(child);
+      }
     }
   }
   return out;
@@ -274,6 +289,7 @@ export interface FieldMaskResult {
 }
 
 /**
+ * `document` is a tree as JSON.parse returns it (no shared or cyclic containers).
  * Replaces every value the paths select with the marker of the first path that
  * selects it (the whole value: a string, a number, an object), counting per path.
  * Changes `document` in place (a freshly parsed body the caller owns) and returns

@@ -210,19 +210,25 @@ function validUtf8(body: Uint8Array, cut: boolean): boolean {
 function measure(value: unknown): { depth: number; unsafe: number } {
   let depth = 0;
   let unsafe = 0;
-  const stack: Array<readonly [unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const top = stack.pop();
-    if (!top) break;
-    const [node, level] = top;
+  // Two parallel stacks: no tuple allocated per value.
+  const nodes: unknown[] = [value];
+  const levels: number[] = [0];
+  while (nodes.length > 0) {
+    const node = nodes.pop();
+    const level = levels.pop() ?? 0;
     if (typeof node === 'number') {
       if (Number.isInteger(node) && !Number.isSafeInteger(node)) unsafe++;
       continue;
     }
     if (typeof node !== 'object' || node === null) continue;
     if (level + 1 > depth) depth = level + 1;
-    for (const child of Array.isArray(node) ? node : Object.values(node))
-      if (typeof child === 'object' || typeof child === 'number') stack.push([child, level + 1]);
+    const children: readonly unknown[] = Array.isArray(node) ? node : Object.values(node);
+    for (const child of children) {
+      if (typeof child === 'object' || typeof child === 'number') {
+        nodes.push(child);
+        levels.push(level + 1);
+      }
+    }
   }
   return { depth, unsafe };
 }
@@ -233,26 +239,33 @@ type Frame =
 
 /** JSON text of a parsed document, two-space indented (compact when `pretty` is false). Iterative: any depth. */
 export function renderJson(value: unknown, pretty: boolean): string {
-  const out: string[] = [];
+  // One growing string (V8 concatenates into ropes cheaply) and one indentation string per depth.
+  let out = '';
   const stack: Frame[] = [];
-  const newline = (depth: number) => (pretty ? `\n${'  '.repeat(depth)}` : '');
+  const indents: string[] = [''];
+  const newline = (depth: number): string => {
+    if (!pretty) return '';
+    let indent = indents[depth];
+    if (indent === undefined) indents[depth] = indent = '  '.repeat(depth);
+    return `\n${indent}`;
+  };
   const write = (node: unknown) => {
     if (Array.isArray(node)) {
-      if (node.length === 0) out.push('[]');
+      if (node.length === 0) out += '[]';
       else {
-        out.push('[');
+        out += '[';
         stack.push({ kind: 'array', items: node, i: 0 });
       }
     } else if (typeof node === 'object' && node !== null) {
       const object = node as Readonly<Record<string, unknown>>;
       const keys = Object.keys(object);
-      if (keys.length === 0) out.push('{}');
+      if (keys.length === 0) out += '{}';
       else {
-        out.push('{');
+        out += '{';
         stack.push({ kind: 'object', object, keys, i: 0 });
       }
     } else {
-      out.push(JSON.stringify(node) ?? 'null');
+      out += JSON.stringify(node) ?? 'null';
     }
   };
   write(value);
@@ -262,21 +275,21 @@ export function renderJson(value: unknown, pretty: boolean): string {
     const length = frame.kind === 'array' ? frame.items.length : frame.keys.length;
     if (frame.i >= length) {
       stack.pop();
-      out.push(newline(stack.length) + (frame.kind === 'array' ? ']' : '}'));
+      out += newline(stack.length) + (frame.kind === 'array' ? ']' : '}');
       continue;
     }
-    out.push((frame.i > 0 ? ',' : '') + newline(stack.length));
+    out += (frame.i > 0 ? ',' : '') + newline(stack.length);
     let child: unknown;
     if (frame.kind === 'array') child = frame.items[frame.i];
     else {
       const key = frame.keys[frame.i] ?? '';
-      out.push(JSON.stringify(key) + (pretty ? ': ' : ':'));
+      out += JSON.stringify(key) + (pretty ? ': ' : ':');
       child = frame.object[key];
     }
     frame.i++;
     write(child);
   }
-  return out.join('');
+  return out;
 }
 
 function parseJson(text: string): { ok: true; value: unknown } | { ok: false; reason: string } {
