@@ -131,7 +131,8 @@ export function parseOpenApi(text: string, source: string): OpenApiDocument {
     let current = value;
     for (let hops = 0; isObject(current) && typeof current['$ref'] === 'string'; hops++) {
       const ref = current['$ref'];
-      if (hops > 16 || !ref.startsWith('#/')) invalid(`has a $ref at ${where} that is not a local reference the gateway follows (${ref})`);
+      if (hops > 16) invalid(`has a $ref chain at ${where} that loops (${ref})`);
+      if (!ref.startsWith('#/')) invalid(`has a $ref at ${where} that is not a local reference the gateway follows (${ref})`);
       current = ref
         .slice(2)
         .split('/')
