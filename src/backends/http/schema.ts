@@ -114,14 +114,17 @@ export const httpConnectionSchema = z
     default_headers: z
       .record(z.string(), plainValue)
       .default({})
-      .transform((headers, ctx) =>
-        Object.entries(headers).map(([given, value]) => {
+      .transform((headers, ctx) => {
+        const seen = new Set<string>();
+        return Object.entries(headers).map(([given, value]) => {
           const n = given.toLowerCase();
           const reason = HEADER_NAME.test(given) ? forbiddenHeaderReason(n) : 'it is not an HTTP header name';
           if (reason) ctx.addIssue({ code: 'custom', path: [given], message: `${given} cannot be declared: ${reason}` });
+          if (seen.has(n)) ctx.addIssue({ code: 'custom', path: [given], message: 'header names must be unique (ignoring case)' });
+          seen.add(n);
           return [n, value] as const;
-        }),
-      ),
+        });
+      }),
     /** Request headers the agent may set besides Accept and Content-Type (lower-cased). */
     allowed_headers: z.array(settableHeaderName).default([]),
     limits: z
@@ -143,18 +146,17 @@ export const httpConnectionSchema = z
     openapi: z.string().min(1).optional(),
   })
   .superRefine((c, ctx) => {
-    const defaults = c.default_headers.map(([n]) => n);
-    if (new Set(defaults).size !== defaults.length)
-      ctx.addIssue({ code: 'custom', path: ['default_headers'], message: 'header names must be unique (ignoring case)' });
+    // zod runs this refinement even when a field failed (and was not transformed): each field is read only when it has its parsed form.
+    const defaults = Array.isArray(c.default_headers) ? c.default_headers.map(([n]) => n) : [];
+    const allowed: readonly string[] = Array.isArray(c.allowed_headers) ? c.allowed_headers : [];
     const owned: Array<[string, string]> = [];
-    if (c.credential.kind === 'header') owned.push([c.credential.name, "the credential's header"]);
+    if (c.credential?.kind === 'header') owned.push([c.credential.name, "the credential's header"]);
     if (c.dry_run?.kind === 'header') owned.push([c.dry_run.name, "the dry run's header"]);
     for (const [header, what] of owned) {
-      if (c.allowed_headers.includes(header))
-        ctx.addIssue({ code: 'custom', path: ['allowed_headers'], message: `${header} is ${what}: the agent cannot set it` });
+      if (allowed.includes(header)) ctx.addIssue({ code: 'custom', path: ['allowed_headers'], message: `${header} is ${what}: the agent cannot set it` });
       if (defaults.includes(header)) ctx.addIssue({ code: 'custom', path: ['default_headers'], message: `${header} is ${what}` });
     }
-    if (c.credential.kind === 'query' && c.dry_run?.kind === 'query' && c.credential.name.toLowerCase() === c.dry_run.name.toLowerCase()) {
+    if (c.credential?.kind === 'query' && c.dry_run?.kind === 'query' && c.credential.name.toLowerCase() === c.dry_run.name.toLowerCase()) {
       ctx.addIssue({ code: 'custom', path: ['dry_run'], message: "the dry run's query parameter is the credential's" });
     }
   });
