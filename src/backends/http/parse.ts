@@ -60,6 +60,8 @@ function controlCharacter(text: string, allowTab = false): string | null {
     const code = ch.codePointAt(0) as number;
     if (code === 0x0d || code === 0x0a) return 'a line break (CR or LF)';
     if (code === 0) return 'a NUL character';
+    // Iterating by code point leaves only unpaired surrogates in this range: no UTF-8 encodes them.
+    if (code >= 0xd800 && code <= 0xdfff) return 'an unpaired UTF-16 surrogate';
     if ((code < 0x20 && !(allowTab && code === 0x09)) || (code >= 0x7f && code <= 0x9f))
       return `a control character (U+${code.toString(16).toUpperCase().padStart(4, '0')})`;
   }
@@ -97,6 +99,9 @@ function decodeSegment(raw: string): string {
   if (control) refusePath(`${control}, percent-encoded`);
   // A server (or a proxy before it) that decodes twice would see another path than policy: %252e%252e is ".." to it.
   if (PERCENT_TRIPLE.test(text)) refusePath('double percent-encoding (%25 followed by an escape)');
+  // Zero-width and bidirectional controls make a path read (to a person, or a server that strips them) as another one.
+  const invisible = /\p{Cf}/u.exec(text);
+  if (invisible) refusePath(`an invisible formatting character (U+${(invisible[0].codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')})`);
   const folded = text.normalize('NFKC');
   if (folded !== text && (folded.includes('/') || folded.includes('\\') || folded === '.' || folded === '..' || folded.includes('%'))) {
     refusePath(`a Unicode character that normalises to a slash, backslash, dot or percent sign ("${text}")`);

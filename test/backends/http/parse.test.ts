@@ -118,6 +118,11 @@ describe('the permanent evasion table: paths', () => {
     ['/a\tb', /control character/],
     ['/a%7fb', /control character/],
     ['/a%c2%85b', /control character/],
+    ['/a\ud800b', /unpaired UTF-16 surrogate/],
+    ['/admin\u200b/users', /invisible formatting character \(U\+200B\)/],
+    ['/admin%E2%80%8B/users', /invisible formatting character/],
+    ['/files/\u202egnp.exe', /invisible formatting character \(U\+202E\)/],
+    ['/a%EF%BB%BF', /invisible formatting character \(U\+FEFF\)/],
     ['', /empty/],
     ['/' + 'a'.repeat(2048), /more than 2048/],
   ];
@@ -200,6 +205,8 @@ describe('the permanent evasion table: query', () => {
     [{ a: 'x\nb' }, /line break/],
     [{ 'a\u0000': 'x' }, /NUL/],
     [{ a: 'x\u0000' }, /NUL/],
+    [{ a: 'x\udc00' }, /unpaired UTF-16 surrogate/],
+    [{ '\ud800': 'x' }, /unpaired UTF-16 surrogate/],
     [Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])), /more than 64/],
   ];
   it.each(refused)('%j is refused', (query, reason) => {
