@@ -11,6 +11,7 @@
 import { DrawbridgeError } from '../../errors.js';
 import type { ParsedRequest } from '../backend.js';
 import { HTTP_ERRORS } from './errors.js';
+import { documentRequest, type OpenApiDocument } from './openapi.js';
 import { HTTP_METHODS, READ_METHODS, type HttpBody, type HttpDetail, type HttpDryRun, type HttpMethod } from './types.js';
 
 export const MAX_PATH_CHARS = 2048;
@@ -317,4 +318,14 @@ export function checkAgainstConnection(detail: HttpDetail, rules: HttpRequestRul
   const limit = rules.limits.max_request_bytes ?? DEFAULT_MAX_REQUEST_BYTES;
   if (detail.body && detail.body.bytes > limit)
     refuseBody(`Refused: the body is ${detail.body.bytes} bytes, more than this connection's max_request_bytes (${limit}).`);
+}
+
+/**
+ * The connection's resolve, pure: the request checked against the declaration
+ * (checkAgainstConnection), then matched against its OpenAPI document, or marked
+ * `no-document` when the connection has none.
+ */
+export function resolveHttpRequest(request: ParsedRequest<HttpDetail>, rules: HttpRequestRules, document: OpenApiDocument | null): ParsedRequest<HttpDetail> {
+  checkAgainstConnection(request.detail, rules);
+  return documentRequest(request, document);
 }

@@ -3,7 +3,9 @@
 // permanent evasion table of paths, queries and headers that must be refused.
 
 import { describe, expect, it } from 'vitest';
-import { checkAgainstConnection, normalisePath, parseHttpRequest, type HttpRequestRules } from '../../../src/backends/http/parse.js';
+import { parseOpenApi } from '../../../src/backends/http/openapi.js';
+import { checkAgainstConnection, normalisePath, parseHttpRequest, resolveHttpRequest, type HttpRequestRules } from '../../../src/backends/http/parse.js';
+import { httpConnectionSchema } from '../../../src/backends/http/schema.js';
 import { DrawbridgeError } from '../../../src/errors.js';
 
 const context = { tool: 'api', connection: 'crm' };
@@ -335,5 +337,26 @@ describe('checkAgainstConnection', () => {
     const open: HttpRequestRules = { allowed_headers: [], credential: { kind: 'none' }, limits: {} };
     expect(() => check({ method: 'POST', body: 'x'.repeat(1024 * 1024) }, open)).not.toThrow();
     expect(refusal(() => check({ method: 'POST', body: 'x'.repeat(1024 * 1024 + 1) }, open)).code).toBe('http.body_invalid');
+  });
+});
+
+describe('resolveHttpRequest', () => {
+  const declaration = httpConnectionSchema.parse({
+    kind: 'connection',
+    name: 'crm',
+    type: 'http',
+    description: 'CRM',
+    base_url: 'https://crm.example.com',
+    credential: { header: { name: 'X-Api-Key', value: '${KEY}' } },
+  });
+  const document = parseOpenApi('openapi: 3.1.0\npaths:\n  /customers: { get: { operationId: listCustomers } }\n', 'api.yaml');
+
+  it("takes the connection schema's output: checks it, then documents the request", () => {
+    expect(resolveHttpRequest(parse({ path: '/customers' }), declaration, document).detail.documentation).toMatchObject({ operationId: 'listCustomers' });
+    expect(resolveHttpRequest(parse({ path: '/other' }), declaration, document)).toMatchObject({ operation: 'undocumented', explicitOnly: true });
+    expect(resolveHttpRequest(parse({ path: '/other' }), declaration, null).detail.documentation).toEqual({ kind: 'no-document' });
+    expect(refusal(() => resolveHttpRequest(parse({ path: '/customers', headers: { 'x-api-key': 'mine' } }), declaration, document)).code).toBe(
+      'http.header_forbidden',
+    );
   });
 });
