@@ -6,10 +6,10 @@
 
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { containsInlineCredential, secretRefSchema } from '../../config/secrets.js';
-import { durationSchema, sizeSchema } from '../../config/units.js';
+import { containsInlineCredential, secretRefSchema, type SecretRef } from '../../config/secrets.js';
+import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { isLoopbackHostname } from '../../util/signed-webhook.js';
-import { forbiddenHeaderReason, HEADER_NAME } from './parse.js';
+import { DEFAULT_MAX_REQUEST_BYTES, forbiddenHeaderReason, HEADER_NAME } from './parse.js';
 import type { HttpCredential, HttpDryRun } from './types.js';
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, dot, dash or underscore');
@@ -180,3 +180,44 @@ export const httpInputShape = {
     .optional()
     .describe('Request body for writes: a JSON object or array (sent as application/json), or text sent as it is.'),
 };
+
+/** Defaults of the limits a connection may leave unset (the transport reads the same). */
+export const HTTP_DEFAULT_LIMITS = { timeout: 30_000, max_request_bytes: DEFAULT_MAX_REQUEST_BYTES, max_response_bytes: 1024 * 1024 } as const;
+
+export const HTTP_TOOL_DESCRIPTION =
+  "Call an HTTP API through the Drawbridge gateway: a method and a path relative to the API's base URL, with optional " +
+  'query parameters, headers and body. The gateway adds the credentials; policy decides by method, path and ' +
+  'operation; secrets in the answer are masked; every call is journaled.';
+
+export const HTTP_EXAMPLE = { connection: 'crm', input: { method: 'GET', path: '/customers/42' } } as const;
+
+/** The tool description's line about one connection: what it is, where, and its limits. Never a secret. */
+export function describeHttpConnection(c: HttpConnectionDeclaration): string {
+  const timeout = formatDuration(c.limits.timeout ?? HTTP_DEFAULT_LIMITS.timeout);
+  const answer = formatSize(c.limits.max_response_bytes ?? HTTP_DEFAULT_LIMITS.max_response_bytes);
+  const headers = c.allowed_headers.length > 0 ? `; headers you may set: accept, content-type, ${c.allowed_headers.join(', ')}` : '';
+  return `${c.description} (HTTP: ${c.base_url}; ${timeout} per request, answers up to ${answer}${headers})`;
+}
+
+/** The secret references the connection's credential needs. */
+export function httpSecretsOf(c: HttpConnectionDeclaration): readonly SecretRef[] {
+  const credential = c.credential;
+  switch (credential.kind) {
+    case 'none':
+      return [];
+    case 'bearer':
+      return [credential.token];
+    case 'basic':
+      return [credential.password];
+    case 'header':
+    case 'query':
+      return [credential.value];
+    case 'client_certificate':
+      return [credential.cert, credential.key, ...(credential.ca ? [credential.ca] : [])];
+  }
+}
+
+/** Files the connection reads besides secrets: its OpenAPI document (hidden from agents like secret files). */
+export function httpFilesOf(c: HttpConnectionDeclaration): readonly string[] {
+  return c.openapi ? [c.openapi] : [];
+}

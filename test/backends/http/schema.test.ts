@@ -10,7 +10,7 @@ import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { loadOpenApi, matchOpenApi } from '../../../src/backends/http/openapi.js';
 import { HTTP_MATCH_SHAPE } from '../../../src/backends/http/policy.js';
-import { httpConnectionSchema } from '../../../src/backends/http/schema.js';
+import { describeHttpConnection, httpConnectionSchema, httpFilesOf, httpInputShape, httpSecretsOf } from '../../../src/backends/http/schema.js';
 
 const base = { kind: 'connection', name: 'crm', type: 'http', description: 'CRM API', base_url: 'https://crm.example.com/api/v1/' };
 
@@ -141,5 +141,46 @@ describe('examples/http', () => {
     const own = rules.map((r) => Object.fromEntries(Object.entries(r.match).filter(([k]) => k in HTTP_MATCH_SHAPE)));
     expect(own.filter((m) => Object.keys(m).length > 0)).toHaveLength(3);
     for (const m of own) expect(() => z.strictObject(HTTP_MATCH_SHAPE).parse(m)).not.toThrow();
+  });
+});
+
+describe('what index.ts declares from the schema', () => {
+  it('describes a connection by its base URL and limits, never its credential', () => {
+    const c = httpConnectionSchema.parse({
+      ...base,
+      credential: { bearer: 'inline-secret-token' },
+      allowed_headers: ['Idempotency-Key'],
+      limits: { timeout: '5s' },
+    });
+    const text = describeHttpConnection(c);
+    expect(text).toBe(
+      'CRM API (HTTP: https://crm.example.com/api/v1; 5s per request, answers up to 1MiB; headers you may set: accept, content-type, idempotency-key)',
+    );
+    expect(text).not.toContain('inline-secret-token');
+  });
+
+  it.each([
+    ['none', []],
+    [{ bearer: '${T}' }, ['$T']],
+    [{ basic: { username: 'u', password: { env: 'P' } } }, ['$P']],
+    [{ header: { name: 'x-key', value: { env: 'K' } } }, ['$K']],
+    [{ query: { name: 'key', value: { env: 'K' } } }, ['$K']],
+    [{ client_certificate: { cert: { file: 'c.pem' }, key: { file: 'k.pem' }, ca: { file: 'ca.pem' } } }, ['file c.pem', 'file k.pem', 'file ca.pem']],
+  ])('secrets of credential %j', (credential, described) => {
+    expect(httpSecretsOf(httpConnectionSchema.parse({ ...base, credential })).map((r) => r.describe)).toEqual(described);
+  });
+
+  it('names the OpenAPI document as a file the connection reads', () => {
+    expect(httpFilesOf(httpConnectionSchema.parse(base))).toEqual([]);
+    expect(httpFilesOf(httpConnectionSchema.parse({ ...base, openapi: 'openapi/crm.yaml' }))).toEqual(['openapi/crm.yaml']);
+  });
+
+  it('the input shape becomes the JSON schema the MCP server lists', () => {
+    const schema = z.toJSONSchema(z.strictObject({ connection: z.enum(['crm']), ...httpInputShape })) as {
+      properties: Record<string, unknown>;
+      required: string[];
+    };
+    expect(Object.keys(schema.properties)).toEqual(['connection', 'method', 'path', 'query', 'headers', 'body']);
+    expect(schema.required).toEqual(['connection', 'method', 'path']);
   });
 });
