@@ -218,7 +218,8 @@ export function parseOpenApi(text: string, source: string): OpenApiDocument {
       .slice(1)
       .split('/')
       .map((segment): TemplateSegment => {
-        if (!segment.includes('{')) return { kind: 'literal', text: segment };
+        // Literal segments compare with the request's decoded segments: decode them once too (a malformed escape stays as written).
+        if (!segment.includes('{')) return { kind: 'literal', text: decodeLiteral(segment) };
         const names: string[] = [];
         const body = segment.replace(/\{([^{}]+)\}|([^{]+)/g, (_m, pname: string | undefined, literal: string | undefined) => {
           if (pname !== undefined) {
@@ -249,6 +250,14 @@ export function parseOpenApi(text: string, source: string): OpenApiDocument {
     return 0;
   };
   return { source, version, paths: [...compiled].sort(byRank) };
+}
+
+function decodeLiteral(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 function matchTemplate(path: DocumentedPath, segments: readonly string[]): Record<string, string> | null {

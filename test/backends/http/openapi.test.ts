@@ -146,6 +146,12 @@ describe('documents the gateway refuses (config.invalid, naming the file)', () =
     expect(error.message).toContain(join(import.meta.dirname, 'missing.yaml'));
   });
 
+  it('literal segments of the document are compared decoded, like the request', () => {
+    const doc = parseOpenApi('openapi: 3.1.0\npaths:\n  /files/annual%20report: { get: { operationId: report } }\n', 'api.yaml');
+    expect(matchOpenApi(doc, 'GET', request('GET', '/files/annual report').detail.segments)).toMatchObject({ operationId: 'report' });
+    expect(matchOpenApi(doc, 'GET', request('GET', '/files/annual%20report').detail.segments)).toMatchObject({ operationId: 'report' });
+  });
+
   it('JSON is accepted, 3.0 exclusive bounds are booleans, a 3.1 type list may include null', () => {
     const json = JSON.stringify({
       openapi: '3.0.3',
