@@ -51,6 +51,14 @@ describe('normalisePath', () => {
     expect(n.segments).toEqual(path.slice(1).split('/'));
   });
 
+  it("the encoded path survives WHATWG URL parsing (fetch's) unchanged: nothing is re-normalised on the way out", () => {
+    const extra = ["/a/b c/%7E/~/!$&'()*+,;=:@", '/%C3%A9t%C3%A9/\u{1F600}', '/a/..b/.c/c./', '/%5B%5D%7B%7D%7C%5E%60'];
+    for (const raw of [...accepted.map(([r]) => r), ...extra]) {
+      const { encodedPath } = normalisePath(raw);
+      expect(new URL(`https://api.example/v1${encodedPath}`).pathname).toBe(`/v1${encodedPath}`);
+    }
+  });
+
   it('the encoded path decodes once to the normalised path: what policy saw is what the server sees', () => {
     for (const [raw] of accepted) {
       const n = normalisePath(raw);
