@@ -1,0 +1,208 @@
+// Local node:http servers for the http_request backend's tests, on loopback
+// addresses only: an echo server that records every request it got (method,
+// the path exactly as received, raw headers, body) so tests assert what reached
+// it — and, as importantly, that nothing refused did; redirects by path on the
+// same server; a redirector to any Location; a slow one (headers, then a
+// trickle); an endless one; and a small API documented by an OpenAPI 3 document.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+export interface RecordedRequest {
+  readonly method: string;
+  /** The request target exactly as it arrived (no decoding, no normalising). */
+  readonly rawPath: string;
+  /** Header name/value pairs as received. */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  readonly body: Buffer;
+}
+
+export interface TestServer {
+  /** http://HOST:PORT (no path). */
+  readonly url: URL;
+  readonly host: string;
+  readonly port: number;
+  /** Every request received, in order. */
+  readonly requests: RecordedRequest[];
+  close(): Promise<void>;
+}
+
+export interface ListenOn {
+  /** A loopback address (default 127.0.0.1). */
+  readonly host?: string;
+  /** 0 (default) for any free port. */
+  readonly port?: number;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, recorded: RecordedRequest) => void;
+
+function loopbackOnly(host: string): string {
+  if (!/^127\.\d+\.\d+\.\d+$/.test(host) && host !== '::1') throw new TypeError(`test servers listen on loopback only, not ${host}`);
+  return host;
+}
+
+/** A server that records each request (after its body arrived) and then runs the handler. */
+export async function startRecordingServer(handler: Handler, on: ListenOn = {}): Promise<TestServer> {
+  const host = loopbackOnly(on.host ?? '127.0.0.1');
+  const requests: RecordedRequest[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const headers: Array<[string, string]> = [];
+      for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i] ?? '', req.rawHeaders[i + 1] ?? '']);
+      const recorded = { method: req.method ?? '', rawPath: req.url ?? '', headers, body: Buffer.concat(chunks) };
+      requests.push(recorded);
+      handler(req, res, recorded);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(on.port ?? 0, host, () => resolve());
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no address');
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: new URL(`http://${urlHost}:${address.port}`),
+    host,
+    port: address.port,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface EchoOptions extends ListenOn {
+  /** Answer with the recorded request as JSON (headers and body included) instead of a short fixed answer. */
+  readonly reflect?: boolean;
+  /** Paths (exact, as received) answered with a redirect instead. */
+  readonly redirects?: Readonly<Record<string, { readonly location: string; readonly status?: number }>>;
+  /** Extra response headers on every answer. */
+  readonly headers?: ReadonlyArray<readonly [string, string]>;
+}
+
+/** Echo: records every request; answers 200 JSON `{ ok, method, path, n }` (or the whole request with `reflect`). */
+export function startEchoServer(options: EchoOptions = {}): Promise<TestServer> {
+  let count = 0;
+  return startRecordingServer((_req, res, recorded) => {
+    count += 1;
+    for (const [name, value] of options.headers ?? []) res.setHeader(name, value);
+    const redirect = options.redirects?.[recorded.rawPath];
+    if (redirect) {
+      res.writeHead(redirect.status ?? 302, { location: redirect.location, 'content-type': 'text/plain' });
+      res.end('moved');
+      return;
+    }
+    const answer = options.reflect
+      ? { method: recorded.method, path: recorded.rawPath, headers: recorded.headers, body: recorded.body.toString('utf8') }
+      : { ok: true, method: recorded.method, path: recorded.rawPath, n: count };
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(answer));
+  }, options);
+}
+
+/** Redirector: every request answered with `status` to `location` (any URL: another port, 169.254.169.254, …). */
+export function startRedirector(location: string, status = 302, on: ListenOn = {}): Promise<TestServer> {
+  return startRecordingServer((_req, res) => {
+    res.writeHead(status, { location, 'content-type': 'text/plain' });
+    res.end('moved');
+  }, on);
+}
+
+export interface SlowOptions extends ListenOn {
+  /** Milliseconds between one-byte chunks of the body (default 50). */
+  readonly intervalMs?: number;
+}
+
+/** Slow: sends status and headers at once, then one byte every intervalMs, never finishing on its own (a slow-loris body). */
+export function startSlowServer(options: SlowOptions = {}): Promise<TestServer> {
+  return startRecordingServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.flushHeaders();
+    const timer = setInterval(() => res.write('.'), options.intervalMs ?? 50);
+    res.on('close', () => clearInterval(timer));
+  }, options);
+}
+
+/** Endless: a 200 whose body never ends, written as fast as the client reads it. */
+export function startEndlessServer(on: ListenOn = {}): Promise<TestServer> {
+  const chunk = Buffer.alloc(16 * 1024, 'x');
+  return startRecordingServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    const pump = (): void => {
+      while (!res.destroyed && res.write(chunk));
+      if (!res.destroyed) res.once('drain', pump);
+    };
+    pump();
+  }, on);
+}
+
+/** The OpenAPI 3 document of the widgets API (served at /openapi.json). */
+export const WIDGETS_OPENAPI = {
+  openapi: '3.0.3',
+  info: { title: 'Widgets', version: '1.0.0' },
+  paths: {
+    '/widgets': {
+      get: { operationId: 'listWidgets', responses: { '200': { description: 'The widgets' } } },
+      post: {
+        operationId: 'createWidget',
+        requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } } } },
+        responses: { '201': { description: 'Created' } },
+      },
+    },
+    '/widgets/{id}': {
+      parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } }],
+      get: { operationId: 'getWidget', responses: { '200': { description: 'One widget' }, '404': { description: 'Not found' } } },
+      delete: { operationId: 'deleteWidget', responses: { '204': { description: 'Deleted' } } },
+    },
+  },
+} as const;
+
+/**
+ * A small widgets API as its OpenAPI document describes it (GET/POST /widgets,
+ * GET/DELETE /widgets/{id}); it records requests like the echo server. Widget 1
+ * has an owner e-mail and a card number, for masking tests.
+ */
+export function startOpenApiServer(on: ListenOn = {}): Promise<TestServer> {
+  const widgets = new Map<number, { id: number; name: string; owner: { email: string }; card_number: string }>([
+    [1, { id: 1, name: 'sprocket', owner: { email: 'ada@example.com' }, card_number: '4111111111111111' }],
+  ]);
+  let nextId = 2;
+  return startRecordingServer((req, res, recorded) => {
+    const json = (status: number, value: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(value));
+    };
+    const path = new URL(recorded.rawPath, 'http://x').pathname;
+    if (path === '/openapi.json' && req.method === 'GET') return json(200, WIDGETS_OPENAPI);
+    if (path === '/widgets' && req.method === 'GET') return json(200, [...widgets.values()]);
+    if (path === '/widgets' && req.method === 'POST') {
+      let name: unknown;
+      try {
+        name = (JSON.parse(recorded.body.toString('utf8')) as { name?: unknown }).name;
+      } catch {
+        return json(400, { error: 'invalid JSON' });
+      }
+      if (typeof name !== 'string') return json(400, { error: 'name is required' });
+      const widget = { id: nextId++, name, owner: { email: 'new@example.com' }, card_number: '5500000000000004' };
+      widgets.set(widget.id, widget);
+      return json(201, widget);
+    }
+    const one = /^\/widgets\/([1-9][0-9]*)$/.exec(path);
+    if (one) {
+      const id = Number(one[1]);
+      const widget = widgets.get(id);
+      if (!widget) return json(404, { error: 'no such widget' });
+      if (req.method === 'GET') return json(200, widget);
+      if (req.method === 'DELETE') {
+        widgets.delete(id);
+        res.writeHead(204).end();
+        return;
+      }
+    }
+    json(404, { error: 'not found' });
+  }, on);
+}
