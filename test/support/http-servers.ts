@@ -5,7 +5,13 @@
 // same server; a redirector to any Location; a slow one (headers, then a
 // trickle); an endless one; and a small API documented by an OpenAPI 3 document.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 
 export interface RecordedRequest {
   readonly method: string;
@@ -41,10 +47,14 @@ function loopbackOnly(host: string): string {
 }
 
 /** A server that records each request (after its body arrived) and then runs the handler. */
-export async function startRecordingServer(handler: Handler, on: ListenOn = {}): Promise<TestServer> {
+export function startRecordingServer(handler: Handler, on: ListenOn = {}): Promise<TestServer> {
+  return listenRecording((listener) => createServer(listener), handler, on, 'http');
+}
+
+async function listenRecording(make: (listener: RequestListener) => Server, handler: Handler, on: ListenOn, scheme: 'http' | 'https'): Promise<TestServer> {
   const host = loopbackOnly(on.host ?? '127.0.0.1');
   const requests: RecordedRequest[] = [];
-  const server: Server = createServer((req, res) => {
+  const server: Server = make((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -63,7 +73,7 @@ export async function startRecordingServer(handler: Handler, on: ListenOn = {}):
   if (address === null || typeof address === 'string') throw new Error('no address');
   const urlHost = host.includes(':') ? `[${host}]` : host;
   return {
-    url: new URL(`http://${urlHost}:${address.port}`),
+    url: new URL(`${scheme}://${urlHost}:${address.port}`),
     host,
     port: address.port,
     requests,
@@ -78,7 +88,7 @@ export async function startRecordingServer(handler: Handler, on: ListenOn = {}):
 export interface EchoOptions extends ListenOn {
   /** Answer with the recorded request as JSON (headers and body included) instead of a short fixed answer. */
   readonly reflect?: boolean;
-  /** Paths (exact, as received) answered with a redirect instead. */
+  /** Paths (the path as received, its query ignored) answered with a redirect instead. */
   readonly redirects?: Readonly<Record<string, { readonly location: string; readonly status?: number }>>;
   /** Extra response headers on every answer. */
   readonly headers?: ReadonlyArray<readonly [string, string]>;
@@ -90,7 +100,7 @@ export function startEchoServer(options: EchoOptions = {}): Promise<TestServer> 
   return startRecordingServer((_req, res, recorded) => {
     count += 1;
     for (const [name, value] of options.headers ?? []) res.setHeader(name, value);
-    const redirect = options.redirects?.[recorded.rawPath];
+    const redirect = options.redirects?.[new URL(recorded.rawPath, 'http://x').pathname];
     if (redirect) {
       res.writeHead(redirect.status ?? 302, { location: redirect.location, 'content-type': 'text/plain' });
       res.end('moved');
@@ -205,4 +215,58 @@ export function startOpenApiServer(on: ListenOn = {}): Promise<TestServer> {
     }
     json(404, { error: 'not found' });
   }, on);
+}
+
+/** A self-signed certificate and key (PEM) for a DNS name, made with the openssl command line. */
+function selfSigned(commonName: string, dnsName: string | null): { cert: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'drawbridge-tls-'));
+  try {
+    const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'];
+    args.push('-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', `/CN=${commonName}`);
+    if (dnsName !== null) args.push('-addext', `subjectAltName=DNS:${dnsName}`);
+    execFileSync('openssl', args, { stdio: 'ignore' });
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface TlsTestServer extends TestServer {
+  /** The server's self-signed certificate: the trust root a client needs. */
+  readonly ca: string;
+  /** A client certificate and key the server accepts (when it requires one). */
+  readonly client: { readonly cert: string; readonly key: string };
+  /** The CN of each verified client certificate, per request. */
+  readonly clientSubjects: string[];
+}
+
+/**
+ * An HTTPS echo server on 127.0.0.1 whose certificate names `serverName` only
+ * (reached through an injected resolver), optionally requiring the client
+ * certificate it hands out (CN drawbridge-client).
+ */
+export async function startTlsEchoServer(options: { readonly serverName: string; readonly requireClientCert?: boolean }): Promise<TlsTestServer> {
+  const server = selfSigned(options.serverName, options.serverName);
+  const client = selfSigned('drawbridge-client', null);
+  const clientSubjects: string[] = [];
+  const base = await listenRecording(
+    (listener) =>
+      createHttpsServer(
+        {
+          cert: server.cert,
+          key: server.key,
+          ...(options.requireClientCert ? { requestCert: true, rejectUnauthorized: true, ca: client.cert } : {}),
+        },
+        listener,
+      ),
+    (req, res) => {
+      const subject = (req.socket as TLSSocket).getPeerCertificate().subject?.CN;
+      if (typeof subject === 'string') clientSubjects.push(subject);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: true }));
+    },
+    {},
+    'https',
+  );
+  return { ...base, ca: server.cert, client, clientSubjects };
 }

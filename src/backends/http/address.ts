@@ -8,17 +8,7 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 
-export type AddressClass =
-  | 'public'
-  | 'private'
-  | 'loopback'
-  | 'link-local'
-  | 'unique-local'
-  | 'cgnat'
-  | 'multicast'
-  | 'unspecified'
-  | 'metadata'
-  | 'reserved';
+export type AddressClass = 'public' | 'private' | 'loopback' | 'link-local' | 'unique-local' | 'cgnat' | 'multicast' | 'unspecified' | 'metadata' | 'reserved';
 
 /** A CIDR of the allow-list, as bytes (4 or 16) and a prefix length. */
 export interface Cidr {
@@ -217,9 +207,7 @@ export function classifyAddress(address: string): AddressClass {
 /** Whether an allow-list entry covers the address (for metadata: only one naming the address itself). */
 function allowedBy(bytes: Uint8Array, networks: NetworkAllowList, exactOnly: boolean): Cidr | undefined {
   const forms = [bytes, embeddedIpv4(bytes)].filter((b): b is Uint8Array => b !== null);
-  return networks.cidrs.find(
-    (cidr) => (!exactOnly || cidr.prefix === cidr.bytes.length * 8) && forms.some((form) => inPrefix(form, cidr.bytes, cidr.prefix)),
-  );
+  return networks.cidrs.find((cidr) => (!exactOnly || cidr.prefix === cidr.bytes.length * 8) && forms.some((form) => inPrefix(form, cidr.bytes, cidr.prefix)));
 }
 
 /** May the transport connect to this address? Public: yes; anything else only inside `networks`. */

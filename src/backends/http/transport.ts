@@ -148,7 +148,8 @@ async function pinAddress(url: URL, options: SendOptions, deadline: Deadline, sc
 function failure(error: unknown, what: string, scrub: (t: string) => string): DrawbridgeError {
   if (error instanceof DrawbridgeError) return error;
   const code = typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : '';
-  if (/^HPE_/.test(code)) return new DrawbridgeError('http.bad_response', scrub(`${what}: the service sent an invalid HTTP response (${code}).`), { cause: error });
+  if (/^HPE_/.test(code))
+    return new DrawbridgeError('http.bad_response', scrub(`${what}: the service sent an invalid HTTP response (${code}).`), { cause: error });
   if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) {
     return new DrawbridgeError('http.tls_failed', scrub(`${what}: TLS failed (${code}).`), { cause: error });
   }
@@ -166,15 +167,14 @@ interface Exchanged {
 }
 
 /** One request/response on a fresh connection to the pinned address; a redirect's body is not read. */
-function exchange(
-  request: HttpRequest,
-  pinned: ResolvedAddress,
-  options: SendOptions,
-  deadline: Deadline,
-  scrub: (t: string) => string,
-): Promise<Exchanged> {
+function exchange(request: HttpRequest, pinned: ResolvedAddress, options: SendOptions, deadline: Deadline, scrub: (t: string) => string): Promise<Exchanged> {
   const wire = applyCredential(request.url, request.headers, options.credential);
-  const headers = wire.headers.map(([n, v]) => [n, v] as [string, string]);
+  // Headers go as a raw list (order and case as given), so Node adds none of its own: Host and Connection are set here.
+  const headers: Array<[string, string]> = [
+    ['Host', wire.url.host],
+    ...wire.headers.filter(([n]) => !['host', 'connection'].includes(n.toLowerCase())).map(([n, v]) => [n, v] as [string, string]),
+    ['Connection', 'close'],
+  ];
   if (request.body !== null && !headers.some(([n]) => n.toLowerCase() === 'content-length')) headers.push(['Content-Length', String(request.body.byteLength)]);
   const host = bareHost(wire.url);
   const isHttps = wire.url.protocol === 'https:';
@@ -214,7 +214,10 @@ function exchange(
       req.destroy(error);
       done(error);
     });
-    req.on('error', (error) => done(error));
+    req.on('error', (error) => {
+      req.destroy();
+      done(error);
+    });
     req.on('response', (res: IncomingMessage) => {
       res.on('error', (error) => done(error));
       const status = res.statusCode ?? 0;
@@ -234,16 +237,18 @@ function exchange(
         if (chunk.byteLength > room) {
           chunks.push(chunk.subarray(0, room));
           size += room;
+          done(null, { ...head, body: Buffer.concat(chunks, size), truncated: true });
           res.destroy();
           req.destroy();
-          done(null, { ...head, body: Buffer.concat(chunks, size), truncated: true });
           return;
         }
         chunks.push(chunk);
         size += chunk.byteLength;
       });
       res.on('end', () => done(null, { ...head, body: Buffer.concat(chunks, size), truncated: false }));
-      res.on('aborted', () => done(Object.assign(new Error('response aborted'), { code: 'ECONNRESET' })));
+      res.on('close', () => {
+        if (!res.complete) done(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+      });
     });
     req.end(request.body === null ? undefined : Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength));
   });
@@ -299,7 +304,8 @@ export async function send(request: HttpRequest, options: SendOptions): Promise<
       }
       next.hash = '';
       const target = shown(next);
-      if (!sameOrigin(next, current.url)) throw refuse(`another origin than ${current.url.origin} (redirects stay on the same scheme, host and port)`, target.origin);
+      if (!sameOrigin(next, current.url))
+        throw refuse(`another origin than ${current.url.origin} (redirects stay on the same scheme, host and port)`, target.origin);
       if (next.username !== '' || next.password !== '') throw refuse('a URL with user information', target.origin);
       if (redirects.length >= options.maxRedirects) throw refuse(`more than ${options.maxRedirects} redirects`, target.href);
       if (!(await deadline.race(Promise.resolve(options.followRedirect(target))))) throw refuse('policy does not allow the target', target.href);
