@@ -18,6 +18,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupFunction } from 'node:net';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { rootCertificates } from 'node:tls';
 import { DrawbridgeError } from '../../errors.js';
 import { checkAddress, literalAddress, type NetworkAllowList } from './address.js';
 import { applyCredential, credentialScrubber, withoutCredential, type ResolvedCredential } from './credentials.js';
@@ -46,7 +47,7 @@ export interface SendOptions {
   /** Non-public ranges this connection may reach. */
   readonly networks: NetworkAllowList;
   readonly credential: ResolvedCredential | null;
-  /** Extra trust roots (PEM) for the service's certificate, besides the system's. */
+  /** An extra trust root (PEM) for the service's certificate, besides the system's. */
   readonly ca?: string;
   readonly resolve?: Resolver;
   /** The caller's policy re-check of a same-origin redirect target (shown without the credential). */
@@ -101,6 +102,12 @@ class Deadline {
   }
 
   onExpire(cancel: (error: Error) => void): () => void {
+    const fired = this.fired;
+    if (fired !== null) {
+      // Expired between two steps: cancel what was just started, on the next tick (its caller is still setting up).
+      queueMicrotask(() => cancel(fired));
+      return () => undefined;
+    }
     this.cancels.add(cancel);
     return () => this.cancels.delete(cancel);
   }
@@ -148,8 +155,8 @@ async function pinAddress(url: URL, options: SendOptions, deadline: Deadline, sc
 function failure(error: unknown, what: string, scrub: (t: string) => string): DrawbridgeError {
   if (error instanceof DrawbridgeError) return error;
   const code = typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : '';
-  if (/^HPE_/.test(code))
-    return new DrawbridgeError('http.bad_response', scrub(`${what}: the service sent an invalid HTTP response (${code}).`), { cause: error });
+  // No cause here: the parser's error carries the raw bytes the service sent.
+  if (/^HPE_/.test(code)) return new DrawbridgeError('http.bad_response', scrub(`${what}: the service sent an invalid HTTP response (${code}).`));
   if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) {
     return new DrawbridgeError('http.tls_failed', scrub(`${what}: TLS failed (${code}).`), { cause: error });
   }
@@ -172,7 +179,9 @@ function exchange(request: HttpRequest, pinned: ResolvedAddress, options: SendOp
   // Headers go as a raw list (order and case as given), so Node adds none of its own: Host and Connection are set here.
   const headers: Array<[string, string]> = [
     ['Host', wire.url.host],
-    ...wire.headers.filter(([n]) => !['host', 'connection'].includes(n.toLowerCase())).map(([n, v]) => [n, v] as [string, string]),
+    ...wire.headers.filter(([n]) => !['host', 'connection', 'accept-encoding'].includes(n.toLowerCase())).map(([n, v]) => [n, v] as [string, string]),
+    // Uncompressed answers only, so the size cap counts what the response stage reads (no decompression bomb behind it).
+    ['Accept-Encoding', 'identity'],
     ['Connection', 'close'],
   ];
   if (request.body !== null && !headers.some(([n]) => n.toLowerCase() === 'content-length')) headers.push(['Content-Length', String(request.body.byteLength)]);
@@ -206,7 +215,8 @@ function exchange(request: HttpRequest, pinned: ResolvedAddress, options: SendOp
           ...base,
           rejectUnauthorized: true,
           ...(literalAddress(wire.url.hostname) === null ? { servername: host } : {}),
-          ...(options.ca === undefined ? {} : { ca: options.ca }),
+          // Node's `ca` replaces the system roots: keep them and add the operator's.
+          ...(options.ca === undefined ? {} : { ca: [...rootCertificates, options.ca] }),
           ...(wire.tls === null ? {} : wire.tls),
         })
       : httpRequest(base);

@@ -3,12 +3,7 @@
 // in, from texts the agent or the journal sees. Pure.
 
 import { describe, expect, it } from 'vitest';
-import {
-  applyCredential,
-  credentialScrubber,
-  withoutCredential,
-  type ResolvedCredential,
-} from '../../../src/backends/http/credentials.js';
+import { applyCredential, credentialScrubber, withoutCredential, type ResolvedCredential } from '../../../src/backends/http/credentials.js';
 
 const URL_IN = new URL('https://api.example.com/v1/items?limit=5');
 const AGENT_HEADERS: Array<[string, string]> = [

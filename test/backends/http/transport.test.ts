@@ -70,16 +70,23 @@ describe('send: plain requests', () => {
     expect(echo.requests).toHaveLength(1);
   });
 
-  it('POSTs a body with its length and the given headers, exactly as given', async () => {
+  it('POSTs a body with its length and the given headers; the encoding is identity and the connection not kept', async () => {
     const echo = await track(startEchoServer());
     const body = new TextEncoder().encode('{"name":"gizmo"}');
-    const res = await send({ method: 'POST', url: new URL('/widgets', echo.url), headers: [['Content-Type', 'application/json']], body }, options());
+    const headers: Array<[string, string]> = [
+      ['Content-Type', 'application/json'],
+      ['Accept-Encoding', 'gzip'],
+      ['Connection', 'keep-alive'],
+    ];
+    const res = await send({ method: 'POST', url: new URL('/widgets', echo.url), headers, body }, options());
     expect(res.status).toBe(200);
     const got = echo.requests[0];
     expect(got?.method).toBe('POST');
     expect(got?.body.toString('utf8')).toBe('{"name":"gizmo"}');
     expect(got?.headers).toContainEqual(['Content-Type', 'application/json']);
     expect(got?.headers).toContainEqual(['Content-Length', '16']);
+    expect(got?.headers.filter(([n]) => n === 'Accept-Encoding')).toEqual([['Accept-Encoding', 'identity']]);
+    expect(got?.headers.filter(([n]) => n === 'Connection')).toEqual([['Connection', 'close']]);
   });
 
   it('reports a closed port as http.unreachable and an unresolvable name too', async () => {
