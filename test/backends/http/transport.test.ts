@@ -14,7 +14,16 @@ import { DrawbridgeError } from '../../../src/errors.js';
 import { allowList } from '../../../src/backends/http/address.js';
 import type { ResolvedCredential } from '../../../src/backends/http/credentials.js';
 import { send, type HttpRequest, type HttpResponse, type Resolver, type SendOptions } from '../../../src/backends/http/transport.js';
-import { startEchoServer, startEndlessServer, startRedirector, startSlowServer, startTlsEchoServer, type TestServer } from '../../support/http-servers.js';
+import {
+  startEchoServer,
+  startEndlessServer,
+  startOpenApiServer,
+  startRedirector,
+  startSlowServer,
+  startTlsEchoServer,
+  WIDGETS_OPENAPI,
+  type TestServer,
+} from '../../support/http-servers.js';
 
 const servers: TestServer[] = [];
 async function track(server: Promise<TestServer>): Promise<TestServer> {
@@ -87,6 +96,27 @@ describe('send: plain requests', () => {
     expect(got?.headers).toContainEqual(['Content-Length', '16']);
     expect(got?.headers.filter(([n]) => n === 'Accept-Encoding')).toEqual([['Accept-Encoding', 'identity']]);
     expect(got?.headers.filter(([n]) => n === 'Connection')).toEqual([['Connection', 'close']]);
+  });
+
+  it('talks to the OpenAPI-documented widgets server: its document, a read, a create and a delete', async () => {
+    const api = await track(startOpenApiServer());
+    const doc = await send(get(new URL('/openapi.json', api.url)), options());
+    expect(JSON.parse(text(doc))).toEqual(WIDGETS_OPENAPI);
+    const one = await send(get(new URL('/widgets/1', api.url)), options());
+    expect(JSON.parse(text(one))).toMatchObject({ id: 1, owner: { email: 'ada@example.com' } });
+    const body = new TextEncoder().encode('{"name":"gear"}');
+    const created = await send({ method: 'POST', url: new URL('/widgets', api.url), headers: [['Content-Type', 'application/json']], body }, options());
+    expect(created.status).toBe(201);
+    const deleted = await send({ method: 'DELETE', url: new URL('/widgets/2', api.url), headers: [], body: null }, options());
+    expect(deleted.status).toBe(204);
+    expect((await send(get(new URL('/widgets/2', api.url)), options())).status).toBe(404);
+    expect(api.requests.map((r) => `${r.method} ${r.rawPath}`)).toEqual([
+      'GET /openapi.json',
+      'GET /widgets/1',
+      'POST /widgets',
+      'DELETE /widgets/2',
+      'GET /widgets/2',
+    ]);
   });
 
   it('reports a closed port as http.unreachable and an unresolvable name too', async () => {
