@@ -234,9 +234,9 @@ function exchange(request: HttpRequest, pinned: ResolvedAddress, options: SendOp
       const location = res.headers.location ?? null;
       const head = { status, statusText: res.statusMessage ?? '', rawHeaders: res.rawHeaders, location };
       if (REDIRECTS.has(status) && location !== null) {
+        done(null, { ...head, body: new Uint8Array(0), truncated: false });
         res.destroy();
         req.destroy();
-        done(null, { ...head, body: new Uint8Array(0), truncated: false });
         return;
       }
       const chunks: Buffer[] = [];

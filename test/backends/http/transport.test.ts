@@ -119,6 +119,17 @@ describe('send: plain requests', () => {
     ]);
   });
 
+  it.each([
+    ['GET', 'X-A', 'a\r\nX-Injected: 1'],
+    ['GET', 'X-A\r\nX-Injected', '1'],
+    ['GET', 'X-A', 'nul\u0000'],
+    ['GET /other HTTP/1.1\r\nX: y\r\n\r\nGET', 'X-A', 'v'],
+  ])('a method %j or header %j: %j with CR, LF or NUL (core refuses these first) is a TypeError from Node; nothing is sent', async (method, name, value) => {
+    const echo = await track(startEchoServer());
+    await expect(send({ method, url: new URL('/p', echo.url), headers: [[name, value]], body: null }, options())).rejects.toThrow(TypeError);
+    expect(echo.requests).toEqual([]);
+  });
+
   it('reports a closed port as http.unreachable and an unresolvable name too', async () => {
     const echo = await startEchoServer();
     const url = echo.url;
