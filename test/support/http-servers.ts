@@ -29,6 +29,8 @@ export interface TestServer {
   readonly port: number;
   /** Every request received, in order. */
   readonly requests: RecordedRequest[];
+  /** How many client connections are open now (to assert that a cut answer closed its socket). */
+  openConnections(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -77,6 +79,7 @@ async function listenRecording(make: (listener: RequestListener) => Server, hand
     host,
     port: address.port,
     requests,
+    openConnections: () => new Promise<number>((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count)))),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -429,6 +429,7 @@ describe('send: time and size caps', () => {
     expect(error.code).toBe('http.timeout');
     expect(error.details).toMatchObject({ timeoutMs: 300 });
     expect(Date.now() - started).toBeLessThan(2500);
+    await expect.poll(() => slow.openConnections()).toBe(0);
   });
 
   it('a resolver that never answers is cut by the same time limit', async () => {
@@ -443,6 +444,7 @@ describe('send: time and size caps', () => {
     expect(res.truncated).toBe(true);
     expect(res.body.byteLength).toBe(100_000);
     expect(Buffer.from(res.body).every((b) => b === 0x78)).toBe(true);
+    await expect.poll(() => endless.openConnections()).toBe(0);
   });
 
   it('an answer exactly at the cap is whole, one byte over is truncated', async () => {
