@@ -5,12 +5,8 @@
 // same server; a redirector to any Location; a slow one (headers, then a
 // trickle); an endless one; and a small API documented by an OpenAPI 3 document.
 
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 
 export interface RecordedRequest {
@@ -220,19 +216,51 @@ export function startOpenApiServer(on: ListenOn = {}): Promise<TestServer> {
   }, on);
 }
 
-/** A self-signed certificate and key (PEM) for a DNS name, made with the openssl command line. */
-function selfSigned(commonName: string, dnsName: string | null): { cert: string; key: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'drawbridge-tls-'));
-  try {
-    const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'];
-    args.push('-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', `/CN=${commonName}`);
-    if (dnsName !== null) args.push('-addext', `subjectAltName=DNS:${dnsName}`);
-    execFileSync('openssl', args, { stdio: 'ignore' });
-    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+/**
+ * Test-only certificates (self-signed P-256, valid until 2126, made once with
+ * `openssl req -x509 -newkey ec -nodes -days 36500 -subj /CN=… [-addext subjectAltName=DNS:api.test]`),
+ * kept here so the tests need no openssl binary: the server's names api.test only.
+ */
+const API_TEST_CERT = [
+  '-----BEGIN CERTIFICATE-----',
+  'MIIBkzCCATigAwIBAgIUL2VzwTo8w70NAs9PL7Vvn3mLNsUwCgYIKoZIzj0EAwIw',
+  'EzERMA8GA1UEAwwIYXBpLnRlc3QwIBcNMjYxMjA1MTA1NzE4WhgPMjEyNjExMTEx',
+  'MDU3MThaMBMxETAPBgNVBAMMCGFwaS50ZXN0MFkwEwYHKoZIzj0CAQYIKoZIzj0D',
+  'AQcDQgAEpz35tN2lv+QY6yQ7Nmsp8nDyjUl524jI0a/6eUKVyNXw0i59FmueauIf',
+  'i9QH4mOIZEip5pHwvLW9n1RLE32F7qNoMGYwHQYDVR0OBBYEFDVGMslgh+c7CdOS',
+  'wJ5hz/xA6dMjMB8GA1UdIwQYMBaAFDVGMslgh+c7CdOSwJ5hz/xA6dMjMA8GA1Ud',
+  'EwEB/wQFMAMBAf8wEwYDVR0RBAwwCoIIYXBpLnRlc3QwCgYIKoZIzj0EAwIDSQAw',
+  'RgIhANCpU26m3mK5ubb9DxTzionc4NxfDBnC4ced5yMX8v13AiEA0TdcnbrQvS/h',
+  '0MEP6iDxK0EizaIKmTHtxS5ETm6/KHU=',
+  '-----END CERTIFICATE-----',
+].join('\n');
+const API_TEST_KEY = [
+  '-----BEGIN PRIVATE KEY-----',
+  'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgqQXu2o+hyKrUWn/r',
+  'QjgRaLmXLA+08NdbKOVSKsyNQb+hRANCAASnPfm03aW/5BjrJDs2aynycPKNSXnb',
+  'iMjRr/p5QpXI1fDSLn0Wa55q4h+L1AfiY4hkSKnmkfC8tb2fVEsTfYXu',
+  '-----END PRIVATE KEY-----',
+].join('\n');
+const CLIENT_CERT = [
+  '-----BEGIN CERTIFICATE-----',
+  'MIIBkDCCATWgAwIBAgIUES5n/hBNZrVpLttsDXUk6cvi8y8wCgYIKoZIzj0EAwIw',
+  'HDEaMBgGA1UEAwwRZHJhd2JyaWRnZS1jbGllbnQwIBcNMjYxMjA1MTA1NzE4WhgP',
+  'MjEyNjExMTExMDU3MThaMBwxGjAYBgNVBAMMEWRyYXdicmlkZ2UtY2xpZW50MFkw',
+  'EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWL4HTtA0QOMFU2OzcULaVXySIoMis5mu',
+  'kN28hLFGUGC0rejdB2eLX5ndEp2ll07NaTsndM+bkX7I/Zw0AveAy6NTMFEwHQYD',
+  'VR0OBBYEFAFX5ff6JvChBzj5ayP8MAdUP76dMB8GA1UdIwQYMBaAFAFX5ff6JvCh',
+  'Bzj5ayP8MAdUP76dMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIh',
+  'APRG1rzI+Q0C1sDU2kqAJTmpu+MXPDv7VM8VlhtCbQ6NAiEAwNqYhLpiFCffS3kM',
+  'WYDy2MmBrzZuTWT2tR1xmPzfxRs=',
+  '-----END CERTIFICATE-----',
+].join('\n');
+const CLIENT_KEY = [
+  '-----BEGIN PRIVATE KEY-----',
+  'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgQd5sMwjNuOHoY+PH',
+  'GgJAzwEM1Tu0teTzJ/hkQ0Ld3guhRANCAARYvgdO0DRA4wVTY7NxQtpVfJIigyKz',
+  'ma6Q3byEsUZQYLSt6N0HZ4tfmd0SnaWXTs1pOyd0z5uRfsj9nDQC94DL',
+  '-----END PRIVATE KEY-----',
+].join('\n');
 
 export interface TlsTestServer extends TestServer {
   /** The server's self-signed certificate: the trust root a client needs. */
@@ -244,13 +272,13 @@ export interface TlsTestServer extends TestServer {
 }
 
 /**
- * An HTTPS echo server on 127.0.0.1 whose certificate names `serverName` only
+ * An HTTPS echo server on 127.0.0.1 whose certificate names api.test only
  * (reached through an injected resolver), optionally requiring the client
  * certificate it hands out (CN drawbridge-client).
  */
-export async function startTlsEchoServer(options: { readonly serverName: string; readonly requireClientCert?: boolean }): Promise<TlsTestServer> {
-  const server = selfSigned(options.serverName, options.serverName);
-  const client = selfSigned('drawbridge-client', null);
+export async function startTlsEchoServer(options: { readonly requireClientCert?: boolean } = {}): Promise<TlsTestServer> {
+  const server = { cert: API_TEST_CERT, key: API_TEST_KEY };
+  const client = { cert: CLIENT_CERT, key: CLIENT_KEY };
   const clientSubjects: string[] = [];
   const base = await listenRecording(
     (listener) =>

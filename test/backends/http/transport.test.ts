@@ -460,7 +460,7 @@ describe('send: time and size caps', () => {
 
 describe('send: HTTPS', () => {
   it('verifies the certificate for the host name while connecting to the pinned address, and presents a client certificate', async () => {
-    const tls = await startTlsEchoServer({ serverName: 'api.test', requireClientCert: true });
+    const tls = await startTlsEchoServer({ requireClientCert: true });
     try {
       const credential: ResolvedCredential = { kind: 'client_certificate', cert: tls.client.cert, key: tls.client.key };
       const url = `https://api.test:${tls.port}/secure`;
