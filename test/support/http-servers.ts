@@ -3,7 +3,8 @@
 // the path exactly as received, raw headers, body) so tests assert what reached
 // it — and, as importantly, that nothing refused did; redirects by path on the
 // same server; a redirector to any Location; a slow one (headers, then a
-// trickle); an endless one; and a small API documented by an OpenAPI 3 document.
+// trickle); an endless one; a small API documented by an OpenAPI 3 document;
+// and an HTTPS echo server (fixed test certificate for api.test, optional client certificate).
 
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -219,7 +220,7 @@ export function startOpenApiServer(on: ListenOn = {}): Promise<TestServer> {
 /**
  * Test-only certificates (self-signed P-256, valid until 2126, made once with
  * `openssl req -x509 -newkey ec -nodes -days 36500 -subj /CN=… [-addext subjectAltName=DNS:api.test]`),
- * kept here so the tests need no openssl binary: the server's names api.test only.
+ * kept here so the tests need no openssl binary. The server certificate names api.test only.
  */
 const API_TEST_CERT = [
   '-----BEGIN CERTIFICATE-----',
