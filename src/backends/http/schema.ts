@@ -4,11 +4,12 @@
 // sizes use the config's units. Header names are lower-cased here, once, so
 // every later check compares them as HTTP does.
 
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { containsInlineCredential, secretRefSchema, type SecretRef } from '../../config/secrets.js';
 import { durationSchema, formatDuration, formatSize, sizeSchema } from '../../config/units.js';
 import { isLoopbackHostname } from '../../util/signed-webhook.js';
+import { allowList, checkAddress, literalAddress, parseCidr } from './address.js';
+import { fieldPathProblems } from './jsonpath.js';
 import { DEFAULT_MAX_REQUEST_BYTES, forbiddenHeaderReason, HEADER_NAME } from './parse.js';
 import type { HttpCredential, HttpDryRun } from './types.js';
 
@@ -57,14 +58,32 @@ const baseUrl = z
   })
   .transform((text) => new URL(text).href.replace(/\/+$/, ''));
 
-/** An IPv4 or IPv6 network in CIDR form (a bare address is a /32 or /128). */
+/** An IPv4 or IPv6 network in CIDR form (a bare address is a /32 or /128), as the transport's allow-list reads it. */
 const cidr = z.string().superRefine((text, ctx) => {
-  const [address = '', prefix, extra] = text.split('/');
-  const family = isIP(address);
-  const max = family === 4 ? 32 : 128;
-  const ok = family !== 0 && extra === undefined && (prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= max));
-  if (!ok) ctx.addIssue({ code: 'custom', message: `"${text}" is not a network in CIDR form, e.g. 10.0.0.0/8 or fd00::/8` });
+  if (parseCidr(text) === null) ctx.addIssue({ code: 'custom', message: `"${text}" is not a network in CIDR form, e.g. 10.0.0.0/8 or fd00::/8` });
 });
+
+/**
+ * Why the base URL's own address would be refused at every call (a loopback or
+ * private IP literal, or localhost, outside `networks`), or null. Names are
+ * resolved per request, so only these are known when the config loads.
+ */
+function baseAddressProblem(baseUrl: string, networks: readonly string[]): string | null {
+  let hostname: string;
+  try {
+    hostname = new URL(baseUrl).hostname;
+  } catch {
+    return null;
+  }
+  const literal = literalAddress(hostname);
+  // localhost answers with both loopback addresses on most hosts: the transport checks every answer.
+  const addresses = literal !== null ? [literal] : hostname.toLowerCase() === 'localhost' ? ['127.0.0.1', '::1'] : [];
+  const list = allowList(networks.filter((n) => parseCidr(n) !== null));
+  const refused = addresses.map((a) => checkAddress(a, list)).filter((v) => !v.allowed);
+  if (refused.length === 0) return null;
+  const needed = refused.map((v) => (v.address.includes(':') ? `${v.address}/128` : `${v.address}/32`)).join(', ');
+  return `base_url's address is refused at every call: ${refused.map((v) => `${v.address} is ${v.class}`).join(', ')}; list it in networks (e.g. ${needed})`;
+}
 
 const credentialSchema = z
   .union([
@@ -138,7 +157,7 @@ export const httpConnectionSchema = z
     networks: z.array(cidr).default([]),
     /** How the API is asked for a dry run, for approval previews of writes. */
     dry_run: dryRunSchema.optional(),
-    /** JSONPath expressions of response fields to mask (checked when the connection opens). */
+    /** JSONPath selectors of response fields to mask (RFC 9535's naming subset, jsonpath.ts). */
     mask_fields: z.array(z.string().min(1)).default([]),
     /** A response that cannot be masked reliably (binary): refused, or answered with its size and SHA-256 only. */
     binary: z.enum(['refuse', 'digest']).default('refuse'),
@@ -158,6 +177,19 @@ export const httpConnectionSchema = z
     }
     if (c.credential?.kind === 'query' && c.dry_run?.kind === 'query' && c.credential.name.toLowerCase() === c.dry_run.name.toLowerCase()) {
       ctx.addIssue({ code: 'custom', path: ['dry_run'], message: "the dry run's query parameter is the credential's" });
+    }
+    if (Array.isArray(c.mask_fields)) {
+      for (const problem of fieldPathProblems(c.mask_fields)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mask_fields', c.mask_fields.indexOf(problem.selector)],
+          message: `${JSON.stringify(problem.selector)} is not a field selector: ${problem.message} (at character ${problem.position})`,
+        });
+      }
+    }
+    if (typeof c.base_url === 'string' && Array.isArray(c.networks)) {
+      const problem = baseAddressProblem(c.base_url, c.networks);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['networks'], message: problem });
     }
   });
 

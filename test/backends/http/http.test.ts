@@ -1,0 +1,271 @@
+// http_request end to end through the real gateway (openGateway + callTool)
+// against local node:http servers: an allowed read reaches the echo server
+// with the injected credential, which neither the answer nor the journal
+// shows; a write needing approval is pending (only the API's dry run reached
+// the server, or nothing without one); a denied path sends nothing; redirects
+// are followed only inside the base URL's path and never to a metadata
+// address; JSON answers are masked by field and by the detectors; the example
+// configuration loads.
+
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/config/load.js';
+import { makeIdentity } from '../../../src/identity/identity.js';
+import { exportLines } from '../../../src/journal/export.js';
+import { callTool } from '../../../src/pipeline/callTool.js';
+import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
+import { startEchoServer, startOpenApiServer, startRedirector, WIDGETS_OPENAPI, type TestServer } from '../../support/http-servers.js';
+
+const TOKEN = `tok-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+const dev = makeIdentity({ kind: 'local', subject: 'dev@example.com', groups: ['developers'], issuer: 'local' });
+
+let echo: TestServer;
+let widgets: TestServer;
+let metadata: TestServer;
+let gateway: Gateway;
+let dir: string;
+
+function connection(name: string, base: string, extra = ''): string {
+  return `kind: connection
+name: ${name}
+type: http
+description: ${name} on loopback
+base_url: ${base}
+credential: { bearer: '\${API_TOKEN}' }
+networks: [127.0.0.1/32]
+limits: { timeout: 5s }
+${extra}
+`;
+}
+
+describe('http_request through the gateway', () => {
+  beforeAll(async () => {
+    echo = await startEchoServer({
+      reflect: true,
+      redirects: {
+        '/api/v1/moved': { location: '/api/v1/customers/7' },
+        '/api/v1/escape': { location: '/admin/keys' },
+        '/api/v1/meta': { location: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' },
+        '/api/v1/direct/moved': { location: '/api/v1/customers/8', status: 307 },
+      },
+      headers: [
+        ['set-cookie', 'session=abc123; HttpOnly'],
+        ['x-ratelimit-remaining', '99'],
+      ],
+    });
+    widgets = await startOpenApiServer();
+    metadata = await startRedirector('http://169.254.169.254/latest/meta-data/');
+    dir = mkdtempSync(join(tmpdir(), 'drawbridge-http-'));
+    mkdirSync(join(dir, 'tools'));
+    mkdirSync(join(dir, 'policies'));
+    writeFileSync(join(dir, 'widgets-openapi.json'), JSON.stringify(WIDGETS_OPENAPI));
+    const base = `http://127.0.0.1:${echo.port}/api/v1`;
+    writeFileSync(
+      join(dir, 'tools', 'api.yaml'),
+      [
+        connection(
+          'api',
+          base,
+          "dry_run: { header: { name: x-dry-run, value: 'true' } }\nallowed_headers: [x-request-id]\ndefault_headers: { user-agent: drawbridge-test }",
+        ),
+        connection('plain', base),
+        connection('widgets', `http://127.0.0.1:${widgets.port}`, "openapi: widgets-openapi.json\nmask_fields: ['$..card_number', '$.owner.email']"),
+        connection('meta', `http://127.0.0.1:${metadata.port}`),
+        'kind: tool\nname: http_request\ntype: http_request\nconnections: [api, plain, widgets, meta]\n',
+      ].join('---\n'),
+    );
+    writeFileSync(
+      join(dir, 'policies', 'gateway.yaml'),
+      'kind: gateway\nidentity: { mode: local, subject: dev@example.com, groups: [developers] }\n' +
+        'journal: { path: journal.db }\napproval: { wait: 0ms, store: approvals.db }\n',
+    );
+    writeFileSync(
+      join(dir, 'policies', 'rules.yaml'),
+      `kind: policy
+rules:
+  - name: no-secrets
+    match: { tool: http_request, paths: ['/secrets/**'] }
+    effect: deny
+    message: Secrets are not read through the gateway.
+  - name: writes-need-approval
+    match: { tool: http_request, access: write, paths: ['/customers/**'] }
+    effect: approve
+    approvers: { groups: [sre] }
+    preview: true
+  - name: reads
+    match: { tool: http_request, access: read }
+    effect: allow
+  - name: direct-writes
+    match: { tool: http_request, access: write, paths: ['/direct/**'] }
+    effect: allow
+masking:
+  - name: answers
+    match: { tool: http_request }
+    detectors: all
+`,
+    );
+    gateway = await openGateway({ configDir: dir, env: { API_TOKEN: TOKEN } });
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await Promise.all([echo?.close(), widgets?.close(), metadata?.close()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const call = (args: Record<string, unknown>) => callTool(gateway, { tool: 'http_request', args, identity: dev, client: { name: 'vitest' } });
+
+  /** Everything the journal holds, raw files and export. */
+  const journalText = (): string =>
+    [
+      ...['journal.db', 'journal.db-wal']
+        .map((f) => join(dir, f))
+        .filter((p) => existsSync(p))
+        .map((p) => readFileSync(p).toString('latin1')),
+      [...exportLines(join(dir, 'journal.db'), 'jsonl')].join('\n'),
+    ].join('\n');
+
+  it('an allowed GET reaches the server with the injected credential; neither the answer nor the journal shows it', async () => {
+    const before = echo.requests.length;
+    const r = await call({ connection: 'api', method: 'GET', path: '/customers/42', query: { expand: 'orders' }, headers: { 'X-Request-Id': 'r-1' } });
+    expect(r.ok, r.text).toBe(true);
+    const got = echo.requests.slice(before);
+    expect(got).toHaveLength(1);
+    expect(got[0]?.method).toBe('GET');
+    expect(got[0]?.rawPath).toBe('/api/v1/customers/42?expand=orders');
+    const headers = Object.fromEntries((got[0]?.headers ?? []).map(([n, v]) => [n.toLowerCase(), v]));
+    expect(headers['authorization']).toBe(`Bearer ${TOKEN}`);
+    expect(headers['user-agent']).toBe('drawbridge-test');
+    expect(headers['x-request-id']).toBe('r-1');
+    expect(headers['host']).toBe(`127.0.0.1:${echo.port}`);
+    if (!r.ok) return;
+    // The echo server reflected the request, Authorization included: scrubbed before the answer.
+    const shown = r.text + JSON.stringify(r.structured);
+    expect(shown).not.toContain(TOKEN);
+    expect(shown).toContain('[masked:credential]');
+    expect(r.structured.rows[0]?.[0]).toBe(200);
+    // Response credential headers lose their value; rate limits stay.
+    expect(String(r.structured.rows[0]?.[4])).toContain('set-cookie: [removed]');
+    expect(String(r.structured.rows[0]?.[4])).toContain('x-ratelimit-remaining: 99');
+    expect(shown).not.toContain('abc123');
+    expect(journalText()).not.toContain(TOKEN);
+  });
+
+  it('a write needing approval is pending; only the dry run (x-dry-run: true) reached the server', async () => {
+    const before = echo.requests.length;
+    const r = await call({ connection: 'api', method: 'PATCH', path: '/customers/42', body: { tier: 'gold' } });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe('approval.pending');
+    const got = echo.requests.slice(before);
+    expect(got).toHaveLength(1);
+    expect(got[0]?.method).toBe('PATCH');
+    expect(got[0]?.headers.some(([n, v]) => n.toLowerCase() === 'x-dry-run' && v === 'true')).toBe(true);
+    expect(got[0]?.body.toString('utf8')).toBe('{"tier":"gold"}');
+    expect(journalText()).not.toContain(TOKEN);
+  });
+
+  it('a write needing approval on a connection without a dry run sends nothing', async () => {
+    const before = echo.requests.length;
+    const r = await call({ connection: 'plain', method: 'DELETE', path: '/customers/42' });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe('approval.pending');
+    expect(echo.requests.length).toBe(before);
+  });
+
+  it('a denied path sends nothing, whatever its case or trailing slash', async () => {
+    const before = echo.requests.length;
+    for (const path of ['/secrets/db', '/Secrets/db/', '/public/../secrets/db', '/%73ecrets/db']) {
+      const r = await call({ connection: 'api', method: 'GET', path });
+      expect(r.ok, path).toBe(false);
+      if (!r.ok) expect(r.error.code, path).toBe('policy.denied');
+    }
+    expect(echo.requests.length).toBe(before);
+  });
+
+  it('follows a same-origin redirect inside the base path and shows where it ended', async () => {
+    const before = echo.requests.length;
+    const r = await call({ connection: 'api', method: 'GET', path: '/moved' });
+    expect(r.ok, r.text).toBe(true);
+    if (r.ok) expect(r.structured.rows[0]?.[3]).toBe('/api/v1/customers/7');
+    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/moved', '/api/v1/customers/7']);
+  });
+
+  it('refuses a same-origin redirect outside the base path: the target is never requested', async () => {
+    const before = echo.requests.length;
+    const r = await call({ connection: 'api', method: 'GET', path: '/escape' });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe('http.redirect_refused');
+    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/escape']);
+  });
+
+  it('refuses a redirect to the metadata address (another origin): nothing is sent there', async () => {
+    for (const [connectionName, server, path] of [
+      ['meta', metadata, '/anything'],
+      ['api', echo, '/meta'],
+    ] as const) {
+      const before = server.requests.length;
+      const r = await call({ connection: connectionName, method: 'GET', path });
+      expect(r.ok).toBe(false);
+      if (r.ok) continue;
+      expect(r.error.code).toBe('http.redirect_refused');
+      expect(r.text).toMatch(/169\.254\.169\.254/);
+      expect(r.text).toMatch(/another origin/);
+      // The one request is the redirecting one: no second hop went anywhere.
+      expect(server.requests.length - before).toBe(1);
+    }
+  });
+
+  it('a write is never followed through a redirect: a 307 would re-send it to a path policy did not decide', async () => {
+    const before = echo.requests.length;
+    const r = await call({ connection: 'api', method: 'POST', path: '/direct/moved', body: { a: 1 } });
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.error.code).toBe('http.redirect_refused');
+      expect(r.text).toMatch(/A write is never followed/);
+    }
+    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/direct/moved']);
+  });
+
+  it('masks JSON fields by selector and the rest by the detectors', async () => {
+    const r = await call({ connection: 'widgets', method: 'GET', path: '/widgets/1' });
+    expect(r.ok, r.text).toBe(true);
+    if (!r.ok) return;
+    const body = String(r.structured.rows[0]?.[5]);
+    expect(body).toContain('"card_number": "[masked:$..card_number]"');
+    expect(body).toContain('"email": "[masked:$.owner.email]"');
+    expect(body).toContain('"name": "sprocket"');
+    const shown = r.text + JSON.stringify(r.structured);
+    expect(shown).not.toContain('4111111111111111');
+    expect(shown).not.toContain('ada@example.com');
+    expect(r.structured.masked).toEqual(
+      expect.arrayContaining([expect.objectContaining({ target: '$..card_number', count: 1 }), expect.objectContaining({ target: '$.owner.email', count: 1 })]),
+    );
+  });
+
+  it('the OpenAPI document decides operations: an invalid path parameter is refused before anything is sent', async () => {
+    const before = widgets.requests.length;
+    const r = await call({ connection: 'widgets', method: 'GET', path: '/widgets/0' });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe('http.parameter_invalid');
+    const undocumented = await call({ connection: 'widgets', method: 'GET', path: '/gadgets' });
+    expect(undocumented.ok).toBe(false);
+    if (!undocumented.ok) expect(undocumented.error.code).toBe('policy.no_match');
+    expect(widgets.requests.length).toBe(before);
+  });
+
+  it('a text answer goes through the detectors', async () => {
+    const r = await call({ connection: 'api', method: 'GET', path: '/customers/42', headers: { 'x-request-id': 'alice@example.com' } });
+    expect(r.ok, r.text).toBe(true);
+    if (r.ok) expect(JSON.stringify(r.structured.rows)).not.toContain('alice@example.com');
+  });
+});
+
+describe('the example configuration (examples/http)', () => {
+  it('loads with the registry, the tool and its connection as declared', () => {
+    const config = loadConfig(resolve(import.meta.dirname, '..', '..', '..', 'examples', 'http'));
+    expect(config.tools.get('http_request')?.backend.type).toBe('http');
+    expect(config.connections.get('crm')?.declaration).toMatchObject({ type: 'http', base_url: 'https://crm.example.com/api/v1' });
+  });
+});
