@@ -346,7 +346,8 @@ connections: [api]
     ['private', 'https://10.1.2.3'],
   ])('a base_url at a non-public address in %s form needs that network declared: refused at config load', (_form, base) => {
     const dir = configDir(
-      `kind: connection\nname: api\ntype: http\ndescription: x\nbase_url: ${base}\n---\nkind: tool\nname: http_request\ntype: http_request\nconnections: [api]\n`,
+      `kind: connection\nname: api\ntype: http\ndescription: x\nbase_url: ${base}\n---\n` +
+        'kind: tool\nname: http_request\ntype: http_request\nconnections: [api]\n',
       PERMISSIVE,
     );
     expect(() => loadConfig(dir)).toThrow(/networks/);
