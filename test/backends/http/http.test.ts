@@ -16,7 +16,16 @@ import { makeIdentity } from '../../../src/identity/identity.js';
 import { exportLines } from '../../../src/journal/export.js';
 import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
-import { startEchoServer, startOpenApiServer, startRedirector, WIDGETS_OPENAPI, type TestServer } from '../../support/http-servers.js';
+import { checkConnections } from '../../../src/pipeline/probe.js';
+import {
+  startEchoServer,
+  startEndlessServer,
+  startOpenApiServer,
+  startRedirector,
+  startSlowServer,
+  WIDGETS_OPENAPI,
+  type TestServer,
+} from '../../support/http-servers.js';
 
 const TOKEN = `tok-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const dev = makeIdentity({ kind: 'local', subject: 'dev@example.com', groups: ['developers'], issuer: 'local' });
@@ -24,6 +33,8 @@ const dev = makeIdentity({ kind: 'local', subject: 'dev@example.com', groups: ['
 let echo: TestServer;
 let widgets: TestServer;
 let metadata: TestServer;
+let slow: TestServer;
+let endless: TestServer;
 let gateway: Gateway;
 let dir: string;
 
@@ -57,6 +68,8 @@ describe('http_request through the gateway', () => {
     });
     widgets = await startOpenApiServer();
     metadata = await startRedirector('http://169.254.169.254/latest/meta-data/');
+    slow = await startSlowServer({ intervalMs: 20 });
+    endless = await startEndlessServer();
     dir = mkdtempSync(join(tmpdir(), 'drawbridge-http-'));
     mkdirSync(join(dir, 'tools'));
     mkdirSync(join(dir, 'policies'));
@@ -73,7 +86,9 @@ describe('http_request through the gateway', () => {
         connection('plain', base),
         connection('widgets', `http://127.0.0.1:${widgets.port}`, "openapi: widgets-openapi.json\nmask_fields: ['$..card_number', '$.owner.email']"),
         connection('meta', `http://127.0.0.1:${metadata.port}`),
-        'kind: tool\nname: http_request\ntype: http_request\nconnections: [api, plain, widgets, meta]\n',
+        connection('slow', `http://127.0.0.1:${slow.port}`).replace('timeout: 5s', 'timeout: 300ms'),
+        connection('endless', `http://127.0.0.1:${endless.port}`, 'binary: digest').replace('timeout: 5s', 'timeout: 5s, max_response_bytes: 4KiB'),
+        'kind: tool\nname: http_request\ntype: http_request\nconnections: [api, plain, widgets, meta, slow, endless]\n',
       ].join('---\n'),
     );
     writeFileSync(
@@ -111,7 +126,7 @@ masking:
 
   afterAll(async () => {
     await gateway?.close();
-    await Promise.all([echo?.close(), widgets?.close(), metadata?.close()]);
+    await Promise.all([echo?.close(), widgets?.close(), metadata?.close(), slow?.close(), endless?.close()]);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -163,7 +178,10 @@ masking:
     expect(got[0]?.method).toBe('PATCH');
     expect(got[0]?.headers.some(([n, v]) => n.toLowerCase() === 'x-dry-run' && v === 'true')).toBe(true);
     expect(got[0]?.body.toString('utf8')).toBe('{"tier":"gold"}');
-    expect(journalText()).not.toContain(TOKEN);
+    // The approver's preview is the dry run's status and the start of its masked body (the reflected request: credential scrubbed).
+    const journal = journalText();
+    expect(journal).toMatch(/Dry run \(header x-dry-run\) answered HTTP 200 OK: \{/);
+    expect(journal).not.toContain(TOKEN);
   });
 
   it('a write needing approval on a connection without a dry run sends nothing', async () => {
@@ -172,6 +190,7 @@ masking:
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error.code).toBe('approval.pending');
     expect(echo.requests.length).toBe(before);
+    expect(journalText()).toContain('the approver sees the exact request');
   });
 
   it('a denied path sends nothing, whatever its case or trailing slash', async () => {
@@ -253,6 +272,29 @@ masking:
     expect(undocumented.ok).toBe(false);
     if (!undocumented.ok) expect(undocumented.error.code).toBe('policy.no_match');
     expect(widgets.requests.length).toBe(before);
+  });
+
+  it('a slow answer stops at the time limit; an endless one is cut at max_response_bytes', async () => {
+    const slowly = await call({ connection: 'slow', method: 'GET', path: '/' });
+    expect(slowly.ok).toBe(false);
+    if (!slowly.ok) expect(slowly.error.code).toBe('backend.timeout');
+    const cut = await call({ connection: 'endless', method: 'GET', path: '/' });
+    expect(cut.ok, cut.text).toBe(true);
+    if (!cut.ok) return;
+    expect(cut.structured.truncated).toEqual({ reason: 'bytes', limit: 4096 });
+    expect(String(cut.structured.rows[0]?.[5])).toMatch(/^\[binary body not shown: application\/octet-stream, 4096 bytes, sha256 [0-9a-f]{64}/);
+  });
+
+  it('drawbridge check --connect: a HEAD of the base URL with the credential', async () => {
+    const before = echo.requests.length;
+    const [report] = await checkConnections(gateway.config, { env: { API_TOKEN: TOKEN }, only: ['api'] });
+    expect(report?.status, report?.line).toBe('ok');
+    expect(report?.line).toMatch(new RegExp(`^HTTP 200 from 127\\.0\\.0\\.1:${echo.port} \\(127\\.0\\.0\\.1\\)`));
+    const got = echo.requests.slice(before);
+    expect(got.map((q) => [q.method, q.rawPath])).toEqual([['HEAD', '/api/v1']]);
+    expect(got[0]?.headers.some(([n, v]) => n.toLowerCase() === 'authorization' && v === `Bearer ${TOKEN}`)).toBe(true);
+    const [wrong] = await checkConnections(gateway.config, { env: {}, only: ['api'] });
+    expect(wrong?.error?.code).toBe('config.secret_missing');
   });
 
   it('a text answer goes through the detectors', async () => {
