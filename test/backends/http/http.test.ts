@@ -12,10 +12,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/load.js';
+import { explain } from '../../../src/pipeline/explain.js';
+import { openState } from '../../../src/state/open.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { exportLines } from '../../../src/journal/export.js';
 import { callTool } from '../../../src/pipeline/callTool.js';
-import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
+import { createGateway, openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
 import { checkConnections } from '../../../src/pipeline/probe.js';
 import {
   startEchoServer,
@@ -305,9 +307,54 @@ masking:
 });
 
 describe('the example configuration (examples/http)', () => {
+  const exampleDir = resolve(import.meta.dirname, '..', '..', '..', 'examples', 'http');
+  let example: Gateway;
+  let journalDir: string;
+
+  beforeAll(async () => {
+    const config = loadConfig(exampleDir);
+    journalDir = mkdtempSync(join(tmpdir(), 'drawbridge-http-example-'));
+    example = createGateway({
+      config,
+      state: await openState(config, { journalPath: join(journalDir, 'journal.db') }),
+      maskKey: new Uint8Array(32),
+      environment: { env: { CRM_API_TOKEN: 'unused', DRAWBRIDGE_LEAD_TOKEN: 'unused' }, baseDir: config.dir },
+    });
+  });
+
+  afterAll(async () => {
+    await example?.close();
+    if (journalDir) rmSync(journalDir, { recursive: true, force: true });
+  });
+
   it('loads with the registry, the tool and its connection as declared', () => {
-    const config = loadConfig(resolve(import.meta.dirname, '..', '..', '..', 'examples', 'http'));
-    expect(config.tools.get('http_request')?.backend.type).toBe('http');
-    expect(config.connections.get('crm')?.declaration).toMatchObject({ type: 'http', base_url: 'https://crm.example.com/api/v1' });
+    expect(example.config.tools.get('http_request')?.backend.type).toBe('http');
+    expect(example.config.connections.get('crm')?.declaration).toMatchObject({ type: 'http', base_url: 'https://crm.example.com/api/v1' });
+  });
+
+  const developer = makeIdentity({ kind: 'local', subject: 'dev@example.com', groups: ['developers'], issuer: 'local' });
+  it.each([
+    ['GET', '/customers/42', 'allow', 'crm-reads'],
+    ['HEAD', '/customers/42/tickets', 'allow', 'crm-reads'],
+    ['PATCH', '/customers/42', 'approve', 'crm-writes-need-approval'],
+    ['POST', '/customers', 'approve', 'crm-writes-need-approval'],
+    ['DELETE', '/customers/42', 'deny', 'crm-no-customer-delete'],
+    ['GET', '/internal/metrics', 'deny', null],
+    ['OPTIONS', '/customers', 'deny', null],
+  ] as const)('%s %s: %s (%s), decided with the OpenAPI document, offline', async (method, path, effect, rule) => {
+    const e = await explain(example, { tool: 'http_request', connection: 'crm', input: { method, path }, identity: developer, offline: false });
+    expect(e.error, JSON.stringify(e.error)).toBeNull();
+    expect(e.decision).toMatchObject({ effect, rule });
+  });
+
+  it('an invalid path parameter is refused by the document', async () => {
+    const e = await explain(example, {
+      tool: 'http_request',
+      connection: 'crm',
+      input: { method: 'GET', path: '/customers/abc' },
+      identity: developer,
+      offline: false,
+    });
+    expect(e.error?.code).toBe('http.parameter_invalid');
   });
 });
