@@ -184,9 +184,9 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
   private urlOf(detail: HttpDetail, extraQuery: string): URL {
     const query = [detail.queryString, extraQuery].filter((q) => q !== '').join('&');
     const url = new URL(`${this.declaration.base_url}${detail.encodedPath}${query ? `?${query}` : ''}`);
-    const basePath = this.base.pathname.replace(/\/+$/, '');
+    const expected = `${this.base.pathname.replace(/\/+$/, '')}${detail.encodedPath}` || '/';
     // The URL parser must not have rewritten the path (parse.ts leaves nothing it would normalise): what policy saw is what goes.
-    if (url.pathname !== `${basePath}${detail.encodedPath}`) throw new TypeError(`the URL parser rewrote ${detail.encodedPath} to ${url.pathname}`);
+    if (url.pathname !== expected) throw new TypeError(`the URL parser rewrote ${expected} to ${url.pathname}`);
     return url;
   }
 

@@ -19,6 +19,7 @@ import { errorKind } from '../../../src/errors.js';
 import { makeIdentity } from '../../../src/identity/identity.js';
 import { callTool } from '../../../src/pipeline/callTool.js';
 import { openGateway, type Gateway } from '../../../src/pipeline/gateway.js';
+import { checkConnections } from '../../../src/pipeline/probe.js';
 import { startEchoServer, startTlsEchoServer, type TestServer, type TlsTestServer } from '../../support/http-servers.js';
 
 const KEY = `key-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
@@ -309,6 +310,15 @@ connections: [api]
     expect(r.ok, r.text).toBe(true);
     expect(tls.requests.length - before).toBe(1);
     expect(tls.clientSubjects.at(-1)).toBe('drawbridge-client');
+  });
+
+  it('check --connect probes the base URL (an origin without a path) through the same pinned transport', async () => {
+    const [report] = await checkConnections(gateway.config, { env: {} });
+    expect(report?.status, report?.line).toBe('ok');
+    expect(report?.line).toMatch(new RegExp(`^HTTP 200 from api\\.test:${tls.port} \\(127\\.0\\.0\\.1\\)`));
+    answers.push([{ address: '169.254.169.254', family: 4 }]);
+    const [refused] = await checkConnections(gateway.config, { env: {} });
+    expect(refused?.error?.code).toBe('http.address_refused');
   });
 
   it.each([
