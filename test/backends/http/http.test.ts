@@ -11,6 +11,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http } from '../../../src/backends/http/index.js';
+import { httpConnectionSchema } from '../../../src/backends/http/schema.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { explain } from '../../../src/pipeline/explain.js';
 import { openState } from '../../../src/state/open.js';
@@ -285,6 +287,24 @@ masking:
     if (!cut.ok) return;
     expect(cut.structured.truncated).toEqual({ reason: 'bytes', limit: 4096 });
     expect(String(cut.structured.rows[0]?.[5])).toMatch(/^\[binary body not shown: application\/octet-stream, 4096 bytes, sha256 [0-9a-f]{64}/);
+  });
+
+  it("a grant's remaining life (ExecuteContext.timeLimitMs) caps the connection's timeout", async () => {
+    const declaration = httpConnectionSchema.parse({
+      kind: 'connection',
+      name: 'slow',
+      type: 'http',
+      description: 'slow',
+      base_url: `http://127.0.0.1:${slow.port}`,
+      networks: ['127.0.0.1/32'],
+      limits: { timeout: '30s' },
+    });
+    const opened = http.connect(declaration, { env: {}, baseDir: dir });
+    const request = await opened.resolve(http.parse({ connection: 'slow', method: 'GET', path: '/' }, { tool: 'http_request', connection: 'slow' }));
+    const started = performance.now();
+    await expect(opened.execute(request, { timeLimitMs: 150 })).rejects.toMatchObject({ code: 'backend.timeout' });
+    expect(performance.now() - started).toBeLessThan(5_000);
+    await opened.close();
   });
 
   it('drawbridge check --connect: a HEAD of the base URL with the credential', async () => {
