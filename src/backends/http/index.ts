@@ -210,6 +210,13 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
   private async sendRequest(detail: HttpDetail, extra: { query: string; headers: ReadonlyArray<readonly [string, string]> }, timeoutMs: number) {
     const isRead = READ_METHODS.includes(detail.method);
     const body = detail.body ? Buffer.from(detail.body.text, 'utf8') : null;
+    /** The same-origin target this backend's rule refused (the transport's own refusals leave it null). */
+    let refused: URL | null = null;
+    const followRedirect = (next: URL): boolean => {
+      const ok = isRead && redirectPathWithin(this.base.pathname, next) !== null;
+      if (!ok) refused = next;
+      return ok;
+    };
     try {
       return await send(
         { method: detail.method, url: this.urlOf(detail, extra.query), headers: this.headersOf(detail, extra.headers), body },
@@ -220,16 +227,24 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
           credential: this.secrets.credential,
           ...(this.secrets.ca === undefined ? {} : { ca: this.secrets.ca }),
           ...(this.options.resolve ? { resolve: this.options.resolve } : {}),
-          followRedirect: (next) => isRead && redirectPathWithin(this.base.pathname, next) !== null,
+          followRedirect,
           maxRedirects: MAX_REDIRECTS,
         },
       );
     } catch (error) {
-      if (error instanceof DrawbridgeError && error.code === 'http.redirect_refused' && !isRead) {
+      if (error instanceof DrawbridgeError && error.code === 'http.redirect_refused' && refused !== null) {
+        // The transport names it "policy"; the rule is this backend's: say which one, with the target the transport showed (credential removed).
+        const target = typeof error.details['target'] === 'string' ? error.details['target'] : 'another path';
+        const why = isRead
+          ? `it leaves the base URL's path (${this.base.pathname}) or does not normalise like a request path`
+          : 'a write is never followed to another path (the service may have carried it out: check with a read)';
         throw new DrawbridgeError(
           'http.redirect_refused',
-          `${error.message} A write is never followed to another path; the service may have carried it out: check with a read.`,
-          { details: error.details, cause: error },
+          `The service answered ${String(error.details['status'])} to ${target}: ${why}. It was not followed.`,
+          {
+            details: error.details,
+            cause: error,
+          },
         );
       }
       throw asBackendFault(error);
