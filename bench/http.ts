@@ -255,6 +255,8 @@ export interface HttpNumbers {
   readonly calls: number;
   readonly documentBytes: number;
   readonly requests: number;
+  /** The 1, 5 and 15 minute load averages when the section started: other work on the machine shows in its numbers. */
+  readonly loadAverage: string;
 }
 
 export function renderHttp(n: HttpNumbers): string {
@@ -268,7 +270,7 @@ export function renderHttp(n: HttpNumbers): string {
       '**Drawbridge in process**: `openGateway` + `callTool` with the `http_request` tool, no MCP: parse and normalise the path, policy (an allow ' +
       'rule for GET), the bearer token injected, the request, the answer parsed as JSON, masked with all detectors and scrubbed of the token, ' +
       'journal intent and outcome synced FULL. **Drawbridge over stdio**: the same through the MCP SDK client → `drawbridge serve`. ' +
-      `${n.warmup} warm-up calls, then ${n.calls} calls per target, interleaved round-robin (${n.requests} requests answered in all). Times in ms.`,
+      `${n.warmup} warm-up calls, then ${n.calls} calls per target, interleaved round-robin (${n.requests} requests answered in all; load average ${n.loadAverage} at the start). Times in ms.`,
     '',
   );
   const get = (name: string) => n.latency.find((s) => s.target === name);

@@ -368,6 +368,9 @@ async function observabilityOnly(): Promise<string> {
 }
 
 async function httpLatency(): Promise<HttpNumbers> {
+  const loadAverage = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(', ');
   httpBench = await startHttpBench();
   log(`http: loopback API at ${httpBench.url.href} (${httpBench.documentBytes}-byte JSON document)`);
   httpTargets.push(fetchTarget(httpBench.url));
@@ -382,7 +385,7 @@ async function httpLatency(): Promise<HttpNumbers> {
   const documentBytes = httpBench.documentBytes;
   await httpBench.close();
   httpBench = null;
-  return { latency, ...HTTP_CALLS, documentBytes, requests };
+  return { latency, ...HTTP_CALLS, documentBytes, requests, loadAverage };
 }
 
 /** BENCH_ONLY=http: section 9 alone, written over its section of bench/results.md (or appended). */
