@@ -4,9 +4,9 @@
 // (a) Node's own `fetch` (undici, keep-alive: the floor), (a') node:http with `agent: false`
 // (a new TCP connection per call, as Drawbridge's transport connects: it pins the checked address
 // for each request and sends `Connection: close`), (b) Drawbridge in process (openGateway + callTool,
-// no MCP), (c) Drawbridge over stdio through the MCP SDK client (`drawbridge serve`, the built
-// binary). Every answer is checked untimed (status 200, the document unchanged). No assertions on
-// timings.
+// no MCP; journal synced FULL, and a second one with the journal in memory), (c) Drawbridge over
+// stdio through the MCP SDK client (`drawbridge serve`, the built binary). Every answer is checked
+// untimed (status 200, the document unchanged). No assertions on timings.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
@@ -183,19 +183,24 @@ function fromRow(name: string, row: readonly unknown[] | undefined, detail: () =
   return { status: row[0], body: row[5] };
 }
 
-export async function inProcessTarget(configDir: string): Promise<HttpTarget & { gateway: Gateway }> {
-  // Its own journal file: the stdio target's `drawbridge serve` appends to the configured one.
-  const gateway = await openGateway({ configDir, env: HTTP_ENV(), journalPath: join(configDir, 'journal-in-process.db') });
+/**
+ * Drawbridge in process. `journal: 'file'` has its own journal file (the stdio target's `drawbridge serve` appends to the
+ * configured one), synced FULL; `journal: 'memory'` keeps it in memory, which separates fsync from the backend's own work.
+ */
+export async function inProcessTarget(configDir: string, journal: 'file' | 'memory'): Promise<HttpTarget & { gateway: Gateway }> {
+  const journalPath = journal === 'file' ? join(configDir, 'journal-in-process.db') : ':memory:';
+  const gateway = await openGateway({ configDir, env: HTTP_ENV(), journalPath });
   const identity = makeIdentity({ kind: 'local', subject: 'bench@example.com', groups: ['developers'], issuer: 'local' });
+  const name = journal === 'file' ? 'drawbridge in process' : 'drawbridge in process, journal in memory';
   return {
-    name: 'drawbridge in process',
+    name,
     pid: null,
     gateway,
     call: () => callTool(gateway, { tool: 'http_request', args: ARGS, identity, client: { name: 'bench' } }),
     answer(answer) {
       const r = answer as Awaited<ReturnType<typeof callTool>>;
-      if (!r.ok) throw new Error(`drawbridge in process refused the GET: ${r.text}`);
-      return fromRow('drawbridge in process', r.structured.rows[0], () => r.text.slice(0, 500));
+      if (!r.ok) throw new Error(`${name} refused the GET: ${r.text}`);
+      return fromRow(name, r.structured.rows[0], () => r.text.slice(0, 500));
     },
     close: () => gateway.close(),
   };
@@ -269,7 +274,7 @@ export function renderHttp(n: HttpNumbers): string {
       '(it resolves and checks the address for every request, connects to that address only and sends `Connection: close`). ' +
       '**Drawbridge in process**: `openGateway` + `callTool` with the `http_request` tool, no MCP: parse and normalise the path, policy (an allow ' +
       'rule for GET), the bearer token injected, the request, the answer parsed as JSON, masked with all detectors and scrubbed of the token, ' +
-      'journal intent and outcome synced FULL. **Drawbridge over stdio**: the same through the MCP SDK client → `drawbridge serve`. ' +
+      'journal intent and outcome synced FULL (a second in-process gateway keeps its journal in memory: the rest is the backend’s and the pipeline’s own work). **Drawbridge over stdio**: the same through the MCP SDK client → `drawbridge serve`. ' +
       `${n.warmup} warm-up calls, then ${n.calls} calls per target, interleaved round-robin (${n.requests} requests answered in all; load average ${n.loadAverage} at the start). Times in ms.`,
     '',
   );

@@ -375,7 +375,8 @@ async function httpLatency(): Promise<HttpNumbers> {
   log(`http: loopback API at ${httpBench.url.href} (${httpBench.documentBytes}-byte JSON document)`);
   httpTargets.push(fetchTarget(httpBench.url));
   httpTargets.push(newConnectionTarget(httpBench.url));
-  httpTargets.push(await inProcessTarget(httpBench.configDir));
+  httpTargets.push(await inProcessTarget(httpBench.configDir, 'file'));
+  httpTargets.push(await inProcessTarget(httpBench.configDir, 'memory'));
   httpTargets.push(await stdioTarget(httpBench.configDir));
   log(`http: GET, ${HTTP_CALLS.warmup} warm-up + ${HTTP_CALLS.calls} calls × ${httpTargets.length} targets`);
   const latency = await measureHttp(httpTargets, HTTP_CALLS);
