@@ -274,8 +274,10 @@ export function renderHttp(n: HttpNumbers): string {
       '(it resolves and checks the address for every request, connects to that address only and sends `Connection: close`). ' +
       '**Drawbridge in process**: `openGateway` + `callTool` with the `http_request` tool, no MCP: parse and normalise the path, policy (an allow ' +
       'rule for GET), the bearer token injected, the request, the answer parsed as JSON, masked with all detectors and scrubbed of the token, ' +
-      'journal intent and outcome synced FULL (a second in-process gateway keeps its journal in memory: the rest is the backend’s and the pipeline’s own work). **Drawbridge over stdio**: the same through the MCP SDK client → `drawbridge serve`. ' +
-      `${n.warmup} warm-up calls, then ${n.calls} calls per target, interleaved round-robin (${n.requests} requests answered in all; load average ${n.loadAverage} at the start). Times in ms.`,
+      'journal intent and outcome synced FULL (a second in-process gateway keeps its journal in memory: the rest is the backend’s and ' +
+      'the pipeline’s own work). **Drawbridge over stdio**: the same through the MCP SDK client → `drawbridge serve`. ' +
+      `${n.warmup} warm-up calls, then ${n.calls} calls per target, interleaved round-robin ` +
+      `(${n.requests} requests answered in all; load average ${n.loadAverage} at the start). Times in ms.`,
     '',
   );
   const get = (name: string) => n.latency.find((s) => s.target === name);
