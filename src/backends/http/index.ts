@@ -242,12 +242,15 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
     } catch {
       return `${notFollowed} Its Location is not a valid URL.`;
     }
+    const unreachable = (where: string) => `${notFollowed} The target is ${where}: it is not reachable through connection ${this.name}.`;
     const sameOrigin = target.protocol === this.base.protocol && target.host === this.base.host && target.username === '' && target.password === '';
-    const path = sameOrigin ? redirectPathWithin(this.base.pathname, target) : null;
-    if (path === null) {
-      const where = sameOrigin ? `a path outside this API (${this.base.pathname})` : `another origin (${target.origin})`;
-      return `${notFollowed} The target is ${where}: it is not reachable through connection ${this.name}.`;
+    if (!sameOrigin) return unreachable(`another origin (${target.origin})`);
+    const basePath = this.base.pathname.replace(/\/+$/, '');
+    if (basePath !== '' && target.pathname !== basePath && !target.pathname.startsWith(`${basePath}/`)) {
+      return unreachable(`a path outside this API (${this.base.pathname})`);
     }
+    const path = redirectPathWithin(this.base.pathname, target);
+    if (path === null) return unreachable(`a path no request can name (${target.pathname} does not normalise like a request path)`);
     const query = target.search === '' ? '' : ` with the query ${JSON.stringify(target.search.slice(1))} as "query"`;
     return (
       `${notFollowed} Redirected to ${target.pathname}: call http_request with path ${JSON.stringify(path)}${query} ` + '— policy decides it like any call.'
