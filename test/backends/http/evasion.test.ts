@@ -294,3 +294,104 @@ connections: [api]
     expect(echo.requests.length - before).toBe(1);
   });
 });
+
+describe('addresses: pinned per request, every answer checked (DNS rebinding), literal forms', () => {
+  let tls: TlsTestServer;
+  let gateway: Gateway;
+  const answers: Array<readonly ResolvedAddress[]> = [];
+  const resolver = async (hostname: string): Promise<readonly ResolvedAddress[]> => {
+    if (hostname !== 'api.test') throw new Error(`unexpected lookup of ${hostname}`);
+    return answers.shift() ?? [{ address: '127.0.0.1', family: 4 }];
+  };
+
+  beforeAll(async () => {
+    tls = await startTlsEchoServer({ requireClientCert: true });
+    const dir = configDir(
+      `kind: connection
+name: api
+type: http
+description: TLS echo reached by name
+base_url: https://api.test:${tls.port}
+credential: { client_certificate: { cert: { file: client.pem }, key: { file: client-key.pem }, ca: { file: ca.pem } } }
+networks: [127.0.0.1/32]
+limits: { timeout: 5s }
+---
+kind: tool
+name: http_request
+type: http_request
+connections: [api]
+`,
+      PERMISSIVE,
+    );
+    writeFileSync(join(dir, 'client.pem'), tls.client.cert);
+    writeFileSync(join(dir, 'client-key.pem'), tls.client.key, { mode: 0o600 });
+    writeFileSync(join(dir, 'ca.pem'), tls.ca);
+    gateway = await openGateway({ configDir: dir, env: {}, backends: [httpBackend({ resolve: resolver })] });
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await tls?.close();
+  });
+
+  const get = () => callTool(gateway, { tool: 'http_request', args: { connection: 'api', method: 'GET', path: '/' }, identity: dev });
+
+  it('reaches the declared network with the client certificate, verified for the host name', async () => {
+    const before = tls.requests.length;
+    const r = await get();
+    expect(r.ok, r.text).toBe(true);
+    expect(tls.requests.length - before).toBe(1);
+    expect(tls.clientSubjects.at(-1)).toBe('drawbridge-client');
+  });
+
+  it('check --connect probes the base URL (an origin without a path) through the same pinned transport', async () => {
+    const [report] = await checkConnections(gateway.config, { env: {} });
+    expect(report?.status, report?.line).toBe('ok');
+    expect(report?.line).toMatch(new RegExp(`^HTTP 200 from api\\.test:${tls.port} \\(127\\.0\\.0\\.1\\)`));
+    answers.push([{ address: '169.254.169.254', family: 4 }]);
+    const [refused] = await checkConnections(gateway.config, { env: {} });
+    expect(refused?.error?.code).toBe('http.address_refused');
+  });
+
+  it.each([
+    ['the name now answers with the metadata address', [{ address: '169.254.169.254', family: 4 }]],
+    ['the name now answers with a private address', [{ address: '10.0.0.7', family: 4 }]],
+    [
+      'one of its answers is private',
+      [
+        { address: '127.0.0.1', family: 4 },
+        { address: '192.168.1.1', family: 4 },
+      ],
+    ],
+    ['an IPv4-mapped metadata address', [{ address: '::ffff:169.254.169.254', family: 6 }]],
+    ['the AWS IPv6 metadata address', [{ address: 'fd00:ec2::254', family: 6 }]],
+    ['loopback outside the declared /32', [{ address: '127.0.0.2', family: 4 }]],
+  ] as const)('refused when %s, and nothing is sent', async (_name, answer) => {
+    answers.push(answer);
+    const before = tls.requests.length;
+    const r = await get();
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code, r.text).toBe('http.address_refused');
+    expect(tls.requests.length - before).toBe(0);
+    // The next lookup answers the declared address again: the connection works, the refusal was per request.
+    expect((await get()).ok).toBe(true);
+  });
+
+  it.each([
+    ['decimal', 'http://2130706433:8080'],
+    ['octal', 'http://0177.0.0.1:8080'],
+    ['hex', 'http://0x7f.1:8080'],
+    ['short', 'http://127.1:8080'],
+    ['localhost', 'http://localhost:8080'],
+    ['metadata, IPv4-mapped', 'https://[::ffff:169.254.169.254]'],
+    ['metadata, decimal', 'https://2852039166'],
+    ['private', 'https://10.1.2.3'],
+  ])('a base_url at a non-public address in %s form needs that network declared: refused at config load', (_form, base) => {
+    const dir = configDir(
+      `kind: connection\nname: api\ntype: http\ndescription: x\nbase_url: ${base}\n---\n` +
+        'kind: tool\nname: http_request\ntype: http_request\nconnections: [api]\n',
+      PERMISSIVE,
+    );
+    expect(() => loadConfig(dir)).toThrow(/networks/);
+  });
+});
