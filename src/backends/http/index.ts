@@ -244,7 +244,7 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
     }
     const unreachable = (where: string) => `${notFollowed} The target is ${where}: it is not reachable through connection ${this.name}.`;
     const sameOrigin = target.protocol === this.base.protocol && target.host === this.base.host && target.username === '' && target.password === '';
-    if (!sameOrigin) return unreachable(`another origin (${target.origin})`);
+    if (!sameOrigin) return unreachable(`another origin (${target.origin === 'null' ? `a ${target.protocol} URL` : target.origin})`);
     const basePath = this.base.pathname.replace(/\/+$/, '');
     if (basePath !== '' && target.pathname !== basePath && !target.pathname.startsWith(`${basePath}/`)) {
       return unreachable(`a path outside this API (${this.base.pathname})`);
@@ -252,9 +252,8 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
     const path = redirectPathWithin(this.base.pathname, target);
     if (path === null) return unreachable(`a path no request can name (${target.pathname} does not normalise like a request path)`);
     const query = target.search === '' ? '' : ` with the query ${JSON.stringify(target.search.slice(1))} as "query"`;
-    return (
-      `${notFollowed} Redirected to ${target.pathname}: call http_request with path ${JSON.stringify(path)}${query} ` + '— policy decides it like any call.'
-    );
+    const call = `call http_request with path ${JSON.stringify(path)}${query}`;
+    return `${notFollowed} Redirected to ${target.pathname}: ${call} — policy decides it like any call.`;
   }
 
   private shape(detail: HttpDetail, response: HttpResponse): TabularResult {
