@@ -41,13 +41,13 @@ import {
   type HttpConnectionDeclaration,
 } from './schema.js';
 import { send, type HttpResponse, type Resolver } from './transport.js';
-import { HTTP_OPERATIONS, READ_METHODS, type HttpDetail, type HttpDryRun } from './types.js';
+import { HTTP_OPERATIONS, type HttpDetail, type HttpDryRun } from './types.js';
 
 /** The request's facts after the connection's resolve: parse's, plus how this connection asks for a dry run (previewDecision reads it). */
 export type HttpRequestDetail = HttpDetail & { readonly dryRun?: HttpDryRun };
 
-/** Redirects followed at most, per request. */
-export const MAX_REDIRECTS = 5;
+/** Answers whose Location the agent is told about (never followed by the gateway). */
+const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 /** How much of a dry run's masked body an approver sees in the preview note. */
 const PREVIEW_BODY_CHARS = 300;
@@ -202,21 +202,13 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
   }
 
   /**
-   * Sends one request under the connection's rules. Redirects: the transport follows
-   * only same-origin ones; here a target must also stay inside the base URL's path,
-   * normalised like a request path, and only a read follows any (a write is never
-   * re-sent, nor turned into a read of a path policy did not see).
+   * Sends one request under the connection's rules. A redirect is never followed
+   * (the transport answers the 3xx): a backend has no policy to decide the new
+   * path with, so the answer tells the agent which path to call, and that call is
+   * decided like any other.
    */
   private async sendRequest(detail: HttpDetail, extra: { query: string; headers: ReadonlyArray<readonly [string, string]> }, timeoutMs: number) {
-    const isRead = READ_METHODS.includes(detail.method);
     const body = detail.body ? Buffer.from(detail.body.text, 'utf8') : null;
-    /** The same-origin target this backend's rule refused (the transport's own refusals leave it null). */
-    let refused: URL | null = null;
-    const followRedirect = (next: URL): boolean => {
-      const ok = isRead && redirectPathWithin(this.base.pathname, next) !== null;
-      if (!ok) refused = next;
-      return ok;
-    };
     try {
       return await send(
         { method: detail.method, url: this.urlOf(detail, extra.query), headers: this.headersOf(detail, extra.headers), body },
@@ -227,32 +219,45 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
           credential: this.secrets.credential,
           ...(this.secrets.ca === undefined ? {} : { ca: this.secrets.ca }),
           ...(this.options.resolve ? { resolve: this.options.resolve } : {}),
-          followRedirect,
-          maxRedirects: MAX_REDIRECTS,
         },
       );
     } catch (error) {
-      if (error instanceof DrawbridgeError && error.code === 'http.redirect_refused' && refused !== null) {
-        // The transport names it "policy"; the rule is this backend's: say which one, with the target the transport showed (credential removed).
-        const target = typeof error.details['target'] === 'string' ? error.details['target'] : 'another path';
-        const why = isRead
-          ? `it leaves the base URL's path (${this.base.pathname}) or does not normalise like a request path`
-          : 'a write is never followed to another path (the service may have carried it out: check with a read)';
-        throw new DrawbridgeError(
-          'http.redirect_refused',
-          `The service answered ${String(error.details['status'])} to ${target}: ${why}. It was not followed.`,
-          {
-            details: error.details,
-            cause: error,
-          },
-        );
-      }
       throw asBackendFault(error);
     }
   }
 
+  /**
+   * What a 3xx with a Location tells the agent: the path to call on this
+   * connection when the target is the same origin and normalises inside the base
+   * URL's path, else that it is not reachable here. Null for any other answer.
+   */
+  private redirectNotice(response: HttpResponse): string | null {
+    if (!REDIRECT_STATUSES.has(response.status)) return null;
+    const location = response.headers.find(([name]) => name.toLowerCase() === 'location')?.[1];
+    if (location === undefined) return null;
+    const notFollowed = `The service answered ${response.status} (a redirect); the gateway does not follow redirects and sent nothing to the target.`;
+    let target: URL;
+    try {
+      target = new URL(location, response.finalUrl);
+    } catch {
+      return `${notFollowed} Its Location is not a valid URL.`;
+    }
+    const unreachable = (where: string) => `${notFollowed} The target is ${where}: it is not reachable through connection ${this.name}.`;
+    const sameOrigin = target.protocol === this.base.protocol && target.host === this.base.host && target.username === '' && target.password === '';
+    if (!sameOrigin) return unreachable(`another origin (${target.origin === 'null' ? `a ${target.protocol} URL` : target.origin})`);
+    const basePath = this.base.pathname.replace(/\/+$/, '');
+    if (basePath !== '' && target.pathname !== basePath && !target.pathname.startsWith(`${basePath}/`)) {
+      return unreachable(`a path outside this API (${this.base.pathname})`);
+    }
+    const path = redirectPathWithin(this.base.pathname, target);
+    if (path === null) return unreachable(`a path no request can name (${target.pathname} does not normalise like a request path)`);
+    const query = target.search === '' ? '' : ` with the query ${JSON.stringify(target.search.slice(1))} as "query"`;
+    const call = `call http_request with path ${JSON.stringify(path)}${query}`;
+    return `${notFollowed} Redirected to ${target.pathname}: ${call} — policy decides it like any call.`;
+  }
+
   private shape(detail: HttpDetail, response: HttpResponse): TabularResult {
-    return shapeResponse(
+    const shaped = shapeResponse(
       {
         status: response.status,
         statusText: response.statusText,
@@ -260,7 +265,8 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
         body: response.body,
         truncated: response.truncated,
         finalUrl: response.finalUrl.href,
-        redirects: response.redirects.length,
+        // Nothing is followed: final_path stays null.
+        redirects: 0,
       },
       {
         method: detail.method,
@@ -270,6 +276,8 @@ class HttpConnection implements BackendConnection<HttpRequestDetail> {
         credentials: this.secrets.forms,
       },
     );
+    const notice = this.redirectNotice(response);
+    return notice === null ? shaped : { ...shaped, notices: [...shaped.notices, notice] };
   }
 
   async execute(request: ParsedRequest<HttpRequestDetail>, context: ExecuteContext): Promise<TabularResult> {

@@ -1,5 +1,5 @@
 // The http_request backend's transport error codes (address refusals,
-// redirects, time and network faults), with their hints, added to the one
+// time and network faults), with their hints, added to the one
 // catalog in src/errors.ts. Kept apart from the backend's errors.ts so the
 // transport stands alone; the two catalogs merge into one when the backend is wired.
 
@@ -8,7 +8,6 @@ import { defineErrorCodes } from '../../errors.js';
 declare module '../../errors.js' {
   interface BackendErrorCodes {
     'http.address_refused': true;
-    'http.redirect_refused': true;
     'http.timeout': true;
     'http.unreachable': true;
     'http.tls_failed': true;
@@ -22,12 +21,6 @@ export const HTTP_NET_ERRORS = defineErrorCodes({
     hint:
       'The service name resolved to (or is) a private, loopback, link-local, metadata or otherwise non-public address that this connection ' +
       'does not declare in its networks. Nothing was sent. If the service really lives there, the operator adds that range to networks.',
-  },
-  'http.redirect_refused': {
-    kind: 'refusal',
-    hint:
-      'The service answered with a redirect the gateway does not follow (to another scheme, host or port, one policy refuses, or too many). ' +
-      'Call the target path directly if it is on this connection; other origins need their own connection.',
   },
   'http.timeout': {
     kind: 'fault',

@@ -47,7 +47,7 @@ export interface TransportResponse {
   /** The body was cut at `maxResponseBytes`. */
   readonly truncated: boolean;
   readonly finalUrl: string;
-  /** Same-origin redirects followed. */
+  /** Same-origin redirects followed: always 0 from the http backend, which answers a 3xx instead (final_path is then null). */
   readonly redirects: number;
 }
 
@@ -396,7 +396,7 @@ export function shapeResponse(response: TransportResponse, shaping: ResponseShap
   };
 }
 
-/** The path (and query) a redirect chain ended at; the origin is the connection's own (only same-origin redirects are followed). */
+/** The path (and query) a redirect chain ended at, were one followed (the http backend follows none); the origin is the connection's own. */
 function pathOf(url: string): string {
   try {
     const parsed = new URL(url);

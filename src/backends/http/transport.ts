@@ -4,10 +4,11 @@
 // socket's lookup returns it and nothing else), so a resolver that changes its
 // answer between the check and the connection (DNS rebinding) cannot steer the
 // request to a private address; HTTPS still verifies the certificate for the
-// host name (SNI). Redirects are never followed by the HTTP client: a
-// same-origin one is followed only after the caller's policy re-check says yes,
-// and each hop is resolved and checked again. One time limit covers the whole
-// exchange (DNS, connect, every hop, a trickling body); the body stops at
+// host name (SNI). Redirects are never followed: a 3xx is returned like any
+// answer (status, headers with Location, body), and nothing is sent to its
+// target — a backend has no policy to decide a new path with, so the agent's
+// next call for it is decided like any call. One time limit covers the whole
+// exchange (DNS, connect, a trickling body); the body stops at
 // maxResponseBytes (reported as truncated, the socket destroyed). Errors are
 // the backend's codes (net-errors.ts) with texts scrubbed of the credential;
 // response header values and the returned URLs are scrubbed too. The body is
@@ -41,7 +42,7 @@ export interface ResolvedAddress {
 export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>;
 
 export interface SendOptions {
-  /** The whole exchange, every redirect hop and the body included. */
+  /** The whole exchange, the body included. */
   readonly timeoutMs: number;
   readonly maxResponseBytes: number;
   /** Non-public ranges this connection may reach. */
@@ -50,9 +51,6 @@ export interface SendOptions {
   /** An extra trust root (PEM) for the service's certificate, besides the system's. */
   readonly ca?: string;
   readonly resolve?: Resolver;
-  /** The caller's policy re-check of a same-origin redirect target (shown without the credential). */
-  readonly followRedirect: (next: URL) => boolean | Promise<boolean>;
-  readonly maxRedirects: number;
 }
 
 export interface HttpResponse {
@@ -61,15 +59,11 @@ export interface HttpResponse {
   readonly headers: ReadonlyArray<readonly [string, string]>;
   readonly body: Uint8Array;
   readonly truncated: boolean;
-  /** The URL that answered, without the credential. */
+  /** The URL that answered (the one requested: redirects are not followed), without the credential. */
   readonly finalUrl: URL;
-  /** Each redirect target followed, in order, without the credential. */
-  readonly redirects: readonly URL[];
   /** The address the answer came from (the pinned one). */
   readonly address: string;
 }
-
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export const systemResolver: Resolver = async (hostname) => {
   const answers = await dnsLookup(hostname, { all: true, verbatim: true });
@@ -168,12 +162,11 @@ interface Exchanged {
   readonly status: number;
   readonly statusText: string;
   readonly rawHeaders: readonly string[];
-  readonly location: string | null;
   readonly body: Uint8Array;
   readonly truncated: boolean;
 }
 
-/** One request/response on a fresh connection to the pinned address; a redirect's body is not read. */
+/** One request/response on a fresh connection to the pinned address; a 3xx is an answer like any other. */
 function exchange(request: HttpRequest, pinned: ResolvedAddress, options: SendOptions, deadline: Deadline, scrub: (t: string) => string): Promise<Exchanged> {
   const wire = applyCredential(request.url, request.headers, options.credential);
   // Headers go as a raw list (order and case as given), so Node adds none of its own: Host and Connection are set here.
@@ -231,14 +224,7 @@ function exchange(request: HttpRequest, pinned: ResolvedAddress, options: SendOp
     req.on('response', (res: IncomingMessage) => {
       res.on('error', (error) => done(error));
       const status = res.statusCode ?? 0;
-      const location = res.headers.location ?? null;
-      const head = { status, statusText: res.statusMessage ?? '', rawHeaders: res.rawHeaders, location };
-      if (REDIRECTS.has(status) && location !== null) {
-        done(null, { ...head, body: new Uint8Array(0), truncated: false });
-        res.destroy();
-        req.destroy();
-        return;
-      }
+      const head = { status, statusText: res.statusMessage ?? '', rawHeaders: res.rawHeaders };
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
@@ -264,64 +250,28 @@ function exchange(request: HttpRequest, pinned: ResolvedAddress, options: SendOp
   });
 }
 
-function sameOrigin(a: URL, b: URL): boolean {
-  return a.protocol === b.protocol && a.hostname === b.hostname && (a.port || null) === (b.port || null);
-}
-
-/** The request a redirect leads to: 303 (and 301/302 after a POST) become a GET without a body; 307/308 keep both. */
-function redirected(request: HttpRequest, status: number, next: URL): HttpRequest {
-  const toGet = status === 303 || ((status === 301 || status === 302) && request.method === 'POST');
-  if (!toGet) return { ...request, url: next };
-  const headers = request.headers.filter(([n]) => !['content-type', 'content-length', 'content-encoding'].includes(n.toLowerCase()));
-  return { method: request.method === 'HEAD' ? 'HEAD' : 'GET', url: next, headers, body: null };
-}
-
-/** Sends the request under the options' address, redirect, time and size rules. */
+/** Sends the request under the options' address, time and size rules; a redirect is answered, never followed. */
 export async function send(request: HttpRequest, options: SendOptions): Promise<HttpResponse> {
   if (request.url.protocol !== 'http:' && request.url.protocol !== 'https:') throw new TypeError(`not an http(s) URL: ${request.url.protocol}`);
   const scrub = credentialScrubber(options.credential);
   const shown = (url: URL): URL => new URL(scrub(withoutCredential(url, options.credential).href));
   const deadline = new Deadline(options.timeoutMs, `${request.method} ${request.url.origin}`);
-  const redirects: URL[] = [];
-  let current: HttpRequest = { ...request, url: withoutCredential(request.url, options.credential) };
+  const current: HttpRequest = { ...request, url: withoutCredential(request.url, options.credential) };
   try {
-    for (;;) {
-      const pinned = await pinAddress(current.url, options, deadline, scrub);
-      const answer = await deadline.race(exchange(current, pinned, options, deadline, scrub));
-      if (!(REDIRECTS.has(answer.status) && answer.location !== null)) {
-        const headers: Array<[string, string]> = [];
-        for (let i = 0; i + 1 < answer.rawHeaders.length; i += 2) headers.push([answer.rawHeaders[i] ?? '', scrub(answer.rawHeaders[i + 1] ?? '')]);
-        return {
-          status: answer.status,
-          statusText: scrub(answer.statusText),
-          headers,
-          body: answer.body,
-          truncated: answer.truncated,
-          finalUrl: shown(current.url),
-          redirects,
-          address: pinned.address,
-        };
-      }
-      const refuse = (why: string, target: string): DrawbridgeError =>
-        new DrawbridgeError('http.redirect_refused', scrub(`The service answered ${answer.status} to ${target}: ${why}. It was not followed.`), {
-          details: { status: answer.status, target: scrub(target) },
-        });
-      let next: URL;
-      try {
-        next = new URL(answer.location, current.url);
-      } catch {
-        throw refuse('not a valid URL', JSON.stringify(answer.location));
-      }
-      next.hash = '';
-      const target = shown(next);
-      if (!sameOrigin(next, current.url))
-        throw refuse(`another origin than ${current.url.origin} (redirects stay on the same scheme, host and port)`, target.origin);
-      if (next.username !== '' || next.password !== '') throw refuse('a URL with user information', target.origin);
-      if (redirects.length >= options.maxRedirects) throw refuse(`more than ${options.maxRedirects} redirects`, target.href);
-      if (!(await deadline.race(Promise.resolve(options.followRedirect(target))))) throw refuse('policy does not allow the target', target.href);
-      redirects.push(target);
-      current = redirected(current, answer.status, withoutCredential(next, options.credential));
-    }
+    const pinned = await pinAddress(current.url, options, deadline, scrub);
+    const answer = await deadline.race(exchange(current, pinned, options, deadline, scrub));
+    // Header values are scrubbed: a Location (or any header) echoing the key shows it as [credential].
+    const headers: Array<[string, string]> = [];
+    for (let i = 0; i + 1 < answer.rawHeaders.length; i += 2) headers.push([answer.rawHeaders[i] ?? '', scrub(answer.rawHeaders[i + 1] ?? '')]);
+    return {
+      status: answer.status,
+      statusText: scrub(answer.statusText),
+      headers,
+      body: answer.body,
+      truncated: answer.truncated,
+      finalUrl: shown(current.url),
+      address: pinned.address,
+    };
   } finally {
     deadline.clear();
   }

@@ -3,10 +3,11 @@
 // a permissive one an operator might write (everything allowed but /admin/**),
 // so what stops each attempt is the backend's own parsing, the connection's
 // declaration or the transport, never a missing rule. For every refused
-// attempt the verdict is read off the server: nothing arrived. Redirects off
-// the origin or out of the base path, private and metadata addresses in every
-// literal form, and a resolver that changes its answer (DNS rebinding) are
-// refused with nothing sent where they pointed.
+// attempt the verdict is read off the server: nothing arrived. Redirects are
+// answered, never followed: off the origin or out of the base path they are
+// named not reachable, same-origin ones inside it name the path to call; private
+// and metadata addresses in every literal form, and a resolver that changes its
+// answer (DNS rebinding) are refused with nothing sent where they pointed.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -185,11 +186,13 @@ connections: [api]
   });
 });
 
-describe('redirects off the origin, out of the base path or to private addresses are refused', () => {
+describe('redirects are answered to the agent and never followed', () => {
   let echo: TestServer;
   let other: TestServer;
   let gateway: Gateway;
   const targets: Record<string, string> = {};
+  /** Same-origin targets inside the base path, and the path the agent is told to call. */
+  const inside: Record<string, { location: string; path: string }> = {};
 
   beforeAll(async () => {
     other = await startEchoServer({ host: '127.0.0.2' });
@@ -212,8 +215,19 @@ describe('redirects off the origin, out of the base path or to private addresses
       'same origin, encoded slash': '/api/v1/a%2fb',
       'same origin, prefix but not the base path': '/api/v10/x',
     });
+    Object.assign(inside, {
+      'a plain path': { location: '/api/v1/x', path: '/x' },
+      'a relative path': { location: 'y/z', path: '/y/z' },
+      'dot-dot staying inside': { location: '/api/v1/a/../b', path: '/b' },
+      'the base itself': { location: '/api/v1', path: '/' },
+    });
     const redirects = Object.fromEntries(Object.values(targets).map((location, i) => [`/api/v1/r${i}`, { location }]));
-    echo = await startEchoServer({ redirects: { ...redirects, '/api/v1/loop': { location: '/api/v1/loop' } } });
+    const insideRedirects = Object.fromEntries(Object.values(inside).map(({ location }, i) => [`/api/v1/in${i}`, { location }]));
+    // The server reads this object on each request: the absolute same-origin target is added once the port is known.
+    const all: Record<string, { location: string }> = { ...redirects, ...insideRedirects, '/api/v1/loop': { location: '/api/v1/loop' } };
+    echo = await startEchoServer({ redirects: all });
+    inside['an absolute same-origin URL'] = { location: `http://127.0.0.1:${echo.port}/api/v1/c`, path: '/c' };
+    all[`/api/v1/in${Object.keys(inside).length - 1}`] = { location: `http://127.0.0.1:${echo.port}/api/v1/c` };
     const dir = configDir(
       `kind: connection
 name: api
@@ -238,14 +252,19 @@ connections: [api]
     await Promise.all([echo?.close(), other?.close()]);
   });
 
-  it('every target of the table: refused, and only the redirecting request was sent', async () => {
+  const call = (path: string) => callTool(gateway, { tool: 'http_request', args: { connection: 'api', method: 'GET', path }, identity: dev });
+  const noticesOf = (r: Awaited<ReturnType<typeof call>>): string => (r.ok ? r.structured.notices.join('\n') : '');
+
+  it('every off-origin or out-of-base target of the table: the 3xx is answered as not reachable, only the redirecting request was sent', async () => {
     const names = Object.keys(targets);
     expect(names.length).toBeGreaterThan(10);
     for (const [i, name] of names.entries()) {
       const before = echo.requests.length;
-      const r = await callTool(gateway, { tool: 'http_request', args: { connection: 'api', method: 'GET', path: `/r${i}` }, identity: dev });
-      expect(r.ok, name).toBe(false);
-      if (!r.ok) expect(r.error.code, `${name}: ${r.text}`).toBe('http.redirect_refused');
+      const r = await call(`/r${i}`);
+      expect(r.ok, `${name}: ${r.text}`).toBe(true);
+      if (r.ok) expect(r.structured.rows[0]?.[0], name).toBe(302);
+      expect(noticesOf(r), name).toMatch(/sent nothing to the target\. The target is .*: it is not reachable through connection api\./);
+      expect(noticesOf(r), name).not.toContain('call http_request');
       expect(
         echo.requests.slice(before).map((q) => q.rawPath),
         name,
@@ -254,12 +273,25 @@ connections: [api]
     expect(other.requests).toEqual([]);
   });
 
-  it('a redirect loop stops after 5 hops', async () => {
+  it('every same-origin target inside the base path: answered, not followed, and the notice names the path to call', async () => {
+    for (const [i, [name, { path }]] of Object.entries(inside).entries()) {
+      const before = echo.requests.length;
+      const r = await call(`/in${i}`);
+      expect(r.ok, `${name}: ${r.text}`).toBe(true);
+      expect(noticesOf(r), name).toContain(`call http_request with path ${JSON.stringify(path)}`);
+      expect(
+        echo.requests.slice(before).map((q) => q.rawPath),
+        name,
+      ).toEqual([`/api/v1/in${i}`]);
+    }
+  });
+
+  it('a redirect loop costs one request: the agent is told the path, and nothing repeats on its own', async () => {
     const before = echo.requests.length;
-    const r = await callTool(gateway, { tool: 'http_request', args: { connection: 'api', method: 'GET', path: '/loop' }, identity: dev });
-    expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.text).toMatch(/more than 5 redirects/);
-    expect(echo.requests.length - before).toBe(6);
+    const r = await call('/loop');
+    expect(r.ok, r.text).toBe(true);
+    expect(noticesOf(r)).toContain('call http_request with path "/loop"');
+    expect(echo.requests.length - before).toBe(1);
   });
 });
 

@@ -3,8 +3,8 @@
 // with the injected credential, which neither the answer nor the journal
 // shows; a write needing approval is pending (only the API's dry run reached
 // the server, or nothing without one); a denied path sends nothing; redirects
-// are followed only inside the base URL's path and never to a metadata
-// address; JSON answers are masked by field and by the detectors; the example
+// are answered to the agent, never followed (a same-origin one inside the base
+// URL's path names the path to call, and that call is decided by policy); JSON answers are masked by field and by the detectors; the example
 // configuration loads.
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -60,7 +60,8 @@ describe('http_request through the gateway', () => {
     echo = await startEchoServer({
       reflect: true,
       redirects: {
-        '/api/v1/moved': { location: '/api/v1/customers/7' },
+        '/api/v1/moved': { location: '/api/v1/customers/7?view=full' },
+        '/api/v1/to-secrets': { location: '/api/v1/secrets/db' },
         '/api/v1/escape': { location: '/admin/keys' },
         '/api/v1/meta': { location: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' },
         '/api/v1/direct/moved': { location: '/api/v1/customers/8', status: 307 },
@@ -207,51 +208,71 @@ masking:
     expect(echo.requests.length).toBe(before);
   });
 
-  it('follows a same-origin redirect inside the base path and shows where it ended', async () => {
+  /** The one answer row's notices, and what was sent to the echo server since `before`. */
+  const notices = (r: Awaited<ReturnType<typeof call>>): string => (r.ok ? r.structured.notices.join('\n') : '');
+
+  it('a same-origin redirect inside the base path is answered, not followed, and names the path to call', async () => {
     const before = echo.requests.length;
     const r = await call({ connection: 'api', method: 'GET', path: '/moved' });
     expect(r.ok, r.text).toBe(true);
-    if (r.ok) expect(r.structured.rows[0]?.[3]).toBe('/api/v1/customers/7');
-    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/moved', '/api/v1/customers/7']);
+    if (!r.ok) return;
+    expect(r.structured.rows[0]?.[0]).toBe(302);
+    expect(r.structured.rows[0]?.[3]).toBeNull();
+    expect(String(r.structured.rows[0]?.[4])).toContain('location: /api/v1/customers/7?view=full');
+    expect(notices(r)).toContain('Redirected to /api/v1/customers/7: call http_request with path "/customers/7" with the query "view=full" as "query"');
+    expect(notices(r)).toContain('policy decides it like any call');
+    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/moved']);
+    // The agent's follow-up is a call like any other: allowed by the reads rule, it reaches the server.
+    const next = await call({ connection: 'api', method: 'GET', path: '/customers/7', query: { view: 'full' } });
+    expect(next.ok, next.text).toBe(true);
+    if (next.ok) expect(next.structured.rows[0]?.[0]).toBe(200);
+    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/moved', '/api/v1/customers/7?view=full']);
   });
 
-  it('refuses a same-origin redirect outside the base path: the target is never requested', async () => {
+  it('a redirect to a path policy denies: the 3xx is answered, and the follow-up call is policy.denied with nothing sent', async () => {
+    const before = echo.requests.length;
+    const r = await call({ connection: 'api', method: 'GET', path: '/to-secrets' });
+    expect(r.ok, r.text).toBe(true);
+    expect(notices(r)).toContain('call http_request with path "/secrets/db"');
+    const next = await call({ connection: 'api', method: 'GET', path: '/secrets/db' });
+    expect(next.ok).toBe(false);
+    if (!next.ok) expect(next.error.code).toBe('policy.denied');
+    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/to-secrets']);
+  });
+
+  it('a same-origin redirect outside the base path is answered as not reachable here; the target is never requested', async () => {
     const before = echo.requests.length;
     const r = await call({ connection: 'api', method: 'GET', path: '/escape' });
-    expect(r.ok).toBe(false);
-    if (!r.ok) {
-      expect(r.error.code).toBe('http.redirect_refused');
-      expect(r.text).toMatch(/answered 302 to http:\/\/127\.0\.0\.1:\d+\/admin\/keys: it leaves the base URL's path \(\/api\/v1\)/);
-    }
+    expect(r.ok, r.text).toBe(true);
+    if (r.ok) expect(r.structured.rows[0]?.[0]).toBe(302);
+    expect(notices(r)).toContain('The target is a path outside this API (/api/v1): it is not reachable through connection api.');
+    expect(notices(r)).not.toContain('call http_request');
     expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/escape']);
   });
 
-  it('refuses a redirect to the metadata address (another origin): nothing is sent there', async () => {
+  it('a redirect to the metadata address (another origin) is answered as not reachable; nothing is sent there', async () => {
     for (const [connectionName, server, path] of [
       ['meta', metadata, '/anything'],
       ['api', echo, '/meta'],
     ] as const) {
       const before = server.requests.length;
       const r = await call({ connection: connectionName, method: 'GET', path });
-      expect(r.ok).toBe(false);
-      if (r.ok) continue;
-      expect(r.error.code).toBe('http.redirect_refused');
-      expect(r.text).toMatch(/169\.254\.169\.254/);
-      expect(r.text).toMatch(/another origin/);
+      expect(r.ok, r.text).toBe(true);
+      expect(notices(r)).toContain('The target is another origin (http://169.254.169.254): it is not reachable through connection');
+      expect(notices(r)).not.toContain('call http_request');
       // The one request is the redirecting one: no second hop went anywhere.
       expect(server.requests.length - before).toBe(1);
     }
   });
 
-  it('a write is never followed through a redirect: a 307 would re-send it to a path policy did not decide', async () => {
+  it('a write answered 307 is sent once and never re-sent to the Location; the agent is told the path to call', async () => {
     const before = echo.requests.length;
     const r = await call({ connection: 'api', method: 'POST', path: '/direct/moved', body: { a: 1 } });
-    expect(r.ok).toBe(false);
-    if (!r.ok) {
-      expect(r.error.code).toBe('http.redirect_refused');
-      expect(r.text).toMatch(/a write is never followed to another path/);
-    }
-    expect(echo.requests.slice(before).map((q) => q.rawPath)).toEqual(['/api/v1/direct/moved']);
+    expect(r.ok, r.text).toBe(true);
+    if (r.ok) expect(r.structured.rows[0]?.[0]).toBe(307);
+    // The new path is under /customers/**: that call would need approval, which policy decides then.
+    expect(notices(r)).toContain('call http_request with path "/customers/8"');
+    expect(echo.requests.slice(before).map((q) => [q.method, q.rawPath])).toEqual([['POST', '/api/v1/direct/moved']]);
   });
 
   it('masks JSON fields by selector and the rest by the detectors', async () => {
