@@ -17,12 +17,15 @@
 //      pg, server-postgres over stdio and `drawbridge serve --http` set-ups, one after another;
 //   8. what the observers cost a call (bench/observability.ts): in-process callTool with no
 //      observers, log + metrics, and log + metrics + tracing exporting over OTLP/HTTP, interleaved;
+//   9. per-call latency of a GET through the http_request backend (bench/http.ts): Node's fetch
+//      directly, node:http with a new connection per call, Drawbridge in process (callTool) and
+//      over stdio, interleaved round-robin, against a loopback node:http API;
 // then prints a Markdown report and writes it to bench/results.md.
 // Everything it starts is stopped and every temp dir removed, also on the hard
 // timeout (BENCH_TIMEOUT_S, default 480). BENCH_QUICK=1 runs far fewer calls (for
 // trying the harness, not for numbers). BENCH_ONLY=throughput runs section 7 alone and
 // replaces that section of bench/results.md, leaving the others as they were;
-// BENCH_ONLY=observability likewise for section 8.
+// BENCH_ONLY=observability likewise for section 8, BENCH_ONLY=http for section 9.
 // No assertions on timings anywhere.
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -75,6 +78,8 @@ import {
   type SshTarget,
 } from './ssh.js';
 import { maskingTable, maskingThroughput, scanWorkloads, type MaskingNumbers, type ScanNumbers } from './masking.js';
+import { fetchTarget, HTTP_HEADING, inProcessTarget, measureHttp, newConnectionTarget, renderHttp, startHttpBench, stdioTarget } from './http.js';
+import type { HttpBench, HttpNumbers, HttpTarget } from './http.js';
 import { measureObservability, OBSERVABILITY_HEADING, renderObservability, type ObservabilityNumbers } from './observability.js';
 import { profileJournalModes, profileStages, STAGES, type JournalModeProfile, type StageProfile } from './profile.js';
 import { BENCH_HASH_KEY, startBenchDatabase, stateDatabase, writeBenchConfig, type BenchDatabase } from './setup.js';
@@ -95,6 +100,7 @@ const KUBE_CALLS = QUICK ? 5 : 60;
 const SSH_WARMUP = QUICK ? 2 : 10;
 const SSH_CALLS = QUICK ? 5 : 100;
 const RESULTS = join(REPO_ROOT, 'bench', 'results.md');
+const HTTP_CALLS = QUICK ? { warmup: 10, calls: 30 } : { warmup: 50, calls: 500 };
 const OBSERVABILITY_CALLS = QUICK ? { warmup: 10, calls: 50 } : { warmup: 200, calls: 2_000 };
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
@@ -111,6 +117,7 @@ interface Report {
   readonly journal: JournalNumbers[];
   readonly kube: KubeNumbers;
   readonly ssh: SshNumbers;
+  readonly http: HttpNumbers;
   readonly throughput: ThroughputResult[];
   readonly concurrentJournal: ConcurrentJournalNumbers[];
   readonly seconds: number;
@@ -144,10 +151,12 @@ let kubeBench: KubeBench | null = null;
 const sshTargets: SshTarget[] = [];
 let sshBench: SshBench | null = null;
 let idp: TestIdp | null = null;
+const httpTargets: HttpTarget[] = [];
+let httpBench: HttpBench | null = null;
 
 function killChildren(): void {
   killThroughputChildren();
-  for (const t of [...targets, ...kubeTargets, ...sshTargets]) {
+  for (const t of [...targets, ...kubeTargets, ...sshTargets, ...httpTargets]) {
     if (t.pid === null) continue;
     try {
       process.kill(t.pid, 'SIGKILL');
@@ -158,7 +167,10 @@ function killChildren(): void {
 }
 
 async function cleanup(): Promise<void> {
-  await Promise.allSettled([...targets, ...kubeTargets, ...sshTargets].map((t) => t.close()));
+  await Promise.allSettled([...targets, ...kubeTargets, ...sshTargets, ...httpTargets].map((t) => t.close()));
+  httpTargets.length = 0;
+  if (httpBench) await httpBench.close().catch(() => undefined);
+  httpBench = null;
   killChildren();
   targets.length = 0;
   kubeTargets.length = 0;
@@ -256,6 +268,9 @@ async function main(): Promise<Report> {
   // 6. SSH.
   const ssh = await sshLatency();
 
+  // 9. http_request.
+  const http = await httpLatency();
+
   return {
     machine,
     postgres,
@@ -268,6 +283,7 @@ async function main(): Promise<Report> {
     journal,
     kube,
     ssh,
+    http,
     throughput,
     concurrentJournal,
     seconds: (performance.now() - started) / 1000,
@@ -346,6 +362,50 @@ async function observabilityOnly(): Promise<string> {
   } else {
     const at = previous.indexOf('## Masking throughput');
     next = at >= 0 ? `${previous.slice(0, at)}${section}\n${previous.slice(at)}` : `${previous}\n${section}`;
+  }
+  writeFileSync(RESULTS, next);
+  return section;
+}
+
+async function httpLatency(): Promise<HttpNumbers> {
+  const loadAverage = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(', ');
+  httpBench = await startHttpBench();
+  log(`http: loopback API at ${httpBench.url.href} (${httpBench.documentBytes}-byte JSON document)`);
+  httpTargets.push(fetchTarget(httpBench.url));
+  httpTargets.push(newConnectionTarget(httpBench.url));
+  httpTargets.push(await inProcessTarget(httpBench.configDir, 'file'));
+  httpTargets.push(await inProcessTarget(httpBench.configDir, 'memory'));
+  httpTargets.push(await stdioTarget(httpBench.configDir));
+  log(`http: GET, ${HTTP_CALLS.warmup} warm-up + ${HTTP_CALLS.calls} calls × ${httpTargets.length} targets`);
+  const latency = await measureHttp(httpTargets, HTTP_CALLS);
+  await Promise.allSettled(httpTargets.map((t) => t.close()));
+  httpTargets.length = 0;
+  const requests = httpBench.requests();
+  const documentBytes = httpBench.documentBytes;
+  await httpBench.close();
+  httpBench = null;
+  return { latency, ...HTTP_CALLS, documentBytes, requests, loadAverage };
+}
+
+/** BENCH_ONLY=http: section 9 alone, written over its section of bench/results.md (or appended). */
+async function httpOnly(): Promise<string> {
+  const machine = machineInfo();
+  log(`${machine.node} on ${machine.cpu} (${machine.cores} cores), http_request section only${QUICK ? ' — QUICK mode' : ''}`);
+  const section =
+    renderHttp(await httpLatency()) +
+    `\nMeasured alone by \`BENCH_ONLY=http npm run bench\` on ${machine.date} (${machine.cpu} × ${machine.cores}, Node ${machine.node}, ` +
+    `temp dir ${machine.tmpFs})${QUICK ? ' (**QUICK mode**)' : ''}; the other sections are from the full run above.\n`;
+  const previous = readFileSync(RESULTS, 'utf8');
+  const start = previous.indexOf(HTTP_HEADING);
+  let next: string;
+  if (start >= 0) {
+    const end = previous.indexOf('\n## ', start + HTTP_HEADING.length);
+    next = previous.slice(0, start) + section + (end >= 0 ? previous.slice(end) : '');
+  } else {
+    const at = previous.indexOf('\n## Notes');
+    next = at >= 0 ? `${previous.slice(0, at)}\n${section}${previous.slice(at)}` : `${previous.trimEnd()}\n\n${section}`;
   }
   writeFileSync(RESULTS, next);
   return section;
@@ -547,6 +607,7 @@ function render(r: Report): string {
   out.push('');
   renderKube(out, r.kube);
   renderSsh(out, r.ssh);
+  out.push(renderHttp(r.http));
   if (unexpectedMasking.size > 0) {
     out.push('', '## Notes', '', 'Content detectors masked values in `bench_rows` columns that hold no PII (false positives):', '');
     for (const line of unexpectedMasking) out.push(`- ${line}`);
@@ -724,8 +785,11 @@ try {
   } else if (ONLY === 'observability') {
     process.stdout.write(`${await observabilityOnly()}\n`);
     log(`wrote the observability section of ${RESULTS}`);
+  } else if (ONLY === 'http') {
+    process.stdout.write(`${await httpOnly()}\n`);
+    log(`wrote the http_request section of ${RESULTS}`);
   } else if (ONLY !== '') {
-    throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are throughput and observability`);
+    throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are throughput, observability and http`);
   } else {
     const report = await main();
     const markdown = render(report);

@@ -7,9 +7,10 @@
 import type { Backend } from './backend.js';
 import { kubernetes } from './kubernetes/index.js';
 import { postgres } from './postgres/index.js';
+import { http } from './http/index.js';
 import { ssh } from './ssh/index.js';
 
-export const BACKENDS: readonly Backend[] = [postgres, kubernetes, ssh];
+export const BACKENDS: readonly Backend[] = [postgres, kubernetes, ssh, http];
 
 export function backendForConnectionType(type: string, backends: readonly Backend[] = BACKENDS): Backend | undefined {
   return backends.find((b) => b.type === type);

@@ -135,7 +135,7 @@ describe('the generic core names no backend', () => {
    * only: the CLI's help examples come from the backends themselves, and the demo
    * with its throwaway PostgreSQL lives outside src/, in dev/.
    */
-  const VOCABULARY = /run_sql|kubectl|ssh|postgres/;
+  const VOCABULARY = /run_sql|kubectl|ssh|postgres|http_request/;
   const EXEMPT = ['src/backends/'];
   /**
    * PostgreSQL is also a state engine (state.url), which has nothing to do with the backend: the

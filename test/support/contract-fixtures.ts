@@ -1,6 +1,6 @@
 // One contract fixture per backend in BACKENDS, keyed by connection type: how
 // to start its system (the shared throwaway PostgreSQL, the in-process fake
-// Kubernetes API, a real sshd on loopback), its connections with a canary
+// Kubernetes API, a real sshd on loopback, a local HTTP API), its connections with a canary
 // credential, and the inputs the contract suite sends. A backend added to the
 // registry without an entry here fails test/backends/contract.test.ts.
 
@@ -14,6 +14,7 @@ import type { StructuredAnswer } from '../../src/pipeline/answer.js';
 import { canary, type ContractFixture, type RunningSystem } from './backend-contract.js';
 import { DEFAULT_EXEC_HANDLER, startFakeKube } from './fake-kube/server.js';
 import { freshDatabase, type FreshDatabase } from './fixtures.js';
+import { startRecordingServer } from './http-servers.js';
 import { freePort } from './net.js';
 import { SSH_KEYGEN_PATH, startSshd } from './sshd.js';
 
@@ -251,5 +252,80 @@ const ssh: ContractFixture = {
   start: startSsh,
 };
 
+// ---------------------------------------------------------------------------
+// HTTP: a local API that wants the canary bearer token (401 otherwise) and
+// reflects each request it accepts, headers included: the token the gateway
+// injected comes back in the body and must be scrubbed from the answer.
+
+const BIG_HTTP_BODY = 'x'.repeat(64 * 1024);
+
+async function startHttp(): Promise<RunningSystem> {
+  const token = canary('http');
+  const wrong = canary('http-wrong');
+  const server = await startRecordingServer((req, res, recorded) => {
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' });
+      res.end(JSON.stringify({ error: 'unauthorized', got: req.headers.authorization ?? null }));
+      return;
+    }
+    const path = new URL(recorded.rawPath, 'http://x').pathname;
+    if (path === '/big') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(BIG_HTTP_BODY);
+      return;
+    }
+    res.writeHead(path === '/' ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ method: recorded.method, path: recorded.rawPath, headers: recorded.headers }));
+  });
+  const closed = await freePort();
+  const body = (port: number, env: string, limits = '{ timeout: 5s }') =>
+    [
+      'type: http',
+      'description: contract API',
+      `base_url: http://127.0.0.1:${port}`,
+      `credential: { bearer: { env: ${env} } }`,
+      'networks: [127.0.0.1/32]',
+      `limits: ${limits}`,
+    ].join('\n');
+  return {
+    connections: {
+      main: body(server.port, 'HTTP_TOKEN'),
+      unreachable: body(closed, 'HTTP_TOKEN'),
+      rejected: body(server.port, 'HTTP_WRONG_TOKEN'),
+      capped: body(server.port, 'HTTP_TOKEN', '{ timeout: 5s, max_response_bytes: 1KiB }'),
+      capped_min: body(server.port, 'HTTP_TOKEN', '{ timeout: 5s, max_response_bytes: 1 }'),
+    },
+    env: { HTTP_TOKEN: token, HTTP_WRONG_TOKEN: wrong },
+    canaries: [token, wrong],
+    stop: () => server.close(),
+  };
+}
+
+const http: ContractFixture = {
+  type: 'http',
+  read: { method: 'GET', path: '/' },
+  refused: { args: { method: 'GET', path: '//evil.example/' }, code: 'http.path_invalid' },
+  denied: { args: { method: 'DELETE', path: '/items/1' }, operation: 'delete' },
+  missing: { args: { method: 'GET', path: '/contract/no/such/thing' }, code: null },
+  failing: [],
+  oversized: [
+    {
+      outcome: 'truncated',
+      name: 'max_response_bytes: 1KiB',
+      call: { connection: 'capped', args: { method: 'GET', path: '/big' } },
+      truncated: { reason: 'bytes', limit: 1024 },
+      measure: (answer) => cellBytes(answer, ['body']),
+    },
+    {
+      outcome: 'truncated',
+      name: 'max_response_bytes: 1',
+      call: { connection: 'capped_min', args: { method: 'GET', path: '/big' } },
+      truncated: { reason: 'bytes', limit: 1 },
+      measure: (answer) => cellBytes(answer, ['body']),
+    },
+  ],
+  start: startHttp,
+};
+
 /** The fixtures by connection type. */
-export const CONTRACT_FIXTURES: Readonly<Record<string, ContractFixture>> = Object.fromEntries([postgres, kubernetes, ssh].map((f) => [f.type, f]));
+export const CONTRACT_FIXTURES: Readonly<Record<string, ContractFixture>> = Object.fromEntries([postgres, kubernetes, ssh, http].map((f) => [f.type, f]));
