@@ -14,7 +14,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, requireBuiltCli, runInProcess, waitForOutput } from '../support/cli.js';
-import { freshDatabase, writeConfig, type FreshDatabase } from '../support/fixtures.js';
+import { freshDatabase, writeConfig, type FreshDatabase, READ_ONLY_POLICY } from '../support/fixtures.js';
 import { freePort } from '../support/net.js';
 import { startTestIdp, type TestIdp } from '../support/oidc.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.js';
@@ -24,12 +24,7 @@ const T1 = '0af7651916cd43dd8448eb211c80319c';
 const P1 = 'b7ad6b7169203331';
 const T2 = '4bf92f3577b34da6a3ce929d0e0e4736';
 const P2 = '00f067aa0ba902b7';
-const POLICY = `kind: policy
-rules:
-  - name: read
-    match: { tool: run_sql, access: read }
-    effect: allow
-`;
+const POLICY = READ_ONLY_POLICY;
 
 let db: FreshDatabase;
 let receiver: OtlpReceiver;

@@ -11,6 +11,7 @@ import { ConfigError, loadConfig, type ConfigProblem } from '../../src/config/lo
 import { containsInlineCredential, resolveSecret, secretRefSchema, type SecretRef } from '../../src/config/secrets.js';
 import { DrawbridgeError } from '../../src/errors.js';
 import { REPO_ROOT, runInProcess } from '../support/cli.js';
+import { READ_ONLY_POLICY } from '../support/fixtures.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -28,12 +29,7 @@ name: run_sql
 type: run_sql
 connections: [db]
 `;
-const POLICY = `kind: policy
-rules:
-  - name: read
-    match: { tool: run_sql, access: read }
-    effect: allow
-`;
+const POLICY = READ_ONLY_POLICY;
 
 /** Writes a config dir; keys are paths like `tools/db.yaml`. Defaults give a valid minimal config. */
 function configDir(files: Record<string, string>, defaults = true): string {

@@ -11,15 +11,11 @@ import { serveAdmin, type AdminListener } from '../../src/http/health.js';
 import { createReloadEndpoint } from '../../src/http/reload.js';
 import { createOidcVerifier } from '../../src/identity/oidc.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
+import { READ_ONLY_POLICY } from '../support/fixtures.js';
 
 const ACCOUNTS = { sam: { groups: ['sre'] }, alice: { groups: ['analysts'] } };
 
-const POLICY = `kind: policy
-rules:
-  - name: read
-    match: { tool: run_sql, access: read }
-    effect: allow
-`;
+const POLICY = READ_ONLY_POLICY;
 
 let h: HttpHarness<keyof typeof ACCOUNTS>;
 let admin: AdminListener;

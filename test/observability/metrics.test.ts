@@ -19,15 +19,11 @@ import type { CallEnd } from '../../src/pipeline/call-end.js';
 import type { ElicitAnswer } from '../../src/approval/approver.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
+import { READ_ONLY_POLICY } from '../support/fixtures.js';
 
 const ACCOUNTS = { alice: { groups: ['analysts'] } };
 
-const POLICY = `kind: policy
-rules:
-  - name: read
-    match: { tool: run_sql, access: read }
-    effect: allow
-`;
+const POLICY = READ_ONLY_POLICY;
 
 /** Samples of Prometheus text: `name{labels} value` lines, comments left out. */
 interface Sample {

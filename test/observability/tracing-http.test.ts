@@ -8,17 +8,13 @@ import { createTracing, type Tracing } from '../../src/observability/tracing.js'
 import { startHttpGateway, type HttpHarness } from '../support/http-gateway.js';
 import { messageOf, modernToolsCall } from '../support/mcp-2026.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
+import { READ_ONLY_POLICY } from '../support/fixtures.js';
 
 const T1 = '0af7651916cd43dd8448eb211c80319c';
 const P1 = 'b7ad6b7169203331';
 const T2 = '4bf92f3577b34da6a3ce929d0e0e4736';
 const P2 = '00f067aa0ba902b7';
-const POLICY = `kind: policy
-rules:
-  - name: read
-    match: { tool: run_sql, access: read }
-    effect: allow
-`;
+const POLICY = READ_ONLY_POLICY;
 
 let h: HttpHarness<'ann'>;
 let receiver: OtlpReceiver;

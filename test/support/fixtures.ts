@@ -169,6 +169,14 @@ masking:
 `;
 
 /** Writes tools/ and policies/ for a database URL (passed via env DB_URL) into a temp dir. */
+/** Reads of run_sql allowed, nothing else: the policy of tests about what surrounds a call, not about deciding it. */
+export const READ_ONLY_POLICY = `kind: policy
+rules:
+  - name: read
+    match: { tool: run_sql, access: read }
+    effect: allow
+`;
+
 /** The default policy, and writes that only the requester approves (in the client) for the group selfers. */
 export const SELF_APPROVED_POLICY = DEFAULT_POLICY.replace(
   'rules:\n',
